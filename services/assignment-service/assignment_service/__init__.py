@@ -1,0 +1,1 @@
+"""Salesflow assignment-service: reps, teams, territories, routing rules and explainable assignment decisions."""

@@ -1,0 +1,21 @@
+"""Wires assignment-service together: settings, routes, event handlers, migrations, background workers."""
+from pathlib import Path
+
+from salesflow_shared.app import ServiceDefinition
+
+from .config import Settings
+from .entrypoints.routes import router
+from .service_layer.handlers import EVENT_HANDLERS
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build_definition(settings: Settings | None = None) -> ServiceDefinition:
+    return ServiceDefinition(
+        name="assignment-service",
+        settings=settings or Settings(),
+        routers=[router],
+        migrations_path=MIGRATIONS,
+        event_handlers=EVENT_HANDLERS,
+        description="Reps, teams, territories, routing rules and explainable assignment decisions.",
+    )

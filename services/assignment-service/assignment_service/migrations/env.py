@@ -1,0 +1,4 @@
+from assignment_service.adapters.orm import metadata
+from salesflow_shared.migrations import run_alembic_env
+
+run_alembic_env(metadata)

@@ -1,0 +1,1 @@
+"""Salesflow lead-service: leads, contacts, companies, activities, web-form intake, scoring, enrichment."""

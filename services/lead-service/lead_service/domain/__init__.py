@@ -1,0 +1,1 @@
+"""lead-service's domain: plain classes and functions, no framework and no I/O."""

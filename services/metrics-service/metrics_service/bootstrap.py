@@ -1,0 +1,21 @@
+"""Wires metrics-service together: settings, routes, event handlers, migrations, background workers."""
+from pathlib import Path
+
+from salesflow_shared.app import ServiceDefinition
+
+from .config import Settings
+from .entrypoints.routes import router
+from .service_layer.handlers import EVENT_HANDLERS
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build_definition(settings: Settings | None = None) -> ServiceDefinition:
+    return ServiceDefinition(
+        name="metrics-service",
+        settings=settings or Settings(),
+        routers=[router],
+        migrations_path=MIGRATIONS,
+        event_handlers=EVENT_HANDLERS,
+        description="Read models and reports built only from events: funnel, win rate, forecast, coaching.",
+    )

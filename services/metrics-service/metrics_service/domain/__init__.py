@@ -1,0 +1,1 @@
+"""metrics-service's domain: plain classes and functions, no framework and no I/O."""

@@ -1,0 +1,1 @@
+"""Salesflow pipeline-service: pipelines, stages, goals, stage tasks, lead positions and history."""

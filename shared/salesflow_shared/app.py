@@ -1,0 +1,222 @@
+"""Assembling a service process: the FastAPI app, its lifespan and the objects that live as long as it.
+
+A service's `bootstrap.py` describes itself with a `ServiceDefinition` (settings, routers, event handler map,
+migrations, background workers); `create_service_app` turns that into a running app. In the embedded mode
+the run command passes one in-process bus to all five apps; otherwise each app connects to RabbitMQ.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from .auth import AdminPrincipal, TokenVerifier
+from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
+from .consumer import EventDispatcher, HandlerMap
+from .db import Database
+from .errors import NotFound, install_error_handlers
+from .logging import configure_logging
+from .middleware import BodySizeLimitMiddleware, CorrelationMiddleware
+from .migrations import run_migrations
+from .observability import ServiceMetrics, health_router, install_request_metrics
+from .outbox import OutboxRelay
+from .settings import ServiceSettings
+from .uow import UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+Worker = Callable[["ServiceContext"], Awaitable[None]]
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    settings: ServiceSettings
+    routers: Sequence[APIRouter]
+    migrations_path: Path
+    event_handlers: HandlerMap = field(default_factory=dict)
+    # Long-running loops (sweeps, schedulers) started with the process and cancelled at shutdown.
+    workers: Sequence[Worker] = ()
+    description: str = ""
+    version: str = "0.1.0"
+    # Anything else the service wants on its context (clients, clocks), built at start-up.
+    extras: Callable[["ServiceContext"], Awaitable[dict[str, Any]]] | None = None
+
+
+class ServiceContext:
+    """What one service process holds: settings, database, bus, relay, dispatcher and metrics."""
+
+    def __init__(self, definition: ServiceDefinition, bus: EventBus | None) -> None:
+        self.definition = definition
+        self.settings = definition.settings
+        self.name = definition.name
+        self.metrics = ServiceMetrics(definition.name)
+        self.database = Database(self.settings.resolved_database_url, pool_size=self.settings.db_pool_size)
+        self.owns_bus = bus is None
+        self.bus: EventBus = bus if bus is not None else self._make_bus()
+        self.relay = OutboxRelay(self.database, self.bus, self.metrics,
+                                 batch_size=self.settings.outbox_batch_size,
+                                 poll_interval_s=self.settings.outbox_poll_interval_s)
+        self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics)
+        self.extras: dict[str, Any] = {}
+        self._worker_tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def queue(self) -> str:
+        return f"{self.name}.events"
+
+    def _make_bus(self) -> EventBus:
+        on_parked = lambda queue: self.metrics.dead_lettered.labels(queue).inc()  # noqa: E731
+        if self.settings.amqp_url:
+            return RabbitBus(self.settings.amqp_url, exchange=self.settings.event_exchange,
+                             namespace=self.settings.bus_namespace, client_name=self.name, on_parked=on_parked)
+        return InMemoryBus(on_parked=on_parked)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.database, self.name, after_commit=self.relay.wake)
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await run_migrations(self.database, self.definition.migrations_path, self.name)
+        if self.owns_bus:
+            await self.bus.start()
+        if self.definition.extras is not None:
+            self.extras = await self.definition.extras(self)
+        if self.dispatcher.event_types:
+            await self.bus.subscribe(Subscription(
+                queue=self.queue, event_types=self.dispatcher.event_types,
+                callback=self.dispatcher.handle_message, retry_delays_ms=self.settings.retry_delays_ms,
+                prefetch=self.settings.consumer_prefetch))
+        self.relay.start()
+        for worker in self.definition.workers:
+            self._worker_tasks.append(asyncio.create_task(self._run_worker(worker), name=worker.__name__))
+        log.info("service_started", service=self.name, mode="embedded" if self.settings.embedded else "full")
+
+    async def _run_worker(self, worker: Worker) -> None:
+        while True:
+            try:
+                await worker(self)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker_crashed", worker=worker.__name__)
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        # Order matters: stop taking messages, let in-flight ones finish, flush the outbox, then close.
+        if self.owns_bus:
+            await self.bus.stop_consuming()
+        for task in self._worker_tasks:
+            task.cancel()
+        await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        self._worker_tasks.clear()
+        await self.relay.stop()
+        if self.owns_bus:
+            await self.bus.close()
+        for value in self.extras.values():
+            close = getattr(value, "aclose", None)
+            if close is not None:
+                await close()
+        await self.database.dispose()
+
+    async def readiness(self) -> dict[str, bool]:
+        return {"database": await self.database.ping(), "broker": self.bus.is_healthy()}
+
+    async def render_metrics(self) -> bytes:
+        try:
+            unsent, age = await self.relay.lag()
+            self.metrics.outbox_unsent.set(unsent)
+            self.metrics.outbox_oldest_age.set(age)
+        except Exception:  # metrics must render even when the database is down
+            pass
+        return self.metrics.render()
+
+
+def create_service_app(definition: ServiceDefinition, bus: EventBus | None = None) -> FastAPI:
+    settings = definition.settings
+    configure_logging(settings.log_level, settings.log_json)
+    context = ServiceContext(definition, bus)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await context.start()
+        try:
+            yield
+        finally:
+            await context.stop()
+
+    app = FastAPI(title=f"Salesflow {definition.name}", description=definition.description,
+                  version=definition.version, lifespan=lifespan)
+    app.state.context = context
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+    install_error_handlers(app)
+    install_request_metrics(app, context.metrics)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CorrelationMiddleware)
+    app.include_router(health_router(context.readiness, context.render_metrics))
+    app.include_router(dead_letter_router())
+    for router in definition.routers:
+        app.include_router(router)
+    return app
+
+
+def get_context(request: Request) -> ServiceContext:
+    return request.app.state.context
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    async with request.app.state.context.uow() as uow:
+        yield uow
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def dead_letter_router() -> APIRouter:
+    """Inspect and replay this service's parked messages (works for both buses).
+
+    An org's admin sees and replays only its own org's messages; operators use `salesflow dlq` for all.
+    """
+    router = APIRouter(prefix="/admin/dead-letters", tags=["admin"])
+
+    async def own_parked(context: ServiceContext, org_id: str, limit: int) -> list[Any]:
+        parked = await context.bus.list_parked(context.queue, limit=limit)
+        return [p for p in parked if _org_of(p.body) == org_id]
+
+    @router.get("", summary="Messages parked after their retries, with their last error")
+    async def list_dead_letters(context: ContextDep, principal: AdminPrincipal, limit: int = 100) -> dict[str, Any]:
+        parked = await own_parked(context, principal.org_id, min(max(limit, 1), 1000))
+        return {"items": [{"event_id": p.event_id, "event_type": p.event_type, "attempts": p.attempts,
+                           "last_error": p.last_error, "parked_at": p.parked_at} for p in parked]}
+
+    @router.post("/replay", summary="Send parked messages back to this service's queue")
+    async def replay(context: ContextDep, principal: AdminPrincipal, event_id: str | None = None) -> dict[str, int]:
+        wanted = [p.event_id for p in await own_parked(context, principal.org_id, 10_000)
+                  if event_id is None or p.event_id == event_id]
+        if event_id is not None and not wanted:
+            raise NotFound(f"no parked message with event id {event_id}")
+        count = 0
+        for parked_id in wanted:
+            count += await context.bus.replay_parked(context.queue, parked_id)
+        return {"replayed": count}
+
+    return router
+
+
+def _org_of(body: bytes) -> str | None:
+    try:
+        return json.loads(body).get("org_id")
+    except (ValueError, AttributeError):
+        return None

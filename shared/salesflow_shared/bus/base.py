@@ -1,0 +1,96 @@
+"""What every bus offers, whether RabbitMQ (full mode) or in-process (embedded mode).
+
+The semantics are the same: routing by event type to one queue per consuming service, an acknowledged
+delivery only after the handler succeeded, bounded retries with growing delays, then a dead-letter queue
+whose messages can be listed with their last error and replayed.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+MessageCallback = Callable[[bytes, dict[str, Any]], Awaitable[None]]
+
+ATTEMPT_HEADER = "x-salesflow-attempt"
+LAST_ERROR_HEADER = "x-salesflow-last-error"
+ROUTING_KEY_HEADER = "x-salesflow-routing-key"
+PARKED_AT_HEADER = "x-salesflow-parked-at"
+
+
+class PermanentFailure(Exception):
+    """A message that can never succeed (unparseable, unknown type): parked at once, not retried."""
+
+
+class Unroutable(Exception):
+    """The broker confirmed a message that no queue is bound to."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    event_id: str
+    event_type: str
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consuming service: its queue name, the event types it is bound to and its callback."""
+
+    queue: str
+    event_types: Sequence[str]
+    callback: MessageCallback
+    retry_delays_ms: Sequence[int] = (1000, 5000, 30000)
+    prefetch: int = 32
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    event_id: str | None
+    event_type: str | None
+    attempts: int
+    last_error: str | None
+    parked_at: str | None
+    body: bytes
+
+
+class EventBus(abc.ABC):
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, message: OutgoingMessage) -> None:
+        """Return only once the broker has taken responsibility for the message (confirm)."""
+
+    @abc.abstractmethod
+    async def subscribe(self, subscription: Subscription) -> None: ...
+
+    @abc.abstractmethod
+    async def stop_consuming(self) -> None:
+        """Stop taking new deliveries; those in flight finish (graceful shutdown)."""
+
+    @abc.abstractmethod
+    def is_healthy(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def list_parked(self, queue: str, limit: int = 100) -> list[ParkedMessage]: ...
+
+    @abc.abstractmethod
+    async def replay_parked(self, queue: str, event_id: str | None = None) -> int:
+        """Send parked messages (one, or all when event_id is None) back to their queue; return how many."""
+
+
+def now_iso() -> str:
+    return datetime.utcnow().isoformat(timespec="milliseconds") + "Z"
+
+
+def truncate_error(exc: BaseException, limit: int = 2000) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:limit]

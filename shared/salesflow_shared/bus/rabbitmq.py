@@ -1,0 +1,238 @@
+"""The RabbitMQ bus on aio-pika (full mode).
+
+Topology, all durable: the topic exchange `salesflow.events` (routing key = event type); per consuming
+service a quorum queue bound to the types it handles; per retry delay a classic queue whose message TTL
+dead-letters the message back into the service's queue (a queue per delay, so a long delay never holds up
+a short one); and a quorum dead-letter queue `<queue>.dlq` for parked messages. A failed message is first
+re-published (with confirms) to the retry or dead-letter queue and only then acked, so it is never lost
+and never acked as if done.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from .base import (ATTEMPT_HEADER, LAST_ERROR_HEADER, PARKED_AT_HEADER, ROUTING_KEY_HEADER, EventBus,
+                   OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, Unroutable, now_iso,
+                   truncate_error)
+
+log = structlog.get_logger(__name__)
+
+
+class RabbitBus(EventBus):
+    def __init__(self, url: str, *, exchange: str = "salesflow.events", namespace: str = "",
+                 client_name: str = "salesflow", publish_timeout_s: float = 15.0,
+                 on_parked: Any = None) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.exchange_name = namespace + exchange
+        self.client_name = client_name
+        self.publish_timeout_s = publish_timeout_s
+        self._on_parked = on_parked
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._publish_lock = asyncio.Lock()
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._consumer_channels: list[AbstractChannel] = []
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self.declared_queues: list[str] = []
+
+    def queue_name(self, queue: str) -> str:
+        return self.namespace + queue
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": self.client_name}, reconnect_interval=1.0)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=False)
+        self._exchange = await self._publish_channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+
+    async def close(self) -> None:
+        await self.stop_consuming()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    def is_healthy(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed and \
+            self._publish_channel is not None and not self._publish_channel.is_closed
+
+    async def publish(self, message: OutgoingMessage) -> None:
+        assert self._exchange is not None, "bus not started"
+        amqp_message = aio_pika.Message(
+            message.body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.event_id, type=message.event_type, correlation_id=message.correlation_id,
+            headers=dict(message.headers), timestamp=datetime.now(UTC), app_id=self.client_name,
+        )
+        result = await self._exchange.publish(amqp_message, routing_key=message.event_type, mandatory=True,
+                                              timeout=self.publish_timeout_s)
+        if not isinstance(result, aiormq.spec.Basic.Ack):
+            raise Unroutable(message.event_type)
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        assert self._connection is not None, "bus not started"
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=subscription.prefetch)
+        exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        main_name = self.queue_name(subscription.queue)
+        queue = await channel.declare_queue(main_name, durable=True, arguments={"x-queue-type": "quorum"})
+        for event_type in subscription.event_types:
+            await queue.bind(exchange, routing_key=event_type)
+        retry_names = []
+        for delay in subscription.retry_delays_ms:
+            name = f"{main_name}.retry.{delay}ms"
+            await channel.declare_queue(name, durable=True, arguments={
+                "x-queue-type": "classic", "x-message-ttl": int(delay),
+                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": main_name})
+            retry_names.append(name)
+        dlq_name = f"{main_name}.dlq"
+        await channel.declare_queue(dlq_name, durable=True, arguments={"x-queue-type": "quorum"})
+        self.declared_queues.extend([main_name, *retry_names, dlq_name])
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.add(task)
+            try:
+                await self._handle(channel, message, subscription, retry_names, dlq_name)
+            finally:
+                if task is not None:
+                    self._in_flight.discard(task)
+
+        tag = await queue.consume(on_message, no_ack=False)
+        self._consumers.append((queue, tag))
+        self._consumer_channels.append(channel)
+
+    async def _handle(self, channel: AbstractChannel, message: AbstractIncomingMessage,
+                      subscription: Subscription, retry_names: list[str], dlq_name: str) -> None:
+        headers: dict[str, Any] = dict(message.headers or {})
+        routing_key = headers.get(ROUTING_KEY_HEADER) or message.routing_key
+        headers[ROUTING_KEY_HEADER] = routing_key
+        try:
+            await subscription.callback(message.body, headers)
+        except Exception as exc:  # the handler failed: retry later or park, never drop
+            attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
+            permanent = isinstance(exc, PermanentFailure)
+            park = permanent or attempt > len(retry_names)
+            target = dlq_name if park else retry_names[attempt - 1]
+            headers.update({ATTEMPT_HEADER: attempt, LAST_ERROR_HEADER: truncate_error(exc)})
+            if park:
+                headers[PARKED_AT_HEADER] = now_iso()
+            log.warning("event_handling_failed", queue=subscription.queue, attempt=attempt, parked=park,
+                        error=headers[LAST_ERROR_HEADER], message_id=message.message_id)
+            try:
+                await channel.default_exchange.publish(_copy(message, headers), routing_key=target,
+                                                       timeout=self.publish_timeout_s)
+            except Exception:
+                # Could not hand it on: give it back to the broker rather than lose it.
+                await message.nack(requeue=True)
+                return
+            await message.ack()
+            if park and self._on_parked is not None:
+                self._on_parked(subscription.queue)
+        else:
+            await message.ack()
+
+    async def stop_consuming(self) -> None:
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception:  # the channel may already be gone; nothing left to cancel
+                pass
+        self._consumers.clear()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight), timeout=30)
+        for channel in self._consumer_channels:
+            try:
+                await channel.close()
+            except Exception:
+                pass
+        self._consumer_channels.clear()
+
+    async def list_parked(self, queue: str, limit: int = 100) -> list[ParkedMessage]:
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        parked: list[ParkedMessage] = []
+        try:
+            dlq = await channel.declare_queue(f"{self.queue_name(queue)}.dlq", passive=True)
+            for _ in range(limit):
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                parked.append(_parked(message))
+        finally:
+            # Closing the channel returns every message we peeked at to the dead-letter queue.
+            await channel.close()
+        return parked
+
+    async def replay_parked(self, queue: str, event_id: str | None = None) -> int:
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=True)
+        main_name = self.queue_name(queue)
+        replayed = 0
+        try:
+            dlq = await channel.declare_queue(f"{main_name}.dlq", passive=True)
+            waiting = dlq.declaration_result.message_count
+            for _ in range(waiting):
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                if event_id is not None and message.message_id != event_id:
+                    continue  # left unacked: back in the dead-letter queue when the channel closes
+                headers = {k: v for k, v in (message.headers or {}).items()
+                           if k not in (ATTEMPT_HEADER, LAST_ERROR_HEADER, PARKED_AT_HEADER)}
+                await channel.default_exchange.publish(_copy(message, headers), routing_key=main_name)
+                await message.ack()
+                replayed += 1
+        finally:
+            await channel.close()
+        return replayed
+
+    async def delete_topology(self) -> None:
+        """Remove this bus's queues and exchange (tests use a namespace and clean up after themselves)."""
+        if self._connection is None:
+            return
+        channel = await self._connection.channel()
+        for name in self.declared_queues:
+            try:
+                await channel.queue_delete(name)
+            except Exception:
+                channel = await self._connection.channel()
+        try:
+            await channel.exchange_delete(self.exchange_name)
+        except Exception:
+            pass
+        await channel.close()
+
+
+def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body, headers=headers, content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message.message_id, type=message.type,
+        correlation_id=message.correlation_id, timestamp=message.timestamp, app_id=message.app_id,
+    )
+
+
+def _parked(message: AbstractIncomingMessage) -> ParkedMessage:
+    headers = message.headers or {}
+    return ParkedMessage(
+        event_id=message.message_id, event_type=message.type, attempts=int(headers.get(ATTEMPT_HEADER, 0)),
+        last_error=_text(headers.get(LAST_ERROR_HEADER)), parked_at=_text(headers.get(PARKED_AT_HEADER)),
+        body=message.body,
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+__all__ = ["RabbitBus", "PermanentFailure"]

@@ -1,0 +1,87 @@
+"""Dispatching consumed events to a service's handlers, each in its own transaction with the inbox.
+
+A service registers its handlers in one explicit map, `EVENT_HANDLERS = {"LeadCreated": [on_lead_created]}`.
+Each handler gets the typed event data, the envelope and a unit of work; it must not commit (the
+dispatcher commits after the handler returns, together with the inbox row and any events it published).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from .bus import PermanentFailure
+from .events import Envelope, EventData, parse_data
+from .events.catalogue import UnknownEventType
+from .inbox import claim_event
+from .logging import causation_id_var, correlation_id_var, traceparent_var
+from .observability import ServiceMetrics
+from .uow import UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[EventData, Envelope, UnitOfWork], Awaitable[None]]
+HandlerMap = Mapping[str, Sequence[EventHandler]]
+
+
+def handler_name(handler: EventHandler) -> str:
+    return f"{handler.__module__}.{getattr(handler, '__qualname__', repr(handler))}"
+
+
+class EventDispatcher:
+    def __init__(self, handlers: HandlerMap, uow_factory: Callable[[], UnitOfWork],
+                 metrics: ServiceMetrics | None = None) -> None:
+        self.handlers = handlers
+        self.uow_factory = uow_factory
+        self.metrics = metrics
+
+    @property
+    def event_types(self) -> list[str]:
+        return [t for t, hs in self.handlers.items() if hs]
+
+    async def handle_message(self, body: bytes, headers: Mapping[str, Any]) -> None:
+        try:
+            envelope = Envelope.from_json(body)
+            data = parse_data(envelope)
+        except (ValidationError, UnknownEventType, ValueError) as exc:
+            raise PermanentFailure(f"unreadable event: {exc}") from exc
+        await self.dispatch(envelope, data, traceparent=_text(headers.get("traceparent")))
+
+    async def dispatch(self, envelope: Envelope, data: EventData | None = None, *,
+                       traceparent: str | None = None) -> None:
+        data = data if data is not None else parse_data(envelope)
+        tokens = (correlation_id_var.set(envelope.correlation_id or str(envelope.id)),
+                  causation_id_var.set(str(envelope.id)), traceparent_var.set(traceparent))
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), event_type=envelope.type,
+                                                         org_id=envelope.org_id,
+                                                         correlation_id=envelope.correlation_id):
+                outcome = "duplicate"
+                for handler in self.handlers.get(envelope.type, ()):
+                    async with self.uow_factory() as uow:
+                        if not await claim_event(uow.session, handler_name(handler), envelope):
+                            continue
+                        await handler(data, envelope, uow)
+                        await uow.commit()
+                        outcome = "ok"
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            correlation_id_var.reset(tokens[0])
+            causation_id_var.reset(tokens[1])
+            traceparent_var.reset(tokens[2])
+            if self.metrics:
+                self.metrics.messages_handled.labels(envelope.type, outcome).inc()
+                self.metrics.message_latency.labels(envelope.type).observe(time.perf_counter() - started)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)

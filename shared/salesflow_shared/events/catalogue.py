@@ -1,0 +1,380 @@
+"""The event catalogue of DESIGN.md as versioned Pydantic models.
+
+Each event type has a data model per version; `EVENT_CATALOGUE[(type, version)]` finds it. Producers build
+events with `make_event(SomeEventV1(...), ...)`, which validates the data; consumers call
+`parse_data(envelope)` to get the typed model back. Consumers ignore fields they do not know, so a producer
+may add optional fields within a version; removing or retyping a field needs a new version.
+Money travels as a decimal string plus an ISO 4217 currency; times are UTC.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .envelope import Envelope, build_envelope
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    event_type: ClassVar[str]
+    event_version: ClassVar[int] = 1
+    producer: ClassVar[str]
+    description: ClassVar[str]
+
+
+Money = Decimal  # serialised as a string by pydantic's JSON mode
+
+
+# ---------------------------------------------------------------- lead-service
+class ContactData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    contact_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    title: str | None = None
+
+
+class CompanyData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    company_id: str | None = None
+    name: str | None = None
+    domain: str | None = None
+    size: str | None = None
+    industry: str | None = None
+
+
+LeadStatus = Literal["open", "qualified", "disqualified", "nurturing", "won", "lost"]
+
+
+class LeadSnapshot(BaseModel):
+    """What other services may know of a lead: its state right after the change."""
+
+    model_config = ConfigDict(extra="ignore")
+    lead_id: str
+    contact: ContactData = Field(default_factory=ContactData)
+    company: CompanyData = Field(default_factory=CompanyData)
+    country: str | None = None
+    region: str | None = None
+    postcode: str | None = None
+    timezone: str | None = None
+    language: str | None = None
+    product_line: str | None = None
+    value: Money | None = None
+    currency: str | None = None
+    source: str | None = None
+    utm: dict[str, str] = Field(default_factory=dict)
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    status: LeadStatus = "open"
+    owner_id: str | None = None
+    team_id: str | None = None
+    score: int | None = None
+    form_id: str | None = None
+    created_at: datetime | None = None
+
+
+class LeadCreatedV1(EventData):
+    event_type = "LeadCreated"
+    producer = "lead-service"
+    description = "A lead was accepted (web form, import or API)."
+    lead: LeadSnapshot
+
+
+class LeadUpdatedV1(EventData):
+    event_type = "LeadUpdated"
+    producer = "lead-service"
+    description = "A lead's fields changed; `changed` names them (e.g. 'value', 'contact.email', 'score')."
+    lead: LeadSnapshot
+    changed: list[str] = Field(default_factory=list)
+    cause: str | None = None  # edit, form_resubmitted, enrichment, import, rescoring, assignment
+
+
+class LeadDisqualifiedV1(EventData):
+    event_type = "LeadDisqualified"
+    producer = "lead-service"
+    description = "A lead was disqualified; it leaves its pipeline and sequences."
+    lead_id: str
+    reason: str
+    owner_id: str | None = None
+
+
+class LeadErasedV1(EventData):
+    event_type = "LeadErased"
+    producer = "lead-service"
+    description = "A lead's personal data was removed; every service scrubs its copy."
+    lead_id: str
+
+
+ActivityKind = Literal["call", "email", "meeting", "demo", "proposal", "note"]
+
+
+class ActivityLoggedV1(EventData):
+    event_type = "ActivityLogged"
+    producer = "lead-service"
+    description = "A call, email, meeting, demo, proposal or note was logged against a lead."
+    activity_id: str
+    lead_id: str
+    kind: ActivityKind
+    rep_id: str | None = None
+    occurred_at: datetime
+    duration_seconds: int | None = None
+    outcome: str | None = None
+    subject: str | None = None
+    source: str = "rep"  # rep, form, sequence
+
+
+# ---------------------------------------------------------------- assignment-service
+class LeadRoutedV1(EventData):
+    event_type = "LeadRouted"
+    producer = "assignment-service"
+    description = "The pipeline for a lead was chosen, with the rule and the reason."
+    lead_id: str
+    pipeline_id: str
+    rule_id: str | None = None
+    rule_set_version: int | None = None
+    territory_id: str | None = None
+    trigger: str = "lead_created"
+    reason: str
+
+
+class LeadAssignedV1(EventData):
+    event_type = "LeadAssigned"
+    producer = "assignment-service"
+    description = "The owner (rep or team) of a lead was chosen, with rule, candidates and reason."
+    lead_id: str
+    owner_id: str | None = None
+    team_id: str | None = None
+    previous_owner_id: str | None = None
+    territory_id: str | None = None
+    rule_id: str | None = None
+    rule_set_version: int | None = None
+    strategy: str | None = None
+    candidates: list[str] = Field(default_factory=list)
+    trigger: str = "lead_created"  # lead_created, stage_entry, lead_won, manual, bulk, lead_updated
+    reason: str
+    decision_id: str | None = None
+
+
+# ---------------------------------------------------------------- pipeline-service
+StageReason = Literal["entry", "goal_met", "manual", "reopened"]
+
+
+class StageAdvancedV1(EventData):
+    event_type = "StageAdvanced"
+    producer = "pipeline-service"
+    description = "A lead entered a stage (from → to) by entry, goal met, manual move or reopening."
+    lead_id: str
+    pipeline_id: str
+    from_stage_id: str | None = None
+    to_stage_id: str
+    to_stage_name: str
+    to_stage_position: int
+    is_ask_stage: bool = False
+    win_probability: Decimal | None = None
+    reason: StageReason
+    triggering_event_id: str | None = None
+    moved_by: str | None = None
+    note: str | None = None
+    owner_id: str | None = None
+    entered_at: datetime
+
+
+TaskType = Literal["call", "email", "meeting", "demo", "todo"]
+
+
+class TaskCreatedV1(EventData):
+    event_type = "TaskCreated"
+    producer = "pipeline-service"
+    description = "A stage task was created for a lead."
+    task_id: str
+    lead_id: str
+    pipeline_id: str | None = None
+    stage_id: str | None = None
+    title: str
+    task_type: TaskType = "todo"
+    required: bool = False
+    due_at: datetime | None = None
+    assignee_id: str | None = None
+
+
+class TaskCompletedV1(EventData):
+    event_type = "TaskCompleted"
+    producer = "pipeline-service"
+    description = "A task was completed."
+    task_id: str
+    lead_id: str
+    stage_id: str | None = None
+    required: bool = False
+    assignee_id: str | None = None
+    completed_by: str | None = None
+    completed_at: datetime
+
+
+class TaskSkippedV1(EventData):
+    event_type = "TaskSkipped"
+    producer = "pipeline-service"
+    description = "An open task was skipped because its stage's goal was met or the lead left the stage."
+    task_id: str
+    lead_id: str
+    stage_id: str | None = None
+    assignee_id: str | None = None
+    reason: str
+
+
+class TaskOverdueV1(EventData):
+    event_type = "TaskOverdue"
+    producer = "pipeline-service"
+    description = "An open task passed its due time (emitted once per task)."
+    task_id: str
+    lead_id: str
+    stage_id: str | None = None
+    title: str | None = None
+    required: bool = False
+    assignee_id: str | None = None
+    due_at: datetime
+
+
+class LeadWonV1(EventData):
+    event_type = "LeadWon"
+    producer = "pipeline-service"
+    description = "A lead was won; the customer is handed over to account management."
+    lead_id: str
+    pipeline_id: str
+    stage_id: str | None = None
+    value: Money | None = None
+    currency: str | None = None
+    owner_id: str | None = None
+    won_at: datetime
+
+
+class LeadLostV1(EventData):
+    event_type = "LeadLost"
+    producer = "pipeline-service"
+    description = "A lead was lost; it goes to nurturing until its re-engage date."
+    lead_id: str
+    pipeline_id: str
+    stage_id: str | None = None
+    reason: str
+    owner_id: str | None = None
+    lost_at: datetime
+    reengage_at: datetime | None = None
+
+
+class LeadReopenedV1(EventData):
+    event_type = "LeadReopened"
+    producer = "pipeline-service"
+    description = "A lost (nurtured) lead re-entered its pipeline."
+    lead_id: str
+    pipeline_id: str
+    reopened_at: datetime
+
+
+# ---------------------------------------------------------------- notification-service
+class EmailSentV1(EventData):
+    event_type = "EmailSent"
+    producer = "notification-service"
+    description = "An email was accepted by the SMTP relay."
+    delivery_id: str
+    lead_id: str | None = None
+    recipient_kind: Literal["prospect", "rep"] = "prospect"
+    rep_id: str | None = None
+    template_id: str | None = None
+    sequence_id: str | None = None
+    step: int | None = None
+    message_id: str
+    sent_at: datetime
+
+
+class EmailFailedV1(EventData):
+    event_type = "EmailFailed"
+    producer = "notification-service"
+    description = "An email could not be rendered or sent."
+    delivery_id: str
+    lead_id: str | None = None
+    recipient_kind: Literal["prospect", "rep"] = "prospect"
+    template_id: str | None = None
+    sequence_id: str | None = None
+    step: int | None = None
+    error: str
+    permanent: bool = True
+
+
+class ContactSyncedV1(EventData):
+    event_type = "ContactSynced"
+    producer = "notification-service"
+    description = "A lead's contact was synced to a Mailchimp list."
+    delivery_id: str
+    lead_id: str
+    list_id: str
+    action: Literal["subscribed", "unsubscribed", "archived", "tagged"]
+    tags: list[str] = Field(default_factory=list)
+    outcome: Literal["ok", "failed"] = "ok"
+    error: str | None = None
+
+
+class RepNotifiedV1(EventData):
+    event_type = "RepNotified"
+    producer = "notification-service"
+    description = "A rep was told of something: assignment, task due/overdue, milestone."
+    delivery_id: str
+    rep_id: str
+    lead_id: str | None = None
+    reason: str  # lead_assigned, task_due, task_overdue, milestone
+    milestone_rule_id: str | None = None
+    channel: Literal["email", "webhook"] = "email"
+
+
+# ---------------------------------------------------------------- metrics-service
+class ForecastSnapshottedV1(EventData):
+    event_type = "ForecastSnapshotted"
+    producer = "metrics-service"
+    description = "A forecast was frozen at a period's start, for accuracy later."
+    snapshot_id: str
+    period: Literal["month", "quarter", "year"]
+    period_start: datetime
+    period_end: datetime
+    scope: Literal["org", "team", "rep"]
+    scope_id: str | None = None
+    currency: str | None = None
+    won_so_far: Money
+    weighted_by_stage: Money
+    weighted_by_history: Money
+    best_case: Money
+
+
+ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
+    LeadCreatedV1, LeadUpdatedV1, LeadDisqualifiedV1, LeadErasedV1, ActivityLoggedV1,
+    LeadRoutedV1, LeadAssignedV1,
+    StageAdvancedV1, TaskCreatedV1, TaskCompletedV1, TaskSkippedV1, TaskOverdueV1,
+    LeadWonV1, LeadLostV1, LeadReopenedV1,
+    EmailSentV1, EmailFailedV1, ContactSyncedV1, RepNotifiedV1,
+    ForecastSnapshottedV1,
+)
+EVENT_CATALOGUE: dict[tuple[str, int], type[EventData]] = {
+    (m.event_type, m.event_version): m for m in ALL_EVENT_MODELS
+}
+EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(m.event_type for m in ALL_EVENT_MODELS))
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def make_event(data: EventData, *, org_id: str, subject_id: str, subject_version: int = 1,
+               occurred_at: datetime | None = None, producer: str | None = None) -> Envelope:
+    return build_envelope(
+        data.event_type, data.model_dump(mode="json"), org_id=org_id, producer=producer or data.producer,
+        subject_id=subject_id, subject_version=subject_version, version=data.event_version,
+        occurred_at=occurred_at,
+    )
+
+
+def parse_data(envelope: Envelope) -> EventData:
+    model = EVENT_CATALOGUE.get((envelope.type, envelope.version))
+    if model is None:
+        raise UnknownEventType(f"{envelope.type} v{envelope.version}")
+    return model.model_validate(envelope.data)

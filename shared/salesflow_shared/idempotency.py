@@ -1,0 +1,77 @@
+"""`Idempotency-Key` on POST: same key + same body → the same response and no second effect;
+same key + another body → 409 (DESIGN.md, HTTP conventions).
+
+The key row is inserted (ON CONFLICT DO NOTHING) in the request's own transaction before any work, and the
+response is stored in it before commit. A concurrent request with the same key waits on the unique index
+until the first commits, then finds the stored response: the unique constraint, not a prior read, decides.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .errors import Conflict, ValidationFailed
+from .events import utcnow
+from .inbox import dialect_insert
+from .infra_tables import idempotency_table as table
+
+MAX_KEY_LENGTH = 255
+
+
+class IdempotentRequest:
+    def __init__(self, key: str | None, method: str, path: str) -> None:
+        self.key = key
+        self.method = method
+        self.path = path
+        self._scope: str | None = None
+        self._org_id: str | None = None
+
+    async def begin(self, session: AsyncSession, *, org_id: str, scope: str, payload: Any) -> JSONResponse | None:
+        """Return the stored response of an earlier identical request, or None to go ahead."""
+        if not self.key:
+            return None
+        fingerprint = hashlib.sha256(json.dumps([self.method, self.path, payload], sort_keys=True,
+                                                default=str).encode()).hexdigest()
+        insert = dialect_insert(session)
+        result = await session.execute(insert(table).values(
+            org_id=org_id, scope=scope, key=self.key, fingerprint=fingerprint, created_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=["org_id", "scope", "key"]))
+        self._scope, self._org_id = scope, org_id
+        if result.rowcount == 1:
+            return None
+        row = (await session.execute(select(table).where(
+            table.c.org_id == org_id, table.c.scope == scope, table.c.key == self.key))).one()
+        if row.fingerprint != fingerprint:
+            raise Conflict("Idempotency-Key was already used with a different request body")
+        if row.status_code is None:
+            raise Conflict("a request with this Idempotency-Key is still in progress")
+        headers = dict(row.response_headers or {})
+        headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(row.response_body, status_code=row.status_code, headers=headers)
+
+    async def complete(self, session: AsyncSession, *, status_code: int, body: Any,
+                       headers: dict[str, str] | None = None) -> JSONResponse:
+        """Store the response (in the open transaction) and return it."""
+        if self.key and self._scope is not None:
+            await session.execute(update(table).where(
+                table.c.org_id == self._org_id, table.c.scope == self._scope, table.c.key == self.key,
+            ).values(status_code=status_code, response_body=body, response_headers=headers or {}))
+        return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+async def idempotency_key(request: Request) -> IdempotentRequest:
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        key = key.strip()
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise ValidationFailed.single("Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")
+    return IdempotentRequest(key, request.method, request.url.path)
+
+
+IdempotencyDep = Annotated[IdempotentRequest, Depends(idempotency_key)]

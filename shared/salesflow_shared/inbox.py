@@ -1,0 +1,27 @@
+"""The inbox: a unique `(handler, event_id)` row written in the handler's transaction.
+
+No check-then-insert: the insert itself, with ON CONFLICT DO NOTHING, says whether this delivery is the
+first. A concurrent duplicate waits on the unique index until the first commits, then inserts nothing.
+"""
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .events import Envelope, utcnow
+from .infra_tables import inbox_table
+
+
+def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    name = session.bind.dialect.name if session.bind is not None else "postgresql"
+    return sqlite.insert if name == "sqlite" else postgresql.insert
+
+
+async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -> bool:
+    """Record that `handler` handles this event now; False when it already has (a redelivery)."""
+    insert = dialect_insert(session)
+    statement = insert(inbox_table).values(
+        handler=handler, event_id=str(envelope.id), event_type=envelope.type, processed_at=utcnow(),
+    ).on_conflict_do_nothing(index_elements=["handler", "event_id"])
+    result = await session.execute(statement)
+    return result.rowcount == 1

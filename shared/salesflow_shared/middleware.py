@@ -1,0 +1,102 @@
+"""ASGI middleware every service installs: correlation id and a cap on request body size."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import PROBLEM_CONTENT_TYPE, PayloadTooLarge
+from .logging import correlation_id_var, traceparent_var
+
+CORRELATION_HEADER = b"x-correlation-id"
+
+
+class CorrelationMiddleware:
+    """Take `X-Correlation-ID` (or make one), bind it for logs and events, and echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        raw = headers.get(CORRELATION_HEADER, b"").decode("latin-1").strip()[:100]
+        correlation_id = raw or str(uuid.uuid4())
+        traceparent = headers.get(b"traceparent", b"").decode("latin-1") or None
+        tokens = (correlation_id_var.set(correlation_id), traceparent_var.set(traceparent))
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(CORRELATION_HEADER, correlation_id.encode())]
+            await send(message)
+
+        try:
+            with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+                await self.app(scope, receive, send_with_header)
+        finally:
+            correlation_id_var.reset(tokens[0])
+            traceparent_var.reset(tokens[1])
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies above `max_bytes` with 413 problem+json, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_413(send, self.max_bytes)
+            return
+        received = 0
+        too_large = False
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise PayloadTooLarge(f"the request body exceeds {self.max_bytes} bytes")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except PayloadTooLarge:
+            if not response_started:
+                await _send_413(send, self.max_bytes)
+        except Exception:
+            if too_large and not response_started:
+                await _send_413(send, self.max_bytes)
+            else:
+                raise
+
+
+async def _send_413(send: Send, max_bytes: int) -> None:
+    import json
+
+    body = json.dumps({"type": "urn:salesflow:problem:payload-too-large", "title": "Payload too large",
+                       "status": 413, "detail": f"the request body exceeds {max_bytes} bytes"}).encode()
+    headers: list[Any] = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                          (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,83 @@
+"""Prometheus metrics and the health endpoints every service serves.
+
+Each app gets its own registry, so the embedded mode (five apps in one process) still gives each service a
+`/metrics` of its own.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ServiceMetrics:
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter("salesflow_http_requests_total", "HTTP requests handled",
+                                     ["method", "route", "status"], registry=r)
+        self.http_latency = Histogram("salesflow_http_request_duration_seconds", "HTTP request latency",
+                                      ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.messages_handled = Counter("salesflow_messages_handled_total", "Events handled by outcome",
+                                        ["event_type", "outcome"], registry=r)
+        self.message_latency = Histogram("salesflow_message_handling_seconds", "Event handling duration",
+                                         ["event_type"], buckets=LATENCY_BUCKETS, registry=r)
+        self.events_published = Counter("salesflow_events_published_total", "Events published by the relay",
+                                        ["event_type"], registry=r)
+        self.publish_failures = Counter("salesflow_outbox_publish_failures_total",
+                                        "Outbox publish attempts that failed", registry=r)
+        self.dead_lettered = Counter("salesflow_messages_dead_lettered_total", "Messages parked",
+                                     ["queue"], registry=r)
+        self.outbox_unsent = Gauge("salesflow_outbox_unsent", "Outbox rows not yet published", registry=r)
+        self.outbox_oldest_age = Gauge("salesflow_outbox_oldest_unsent_age_seconds",
+                                       "Age of the oldest unpublished outbox row", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def install_request_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            # The route template, not the raw path, keeps the label set small.
+            path = getattr(route, "path", "unmatched")
+            metrics.http_requests.labels(request.method, path, str(status)).inc()
+            metrics.http_latency.labels(request.method, path).observe(time.perf_counter() - started)
+
+
+def health_router(readiness: Callable[[], Awaitable[dict[str, bool]]],
+                  render_metrics: Callable[[], Awaitable[bytes]]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="The database and the broker are reachable",
+                responses={503: {"description": "A dependency is not reachable"}})
+    async def readyz() -> Any:
+        checks = await readiness()
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(await render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,136 @@
+"""The outbox relay: publishes committed events with confirms, marks them sent only after the confirm.
+
+Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas never publish the same row at once;
+the lock is held while the batch is published and released by the commit that marks it sent. A crash
+between the confirm and that commit publishes the batch again later: consumers absorb it (inbox).
+The relay is woken right after a commit that wrote events, and polls as a safety net.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import structlog
+from sqlalchemy import func, select, update
+
+from .bus import EventBus, OutgoingMessage, Unroutable
+from .db import Database
+from .events import utcnow
+from .infra_tables import outbox_table
+from .observability import ServiceMetrics
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(self, database: Database, bus: EventBus, metrics: ServiceMetrics | None = None, *,
+                 batch_size: int = 200, poll_interval_s: float = 1.0, max_backoff_s: float = 5.0) -> None:
+        self.database = database
+        self.bus = bus
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.max_backoff_s = max_backoff_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # Test seam: called after the batch is confirmed and before it is marked sent (a crash point).
+        self.after_publish_hook: Callable[[list[str]], None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            self._task = None
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                published = await self.publish_pending()
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.metrics:
+                    self.metrics.publish_failures.inc()
+                log.warning("outbox_publish_failed", error=str(exc)[:300])
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            if published >= self.batch_size:
+                continue  # more may be waiting: no sleep
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; return how many rows were marked sent."""
+        async with self.database.session() as session, session.begin():
+            rows = (await session.execute(
+                select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
+                       outbox_table.c.payload, outbox_table.c.headers)
+                .where(outbox_table.c.published_at.is_(None))
+                .order_by(outbox_table.c.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            )).all()
+            if not rows:
+                return 0
+            messages = [OutgoingMessage(event_id=r.event_id, event_type=r.event_type, body=r.payload.encode(),
+                                        headers=dict(r.headers or {}),
+                                        correlation_id=json.loads(r.payload).get("correlation_id"))
+                        for r in rows]
+            results = await asyncio.gather(*(self.bus.publish(m) for m in messages), return_exceptions=True)
+            sent_ids, failed = [], []
+            for row, message, result in zip(rows, messages, results):
+                if result is None or isinstance(result, Unroutable):
+                    if isinstance(result, Unroutable):
+                        log.info("event_unroutable", event_type=message.event_type, event_id=message.event_id)
+                    sent_ids.append(row.id)
+                    if self.metrics:
+                        self.metrics.events_published.labels(message.event_type).inc()
+                else:
+                    failed.append((row.id, result))
+            if self.after_publish_hook is not None:
+                self.after_publish_hook([m.event_id for m in messages])
+            now = utcnow()
+            if sent_ids:
+                await session.execute(update(outbox_table).where(outbox_table.c.id.in_(sent_ids))
+                                      .values(published_at=now))
+            for row_id, error in failed:
+                await session.execute(update(outbox_table).where(outbox_table.c.id == row_id).values(
+                    attempts=outbox_table.c.attempts + 1, last_error=str(error)[:1000]))
+            if failed:
+                if self.metrics:
+                    self.metrics.publish_failures.inc(len(failed))
+                if not sent_ids:
+                    raise failed[0][1]
+            return len(sent_ids)
+
+    async def lag(self) -> tuple[int, float]:
+        """How many rows wait to be published, and the age in seconds of the oldest."""
+        async with self.database.session() as session:
+            count, oldest = (await session.execute(
+                select(func.count(), func.min(outbox_table.c.created_at))
+                .where(outbox_table.c.published_at.is_(None)))).one()
+        age = 0.0
+        if oldest is not None:
+            if oldest.tzinfo is None:  # SQLite returns naive datetimes
+                oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+            age = max(0.0, (utcnow() - oldest).total_seconds())
+        return int(count), age

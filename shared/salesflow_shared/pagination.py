@@ -1,0 +1,50 @@
+"""Cursor pagination: `?limit=&cursor=` → `{"items": [...], "next_cursor": ...}` (DESIGN.md).
+
+A cursor is the sort key of the last item returned, opaque to clients (base64url JSON). Keyset
+pagination stays fast and stable while rows are inserted, unlike offsets.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+from .errors import ValidationFailed
+
+T = TypeVar("T")
+
+LimitParam = Annotated[int, Query(ge=1, le=500, description="Page size")]
+CursorParam = Annotated[str | None, Query(description="Opaque cursor from the previous page's next_cursor")]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, expected_len: int) -> list[Any] | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ValidationFailed.single("cursor", "not a cursor this API issued") from exc
+    if not isinstance(values, list) or len(values) != expected_len:
+        raise ValidationFailed.single("cursor", "not a cursor this API issued")
+    return values
+
+
+def page_from_rows(items: list[T], limit: int, key: Any) -> Page[T]:
+    """`items` was fetched with limit + 1 rows; `key(item)` gives the sort key list of an item."""
+    if len(items) > limit:
+        items = items[:limit]
+        return Page(items=items, next_cursor=encode_cursor(key(items[-1])))
+    return Page(items=items, next_cursor=None)

@@ -1,0 +1,75 @@
+"""The unit of work: one database transaction whose events go to the outbox in that same transaction."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .db import Database
+from .events import Envelope, EventData, make_event, utcnow
+from .infra_tables import outbox_table
+from .logging import traceparent_var
+
+
+class UnitOfWork:
+    def __init__(self, database: Database, producer: str, after_commit: Callable[[], None] | None = None) -> None:
+        self.database = database
+        self.producer = producer
+        self._after_commit = after_commit
+        self._outgoing: list[Envelope] = []
+        self.published: list[Envelope] = []  # what the committed transactions put in the outbox
+        self.session: AsyncSession
+
+    async def __aenter__(self) -> "UnitOfWork":
+        self.session = self.database.session()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        # Anything not committed is rolled back, including events: they never reach the outbox.
+        await self.session.rollback()
+        self._outgoing.clear()
+        await self.session.close()
+
+    @property
+    def dialect(self) -> str:
+        return self.database.dialect
+
+    def publish(self, data: EventData, *, org_id: str, subject_id: str, subject_version: int = 1,
+                occurred_at: datetime | None = None) -> Envelope:
+        envelope = make_event(data, org_id=org_id, subject_id=subject_id, subject_version=subject_version,
+                              occurred_at=occurred_at, producer=self.producer)
+        self._outgoing.append(envelope)
+        return envelope
+
+    async def commit(self) -> None:
+        outgoing = self._outgoing
+        self._outgoing = []
+        if outgoing:
+            await self.session.execute(insert(outbox_table), [outbox_row(e) for e in outgoing])
+        await self.session.commit()
+        self.published.extend(outgoing)
+        if outgoing and self._after_commit is not None:
+            self._after_commit()
+
+    async def rollback(self) -> None:
+        self._outgoing.clear()
+        await self.session.rollback()
+
+
+def outbox_row(envelope: Envelope) -> dict[str, Any]:
+    headers: dict[str, Any] = {"x-org-id": envelope.org_id}
+    traceparent = traceparent_var.get()
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return {
+        "event_id": str(envelope.id), "event_type": envelope.type, "org_id": envelope.org_id,
+        "payload": envelope.to_json().decode(), "headers": headers, "created_at": utcnow(),
+    }
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
