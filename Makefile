@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e shared $(foreach s,$(SERVICES),-e services/$(s)) -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -e shared $(foreach s,$(SERVICES),-e 'services/$(s)[test]') -r requirements-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)

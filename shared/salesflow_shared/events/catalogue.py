@@ -8,7 +8,7 @@ Money travels as a decimal string plus an ISO 4217 currency; times are UTC.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
@@ -66,6 +66,7 @@ class LeadSnapshot(BaseModel):
     product_line: str | None = None
     value: Money | None = None
     currency: str | None = None
+    expected_close_date: date | None = None
     source: str | None = None
     utm: dict[str, str] = Field(default_factory=dict)
     custom_fields: dict[str, Any] = Field(default_factory=dict)
@@ -147,6 +148,11 @@ class LeadAssignedV1(EventData):
     description = "The owner (rep or team) of a lead was chosen, with rule, candidates and reason."
     lead_id: str
     owner_id: str | None = None
+    # The owner's name and address travel with the decision so notification-service can reach the rep
+    # without reading assignment-service's directory.
+    owner_name: str | None = None
+    owner_email: str | None = None
+    owner_timezone: str | None = None
     team_id: str | None = None
     previous_owner_id: str | None = None
     territory_id: str | None = None

@@ -1,0 +1,137 @@
+"""The event backbone against the real PostgreSQL and RabbitMQ (and the in-process bus, same semantics)."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+import sqlalchemy as sa
+
+from backbone_support import BackboneHarness, effect_count, harness_definition, publish_erased, start_context
+from salesflow_shared.events import LeadErasedV1
+from salesflow_shared.infra_tables import outbox_table
+from salesflow_shared.settings import ServiceSettings
+from salesflow_shared.testing import eventually, service_test_settings
+
+
+@pytest.fixture(params=["rabbitmq", "memory"])
+async def backbone(request, database_url, amqp_url, bus_namespace):
+    harness = BackboneHarness()
+    settings = service_test_settings(
+        ServiceSettings, database_url=database_url,
+        amqp_url=amqp_url if request.param == "rabbitmq" else "", namespace=bus_namespace,
+        service_name="test", migrate_on_start=False)
+    context = await start_context(harness_definition(settings, harness))
+    yield context, harness
+    await context.stop()
+
+
+async def test_published_event_reaches_the_consumer_once(backbone):
+    context, harness = backbone
+    await publish_erased(context, "lead-1")
+
+    async def delivered():
+        assert await effect_count(context, "lead-1") == 1
+    await eventually(delivered)
+
+
+async def test_event_in_a_rolled_back_transaction_is_never_published(backbone):
+    context, harness = backbone
+    async with context.uow() as uow:
+        uow.publish(LeadErasedV1(lead_id="ghost"), org_id="org-a", subject_id="ghost")
+        await uow.rollback()
+    async with context.uow() as uow:
+        uow.publish(LeadErasedV1(lead_id="ghost-2"), org_id="org-a", subject_id="ghost-2")
+        # leaving the block without commit rolls back too
+    await publish_erased(context, "marker")
+
+    async def marker_delivered():
+        assert await effect_count(context, "marker") == 1
+    await eventually(marker_delivered)
+    assert harness.calls["ghost"] == 0 and harness.calls["ghost-2"] == 0
+    async with context.database.session() as session:
+        rows = (await session.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one()
+    assert rows == 1  # only the marker ever reached the outbox
+
+
+async def test_failing_handler_is_retried_with_delay_then_parked_and_replayed(backbone):
+    context, harness = backbone
+    harness.failures["poison"] = 3  # retry delays are [100, 200] ms: 1 try + 2 retries, then parked
+    envelope = await publish_erased(context, "poison")
+
+    async def parked():
+        items = await context.bus.list_parked(context.queue)
+        assert [p.event_id for p in items] == [str(envelope.id)]
+        return items[0]
+    item = await eventually(parked)
+    assert harness.calls["poison"] == 3
+    assert item.attempts == 3
+    assert "induced failure for poison" in (item.last_error or "")
+    assert await effect_count(context, "poison") == 0
+
+    # listing does not consume: the message is still parked
+    assert len(await context.bus.list_parked(context.queue)) == 1
+    assert await context.bus.replay_parked(context.queue, str(envelope.id)) == 1
+
+    async def replayed():
+        assert await effect_count(context, "poison") == 1
+    await eventually(replayed)
+    assert await context.bus.list_parked(context.queue) == []
+
+
+async def test_retry_waits_for_the_growing_delay(backbone):
+    context, harness = backbone
+    harness.failures["slow"] = 2
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await publish_erased(context, "slow")
+
+    async def done():
+        assert await effect_count(context, "slow") == 1
+    await eventually(done)
+    # two failures wait 100 ms then 200 ms before the third try succeeds
+    assert loop.time() - started >= 0.3
+
+
+async def test_same_event_delivered_twice_has_one_effect(backbone):
+    context, harness = backbone
+    envelope = await publish_erased(context, "twice")
+    await context.dispatcher.dispatch(envelope)  # a second delivery of the very same event
+
+    async def settled():
+        assert harness.calls["twice"] >= 1
+        assert await effect_count(context, "twice") == 1
+    await eventually(settled)
+    await asyncio.sleep(0.3)
+    assert await effect_count(context, "twice") == 1
+
+
+async def test_relay_crash_after_publish_before_marking_sent_loses_nothing(backbone):
+    context, harness = backbone
+    await context.relay.stop()  # drive the relay by hand
+
+    class Crash(Exception):
+        pass
+
+    def crash(_event_ids):
+        raise Crash("relay died between the broker's confirm and marking the rows sent")
+
+    async with context.uow() as uow:
+        for i in range(5):
+            uow.publish(LeadErasedV1(lead_id=f"crash-{i}"), org_id="org-a", subject_id=f"crash-{i}")
+        await uow.commit()
+    context.relay.after_publish_hook = crash
+    with pytest.raises(Crash):
+        await context.relay.publish_pending()
+    context.relay.after_publish_hook = None
+    unsent, _ = await context.relay.lag()
+    assert unsent == 5  # the rows were published but are still unsent: they go out again
+    assert await context.relay.publish_pending() == 5
+
+    async def absorbed():
+        for i in range(5):
+            assert await effect_count(context, f"crash-{i}") == 1
+    await eventually(absorbed)
+    await asyncio.sleep(0.3)
+    assert await effect_count(context) == 5
+    assert sum(harness.calls.values()) >= 5  # redelivered duplicates reached the handler's inbox check
