@@ -14,9 +14,12 @@ from salesflow_shared.settings import ServiceSettings
 from salesflow_shared.testing import eventually, service_test_settings
 
 
-@pytest.fixture(params=["rabbitmq", "memory"])
-async def backbone(request, database_url, amqp_url, bus_namespace):
+@pytest.fixture(params=["rabbitmq", "memory", "embedded"])
+async def backbone(request, database_url, amqp_url, bus_namespace, tmp_path):
+    """rabbitmq: PostgreSQL + RabbitMQ; memory: PostgreSQL + in-process bus; embedded: SQLite + in-process bus."""
     harness = BackboneHarness()
+    if request.param == "embedded":
+        database_url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     settings = service_test_settings(
         ServiceSettings, database_url=database_url,
         amqp_url=amqp_url if request.param == "rabbitmq" else "", namespace=bus_namespace,

@@ -1,0 +1,192 @@
+"""The HTTP conventions every service shares, on a small service built with the common library:
+auth (401/403 problem+json), tenant isolation (404 for another org's ids), validation errors naming the
+field, Idempotency-Key, cursor pagination, body size cap, correlation id."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import jwt
+import pytest
+import sqlalchemy as sa
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from salesflow_shared.app import ServiceDefinition, UowDep, create_service_app
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
+from salesflow_shared.errors import NotFound
+from salesflow_shared.events import LeadErasedV1
+from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.infra_tables import add_infrastructure_tables, outbox_table
+from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
+from salesflow_shared.settings import ServiceSettings
+from salesflow_shared.testing import auth_headers, running_app, service_test_settings
+
+metadata = sa.MetaData()
+add_infrastructure_tables(metadata)
+notes = sa.Table("notes", metadata,
+                 sa.Column("id", sa.String(36), primary_key=True),
+                 sa.Column("org_id", sa.String(100), nullable=False, index=True),
+                 sa.Column("text", sa.String(200), nullable=False))
+
+router = APIRouter(prefix="/v1/notes")
+
+
+class NoteIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    text: str = Field(min_length=1, max_length=200)
+    priority: int = 0
+
+
+class NoteOut(BaseModel):
+    id: str
+    text: str
+
+
+@router.post("", status_code=201)
+async def create_note(body: NoteIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep):
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="notes.create",
+                              payload=body.model_dump())
+    if replay is not None:
+        return replay
+    note_id = str(uuid.uuid4())
+    await uow.session.execute(sa.insert(notes).values(id=note_id, org_id=principal.org_id, text=body.text))
+    uow.publish(LeadErasedV1(lead_id=note_id), org_id=principal.org_id, subject_id=note_id)
+    response = await idem.complete(uow.session, status_code=201, body={"id": note_id, "text": body.text})
+    await uow.commit()
+    return response
+
+
+@router.get("/{note_id}")
+async def get_note(note_id: str, principal: CurrentPrincipal, uow: UowDep) -> NoteOut:
+    row = (await uow.session.execute(sa.select(notes).where(
+        notes.c.id == note_id, notes.c.org_id == principal.org_id))).first()
+    if row is None:
+        raise NotFound(f"note {note_id} not found")
+    return NoteOut(id=row.id, text=row.text)
+
+
+@router.get("")
+async def list_notes(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50,
+                     cursor: CursorParam = None) -> Page[NoteOut]:
+    after = decode_cursor(cursor, 1)
+    query = sa.select(notes).where(notes.c.org_id == principal.org_id).order_by(notes.c.id).limit(limit + 1)
+    if after:
+        query = query.where(notes.c.id > after[0])
+    rows = [NoteOut(id=r.id, text=r.text) for r in (await uow.session.execute(query)).all()]
+    return page_from_rows(rows, limit, key=lambda n: [n.id])
+
+
+@pytest.fixture
+async def client(database_url, amqp_url, bus_namespace):
+    settings = service_test_settings(ServiceSettings, database_url=database_url, amqp_url=amqp_url,
+                                     namespace=bus_namespace, service_name="notes", migrate_on_start=False,
+                                     max_body_bytes=4096)
+    app = create_service_app(ServiceDefinition(name="notes", settings=settings, routers=[router],
+                                               migrations_path=Path("unused")))
+    async with app.state.context.database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    async with running_app(app) as http:
+        http.app = app  # type: ignore[attr-defined]
+        yield http
+
+
+def _is_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
+    return body
+
+
+async def test_requests_without_a_valid_token_get_401_problem(client):
+    _is_problem(await client.get("/v1/notes"), 401)
+    _is_problem(await client.get("/v1/notes", headers={"Authorization": "Bearer not-a-jwt"}), 401)
+    forged = jwt.encode({"sub": "u", "org": "a", "role": "admin", "exp": 9999999999}, "wrong-secret",
+                        algorithm="HS256")
+    _is_problem(await client.get("/v1/notes", headers={"Authorization": f"Bearer {forged}"}), 401)
+    expired = jwt.encode({"sub": "u", "org": "a", "role": "admin", "exp": 1},
+                         service_test_settings(ServiceSettings, database_url="x").jwt_secret, algorithm="HS256")
+    body = _is_problem(await client.get("/v1/notes", headers={"Authorization": f"Bearer {expired}"}), 401)
+    assert "expired" in body["detail"].lower()
+
+
+async def test_role_checks_give_403(client):
+    response = await client.post("/v1/notes", json={"text": "x"}, headers=auth_headers("org-a", role="rep"))
+    _is_problem(response, 403)
+
+
+async def test_a_token_for_org_a_cannot_read_org_b_rows(client):
+    created = await client.post("/v1/notes", json={"text": "b's secret"}, headers=auth_headers("org-b"))
+    assert created.status_code == 201
+    note_id = created.json()["id"]
+    assert (await client.get(f"/v1/notes/{note_id}", headers=auth_headers("org-b"))).status_code == 200
+    _is_problem(await client.get(f"/v1/notes/{note_id}", headers=auth_headers("org-a")), 404)
+    listed = await client.get("/v1/notes", headers=auth_headers("org-a"))
+    assert listed.json() == {"items": [], "next_cursor": None}
+
+
+async def test_validation_errors_name_the_field(client):
+    response = await client.post("/v1/notes", json={"text": "", "priority": "high", "colour": "red"},
+                                 headers=auth_headers("org-a"))
+    body = _is_problem(response, 422)
+    fields = {e["field"] for e in body["errors"]}
+    assert {"text", "priority", "colour"} <= fields
+    body = _is_problem(await client.post("/v1/notes", content=b"{not json", headers={
+        **auth_headers("org-a"), "content-type": "application/json"}), 422)
+    assert body["errors"]
+    _is_problem(await client.get("/v1/notes?cursor=%%%garbage", headers=auth_headers("org-a")), 422)
+
+
+async def test_idempotency_key_replays_the_same_response_and_has_no_second_effect(client):
+    headers = auth_headers("org-a", **{"Idempotency-Key": "k-1"})
+    first = await client.post("/v1/notes", json={"text": "once"}, headers=headers)
+    second = await client.post("/v1/notes", json={"text": "once"}, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second.headers.get("idempotent-replayed") == "true"
+    listed = await client.get("/v1/notes", headers=auth_headers("org-a"))
+    assert len(listed.json()["items"]) == 1
+    async with client.app.state.context.database.session() as session:  # one event, not two
+        assert (await session.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one() == 1
+    _is_problem(await client.post("/v1/notes", json={"text": "other"}, headers=headers), 409)
+    # the same key in another org is another key
+    other_org = await client.post("/v1/notes", json={"text": "once"},
+                                  headers=auth_headers("org-b", **{"Idempotency-Key": "k-1"}))
+    assert other_org.status_code == 201 and other_org.json()["id"] != first.json()["id"]
+
+
+async def test_cursor_pagination_walks_every_row_once(client):
+    for i in range(7):
+        assert (await client.post("/v1/notes", json={"text": f"n{i}"}, headers=auth_headers("org-a"))).status_code == 201
+    seen, cursor = [], None
+    while True:
+        url = "/v1/notes?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = (await client.get(url, headers=auth_headers("org-a"))).json()
+        seen.extend(n["text"] for n in page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == [f"n{i}" for i in range(7)]
+
+
+async def test_oversized_body_is_refused_with_413(client):
+    response = await client.post("/v1/notes", content=b'{"text": "' + b"x" * 10_000 + b'"}',
+                                 headers={**auth_headers("org-a"), "content-type": "application/json"})
+    _is_problem(response, 413)
+
+
+async def test_correlation_id_is_echoed_and_generated(client):
+    response = await client.get("/healthz", headers={"X-Correlation-ID": "abc-123"})
+    assert response.headers["x-correlation-id"] == "abc-123"
+    assert (await client.get("/healthz")).headers["x-correlation-id"]
+
+
+async def test_health_ready_and_metrics(client):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+    await client.get("/v1/notes", headers=auth_headers("org-a"))
+    metrics = (await client.get("/metrics")).text
+    assert 'salesflow_http_requests_total{method="GET",route="/v1/notes",status="200"}' in metrics
+    assert "salesflow_outbox_unsent" in metrics
