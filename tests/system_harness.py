@@ -1,0 +1,118 @@
+"""Runs the whole system for cross-service tests: each service a real process (uvicorn), each with its own
+fresh PostgreSQL database, all on the real RabbitMQ under one test namespace. Processes can be killed
+(-9) and restarted mid-test."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from salesflow_shared.db import drop_postgres_database, ensure_postgres_database
+from salesflow_shared.runner import SERVICES, ServiceEntry
+from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    entry: ServiceEntry
+    port: int
+    database_url: str
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class RunningSystem:
+    workdir: Path
+    namespace: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}.")
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return self.services[name].url
+
+    def start_all(self, timeout: float = 60) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        for entry in SERVICES:
+            database_url = f"{POSTGRES_URL}/sfe2e_{entry.package}_{suffix}"
+            asyncio.run(ensure_postgres_database(database_url))
+            env = {
+                **os.environ,
+                "SALESFLOW_ENVIRONMENT": "test",
+                "SALESFLOW_DATABASE_URL": database_url,
+                "SALESFLOW_AMQP_URL": AMQP_URL,
+                "SALESFLOW_BUS_NAMESPACE": self.namespace,
+                "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 3000]",
+                "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5",
+                "SALESFLOW_LOG_LEVEL": "WARNING",
+                **self.extra_env.get(entry.name, {}),
+            }
+            self.services[entry.name] = ServiceProcess(entry, free_port(), database_url, env,
+                                                       self.workdir / f"{entry.name}.log")
+        for name in self.services:
+            self.start(name, wait=False)
+        for name in self.services:
+            self.wait_ready(name, timeout)
+
+    def start(self, name: str, wait: bool = True, timeout: float = 60) -> None:
+        service = self.services[name]
+        log = open(service.log_path, "ab")
+        service.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", f"{service.entry.package}.entrypoints.http:create_app",
+             "--host", "127.0.0.1", "--port", str(service.port), "--log-level", "warning"],
+            env=service.env, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_ready(name, timeout)
+
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        service = self.services[name]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if service.process is not None and service.process.poll() is not None:
+                raise RuntimeError(f"{name} exited: {service.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} not ready after {timeout}s: {service.log_path.read_text()[-3000:]}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.services[name].process
+        if process is not None and process.poll() is None:
+            process.send_signal(sig)
+            process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in self.services:
+            self.kill(name, signal.SIGTERM)
+        for service in self.services.values():
+            try:
+                asyncio.run(drop_postgres_database(service.database_url))
+            except Exception:
+                pass
+        asyncio.run(delete_namespace(AMQP_URL, self.namespace))
+
+    def logs(self, name: str) -> str:
+        return self.services[name].log_path.read_text()
