@@ -58,6 +58,17 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    from .openapi_merge import export
+
+    stale = export(Path(args.target), check=args.check)
+    if args.check and stale:
+        print(f"{args.target} is stale; run `salesflow openapi`", file=sys.stderr)
+        return 1
+    print(f"{args.target} is current" if not stale else f"wrote {args.target}")
+    return 0
+
+
 def _cmd_dlq(args: argparse.Namespace) -> int:
     from .bus import RabbitBus
     from .runner import find_service
@@ -112,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("migrate", help="apply a service's migrations to its database (pre-start step)")
     p.add_argument("service")
     p.set_defaults(func=_cmd_migrate)
+
+    p = sub.add_parser("openapi", help="merge the five services' OpenAPI documents into one (the gateway's)")
+    p.add_argument("--target", default="docs/openapi.json")
+    p.add_argument("--check", action="store_true", help="fail if the file is stale")
+    p.set_defaults(func=_cmd_openapi)
 
     p = sub.add_parser("dlq", help="list or replay a service's parked messages (RabbitMQ)")
     p.add_argument("action", choices=["list", "replay"])
