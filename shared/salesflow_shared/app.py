@@ -21,7 +21,7 @@ from .auth import AdminPrincipal, TokenVerifier
 from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
 from .consumer import EventDispatcher, HandlerMap
 from .db import Database
-from .errors import NotFound, install_error_handlers
+from .errors import PROBLEM_RESPONSES, NotFound, install_error_handlers
 from .logging import configure_logging
 from .middleware import BodySizeLimitMiddleware, CorrelationMiddleware
 from .migrations import run_migrations
@@ -163,9 +163,9 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router(context.readiness, context.render_metrics))
-    app.include_router(dead_letter_router())
+    app.include_router(dead_letter_router(), responses=PROBLEM_RESPONSES)
     for router in definition.routers:
-        app.include_router(router)
+        app.include_router(router, responses=PROBLEM_RESPONSES)
     return app
 
 
