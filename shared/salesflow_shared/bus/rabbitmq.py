@@ -161,7 +161,10 @@ class RabbitBus(EventBus):
         channel = await self._connection.channel()
         parked: list[ParkedMessage] = []
         try:
-            dlq = await channel.declare_queue(f"{self.queue_name(queue)}.dlq", passive=True)
+            try:
+                dlq = await channel.declare_queue(f"{self.queue_name(queue)}.dlq", passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return []  # this service consumes nothing (yet): nothing can be parked
             for _ in range(limit):
                 message = await dlq.get(no_ack=False, fail=False)
                 if message is None:
@@ -169,7 +172,8 @@ class RabbitBus(EventBus):
                 parked.append(_parked(message))
         finally:
             # Closing the channel returns every message we peeked at to the dead-letter queue.
-            await channel.close()
+            if not channel.is_closed:
+                await channel.close()
         return parked
 
     async def replay_parked(self, queue: str, event_id: str | None = None) -> int:
@@ -178,7 +182,10 @@ class RabbitBus(EventBus):
         main_name = self.queue_name(queue)
         replayed = 0
         try:
-            dlq = await channel.declare_queue(f"{main_name}.dlq", passive=True)
+            try:
+                dlq = await channel.declare_queue(f"{main_name}.dlq", passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return 0
             waiting = dlq.declaration_result.message_count
             for _ in range(waiting):
                 message = await dlq.get(no_ack=False, fail=False)
@@ -192,7 +199,8 @@ class RabbitBus(EventBus):
                 await message.ack()
                 replayed += 1
         finally:
-            await channel.close()
+            if not channel.is_closed:
+                await channel.close()
         return replayed
 
     async def delete_topology(self) -> None:
