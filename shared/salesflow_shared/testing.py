@@ -86,6 +86,10 @@ async def bus_namespace(amqp_url: str) -> AsyncIterator[str]:
     await delete_namespace(amqp_url, namespace)
 
 
+# Retry queues are named by their delay; these cover the delays tests and the e2e harness use.
+RETRY_DELAYS_TO_CLEAN = (50, 100, 200, 250, 400, 500, 1000, 2000, 3000, 5000, 30000)
+
+
 async def delete_namespace(amqp_url: str, namespace: str) -> None:
     import aio_pika
 
@@ -95,7 +99,7 @@ async def delete_namespace(amqp_url: str, namespace: str) -> None:
     try:
         names = [f"{namespace}{s.name}.events" for s in SERVICES] + [f"{namespace}test.events"]
         for base in names:
-            for suffix in ("", ".dlq", *(f".retry.{d}ms" for d in (50, 100, 200, 400, 1000, 5000, 30000))):
+            for suffix in ("", ".dlq", *(f".retry.{d}ms" for d in RETRY_DELAYS_TO_CLEAN)):
                 channel = await connection.channel()
                 try:
                     await channel.queue_delete(base + suffix)

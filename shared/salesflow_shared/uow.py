@@ -1,7 +1,6 @@
 """The unit of work: one database transaction whose events go to the outbox in that same transaction."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -69,7 +68,3 @@ def outbox_row(envelope: Envelope) -> dict[str, Any]:
         "event_id": str(envelope.id), "event_type": envelope.type, "org_id": envelope.org_id,
         "payload": envelope.to_json().decode(), "headers": headers, "created_at": utcnow(),
     }
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 MessageCallback = Callable[[bytes, dict[str, Any]], Awaitable[None]]
@@ -88,7 +88,7 @@ class EventBus(abc.ABC):
 
 
 def now_iso() -> str:
-    return datetime.utcnow().isoformat(timespec="milliseconds") + "Z"
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def truncate_error(exc: BaseException, limit: int = 2000) -> str:
