@@ -1,4 +1,379 @@
 """The service's HTTP API (DESIGN.md: /v1/pipelines, /v1/positions, /v1/tasks)."""
-from fastapi import APIRouter
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from salesflow_shared.app import ContextDep, UowDep
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
+from salesflow_shared.events import TaskCompletedV1
+from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import pipelines, positions, tasks
+from ..domain import transitions
+from ..domain.clock import SystemClock
+from ..domain.templates import TEMPLATES
+from ..service_layer import engine
+from ..service_layer import pipelines as admin
+from ..service_layer.views import load_visible_position, position_json, task_json
 
 router = APIRouter(prefix="/v1", tags=["pipeline-service"])
+
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+PIPELINE_EXAMPLE = {
+    "name": "Inbound", "lost_reasons": ["no budget"], "nurture_days": 30,
+    "stages": [{"name": "Qualify", "guidance": "Hold a **short** call.", "win_probability": "0.1",
+                "goal": {"all": [{"activity": "meeting", "min_count": 1}, {"field": "value", "op": "gt", "value": 0}]},
+                "task_templates": [{"title": "Call", "type": "call", "required": True,
+                                    "due": {"amount": 2, "unit": "business_days"}, "assignee": {"kind": "owner"}}]},
+               {"name": "Decide", "is_ask_stage": True}],
+}
+
+
+def now_of(context: Any) -> datetime:
+    return (context.extras.get("clock") or SystemClock()).now()
+
+
+async def _finish(uow: UnitOfWork, idem: Any, status_code: int, body: Any,
+                  headers: dict[str, str] | None = None) -> JSONResponse:
+    response = await idem.complete(uow.session, status_code=status_code, body=body, headers=headers)
+    await uow.commit()
+    return response
+
+
+async def _pipeline_response(uow: UnitOfWork, org_id: str, pipeline_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    body = await admin.pipeline_json(uow, org_id, pipeline_id)
+    return body, {"ETag": admin.etag(body["version"])}
+
+
+# ------------------------------------------------------------------ pipelines
+@router.get("/pipelines/templates", summary="Ready-made pipelines an admin can instantiate")
+async def list_templates(principal: CurrentPrincipal) -> dict[str, Any]:
+    return {"items": [{"key": key, "name": t["name"], "description": t["description"],
+                       "stages": [s["name"] for s in t["stages"]]} for key, t in TEMPLATES.items()]}
+
+
+class InstantiateIn(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+
+
+@router.post("/pipelines/templates/{key}/instantiate", status_code=201,
+             summary="Create a pipeline from a template (editable afterwards like any other)")
+async def instantiate_template(key: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
+                               idem: IdempotencyDep, body: InstantiateIn | None = None) -> JSONResponse:
+    template = TEMPLATES.get(key)
+    if template is None:
+        raise NotFound(f"no pipeline template {key}; see GET /v1/pipelines/templates")
+    payload = body.model_dump() if body else {}
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="instantiate", payload=payload)):
+        return replay
+    definition = admin.parse_or_422(template)
+    if payload.get("name"):
+        definition.name = payload["name"]
+    pipeline_id = await admin.create_pipeline(uow, principal.org_id, definition, now_of(context), template_key=key)
+    out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
+    return await _finish(uow, idem, 201, out, headers)
+
+
+@router.post("/pipelines", status_code=201, summary="Create a pipeline with its ordered stages")
+async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
+                          body: Annotated[Any, Body(openapi_examples={"inbound": {"value": PIPELINE_EXAMPLE}})]
+                          ) -> JSONResponse:
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="pipelines", payload=body)):
+        return replay
+    definition = admin.parse_or_422(body)
+    pipeline_id = await admin.create_pipeline(uow, principal.org_id, definition, now_of(context))
+    out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
+    return await _finish(uow, idem, 201, out, headers)
+
+
+@router.get("/pipelines", summary="The org's pipelines")
+async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50,
+                         cursor: CursorParam = None) -> dict[str, Any]:
+    query = sa.select(pipelines.c.id, pipelines.c.created_at).where(
+        pipelines.c.org_id == principal.org_id, pipelines.c.archived.is_(False))
+    after = decode_cursor(cursor, 2)
+    if after:
+        query = query.where(sa.tuple_(pipelines.c.created_at, pipelines.c.id) > (datetime.fromisoformat(after[0]), after[1]))
+    rows = (await uow.session.execute(query.order_by(pipelines.c.created_at, pipelines.c.id).limit(limit + 1))).all()
+    items = [await admin.pipeline_json(uow, principal.org_id, r.id) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([engine.aware(last.created_at).isoformat(), last.id])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/pipelines/{pipeline_id}", summary="A pipeline with its stages (ETag)")
+async def get_pipeline(pipeline_id: str, principal: CurrentPrincipal, uow: UowDep, response: Response) -> dict[str, Any]:
+    body, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
+    response.headers.update(headers)
+    return body
+
+
+@router.patch("/pipelines/{pipeline_id}", summary="Rename, describe, set lost reasons or nurture days (If-Match)")
+async def patch_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
+                         body: Annotated[dict[str, Any], Body()], if_match: IfMatch = None) -> JSONResponse:
+    await admin.update_pipeline(uow, principal.org_id, pipeline_id, body, if_match, now_of(context))
+    out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
+    await uow.commit()
+    return JSONResponse(out, headers=headers)
+
+
+@router.delete("/pipelines/{pipeline_id}", status_code=204, summary="Archive a pipeline no lead is in")
+async def delete_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep) -> Response:
+    await admin.archive_pipeline(uow, principal.org_id, pipeline_id, now_of(context))
+    await uow.commit()
+    return Response(status_code=204)
+
+
+@router.post("/pipelines/{pipeline_id}/stages", status_code=201,
+             summary="Add a stage (at `position`, default last)")
+async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
+                    body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
+    await admin.add_stage(uow, principal.org_id, pipeline_id, body, if_match, now_of(context))
+    out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
+    await uow.commit()
+    return JSONResponse(out, status_code=201, headers=headers)
+
+
+@router.patch("/pipelines/{pipeline_id}/stages/{stage_id}",
+              summary="Edit a stage; leads in it stay where they are (If-Match)")
+async def patch_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
+                      body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
+    await admin.update_stage(uow, principal.org_id, pipeline_id, stage_id, body, if_match, now_of(context))
+    out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
+    await uow.commit()
+    return JSONResponse(out, headers=headers)
+
+
+class StageOrderIn(BaseModel):
+    stage_ids: list[str]
+
+
+@router.put("/pipelines/{pipeline_id}/stage-order", summary="Reorder stages (every stage, once) (If-Match)")
+async def reorder(pipeline_id: str, body: StageOrderIn, principal: AdminPrincipal, uow: UowDep,
+                  context: ContextDep, if_match: IfMatch = None) -> JSONResponse:
+    await admin.reorder_stages(uow, principal.org_id, pipeline_id, body.stage_ids, if_match, now_of(context))
+    out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
+    await uow.commit()
+    return JSONResponse(out, headers=headers)
+
+
+@router.delete("/pipelines/{pipeline_id}/stages/{stage_id}",
+               summary="Delete a stage; a stage holding leads needs ?move_leads_to=<stage id>")
+async def delete_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
+                       move_leads_to: str | None = None) -> JSONResponse:
+    moved = await admin.delete_stage(uow, principal.org_id, pipeline_id, stage_id, move_leads_to,
+                                     principal.user_id, now_of(context))
+    out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
+    await uow.commit()
+    return JSONResponse({"leads_moved": moved, "pipeline": out}, headers=headers)
+
+
+# ------------------------------------------------------------------ positions
+@router.get("/positions/{lead_id}", summary="Where a lead stands: stage, guidance, open tasks and history")
+async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
+    return await position_json(uow, principal, lead_id, now_of(context))
+
+
+async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str, now: datetime) -> dict[str, Any]:
+    await load_visible_position(uow, principal, lead_id)  # 404 for other orgs' and other reps' leads
+    pos = await engine.lock_position(uow, principal.org_id, lead_id, now, create=False)
+    assert pos is not None
+    return pos
+
+
+def _refused(exc: transitions.TransitionRefused) -> Conflict:
+    return Conflict(f"the lead is {exc.status}: it cannot be {'moved' if exc.action == 'move' else exc.action + ' now'}")
+
+
+class MoveIn(BaseModel):
+    to_stage_id: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+@router.post("/positions/{lead_id}/move", summary="Move a lead by hand (forward, back or skipping), with a reason")
+async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
+               idem: IdempotencyDep) -> JSONResponse:
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"move:{lead_id}",
+                                   payload=body.model_dump())):
+        return replay
+    now = now_of(context)
+    pos = await _lock_for_change(uow, principal, lead_id, now)
+    try:
+        transitions.transition("move", pos["status"])
+    except transitions.TransitionRefused as exc:
+        raise _refused(exc) from exc
+    seq = await engine.pipeline_stages(uow, principal.org_id, pos["pipeline_id"])
+    target = next((s for s in seq if s.id == body.to_stage_id), None)
+    if target is None:
+        raise ValidationFailed.single("to_stage_id", "must be a stage of the lead's pipeline")
+    if target.id == pos["stage_id"]:
+        raise Conflict("the lead is already in that stage")
+    await engine.enter_stage(uow, pos, pos["pipeline_id"], target, reason="manual", now=now,
+                             moved_by=principal.user_id, note=body.reason.strip(), exit_reason="manual")
+    await engine.advance_while_goal_met(uow, pos, now, None)
+    await engine.save_position(uow, pos, now)
+    return await _finish(uow, idem, 200, await position_json(uow, principal, lead_id, now))
+
+
+class WonIn(BaseModel):
+    value: Decimal = Field(ge=0, max_digits=16, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+@router.post("/positions/{lead_id}/won", summary="Close a lead as won with its final value")
+async def won(lead_id: str, body: WonIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
+              idem: IdempotencyDep) -> JSONResponse:
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"won:{lead_id}",
+                                   payload=body.model_dump(mode="json"))):
+        return replay
+    now = now_of(context)
+    pos = await _lock_for_change(uow, principal, lead_id, now)
+    try:
+        await engine.win(uow, pos, value=body.value, currency=body.currency, now=now)
+    except transitions.TransitionRefused as exc:
+        raise _refused(exc) from exc
+    await engine.save_position(uow, pos, now)
+    return await _finish(uow, idem, 200, await position_json(uow, principal, lead_id, now))
+
+
+class LostIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=100)
+    reengage_at: datetime | None = None
+
+
+@router.post("/positions/{lead_id}/lost",
+             summary="Close a lead as lost (reason from the pipeline's list); it goes to nurturing")
+async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
+               idem: IdempotencyDep) -> JSONResponse:
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"lost:{lead_id}",
+                                   payload=body.model_dump(mode="json"))):
+        return replay
+    now = now_of(context)
+    pos = await _lock_for_change(uow, principal, lead_id, now)
+    if not transitions.can("lose", pos["status"]):
+        raise _refused(transitions.TransitionRefused("lose", pos["status"]))
+    pipeline = (await uow.session.execute(sa.select(pipelines).where(pipelines.c.id == pos["pipeline_id"]))).first()
+    allowed = list(pipeline.lost_reasons or []) if pipeline else []
+    reason = body.reason.strip()
+    if allowed and reason.lower() not in {r.lower() for r in allowed}:
+        raise ValidationFailed.single("reason", f"must be one of: {', '.join(allowed)}")
+    try:
+        plan = transitions.plan_nurture(now, body.reengage_at, pipeline.nurture_days if pipeline else 90)
+    except ValueError as exc:
+        raise ValidationFailed.single("reengage_at", str(exc)) from exc
+    await engine.lose(uow, pos, reason=reason, reengage_at=plan.reengage_at, now=now)
+    await engine.save_position(uow, pos, now)
+    return await _finish(uow, idem, 200, await position_json(uow, principal, lead_id, now))
+
+
+# ------------------------------------------------------------------ tasks
+@router.get("/tasks", summary="A rep's tasks by due date, overdue first")
+async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextDep, limit: LimitParam = 50,
+                     cursor: CursorParam = None,
+                     assignee_id: Annotated[str | None, Query(description="Default: yourself. Managers may name any rep.")] = None,
+                     status: Annotated[str, Query(pattern="^(open|done|skipped|all)$")] = "open",
+                     lead_id: str | None = None, team_id: str | None = None) -> dict[str, Any]:
+    now = now_of(context)
+    query = sa.select(tasks).where(tasks.c.org_id == principal.org_id)
+    if principal.sees_whole_org:
+        if assignee_id:
+            query = query.where(tasks.c.assignee_id == assignee_id)
+    else:
+        if assignee_id not in (None, principal.user_id):
+            raise NotFound("reps see their own tasks")
+        query = query.where(tasks.c.assignee_id == principal.user_id)
+    if team_id:
+        query = query.where(tasks.c.team_id == team_id)
+    if status != "all":
+        query = query.where(tasks.c.status == status)
+    if lead_id:
+        query = query.where(tasks.c.lead_id == lead_id)
+    after = decode_cursor(cursor, 2)
+    if after:
+        try:
+            due = datetime.fromisoformat(after[0])
+        except (TypeError, ValueError) as exc:
+            raise ValidationFailed.single("cursor", "not a cursor this API issued") from exc
+        query = query.where(sa.or_(tasks.c.due_at > due, sa.and_(tasks.c.due_at == due, tasks.c.id > after[1])))
+    # Ordered by due time: overdue tasks (the earliest) come first.
+    rows = (await uow.session.execute(query.order_by(tasks.c.due_at, tasks.c.id).limit(limit + 1))).all()
+    items = [task_json(r, now) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1]["due_at"], items[-1]["id"]]) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str, *, lock: bool = False) -> Any:
+    query = sa.select(tasks).where(tasks.c.org_id == principal.org_id, tasks.c.id == task_id)
+    row = (await uow.session.execute(query.with_for_update() if lock else query)).first()
+    if row is None:
+        raise NotFound(f"no task {task_id}")
+    if not principal.sees_whole_org and row.assignee_id != principal.user_id:
+        owner = (await uow.session.execute(sa.select(positions.c.owner_id).where(
+            positions.c.org_id == principal.org_id, positions.c.lead_id == row.lead_id))).scalar_one_or_none()
+        if owner != principal.user_id and not (row.assignee_id is None and row.team_id):
+            raise NotFound(f"no task {task_id}")
+    return row
+
+
+@router.get("/tasks/{task_id}", summary="One task")
+async def get_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
+    return task_json(await _visible_task(uow, principal, task_id), now_of(context))
+
+
+@router.post("/tasks/{task_id}/complete", summary="Complete a task (may meet the stage's goal)")
+async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
+                        idem: IdempotencyDep) -> JSONResponse:
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"complete:{task_id}", payload={})):
+        return replay
+    now = now_of(context)
+    task = await _visible_task(uow, principal, task_id)
+    # Lock order everywhere: the lead's position, then its tasks.
+    pos = await engine.lock_position(uow, principal.org_id, task.lead_id, now, create=False)
+    task = await _visible_task(uow, principal, task_id, lock=True)
+    if task.status != "open":
+        raise Conflict(f"the task is {task.status}")
+    version = task.version + 1
+    await uow.session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(
+        status="done", completed_at=now, completed_by=principal.user_id, version=version))
+    envelope = uow.publish(TaskCompletedV1(task_id=task_id, lead_id=task.lead_id, stage_id=task.stage_id,
+                                           required=task.required, assignee_id=task.assignee_id or task.team_id,
+                                           completed_by=principal.user_id, completed_at=now),
+                           org_id=principal.org_id, subject_id=task_id, subject_version=version, occurred_at=now)
+    if pos is not None:
+        await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
+        await engine.save_position(uow, pos, now)
+    row = (await uow.session.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
+    return await _finish(uow, idem, 200, task_json(row, now))
+
+
+class ReassignIn(BaseModel):
+    assignee_id: str | None = Field(default=None, min_length=1)
+    team_id: str | None = Field(default=None, min_length=1)
+
+
+@router.post("/tasks/{task_id}/reassign", summary="Give an open task to another rep or a team")
+async def reassign_task(task_id: str, body: ReassignIn, principal: CurrentPrincipal, uow: UowDep,
+                        context: ContextDep) -> dict[str, Any]:
+    if (body.assignee_id is None) == (body.team_id is None):
+        raise ValidationFailed.single("assignee_id", "name either assignee_id (a rep) or team_id (a team)")
+    task = await _visible_task(uow, principal, task_id, lock=True)
+    if task.status != "open":
+        raise Conflict(f"the task is {task.status}")
+    kind = "rep" if body.assignee_id else "team"
+    await uow.session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(
+        assignee_kind=kind, assignee_id=body.assignee_id, team_id=body.team_id, version=task.version + 1))
+    row = (await uow.session.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
+    await uow.commit()
+    return task_json(row, now_of(context))

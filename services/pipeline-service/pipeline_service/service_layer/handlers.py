@@ -1,4 +1,138 @@
-"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox)."""
-from salesflow_shared.consumer import HandlerMap
+"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox).
 
-EVENT_HANDLERS: HandlerMap = {}
+pipeline-service keeps its own projection of each lead (LeadCreated/LeadUpdated/ActivityLogged/LeadAssigned)
+and re-evaluates the current stage's goal whenever it changes. Events may come twice (the inbox absorbs
+that) or out of order: each family keeps its own subject_version and stale events are ignored; a lead's
+row is created partially by whichever event comes first.
+"""
+from __future__ import annotations
+
+import structlog
+import sqlalchemy as sa
+
+from salesflow_shared.bus import PermanentFailure
+from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.events import (
+    ActivityLoggedV1, Envelope, EventData, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1,
+    LeadRoutedV1, LeadUpdatedV1,
+)
+from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import activities, stage_history, tasks
+from ..domain import transitions
+from ..domain.clock import Clock, SystemClock
+from . import engine
+
+log = structlog.get_logger(__name__)
+
+
+def make_event_handlers(clock: Clock) -> HandlerMap:
+    async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(data, (LeadCreatedV1, LeadUpdatedV1))
+        now = clock.now()
+        pos = await engine.lock_position(uow, envelope.org_id, data.lead.lead_id, now)
+        assert pos is not None
+        if pos["status"] == "erased" or envelope.subject_version <= pos["lead_version"]:
+            return  # stale (or erased): a newer snapshot is already known
+        pos["lead"] = data.lead.model_dump(mode="json")
+        pos["lead_version"] = envelope.subject_version
+        if pos["assigned_version"] == 0 and data.lead.owner_id:
+            pos["owner_id"], pos["team_id"] = data.lead.owner_id, data.lead.team_id  # until LeadAssigned
+        await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
+        await engine.save_position(uow, pos, now)
+
+    async def on_activity_logged(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(data, ActivityLoggedV1)
+        now = clock.now()
+        pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
+        assert pos is not None
+        if pos["status"] == "erased":
+            return
+        insert = dialect_insert(uow.session)
+        result = await uow.session.execute(insert(activities).values(
+            org_id=envelope.org_id, activity_id=data.activity_id, lead_id=data.lead_id, kind=data.kind,
+            occurred_at=data.occurred_at, received_at=now,
+        ).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
+        if result.rowcount != 1:
+            return  # the same activity under another event id: already counted
+        await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
+        await engine.save_position(uow, pos, now)
+
+    async def on_lead_assigned(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(data, LeadAssignedV1)
+        now = clock.now()
+        pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
+        assert pos is not None
+        if pos["status"] == "erased" or envelope.subject_version <= pos["assigned_version"]:
+            return
+        pos.update(assigned_version=envelope.subject_version, owner_id=data.owner_id,
+                   owner_timezone=data.owner_timezone, team_id=data.team_id)
+        # Open owner-tasks follow the owner (tasks assigned to a named rep or a team stay put).
+        await uow.session.execute(sa.update(tasks).where(
+            tasks.c.org_id == envelope.org_id, tasks.c.lead_id == data.lead_id, tasks.c.status == "open",
+            tasks.c.assignee_kind == "owner").values(assignee_id=data.owner_id, version=tasks.c.version + 1))
+        await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
+        await engine.save_position(uow, pos, now)
+
+    async def on_lead_routed(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(data, LeadRoutedV1)
+        now = clock.now()
+        pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
+        assert pos is not None
+        if envelope.subject_version <= pos["routed_version"]:
+            return
+        pos["routed_version"] = envelope.subject_version
+        if not transitions.can("enter", pos["status"]):
+            log.info("routing_ignored", lead_id=data.lead_id, status=pos["status"])
+        elif pos["status"] == "active" and pos["pipeline_id"] == data.pipeline_id:
+            pass  # already in that pipeline: a re-routing to the same one changes nothing
+        else:
+            if await engine.get_pipeline(uow, envelope.org_id, data.pipeline_id) is None:
+                # Parked in the dead-letter queue: replay it once the pipeline exists.
+                raise PermanentFailure(f"pipeline {data.pipeline_id} does not exist in org {envelope.org_id}")
+            await engine.enter_pipeline(uow, pos, data.pipeline_id, reason="entry", now=now,
+                                        triggering_event_id=str(envelope.id))
+        await engine.save_position(uow, pos, now)
+
+    async def on_lead_disqualified(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(data, LeadDisqualifiedV1)
+        now = clock.now()
+        pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
+        assert pos is not None
+        if envelope.subject_version < pos["lead_version"] or not transitions.can("disqualify", pos["status"]):
+            return
+        pos["lead_version"] = max(pos["lead_version"], envelope.subject_version)
+        await engine.leave_pipeline(uow, pos, status="disqualified", reason="lead_disqualified", now=now,
+                                    keep_pipeline=False)
+        pos["reengage_at"] = None
+        await engine.save_position(uow, pos, now)
+
+    async def on_lead_erased(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(data, LeadErasedV1)
+        now = clock.now()
+        pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
+        assert pos is not None
+        if pos["status"] != "erased":
+            await engine.leave_pipeline(uow, pos, status="erased", reason="lead_erased", now=now, keep_pipeline=False)
+        # Scrub: keep only the id (so late events about the lead are recognised and ignored).
+        pos.update(lead={"lead_id": data.lead_id}, lead_version=max(pos["lead_version"], envelope.subject_version),
+                   owner_timezone=None, reengage_at=None, lost_reason=None)
+        await uow.session.execute(sa.delete(activities).where(
+            activities.c.org_id == envelope.org_id, activities.c.lead_id == data.lead_id))
+        await uow.session.execute(sa.update(stage_history).where(
+            stage_history.c.org_id == envelope.org_id, stage_history.c.lead_id == data.lead_id).values(note=None))
+        await engine.save_position(uow, pos, now)
+
+    return {
+        "LeadCreated": [on_lead_snapshot],
+        "LeadUpdated": [on_lead_snapshot],
+        "ActivityLogged": [on_activity_logged],
+        "LeadAssigned": [on_lead_assigned],
+        "LeadRouted": [on_lead_routed],
+        "LeadDisqualified": [on_lead_disqualified],
+        "LeadErased": [on_lead_erased],
+    }
+
+
+EVENT_HANDLERS: HandlerMap = make_event_handlers(SystemClock())

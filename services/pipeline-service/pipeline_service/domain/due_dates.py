@@ -1,0 +1,90 @@
+"""Relative due times of stage tasks ("2 business days after stage entry"), in the assignee's time zone.
+
+A due spec is `{"amount": 2, "unit": "business_days", "at": "17:00"}`:
+- `hours`: plain elapsed hours;
+- `days`: calendar days, same local wall-clock time (so a DST change does not shift it by an hour);
+- `business_days`: Monday to Friday in the local time zone. An entry on a weekend counts from the next
+  Monday 09:00 local. `amount: 0` means the same business day.
+- `at` (optional, for days and business_days): the local time of day the task is due instead of the
+  entry's time (e.g. end of business).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+UNITS = ("hours", "days", "business_days")
+MAX_AMOUNT = 365
+WORKDAY_START = time(9, 0)
+
+
+@dataclass(frozen=True)
+class DueSpec:
+    amount: int
+    unit: str
+    at: time | None = None
+
+
+def parse_due_spec(raw: Any, path: str = "due") -> tuple[DueSpec | None, list[tuple[str, str]]]:
+    """(spec, problems as (path, message))."""
+    if not isinstance(raw, dict):
+        return None, [(path, "must be an object like {\"amount\": 2, \"unit\": \"business_days\"}")]
+    problems: list[tuple[str, str]] = [(f"{path}.{k}", "unknown key") for k in raw if k not in ("amount", "unit", "at")]
+    amount = raw.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_AMOUNT:
+        problems.append((f"{path}.amount", f"must be an integer from 0 to {MAX_AMOUNT}"))
+    unit = raw.get("unit")
+    if unit not in UNITS:
+        problems.append((f"{path}.unit", f"must be one of {', '.join(UNITS)}"))
+    at: time | None = None
+    if raw.get("at") is not None:
+        try:
+            at = time.fromisoformat(str(raw["at"]))
+        except ValueError:
+            problems.append((f"{path}.at", "must be a local time like 17:00"))
+        if unit == "hours":
+            problems.append((f"{path}.at", "not used with unit 'hours'"))
+    if problems:
+        return None, problems
+    return DueSpec(amount=amount, unit=unit, at=at), []
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The named IANA zone, UTC when unknown or missing (a bad zone on a lead must not block its tasks)."""
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return ZoneInfo("UTC")
+
+
+def compute_due(entered_at: datetime, spec: DueSpec, tz_name: str | None) -> datetime:
+    """The UTC due time of a task created at `entered_at` (aware) for an assignee in `tz_name`."""
+    if entered_at.tzinfo is None:
+        raise ValueError("entered_at must be timezone-aware")
+    if spec.unit == "hours":
+        return (entered_at + timedelta(hours=spec.amount)).astimezone(UTC)
+    tz = zone(tz_name)
+    local = entered_at.astimezone(tz)
+    day, clock = local.date(), local.timetz().replace(tzinfo=None)
+    if spec.unit == "days":
+        day = day + timedelta(days=spec.amount)
+    else:
+        if day.weekday() >= 5:  # a weekend entry starts counting on Monday morning
+            day = day + timedelta(days=7 - day.weekday())
+            clock = WORKDAY_START
+        remaining = spec.amount
+        while remaining > 0:
+            day = day + timedelta(days=1)
+            if day.weekday() < 5:
+                remaining -= 1
+    wall = datetime.combine(day, spec.at or clock)
+    # fold=0 picks the first of two ambiguous times; a non-existent time (spring forward) moves forward.
+    due = wall.replace(tzinfo=tz)
+    roundtrip = due.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+    if roundtrip != wall:
+        due = (wall + timedelta(hours=1)).replace(tzinfo=tz)
+    return due.astimezone(UTC)

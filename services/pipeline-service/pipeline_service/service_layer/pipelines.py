@@ -1,0 +1,238 @@
+"""Admin work on pipelines: create (from scratch or a template), edit, reorder and delete stages safely.
+
+Leads in flight point at stage ids, which never change: renaming, re-goaling or reordering a stage leaves
+them where they are; a stage is only deleted once its leads have been moved to a named target stage.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from salesflow_shared.errors import Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import pipelines, positions, stages
+from ..domain import transitions
+from ..domain.definitions import (
+    DefinitionProblems, PipelineDef, StageDef, parse_lost_reasons, parse_nurture_days, parse_pipeline, parse_stage,
+)
+from . import engine
+
+
+def problems_to_422(problems: list[tuple[str, str]]) -> ValidationFailed:
+    return ValidationFailed("; ".join(f"{p}: {m}" for p, m in problems),
+                            errors=[FieldError(p, m) for p, m in problems])
+
+
+def parse_or_422(raw: Any) -> PipelineDef:
+    try:
+        return parse_pipeline(raw)
+    except DefinitionProblems as exc:
+        raise problems_to_422(exc.problems) from exc
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def check_if_match(if_match: str | None, version: int) -> None:
+    if if_match is not None and if_match.strip() not in (etag(version), f'"{version}"', "*"):
+        raise PreconditionFailed(f"the pipeline is at version {version}; read it again")
+
+
+def _stage_values(stage: StageDef) -> dict[str, Any]:
+    return {"name": stage.name, "guidance": stage.guidance, "win_probability": stage.win_probability,
+            "is_ask_stage": stage.is_ask_stage, "goal": stage.goal,
+            "task_templates": [t.to_json() for t in stage.task_templates]}
+
+
+async def create_pipeline(uow: UnitOfWork, org_id: str, definition: PipelineDef, now: datetime,
+                          template_key: str | None = None) -> str:
+    pipeline_id = engine.new_id()
+    await uow.session.execute(sa.insert(pipelines).values(
+        id=pipeline_id, org_id=org_id, name=definition.name, description=definition.description,
+        lost_reasons=definition.lost_reasons, nurture_days=definition.nurture_days, template_key=template_key,
+        archived=False, version=1, created_at=now, updated_at=now))
+    for position, stage in enumerate(definition.stages, start=1):
+        await uow.session.execute(sa.insert(stages).values(
+            id=engine.new_id(), org_id=org_id, pipeline_id=pipeline_id, position=position, deleted=False,
+            created_at=now, **_stage_values(stage)))
+    return pipeline_id
+
+
+async def load_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, *, lock: bool = False) -> Any:
+    query = sa.select(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id,
+                                       pipelines.c.archived.is_(False))
+    row = (await uow.session.execute(query.with_for_update() if lock else query)).first()
+    if row is None:
+        raise NotFound(f"no pipeline {pipeline_id}")
+    return row
+
+
+def stage_json(s: Any) -> dict[str, Any]:
+    return {"id": s.id, "name": s.name, "position": s.position, "guidance": s.guidance,
+            "win_probability": str(Decimal(s.win_probability).normalize()) if s.win_probability is not None else "0",
+            "is_ask_stage": s.is_ask_stage, "goal": s.goal, "task_templates": s.task_templates}
+
+
+async def pipeline_json(uow: UnitOfWork, org_id: str, pipeline_id: str) -> dict[str, Any]:
+    p = await load_pipeline(uow, org_id, pipeline_id)
+    seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
+    return {"id": p.id, "name": p.name, "description": p.description, "lost_reasons": p.lost_reasons,
+            "nurture_days": p.nurture_days, "template_key": p.template_key, "version": p.version,
+            "outcomes": ["won", "lost"], "stages": [stage_json(s) for s in seq],
+            "created_at": engine.aware(p.created_at).isoformat(), "updated_at": engine.aware(p.updated_at).isoformat()}
+
+
+async def bump(uow: UnitOfWork, org_id: str, pipeline_id: str, now: datetime, **values: Any) -> None:
+    await uow.session.execute(sa.update(pipelines).where(
+        pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id,
+    ).values(version=pipelines.c.version + 1, updated_at=now, **values))
+
+
+async def update_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: dict[str, Any],
+                          if_match: str | None, now: datetime) -> None:
+    p = await load_pipeline(uow, org_id, pipeline_id, lock=True)
+    check_if_match(if_match, p.version)
+    problems: list[tuple[str, str]] = [(k, "unknown field (stages are edited under /stages)") for k in raw
+                                       if k not in ("name", "description", "lost_reasons", "nurture_days")]
+    values: dict[str, Any] = {}
+    if "name" in raw:
+        if not isinstance(raw["name"], str) or not raw["name"].strip() or len(raw["name"]) > 120:
+            problems.append(("name", "must be a non-empty string of at most 120 characters"))
+        else:
+            values["name"] = raw["name"].strip()
+    if "description" in raw:
+        if not isinstance(raw["description"], str):
+            problems.append(("description", "must be a string"))
+        else:
+            values["description"] = raw["description"]
+    if "lost_reasons" in raw:
+        values["lost_reasons"] = parse_lost_reasons(raw["lost_reasons"], problems)
+    if "nurture_days" in raw:
+        values["nurture_days"] = parse_nurture_days(raw["nurture_days"], problems)
+    if problems:
+        raise problems_to_422(problems)
+    await bump(uow, org_id, pipeline_id, now, **values)
+
+
+async def add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: Any, if_match: str | None,
+                    now: datetime) -> str:
+    p = await load_pipeline(uow, org_id, pipeline_id, lock=True)
+    check_if_match(if_match, p.version)
+    seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
+    problems: list[tuple[str, str]] = []
+    body = dict(raw) if isinstance(raw, dict) else raw
+    position = body.pop("position", None) if isinstance(body, dict) else None
+    stage = parse_stage(body, "", problems)
+    if position is not None and (isinstance(position, bool) or not isinstance(position, int)
+                                 or not 1 <= position <= len(seq) + 1):
+        problems.append(("position", f"must be an integer from 1 to {len(seq) + 1}"))
+    _check_stage_rules(seq, stage, None, problems)
+    if problems or stage is None:
+        raise problems_to_422(problems)
+    position = position or len(seq) + 1
+    stage_id = engine.new_id()
+    for s in seq:
+        if s.position >= position:
+            await uow.session.execute(sa.update(stages).where(stages.c.id == s.id).values(position=s.position + 1))
+    await uow.session.execute(sa.insert(stages).values(
+        id=stage_id, org_id=org_id, pipeline_id=pipeline_id, position=position, deleted=False, created_at=now,
+        **_stage_values(stage)))
+    await bump(uow, org_id, pipeline_id, now)
+    return stage_id
+
+
+def _check_stage_rules(seq: list[Any], stage: StageDef | None, stage_id: str | None,
+                       problems: list[tuple[str, str]], raw: dict[str, Any] | None = None) -> None:
+    if stage is None:
+        return
+    others = [s for s in seq if s.id != stage_id]
+    if (raw is None or "name" in raw) and any(s.name.lower() == stage.name.lower() for s in others):
+        problems.append(("name", "two stages of a pipeline cannot share a name"))
+    if (raw is None or "is_ask_stage" in raw) and stage.is_ask_stage and any(s.is_ask_stage for s in others):
+        problems.append(("is_ask_stage", "the pipeline already has an ask stage"))
+
+
+async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id: str, raw: Any,
+                       if_match: str | None, now: datetime) -> None:
+    """Edit a stage in place. Leads in it stay; tasks already created keep their templates' old values;
+    a new goal applies from the next change the lead sees."""
+    p = await load_pipeline(uow, org_id, pipeline_id, lock=True)
+    check_if_match(if_match, p.version)
+    seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
+    if not any(s.id == stage_id for s in seq):
+        raise NotFound(f"no stage {stage_id} in pipeline {pipeline_id}")
+    if not isinstance(raw, dict):
+        raise ValidationFailed.single("body", "must be a JSON object")
+    problems: list[tuple[str, str]] = []
+    stage = parse_stage(raw, "", problems, partial=True)
+    _check_stage_rules(seq, stage, stage_id, problems, raw)
+    if problems or stage is None:
+        raise problems_to_422(problems)
+    values = {k: v for k, v in _stage_values(stage).items() if k in raw}
+    if values:
+        await uow.session.execute(sa.update(stages).where(stages.c.id == stage_id).values(**values))
+    await bump(uow, org_id, pipeline_id, now)
+
+
+async def reorder_stages(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_ids: Any, if_match: str | None,
+                         now: datetime) -> None:
+    p = await load_pipeline(uow, org_id, pipeline_id, lock=True)
+    check_if_match(if_match, p.version)
+    seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
+    if not isinstance(stage_ids, list) or not all(isinstance(s, str) for s in stage_ids):
+        raise ValidationFailed.single("stage_ids", "must be a list of stage ids")
+    try:
+        order = transitions.reorder([s.id for s in seq], stage_ids)
+    except ValueError as exc:
+        raise ValidationFailed.single("stage_ids", str(exc)) from exc
+    for position, sid in enumerate(order, start=1):
+        await uow.session.execute(sa.update(stages).where(stages.c.id == sid).values(position=position))
+    await bump(uow, org_id, pipeline_id, now)
+
+
+async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id: str, move_to: str | None,
+                       moved_by: str, now: datetime) -> int:
+    """Delete a stage; its leads go to `move_to` first (required when it holds leads). Returns leads moved."""
+    await load_pipeline(uow, org_id, pipeline_id, lock=True)
+    seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
+    doomed = next((s for s in seq if s.id == stage_id), None)
+    if doomed is None:
+        raise NotFound(f"no stage {stage_id} in pipeline {pipeline_id}")
+    if len(seq) == 1:
+        raise Conflict("a pipeline keeps at least one stage; delete the pipeline instead")
+    holders = (await uow.session.execute(sa.select(positions.c.lead_id).where(
+        positions.c.org_id == org_id, positions.c.stage_id == stage_id, positions.c.status == "active"))).all()
+    target = None
+    if move_to is not None:
+        target = next((s for s in seq if s.id == move_to and s.id != stage_id), None)
+        if target is None:
+            raise ValidationFailed.single("move_leads_to", "must be another stage of the same pipeline")
+    if holders and target is None:
+        raise Conflict(f"the stage holds {len(holders)} lead(s): say where they go with ?move_leads_to=<stage id>")
+    for holder in holders:
+        pos = await engine.lock_position(uow, org_id, holder.lead_id, now, create=False)
+        if pos is None or pos["stage_id"] != stage_id or pos["status"] != "active":
+            continue
+        await engine.enter_stage(uow, pos, pipeline_id, target, reason="manual", now=now, moved_by=moved_by,
+                                 note=f"stage '{doomed.name}' was deleted", exit_reason="stage_deleted")
+        await engine.save_position(uow, pos, now)
+    await uow.session.execute(sa.update(stages).where(stages.c.id == stage_id).values(deleted=True))
+    for position, s in enumerate([s for s in seq if s.id != stage_id], start=1):
+        await uow.session.execute(sa.update(stages).where(stages.c.id == s.id).values(position=position))
+    await bump(uow, org_id, pipeline_id, now)
+    return len(holders)
+
+
+async def archive_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, now: datetime) -> None:
+    await load_pipeline(uow, org_id, pipeline_id, lock=True)
+    busy = (await uow.session.execute(sa.select(sa.func.count()).select_from(positions).where(
+        positions.c.org_id == org_id, positions.c.pipeline_id == pipeline_id,
+        positions.c.status.in_(("active", "nurturing"))))).scalar_one()
+    if busy:
+        raise Conflict(f"{busy} lead(s) are in or nurtured by this pipeline; move or close them first")
+    await bump(uow, org_id, pipeline_id, now, archived=True)

@@ -1,0 +1,80 @@
+"""Read models for the API: a lead's position (stage, guidance, open tasks, history) and task lists."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from salesflow_shared.auth import Principal
+from salesflow_shared.errors import NotFound
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import pipelines, positions, stage_history, stages, tasks
+from .engine import aware
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = aware(value)
+    return value.isoformat() if value is not None else None
+
+
+def task_json(row: Any, now: datetime) -> dict[str, Any]:
+    due = aware(row.due_at)
+    return {"id": row.id, "lead_id": row.lead_id, "pipeline_id": row.pipeline_id, "stage_id": row.stage_id,
+            "title": row.title, "type": row.task_type, "required": row.required, "status": row.status,
+            "assignee_kind": row.assignee_kind, "assignee_id": row.assignee_id, "team_id": row.team_id,
+            "due_at": _iso(due), "overdue": row.status == "open" and due is not None and due < now,
+            "created_at": _iso(row.created_at), "completed_at": _iso(row.completed_at),
+            "completed_by": row.completed_by, "skip_reason": row.skip_reason}
+
+
+def visible_to(principal: Principal, pos: Any) -> bool:
+    """Admins and managers see the whole org; a rep sees the leads it owns."""
+    return principal.sees_whole_org or pos.owner_id == principal.user_id
+
+
+async def load_visible_position(uow: UnitOfWork, principal: Principal, lead_id: str) -> Any:
+    pos = (await uow.session.execute(sa.select(positions).where(
+        positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id))).first()
+    if pos is None or pos.status == "erased" or not visible_to(principal, pos):
+        raise NotFound(f"no position for lead {lead_id}")
+    return pos
+
+
+async def position_json(uow: UnitOfWork, principal: Principal, lead_id: str, now: datetime) -> dict[str, Any]:
+    pos = await load_visible_position(uow, principal, lead_id)
+    session = uow.session
+    stage = None
+    if pos.stage_id:
+        stage = (await session.execute(sa.select(stages).where(stages.c.id == pos.stage_id))).first()
+    pipeline = None
+    if pos.pipeline_id:
+        pipeline = (await session.execute(sa.select(pipelines.c.id, pipelines.c.name).where(
+            pipelines.c.id == pos.pipeline_id))).first()
+    open_tasks = (await session.execute(sa.select(tasks).where(
+        tasks.c.org_id == pos.org_id, tasks.c.lead_id == pos.lead_id, tasks.c.status == "open",
+    ).order_by(tasks.c.due_at, tasks.c.id))).all()
+    history = (await session.execute(sa.select(stage_history).where(
+        stage_history.c.org_id == pos.org_id, stage_history.c.lead_id == pos.lead_id,
+    ).order_by(stage_history.c.seq))).all()
+    return {
+        "lead_id": pos.lead_id, "status": pos.status, "owner_id": pos.owner_id, "team_id": pos.team_id,
+        "pipeline": {"id": pipeline.id, "name": pipeline.name} if pipeline else None,
+        "stage": None if stage is None else {
+            "id": stage.id, "name": stage.name, "position": stage.position, "guidance": stage.guidance,
+            "win_probability": str(Decimal(stage.win_probability).normalize()), "is_ask_stage": stage.is_ask_stage,
+            "goal": stage.goal, "entered_at": _iso(pos.stage_entered_at)},
+        "open_tasks": [task_json(t, now) for t in open_tasks],
+        "history": [{"stage_id": h.stage_id, "stage_name": h.stage_name, "pipeline_id": h.pipeline_id,
+                     "entered_at": _iso(h.entered_at), "exited_at": _iso(h.exited_at),
+                     "entry_reason": h.entry_reason, "exit_reason": h.exit_reason,
+                     "triggering_event_id": h.triggering_event_id, "moved_by": h.moved_by, "note": h.note,
+                     "seconds_in_stage": (aware(h.exited_at) - aware(h.entered_at)).total_seconds()
+                     if h.exited_at else None}
+                    for h in history],
+        "outcome": {"lost_reason": pos.lost_reason, "reengage_at": _iso(pos.reengage_at),
+                    "won_value": str(pos.won_value) if pos.won_value is not None else None,
+                    "won_currency": pos.won_currency, "closed_at": _iso(pos.closed_at)},
+    }
