@@ -1,13 +1,19 @@
 """Wires lead-service together: settings, routes, event handlers, migrations, background workers."""
 from pathlib import Path
+from typing import Any
 
-from salesflow_shared.app import ServiceDefinition
+from salesflow_shared.app import ServiceContext, ServiceDefinition
 
 from .config import Settings
+from .entrypoints.common import SetupCache
 from .entrypoints.routes import router
 from .service_layer.handlers import EVENT_HANDLERS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def build_extras(context: ServiceContext) -> dict[str, Any]:
+    return {"setup_cache": SetupCache()}
 
 
 def build_definition(settings: Settings | None = None) -> ServiceDefinition:
@@ -17,5 +23,6 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         routers=[router],
         migrations_path=MIGRATIONS,
         event_handlers=EVENT_HANDLERS,
+        extras=build_extras,
         description="Leads, contacts, companies, activities, web-form intake, scoring and enrichment.",
     )

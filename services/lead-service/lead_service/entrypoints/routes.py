@@ -2,4 +2,8 @@
 /v1/imports, /v1/scoring-rules)."""
 from fastapi import APIRouter
 
-router = APIRouter(prefix="/v1", tags=["lead-service"])
+from . import leads_api, records_api
+
+router = APIRouter()
+router.include_router(leads_api.router)
+router.include_router(records_api.router)

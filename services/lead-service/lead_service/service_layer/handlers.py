@@ -1,4 +1,109 @@
-"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox)."""
-from salesflow_shared.consumer import HandlerMap
+"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox).
 
-EVENT_HANDLERS: HandlerMap = {}
+Stale events are ignored by `subject_version`, compared only within one producer's family of events about
+the lead: LeadAssigned (assignment-service) against `assignment_version`, LeadWon/LeadLost/LeadReopened
+(pipeline-service) against `outcome_version`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.events import (EmailSentV1, Envelope, EventData, LeadAssignedV1, LeadLostV1, LeadReopenedV1,
+                                     LeadUpdatedV1, LeadWonV1, utcnow)
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import activities, leads
+from .activities import log_activity
+from .views import load_lead, snapshot
+from salesflow_shared.errors import NotFound
+
+log = structlog.get_logger(__name__)
+
+
+async def _lead(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> dict[str, Any] | None:
+    try:
+        return await load_lead(uow.session, envelope.org_id, lead_id, for_update=True)
+    except NotFound:
+        log.info("event_for_unknown_lead_ignored", lead_id=lead_id)
+        return None
+
+
+async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], version_column: str,
+                 columns: dict[str, Any], cause: str) -> None:
+    current = (await uow.session.execute(sa.select(leads.c[version_column]).where(
+        leads.c.id == lead["id"]))).scalar_one()
+    if envelope.subject_version <= current:
+        log.info("stale_event_ignored", lead_id=lead["id"], seen=current, got=envelope.subject_version)
+        return
+    changed = sorted(k for k, v in columns.items() if lead.get(k) != v)
+    now = utcnow()
+    values: dict[str, Any] = {version_column: envelope.subject_version}
+    if changed and lead.get("erased_at") is None:
+        values.update(columns, version=lead["version"] + 1, updated_at=now)
+    await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"]).values(**values))
+    if "version" in values:
+        after = {**lead, **columns, "version": values["version"]}
+        uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause=cause), org_id=envelope.org_id,
+                    subject_id=lead["id"], subject_version=after["version"])
+
+
+async def on_lead_assigned(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadAssignedV1)
+    lead = await _lead(uow, envelope, data.lead_id)
+    if lead is not None:
+        await _apply(uow, envelope, lead, "assignment_version",
+                     {"owner_id": data.owner_id, "team_id": data.team_id}, "assignment")
+
+
+async def on_lead_won(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadWonV1)
+    lead = await _lead(uow, envelope, data.lead_id)
+    if lead is not None:
+        await _apply(uow, envelope, lead, "outcome_version", {"status": "won"}, "pipeline")
+
+
+async def on_lead_lost(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadLostV1)
+    lead = await _lead(uow, envelope, data.lead_id)
+    if lead is not None:
+        # Lost leads with a re-engage date are nurtured until then (DESIGN.md).
+        status = "nurturing" if data.reengage_at is not None else "lost"
+        await _apply(uow, envelope, lead, "outcome_version", {"status": status}, "pipeline")
+
+
+async def on_lead_reopened(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadReopenedV1)
+    lead = await _lead(uow, envelope, data.lead_id)
+    if lead is not None:
+        await _apply(uow, envelope, lead, "outcome_version", {"status": "open"}, "pipeline")
+
+
+async def on_email_sent(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    """A sequence email to the prospect: on the lead's timeline, and ActivityLogged for the metrics."""
+    assert isinstance(data, EmailSentV1)
+    if data.recipient_kind != "prospect" or not data.lead_id:
+        return
+    lead = await _lead(uow, envelope, data.lead_id)
+    if lead is None:
+        return
+    already = (await uow.session.execute(sa.select(activities.c.id).where(
+        activities.c.org_id == envelope.org_id, activities.c.external_id == f"email:{data.delivery_id}"))).first()
+    if already is not None:  # the same delivery reported twice under two event ids
+        return
+    subject = f"sequence {data.sequence_id} step {data.step}" if data.sequence_id else "email sent"
+    await log_activity(uow, envelope.org_id, data.lead_id, kind="email", rep_id=lead.get("owner_id"),
+                       occurred_at=data.sent_at, now=utcnow(), subject=subject, source="sequence",
+                       external_id=f"email:{data.delivery_id}", outcome="sent")
+
+
+EVENT_HANDLERS: HandlerMap = {
+    "LeadAssigned": [on_lead_assigned],
+    "LeadWon": [on_lead_won],
+    "LeadLost": [on_lead_lost],
+    "LeadReopened": [on_lead_reopened],
+    "EmailSent": [on_email_sent],
+}

@@ -1,0 +1,49 @@
+"""Things every route module uses: org setup cache, clock, and small response helpers."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from salesflow_shared.app import ServiceContext
+from salesflow_shared.events import utcnow
+
+from ..service_layer.ingest import OrgSetup, load_org_setup
+
+
+class SetupCache:
+    """Scoring rules and custom field definitions per org, cached briefly (changes here invalidate at once;
+    other replicas see them within `ttl_s`)."""
+
+    def __init__(self, ttl_s: float = 5.0) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, OrgSetup]] = {}
+
+    async def get(self, session: Any, org_id: str, provider: bool) -> OrgSetup:
+        hit = self._entries.get(org_id)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+            return hit[1]
+        setup = await load_org_setup(session, org_id, provider)
+        self._entries[org_id] = (time.monotonic(), setup)
+        return setup
+
+    def invalidate(self, org_id: str) -> None:
+        self._entries.pop(org_id, None)
+
+
+def setup_cache(context: ServiceContext) -> SetupCache:
+    return context.extras["setup_cache"]
+
+
+async def org_setup(context: ServiceContext, session: Any, org_id: str) -> OrgSetup:
+    return await setup_cache(context).get(session, org_id, bool(context.settings.enrichment_url))
+
+
+def now() -> datetime:
+    return utcnow()
+
+
+def json_with_etag(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status_code, headers={"ETag": f'"{body["version"]}"'})

@@ -1,0 +1,163 @@
+"""/v1/activities, /v1/contacts and /v1/companies (contacts and companies are shared between leads)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+
+from salesflow_shared.app import UowDep
+from salesflow_shared.auth import CurrentPrincipal
+from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
+from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+
+from ..adapters.orm import activities, companies, contacts
+from ..domain.lead import CompanyPatch, ContactPatch
+from ..service_layer.activities import activity_to_dict, log_activity
+from ..service_layer.views import as_utc, check_if_match, iso, load_lead
+from .common import now
+
+router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])
+
+
+class ActivityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    lead_id: str = Field(min_length=1, max_length=36)
+    kind: Literal["call", "email", "meeting", "demo", "proposal", "note"]
+    occurred_at: datetime
+    duration_seconds: int | None = Field(None, ge=0, le=7 * 24 * 3600)
+    outcome: str | None = Field(None, max_length=100)
+    subject: str | None = Field(None, max_length=300)
+    notes: str | None = Field(None, max_length=20_000)
+    rep_id: str | None = Field(None, max_length=100, description="defaults to the caller")
+
+
+async def _create_activity(body: ActivityIn, uow: Any, principal: Any, idem: Any) -> JSONResponse:
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="activities.create",
+                              payload=body.model_dump(mode="json"))
+    if replay is not None:
+        return replay
+    await load_lead(uow.session, principal.org_id, body.lead_id, principal=principal)
+    if body.occurred_at.tzinfo is None:
+        raise ValidationFailed.single("occurred_at", "must carry a time zone (RFC 3339)")
+    rep_id = body.rep_id if (body.rep_id and principal.sees_whole_org) else principal.user_id
+    activity = await log_activity(uow, principal.org_id, body.lead_id, kind=body.kind, rep_id=rep_id,
+                                  occurred_at=as_utc(body.occurred_at), now=now(),
+                                  duration_seconds=body.duration_seconds, outcome=body.outcome,
+                                  subject=body.subject, notes=body.notes)
+    activity.pop("org_id", None)
+    activity.pop("external_id", None)
+    response = await idem.complete(uow.session, status_code=201, body=activity)
+    await uow.commit()
+    return response
+
+
+@router.post("/activities", status_code=201, summary="Log a call, email, meeting, demo, proposal or note")
+async def create_activity(body: ActivityIn, uow: UowDep, principal: CurrentPrincipal,
+                          idem: IdempotencyDep) -> JSONResponse:
+    return await _create_activity(body, uow, principal, idem)
+
+
+@router.get("/activities", summary="A lead's timeline, newest first (cursor pagination)")
+async def list_activities(uow: UowDep, principal: CurrentPrincipal, lead_id: str, limit: LimitParam = 50,
+                          cursor: CursorParam = None) -> dict[str, Any]:
+    await load_lead(uow.session, principal.org_id, lead_id, principal=principal)
+    query = sa.select(activities).where(activities.c.org_id == principal.org_id, activities.c.lead_id == lead_id)
+    values = decode_cursor(cursor, 2)
+    if values is not None:
+        at = as_utc(datetime.fromisoformat(str(values[0]).replace("Z", "+00:00")))
+        query = query.where(sa.or_(activities.c.occurred_at < at,
+                                   sa.and_(activities.c.occurred_at == at, activities.c.id < str(values[1]))))
+    rows = (await uow.session.execute(query.order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
+                                      .limit(limit + 1))).all()
+    items = [activity_to_dict(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1]["occurred_at"], items[-1]["id"]]) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _record(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    m = row._mapping
+    out = {"id": m["id"], **{f: m[f] for f in fields}, "created_at": iso(m["created_at"]),
+           "updated_at": iso(m["updated_at"])}
+    out["version"] = int(as_utc(m["updated_at"]).timestamp() * 1_000_000)
+    return out
+
+
+def _list(table: sa.Table, fields: tuple[str, ...], search: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    async def handler(uow: UowDep, principal: CurrentPrincipal, q: str | None = None, limit: LimitParam = 50,
+                      cursor: CursorParam = None) -> dict[str, Any]:
+        query = sa.select(table).where(table.c.org_id == principal.org_id)
+        if q:
+            like = f"%{q.lower()}%"
+            query = query.where(sa.or_(*[sa.func.lower(table.c[f]).like(like) for f in search]))
+        values = decode_cursor(cursor, 1)
+        if values is not None:
+            query = query.where(table.c.id > str(values[0]))
+        rows = (await uow.session.execute(query.order_by(table.c.id).limit(limit + 1))).all()
+        items = [_record(r, fields) for r in rows[:limit]]
+        return {"items": items, "next_cursor": encode_cursor([items[-1]["id"]]) if len(rows) > limit else None}
+    return handler
+
+
+CONTACT_OUT = ("first_name", "last_name", "email", "phone", "title", "company_id")
+COMPANY_OUT = ("name", "domain", "size", "industry")
+router.add_api_route("/contacts", _list(contacts, CONTACT_OUT, ("email", "first_name", "last_name")),
+                     methods=["GET"], summary="List contacts")
+router.add_api_route("/companies", _list(companies, COMPANY_OUT, ("name", "domain")), methods=["GET"],
+                     summary="List companies")
+
+
+async def _one(uow: Any, table: sa.Table, org_id: str, record_id: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    row = (await uow.session.execute(sa.select(table).where(table.c.id == record_id,
+                                                            table.c.org_id == org_id))).first()
+    if row is None:
+        raise NotFound(f"no {table.name[:-1] if table.name != 'companies' else 'company'} {record_id}")
+    return _record(row, fields)
+
+
+def _etagged(record: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(record, headers={"ETag": f'"{record["version"]}"'})
+
+
+@router.get("/contacts/{contact_id}", summary="A contact")
+async def get_contact(contact_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
+    return _etagged(await _one(uow, contacts, principal.org_id, contact_id, CONTACT_OUT))
+
+
+@router.get("/companies/{company_id}", summary="A company")
+async def get_company(company_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
+    return _etagged(await _one(uow, companies, principal.org_id, company_id, COMPANY_OUT))
+
+
+async def _patch(uow: Any, table: sa.Table, org_id: str, record_id: str, fields: tuple[str, ...],
+                 values: dict[str, Any], if_match: str | None) -> JSONResponse:
+    current = await _one(uow, table, org_id, record_id, fields)
+    check_if_match(if_match, current["version"])
+    if values:
+        extra = {"dedup_key": values["domain"]} if table is companies and values.get("domain") else {}
+        try:
+            await uow.session.execute(sa.update(table).where(table.c.id == record_id, table.c.org_id == org_id)
+                                      .values(**values, **extra, updated_at=now()))
+            await uow.commit()
+        except IntegrityError as exc:
+            raise Conflict("another record of this org already has that email or domain") from exc
+    return _etagged(await _one(uow, table, org_id, record_id, fields))
+
+
+@router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)")
+async def patch_contact(contact_id: str, body: ContactPatch, uow: UowDep, principal: CurrentPrincipal,
+                        if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    return await _patch(uow, contacts, principal.org_id, contact_id, CONTACT_OUT,
+                        body.model_dump(exclude_unset=True), if_match)
+
+
+@router.patch("/companies/{company_id}", summary="Edit a company (If-Match)")
+async def patch_company(company_id: str, body: CompanyPatch, uow: UowDep, principal: CurrentPrincipal,
+                        if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    return await _patch(uow, companies, principal.org_id, company_id, COMPANY_OUT,
+                        body.model_dump(exclude_unset=True), if_match)

@@ -1,0 +1,111 @@
+"""Reading leads: the joined query, the API shape, the event snapshot, ETags and rep scoping."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.auth import Principal
+from salesflow_shared.errors import NotFound, PreconditionFailed, PreconditionRequired
+from salesflow_shared.events import LeadSnapshot
+
+from ..adapters.orm import companies, contacts, leads
+
+CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "title")
+COMPANY_FIELDS = ("name", "domain", "size", "industry")
+LEAD_FIELDS = ("country", "region", "postcode", "timezone", "language", "product_line", "value", "currency",
+               "expected_close_date", "source", "utm", "custom_fields", "status", "owner_id", "team_id")
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def lead_select() -> sa.Select:
+    return sa.select(
+        leads,
+        *[contacts.c[f].label(f"c_{f}") for f in CONTACT_FIELDS],
+        *[companies.c[f].label(f"co_{f}") for f in COMPANY_FIELDS],
+    ).select_from(
+        leads.outerjoin(contacts, contacts.c.id == leads.c.contact_id)
+        .outerjoin(companies, companies.c.id == leads.c.company_id))
+
+
+def visible(query: sa.Select, principal: Principal) -> sa.Select:
+    """Org scoping always; a rep sees only the leads they own."""
+    query = query.where(leads.c.org_id == principal.org_id, leads.c.deleted_at.is_(None))
+    if not principal.sees_whole_org:
+        query = query.where(leads.c.owner_id == principal.user_id)
+    return query
+
+
+def row_to_lead(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    value = m["value"]
+    return {
+        "id": m["id"],
+        "contact": {"contact_id": m["contact_id"], **{f: m[f"c_{f}"] for f in CONTACT_FIELDS}},
+        "company": {"company_id": m["company_id"], **{f: m[f"co_{f}"] for f in COMPANY_FIELDS}},
+        "country": m["country"], "region": m["region"], "postcode": m["postcode"],
+        "timezone": m["timezone"], "language": m["language"], "product_line": m["product_line"],
+        "value": None if value is None else str(Decimal(value).quantize(Decimal("0.01"))),
+        "currency": m["currency"],
+        "expected_close_date": m["expected_close_date"].isoformat() if isinstance(m["expected_close_date"], date)
+        else m["expected_close_date"],
+        "source": m["source"], "utm": m["utm"] or {}, "custom_fields": m["custom_fields"] or {},
+        "status": m["status"], "disqualify_reason": m["disqualify_reason"],
+        "owner_id": m["owner_id"], "team_id": m["team_id"],
+        "score": m["score"], "score_breakdown": m["score_breakdown"] or [],
+        "enrichment": m["enrichment"] or {}, "enrichment_status": m["enrichment_status"],
+        "form_id": m["form_id"], "import_id": m["import_id"],
+        "version": m["version"],
+        "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"]),
+        "erased_at": iso(m["erased_at"]),
+    }
+
+
+def snapshot(lead: dict[str, Any]) -> LeadSnapshot:
+    return LeadSnapshot.model_validate({**lead, "lead_id": lead["id"], "utm": lead.get("utm") or {},
+                                        "custom_fields": lead.get("custom_fields") or {}})
+
+
+def etag(lead: dict[str, Any]) -> str:
+    return f'"{lead["version"]}"'
+
+
+def check_if_match(if_match: str | None, current_version: int) -> None:
+    if if_match is None:
+        raise PreconditionRequired("send If-Match with the ETag you read (GET returns it)")
+    tags = [t.strip().removeprefix("W/") for t in if_match.split(",")]
+    if "*" in tags:
+        return
+    if f'"{current_version}"' not in tags:
+        raise PreconditionFailed(f"the lead is at version {current_version}; read it again and retry")
+
+
+async def load_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,
+                    principal: Principal | None = None, include_deleted: bool = False) -> dict[str, Any]:
+    query = lead_select().where(leads.c.id == lead_id, leads.c.org_id == org_id)
+    if not include_deleted:
+        query = query.where(leads.c.deleted_at.is_(None))
+    if principal is not None and not principal.sees_whole_org:
+        query = query.where(leads.c.owner_id == principal.user_id)
+    if for_update:
+        query = query.with_for_update(of=leads)
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no lead {lead_id}")
+    return row_to_lead(row)

@@ -1,0 +1,71 @@
+"""Helpers for lead-service tests: start the app, sign submissions, read the outbox."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from lead_service.config import Settings
+from lead_service.domain.signature import sign
+from lead_service.entrypoints.http import create_app
+from salesflow_shared.infra_tables import outbox_table
+from salesflow_shared.testing import auth_headers, running_app, service_test_settings
+
+
+@dataclass
+class LeadApp:
+    app: Any
+    client: httpx.AsyncClient
+
+    @property
+    def context(self) -> Any:
+        return self.app.state.context
+
+    async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        async with self.context.database.session() as session:
+            query = sa.select(outbox_table.c.payload).order_by(outbox_table.c.id)
+            if event_type:
+                query = query.where(outbox_table.c.event_type == event_type)
+            return [json.loads(p) for p in (await session.execute(query)).scalars()]
+
+    async def scalar(self, statement: Any) -> Any:
+        async with self.context.database.session() as session:
+            return (await session.execute(statement)).scalar_one()
+
+
+@asynccontextmanager
+async def start_lead_app(database_url: str, amqp_url: str | None, namespace: str,
+                         **overrides: Any) -> AsyncIterator[LeadApp]:
+    settings = service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url,
+                                     namespace=namespace, **overrides)
+    app = create_app(settings)
+    async with running_app(app) as client:
+        yield LeadApp(app, client)
+
+
+def admin(org: str = "org-a", **extra: str) -> dict[str, str]:
+    return auth_headers(org, "admin", "admin-1", **extra)
+
+
+def rep(org: str = "org-a", sub: str = "rep-1", **extra: str) -> dict[str, str]:
+    return auth_headers(org, "rep", sub, **extra)
+
+
+def signed_headers(secret: str, body: bytes, *, at: int | None = None, **extra: str) -> dict[str, str]:
+    return {"Content-Type": "application/json",
+            "Salesflow-Signature": sign(secret, body, int(time.time()) if at is None else at), **extra}
+
+
+def a_lead(email: str = "ada@acme.io", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"contact": {"first_name": "Ada", "last_name": "Lovelace", "email": email,
+                                        "title": "CTO"},
+                            "company": {"name": "Acme"}, "country": "DE", "value": "1200.00", "currency": "EUR",
+                            "source": "api"}
+    body.update(fields)
+    return body
