@@ -28,6 +28,7 @@ from .migrations import run_migrations
 from .observability import ServiceMetrics, health_router, install_request_metrics
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
+from .tracing import TracingMiddleware, configure_tracing
 from .uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -143,6 +144,7 @@ class ServiceContext:
 def create_service_app(definition: ServiceDefinition, bus: EventBus | None = None) -> FastAPI:
     settings = definition.settings
     configure_logging(settings.log_level, settings.log_json)
+    configure_tracing(settings.tracing_exporter, settings.tracing_endpoint, settings.tracing_sample_ratio)
     context = ServiceContext(definition, bus)
 
     @asynccontextmanager
@@ -161,6 +163,7 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
     install_error_handlers(app)
     install_request_metrics(app, context.metrics)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TracingMiddleware, service=definition.name)  # inside CorrelationMiddleware
     app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router(context.readiness, context.render_metrics))
     app.include_router(dead_letter_router(), responses=PROBLEM_RESPONSES)

@@ -19,6 +19,7 @@ from .events.catalogue import UnknownEventType
 from .inbox import claim_event
 from .logging import causation_id_var, correlation_id_var, traceparent_var
 from .observability import ServiceMetrics
+from .tracing import consumer_span, traceparent_of
 from .uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -37,6 +38,7 @@ class EventDispatcher:
         self.handlers = handlers
         self.uow_factory = uow_factory
         self.metrics = metrics
+        self.service = metrics.service if metrics is not None else "salesflow"
 
     @property
     def event_types(self) -> list[str]:
@@ -53,6 +55,12 @@ class EventDispatcher:
     async def dispatch(self, envelope: Envelope, data: EventData | None = None, *,
                        traceparent: str | None = None) -> None:
         data = data if data is not None else parse_data(envelope)
+        # The handler's work, and the events it publishes, belong to the trace the event came with.
+        with consumer_span(self.service, event_type=envelope.type, event_id=str(envelope.id),
+                           org_id=envelope.org_id, traceparent=traceparent) as span:
+            await self._dispatch(envelope, data, traceparent_of(span))
+
+    async def _dispatch(self, envelope: Envelope, data: EventData, traceparent: str | None) -> None:
         tokens = (correlation_id_var.set(envelope.correlation_id or str(envelope.id)),
                   causation_id_var.set(str(envelope.id)), traceparent_var.set(traceparent))
         started = time.perf_counter()

@@ -19,6 +19,7 @@ from .db import Database
 from .events import utcnow
 from .infra_tables import outbox_table
 from .observability import ServiceMetrics
+from .tracing import traced_publish
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +30,7 @@ class OutboxRelay:
         self.database = database
         self.bus = bus
         self.metrics = metrics
+        self.service = metrics.service if metrics is not None else "salesflow"
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.max_backoff_s = max_backoff_s
@@ -95,7 +97,8 @@ class OutboxRelay:
                                         headers=dict(r.headers or {}),
                                         correlation_id=json.loads(r.payload).get("correlation_id"))
                         for r in rows]
-            results = await asyncio.gather(*(self.bus.publish(m) for m in messages), return_exceptions=True)
+            results = await asyncio.gather(*(traced_publish(self.service, m, self.bus.publish) for m in messages),
+                                           return_exceptions=True)
             sent_ids, failed = [], []
             for row, message, result in zip(rows, messages, results):
                 if result is None or isinstance(result, Unroutable):

@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     max_body_bytes: int = 1_048_576
+    # OpenTelemetry (tracing.py): none | console | otlp (OTLP/HTTP to tracing_endpoint, or OTEL_EXPORTER_OTLP_*).
+    tracing_exporter: Literal["none", "console", "otlp"] = "none"
+    tracing_endpoint: str = ""
+    tracing_sample_ratio: float = 1.0
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "ServiceSettings":

@@ -1,0 +1,112 @@
+"""One request that fans out through events is one trace: HTTP → outbox publish → consume → publish → consume."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi import APIRouter
+from opentelemetry.trace import SpanKind
+
+from backbone_support import metadata, start_context
+from salesflow_shared.app import ServiceDefinition, UowDep, create_service_app
+from salesflow_shared.bus import InMemoryBus
+from salesflow_shared.events import Envelope, EventData, LeadDisqualifiedV1, LeadErasedV1
+from salesflow_shared.settings import ServiceSettings
+from salesflow_shared.testing import eventually, running_app, service_test_settings
+from salesflow_shared.tracing import memory_exporter
+from salesflow_shared.uow import UnitOfWork
+
+CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN_ID = "00f067aa0ba902b7"
+
+
+@pytest.fixture(params=["rabbitmq", "memory"])
+async def two_services(request, make_database_url, amqp_url, bus_namespace):
+    """front: an HTTP route publishing LeadErased, and a LeadDisqualified handler; back: turns each LeadErased
+    into a LeadDisqualified. On RabbitMQ each has its own connection; otherwise they share an in-process bus."""
+    shared_bus = InMemoryBus() if request.param == "memory" else None
+    if shared_bus is not None:
+        await shared_bus.start()
+    disqualified: list[str] = []
+
+    def settings(name: str, url: str) -> ServiceSettings:
+        return service_test_settings(ServiceSettings, database_url=url, namespace=bus_namespace,
+                                     amqp_url=amqp_url if request.param == "rabbitmq" else "",
+                                     service_name=name, migrate_on_start=False)
+
+    router = APIRouter()
+
+    @router.post("/v1/erasures/{lead_id}", status_code=202)
+    async def erase(lead_id: str, uow: UowDep) -> dict[str, str]:
+        uow.publish(LeadErasedV1(lead_id=lead_id), org_id="org-a", subject_id=lead_id)
+        await uow.commit()
+        return {"lead_id": lead_id}
+
+    async def on_disqualified(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        disqualified.append(data.lead_id)
+
+    async def on_erased(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        uow.publish(LeadDisqualifiedV1(lead_id=data.lead_id, reason="erased"), org_id=envelope.org_id,
+                    subject_id=data.lead_id)
+
+    front_app = create_service_app(ServiceDefinition(
+        name="front-service", settings=settings("front-service", await make_database_url("front")),
+        routers=[router], migrations_path=Path("unused"), event_handlers={"LeadDisqualified": [on_disqualified]}),
+        bus=shared_bus)
+    async with front_app.state.context.database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    back = await start_context(ServiceDefinition(
+        name="back-service", settings=settings("back-service", await make_database_url("back")), routers=[],
+        migrations_path=Path("unused"), event_handlers={"LeadErased": [on_erased]}), bus=shared_bus)
+    try:
+        async with running_app(front_app) as client:
+            yield client, disqualified
+    finally:
+        await back.stop()
+        if shared_bus is not None:
+            await shared_bus.close()
+
+
+async def test_request_and_the_events_it_causes_form_one_trace(two_services):
+    client, disqualified = two_services
+    exporter = memory_exporter()
+    exporter.clear()
+
+    response = await client.post("/v1/erasures/lead-7",
+                                 headers={"traceparent": f"00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01"})
+    assert response.status_code == 202
+
+    async def chain_finished():
+        assert disqualified == ["lead-7"]
+        names = [s.name for s in exporter.get_finished_spans()]
+        assert "LeadDisqualified process" in names
+    await eventually(chain_finished, timeout=10)
+
+    spans = [s for s in exporter.get_finished_spans() if f"{s.context.trace_id:032x}" == CALLER_TRACE_ID]
+    by_name = {s.name: s for s in spans}
+    chain = [("POST /v1/erasures/{lead_id}", SpanKind.SERVER, "front-service"),
+             ("LeadErased publish", SpanKind.PRODUCER, "front-service"),
+             ("LeadErased process", SpanKind.CONSUMER, "back-service"),
+             ("LeadDisqualified publish", SpanKind.PRODUCER, "back-service"),
+             ("LeadDisqualified process", SpanKind.CONSUMER, "front-service")]
+    assert sorted(by_name) == sorted(name for name, _, _ in chain)
+    parent_span_id = int(CALLER_SPAN_ID, 16)
+    for name, kind, service in chain:
+        span = by_name[name]
+        assert span.kind == kind, name
+        assert span.resource.attributes["service.name"] == service, name
+        assert span.parent is not None and span.parent.span_id == parent_span_id, f"{name} has the wrong parent"
+        parent_span_id = span.context.span_id
+    assert by_name["POST /v1/erasures/{lead_id}"].attributes["http.response.status_code"] == 202
+    assert by_name["LeadErased process"].attributes["messaging.message.id"] == \
+        by_name["LeadErased publish"].attributes["messaging.message.id"]
+
+
+async def test_health_probes_make_no_spans(two_services):
+    client, _ = two_services
+    exporter = memory_exporter()
+    exporter.clear()
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/v1/nowhere")).status_code == 404
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names == ["GET"]  # the unmatched request is traced (no route template), the probe is not
