@@ -48,11 +48,6 @@ def transition(action: Action, status: str) -> Status:
     return NEXT_STATUS[action]
 
 
-class HasPosition:
-    id: str
-    position: int
-
-
 S = TypeVar("S")
 
 

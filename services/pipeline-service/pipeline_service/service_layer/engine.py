@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -175,7 +176,7 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: A
     uow.publish(StageAdvancedV1(
         lead_id=pos["lead_id"], pipeline_id=pipeline_id, from_stage_id=from_stage, to_stage_id=stage.id,
         to_stage_name=stage.name, to_stage_position=stage.position, is_ask_stage=stage.is_ask_stage,
-        win_probability=stage.win_probability, reason=reason, triggering_event_id=triggering_event_id,
+        win_probability=Decimal(stage.win_probability).normalize(), reason=reason, triggering_event_id=triggering_event_id,
         moved_by=moved_by, note=note, owner_id=pos.get("owner_id"), entered_at=now,
     ), org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=version, occurred_at=now)
     await create_stage_tasks(uow, pos, stage, now)
