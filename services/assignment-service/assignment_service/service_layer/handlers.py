@@ -1,4 +1,200 @@
-"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox)."""
-from salesflow_shared.consumer import HandlerMap
+"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox).
 
-EVENT_HANDLERS: HandlerMap = {}
+The lead projection keeps two version counters: `lead_version` for lead-service's events (LeadCreated,
+LeadUpdated, LeadDisqualified, LeadErased) and `pipeline_version` for pipeline-service's (StageAdvanced,
+LeadWon, LeadLost, LeadReopened); a stale event changes nothing. Routing at creation happens once per
+lead, whatever order or number of times LeadCreated arrives (the inbox stops redeliveries, `routed_at`
+stops a second LeadCreated for the same lead).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from salesflow_shared.bus import PermanentFailure
+from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.events import (Envelope, EventData, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1,
+                                     LeadLostV1, LeadReopenedV1, LeadUpdatedV1, LeadWonV1, StageAdvancedV1, utcnow)
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters import repository as repo
+from ..adapters.orm import decisions
+from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, routed_on
+from .assigning import LEAD_UPDATED, apply_decision, decide, match_rules
+
+log = structlog.get_logger(__name__)
+
+OPEN_STATUSES = {"open", "qualified"}
+
+
+class LeadNotKnownYet(Exception):
+    """A pipeline event for a lead whose LeadCreated has not reached us yet: retried later."""
+
+
+def _snapshot(lead: Any) -> dict[str, Any]:
+    return lead.model_dump(mode="json")
+
+
+async def _take_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str, Any]) -> Any:
+    """Upsert the projection from a lead-service snapshot if it is newer; return the locked row."""
+    now = utcnow()
+    row = await repo.ensure_lead(uow.session, envelope.org_id, snapshot["lead_id"], snapshot, now)
+    if envelope.subject_version > row.lead_version and not row.erased:
+        await repo.update_lead(uow.session, envelope.org_id, row.lead_id, snapshot=snapshot,
+                               lead_version=envelope.subject_version,
+                               open=snapshot.get("status", "open") in OPEN_STATUSES, updated_at=now)
+        row = await repo.lock_lead(uow.session, envelope.org_id, row.lead_id)
+    return row
+
+
+async def on_lead_created(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadCreatedV1)
+    row = await _take_snapshot(uow, envelope, _snapshot(data.lead))
+    if row.routed_at is not None:
+        log.info("lead_already_routed", lead_id=row.lead_id)
+        return
+    rule_set = await repo.current_rule_set(uow.session, envelope.org_id)
+    if rule_set is None:
+        raise PermanentFailure(f"org {envelope.org_id} has no routing rules: publish a rule set "
+                               "(PUT /v1/routing-rules), then replay the parked events")
+    decision = await decide(uow.session, envelope.org_id, row.lead_id, row.snapshot, LEAD_CREATED,
+                            rule_set=rule_set, now=utcnow(), previous_owner_id=row.owner_id)
+    await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
+
+
+async def on_lead_updated(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadUpdatedV1)
+    org = envelope.org_id
+    before = await repo.lock_lead(uow.session, org, data.lead.lead_id)
+    row = await _take_snapshot(uow, envelope, _snapshot(data.lead))
+    if before is None or envelope.subject_version <= before.lead_version:
+        return  # first news of this lead (LeadCreated routes it) or a stale update
+    if data.cause != "assignment" and "owner_id" in data.changed and data.lead.owner_id != row.owner_id:
+        # An owner set by hand in lead-service: follow it so open-lead counts stay right.
+        await repo.update_lead(uow.session, org, row.lead_id, owner_id=data.lead.owner_id)
+        row = await repo.lock_lead(uow.session, org, row.lead_id)
+    if data.cause == "assignment" or row.routed_at is None or not row.open:
+        return
+    rule_set = await repo.current_rule_set(uow.session, org)
+    routed_by = await repo.current_rule_set(uow.session, org, row.rule_set_version) \
+        if row.rule_set_version is not None else None
+    previous_rule = routed_by.rule(row.rule_id) if routed_by else None
+    if rule_set is None or previous_rule is None or not previous_rule.reroute_on_update:
+        return
+    fields: set[str] = set()
+    for rule in (*rule_set.rules, previous_rule):
+        if LEAD_CREATED in rule.triggers:
+            fields |= rule.fields
+    if not routed_on(fields, data.changed):
+        return
+    territories = await repo.all_territories(uow.session, org)
+    match, territory, _ = match_rules(rule_set, row.snapshot, LEAD_UPDATED, territories)
+    if match.rule is not None and match.rule.id == row.rule_id and \
+            (territory.id if territory else None) == row.territory_id:
+        return  # the same rule still routes it: nothing moves
+    decision = await decide(uow.session, org, row.lead_id, row.snapshot, LEAD_UPDATED, rule_set=rule_set,
+                            now=utcnow(), previous_owner_id=row.owner_id)
+    await apply_decision(uow, org, row, decision, source_event_id=str(envelope.id),
+                         publish_route=decision.pipeline_id != row.pipeline_id)
+
+
+async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> Any | None:
+    row = await repo.lock_lead(uow.session, envelope.org_id, lead_id)
+    if row is None:
+        raise LeadNotKnownYet(f"lead {lead_id} is not known yet (LeadCreated not handled)")
+    if envelope.subject_version <= row.pipeline_version:
+        return None
+    await repo.update_lead(uow.session, envelope.org_id, lead_id, pipeline_version=envelope.subject_version)
+    return row
+
+
+async def _hand_off(uow: UnitOfWork, envelope: Envelope, row: Any, trigger: str, stage: dict[str, Any]) -> None:
+    rule_set = await repo.current_rule_set(uow.session, envelope.org_id)
+    if rule_set is None or not any(trigger in r.triggers for r in rule_set.rules):
+        return
+    decision = await decide(uow.session, envelope.org_id, row.lead_id, row.snapshot, trigger, rule_set=rule_set,
+                            now=utcnow(), stage=stage, previous_owner_id=row.owner_id)
+    if decision.rule is None:
+        return  # no hand-off rule for this stage
+    await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
+
+
+async def on_stage_advanced(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, StageAdvancedV1)
+    row = await _pipeline_event(uow, envelope, data.lead_id)
+    if row is None:
+        return
+    if data.reason == "reopened" and not row.open:
+        await repo.update_lead(uow.session, envelope.org_id, row.lead_id, open=True)
+    await _hand_off(uow, envelope, row, STAGE_ENTRY, {"stage_id": data.to_stage_id,
+                                                      "stage_name": data.to_stage_name,
+                                                      "pipeline_id": data.pipeline_id})
+
+
+async def on_lead_won(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadWonV1)
+    row = await _pipeline_event(uow, envelope, data.lead_id)
+    if row is None:
+        return
+    await repo.update_lead(uow.session, envelope.org_id, row.lead_id, open=False)
+    await _hand_off(uow, envelope, row, LEAD_WON, {"stage_id": data.stage_id, "stage_name": None,
+                                                   "pipeline_id": data.pipeline_id})
+
+
+async def on_lead_lost(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadLostV1)
+    if await _pipeline_event(uow, envelope, data.lead_id) is not None:
+        await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=False)
+
+
+async def on_lead_reopened(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadReopenedV1)
+    if await _pipeline_event(uow, envelope, data.lead_id) is not None:
+        await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=True)
+
+
+async def on_lead_disqualified(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    assert isinstance(data, LeadDisqualifiedV1)
+    row = await repo.lock_lead(uow.session, envelope.org_id, data.lead_id)
+    if row is not None and envelope.subject_version > row.lead_version:
+        await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=False,
+                               lead_version=envelope.subject_version)
+
+
+async def on_lead_erased(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+    """Keep only what routing needs no personal data for; scrub the lead values quoted in decisions."""
+    assert isinstance(data, LeadErasedV1)
+    org = envelope.org_id
+    row = await repo.lock_lead(uow.session, org, data.lead_id)
+    if row is not None:
+        status = (row.snapshot or {}).get("status", "open")
+        await repo.update_lead(uow.session, org, data.lead_id, snapshot={"lead_id": data.lead_id, "status": status},
+                               erased=True, lead_version=max(row.lead_version, envelope.subject_version))
+    rows = await uow.session.execute(sa.select(decisions.c.id, decisions.c.explanation).where(
+        decisions.c.org_id == org, decisions.c.lead_id == data.lead_id))
+    for decision_id, explanation in list(rows):
+        scrubbed = dict(explanation or {})
+        scrubbed["evaluations"] = [_scrub(e) for e in scrubbed.get("evaluations", [])]
+        await uow.session.execute(sa.update(decisions).where(decisions.c.id == decision_id)
+                                  .values(explanation=scrubbed))
+
+
+def _scrub(evaluation: dict[str, Any]) -> dict[str, Any]:
+    failed = evaluation.get("failed_condition")
+    if not failed:
+        return evaluation
+    return {**evaluation, "failed_condition": {**failed, "actual": "[erased]"}}
+
+
+EVENT_HANDLERS: HandlerMap = {
+    "LeadCreated": [on_lead_created],
+    "LeadUpdated": [on_lead_updated],
+    "LeadDisqualified": [on_lead_disqualified],
+    "LeadErased": [on_lead_erased],
+    "StageAdvanced": [on_stage_advanced],
+    "LeadWon": [on_lead_won],
+    "LeadLost": [on_lead_lost],
+    "LeadReopened": [on_lead_reopened],
+}

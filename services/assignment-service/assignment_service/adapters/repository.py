@@ -1,0 +1,137 @@
+"""Reading and writing the directory, rule sets, rotations and the lead projection (always org-scoped)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.inbox import dialect_insert
+
+from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
+from ..domain.rules import RuleSet, load_rules
+from ..domain.strategies import RotationState
+from .orm import leads, reps, rotations, rule_sets, teams, territories
+
+
+def _dt(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def rep_from_row(row: Any) -> Rep:
+    windows = tuple(WorkingWindow(tuple(w["days"]), parse_hhmm(w["start"]), parse_hhmm(w["end"]))  # type: ignore[arg-type]
+                    for w in row.working_hours or [])
+    absences = tuple(Absence(_dt(a["start"]), _dt(a["end"])) for a in row.out_of_office or [])
+    return Rep(id=row.id, name=row.name, email=row.email, active=row.active, tier=row.tier,
+               product_lines=tuple(row.product_lines or ()), languages=tuple(row.languages or ()),
+               capacity=row.capacity, timezone=row.timezone, working_hours=windows, out_of_office=absences)
+
+
+def territory_from_row(row: Any) -> Territory:
+    ranges = tuple(PostcodeRange(r["from"], r["to"], r.get("country")) for r in row.postcode_ranges or [])
+    return Territory(id=row.id, name=row.name, countries=tuple(row.countries or ()),
+                     regions=tuple(row.regions or ()), postcode_ranges=ranges, rep_ids=tuple(row.rep_ids or ()))
+
+
+def team_from_row(row: Any) -> Team:
+    return Team(id=row.id, name=row.name, member_ids=tuple(row.member_ids or ()), lead_rep_id=row.lead_rep_id)
+
+
+async def get_row(session: AsyncSession, table: sa.Table, org_id: str, row_id: str, *,
+                  for_update: bool = False) -> Any:
+    query = sa.select(table).where(table.c.org_id == org_id, table.c.id == row_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).one_or_none()
+
+
+async def existing_ids(session: AsyncSession, table: sa.Table, org_id: str, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    rows = await session.execute(sa.select(table.c.id).where(table.c.org_id == org_id, table.c.id.in_(ids)))
+    return {r.id for r in rows}
+
+
+async def all_territories(session: AsyncSession, org_id: str) -> list[Territory]:
+    rows = await session.execute(sa.select(territories).where(territories.c.org_id == org_id))
+    return [territory_from_row(r) for r in rows]
+
+
+async def all_teams(session: AsyncSession, org_id: str) -> dict[str, Team]:
+    rows = await session.execute(sa.select(teams).where(teams.c.org_id == org_id))
+    return {r.id: team_from_row(r) for r in rows}
+
+
+async def reps_by_id(session: AsyncSession, org_id: str, ids: list[str], *,
+                     lock: bool = False) -> dict[str, Any]:
+    """Rep rows by id; with `lock`, rows are locked in id order (a fixed order: no deadlocks)."""
+    if not ids:
+        return {}
+    query = sa.select(reps).where(reps.c.org_id == org_id, reps.c.id.in_(sorted(set(ids)))).order_by(reps.c.id)
+    if lock:
+        query = query.with_for_update()
+    return {r.id: r for r in await session.execute(query)}
+
+
+async def open_lead_counts(session: AsyncSession, org_id: str, rep_ids: list[str]) -> dict[str, int]:
+    if not rep_ids:
+        return {}
+    rows = await session.execute(
+        sa.select(leads.c.owner_id, sa.func.count()).where(
+            leads.c.org_id == org_id, leads.c.owner_id.in_(rep_ids), leads.c.open.is_(True),
+        ).group_by(leads.c.owner_id))
+    return {owner: int(count) for owner, count in rows}
+
+
+# ------------------------------------------------------------------ rule sets
+async def current_rule_set(session: AsyncSession, org_id: str, version: int | None = None) -> RuleSet | None:
+    query = sa.select(rule_sets).where(rule_sets.c.org_id == org_id)
+    query = query.where(rule_sets.c.version == version) if version is not None else \
+        query.order_by(rule_sets.c.version.desc()).limit(1)
+    row = (await session.execute(query)).one_or_none()
+    return RuleSet(row.version, load_rules(row.rules)) if row else None
+
+
+# ------------------------------------------------------------------ rotations
+async def lock_rotation(session: AsyncSession, org_id: str, key: str, now: datetime) -> RotationState:
+    """Create the rotation row if needed, then lock it until the transaction ends (one slot per decision)."""
+    insert = dialect_insert(session)
+    await session.execute(insert(rotations).values(org_id=org_id, key=key, position=0, credits={},
+                                                   updated_at=now).on_conflict_do_nothing(
+        index_elements=["org_id", "key"]))
+    row = (await session.execute(sa.select(rotations).where(
+        rotations.c.org_id == org_id, rotations.c.key == key).with_for_update())).one()
+    return RotationState(int(row.position), dict(row.credits or {}))
+
+
+async def peek_rotation(session: AsyncSession, org_id: str, key: str) -> RotationState:
+    row = (await session.execute(sa.select(rotations).where(
+        rotations.c.org_id == org_id, rotations.c.key == key))).one_or_none()
+    return RotationState(int(row.position), dict(row.credits or {})) if row else RotationState()
+
+
+async def save_rotation(session: AsyncSession, org_id: str, key: str, state: RotationState, now: datetime) -> None:
+    await session.execute(sa.update(rotations).where(rotations.c.org_id == org_id, rotations.c.key == key).values(
+        position=state.position, credits=state.credits, updated_at=now))
+
+
+# ------------------------------------------------------------------ lead projection
+async def lock_lead(session: AsyncSession, org_id: str, lead_id: str) -> Any:
+    return (await session.execute(sa.select(leads).where(
+        leads.c.org_id == org_id, leads.c.lead_id == lead_id).with_for_update())).one_or_none()
+
+
+async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any],
+                      now: datetime) -> Any:
+    """Insert the projection row if it is new (versions 0: any event is newer), then lock and return it."""
+    insert = dialect_insert(session)
+    await session.execute(insert(leads).values(
+        org_id=org_id, lead_id=lead_id, lead_version=0, pipeline_version=0, out_version=0, snapshot=snapshot,
+        open=True, erased=False, updated_at=now).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
+    return await lock_lead(session, org_id, lead_id)
+
+
+async def update_lead(session: AsyncSession, org_id: str, lead_id: str, **values: Any) -> None:
+    await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
+                          .values(**values))

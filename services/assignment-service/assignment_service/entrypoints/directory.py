@@ -1,0 +1,319 @@
+"""/v1/reps, /v1/teams, /v1/territories: the directory (admins write, everyone in the org reads)."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request, Response
+
+from salesflow_shared.app import UowDep
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
+from salesflow_shared.errors import Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed
+from salesflow_shared.events import utcnow
+from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
+
+from ..adapters import repository as repo
+from ..adapters.orm import reps, teams, territories
+from ..service_layer.rulesets import references_in_current_rules
+from .schemas import (RepCreate, RepOut, RepPatch, TeamCreate, TeamOut, TeamPatch, TerritoryCreate, TerritoryOut,
+                      TerritoryPatch)
+
+router = APIRouter()
+
+
+# ------------------------------------------------------------------ helpers
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def check_if_match(request: Request, version: int) -> None:
+    header = request.headers.get("if-match")
+    if header is None:
+        return
+    accepted = {t.strip() for t in header.split(",")}
+    if "*" not in accepted and not accepted & {etag(version), f'"{version}"'}:
+        raise PreconditionFailed(f"the resource is at version {version}; read it again")
+
+
+async def _must_exist(uow: Any, table: sa.Table, org_id: str, ids: list[str], field: str, what: str) -> None:
+    found = await repo.existing_ids(uow.session, table, org_id, ids)
+    errors = [FieldError(f"{field}[{i}]", f"no {what} '{v}' in this organization")
+              for i, v in enumerate(ids) if v not in found]
+    if errors:
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+
+
+async def _list(uow: Any, table: sa.Table, org_id: str, limit: int, cursor: str | None,
+                *filters: Any) -> tuple[list[Any], str | None]:
+    after = decode_cursor(cursor, 1)
+    query = sa.select(table).where(table.c.org_id == org_id, *filters)
+    if after:
+        query = query.where(table.c.id > str(after[0]))
+    rows = list(await uow.session.execute(query.order_by(table.c.id).limit(limit + 1)))
+    page = page_from_rows(rows, limit, key=lambda r: [r.id])
+    return page.items, page.next_cursor
+
+
+def _json(model: Any) -> Any:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+# ------------------------------------------------------------------ reps
+def rep_out(row: Any, open_leads: int = 0) -> RepOut:
+    return RepOut(id=row.id, user_id=row.id, name=row.name, email=row.email, active=row.active, tier=row.tier,
+                  product_lines=row.product_lines, languages=row.languages, capacity=row.capacity,
+                  timezone=row.timezone, working_hours=row.working_hours, out_of_office=row.out_of_office,
+                  open_leads=open_leads, last_assigned_at=row.last_assigned_at, version=row.row_version,
+                  created_at=row.created_at, updated_at=row.updated_at)
+
+
+@router.post("/reps", status_code=201, response_model=RepOut, summary="Add a rep to the directory")
+async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> Any:
+    payload = _json(body)
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="reps", payload=payload)
+    if replay is not None:
+        return replay
+    if await repo.get_row(uow.session, reps, principal.org_id, body.user_id):
+        raise Conflict(f"rep '{body.user_id}' is already in the directory")
+    now = utcnow()
+    values = {k: v for k, v in payload.items() if k != "user_id"}
+    await uow.session.execute(sa.insert(reps).values(org_id=principal.org_id, id=body.user_id, row_version=1,
+                                                     created_at=now, updated_at=now, **values))
+    row = await repo.get_row(uow.session, reps, principal.org_id, body.user_id)
+    resp = await idem.complete(uow.session, status_code=201, body=_json(rep_out(row)),
+                               headers={"ETag": etag(1), "Location": f"/v1/reps/{row.id}"})
+    await uow.commit()
+    return resp
+
+
+@router.get("/reps", response_model=Page[RepOut], summary="List reps (filter by active)")
+async def list_reps(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50, cursor: CursorParam = None,
+                    active: bool | None = Query(default=None)) -> Any:
+    filters = [reps.c.active.is_(active)] if active is not None else []
+    rows, next_cursor = await _list(uow, reps, principal.org_id, limit, cursor, *filters)
+    counts = await repo.open_lead_counts(uow.session, principal.org_id, [r.id for r in rows])
+    return Page(items=[rep_out(r, counts.get(r.id, 0)) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/reps/{rep_id}", response_model=RepOut, summary="A rep, with its open-lead count")
+async def get_rep(rep_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
+    row = await repo.get_row(uow.session, reps, principal.org_id, rep_id)
+    if row is None:
+        raise NotFound(f"no rep {rep_id}")
+    counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])
+    response.headers["ETag"] = etag(row.row_version)
+    return rep_out(row, counts.get(rep_id, 0))
+
+
+@router.patch("/reps/{rep_id}", response_model=RepOut, summary="Change a rep (If-Match with its ETag)")
+async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Response, uow: UowDep,
+                    principal: AdminPrincipal) -> Any:
+    row = await repo.get_row(uow.session, reps, principal.org_id, rep_id, for_update=True)
+    if row is None:
+        raise NotFound(f"no rep {rep_id}")
+    check_if_match(request, row.row_version)
+    changes = {k: v for k, v in body.model_dump(mode="json", exclude_unset=True).items()}
+    for key in ("name", "email", "active", "tier", "timezone", "product_lines", "languages", "working_hours",
+                "out_of_office"):
+        if key in changes and changes[key] is None:
+            raise ValidationFailed.single(key, f"{key} cannot be null")
+    await uow.session.execute(sa.update(reps).where(reps.c.org_id == principal.org_id, reps.c.id == rep_id)
+                              .values(row_version=row.row_version + 1, updated_at=utcnow(), **changes))
+    row = await repo.get_row(uow.session, reps, principal.org_id, rep_id)
+    await uow.commit()
+    counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])
+    response.headers["ETag"] = etag(row.row_version)
+    return rep_out(row, counts.get(rep_id, 0))
+
+
+@router.delete("/reps/{rep_id}", status_code=204, summary="Remove a rep (no open leads, not named by a rule)")
+async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
+    org = principal.org_id
+    if await repo.get_row(uow.session, reps, org, rep_id, for_update=True) is None:
+        raise NotFound(f"no rep {rep_id}")
+    if (await repo.open_lead_counts(uow.session, org, [rep_id])).get(rep_id):
+        raise Conflict("the rep still owns open leads; reassign them first (POST /v1/reps/{id}/reassign-open-leads)")
+    refs = await references_in_current_rules(uow.session, org)
+    if rep_id in refs.reps:
+        raise Conflict("the current routing rules name this rep; change the rules first")
+    for team in (await repo.all_teams(uow.session, org)).values():
+        if rep_id in team.member_ids or team.lead_rep_id == rep_id:
+            await uow.session.execute(sa.update(teams).where(teams.c.org_id == org, teams.c.id == team.id).values(
+                member_ids=[m for m in team.member_ids if m != rep_id],
+                lead_rep_id=None if team.lead_rep_id == rep_id else team.lead_rep_id,
+                row_version=teams.c.row_version + 1, updated_at=utcnow()))
+    for territory in await repo.all_territories(uow.session, org):
+        if rep_id in territory.rep_ids:
+            await uow.session.execute(sa.update(territories).where(
+                territories.c.org_id == org, territories.c.id == territory.id).values(
+                rep_ids=[r for r in territory.rep_ids if r != rep_id],
+                row_version=territories.c.row_version + 1, updated_at=utcnow()))
+    await uow.session.execute(sa.delete(reps).where(reps.c.org_id == org, reps.c.id == rep_id))
+    await uow.commit()
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ teams
+def team_out(row: Any) -> TeamOut:
+    return TeamOut(id=row.id, name=row.name, member_ids=row.member_ids, lead_rep_id=row.lead_rep_id,
+                   version=row.row_version, created_at=row.created_at, updated_at=row.updated_at)
+
+
+async def _check_team_refs(uow: Any, org_id: str, member_ids: list[str] | None, lead_rep_id: str | None) -> None:
+    if member_ids:
+        await _must_exist(uow, reps, org_id, member_ids, "member_ids", "rep")
+    if lead_rep_id and not await repo.existing_ids(uow.session, reps, org_id, [lead_rep_id]):
+        raise ValidationFailed.single("lead_rep_id", f"no rep '{lead_rep_id}' in this organization")
+
+
+@router.post("/teams", status_code=201, response_model=TeamOut, summary="Create a team")
+async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> Any:
+    payload = _json(body)
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="teams", payload=payload)
+    if replay is not None:
+        return replay
+    await _check_team_refs(uow, principal.org_id, body.member_ids, body.lead_rep_id)
+    now, team_id = utcnow(), str(uuid.uuid4())
+    await uow.session.execute(sa.insert(teams).values(org_id=principal.org_id, id=team_id, row_version=1,
+                                                      created_at=now, updated_at=now, **payload))
+    row = await repo.get_row(uow.session, teams, principal.org_id, team_id)
+    resp = await idem.complete(uow.session, status_code=201, body=_json(team_out(row)),
+                               headers={"ETag": etag(1), "Location": f"/v1/teams/{team_id}"})
+    await uow.commit()
+    return resp
+
+
+@router.get("/teams", response_model=Page[TeamOut], summary="List teams")
+async def list_teams(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                     cursor: CursorParam = None) -> Any:
+    rows, next_cursor = await _list(uow, teams, principal.org_id, limit, cursor)
+    return Page(items=[team_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/teams/{team_id}", response_model=TeamOut, summary="A team")
+async def get_team(team_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
+    row = await repo.get_row(uow.session, teams, principal.org_id, team_id)
+    if row is None:
+        raise NotFound(f"no team {team_id}")
+    response.headers["ETag"] = etag(row.row_version)
+    return team_out(row)
+
+
+@router.patch("/teams/{team_id}", response_model=TeamOut, summary="Change a team (If-Match with its ETag)")
+async def patch_team(team_id: str, body: TeamPatch, request: Request, response: Response, uow: UowDep,
+                     principal: AdminPrincipal) -> Any:
+    row = await repo.get_row(uow.session, teams, principal.org_id, team_id, for_update=True)
+    if row is None:
+        raise NotFound(f"no team {team_id}")
+    check_if_match(request, row.row_version)
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    if "name" in changes and changes["name"] is None:
+        raise ValidationFailed.single("name", "name cannot be null")
+    if "member_ids" in changes and changes["member_ids"] is None:
+        raise ValidationFailed.single("member_ids", "member_ids cannot be null")
+    await _check_team_refs(uow, principal.org_id, changes.get("member_ids"), changes.get("lead_rep_id"))
+    if "member_ids" in changes:
+        refs = await references_in_current_rules(uow.session, principal.org_id)
+        for rep_id in refs.weighted_members.get(team_id, ()):
+            if rep_id not in changes["member_ids"]:
+                raise Conflict(f"the current routing rules weight rep '{rep_id}' in this team; change them first")
+    await uow.session.execute(sa.update(teams).where(teams.c.org_id == principal.org_id, teams.c.id == team_id)
+                              .values(row_version=row.row_version + 1, updated_at=utcnow(), **changes))
+    row = await repo.get_row(uow.session, teams, principal.org_id, team_id)
+    await uow.commit()
+    response.headers["ETag"] = etag(row.row_version)
+    return team_out(row)
+
+
+@router.delete("/teams/{team_id}", status_code=204, summary="Delete a team not named by the current rules")
+async def delete_team(team_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
+    if await repo.get_row(uow.session, teams, principal.org_id, team_id, for_update=True) is None:
+        raise NotFound(f"no team {team_id}")
+    if team_id in (await references_in_current_rules(uow.session, principal.org_id)).teams:
+        raise Conflict("the current routing rules use this team; change the rules first")
+    await uow.session.execute(sa.delete(teams).where(teams.c.org_id == principal.org_id, teams.c.id == team_id))
+    await uow.commit()
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ territories
+def territory_out(row: Any) -> TerritoryOut:
+    return TerritoryOut(id=row.id, name=row.name, countries=row.countries, regions=row.regions,
+                        postcode_ranges=row.postcode_ranges, rep_ids=row.rep_ids, version=row.row_version,
+                        created_at=row.created_at, updated_at=row.updated_at)
+
+
+@router.post("/territories", status_code=201, response_model=TerritoryOut, summary="Create a territory")
+async def create_territory(body: TerritoryCreate, uow: UowDep, principal: AdminPrincipal,
+                           idem: IdempotencyDep) -> Any:
+    payload = _json(body)
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="territories", payload=payload)
+    if replay is not None:
+        return replay
+    await _must_exist(uow, reps, principal.org_id, body.rep_ids, "rep_ids", "rep")
+    now, territory_id = utcnow(), str(uuid.uuid4())
+    await uow.session.execute(sa.insert(territories).values(
+        org_id=principal.org_id, id=territory_id, row_version=1, created_at=now, updated_at=now, **payload))
+    row = await repo.get_row(uow.session, territories, principal.org_id, territory_id)
+    resp = await idem.complete(uow.session, status_code=201, body=_json(territory_out(row)),
+                               headers={"ETag": etag(1), "Location": f"/v1/territories/{territory_id}"})
+    await uow.commit()
+    return resp
+
+
+@router.get("/territories", response_model=Page[TerritoryOut], summary="List territories")
+async def list_territories(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                           cursor: CursorParam = None) -> Any:
+    rows, next_cursor = await _list(uow, territories, principal.org_id, limit, cursor)
+    return Page(items=[territory_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/territories/{territory_id}", response_model=TerritoryOut, summary="A territory")
+async def get_territory(territory_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
+    row = await repo.get_row(uow.session, territories, principal.org_id, territory_id)
+    if row is None:
+        raise NotFound(f"no territory {territory_id}")
+    response.headers["ETag"] = etag(row.row_version)
+    return territory_out(row)
+
+
+@router.patch("/territories/{territory_id}", response_model=TerritoryOut,
+              summary="Change a territory (If-Match with its ETag)")
+async def patch_territory(territory_id: str, body: TerritoryPatch, request: Request, response: Response,
+                          uow: UowDep, principal: AdminPrincipal) -> Any:
+    row = await repo.get_row(uow.session, territories, principal.org_id, territory_id, for_update=True)
+    if row is None:
+        raise NotFound(f"no territory {territory_id}")
+    check_if_match(request, row.row_version)
+    changes = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    for key, value in changes.items():
+        if value is None:
+            raise ValidationFailed.single(key, f"{key} cannot be null")
+    if changes.get("rep_ids"):
+        await _must_exist(uow, reps, principal.org_id, changes["rep_ids"], "rep_ids", "rep")
+    merged = {k: changes.get(k, getattr(row, k)) for k in ("countries", "regions", "postcode_ranges")}
+    if not any(merged.values()):
+        raise ValidationFailed.single("countries", "a territory needs countries, regions or postcode_ranges")
+    await uow.session.execute(sa.update(territories).where(
+        territories.c.org_id == principal.org_id, territories.c.id == territory_id).values(
+        row_version=row.row_version + 1, updated_at=utcnow(), **changes))
+    row = await repo.get_row(uow.session, territories, principal.org_id, territory_id)
+    await uow.commit()
+    response.headers["ETag"] = etag(row.row_version)
+    return territory_out(row)
+
+
+@router.delete("/territories/{territory_id}", status_code=204,
+               summary="Delete a territory not named by the current rules")
+async def delete_territory(territory_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
+    org = principal.org_id
+    if await repo.get_row(uow.session, territories, org, territory_id, for_update=True) is None:
+        raise NotFound(f"no territory {territory_id}")
+    if territory_id in (await references_in_current_rules(uow.session, org)).territories:
+        raise Conflict("the current routing rules use this territory; change the rules first")
+    await uow.session.execute(sa.delete(territories).where(territories.c.org_id == org,
+                                                           territories.c.id == territory_id))
+    await uow.commit()
+    return Response(status_code=204)

@@ -1,0 +1,226 @@
+"""/v1/routing-rules (versioned rule sets), /v1/routing/simulate, /v1/assignments (decisions, manual and bulk)."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.exc import IntegrityError
+
+from salesflow_shared.app import UowDep
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal
+from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
+from salesflow_shared.events import utcnow
+from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+
+from ..adapters import repository as repo
+from ..adapters.orm import leads, reps, rule_sets
+from ..domain.rules import RuleSet
+from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
+from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
+                                       decision_row_to_dict, decisions_for, lead_row)
+from ..service_layer.rulesets import publish_rule_set, validate_rules
+from .directory import check_if_match, etag
+from .schemas import BulkReassignIn, ManualAssignIn, RuleSetIn, SimulateIn
+
+router = APIRouter()
+
+
+def _rule_set_body(rule_set: RuleSet, row: Any = None) -> dict[str, Any]:
+    return {"version": rule_set.version, "rules": rule_set.to_dicts(),
+            "created_by": row.created_by if row is not None else None,
+            "created_at": row.created_at.isoformat() if row is not None else None}
+
+
+async def _rule_set_row(uow: Any, org_id: str, version: int | None) -> Any:
+    query = sa.select(rule_sets).where(rule_sets.c.org_id == org_id)
+    query = query.where(rule_sets.c.version == version) if version is not None else \
+        query.order_by(rule_sets.c.version.desc()).limit(1)
+    return (await uow.session.execute(query)).one_or_none()
+
+
+@router.get("/routing-rules", summary="The current rule set (ETag = its version)")
+async def get_rules(uow: UowDep, principal: CurrentPrincipal, response: Response) -> dict[str, Any]:
+    row = await _rule_set_row(uow, principal.org_id, None)
+    if row is None:
+        raise NotFound("no routing rules published yet (PUT /v1/routing-rules)")
+    response.headers["ETag"] = etag(row.version)
+    rule_set = await repo.current_rule_set(uow.session, principal.org_id, row.version)
+    assert rule_set is not None
+    return _rule_set_body(rule_set, row)
+
+
+@router.put("/routing-rules", summary="Publish a new version of the rule set (If-Match: the current ETag)")
+async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: UowDep,
+                    principal: AdminPrincipal) -> dict[str, Any]:
+    current = await _rule_set_row(uow, principal.org_id, None)
+    if current is not None:
+        check_if_match(request, current.version)
+    rule_set = await publish_rule_set(uow.session, principal.org_id, body.rules, principal.user_id)
+    try:
+        await uow.commit()
+    except IntegrityError as exc:
+        raise Conflict("another rule set version was published at the same time; read it and retry") from exc
+    response.headers["ETag"] = etag(rule_set.version)
+    row = await _rule_set_row(uow, principal.org_id, rule_set.version)
+    return _rule_set_body(rule_set, row)
+
+
+@router.post("/routing-rules/validate", summary="Check a draft rule set without publishing it")
+async def validate_draft(body: RuleSetIn, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
+    rules = await validate_rules(uow.session, principal.org_id, body.rules)
+    return {"valid": True, "rules": [r.to_dict() for r in rules]}
+
+
+@router.get("/routing-rules/versions", summary="Every published version, newest first")
+async def list_versions(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    rows = await uow.session.execute(sa.select(rule_sets.c.version, rule_sets.c.created_by, rule_sets.c.created_at)
+                                     .where(rule_sets.c.org_id == principal.org_id)
+                                     .order_by(rule_sets.c.version.desc()))
+    return {"items": [{"version": r.version, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
+                      for r in rows], "next_cursor": None}
+
+
+@router.get("/routing-rules/versions/{version}", summary="One published version (as a past decision used it)")
+async def get_version(version: int, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    row = await _rule_set_row(uow, principal.org_id, version)
+    if row is None:
+        raise NotFound(f"no rule set version {version}")
+    rule_set = await repo.current_rule_set(uow.session, principal.org_id, version)
+    assert rule_set is not None
+    return _rule_set_body(rule_set, row)
+
+
+@router.post("/routing/simulate", summary="Evaluate a lead against the current or a draft rule set; changes nothing")
+async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
+    org = principal.org_id
+    if body.rules is not None:
+        rule_set = RuleSet(0, await validate_rules(uow.session, org, body.rules))
+    else:
+        current = await repo.current_rule_set(uow.session, org)
+        if current is None:
+            raise NotFound("no routing rules published yet; pass a draft in `rules`")
+        rule_set = current
+    snapshot = body.lead.model_dump(mode="json")
+    if snapshot.get("value") is not None:
+        snapshot["value"] = str(snapshot["value"])
+    decision = await decide(uow.session, org, body.lead.lead_id or "simulated", snapshot, body.trigger,
+                            rule_set=rule_set, now=body.at or utcnow(),
+                            stage=body.stage.model_dump() if body.stage else None, dry_run=True)
+    # Nothing is committed: the unit of work rolls back whatever was read.
+    result = decision.to_dict()
+    result.update(simulated=True, draft=body.rules is not None, id=None)
+    return result
+
+
+# ------------------------------------------------------------------ decisions
+@router.get("/assignments", summary="Stored decisions, oldest first (filter by lead_id or owner_id)")
+async def list_assignments(uow: UowDep, principal: CurrentPrincipal, lead_id: str | None = None,
+                           owner_id: str | None = None, limit: LimitParam = 50,
+                           cursor: CursorParam = None) -> dict[str, Any]:
+    org = principal.org_id
+    if principal.role == "rep":
+        # A rep sees the decisions about the leads it owns, or those that gave it a lead.
+        if lead_id is not None:
+            row = await lead_row(uow.session, org, lead_id)
+            if row is None or row.owner_id != principal.user_id:
+                raise NotFound(f"no decisions for lead {lead_id}")
+        else:
+            owner_id = principal.user_id
+    after = decode_cursor(cursor, 2)
+    rows = await decisions_for(uow.session, org, lead_id=lead_id, owner_id=owner_id, limit=limit,
+                               after=(str(after[0]), str(after[1])) if after else None)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1].created_at.isoformat(), rows[-1].id])
+    return {"items": [decision_row_to_dict(r) for r in rows], "next_cursor": next_cursor}
+
+
+@router.get("/assignments/{decision_id}", summary="One decision with its explanation")
+async def get_assignment(decision_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
+    from ..adapters.orm import decisions
+    row = (await uow.session.execute(sa.select(decisions).where(
+        decisions.c.org_id == principal.org_id, decisions.c.id == decision_id))).one_or_none()
+    if row is None:
+        raise NotFound(f"no decision {decision_id}")
+    return decision_row_to_dict(row)
+
+
+@router.post("/assignments", status_code=201, summary="Reassign a lead by hand (recorded with reason: manual)")
+async def manual_assign(body: ManualAssignIn, uow: UowDep, principal: ManagerPrincipal,
+                        idem: IdempotencyDep) -> Any:
+    org = principal.org_id
+    payload = body.model_dump(mode="json")
+    replay = await idem.begin(uow.session, org_id=org, scope="assignments", payload=payload)
+    if replay is not None:
+        return replay
+    row = await repo.lock_lead(uow.session, org, body.lead_id)
+    if row is None:
+        raise NotFound(f"no lead {body.lead_id} known to assignment-service")
+    if body.team_id is not None and body.team_id not in await repo.all_teams(uow.session, org):
+        raise ValidationFailed.single("team_id", f"no team '{body.team_id}' in this organization")
+    now = utcnow()
+    decision = Decision(body.lead_id, MANUAL, None, None, None, [], team_id=body.team_id,
+                        previous_owner_id=row.owner_id, decided_at=now, decided_by=principal.user_id)
+    await choose(uow.session, org, decision, OwnerRequest("specific_rep", (body.owner_id,),
+                                                          respect_working_hours=False), {}, now, dry_run=False)
+    if decision.owner is None:
+        reason = decision.choice.skipped[0]["reason"] if decision.choice and decision.choice.skipped else "unknown"
+        if reason == "not_in_directory":
+            raise ValidationFailed.single("owner_id", f"no rep '{body.owner_id}' in this organization")
+        raise ValidationFailed.single("owner_id", f"rep '{body.owner_id}' cannot take leads now ({reason})")
+    decision.choice.note = "chosen by a manager"
+    decision.reason = f"manual: reassigned by {principal.user_id}" + (f" ({body.note})" if body.note else "")
+    await apply_decision(uow, org, row, decision)
+    resp = await idem.complete(uow.session, status_code=201, body=decision.to_dict())
+    await uow.commit()
+    return resp
+
+
+@router.post("/reps/{rep_id}/reassign-open-leads", summary="Spread a departing rep's open leads across a team")
+async def bulk_reassign(rep_id: str, body: BulkReassignIn, uow: UowDep, principal: ManagerPrincipal,
+                        idem: IdempotencyDep) -> Any:
+    org = principal.org_id
+    payload = body.model_dump(mode="json")
+    replay = await idem.begin(uow.session, org_id=org, scope=f"bulk:{rep_id}", payload=payload)
+    if replay is not None:
+        return replay
+    if await repo.get_row(uow.session, reps, org, rep_id, for_update=True) is None:
+        raise NotFound(f"no rep {rep_id}")
+    team = (await repo.all_teams(uow.session, org)).get(body.team_id)
+    if team is None:
+        raise ValidationFailed.single("team_id", f"no team '{body.team_id}' in this organization")
+    members = tuple(m for m in team.member_ids if m != rep_id)
+    if not members:
+        raise ValidationFailed.single("team_id", "the team has no other member to take the leads")
+    if body.deactivate:
+        await uow.session.execute(sa.update(reps).where(reps.c.org_id == org, reps.c.id == rep_id).values(
+            active=False, row_version=reps.c.row_version + 1, updated_at=utcnow()))
+    lead_ids = [r.lead_id for r in await uow.session.execute(
+        sa.select(leads.c.lead_id).where(leads.c.org_id == org, leads.c.owner_id == rep_id,
+                                         leads.c.open.is_(True)).order_by(leads.c.lead_id))]
+    results: list[dict[str, Any]] = []
+    unassigned = 0
+    for lead_id in lead_ids:
+        row = await repo.lock_lead(uow.session, org, lead_id)
+        now = utcnow()
+        decision = Decision(lead_id, BULK, None, None, None, [], team_id=team.id, previous_owner_id=rep_id,
+                            decided_at=now, decided_by=principal.user_id,
+                            rotation_key=f"rr:team:{team.id}" if body.strategy == ROUND_ROBIN else None)
+        strategy = ROUND_ROBIN if body.strategy == ROUND_ROBIN else LEAST_LOADED
+        await choose(uow.session, org, decision, OwnerRequest(strategy, members), row.snapshot or {}, now,
+                     dry_run=False)
+        assert decision.choice is not None
+        if decision.owner is None:
+            unassigned += 1
+        decision.reason = (f"bulk: {rep_id}'s open leads spread over team {team.name} by {body.strategy} "
+                           f"({decision.choice.note})" + (f"; {body.note}" if body.note else ""))
+        await apply_decision(uow, org, row, decision)
+        results.append({"lead_id": lead_id, "owner_id": decision.owner_id, "decision_id": decision.id})
+    body_out = {"rep_id": rep_id, "team_id": team.id, "reassigned": len(results) - unassigned,
+                "left_with_team": unassigned, "items": results}
+    resp = await idem.complete(uow.session, status_code=200, body=body_out)
+    await uow.commit()
+    return resp

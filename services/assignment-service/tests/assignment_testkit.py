@@ -1,0 +1,90 @@
+"""Helpers for assignment-service's tests: a running app on real PostgreSQL (+ RabbitMQ), leads and events."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from assignment_service.adapters.orm import decisions, leads, rotations
+from assignment_service.config import Settings
+from assignment_service.entrypoints.http import create_app
+from salesflow_shared.events import Envelope, LeadCreatedV1, LeadSnapshot, make_event
+from salesflow_shared.infra_tables import outbox_table
+from salesflow_shared.testing import auth_headers, running_app, service_test_settings
+
+ORG = "org-a"
+ADMIN = auth_headers(ORG, "admin", "admin-1")
+MANAGER = auth_headers(ORG, "manager", "manager-1")
+
+
+def settings_for(database_url: str, amqp_url: str = "", namespace: str = "", **overrides: Any) -> Settings:
+    return service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url, namespace=namespace,
+                                 **overrides)
+
+
+@asynccontextmanager
+async def assignment_app(database_url: str, amqp_url: str = "", namespace: str = "",
+                         **overrides: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    app = create_app(settings_for(database_url, amqp_url, namespace, **overrides))
+    async with running_app(app) as client:
+        yield app, client
+
+
+def rep_body(user_id: str, **extra: Any) -> dict[str, Any]:
+    return {"user_id": user_id, "name": f"Rep {user_id}", "email": f"{user_id}@example.com", **extra}
+
+
+async def add_reps(client: httpx.AsyncClient, ids: list[str], **extra: Any) -> None:
+    for rep_id in ids:
+        response = await client.post("/v1/reps", json=rep_body(rep_id, **extra), headers=ADMIN)
+        assert response.status_code == 201, response.text
+
+
+async def add_team(client: httpx.AsyncClient, name: str, members: list[str]) -> str:
+    response = await client.post("/v1/teams", json={"name": name, "member_ids": members}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def publish_rules(client: httpx.AsyncClient, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    response = await client.put("/v1/routing-rules", json={"rules": rules}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def fallback(team_id: str, pipeline_id: str = "p-default", strategy: str = "round_robin",
+             **owner: Any) -> dict[str, Any]:
+    return {"name": "everyone else", "fallback": True, "pipeline_id": pipeline_id,
+            "owner": {"strategy": strategy, "team_id": team_id, **owner}}
+
+
+def lead_created(lead_id: str | None = None, org_id: str = ORG, version: int = 1, **fields: Any) -> Envelope:
+    lead_id = lead_id or str(uuid.uuid4())
+    return make_event(LeadCreatedV1(lead=LeadSnapshot(lead_id=lead_id, **fields)), org_id=org_id,
+                      subject_id=lead_id, subject_version=version, producer="lead-service")
+
+
+async def outbox_events(app: Any, event_type: str | None = None) -> list[dict[str, Any]]:
+    async with app.state.context.database.session() as session:
+        query = sa.select(outbox_table.c.payload).order_by(outbox_table.c.id)
+        if event_type:
+            query = query.where(outbox_table.c.event_type == event_type)
+        return [Envelope.from_json(p).model_dump(mode="json") for (p,) in await session.execute(query)]
+
+
+async def owners(app: Any, org_id: str = ORG) -> dict[str, str | None]:
+    async with app.state.context.database.session() as session:
+        rows = await session.execute(sa.select(leads.c.lead_id, leads.c.owner_id).where(leads.c.org_id == org_id))
+        return {r.lead_id: r.owner_id for r in rows}
+
+
+async def table_count(app: Any, table: sa.Table) -> int:
+    async with app.state.context.database.session() as session:
+        return int((await session.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+
+
+__all__ = ["ORG", "ADMIN", "MANAGER", "decisions", "rotations", "leads"]
