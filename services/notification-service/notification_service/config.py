@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from salesflow_shared.settings import ServiceSettings
@@ -10,3 +11,53 @@ class Settings(ServiceSettings):
 
     service_name: str = "notification-service"
     port: int = 8004
+
+    # SMTP relay (SALESFLOW_SMTP_*). `smtp_tls` = implicit TLS (port 465); `smtp_starttls` = upgrade after EHLO.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_timeout_s: float = 30.0
+    smtp_validate_certs: bool = True
+    smtp_from: str = "Salesflow <no-reply@salesflow.local>"
+    # Right-hand side of the stable Message-ID `<delivery-id@domain>`.
+    message_id_domain: str = "salesflow.local"
+
+    # Where prospects reach the unsubscribe endpoint (the gateway's public URL).
+    public_base_url: str = "http://127.0.0.1:8004"
+    # Signs unsubscribe links; empty → derived from SALESFLOW_JWT_SECRET.
+    unsubscribe_secret: str = ""
+
+    # Mailchimp Marketing API v3. Empty base URL → https://<dc>.api.mailchimp.com/3.0 from the key's suffix.
+    mailchimp_base_url: str = ""
+    mailchimp_max_connections: int = 10
+    mailchimp_timeout_s: float = 10.0
+    # In-call retries on 429/5xx/timeouts (then the delivery is retried later by the delivery worker).
+    mailchimp_max_retries: int = 4
+    mailchimp_backoff_s: float = 0.5
+    mailchimp_backoff_max_s: float = 30.0
+
+    webhook_timeout_s: float = 10.0
+
+    # Background workers.
+    scheduler_poll_interval_s: float = 1.0
+    worker_batch_size: int = 50
+    worker_concurrency: int = 20
+    # A claimed delivery whose worker vanished is retried after this lease (see service_layer/deliveries.py).
+    delivery_lease_s: float = 120.0
+    delivery_max_attempts: int = 6
+    delivery_retry_base_s: float = 30.0
+    delivery_retry_max_s: float = 3600.0
+    # A task reminder goes out this long before the task is due.
+    task_reminder_lead_minutes: int = 60
+    # Default business hours when a sequence does not set its own.
+    default_business_timezone: str = "UTC"
+    business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
+    business_start_hour: int = 9
+    business_end_hour: int = 17
+
+    @property
+    def resolved_unsubscribe_secret(self) -> str:
+        return self.unsubscribe_secret or f"unsubscribe:{self.jwt_secret}"

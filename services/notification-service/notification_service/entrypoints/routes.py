@@ -1,5 +1,472 @@
 """The service's HTTP API (DESIGN.md: /v1/templates, /v1/sequences, /v1/mailchimp, /v1/milestones, /v1/deliveries,
 /v1/webhook-subscriptions)."""
-from fastapi import APIRouter
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field, HttpUrl, field_validator
+
+from salesflow_shared.app import ContextDep, UowDep
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.errors import (
+    Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed,
+)
+from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.mailchimp import base_url_for
+from ..adapters.orm import (
+    deliveries, enrollments, mailchimp_accounts, mailchimp_rules, milestone_rules, sequences, templates,
+    webhook_subscriptions,
+)
+from ..domain.milestones import MILESTONE_KINDS
+from ..domain.rendering import validate_template
+from ..domain.sequences import TRIGGERS
+from ..domain.signing import read_unsubscribe_token
+from ..domain.timing import zone
+from ..service_layer import mailchimp_sync
+from ..service_layer.deliveries import cancel_pending
+from ..service_layer.projections import ensure_lead, set_lead_fields
+from ..service_layer.sequences import stop_enrollments
 
 router = APIRouter(prefix="/v1", tags=["notification-service"])
+
+REASONS = ("lead_assigned", "task_due", "task_overdue", "milestone")
+
+
+def _now(context: Any) -> datetime:
+    return context.extras["clock"].now()
+
+
+def _json(row: Any, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in dict(row).items():
+        if key in drop:
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, Decimal):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+async def _created(uow: UnitOfWork, idem: Any, principal: Principal, scope: str, payload: Any,
+                   create: Callable[[], Awaitable[dict[str, Any]]], headers: Callable[[dict[str, Any]], dict[str, str]]
+                   | None = None) -> JSONResponse:
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope=scope, payload=payload)
+    if replay is not None:
+        return replay
+    body = await create()
+    response = await idem.complete(uow.session, status_code=201, body=body,
+                                   headers=headers(body) if headers else None)
+    await uow.commit()
+    return response
+
+
+async def _page(uow: UnitOfWork, query: Any, table: sa.Table, limit: int, cursor: str | None,
+                drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Newest first, keyset on (created_at, id)."""
+    after = decode_cursor(cursor, 2)
+    if after is not None:
+        at = datetime.fromisoformat(after[0])
+        query = query.where(sa.or_(table.c.created_at < at, sa.and_(table.c.created_at == at, table.c.id < after[1])))
+    rows = (await uow.session.execute(query.order_by(table.c.created_at.desc(), table.c.id.desc())
+                                      .limit(limit + 1))).mappings().all()
+    page = page_from_rows([_json(r, drop=drop) for r in rows], limit, lambda i: [i["created_at"], i["id"]])
+    return page.model_dump()
+
+
+# ====================================================================== templates
+class TemplateIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    key: str | None = Field(default=None, max_length=100, description="e.g. rep.lead_assigned, rep.milestone")
+    audience: Literal["prospect", "rep"] = "prospect"
+    subject: str = Field(min_length=1, max_length=2000)
+    html_body: str = Field(min_length=1, max_length=200_000)
+    text_body: str = Field(min_length=1, max_length=200_000)
+
+
+def _check_template(body: TemplateIn) -> None:
+    errors = validate_template(body.model_dump())
+    if errors:
+        raise ValidationFailed("; ".join(str(e) for e in errors),
+                               errors=[FieldError(e.part, e.message) for e in errors])
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+async def _template(uow: UnitOfWork, org_id: str, template_id: str) -> dict[str, Any]:
+    row = (await uow.session.execute(sa.select(templates).where(
+        templates.c.org_id == org_id, templates.c.id == template_id))).mappings().first()
+    if row is None:
+        raise NotFound(f"no template {template_id}")
+    return dict(row)
+
+
+async def _key_free(uow: UnitOfWork, org_id: str, key: str | None, except_id: str | None = None) -> None:
+    if key is None:
+        return
+    query = sa.select(templates.c.id).where(templates.c.org_id == org_id, templates.c.key == key)
+    if except_id:
+        query = query.where(templates.c.id != except_id)
+    if (await uow.session.execute(query)).first() is not None:
+        raise Conflict(f"another template already has the key {key!r}")
+
+
+@router.post("/templates", status_code=201, summary="Create an email template (checked by rendering it)")
+async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                          idem: IdempotencyDep) -> JSONResponse:
+    _check_template(body)
+
+    async def create() -> dict[str, Any]:
+        await _key_free(uow, principal.org_id, body.key)
+        now = _now(context)
+        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "version": 1,
+               "created_at": now, "updated_at": now}
+        await uow.session.execute(sa.insert(templates).values(**row))
+        return _json(row)
+    return await _created(uow, idem, principal, "templates", body.model_dump(), create,
+                          lambda b: {"ETag": _etag(b["version"])})
+
+
+@router.get("/templates", summary="List templates")
+async def list_templates(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                         cursor: CursorParam = None) -> dict[str, Any]:
+    return await _page(uow, sa.select(templates).where(templates.c.org_id == principal.org_id), templates,
+                       limit, cursor)
+
+
+@router.get("/templates/{template_id}", summary="One template (ETag = its version)")
+async def get_template(template_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
+    row = await _template(uow, principal.org_id, template_id)
+    return JSONResponse(_json(row), headers={"ETag": _etag(row["version"])})
+
+
+@router.put("/templates/{template_id}", summary="Replace a template (If-Match required)")
+async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, context: ContextDep,
+                           principal: AdminPrincipal,
+                           if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
+    row = await _template(uow, principal.org_id, template_id)
+    if if_match is None:
+        raise PreconditionRequired("send If-Match with the template's ETag")
+    if if_match.strip().removeprefix("W/") != _etag(row["version"]):
+        raise PreconditionFailed("the template changed since you read it")
+    _check_template(body)
+    await _key_free(uow, principal.org_id, body.key, except_id=template_id)
+    now = _now(context)
+    result = await uow.session.execute(sa.update(templates).where(
+        templates.c.id == template_id, templates.c.version == row["version"]).values(
+        **body.model_dump(), version=row["version"] + 1, updated_at=now))
+    if result.rowcount != 1:
+        raise PreconditionFailed("the template changed since you read it")
+    await uow.commit()
+    row = await _template(uow, principal.org_id, template_id)
+    return JSONResponse(_json(row), headers={"ETag": _etag(row["version"])})
+
+
+# ====================================================================== sequences
+class StepIn(BaseModel):
+    template_id: str
+    delay_minutes: float = Field(default=0, ge=0, le=525_600)
+    business_hours: bool = False
+
+
+class SequenceIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    trigger: Literal["stage_entry", "lead_created", "lead_lost", "lead_won"]
+    pipeline_id: str | None = None
+    stage_id: str | None = None
+    source: str | None = Field(default=None, description="lead_created only: e.g. web_form")
+    steps: list[StepIn] = Field(min_length=1, max_length=50)
+    business_timezone: str | None = Field(default=None, description="when the lead's time zone is unknown")
+    active: bool = True
+
+
+async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> None:
+    errors: list[FieldError] = []
+    if body.trigger == "stage_entry" and not body.stage_id:
+        errors.append(FieldError("stage_id", "a stage_entry sequence needs the stage it starts in"))
+    if body.trigger != "stage_entry" and body.stage_id:
+        errors.append(FieldError("stage_id", "only stage_entry sequences start in a stage"))
+    if body.business_timezone and zone(body.business_timezone, "").key != body.business_timezone:
+        errors.append(FieldError("business_timezone", "not an IANA time zone"))
+    ids = {s.template_id for s in body.steps}
+    found = dict((await uow.session.execute(sa.select(templates.c.id, templates.c.audience).where(
+        templates.c.org_id == org_id, templates.c.id.in_(ids)))).all())
+    for i, step in enumerate(body.steps):
+        if step.template_id not in found:
+            errors.append(FieldError(f"steps.{i}.template_id", "no such template"))
+        elif found[step.template_id] != "prospect":
+            errors.append(FieldError(f"steps.{i}.template_id", "sequence steps need a prospect template"))
+    if errors:
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+
+
+@router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)")
+async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                          idem: IdempotencyDep) -> JSONResponse:
+    assert body.trigger in TRIGGERS
+
+    async def create() -> dict[str, Any]:
+        await _check_sequence(uow, principal.org_id, body)
+        now = _now(context)
+        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(mode="json"),
+               "created_at": now, "updated_at": now}
+        await uow.session.execute(sa.insert(sequences).values(**row))
+        return _json(row)
+    return await _created(uow, idem, principal, "sequences", body.model_dump(mode="json"), create)
+
+
+@router.get("/sequences", summary="List sequences")
+async def list_sequences(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                         cursor: CursorParam = None) -> dict[str, Any]:
+    return await _page(uow, sa.select(sequences).where(sequences.c.org_id == principal.org_id), sequences,
+                       limit, cursor)
+
+
+async def _sequence(uow: UnitOfWork, org_id: str, sequence_id: str) -> dict[str, Any]:
+    row = (await uow.session.execute(sa.select(sequences).where(
+        sequences.c.org_id == org_id, sequences.c.id == sequence_id))).mappings().first()
+    if row is None:
+        raise NotFound(f"no sequence {sequence_id}")
+    return dict(row)
+
+
+@router.get("/sequences/{sequence_id}", summary="One sequence")
+async def get_sequence(sequence_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    return _json(await _sequence(uow, principal.org_id, sequence_id))
+
+
+@router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence")
+async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep,
+                              principal: AdminPrincipal) -> dict[str, Any]:
+    await _sequence(uow, principal.org_id, sequence_id)
+    await uow.session.execute(sa.update(sequences).where(sequences.c.id == sequence_id).values(
+        active=False, updated_at=_now(context)))
+    await uow.commit()
+    return _json(await _sequence(uow, principal.org_id, sequence_id))
+
+
+@router.get("/sequences/{sequence_id}/enrollments", summary="Who is in this sequence, at which step, or why not")
+async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrincipal,
+                           lead_id: str | None = None, limit: LimitParam = 50,
+                           cursor: CursorParam = None) -> dict[str, Any]:
+    await _sequence(uow, principal.org_id, sequence_id)
+    query = sa.select(enrollments).where(enrollments.c.org_id == principal.org_id,
+                                         enrollments.c.sequence_id == sequence_id)
+    if lead_id:
+        query = query.where(enrollments.c.lead_id == lead_id)
+    return await _page(uow, query, enrollments, limit, cursor)
+
+
+_UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribe</title></head>
+<body><form method="post"><p>Stop receiving these emails?</p><button type="submit">Unsubscribe</button></form>
+</body></html>"""
+
+
+@router.get("/sequences/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe page (public)")
+async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
+    # A GET only shows a button: link scanners and prefetchers must not unsubscribe anyone.
+    if read_unsubscribe_token(request.app.state.settings.resolved_unsubscribe_secret, token) is None:
+        raise NotFound("this unsubscribe link is not valid")
+    return HTMLResponse(_UNSUBSCRIBE_PAGE)
+
+
+@router.post("/sequences/unsubscribe/{token}", summary="Unsubscribe (public; RFC 8058 one-click)")
+async def unsubscribe(token: str, request: Request, uow: UowDep, context: ContextDep) -> Response:
+    found = read_unsubscribe_token(context.settings.resolved_unsubscribe_secret, token)
+    if found is None:
+        raise NotFound("this unsubscribe link is not valid")
+    org_id, lead_id = found
+    now = _now(context)
+    lead = await ensure_lead(uow.session, org_id, lead_id, now)
+    if not lead["unsubscribed"]:
+        await set_lead_fields(uow.session, org_id, lead_id, now, unsubscribed=True)
+        await stop_enrollments(uow.session, org_id=org_id, lead_id=lead_id, fact="unsubscribed", now=now)
+        await cancel_pending(uow.session, org_id=org_id, lead_id=lead_id, now=now, reason="lead unsubscribed")
+        await mailchimp_sync.remove_everywhere(uow, org_id=org_id, lead_id=lead_id, archive=False,
+                                               reason="unsubscribed", key_suffix="unsubscribed", now=now)
+        await uow.commit()
+    if "text/html" in request.headers.get("accept", ""):
+        return HTMLResponse("<!doctype html><p>You are unsubscribed.</p>")
+    return JSONResponse({"unsubscribed": True})
+
+
+# ====================================================================== Mailchimp
+class MailchimpSettingsIn(BaseModel):
+    api_key: str = Field(min_length=5, max_length=200)
+    nurture_list_id: str | None = Field(default=None, max_length=100)
+    nurture_tag: str | None = Field(default="nurture", max_length=100)
+
+    @field_validator("api_key")
+    @classmethod
+    def _has_dc(cls, value: str) -> str:
+        base_url_for(value)  # raises ValueError → 422 naming api_key
+        return value
+
+
+def _mailchimp_json(row: Any) -> dict[str, Any]:
+    out = _json(row, drop=("api_key",))
+    out["api_key_hint"] = "…" + row["api_key"][-8:]
+    return out
+
+
+@router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list")
+async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
+                                 principal: AdminPrincipal) -> dict[str, Any]:
+    now = _now(context)
+    values = {**body.model_dump(), "updated_at": now}
+    exists = (await uow.session.execute(sa.select(mailchimp_accounts.c.org_id).where(
+        mailchimp_accounts.c.org_id == principal.org_id))).first()
+    if exists:
+        await uow.session.execute(sa.update(mailchimp_accounts).where(
+            mailchimp_accounts.c.org_id == principal.org_id).values(**values))
+    else:
+        await uow.session.execute(sa.insert(mailchimp_accounts).values(org_id=principal.org_id, **values))
+    await uow.commit()
+    return _mailchimp_json({"org_id": principal.org_id, **values})
+
+
+@router.get("/mailchimp/settings", summary="The org's Mailchimp settings (the key is never shown)")
+async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
+    row = (await uow.session.execute(sa.select(mailchimp_accounts).where(
+        mailchimp_accounts.c.org_id == principal.org_id))).mappings().first()
+    if row is None:
+        raise NotFound("Mailchimp is not configured")
+    return _mailchimp_json(row)
+
+
+class MailchimpRuleIn(BaseModel):
+    pipeline_id: str | None = None
+    stage_id: str = Field(min_length=1)
+    action: Literal["subscribe", "unsubscribe"]
+    list_id: str = Field(min_length=1, max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    merge_fields: dict[str, str] = Field(default_factory=lambda: {"FNAME": "first_name", "LNAME": "last_name"})
+    status_if_new: Literal["subscribed", "pending", "transactional"] = "subscribed"
+
+
+@router.post("/mailchimp/rules", status_code=201, summary="Subscribe/unsubscribe a lead when it enters a stage")
+async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                                idem: IdempotencyDep) -> JSONResponse:
+    async def create() -> dict[str, Any]:
+        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "created_at": _now(context)}
+        await uow.session.execute(sa.insert(mailchimp_rules).values(**row))
+        return _json(row)
+    return await _created(uow, idem, principal, "mailchimp_rules", body.model_dump(), create)
+
+
+@router.get("/mailchimp/rules", summary="List Mailchimp sync rules")
+async def list_mailchimp_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                               cursor: CursorParam = None) -> dict[str, Any]:
+    return await _page(uow, sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == principal.org_id),
+                       mailchimp_rules, limit, cursor)
+
+
+@router.delete("/mailchimp/rules/{rule_id}", status_code=204, summary="Delete a Mailchimp sync rule")
+async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
+    result = await uow.session.execute(sa.delete(mailchimp_rules).where(
+        mailchimp_rules.c.org_id == principal.org_id, mailchimp_rules.c.id == rule_id))
+    if result.rowcount != 1:
+        raise NotFound(f"no Mailchimp rule {rule_id}")
+    await uow.commit()
+    return Response(status_code=204)
+
+
+# ====================================================================== milestones
+class MilestoneIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["deal_won", "stage_exit_above_value", "first_deal_of_quarter"]
+    stage_id: str | None = None
+    min_value: Decimal | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
+    channels: list[Literal["email", "webhook"]] = Field(default_factory=lambda: ["email", "webhook"], min_length=1)
+    active: bool = True
+
+
+@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal or quarter)")
+async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                           idem: IdempotencyDep) -> JSONResponse:
+    assert body.kind in MILESTONE_KINDS
+    if body.kind == "stage_exit_above_value" and not body.stage_id:
+        raise ValidationFailed.single("stage_id", "a stage_exit_above_value rule needs the stage")
+
+    async def create() -> dict[str, Any]:
+        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "created_at": _now(context)}
+        await uow.session.execute(sa.insert(milestone_rules).values(**row))
+        return _json(row)
+    return await _created(uow, idem, principal, "milestones", body.model_dump(mode="json"), create)
+
+
+@router.get("/milestones", summary="List milestone rules")
+async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                          cursor: CursorParam = None) -> dict[str, Any]:
+    return await _page(uow, sa.select(milestone_rules).where(milestone_rules.c.org_id == principal.org_id),
+                       milestone_rules, limit, cursor)
+
+
+# ====================================================================== webhook subscriptions
+class WebhookSubscriptionIn(BaseModel):
+    url: HttpUrl
+    reasons: list[Literal["lead_assigned", "task_due", "task_overdue", "milestone"]] = Field(min_length=1)
+    rep_id: str | None = None
+    secret: str | None = Field(default=None, min_length=16, max_length=200)
+
+
+@router.post("/webhook-subscriptions", status_code=201,
+             summary="Send rep notifications to a URL, signed with HMAC (the secret is shown once)")
+async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, context: ContextDep,
+                                      principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    async def create() -> dict[str, Any]:
+        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, "url": str(body.url),
+               "reasons": list(body.reasons), "rep_id": body.rep_id,
+               "secret": body.secret or secrets.token_urlsafe(32), "active": True, "created_at": _now(context)}
+        await uow.session.execute(sa.insert(webhook_subscriptions).values(**row))
+        return _json(row)
+    return await _created(uow, idem, principal, "webhook_subscriptions", body.model_dump(mode="json"), create)
+
+
+@router.get("/webhook-subscriptions", summary="List webhook subscriptions (secrets are not shown)")
+async def list_webhook_subscriptions(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
+                                     cursor: CursorParam = None) -> dict[str, Any]:
+    return await _page(uow, sa.select(webhook_subscriptions).where(
+        webhook_subscriptions.c.org_id == principal.org_id), webhook_subscriptions, limit, cursor, drop=("secret",))
+
+
+@router.delete("/webhook-subscriptions/{subscription_id}", status_code=204, summary="Remove a webhook subscription")
+async def delete_webhook_subscription(subscription_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
+    result = await uow.session.execute(sa.update(webhook_subscriptions).where(
+        webhook_subscriptions.c.org_id == principal.org_id, webhook_subscriptions.c.id == subscription_id,
+        webhook_subscriptions.c.active.is_(True)).values(active=False))
+    if result.rowcount != 1:
+        raise NotFound(f"no webhook subscription {subscription_id}")
+    await uow.commit()
+    return Response(status_code=204)
+
+
+# ====================================================================== delivery log
+@router.get("/deliveries", summary="What was sent or synced, to whom, why, and the outcome")
+async def list_deliveries(uow: UowDep, principal: CurrentPrincipal, lead_id: str | None = Query(default=None),
+                          status: Literal["pending", "sent", "failed", "cancelled"] | None = None,
+                          limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
+    query = sa.select(deliveries).where(deliveries.c.org_id == principal.org_id)
+    if lead_id:
+        query = query.where(deliveries.c.lead_id == lead_id)
+    if status:
+        query = query.where(deliveries.c.status == status)
+    if not principal.sees_whole_org:
+        query = query.where(deliveries.c.rep_id == principal.user_id)
+    page = await _page(uow, query, deliveries, limit, cursor, drop=("payload", "idem_key"))
+    return page

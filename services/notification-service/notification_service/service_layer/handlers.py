@@ -1,4 +1,232 @@
-"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox)."""
-from salesflow_shared.consumer import HandlerMap
+"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox).
 
-EVENT_HANDLERS: HandlerMap = {}
+Handlers only decide and record: projections, enrollments and pending deliveries, all in the dispatcher's
+transaction. Nothing is sent from a handler; the workers send after that transaction committed.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.events import (
+    Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1, LeadLostV1, LeadReopenedV1,
+    LeadUpdatedV1, LeadWonV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1, TaskSkippedV1,
+)
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import deliveries, milestone_rules
+from ..config import Settings
+from ..domain.clock import Clock
+from ..domain.milestones import DealFact, MilestoneRule, fired
+from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
+from . import mailchimp_sync
+from .deliveries import cancel_pending
+from .notify import notify_rep
+from .projections import (
+    ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, set_lead_fields, upsert_rep,
+)
+from .sequences import active_sequences, enroll, spec_of, stop_enrollments
+
+
+class NotificationHandlers:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+
+    # ------------------------------------------------------------------ lead-service
+    async def on_lead_created(self, data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now = self.clock.now()
+        await apply_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
+        lead = await get_lead(uow.session, envelope.org_id, data.lead.lead_id)
+        if lead is None or lead["erased"]:
+            return
+        for sequence in await active_sequences(uow.session, envelope.org_id, "lead_created"):
+            if matches_lead_created(spec_of(sequence), data.lead.source, data.lead.form_id):
+                await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead.lead_id,
+                             trigger_key="created", stage_id=None, now=now, lead_timezone=lead.get("timezone"))
+
+    async def on_lead_updated(self, data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        await apply_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, self.clock.now())
+
+    async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org = self.clock.now(), envelope.org_id
+        lead = await ensure_lead(uow.session, org, data.lead_id, now)
+        if envelope.subject_version > lead["lead_version"]:
+            await set_lead_fields(uow.session, org, data.lead_id, now, status="disqualified",
+                                  lead_version=envelope.subject_version)
+        await self._leave_everything(uow, org, data.lead_id, "disqualified", now,
+                                     key_suffix=f"v{envelope.subject_version}", archive=False)
+
+    async def on_lead_erased(self, data: LeadErasedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org = self.clock.now(), envelope.org_id
+        await ensure_lead(uow.session, org, data.lead_id, now)
+        await set_lead_fields(uow.session, org, data.lead_id, now, erased=True, **ERASED_FIELDS)
+        await self._leave_everything(uow, org, data.lead_id, "erased", now, key_suffix="erased", archive=True)
+        # Scrub personal data from the delivery log (what was sent, to whom); the facts (when, why) remain.
+        await uow.session.execute(sa.update(deliveries).where(
+            deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "email",
+            deliveries.c.recipient_kind == "prospect").values(payload=None, recipient=None, updated_at=now))
+        await uow.session.execute(sa.update(deliveries).where(
+            deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "mailchimp",
+            deliveries.c.status != "pending").values(payload=None, updated_at=now))
+
+    async def _leave_everything(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, now: Any, *,
+                                key_suffix: str, archive: bool) -> None:
+        await stop_enrollments(uow.session, org_id=org, lead_id=lead_id, fact=fact, now=now)
+        await cancel_pending(uow.session, org_id=org, lead_id=lead_id, now=now, reason=f"lead {fact}")
+        await mailchimp_sync.remove_everywhere(uow, org_id=org, lead_id=lead_id, archive=archive, reason=fact,
+                                               key_suffix=key_suffix, now=now)
+
+    # ------------------------------------------------------------------ assignment-service
+    async def on_lead_assigned(self, data: LeadAssignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org = self.clock.now(), envelope.org_id
+        if not data.owner_id:
+            return
+        await upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name, email=data.owner_email,
+                         timezone=data.owner_timezone)
+        await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
+        if data.previous_owner_id == data.owner_id:
+            return
+        decision = data.decision_id or f"v{envelope.subject_version}"
+        await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason="lead_assigned", now=now,
+                         lead_id=data.lead_id, once_key=f"lead_assigned:{data.lead_id}:{data.owner_id}:{decision}")
+
+    # ------------------------------------------------------------------ pipeline-service
+    async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org = self.clock.now(), envelope.org_id
+        before = await apply_pipeline_change(
+            uow.session, org, data.lead_id, envelope.subject_version, now, pipeline_id=data.pipeline_id,
+            stage_id=data.to_stage_id, stage_name=data.to_stage_name,
+            **({"outcome": None} if data.reason == "reopened" else {}))
+        if before is None:
+            return  # an older move arriving late: the lead is elsewhere now
+        if data.owner_id:
+            await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
+        lead = await get_lead(uow.session, org, data.lead_id)
+        assert lead is not None
+        await stop_enrollments(uow.session, org_id=org, lead_id=data.lead_id, fact="stage_entered", now=now,
+                               stage_id=data.to_stage_id)
+        transition = f"{data.to_stage_id}@{envelope.subject_version}"
+        if not lead["erased"] and not lead["unsubscribed"] and lead.get("status") != "disqualified":
+            for sequence in await active_sequences(uow.session, org, "stage_entry"):
+                if matches_stage_entry(spec_of(sequence), data.pipeline_id, data.to_stage_id):
+                    await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead_id,
+                                 trigger_key=f"stage:{transition}", stage_id=data.to_stage_id, now=now,
+                                 lead_timezone=lead.get("timezone"))
+            await mailchimp_sync.on_stage_entry(uow, org_id=org, lead=lead, pipeline_id=data.pipeline_id,
+                                                stage_id=data.to_stage_id, transition=transition, now=now)
+        left = data.from_stage_id or before.get("stage_id")
+        if left and left != data.to_stage_id:
+            await self._milestones(uow, org, lead, DealFact(
+                kind="left_stage", lead_id=data.lead_id, rep_id=lead.get("owner_id"), value=_dec(lead.get("value")),
+                currency=lead.get("currency"), at=data.entered_at, from_stage_id=left), now)
+
+    async def on_lead_won(self, data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org = self.clock.now(), envelope.org_id
+        if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
+                                       outcome="won") is None:
+            return
+        lead = await self._after_outcome(uow, org, data.lead_id, "won", "lead_won", data.pipeline_id,
+                                         f"won@{envelope.subject_version}", now)
+        value = data.value if data.value is not None else _dec(lead.get("value"))
+        await self._milestones(uow, org, lead, DealFact(
+            kind="won", lead_id=data.lead_id, rep_id=data.owner_id or lead.get("owner_id"), value=value,
+            currency=data.currency or lead.get("currency"), at=data.won_at), now)
+
+    async def on_lead_lost(self, data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org = self.clock.now(), envelope.org_id
+        if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
+                                       outcome="lost") is None:
+            return
+        transition = f"lost@{envelope.subject_version}"
+        lead = await self._after_outcome(uow, org, data.lead_id, "lost", "lead_lost", data.pipeline_id,
+                                         transition, now)
+        if not lead["erased"] and lead.get("status") != "disqualified":
+            await mailchimp_sync.on_lost(uow, org_id=org, lead=lead, transition=transition, now=now)
+
+    async def on_lead_reopened(self, data: LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org = self.clock.now(), envelope.org_id
+        if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
+                                       outcome=None) is None:
+            return
+        await stop_enrollments(uow.session, org_id=org, lead_id=data.lead_id, fact="reopened", now=now)
+
+    async def _after_outcome(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, trigger: Any,
+                             pipeline_id: str, trigger_key: str, now: Any) -> dict[str, Any]:
+        await stop_enrollments(uow.session, org_id=org, lead_id=lead_id, fact=fact, now=now)
+        lead = await get_lead(uow.session, org, lead_id)
+        assert lead is not None
+        if not lead["erased"] and not lead["unsubscribed"] and lead.get("status") != "disqualified":
+            for sequence in await active_sequences(uow.session, org, trigger):
+                if matches_outcome(spec_of(sequence), trigger, pipeline_id):
+                    await enroll(uow.session, self.settings, sequence=sequence, lead_id=lead_id,
+                                 trigger_key=trigger_key, stage_id=None, now=now, lead_timezone=lead.get("timezone"))
+        return lead
+
+    async def _milestones(self, uow: UnitOfWork, org: str, lead: dict[str, Any], fact: DealFact, now: Any) -> None:
+        if not fact.rep_id:
+            return
+        rows = (await uow.session.execute(sa.select(milestone_rules).where(
+            milestone_rules.c.org_id == org, milestone_rules.c.active.is_(True)))).mappings().all()
+        rules = {r["id"]: r for r in rows}
+        domain_rules = [MilestoneRule(id=r["id"], name=r["name"], kind=r["kind"], stage_id=r["stage_id"],
+                                      min_value=_dec(r["min_value"]), currency=r["currency"]) for r in rows]
+        for rule, once_key in fired(domain_rules, fact):
+            await notify_rep(uow, self.settings, org_id=org, rep_id=fact.rep_id, reason="milestone", now=now,
+                             lead_id=lead["lead_id"], once_key=once_key,
+                             milestone={"id": rule.id, "name": rule.name, "kind": rule.kind},
+                             channels=tuple(rules[rule.id]["channels"]))
+
+    # ------------------------------------------------------------------ tasks
+    async def on_task_created(self, data: TaskCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now = self.clock.now()
+        if not data.assignee_id or data.due_at is None:
+            return
+        remind_at = data.due_at - timedelta(minutes=self.settings.task_reminder_lead_minutes)
+        if data.due_at <= now:
+            return  # already due: TaskOverdue will tell the rep
+        await notify_rep(uow, self.settings, org_id=envelope.org_id, rep_id=data.assignee_id, reason="task_due",
+                         now=now, lead_id=data.lead_id, once_key=f"task_due:{data.task_id}",
+                         task=_task(data.task_id, data.title, data.due_at), not_before=max(remind_at, now))
+
+    async def on_task_closed(self, data: TaskCompletedV1 | TaskSkippedV1, envelope: Envelope,
+                             uow: UnitOfWork) -> None:
+        await cancel_pending(uow.session, org_id=envelope.org_id, now=self.clock.now(), reason="task closed",
+                             kinds=("email", "webhook"), recipient_kinds=("rep", "webhook"),
+                             key_prefix=f"task_due:{data.task_id}:")
+
+    async def on_task_overdue(self, data: TaskOverdueV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now = self.clock.now()
+        await cancel_pending(uow.session, org_id=envelope.org_id, now=now, reason="task overdue",
+                             kinds=("email", "webhook"), recipient_kinds=("rep", "webhook"),
+                             key_prefix=f"task_due:{data.task_id}:")
+        if data.assignee_id:
+            await notify_rep(uow, self.settings, org_id=envelope.org_id, rep_id=data.assignee_id,
+                             reason="task_overdue", now=now, lead_id=data.lead_id,
+                             once_key=f"task_overdue:{data.task_id}", task=_task(data.task_id, data.title, data.due_at))
+
+    def handler_map(self) -> HandlerMap:
+        return {
+            "LeadCreated": [self.on_lead_created], "LeadUpdated": [self.on_lead_updated],
+            "LeadDisqualified": [self.on_lead_disqualified], "LeadErased": [self.on_lead_erased],
+            "LeadAssigned": [self.on_lead_assigned], "StageAdvanced": [self.on_stage_advanced],
+            "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
+            "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
+            "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],
+        }
+
+
+def _task(task_id: str, title: str | None, due_at: Any) -> dict[str, Any]:
+    return {"id": task_id, "title": title, "due_at": due_at.isoformat() if due_at else None}
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def build_event_handlers(settings: Settings, clock: Clock) -> HandlerMap:
+    return NotificationHandlers(settings, clock).handler_map()

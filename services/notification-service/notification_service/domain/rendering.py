@@ -1,0 +1,112 @@
+"""Email templates: Jinja2 in a sandbox, a subject plus HTML and text parts, rendered from the lead, its
+owner and the stage. A template is checked when saved (compile + render with sample variables) and a render
+that still fails at send time is reported as a `TemplateError`, never a crash."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+PARTS = ("subject", "html_body", "text_body")
+
+
+class TemplateError(ValueError):
+    def __init__(self, part: str, message: str) -> None:
+        super().__init__(f"{part}: {message}")
+        self.part = part
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value
+
+
+_HTML_ENV = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined, finalize=_finalize)
+_TEXT_ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined, finalize=_finalize)
+
+
+def _env(part: str) -> ImmutableSandboxedEnvironment:
+    return _HTML_ENV if part == "html_body" else _TEXT_ENV
+
+
+def render_part(part: str, source: str, variables: dict[str, Any]) -> str:
+    try:
+        return _env(part).from_string(source).render(variables)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(part, f"syntax error line {exc.lineno}: {exc.message}") from exc
+    except SecurityError as exc:
+        raise TemplateError(part, f"not allowed in a template: {exc}") from exc
+    except JinjaTemplateError as exc:
+        raise TemplateError(part, str(exc.message or exc)) from exc
+    except Exception as exc:  # a filter raising on odd data (e.g. int('x')): still a template failure
+        raise TemplateError(part, f"{type(exc).__name__}: {exc}") from exc
+
+
+def render_email(parts: dict[str, str], variables: dict[str, Any]) -> RenderedEmail:
+    subject = render_part("subject", parts["subject"], variables).strip()
+    if "\n" in subject or "\r" in subject:
+        raise TemplateError("subject", "the subject must be a single line")
+    return RenderedEmail(subject=subject, html=render_part("html_body", parts["html_body"], variables),
+                         text=render_part("text_body", parts["text_body"], variables))
+
+
+def validate_template(parts: dict[str, str]) -> list[TemplateError]:
+    """Every part that does not compile or render with the sample variables (empty list: valid)."""
+    errors: list[TemplateError] = []
+    for part in PARTS:
+        try:
+            rendered = render_part(part, parts[part], SAMPLE_VARIABLES)
+            if part == "subject" and ("\n" in rendered.strip() or not rendered.strip()):
+                raise TemplateError(part, "the subject must be one non-empty line")
+        except TemplateError as exc:
+            errors.append(exc)
+    return errors
+
+
+SAMPLE_VARIABLES: dict[str, Any] = {
+    "lead": {
+        "id": "lead-sample", "first_name": "Ada", "last_name": "Lovelace", "full_name": "Ada Lovelace",
+        "email": "ada@example.com", "company": "Analytical Engines Ltd", "title": "CTO", "phone": "+44 20 0000",
+        "country": "GB", "timezone": "Europe/London", "language": "en", "product_line": "platform",
+        "value": "12000.00", "currency": "EUR", "source": "web_form", "custom_fields": {},
+    },
+    "owner": {"id": "rep-sample", "name": "Grace Hopper", "email": "grace@example.com",
+              "timezone": "America/New_York"},
+    "stage": {"id": "stage-sample", "name": "Qualified", "pipeline_id": "pipeline-sample"},
+    "task": {"id": "task-sample", "title": "Call back", "due_at": "2026-01-05T10:00:00+00:00"},
+    "milestone": {"id": "rule-sample", "name": "Big deal won", "kind": "deal_won"},
+    "unsubscribe_url": "https://example.com/unsubscribe/sample",
+    "org_id": "org-sample",
+}
+
+
+def lead_variables(lead: dict[str, Any] | None) -> dict[str, Any]:
+    """The `lead` variable from the lead projection (every key exists, unknown values are None)."""
+    lead = lead or {}
+    first, last = lead.get("first_name"), lead.get("last_name")
+    return {
+        "id": lead.get("lead_id"), "first_name": first, "last_name": last,
+        "full_name": " ".join(p for p in (first, last) if p) or None,
+        "email": lead.get("email"), "company": lead.get("company"), "title": lead.get("title"),
+        "phone": lead.get("phone"), "country": lead.get("country"), "timezone": lead.get("timezone"),
+        "language": lead.get("language"), "product_line": lead.get("product_line"),
+        "value": None if lead.get("value") is None else str(lead.get("value")),
+        "currency": lead.get("currency"), "source": lead.get("source"),
+        "custom_fields": lead.get("custom_fields") or {},
+    }
+
+
+def owner_variables(rep: dict[str, Any] | None) -> dict[str, Any]:
+    rep = rep or {}
+    return {"id": rep.get("rep_id"), "name": rep.get("name"), "email": rep.get("email"),
+            "timezone": rep.get("timezone")}

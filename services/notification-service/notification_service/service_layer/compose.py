@@ -1,0 +1,83 @@
+"""Turning a template plus what we know of a lead, its owner and the stage into a stored, ready-to-send email."""
+from __future__ import annotations
+
+from email.utils import formataddr
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..adapters.orm import templates
+from ..config import Settings
+from ..domain.rendering import TemplateError, lead_variables, owner_variables, render_email
+from ..domain.signing import unsubscribe_token
+
+# Rep emails used when an org has no template with the key `rep.<reason>`.
+DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
+    "lead_assigned": {
+        "subject": "New lead assigned to you: {{ lead.full_name or lead.company or lead.id }}",
+        "text_body": "Hi {{ owner.name }},\n\n{{ lead.full_name or 'A new lead' }}{% if lead.company %} "
+                     "({{ lead.company }}){% endif %} is now yours.\n",
+        "html_body": "<p>Hi {{ owner.name }},</p><p><b>{{ lead.full_name or 'A new lead' }}</b>"
+                     "{% if lead.company %} ({{ lead.company }}){% endif %} is now yours.</p>",
+    },
+    "task_due": {
+        "subject": "Task due soon: {{ task.title }}",
+        "text_body": "Hi {{ owner.name }},\n\n\"{{ task.title }}\" is due at {{ task.due_at }}.\n",
+        "html_body": "<p>Hi {{ owner.name }},</p><p>&ldquo;{{ task.title }}&rdquo; is due at {{ task.due_at }}.</p>",
+    },
+    "task_overdue": {
+        "subject": "Task overdue: {{ task.title }}",
+        "text_body": "Hi {{ owner.name }},\n\n\"{{ task.title }}\" was due at {{ task.due_at }}.\n",
+        "html_body": "<p>Hi {{ owner.name }},</p><p>&ldquo;{{ task.title }}&rdquo; was due at {{ task.due_at }}.</p>",
+    },
+    "milestone": {
+        "subject": "Congratulations: {{ milestone.name }}",
+        "text_body": "Well done {{ owner.name }}!\n\n{{ milestone.name }}{% if lead.company %} — {{ lead.company }}"
+                     "{% endif %}.\n",
+        "html_body": "<p>Well done {{ owner.name }}!</p><p>{{ milestone.name }}{% if lead.company %} &mdash; "
+                     "{{ lead.company }}{% endif %}.</p>",
+    },
+}
+
+EMPTY_TASK = {"id": None, "title": None, "due_at": None}
+EMPTY_MILESTONE = {"id": None, "name": None, "kind": None}
+EMPTY_STAGE = {"id": None, "name": None, "pipeline_id": None}
+
+
+def unsubscribe_url(settings: Settings, org_id: str, lead_id: str) -> str:
+    token = unsubscribe_token(settings.resolved_unsubscribe_secret, org_id, lead_id)
+    return f"{settings.public_base_url.rstrip('/')}/v1/sequences/unsubscribe/{token}"
+
+
+def variables(*, org_id: str, lead: dict[str, Any] | None, owner: dict[str, Any] | None,
+              stage: dict[str, Any] | None = None, task: dict[str, Any] | None = None,
+              milestone: dict[str, Any] | None = None, unsubscribe: str | None = None) -> dict[str, Any]:
+    return {"org_id": org_id, "lead": lead_variables(lead), "owner": owner_variables(owner),
+            "stage": {**EMPTY_STAGE, **(stage or {})}, "task": {**EMPTY_TASK, **(task or {})},
+            "milestone": {**EMPTY_MILESTONE, **(milestone or {})}, "unsubscribe_url": unsubscribe}
+
+
+async def load_template(session: AsyncSession, org_id: str, *, template_id: str | None = None,
+                        key: str | None = None) -> dict[str, Any] | None:
+    query = sa.select(templates).where(templates.c.org_id == org_id)
+    query = query.where(templates.c.id == template_id) if template_id else query.where(templates.c.key == key)
+    row = (await session.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+def email_payload(settings: Settings, *, to_name: str | None, to_email: str, parts: dict[str, str],
+                  variables_: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Render (raises TemplateError) into the stored payload the delivery worker sends as is."""
+    rendered = render_email(parts, variables_)
+    return {"to": formataddr((to_name or "", to_email)), "from": settings.smtp_from, "subject": rendered.subject,
+            "html": rendered.html, "text": rendered.text, "headers": headers or {}}
+
+
+def prospect_headers(url: str) -> dict[str, str]:
+    # RFC 2369 + RFC 8058 one-click unsubscribe.
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+__all__ = ["DEFAULT_REP_TEMPLATES", "TemplateError", "email_payload", "load_template", "prospect_headers",
+           "unsubscribe_url", "variables"]

@@ -1,0 +1,263 @@
+"""The delivery log and its state machine: every outbound email, Mailchimp call or webhook is one row.
+
+    pending ──attempt ok──────────▶ sent
+       │  └─transient error──▶ pending (retried later with backoff, until `delivery_max_attempts`) ─▶ failed
+       ├──permanent error───────▶ failed
+       └──lead erased / unsubscribed / task done ──▶ cancelled
+
+Exactly once, as far as the outside world allows
+------------------------------------------------
+Each row carries an idempotency key (lead, rule/sequence, step — or the notification's once-key), unique per
+org. It is inserted with ON CONFLICT DO NOTHING, in the same transaction as whatever caused it (an event's
+inbox row, a sequence step's advance), and that transaction COMMITS BEFORE anything is sent. A redelivered or
+replayed event, a second replica, or a restarted worker therefore finds the row and sends nothing new.
+
+Sending happens outside any transaction: a worker claims due `pending` rows with FOR UPDATE SKIP LOCKED,
+bumps `attempts` and pushes `next_attempt_at` one lease ahead, commits, then talks to the outside world, then
+records the outcome in a second short transaction fenced on `attempts` (a worker whose lease ran out cannot
+overwrite a newer attempt).
+
+The one window that can duplicate: the SMTP relay (or Mailchimp, or a webhook receiver) accepted the message
+and the process dies before the "sent" transaction commits. The row stays `pending` and, once its lease
+(`delivery_lease_s`) expires, is attempted again. The window is kept as narrow as it can be: nothing but the
+outcome UPDATE runs between the relay's acceptance and the commit, and the retry re-sends the very same
+stored message with the same `Message-ID: <delivery-id@domain>` (so mail clients and relays that dedupe by
+Message-ID show it once); Mailchimp upserts are idempotent by nature and webhooks carry
+`Salesflow-Delivery-Id` for receivers to dedupe.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.events import (
+    ContactSyncedV1, EmailFailedV1, EmailSentV1, EventData, RepNotifiedV1,
+)
+from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.errors import PermanentDeliveryError, TransientDeliveryError
+from ..adapters.mailer import OutgoingEmail
+from ..adapters.orm import deliveries, mailchimp_accounts, webhook_subscriptions
+
+log = structlog.get_logger(__name__)
+
+
+async def record_delivery(session: AsyncSession, *, org_id: str, idem_key: str, kind: str, recipient_kind: str,
+                          reason: str, now: datetime, payload: dict[str, Any] | None, recipient: str | None = None,
+                          lead_id: str | None = None, rep_id: str | None = None, sequence_id: str | None = None,
+                          enrollment_id: str | None = None, step: int | None = None,
+                          template_id: str | None = None, rule_id: str | None = None, status: str = "pending",
+                          error: str | None = None, not_before: datetime | None = None,
+                          message_id_domain: str = "salesflow.local") -> dict[str, Any] | None:
+    """Insert the delivery unless its idempotency key exists; the new row, or None for a duplicate."""
+    delivery_id = str(uuid.uuid4())
+    row = {
+        "id": delivery_id, "org_id": org_id, "idem_key": idem_key, "kind": kind, "recipient_kind": recipient_kind,
+        "recipient": recipient, "lead_id": lead_id, "rep_id": rep_id, "reason": reason, "sequence_id": sequence_id,
+        "enrollment_id": enrollment_id, "step": step, "template_id": template_id, "rule_id": rule_id,
+        "status": status, "attempts": 0, "next_attempt_at": (not_before or now) if status == "pending" else None,
+        "payload": payload, "error": error, "created_at": now, "updated_at": now,
+        # Stable across retries: derived from the row, fixed before the first attempt.
+        "message_id": f"<{delivery_id}@{message_id_domain}>" if kind == "email" else None,
+    }
+    insert = dialect_insert(session)
+    result = await session.execute(insert(deliveries).values(**row)
+                                   .on_conflict_do_nothing(index_elements=["org_id", "idem_key"]))
+    return row if result.rowcount == 1 else None
+
+
+def outcome_event(row: dict[str, Any], *, ok: bool, error: str | None = None, now: datetime,
+                  permanent: bool = True) -> list[EventData]:
+    """The events that tell the rest of Salesflow what became of a delivery."""
+    payload = row.get("payload") or {}
+    kind, recipient_kind = row["kind"], row["recipient_kind"]
+    events: list[EventData] = []
+    if kind == "email":
+        rk = "rep" if recipient_kind == "rep" else "prospect"
+        if ok:
+            events.append(EmailSentV1(delivery_id=row["id"], lead_id=row.get("lead_id"), recipient_kind=rk,
+                                      rep_id=row.get("rep_id"), template_id=row.get("template_id"),
+                                      sequence_id=row.get("sequence_id"), step=row.get("step"),
+                                      message_id=row["message_id"], sent_at=now))
+        else:
+            events.append(EmailFailedV1(delivery_id=row["id"], lead_id=row.get("lead_id"), recipient_kind=rk,
+                                        template_id=row.get("template_id"), sequence_id=row.get("sequence_id"),
+                                        step=row.get("step"), error=error or "failed", permanent=permanent))
+    if ok and recipient_kind in ("rep", "webhook") and row.get("rep_id"):
+        events.append(RepNotifiedV1(delivery_id=row["id"], rep_id=row["rep_id"], lead_id=row.get("lead_id"),
+                                    reason=row["reason"], milestone_rule_id=row.get("rule_id"),
+                                    channel="webhook" if kind == "webhook" else "email"))
+    if kind == "mailchimp" and row.get("lead_id"):
+        events.append(ContactSyncedV1(delivery_id=row["id"], lead_id=row["lead_id"],
+                                      list_id=payload.get("list_id", ""), action=payload.get("action", "subscribed"),
+                                      tags=list(payload.get("tags") or []), outcome="ok" if ok else "failed",
+                                      error=None if ok else error))
+    return events
+
+
+def publish_outcome(uow: UnitOfWork, row: dict[str, Any], *, ok: bool, now: datetime, error: str | None = None,
+                    permanent: bool = True) -> None:
+    for event in outcome_event(row, ok=ok, error=error, now=now, permanent=permanent):
+        uow.publish(event, org_id=row["org_id"], subject_id=row["id"], subject_version=1)
+
+
+async def cancel_pending(session: AsyncSession, *, org_id: str, now: datetime, reason: str,
+                         lead_id: str | None = None, kinds: tuple[str, ...] = ("email",),
+                         recipient_kinds: tuple[str, ...] = ("prospect",), key_prefix: str | None = None) -> int:
+    query = sa.update(deliveries).where(deliveries.c.org_id == org_id, deliveries.c.status == "pending",
+                                        deliveries.c.kind.in_(kinds), deliveries.c.recipient_kind.in_(recipient_kinds))
+    if lead_id is not None:
+        query = query.where(deliveries.c.lead_id == lead_id)
+    if key_prefix is not None:
+        query = query.where(deliveries.c.idem_key.startswith(key_prefix, autoescape=True))
+    result = await session.execute(query.values(status="cancelled", error=reason, updated_at=now,
+                                                next_attempt_at=None))
+    return int(result.rowcount or 0)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    error: str | None = None
+    transient: bool = False
+
+
+class DeliveryWorker:
+    """Claims due pending deliveries (FOR UPDATE SKIP LOCKED, safe with several replicas) and attempts them."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.clock = context.extras["clock"]
+        self.wakeup: asyncio.Event = context.extras["delivery_wakeup"]
+        self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
+
+    async def run(self) -> None:
+        while True:
+            claimed = await self.run_once()
+            if claimed:
+                continue
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout=self.settings.scheduler_poll_interval_s)
+            except TimeoutError:
+                pass
+            self.wakeup.clear()
+
+    async def run_once(self) -> int:
+        now = self.clock.now()
+        async with self.context.uow() as uow:
+            rows = (await uow.session.execute(
+                sa.select(deliveries).where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+                .order_by(deliveries.c.next_attempt_at).limit(self.settings.worker_batch_size)
+                .with_for_update(skip_locked=True))).mappings().all()
+            if not rows:
+                return 0
+            lease_until = now + timedelta(seconds=self.settings.delivery_lease_s)
+            await uow.session.execute(
+                sa.update(deliveries).where(deliveries.c.id.in_([r["id"] for r in rows]))
+                .values(attempts=deliveries.c.attempts + 1, next_attempt_at=lease_until, updated_at=now))
+            await uow.commit()
+        claimed = [{**dict(r), "attempts": r["attempts"] + 1} for r in rows]
+        await asyncio.gather(*(self._attempt(row) for row in claimed))
+        return len(claimed)
+
+    async def _attempt(self, row: dict[str, Any]) -> None:
+        async with self._slots:
+            try:
+                await self._send(row)
+                outcome = Outcome(ok=True)
+            except TransientDeliveryError as exc:
+                outcome = Outcome(ok=False, error=str(exc), transient=True)
+            except PermanentDeliveryError as exc:
+                outcome = Outcome(ok=False, error=str(exc))
+            except Exception as exc:  # a bug must not lose the message: retried, then failed
+                log.exception("delivery_attempt_crashed", delivery_id=row["id"])
+                outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", transient=True)
+            await self._record(row, outcome)
+
+    async def _record(self, row: dict[str, Any], outcome: Outcome) -> None:
+        now = self.clock.now()
+        fence = (deliveries.c.id == row["id"]) & (deliveries.c.attempts == row["attempts"])
+        async with self.context.uow() as uow:
+            if outcome.ok:
+                # A row cancelled while its message was already on the wire is recorded as what it is: sent.
+                result = await uow.session.execute(sa.update(deliveries).where(
+                    fence, deliveries.c.status.in_(("pending", "cancelled"))).values(
+                    status="sent", sent_at=now, updated_at=now, error=None, next_attempt_at=None))
+                if result.rowcount == 1:
+                    publish_outcome(uow, row, ok=True, now=now)
+            elif outcome.transient and row["attempts"] < self.settings.delivery_max_attempts:
+                delay = min(self.settings.delivery_retry_base_s * (2 ** (row["attempts"] - 1)),
+                            self.settings.delivery_retry_max_s)
+                await uow.session.execute(sa.update(deliveries).where(fence, deliveries.c.status == "pending").values(
+                    error=outcome.error, updated_at=now, next_attempt_at=now + timedelta(seconds=delay)))
+            else:
+                result = await uow.session.execute(sa.update(deliveries).where(
+                    fence, deliveries.c.status == "pending").values(
+                    status="failed", error=outcome.error, updated_at=now, next_attempt_at=None))
+                if result.rowcount == 1:
+                    publish_outcome(uow, row, ok=False, now=now, error=outcome.error, permanent=not outcome.transient)
+            await uow.commit()
+        log.info("delivery_attempted", delivery_id=row["id"], kind=row["kind"], ok=outcome.ok, error=outcome.error)
+
+    # ------------------------------------------------------------------ one attempt per kind
+    async def _send(self, row: dict[str, Any]) -> None:
+        payload = row.get("payload") or {}
+        if row["kind"] == "email":
+            if not payload.get("to"):
+                raise PermanentDeliveryError("no recipient address (erased?)")
+            await self.context.extras["mailer"].send(OutgoingEmail(
+                sender=payload.get("from") or self.settings.smtp_from, to=payload["to"],
+                subject=payload["subject"], html=payload["html"], text=payload["text"],
+                message_id=row["message_id"], date=self.clock.now(), headers=payload.get("headers") or {}))
+        elif row["kind"] == "mailchimp":
+            await self._mailchimp(row, payload)
+        elif row["kind"] == "webhook":
+            await self._webhook(row, payload)
+        else:
+            raise PermanentDeliveryError(f"unknown delivery kind {row['kind']}")
+
+    async def _mailchimp(self, row: dict[str, Any], payload: dict[str, Any]) -> None:
+        async with self.context.database.session() as session:
+            account = (await session.execute(sa.select(mailchimp_accounts).where(
+                mailchimp_accounts.c.org_id == row["org_id"]))).mappings().first()
+        if account is None:
+            raise PermanentDeliveryError("Mailchimp is not configured for this organization")
+        client = self.context.extras["mailchimp"].for_key(account["api_key"])
+        for op in payload.get("ops", []):
+            if op["op"] == "upsert":
+                await client.upsert_member(op["list_id"], op["email"], status_if_new=op.get("status_if_new",
+                                           "subscribed"), merge_fields=op.get("merge_fields") or None)
+            elif op["op"] == "tags":
+                await client.set_tags(op["list_id"], op["hash"], op["tags"], active=op.get("active", True))
+            elif op["op"] == "unsubscribe":
+                await client.unsubscribe(op["list_id"], op["hash"])
+            elif op["op"] == "archive":
+                await client.archive(op["list_id"], op["hash"])
+            else:
+                raise PermanentDeliveryError(f"unknown Mailchimp operation {op['op']}")
+
+    async def _webhook(self, row: dict[str, Any], payload: dict[str, Any]) -> None:
+        async with self.context.database.session() as session:
+            subscription = (await session.execute(sa.select(webhook_subscriptions).where(
+                webhook_subscriptions.c.org_id == row["org_id"],
+                webhook_subscriptions.c.id == payload.get("subscription_id")))).mappings().first()
+        if subscription is None or not subscription["active"]:
+            raise PermanentDeliveryError("the webhook subscription was removed")
+        body = json.dumps(payload.get("body") or {}, sort_keys=True, default=str).encode()
+        await self.context.extras["webhooks"].send(subscription["url"], subscription["secret"], body,
+                                                   timestamp=int(self.clock.now().timestamp()),
+                                                   delivery_id=row["id"])
+
+
+async def delivery_worker(context: Any) -> None:
+    await DeliveryWorker(context).run()

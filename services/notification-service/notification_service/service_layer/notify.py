@@ -1,0 +1,73 @@
+"""Rep notifications: by email (the org's `rep.<reason>` template or a built-in one) and by every matching
+webhook subscription; each channel has its own once-key, so a notification fires once per channel."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import webhook_subscriptions
+from ..config import Settings
+from .compose import DEFAULT_REP_TEMPLATES, TemplateError, email_payload, load_template, variables
+from .deliveries import publish_outcome, record_delivery
+from .projections import get_lead, get_rep
+
+
+async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id: str, reason: str, once_key: str,
+                     now: datetime, lead_id: str | None = None, task: dict[str, Any] | None = None,
+                     milestone: dict[str, Any] | None = None, channels: tuple[str, ...] = ("email", "webhook"),
+                     not_before: datetime | None = None) -> int:
+    """Record the notification's deliveries (pending); the number of new ones (0 for a duplicate)."""
+    session = uow.session
+    rep = await get_rep(session, org_id, rep_id)
+    lead = await get_lead(session, org_id, lead_id) if lead_id else None
+    values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone)
+    rule_id = (milestone or {}).get("id")
+    common = dict(org_id=org_id, reason=reason, now=now, lead_id=lead_id, rep_id=rep_id, rule_id=rule_id,
+                  not_before=not_before, message_id_domain=settings.message_id_domain)
+    created = 0
+    if "email" in channels:
+        template = await load_template(session, org_id, key=f"rep.{reason}")
+        parts = template or DEFAULT_REP_TEMPLATES[reason]
+        error, payload = None, None
+        if not rep or not rep.get("email"):
+            error = "the rep's email address is unknown"
+        else:
+            try:
+                payload = email_payload(settings, to_name=rep.get("name"), to_email=rep["email"], parts=parts,
+                                        variables_=values)
+            except TemplateError as exc:
+                error = f"rep template does not render: {exc}"
+        row = await record_delivery(session, **common, idem_key=f"{once_key}:email", kind="email",
+                                    recipient_kind="rep", recipient=(rep or {}).get("email"), payload=payload,
+                                    template_id=(template or {}).get("id"),
+                                    status="pending" if error is None else "failed", error=error)
+        if row is not None:
+            created += 1
+            if error is not None:
+                publish_outcome(uow, row, ok=False, now=now, error=error)
+    if "webhook" in channels:
+        subscriptions = (await session.execute(sa.select(webhook_subscriptions).where(
+            webhook_subscriptions.c.org_id == org_id, webhook_subscriptions.c.active.is_(True)))).mappings().all()
+        for sub in subscriptions:
+            if reason not in (sub["reasons"] or []) or (sub["rep_id"] and sub["rep_id"] != rep_id):
+                continue
+            body = {"type": f"salesflow.{reason}", "org_id": org_id, "rep_id": rep_id, "lead_id": lead_id,
+                    "rep_name": (rep or {}).get("name"), "task": task, "milestone": milestone,
+                    "text": _webhook_text(reason, values), "occurred_at": now.isoformat()}
+            row = await record_delivery(session, **common, idem_key=f"{once_key}:webhook:{sub['id']}",
+                                        kind="webhook", recipient_kind="webhook", recipient=sub["url"],
+                                        payload={"subscription_id": sub["id"], "body": body})
+            created += 1 if row is not None else 0
+    return created
+
+
+def _webhook_text(reason: str, values: dict[str, Any]) -> str:
+    try:
+        from ..domain.rendering import render_part
+        return render_part("subject", DEFAULT_REP_TEMPLATES[reason]["subject"], values)
+    except TemplateError:
+        return reason.replace("_", " ")

@@ -1,0 +1,108 @@
+"""What this service knows of leads and reps, kept from events (contracts.md): stale events are ignored by
+comparing `subject_version` within one producer's stream (lead-service for the lead's fields and status,
+pipeline-service for its stage and outcome)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.events import LeadSnapshot
+from salesflow_shared.inbox import dialect_insert
+
+from ..adapters.orm import leads, reps
+from ..domain.sequences import LeadState
+
+
+def _snapshot_values(lead: LeadSnapshot) -> dict[str, Any]:
+    return {
+        "email": lead.contact.email, "first_name": lead.contact.first_name, "last_name": lead.contact.last_name,
+        "company": lead.company.name, "title": lead.contact.title, "phone": lead.contact.phone,
+        "country": lead.country, "timezone": lead.timezone, "language": lead.language,
+        "product_line": lead.product_line, "value": lead.value, "currency": lead.currency, "source": lead.source,
+        "form_id": lead.form_id, "custom_fields": lead.custom_fields or {}, "status": lead.status,
+        "owner_id": lead.owner_id,
+    }
+
+
+async def get_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False
+                   ) -> dict[str, Any] | None:
+    query = sa.select(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> dict[str, Any]:
+    """The lead's row, created empty (and locked) when events about it arrive before LeadCreated."""
+    insert = dialect_insert(session)
+    await session.execute(insert(leads).values(org_id=org_id, lead_id=lead_id, updated_at=now, lead_version=0,
+                                               pipeline_version=0, unsubscribed=False, erased=False)
+                          .on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
+    row = await get_lead(session, org_id, lead_id, for_update=True)
+    assert row is not None
+    return row
+
+
+async def apply_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int,
+                         now: datetime) -> bool:
+    """Store the snapshot when newer than what we hold; False for a stale (or erased) lead."""
+    row = await ensure_lead(session, org_id, lead.lead_id, now)
+    if row["erased"] or version <= row["lead_version"]:
+        return False
+    await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead.lead_id)
+                          .values(**_snapshot_values(lead), lead_version=version, updated_at=now))
+    return True
+
+
+async def apply_pipeline_change(session: AsyncSession, org_id: str, lead_id: str, version: int, now: datetime,
+                                **values: Any) -> dict[str, Any] | None:
+    """Record a pipeline-service fact (stage, outcome) when newer; the row before the change, or None if stale."""
+    row = await ensure_lead(session, org_id, lead_id, now)
+    if version <= row["pipeline_version"]:
+        return None
+    await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
+                          .values(**values, pipeline_version=version, updated_at=now))
+    return row
+
+
+async def set_lead_fields(session: AsyncSession, org_id: str, lead_id: str, now: datetime, **values: Any) -> None:
+    await ensure_lead(session, org_id, lead_id, now)
+    await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
+                          .values(**values, updated_at=now))
+
+
+ERASED_FIELDS = {name: None for name in ("email", "first_name", "last_name", "company", "title", "phone",
+                                         "country", "timezone", "custom_fields")}
+
+
+async def upsert_rep(session: AsyncSession, org_id: str, rep_id: str, now: datetime, *, name: str | None,
+                     email: str | None, timezone: str | None) -> None:
+    insert = dialect_insert(session)
+    values = {k: v for k, v in {"name": name, "email": email, "timezone": timezone}.items() if v is not None}
+    statement = insert(reps).values(org_id=org_id, rep_id=rep_id, updated_at=now, **values)
+    if values:
+        statement = statement.on_conflict_do_update(index_elements=["org_id", "rep_id"],
+                                                    set_={**values, "updated_at": now})
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=["org_id", "rep_id"])
+    await session.execute(statement)
+
+
+async def get_rep(session: AsyncSession, org_id: str, rep_id: str | None) -> dict[str, Any] | None:
+    if not rep_id:
+        return None
+    row = (await session.execute(sa.select(reps).where(reps.c.org_id == org_id, reps.c.rep_id == rep_id))
+           ).mappings().first()
+    return dict(row) if row else None
+
+
+def lead_state(row: dict[str, Any]) -> LeadState:
+    status = row.get("status")
+    if status != "disqualified" and row.get("outcome"):
+        status = row["outcome"]
+    return LeadState(status=status, stage_id=row.get("stage_id"), unsubscribed=bool(row.get("unsubscribed")),
+                     erased=bool(row.get("erased")))

@@ -1,0 +1,46 @@
+"""Fixtures for notification-service's tests: a running service on the real PostgreSQL and RabbitMQ, a real
+local SMTP server (aiosmtpd), a fake Mailchimp API (+ webhook receiver) and a clock the test moves."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from notification_fakes import FakeMailchimp, SmtpSink
+from notification_testkit import Harness
+from notification_service.config import Settings
+from notification_service.domain.clock import ManualClock
+from notification_service.entrypoints.http import create_app
+from salesflow_shared.testing import running_app, service_test_settings
+
+START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday
+
+
+@pytest.fixture
+def smtp_sink() -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+async def fake_mailchimp() -> AsyncIterator[FakeMailchimp]:
+    fake = FakeMailchimp()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def harness(database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchimp) -> AsyncIterator[Harness]:
+    clock = ManualClock(START)
+    settings = service_test_settings(
+        Settings, database_url=database_url, amqp_url=amqp_url, namespace=bus_namespace,
+        smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout_s=5,
+        mailchimp_base_url=fake_mailchimp.base_url, mailchimp_backoff_s=0.01, mailchimp_max_retries=3,
+        scheduler_poll_interval_s=0.05, delivery_retry_base_s=60, public_base_url="https://crm.example.com")
+    app = create_app(settings, clock=clock)
+    async with running_app(app) as client:
+        yield Harness(app, client, clock, smtp_sink, fake_mailchimp)

@@ -1,0 +1,129 @@
+"""Driving a running notification-service in tests: publish events through the real broker, read its tables."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from notification_fakes import FakeMailchimp, SmtpSink
+from notification_service.adapters.orm import deliveries, enrollments
+from notification_service.domain.clock import ManualClock
+from salesflow_shared.bus import OutgoingMessage
+from salesflow_shared.events import (
+    ContactData, Envelope, EventData, LeadCreatedV1, LeadSnapshot, make_event,
+)
+from salesflow_shared.infra_tables import inbox_table, outbox_table
+from salesflow_shared.testing import auth_headers, eventually
+
+ORG = "org-n"
+
+
+class Harness:
+    def __init__(self, app: Any, client: httpx.AsyncClient, clock: ManualClock, smtp: SmtpSink,
+                 mailchimp: FakeMailchimp) -> None:
+        self.app = app
+        self.client = client
+        self.clock = clock
+        self.smtp = smtp
+        self.mailchimp = mailchimp
+        self.context = app.state.context
+        self.versions: dict[tuple[str, str], int] = {}
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return auth_headers(ORG, "admin")
+
+    async def post(self, path: str, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
+        response = await self.client.post(path, json=body, headers=self.admin)
+        assert response.status_code == status, response.text
+        return response.json()
+
+    # ------------------------------------------------------------------ events
+    def envelope(self, data: EventData, subject_id: str, version: int | None = None) -> Envelope:
+        stream = (data.producer, subject_id)
+        if version is None:
+            version = self.versions.get(stream, 0) + 1
+        self.versions[stream] = max(version, self.versions.get(stream, 0))
+        return make_event(data, org_id=ORG, subject_id=subject_id, subject_version=version)
+
+    async def publish(self, envelope: Envelope) -> Envelope:
+        """Through RabbitMQ, like any producer's outbox relay would."""
+        await self.context.bus.publish(OutgoingMessage(event_id=str(envelope.id), event_type=envelope.type,
+                                                       body=envelope.to_json(), headers={"x-org-id": envelope.org_id}))
+        return envelope
+
+    async def send(self, data: EventData, subject_id: str, version: int | None = None) -> Envelope:
+        return await self.publish(self.envelope(data, subject_id, version))
+
+    async def handled(self, *envelopes: Envelope, timeout: float = 10) -> None:
+        """Wait until the service's handlers processed these events (their inbox rows exist)."""
+        wanted = {str(e.id) for e in envelopes}
+
+        async def check() -> None:
+            async with self.context.database.session() as session:
+                seen = set((await session.execute(sa.select(inbox_table.c.event_id).where(
+                    inbox_table.c.event_id.in_(wanted)))).scalars())
+            assert seen == wanted, f"not handled yet: {wanted - seen}"
+        await eventually(check, timeout)
+
+    async def settled(self, timeout: float = 10) -> None:
+        """Wait until nothing is due: no due enrollment and no due pending delivery."""
+        async def check() -> None:
+            now = self.clock.now()
+            async with self.context.database.session() as session:
+                due_steps = (await session.execute(sa.select(sa.func.count()).select_from(enrollments).where(
+                    enrollments.c.status == "active", enrollments.c.next_due_at <= now))).scalar_one()
+                pending = (await session.execute(sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now))).scalar_one()
+                claimed = (await session.execute(sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.status == "pending", deliveries.c.attempts > 0,
+                    deliveries.c.error.is_(None)))).scalar_one()
+            assert due_steps == 0 and pending == 0 and claimed == 0, (due_steps, pending, claimed)
+        await eventually(check, timeout)
+
+    async def deliveries(self, **where: Any) -> list[dict[str, Any]]:
+        async with self.context.database.session() as session:
+            query = sa.select(deliveries).order_by(deliveries.c.created_at, deliveries.c.id)
+            for column, value in where.items():
+                query = query.where(deliveries.c[column] == value)
+            return [dict(r) for r in (await session.execute(query)).mappings().all()]
+
+    async def enrollments(self, lead_id: str) -> list[dict[str, Any]]:
+        async with self.context.database.session() as session:
+            rows = (await session.execute(sa.select(enrollments).where(enrollments.c.lead_id == lead_id)
+                                          .order_by(enrollments.c.created_at))).mappings().all()
+            return [dict(r) for r in rows]
+
+    async def published(self, event_type: str) -> list[dict[str, Any]]:
+        """Events this service put in its outbox (what it published)."""
+        import json
+        async with self.context.database.session() as session:
+            rows = (await session.execute(sa.select(outbox_table.c.payload).where(
+                outbox_table.c.event_type == event_type).order_by(outbox_table.c.id))).scalars().all()
+        return [json.loads(r) for r in rows]
+
+    # ------------------------------------------------------------------ setup helpers
+    async def template(self, name: str, subject: str, *, audience: str = "prospect", key: str | None = None,
+                       html: str | None = None, text: str | None = None) -> str:
+        body = {"name": name, "audience": audience, "subject": subject,
+                "html_body": html or f"<p>{subject}</p><p><a href='{{{{ unsubscribe_url }}}}'>unsubscribe</a></p>",
+                "text_body": text or f"{subject}\n\nUnsubscribe: {{{{ unsubscribe_url }}}}\n"}
+        if key:
+            body["key"] = key
+        return (await self.post("/v1/templates", body))["id"]
+
+    async def lead(self, lead_id: str | None = None, *, email: str | None = None, timezone: str | None = None,
+                   value: str | None = None, source: str | None = None, first_name: str = "Ada") -> str:
+        lead_id = lead_id or f"lead-{uuid.uuid4().hex[:8]}"
+        snapshot = LeadSnapshot(lead_id=lead_id, contact=ContactData(first_name=first_name, last_name="Lovelace",
+                                                                      email=email or f"{lead_id}@example.com"),
+                                timezone=timezone, value=value, currency="EUR" if value else None, source=source)
+        await self.handled(await self.send(LeadCreatedV1(lead=snapshot), lead_id))
+        return lead_id
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
