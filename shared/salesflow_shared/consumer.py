@@ -14,7 +14,7 @@ import structlog
 from pydantic import ValidationError
 
 from .bus import PermanentFailure
-from .events import Envelope, EventData, parse_data
+from .events import Envelope, EventData, parse_data, utcnow
 from .events.catalogue import UnknownEventType
 from .inbox import claim_event
 from .logging import causation_id_var, correlation_id_var, traceparent_var
@@ -64,6 +64,9 @@ class EventDispatcher:
         tokens = (correlation_id_var.set(envelope.correlation_id or str(envelope.id)),
                   causation_id_var.set(str(envelope.id)), traceparent_var.set(traceparent))
         started = time.perf_counter()
+        if self.metrics:
+            lag = (utcnow() - envelope.occurred_at).total_seconds()
+            self.metrics.event_delivery_lag.labels(envelope.type).observe(max(lag, 0.0))
         outcome = "error"
         try:
             with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), event_type=envelope.type,

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
 class ServiceMetrics:
@@ -29,6 +30,10 @@ class ServiceMetrics:
                                         ["event_type", "outcome"], registry=r)
         self.message_latency = Histogram("salesflow_message_handling_seconds", "Event handling duration",
                                          ["event_type"], buckets=LATENCY_BUCKETS, registry=r)
+        # occurred_at → start of handling: outbox wait + broker queue + retries, as the consumer sees it.
+        self.event_delivery_lag = Histogram("salesflow_event_delivery_lag_seconds",
+                                            "Time from an event's occurred_at to the start of its handling",
+                                            ["event_type"], buckets=LAG_BUCKETS, registry=r)
         self.events_published = Counter("salesflow_events_published_total", "Events published by the relay",
                                         ["event_type"], registry=r)
         self.publish_failures = Counter("salesflow_outbox_publish_failures_total",

@@ -110,3 +110,19 @@ async def test_health_probes_make_no_spans(two_services):
     assert (await client.get("/v1/nowhere")).status_code == 404
     names = [s.name for s in exporter.get_finished_spans()]
     assert names == ["GET"]  # the unmatched request is traced (no route template), the probe is not
+
+
+async def test_consumer_reports_event_delivery_lag(two_services):
+    client, disqualified = two_services
+    await client.post("/v1/erasures/lead-8")
+
+    async def handled():
+        assert disqualified == ["lead-8"]
+    await eventually(handled, timeout=10)
+    text = (await client.get("/metrics")).text
+    count = [line for line in text.splitlines()
+             if line.startswith('salesflow_event_delivery_lag_seconds_count{event_type="LeadDisqualified"}')]
+    assert count and float(count[0].split()[-1]) == 1.0
+    within_a_minute = [line for line in text.splitlines() if line.startswith(
+        'salesflow_event_delivery_lag_seconds_bucket{event_type="LeadDisqualified",le="60.0"}')]
+    assert within_a_minute and float(within_a_minute[0].split()[-1]) == 1.0
