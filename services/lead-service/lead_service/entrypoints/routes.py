@@ -2,8 +2,9 @@
 /v1/imports, /v1/scoring-rules)."""
 from fastapi import APIRouter
 
-from . import leads_api, records_api
+from . import forms_api, leads_api, records_api
 
 router = APIRouter()
 router.include_router(leads_api.router)
 router.include_router(records_api.router)
+router.include_router(forms_api.router)

@@ -1,0 +1,363 @@
+"""/v1/forms: form definitions (admin), public submissions (signed JSON or browser posts), failed-submission
+listing and reprocessing."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from html import escape
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+import structlog
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from salesflow_shared.app import ContextDep, ServiceContext, UowDep
+from salesflow_shared.auth import AdminPrincipal
+from salesflow_shared.errors import (FieldError, NotFound, PayloadTooLarge, ServiceError, TooManyRequests,
+                                     Unauthorized, UnsupportedMediaType, ValidationFailed)
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+
+from ..adapters.orm import forms, submissions
+from ..domain.mapping import validate_spec
+from ..domain.signature import SignatureError, verify
+from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError, load_form,
+                                    new_public_key, new_signing_secret, parse_payload, process_submission,
+                                    store_submission, submission_to_dict)
+from ..service_layer.views import check_if_match
+from .common import now, org_setup
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1/forms", tags=["forms"])
+ACCEPTED_TYPES = ("application/json", "application/x-www-form-urlencoded")
+
+
+class SignatureRejected(ServiceError):
+    status, slug, title = 401, "bad-signature", "The submission's signature was not accepted"
+
+
+class FormCache:
+    """Forms by id for the public submission endpoint (edits here invalidate at once; 5 s elsewhere)."""
+
+    def __init__(self, ttl_s: float = 5.0) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, Form | None]] = {}
+
+    async def get(self, context: ServiceContext, form_id: str) -> Form | None:
+        hit = self._entries.get(form_id)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+            return hit[1]
+        async with context.database.session() as session:
+            form = await load_form(session, form_id)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[form_id] = (time.monotonic(), form)
+        return form
+
+    def invalidate(self, form_id: str) -> None:
+        self._entries.pop(form_id, None)
+
+
+class FormIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=200)
+    mapping: dict[str, str] = Field(default_factory=dict, max_length=200,
+                                    description="incoming field name → lead field (e.g. 'email': 'contact.email')")
+    defaults: dict[str, Any] = Field(default_factory=dict, max_length=50,
+                                     description="lead field → value when absent (source, product_line, ...)")
+    required: list[str] = Field(default_factory=list, max_length=50)
+    honeypot_field: str = Field("website", pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
+    redirect_url: HttpUrl | None = None
+    rate_limit_per_minute: int | None = Field(None, ge=1, le=100_000)
+
+
+class FormPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    mapping: dict[str, str] | None = Field(None, max_length=200)
+    defaults: dict[str, Any] | None = Field(None, max_length=50)
+    required: list[str] | None = Field(None, max_length=50)
+    honeypot_field: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
+    redirect_url: HttpUrl | None = None
+    rate_limit_per_minute: int | None = Field(None, ge=1, le=100_000)
+
+
+def _check_spec(mapping: dict[str, str], defaults: dict[str, Any], required: list[str]) -> None:
+    problems = validate_spec(mapping, defaults, required)
+    if problems:
+        errors = [FieldError(p.field, p.message) for p in problems]
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+
+
+def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(form.as_dict(), status_code=status_code, headers={"ETag": f'"{form.version}"'})
+
+
+@router.post("", status_code=201, summary="Define a web form: mapping, defaults, required fields")
+async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> JSONResponse:
+    _check_spec(body.mapping, body.defaults, body.required)
+    stamp = now()
+    values = dict(id=str(__import__("uuid").uuid4()), org_id=principal.org_id, name=body.name,
+                  mapping=body.mapping, defaults=body.defaults, required=body.required,
+                  public_key=new_public_key(), signing_secret=new_signing_secret(),
+                  honeypot_field=body.honeypot_field,
+                  redirect_url=str(body.redirect_url) if body.redirect_url else None,
+                  rate_limit_per_minute=body.rate_limit_per_minute or context.settings.form_rate_limit_per_minute,
+                  version=1, created_at=stamp, updated_at=stamp)
+    await uow.session.execute(sa.insert(forms).values(**values))
+    await uow.commit()
+    form = await load_form(uow.session, values["id"], principal.org_id)
+    assert form is not None
+    return _form_response(form, 201)
+
+
+@router.get("", summary="The org's forms")
+async def list_forms(uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
+    rows = (await uow.session.execute(sa.select(forms).where(forms.c.org_id == principal.org_id)
+                                      .order_by(forms.c.created_at, forms.c.id))).all()
+    return {"items": [Form.from_row(r).as_dict() for r in rows], "next_cursor": None}
+
+
+async def _own_form(uow: Any, form_id: str, org_id: str) -> Form:
+    form = await load_form(uow.session, form_id, org_id)
+    if form is None:
+        raise NotFound(f"no form {form_id}")
+    return form
+
+
+@router.get("/{form_id}", summary="A form, with its public key and signing secret")
+async def get_form(form_id: str, uow: UowDep, principal: AdminPrincipal) -> JSONResponse:
+    return _form_response(await _own_form(uow, form_id, principal.org_id))
+
+
+@router.patch("/{form_id}", summary="Fix or change a form (If-Match)")
+async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                     if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    form = await _own_form(uow, form_id, principal.org_id)
+    check_if_match(if_match, form.version)
+    sent = body.model_dump(exclude_unset=True, mode="json")
+    _check_spec(sent.get("mapping", form.mapping), sent.get("defaults", form.defaults),
+                sent.get("required", form.required))
+    await uow.session.execute(sa.update(forms).where(forms.c.id == form_id, forms.c.org_id == principal.org_id,
+                                                     forms.c.version == form.version)
+                              .values(**sent, version=form.version + 1, updated_at=now()))
+    await uow.commit()
+    context.extras["form_cache"].invalidate(form_id)
+    return _form_response(await _own_form(uow, form_id, principal.org_id))
+
+
+@router.post("/{form_id}/rotate-secret", summary="A new signing secret (the old one stops working)")
+async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> JSONResponse:
+    form = await _own_form(uow, form_id, principal.org_id)
+    await uow.session.execute(sa.update(forms).where(forms.c.id == form_id).values(
+        signing_secret=new_signing_secret(), version=form.version + 1, updated_at=now()))
+    await uow.commit()
+    context.extras["form_cache"].invalidate(form_id)
+    return _form_response(await _own_form(uow, form_id, principal.org_id))
+
+
+# ------------------------------------------------------------------------------------------- intake
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"a submission may have at most {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"a submission may have at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def client_ip(request: Request, trusted: str) -> str | None:
+    host = request.client.host if request.client else None
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and host in {t.strip() for t in trusted.split(",") if t.strip()}:
+        return forwarded.split(",")[0].strip()[:64]
+    return host
+
+
+def _browser_reply(request: Request, form: Form, body: dict[str, Any], status_code: int) -> Response:
+    if form.redirect_url:
+        separator = "&" if "?" in form.redirect_url else "?"
+        query = urlencode({"submission": body["submission_id"], "status": body["status"]})
+        return RedirectResponse(f"{form.redirect_url}{separator}{query}", status_code=303)
+    if "text/html" in request.headers.get("accept", ""):
+        message = "Thank you, we received your request." if body["status"] != "failed" else \
+            "We received your request but some fields need attention: " + \
+            "; ".join(f"{e['field']}: {e['message']}" for e in body.get("errors", []))
+        return HTMLResponse(f"<!doctype html><title>{escape(form.name)}</title><p>{escape(message)}</p>",
+                            status_code=200 if body["status"] != "failed" else 422)
+    return JSONResponse(body, status_code=status_code)
+
+
+@router.post("/{form_id}/submissions", summary="Submit a form: signed JSON webhook or browser form post",
+             responses={201: {"description": "lead created"}, 200: {"description": "open lead updated"},
+                        202: {"description": "stored; mapping failed (see errors) or processing pending"}})
+async def submit(form_id: str, request: Request, context: ContextDep) -> Response:
+    settings = context.settings
+    raw = await _read_capped(request, settings.max_submission_bytes)
+    form = await context.extras["form_cache"].get(context, form_id)
+    if form is None:
+        raise NotFound(f"no form {form_id}")
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in ACCEPTED_TYPES:
+        raise UnsupportedMediaType("send application/json or application/x-www-form-urlencoded")
+    signature = request.headers.get("salesflow-signature")
+    ip = client_ip(request, settings.trusted_proxies)
+    if signature is not None:
+        channel = "signed"
+        try:
+            verify(signature, raw, [form.signing_secret], time.time(), settings.signature_tolerance_s)
+        except SignatureError as exc:
+            raise SignatureRejected(str(exc)) from None
+    else:
+        channel = "browser"
+    try:
+        payload = parse_payload(raw, content_type)
+    except PayloadError as exc:
+        raise ValidationFailed.single("body", str(exc)) from None
+    spam = False
+    if channel == "browser":
+        key = payload.get(PUBLIC_KEY_FIELD) or request.query_params.get("key")
+        if not isinstance(key, str) or key != form.public_key:
+            raise Unauthorized(f"a browser post needs the form's public key in the '{PUBLIC_KEY_FIELD}' field "
+                               "(or a Salesflow-Signature header)")
+        limiter = context.extras["rate_limiter"]
+        if not limiter.allow(f"form:{form.id}", form.rate_limit_per_minute) or \
+                not limiter.allow(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute):
+            raise TooManyRequests("too many submissions; try again in a minute", headers={"Retry-After": "60"})
+        spam = bool(payload.get(form.honeypot_field))
+    dedup = request.headers.get("idempotency-key") or request.headers.get("salesflow-submission-id") or \
+        payload.get(SUBMISSION_ID_FIELD)
+    dedup_key = str(dedup).strip()[:255] if dedup not in (None, "") else None
+    stamp = now()
+    async with context.uow() as uow:
+        submission_id, fresh = await store_submission(
+            uow, form, raw=raw, content_type=content_type, channel=channel, remote_ip=ip, dedup_key=dedup_key,
+            status="spam" if spam else "received", now=stamp)
+        await uow.commit()
+    if not fresh:
+        return await _replay(context, form, submission_id, request, channel)
+    if spam:  # looks like success to the bot; stored, never turned into a lead
+        body = {"submission_id": submission_id, "status": "received"}
+        return _browser_reply(request, form, body, 202)
+    try:
+        async with context.uow() as uow:
+            setup = await org_setup(context, uow.session, form.org_id)
+            state = await process_submission(uow, form, submission_id, setup, stamp, payload)
+            await uow.commit()
+    except Exception:
+        # Stored and safe: the sweep (or an admin's reprocess) finishes it.
+        log.exception("submission_processing_failed", submission_id=submission_id, form_id=form.id)
+        state = {"status": "received", "errors": [], "lead_id": None, "outcome": None}
+    return _reply(request, form, channel, submission_id, state)
+
+
+def _reply(request: Request, form: Form, channel: str, submission_id: str, state: dict[str, Any],
+           replayed: bool = False) -> Response:
+    body = {"submission_id": submission_id, **state}
+    status_code = {"created": 201, "updated": 200}.get(state.get("outcome") or "", 202)
+    if channel == "browser":
+        return _browser_reply(request, form, body, status_code)
+    response = JSONResponse(body, status_code=status_code)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def _replay(context: ServiceContext, form: Form, submission_id: str, request: Request,
+                  channel: str) -> Response:
+    async with context.database.session() as session:
+        row = (await session.execute(sa.select(submissions).where(submissions.c.id == submission_id))).one()
+    state = {"status": "received" if row.status == "spam" else row.status, "errors": row.errors or [],
+             "lead_id": row.lead_id, "outcome": row.outcome}
+    return _reply(request, form, channel, submission_id, state, replayed=True)
+
+
+# ------------------------------------------------------------------------------- submissions (admin)
+@router.get("/{form_id}/submissions", summary="A form's stored submissions (filter status=failed to fix them)")
+async def list_submissions(form_id: str, uow: UowDep, principal: AdminPrincipal, status: str | None = None,
+                           limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
+    await _own_form(uow, form_id, principal.org_id)
+    query = sa.select(submissions).where(submissions.c.org_id == principal.org_id,
+                                         submissions.c.form_id == form_id)
+    if status:
+        query = query.where(submissions.c.status == status)
+    values = decode_cursor(cursor, 2)
+    if values is not None:
+        at = datetime.fromisoformat(str(values[0]).replace("Z", "+00:00"))
+        query = query.where(sa.or_(submissions.c.received_at > at,
+                                   sa.and_(submissions.c.received_at == at, submissions.c.id > str(values[1]))))
+    rows = (await uow.session.execute(query.order_by(submissions.c.received_at, submissions.c.id)
+                                      .limit(limit + 1))).all()
+    items = [submission_to_dict(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1]["received_at"], items[-1]["id"]]) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/{form_id}/submissions/{submission_id}", summary="One stored submission with its errors")
+async def get_submission(form_id: str, submission_id: str, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
+    row = (await uow.session.execute(sa.select(submissions).where(
+        submissions.c.id == submission_id, submissions.c.form_id == form_id,
+        submissions.c.org_id == principal.org_id))).first()
+    if row is None:
+        raise NotFound(f"no submission {submission_id}")
+    return submission_to_dict(row)
+
+
+async def _reprocess(context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
+    async with context.uow() as uow:
+        setup = await org_setup(context, uow.session, form.org_id)
+        state = await process_submission(uow, form, submission_id, setup, now())
+        await uow.commit()
+    return {"submission_id": submission_id, **state}
+
+
+@router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again")
+async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: ContextDep,
+                        principal: AdminPrincipal) -> dict[str, Any]:
+    form = await _own_form(uow, form_id, principal.org_id)
+    row = (await uow.session.execute(sa.select(submissions.c.status).where(
+        submissions.c.id == submission_id, submissions.c.form_id == form_id,
+        submissions.c.org_id == principal.org_id))).first()
+    if row is None:
+        raise NotFound(f"no submission {submission_id}")
+    if row.status == "spam":
+        raise ValidationFailed.single("submission_id", "a honeypot (spam) submission is never processed")
+    return await _reprocess(context, form, submission_id)
+
+
+@router.post("/{form_id}/submissions/reprocess", summary="Process every failed submission of the form again")
+async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                           limit: LimitParam = 500) -> dict[str, Any]:
+    form = await _own_form(uow, form_id, principal.org_id)
+    ids = (await uow.session.execute(sa.select(submissions.c.id).where(
+        submissions.c.org_id == principal.org_id, submissions.c.form_id == form_id,
+        submissions.c.status.in_(("failed", "received"))).order_by(submissions.c.received_at)
+        .limit(limit))).scalars().all()
+    results = [await _reprocess(context, form, sid) for sid in ids]
+    return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
+            "failed": sum(r["status"] == "failed" for r in results), "items": results}
+
+
+async def submission_sweeper(context: ServiceContext) -> None:
+    """Finish submissions left 'received' by a crash between storing and processing."""
+    import asyncio
+
+    from ..service_layer.intake import stuck_submissions
+    interval = max(1.0, context.settings.submission_sweep_after_s / 3)
+    while True:
+        await asyncio.sleep(interval)
+        async with context.database.session() as session:
+            stuck = await stuck_submissions(session, now(), context.settings.submission_sweep_after_s)
+        for item in stuck:
+            try:
+                form = await context.extras["form_cache"].get(context, item.form_id)
+                if form is not None:
+                    await _reprocess(context, form, item.id)
+            except Exception:
+                log.exception("sweep_submission_failed", submission_id=item.id)

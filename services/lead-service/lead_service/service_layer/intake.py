@@ -1,0 +1,169 @@
+"""Web-form intake: store the raw submission first, then map, validate and ingest it.
+
+A mapping or validation failure marks the submission failed with field-named errors; it can be reprocessed
+after the form is fixed. A crash between the two steps leaves it "received"; the sweep processes it later.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import sqlalchemy as sa
+import structlog
+
+from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import forms, submissions
+from ..domain.mapping import FormSpec, map_payload
+from .ingest import Candidate, OrgSetup, ingest, new_id
+from .views import iso
+
+log = structlog.get_logger(__name__)
+
+PUBLIC_KEY_FIELD = "sf_key"
+SUBMISSION_ID_FIELD = "submission_id"
+RESERVED_FIELDS = (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD)
+
+
+class PayloadError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Form:
+    id: str
+    org_id: str
+    name: str
+    mapping: dict[str, str]
+    defaults: dict[str, Any]
+    required: list[str]
+    public_key: str
+    signing_secret: str
+    honeypot_field: str
+    redirect_url: str | None
+    rate_limit_per_minute: int
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Form":
+        return cls(**{k: row._mapping[k] for k in cls.__dataclass_fields__})
+
+    @property
+    def spec(self) -> FormSpec:
+        return FormSpec(mapping=self.mapping, defaults={"source": "web_form", **self.defaults},
+                        required=tuple(self.required), ignored=(*RESERVED_FIELDS, self.honeypot_field))
+
+    def as_dict(self, *, with_secret: bool = True) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if not with_secret:
+            out.pop("signing_secret")
+        out["submit_url"] = f"/v1/forms/{self.id}/submissions"
+        return out
+
+
+def new_public_key() -> str:
+    return "pk_" + secrets.token_urlsafe(18)
+
+
+def new_signing_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def parse_payload(raw: bytes, content_type: str) -> dict[str, Any]:
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError("the body is not UTF-8") from None
+    if kind == "application/json":
+        try:
+            payload = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError as exc:
+            raise PayloadError(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        if not isinstance(payload, dict):
+            raise PayloadError("the JSON body must be an object of field names to values")
+        return payload
+    if kind == "application/x-www-form-urlencoded":
+        parsed = parse_qs(text, keep_blank_values=True, max_num_fields=500)
+        return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
+    raise PayloadError(f"unsupported content type {kind!r}")
+
+
+def submission_to_dict(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {"id": m["id"], "form_id": m["form_id"], "status": m["status"], "channel": m["channel"],
+            "received_at": iso(m["received_at"]), "processed_at": iso(m["processed_at"]),
+            "errors": m["errors"] or [], "lead_id": m["lead_id"], "outcome": m["outcome"],
+            "attempts": m["attempts"], "content_type": m["content_type"], "raw_body": m["raw_body"],
+            "dedup_key": m["dedup_key"]}
+
+
+async def store_submission(uow: UnitOfWork, form: Form, *, raw: bytes, content_type: str, channel: str,
+                           remote_ip: str | None, dedup_key: str | None, status: str,
+                           now: datetime) -> tuple[str, bool]:
+    """Insert the raw submission; returns (submission id, True) or (the earlier one's id, False)."""
+    submission_id = new_id()
+    values = dict(id=submission_id, org_id=form.org_id, form_id=form.id, received_at=now, channel=channel,
+                  content_type=content_type[:100], raw_body=raw.decode("utf-8", errors="replace"),
+                  remote_ip=remote_ip, dedup_key=dedup_key, status=status, attempts=0)
+    if dedup_key is None:
+        await uow.session.execute(sa.insert(submissions).values(**values))
+        return submission_id, True
+    insert = dialect_insert(uow.session)
+    result = await uow.session.execute(insert(submissions).values(**values).on_conflict_do_nothing(
+        index_elements=["org_id", "form_id", "dedup_key"]))
+    if result.rowcount == 1:
+        return submission_id, True
+    earlier = (await uow.session.execute(sa.select(submissions.c.id).where(
+        submissions.c.org_id == form.org_id, submissions.c.form_id == form.id,
+        submissions.c.dedup_key == dedup_key))).scalar_one()
+    return earlier, False
+
+
+async def process_submission(uow: UnitOfWork, form: Form, submission_id: str, setup: OrgSetup, now: datetime,
+                             payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Map and ingest one stored submission inside `uow` (the caller commits). Returns its new state."""
+    if payload is None:
+        row = (await uow.session.execute(sa.select(submissions).where(
+            submissions.c.id == submission_id, submissions.c.org_id == form.org_id).with_for_update())).one()
+        if row.status == "accepted":
+            return {"status": "accepted", "lead_id": row.lead_id, "outcome": row.outcome, "errors": []}
+        try:
+            payload = parse_payload(row.raw_body.encode(), row.content_type)
+        except PayloadError as exc:
+            payload = None
+            errors = [{"field": "body", "message": str(exc)}]
+    if payload is not None:
+        result = map_payload(payload, form.spec, setup.custom_defs)
+        errors = [{"field": p.field, "message": p.message} for p in result.errors]
+    state: dict[str, Any]
+    if payload is None or result.lead is None:
+        state = {"status": "failed", "errors": errors, "lead_id": None, "outcome": None}
+    else:
+        [outcome] = await ingest(uow, form.org_id, [Candidate(result.lead, origin="form", form_id=form.id,
+                                                              submission_id=submission_id)], setup, now)
+        state = {"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
+                 "outcome": "created" if outcome.created else "updated"}
+    await uow.session.execute(sa.update(submissions).where(submissions.c.id == submission_id).values(
+        status=state["status"], errors=state["errors"], lead_id=state["lead_id"], outcome=state["outcome"],
+        attempts=submissions.c.attempts + 1, processed_at=now))
+    return state
+
+
+async def load_form(session: Any, form_id: str, org_id: str | None = None) -> Form | None:
+    query = sa.select(forms).where(forms.c.id == form_id)
+    if org_id is not None:
+        query = query.where(forms.c.org_id == org_id)
+    row = (await session.execute(query)).first()
+    return Form.from_row(row) if row is not None else None
+
+
+async def stuck_submissions(session: Any, now: datetime, older_than_s: float, limit: int = 100) -> list[Any]:
+    cutoff = now - timedelta(seconds=older_than_s)
+    return (await session.execute(sa.select(submissions.c.id, submissions.c.org_id, submissions.c.form_id).where(
+        submissions.c.status == "received", submissions.c.received_at < cutoff).limit(limit))).all()
