@@ -36,6 +36,7 @@ async def test_stage_entry_sends_the_right_template_once(harness: Harness):
         return mails[0]
     mail = await eventually(one_email)
     assert mail["Subject"] == "Welcome Ada, from Grace Hopper"
+    await harness.settled()
     [row] = await harness.deliveries(lead_id=lead, kind="email", recipient_kind="prospect")
     assert row["status"] == "sent" and row["step"] == 0 and row["template_id"] == welcome
     assert mail["Message-ID"] == row["message_id"]
@@ -60,3 +61,69 @@ async def test_stage_entry_sends_the_right_template_once(harness: Harness):
 
     # The rep heard of the assignment once, by email.
     assert len(harness.smtp.to("grace@sales.example")) == 1
+
+
+async def test_sequence_runs_its_steps_on_the_clock_and_stops_when_the_lead_leaves_the_stage(harness: Harness):
+    steps = [await harness.template(f"Step {i}", f"Step {i} for {{{{ lead.first_name }}}}") for i in (1, 2, 3)]
+    await harness.post("/v1/sequences", {
+        "name": "nurture qualified", "trigger": "stage_entry", "stage_id": "qualified",
+        "steps": [{"template_id": steps[0]},
+                  {"template_id": steps[1], "delay_minutes": 2 * 24 * 60, "business_hours": True},
+                  {"template_id": steps[2], "delay_minutes": 3 * 24 * 60}]})
+    lead = await harness.lead(email="ny@prospect.example", timezone="America/New_York")
+    await harness.handled(await harness.send(stage(lead, "qualified"), lead))
+
+    async def subjects(n):
+        mails = harness.smtp.to("ny@prospect.example")
+        assert len(mails) == n
+        return [m["Subject"] for m in mails]
+    assert await eventually(lambda: subjects(1)) == ["Step 1 for Ada"]
+    await harness.settled()
+    [enrollment] = await harness.enrollments(lead)
+    # Monday 10:00 UTC + 2 days = Wednesday 05:00 in New York: moved to 09:00 New York = 14:00 UTC.
+    assert enrollment["next_step"] == 1
+    assert enrollment["next_due_at"] == datetime(2026, 1, 7, 14, 0, tzinfo=UTC)
+
+    harness.clock.advance(days=2)  # Wednesday 10:00 UTC: not due yet
+    await harness.settled()
+    assert len(harness.smtp.to("ny@prospect.example")) == 1
+    harness.clock.advance(hours=4)  # 14:00 UTC
+    assert await eventually(lambda: subjects(2)) == ["Step 1 for Ada", "Step 2 for Ada"]
+
+    # The lead moves on: the sequence stops, step 3 never goes out.
+    await harness.handled(await harness.send(stage(lead, "proposal", frm="qualified", position=2), lead))
+    [enrollment] = await harness.enrollments(lead)
+    assert (enrollment["status"], enrollment["stop_reason"]) == ("stopped", "left_stage")
+    harness.clock.advance(days=10)
+    await harness.settled()
+    assert len(harness.smtp.to("ny@prospect.example")) == 2
+    log = (await harness.client.get("/v1/deliveries", params={"lead_id": lead}, headers=harness.admin)).json()
+    assert [(d["step"], d["status"], d["reason"]) for d in log["items"]] == [(1, "sent", "sequence"),
+                                                                            (0, "sent", "sequence")]
+
+
+async def test_unsubscribe_link_stops_the_sequence(harness: Harness):
+    first = await harness.template("First", "Hello {{ lead.first_name }}")
+    second = await harness.template("Second", "Still there {{ lead.first_name }}?")
+    await harness.post("/v1/sequences", {"name": "web form welcome", "trigger": "lead_created", "source": "web_form",
+                                         "steps": [{"template_id": first},
+                                                   {"template_id": second, "delay_minutes": 60}]})
+    lead = await harness.lead(email="bye@prospect.example", source="web_form")
+    other = await harness.lead(email="import@prospect.example", source="import")
+
+    async def mail():
+        [m] = harness.smtp.to("bye@prospect.example")
+        return m
+    message = await eventually(mail)
+    url = message["List-Unsubscribe"].strip("<>").replace("https://crm.example.com", "")
+    assert (await harness.client.get(url)).status_code == 200  # a GET only shows the button
+    assert (await harness.enrollments(lead))[0]["status"] == "active"
+    response = await harness.client.post(url)
+    assert response.status_code == 200 and response.json() == {"unsubscribed": True}
+    assert (await harness.client.post(url[:-3] + "xyz")).status_code == 404
+    [enrollment] = await harness.enrollments(lead)
+    assert (enrollment["status"], enrollment["stop_reason"]) == ("stopped", "unsubscribed")
+    harness.clock.advance(hours=2)
+    await harness.settled()
+    assert len(harness.smtp.to("bye@prospect.example")) == 1
+    assert await harness.enrollments(other) == []  # the web-form sequence ignores imported leads
