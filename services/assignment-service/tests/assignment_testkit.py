@@ -88,3 +88,43 @@ async def table_count(app: Any, table: sa.Table) -> int:
 
 
 __all__ = ["ORG", "ADMIN", "MANAGER", "decisions", "rotations", "leads"]
+
+
+# ------------------------------------------------------------------ RabbitMQ side of the tests
+class Broker:
+    """Publishes envelopes to the namespaced exchange and collects what assignment-service publishes."""
+
+    def __init__(self, amqp_url: str, namespace: str) -> None:
+        self.amqp_url, self.namespace = amqp_url, namespace
+        self.received: list[dict[str, Any]] = []
+
+    async def __aenter__(self) -> "Broker":
+        import aio_pika
+
+        self.connection = await aio_pika.connect(self.amqp_url)
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await self.channel.declare_exchange(f"{self.namespace}salesflow.events",
+                                                            aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await self.channel.declare_queue(f"{self.namespace}test.events", durable=True)
+        for event_type in ("LeadRouted", "LeadAssigned"):
+            await queue.bind(self.exchange, routing_key=event_type)
+
+        async def on_message(message: Any) -> None:
+            async with message.process():
+                self.received.append(Envelope.from_json(message.body).model_dump(mode="json"))
+
+        await queue.consume(on_message)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.connection.close()
+
+    async def publish(self, envelope: Envelope) -> None:
+        import aio_pika
+
+        await self.exchange.publish(aio_pika.Message(
+            envelope.to_json(), content_type="application/json", message_id=str(envelope.id), type=envelope.type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=envelope.type)
+
+    def of_type(self, event_type: str, lead_id: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.received if e["type"] == event_type and (lead_id is None or e["subject_id"] == lead_id)]
