@@ -1,0 +1,127 @@
+"""Admin work on pipelines: validation pointing at the wrong part, ETag/If-Match, safe reorder and delete
+with leads in flight, manual moves with history, roles and tenant isolation."""
+from pipeline_testkit import ORG, assigned, new_lead, routed
+
+THREE = {"name": "Three", "lost_reasons": ["no budget"], "stages": [
+    {"name": "A", "guidance": "Do **A**", "win_probability": "0.1",
+     "task_templates": [{"title": "Call A", "type": "call", "required": True}]},
+    {"name": "B", "win_probability": 0.5, "is_ask_stage": True},
+    {"name": "C", "win_probability": "0.9"}]}
+
+
+async def test_bad_definitions_get_422_pointing_at_the_wrong_part(pipe):
+    body = {"name": "Bad", "stages": [
+        {"name": "One"},
+        {"name": "Two", "goal": {"all": [{"field": "shoe_size", "op": "gt", "value": 40}]},
+         "task_templates": [{"title": "x", "due": {"amount": 2, "unit": "fortnights"}}]}]}
+    resp = await pipe.client.post("/v1/pipelines", json=body, headers=pipe.headers())
+    assert resp.status_code == 422
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in resp.json()["errors"]] == ["stages[1].goal.all[0].field",
+                                                           "stages[1].task_templates[0].due.unit"]
+    resp = await pipe.client.post("/v1/pipelines", json=["not", "an", "object"], headers=pipe.headers())
+    assert resp.status_code == 422
+    resp = await pipe.client.post("/v1/pipelines", json=THREE, headers=pipe.headers("rep", "rep-1"))
+    assert resp.status_code == 403
+
+
+async def test_edit_reorder_and_delete_stages_keep_leads_in_flight_safe(pipe):
+    pipeline = await pipe.create_pipeline(THREE)
+    pid = pipeline["id"]
+    a, b, c = (s["id"] for s in pipeline["stages"])
+    assert [s["win_probability"] for s in pipeline["stages"]] == ["0.1", "0.5", "0.9"]
+    lead = new_lead()
+    await pipe.dispatch(pipe.envelope(assigned(lead, "rep-1"), lead))
+    await pipe.dispatch(pipe.envelope(routed(lead, pid), lead))
+
+    got = await pipe.client.get(f"/v1/pipelines/{pid}", headers=pipe.headers("rep", "rep-1"))
+    etag = got.headers["etag"]
+    resp = await pipe.client.patch(f"/v1/pipelines/{pid}/stages/{a}", json={"goal": {"all": [{"op": "set"}]}},
+                                   headers=pipe.headers(**{"If-Match": etag}))
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "goal.all[0]"
+    resp = await pipe.client.patch(f"/v1/pipelines/{pid}/stages/{a}", json={"guidance": "New advice"},
+                                   headers=pipe.headers(**{"If-Match": etag}))
+    assert resp.status_code == 200 and resp.headers["etag"] != etag
+    stale = await pipe.client.patch(f"/v1/pipelines/{pid}", json={"name": "X"}, headers=pipe.headers(**{"If-Match": etag}))
+    assert stale.status_code == 412
+    assert (await pipe.position(lead))["stage"]["guidance"] == "New advice"
+
+    # Reorder: C, A, B. The lead stays in stage A, now at position 2.
+    bad = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a]}, headers=pipe.headers())
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "stage_ids"
+    resp = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a, b]}, headers=pipe.headers())
+    assert [s["name"] for s in resp.json()["stages"]] == ["C", "A", "B"]
+    pos = await pipe.position(lead)
+    assert pos["stage"]["id"] == a and pos["stage"]["position"] == 2 and len(pos["open_tasks"]) == 1
+
+    # A stage holding leads cannot be deleted without saying where its leads go.
+    resp = await pipe.client.delete(f"/v1/pipelines/{pid}/stages/{a}", headers=pipe.headers())
+    assert resp.status_code == 409
+    resp = await pipe.client.delete(f"/v1/pipelines/{pid}/stages/{a}", params={"move_leads_to": "nope"},
+                                    headers=pipe.headers())
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "move_leads_to"
+    resp = await pipe.client.delete(f"/v1/pipelines/{pid}/stages/{a}", params={"move_leads_to": b},
+                                    headers=pipe.headers("admin", "admin-1"))
+    assert resp.status_code == 200 and resp.json()["leads_moved"] == 1
+    assert [(s["name"], s["position"]) for s in resp.json()["pipeline"]["stages"]] == [("C", 1), ("B", 2)]
+    pos = await pipe.position(lead)
+    assert pos["stage"]["id"] == b and pos["open_tasks"] == []
+    assert [(h["stage_name"], h["exit_reason"]) for h in pos["history"]] == [("A", "stage_deleted"), ("B", None)]
+    assert pos["history"][1]["moved_by"] == "admin-1" and "deleted" in pos["history"][1]["note"]
+    assert [s["data"]["reason"] for s in await pipe.outbox("TaskSkipped")] == ["stage_deleted"]
+
+    # The pipeline holds a lead: it cannot be archived.
+    assert (await pipe.client.delete(f"/v1/pipelines/{pid}", headers=pipe.headers())).status_code == 409
+    resp = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "Zero", "position": 1},
+                                  headers=pipe.headers())
+    assert [s["name"] for s in resp.json()["stages"]] == ["Zero", "C", "B"]
+    resp = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "zero"}, headers=pipe.headers())
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "name"
+
+
+async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):
+    pipeline = await pipe.create_pipeline(THREE)
+    other = await pipe.instantiate("inbound-web-form")
+    a, b, c = (s["id"] for s in pipeline["stages"])
+    lead = new_lead()
+    await pipe.dispatch(pipe.envelope(assigned(lead, "rep-1"), lead))
+    await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead))
+    rep = pipe.headers("rep", "rep-1")
+    url = f"/v1/positions/{lead}/move"
+    assert (await pipe.client.post(url, json={"to_stage_id": c, "reason": ""}, headers=rep)).status_code == 422
+    resp = await pipe.client.post(url, json={"to_stage_id": other["stages"][1]["id"], "reason": "x"}, headers=rep)
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "to_stage_id"
+    resp = await pipe.client.post(url, json={"to_stage_id": c, "reason": "verbal yes"}, headers=rep)
+    assert resp.status_code == 200 and resp.json()["stage"]["id"] == c
+    resp = await pipe.client.post(url, json={"to_stage_id": b, "reason": "needs a proposal first"}, headers=rep)
+    assert [(h["stage_name"], h["entry_reason"], h["note"]) for h in resp.json()["history"]] == [
+        ("A", "entry", None), ("C", "manual", "verbal yes"), ("B", "manual", "needs a proposal first")]
+    moves = [e["data"] for e in await pipe.outbox("StageAdvanced")]
+    assert [(m["reason"], m["from_stage_id"], m["to_stage_id"], m["moved_by"]) for m in moves] == [
+        ("entry", None, a, None), ("manual", a, c, "rep-1"), ("manual", c, b, "rep-1")]
+    assert moves[2]["is_ask_stage"] is True
+    assert (await pipe.client.post(url, json={"to_stage_id": b, "reason": "again"}, headers=rep)).status_code == 409
+    assert (await pipe.client.post(url, json={"to_stage_id": a, "reason": "x"},
+                                   headers=pipe.headers("rep", "rep-2"))).status_code == 404
+
+
+async def test_tenant_isolation(pipe):
+    pipeline = await pipe.instantiate("inbound-web-form", org=ORG)
+    lead = new_lead()
+    await pipe.dispatch(pipe.envelope(assigned(lead, "rep-1"), lead))
+    await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead))
+    task = (await pipe.position(lead))["open_tasks"][0]
+    b = pipe.headers(org="org-b")
+    assert (await pipe.client.get(f"/v1/pipelines/{pipeline['id']}", headers=b)).status_code == 404
+    assert (await pipe.client.get("/v1/pipelines", headers=b)).json()["items"] == []
+    assert (await pipe.client.patch(f"/v1/pipelines/{pipeline['id']}", json={"name": "mine"}, headers=b)).status_code == 404
+    assert (await pipe.client.get(f"/v1/positions/{lead}", headers=b)).status_code == 404
+    assert (await pipe.client.post(f"/v1/positions/{lead}/won", json={"value": "1", "currency": "EUR"},
+                                   headers=b)).status_code == 404
+    assert (await pipe.client.get(f"/v1/tasks/{task['id']}", headers=b)).status_code == 404
+    assert (await pipe.client.get("/v1/tasks", headers=pipe.headers("manager", "m", org="org-b"))).json()["items"] == []
+    # The same lead id in another org is another lead.
+    await pipe.dispatch(pipe.envelope(assigned(lead, "rep-b"), lead, org="org-b", version=7))
+    assert (await pipe.position(lead))["owner_id"] == "rep-1"
+    listed = (await pipe.client.get("/v1/pipelines", headers=pipe.headers("rep", "rep-1"))).json()
+    assert [p["id"] for p in listed["items"]] == [pipeline["id"]]
