@@ -111,7 +111,8 @@ class MailchimpClient:
 def _detail(response: httpx.Response) -> str:
     try:
         body = response.json()
-        return str(body.get("detail") or body.get("title") or body)[:500]
+        title, detail = body.get("title"), body.get("detail")
+        return str(f"{title}: {detail}" if title and detail and title != detail else title or detail or body)[:500]
     except ValueError:
         return response.text[:500]
 
