@@ -65,6 +65,8 @@ positions = sa.Table(
     sa.Column("won_value", sa.Numeric(18, 2), nullable=True),
     sa.Column("won_currency", sa.String(3), nullable=True),
     sa.Column("event_version", sa.Integer, nullable=False, server_default="0"),  # our events about the lead
+    # Set when a nurtured lead reopens: its goals then count activities from that moment only.
+    sa.Column("cycle_started_at", TS, nullable=True),
     sa.Column("updated_at", TS, nullable=False),
 )
 sa.Index("ix_positions_nurturing", positions.c.reengage_at, positions.c.status)

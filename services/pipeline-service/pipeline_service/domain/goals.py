@@ -7,8 +7,8 @@ A goal is JSON an admin writes on a stage. Nodes:
   "company.industry", ...), `custom.<name>` (custom fields) and `utm.<name>`;
 - `{"contact_complete": true}`: the contact has a first and last name, an email and a phone;
 - `{"activity": "meeting", "min_count": 1, "since": "stage_entry"}`: at least N activities of that kind
-  (call, email, meeting, demo, proposal, note) ever (`"since": "ever"`, the default) or since the lead
-  entered the current stage;
+  (call, email, meeting, demo, proposal, note) ever (`"since": "ever"`, the default: everything known of
+  the lead, or since its reopening when a nurtured lead came back) or since it entered the current stage;
 - `{"tasks": "required_done"}`: every required task created on entering the current stage is done (true
   when the stage created none).
 

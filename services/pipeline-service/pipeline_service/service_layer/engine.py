@@ -83,7 +83,8 @@ async def lead_facts(uow: UnitOfWork, pos: Position) -> LeadFacts:
     rows = (await session.execute(sa.select(activities.c.kind, activities.c.occurred_at).where(
         activities.c.org_id == pos["org_id"], activities.c.lead_id == pos["lead_id"]))).all()
     entered = aware(pos.get("stage_entered_at"))
-    ever: Counter[str] = Counter(r.kind for r in rows)
+    cycle = aware(pos.get("cycle_started_at"))
+    ever: Counter[str] = Counter(r.kind for r in rows if cycle is None or aware(r.occurred_at) >= cycle)
     in_stage: Counter[str] = Counter(r.kind for r in rows if entered is not None and aware(r.occurred_at) >= entered)
     required = (await session.execute(sa.select(tasks.c.status).where(
         tasks.c.org_id == pos["org_id"], tasks.c.visit_id == pos["visit_id"], tasks.c.required.is_(True)))).all()
@@ -261,6 +262,7 @@ async def reopen(uow: UnitOfWork, pos: Position, now: datetime) -> bool:
                 org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=_next_event_version(pos),
                 occurred_at=now)
     pos["status"] = "reopening"  # not active: enter_stage must not close a visit that is already closed
+    pos["cycle_started_at"] = now  # the new cycle's goals count what happens from now on
     if not await enter_pipeline(uow, pos, pipeline_id, reason="reopened", now=now):
         pos.update(status="nurturing", reengage_at=None)
         return False

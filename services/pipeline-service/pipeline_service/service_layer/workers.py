@@ -74,29 +74,23 @@ async def reopen_due_leads(context: ServiceContext, now: datetime | None = None,
             return reopened
 
 
-async def overdue_worker(context: ServiceContext) -> None:
-    interval = getattr(context.settings, "overdue_sweep_interval_s", 30.0)
+async def _repeat(context: ServiceContext, sweep, interval_setting: str, default_s: float, label: str) -> None:
+    interval = getattr(context.settings, interval_setting, default_s)
     while True:
         try:
-            count = await sweep_overdue(context)
+            count = await sweep(context)
             if count:
-                log.info("tasks_overdue", count=count)
+                log.info(label, count=count)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("overdue_sweep_failed")
+            log.exception(f"{label}_sweep_failed")
         await asyncio.sleep(interval)
+
+
+async def overdue_worker(context: ServiceContext) -> None:
+    await _repeat(context, sweep_overdue, "overdue_sweep_interval_s", 30.0, "tasks_overdue")
 
 
 async def reopen_worker(context: ServiceContext) -> None:
-    interval = getattr(context.settings, "reopen_interval_s", 60.0)
-    while True:
-        try:
-            count = await reopen_due_leads(context)
-            if count:
-                log.info("leads_reopened", count=count)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("reopen_sweep_failed")
-        await asyncio.sleep(interval)
+    await _repeat(context, reopen_due_leads, "reopen_interval_s", 60.0, "leads_reopened")
