@@ -121,9 +121,11 @@ def map_payload(payload: dict[str, Any], spec: FormSpec,
     try:
         lead = LeadIn.model_validate(nested)
     except ValidationError as exc:
-        errors += [FieldProblem(error_field(tuple(e["loc"])), e["msg"].removeprefix("Value error, "))
-                   for e in exc.errors()]
-        return MappingResult(None, errors, unmapped)
+        found = [FieldProblem(error_field(tuple(e["loc"])), e["msg"].removeprefix("Value error, "))
+                 for e in exc.errors()]
+        if errors:  # a whole-lead complaint adds nothing to a field already named
+            found = [p for p in found if p.field != "lead"]
+        return MappingResult(None, errors + found, unmapped)
     if errors:
         return MappingResult(None, errors, unmapped)
     return MappingResult(lead, [], unmapped)

@@ -21,6 +21,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.orm import activities, companies, contacts, custom_field_defs, leads, scoring_rules
 from ..domain.custom_fields import CustomFieldDef
 from ..domain.enrichment import analyse_email
+from ..domain.dedup import changed_fields, company_key, merge_into
 from ..domain.lead import OPEN_STATUSES, LeadIn, search_text
 from ..domain.scoring import RULE_CONFIG, ScoringRule, score_lead
 from .views import COMPANY_FIELDS, CONTACT_FIELDS, iso, lead_select, row_to_lead, snapshot
@@ -95,22 +96,6 @@ def lead_columns(lead: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _company_key(candidate: LeadIn) -> tuple[str | None, dict[str, Any]]:
-    """The de-duplication key of the candidate's company and the values it brings."""
-    company = candidate.company.model_dump()
-    insights = analyse_email(candidate.contact.email)
-    domain = company.get("domain")
-    if domain is None and insights is not None and insights.is_business and (company.get("name") or True):
-        domain = insights.domain
-        company["domain"] = domain
-        company["name"] = company.get("name") or insights.company_guess
-    if domain:
-        return domain, company
-    if company.get("name"):
-        return "name:" + company["name"].strip().lower(), company
-    return None, company
-
-
 async def _upsert_companies(uow: UnitOfWork, org_id: str, wanted: dict[str, dict[str, Any]],
                             now: datetime) -> dict[str, dict[str, Any]]:
     if not wanted:
@@ -168,38 +153,6 @@ async def open_leads_by_email(session: Any, org_id: str, emails: list[str],
     return found
 
 
-def _flatten(lead: dict[str, Any]) -> dict[str, Any]:
-    flat = {k: v for k, v in lead.items() if k not in ("contact", "company")}
-    flat.update({f"contact.{k}": v for k, v in lead["contact"].items() if k != "contact_id"})
-    flat.update({f"company.{k}": v for k, v in lead["company"].items() if k != "company_id"})
-    return flat
-
-
-def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    a, b = _flatten(before), _flatten(after)
-    ignore = {"version", "updated_at", "score_breakdown", "enrichment", "enrichment_status"}
-    return sorted(k for k in b if k not in ignore and a.get(k) != b.get(k))
-
-
-def _merge(existing: dict[str, Any], candidate: LeadIn, contact: dict[str, Any] | None,
-           company: dict[str, Any] | None) -> dict[str, Any]:
-    merged = {**existing, "contact": dict(existing["contact"]), "company": dict(existing["company"])}
-    data = candidate.model_dump(mode="json", exclude_unset=False)
-    for key in ("country", "region", "postcode", "timezone", "language", "product_line", "value", "currency",
-                "expected_close_date", "owner_id", "team_id"):
-        if data.get(key) is not None:
-            merged[key] = data[key]
-    if candidate.value is not None:
-        merged["value"] = str(candidate.value.quantize(Decimal("0.01")))
-    merged["utm"] = {**(existing.get("utm") or {}), **data["utm"]}
-    merged["custom_fields"] = {**(existing.get("custom_fields") or {}), **data["custom_fields"]}
-    if contact is not None:
-        merged["contact"] = {k: v for k, v in contact.items() if not k.startswith("_")}
-    if company is not None:
-        merged["company"] = company
-    return merged
-
-
 def _fresh(candidate: LeadIn, contact: dict[str, Any], company: dict[str, Any] | None, now: datetime,
            origin: Candidate) -> dict[str, Any]:
     data = candidate.model_dump(mode="json")
@@ -236,7 +189,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     company_keys: list[str | None] = []
     wanted_companies: dict[str, dict[str, Any]] = {}
     for candidate in candidates:
-        key, values = _company_key(candidate.lead)
+        key, values = company_key(candidate.lead)
         company_keys.append(key)
         if key is not None:
             merged = wanted_companies.setdefault(key, {})
@@ -275,7 +228,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
                 existing[email] = lead
             outcomes.append(Outcome(lead, created=True))
             continue
-        lead = _merge(before, candidate.lead, contact, company)
+        lead = merge_into(before, candidate.lead, contact, company)
         _enrich_inline(lead, setup)
         rescore(lead, setup)
         changed = changed_fields(before, lead)

@@ -1,0 +1,202 @@
+"""/v1/scoring-rules (per-org scoring, validated) and /v1/leads/custom-fields (typed custom fields)."""
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from salesflow_shared.app import ContextDep, UowDep
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
+from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
+from salesflow_shared.events import LeadUpdatedV1
+
+from ..adapters.orm import custom_field_defs, leads, scoring_rules
+from ..domain.lead import OPEN_STATUSES
+from ..domain.scoring import RULE_CONFIG
+from ..service_layer.ingest import lead_columns, rescore
+from ..service_layer.views import as_utc, check_if_match, iso, lead_select, row_to_lead, snapshot
+from .common import now, org_setup, setup_cache
+
+router = APIRouter(prefix="/v1", tags=["scoring", "custom fields"])
+
+
+class RuleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=200)
+    points: int = Field(ge=-1000, le=1000)
+    enabled: bool = True
+    config: dict[str, Any] = Field(description="kind: field_present | email_type | title_keywords | country_in "
+                                               "| value_band | source_in, plus that kind's settings")
+
+
+class RulePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    points: int | None = Field(None, ge=-1000, le=1000)
+    enabled: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The rule's config as stored, or 422 naming the offending field (e.g. config.keywords)."""
+    try:
+        model = RULE_CONFIG.validate_python(config)
+    except ValidationError as exc:
+        errors = []
+        kind = config.get("kind")
+        for e in exc.errors():
+            loc = [str(p) for p in e["loc"]]
+            if loc and loc[0] == kind:
+                loc = loc[1:]
+            if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                loc = ["kind"]
+            errors.append(FieldError(".".join(["config", *loc]), e["msg"].removeprefix("Value error, ")))
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def rule_to_dict(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {"id": m["id"], "name": m["name"], "points": m["points"], "enabled": m["enabled"],
+            "config": m["config"], "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"]),
+            "version": int(as_utc(m["updated_at"]).timestamp() * 1_000_000)}
+
+
+async def _rule(uow: Any, org_id: str, rule_id: str) -> dict[str, Any]:
+    row = (await uow.session.execute(sa.select(scoring_rules).where(
+        scoring_rules.c.id == rule_id, scoring_rules.c.org_id == org_id))).first()
+    if row is None:
+        raise NotFound(f"no scoring rule {rule_id}")
+    return rule_to_dict(row)
+
+
+def _etagged(rule: dict[str, Any], status_code: int = 200) -> JSONResponse:
+    return JSONResponse(rule, status_code=status_code, headers={"ETag": f'"{rule["version"]}"'})
+
+
+@router.post("/scoring-rules", status_code=201, summary="Add a scoring rule (applies to leads scored from now on)")
+async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> JSONResponse:
+    config = validate_config(body.config)
+    stamp = now()
+    rule_id = str(uuid.uuid4())
+    await uow.session.execute(sa.insert(scoring_rules).values(
+        id=rule_id, org_id=principal.org_id, name=body.name, points=body.points, config=config,
+        enabled=body.enabled, created_at=stamp, updated_at=stamp))
+    await uow.commit()
+    setup_cache(context).invalidate(principal.org_id)
+    return _etagged(await _rule(uow, principal.org_id, rule_id), 201)
+
+
+@router.get("/scoring-rules", summary="The org's scoring rules")
+async def list_rules(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    rows = (await uow.session.execute(sa.select(scoring_rules).where(scoring_rules.c.org_id == principal.org_id)
+                                      .order_by(scoring_rules.c.created_at, scoring_rules.c.id))).all()
+    return {"items": [rule_to_dict(r) for r in rows], "next_cursor": None}
+
+
+@router.get("/scoring-rules/{rule_id}", summary="A scoring rule")
+async def get_rule(rule_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
+    return _etagged(await _rule(uow, principal.org_id, rule_id))
+
+
+@router.patch("/scoring-rules/{rule_id}", summary="Change a scoring rule (If-Match)")
+async def patch_rule(rule_id: str, body: RulePatch, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                     if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    rule = await _rule(uow, principal.org_id, rule_id)
+    check_if_match(if_match, rule["version"])
+    values = body.model_dump(exclude_unset=True)
+    for key in ("name", "points", "enabled", "config"):
+        if key in values and values[key] is None:
+            raise ValidationFailed.single(key, "may not be null")
+    if "config" in values:
+        values["config"] = validate_config(values["config"])
+    await uow.session.execute(sa.update(scoring_rules).where(scoring_rules.c.id == rule_id).values(
+        **values, updated_at=now()))
+    await uow.commit()
+    setup_cache(context).invalidate(principal.org_id)
+    return _etagged(await _rule(uow, principal.org_id, rule_id))
+
+
+@router.delete("/scoring-rules/{rule_id}", status_code=204, summary="Remove a scoring rule")
+async def delete_rule(rule_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> Response:
+    await _rule(uow, principal.org_id, rule_id)
+    await uow.session.execute(sa.delete(scoring_rules).where(scoring_rules.c.id == rule_id))
+    await uow.commit()
+    setup_cache(context).invalidate(principal.org_id)
+    return Response(status_code=204)
+
+
+@router.post("/scoring-rules/rescore", summary="Score every open lead again with the current rules")
+async def rescore_open_leads(context: ContextDep, principal: AdminPrincipal) -> dict[str, int]:
+    setup_cache(context).invalidate(principal.org_id)
+    rescored = changed = 0
+    last_id = ""
+    while True:
+        async with context.uow() as uow:
+            setup = await org_setup(context, uow.session, principal.org_id)
+            rows = (await uow.session.execute(lead_select().where(
+                leads.c.org_id == principal.org_id, leads.c.status.in_(OPEN_STATUSES),
+                leads.c.deleted_at.is_(None), leads.c.id > last_id).order_by(leads.c.id).limit(200)
+                .with_for_update(of=leads))).all()
+            if not rows:
+                break
+            stamp = now()
+            for row in rows:
+                lead = row_to_lead(row)
+                before = lead["score"]
+                rescore(lead, setup)
+                rescored += 1
+                if lead["score"] != before:
+                    changed += 1
+                    lead["version"] += 1
+                    await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"]).values(
+                        **lead_columns(lead), updated_at=stamp))
+                    uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=["score"], cause="rescoring"),
+                                org_id=principal.org_id, subject_id=lead["id"], subject_version=lead["version"])
+            await uow.commit()
+            last_id = rows[-1].id
+    return {"rescored": rescored, "changed": changed}
+
+
+class CustomFieldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    label: str | None = Field(None, max_length=200)
+    type: Literal["string", "number", "boolean", "date", "choice"]
+    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=200)
+    required: bool = False
+
+
+def _custom_to_dict(row: Any) -> dict[str, Any]:
+    return {"key": row.key, "label": row.label, "type": row.type, "options": row.options or [],
+            "required": row.required, "created_at": iso(row.created_at)}
+
+
+@router.post("/leads/custom-fields", status_code=201, summary="Define a typed custom field for the org's leads")
+async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: ContextDep,
+                              principal: AdminPrincipal) -> dict[str, Any]:
+    if body.type == "choice" and not body.options:
+        raise ValidationFailed.single("options", "a choice field needs its options")
+    try:
+        await uow.session.execute(sa.insert(custom_field_defs).values(
+            org_id=principal.org_id, key=body.key, label=body.label, type=body.type, options=body.options,
+            required=body.required, created_at=now()))
+        await uow.commit()
+    except IntegrityError:
+        raise Conflict(f"the custom field {body.key!r} already exists") from None
+    setup_cache(context).invalidate(principal.org_id)
+    row = (await uow.session.execute(sa.select(custom_field_defs).where(
+        custom_field_defs.c.org_id == principal.org_id, custom_field_defs.c.key == body.key))).one()
+    return _custom_to_dict(row)
+
+
+@router.get("/leads/custom-fields", summary="The org's custom lead fields")
+async def list_custom_fields(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    rows = (await uow.session.execute(sa.select(custom_field_defs).where(
+        custom_field_defs.c.org_id == principal.org_id).order_by(custom_field_defs.c.key))).all()
+    return {"items": [_custom_to_dict(r) for r in rows], "next_cursor": None}

@@ -1,0 +1,66 @@
+"""De-duplication rules, signatures and rate limits (pure parts of intake)."""
+import time
+
+import pytest
+
+from lead_service.domain.dedup import changed_fields, company_key, merge_into
+from lead_service.domain.lead import LeadIn
+from lead_service.domain.ratelimit import RateLimiter
+from lead_service.domain.signature import SignatureError, sign, verify
+
+
+def test_company_key_prefers_the_domain_then_the_business_email_then_the_name():
+    assert company_key(LeadIn.model_validate({"contact": {"email": "a@x.io"},
+                                              "company": {"domain": "https://www.Acme.com/about"}}))[0] == "acme.com"
+    key, values = company_key(LeadIn.model_validate({"contact": {"email": "a@globex.com"}}))
+    assert key == "globex.com" and values["name"] == "Globex"
+    assert company_key(LeadIn.model_validate({"contact": {"email": "a@gmail.com"},
+                                              "company": {"name": " Umbrella "}}))[0] == "name:umbrella"
+    assert company_key(LeadIn.model_validate({"contact": {"email": "a@gmail.com"}}))[0] is None
+
+
+def existing():
+    return {"id": "l1", "contact": {"contact_id": "c1", "email": "a@x.io", "first_name": "A", "title": None},
+            "company": {"company_id": "co1", "name": "X"}, "country": "DE", "region": None, "value": "10.00",
+            "currency": "EUR", "utm": {"source": "google"}, "custom_fields": {"seats": 3}, "status": "open",
+            "version": 4}
+
+
+def test_resubmission_merges_only_what_was_sent():
+    candidate = LeadIn.model_validate({"contact": {"email": "a@x.io", "title": "CEO"}, "region": "Bavaria",
+                                       "utm": {"campaign": "spring"}, "custom_fields": {"tier": "gold"}})
+    contact = {"contact_id": "c1", "email": "a@x.io", "first_name": "A", "title": "CEO", "_company_id": None}
+    merged = merge_into(existing(), candidate, contact, None)
+    assert merged["country"] == "DE" and merged["region"] == "Bavaria" and merged["value"] == "10.00"
+    assert merged["utm"] == {"source": "google", "campaign": "spring"}
+    assert merged["custom_fields"] == {"seats": 3, "tier": "gold"}
+    assert merged["company"]["company_id"] == "co1"
+    assert changed_fields(existing(), merged) == ["contact.title", "custom_fields", "region", "utm"]
+    assert changed_fields(existing(), existing()) == []
+
+
+def test_signature_round_trip_and_failures():
+    body = b'{"email":"a@b.io"}'
+    now = time.time()
+    header = sign("s3cret", body, int(now))
+    assert verify(header, body, ["s3cret"], now) == int(now)
+    assert verify(header + ",v1=" + "0" * 64, body, ["other", "s3cret"], now)  # rotation: any secret, any v1
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(header, body + b" ", ["s3cret"], now)
+    with pytest.raises(SignatureError, match="300 s"):
+        verify(header, body, ["s3cret"], now + 301)
+    with pytest.raises(SignatureError, match="300 s"):
+        verify(header, body, ["s3cret"], now - 301)
+    with pytest.raises(SignatureError):
+        verify("v1=abc", body, ["s3cret"], now)
+    with pytest.raises(SignatureError):
+        verify("t=abc,v1=abc", body, ["s3cret"], now)
+
+
+def test_rate_limiter_refills_over_time():
+    clock = [0.0]
+    limiter = RateLimiter(lambda: clock[0])
+    assert [limiter.allow("k", 3) for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("other", 3)
+    clock[0] += 20  # 3 per minute: one token back after 20 s
+    assert limiter.allow("k", 3) and not limiter.allow("k", 3)
