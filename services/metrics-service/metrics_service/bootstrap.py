@@ -1,21 +1,34 @@
 """Wires metrics-service together: settings, routes, event handlers, migrations, background workers."""
 from pathlib import Path
+from typing import Any
 
-from salesflow_shared.app import ServiceDefinition
+from salesflow_shared.app import ServiceContext, ServiceDefinition
 
 from .config import Settings
+from .domain.periods import Clock, system_clock
 from .entrypoints.routes import router
+from .service_layer.forecasting import snapshot_worker
 from .service_layer.handlers import EVENT_HANDLERS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build_definition(settings: Settings | None = None) -> ServiceDefinition:
+def build_definition(settings: Settings | None = None, clock: Clock | None = None) -> ServiceDefinition:
+    settings = settings or Settings()
+    clock = clock or system_clock
+
+    async def extras(context: ServiceContext) -> dict[str, Any]:
+        return {"clock": clock}
+
+    workers = [snapshot_worker(clock, settings.forecast_snapshot_interval_s)] \
+        if settings.forecast_snapshot_interval_s > 0 else []
     return ServiceDefinition(
         name="metrics-service",
-        settings=settings or Settings(),
+        settings=settings,
         routers=[router],
         migrations_path=MIGRATIONS,
         event_handlers=EVENT_HANDLERS,
+        workers=workers,
+        extras=extras,
         description="Read models and reports built only from events: funnel, win rate, forecast, coaching.",
     )

@@ -1,7 +1,227 @@
-"""metrics-service's tables. Only this service reads or writes them."""
+"""metrics-service's tables. Only this service reads or writes them.
+
+Three layers:
+- `event_log`: every consumed event, append-only, unique by event id (the source of truth here).
+- read models (`m_*`): projections of the log. Each one is a commutative function of the SET of logged
+  events (last-writer-wins by (subject_version, occurred_at, event_id), LEAST/GREATEST, counters keyed by
+  event id, per-lead recomputation ordered by time), so arrival order and duplicates never change them,
+  and `rebuild` recreates them from the log with the same content.
+- service-owned data: quotas and frozen forecast snapshots.
+
+Times that reports compute with are stored as epoch seconds (`*_ts`, double precision): durations are then a
+plain subtraction on PostgreSQL and SQLite alike, and indexes on them serve the period filters.
+"""
 import sqlalchemy as sa
 
-from salesflow_shared.infra_tables import add_infrastructure_tables
+from salesflow_shared.infra_tables import BigIntId, add_infrastructure_tables
 
 metadata = sa.MetaData()
 add_infrastructure_tables(metadata)
+
+ORG = sa.String(100)
+ID = sa.String(100)
+MONEY = sa.Numeric(18, 2)
+TS = sa.Float  # epoch seconds
+
+
+def _org() -> sa.Column:
+    return sa.Column("org_id", ORG, nullable=False)
+
+
+event_log = sa.Table(
+    "event_log", metadata,
+    sa.Column("seq", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    _org(),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("event_version", sa.Integer, nullable=False),
+    sa.Column("producer", sa.String(100), nullable=False),
+    sa.Column("subject_id", ID, nullable=False),
+    sa.Column("subject_version", sa.Integer, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("correlation_id", sa.String(100), nullable=True),
+    sa.Column("causation_id", sa.String(100), nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_event_log_org_subject", "org_id", "subject_id"),
+)
+
+# One row per lead: its attributes (LWW per source), its outcome and the facts derived from its timeline.
+m_leads = sa.Table(
+    "m_leads", metadata,
+    _org(),
+    sa.Column("lead_id", ID, nullable=False),
+    # from LeadCreated / LeadUpdated (lead-service snapshot), last writer wins by (version, tiebreak)
+    sa.Column("snap_ver", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("snap_tb", sa.String(80), nullable=False, server_default=""),
+    sa.Column("is_created", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_ts", TS, nullable=True),
+    sa.Column("product_line", sa.String(200), nullable=True),
+    sa.Column("source", sa.String(200), nullable=True),
+    sa.Column("value", MONEY, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("expected_close_ts", TS, nullable=True),
+    # from LeadRouted
+    sa.Column("route_ver", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("route_tb", sa.String(80), nullable=False, server_default=""),
+    sa.Column("routed_pipeline_id", ID, nullable=True),
+    sa.Column("routed_territory_id", ID, nullable=True),
+    # from LeadAssigned
+    sa.Column("assign_ver", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("assign_tb", sa.String(80), nullable=False, server_default=""),
+    sa.Column("owner_id", ID, nullable=True),
+    sa.Column("team_id", ID, nullable=True),
+    sa.Column("assigned_territory_id", ID, nullable=True),
+    sa.Column("territory_id", ID, nullable=True),  # assigned territory, else routed territory
+    # derived from the lead's timeline (m_timeline), recomputed whenever one of its timeline rows arrives
+    sa.Column("pipeline_id", ID, nullable=True),
+    sa.Column("pipeline_entered_ts", TS, nullable=True),
+    sa.Column("first_position", sa.Integer, nullable=True),
+    sa.Column("max_position", sa.Integer, nullable=True),
+    sa.Column("ask_entered_ts", TS, nullable=True),
+    sa.Column("current_stage_id", ID, nullable=True),
+    sa.Column("current_position", sa.Integer, nullable=True),
+    sa.Column("current_stage_entered_ts", TS, nullable=True),
+    sa.Column("current_win_probability", sa.Numeric(6, 4), nullable=True),
+    sa.Column("outcome", sa.String(20), nullable=False, server_default="open"),  # open, won, lost, disqualified
+    sa.Column("closed_ts", TS, nullable=True),
+    sa.Column("won_value", MONEY, nullable=True),
+    sa.Column("won_currency", sa.String(3), nullable=True),
+    sa.Column("reopen_count", sa.Integer, nullable=False, server_default="0"),
+    # from ActivityLogged: first call/email/meeting by the lead's (current) owner
+    sa.Column("first_owner_activity_ts", TS, nullable=True),
+    sa.PrimaryKeyConstraint("org_id", "lead_id"),
+    sa.Index("ix_m_leads_created", "org_id", "created_ts"),
+    sa.Index("ix_m_leads_entered", "org_id", "pipeline_entered_ts"),
+    sa.Index("ix_m_leads_closed", "org_id", "closed_ts"),
+    sa.Index("ix_m_leads_owner", "org_id", "owner_id"),
+    sa.Index("ix_m_leads_open", "org_id", "outcome", "expected_close_ts"),
+)
+
+# Boundaries of a lead's life in a pipeline: stage entries, won, lost, disqualified, reopened. A stage row
+# is a "stay"; it ends at the lead's next boundary (next_ts, next_kind, next_position), recomputed per lead.
+m_timeline = sa.Table(
+    "m_timeline", metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    _org(),
+    sa.Column("lead_id", ID, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # stage, won, lost, disqualified, reopened
+    sa.Column("at_ts", TS, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),  # tie order at equal times: reopened, stage, outcomes
+    sa.Column("pipeline_id", ID, nullable=True),
+    sa.Column("stage_id", ID, nullable=True),
+    sa.Column("position", sa.Integer, nullable=True),
+    sa.Column("is_ask", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("win_probability", sa.Numeric(6, 4), nullable=True),
+    sa.Column("reason", sa.String(40), nullable=True),
+    sa.Column("value", MONEY, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("next_ts", TS, nullable=True),
+    sa.Column("next_kind", sa.String(20), nullable=True),
+    sa.Column("next_position", sa.Integer, nullable=True),
+    sa.Column("next_reason", sa.String(40), nullable=True),
+    sa.Index("ix_m_timeline_lead", "org_id", "lead_id"),
+    sa.Index("ix_m_timeline_stage", "org_id", "pipeline_id", "stage_id", "at_ts"),
+)
+
+# Stages as seen in StageAdvanced (the latest entry's description wins).
+m_stages = sa.Table(
+    "m_stages", metadata,
+    _org(),
+    sa.Column("pipeline_id", ID, nullable=False),
+    sa.Column("stage_id", ID, nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("is_ask", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("win_probability", sa.Numeric(6, 4), nullable=True),
+    sa.Column("tb", sa.String(80), nullable=False, server_default=""),
+    sa.PrimaryKeyConstraint("org_id", "pipeline_id", "stage_id"),
+)
+
+m_reps = sa.Table(
+    "m_reps", metadata,
+    _org(),
+    sa.Column("rep_id", ID, nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("team_id", ID, nullable=True),
+    sa.Column("tb", sa.String(80), nullable=False, server_default=""),
+    sa.PrimaryKeyConstraint("org_id", "rep_id"),
+)
+
+m_activities = sa.Table(
+    "m_activities", metadata,
+    _org(),
+    sa.Column("activity_id", ID, nullable=False),
+    sa.Column("lead_id", ID, nullable=False),
+    sa.Column("rep_id", ID, nullable=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("occurred_ts", TS, nullable=False),
+    sa.Column("duration_seconds", sa.Integer, nullable=True),
+    sa.PrimaryKeyConstraint("org_id", "activity_id"),
+    sa.Index("ix_m_activities_lead", "org_id", "lead_id"),
+)
+
+# Per rep and UTC day counters; each event adds to exactly one row, once (the log is unique by event id).
+COUNTERS = ("calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos", "proposals",
+            "notes", "records_entered", "records_updated")
+m_rep_daily = sa.Table(
+    "m_rep_daily", metadata,
+    _org(),
+    sa.Column("rep_id", ID, nullable=False),
+    sa.Column("day", sa.Integer, nullable=False),  # days since 1970-01-01 (UTC)
+    *[sa.Column(c, sa.BigInteger, nullable=False, server_default="0") for c in COUNTERS],
+    sa.PrimaryKeyConstraint("org_id", "rep_id", "day"),
+)
+
+m_tasks = sa.Table(
+    "m_tasks", metadata,
+    _org(),
+    sa.Column("task_id", ID, nullable=False),
+    sa.Column("lead_id", ID, nullable=True),
+    sa.Column("stage_id", ID, nullable=True),
+    sa.Column("required", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("due_ts", TS, nullable=True),
+    # precedence completed > skipped > open, whatever order the events arrive in
+    sa.Column("status", sa.String(20), nullable=False, server_default="open"),
+    sa.Column("overdue", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("org_id", "task_id"),
+    sa.Index("ix_m_tasks_lead", "org_id", "lead_id"),
+)
+
+quotas = sa.Table(
+    "quotas", metadata,
+    sa.Column("quota_id", sa.String(36), primary_key=True),
+    _org(),
+    sa.Column("scope", sa.String(10), nullable=False),  # rep, team
+    sa.Column("scope_id", ID, nullable=False),
+    sa.Column("period", sa.String(10), nullable=False),  # month, quarter, year
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("org_id", "scope", "scope_id", "period", "period_start", name="uq_quotas_target"),
+)
+
+forecast_snapshots = sa.Table(
+    "forecast_snapshots", metadata,
+    sa.Column("snapshot_id", sa.String(36), primary_key=True),
+    _org(),
+    sa.Column("period", sa.String(10), nullable=False),
+    sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("scope", sa.String(10), nullable=False),
+    sa.Column("scope_id", ID, nullable=False, server_default=""),  # "" for the org
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("won_so_far", MONEY, nullable=False),
+    sa.Column("weighted_by_stage", MONEY, nullable=False),
+    sa.Column("weighted_by_history", MONEY, nullable=False),
+    sa.Column("best_case", MONEY, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("org_id", "period", "period_start", "scope", "scope_id", name="uq_forecast_snapshot"),
+)
+
+READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks)
+OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots)

@@ -6,7 +6,8 @@ from salesflow_shared.bus import EventBus
 
 from ..bootstrap import build_definition
 from ..config import Settings
+from ..domain.periods import Clock
 
 
-def create_app(settings: Settings | None = None, bus: EventBus | None = None) -> FastAPI:
-    return create_service_app(build_definition(settings), bus)
+def create_app(settings: Settings | None = None, bus: EventBus | None = None, clock: Clock | None = None) -> FastAPI:
+    return create_service_app(build_definition(settings, clock), bus)

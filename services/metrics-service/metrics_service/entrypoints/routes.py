@@ -1,4 +1,364 @@
-"""The service's HTTP API (DESIGN.md: /v1/reports, /v1/quotas, /v1/forecasts)."""
-from fastapi import APIRouter
+"""The service's HTTP API (DESIGN.md: /v1/reports, /v1/quotas, /v1/forecasts).
+
+Each report's description below is its definition, exactly as the SQL in service_layer/reports.py computes it.
+Every report answers JSON, or CSV with `?format=csv` (one line per row, columns = the row's fields).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import date as Day, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from salesflow_shared.app import ContextDep, UowDep
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from salesflow_shared.events import utcnow
+from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+
+from ..adapters.orm import forecast_snapshots, quotas
+from ..domain import formulas
+from ..domain.periods import Clock, Period, as_utc, elapsed_share, period_bounds, period_start, system_clock, to_ts
+from ..service_layer import forecasting, reports
+from ..service_layer.rebuild import rebuild_read_models
 
 router = APIRouter(prefix="/v1", tags=["metrics-service"])
+
+GroupByParam = Literal["rep", "team", "product_line", "territory", "source"]
+Format = Literal["json", "csv"]
+
+
+def clock_of(context: ContextDep) -> Clock:
+    return context.extras.get("clock", system_clock)
+
+
+ClockDep = Annotated[Clock, Depends(clock_of)]
+
+
+class ReportQuery:
+    def __init__(self, principal: CurrentPrincipal, clock: ClockDep,
+                 from_: Annotated[datetime | None, Query(alias="from", description="period start (inclusive)")] = None,
+                 to: Annotated[datetime | None, Query(description="period end (exclusive)")] = None,
+                 pipeline: Annotated[str | None, Query(max_length=100)] = None,
+                 group_by: GroupByParam | None = None,
+                 format: Format = "json") -> None:
+        if from_ is not None and to is not None and as_utc(to) <= as_utc(from_):
+            raise ValidationFailed.single("to", "must be after `from`")
+        self.principal = principal
+        self.format = format
+        self.now = clock()
+        self.filters = reports.Filters(
+            org_id=principal.org_id, from_ts=to_ts(from_), to_ts=to_ts(to), pipeline_id=pipeline,
+            group_by=group_by, rep_id=None if principal.sees_whole_org else principal.user_id, now=self.now)
+        self.echo = {"from": from_.isoformat() if from_ else None, "to": to.isoformat() if to else None,
+                     "pipeline": pipeline, "group_by": group_by,
+                     "scope": "org" if principal.sees_whole_org else f"rep:{principal.user_id}"}
+
+
+Q = Annotated[ReportQuery, Depends()]
+
+
+def respond(name: str, q: ReportQuery, rows: list[dict[str, Any]], **extra: Any) -> Response:
+    if q.format == "csv":
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return JSONResponse({"report": name, "definition": reports.DEFINITIONS[name], "filters": q.echo,
+                         "generated_at": q.now.isoformat(), "rows": rows, **extra})
+
+
+def _doc(name: str) -> dict[str, str]:
+    return {"summary": name.replace("_", " ").capitalize(), "description": reports.DEFINITIONS[name] + "\n\n" +
+            reports.COMMON}
+
+
+@router.get("/reports/funnel", **_doc("funnel"))
+async def funnel_report(q: Q, uow: UowDep) -> Response:
+    return respond("funnel", q, await reports.funnel(uow.session, q.filters))
+
+
+@router.get("/reports/win-rate", **_doc("win_rate"))
+async def win_rate_report(q: Q, uow: UowDep) -> Response:
+    return respond("win_rate", q, await reports.win_rate(uow.session, q.filters))
+
+
+@router.get("/reports/deal-size", **_doc("deal_size"))
+async def deal_size_report(q: Q, uow: UowDep) -> Response:
+    return respond("deal_size", q, await reports.deal_size(uow.session, q.filters))
+
+
+@router.get("/reports/sales-cycle", **_doc("sales_cycle"))
+async def sales_cycle_report(q: Q, uow: UowDep) -> Response:
+    return respond("sales_cycle", q, await reports.sales_cycle(uow.session, q.filters))
+
+
+@router.get("/reports/response-time", **_doc("response_time"))
+async def response_time_report(q: Q, uow: UowDep) -> Response:
+    return respond("response_time", q, await reports.response_time(uow.session, q.filters))
+
+
+@router.get("/reports/conversion", **_doc("conversion"))
+async def conversion_report(q: Q, uow: UowDep) -> Response:
+    return respond("conversion", q, await reports.conversion(uow.session, q.filters))
+
+
+@router.get("/reports/activities", **_doc("activities"))
+async def activities_report(q: Q, uow: UowDep) -> Response:
+    if q.filters.group_by not in (None, "rep", "team"):
+        raise ValidationFailed.single("group_by", "activities are counted per rep: use rep or team")
+    if q.filters.pipeline_id is not None:
+        raise ValidationFailed.single("pipeline", "activities are counted per rep, not per pipeline")
+    return respond("activities", q, await reports.activities(uow.session, q.filters))
+
+
+@router.get("/reports/production", **_doc("production"))
+async def production_report(q: Q, uow: UowDep) -> Response:
+    rows, quarters = await reports.production(uow.session, q.filters)
+    return respond("production", q, rows, quarters=quarters)
+
+
+PeriodParam = Annotated[Period, Query(description="month, quarter or year")]
+DateParam = Annotated[Day | None, Query(description="a day in the period (default: today)")]
+
+
+def _moment(day: Day | None, now: datetime) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=now.tzinfo) if day else now
+
+
+@router.get("/reports/forecast", **_doc("forecast"))
+async def forecast_report(q: Q, uow: UowDep, period: PeriodParam = "quarter", date: DateParam = None) -> Response:
+    return respond("forecast", q, await reports.forecast(uow.session, q.filters, period, _moment(date, q.now)))
+
+
+@router.get("/reports/forecast-accuracy", **_doc("forecast_accuracy"))
+async def forecast_accuracy_report(q: Q, uow: UowDep, period: PeriodParam = "quarter",
+                                   scope: Literal["org", "team", "rep"] = "org") -> Response:
+    scope_id = None
+    if not q.principal.sees_whole_org:
+        if scope != "rep":
+            raise Forbidden("a rep sees only their own forecast accuracy (scope=rep)")
+        scope_id = q.principal.user_id
+    rows = await forecasting.accuracy(uow, q.principal.org_id, period, scope, q.now, scope_id)
+    return respond("forecast_accuracy", q, rows)
+
+
+@router.get("/reports/quota-attainment", **_doc("quota_attainment"))
+async def quota_attainment_report(q: Q, uow: UowDep, period: PeriodParam = "quarter",
+                                  date: DateParam = None) -> Response:
+    moment = _moment(date, q.now)
+    start, end = period_bounds(period, moment)
+    query = sa.select(quotas).where(quotas.c.org_id == q.principal.org_id, quotas.c.period == period,
+                                    quotas.c.period_start == start.date()).order_by(quotas.c.scope, quotas.c.scope_id)
+    if not q.principal.sees_whole_org:
+        query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == q.principal.user_id)
+    found = (await uow.session.execute(query)).all()
+    won = {scope: await reports.won_between(uow.session, q.principal.org_id, scope, to_ts(start), to_ts(end))
+           for scope in ("rep", "team")}  # type: ignore[arg-type]
+    share = elapsed_share(start, end, q.now)
+    names = await reports.rep_names(uow.session, q.principal.org_id, {r.scope_id for r in found if r.scope == "rep"})
+    rows = []
+    for r in found:
+        actual = won[r.scope].get(r.scope_id, Decimal(0))
+        attainment = formulas.pct(actual, r.amount)
+        rows.append({"quota_id": r.quota_id, "scope": r.scope, "scope_id": r.scope_id,
+                     "rep_name": names.get(r.scope_id) if r.scope == "rep" else None,
+                     "period": period, "period_start": start.date().isoformat(), "quota": formulas.money(r.amount),
+                     "currency": r.currency, "actual": formulas.money(actual), "attainment_pct": attainment,
+                     "elapsed_pct": round(share * 100, 2), "pace_pct": formulas.pace(attainment, share),
+                     "projected": formulas.money(actual / Decimal(share)) if share > 0 else None})
+    return respond("quota_attainment", q, rows)
+
+
+@router.get("/reports/adoption", **_doc("adoption"))
+async def adoption_report(q: Q, uow: UowDep) -> Response:
+    return respond("adoption", q, await reports.adoption(uow.session, q.filters))
+
+
+@router.get("/reports/coaching", **_doc("coaching"))
+async def coaching_report(q: Q, uow: UowDep) -> Response:
+    rows, stalls_most = await reports.coaching(uow.session, q.filters)
+    return respond("coaching", q, rows, stalls_most=stalls_most)
+
+
+@router.get("/reports/stalled-deals", **_doc("stalled_deals"))
+async def stalled_deals_report(q: Q, uow: UowDep) -> Response:
+    return respond("stalled_deals", q, await reports.stalled_deals(uow.session, q.filters))
+
+
+@router.get("/reports/leaderboard", **_doc("leaderboard"))
+async def leaderboard_report(q: Q, uow: UowDep, period: PeriodParam = "month", date: DateParam = None,
+                             metric: Literal["revenue", "deals_won", "activities", "quota_attainment"] = "revenue"
+                             ) -> Response:
+    rows = await reports.leaderboard(uow.session, q.filters, metric, period, _moment(date, q.now))
+    return respond("leaderboard", q, rows)
+
+
+@router.post("/reports/rebuild", summary="Rebuild this org's read models from the event log (admin)",
+             description="Deletes the org's read models and replays its event log into them (in event-id "
+                         "order, unrelated to arrival order). The reports afterwards equal the incremental ones.")
+async def rebuild(principal: AdminPrincipal, context: ContextDep) -> dict[str, int]:
+    return await rebuild_read_models(context.database, principal.org_id)
+
+
+# ------------------------------------------------------------------ quotas (admin writes, everyone reads)
+class QuotaIn(BaseModel):
+    scope: Literal["rep", "team"]
+    scope_id: str = Field(min_length=1, max_length=100)
+    period: Period
+    period_start: Day = Field(description="first day of the month, quarter or year")
+    amount: Decimal = Field(gt=0, max_digits=16, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class QuotaPatch(BaseModel):
+    amount: Decimal | None = Field(default=None, gt=0, max_digits=16, decimal_places=2)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+
+def quota_out(row: Any) -> dict[str, Any]:
+    return {"quota_id": row.quota_id, "scope": row.scope, "scope_id": row.scope_id, "period": row.period,
+            "period_start": row.period_start.isoformat(), "amount": formulas.money(row.amount),
+            "currency": row.currency, "version": row.version}
+
+
+def _check_period_start(body: QuotaIn) -> None:
+    moment = datetime(body.period_start.year, body.period_start.month, body.period_start.day)
+    if period_start(body.period, moment).date() != body.period_start:
+        raise ValidationFailed.single("period_start", f"must be the first day of a {body.period}")
+
+
+async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> Any:
+    row = (await uow.session.execute(sa.select(quotas).where(
+        quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id))).first()
+    if row is None or (not principal.sees_whole_org and (row.scope != "rep" or row.scope_id != principal.user_id)):
+        raise NotFound(f"quota {quota_id} not found")
+    return row
+
+
+def _etag(row: Any) -> str:
+    return f'"{row.quota_id}:{row.version}"'
+
+
+@router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)")
+async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> Response:
+    _check_period_start(body)
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="quotas.create",
+                              payload=body.model_dump(mode="json"))
+    if replay is not None:
+        return replay
+    from salesflow_shared.inbox import dialect_insert
+    now = utcnow()
+    values = {"quota_id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "version": 1,
+              "created_at": now, "updated_at": now}
+    result = await uow.session.execute(dialect_insert(uow.session)(quotas).values(**values).on_conflict_do_nothing(
+        index_elements=["org_id", "scope", "scope_id", "period", "period_start"]))
+    if result.rowcount != 1:
+        from salesflow_shared.errors import Conflict
+        raise Conflict("a quota for this scope and period already exists")
+    row = await _quota(uow, principal, values["quota_id"])
+    resp = await idem.complete(uow.session, status_code=201, body=quota_out(row),
+                               headers={"ETag": _etag(row), "Location": f"/v1/quotas/{row.quota_id}"})
+    await uow.commit()
+    return resp
+
+
+@router.get("/quotas", summary="List quotas (a rep sees their own)")
+async def list_quotas(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100, cursor: CursorParam = None,
+                      period: Period | None = None, scope: Literal["rep", "team"] | None = None,
+                      scope_id: str | None = None) -> dict[str, Any]:
+    query = sa.select(quotas).where(quotas.c.org_id == principal.org_id)
+    if not principal.sees_whole_org:
+        query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == principal.user_id)
+    for column, value in (("period", period), ("scope", scope), ("scope_id", scope_id)):
+        if value is not None:
+            query = query.where(quotas.c[column] == value)
+    after = decode_cursor(cursor, 1)
+    if after:
+        query = query.where(quotas.c.quota_id > after[0])
+    rows = (await uow.session.execute(query.order_by(quotas.c.quota_id).limit(limit + 1))).all()
+    items = [quota_out(r) for r in rows[:limit]]
+    return {"items": items, "next_cursor": encode_cursor([items[-1]["quota_id"]]) if len(rows) > limit else None}
+
+
+@router.get("/quotas/{quota_id}", summary="One quota, with its ETag")
+async def get_quota(quota_id: str, principal: CurrentPrincipal, uow: UowDep) -> Response:
+    row = await _quota(uow, principal, quota_id)
+    return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
+
+
+@router.patch("/quotas/{quota_id}", summary="Change a quota's amount or currency (admin, If-Match)")
+async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal, uow: UowDep,
+                      if_match: Annotated[str | None, Header()] = None) -> Response:
+    row = await _quota(uow, principal, quota_id)
+    if if_match is not None and if_match != _etag(row):
+        raise PreconditionFailed("the quota changed since you read it")
+    changes = body.model_dump(exclude_none=True)
+    result = await uow.session.execute(sa.update(quotas).where(
+        quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id, quotas.c.version == row.version,
+    ).values(**changes, version=row.version + 1, updated_at=utcnow()))
+    if result.rowcount != 1:
+        raise PreconditionFailed("the quota changed since you read it")
+    row = await _quota(uow, principal, quota_id)
+    await uow.commit()
+    return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
+
+
+@router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)")
+async def delete_quota(quota_id: str, principal: AdminPrincipal, uow: UowDep) -> Response:
+    await _quota(uow, principal, quota_id)
+    await uow.session.execute(sa.delete(quotas).where(quotas.c.org_id == principal.org_id,
+                                                      quotas.c.quota_id == quota_id))
+    await uow.commit()
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ forecast snapshots
+class FreezeIn(BaseModel):
+    period: Period
+    date: Day | None = Field(default=None, description="a day in the period (default: today)")
+
+
+@router.post("/forecasts/snapshots", status_code=201,
+             summary="Freeze the forecast of a period now (admin); the worker does it at each period's start",
+             description="Freezes org, team and rep forecasts (as /v1/reports/forecast computes them) for the "
+                         "period containing `date`, publishing ForecastSnapshotted for each. Scopes already "
+                         "frozen for that period are kept as they are.")
+async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep, clock: ClockDep,
+                          idem: IdempotencyDep) -> Response:
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forecasts.freeze",
+                              payload=body.model_dump(mode="json"))
+    if replay is not None:
+        return replay
+    created = await forecasting.freeze(uow, principal.org_id, body.period, _moment(body.date, clock()))
+    resp = await idem.complete(uow.session, status_code=201, body={"items": created})
+    await uow.commit()
+    return resp
+
+
+@router.get("/forecasts/snapshots", summary="Frozen forecast snapshots (managers and admins)")
+async def list_snapshots(principal: ManagerPrincipal, uow: UowDep, period: Period | None = None,
+                         limit: LimitParam = 100, cursor: CursorParam = None) -> dict[str, Any]:
+    fs = forecast_snapshots.c
+    query = sa.select(forecast_snapshots).where(fs.org_id == principal.org_id)
+    if period is not None:
+        query = query.where(fs.period == period)
+    after = decode_cursor(cursor, 1)
+    if after:
+        query = query.where(fs.snapshot_id > after[0])
+    rows = (await uow.session.execute(query.order_by(fs.snapshot_id).limit(limit + 1))).all()
+    items = [forecasting.snapshot_out(r) for r in rows[:limit]]
+    return {"items": items, "next_cursor": encode_cursor([items[-1]["snapshot_id"]]) if len(rows) > limit else None}

@@ -1,0 +1,127 @@
+"""Freezing forecasts at a period's start (ForecastSnapshotted) and measuring them once the period closed."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from salesflow_shared.events import ForecastSnapshottedV1, utcnow
+from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import forecast_snapshots, m_leads
+from ..domain import formulas
+from ..domain.periods import PERIODS, Clock, Period, as_utc, period_bounds, to_ts
+from . import reports
+
+log = structlog.get_logger(__name__)
+SCOPES = {"org": None, "team": "team", "rep": "rep"}
+
+
+async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime) -> list[dict[str, Any]]:
+    """Freeze the forecast of the period containing `moment` for the org, each team and each rep.
+
+    Rows that already exist for that period are kept (a snapshot is frozen once); returns the new ones.
+    Publishes one ForecastSnapshotted per new row, in the same transaction (the caller commits).
+    """
+    start, end = period_bounds(period, moment)
+    created: list[dict[str, Any]] = []
+    for scope, group_by in SCOPES.items():
+        rows = await reports.forecast(uow.session, reports.Filters(org_id=org_id, group_by=group_by), period, start)
+        if scope == "org" and not rows:
+            rows = [{"group": None, "won_so_far": "0.00", "weighted_by_stage": "0.00",
+                     "weighted_by_history": "0.00", "best_case": "0.00"}]
+        for row in rows:
+            if scope != "org" and not row["group"]:
+                continue
+            values = {"snapshot_id": str(uuid.uuid4()), "org_id": org_id, "period": period,
+                      "period_start": start, "period_end": end, "scope": scope, "scope_id": row["group"] or "",
+                      "currency": None, "created_at": utcnow(),
+                      **{k: Decimal(row[k]) for k in ("won_so_far", "weighted_by_stage", "weighted_by_history",
+                                                       "best_case")}}
+            insert = dialect_insert(uow.session)
+            result = await uow.session.execute(insert(forecast_snapshots).values(**values).on_conflict_do_nothing(
+                index_elements=["org_id", "period", "period_start", "scope", "scope_id"]))
+            if result.rowcount != 1:
+                continue
+            uow.publish(ForecastSnapshottedV1(
+                snapshot_id=values["snapshot_id"], period=period, period_start=start, period_end=end, scope=scope,
+                scope_id=row["group"], currency=None, won_so_far=values["won_so_far"],
+                weighted_by_stage=values["weighted_by_stage"], weighted_by_history=values["weighted_by_history"],
+                best_case=values["best_case"]), org_id=org_id, subject_id=values["snapshot_id"])
+            created.append(snapshot_out(values))
+    return created
+
+
+def snapshot_out(row: Any) -> dict[str, Any]:
+    m = row if isinstance(row, dict) else dict(row._mapping)
+    return {"snapshot_id": m["snapshot_id"], "period": m["period"],
+            "period_start": as_utc(m["period_start"]).isoformat(), "period_end": as_utc(m["period_end"]).isoformat(),
+            "scope": m["scope"], "scope_id": m["scope_id"] or None,
+            **{k: formulas.money(m[k]) for k in ("won_so_far", "weighted_by_stage", "weighted_by_history",
+                                                 "best_case")}}
+
+
+async def accuracy(uow: UnitOfWork, org_id: str, period: Period, scope: str, now: datetime,
+                   scope_id: str | None = None) -> list[dict[str, Any]]:
+    fs = forecast_snapshots.c
+    query = (sa.select(forecast_snapshots).where(fs.org_id == org_id, fs.period == period, fs.scope == scope,
+                                                 fs.period_end <= now).order_by(fs.period_start, fs.scope_id))
+    if scope_id is not None:
+        query = query.where(fs.scope_id == scope_id)
+    snaps = (await uow.session.execute(query)).all()
+    actual_cache: dict[tuple[float, float], dict[str, Decimal]] = {}
+    out = []
+    for s in snaps:
+        bounds = (to_ts(s.period_start), to_ts(s.period_end))
+        if bounds not in actual_cache:
+            actual_cache[bounds] = await reports.won_between(uow.session, org_id, scope, *bounds)  # type: ignore[arg-type]
+        actual = actual_cache[bounds].get(s.scope_id, Decimal(0))
+        forecast_value, history_value = Decimal(s.weighted_by_stage), Decimal(s.weighted_by_history)
+        bias = formulas.forecast_bias(forecast_value, actual)
+        out.append({**snapshot_out(s), "actual": formulas.money(actual),
+                    "accuracy_pct": formulas.forecast_accuracy(forecast_value, actual),
+                    "bias": formulas.money(bias), "bias_pct": formulas.pct(bias, actual),
+                    "history_accuracy_pct": formulas.forecast_accuracy(history_value, actual),
+                    "history_bias": formulas.money(formulas.forecast_bias(history_value, actual))})
+    return out
+
+
+async def snapshot_worker_tick(context: Any, clock: Clock) -> int:
+    """Freeze the current month, quarter and year for every org that has leads and no snapshot yet."""
+    now = clock()
+    frozen = 0
+    async with context.uow() as uow:
+        orgs = [r[0] for r in (await uow.session.execute(sa.select(m_leads.c.org_id).distinct())).all()]
+    for org_id in orgs:
+        for period in PERIODS:
+            start, _ = period_bounds(period, now)
+            async with context.uow() as uow:
+                exists = (await uow.session.execute(sa.select(sa.func.count()).select_from(forecast_snapshots).where(
+                    forecast_snapshots.c.org_id == org_id, forecast_snapshots.c.period == period,
+                    forecast_snapshots.c.period_start == start, forecast_snapshots.c.scope == "org"))).scalar_one()
+                if exists:
+                    continue
+                frozen += len(await freeze(uow, org_id, period, now))
+                await uow.commit()
+    return frozen
+
+
+def snapshot_worker(clock: Clock, interval_s: float):  # type: ignore[no-untyped-def]
+    async def forecast_snapshot_worker(context: Any) -> None:
+        while True:
+            try:
+                count = await snapshot_worker_tick(context, clock)
+                if count:
+                    log.info("forecasts_frozen", snapshots=count)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("forecast_snapshot_failed")
+            await asyncio.sleep(interval_s)
+    return forecast_snapshot_worker

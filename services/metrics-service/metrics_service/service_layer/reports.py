@@ -1,0 +1,601 @@
+"""The reports, computed in SQL over the read models (never by looping over raw events).
+
+Every query is scoped to the caller's org; a rep sees only leads they own (and their own activity rows).
+SQL here is portable between PostgreSQL and SQLite: times are epoch seconds, medians and percentiles are
+computed with window functions (median = mean of the two middle values, p75/p90 = nearest rank).
+The definitions below are the API documentation of each endpoint, word for word what the SQL does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..domain import formulas
+from ..domain.periods import DAY_S, Period, days, elapsed_share, from_ts, hours, period_bounds, quarters_overlapping, to_ts
+
+GROUPS = {"rep": "l.owner_id", "team": "l.team_id", "product_line": "l.product_line",
+          "territory": "l.territory_id", "source": "l.source"}
+GroupBy = str | None
+MONEY_OUT = ("revenue", "total", "mean", "median", "won_so_far", "weighted_by_stage", "weighted_by_history",
+             "best_case", "open_pipeline")
+
+COMMON = ("Filters: the org comes from the token; `from`/`to` bound the period [from, to) on the date named "
+          "below; `pipeline` keeps leads whose current pipeline is that one; `group_by` is one of rep (lead "
+          "owner), team, product_line, territory, source. A rep sees only the leads they own. Medians are the "
+          "mean of the two middle values; p75/p90 are nearest-rank (the value at rank ceil(p × n)).")
+
+DEFINITIONS: dict[str, str] = {
+    "funnel": (
+        "Funnel. Cohort: leads whose first stage entry (pipeline entered) is in [from, to). For each stage of "
+        "the cohort's pipeline(s): reached = cohort leads whose highest stage position entered in that pipeline "
+        "is >= the stage's position (entered it or a later one); conversion_pct = reached / reached of the "
+        "previous stage × 100 (null for the first stage); conversion_from_first_pct = reached / reached of the "
+        "first stage × 100; drop_off = cohort leads that were lost or disqualified while in that stage; "
+        "median_days_in_stage = median of (next boundary − entry) over the cohort's completed stays in the "
+        "stage (a stay ends at the lead's next stage entry, win, loss or disqualification)."),
+    "win_rate": (
+        "Win rate = won / (won + lost) × 100 among leads whose final outcome (the latest of won, lost, "
+        "disqualified, reopened; a reopened lead is open) is won or lost with its closing time in [from, to). "
+        "Disqualified leads are not counted."),
+    "deal_size": (
+        "Deal size: for leads won with the win in [from, to), per currency: count, total, mean and median of "
+        "the won value (LeadWon.value, else the lead's value; wins without any value are left out)."),
+    "sales_cycle": (
+        "Sales-cycle length: for leads won in [from, to), mean and median days from lead creation to the win. "
+        "Ask-to-decision: for leads won or lost in [from, to) that entered an ask stage, mean and median days "
+        "from their first ask-stage entry to the win or loss."),
+    "response_time": (
+        "Lead response time: for leads created in [from, to) that have an owner, hours from creation to the "
+        "owner's first call, email or meeting on the lead (owner = current owner from LeadAssigned). "
+        "responded = leads with such an activity; median_hours and p90_hours over them; not_responded = the "
+        "others. Grouped by rep unless group_by says otherwise."),
+    "conversion": (
+        "Conversion rates of the seed, for leads created in [from, to): qualification_rate = leads that left "
+        "their first stage (entered a higher position than their first stage, or were won) / leads created; "
+        "proposal_rate = leads that reached the ask stage (entered an ask stage, or a position >= the "
+        "pipeline's first ask stage) / leads created; close_rate = leads won (final outcome) / leads created. "
+        "All × 100."),
+    "activities": (
+        "Activity totals per rep (group_by rep or team only) for the UTC days from `from`'s day up to, not "
+        "including, `to`'s day: calls, talk_minutes (sum of call durations / 60), emails_logged (ActivityLogged "
+        "email by a rep), emails_sequence (ActivityLogged email with source sequence, as lead-service records "
+        "the sequence emails), meetings, demos, proposals, notes, records_entered (LeadCreated whose snapshot "
+        "owner is the rep), records_updated (LeadUpdated with cause edit, by the snapshot owner). An activity "
+        "id is counted once."),
+    "production": (
+        "Production: leads_generated = leads created in [from, to); deals_won and revenue = leads won (final "
+        "outcome) with the win in [from, to), revenue = sum of won values. quarters: for each calendar quarter "
+        "overlapping [from, to), revenue won in the whole quarter / active reps, where active reps = reps with "
+        "at least one activity or one win in that quarter."),
+    "forecast": (
+        "Forecast for the calendar month, quarter or year containing `date`: won_so_far = won value of leads "
+        "won in the period; open_pipeline = value of open leads in a pipeline whose expected close date is in "
+        "the period; weighted_by_stage = won_so_far + Σ value × current stage win probability over that open "
+        "pipeline; weighted_by_history = won_so_far + open_pipeline × the group's historical win rate (won / "
+        "(won + lost) among its leads closed before the period start, 0 without history); best_case = "
+        "won_so_far + open_pipeline."),
+    "forecast_accuracy": (
+        "Forecast accuracy per closed period (period end <= now), from the snapshot frozen at the period's "
+        "start: actual = value won in the period by the scope (org, team or rep, as leads are attributed now); "
+        "accuracy_pct = (1 − |forecast − actual| / actual) × 100 (null when actual is 0); bias = forecast − "
+        "actual (positive = over-forecast); bias_pct = bias / actual × 100. forecast = the snapshot's "
+        "weighted_by_stage; the history-weighted figures are given alongside."),
+    "quota_attainment": (
+        "Quota attainment for the quotas of the period containing `date`: actual = value won in the period "
+        "by the rep (lead owner) or team; attainment_pct = actual / quota × 100; elapsed_pct = share of the "
+        "period elapsed now × 100; pace_pct = attainment_pct / elapsed share (100 = exactly on pace); "
+        "projected = actual / elapsed share."),
+    "adoption": (
+        "Adoption. coverage: open leads (created, final outcome open) that are in a pipeline, have an owner "
+        "and no overdue required task (open, required, flagged overdue or due before now) / all open leads × "
+        "100. compliance: stage exits in [from, to) (a stay that ended by another stage entry, a win, a loss "
+        "or a disqualification) that were by goal (the next entry's reason is goal_met) or whose stage had "
+        "required tasks for the lead that were all completed / all stage exits × 100, per group (rep by "
+        "default)."),
+    "coaching": (
+        "Coaching, per rep (lead owner) and stage, over stays that entered the stage in [from, to) and have "
+        "ended: exits, converted = stays that ended by entering a higher position or by a win, conversion_pct "
+        "= converted / exits × 100, median_days_in_stage; the same for the rep's team (team of the lead) "
+        "alongside, and the differences. stalls_most: per rep, the stage where the rep's median time exceeds "
+        "the team's by the largest ratio (rep median / team median)."),
+    "stalled_deals": (
+        "Stalled deals: open leads whose time in their current stage (now − entry) exceeds the 75th "
+        "percentile (nearest rank) of completed stays in that stage by leads of the same team, stays entered in "
+        "[from, to). Sorted by how far they exceed it; at most 500."),
+    "leaderboard": (
+        "Leaderboard for the calendar month, quarter or year containing `date`: reps ranked (SQL RANK, ties "
+        "share a rank) by revenue (value won in the period, lead owner), deals_won, activities (calls + emails "
+        "logged or sent by sequences + meetings + demos + proposals on UTC days in the period) or "
+        "quota_attainment (won value / the rep's quota for that period × 100). A rep sees their own row."),
+}
+
+
+@dataclass
+class Filters:
+    org_id: str
+    from_ts: float | None = None
+    to_ts: float | None = None
+    pipeline_id: str | None = None
+    group_by: GroupBy = None
+    rep_id: str | None = None  # set when the caller is a rep: only their own leads
+    now: datetime | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def group_sql(self, default: GroupBy = None) -> str:
+        key = self.group_by or default
+        return f"COALESCE({GROUPS[key]}, '')" if key else "''"
+
+    def lead_where(self, period_col: str | None, alias: str = "l") -> str:
+        self.params.update(org=self.org_id)
+        parts = [f"{alias}.org_id = :org"]
+        if period_col is not None:
+            if self.from_ts is not None:
+                parts.append(f"{alias}.{period_col} >= :from_ts")
+                self.params["from_ts"] = self.from_ts
+            if self.to_ts is not None:
+                parts.append(f"{alias}.{period_col} < :to_ts")
+                self.params["to_ts"] = self.to_ts
+            parts.append(f"{alias}.{period_col} IS NOT NULL")
+        if self.pipeline_id is not None:
+            parts.append(f"{alias}.pipeline_id = :pipeline")
+            self.params["pipeline"] = self.pipeline_id
+        if self.rep_id is not None:
+            parts.append(f"{alias}.owner_id = :me")
+            self.params["me"] = self.rep_id
+        return " AND ".join(parts)
+
+
+def stats_sql(inner: str, keys: list[str]) -> str:
+    """n, mean, median, p75 and p90 of column `x` of `inner`, per `keys` (portable window functions)."""
+    k = ", ".join(keys)
+    return f"""
+WITH v AS ({inner}),
+r AS (SELECT {k}, x, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY x) AS rn,
+             COUNT(*) OVER (PARTITION BY {k}) AS n FROM v WHERE x IS NOT NULL)
+SELECT {k}, MAX(n) AS n, AVG(x) AS mean, SUM(x) AS total,
+       AVG(CASE WHEN rn = (n + 1) / 2 OR rn = (n + 2) / 2 THEN x END) AS median,
+       MAX(CASE WHEN rn = (3 * n + 3) / 4 THEN x END) AS p75,
+       MAX(CASE WHEN rn = (9 * n + 9) / 10 THEN x END) AS p90
+FROM r GROUP BY {k}"""
+
+
+async def _rows(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in (await session.execute(sa.text(sql), params)).all()]
+
+
+def _group(value: str | None) -> str | None:
+    return value or None
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+async def rep_names(session: AsyncSession, org_id: str, rep_ids: set[str]) -> dict[str, str | None]:
+    ids = sorted(i for i in rep_ids if i)
+    if not ids:
+        return {}
+    rows = await session.execute(sa.text("SELECT rep_id, name FROM m_reps WHERE org_id = :org AND rep_id IN :ids")
+                                 .bindparams(sa.bindparam("ids", expanding=True)), {"org": org_id, "ids": ids})
+    return {r.rep_id: r.name for r in rows}
+
+
+async def _name_groups(session: AsyncSession, f: Filters, rows: list[dict[str, Any]], key: str = "group",
+                       default: GroupBy = None) -> list[dict[str, Any]]:
+    if (f.group_by or default) == "rep":
+        names = await rep_names(session, f.org_id, {r[key] for r in rows if r.get(key)})
+        for r in rows:
+            r["rep_name"] = names.get(r[key]) if r.get(key) else None
+    return rows
+
+
+# ------------------------------------------------------------------ 1. funnel
+async def funnel(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    g = f.group_sql()
+    where = f.lead_where("pipeline_entered_ts")
+    cohort = f"SELECT {g} AS g, l.lead_id, l.pipeline_id, l.max_position FROM m_leads l WHERE {where}"
+    reached_sql = f"""
+WITH c AS ({cohort}),
+h AS (SELECT g, pipeline_id, max_position, COUNT(*) AS cnt FROM c GROUP BY g, pipeline_id, max_position),
+gp AS (SELECT DISTINCT g, pipeline_id FROM h)
+SELECT gp.g, s.pipeline_id, s.stage_id, s.name, s.position,
+       (SELECT COALESCE(SUM(h.cnt), 0) FROM h WHERE h.g = gp.g AND h.pipeline_id = s.pipeline_id
+          AND h.max_position >= s.position) AS reached
+FROM gp JOIN m_stages s ON s.org_id = :org AND s.pipeline_id = gp.pipeline_id
+ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
+    reached = await _rows(session, reached_sql, f.params)
+    stays = f"""
+SELECT c.g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead_id,
+       CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
+FROM m_timeline t JOIN ({cohort}) c ON c.lead_id = t.lead_id AND c.pipeline_id = t.pipeline_id
+WHERE t.org_id = :org AND t.kind = 'stage'"""
+    times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
+        session, stats_sql(stays, ["g", "pipeline_id", "stage_id"]), f.params)}
+    drops = {(r["g"], r["pipeline_id"], r["stage_id"]): r["drop_off"] for r in await _rows(
+        session, f"SELECT g, pipeline_id, stage_id, COUNT(DISTINCT lead_id) AS drop_off FROM ({stays}) d "
+                 "WHERE dropped = 1 GROUP BY g, pipeline_id, stage_id", f.params)}
+    out: list[dict[str, Any]] = []
+    prev_key, prev, first = None, 0, 0
+    for r in reached:
+        key = (r["g"], r["pipeline_id"])
+        if key != prev_key:
+            prev_key, prev, first = key, None, r["reached"]
+        k3 = (r["g"], r["pipeline_id"], r["stage_id"])
+        stat = times.get(k3, {})
+        out.append({"group": _group(r["g"]), "pipeline_id": r["pipeline_id"], "stage_id": r["stage_id"],
+                    "stage_name": r["name"], "position": r["position"], "reached": int(r["reached"]),
+                    "conversion_pct": formulas.pct(r["reached"], prev) if prev is not None else None,
+                    "conversion_from_first_pct": formulas.pct(r["reached"], first),
+                    "drop_off": int(drops.get(k3, 0)), "median_days_in_stage": days(_f(stat.get("median")))})
+        prev = r["reached"]
+    return await _name_groups(session, f, out)
+
+
+# ------------------------------------------------------------------ 2. win rate
+async def win_rate(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    sql = f"""
+SELECT {f.group_sql()} AS g, SUM(CASE WHEN l.outcome = 'won' THEN 1 ELSE 0 END) AS won,
+       SUM(CASE WHEN l.outcome = 'lost' THEN 1 ELSE 0 END) AS lost
+FROM m_leads l WHERE {f.lead_where('closed_ts')} AND l.outcome IN ('won', 'lost') GROUP BY 1 ORDER BY 1"""
+    rows = [{"group": _group(r["g"]), "won": int(r["won"]), "lost": int(r["lost"]),
+             "win_rate_pct": formulas.win_rate(int(r["won"]), int(r["lost"]))}
+            for r in await _rows(session, sql, f.params)]
+    return await _name_groups(session, f, rows)
+
+
+# ------------------------------------------------------------------ 3. deal size
+WON_VALUE = "COALESCE(l.won_value, l.value)"
+WON_CURRENCY = "COALESCE(l.won_currency, l.currency, '')"
+
+
+async def deal_size(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    inner = (f"SELECT {f.group_sql()} AS g, {WON_CURRENCY} AS currency, {WON_VALUE} AS x FROM m_leads l "
+             f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won'")
+    rows = [{"group": _group(r["g"]), "currency": r["currency"] or None, "deals": int(r["n"]),
+             "total": formulas.money(r["total"]), "mean": formulas.money(r["mean"]),
+             "median": formulas.money(r["median"])}
+            for r in await _rows(session, stats_sql(inner, ["g", "currency"]) + " ORDER BY 1, 2", f.params)]
+    return await _name_groups(session, f, rows)
+
+
+# ------------------------------------------------------------------ 4. sales cycle and ask-to-decision
+async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    g = f.group_sql()
+    cycle = (f"SELECT {g} AS g, l.closed_ts - l.created_ts AS x FROM m_leads l "
+             f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' AND l.created_ts IS NOT NULL")
+    ask = (f"SELECT {g} AS g, l.closed_ts - l.ask_entered_ts AS x FROM m_leads l "
+           f"WHERE {f.lead_where('closed_ts')} AND l.outcome IN ('won', 'lost') AND l.ask_entered_ts IS NOT NULL")
+    a = {r["g"]: r for r in await _rows(session, stats_sql(cycle, ["g"]), f.params)}
+    b = {r["g"]: r for r in await _rows(session, stats_sql(ask, ["g"]), f.params)}
+    rows = []
+    for key in sorted(set(a) | set(b)):
+        ra, rb = a.get(key, {}), b.get(key, {})
+        rows.append({"group": _group(key), "won": int(ra.get("n") or 0),
+                     "cycle_mean_days": days(_f(ra.get("mean"))), "cycle_median_days": days(_f(ra.get("median"))),
+                     "decided_after_ask": int(rb.get("n") or 0),
+                     "ask_to_decision_mean_days": days(_f(rb.get("mean"))),
+                     "ask_to_decision_median_days": days(_f(rb.get("median")))})
+    return await _name_groups(session, f, rows)
+
+
+# ------------------------------------------------------------------ 5. response time
+async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    g = f.group_sql("rep")
+    where = f.lead_where("created_ts") + " AND l.owner_id IS NOT NULL"
+    inner = f"SELECT {g} AS g, l.first_owner_activity_ts - l.created_ts AS x FROM m_leads l WHERE {where}"
+    stats = {r["g"]: r for r in await _rows(session, stats_sql(inner, ["g"]), f.params)}
+    totals = await _rows(session, f"SELECT {g} AS g, COUNT(*) AS leads FROM m_leads l WHERE {where} "
+                                  "GROUP BY 1 ORDER BY 1", f.params)
+    rows = []
+    for t in totals:
+        s = stats.get(t["g"], {})
+        responded = int(s.get("n") or 0)
+        rows.append({"group": _group(t["g"]), "leads": int(t["leads"]), "responded": responded,
+                     "not_responded": int(t["leads"]) - responded, "median_hours": hours(_f(s.get("median"))),
+                     "p90_hours": hours(_f(s.get("p90")))})
+    return await _name_groups(session, f, rows, default="rep")
+
+
+# ------------------------------------------------------------------ 6. seed conversion rates
+async def conversion(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    sql = f"""
+SELECT {f.group_sql()} AS g, COUNT(*) AS created,
+  SUM(CASE WHEN l.max_position > l.first_position OR l.outcome = 'won' THEN 1 ELSE 0 END) AS qualified,
+  SUM(CASE WHEN l.ask_entered_ts IS NOT NULL OR l.max_position >= a.ask_position THEN 1 ELSE 0 END) AS proposals,
+  SUM(CASE WHEN l.outcome = 'won' THEN 1 ELSE 0 END) AS won
+FROM m_leads l LEFT JOIN (SELECT pipeline_id, MIN(position) AS ask_position FROM m_stages
+                          WHERE org_id = :org AND is_ask GROUP BY pipeline_id) a ON a.pipeline_id = l.pipeline_id
+WHERE {f.lead_where('created_ts')} GROUP BY 1 ORDER BY 1"""
+    rows = [{"group": _group(r["g"]), "created": int(r["created"]), "qualified": int(r["qualified"]),
+             "proposals": int(r["proposals"]), "won": int(r["won"]),
+             "qualification_rate_pct": formulas.pct(r["qualified"], r["created"]),
+             "proposal_rate_pct": formulas.pct(r["proposals"], r["created"]),
+             "close_rate_pct": formulas.pct(r["won"], r["created"])}
+            for r in await _rows(session, sql, f.params)]
+    return await _name_groups(session, f, rows)
+
+
+# ------------------------------------------------------------------ 7. activity totals
+ACTIVITY_COLUMNS = ("calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos", "proposals",
+                    "notes", "records_entered", "records_updated")
+ACTIVITY_SUM = "(d.calls + d.emails_logged + d.emails_sequence + d.meetings + d.demos + d.proposals)"
+
+
+def _day_where(f: Filters, from_ts: float | None, to_ts: float | None) -> str:
+    f.params["org"] = f.org_id
+    parts = ["d.org_id = :org"]
+    if from_ts is not None:
+        parts.append("d.day >= :from_day")
+        f.params["from_day"] = int(from_ts // DAY_S)
+    if to_ts is not None:
+        parts.append("d.day < :to_day")
+        f.params["to_day"] = int(to_ts // DAY_S)
+    if f.rep_id is not None:
+        parts.append("d.rep_id = :me")
+        f.params["me"] = f.rep_id
+    return " AND ".join(parts)
+
+
+async def activities(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    g = "COALESCE(r.team_id, '')" if f.group_by == "team" else "d.rep_id"
+    sums = ", ".join(f"SUM(d.{c}) AS {c}" for c in ACTIVITY_COLUMNS)
+    sql = (f"SELECT {g} AS g, {sums} FROM m_rep_daily d LEFT JOIN m_reps r ON r.org_id = d.org_id "
+           f"AND r.rep_id = d.rep_id WHERE {_day_where(f, f.from_ts, f.to_ts)} GROUP BY 1 ORDER BY 1")
+    rows = []
+    for r in await _rows(session, sql, f.params):
+        row: dict[str, Any] = {"group": _group(r["g"])}
+        row.update({c: int(r[c] or 0) for c in ACTIVITY_COLUMNS if c != "talk_seconds"})
+        row["talk_minutes"] = round(int(r["talk_seconds"] or 0) / 60.0, 2)
+        rows.append(row)
+    return await _name_groups(session, f, rows, default="rep")
+
+
+# ------------------------------------------------------------------ 8. production
+async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    g = f.group_sql()
+    created = {r["g"]: int(r["n"]) for r in await _rows(
+        session, f"SELECT {g} AS g, COUNT(*) AS n FROM m_leads l WHERE {f.lead_where('created_ts')} GROUP BY 1",
+        f.params)}
+    won = {r["g"]: r for r in await _rows(
+        session, f"SELECT {g} AS g, COUNT(*) AS n, SUM({WON_VALUE}) AS revenue FROM m_leads l "
+                 f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' GROUP BY 1", f.params)}
+    rows = [{"group": _group(k), "leads_generated": created.get(k, 0), "deals_won": int(won.get(k, {}).get("n") or 0),
+             "revenue": formulas.money(won.get(k, {}).get("revenue") or 0)} for k in sorted(set(created) | set(won))]
+    quarters: list[dict[str, Any]] = []
+    if f.from_ts is not None and f.to_ts is not None:
+        for q_start, q_end in quarters_overlapping(from_ts(f.from_ts), from_ts(f.to_ts)):
+            qf = Filters(org_id=f.org_id, from_ts=to_ts(q_start), to_ts=to_ts(q_end), pipeline_id=f.pipeline_id,
+                         rep_id=f.rep_id)
+            where = qf.lead_where("closed_ts")
+            rev = (await _rows(session, f"SELECT SUM({WON_VALUE}) AS revenue FROM m_leads l WHERE {where} "
+                                        "AND l.outcome = 'won'", qf.params))[0]["revenue"] or Decimal(0)
+            reps_sql = (f"SELECT COUNT(*) AS n FROM (SELECT l.owner_id AS rep FROM m_leads l WHERE {where} "
+                        f"AND l.outcome = 'won' AND l.owner_id IS NOT NULL UNION "
+                        f"SELECT d.rep_id FROM m_rep_daily d WHERE {_day_where(qf, qf.from_ts, qf.to_ts)} "
+                        f"AND {ACTIVITY_SUM} + d.notes > 0) a")
+            active = int((await _rows(session, reps_sql, qf.params))[0]["n"])
+            quarters.append({"quarter_start": q_start.date().isoformat(), "revenue": formulas.money(rev),
+                             "active_reps": active,
+                             "avg_revenue_per_rep": formulas.money(Decimal(rev) / active) if active else None})
+    return await _name_groups(session, f, rows), quarters
+
+
+# ------------------------------------------------------------------ 9. forecast
+async def forecast(session: AsyncSession, f: Filters, period: Period, moment: datetime) -> list[dict[str, Any]]:
+    start, end = period_bounds(period, moment)
+    f.params.update(ps=to_ts(start), pe=to_ts(end))
+    open_in_period = ("l.outcome = 'open' AND l.pipeline_entered_ts IS NOT NULL AND l.expected_close_ts >= :ps "
+                      "AND l.expected_close_ts < :pe")
+    sql = f"""
+SELECT {f.group_sql()} AS g,
+  SUM(CASE WHEN l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe THEN COALESCE({WON_VALUE}, 0)
+      ELSE 0 END) AS won_so_far,
+  SUM(CASE WHEN {open_in_period} THEN COALESCE(l.value, 0) ELSE 0 END) AS open_pipeline,
+  SUM(CASE WHEN {open_in_period} THEN COALESCE(l.value, 0) * COALESCE(l.current_win_probability, 0)
+      ELSE 0 END) AS weighted_open,
+  SUM(CASE WHEN l.outcome = 'won' AND l.closed_ts < :ps THEN 1 ELSE 0 END) AS hist_won,
+  SUM(CASE WHEN l.outcome = 'lost' AND l.closed_ts < :ps THEN 1 ELSE 0 END) AS hist_lost
+FROM m_leads l WHERE {f.lead_where(None)} AND ((l.outcome IN ('won', 'lost') AND l.closed_ts < :pe)
+                                              OR ({open_in_period}))
+GROUP BY 1 ORDER BY 1"""
+    rows = []
+    for r in await _rows(session, sql, f.params):
+        won, open_value = Decimal(r["won_so_far"] or 0), Decimal(r["open_pipeline"] or 0)
+        hist_won, hist_lost = int(r["hist_won"] or 0), int(r["hist_lost"] or 0)
+        rate = Decimal(hist_won) / Decimal(hist_won + hist_lost) if hist_won + hist_lost else Decimal(0)
+        rows.append({"group": _group(r["g"]), "period": period, "period_start": start.isoformat(),
+                     "period_end": end.isoformat(), "won_so_far": formulas.money(won),
+                     "open_pipeline": formulas.money(open_value),
+                     "weighted_by_stage": formulas.money(won + Decimal(r["weighted_open"] or 0)),
+                     "historical_win_rate_pct": formulas.pct(hist_won, hist_won + hist_lost),
+                     "weighted_by_history": formulas.money(won + open_value * rate),
+                     "best_case": formulas.money(won + open_value)})
+    return await _name_groups(session, f, rows)
+
+
+async def won_between(session: AsyncSession, org_id: str, scope: str, start_ts: float, end_ts: float
+                      ) -> dict[str, Decimal]:
+    """Won value per scope id ('' for the org) for wins in [start, end)."""
+    key = {"org": "''", "team": "COALESCE(l.team_id, '')", "rep": "COALESCE(l.owner_id, '')"}[scope]
+    rows = await _rows(session, f"SELECT {key} AS k, SUM({WON_VALUE}) AS v FROM m_leads l WHERE l.org_id = :org "
+                                "AND l.outcome = 'won' AND l.closed_ts >= :s AND l.closed_ts < :e GROUP BY 1",
+                       {"org": org_id, "s": start_ts, "e": end_ts})
+    return {r["k"]: Decimal(r["v"] or 0) for r in rows}
+
+
+# ------------------------------------------------------------------ 11. adoption
+async def adoption(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    g = f.group_sql("rep")
+    now_ts = to_ts(f.now)
+    f.params["now"] = now_ts
+    coverage_sql = f"""
+SELECT {g} AS g, COUNT(*) AS open_leads,
+  SUM(CASE WHEN l.pipeline_entered_ts IS NOT NULL AND l.owner_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM m_tasks k WHERE k.org_id = l.org_id AND k.lead_id = l.lead_id AND k.required
+          AND k.status = 'open' AND (k.overdue OR k.due_ts < :now)) THEN 1 ELSE 0 END) AS covered
+FROM m_leads l WHERE {f.lead_where(None)} AND l.is_created AND l.outcome = 'open' GROUP BY 1"""
+    coverage = {r["g"]: r for r in await _rows(session, coverage_sql, f.params)}
+    exits_where = f.lead_where(None)
+    period = []
+    if f.from_ts is not None:
+        period.append("t.next_ts >= :from_ts")
+        f.params["from_ts"] = f.from_ts
+    if f.to_ts is not None:
+        period.append("t.next_ts < :to_ts")
+        f.params["to_ts"] = f.to_ts
+    compliance_sql = f"""
+SELECT {g} AS g, COUNT(*) AS exits,
+  SUM(CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR (
+        EXISTS (SELECT 1 FROM m_tasks k WHERE k.org_id = t.org_id AND k.lead_id = t.lead_id
+                AND k.stage_id = t.stage_id AND k.required)
+        AND NOT EXISTS (SELECT 1 FROM m_tasks k WHERE k.org_id = t.org_id AND k.lead_id = t.lead_id
+                AND k.stage_id = t.stage_id AND k.required AND k.status <> 'completed')) THEN 1 ELSE 0 END) AS compliant
+FROM m_timeline t JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id
+WHERE {exits_where} AND t.org_id = :org AND t.kind = 'stage' AND t.next_kind IN ('stage', 'won', 'lost', 'disqualified')
+  {''.join(' AND ' + p for p in period)}
+GROUP BY 1"""
+    compliance = {r["g"]: r for r in await _rows(session, compliance_sql, f.params)}
+    rows = []
+    for key in sorted(set(coverage) | set(compliance)):
+        c, k = coverage.get(key, {}), compliance.get(key, {})
+        rows.append({"group": _group(key), "open_leads": int(c.get("open_leads") or 0),
+                     "covered": int(c.get("covered") or 0),
+                     "coverage_pct": formulas.pct(c.get("covered") or 0, c.get("open_leads")),
+                     "stage_exits": int(k.get("exits") or 0), "compliant_exits": int(k.get("compliant") or 0),
+                     "compliance_pct": formulas.pct(k.get("compliant") or 0, k.get("exits"))})
+    return await _name_groups(session, f, rows, default="rep")
+
+
+# ------------------------------------------------------------------ 12. coaching
+def _stays(f: Filters) -> str:
+    where = f.lead_where(None)
+    if f.from_ts is not None:
+        where += " AND t.at_ts >= :from_ts"
+        f.params["from_ts"] = f.from_ts
+    if f.to_ts is not None:
+        where += " AND t.at_ts < :to_ts"
+        f.params["to_ts"] = f.to_ts
+    return f"""
+SELECT COALESCE(l.owner_id, '') AS rep, COALESCE(l.team_id, '') AS team, t.pipeline_id, t.stage_id,
+       t.position, t.next_ts - t.at_ts AS x,
+       CASE WHEN (t.next_kind = 'stage' AND t.next_position > t.position) OR t.next_kind = 'won' THEN 1 ELSE 0 END
+         AS conv
+FROM m_timeline t JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id
+WHERE {where.replace('l.owner_id = :me', '1 = 1')} AND t.org_id = :org AND t.kind = 'stage'
+  AND t.next_ts IS NOT NULL"""
+
+
+async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    stays = _stays(f)
+    rep_stats = await _rows(session, stats_sql(stays, ["rep", "team", "pipeline_id", "stage_id", "position"]),
+                            f.params)
+    conv = {(r["rep"], r["team"], r["pipeline_id"], r["stage_id"]): int(r["c"]) for r in await _rows(
+        session, f"SELECT rep, team, pipeline_id, stage_id, SUM(conv) AS c FROM ({stays}) s "
+                 "GROUP BY rep, team, pipeline_id, stage_id", f.params)}
+    team_stats = {(r["team"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
+        session, stats_sql(stays, ["team", "pipeline_id", "stage_id"]), f.params)}
+    team_conv = {(r["team"], r["pipeline_id"], r["stage_id"]): int(r["c"]) for r in await _rows(
+        session, f"SELECT team, pipeline_id, stage_id, SUM(conv) AS c FROM ({stays}) s "
+                 "GROUP BY team, pipeline_id, stage_id", f.params)}
+    names = await rep_names(session, f.org_id, {r["rep"] for r in rep_stats})
+    rows = []
+    for r in sorted(rep_stats, key=lambda r: (r["rep"], r["pipeline_id"], r["position"], r["stage_id"])):
+        if f.rep_id is not None and r["rep"] != f.rep_id:
+            continue
+        tk = (r["team"], r["pipeline_id"], r["stage_id"])
+        t = team_stats[tk]
+        rep_conv = formulas.pct(conv[(r["rep"], *tk)], r["n"])
+        t_conv = formulas.pct(team_conv[tk], t["n"])
+        rep_med, team_med = _f(r["median"]), _f(t["median"])
+        rows.append({"rep_id": r["rep"] or None, "rep_name": names.get(r["rep"]), "team_id": r["team"] or None,
+                     "pipeline_id": r["pipeline_id"], "stage_id": r["stage_id"], "position": r["position"],
+                     "exits": int(r["n"]), "converted": conv[(r["rep"], *tk)], "conversion_pct": rep_conv,
+                     "team_exits": int(t["n"]), "team_conversion_pct": t_conv,
+                     "conversion_vs_team_pts": (round(rep_conv - t_conv, 2)
+                                                if rep_conv is not None and t_conv is not None else None),
+                     "median_days_in_stage": days(rep_med), "team_median_days_in_stage": days(team_med),
+                     "median_vs_team_ratio": (round(rep_med / team_med, 4) if rep_med is not None and team_med
+                                              else None)})
+    stalls: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        ratio = row["median_vs_team_ratio"]
+        best = stalls.get(row["rep_id"])
+        if ratio is not None and (best is None or ratio > best["median_vs_team_ratio"]):
+            stalls[row["rep_id"]] = row
+    stalls_most = [{"rep_id": k, "rep_name": v["rep_name"], "pipeline_id": v["pipeline_id"],
+                    "stage_id": v["stage_id"], "median_days_in_stage": v["median_days_in_stage"],
+                    "team_median_days_in_stage": v["team_median_days_in_stage"],
+                    "median_vs_team_ratio": v["median_vs_team_ratio"]}
+                   for k, v in sorted(stalls.items(), key=lambda kv: kv[0] or "")]
+    return rows, stalls_most
+
+
+async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    stays = _stays(f)
+    f.params["now"] = to_ts(f.now)
+    me = " AND l.owner_id = :me" if f.rep_id is not None else ""
+    pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id is not None else ""
+    sql = f"""
+WITH p AS ({stats_sql(stays, ["team", "pipeline_id", "stage_id"])})
+SELECT l.lead_id, l.owner_id, l.team_id, l.pipeline_id, l.current_stage_id AS stage_id,
+       :now - l.current_stage_entered_ts AS age, p.p75
+FROM m_leads l JOIN p ON p.team = COALESCE(l.team_id, '') AND p.pipeline_id = l.pipeline_id
+                     AND p.stage_id = l.current_stage_id
+WHERE l.org_id = :org AND l.outcome = 'open' AND l.current_stage_entered_ts IS NOT NULL
+  AND :now - l.current_stage_entered_ts > p.p75{me}{pipeline}
+ORDER BY (:now - l.current_stage_entered_ts) - p.p75 DESC, l.lead_id LIMIT 500"""
+    rows = await _rows(session, sql, f.params)
+    names = await rep_names(session, f.org_id, {r["owner_id"] for r in rows if r["owner_id"]})
+    return [{"lead_id": r["lead_id"], "rep_id": r["owner_id"], "rep_name": names.get(r["owner_id"]),
+             "team_id": r["team_id"], "pipeline_id": r["pipeline_id"], "stage_id": r["stage_id"],
+             "days_in_stage": days(_f(r["age"])), "team_p75_days": days(_f(r["p75"])),
+             "days_over": days(_f(r["age"]) - _f(r["p75"]))} for r in rows]  # type: ignore[operator]
+
+
+# ------------------------------------------------------------------ 13. leaderboard
+async def leaderboard(session: AsyncSession, f: Filters, metric: str, period: Period, moment: datetime
+                      ) -> list[dict[str, Any]]:
+    start, end = period_bounds(period, moment)
+    params: dict[str, Any] = {"org": f.org_id, "ps": to_ts(start), "pe": to_ts(end)}
+    if metric in ("revenue", "deals_won"):
+        agg = f"SUM({WON_VALUE})" if metric == "revenue" else "COUNT(*)"
+        pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id else ""
+        params["pipeline"] = f.pipeline_id
+        inner = (f"SELECT l.owner_id AS rep, {agg} AS v FROM m_leads l WHERE l.org_id = :org AND l.outcome = 'won' "
+                 f"AND l.closed_ts >= :ps AND l.closed_ts < :pe AND l.owner_id IS NOT NULL{pipeline} GROUP BY 1")
+    elif metric == "activities":
+        params.update(d0=int(to_ts(start) // DAY_S), d1=int(to_ts(end) // DAY_S))  # type: ignore[operator]
+        inner = (f"SELECT d.rep_id AS rep, SUM({ACTIVITY_SUM}) AS v FROM m_rep_daily d WHERE d.org_id = :org "
+                 "AND d.day >= :d0 AND d.day < :d1 GROUP BY 1")
+    else:  # quota_attainment
+        params.update(period=period, pstart=start.date())
+        inner = (f"SELECT q.scope_id AS rep, COALESCE((SELECT SUM({WON_VALUE}) FROM m_leads l WHERE l.org_id = :org "
+                 "AND l.owner_id = q.scope_id AND l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe), 0)"
+                 " * 100.0 / q.amount AS v FROM quotas q WHERE q.org_id = :org AND q.scope = 'rep' "
+                 "AND q.period = :period AND q.period_start = :pstart AND q.amount > 0")
+    sql = f"SELECT rep, v, RANK() OVER (ORDER BY v DESC) AS rnk FROM ({inner}) x ORDER BY rnk, rep"
+    rows = await _rows(session, sql, params)
+    if f.rep_id is not None:
+        rows = [r for r in rows if r["rep"] == f.rep_id]
+    names = await rep_names(session, f.org_id, {r["rep"] for r in rows})
+    out = []
+    for r in rows:
+        value: Any = r["v"]
+        if metric == "revenue":
+            value = formulas.money(value)
+        elif metric == "quota_attainment":
+            value = round(float(value), 2)
+        else:
+            value = int(value or 0)
+        out.append({"rank": int(r["rnk"]), "rep_id": r["rep"], "rep_name": names.get(r["rep"]), metric: value})
+    return out
+
+
+def elapsed(period: Period, moment: datetime, now: datetime) -> float:
+    start, end = period_bounds(period, moment)
+    return elapsed_share(start, end, now)

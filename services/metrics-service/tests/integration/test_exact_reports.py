@@ -1,0 +1,276 @@
+"""Every report on a hand-written history (metrics_testkit), every number computed by hand below.
+
+The history is delivered shuffled, with duplicates, with a reassignment whose versions arrive reversed and an
+activity re-sent under a new event id; a forecast is frozen half-way (events before Jan 8). After all events
+the reports are checked, then the read models are rebuilt from the log and must give the same reports.
+Q1 = [2026-01-01, 2026-04-01); the clock says 2026-04-15T00:00Z.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from metrics_service.adapters.orm import READ_MODELS
+from metrics_testkit import (NOW, ORG, T, build_history, delivery_order, metrics_settings, other_org_history,
+                             redelivered_activity)
+from salesflow_shared.testing import auth_headers
+
+Q1 = {"from": "2026-01-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
+ADMIN = auth_headers(ORG, "manager", "boss")
+
+
+async def feed(app, envelopes) -> None:
+    for envelope in envelopes:
+        await app.state.context.dispatcher.dispatch(envelope)
+
+
+async def get(client, path: str, headers=ADMIN, **params: Any) -> dict[str, Any]:
+    response = await client.get(f"/v1/reports/{path}", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def pick(rows: list[dict[str, Any]], *keys: str) -> list[tuple[Any, ...]]:
+    return [tuple(r[k] for k in keys) for r in rows]
+
+
+async def dump_read_models(app) -> dict[str, list[tuple[Any, ...]]]:
+    async with app.state.context.database.session() as session:
+        out = {}
+        for table in READ_MODELS:
+            rows = (await session.execute(sa.select(table))).all()
+            out[table.name] = sorted(tuple(str(v) for v in r) for r in rows)
+        return out
+
+
+REPORTS = [("funnel", Q1), ("win-rate", {**Q1, "group_by": "rep"}), ("deal-size", Q1),
+           ("sales-cycle", Q1), ("response-time", Q1), ("response-time", {**Q1, "group_by": "team"}),
+           ("conversion", Q1), ("conversion", {**Q1, "group_by": "product_line"}), ("activities", Q1),
+           ("production", Q1), ("forecast", {"period": "quarter"}), ("forecast", {"period": "quarter", "group_by": "team"}),
+           ("forecast-accuracy", {"scope": "team"}), ("quota-attainment", {"period": "quarter"}),
+           ("adoption", Q1), ("coaching", Q1), ("stalled-deals", Q1),
+           ("leaderboard", {"period": "quarter", "date": "2026-02-01", "metric": "revenue"}),
+           ("leaderboard", {"period": "quarter", "date": "2026-02-01", "metric": "activities"}),
+           ("leaderboard", {"period": "quarter", "metric": "quota_attainment"})]
+
+
+async def all_reports(client) -> dict[str, Any]:
+    out = {}
+    for path, params in REPORTS:
+        body = await get(client, path, **params)
+        body.pop("generated_at")
+        out[f"{path}?{sorted(params.items())}"] = body
+    return out
+
+
+async def test_every_report_is_exact_whatever_the_delivery_order_and_rebuild_gives_the_same(metrics_app):
+    app, client = metrics_app
+    history = build_history()
+    a1 = next(e for e in history.events if e.data.get("activity_id") == "a1")
+    before_cut = [e for e in history.events if e.occurred_at < T(1, 8)]
+    after_cut = [e for e in history.events if e.occurred_at >= T(1, 8)]
+    reassign = [e for e in before_cut if e.type == "LeadAssigned" and e.subject_id == "L2"]
+    # phase A: L2's assignment v2 (alice) arrives before v1 (bob), then the rest shuffled with duplicates
+    await feed(app, sorted(reassign, key=lambda e: -e.subject_version))
+    await feed(app, delivery_order(before_cut, seed=11))
+
+    # Frozen at this point for Q1, open pipeline with expected close in Q1 (Jan 31, Jan 31, Feb 15, Jan 20):
+    # L1 s3 1000×0.6=600, L2 s2 2000×0.3=600, L3 s2 3000×0.3=900, L5 t2 4000×0.5=2000 → 4100; nothing won yet;
+    # no history before Q1 → weighted_by_history 0; best case 10000. Teams: T1 600+600+900=2100, T2 2000.
+    frozen = await client.post("/v1/forecasts/snapshots", json={"period": "quarter", "date": "2026-01-15"},
+                               headers=auth_headers(ORG, "admin"))
+    assert frozen.status_code == 201, frozen.text
+    snaps = {(s["scope"], s["scope_id"]): s for s in frozen.json()["items"]}
+    assert pick([snaps[("org", None)]], "won_so_far", "weighted_by_stage", "weighted_by_history", "best_case") == [
+        ("0.00", "4100.00", "0.00", "10000.00")]
+    assert snaps[("team", "T1")]["weighted_by_stage"] == "2100.00"
+    assert snaps[("team", "T2")]["weighted_by_stage"] == "2000.00"
+    assert {k[1]: v["weighted_by_stage"] for k, v in snaps.items() if k[0] == "rep"} == {
+        "alice": "1200.00", "bob": "900.00", "carol": "2000.00"}
+
+    # phase B: the rest, shuffled with duplicates; a1 re-sent under another event id; another org's data
+    await feed(app, delivery_order(after_cut, seed=5))
+    await feed(app, [redelivered_activity(a1), *other_org_history().events])
+
+    for scope, scope_id, amount in (("rep", "alice", "1000"), ("rep", "bob", "1600"), ("team", "T1", "5000")):
+        created = await client.post("/v1/quotas", headers=auth_headers(ORG, "admin"), json={
+            "scope": scope, "scope_id": scope_id, "period": "quarter", "period_start": "2026-04-01",
+            "amount": amount, "currency": "USD"})
+        assert created.status_code == 201, created.text
+
+    await check_reports(client)
+    incremental = await all_reports(client)
+    models = await dump_read_models(app)
+
+    rebuilt = await client.post("/v1/reports/rebuild", headers=auth_headers(ORG, "admin"))
+    assert rebuilt.status_code == 200, rebuilt.text
+    assert rebuilt.json()["events_replayed"] >= len(build_history().events) + 1  # + a1 re-sent (+ snapshots)
+    assert await all_reports(client) == incremental
+    assert await dump_read_models(app) == models
+
+
+async def check_reports(client) -> None:
+    # Funnel, cohort = pipeline entered in Q1: P1 {L1 max 3, L2 2, L3 3, L4 1, L7 2}, P2 {L5 2, L6 1}.
+    # s1 reached 5; s2 4 (80%); s3 2 (50% of s2, 40% of s1). Drop-offs: L4 disqualified in s1, L2 lost in s2,
+    # L3 lost in s3. Completed stays: s1 [L1 2d, L2 2d, L3 2d, L4 3d, L7 10d] → median 2; s2 [3, 5, 3] → 3;
+    # s3 [L1 5, L3 2, L3 5 after reopening] → 5. P2: t1 reached 2, [L5 2d] → 2; t2 1 (50%), [5d] → 5.
+    funnel = (await get(client, "funnel", **Q1))["rows"]
+    assert pick(funnel, "pipeline_id", "stage_id", "reached", "conversion_pct", "conversion_from_first_pct",
+                "drop_off", "median_days_in_stage") == [
+        ("p1", "s1", 5, None, 100.0, 1, 2.0), ("p1", "s2", 4, 80.0, 80.0, 1, 3.0),
+        ("p1", "s3", 2, 50.0, 40.0, 1, 5.0),
+        ("p2", "t1", 2, None, 100.0, 0, 2.0), ("p2", "t2", 1, 50.0, 50.0, 0, 5.0)]
+
+    # Win rate, closed in Q1: won L1, L3 (lost then reopened then won: counted once, as won), L5; lost L2;
+    # L4 disqualified is not counted. alice 1/2, bob 1/1, carol 1/1. Org: 3/4 = 75%.
+    by_rep = (await get(client, "win-rate", group_by="rep", **Q1))["rows"]
+    assert pick(by_rep, "group", "rep_name", "won", "lost", "win_rate_pct") == [
+        ("alice", "Alice Archer", 1, 1, 50.0), ("bob", "Bob Baker", 1, 0, 100.0), ("carol", "Carol Cruz", 1, 0, 100.0)]
+    assert pick((await get(client, "win-rate", **Q1))["rows"], "won", "lost", "win_rate_pct") == [(3, 1, 75.0)]
+
+    # Deal size, won in Q1: 1200 (L1), 3000 (L3, the lead's value), 4400 (L5): total 8600, mean 2866.67, median 3000.
+    assert pick((await get(client, "deal-size", **Q1))["rows"], "currency", "deals", "total", "mean", "median") == [
+        ("USD", 3, "8600.00", "2866.67", "3000.00")]
+
+    # Sales cycle: L1 Jan 1→11 = 10d, L3 Jan 3→25 = 22d, L5 Jan 5→12 = 7d: mean 13, median 10.
+    # Ask-to-decision: L1 Jan 6→11 = 5, L3 first ask entry Jan 8→25 = 17, L5 Jan 7→12 = 5: mean 9, median 5.
+    assert pick((await get(client, "sales-cycle", **Q1))["rows"], "won", "cycle_mean_days", "cycle_median_days",
+                "decided_after_ask", "ask_to_decision_mean_days", "ask_to_decision_median_days") == [
+        (3, 13.0, 10.0, 3, 9.0, 5.0)]
+
+    # Response time (owner's first call/email/meeting): alice L1 2h, L2 4h (bob's earlier call is not the
+    # owner's), L7 none → median 3, p90 rank ceil(1.8)=2 → 4. bob: L3 10h, L4 only a note and carol's call →
+    # none. carol: L5 24h, L6 1h (a sequence email) → median 12.5, p90 24.
+    rows = (await get(client, "response-time", **Q1))["rows"]
+    assert pick(rows, "group", "leads", "responded", "not_responded", "median_hours", "p90_hours") == [
+        ("alice", 3, 2, 1, 3.0, 4.0), ("bob", 2, 1, 1, 10.0, 10.0), ("carol", 2, 2, 0, 12.5, 24.0)]
+    # By team: T1 [2, 4, 10] of 5 leads → median 4, p90 rank ceil(2.7)=3 → 10.
+    rows = (await get(client, "response-time", group_by="team", **Q1))["rows"]
+    assert pick(rows, "group", "leads", "responded", "median_hours", "p90_hours") == [
+        ("T1", 5, 3, 4.0, 10.0), ("T2", 2, 2, 12.5, 24.0)]
+
+    # Conversion, created in Q1 (L1..L7 = 7): left first stage L1 L2 L3 L5 L7 = 5 (71.43%); reached ask
+    # L1 L3 L5 = 3 (42.86%); won L1 L3 L5 = 3 (42.86%).
+    assert pick((await get(client, "conversion", **Q1))["rows"], "created", "qualified", "proposals", "won",
+                "qualification_rate_pct", "proposal_rate_pct", "close_rate_pct") == [
+        (7, 5, 3, 3, 71.43, 42.86, 42.86)]
+    # By product line: L4 became hardware by its v2 edit (delivered in any order); saas L1 L2 L6 L7.
+    rows = (await get(client, "conversion", group_by="product_line", **Q1))["rows"]
+    assert pick(rows, "group", "created", "qualification_rate_pct", "proposal_rate_pct", "close_rate_pct") == [
+        ("hardware", 1, 0.0, 0.0, 0.0), ("saas", 4, 75.0, 25.0, 25.0), ("services", 2, 100.0, 100.0, 100.0)]
+
+    # Activities in Q1: alice call 600s (a1, re-sent: once), email, demo, proposal; created L1 with herself as
+    # owner and edited it (v2 cause edit). bob: call 300s, meeting, note. carol: calls 120s + 1200s, a sequence email.
+    rows = (await get(client, "activities", **Q1))["rows"]
+    assert pick(rows, "group", "calls", "talk_minutes", "emails_logged", "emails_sequence", "meetings", "demos",
+                "proposals", "notes", "records_entered", "records_updated") == [
+        ("alice", 1, 10.0, 1, 0, 0, 1, 1, 0, 1, 1), ("bob", 1, 5.0, 0, 0, 1, 0, 0, 1, 0, 0),
+        ("carol", 2, 22.0, 0, 1, 0, 0, 0, 0, 0, 0)]
+
+    # Production Q1: 7 leads, 3 won, 8600; Q1's active reps alice, bob, carol → 8600 / 3 = 2866.67.
+    body = await get(client, "production", **Q1)
+    assert pick(body["rows"], "leads_generated", "deals_won", "revenue") == [(7, 3, "8600.00")]
+    assert body["quarters"] == [{"quarter_start": "2026-01-01", "revenue": "8600.00", "active_reps": 3,
+                                 "avg_revenue_per_rep": "2866.67"}]
+
+    # Forecast Q2 (now Apr 15): won L8 800; open with close in Q2: L6 1500 × 0.2 = 300, L7 2500 × 0.3 = 750;
+    # history before Apr 1: 3 won / 4 → 75% → 800 + 4000 × 0.75 = 3800; best case 4800.
+    rows = (await get(client, "forecast", period="quarter"))["rows"]
+    assert pick(rows, "won_so_far", "open_pipeline", "weighted_by_stage", "historical_win_rate_pct",
+                "weighted_by_history", "best_case") == [("800.00", "4000.00", "1850.00", 75.0, "3800.00", "4800.00")]
+    # T1: 800 + 750 = 1550; history 2/3 → 800 + 2500 × 2/3 = 2466.67. T2: 300; history 1/1 → 1500.
+    rows = (await get(client, "forecast", period="quarter", group_by="team"))["rows"]
+    assert pick(rows, "group", "weighted_by_stage", "historical_win_rate_pct", "weighted_by_history", "best_case") == [
+        ("T1", "1550.00", 66.67, "2466.67", "3300.00"), ("T2", "300.00", 100.0, "1500.00", "1500.00")]
+
+    # Accuracy of the Q1 snapshot: org 4100 vs 8600 → 1 − 4500/8600 = 47.67%, bias −4500 (−52.33%);
+    # T1 2100 vs 1200+3000 = 4200 → 50%; T2 2000 vs 4400 → 45.45%. Rep: alice 1200 vs 1200 → 100%.
+    org = (await get(client, "forecast-accuracy", scope="org"))["rows"]
+    assert pick(org, "weighted_by_stage", "actual", "accuracy_pct", "bias", "bias_pct", "history_accuracy_pct") == [
+        ("4100.00", "8600.00", 47.67, "-4500.00", -52.33, 0.0)]
+    teams = (await get(client, "forecast-accuracy", scope="team"))["rows"]
+    assert pick(teams, "scope_id", "actual", "accuracy_pct", "bias") == [
+        ("T1", "4200.00", 50.0, "-2100.00"), ("T2", "4400.00", 45.45, "-2400.00")]
+    reps = (await get(client, "forecast-accuracy", scope="rep"))["rows"]
+    assert pick(reps, "scope_id", "accuracy_pct", "bias") == [
+        ("alice", 100.0, "0.00"), ("bob", 30.0, "-2100.00"), ("carol", 45.45, "-2400.00")]
+
+    # Quotas Q2: 14 of 91 days elapsed (15.38%). bob 800/1600 = 50% → pace 50 × 91/14 = 325, projected 5200;
+    # T1 800/5000 = 16% → pace 104; alice 0.
+    rows = (await get(client, "quota-attainment", period="quarter"))["rows"]
+    assert pick(rows, "scope", "scope_id", "actual", "attainment_pct", "elapsed_pct", "pace_pct", "projected") == [
+        ("rep", "alice", "0.00", 0.0, 15.38, 0.0, "0.00"), ("rep", "bob", "800.00", 50.0, 15.38, 325.0, "5200.00"),
+        ("team", "T1", "800.00", 16.0, 15.38, 104.0, "5200.00")]
+
+    # Adoption: open leads L6 (covered) and L7 (required task k4 overdue → not covered).
+    # Compliance, exits in Q1: alice L1 s1→s2 goal, s2→s3 goal, s3→won with k1 completed, L2 s1→s2 manual
+    # with k2 completed, L2 s2→lost with k3 skipped ✗, L7 s1→s2 goal → 5/6; bob L3 s1, s2 by goal, s3→lost ✗,
+    # s3→won ✗, L4 s1→disqualified ✗ → 2/5; carol L5 t1→t2 goal, t2→won ✗ → 1/2.
+    rows = (await get(client, "adoption", **Q1))["rows"]
+    assert pick(rows, "group", "open_leads", "covered", "coverage_pct", "stage_exits", "compliant_exits",
+                "compliance_pct") == [
+        ("alice", 1, 0, 0.0, 6, 5, 83.33), ("bob", 0, 0, None, 5, 2, 40.0), ("carol", 1, 1, 100.0, 2, 1, 50.0)]
+
+    # Coaching, stays entered in Q1 that ended: alice s1 [2, 2, 10] all converted; s2 [3, 5] 1 converted; s3 [5].
+    # bob s1 [2, 3→disqualified]; s2 [3]; s3 [2→lost, 5→won]. T1 s1 [2,2,2,3,10] 4/5; s2 [3,3,5] 2/3;
+    # s3 [2,5,5] 2/3. Ratios to team medians: alice s2 4/3 = 1.3333 worst; bob s1 2.5/2 = 1.25 worst.
+    body = await get(client, "coaching", **Q1)
+    assert pick(body["rows"], "rep_id", "stage_id", "exits", "conversion_pct", "team_conversion_pct",
+                "conversion_vs_team_pts", "median_days_in_stage", "team_median_days_in_stage") == [
+        ("alice", "s1", 3, 100.0, 80.0, 20.0, 2.0, 2.0), ("alice", "s2", 2, 50.0, 66.67, -16.67, 4.0, 3.0),
+        ("alice", "s3", 1, 100.0, 66.67, 33.33, 5.0, 5.0),
+        ("bob", "s1", 2, 50.0, 80.0, -30.0, 2.5, 2.0), ("bob", "s2", 1, 100.0, 66.67, 33.33, 3.0, 3.0),
+        ("bob", "s3", 2, 50.0, 66.67, -16.67, 3.5, 5.0),
+        ("carol", "t1", 1, 100.0, 100.0, 0.0, 2.0, 2.0), ("carol", "t2", 1, 100.0, 100.0, 0.0, 5.0, 5.0)]
+    assert pick(body["stalls_most"], "rep_id", "stage_id", "median_vs_team_ratio") == [
+        ("alice", "s2", 1.3333), ("bob", "s1", 1.25), ("carol", "t1", 1.0)]
+
+    # Stalled: L6 in t1 since Mar 1 = 45d > T2's t1 p75 (2d) by 43; L7 in s2 since Mar 20 = 26d > T1's s2 p75
+    # (rank ceil(2.25)=3 of [3,3,5] = 5d) by 21.
+    rows = (await get(client, "stalled-deals", **Q1))["rows"]
+    assert pick(rows, "lead_id", "rep_id", "stage_id", "days_in_stage", "team_p75_days", "days_over") == [
+        ("L6", "carol", "t1", 45.0, 2.0, 43.0), ("L7", "alice", "s2", 26.0, 5.0, 21.0)]
+
+    # Leaderboards Q1: revenue carol 4400, bob 3000, alice 1200; activities (calls, emails, meetings, demos,
+    # proposals; notes excluded) alice 4, carol 3, bob 2. Q2 quota attainment: bob 50%, alice 0%.
+    rows = (await get(client, "leaderboard", period="quarter", date="2026-02-01", metric="revenue"))["rows"]
+    assert pick(rows, "rank", "rep_id", "revenue") == [(1, "carol", "4400.00"), (2, "bob", "3000.00"),
+                                                       (3, "alice", "1200.00")]
+    rows = (await get(client, "leaderboard", period="quarter", date="2026-02-01", metric="deals_won"))["rows"]
+    assert pick(rows, "rank", "rep_id", "deals_won") == [(1, "alice", 1), (1, "bob", 1), (1, "carol", 1)]
+    rows = (await get(client, "leaderboard", period="quarter", date="2026-02-01", metric="activities"))["rows"]
+    assert pick(rows, "rank", "rep_id", "activities") == [(1, "alice", 4), (2, "carol", 3), (3, "bob", 2)]
+    rows = (await get(client, "leaderboard", period="quarter", metric="quota_attainment"))["rows"]
+    assert pick(rows, "rank", "rep_id", "quota_attainment") == [(1, "bob", 50.0), (2, "alice", 0.0)]
+
+    # A rep sees only their own numbers: alice's win rate is her 1 won / 1 lost.
+    alice = auth_headers(ORG, "rep", "alice")
+    assert pick((await get(client, "win-rate", headers=alice, **Q1))["rows"], "won", "lost", "win_rate_pct") == [
+        (1, 1, 50.0)]
+    assert pick((await get(client, "leaderboard", headers=alice, period="quarter", date="2026-02-01"))["rows"],
+                "rank", "rep_id") == [(3, "alice")]
+
+    # CSV: the same rows, one line each.
+    csv = await client.get("/v1/reports/win-rate", params={**Q1, "group_by": "rep", "format": "csv"}, headers=ADMIN)
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines() == ["group,won,lost,win_rate_pct,rep_name", "alice,1,1,50.0,Alice Archer",
+                                     "bob,1,0,100.0,Bob Baker", "carol,1,0,100.0,Carol Cruz"]
+    assert NOW.year == 2026
+
+
+async def test_reports_do_not_depend_on_delivery_order(metrics_app, make_database_url):
+    """Two different shuffles (with duplicates) build identical read models; the log is the same set."""
+    from metrics_service.entrypoints.http import create_app
+    from salesflow_shared.testing import running_app
+
+    app, client = metrics_app
+    events = build_history().events
+    await feed(app, delivery_order(events, seed=1))
+    other = create_app(metrics_settings(await make_database_url("metrics2")), clock=lambda: NOW)
+    async with running_app(other) as other_client:
+        await feed(other, list(reversed(delivery_order(events, seed=2))))
+        assert await dump_read_models(other) == await dump_read_models(app)
+        for path, params in REPORTS[:10]:
+            a, b = await get(client, path, **params), await get(other_client, path, **params)
+            assert a["rows"] == b["rows"], path
