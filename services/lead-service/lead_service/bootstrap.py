@@ -5,18 +5,28 @@ from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
 
+from .adapters.enrichment_client import EnrichmentClient
 from .config import Settings
 from .domain.ratelimit import RateLimiter
 from .entrypoints.common import SetupCache
 from .entrypoints.forms_api import FormCache, submission_sweeper
 from .entrypoints.routes import router
+from .service_layer.enrichment import enrichment_worker
 from .service_layer.handlers import EVENT_HANDLERS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def build_extras(context: ServiceContext) -> dict[str, Any]:
-    return {"setup_cache": SetupCache(), "form_cache": FormCache(), "rate_limiter": RateLimiter(time.monotonic)}
+    settings = context.settings
+    extras: dict[str, Any] = {"setup_cache": SetupCache(), "form_cache": FormCache(),
+                              "rate_limiter": RateLimiter(time.monotonic)}
+    if settings.enrichment_url:
+        extras["enrichment_client"] = EnrichmentClient(
+            settings.enrichment_url, token=settings.enrichment_token, timeout_s=settings.enrichment_timeout_s,
+            failure_threshold=settings.enrichment_failure_threshold,
+            reset_after_s=settings.enrichment_reset_after_s)
+    return extras
 
 
 def build_definition(settings: Settings | None = None) -> ServiceDefinition:
@@ -27,6 +37,6 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         migrations_path=MIGRATIONS,
         event_handlers=EVENT_HANDLERS,
         extras=build_extras,
-        workers=[submission_sweeper],
+        workers=[submission_sweeper, enrichment_worker],
         description="Leads, contacts, companies, activities, web-form intake, scoring and enrichment.",
     )

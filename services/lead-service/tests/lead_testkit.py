@@ -69,3 +69,57 @@ def a_lead(email: str = "ada@acme.io", **fields: Any) -> dict[str, Any]:
                             "source": "api"}
     body.update(fields)
     return body
+
+
+class FakeProvider:
+    """A local stand-in for the enrichment provider: `mode` is "ok", "slow" (sleeps past the timeout) or
+    "error" (500); `requests` records what it was asked."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.requests: list[dict[str, Any]] = []
+        self.url = ""
+
+    def app(self) -> Any:
+        import asyncio
+
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def enrich(request: Request) -> JSONResponse:
+            body = await request.json()
+            self.requests.append(body)
+            if self.mode == "slow":
+                await asyncio.sleep(1)
+            if self.mode == "error":
+                return JSONResponse({"error": "boom"}, status_code=500)
+            return JSONResponse({"company": {"name": "Should Not Override", "size": "201-500",
+                                             "industry": "Aerospace"},
+                                 "location": {"country": "US", "region": "California"}})
+        return Starlette(routes=[Route("/enrich", enrich, methods=["POST"])])
+
+
+@asynccontextmanager
+async def fake_provider() -> AsyncIterator[FakeProvider]:
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    provider = FakeProvider()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(provider.app(), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    provider.url = f"http://127.0.0.1:{port}/enrich"
+    try:
+        yield provider
+    finally:
+        server.should_exit = True
+        await task
