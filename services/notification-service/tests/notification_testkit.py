@@ -30,6 +30,7 @@ class Harness:
         self.smtp = smtp
         self.mailchimp = mailchimp
         self.context = app.state.context
+        self.settings = app.state.settings
         self.versions: dict[tuple[str, str], int] = {}
 
     @property
@@ -79,8 +80,7 @@ class Harness:
                 pending = (await session.execute(sa.select(sa.func.count()).select_from(deliveries).where(
                     deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now))).scalar_one()
                 claimed = (await session.execute(sa.select(sa.func.count()).select_from(deliveries).where(
-                    deliveries.c.status == "pending", deliveries.c.attempts > 0,
-                    deliveries.c.error.is_(None)))).scalar_one()
+                    deliveries.c.status == "sending"))).scalar_one()
             assert due_steps == 0 and pending == 0 and claimed == 0, (due_steps, pending, claimed)
         await eventually(check, timeout)
 
@@ -116,11 +116,13 @@ class Harness:
         return (await self.post("/v1/templates", body))["id"]
 
     async def lead(self, lead_id: str | None = None, *, email: str | None = None, timezone: str | None = None,
-                   value: str | None = None, source: str | None = None, first_name: str = "Ada") -> str:
+                   value: str | None = None, source: str | None = None, first_name: str = "Ada",
+                   custom_fields: dict[str, Any] | None = None) -> str:
         lead_id = lead_id or f"lead-{uuid.uuid4().hex[:8]}"
         snapshot = LeadSnapshot(lead_id=lead_id, contact=ContactData(first_name=first_name, last_name="Lovelace",
                                                                       email=email or f"{lead_id}@example.com"),
-                                timezone=timezone, value=value, currency="EUR" if value else None, source=source)
+                                timezone=timezone, value=value, currency="EUR" if value else None, source=source,
+                                custom_fields=custom_fields or {})
         await self.handled(await self.send(LeadCreatedV1(lead=snapshot), lead_id))
         return lead_id
 

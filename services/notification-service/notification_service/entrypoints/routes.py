@@ -459,7 +459,7 @@ async def delete_webhook_subscription(subscription_id: str, uow: UowDep, princip
 # ====================================================================== delivery log
 @router.get("/deliveries", summary="What was sent or synced, to whom, why, and the outcome")
 async def list_deliveries(uow: UowDep, principal: CurrentPrincipal, lead_id: str | None = Query(default=None),
-                          status: Literal["pending", "sent", "failed", "cancelled"] | None = None,
+                          status: Literal["pending", "sending", "sent", "failed", "cancelled"] | None = None,
                           limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
     query = sa.select(deliveries).where(deliveries.c.org_id == principal.org_id)
     if lead_id:

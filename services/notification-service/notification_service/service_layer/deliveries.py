@@ -1,9 +1,11 @@
 """The delivery log and its state machine: every outbound email, Mailchimp call or webhook is one row.
 
-    pending ──attempt ok──────────▶ sent
-       │  └─transient error──▶ pending (retried later with backoff, until `delivery_max_attempts`) ─▶ failed
-       ├──permanent error───────▶ failed
-       └──lead erased / unsubscribed / task done ──▶ cancelled
+    pending ──claimed──▶ sending ──accepted──────▶ sent
+       │                    ├──transient error──▶ pending (retried after a backoff; after
+       │                    │                     `delivery_max_attempts` attempts ─▶ failed)
+       │                    ├──permanent error──▶ failed
+       │                    └──lease expired (worker died) ─▶ claimed again (the duplicate window below)
+       └──lead erased / disqualified / unsubscribed, task done ──▶ cancelled
 
 Exactly once, as far as the outside world allows
 ------------------------------------------------
@@ -12,13 +14,13 @@ org. It is inserted with ON CONFLICT DO NOTHING, in the same transaction as what
 inbox row, a sequence step's advance), and that transaction COMMITS BEFORE anything is sent. A redelivered or
 replayed event, a second replica, or a restarted worker therefore finds the row and sends nothing new.
 
-Sending happens outside any transaction: a worker claims due `pending` rows with FOR UPDATE SKIP LOCKED,
-bumps `attempts` and pushes `next_attempt_at` one lease ahead, commits, then talks to the outside world, then
-records the outcome in a second short transaction fenced on `attempts` (a worker whose lease ran out cannot
-overwrite a newer attempt).
+Sending happens outside any transaction: a worker claims due `pending` rows (and `sending` rows whose lease
+ran out) with FOR UPDATE SKIP LOCKED, marks them `sending`, bumps `attempts`, sets `next_attempt_at` to the
+lease's end and commits; then it talks to the outside world; then it records the outcome in a second short
+transaction fenced on `attempts` (a worker whose lease ran out cannot overwrite a newer attempt).
 
 The one window that can duplicate: the SMTP relay (or Mailchimp, or a webhook receiver) accepted the message
-and the process dies before the "sent" transaction commits. The row stays `pending` and, once its lease
+and the process dies before the "sent" transaction commits. The row stays `sending` and, once its lease
 (`delivery_lease_s`) expires, is attempted again. The window is kept as narrow as it can be: nothing but the
 outcome UPDATE runs between the relay's acceptance and the commit, and the retry re-sends the very same
 stored message with the same `Message-ID: <delivery-id@domain>` (so mail clients and relays that dedupe by
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -156,7 +159,8 @@ class DeliveryWorker:
         now = self.clock.now()
         async with self.context.uow() as uow:
             rows = (await uow.session.execute(
-                sa.select(deliveries).where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+                sa.select(deliveries).where(deliveries.c.status.in_(("pending", "sending")),
+                                            deliveries.c.next_attempt_at <= now)
                 .order_by(deliveries.c.next_attempt_at).limit(self.settings.worker_batch_size)
                 .with_for_update(skip_locked=True))).mappings().all()
             if not rows:
@@ -164,7 +168,8 @@ class DeliveryWorker:
             lease_until = now + timedelta(seconds=self.settings.delivery_lease_s)
             await uow.session.execute(
                 sa.update(deliveries).where(deliveries.c.id.in_([r["id"] for r in rows]))
-                .values(attempts=deliveries.c.attempts + 1, next_attempt_at=lease_until, updated_at=now))
+                .values(status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=lease_until,
+                        updated_at=now))
             await uow.commit()
         claimed = [{**dict(r), "attempts": r["attempts"] + 1} for r in rows]
         await asyncio.gather(*(self._attempt(row) for row in claimed))
@@ -186,23 +191,22 @@ class DeliveryWorker:
 
     async def _record(self, row: dict[str, Any], outcome: Outcome) -> None:
         now = self.clock.now()
-        fence = (deliveries.c.id == row["id"]) & (deliveries.c.attempts == row["attempts"])
+        fence = ((deliveries.c.id == row["id"]) & (deliveries.c.attempts == row["attempts"])
+                 & (deliveries.c.status == "sending"))
         async with self.context.uow() as uow:
             if outcome.ok:
-                # A row cancelled while its message was already on the wire is recorded as what it is: sent.
-                result = await uow.session.execute(sa.update(deliveries).where(
-                    fence, deliveries.c.status.in_(("pending", "cancelled"))).values(
+                result = await uow.session.execute(sa.update(deliveries).where(fence).values(
                     status="sent", sent_at=now, updated_at=now, error=None, next_attempt_at=None))
                 if result.rowcount == 1:
                     publish_outcome(uow, row, ok=True, now=now)
             elif outcome.transient and row["attempts"] < self.settings.delivery_max_attempts:
                 delay = min(self.settings.delivery_retry_base_s * (2 ** (row["attempts"] - 1)),
                             self.settings.delivery_retry_max_s)
-                await uow.session.execute(sa.update(deliveries).where(fence, deliveries.c.status == "pending").values(
-                    error=outcome.error, updated_at=now, next_attempt_at=now + timedelta(seconds=delay)))
+                await uow.session.execute(sa.update(deliveries).where(fence).values(
+                    status="pending", error=outcome.error, updated_at=now,
+                    next_attempt_at=now + timedelta(seconds=delay)))
             else:
-                result = await uow.session.execute(sa.update(deliveries).where(
-                    fence, deliveries.c.status == "pending").values(
+                result = await uow.session.execute(sa.update(deliveries).where(fence).values(
                     status="failed", error=outcome.error, updated_at=now, next_attempt_at=None))
                 if result.rowcount == 1:
                     publish_outcome(uow, row, ok=False, now=now, error=outcome.error, permanent=not outcome.transient)
@@ -255,7 +259,8 @@ class DeliveryWorker:
             raise PermanentDeliveryError("the webhook subscription was removed")
         body = json.dumps(payload.get("body") or {}, sort_keys=True, default=str).encode()
         await self.context.extras["webhooks"].send(subscription["url"], subscription["secret"], body,
-                                                   timestamp=int(self.clock.now().timestamp()),
+                                                   # wall time: the receiver checks it against its clock
+                                                   timestamp=int(time.time()),
                                                    delivery_id=row["id"])
 
 

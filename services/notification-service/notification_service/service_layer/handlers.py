@@ -72,7 +72,7 @@ class NotificationHandlers:
             deliveries.c.recipient_kind == "prospect").values(payload=None, recipient=None, updated_at=now))
         await uow.session.execute(sa.update(deliveries).where(
             deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "mailchimp",
-            deliveries.c.status != "pending").values(payload=None, updated_at=now))
+            deliveries.c.status.not_in(("pending", "sending"))).values(payload=None, updated_at=now))
 
     async def _leave_everything(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, now: Any, *,
                                 key_suffix: str, archive: bool) -> None:

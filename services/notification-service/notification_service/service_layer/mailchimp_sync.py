@@ -56,7 +56,7 @@ async def remove(uow: UnitOfWork, *, org_id: str, lead_id: str, list_id: str, me
     # Runs after any subscribe for this lead still in flight (its lease), never before it.
     in_flight = (await uow.session.execute(sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
         deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "mailchimp",
-        deliveries.c.status == "pending"))).scalar_one_or_none()
+        deliveries.c.status.in_(("pending", "sending"))))).scalar_one_or_none()
     action = "archived" if archive else "unsubscribed"
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
                                 recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead_id,

@@ -127,3 +127,31 @@ async def test_unsubscribe_link_stops_the_sequence(harness: Harness):
     await harness.settled()
     assert len(harness.smtp.to("bye@prospect.example")) == 1
     assert await harness.enrollments(other) == []  # the web-form sequence ignores imported leads
+
+
+async def test_send_time_failures_are_recorded_never_a_crash(harness: Harness):
+    # Renders with the sample variables (no custom fields), breaks on a lead that has some but not 'plan'.
+    fragile = await harness.template("Fragile", "Your plan: {{ lead.custom_fields['plan'] if lead.custom_fields "
+                                                "else 'none' }}")
+    fine = await harness.template("Fine", "Hello {{ lead.first_name }}")
+    await harness.post("/v1/sequences", {"name": "two steps", "trigger": "stage_entry", "stage_id": "s1",
+                                         "steps": [{"template_id": fragile}, {"template_id": fine}]})
+    lead = await harness.lead(email="odd@prospect.example", custom_fields={"size": 3})
+    harness.smtp.fail_next = 1  # the relay answers 451 once
+    await harness.handled(await harness.send(stage(lead, "s1"), lead))
+    await harness.settled()
+    [failed] = await harness.deliveries(lead_id=lead, step=0)
+    assert failed["status"] == "failed" and "does not render" in failed["error"] and "plan" in failed["error"]
+    [event] = await harness.published("EmailFailed")
+    assert event["data"]["delivery_id"] == failed["id"] and event["data"]["step"] == 0
+
+    # The sequence goes on; step 2's first attempt meets the 451 and is retried after its backoff.
+    harness.clock.advance(seconds=1)
+    await harness.settled()
+    [retrying] = await harness.deliveries(lead_id=lead, step=1)
+    assert retrying["status"] == "pending" and retrying["error"].startswith("SMTP 451")
+    harness.clock.advance(seconds=harness.settings.delivery_retry_base_s + 1)
+    await harness.settled()
+    [sent] = await harness.deliveries(lead_id=lead, step=1)
+    assert sent["status"] == "sent" and sent["attempts"] == 2
+    assert [m["Subject"] for m in harness.smtp.to("odd@prospect.example")] == ["Hello Ada"]
