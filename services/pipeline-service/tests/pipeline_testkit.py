@@ -28,8 +28,10 @@ ORG = "org-a"
 
 
 def build_app(database_url: str, amqp_url: str, namespace: str, clock: FixedClock, **overrides: Any):
+    overrides.setdefault("run_workers", False)  # tests run the sweeps themselves unless they say otherwise
+    overrides.setdefault("db_pool_size", 3)  # the PostgreSQL server is shared with the other services' tests
     settings = service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url, namespace=namespace,
-                                     run_workers=False, **overrides)
+                                     **overrides)
     return create_app(settings, clock=clock)
 
 

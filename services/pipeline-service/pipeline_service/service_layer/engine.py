@@ -88,7 +88,10 @@ async def lead_facts(uow: UnitOfWork, pos: Position) -> LeadFacts:
     in_stage: Counter[str] = Counter(r.kind for r in rows if entered is not None and aware(r.occurred_at) >= entered)
     required = (await session.execute(sa.select(tasks.c.status).where(
         tasks.c.org_id == pos["org_id"], tasks.c.visit_id == pos["visit_id"], tasks.c.required.is_(True)))).all()
-    return LeadFacts(fields=pos.get("lead") or {}, activities_ever=dict(ever), activities_in_stage=dict(in_stage),
+    fields = dict(pos.get("lead") or {})
+    # The owner known from LeadAssigned is fresher than the snapshot's.
+    fields.update({k: pos[k] for k in ("owner_id", "team_id") if pos.get(k)})
+    return LeadFacts(fields=fields, activities_ever=dict(ever), activities_in_stage=dict(in_stage),
                      required_tasks_total=len(required),
                      required_tasks_done=sum(1 for r in required if r.status == "done"))
 

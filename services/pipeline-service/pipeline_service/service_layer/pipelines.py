@@ -160,7 +160,7 @@ def _check_stage_rules(seq: list[Any], stage: StageDef | None, stage_id: str | N
 async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id: str, raw: Any,
                        if_match: str | None, now: datetime) -> None:
     """Edit a stage in place. Leads in it stay; tasks already created keep their templates' old values;
-    a new goal applies from the next change the lead sees."""
+    a new goal is evaluated at once for the leads in the stage (those it already holds for advance)."""
     p = await load_pipeline(uow, org_id, pipeline_id, lock=True)
     check_if_match(if_match, p.version)
     seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
@@ -177,6 +177,18 @@ async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
     if values:
         await uow.session.execute(sa.update(stages).where(stages.c.id == stage_id).values(**values))
     await bump(uow, org_id, pipeline_id, now)
+    if "goal" in values:
+        for lead_id in await _leads_in_stage(uow, org_id, stage_id):
+            pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
+            if pos is not None and pos["stage_id"] == stage_id and pos["status"] == "active":
+                await engine.advance_while_goal_met(uow, pos, now, None)
+                await engine.save_position(uow, pos, now)
+
+
+async def _leads_in_stage(uow: UnitOfWork, org_id: str, stage_id: str) -> list[str]:
+    return list((await uow.session.execute(sa.select(positions.c.lead_id).where(
+        positions.c.org_id == org_id, positions.c.stage_id == stage_id, positions.c.status == "active",
+    ).order_by(positions.c.lead_id))).scalars())
 
 
 async def reorder_stages(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_ids: Any, if_match: str | None,
@@ -205,8 +217,7 @@ async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
         raise NotFound(f"no stage {stage_id} in pipeline {pipeline_id}")
     if len(seq) == 1:
         raise Conflict("a pipeline keeps at least one stage; delete the pipeline instead")
-    holders = (await uow.session.execute(sa.select(positions.c.lead_id).where(
-        positions.c.org_id == org_id, positions.c.stage_id == stage_id, positions.c.status == "active"))).all()
+    holders = await _leads_in_stage(uow, org_id, stage_id)
     target = None
     if move_to is not None:
         target = next((s for s in seq if s.id == move_to and s.id != stage_id), None)
@@ -214,8 +225,8 @@ async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
             raise ValidationFailed.single("move_leads_to", "must be another stage of the same pipeline")
     if holders and target is None:
         raise Conflict(f"the stage holds {len(holders)} lead(s): say where they go with ?move_leads_to=<stage id>")
-    for holder in holders:
-        pos = await engine.lock_position(uow, org_id, holder.lead_id, now, create=False)
+    for lead_id in holders:
+        pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
         if pos is None or pos["stage_id"] != stage_id or pos["status"] != "active":
             continue
         await engine.enter_stage(uow, pos, pipeline_id, target, reason="manual", now=now, moved_by=moved_by,

@@ -104,6 +104,14 @@ async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):
     assert (await pipe.client.post(url, json={"to_stage_id": a, "reason": "x"},
                                    headers=pipe.headers("rep", "rep-2"))).status_code == 404
 
+    # A goal an admin gives the lead's stage, already met, advances it at once.
+    resp = await pipe.client.patch(f"/v1/pipelines/{pipeline['id']}/stages/{b}",
+                                   json={"goal": {"field": "owner_id", "op": "eq", "value": "rep-1"}},
+                                   headers=pipe.headers())
+    assert resp.status_code == 200
+    pos = await pipe.position(lead)
+    assert pos["stage"]["id"] == c and pos["history"][-1]["entry_reason"] == "goal_met"
+
 
 async def test_tenant_isolation(pipe):
     pipeline = await pipe.instantiate("inbound-web-form", org=ORG)

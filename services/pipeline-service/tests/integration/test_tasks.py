@@ -104,3 +104,30 @@ async def test_two_replicas_sweeping_at_once_emit_one_task_overdue_per_task(pipe
     assert len(overdue) == 36 and len({o["subject_id"] for o in overdue}) == 36
     listed = (await pipe.client.get("/v1/tasks", params={"limit": 500}, headers=pipe.headers("rep", "rep-1"))).json()
     assert len(listed["items"]) == 36 and all(t["overdue"] for t in listed["items"])
+
+
+async def test_the_workers_sweep_by_themselves(database_url, amqp_url, bus_namespace):
+    from pipeline_testkit import MONDAY_9AM, Pipe
+    from pipeline_service.domain.clock import FixedClock
+    from salesflow_shared.testing import eventually
+
+    clock = FixedClock(MONDAY_9AM)
+    app = build_app(database_url, amqp_url, bus_namespace, clock, run_workers=True,
+                    overdue_sweep_interval_s=0.05, reopen_interval_s=0.05)
+    async with running_app(app) as client:
+        pipe = Pipe(client=client, context=app.state.context, clock=clock, feeder=None)  # type: ignore[arg-type]
+        pipeline = await pipe.create_pipeline({"name": "W", "stages": [{"name": "Only", "task_templates": [
+            {"title": "Soon", "due": {"amount": 1, "unit": "hours"}}]}]})
+        lead = new_lead()
+        await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead))
+        resp = await client.post(f"/v1/positions/{lead}/lost", json={"reason": "x"}, headers=pipe.headers())
+        assert resp.status_code == 200  # the pipeline defines no lost reasons: any reason goes
+        other = new_lead()  # its task will be overdue; the lost lead's was skipped
+        await pipe.dispatch(pipe.envelope(routed(other, pipeline["id"]), other))
+        clock.advance(timedelta(days=91))  # past the task's due time and the default 90 nurture days
+
+        async def swept():
+            types = [e["type"] for e in await pipe.outbox()]
+            assert types.count("TaskOverdue") == 1 and types.count("LeadReopened") == 1
+        await eventually(swept)
+        assert (await pipe.position(lead))["status"] == "active"
