@@ -111,6 +111,16 @@ async def test_out_of_order_and_stale_events_end_in_the_same_place(pipe):
     reasons = [(a["data"]["reason"], a["data"]["to_stage_id"]) for a in await pipe.outbox("StageAdvanced")]
     assert reasons == [("entry", stages[0]["id"]), ("goal_met", stages[1]["id"]), ("goal_met", stages[2]["id"])]
 
+    # A newer routing to another pipeline moves the lead there; an older one arriving late changes nothing.
+    outbound = await pipe.instantiate("outbound-cold-calling")
+    await pipe.dispatch(pipe.envelope(routed(lead, outbound["id"]), lead, version=3))
+    await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead, version=2))
+    pos = await pipe.position(lead)
+    assert pos["pipeline"]["id"] == outbound["id"] and pos["stage"]["id"] == outbound["stages"][0]["id"]
+    assert pos["history"][-2]["exit_reason"] == "rerouted" and pos["history"][-1]["entry_reason"] == "entry"
+    assert [t["title"] for t in pos["open_tasks"]][:1] == ["Research the company and the decision maker"]
+    assert [s["data"]["reason"] for s in await pipe.outbox("TaskSkipped")].count("rerouted") == 1
+
 
 async def test_a_routing_to_an_unknown_or_foreign_pipeline_is_parked_not_applied(pipe):
     foreign = await pipe.instantiate("inbound-web-form", org="org-b")
