@@ -348,7 +348,7 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
     await uow.session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(
         status="done", completed_at=now, completed_by=principal.user_id, version=version))
     envelope = uow.publish(TaskCompletedV1(task_id=task_id, lead_id=task.lead_id, stage_id=task.stage_id,
-                                           required=task.required, assignee_id=task.assignee_id or task.team_id,
+                                           required=task.required, assignee_id=task.assignee_id,
                                            completed_by=principal.user_id, completed_at=now),
                            org_id=principal.org_id, subject_id=task_id, subject_version=version, occurred_at=now)
     if pos is not None:

@@ -131,7 +131,7 @@ async def create_task(uow: UnitOfWork, pos: Position, stage: Any, template: Task
         team_id=team_id, due_at=due_at, status="open", created_at=now, version=1))
     uow.publish(TaskCreatedV1(task_id=task_id, lead_id=pos["lead_id"], pipeline_id=pos["pipeline_id"],
                               stage_id=stage.id, title=template.title, task_type=template.type,
-                              required=template.required, due_at=due_at, assignee_id=assignee_id or team_id),
+                              required=template.required, due_at=due_at, assignee_id=assignee_id),
                 org_id=pos["org_id"], subject_id=task_id, subject_version=1, occurred_at=now)
     return task_id
 
@@ -147,7 +147,7 @@ async def skip_open_tasks(uow: UnitOfWork, pos: Position, reason: str, now: date
         await uow.session.execute(sa.update(tasks).where(tasks.c.id == row.id).values(
             status="skipped", skip_reason=reason, version=row.version + 1))
         uow.publish(TaskSkippedV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id,
-                                  assignee_id=row.assignee_id or row.team_id, reason=reason),
+                                  assignee_id=row.assignee_id, reason=reason),
                     org_id=row.org_id, subject_id=row.id, subject_version=row.version + 1, occurred_at=now)
     return len(rows)
 

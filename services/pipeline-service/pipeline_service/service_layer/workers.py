@@ -43,7 +43,7 @@ async def sweep_overdue(context: ServiceContext, now: datetime | None = None, ba
                     continue
                 uow.publish(TaskOverdueV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id,
                                           title=row.title, required=row.required,
-                                          assignee_id=row.assignee_id or row.team_id,
+                                          assignee_id=row.assignee_id,
                                           due_at=engine.aware(row.due_at)),
                             org_id=row.org_id, subject_id=row.id, subject_version=row.version + 1, occurred_at=now)
                 emitted += 1
