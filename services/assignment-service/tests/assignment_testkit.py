@@ -128,3 +128,47 @@ class Broker:
 
     def of_type(self, event_type: str, lead_id: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.received if e["type"] == event_type and (lead_id is None or e["subject_id"] == lead_id)]
+
+
+@asynccontextmanager
+async def replica_process(database_url: str, amqp_url: str, namespace: str) -> AsyncIterator[str]:
+    """A second assignment-service replica as its own process (uvicorn) on the same database and queue."""
+    import asyncio
+    import os
+    import socket
+    import sys
+
+    from salesflow_shared.testing import eventually
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SALESFLOW_ENVIRONMENT": "test", "SALESFLOW_DATABASE_URL": database_url,
+           "SALESFLOW_AMQP_URL": amqp_url, "SALESFLOW_BUS_NAMESPACE": namespace,
+           "SALESFLOW_MIGRATE_ON_START": "false", "SALESFLOW_RETRY_DELAYS_MS": "[100, 200]",
+           "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.2", "SALESFLOW_LOG_LEVEL": "WARNING"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "--factory", "assignment_service.entrypoints.http:create_app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            async def ready() -> None:
+                try:
+                    response = await client.get("/readyz")
+                except httpx.HTTPError as exc:
+                    raise AssertionError(str(exc)) from exc
+                assert response.status_code == 200, response.text
+            await eventually(ready, timeout=30, interval=0.2)
+        yield base
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def handled_by_replica(base: str, event_type: str = "LeadCreated") -> float:
+    """What the replica's /metrics says it handled successfully."""
+    async with httpx.AsyncClient(base_url=base) as client:
+        text = (await client.get("/metrics")).text
+    prefix = f'salesflow_messages_handled_total{{event_type="{event_type}",outcome="ok"}}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))

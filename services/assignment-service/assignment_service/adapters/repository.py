@@ -65,12 +65,17 @@ async def all_teams(session: AsyncSession, org_id: str) -> dict[str, Team]:
 
 async def reps_by_id(session: AsyncSession, org_id: str, ids: list[str], *,
                      lock: bool = False) -> dict[str, Any]:
-    """Rep rows by id; with `lock`, rows are locked in id order (a fixed order: no deadlocks)."""
+    """Rep rows by id, each with its `open_leads` count; with `lock`, the rep rows are locked in id order
+    (a fixed order: no deadlocks), so capacity checks and counts stay true until commit."""
     if not ids:
         return {}
-    query = sa.select(reps).where(reps.c.org_id == org_id, reps.c.id.in_(sorted(set(ids)))).order_by(reps.c.id)
+    open_leads = sa.select(sa.func.count()).where(
+        leads.c.org_id == reps.c.org_id, leads.c.owner_id == reps.c.id, leads.c.open.is_(True),
+    ).scalar_subquery().label("open_leads")
+    query = sa.select(reps, open_leads).where(reps.c.org_id == org_id, reps.c.id.in_(sorted(set(ids)))) \
+        .order_by(reps.c.id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(of=reps)
     return {r.id: r for r in await session.execute(query)}
 
 
@@ -95,13 +100,16 @@ async def current_rule_set(session: AsyncSession, org_id: str, version: int | No
 
 # ------------------------------------------------------------------ rotations
 async def lock_rotation(session: AsyncSession, org_id: str, key: str, now: datetime) -> RotationState:
-    """Create the rotation row if needed, then lock it until the transaction ends (one slot per decision)."""
-    insert = dialect_insert(session)
-    await session.execute(insert(rotations).values(org_id=org_id, key=key, position=0, credits={},
-                                                   updated_at=now).on_conflict_do_nothing(
-        index_elements=["org_id", "key"]))
-    row = (await session.execute(sa.select(rotations).where(
-        rotations.c.org_id == org_id, rotations.c.key == key).with_for_update())).one()
+    """Lock the rotation row until the transaction ends (one slot per decision), creating it the first time."""
+    query = sa.select(rotations).where(rotations.c.org_id == org_id, rotations.c.key == key).with_for_update()
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        insert = dialect_insert(session)
+        # A concurrent first insert waits on the primary key, then inserts nothing; both then lock the row.
+        await session.execute(insert(rotations).values(org_id=org_id, key=key, position=0, credits={},
+                                                       updated_at=now).on_conflict_do_nothing(
+            index_elements=["org_id", "key"]))
+        row = (await session.execute(query)).one()
     return RotationState(int(row.position), dict(row.credits or {}))
 
 
@@ -123,13 +131,19 @@ async def lock_lead(session: AsyncSession, org_id: str, lead_id: str) -> Any:
 
 
 async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any],
-                      now: datetime) -> Any:
-    """Insert the projection row if it is new (versions 0: any event is newer), then lock and return it."""
+                      now: datetime, *, lead_version: int = 0, open_: bool = True) -> tuple[Any, bool]:
+    """Insert the projection row if it is new, else lock the existing one; say whether it was inserted.
+
+    A row this transaction inserted is locked by the insert itself until commit.
+    """
     insert = dialect_insert(session)
-    await session.execute(insert(leads).values(
-        org_id=org_id, lead_id=lead_id, lead_version=0, pipeline_version=0, out_version=0, snapshot=snapshot,
-        open=True, erased=False, updated_at=now).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
-    return await lock_lead(session, org_id, lead_id)
+    inserted = (await session.execute(insert(leads).values(
+        org_id=org_id, lead_id=lead_id, lead_version=lead_version, pipeline_version=0, out_version=0,
+        snapshot=snapshot, open=open_, erased=False, updated_at=now,
+    ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*leads.c))).one_or_none()
+    if inserted is not None:
+        return inserted, True
+    return await lock_lead(session, org_id, lead_id), False
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, **values: Any) -> None:

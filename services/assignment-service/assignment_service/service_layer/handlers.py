@@ -37,21 +37,22 @@ def _snapshot(lead: Any) -> dict[str, Any]:
     return lead.model_dump(mode="json")
 
 
-async def _take_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str, Any]) -> Any:
-    """Upsert the projection from a lead-service snapshot if it is newer; return the locked row."""
+async def _take_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str, Any]) -> tuple[Any, bool]:
+    """Upsert the projection from a lead-service snapshot if it is newer; return the locked row and if it is new."""
     now = utcnow()
-    row = await repo.ensure_lead(uow.session, envelope.org_id, snapshot["lead_id"], snapshot, now)
-    if envelope.subject_version > row.lead_version and not row.erased:
+    is_open = snapshot.get("status", "open") in OPEN_STATUSES
+    row, created = await repo.ensure_lead(uow.session, envelope.org_id, snapshot["lead_id"], snapshot, now,
+                                          lead_version=envelope.subject_version, open_=is_open)
+    if not created and envelope.subject_version > row.lead_version and not row.erased:
         await repo.update_lead(uow.session, envelope.org_id, row.lead_id, snapshot=snapshot,
-                               lead_version=envelope.subject_version,
-                               open=snapshot.get("status", "open") in OPEN_STATUSES, updated_at=now)
+                               lead_version=envelope.subject_version, open=is_open, updated_at=now)
         row = await repo.lock_lead(uow.session, envelope.org_id, row.lead_id)
-    return row
+    return row, created
 
 
 async def on_lead_created(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
     assert isinstance(data, LeadCreatedV1)
-    row = await _take_snapshot(uow, envelope, _snapshot(data.lead))
+    row, _ = await _take_snapshot(uow, envelope, _snapshot(data.lead))
     if row.routed_at is not None:
         log.info("lead_already_routed", lead_id=row.lead_id)
         return
@@ -68,8 +69,8 @@ async def on_lead_updated(data: EventData, envelope: Envelope, uow: UnitOfWork) 
     assert isinstance(data, LeadUpdatedV1)
     org = envelope.org_id
     before = await repo.lock_lead(uow.session, org, data.lead.lead_id)
-    row = await _take_snapshot(uow, envelope, _snapshot(data.lead))
-    if before is None or envelope.subject_version <= before.lead_version:
+    row, created = await _take_snapshot(uow, envelope, _snapshot(data.lead))
+    if created or before is None or envelope.subject_version <= before.lead_version:
         return  # first news of this lead (LeadCreated routes it) or a stale update
     if data.cause != "assignment" and "owner_id" in data.changed and data.lead.owner_id != row.owner_id:
         # An owner set by hand in lead-service: follow it so open-lead counts stay right.
