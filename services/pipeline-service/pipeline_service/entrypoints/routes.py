@@ -55,6 +55,20 @@ async def _pipeline_response(uow: UnitOfWork, org_id: str, pipeline_id: str) -> 
     return body, {"ETag": admin.etag(body["version"])}
 
 
+def _keyset_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """A (time, id) cursor this API issued, or 422."""
+    after = decode_cursor(cursor, 2)
+    if after is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(after[0])
+        if moment.tzinfo is None or not isinstance(after[1], str):
+            raise ValueError("bad cursor")
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed.single("cursor", "not a cursor this API issued") from exc
+    return moment, after[1]
+
+
 # ------------------------------------------------------------------ pipelines
 @router.get("/pipelines/templates", summary="Ready-made pipelines an admin can instantiate")
 async def list_templates(principal: CurrentPrincipal) -> dict[str, Any]:
@@ -101,9 +115,10 @@ async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
                          cursor: CursorParam = None) -> dict[str, Any]:
     query = sa.select(pipelines.c.id, pipelines.c.created_at).where(
         pipelines.c.org_id == principal.org_id, pipelines.c.archived.is_(False))
-    after = decode_cursor(cursor, 2)
+    after = _keyset_cursor(cursor)
     if after:
-        query = query.where(sa.tuple_(pipelines.c.created_at, pipelines.c.id) > (datetime.fromisoformat(after[0]), after[1]))
+        query = query.where(sa.or_(pipelines.c.created_at > after[0],
+                                   sa.and_(pipelines.c.created_at == after[0], pipelines.c.id > after[1])))
     rows = (await uow.session.execute(query.order_by(pipelines.c.created_at, pipelines.c.id).limit(limit + 1))).all()
     items = [await admin.pipeline_json(uow, principal.org_id, r.id) for r in rows[:limit]]
     next_cursor = None
@@ -300,13 +315,10 @@ async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextD
         query = query.where(tasks.c.status == status)
     if lead_id:
         query = query.where(tasks.c.lead_id == lead_id)
-    after = decode_cursor(cursor, 2)
+    after = _keyset_cursor(cursor)
     if after:
-        try:
-            due = datetime.fromisoformat(after[0])
-        except (TypeError, ValueError) as exc:
-            raise ValidationFailed.single("cursor", "not a cursor this API issued") from exc
-        query = query.where(sa.or_(tasks.c.due_at > due, sa.and_(tasks.c.due_at == due, tasks.c.id > after[1])))
+        query = query.where(sa.or_(tasks.c.due_at > after[0],
+                                   sa.and_(tasks.c.due_at == after[0], tasks.c.id > after[1])))
     # Ordered by due time: overdue tasks (the earliest) come first.
     rows = (await uow.session.execute(query.order_by(tasks.c.due_at, tasks.c.id).limit(limit + 1))).all()
     items = [task_json(r, now) for r in rows[:limit]]

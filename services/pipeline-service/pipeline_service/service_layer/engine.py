@@ -117,7 +117,7 @@ async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: Any, now: da
 
 
 async def create_task(uow: UnitOfWork, pos: Position, stage: Any, template: TaskTemplate, now: datetime) -> str:
-    assignee_id, team_id = pos.get("owner_id"), None
+    assignee_id, team_id = pos.get("owner_id"), pos.get("team_id")  # the owner, within the owning team
     if template.assignee_kind == "rep":
         assignee_id = template.assignee_id
     elif template.assignee_kind == "team":

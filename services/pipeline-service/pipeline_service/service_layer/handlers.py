@@ -71,7 +71,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         # Open owner-tasks follow the owner (tasks assigned to a named rep or a team stay put).
         await uow.session.execute(sa.update(tasks).where(
             tasks.c.org_id == envelope.org_id, tasks.c.lead_id == data.lead_id, tasks.c.status == "open",
-            tasks.c.assignee_kind == "owner").values(assignee_id=data.owner_id, version=tasks.c.version + 1))
+            tasks.c.assignee_kind == "owner",
+        ).values(assignee_id=data.owner_id, team_id=data.team_id, version=tasks.c.version + 1))
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 

@@ -102,8 +102,17 @@ async def test_two_replicas_sweeping_at_once_emit_one_task_overdue_per_task(pipe
         assert sum(counts) == 12
     overdue = await pipe.outbox("TaskOverdue")
     assert len(overdue) == 36 and len({o["subject_id"] for o in overdue}) == 36
-    listed = (await pipe.client.get("/v1/tasks", params={"limit": 500}, headers=pipe.headers("rep", "rep-1"))).json()
-    assert len(listed["items"]) == 36 and all(t["overdue"] for t in listed["items"])
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 10, **({"cursor": cursor} if cursor else {})}
+        page = (await pipe.client.get("/v1/tasks", params=params, headers=pipe.headers("rep", "rep-1"))).json()
+        pages.extend(page["items"])
+        if not (cursor := page["next_cursor"]):
+            break
+    assert len({t["id"] for t in pages}) == 36 and all(t["overdue"] for t in pages)
+    assert [t["due_at"] for t in pages] == sorted(t["due_at"] for t in pages)
+    bad = await pipe.client.get("/v1/tasks", params={"cursor": "garbage"}, headers=pipe.headers("rep", "rep-1"))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"
 
 
 async def test_the_workers_sweep_by_themselves(database_url, amqp_url, bus_namespace):
