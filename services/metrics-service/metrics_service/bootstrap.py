@@ -9,6 +9,7 @@ from .domain.periods import Clock, system_clock
 from .entrypoints.routes import router
 from .service_layer.forecasting import snapshot_worker
 from .service_layer.handlers import EVENT_HANDLERS
+from .service_layer.projector import projector_worker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -20,8 +21,9 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
     async def extras(context: ServiceContext) -> dict[str, Any]:
         return {"clock": clock}
 
-    workers = [snapshot_worker(clock, settings.forecast_snapshot_interval_s)] \
-        if settings.forecast_snapshot_interval_s > 0 else []
+    workers = [projector_worker(settings.projector_batch_size, settings.projector_idle_interval_s)]
+    if settings.forecast_snapshot_interval_s > 0:
+        workers.append(snapshot_worker(clock, settings.forecast_snapshot_interval_s))
     return ServiceDefinition(
         name="metrics-service",
         settings=settings,

@@ -13,3 +13,7 @@ class Settings(ServiceSettings):
     # How often the worker checks whether a new month/quarter/year started and freezes its forecast;
     # 0 disables the worker (snapshots can still be frozen with POST /v1/forecasts/snapshots).
     forecast_snapshot_interval_s: float = 300.0
+    # The projector applies logged events to the read models in batches of this size; when nothing is
+    # pending it looks again after this interval.
+    projector_batch_size: int = 1000
+    projector_idle_interval_s: float = 0.05

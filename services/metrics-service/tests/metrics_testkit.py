@@ -234,4 +234,4 @@ def redelivered_activity(envelope: Envelope) -> Envelope:
 def metrics_settings(database_url: str, amqp_url: str = "", namespace: str = "") -> Settings:
     """Test settings; the forecast worker is off (tests freeze snapshots explicitly)."""
     return service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url, namespace=namespace,
-                                 forecast_snapshot_interval_s=0)
+                                 forecast_snapshot_interval_s=0, db_pool_size=3)

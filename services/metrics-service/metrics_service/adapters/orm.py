@@ -43,7 +43,11 @@ event_log = sa.Table(
     sa.Column("causation_id", sa.String(100), nullable=True),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    # False until the projector has applied the event to the read models (revision 0003)
+    sa.Column("projected", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_event_log_org_subject", "org_id", "subject_id"),
+    sa.Index("ix_event_log_unprojected", "seq", postgresql_where=sa.text("NOT projected"),
+             sqlite_where=sa.text("NOT projected")),
 )
 
 # One row per lead: its attributes (LWW per source), its outcome and the facts derived from its timeline.

@@ -12,7 +12,7 @@ import sys
 from salesflow_shared.db import Database
 
 from ..config import Settings
-from ..service_layer.rebuild import rebuild_read_models
+from ..service_layer.projector import rebuild_read_models
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from ..adapters.orm import forecast_snapshots, quotas
 from ..domain import formulas
 from ..domain.periods import Clock, Period, as_utc, elapsed_share, period_bounds, period_start, system_clock, to_ts
 from ..service_layer import forecasting, reports
-from ..service_layer.rebuild import rebuild_read_models
+from ..service_layer.projector import rebuild_read_models
 
 router = APIRouter(prefix="/v1", tags=["metrics-service"])
 

@@ -1,21 +1,29 @@
 """From the event log to the read models.
 
-`record(session, envelope)` appends the event to the log (ON CONFLICT DO NOTHING on its id: a duplicate has
-no effect) and `project(session, envelope, data)` applies it to the read models. Every projection is
-order-independent: attributes are last-writer-wins on (subject_version, occurred_at, event_id) per source,
-counters are added once per logged event, task status has a precedence (completed > skipped > open), and a
-lead's timeline facts are recomputed from all of its timeline rows sorted by time.
+The consumer only appends each event to the log (`record`: ON CONFLICT DO NOTHING on the event id, so a
+duplicate has no effect). The projector (`project_pending`) then claims unprojected log rows in batches and
+applies each batch with set-based upserts (`apply_batch`), in one transaction with marking them projected.
+
+Every projection is order-independent, so batches may hold events in any order and a rebuild (the same code
+over the whole log, in another order) gives the same tables:
+- attributes are last-writer-wins on (subject_version, occurred_at|event_id) per source (lead snapshot,
+  routing, assignment), reduced within a batch and compared with the stored row in the upsert;
+- counters are added once per logged event (an activity id once), task status has a precedence
+  (completed > skipped > open), first-activity times are minima recomputed from the activities;
+- a lead's timeline facts (stays, exits, outcome) are recomputed from all its timeline rows sorted by time.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.events import Envelope, EventData, utcnow
+from salesflow_shared.events import Envelope, EventData, parse_data, utcnow
 from salesflow_shared.events import catalogue as ev
 from salesflow_shared.inbox import dialect_insert
 
@@ -26,6 +34,8 @@ from ..domain.periods import date_ts, day_number, tiebreak, to_ts
 
 FIRST_RESPONSE_KINDS = ("call", "email", "meeting")
 PERSONAL_KEYS = ("contact", "company", "postcode", "custom_fields", "utm")
+CHUNK = 400  # rows per multi-row statement (keeps bind parameters under the drivers' limits)
+PROJECTOR_LOCK = "metrics-projector"
 
 
 async def record(session: AsyncSession, envelope: Envelope) -> bool:
@@ -36,277 +46,378 @@ async def record(session: AsyncSession, envelope: Envelope) -> bool:
         event_version=envelope.version, producer=envelope.producer, subject_id=envelope.subject_id,
         subject_version=envelope.subject_version, occurred_at=envelope.occurred_at,
         correlation_id=envelope.correlation_id, causation_id=envelope.causation_id,
-        data=envelope.data, recorded_at=utcnow(),
+        data=envelope.data, recorded_at=utcnow(), projected=False,
     ).on_conflict_do_nothing(index_elements=["event_id"]))
     return result.rowcount == 1
 
 
-async def project(session: AsyncSession, envelope: Envelope, data: EventData, *,
-                  recompute: bool = True) -> set[str]:
-    """Apply one (new) event to the read models; returns the leads whose timeline facts need recomputing
-    (already recomputed when `recompute` is true)."""
-    handler = _PROJECTORS.get(envelope.type)
-    if handler is None:
-        return set()
-    leads = await handler(session, envelope, data) or set()
-    if recompute:
-        for lead_id in leads:
-            await recompute_lead(session, envelope.org_id, lead_id)
-    return leads
+# ------------------------------------------------------------------ the projector
+async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_id: str | None = None,
+                          order_by_event_id: bool = False, max_batches: int | None = None) -> int:
+    """Apply unprojected log rows in batches (in the caller's transaction); returns how many were applied.
+
+    On PostgreSQL one projector runs at a time (a transaction-level advisory lock): a lead's facts are
+    recomputed from its rows, so two batches about one lead must not run in concurrent transactions.
+    """
+    if session.bind.dialect.name == "postgresql":
+        got = (await session.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
+                                     {"k": PROJECTOR_LOCK})).scalar_one()
+        if not got:
+            return 0
+    applied = batches = 0
+    after = ""
+    while max_batches is None or batches < max_batches:
+        query = sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.c.event_type,
+                          event_log.c.event_version, event_log.c.producer, event_log.c.subject_id,
+                          event_log.c.subject_version, event_log.c.occurred_at, event_log.c.data
+                          ).where(sa.not_(event_log.c.projected))
+        if org_id is not None:
+            query = query.where(event_log.c.org_id == org_id)
+        if order_by_event_id:
+            query = query.where(event_log.c.event_id > after).order_by(event_log.c.event_id)
+        else:
+            query = query.order_by(event_log.c.seq)
+        rows = (await session.execute(query.limit(batch_size))).all()
+        if not rows:
+            break
+        await apply_batch(session, [_envelope(r) for r in rows])
+        seqs = [r.seq for r in rows]
+        for i in range(0, len(seqs), CHUNK * 5):
+            await session.execute(sa.update(event_log).where(event_log.c.seq.in_(seqs[i:i + CHUNK * 5]))
+                                  .values(projected=True))
+        applied += len(rows)
+        batches += 1
+        after = rows[-1].event_id
+        if len(rows) < batch_size:
+            break
+    return applied
 
 
-# ------------------------------------------------------------------ upsert helpers
-def _newer(table: sa.Table, ver: str | None, tb: str, excluded: Any) -> sa.ColumnElement[bool]:
-    """True when the incoming row beats the stored one on (version, tiebreak)."""
-    if ver is None:
-        return excluded[tb] > table.c[tb]
-    return sa.or_(excluded[ver] > table.c[ver],
-                  sa.and_(excluded[ver] == table.c[ver], excluded[tb] > table.c[tb]))
+def _envelope(row: Any) -> Envelope:
+    return Envelope(id=row.event_id, type=row.event_type, version=row.event_version, org_id=row.org_id,
+                    occurred_at=row.occurred_at, producer=row.producer, subject_id=row.subject_id,
+                    subject_version=row.subject_version, data=row.data)
 
 
-def _pick(newer: sa.ColumnElement[bool], excluded: Any, column: sa.Column) -> sa.ColumnElement[Any]:
-    return sa.case((newer, excluded[column.name]), else_=column)
+@dataclass
+class Batch:
+    """What one batch of events changes, reduced so that each target row appears once."""
+
+    snapshots: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    routes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    assignments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    reps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    stages: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    activities: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    counters: dict[tuple[str, str, int], dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    erased: list[tuple[str, str]] = field(default_factory=list)
+    recompute: set[tuple[str, str]] = field(default_factory=set)
+    first_activity: set[tuple[str, str]] = field(default_factory=set)
+
+    def count(self, org: str, rep: str | None, ts: float, **counters: int) -> None:
+        if rep:
+            bucket = self.counters[(org, rep, day_number(ts))]
+            for name, value in counters.items():
+                bucket[name] = bucket.get(name, 0) + value
 
 
-async def _upsert_lww(session: AsyncSession, table: sa.Table, keys: dict[str, Any], values: dict[str, Any],
-                      ver: str | None, tb: str, extra_set: dict[str, Any] | None = None) -> None:
-    insert = dialect_insert(session)
-    stmt = insert(table).values(**keys, **values)
-    newer = _newer(table, ver, tb, stmt.excluded)
-    lww_cols = [c for c in values if c not in keys]
-    set_ = {c: _pick(newer, stmt.excluded, table.c[c]) for c in lww_cols}
-    if extra_set:
-        set_.update(extra_set(stmt.excluded, newer) if callable(extra_set) else extra_set)
-    await session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=set_))
+def _keep_newer(target: dict[Any, dict[str, Any]], key: Any, row: dict[str, Any], order: tuple[str, ...]) -> None:
+    current = target.get(key)
+    if current is None or tuple(row[k] for k in order) > tuple(current[k] for k in order):
+        target[key] = row
 
 
-async def _ensure_lead(session: AsyncSession, org_id: str, lead_id: str) -> None:
-    insert = dialect_insert(session)
-    await session.execute(insert(m_leads).values(org_id=org_id, lead_id=lead_id)
-                          .on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
+async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+    """Apply new (never applied) events to the read models."""
+    batch = Batch()
+    for envelope in envelopes:
+        _collect(batch, envelope, parse_data(envelope))
+    await _write(session, batch)
 
 
-async def _bump(session: AsyncSession, org_id: str, rep_id: str | None, ts: float, **counters: int) -> None:
-    if not rep_id or not counters:
-        return
-    insert = dialect_insert(session)
-    stmt = insert(m_rep_daily).values(org_id=org_id, rep_id=rep_id, day=day_number(ts), **counters)
-    await session.execute(stmt.on_conflict_do_update(
-        index_elements=["org_id", "rep_id", "day"],
-        set_={c: m_rep_daily.c[c] + stmt.excluded[c] for c in counters}))
+def _collect(b: Batch, e: Envelope, data: EventData) -> None:
+    org, tb = e.org_id, tiebreak(e.occurred_at, str(e.id))
+    occurred = to_ts(e.occurred_at)
+    assert occurred is not None
+    if isinstance(data, (ev.LeadCreatedV1, ev.LeadUpdatedV1)):
+        lead = data.lead
+        created = isinstance(data, ev.LeadCreatedV1)
+        row = {"org_id": org, "lead_id": lead.lead_id, "snap_ver": e.subject_version, "snap_tb": tb,
+               "product_line": lead.product_line, "source": lead.source, "value": lead.value,
+               "currency": lead.currency, "expected_close_ts": date_ts(lead.expected_close_date),
+               "is_created": created, "created_ts": to_ts(lead.created_at) or (occurred if created else None)}
+        key = (org, lead.lead_id)
+        previous = b.snapshots.get(key)
+        _keep_newer(b.snapshots, key, row, ("snap_ver", "snap_tb"))
+        if previous is not None:  # creation facts merge whatever snapshot wins
+            winner = b.snapshots[key]
+            creator = next((r for r in (row, previous) if r["is_created"]), None)
+            winner["is_created"] = creator is not None
+            winner["created_ts"] = (creator["created_ts"] if creator is not None
+                                    else winner["created_ts"] or previous["created_ts"] or row["created_ts"])
+        if created:
+            b.count(org, lead.owner_id, occurred, records_entered=1)
+        elif isinstance(data, ev.LeadUpdatedV1) and data.cause in (None, "edit"):
+            b.count(org, lead.owner_id, occurred, records_updated=1)
+    elif isinstance(data, ev.LeadRoutedV1):
+        _keep_newer(b.routes, (org, data.lead_id), {
+            "org_id": org, "lead_id": data.lead_id, "route_ver": e.subject_version, "route_tb": tb,
+            "routed_pipeline_id": data.pipeline_id, "routed_territory_id": data.territory_id,
+            "territory_id": data.territory_id}, ("route_ver", "route_tb"))
+    elif isinstance(data, ev.LeadAssignedV1):
+        _keep_newer(b.assignments, (org, data.lead_id), {
+            "org_id": org, "lead_id": data.lead_id, "assign_ver": e.subject_version, "assign_tb": tb,
+            "owner_id": data.owner_id, "team_id": data.team_id, "assigned_territory_id": data.territory_id,
+            "territory_id": data.territory_id}, ("assign_ver", "assign_tb"))
+        if data.owner_id:
+            _keep_newer(b.reps, (org, data.owner_id), {"org_id": org, "rep_id": data.owner_id,
+                                                       "name": data.owner_name, "team_id": data.team_id, "tb": tb},
+                        ("tb",))
+        b.first_activity.add((org, data.lead_id))
+    elif isinstance(data, ev.StageAdvancedV1):
+        probability = _probability(data.win_probability)
+        b.timeline.append(_timeline_row(e, data.lead_id, "stage", data.entered_at, pipeline_id=data.pipeline_id,
+                                        stage_id=data.to_stage_id, position=data.to_stage_position,
+                                        is_ask=data.is_ask_stage, win_probability=probability, reason=data.reason))
+        _keep_newer(b.stages, (org, data.pipeline_id, data.to_stage_id), {
+            "org_id": org, "pipeline_id": data.pipeline_id, "stage_id": data.to_stage_id,
+            "name": data.to_stage_name, "position": data.to_stage_position, "is_ask": data.is_ask_stage,
+            "win_probability": probability, "tb": tiebreak(data.entered_at, str(e.id))}, ("tb",))
+        b.recompute.add((org, data.lead_id))
+    elif isinstance(data, ev.LeadWonV1):
+        b.timeline.append(_timeline_row(e, data.lead_id, "won", data.won_at, pipeline_id=data.pipeline_id,
+                                        stage_id=data.stage_id, value=data.value, currency=data.currency))
+        b.recompute.add((org, data.lead_id))
+    elif isinstance(data, ev.LeadLostV1):
+        b.timeline.append(_timeline_row(e, data.lead_id, "lost", data.lost_at, pipeline_id=data.pipeline_id,
+                                        stage_id=data.stage_id, reason=data.reason[:40]))
+        b.recompute.add((org, data.lead_id))
+    elif isinstance(data, ev.LeadReopenedV1):
+        b.timeline.append(_timeline_row(e, data.lead_id, "reopened", data.reopened_at,
+                                        pipeline_id=data.pipeline_id))
+        b.recompute.add((org, data.lead_id))
+    elif isinstance(data, ev.LeadDisqualifiedV1):
+        b.timeline.append(_timeline_row(e, data.lead_id, "disqualified", e.occurred_at, reason=data.reason[:40]))
+        b.recompute.add((org, data.lead_id))
+    elif isinstance(data, ev.ActivityLoggedV1):
+        # the same activity under two event ids (a producer's retry) counts once: keep the lowest event id
+        _keep_newer(b.activities, (org, data.activity_id), {
+            "org_id": org, "activity_id": data.activity_id, "lead_id": data.lead_id, "rep_id": data.rep_id,
+            "kind": data.kind, "source": data.source, "occurred_ts": to_ts(data.occurred_at),
+            "duration_seconds": data.duration_seconds, "_rank": _negated(str(e.id))}, ("_rank",))
+    elif isinstance(data, (ev.TaskCreatedV1, ev.TaskCompletedV1, ev.TaskSkippedV1, ev.TaskOverdueV1)):
+        row = {"org_id": org, "task_id": data.task_id, "lead_id": data.lead_id, "stage_id": data.stage_id,
+               "required": bool(getattr(data, "required", False)), "due_ts": to_ts(getattr(data, "due_at", None)),
+               "status": ("completed" if isinstance(data, ev.TaskCompletedV1) else
+                          "skipped" if isinstance(data, ev.TaskSkippedV1) else "open"),
+               "overdue": isinstance(data, ev.TaskOverdueV1)}
+        key = (org, data.task_id)
+        b.tasks[key] = _merge_task(b.tasks[key], row) if key in b.tasks else row
+    elif isinstance(data, ev.LeadErasedV1):
+        b.erased.append((org, data.lead_id))
 
 
-# ------------------------------------------------------------------ projectors, one per event type
-async def _lead_snapshot(session: AsyncSession, envelope: Envelope, data: EventData) -> set[str]:
-    assert isinstance(data, (ev.LeadCreatedV1, ev.LeadUpdatedV1))
-    lead = data.lead
-    created = isinstance(data, ev.LeadCreatedV1)
-    created_ts = to_ts(lead.created_at) or (to_ts(envelope.occurred_at) if created else None)
-    values = {"snap_ver": envelope.subject_version, "snap_tb": tiebreak(envelope.occurred_at, str(envelope.id)),
-              "product_line": lead.product_line, "source": lead.source, "value": lead.value,
-              "currency": lead.currency, "expected_close_ts": date_ts(lead.expected_close_date)}
-
-    def extra(excluded: Any, newer: Any) -> dict[str, Any]:
-        return {"is_created": sa.or_(m_leads.c.is_created, excluded.is_created),
-                # LeadCreated's creation time is authoritative; an update only fills a missing one
-                "created_ts": (excluded.created_ts if created
-                               else sa.func.coalesce(m_leads.c.created_ts, excluded.created_ts))}
-    await _upsert_lww(session, m_leads, {"org_id": envelope.org_id, "lead_id": lead.lead_id},
-                      {**values, "is_created": created, "created_ts": created_ts},
-                      "snap_ver", "snap_tb", extra)
-    ts = to_ts(envelope.occurred_at)
-    assert ts is not None
-    if created:
-        await _bump(session, envelope.org_id, lead.owner_id, ts, records_entered=1)
-    elif isinstance(data, ev.LeadUpdatedV1) and data.cause in (None, "edit"):
-        await _bump(session, envelope.org_id, lead.owner_id, ts, records_updated=1)
-    return set()
+def _negated(text: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in text)
 
 
-def _territory(excluded: Any, newer: Any, *, from_assignment: bool) -> dict[str, Any]:
-    assigned = (sa.case((newer, excluded.assigned_territory_id), else_=m_leads.c.assigned_territory_id)
-                if from_assignment else m_leads.c.assigned_territory_id)
-    routed = (m_leads.c.routed_territory_id if from_assignment
-              else sa.case((newer, excluded.routed_territory_id), else_=m_leads.c.routed_territory_id))
-    return {"territory_id": sa.func.coalesce(assigned, routed)}
+STATUS_RANK = {"open": 0, "skipped": 1, "completed": 2}
 
 
-async def _lead_routed(session: AsyncSession, envelope: Envelope, data: EventData) -> set[str]:
-    assert isinstance(data, ev.LeadRoutedV1)
-    await _upsert_lww(session, m_leads, {"org_id": envelope.org_id, "lead_id": data.lead_id},
-                      {"route_ver": envelope.subject_version,
-                       "route_tb": tiebreak(envelope.occurred_at, str(envelope.id)),
-                       "routed_pipeline_id": data.pipeline_id, "routed_territory_id": data.territory_id,
-                       "territory_id": data.territory_id},
-                      "route_ver", "route_tb",
-                      lambda excluded, newer: _territory(excluded, newer, from_assignment=False))
-    return set()
+def _merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {**a, "lead_id": a["lead_id"] or b["lead_id"], "stage_id": a["stage_id"] or b["stage_id"],
+            "required": a["required"] or b["required"], "due_ts": a["due_ts"] if a["due_ts"] is not None else b["due_ts"],
+            "status": max(a["status"], b["status"], key=STATUS_RANK.__getitem__), "overdue": a["overdue"] or b["overdue"]}
 
 
-async def _lead_assigned(session: AsyncSession, envelope: Envelope, data: EventData) -> set[str]:
-    assert isinstance(data, ev.LeadAssignedV1)
-    tb = tiebreak(envelope.occurred_at, str(envelope.id))
-    await _upsert_lww(session, m_leads, {"org_id": envelope.org_id, "lead_id": data.lead_id},
-                      {"assign_ver": envelope.subject_version, "assign_tb": tb, "owner_id": data.owner_id,
-                       "team_id": data.team_id, "assigned_territory_id": data.territory_id,
-                       "territory_id": data.territory_id},
-                      "assign_ver", "assign_tb",
-                      lambda excluded, newer: _territory(excluded, newer, from_assignment=True))
-    if data.owner_id:
-        await _upsert_lww(session, m_reps, {"org_id": envelope.org_id, "rep_id": data.owner_id},
-                          {"name": data.owner_name, "team_id": data.team_id, "tb": tb}, None, "tb")
-    await _first_owner_activity(session, envelope.org_id, data.lead_id)
-    return set()
-
-
-async def _first_owner_activity(session: AsyncSession, org_id: str, lead_id: str) -> None:
-    a = m_activities
-    first = (sa.select(sa.func.min(a.c.occurred_ts))
-             .where(a.c.org_id == m_leads.c.org_id, a.c.lead_id == m_leads.c.lead_id,
-                    a.c.rep_id == m_leads.c.owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS))
-             .scalar_subquery())
-    await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org_id, m_leads.c.lead_id == lead_id)
-                          .values(first_owner_activity_ts=first))
-
-
-async def _timeline_row(session: AsyncSession, envelope: Envelope, lead_id: str, kind: str, at: datetime,
-                        **fields: Any) -> None:
-    insert = dialect_insert(session)
-    await session.execute(insert(m_timeline).values(
-        event_id=str(envelope.id), org_id=envelope.org_id, lead_id=lead_id, kind=kind, at_ts=to_ts(at),
-        rank=timeline.TIE_RANK[kind], **fields).on_conflict_do_nothing(index_elements=["event_id"]))
-
-
-async def _stage_advanced(session: AsyncSession, envelope: Envelope, data: EventData) -> set[str]:
-    assert isinstance(data, ev.StageAdvancedV1)
-    await _timeline_row(session, envelope, data.lead_id, "stage", data.entered_at, pipeline_id=data.pipeline_id,
-                        stage_id=data.to_stage_id, position=data.to_stage_position, is_ask=data.is_ask_stage,
-                        win_probability=probability(data.win_probability), reason=data.reason)
-    await _upsert_lww(session, m_stages,
-                      {"org_id": envelope.org_id, "pipeline_id": data.pipeline_id, "stage_id": data.to_stage_id},
-                      {"name": data.to_stage_name, "position": data.to_stage_position,
-                       "is_ask": data.is_ask_stage, "win_probability": probability(data.win_probability),
-                       "tb": tiebreak(data.entered_at, str(envelope.id))}, None, "tb")
-    return {data.lead_id}
-
-
-def probability(value: Decimal | None) -> Decimal | None:
+def _probability(value: Decimal | None) -> Decimal | None:
     """A stage's win probability as a fraction 0..1 (a value above 1 is read as a percentage)."""
     if value is None:
         return None
     return value / 100 if value > 1 else value
 
 
-async def _outcome(session: AsyncSession, envelope: Envelope, data: EventData) -> set[str]:
-    if isinstance(data, ev.LeadWonV1):
-        await _timeline_row(session, envelope, data.lead_id, "won", data.won_at, pipeline_id=data.pipeline_id,
-                            stage_id=data.stage_id, value=data.value, currency=data.currency)
-    elif isinstance(data, ev.LeadLostV1):
-        await _timeline_row(session, envelope, data.lead_id, "lost", data.lost_at, pipeline_id=data.pipeline_id,
-                            stage_id=data.stage_id, reason=data.reason[:40])
-    elif isinstance(data, ev.LeadReopenedV1):
-        await _timeline_row(session, envelope, data.lead_id, "reopened", data.reopened_at,
-                            pipeline_id=data.pipeline_id)
-    elif isinstance(data, ev.LeadDisqualifiedV1):
-        await _timeline_row(session, envelope, data.lead_id, "disqualified", envelope.occurred_at,
-                            reason=data.reason[:40])
-    else:  # pragma: no cover - the projector map only routes these types here
-        raise TypeError(type(data))
-    return {data.lead_id}
+def _timeline_row(e: Envelope, lead_id: str, kind: str, at: Any, **fields: Any) -> dict[str, Any]:
+    row = {"event_id": str(e.id), "org_id": e.org_id, "lead_id": lead_id, "kind": kind, "at_ts": to_ts(at),
+           "rank": timeline.TIE_RANK[kind], "pipeline_id": None, "stage_id": None, "position": None,
+           "is_ask": False, "win_probability": None, "reason": None, "value": None, "currency": None}
+    row.update(fields)
+    return row
 
 
-async def _activity(session: AsyncSession, envelope: Envelope, data: EventData) -> set[str]:
-    assert isinstance(data, ev.ActivityLoggedV1)
-    ts = to_ts(data.occurred_at)
-    assert ts is not None
+# ------------------------------------------------------------------ writing a batch
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    for i in range(0, len(rows), CHUNK):
+        yield list(rows[i:i + CHUNK])
+
+
+def _newer(table: sa.Table, ver: str | None, tb: str, x: Any) -> sa.ColumnElement[bool]:
+    """True when the incoming row beats the stored one on (version, tiebreak)."""
+    if ver is None:
+        return x[tb] > table.c[tb]
+    return sa.or_(x[ver] > table.c[ver], sa.and_(x[ver] == table.c[ver], x[tb] > table.c[tb]))
+
+
+async def _upsert(session: AsyncSession, table: sa.Table, keys: list[str], rows: Sequence[dict[str, Any]],
+                  set_for: Any) -> None:
+    """Multi-row INSERT … ON CONFLICT (keys) DO UPDATE SET set_for(excluded)."""
     insert = dialect_insert(session)
-    result = await session.execute(insert(m_activities).values(
-        org_id=envelope.org_id, activity_id=data.activity_id, lead_id=data.lead_id, rep_id=data.rep_id,
-        kind=data.kind, source=data.source, occurred_ts=ts, duration_seconds=data.duration_seconds,
-    ).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
-    if result.rowcount != 1:  # the same activity under another event id: count it once
-        return set()
-    counters: dict[str, int] = {
-        "call": {"calls": 1, "talk_seconds": data.duration_seconds or 0},
-        "email": {"emails_sequence" if data.source == "sequence" else "emails_logged": 1},
-        "meeting": {"meetings": 1}, "demo": {"demos": 1}, "proposal": {"proposals": 1}, "note": {"notes": 1},
-    }[data.kind]
-    await _bump(session, envelope.org_id, data.rep_id, ts, **counters)
-    if data.kind in FIRST_RESPONSE_KINDS and data.rep_id:
-        await _first_owner_activity(session, envelope.org_id, data.lead_id)
-    return set()
+    for chunk in _chunks(rows):
+        stmt = insert(table).values(chunk)
+        await session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=set_for(stmt.excluded)))
 
 
-async def _task(session: AsyncSession, envelope: Envelope, data: EventData) -> set[str]:
-    values: dict[str, Any] = {"org_id": envelope.org_id, "task_id": data.task_id,  # type: ignore[attr-defined]
-                              "lead_id": data.lead_id, "stage_id": data.stage_id,  # type: ignore[attr-defined]
-                              "required": bool(getattr(data, "required", False)), "status": "open",
-                              "overdue": False, "due_ts": to_ts(getattr(data, "due_at", None))}
-    if isinstance(data, ev.TaskCompletedV1):
-        values["status"] = "completed"
-    elif isinstance(data, ev.TaskSkippedV1):
-        values["status"] = "skipped"
-    elif isinstance(data, ev.TaskOverdueV1):
-        values["overdue"] = True
+async def _upsert_lww(session: AsyncSession, table: sa.Table, keys: list[str], rows: Sequence[dict[str, Any]],
+                      ver: str | None, tb: str, extra: Any = None) -> None:
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c not in keys]
+
+    def set_for(x: Any) -> dict[str, Any]:
+        newer = _newer(table, ver, tb, x)
+        out = {c: sa.case((newer, x[c]), else_=table.c[c]) for c in columns}
+        if extra is not None:
+            out.update(extra(x, newer))
+        return out
+    await _upsert(session, table, keys, rows, set_for)
+
+
+def _territory(x: Any, newer: Any, *, from_assignment: bool) -> dict[str, Any]:
+    t = m_leads.c
+    assigned = sa.case((newer, x.assigned_territory_id), else_=t.assigned_territory_id) if from_assignment \
+        else t.assigned_territory_id
+    routed = t.routed_territory_id if from_assignment \
+        else sa.case((newer, x.routed_territory_id), else_=t.routed_territory_id)
+    return {"territory_id": sa.func.coalesce(assigned, routed)}
+
+
+async def _write(session: AsyncSession, b: Batch) -> None:
+    lead_keys = ["org_id", "lead_id"]
+    await _upsert_lww(session, m_leads, lead_keys, list(b.snapshots.values()), "snap_ver", "snap_tb",
+                      lambda x, newer: {
+                          "is_created": sa.or_(m_leads.c.is_created, x.is_created),
+                          # LeadCreated's creation time is authoritative; an update only fills a missing one
+                          "created_ts": sa.case((x.is_created, x.created_ts),
+                                                else_=sa.func.coalesce(m_leads.c.created_ts, x.created_ts))})
+    await _upsert_lww(session, m_leads, lead_keys, list(b.routes.values()), "route_ver", "route_tb",
+                      lambda x, newer: _territory(x, newer, from_assignment=False))
+    await _upsert_lww(session, m_leads, lead_keys, list(b.assignments.values()), "assign_ver", "assign_tb",
+                      lambda x, newer: _territory(x, newer, from_assignment=True))
+    await _upsert_lww(session, m_reps, ["org_id", "rep_id"], list(b.reps.values()), None, "tb")
+    await _upsert_lww(session, m_stages, ["org_id", "pipeline_id", "stage_id"], list(b.stages.values()), None, "tb")
     insert = dialect_insert(session)
-    stmt = insert(m_tasks).values(**values)
-    x, t = stmt.excluded, m_tasks.c
-    status = sa.case(
-        (sa.or_(t.status == "completed", x.status == "completed"), "completed"),
-        (sa.or_(t.status == "skipped", x.status == "skipped"), "skipped"), else_="open")
-    await session.execute(stmt.on_conflict_do_update(index_elements=["org_id", "task_id"], set_={
-        "lead_id": sa.func.coalesce(t.lead_id, x.lead_id), "stage_id": sa.func.coalesce(t.stage_id, x.stage_id),
-        "required": sa.or_(t.required, x.required), "due_ts": sa.func.coalesce(x.due_ts, t.due_ts),
-        "status": status, "overdue": sa.or_(t.overdue, x.overdue)}))
-    return set()
+    for chunk in _chunks(b.timeline):
+        await session.execute(insert(m_timeline).values(chunk).on_conflict_do_nothing(index_elements=["event_id"]))
+    await _write_activities(session, b)
+    t = m_tasks.c
+
+    def task_set(x: Any) -> dict[str, Any]:
+        return {"lead_id": sa.func.coalesce(t.lead_id, x.lead_id), "stage_id": sa.func.coalesce(t.stage_id, x.stage_id),
+                "required": sa.or_(t.required, x.required), "due_ts": sa.func.coalesce(x.due_ts, t.due_ts),
+                "status": sa.case((sa.or_(t.status == "completed", x.status == "completed"), "completed"),
+                                  (sa.or_(t.status == "skipped", x.status == "skipped"), "skipped"), else_="open"),
+                "overdue": sa.or_(t.overdue, x.overdue)}
+    await _upsert(session, m_tasks, ["org_id", "task_id"], list(b.tasks.values()), task_set)
+    counters = [{"org_id": org, "rep_id": rep, "day": day, **{c: values.get(c, 0) for c in _COUNTERS}}
+                for (org, rep, day), values in b.counters.items()]
+    await _upsert(session, m_rep_daily, ["org_id", "rep_id", "day"], counters,
+                  lambda x: {c: m_rep_daily.c[c] + x[c] for c in _COUNTERS})
+    for org, lead_id in b.erased:
+        await _scrub(session, org, lead_id)
+    await recompute_leads(session, b.recompute)
+    await first_owner_activity(session, b.first_activity)
 
 
-async def _erased(session: AsyncSession, envelope: Envelope, data: EventData) -> set[str]:
-    """Scrub personal data from this lead's logged snapshots (read models hold none)."""
-    assert isinstance(data, ev.LeadErasedV1)
+_COUNTERS = ("calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos", "proposals", "notes",
+             "records_entered", "records_updated")
+_ACTIVITY_COUNTERS = {"call": "calls", "meeting": "meetings", "demo": "demos", "proposal": "proposals",
+                      "note": "notes"}
+
+
+async def _write_activities(session: AsyncSession, b: Batch) -> None:
+    rows = [{k: v for k, v in r.items() if k != "_rank"} for r in b.activities.values()]
+    if not rows:
+        return
+    insert = dialect_insert(session)
+    inserted: set[tuple[str, str]] = set()
+    for chunk in _chunks(rows):
+        result = await session.execute(insert(m_activities).values(chunk).on_conflict_do_nothing(
+            index_elements=["org_id", "activity_id"]).returning(m_activities.c.org_id, m_activities.c.activity_id))
+        inserted.update((r.org_id, r.activity_id) for r in result)
+    for r in rows:
+        if (r["org_id"], r["activity_id"]) not in inserted:  # already counted (same activity, other event id)
+            continue
+        if r["kind"] == "email":
+            b.count(r["org_id"], r["rep_id"], r["occurred_ts"],
+                    **{"emails_sequence" if r["source"] == "sequence" else "emails_logged": 1})
+        elif r["kind"] == "call":
+            b.count(r["org_id"], r["rep_id"], r["occurred_ts"], calls=1, talk_seconds=r["duration_seconds"] or 0)
+        else:
+            b.count(r["org_id"], r["rep_id"], r["occurred_ts"], **{_ACTIVITY_COUNTERS[r["kind"]]: 1})
+        if r["kind"] in FIRST_RESPONSE_KINDS and r["rep_id"]:
+            b.first_activity.add((r["org_id"], r["lead_id"]))
+
+
+async def _scrub(session: AsyncSession, org_id: str, lead_id: str) -> None:
+    """Remove personal data from this lead's logged snapshots (the read models hold none)."""
     rows = (await session.execute(sa.select(event_log.c.seq, event_log.c.data).where(
-        event_log.c.org_id == envelope.org_id, event_log.c.subject_id == data.lead_id,
+        event_log.c.org_id == org_id, event_log.c.subject_id == lead_id,
         event_log.c.event_type.in_(("LeadCreated", "LeadUpdated"))))).all()
     for seq, payload in rows:
-        lead = dict(payload.get("lead") or {})
-        for key in PERSONAL_KEYS:
-            lead.pop(key, None)
-        await session.execute(sa.update(event_log).where(event_log.c.seq == seq)
-                              .values(data={**payload, "lead": lead}))
-    return set()
+        lead = {k: v for k, v in (payload.get("lead") or {}).items() if k not in PERSONAL_KEYS}
+        await session.execute(sa.update(event_log).where(event_log.c.seq == seq).values(data={**payload, "lead": lead}))
 
 
-_PROJECTORS = {
-    "LeadCreated": _lead_snapshot, "LeadUpdated": _lead_snapshot, "LeadRouted": _lead_routed,
-    "LeadAssigned": _lead_assigned, "StageAdvanced": _stage_advanced, "LeadWon": _outcome, "LeadLost": _outcome,
-    "LeadReopened": _outcome, "LeadDisqualified": _outcome, "ActivityLogged": _activity,
-    "TaskCreated": _task, "TaskCompleted": _task, "TaskSkipped": _task, "TaskOverdue": _task,
-    "LeadErased": _erased,
-}
+def _by_org(leads: set[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for org, lead_id in sorted(leads):
+        out[org].append(lead_id)
+    return out
 
 
-# ------------------------------------------------------------------ per-lead recomputation
-async def recompute_lead(session: AsyncSession, org_id: str, lead_id: str) -> None:
-    """Recompute the successors of the lead's timeline rows and its timeline facts on m_leads."""
+async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+    """first_owner_activity_ts = the earliest call/email/meeting on the lead by its current owner."""
+    a = m_activities
+    first = (sa.select(sa.func.min(a.c.occurred_ts))
+             .where(a.c.org_id == m_leads.c.org_id, a.c.lead_id == m_leads.c.lead_id,
+                    a.c.rep_id == m_leads.c.owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS))
+             .scalar_subquery())
+    for org, ids in _by_org(leads).items():
+        for i in range(0, len(ids), CHUNK):
+            await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org,
+                                                           m_leads.c.lead_id.in_(ids[i:i + CHUNK]))
+                                  .values(first_owner_activity_ts=first))
+
+
+async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+    """Recompute the successors of the leads' timeline rows and their timeline facts on m_leads."""
     t = m_timeline.c
-    rows = [dict(r._mapping) for r in (await session.execute(
-        sa.select(t.event_id, t.kind, t.at_ts, t.rank, t.pipeline_id, t.stage_id, t.position, t.is_ask,
-                  t.win_probability, t.reason, t.value, t.currency, t.next_ts, t.next_kind, t.next_position,
-                  t.next_reason)
-        .where(t.org_id == org_id, t.lead_id == lead_id))).all()]
-    succ = timeline.successors(rows)
-    changed = [c for c in (_successor_change(r, succ[r["event_id"]]) for r in rows) if c]
-    if changed:
-        await session.execute(
-            sa.update(m_timeline).where(m_timeline.c.event_id == sa.bindparam("b_event_id")).values(
-                next_ts=sa.bindparam("b_next_ts"), next_kind=sa.bindparam("b_next_kind"),
-                next_position=sa.bindparam("b_next_position"), next_reason=sa.bindparam("b_next_reason")),
-            changed)
-    facts = timeline.lead_facts(rows)
-    insert = dialect_insert(session)
-    stmt = insert(m_leads).values(org_id=org_id, lead_id=lead_id, **facts)
-    await session.execute(stmt.on_conflict_do_update(
-        index_elements=["org_id", "lead_id"], set_={k: stmt.excluded[k] for k in facts}))
+    for org, ids in _by_org(leads).items():
+        for i in range(0, len(ids), CHUNK):
+            part = ids[i:i + CHUNK]
+            rows = (await session.execute(sa.select(
+                t.lead_id, t.event_id, t.kind, t.at_ts, t.rank, t.pipeline_id, t.stage_id, t.position, t.is_ask,
+                t.win_probability, t.reason, t.value, t.currency, t.next_ts, t.next_kind, t.next_position,
+                t.next_reason).where(t.org_id == org, t.lead_id.in_(part)))).all()
+            per_lead: dict[str, list[dict[str, Any]]] = {lead_id: [] for lead_id in part}
+            for r in rows:
+                per_lead[r.lead_id].append(dict(r._mapping))
+            changed, facts_rows = [], []
+            for lead_id, lead_rows in per_lead.items():
+                succ = timeline.successors(lead_rows)
+                changed.extend(c for c in (_successor_change(r, succ[r["event_id"]]) for r in lead_rows) if c)
+                facts_rows.append({"org_id": org, "lead_id": lead_id, **timeline.lead_facts(lead_rows)})
+            if changed:
+                await session.execute(
+                    sa.update(m_timeline).where(m_timeline.c.event_id == sa.bindparam("b_event_id")).values(
+                        next_ts=sa.bindparam("b_next_ts"), next_kind=sa.bindparam("b_next_kind"),
+                        next_position=sa.bindparam("b_next_position"), next_reason=sa.bindparam("b_next_reason")),
+                    changed)
+            fact_columns = [c for c in facts_rows[0] if c not in ("org_id", "lead_id")]
+            await _upsert(session, m_leads, ["org_id", "lead_id"], facts_rows,
+                          lambda x: {c: x[c] for c in fact_columns})
 
 
 def _successor_change(row: dict[str, Any], nxt: tuple[Any, Any, Any, Any]) -> dict[str, Any] | None:
@@ -314,4 +425,3 @@ def _successor_change(row: dict[str, Any], nxt: tuple[Any, Any, Any, Any]) -> di
         return None
     return {"b_event_id": row["event_id"], "b_next_ts": nxt[0], "b_next_kind": nxt[1],
             "b_next_position": nxt[2], "b_next_reason": nxt[3]}
-

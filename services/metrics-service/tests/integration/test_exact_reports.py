@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from metrics_service.adapters.orm import READ_MODELS
+from metrics_service.service_layer.projector import project_all
 from metrics_testkit import (NOW, ORG, T, build_history, delivery_order, metrics_settings, other_org_history,
                              redelivered_activity)
 from salesflow_shared.testing import auth_headers
@@ -21,8 +22,10 @@ ADMIN = auth_headers(ORG, "manager", "boss")
 
 
 async def feed(app, envelopes) -> None:
+    """Deliver through the consumer (inbox + log), then wait until the projector applied everything."""
     for envelope in envelopes:
         await app.state.context.dispatcher.dispatch(envelope)
+    await project_all(app.state.context.database)
 
 
 async def get(client, path: str, headers=ADMIN, **params: Any) -> dict[str, Any]:

@@ -22,8 +22,23 @@ def upgrade() -> None:
     from metrics_service.adapters.orm import metadata
 
     frozen = sa.MetaData()
-    tables = [metadata.tables[name].to_metadata(frozen) for name in TABLES]
+    # event_log as it was at this revision: its `projected` column and index came in 0003
+    tables = [_copy(metadata.tables[name], frozen, LATER.get(name, ())) for name in TABLES]
     frozen.create_all(op.get_bind(), tables=tables)
+
+
+LATER = {"event_log": ("projected", "ix_event_log_unprojected")}
+
+
+def _copy(table: sa.Table, target: sa.MetaData, later: tuple[str, ...]) -> sa.Table:
+    """A copy of `table` without the columns and indexes named in `later`."""
+    return sa.Table(
+        table.name, target,
+        *[c._copy() for c in table.columns if c.name not in later],
+        *[sa.UniqueConstraint(*[c.name for c in u.columns], name=u.name) for u in table.constraints
+          if isinstance(u, sa.UniqueConstraint)],
+        *[sa.Index(i.name, *[c.name for c in i.columns], unique=i.unique, **i.dialect_kwargs)
+          for i in table.indexes if i.name not in later])
 
 
 def downgrade() -> None:

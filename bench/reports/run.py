@@ -1,0 +1,364 @@
+"""metrics-service reports at scale, and its ingest rate.
+
+1. Generates realistic orgs (250 reps in 25 teams, 3 pipelines of 6 stages, leads over two years, about five
+   timeline rows per lead: stage entries plus the outcome, a task per lead, daily activity counters per rep)
+   and bulk-loads the read models with COPY, one org per size (default 100k, 300k and 1M leads) in one
+   PostgreSQL database, like tenants sharing it.
+2. Times every report through the HTTP app (ASGI, in process: routing, auth, SQL, JSON) for one quarter,
+   p50 of --runs runs after a warm-up, per size, and prints how each time grows with the lead count.
+3. Ingest: feeds generated events (LeadCreated, LeadRouted, LeadAssigned, StageAdvanced ×~4, outcome,
+   activities) through the consumer path: published to RabbitMQ, consumed by the service (inbox, event log,
+   projections, one transaction per event), and reports events/s until the last one is in the log.
+   Baseline in the same run: the same events inserted into the log alone (no projection), through the same
+   dispatcher, to show what the projections cost.
+
+Run: `.venv/bin/python bench/reports/run.py [--sizes 100000,300000,1000000] [--runs 5] [--ingest 10000]`.
+The event log is not bulk-loaded (the reports never read it); the read models are what the consumer builds.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "services" / "metrics-service"))
+
+from metrics_service.config import Settings  # noqa: E402
+from metrics_service.entrypoints.http import create_app  # noqa: E402
+from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
+from salesflow_shared.events import Envelope, make_event  # noqa: E402
+from salesflow_shared.events import catalogue as ev  # noqa: E402
+from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, auth_headers, delete_namespace  # noqa: E402
+
+DB_NAME = "salesflow_bench_metrics"
+NOW = datetime(2026, 1, 15, tzinfo=UTC)
+START = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+SPAN = datetime(2026, 1, 1, tzinfo=UTC).timestamp() - START
+DAY = 86400.0
+REPS = [(f"rep-{i:03d}", f"Rep {i}", f"team-{i // 10:02d}") for i in range(250)]
+PIPELINES = ["pl-a", "pl-b", "pl-c"]
+PROBS = [Decimal(p) for p in ("0.05", "0.10", "0.20", "0.35", "0.60", "0.80")]
+ASK_POSITION = 5
+PRODUCT_LINES = ["saas", "services", "hardware", "support", "training"]
+SOURCES = ["web", "referral", "event", "partner", "outbound", "ads"]
+TERRITORIES = [f"terr-{i}" for i in range(8)]
+Q = {"from": "2025-07-01T00:00:00Z", "to": "2025-10-01T00:00:00Z"}
+REPORTS = [
+    ("funnel", Q), ("win-rate", {**Q, "group_by": "rep"}), ("deal-size", Q), ("sales-cycle", Q),
+    ("response-time", Q), ("conversion", {**Q, "group_by": "product_line"}), ("activities", Q),
+    ("production", Q), ("forecast", {"period": "quarter", "group_by": "team"}),
+    ("forecast-accuracy", {"scope": "rep"}), ("quota-attainment", {"period": "quarter", "date": "2025-08-01"}),
+    ("adoption", Q), ("coaching", Q), ("stalled-deals", Q),
+    ("leaderboard", {"period": "quarter", "date": "2025-08-01", "metric": "revenue"}),
+    ("leaderboard", {"period": "quarter", "date": "2025-08-01", "metric": "activities"}),
+]
+
+
+def database_url() -> str:
+    return f"{POSTGRES_URL.rstrip('/')}/{DB_NAME}"
+
+
+# ------------------------------------------------------------------ data generation
+def generate(org: str, n: int, seed: int):  # type: ignore[no-untyped-def]
+    """Rows for m_leads, m_timeline and m_tasks of one org (tuples in column order)."""
+    rng = random.Random(seed)
+    leads, timeline, tasks = [], [], []
+    seq = 0
+    for i in range(n):
+        lead_id = f"{org}-L{i:08d}"
+        rep_id, _, team = REPS[rng.randrange(len(REPS))]
+        pipeline = PIPELINES[rng.randrange(3)]
+        created = START + rng.random() * SPAN
+        value = Decimal(rng.randrange(500, 50000))
+        expected = date.fromtimestamp(created + rng.uniform(30, 120) * DAY)
+        at = created + rng.random() * 3600
+        entered = at
+        stays = []
+        position = 1
+        while True:
+            stays.append((position, at))
+            if position == 6 or rng.random() > 0.78:
+                break
+            at += rng.expovariate(1 / (5 * DAY))
+            position += 1
+        end = at + rng.expovariate(1 / (6 * DAY))
+        r = rng.random()
+        if end > NOW.timestamp() or r < 0.12:
+            outcome, closed = "open", None
+        elif position >= 5 and r < 0.75 or r < 0.2:
+            outcome, closed = "won", end
+        elif r < 0.9:
+            outcome, closed = "lost", end
+        else:
+            outcome, closed = "disqualified", end
+        for k, (pos, t) in enumerate(stays):
+            nxt = stays[k + 1] if k + 1 < len(stays) else None
+            seq += 1
+            timeline.append((f"{org}-{seq:012d}", org, lead_id, "stage", t, 1, pipeline, f"{pipeline}-s{pos}", pos,
+                             pos == ASK_POSITION, PROBS[pos - 1], "goal_met" if rng.random() < 0.7 else "manual",
+                             None, None, nxt[1] if nxt else closed, "stage" if nxt else (outcome if closed else None),
+                             nxt[0] if nxt else None, ("goal_met" if nxt else None)))
+        if closed is not None:
+            seq += 1
+            timeline.append((f"{org}-{seq:012d}", org, lead_id, outcome, closed, 2, pipeline, None, None, False,
+                             None, None, value if outcome == "won" else None, "USD" if outcome == "won" else None,
+                             None, None, None, None))
+        last_pos, last_at = stays[-1]
+        ask = next((t for p, t in stays if p == ASK_POSITION), None)
+        first_activity = created + rng.expovariate(1 / (6 * 3600)) if rng.random() < 0.85 else None
+        leads.append((org, lead_id, 1, "", True, created, PRODUCT_LINES[rng.randrange(5)], SOURCES[rng.randrange(6)],
+                      value, "USD", datetime(expected.year, expected.month, expected.day, tzinfo=UTC).timestamp(),
+                      1, "", pipeline, TERRITORIES[rng.randrange(8)], 1, "", rep_id, team, None,
+                      TERRITORIES[rng.randrange(8)], pipeline, entered, 1, last_pos, ask, f"{pipeline}-s{last_pos}",
+                      last_pos, last_at, PROBS[last_pos - 1], outcome, closed,
+                      value if outcome == "won" else None, "USD" if outcome == "won" else None, 0, first_activity))
+        status = "completed" if outcome != "open" or rng.random() < 0.6 else "open"
+        tasks.append((org, f"{lead_id}-k", lead_id, f"{pipeline}-s{last_pos}", True, last_at + 2 * DAY, status,
+                      status == "open" and last_at + 2 * DAY < NOW.timestamp()))
+    return leads, timeline, tasks
+
+
+LEAD_COLUMNS = ["org_id", "lead_id", "snap_ver", "snap_tb", "is_created", "created_ts", "product_line", "source",
+                "value", "currency", "expected_close_ts", "route_ver", "route_tb", "routed_pipeline_id",
+                "routed_territory_id", "assign_ver", "assign_tb", "owner_id", "team_id", "assigned_territory_id",
+                "territory_id", "pipeline_id", "pipeline_entered_ts", "first_position", "max_position",
+                "ask_entered_ts", "current_stage_id", "current_position", "current_stage_entered_ts",
+                "current_win_probability", "outcome", "closed_ts", "won_value", "won_currency", "reopen_count",
+                "first_owner_activity_ts"]
+TIMELINE_COLUMNS = ["event_id", "org_id", "lead_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
+                    "is_ask", "win_probability", "reason", "value", "currency", "next_ts", "next_kind",
+                    "next_position", "next_reason"]
+TASK_COLUMNS = ["org_id", "task_id", "lead_id", "stage_id", "required", "due_ts", "status", "overdue"]
+
+
+async def load_org(conn: asyncpg.Connection, org: str, n: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    leads, timeline, tasks = generate(org, n, seed=n)
+    t1 = time.perf_counter()
+    await conn.copy_records_to_table("m_leads", records=leads, columns=LEAD_COLUMNS)
+    await conn.copy_records_to_table("m_timeline", records=timeline, columns=TIMELINE_COLUMNS)
+    await conn.copy_records_to_table("m_tasks", records=tasks, columns=TASK_COLUMNS)
+    rng = random.Random(n)
+    days = range(int(START // DAY), int((START + SPAN) // DAY))
+    scale = max(n / 100_000, 0.1)
+    daily = [(org, rep, d, rng.randrange(int(6 * scale) + 1), rng.randrange(int(1800 * scale) + 1),
+              rng.randrange(int(8 * scale) + 1), rng.randrange(int(10 * scale) + 1), rng.randrange(3),
+              rng.randrange(2), rng.randrange(2), rng.randrange(3), rng.randrange(5), rng.randrange(5))
+             for rep, _, _ in REPS for d in days]
+    await conn.copy_records_to_table("m_rep_daily", records=daily, columns=[
+        "org_id", "rep_id", "day", "calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos",
+        "proposals", "notes", "records_entered", "records_updated"])
+    await conn.copy_records_to_table("m_reps", records=[(org, r, name, team, "") for r, name, team in REPS],
+                                     columns=["org_id", "rep_id", "name", "team_id", "tb"])
+    await conn.copy_records_to_table("m_stages", records=[
+        (org, p, f"{p}-s{k}", f"Stage {k}", k, k == ASK_POSITION, PROBS[k - 1], "") for p in PIPELINES
+        for k in range(1, 7)], columns=["org_id", "pipeline_id", "stage_id", "name", "position", "is_ask",
+                                         "win_probability", "tb"])
+    quota_rows = [(str(uuid.uuid4()), org, "rep", r, "quarter", date(2025, 7, 1), Decimal(200000), "USD", 1, NOW, NOW)
+                  for r, _, _ in REPS]
+    await conn.copy_records_to_table("quotas", records=quota_rows, columns=[
+        "quota_id", "org_id", "scope", "scope_id", "period", "period_start", "amount", "currency", "version",
+        "created_at", "updated_at"])
+    t2 = time.perf_counter()
+    return {"generate_s": t1 - t0, "copy_s": t2 - t1, "timeline_rows": len(timeline)}
+
+
+# ------------------------------------------------------------------ report timing
+async def time_reports(client: httpx.AsyncClient, org: str, runs: int) -> dict[str, float]:
+    headers = auth_headers(org, "manager", "bench")
+    admin = auth_headers(org, "admin", "bench")
+    for day in ("2025-07-01", "2025-10-01"):  # two closed-period snapshots for forecast accuracy
+        r = await client.post("/v1/forecasts/snapshots", json={"period": "quarter", "date": day}, headers=admin)
+        assert r.status_code == 201, r.text
+    out = {}
+    for path, params in REPORTS:
+        samples = []
+        for i in range(runs + 1):
+            t = time.perf_counter()
+            r = await client.get(f"/v1/reports/{path}", params=params, headers=headers)
+            elapsed = time.perf_counter() - t
+            assert r.status_code == 200, (path, r.text)
+            if i:
+                samples.append(elapsed * 1000)
+        out[f"{path}{'/' + params['metric'] if 'metric' in params else ''}"] = statistics.median(samples)
+    return out
+
+
+# ------------------------------------------------------------------ ingest
+def ingest_events(org: str, leads: int) -> list[Envelope]:
+    rng = random.Random(7)
+    out: list[Envelope] = []
+    base = datetime(2025, 6, 1, tzinfo=UTC)
+    for i in range(leads):
+        lead_id = f"ing-{uuid.uuid4().hex[:12]}"
+        rep_id, name, team = REPS[rng.randrange(len(REPS))]
+        t = base + timedelta(minutes=i)
+        snap = ev.LeadSnapshot(lead_id=lead_id, product_line="saas", source="web", value=Decimal(1000),
+                               currency="USD", created_at=t)
+        out.append(make_event(ev.LeadCreatedV1(lead=snap), org_id=org, subject_id=lead_id, occurred_at=t))
+        out.append(make_event(ev.LeadRoutedV1(lead_id=lead_id, pipeline_id="pl-a", reason="r"), org_id=org,
+                              subject_id=lead_id, occurred_at=t))
+        out.append(make_event(ev.LeadAssignedV1(lead_id=lead_id, owner_id=rep_id, owner_name=name, team_id=team,
+                                                reason="r"), org_id=org, subject_id=lead_id, subject_version=2,
+                              occurred_at=t))
+        for k in range(1, 2 + rng.randrange(4)):
+            at = t + timedelta(days=k)
+            out.append(make_event(ev.StageAdvancedV1(
+                lead_id=lead_id, pipeline_id="pl-a", to_stage_id=f"pl-a-s{k}", to_stage_name=f"Stage {k}",
+                to_stage_position=k, win_probability=PROBS[k - 1], reason="goal_met" if k > 1 else "entry",
+                entered_at=at), org_id=org, subject_id=lead_id, subject_version=k, occurred_at=at))
+        out.append(make_event(ev.ActivityLoggedV1(activity_id=str(uuid.uuid4()), lead_id=lead_id, kind="call",
+                                                  rep_id=rep_id, occurred_at=t + timedelta(hours=2),
+                                                  duration_seconds=300), org_id=org, subject_id=lead_id))
+        out.append(make_event(ev.LeadWonV1(lead_id=lead_id, pipeline_id="pl-a", value=Decimal(900), currency="USD",
+                                           won_at=t + timedelta(days=9)), org_id=org, subject_id=lead_id,
+                              subject_version=9))
+    return out
+
+
+async def connect() -> asyncpg.Connection:
+    for _ in range(60):  # the machine's PostgreSQL is shared; wait for a free connection slot
+        try:
+            return await asyncpg.connect(database_url().replace("postgresql+asyncpg", "postgresql"))
+        except asyncpg.exceptions.TooManyConnectionsError:
+            await asyncio.sleep(5)
+    raise SystemExit("PostgreSQL has no free connection slot")
+
+
+async def log_count(conn: asyncpg.Connection, org: str) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM event_log WHERE org_id = $1", org))
+
+
+async def ingest_rabbit(conn: asyncpg.Connection, events: list[Envelope], org: str) -> float:
+    import aio_pika
+
+    namespace = f"bench{uuid.uuid4().hex[:6]}."
+    settings = Settings(environment="test", database_url=database_url(), amqp_url=AMQP_URL, bus_namespace=namespace,
+                        log_level="WARNING", forecast_snapshot_interval_s=0, consumer_prefetch=32,
+                        db_pool_size=8)
+    app = create_app(settings, clock=lambda: NOW)
+    try:
+        async with app.router.lifespan_context(app):
+            connection = await aio_pika.connect(AMQP_URL)
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.declare_exchange(f"{namespace}salesflow.events", aio_pika.ExchangeType.TOPIC,
+                                                      durable=True)
+            bodies = [(e.type, e.to_json()) for e in events]
+            before = await log_count(conn, org)
+            started = time.perf_counter()
+            for i in range(0, len(bodies), 500):
+                await asyncio.gather(*[exchange.publish(aio_pika.Message(body, delivery_mode=2), routing_key=kind)
+                                       for kind, body in bodies[i:i + 500]])
+            published = time.perf_counter() - started
+            while await log_count(conn, org) < before + len(events):
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            await connection.close()
+            print(f"  published {len(events)} in {published:.1f} s; all in the log after {elapsed:.1f} s")
+            return len(events) / elapsed
+    finally:
+        await delete_namespace(AMQP_URL, namespace)
+
+
+async def ingest_dispatcher(events: list[Envelope], concurrency: int, log_only: bool) -> float:
+    from metrics_service.service_layer import handlers
+
+    settings = Settings(environment="test", database_url=database_url(), amqp_url="", log_level="WARNING",
+                        forecast_snapshot_interval_s=0, db_pool_size=max(concurrency // 2, 1))
+    app = create_app(settings, clock=lambda: NOW)
+    original = handlers.project
+    if log_only:
+        async def no_projection(*args, **kwargs):  # type: ignore[no-untyped-def]
+            return set()
+        handlers.project = no_projection  # type: ignore[assignment]
+    try:
+        async with app.router.lifespan_context(app):
+            dispatcher = app.state.context.dispatcher
+            queue: asyncio.Queue[Envelope] = asyncio.Queue()
+            for e in events:
+                queue.put_nowait(e)
+
+            async def worker() -> None:
+                while not queue.empty():
+                    await dispatcher.dispatch(queue.get_nowait())
+            started = time.perf_counter()
+            await asyncio.gather(*[worker() for _ in range(concurrency)])
+            return len(events) / (time.perf_counter() - started)
+    finally:
+        handlers.project = original  # type: ignore[assignment]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000,300000,1000000")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--ingest", type=int, default=1500, help="leads whose events are ingested (~9 each)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+
+    for attempt in range(60):  # the machine's PostgreSQL is shared; wait for a free connection slot
+        try:
+            await drop_postgres_database(database_url())
+            await ensure_postgres_database(database_url())
+            break
+        except asyncpg.exceptions.TooManyConnectionsError:
+            await asyncio.sleep(5)
+    app = create_app(Settings(environment="test", database_url=database_url(), amqp_url="", log_level="WARNING",
+                              forecast_snapshot_interval_s=0), clock=lambda: NOW)
+    conn = await connect()
+    results: dict[int, dict[str, float]] = {}
+    try:
+        async with app.router.lifespan_context(app):  # runs the migrations
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+            for n in sizes:
+                org = f"bench-{n}"
+                load = await load_org(conn, org, n)
+                t = time.perf_counter()
+                await conn.execute("ANALYZE")
+                print(f"{n:>9,} leads: generated in {load['generate_s']:.0f} s, COPY {load['copy_s']:.0f} s "
+                      f"({int(load['timeline_rows']):,} timeline rows), ANALYZE {time.perf_counter() - t:.0f} s",
+                      flush=True)
+                results[n] = await time_reports(client, org, args.runs)
+                print("   " + ", ".join(f"{k} {v:.0f}" for k, v in results[n].items()), flush=True)
+            await client.aclose()
+
+        print("\np50 ms per report (one quarter, manager's view of the whole org); growth = largest / smallest")
+        header = f"{'report':<26}" + "".join(f"{n:>12,}" for n in sizes) + f"{'growth':>9}"
+        print(header)
+        for name in results[sizes[0]]:
+            values = [results[n][name] for n in sizes]
+            print(f"{name:<26}" + "".join(f"{v:>12.1f}" for v in values) + f"{values[-1] / values[0]:>8.1f}x")
+        print(f"(lead count grows {sizes[-1] / sizes[0]:.0f}x; target p50 <= 200 ms)")
+
+        if args.ingest:
+            events = ingest_events("bench-ingest", args.ingest)
+            print(f"\ningest of {len(events):,} events ({args.ingest} leads):")
+            rate = await ingest_rabbit(conn, events, "bench-ingest")
+            print(f"  RabbitMQ → consumer → log + read models: {rate:,.0f} events/s (target >= 2,000)")
+            for conc in (1, 8):
+                fresh = ingest_events(f"bench-ingest-d{conc}", args.ingest)
+                full = await ingest_dispatcher(fresh, conc, log_only=False)
+                print(f"  dispatcher, {conc:>2} concurrent: log + read models {full:,.0f} events/s", flush=True)
+            fresh = ingest_events("bench-ingest-log", args.ingest)
+            bare = await ingest_dispatcher(fresh, 8, log_only=True)
+            print(f"  baseline, dispatcher,  8 concurrent: inbox + log only {bare:,.0f} events/s")
+    finally:
+        await conn.close()
+        if not args.keep:
+            await drop_postgres_database(database_url())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,69 @@
+"""The projector worker, `project_all` (apply everything pending now) and the rebuild."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from salesflow_shared.db import Database
+
+from ..adapters.orm import READ_MODELS, event_log
+from .projections import PROJECTOR_LOCK, project_pending
+
+log = structlog.get_logger(__name__)
+
+
+async def pending(database: Database, org_id: str | None = None) -> int:
+    async with database.session() as session:
+        query = sa.select(sa.func.count()).select_from(event_log).where(sa.not_(event_log.c.projected))
+        if org_id is not None:
+            query = query.where(event_log.c.org_id == org_id)
+        return int((await session.execute(query)).scalar_one())
+
+
+async def project_once(database: Database, batch_size: int = 1000) -> int:
+    """One transaction: apply up to a few batches of pending events."""
+    async with database.session() as session:
+        applied = await project_pending(session, batch_size=batch_size, max_batches=5)
+        await session.commit()
+        return applied
+
+
+async def project_all(database: Database, batch_size: int = 1000) -> None:
+    """Return once every event logged so far is applied (another projector may be doing the work)."""
+    while True:
+        if not await project_once(database, batch_size) and not await pending(database):
+            return
+        await asyncio.sleep(0)
+
+
+def projector_worker(batch_size: int, idle_interval_s: float):  # type: ignore[no-untyped-def]
+    async def projector(context: Any) -> None:
+        while True:
+            applied = await project_once(context.database, batch_size)
+            if not applied:
+                await asyncio.sleep(idle_interval_s)
+    return projector
+
+
+async def rebuild_read_models(database: Database, org_id: str | None = None) -> dict[str, int]:
+    """Delete the read models (of one org, or all) and apply the whole log again, in one transaction.
+
+    The same projection code as the consumer's, over the log in event-id order (a random order unrelated to
+    arrival), so the result equals what was built incrementally.
+    """
+    async with database.session() as session:
+        if database.dialect == "postgresql":  # wait for a running batch, then keep the projector out
+            await session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                                  {"k": PROJECTOR_LOCK})
+        for table in READ_MODELS:
+            stmt = sa.delete(table)
+            await session.execute(stmt if org_id is None else stmt.where(table.c.org_id == org_id))
+        reset = sa.update(event_log).values(projected=False)
+        await session.execute(reset if org_id is None else reset.where(event_log.c.org_id == org_id))
+        replayed = await project_pending(session, batch_size=2000, org_id=org_id, order_by_event_id=True)
+        await session.commit()
+    log.info("read_models_rebuilt", org_id=org_id, events=replayed)
+    return {"events_replayed": replayed}

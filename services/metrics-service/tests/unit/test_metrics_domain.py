@@ -1,0 +1,84 @@
+"""Pure domain code: timeline facts, formulas and periods (no I/O)."""
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from metrics_service.domain import formulas, periods, timeline
+
+
+def row(event_id: str, kind: str, at: float, position: int | None = None, *, pipeline: str = "p1",
+        ask: bool = False, value: str | None = None, prob: str | None = None) -> dict:
+    return {"event_id": event_id, "kind": kind, "at_ts": at, "rank": timeline.TIE_RANK[kind], "pipeline_id": pipeline,
+            "stage_id": f"s{position}" if position else None, "position": position, "is_ask": ask,
+            "win_probability": Decimal(prob) if prob else None, "reason": None, "value": value,
+            "currency": "USD" if value else None}
+
+
+LOST_REOPENED_WON = [row("e1", "stage", 100, 1), row("e2", "stage", 200, 2, ask=True, prob="0.6"),
+                     row("e3", "lost", 300), row("e4", "reopened", 400), row("e5", "stage", 400, 2, ask=True),
+                     row("e6", "won", 500, value="70.00")]
+
+
+def test_lead_facts_follow_time_not_arrival_order():
+    expected = timeline.lead_facts(LOST_REOPENED_WON)
+    assert expected["outcome"] == "won" and expected["closed_ts"] == 500
+    assert expected["won_value"] == Decimal("70.00") and expected["reopen_count"] == 1
+    assert expected["pipeline_entered_ts"] == 100 and expected["ask_entered_ts"] == 200
+    assert (expected["first_position"], expected["max_position"], expected["current_stage_id"]) == (1, 2, "s2")
+    for permutation in itertools.permutations(LOST_REOPENED_WON):
+        assert timeline.lead_facts(list(permutation)) == expected
+
+
+def test_a_reopened_lead_is_open_again_and_a_stay_ends_at_the_next_boundary():
+    facts = timeline.lead_facts(LOST_REOPENED_WON[:4])
+    assert facts["outcome"] == "open" and facts["closed_ts"] is None
+    succ = timeline.successors(LOST_REOPENED_WON)
+    assert succ["e2"][:2] == (300, "lost")      # the ask stay ended with the loss
+    assert succ["e4"][:2] == (400, "stage")     # the reopening comes before the re-entry at the same time
+    assert succ["e5"][:2] == (500, "won")
+    assert succ["e6"] == (None, None, None, None)
+
+
+def test_a_lead_without_stage_entries_has_no_pipeline_facts():
+    facts = timeline.lead_facts([row("d", "disqualified", 50)])
+    assert facts["pipeline_id"] is None and facts["outcome"] == "disqualified" and facts["closed_ts"] == 50
+
+
+def test_median_and_nearest_rank_percentiles():
+    assert formulas.median([]) is None
+    assert formulas.median([5, 1, 3]) == 3
+    assert formulas.median([4, 1, 3, 2]) == 2.5
+    assert formulas.nearest_rank([2, 4], 90) == 4             # rank ceil(1.8) = 2
+    assert formulas.nearest_rank([3, 5, 3], 75) == 5          # rank ceil(2.25) = 3
+    assert formulas.nearest_rank(list(range(1, 11)), 90) == 9  # rank 9 of 10
+
+
+def test_rates_accuracy_bias_and_pace():
+    assert formulas.win_rate(3, 1) == 75.0
+    assert formulas.win_rate(0, 0) is None
+    assert formulas.pct(5, 7) == 71.43
+    assert formulas.forecast_accuracy(Decimal(4100), Decimal(8600)) == 47.67
+    assert formulas.forecast_accuracy(Decimal(10), Decimal(0)) is None
+    assert formulas.forecast_bias(Decimal(4100), Decimal(8600)) == Decimal(-4500)
+    assert formulas.pace(50.0, 14 / 91) == 325.0
+    assert formulas.pace(10.0, 0.0) is None
+    assert formulas.money(Decimal("2866.6666")) == "2866.67"
+
+
+def test_calendar_periods():
+    moment = datetime(2026, 5, 20, 13, tzinfo=UTC)
+    assert periods.period_bounds("month", moment) == (datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
+    assert periods.period_bounds("quarter", moment) == (datetime(2026, 4, 1, tzinfo=UTC),
+                                                        datetime(2026, 7, 1, tzinfo=UTC))
+    assert periods.period_bounds("year", datetime(2026, 12, 31, tzinfo=UTC))[1] == datetime(2027, 1, 1, tzinfo=UTC)
+    assert periods.period_bounds("quarter", datetime(2026, 11, 2, tzinfo=UTC))[1] == datetime(2027, 1, 1, tzinfo=UTC)
+    quarters = periods.quarters_overlapping(datetime(2026, 2, 10, tzinfo=UTC), datetime(2026, 7, 2, tzinfo=UTC))
+    assert [q[0].month for q in quarters] == [1, 4, 7]
+    start, end = periods.period_bounds("quarter", moment)
+    assert periods.elapsed_share(start, end, datetime(2026, 4, 15, tzinfo=UTC)) == 14 / 91
+    assert periods.elapsed_share(start, end, datetime(2027, 1, 1, tzinfo=UTC)) == 1.0
+    assert periods.day_number(86400 * 3 + 5) == 3
+    assert periods.tiebreak(datetime(2026, 1, 1, tzinfo=UTC), "b") < periods.tiebreak(datetime(2026, 1, 1, 0, 0, 1,
+                                                                                               tzinfo=UTC), "a")
