@@ -134,3 +134,21 @@ async def test_a_routing_to_an_unknown_or_foreign_pipeline_is_parked_not_applied
     resp = await pipe.client.get(f"/v1/positions/{lead}", headers=pipe.headers())
     assert resp.status_code == 404  # the failed routing left nothing behind (its transaction rolled back)
     assert await pipe.outbox("StageAdvanced") == []
+
+
+async def test_two_events_meeting_the_goal_at_the_same_time_advance_the_lead_once(pipe):
+    import asyncio
+
+    pipeline = await pipe.instantiate("inbound-web-form")
+    leads = [new_lead() for _ in range(5)]
+    for lead in leads:
+        await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead))
+    pipe.clock.advance(timedelta(minutes=5))
+    # Two meetings per lead handled concurrently (as with a prefetch > 1 or two replicas).
+    await asyncio.gather(*(pipe.dispatch(pipe.envelope(activity(lead, "meeting", pipe.clock.now()), lead))
+                           for lead in leads for _ in range(2)))
+    advances = [a for a in await pipe.outbox("StageAdvanced") if a["data"]["reason"] == "goal_met"]
+    assert sorted(a["subject_id"] for a in advances) == sorted(leads)
+    for lead in leads:
+        pos = await pipe.position(lead)
+        assert [h["stage_name"] for h in pos["history"]] == ["Qualification meeting", "Negotiation"]

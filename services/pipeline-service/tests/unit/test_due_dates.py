@@ -66,3 +66,10 @@ def test_naive_entry_is_refused():
 def test_bad_due_specs_name_the_field(raw, bad):
     spec, problems = parse_due_spec(raw)
     assert spec is None and bad in [p for p, _ in problems]
+
+
+def test_a_wall_time_skipped_by_spring_forward_moves_forward():
+    # 02:30 does not exist in Paris on 2027-03-28: the task is due at 03:30 summer time (01:30 UTC).
+    due = compute_due(utc(2027, 3, 26, 1, 30), DueSpec(2, "days"), "Europe/Paris")
+    assert due == utc(2027, 3, 28, 1, 30)
+    assert compute_due(utc(2027, 3, 26, 1, 30), DueSpec(1, "business_days"), "Europe/Paris") == utc(2027, 3, 29, 0, 30)
