@@ -65,17 +65,17 @@ async def all_teams(session: AsyncSession, org_id: str) -> dict[str, Team]:
 
 async def reps_by_id(session: AsyncSession, org_id: str, ids: list[str], *,
                      lock: bool = False) -> dict[str, Any]:
-    """Rep rows by id, each with its `open_leads` count; with `lock`, the rep rows are locked in id order
-    (a fixed order: no deadlocks), so capacity checks and counts stay true until commit."""
+    """Rep rows by id; with `lock`, rows are locked in id order (a fixed order: no deadlocks).
+
+    Count their open leads with a separate, later statement: under READ COMMITTED a statement that waited
+    for a row lock still sees the data as of its own start, so a count in the locking statement could be
+    stale by the very assignment that held the lock.
+    """
     if not ids:
         return {}
-    open_leads = sa.select(sa.func.count()).where(
-        leads.c.org_id == reps.c.org_id, leads.c.owner_id == reps.c.id, leads.c.open.is_(True),
-    ).scalar_subquery().label("open_leads")
-    query = sa.select(reps, open_leads).where(reps.c.org_id == org_id, reps.c.id.in_(sorted(set(ids)))) \
-        .order_by(reps.c.id)
+    query = sa.select(reps).where(reps.c.org_id == org_id, reps.c.id.in_(sorted(set(ids)))).order_by(reps.c.id)
     if lock:
-        query = query.with_for_update(of=reps)
+        query = query.with_for_update()
     return {r.id: r for r in await session.execute(query)}
 
 

@@ -132,7 +132,8 @@ async def choose(session: AsyncSession, org_id: str, decision: Decision, request
     else:
         state = await repo.lock_rotation(session, org_id, key, now)
     rows = await repo.reps_by_id(session, org_id, list(request.member_ids), lock=not dry_run)
-    pool = {rep_id: Candidate(repo.rep_from_row(row), int(row.open_leads), row.last_assigned_at)
+    counts = await repo.open_lead_counts(session, org_id, list(rows))  # after the locks: see note there
+    pool = {rep_id: Candidate(repo.rep_from_row(row), counts.get(rep_id, 0), row.last_assigned_at)
             for rep_id, row in rows.items()}
     choice = select_owner(request, pool, facts, now, state)
     decision.choice = choice
