@@ -1,4 +1,5 @@
 """Wires lead-service together: settings, routes, event handlers, migrations, background workers."""
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from .entrypoints.forms_api import FormCache, submission_sweeper
 from .entrypoints.routes import router
 from .service_layer.enrichment import enrichment_worker
 from .service_layer.handlers import EVENT_HANDLERS
+from .service_layer.imports import import_worker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -20,7 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 async def build_extras(context: ServiceContext) -> dict[str, Any]:
     settings = context.settings
     extras: dict[str, Any] = {"setup_cache": SetupCache(), "form_cache": FormCache(),
-                              "rate_limiter": RateLimiter(time.monotonic)}
+                              "rate_limiter": RateLimiter(time.monotonic), "import_wake": asyncio.Event()}
     if settings.enrichment_url:
         extras["enrichment_client"] = EnrichmentClient(
             settings.enrichment_url, token=settings.enrichment_token, timeout_s=settings.enrichment_timeout_s,
@@ -37,6 +39,6 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         migrations_path=MIGRATIONS,
         event_handlers=EVENT_HANDLERS,
         extras=build_extras,
-        workers=[submission_sweeper, enrichment_worker],
+        workers=[submission_sweeper, enrichment_worker, import_worker],
         description="Leads, contacts, companies, activities, web-form intake, scoring and enrichment.",
     )

@@ -2,7 +2,7 @@
 /v1/imports, /v1/scoring-rules)."""
 from fastapi import APIRouter
 
-from . import forms_api, leads_api, records_api, scoring_api
+from . import forms_api, imports_api, leads_api, records_api, scoring_api
 
 router = APIRouter()
 # scoring_api first: /v1/leads/custom-fields must win over /v1/leads/{lead_id}
@@ -10,3 +10,4 @@ router.include_router(scoring_api.router)
 router.include_router(leads_api.router)
 router.include_router(records_api.router)
 router.include_router(forms_api.router)
+router.include_router(imports_api.router)

@@ -1,0 +1,94 @@
+"""/v1/imports: CSV upload (streamed), progress, per-row error report."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from salesflow_shared.app import ContextDep, UowDep
+from salesflow_shared.auth import ManagerPrincipal
+from salesflow_shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+
+from ..adapters.orm import import_rows, imports
+from ..service_layer.imports import import_to_dict, stage_upload
+from ..service_layer.intake import load_form
+
+router = APIRouter(prefix="/v1/imports", tags=["imports"])
+
+
+@router.post("", status_code=202, summary="Upload a CSV of leads (body: text/csv); processed in the background",
+             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
+                                            "required": True}})
+async def upload(request: Request, context: ContextDep, uow: UowDep, principal: ManagerPrincipal,
+                 form_id: str | None = None, filename: str | None = None) -> JSONResponse:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("text/csv", "application/csv", "text/plain"):
+        raise UnsupportedMediaType("send the file as the request body with Content-Type: text/csv")
+    form = None
+    if form_id is not None:
+        form = await load_form(uow.session, form_id, principal.org_id)
+        if form is None:
+            raise ValidationFailed.single("form_id", "no such form in your organization")
+    limit = context.settings.max_import_bytes
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"an import may have at most {limit} bytes")
+            yield chunk
+
+    import_id = str(uuid.uuid4())
+    try:
+        result = await stage_upload(context, org_id=principal.org_id, user_id=principal.user_id, chunks=chunks(),
+                                    filename=filename, form=form, import_id=import_id)
+    except (PayloadTooLarge, ValidationFailed):
+        async with context.uow() as cleanup:  # no half-staged import is left behind
+            await cleanup.session.execute(sa.delete(import_rows).where(import_rows.c.import_id == import_id))
+            await cleanup.session.execute(sa.delete(imports).where(imports.c.id == import_id))
+            await cleanup.commit()
+        raise
+    return JSONResponse({**result, "progress_url": f"/v1/imports/{import_id}"}, status_code=202,
+                        headers={"Location": f"/v1/imports/{import_id}"})
+
+
+async def _job(uow: Any, org_id: str, import_id: str) -> Any:
+    row = (await uow.session.execute(sa.select(imports).where(imports.c.id == import_id,
+                                                              imports.c.org_id == org_id))).first()
+    if row is None:
+        raise NotFound(f"no import {import_id}")
+    return row
+
+
+@router.get("", summary="The org's imports, newest first")
+async def list_imports(uow: UowDep, principal: ManagerPrincipal, limit: LimitParam = 50) -> dict[str, Any]:
+    rows = (await uow.session.execute(sa.select(imports).where(imports.c.org_id == principal.org_id)
+                                      .order_by(imports.c.created_at.desc()).limit(limit))).all()
+    return {"items": [import_to_dict(r) for r in rows], "next_cursor": None}
+
+
+@router.get("/{import_id}", summary="Progress of an import: status and counts")
+async def get_import(import_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
+    return import_to_dict(await _job(uow, principal.org_id, import_id))
+
+
+@router.get("/{import_id}/errors", summary="The rows that failed, with their errors (cursor pagination)")
+async def import_errors(import_id: str, uow: UowDep, principal: ManagerPrincipal, limit: LimitParam = 100,
+                        cursor: CursorParam = None) -> dict[str, Any]:
+    await _job(uow, principal.org_id, import_id)
+    query = sa.select(import_rows).where(import_rows.c.import_id == import_id, import_rows.c.status == "failed")
+    values = decode_cursor(cursor, 1)
+    if values is not None:
+        if not isinstance(values[0], int):
+            raise ValidationFailed.single("cursor", "not a cursor this API issued")
+        query = query.where(import_rows.c.row_number > values[0])
+    rows = (await uow.session.execute(query.order_by(import_rows.c.row_number).limit(limit + 1))).all()
+    items = [{"row": r.row_number, "errors": r.errors or [], "data": {k: v for k, v in (r.data or {}).items()
+                                                                      if not k.startswith("__")}}
+             for r in rows[:limit]]
+    return {"items": items, "next_cursor": encode_cursor([items[-1]["row"]]) if len(rows) > limit else None}

@@ -1,0 +1,279 @@
+"""CSV import: the upload is streamed into staged rows (never the whole file in memory), then a worker
+ingests them in batches with the same mapping, scoring and de-duplication as web forms, recording a
+per-row error report and progress counts."""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import csv
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from salesflow_shared.app import ServiceContext
+from salesflow_shared.errors import ValidationFailed
+from salesflow_shared.events import utcnow
+
+from ..adapters.orm import import_rows, imports
+from ..domain.lead import is_valid_target
+from ..domain.mapping import FormSpec, map_payload
+from .ingest import Candidate, ingest
+from .views import iso
+
+log = structlog.get_logger(__name__)
+STAGE_BATCH = 1000
+MAX_COLUMNS = 200
+MAX_FIELD = 10_000
+BAD_WIDTH = "__bad_width__"
+
+ALIASES = {
+    "email": "contact.email", "e_mail": "contact.email", "email_address": "contact.email",
+    "first_name": "contact.first_name", "firstname": "contact.first_name", "given_name": "contact.first_name",
+    "last_name": "contact.last_name", "lastname": "contact.last_name", "surname": "contact.last_name",
+    "family_name": "contact.last_name", "name": "contact.full_name", "full_name": "contact.full_name",
+    "phone": "contact.phone", "phone_number": "contact.phone", "mobile": "contact.phone",
+    "title": "contact.title", "job_title": "contact.title", "position": "contact.title",
+    "company": "company.name", "company_name": "company.name", "organization": "company.name",
+    "domain": "company.domain", "website": "company.domain", "company_domain": "company.domain",
+    "company_size": "company.size", "size": "company.size", "employees": "company.size",
+    "industry": "company.industry", "state": "region", "zip": "postcode", "zip_code": "postcode",
+    "postal_code": "postcode", "product": "product_line", "amount": "value", "deal_value": "value",
+    "utm_source": "utm.source", "utm_medium": "utm.medium", "utm_campaign": "utm.campaign",
+    "utm_term": "utm.term", "utm_content": "utm.content",
+}
+
+
+def normalise_header(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def default_mapping(headers: list[str]) -> dict[str, str]:
+    mapping = {}
+    for header in headers:
+        key = normalise_header(header)
+        target = ALIASES.get(key) or (key if is_valid_target(key) else None)
+        if target is not None:
+            mapping[header] = target
+    return mapping
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Text lines (with their line endings) from a byte stream, decoded incrementally as UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+    pending = ""
+    async for chunk in chunks:
+        try:
+            pending += decoder.decode(chunk)
+        except UnicodeDecodeError:
+            raise ValidationFailed.single("body", "the CSV file is not UTF-8") from None
+        *complete, pending = pending.splitlines(keepends=True) or [""]
+        if pending and pending[-1:] in ("\n", "\r"):
+            complete.append(pending)
+            pending = ""
+        for line in complete:
+            yield line
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending
+
+
+async def csv_rows(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
+    """Parse CSV records from a byte stream; quoted fields may span lines. Memory: one record at a time."""
+    buffer: list[str] = []
+    async for line in _lines(chunks):
+        buffer.append(line)
+        text = "".join(buffer)
+        if text.count('"') % 2:  # inside a quoted field: the record continues on the next line
+            if len(text) > MAX_FIELD * 10:
+                raise ValidationFailed.single("body", "a quoted field never ends")
+            continue
+        buffer.clear()
+        for record in csv.reader([text]):
+            yield record
+    if buffer:
+        for record in csv.reader(["".join(buffer)]):
+            yield record
+
+
+def spec_for(form: Any | None, headers: list[str]) -> FormSpec:
+    if form is not None:
+        return FormSpec(mapping=form.mapping, defaults={**form.defaults, "source": "import"},
+                        required=tuple(form.required))
+    return FormSpec(mapping=default_mapping(headers), defaults={"source": "import"})
+
+
+async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, chunks: AsyncIterator[bytes],
+                       filename: str | None, form: Any | None, import_id: str) -> dict[str, Any]:
+    """Stream the CSV into staged rows in batches; return the import as queued."""
+    records = csv_rows(chunks)
+    try:
+        headers = await records.__anext__()
+    except StopAsyncIteration:
+        raise ValidationFailed.single("body", "the CSV file is empty") from None
+    headers = [h.strip() for h in headers]
+    if len(headers) > MAX_COLUMNS:
+        raise ValidationFailed.single("header", f"at most {MAX_COLUMNS} columns")
+    if len(set(headers)) != len(headers) or "" in headers:
+        raise ValidationFailed.single("header", "column names must be present and distinct")
+    spec = spec_for(form, headers)
+    if form is None and not any(t.startswith("contact.") for t in spec.mapping.values()):
+        raise ValidationFailed.single("header", "no column maps to a contact field (e.g. 'email', 'first_name')")
+    now = utcnow()
+    async with context.uow() as uow:
+        await uow.session.execute(sa.insert(imports).values(
+            id=import_id, org_id=org_id, status="uploading", filename=(filename or "")[:300] or None,
+            form_id=form.id if form is not None else None,
+            spec={"mapping": spec.mapping, "defaults": spec.defaults, "required": list(spec.required)},
+            created_by=user_id, created_at=now))
+        await uow.commit()
+    total = 0
+    batch: list[dict[str, Any]] = []
+
+    async def flush() -> None:
+        async with context.uow() as uow:
+            await uow.session.execute(sa.insert(import_rows), batch)
+            await uow.session.execute(sa.update(imports).where(imports.c.id == import_id).values(total_rows=total))
+            await uow.commit()
+        batch.clear()
+
+    async for record in records:
+        if not any(cell.strip() for cell in record):
+            continue  # blank line
+        total += 1
+        data: dict[str, Any] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record)))
+        if len(record) != len(headers):
+            data[BAD_WIDTH] = f"{len(record)} cells where the header has {len(headers)}"
+        batch.append({"import_id": import_id, "row_number": total + 1, "org_id": org_id, "data": data,
+                      "status": "pending"})
+        if len(batch) >= STAGE_BATCH:
+            await flush()
+    if batch:
+        await flush()
+    async with context.uow() as uow:
+        await uow.session.execute(sa.update(imports).where(imports.c.id == import_id).values(
+            status="queued", total_rows=total))
+        await uow.commit()
+    wake = context.extras.get("import_wake")
+    if wake is not None:
+        wake.set()
+    return {"id": import_id, "status": "queued", "total_rows": total}
+
+
+def import_to_dict(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {"id": m["id"], "status": m["status"], "filename": m["filename"], "form_id": m["form_id"],
+            "total_rows": m["total_rows"], "processed_rows": m["processed_rows"],
+            "created": m["created_count"], "updated": m["updated_count"], "failed": m["failed_count"],
+            "mapping": (m["spec"] or {}).get("mapping", {}), "created_by": m["created_by"],
+            "created_at": iso(m["created_at"]), "started_at": iso(m["started_at"]),
+            "finished_at": iso(m["finished_at"])}
+
+
+async def process_batch(context: ServiceContext, batch_size: int) -> bool:
+    """Ingest the next batch of one import; False when there was nothing to do."""
+    from ..entrypoints.common import org_setup
+
+    async with context.uow() as uow:
+        claim = sa.select(imports).where(imports.c.status.in_(("queued", "processing"))) \
+            .order_by(imports.c.created_at).limit(1)
+        if uow.dialect == "postgresql":
+            claim = claim.with_for_update(skip_locked=True)
+        job = (await uow.session.execute(claim)).first()
+        if job is None:
+            return False
+        now = utcnow()
+        rows = (await uow.session.execute(sa.select(import_rows).where(
+            import_rows.c.import_id == job.id, import_rows.c.status == "pending")
+            .order_by(import_rows.c.row_number).limit(batch_size))).all()
+        if not rows:
+            await uow.session.execute(sa.update(imports).where(imports.c.id == job.id).values(
+                status="done", finished_at=now, started_at=sa.func.coalesce(imports.c.started_at, now)))
+            await uow.commit()
+            log.info("import_done", import_id=job.id, rows=job.total_rows)
+            return True
+        spec = FormSpec(mapping=job.spec["mapping"], defaults=job.spec["defaults"],
+                        required=tuple(job.spec["required"]))
+        setup = await org_setup(context, uow.session, job.org_id)
+        results: dict[int, dict[str, Any]] = {}
+        candidates: list[tuple[int, Candidate]] = []
+        for row in rows:
+            data = dict(row.data)
+            if BAD_WIDTH in data:
+                results[row.row_number] = {"status": "failed", "lead_id": None,
+                                           "errors": [{"field": "row", "message": data[BAD_WIDTH]}]}
+                continue
+            mapped = map_payload(data, spec, setup.custom_defs)
+            if mapped.lead is None:
+                results[row.row_number] = {"status": "failed", "lead_id": None,
+                                           "errors": [{"field": p.field, "message": p.message}
+                                                      for p in mapped.errors]}
+                continue
+            candidates.append((row.row_number, Candidate(mapped.lead, origin="import", import_id=job.id)))
+        await _ingest_rows(uow, job.org_id, candidates, setup, now, results)
+        await uow.session.execute(
+            sa.update(import_rows).where(import_rows.c.import_id == job.id,
+                                         import_rows.c.row_number == sa.bindparam("b_row"))
+            .values(status=sa.bindparam("b_status"), errors=sa.bindparam("b_errors"),
+                    lead_id=sa.bindparam("b_lead")),
+            [{"b_row": n, "b_status": r["status"], "b_errors": r.get("errors"), "b_lead": r["lead_id"]}
+             for n, r in results.items()], execution_options={"synchronize_session": False})
+        counts = {s: sum(1 for r in results.values() if r["status"] == s) for s in ("created", "updated", "failed")}
+        await uow.session.execute(sa.update(imports).where(imports.c.id == job.id).values(
+            status="processing", started_at=sa.func.coalesce(imports.c.started_at, now),
+            processed_rows=imports.c.processed_rows + len(results),
+            created_count=imports.c.created_count + counts["created"],
+            updated_count=imports.c.updated_count + counts["updated"],
+            failed_count=imports.c.failed_count + counts["failed"]))
+        await uow.commit()
+    return True
+
+
+async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candidate]], setup: Any,
+                       now: datetime, results: dict[int, dict[str, Any]]) -> None:
+    if not candidates:
+        return
+    try:
+        async with uow.session.begin_nested():
+            outcomes = await ingest(uow, org_id, [c for _, c in candidates], setup, now)
+    except Exception as exc:  # one bad row must not sink the batch: go row by row
+        log.warning("import_batch_fallback", error=str(exc)[:300])
+        uow._outgoing.clear()  # the rolled-back savepoint's events
+        for number, candidate in candidates:
+            mark = len(uow._outgoing)
+            try:
+                async with uow.session.begin_nested():
+                    [outcome] = await ingest(uow, org_id, [candidate], setup, now)
+            except Exception as row_exc:
+                del uow._outgoing[mark:]
+                results[number] = {"status": "failed", "lead_id": None,
+                                   "errors": [{"field": "row", "message": str(row_exc).splitlines()[0][:300]}]}
+                continue
+            results[number] = {"status": "created" if outcome.created else "updated", "lead_id": outcome.lead["id"]}
+        return
+    seen: set[str] = set()
+    for (number, _), outcome in zip(candidates, outcomes):
+        created = outcome.created and outcome.lead["id"] not in seen
+        seen.add(outcome.lead["id"])
+        results[number] = {"status": "created" if created else "updated", "lead_id": outcome.lead["id"]}
+
+
+async def import_worker(context: ServiceContext) -> None:
+    wake: asyncio.Event = context.extras["import_wake"]
+    batch_size = context.settings.import_batch_size
+    while True:
+        try:
+            busy = await process_batch(context, batch_size)
+        except Exception:
+            log.exception("import_batch_failed")
+            busy = False
+            await asyncio.sleep(1)
+        if not busy:
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=2.0)
+            except TimeoutError:
+                pass
