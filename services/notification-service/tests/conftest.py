@@ -40,7 +40,9 @@ async def harness(database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchi
         Settings, database_url=database_url, amqp_url=amqp_url, namespace=bus_namespace,
         smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout_s=5,
         mailchimp_base_url=fake_mailchimp.base_url, mailchimp_backoff_s=0.01, mailchimp_max_retries=3,
-        scheduler_poll_interval_s=0.05, delivery_retry_base_s=60, public_base_url="https://crm.example.com")
+        scheduler_poll_interval_s=0.05, delivery_retry_base_s=60, public_base_url="https://crm.example.com",
+        # PostgreSQL is shared with everyone's tests: a small pool per app (the workers wait for a connection).
+        db_pool_size=3, worker_concurrency=10)
     app = create_app(settings, clock=clock)
     async with running_app(app) as client:
         yield Harness(app, client, clock, smtp_sink, fake_mailchimp)
