@@ -15,7 +15,7 @@ from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters import repository as repo
-from ..adapters.orm import leads, reps, rule_sets
+from ..adapters.orm import decisions, leads, reps, rule_sets
 from ..domain.rules import RuleSet
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
 from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
@@ -140,7 +140,6 @@ async def list_assignments(uow: UowDep, principal: CurrentPrincipal, lead_id: st
 
 @router.get("/assignments/{decision_id}", summary="One decision with its explanation")
 async def get_assignment(decision_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
-    from ..adapters.orm import decisions
     row = (await uow.session.execute(sa.select(decisions).where(
         decisions.c.org_id == principal.org_id, decisions.c.id == decision_id))).one_or_none()
     if row is None:

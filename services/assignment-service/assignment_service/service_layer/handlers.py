@@ -34,7 +34,10 @@ class LeadNotKnownYet(Exception):
 
 
 def _snapshot(lead: Any) -> dict[str, Any]:
-    return lead.model_dump(mode="json")
+    """The lead fields routing reads; contact details and company names are not kept here."""
+    data = lead.model_dump(mode="json", exclude={"contact"})
+    data["company"] = {k: v for k, v in (data.get("company") or {}).items() if k in ("company_id", "size", "industry")}
+    return data
 
 
 async def _take_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str, Any]) -> tuple[Any, bool]:
