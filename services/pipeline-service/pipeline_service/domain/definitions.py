@@ -16,9 +16,12 @@ MAX_TEMPLATES = 20
 
 
 class DefinitionProblems(Exception):
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
+    """`conflict`: the definition is well-formed but its stages clash with each other (names, ask stage)."""
+
+    def __init__(self, problems: list[tuple[str, str]], *, conflict: bool = False) -> None:
         super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
         self.problems = problems
+        self.conflict = conflict
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,10 @@ def parse_task_template(raw: Any, path: str, problems: list[tuple[str, str]]) ->
             problems.append((f"{path}assignee.kind", f"must be one of {', '.join(ASSIGNEE_KINDS)}"))
         elif kind == "owner" and assignee_id is not None:
             problems.append((f"{path}assignee.id", "not used with kind 'owner' (the lead owner)"))
-        elif kind != "owner" and (not isinstance(assignee_id, str) or not assignee_id.strip()):
-            problems.append((f"{path}assignee.id", f"names the {kind} (required with kind '{kind}')"))
+        elif kind != "owner" and (not isinstance(assignee_id, str) or not assignee_id.strip()
+                                  or len(assignee_id) > 100):
+            problems.append((f"{path}assignee.id", f"names the {kind} (required with kind '{kind}', "
+                                                   "at most 100 characters)"))
     if len(problems) > before or spec is None:
         return None
     return TaskTemplate(title=title, type=task_type, required=required, due=spec, assignee_kind=kind,
@@ -172,15 +177,18 @@ def parse_pipeline(raw: Any) -> PipelineDef:
             parsed = parse_stage(s, f"stages[{i}].", problems)
             if parsed is not None:
                 definition.stages.append(parsed)
-        names = [s.get("name", "").strip().lower() for s in stages if isinstance(s, dict) and isinstance(s.get("name"), str)]
-        for i, name in enumerate(names):
-            if name and names.index(name) != i:
-                problems.append((f"stages[{i}].name", "two stages of a pipeline cannot share a name"))
-        asks = [i for i, s in enumerate(stages) if isinstance(s, dict) and s.get("is_ask_stage") is True]
-        if len(asks) > 1:
-            problems.append((f"stages[{asks[1]}].is_ask_stage", "a pipeline has at most one ask stage"))
     if problems:
         raise DefinitionProblems(problems)
+    clashes: list[tuple[str, str]] = []
+    names = [s.name.lower() for s in definition.stages]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            clashes.append((f"stages[{i}].name", "two stages of a pipeline cannot share a name"))
+    asks = [i for i, s in enumerate(definition.stages) if s.is_ask_stage]
+    if len(asks) > 1:
+        clashes.append((f"stages[{asks[1]}].is_ask_stage", "a pipeline has at most one ask stage"))
+    if clashes:
+        raise DefinitionProblems(clashes, conflict=True)
     return definition
 
 

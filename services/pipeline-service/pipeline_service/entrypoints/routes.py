@@ -22,6 +22,7 @@ from ..adapters.orm import pipelines, positions, tasks
 from ..domain import transitions
 from ..domain.clock import SystemClock
 from ..domain.templates import TEMPLATES
+from . import schemas
 from ..service_layer import engine
 from ..service_layer import pipelines as admin
 from ..service_layer.views import load_visible_position, position_json, task_json
@@ -98,10 +99,10 @@ async def instantiate_template(key: str, principal: AdminPrincipal, uow: UowDep,
     return await _finish(uow, idem, 201, out, headers)
 
 
-@router.post("/pipelines", status_code=201, summary="Create a pipeline with its ordered stages")
+@router.post("/pipelines", status_code=201, summary="Create a pipeline with its ordered stages",
+             openapi_extra=schemas.body(schemas.PIPELINE, PIPELINE_EXAMPLE))
 async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
-                          body: Annotated[Any, Body(openapi_examples={"inbound": {"value": PIPELINE_EXAMPLE}})]
-                          ) -> JSONResponse:
+                          body: Annotated[Any, Body()]) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="pipelines", payload=body)):
         return replay
     definition = admin.parse_or_422(body)
@@ -135,9 +136,12 @@ async def get_pipeline(pipeline_id: str, principal: CurrentPrincipal, uow: UowDe
     return body
 
 
-@router.patch("/pipelines/{pipeline_id}", summary="Rename, describe, set lost reasons or nurture days (If-Match)")
+@router.patch("/pipelines/{pipeline_id}", summary="Rename, describe, set lost reasons or nurture days (If-Match)",
+              openapi_extra=schemas.body(schemas.PIPELINE_PATCH))
 async def patch_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
-                         body: Annotated[dict[str, Any], Body()], if_match: IfMatch = None) -> JSONResponse:
+                         body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
+    if not isinstance(body, dict):
+        raise ValidationFailed.single("body", "must be a JSON object")
     await admin.update_pipeline(uow, principal.org_id, pipeline_id, body, if_match, now_of(context))
     out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
     await uow.commit()
@@ -152,7 +156,7 @@ async def delete_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowD
 
 
 @router.post("/pipelines/{pipeline_id}/stages", status_code=201,
-             summary="Add a stage (at `position`, default last)")
+             summary="Add a stage (at `position`, default last)", openapi_extra=schemas.body(schemas.NEW_STAGE))
 async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                     body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     await admin.add_stage(uow, principal.org_id, pipeline_id, body, if_match, now_of(context))
@@ -162,7 +166,8 @@ async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, co
 
 
 @router.patch("/pipelines/{pipeline_id}/stages/{stage_id}",
-              summary="Edit a stage; leads in it stay where they are (If-Match)")
+              summary="Edit a stage; leads in it stay where they are (If-Match)",
+              openapi_extra=schemas.body(schemas.STAGE_PATCH))
 async def patch_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                       body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     await admin.update_stage(uow, principal.org_id, pipeline_id, stage_id, body, if_match, now_of(context))
@@ -371,8 +376,8 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
 
 
 class ReassignIn(BaseModel):
-    assignee_id: str | None = Field(default=None, min_length=1)
-    team_id: str | None = Field(default=None, min_length=1)
+    assignee_id: str | None = Field(default=None, min_length=1, max_length=100)
+    team_id: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 @router.post("/tasks/{task_id}/reassign", summary="Give an open task to another rep or a team")

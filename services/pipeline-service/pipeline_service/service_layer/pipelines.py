@@ -27,11 +27,16 @@ def problems_to_422(problems: list[tuple[str, str]]) -> ValidationFailed:
                             errors=[FieldError(p, m) for p, m in problems])
 
 
+def problems_to_409(problems: list[tuple[str, str]]) -> Conflict:
+    return Conflict("; ".join(f"{p}: {m}" for p, m in problems), errors=[FieldError(p, m) for p, m in problems])
+
+
 def parse_or_422(raw: Any) -> PipelineDef:
+    """The definition, or 422 naming each malformed part (409 when well-formed stages clash)."""
     try:
         return parse_pipeline(raw)
     except DefinitionProblems as exc:
-        raise problems_to_422(exc.problems) from exc
+        raise (problems_to_409 if exc.conflict else problems_to_422)(exc.problems) from exc
 
 
 def etag(version: int) -> str:
@@ -128,13 +133,12 @@ async def add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: Any, if
     body = dict(raw) if isinstance(raw, dict) else raw
     position = body.pop("position", None) if isinstance(body, dict) else None
     stage = parse_stage(body, "", problems)
-    if position is not None and (isinstance(position, bool) or not isinstance(position, int)
-                                 or not 1 <= position <= len(seq) + 1):
-        problems.append(("position", f"must be an integer from 1 to {len(seq) + 1}"))
-    _check_stage_rules(seq, stage, None, problems)
+    if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 1):
+        problems.append(("position", "must be an integer of at least 1 (beyond the last: last)"))
     if problems or stage is None:
         raise problems_to_422(problems)
-    position = position or len(seq) + 1
+    _check_stage_clashes(seq, stage, None)
+    position = min(position or len(seq) + 1, len(seq) + 1)
     stage_id = engine.new_id()
     for s in seq:
         if s.position >= position:
@@ -146,15 +150,17 @@ async def add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: Any, if
     return stage_id
 
 
-def _check_stage_rules(seq: list[Any], stage: StageDef | None, stage_id: str | None,
-                       problems: list[tuple[str, str]], raw: dict[str, Any] | None = None) -> None:
-    if stage is None:
-        return
+def _check_stage_clashes(seq: list[Any], stage: StageDef, stage_id: str | None,
+                         raw: dict[str, Any] | None = None) -> None:
+    """409 when a well-formed stage clashes with another stage of the pipeline."""
+    clashes: list[tuple[str, str]] = []
     others = [s for s in seq if s.id != stage_id]
     if (raw is None or "name" in raw) and any(s.name.lower() == stage.name.lower() for s in others):
-        problems.append(("name", "two stages of a pipeline cannot share a name"))
+        clashes.append(("name", "two stages of a pipeline cannot share a name"))
     if (raw is None or "is_ask_stage" in raw) and stage.is_ask_stage and any(s.is_ask_stage for s in others):
-        problems.append(("is_ask_stage", "the pipeline already has an ask stage"))
+        clashes.append(("is_ask_stage", "the pipeline already has an ask stage"))
+    if clashes:
+        raise problems_to_409(clashes)
 
 
 async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id: str, raw: Any,
@@ -170,9 +176,9 @@ async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
         raise ValidationFailed.single("body", "must be a JSON object")
     problems: list[tuple[str, str]] = []
     stage = parse_stage(raw, "", problems, partial=True)
-    _check_stage_rules(seq, stage, stage_id, problems, raw)
     if problems or stage is None:
         raise problems_to_422(problems)
+    _check_stage_clashes(seq, stage, stage_id, raw)
     values = {k: v for k, v in _stage_values(stage).items() if k in raw}
     if values:
         await uow.session.execute(sa.update(stages).where(stages.c.id == stage_id).values(**values))

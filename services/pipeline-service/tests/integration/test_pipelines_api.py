@@ -76,7 +76,10 @@ async def test_edit_reorder_and_delete_stages_keep_leads_in_flight_safe(pipe):
                                   headers=pipe.headers())
     assert [s["name"] for s in resp.json()["stages"]] == ["Zero", "C", "B"]
     resp = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "zero"}, headers=pipe.headers())
-    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "name"
+    assert resp.status_code == 409 and resp.json()["errors"][0]["field"] == "name"  # clashes with "Zero"
+    resp = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "Last", "position": 99},
+                                  headers=pipe.headers())
+    assert [s["name"] for s in resp.json()["stages"]] == ["Zero", "C", "B", "Last"]
 
 
 async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):

@@ -71,9 +71,19 @@ def test_pipeline_definition_problems_are_all_reported_with_paths():
         {"name": "one", "is_ask_stage": True}, {"name": "Four", "is_ask_stage": True}]}
     with pytest.raises(DefinitionProblems) as info:
         parse_pipeline(raw)
+    assert not info.value.conflict
     assert {p for p, _ in info.value.problems} == {
         "name", "stages[0].win_probability", "stages[1].goal.all[0].field", "stages[1].task_templates[0].type",
-        "stages[1].task_templates[0].assignee.id", "stages[2].name", "stages[3].is_ask_stage"}
+        "stages[1].task_templates[0].assignee.id"}
+
+
+def test_well_formed_stages_that_clash_are_a_conflict():
+    raw = {"name": "P", "stages": [{"name": "One"}, {"name": " one ", "is_ask_stage": True},
+                                   {"name": "Two", "is_ask_stage": True}]}
+    with pytest.raises(DefinitionProblems) as info:
+        parse_pipeline(raw)
+    assert info.value.conflict
+    assert [p for p, _ in info.value.problems] == ["stages[1].name", "stages[2].is_ask_stage"]
 
 
 def test_ready_made_templates_are_valid_pipelines():
