@@ -22,11 +22,12 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps
 from ..domain.directory import Territory, resolve_territory
-from ..domain.rules import LEAD_CREATED, Rule, RuleMatch, RuleSet, evaluate, lead_facts
+from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, Rule, RuleMatch, RuleSet, evaluate, lead_facts
 from ..domain.strategies import (SPECIFIC_REP, TERRITORY_REPS, WEIGHTED_ROUND_ROBIN, Candidate, OwnerChoice,
                                  OwnerRequest, RotationState, select_owner)
 
 MANUAL, BULK, LEAD_UPDATED = "manual", "bulk", "lead_updated"
+_KEEP_OWNER_WHEN_NOBODY = (STAGE_ENTRY, LEAD_WON, LEAD_UPDATED)
 
 
 @dataclass
@@ -156,6 +157,11 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
     """Store the decision, move the lead in the projection and publish LeadRouted / LeadAssigned."""
     session = uow.session
     now = decision.decided_at
+    keep_owner = decision.owner is None and lead_row.owner_id is not None and \
+        decision.trigger in _KEEP_OWNER_WHEN_NOBODY and decision.rule is not None
+    if keep_owner:
+        # A hand-off or re-route that finds nobody available leaves the lead with the rep who has it.
+        decision.reason += f"; the lead stays with {lead_row.owner_id}"
     await session.execute(sa.insert(decisions).values(
         id=decision.id, org_id=org_id, lead_id=decision.lead_id, trigger=decision.trigger,
         rule_set_version=decision.rule_set_version, rule_id=decision.rule.id if decision.rule else None,
@@ -172,8 +178,8 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
                        territory_id=decision.territory.id if decision.territory else None)
         if decision.trigger == LEAD_CREATED:
             changes["routed_at"] = now
-    assigns = decision.owner is not None or decision.team_id is not None
-    assigns = assigns and (decision.owner_id != lead_row.owner_id or decision.team_id != lead_row.team_id)
+    assigns = (decision.owner is not None or decision.team_id is not None) and not keep_owner and \
+        (decision.owner_id != lead_row.owner_id or decision.team_id != lead_row.team_id)
     if assigns:
         changes.update(owner_id=decision.owner_id, team_id=decision.team_id)
     version = lead_row.out_version

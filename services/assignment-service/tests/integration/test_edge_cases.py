@@ -82,3 +82,24 @@ async def test_embedded_mode_on_sqlite_routes_a_lead(tmp_path):
         assert await owners(app) == {"l-0": "a", "l-1": "b", "l-2": "a"}
         simulated = await client.post("/v1/routing/simulate", headers=ADMIN, json={"lead": {}})
         assert simulated.json()["owner_id"] == "b"
+
+
+async def test_hand_off_to_a_team_with_nobody_available_keeps_the_current_owner(database_url):
+    async with assignment_app(database_url) as (app, client):
+        await add_reps(client, ["inside"])
+        await add_reps(client, ["outside"], active=False)
+        inside = await add_team(client, "Inside", ["inside"])
+        outside = await add_team(client, "Outside", ["outside"])
+        await publish_rules(client, [
+            {"id": "handoff", "triggers": ["stage_entry"], "owner": {"strategy": "round_robin", "team_id": outside},
+             "conditions": [{"field": "stage_name", "op": "eq", "value": "Presentation"}]},
+            fallback(inside)])
+        await app.state.context.dispatcher.dispatch(lead_created("l-1"))
+        await app.state.context.dispatcher.dispatch(make_event(StageAdvancedV1(
+            lead_id="l-1", pipeline_id="p", to_stage_id="s-2", to_stage_name="Presentation", to_stage_position=2,
+            reason="goal_met", entered_at=datetime.now(UTC)),
+            org_id=ORG, subject_id="l-1", subject_version=2, producer="pipeline-service"))
+        assert (await owners(app)) == {"l-1": "inside"}
+        last = (await client.get("/v1/assignments?lead_id=l-1", headers=ADMIN)).json()["items"][-1]
+        assert last["trigger"] == "stage_entry" and last["skipped"] == [{"rep_id": "outside", "reason": "inactive"}]
+        assert "stays with inside" in last["reason"]
