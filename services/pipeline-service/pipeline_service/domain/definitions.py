@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .due_dates import DueSpec, parse_due_spec
+from .due_dates import DueSpec, as_int, parse_due_spec
 from .goals import validate_goal
 
 TASK_TYPES = ("call", "email", "meeting", "demo", "todo")
@@ -200,7 +200,8 @@ def parse_lost_reasons(value: Any, problems: list[tuple[str, str]]) -> list[str]
 
 
 def parse_nurture_days(value: Any, problems: list[tuple[str, str]]) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+    days = as_int(value)
+    if days is None or not 1 <= days <= 3650:
         problems.append(("nurture_days", "must be an integer from 1 to 3650"))
         return 90
-    return value
+    return days

@@ -32,8 +32,8 @@ def parse_due_spec(raw: Any, path: str = "due") -> tuple[DueSpec | None, list[tu
     if not isinstance(raw, dict):
         return None, [(path, "must be an object like {\"amount\": 2, \"unit\": \"business_days\"}")]
     problems: list[tuple[str, str]] = [(f"{path}.{k}", "unknown key") for k in raw if k not in ("amount", "unit", "at")]
-    amount = raw.get("amount")
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_AMOUNT:
+    amount = as_int(raw.get("amount"))
+    if amount is None or not 0 <= amount <= MAX_AMOUNT:
         problems.append((f"{path}.amount", f"must be an integer from 0 to {MAX_AMOUNT}"))
     unit = raw.get("unit")
     if unit not in UNITS:
@@ -49,6 +49,17 @@ def parse_due_spec(raw: Any, path: str = "due") -> tuple[DueSpec | None, list[tu
     if problems:
         return None, problems
     return DueSpec(amount=amount, unit=unit, at=at), []
+
+
+def as_int(value: Any) -> int | None:
+    """An integer, also when JSON wrote it as 3.0; None for anything else (booleans included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def zone(name: str | None) -> ZoneInfo:

@@ -17,10 +17,13 @@ answer 422 pointing at the wrong part. `evaluate_goal` needs the facts pipeline-
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from .due_dates import as_int
 
 ACTIVITY_KINDS = ("call", "email", "meeting", "demo", "proposal", "note")
 FIELD_OPS = ("set", "not_set", "eq", "ne", "gt", "gte", "lt", "lte", "in", "contains")
@@ -88,8 +91,8 @@ def _validate(node: Any, path: str, depth: int) -> list[GoalProblem]:
     elif kind == "activity":
         if node["activity"] not in ACTIVITY_KINDS:
             problems.append(GoalProblem(f"{path}.activity", f"must be one of {', '.join(ACTIVITY_KINDS)}"))
-        count = node.get("min_count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        count = as_int(node.get("min_count", 1))
+        if count is None or count < 1:
             problems.append(GoalProblem(f"{path}.min_count", "must be an integer of at least 1"))
         if node.get("since", "ever") not in ("ever", "stage_entry"):
             problems.append(GoalProblem(f"{path}.since", "must be 'ever' or 'stage_entry'"))
@@ -116,6 +119,8 @@ def _validate_field(node: dict[str, Any], path: str) -> list[GoalProblem]:
     if "value" not in node:
         return problems + [GoalProblem(f"{path}.value", f"required with op '{op}'")]
     value = node["value"]
+    if not _finite(value):
+        return problems + [GoalProblem(f"{path}.value", "numbers must be finite")]
     if op == "in":
         if not isinstance(value, list) or not value:
             problems.append(GoalProblem(f"{path}.value", "must be a non-empty list with op 'in'"))
@@ -126,6 +131,14 @@ def _validate_field(node: dict[str, Any], path: str) -> list[GoalProblem]:
     elif isinstance(value, (dict, list)):
         problems.append(GoalProblem(f"{path}.value", "must be a single value"))
     return problems
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def evaluate_goal(goal: Any, facts: LeadFacts) -> bool:
@@ -213,7 +226,8 @@ def _as_decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float, Decimal)):
-        return Decimal(str(value))
+        number = Decimal(str(value))
+        return number if number.is_finite() else None
     if isinstance(value, str):
         try:
             number = Decimal(value.strip())

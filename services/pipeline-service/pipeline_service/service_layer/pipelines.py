@@ -16,6 +16,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import pipelines, positions, stages
 from ..domain import transitions
+from ..domain.due_dates import as_int
 from ..domain.definitions import (
     DefinitionProblems, PipelineDef, StageDef, parse_lost_reasons, parse_nurture_days, parse_pipeline, parse_stage,
 )
@@ -131,9 +132,10 @@ async def add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: Any, if
     seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
     problems: list[tuple[str, str]] = []
     body = dict(raw) if isinstance(raw, dict) else raw
-    position = body.pop("position", None) if isinstance(body, dict) else None
+    raw_position = body.pop("position", None) if isinstance(body, dict) else None
+    position = as_int(raw_position)
     stage = parse_stage(body, "", problems)
-    if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 1):
+    if raw_position is not None and (position is None or position < 1):
         problems.append(("position", "must be an integer of at least 1 (beyond the last: last)"))
     if problems or stage is None:
         raise problems_to_422(problems)

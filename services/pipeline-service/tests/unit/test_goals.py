@@ -88,3 +88,12 @@ def test_all_and_any_combine():
 
 def test_no_goal_never_advances():
     assert not evaluate_goal(None, facts(activities_ever={"meeting": 9}))
+
+
+def test_json_oddities_are_handled():
+    # JSON writes 2 as 2.0 sometimes; NaN and Infinity (which Python's parser accepts) are refused.
+    assert validate_goal({"activity": "call", "min_count": 2.0}) == []
+    assert paths({"activity": "call", "min_count": 2.5}) == ["stages[1].goal.min_count"]
+    assert paths({"field": "value", "op": "gt", "value": float("nan")}) == ["stages[1].goal.value"]
+    assert paths({"field": "value", "op": "in", "value": [1, float("inf")]}) == ["stages[1].goal.value"]
+    assert evaluate_goal({"activity": "call", "min_count": 2.0}, LeadFacts(activities_ever={"call": 2}))
