@@ -31,7 +31,7 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
             "mailer": SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_username,
                                  password=settings.smtp_password, starttls=settings.smtp_starttls,
                                  tls=settings.smtp_tls, timeout_s=settings.smtp_timeout_s,
-                                 validate_certs=settings.smtp_validate_certs),
+                                 validate_certs=settings.smtp_validate_certs, ca_bundle=settings.smtp_ca_bundle),
             "mailchimp": MailchimpClients(base_url=settings.mailchimp_base_url,
                                           max_connections=settings.mailchimp_max_connections,
                                           timeout_s=settings.mailchimp_timeout_s,

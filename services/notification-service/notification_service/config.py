@@ -21,6 +21,8 @@ class Settings(ServiceSettings):
     smtp_tls: bool = False
     smtp_timeout_s: float = 30.0
     smtp_validate_certs: bool = True
+    # PEM file of CAs to trust for the relay's certificate (empty: the system store).
+    smtp_ca_bundle: str = ""
     smtp_from: str = "Salesflow <no-reply@salesflow.local>"
     # Right-hand side of the stable Message-ID `<delivery-id@domain>`.
     message_id_domain: str = "salesflow.local"

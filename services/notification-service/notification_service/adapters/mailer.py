@@ -40,12 +40,14 @@ def build_message(email: OutgoingEmail) -> EmailMessage:
 
 class SmtpMailer:
     def __init__(self, *, host: str, port: int, username: str = "", password: str = "", starttls: bool = False,
-                 tls: bool = False, timeout_s: float = 30.0, validate_certs: bool = True) -> None:
+                 tls: bool = False, timeout_s: float = 30.0, validate_certs: bool = True,
+                 ca_bundle: str = "") -> None:
         self.host, self.port = host, port
         self.username, self.password = username or None, password or None
         self.starttls, self.tls = starttls, tls
         self.timeout_s = timeout_s
         self.validate_certs = validate_certs
+        self.ca_bundle = ca_bundle or None
 
     async def send(self, email: OutgoingEmail) -> None:
         """Return once the relay accepted the message; raise Transient/PermanentDeliveryError otherwise."""
@@ -53,7 +55,7 @@ class SmtpMailer:
             errors, _reply = await aiosmtplib.send(
                 build_message(email), hostname=self.host, port=self.port, username=self.username,
                 password=self.password, use_tls=self.tls, start_tls=self.starttls, timeout=self.timeout_s,
-                validate_certs=self.validate_certs)
+                validate_certs=self.validate_certs, cert_bundle=self.ca_bundle)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             error = f"recipient refused: {'; '.join(f'{r.code} {r.message}' for r in exc.recipients)}"
