@@ -156,3 +156,42 @@ async def test_send_time_failures_are_recorded_never_a_crash(harness: Harness):
     [sent] = await harness.deliveries(lead_id=lead, step=1)
     assert sent["status"] == "sent" and sent["attempts"] == 2
     assert [m["Subject"] for m in harness.smtp.to("odd@prospect.example")] == ["Hello Ada"]
+
+
+async def test_outcome_sequences_onboarding_on_won_and_nurture_on_lost_until_reopened(harness: Harness):
+    from salesflow_shared.events import LeadLostV1, LeadReopenedV1, LeadWonV1
+
+    working = await harness.template("Working", "Working on it {{ lead.first_name }}")
+    onboarding = await harness.template("Onboarding", "Welcome aboard {{ lead.first_name }}")
+    nurture = [await harness.template(f"Nurture {i}", f"Nurture {i}") for i in (1, 2)]
+    await harness.post("/v1/sequences", {"name": "working", "trigger": "stage_entry", "stage_id": "s1",
+                                         "steps": [{"template_id": working},
+                                                   {"template_id": working, "delay_minutes": 600}]})
+    await harness.post("/v1/sequences", {"name": "onboarding", "trigger": "lead_won",
+                                         "steps": [{"template_id": onboarding}]})
+    await harness.post("/v1/sequences", {"name": "nurture", "trigger": "lead_lost",
+                                         "steps": [{"template_id": nurture[0], "delay_minutes": 60},
+                                                   {"template_id": nurture[1], "delay_minutes": 60 * 24 * 30}]})
+    winner = await harness.lead(email="win@prospect.example")
+    loser = await harness.lead(email="lose@prospect.example")
+    for lead in (winner, loser):
+        await harness.handled(await harness.send(stage(lead, "s1"), lead))
+    await harness.settled()
+    now = harness.clock.now()
+    await harness.handled(await harness.send(LeadWonV1(lead_id=winner, pipeline_id="pipe-1", won_at=now), winner))
+    await harness.handled(await harness.send(LeadLostV1(lead_id=loser, pipeline_id="pipe-1", reason="timing",
+                                                        lost_at=now), loser))
+    harness.clock.advance(hours=1)
+    await harness.settled()
+    assert [m["Subject"] for m in harness.smtp.to("win@prospect.example")] == ["Working on it Ada",
+                                                                               "Welcome aboard Ada"]
+    assert [m["Subject"] for m in harness.smtp.to("lose@prospect.example")] == ["Working on it Ada", "Nurture 1"]
+    reasons = {e["stop_reason"] for lead in (winner, loser) for e in await harness.enrollments(lead)}
+    assert reasons == {"won", "lost", None}
+
+    await harness.handled(await harness.send(LeadReopenedV1(lead_id=loser, pipeline_id="pipe-1", reopened_at=now),
+                                             loser))
+    harness.clock.advance(days=31)
+    await harness.settled()
+    assert len(harness.smtp.to("lose@prospect.example")) == 2
+    assert "reopened" in {e["stop_reason"] for e in await harness.enrollments(loser)}
