@@ -13,7 +13,10 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
+_EMAIL = re.compile(EMAIL_PATTERN)
+HHMM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+Country = Annotated[str, StringConstraints(pattern=r"^\s*[A-Za-z]{2}\s*$")]
 
 
 class Strict(BaseModel):
@@ -28,8 +31,8 @@ def _unique(values: list[str] | None, what: str) -> list[str] | None:
 
 class WorkingWindowIn(Strict):
     days: list[Day] = Field(min_length=1)
-    start: str = Field(description="HH:MM in the rep's time zone")
-    end: str = Field(description="HH:MM, after start")
+    start: str = Field(pattern=HHMM_PATTERN, description="HH:MM in the rep's time zone")
+    end: str = Field(pattern=HHMM_PATTERN, description="HH:MM, after start")
 
     @model_validator(mode="after")
     def _check(self) -> "WorkingWindowIn":
@@ -58,7 +61,7 @@ class AbsenceIn(Strict):
 
 class _RepFields(Strict):
     name: Name | None = None
-    email: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
     active: bool | None = None
     tier: int | None = Field(default=None, ge=1, le=10, description="1 is the most senior tier")
     product_lines: list[Tag] | None = Field(default=None, max_length=100)
@@ -91,7 +94,7 @@ class _RepFields(Strict):
 class RepCreate(_RepFields):
     user_id: Id = Field(description="the rep's user id (the `sub` of their token); the rep's id")
     name: Name
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=320, pattern=EMAIL_PATTERN)
     active: bool = True
     tier: int = Field(default=3, ge=1, le=10, description="1 is the most senior tier")
     product_lines: list[Tag] = Field(default_factory=list, max_length=100)
@@ -163,7 +166,7 @@ class PostcodeRangeIn(Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     start: str = Field(alias="from", min_length=1, max_length=20)
     end: str = Field(alias="to", min_length=1, max_length=20)
-    country: str | None = None
+    country: Country | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "PostcodeRangeIn":
@@ -181,7 +184,7 @@ class PostcodeRangeIn(Strict):
 
 
 class _TerritoryFields(Strict):
-    countries: list[str] | None = Field(default=None, max_length=300)
+    countries: list[Country] | None = Field(default=None, max_length=300)
     regions: list[Tag] | None = Field(default=None, max_length=500)
     postcode_ranges: list[PostcodeRangeIn] | None = Field(default=None, max_length=1000)
     rep_ids: list[Id] | None = Field(default=None, max_length=1000)
@@ -205,7 +208,7 @@ class _TerritoryFields(Strict):
 
 class TerritoryCreate(_TerritoryFields):
     name: Name
-    countries: list[str] = Field(default_factory=list, max_length=300)
+    countries: list[Country] = Field(default_factory=list, max_length=300)
     regions: list[Tag] = Field(default_factory=list, max_length=500)
     postcode_ranges: list[PostcodeRangeIn] = Field(default_factory=list, max_length=1000)
     rep_ids: list[Id] = Field(default_factory=list, max_length=1000)

@@ -96,7 +96,7 @@ async def test_territory_validation_and_pagination(client):
         "name": "DACH", "countries": ["de", "Germany"],
         "postcode_ranges": [{"from": "99999", "to": "10000"}], "rep_ids": ["ghost"]}, headers=ADMIN)
     errors = fields(bad)
-    assert "Germany" in errors["countries"] and "postcode_ranges.0" in errors
+    assert "countries.1" in errors and "postcode_ranges.0" in errors
     for i in range(3):
         ok = await client.post("/v1/territories", json={
             "name": f"T{i}", "countries": ["de"], "regions": ["Bayern"],
