@@ -13,7 +13,7 @@ from ..domain.definitions import ASSIGNEE_KINDS, MAX_STAGES, MAX_TEMPLATES, TASK
 from ..domain.due_dates import MAX_AMOUNT
 from ..domain.goals import ACTIVITY_KINDS, LEAD_FIELDS, ORDERING_OPS, VALUELESS_OPS
 
-NON_BLANK = r"\S"
+NON_BLANK = r"[^\s\u0000]"  # one visible character (NULs are dropped before validation)
 
 
 def _text(max_length: int, *, non_blank: bool = True) -> dict[str, Any]:
