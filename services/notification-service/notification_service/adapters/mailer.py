@@ -52,8 +52,12 @@ class SmtpMailer:
     async def send(self, email: OutgoingEmail) -> None:
         """Return once the relay accepted the message; raise Transient/PermanentDeliveryError otherwise."""
         try:
+            message = build_message(email)
+        except (ValueError, TypeError) as exc:  # e.g. a line break smuggled into a header
+            raise PermanentDeliveryError(f"the message cannot be built: {exc}") from exc
+        try:
             errors, _reply = await aiosmtplib.send(
-                build_message(email), hostname=self.host, port=self.port, username=self.username,
+                message, hostname=self.host, port=self.port, username=self.username,
                 password=self.password, use_tls=self.tls, start_tls=self.starttls, timeout=self.timeout_s,
                 validate_certs=self.validate_certs, cert_bundle=self.ca_bundle)
         except aiosmtplib.SMTPRecipientsRefused as exc:

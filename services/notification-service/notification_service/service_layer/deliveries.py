@@ -172,8 +172,12 @@ class DeliveryWorker:
                         updated_at=now))
             await uow.commit()
         claimed = [{**dict(r), "attempts": r["attempts"] + 1} for r in rows]
-        await asyncio.gather(*(self._attempt(row) for row in claimed))
+        await asyncio.gather(*(self._attempt_in_order(group) for group in _ordered_groups(claimed)))
         return len(claimed)
+
+    async def _attempt_in_order(self, group: list[dict[str, Any]]) -> None:
+        for row in group:
+            await self._attempt(row)
 
     async def _attempt(self, row: dict[str, Any]) -> None:
         async with self._slots:
@@ -262,6 +266,16 @@ class DeliveryWorker:
                                                    # wall time: the receiver checks it against its clock
                                                    timestamp=int(time.time()),
                                                    delivery_id=row["id"])
+
+
+def _ordered_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Mailchimp calls about one lead run one after another, oldest first (a subscribe must not overtake the
+    unsubscribe that follows it); everything else runs concurrently."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        key = (row["org_id"], row["lead_id"]) if row["kind"] == "mailchimp" and row.get("lead_id") else row["id"]
+        groups.setdefault(key, []).append(row)
+    return [sorted(g, key=lambda r: (r["created_at"], r["id"])) for g in groups.values()]
 
 
 async def delivery_worker(context: Any) -> None:

@@ -106,7 +106,13 @@ class SequenceScheduler:
                 .order_by(enrollments.c.next_due_at).limit(self.settings.worker_batch_size)
                 .with_for_update(skip_locked=True))).mappings().all()
             for enrollment in due:
-                await self._step(uow, dict(enrollment), now)
+                try:
+                    async with uow.session.begin_nested():
+                        await self._step(uow, dict(enrollment), now)
+                except Exception:  # one broken enrollment must not hold up the others: look again later
+                    log.exception("sequence_step_crashed", enrollment_id=enrollment["id"])
+                    await uow.session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment["id"])
+                                              .values(next_due_at=now + timedelta(minutes=5), updated_at=now))
             await uow.commit()
         if due:
             self.context.extras["delivery_wakeup"].set()
