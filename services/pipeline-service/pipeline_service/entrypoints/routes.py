@@ -1,7 +1,7 @@
 """The service's HTTP API (DESIGN.md: /v1/pipelines, /v1/positions, /v1/tasks)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -15,7 +15,7 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
 from salesflow_shared.idempotency import IdempotencyDep
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.pagination import LimitParam
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import pipelines, positions, tasks
@@ -80,18 +80,24 @@ async def _pipeline_response(uow: UnitOfWork, org_id: str, pipeline_id: str) -> 
     return body, {"ETag": admin.etag(body["version"])}
 
 
+# Keyset cursors: "<microseconds since the epoch>.<row id>" — opaque to clients, and every string matching
+# the documented pattern is a valid position, so no well-formed cursor is ever refused.
+CURSOR_PATTERN = r"^[0-9]{1,17}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+KeysetCursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN,
+                                           description="Opaque cursor from the previous page's next_cursor")]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _encode_keyset(moment: datetime, row_id: str) -> str:
+    delta = engine.aware(moment) - EPOCH
+    return f"{(delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds}.{row_id}"
+
+
 def _keyset_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    """A (time, id) cursor this API issued, or 422."""
-    after = decode_cursor(cursor, 2)
-    if after is None:
+    if not cursor:
         return None
-    try:
-        moment = datetime.fromisoformat(after[0])
-        if moment.tzinfo is None or not isinstance(after[1], str) or not storable(after[1]):
-            raise ValueError("bad cursor")
-    except (TypeError, ValueError) as exc:
-        raise ValidationFailed.single("cursor", "not a cursor this API issued") from exc
-    return moment, after[1]
+    micros, _, row_id = cursor.partition(".")
+    return EPOCH + timedelta(microseconds=int(micros)), row_id
 
 
 # ------------------------------------------------------------------ pipelines
@@ -145,7 +151,7 @@ async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: Conte
 
 @router.get("/pipelines", summary="The org's pipelines")
 async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50,
-                         cursor: CursorParam = None) -> dict[str, Any]:
+                         cursor: KeysetCursor = None) -> dict[str, Any]:
     query = sa.select(pipelines.c.id, pipelines.c.created_at).where(
         pipelines.c.org_id == principal.org_id, pipelines.c.archived.is_(False))
     after = _keyset_cursor(cursor)
@@ -157,7 +163,7 @@ async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor([engine.aware(last.created_at).isoformat(), last.id])
+        next_cursor = _encode_keyset(last.created_at, last.id)
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -333,7 +339,7 @@ async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: Uow
 # ------------------------------------------------------------------ tasks
 @router.get("/tasks", summary="A rep's tasks by due date, overdue first")
 async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextDep, limit: LimitParam = 50,
-                     cursor: CursorParam = None,
+                     cursor: KeysetCursor = None,
                      assignee_id: Annotated[str | None, Query(description="Default: yourself. Managers may name any rep.")] = None,
                      status: Annotated[str, Query(pattern="^(open|done|skipped|all)$")] = "open",
                      lead_id: str | None = None, team_id: str | None = None) -> dict[str, Any]:
@@ -361,7 +367,7 @@ async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextD
     # Ordered by due time: overdue tasks (the earliest) come first.
     rows = (await uow.session.execute(query.order_by(tasks.c.due_at, tasks.c.id).limit(limit + 1))).all()
     items = [task_json(r, now) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1]["due_at"], items[-1]["id"]]) if len(rows) > limit else None
+    next_cursor = _encode_keyset(rows[limit - 1].due_at, rows[limit - 1].id) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
 
 
