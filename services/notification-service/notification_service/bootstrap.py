@@ -13,7 +13,7 @@ from .adapters.webhooks import WebhookSender
 from .config import Settings
 from .domain.clock import Clock, SystemClock
 from .entrypoints.routes import router
-from .service_layer.deliveries import delivery_worker
+from .service_layer.deliveries import DeliveryMetrics, delivery_worker
 from .service_layer.handlers import build_event_handlers
 from .service_layer.sequences import sequence_worker
 
@@ -28,6 +28,7 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         return {
             "clock": clock,
             "delivery_wakeup": asyncio.Event(),
+            "delivery_metrics": DeliveryMetrics(context.metrics.registry),
             "mailer": SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_username,
                                  password=settings.smtp_password, starttls=settings.smtp_starttls,
                                  tls=settings.smtp_tls, timeout_s=settings.smtp_timeout_s,

@@ -127,6 +127,17 @@ async def cancel_pending(session: AsyncSession, *, org_id: str, now: datetime, r
     return int(result.rowcount or 0)
 
 
+class DeliveryMetrics:
+    """`/metrics`: attempts by kind and outcome, and how long the outside world took."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Histogram
+        self.attempts = Counter("salesflow_delivery_attempts_total", "Outbound delivery attempts",
+                                ["kind", "outcome"], registry=registry)
+        self.duration = Histogram("salesflow_delivery_attempt_seconds", "Duration of one outbound attempt",
+                                  ["kind"], registry=registry)
+
+
 @dataclass
 class Outcome:
     ok: bool
@@ -143,6 +154,7 @@ class DeliveryWorker:
         self.clock = context.extras["clock"]
         self.wakeup: asyncio.Event = context.extras["delivery_wakeup"]
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        self.metrics: DeliveryMetrics = context.extras["delivery_metrics"]  # built once per process
 
     async def run(self) -> None:
         while True:
@@ -181,6 +193,7 @@ class DeliveryWorker:
 
     async def _attempt(self, row: dict[str, Any]) -> None:
         async with self._slots:
+            started = time.perf_counter()
             try:
                 await self._send(row)
                 outcome = Outcome(ok=True)
@@ -191,6 +204,9 @@ class DeliveryWorker:
             except Exception as exc:  # a bug must not lose the message: retried, then failed
                 log.exception("delivery_attempt_crashed", delivery_id=row["id"])
                 outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", transient=True)
+            self.metrics.duration.labels(row["kind"]).observe(time.perf_counter() - started)
+            self.metrics.attempts.labels(row["kind"], "ok" if outcome.ok else "transient" if outcome.transient
+                                         else "permanent").inc()
             await self._record(row, outcome)
 
     async def _record(self, row: dict[str, Any], outcome: Outcome) -> None:

@@ -101,3 +101,12 @@ async def test_embedded_mode_sqlite_and_in_process_bus(tmp_path, smtp_sink: Smtp
             log = (await client.get("/v1/deliveries", headers=headers)).json()["items"]
             assert [d["status"] for d in log] == ["sent"]
         await eventually(sent)
+
+
+async def test_metrics_count_delivery_attempts(harness: Harness):
+    lead = await harness.lead()
+    await harness.handled(await harness.send(LeadAssignedV1(lead_id=lead, owner_id="rep-1", owner_email="r@x.io",
+                                                            reason="rr"), lead))
+    await harness.settled()
+    text = (await harness.client.get("/metrics")).text
+    assert 'salesflow_delivery_attempts_total{kind="email",outcome="ok"} 1.0' in text
