@@ -10,6 +10,10 @@ from .due_dates import DueSpec, as_int, parse_due_spec
 from .goals import validate_goal
 
 TASK_TYPES = ("call", "email", "meeting", "demo", "todo")
+# What counts as blank around names and titles: JSON Schema's (ECMAScript's) whitespace, so the documented
+# pattern and this code agree on every string (Python's str.strip() also strips e.g. U+001C).
+BLANK = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+        "\u2028\u2029\u202f\u205f\u3000\ufeff"
 ASSIGNEE_KINDS = ("owner", "rep", "team")
 MAX_STAGES = 30
 MAX_TEMPLATES = 20
@@ -70,10 +74,10 @@ def _text(raw: dict[str, Any], key: str, path: str, problems: list[tuple[str, st
         if required:
             problems.append((f"{path}{key}", "is required"))
         return default
-    if not isinstance(value, str) or (required and not value.strip()) or len(value) > max_len:
+    if not isinstance(value, str) or (required and not value.strip(BLANK)) or len(value) > max_len:
         problems.append((f"{path}{key}", f"must be a{' non-empty' if required else ''} string of at most {max_len} characters"))
         return default
-    return value.strip() if required else value
+    return value.strip(BLANK) if required else value
 
 
 def _unknown(raw: dict[str, Any], allowed: set[str], path: str, problems: list[tuple[str, str]]) -> None:
@@ -107,7 +111,7 @@ def parse_task_template(raw: Any, path: str, problems: list[tuple[str, str]]) ->
             problems.append((f"{path}assignee.kind", f"must be one of {', '.join(ASSIGNEE_KINDS)}"))
         elif kind == "owner" and assignee_id is not None:
             problems.append((f"{path}assignee.id", "not used with kind 'owner' (the lead owner)"))
-        elif kind != "owner" and (not isinstance(assignee_id, str) or not assignee_id.strip()
+        elif kind != "owner" and (not isinstance(assignee_id, str) or not assignee_id.strip(BLANK)
                                   or len(assignee_id) > 100):
             problems.append((f"{path}assignee.id", f"names the {kind} (required with kind '{kind}', "
                                                    "at most 100 characters)"))
@@ -193,10 +197,10 @@ def parse_pipeline(raw: Any) -> PipelineDef:
 
 
 def parse_lost_reasons(value: Any, problems: list[tuple[str, str]]) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() and len(v) <= 100 for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip(BLANK) and len(v) <= 100 for v in value):
         problems.append(("lost_reasons", "must be a list of non-empty strings (at most 100 characters each)"))
         return []
-    return list(dict.fromkeys(v.strip() for v in value))
+    return list(dict.fromkeys(v.strip(BLANK) for v in value))
 
 
 def parse_nurture_days(value: Any, problems: list[tuple[str, str]]) -> int:

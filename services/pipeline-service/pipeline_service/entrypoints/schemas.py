@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain.definitions import ASSIGNEE_KINDS, MAX_STAGES, MAX_TEMPLATES, TASK_TYPES
+from ..domain.definitions import BLANK, ASSIGNEE_KINDS, MAX_STAGES, MAX_TEMPLATES, TASK_TYPES
 from ..domain.due_dates import MAX_AMOUNT
 from ..domain.goals import ACTIVITY_KINDS, LEAD_FIELDS, ORDERING_OPS, VALUELESS_OPS
 
-NON_BLANK = r"[^\s\u0000]"  # one visible character (NULs are dropped before validation)
+# One character that is neither blank (the domain's BLANK, JSON Schema's \s) nor NUL (dropped before validation).
+NON_BLANK = "[^" + "".join(f"\\u{ord(c):04x}" for c in BLANK + "\x00") + "]"
 
 
 def _text(max_length: int, *, non_blank: bool = True) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ..adapters.orm import pipelines, positions, stages
 from ..domain import transitions
 from ..domain.due_dates import as_int
 from ..domain.definitions import (
-    DefinitionProblems, PipelineDef, StageDef, parse_lost_reasons, parse_nurture_days, parse_pipeline, parse_stage,
+    BLANK, DefinitionProblems, PipelineDef, StageDef, parse_lost_reasons, parse_nurture_days, parse_pipeline, parse_stage,
 )
 from . import engine
 
@@ -107,10 +107,10 @@ async def update_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: d
                                        if k not in ("name", "description", "lost_reasons", "nurture_days")]
     values: dict[str, Any] = {}
     if "name" in raw:
-        if not isinstance(raw["name"], str) or not raw["name"].strip() or len(raw["name"]) > 120:
+        if not isinstance(raw["name"], str) or not raw["name"].strip(BLANK) or len(raw["name"]) > 120:
             problems.append(("name", "must be a non-empty string of at most 120 characters"))
         else:
-            values["name"] = raw["name"].strip()
+            values["name"] = raw["name"].strip(BLANK)
     if "description" in raw:
         if not isinstance(raw["description"], str):
             problems.append(("description", "must be a string"))
