@@ -23,9 +23,10 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from ..adapters.orm import forms, submissions
 from ..domain.mapping import validate_spec
 from ..domain.signature import SignatureError, verify
-from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError, load_form,
-                                    new_public_key, new_signing_secret, parse_payload, process_submission,
-                                    store_submission, submission_to_dict)
+from ..service_layer.ingest import new_id
+from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError, accept_submission,
+                                    find_duplicate, load_form, new_public_key, new_signing_secret, parse_payload,
+                                    process_submission, store_submission, submission_to_dict)
 from ..service_layer.views import check_if_match
 from .common import now, org_setup
 
@@ -235,25 +236,34 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
         payload.get(SUBMISSION_ID_FIELD)
     dedup_key = str(dedup).strip()[:255] if dedup not in (None, "") else None
     stamp = now()
+    submission_id = new_id()
+    common = dict(submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
+                  remote_ip=ip, dedup_key=dedup_key, now=stamp)
     async with context.uow() as uow:
-        submission_id, fresh = await store_submission(
-            uow, form, raw=raw, content_type=content_type, channel=channel, remote_ip=ip, dedup_key=dedup_key,
-            status="spam" if spam else "received", now=stamp)
-        await uow.commit()
-    if not fresh:
-        return await _replay(context, form, submission_id, request, channel)
-    if spam:  # looks like success to the bot; stored, never turned into a lead
-        body = {"submission_id": submission_id, "status": "received"}
-        return _browser_reply(request, form, body, 202)
-    try:
-        async with context.uow() as uow:
-            setup = await org_setup(context, uow.session, form.org_id)
-            state = await process_submission(uow, form, submission_id, setup, stamp, payload)
+        earlier = await find_duplicate(uow.session, form, dedup_key)
+        if earlier is not None:  # a retry: the first response again (the unique key decides under races)
+            return _replay(request, form, channel, earlier)
+        if spam:  # looks like success to the bot; stored, never turned into a lead
+            await store_submission(uow, form, **common, state={"status": "spam"})
             await uow.commit()
-    except Exception:
-        # Stored and safe: the sweep (or an admin's reprocess) finishes it.
-        log.exception("submission_processing_failed", submission_id=submission_id, form_id=form.id)
+            return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
+        try:
+            setup = await org_setup(context, uow.session, form.org_id)
+            state = await accept_submission(uow, form, setup, payload=payload, **common)
+            if state is None:  # a concurrent duplicate won the key
+                await uow.rollback()
+                return _replay(request, form, channel, await find_duplicate(uow.session, form, dedup_key))
+            await uow.commit()
+            return _reply(request, form, channel, submission_id, state)
+        except Exception:
+            log.exception("submission_processing_failed", submission_id=submission_id, form_id=form.id)
+            await uow.rollback()
+    # Processing failed unexpectedly: store the raw submission alone; the sweep (or a reprocess) finishes it.
+    async with context.uow() as uow:
         state = {"status": "received", "errors": [], "lead_id": None, "outcome": None}
+        if not await store_submission(uow, form, **common, state=state):
+            return _replay(request, form, channel, await find_duplicate(uow.session, form, dedup_key))
+        await uow.commit()
     return _reply(request, form, channel, submission_id, state)
 
 
@@ -269,13 +279,10 @@ def _reply(request: Request, form: Form, channel: str, submission_id: str, state
     return response
 
 
-async def _replay(context: ServiceContext, form: Form, submission_id: str, request: Request,
-                  channel: str) -> Response:
-    async with context.database.session() as session:
-        row = (await session.execute(sa.select(submissions).where(submissions.c.id == submission_id))).one()
+def _replay(request: Request, form: Form, channel: str, row: Any) -> Response:
     state = {"status": "received" if row.status == "spam" else row.status, "errors": row.errors or [],
              "lead_id": row.lead_id, "outcome": row.outcome}
-    return _reply(request, form, channel, submission_id, state, replayed=True)
+    return _reply(request, form, channel, row.id, state, replayed=True)
 
 
 # ------------------------------------------------------------------------------- submissions (admin)

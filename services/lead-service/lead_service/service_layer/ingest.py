@@ -6,6 +6,7 @@ is scored and enriched from its email address; the events go to the outbox in th
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -13,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from salesflow_shared.events import ActivityLoggedV1, LeadCreatedV1, LeadUpdatedV1
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, companies, contacts, custom_field_defs, leads, scoring_rules
@@ -96,16 +97,11 @@ def lead_columns(lead: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _upsert_companies(uow: UnitOfWork, org_id: str, wanted: dict[str, dict[str, Any]],
-                            now: datetime) -> dict[str, dict[str, Any]]:
-    if not wanted:
-        return {}
-    insert = dialect_insert(uow.session)
-    params = [{"id": new_id(), "org_id": org_id, "dedup_key": key, **{f: values.get(f) for f in COMPANY_FIELDS},
-               "created_at": now, "updated_at": now} for key, values in wanted.items()]
-    statement = insert(companies)
+@functools.cache
+def _company_upsert(dialect: str) -> Any:
+    statement = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(companies)
     excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["org_id", "dedup_key"],
         set_={"name": sa.func.coalesce(companies.c.name, excluded.name),
               "domain": sa.func.coalesce(companies.c.domain, excluded.domain),
@@ -113,9 +109,29 @@ async def _upsert_companies(uow: UnitOfWork, org_id: str, wanted: dict[str, dict
               "industry": sa.func.coalesce(excluded.industry, companies.c.industry),
               "updated_at": excluded.updated_at},
     ).returning(companies.c.id, companies.c.dedup_key, *[companies.c[f] for f in COMPANY_FIELDS])
-    # results are keyed by dedup_key / email, so their order does not matter
-    # executemany (cached statement, batched VALUES by the driver layer), not one giant literal statement
-    rows = (await uow.session.execute(statement, params)).all()
+
+
+@functools.cache
+def _contact_upsert(dialect: str) -> Any:
+    statement = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(contacts)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "email"],
+        # sa.null(), not None: a literal None would stop SQLAlchemy batching the executemany
+        set_={**{f: sa.func.coalesce(excluded[f], contacts.c[f]) for f in ("first_name", "last_name", "phone",
+                                                                           "title", "company_id")},
+              "updated_at": excluded.updated_at, "erased_at": sa.null()},
+    ).returning(contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS])
+
+
+async def _upsert_companies(uow: UnitOfWork, org_id: str, wanted: dict[str, dict[str, Any]],
+                            now: datetime) -> dict[str, dict[str, Any]]:
+    if not wanted:
+        return {}
+    params = [{"id": new_id(), "org_id": org_id, "dedup_key": key, **{f: values.get(f) for f in COMPANY_FIELDS},
+               "created_at": now, "updated_at": now} for key, values in wanted.items()]
+    # executemany of one cached statement (batched VALUES); results are keyed, so their order does not matter
+    rows = (await uow.session.execute(_company_upsert(uow.dialect), params)).all()
     return {r.dedup_key: {"company_id": r.id, **{f: getattr(r, f) for f in COMPANY_FIELDS}} for r in rows}
 
 
@@ -123,19 +139,10 @@ async def _upsert_contacts(uow: UnitOfWork, org_id: str, wanted: dict[str, dict[
                            now: datetime) -> dict[str, dict[str, Any]]:
     if not wanted:
         return {}
-    insert = dialect_insert(uow.session)
     params = [{"id": new_id(), "org_id": org_id, **{f: values.get(f) for f in CONTACT_FIELDS},
                "company_id": values.get("company_id"), "created_at": now, "updated_at": now}
               for values in wanted.values()]
-    statement = insert(contacts)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=["org_id", "email"],
-        set_={**{f: sa.func.coalesce(excluded[f], contacts.c[f]) for f in ("first_name", "last_name", "phone",
-                                                                           "title", "company_id")},
-              "updated_at": excluded.updated_at, "erased_at": sa.null()},  # null(), not None: keeps executemany batched
-    ).returning(contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS])
-    rows = (await uow.session.execute(statement, params)).all()
+    rows = (await uow.session.execute(_contact_upsert(uow.dialect), params)).all()
     return {r.email: {"contact_id": r.id, **{f: getattr(r, f) for f in CONTACT_FIELDS}, "_company_id": r.company_id}
             for r in rows}
 

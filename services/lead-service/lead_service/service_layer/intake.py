@@ -1,10 +1,13 @@
-"""Web-form intake: store the raw submission first, then map, validate and ingest it.
+"""Web-form intake: every submission that passes the signature / public-key check is stored raw.
 
-A mapping or validation failure marks the submission failed with field-named errors; it can be reprocessed
-after the form is fixed. A crash between the two steps leaves it "received"; the sweep processes it later.
+The raw row and the lead it becomes are written in one transaction, raw row included whatever the outcome:
+a mapping or validation failure stores it "failed" with field-named errors (fix the form, reprocess it);
+an unexpected processing error rolls the lead back and stores the raw row alone as "received", which the
+sweep processes later. No submission is acknowledged (2xx) before its raw row is committed.
 """
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from dataclasses import dataclass
@@ -13,9 +16,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 import structlog
 
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import forms, submissions
@@ -103,26 +106,60 @@ def submission_to_dict(row: Any) -> dict[str, Any]:
             "dedup_key": m["dedup_key"]}
 
 
-async def store_submission(uow: UnitOfWork, form: Form, *, raw: bytes, content_type: str, channel: str,
-                           remote_ip: str | None, dedup_key: str | None, status: str,
-                           now: datetime) -> tuple[str, bool]:
-    """Insert the raw submission; returns (submission id, True) or (the earlier one's id, False)."""
-    submission_id = new_id()
+async def store_submission(uow: UnitOfWork, form: Form, *, submission_id: str, raw: bytes, content_type: str,
+                           channel: str, remote_ip: str | None, dedup_key: str | None, now: datetime,
+                           state: dict[str, Any]) -> bool:
+    """Insert the raw submission with its state; False when the de-duplication key was already used."""
     values = dict(id=submission_id, org_id=form.org_id, form_id=form.id, received_at=now, channel=channel,
                   content_type=content_type[:100], raw_body=raw.decode("utf-8", errors="replace"),
-                  remote_ip=remote_ip, dedup_key=dedup_key, status=status, attempts=0)
+                  remote_ip=remote_ip, dedup_key=dedup_key, status=state["status"], errors=state.get("errors"),
+                  lead_id=state.get("lead_id"), outcome=state.get("outcome"),
+                  attempts=0 if state["status"] in ("received", "spam") else 1,
+                  processed_at=None if state["status"] in ("received", "spam") else now)
     if dedup_key is None:
-        await uow.session.execute(sa.insert(submissions).values(**values))
-        return submission_id, True
-    insert = dialect_insert(uow.session)
-    result = await uow.session.execute(insert(submissions).values(**values).on_conflict_do_nothing(
-        index_elements=["org_id", "form_id", "dedup_key"]))
-    if result.rowcount == 1:
-        return submission_id, True
-    earlier = (await uow.session.execute(sa.select(submissions.c.id).where(
+        await uow.session.execute(_PLAIN_INSERT, values)
+        return True
+    result = await uow.session.execute(_insert_unless_duplicate(uow.dialect), values)
+    return result.rowcount == 1
+
+
+_PLAIN_INSERT = sa.insert(submissions)
+
+
+@functools.cache
+def _insert_unless_duplicate(dialect: str) -> Any:
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    return insert(submissions).on_conflict_do_nothing(index_elements=["org_id", "form_id", "dedup_key"])
+
+
+async def find_duplicate(session: Any, form: Form, dedup_key: str | None) -> Any:
+    if dedup_key is None:
+        return None
+    return (await session.execute(sa.select(submissions).where(
         submissions.c.org_id == form.org_id, submissions.c.form_id == form.id,
-        submissions.c.dedup_key == dedup_key))).scalar_one()
-    return earlier, False
+        submissions.c.dedup_key == dedup_key))).first()
+
+
+async def accept_submission(uow: UnitOfWork, form: Form, setup: OrgSetup, *, submission_id: str, raw: bytes,
+                            content_type: str, channel: str, remote_ip: str | None, dedup_key: str | None,
+                            payload: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """Map and ingest a new submission and store it raw, all in one transaction (the caller commits).
+
+    The raw row is written whatever the outcome: failed (with field-named errors) when mapping fails,
+    accepted with its lead otherwise. Returns None when the de-duplication key was already used (roll back).
+    """
+    result = map_payload(payload, form.spec, setup.custom_defs)
+    if result.lead is None:
+        state: dict[str, Any] = {"status": "failed", "lead_id": None, "outcome": None,
+                                 "errors": [{"field": p.field, "message": p.message} for p in result.errors]}
+    else:
+        [outcome] = await ingest(uow, form.org_id, [Candidate(result.lead, origin="form", form_id=form.id,
+                                                              submission_id=submission_id)], setup, now)
+        state = {"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
+                 "outcome": "created" if outcome.created else "updated"}
+    stored = await store_submission(uow, form, submission_id=submission_id, raw=raw, content_type=content_type,
+                                    channel=channel, remote_ip=remote_ip, dedup_key=dedup_key, now=now, state=state)
+    return state if stored else None
 
 
 async def process_submission(uow: UnitOfWork, form: Form, submission_id: str, setup: OrgSetup, now: datetime,

@@ -35,6 +35,11 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 def lead_select() -> sa.Select:
+    """The joined lead query (built once: constructing SQL expressions is a hot-path CPU cost)."""
+    return _LEAD_SELECT
+
+
+def _build_lead_select() -> sa.Select:
     return sa.select(
         leads,
         *[contacts.c[f].label(f"c_{f}") for f in CONTACT_FIELDS],
@@ -43,6 +48,8 @@ def lead_select() -> sa.Select:
         leads.outerjoin(contacts, contacts.c.id == leads.c.contact_id)
         .outerjoin(companies, companies.c.id == leads.c.company_id))
 
+
+_LEAD_SELECT = _build_lead_select()
 
 def visible(query: sa.Select, principal: Principal) -> sa.Select:
     """Org scoping always; a rep sees only the leads they own."""
