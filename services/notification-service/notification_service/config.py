@@ -49,6 +49,8 @@ class Settings(ServiceSettings):
     worker_concurrency: int = 20
     # A claimed delivery whose worker vanished is retried after this lease (see service_layer/deliveries.py).
     delivery_lease_s: float = 120.0
+    # On shutdown, how long attempts already on the wire may take to finish and be recorded.
+    delivery_shutdown_grace_s: float = 10.0
     delivery_max_attempts: int = 6
     delivery_retry_base_s: float = 30.0
     delivery_retry_max_s: float = 3600.0

@@ -36,6 +36,9 @@ class _SmtpHandler:
         self.sink = sink
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.sink.delay_s:
+            self.sink.receiving += 1
+            await asyncio.sleep(self.sink.delay_s)
         if self.sink.fail_next > 0:
             self.sink.fail_next -= 1
             return "451 4.3.0 try again later"
@@ -48,6 +51,8 @@ class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.fail_next = 0
+        self.delay_s = 0.0  # a slow relay: waits this long before answering DATA
+        self.receiving = 0
         self.port = free_port()
         self._controller = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.port)
 

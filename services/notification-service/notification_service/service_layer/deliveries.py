@@ -184,7 +184,17 @@ class DeliveryWorker:
                         updated_at=now))
             await uow.commit()
         claimed = [{**dict(r), "attempts": r["attempts"] + 1} for r in rows]
-        await asyncio.gather(*(self._attempt_in_order(group) for group in _ordered_groups(claimed)))
+        attempts = asyncio.gather(*(self._attempt_in_order(group) for group in _ordered_groups(claimed)))
+        try:
+            await asyncio.shield(attempts)
+        except asyncio.CancelledError:
+            # Shutting down: messages already on the wire are let finish and recorded, so a graceful stop does not
+            # leave them in the duplicate window (the rows would otherwise be re-sent when their lease expires).
+            try:
+                await asyncio.wait_for(asyncio.shield(attempts), timeout=self.settings.delivery_shutdown_grace_s)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                log.warning("deliveries_left_in_flight_at_shutdown", count=len(claimed))
+            raise
         return len(claimed)
 
     async def _attempt_in_order(self, group: list[dict[str, Any]]) -> None:

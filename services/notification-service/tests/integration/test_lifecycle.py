@@ -110,3 +110,27 @@ async def test_metrics_count_delivery_attempts(harness: Harness):
     await harness.settled()
     text = (await harness.client.get("/metrics")).text
     assert 'salesflow_delivery_attempts_total{kind="email",outcome="ok"} 1.0' in text
+
+
+async def test_a_graceful_stop_lets_messages_on_the_wire_finish_and_be_recorded(
+        database_url, amqp_url, bus_namespace, smtp_sink: SmtpSink, fake_mailchimp: FakeMailchimp):
+    smtp_sink.delay_s = 1.0
+    clock = ManualClock(datetime(2026, 1, 5, 10, tzinfo=UTC))
+    settings = service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url,
+                                     namespace=bus_namespace, smtp_port=smtp_sink.port, db_pool_size=3,
+                                     scheduler_poll_interval_s=0.05)
+    app = create_app(settings, clock=clock)
+    async with running_app(app):
+        context = app.state.context
+        await context.dispatcher.dispatch(make_event(LeadAssignedV1(
+            lead_id="l-1", owner_id="rep-1", owner_email="rep-1@x.io", reason="rr"), org_id="org-s", subject_id="l-1"))
+
+        async def on_the_wire():
+            assert smtp_sink.receiving == 1
+        await eventually(on_the_wire)
+    # the app stopped while the relay was still answering: the attempt finished and was recorded
+    assert len(smtp_sink.to("rep-1@x.io")) == 1
+    app = create_app(settings, clock=clock)
+    async with running_app(app), app.state.context.database.session() as session:
+        log = (await session.execute(sa.text("SELECT status FROM deliveries"))).scalars().all()
+    assert log == ["sent"]
