@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
@@ -83,7 +84,7 @@ async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, id
                                                      created_at=now, updated_at=now, **values))
     row = await repo.get_row(uow.session, reps, principal.org_id, body.user_id)
     resp = await idem.complete(uow.session, status_code=201, body=_json(rep_out(row)),
-                               headers={"ETag": etag(1), "Location": f"/v1/reps/{row.id}"})
+                               headers={"ETag": etag(1), "Location": f"/v1/reps/{quote(row.id, safe='')}"})
     await uow.commit()
     return resp
 

@@ -1,10 +1,10 @@
 """/v1/routing-rules (versioned rule sets), /v1/routing/simulate, /v1/assignments (decisions, manual and bulk)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import UowDep
@@ -83,7 +83,7 @@ async def list_versions(uow: UowDep, principal: CurrentPrincipal) -> dict[str, A
 
 
 @router.get("/routing-rules/versions/{version}", summary="One published version (as a past decision used it)")
-async def get_version(version: int, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
     row = await _rule_set_row(uow, principal.org_id, version)
     if row is None:
         raise NotFound(f"no rule set version {version}")
