@@ -286,7 +286,8 @@ async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: Uow
 
 
 class WonIn(CleanIn):
-    value: Decimal = Field(ge=0, max_digits=16, decimal_places=2)
+    value: str = Field(pattern=r"^(0|[1-9][0-9]{0,13})(\.[0-9]{1,2})?$",
+                       description="the final value: a decimal string (money travels as strings)")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 
@@ -299,7 +300,7 @@ async def won(lead_id: str, body: WonIn, principal: CurrentPrincipal, uow: UowDe
     now = now_of(context)
     pos = await _lock_for_change(uow, principal, lead_id, now)
     try:
-        await engine.win(uow, pos, value=body.value, currency=body.currency, now=now)
+        await engine.win(uow, pos, value=Decimal(body.value), currency=body.currency, now=now)
     except transitions.TransitionRefused as exc:
         raise _refused(exc) from exc
     await engine.save_position(uow, pos, now)
