@@ -1,0 +1,214 @@
+"""The inbound (web-form) journey end to end, through HTTP against the five running service processes, the real
+PostgreSQL and RabbitMQ, a local SMTP server, a fake Mailchimp and a fake enrichment provider.
+
+An admin sets everything up; a signed web-form submission becomes a scored, enriched lead that is routed and
+assigned (territory rule, round robin) with a reason, enters the first stage with its tasks, gets the welcome
+email once and one Mailchimp upsert; a logged meeting meets the stage goal (open tasks skipped), the rep gets the
+milestone message, the lead is won, and metrics show it everywhere."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from e2e_testkit import (ASSIGNMENT, LEAD, MAILCHIMP_KEY, METRICS, NOTIFICATION, PIPELINE, World, admin, all_pages,
+                         new_org, ok, poll, position, put_rules, rep, setup_team, signed, smtp_to, submit_form,
+                         welcome_template)
+
+DACH_REPS = ["ann", "bob"]
+OTHER_REPS = ["cid"]
+
+
+def quarter_start(today: date) -> date:
+    return date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+
+
+async def test_inbound_web_form_journey(world: World):
+    org = new_org("inbound")
+    lead_api = world.client(LEAD, admin(org))
+    pipeline_api = world.client(PIPELINE, admin(org))
+    assignment_api = world.client(ASSIGNMENT, admin(org))
+    notification_api = world.client(NOTIFICATION, admin(org))
+    metrics_api = world.client(METRICS, admin(org))
+
+    # ------------------------------------------------------------------ the admin sets the org up
+    pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
+                                          json={"name": "Inbound"}), 201)
+    pipeline_id = pipeline["id"]
+    qualification, negotiation, decision = [s["id"] for s in pipeline["stages"]]
+
+    dach_team = await setup_team(assignment_api, DACH_REPS, "DACH inside sales")
+    other_team = await setup_team(assignment_api, OTHER_REPS, "Rest of world")
+    territory = await ok(assignment_api.post("/v1/territories", json={
+        "name": "DACH", "countries": ["DE", "AT", "CH"], "regions": [], "postcode_ranges": [],
+        "rep_ids": DACH_REPS}), 201)
+    await put_rules(assignment_api, [
+        {"id": "dach", "name": "DACH web leads", "triggers": ["lead_created"],
+         "conditions": [{"field": "territory", "op": "eq", "value": territory["id"]}],
+         "pipeline_id": pipeline_id, "owner": {"strategy": "round_robin", "team_id": dach_team}},
+        {"id": "everyone-else", "name": "Everyone else", "fallback": True, "pipeline_id": pipeline_id,
+         "owner": {"strategy": "round_robin", "team_id": other_team}}])
+
+    template_id = await welcome_template(notification_api)
+    await ok(notification_api.post("/v1/sequences", json={
+        "name": "Web-form welcome", "trigger": "lead_created", "source": "web_form",
+        "steps": [{"template_id": template_id, "delay_minutes": 0}]}), 201)
+    await ok(notification_api.put("/v1/mailchimp/settings", json={"api_key": MAILCHIMP_KEY,
+                                                                   "nurture_list_id": "nurture"}), 200)
+    await ok(notification_api.post("/v1/mailchimp/rules", json={
+        "pipeline_id": pipeline_id, "stage_id": qualification, "action": "subscribe", "list_id": "inbound",
+        "tags": ["web-form"]}), 201)
+    milestone = await ok(notification_api.post("/v1/milestones", json={
+        "name": "Qualified a big one", "kind": "stage_exit_above_value", "stage_id": qualification,
+        "min_value": "1000", "currency": "EUR", "channels": ["email"]}), 201)
+
+    today = datetime.now(UTC).date()
+    for rep_id in DACH_REPS:
+        await ok(metrics_api.post("/v1/quotas", json={"scope": "rep", "scope_id": rep_id, "period": "quarter",
+                                                       "period_start": quarter_start(today).isoformat(),
+                                                       "amount": "20000", "currency": "EUR"}), 201)
+
+    for rule in [{"name": "business email", "points": 10, "config": {"kind": "email_type", "email_type": "business"}},
+                 {"name": "decision maker", "points": 15, "config": {"kind": "title_keywords", "keywords": ["CTO"]}},
+                 {"name": "DACH", "points": 5, "config": {"kind": "country_in", "countries": ["DE", "AT", "CH"]}}]:
+        await ok(lead_api.post("/v1/scoring-rules", json=rule), 201)
+    form = await ok(lead_api.post("/v1/forms", json={
+        "name": "Contact sales", "required": ["contact.email"],
+        "mapping": {"email": "contact.email", "first": "contact.first_name", "last": "contact.last_name",
+                    "phone": "contact.phone", "job": "contact.title", "company": "company.name",
+                    "country": "country", "budget": "value"},
+        "defaults": {"product_line": "crm", "currency": "EUR"}}), 201)
+
+    # ------------------------------------------------------------------ a signed web-form submission
+    email = "ada@analytical-engines.de"
+    forged = json.dumps({"email": email}).encode()
+    refused = await lead_api.post(f"/v1/forms/{form['id']}/submissions", content=forged,
+                                  headers=signed("whsec_not-the-secret", forged))
+    assert refused.status_code == 401, refused.text
+    accepted = await submit_form(lead_api, form, {
+        "email": email, "first": "Ada", "last": "Lovelace", "phone": "+49 30 1234567", "job": "CTO",
+        "company": "Analytical Engines GmbH", "country": "DE", "budget": "5000"})
+    assert accepted["status"] == "accepted" and accepted["outcome"] == "created"
+    lead_id = accepted["lead_id"]
+    listed = await all_pages(lead_api, "/v1/leads")
+    assert [item["id"] for item in listed] == [lead_id]  # the forged post created nothing
+
+    async def scored_and_enriched():
+        lead = await ok(lead_api.get(f"/v1/leads/{lead_id}"))
+        assert lead["enrichment_status"] == "done"
+        return lead
+    lead = await poll(scored_and_enriched, timeout=20)
+    assert lead["score"] == 30 and lead["source"] == "web_form" and lead["form_id"] == form["id"]
+    assert lead["company"]["name"] == "Analytical Engines GmbH"  # the provider never overrides a person's input
+    assert lead["company"]["industry"] == "Aerospace" and lead["company"]["size"] == "201-500"
+    assert [r["email"] for r in world.provider.provider.requests].count(email) == 1
+
+    # ------------------------------------------------------------------ routed and assigned, with a reason
+    async def assigned():
+        items = (await ok(assignment_api.get("/v1/assignments", params={"lead_id": lead_id})))["items"]
+        assert len(items) == 1, items
+        return items[0]
+    decision_row = await poll(assigned, timeout=20)
+    owner = decision_row["owner_id"]
+    assert owner in DACH_REPS
+    assert decision_row["trigger"] == "lead_created" and decision_row["rule_id"] == "dach"
+    assert decision_row["reason"] and decision_row["territory_id"] == territory["id"]
+
+    async def lead_has_owner():
+        assert (await ok(lead_api.get(f"/v1/leads/{lead_id}")))["owner_id"] == owner
+    await poll(lead_has_owner, timeout=20)
+
+    # ------------------------------------------------------------------ first stage with its tasks
+    async def in_first_stage():
+        pos = await position(pipeline_api, lead_id)
+        assert pos["status"] == "active" and pos["stage"]["id"] == qualification, pos
+        assert pos["owner_id"] == owner and len(pos["open_tasks"]) == 2, pos
+        return pos
+    pos = await poll(in_first_stage, timeout=20)
+    assert pos["pipeline"]["id"] == pipeline_id and pos["history"][0]["entry_reason"] == "entry"
+    assert {t["assignee_id"] for t in pos["open_tasks"]} == {owner}
+    first_stage_tasks = {t["id"] for t in pos["open_tasks"]}
+
+    # ------------------------------------------------------------------ welcome email once, one Mailchimp upsert
+    async def welcomed():
+        assert len(smtp_to(world.smtp, email)) >= 1
+        upserts = [c for c in world.mailchimp.calls_to("PUT", "/lists/inbound/members/")]
+        assert len(upserts) >= 1
+    await poll(welcomed, timeout=30)
+
+    async def sequence_done():
+        deliveries = [d for d in (await ok(notification_api.get("/v1/deliveries", params={"lead_id": lead_id})))[
+            "items"] if d["recipient_kind"] != "rep"]  # reminders of the tasks stay pending until they are due
+        assert len(deliveries) >= 2 and all(d["status"] not in ("pending", "sending") for d in deliveries), \
+            [(d["kind"], d["recipient_kind"], d["status"], d.get("last_error"), d.get("reason")) for d in deliveries]
+        return deliveries
+    deliveries = await poll(sequence_done, timeout=30)
+    welcome = smtp_to(world.smtp, email)
+    assert len(welcome) == 1, [m["Subject"] for m in welcome]
+    assert welcome[0]["Subject"] == "Welcome, Ada"
+    upserts = world.mailchimp.calls_to("PUT", "/lists/inbound/members/")
+    assert len(upserts) == 1 and upserts[0].json["email_address"] == email
+    member = world.mailchimp.members[("inbound", upserts[0].path.rsplit("/", 1)[1])]
+    assert member["status"] == "subscribed" and member["merge_fields"].get("FNAME") == "Ada"
+    assert [(d["kind"], d["status"]) for d in deliveries if d["recipient_kind"] == "prospect"] == [("email", "sent")]
+
+    # ------------------------------------------------------------------ a logged meeting meets the goal
+    rep_lead_api = world.client(LEAD, rep(org, owner))
+    await ok(rep_lead_api.post("/v1/activities", json={
+        "lead_id": lead_id, "kind": "meeting", "occurred_at": datetime.now(UTC).isoformat(),
+        "duration_seconds": 1800, "subject": "Qualification meeting"}), 201)
+
+    async def advanced():
+        pos = await position(pipeline_api, lead_id)
+        assert pos["stage"]["id"] == negotiation, pos["stage"]
+        return pos
+    pos = await poll(advanced, timeout=20)
+    assert pos["history"][-1]["entry_reason"] == "goal_met" and pos["history"][0]["exit_reason"] == "goal_met"
+    skipped = await all_pages(pipeline_api, "/v1/tasks", lead_id=lead_id, status="skipped")
+    assert {t["id"] for t in skipped} == first_stage_tasks
+    assert len(pos["open_tasks"]) == 2  # the negotiation stage's own tasks
+
+    # ------------------------------------------------------------------ the rep gets the milestone message
+    rep_address = f"{owner}@salesflow.example"
+
+    async def congratulated():
+        subjects = [m["Subject"] for m in smtp_to(world.smtp, rep_address)]
+        assert subjects.count(f"Congratulations: {milestone['name']}") == 1, subjects
+    await poll(congratulated, timeout=30)
+
+    # ------------------------------------------------------------------ won
+    rep_pipeline_api = world.client(PIPELINE, rep(org, owner))
+    await ok(rep_pipeline_api.post(f"/v1/positions/{lead_id}/won", json={"value": "5000.00", "currency": "EUR"}))
+    assert (await position(pipeline_api, lead_id))["status"] == "won"
+
+    async def lead_marked_won():
+        assert (await ok(lead_api.get(f"/v1/leads/{lead_id}")))["status"] == "won"
+    await poll(lead_marked_won, timeout=20)
+
+    # ------------------------------------------------------------------ metrics show it
+    async def report(name: str, **params):
+        return (await ok(metrics_api.get(f"/v1/reports/{name}", params=params)))["rows"]
+
+    async def metrics_show_the_win():
+        funnel = {r["stage_id"]: r for r in await report("funnel", pipeline=pipeline_id)}
+        assert funnel[qualification]["reached"] == 1 and funnel[negotiation]["reached"] == 1, funnel
+        assert funnel.get(decision, {"reached": 0})["reached"] == 0
+        [win] = await report("win-rate")
+        assert (win["won"], win["lost"], win["win_rate_pct"]) == (1, 0, 100.0)
+        [size] = await report("deal-size")
+        assert (size["currency"], size["deals"], Decimal(size["total"])) == ("EUR", 1, Decimal("5000"))
+        [cycle] = await report("sales-cycle")
+        assert cycle["won"] == 1 and 0 <= cycle["cycle_mean_days"] < 1
+        [response] = await report("response-time")
+        assert (response["group"], response["leads"], response["responded"]) == (owner, 1, 1), response
+        assert response["median_hours"] is not None and response["median_hours"] < 1
+        quotas = {r["scope_id"]: r for r in await report("quota-attainment", period="quarter")}
+        assert Decimal(quotas[owner]["actual"]) == Decimal("5000") and quotas[owner]["attainment_pct"] == 25.0
+        other = next(r for r in DACH_REPS if r != owner)
+        assert Decimal(quotas[other]["actual"]) == 0
+    await poll(metrics_show_the_win, timeout=30)
+
+    for client in (lead_api, pipeline_api, assignment_api, notification_api, metrics_api, rep_lead_api,
+                   rep_pipeline_api):
+        await client.aclose()
+

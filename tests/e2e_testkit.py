@@ -1,0 +1,226 @@
+"""The whole system for cross-service journeys: the five services as real processes (tests/system_harness.py),
+with the outside parties played by local servers — an SMTP server (aiosmtpd), a fake Mailchimp and a fake
+enrichment provider — running on a background event loop so they keep answering whatever the test's own
+loop is doing. Also: HTTP helpers, signed web-form posts, direct database reads and an event observer."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import sqlalchemy as sa
+import uvicorn
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from lead_service.domain.signature import sign
+from lead_testkit import FakeProvider
+from notification_fakes import FakeMailchimp, SmtpSink, free_port
+from salesflow_shared.testing import auth_headers
+from system_harness import RunningSystem
+
+T = TypeVar("T")
+
+LEAD, PIPELINE, ASSIGNMENT, NOTIFICATION, METRICS = (
+    "lead-service", "pipeline-service", "assignment-service", "notification-service", "metrics-service")
+MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us7"
+
+
+class BackgroundLoop:
+    """An asyncio loop on its own thread for the fake outside servers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="fakes-loop")
+        self.thread.start()
+
+    def run(self, coro: Awaitable[T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+class ProviderServer:
+    """lead-service's enrichment provider (the FakeProvider app of lead-service's tests) on a free port."""
+
+    def __init__(self) -> None:
+        self.provider = FakeProvider()
+        self.port = free_port()
+        self.provider.url = f"http://127.0.0.1:{self.port}/enrich"
+
+    async def start(self) -> None:
+        self._server = uvicorn.Server(uvicorn.Config(self.provider.app(), host="127.0.0.1", port=self.port,
+                                                     log_level="warning", lifespan="off", access_log=False))
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        await self._task
+
+
+class World:
+    """The running system plus the outside parties it talks to."""
+
+    def __init__(self, system: RunningSystem, smtp: SmtpSink, mailchimp: FakeMailchimp,
+                 provider: ProviderServer) -> None:
+        self.system, self.smtp, self.mailchimp, self.provider = system, smtp, mailchimp, provider
+
+    def url(self, service: str) -> str:
+        return self.system.url(service)
+
+    def client(self, service: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url(service), headers=headers or {}, timeout=30)
+
+    async def rows(self, service: str, sql: str, **params: Any) -> list[dict[str, Any]]:
+        """Read a service's own database directly (what it really stores)."""
+        engine = create_async_engine(self.system.services[service].database_url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                return [dict(r) for r in (await conn.execute(sa.text(sql), params)).mappings().all()]
+        finally:
+            await engine.dispose()
+
+
+def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServer,
+                pool_size: int = 4) -> dict[str, dict[str, str]]:
+    """Per-service settings: small pools (five processes share PostgreSQL with other tests), fast workers, the
+    local SMTP server, the fake Mailchimp (base-URL override) and the fake enrichment provider."""
+    common = {"SALESFLOW_DB_POOL_SIZE": str(pool_size)}
+    return {
+        LEAD: {**common, "SALESFLOW_ENRICHMENT_URL": provider.provider.url,
+               "SALESFLOW_ENRICHMENT_POLL_INTERVAL_S": "0.2"},
+        PIPELINE: {**common, "SALESFLOW_OVERDUE_SWEEP_INTERVAL_S": "5", "SALESFLOW_REOPEN_INTERVAL_S": "0.5"},
+        ASSIGNMENT: dict(common),
+        NOTIFICATION: {**common, "SALESFLOW_SMTP_HOST": "127.0.0.1", "SALESFLOW_SMTP_PORT": str(smtp.port),
+                       "SALESFLOW_MAILCHIMP_BASE_URL": mailchimp.base_url,
+                       "SALESFLOW_MAILCHIMP_BACKOFF_S": "0.05", "SALESFLOW_DELIVERY_RETRY_BASE_S": "1",
+                       "SALESFLOW_SCHEDULER_POLL_INTERVAL_S": "0.2"},
+        METRICS: {**common, "SALESFLOW_FORECAST_SNAPSHOT_INTERVAL_S": "0"},
+    }
+
+
+@contextmanager
+def running_world(workdir: Path, pool_size: int = 4) -> Iterator[World]:
+    background = BackgroundLoop()
+    smtp = SmtpSink()
+    smtp.start()
+    mailchimp = FakeMailchimp()
+    provider = ProviderServer()
+    background.run(mailchimp.start())
+    background.run(provider.start())
+    system = RunningSystem(workdir, extra_env=service_env(smtp, mailchimp, provider, pool_size))
+    try:
+        system.start_all(timeout=90)
+        yield World(system, smtp, mailchimp, provider)
+    finally:
+        system.stop_all()
+        background.run(mailchimp.stop())
+        background.run(provider.stop())
+        smtp.stop()
+        background.close()
+
+
+# ------------------------------------------------------------------------------------------------ HTTP helpers
+def admin(org: str) -> dict[str, str]:
+    return auth_headers(org, "admin", "admin-1")
+
+
+def manager(org: str) -> dict[str, str]:
+    return auth_headers(org, "manager", "manager-1")
+
+
+def rep(org: str, rep_id: str) -> dict[str, str]:
+    return auth_headers(org, "rep", rep_id)
+
+
+def new_org(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def ok(response_or_coro: Awaitable[httpx.Response] | httpx.Response, *statuses: int) -> Any:
+    """The JSON body of a response that must have one of `statuses` (default 200/201/202)."""
+    response = await response_or_coro if not isinstance(response_or_coro, httpx.Response) else response_or_coro
+    wanted = statuses or (200, 201, 202)
+    assert response.status_code in wanted, f"{response.request.method} {response.request.url}: " \
+                                           f"{response.status_code} {response.text}"
+    return response.json() if response.content else None
+
+
+def signed(secret: str, body: bytes, **extra: str) -> dict[str, str]:
+    """A server-to-server form post's headers: `Salesflow-Signature: t=<unix>,v1=<HMAC-SHA256>`."""
+    return {"Content-Type": "application/json", "Salesflow-Signature": sign(secret, body, int(time.time())), **extra}
+
+
+async def submit_form(client: httpx.AsyncClient, form: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps(fields).encode()
+    return await ok(client.post(f"/v1/forms/{form['id']}/submissions", content=body,
+                                headers=signed(form["signing_secret"], body)), 201)
+
+
+async def setup_team(client: httpx.AsyncClient, reps: list[str], team_name: str,
+                     **rep_fields: Any) -> str:
+    """Reps (user ids = rep ids, emails at salesflow.example) and a team in that round-robin order."""
+    for rep_id in reps:
+        await ok(client.post("/v1/reps", json={"user_id": rep_id, "name": f"Rep {rep_id.title()}",
+                                               "email": f"{rep_id}@salesflow.example", **rep_fields}), 201)
+    return (await ok(client.post("/v1/teams", json={"name": team_name, "member_ids": reps}), 201))["id"]
+
+
+async def put_rules(client: httpx.AsyncClient, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    current = await client.get("/v1/routing-rules")
+    headers = {"If-Match": current.headers["ETag"]} if current.status_code == 200 and "ETag" in current.headers \
+        else {}
+    return await ok(client.put("/v1/routing-rules", json={"rules": rules}, headers=headers), 200)
+
+
+async def welcome_template(client: httpx.AsyncClient, subject: str = "Welcome, {{ lead.first_name }}") -> str:
+    return (await ok(client.post("/v1/templates", json={
+        "name": "Welcome", "audience": "prospect", "subject": subject,
+        "html_body": "<p>Hello {{ lead.first_name }}</p><p><a href='{{ unsubscribe_url }}'>unsubscribe</a></p>",
+        "text_body": "Hello {{ lead.first_name }}\n\nUnsubscribe: {{ unsubscribe_url }}\n"}), 201))["id"]
+
+
+async def position(client: httpx.AsyncClient, lead_id: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/positions/{lead_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def smtp_to(smtp: SmtpSink, address: str) -> list[Any]:
+    return [m for m in list(smtp.messages) if address.lower() in str(m["To"]).lower()]
+
+
+async def all_pages(client: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        body = await ok(client.get(path, params={"limit": 200, **params, **({"cursor": cursor} if cursor else {})}))
+        items.extend(body["items"])
+        cursor = body.get("next_cursor")
+        if not cursor:
+            return items
+
+
+async def poll(check: Callable[[], Awaitable[T]], timeout: float = 20, interval: float = 0.1) -> T:
+    """`eventually` that also tolerates transport errors (a service being restarted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except (AssertionError, httpx.TransportError):
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)
