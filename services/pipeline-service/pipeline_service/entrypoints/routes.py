@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
@@ -21,6 +21,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.orm import pipelines, positions, tasks
 from ..domain import transitions
 from ..domain.clock import SystemClock
+from ..domain.definitions import BLANK
 from ..domain.templates import TEMPLATES
 from . import schemas
 from ..service_layer import engine
@@ -129,8 +130,8 @@ async def instantiate_template(key: str, principal: AdminPrincipal, uow: UowDep,
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="instantiate", payload=payload)):
         return replay
     definition = admin.parse_or_422(template)
-    if payload.get("name"):
-        definition.name = payload["name"]
+    if (payload.get("name") or "").strip(BLANK):
+        definition.name = payload["name"].strip(BLANK)
     pipeline_id = await admin.create_pipeline(uow, principal.org_id, definition, now_of(context), template_key=key)
     out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
     return await _finish(uow, idem, 201, out, headers)
@@ -416,22 +417,25 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
     return await _finish(uow, idem, 200, task_json(row, now))
 
 
-class ReassignIn(CleanIn):
-    assignee_id: str | None = Field(default=None, min_length=1, max_length=100)
-    team_id: str | None = Field(default=None, min_length=1, max_length=100)
+class ToRep(CleanIn):
+    model_config = ConfigDict(extra="forbid")
+    assignee_id: str = Field(min_length=1, max_length=100, description="a rep")
+
+
+class ToTeam(CleanIn):
+    model_config = ConfigDict(extra="forbid")
+    team_id: str = Field(min_length=1, max_length=100, description="a team")
 
 
 @router.post("/tasks/{task_id}/reassign", summary="Give an open task to another rep or a team")
-async def reassign_task(task_id: str, body: ReassignIn, principal: CurrentPrincipal, uow: UowDep,
+async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPrincipal, uow: UowDep,
                         context: ContextDep) -> dict[str, Any]:
-    if (body.assignee_id is None) == (body.team_id is None):
-        raise ValidationFailed.single("assignee_id", "name either assignee_id (a rep) or team_id (a team)")
     task = await _visible_task(uow, principal, task_id, lock=True)
     if task.status != "open":
         raise Conflict(f"the task is {task.status}")
-    kind = "rep" if body.assignee_id else "team"
+    rep, team = (body.assignee_id, None) if isinstance(body, ToRep) else (None, body.team_id)
     await uow.session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(
-        assignee_kind=kind, assignee_id=body.assignee_id, team_id=body.team_id, version=task.version + 1))
+        assignee_kind="rep" if rep else "team", assignee_id=rep, team_id=team, version=task.version + 1))
     row = (await uow.session.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
     await uow.commit()
     return task_json(row, now_of(context))
