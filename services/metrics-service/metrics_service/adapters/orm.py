@@ -126,6 +126,8 @@ m_timeline = sa.Table(
     sa.Column("next_reason", sa.String(40), nullable=True),
     sa.Index("ix_m_timeline_lead", "org_id", "lead_id"),
     sa.Index("ix_m_timeline_stage", "org_id", "pipeline_id", "stage_id", "at_ts"),
+    sa.Index("ix_m_timeline_entered", "org_id", "at_ts"),  # revision 0004
+    sa.Index("ix_m_timeline_ended", "org_id", "next_ts"),  # revision 0004
 )
 
 # Stages as seen in StageAdvanced (the latest entry's description wins).

@@ -23,6 +23,7 @@ from salesflow_shared.errors import Forbidden, NotFound, PreconditionFailed, Val
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import forecast_snapshots, quotas
 from ..domain import formulas
@@ -66,6 +67,16 @@ class ReportQuery:
 Q = Annotated[ReportQuery, Depends()]
 
 
+async def report_uow(uow: UowDep) -> UnitOfWork:
+    """Reports are a few large queries: PostgreSQL's JIT compilation costs more than it saves here."""
+    if uow.dialect == "postgresql":
+        await uow.session.execute(sa.text("SET LOCAL jit = off"))
+    return uow
+
+
+ReportUow = Annotated[UnitOfWork, Depends(report_uow)]
+
+
 def respond(name: str, q: ReportQuery, rows: list[dict[str, Any]], **extra: Any) -> Response:
     if q.format == "csv":
         columns: list[str] = []
@@ -87,37 +98,37 @@ def _doc(name: str) -> dict[str, str]:
 
 
 @router.get("/reports/funnel", **_doc("funnel"))
-async def funnel_report(q: Q, uow: UowDep) -> Response:
+async def funnel_report(q: Q, uow: ReportUow) -> Response:
     return respond("funnel", q, await reports.funnel(uow.session, q.filters))
 
 
 @router.get("/reports/win-rate", **_doc("win_rate"))
-async def win_rate_report(q: Q, uow: UowDep) -> Response:
+async def win_rate_report(q: Q, uow: ReportUow) -> Response:
     return respond("win_rate", q, await reports.win_rate(uow.session, q.filters))
 
 
 @router.get("/reports/deal-size", **_doc("deal_size"))
-async def deal_size_report(q: Q, uow: UowDep) -> Response:
+async def deal_size_report(q: Q, uow: ReportUow) -> Response:
     return respond("deal_size", q, await reports.deal_size(uow.session, q.filters))
 
 
 @router.get("/reports/sales-cycle", **_doc("sales_cycle"))
-async def sales_cycle_report(q: Q, uow: UowDep) -> Response:
+async def sales_cycle_report(q: Q, uow: ReportUow) -> Response:
     return respond("sales_cycle", q, await reports.sales_cycle(uow.session, q.filters))
 
 
 @router.get("/reports/response-time", **_doc("response_time"))
-async def response_time_report(q: Q, uow: UowDep) -> Response:
+async def response_time_report(q: Q, uow: ReportUow) -> Response:
     return respond("response_time", q, await reports.response_time(uow.session, q.filters))
 
 
 @router.get("/reports/conversion", **_doc("conversion"))
-async def conversion_report(q: Q, uow: UowDep) -> Response:
+async def conversion_report(q: Q, uow: ReportUow) -> Response:
     return respond("conversion", q, await reports.conversion(uow.session, q.filters))
 
 
 @router.get("/reports/activities", **_doc("activities"))
-async def activities_report(q: Q, uow: UowDep) -> Response:
+async def activities_report(q: Q, uow: ReportUow) -> Response:
     if q.filters.group_by not in (None, "rep", "team"):
         raise ValidationFailed.single("group_by", "activities are counted per rep: use rep or team")
     if q.filters.pipeline_id is not None:
@@ -126,7 +137,7 @@ async def activities_report(q: Q, uow: UowDep) -> Response:
 
 
 @router.get("/reports/production", **_doc("production"))
-async def production_report(q: Q, uow: UowDep) -> Response:
+async def production_report(q: Q, uow: ReportUow) -> Response:
     rows, quarters = await reports.production(uow.session, q.filters)
     return respond("production", q, rows, quarters=quarters)
 
@@ -140,12 +151,12 @@ def _moment(day: Day | None, now: datetime) -> datetime:
 
 
 @router.get("/reports/forecast", **_doc("forecast"))
-async def forecast_report(q: Q, uow: UowDep, period: PeriodParam = "quarter", date: DateParam = None) -> Response:
+async def forecast_report(q: Q, uow: ReportUow, period: PeriodParam = "quarter", date: DateParam = None) -> Response:
     return respond("forecast", q, await reports.forecast(uow.session, q.filters, period, _moment(date, q.now)))
 
 
 @router.get("/reports/forecast-accuracy", **_doc("forecast_accuracy"))
-async def forecast_accuracy_report(q: Q, uow: UowDep, period: PeriodParam = "quarter",
+async def forecast_accuracy_report(q: Q, uow: ReportUow, period: PeriodParam = "quarter",
                                    scope: Literal["org", "team", "rep"] = "org") -> Response:
     scope_id = None
     if not q.principal.sees_whole_org:
@@ -157,7 +168,7 @@ async def forecast_accuracy_report(q: Q, uow: UowDep, period: PeriodParam = "qua
 
 
 @router.get("/reports/quota-attainment", **_doc("quota_attainment"))
-async def quota_attainment_report(q: Q, uow: UowDep, period: PeriodParam = "quarter",
+async def quota_attainment_report(q: Q, uow: ReportUow, period: PeriodParam = "quarter",
                                   date: DateParam = None) -> Response:
     moment = _moment(date, q.now)
     start, end = period_bounds(period, moment)
@@ -184,23 +195,23 @@ async def quota_attainment_report(q: Q, uow: UowDep, period: PeriodParam = "quar
 
 
 @router.get("/reports/adoption", **_doc("adoption"))
-async def adoption_report(q: Q, uow: UowDep) -> Response:
+async def adoption_report(q: Q, uow: ReportUow) -> Response:
     return respond("adoption", q, await reports.adoption(uow.session, q.filters))
 
 
 @router.get("/reports/coaching", **_doc("coaching"))
-async def coaching_report(q: Q, uow: UowDep) -> Response:
+async def coaching_report(q: Q, uow: ReportUow) -> Response:
     rows, stalls_most = await reports.coaching(uow.session, q.filters)
     return respond("coaching", q, rows, stalls_most=stalls_most)
 
 
 @router.get("/reports/stalled-deals", **_doc("stalled_deals"))
-async def stalled_deals_report(q: Q, uow: UowDep) -> Response:
+async def stalled_deals_report(q: Q, uow: ReportUow) -> Response:
     return respond("stalled_deals", q, await reports.stalled_deals(uow.session, q.filters))
 
 
 @router.get("/reports/leaderboard", **_doc("leaderboard"))
-async def leaderboard_report(q: Q, uow: UowDep, period: PeriodParam = "month", date: DateParam = None,
+async def leaderboard_report(q: Q, uow: ReportUow, period: PeriodParam = "month", date: DateParam = None,
                              metric: Literal["revenue", "deals_won", "activities", "quota_attainment"] = "revenue"
                              ) -> Response:
     rows = await reports.leaderboard(uow.session, q.filters, metric, period, _moment(date, q.now))

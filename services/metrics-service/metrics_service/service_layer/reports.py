@@ -150,18 +150,35 @@ class Filters:
         return " AND ".join(parts)
 
 
-def stats_sql(inner: str, keys: list[str]) -> str:
-    """n, mean, median, p75 and p90 of column `x` of `inner`, per `keys` (portable window functions)."""
+def stats_sql(inner: str, keys: list[str], dialect: str = "sqlite", extra: str = "") -> str:
+    """n, mean, total, median, p75 and p90 of column `x` of `inner`, per `keys`.
+
+    PostgreSQL: ordered-set aggregates (percentile_cont(0.5) is the mean of the two middle values and
+    percentile_disc(p) the nearest rank, the same definitions); elsewhere window functions. Money keeps the
+    window form on both (exact decimals; percentile_cont works in double precision). `extra`: more aggregates
+    over the rows of `inner` (e.g. ", SUM(conv) AS converted").
+    """
     k = ", ".join(keys)
+    if dialect == "postgresql":
+        return f"""
+SELECT {k}, COUNT(x) AS n, AVG(x) AS mean, SUM(x) AS total,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median,
+       percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75,
+       percentile_disc(0.9) WITHIN GROUP (ORDER BY x) AS p90{extra}
+FROM ({inner}) v WHERE x IS NOT NULL GROUP BY {k}"""
     return f"""
 WITH v AS ({inner}),
-r AS (SELECT {k}, x, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY x) AS rn,
+r AS (SELECT v.*, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY x) AS rn,
              COUNT(*) OVER (PARTITION BY {k}) AS n FROM v WHERE x IS NOT NULL)
 SELECT {k}, MAX(n) AS n, AVG(x) AS mean, SUM(x) AS total,
        AVG(CASE WHEN rn = (n + 1) / 2 OR rn = (n + 2) / 2 THEN x END) AS median,
        MAX(CASE WHEN rn = (3 * n + 3) / 4 THEN x END) AS p75,
-       MAX(CASE WHEN rn = (9 * n + 9) / 10 THEN x END) AS p90
+       MAX(CASE WHEN rn = (9 * n + 9) / 10 THEN x END) AS p90{extra}
 FROM r GROUP BY {k}"""
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name
 
 
 async def _rows(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -215,7 +232,7 @@ SELECT c.g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead_id,
 FROM m_timeline t JOIN ({cohort}) c ON c.lead_id = t.lead_id AND c.pipeline_id = t.pipeline_id
 WHERE t.org_id = :org AND t.kind = 'stage'"""
     times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
-        session, stats_sql(stays, ["g", "pipeline_id", "stage_id"]), f.params)}
+        session, stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session)), f.params)}
     drops = {(r["g"], r["pipeline_id"], r["stage_id"]): r["drop_off"] for r in await _rows(
         session, f"SELECT g, pipeline_id, stage_id, COUNT(DISTINCT lead_id) AS drop_off FROM ({stays}) d "
                  "WHERE dropped = 1 GROUP BY g, pipeline_id, stage_id", f.params)}
@@ -270,8 +287,8 @@ async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]
              f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' AND l.created_ts IS NOT NULL")
     ask = (f"SELECT {g} AS g, l.closed_ts - l.ask_entered_ts AS x FROM m_leads l "
            f"WHERE {f.lead_where('closed_ts')} AND l.outcome IN ('won', 'lost') AND l.ask_entered_ts IS NOT NULL")
-    a = {r["g"]: r for r in await _rows(session, stats_sql(cycle, ["g"]), f.params)}
-    b = {r["g"]: r for r in await _rows(session, stats_sql(ask, ["g"]), f.params)}
+    a = {r["g"]: r for r in await _rows(session, stats_sql(cycle, ["g"], _dialect(session)), f.params)}
+    b = {r["g"]: r for r in await _rows(session, stats_sql(ask, ["g"], _dialect(session)), f.params)}
     rows = []
     for key in sorted(set(a) | set(b)):
         ra, rb = a.get(key, {}), b.get(key, {})
@@ -288,7 +305,7 @@ async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any
     g = f.group_sql("rep")
     where = f.lead_where("created_ts") + " AND l.owner_id IS NOT NULL"
     inner = f"SELECT {g} AS g, l.first_owner_activity_ts - l.created_ts AS x FROM m_leads l WHERE {where}"
-    stats = {r["g"]: r for r in await _rows(session, stats_sql(inner, ["g"]), f.params)}
+    stats = {r["g"]: r for r in await _rows(session, stats_sql(inner, ["g"], _dialect(session)), f.params)}
     totals = await _rows(session, f"SELECT {g} AS g, COUNT(*) AS leads FROM m_leads l WHERE {where} "
                                   "GROUP BY 1 ORDER BY 1", f.params)
     rows = []
@@ -492,16 +509,13 @@ WHERE {where.replace('l.owner_id = :me', '1 = 1')} AND t.org_id = :org AND t.kin
 
 async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     stays = _stays(f)
-    rep_stats = await _rows(session, stats_sql(stays, ["rep", "team", "pipeline_id", "stage_id", "position"]),
-                            f.params)
-    conv = {(r["rep"], r["team"], r["pipeline_id"], r["stage_id"]): int(r["c"]) for r in await _rows(
-        session, f"SELECT rep, team, pipeline_id, stage_id, SUM(conv) AS c FROM ({stays}) s "
-                 "GROUP BY rep, team, pipeline_id, stage_id", f.params)}
+    converted = ", SUM(conv) AS converted"
+    rep_stats = await _rows(session, stats_sql(stays, ["rep", "team", "pipeline_id", "stage_id", "position"],
+                                               _dialect(session), converted), f.params)
+    conv = {(r["rep"], r["team"], r["pipeline_id"], r["stage_id"]): int(r["converted"]) for r in rep_stats}
     team_stats = {(r["team"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
-        session, stats_sql(stays, ["team", "pipeline_id", "stage_id"]), f.params)}
-    team_conv = {(r["team"], r["pipeline_id"], r["stage_id"]): int(r["c"]) for r in await _rows(
-        session, f"SELECT team, pipeline_id, stage_id, SUM(conv) AS c FROM ({stays}) s "
-                 "GROUP BY team, pipeline_id, stage_id", f.params)}
+        session, stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session), converted), f.params)}
+    team_conv = {k: int(r["converted"]) for k, r in team_stats.items()}
     names = await rep_names(session, f.org_id, {r["rep"] for r in rep_stats})
     rows = []
     for r in sorted(rep_stats, key=lambda r: (r["rep"], r["pipeline_id"], r["position"], r["stage_id"])):
@@ -541,7 +555,7 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any
     me = " AND l.owner_id = :me" if f.rep_id is not None else ""
     pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id is not None else ""
     sql = f"""
-WITH p AS ({stats_sql(stays, ["team", "pipeline_id", "stage_id"])})
+WITH p AS ({stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session))})
 SELECT l.lead_id, l.owner_id, l.team_id, l.pipeline_id, l.current_stage_id AS stage_id,
        :now - l.current_stage_entered_ts AS age, p.p75
 FROM m_leads l JOIN p ON p.team = COALESCE(l.team_id, '') AND p.pipeline_id = l.pipeline_id

@@ -22,12 +22,13 @@ def upgrade() -> None:
     from metrics_service.adapters.orm import metadata
 
     frozen = sa.MetaData()
-    # event_log as it was at this revision: its `projected` column and index came in 0003
+    # the tables as they were at this revision (LATER: what came in 0003 and 0004)
     tables = [_copy(metadata.tables[name], frozen, LATER.get(name, ())) for name in TABLES]
     frozen.create_all(op.get_bind(), tables=tables)
 
 
-LATER = {"event_log": ("projected", "ix_event_log_unprojected")}
+LATER = {"event_log": ("projected", "ix_event_log_unprojected"),
+         "m_timeline": ("ix_m_timeline_entered", "ix_m_timeline_ended")}
 
 
 def _copy(table: sa.Table, target: sa.MetaData, later: tuple[str, ...]) -> sa.Table:
