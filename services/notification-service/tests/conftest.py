@@ -2,7 +2,9 @@
 local SMTP server (aiosmtpd), a fake Mailchimp API (+ webhook receiver) and a clock the test moves."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -33,11 +35,26 @@ async def fake_mailchimp() -> AsyncIterator[FakeMailchimp]:
     await fake.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_database_url(postgres_server_url: str) -> Iterator[str]:
+    """One database for the service's integration tests: each test works in an org of its own (creating and
+    dropping a database per test costs seconds on a loaded machine)."""
+    from salesflow_shared.db import drop_postgres_database, ensure_postgres_database
+
+    url = f"{postgres_server_url.rstrip('/')}/sft_notification_{uuid.uuid4().hex[:10]}"
+    asyncio.run(ensure_postgres_database(url))
+    yield url
+    try:
+        asyncio.run(drop_postgres_database(url))
+    except Exception:  # a leftover test database is harmless; never mask the tests' own result
+        pass
+
+
 @pytest.fixture
-async def harness(database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchimp) -> AsyncIterator[Harness]:
+async def harness(shared_database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchimp) -> AsyncIterator[Harness]:
     clock = ManualClock(START)
     settings = service_test_settings(
-        Settings, database_url=database_url, amqp_url=amqp_url, namespace=bus_namespace,
+        Settings, database_url=shared_database_url, amqp_url=amqp_url, namespace=bus_namespace,
         smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout_s=5,
         mailchimp_base_url=fake_mailchimp.base_url, mailchimp_backoff_s=0.01, mailchimp_max_retries=3,
         scheduler_poll_interval_s=0.05, delivery_retry_base_s=60, public_base_url="https://crm.example.com",
@@ -45,4 +62,6 @@ async def harness(database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchi
         db_pool_size=3, worker_concurrency=10)
     app = create_app(settings, clock=clock)
     async with running_app(app) as client:
-        yield Harness(app, client, clock, smtp_sink, fake_mailchimp)
+        harness = Harness(app, client, clock, smtp_sink, fake_mailchimp, org=f"org-{uuid.uuid4().hex[:8]}")
+        yield harness
+        await harness.retire()

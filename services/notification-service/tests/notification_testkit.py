@@ -18,12 +18,13 @@ from salesflow_shared.events import (
 from salesflow_shared.infra_tables import inbox_table, outbox_table
 from salesflow_shared.testing import auth_headers, eventually
 
-ORG = "org-n"
 
 
 class Harness:
     def __init__(self, app: Any, client: httpx.AsyncClient, clock: ManualClock, smtp: SmtpSink,
-                 mailchimp: FakeMailchimp) -> None:
+                 mailchimp: FakeMailchimp, org: str) -> None:
+        # Tests share one database; each has its own org, and everything read here is scoped to it.
+        self.org = org
         self.app = app
         self.client = client
         self.clock = clock
@@ -35,12 +36,23 @@ class Harness:
 
     @property
     def admin(self) -> dict[str, str]:
-        return auth_headers(ORG, "admin")
+        return auth_headers(self.org, "admin")
 
     async def post(self, path: str, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
         response = await self.client.post(path, json=body, headers=self.admin)
         assert response.status_code == status, response.text
         return response.json()
+
+    async def retire(self) -> None:
+        """Nothing of this test's org may be sent later by another test's workers (the database is shared)."""
+        async with self.context.database.session() as session:
+            await session.execute(sa.update(deliveries).where(
+                deliveries.c.org_id == self.org, deliveries.c.status.in_(("pending", "sending"))).values(
+                status="cancelled", error="test over"))
+            await session.execute(sa.update(enrollments).where(
+                enrollments.c.org_id == self.org, enrollments.c.status == "active").values(
+                status="stopped", stop_reason="test over"))
+            await session.commit()
 
     # ------------------------------------------------------------------ events
     def envelope(self, data: EventData, subject_id: str, version: int | None = None) -> Envelope:
@@ -48,7 +60,7 @@ class Harness:
         if version is None:
             version = self.versions.get(stream, 0) + 1
         self.versions[stream] = max(version, self.versions.get(stream, 0))
-        return make_event(data, org_id=ORG, subject_id=subject_id, subject_version=version)
+        return make_event(data, org_id=self.org, subject_id=subject_id, subject_version=version)
 
     async def publish(self, envelope: Envelope) -> Envelope:
         """Through RabbitMQ, like any producer's outbox relay would."""
@@ -76,24 +88,28 @@ class Harness:
             now = self.clock.now()
             async with self.context.database.session() as session:
                 due_steps = (await session.execute(sa.select(sa.func.count()).select_from(enrollments).where(
-                    enrollments.c.status == "active", enrollments.c.next_due_at <= now))).scalar_one()
+                    enrollments.c.org_id == self.org, enrollments.c.status == "active",
+                    enrollments.c.next_due_at <= now))).scalar_one()
                 pending = (await session.execute(sa.select(sa.func.count()).select_from(deliveries).where(
-                    deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now))).scalar_one()
+                    deliveries.c.org_id == self.org, deliveries.c.status == "pending",
+                    deliveries.c.next_attempt_at <= now))).scalar_one()
                 claimed = (await session.execute(sa.select(sa.func.count()).select_from(deliveries).where(
-                    deliveries.c.status == "sending"))).scalar_one()
+                    deliveries.c.org_id == self.org, deliveries.c.status == "sending"))).scalar_one()
             assert due_steps == 0 and pending == 0 and claimed == 0, (due_steps, pending, claimed)
         await eventually(check, timeout)
 
     async def deliveries(self, **where: Any) -> list[dict[str, Any]]:
         async with self.context.database.session() as session:
-            query = sa.select(deliveries).order_by(deliveries.c.created_at, deliveries.c.id)
+            query = sa.select(deliveries).where(deliveries.c.org_id == self.org).order_by(
+                deliveries.c.created_at, deliveries.c.id)
             for column, value in where.items():
                 query = query.where(deliveries.c[column] == value)
             return [dict(r) for r in (await session.execute(query)).mappings().all()]
 
     async def enrollments(self, lead_id: str) -> list[dict[str, Any]]:
         async with self.context.database.session() as session:
-            rows = (await session.execute(sa.select(enrollments).where(enrollments.c.lead_id == lead_id)
+            rows = (await session.execute(sa.select(enrollments).where(enrollments.c.org_id == self.org,
+                                                                       enrollments.c.lead_id == lead_id)
                                           .order_by(enrollments.c.created_at))).mappings().all()
             return [dict(r) for r in rows]
 
@@ -102,7 +118,8 @@ class Harness:
         import json
         async with self.context.database.session() as session:
             rows = (await session.execute(sa.select(outbox_table.c.payload).where(
-                outbox_table.c.event_type == event_type).order_by(outbox_table.c.id))).scalars().all()
+                outbox_table.c.org_id == self.org, outbox_table.c.event_type == event_type)
+                .order_by(outbox_table.c.id))).scalars().all()
         return [json.loads(r) for r in rows]
 
     # ------------------------------------------------------------------ setup helpers

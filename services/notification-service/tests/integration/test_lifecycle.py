@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -66,7 +67,7 @@ async def test_delivery_log_is_scoped_by_org_and_rep(harness: Harness):
                                                                 reason="rr"), lead))
         await harness.handled(await harness.send(entered(lead, "s1"), lead))
     await harness.settled()
-    as_rep = await harness.client.get("/v1/deliveries", headers=auth_headers("org-n", "rep", "rep-1"))
+    as_rep = await harness.client.get("/v1/deliveries", headers=auth_headers(harness.org, "rep", "rep-1"))
     assert {(d["lead_id"], d["recipient_kind"]) for d in as_rep.json()["items"]} == {
         (mine, "prospect"), (mine, "rep")}
     assert "payload" not in as_rep.json()["items"][0]
@@ -79,6 +80,8 @@ async def test_delivery_log_is_scoped_by_org_and_rep(harness: Harness):
     assert other_org.json()["items"] == []
     assert (await harness.client.get("/v1/deliveries", params={"cursor": "junk"},
                                      headers=harness.admin)).status_code == 422
+    metrics = (await harness.client.get("/metrics")).text
+    assert 'salesflow_delivery_attempts_total{kind="email",outcome="ok"} 4.0' in metrics
 
 
 async def test_embedded_mode_sqlite_and_in_process_bus(tmp_path, smtp_sink: SmtpSink, fake_mailchimp: FakeMailchimp):
@@ -103,27 +106,19 @@ async def test_embedded_mode_sqlite_and_in_process_bus(tmp_path, smtp_sink: Smtp
         await eventually(sent)
 
 
-async def test_metrics_count_delivery_attempts(harness: Harness):
-    lead = await harness.lead()
-    await harness.handled(await harness.send(LeadAssignedV1(lead_id=lead, owner_id="rep-1", owner_email="r@x.io",
-                                                            reason="rr"), lead))
-    await harness.settled()
-    text = (await harness.client.get("/metrics")).text
-    assert 'salesflow_delivery_attempts_total{kind="email",outcome="ok"} 1.0' in text
-
-
 async def test_a_graceful_stop_lets_messages_on_the_wire_finish_and_be_recorded(
-        database_url, amqp_url, bus_namespace, smtp_sink: SmtpSink, fake_mailchimp: FakeMailchimp):
+        shared_database_url, amqp_url, bus_namespace, smtp_sink: SmtpSink, fake_mailchimp: FakeMailchimp):
     smtp_sink.delay_s = 1.0
+    org = f"org-{uuid.uuid4().hex[:8]}"
     clock = ManualClock(datetime(2026, 1, 5, 10, tzinfo=UTC))
-    settings = service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url,
+    settings = service_test_settings(Settings, database_url=shared_database_url, amqp_url=amqp_url,
                                      namespace=bus_namespace, smtp_port=smtp_sink.port, db_pool_size=3,
                                      scheduler_poll_interval_s=0.05)
     app = create_app(settings, clock=clock)
     async with running_app(app):
         context = app.state.context
         await context.dispatcher.dispatch(make_event(LeadAssignedV1(
-            lead_id="l-1", owner_id="rep-1", owner_email="rep-1@x.io", reason="rr"), org_id="org-s", subject_id="l-1"))
+            lead_id="l-1", owner_id="rep-1", owner_email="rep-1@x.io", reason="rr"), org_id=org, subject_id="l-1"))
 
         async def on_the_wire():
             assert smtp_sink.receiving == 1
@@ -132,5 +127,6 @@ async def test_a_graceful_stop_lets_messages_on_the_wire_finish_and_be_recorded(
     assert len(smtp_sink.to("rep-1@x.io")) == 1
     app = create_app(settings, clock=clock)
     async with running_app(app), app.state.context.database.session() as session:
-        log = (await session.execute(sa.text("SELECT status FROM deliveries"))).scalars().all()
+        log = (await session.execute(sa.text("SELECT status FROM deliveries WHERE org_id = :org"),
+                                     {"org": org})).scalars().all()
     assert log == ["sent"]

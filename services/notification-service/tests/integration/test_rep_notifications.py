@@ -5,7 +5,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from notification_testkit import ORG, Harness
+from notification_testkit import Harness
 from notification_service.domain.signing import verify_webhook
 from notification_service.entrypoints.http import create_app
 from salesflow_shared.events import (
@@ -160,4 +160,4 @@ async def test_duplicate_events_and_two_replicas_send_nothing_twice(harness: Har
     assert len({m["Message-ID"] for m in prospect_mails}) == 15
     assert len(harness.smtp.to("rep-1@sales.example")) == 1
     emails_sent = await harness.published("EmailSent")
-    assert len(emails_sent) == 16 and ORG == emails_sent[0]["org_id"]
+    assert len(emails_sent) == 16 and harness.org == emails_sent[0]["org_id"]

@@ -31,7 +31,7 @@ async def test_a_template_that_does_not_render_is_a_422_naming_the_field(harness
     assert (await harness.client.get("/v1/templates", headers=harness.admin)).json()["items"] == []
 
 
-async def test_templates_are_versioned_and_scoped_to_the_org(harness: Harness):
+async def test_templates_are_versioned_and_scoped_to_the_org_sequences_validated(harness: Harness):
     created = await harness.client.post("/v1/templates", json=GOOD, headers=harness.admin)
     assert created.status_code == 201
     template = created.json()
@@ -47,11 +47,10 @@ async def test_templates_are_versioned_and_scoped_to_the_org(harness: Harness):
                                    headers={**harness.admin, "If-Match": updated.headers["ETag"]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "html_body"
     assert (await harness.client.get(url, headers=auth_headers("other-org"))).status_code == 404
-    rep = await harness.client.post("/v1/templates", json=GOOD, headers=auth_headers("org-n", "rep"))
+    rep = await harness.client.post("/v1/templates", json=GOOD, headers=auth_headers(harness.org, "rep"))
     assert rep.status_code == 403
 
-
-async def test_sequence_validation_names_the_field(harness: Harness):
+    # sequences name the field too
     response = await harness.client.post("/v1/sequences", json={
         "name": "x", "trigger": "stage_entry", "steps": [{"template_id": "nope"}]}, headers=harness.admin)
     assert response.status_code == 422
