@@ -240,6 +240,35 @@ async def delete_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipa
 
 
 # ------------------------------------------------------------------ positions
+PositionStatus = Annotated[str | None, Query(pattern="^(unrouted|active|won|nurturing|disqualified)$")]
+LeadCursor = Annotated[str | None, Query(pattern=r"^[^\u0000]{1,100}$",
+                                         description="Opaque cursor from the previous page's next_cursor")]
+
+
+@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own")
+async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50, cursor: LeadCursor = None,
+                         pipeline_id: str | None = None, stage_id: str | None = None,
+                         status: PositionStatus = None, owner_id: str | None = None) -> dict[str, Any]:
+    filters = {"pipeline_id": pipeline_id, "stage_id": stage_id, "status": status, "owner_id": owner_id}
+    if not all(storable(v) for v in filters.values() if v is not None):
+        return {"items": [], "next_cursor": None}
+    query = sa.select(positions).where(positions.c.org_id == principal.org_id, positions.c.status != "erased")
+    if not principal.sees_whole_org:
+        query = query.where(positions.c.owner_id == principal.user_id)
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(positions.c[name] == value)
+    if cursor:
+        query = query.where(positions.c.lead_id > clean(cursor))
+    rows = (await uow.session.execute(query.order_by(positions.c.lead_id).limit(limit + 1))).all()
+    items = [{"lead_id": r.lead_id, "status": r.status, "pipeline_id": r.pipeline_id, "stage_id": r.stage_id,
+              "stage_entered_at": engine.aware(r.stage_entered_at).isoformat() if r.stage_entered_at else None,
+              "owner_id": r.owner_id, "team_id": r.team_id,
+              "reengage_at": engine.aware(r.reengage_at).isoformat() if r.reengage_at else None}
+             for r in rows[:limit]]
+    return {"items": items, "next_cursor": rows[limit - 1].lead_id if len(rows) > limit else None}
+
+
 @router.get("/positions/{lead_id}", summary="Where a lead stands: stage, guidance, open tasks and history")
 async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     return await position_json(uow, principal, lead_id, now_of(context))

@@ -1,6 +1,7 @@
 """Admin work on pipelines: validation pointing at the wrong part, ETag/If-Match, safe reorder and delete
 with leads in flight, manual moves with history, roles and tenant isolation."""
 import json
+from datetime import timedelta
 
 from pipeline_testkit import ORG, assigned, new_lead, routed
 
@@ -145,3 +146,33 @@ async def test_tenant_isolation(pipe):
     assert (await pipe.position(lead))["owner_id"] == "rep-1"
     listed = (await pipe.client.get("/v1/pipelines", headers=pipe.headers("rep", "rep-1"))).json()
     assert [p["id"] for p in listed["items"]] == [pipeline["id"]]
+
+
+async def test_boards_and_lists_page_through_with_filters(pipe):
+    pipelines = []
+    for _ in range(3):
+        pipelines.append(await pipe.instantiate("inbound-web-form"))
+        pipe.clock.advance(timedelta(seconds=1))
+    page1 = (await pipe.client.get("/v1/pipelines", params={"limit": 2}, headers=pipe.headers())).json()
+    page2 = (await pipe.client.get("/v1/pipelines", params={"limit": 2, "cursor": page1["next_cursor"]},
+                                   headers=pipe.headers())).json()
+    assert [p["id"] for p in page1["items"] + page2["items"]] == [p["id"] for p in pipelines]
+    assert page2["next_cursor"] is None
+    first = pipelines[0]
+    leads = sorted(new_lead() for _ in range(5))
+    for i, lead in enumerate(leads):
+        await pipe.dispatch(pipe.envelope(assigned(lead, "rep-1" if i < 3 else "rep-2"), lead))
+        await pipe.dispatch(pipe.envelope(routed(lead, first["id"]), lead))
+    board, cursor = [], None
+    while True:
+        params = {"limit": 2, "pipeline_id": first["id"], "stage_id": first["stages"][0]["id"],
+                  **({"cursor": cursor} if cursor else {})}
+        page = (await pipe.client.get("/v1/positions", params=params, headers=pipe.headers("manager", "m"))).json()
+        board += page["items"]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert [p["lead_id"] for p in board] == leads
+    mine = (await pipe.client.get("/v1/positions", headers=pipe.headers("rep", "rep-2"))).json()["items"]
+    assert [p["lead_id"] for p in mine] == leads[3:]
+    other = (await pipe.client.get("/v1/positions", headers=pipe.headers("manager", "m", org="org-b"))).json()
+    assert other["items"] == []
