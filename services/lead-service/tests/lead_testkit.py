@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ class LeadApp:
     async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
         async with self.context.database.session() as session:
             query = sa.select(outbox_table.c.payload).order_by(outbox_table.c.id)
+            if _ORGS:
+                query = query.where(outbox_table.c.org_id.in_(list(_ORGS.values())))
             if event_type:
                 query = query.where(outbox_table.c.event_type == event_type)
             return [json.loads(p) for p in (await session.execute(query)).scalars()]
@@ -37,6 +40,24 @@ class LeadApp:
     async def scalar(self, statement: Any) -> Any:
         async with self.context.database.session() as session:
             return (await session.execute(statement)).scalar_one()
+
+
+@asynccontextmanager
+async def shared_app(postgres_server_url: str, amqp_url: str) -> AsyncIterator[LeadApp]:
+    """One app with its own database and bus namespace, for a whole test module."""
+    from salesflow_shared.db import drop_postgres_database, ensure_postgres_database
+    from salesflow_shared.testing import delete_namespace
+
+    tag = uuid.uuid4().hex[:10]
+    url = f"{postgres_server_url.rstrip('/')}/sft_lead_{tag}"
+    namespace = f"t{tag}."
+    await ensure_postgres_database(url)
+    try:
+        async with start_lead_app(url, amqp_url, namespace) as app:
+            yield app
+    finally:
+        await delete_namespace(amqp_url, namespace)
+        await drop_postgres_database(url)
 
 
 @asynccontextmanager
@@ -49,12 +70,26 @@ async def start_lead_app(database_url: str, amqp_url: str | None, namespace: str
         yield LeadApp(app, client)
 
 
+# Tests sharing one app (one database and bus namespace per module) each get their own orgs: the names
+# "org-a" / "org-b" used in a test map to ids unique to that test, so tests never see each other's rows.
+_ORGS: dict[str, str] = {}
+
+
+def use_fresh_orgs() -> None:
+    _ORGS.clear()
+    _ORGS.update({name: f"{name}-{uuid.uuid4().hex[:8]}" for name in ("org-a", "org-b")})
+
+
+def org_id(name: str = "org-a") -> str:
+    return _ORGS.get(name, name)
+
+
 def admin(org: str = "org-a", **extra: str) -> dict[str, str]:
-    return auth_headers(org, "admin", "admin-1", **extra)
+    return auth_headers(org_id(org), "admin", "admin-1", **extra)
 
 
 def rep(org: str = "org-a", sub: str = "rep-1", **extra: str) -> dict[str, str]:
-    return auth_headers(org, "rep", sub, **extra)
+    return auth_headers(org_id(org), "rep", sub, **extra)
 
 
 def signed_headers(secret: str, body: bytes, *, at: int | None = None, **extra: str) -> dict[str, str]:

@@ -107,7 +107,8 @@ async def test_ten_thousand_row_import_with_bad_rows(small_body_app):
     assert len(rows) == 15 and {row["company.domain"] for row in rows} == {"company7.com"}
 
 
-async def test_bad_uploads_are_refused_whole(lead_app):
+async def test_bad_uploads_are_refused_whole(small_body_app):
+    lead_app = small_body_app
     c = lead_app.client
     csv_headers = admin(**{"Content-Type": "text/csv"})
     r = await c.post("/v1/imports", content=b"", headers=csv_headers)

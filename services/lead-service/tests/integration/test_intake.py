@@ -2,10 +2,14 @@
 a broken mapping fixed and reprocessed."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import time
 
 from lead_testkit import admin, signed_headers
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 FORM = {"name": "Contact us", "mapping": {"email": "contact.email", "name": "contact.full_name",
                                           "company": "company.name", "job": "contact.title"},
@@ -84,13 +88,23 @@ async def test_browser_posts_are_rate_limited_per_ip(lead_app):
     c = lead_app.client
     form = await make_form(c)
     limit = lead_app.context.settings.ip_rate_limit_per_minute
-    statuses = []
-    for i in range(limit + 2):
-        r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": f"p{i}@corp{i}.com"})
-        statuses.append(r.status_code)
-    assert statuses[:limit] == [201] * limit
-    assert statuses[limit:] == [429, 429]
-    assert r.headers["retry-after"] == "60"
+    limiter = lead_app.context.extras["rate_limiter"]
+    real_clock, frozen = limiter.clock, limiter.clock()
+    limiter.clock = lambda: frozen  # the limiter's injected clock: no refill while the test runs
+    try:
+        statuses = []
+        for i in range(limit + 2):
+            r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": f"p{i}@corp{i}.com"})
+            statuses.append(r.status_code)
+        assert statuses[:limit] == [201] * limit
+        assert statuses[limit:] == [429, 429]
+        assert r.headers["retry-after"] == "60"
+        # a minute later the bucket has refilled
+        limiter.clock = lambda: frozen + 60
+        r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": "late@corp.com"})
+        assert r.status_code == 201
+    finally:
+        limiter.clock = real_clock
 
 
 async def test_duplicates_by_idempotency_key_and_same_email_resubmission(lead_app):

@@ -1,6 +1,8 @@
 """Leads REST on PostgreSQL + RabbitMQ: create/read/list, ETag conflicts, erase, tenant isolation, events."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import uuid
 
@@ -8,9 +10,11 @@ import aio_pika
 import sqlalchemy as sa
 
 from lead_service.adapters.orm import contacts
-from lead_testkit import a_lead, admin, rep
+from lead_testkit import a_lead, admin, org_id, rep
 from salesflow_shared.events import LeadAssignedV1, LeadLostV1, LeadWonV1, EmailSentV1, make_event, utcnow
 from salesflow_shared.testing import eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def create(client, body=None, headers=None):
@@ -19,7 +23,8 @@ async def create(client, body=None, headers=None):
     return r.json()
 
 
-async def test_lead_created_reaches_a_rabbitmq_queue(lead_app, amqp_url, bus_namespace):
+async def test_lead_created_reaches_a_rabbitmq_queue(lead_app, amqp_url):
+    bus_namespace = lead_app.context.settings.bus_namespace
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
@@ -35,7 +40,7 @@ async def test_lead_created_reaches_a_rabbitmq_queue(lead_app, amqp_url, bus_nam
             return json.loads(message.body)
         envelope = await eventually(arrived)
         assert envelope["type"] == "LeadCreated" and envelope["subject_id"] == lead["id"]
-        assert envelope["subject_version"] == 1 and envelope["org_id"] == "org-a"
+        assert envelope["subject_version"] == 1 and envelope["org_id"] == org_id("org-a")
         assert envelope["data"]["lead"]["contact"]["email"] == "ada@acme.io"
         assert envelope["data"]["lead"]["company"]["domain"] == "acme.io"
     finally:
@@ -76,7 +81,8 @@ async def test_same_email_updates_the_open_lead_and_contacts_companies_are_share
     other = await create(c, a_lead("alice@globex.com"))
     assert other["id"] != first["id"] and other["company"]["company_id"] == first["company"]["company_id"]
     assert other["company"]["name"] == "Acme"
-    assert await lead_app.scalar(sa.select(sa.func.count()).select_from(contacts)) == 2
+    assert await lead_app.scalar(sa.select(sa.func.count()).select_from(contacts).where(
+        contacts.c.org_id == org_id("org-a"))) == 2
 
 
 async def test_bad_input_is_a_problem_naming_the_field(lead_app):
@@ -159,7 +165,7 @@ async def test_tenant_isolation(lead_app):
 
 
 def envelope_for(data, lead_id, version, org="org-a"):
-    return make_event(data, org_id=org, subject_id=lead_id, subject_version=version)
+    return make_event(data, org_id=org_id(org), subject_id=lead_id, subject_version=version)
 
 
 async def test_consumed_events_update_the_lead_and_stale_ones_are_ignored(lead_app):

@@ -1,7 +1,11 @@
 """Scoring rules and custom fields over HTTP: validation names the field, scores keep their breakdown."""
 from __future__ import annotations
 
+import pytest
+
 from lead_testkit import a_lead, admin, rep
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def test_rules_score_new_leads_with_a_breakdown_and_bad_rules_are_422(lead_app):
