@@ -31,17 +31,47 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-_HTML_ENV = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined, finalize=_finalize)
-_TEXT_ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined, finalize=_finalize)
+MAX_OUTPUT_CHARS = 500_000  # per part: a template cannot make a huge email (or exhaust memory)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox (no attribute tricks, no mutation), plus: no `**`, no huge `'x' * n`."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            raise SecurityError("the power operator is not allowed")
+        sized = left if isinstance(left, (str, list, tuple)) else right if isinstance(right, (str, list, tuple)) \
+            else None
+        times = right if sized is left else left
+        if sized is not None and isinstance(times, int) and len(sized) * times > MAX_OUTPUT_CHARS:
+            raise SecurityError("this repetition makes a value too large")
+        return super().call_binop(context, operator, left, right)
+
+
+_HTML_ENV = _Sandbox(autoescape=True, undefined=StrictUndefined, finalize=_finalize)
+_TEXT_ENV = _Sandbox(autoescape=False, undefined=StrictUndefined, finalize=_finalize)
 
 
 def _env(part: str) -> ImmutableSandboxedEnvironment:
     return _HTML_ENV if part == "html_body" else _TEXT_ENV
 
 
+def _bounded(chunks: Any) -> str:
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise SecurityError(f"the rendered text is longer than {MAX_OUTPUT_CHARS} characters")
+        out.append(chunk)
+    return "".join(out)
+
+
 def render_part(part: str, source: str, variables: dict[str, Any]) -> str:
     try:
-        return _env(part).from_string(source).render(variables)
+        return _bounded(_env(part).from_string(source).generate(variables))
     except TemplateSyntaxError as exc:
         raise TemplateError(part, f"syntax error line {exc.lineno}: {exc.message}") from exc
     except SecurityError as exc:

@@ -34,6 +34,8 @@ def test_missing_values_render_empty_but_unknown_names_fail():
     "{{ lead.__class__ }}", "{{ ''.__class__.__mro__[1].__subclasses__() }}",
     "{{ lead.custom_fields.update({'x': 1}) }}",  # immutable sandbox: no mutation
     "{{ cycler.__init__.__globals__ }}",
+    "{{ 'x' * 100000000 }}", "{{ 9 ** 9 ** 9 }}",  # memory / CPU bombs
+    "{% for i in range(99999) %}{{ lead.company }}{{ lead.company }}{% endfor %}",  # output too large
 ])
 def test_the_sandbox_refuses_unsafe_access(source):
     errors = validate_template(parts(text_body=source))
