@@ -6,12 +6,13 @@ A due spec is `{"amount": 2, "unit": "business_days", "at": "17:00"}`:
 - `business_days`: Monday to Friday in the local time zone. An entry on a weekend counts from the next
   Monday 09:00 local. `amount: 0` means the same business day.
 - `at` (optional, for days and business_days): the local time of day the task is due instead of the
-  entry's time (e.g. end of business).
+  entry's time (e.g. end of business). A due time that would fall before the entry itself (an entry at
+  18:00 for "today at 17:00") moves to the next (business) day.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -92,10 +93,20 @@ def compute_due(entered_at: datetime, spec: DueSpec, tz_name: str | None) -> dat
             day = day + timedelta(days=1)
             if day.weekday() < 5:
                 remaining -= 1
-    wall = datetime.combine(day, spec.at or clock)
-    # fold=0 picks the first of two ambiguous times; a non-existent time (spring forward) moves forward.
-    due = wall.replace(tzinfo=tz)
-    roundtrip = due.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
-    if roundtrip != wall:
+    due = _local(day, spec.at or clock, tz)
+    while due <= entered_at:  # only possible with `at`
+        day = day + timedelta(days=1)
+        if spec.unit == "business_days":
+            while day.weekday() >= 5:
+                day = day + timedelta(days=1)
+        due = _local(day, spec.at or clock, tz)
+    return due
+
+
+def _local(day: date, clock: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall time; a time skipped by a spring-forward change moves forward."""
+    wall = datetime.combine(day, clock)
+    due = wall.replace(tzinfo=tz)  # fold=0: the first of two ambiguous times
+    if due.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall:
         due = (wall + timedelta(hours=1)).replace(tzinfo=tz)
     return due.astimezone(UTC)

@@ -73,3 +73,11 @@ def test_a_wall_time_skipped_by_spring_forward_moves_forward():
     due = compute_due(utc(2027, 3, 26, 1, 30), DueSpec(2, "days"), "Europe/Paris")
     assert due == utc(2027, 3, 28, 1, 30)
     assert compute_due(utc(2027, 3, 26, 1, 30), DueSpec(1, "business_days"), "Europe/Paris") == utc(2027, 3, 29, 0, 30)
+
+
+def test_a_due_time_of_day_already_past_moves_to_the_next_business_day():
+    five_pm = datetime(2000, 1, 1, 17).time()
+    # Friday 18:00 UTC, "today at 17:00" → Monday 17:00 (not a due time before the task existed).
+    assert compute_due(utc(2026, 11, 27, 18), DueSpec(0, "business_days", at=five_pm), "UTC") == utc(2026, 11, 30, 17)
+    assert compute_due(utc(2026, 11, 27, 18), DueSpec(0, "days", at=five_pm), "UTC") == utc(2026, 11, 28, 17)
+    assert compute_due(utc(2026, 11, 27, 16), DueSpec(0, "business_days", at=five_pm), "UTC") == utc(2026, 11, 27, 17)
