@@ -5,7 +5,8 @@
 #      offline: it ships the schemas), for the oldest and newest Kubernetes versions we support
 #   3. deploy/check_manifests.py: probes, resources, graceful stop, migration Jobs, Secret references only,
 #      Ingress and nginx both route exactly DESIGN.md's prefixes
-#   4. nginx -t on deploy/gateway/nginx.conf (nginx from Debian, installed if missing)
+#   4. nginx -t on deploy/gateway/nginx.conf (nginx from Debian, installed if missing), then
+#      deploy/gateway_smoke.py runs it: every prefix routed, CORS per origin, 413 over 1 MiB, /openapi.json
 #   5. docker compose config (the compose plugin if the docker client has it, else Debian's docker-compose)
 #   6. docs/openapi.json is current (`salesflow openapi --check`)
 # Tools are installed once and reused: apt packages system-wide, the Python tools in $SALESFLOW_DEPLOY_TOOLS.
@@ -57,6 +58,7 @@ mkdir -p "$WORK/nginx"
 cp deploy/gateway/nginx.conf deploy/gateway/cors-origins.map "$WORK/nginx/"
 PATH="$PATH:/usr/sbin" nginx -q -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 step "nginx -t: deploy/gateway/nginx.conf is valid"
+PATH="$PATH:/usr/sbin" python3 deploy/gateway_smoke.py "$(PATH="$PATH:/usr/sbin" command -v nginx)"
 
 export SALESFLOW_JWT_SECRET="${SALESFLOW_JWT_SECRET:-validate-only-not-a-real-secret-0123456789}"
 if docker compose version >/dev/null 2>&1; then
