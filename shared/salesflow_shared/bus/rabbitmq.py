@@ -165,11 +165,17 @@ class RabbitBus(EventBus):
                 dlq = await channel.declare_queue(f"{self.queue_name(queue)}.dlq", passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
                 return []  # this service consumes nothing (yet): nothing can be parked
+            peeked = []
             for _ in range(limit):
                 message = await dlq.get(no_ack=False, fail=False)
                 if message is None:
                     break
+                peeked.append(message)
                 parked.append(_parked(message))
+            # Give them back explicitly before the channel closes, so a replay that follows at once
+            # finds them in the queue.
+            for message in peeked:
+                await message.nack(requeue=True)
         finally:
             # Closing the channel returns every message we peeked at to the dead-letter queue.
             if not channel.is_closed:
@@ -186,8 +192,9 @@ class RabbitBus(EventBus):
                 dlq = await channel.declare_queue(f"{main_name}.dlq", passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
                 return 0
-            waiting = dlq.declaration_result.message_count
-            for _ in range(waiting):
+            # Messages skipped below stay unacked on this channel, so `get` never returns one twice:
+            # the loop ends when the queue has nothing more to show.
+            while True:
                 message = await dlq.get(no_ack=False, fail=False)
                 if message is None:
                     break
