@@ -16,10 +16,13 @@ from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
-from ..adapters.orm import activities, companies, contacts
+from salesflow_shared.events import LeadUpdatedV1
+
+from ..adapters.orm import activities, companies, contacts, leads
+from ..service_layer.ingest import lead_columns
 from ..domain.lead import CompanyPatch, ContactPatch
 from ..service_layer.activities import activity_to_dict, log_activity
-from ..service_layer.views import as_utc, check_if_match, iso, load_lead
+from ..service_layer.views import as_utc, check_if_match, iso, lead_select, load_lead, row_to_lead, snapshot
 from .common import now
 
 router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])
@@ -143,10 +146,28 @@ async def _patch(uow: Any, table: sa.Table, org_id: str, record_id: str, fields:
         try:
             await uow.session.execute(sa.update(table).where(table.c.id == record_id, table.c.org_id == org_id)
                                       .values(**values, **extra, updated_at=now()))
+            await _propagate(uow, org_id, table, record_id, list(values))
             await uow.commit()
         except IntegrityError as exc:
             raise Conflict("another record of this org already has that email or domain") from exc
     return _etagged(await _one(uow, table, org_id, record_id, fields))
+
+
+async def _propagate(uow: Any, org_id: str, table: sa.Table, record_id: str, changed: list[str]) -> None:
+    """A contact or company is part of every lead that links it: those leads change too (new version,
+    LeadUpdated), and their de-duplication email and search text follow."""
+    column = leads.c.contact_id if table is contacts else leads.c.company_id
+    prefix = "contact." if table is contacts else "company."
+    rows = (await uow.session.execute(lead_select().where(
+        column == record_id, leads.c.org_id == org_id, leads.c.deleted_at.is_(None)).with_for_update(of=leads))).all()
+    stamp = now()
+    for row in rows:
+        lead = row_to_lead(row)
+        lead["version"] += 1
+        await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"]).values(
+            **lead_columns(lead), updated_at=stamp))
+        uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=sorted(prefix + f for f in changed),
+                                  cause="edit"), org_id=org_id, subject_id=lead["id"], subject_version=lead["version"])
 
 
 @router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)")

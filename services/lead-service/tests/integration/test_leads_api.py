@@ -220,3 +220,22 @@ async def test_activities_are_logged_and_listed(lead_app):
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "kind"
     [event] = await lead_app.outbox("ActivityLogged")
     assert event["data"]["duration_seconds"] == 300 and event["data"]["kind"] == "call"
+
+
+async def test_editing_a_shared_contact_updates_its_leads(lead_app):
+    c = lead_app.client
+    lead = await create(c, a_lead("old@globex.com"))
+    contact_url = f"/v1/contacts/{lead['contact']['contact_id']}"
+    etag = (await c.get(contact_url, headers=admin())).headers["etag"]
+    r = await c.patch(contact_url, json={"email": "new@globex.com"}, headers=admin(**{"If-Match": etag}))
+    assert r.status_code == 200 and r.json()["email"] == "new@globex.com"
+    assert (await c.patch(contact_url, json={"title": "x"}, headers=admin(**{"If-Match": etag}))).status_code == 412
+    got = (await c.get(f"/v1/leads/{lead['id']}", headers=admin())).json()
+    assert got["contact"]["email"] == "new@globex.com" and got["version"] == 2
+    assert [i["id"] for i in (await c.get("/v1/leads", params={"q": "new@globex"}, headers=admin())).json()["items"]] \
+        == [lead["id"]]
+    [updated] = await lead_app.outbox("LeadUpdated")
+    assert updated["data"]["changed"] == ["contact.email"]
+    # the same person submitting again lands on the same lead
+    again = await create(c, a_lead("new@globex.com", region="Bavaria"))
+    assert again["id"] == lead["id"]
