@@ -17,7 +17,7 @@ from ..domain.sequences import LeadState
 
 
 def _snapshot_values(lead: LeadSnapshot) -> dict[str, Any]:
-    return {
+    values = {
         "email": lead.contact.email, "first_name": lead.contact.first_name, "last_name": lead.contact.last_name,
         "company": lead.company.name, "title": lead.contact.title, "phone": lead.contact.phone,
         "country": lead.country, "timezone": lead.timezone, "language": lead.language,
@@ -25,6 +25,9 @@ def _snapshot_values(lead: LeadSnapshot) -> dict[str, Any]:
         "form_id": lead.form_id, "custom_fields": lead.custom_fields or {}, "status": lead.status,
         "owner_id": lead.owner_id,
     }
+    if lead.owner_id is None:  # LeadAssigned may have told us the owner before lead-service's snapshot did
+        del values["owner_id"]
+    return values
 
 
 async def get_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False
