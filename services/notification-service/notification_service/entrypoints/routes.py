@@ -33,15 +33,9 @@ from ..domain.rendering import validate_template
 from ..domain.sequences import TRIGGERS
 from ..domain.signing import read_unsubscribe_token
 from ..domain.timing import zone
-from ..service_layer import mailchimp_sync
-from ..service_layer.deliveries import cancel_pending
-from ..service_layer.projections import ensure_lead, set_lead_fields
-from ..service_layer.sequences import stop_enrollments
+from ..service_layer.handlers import unsubscribe_lead
 
 router = APIRouter(prefix="/v1", tags=["notification-service"])
-
-REASONS = ("lead_assigned", "task_due", "task_overdue", "milestone")
-
 
 def _now(context: Any) -> datetime:
     return context.extras["clock"].now()
@@ -290,14 +284,7 @@ async def unsubscribe(token: str, request: Request, uow: UowDep, context: Contex
     if found is None:
         raise NotFound("this unsubscribe link is not valid")
     org_id, lead_id = found
-    now = _now(context)
-    lead = await ensure_lead(uow.session, org_id, lead_id, now)
-    if not lead["unsubscribed"]:
-        await set_lead_fields(uow.session, org_id, lead_id, now, unsubscribed=True)
-        await stop_enrollments(uow.session, org_id=org_id, lead_id=lead_id, fact="unsubscribed", now=now)
-        await cancel_pending(uow.session, org_id=org_id, lead_id=lead_id, now=now, reason="lead unsubscribed")
-        await mailchimp_sync.remove_everywhere(uow, org_id=org_id, lead_id=lead_id, archive=False,
-                                               reason="unsubscribed", key_suffix="unsubscribed", now=now)
+    if await unsubscribe_lead(uow, org_id=org_id, lead_id=lead_id, now=_now(context)):
         await uow.commit()
     if "text/html" in request.headers.get("accept", ""):
         return HTMLResponse("<!doctype html><p>You are unsubscribed.</p>")

@@ -220,6 +220,20 @@ class NotificationHandlers:
         }
 
 
+async def unsubscribe_lead(uow: UnitOfWork, *, org_id: str, lead_id: str, now: Any) -> bool:
+    """The prospect clicked the unsubscribe link: no more sequence emails, off the Mailchimp lists.
+    False when it already was unsubscribed."""
+    lead = await ensure_lead(uow.session, org_id, lead_id, now)
+    if lead["unsubscribed"]:
+        return False
+    await set_lead_fields(uow.session, org_id, lead_id, now, unsubscribed=True)
+    await stop_enrollments(uow.session, org_id=org_id, lead_id=lead_id, fact="unsubscribed", now=now)
+    await cancel_pending(uow.session, org_id=org_id, lead_id=lead_id, now=now, reason="lead unsubscribed")
+    await mailchimp_sync.remove_everywhere(uow, org_id=org_id, lead_id=lead_id, archive=False,
+                                           reason="unsubscribed", key_suffix="unsubscribed", now=now)
+    return True
+
+
 def _task(task_id: str, title: str | None, due_at: Any) -> dict[str, Any]:
     return {"id": task_id, "title": title, "due_at": due_at.isoformat() if due_at else None}
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
-
 from notification_testkit import Harness
 from salesflow_shared.events import LeadAssignedV1, StageAdvancedV1
 from salesflow_shared.testing import eventually
