@@ -51,26 +51,82 @@ def amqp_url() -> str:
     return AMQP_URL
 
 
+# Fresh databases are expensive to drop (DROP DATABASE forces a checkpoint, about a second each), so a test's
+# databases are emptied afterwards (schema dropped and recreated: as empty as new) and handed to later tests;
+# they are dropped when the session ends.
+_IDLE_DATABASES: list[str] = []
+_ALL_DATABASES: list[str] = []
+
+
 @pytest.fixture
 async def make_database_url(postgres_server_url: str) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
-    """Create fresh, empty PostgreSQL databases for this test; they are dropped afterwards."""
-    from .db import drop_postgres_database, ensure_postgres_database
+    """Fresh, empty PostgreSQL databases for this test, one per call."""
+    from .db import ensure_postgres_database
 
-    created: list[str] = []
+    handed_out: list[str] = []
 
     async def _make(label: str = "db") -> str:
-        name = f"sft_{label.replace('-', '_')}_{uuid.uuid4().hex[:10]}"
-        url = f"{postgres_server_url.rstrip('/')}/{name}"
-        await ensure_postgres_database(url)
-        created.append(url)
+        if _IDLE_DATABASES:
+            url = _IDLE_DATABASES.pop()
+        else:
+            name = f"sft_{label.replace('-', '_')}_{uuid.uuid4().hex[:10]}"
+            url = f"{postgres_server_url.rstrip('/')}/{name}"
+            await ensure_postgres_database(url)
+            _ALL_DATABASES.append(url)
+        handed_out.append(url)
         return url
 
     yield _make
-    for url in created:
+    for url in handed_out:
+        if await _empty_database(url):
+            _IDLE_DATABASES.append(url)
+
+
+async def _empty_database(url: str) -> bool:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    target = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    try:
+        # Connections a test left behind (a killed process, a leaked pool) would block the DROP SCHEMA.
+        conn = await asyncpg.connect(admin)
         try:
-            await drop_postgres_database(url)
-        except Exception:  # a leftover test database is harmless; never mask the test's own result
-            pass
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = $1 AND pid <> pg_backend_pid()", parsed.database)
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(target)
+        try:
+            await conn.execute("SET lock_timeout = '5s'; DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+        return True
+    except Exception:  # not reusable: it is dropped with the rest at the end
+        return False
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    if _ALL_DATABASES:
+        asyncio.run(_drop_databases(list(_ALL_DATABASES)))
+        _ALL_DATABASES.clear()
+        _IDLE_DATABASES.clear()
+
+
+async def _drop_databases(urls: list[str], concurrency: int = 4) -> None:
+    from .db import drop_postgres_database
+
+    limiter = asyncio.Semaphore(concurrency)
+
+    async def _drop(url: str) -> None:
+        async with limiter:
+            try:
+                await drop_postgres_database(url)
+            except Exception:  # a leftover test database is harmless; never mask the tests' result
+                pass
+
+    await asyncio.gather(*(_drop(url) for url in urls))
 
 
 @pytest.fixture
@@ -97,22 +153,13 @@ async def delete_namespace(amqp_url: str, namespace: str) -> None:
 
     connection = await aio_pika.connect(amqp_url)
     try:
+        # Deleting a queue or exchange that does not exist succeeds on RabbitMQ: one channel does it all.
+        channel = await connection.channel()
         names = [f"{namespace}{s.name}.events" for s in SERVICES] + [f"{namespace}test.events"]
         for base in names:
             for suffix in ("", ".dlq", *(f".retry.{d}ms" for d in RETRY_DELAYS_TO_CLEAN)):
-                channel = await connection.channel()
-                try:
-                    await channel.queue_delete(base + suffix)
-                except Exception:
-                    pass
-                finally:
-                    if not channel.is_closed:
-                        await channel.close()
-        channel = await connection.channel()
-        try:
-            await channel.exchange_delete(f"{namespace}salesflow.events")
-        except Exception:
-            pass
+                await channel.queue_delete(base + suffix)
+        await channel.exchange_delete(f"{namespace}salesflow.events")
     finally:
         await connection.close()
 
