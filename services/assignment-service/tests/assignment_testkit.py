@@ -159,7 +159,7 @@ async def replica_process(database_url: str, amqp_url: str, namespace: str) -> A
                 except httpx.HTTPError as exc:
                     raise AssertionError(str(exc)) from exc
                 assert response.status_code == 200, response.text
-            await eventually(ready, timeout=30, interval=0.2)
+            await eventually(ready, timeout=60, interval=0.2)
         yield base
     finally:
         process.terminate()

@@ -14,7 +14,7 @@ from salesflow_shared.testing import eventually
 
 ROUND_ROBIN_LEADS = 1001  # "over 1,000 leads to a team of 7 equal reps"
 WEIGHTED_LEADS = 200  # smooth weighted round robin is exact per cycle of 10 slots
-REDELIVERED = 60
+REDELIVERED = 40
 
 
 async def test_two_concurrent_consumers_share_rotations_fairly(database_url, amqp_url, bus_namespace):

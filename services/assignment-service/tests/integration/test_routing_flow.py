@@ -34,7 +34,7 @@ async def test_lead_created_is_routed_and_assigned_with_reasons(database_url, am
 
         async def both_published():
             assert broker.of_type("LeadRouted", "lead-1") and broker.of_type("LeadAssigned", "lead-1")
-        await eventually(both_published, timeout=15)
+        await eventually(both_published, timeout=30)
         routed = broker.of_type("LeadRouted", "lead-1")[0]
         assigned = broker.of_type("LeadAssigned", "lead-1")[0]
         assert routed["producer"] == "assignment-service" and routed["org_id"] == ORG
@@ -63,7 +63,7 @@ async def test_lead_created_is_routed_and_assigned_with_reasons(database_url, am
 
         async def second():
             assert broker.of_type("LeadAssigned", "lead-2")
-        await eventually(second, timeout=15)
+        await eventually(second, timeout=30)
         assert broker.of_type("LeadAssigned", "lead-2")[0]["data"]["owner_id"] == "bob"
         second_decision = (await client.get("/v1/assignments?lead_id=lead-2", headers=ADMIN)).json()["items"][0]
         assert second_decision["skipped"] == [{"rep_id": "cid", "reason": "inactive"}]
@@ -73,9 +73,14 @@ async def test_lead_created_is_routed_and_assigned_with_reasons(database_url, am
         await broker.publish(lead_created("lead-1", country="FR"))
         await broker.publish(lead_created("lead-3"))
 
+        handled = app.state.context.metrics.messages_handled
+
         async def third():
             assert broker.of_type("LeadAssigned", "lead-3")
-        await eventually(third, timeout=15)
+            # every delivery went through: 4 handled, the redelivery recognised as a duplicate by the inbox
+            assert handled.labels("LeadCreated", "ok")._value.get() == 4
+            assert handled.labels("LeadCreated", "duplicate")._value.get() == 1
+        await eventually(third, timeout=30)
         assert broker.of_type("LeadAssigned", "lead-3")[0]["data"]["owner_id"] == "bob"  # fallback team
         assert len(broker.of_type("LeadAssigned", "lead-1")) == 1
         assert len((await client.get("/v1/assignments?lead_id=lead-1", headers=ADMIN)).json()["items"]) == 1
