@@ -124,10 +124,16 @@ m_timeline = sa.Table(
     sa.Column("next_kind", sa.String(20), nullable=True),
     sa.Column("next_position", sa.Integer, nullable=True),
     sa.Column("next_reason", sa.String(40), nullable=True),
+    # copies of the lead's current owner, team, pipeline and first stage entry (revision 0005)
+    sa.Column("owner_id", ID, nullable=True),
+    sa.Column("team_id", ID, nullable=True),
+    sa.Column("lead_pipeline_id", ID, nullable=True),
+    sa.Column("cohort_ts", TS, nullable=True),
     sa.Index("ix_m_timeline_lead", "org_id", "lead_id"),
     sa.Index("ix_m_timeline_stage", "org_id", "pipeline_id", "stage_id", "at_ts"),
     sa.Index("ix_m_timeline_entered", "org_id", "at_ts"),  # revision 0004
     sa.Index("ix_m_timeline_ended", "org_id", "next_ts"),  # revision 0004
+    sa.Index("ix_m_timeline_cohort", "org_id", "cohort_ts"),  # revision 0005
 )
 
 # Stages as seen in StageAdvanced (the latest entry's description wins).

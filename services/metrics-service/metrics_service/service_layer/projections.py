@@ -328,6 +328,7 @@ async def _write(session: AsyncSession, b: Batch) -> None:
         await _scrub(session, org, lead_id)
     await recompute_leads(session, b.recompute)
     await first_owner_activity(session, b.first_activity)
+    await copy_lead_attributes(session, b.recompute | {k for k in b.assignments})
 
 
 _COUNTERS = ("calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos", "proposals", "notes",
@@ -389,6 +390,21 @@ async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]
             await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org,
                                                            m_leads.c.lead_id.in_(ids[i:i + CHUNK]))
                                   .values(first_owner_activity_ts=first))
+
+
+COPIED = {"owner_id": "owner_id", "team_id": "team_id", "lead_pipeline_id": "pipeline_id",
+          "cohort_ts": "pipeline_entered_ts"}
+
+
+async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+    """Copy the leads' owner, team, pipeline and pipeline-entry time onto their timeline rows."""
+    t, lead = m_timeline, m_leads
+    values = {col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
+              .scalar_subquery() for col, src in COPIED.items()}
+    for org, ids in _by_org(leads).items():
+        for i in range(0, len(ids), CHUNK):
+            await session.execute(sa.update(t).where(t.c.org_id == org, t.c.lead_id.in_(ids[i:i + CHUNK]))
+                                  .values(**values))
 
 
 async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) -> None:

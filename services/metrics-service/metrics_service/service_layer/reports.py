@@ -150,6 +150,38 @@ class Filters:
         return " AND ".join(parts)
 
 
+STAY_GROUPS = {"rep": "t.owner_id", "team": "t.team_id"}  # copied on the timeline rows
+
+
+def stays_from(f: Filters, period_col: str | None, *, default: GroupBy = None, own_only: bool = True,
+               with_lead: bool = False) -> tuple[str, str]:
+    """(group expression, FROM … WHERE …) over stays (stage rows) using the lead attributes copied on them;
+    joins m_leads only for a group_by the timeline does not carry (or when `with_lead`)."""
+    f.params.update(org=f.org_id)
+    key = f.group_by or default
+    join = with_lead or (key is not None and key not in STAY_GROUPS)
+    group = "''" if key is None else f"COALESCE({STAY_GROUPS[key] if key in STAY_GROUPS else GROUPS[key]}, '')"
+    parts = ["t.org_id = :org", "t.kind = 'stage'"]
+    if period_col is not None:
+        parts.append(f"t.{period_col} IS NOT NULL")
+        if f.from_ts is not None:
+            parts.append(f"t.{period_col} >= :from_ts")
+            f.params["from_ts"] = f.from_ts
+        if f.to_ts is not None:
+            parts.append(f"t.{period_col} < :to_ts")
+            f.params["to_ts"] = f.to_ts
+    if f.pipeline_id is not None:
+        parts.append("t.lead_pipeline_id = :pipeline")
+        f.params["pipeline"] = f.pipeline_id
+    if f.rep_id is not None and own_only:
+        parts.append("t.owner_id = :me")
+        f.params["me"] = f.rep_id
+    source = "m_timeline t"
+    if join:
+        source += " JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id"
+    return group, f"FROM {source} WHERE {' AND '.join(parts)}"
+
+
 def stats_sql(inner: str, keys: list[str], dialect: str = "sqlite", extra: str = "") -> str:
     """n, mean, total, median, p75 and p90 of column `x` of `inner`, per `keys`.
 
@@ -226,11 +258,11 @@ SELECT gp.g, s.pipeline_id, s.stage_id, s.name, s.position,
 FROM gp JOIN m_stages s ON s.org_id = :org AND s.pipeline_id = gp.pipeline_id
 ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
     reached = await _rows(session, reached_sql, f.params)
+    group, source = stays_from(f, "cohort_ts")
     stays = f"""
-SELECT c.g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead_id,
+SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead_id,
        CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
-FROM m_timeline t JOIN ({cohort}) c ON c.lead_id = t.lead_id AND c.pipeline_id = t.pipeline_id
-WHERE t.org_id = :org AND t.kind = 'stage'"""
+{source} AND t.pipeline_id = t.lead_pipeline_id"""
     times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
         session, stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session)), f.params)}
     drops = {(r["g"], r["pipeline_id"], r["stage_id"]): r["drop_off"] for r in await _rows(
@@ -457,24 +489,15 @@ SELECT {g} AS g, COUNT(*) AS open_leads,
           AND k.status = 'open' AND (k.overdue OR k.due_ts < :now)) THEN 1 ELSE 0 END) AS covered
 FROM m_leads l WHERE {f.lead_where(None)} AND l.is_created AND l.outcome = 'open' GROUP BY 1"""
     coverage = {r["g"]: r for r in await _rows(session, coverage_sql, f.params)}
-    exits_where = f.lead_where(None)
-    period = []
-    if f.from_ts is not None:
-        period.append("t.next_ts >= :from_ts")
-        f.params["from_ts"] = f.from_ts
-    if f.to_ts is not None:
-        period.append("t.next_ts < :to_ts")
-        f.params["to_ts"] = f.to_ts
+    group, source = stays_from(f, "next_ts", default="rep")
     compliance_sql = f"""
-SELECT {g} AS g, COUNT(*) AS exits,
+SELECT {group} AS g, COUNT(*) AS exits,
   SUM(CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR (
         EXISTS (SELECT 1 FROM m_tasks k WHERE k.org_id = t.org_id AND k.lead_id = t.lead_id
                 AND k.stage_id = t.stage_id AND k.required)
         AND NOT EXISTS (SELECT 1 FROM m_tasks k WHERE k.org_id = t.org_id AND k.lead_id = t.lead_id
                 AND k.stage_id = t.stage_id AND k.required AND k.status <> 'completed')) THEN 1 ELSE 0 END) AS compliant
-FROM m_timeline t JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id
-WHERE {exits_where} AND t.org_id = :org AND t.kind = 'stage' AND t.next_kind IN ('stage', 'won', 'lost', 'disqualified')
-  {''.join(' AND ' + p for p in period)}
+{source} AND t.next_kind IN ('stage', 'won', 'lost', 'disqualified')
 GROUP BY 1"""
     compliance = {r["g"]: r for r in await _rows(session, compliance_sql, f.params)}
     rows = []
@@ -490,21 +513,15 @@ GROUP BY 1"""
 
 # ------------------------------------------------------------------ 12. coaching
 def _stays(f: Filters) -> str:
-    where = f.lead_where(None)
-    if f.from_ts is not None:
-        where += " AND t.at_ts >= :from_ts"
-        f.params["from_ts"] = f.from_ts
-    if f.to_ts is not None:
-        where += " AND t.at_ts < :to_ts"
-        f.params["to_ts"] = f.to_ts
+    """Ended stays entered in [from, to), with the rep and team of their lead (all reps: a rep compares
+    with the team)."""
+    _, source = stays_from(f, "at_ts", own_only=False)
     return f"""
-SELECT COALESCE(l.owner_id, '') AS rep, COALESCE(l.team_id, '') AS team, t.pipeline_id, t.stage_id,
+SELECT COALESCE(t.owner_id, '') AS rep, COALESCE(t.team_id, '') AS team, t.pipeline_id, t.stage_id,
        t.position, t.next_ts - t.at_ts AS x,
        CASE WHEN (t.next_kind = 'stage' AND t.next_position > t.position) OR t.next_kind = 'won' THEN 1 ELSE 0 END
          AS conv
-FROM m_timeline t JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id
-WHERE {where.replace('l.owner_id = :me', '1 = 1')} AND t.org_id = :org AND t.kind = 'stage'
-  AND t.next_ts IS NOT NULL"""
+{source} AND t.next_ts IS NOT NULL"""
 
 
 async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -553,6 +570,8 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any
     stays = _stays(f)
     f.params["now"] = to_ts(f.now)
     me = " AND l.owner_id = :me" if f.rep_id is not None else ""
+    if f.rep_id is not None:
+        f.params["me"] = f.rep_id
     pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id is not None else ""
     sql = f"""
 WITH p AS ({stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session))})

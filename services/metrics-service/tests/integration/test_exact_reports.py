@@ -253,6 +253,12 @@ async def check_reports(client) -> None:
         (1, 1, 50.0)]
     assert pick((await get(client, "leaderboard", headers=alice, period="quarter", date="2026-02-01"))["rows"],
                 "rank", "rep_id") == [(3, "alice")]
+    assert pick((await get(client, "stalled-deals", headers=alice, **Q1))["rows"], "lead_id") == [("L7",)]
+    coaching_alice = await get(client, "coaching", headers=alice, **Q1)  # her rows, against the whole team
+    assert {r["rep_id"] for r in coaching_alice["rows"]} == {"alice"}
+    assert [r["team_median_days_in_stage"] for r in coaching_alice["rows"]] == [2.0, 3.0, 5.0]
+    assert pick((await get(client, "funnel", headers=alice, **Q1))["rows"], "stage_id", "reached") == [
+        ("s1", 3), ("s2", 3), ("s3", 1)]  # L1 (max s3), L2 (s2), L7 (s2)
 
     # CSV: the same rows, one line each.
     csv = await client.get("/v1/reports/win-rate", params={**Q1, "group_by": "rep", "format": "csv"}, headers=ADMIN)

@@ -94,7 +94,7 @@ async def test_events_published_to_rabbitmq_reach_the_reports_once(database_url,
             async with app.state.context.database.session() as session:
                 count = (await session.execute(sa.select(sa.func.count()).select_from(event_log))).scalar_one()
             assert count == len(events)
-        await eventually(all_logged, timeout=20)
+        await eventually(all_logged, timeout=60)
         await project_all(app.state.context.database)
         # L1 won, L2 lost in Q1 → 1 / 2
         body = (await client.get("/v1/reports/win-rate", params=Q1, headers=ADMIN)).json()
