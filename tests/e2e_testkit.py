@@ -11,6 +11,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +33,17 @@ T = TypeVar("T")
 LEAD, PIPELINE, ASSIGNMENT, NOTIFICATION, METRICS = (
     "lead-service", "pipeline-service", "assignment-service", "notification-service", "metrics-service")
 MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us7"
+DACH_REPS = ["ann", "bob"]
+OTHER_REPS = ["cid"]
+
+
+TEXT_COLUMNS = """
+SELECT c.table_name, c.column_name FROM information_schema.columns c
+JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+  AND c.data_type IN ('text', 'character varying', 'json', 'jsonb', 'character')
+ORDER BY c.table_name, c.ordinal_position
+"""
 
 
 class BackgroundLoop:
@@ -92,6 +105,27 @@ class World:
                 return [dict(r) for r in (await conn.execute(sa.text(sql), params)).mappings().all()]
         finally:
             await engine.dispose()
+
+    async def where_found(self, service: str, needles: list[str]) -> list[tuple[str, str, str]]:
+        """(table, column, needle) for every text/JSON column of every table of the service's database that
+        holds one of the needles (case-insensitive) — inbox, outbox and event logs included."""
+        engine = create_async_engine(self.system.services[service].database_url, poolclass=NullPool)
+        params = {f"n{i}": f"%{needle}%" for i, needle in enumerate(needles)}
+        found = []
+        try:
+            async with engine.connect() as conn:
+                columns: dict[str, list[str]] = {}
+                for table, column in (await conn.execute(sa.text(TEXT_COLUMNS))).all():
+                    columns.setdefault(table, []).append(column)
+                for table, names in columns.items():
+                    counts = ", ".join(f'count(*) FILTER (WHERE "{name}"::text ILIKE :n{i}) AS "{c}_{i}"'
+                                       for c, name in enumerate(names) for i in range(len(needles)))
+                    row = (await conn.execute(sa.text(f'SELECT {counts} FROM "{table}"'), params)).mappings().one()
+                    found += [(table, name, needle) for c, name in enumerate(names)
+                              for i, needle in enumerate(needles) if row[f"{c}_{i}"]]
+        finally:
+            await engine.dispose()
+        return found
 
 
 def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServer,
@@ -170,12 +204,17 @@ async def submit_form(client: httpx.AsyncClient, form: dict[str, Any], fields: d
                                 headers=signed(form["signing_secret"], body)), 201)
 
 
-async def setup_team(client: httpx.AsyncClient, reps: list[str], team_name: str,
+def rep_email(org: str, rep_id: str) -> str:
+    """Each org's reps get their own addresses, so journeys sharing the SMTP server never see each other's mail."""
+    return f"{rep_id}@{org}.example"
+
+
+async def setup_team(client: httpx.AsyncClient, org: str, reps: list[str], team_name: str,
                      **rep_fields: Any) -> str:
-    """Reps (user ids = rep ids, emails at salesflow.example) and a team in that round-robin order."""
+    """Reps (user ids = rep ids, addresses from rep_email) and a team in that round-robin order."""
     for rep_id in reps:
         await ok(client.post("/v1/reps", json={"user_id": rep_id, "name": f"Rep {rep_id.title()}",
-                                               "email": f"{rep_id}@salesflow.example", **rep_fields}), 201)
+                                               "email": rep_email(org, rep_id), **rep_fields}), 201)
     return (await ok(client.post("/v1/teams", json={"name": team_name, "member_ids": reps}), 201))["id"]
 
 
@@ -224,3 +263,74 @@ async def poll(check: Callable[[], Awaitable[T]], timeout: float = 20, interval:
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(interval)
+
+
+# ------------------------------------------------------------------------------------------------ the inbound org
+@dataclass
+class InboundOrg:
+    org: str
+    pipeline_id: str
+    stage_ids: list[str]
+    territory_id: str
+    form: dict[str, Any]
+    milestone: dict[str, Any]
+
+
+def quarter_start(today: date) -> date:
+    return date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+
+
+async def setup_inbound_org(world: World, org: str) -> InboundOrg:
+    """What an admin sets up for the seed's web-form process: the inbound pipeline template; reps, teams, a DACH
+    territory and routing rules (territory rule, round robin; fallback round robin); a welcome sequence and its
+    template; Mailchimp settings and a subscribe rule on the first stage; a milestone rule on leaving it; rep
+    quotas for this quarter; scoring rules; a web form."""
+    async with world.client(PIPELINE, admin(org)) as pipeline_api:
+        pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
+                                              json={"name": "Inbound"}), 201)
+    pipeline_id = pipeline["id"]
+    qualification = pipeline["stages"][0]["id"]
+    async with world.client(ASSIGNMENT, admin(org)) as assignment_api:
+        dach_team = await setup_team(assignment_api, org, DACH_REPS, "DACH inside sales")
+        other_team = await setup_team(assignment_api, org, OTHER_REPS, "Rest of world")
+        territory = await ok(assignment_api.post("/v1/territories", json={
+            "name": "DACH", "countries": ["DE", "AT", "CH"], "regions": [], "postcode_ranges": [],
+            "rep_ids": DACH_REPS}), 201)
+        await put_rules(assignment_api, [
+            {"id": "dach", "name": "DACH web leads", "triggers": ["lead_created"],
+             "conditions": [{"field": "territory", "op": "eq", "value": territory["id"]}],
+             "pipeline_id": pipeline_id, "owner": {"strategy": "round_robin", "team_id": dach_team}},
+            {"id": "everyone-else", "name": "Everyone else", "fallback": True, "pipeline_id": pipeline_id,
+             "owner": {"strategy": "round_robin", "team_id": other_team}}])
+    async with world.client(NOTIFICATION, admin(org)) as notification_api:
+        template_id = await welcome_template(notification_api)
+        await ok(notification_api.post("/v1/sequences", json={
+            "name": "Web-form welcome", "trigger": "lead_created", "source": "web_form",
+            "steps": [{"template_id": template_id, "delay_minutes": 0}]}), 201)
+        await ok(notification_api.put("/v1/mailchimp/settings", json={"api_key": MAILCHIMP_KEY,
+                                                                       "nurture_list_id": "nurture"}), 200)
+        await ok(notification_api.post("/v1/mailchimp/rules", json={
+            "pipeline_id": pipeline_id, "stage_id": qualification, "action": "subscribe", "list_id": "inbound",
+            "tags": ["web-form"]}), 201)
+        milestone = await ok(notification_api.post("/v1/milestones", json={
+            "name": "Qualified a big one", "kind": "stage_exit_above_value", "stage_id": qualification,
+            "min_value": "1000", "currency": "EUR", "channels": ["email"]}), 201)
+    async with world.client(METRICS, admin(org)) as metrics_api:
+        start = quarter_start(datetime.now(UTC).date())
+        for rep_id in DACH_REPS:
+            await ok(metrics_api.post("/v1/quotas", json={"scope": "rep", "scope_id": rep_id, "period": "quarter",
+                                                           "period_start": start.isoformat(), "amount": "20000",
+                                                           "currency": "EUR"}), 201)
+    async with world.client(LEAD, admin(org)) as lead_api:
+        for rule in [
+                {"name": "business email", "points": 10, "config": {"kind": "email_type", "email_type": "business"}},
+                {"name": "decision maker", "points": 15, "config": {"kind": "title_keywords", "keywords": ["CTO"]}},
+                {"name": "DACH", "points": 5, "config": {"kind": "country_in", "countries": ["DE", "AT", "CH"]}}]:
+            await ok(lead_api.post("/v1/scoring-rules", json=rule), 201)
+        form = await ok(lead_api.post("/v1/forms", json={
+            "name": "Contact sales", "required": ["contact.email"],
+            "mapping": {"email": "contact.email", "first": "contact.first_name", "last": "contact.last_name",
+                        "phone": "contact.phone", "job": "contact.title", "company": "company.name",
+                        "country": "country", "budget": "value"},
+            "defaults": {"product_line": "crm", "currency": "EUR"}}), 201)
+    return InboundOrg(org, pipeline_id, [s["id"] for s in pipeline["stages"]], territory["id"], form, milestone)

@@ -1,0 +1,102 @@
+"""Disqualify and erase across the running services.
+
+A disqualified lead leaves its pipeline (position "disqualified", no open tasks) and the Mailchimp list it was
+subscribed to. An erased lead's personal data (email, first and last name, phone) is gone from every table of
+every service: each service's PostgreSQL database is searched directly, every text/JSON column of every table
+(inbox, outbox and event log included)."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+
+from e2e_testkit import (LEAD, NOTIFICATION, PIPELINE, World, admin, new_org, ok, poll, position,
+                         setup_inbound_org, smtp_to, submit_form)
+from salesflow_shared.runner import SERVICES
+
+# Places where personal data was found after an erasure when this test was written (reported to the owners).
+# Anything found elsewhere fails the test; while these remain, the test is reported as xfail with the details.
+KNOWN_GAPS = {
+    # lead-service keeps the published LeadCreated/LeadUpdated envelopes (full LeadSnapshot) in its outbox.
+    ("lead-service", "outbox", "payload"),
+    # notification-service scrubs the address of a delivery but not the names in its rendered payload.
+    ("notification-service", "deliveries", "payload"),
+}
+
+async def new_web_lead(world: World, lead_api, form, tag: str) -> tuple[str, dict[str, str]]:
+    person = {"email": f"{tag}@erasure-{tag}.de", "first": f"Firstname{tag}", "last": f"Lastname{tag}",
+              "phone": f"+49 30 {int(tag, 16) % 10**8:08d}", "job": "Head of IT", "company": f"Company {tag}",
+              "country": "AT", "budget": "2500"}
+    accepted = await submit_form(lead_api, form, person)
+    return accepted["lead_id"], person
+
+
+async def test_disqualified_lead_leaves_pipeline_and_mailchimp_list(world: World):
+    org = new_org("disq")
+    setup = await setup_inbound_org(world, org)
+    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api:
+        lead_id, person = await new_web_lead(world, lead_api, setup.form, uuid.uuid4().hex[:10])
+        member_key = ("inbound", hashlib.md5(person["email"].encode()).hexdigest())
+
+        async def subscribed_in_first_stage():
+            pos = await position(pipeline_api, lead_id)
+            assert pos["status"] == "active" and pos["open_tasks"], pos
+            assert world.mailchimp.members.get(member_key, {}).get("status") == "subscribed"
+        await poll(subscribed_in_first_stage, timeout=30)
+
+        await ok(lead_api.post(f"/v1/leads/{lead_id}/disqualify", json={"reason": "student, no budget"}))
+
+        async def gone():
+            pos = await position(pipeline_api, lead_id)
+            assert pos["status"] == "disqualified" and pos["open_tasks"] == [], pos
+            assert world.mailchimp.members[member_key]["status"] in ("unsubscribed", "archived")
+        await poll(gone, timeout=30)
+        assert pos_history_closed(await position(pipeline_api, lead_id))
+        assert (await ok(lead_api.get(f"/v1/leads/{lead_id}")))["status"] == "disqualified"
+
+
+def pos_history_closed(pos) -> bool:
+    return all(h["exited_at"] is not None for h in pos["history"])
+
+
+async def test_erased_lead_leaves_no_personal_data_in_any_service(world: World):
+    org = new_org("erase")
+    setup = await setup_inbound_org(world, org)
+    tag = uuid.uuid4().hex[:10]
+    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
+            world.client(NOTIFICATION, admin(org)) as notification_api:
+        lead_id, person = await new_web_lead(world, lead_api, setup.form, tag)
+        keeper_id, keeper = await new_web_lead(world, lead_api, setup.form, uuid.uuid4().hex[:10])
+        needles = [person["email"], person["first"], person["last"], person["phone"].replace(" ", "")[-8:]]
+
+        # The lead went everywhere first: every service holds some of its personal data.
+        async def everywhere():
+            assert len(smtp_to(world.smtp, person["email"])) == 1
+            assert (await position(pipeline_api, lead_id))["status"] == "active"
+            for entry in SERVICES:
+                assert await world.where_found(entry.name, [lead_id]), f"{entry.name} has not seen the lead"
+            # lead-service and notification-service (its lead projection, the sent email) hold the address
+            for name in (LEAD, NOTIFICATION):
+                assert await world.where_found(name, needles[:1]), f"{name} has no personal data yet"
+        await poll(everywhere, timeout=40, interval=0.5)
+
+        erased = await ok(lead_api.post(f"/v1/leads/{lead_id}/erase"))
+        assert lead_id in erased["erased_lead_ids"]
+
+        async def scrubbed_everywhere():
+            leftovers = {entry.name: await world.where_found(entry.name, needles) for entry in SERVICES}
+            unexpected = {name: [hit for hit in hits if (name, hit[0], hit[1]) not in KNOWN_GAPS]
+                          for name, hits in leftovers.items()}
+            assert unexpected == {entry.name: [] for entry in SERVICES}, unexpected
+            return leftovers
+        leftovers = await poll(scrubbed_everywhere, timeout=40, interval=0.5)
+
+        # The other lead of the same org keeps its data, and the erased one is no longer readable.
+        assert (await ok(lead_api.get(f"/v1/leads/{keeper_id}")))["contact"]["email"] == keeper["email"]
+        assert (await lead_api.get(f"/v1/leads/{lead_id}")).status_code in (404, 410) or \
+            (await ok(lead_api.get(f"/v1/leads/{lead_id}")))["contact"].get("email") is None
+        assert (await notification_api.get("/v1/deliveries", params={"lead_id": lead_id})).status_code == 200
+    gaps = {name: hits for name, hits in leftovers.items() if hits}
+    if gaps:
+        pytest.xfail(f"personal data survives erasure in these known places (see KNOWN_GAPS): {gaps}")

@@ -1,0 +1,147 @@
+"""The outbound (cold-calling) journey end to end across the running services.
+
+Leads come from a CSV import and are round-robined over the inside reps into the cold-calling pipeline; an
+inside rep calls and records the presentation date, which meets the stage goal; entering the presentation stage
+hands the lead to an outside rep by a stage rule; a meeting and a proposal move it on; it is lost, goes to the
+Mailchimp nurture list with the nurture tag, and is re-engaged (reopened) when its re-engagement date comes."""
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from e2e_testkit import (ASSIGNMENT, LEAD, MAILCHIMP_KEY, NOTIFICATION, PIPELINE, World, admin, manager, new_org, ok,
+                         poll, position, put_rules, rep, setup_team)
+
+INSIDE = ["ian", "iris"]
+OUTSIDE = ["oscar"]
+CSV = """Email,First Name,Last Name,Company,Job Title,Country,Amount,Currency
+{tag}-1@buyer-one.com,Bea,One,Buyer One,COO,US,12000,USD
+{tag}-2@buyer-two.com,Cal,Two,Buyer Two,CFO,US,8000,USD
+{tag}-3@buyer-three.com,Dot,Three,Buyer Three,CEO,US,,USD
+"""
+
+
+async def test_outbound_cold_calling_journey(world: World):
+    org = new_org("outbound")
+    tag = org.split("-")[1]
+    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
+            world.client(ASSIGNMENT, admin(org)) as assignment_api, \
+            world.client(NOTIFICATION, admin(org)) as notification_api:
+        # ------------------------------------------------------------------ setup
+        pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/outbound-cold-calling/instantiate",
+                                              json={"name": "Outbound"}), 201)
+        stage = {s["name"]: s["id"] for s in pipeline["stages"]}
+        inside = await setup_team(assignment_api, org, INSIDE, "Inside sales")
+        outside = await setup_team(assignment_api, org, OUTSIDE, "Field sales")
+        await put_rules(assignment_api, [
+            {"id": "presentations-to-the-field", "name": "Field reps present", "triggers": ["stage_entry"],
+             "conditions": [{"field": "stage_id", "op": "eq", "value": stage["Presentation"]}],
+             "owner": {"strategy": "round_robin", "team_id": outside}},
+            {"id": "cold-calls", "name": "Inside reps call", "fallback": True, "pipeline_id": pipeline["id"],
+             "owner": {"strategy": "round_robin", "team_id": inside}}])
+        await ok(notification_api.put("/v1/mailchimp/settings", json={
+            "api_key": MAILCHIMP_KEY, "nurture_list_id": "nurture-outbound", "nurture_tag": "lost-outbound"}), 200)
+        await ok(lead_api.post("/v1/leads/custom-fields", json={"key": "presentation_at", "type": "date",
+                                                                  "label": "Presentation date"}), 201)
+
+        # ------------------------------------------------------------------ CSV import
+        job = await ok(world.client(LEAD, manager(org)).post(
+            "/v1/imports", content=CSV.format(tag=tag).encode(), params={"filename": "cold-list.csv"},
+            headers={"Content-Type": "text/csv"}), 202)
+
+        async def imported():
+            progress = await ok(lead_api.get(f"/v1/imports/{job['id']}"))
+            assert progress["status"] == "done" and progress["created"] == 3 and progress["failed"] == 0, progress
+        await poll(imported, timeout=30)
+        leads = (await ok(lead_api.get("/v1/leads", params={"limit": 10})))["items"]
+        assert {lead["source"] for lead in leads} == {"import"} and len(leads) == 3
+        by_email = {lead["contact"]["email"]: lead for lead in leads}
+        lead_id = by_email[f"{tag}-1@buyer-one.com"]["id"]
+
+        async def all_with_inside_reps():
+            owners = {}
+            for lead in leads:
+                pos = await position(pipeline_api, lead["id"])
+                assert pos["status"] == "active" and pos["stage"]["id"] == stage["Cold call"], pos
+                assert pos["owner_id"] in INSIDE and len(pos["open_tasks"]) == 3, pos
+                owners[lead["id"]] = pos["owner_id"]
+            return owners
+        owners = await poll(all_with_inside_reps, timeout=30)
+        assert set(owners.values()) == set(INSIDE)  # round robin spread the three leads over both inside reps
+        caller = owners[lead_id]
+
+        # ------------------------------------------------------------------ the inside rep calls
+        async with world.client(LEAD, rep(org, caller)) as caller_api:
+            await ok(caller_api.post("/v1/activities", json={
+                "lead_id": lead_id, "kind": "call", "occurred_at": datetime.now(UTC).isoformat(),
+                "duration_seconds": 420, "outcome": "presentation booked"}), 201)
+            assert (await position(pipeline_api, lead_id))["stage"]["id"] == stage["Cold call"]  # half the goal
+            current = await caller_api.get(f"/v1/leads/{lead_id}")
+            presentation_day = (datetime.now(UTC) + timedelta(days=7)).date().isoformat()
+            await ok(caller_api.patch(f"/v1/leads/{lead_id}", json={"custom_fields": {
+                "presentation_at": presentation_day}}, headers={"If-Match": current.headers["ETag"]}))
+
+        # ------------------------------------------------------------------ hand-off at the presentation stage
+        async def handed_off():
+            pos = await position(pipeline_api, lead_id)
+            assert pos["stage"]["id"] == stage["Presentation"], pos["stage"]
+            assert pos["owner_id"] in OUTSIDE, pos
+            return pos
+        pos = await poll(handed_off, timeout=30)
+        presenter = pos["owner_id"]
+        assert pos["history"][-1]["entry_reason"] == "goal_met"
+        decisions = (await ok(assignment_api.get("/v1/assignments", params={"lead_id": lead_id})))["items"]
+        by_trigger = {d["trigger"]: d for d in decisions}
+        assert set(by_trigger) == {"lead_created", "stage_entry"}, decisions
+        assert by_trigger["stage_entry"]["rule_id"] == "presentations-to-the-field"
+        assert by_trigger["stage_entry"]["owner_id"] == presenter
+        assert by_trigger["stage_entry"]["previous_owner_id"] == caller
+
+        async def lead_follows_owner():
+            assert (await ok(lead_api.get(f"/v1/leads/{lead_id}")))["owner_id"] == presenter
+        await poll(lead_follows_owner, timeout=20)
+
+        # ------------------------------------------------------------------ presentation, then proposal
+        async with world.client(LEAD, rep(org, presenter)) as presenter_api, \
+                world.client(PIPELINE, rep(org, presenter)) as presenter_pipeline:
+            await ok(presenter_api.post("/v1/activities", json={
+                "lead_id": lead_id, "kind": "meeting", "occurred_at": datetime.now(UTC).isoformat(),
+                "duration_seconds": 3600, "subject": "Presentation"}), 201)
+
+            async def in_stage(name: str):
+                async def check():
+                    assert (await position(pipeline_api, lead_id))["stage"]["id"] == stage[name]
+                return check
+            await poll(await in_stage("Proposal"), timeout=20)
+            await ok(presenter_api.post("/v1/activities", json={
+                "lead_id": lead_id, "kind": "proposal", "occurred_at": datetime.now(UTC).isoformat(),
+                "subject": "Proposal sent"}), 201)
+            await poll(await in_stage("Negotiation"), timeout=20)
+
+            # ------------------------------------------------------------------ lost → nurture → re-engaged
+            reengage_at = datetime.now(UTC) + timedelta(seconds=4)
+            await ok(presenter_pipeline.post(f"/v1/positions/{lead_id}/lost", json={
+                "reason": "no budget", "reengage_at": reengage_at.isoformat()}))
+            lost = await position(pipeline_api, lead_id)
+            assert lost["status"] == "nurturing" and lost["outcome"]["lost_reason"] == "no budget"
+
+        member_key = ("nurture-outbound", hashlib.md5(f"{tag}-1@buyer-one.com".encode()).hexdigest())
+
+        async def nurtured():
+            member = world.mailchimp.members.get(member_key)
+            assert member is not None and member["status"] == "subscribed", member
+            assert "lost-outbound" in member["tags"], member
+        await poll(nurtured, timeout=30)
+
+        async def reengaged():
+            pos = await position(pipeline_api, lead_id)
+            assert pos["status"] == "active", pos["status"]
+            return pos
+        pos = await poll(reengaged, timeout=30)
+        assert datetime.now(UTC) >= reengage_at
+        lead = await ok(lead_api.get(f"/v1/leads/{lead_id}"))
+        assert lead["status"] not in ("lost", "disqualified", "won"), lead["status"]
+        # The other two leads were never touched: still cold calls with the inside reps.
+        for other in leads:
+            if other["id"] != lead_id:
+                assert (await position(pipeline_api, other["id"]))["stage"]["id"] == stage["Cold call"]
