@@ -27,6 +27,15 @@ from . import engine
 log = structlog.get_logger(__name__)
 
 
+async def follow_owner(uow: UnitOfWork, pos: engine.Position, owner_id: str | None, team_id: str | None) -> None:
+    """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put)."""
+    pos.update(owner_id=owner_id, team_id=team_id)
+    await uow.session.execute(sa.update(tasks).where(
+        tasks.c.org_id == pos["org_id"], tasks.c.lead_id == pos["lead_id"], tasks.c.status == "open",
+        tasks.c.assignee_kind == "owner",
+    ).values(assignee_id=owner_id, team_id=team_id, version=tasks.c.version + 1))
+
+
 def make_event_handlers(clock: Clock) -> HandlerMap:
     async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(data, (LeadCreatedV1, LeadUpdatedV1))
@@ -37,8 +46,9 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
             return  # stale (or erased): a newer snapshot is already known
         pos["lead"] = data.lead.model_dump(mode="json")
         pos["lead_version"] = envelope.subject_version
-        if pos["assigned_version"] == 0 and data.lead.owner_id:
-            pos["owner_id"], pos["team_id"] = data.lead.owner_id, data.lead.team_id  # until LeadAssigned
+        if pos["assigned_version"] == 0 and data.lead.owner_id and data.lead.owner_id != pos["owner_id"]:
+            # Until a LeadAssigned arrives, the owner lead-service knows is the best there is.
+            await follow_owner(uow, pos, data.lead.owner_id, data.lead.team_id)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 
@@ -66,13 +76,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         assert pos is not None
         if pos["status"] == "erased" or envelope.subject_version <= pos["assigned_version"]:
             return
-        pos.update(assigned_version=envelope.subject_version, owner_id=data.owner_id,
-                   owner_timezone=data.owner_timezone, team_id=data.team_id)
-        # Open owner-tasks follow the owner (tasks assigned to a named rep or a team stay put).
-        await uow.session.execute(sa.update(tasks).where(
-            tasks.c.org_id == envelope.org_id, tasks.c.lead_id == data.lead_id, tasks.c.status == "open",
-            tasks.c.assignee_kind == "owner",
-        ).values(assignee_id=data.owner_id, team_id=data.team_id, version=tasks.c.version + 1))
+        pos.update(assigned_version=envelope.subject_version, owner_timezone=data.owner_timezone)
+        await follow_owner(uow, pos, data.owner_id, data.team_id)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 
