@@ -193,15 +193,15 @@ class Observer:
         return [event_id for event_id, n in counts.items() if n > 1]
 
 
-def lead_created(lead_id: str) -> Envelope:
+def lead_created(lead_id: str, org: str = ORG) -> Envelope:
     return make_event(LeadCreatedV1(lead=LeadSnapshot(lead_id=lead_id, email=f"{lead_id}@prospect.example",
                                                       first_name="Pat", country="DE", product_line="crm")),
-                      org_id=ORG, subject_id=lead_id, subject_version=1, producer="lead-service")
+                      org_id=org, subject_id=lead_id, subject_version=1, producer="lead-service")
 
 
-def configure_round_robin(assignment_url: str, reps: list[str]) -> None:
+def configure_round_robin(assignment_url: str, reps: list[str], org: str = ORG) -> None:
     """Reps with email addresses, one team, and a rule set that round-robins every lead over the team."""
-    with httpx.Client(base_url=assignment_url, headers=ADMIN, timeout=10) as client:
+    with httpx.Client(base_url=assignment_url, headers=auth_headers(org, "admin", "admin-1"), timeout=10) as client:
         for rep in reps:
             response = client.post("/v1/reps", json={"user_id": rep, "name": f"Rep {rep}",
                                                       "email": f"{rep}@salesflow.example"})
@@ -214,11 +214,11 @@ def configure_round_robin(assignment_url: str, reps: list[str]) -> None:
         assert rules.status_code == 200, rules.text
 
 
-def assignments_by_lead(assignment_url: str, prefix: str) -> Counter[str]:
+def assignments_by_lead(assignment_url: str, prefix: str, org: str = ORG) -> Counter[str]:
     """How many stored assignment decisions each lead has (GET /v1/assignments, every page)."""
     counts: Counter[str] = Counter()
     cursor = None
-    with httpx.Client(base_url=assignment_url, headers=ADMIN, timeout=10) as client:
+    with httpx.Client(base_url=assignment_url, headers=auth_headers(org, "admin", "admin-1"), timeout=10) as client:
         while True:
             params: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
             page = client.get("/v1/assignments", params=params)
