@@ -32,6 +32,8 @@ from .common import now, org_setup
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/forms", tags=["forms"])
+# The public submission endpoint is the hot path: its own router, matched before every other route.
+intake_router = APIRouter(prefix="/v1/forms", tags=["forms"])
 ACCEPTED_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
@@ -195,7 +197,7 @@ def _browser_reply(request: Request, form: Form, body: dict[str, Any], status_co
     return JSONResponse(body, status_code=status_code)
 
 
-@router.post("/{form_id}/submissions", summary="Submit a form: signed JSON webhook or browser form post",
+@intake_router.post("/{form_id}/submissions", summary="Submit a form: signed JSON webhook or browser form post",
              responses={201: {"description": "lead created"}, 200: {"description": "open lead updated"},
                         202: {"description": "stored; mapping failed (see errors) or processing pending"}})
 async def submit(form_id: str, request: Request, context: ContextDep) -> Response:

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from . import forms_api, imports_api, leads_api, records_api, scoring_api
 
 router = APIRouter()
+router.include_router(forms_api.intake_router)
 # scoring_api first: /v1/leads/custom-fields must win over /v1/leads/{lead_id}
 router.include_router(scoring_api.router)
 router.include_router(leads_api.router)

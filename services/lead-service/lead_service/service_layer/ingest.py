@@ -151,7 +151,9 @@ async def open_leads_by_email(session: Any, org_id: str, emails: list[str],
                               for_update: bool = True) -> dict[str, dict[str, Any]]:
     if not emails:
         return {}
-    query = lead_select().where(leads.c.org_id == org_id, leads.c.email.in_(emails),
+    # one email (a form submission) needs no expanding IN: a plain comparison compiles once and is cached
+    by_email = leads.c.email == emails[0] if len(emails) == 1 else leads.c.email.in_(emails)
+    query = lead_select().where(leads.c.org_id == org_id, by_email,
                                 leads.c.status.in_(OPEN_STATUSES), leads.c.deleted_at.is_(None),
                                 leads.c.erased_at.is_(None)).order_by(leads.c.created_at, leads.c.id)
     if for_update:
