@@ -67,6 +67,9 @@ positions = sa.Table(
     sa.Column("event_version", sa.Integer, nullable=False, server_default="0"),  # our events about the lead
     # Set when a nurtured lead reopens: its goals then count activities from that moment only.
     sa.Column("cycle_started_at", TS, nullable=True),
+    # The current stage's goal held at the last evaluation: the lead advances when it *becomes* true, so a
+    # lead moved back by hand into a stage whose goal holds is not bounced forward at the next event.
+    sa.Column("goal_held", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", TS, nullable=False),
 )
 sa.Index("ix_positions_nurturing", positions.c.reengage_at, positions.c.status)

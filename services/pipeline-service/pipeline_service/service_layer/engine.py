@@ -175,7 +175,7 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: A
         stage_name=stage.name, entered_at=now, entry_reason=reason, triggering_event_id=triggering_event_id,
         moved_by=moved_by, note=note, seq=int(seq) + 1))
     pos.update(status="active", pipeline_id=pipeline_id, stage_id=stage.id, stage_entered_at=now,
-               visit_id=visit_id, reengage_at=None, lost_reason=None, closed_at=None)
+               visit_id=visit_id, reengage_at=None, lost_reason=None, closed_at=None, goal_held=False)
     version = _next_event_version(pos)
     uow.publish(StageAdvancedV1(
         lead_id=pos["lead_id"], pipeline_id=pipeline_id, from_stage_id=from_stage, to_stage_id=stage.id,
@@ -184,18 +184,26 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: A
         moved_by=moved_by, note=note, owner_id=pos.get("owner_id"), entered_at=now,
     ), org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=version, occurred_at=now)
     await create_stage_tasks(uow, pos, stage, now)
+    if reason == "manual":
+        # Moved here on purpose: a goal that already holds does not send the lead straight on.
+        pos["goal_held"] = evaluate_goal(stage.goal, await lead_facts(uow, pos))
 
 
 async def advance_while_goal_met(uow: UnitOfWork, pos: Position, now: datetime,
                                  triggering_event_id: str | None) -> int:
-    """Advance stage by stage while the current stage's goal holds; returns how many stages were passed."""
+    """Advance stage by stage while the current stage's goal becomes true; returns how many stages were
+    passed. A goal that already held at the last evaluation (after a manual move) does not count."""
     if pos.get("status") != "active" or not pos.get("pipeline_id"):
         return 0
     seq = await pipeline_stages(uow, pos["org_id"], pos["pipeline_id"])
     moved = 0
     for _ in range(len(seq)):
         current = next((s for s in seq if s.id == pos.get("stage_id")), None)
-        if current is None or not evaluate_goal(current.goal, await lead_facts(uow, pos)):
+        if current is None:
+            break
+        met = evaluate_goal(current.goal, await lead_facts(uow, pos))
+        held, pos["goal_held"] = pos.get("goal_held", False), met
+        if not met or held:
             break
         target = transitions.next_stage(seq, current.id)
         if target is None:

@@ -189,6 +189,7 @@ async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
         for lead_id in await _leads_in_stage(uow, org_id, stage_id):
             pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
             if pos is not None and pos["stage_id"] == stage_id and pos["status"] == "active":
+                pos["goal_held"] = False  # a new goal: judged afresh
                 await engine.advance_while_goal_met(uow, pos, now, None)
                 await engine.save_position(uow, pos, now)
 

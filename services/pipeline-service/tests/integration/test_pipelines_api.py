@@ -176,3 +176,23 @@ async def test_boards_and_lists_page_through_with_filters(pipe):
     assert [p["lead_id"] for p in mine] == leads[3:]
     other = (await pipe.client.get("/v1/positions", headers=pipe.headers("manager", "m", org="org-b"))).json()
     assert other["items"] == []
+
+
+async def test_a_lead_moved_back_by_hand_is_not_bounced_forward_by_a_goal_that_already_held(pipe):
+    from pipeline_testkit import activity, lead_updated
+
+    pipeline = await pipe.instantiate("inbound-web-form")
+    first, second = pipeline["stages"][0]["id"], pipeline["stages"][1]["id"]
+    lead = new_lead()
+    await pipe.dispatch(pipe.envelope(assigned(lead, "rep-1"), lead))
+    await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead))
+    await pipe.dispatch(pipe.envelope(activity(lead, "meeting", pipe.clock.now()), lead))
+    assert (await pipe.position(lead))["stage"]["id"] == second
+    resp = await pipe.client.post(f"/v1/positions/{lead}/move", json={"to_stage_id": first, "reason": "redo"},
+                                  headers=pipe.headers("rep", "rep-1"))
+    assert resp.status_code == 200 and resp.json()["stage"]["id"] == first
+    await pipe.dispatch(pipe.envelope(lead_updated(lead, ["score"], score=50), lead))
+    await pipe.dispatch(pipe.envelope(activity(lead, "meeting", pipe.clock.now()), lead))
+    assert (await pipe.position(lead))["stage"]["id"] == first  # the goal held already: no automatic exit
+    goal_met = [a for a in await pipe.outbox("StageAdvanced") if a["data"]["reason"] == "goal_met"]
+    assert len(goal_met) == 1
