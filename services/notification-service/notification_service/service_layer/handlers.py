@@ -66,10 +66,17 @@ class NotificationHandlers:
         await ensure_lead(uow.session, org, data.lead_id, now)
         await set_lead_fields(uow.session, org, data.lead_id, now, erased=True, **ERASED_FIELDS)
         await self._leave_everything(uow, org, data.lead_id, "erased", now, key_suffix="erased", archive=True)
+        # Rep notifications about the lead are moot now, and carry its name.
+        await cancel_pending(uow.session, org_id=org, lead_id=data.lead_id, now=now, reason="lead erased",
+                             kinds=("email", "webhook"), recipient_kinds=("rep", "webhook"))
         # Scrub personal data from the delivery log (what was sent, to whom); the facts (when, why) remain.
         await uow.session.execute(sa.update(deliveries).where(
             deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "email",
             deliveries.c.recipient_kind == "prospect").values(payload=None, recipient=None, updated_at=now))
+        await uow.session.execute(sa.update(deliveries).where(
+            deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id,
+            deliveries.c.kind.in_(("email", "webhook")), deliveries.c.status.not_in(("pending", "sending")))
+            .values(payload=None, updated_at=now))
         await uow.session.execute(sa.update(deliveries).where(
             deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "mailchimp",
             deliveries.c.status.not_in(("pending", "sending"))).values(payload=None, updated_at=now))

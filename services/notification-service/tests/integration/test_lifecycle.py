@@ -32,7 +32,9 @@ async def test_erasure_stops_everything_scrubs_the_log_and_archives_the_contact(
     await harness.post("/v1/sequences", {"name": "s", "trigger": "stage_entry", "stage_id": "s1",
                                          "steps": [{"template_id": first},
                                                    {"template_id": later, "delay_minutes": 60}]})
-    lead = await harness.lead(email="gone@prospect.example")
+    lead = await harness.lead(email="gone@prospect.example", first_name="Gonzo")
+    await harness.handled(await harness.send(LeadAssignedV1(lead_id=lead, owner_id="rep-1", owner_email="r@x.io",
+                                                            reason="rr"), lead))
     await harness.handled(await harness.send(entered(lead, "s1"), lead))
     await harness.settled()
     assert len(harness.smtp.to("gone@prospect.example")) == 1
@@ -45,8 +47,11 @@ async def test_erasure_stops_everything_scrubs_the_log_and_archives_the_contact(
     assert harness.mailchimp.members[("L1", member)]["status"] == "archived"
     [enrollment] = await harness.enrollments(lead)
     assert enrollment["stop_reason"] == "erased"
-    for row in await harness.deliveries(lead_id=lead):
+    rows = await harness.deliveries(lead_id=lead)
+    assert {r["recipient_kind"] for r in rows} == {"prospect", "rep", "list"}
+    for row in rows:
         assert "gone@prospect.example" not in str(row["payload"]) + str(row["recipient"])
+        assert "Gonzo" not in str(row["payload"])
     async with harness.context.database.session() as session:
         row = (await session.execute(sa.select(leads).where(leads.c.lead_id == lead))).mappings().one()
     assert row["erased"] and row["email"] is None and row["first_name"] is None
