@@ -61,6 +61,47 @@ def _json(model: Any) -> Any:
     return model.model_dump(mode="json", by_alias=True)
 
 
+async def _insert_and_respond(uow: Any, idem: Any, table: sa.Table, org_id: str, row_id: str,
+                              values: dict[str, Any], out: Any, collection: str) -> Any:
+    """Insert a new directory row (version 1), store the idempotent 201 response and commit."""
+    now = utcnow()
+    await uow.session.execute(sa.insert(table).values(org_id=org_id, id=row_id, row_version=1, created_at=now,
+                                                      updated_at=now, **values))
+    row = await repo.get_row(uow.session, table, org_id, row_id)
+    resp = await idem.complete(uow.session, status_code=201, body=_json(out(row)), headers={
+        "ETag": etag(1), "Location": f"/v1/{collection}/{quote(row_id, safe='')}"})
+    await uow.commit()
+    return resp
+
+
+async def _locked_for_patch(uow: Any, request: Request, table: sa.Table, org_id: str, row_id: str,
+                            what: str) -> Any:
+    row = await repo.get_row(uow.session, table, org_id, row_id, for_update=True)
+    if row is None:
+        raise NotFound(f"no {what} {row_id}")
+    check_if_match(request, row.row_version)
+    return row
+
+
+async def _save_patch(uow: Any, table: sa.Table, row: Any, changes: dict[str, Any], response: Response) -> Any:
+    """Apply the changes with the next version, commit, and return the row as stored (ETag set)."""
+    where = (table.c.org_id == row.org_id, table.c.id == row.id)
+    await uow.session.execute(sa.update(table).where(*where).values(
+        row_version=row.row_version + 1, updated_at=utcnow(), **changes))
+    saved = (await uow.session.execute(sa.select(table).where(*where))).one()
+    await uow.commit()
+    response.headers["ETag"] = etag(saved.row_version)
+    return saved
+
+
+async def _read(uow: Any, table: sa.Table, org_id: str, row_id: str, what: str, response: Response) -> Any:
+    row = await repo.get_row(uow.session, table, org_id, row_id)
+    if row is None:
+        raise NotFound(f"no {what} {row_id}")
+    response.headers["ETag"] = etag(row.row_version)
+    return row
+
+
 # ------------------------------------------------------------------ reps
 def rep_out(row: Any, open_leads: int = 0) -> RepOut:
     return RepOut(id=row.id, user_id=row.id, name=row.name, email=row.email, active=row.active, tier=row.tier,
@@ -78,15 +119,8 @@ async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, id
         return replay
     if await repo.get_row(uow.session, reps, principal.org_id, body.user_id):
         raise Conflict(f"rep '{body.user_id}' is already in the directory")
-    now = utcnow()
     values = {k: v for k, v in payload.items() if k != "user_id"}
-    await uow.session.execute(sa.insert(reps).values(org_id=principal.org_id, id=body.user_id, row_version=1,
-                                                     created_at=now, updated_at=now, **values))
-    row = await repo.get_row(uow.session, reps, principal.org_id, body.user_id)
-    resp = await idem.complete(uow.session, status_code=201, body=_json(rep_out(row)),
-                               headers={"ETag": etag(1), "Location": f"/v1/reps/{quote(row.id, safe='')}"})
-    await uow.commit()
-    return resp
+    return await _insert_and_respond(uow, idem, reps, principal.org_id, body.user_id, values, rep_out, "reps")
 
 
 @router.get("/reps", response_model=Page[RepOut], summary="List reps (filter by active)")
@@ -100,32 +134,22 @@ async def list_reps(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam 
 
 @router.get("/reps/{rep_id}", response_model=RepOut, summary="A rep, with its open-lead count")
 async def get_rep(rep_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
-    row = await repo.get_row(uow.session, reps, principal.org_id, rep_id)
-    if row is None:
-        raise NotFound(f"no rep {rep_id}")
+    row = await _read(uow, reps, principal.org_id, rep_id, "rep", response)
     counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])
-    response.headers["ETag"] = etag(row.row_version)
     return rep_out(row, counts.get(rep_id, 0))
 
 
 @router.patch("/reps/{rep_id}", response_model=RepOut, summary="Change a rep (If-Match with its ETag)")
 async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Response, uow: UowDep,
                     principal: AdminPrincipal) -> Any:
-    row = await repo.get_row(uow.session, reps, principal.org_id, rep_id, for_update=True)
-    if row is None:
-        raise NotFound(f"no rep {rep_id}")
-    check_if_match(request, row.row_version)
-    changes = {k: v for k, v in body.model_dump(mode="json", exclude_unset=True).items()}
+    row = await _locked_for_patch(uow, request, reps, principal.org_id, rep_id, "rep")
+    changes = body.model_dump(mode="json", exclude_unset=True)
     for key in ("name", "email", "active", "tier", "timezone", "product_lines", "languages", "working_hours",
                 "out_of_office"):
         if key in changes and changes[key] is None:
             raise ValidationFailed.single(key, f"{key} cannot be null")
-    await uow.session.execute(sa.update(reps).where(reps.c.org_id == principal.org_id, reps.c.id == rep_id)
-                              .values(row_version=row.row_version + 1, updated_at=utcnow(), **changes))
-    row = await repo.get_row(uow.session, reps, principal.org_id, rep_id)
-    await uow.commit()
+    row = await _save_patch(uow, reps, row, changes, response)
     counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])
-    response.headers["ETag"] = etag(row.row_version)
     return rep_out(row, counts.get(rep_id, 0))
 
 
@@ -176,14 +200,8 @@ async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, 
     if replay is not None:
         return replay
     await _check_team_refs(uow, principal.org_id, body.member_ids, body.lead_rep_id)
-    now, team_id = utcnow(), str(uuid.uuid4())
-    await uow.session.execute(sa.insert(teams).values(org_id=principal.org_id, id=team_id, row_version=1,
-                                                      created_at=now, updated_at=now, **payload))
-    row = await repo.get_row(uow.session, teams, principal.org_id, team_id)
-    resp = await idem.complete(uow.session, status_code=201, body=_json(team_out(row)),
-                               headers={"ETag": etag(1), "Location": f"/v1/teams/{team_id}"})
-    await uow.commit()
-    return resp
+    return await _insert_and_respond(uow, idem, teams, principal.org_id, str(uuid.uuid4()), payload, team_out,
+                                     "teams")
 
 
 @router.get("/teams", response_model=Page[TeamOut], summary="List teams")
@@ -195,20 +213,13 @@ async def list_teams(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam
 
 @router.get("/teams/{team_id}", response_model=TeamOut, summary="A team")
 async def get_team(team_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
-    row = await repo.get_row(uow.session, teams, principal.org_id, team_id)
-    if row is None:
-        raise NotFound(f"no team {team_id}")
-    response.headers["ETag"] = etag(row.row_version)
-    return team_out(row)
+    return team_out(await _read(uow, teams, principal.org_id, team_id, "team", response))
 
 
 @router.patch("/teams/{team_id}", response_model=TeamOut, summary="Change a team (If-Match with its ETag)")
 async def patch_team(team_id: str, body: TeamPatch, request: Request, response: Response, uow: UowDep,
                      principal: AdminPrincipal) -> Any:
-    row = await repo.get_row(uow.session, teams, principal.org_id, team_id, for_update=True)
-    if row is None:
-        raise NotFound(f"no team {team_id}")
-    check_if_match(request, row.row_version)
+    row = await _locked_for_patch(uow, request, teams, principal.org_id, team_id, "team")
     changes = body.model_dump(mode="json", exclude_unset=True)
     if "name" in changes and changes["name"] is None:
         raise ValidationFailed.single("name", "name cannot be null")
@@ -220,12 +231,7 @@ async def patch_team(team_id: str, body: TeamPatch, request: Request, response: 
         for rep_id in refs.weighted_members.get(team_id, ()):
             if rep_id not in changes["member_ids"]:
                 raise Conflict(f"the current routing rules weight rep '{rep_id}' in this team; change them first")
-    await uow.session.execute(sa.update(teams).where(teams.c.org_id == principal.org_id, teams.c.id == team_id)
-                              .values(row_version=row.row_version + 1, updated_at=utcnow(), **changes))
-    row = await repo.get_row(uow.session, teams, principal.org_id, team_id)
-    await uow.commit()
-    response.headers["ETag"] = etag(row.row_version)
-    return team_out(row)
+    return team_out(await _save_patch(uow, teams, row, changes, response))
 
 
 @router.delete("/teams/{team_id}", status_code=204, summary="Delete a team not named by the current rules")
@@ -254,14 +260,8 @@ async def create_territory(body: TerritoryCreate, uow: UowDep, principal: AdminP
     if replay is not None:
         return replay
     await _must_exist(uow, reps, principal.org_id, body.rep_ids, "rep_ids", "rep")
-    now, territory_id = utcnow(), str(uuid.uuid4())
-    await uow.session.execute(sa.insert(territories).values(
-        org_id=principal.org_id, id=territory_id, row_version=1, created_at=now, updated_at=now, **payload))
-    row = await repo.get_row(uow.session, territories, principal.org_id, territory_id)
-    resp = await idem.complete(uow.session, status_code=201, body=_json(territory_out(row)),
-                               headers={"ETag": etag(1), "Location": f"/v1/territories/{territory_id}"})
-    await uow.commit()
-    return resp
+    return await _insert_and_respond(uow, idem, territories, principal.org_id, str(uuid.uuid4()), payload,
+                                     territory_out, "territories")
 
 
 @router.get("/territories", response_model=Page[TerritoryOut], summary="List territories")
@@ -273,21 +273,14 @@ async def list_territories(uow: UowDep, principal: CurrentPrincipal, limit: Limi
 
 @router.get("/territories/{territory_id}", response_model=TerritoryOut, summary="A territory")
 async def get_territory(territory_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
-    row = await repo.get_row(uow.session, territories, principal.org_id, territory_id)
-    if row is None:
-        raise NotFound(f"no territory {territory_id}")
-    response.headers["ETag"] = etag(row.row_version)
-    return territory_out(row)
+    return territory_out(await _read(uow, territories, principal.org_id, territory_id, "territory", response))
 
 
 @router.patch("/territories/{territory_id}", response_model=TerritoryOut,
               summary="Change a territory (If-Match with its ETag)")
 async def patch_territory(territory_id: str, body: TerritoryPatch, request: Request, response: Response,
                           uow: UowDep, principal: AdminPrincipal) -> Any:
-    row = await repo.get_row(uow.session, territories, principal.org_id, territory_id, for_update=True)
-    if row is None:
-        raise NotFound(f"no territory {territory_id}")
-    check_if_match(request, row.row_version)
+    row = await _locked_for_patch(uow, request, territories, principal.org_id, territory_id, "territory")
     changes = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
     for key, value in changes.items():
         if value is None:
@@ -297,13 +290,7 @@ async def patch_territory(territory_id: str, body: TerritoryPatch, request: Requ
     merged = {k: changes.get(k, getattr(row, k)) for k in ("countries", "regions", "postcode_ranges")}
     if not any(merged.values()):
         raise ValidationFailed.single("countries", "a territory needs countries, regions or postcode_ranges")
-    await uow.session.execute(sa.update(territories).where(
-        territories.c.org_id == principal.org_id, territories.c.id == territory_id).values(
-        row_version=row.row_version + 1, updated_at=utcnow(), **changes))
-    row = await repo.get_row(uow.session, territories, principal.org_id, territory_id)
-    await uow.commit()
-    response.headers["ETag"] = etag(row.row_version)
-    return territory_out(row)
+    return territory_out(await _save_patch(uow, territories, row, changes, response))
 
 
 @router.delete("/territories/{territory_id}", status_code=204,

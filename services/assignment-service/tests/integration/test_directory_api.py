@@ -108,6 +108,17 @@ async def test_territory_validation_and_pagination(client):
     assert len(first["items"]) == 2 and first["next_cursor"]
     second = (await client.get(f"/v1/territories?limit=2&cursor={first['next_cursor']}", headers=ADMIN)).json()
     assert len(second["items"]) == 1 and second["next_cursor"] is None
+    territory_id = second["items"][0]["id"]
+    emptied = await client.patch(f"/v1/territories/{territory_id}", headers=ADMIN,
+                                 json={"countries": [], "regions": [], "postcode_ranges": []})
+    assert "countries" in fields(emptied)
+    moved = await client.patch(f"/v1/territories/{territory_id}", headers={**ADMIN, "If-Match": 'W/"1"'},
+                               json={"regions": ["Hessen"], "postcode_ranges": [{"from": "60000", "to": "65999"}]})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["regions"] == ["Hessen"] and moved.json()["postcode_ranges"][0]["from"] == "60000"
+    assert moved.headers["etag"] == 'W/"2"'
+    assert (await client.patch(f"/v1/territories/{territory_id}", headers={**ADMIN, "If-Match": 'W/"1"'},
+                               json={"name": "Late"})).status_code == 412
 
 
 async def test_idempotent_rep_creation(client):
