@@ -25,7 +25,7 @@ PREFIXES: dict[str, list[str]] = {
                              "webhook-subscriptions"],
     "metrics-service": ["reports", "quotas", "forecasts"],
 }
-SENSITIVE = re.compile(r"(URL|SECRET|PASSWORD|TOKEN|KEY)$")
+SENSITIVE = re.compile(r"(SECRET|PASSWORD|TOKEN|_KEY|DATABASE_URL|AMQP_URL|USERNAME)$")
 
 
 def check(docs: list[dict], nginx_conf: str) -> list[str]:
