@@ -18,6 +18,7 @@ from salesflow_shared.app import ContextDep, ServiceContext, UowDep
 from salesflow_shared.auth import AdminPrincipal
 from salesflow_shared.errors import (FieldError, NotFound, PayloadTooLarge, ServiceError, TooManyRequests,
                                      Unauthorized, UnsupportedMediaType, ValidationFailed)
+from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters.orm import forms, submissions
@@ -99,8 +100,13 @@ def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
 
 
 @router.post("", status_code=201, summary="Define a web form: mapping, defaults, required fields")
-async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> JSONResponse:
+async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                      idem: IdempotencyDep) -> JSONResponse:
     _check_spec(body.mapping, body.defaults, body.required)
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forms.create",
+                              payload=body.model_dump(mode="json"))
+    if replay is not None:
+        return replay
     stamp = now()
     values = dict(id=str(__import__("uuid").uuid4()), org_id=principal.org_id, name=body.name,
                   mapping=body.mapping, defaults=body.defaults, required=body.required,
@@ -110,10 +116,12 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
                   rate_limit_per_minute=body.rate_limit_per_minute or context.settings.form_rate_limit_per_minute,
                   version=1, created_at=stamp, updated_at=stamp)
     await uow.session.execute(sa.insert(forms).values(**values))
-    await uow.commit()
     form = await load_form(uow.session, values["id"], principal.org_id)
     assert form is not None
-    return _form_response(form, 201)
+    response = await idem.complete(uow.session, status_code=201, body=form.as_dict(),
+                                   headers={"ETag": f'"{form.version}"'})
+    await uow.commit()
+    return response
 
 
 @router.get("", summary="The org's forms")

@@ -14,6 +14,7 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
 from salesflow_shared.events import LeadUpdatedV1
+from salesflow_shared.idempotency import IdempotencyDep
 
 from ..adapters.orm import custom_field_defs, leads, scoring_rules
 from ..domain.lead import OPEN_STATUSES
@@ -80,16 +81,23 @@ def _etagged(rule: dict[str, Any], status_code: int = 200) -> JSONResponse:
 
 
 @router.post("/scoring-rules", status_code=201, summary="Add a scoring rule (applies to leads scored from now on)")
-async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> JSONResponse:
+async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                      idem: IdempotencyDep) -> JSONResponse:
     config = validate_config(body.config)
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="scoring-rules.create",
+                              payload=body.model_dump(mode="json"))
+    if replay is not None:
+        return replay
     stamp = now()
     rule_id = str(uuid.uuid4())
     await uow.session.execute(sa.insert(scoring_rules).values(
         id=rule_id, org_id=principal.org_id, name=body.name, points=body.points, config=config,
         enabled=body.enabled, created_at=stamp, updated_at=stamp))
+    rule = await _rule(uow, principal.org_id, rule_id)
+    response = await idem.complete(uow.session, status_code=201, body=rule, headers={"ETag": f'"{rule["version"]}"'})
     await uow.commit()
     setup_cache(context).invalidate(principal.org_id)
-    return _etagged(await _rule(uow, principal.org_id, rule_id), 201)
+    return response
 
 
 @router.get("/scoring-rules", summary="The org's scoring rules")

@@ -180,6 +180,11 @@ async def test_malformed_submissions_get_problems(lead_app):
     assert bad_form.status_code == 422 and bad_form.json()["errors"][0]["field"] == "required"
     bad_default = await c.post("/v1/forms", json={**FORM, "defaults": {"source": "carrier-pigeon"}}, headers=admin())
     assert bad_default.status_code == 422 and bad_default.json()["errors"][0]["field"] == "defaults.source"
+    # a retried form definition (same Idempotency-Key) creates one form
+    first = await c.post("/v1/forms", json=FORM, headers=admin(**{"Idempotency-Key": "form-1"}))
+    again = await c.post("/v1/forms", json=FORM, headers=admin(**{"Idempotency-Key": "form-1"}))
+    assert first.status_code == again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    assert len((await c.get("/v1/forms", headers=admin())).json()["items"]) == 2
     # another org cannot see or fix this form
     assert (await c.get(f"/v1/forms/{form['id']}", headers=admin("org-b"))).status_code == 404
     assert (await c.get(submit_url(form), headers=admin("org-b"))).status_code == 404
