@@ -197,11 +197,14 @@ async def delete_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowD
 @router.post("/pipelines/{pipeline_id}/stages", status_code=201,
              summary="Add a stage (at `position`, default last)", openapi_extra=schemas.body(schemas.NEW_STAGE))
 async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
-                    body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
-    await admin.add_stage(uow, principal.org_id, pipeline_id, clean(body), if_match, now_of(context))
+                    idem: IdempotencyDep, body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
+    body = clean(body)
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"stages:{pipeline_id}",
+                                   payload=body)):
+        return replay
+    await admin.add_stage(uow, principal.org_id, pipeline_id, body, if_match, now_of(context))
     out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
-    await uow.commit()
-    return JSONResponse(out, status_code=201, headers=headers)
+    return await _finish(uow, idem, 201, out, headers)
 
 
 @router.patch("/pipelines/{pipeline_id}/stages/{stage_id}",
@@ -458,7 +461,10 @@ class ToTeam(CleanIn):
 
 @router.post("/tasks/{task_id}/reassign", summary="Give an open task to another rep or a team")
 async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPrincipal, uow: UowDep,
-                        context: ContextDep) -> dict[str, Any]:
+                        context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"reassign:{task_id}",
+                                   payload=body.model_dump())):
+        return replay
     task = await _visible_task(uow, principal, task_id, lock=True)
     if task.status != "open":
         raise Conflict(f"the task is {task.status}")
@@ -466,5 +472,4 @@ async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPr
     await uow.session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(
         assignee_kind="rep" if rep else "team", assignee_id=rep, team_id=team, version=task.version + 1))
     row = (await uow.session.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
-    await uow.commit()
-    return task_json(row, now_of(context))
+    return await _finish(uow, idem, 200, task_json(row, now_of(context)))

@@ -87,9 +87,13 @@ async def test_edit_reorder_and_delete_stages_keep_leads_in_flight_safe(pipe):
     assert [s["name"] for s in resp.json()["stages"]] == ["Zero", "C", "B"]
     resp = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "zero"}, headers=pipe.headers())
     assert resp.status_code == 409 and resp.json()["errors"][0]["field"] == "name"  # clashes with "Zero"
-    resp = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "Last", "position": 99},
-                                  headers=pipe.headers())
-    assert [s["name"] for s in resp.json()["stages"]] == ["Zero", "C", "B", "Last"]
+    for _ in range(2):  # the same Idempotency-Key: one stage
+        resp = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "Last", "position": 99},
+                                      headers=pipe.headers(**{"Idempotency-Key": "add-last"}))
+        assert [s["name"] for s in resp.json()["stages"]] == ["Zero", "C", "B", "Last"]
+    resp = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "Other"},
+                                  headers=pipe.headers(**{"Idempotency-Key": "add-last"}))
+    assert resp.status_code == 409
 
 
 async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):
