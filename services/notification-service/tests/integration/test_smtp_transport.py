@@ -78,6 +78,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 @pytest.mark.parametrize("mode", ["starttls", "implicit_tls"])
 async def test_tls_with_credentials(tls_files, mode):
     cert, key = tls_files

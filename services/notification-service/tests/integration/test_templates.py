@@ -50,6 +50,15 @@ async def test_templates_are_versioned_and_scoped_to_the_org_sequences_validated
     rep = await harness.client.post("/v1/templates", json=GOOD, headers=auth_headers(harness.org, "rep"))
     assert rep.status_code == 403
 
+    # Idempotency-Key: the same request twice creates one template; another body under the key is refused
+    keyed = {**harness.admin, "Idempotency-Key": "tpl-1"}
+    first = await harness.client.post("/v1/templates", json={**GOOD, "name": "Keyed"}, headers=keyed)
+    again = await harness.client.post("/v1/templates", json={**GOOD, "name": "Keyed"}, headers=keyed)
+    assert (first.status_code, again.status_code) == (201, 201) and first.json()["id"] == again.json()["id"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = await harness.client.post("/v1/templates", json={**GOOD, "name": "Other"}, headers=keyed)
+    assert other.status_code == 409
+
     # sequences name the field too
     response = await harness.client.post("/v1/sequences", json={
         "name": "x", "trigger": "stage_entry", "steps": [{"template_id": "nope"}]}, headers=harness.admin)
