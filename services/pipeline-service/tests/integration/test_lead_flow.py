@@ -1,6 +1,6 @@
 """A routed lead gets its stage tasks; a meeting meets the goal; the lead advances once, whatever the
 delivery order or duplication (real PostgreSQL and RabbitMQ)."""
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from pipeline_testkit import (
     ORG, activity, assigned, lead_created, lead_updated, new_lead, routed,
