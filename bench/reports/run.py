@@ -79,7 +79,7 @@ def generate(org: str, n: int, seed: int):  # type: ignore[no-untyped-def]
         lead_id = f"{org}-L{i:08d}"
         rep_id, _, team = REPS[rng.randrange(len(REPS))]
         pipeline = PIPELINES[rng.randrange(3)]
-        created = START + rng.random() * SPAN
+        created = START + (i + rng.random()) * SPAN / n  # leads arrive over time, as in production
         value = Decimal(rng.randrange(500, 50000))
         expected = date.fromtimestamp(created + rng.uniform(30, 120) * DAY)
         at = created + rng.random() * 3600
@@ -102,19 +102,25 @@ def generate(org: str, n: int, seed: int):  # type: ignore[no-untyped-def]
             outcome, closed = "lost", end
         else:
             outcome, closed = "disqualified", end
+        last_pos, last_at = stays[-1]
+        status = "completed" if outcome != "open" or rng.random() < 0.6 else "open"
+        due = last_at + 2 * DAY
+        overdue = status == "open" and due < NOW.timestamp()
+        tasks.append((org, f"{lead_id}-k", lead_id, f"{pipeline}-s{last_pos}", True, due, status, overdue))
+        reasons = ["entry"] + ["goal_met" if rng.random() < 0.7 else "manual" for _ in stays[1:]]
         for k, (pos, t) in enumerate(stays):
             nxt = stays[k + 1] if k + 1 < len(stays) else None
             seq += 1
             timeline.append((f"{org}-{seq:012d}", org, lead_id, "stage", t, 1, pipeline, f"{pipeline}-s{pos}", pos,
-                             pos == ASK_POSITION, PROBS[pos - 1], "goal_met" if rng.random() < 0.7 else "manual",
+                             pos == ASK_POSITION, PROBS[pos - 1], reasons[k],
                              None, None, nxt[1] if nxt else closed, "stage" if nxt else (outcome if closed else None),
-                             nxt[0] if nxt else None, ("goal_met" if nxt else None)))
+                             nxt[0] if nxt else None, reasons[k + 1] if nxt else None, rep_id, team, pipeline, entered,
+                             pos == last_pos and status == "completed"))
         if closed is not None:
             seq += 1
             timeline.append((f"{org}-{seq:012d}", org, lead_id, outcome, closed, 2, pipeline, None, None, False,
                              None, None, value if outcome == "won" else None, "USD" if outcome == "won" else None,
-                             None, None, None, None))
-        last_pos, last_at = stays[-1]
+                             None, None, None, None, rep_id, team, pipeline, entered, False))
         ask = next((t for p, t in stays if p == ASK_POSITION), None)
         first_activity = created + rng.expovariate(1 / (6 * 3600)) if rng.random() < 0.85 else None
         leads.append((org, lead_id, 1, "", True, created, PRODUCT_LINES[rng.randrange(5)], SOURCES[rng.randrange(6)],
@@ -122,10 +128,8 @@ def generate(org: str, n: int, seed: int):  # type: ignore[no-untyped-def]
                       1, "", pipeline, TERRITORIES[rng.randrange(8)], 1, "", rep_id, team, None,
                       TERRITORIES[rng.randrange(8)], pipeline, entered, 1, last_pos, ask, f"{pipeline}-s{last_pos}",
                       last_pos, last_at, PROBS[last_pos - 1], outcome, closed,
-                      value if outcome == "won" else None, "USD" if outcome == "won" else None, 0, first_activity))
-        status = "completed" if outcome != "open" or rng.random() < 0.6 else "open"
-        tasks.append((org, f"{lead_id}-k", lead_id, f"{pipeline}-s{last_pos}", True, last_at + 2 * DAY, status,
-                      status == "open" and last_at + 2 * DAY < NOW.timestamp()))
+                      value if outcome == "won" else None, "USD" if outcome == "won" else None, 0, first_activity,
+                      due if status == "open" else None, overdue))
     return leads, timeline, tasks
 
 
@@ -135,10 +139,11 @@ LEAD_COLUMNS = ["org_id", "lead_id", "snap_ver", "snap_tb", "is_created", "creat
                 "territory_id", "pipeline_id", "pipeline_entered_ts", "first_position", "max_position",
                 "ask_entered_ts", "current_stage_id", "current_position", "current_stage_entered_ts",
                 "current_win_probability", "outcome", "closed_ts", "won_value", "won_currency", "reopen_count",
-                "first_owner_activity_ts"]
+                "first_owner_activity_ts", "open_task_due_ts", "open_task_overdue"]
 TIMELINE_COLUMNS = ["event_id", "org_id", "lead_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
                     "is_ask", "win_probability", "reason", "value", "currency", "next_ts", "next_kind",
-                    "next_position", "next_reason"]
+                    "next_position", "next_reason", "owner_id", "team_id", "lead_pipeline_id", "cohort_ts",
+                    "tasks_done"]
 TASK_COLUMNS = ["org_id", "task_id", "lead_id", "stage_id", "required", "due_ts", "status", "overdue"]
 
 

@@ -94,6 +94,9 @@ m_leads = sa.Table(
     sa.Column("reopen_count", sa.Integer, nullable=False, server_default="0"),
     # from ActivityLogged: first call/email/meeting by the lead's (current) owner
     sa.Column("first_owner_activity_ts", TS, nullable=True),
+    # from the tasks: earliest due time of open required tasks, one of them flagged overdue (revision 0006)
+    sa.Column("open_task_due_ts", TS, nullable=True),
+    sa.Column("open_task_overdue", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("org_id", "lead_id"),
     sa.Index("ix_m_leads_created", "org_id", "created_ts"),
     sa.Index("ix_m_leads_entered", "org_id", "pipeline_entered_ts"),
@@ -129,6 +132,8 @@ m_timeline = sa.Table(
     sa.Column("team_id", ID, nullable=True),
     sa.Column("lead_pipeline_id", ID, nullable=True),
     sa.Column("cohort_ts", TS, nullable=True),
+    # the stage has required tasks for the lead and all are completed (revision 0006)
+    sa.Column("tasks_done", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_m_timeline_lead", "org_id", "lead_id"),
     sa.Index("ix_m_timeline_stage", "org_id", "pipeline_id", "stage_id", "at_ts"),
     sa.Index("ix_m_timeline_entered", "org_id", "at_ts"),  # revision 0004

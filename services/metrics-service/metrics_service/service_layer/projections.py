@@ -328,7 +328,8 @@ async def _write(session: AsyncSession, b: Batch) -> None:
         await _scrub(session, org, lead_id)
     await recompute_leads(session, b.recompute)
     await first_owner_activity(session, b.first_activity)
-    await copy_lead_attributes(session, b.recompute | {k for k in b.assignments})
+    await copy_lead_attributes(session, b.recompute | set(b.assignments) | {
+        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]})
 
 
 _COUNTERS = ("calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos", "proposals", "notes",
@@ -397,14 +398,26 @@ COPIED = {"owner_id": "owner_id", "team_id": "team_id", "lead_pipeline_id": "pip
 
 
 async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
-    """Copy the leads' owner, team, pipeline and pipeline-entry time onto their timeline rows."""
-    t, lead = m_timeline, m_leads
-    values = {col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
-              .scalar_subquery() for col, src in COPIED.items()}
+    """Copy the leads' owner, team, pipeline and pipeline-entry time onto their timeline rows, and refresh
+    the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead."""
+    t, lead, k = m_timeline, m_leads, m_tasks
+    values: dict[str, Any] = {
+        col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
+        .scalar_subquery() for col, src in COPIED.items()}
+    stage_tasks = sa.and_(k.c.org_id == t.c.org_id, k.c.lead_id == t.c.lead_id, k.c.stage_id == t.c.stage_id,
+                          k.c.required)
+    values["tasks_done"] = sa.and_(sa.exists().where(stage_tasks),
+                                   sa.not_(sa.exists().where(stage_tasks, k.c.status != "completed")))
+    open_required = sa.and_(k.c.org_id == lead.c.org_id, k.c.lead_id == lead.c.lead_id, k.c.required,
+                            k.c.status == "open")
+    lead_values = {"open_task_due_ts": sa.select(sa.func.min(k.c.due_ts)).where(open_required).scalar_subquery(),
+                   "open_task_overdue": sa.exists().where(open_required, k.c.overdue)}
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
-            await session.execute(sa.update(t).where(t.c.org_id == org, t.c.lead_id.in_(ids[i:i + CHUNK]))
-                                  .values(**values))
+            part = ids[i:i + CHUNK]
+            await session.execute(sa.update(t).where(t.c.org_id == org, t.c.lead_id.in_(part)).values(**values))
+            await session.execute(sa.update(lead).where(lead.c.org_id == org, lead.c.lead_id.in_(part))
+                                  .values(**lead_values))
 
 
 async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) -> None:

@@ -484,19 +484,15 @@ async def adoption(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
     f.params["now"] = now_ts
     coverage_sql = f"""
 SELECT {g} AS g, COUNT(*) AS open_leads,
-  SUM(CASE WHEN l.pipeline_entered_ts IS NOT NULL AND l.owner_id IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM m_tasks k WHERE k.org_id = l.org_id AND k.lead_id = l.lead_id AND k.required
-          AND k.status = 'open' AND (k.overdue OR k.due_ts < :now)) THEN 1 ELSE 0 END) AS covered
+  SUM(CASE WHEN l.pipeline_entered_ts IS NOT NULL AND l.owner_id IS NOT NULL AND NOT l.open_task_overdue
+       AND NOT COALESCE(l.open_task_due_ts < :now, FALSE) THEN 1 ELSE 0 END) AS covered
 FROM m_leads l WHERE {f.lead_where(None)} AND l.is_created AND l.outcome = 'open' GROUP BY 1"""
     coverage = {r["g"]: r for r in await _rows(session, coverage_sql, f.params)}
     group, source = stays_from(f, "next_ts", default="rep")
     compliance_sql = f"""
 SELECT {group} AS g, COUNT(*) AS exits,
-  SUM(CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR (
-        EXISTS (SELECT 1 FROM m_tasks k WHERE k.org_id = t.org_id AND k.lead_id = t.lead_id
-                AND k.stage_id = t.stage_id AND k.required)
-        AND NOT EXISTS (SELECT 1 FROM m_tasks k WHERE k.org_id = t.org_id AND k.lead_id = t.lead_id
-                AND k.stage_id = t.stage_id AND k.required AND k.status <> 'completed')) THEN 1 ELSE 0 END) AS compliant
+  SUM(CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR t.tasks_done THEN 1 ELSE 0 END)
+    AS compliant
 {source} AND t.next_kind IN ('stage', 'won', 'lost', 'disqualified')
 GROUP BY 1"""
     compliance = {r["g"]: r for r in await _rows(session, compliance_sql, f.params)}
