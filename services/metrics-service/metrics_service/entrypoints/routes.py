@@ -94,9 +94,14 @@ def respond(name: str, q: ReportQuery, rows: list[dict[str, Any]], **extra: Any)
                          "generated_at": q.now.isoformat(), "rows": rows, **extra})
 
 
-def _doc(name: str) -> dict[str, str]:
-    return {"summary": name.replace("_", " ").capitalize(), "description": reports.DEFINITIONS[name] + "\n\n" +
-            reports.COMMON}
+REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The report: JSON `{report, definition, filters, generated_at, rows, …}`, or CSV rows",
+    "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}}}
+
+
+def _doc(name: str) -> dict[str, Any]:
+    return {"summary": name.replace("_", " ").capitalize(), "responses": REPORT_RESPONSES,
+            "description": reports.DEFINITIONS[name] + "\n\n" + reports.COMMON}
 
 
 @router.get("/reports/funnel", **_doc("funnel"))
@@ -149,6 +154,8 @@ DateParam = Annotated[Day | None, Query(description="a day in the period (defaul
 
 
 def _moment(day: Day | None, now: datetime) -> datetime:
+    if day is not None and not 1900 <= day.year <= 9000:
+        raise ValidationFailed.single("date", "must be between the years 1900 and 9000")
     return datetime(day.year, day.month, day.day, tzinfo=now.tzinfo) if day else now
 
 
@@ -249,6 +256,8 @@ def quota_out(row: Any) -> dict[str, Any]:
 
 
 def _check_period_start(body: QuotaIn) -> None:
+    if not 1900 <= body.period_start.year <= 9000:
+        raise ValidationFailed.single("period_start", "must be between the years 1900 and 9000")
     moment = datetime(body.period_start.year, body.period_start.month, body.period_start.day)
     if period_start(body.period, moment).date() != body.period_start:
         raise ValidationFailed.single("period_start", f"must be the first day of a {body.period}")
