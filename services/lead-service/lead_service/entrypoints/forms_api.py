@@ -361,20 +361,27 @@ async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, princ
             "failed": sum(r["status"] == "failed" for r in results), "items": results}
 
 
+async def sweep_once(context: ServiceContext) -> int:
+    """Process the submissions left "received" longer than the sweep delay; returns how many were tried."""
+    from ..service_layer.intake import stuck_submissions
+
+    async with context.database.session() as session:
+        stuck = await stuck_submissions(session, now(), context.settings.submission_sweep_after_s)
+    for item in stuck:
+        try:
+            form = await context.extras["form_cache"].get(context, item.form_id)
+            if form is not None:
+                await _reprocess(context, form, item.id)
+        except Exception:
+            log.exception("sweep_submission_failed", submission_id=item.id)
+    return len(stuck)
+
+
 async def submission_sweeper(context: ServiceContext) -> None:
-    """Finish submissions left 'received' by a crash between storing and processing."""
+    """Finish submissions left "received" by an unexpected processing error."""
     import asyncio
 
-    from ..service_layer.intake import stuck_submissions
     interval = max(1.0, context.settings.submission_sweep_after_s / 3)
     while True:
         await asyncio.sleep(interval)
-        async with context.database.session() as session:
-            stuck = await stuck_submissions(session, now(), context.settings.submission_sweep_after_s)
-        for item in stuck:
-            try:
-                form = await context.extras["form_cache"].get(context, item.form_id)
-                if form is not None:
-                    await _reprocess(context, form, item.id)
-            except Exception:
-                log.exception("sweep_submission_failed", submission_id=item.id)
+        await sweep_once(context)

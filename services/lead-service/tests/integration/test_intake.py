@@ -188,3 +188,27 @@ async def test_malformed_submissions_get_problems(lead_app):
     # another org cannot see or fix this form
     assert (await c.get(f"/v1/forms/{form['id']}", headers=admin("org-b"))).status_code == 404
     assert (await c.get(submit_url(form), headers=admin("org-b"))).status_code == 404
+
+
+async def test_a_submission_left_received_is_finished_by_the_sweep(lead_app):
+    import sqlalchemy as sa
+
+    from lead_service.adapters.orm import submissions
+    from lead_service.entrypoints.forms_api import sweep_once
+    from salesflow_shared.events import utcnow
+
+    c = lead_app.client
+    form = await make_form(c)
+    # what an unexpected processing error leaves behind: the raw row alone, "received", a while ago
+    async with lead_app.context.uow() as uow:
+        await uow.session.execute(sa.insert(submissions).values(
+            id="stuck-1", org_id=form["org_id"], form_id=form["id"],
+            received_at=utcnow() - __import__("datetime").timedelta(minutes=5), channel="signed",
+            content_type="application/json", raw_body=json.dumps({"email": "late@stark.com"}), status="received",
+            attempts=0))
+        await uow.commit()
+    assert await sweep_once(lead_app.context) >= 1
+    got = (await c.get(f"{submit_url(form)}/stuck-1", headers=admin())).json()
+    assert got["status"] == "accepted" and got["attempts"] == 1
+    lead = (await c.get(f"/v1/leads/{got['lead_id']}", headers=admin())).json()
+    assert lead["contact"]["email"] == "late@stark.com" and lead["form_id"] == form["id"]
