@@ -2,10 +2,11 @@
 /v1/webhook-subscriptions)."""
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -310,29 +311,43 @@ def _mailchimp_json(row: Any) -> dict[str, Any]:
     return out
 
 
-@router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list")
+def _settings_etag(row: Any) -> str:
+    updated = row["updated_at"]
+    updated = (updated if updated.tzinfo else updated.replace(tzinfo=UTC)).astimezone(UTC)  # SQLite: naive
+    return '"' + hashlib.sha256(f"{row['api_key']}|{row['nurture_list_id']}|{row['nurture_tag']}|"
+                                f"{updated.isoformat()}".encode()).hexdigest()[:16] + '"'
+
+
+@router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
+            "(creating needs no precondition; replacing needs If-Match)")
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
-                                 principal: AdminPrincipal) -> dict[str, Any]:
+                                 principal: AdminPrincipal,
+                                 if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     now = _now(context)
     values = {**body.model_dump(), "updated_at": now}
-    exists = (await uow.session.execute(sa.select(mailchimp_accounts.c.org_id).where(
-        mailchimp_accounts.c.org_id == principal.org_id))).first()
-    if exists:
+    current = (await uow.session.execute(sa.select(mailchimp_accounts).where(
+        mailchimp_accounts.c.org_id == principal.org_id).with_for_update())).mappings().first()
+    if current is not None:
+        if if_match is None:
+            raise PreconditionRequired("send If-Match with the settings' ETag to replace them")
+        if if_match.strip().removeprefix("W/") != _settings_etag(current):
+            raise PreconditionFailed("the Mailchimp settings changed since you read them")
         await uow.session.execute(sa.update(mailchimp_accounts).where(
             mailchimp_accounts.c.org_id == principal.org_id).values(**values))
     else:
         await uow.session.execute(sa.insert(mailchimp_accounts).values(org_id=principal.org_id, **values))
     await uow.commit()
-    return _mailchimp_json({"org_id": principal.org_id, **values})
+    row = {"org_id": principal.org_id, **values}
+    return JSONResponse(_mailchimp_json(row), headers={"ETag": _settings_etag(row)})
 
 
 @router.get("/mailchimp/settings", summary="The org's Mailchimp settings (the key is never shown)")
-async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
+async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> JSONResponse:
     row = (await uow.session.execute(sa.select(mailchimp_accounts).where(
         mailchimp_accounts.c.org_id == principal.org_id))).mappings().first()
     if row is None:
         raise NotFound("Mailchimp is not configured")
-    return _mailchimp_json(row)
+    return JSONResponse(_mailchimp_json(row), headers={"ETag": _settings_etag(row)})
 
 
 class MailchimpRuleIn(BaseModel):

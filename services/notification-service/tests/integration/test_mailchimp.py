@@ -31,6 +31,16 @@ async def configure(harness: Harness) -> None:
         "api_key": "0123456789abcdef-us6", "nurture_list_id": "nurture-list", "nurture_tag": "lost-q1"},
         headers=harness.admin)
     assert response.status_code == 200 and "api_key" not in response.json()
+    read = await harness.client.get("/v1/mailchimp/settings", headers=harness.admin)
+    assert read.json()["api_key_hint"] == "…cdef-us6" and read.headers["ETag"] == response.headers["ETag"]
+    replace = {"api_key": "0123456789abcdef-us6", "nurture_list_id": "nurture-list", "nurture_tag": "lost-q1"}
+    assert (await harness.client.put("/v1/mailchimp/settings", json=replace,
+                                     headers=harness.admin)).status_code == 428
+    assert (await harness.client.put("/v1/mailchimp/settings", json=replace,
+                                     headers={**harness.admin, "If-Match": '"stale"'})).status_code == 412
+    replaced = await harness.client.put("/v1/mailchimp/settings", json=replace,
+                                        headers={**harness.admin, "If-Match": read.headers["ETag"]})
+    assert replaced.status_code == 200
     await harness.post("/v1/mailchimp/rules", {"stage_id": "qualified", "action": "subscribe", "list_id": "L1",
                                                "tags": ["qualified"], "merge_fields": {"FNAME": "first_name"}})
 
