@@ -58,7 +58,7 @@ mkdir -p "$WORK/nginx"
 cp deploy/gateway/nginx.conf deploy/gateway/cors-origins.map "$WORK/nginx/"
 PATH="$PATH:/usr/sbin" nginx -q -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 step "nginx -t: deploy/gateway/nginx.conf is valid"
-PATH="$PATH:/usr/sbin" python3 deploy/gateway_smoke.py "$(PATH="$PATH:/usr/sbin" command -v nginx)"
+PATH="$PATH:/usr/sbin" "$TOOLS/bin/python" deploy/gateway_smoke.py "$(PATH="$PATH:/usr/sbin" command -v nginx)"
 
 export SALESFLOW_JWT_SECRET="${SALESFLOW_JWT_SECRET:-validate-only-not-a-real-secret-0123456789}"
 if docker compose version >/dev/null 2>&1; then
