@@ -263,11 +263,9 @@ ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
 SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead_id,
        CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
 {source} AND t.pipeline_id = t.lead_pipeline_id"""
+    drop_off = ", COUNT(DISTINCT CASE WHEN dropped = 1 THEN lead_id END) AS drop_off"
     times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
-        session, stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session)), f.params)}
-    drops = {(r["g"], r["pipeline_id"], r["stage_id"]): r["drop_off"] for r in await _rows(
-        session, f"SELECT g, pipeline_id, stage_id, COUNT(DISTINCT lead_id) AS drop_off FROM ({stays}) d "
-                 "WHERE dropped = 1 GROUP BY g, pipeline_id, stage_id", f.params)}
+        session, stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session), drop_off), f.params)}
     out: list[dict[str, Any]] = []
     prev_key, prev, first = None, 0, 0
     for r in reached:
@@ -280,7 +278,7 @@ SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead
                     "stage_name": r["name"], "position": r["position"], "reached": int(r["reached"]),
                     "conversion_pct": formulas.pct(r["reached"], prev) if prev is not None else None,
                     "conversion_from_first_pct": formulas.pct(r["reached"], first),
-                    "drop_off": int(drops.get(k3, 0)), "median_days_in_stage": days(_f(stat.get("median")))})
+                    "drop_off": int(stat.get("drop_off") or 0), "median_days_in_stage": days(_f(stat.get("median")))})
         prev = r["reached"]
     return await _name_groups(session, f, out)
 
