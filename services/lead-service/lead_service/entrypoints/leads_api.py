@@ -91,6 +91,8 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
         errors = [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
     body = body.model_copy(update={"custom_fields": clean})
+    if principal.role == "rep" and body.owner_id is None:
+        body = body.model_copy(update={"owner_id": principal.user_id})  # a rep's own lead stays visible to them
     [outcome] = await ingest(uow, principal.org_id, [Candidate(body, origin="api")], setup, now())
     status = 201 if outcome.created else 200
     response = await idem.complete(uow.session, status_code=status, body=outcome.lead,
@@ -201,6 +203,7 @@ async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
 @router.post("/{lead_id}/erase", summary="GDPR erasure: scrub the person's data here and tell every service")
 async def erase_lead(lead_id: str, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
     lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, include_deleted=True)
-    erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"), now())
+    erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"), now(),
+                                  email=lead["contact"].get("email"))
     await uow.commit()
     return {"erased_lead_ids": erased}

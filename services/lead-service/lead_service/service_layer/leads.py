@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote_plus
 
 import sqlalchemy as sa
 
@@ -128,8 +129,12 @@ async def soft_delete(uow: UnitOfWork, org_id: str, lead: dict[str, Any], now: d
                     org_id=org_id, subject_id=lead["id"], subject_version=after["version"])
 
 
-async def erase(uow: UnitOfWork, org_id: str, lead_id: str, contact_id: str | None, now: datetime) -> list[str]:
-    """Scrub the person's data from every lead of the contact, and publish LeadErased for each."""
+async def erase(uow: UnitOfWork, org_id: str, lead_id: str, contact_id: str | None, now: datetime,
+                email: str | None = None) -> list[str]:
+    """Scrub the person's data from every lead of the contact, and publish LeadErased for each.
+
+    Raw submissions and import rows that carry the person's email (even ones that never became a lead) are
+    scrubbed too."""
     condition = leads.c.id == lead_id
     if contact_id:
         condition = sa.or_(condition, leads.c.contact_id == contact_id)
@@ -152,4 +157,16 @@ async def erase(uow: UnitOfWork, org_id: str, lead_id: str, contact_id: str | No
         submissions.c.org_id == org_id, submissions.c.lead_id.in_(ids)).values(raw_body="", errors=None))
     await uow.session.execute(sa.update(import_rows).where(
         import_rows.c.org_id == org_id, import_rows.c.lead_id.in_(ids)).values(data={}, errors=None))
+    if email:
+        escaped = email.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        encoded = quote_plus(email).lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        body = sa.func.lower(submissions.c.raw_body)
+        await uow.session.execute(sa.update(submissions).where(
+            submissions.c.org_id == org_id,
+            sa.or_(body.like(f"%{escaped}%", escape="\\"), body.like(f"%{encoded}%", escape="\\")))
+            .values(raw_body="", errors=None))
+        await uow.session.execute(sa.update(import_rows).where(
+            import_rows.c.org_id == org_id,
+            sa.func.lower(sa.cast(import_rows.c.data, sa.Text)).like(f"%{escaped}%", escape="\\"))
+            .values(data={}, errors=None))
     return ids

@@ -212,3 +212,16 @@ async def test_a_submission_left_received_is_finished_by_the_sweep(lead_app):
     assert got["status"] == "accepted" and got["attempts"] == 1
     lead = (await c.get(f"/v1/leads/{got['lead_id']}", headers=admin())).json()
     assert lead["contact"]["email"] == "late@stark.com" and lead["form_id"] == form["id"]
+
+
+async def test_erasure_scrubs_the_persons_raw_submissions_too(lead_app):
+    c = lead_app.client
+    form = await make_form(c, mapping={"mail": "contact.email"})
+    # one browser post that failed mapping (never a lead) and one that made the lead
+    r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "e_mail": "Zoe@Tyrell.com"})
+    assert r.status_code == 202
+    r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "mail": "zoe@tyrell.com"})
+    lead_id = r.json()["lead_id"]
+    assert (await c.post(f"/v1/leads/{lead_id}/erase", headers=admin())).status_code == 200
+    stored = (await c.get(submit_url(form), headers=admin())).json()["items"]
+    assert len(stored) == 2 and all(s["raw_body"] == "" for s in stored)
