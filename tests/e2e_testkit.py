@@ -147,7 +147,8 @@ def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServ
 
 
 @contextmanager
-def running_world(workdir: Path, pool_size: int = 4) -> Iterator[World]:
+def running_world(workdir: Path, pool_size: int = 4,
+                  extra: dict[str, dict[str, str]] | None = None) -> Iterator[World]:
     background = BackgroundLoop()
     smtp = SmtpSink()
     smtp.start()
@@ -155,7 +156,10 @@ def running_world(workdir: Path, pool_size: int = 4) -> Iterator[World]:
     provider = ProviderServer()
     background.run(mailchimp.start())
     background.run(provider.start())
-    system = RunningSystem(workdir, extra_env=service_env(smtp, mailchimp, provider, pool_size))
+    env = service_env(smtp, mailchimp, provider, pool_size)
+    for name, values in (extra or {}).items():
+        env[name] = {**env[name], **values}
+    system = RunningSystem(workdir, extra_env=env)
     try:
         system.start_all(timeout=90)
         yield World(system, smtp, mailchimp, provider)
