@@ -35,7 +35,7 @@ async def test_routed_lead_gets_tasks_and_a_meeting_advances_it_once_even_when_d
             "Email an invitation to a qualification meeting", "Hold the qualification meeting"]
         assert {t["assignee_id"] for t in pos["open_tasks"]} == {"rep-1"}
         return pos
-    pos = await eventually(in_first_stage_with_owner_tasks)
+    pos = await eventually(in_first_stage_with_owner_tasks, timeout=30)
     assert pos["stage"]["guidance"].startswith("The lead came through the web form")
     due = {t["title"]: t["due_at"] for t in pos["open_tasks"]}
     assert due["Email an invitation to a qualification meeting"] == "2026-11-23T13:00:00+00:00"  # +4 hours
@@ -55,7 +55,7 @@ async def test_routed_lead_gets_tasks_and_a_meeting_advances_it_once_even_when_d
         assert pos["stage"] and pos["stage"]["id"] == second["id"]
         assert handled(pipe, "ActivityLogged", "duplicate") == 1
         return pos
-    pos = await eventually(advanced)
+    pos = await eventually(advanced, timeout=30)
     assert [h["stage_name"] for h in pos["history"]] == ["Qualification meeting", "Negotiation"]
     assert pos["history"][0]["exit_reason"] == "goal_met" and pos["history"][0]["seconds_in_stage"] == 7200
     assert pos["history"][1]["entry_reason"] == "goal_met"
@@ -76,7 +76,7 @@ async def test_routed_lead_gets_tasks_and_a_meeting_advances_it_once_even_when_d
     # What reached RabbitMQ: each event once.
     async def all_delivered():
         assert sorted(e.type for e in seen) == ["StageAdvanced", "StageAdvanced", "TaskSkipped", "TaskSkipped"]
-    await eventually(all_delivered)
+    await eventually(all_delivered, timeout=30)
     assert len({e.id for e in seen}) == 4
 
 
@@ -130,7 +130,7 @@ async def test_a_routing_to_an_unknown_or_foreign_pipeline_is_parked_not_applied
     async def parked():
         items = await pipe.context.bus.list_parked(pipe.context.queue)
         assert [p.event_id for p in items] == [str(envelope.id)]
-    await eventually(parked)
+    await eventually(parked, timeout=30)
     resp = await pipe.client.get(f"/v1/positions/{lead}", headers=pipe.headers())
     assert resp.status_code == 404  # the failed routing left nothing behind (its transaction rolled back)
     assert await pipe.outbox("StageAdvanced") == []

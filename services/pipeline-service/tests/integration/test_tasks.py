@@ -138,5 +138,5 @@ async def test_the_workers_sweep_by_themselves(database_url, amqp_url, bus_names
         async def swept():
             types = [e["type"] for e in await pipe.outbox()]
             assert types.count("TaskOverdue") == 1 and types.count("LeadReopened") == 1
-        await eventually(swept)
+        await eventually(swept, timeout=30)
         assert (await pipe.position(lead))["status"] == "active"
