@@ -21,9 +21,14 @@ ADMIN = auth_headers(ORG, "admin", "admin-1")
 MANAGER = auth_headers(ORG, "manager", "manager-1")
 
 
+# Small pools: PostgreSQL is shared with every other test run on the machine, and decisions on one rotation
+# are serialised by its row lock anyway, so more connections would only wait.
+TEST_POOL = {"db_pool_size": 3, "consumer_prefetch": 8}
+
+
 def settings_for(database_url: str, amqp_url: str = "", namespace: str = "", **overrides: Any) -> Settings:
     return service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url, namespace=namespace,
-                                 **overrides)
+                                 **{**TEST_POOL, **overrides})
 
 
 @asynccontextmanager
@@ -146,7 +151,9 @@ async def replica_process(database_url: str, amqp_url: str, namespace: str) -> A
     env = {**os.environ, "SALESFLOW_ENVIRONMENT": "test", "SALESFLOW_DATABASE_URL": database_url,
            "SALESFLOW_AMQP_URL": amqp_url, "SALESFLOW_BUS_NAMESPACE": namespace,
            "SALESFLOW_MIGRATE_ON_START": "false", "SALESFLOW_RETRY_DELAYS_MS": "[100, 200]",
-           "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.2", "SALESFLOW_LOG_LEVEL": "WARNING"}
+           "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.2", "SALESFLOW_LOG_LEVEL": "WARNING",
+           "SALESFLOW_DB_POOL_SIZE": str(TEST_POOL["db_pool_size"]),
+           "SALESFLOW_CONSUMER_PREFETCH": str(TEST_POOL["consumer_prefetch"])}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "uvicorn", "--factory", "assignment_service.entrypoints.http:create_app",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", env=env)
