@@ -25,7 +25,7 @@ def verify_webhook(secret: str, body: bytes, header: str, now: int, tolerance_s:
     if abs(now - timestamp) > tolerance_s:
         return False
     expected = sign_webhook(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, given)
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def _b64(data: bytes) -> str:
@@ -48,7 +48,7 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[str, str] | None:
     if not payload or not mac:
         return None
     expected = _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:18])
-    if not hmac.compare_digest(expected, mac):
+    if not hmac.compare_digest(expected.encode(), mac.encode()):
         return None
     try:
         org_id, lead_id = _unb64(payload).decode().split("\n", 1)

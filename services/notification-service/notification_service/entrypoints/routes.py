@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, HttpUrl, field_validator
 
@@ -35,8 +35,9 @@ from ..domain.sequences import TRIGGERS
 from ..domain.signing import read_unsubscribe_token
 from ..domain.timing import zone
 from ..service_layer.handlers import unsubscribe_lead
+from .guards import reject_unstorable_text
 
-router = APIRouter(prefix="/v1", tags=["notification-service"])
+router = APIRouter(prefix="/v1", tags=["notification-service"], dependencies=[Depends(reject_unstorable_text)])
 
 def _now(context: Any) -> datetime:
     return context.extras["clock"].now()
@@ -173,7 +174,7 @@ async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, cont
 
 # ====================================================================== sequences
 class StepIn(BaseModel):
-    template_id: str
+    template_id: str = Field(max_length=36)
     delay_minutes: float = Field(default=0, ge=0, le=525_600)
     business_hours: bool = False
 
@@ -181,11 +182,12 @@ class StepIn(BaseModel):
 class SequenceIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     trigger: Literal["stage_entry", "lead_created", "lead_lost", "lead_won"]
-    pipeline_id: str | None = None
-    stage_id: str | None = None
-    source: str | None = Field(default=None, description="lead_created only: e.g. web_form")
+    pipeline_id: str | None = Field(default=None, max_length=100)
+    stage_id: str | None = Field(default=None, max_length=100)
+    source: str | None = Field(default=None, max_length=100, description="lead_created only: e.g. web_form")
     steps: list[StepIn] = Field(min_length=1, max_length=50)
-    business_timezone: str | None = Field(default=None, description="when the lead's time zone is unknown")
+    business_timezone: str | None = Field(default=None, max_length=64,
+                                          description="when the lead's time zone is unknown")
     active: bool = True
 
 
@@ -351,8 +353,8 @@ async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> JSON
 
 
 class MailchimpRuleIn(BaseModel):
-    pipeline_id: str | None = None
-    stage_id: str = Field(min_length=1)
+    pipeline_id: str | None = Field(default=None, max_length=100)
+    stage_id: str = Field(min_length=1, max_length=100)
     action: Literal["subscribe", "unsubscribe"]
     list_id: str = Field(min_length=1, max_length=100)
     tags: list[str] = Field(default_factory=list, max_length=50)
@@ -391,8 +393,8 @@ async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrinc
 class MilestoneIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["deal_won", "stage_exit_above_value", "first_deal_of_quarter"]
-    stage_id: str | None = None
-    min_value: Decimal | None = Field(default=None, ge=0)
+    stage_id: str | None = Field(default=None, max_length=100)
+    min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
     channels: list[Literal["email", "webhook"]] = Field(default_factory=lambda: ["email", "webhook"], min_length=1)
     active: bool = True
@@ -423,7 +425,7 @@ async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: Limit
 class WebhookSubscriptionIn(BaseModel):
     url: HttpUrl
     reasons: list[Literal["lead_assigned", "task_due", "task_overdue", "milestone"]] = Field(min_length=1)
-    rep_id: str | None = None
+    rep_id: str | None = Field(default=None, max_length=100)
     secret: str | None = Field(default=None, min_length=16, max_length=200)
 
 

@@ -59,6 +59,17 @@ async def test_templates_are_versioned_and_scoped_to_the_org_sequences_validated
     other = await harness.client.post("/v1/templates", json={**GOOD, "name": "Other"}, headers=keyed)
     assert other.status_code == 409
 
+    # text PostgreSQL cannot store is a 422 naming the field (a 404 for ids), never a 500
+    nul = await harness.client.post("/v1/templates", json={**GOOD, "name": "bad\x00name"}, headers=harness.admin)
+    assert nul.status_code == 422 and nul.json()["errors"][0]["field"] == "name"
+    surrogate = await harness.client.post("/v1/milestones", content='{"name": "x\\ud800", "kind": "deal_won"}',
+                                          headers={**harness.admin, "Content-Type": "application/json"})
+    assert surrogate.status_code == 422 and surrogate.json()["errors"][0]["field"] == "name"
+    assert (await harness.client.get("/v1/templates/a%00b", headers=harness.admin)).status_code == 404
+    huge = await harness.client.post("/v1/milestones", json={"name": "x", "kind": "deal_won", "min_value": "1e30"},
+                                     headers=harness.admin)
+    assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "min_value"
+
     # sequences name the field too
     response = await harness.client.post("/v1/sequences", json={
         "name": "x", "trigger": "stage_entry", "steps": [{"template_id": "nope"}]}, headers=harness.admin)

@@ -57,6 +57,7 @@ def test_webhook_signature_like_form_signatures():
     assert not verify_webhook("other", body, header, now=1_700_000_100)
     assert not verify_webhook("s3cret", body, header, now=1_700_000_301)  # more than 300 s off
     assert not verify_webhook("s3cret", body, "garbage", now=1_700_000_000)
+    assert not verify_webhook("s3cret", body, "t=1700000000,v1=ß", now=1_700_000_000)
 
 
 def test_unsubscribe_tokens_are_signed():
@@ -67,3 +68,4 @@ def test_unsubscribe_tokens_are_signed():
     forged = unsubscribe_token("k", "org-2", "lead-1").split(".")[0] + "." + mac
     assert read_unsubscribe_token("k", forged) is None
     assert read_unsubscribe_token("k", "nodot") is None
+    assert read_unsubscribe_token("k", "ßJ¦a.B\x17¹p") is None  # non-ASCII garbage: refused, not a crash
