@@ -261,10 +261,12 @@ async def lose(uow: UnitOfWork, pos: Position, *, reason: str, reengage_at: date
                 occurred_at=now)
 
 
-async def reopen(uow: UnitOfWork, pos: Position, now: datetime) -> bool:
-    """A nurtured lead whose re-engage date came: LeadReopened, then StageAdvanced(reopened) into stage 1."""
+async def reopen(uow: UnitOfWork, pos: Position, now: datetime, *, pipeline_id: str | None = None,
+                 reason: str = "reopened", triggering_event_id: str | None = None) -> bool:
+    """A nurtured lead comes back (its re-engage date came, or a new routing brought it): LeadReopened, then
+    StageAdvanced into the first stage of its pipeline (or of `pipeline_id`)."""
     transitions.transition("reopen", pos["status"])
-    pipeline_id = pos.get("pipeline_id")
+    pipeline_id = pipeline_id or pos.get("pipeline_id")
     if not pipeline_id or await get_pipeline(uow, pos["org_id"], pipeline_id) is None:
         log.warning("reopen_without_pipeline", lead_id=pos["lead_id"], pipeline_id=pipeline_id)
         pos.update(reengage_at=None)  # stays nurturing; a new routing can bring it back
@@ -274,7 +276,8 @@ async def reopen(uow: UnitOfWork, pos: Position, now: datetime) -> bool:
                 occurred_at=now)
     pos["status"] = "reopening"  # not active: enter_stage must not close a visit that is already closed
     pos["cycle_started_at"] = now  # the new cycle's goals count what happens from now on
-    if not await enter_pipeline(uow, pos, pipeline_id, reason="reopened", now=now):
+    if not await enter_pipeline(uow, pos, pipeline_id, reason=reason, now=now,
+                                triggering_event_id=triggering_event_id):
         pos.update(status="nurturing", reengage_at=None)
         return False
     return True

@@ -36,6 +36,12 @@ async def follow_owner(uow: UnitOfWork, pos: engine.Position, owner_id: str | No
     ).values(assignee_id=owner_id, team_id=team_id, version=tasks.c.version + 1))
 
 
+async def _require_pipeline(uow: UnitOfWork, envelope: Envelope, pipeline_id: str) -> None:
+    if await engine.get_pipeline(uow, envelope.org_id, pipeline_id) is None:
+        # Parked in the dead-letter queue: replay it once the pipeline exists.
+        raise PermanentFailure(f"pipeline {pipeline_id} does not exist in org {envelope.org_id}")
+
+
 def make_event_handlers(clock: Clock) -> HandlerMap:
     async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(data, (LeadCreatedV1, LeadUpdatedV1))
@@ -89,14 +95,17 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         if envelope.subject_version <= pos["routed_version"]:
             return
         pos["routed_version"] = envelope.subject_version
-        if not transitions.can("enter", pos["status"]):
+        if pos["status"] == "nurturing":
+            # A nurtured lead routed again (it came back by itself, e.g. a new web form) re-opens now.
+            await _require_pipeline(uow, envelope, data.pipeline_id)
+            await engine.reopen(uow, pos, now, pipeline_id=data.pipeline_id, reason="entry",
+                                triggering_event_id=str(envelope.id))
+        elif not transitions.can("enter", pos["status"]):
             log.info("routing_ignored", lead_id=data.lead_id, status=pos["status"])
         elif pos["status"] == "active" and pos["pipeline_id"] == data.pipeline_id:
             pass  # already in that pipeline: a re-routing to the same one changes nothing
         else:
-            if await engine.get_pipeline(uow, envelope.org_id, data.pipeline_id) is None:
-                # Parked in the dead-letter queue: replay it once the pipeline exists.
-                raise PermanentFailure(f"pipeline {data.pipeline_id} does not exist in org {envelope.org_id}")
+            await _require_pipeline(uow, envelope, data.pipeline_id)
             await engine.enter_pipeline(uow, pos, data.pipeline_id, reason="entry", now=now,
                                         triggering_event_id=str(envelope.id))
         await engine.save_position(uow, pos, now)

@@ -64,6 +64,21 @@ async def test_lost_lead_is_nurtured_then_reopened_once_then_won(pipe):
     assert bad.status_code == 422 and {e["field"] for e in bad.json()["errors"]} == {"value", "currency"}
 
 
+async def test_a_nurtured_lead_routed_again_reopens_at_once(pipe):
+    pipeline = await pipe.instantiate("inbound-web-form")
+    lead = await route_lead(pipe, pipeline["id"])
+    resp = await pipe.client.post(f"/v1/positions/{lead}/lost", json={"reason": "bad timing"}, headers=pipe.headers())
+    assert resp.status_code == 200
+    again = await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead))  # e.g. a new web form
+    pos = await pipe.position(lead)
+    assert pos["status"] == "active" and pos["outcome"]["reengage_at"] is None
+    assert pos["history"][-1]["entry_reason"] == "entry" and pos["history"][-1]["triggering_event_id"] == str(again.id)
+    tail = [(e["type"], e["data"].get("reason")) for e in await pipe.outbox()
+            if e["type"] in ("LeadLost", "LeadReopened", "StageAdvanced")][-3:]
+    assert tail == [("LeadLost", "bad timing"), ("LeadReopened", None), ("StageAdvanced", "entry")]
+    assert await reopen_due_leads(pipe.context, pipe.clock.now() + timedelta(days=365)) == 0
+
+
 async def test_disqualified_lead_leaves_its_pipeline_and_erased_lead_is_scrubbed(pipe):
     pipeline = await pipe.instantiate("inbound-web-form")
     lead = await route_lead(pipe, pipeline["id"])
