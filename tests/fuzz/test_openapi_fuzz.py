@@ -9,12 +9,17 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from salesflow_shared.runner import SERVICES
 from salesflow_shared.testing import make_token
 from system_harness import RunningSystem
 
 MAX_EXAMPLES = 10
+# Schema-valid bodies may still be refused for reasons a JSON Schema cannot say (ids that must exist, a
+# start before an end, a real time zone): such a refusal is a documented 4xx problem, not a defect. Every
+# other check stays on: no 5xx, documented status codes, content types and bodies, auth enforced.
+EXCLUDED_CHECKS = [positive_data_acceptance]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +41,7 @@ def test_fuzz_service_api(system, entry):
         @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
                   database=None)
         def fuzz(case):
-            case.call_and_validate(headers={"Authorization": f"Bearer {token}"})
-            case.call_and_validate(headers={"Authorization": ""})
+            case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, excluded_checks=EXCLUDED_CHECKS)
+            case.call_and_validate(headers={"Authorization": ""}, excluded_checks=EXCLUDED_CHECKS)
 
         fuzz()
