@@ -121,7 +121,9 @@ def _contact_upsert(dialect: str) -> Any:
         set_={**{f: sa.func.coalesce(excluded[f], contacts.c[f]) for f in ("first_name", "last_name", "phone",
                                                                            "title", "company_id")},
               "updated_at": excluded.updated_at, "erased_at": sa.null()},
-    ).returning(contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS])
+    ).returning(contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS],
+                # PostgreSQL: xmax = 0 marks a row this statement inserted (a new person: no lead to find)
+                (sa.literal_column("xmax") == 0 if dialect == "postgresql" else sa.false()).label("inserted"))
 
 
 async def _upsert_companies(uow: UnitOfWork, org_id: str, wanted: dict[str, dict[str, Any]],
@@ -143,8 +145,8 @@ async def _upsert_contacts(uow: UnitOfWork, org_id: str, wanted: dict[str, dict[
                "company_id": values.get("company_id"), "created_at": now, "updated_at": now}
               for values in wanted.values()]
     rows = (await uow.session.execute(_contact_upsert(uow.dialect), params)).all()
-    return {r.email: {"contact_id": r.id, **{f: getattr(r, f) for f in CONTACT_FIELDS}, "_company_id": r.company_id}
-            for r in rows}
+    return {r.email: {"contact_id": r.id, **{f: getattr(r, f) for f in CONTACT_FIELDS}, "_company_id": r.company_id,
+                      "_inserted": bool(r.inserted)} for r in rows}
 
 
 async def open_leads_by_email(session: Any, org_id: str, emails: list[str],
@@ -194,8 +196,11 @@ def _enrich_inline(lead: dict[str, Any], setup: OrgSetup) -> None:
 async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setup: OrgSetup,
                  now: datetime) -> list[Outcome]:
     """Create or update one lead per candidate, in order, inside the caller's transaction."""
+
     emails = sorted({c.lead.contact.email for c in candidates if c.lead.contact.email})
-    existing = await open_leads_by_email(uow.session, org_id, emails)
+    # Lock order is company → contact → lead in every ingest (no lock taken by this first read), so
+    # concurrent submissions of one person queue up instead of deadlocking.
+    seen = await open_leads_by_email(uow.session, org_id, emails, for_update=False)
 
     company_keys: list[str | None] = []
     wanted_companies: dict[str, dict[str, Any]] = {}
@@ -205,7 +210,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         if key is not None:
             merged = wanted_companies.setdefault(key, {})
             merged.update({k: v for k, v in values.items() if v is not None})
-    company_rows = await _upsert_companies(uow, org_id, wanted_companies, now)
+    company_rows = await _upsert_companies(uow, org_id, dict(sorted(wanted_companies.items())), now)
 
     wanted_contacts: dict[str, dict[str, Any]] = {}
     for candidate, key in zip(candidates, company_keys):
@@ -216,7 +221,18 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         merged.update({k: v for k, v in candidate.lead.contact.model_dump().items() if v is not None})
         if key is not None:
             merged["company_id"] = company_rows[key]["company_id"]
-    contact_rows = await _upsert_contacts(uow, org_id, wanted_contacts, now)
+    # Sorted keys keep the lock order stable between concurrent batches.
+    contact_rows = await _upsert_contacts(uow, org_id, dict(sorted(wanted_contacts.items())), now)
+    # Lock the open leads now. A contact we did not insert but with no open lead seen above may belong to a
+    # concurrent submission of the same person that committed while we waited on the contact row: looking
+    # again finds its lead, which is then updated rather than duplicated. (SQLite runs one writer at a time.)
+    to_lock = [e for e, row in contact_rows.items()
+               if e in seen or (not row["_inserted"] and uow.dialect == "postgresql")]
+    existing = await open_leads_by_email(uow.session, org_id, sorted(to_lock))
+    for email, lead in existing.items():
+        earlier = seen.get(email)
+        if earlier is not None and earlier["id"] == lead["id"]:
+            lead["contact"] = earlier["contact"]  # the state before this ingest's contact upsert, for `changed`
 
     outcomes: list[Outcome] = []
     inserts: dict[str, dict[str, Any]] = {}

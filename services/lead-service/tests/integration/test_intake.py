@@ -225,3 +225,16 @@ async def test_erasure_scrubs_the_persons_raw_submissions_too(lead_app):
     assert (await c.post(f"/v1/leads/{lead_id}/erase", headers=admin())).status_code == 200
     stored = (await c.get(submit_url(form), headers=admin())).json()["items"]
     assert len(stored) == 2 and all(s["raw_body"] == "" for s in stored)
+
+
+async def test_concurrent_submissions_of_one_person_make_one_lead(lead_app):
+    import asyncio
+
+    c = lead_app.client
+    form = await make_form(c)
+    bodies = [json.dumps({"email": "twin@cyberdyne.com", "job": f"title {i}"}).encode() for i in range(6)]
+    results = await asyncio.gather(*(c.post(submit_url(form), content=b, headers=signed_headers(
+        form["signing_secret"], b)) for b in bodies))
+    assert sorted(r.status_code for r in results) == [200] * 5 + [201]
+    assert len({r.json()["lead_id"] for r in results}) == 1
+    assert len(await lead_app.outbox("LeadCreated")) == 1
