@@ -1,6 +1,7 @@
-"""Text PostgreSQL cannot store (NUL characters, lone UTF-16 surrogates that JSON escapes can produce) is
-refused at the door: a 422 naming the field for bodies and query parameters, a 404 for ids in the path (no row
-can have such an id) — never a 500 from the database."""
+"""Text PostgreSQL cannot store is refused at the door, never a 500 from the database: ids in the path with a NUL
+or a lone UTF-16 surrogate are not found (404); such query parameters are a 422 naming them; in JSON bodies,
+NUL is excluded by the documented field patterns and lone surrogates (which JSON escapes can produce) are a
+422 naming the field here."""
 from __future__ import annotations
 
 import json
@@ -15,15 +16,19 @@ def unstorable(text: str) -> bool:
     return "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
+def _lone_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def _walk(value: Any, path: str, found: list[FieldError]) -> None:
     if isinstance(value, str):
-        if unstorable(value):
-            found.append(FieldError(path or "body", "contains a NUL character or an unpaired surrogate"))
+        if _lone_surrogate(value):
+            found.append(FieldError(path or "body", "contains an unpaired UTF-16 surrogate"))
     elif isinstance(value, dict):
         for key, child in value.items():
             child_path = f"{path}.{key}" if path else str(key)
-            if unstorable(str(key)):
-                found.append(FieldError(path or "body", "a key contains a NUL character or an unpaired surrogate"))
+            if _lone_surrogate(str(key)):
+                found.append(FieldError(path or "body", "a key contains an unpaired UTF-16 surrogate"))
             _walk(child, child_path, found)
     elif isinstance(value, list):
         for index, child in enumerate(value):

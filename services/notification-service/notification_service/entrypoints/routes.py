@@ -37,6 +37,9 @@ from ..domain.timing import zone
 from ..service_layer.handlers import unsubscribe_lead
 from .guards import reject_unstorable_text
 
+# PostgreSQL text cannot hold NUL; documenting it lets clients (and fuzzers) know before they send.
+NO_NUL = r"^[^\x00]*$"
+
 router = APIRouter(prefix="/v1", tags=["notification-service"], dependencies=[Depends(reject_unstorable_text)])
 
 def _now(context: Any) -> datetime:
@@ -84,12 +87,13 @@ async def _page(uow: UnitOfWork, query: Any, table: sa.Table, limit: int, cursor
 
 # ====================================================================== templates
 class TemplateIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    key: str | None = Field(default=None, max_length=100, description="e.g. rep.lead_assigned, rep.milestone")
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    key: str | None = Field(default=None, max_length=100, pattern=NO_NUL,
+                            description="e.g. rep.lead_assigned, rep.milestone")
     audience: Literal["prospect", "rep"] = "prospect"
-    subject: str = Field(min_length=1, max_length=2000)
-    html_body: str = Field(min_length=1, max_length=200_000)
-    text_body: str = Field(min_length=1, max_length=200_000)
+    subject: str = Field(min_length=1, max_length=2000, pattern=NO_NUL)
+    html_body: str = Field(min_length=1, max_length=200_000, pattern=NO_NUL)
+    text_body: str = Field(min_length=1, max_length=200_000, pattern=NO_NUL)
 
 
 def _check_template(body: TemplateIn) -> None:
@@ -174,19 +178,19 @@ async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, cont
 
 # ====================================================================== sequences
 class StepIn(BaseModel):
-    template_id: str = Field(max_length=36)
+    template_id: str = Field(max_length=36, pattern=NO_NUL)
     delay_minutes: float = Field(default=0, ge=0, le=525_600)
     business_hours: bool = False
 
 
 class SequenceIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     trigger: Literal["stage_entry", "lead_created", "lead_lost", "lead_won"]
-    pipeline_id: str | None = Field(default=None, max_length=100)
-    stage_id: str | None = Field(default=None, max_length=100)
-    source: str | None = Field(default=None, max_length=100, description="lead_created only: e.g. web_form")
+    pipeline_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
+    stage_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
+    source: str | None = Field(default=None, max_length=100, pattern=NO_NUL, description="lead_created only: e.g. web_form")
     steps: list[StepIn] = Field(min_length=1, max_length=50)
-    business_timezone: str | None = Field(default=None, max_length=64,
+    business_timezone: str | None = Field(default=None, max_length=64, pattern=NO_NUL,
                                           description="when the lead's time zone is unknown")
     active: bool = True
 
@@ -258,7 +262,8 @@ async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep
 
 @router.get("/sequences/{sequence_id}/enrollments", summary="Who is in this sequence, at which step, or why not")
 async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrincipal,
-                           lead_id: str | None = None, limit: LimitParam = 50,
+                           lead_id: str | None = Query(default=None, max_length=100, pattern=NO_NUL),
+                           limit: LimitParam = 50,
                            cursor: CursorParam = None) -> dict[str, Any]:
     await _sequence(uow, principal.org_id, sequence_id)
     query = sa.select(enrollments).where(enrollments.c.org_id == principal.org_id,
@@ -296,9 +301,9 @@ async def unsubscribe(token: str, request: Request, uow: UowDep, context: Contex
 
 # ====================================================================== Mailchimp
 class MailchimpSettingsIn(BaseModel):
-    api_key: str = Field(min_length=5, max_length=200)
-    nurture_list_id: str | None = Field(default=None, max_length=100)
-    nurture_tag: str | None = Field(default="nurture", max_length=100)
+    api_key: str = Field(min_length=5, max_length=200, pattern=NO_NUL)
+    nurture_list_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
+    nurture_tag: str | None = Field(default="nurture", max_length=100, pattern=NO_NUL)
 
     @field_validator("api_key")
     @classmethod
@@ -353,10 +358,10 @@ async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> JSON
 
 
 class MailchimpRuleIn(BaseModel):
-    pipeline_id: str | None = Field(default=None, max_length=100)
-    stage_id: str = Field(min_length=1, max_length=100)
+    pipeline_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
+    stage_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     action: Literal["subscribe", "unsubscribe"]
-    list_id: str = Field(min_length=1, max_length=100)
+    list_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     tags: list[str] = Field(default_factory=list, max_length=50)
     merge_fields: dict[str, str] = Field(default_factory=lambda: {"FNAME": "first_name", "LNAME": "last_name"})
     status_if_new: Literal["subscribed", "pending", "transactional"] = "subscribed"
@@ -391,9 +396,9 @@ async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrinc
 
 # ====================================================================== milestones
 class MilestoneIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     kind: Literal["deal_won", "stage_exit_above_value", "first_deal_of_quarter"]
-    stage_id: str | None = Field(default=None, max_length=100)
+    stage_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
     channels: list[Literal["email", "webhook"]] = Field(default_factory=lambda: ["email", "webhook"], min_length=1)
@@ -425,8 +430,8 @@ async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: Limit
 class WebhookSubscriptionIn(BaseModel):
     url: HttpUrl
     reasons: list[Literal["lead_assigned", "task_due", "task_overdue", "milestone"]] = Field(min_length=1)
-    rep_id: str | None = Field(default=None, max_length=100)
-    secret: str | None = Field(default=None, min_length=16, max_length=200)
+    rep_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
+    secret: str | None = Field(default=None, min_length=16, max_length=200, pattern=NO_NUL)
 
 
 @router.post("/webhook-subscriptions", status_code=201,
@@ -462,7 +467,8 @@ async def delete_webhook_subscription(subscription_id: str, uow: UowDep, princip
 
 # ====================================================================== delivery log
 @router.get("/deliveries", summary="What was sent or synced, to whom, why, and the outcome")
-async def list_deliveries(uow: UowDep, principal: CurrentPrincipal, lead_id: str | None = Query(default=None),
+async def list_deliveries(uow: UowDep, principal: CurrentPrincipal,
+                          lead_id: str | None = Query(default=None, max_length=100, pattern=NO_NUL),
                           status: Literal["pending", "sending", "sent", "failed", "cancelled"] | None = None,
                           limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
     query = sa.select(deliveries).where(deliveries.c.org_id == principal.org_id)
