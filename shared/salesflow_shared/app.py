@@ -68,6 +68,8 @@ class ServiceContext:
         self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics)
         self.extras: dict[str, Any] = {}
         self._worker_tasks: list[asyncio.Task[None]] = []
+        # Set at shutdown: workers finish the batch in hand and return (see `run_periodically`).
+        self.stopping = asyncio.Event()
 
     @property
     def queue(self) -> str:
@@ -101,7 +103,7 @@ class ServiceContext:
         log.info("service_started", service=self.name, mode="embedded" if self.settings.embedded else "full")
 
     async def _run_worker(self, worker: Worker) -> None:
-        while True:
+        while not self.stopping.is_set():
             try:
                 await worker(self)
                 return
@@ -109,15 +111,27 @@ class ServiceContext:
                 raise
             except Exception:
                 log.exception("worker_crashed", worker=worker.__name__)
-                await asyncio.sleep(1)
+                await self.sleep(1)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait `seconds`, or less if the service starts stopping; True while it keeps running."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            return True
+        return False
 
     async def stop(self) -> None:
-        # Order matters: stop taking messages, let in-flight ones finish, flush the outbox, then close.
+        # Order matters: stop taking messages, let in-flight ones and workers' current batches finish,
+        # flush the outbox, then close. A worker still busy after the grace period is cancelled.
         if self.owns_bus:
             await self.bus.stop_consuming()
-        for task in self._worker_tasks:
-            task.cancel()
-        await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        self.stopping.set()
+        if self._worker_tasks:
+            _, pending = await asyncio.wait(self._worker_tasks, timeout=self.settings.shutdown_grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._worker_tasks, return_exceptions=True)
         self._worker_tasks.clear()
         await self.relay.stop()
         if self.owns_bus:
@@ -139,6 +153,28 @@ class ServiceContext:
         except Exception:  # metrics must render even when the database is down
             pass
         return self.metrics.render()
+
+
+async def run_periodically(context: ServiceContext, tick: Callable[[], Awaitable[Any]], interval_s: float,
+                           name: str = "worker") -> None:
+    """The loop of every background worker: run `tick`, then wait `interval_s` — until the service stops.
+
+    A tick that returns a truthy value (work was found) runs again at once, so a backlog drains without
+    waiting. A failing tick is logged and retried after the interval. Shutdown never interrupts a tick:
+    the loop ends after the one in hand (within the grace period).
+    """
+    while not context.stopping.is_set():
+        try:
+            busy = await tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker_tick_failed", worker=name)
+            busy = False
+        if busy:
+            continue
+        if not await context.sleep(interval_s):
+            return
 
 
 def create_service_app(definition: ServiceDefinition, bus: EventBus | None = None) -> FastAPI:

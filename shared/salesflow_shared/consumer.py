@@ -13,7 +13,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from .bus import PermanentFailure
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from .bus import PermanentFailure, TransientFailure
 from .events import Envelope, EventData, parse_data, utcnow
 from .events.catalogue import UnknownEventType
 from .inbox import claim_event
@@ -50,7 +52,15 @@ class EventDispatcher:
             data = parse_data(envelope)
         except (ValidationError, UnknownEventType, ValueError) as exc:
             raise PermanentFailure(f"unreadable event: {exc}") from exc
-        await self.dispatch(envelope, data, traceparent=_text(headers.get("traceparent")))
+        try:
+            await self.dispatch(envelope, data, traceparent=_text(headers.get("traceparent")))
+        except (OperationalError, InterfaceError, ConnectionError) as exc:
+            # The database is unreachable, overloaded or restarting: not the message's fault.
+            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+            raise
 
     async def dispatch(self, envelope: Envelope, data: EventData | None = None, *,
                        traceparent: str | None = None) -> None:

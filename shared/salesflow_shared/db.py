@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
@@ -61,17 +61,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def ensure_postgres_database(url: str) -> None:
-    """Create the database named in `url` if it does not exist (the run command and tests use this)."""
+    """Create the database named in `url` if it does not exist (the run command, `migrate` and tests use this).
+
+    The maintenance database is only contacted when the target is missing, so a URL that goes through a
+    pooler exposing just the application database works too.
+    """
     import asyncpg
 
     parsed = make_url(url)
-    name = parsed.database
+    target = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        conn = await asyncpg.connect(target)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await conn.close()
+        return
     admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     conn = await asyncpg.connect(admin)
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", parsed.database)
         if not exists:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(f'CREATE DATABASE "{parsed.database}"')
     finally:
         await conn.close()
 

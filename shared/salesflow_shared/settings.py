@@ -25,7 +25,9 @@ class ServiceSettings(BaseSettings):
     # SQLAlchemy async URL (postgresql+asyncpg://... or sqlite+aiosqlite:///...). Empty → embedded SQLite.
     database_url: str = ""
     data_dir: Path = Path("data")
-    db_pool_size: int = 10
+    # Connections per process (and as many again under bursts): several services and replicas share one
+    # server's max_connections.
+    db_pool_size: int = 5
     # AMQP URL. Empty → the in-process bus (embedded mode only).
     amqp_url: str = ""
     # Prefix for exchange and queue names: lets several isolated systems (or test runs) share one broker.
@@ -37,6 +39,8 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 200
     outbox_poll_interval_s: float = 1.0
     migrate_on_start: bool = True
+    # How long a stopping process lets workers finish the batch in hand before cancelling them.
+    shutdown_grace_s: float = 20.0
     jwt_secret: str = DEV_JWT_SECRET
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
     jwks_url: str = ""

@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
 from salesflow_shared.bus import EventBus
@@ -28,11 +29,15 @@ class BackboneHarness:
 
     def __init__(self) -> None:
         self.failures: Counter[str] = Counter()
+        self.outages: Counter[str] = Counter()  # the database "unreachable" this many times first
         self.calls: Counter[str] = Counter()
 
     async def on_lead_erased(self, data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(data, LeadErasedV1)
         self.calls[data.lead_id] += 1
+        if self.outages[data.lead_id] > 0:
+            self.outages[data.lead_id] -= 1
+            raise OperationalError("INSERT ...", {}, ConnectionRefusedError("database restarting"))
         if self.failures[data.lead_id] > 0:
             self.failures[data.lead_id] -= 1
             raise RuntimeError(f"induced failure for {data.lead_id}")

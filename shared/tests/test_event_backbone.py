@@ -82,6 +82,18 @@ async def test_failing_handler_is_retried_with_delay_then_parked_and_replayed(ba
     assert await context.bus.list_parked(context.queue) == []
 
 
+async def test_database_outage_postpones_without_using_up_the_retries(backbone):
+    context, harness = backbone
+    harness.outages["outage"] = 4  # more than the two retries: counted as failures it would be parked
+    await publish_erased(context, "outage")
+
+    async def done():
+        assert await effect_count(context, "outage") == 1
+    await eventually(done, timeout=20)
+    assert harness.calls["outage"] == 5
+    assert await context.bus.list_parked(context.queue) == []
+
+
 async def test_retry_waits_for_the_growing_delay(backbone):
     context, harness = backbone
     harness.failures["slow"] = 2

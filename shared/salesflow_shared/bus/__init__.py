@@ -1,4 +1,4 @@
 from .base import (EventBus, OutgoingMessage, ParkedMessage, PermanentFailure, Subscription,  # noqa: F401
-                   Unroutable)
+                   TransientFailure, Unroutable)
 from .memory import InMemoryBus  # noqa: F401
 from .rabbitmq import RabbitBus  # noqa: F401

@@ -24,6 +24,11 @@ class PermanentFailure(Exception):
     """A message that can never succeed (unparseable, unknown type): parked at once, not retried."""
 
 
+class TransientFailure(Exception):
+    """The handler could not reach its database (or the like): the message waits and comes back, and the
+    attempt does not count towards parking it — an outage must not send good messages to the DLQ."""
+
+
 class Unroutable(Exception):
     """The broker confirmed a message that no queue is bound to."""
 

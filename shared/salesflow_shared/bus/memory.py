@@ -13,8 +13,8 @@ from typing import Any
 import structlog
 
 from .base import (ATTEMPT_HEADER, LAST_ERROR_HEADER, PARKED_AT_HEADER, ROUTING_KEY_HEADER, EventBus,
-                   OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, Unroutable, now_iso,
-                   truncate_error)
+                   OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, TransientFailure, Unroutable,
+                   now_iso, truncate_error)
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +72,10 @@ class InMemoryBus(EventBus):
             except asyncio.CancelledError:
                 queue.items.put_nowait((body, headers, event_id, event_type))
                 raise
+            except TransientFailure:
+                item = (body, headers, event_id, event_type)
+                handle = asyncio.get_running_loop().call_later(0.5, queue.items.put_nowait, item)
+                self._timers.add(handle)
             except Exception as exc:
                 attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
                 headers = {**headers, ATTEMPT_HEADER: attempt, LAST_ERROR_HEADER: truncate_error(exc)}

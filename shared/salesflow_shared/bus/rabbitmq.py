@@ -19,8 +19,8 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from .base import (ATTEMPT_HEADER, LAST_ERROR_HEADER, PARKED_AT_HEADER, ROUTING_KEY_HEADER, EventBus,
-                   OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, Unroutable, now_iso,
-                   truncate_error)
+                   OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, TransientFailure, Unroutable,
+                   now_iso, truncate_error)
 
 log = structlog.get_logger(__name__)
 
@@ -28,13 +28,14 @@ log = structlog.get_logger(__name__)
 class RabbitBus(EventBus):
     def __init__(self, url: str, *, exchange: str = "salesflow.events", namespace: str = "",
                  client_name: str = "salesflow", publish_timeout_s: float = 15.0,
-                 on_parked: Any = None) -> None:
+                 on_parked: Any = None, transient_retry_delay_s: float = 0.5) -> None:
         self.url = url
         self.namespace = namespace
         self.exchange_name = namespace + exchange
         self.client_name = client_name
         self.publish_timeout_s = publish_timeout_s
         self._on_parked = on_parked
+        self.transient_retry_delay_s = transient_retry_delay_s
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._publish_lock = asyncio.Lock()
@@ -117,6 +118,11 @@ class RabbitBus(EventBus):
         headers[ROUTING_KEY_HEADER] = routing_key
         try:
             await subscription.callback(message.body, headers)
+        except TransientFailure as exc:
+            log.warning("event_handling_postponed", queue=subscription.queue, error=str(exc)[:300],
+                        message_id=message.message_id)
+            await asyncio.sleep(self.transient_retry_delay_s)
+            await message.nack(requeue=True)
         except Exception as exc:  # the handler failed: retry later or park, never drop
             attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
             permanent = isinstance(exc, PermanentFailure)
