@@ -6,13 +6,12 @@ row another replica is handling is skipped, and a committed one no longer matche
 """
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import ServiceContext
+from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.events import TaskOverdueV1
 
 from ..adapters.orm import positions, tasks
@@ -74,23 +73,15 @@ async def reopen_due_leads(context: ServiceContext, now: datetime | None = None,
             return reopened
 
 
-async def _repeat(context: ServiceContext, sweep, interval_setting: str, default_s: float, label: str) -> None:
-    interval = getattr(context.settings, interval_setting, default_s)
-    while True:
-        try:
-            count = await sweep(context)
-            if count:
-                log.info(label, count=count)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception(f"{label}_sweep_failed")
-        await asyncio.sleep(interval)
-
-
 async def overdue_worker(context: ServiceContext) -> None:
-    await _repeat(context, sweep_overdue, "overdue_sweep_interval_s", 30.0, "tasks_overdue")
+    async def tick() -> None:
+        if count := await sweep_overdue(context):
+            log.info("tasks_overdue", count=count)
+    await run_periodically(context, tick, context.settings.overdue_sweep_interval_s, "overdue_sweep")
 
 
 async def reopen_worker(context: ServiceContext) -> None:
-    await _repeat(context, reopen_due_leads, "reopen_interval_s", 60.0, "leads_reopened")
+    async def tick() -> None:
+        if count := await reopen_due_leads(context):
+            log.info("leads_reopened", count=count)
+    await run_periodically(context, tick, context.settings.reopen_interval_s, "reopen_sweep")
