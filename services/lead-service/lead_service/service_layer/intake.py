@@ -117,9 +117,9 @@ async def store_submission(uow: UnitOfWork, form: Form, *, submission_id: str, r
                   attempts=0 if state["status"] in ("received", "spam") else 1,
                   processed_at=None if state["status"] in ("received", "spam") else now)
     if dedup_key is None:
-        await uow.session.execute(_PLAIN_INSERT, values)
+        await (await uow.session.connection()).execute(_PLAIN_INSERT, values)
         return True
-    result = await uow.session.execute(_insert_unless_duplicate(uow.dialect), values)
+    result = await (await uow.session.connection()).execute(_insert_unless_duplicate(uow.dialect), values)
     return result.rowcount == 1
 
 
