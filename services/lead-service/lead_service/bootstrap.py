@@ -1,5 +1,4 @@
 """Wires lead-service together: settings, routes, event handlers, migrations, background workers."""
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 async def build_extras(context: ServiceContext) -> dict[str, Any]:
     settings = context.settings
     extras: dict[str, Any] = {"setup_cache": SetupCache(), "form_cache": FormCache(),
-                              "rate_limiter": RateLimiter(time.monotonic), "import_wake": asyncio.Event()}
+                              "rate_limiter": RateLimiter(time.monotonic)}
     if settings.enrichment_url:
         extras["enrichment_client"] = EnrichmentClient(
             settings.enrichment_url, token=settings.enrichment_token, timeout_s=settings.enrichment_timeout_s,

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from salesflow_shared.app import ContextDep, ServiceContext, UowDep
+from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodically
 from salesflow_shared.auth import AdminPrincipal
 from salesflow_shared.errors import (FieldError, NotFound, PayloadTooLarge, ServiceError, TooManyRequests,
                                      Unauthorized, UnsupportedMediaType, ValidationFailed)
@@ -379,9 +379,8 @@ async def sweep_once(context: ServiceContext) -> int:
 
 async def submission_sweeper(context: ServiceContext) -> None:
     """Finish submissions left "received" by an unexpected processing error."""
-    import asyncio
+    async def tick() -> None:
+        await sweep_once(context)  # never "busy": a submission that keeps failing waits for the next round
 
-    interval = max(1.0, context.settings.submission_sweep_after_s / 3)
-    while True:
-        await asyncio.sleep(interval)
-        await sweep_once(context)
+    await run_periodically(context, tick, max(1.0, context.settings.submission_sweep_after_s / 3),
+                           name="submission_sweeper")

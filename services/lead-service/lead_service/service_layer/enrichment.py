@@ -2,14 +2,13 @@
 LeadUpdated(cause="enrichment"). Failures retry with growing delays; an open circuit pauses the calls."""
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import ServiceContext
+from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.errors import NotFound
 from salesflow_shared.events import LeadUpdatedV1, utcnow
 
@@ -126,11 +125,5 @@ async def enrichment_worker(context: ServiceContext) -> None:
     client: EnrichmentClient | None = context.extras.get("enrichment_client")
     if client is None:
         return  # no provider configured: the bundled lists are all the enrichment there is
-    while True:
-        try:
-            busy = await enrich_due(context, client)
-        except Exception:
-            log.exception("enrichment_round_failed")
-            busy = 0
-        if not busy:
-            await asyncio.sleep(context.settings.enrichment_poll_interval_s)
+    await run_periodically(context, lambda: enrich_due(context, client), context.settings.enrichment_poll_interval_s,
+                           name="enrichment_worker")

@@ -3,7 +3,6 @@ ingests them in batches with the same mapping, scoring and de-duplication as web
 per-row error report and progress counts."""
 from __future__ import annotations
 
-import asyncio
 import codecs
 import csv
 import re
@@ -14,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import ServiceContext
+from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.errors import ValidationFailed
 from salesflow_shared.events import utcnow
 
@@ -157,9 +156,6 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
         await uow.session.execute(sa.update(imports).where(imports.c.id == import_id).values(
             status="queued", total_rows=total))
         await uow.commit()
-    wake = context.extras.get("import_wake")
-    if wake is not None:
-        wake.set()
     return {"id": import_id, "status": "queued", "total_rows": total}
 
 
@@ -262,18 +258,5 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
 
 
 async def import_worker(context: ServiceContext) -> None:
-    wake: asyncio.Event = context.extras["import_wake"]
     batch_size = context.settings.import_batch_size
-    while True:
-        try:
-            busy = await process_batch(context, batch_size)
-        except Exception:
-            log.exception("import_batch_failed")
-            busy = False
-            await asyncio.sleep(1)
-        if not busy:
-            wake.clear()
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=2.0)
-            except TimeoutError:
-                pass
+    await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name="import_worker")
