@@ -24,7 +24,8 @@ from ..domain.custom_fields import coerce_custom_fields
 from ..domain.lead import LeadIn, LeadPatch, LeadStatus
 from ..service_layer import leads as lead_ops
 from ..service_layer.ingest import Candidate, ingest
-from ..service_layer.views import as_utc, etag, check_if_match, lead_select, load_lead, row_to_lead, visible
+from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
+                                   row_to_lead, visible)
 from .common import json_with_etag, now, org_setup
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
@@ -163,7 +164,7 @@ async def get_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal) -> JS
 @router.patch("/{lead_id}", summary="Edit a lead (If-Match required; 412 when stale)")
 async def patch_lead(lead_id: str, body: LeadPatch, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
-    lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, principal=principal)
+    lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, principal=principal)
     check_if_match(if_match, lead["version"])
     setup = await org_setup(context, uow.session, principal.org_id)
     after = await lead_ops.apply_patch(uow, lead, body, setup, principal.org_id, now())
@@ -202,7 +203,7 @@ async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
 
 @router.post("/{lead_id}/erase", summary="GDPR erasure: scrub the person's data here and tell every service")
 async def erase_lead(lead_id: str, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
-    lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, include_deleted=True)
+    lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, include_deleted=True)
     erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"), now(),
                                   email=lead["contact"].get("email"))
     await uow.commit()

@@ -116,3 +116,19 @@ async def load_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_upd
     if row is None:
         raise NotFound(f"no lead {lead_id}")
     return row_to_lead(row)
+
+
+async def lock_lead_rows(session: AsyncSession, org_id: str, lead_id: str, principal: Principal | None = None,
+                         include_deleted: bool = False) -> dict[str, Any]:
+    """Lock a lead for a change in the order every ingest uses (company → contact → lead), so an edit or an
+    erasure racing a submission of the same person waits instead of deadlocking; returns the locked lead."""
+    lead = await load_lead(session, org_id, lead_id, principal=principal, include_deleted=include_deleted)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        if lead["company"].get("company_id"):
+            await session.execute(sa.select(companies.c.id).where(
+                companies.c.id == lead["company"]["company_id"]).with_for_update())
+        if lead["contact"].get("contact_id"):
+            await session.execute(sa.select(contacts.c.id).where(
+                contacts.c.id == lead["contact"]["contact_id"]).with_for_update())
+    return await load_lead(session, org_id, lead_id, for_update=True, principal=principal,
+                           include_deleted=include_deleted)
