@@ -1,7 +1,6 @@
 """Wires notification-service together: settings, routes, event handlers, migrations, background workers."""
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
     async def extras(context: ServiceContext) -> dict[str, Any]:
         return {
             "clock": clock,
-            "delivery_wakeup": asyncio.Event(),
             "delivery_metrics": DeliveryMetrics(context.metrics.registry),
             "mailer": SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_username,
                                  password=settings.smtp_password, starttls=settings.smtp_starttls,

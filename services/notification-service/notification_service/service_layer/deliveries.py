@@ -41,6 +41,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.app import run_periodically
 from salesflow_shared.events import (
     ContactSyncedV1, EmailFailedV1, EmailSentV1, EventData, RepNotifiedV1,
 )
@@ -152,20 +153,8 @@ class DeliveryWorker:
         self.context = context
         self.settings = context.settings
         self.clock = context.extras["clock"]
-        self.wakeup: asyncio.Event = context.extras["delivery_wakeup"]
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
         self.metrics: DeliveryMetrics = context.extras["delivery_metrics"]  # built once per process
-
-    async def run(self) -> None:
-        while True:
-            claimed = await self.run_once()
-            if claimed:
-                continue
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), timeout=self.settings.scheduler_poll_interval_s)
-            except TimeoutError:
-                pass
-            self.wakeup.clear()
 
     async def run_once(self) -> int:
         now = self.clock.now()
@@ -305,4 +294,6 @@ def _ordered_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 async def delivery_worker(context: Any) -> None:
-    await DeliveryWorker(context).run()
+    # A stop lets the batch in hand finish (see run_once for a stop that outlasts the grace period).
+    await run_periodically(context, DeliveryWorker(context).run_once, context.settings.scheduler_poll_interval_s,
+                           name="deliveries")

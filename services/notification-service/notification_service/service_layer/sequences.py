@@ -6,7 +6,6 @@ idempotency key) and moves the enrollment to its next step. The delivery worker 
 """
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.app import run_periodically
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
@@ -93,11 +93,6 @@ class SequenceScheduler:
         self.settings: Settings = context.settings
         self.clock = context.extras["clock"]
 
-    async def run(self) -> None:
-        while True:
-            if not await self.run_once():
-                await asyncio.sleep(self.settings.scheduler_poll_interval_s)
-
     async def run_once(self) -> int:
         now = self.clock.now()
         async with self.context.uow() as uow:
@@ -114,8 +109,6 @@ class SequenceScheduler:
                     await uow.session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment["id"])
                                               .values(next_due_at=now + timedelta(minutes=5), updated_at=now))
             await uow.commit()
-        if due:
-            self.context.extras["delivery_wakeup"].set()
         return len(due)
 
     async def _step(self, uow: UnitOfWork, enrollment: dict[str, Any], now: datetime) -> None:
@@ -187,4 +180,5 @@ class SequenceScheduler:
 
 
 async def sequence_worker(context: Any) -> None:
-    await SequenceScheduler(context).run()
+    await run_periodically(context, SequenceScheduler(context).run_once, context.settings.scheduler_poll_interval_s,
+                           name="sequences")
