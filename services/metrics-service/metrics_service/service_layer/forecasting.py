@@ -1,7 +1,6 @@
 """Freezing forecasts at a period's start (ForecastSnapshotted) and measuring them once the period closed."""
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -10,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from salesflow_shared.app import run_periodically
 from salesflow_shared.events import ForecastSnapshottedV1, utcnow
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
@@ -113,15 +113,12 @@ async def snapshot_worker_tick(context: Any, clock: Clock) -> int:
 
 
 def snapshot_worker(clock: Clock, interval_s: float):  # type: ignore[no-untyped-def]
+    """Freeze each new period's forecasts, checking every `interval_s`."""
     async def forecast_snapshot_worker(context: Any) -> None:
-        while True:
-            try:
-                count = await snapshot_worker_tick(context, clock)
-                if count:
-                    log.info("forecasts_frozen", snapshots=count)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("forecast_snapshot_failed")
-            await asyncio.sleep(interval_s)
+        async def tick() -> bool:
+            count = await snapshot_worker_tick(context, clock)
+            if count:
+                log.info("forecasts_frozen", snapshots=count)
+            return False
+        await run_periodically(context, tick, interval_s, name="forecast_snapshots")
     return forecast_snapshot_worker

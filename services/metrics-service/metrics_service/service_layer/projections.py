@@ -262,11 +262,14 @@ def _newer(table: sa.Table, ver: str | None, tb: str, x: Any) -> sa.ColumnElemen
 
 async def _upsert(session: AsyncSession, table: sa.Table, keys: list[str], rows: Sequence[dict[str, Any]],
                   set_for: Any) -> None:
-    """Multi-row INSERT … ON CONFLICT (keys) DO UPDATE SET set_for(excluded)."""
-    insert = dialect_insert(session)
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET set_for(excluded), executed for many rows (one statement,
+    compiled once; SQLAlchemy sends the rows as multi-row VALUES pages)."""
+    if not rows:
+        return
+    stmt = dialect_insert(session)(table)
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=set_for(stmt.excluded))
     for chunk in _chunks(rows):
-        stmt = insert(table).values(chunk)
-        await session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=set_for(stmt.excluded)))
+        await session.execute(stmt, chunk)
 
 
 async def _upsert_lww(session: AsyncSession, table: sa.Table, keys: list[str], rows: Sequence[dict[str, Any]],
@@ -307,9 +310,9 @@ async def _write(session: AsyncSession, b: Batch) -> None:
                       lambda x, newer: _territory(x, newer, from_assignment=True))
     await _upsert_lww(session, m_reps, ["org_id", "rep_id"], list(b.reps.values()), None, "tb")
     await _upsert_lww(session, m_stages, ["org_id", "pipeline_id", "stage_id"], list(b.stages.values()), None, "tb")
-    insert = dialect_insert(session)
+    timeline_insert = dialect_insert(session)(m_timeline).on_conflict_do_nothing(index_elements=["event_id"])
     for chunk in _chunks(b.timeline):
-        await session.execute(insert(m_timeline).values(chunk).on_conflict_do_nothing(index_elements=["event_id"]))
+        await session.execute(timeline_insert, chunk)
     await _write_activities(session, b)
     t = m_tasks.c
 
@@ -342,12 +345,11 @@ async def _write_activities(session: AsyncSession, b: Batch) -> None:
     rows = [{k: v for k, v in r.items() if k != "_rank"} for r in b.activities.values()]
     if not rows:
         return
-    insert = dialect_insert(session)
+    stmt = dialect_insert(session)(m_activities).on_conflict_do_nothing(
+        index_elements=["org_id", "activity_id"]).returning(m_activities.c.org_id, m_activities.c.activity_id)
     inserted: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
-        result = await session.execute(insert(m_activities).values(chunk).on_conflict_do_nothing(
-            index_elements=["org_id", "activity_id"]).returning(m_activities.c.org_id, m_activities.c.activity_id))
-        inserted.update((r.org_id, r.activity_id) for r in result)
+        inserted.update((r.org_id, r.activity_id) for r in await session.execute(stmt, chunk))
     for r in rows:
         if (r["org_id"], r["activity_id"]) not in inserted:  # already counted (same activity, other event id)
             continue

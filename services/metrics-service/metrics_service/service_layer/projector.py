@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from salesflow_shared.app import run_periodically
 from salesflow_shared.db import Database
 
 from ..adapters.orm import READ_MODELS, event_log
@@ -40,11 +41,10 @@ async def project_all(database: Database, batch_size: int = 1000) -> None:
 
 
 def projector_worker(batch_size: int, idle_interval_s: float):  # type: ignore[no-untyped-def]
+    """Apply pending events as they arrive: at once while there is a backlog, else every idle interval."""
     async def projector(context: Any) -> None:
-        while True:
-            applied = await project_once(context.database, batch_size)
-            if not applied:
-                await asyncio.sleep(idle_interval_s)
+        await run_periodically(context, lambda: project_once(context.database, batch_size), idle_interval_s,
+                               name="projector")
     return projector
 
 
