@@ -14,6 +14,7 @@ from .entrypoints.routes import router
 from .service_layer.enrichment import enrichment_worker
 from .service_layer.handlers import EVENT_HANDLERS
 from .service_layer.imports import import_worker
+from .service_layer.intake_batch import IntakeBatcher
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -21,7 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 async def build_extras(context: ServiceContext) -> dict[str, Any]:
     settings = context.settings
     extras: dict[str, Any] = {"setup_cache": SetupCache(), "form_cache": FormCache(),
-                              "rate_limiter": RateLimiter(time.monotonic)}
+                              "rate_limiter": RateLimiter(time.monotonic), "intake_batcher": IntakeBatcher(context)}
     if settings.enrichment_url:
         extras["enrichment_client"] = EnrichmentClient(
             settings.enrichment_url, token=settings.enrichment_token, timeout_s=settings.enrichment_timeout_s,

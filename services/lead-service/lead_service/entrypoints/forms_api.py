@@ -25,7 +25,7 @@ from ..adapters.orm import forms, submissions
 from ..domain.mapping import validate_spec
 from ..domain.signature import SignatureError, verify
 from ..service_layer.ingest import new_id
-from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError, accept_submission,
+from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError,
                                     find_duplicate, load_form, new_public_key, new_signing_secret, parse_payload,
                                     process_submission, store_submission, submission_to_dict)
 from ..service_layer.views import check_if_match
@@ -249,25 +249,24 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
     submission_id = new_id()
     common = dict(submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
                   remote_ip=ip, dedup_key=dedup_key, now=stamp)
-    async with context.uow() as uow:
-        earlier = await find_duplicate(uow.session, form, dedup_key)
+    if dedup_key is not None:
+        async with context.database.session() as session:
+            earlier = await find_duplicate(session, form, dedup_key)
         if earlier is not None:  # a retry: the first response again (the unique key decides under races)
             return _replay(request, form, channel, earlier)
-        if spam:  # looks like success to the bot; stored, never turned into a lead
+    if spam:  # looks like success to the bot; stored, never turned into a lead
+        async with context.uow() as uow:
             await store_submission(uow, form, **common, state={"status": "spam"})
             await uow.commit()
-            return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
-        try:
-            setup = await org_setup(context, uow.session, form.org_id)
-            state = await accept_submission(uow, form, setup, payload=payload, **common)
-            if state is None:  # a concurrent duplicate won the key
-                await uow.rollback()
-                return _replay(request, form, channel, await find_duplicate(uow.session, form, dedup_key))
-            await uow.commit()
+        return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
+    try:
+        state = await context.extras["intake_batcher"].accept(form, payload, common)
+        if state is not None:
             return _reply(request, form, channel, submission_id, state)
-        except Exception:
-            log.exception("submission_processing_failed", submission_id=submission_id, form_id=form.id)
-            await uow.rollback()
+        async with context.database.session() as session:  # a concurrent duplicate won the key
+            return _replay(request, form, channel, await find_duplicate(session, form, dedup_key))
+    except Exception:
+        log.exception("submission_processing_failed", submission_id=submission_id, form_id=form.id)
     # Processing failed unexpectedly: store the raw submission alone; the sweep (or a reprocess) finishes it.
     async with context.uow() as uow:
         state = {"status": "received", "errors": [], "lead_id": None, "outcome": None}

@@ -106,24 +106,31 @@ def submission_to_dict(row: Any) -> dict[str, Any]:
             "dedup_key": m["dedup_key"]}
 
 
+def submission_values(form: Form, *, submission_id: str, raw: bytes, content_type: str, channel: str,
+                      remote_ip: str | None, dedup_key: str | None, now: datetime,
+                      state: dict[str, Any]) -> dict[str, Any]:
+    done = state["status"] not in ("received", "spam")
+    return dict(id=submission_id, org_id=form.org_id, form_id=form.id, received_at=now, channel=channel,
+                content_type=content_type[:100], raw_body=raw.decode("utf-8", errors="replace"),
+                remote_ip=remote_ip, dedup_key=dedup_key, status=state["status"], errors=state.get("errors"),
+                lead_id=state.get("lead_id"), outcome=state.get("outcome"), attempts=1 if done else 0,
+                processed_at=now if done else None)
+
+
 async def store_submission(uow: UnitOfWork, form: Form, *, submission_id: str, raw: bytes, content_type: str,
                            channel: str, remote_ip: str | None, dedup_key: str | None, now: datetime,
                            state: dict[str, Any]) -> bool:
     """Insert the raw submission with its state; False when the de-duplication key was already used."""
-    values = dict(id=submission_id, org_id=form.org_id, form_id=form.id, received_at=now, channel=channel,
-                  content_type=content_type[:100], raw_body=raw.decode("utf-8", errors="replace"),
-                  remote_ip=remote_ip, dedup_key=dedup_key, status=state["status"], errors=state.get("errors"),
-                  lead_id=state.get("lead_id"), outcome=state.get("outcome"),
-                  attempts=0 if state["status"] in ("received", "spam") else 1,
-                  processed_at=None if state["status"] in ("received", "spam") else now)
+    values = submission_values(form, submission_id=submission_id, raw=raw, content_type=content_type,
+                               channel=channel, remote_ip=remote_ip, dedup_key=dedup_key, now=now, state=state)
     if dedup_key is None:
-        await (await uow.session.connection()).execute(_PLAIN_INSERT, values)
+        await (await uow.session.connection()).execute(PLAIN_INSERT, values)
         return True
     result = await (await uow.session.connection()).execute(_insert_unless_duplicate(uow.dialect), values)
     return result.rowcount == 1
 
 
-_PLAIN_INSERT = sa.insert(submissions)
+PLAIN_INSERT = sa.insert(submissions)
 
 
 @functools.cache

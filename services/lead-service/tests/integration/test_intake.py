@@ -238,3 +238,28 @@ async def test_concurrent_submissions_of_one_person_make_one_lead(lead_app):
     assert sorted(r.status_code for r in results) == [200] * 5 + [201]
     assert len({r.json()["lead_id"] for r in results}) == 1
     assert len(await lead_app.outbox("LeadCreated")) == 1
+
+
+async def test_a_burst_of_submissions_is_group_committed_with_the_same_results(lead_app):
+    import asyncio
+
+    c = lead_app.client
+    form = await make_form(c)
+    batcher = lead_app.context.extras["intake_batcher"]
+    before = batcher.batched_submissions
+    payloads = [{"email": f"burst{i}@massive.com", "name": f"Person {i}"} for i in range(16)]
+    payloads += [{"email": "burst3@massive.com", "job": "CFO"}, {"name": "no email at all"}]
+    bodies = [json.dumps(p).encode() for p in payloads]
+    results = await asyncio.gather(*(c.post(submit_url(form), content=b, headers=signed_headers(
+        form["signing_secret"], b)) for b in bodies))
+    assert batcher.batched_submissions > before  # some of them were written together
+    outcomes = [r.json().get("outcome") or r.json()["status"] for r in results]
+    assert outcomes[:16] .count("created") + outcomes[:16].count("updated") == 16
+    assert outcomes[16] in ("updated", "created") and outcomes[17] == "failed"
+    assert len({r.json()["lead_id"] for r in results[:17]}) == 16  # burst3 twice: one lead
+    assert results[17].json()["errors"][0]["field"] == "contact.email"
+    assert len(await lead_app.outbox("LeadCreated")) == 16
+    stored = (await c.get(submit_url(form), params={"limit": 100}, headers=admin())).json()["items"]
+    assert len(stored) == 18 and {s["status"] for s in stored} == {"accepted", "failed"}
+    lead = (await c.get(f"/v1/leads/{results[16].json()['lead_id']}", headers=admin())).json()
+    assert lead["contact"]["title"] == "CFO" and lead["contact"]["first_name"] == "Person"

@@ -1,0 +1,134 @@
+"""Group commit for web-form intake: submissions arriving together are ingested in one transaction.
+
+Each request hands its verified, parsed submission to the batcher and waits for its own result. A flusher
+takes whatever is queued (no artificial wait: a lone submission goes at once; under load, those arriving
+while a batch is being written form the next one), ingests them with the same de-duplication as always
+(the same person twice in a batch: one lead, a resubmission), stores every raw row, and commits once. If
+the batch fails for any reason, its submissions are processed one by one, each in its own transaction,
+so one bad submission never takes others down and the semantics stay those of a single submission.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from salesflow_shared.app import ServiceContext
+from salesflow_shared.events import utcnow
+
+from ..domain.mapping import map_payload
+from .ingest import Candidate, ingest
+from .intake import PLAIN_INSERT, Form, accept_submission, submission_values
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Pending:
+    form: Form
+    payload: dict[str, Any]
+    common: dict[str, Any]
+    future: asyncio.Future[dict[str, Any] | None] = field(repr=False)
+
+
+class IntakeBatcher:
+    def __init__(self, context: ServiceContext, *, max_batch: int = 64, flushers: int = 2) -> None:
+        self.context = context
+        self.max_batch = max_batch
+        self.flushers = flushers
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.batched_submissions = 0  # submissions committed as part of a batch of several (observability)
+
+    async def accept(self, form: Form, payload: dict[str, Any], common: dict[str, Any]) -> dict[str, Any] | None:
+        """The submission's state once committed, or None when its de-duplication key was already used."""
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run(), name=f"intake-batcher-{i}") for i in range(self.flushers)]
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Pending(form, payload, common, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            by_org: dict[str, list[Pending]] = {}
+            for item in batch:
+                by_org.setdefault(item.form.org_id, []).append(item)
+            for org_id, items in by_org.items():
+                try:
+                    await self._together(org_id, items)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not isinstance(exc, _GoAlone):
+                        log.warning("intake_batch_fallback", size=len(items), error=str(exc)[:300])
+                    for item in items:
+                        await self._alone(item)
+
+    async def _together(self, org_id: str, items: list[Pending]) -> None:
+        if len(items) == 1 or any(item.common["dedup_key"] for item in items):
+            raise _GoAlone()  # keyed submissions need the per-row duplicate check
+        from ..entrypoints.common import org_setup
+
+        now = utcnow()
+        async with self.context.uow() as uow:
+            setup = await org_setup(self.context, uow.session, org_id)
+            mapped = [map_payload(item.payload, item.form.spec, setup.custom_defs) for item in items]
+            good = [(item, m) for item, m in zip(items, mapped) if m.lead is not None]
+            outcomes = await ingest(uow, org_id, [
+                Candidate(m.lead, origin="form", form_id=item.form.id, submission_id=item.common["submission_id"])
+                for item, m in good], setup, now)
+            by_item = {id(item): outcome for (item, _), outcome in zip(good, outcomes)}
+            states = []
+            for item, m in zip(items, mapped):
+                outcome = by_item.get(id(item))
+                if outcome is None:
+                    states.append({"status": "failed", "lead_id": None, "outcome": None,
+                                   "errors": [{"field": p.field, "message": p.message} for p in m.errors]})
+                else:
+                    states.append({"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
+                                   "outcome": "created" if outcome.created else "updated"})
+            connection = await uow.session.connection()
+            await connection.execute(PLAIN_INSERT, [submission_values(item.form, **item.common, state=state)
+                                                    for item, state in zip(items, states)])
+            await uow.commit()
+        self.batched_submissions += len(items)
+        for item, state in zip(items, states):
+            if not item.future.done():
+                item.future.set_result(state)
+
+    async def _alone(self, item: Pending) -> None:
+        from ..entrypoints.common import org_setup
+
+        try:
+            async with self.context.uow() as uow:
+                setup = await org_setup(self.context, uow.session, item.form.org_id)
+                state = await accept_submission(uow, item.form, setup, payload=item.payload, **item.common)
+                if state is None:
+                    await uow.rollback()
+                else:
+                    await uow.commit()
+        except Exception as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+            return
+        if not item.future.done():
+            item.future.set_result(state)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(RuntimeError("the service is stopping"))
+
+
+class _GoAlone(Exception):
+    pass
