@@ -4,6 +4,7 @@ that still fails at send time is reported as a `TemplateError`, never a crash.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError
@@ -54,10 +55,6 @@ _HTML_ENV = _Sandbox(autoescape=True, undefined=StrictUndefined, finalize=_final
 _TEXT_ENV = _Sandbox(autoescape=False, undefined=StrictUndefined, finalize=_finalize)
 
 
-def _env(part: str) -> ImmutableSandboxedEnvironment:
-    return _HTML_ENV if part == "html_body" else _TEXT_ENV
-
-
 def _bounded(chunks: Any) -> str:
     out: list[str] = []
     size = 0
@@ -69,9 +66,15 @@ def _bounded(chunks: Any) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=1024)
+def _compiled(html: bool, source: str) -> Any:
+    """Compiling is the costly part of rendering; a template's source compiles once per process."""
+    return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+
+
 def render_part(part: str, source: str, variables: dict[str, Any]) -> str:
     try:
-        return _bounded(_env(part).from_string(source).generate(variables))
+        return _bounded(_compiled(part == "html_body", source).generate(variables))
     except TemplateSyntaxError as exc:
         raise TemplateError(part, f"syntax error line {exc.lineno}: {exc.message}") from exc
     except SecurityError as exc:
