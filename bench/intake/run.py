@@ -83,6 +83,7 @@ def body_for(run: str, i: int) -> bytes:
 async def drive(url: str, requests: int, concurrency: int, run: str, secret: str | None,
                 pid: int | None = None) -> dict[str, float]:
     latencies: list[float] = []
+    errors: dict[str, int] = {}
     accepted = 0
     counter = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -95,10 +96,16 @@ async def drive(url: str, requests: int, concurrency: int, run: str, secret: str
                 if secret is not None:
                     headers["Salesflow-Signature"] = sign(secret, body, int(time.time()))
                 started = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
+                try:
+                    response = await client.post(url, content=body, headers=headers)
+                except httpx.HTTPError as exc:  # counted, not fatal: the run reports what was accepted
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                    continue
                 latencies.append(time.perf_counter() - started)
                 if response.status_code == 201:
                     accepted += 1
+                else:
+                    errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
         cpu_before = cpu_seconds(pid) if pid else 0.0
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -106,7 +113,7 @@ async def drive(url: str, requests: int, concurrency: int, run: str, secret: str
         cpu = (cpu_seconds(pid) - cpu_before) if pid else 0.0
     return {"accepted": accepted, "rate": accepted / elapsed, "p50_ms": pct(latencies, 0.5) * 1000,
             "p99_ms": pct(latencies, 0.99) * 1000, "elapsed_s": elapsed,
-            "cpu_ms_per_lead": cpu * 1000 / max(accepted, 1)}
+            "cpu_ms_per_lead": cpu * 1000 / max(accepted, 1), "errors": errors}
 
 
 async def main() -> None:
@@ -179,7 +186,8 @@ async def main() -> None:
             best[name] = max(runs, key=lambda r: r["rate"])
             for r in runs:
                 print(f"  {name:13} {r['rate']:8.0f} leads/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
-                      f"   server CPU {r['cpu_ms_per_lead']:5.2f} ms/lead   accepted {int(r['accepted'])}/{args.requests}")
+                      f"   server CPU {r['cpu_ms_per_lead']:5.2f} ms/lead   accepted {int(r['accepted'])}/{args.requests}"
+                      + (f"   errors {r['errors']}" if r["errors"] else ""))
         ratio = best["lead-service"]["rate"] / best["baseline"]["rate"]
         print(f"  best: lead-service {best['lead-service']['rate']:.0f}/s vs baseline {best['baseline']['rate']:.0f}/s"
               f" → ratio {ratio:.2f} (target ≥ 0.60)")
