@@ -1,0 +1,159 @@
+"""End-to-end latency through the whole system: signed web-form submission → LeadAssigned, and → StageAdvanced
+(the lead in its first stage), at a fixed offered rate for a bounded duration.
+
+The five services run as real processes (tests/system_harness.py) on the local PostgreSQL and RabbitMQ, set up
+as in the inbound journey (tests/e2e_testkit.setup_inbound_org: territory rule + round robin, welcome sequence,
+Mailchimp rule, milestone rule, scoring rules, enrichment provider), with the local SMTP server, fake Mailchimp
+and fake enrichment provider. Submissions are sent open-loop (each at its scheduled time, whatever the previous
+one is doing). Arrival of LeadAssigned / StageAdvanced is observed by a queue of our own bound to the namespaced
+exchange. Latency = event received − submission sent. Baseline in the same run: the HTTP round trip of
+`GET /healthz` on lead-service at the same rate (what the client, the loop and uvicorn cost alone).
+
+Run: `.venv/bin/python bench/e2e_latency.py --rates 50 200 --duration 60`
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for folder in ["tests", "services/lead-service/tests", "services/notification-service/tests"]:
+    sys.path.insert(0, str(ROOT / folder))
+
+import aio_pika  # noqa: E402
+import httpx  # noqa: E402
+
+from e2e_testkit import LEAD, World, new_org, running_world, setup_inbound_org, signed  # noqa: E402
+from salesflow_shared.events import Envelope  # noqa: E402
+from salesflow_shared.testing import AMQP_URL  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def summary(name: str, samples_s: list[float], expected: int) -> str:
+    ms = [s * 1000 for s in samples_s]
+    return (f"{name:<28} n={len(ms):>6}/{expected:<6} p50={pct(ms, 0.50):8.1f} ms  p95={pct(ms, 0.95):8.1f} ms  "
+            f"p99={pct(ms, 0.99):8.1f} ms  max={max(ms) if ms else float('nan'):8.1f} ms")
+
+
+class Arrivals:
+    """Our own queue on the namespaced exchange: first arrival time of each event type per lead."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.first: dict[str, dict[str, float]] = {"LeadAssigned": {}, "StageAdvanced": {}}
+
+    async def __aenter__(self) -> "Arrivals":
+        self.connection = await aio_pika.connect(AMQP_URL)
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=500)
+        exchange = await channel.declare_exchange(f"{self.namespace}salesflow.events", aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        queue = await channel.declare_queue(f"{self.namespace}bench.{uuid.uuid4().hex[:6]}", exclusive=True)
+        for event_type in self.first:
+            await queue.bind(exchange, routing_key=event_type)
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            now = time.perf_counter()
+            await message.ack()
+            envelope = Envelope.from_json(message.body)
+            seen = self.first[envelope.type]
+            if envelope.type == "StageAdvanced" and envelope.data.get("reason") != "entry":
+                return
+            seen.setdefault(envelope.subject_id, now)
+
+        await queue.consume(on_message)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+
+
+async def offer(rate: float, duration: float, send) -> list:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    tasks = []
+    for i in range(int(rate * duration)):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(i)))
+    return await asyncio.gather(*tasks)
+
+
+async def run_rate(world: World, rate: float, duration: float, settle: float) -> None:
+    org = new_org(f"bench{int(rate)}")
+    setup = await setup_inbound_org(world, org)
+    form = setup.form
+    tag = uuid.uuid4().hex[:6]
+    sent_at: dict[str, float] = {}
+    refused = 0
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=world.url(LEAD), timeout=httpx.Timeout(60, connect=30, pool=120), limits=limits) as client, \
+            Arrivals(world.system.namespace) as arrivals:
+        baseline: list[float] = []
+
+        async def ping(i: int) -> None:
+            began = time.perf_counter()
+            await client.get("/healthz")
+            baseline.append(time.perf_counter() - began)
+        await offer(rate, min(duration, 5), ping)
+
+        async def submit(i: int) -> None:
+            nonlocal refused
+            fields = {"email": f"lead{i}-{tag}@bench-company{i % 50}.de", "first": f"Lead{i}", "last": "Bench",
+                      "job": "CTO", "company": f"Bench Company {i % 50}", "country": "DE", "budget": "2000"}
+            body = json.dumps(fields).encode()
+            began = time.perf_counter()
+            try:
+                response = await client.post(f"/v1/forms/{form['id']}/submissions", content=body,
+                                             headers=signed(form["signing_secret"], body))
+            except httpx.HTTPError:  # a timeout under overload counts as refused
+                refused += 1
+                return
+            if response.status_code in (200, 201):
+                sent_at[response.json()["lead_id"]] = began
+            else:
+                refused += 1
+
+        offered_began = time.perf_counter()
+        await offer(rate, duration, submit)
+        offered_s = time.perf_counter() - offered_began
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            if all(lead in arrivals.first["StageAdvanced"] and lead in arrivals.first["LeadAssigned"]
+                   for lead in sent_at):
+                break
+            await asyncio.sleep(0.5)
+        assigned = [arrivals.first["LeadAssigned"][lead] - t for lead, t in sent_at.items()
+                    if lead in arrivals.first["LeadAssigned"]]
+        in_stage = [arrivals.first["StageAdvanced"][lead] - t for lead, t in sent_at.items()
+                    if lead in arrivals.first["StageAdvanced"]]
+    print(f"\n== {rate:g} leads/s offered for {duration:g} s: {len(sent_at)} accepted, {refused} refused, "
+          f"offering took {offered_s:.1f} s (achieved {len(sent_at) / offered_s:.1f} leads/s)")
+    print(summary("baseline GET /healthz", baseline, len(baseline)))
+    print(summary("submission → LeadAssigned", assigned, len(sent_at)))
+    print(summary("submission → StageAdvanced", in_stage, len(sent_at)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[50, 200])
+    parser.add_argument("--duration", type=float, default=60, help="seconds of offered load per rate")
+    parser.add_argument("--settle", type=float, default=120, help="seconds to wait for the last events")
+    args = parser.parse_args()
+    with running_world(Path(tempfile.mkdtemp(prefix="e2e-latency-")), pool_size=10) as world:
+        for rate in args.rates:  # the harness starts and stops the processes outside any event loop
+            asyncio.run(run_rate(world, rate, args.duration, args.settle))
+
+
+if __name__ == "__main__":
+    main()
