@@ -353,12 +353,13 @@ async def main() -> None:
         print(f"(lead count grows {sizes[-1] / sizes[0]:.0f}x; target p50 <= 200 ms)")
 
         if args.ingest:
-            events = ingest_events("bench-ingest", args.ingest)
+            run_id = uuid.uuid4().hex[:6]
+            events = ingest_events(f"bench-ingest-{run_id}", args.ingest)
             print(f"\ningest of {len(events):,} events ({args.ingest} leads):")
-            rate = await ingest_rabbit(conn, events, "bench-ingest")
+            rate = await ingest_rabbit(conn, events, f"bench-ingest-{run_id}")
             print(f"  RabbitMQ → consumer → log + read models: {rate:,.0f} events/s (target >= 2,000)")
             for conc in (1, 8):
-                fresh = ingest_events(f"bench-ingest-d{conc}", args.ingest)
+                fresh = ingest_events(f"bench-ingest-{run_id}-d{conc}", args.ingest)
                 logged, full = await ingest_dispatcher(conn, fresh, conc)
                 print(f"  dispatcher (no broker), {conc} concurrent: into the log {logged:,.0f} events/s, "
                       f"into the read models {full:,.0f} events/s", flush=True)
@@ -366,7 +367,7 @@ async def main() -> None:
             from salesflow_shared.db import Database
             database = Database(database_url(), pool_size=2)
             started = time.perf_counter()
-            replayed = (await rebuild_read_models(database, "bench-ingest"))["events_replayed"]
+            replayed = (await rebuild_read_models(database, f"bench-ingest-{run_id}"))["events_replayed"]
             print(f"  projector alone (rebuild of the ingested org, batches of 2000): "
                   f"{replayed / (time.perf_counter() - started):,.0f} events/s", flush=True)
             await database.dispose()
