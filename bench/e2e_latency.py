@@ -95,6 +95,7 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
     form = setup.form
     tag = uuid.uuid4().hex[:6]
     sent_at: dict[str, float] = {}
+    answered_at: dict[str, float] = {}
     refused = 0
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=world.url(LEAD), timeout=httpx.Timeout(60, connect=30, pool=120), limits=limits) as client, \
@@ -120,7 +121,8 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
                 refused += 1
                 return
             if response.status_code in (200, 201):
-                sent_at[response.json()["lead_id"]] = began
+                lead_id = response.json()["lead_id"]
+                sent_at[lead_id], answered_at[lead_id] = began, time.perf_counter()
             else:
                 refused += 1
 
@@ -140,6 +142,9 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
     print(f"\n== {rate:g} leads/s offered for {duration:g} s: {len(sent_at)} accepted, {refused} refused, "
           f"offering took {offered_s:.1f} s (achieved {len(sent_at) / offered_s:.1f} leads/s)")
     print(summary("baseline GET /healthz", baseline, len(baseline)))
+    print(summary("submission answered (HTTP)", [answered_at[k] - t for k, t in sent_at.items()], len(sent_at)))
+    print(summary("answer → LeadAssigned", [arrivals.first["LeadAssigned"][k] - answered_at[k] for k in sent_at
+                                            if k in arrivals.first["LeadAssigned"]], len(sent_at)))
     print(summary("submission → LeadAssigned", assigned, len(sent_at)))
     print(summary("submission → StageAdvanced", in_stage, len(sent_at)))
 
