@@ -13,11 +13,12 @@ import structlog
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from sqlalchemy.exc import DBAPIError
 
 from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodically
 from salesflow_shared.auth import AdminPrincipal
-from salesflow_shared.errors import (FieldError, NotFound, PayloadTooLarge, ServiceError, TooManyRequests,
-                                     Unauthorized, UnsupportedMediaType, ValidationFailed)
+from salesflow_shared.errors import (FieldError, NotFound, PayloadTooLarge, ServiceError, ServiceUnavailable,
+                                     TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed)
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
@@ -268,11 +269,16 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
     except Exception:
         log.exception("submission_processing_failed", submission_id=submission_id, form_id=form.id)
     # Processing failed unexpectedly: store the raw submission alone; the sweep (or a reprocess) finishes it.
-    async with context.uow() as uow:
-        state = {"status": "received", "errors": [], "lead_id": None, "outcome": None}
-        if not await store_submission(uow, form, **common, state=state):
-            return _replay(request, form, channel, await find_duplicate(uow.session, form, dedup_key))
-        await uow.commit()
+    state = {"status": "received", "errors": [], "lead_id": None, "outcome": None}
+    try:
+        async with context.uow() as uow:
+            if not await store_submission(uow, form, **common, state=state):
+                return _replay(request, form, channel, await find_duplicate(uow.session, form, dedup_key))
+            await uow.commit()
+    except (DBAPIError, OSError) as exc:  # not stored, so not acknowledged: the sender must retry
+        log.error("submission_not_stored", submission_id=submission_id, error=str(exc)[:300])
+        raise ServiceUnavailable("the submission could not be stored; retry shortly",
+                                 headers={"Retry-After": "5"}) from None
     return _reply(request, form, channel, submission_id, state)
 
 
