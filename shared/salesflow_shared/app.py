@@ -22,6 +22,7 @@ from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
 from .consumer import EventDispatcher, HandlerMap
 from .db import Database
 from .errors import PROBLEM_RESPONSES, NotFound, install_error_handlers
+from .guards import reject_unstorable_text
 from .logging import configure_logging
 from .middleware import BodySizeLimitMiddleware, CorrelationMiddleware
 from .migrations import run_migrations
@@ -204,7 +205,7 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
     app.include_router(health_router(context.readiness, context.render_metrics))
     app.include_router(dead_letter_router(), responses=PROBLEM_RESPONSES)
     for router in definition.routers:
-        app.include_router(router, responses=PROBLEM_RESPONSES)
+        app.include_router(router, responses=PROBLEM_RESPONSES, dependencies=[Depends(reject_unstorable_text)])
     return app
 
 

@@ -190,3 +190,13 @@ async def test_health_ready_and_metrics(client):
     metrics = (await client.get("/metrics")).text
     assert 'salesflow_http_requests_total{method="GET",route="/v1/notes",status="200"}' in metrics
     assert "salesflow_outbox_unsent" in metrics
+
+
+async def test_text_postgres_cannot_store_is_refused_not_a_500(client):
+    body = _is_problem(await client.post("/v1/notes", json={"text": "a\u0000b"}, headers=auth_headers("org-a")), 422)
+    assert body["errors"][0]["field"] == "text"
+    body = _is_problem(await client.post("/v1/notes", content=b'{"text": "\\ud800"}', headers={
+        **auth_headers("org-a"), "content-type": "application/json"}), 422)
+    assert body["errors"][0]["field"] == "text"
+    _is_problem(await client.get("/v1/notes/a%00b", headers=auth_headers("org-a")), 404)
+    _is_problem(await client.get("/v1/notes?cursor=a%00", headers=auth_headers("org-a")), 422)

@@ -6,9 +6,9 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
@@ -28,31 +28,8 @@ from ..service_layer import engine
 from ..service_layer import pipelines as admin
 from ..service_layer.views import load_visible_position, position_json, task_json
 
-def storable(text: str) -> bool:
-    """PostgreSQL text holds neither NUL nor lone UTF-16 surrogates (JSON escapes can produce both)."""
-    return "\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
-
-
-def clean(value: Any) -> Any:
-    """A JSON body with its strings made storable: NULs dropped, lone surrogates replaced by U+FFFD."""
-    if isinstance(value, str):
-        return value if storable(value) else "".join(
-            "\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value if c != "\x00")
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}
-    return value
-
-
-async def _known_ids_only(request: Request) -> None:
-    """An id no row can have (NUL, lone surrogates) is simply not found."""
-    for name, value in request.path_params.items():
-        if isinstance(value, str) and not storable(value):
-            raise NotFound(f"no such {name.removesuffix('_id')}")
-
-
-router = APIRouter(prefix="/v1", tags=["pipeline-service"], dependencies=[Depends(_known_ids_only)])
+# Text PostgreSQL cannot store (NUL, lone surrogates) is refused by the shared guard before any route runs.
+router = APIRouter(prefix="/v1", tags=["pipeline-service"])
 
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 PIPELINE_EXAMPLE = {
@@ -108,14 +85,7 @@ async def list_templates(principal: CurrentPrincipal) -> dict[str, Any]:
                        "stages": [s["name"] for s in t["stages"]]} for key, t in TEMPLATES.items()]}
 
 
-class CleanIn(BaseModel):
-    @field_validator("*", mode="before")
-    @classmethod
-    def _storable(cls, value: Any) -> Any:
-        return clean(value)
-
-
-class InstantiateIn(CleanIn):
+class InstantiateIn(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=120)
 
 
@@ -141,7 +111,6 @@ async def instantiate_template(key: str, principal: AdminPrincipal, uow: UowDep,
              openapi_extra=schemas.body(schemas.PIPELINE, PIPELINE_EXAMPLE))
 async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
                           body: Annotated[Any, Body()]) -> JSONResponse:
-    body = clean(body)
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="pipelines", payload=body)):
         return replay
     definition = admin.parse_or_422(body)
@@ -181,7 +150,7 @@ async def patch_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDe
                          body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     if not isinstance(body, dict):
         raise ValidationFailed.single("body", "must be a JSON object")
-    await admin.update_pipeline(uow, principal.org_id, pipeline_id, clean(body), if_match, now_of(context))
+    await admin.update_pipeline(uow, principal.org_id, pipeline_id, body, if_match, now_of(context))
     out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
     await uow.commit()
     return JSONResponse(out, headers=headers)
@@ -198,7 +167,6 @@ async def delete_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowD
              summary="Add a stage (at `position`, default last)", openapi_extra=schemas.body(schemas.NEW_STAGE))
 async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                     idem: IdempotencyDep, body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
-    body = clean(body)
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"stages:{pipeline_id}",
                                    payload=body)):
         return replay
@@ -212,13 +180,13 @@ async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, co
               openapi_extra=schemas.body(schemas.STAGE_PATCH))
 async def patch_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                       body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
-    await admin.update_stage(uow, principal.org_id, pipeline_id, stage_id, clean(body), if_match, now_of(context))
+    await admin.update_stage(uow, principal.org_id, pipeline_id, stage_id, body, if_match, now_of(context))
     out, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
     await uow.commit()
     return JSONResponse(out, headers=headers)
 
 
-class StageOrderIn(CleanIn):
+class StageOrderIn(BaseModel):
     stage_ids: list[str]
 
 
@@ -253,8 +221,6 @@ async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
                          pipeline_id: str | None = None, stage_id: str | None = None,
                          status: PositionStatus = None, owner_id: str | None = None) -> dict[str, Any]:
     filters = {"pipeline_id": pipeline_id, "stage_id": stage_id, "status": status, "owner_id": owner_id}
-    if not all(storable(v) for v in filters.values() if v is not None):
-        return {"items": [], "next_cursor": None}
     query = sa.select(positions).where(positions.c.org_id == principal.org_id, positions.c.status != "erased")
     if not principal.sees_whole_org:
         query = query.where(positions.c.owner_id == principal.user_id)
@@ -262,7 +228,7 @@ async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
         if value is not None:
             query = query.where(positions.c[name] == value)
     if cursor:
-        query = query.where(positions.c.lead_id > clean(cursor))
+        query = query.where(positions.c.lead_id > cursor)
     rows = (await uow.session.execute(query.order_by(positions.c.lead_id).limit(limit + 1))).all()
     items = [{"lead_id": r.lead_id, "status": r.status, "pipeline_id": r.pipeline_id, "stage_id": r.stage_id,
               "stage_entered_at": engine.aware(r.stage_entered_at).isoformat() if r.stage_entered_at else None,
@@ -288,7 +254,7 @@ def _refused(exc: transitions.TransitionRefused) -> Conflict:
     return Conflict(f"the lead is {exc.status}: it cannot be {'moved' if exc.action == 'move' else exc.action + ' now'}")
 
 
-class MoveIn(CleanIn):
+class MoveIn(BaseModel):
     to_stage_id: str = Field(min_length=1)
     reason: str = Field(min_length=1, max_length=1000)
 
@@ -318,7 +284,7 @@ async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: Uow
     return await _finish(uow, idem, 200, await position_json(uow, principal, lead_id, now))
 
 
-class WonIn(CleanIn):
+class WonIn(BaseModel):
     value: str = Field(pattern=r"^(0|[1-9][0-9]{0,13})(\.[0-9]{1,2})?$",
                        description="the final value: a decimal string (money travels as strings)")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
@@ -340,7 +306,7 @@ async def won(lead_id: str, body: WonIn, principal: CurrentPrincipal, uow: UowDe
     return await _finish(uow, idem, 200, await position_json(uow, principal, lead_id, now))
 
 
-class LostIn(CleanIn):
+class LostIn(BaseModel):
     reason: str = Field(min_length=1, max_length=100)
     reengage_at: datetime | None = None
 
@@ -378,8 +344,6 @@ async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextD
                      status: Annotated[str, Query(pattern="^(open|done|skipped|all)$")] = "open",
                      lead_id: str | None = None, team_id: str | None = None) -> dict[str, Any]:
     now = now_of(context)
-    if not all(storable(v) for v in (assignee_id, lead_id, team_id) if v is not None):
-        return {"items": [], "next_cursor": None}  # no task has such an id
     query = sa.select(tasks).where(tasks.c.org_id == principal.org_id)
     if principal.sees_whole_org:
         if assignee_id:
@@ -449,12 +413,12 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
     return await _finish(uow, idem, 200, task_json(row, now))
 
 
-class ToRep(CleanIn):
+class ToRep(BaseModel):
     model_config = ConfigDict(extra="forbid")
     assignee_id: str = Field(min_length=1, max_length=100, description="a rep")
 
 
-class ToTeam(CleanIn):
+class ToTeam(BaseModel):
     model_config = ConfigDict(extra="forbid")
     team_id: str = Field(min_length=1, max_length=100, description="a team")
 

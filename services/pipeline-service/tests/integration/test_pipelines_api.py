@@ -27,12 +27,13 @@ async def test_bad_definitions_get_422_pointing_at_the_wrong_part(pipe):
     resp = await pipe.client.post("/v1/pipelines", json=THREE, headers=pipe.headers("rep", "rep-1"))
     assert resp.status_code == 403
 
-    # Text PostgreSQL cannot store (NUL, lone surrogates, as JSON escapes allow) is cleaned, never a 500.
+    # Text PostgreSQL cannot store (NUL, lone surrogates, as JSON escapes allow) is refused, never a 500.
     raw = json.dumps({"name": "A\x00B\ud800", "stages": [{"name": "\x00One"}]})
     resp = await pipe.client.post("/v1/pipelines", content=raw, headers=pipe.headers(**{"Content-Type": "application/json"}))
-    assert resp.status_code == 201 and resp.json()["name"] == "AB\ufffd" and resp.json()["stages"][0]["name"] == "One"
+    assert resp.status_code == 422
+    assert {e["field"] for e in resp.json()["errors"]} == {"name", "stages.0.name"}
     assert (await pipe.client.get("/v1/positions/a%00b", headers=pipe.headers())).status_code == 404
-    assert (await pipe.client.get("/v1/tasks", params={"lead_id": "a\x00"}, headers=pipe.headers())).json()["items"] == []
+    assert (await pipe.client.get("/v1/tasks", params={"lead_id": "a\x00"}, headers=pipe.headers())).status_code == 422
 
 
 async def test_edit_reorder_and_delete_stages_keep_leads_in_flight_safe(pipe):
