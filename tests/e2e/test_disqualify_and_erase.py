@@ -20,8 +20,6 @@ from salesflow_shared.runner import SERVICES
 KNOWN_GAPS = {
     # lead-service keeps the published LeadCreated/LeadUpdated envelopes (full LeadSnapshot) in its outbox.
     ("lead-service", "outbox", "payload"),
-    # notification-service scrubs the address of a delivery but not the names in its rendered payload.
-    ("notification-service", "deliveries", "payload"),
 }
 
 async def new_web_lead(world: World, lead_api, form, tag: str) -> tuple[str, dict[str, str]]:
