@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus import EventBus, OutgoingMessage, Unroutable
 from .db import Database
@@ -137,3 +138,19 @@ class OutboxRelay:
                 oldest = oldest.replace(tzinfo=utcnow().tzinfo)
             age = max(0.0, (utcnow() - oldest).total_seconds())
         return int(count), age
+
+
+async def forget_events_about(session: AsyncSession, subject_ids: Sequence[str]) -> int:
+    """For an erasure: delete this service's outbox rows about these subjects, published or not.
+
+    Their payloads carry the personal data being erased. Unpublished ones go too, so nothing about an erased
+    subject leaves after its erasure — except the erasure event itself, which the caller's unit of work
+    adds on commit. Returns how many rows were deleted.
+    """
+    deleted = 0
+    for subject_id in subject_ids:
+        escaped = subject_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        result = await session.execute(delete(outbox_table).where(
+            outbox_table.c.payload.like(f'%"subject_id":"{escaped}"%', escape="\\")))
+        deleted += result.rowcount or 0
+    return deleted

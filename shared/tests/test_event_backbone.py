@@ -150,3 +150,21 @@ async def test_relay_crash_after_publish_before_marking_sent_loses_nothing(backb
     await asyncio.sleep(0.3)
     assert await effect_count(context) == 5
     assert sum(harness.calls.values()) >= 5  # redelivered duplicates reached the handler's inbox check
+
+
+async def test_erasure_forgets_the_outbox_rows_about_a_subject(backbone):
+    from salesflow_shared.outbox import forget_events_about
+
+    context, harness = backbone
+    await publish_erased(context, "erase_me")
+    await publish_erased(context, "keep_me")
+
+    async def published():
+        assert (await context.relay.lag())[0] == 0
+    await eventually(published)
+    async with context.uow() as uow:
+        assert await forget_events_about(uow.session, ["erase_me", "nobody"]) == 1
+        await uow.commit()
+    async with context.database.session() as session:
+        payloads = (await session.execute(sa.select(outbox_table.c.payload))).scalars().all()
+    assert len(payloads) == 1 and '"subject_id":"keep_me"' in payloads[0]

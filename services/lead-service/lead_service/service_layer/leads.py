@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from salesflow_shared.errors import Conflict, FieldError, ValidationFailed
 from salesflow_shared.events import LeadDisqualifiedV1, LeadErasedV1, LeadUpdatedV1
+from salesflow_shared.outbox import forget_events_about
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, companies, contacts, import_rows, leads, submissions
@@ -141,6 +142,8 @@ async def erase(uow: UnitOfWork, org_id: str, lead_id: str, contact_id: str | No
     targets = (await uow.session.execute(sa.select(leads.c.id, leads.c.version).where(
         leads.c.org_id == org_id, condition).with_for_update())).all()
     ids = [t.id for t in targets]
+    # The events already written about these leads carry the person's data too.
+    await forget_events_about(uow.session, ids)
     for target in targets:
         await uow.session.execute(sa.update(leads).where(leads.c.id == target.id).values(
             email=None, search_text="", postcode=None, custom_fields={}, utm={}, enrichment={},
