@@ -126,7 +126,9 @@ class LeadIn(_Strict):
 
     @field_validator("utm")
     @classmethod
-    def _utm(cls, value: dict[str, str]) -> dict[str, str]:
+    def _utm(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:  # a PATCH may send null: "no change"
+            return None
         unknown = [k for k in value if k not in UTM_KEYS]
         if unknown:
             raise ValueError(f"unknown UTM key {unknown[0]!r}; one of {', '.join(UTM_KEYS)}")
