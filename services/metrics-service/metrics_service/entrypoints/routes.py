@@ -44,6 +44,10 @@ def clock_of(context: ContextDep) -> Clock:
 ClockDep = Annotated[Clock, Depends(clock_of)]
 
 
+MIN_REPORT_DATE = datetime(1900, 1, 1)
+MAX_REPORT_DATE = datetime(2199, 12, 31)
+
+
 class ReportQuery:
     def __init__(self, principal: CurrentPrincipal, clock: ClockDep,
                  from_: Annotated[datetime | None, Query(alias="from", description="period start (inclusive)")] = None,
@@ -51,6 +55,11 @@ class ReportQuery:
                  pipeline: Annotated[str | None, Query(max_length=100)] = None,
                  group_by: GroupByParam | None = None,
                  format: Format = "json") -> None:
+        for name, moment in (("from", from_), ("to", to)):
+            # Reports walk the period by quarter and month: keep it to dates a sales history can have
+            # (this also keeps far-off dates from overflowing when converted to UTC).
+            if moment is not None and not (MIN_REPORT_DATE <= moment.replace(tzinfo=None) <= MAX_REPORT_DATE):
+                raise ValidationFailed.single(name, "must be between 1900-01-01 and 2199-12-31")
         if from_ is not None and to is not None and as_utc(to) <= as_utc(from_):
             raise ValidationFailed.single("to", "must be after `from`")
         self.principal = principal
