@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SERVICES := lead-service pipeline-service assignment-service notification-service metrics-service
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast schemas lint clean
+.PHONY: install run test schemas openapi clean
 
 $(STAMP): shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: install  ## install and run every test against the local PostgreSQL and Ra
 
 schemas: install  ## regenerate docs/events from the event catalogue
 	$(BIN)/salesflow schemas export
+
+openapi: install  ## regenerate docs/openapi.json from the five services' specs
+	$(BIN)/salesflow openapi
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
