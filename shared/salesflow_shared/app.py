@@ -48,6 +48,9 @@ class ServiceDefinition:
     workers: Sequence[Worker] = ()
     description: str = ""
     version: str = "0.1.0"
+    # Handle deliveries in batches, one transaction each (for high-volume consumers whose handlers only
+    # record: e.g. metrics-service's event log). Falls back to one by one when a batch fails.
+    consume_in_batches: bool = False
     # Anything else the service wants on its context (clients, clocks), built at start-up.
     extras: Callable[["ServiceContext"], Awaitable[dict[str, Any]]] | None = None
 
@@ -97,7 +100,9 @@ class ServiceContext:
             await self.bus.subscribe(Subscription(
                 queue=self.queue, event_types=self.dispatcher.event_types,
                 callback=self.dispatcher.handle_message, retry_delays_ms=self.settings.retry_delays_ms,
-                prefetch=self.settings.consumer_prefetch))
+                prefetch=self.settings.consumer_prefetch,
+                batch_callback=self.dispatcher.handle_batch if self.definition.consume_in_batches else None,
+                batch_size=self.settings.consumer_prefetch))
         self.relay.start()
         for worker in self.definition.workers:
             self._worker_tasks.append(asyncio.create_task(self._run_worker(worker), name=worker.__name__))

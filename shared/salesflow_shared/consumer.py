@@ -1,6 +1,8 @@
 """Dispatching consumed events to a service's handlers, each in its own transaction with the inbox.
 
 A service registers its handlers in one explicit map, `EVENT_HANDLERS = {"LeadCreated": [on_lead_created]}`.
+A handler may also carry `handle_many(items, uow)`, used instead of one call per event when the service
+consumes in batches (see `ServiceDefinition.consume_in_batches`).
 Each handler gets the typed event data, the envelope and a unit of work; it must not commit (the
 dispatcher commits after the handler returns, together with the inbox row and any events it published).
 """
@@ -18,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from .bus import PermanentFailure, TransientFailure
 from .events import Envelope, EventData, parse_data, utcnow
 from .events.catalogue import UnknownEventType
-from .inbox import claim_event
+from .inbox import claim_event, claim_events
 from .logging import causation_id_var, correlation_id_var, traceparent_var
 from .observability import ServiceMetrics
 from .tracing import consumer_span, traceparent_of
@@ -54,13 +56,51 @@ class EventDispatcher:
             raise PermanentFailure(f"unreadable event: {exc}") from exc
         try:
             await self.dispatch(envelope, data, traceparent=_text(headers.get("traceparent")))
-        except (OperationalError, InterfaceError, ConnectionError) as exc:
-            # The database is unreachable, overloaded or restarting: not the message's fault.
-            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
-            raise
+        except Exception as exc:
+            transient = _as_transient(exc)
+            if transient is None:
+                raise
+            raise transient from exc
+
+    async def handle_batch(self, items: list[tuple[bytes, dict[str, Any]]]) -> None:
+        """Handle many deliveries in one transaction (inbox rows, handlers' writes and events, one commit).
+
+        Any failure raises, and the bus then hands each message to `handle_message` alone."""
+        parsed = []
+        for body, _headers in items:
+            envelope = Envelope.from_json(body)
+            parsed.append((envelope, parse_data(envelope)))
+        started = time.perf_counter()
+        try:
+            async with self.uow_factory() as uow:
+                by_handler: dict[EventHandler, list[Envelope]] = {}
+                for envelope, _ in parsed:
+                    for handler in self.handlers.get(envelope.type, ()):
+                        by_handler.setdefault(handler, []).append(envelope)
+                claimed = {handler: await claim_events(uow.session, handler_name(handler), envelopes)
+                           for handler, envelopes in by_handler.items()}
+                batches: dict[EventHandler, list[tuple[EventData, Envelope]]] = {}
+                for envelope, data in parsed:  # in delivery order
+                    for handler in self.handlers.get(envelope.type, ()):
+                        if str(envelope.id) in claimed[handler]:
+                            claimed[handler].discard(str(envelope.id))  # a duplicate within the batch runs once
+                            if hasattr(handler, "handle_many"):
+                                batches.setdefault(handler, []).append((data, envelope))
+                            else:
+                                await handler(data, envelope, uow)
+                for handler, items in batches.items():
+                    await handler.handle_many(items, uow)  # type: ignore[attr-defined]
+                await uow.commit()
+        except Exception as exc:
+            transient = _as_transient(exc)
+            if transient is None:
+                raise
+            raise transient from exc
+        if self.metrics:
+            elapsed = (time.perf_counter() - started) / max(len(parsed), 1)
+            for envelope, _ in parsed:
+                self.metrics.messages_handled.labels(envelope.type, "ok").inc()
+                self.metrics.message_latency.labels(envelope.type).observe(elapsed)
 
     async def dispatch(self, envelope: Envelope, data: EventData | None = None, *,
                        traceparent: str | None = None) -> None:
@@ -100,6 +140,15 @@ class EventDispatcher:
             if self.metrics:
                 self.metrics.messages_handled.labels(envelope.type, outcome).inc()
                 self.metrics.message_latency.labels(envelope.type).observe(time.perf_counter() - started)
+
+
+def _as_transient(exc: Exception) -> TransientFailure | None:
+    """The database unreachable, overloaded or restarting is not the message's fault: such failures become
+    TransientFailure (postponed, not counted towards parking); None for anything else."""
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError)) or \
+            (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return TransientFailure(f"{type(exc).__name__}: {exc}")
+    return None
 
 
 def _text(value: Any) -> str | None:

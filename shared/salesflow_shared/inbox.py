@@ -25,3 +25,15 @@ async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -
     ).on_conflict_do_nothing(index_elements=["handler", "event_id"])
     result = await session.execute(statement)
     return result.rowcount == 1
+
+
+async def claim_events(session: AsyncSession, handler: str, envelopes: list[Envelope]) -> set[str]:
+    """`claim_event` for many events in one statement; returns the ids handled for the first time."""
+    if not envelopes:
+        return set()
+    insert = dialect_insert(session)
+    now = utcnow()
+    statement = insert(inbox_table).values([
+        {"handler": handler, "event_id": str(e.id), "event_type": e.type, "processed_at": now} for e in envelopes
+    ]).on_conflict_do_nothing(index_elements=["handler", "event_id"]).returning(inbox_table.c.event_id)
+    return set((await session.execute(statement)).scalars().all())

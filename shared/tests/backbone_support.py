@@ -44,12 +44,13 @@ class BackboneHarness:
         await uow.session.execute(sa.insert(effects).values(event_id=str(envelope.id), subject_id=data.lead_id))
 
 
-def harness_definition(settings: ServiceSettings, harness: BackboneHarness, name: str = "test") -> ServiceDefinition:
+def harness_definition(settings: ServiceSettings, harness: BackboneHarness, name: str = "test",
+                       batched: bool = False) -> ServiceDefinition:
     async def on_lead_erased(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         await harness.on_lead_erased(data, envelope, uow)
 
     return ServiceDefinition(name=name, settings=settings, routers=[], migrations_path=Path("unused"),
-                             event_handlers={"LeadErased": [on_lead_erased]})
+                             event_handlers={"LeadErased": [on_lead_erased]}, consume_in_batches=batched)
 
 
 async def start_context(definition: ServiceDefinition, bus: EventBus | None = None) -> ServiceContext:

@@ -14,17 +14,18 @@ from salesflow_shared.settings import ServiceSettings
 from salesflow_shared.testing import eventually, service_test_settings
 
 
-@pytest.fixture(params=["rabbitmq", "memory", "embedded"])
+@pytest.fixture(params=["rabbitmq", "batched", "memory", "embedded"])
 async def backbone(request, database_url, amqp_url, bus_namespace, tmp_path):
-    """rabbitmq: PostgreSQL + RabbitMQ; memory: PostgreSQL + in-process bus; embedded: SQLite + in-process bus."""
+    """rabbitmq: PostgreSQL + RabbitMQ; batched: the same, consuming in batches; memory: PostgreSQL +
+    in-process bus; embedded: SQLite + in-process bus."""
     harness = BackboneHarness()
     if request.param == "embedded":
         database_url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     settings = service_test_settings(
         ServiceSettings, database_url=database_url,
-        amqp_url=amqp_url if request.param == "rabbitmq" else "", namespace=bus_namespace,
+        amqp_url=amqp_url if request.param in ("rabbitmq", "batched") else "", namespace=bus_namespace,
         service_name="test", migrate_on_start=False)
-    context = await start_context(harness_definition(settings, harness))
+    context = await start_context(harness_definition(settings, harness, batched=request.param == "batched"))
     yield context, harness
     await context.stop()
 
@@ -168,3 +169,28 @@ async def test_erasure_forgets_the_outbox_rows_about_a_subject(backbone):
     async with context.database.session() as session:
         payloads = (await session.execute(sa.select(outbox_table.c.payload))).scalars().all()
     assert len(payloads) == 1 and '"subject_id":"keep_me"' in payloads[0]
+
+
+async def test_batched_consumer_handles_a_burst_in_few_transactions(database_url, amqp_url, bus_namespace):
+    harness = BackboneHarness()
+    harness.failures["bad-7"] = 10  # fails every time: parked, without holding back the rest of its batch
+    settings = service_test_settings(ServiceSettings, database_url=database_url, amqp_url=amqp_url,
+                                     namespace=bus_namespace, service_name="test", migrate_on_start=False,
+                                     consumer_prefetch=100)
+    context = await start_context(harness_definition(settings, harness, batched=True))
+    try:
+        async with context.uow() as uow:
+            for i in range(300):
+                lead = "bad-7" if i == 7 else f"burst-{i}"
+                uow.publish(LeadErasedV1(lead_id=lead), org_id="org-a", subject_id=lead)
+            await uow.commit()
+
+        async def all_but_one_handled():
+            assert await effect_count(context) == 299
+            assert len(await context.bus.list_parked(context.queue)) == 1
+        await eventually(all_but_one_handled, timeout=30)
+        handled = context.metrics.registry.get_sample_value(
+            "salesflow_messages_handled_total", {"event_type": "LeadErased", "outcome": "ok"})
+        assert handled >= 299
+    finally:
+        await context.stop()

@@ -30,6 +30,8 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         routers=[router],
         migrations_path=MIGRATIONS,
         event_handlers=EVENT_HANDLERS,
+        # Every event only appends to the log (the projector does the rest): one transaction per batch.
+        consume_in_batches=True,
         workers=workers,
         extras=extras,
         description="Read models and reports built only from events: funnel, win rate, forecast, coaching.",

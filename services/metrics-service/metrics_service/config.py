@@ -10,6 +10,8 @@ class Settings(ServiceSettings):
 
     service_name: str = "metrics-service"
     port: int = 8005
+    # Deliveries in flight, and so the largest batch the consumer logs in one transaction.
+    consumer_prefetch: int = 200
     # How often the worker checks whether a new month/quarter/year started and freezes its forecast;
     # 0 disables the worker (snapshots can still be frozen with POST /v1/forecasts/snapshots).
     forecast_snapshot_interval_s: float = 300.0

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 MessageCallback = Callable[[bytes, dict[str, Any]], Awaitable[None]]
+BatchCallback = Callable[[list[tuple[bytes, dict[str, Any]]]], Awaitable[None]]
 
 ATTEMPT_HEADER = "x-salesflow-attempt"
 LAST_ERROR_HEADER = "x-salesflow-last-error"
@@ -51,6 +52,12 @@ class Subscription:
     callback: MessageCallback
     retry_delays_ms: Sequence[int] = (1000, 5000, 30000)
     prefetch: int = 32
+    # Optional: handle up to `batch_size` deliveries in one call (one transaction), acked together after it
+    # succeeds. When the batch call fails, each message goes through `callback` alone, with the usual
+    # retries and parking, so one bad message never holds the others back.
+    batch_callback: BatchCallback | None = None
+    batch_size: int = 200
+    batch_wait_ms: int = 20
 
 
 @dataclass(frozen=True)

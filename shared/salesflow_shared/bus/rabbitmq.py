@@ -107,16 +107,76 @@ class RabbitBus(EventBus):
                 if task is not None:
                     self._in_flight.discard(task)
 
+        if subscription.batch_callback is not None:
+            on_message = self._batching(channel, subscription, retry_names, dlq_name)  # type: ignore[assignment]
         tag = await queue.consume(on_message, no_ack=False)
         self._consumers.append((queue, tag))
         self._consumer_channels.append(channel)
 
+    def _batching(self, channel: AbstractChannel, subscription: Subscription, retry_names: list[str],
+                  dlq_name: str) -> Any:
+        """Collect deliveries for up to `batch_wait_ms` (or `batch_size`), hand them over in one call."""
+        pending: list[AbstractIncomingMessage] = []
+        flush_task: list[asyncio.Task[None] | None] = [None]
+        assert subscription.batch_callback is not None
+        batch_callback = subscription.batch_callback
+
+        async def flush() -> None:
+            batch = pending[:]
+            pending.clear()
+            flush_task[0] = None
+            if not batch:
+                return
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.add(task)
+            try:
+                items = []
+                for message in batch:
+                    headers = dict(message.headers or {})
+                    headers[ROUTING_KEY_HEADER] = headers.get(ROUTING_KEY_HEADER) or message.routing_key
+                    items.append((message.body, headers))
+                try:
+                    await batch_callback(items)
+                except Exception as exc:
+                    if len(batch) == 1:  # the batch was this one message: its failure is known already
+                        await self._handle(channel, batch[0], subscription, retry_names, dlq_name, failure=exc)
+                        return
+                    log.info("batch_failed_handling_one_by_one", size=len(batch), error=str(exc)[:200])
+                    for message in batch:
+                        await self._handle(channel, message, subscription, retry_names, dlq_name)
+                else:
+                    # One by one: a multiple-ack could also ack an earlier batch still being handled.
+                    for message in batch:
+                        await message.ack()
+            finally:
+                if task is not None:
+                    self._in_flight.discard(task)
+
+        async def delayed_flush() -> None:
+            await asyncio.sleep(subscription.batch_wait_ms / 1000)
+            await flush()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            pending.append(message)
+            if len(pending) >= subscription.batch_size:
+                if flush_task[0] is not None:  # still sleeping (a running flush has cleared it): cancel
+                    flush_task[0].cancel()
+                await flush()
+            elif flush_task[0] is None:
+                flush_task[0] = asyncio.create_task(delayed_flush())
+
+        return on_message
+
     async def _handle(self, channel: AbstractChannel, message: AbstractIncomingMessage,
-                      subscription: Subscription, retry_names: list[str], dlq_name: str) -> None:
+                      subscription: Subscription, retry_names: list[str], dlq_name: str,
+                      failure: Exception | None = None) -> None:
         headers: dict[str, Any] = dict(message.headers or {})
         routing_key = headers.get(ROUTING_KEY_HEADER) or message.routing_key
         headers[ROUTING_KEY_HEADER] = routing_key
         try:
+            if failure is not None:
+                raise failure
             await subscription.callback(message.body, headers)
         except TransientFailure as exc:
             log.warning("event_handling_postponed", queue=subscription.queue, error=str(exc)[:300],

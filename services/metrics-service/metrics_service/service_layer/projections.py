@@ -51,6 +51,19 @@ async def record(session: AsyncSession, envelope: Envelope) -> bool:
     return result.rowcount == 1
 
 
+async def record_many(session: AsyncSession, envelopes: list[Envelope]) -> None:
+    """`record` for a batch of deliveries, in one statement."""
+    if not envelopes:
+        return
+    insert = dialect_insert(session)
+    now = utcnow()
+    await session.execute(insert(event_log).values([dict(
+        event_id=str(e.id), org_id=e.org_id, event_type=e.type, event_version=e.version, producer=e.producer,
+        subject_id=e.subject_id, subject_version=e.subject_version, occurred_at=e.occurred_at,
+        correlation_id=e.correlation_id, causation_id=e.causation_id, data=e.data, recorded_at=now,
+        projected=False) for e in envelopes]).on_conflict_do_nothing(index_elements=["event_id"]))
+
+
 # ------------------------------------------------------------------ the projector
 async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_id: str | None = None,
                           order_by_event_id: bool = False, max_batches: int | None = None) -> int:
