@@ -107,9 +107,9 @@ class RabbitBus(EventBus):
                 if task is not None:
                     self._in_flight.discard(task)
 
-        if subscription.batch_callback is not None:
-            on_message = self._batching(channel, subscription, retry_names, dlq_name)  # type: ignore[assignment]
-        tag = await queue.consume(on_message, no_ack=False)
+        consume = on_message if subscription.batch_callback is None else \
+            self._batching(channel, subscription, retry_names, dlq_name)
+        tag = await queue.consume(consume, no_ack=False)
         self._consumers.append((queue, tag))
         self._consumer_channels.append(channel)
 
