@@ -67,9 +67,11 @@ class EventDispatcher:
 
         Any failure raises, and the bus then hands each message to `handle_message` alone."""
         parsed = []
-        for body, _headers in items:
+        traceparents: dict[str, str | None] = {}
+        for body, headers in items:
             envelope = Envelope.from_json(body)
             parsed.append((envelope, parse_data(envelope)))
+            traceparents[str(envelope.id)] = _text(headers.get("traceparent"))
         started = time.perf_counter()
         try:
             async with self.uow_factory() as uow:
@@ -84,10 +86,14 @@ class EventDispatcher:
                     for handler in self.handlers.get(envelope.type, ()):
                         if str(envelope.id) in claimed[handler]:
                             claimed[handler].discard(str(envelope.id))  # a duplicate within the batch runs once
-                            if hasattr(handler, "handle_many"):
-                                batches.setdefault(handler, []).append((data, envelope))
-                            else:
-                                await handler(data, envelope, uow)
+                            # Each event still shows in the trace it came with (as consumed in a batch).
+                            with consumer_span(self.service, event_type=envelope.type, event_id=str(envelope.id),
+                                               org_id=envelope.org_id,
+                                               traceparent=traceparents[str(envelope.id)]):
+                                if hasattr(handler, "handle_many"):
+                                    batches.setdefault(handler, []).append((data, envelope))
+                                else:
+                                    await handler(data, envelope, uow)
                 for handler, items in batches.items():
                     await handler.handle_many(items, uow)  # type: ignore[attr-defined]
                 await uow.commit()
