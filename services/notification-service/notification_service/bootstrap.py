@@ -10,7 +10,7 @@ from .adapters.mailchimp import MailchimpClients
 from .adapters.mailer import SmtpMailer
 from .adapters.webhooks import WebhookSender
 from .config import Settings
-from .domain.clock import Clock, SystemClock
+from salesflow_shared.clock import Clock, SystemClock
 from .entrypoints.routes import router
 from .service_layer.deliveries import DeliveryMetrics, delivery_worker
 from .service_layer.handlers import build_event_handlers

@@ -12,7 +12,7 @@ import pytest
 from notification_fakes import FakeMailchimp, SmtpSink
 from notification_testkit import Harness
 from notification_service.config import Settings
-from notification_service.domain.clock import ManualClock
+from salesflow_shared.clock import ManualClock
 from notification_service.entrypoints.http import create_app
 from salesflow_shared.testing import running_app, service_test_settings
 

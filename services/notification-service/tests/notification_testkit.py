@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from notification_fakes import FakeMailchimp, SmtpSink
 from notification_service.adapters.orm import deliveries, enrollments
-from notification_service.domain.clock import ManualClock
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.bus import OutgoingMessage
 from salesflow_shared.events import (
     ContactData, Envelope, EventData, LeadCreatedV1, LeadSnapshot, make_event,

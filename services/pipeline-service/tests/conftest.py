@@ -3,14 +3,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from pipeline_testkit import MONDAY_9AM, Pipe, build_app
-from pipeline_service.domain.clock import FixedClock
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.bus import RabbitBus
 from salesflow_shared.testing import running_app
 
 
 @pytest.fixture
 async def pipe(database_url: str, amqp_url: str, bus_namespace: str) -> AsyncIterator[Pipe]:
-    clock = FixedClock(MONDAY_9AM)
+    clock = ManualClock(MONDAY_9AM)
     app = build_app(database_url, amqp_url, bus_namespace, clock)
     feeder = RabbitBus(amqp_url, namespace=bus_namespace, client_name="test-feeder")
     await feeder.start()

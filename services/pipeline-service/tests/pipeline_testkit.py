@@ -12,7 +12,7 @@ import httpx
 import sqlalchemy as sa
 
 from pipeline_service.config import Settings
-from pipeline_service.domain.clock import FixedClock
+from salesflow_shared.clock import ManualClock
 from pipeline_service.entrypoints.http import create_app
 from salesflow_shared.app import ServiceContext
 from salesflow_shared.bus import OutgoingMessage, RabbitBus
@@ -27,7 +27,7 @@ MONDAY_9AM = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 ORG = "org-a"
 
 
-def build_app(database_url: str, amqp_url: str, namespace: str, clock: FixedClock, **overrides: Any):
+def build_app(database_url: str, amqp_url: str, namespace: str, clock: ManualClock, **overrides: Any):
     overrides.setdefault("run_workers", False)  # tests run the sweeps themselves unless they say otherwise
     overrides.setdefault("db_pool_size", 3)  # the PostgreSQL server is shared with the other services' tests
     settings = service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url, namespace=namespace,
@@ -41,7 +41,7 @@ class Pipe:
 
     client: httpx.AsyncClient
     context: ServiceContext
-    clock: FixedClock
+    clock: ManualClock
     feeder: RabbitBus
     versions: dict[tuple[str, str], int] = field(default_factory=dict)
 

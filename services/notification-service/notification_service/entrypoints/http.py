@@ -6,7 +6,7 @@ from salesflow_shared.bus import EventBus
 
 from ..bootstrap import build_definition
 from ..config import Settings
-from ..domain.clock import Clock
+from salesflow_shared.clock import Clock
 
 
 def create_app(settings: Settings | None = None, bus: EventBus | None = None, clock: Clock | None = None) -> FastAPI:

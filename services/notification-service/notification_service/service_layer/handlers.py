@@ -20,7 +20,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import deliveries, milestone_rules
 from ..config import Settings
-from ..domain.clock import Clock
+from salesflow_shared.clock import Clock
 from ..domain.milestones import DealFact, MilestoneRule, fired
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync

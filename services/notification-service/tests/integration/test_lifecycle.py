@@ -11,7 +11,7 @@ from notification_fakes import FakeMailchimp, SmtpSink
 from notification_testkit import Harness
 from notification_service.adapters.orm import leads
 from notification_service.config import Settings
-from notification_service.domain.clock import ManualClock
+from salesflow_shared.clock import ManualClock
 from notification_service.entrypoints.http import create_app
 from salesflow_shared.events import (
     ContactData, LeadAssignedV1, LeadCreatedV1, LeadErasedV1, LeadSnapshot, StageAdvancedV1, make_event,

@@ -20,7 +20,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import pipelines, positions, tasks
 from ..domain import transitions
-from ..domain.clock import SystemClock
+from salesflow_shared.clock import SystemClock
 from ..domain.definitions import BLANK
 from ..domain.templates import TEMPLATES
 from . import schemas

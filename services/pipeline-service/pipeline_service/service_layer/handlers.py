@@ -21,7 +21,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, stage_history, tasks
 from ..domain import transitions
-from ..domain.clock import Clock, SystemClock
+from salesflow_shared.clock import Clock, SystemClock
 from . import engine
 
 log = structlog.get_logger(__name__)

@@ -2,13 +2,13 @@
 from datetime import timedelta
 
 from pipeline_testkit import MONDAY_9AM, Pipe, activity, assigned, build_app, new_lead, routed
-from pipeline_service.domain.clock import FixedClock
+from salesflow_shared.clock import ManualClock
 from pipeline_service.service_layer.workers import reopen_due_leads, sweep_overdue
 from salesflow_shared.testing import running_app
 
 
 async def test_sqlite_and_in_process_bus_run_the_whole_flow(tmp_path):
-    clock = FixedClock(MONDAY_9AM)
+    clock = ManualClock(MONDAY_9AM)
     app = build_app(f"sqlite+aiosqlite:///{tmp_path / 'pipeline.db'}", "", "", clock)
     async with running_app(app) as client:
         pipe = Pipe(client=client, context=app.state.context, clock=clock, feeder=None)  # type: ignore[arg-type]

@@ -117,10 +117,10 @@ async def test_two_replicas_sweeping_at_once_emit_one_task_overdue_per_task(pipe
 
 async def test_the_workers_sweep_by_themselves(database_url, amqp_url, bus_namespace):
     from pipeline_testkit import MONDAY_9AM, Pipe
-    from pipeline_service.domain.clock import FixedClock
+    from salesflow_shared.clock import ManualClock
     from salesflow_shared.testing import eventually
 
-    clock = FixedClock(MONDAY_9AM)
+    clock = ManualClock(MONDAY_9AM)
     app = build_app(database_url, amqp_url, bus_namespace, clock, run_workers=True,
                     overdue_sweep_interval_s=0.05, reopen_interval_s=0.05)
     async with running_app(app) as client:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline_service.domain import transitions
-from pipeline_service.domain.clock import FixedClock
+from salesflow_shared.clock import ManualClock
 from pipeline_service.domain.definitions import DefinitionProblems, parse_pipeline
 from pipeline_service.domain.templates import TEMPLATES
 
@@ -52,7 +52,7 @@ def test_reorder_must_name_every_stage_once():
 
 
 def test_nurture_plan_with_an_injected_clock():
-    clock = FixedClock(datetime(2026, 11, 25, 12, tzinfo=UTC))
+    clock = ManualClock(datetime(2026, 11, 25, 12, tzinfo=UTC))
     assert transitions.plan_nurture(clock.now(), None, 30).reengage_at == datetime(2026, 12, 25, 12, tzinfo=UTC)
     wanted = clock.now() + timedelta(days=3)
     assert transitions.plan_nurture(clock.now(), wanted, 30).reengage_at == wanted

@@ -1,4 +1,5 @@
-"""Time, injected: production uses the system clock, tests a clock they move by hand."""
+"""Time, injected: services take a `Clock`, production passes the system clock, tests one they move by hand,
+so due dates, sweeps, sequences and nurturing are testable without waiting."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -25,8 +26,9 @@ class ManualClock:
     def now(self) -> datetime:
         return self._now
 
-    def advance(self, **delta: float) -> datetime:
-        self._now = self._now + timedelta(**delta)
+    def advance(self, delta: timedelta | None = None, **parts: float) -> datetime:
+        """Move forward by `delta` and/or by timedelta keyword parts (`advance(hours=2)`)."""
+        self._now = self._now + (delta or timedelta()) + timedelta(**parts)
         return self._now
 
     def set(self, moment: datetime) -> None:
