@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services/pipeline-
 
 from pipeline_testkit import MONDAY_9AM, Pipe, activity, assigned, build_app, new_lead, routed  # noqa: E402
 from pipeline_service.adapters.orm import positions  # noqa: E402
-from pipeline_service.domain.clock import FixedClock  # noqa: E402
+from salesflow_shared.clock import ManualClock  # noqa: E402
 from salesflow_shared.bus import RabbitBus  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import utcnow  # noqa: E402
@@ -59,7 +59,7 @@ async def main(n: int) -> None:
     url = f"{POSTGRES_URL}/sft_bench_pipeline_{uuid.uuid4().hex[:8]}"
     namespace = f"b{uuid.uuid4().hex[:8]}."
     await ensure_postgres_database(url)
-    clock = FixedClock(MONDAY_9AM)
+    clock = ManualClock(MONDAY_9AM)
     app = build_app(url, AMQP_URL, namespace, clock, db_pool_size=5)
     feeder = RabbitBus(AMQP_URL, namespace=namespace, client_name="bench-feeder")
     await feeder.start()
