@@ -23,17 +23,10 @@ from aiosmtpd.controller import Controller
 from salesflow_shared.events import Envelope, LeadCreatedV1, LeadSnapshot, make_event
 from salesflow_shared.runner import find_service
 from salesflow_shared.testing import auth_headers
+from system_harness import free_port
 
 ORG = "org-replicas"
 ADMIN = auth_headers(ORG, "admin", "admin-1")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
