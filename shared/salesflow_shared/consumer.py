@@ -15,9 +15,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from .bus import PermanentFailure, TransientFailure
+from .db import is_database_outage
 from .events import Envelope, EventData, parse_data, utcnow
 from .events.catalogue import UnknownEventType
 from .inbox import claim_event, claim_events
@@ -151,8 +151,7 @@ class EventDispatcher:
 def _as_transient(exc: Exception) -> TransientFailure | None:
     """The database unreachable, overloaded or restarting is not the message's fault: such failures become
     TransientFailure (postponed, not counted towards parking); None for anything else."""
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError)) or \
-            (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    if is_database_outage(exc):
         return TransientFailure(f"{type(exc).__name__}: {exc}")
     return None
 

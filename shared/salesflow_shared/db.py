@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -97,3 +98,23 @@ async def drop_postgres_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+# SQLSTATEs that mean "the database is not there right now", not "this statement is wrong": connection
+# exceptions (class 08), the server shutting down or starting up (57P01-57P03), too many connections (53300).
+_OUTAGE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """True when `exc` says the database is unreachable, restarting or refusing connections: the work should
+    be tried again later, and it is nobody's input that was wrong."""
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if exc.statement is None:  # raised while connecting (e.g. "database is not accepting connections")
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return bool(sqlstate) and str(sqlstate).startswith(_OUTAGE_SQLSTATE_PREFIXES)
+    return False

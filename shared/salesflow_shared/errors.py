@@ -12,7 +12,10 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .db import is_database_outage
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -142,11 +145,28 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, titles.get(exc.status_code, "HTTP error"), str(exc.detail),
                                 instance=request.url.path, headers=getattr(exc, "headers", None))
 
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_database_outage(exc):
+            # Nothing was accepted (the transaction never committed): the client may retry, with the same
+            # Idempotency-Key, once the database is back.
+            log.warning("database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+            return problem_response(503, "Service unavailable", "The database is unreachable; retry later.",
+                                    instance=request.url.path, headers={"Retry-After": "2"})
+        return _internal_error(request)
+
+    # Registered by class (not only under Exception, whose handler Starlette re-raises after answering) so an
+    # outage is an ordinary answer, not an application crash.
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionError, _database_error)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error", path=request.url.path)
-        return problem_response(500, "Internal error", "An unexpected error occurred.",
-                                instance=request.url.path)
+        return _internal_error(request)
+
+
+def _internal_error(request: Request) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path)
+    return problem_response(500, "Internal error", "An unexpected error occurred.", instance=request.url.path)
 
 
 # The problem+json body as a self-contained JSON Schema (no $refs), so every route can document it.
@@ -185,4 +205,5 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _problem("Validation failed; `errors` names each field"),
     428: _problem("If-Match required"),
     429: _problem("Rate limited"),
+    503: _problem("The database is unreachable for now; retry later (Retry-After), with the same Idempotency-Key"),
 }

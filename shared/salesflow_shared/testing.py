@@ -129,6 +129,27 @@ async def _drop_databases(urls: list[str], concurrency: int = 4) -> None:
     await asyncio.gather(*(_drop(url) for url in urls))
 
 
+async def refuse_connections(*database_urls: str, refuse: bool = True) -> int:
+    """Make databases refuse new connections and cut the open ones (refuse=True), or accept them again: to a
+    service that is PostgreSQL going away, while every other user of the server is left alone. Returns how
+    many connections were cut."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    names = [make_url(url).database for url in database_urls]
+    admin = make_url(database_urls[0]).set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    try:
+        for name in names:
+            await conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(not refuse).lower()}')
+        if not refuse:
+            return 0
+        return await conn.fetchval("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()) AS cut", names)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 async def database_url(make_database_url: Callable[[str], Awaitable[str]]) -> str:
     return await make_database_url("db")

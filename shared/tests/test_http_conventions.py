@@ -20,7 +20,8 @@ from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.infra_tables import add_infrastructure_tables, outbox_table
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
 from salesflow_shared.settings import ServiceSettings
-from salesflow_shared.testing import auth_headers, running_app, service_test_settings
+from salesflow_shared.testing import (auth_headers, eventually, refuse_connections, running_app,
+                                      service_test_settings)
 
 metadata = sa.MetaData()
 add_infrastructure_tables(metadata)
@@ -200,3 +201,92 @@ async def test_text_postgres_cannot_store_is_refused_not_a_500(client):
     assert body["errors"][0]["field"] == "text"
     _is_problem(await client.get("/v1/notes/a%00b", headers=auth_headers("org-a")), 404)
     _is_problem(await client.get("/v1/notes?cursor=a%00", headers=auth_headers("org-a")), 422)
+
+
+async def test_a_database_outage_answers_503_problem_and_the_retry_succeeds_once(client, database_url):
+    headers = auth_headers("org-a", **{"Idempotency-Key": "outage-1"})
+    await refuse_connections(database_url, refuse=True)
+    try:
+        body = _is_problem(await client.post("/v1/notes", json={"text": "during"}, headers=headers), 503)
+        assert "retry" in body["detail"].lower()
+        response = await client.get("/v1/notes", headers=auth_headers("org-a"))
+        assert response.status_code == 503 and response.headers["retry-after"]
+    finally:
+        await refuse_connections(database_url, refuse=False)
+    # Back: the same request (same key) is accepted once, as nothing of the first attempt was kept.
+    created = await client.post("/v1/notes", json={"text": "during"}, headers=headers)
+    assert created.status_code == 201, created.text
+    again = await client.post("/v1/notes", json={"text": "during"}, headers=headers)
+    assert again.json() == created.json()
+    listed = (await client.get("/v1/notes", headers=auth_headers("org-a"))).json()["items"]
+    assert [n["text"] for n in listed] == ["during"]
+
+
+async def test_outage_errors_are_told_apart_from_statement_errors(database_url):
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from salesflow_shared.db import is_database_outage
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as wrong_sql:
+                await conn.execute(sa.text("SELECT no_such_column FROM pg_class"))
+        assert not is_database_outage(wrong_sql.value)
+
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            await refuse_connections(database_url, refuse=True)  # cuts this open connection too
+            with pytest.raises(DBAPIError) as cut:
+                await conn.execute(sa.text("SELECT 1"))
+        assert is_database_outage(cut.value), repr(cut.value)
+
+        with pytest.raises(DBAPIError) as refused:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        assert is_database_outage(refused.value), repr(refused.value)
+    finally:
+        await refuse_connections(database_url, refuse=False)
+        await engine.dispose()
+
+
+async def test_the_service_recovers_all_its_connections_after_an_outage_under_load(client, database_url):
+    """Requests in flight when the connections are cut must give their pooled connections back: after the
+    outage every request is served again at once (a leaked connection would leave requests waiting)."""
+    import asyncio
+    import time
+
+    stop = asyncio.Event()
+    answers: list[tuple[float, int]] = []
+
+    async def writer(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            response = await client.post("/v1/notes", json={"text": f"w{n}-{i}"}, headers=auth_headers("org-load"))
+            answers.append((time.monotonic(), response.status_code))
+            if response.status_code != 201:
+                await asyncio.sleep(0.05)
+
+    writers = [asyncio.create_task(writer(n)) for n in range(30)]
+    try:
+        await asyncio.sleep(1.0)
+        await refuse_connections(database_url, refuse=True)
+        await asyncio.sleep(3.0)
+        await refuse_connections(database_url, refuse=False)
+        restored = time.monotonic()
+        await asyncio.sleep(5.0)
+    finally:
+        stop.set()
+        await asyncio.gather(*writers)
+        await refuse_connections(database_url, refuse=False)
+    assert {status for _, status in answers} <= {201, 503}, {status for _, status in answers}
+    assert any(status == 503 for _, status in answers), "the outage was not felt"
+    late = [status for at, status in answers if at > restored + 2.0]
+    assert late and set(late) == {201}, f"{len(late)} answers 2 s after the outage: {set(late)}"
+    pool = client.app.state.context.database.engine.pool  # type: ignore[attr-defined]
+
+    async def all_returned():  # (the outbox relay may hold one for a moment)
+        assert pool.checkedout() == 0, pool.status()
+    await eventually(all_returned, timeout=5)

@@ -16,6 +16,11 @@ Submissions that got no answer (lead-service down, or killed mid-request) are re
 Idempotency-Key, as a web-form provider would. The broker-restart variant (`rabbitmqctl stop_app` / `start_app`
 mid-flow) is marked `broker_restart`: it disturbs every other user of the local RabbitMQ, so run it alone:
 `pytest tests/faults -m broker_restart`.
+
+PostgreSQL faults, two variants: a database outage (the five service databases refuse connections and every
+open connection to them is cut, for several seconds, mid-flow: to the services this is PostgreSQL going away,
+and it leaves every other user of the server alone) and a real server restart (`pg_ctlcluster restart`,
+marked `postgres_restart`, like the broker variant it disturbs every other user of the server).
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ from email.utils import getaddresses
 
 import httpx
 import pytest
+
+from salesflow_shared.testing import refuse_connections
 
 from e2e_testkit import (ASSIGNMENT, LEAD, METRICS, NOTIFICATION, PIPELINE, World, admin, new_org, ok, poll,
                          running_world, setup_inbound_org, signed)
@@ -52,7 +59,8 @@ def world(tmp_path_factory, postgres_server_url, amqp_url) -> Iterator[World]:
 
 async def submit_all(world: World, form: dict, tag: str, count: int, rate: float) -> dict[int, str]:
     """Offer `count` signed submissions at `rate`/s; retry each (same Idempotency-Key) until lead-service
-    answers it. Returns lead index → lead id for every accepted submission."""
+    accepts it. Returns lead index → submission id for every accepted submission: 201 (lead created), or
+    202 "received" (stored raw while the database failed mid-processing; the sweep makes it a lead later)."""
     accepted: dict[int, str] = {}
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
     async with httpx.AsyncClient(base_url=world.url(LEAD), timeout=15, limits=limits) as client:
@@ -68,8 +76,10 @@ async def submit_all(world: World, form: dict, tag: str, count: int, rate: float
                                                                 **{"Idempotency-Key": f"{tag}-{i}"}))
                 except httpx.TransportError:
                     response = None
-                if response is not None and response.status_code in (200, 201):
-                    accepted[i] = response.json()["lead_id"]
+                if response is not None and response.status_code == 201 or (
+                        response is not None and response.status_code == 202
+                        and response.json()["status"] == "received"):
+                    accepted[i] = response.json()["submission_id"]
                     return
                 assert response is None or response.status_code >= 500 or response.status_code == 409, \
                     response.text
@@ -112,11 +122,15 @@ async def alive(world: World, name: str, timeout: float = 90) -> None:
 
 
 async def check_truth(world: World, org: str, accepted: dict[int, str], pipeline_id: str, first_stage: str,
-                      emails: dict[str, str]) -> dict[str, list[str]]:
-    lead_ids = set(accepted.values())
-    assert len(lead_ids) == len(accepted), "two submissions became one lead"
-
+                      emails: dict[int, str]) -> dict[str, list[str]]:
     async def consistent():
+        # Every accepted submission became a lead, each its own (those stored raw only once the sweep ran).
+        made = {r["id"]: r["lead_id"] for r in await world.rows(
+            LEAD, "SELECT id, lead_id FROM submissions WHERE org_id = :o", o=org)}
+        missing = [i for i, submission in accepted.items() if not made.get(submission)]
+        assert not missing, f"{len(missing)} accepted submissions are not leads yet, e.g. {missing[:5]}"
+        lead_ids = {made[submission] for submission in accepted.values()}
+        assert len(lead_ids) == len(accepted), "two submissions became one lead"
         leads = await world.rows(LEAD, "SELECT id, email, owner_id FROM leads WHERE org_id = :o", o=org)
         assert len(leads) == len(accepted) and {r["id"] for r in leads} == lead_ids
         assert Counter(r["email"] for r in leads).most_common(1)[0][1] == 1
@@ -162,7 +176,7 @@ async def run_flow_with_faults(world: World, faults: Callable[[], Awaitable[list
     began = time.monotonic()
     accepted, downtimes = await asyncio.gather(submit_all(world, setup.form, tag, LEADS, RATE), faults())
     flow_s = time.monotonic() - began
-    emails = {accepted[i]: f"lead{i}-{tag}@fault-company{i % 40}.de" for i in accepted}
+    emails = {i: f"lead{i}-{tag}@fault-company{i % 40}.de" for i in accepted}
     twice = await check_truth(world, org, accepted, setup.pipeline_id, setup.stage_ids[0], emails)
     print(f"\n{len(accepted)} leads in {flow_s:.1f}s with faults {downtimes}; settled after "
           f"{time.monotonic() - began - flow_s:.1f}s more; welcome emails sent twice (same Message-ID): "
@@ -174,17 +188,52 @@ async def test_kill_9_each_service_in_turn_mid_flow(world: World):
     await run_flow_with_faults(world, lambda: kill_each_in_turn(world, KILL_ORDER, every))
 
 
+def outage(name: str, begin: Callable[[], Awaitable[object]], end: Callable[[], Awaitable[object]],
+           down_s: float) -> Callable[[], Awaitable[list[tuple[str, float]]]]:
+    """A fault a third into the flow: `begin`, stay down `down_s` seconds, `end` (always)."""
+    async def fault() -> list[tuple[str, float]]:
+        await asyncio.sleep(LEADS / RATE / 3)
+        began = time.monotonic()
+        try:
+            await begin()
+            await asyncio.sleep(down_s)
+        finally:
+            await end()
+        return [(name, round(time.monotonic() - began, 1))]
+    return fault
+
+
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 @pytest.mark.broker_restart
 async def test_rabbitmq_restart_mid_flow(world: World):
-    async def restart_broker() -> list[tuple[str, float]]:
-        await asyncio.sleep(LEADS / RATE / 3)
-        began = time.monotonic()
-        await asyncio.to_thread(rabbitmqctl, "stop_app")
-        await asyncio.sleep(3)  # the broker stays down a while: publishers and consumers must reconnect
-        await asyncio.to_thread(rabbitmqctl, "start_app")
-        return [("rabbitmq", round(time.monotonic() - began, 1))]
-    await run_flow_with_faults(world, restart_broker)
+    # The broker stays down a while: publishers and consumers must reconnect.
+    await run_flow_with_faults(world, outage("rabbitmq", lambda: asyncio.to_thread(rabbitmqctl, "stop_app"),
+                                             lambda: asyncio.to_thread(rabbitmqctl, "start_app"), down_s=3))
+
+
+async def test_database_outage_mid_flow(world: World):
+    """Every service loses its database for several seconds: open connections are cut and new ones refused."""
+    urls = [service.database_url for service in world.system.services.values()]
+    cut: list[int] = []
+
+    async def cut_connections() -> None:
+        cut.append(await refuse_connections(*urls))
+    await run_flow_with_faults(world, outage("postgresql databases", cut_connections,
+                                             lambda: refuse_connections(*urls, refuse=False), down_s=6))
+    assert cut and cut[0] > 0, "no service connection was open to cut"
+
+
+def pg_ctlcluster(action: str) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action,
+                    *(["-m", "fast"] if action == "stop" else [])], check=True, capture_output=True, timeout=120)
+
+
+@pytest.mark.postgres_restart
+async def test_postgresql_restart_mid_flow(world: World):
+    # Down a while: pools must drop their dead connections and reconnect.
+    await run_flow_with_faults(world, outage("postgresql restart", lambda: asyncio.to_thread(pg_ctlcluster, "stop"),
+                                             lambda: asyncio.to_thread(pg_ctlcluster, "start"), down_s=3))

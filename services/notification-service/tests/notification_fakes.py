@@ -12,6 +12,7 @@ import email
 import email.policy
 import hashlib
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -44,6 +45,8 @@ class _SmtpHandler:
             return "451 4.3.0 try again later"
         message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         self.sink.messages.append(message)  # type: ignore[arg-type]
+        if self.sink.on_accept is not None:  # runs before the sender hears "250": a fault at the worst moment
+            await self.sink.on_accept()
         return "250 OK"
 
 
@@ -53,6 +56,7 @@ class SmtpSink:
         self.fail_next = 0
         self.delay_s = 0.0  # a slow relay: waits this long before answering DATA
         self.receiving = 0
+        self.on_accept: Callable[[], Awaitable[None]] | None = None
         self.port = free_port()
         self._controller = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.port)
 

@@ -44,30 +44,49 @@ class IntakeBatcher:
 
     async def accept(self, form: Form, payload: dict[str, Any], common: dict[str, Any]) -> dict[str, Any] | None:
         """The submission's state once committed, or None when its de-duplication key was already used."""
-        if not self._tasks:
-            self._tasks = [asyncio.create_task(self._run(), name=f"intake-batcher-{i}") for i in range(self.flushers)]
+        self._ensure_flushers()
         future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(Pending(form, payload, common, future))
         return await future
+
+    def _ensure_flushers(self) -> None:
+        """Start the flushers, and replace any that ended: a request must never wait on a flusher that is gone
+        (it would hang until the client gives up, and its retries too)."""
+        for task in [t for t in self._tasks if t.done()]:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("intake_flusher_died", error=repr(task.exception())[:300])
+        self._tasks = [t for t in self._tasks if not t.done()]
+        while len(self._tasks) < self.flushers:
+            self._tasks.append(asyncio.create_task(self._run(), name=f"intake-batcher-{len(self._tasks)}"))
 
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            by_org: dict[str, list[Pending]] = {}
-            for item in batch:
-                by_org.setdefault(item.form.org_id, []).append(item)
-            for org_id, items in by_org.items():
-                try:
-                    await self._together(org_id, items)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if not isinstance(exc, _GoAlone):
-                        log.warning("intake_batch_fallback", size=len(items), error=str(exc)[:300])
-                    for item in items:
-                        await self._alone(item)
+            try:
+                await self._flush(batch)
+            finally:
+                # Whatever ended the flush (even a cancellation surfacing from a cut database connection),
+                # every waiting request gets an answer: its submission is then stored raw by the endpoint.
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(RuntimeError("intake interrupted"))
+
+    async def _flush(self, batch: list[Pending]) -> None:
+        by_org: dict[str, list[Pending]] = {}
+        for item in batch:
+            by_org.setdefault(item.form.org_id, []).append(item)
+        for org_id, items in by_org.items():
+            try:
+                await self._together(org_id, items)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, _GoAlone):
+                    log.warning("intake_batch_fallback", size=len(items), error=str(exc)[:300])
+                for item in items:
+                    await self._alone(item)
 
     async def _together(self, org_id: str, items: list[Pending]) -> None:
         if len(items) == 1 or any(item.common["dedup_key"] for item in items):

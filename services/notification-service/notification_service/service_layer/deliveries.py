@@ -22,7 +22,9 @@ transaction fenced on `attempts` (a worker whose lease ran out cannot overwrite 
 The one window that can duplicate: the SMTP relay (or Mailchimp, or a webhook receiver) accepted the message
 and the process dies before the "sent" transaction commits. The row stays `sending` and, once its lease
 (`delivery_lease_s`) expires, is attempted again. The window is kept as narrow as it can be: nothing but the
-outcome UPDATE runs between the relay's acceptance and the commit, and the retry re-sends the very same
+outcome UPDATE runs between the relay's acceptance and the commit; if the database is unreachable at that
+moment (an outage, not a crash), the worker keeps the outcome and retries recording it until the database is
+back, and meanwhile never claims that row again itself; and the retry re-sends the very same
 stored message with the same `Message-ID: <delivery-id@domain>` (so mail clients and relays that dedupe by
 Message-ID show it once); Mailchimp upserts are idempotent by nature and webhooks carry
 `Salesflow-Delivery-Id` for receivers to dedupe.
@@ -42,6 +44,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.app import run_periodically
+from salesflow_shared.db import is_database_outage
 from salesflow_shared.events import (
     ContactSyncedV1, EmailFailedV1, EmailSentV1, EventData, RepNotifiedV1,
 )
@@ -155,6 +158,9 @@ class DeliveryWorker:
         self.clock = context.extras["clock"]
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
         self.metrics: DeliveryMetrics = context.extras["delivery_metrics"]  # built once per process
+        # Deliveries attempted whose outcome could not be recorded yet (database outage): never claimed again
+        # by this worker, or their lease would run out and the message be sent a second time.
+        self._unrecorded: set[str] = set()
 
     async def run_once(self) -> int:
         now = self.clock.now()
@@ -162,6 +168,7 @@ class DeliveryWorker:
             rows = (await uow.session.execute(
                 sa.select(deliveries).where(deliveries.c.status.in_(("pending", "sending")),
                                             deliveries.c.next_attempt_at <= now)
+                .where(deliveries.c.id.notin_(list(self._unrecorded)) if self._unrecorded else sa.true())
                 .order_by(deliveries.c.next_attempt_at).limit(self.settings.worker_batch_size)
                 .with_for_update(skip_locked=True))).mappings().all()
             if not rows:
@@ -209,6 +216,26 @@ class DeliveryWorker:
             await self._record(row, outcome)
 
     async def _record(self, row: dict[str, Any], outcome: Outcome) -> None:
+        """Record the outcome; while the database is unreachable, keep it and try again (a lost "sent" is a
+        message sent twice once the lease runs out). A crash or shutdown meanwhile leaves the row `sending`."""
+        self._unrecorded.add(row["id"])
+        try:
+            delay = 0.1
+            while True:
+                try:
+                    await self._record_once(row, outcome)
+                    return
+                except Exception as exc:
+                    if not is_database_outage(exc):
+                        raise
+                    log.warning("delivery_outcome_not_recorded_yet", delivery_id=row["id"], ok=outcome.ok,
+                                error=f"{type(exc).__name__}: {exc}"[:300])
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+        finally:
+            self._unrecorded.discard(row["id"])
+
+    async def _record_once(self, row: dict[str, Any], outcome: Outcome) -> None:
         now = self.clock.now()
         fence = ((deliveries.c.id == row["id"]) & (deliveries.c.attempts == row["attempts"])
                  & (deliveries.c.status == "sending"))
