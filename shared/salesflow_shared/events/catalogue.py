@@ -352,13 +352,30 @@ class ForecastSnapshottedV1(EventData):
     best_case: Money
 
 
+class QuotaReachedV1(EventData):
+    event_type = "QuotaReached"
+    producer = "metrics-service"
+    description = ("A rep's or team's quota for a period was reached: value won in the period >= the quota "
+                   "(the quota-attainment report's definition). Emitted once per quota.")
+    quota_id: str
+    scope: Literal["rep", "team"]
+    scope_id: str
+    period: Literal["month", "quarter", "year"]
+    period_start: date
+    amount: Money
+    currency: str
+    attained: Money  # value won in the period by the rep (lead owner) or team when it was found reached
+    attainment_pct: float  # attained / amount × 100, rounded to 2 places
+    reached_at: datetime  # when metrics-service found the quota reached
+
+
 ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadCreatedV1, LeadUpdatedV1, LeadDisqualifiedV1, LeadErasedV1, ActivityLoggedV1,
     LeadRoutedV1, LeadAssignedV1,
     StageAdvancedV1, TaskCreatedV1, TaskCompletedV1, TaskSkippedV1, TaskOverdueV1,
     LeadWonV1, LeadLostV1, LeadReopenedV1,
     EmailSentV1, EmailFailedV1, ContactSyncedV1, RepNotifiedV1,
-    ForecastSnapshottedV1,
+    ForecastSnapshottedV1, QuotaReachedV1,
 )
 EVENT_CATALOGUE: dict[tuple[str, int], type[EventData]] = {
     (m.event_type, m.event_version): m for m in ALL_EVENT_MODELS
