@@ -396,7 +396,9 @@ async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrinc
 # ====================================================================== milestones
 class MilestoneIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
-    kind: Literal["deal_won", "stage_exit_above_value", "first_deal_of_quarter"]
+    kind: Literal["deal_won", "stage_exit_above_value", "first_deal_of_quarter", "quota_reached"] = Field(
+        description="quota_reached: a rep's quota was reached (QuotaReached from metrics-service; min_value then "
+                    "compares with the quota's amount)")
     stage_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
@@ -404,7 +406,7 @@ class MilestoneIn(BaseModel):
     active: bool = True
 
 
-@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal or quarter)")
+@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)")
 async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> JSONResponse:
     assert body.kind in MILESTONE_KINDS

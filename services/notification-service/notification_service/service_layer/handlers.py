@@ -14,14 +14,15 @@ import sqlalchemy as sa
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
     Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1, TaskSkippedV1,
+    LeadUpdatedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    TaskSkippedV1,
 )
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import deliveries, milestone_rules
 from ..config import Settings
 from salesflow_shared.clock import Clock
-from ..domain.milestones import DealFact, MilestoneRule, fired
+from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync
 from .deliveries import cancel_pending
@@ -177,16 +178,27 @@ class NotificationHandlers:
     async def _milestones(self, uow: UnitOfWork, org: str, lead: dict[str, Any], fact: DealFact, now: Any) -> None:
         if not fact.rep_id:
             return
-        rows = (await uow.session.execute(sa.select(milestone_rules).where(
-            milestone_rules.c.org_id == org, milestone_rules.c.active.is_(True)))).mappings().all()
-        rules = {r["id"]: r for r in rows}
-        domain_rules = [MilestoneRule(id=r["id"], name=r["name"], kind=r["kind"], stage_id=r["stage_id"],
-                                      min_value=_dec(r["min_value"]), currency=r["currency"]) for r in rows]
-        for rule, once_key in fired(domain_rules, fact):
+        rows, rules = await _active_milestone_rules(uow, org)
+        for rule, once_key in fired(rules, fact):
             await notify_rep(uow, self.settings, org_id=org, rep_id=fact.rep_id, reason="milestone", now=now,
                              lead_id=lead["lead_id"], once_key=once_key,
                              milestone={"id": rule.id, "name": rule.name, "kind": rule.kind},
-                             channels=tuple(rules[rule.id]["channels"]))
+                             channels=tuple(rows[rule.id]["channels"]))
+
+    # ------------------------------------------------------------------ metrics-service
+    async def on_quota_reached(self, data: QuotaReachedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        if data.scope != "rep":
+            return  # a team's members are assignment-service's knowledge, not carried by the event
+        now, org = self.clock.now(), envelope.org_id
+        rows, rules = await _active_milestone_rules(uow, org)
+        fact = QuotaFact(quota_id=data.quota_id, rep_id=data.scope_id, amount=data.amount, currency=data.currency)
+        quota = {"period": data.period, "period_start": data.period_start.isoformat(), "target": str(data.amount),
+                 "attained": str(data.attained), "attainment_pct": data.attainment_pct, "currency": data.currency}
+        for rule, once_key in fired_for_quota(rules, fact):
+            await notify_rep(uow, self.settings, org_id=org, rep_id=fact.rep_id, reason="milestone", now=now,
+                             once_key=once_key, milestone={"id": rule.id, "name": rule.name, "kind": rule.kind,
+                                                           "quota": quota},
+                             channels=tuple(rows[rule.id]["channels"]))
 
     # ------------------------------------------------------------------ tasks
     async def on_task_created(self, data: TaskCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
@@ -224,6 +236,7 @@ class NotificationHandlers:
             "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
             "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
             "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],
+            "QuotaReached": [self.on_quota_reached],
         }
 
 
@@ -239,6 +252,16 @@ async def unsubscribe_lead(uow: UnitOfWork, *, org_id: str, lead_id: str, now: A
     await mailchimp_sync.remove_everywhere(uow, org_id=org_id, lead_id=lead_id, archive=False,
                                            reason="unsubscribed", key_suffix="unsubscribed", now=now)
     return True
+
+
+async def _active_milestone_rules(uow: UnitOfWork, org_id: str
+                                  ) -> tuple[dict[str, Any], list[MilestoneRule]]:
+    """The org's active milestone rules: their rows by id, and as domain rules."""
+    rows = (await uow.session.execute(sa.select(milestone_rules).where(
+        milestone_rules.c.org_id == org_id, milestone_rules.c.active.is_(True)))).mappings().all()
+    return ({r["id"]: r for r in rows},
+            [MilestoneRule(id=r["id"], name=r["name"], kind=r["kind"], stage_id=r["stage_id"],
+                           min_value=_dec(r["min_value"]), currency=r["currency"]) for r in rows])
 
 
 def _task(task_id: str, title: str | None, due_at: Any) -> dict[str, Any]:
