@@ -170,6 +170,11 @@ mailchimp_members = sa.Table(
     sa.Column("list_id", sa.String(100), primary_key=True),
     sa.Column("subscriber_hash", sa.String(32), nullable=False),
     sa.Column("updated_at", Ts, nullable=False),
+    # How the lead was last subscribed (a changed address is re-subscribed the same way), and whether it still is.
+    sa.Column("subscribed", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("tags", sa.JSON),
+    sa.Column("merge_fields", sa.JSON),  # Mailchimp merge tag → lead field
+    sa.Column("status_if_new", sa.String(20)),
 )
 
 milestone_rules = sa.Table(

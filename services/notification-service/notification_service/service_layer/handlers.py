@@ -51,7 +51,15 @@ class NotificationHandlers:
                              trigger_key="created", stage_id=None, now=now, lead_timezone=lead.get("timezone"))
 
     async def on_lead_updated(self, data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-        await apply_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, self.clock.now())
+        now, org = self.clock.now(), envelope.org_id
+        before = await ensure_lead(uow.session, org, data.lead.lead_id, now)
+        if not await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now):
+            return
+        lead = await get_lead(uow.session, org, data.lead.lead_id)
+        assert lead is not None
+        if before.get("email") and lead.get("email") and before["email"] != lead["email"]:
+            await mailchimp_sync.on_email_changed(uow, org_id=org, lead=lead, version=envelope.subject_version,
+                                                  now=now)
 
     async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
