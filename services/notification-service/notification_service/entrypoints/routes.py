@@ -25,6 +25,7 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
+from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..adapters.orm import (
     deliveries, enrollments, mailchimp_accounts, mailchimp_rules, milestone_rules, sequences, templates,
     webhook_subscriptions,
@@ -436,9 +437,21 @@ class WebhookSubscriptionIn(BaseModel):
 
 
 @router.post("/webhook-subscriptions", status_code=201,
-             summary="Send rep notifications to a URL, signed with HMAC (the secret is shown once)")
+             summary="Send rep notifications to a URL, signed with HMAC (the secret is shown once)",
+             description="The URL must lead to public addresses only (not loopback, private, link-local, "
+                         "multicast, reserved or unspecified; a host name is resolved and each address checked), "
+                         "unless SALESFLOW_WEBHOOK_ALLOW_PRIVATE_NETWORKS allows them; otherwise 422 naming `url`. "
+                         "The check is repeated before each delivery.")
 async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, context: ContextDep,
                                       principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    if not context.settings.webhooks_may_reach_private_networks:
+        try:
+            await checked_addresses(str(body.url))
+        except WebhookTargetRefused as exc:
+            raise ValidationFailed.single("url", f"must lead to a public address: {exc}") from exc
+        except OSError as exc:
+            raise ValidationFailed.single("url", f"the host {body.url.host} does not resolve") from exc
+
     async def create() -> dict[str, Any]:
         row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, "url": str(body.url),
                "reasons": list(body.reasons), "rep_id": body.rep_id,
