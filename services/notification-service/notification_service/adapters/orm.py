@@ -177,6 +177,15 @@ mailchimp_members = sa.Table(
     sa.Column("status_if_new", sa.String(20)),
 )
 
+task_assignees = sa.Table(
+    "task_assignees", metadata,
+    sa.Column("org_id", Org, primary_key=True),
+    sa.Column("task_id", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),  # the task's subject_version in pipeline-service's events
+    sa.Column("assignee_id", sa.String(100)),
+    sa.Column("updated_at", Ts, nullable=False),
+)
+
 milestone_rules = sa.Table(
     "milestone_rules", metadata,
     sa.Column("id", Id, primary_key=True),

@@ -24,6 +24,14 @@ DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
         "html_body": "<p>Hi {{ owner.name }},</p><p><b>{{ lead.full_name or 'A new lead' }}</b>"
                      "{% if lead.company %} ({{ lead.company }}){% endif %} is now yours.</p>",
     },
+    "task_assigned": {
+        "subject": "Task assigned to you: {{ task.title }}",
+        "text_body": "Hi {{ owner.name }},\n\n\"{{ task.title }}\"{% if lead.full_name %} ({{ lead.full_name }})"
+                     "{% endif %} is now yours{% if task.due_at %}, due at {{ task.due_at }}{% endif %}.\n",
+        "html_body": "<p>Hi {{ owner.name }},</p><p>&ldquo;{{ task.title }}&rdquo;{% if lead.full_name %} "
+                     "({{ lead.full_name }}){% endif %} is now yours{% if task.due_at %}, due at {{ task.due_at }}"
+                     "{% endif %}.</p>",
+    },
     "task_due": {
         "subject": "Task due soon: {{ task.title }}",
         "text_body": "Hi {{ owner.name }},\n\n\"{{ task.title }}\" is due at {{ task.due_at }}.\n",

@@ -15,7 +15,7 @@ from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
     Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1, LeadLostV1, LeadReopenedV1,
     LeadUpdatedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
-    TaskSkippedV1,
+    TaskReassignedV1, TaskSkippedV1,
 )
 from salesflow_shared.uow import UnitOfWork
 
@@ -28,7 +28,8 @@ from . import mailchimp_sync
 from .deliveries import cancel_pending
 from .notify import notify_rep
 from .projections import (
-    ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, set_lead_fields, upsert_rep,
+    ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, record_task_assignee,
+    set_lead_fields, upsert_rep,
 )
 from .sequences import active_sequences, enroll, spec_of, stop_enrollments
 
@@ -211,14 +212,36 @@ class NotificationHandlers:
     # ------------------------------------------------------------------ tasks
     async def on_task_created(self, data: TaskCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
-        if not data.assignee_id or data.due_at is None:
-            return
-        remind_at = data.due_at - timedelta(minutes=self.settings.task_reminder_lead_minutes)
-        if data.due_at <= now:
-            return  # already due: TaskOverdue will tell the rep
-        await notify_rep(uow, self.settings, org_id=envelope.org_id, rep_id=data.assignee_id, reason="task_due",
-                         now=now, lead_id=data.lead_id, once_key=f"task_due:{data.task_id}",
-                         task=_task(data.task_id, data.title, data.due_at), not_before=max(remind_at, now))
+        if not await record_task_assignee(uow.session, envelope.org_id, data.task_id, data.assignee_id,
+                                          envelope.subject_version, now):
+            return  # reassigned already (the reassignment arrived first): its reminder stands
+        await self._remind_when_due(uow, envelope.org_id, data.assignee_id, data.task_id, data.lead_id, data.title,
+                                    data.due_at, once_key=f"task_due:{data.task_id}", now=now)
+
+    async def on_task_reassigned(self, data: TaskReassignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org, version = self.clock.now(), envelope.org_id, envelope.subject_version
+        if not await record_task_assignee(uow.session, org, data.task_id, data.assignee_id, version, now):
+            return  # replayed, or older than an assignment we already acted on
+        # The reminder pending for the former assignee is not theirs to act on any more.
+        await cancel_pending(uow.session, org_id=org, now=now, reason="task reassigned", kinds=("email", "webhook"),
+                             recipient_kinds=("rep", "webhook"), key_prefix=f"task_due:{data.task_id}:")
+        if not data.assignee_id:
+            return  # a team's task: nobody in particular to tell
+        task = _task(data.task_id, data.title, data.due_at)
+        if data.reason == "manual":  # an owner change already told the new owner of the lead (lead_assigned)
+            await notify_rep(uow, self.settings, org_id=org, rep_id=data.assignee_id, reason="task_assigned",
+                             now=now, lead_id=data.lead_id, once_key=f"task_assigned:{data.task_id}:v{version}",
+                             task=task)
+        await self._remind_when_due(uow, org, data.assignee_id, data.task_id, data.lead_id, data.title, data.due_at,
+                                    once_key=f"task_due:{data.task_id}:v{version}", now=now)
+
+    async def _remind_when_due(self, uow: UnitOfWork, org: str, rep_id: str | None, task_id: str, lead_id: str,
+                               title: str | None, due_at: Any, *, once_key: str, now: Any) -> None:
+        if not rep_id or due_at is None or due_at <= now:
+            return  # nobody to remind, or already due: TaskOverdue will tell the rep
+        remind_at = due_at - timedelta(minutes=self.settings.task_reminder_lead_minutes)
+        await notify_rep(uow, self.settings, org_id=org, rep_id=rep_id, reason="task_due", now=now, lead_id=lead_id,
+                         once_key=once_key, task=_task(task_id, title, due_at), not_before=max(remind_at, now))
 
     async def on_task_closed(self, data: TaskCompletedV1 | TaskSkippedV1, envelope: Envelope,
                              uow: UnitOfWork) -> None:
@@ -244,6 +267,7 @@ class NotificationHandlers:
             "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
             "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
             "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],
+            "TaskReassigned": [self.on_task_reassigned],
             "QuotaReached": [self.on_quota_reached],
         }
 
