@@ -142,7 +142,8 @@ def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServ
                        "SALESFLOW_MAILCHIMP_BASE_URL": mailchimp.base_url,
                        "SALESFLOW_MAILCHIMP_BACKOFF_S": "0.05", "SALESFLOW_DELIVERY_RETRY_BASE_S": "1",
                        "SALESFLOW_SCHEDULER_POLL_INTERVAL_S": "0.2"},
-        METRICS: {**common, "SALESFLOW_FORECAST_SNAPSHOT_INTERVAL_S": "0"},
+        METRICS: {**common, "SALESFLOW_FORECAST_SNAPSHOT_INTERVAL_S": "0",
+                  "SALESFLOW_QUOTA_MILESTONE_INTERVAL_S": "0.5"},
     }
 
 

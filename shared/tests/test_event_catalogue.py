@@ -17,10 +17,15 @@ DESIGN_EVENTS = {"LeadCreated", "LeadUpdated", "LeadDisqualified", "LeadErased",
                  "LeadAssigned", "StageAdvanced", "TaskCreated", "TaskCompleted", "TaskSkipped", "TaskOverdue",
                  "LeadWon", "LeadLost", "LeadReopened", "EmailSent", "EmailFailed", "ContactSynced",
                  "RepNotified", "ForecastSnapshotted"}
+# Events added after DESIGN.md's table was written (each a contract addition reported to the lead).
+ADDED_EVENTS = {
+    "QuotaReached",  # metrics-service: a quota reached, for the rep's milestone notification
+    "TaskReassigned",  # pipeline-service: a task's new assignee, for its reminders and notification
+}
 
 
 def test_catalogue_has_every_event_of_the_design():
-    assert set(EVENT_TYPES) == DESIGN_EVENTS
+    assert set(EVENT_TYPES) == DESIGN_EVENTS | ADDED_EVENTS
 
 
 def test_event_round_trips_through_json_with_money_as_a_decimal_string():

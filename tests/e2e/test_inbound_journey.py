@@ -4,7 +4,8 @@ PostgreSQL and RabbitMQ, a local SMTP server, a fake Mailchimp and a fake enrich
 An admin sets everything up; a signed web-form submission becomes a scored, enriched lead that is routed and
 assigned (territory rule, round robin) with a reason, enters the first stage with its tasks, gets the welcome
 email once and one Mailchimp upsert; a logged meeting meets the stage goal (open tasks skipped), the rep gets the
-milestone message, the lead is won, and metrics show it everywhere."""
+milestone message, the lead is won (reaching the rep's quota: the rep is congratulated once more), and metrics
+show it everywhere."""
 from __future__ import annotations
 
 import hashlib
@@ -126,7 +127,13 @@ async def test_inbound_web_form_journey(world: World):
         assert subjects.count(f"Congratulations: {milestone['name']}") == 1, subjects
     await poll(congratulated, timeout=30)
 
-    # ------------------------------------------------------------------ won
+    # ------------------------------------------------------------------ won, which reaches the rep's quota
+    quota_rule = await ok(notification_api.post("/v1/milestones", json={
+        "name": "Quota reached", "kind": "quota_reached", "channels": ["email"]}), 201)
+    [quota] = (await ok(metrics_api.get("/v1/quotas", params={"scope": "rep", "scope_id": owner})))["items"]
+    quota_etag = (await metrics_api.get(f"/v1/quotas/{quota['quota_id']}")).headers["etag"]
+    await ok(metrics_api.patch(f"/v1/quotas/{quota['quota_id']}", json={"amount": "5000"},
+                               headers={"If-Match": quota_etag}))
     rep_pipeline_api = world.client(PIPELINE, rep(org, owner))
     await ok(rep_pipeline_api.post(f"/v1/positions/{lead_id}/won", json={"value": "5000.00", "currency": "EUR"}))
     assert (await position(pipeline_api, lead_id))["status"] == "won"
@@ -159,10 +166,20 @@ async def test_inbound_web_form_journey(world: World):
         assert response["median_hours"] is not None and response["median_hours"] < 1
         quotas = {r["scope_id"]: r for r in await report("quota-attainment", period="quarter")}
         assert set(DACH_REPS) <= set(quotas), quotas
-        assert Decimal(quotas[owner]["actual"]) == Decimal("5000") and quotas[owner]["attainment_pct"] == 25.0
+        assert Decimal(quotas[owner]["actual"]) == Decimal("5000") and quotas[owner]["attainment_pct"] == 100.0
         other = next(r for r in DACH_REPS if r != owner)
         assert Decimal(quotas[other]["actual"]) == 0
     await poll(metrics_show_the_win, timeout=30)
+
+    # ------------------------------------------------------------------ the rep hears of the quota, once
+    async def quota_congratulated():
+        mails = [m for m in smtp_to(world.smtp, rep_address)
+                 if m["Subject"] == f"Congratulations: {quota_rule['name']}"]
+        assert len(mails) == 1, [m["Subject"] for m in smtp_to(world.smtp, rep_address)]
+        assert "100.0% of your quarter quota: 5000.00 of 5000.00 EUR" in mails[0].get_body(("plain",)).get_content()
+    await poll(quota_congratulated, timeout=30)
+    rep_deliveries = (await ok(notification_api.get("/v1/deliveries", params={"status": "sent"})))["items"]
+    assert [d["rule_id"] for d in rep_deliveries].count(quota_rule["id"]) == 1
 
     for client in (lead_api, pipeline_api, assignment_api, notification_api, metrics_api, rep_lead_api,
                    rep_pipeline_api):

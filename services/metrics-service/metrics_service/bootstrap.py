@@ -10,6 +10,7 @@ from .entrypoints.routes import router
 from .service_layer.forecasting import snapshot_worker
 from .service_layer.handlers import EVENT_HANDLERS
 from .service_layer.projector import projector_worker
+from .service_layer.quota_milestones import quota_milestone_worker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,6 +25,9 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
     workers = [projector_worker(settings.projector_batch_size, settings.projector_idle_interval_s)]
     if settings.forecast_snapshot_interval_s > 0:
         workers.append(snapshot_worker(clock, settings.forecast_snapshot_interval_s))
+    if settings.quota_milestone_interval_s > 0:
+        workers.append(quota_milestone_worker(clock, settings.quota_milestone_interval_s,
+                                              settings.quota_milestone_lookback_days))
     return ServiceDefinition(
         name="metrics-service",
         settings=settings,

@@ -19,3 +19,7 @@ class Settings(ServiceSettings):
     # pending it looks again after this interval.
     projector_batch_size: int = 1000
     projector_idle_interval_s: float = 0.05
+    # How often the worker looks for quotas that were reached (QuotaReached, once per quota); 0 disables it.
+    quota_milestone_interval_s: float = 60.0
+    # Quotas of periods that ended less than this many days ago are still checked (wins logged late).
+    quota_milestone_lookback_days: int = 7

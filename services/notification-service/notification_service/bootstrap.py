@@ -37,7 +37,8 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
                                           max_retries=settings.mailchimp_max_retries,
                                           backoff_s=settings.mailchimp_backoff_s,
                                           backoff_max_s=settings.mailchimp_backoff_max_s),
-            "webhooks": WebhookSender(timeout_s=settings.webhook_timeout_s),
+            "webhooks": WebhookSender(timeout_s=settings.webhook_timeout_s,
+                                      allow_private_networks=settings.webhooks_may_reach_private_networks),
         }
 
     return ServiceDefinition(

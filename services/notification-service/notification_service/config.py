@@ -42,6 +42,10 @@ class Settings(ServiceSettings):
     mailchimp_backoff_max_s: float = 30.0
 
     webhook_timeout_s: float = 10.0
+    # Whether webhook URLs may lead to loopback, private, link-local, multicast, reserved or unspecified
+    # addresses (SSRF into the service's own network). Unset: only outside production, where local fake
+    # servers receive the webhooks.
+    webhook_allow_private_networks: bool | None = None
 
     # Background workers.
     scheduler_poll_interval_s: float = 1.0
@@ -61,6 +65,12 @@ class Settings(ServiceSettings):
     business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
     business_start_hour: int = 9
     business_end_hour: int = 17
+
+    @property
+    def webhooks_may_reach_private_networks(self) -> bool:
+        if self.webhook_allow_private_networks is not None:
+            return self.webhook_allow_private_networks
+        return self.environment != "production"
 
     @property
     def resolved_unsubscribe_secret(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -50,18 +51,40 @@ def shared_database_url(postgres_server_url: str) -> Iterator[str]:
         pass
 
 
-@pytest.fixture
-async def harness(shared_database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchimp) -> AsyncIterator[Harness]:
-    clock = ManualClock(START)
-    settings = service_test_settings(
-        Settings, database_url=shared_database_url, amqp_url=amqp_url, namespace=bus_namespace,
+def harness_settings(database_url: str, amqp_url: str, bus_namespace: str, smtp_sink: SmtpSink,
+                     fake_mailchimp: FakeMailchimp, **overrides) -> Settings:
+    return service_test_settings(
+        Settings, database_url=database_url, amqp_url=amqp_url, namespace=bus_namespace,
         smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout_s=5,
         mailchimp_base_url=fake_mailchimp.base_url, mailchimp_backoff_s=0.01, mailchimp_max_retries=3,
         scheduler_poll_interval_s=0.05, delivery_retry_base_s=60, public_base_url="https://crm.example.com",
         # PostgreSQL is shared with everyone's tests: a small pool per app (the workers wait for a connection).
-        db_pool_size=3, worker_concurrency=10)
+        db_pool_size=3, worker_concurrency=10, **overrides)
+
+
+@asynccontextmanager
+async def running_harness(settings: Settings, smtp_sink: SmtpSink,
+                          fake_mailchimp: FakeMailchimp) -> AsyncIterator[Harness]:
+    clock = ManualClock(START)
     app = create_app(settings, clock=clock)
     async with running_app(app) as client:
         harness = Harness(app, client, clock, smtp_sink, fake_mailchimp, org=f"org-{uuid.uuid4().hex[:8]}")
         yield harness
         await harness.retire()
+
+
+@pytest.fixture
+async def harness(shared_database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchimp) -> AsyncIterator[Harness]:
+    settings = harness_settings(shared_database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchimp)
+    async with running_harness(settings, smtp_sink, fake_mailchimp) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def production_like_harness(shared_database_url, amqp_url, bus_namespace, smtp_sink,
+                                  fake_mailchimp) -> AsyncIterator[Harness]:
+    """Webhooks restricted to public addresses, as in production (the fakes on 127.0.0.1 are off limits)."""
+    settings = harness_settings(shared_database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchimp,
+                                webhook_allow_private_networks=False)
+    async with running_harness(settings, smtp_sink, fake_mailchimp) as harness:
+        yield harness

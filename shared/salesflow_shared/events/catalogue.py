@@ -244,6 +244,24 @@ class TaskOverdueV1(EventData):
     due_at: datetime
 
 
+class TaskReassignedV1(EventData):
+    event_type = "TaskReassigned"
+    producer = "pipeline-service"
+    description = ("An open task was given to another assignee: by hand (`manual`) or following the lead's new "
+                   "owner (`owner_changed`). `assignee_id` is null for a team's task.")
+    task_id: str
+    lead_id: str
+    stage_id: str | None = None
+    title: str | None = None
+    required: bool = False
+    due_at: datetime | None = None
+    previous_assignee_id: str | None = None
+    assignee_id: str | None = None
+    team_id: str | None = None
+    reason: Literal["manual", "owner_changed"]
+    reassigned_by: str | None = None  # the user, for a manual reassignment
+
+
 class LeadWonV1(EventData):
     event_type = "LeadWon"
     producer = "pipeline-service"
@@ -329,7 +347,7 @@ class RepNotifiedV1(EventData):
     delivery_id: str
     rep_id: str
     lead_id: str | None = None
-    reason: str  # lead_assigned, task_due, task_overdue, milestone
+    reason: str  # lead_assigned, task_assigned, task_due, task_overdue, milestone
     milestone_rule_id: str | None = None
     channel: Literal["email", "webhook"] = "email"
 
@@ -352,13 +370,30 @@ class ForecastSnapshottedV1(EventData):
     best_case: Money
 
 
+class QuotaReachedV1(EventData):
+    event_type = "QuotaReached"
+    producer = "metrics-service"
+    description = ("A rep's or team's quota for a period was reached: value won in the period >= the quota "
+                   "(the quota-attainment report's definition). Emitted once per quota.")
+    quota_id: str
+    scope: Literal["rep", "team"]
+    scope_id: str
+    period: Literal["month", "quarter", "year"]
+    period_start: date
+    amount: Money
+    currency: str
+    attained: Money  # value won in the period by the rep (lead owner) or team when it was found reached
+    attainment_pct: float  # attained / amount × 100, rounded to 2 places
+    reached_at: datetime  # when metrics-service found the quota reached
+
+
 ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadCreatedV1, LeadUpdatedV1, LeadDisqualifiedV1, LeadErasedV1, ActivityLoggedV1,
     LeadRoutedV1, LeadAssignedV1,
-    StageAdvancedV1, TaskCreatedV1, TaskCompletedV1, TaskSkippedV1, TaskOverdueV1,
+    StageAdvancedV1, TaskCreatedV1, TaskCompletedV1, TaskSkippedV1, TaskOverdueV1, TaskReassignedV1,
     LeadWonV1, LeadLostV1, LeadReopenedV1,
     EmailSentV1, EmailFailedV1, ContactSyncedV1, RepNotifiedV1,
-    ForecastSnapshottedV1,
+    ForecastSnapshottedV1, QuotaReachedV1,
 )
 EVENT_CATALOGUE: dict[tuple[str, int], type[EventData]] = {
     (m.event_type, m.event_version): m for m in ALL_EVENT_MODELS

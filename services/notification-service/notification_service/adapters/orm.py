@@ -170,6 +170,20 @@ mailchimp_members = sa.Table(
     sa.Column("list_id", sa.String(100), primary_key=True),
     sa.Column("subscriber_hash", sa.String(32), nullable=False),
     sa.Column("updated_at", Ts, nullable=False),
+    # How the lead was last subscribed (a changed address is re-subscribed the same way), and whether it still is.
+    sa.Column("subscribed", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("tags", sa.JSON),
+    sa.Column("merge_fields", sa.JSON),  # Mailchimp merge tag → lead field
+    sa.Column("status_if_new", sa.String(20)),
+)
+
+task_assignees = sa.Table(
+    "task_assignees", metadata,
+    sa.Column("org_id", Org, primary_key=True),
+    sa.Column("task_id", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),  # the task's subject_version in pipeline-service's events
+    sa.Column("assignee_id", sa.String(100)),
+    sa.Column("updated_at", Ts, nullable=False),
 )
 
 milestone_rules = sa.Table(

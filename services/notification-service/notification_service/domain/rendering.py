@@ -117,7 +117,10 @@ SAMPLE_VARIABLES: dict[str, Any] = {
               "timezone": "America/New_York"},
     "stage": {"id": "stage-sample", "name": "Qualified", "pipeline_id": "pipeline-sample"},
     "task": {"id": "task-sample", "title": "Call back", "due_at": "2026-01-05T10:00:00+00:00"},
-    "milestone": {"id": "rule-sample", "name": "Big deal won", "kind": "deal_won"},
+    "milestone": {"id": "rule-sample", "name": "Big deal won", "kind": "deal_won",
+                  # set for quota_reached rules only (None otherwise)
+                  "quota": {"period": "quarter", "period_start": "2026-01-01", "target": "50000.00",
+                            "attained": "51200.00", "attainment_pct": 102.4, "currency": "EUR"}},
     "unsubscribe_url": "https://example.com/unsubscribe/sample",
     "org_id": "org-sample",
 }

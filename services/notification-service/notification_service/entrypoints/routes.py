@@ -25,6 +25,7 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
+from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..adapters.orm import (
     deliveries, enrollments, mailchimp_accounts, mailchimp_rules, milestone_rules, sequences, templates,
     webhook_subscriptions,
@@ -396,7 +397,9 @@ async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrinc
 # ====================================================================== milestones
 class MilestoneIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
-    kind: Literal["deal_won", "stage_exit_above_value", "first_deal_of_quarter"]
+    kind: Literal["deal_won", "stage_exit_above_value", "first_deal_of_quarter", "quota_reached"] = Field(
+        description="quota_reached: a rep's quota was reached (QuotaReached from metrics-service; min_value then "
+                    "compares with the quota's amount)")
     stage_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
@@ -404,7 +407,7 @@ class MilestoneIn(BaseModel):
     active: bool = True
 
 
-@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal or quarter)")
+@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)")
 async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> JSONResponse:
     assert body.kind in MILESTONE_KINDS
@@ -428,15 +431,28 @@ async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: Limit
 # ====================================================================== webhook subscriptions
 class WebhookSubscriptionIn(BaseModel):
     url: HttpUrl
-    reasons: list[Literal["lead_assigned", "task_due", "task_overdue", "milestone"]] = Field(min_length=1)
+    reasons: list[Literal["lead_assigned", "task_assigned", "task_due", "task_overdue", "milestone"]] = Field(
+        min_length=1)
     rep_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     secret: str | None = Field(default=None, min_length=16, max_length=200, pattern=NO_NUL)
 
 
 @router.post("/webhook-subscriptions", status_code=201,
-             summary="Send rep notifications to a URL, signed with HMAC (the secret is shown once)")
+             summary="Send rep notifications to a URL, signed with HMAC (the secret is shown once)",
+             description="The URL must lead to public addresses only (not loopback, private, link-local, "
+                         "multicast, reserved or unspecified; a host name is resolved and each address checked), "
+                         "unless SALESFLOW_WEBHOOK_ALLOW_PRIVATE_NETWORKS allows them; otherwise 422 naming `url`. "
+                         "The check is repeated before each delivery.")
 async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, context: ContextDep,
                                       principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    if not context.settings.webhooks_may_reach_private_networks:
+        try:
+            await checked_addresses(str(body.url))
+        except WebhookTargetRefused as exc:
+            raise ValidationFailed.single("url", f"must lead to a public address: {exc}") from exc
+        except OSError as exc:
+            raise ValidationFailed.single("url", f"the host {body.url.host} does not resolve") from exc
+
     async def create() -> dict[str, Any]:
         row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, "url": str(body.url),
                "reasons": list(body.reasons), "rep_id": body.rep_id,

@@ -12,6 +12,9 @@ from ..config import Settings
 from ..domain.rendering import TemplateError, lead_variables, owner_variables, render_email
 from ..domain.signing import unsubscribe_token
 
+# In the milestone email when the milestone is a reached quota.
+QUOTA_LINE = ("You reached {{ milestone.quota.attainment_pct }}% of your {{ milestone.quota.period }} quota: "
+              "{{ milestone.quota.attained }} of {{ milestone.quota.target }} {{ milestone.quota.currency }}.")
 # Rep emails used when an org has no template with the key `rep.<reason>`.
 DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
     "lead_assigned": {
@@ -20,6 +23,14 @@ DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
                      "({{ lead.company }}){% endif %} is now yours.\n",
         "html_body": "<p>Hi {{ owner.name }},</p><p><b>{{ lead.full_name or 'A new lead' }}</b>"
                      "{% if lead.company %} ({{ lead.company }}){% endif %} is now yours.</p>",
+    },
+    "task_assigned": {
+        "subject": "Task assigned to you: {{ task.title }}",
+        "text_body": "Hi {{ owner.name }},\n\n\"{{ task.title }}\"{% if lead.full_name %} ({{ lead.full_name }})"
+                     "{% endif %} is now yours{% if task.due_at %}, due at {{ task.due_at }}{% endif %}.\n",
+        "html_body": "<p>Hi {{ owner.name }},</p><p>&ldquo;{{ task.title }}&rdquo;{% if lead.full_name %} "
+                     "({{ lead.full_name }}){% endif %} is now yours{% if task.due_at %}, due at {{ task.due_at }}"
+                     "{% endif %}.</p>",
     },
     "task_due": {
         "subject": "Task due soon: {{ task.title }}",
@@ -34,14 +45,14 @@ DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
     "milestone": {
         "subject": "Congratulations: {{ milestone.name }}",
         "text_body": "Well done {{ owner.name }}!\n\n{{ milestone.name }}{% if lead.company %} — {{ lead.company }}"
-                     "{% endif %}.\n",
+                     "{% endif %}.\n{% if milestone.quota %}" + QUOTA_LINE + "\n{% endif %}",
         "html_body": "<p>Well done {{ owner.name }}!</p><p>{{ milestone.name }}{% if lead.company %} &mdash; "
-                     "{{ lead.company }}{% endif %}.</p>",
+                     "{{ lead.company }}{% endif %}.</p>{% if milestone.quota %}<p>" + QUOTA_LINE + "</p>{% endif %}",
     },
 }
 
 EMPTY_TASK = {"id": None, "title": None, "due_at": None}
-EMPTY_MILESTONE = {"id": None, "name": None, "kind": None}
+EMPTY_MILESTONE = {"id": None, "name": None, "kind": None, "quota": None}
 EMPTY_STAGE = {"id": None, "name": None, "pipeline_id": None}
 
 

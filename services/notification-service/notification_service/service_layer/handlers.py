@@ -14,20 +14,22 @@ import sqlalchemy as sa
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
     Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1, TaskSkippedV1,
+    LeadUpdatedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    TaskReassignedV1, TaskSkippedV1,
 )
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import deliveries, milestone_rules
 from ..config import Settings
 from salesflow_shared.clock import Clock
-from ..domain.milestones import DealFact, MilestoneRule, fired
+from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync
 from .deliveries import cancel_pending
 from .notify import notify_rep
 from .projections import (
-    ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, set_lead_fields, upsert_rep,
+    ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, record_task_assignee,
+    set_lead_fields, upsert_rep,
 )
 from .sequences import active_sequences, enroll, spec_of, stop_enrollments
 
@@ -50,7 +52,15 @@ class NotificationHandlers:
                              trigger_key="created", stage_id=None, now=now, lead_timezone=lead.get("timezone"))
 
     async def on_lead_updated(self, data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-        await apply_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, self.clock.now())
+        now, org = self.clock.now(), envelope.org_id
+        before = await ensure_lead(uow.session, org, data.lead.lead_id, now)
+        if not await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now):
+            return
+        lead = await get_lead(uow.session, org, data.lead.lead_id)
+        assert lead is not None
+        if before.get("email") and lead.get("email") and before["email"] != lead["email"]:
+            await mailchimp_sync.on_email_changed(uow, org_id=org, lead=lead, version=envelope.subject_version,
+                                                  now=now)
 
     async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -177,28 +187,61 @@ class NotificationHandlers:
     async def _milestones(self, uow: UnitOfWork, org: str, lead: dict[str, Any], fact: DealFact, now: Any) -> None:
         if not fact.rep_id:
             return
-        rows = (await uow.session.execute(sa.select(milestone_rules).where(
-            milestone_rules.c.org_id == org, milestone_rules.c.active.is_(True)))).mappings().all()
-        rules = {r["id"]: r for r in rows}
-        domain_rules = [MilestoneRule(id=r["id"], name=r["name"], kind=r["kind"], stage_id=r["stage_id"],
-                                      min_value=_dec(r["min_value"]), currency=r["currency"]) for r in rows]
-        for rule, once_key in fired(domain_rules, fact):
+        rows, rules = await _active_milestone_rules(uow, org)
+        for rule, once_key in fired(rules, fact):
             await notify_rep(uow, self.settings, org_id=org, rep_id=fact.rep_id, reason="milestone", now=now,
                              lead_id=lead["lead_id"], once_key=once_key,
                              milestone={"id": rule.id, "name": rule.name, "kind": rule.kind},
-                             channels=tuple(rules[rule.id]["channels"]))
+                             channels=tuple(rows[rule.id]["channels"]))
+
+    # ------------------------------------------------------------------ metrics-service
+    async def on_quota_reached(self, data: QuotaReachedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        if data.scope != "rep":
+            return  # a team's members are assignment-service's knowledge, not carried by the event
+        now, org = self.clock.now(), envelope.org_id
+        rows, rules = await _active_milestone_rules(uow, org)
+        fact = QuotaFact(quota_id=data.quota_id, rep_id=data.scope_id, amount=data.amount, currency=data.currency)
+        quota = {"period": data.period, "period_start": data.period_start.isoformat(), "target": str(data.amount),
+                 "attained": str(data.attained), "attainment_pct": data.attainment_pct, "currency": data.currency}
+        for rule, once_key in fired_for_quota(rules, fact):
+            await notify_rep(uow, self.settings, org_id=org, rep_id=fact.rep_id, reason="milestone", now=now,
+                             once_key=once_key, milestone={"id": rule.id, "name": rule.name, "kind": rule.kind,
+                                                           "quota": quota},
+                             channels=tuple(rows[rule.id]["channels"]))
 
     # ------------------------------------------------------------------ tasks
     async def on_task_created(self, data: TaskCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
-        if not data.assignee_id or data.due_at is None:
-            return
-        remind_at = data.due_at - timedelta(minutes=self.settings.task_reminder_lead_minutes)
-        if data.due_at <= now:
-            return  # already due: TaskOverdue will tell the rep
-        await notify_rep(uow, self.settings, org_id=envelope.org_id, rep_id=data.assignee_id, reason="task_due",
-                         now=now, lead_id=data.lead_id, once_key=f"task_due:{data.task_id}",
-                         task=_task(data.task_id, data.title, data.due_at), not_before=max(remind_at, now))
+        if not await record_task_assignee(uow.session, envelope.org_id, data.task_id, data.assignee_id,
+                                          envelope.subject_version, now):
+            return  # reassigned already (the reassignment arrived first): its reminder stands
+        await self._remind_when_due(uow, envelope.org_id, data.assignee_id, data.task_id, data.lead_id, data.title,
+                                    data.due_at, once_key=f"task_due:{data.task_id}", now=now)
+
+    async def on_task_reassigned(self, data: TaskReassignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        now, org, version = self.clock.now(), envelope.org_id, envelope.subject_version
+        if not await record_task_assignee(uow.session, org, data.task_id, data.assignee_id, version, now):
+            return  # replayed, or older than an assignment we already acted on
+        # The reminder pending for the former assignee is not theirs to act on any more.
+        await cancel_pending(uow.session, org_id=org, now=now, reason="task reassigned", kinds=("email", "webhook"),
+                             recipient_kinds=("rep", "webhook"), key_prefix=f"task_due:{data.task_id}:")
+        if not data.assignee_id:
+            return  # a team's task: nobody in particular to tell
+        task = _task(data.task_id, data.title, data.due_at)
+        if data.reason == "manual":  # an owner change already told the new owner of the lead (lead_assigned)
+            await notify_rep(uow, self.settings, org_id=org, rep_id=data.assignee_id, reason="task_assigned",
+                             now=now, lead_id=data.lead_id, once_key=f"task_assigned:{data.task_id}:v{version}",
+                             task=task)
+        await self._remind_when_due(uow, org, data.assignee_id, data.task_id, data.lead_id, data.title, data.due_at,
+                                    once_key=f"task_due:{data.task_id}:v{version}", now=now)
+
+    async def _remind_when_due(self, uow: UnitOfWork, org: str, rep_id: str | None, task_id: str, lead_id: str,
+                               title: str | None, due_at: Any, *, once_key: str, now: Any) -> None:
+        if not rep_id or due_at is None or due_at <= now:
+            return  # nobody to remind, or already due: TaskOverdue will tell the rep
+        remind_at = due_at - timedelta(minutes=self.settings.task_reminder_lead_minutes)
+        await notify_rep(uow, self.settings, org_id=org, rep_id=rep_id, reason="task_due", now=now, lead_id=lead_id,
+                         once_key=once_key, task=_task(task_id, title, due_at), not_before=max(remind_at, now))
 
     async def on_task_closed(self, data: TaskCompletedV1 | TaskSkippedV1, envelope: Envelope,
                              uow: UnitOfWork) -> None:
@@ -224,6 +267,8 @@ class NotificationHandlers:
             "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
             "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
             "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],
+            "TaskReassigned": [self.on_task_reassigned],
+            "QuotaReached": [self.on_quota_reached],
         }
 
 
@@ -239,6 +284,16 @@ async def unsubscribe_lead(uow: UnitOfWork, *, org_id: str, lead_id: str, now: A
     await mailchimp_sync.remove_everywhere(uow, org_id=org_id, lead_id=lead_id, archive=False,
                                            reason="unsubscribed", key_suffix="unsubscribed", now=now)
     return True
+
+
+async def _active_milestone_rules(uow: UnitOfWork, org_id: str
+                                  ) -> tuple[dict[str, Any], list[MilestoneRule]]:
+    """The org's active milestone rules: their rows by id, and as domain rules."""
+    rows = (await uow.session.execute(sa.select(milestone_rules).where(
+        milestone_rules.c.org_id == org_id, milestone_rules.c.active.is_(True)))).mappings().all()
+    return ({r["id"]: r for r in rows},
+            [MilestoneRule(id=r["id"], name=r["name"], kind=r["kind"], stage_id=r["stage_id"],
+                           min_value=_dec(r["min_value"]), currency=r["currency"]) for r in rows])
 
 
 def _task(task_id: str, title: str | None, due_at: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Mailchimp sync decisions: which list operations a lead's stage entry, loss, disqualification or erasure
-needs. Each is recorded as a delivery (pending) and carried out by the delivery worker."""
+"""Mailchimp sync decisions: which list operations a lead's stage entry, loss, disqualification, erasure or
+changed email address needs. Each is recorded as a delivery (pending) and carried out by the delivery worker."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -23,11 +23,28 @@ async def account(uow: UnitOfWork, org_id: str) -> dict[str, Any] | None:
 
 
 async def _remember_member(uow: UnitOfWork, org_id: str, lead_id: str, list_id: str, member: str,
-                           now: datetime) -> None:
+                           now: datetime, **how: Any) -> None:
+    """Record that the lead is on the list as `member`, subscribed with `how` (tags, merge_fields,
+    status_if_new); the latest subscription wins."""
     insert = dialect_insert(uow.session)
-    await uow.session.execute(insert(mailchimp_members).values(
-        org_id=org_id, lead_id=lead_id, list_id=list_id, subscriber_hash=member, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["org_id", "lead_id", "list_id"]))
+    values = dict(subscriber_hash=member, subscribed=True, updated_at=now, **how)
+    await uow.session.execute(insert(mailchimp_members).values(org_id=org_id, lead_id=lead_id, list_id=list_id,
+                                                               **values)
+                              .on_conflict_do_update(index_elements=["org_id", "lead_id", "list_id"], set_=values))
+
+
+def _subscribe_ops(lead: dict[str, Any], list_id: str, tags: list[str], merge_fields: dict[str, str],
+                   status_if_new: str) -> list[dict[str, Any]]:
+    """Upsert the lead's current address (merge fields from the lead's current values), then tag it."""
+    email = lead["email"]
+    member = subscriber_hash(email)
+    values = lead_variables(lead)
+    merge = {tag: values.get(field) for tag, field in merge_fields.items() if values.get(field) is not None}
+    ops: list[dict[str, Any]] = [{"op": "upsert", "list_id": list_id, "email": email, "hash": member,
+                                  "status_if_new": status_if_new, "merge_fields": merge}]
+    if tags:
+        ops.append({"op": "tags", "list_id": list_id, "hash": member, "tags": tags})
+    return ops
 
 
 async def subscribe(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], list_id: str, tags: list[str],
@@ -36,36 +53,74 @@ async def subscribe(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], list_
     email = lead.get("email")
     if not email or lead.get("erased") or lead.get("unsubscribed"):
         return False
-    member = subscriber_hash(email)
-    values = lead_variables(lead)
-    merge = {tag: values.get(field) for tag, field in merge_fields.items() if values.get(field) is not None}
-    ops: list[dict[str, Any]] = [{"op": "upsert", "list_id": list_id, "email": email, "hash": member,
-                                  "status_if_new": status_if_new, "merge_fields": merge}]
-    if tags:
-        ops.append({"op": "tags", "list_id": list_id, "hash": member, "tags": tags})
-    await _remember_member(uow, org_id, lead["lead_id"], list_id, member, now)
+    await _remember_member(uow, org_id, lead["lead_id"], list_id, subscriber_hash(email), now, tags=tags,
+                           merge_fields=merge_fields, status_if_new=status_if_new)
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
                                 recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead["lead_id"],
                                 rep_id=lead.get("owner_id"), reason=reason, rule_id=rule_id, now=now,
-                                payload={"list_id": list_id, "action": "subscribed", "tags": tags, "ops": ops})
+                                payload={"list_id": list_id, "action": "subscribed", "tags": tags,
+                                         "ops": _subscribe_ops(lead, list_id, tags, merge_fields, status_if_new)})
     return row is not None
+
+
+async def _after_in_flight(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -> datetime | None:
+    """When a new call about the lead may run: after any Mailchimp call for it still pending or in flight (its
+    lease), never before it (an older subscribe must not land after a newer unsubscribe)."""
+    in_flight = (await uow.session.execute(sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
+        deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "mailchimp",
+        deliveries.c.status.in_(("pending", "sending"))))).scalar_one_or_none()
+    return max(in_flight, now) if in_flight is not None else None
 
 
 async def remove(uow: UnitOfWork, *, org_id: str, lead_id: str, list_id: str, member: str, archive: bool,
                  reason: str, idem_key: str, now: datetime, rule_id: str | None = None) -> bool:
-    # Runs after any subscribe for this lead still in flight (its lease), never before it.
-    in_flight = (await uow.session.execute(sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
-        deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "mailchimp",
-        deliveries.c.status.in_(("pending", "sending"))))).scalar_one_or_none()
+    not_before = await _after_in_flight(uow, org_id, lead_id, now)
+    await uow.session.execute(sa.update(mailchimp_members).where(
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id,
+        mailchimp_members.c.list_id == list_id, mailchimp_members.c.subscriber_hash == member,
+    ).values(subscribed=False, updated_at=now))
     action = "archived" if archive else "unsubscribed"
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
                                 recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead_id,
-                                reason=reason, rule_id=rule_id, now=now,
-                                not_before=max(in_flight, now) if in_flight is not None else None,
+                                reason=reason, rule_id=rule_id, now=now, not_before=not_before,
                                 payload={"list_id": list_id, "action": action, "tags": [],
                                          "ops": [{"op": "archive" if archive else "unsubscribe", "list_id": list_id,
                                                   "hash": member}]})
     return row is not None
+
+
+async def on_email_changed(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], version: int,
+                           now: datetime) -> int:
+    """The lead's address changed: on every list it is subscribed to, the old member is archived and the new
+    address subscribed with the same tags and merge fields, in that order (one delivery per list; its key
+    holds the lead version, so a redelivered or replayed update adds nothing). Archived rather than
+    unsubscribed: the person did not opt out, and an unsubscribed address is one Mailchimp will not re-add."""
+    email = lead.get("email")
+    if not email or lead.get("erased") or lead.get("unsubscribed") or await account(uow, org_id) is None:
+        return 0
+    new_member = subscriber_hash(email)
+    members = (await uow.session.execute(sa.select(mailchimp_members).where(
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead["lead_id"],
+        mailchimp_members.c.subscribed.is_(True), mailchimp_members.c.subscriber_hash != new_member,
+    ))).mappings().all()
+    not_before = await _after_in_flight(uow, org_id, lead["lead_id"], now)
+    moved = 0
+    for m in members:
+        tags, merge_fields = list(m["tags"] or []), dict(m["merge_fields"] or {})
+        status_if_new = m["status_if_new"] or "subscribed"
+        await _remember_member(uow, org_id, lead["lead_id"], m["list_id"], new_member, now, tags=tags,
+                               merge_fields=merge_fields, status_if_new=status_if_new)
+        ops = [{"op": "archive", "list_id": m["list_id"], "hash": m["subscriber_hash"]},
+               *_subscribe_ops(lead, m["list_id"], tags, merge_fields, status_if_new)]
+        key = f"mailchimp:email_changed:{m['list_id']}:lead:{lead['lead_id']}:v{version}"
+        row = await record_delivery(uow.session, org_id=org_id, kind="mailchimp", recipient_kind="list", idem_key=key,
+                                    recipient=f"mailchimp:{m['list_id']}", lead_id=lead["lead_id"],
+                                    rep_id=lead.get("owner_id"), reason="email_changed", now=now,
+                                    not_before=not_before,
+                                    payload={"list_id": m["list_id"], "action": "subscribed", "tags": tags,
+                                             "ops": ops})
+        moved += 1 if row is not None else 0
+    return moved
 
 
 async def remove_everywhere(uow: UnitOfWork, *, org_id: str, lead_id: str, archive: bool, reason: str,

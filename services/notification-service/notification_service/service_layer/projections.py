@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.events import LeadSnapshot
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import leads, reps
+from ..adapters.orm import leads, reps, task_assignees
 from ..domain.sequences import LeadState
 
 
@@ -101,6 +101,19 @@ async def get_rep(session: AsyncSession, org_id: str, rep_id: str | None) -> dic
     row = (await session.execute(sa.select(reps).where(reps.c.org_id == org_id, reps.c.rep_id == rep_id))
            ).mappings().first()
     return dict(row) if row else None
+
+
+async def record_task_assignee(session: AsyncSession, org_id: str, task_id: str, assignee_id: str | None,
+                               version: int, now: datetime) -> bool:
+    """Remember the task's assignee at `version`; False when as new or newer a version is known (a replayed or
+    late event), decided by the upsert itself."""
+    insert = dialect_insert(session)
+    statement = insert(task_assignees).values(org_id=org_id, task_id=task_id, version=version,
+                                              assignee_id=assignee_id, updated_at=now)
+    statement = statement.on_conflict_do_update(
+        index_elements=["org_id", "task_id"], set_={"version": version, "assignee_id": assignee_id, "updated_at": now},
+        where=task_assignees.c.version < version)
+    return (await session.execute(statement)).rowcount == 1
 
 
 def lead_state(row: dict[str, Any]) -> LeadState:

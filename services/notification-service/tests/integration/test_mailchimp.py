@@ -11,7 +11,9 @@ from notification_fakes import FakeMailchimp
 from notification_testkit import Harness
 from notification_service.adapters.errors import PermanentDeliveryError
 from notification_service.adapters.mailchimp import MailchimpClient, base_url_for
-from salesflow_shared.events import LeadDisqualifiedV1, LeadLostV1, StageAdvancedV1
+from salesflow_shared.events import (
+    ContactData, LeadDisqualifiedV1, LeadLostV1, LeadSnapshot, LeadUpdatedV1, StageAdvancedV1,
+)
 
 
 def md5(email: str) -> str:
@@ -130,3 +132,44 @@ async def test_unknown_member_unsubscribe_is_not_an_error(fake_mailchimp: FakeMa
             await client.set_tags("L1", md5("nobody@example.com"), ["x"])
     finally:
         await client.aclose()
+
+
+async def test_a_changed_email_moves_the_member_to_the_new_address_once(harness: Harness):
+    mc = harness.mailchimp
+    await configure(harness)
+    lead = await harness.lead(email="old@prospect.example")
+    bystander = await harness.lead(email="never-synced@prospect.example")  # on no list: nothing to move
+    await harness.handled(await harness.send(entered(lead, "qualified"), lead))
+    await harness.settled()
+    old, new = md5("old@prospect.example"), md5("new@prospect.example")
+    assert mc.members[("L1", old)]["status"] == "subscribed"
+
+    def update(lead_id: str, email: str) -> LeadUpdatedV1:
+        return LeadUpdatedV1(lead=LeadSnapshot(lead_id=lead_id, contact=ContactData(
+            first_name="Ada", last_name="Lovelace", email=email)), changed=["contact.email"])
+    changed = harness.envelope(update(lead, "New@Prospect.example"), lead)
+    await harness.publish(changed)
+    await harness.publish(changed)  # redelivered
+    replay = harness.envelope(update(lead, "New@Prospect.example"), lead, version=changed.subject_version)
+    await harness.publish(replay)  # replayed under a new event id
+    other = await harness.send(update(bystander, "still-not-synced@prospect.example"), bystander)
+    await harness.handled(changed, replay, other)
+    await harness.settled()
+
+    assert mc.members[("L1", old)]["status"] == "archived"
+    moved = mc.members[("L1", new)]
+    assert moved["email_address"] == "New@Prospect.example" and moved["status"] == "subscribed"
+    assert moved["tags"] == {"qualified"} and moved["merge_fields"] == {"FNAME": "Ada"}
+    assert [c.path for c in mc.calls_to("DELETE")] == [f"/3.0/lists/L1/members/{old}"]
+    assert [c.path.rsplit("/", 1)[1] for c in mc.calls_to("PUT")] == [old, new]
+    assert not any("never-synced" in str(c.json) or "still-not-synced" in str(c.json) for c in mc.calls)
+    [synced] = [e["data"] for e in await harness.published("ContactSynced")
+                if e["data"]["delivery_id"] == (await harness.deliveries(reason="email_changed"))[0]["id"]]
+    assert (synced["action"], synced["outcome"], synced["tags"]) == ("subscribed", "ok", ["qualified"])
+
+    # Leaving the list now concerns the new address.
+    harness.clock.advance(minutes=1)
+    await harness.handled(await harness.send(LeadDisqualifiedV1(lead_id=lead, reason="spam"), lead))
+    await harness.settled()
+    assert [c.path for c in mc.calls_to("PATCH")] == [f"/3.0/lists/L1/members/{new}"]
+    assert mc.members[("L1", new)]["status"] == "unsubscribed"

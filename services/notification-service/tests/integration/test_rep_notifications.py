@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from notification_testkit import Harness
 from notification_service.domain.signing import verify_webhook
 from notification_service.entrypoints.http import create_app
 from salesflow_shared.events import (
-    LeadAssignedV1, LeadWonV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    LeadAssignedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    TaskReassignedV1,
 )
 from salesflow_shared.testing import eventually, running_app
 
@@ -161,3 +163,87 @@ async def test_duplicate_events_and_two_replicas_send_nothing_twice(harness: Har
     assert len(harness.smtp.to("rep-1@sales.example")) == 1
     emails_sent = await harness.published("EmailSent")
     assert len(emails_sent) == 16 and harness.org == emails_sent[0]["org_id"]
+
+
+def quota_reached(quota_id: str, scope: str = "rep", scope_id: str = "rep-1") -> QuotaReachedV1:
+    return QuotaReachedV1(quota_id=quota_id, scope=scope, scope_id=scope_id, period="quarter",
+                          period_start=date(2026, 1, 1), amount=Decimal("1000"), currency="EUR",
+                          attained=Decimal("1100.00"), attainment_pct=110.0,
+                          reached_at=datetime(2026, 2, 10, tzinfo=UTC))
+
+
+async def test_quota_reached_congratulates_the_rep_once_by_email_and_webhook(harness: Harness):
+    hook_url = f"http://127.0.0.1:{harness.mailchimp.port}/hooks/chat"
+    await harness.post("/v1/webhook-subscriptions", {"url": hook_url, "reasons": ["milestone"], "secret": SECRET})
+    rule = await harness.post("/v1/milestones", {"name": "Quota reached", "kind": "quota_reached"})
+    await harness.post("/v1/milestones", {"name": "Big quota reached", "kind": "quota_reached",
+                                          "min_value": "5000"})  # this quota is smaller: does not fire
+    await harness.post("/v1/milestones", {"name": "Deal won", "kind": "deal_won"})  # not about quotas
+    lead = await harness.lead()
+    await assign(harness, lead)  # how notification-service learns rep-1's address
+
+    reached = harness.envelope(quota_reached("quota-1"), "quota-1")
+    await harness.publish(reached)
+    await harness.publish(reached)  # redelivered
+    replay = harness.envelope(quota_reached("quota-1"), "quota-1", version=reached.subject_version)  # new id
+    await harness.publish(replay)
+    team = await harness.send(quota_reached("quota-2", scope="team", scope_id="team-1"), "quota-2")
+    await harness.handled(reached, replay, team)
+    await harness.settled()
+
+    fired = [(d["rule_id"], d["kind"], d["status"], d["lead_id"])
+             for d in await harness.deliveries(reason="milestone")]
+    assert sorted(fired) == [(rule["id"], "email", "sent", None), (rule["id"], "webhook", "sent", None)]
+    [mail] = harness.smtp.to("rep-1@sales.example")[1:]  # the first one told rep-1 of the lead
+    assert mail["Subject"] == "Congratulations: Quota reached"
+    assert "110.0% of your quarter quota: 1100.00 of 1000 EUR" in mail.get_body(("plain",)).get_content()
+    [(name, body, headers)] = harness.mailchimp.hooks
+    assert verify_webhook(SECRET, body, headers["salesflow-signature"], now=int(time.time()))
+    payload = json.loads(body)
+    assert payload["rep_id"] == "rep-1" and payload["milestone"]["kind"] == "quota_reached"
+    assert payload["milestone"]["quota"]["attainment_pct"] == 110.0
+    notified = [(e["data"]["channel"], e["data"]["milestone_rule_id"]) for e in await harness.published("RepNotified")
+                if e["data"]["reason"] == "milestone"]
+    assert sorted(notified) == [("email", rule["id"]), ("webhook", rule["id"])]
+
+
+async def test_a_reassigned_task_tells_the_new_assignee_once_and_moves_its_reminder(harness: Harness):
+    lead = await harness.lead()
+    await assign(harness, lead)  # rep-1 owns the lead
+    await assign(harness, await harness.lead(), rep="rep-2")  # how notification-service learns rep-2's address
+    await assign(harness, await harness.lead(), rep="rep-3")
+    now = harness.clock.now()
+    due = now + timedelta(hours=3)
+    for task_id in ("t-manual", "t-owner"):
+        await harness.handled(await harness.send(TaskCreatedV1(task_id=task_id, lead_id=lead, title=f"Call {task_id}",
+                                                               due_at=due, assignee_id="rep-1"), task_id))
+
+    def reassigned(task_id: str, to: str, reason: str) -> TaskReassignedV1:
+        return TaskReassignedV1(task_id=task_id, lead_id=lead, title=f"Call {task_id}", due_at=due,
+                                previous_assignee_id="rep-1", assignee_id=to, reason=reason, reassigned_by="mgr")
+    by_hand = harness.envelope(reassigned("t-manual", "rep-2", "manual"), "t-manual")
+    await harness.publish(by_hand)
+    await harness.publish(by_hand)  # redelivered
+    replay = harness.envelope(reassigned("t-manual", "rep-2", "manual"), "t-manual", version=by_hand.subject_version)
+    await harness.publish(replay)  # replayed under a new event id
+    followed = await harness.send(reassigned("t-owner", "rep-3", "owner_changed"), "t-owner")
+    late = harness.envelope(TaskCreatedV1(task_id="t-manual", lead_id=lead, title="Call t-manual", due_at=due,
+                                          assignee_id="rep-1"), "t-manual", version=1)  # the creation, again, late
+    await harness.publish(late)
+    await harness.handled(by_hand, replay, followed, late)
+    await harness.settled()
+
+    subjects = lambda rep: sorted(m["Subject"] for m in harness.smtp.to(f"{rep}@sales.example"))  # noqa: E731
+    assert subjects("rep-2").count("Task assigned to you: Call t-manual") == 1
+    assert not any(s.startswith("Task assigned") for s in subjects("rep-3"))  # owner change: lead_assigned said it
+    harness.clock.advance(hours=2, minutes=1)  # one hour before the due time
+
+    async def reminded():
+        assert subjects("rep-2").count("Task due soon: Call t-manual") == 1
+        assert subjects("rep-3").count("Task due soon: Call t-owner") == 1
+    await eventually(reminded)
+    await harness.settled()
+    assert not any(s.startswith("Task due soon") for s in subjects("rep-1"))
+    reminders = {(d["rep_id"], d["status"]) for d in await harness.deliveries(reason="task_due")}
+    assert reminders == {("rep-1", "cancelled"), ("rep-2", "sent"), ("rep-3", "sent")}
+    assert len(await harness.deliveries(reason="task_due", status="sent")) == 2

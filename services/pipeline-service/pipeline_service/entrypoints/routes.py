@@ -433,7 +433,7 @@ async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPr
     if task.status != "open":
         raise Conflict(f"the task is {task.status}")
     rep, team = (body.assignee_id, None) if isinstance(body, ToRep) else (None, body.team_id)
-    await uow.session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(
-        assignee_kind="rep" if rep else "team", assignee_id=rep, team_id=team, version=task.version + 1))
+    await engine.reassign_task(uow, task, assignee_kind="rep" if rep else "team", assignee_id=rep, team_id=team,
+                               reason="manual", now=now_of(context), by=principal.user_id)
     row = (await uow.session.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
     return await _finish(uow, idem, 200, task_json(row, now_of(context)))

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.events import (
-    LeadLostV1, LeadReopenedV1, LeadWonV1, StageAdvancedV1, TaskCreatedV1, TaskSkippedV1,
+    LeadLostV1, LeadReopenedV1, LeadWonV1, StageAdvancedV1, TaskCreatedV1, TaskReassignedV1, TaskSkippedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
@@ -134,6 +134,20 @@ async def create_task(uow: UnitOfWork, pos: Position, stage: Any, template: Task
                               required=template.required, due_at=due_at, assignee_id=assignee_id),
                 org_id=pos["org_id"], subject_id=task_id, subject_version=1, occurred_at=now)
     return task_id
+
+
+async def reassign_task(uow: UnitOfWork, row: Any, *, assignee_kind: str, assignee_id: str | None,
+                        team_id: str | None, reason: str, now: datetime, by: str | None = None) -> None:
+    """Give an open task (its locked row) to another assignee; TaskReassigned when the assignee changes."""
+    await uow.session.execute(sa.update(tasks).where(tasks.c.id == row.id).values(
+        assignee_kind=assignee_kind, assignee_id=assignee_id, team_id=team_id, version=row.version + 1))
+    if (assignee_id, team_id) == (row.assignee_id, row.team_id):
+        return
+    uow.publish(TaskReassignedV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id, title=row.title,
+                                 required=row.required, due_at=aware(row.due_at),
+                                 previous_assignee_id=row.assignee_id, assignee_id=assignee_id, team_id=team_id,
+                                 reason=reason, reassigned_by=by),
+                org_id=row.org_id, subject_id=row.id, subject_version=row.version + 1, occurred_at=now)
 
 
 async def skip_open_tasks(uow: UnitOfWork, pos: Position, reason: str, now: datetime, *,

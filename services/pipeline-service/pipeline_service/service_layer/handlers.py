@@ -7,6 +7,8 @@ row is created partially by whichever event comes first.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 import structlog
 import sqlalchemy as sa
 
@@ -27,13 +29,16 @@ from . import engine
 log = structlog.get_logger(__name__)
 
 
-async def follow_owner(uow: UnitOfWork, pos: engine.Position, owner_id: str | None, team_id: str | None) -> None:
+async def follow_owner(uow: UnitOfWork, pos: engine.Position, owner_id: str | None, team_id: str | None,
+                       now: datetime) -> None:
     """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put)."""
     pos.update(owner_id=owner_id, team_id=team_id)
-    await uow.session.execute(sa.update(tasks).where(
+    rows = (await uow.session.execute(sa.select(tasks).where(
         tasks.c.org_id == pos["org_id"], tasks.c.lead_id == pos["lead_id"], tasks.c.status == "open",
-        tasks.c.assignee_kind == "owner",
-    ).values(assignee_id=owner_id, team_id=team_id, version=tasks.c.version + 1))
+        tasks.c.assignee_kind == "owner").order_by(tasks.c.created_at, tasks.c.id).with_for_update())).all()
+    for row in rows:
+        await engine.reassign_task(uow, row, assignee_kind="owner", assignee_id=owner_id, team_id=team_id,
+                                   reason="owner_changed", now=now)
 
 
 async def _require_pipeline(uow: UnitOfWork, envelope: Envelope, pipeline_id: str) -> None:
@@ -54,7 +59,7 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         pos["lead_version"] = envelope.subject_version
         if pos["assigned_version"] == 0 and data.lead.owner_id and data.lead.owner_id != pos["owner_id"]:
             # Until a LeadAssigned arrives, the owner lead-service knows is the best there is.
-            await follow_owner(uow, pos, data.lead.owner_id, data.lead.team_id)
+            await follow_owner(uow, pos, data.lead.owner_id, data.lead.team_id, now)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 
@@ -83,7 +88,7 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         if pos["status"] == "erased" or envelope.subject_version <= pos["assigned_version"]:
             return
         pos.update(assigned_version=envelope.subject_version, owner_timezone=data.owner_timezone)
-        await follow_owner(uow, pos, data.owner_id, data.team_id)
+        await follow_owner(uow, pos, data.owner_id, data.team_id, now)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 

@@ -34,6 +34,9 @@ async def test_tasks_follow_the_owner_list_overdue_first_and_completing_required
     assert [t["title"] for t in await tasks_of(pipe, "rep-1")] == ["Note", "Call"]
     await pipe.dispatch(pipe.envelope(assigned(lead, "rep-2"), lead))  # new owner
     assert await tasks_of(pipe, "rep-1") == []
+    followed = [e["data"] for e in await pipe.outbox("TaskReassigned")]
+    assert sorted((e["title"], e["previous_assignee_id"], e["assignee_id"], e["reason"]) for e in followed) == [
+        ("Call", "rep-1", "rep-2", "owner_changed"), ("Note", "rep-1", "rep-2", "owner_changed")]
     assert [t["title"] for t in await tasks_of(pipe, "rep-9")] == ["Legal review"]  # a named rep stays
     assert [t["title"] for t in await tasks_of(pipe, "mgr", "manager", team_id="team-x")] == ["Team check"]
 
@@ -69,9 +72,14 @@ async def test_tasks_follow_the_owner_list_overdue_first_and_completing_required
 
     # Reassigned by hand, a task no longer follows the owner.
     follow_up = pos["open_tasks"][0]
-    resp = await pipe.client.post(f"/v1/tasks/{follow_up['id']}/reassign", json={"assignee_id": "rep-5"},
-                                  headers=pipe.headers("manager", "mgr"))
-    assert resp.status_code == 200 and resp.json()["assignee_kind"] == "rep"
+    for _ in range(2):  # the same request again (Idempotency-Key): no second effect, no second event
+        resp = await pipe.client.post(f"/v1/tasks/{follow_up['id']}/reassign", json={"assignee_id": "rep-5"},
+                                      headers=pipe.headers("manager", "mgr", **{"Idempotency-Key": "r1"}))
+        assert resp.status_code == 200 and resp.json()["assignee_kind"] == "rep"
+    [by_hand] = [e for e in await pipe.outbox("TaskReassigned") if e["data"]["reason"] == "manual"]
+    assert by_hand["subject_id"] == follow_up["id"] and by_hand["subject_version"] == 2
+    assert (by_hand["data"]["previous_assignee_id"], by_hand["data"]["assignee_id"]) == ("rep-2", "rep-5")
+    assert by_hand["data"]["reassigned_by"] == "mgr" and by_hand["data"]["title"] == "Follow up"
     await pipe.dispatch(pipe.envelope(assigned(lead, "rep-3"), lead))
     assert [t["id"] for t in await tasks_of(pipe, "rep-5")] == [follow_up["id"]]
     assert await tasks_of(pipe, "rep-3") == []

@@ -1,0 +1,104 @@
+"""QuotaReached: telling the rest of Salesflow, once per quota, that a rep or team reached its quota.
+
+Attainment is the quota-attainment report's (GET /v1/reports/quota-attainment): value won in the quota's
+period by the rep (lead owner) or team, `reports.won_between`, against the quota's amount; the quota is
+reached when that value is at least the amount (attainment_pct >= 100). A worker looks at the quotas of the
+periods under way and of those that ended less than `lookback_days` ago (a win may be logged late; it still
+counts for the period it was won in).
+
+Exactly once, with any number of replicas: the `quota_milestones` row of the quota is inserted with
+ON CONFLICT DO NOTHING in the transaction that writes QuotaReached to the outbox, so a second replica (or the
+next run) inserts nothing and publishes nothing. A quota is announced once even if a later loss or a raised
+amount takes it below 100 % again.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from salesflow_shared.app import run_periodically
+from salesflow_shared.events import QuotaReachedV1
+from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.milestones_orm import quota_milestones
+from ..adapters.orm import quotas
+from ..domain import formulas
+from ..domain.periods import Clock, as_utc, period_bounds, to_ts
+from . import reports
+
+log = structlog.get_logger(__name__)
+
+
+def _bounds(quota: Any) -> tuple[datetime, datetime]:
+    day = quota.period_start
+    return period_bounds(quota.period, datetime(day.year, day.month, day.day, tzinfo=UTC))
+
+
+async def unannounced_quotas(uow: UnitOfWork, now: datetime, lookback_days: int) -> list[Any]:
+    """Quotas whose period has started and ended less than `lookback_days` ago, not announced yet."""
+    q, qm = quotas.c, quota_milestones.c
+    ended_after = now - timedelta(days=lookback_days)
+    rows = (await uow.session.execute(sa.select(quotas).where(
+        q.period_start <= now.date(),
+        q.period_start > (ended_after - timedelta(days=366)).date(),  # no period is longer than a year
+        ~sa.exists().where(qm.org_id == q.org_id, qm.quota_id == q.quota_id),
+    ).order_by(q.org_id, q.quota_id))).all()
+    return [r for r in rows if _bounds(r)[1] > ended_after]
+
+
+async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[Any], now: datetime) -> int:
+    """Publish QuotaReached for each reached quota among the org's candidates (the caller commits)."""
+    won_cache: dict[tuple[str, float, float], dict[str, Decimal]] = {}
+    announced = 0
+    for quota in candidates:
+        start, end = _bounds(quota)
+        key = (quota.scope, to_ts(start), to_ts(end))
+        if key not in won_cache:
+            won_cache[key] = await reports.won_between(uow.session, org_id, *key)  # type: ignore[arg-type]
+        attained = won_cache[key].get(quota.scope_id, Decimal(0))
+        if attained < quota.amount:
+            continue
+        inserted = await uow.session.execute(dialect_insert(uow.session)(quota_milestones).values(
+            org_id=org_id, quota_id=quota.quota_id, attained=attained, reached_at=now,
+        ).on_conflict_do_nothing(index_elements=["org_id", "quota_id"]))
+        if inserted.rowcount != 1:
+            continue  # another replica announced it first
+        uow.publish(QuotaReachedV1(
+            quota_id=quota.quota_id, scope=quota.scope, scope_id=quota.scope_id, period=quota.period,
+            period_start=quota.period_start, amount=quota.amount, currency=quota.currency,
+            attained=Decimal(formulas.money(attained) or 0), attainment_pct=formulas.pct(attained, quota.amount) or 0.0,
+            reached_at=now), org_id=org_id, subject_id=quota.quota_id, occurred_at=now)
+        announced += 1
+    return announced
+
+
+async def announce_reached_quotas(context: Any, now: datetime, lookback_days: int) -> int:
+    """One run of the worker: every org's newly reached quotas announced; returns how many."""
+    now = as_utc(now)
+    async with context.uow() as uow:
+        candidates = await unannounced_quotas(uow, now, lookback_days)
+    by_org: dict[str, list[Any]] = {}
+    for quota in candidates:
+        by_org.setdefault(quota.org_id, []).append(quota)
+    announced = 0
+    for org_id, org_quotas in by_org.items():
+        async with context.uow() as uow:
+            announced += await announce_org(uow, org_id, org_quotas, now)
+            await uow.commit()
+    return announced
+
+
+def quota_milestone_worker(clock: Clock, interval_s: float, lookback_days: int):  # type: ignore[no-untyped-def]
+    """Announce newly reached quotas, checking every `interval_s`."""
+    async def quota_reached_worker(context: Any) -> None:
+        async def tick() -> bool:
+            if count := await announce_reached_quotas(context, clock(), lookback_days):
+                log.info("quotas_reached", quotas=count)
+            return False
+        await run_periodically(context, tick, interval_s, name="quota_milestones")
+    return quota_reached_worker
