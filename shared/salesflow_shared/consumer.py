@@ -9,7 +9,8 @@ dispatcher commits after the handler returns, together with the inbox row and an
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -82,14 +83,18 @@ class EventDispatcher:
                 claimed = {handler: await claim_events(uow.session, handler_name(handler), envelopes)
                            for handler, envelopes in by_handler.items()}
                 batches: dict[EventHandler, list[tuple[EventData, Envelope]]] = {}
+                handled: set[str] = set()  # event ids some handler claimed (the rest were duplicates)
                 for envelope, data in parsed:  # in delivery order
                     for handler in self.handlers.get(envelope.type, ()):
                         if str(envelope.id) in claimed[handler]:
                             claimed[handler].discard(str(envelope.id))  # a duplicate within the batch runs once
-                            # Each event still shows in the trace it came with (as consumed in a batch).
+                            handled.add(str(envelope.id))
+                            # Each event still shows in the trace it came with (as consumed in a batch), and
+                            # what its handler publishes is caused by it, as when consumed alone.
                             with consumer_span(self.service, event_type=envelope.type, event_id=str(envelope.id),
                                                org_id=envelope.org_id,
-                                               traceparent=traceparents[str(envelope.id)]):
+                                               traceparent=traceparents[str(envelope.id)]) as span, \
+                                    _handling(envelope, traceparent_of(span)):
                                 if hasattr(handler, "handle_many"):
                                     batches.setdefault(handler, []).append((data, envelope))
                                 else:
@@ -104,9 +109,14 @@ class EventDispatcher:
             raise transient from exc
         if self.metrics:
             elapsed = (time.perf_counter() - started) / max(len(parsed), 1)
+            now = utcnow()
             for envelope, _ in parsed:
-                self.metrics.messages_handled.labels(envelope.type, "ok").inc()
+                outcome = "ok" if str(envelope.id) in handled else "duplicate"
+                handled.discard(str(envelope.id))  # the same event twice in a batch: once ok, then duplicate
+                self.metrics.messages_handled.labels(envelope.type, outcome).inc()
                 self.metrics.message_latency.labels(envelope.type).observe(elapsed)
+                self.metrics.event_delivery_lag.labels(envelope.type).observe(
+                    max((now - envelope.occurred_at).total_seconds(), 0.0))
 
     async def dispatch(self, envelope: Envelope, data: EventData | None = None, *,
                        traceparent: str | None = None) -> None:
@@ -117,17 +127,13 @@ class EventDispatcher:
             await self._dispatch(envelope, data, traceparent_of(span))
 
     async def _dispatch(self, envelope: Envelope, data: EventData, traceparent: str | None) -> None:
-        tokens = (correlation_id_var.set(envelope.correlation_id or str(envelope.id)),
-                  causation_id_var.set(str(envelope.id)), traceparent_var.set(traceparent))
         started = time.perf_counter()
         if self.metrics:
             lag = (utcnow() - envelope.occurred_at).total_seconds()
             self.metrics.event_delivery_lag.labels(envelope.type).observe(max(lag, 0.0))
         outcome = "error"
         try:
-            with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), event_type=envelope.type,
-                                                         org_id=envelope.org_id,
-                                                         correlation_id=envelope.correlation_id):
+            with _handling(envelope, traceparent):
                 outcome = "duplicate"
                 for handler in self.handlers.get(envelope.type, ()):
                     async with self.uow_factory() as uow:
@@ -140,12 +146,25 @@ class EventDispatcher:
             outcome = "error"
             raise
         finally:
-            correlation_id_var.reset(tokens[0])
-            causation_id_var.reset(tokens[1])
-            traceparent_var.reset(tokens[2])
             if self.metrics:
                 self.metrics.messages_handled.labels(envelope.type, outcome).inc()
                 self.metrics.message_latency.labels(envelope.type).observe(time.perf_counter() - started)
+
+
+@contextmanager
+def _handling(envelope: Envelope, traceparent: str | None) -> Iterator[None]:
+    """While one event is handled: events published are caused by it (correlation, causation, trace) and log
+    lines name it."""
+    tokens = (correlation_id_var.set(envelope.correlation_id or str(envelope.id)),
+              causation_id_var.set(str(envelope.id)), traceparent_var.set(traceparent))
+    try:
+        with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), event_type=envelope.type,
+                                                     org_id=envelope.org_id, correlation_id=envelope.correlation_id):
+            yield
+    finally:
+        correlation_id_var.reset(tokens[0])
+        causation_id_var.reset(tokens[1])
+        traceparent_var.reset(tokens[2])
 
 
 def _as_transient(exc: Exception) -> TransientFailure | None:

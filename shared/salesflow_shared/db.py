@@ -21,8 +21,10 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                          pool_recycle=1800)
+            # No pre-ping: it costs a round trip on every checkout. A connection found dead in use fails that
+            # one operation (an outage: 503 / postponed message, retried) and SQLAlchemy then invalidates
+            # the whole pool, so the next checkouts reconnect.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

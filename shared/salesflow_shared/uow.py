@@ -20,6 +20,8 @@ class UnitOfWork:
         self.producer = producer
         self._after_commit = after_commit
         self._outgoing: list[Envelope] = []
+        # The trace each event was published in (read when published: a batch of events commits outside it).
+        self._traceparents: dict[str, str | None] = {}
         self.published: list[Envelope] = []  # what the committed transactions put in the outbox
         self.session: AsyncSession
 
@@ -42,13 +44,16 @@ class UnitOfWork:
         envelope = make_event(data, org_id=org_id, subject_id=subject_id, subject_version=subject_version,
                               occurred_at=occurred_at, producer=self.producer)
         self._outgoing.append(envelope)
+        self._traceparents[str(envelope.id)] = traceparent_var.get()
         return envelope
 
     async def commit(self) -> None:
         outgoing = self._outgoing
         self._outgoing = []
         if outgoing:
-            await self.session.execute(insert(outbox_table), [outbox_row(e) for e in outgoing])
+            await self.session.execute(insert(outbox_table), [
+                outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing])
+        self._traceparents.clear()
         await self.session.commit()
         self.published.extend(outgoing)
         if outgoing and self._after_commit is not None:
@@ -59,9 +64,8 @@ class UnitOfWork:
         await self.session.rollback()
 
 
-def outbox_row(envelope: Envelope) -> dict[str, Any]:
+def outbox_row(envelope: Envelope, traceparent: str | None) -> dict[str, Any]:
     headers: dict[str, Any] = {"x-org-id": envelope.org_id}
-    traceparent = traceparent_var.get()
     if traceparent:
         headers["traceparent"] = traceparent
     return {

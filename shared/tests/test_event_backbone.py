@@ -194,3 +194,52 @@ async def test_batched_consumer_handles_a_burst_in_few_transactions(database_url
         assert handled >= 299
     finally:
         await context.stop()
+
+
+async def test_batched_handlers_publish_as_if_consumed_alone(database_url, amqp_url, bus_namespace):
+    """Events a handler publishes while a batch is handled are caused by the event it handled (causation,
+    correlation, trace), and a duplicate in a batch is counted as one."""
+    import json
+    from pathlib import Path
+
+    from salesflow_shared.app import ServiceDefinition
+    from salesflow_shared.events import LeadDisqualifiedV1
+
+    async def disqualify_after_erasure(data, envelope, uow):
+        uow.publish(LeadDisqualifiedV1(lead_id=data.lead_id, reason="erased"), org_id=envelope.org_id,
+                    subject_id=data.lead_id)
+
+    settings = service_test_settings(ServiceSettings, database_url=database_url, amqp_url=amqp_url,
+                                     namespace=bus_namespace, service_name="test", migrate_on_start=False,
+                                     consumer_prefetch=100)
+    context = await start_context(ServiceDefinition(
+        name="test", settings=settings, routers=[], migrations_path=Path("unused"),
+        event_handlers={"LeadErased": [disqualify_after_erasure]}, consume_in_batches=True))
+    try:
+        await context.relay.stop()  # publish by hand: the burst then arrives as one batch
+        async with context.uow() as uow:
+            erased = [uow.publish(LeadErasedV1(lead_id=f"lead-{i}"), org_id="org-a", subject_id=f"lead-{i}")
+                      for i in range(20)]
+            await uow.commit()
+        assert await context.relay.publish_pending() == 20
+        await context.dispatcher.handle_batch([(erased[0].to_json(), {})])  # a duplicate of the first
+
+        async def all_disqualified():
+            async with context.database.session() as session:
+                rows = (await session.execute(sa.select(outbox_table.c.event_type, outbox_table.c.payload,
+                                                        outbox_table.c.headers))).all()
+            follow_ups = [(json.loads(r.payload), r.headers) for r in rows if r.event_type == "LeadDisqualified"]
+            assert len(follow_ups) == 20
+            return follow_ups
+        follow_ups = await eventually(all_disqualified, timeout=20)
+        by_lead = {e.subject_id: e for e in erased}
+        for payload, headers in follow_ups:
+            cause = by_lead[payload["subject_id"]]
+            assert payload["causation_id"] == str(cause.id)
+            assert payload["correlation_id"] == cause.correlation_id
+            assert headers.get("traceparent", "").startswith("00-"), headers
+        sample = context.metrics.registry.get_sample_value
+        assert sample("salesflow_messages_handled_total", {"event_type": "LeadErased", "outcome": "ok"}) == 20
+        assert sample("salesflow_messages_handled_total", {"event_type": "LeadErased", "outcome": "duplicate"}) == 1
+    finally:
+        await context.stop()
