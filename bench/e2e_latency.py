@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -37,6 +38,56 @@ from salesflow_shared.testing import AMQP_URL  # noqa: E402
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:  # gone (a PostgreSQL backend that ended)
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids() -> dict[str, list[int]]:
+    """PostgreSQL's processes (one per connection) and RabbitMQ's Erlang VM."""
+    found: dict[str, list[int]] = {"postgresql": [], "rabbitmq": []}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    name = comm.read().strip()
+            except OSError:
+                continue
+            if name in ("postgres", "postmaster"):
+                found["postgresql"].append(int(entry))
+            elif name.startswith("beam"):
+                found["rabbitmq"].append(int(entry))
+    return found
+
+
+class CpuMeter:
+    """CPU time used by each service process, PostgreSQL and RabbitMQ between `start` and `stop`."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def _sample(self) -> dict[tuple[str, int], float]:
+        pids = {name: [service.process.pid] for name, service in self.world.system.services.items()
+                if service.process is not None}
+        pids.update(server_pids())
+        return {(name, pid): cpu_seconds(pid) for name, group in pids.items() for pid in group}
+
+    def start(self) -> None:
+        self.began = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        ended = self._sample()
+        used: dict[str, float] = {}
+        for (name, pid), seconds in ended.items():
+            used[name] = used.get(name, 0.0) + seconds - self.began.get((name, pid), 0.0)
+        return used
 
 
 def summary(name: str, samples_s: list[float], expected: int) -> str:
@@ -126,6 +177,8 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
             else:
                 refused += 1
 
+        meter = CpuMeter(world)
+        meter.start()
         offered_began = time.perf_counter()
         await offer(rate, duration, submit)
         offered_s = time.perf_counter() - offered_began
@@ -135,6 +188,8 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
                    for lead in sent_at):
                 break
             await asyncio.sleep(0.5)
+        await asyncio.sleep(5)  # the rest of each lead's work (emails, metrics) after it is in its stage
+        cpu_used = meter.stop()
         assigned = [arrivals.first["LeadAssigned"][lead] - t for lead, t in sent_at.items()
                     if lead in arrivals.first["LeadAssigned"]]
         in_stage = [arrivals.first["StageAdvanced"][lead] - t for lead, t in sent_at.items()
@@ -147,6 +202,12 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
                                             if k in arrivals.first["LeadAssigned"]], len(sent_at)))
     print(summary("submission → LeadAssigned", assigned, len(sent_at)))
     print(summary("submission → StageAdvanced", in_stage, len(sent_at)))
+    leads = max(len(sent_at), 1)
+    total = sum(cpu_used.values())
+    print("CPU per accepted lead (all of its work, over the run):  " + "  ".join(
+        f"{name.removesuffix('-service')} {1000 * seconds / leads:.1f} ms" for name, seconds in cpu_used.items()))
+    print(f"  total {1000 * total / leads:.1f} ms per lead → at most {os.cpu_count() * leads / total:.1f} leads/s "
+          f"on this machine's {os.cpu_count()} cores")
 
 
 def main() -> None:
