@@ -68,7 +68,8 @@ class ServiceContext:
         self.bus: EventBus = bus if bus is not None else self._make_bus()
         self.relay = OutboxRelay(self.database, self.bus, self.metrics,
                                  batch_size=self.settings.outbox_batch_size,
-                                 poll_interval_s=self.settings.outbox_poll_interval_s)
+                                 poll_interval_s=self.settings.outbox_poll_interval_s,
+                                 retention_s=self.settings.outbox_retention_hours * 3600)
         self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics)
         self.extras: dict[str, Any] = {}
         self._worker_tasks: list[asyncio.Task[None]] = []

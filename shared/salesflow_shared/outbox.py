@@ -3,13 +3,16 @@
 Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas never publish the same row at once;
 the lock is held while the batch is published and released by the commit that marks it sent. A crash
 between the confirm and that commit publishes the batch again later: consumers absorb it (inbox).
-The relay is woken right after a commit that wrote events, and polls as a safety net.
+The relay is woken right after a commit that wrote events, and polls as a safety net. Between batches, at
+most once per `purge_every_s`, it deletes published rows older than the retention, so the table stays small.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import delete, func, select, update
@@ -24,10 +27,13 @@ from .tracing import traced_publish
 
 log = structlog.get_logger(__name__)
 
+PURGE_BATCH = 1000
+
 
 class OutboxRelay:
     def __init__(self, database: Database, bus: EventBus, metrics: ServiceMetrics | None = None, *,
-                 batch_size: int = 200, poll_interval_s: float = 1.0, max_backoff_s: float = 5.0) -> None:
+                 batch_size: int = 200, poll_interval_s: float = 1.0, max_backoff_s: float = 5.0,
+                 retention_s: float = 0.0, purge_every_s: float = 60.0) -> None:
         self.database = database
         self.bus = bus
         self.metrics = metrics
@@ -35,6 +41,9 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.max_backoff_s = max_backoff_s
+        self.retention_s = retention_s
+        self.purge_every_s = purge_every_s
+        self._next_purge = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -46,6 +55,7 @@ class OutboxRelay:
 
     def start(self) -> None:
         self._stopping = False
+        self._next_purge = time.monotonic() + self.purge_every_s
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:
@@ -76,6 +86,12 @@ class OutboxRelay:
                 continue
             if published >= self.batch_size:
                 continue  # more may be waiting: no sleep
+            if self.retention_s > 0 and time.monotonic() >= self._next_purge:
+                self._next_purge = time.monotonic() + self.purge_every_s
+                try:
+                    await self.purge_published(timedelta(seconds=self.retention_s))
+                except Exception as exc:  # housekeeping: try again next time
+                    log.warning("outbox_purge_failed", error=str(exc)[:300])
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
             except asyncio.TimeoutError:
@@ -125,6 +141,25 @@ class OutboxRelay:
                 if not sent_ids:
                     raise failed[0][1]
             return len(sent_ids)
+
+    async def purge_published(self, older_than: timedelta, *, batch: int = PURGE_BATCH) -> int:
+        """Delete rows published more than `older_than` ago, a batch per transaction (short locks); returns how
+        many. Unpublished rows are never touched, however old. Rows are scanned from the oldest id, where
+        the old published ones are, so no index on `published_at` is needed."""
+        cutoff = utcnow() - older_than
+        purged = 0
+        while True:
+            async with self.database.session() as session, session.begin():
+                oldest = (select(outbox_table.c.id).where(outbox_table.c.published_at.is_not(None),
+                                                          outbox_table.c.published_at < cutoff)
+                          .order_by(outbox_table.c.id).limit(batch).scalar_subquery())
+                deleted = (await session.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)))).rowcount
+            purged += deleted
+            if deleted < batch:
+                break
+        if purged:
+            log.info("outbox_purged", rows=purged)
+        return purged
 
     async def lag(self) -> tuple[int, float]:
         """How many rows wait to be published, and the age in seconds of the oldest."""

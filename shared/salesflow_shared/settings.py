@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     retry_delays_ms: list[int] = Field(default_factory=lambda: [1000, 5000, 30000])
     outbox_batch_size: int = 200
     outbox_poll_interval_s: float = 1.0
+    # Published outbox rows are deleted once this old (the broker has them; keeping them a while helps
+    # investigations). 0 keeps them forever.
+    outbox_retention_hours: float = 72.0
     migrate_on_start: bool = True
     # How long a stopping process lets workers finish the batch in hand before cancelling them.
     shutdown_grace_s: float = 20.0

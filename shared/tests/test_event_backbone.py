@@ -243,3 +243,47 @@ async def test_batched_handlers_publish_as_if_consumed_alone(database_url, amqp_
         assert sample("salesflow_messages_handled_total", {"event_type": "LeadErased", "outcome": "duplicate"}) == 1
     finally:
         await context.stop()
+
+
+async def test_published_outbox_rows_are_purged_after_the_retention_unpublished_never(backbone):
+    from datetime import timedelta
+
+    from salesflow_shared.events import utcnow
+
+    context, harness = backbone
+    await context.relay.stop()  # drive the relay by hand
+    async with context.uow() as uow:
+        old = [uow.publish(LeadErasedV1(lead_id=f"old-{i}"), org_id="org-a", subject_id=f"old-{i}") for i in range(3)]
+        uow.publish(LeadErasedV1(lead_id="recent"), org_id="org-a", subject_id="recent")
+        await uow.commit()
+    assert await context.relay.publish_pending() == 4
+    async with context.uow() as uow:
+        uow.publish(LeadErasedV1(lead_id="stuck"), org_id="org-a", subject_id="stuck")  # never published
+        await uow.commit()
+    four_days_ago = utcnow() - timedelta(days=4)
+    async with context.database.session() as session:
+        await session.execute(sa.update(outbox_table).where(
+            outbox_table.c.event_id.in_([str(e.id) for e in old])).values(published_at=four_days_ago))
+        await session.execute(sa.update(outbox_table).where(outbox_table.c.published_at.is_(None)).values(
+            created_at=four_days_ago))
+        await session.commit()
+
+    assert await context.relay.purge_published(timedelta(hours=72), batch=2) == 3  # in two batches
+    async with context.database.session() as session:
+        left = (await session.execute(sa.select(outbox_table.c.payload, outbox_table.c.published_at))).all()
+    assert sorted(('"recent"' in r.payload, r.published_at is None) for r in left) == [(False, True), (True, False)]
+    assert await context.relay.purge_published(timedelta(hours=72)) == 0
+
+
+async def test_the_running_relay_purges_what_it_published_once_retained_long_enough(backbone):
+    context, harness = backbone
+    await context.relay.stop()
+    context.relay.retention_s, context.relay.purge_every_s = 0.5, 0.2
+    context.relay.start()
+    await publish_erased(context, "short-lived")
+
+    async def handled_and_purged():
+        assert await effect_count(context, "short-lived") == 1
+        async with context.database.session() as session:
+            assert (await session.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one() == 0
+    await eventually(handled_and_purged, timeout=10)
