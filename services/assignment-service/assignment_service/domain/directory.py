@@ -25,9 +25,17 @@ NOT_IN_DIRECTORY = "not_in_directory"
 
 @dataclass(frozen=True)
 class WorkingWindow:
+    """Hours on the given days, in the rep's time zone. An end at or before the start is an overnight
+    window (a night shift, 22:00-06:00): it starts on the listed day and runs into the next morning."""
+
     days: tuple[str, ...]
     start: time
     end: time
+
+    def covers(self, day: str, previous_day: str, clock: time) -> bool:
+        if self.start < self.end:
+            return day in self.days and self.start <= clock < self.end
+        return (day in self.days and clock >= self.start) or (previous_day in self.days and clock < self.end)
 
 
 @dataclass(frozen=True)
@@ -133,8 +141,9 @@ def in_working_hours(rep: Rep, now: datetime) -> bool:
     if not rep.working_hours:
         return True
     local = now.astimezone(ZoneInfo(rep.timezone or "UTC"))
-    day, clock = DAYS[local.weekday()], local.time().replace(tzinfo=None)
-    return any(day in w.days and w.start <= clock < w.end for w in rep.working_hours)
+    day, previous_day = DAYS[local.weekday()], DAYS[(local.weekday() - 1) % 7]
+    clock = local.time().replace(tzinfo=None)
+    return any(w.covers(day, previous_day, clock) for w in rep.working_hours)
 
 
 # ------------------------------------------------------------------ territories

@@ -32,15 +32,16 @@ def _unique(values: list[str] | None, what: str) -> list[str] | None:
 class WorkingWindowIn(Strict):
     days: list[Day] = Field(min_length=1)
     start: str = Field(pattern=HHMM_PATTERN, description="HH:MM in the rep's time zone")
-    end: str = Field(pattern=HHMM_PATTERN, description="HH:MM, after start")
+    end: str = Field(pattern=HHMM_PATTERN, description="HH:MM; at or before start for an overnight window "
+                                                        "(22:00-06:00 starts on the listed day, ends the next morning)")
 
     @model_validator(mode="after")
     def _check(self) -> "WorkingWindowIn":
         start, end = parse_hhmm(self.start), parse_hhmm(self.end)
         if start is None or end is None:
             raise ValueError("start and end are HH:MM (00:00-23:59)")
-        if start >= end:
-            raise ValueError("end must be after start")
+        if start == end:
+            raise ValueError("start and end must differ (an overnight window ends before it starts)")
         self.days = sorted(set(self.days), key=DAYS.index)  # type: ignore[assignment]
         return self
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from assignment_service.domain.directory import Absence, Rep, WorkingWindow
+from assignment_service.domain.directory import Absence, Rep, WorkingWindow, in_working_hours
 from assignment_service.domain.strategies import (BEST_TIER_FIRST, LEAST_LOADED, ROUND_ROBIN, SPECIFIC_REP,
                                                   WEIGHTED_ROUND_ROBIN, Candidate, OwnerRequest, RotationState,
                                                   select_owner)
@@ -70,6 +71,22 @@ def test_outside_working_hours_is_skipped_while_someone_is_in_hours_else_used_an
     ignoring = select_owner(OwnerRequest(ROUND_ROBIN, ("tokyo", "berlin"), respect_working_hours=False),
                             pool(tokyo, berlin), {}, NOW)
     assert ignoring.rep_id == "tokyo"
+
+
+def test_an_overnight_window_runs_from_its_day_into_the_next_morning():
+    night_shift = rep("night", timezone="Europe/Berlin",
+                      working_hours=(WorkingWindow(("mon", "fri"), time(22), time(6)),))
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def at(day: int, hour: int, minute: int = 0) -> datetime:  # 2026-01-05 is a Monday
+        return datetime(2026, 1, day, hour, minute, tzinfo=berlin)
+    assert in_working_hours(night_shift, at(5, 22))  # Monday 22:00, the start
+    assert in_working_hours(night_shift, at(6, 5, 59))  # Tuesday morning, Monday's shift
+    assert not in_working_hours(night_shift, at(6, 6))  # its end
+    assert not in_working_hours(night_shift, at(6, 23))  # Tuesday night: no shift
+    assert not in_working_hours(night_shift, at(5, 3))  # Monday early: Sunday had no shift
+    assert in_working_hours(night_shift, at(10, 2))  # Saturday early: Friday's shift
+    assert not in_working_hours(night_shift, at(5, 21, 59))
 
 
 def test_weighted_round_robin_shares_are_within_two_percent():
