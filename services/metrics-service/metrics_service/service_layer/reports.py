@@ -157,10 +157,19 @@ def stays_from(f: Filters, period_col: str | None, *, default: GroupBy = None, o
                with_lead: bool = False) -> tuple[str, str]:
     """(group expression, FROM … WHERE …) over stays (stage rows) using the lead attributes copied on them;
     joins m_leads only for a group_by the timeline does not carry (or when `with_lead`)."""
-    f.params.update(org=f.org_id)
     key = f.group_by or default
     join = with_lead or (key is not None and key not in STAY_GROUPS)
     group = "''" if key is None else f"COALESCE({STAY_GROUPS[key] if key in STAY_GROUPS else GROUPS[key]}, '')"
+    parts = stay_conditions(f, period_col, own_only=own_only)
+    source = "m_timeline t"
+    if join:
+        source += " JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id"
+    return group, f"FROM {source} WHERE {' AND '.join(parts)}"
+
+
+def stay_conditions(f: Filters, period_col: str | None, *, own_only: bool = True) -> list[str]:
+    """The WHERE conditions on stays `t` of the caller's org, period, pipeline and (for a rep) own leads."""
+    f.params.update(org=f.org_id)
     parts = ["t.org_id = :org", "t.kind = 'stage'"]
     if period_col is not None:
         parts.append(f"t.{period_col} IS NOT NULL")
@@ -176,10 +185,38 @@ def stays_from(f: Filters, period_col: str | None, *, default: GroupBy = None, o
     if f.rep_id is not None and own_only:
         parts.append("t.owner_id = :me")
         f.params["me"] = f.rep_id
-    source = "m_timeline t"
-    if join:
-        source += " JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id"
-    return group, f"FROM {source} WHERE {' AND '.join(parts)}"
+    return parts
+
+
+def per_stage(f: Filters, inner: str, aggregate: str, *, per_team: bool) -> str:
+    """PostgreSQL: `aggregate` (a SELECT … FROM v …) over the ended stays `inner` selects (a SELECT … FROM
+    m_timeline t WHERE …), run once per stage of m_stages, and with `per_team` once per team and stage (team =
+    COALESCE(team_id, ''): the stays with no team join the '' group). Each run is one range of an index ordered
+    by (team,) stage and period time (ix_m_timeline_team_stays / ix_m_timeline_cohort_stays), so nothing sorts
+    the quarter's stays by group: only each group's own values are sorted, for its median or percentile.
+    Columns out: team (with per_team), pipeline_id, stage_id, then the aggregate's."""
+    stage = "t.pipeline_id = s.pipeline_id AND t.stage_id = s.stage_id"
+    if not per_team:
+        return f"""
+SELECT s.pipeline_id, s.stage_id, q.* FROM m_stages s
+CROSS JOIN LATERAL (WITH v AS ({inner} AND {stage}) {aggregate}) q WHERE s.org_id = :org"""
+    # the teams present, found by skipping through the index (one descent per team, not a scan of the stays)
+    return f"""
+WITH RECURSIVE teams AS (
+  (SELECT t.team_id FROM m_timeline t WHERE t.org_id = :org AND t.kind = 'stage' AND t.next_ts IS NOT NULL
+     AND t.team_id > '' ORDER BY t.team_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT t.team_id FROM m_timeline t WHERE t.org_id = :org AND t.kind = 'stage' AND t.next_ts IS NOT NULL
+            AND t.team_id > teams.team_id ORDER BY t.team_id LIMIT 1) FROM teams WHERE teams.team_id IS NOT NULL),
+groups AS (SELECT CAST(team_id AS TEXT) AS team FROM teams WHERE team_id IS NOT NULL UNION ALL SELECT '')
+SELECT g.team, s.pipeline_id, s.stage_id, q.* FROM groups g CROSS JOIN m_stages s
+CROSS JOIN LATERAL (WITH v AS ({inner} AND {stage} AND t.team_id = g.team
+                               UNION ALL {inner} AND {stage} AND g.team = '' AND t.team_id IS NULL)
+                    {aggregate}) q
+WHERE s.org_id = :org"""
+
+
+NUMERIC_KEYS = ("position",)
 
 
 def stats_sql(inner: str, keys: list[str], dialect: str = "sqlite", extra: str = "") -> str:
@@ -192,12 +229,15 @@ def stats_sql(inner: str, keys: list[str], dialect: str = "sqlite", extra: str =
     """
     k = ", ".join(keys)
     if dialect == "postgresql":
+        # Ordered-set aggregates group by sorting: byte order ("C") compares far faster than the database's
+        # locale and groups the same way (keys are compared for equality only; callers order the rows).
+        collated = ", ".join(f'{c} COLLATE "C" AS {c}' if c not in NUMERIC_KEYS else c for c in keys)
         return f"""
-SELECT {k}, COUNT(x) AS n, AVG(x) AS mean, SUM(x) AS total,
+SELECT {collated}, COUNT(x) AS n, AVG(x) AS mean, SUM(x) AS total,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median,
        percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75,
        percentile_disc(0.9) WITHIN GROUP (ORDER BY x) AS p90{extra}
-FROM ({inner}) v WHERE x IS NOT NULL GROUP BY {k}"""
+FROM ({inner}) v WHERE x IS NOT NULL GROUP BY {", ".join(str(i + 1) for i in range(len(keys)))}"""
     return f"""
 WITH v AS ({inner}),
 r AS (SELECT v.*, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY x) AS rn,
@@ -259,13 +299,22 @@ FROM gp JOIN m_stages s ON s.org_id = :org AND s.pipeline_id = gp.pipeline_id
 ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
     reached = await _rows(session, reached_sql, f.params)
     group, source = stays_from(f, "cohort_ts")
-    stays = f"""
+    drop_off = ", COUNT(DISTINCT CASE WHEN dropped = 1 THEN lead_id END) AS drop_off"
+    if _dialect(session) == "postgresql" and (f.group_by is None or f.group_by in STAY_GROUPS):
+        inner = f"""
+SELECT {group} AS g, t.next_ts - t.at_ts AS x, t.lead_id,
+       CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
+{source} AND t.next_ts IS NOT NULL AND t.pipeline_id = t.lead_pipeline_id"""
+        aggregate = ("SELECT g, percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median"
+                     f"{drop_off} FROM v GROUP BY g")
+        sql = per_stage(f, inner, aggregate, per_team=False)
+    else:
+        stays = f"""
 SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead_id,
        CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
 {source} AND t.pipeline_id = t.lead_pipeline_id"""
-    drop_off = ", COUNT(DISTINCT CASE WHEN dropped = 1 THEN lead_id END) AS drop_off"
-    times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
-        session, stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session), drop_off), f.params)}
+        sql = stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session), drop_off)
+    times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(session, sql, f.params)}
     out: list[dict[str, Any]] = []
     prev_key, prev, first = None, 0, 0
     for r in reached:
@@ -518,14 +567,37 @@ SELECT COALESCE(t.owner_id, '') AS rep, COALESCE(t.team_id, '') AS team, t.pipel
 {source} AND t.next_ts IS NOT NULL"""
 
 
-async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    stays = _stays(f)
+def _ended_stays(f: Filters) -> str:
+    """`_stays` for `per_stage` with per_team (the team and stage come from the index range)."""
+    parts = stay_conditions(f, "at_ts", own_only=False)
+    return f"""
+SELECT COALESCE(t.owner_id, '') AS rep, t.position, t.next_ts - t.at_ts AS x,
+       CASE WHEN (t.next_kind = 'stage' AND t.next_position > t.position) OR t.next_kind = 'won' THEN 1 ELSE 0 END
+         AS conv
+FROM m_timeline t WHERE {' AND '.join(parts)} AND t.next_ts IS NOT NULL"""
+
+
+async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per rep, team, stage and position; per team and stage): n, median, converted."""
     converted = ", SUM(conv) AS converted"
-    rep_stats = await _rows(session, stats_sql(stays, ["rep", "team", "pipeline_id", "stage_id", "position"],
-                                               _dialect(session), converted), f.params)
+    if _dialect(session) == "postgresql":  # both levels in one pass per team and stage
+        aggregate = ("SELECT rep, position, GROUPING(rep, position) AS team_level, COUNT(*) AS n, "
+                     "percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median, SUM(conv) AS converted "
+                     "FROM v GROUP BY GROUPING SETS ((rep, position), ())")
+        both = [r for r in await _rows(session, per_stage(f, _ended_stays(f), aggregate, per_team=True), f.params)
+                if r["n"]]
+        return ([r for r in both if not r["team_level"]], [r for r in both if r["team_level"]])
+    stays = _stays(f)
+    return (await _rows(session, stats_sql(stays, ["rep", "team", "pipeline_id", "stage_id", "position"],
+                                           _dialect(session), converted), f.params),
+            await _rows(session, stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session), converted),
+                        f.params))
+
+
+async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rep_stats, team_rows = await _coaching_stats(session, f)
     conv = {(r["rep"], r["team"], r["pipeline_id"], r["stage_id"]): int(r["converted"]) for r in rep_stats}
-    team_stats = {(r["team"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
-        session, stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session), converted), f.params)}
+    team_stats = {(r["team"], r["pipeline_id"], r["stage_id"]): r for r in team_rows}
     team_conv = {k: int(r["converted"]) for k, r in team_stats.items()}
     names = await rep_names(session, f.org_id, {r["rep"] for r in rep_stats})
     rows = []
@@ -560,6 +632,24 @@ async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, An
     return rows, stalls_most
 
 
+def _stalled_sql(f: Filters, lead_filters: str) -> str:
+    """PostgreSQL: the team's p75 per stage (`per_stage`), then per team and stage the open leads in it
+    (ix_m_leads_open_stage), the leads with no team against the '' team like COALESCE(team_id, '')."""
+    p75 = per_stage(f, _ended_stays(f), "SELECT COUNT(*) AS n, percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75 "
+                                        "FROM v", per_team=True)
+    leads = ("SELECT l.lead_id, l.owner_id, l.team_id, l.current_stage_entered_ts FROM m_leads l "
+             "WHERE l.org_id = :org AND l.outcome = 'open' AND l.pipeline_id = p.pipeline_id "
+             "AND l.current_stage_id = p.stage_id AND l.current_stage_entered_ts IS NOT NULL "
+             f"AND :now - l.current_stage_entered_ts > p.p75{lead_filters}")
+    return f"""
+WITH p AS MATERIALIZED ({p75})
+SELECT l.lead_id, l.owner_id, l.team_id, p.pipeline_id, p.stage_id, :now - l.current_stage_entered_ts AS age, p.p75
+FROM p CROSS JOIN LATERAL ({leads} AND l.team_id = p.team
+                           UNION ALL {leads} AND p.team = '' AND l.team_id IS NULL) l
+WHERE p.n > 0
+ORDER BY (:now - l.current_stage_entered_ts) - p.p75 DESC, l.lead_id LIMIT 500"""
+
+
 async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
     stays = _stays(f)
     f.params["now"] = to_ts(f.now)
@@ -567,7 +657,10 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any
     if f.rep_id is not None:
         f.params["me"] = f.rep_id
     pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id is not None else ""
-    sql = f"""
+    if _dialect(session) == "postgresql":
+        sql = _stalled_sql(f, me + pipeline)
+    else:
+        sql = f"""
 WITH p AS ({stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session))})
 SELECT l.lead_id, l.owner_id, l.team_id, l.pipeline_id, l.current_stage_id AS stage_id,
        :now - l.current_stage_entered_ts AS age, p.p75
