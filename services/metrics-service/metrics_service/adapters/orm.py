@@ -220,6 +220,38 @@ m_rep_daily = sa.Table(
     sa.PrimaryKeyConstraint("org_id", "rep_id", "day"),
 )
 
+# Monthly rollups (revision 0008) of facts the reports would otherwise count over a period's leads or stays.
+# Keys are UTC months (periods.month_number) and the lead's owner, team and pipeline ('' when unknown); the
+# projector adds each batch's difference (the touched leads' contribution after minus before) and removes
+# rows that fall to zero, so they always equal a GROUP BY over m_leads / m_timeline (and a rebuild).
+ROLLUP_KEYS = ("month", "owner_id", "team_id", "pipeline_id")
+
+
+def _rollup_keys() -> list[sa.Column]:
+    return [_org(), sa.Column("month", sa.Integer, nullable=False),
+            *[sa.Column(c, ID, nullable=False) for c in ROLLUP_KEYS[1:]]]
+
+
+# closed leads per month of closed_ts and outcome: count and Σ COALESCE(won_value, value, 0)
+m_closed_months = sa.Table(
+    "m_closed_months", metadata,
+    *_rollup_keys(),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("leads", sa.Integer, nullable=False),
+    sa.Column("value", MONEY, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "outcome"),
+)
+
+# stage exits per month of next_ts (stays ended by a stage entry, win, loss or disqualification), pipeline =
+# the lead's current pipeline (lead_pipeline_id): all of them and the compliant ones (adoption)
+m_exit_months = sa.Table(
+    "m_exit_months", metadata,
+    *_rollup_keys(),
+    sa.Column("exits", sa.Integer, nullable=False),
+    sa.Column("compliant", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS),
+)
+
 m_tasks = sa.Table(
     "m_tasks", metadata,
     _org(),
@@ -269,5 +301,6 @@ forecast_snapshots = sa.Table(
     sa.UniqueConstraint("org_id", "period", "period_start", "scope", "scope_id", name="uq_forecast_snapshot"),
 )
 
-READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks)
+READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_closed_months,
+               m_exit_months)
 OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots)

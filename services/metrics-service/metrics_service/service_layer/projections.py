@@ -31,6 +31,7 @@ from ..adapters.orm import (event_log, m_activities, m_leads, m_rep_daily, m_rep
                             m_timeline)
 from ..domain import timeline
 from ..domain.periods import date_ts, day_number, tiebreak, to_ts
+from . import rollups
 
 FIRST_RESPONSE_KINDS = ("call", "email", "meeting")
 PERSONAL_KEYS = ("contact", "company", "postcode", "custom_fields", "utm")
@@ -310,6 +311,15 @@ def _territory(x: Any, newer: Any, *, from_assignment: bool) -> dict[str, Any]:
 
 
 async def _write(session: AsyncSession, b: Batch) -> None:
+    # every lead whose closing facts, owner, team, pipeline or stays this batch may change (rollups.py)
+    touched = set(b.snapshots) | set(b.assignments) | b.recompute | {
+        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}
+    before = await rollups.contributions(session, touched)
+    await _write_read_models(session, b)
+    await rollups.add_difference(session, before, await rollups.contributions(session, touched))
+
+
+async def _write_read_models(session: AsyncSession, b: Batch) -> None:
     lead_keys = ["org_id", "lead_id"]
     await _upsert_lww(session, m_leads, lead_keys, list(b.snapshots.values()), "snap_ver", "snap_tb",
                       lambda x, newer: {

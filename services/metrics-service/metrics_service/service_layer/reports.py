@@ -7,6 +7,7 @@ The definitions below are the API documentation of each endpoint, word for word 
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain import formulas
-from ..domain.periods import DAY_S, Period, days, elapsed_share, from_ts, hours, period_bounds, quarters_overlapping, to_ts
+from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
+                              quarters_overlapping, to_ts)
+from . import rollups
 
 GROUPS = {"rep": "l.owner_id", "team": "l.team_id", "product_line": "l.product_line",
           "territory": "l.territory_id", "source": "l.source"}
@@ -487,7 +490,26 @@ async def forecast(session: AsyncSession, f: Filters, period: Period, moment: da
     f.params.update(ps=to_ts(start), pe=to_ts(end))
     open_in_period = ("l.outcome = 'open' AND l.pipeline_entered_ts IS NOT NULL AND l.expected_close_ts >= :ps "
                       "AND l.expected_close_ts < :pe")
-    sql = f"""
+    if _rollup_serves(f):  # the period is whole months: its closed leads and their history are monthly sums
+        f.params.update(first_month=month_number(f.params["ps"]), end_month=month_number(f.params["pe"]))
+        closed_sql = f"""
+SELECT {_rollup_group(f)} AS g,
+  SUM(CASE WHEN m.outcome = 'won' AND m.month >= :first_month THEN m.value ELSE 0 END) AS won_so_far,
+  SUM(CASE WHEN m.outcome = 'won' AND m.month < :first_month THEN m.leads ELSE 0 END) AS hist_won,
+  SUM(CASE WHEN m.outcome = 'lost' AND m.month < :first_month THEN m.leads ELSE 0 END) AS hist_lost
+FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome IN ('won', 'lost') AND m.month < :end_month
+GROUP BY 1"""
+        open_sql = f"""
+SELECT {f.group_sql()} AS g, SUM(COALESCE(l.value, 0)) AS open_pipeline,
+  SUM(COALESCE(l.value, 0) * COALESCE(l.current_win_probability, 0)) AS weighted_open
+FROM m_leads l WHERE {f.lead_where(None)} AND {open_in_period} GROUP BY 1"""
+        merged: dict[str, dict[str, Any]] = defaultdict(dict)
+        for part in (closed_sql, open_sql):
+            for r in await _rows(session, part, f.params):
+                merged[r["g"]].update(r)
+        found = [merged[g] for g in sorted(merged)]
+    else:
+        found = await _rows(session, f"""
 SELECT {f.group_sql()} AS g,
   SUM(CASE WHEN l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe THEN COALESCE({WON_VALUE}, 0)
       ELSE 0 END) AS won_so_far,
@@ -498,20 +520,41 @@ SELECT {f.group_sql()} AS g,
   SUM(CASE WHEN l.outcome = 'lost' AND l.closed_ts < :ps THEN 1 ELSE 0 END) AS hist_lost
 FROM m_leads l WHERE {f.lead_where(None)} AND ((l.outcome IN ('won', 'lost') AND l.closed_ts < :pe)
                                               OR ({open_in_period}))
-GROUP BY 1 ORDER BY 1"""
+GROUP BY 1 ORDER BY 1""", f.params)
     rows = []
-    for r in await _rows(session, sql, f.params):
-        won, open_value = Decimal(r["won_so_far"] or 0), Decimal(r["open_pipeline"] or 0)
-        hist_won, hist_lost = int(r["hist_won"] or 0), int(r["hist_lost"] or 0)
+    for r in found:
+        won, open_value = Decimal(r.get("won_so_far") or 0), Decimal(r.get("open_pipeline") or 0)
+        hist_won, hist_lost = int(r.get("hist_won") or 0), int(r.get("hist_lost") or 0)
         rate = Decimal(hist_won) / Decimal(hist_won + hist_lost) if hist_won + hist_lost else Decimal(0)
         rows.append({"group": _group(r["g"]), "period": period, "period_start": start.isoformat(),
                      "period_end": end.isoformat(), "won_so_far": formulas.money(won),
                      "open_pipeline": formulas.money(open_value),
-                     "weighted_by_stage": formulas.money(won + Decimal(r["weighted_open"] or 0)),
+                     "weighted_by_stage": formulas.money(won + Decimal(r.get("weighted_open") or 0)),
                      "historical_win_rate_pct": formulas.pct(hist_won, hist_won + hist_lost),
                      "weighted_by_history": formulas.money(won + open_value * rate),
                      "best_case": formulas.money(won + open_value)})
     return await _name_groups(session, f, rows)
+
+
+def _rollup_serves(f: Filters) -> bool:
+    """The monthly rollups carry owner, team and pipeline ('' for none): they answer these groups and filters."""
+    return f.group_by in (None, "rep", "team") and f.pipeline_id != "" and f.rep_id != ""
+
+
+def _rollup_group(f: Filters, default: GroupBy = None) -> str:
+    return {None: "''", "rep": "m.owner_id", "team": "m.team_id"}[f.group_by or default]
+
+
+def _rollup_where(f: Filters) -> str:
+    f.params["org"] = f.org_id
+    parts = ["m.org_id = :org"]
+    if f.pipeline_id is not None:
+        parts.append("m.pipeline_id = :pipeline")
+        f.params["pipeline"] = f.pipeline_id
+    if f.rep_id is not None:
+        parts.append("m.owner_id = :me")
+        f.params["me"] = f.rep_id
+    return " AND ".join(parts)
 
 
 async def won_between(session: AsyncSession, org_id: str, scope: str, start_ts: float, end_ts: float
@@ -535,12 +578,24 @@ SELECT {g} AS g, COUNT(*) AS open_leads,
        AND NOT COALESCE(l.open_task_due_ts < :now, FALSE) THEN 1 ELSE 0 END) AS covered
 FROM m_leads l WHERE {f.lead_where(None)} AND l.is_created AND l.outcome = 'open' GROUP BY 1"""
     coverage = {r["g"]: r for r in await _rows(session, coverage_sql, f.params)}
-    group, source = stays_from(f, "next_ts", default="rep")
-    compliance_sql = f"""
-SELECT {group} AS g, COUNT(*) AS exits,
-  SUM(CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR t.tasks_done THEN 1 ELSE 0 END)
-    AS compliant
-{source} AND t.next_kind IN ('stage', 'won', 'lost', 'disqualified')
+    compliant = "CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR t.tasks_done THEN 1 ELSE 0 END"
+    exits = "t.next_kind IN ('stage', 'won', 'lost', 'disqualified')"
+    split = rollups.edges(f.params, f.from_ts, f.to_ts, "t.next_ts") if _rollup_serves(f) else None
+    if split is not None:  # whole months from m_exit_months, the partial months at the edges from the stays
+        months, edge = split
+        group, source = stays_from(f, None, default="rep")
+        compliance_sql = f"""
+SELECT g, SUM(exits) AS exits, SUM(compliant) AS compliant FROM (
+  SELECT {_rollup_group(f, "rep")} AS g, m.exits, m.compliant FROM m_exit_months m
+  WHERE {_rollup_where(f)} AND {months}
+  UNION ALL
+  SELECT {group}, 1, {compliant} {source} AND t.next_ts IS NOT NULL AND {exits} AND {edge}) x
+GROUP BY 1"""
+    else:
+        group, source = stays_from(f, "next_ts", default="rep")
+        compliance_sql = f"""
+SELECT {group} AS g, COUNT(*) AS exits, SUM({compliant}) AS compliant
+{source} AND {exits}
 GROUP BY 1"""
     compliance = {r["g"]: r for r in await _rows(session, compliance_sql, f.params)}
     rows = []
