@@ -311,6 +311,11 @@ def _territory(x: Any, newer: Any, *, from_assignment: bool) -> dict[str, Any]:
 
 
 async def _write(session: AsyncSession, b: Batch) -> None:
+    if session.bind.dialect.name != "postgresql":
+        # The rollups are PostgreSQL's (reports at scale); their differences need one projector at a time,
+        # which the advisory lock guarantees there, and SQLite's driver reads outside the transaction.
+        await _write_read_models(session, b)
+        return
     # every lead whose closing facts, owner, team, pipeline or stays this batch may change (rollups.py)
     touched = set(b.snapshots) | set(b.assignments) | b.recompute | {
         (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}

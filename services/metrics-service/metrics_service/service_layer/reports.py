@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..adapters.orm import m_cohort_months, m_stay_months
 from ..domain import formulas
 from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
                               quarters_overlapping, to_ts)
@@ -303,7 +304,14 @@ ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
     reached = await _rows(session, reached_sql, f.params)
     group, source = stays_from(f, "cohort_ts")
     drop_off = ", COUNT(DISTINCT CASE WHEN dropped = 1 THEN lead_id END) AS drop_off"
-    if _dialect(session) == "postgresql" and (f.group_by is None or f.group_by in STAY_GROUPS):
+    months = _duration_months(session, f)
+    if months is not None and (f.group_by is None or f.group_by in STAY_GROUPS):
+        times = _cohort_stats(f, await rollups.duration_rows(
+            session, m_cohort_months, ["owner_id", "team_id", "pipeline_id", "stage_id", "dropped_leads",
+                                       "durations"], f.org_id, months, pipeline_id=f.pipeline_id,
+            owner_id=f.rep_id))
+        sql = None
+    elif _dialect(session) == "postgresql" and (f.group_by is None or f.group_by in STAY_GROUPS):
         inner = f"""
 SELECT {group} AS g, t.next_ts - t.at_ts AS x, t.lead_id,
        CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
@@ -317,7 +325,8 @@ SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead
        CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
 {source} AND t.pipeline_id = t.lead_pipeline_id"""
         sql = stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session), drop_off)
-    times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(session, sql, f.params)}
+    if sql is not None:
+        times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(session, sql, f.params)}
     out: list[dict[str, Any]] = []
     prev_key, prev, first = None, 0, 0
     for r in reached:
@@ -333,6 +342,18 @@ SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead
                     "drop_off": int(stat.get("drop_off") or 0), "median_days_in_stage": days(_f(stat.get("median")))})
         prev = r["reached"]
     return await _name_groups(session, f, out)
+
+
+def _cohort_stats(f: Filters, found: list[Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(group, pipeline, stage) → median (merged sorted durations) and drop_off from m_cohort_months rows."""
+    acc: dict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, []])
+    for r in found:
+        group = {None: "", "rep": r.owner_id, "team": r.team_id}[f.group_by]
+        measures = acc[(group, r.pipeline_id, r.stage_id)]
+        measures[0] += r.dropped_leads
+        measures[1].extend(r.durations)
+    return {k: {"drop_off": dropped, "median": formulas.percentile_cont(sorted(durations), 0.5)}
+            for k, (dropped, durations) in acc.items()}
 
 
 # ------------------------------------------------------------------ 2. win rate
@@ -490,7 +511,7 @@ async def forecast(session: AsyncSession, f: Filters, period: Period, moment: da
     f.params.update(ps=to_ts(start), pe=to_ts(end))
     open_in_period = ("l.outcome = 'open' AND l.pipeline_entered_ts IS NOT NULL AND l.expected_close_ts >= :ps "
                       "AND l.expected_close_ts < :pe")
-    if _rollup_serves(f):  # the period is whole months: its closed leads and their history are monthly sums
+    if _rollup_serves(session, f):  # whole months: the period's closed leads and their history are monthly sums
         f.params.update(first_month=month_number(f.params["ps"]), end_month=month_number(f.params["pe"]))
         closed_sql = f"""
 SELECT {_rollup_group(f)} AS g,
@@ -536,9 +557,11 @@ GROUP BY 1 ORDER BY 1""", f.params)
     return await _name_groups(session, f, rows)
 
 
-def _rollup_serves(f: Filters) -> bool:
-    """The monthly rollups carry owner, team and pipeline ('' for none): they answer these groups and filters."""
-    return f.group_by in (None, "rep", "team") and f.pipeline_id != "" and f.rep_id != ""
+def _rollup_serves(session: AsyncSession, f: Filters) -> bool:
+    """The monthly rollups (kept on PostgreSQL) carry owner, team and pipeline ('' for none): they answer these
+    groups and filters."""
+    return (_dialect(session) == "postgresql" and f.group_by in (None, "rep", "team") and f.pipeline_id != ""
+            and f.rep_id != "")
 
 
 def _rollup_group(f: Filters, default: GroupBy = None) -> str:
@@ -580,7 +603,7 @@ FROM m_leads l WHERE {f.lead_where(None)} AND l.is_created AND l.outcome = 'open
     coverage = {r["g"]: r for r in await _rows(session, coverage_sql, f.params)}
     compliant = "CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR t.tasks_done THEN 1 ELSE 0 END"
     exits = "t.next_kind IN ('stage', 'won', 'lost', 'disqualified')"
-    split = rollups.edges(f.params, f.from_ts, f.to_ts, "t.next_ts") if _rollup_serves(f) else None
+    split = rollups.edges(f.params, f.from_ts, f.to_ts, "t.next_ts") if _rollup_serves(session, f) else None
     if split is not None:  # whole months from m_exit_months, the partial months at the edges from the stays
         months, edge = split
         group, source = stays_from(f, None, default="rep")
@@ -635,6 +658,11 @@ FROM m_timeline t WHERE {' AND '.join(parts)} AND t.next_ts IS NOT NULL"""
 async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(per rep, team, stage and position; per team and stage): n, median, converted."""
     converted = ", SUM(conv) AS converted"
+    months = _duration_months(session, f)
+    if months is not None:
+        return _stay_stats(await rollups.duration_rows(
+            session, m_stay_months, ["owner_id", "team_id", "stage_pipeline_id", "stage_id", "position", "stays",
+                                     "converted", "durations"], f.org_id, months, pipeline_id=f.pipeline_id))
     if _dialect(session) == "postgresql":  # both levels in one pass per team and stage
         aggregate = ("SELECT rep, position, GROUPING(rep, position) AS team_level, COUNT(*) AS n, "
                      "percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median, SUM(conv) AS converted "
@@ -647,6 +675,34 @@ async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[
                                            _dialect(session), converted), f.params),
             await _rows(session, stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session), converted),
                         f.params))
+
+
+def _duration_months(session: AsyncSession, f: Filters) -> tuple[int | None, int | None] | None:
+    """The months of the duration rollups that make up the period exactly (PostgreSQL), else None."""
+    if _dialect(session) != "postgresql" or f.pipeline_id == "" or f.rep_id == "":
+        return None
+    return rollups.whole_month_period(f.from_ts, f.to_ts)
+
+
+def _stay_stats(found: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per rep, team, stage and position and per team and stage: n, converted, median (of the merged sorted
+    durations, PostgreSQL's percentile_cont) and p75 (nearest rank) from m_stay_months rows."""
+    reps: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
+    teams: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
+    for r in found:
+        for key, acc in (((r.owner_id, r.team_id, r.stage_pipeline_id, r.stage_id, r.position), reps),
+                         ((r.team_id, r.stage_pipeline_id, r.stage_id), teams)):
+            measures = acc[key]
+            measures[0] += r.stays
+            measures[1] += r.converted
+            measures[2].extend(r.durations)
+
+    def stats(names: tuple[str, ...], key: tuple[Any, ...], measures: list[Any]) -> dict[str, Any]:
+        ordered = sorted(measures[2])  # a concatenation of sorted runs: merged in near-linear time
+        return {**dict(zip(names, key, strict=True)), "n": measures[0], "converted": measures[1],
+                "median": formulas.percentile_cont(ordered, 0.5), "p75": formulas.nearest_rank(ordered, 75)}
+    return ([stats(("rep", "team", "pipeline_id", "stage_id", "position"), k, v) for k, v in reps.items()],
+            [stats(("team", "pipeline_id", "stage_id"), k, v) for k, v in teams.items()])
 
 
 async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -687,11 +743,16 @@ async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, An
     return rows, stalls_most
 
 
-def _stalled_sql(f: Filters, lead_filters: str) -> str:
-    """PostgreSQL: the team's p75 per stage (`per_stage`), then per team and stage the open leads in it
-    (ix_m_leads_open_stage), the leads with no team against the '' team like COALESCE(team_id, '')."""
+def _stalled_sql(f: Filters, lead_filters: str, *, p75_from_params: bool = False) -> str:
+    """PostgreSQL: the team's p75 per stage (`per_stage`, or given as arrays p_team, p_pipeline_id, p_stage_id,
+    p_p75), then per team and stage the open leads in it (ix_m_leads_open_stage), the leads with no team
+    against the '' team like COALESCE(team_id, '')."""
     p75 = per_stage(f, _ended_stays(f), "SELECT COUNT(*) AS n, percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75 "
                                         "FROM v", per_team=True)
+    if p75_from_params:
+        p75 = ("SELECT team, pipeline_id, stage_id, 1 AS n, p75 FROM unnest(CAST(:p_team AS TEXT[]), "
+               "CAST(:p_pipeline_id AS TEXT[]), CAST(:p_stage_id AS TEXT[]), CAST(:p_p75 AS FLOAT8[])) "
+               "AS p(team, pipeline_id, stage_id, p75)")
     leads = ("SELECT l.lead_id, l.owner_id, l.team_id, l.current_stage_entered_ts FROM m_leads l "
              "WHERE l.org_id = :org AND l.outcome = 'open' AND l.pipeline_id = p.pipeline_id "
              "AND l.current_stage_id = p.stage_id AND l.current_stage_entered_ts IS NOT NULL "
@@ -712,7 +773,14 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any
     if f.rep_id is not None:
         f.params["me"] = f.rep_id
     pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id is not None else ""
-    if _dialect(session) == "postgresql":
+    months = _duration_months(session, f)
+    if months is not None:  # the team's p75 per stage from m_stay_months
+        _, teams = _stay_stats(await rollups.duration_rows(
+            session, m_stay_months, ["owner_id", "team_id", "stage_pipeline_id", "stage_id", "position", "stays",
+                                     "converted", "durations"], f.org_id, months, pipeline_id=f.pipeline_id))
+        f.params.update({f"p_{c}": [t[c] for t in teams] for c in ("team", "pipeline_id", "stage_id", "p75")})
+        sql = _stalled_sql(f, me + pipeline, p75_from_params=True)
+    elif _dialect(session) == "postgresql":
         sql = _stalled_sql(f, me + pipeline)
     else:
         sql = f"""

@@ -11,7 +11,7 @@ months at its edges from the read model (`edges`).
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -21,12 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import ROLLUP_KEYS, m_closed_months, m_exit_months, m_leads, m_timeline
+from ..adapters.orm import m_closed_months, m_cohort_months, m_exit_months, m_leads, m_stay_months, m_timeline
 from ..domain.periods import month_number, month_start_ts, whole_months
 
 CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
 Contributions = dict[sa.Table, dict[tuple[Any, ...], list[Any]]]
+ROLLUPS = (m_closed_months, m_exit_months, m_stay_months, m_cohort_months)
 
 
 def _by_org(leads: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -41,10 +42,12 @@ def _key(value: str | None) -> str:
 
 
 async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]]) -> Contributions:
-    """What these leads add to each rollup row now: {table: {(org, month, owner, team, pipeline[, outcome]):
-    [measures]}}."""
+    """What these leads add to each rollup row now: {table: {key (org_id, month, owner, team, pipeline, …):
+    [measures in column order]}}; a list measure is a multiset of durations, the others are sums."""
     closed: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
     exits: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0])
+    stays: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
+    cohorts: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, set(), []])
     lead, t = m_leads.c, m_timeline.c
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
@@ -59,73 +62,144 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                 value = r.won_value if r.won_value is not None else r.value
                 measures[1] += Decimal(value) if value is not None else Decimal(0)
             for r in await session.execute(sa.select(
-                    t.next_ts, t.owner_id, t.team_id, t.lead_pipeline_id, t.next_kind, t.next_reason, t.tasks_done
-                    ).where(t.org_id == org, t.lead_id.in_(part), t.kind == "stage", t.next_ts.is_not(None),
-                            t.next_kind.in_(EXIT_KINDS))):
-                measures = exits[(org, month_number(r.next_ts), _key(r.owner_id), _key(r.team_id),
-                                  _key(r.lead_pipeline_id))]
+                    t.lead_id, t.at_ts, t.next_ts, t.owner_id, t.team_id, t.lead_pipeline_id, t.cohort_ts,
+                    t.pipeline_id, t.stage_id, t.position, t.next_kind, t.next_position, t.next_reason, t.tasks_done
+                    ).where(t.org_id == org, t.lead_id.in_(part), t.kind == "stage", t.next_ts.is_not(None))):
+                lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.lead_pipeline_id))
+                if r.next_kind in EXIT_KINDS:
+                    measures = exits[(org, month_number(r.next_ts), *lead_keys)]
+                    measures[0] += 1
+                    measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done))
+                duration = r.next_ts - r.at_ts
+                measures = stays[(org, month_number(r.at_ts), *lead_keys, r.pipeline_id, r.stage_id, r.position)]
                 measures[0] += 1
-                measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done))
-    return {m_closed_months: closed, m_exit_months: exits}
+                measures[1] += int((r.next_kind == "stage" and r.next_position is not None
+                                    and r.next_position > r.position) or r.next_kind == "won")
+                measures[2].append(duration)
+                if r.cohort_ts is not None and r.pipeline_id == r.lead_pipeline_id:
+                    measures = cohorts[(org, month_number(r.cohort_ts), *lead_keys, r.stage_id)]
+                    measures[0] += 1
+                    if r.next_kind in ("lost", "disqualified"):
+                        measures[1].add(r.lead_id)
+                    measures[2].append(duration)
+    return {m_closed_months: closed, m_exit_months: exits, m_stay_months: stays,
+            m_cohort_months: {k: [n, len(dropped), durations] for k, (n, dropped, durations) in cohorts.items()}}
+
+
+def _key_columns(table: sa.Table) -> list[str]:
+    return [c.name for c in table.primary_key.columns]
 
 
 async def add_difference(session: AsyncSession, before: Contributions, after: Contributions) -> None:
     """Add `after − before` to the rollups and delete the rows that fall to zero."""
     for table, new in after.items():
         old = before[table]
-        key_columns = ["org_id", *ROLLUP_KEYS, *(["outcome"] if table is m_closed_months else [])]
+        key_columns = _key_columns(table)
         measure_columns = [c.name for c in table.columns if c.name not in key_columns]
-        rows = []
-        for key in set(old) | set(new):
-            delta = [n - o for n, o in zip(new.get(key, [0] * len(measure_columns)),
-                                           old.get(key, [0] * len(measure_columns)), strict=True)]
-            if any(delta):
-                rows.append({**dict(zip(key_columns, key, strict=True)), **dict(zip(measure_columns, delta,
-                                                                                   strict=True))})
-        if not rows:
+        changed = sorted(k for k in set(old) | set(new) if _multiset(old.get(k)) != _multiset(new.get(k)))
+        if not changed:
             continue
-        rows.sort(key=lambda r: tuple(r[c] for c in key_columns))  # a stable lock order between batches
+        if "durations" in measure_columns:
+            await _replace_rows(session, table, key_columns, measure_columns, changed, old, new)
+            continue
+        zero = [0] * len(measure_columns)
+        rows = [{**dict(zip(key_columns, key, strict=True)),
+                 **{c: n - o for c, n, o in zip(measure_columns, new.get(key, zero), old.get(key, zero), strict=True)}}
+                for key in changed]  # sorted keys: a stable lock order between batches
         insert = dialect_insert(session)(table)
         insert = insert.on_conflict_do_update(index_elements=key_columns, set_={
             c: table.c[c] + insert.excluded[c] for c in measure_columns})
         for i in range(0, len(rows), CHUNK):
             await session.execute(insert, rows[i:i + CHUNK])
-        emptied = [tuple(r[c] for c in key_columns) for r in rows]
-        for i in range(0, len(emptied), CHUNK):
+        for i in range(0, len(changed), CHUNK):
             await session.execute(sa.delete(table).where(
-                sa.tuple_(*[table.c[c] for c in key_columns]).in_(emptied[i:i + CHUNK]),
+                sa.tuple_(*[table.c[c] for c in key_columns]).in_(changed[i:i + CHUNK]),
                 table.c[measure_columns[0]] == 0))
 
 
-def _month_sql(column: str, dialect: str) -> str:
-    if dialect == "postgresql":
-        moment = f"(to_timestamp(floor({column})) AT TIME ZONE 'UTC')"
-        return f"CAST(EXTRACT(YEAR FROM {moment}) * 12 + EXTRACT(MONTH FROM {moment}) - 1 AS INTEGER)"
-    return (f"(CAST(strftime('%Y', CAST({column} AS INTEGER), 'unixepoch') AS INTEGER) * 12 "
-            f"+ CAST(strftime('%m', CAST({column} AS INTEGER), 'unixepoch') AS INTEGER) - 1)")
+def _multiset(measures: list[Any] | None) -> list[Any] | None:
+    return None if measures is None else [sorted(m) if isinstance(m, list) else m for m in measures]
 
 
-def fill_sql(dialect: str, org_condition: str) -> list[str]:
-    """INSERT … SELECT statements that compute both rollups from m_leads and m_timeline (one GROUP BY each),
+async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: list[str], measure_columns: list[str],
+                        keys: list[tuple[Any, ...]], old: dict[tuple[Any, ...], list[Any]],
+                        new: dict[tuple[Any, ...], list[Any]]) -> None:
+    """Rollups with a durations multiset: read the rows, take the old contribution out and put the new one
+    in (sums and multiset), write them back sorted; a row left with no stay is deleted."""
+    key_tuple = sa.tuple_(*[table.c[c] for c in key_columns])
+    current: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for i in range(0, len(keys), CHUNK):
+        for r in await session.execute(sa.select(table).where(key_tuple.in_(keys[i:i + CHUNK]))):
+            current[tuple(r._mapping[c] for c in key_columns)] = dict(r._mapping)
+        await session.execute(sa.delete(table).where(key_tuple.in_(keys[i:i + CHUNK])))
+    rows = []
+    for key in keys:
+        row = current.get(key) or {**dict(zip(key_columns, key, strict=True)),
+                                   **{c: [] if c == "durations" else 0 for c in measure_columns}}
+        gone, came = old.get(key), new.get(key)
+        for index, column in enumerate(measure_columns):
+            if column == "durations":
+                values = Counter(row[column])
+                values.subtract(Counter(gone[index]) if gone else Counter())
+                values.update(came[index] if came else [])
+                row[column] = sorted(values.elements())
+            else:
+                row[column] += (came[index] if came else 0) - (gone[index] if gone else 0)
+        if row["stays"]:
+            rows.append(row)
+    for i in range(0, len(rows), CHUNK):
+        await session.execute(sa.insert(table), rows[i:i + CHUNK])
+
+
+def _month_sql(column: str) -> str:
+    """periods.month_number in PostgreSQL."""
+    moment = f"(to_timestamp(floor({column})) AT TIME ZONE 'UTC')"
+    return f"CAST(EXTRACT(YEAR FROM {moment}) * 12 + EXTRACT(MONTH FROM {moment}) - 1 AS INTEGER)"
+
+
+def fill_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: INSERT … SELECT statements computing the count rollups from m_leads and m_timeline,
     for the rows matching `org_condition` (e.g. " AND org_id = :org", or "" for all)."""
     return [f"""
 INSERT INTO m_closed_months (org_id, month, owner_id, team_id, pipeline_id, outcome, leads, value)
-SELECT org_id, {_month_sql('closed_ts', dialect)}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
+SELECT org_id, {_month_sql('closed_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
        COALESCE(pipeline_id, ''), outcome, COUNT(*), SUM(COALESCE(won_value, value, 0))
 FROM m_leads WHERE outcome <> 'open' AND closed_ts IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5, 6""", f"""
 INSERT INTO m_exit_months (org_id, month, owner_id, team_id, pipeline_id, exits, compliant)
-SELECT org_id, {_month_sql('next_ts', dialect)}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
+SELECT org_id, {_month_sql('next_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
        COALESCE(lead_pipeline_id, ''), COUNT(*),
        SUM(CASE WHEN (next_kind = 'stage' AND next_reason = 'goal_met') OR tasks_done THEN 1 ELSE 0 END)
 FROM m_timeline WHERE kind = 'stage' AND next_ts IS NOT NULL
   AND next_kind IN ('stage', 'won', 'lost', 'disqualified'){org_condition} GROUP BY 1, 2, 3, 4, 5"""]
 
 
+def fill_durations_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: INSERT … SELECT statements computing the duration rollups from m_timeline."""
+    stays = f"""
+SELECT org_id, lead_id, at_ts, cohort_ts, next_ts - at_ts AS x, COALESCE(owner_id, '') AS owner,
+       COALESCE(team_id, '') AS team, COALESCE(lead_pipeline_id, '') AS lead_pipeline, pipeline_id, stage_id,
+       position, next_kind, next_position
+FROM m_timeline WHERE kind = 'stage' AND next_ts IS NOT NULL{org_condition}"""
+    return [f"""
+INSERT INTO m_stay_months (org_id, month, owner_id, team_id, pipeline_id, stage_pipeline_id, stage_id, position,
+                           stays, converted, durations)
+SELECT org_id, {_month_sql('at_ts')}, owner, team, lead_pipeline, pipeline_id, stage_id, position,
+       COUNT(*), SUM(CASE WHEN (next_kind = 'stage' AND next_position > position) OR next_kind = 'won' THEN 1
+                          ELSE 0 END), array_agg(x ORDER BY x)
+FROM ({stays}) s GROUP BY 1, 2, 3, 4, 5, 6, 7, 8""", f"""
+INSERT INTO m_cohort_months (org_id, month, owner_id, team_id, pipeline_id, stage_id, stays, dropped_leads,
+                             durations)
+SELECT org_id, {_month_sql('cohort_ts')}, owner, team, lead_pipeline, stage_id, COUNT(*),
+       COUNT(DISTINCT CASE WHEN next_kind IN ('lost', 'disqualified') THEN lead_id END), array_agg(x ORDER BY x)
+FROM ({stays}) s WHERE cohort_ts IS NOT NULL AND pipeline_id = lead_pipeline GROUP BY 1, 2, 3, 4, 5, 6"""]
+
+
 async def fill(session: AsyncSession, org_id: str) -> None:
-    """Recompute both rollups of one org from its read models (after a bulk load of them)."""
-    for table in (m_closed_months, m_exit_months):
+    """Recompute the rollups of one org from its read models (PostgreSQL; after a bulk load of them)."""
+    for table in ROLLUPS:
         await session.execute(sa.delete(table).where(table.c.org_id == org_id))
-    for statement in fill_sql(session.bind.dialect.name, " AND org_id = :org"):
+    for statement in [*fill_sql(" AND org_id = :org"),
+                      *fill_durations_sql(" AND org_id = :org")]:
         await session.execute(sa.text(statement), {"org": org_id})
 
 
@@ -156,3 +230,29 @@ def edges(params: dict[str, Any], from_ts: float | None, to_ts: float | None, co
         edge_parts.append(f"({column} >= :end_month_ts AND {column} < :to_ts)")
         params.update(to_ts=to_ts, end_month_ts=month_start_ts(end))
     return month_range(params, first, end), f"({' OR '.join(edge_parts) or 'FALSE'})"
+
+
+def whole_month_period(from_ts: float | None, to_ts: float | None) -> tuple[int | None, int | None] | None:
+    """[first, end) months when [from_ts, to_ts) is exactly whole months (None: unbounded), else None."""
+    first, end = whole_months(from_ts, to_ts)
+    if from_ts is not None and (first is None or month_start_ts(first) != from_ts):
+        return None
+    if to_ts is not None and (end is None or month_start_ts(end) != to_ts):
+        return None
+    return first, end
+
+
+async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[str], org_id: str,
+                        months: tuple[int | None, int | None], *, pipeline_id: str | None = None,
+                        owner_id: str | None = None) -> list[Any]:
+    """The rows of a duration rollup for the org's months [first, end), optionally one pipeline / owner."""
+    params: dict[str, Any] = {"org": org_id}
+    where = f"m.org_id = :org AND {month_range(params, *months)}"
+    if pipeline_id is not None:
+        where += " AND m.pipeline_id = :pipeline"
+        params["pipeline"] = pipeline_id
+    if owner_id is not None:
+        where += " AND m.owner_id = :me"
+        params["me"] = owner_id
+    return list(await session.execute(sa.text(f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {where}"),
+                                      params))

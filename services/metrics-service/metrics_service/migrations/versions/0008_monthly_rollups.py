@@ -2,7 +2,7 @@
 
 m_closed_months: closed leads per UTC month of closing, owner, team, pipeline and outcome (count and value);
 m_exit_months: stage exits per UTC month of exit, owner, team and pipeline (all and compliant). The
-projector keeps them (service_layer/rollups.py); this revision fills them from the read models already there.
+projector keeps them on PostgreSQL (service_layer/rollups.py); this revision fills them from the read models already there.
 
 Revision ID: 0008
 Revises: 0007
@@ -31,11 +31,12 @@ def upgrade() -> None:
                     sa.Column("exits", sa.Integer, nullable=False),
                     sa.Column("compliant", sa.Integer, nullable=False),
                     sa.PrimaryKeyConstraint(*KEY_NAMES))
-    # the GROUP BY over m_leads / m_timeline that the rollups equal (rollups.fill runs it for one org)
-    from metrics_service.service_layer.rollups import fill_sql
+    if op.get_bind().dialect.name == "postgresql":  # the rollups are kept on PostgreSQL only
+        # the GROUP BY over m_leads / m_timeline that the rollups equal (rollups.fill runs it for one org)
+        from metrics_service.service_layer.rollups import fill_sql
 
-    for statement in fill_sql(op.get_bind().dialect.name, ""):
-        op.execute(statement)
+        for statement in fill_sql(""):
+            op.execute(statement)
 
 
 def downgrade() -> None:
