@@ -45,9 +45,9 @@ def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
     return lo + (position - first) * (hi - lo)
 
 
-def nearest_rank(values: Sequence[float], percent: int) -> float | None:
+def nearest_rank(values: Sequence[float], percent: int, *, presorted: bool = False) -> float | None:
     """The value at rank ceil(percent/100 × n) in ascending order (nearest-rank percentile)."""
-    ordered = sorted(values)
+    ordered = values if presorted else sorted(values)
     n = len(ordered)
     if n == 0:
         return None

@@ -347,11 +347,10 @@ SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead
 def _cohort_stats(f: Filters, found: list[Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(group, pipeline, stage) → median (merged sorted durations) and drop_off from m_cohort_months rows."""
     acc: dict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, []])
-    for r in found:
-        group = {None: "", "rep": r.owner_id, "team": r.team_id}[f.group_by]
-        measures = acc[(group, r.pipeline_id, r.stage_id)]
-        measures[0] += r.dropped_leads
-        measures[1].extend(r.durations)
+    for owner, team, pipeline, stage, dropped, durations in found:
+        measures = acc[({None: "", "rep": owner, "team": team}[f.group_by], pipeline, stage)]
+        measures[0] += dropped
+        measures[1] += durations
     return {k: {"drop_off": dropped, "median": formulas.percentile_cont(sorted(durations), 0.5)}
             for k, (dropped, durations) in acc.items()}
 
@@ -660,9 +659,8 @@ async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[
     converted = ", SUM(conv) AS converted"
     months = _duration_months(session, f)
     if months is not None:
-        return _stay_stats(await rollups.duration_rows(
-            session, m_stay_months, ["owner_id", "team_id", "stage_pipeline_id", "stage_id", "position", "stays",
-                                     "converted", "durations"], f.org_id, months, pipeline_id=f.pipeline_id))
+        return _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id, months,
+                                                       pipeline_id=f.pipeline_id))
     if _dialect(session) == "postgresql":  # both levels in one pass per team and stage
         aggregate = ("SELECT rep, position, GROUPING(rep, position) AS team_level, COUNT(*) AS n, "
                      "percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median, SUM(conv) AS converted "
@@ -684,23 +682,30 @@ def _duration_months(session: AsyncSession, f: Filters) -> tuple[int | None, int
     return rollups.whole_month_period(f.from_ts, f.to_ts)
 
 
-def _stay_stats(found: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per rep, team, stage and position and per team and stage: n, converted, median (of the merged sorted
-    durations, PostgreSQL's percentile_cont) and p75 (nearest rank) from m_stay_months rows."""
+STAY_ROLLUP_COLUMNS = ["owner_id", "team_id", "stage_pipeline_id", "stage_id", "position", "stays", "converted",
+                       "durations"]
+
+
+def _stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per rep, team, stage and position (with per_rep) and per team and stage: n, converted, median (of the
+    merged sorted durations, PostgreSQL's percentile_cont) and p75 (nearest rank) from m_stay_months rows
+    (STAY_ROLLUP_COLUMNS)."""
     reps: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
     teams: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
-    for r in found:
-        for key, acc in (((r.owner_id, r.team_id, r.stage_pipeline_id, r.stage_id, r.position), reps),
-                         ((r.team_id, r.stage_pipeline_id, r.stage_id), teams)):
-            measures = acc[key]
-            measures[0] += r.stays
-            measures[1] += r.converted
-            measures[2].extend(r.durations)
+    for owner, team, pipeline, stage, position, stays, converted, durations in found:
+        levels = ((reps[(owner, team, pipeline, stage, position)], teams[(team, pipeline, stage)]) if per_rep
+                  else (teams[(team, pipeline, stage)],))
+        for measures in levels:
+            measures[0] += stays
+            measures[1] += converted
+            measures[2] += durations
 
     def stats(names: tuple[str, ...], key: tuple[Any, ...], measures: list[Any]) -> dict[str, Any]:
         ordered = sorted(measures[2])  # a concatenation of sorted runs: merged in near-linear time
         return {**dict(zip(names, key, strict=True)), "n": measures[0], "converted": measures[1],
-                "median": formulas.percentile_cont(ordered, 0.5), "p75": formulas.nearest_rank(ordered, 75)}
+                "median": formulas.percentile_cont(ordered, 0.5),
+                "p75": formulas.nearest_rank(ordered, 75, presorted=True)}
     return ([stats(("rep", "team", "pipeline_id", "stage_id", "position"), k, v) for k, v in reps.items()],
             [stats(("team", "pipeline_id", "stage_id"), k, v) for k, v in teams.items()])
 
@@ -775,9 +780,8 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any
     pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id is not None else ""
     months = _duration_months(session, f)
     if months is not None:  # the team's p75 per stage from m_stay_months
-        _, teams = _stay_stats(await rollups.duration_rows(
-            session, m_stay_months, ["owner_id", "team_id", "stage_pipeline_id", "stage_id", "position", "stays",
-                                     "converted", "durations"], f.org_id, months, pipeline_id=f.pipeline_id))
+        _, teams = _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id,
+                                                           months, pipeline_id=f.pipeline_id), per_rep=False)
         f.params.update({f"p_{c}": [t[c] for t in teams] for c in ("team", "pipeline_id", "stage_id", "p75")})
         sql = _stalled_sql(f, me + pipeline, p75_from_params=True)
     elif _dialect(session) == "postgresql":

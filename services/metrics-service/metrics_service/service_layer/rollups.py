@@ -244,15 +244,16 @@ def whole_month_period(from_ts: float | None, to_ts: float | None) -> tuple[int 
 
 async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[str], org_id: str,
                         months: tuple[int | None, int | None], *, pipeline_id: str | None = None,
-                        owner_id: str | None = None) -> list[Any]:
-    """The rows of a duration rollup for the org's months [first, end), optionally one pipeline / owner."""
-    params: dict[str, Any] = {"org": org_id}
-    where = f"m.org_id = :org AND {month_range(params, *months)}"
-    if pipeline_id is not None:
-        where += " AND m.pipeline_id = :pipeline"
-        params["pipeline"] = pipeline_id
-    if owner_id is not None:
-        where += " AND m.owner_id = :me"
-        params["me"] = owner_id
-    return list(await session.execute(sa.text(f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {where}"),
-                                      params))
+                        owner_id: str | None = None) -> list[tuple[Any, ...]]:
+    """PostgreSQL: the rows (tuples in `columns` order) of a duration rollup for the org's months [first, end),
+    optionally of one pipeline / owner. Fetched by the driver directly: a quarter is some 10,000 rows of
+    arrays, and SQLAlchemy's per-row result processing would cost more than the query."""
+    where, args = ["m.org_id = $1"], [org_id]
+    for condition, value in (("m.month >= ${}", months[0]), ("m.month < ${}", months[1]),
+                             ("m.pipeline_id = ${}", pipeline_id), ("m.owner_id = ${}", owner_id)):
+        if value is not None:
+            args.append(value)
+            where.append(condition.format(len(args)))
+    connection = await (await session.connection()).get_raw_connection()
+    return [tuple(r) for r in await connection.driver_connection.fetch(
+        f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)]
