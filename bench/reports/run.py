@@ -14,7 +14,7 @@
 
 Run: `.venv/bin/python bench/reports/run.py [--sizes 100000,300000,1000000] [--runs 5] [--ingest 10000]`.
 The event log is not bulk-loaded (the reports never read it); the read models are what the consumer builds,
-and the rollups the projector keeps are computed from them after the COPY (rollups.fill_sql).
+and the rollups the projector keeps are computed from them after the COPY (rollups.all_fill_sql).
 To iterate without the ~6 minute 1M load: `--keep` once, then `--reuse` (loads only the orgs missing from
 the kept database; new migrations run on it, filling new rollups from the loaded read models), e.g.
 `run.py --sizes 1000000 --ingest 0 --keep` then `run.py --sizes 1000000 --ingest 0 --reuse`.
@@ -182,7 +182,7 @@ async def load_org(conn: asyncpg.Connection, org: str, n: int) -> dict[str, floa
         "created_at", "updated_at"])
     t2 = time.perf_counter()
     # the rollups the projector keeps as events arrive, computed here from the loaded read models at once
-    for statement in [*rollups.fill_sql(" AND org_id = $1"), *rollups.fill_durations_sql(" AND org_id = $1")]:
+    for statement in rollups.all_fill_sql(" AND org_id = $1"):
         await conn.execute(statement, org)
     return {"generate_s": t1 - t0, "copy_s": t2 - t1, "rollups_s": time.perf_counter() - t2,
             "timeline_rows": len(timeline)}

@@ -283,6 +283,25 @@ m_cohort_months = sa.Table(
     sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "stage_id"),
 )
 
+# leads per UTC month of creation, owner, team and pipeline, for the leads that have an owner: count and the
+# response durations (first owner activity − creation) of those that have one (response time, revision 0010)
+m_created_months = sa.Table(
+    "m_created_months", metadata,
+    *_rollup_keys(),
+    sa.Column("leads", sa.Integer, nullable=False),
+    sa.Column("durations", DURATIONS, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS),
+)
+
+# leads per UTC month of pipeline entry, owner, team, pipeline and highest position reached (funnel, 0010)
+m_reach_months = sa.Table(
+    "m_reach_months", metadata,
+    *_rollup_keys(),
+    sa.Column("max_position", sa.Integer, nullable=False),
+    sa.Column("leads", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "max_position"),
+)
+
 m_tasks = sa.Table(
     "m_tasks", metadata,
     _org(),
@@ -333,5 +352,5 @@ forecast_snapshots = sa.Table(
 )
 
 READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_closed_months,
-               m_exit_months, m_stay_months, m_cohort_months)
+               m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months)
 OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots)

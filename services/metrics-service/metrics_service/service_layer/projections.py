@@ -316,9 +316,10 @@ async def _write(session: AsyncSession, b: Batch) -> None:
         # which the advisory lock guarantees there, and SQLite's driver reads outside the transaction.
         await _write_read_models(session, b)
         return
-    # every lead whose closing facts, owner, team, pipeline or stays this batch may change (rollups.py)
-    touched = set(b.snapshots) | set(b.assignments) | b.recompute | {
-        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}
+    # every lead whose facts, owner, team, pipeline, first response or stays this batch may change (rollups.py)
+    touched = set(b.snapshots) | set(b.assignments) | b.recompute | b.first_activity | {
+        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]} | {
+        (org, r["lead_id"]) for (org, _), r in b.activities.items() if r["kind"] in FIRST_RESPONSE_KINDS}
     before = await rollups.contributions(session, touched)
     await _write_read_models(session, b)
     await rollups.add_difference(session, before, await rollups.contributions(session, touched))

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..adapters.orm import m_cohort_months, m_stay_months
+from ..adapters.orm import m_cohort_months, m_created_months, m_stay_months
 from ..domain import formulas
 from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
                               quarters_overlapping, to_ts)
@@ -290,11 +290,17 @@ async def _name_groups(session: AsyncSession, f: Filters, rows: list[dict[str, A
 # ------------------------------------------------------------------ 1. funnel
 async def funnel(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
     g = f.group_sql()
-    where = f.lead_where("pipeline_entered_ts")
-    cohort = f"SELECT {g} AS g, l.lead_id, l.pipeline_id, l.max_position FROM m_leads l WHERE {where}"
+    months = _duration_months(session, f)
+    if months is not None and (f.group_by is None or f.group_by in STAY_GROUPS):  # cohort leads by month
+        counts = (f"SELECT {_rollup_group(f)} AS g, m.pipeline_id, m.max_position, SUM(m.leads) AS cnt "
+                  f"FROM m_reach_months m WHERE {_rollup_where(f)} AND {rollups.month_range(f.params, *months)} "
+                  "GROUP BY 1, 2, 3")
+    else:
+        counts = (f"SELECT g, pipeline_id, max_position, COUNT(*) AS cnt FROM (SELECT {g} AS g, l.lead_id, "
+                  f"l.pipeline_id, l.max_position FROM m_leads l WHERE {f.lead_where('pipeline_entered_ts')}) c "
+                  "GROUP BY g, pipeline_id, max_position")
     reached_sql = f"""
-WITH c AS ({cohort}),
-h AS (SELECT g, pipeline_id, max_position, COUNT(*) AS cnt FROM c GROUP BY g, pipeline_id, max_position),
+WITH h AS ({counts}),
 gp AS (SELECT DISTINCT g, pipeline_id FROM h)
 SELECT gp.g, s.pipeline_id, s.stage_id, s.name, s.position,
        (SELECT COALESCE(SUM(h.cnt), 0) FROM h WHERE h.g = gp.g AND h.pipeline_id = s.pipeline_id
@@ -404,6 +410,24 @@ async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]
 
 # ------------------------------------------------------------------ 5. response time
 async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    months = _duration_months(session, f)
+    if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_created_months
+        per_group: dict[str, list[Any]] = defaultdict(lambda: [0, []])
+        for owner, team, leads, durations in await rollups.duration_rows(
+                session, m_created_months, ["owner_id", "team_id", "leads", "durations"], f.org_id, months,
+                pipeline_id=f.pipeline_id, owner_id=f.rep_id):
+            measures = per_group[team if f.group_by == "team" else owner]
+            measures[0] += leads
+            measures[1] += durations
+        rows = []
+        for key in sorted(per_group):
+            leads, durations = per_group[key]
+            ordered = sorted(durations)
+            rows.append({"group": _group(key), "leads": leads, "responded": len(ordered),
+                         "not_responded": leads - len(ordered),
+                         "median_hours": hours(formulas.percentile_cont(ordered, 0.5)),
+                         "p90_hours": hours(formulas.nearest_rank(ordered, 90, presorted=True))})
+        return await _name_groups(session, f, rows, default="rep")
     g = f.group_sql("rep")
     where = f.lead_where("created_ts") + " AND l.owner_id IS NOT NULL"
     inner = f"SELECT {g} AS g, l.first_owner_activity_ts - l.created_ts AS x FROM m_leads l WHERE {where}"

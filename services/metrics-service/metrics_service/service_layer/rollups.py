@@ -21,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import m_closed_months, m_cohort_months, m_exit_months, m_leads, m_stay_months, m_timeline
+from ..adapters.orm import (m_closed_months, m_cohort_months, m_created_months, m_exit_months, m_leads,
+                            m_reach_months, m_stay_months, m_timeline)
 from ..domain.periods import month_number, month_start_ts, whole_months
 
 CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
 Contributions = dict[sa.Table, dict[tuple[Any, ...], list[Any]]]
-ROLLUPS = (m_closed_months, m_exit_months, m_stay_months, m_cohort_months)
+ROLLUPS = (m_closed_months, m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months)
 
 
 def _by_org(leads: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -48,19 +49,29 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
     exits: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0])
     stays: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
     cohorts: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, set(), []])
+    created: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
+    reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
     lead, t = m_leads.c, m_timeline.c
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
             for r in await session.execute(sa.select(
                     lead.closed_ts, lead.outcome, lead.owner_id, lead.team_id, lead.pipeline_id, lead.won_value,
-                    lead.value).where(lead.org_id == org, lead.lead_id.in_(part), lead.outcome != "open",
-                                      lead.closed_ts.is_not(None))):
-                measures = closed[(org, month_number(r.closed_ts), _key(r.owner_id), _key(r.team_id),
-                                   _key(r.pipeline_id), r.outcome)]
-                measures[0] += 1
-                value = r.won_value if r.won_value is not None else r.value
-                measures[1] += Decimal(value) if value is not None else Decimal(0)
+                    lead.value, lead.created_ts, lead.first_owner_activity_ts, lead.pipeline_entered_ts,
+                    lead.max_position).where(lead.org_id == org, lead.lead_id.in_(part))):
+                lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.pipeline_id))
+                if r.outcome != "open" and r.closed_ts is not None:
+                    measures = closed[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
+                    measures[0] += 1
+                    value = r.won_value if r.won_value is not None else r.value
+                    measures[1] += Decimal(value) if value is not None else Decimal(0)
+                if r.created_ts is not None and r.owner_id is not None:
+                    measures = created[(org, month_number(r.created_ts), *lead_keys)]
+                    measures[0] += 1
+                    if r.first_owner_activity_ts is not None:
+                        measures[1].append(r.first_owner_activity_ts - r.created_ts)
+                if r.pipeline_entered_ts is not None and r.max_position is not None and r.pipeline_id is not None:
+                    reach[(org, month_number(r.pipeline_entered_ts), *lead_keys, r.max_position)][0] += 1
             for r in await session.execute(sa.select(
                     t.lead_id, t.at_ts, t.next_ts, t.owner_id, t.team_id, t.lead_pipeline_id, t.cohort_ts,
                     t.pipeline_id, t.stage_id, t.position, t.next_kind, t.next_position, t.next_reason, t.tasks_done
@@ -83,7 +94,8 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                         measures[1].add(r.lead_id)
                     measures[2].append(duration)
     return {m_closed_months: closed, m_exit_months: exits, m_stay_months: stays,
-            m_cohort_months: {k: [n, len(dropped), durations] for k, (n, dropped, durations) in cohorts.items()}}
+            m_cohort_months: {k: [n, len(dropped), durations] for k, (n, dropped, durations) in cohorts.items()},
+            m_created_months: created, m_reach_months: reach}
 
 
 def _key_columns(table: sa.Table) -> list[str]:
@@ -145,7 +157,7 @@ async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: lis
                 row[column] = sorted(values.elements())
             else:
                 row[column] += (came[index] if came else 0) - (gone[index] if gone else 0)
-        if row["stays"]:
+        if row[measure_columns[0]]:  # stays / leads
             rows.append(row)
     for i in range(0, len(rows), CHUNK):
         await session.execute(sa.insert(table), rows[i:i + CHUNK])
@@ -174,7 +186,7 @@ FROM m_timeline WHERE kind = 'stage' AND next_ts IS NOT NULL
 
 
 def fill_durations_sql(org_condition: str) -> list[str]:
-    """PostgreSQL: INSERT … SELECT statements computing the duration rollups from m_timeline."""
+    """PostgreSQL: INSERT … SELECT statements computing the duration rollups of stays from m_timeline."""
     stays = f"""
 SELECT org_id, lead_id, at_ts, cohort_ts, next_ts - at_ts AS x, COALESCE(owner_id, '') AS owner,
        COALESCE(team_id, '') AS team, COALESCE(lead_pipeline_id, '') AS lead_pipeline, pipeline_id, stage_id,
@@ -194,12 +206,30 @@ SELECT org_id, {_month_sql('cohort_ts')}, owner, team, lead_pipeline, stage_id, 
 FROM ({stays}) s WHERE cohort_ts IS NOT NULL AND pipeline_id = lead_pipeline GROUP BY 1, 2, 3, 4, 5, 6"""]
 
 
+def fill_lead_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: INSERT … SELECT statements computing the lead rollups (creation, reach) from m_leads."""
+    return [f"""
+INSERT INTO m_created_months (org_id, month, owner_id, team_id, pipeline_id, leads, durations)
+SELECT org_id, {_month_sql('created_ts')}, owner_id, COALESCE(team_id, ''), COALESCE(pipeline_id, ''), COUNT(*),
+       COALESCE(array_agg(first_owner_activity_ts - created_ts ORDER BY first_owner_activity_ts - created_ts)
+                FILTER (WHERE first_owner_activity_ts IS NOT NULL), '{{}}')
+FROM m_leads WHERE created_ts IS NOT NULL AND owner_id IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
+INSERT INTO m_reach_months (org_id, month, owner_id, team_id, pipeline_id, max_position, leads)
+SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''), pipeline_id,
+       max_position, COUNT(*)
+FROM m_leads WHERE pipeline_entered_ts IS NOT NULL AND max_position IS NOT NULL AND pipeline_id IS NOT NULL{org_condition}
+GROUP BY 1, 2, 3, 4, 5, 6"""]
+
+
+def all_fill_sql(org_condition: str) -> list[str]:
+    return [*fill_sql(org_condition), *fill_durations_sql(org_condition), *fill_lead_sql(org_condition)]
+
+
 async def fill(session: AsyncSession, org_id: str) -> None:
     """Recompute the rollups of one org from its read models (PostgreSQL; after a bulk load of them)."""
     for table in ROLLUPS:
         await session.execute(sa.delete(table).where(table.c.org_id == org_id))
-    for statement in [*fill_sql(" AND org_id = :org"),
-                      *fill_durations_sql(" AND org_id = :org")]:
+    for statement in all_fill_sql(" AND org_id = :org"):
         await session.execute(sa.text(statement), {"org": org_id})
 
 
