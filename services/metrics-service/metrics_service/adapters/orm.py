@@ -105,7 +105,7 @@ m_leads = sa.Table(
     # leads is an index-only scan instead of a heap visit per lead.
     sa.Index("ix_m_leads_created_cover", "org_id", "created_ts", postgresql_include=[
         "owner_id", "team_id", "pipeline_id", "first_owner_activity_ts", "first_position", "max_position",
-        "ask_entered_ts", "outcome"]),
+        "ask_entered_ts", "outcome", "product_line", "source", "territory_id"]),
     sa.Index("ix_m_leads_entered_cover", "org_id", "pipeline_entered_ts",
              postgresql_include=["pipeline_id", "max_position", "owner_id", "team_id"]),
     sa.Index("ix_m_leads_closed_cover", "org_id", "closed_ts", postgresql_include=[
@@ -219,6 +219,9 @@ m_rep_daily = sa.Table(
     sa.Column("day", sa.Integer, nullable=False),  # days since 1970-01-01 (UTC)
     *[sa.Column(c, sa.BigInteger, nullable=False, server_default="0") for c in COUNTERS],
     sa.PrimaryKeyConstraint("org_id", "rep_id", "day"),
+    # a period's days of every rep (activities, leaderboard, active reps; revision 0007); no INCLUDE, so the
+    # counter increments stay heap-only updates
+    sa.Index("ix_m_rep_daily_day", "org_id", "day"),
 )
 
 # Monthly rollups (revision 0008) of facts the reports would otherwise count over a period's leads or stays.

@@ -504,9 +504,7 @@ async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, 
     created = {r["g"]: int(r["n"]) for r in await _rows(
         session, f"SELECT {g} AS g, COUNT(*) AS n FROM m_leads l WHERE {f.lead_where('created_ts')} GROUP BY 1",
         f.params)}
-    won = {r["g"]: r for r in await _rows(
-        session, f"SELECT {g} AS g, COUNT(*) AS n, SUM({WON_VALUE}) AS revenue FROM m_leads l "
-                 f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' GROUP BY 1", f.params)}
+    won = {r["g"]: r for r in await _won(session, f)}
     rows = [{"group": _group(k), "leads_generated": created.get(k, 0), "deals_won": int(won.get(k, {}).get("n") or 0),
              "revenue": formulas.money(won.get(k, {}).get("revenue") or 0)} for k in sorted(set(created) | set(won))]
     quarters: list[dict[str, Any]] = []
@@ -514,9 +512,8 @@ async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, 
         for q_start, q_end in quarters_overlapping(from_ts(f.from_ts), from_ts(f.to_ts)):
             qf = Filters(org_id=f.org_id, from_ts=to_ts(q_start), to_ts=to_ts(q_end), pipeline_id=f.pipeline_id,
                          rep_id=f.rep_id)
+            rev = next(iter(await _won(session, qf)), {}).get("revenue") or Decimal(0)
             where = qf.lead_where("closed_ts")
-            rev = (await _rows(session, f"SELECT SUM({WON_VALUE}) AS revenue FROM m_leads l WHERE {where} "
-                                        "AND l.outcome = 'won'", qf.params))[0]["revenue"] or Decimal(0)
             reps_sql = (f"SELECT COUNT(*) AS n FROM (SELECT l.owner_id AS rep FROM m_leads l WHERE {where} "
                         f"AND l.outcome = 'won' AND l.owner_id IS NOT NULL UNION "
                         f"SELECT d.rep_id FROM m_rep_daily d WHERE {_day_where(qf, qf.from_ts, qf.to_ts)} "
@@ -526,6 +523,18 @@ async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, 
                              "active_reps": active,
                              "avg_revenue_per_rep": formulas.money(Decimal(rev) / active) if active else None})
     return await _name_groups(session, f, rows), quarters
+
+
+async def _won(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    """Per group: deals won (n) and revenue, for wins in [from, to); whole months from m_closed_months."""
+    months = _duration_months(session, f)
+    if months is not None and f.group_by in (None, "rep", "team"):
+        return await _rows(session, f"SELECT {_rollup_group(f)} AS g, SUM(m.leads) AS n, SUM(m.value) AS revenue "
+                                    f"FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome = 'won' AND "
+                                    f"{rollups.month_range(f.params, *months)} GROUP BY 1", f.params)
+    return await _rows(session, f"SELECT {f.group_sql()} AS g, COUNT(*) AS n, SUM({WON_VALUE}) AS revenue "
+                                f"FROM m_leads l WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' GROUP BY 1",
+                       f.params)
 
 
 # ------------------------------------------------------------------ 9. forecast
@@ -700,7 +709,7 @@ async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[
 
 
 def _duration_months(session: AsyncSession, f: Filters) -> tuple[int | None, int | None] | None:
-    """The months of the duration rollups that make up the period exactly (PostgreSQL), else None."""
+    """The months of the rollups that make up the period exactly (PostgreSQL), else None."""
     if _dialect(session) != "postgresql" or f.pipeline_id == "" or f.rep_id == "":
         return None
     return rollups.whole_month_period(f.from_ts, f.to_ts)

@@ -22,7 +22,7 @@ OPEN = "outcome = 'open'"
 NEW = {
     "ix_m_leads_created_cover": ("m_leads", ["org_id", "created_ts"], [
         "owner_id", "team_id", "pipeline_id", "first_owner_activity_ts", "first_position", "max_position",
-        "ask_entered_ts", "outcome"], None),
+        "ask_entered_ts", "outcome", "product_line", "source", "territory_id"], None),
     "ix_m_leads_entered_cover": ("m_leads", ["org_id", "pipeline_entered_ts"],
                                  ["pipeline_id", "max_position", "owner_id", "team_id"], None),
     "ix_m_leads_closed_cover": ("m_leads", ["org_id", "closed_ts"], [
@@ -39,6 +39,7 @@ NEW = {
         "at_ts", "next_ts", "next_kind", "lead_pipeline_id", "lead_id", "owner_id", "team_id"], ENDED_STAY),
     "ix_m_timeline_exits": ("m_timeline", ["org_id", "next_ts"], [
         "owner_id", "team_id", "next_kind", "next_reason", "tasks_done", "lead_pipeline_id"], ENDED_STAY),
+    "ix_m_rep_daily_day": ("m_rep_daily", ["org_id", "day"], [], None),
 }
 REPLACED = {"ix_m_leads_created": ("m_leads", ["org_id", "created_ts"]),
             "ix_m_leads_entered": ("m_leads", ["org_id", "pipeline_entered_ts"]),
@@ -51,7 +52,7 @@ def upgrade() -> None:
         op.execute(f"DROP INDEX IF EXISTS {name}")
     for name, (table, columns, include, where) in NEW.items():
         condition = sa.text(where) if where else None
-        op.create_index(name, table, columns, postgresql_include=include, postgresql_where=condition,
+        op.create_index(name, table, columns, postgresql_include=include or None, postgresql_where=condition,
                         sqlite_where=condition)
 
 
