@@ -615,11 +615,9 @@ def _rollup_where(f: Filters) -> str:
 async def won_between(session: AsyncSession, org_id: str, scope: str, start_ts: float, end_ts: float
                       ) -> dict[str, Decimal]:
     """Won value per scope id ('' for the org) for wins in [start, end)."""
-    key = {"org": "''", "team": "COALESCE(l.team_id, '')", "rep": "COALESCE(l.owner_id, '')"}[scope]
-    rows = await _rows(session, f"SELECT {key} AS k, SUM({WON_VALUE}) AS v FROM m_leads l WHERE l.org_id = :org "
-                                "AND l.outcome = 'won' AND l.closed_ts >= :s AND l.closed_ts < :e GROUP BY 1",
-                       {"org": org_id, "s": start_ts, "e": end_ts})
-    return {r["k"]: Decimal(r["v"] or 0) for r in rows}
+    f = Filters(org_id=org_id, from_ts=start_ts, to_ts=end_ts, group_by={"org": None, "team": "team",
+                                                                         "rep": "rep"}[scope])
+    return {r["g"]: Decimal(r["revenue"] or 0) for r in await _won(session, f)}
 
 
 # ------------------------------------------------------------------ 11. adoption
