@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
@@ -123,10 +124,20 @@ async def add_difference(session: AsyncSession, before: Contributions, after: Co
             c: table.c[c] + insert.excluded[c] for c in measure_columns})
         for i in range(0, len(rows), CHUNK):
             await session.execute(insert, rows[i:i + CHUNK])
-        for i in range(0, len(changed), CHUNK):
-            await session.execute(sa.delete(table).where(
-                sa.tuple_(*[table.c[c] for c in key_columns]).in_(changed[i:i + CHUNK]),
-                table.c[measure_columns[0]] == 0))
+        keys, match, params = _key_set(table, key_columns, changed)
+        await session.execute(sa.text(f'DELETE FROM {table.name} t USING {keys} WHERE {match} '
+                                      f'AND t."{measure_columns[0]}" = 0'), params)
+
+
+def _key_set(table: sa.Table, key_columns: list[str], keys: list[tuple[Any, ...]]
+             ) -> tuple[str, str, dict[str, list[Any]]]:
+    """The keys as a set-returning unnest of one array per column (one statement, joined on the primary key,
+    where a row-value IN list would be planned as one OR branch per key): (source, join condition, params)."""
+    params = {f"k{i}": [key[i] for key in keys] for i in range(len(key_columns))}
+    types = ["INTEGER" if isinstance(table.c[c].type, sa.Integer) else "TEXT" for c in key_columns]
+    names = ", ".join(f'"{c}"' for c in key_columns)
+    source = f"unnest({', '.join(f'CAST(:k{i} AS {t}[])' for i, t in enumerate(types))}) AS k({names})"
+    return source, " AND ".join(f't."{c}" = k."{c}"' for c in key_columns), params
 
 
 def _multiset(measures: list[Any] | None) -> list[Any] | None:
@@ -138,13 +149,12 @@ async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: lis
                         new: dict[tuple[Any, ...], list[Any]]) -> None:
     """Rollups with a durations multiset: read the rows, take the old contribution out and put the new one
     in (sums and multiset), write them back sorted; a row left with no stay is deleted."""
-    key_tuple = sa.tuple_(*[table.c[c] for c in key_columns])
+    source, match, params = _key_set(table, key_columns, keys)
+    columns = ", ".join(f't."{c.name}"' for c in table.columns)
     current: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for i in range(0, len(keys), CHUNK):
-        for r in await session.execute(sa.select(table).where(key_tuple.in_(keys[i:i + CHUNK]))):
-            current[tuple(r._mapping[c] for c in key_columns)] = dict(r._mapping)
-        await session.execute(sa.delete(table).where(key_tuple.in_(keys[i:i + CHUNK])))
-    rows = []
+    for r in await session.execute(sa.text(f"SELECT {columns} FROM {table.name} t JOIN {source} ON {match}"), params):
+        current[tuple(r._mapping[c] for c in key_columns)] = dict(r._mapping)
+    rows, emptied = [], []
     for key in keys:
         row = current.get(key) or {**dict(zip(key_columns, key, strict=True)),
                                    **{c: [] if c == "durations" else 0 for c in measure_columns}}
@@ -159,8 +169,16 @@ async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: lis
                 row[column] += (came[index] if came else 0) - (gone[index] if gone else 0)
         if row[measure_columns[0]]:  # stays / leads
             rows.append(row)
+        elif key in current:
+            emptied.append(key)
+    upsert = postgresql.insert(table)
+    upsert = upsert.on_conflict_do_update(index_elements=key_columns,
+                                          set_={c: upsert.excluded[c] for c in measure_columns})
     for i in range(0, len(rows), CHUNK):
-        await session.execute(sa.insert(table), rows[i:i + CHUNK])
+        await session.execute(upsert, rows[i:i + CHUNK])
+    if emptied:
+        source, match, params = _key_set(table, key_columns, emptied)
+        await session.execute(sa.text(f"DELETE FROM {table.name} t USING {source} WHERE {match}"), params)
 
 
 def _month_sql(column: str) -> str:
