@@ -305,6 +305,17 @@ m_reach_months = sa.Table(
     sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "max_position"),
 )
 
+# won leads per UTC month of the win, owner, team, pipeline and currency: count and the won values (LeadWon's,
+# else the lead's) as a sorted array, for the exact median deal size (revision 0011)
+m_won_months = sa.Table(
+    "m_won_months", metadata,
+    *_rollup_keys(),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("deals", sa.Integer, nullable=False),
+    sa.Column("won_values", sa.JSON().with_variant(postgresql.ARRAY(MONEY), "postgresql"), nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "currency"),
+)
+
 m_tasks = sa.Table(
     "m_tasks", metadata,
     _org(),
@@ -355,5 +366,5 @@ forecast_snapshots = sa.Table(
 )
 
 READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_closed_months,
-               m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months)
+               m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months, m_won_months)
 OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots)

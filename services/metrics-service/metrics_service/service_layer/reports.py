@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..adapters.orm import m_cohort_months, m_created_months, m_stay_months
+from ..adapters.orm import m_cohort_months, m_created_months, m_stay_months, m_won_months
 from ..domain import formulas
 from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
                               quarters_overlapping, to_ts)
@@ -379,12 +379,24 @@ WON_CURRENCY = "COALESCE(l.won_currency, l.currency, '')"
 
 
 async def deal_size(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
-    inner = (f"SELECT {f.group_sql()} AS g, {WON_CURRENCY} AS currency, {WON_VALUE} AS x FROM m_leads l "
-             f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won'")
+    months = _duration_months(session, f)
+    if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_won_months
+        per_group: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+        for owner, team, currency, _, won_values in await rollups.duration_rows(
+                session, m_won_months, ["owner_id", "team_id", "currency", "deals", "won_values"], f.org_id, months,
+                pipeline_id=f.pipeline_id, owner_id=f.rep_id):
+            per_group[({None: "", "rep": owner, "team": team}[f.group_by], currency)] += won_values
+        found = [{"g": g, "currency": currency, "n": len(values), "total": sum(values, Decimal(0)),
+                  "mean": sum(values, Decimal(0)) / len(values), "median": formulas.median(values)}
+                 for (g, currency), values in sorted(per_group.items())]
+    else:
+        found = await _rows(session, stats_sql(
+            f"SELECT {f.group_sql()} AS g, {WON_CURRENCY} AS currency, {WON_VALUE} AS x FROM m_leads l "
+            f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won'", ["g", "currency"]) + " ORDER BY 1, 2",
+            f.params)
     rows = [{"group": _group(r["g"]), "currency": r["currency"] or None, "deals": int(r["n"]),
              "total": formulas.money(r["total"]), "mean": formulas.money(r["mean"]),
-             "median": formulas.money(r["median"])}
-            for r in await _rows(session, stats_sql(inner, ["g", "currency"]) + " ORDER BY 1, 2", f.params)]
+             "median": formulas.money(r["median"])} for r in found]
     return await _name_groups(session, f, rows)
 
 

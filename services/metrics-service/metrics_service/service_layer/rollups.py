@@ -23,13 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.inbox import dialect_insert
 
 from ..adapters.orm import (m_closed_months, m_cohort_months, m_created_months, m_exit_months, m_leads,
-                            m_reach_months, m_stay_months, m_timeline)
+                            m_reach_months, m_stay_months, m_timeline, m_won_months)
 from ..domain.periods import month_number, month_start_ts, whole_months
 
 CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
 Contributions = dict[sa.Table, dict[tuple[Any, ...], list[Any]]]
-ROLLUPS = (m_closed_months, m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months)
+ROLLUPS = (m_closed_months, m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months,
+           m_won_months)
+LIST_COLUMNS = {"durations", "won_values"}  # multisets, kept sorted
 
 
 def _by_org(leads: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -52,6 +54,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
     cohorts: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, set(), []])
     created: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
     reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
+    won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
     lead, t = m_leads.c, m_timeline.c
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
@@ -59,13 +62,18 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
             for r in await session.execute(sa.select(
                     lead.closed_ts, lead.outcome, lead.owner_id, lead.team_id, lead.pipeline_id, lead.won_value,
                     lead.value, lead.created_ts, lead.first_owner_activity_ts, lead.pipeline_entered_ts,
-                    lead.max_position).where(lead.org_id == org, lead.lead_id.in_(part))):
+                    lead.max_position, lead.won_currency, lead.currency).where(lead.org_id == org, lead.lead_id.in_(part))):
                 lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.pipeline_id))
                 if r.outcome != "open" and r.closed_ts is not None:
                     measures = closed[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
                     measures[0] += 1
                     value = r.won_value if r.won_value is not None else r.value
                     measures[1] += Decimal(value) if value is not None else Decimal(0)
+                    if r.outcome == "won" and value is not None:
+                        currency = r.won_currency if r.won_currency is not None else r.currency
+                        measures = won[(org, month_number(r.closed_ts), *lead_keys, currency or "")]
+                        measures[0] += 1
+                        measures[1].append(Decimal(value))
                 if r.created_ts is not None and r.owner_id is not None:
                     measures = created[(org, month_number(r.created_ts), *lead_keys)]
                     measures[0] += 1
@@ -96,7 +104,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                     measures[2].append(duration)
     return {m_closed_months: closed, m_exit_months: exits, m_stay_months: stays,
             m_cohort_months: {k: [n, len(dropped), durations] for k, (n, dropped, durations) in cohorts.items()},
-            m_created_months: created, m_reach_months: reach}
+            m_created_months: created, m_reach_months: reach, m_won_months: won}
 
 
 def _key_columns(table: sa.Table) -> list[str]:
@@ -112,7 +120,7 @@ async def add_difference(session: AsyncSession, before: Contributions, after: Co
         changed = sorted(k for k in set(old) | set(new) if _multiset(old.get(k)) != _multiset(new.get(k)))
         if not changed:
             continue
-        if "durations" in measure_columns:
+        if set(measure_columns) & LIST_COLUMNS:
             await _replace_rows(session, table, key_columns, measure_columns, changed, old, new)
             continue
         zero = [0] * len(measure_columns)
@@ -157,10 +165,10 @@ async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: lis
     rows, emptied = [], []
     for key in keys:
         row = current.get(key) or {**dict(zip(key_columns, key, strict=True)),
-                                   **{c: [] if c == "durations" else 0 for c in measure_columns}}
+                                   **{c: [] if c in LIST_COLUMNS else 0 for c in measure_columns}}
         gone, came = old.get(key), new.get(key)
         for index, column in enumerate(measure_columns):
-            if column == "durations":
+            if column in LIST_COLUMNS:
                 values = Counter(row[column])
                 values.subtract(Counter(gone[index]) if gone else Counter())
                 values.update(came[index] if came else [])
@@ -239,8 +247,19 @@ FROM m_leads WHERE pipeline_entered_ts IS NOT NULL AND max_position IS NOT NULL 
 GROUP BY 1, 2, 3, 4, 5, 6"""]
 
 
+def fill_won_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: the INSERT … SELECT computing m_won_months from m_leads."""
+    return [f"""
+INSERT INTO m_won_months (org_id, month, owner_id, team_id, pipeline_id, currency, deals, won_values)
+SELECT org_id, {_month_sql('closed_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''), COALESCE(pipeline_id, ''),
+       COALESCE(won_currency, currency, ''), COUNT(*), array_agg(COALESCE(won_value, value) ORDER BY COALESCE(won_value, value))
+FROM m_leads WHERE outcome = 'won' AND closed_ts IS NOT NULL AND COALESCE(won_value, value) IS NOT NULL{org_condition}
+GROUP BY 1, 2, 3, 4, 5, 6"""]
+
+
 def all_fill_sql(org_condition: str) -> list[str]:
-    return [*fill_sql(org_condition), *fill_durations_sql(org_condition), *fill_lead_sql(org_condition)]
+    return [*fill_sql(org_condition), *fill_durations_sql(org_condition), *fill_lead_sql(org_condition),
+            *fill_won_sql(org_condition)]
 
 
 async def fill(session: AsyncSession, org_id: str) -> None:
