@@ -12,6 +12,7 @@ Times that reports compute with are stored as epoch seconds (`*_ts`, double prec
 plain subtraction on PostgreSQL and SQLite alike, and indexes on them serve the period filters.
 """
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from salesflow_shared.infra_tables import BigIntId, add_infrastructure_tables
 
@@ -98,12 +99,30 @@ m_leads = sa.Table(
     sa.Column("open_task_due_ts", TS, nullable=True),
     sa.Column("open_task_overdue", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("org_id", "lead_id"),
-    sa.Index("ix_m_leads_created", "org_id", "created_ts"),
-    sa.Index("ix_m_leads_entered", "org_id", "pipeline_entered_ts"),
-    sa.Index("ix_m_leads_closed", "org_id", "closed_ts"),
     sa.Index("ix_m_leads_owner", "org_id", "owner_id"),
     sa.Index("ix_m_leads_open", "org_id", "outcome", "expected_close_ts"),
+    # Covering indexes (revision 0007): each period filter with the columns its reports read, so a quarter of
+    # leads is an index-only scan instead of a heap visit per lead.
+    sa.Index("ix_m_leads_created_cover", "org_id", "created_ts", postgresql_include=[
+        "owner_id", "team_id", "pipeline_id", "first_owner_activity_ts", "first_position", "max_position",
+        "ask_entered_ts", "outcome", "product_line", "source", "territory_id"]),
+    sa.Index("ix_m_leads_entered_cover", "org_id", "pipeline_entered_ts",
+             postgresql_include=["pipeline_id", "max_position", "owner_id", "team_id"]),
+    sa.Index("ix_m_leads_closed_cover", "org_id", "closed_ts", postgresql_include=[
+        "outcome", "won_value", "value", "won_currency", "currency", "created_ts", "ask_entered_ts", "owner_id",
+        "team_id", "pipeline_id"]),
+    # open leads by team and current stage, oldest entry first: the stalled-deals lookup per team and stage
+    sa.Index("ix_m_leads_open_stage", "org_id", "team_id", "pipeline_id", "current_stage_id",
+             "current_stage_entered_ts", postgresql_include=["lead_id", "owner_id"],
+             postgresql_where=sa.text("outcome = 'open'"), sqlite_where=sa.text("outcome = 'open'")),
+    # open leads: adoption's coverage and the forecast's open pipeline
+    sa.Index("ix_m_leads_open_cover", "org_id", "expected_close_ts", postgresql_include=[
+        "pipeline_entered_ts", "value", "current_win_probability", "owner_id", "team_id", "pipeline_id",
+        "is_created", "open_task_overdue", "open_task_due_ts"],
+             postgresql_where=sa.text("outcome = 'open'"), sqlite_where=sa.text("outcome = 'open'")),
 )
+
+ENDED_STAY = sa.text("kind = 'stage' AND next_ts IS NOT NULL")
 
 # Boundaries of a lead's life in a pipeline: stage entries, won, lost, disqualified, reopened. A stage row
 # is a "stay"; it ends at the lead's next boundary (next_ts, next_kind, next_position), recomputed per lead.
@@ -137,8 +156,19 @@ m_timeline = sa.Table(
     sa.Index("ix_m_timeline_lead", "org_id", "lead_id"),
     sa.Index("ix_m_timeline_stage", "org_id", "pipeline_id", "stage_id", "at_ts"),
     sa.Index("ix_m_timeline_entered", "org_id", "at_ts"),  # revision 0004
-    sa.Index("ix_m_timeline_ended", "org_id", "next_ts"),  # revision 0004
     sa.Index("ix_m_timeline_cohort", "org_id", "cohort_ts"),  # revision 0005
+    # Ended stays (revision 0007), each index holding what one family of reports reads, so they are
+    # index-only scans: per team and stage by entry time (coaching, stalled deals), per stage by the lead's
+    # pipeline entry (funnel), by exit time (compliance).
+    sa.Index("ix_m_timeline_team_stays", "org_id", "team_id", "pipeline_id", "stage_id", "at_ts",
+             postgresql_include=["next_ts", "owner_id", "position", "next_kind", "next_position", "lead_pipeline_id"],
+             postgresql_where=ENDED_STAY, sqlite_where=ENDED_STAY),
+    sa.Index("ix_m_timeline_cohort_stays", "org_id", "pipeline_id", "stage_id", "cohort_ts",
+             postgresql_include=["at_ts", "next_ts", "next_kind", "lead_pipeline_id", "lead_id", "owner_id", "team_id"],
+             postgresql_where=ENDED_STAY, sqlite_where=ENDED_STAY),
+    sa.Index("ix_m_timeline_exits", "org_id", "next_ts", postgresql_include=[
+        "owner_id", "team_id", "next_kind", "next_reason", "tasks_done", "lead_pipeline_id"],
+             postgresql_where=ENDED_STAY, sqlite_where=ENDED_STAY),
 )
 
 # Stages as seen in StageAdvanced (the latest entry's description wins).
@@ -189,6 +219,101 @@ m_rep_daily = sa.Table(
     sa.Column("day", sa.Integer, nullable=False),  # days since 1970-01-01 (UTC)
     *[sa.Column(c, sa.BigInteger, nullable=False, server_default="0") for c in COUNTERS],
     sa.PrimaryKeyConstraint("org_id", "rep_id", "day"),
+    # a period's days of every rep (activities, leaderboard, active reps; revision 0007); no INCLUDE, so the
+    # counter increments stay heap-only updates
+    sa.Index("ix_m_rep_daily_day", "org_id", "day"),
+)
+
+# Monthly rollups (revision 0008) of facts the reports would otherwise count over a period's leads or stays.
+# Keys are UTC months (periods.month_number) and the lead's owner, team and pipeline ('' when unknown); the
+# projector adds each batch's difference (the touched leads' contribution after minus before) and removes
+# rows that fall to zero, so they always equal a GROUP BY over m_leads / m_timeline (and a rebuild).
+ROLLUP_KEYS = ("month", "owner_id", "team_id", "pipeline_id")
+
+
+def _rollup_keys() -> list[sa.Column]:
+    return [_org(), sa.Column("month", sa.Integer, nullable=False),
+            *[sa.Column(c, ID, nullable=False) for c in ROLLUP_KEYS[1:]]]
+
+
+# closed leads per month of closed_ts and outcome: count and Σ COALESCE(won_value, value, 0)
+m_closed_months = sa.Table(
+    "m_closed_months", metadata,
+    *_rollup_keys(),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("leads", sa.Integer, nullable=False),
+    sa.Column("value", MONEY, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "outcome"),
+)
+
+# stage exits per month of next_ts (stays ended by a stage entry, win, loss or disqualification), pipeline =
+# the lead's current pipeline (lead_pipeline_id): all of them and the compliant ones (adoption)
+m_exit_months = sa.Table(
+    "m_exit_months", metadata,
+    *_rollup_keys(),
+    sa.Column("exits", sa.Integer, nullable=False),
+    sa.Column("compliant", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS),
+)
+
+# Ended stays' durations (next_ts − at_ts) as sorted arrays, so a month's medians and percentiles read one
+# row per group instead of every stay (revision 0009):
+DURATIONS = sa.JSON().with_variant(postgresql.ARRAY(sa.Float), "postgresql")
+
+# per UTC month of stage entry (at_ts), lead owner, team and pipeline, and the stay's stage: count, converted
+# (left by a higher stage or a win) and the durations (coaching, stalled deals)
+m_stay_months = sa.Table(
+    "m_stay_months", metadata,
+    *_rollup_keys(),
+    sa.Column("stage_pipeline_id", ID, nullable=False),
+    sa.Column("stage_id", ID, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("stays", sa.Integer, nullable=False),
+    sa.Column("converted", sa.Integer, nullable=False),
+    sa.Column("durations", DURATIONS, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "stage_pipeline_id", "stage_id", "position"),
+)
+
+# per UTC month of the lead's pipeline entry (cohort_ts), owner, team and pipeline, and stage of that
+# pipeline: the durations and the leads lost or disqualified while in it (funnel)
+m_cohort_months = sa.Table(
+    "m_cohort_months", metadata,
+    *_rollup_keys(),
+    sa.Column("stage_id", ID, nullable=False),
+    sa.Column("stays", sa.Integer, nullable=False),
+    sa.Column("dropped_leads", sa.Integer, nullable=False),
+    sa.Column("durations", DURATIONS, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "stage_id"),
+)
+
+# leads per UTC month of creation, owner, team and pipeline, for the leads that have an owner: count and the
+# response durations (first owner activity − creation) of those that have one (response time, revision 0010)
+m_created_months = sa.Table(
+    "m_created_months", metadata,
+    *_rollup_keys(),
+    sa.Column("leads", sa.Integer, nullable=False),
+    sa.Column("durations", DURATIONS, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS),
+)
+
+# leads per UTC month of pipeline entry, owner, team, pipeline and highest position reached (funnel, 0010)
+m_reach_months = sa.Table(
+    "m_reach_months", metadata,
+    *_rollup_keys(),
+    sa.Column("max_position", sa.Integer, nullable=False),
+    sa.Column("leads", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "max_position"),
+)
+
+# won leads per UTC month of the win, owner, team, pipeline and currency: count and the won values (LeadWon's,
+# else the lead's) as a sorted array, for the exact median deal size (revision 0011)
+m_won_months = sa.Table(
+    "m_won_months", metadata,
+    *_rollup_keys(),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("deals", sa.Integer, nullable=False),
+    sa.Column("won_values", sa.JSON().with_variant(postgresql.ARRAY(MONEY), "postgresql"), nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "currency"),
 )
 
 m_tasks = sa.Table(
@@ -240,5 +365,6 @@ forecast_snapshots = sa.Table(
     sa.UniqueConstraint("org_id", "period", "period_start", "scope", "scope_id", name="uq_forecast_snapshot"),
 )
 
-READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks)
+READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_closed_months,
+               m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months, m_won_months)
 OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots)

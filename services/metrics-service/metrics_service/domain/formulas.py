@@ -1,6 +1,7 @@
 """Metric formulas, pure: the reports compute the same definitions in SQL, these are the reference."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -30,9 +31,23 @@ def median(values: Sequence[float]) -> float | None:
     return (ordered[(n + 1) // 2 - 1] + ordered[(n + 2) // 2 - 1]) / 2
 
 
-def nearest_rank(values: Sequence[float], percent: int) -> float | None:
+def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont over values already in ascending order, with its arithmetic (so a median
+    computed here equals the SQL one to the last bit): lo + fraction_between × (hi − lo)."""
+    n = len(ordered)
+    if n == 0:
+        return None
+    position = fraction * (n - 1)
+    first = math.floor(position)
+    if first == math.ceil(position):
+        return ordered[first]
+    lo, hi = ordered[first], ordered[first + 1]
+    return lo + (position - first) * (hi - lo)
+
+
+def nearest_rank(values: Sequence[float], percent: int, *, presorted: bool = False) -> float | None:
     """The value at rank ceil(percent/100 × n) in ascending order (nearest-rank percentile)."""
-    ordered = sorted(values)
+    ordered = values if presorted else sorted(values)
     n = len(ordered)
     if n == 0:
         return None

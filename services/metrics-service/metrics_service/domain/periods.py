@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -36,6 +37,28 @@ def from_ts(ts: float) -> datetime:
 def day_number(ts: float) -> int:
     """Days since 1970-01-01 UTC of a moment."""
     return int(ts // DAY_S)
+
+
+def month_number(ts: float) -> int:
+    """Months since January of year 0 (UTC) of a moment: year × 12 + month − 1. The whole second decides
+    (floor), so a time is in month m exactly when month_start_ts(m) <= ts < month_start_ts(m + 1)."""
+    moment = datetime.fromtimestamp(math.floor(ts), UTC)
+    return moment.year * 12 + moment.month - 1
+
+
+def month_start_ts(month: int) -> float:
+    return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC).timestamp()
+
+
+def whole_months(from_ts: float | None, to_ts: float | None) -> tuple[int | None, int | None]:
+    """[first, end) of the months lying wholly inside [from_ts, to_ts) (None: unbounded on that side).
+    first >= end when no whole month fits."""
+    first = None
+    if from_ts is not None:
+        first = month_number(from_ts)
+        if month_start_ts(first) < from_ts:
+            first += 1
+    return first, None if to_ts is None else month_number(to_ts)
 
 
 def tiebreak(occurred_at: datetime, event_id: str) -> str:

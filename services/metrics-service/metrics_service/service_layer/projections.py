@@ -31,6 +31,7 @@ from ..adapters.orm import (event_log, m_activities, m_leads, m_rep_daily, m_rep
                             m_timeline)
 from ..domain import timeline
 from ..domain.periods import date_ts, day_number, tiebreak, to_ts
+from . import rollups
 
 FIRST_RESPONSE_KINDS = ("call", "email", "meeting")
 PERSONAL_KEYS = ("contact", "company", "postcode", "custom_fields", "utm")
@@ -310,6 +311,21 @@ def _territory(x: Any, newer: Any, *, from_assignment: bool) -> dict[str, Any]:
 
 
 async def _write(session: AsyncSession, b: Batch) -> None:
+    if session.bind.dialect.name != "postgresql":
+        # The rollups are PostgreSQL's (reports at scale); their differences need one projector at a time,
+        # which the advisory lock guarantees there, and SQLite's driver reads outside the transaction.
+        await _write_read_models(session, b)
+        return
+    # every lead whose facts, owner, team, pipeline, first response or stays this batch may change (rollups.py)
+    touched = set(b.snapshots) | set(b.assignments) | b.recompute | b.first_activity | {
+        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]} | {
+        (org, r["lead_id"]) for (org, _), r in b.activities.items() if r["kind"] in FIRST_RESPONSE_KINDS}
+    before = await rollups.contributions(session, touched)
+    await _write_read_models(session, b)
+    await rollups.add_difference(session, before, await rollups.contributions(session, touched))
+
+
+async def _write_read_models(session: AsyncSession, b: Batch) -> None:
     lead_keys = ["org_id", "lead_id"]
     await _upsert_lww(session, m_leads, lead_keys, list(b.snapshots.values()), "snap_ver", "snap_tb",
                       lambda x, newer: {

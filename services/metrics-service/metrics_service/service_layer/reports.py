@@ -7,6 +7,7 @@ The definitions below are the API documentation of each endpoint, word for word 
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -15,8 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..adapters.orm import m_cohort_months, m_created_months, m_stay_months, m_won_months
 from ..domain import formulas
-from ..domain.periods import DAY_S, Period, days, elapsed_share, from_ts, hours, period_bounds, quarters_overlapping, to_ts
+from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
+                              quarters_overlapping, to_ts)
+from . import rollups
 
 GROUPS = {"rep": "l.owner_id", "team": "l.team_id", "product_line": "l.product_line",
           "territory": "l.territory_id", "source": "l.source"}
@@ -157,10 +161,19 @@ def stays_from(f: Filters, period_col: str | None, *, default: GroupBy = None, o
                with_lead: bool = False) -> tuple[str, str]:
     """(group expression, FROM … WHERE …) over stays (stage rows) using the lead attributes copied on them;
     joins m_leads only for a group_by the timeline does not carry (or when `with_lead`)."""
-    f.params.update(org=f.org_id)
     key = f.group_by or default
     join = with_lead or (key is not None and key not in STAY_GROUPS)
     group = "''" if key is None else f"COALESCE({STAY_GROUPS[key] if key in STAY_GROUPS else GROUPS[key]}, '')"
+    parts = stay_conditions(f, period_col, own_only=own_only)
+    source = "m_timeline t"
+    if join:
+        source += " JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id"
+    return group, f"FROM {source} WHERE {' AND '.join(parts)}"
+
+
+def stay_conditions(f: Filters, period_col: str | None, *, own_only: bool = True) -> list[str]:
+    """The WHERE conditions on stays `t` of the caller's org, period, pipeline and (for a rep) own leads."""
+    f.params.update(org=f.org_id)
     parts = ["t.org_id = :org", "t.kind = 'stage'"]
     if period_col is not None:
         parts.append(f"t.{period_col} IS NOT NULL")
@@ -176,10 +189,38 @@ def stays_from(f: Filters, period_col: str | None, *, default: GroupBy = None, o
     if f.rep_id is not None and own_only:
         parts.append("t.owner_id = :me")
         f.params["me"] = f.rep_id
-    source = "m_timeline t"
-    if join:
-        source += " JOIN m_leads l ON l.org_id = t.org_id AND l.lead_id = t.lead_id"
-    return group, f"FROM {source} WHERE {' AND '.join(parts)}"
+    return parts
+
+
+def per_stage(f: Filters, inner: str, aggregate: str, *, per_team: bool) -> str:
+    """PostgreSQL: `aggregate` (a SELECT … FROM v …) over the ended stays `inner` selects (a SELECT … FROM
+    m_timeline t WHERE …), run once per stage of m_stages, and with `per_team` once per team and stage (team =
+    COALESCE(team_id, ''): the stays with no team join the '' group). Each run is one range of an index ordered
+    by (team,) stage and period time (ix_m_timeline_team_stays / ix_m_timeline_cohort_stays), so nothing sorts
+    the quarter's stays by group: only each group's own values are sorted, for its median or percentile.
+    Columns out: team (with per_team), pipeline_id, stage_id, then the aggregate's."""
+    stage = "t.pipeline_id = s.pipeline_id AND t.stage_id = s.stage_id"
+    if not per_team:
+        return f"""
+SELECT s.pipeline_id, s.stage_id, q.* FROM m_stages s
+CROSS JOIN LATERAL (WITH v AS ({inner} AND {stage}) {aggregate}) q WHERE s.org_id = :org"""
+    # the teams present, found by skipping through the index (one descent per team, not a scan of the stays)
+    return f"""
+WITH RECURSIVE teams AS (
+  (SELECT t.team_id FROM m_timeline t WHERE t.org_id = :org AND t.kind = 'stage' AND t.next_ts IS NOT NULL
+     AND t.team_id > '' ORDER BY t.team_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT t.team_id FROM m_timeline t WHERE t.org_id = :org AND t.kind = 'stage' AND t.next_ts IS NOT NULL
+            AND t.team_id > teams.team_id ORDER BY t.team_id LIMIT 1) FROM teams WHERE teams.team_id IS NOT NULL),
+groups AS (SELECT CAST(team_id AS TEXT) AS team FROM teams WHERE team_id IS NOT NULL UNION ALL SELECT '')
+SELECT g.team, s.pipeline_id, s.stage_id, q.* FROM groups g CROSS JOIN m_stages s
+CROSS JOIN LATERAL (WITH v AS ({inner} AND {stage} AND t.team_id = g.team
+                               UNION ALL {inner} AND {stage} AND g.team = '' AND t.team_id IS NULL)
+                    {aggregate}) q
+WHERE s.org_id = :org"""
+
+
+NUMERIC_KEYS = ("position",)
 
 
 def stats_sql(inner: str, keys: list[str], dialect: str = "sqlite", extra: str = "") -> str:
@@ -192,12 +233,15 @@ def stats_sql(inner: str, keys: list[str], dialect: str = "sqlite", extra: str =
     """
     k = ", ".join(keys)
     if dialect == "postgresql":
+        # Ordered-set aggregates group by sorting: byte order ("C") compares far faster than the database's
+        # locale and groups the same way (keys are compared for equality only; callers order the rows).
+        collated = ", ".join(f'{c} COLLATE "C" AS {c}' if c not in NUMERIC_KEYS else c for c in keys)
         return f"""
-SELECT {k}, COUNT(x) AS n, AVG(x) AS mean, SUM(x) AS total,
+SELECT {collated}, COUNT(x) AS n, AVG(x) AS mean, SUM(x) AS total,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median,
        percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75,
        percentile_disc(0.9) WITHIN GROUP (ORDER BY x) AS p90{extra}
-FROM ({inner}) v WHERE x IS NOT NULL GROUP BY {k}"""
+FROM ({inner}) v WHERE x IS NOT NULL GROUP BY {", ".join(str(i + 1) for i in range(len(keys)))}"""
     return f"""
 WITH v AS ({inner}),
 r AS (SELECT v.*, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY x) AS rn,
@@ -246,11 +290,17 @@ async def _name_groups(session: AsyncSession, f: Filters, rows: list[dict[str, A
 # ------------------------------------------------------------------ 1. funnel
 async def funnel(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
     g = f.group_sql()
-    where = f.lead_where("pipeline_entered_ts")
-    cohort = f"SELECT {g} AS g, l.lead_id, l.pipeline_id, l.max_position FROM m_leads l WHERE {where}"
+    months = _duration_months(session, f)
+    if months is not None and (f.group_by is None or f.group_by in STAY_GROUPS):  # cohort leads by month
+        counts = (f"SELECT {_rollup_group(f)} AS g, m.pipeline_id, m.max_position, SUM(m.leads) AS cnt "
+                  f"FROM m_reach_months m WHERE {_rollup_where(f)} AND {rollups.month_range(f.params, *months)} "
+                  "GROUP BY 1, 2, 3")
+    else:
+        counts = (f"SELECT g, pipeline_id, max_position, COUNT(*) AS cnt FROM (SELECT {g} AS g, l.lead_id, "
+                  f"l.pipeline_id, l.max_position FROM m_leads l WHERE {f.lead_where('pipeline_entered_ts')}) c "
+                  "GROUP BY g, pipeline_id, max_position")
     reached_sql = f"""
-WITH c AS ({cohort}),
-h AS (SELECT g, pipeline_id, max_position, COUNT(*) AS cnt FROM c GROUP BY g, pipeline_id, max_position),
+WITH h AS ({counts}),
 gp AS (SELECT DISTINCT g, pipeline_id FROM h)
 SELECT gp.g, s.pipeline_id, s.stage_id, s.name, s.position,
        (SELECT COALESCE(SUM(h.cnt), 0) FROM h WHERE h.g = gp.g AND h.pipeline_id = s.pipeline_id
@@ -259,13 +309,30 @@ FROM gp JOIN m_stages s ON s.org_id = :org AND s.pipeline_id = gp.pipeline_id
 ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
     reached = await _rows(session, reached_sql, f.params)
     group, source = stays_from(f, "cohort_ts")
-    stays = f"""
+    drop_off = ", COUNT(DISTINCT CASE WHEN dropped = 1 THEN lead_id END) AS drop_off"
+    months = _duration_months(session, f)
+    if months is not None and (f.group_by is None or f.group_by in STAY_GROUPS):
+        times = _cohort_stats(f, await rollups.duration_rows(
+            session, m_cohort_months, ["owner_id", "team_id", "pipeline_id", "stage_id", "dropped_leads",
+                                       "durations"], f.org_id, months, pipeline_id=f.pipeline_id,
+            owner_id=f.rep_id))
+        sql = None
+    elif _dialect(session) == "postgresql" and (f.group_by is None or f.group_by in STAY_GROUPS):
+        inner = f"""
+SELECT {group} AS g, t.next_ts - t.at_ts AS x, t.lead_id,
+       CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
+{source} AND t.next_ts IS NOT NULL AND t.pipeline_id = t.lead_pipeline_id"""
+        aggregate = ("SELECT g, percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median"
+                     f"{drop_off} FROM v GROUP BY g")
+        sql = per_stage(f, inner, aggregate, per_team=False)
+    else:
+        stays = f"""
 SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead_id,
        CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
 {source} AND t.pipeline_id = t.lead_pipeline_id"""
-    drop_off = ", COUNT(DISTINCT CASE WHEN dropped = 1 THEN lead_id END) AS drop_off"
-    times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
-        session, stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session), drop_off), f.params)}
+        sql = stats_sql(stays, ["g", "pipeline_id", "stage_id"], _dialect(session), drop_off)
+    if sql is not None:
+        times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(session, sql, f.params)}
     out: list[dict[str, Any]] = []
     prev_key, prev, first = None, 0, 0
     for r in reached:
@@ -281,6 +348,17 @@ SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead
                     "drop_off": int(stat.get("drop_off") or 0), "median_days_in_stage": days(_f(stat.get("median")))})
         prev = r["reached"]
     return await _name_groups(session, f, out)
+
+
+def _cohort_stats(f: Filters, found: list[Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(group, pipeline, stage) → median (merged sorted durations) and drop_off from m_cohort_months rows."""
+    acc: dict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, []])
+    for owner, team, pipeline, stage, dropped, durations in found:
+        measures = acc[({None: "", "rep": owner, "team": team}[f.group_by], pipeline, stage)]
+        measures[0] += dropped
+        measures[1] += durations
+    return {k: {"drop_off": dropped, "median": formulas.percentile_cont(sorted(durations), 0.5)}
+            for k, (dropped, durations) in acc.items()}
 
 
 # ------------------------------------------------------------------ 2. win rate
@@ -301,12 +379,24 @@ WON_CURRENCY = "COALESCE(l.won_currency, l.currency, '')"
 
 
 async def deal_size(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
-    inner = (f"SELECT {f.group_sql()} AS g, {WON_CURRENCY} AS currency, {WON_VALUE} AS x FROM m_leads l "
-             f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won'")
+    months = _duration_months(session, f)
+    if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_won_months
+        per_group: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+        for owner, team, currency, _, won_values in await rollups.duration_rows(
+                session, m_won_months, ["owner_id", "team_id", "currency", "deals", "won_values"], f.org_id, months,
+                pipeline_id=f.pipeline_id, owner_id=f.rep_id):
+            per_group[({None: "", "rep": owner, "team": team}[f.group_by], currency)] += won_values
+        found = [{"g": g, "currency": currency, "n": len(values), "total": sum(values, Decimal(0)),
+                  "mean": sum(values, Decimal(0)) / len(values), "median": formulas.median(values)}
+                 for (g, currency), values in sorted(per_group.items())]
+    else:
+        found = await _rows(session, stats_sql(
+            f"SELECT {f.group_sql()} AS g, {WON_CURRENCY} AS currency, {WON_VALUE} AS x FROM m_leads l "
+            f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won'", ["g", "currency"]) + " ORDER BY 1, 2",
+            f.params)
     rows = [{"group": _group(r["g"]), "currency": r["currency"] or None, "deals": int(r["n"]),
              "total": formulas.money(r["total"]), "mean": formulas.money(r["mean"]),
-             "median": formulas.money(r["median"])}
-            for r in await _rows(session, stats_sql(inner, ["g", "currency"]) + " ORDER BY 1, 2", f.params)]
+             "median": formulas.money(r["median"])} for r in found]
     return await _name_groups(session, f, rows)
 
 
@@ -332,6 +422,24 @@ async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]
 
 # ------------------------------------------------------------------ 5. response time
 async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    months = _duration_months(session, f)
+    if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_created_months
+        per_group: dict[str, list[Any]] = defaultdict(lambda: [0, []])
+        for owner, team, leads, durations in await rollups.duration_rows(
+                session, m_created_months, ["owner_id", "team_id", "leads", "durations"], f.org_id, months,
+                pipeline_id=f.pipeline_id, owner_id=f.rep_id):
+            measures = per_group[team if f.group_by == "team" else owner]
+            measures[0] += leads
+            measures[1] += durations
+        rows = []
+        for key in sorted(per_group):
+            leads, durations = per_group[key]
+            ordered = sorted(durations)
+            rows.append({"group": _group(key), "leads": leads, "responded": len(ordered),
+                         "not_responded": leads - len(ordered),
+                         "median_hours": hours(formulas.percentile_cont(ordered, 0.5)),
+                         "p90_hours": hours(formulas.nearest_rank(ordered, 90, presorted=True))})
+        return await _name_groups(session, f, rows, default="rep")
     g = f.group_sql("rep")
     where = f.lead_where("created_ts") + " AND l.owner_id IS NOT NULL"
     inner = f"SELECT {g} AS g, l.first_owner_activity_ts - l.created_ts AS x FROM m_leads l WHERE {where}"
@@ -408,9 +516,7 @@ async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, 
     created = {r["g"]: int(r["n"]) for r in await _rows(
         session, f"SELECT {g} AS g, COUNT(*) AS n FROM m_leads l WHERE {f.lead_where('created_ts')} GROUP BY 1",
         f.params)}
-    won = {r["g"]: r for r in await _rows(
-        session, f"SELECT {g} AS g, COUNT(*) AS n, SUM({WON_VALUE}) AS revenue FROM m_leads l "
-                 f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' GROUP BY 1", f.params)}
+    won = {r["g"]: r for r in await _won(session, f)}
     rows = [{"group": _group(k), "leads_generated": created.get(k, 0), "deals_won": int(won.get(k, {}).get("n") or 0),
              "revenue": formulas.money(won.get(k, {}).get("revenue") or 0)} for k in sorted(set(created) | set(won))]
     quarters: list[dict[str, Any]] = []
@@ -418,9 +524,8 @@ async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, 
         for q_start, q_end in quarters_overlapping(from_ts(f.from_ts), from_ts(f.to_ts)):
             qf = Filters(org_id=f.org_id, from_ts=to_ts(q_start), to_ts=to_ts(q_end), pipeline_id=f.pipeline_id,
                          rep_id=f.rep_id)
+            rev = next(iter(await _won(session, qf)), {}).get("revenue") or Decimal(0)
             where = qf.lead_where("closed_ts")
-            rev = (await _rows(session, f"SELECT SUM({WON_VALUE}) AS revenue FROM m_leads l WHERE {where} "
-                                        "AND l.outcome = 'won'", qf.params))[0]["revenue"] or Decimal(0)
             reps_sql = (f"SELECT COUNT(*) AS n FROM (SELECT l.owner_id AS rep FROM m_leads l WHERE {where} "
                         f"AND l.outcome = 'won' AND l.owner_id IS NOT NULL UNION "
                         f"SELECT d.rep_id FROM m_rep_daily d WHERE {_day_where(qf, qf.from_ts, qf.to_ts)} "
@@ -432,13 +537,44 @@ async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, 
     return await _name_groups(session, f, rows), quarters
 
 
+async def _won(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    """Per group: deals won (n) and revenue, for wins in [from, to); whole months from m_closed_months."""
+    months = _duration_months(session, f)
+    if months is not None and f.group_by in (None, "rep", "team"):
+        return await _rows(session, f"SELECT {_rollup_group(f)} AS g, SUM(m.leads) AS n, SUM(m.value) AS revenue "
+                                    f"FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome = 'won' AND "
+                                    f"{rollups.month_range(f.params, *months)} GROUP BY 1", f.params)
+    return await _rows(session, f"SELECT {f.group_sql()} AS g, COUNT(*) AS n, SUM({WON_VALUE}) AS revenue "
+                                f"FROM m_leads l WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' GROUP BY 1",
+                       f.params)
+
+
 # ------------------------------------------------------------------ 9. forecast
 async def forecast(session: AsyncSession, f: Filters, period: Period, moment: datetime) -> list[dict[str, Any]]:
     start, end = period_bounds(period, moment)
     f.params.update(ps=to_ts(start), pe=to_ts(end))
     open_in_period = ("l.outcome = 'open' AND l.pipeline_entered_ts IS NOT NULL AND l.expected_close_ts >= :ps "
                       "AND l.expected_close_ts < :pe")
-    sql = f"""
+    if _rollup_serves(session, f):  # whole months: the period's closed leads and their history are monthly sums
+        f.params.update(first_month=month_number(f.params["ps"]), end_month=month_number(f.params["pe"]))
+        closed_sql = f"""
+SELECT {_rollup_group(f)} AS g,
+  SUM(CASE WHEN m.outcome = 'won' AND m.month >= :first_month THEN m.value ELSE 0 END) AS won_so_far,
+  SUM(CASE WHEN m.outcome = 'won' AND m.month < :first_month THEN m.leads ELSE 0 END) AS hist_won,
+  SUM(CASE WHEN m.outcome = 'lost' AND m.month < :first_month THEN m.leads ELSE 0 END) AS hist_lost
+FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome IN ('won', 'lost') AND m.month < :end_month
+GROUP BY 1"""
+        open_sql = f"""
+SELECT {f.group_sql()} AS g, SUM(COALESCE(l.value, 0)) AS open_pipeline,
+  SUM(COALESCE(l.value, 0) * COALESCE(l.current_win_probability, 0)) AS weighted_open
+FROM m_leads l WHERE {f.lead_where(None)} AND {open_in_period} GROUP BY 1"""
+        merged: dict[str, dict[str, Any]] = defaultdict(dict)
+        for part in (closed_sql, open_sql):
+            for r in await _rows(session, part, f.params):
+                merged[r["g"]].update(r)
+        found = [merged[g] for g in sorted(merged)]
+    else:
+        found = await _rows(session, f"""
 SELECT {f.group_sql()} AS g,
   SUM(CASE WHEN l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe THEN COALESCE({WON_VALUE}, 0)
       ELSE 0 END) AS won_so_far,
@@ -449,30 +585,51 @@ SELECT {f.group_sql()} AS g,
   SUM(CASE WHEN l.outcome = 'lost' AND l.closed_ts < :ps THEN 1 ELSE 0 END) AS hist_lost
 FROM m_leads l WHERE {f.lead_where(None)} AND ((l.outcome IN ('won', 'lost') AND l.closed_ts < :pe)
                                               OR ({open_in_period}))
-GROUP BY 1 ORDER BY 1"""
+GROUP BY 1 ORDER BY 1""", f.params)
     rows = []
-    for r in await _rows(session, sql, f.params):
-        won, open_value = Decimal(r["won_so_far"] or 0), Decimal(r["open_pipeline"] or 0)
-        hist_won, hist_lost = int(r["hist_won"] or 0), int(r["hist_lost"] or 0)
+    for r in found:
+        won, open_value = Decimal(r.get("won_so_far") or 0), Decimal(r.get("open_pipeline") or 0)
+        hist_won, hist_lost = int(r.get("hist_won") or 0), int(r.get("hist_lost") or 0)
         rate = Decimal(hist_won) / Decimal(hist_won + hist_lost) if hist_won + hist_lost else Decimal(0)
         rows.append({"group": _group(r["g"]), "period": period, "period_start": start.isoformat(),
                      "period_end": end.isoformat(), "won_so_far": formulas.money(won),
                      "open_pipeline": formulas.money(open_value),
-                     "weighted_by_stage": formulas.money(won + Decimal(r["weighted_open"] or 0)),
+                     "weighted_by_stage": formulas.money(won + Decimal(r.get("weighted_open") or 0)),
                      "historical_win_rate_pct": formulas.pct(hist_won, hist_won + hist_lost),
                      "weighted_by_history": formulas.money(won + open_value * rate),
                      "best_case": formulas.money(won + open_value)})
     return await _name_groups(session, f, rows)
 
 
+def _rollup_serves(session: AsyncSession, f: Filters) -> bool:
+    """The monthly rollups (kept on PostgreSQL) carry owner, team and pipeline ('' for none): they answer these
+    groups and filters."""
+    return (_dialect(session) == "postgresql" and f.group_by in (None, "rep", "team") and f.pipeline_id != ""
+            and f.rep_id != "")
+
+
+def _rollup_group(f: Filters, default: GroupBy = None) -> str:
+    return {None: "''", "rep": "m.owner_id", "team": "m.team_id"}[f.group_by or default]
+
+
+def _rollup_where(f: Filters) -> str:
+    f.params["org"] = f.org_id
+    parts = ["m.org_id = :org"]
+    if f.pipeline_id is not None:
+        parts.append("m.pipeline_id = :pipeline")
+        f.params["pipeline"] = f.pipeline_id
+    if f.rep_id is not None:
+        parts.append("m.owner_id = :me")
+        f.params["me"] = f.rep_id
+    return " AND ".join(parts)
+
+
 async def won_between(session: AsyncSession, org_id: str, scope: str, start_ts: float, end_ts: float
                       ) -> dict[str, Decimal]:
     """Won value per scope id ('' for the org) for wins in [start, end)."""
-    key = {"org": "''", "team": "COALESCE(l.team_id, '')", "rep": "COALESCE(l.owner_id, '')"}[scope]
-    rows = await _rows(session, f"SELECT {key} AS k, SUM({WON_VALUE}) AS v FROM m_leads l WHERE l.org_id = :org "
-                                "AND l.outcome = 'won' AND l.closed_ts >= :s AND l.closed_ts < :e GROUP BY 1",
-                       {"org": org_id, "s": start_ts, "e": end_ts})
-    return {r["k"]: Decimal(r["v"] or 0) for r in rows}
+    f = Filters(org_id=org_id, from_ts=start_ts, to_ts=end_ts, group_by={"org": None, "team": "team",
+                                                                         "rep": "rep"}[scope])
+    return {r["g"]: Decimal(r["revenue"] or 0) for r in await _won(session, f)}
 
 
 # ------------------------------------------------------------------ 11. adoption
@@ -486,12 +643,24 @@ SELECT {g} AS g, COUNT(*) AS open_leads,
        AND NOT COALESCE(l.open_task_due_ts < :now, FALSE) THEN 1 ELSE 0 END) AS covered
 FROM m_leads l WHERE {f.lead_where(None)} AND l.is_created AND l.outcome = 'open' GROUP BY 1"""
     coverage = {r["g"]: r for r in await _rows(session, coverage_sql, f.params)}
-    group, source = stays_from(f, "next_ts", default="rep")
-    compliance_sql = f"""
-SELECT {group} AS g, COUNT(*) AS exits,
-  SUM(CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR t.tasks_done THEN 1 ELSE 0 END)
-    AS compliant
-{source} AND t.next_kind IN ('stage', 'won', 'lost', 'disqualified')
+    compliant = "CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') OR t.tasks_done THEN 1 ELSE 0 END"
+    exits = "t.next_kind IN ('stage', 'won', 'lost', 'disqualified')"
+    split = rollups.edges(f.params, f.from_ts, f.to_ts, "t.next_ts") if _rollup_serves(session, f) else None
+    if split is not None:  # whole months from m_exit_months, the partial months at the edges from the stays
+        months, edge = split
+        group, source = stays_from(f, None, default="rep")
+        compliance_sql = f"""
+SELECT g, SUM(exits) AS exits, SUM(compliant) AS compliant FROM (
+  SELECT {_rollup_group(f, "rep")} AS g, m.exits, m.compliant FROM m_exit_months m
+  WHERE {_rollup_where(f)} AND {months}
+  UNION ALL
+  SELECT {group}, 1, {compliant} {source} AND t.next_ts IS NOT NULL AND {exits} AND {edge}) x
+GROUP BY 1"""
+    else:
+        group, source = stays_from(f, "next_ts", default="rep")
+        compliance_sql = f"""
+SELECT {group} AS g, COUNT(*) AS exits, SUM({compliant}) AS compliant
+{source} AND {exits}
 GROUP BY 1"""
     compliance = {r["g"]: r for r in await _rows(session, compliance_sql, f.params)}
     rows = []
@@ -518,14 +687,76 @@ SELECT COALESCE(t.owner_id, '') AS rep, COALESCE(t.team_id, '') AS team, t.pipel
 {source} AND t.next_ts IS NOT NULL"""
 
 
-async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    stays = _stays(f)
+def _ended_stays(f: Filters) -> str:
+    """`_stays` for `per_stage` with per_team (the team and stage come from the index range)."""
+    parts = stay_conditions(f, "at_ts", own_only=False)
+    return f"""
+SELECT COALESCE(t.owner_id, '') AS rep, t.position, t.next_ts - t.at_ts AS x,
+       CASE WHEN (t.next_kind = 'stage' AND t.next_position > t.position) OR t.next_kind = 'won' THEN 1 ELSE 0 END
+         AS conv
+FROM m_timeline t WHERE {' AND '.join(parts)} AND t.next_ts IS NOT NULL"""
+
+
+async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per rep, team, stage and position; per team and stage): n, median, converted."""
     converted = ", SUM(conv) AS converted"
-    rep_stats = await _rows(session, stats_sql(stays, ["rep", "team", "pipeline_id", "stage_id", "position"],
-                                               _dialect(session), converted), f.params)
+    months = _duration_months(session, f)
+    if months is not None:
+        return _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id, months,
+                                                       pipeline_id=f.pipeline_id))
+    if _dialect(session) == "postgresql":  # both levels in one pass per team and stage
+        aggregate = ("SELECT rep, position, GROUPING(rep, position) AS team_level, COUNT(*) AS n, "
+                     "percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median, SUM(conv) AS converted "
+                     "FROM v GROUP BY GROUPING SETS ((rep, position), ())")
+        both = [r for r in await _rows(session, per_stage(f, _ended_stays(f), aggregate, per_team=True), f.params)
+                if r["n"]]
+        return ([r for r in both if not r["team_level"]], [r for r in both if r["team_level"]])
+    stays = _stays(f)
+    return (await _rows(session, stats_sql(stays, ["rep", "team", "pipeline_id", "stage_id", "position"],
+                                           _dialect(session), converted), f.params),
+            await _rows(session, stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session), converted),
+                        f.params))
+
+
+def _duration_months(session: AsyncSession, f: Filters) -> tuple[int | None, int | None] | None:
+    """The months of the rollups that make up the period exactly (PostgreSQL), else None."""
+    if _dialect(session) != "postgresql" or f.pipeline_id == "" or f.rep_id == "":
+        return None
+    return rollups.whole_month_period(f.from_ts, f.to_ts)
+
+
+STAY_ROLLUP_COLUMNS = ["owner_id", "team_id", "stage_pipeline_id", "stage_id", "position", "stays", "converted",
+                       "durations"]
+
+
+def _stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per rep, team, stage and position (with per_rep) and per team and stage: n, converted, median (of the
+    merged sorted durations, PostgreSQL's percentile_cont) and p75 (nearest rank) from m_stay_months rows
+    (STAY_ROLLUP_COLUMNS)."""
+    reps: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
+    teams: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
+    for owner, team, pipeline, stage, position, stays, converted, durations in found:
+        levels = ((reps[(owner, team, pipeline, stage, position)], teams[(team, pipeline, stage)]) if per_rep
+                  else (teams[(team, pipeline, stage)],))
+        for measures in levels:
+            measures[0] += stays
+            measures[1] += converted
+            measures[2] += durations
+
+    def stats(names: tuple[str, ...], key: tuple[Any, ...], measures: list[Any]) -> dict[str, Any]:
+        ordered = sorted(measures[2])  # a concatenation of sorted runs: merged in near-linear time
+        return {**dict(zip(names, key, strict=True)), "n": measures[0], "converted": measures[1],
+                "median": formulas.percentile_cont(ordered, 0.5),
+                "p75": formulas.nearest_rank(ordered, 75, presorted=True)}
+    return ([stats(("rep", "team", "pipeline_id", "stage_id", "position"), k, v) for k, v in reps.items()],
+            [stats(("team", "pipeline_id", "stage_id"), k, v) for k, v in teams.items()])
+
+
+async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rep_stats, team_rows = await _coaching_stats(session, f)
     conv = {(r["rep"], r["team"], r["pipeline_id"], r["stage_id"]): int(r["converted"]) for r in rep_stats}
-    team_stats = {(r["team"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(
-        session, stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session), converted), f.params)}
+    team_stats = {(r["team"], r["pipeline_id"], r["stage_id"]): r for r in team_rows}
     team_conv = {k: int(r["converted"]) for k, r in team_stats.items()}
     names = await rep_names(session, f.org_id, {r["rep"] for r in rep_stats})
     rows = []
@@ -560,6 +791,29 @@ async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, An
     return rows, stalls_most
 
 
+def _stalled_sql(f: Filters, lead_filters: str, *, p75_from_params: bool = False) -> str:
+    """PostgreSQL: the team's p75 per stage (`per_stage`, or given as arrays p_team, p_pipeline_id, p_stage_id,
+    p_p75), then per team and stage the open leads in it (ix_m_leads_open_stage), the leads with no team
+    against the '' team like COALESCE(team_id, '')."""
+    p75 = per_stage(f, _ended_stays(f), "SELECT COUNT(*) AS n, percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75 "
+                                        "FROM v", per_team=True)
+    if p75_from_params:
+        p75 = ("SELECT team, pipeline_id, stage_id, 1 AS n, p75 FROM unnest(CAST(:p_team AS TEXT[]), "
+               "CAST(:p_pipeline_id AS TEXT[]), CAST(:p_stage_id AS TEXT[]), CAST(:p_p75 AS FLOAT8[])) "
+               "AS p(team, pipeline_id, stage_id, p75)")
+    leads = ("SELECT l.lead_id, l.owner_id, l.team_id, l.current_stage_entered_ts FROM m_leads l "
+             "WHERE l.org_id = :org AND l.outcome = 'open' AND l.pipeline_id = p.pipeline_id "
+             "AND l.current_stage_id = p.stage_id AND l.current_stage_entered_ts IS NOT NULL "
+             f"AND :now - l.current_stage_entered_ts > p.p75{lead_filters}")
+    return f"""
+WITH p AS MATERIALIZED ({p75})
+SELECT l.lead_id, l.owner_id, l.team_id, p.pipeline_id, p.stage_id, :now - l.current_stage_entered_ts AS age, p.p75
+FROM p CROSS JOIN LATERAL ({leads} AND l.team_id = p.team
+                           UNION ALL {leads} AND p.team = '' AND l.team_id IS NULL) l
+WHERE p.n > 0
+ORDER BY (:now - l.current_stage_entered_ts) - p.p75 DESC, l.lead_id LIMIT 500"""
+
+
 async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
     stays = _stays(f)
     f.params["now"] = to_ts(f.now)
@@ -567,7 +821,16 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any
     if f.rep_id is not None:
         f.params["me"] = f.rep_id
     pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id is not None else ""
-    sql = f"""
+    months = _duration_months(session, f)
+    if months is not None:  # the team's p75 per stage from m_stay_months
+        _, teams = _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id,
+                                                           months, pipeline_id=f.pipeline_id), per_rep=False)
+        f.params.update({f"p_{c}": [t[c] for t in teams] for c in ("team", "pipeline_id", "stage_id", "p75")})
+        sql = _stalled_sql(f, me + pipeline, p75_from_params=True)
+    elif _dialect(session) == "postgresql":
+        sql = _stalled_sql(f, me + pipeline)
+    else:
+        sql = f"""
 WITH p AS ({stats_sql(stays, ["team", "pipeline_id", "stage_id"], _dialect(session))})
 SELECT l.lead_id, l.owner_id, l.team_id, l.pipeline_id, l.current_stage_id AS stage_id,
        :now - l.current_stage_entered_ts AS age, p.p75

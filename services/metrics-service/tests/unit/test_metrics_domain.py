@@ -82,3 +82,27 @@ def test_calendar_periods():
     assert periods.day_number(86400 * 3 + 5) == 3
     assert periods.tiebreak(datetime(2026, 1, 1, tzinfo=UTC), "b") < periods.tiebreak(datetime(2026, 1, 1, 0, 0, 1,
                                                                                                tzinfo=UTC), "a")
+
+
+def test_month_numbers_split_time_at_utc_month_starts():
+    jan_1 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    assert periods.month_number(jan_1) == 2026 * 12 and periods.month_start_ts(2026 * 12) == jan_1
+    assert periods.month_number(jan_1 - 0.25) == 2025 * 12 + 11  # a quarter second before belongs to December
+    assert periods.month_number(datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()) == 2026 * 12 + 11
+    # [Jan 15, Apr 1): February and March are whole, January is an edge
+    assert periods.whole_months(datetime(2026, 1, 15, tzinfo=UTC).timestamp(),
+                                datetime(2026, 4, 1, tzinfo=UTC).timestamp()) == (2026 * 12 + 1, 2026 * 12 + 3)
+    assert periods.whole_months(jan_1, None) == (2026 * 12, None)
+    # inside one month: no whole month
+    first, end = periods.whole_months(jan_1 + 86400, jan_1 + 2 * 86400)
+    assert first >= end
+
+
+def test_percentile_cont_is_postgresqls_interpolation_and_nearest_rank_reads_sorted_values():
+    assert formulas.percentile_cont([], 0.5) is None
+    assert formulas.percentile_cont([4.0], 0.5) == 4.0
+    assert formulas.percentile_cont([1.0, 2.0, 10.0], 0.5) == 2.0
+    assert formulas.percentile_cont([1.0, 2.0, 3.0, 10.0], 0.5) == 2.5  # 2 + 0.5 × (3 − 2)
+    assert formulas.percentile_cont([0.0, 10.0], 0.25) == 2.5
+    values = [3.0, 3.0, 5.0]
+    assert formulas.nearest_rank(values, 75, presorted=True) == formulas.nearest_rank(list(reversed(values)), 75) == 5.0

@@ -22,15 +22,18 @@ def upgrade() -> None:
     from metrics_service.adapters.orm import metadata
 
     frozen = sa.MetaData()
-    # the tables as they were at this revision (LATER: what came in 0003 to 0006)
+    # the tables as they were at this revision (LATER: what came in 0003 and after)
     tables = [_copy(metadata.tables[name], frozen, LATER.get(name, ())) for name in TABLES]
     frozen.create_all(op.get_bind(), tables=tables)
 
 
 LATER = {"event_log": ("projected", "ix_event_log_unprojected"),
          "m_timeline": ("ix_m_timeline_entered", "ix_m_timeline_ended", "ix_m_timeline_cohort", "owner_id",
-                        "team_id", "lead_pipeline_id", "cohort_ts", "tasks_done"),
-         "m_leads": ("open_task_due_ts", "open_task_overdue")}
+                        "team_id", "lead_pipeline_id", "cohort_ts", "tasks_done", "ix_m_timeline_team_stays",
+                        "ix_m_timeline_cohort_stays", "ix_m_timeline_exits"),
+         "m_leads": ("open_task_due_ts", "open_task_overdue", "ix_m_leads_created_cover", "ix_m_leads_entered_cover",
+                     "ix_m_leads_closed_cover", "ix_m_leads_open_stage", "ix_m_leads_open_cover"),
+         "m_rep_daily": ("ix_m_rep_daily_day",)}
 
 
 def _copy(table: sa.Table, target: sa.MetaData, later: tuple[str, ...]) -> sa.Table:

@@ -1,0 +1,44 @@
+"""Monthly rollups the reports sum instead of counting a period's leads or stays.
+
+m_closed_months: closed leads per UTC month of closing, owner, team, pipeline and outcome (count and value);
+m_exit_months: stage exits per UTC month of exit, owner, team and pipeline (all and compliant). The
+projector keeps them on PostgreSQL (service_layer/rollups.py); this revision fills them from the read models already there.
+
+Revision ID: 0008
+Revises: 0007
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+KEYS = [sa.Column("org_id", sa.String(100), nullable=False), sa.Column("month", sa.Integer, nullable=False),
+        sa.Column("owner_id", sa.String(100), nullable=False), sa.Column("team_id", sa.String(100), nullable=False),
+        sa.Column("pipeline_id", sa.String(100), nullable=False)]
+KEY_NAMES = [c.name for c in KEYS]
+
+
+def upgrade() -> None:
+    op.create_table("m_closed_months", *[c._copy() for c in KEYS],
+                    sa.Column("outcome", sa.String(20), nullable=False),
+                    sa.Column("leads", sa.Integer, nullable=False),
+                    sa.Column("value", sa.Numeric(18, 2), nullable=False),
+                    sa.PrimaryKeyConstraint(*KEY_NAMES, "outcome"))
+    op.create_table("m_exit_months", *[c._copy() for c in KEYS],
+                    sa.Column("exits", sa.Integer, nullable=False),
+                    sa.Column("compliant", sa.Integer, nullable=False),
+                    sa.PrimaryKeyConstraint(*KEY_NAMES))
+    if op.get_bind().dialect.name == "postgresql":  # the rollups are kept on PostgreSQL only
+        # the GROUP BY over m_leads / m_timeline that the rollups equal (rollups.fill runs it for one org)
+        from metrics_service.service_layer.rollups import fill_sql
+
+        for statement in fill_sql(""):
+            op.execute(statement)
+
+
+def downgrade() -> None:
+    op.drop_table("m_exit_months")
+    op.drop_table("m_closed_months")

@@ -1,0 +1,326 @@
+"""The monthly rollups (m_closed_months, m_exit_months): kept by the projector, read by the reports.
+
+Maintenance is a difference: before a batch is written, the rollup rows of the leads it touches are read
+from m_leads / m_timeline (`contributions`), again after, and `after − before` is added per key; keys that
+fall to zero are deleted. A lead's contribution only depends on its read-model rows, so the rollups equal a
+GROUP BY over those tables whatever the batches, their order or a rebuild (`fill` computes that GROUP BY,
+for a migration or a bulk load).
+
+Reports read a period [from, to) as the whole months inside it from a rollup plus the rows of the partial
+months at its edges from the read model (`edges`).
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.inbox import dialect_insert
+
+from ..adapters.orm import (m_closed_months, m_cohort_months, m_created_months, m_exit_months, m_leads,
+                            m_reach_months, m_stay_months, m_timeline, m_won_months)
+from ..domain.periods import month_number, month_start_ts, whole_months
+
+CHUNK = 400
+EXIT_KINDS = ("stage", "won", "lost", "disqualified")
+Contributions = dict[sa.Table, dict[tuple[Any, ...], list[Any]]]
+ROLLUPS = (m_closed_months, m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months,
+           m_won_months)
+LIST_COLUMNS = {"durations", "won_values"}  # multisets, kept sorted
+
+
+def _by_org(leads: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for org, lead_id in sorted(set(leads)):
+        out[org].append(lead_id)
+    return out
+
+
+def _key(value: str | None) -> str:
+    return value or ""
+
+
+async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]]) -> Contributions:
+    """What these leads add to each rollup row now: {table: {key (org_id, month, owner, team, pipeline, …):
+    [measures in column order]}}; a list measure is a multiset of durations, the others are sums."""
+    closed: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
+    exits: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0])
+    stays: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
+    cohorts: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, set(), []])
+    created: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
+    reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
+    won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
+    lead, t = m_leads.c, m_timeline.c
+    for org, ids in _by_org(leads).items():
+        for i in range(0, len(ids), CHUNK):
+            part = ids[i:i + CHUNK]
+            for r in await session.execute(sa.select(
+                    lead.closed_ts, lead.outcome, lead.owner_id, lead.team_id, lead.pipeline_id, lead.won_value,
+                    lead.value, lead.created_ts, lead.first_owner_activity_ts, lead.pipeline_entered_ts,
+                    lead.max_position, lead.won_currency, lead.currency).where(lead.org_id == org, lead.lead_id.in_(part))):
+                lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.pipeline_id))
+                if r.outcome != "open" and r.closed_ts is not None:
+                    measures = closed[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
+                    measures[0] += 1
+                    value = r.won_value if r.won_value is not None else r.value
+                    measures[1] += Decimal(value) if value is not None else Decimal(0)
+                    if r.outcome == "won" and value is not None:
+                        currency = r.won_currency if r.won_currency is not None else r.currency
+                        measures = won[(org, month_number(r.closed_ts), *lead_keys, currency or "")]
+                        measures[0] += 1
+                        measures[1].append(Decimal(value))
+                if r.created_ts is not None and r.owner_id is not None:
+                    measures = created[(org, month_number(r.created_ts), *lead_keys)]
+                    measures[0] += 1
+                    if r.first_owner_activity_ts is not None:
+                        measures[1].append(r.first_owner_activity_ts - r.created_ts)
+                if r.pipeline_entered_ts is not None and r.max_position is not None and r.pipeline_id is not None:
+                    reach[(org, month_number(r.pipeline_entered_ts), *lead_keys, r.max_position)][0] += 1
+            for r in await session.execute(sa.select(
+                    t.lead_id, t.at_ts, t.next_ts, t.owner_id, t.team_id, t.lead_pipeline_id, t.cohort_ts,
+                    t.pipeline_id, t.stage_id, t.position, t.next_kind, t.next_position, t.next_reason, t.tasks_done
+                    ).where(t.org_id == org, t.lead_id.in_(part), t.kind == "stage", t.next_ts.is_not(None))):
+                lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.lead_pipeline_id))
+                if r.next_kind in EXIT_KINDS:
+                    measures = exits[(org, month_number(r.next_ts), *lead_keys)]
+                    measures[0] += 1
+                    measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done))
+                duration = r.next_ts - r.at_ts
+                measures = stays[(org, month_number(r.at_ts), *lead_keys, r.pipeline_id, r.stage_id, r.position)]
+                measures[0] += 1
+                measures[1] += int((r.next_kind == "stage" and r.next_position is not None
+                                    and r.next_position > r.position) or r.next_kind == "won")
+                measures[2].append(duration)
+                if r.cohort_ts is not None and r.pipeline_id == r.lead_pipeline_id:
+                    measures = cohorts[(org, month_number(r.cohort_ts), *lead_keys, r.stage_id)]
+                    measures[0] += 1
+                    if r.next_kind in ("lost", "disqualified"):
+                        measures[1].add(r.lead_id)
+                    measures[2].append(duration)
+    return {m_closed_months: closed, m_exit_months: exits, m_stay_months: stays,
+            m_cohort_months: {k: [n, len(dropped), durations] for k, (n, dropped, durations) in cohorts.items()},
+            m_created_months: created, m_reach_months: reach, m_won_months: won}
+
+
+def _key_columns(table: sa.Table) -> list[str]:
+    return [c.name for c in table.primary_key.columns]
+
+
+async def add_difference(session: AsyncSession, before: Contributions, after: Contributions) -> None:
+    """Add `after − before` to the rollups and delete the rows that fall to zero."""
+    for table, new in after.items():
+        old = before[table]
+        key_columns = _key_columns(table)
+        measure_columns = [c.name for c in table.columns if c.name not in key_columns]
+        changed = sorted(k for k in set(old) | set(new) if _multiset(old.get(k)) != _multiset(new.get(k)))
+        if not changed:
+            continue
+        if set(measure_columns) & LIST_COLUMNS:
+            await _replace_rows(session, table, key_columns, measure_columns, changed, old, new)
+            continue
+        zero = [0] * len(measure_columns)
+        rows = [{**dict(zip(key_columns, key, strict=True)),
+                 **{c: n - o for c, n, o in zip(measure_columns, new.get(key, zero), old.get(key, zero), strict=True)}}
+                for key in changed]  # sorted keys: a stable lock order between batches
+        insert = dialect_insert(session)(table)
+        insert = insert.on_conflict_do_update(index_elements=key_columns, set_={
+            c: table.c[c] + insert.excluded[c] for c in measure_columns})
+        for i in range(0, len(rows), CHUNK):
+            await session.execute(insert, rows[i:i + CHUNK])
+        keys, match, params = _key_set(table, key_columns, changed)
+        await session.execute(sa.text(f'DELETE FROM {table.name} t USING {keys} WHERE {match} '
+                                      f'AND t."{measure_columns[0]}" = 0'), params)
+
+
+def _key_set(table: sa.Table, key_columns: list[str], keys: list[tuple[Any, ...]]
+             ) -> tuple[str, str, dict[str, list[Any]]]:
+    """The keys as a set-returning unnest of one array per column (one statement, joined on the primary key,
+    where a row-value IN list would be planned as one OR branch per key): (source, join condition, params)."""
+    params = {f"k{i}": [key[i] for key in keys] for i in range(len(key_columns))}
+    types = ["INTEGER" if isinstance(table.c[c].type, sa.Integer) else "TEXT" for c in key_columns]
+    names = ", ".join(f'"{c}"' for c in key_columns)
+    source = f"unnest({', '.join(f'CAST(:k{i} AS {t}[])' for i, t in enumerate(types))}) AS k({names})"
+    return source, " AND ".join(f't."{c}" = k."{c}"' for c in key_columns), params
+
+
+def _multiset(measures: list[Any] | None) -> list[Any] | None:
+    return None if measures is None else [sorted(m) if isinstance(m, list) else m for m in measures]
+
+
+async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: list[str], measure_columns: list[str],
+                        keys: list[tuple[Any, ...]], old: dict[tuple[Any, ...], list[Any]],
+                        new: dict[tuple[Any, ...], list[Any]]) -> None:
+    """Rollups with a durations multiset: read the rows, take the old contribution out and put the new one
+    in (sums and multiset), write them back sorted; a row left with no stay is deleted."""
+    source, match, params = _key_set(table, key_columns, keys)
+    columns = ", ".join(f't."{c.name}"' for c in table.columns)
+    current: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in await session.execute(sa.text(f"SELECT {columns} FROM {table.name} t JOIN {source} ON {match}"), params):
+        current[tuple(r._mapping[c] for c in key_columns)] = dict(r._mapping)
+    rows, emptied = [], []
+    for key in keys:
+        row = current.get(key) or {**dict(zip(key_columns, key, strict=True)),
+                                   **{c: [] if c in LIST_COLUMNS else 0 for c in measure_columns}}
+        gone, came = old.get(key), new.get(key)
+        for index, column in enumerate(measure_columns):
+            if column in LIST_COLUMNS:
+                values = Counter(row[column])
+                values.subtract(Counter(gone[index]) if gone else Counter())
+                values.update(came[index] if came else [])
+                row[column] = sorted(values.elements())
+            else:
+                row[column] += (came[index] if came else 0) - (gone[index] if gone else 0)
+        if row[measure_columns[0]]:  # stays / leads
+            rows.append(row)
+        elif key in current:
+            emptied.append(key)
+    upsert = postgresql.insert(table)
+    upsert = upsert.on_conflict_do_update(index_elements=key_columns,
+                                          set_={c: upsert.excluded[c] for c in measure_columns})
+    for i in range(0, len(rows), CHUNK):
+        await session.execute(upsert, rows[i:i + CHUNK])
+    if emptied:
+        source, match, params = _key_set(table, key_columns, emptied)
+        await session.execute(sa.text(f"DELETE FROM {table.name} t USING {source} WHERE {match}"), params)
+
+
+def _month_sql(column: str) -> str:
+    """periods.month_number in PostgreSQL."""
+    moment = f"(to_timestamp(floor({column})) AT TIME ZONE 'UTC')"
+    return f"CAST(EXTRACT(YEAR FROM {moment}) * 12 + EXTRACT(MONTH FROM {moment}) - 1 AS INTEGER)"
+
+
+def fill_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: INSERT … SELECT statements computing the count rollups from m_leads and m_timeline,
+    for the rows matching `org_condition` (e.g. " AND org_id = :org", or "" for all)."""
+    return [f"""
+INSERT INTO m_closed_months (org_id, month, owner_id, team_id, pipeline_id, outcome, leads, value)
+SELECT org_id, {_month_sql('closed_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
+       COALESCE(pipeline_id, ''), outcome, COUNT(*), SUM(COALESCE(won_value, value, 0))
+FROM m_leads WHERE outcome <> 'open' AND closed_ts IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5, 6""", f"""
+INSERT INTO m_exit_months (org_id, month, owner_id, team_id, pipeline_id, exits, compliant)
+SELECT org_id, {_month_sql('next_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
+       COALESCE(lead_pipeline_id, ''), COUNT(*),
+       SUM(CASE WHEN (next_kind = 'stage' AND next_reason = 'goal_met') OR tasks_done THEN 1 ELSE 0 END)
+FROM m_timeline WHERE kind = 'stage' AND next_ts IS NOT NULL
+  AND next_kind IN ('stage', 'won', 'lost', 'disqualified'){org_condition} GROUP BY 1, 2, 3, 4, 5"""]
+
+
+def fill_durations_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: INSERT … SELECT statements computing the duration rollups of stays from m_timeline."""
+    stays = f"""
+SELECT org_id, lead_id, at_ts, cohort_ts, next_ts - at_ts AS x, COALESCE(owner_id, '') AS owner,
+       COALESCE(team_id, '') AS team, COALESCE(lead_pipeline_id, '') AS lead_pipeline, pipeline_id, stage_id,
+       position, next_kind, next_position
+FROM m_timeline WHERE kind = 'stage' AND next_ts IS NOT NULL{org_condition}"""
+    return [f"""
+INSERT INTO m_stay_months (org_id, month, owner_id, team_id, pipeline_id, stage_pipeline_id, stage_id, position,
+                           stays, converted, durations)
+SELECT org_id, {_month_sql('at_ts')}, owner, team, lead_pipeline, pipeline_id, stage_id, position,
+       COUNT(*), SUM(CASE WHEN (next_kind = 'stage' AND next_position > position) OR next_kind = 'won' THEN 1
+                          ELSE 0 END), array_agg(x ORDER BY x)
+FROM ({stays}) s GROUP BY 1, 2, 3, 4, 5, 6, 7, 8""", f"""
+INSERT INTO m_cohort_months (org_id, month, owner_id, team_id, pipeline_id, stage_id, stays, dropped_leads,
+                             durations)
+SELECT org_id, {_month_sql('cohort_ts')}, owner, team, lead_pipeline, stage_id, COUNT(*),
+       COUNT(DISTINCT CASE WHEN next_kind IN ('lost', 'disqualified') THEN lead_id END), array_agg(x ORDER BY x)
+FROM ({stays}) s WHERE cohort_ts IS NOT NULL AND pipeline_id = lead_pipeline GROUP BY 1, 2, 3, 4, 5, 6"""]
+
+
+def fill_lead_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: INSERT … SELECT statements computing the lead rollups (creation, reach) from m_leads."""
+    return [f"""
+INSERT INTO m_created_months (org_id, month, owner_id, team_id, pipeline_id, leads, durations)
+SELECT org_id, {_month_sql('created_ts')}, owner_id, COALESCE(team_id, ''), COALESCE(pipeline_id, ''), COUNT(*),
+       COALESCE(array_agg(first_owner_activity_ts - created_ts ORDER BY first_owner_activity_ts - created_ts)
+                FILTER (WHERE first_owner_activity_ts IS NOT NULL), '{{}}')
+FROM m_leads WHERE created_ts IS NOT NULL AND owner_id IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
+INSERT INTO m_reach_months (org_id, month, owner_id, team_id, pipeline_id, max_position, leads)
+SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''), pipeline_id,
+       max_position, COUNT(*)
+FROM m_leads WHERE pipeline_entered_ts IS NOT NULL AND max_position IS NOT NULL AND pipeline_id IS NOT NULL{org_condition}
+GROUP BY 1, 2, 3, 4, 5, 6"""]
+
+
+def fill_won_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: the INSERT … SELECT computing m_won_months from m_leads."""
+    return [f"""
+INSERT INTO m_won_months (org_id, month, owner_id, team_id, pipeline_id, currency, deals, won_values)
+SELECT org_id, {_month_sql('closed_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''), COALESCE(pipeline_id, ''),
+       COALESCE(won_currency, currency, ''), COUNT(*), array_agg(COALESCE(won_value, value) ORDER BY COALESCE(won_value, value))
+FROM m_leads WHERE outcome = 'won' AND closed_ts IS NOT NULL AND COALESCE(won_value, value) IS NOT NULL{org_condition}
+GROUP BY 1, 2, 3, 4, 5, 6"""]
+
+
+def all_fill_sql(org_condition: str) -> list[str]:
+    return [*fill_sql(org_condition), *fill_durations_sql(org_condition), *fill_lead_sql(org_condition),
+            *fill_won_sql(org_condition)]
+
+
+async def fill(session: AsyncSession, org_id: str) -> None:
+    """Recompute the rollups of one org from its read models (PostgreSQL; after a bulk load of them)."""
+    for table in ROLLUPS:
+        await session.execute(sa.delete(table).where(table.c.org_id == org_id))
+    for statement in all_fill_sql(" AND org_id = :org"):
+        await session.execute(sa.text(statement), {"org": org_id})
+
+
+def month_range(params: dict[str, Any], first: int | None, end: int | None, alias: str = "m") -> str:
+    """SQL condition on `alias.month` for the months [first, end) (None: unbounded)."""
+    parts = ["TRUE"]
+    if first is not None:
+        parts.append(f"{alias}.month >= :first_month")
+        params["first_month"] = first
+    if end is not None:
+        parts.append(f"{alias}.month < :end_month")
+        params["end_month"] = end
+    return " AND ".join(parts)
+
+
+def edges(params: dict[str, Any], from_ts: float | None, to_ts: float | None, column: str
+          ) -> tuple[str, str] | None:
+    """(condition on the months inside [from, to) for the rollup, condition on `column` for the rows of the
+    partial months at the period's edges), or None when no whole month fits (then read the rows alone)."""
+    first, end = whole_months(from_ts, to_ts)
+    if first is not None and end is not None and first >= end:
+        return None
+    edge_parts = []
+    if first is not None:
+        edge_parts.append(f"({column} >= :from_ts AND {column} < :first_month_ts)")
+        params.update(from_ts=from_ts, first_month_ts=month_start_ts(first))
+    if end is not None:
+        edge_parts.append(f"({column} >= :end_month_ts AND {column} < :to_ts)")
+        params.update(to_ts=to_ts, end_month_ts=month_start_ts(end))
+    return month_range(params, first, end), f"({' OR '.join(edge_parts) or 'FALSE'})"
+
+
+def whole_month_period(from_ts: float | None, to_ts: float | None) -> tuple[int | None, int | None] | None:
+    """[first, end) months when [from_ts, to_ts) is exactly whole months (None: unbounded), else None."""
+    first, end = whole_months(from_ts, to_ts)
+    if from_ts is not None and (first is None or month_start_ts(first) != from_ts):
+        return None
+    if to_ts is not None and (end is None or month_start_ts(end) != to_ts):
+        return None
+    return first, end
+
+
+async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[str], org_id: str,
+                        months: tuple[int | None, int | None], *, pipeline_id: str | None = None,
+                        owner_id: str | None = None) -> list[tuple[Any, ...]]:
+    """PostgreSQL: the rows (tuples in `columns` order) of a duration rollup for the org's months [first, end),
+    optionally of one pipeline / owner. Fetched by the driver directly: a quarter is some 10,000 rows of
+    arrays, and SQLAlchemy's per-row result processing would cost more than the query."""
+    where, args = ["m.org_id = $1"], [org_id]
+    for condition, value in (("m.month >= ${}", months[0]), ("m.month < ${}", months[1]),
+                             ("m.pipeline_id = ${}", pipeline_id), ("m.owner_id = ${}", owner_id)):
+        if value is not None:
+            args.append(value)
+            where.append(condition.format(len(args)))
+    connection = await (await session.connection()).get_raw_connection()
+    return [tuple(r) for r in await connection.driver_connection.fetch(
+        f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)]
