@@ -1,4 +1,4 @@
-"""quota_milestones: the quotas found reached, one row each (migration 0007_quota_milestones).
+"""quota_milestones: the quotas found reached, one row each (migration 0012).
 
 Kept apart from the read models (orm.py's READ_MODELS): a rebuild must not forget which quotas were already
 announced, or it would announce them again.

@@ -3,14 +3,14 @@
 The row is inserted (ON CONFLICT DO NOTHING) in the transaction that writes the event to the outbox; a second
 replica, or the next run of the worker, finds it and publishes nothing. Not a read model: a rebuild keeps it.
 
-Revision ID: 0007_quota_milestones
-Revises: 0006
+Revision ID: 0012
+Revises: 0011
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_quota_milestones"
-down_revision = "0006"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
