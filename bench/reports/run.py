@@ -189,7 +189,8 @@ async def load_org(conn: asyncpg.Connection, org: str, n: int) -> dict[str, floa
 
 
 # ------------------------------------------------------------------ report timing
-async def time_reports(client: httpx.AsyncClient, org: str, runs: int) -> dict[str, float]:
+async def time_reports(client: httpx.AsyncClient, org: str, runs: int, only: set[str] | None = None
+                       ) -> dict[str, float]:
     headers = auth_headers(org, "manager", "bench")
     admin = auth_headers(org, "admin", "bench")
     for day in ("2025-07-01", "2025-10-01"):  # two closed-period snapshots for forecast accuracy
@@ -197,6 +198,8 @@ async def time_reports(client: httpx.AsyncClient, org: str, runs: int) -> dict[s
         assert r.status_code == 201, r.text
     out = {}
     for path, params in REPORTS:
+        if only and path not in only:
+            continue
         samples = []
         for i in range(runs + 1):
             t = time.perf_counter()
@@ -320,6 +323,8 @@ async def main() -> None:
     parser.add_argument("--ingest", type=int, default=1500, help="leads whose events are ingested (~9 each)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="reuse a kept database: load only missing orgs")
+    parser.add_argument("--reports", default="", help="time only these reports (comma-separated paths, "
+                        "e.g. coaching,stalled-deals,funnel); default all")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
@@ -352,7 +357,8 @@ async def main() -> None:
                           "VACUUM ANALYZE "
                           f"{time.perf_counter() - t:.0f} s", flush=True)
                 await conn.execute("DELETE FROM forecast_snapshots WHERE org_id = $1", org)
-                results[n] = await time_reports(client, org, args.runs)
+                results[n] = await time_reports(client, org, args.runs,
+                                                {r for r in args.reports.split(",") if r} or None)
                 print("   " + ", ".join(f"{k} {v:.0f}" for k, v in results[n].items()), flush=True)
             await client.aclose()
 

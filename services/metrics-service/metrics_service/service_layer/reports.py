@@ -315,7 +315,7 @@ ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
         times = _cohort_stats(f, await rollups.duration_rows(
             session, m_cohort_months, ["owner_id", "team_id", "pipeline_id", "stage_id", "dropped_leads",
                                        "durations"], f.org_id, months, pipeline_id=f.pipeline_id,
-            owner_id=f.rep_id))
+            owner_id=f.rep_id, packed=True))
         sql = None
     elif _dialect(session) == "postgresql" and (f.group_by is None or f.group_by in STAY_GROUPS):
         inner = f"""
@@ -356,9 +356,9 @@ def _cohort_stats(f: Filters, found: list[Any]) -> dict[tuple[str, str, str], di
     for owner, team, pipeline, stage, dropped, durations in found:
         measures = acc[({None: "", "rep": owner, "team": team}[f.group_by], pipeline, stage)]
         measures[0] += dropped
-        measures[1] += durations
-    return {k: {"drop_off": dropped, "median": formulas.percentile_cont(sorted(durations), 0.5)}
-            for k, (dropped, durations) in acc.items()}
+        measures[1].append(durations)
+    return {k: {"drop_off": dropped, "median": rollups.median_and_p75(rollups.merged(runs))[0]}
+            for k, (dropped, runs) in acc.items()}
 
 
 # ------------------------------------------------------------------ 2. win rate
@@ -703,7 +703,7 @@ async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[
     months = _duration_months(session, f)
     if months is not None:
         return _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id, months,
-                                                       pipeline_id=f.pipeline_id))
+                                                       pipeline_id=f.pipeline_id, packed=True))
     if _dialect(session) == "postgresql":  # both levels in one pass per team and stage
         aggregate = ("SELECT rep, position, GROUPING(rep, position) AS team_level, COUNT(*) AS n, "
                      "percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median, SUM(conv) AS converted "
@@ -742,13 +742,12 @@ def _stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True
         for measures in levels:
             measures[0] += stays
             measures[1] += converted
-            measures[2] += durations
+            measures[2].append(durations)
 
     def stats(names: tuple[str, ...], key: tuple[Any, ...], measures: list[Any]) -> dict[str, Any]:
-        ordered = sorted(measures[2])  # a concatenation of sorted runs: merged in near-linear time
+        median, p75 = rollups.median_and_p75(rollups.merged(measures[2]))
         return {**dict(zip(names, key, strict=True)), "n": measures[0], "converted": measures[1],
-                "median": formulas.percentile_cont(ordered, 0.5),
-                "p75": formulas.nearest_rank(ordered, 75, presorted=True)}
+                "median": median, "p75": p75}
     return ([stats(("rep", "team", "pipeline_id", "stage_id", "position"), k, v) for k, v in reps.items()],
             [stats(("team", "pipeline_id", "stage_id"), k, v) for k, v in teams.items()])
 
@@ -824,7 +823,8 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any
     months = _duration_months(session, f)
     if months is not None:  # the team's p75 per stage from m_stay_months
         _, teams = _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id,
-                                                           months, pipeline_id=f.pipeline_id), per_rep=False)
+                                                           months, pipeline_id=f.pipeline_id, packed=True),
+                               per_rep=False)
         f.params.update({f"p_{c}": [t[c] for t in teams] for c in ("team", "pipeline_id", "stage_id", "p75")})
         sql = _stalled_sql(f, me + pipeline, p75_from_params=True)
     elif _dialect(session) == "postgresql":

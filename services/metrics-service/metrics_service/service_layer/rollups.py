@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,7 @@ from salesflow_shared.inbox import dialect_insert
 
 from ..adapters.orm import (m_closed_months, m_cohort_months, m_created_months, m_exit_months, m_leads,
                             m_reach_months, m_stay_months, m_timeline, m_won_months)
+from ..domain import formulas
 from ..domain.periods import month_number, month_start_ts, whole_months
 
 CHUNK = 400
@@ -311,16 +313,48 @@ def whole_month_period(from_ts: float | None, to_ts: float | None) -> tuple[int 
 
 async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[str], org_id: str,
                         months: tuple[int | None, int | None], *, pipeline_id: str | None = None,
-                        owner_id: str | None = None) -> list[tuple[Any, ...]]:
+                        owner_id: str | None = None, packed: bool = False) -> list[tuple[Any, ...]]:
     """PostgreSQL: the rows (tuples in `columns` order) of a duration rollup for the org's months [first, end),
-    optionally of one pipeline / owner. Fetched by the driver directly: a quarter is some 10,000 rows of
-    arrays, and SQLAlchemy's per-row result processing would cost more than the query."""
+    optionally of one pipeline / owner; with `packed` the durations come as numpy arrays (`unpack_durations`).
+    Fetched by the driver directly: a quarter is some 10,000 rows of arrays, and SQLAlchemy's per-row result
+    processing would cost more than the query."""
     where, args = ["m.org_id = $1"], [org_id]
     for condition, value in (("m.month >= ${}", months[0]), ("m.month < ${}", months[1]),
                              ("m.pipeline_id = ${}", pipeline_id), ("m.owner_id = ${}", owner_id)):
         if value is not None:
             args.append(value)
             where.append(condition.format(len(args)))
+    selected = [PACKED_DURATIONS if packed and c == "durations" else c for c in columns]
     connection = await (await session.connection()).get_raw_connection()
-    return [tuple(r) for r in await connection.driver_connection.fetch(
-        f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)]
+    rows = await connection.driver_connection.fetch(
+        f"SELECT {', '.join(selected)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)
+    if not packed:
+        return [tuple(r) for r in rows]
+    at = columns.index("durations")
+    return [(*r[:at], unpack_durations(r[at]), *r[at + 1:]) for r in rows]
+
+
+# A float8[] in PostgreSQL's binary form (array_send): ndim, has-nulls flag, element type, then per dimension
+# its length and lower bound (20 bytes for one dimension), then per element its byte length and the big-endian
+# value. Read as a numpy view it costs no Python float per duration (a quarter is ~500k of them).
+PACKED_DURATIONS = "array_send(m.durations)"
+PACKED_ELEMENT = np.dtype([("size", ">i4"), ("value", ">f8")])
+NO_DURATIONS = np.empty(0, dtype=np.float64)
+
+
+def unpack_durations(packed: bytes) -> np.ndarray:
+    if len(packed) <= 12:  # an empty array has no dimension
+        return NO_DURATIONS
+    return np.frombuffer(packed, dtype=PACKED_ELEMENT, offset=20)["value"]
+
+
+def merged(runs: list[np.ndarray]) -> np.ndarray:
+    """Sorted runs of durations (one per rollup row) as one ascending float64 array."""
+    return np.sort(np.concatenate(runs, dtype=np.float64))
+
+
+def median_and_p75(ordered: np.ndarray) -> tuple[float | None, float | None]:
+    """PostgreSQL's percentile_cont(0.5) and percentile_disc(0.75) (nearest rank) of ascending values, as
+    Python floats (the same IEEE arithmetic as the SQL aggregates)."""
+    median, p75 = formulas.percentile_cont(ordered, 0.5), formulas.nearest_rank(ordered, 75, presorted=True)
+    return (None if median is None else float(median)), (None if p75 is None else float(p75))
