@@ -790,10 +790,18 @@ async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, An
     return rows, stalls_most
 
 
+STALLED_LIMIT = 500
+# The oldest entries per team and stage read first (`probe`): the STALLED_LIMIT-th largest excess among them is
+# a floor that at least STALLED_LIMIT leads reach, so only the leads at or above it are ranked (some hundreds,
+# not the ~120k open leads past their p75 at 1M leads). The index range (entered ≤ now − p75 − floor, plus a
+# second of slack for rounding) only narrows the scan; the exact comparison decides.
+STALLED_PROBE = 2
+
+
 def _stalled_sql(f: Filters, lead_filters: str, *, p75_from_params: bool = False) -> str:
     """PostgreSQL: the team's p75 per stage (`per_stage`, or given as arrays p_team, p_pipeline_id, p_stage_id,
     p_p75), then per team and stage the open leads in it (ix_m_leads_open_stage), the leads with no team
-    against the '' team like COALESCE(team_id, '')."""
+    against the '' team like COALESCE(team_id, ''); the STALLED_LIMIT most over it."""
     p75 = per_stage(f, _ended_stays(f), "SELECT COUNT(*) AS n, percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75 "
                                         "FROM v", per_team=True)
     if p75_from_params:
@@ -804,13 +812,22 @@ def _stalled_sql(f: Filters, lead_filters: str, *, p75_from_params: bool = False
              "WHERE l.org_id = :org AND l.outcome = 'open' AND l.pipeline_id = p.pipeline_id "
              "AND l.current_stage_id = p.stage_id AND l.current_stage_entered_ts IS NOT NULL "
              f"AND :now - l.current_stage_entered_ts > p.p75{lead_filters}")
+    oldest = f"ORDER BY l.current_stage_entered_ts LIMIT {STALLED_PROBE}"
     return f"""
-WITH p AS MATERIALIZED ({p75})
+WITH p AS MATERIALIZED ({p75}),
+probe AS MATERIALIZED (SELECT (:now - l.current_stage_entered_ts) - p.p75 AS over
+          FROM p CROSS JOIN LATERAL (({leads} AND l.team_id = p.team {oldest})
+                                     UNION ALL ({leads} AND p.team = '' AND l.team_id IS NULL {oldest})) l
+          WHERE p.n > 0),
+cut AS MATERIALIZED (SELECT COALESCE((SELECT over FROM probe ORDER BY over DESC OFFSET {STALLED_LIMIT - 1} LIMIT 1),
+                        CAST('-Infinity' AS FLOAT8)) AS over)
 SELECT l.lead_id, l.owner_id, l.team_id, p.pipeline_id, p.stage_id, :now - l.current_stage_entered_ts AS age, p.p75
-FROM p CROSS JOIN LATERAL ({leads} AND l.team_id = p.team
-                           UNION ALL {leads} AND p.team = '' AND l.team_id IS NULL) l
-WHERE p.n > 0
-ORDER BY (:now - l.current_stage_entered_ts) - p.p75 DESC, l.lead_id LIMIT 500"""
+FROM p CROSS JOIN cut CROSS JOIN LATERAL (
+  {leads} AND l.team_id = p.team AND l.current_stage_entered_ts <= :now - p.p75 - cut.over + 1
+  UNION ALL {leads} AND p.team = '' AND l.team_id IS NULL
+            AND l.current_stage_entered_ts <= :now - p.p75 - cut.over + 1) l
+WHERE p.n > 0 AND (:now - l.current_stage_entered_ts) - p.p75 >= cut.over
+ORDER BY (:now - l.current_stage_entered_ts) - p.p75 DESC, l.lead_id LIMIT {STALLED_LIMIT}"""
 
 
 async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
