@@ -731,25 +731,32 @@ STAY_ROLLUP_COLUMNS = ["owner_id", "team_id", "stage_pipeline_id", "stage_id", "
 
 def _stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per rep, team, stage and position (with per_rep) and per team and stage: n, converted, median (of the
-    merged sorted durations, PostgreSQL's percentile_cont) and p75 (nearest rank) from m_stay_months rows
-    (STAY_ROLLUP_COLUMNS)."""
+    """Per rep, team, stage and position (with per_rep): n, converted and median (of the merged sorted
+    durations, PostgreSQL's percentile_cont); per team and stage the same and p75 (nearest rank); from
+    m_stay_months rows (STAY_ROLLUP_COLUMNS). A team's figures merge its reps' groups."""
     reps: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
-    teams: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
     for owner, team, pipeline, stage, position, stays, converted, durations in found:
-        levels = ((reps[(owner, team, pipeline, stage, position)], teams[(team, pipeline, stage)]) if per_rep
-                  else (teams[(team, pipeline, stage)],))
-        for measures in levels:
-            measures[0] += stays
-            measures[1] += converted
-            measures[2].append(durations)
-
-    def stats(names: tuple[str, ...], key: tuple[Any, ...], measures: list[Any]) -> dict[str, Any]:
-        median, p75 = rollups.median_and_p75(rollups.merged(measures[2]))
-        return {**dict(zip(names, key, strict=True)), "n": measures[0], "converted": measures[1],
-                "median": median, "p75": p75}
-    return ([stats(("rep", "team", "pipeline_id", "stage_id", "position"), k, v) for k, v in reps.items()],
-            [stats(("team", "pipeline_id", "stage_id"), k, v) for k, v in teams.items()])
+        measures = reps[(owner if per_rep else "", team, pipeline, stage, position)]
+        measures[0] += stays
+        measures[1] += converted
+        measures[2].append(durations)
+    teams: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
+    for (_, team, pipeline, stage, _), (stays, converted, durations) in reps.items():
+        measures = teams[(team, pipeline, stage)]
+        measures[0] += stays
+        measures[1] += converted
+        measures[2] += durations
+    rep_rows = []
+    for (owner, team, pipeline, stage, position), (stays, converted, durations) in reps.items() if per_rep else ():
+        median, _ = rollups.median_and_p75(rollups.merged(durations))
+        rep_rows.append({"rep": owner, "team": team, "pipeline_id": pipeline, "stage_id": stage,
+                         "position": position, "n": stays, "converted": converted, "median": median})
+    team_rows = []
+    for (team, pipeline, stage), (stays, converted, durations) in teams.items():
+        median, p75 = rollups.median_and_p75(rollups.merged(durations))
+        team_rows.append({"team": team, "pipeline_id": pipeline, "stage_id": stage, "n": stays,
+                          "converted": converted, "median": median, "p75": p75})
+    return rep_rows, team_rows
 
 
 async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
