@@ -761,26 +761,26 @@ def _stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True
 
 async def coaching(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rep_stats, team_rows = await _coaching_stats(session, f)
-    conv = {(r["rep"], r["team"], r["pipeline_id"], r["stage_id"]): int(r["converted"]) for r in rep_stats}
-    team_stats = {(r["team"], r["pipeline_id"], r["stage_id"]): r for r in team_rows}
-    team_conv = {k: int(r["converted"]) for k, r in team_stats.items()}
+    # each team and stage's figures once (some 450), not once per rep row (some 4,500)
+    team_view = {(t["team"], t["pipeline_id"], t["stage_id"]): (
+        int(t["n"]), formulas.pct(int(t["converted"]), t["n"]), _f(t["median"]), days(_f(t["median"])))
+        for t in team_rows}
     names = await rep_names(session, f.org_id, {r["rep"] for r in rep_stats})
     rows = []
     for r in sorted(rep_stats, key=lambda r: (r["rep"], r["pipeline_id"], r["position"], r["stage_id"])):
         if f.rep_id is not None and r["rep"] != f.rep_id:
             continue
-        tk = (r["team"], r["pipeline_id"], r["stage_id"])
-        t = team_stats[tk]
-        rep_conv = formulas.pct(conv[(r["rep"], *tk)], r["n"])
-        t_conv = formulas.pct(team_conv[tk], t["n"])
-        rep_med, team_med = _f(r["median"]), _f(t["median"])
+        team_exits, t_conv, team_med, team_med_days = team_view[(r["team"], r["pipeline_id"], r["stage_id"])]
+        converted = int(r["converted"])
+        rep_conv = formulas.pct(converted, r["n"])
+        rep_med = _f(r["median"])
         rows.append({"rep_id": r["rep"] or None, "rep_name": names.get(r["rep"]), "team_id": r["team"] or None,
                      "pipeline_id": r["pipeline_id"], "stage_id": r["stage_id"], "position": r["position"],
-                     "exits": int(r["n"]), "converted": conv[(r["rep"], *tk)], "conversion_pct": rep_conv,
-                     "team_exits": int(t["n"]), "team_conversion_pct": t_conv,
+                     "exits": int(r["n"]), "converted": converted, "conversion_pct": rep_conv,
+                     "team_exits": team_exits, "team_conversion_pct": t_conv,
                      "conversion_vs_team_pts": (round(rep_conv - t_conv, 2)
                                                 if rep_conv is not None and t_conv is not None else None),
-                     "median_days_in_stage": days(rep_med), "team_median_days_in_stage": days(team_med),
+                     "median_days_in_stage": days(rep_med), "team_median_days_in_stage": team_med_days,
                      "median_vs_team_ratio": (round(rep_med / team_med, 4) if rep_med is not None and team_med
                                               else None)})
     stalls: dict[str, dict[str, Any]] = {}
