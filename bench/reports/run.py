@@ -18,6 +18,7 @@ and the rollups the projector keeps are computed from them after the COPY (rollu
 To iterate without the ~6 minute 1M load: `--keep` once, then `--reuse` (loads only the orgs missing from
 the kept database; new migrations run on it, filling new rollups from the loaded read models), e.g.
 `run.py --sizes 1000000 --ingest 0 --keep` then `run.py --sizes 1000000 --ingest 0 --reuse`.
+`--reports coaching,stalled-deals` times only those reports.
 """
 from __future__ import annotations
 
