@@ -256,9 +256,11 @@ m_exit_months = sa.Table(
     sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS),
 )
 
-# Ended stays' durations (next_ts − at_ts) as sorted arrays, so a month's medians and percentiles read one
-# row per group instead of every stay (revision 0009):
-DURATIONS = sa.JSON().with_variant(postgresql.ARRAY(sa.Float), "postgresql")
+# Ended stays' durations (next_ts − at_ts) in ascending order, so a month's medians and percentiles read one
+# row per group instead of every stay (revision 0009). Stored packed (revision 0013): the big-endian IEEE
+# doubles one after another (PostgreSQL's float8send of each), which the reports hand to numpy as they come,
+# where a float8[] costs PostgreSQL an array_send per row and the driver a Python float per element.
+DURATIONS = sa.LargeBinary
 
 # per UTC month of stage entry (at_ts), lead owner, team and pipeline, and the stay's stage: count, converted
 # (left by a higher stage or a win) and the durations (coaching, stalled deals)

@@ -315,7 +315,7 @@ ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
         times = _cohort_stats(f, await rollups.duration_rows(
             session, m_cohort_months, ["owner_id", "team_id", "pipeline_id", "stage_id", "dropped_leads",
                                        "durations"], f.org_id, months, pipeline_id=f.pipeline_id,
-            owner_id=f.rep_id, packed=True))
+            owner_id=f.rep_id))
         sql = None
     elif _dialect(session) == "postgresql" and (f.group_by is None or f.group_by in STAY_GROUPS):
         inner = f"""
@@ -430,11 +430,11 @@ async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any
                 pipeline_id=f.pipeline_id, owner_id=f.rep_id):
             measures = per_group[team if f.group_by == "team" else owner]
             measures[0] += leads
-            measures[1] += durations
+            measures[1].append(durations)
         rows = []
         for key in sorted(per_group):
-            leads, durations = per_group[key]
-            ordered = sorted(durations)
+            leads, packed = per_group[key]
+            ordered = rollups.merged(packed).tolist()
             rows.append({"group": _group(key), "leads": leads, "responded": len(ordered),
                          "not_responded": leads - len(ordered),
                          "median_hours": hours(formulas.percentile_cont(ordered, 0.5)),
@@ -703,7 +703,7 @@ async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[
     months = _duration_months(session, f)
     if months is not None:
         return _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id, months,
-                                                       pipeline_id=f.pipeline_id, packed=True))
+                                                       pipeline_id=f.pipeline_id))
     if _dialect(session) == "postgresql":  # both levels in one pass per team and stage
         aggregate = ("SELECT rep, position, GROUPING(rep, position) AS team_level, COUNT(*) AS n, "
                      "percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median, SUM(conv) AS converted "
@@ -847,7 +847,7 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> list[dict[str, Any
     months = _duration_months(session, f)
     if months is not None:  # the team's p75 per stage from m_stay_months
         _, teams = _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id,
-                                                           months, pipeline_id=f.pipeline_id, packed=True),
+                                                           months, pipeline_id=f.pipeline_id),
                                per_rep=False)
         f.params.update({f"p_{c}": [t[c] for t in teams] for c in ("team", "pipeline_id", "stage_id", "p75")})
         sql = _stalled_sql(f, me + pipeline, p75_from_params=True)

@@ -34,6 +34,7 @@ Contributions = dict[sa.Table, dict[tuple[Any, ...], list[Any]]]
 ROLLUPS = (m_closed_months, m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months,
            m_won_months)
 LIST_COLUMNS = {"durations", "won_values"}  # multisets, kept sorted
+PACKED_COLUMNS = {"durations"}  # stored as packed doubles (`pack`)
 
 
 def _by_org(leads: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -163,7 +164,9 @@ async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: lis
     columns = ", ".join(f't."{c.name}"' for c in table.columns)
     current: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in await session.execute(sa.text(f"SELECT {columns} FROM {table.name} t JOIN {source} ON {match}"), params):
-        current[tuple(r._mapping[c] for c in key_columns)] = dict(r._mapping)
+        row = dict(r._mapping)
+        row.update({c: unpack(row[c]) for c in PACKED_COLUMNS & row.keys()})
+        current[tuple(r._mapping[c] for c in key_columns)] = row
     rows, emptied = [], []
     for key in keys:
         row = current.get(key) or {**dict(zip(key_columns, key, strict=True)),
@@ -178,7 +181,7 @@ async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: lis
             else:
                 row[column] += (came[index] if came else 0) - (gone[index] if gone else 0)
         if row[measure_columns[0]]:  # stays / leads
-            rows.append(row)
+            rows.append({**row, **{c: pack(row[c]) for c in PACKED_COLUMNS & row.keys()}})
         elif key in current:
             emptied.append(key)
     upsert = postgresql.insert(table)
@@ -213,8 +216,10 @@ FROM m_timeline WHERE kind = 'stage' AND next_ts IS NOT NULL
   AND next_kind IN ('stage', 'won', 'lost', 'disqualified'){org_condition} GROUP BY 1, 2, 3, 4, 5"""]
 
 
-def fill_durations_sql(org_condition: str) -> list[str]:
-    """PostgreSQL: INSERT … SELECT statements computing the duration rollups of stays from m_timeline."""
+def fill_durations_sql(org_condition: str, values: tuple[str, str] | None = None) -> list[str]:
+    """PostgreSQL: INSERT … SELECT statements computing the duration rollups of stays from m_timeline;
+    `values`: how the durations are aggregated (PACKED_VALUES, or SORTED_ARRAY before revision 0013)."""
+    aggregate, _ = values or PACKED_VALUES
     stays = f"""
 SELECT org_id, lead_id, at_ts, cohort_ts, next_ts - at_ts AS x, COALESCE(owner_id, '') AS owner,
        COALESCE(team_id, '') AS team, COALESCE(lead_pipeline_id, '') AS lead_pipeline, pipeline_id, stage_id,
@@ -225,22 +230,25 @@ INSERT INTO m_stay_months (org_id, month, owner_id, team_id, pipeline_id, stage_
                            stays, converted, durations)
 SELECT org_id, {_month_sql('at_ts')}, owner, team, lead_pipeline, pipeline_id, stage_id, position,
        COUNT(*), SUM(CASE WHEN (next_kind = 'stage' AND next_position > position) OR next_kind = 'won' THEN 1
-                          ELSE 0 END), array_agg(x ORDER BY x)
+                          ELSE 0 END), {aggregate.format('x')}
 FROM ({stays}) s GROUP BY 1, 2, 3, 4, 5, 6, 7, 8""", f"""
 INSERT INTO m_cohort_months (org_id, month, owner_id, team_id, pipeline_id, stage_id, stays, dropped_leads,
                              durations)
 SELECT org_id, {_month_sql('cohort_ts')}, owner, team, lead_pipeline, stage_id, COUNT(*),
-       COUNT(DISTINCT CASE WHEN next_kind IN ('lost', 'disqualified') THEN lead_id END), array_agg(x ORDER BY x)
+       COUNT(DISTINCT CASE WHEN next_kind IN ('lost', 'disqualified') THEN lead_id END),
+       {aggregate.format('x')}
 FROM ({stays}) s WHERE cohort_ts IS NOT NULL AND pipeline_id = lead_pipeline GROUP BY 1, 2, 3, 4, 5, 6"""]
 
 
-def fill_lead_sql(org_condition: str) -> list[str]:
-    """PostgreSQL: INSERT … SELECT statements computing the lead rollups (creation, reach) from m_leads."""
+def fill_lead_sql(org_condition: str, values: tuple[str, str] | None = None) -> list[str]:
+    """PostgreSQL: INSERT … SELECT statements computing the lead rollups (creation, reach) from m_leads
+    (`values` as in fill_durations_sql)."""
+    aggregate, empty = values or PACKED_VALUES
     return [f"""
 INSERT INTO m_created_months (org_id, month, owner_id, team_id, pipeline_id, leads, durations)
 SELECT org_id, {_month_sql('created_ts')}, owner_id, COALESCE(team_id, ''), COALESCE(pipeline_id, ''), COUNT(*),
-       COALESCE(array_agg(first_owner_activity_ts - created_ts ORDER BY first_owner_activity_ts - created_ts)
-                FILTER (WHERE first_owner_activity_ts IS NOT NULL), '{{}}')
+       COALESCE({aggregate.format('first_owner_activity_ts - created_ts')}
+                FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
 FROM m_leads WHERE created_ts IS NOT NULL AND owner_id IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
 INSERT INTO m_reach_months (org_id, month, owner_id, team_id, pipeline_id, max_position, leads)
 SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''), pipeline_id,
@@ -313,10 +321,10 @@ def whole_month_period(from_ts: float | None, to_ts: float | None) -> tuple[int 
 
 async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[str], org_id: str,
                         months: tuple[int | None, int | None], *, pipeline_id: str | None = None,
-                        owner_id: str | None = None, packed: bool = False) -> list[tuple[Any, ...]]:
-    """PostgreSQL: the rows (tuples in `columns` order) of a duration rollup for the org's months [first, end),
-    optionally of one pipeline / owner; with `packed` the durations come as bytes for `merged`.
-    Fetched by the driver directly: a quarter is some 10,000 rows of arrays, and SQLAlchemy's per-row result
+                        owner_id: str | None = None) -> list[Any]:
+    """PostgreSQL: the rows (records, in `columns` order) of a duration rollup for the org's months [first, end),
+    optionally of one pipeline / owner; packed durations come as bytes for `merged`.
+    Fetched by the driver directly: a quarter is some 10,000 rows, and SQLAlchemy's per-row result
     processing would cost more than the query."""
     where, args = ["m.org_id = $1"], [org_id]
     for condition, value in (("m.month >= ${}", months[0]), ("m.month < ${}", months[1]),
@@ -324,24 +332,35 @@ async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[st
         if value is not None:
             args.append(value)
             where.append(condition.format(len(args)))
-    selected = [PACKED_DURATIONS if packed and c == "durations" else c for c in columns]
     connection = await (await session.connection()).get_raw_connection()
-    rows = await connection.driver_connection.fetch(
-        f"SELECT {', '.join(selected)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)
-    return rows if packed else [tuple(r) for r in rows]
+    return await connection.driver_connection.fetch(  # type: ignore[no-any-return]
+        f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)
 
 
-# A float8[] in PostgreSQL's binary form (array_send) is a header (ndim, has-nulls flag, element type, then per
-# dimension its length and lower bound: 20 bytes for one dimension) and per element its byte length and the
-# big-endian value. Without the header, a group's rows are joined as bytes and read by numpy in one go: no
-# Python float, no numpy call per stay or per row (a quarter is ~500k stays in ~13.5k rows).
-PACKED_DURATIONS = "substr(array_send(m.durations), 21)"
-PACKED_ELEMENT = np.dtype([("size", ">i4"), ("value", ">f8")])
+# Packed durations: the values in ascending order as big-endian IEEE doubles, one after another. PostgreSQL
+# writes them with float8send (the same bytes), numpy reads them as they come: a group's rows are joined as
+# bytes and read in one go, with no Python float and no numpy call per stay (a quarter is ~500k stays in ~13.5k
+# rows at 1M leads).
+PACKED = np.dtype(">f8")
+# (aggregate of the ascending values of {0}, the value for none) in SQL: packed, and as the float8[] the
+# columns were before revision 0013 (for the earlier revisions that fill them)
+PACKED_VALUES = ("string_agg(float8send({0}), ''::bytea ORDER BY {0})", "''::bytea")
+SORTED_ARRAY = ("array_agg({0} ORDER BY {0})", "'{}'")
+
+
+def pack(values: list[float]) -> bytes:
+    """Ascending values as stored in a packed column."""
+    return np.array(sorted(values), dtype=PACKED).tobytes()
+
+
+def unpack(packed: bytes) -> list[float]:
+    return np.frombuffer(packed, dtype=PACKED).tolist()  # type: ignore[no-any-return]
 
 
 def merged(packed: list[bytes]) -> np.ndarray:
-    """The durations of rows read with `packed` (each a sorted run) as one ascending float64 array."""
-    return np.sort(np.frombuffer(b"".join(packed), dtype=PACKED_ELEMENT)["value"].astype(np.float64))
+    """The values of packed rows (each an ascending run) as one ascending float64 array."""
+    values = np.frombuffer(b"".join(packed), dtype=PACKED).astype(np.float64)
+    return values if len(packed) == 1 else np.sort(values)
 
 
 def median_and_p75(ordered: np.ndarray) -> tuple[float | None, float | None]:

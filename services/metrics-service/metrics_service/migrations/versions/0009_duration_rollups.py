@@ -41,9 +41,9 @@ def upgrade() -> None:
                     sa.Column("dropped_leads", sa.Integer, nullable=False), _durations(),
                     sa.PrimaryKeyConstraint(*KEYS, "stage_id"))
     if op.get_bind().dialect.name == "postgresql":
-        from metrics_service.service_layer.rollups import fill_durations_sql
+        from metrics_service.service_layer.rollups import SORTED_ARRAY, fill_durations_sql
 
-        for statement in fill_durations_sql(""):
+        for statement in fill_durations_sql("", SORTED_ARRAY):  # float8[] until revision 0013
             op.execute(statement)
 
 

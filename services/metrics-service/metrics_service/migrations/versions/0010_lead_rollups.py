@@ -32,9 +32,9 @@ def upgrade() -> None:
     op.create_table("m_reach_months", *_keys(), sa.Column("max_position", sa.Integer, nullable=False),
                     sa.Column("leads", sa.Integer, nullable=False), sa.PrimaryKeyConstraint(*KEYS, "max_position"))
     if op.get_bind().dialect.name == "postgresql":
-        from metrics_service.service_layer.rollups import fill_lead_sql
+        from metrics_service.service_layer.rollups import SORTED_ARRAY, fill_lead_sql
 
-        for statement in fill_lead_sql(""):
+        for statement in fill_lead_sql("", SORTED_ARRAY):  # float8[] until revision 0013
             op.execute(statement)
 
 
