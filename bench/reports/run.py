@@ -6,11 +6,12 @@
    PostgreSQL database, like tenants sharing it.
 2. Times every report through the HTTP app (ASGI, in process: routing, auth, SQL, JSON) for one quarter,
    p50 of --runs runs after a warm-up, per size, and prints how each time grows with the lead count.
-3. Ingest: feeds generated events (LeadCreated, LeadRouted, LeadAssigned, StageAdvanced ×~4, outcome,
-   activities) through the consumer path: published to RabbitMQ, consumed by the service (inbox, event log,
-   projections, one transaction per event), and reports events/s until the last one is in the log.
-   Also through the dispatcher without the broker (1 and 8 concurrent deliveries), reporting when the events
-   are in the log (the consumer's part) and when the projector has applied them (the read models).
+3. Ingest: generated events (LeadCreated, LeadRouted, LeadAssigned, StageAdvanced ×~4, an activity, the
+   outcome) are published to RabbitMQ while the service is stopped; the service then starts and drains the
+   queue (batched consumer, inbox, event log; the projector into the read models and rollups), and the
+   rates are events/s until all are in the log and until all are in the read models. Baseline in the same
+   run: the log alone (projector idle). Also the projector alone over a logged backlog (batches of 1000 and
+   200, as the worker applies them), in the same database as the big orgs.
 
 Run: `.venv/bin/python bench/reports/run.py [--sizes 100000,300000,1000000] [--runs 5] [--ingest 10000]`.
 The event log is not bulk-loaded (the reports never read it); the read models are what the consumer builds,
@@ -259,62 +260,62 @@ async def log_count(conn: asyncpg.Connection, org: str, projected: bool = False)
     return int(await conn.fetchval(sql, org))
 
 
-async def ingest_rabbit(conn: asyncpg.Connection, events: list[Envelope], org: str) -> float:
+async def ingest_backlog(conn: asyncpg.Connection, events: list[Envelope], org: str, *, project: bool
+                         ) -> tuple[float, float]:
+    """events/s through RabbitMQ into the log, and into the read models: the events are published while the
+    service is stopped (the publisher's CPU is not the service's), then the service starts and drains the
+    queue with its default settings. With `project` False the projector stays idle (the log-only baseline)."""
     import aio_pika
 
     namespace = f"bench{uuid.uuid4().hex[:6]}."
     settings = Settings(environment="test", database_url=database_url(), amqp_url=AMQP_URL, bus_namespace=namespace,
-                        log_level="WARNING", forecast_snapshot_interval_s=0, consumer_prefetch=32,
-                        db_pool_size=8)
-    app = create_app(settings, clock=lambda: NOW)
+                        log_level="WARNING", forecast_snapshot_interval_s=0, quota_milestone_interval_s=0,
+                        projector_idle_interval_s=0.05 if project else 3600)
     try:
+        app = create_app(settings, clock=lambda: NOW)
         async with app.router.lifespan_context(app):
-            connection = await aio_pika.connect(AMQP_URL)
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.declare_exchange(f"{namespace}salesflow.events", aio_pika.ExchangeType.TOPIC,
-                                                      durable=True)
-            bodies = [(e.type, e.to_json()) for e in events]
-            before = await log_count(conn, org)
-            started = time.perf_counter()
-            for i in range(0, len(bodies), 500):
-                await asyncio.gather(*[exchange.publish(aio_pika.Message(body, delivery_mode=2), routing_key=kind)
-                                       for kind, body in bodies[i:i + 500]])
-            published = time.perf_counter() - started
-            while await log_count(conn, org) < before + len(events):
+            pass  # declares the queues
+        connection = await aio_pika.connect(AMQP_URL)
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(f"{namespace}salesflow.events", aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        bodies = [(e.type, e.to_json()) for e in events]
+        for i in range(0, len(bodies), 500):
+            await asyncio.gather(*[exchange.publish(aio_pika.Message(body, delivery_mode=2), routing_key=kind)
+                                   for kind, body in bodies[i:i + 500]])
+        await connection.close()
+        app = create_app(settings, clock=lambda: NOW)
+        started = time.perf_counter()
+        async with app.router.lifespan_context(app):
+            while await log_count(conn, org) < len(events):
                 await asyncio.sleep(0.02)
             logged = time.perf_counter() - started
-            while await log_count(conn, org, projected=True) < before + len(events):
+            while project and await log_count(conn, org, projected=True) < len(events):
                 await asyncio.sleep(0.02)
-            elapsed = time.perf_counter() - started
-            await connection.close()
-            print(f"  published {len(events)} in {published:.1f} s; all logged after {logged:.1f} s, "
-                  f"all in the read models after {elapsed:.1f} s")
-            return len(events) / elapsed
+            projected = time.perf_counter() - started
+        return len(events) / logged, len(events) / projected
     finally:
         await delete_namespace(AMQP_URL, namespace)
 
 
-async def ingest_dispatcher(conn: asyncpg.Connection, events: list[Envelope], concurrency: int) -> tuple[float, float]:
-    """events/s into the log (consumer alone) and into the read models (consumer + projector worker)."""
-    settings = Settings(environment="test", database_url=database_url(), amqp_url="", log_level="WARNING",
-                        forecast_snapshot_interval_s=0, db_pool_size=max(concurrency // 2, 1))
-    app = create_app(settings, clock=lambda: NOW)
-    org = events[0].org_id
-    async with app.router.lifespan_context(app):
-        dispatcher = app.state.context.dispatcher
-        queue: asyncio.Queue[Envelope] = asyncio.Queue()
-        for e in events:
-            queue.put_nowait(e)
+async def project_alone(events: list[Envelope], batch_size: int) -> float:
+    """events/s of the projector alone: the events written to the log first (as the consumer does), then
+    applied in arrival order in batches, as the projector worker does with a backlog."""
+    from metrics_service.service_layer.projections import record_many
+    from metrics_service.service_layer.projector import project_all
+    from salesflow_shared.db import Database
 
-        async def worker() -> None:
-            while not queue.empty():
-                await dispatcher.dispatch(queue.get_nowait())
+    database = Database(database_url(), pool_size=2)
+    try:
+        async with database.session() as session:
+            for i in range(0, len(events), 200):
+                await record_many(session, events[i:i + 200])
+            await session.commit()
         started = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
-        logged = time.perf_counter() - started
-        while await log_count(conn, org, projected=True) < len(events):
-            await asyncio.sleep(0.02)
-        return len(events) / logged, len(events) / (time.perf_counter() - started)
+        await project_all(database, batch_size)
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        await database.dispose()
 
 
 async def main() -> None:
@@ -373,23 +374,19 @@ async def main() -> None:
 
         if args.ingest:
             run_id = uuid.uuid4().hex[:6]
-            events = ingest_events(f"bench-ingest-{run_id}", args.ingest)
-            print(f"\ningest of {len(events):,} events ({args.ingest} leads):")
-            rate = await ingest_rabbit(conn, events, f"bench-ingest-{run_id}")
-            print(f"  RabbitMQ → consumer → log + read models: {rate:,.0f} events/s (target >= 2,000)")
-            for conc in (1, 8):
-                fresh = ingest_events(f"bench-ingest-{run_id}-d{conc}", args.ingest)
-                logged, full = await ingest_dispatcher(conn, fresh, conc)
-                print(f"  dispatcher (no broker), {conc} concurrent: into the log {logged:,.0f} events/s, "
-                      f"into the read models {full:,.0f} events/s", flush=True)
-            from metrics_service.service_layer.projector import rebuild_read_models
-            from salesflow_shared.db import Database
-            database = Database(database_url(), pool_size=2)
-            started = time.perf_counter()
-            replayed = (await rebuild_read_models(database, f"bench-ingest-{run_id}"))["events_replayed"]
-            print(f"  projector alone (rebuild of the ingested org, batches of 2000): "
-                  f"{replayed / (time.perf_counter() - started):,.0f} events/s", flush=True)
-            await database.dispose()
+            print(f"\ningest ({args.ingest} leads, ~{len(ingest_events('x', args.ingest)) / args.ingest:.1f} events each), "
+                  "queue filled before the service starts:")
+            for project in (False, True):
+                org = f"bench-ingest-{run_id}-{'full' if project else 'log'}"
+                events = ingest_events(org, args.ingest)
+                logged, projected = await ingest_backlog(conn, events, org, project=project)
+                label = "into the log and the read models" if project else "into the log, projector idle (baseline)"
+                print(f"  RabbitMQ -> consumer -> {label}: {projected if project else logged:,.0f} events/s "
+                      f"({len(events):,} events; log reached at {logged:,.0f} events/s)", flush=True)
+            for batch_size in (1000, 200):
+                rate = await project_alone(ingest_events(f"bench-ingest-{run_id}-p{batch_size}", args.ingest), batch_size)
+                print(f"  projector alone, batches of {batch_size}: {rate:,.0f} events/s", flush=True)
+            print("  (target >= 2,000 events/s)")
     finally:
         await conn.close()
         if not args.keep and not args.reuse:

@@ -67,33 +67,34 @@ class EventDispatcher:
         """Handle many deliveries in one transaction (inbox rows, handlers' writes and events, one commit).
 
         Any failure raises, and the bus then hands each message to `handle_message` alone."""
-        parsed = []
+        parsed = []  # (envelope, its data, its id as text: computed once, it is looked up several times)
         traceparents: dict[str, str | None] = {}
         for body, headers in items:
             envelope = Envelope.from_json(body)
-            parsed.append((envelope, parse_data(envelope)))
-            traceparents[str(envelope.id)] = _text(headers.get("traceparent"))
+            event_id = str(envelope.id)
+            parsed.append((envelope, parse_data(envelope), event_id))
+            traceparents[event_id] = _text(headers.get("traceparent"))
         started = time.perf_counter()
         try:
             async with self.uow_factory() as uow:
                 by_handler: dict[EventHandler, list[Envelope]] = {}
-                for envelope, _ in parsed:
+                for envelope, _, _ in parsed:
                     for handler in self.handlers.get(envelope.type, ()):
                         by_handler.setdefault(handler, []).append(envelope)
                 claimed = {handler: await claim_events(uow.session, handler_name(handler), envelopes)
                            for handler, envelopes in by_handler.items()}
                 batches: dict[EventHandler, list[tuple[EventData, Envelope]]] = {}
                 handled: set[str] = set()  # event ids some handler claimed (the rest were duplicates)
-                for envelope, data in parsed:  # in delivery order
+                for envelope, data, event_id in parsed:  # in delivery order
                     for handler in self.handlers.get(envelope.type, ()):
-                        if str(envelope.id) in claimed[handler]:
-                            claimed[handler].discard(str(envelope.id))  # a duplicate within the batch runs once
-                            handled.add(str(envelope.id))
+                        if event_id in claimed[handler]:
+                            claimed[handler].discard(event_id)  # a duplicate within the batch runs once
+                            handled.add(event_id)
                             # Each event still shows in the trace it came with (as consumed in a batch), and
                             # what its handler publishes is caused by it, as when consumed alone.
-                            with consumer_span(self.service, event_type=envelope.type, event_id=str(envelope.id),
+                            with consumer_span(self.service, event_type=envelope.type, event_id=event_id,
                                                org_id=envelope.org_id,
-                                               traceparent=traceparents[str(envelope.id)]) as span, \
+                                               traceparent=traceparents[event_id]) as span, \
                                     _handling(envelope, traceparent_of(span)):
                                 if hasattr(handler, "handle_many"):
                                     batches.setdefault(handler, []).append((data, envelope))
@@ -110,9 +111,9 @@ class EventDispatcher:
         if self.metrics:
             elapsed = (time.perf_counter() - started) / max(len(parsed), 1)
             now = utcnow()
-            for envelope, _ in parsed:
-                outcome = "ok" if str(envelope.id) in handled else "duplicate"
-                handled.discard(str(envelope.id))  # the same event twice in a batch: once ok, then duplicate
+            for envelope, _, event_id in parsed:
+                outcome = "ok" if event_id in handled else "duplicate"
+                handled.discard(event_id)  # the same event twice in a batch: once ok, then duplicate
                 self.metrics.messages_handled.labels(envelope.type, outcome).inc()
                 self.metrics.message_latency.labels(envelope.type).observe(elapsed)
                 self.metrics.event_delivery_lag.labels(envelope.type).observe(

@@ -31,9 +31,10 @@ async def claim_events(session: AsyncSession, handler: str, envelopes: list[Enve
     """`claim_event` for many events in one statement; returns the ids handled for the first time."""
     if not envelopes:
         return set()
-    insert = dialect_insert(session)
     now = utcnow()
-    statement = insert(inbox_table).values([
-        {"handler": handler, "event_id": str(e.id), "event_type": e.type, "processed_at": now} for e in envelopes
-    ]).on_conflict_do_nothing(index_elements=["handler", "event_id"]).returning(inbox_table.c.event_id)
-    return set((await session.execute(statement)).scalars().all())
+    # Rows as parameters of one statement (sent as multi-row VALUES pages): the statement is compiled once and
+    # cached, where rows inlined with .values([...]) are compiled again for every batch.
+    statement = dialect_insert(session)(inbox_table).on_conflict_do_nothing(
+        index_elements=["handler", "event_id"]).returning(inbox_table.c.event_id)
+    rows = [{"handler": handler, "event_id": str(e.id), "event_type": e.type, "processed_at": now} for e in envelopes]
+    return set((await session.execute(statement, rows)).scalars().all())

@@ -34,6 +34,7 @@ from .logging import traceparent_var
 
 _propagator = TraceContextTextMapPropagator()
 _providers: dict[str, TracerProvider] = {}
+_tracers: dict[str, trace.Tracer] = {}
 _processors: list[SpanProcessor] = []
 _exporters_configured: set[tuple[str, str]] = set()
 _sample_ratio = 1.0
@@ -81,14 +82,16 @@ def _flush_at_exit() -> None:
 
 
 def tracer(service: str) -> trace.Tracer:
-    provider = _providers.get(service)
-    if provider is None:
+    # One tracer per service, kept: get_tracer builds a new one at each call, and a consumer asks once per event.
+    found = _tracers.get(service)
+    if found is None:
         provider = TracerProvider(resource=Resource.create({"service.name": service}),
                                   sampler=ParentBased(TraceIdRatioBased(_sample_ratio)), shutdown_on_exit=False)
         for processor in _processors:
             provider.add_span_processor(processor)
         _providers[service] = provider
-    return provider.get_tracer("salesflow_shared")
+        found = _tracers[service] = provider.get_tracer("salesflow_shared")
+    return found
 
 
 def parent_context(carrier: Mapping[str, Any]) -> Context:

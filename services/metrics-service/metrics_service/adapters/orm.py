@@ -11,6 +11,9 @@ Three layers:
 Times that reports compute with are stored as epoch seconds (`*_ts`, double precision): durations are then a
 plain subtraction on PostgreSQL and SQLite alike, and indexes on them serve the period filters.
 """
+from collections.abc import Sequence
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -370,3 +373,12 @@ forecast_snapshots = sa.Table(
 READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_closed_months,
                m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months, m_won_months)
 OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots)
+
+
+def one_of(column: sa.ColumnElement[Any], values: Sequence[Any], dialect: str) -> sa.ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `column = ANY(array)`: one parameter, so the statement is compiled
+    once and cached, where an IN list renders a cast parameter per value at every execution (the projector
+    sends a batch's lead ids, some hundreds, several times per batch)."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)

@@ -28,7 +28,7 @@ from salesflow_shared.events import catalogue as ev
 from salesflow_shared.inbox import dialect_insert
 
 from ..adapters.orm import (event_log, m_activities, m_leads, m_rep_daily, m_reps, m_stages, m_tasks,
-                            m_timeline)
+                            m_timeline, one_of)
 from ..domain import timeline
 from ..domain.periods import date_ts, day_number, tiebreak, to_ts
 from . import rollups
@@ -56,13 +56,13 @@ async def record_many(session: AsyncSession, envelopes: list[Envelope]) -> None:
     """`record` for a batch of deliveries, in one statement."""
     if not envelopes:
         return
-    insert = dialect_insert(session)
     now = utcnow()
-    await session.execute(insert(event_log).values([dict(
+    # rows as parameters (compiled once, cached), not inlined with .values([...]) (compiled for every batch)
+    await session.execute(dialect_insert(session)(event_log).on_conflict_do_nothing(index_elements=["event_id"]), [dict(
         event_id=str(e.id), org_id=e.org_id, event_type=e.type, event_version=e.version, producer=e.producer,
         subject_id=e.subject_id, subject_version=e.subject_version, occurred_at=e.occurred_at,
         correlation_id=e.correlation_id, causation_id=e.causation_id, data=e.data, recorded_at=now,
-        projected=False) for e in envelopes]).on_conflict_do_nothing(index_elements=["event_id"]))
+        projected=False) for e in envelopes])
 
 
 # ------------------------------------------------------------------ the projector
@@ -80,6 +80,7 @@ async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_
             return 0
     applied = batches = 0
     after = ""
+    dialect = session.bind.dialect.name
     while max_batches is None or batches < max_batches:
         query = sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.c.event_type,
                           event_log.c.event_version, event_log.c.producer, event_log.c.subject_id,
@@ -97,7 +98,7 @@ async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_
         await apply_batch(session, [_envelope(r) for r in rows])
         seqs = [r.seq for r in rows]
         for i in range(0, len(seqs), CHUNK * 5):
-            await session.execute(sa.update(event_log).where(event_log.c.seq.in_(seqs[i:i + CHUNK * 5]))
+            await session.execute(sa.update(event_log).where(one_of(event_log.c.seq, seqs[i:i + CHUNK * 5], dialect))
                                   .values(projected=True))
         applied += len(rows)
         batches += 1
@@ -419,8 +420,8 @@ async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]
              .scalar_subquery())
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
-            await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org,
-                                                           m_leads.c.lead_id.in_(ids[i:i + CHUNK]))
+            await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org, one_of(
+                m_leads.c.lead_id, ids[i:i + CHUNK], session.bind.dialect.name))
                                   .values(first_owner_activity_ts=first))
 
 
@@ -443,11 +444,13 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
                             k.c.status == "open")
     lead_values = {"open_task_due_ts": sa.select(sa.func.min(k.c.due_ts)).where(open_required).scalar_subquery(),
                    "open_task_overdue": sa.exists().where(open_required, k.c.overdue)}
+    dialect = session.bind.dialect.name
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
-            await session.execute(sa.update(t).where(t.c.org_id == org, t.c.lead_id.in_(part)).values(**values))
-            await session.execute(sa.update(lead).where(lead.c.org_id == org, lead.c.lead_id.in_(part))
+            await session.execute(sa.update(t).where(t.c.org_id == org, one_of(t.c.lead_id, part, dialect))
+                                  .values(**values))
+            await session.execute(sa.update(lead).where(lead.c.org_id == org, one_of(lead.c.lead_id, part, dialect))
                                   .values(**lead_values))
 
 
@@ -460,7 +463,7 @@ async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) ->
             rows = (await session.execute(sa.select(
                 t.lead_id, t.event_id, t.kind, t.at_ts, t.rank, t.pipeline_id, t.stage_id, t.position, t.is_ask,
                 t.win_probability, t.reason, t.value, t.currency, t.next_ts, t.next_kind, t.next_position,
-                t.next_reason).where(t.org_id == org, t.lead_id.in_(part)))).all()
+                t.next_reason).where(t.org_id == org, one_of(t.lead_id, part, session.bind.dialect.name)))).all()
             per_lead: dict[str, list[dict[str, Any]]] = {lead_id: [] for lead_id in part}
             for r in rows:
                 per_lead[r.lead_id].append(dict(r._mapping))

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.inbox import dialect_insert
 
 from ..adapters.orm import (m_closed_months, m_cohort_months, m_created_months, m_exit_months, m_leads,
-                            m_reach_months, m_stay_months, m_timeline, m_won_months)
+                            m_reach_months, m_stay_months, m_timeline, m_won_months, one_of)
 from ..domain import formulas
 from ..domain.periods import month_number, month_start_ts, whole_months
 
@@ -59,13 +59,14 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
     reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
     won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
     lead, t = m_leads.c, m_timeline.c
+    dialect = session.bind.dialect.name
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
             for r in await session.execute(sa.select(
                     lead.closed_ts, lead.outcome, lead.owner_id, lead.team_id, lead.pipeline_id, lead.won_value,
                     lead.value, lead.created_ts, lead.first_owner_activity_ts, lead.pipeline_entered_ts,
-                    lead.max_position, lead.won_currency, lead.currency).where(lead.org_id == org, lead.lead_id.in_(part))):
+                    lead.max_position, lead.won_currency, lead.currency).where(lead.org_id == org, one_of(lead.lead_id, part, dialect))):
                 lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.pipeline_id))
                 if r.outcome != "open" and r.closed_ts is not None:
                     measures = closed[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
@@ -87,7 +88,8 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
             for r in await session.execute(sa.select(
                     t.lead_id, t.at_ts, t.next_ts, t.owner_id, t.team_id, t.lead_pipeline_id, t.cohort_ts,
                     t.pipeline_id, t.stage_id, t.position, t.next_kind, t.next_position, t.next_reason, t.tasks_done
-                    ).where(t.org_id == org, t.lead_id.in_(part), t.kind == "stage", t.next_ts.is_not(None))):
+                    ).where(t.org_id == org, one_of(t.lead_id, part, dialect), t.kind == "stage",
+                           t.next_ts.is_not(None))):
                 lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.lead_pipeline_id))
                 if r.next_kind in EXIT_KINDS:
                     measures = exits[(org, month_number(r.next_ts), *lead_keys)]
@@ -165,8 +167,8 @@ async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: lis
     current: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in await session.execute(sa.text(f"SELECT {columns} FROM {table.name} t JOIN {source} ON {match}"), params):
         row = dict(r._mapping)
+        current[tuple(row[c] for c in key_columns)] = row
         row.update({c: unpack(row[c]) for c in PACKED_COLUMNS & row.keys()})
-        current[tuple(r._mapping[c] for c in key_columns)] = row
     rows, emptied = [], []
     for key in keys:
         row = current.get(key) or {**dict(zip(key_columns, key, strict=True)),
