@@ -3,13 +3,17 @@ reports that read them give the numbers of the row-level SQL, also over periods 
 (the exactness tests and the SQLite comparison check the whole-month reads against hand-computed numbers)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
 
+import metrics_service
 from metrics_service.service_layer import rollups
 from metrics_service.service_layer.projector import project_all
 from metrics_testkit import ORG, build_history, delivery_order, other_org_history
+from salesflow_shared.migrations import _alembic_config
 from salesflow_shared.testing import auth_headers
 
 ADMIN = auth_headers(ORG, "manager", "boss")
@@ -83,3 +87,33 @@ GROUP BY owner_id"""), {"org": ORG})}
     for row in whole:
         assert row["stage_exits"] == sum(r["stage_exits"] for month in months for r in month
                                          if r["group"] == row["group"])
+
+
+async def test_revision_0013_packs_the_durations_and_its_downgrade_gives_the_same_doubles_back(metrics_app):
+    """Upgrading from float8[] keeps every double bit for bit (the reports' medians depend on it); the
+    downgrade rebuilds each one from its bits; both equal what the projector writes."""
+    app, _ = metrics_app
+
+    def rows_of(table: str, phase: str) -> str:
+        # one statement text per schema: the driver caches prepared statements by text, per connection
+        return f"SELECT * FROM {table} /* {phase} */"
+
+    await feed(app, delivery_order(build_history().events, seed=5))
+    tables = ("m_stay_months", "m_cohort_months", "m_created_months")
+    async with app.state.context.database.session() as session:
+        packed = {t: sorted(tuple(r) for r in await session.execute(sa.text(rows_of(t, "projected")))) for t in tables}
+    assert all(packed.values()) and all(isinstance(rows[0][-1], bytes) for rows in packed.values())
+    location = Path(metrics_service.__file__).parent / "migrations"
+
+    def migrate(sync_connection: Any, step: Any, target: str) -> None:
+        step(_alembic_config(location, sync_connection), target)
+
+    async with app.state.context.database.engine.begin() as connection:
+        await connection.run_sync(migrate, command.downgrade, "0012")
+        for table in tables:
+            arrays = sorted(tuple(r) for r in await connection.execute(sa.text(rows_of(table, "downgraded"))))
+            assert [(*r[:-1], rollups.pack(r[-1])) for r in arrays] == packed[table]
+            assert all(list(r[-1]) == sorted(r[-1]) for r in arrays)
+        await connection.run_sync(migrate, command.upgrade, "head")
+        for table in tables:
+            assert sorted(tuple(r) for r in await connection.execute(sa.text(rows_of(table, "upgraded")))) == packed[table]
