@@ -1,6 +1,7 @@
 """A minimal service used to test the event backbone: one table of effects and configurable handlers."""
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -31,10 +32,14 @@ class BackboneHarness:
         self.failures: Counter[str] = Counter()
         self.outages: Counter[str] = Counter()  # the database "unreachable" this many times first
         self.calls: Counter[str] = Counter()
+        # The handler of a lead waits here until the test opens the gate (an event still being handled).
+        self.gates: dict[str, asyncio.Event] = {}
 
     async def on_lead_erased(self, data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(data, LeadErasedV1)
         self.calls[data.lead_id] += 1
+        if data.lead_id in self.gates:
+            await self.gates[data.lead_id].wait()
         if self.outages[data.lead_id] > 0:
             self.outages[data.lead_id] -= 1
             raise OperationalError("INSERT ...", {}, ConnectionRefusedError("database restarting"))

@@ -287,3 +287,44 @@ async def test_the_running_relay_purges_what_it_published_once_retained_long_eno
         async with context.database.session() as session:
             assert (await session.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one() == 0
     await eventually(handled_and_purged, timeout=10)
+
+
+async def test_a_batch_acked_at_once_never_acks_an_older_batch_still_in_hand(database_url, amqp_url,
+                                                                             bus_namespace):
+    """A handled batch is acked with one multiple-ack only when no older delivery is unsettled: when the
+    connection drops while an older batch is still in hand, that batch comes back, and only that batch."""
+    harness = BackboneHarness()
+    harness.gates["slow"] = asyncio.Event()
+    settings = service_test_settings(ServiceSettings, database_url=database_url, amqp_url=amqp_url,
+                                     namespace=bus_namespace, service_name="test", migrate_on_start=False,
+                                     consumer_prefetch=50)
+    context = await start_context(harness_definition(settings, harness, batched=True))
+    try:
+        await publish_erased(context, "slow")
+
+        async def slow_in_hand():
+            assert harness.calls["slow"] == 1
+        await eventually(slow_in_hand)
+        for i in range(10):  # later batches, handled and acked while "slow" is still in hand
+            await publish_erased(context, f"quick-{i}")
+
+        async def quick_done():
+            assert await effect_count(context) == 10
+        await eventually(quick_done)
+        await asyncio.sleep(0.3)  # the quick batches' acks reach the broker
+        # The older batch never commits: its handling stops and the connection drops (as in a crash, the
+        # broker takes back what is unacked); the robust connection then reconnects and consumes again.
+        for task in list(context.bus._in_flight):
+            task.cancel()
+        harness.gates["slow"].set()
+        await context.bus._connection.transport.connection.close(ConnectionError("network dropped"))
+
+        async def slow_redelivered():
+            assert await effect_count(context, "slow") == 1
+        await eventually(slow_redelivered, timeout=20)
+        await asyncio.sleep(0.5)  # anything else that came back would be handled by now
+        assert harness.calls["slow"] == 2
+        assert all(harness.calls[f"quick-{i}"] == 1 for i in range(10)), harness.calls  # acked: not redelivered
+        assert await effect_count(context) == 11
+    finally:
+        await context.stop()

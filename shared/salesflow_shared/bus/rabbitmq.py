@@ -117,6 +117,7 @@ class RabbitBus(EventBus):
                   dlq_name: str) -> Any:
         """Collect deliveries for up to `batch_wait_ms` (or `batch_size`), hand them over in one call."""
         pending: list[AbstractIncomingMessage] = []
+        unsettled = UnsettledDeliveries()
         flush_task: list[asyncio.Task[None] | None] = [None]
         assert subscription.batch_callback is not None
         batch_callback = subscription.batch_callback
@@ -141,14 +142,14 @@ class RabbitBus(EventBus):
                 except Exception as exc:
                     if len(batch) == 1:  # the batch was this one message: its failure is known already
                         await self._handle(channel, batch[0], subscription, retry_names, dlq_name, failure=exc)
+                        unsettled.settled(batch[0])
                         return
                     log.info("batch_failed_handling_one_by_one", size=len(batch), error=str(exc)[:200])
                     for message in batch:
                         await self._handle(channel, message, subscription, retry_names, dlq_name)
+                        unsettled.settled(message)
                 else:
-                    # One by one: a multiple-ack could also ack an earlier batch still being handled.
-                    for message in batch:
-                        await message.ack()
+                    await unsettled.ack_batch(batch)
             finally:
                 if task is not None:
                     self._in_flight.discard(task)
@@ -158,6 +159,7 @@ class RabbitBus(EventBus):
             await flush()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            unsettled.received(message)
             pending.append(message)
             if len(pending) >= subscription.batch_size:
                 if flush_task[0] is not None:  # still sleeping (a running flush has cleared it): cancel
@@ -291,6 +293,64 @@ class RabbitBus(EventBus):
         except Exception:
             pass
         await channel.close()
+
+
+class UnsettledDeliveries:
+    """The deliveries of one consumer's channel not yet acked or nacked, so that a handled batch can be acked
+    with one multiple-ack (one frame instead of one per message) whenever that is safe.
+
+    A multiple-ack of tag N acks every unacked delivery up to N on the channel. Batches are handled
+    concurrently, so it is sent only when every delivery up to the batch's last one is in the batch: no older
+    delivery, possibly still being handled, can be acked with it. Otherwise the batch is acked one by one.
+    A delivery stays unsettled until its ack or nack has been handed to the channel, so that a later batch's
+    multiple-ack never covers (and so never acks twice) a tag whose own ack is still to be sent.
+    Delivery tags count up per channel; after a reconnection they start again, so the tracking does too.
+    """
+
+    def __init__(self) -> None:
+        self._channel: object = None
+        self._tags: dict[int, None] = {}  # oldest first: deliveries arrive in tag order, dicts keep it
+
+    def received(self, message: AbstractIncomingMessage) -> None:
+        channel = _channel_of(message)
+        if channel is not self._channel:
+            self._channel, self._tags = channel, {}
+        self._tags[message.delivery_tag] = None
+
+    def settled(self, message: AbstractIncomingMessage) -> None:
+        if _channel_of(message) is self._channel:
+            self._tags.pop(message.delivery_tag, None)
+
+    def oldest_are(self, batch: list[AbstractIncomingMessage]) -> bool:
+        """True when the batch's deliveries are all the unsettled ones up to its last."""
+        last = batch[-1]
+        if self._channel is None or any(_channel_of(m) is not self._channel for m in batch):
+            return False
+        in_batch = {m.delivery_tag for m in batch}
+        for tag in self._tags:
+            if tag > last.delivery_tag:
+                break
+            if tag not in in_batch:
+                return False
+        return True
+
+    async def ack_batch(self, batch: list[AbstractIncomingMessage]) -> None:
+        if len(batch) > 1 and self.oldest_are(batch):
+            await batch[-1].ack(multiple=True)
+            for message in batch:
+                self.settled(message)
+            return
+        for message in batch:
+            await message.ack()
+            self.settled(message)
+
+
+def _channel_of(message: AbstractIncomingMessage) -> object:
+    """The AMQP channel a delivery came on; None once that channel is closed (it can no longer be acked)."""
+    try:
+        return message.channel
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        return None
 
 
 def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
