@@ -70,14 +70,19 @@ async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_
                           order_by_event_id: bool = False, max_batches: int | None = None) -> int:
     """Apply unprojected log rows in batches (in the caller's transaction); returns how many were applied.
 
-    On PostgreSQL one projector runs at a time (a transaction-level advisory lock): a lead's facts are
-    recomputed from its rows, so two batches about one lead must not run in concurrent transactions.
+    One projector runs at a time: a lead's facts are recomputed from its rows, so two batches about one lead
+    must not run in concurrent transactions, and two must never apply the same rows. On PostgreSQL a
+    transaction-level advisory lock (another projector busy: return 0); on SQLite (the embedded mode, where
+    the worker and a rebuild or `project_all` can overlap) the database's write lock, taken before reading
+    what is pending, so a second projector waits and then sees the first one's rows as projected.
     """
     if session.bind.dialect.name == "postgresql":
         got = (await session.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
                                      {"k": PROJECTOR_LOCK})).scalar_one()
         if not got:
             return 0
+    else:  # a write that changes nothing still makes this a write transaction, which holds the lock
+        await session.execute(sa.update(event_log).where(sa.false()).values(projected=True))
     applied = batches = 0
     after = ""
     dialect = session.bind.dialect.name

@@ -143,3 +143,23 @@ async def test_the_worker_freezes_each_period_once_and_the_cli_rebuilds(metrics_
     assert await asyncio.to_thread(cli.main, ["rebuild", "--org", ORG]) == 0
     fixed = (await client.get("/v1/reports/win-rate", params=Q1, headers=ADMIN)).json()["rows"]
     assert [(r["won"], r["lost"]) for r in fixed] == [(3, 1)]
+
+
+async def test_embedded_projectors_that_overlap_apply_each_event_once(tmp_path, metrics_app):
+    """In the embedded mode the worker, a rebuild or `project_all` may project at the same time (no advisory
+    lock on SQLite): each must wait for the other, never apply the same rows twice."""
+    pg_app, pg_client = metrics_app
+    sqlite_app = create_app(metrics_settings(f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"), clock=lambda: NOW)
+    events = delivery_order(build_history().events, seed=4)
+    for envelope in events:
+        await pg_app.state.context.dispatcher.dispatch(envelope)
+    await project_all(pg_app.state.context.database)
+    async with running_app(sqlite_app) as lite_client:
+        for envelope in events:
+            await sqlite_app.state.context.dispatcher.dispatch(envelope)
+        database = sqlite_app.state.context.database
+        await asyncio.gather(project_all(database), project_all(database), project_all(database))
+        for path in ("activities", "production", "funnel"):
+            lite = await lite_client.get(f"/v1/reports/{path}", params=Q1, headers=ADMIN)
+            pg = await pg_client.get(f"/v1/reports/{path}", params=Q1, headers=ADMIN)
+            assert lite.json()["rows"] == pg.json()["rows"], path

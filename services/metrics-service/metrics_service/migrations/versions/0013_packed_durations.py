@@ -20,7 +20,7 @@ depends_on = None
 TABLES = ("m_stay_months", "m_cohort_months", "m_created_months")
 
 PACK = """
-CREATE FUNCTION pg_temp.packed(durations float8[]) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+CREATE OR REPLACE FUNCTION pg_temp.packed(durations float8[]) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
   SELECT COALESCE(string_agg(float8send(x), ''::bytea ORDER BY x), ''::bytea) FROM unnest(durations) x
 $$"""
 
@@ -28,13 +28,13 @@ $$"""
 # sign, exponent and mantissa; every step is exact in double precision (an integer below 2^53 times a power
 # of two), so the array holds the same doubles.
 UNPACK = ["""
-CREATE FUNCTION pg_temp.double_of(bits bigint) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
+CREATE OR REPLACE FUNCTION pg_temp.double_of(bits bigint) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
   SELECT (CASE WHEN bits < 0 THEN -1 ELSE 1 END) * CASE
            WHEN (bits >> 52) & 2047 = 0 THEN (bits & 4503599627370495)::float8 * power(2::float8, -1074)
            ELSE ((bits & 4503599627370495) + 4503599627370496)::float8 * power(2::float8, ((bits >> 52) & 2047) - 1075)
          END
 $$""", """
-CREATE FUNCTION pg_temp.unpacked(packed bytea) RETURNS float8[] LANGUAGE sql IMMUTABLE AS $$
+CREATE OR REPLACE FUNCTION pg_temp.unpacked(packed bytea) RETURNS float8[] LANGUAGE sql IMMUTABLE AS $$
   SELECT COALESCE(array_agg(pg_temp.double_of(('x' || encode(substr(packed, i * 8 + 1, 8), 'hex'))::bit(64)::bigint)
                             ORDER BY i), '{}')
   FROM generate_series(0, length(packed) / 8 - 1) i
