@@ -3,6 +3,7 @@
 Usage: python deploy/check_manifests.py RENDERED.yaml NGINX_CONF
 
 - every service has a Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget and migration Job;
+- metrics-service's projector has its own Deployment (SALESFLOW_PROJECTOR=only, the API pods "separate");
 - each Deployment: requests and limits, liveness on /healthz, readiness on /readyz, a preStop hook and a grace
   period longer than it, migrations off (SALESFLOW_MIGRATE_ON_START=false), secrets only by reference;
 - no Secret object is shipped, and no SALESFLOW_*URL/SECRET/PASSWORD variable has a literal value;
@@ -47,6 +48,7 @@ def check(docs: list[dict], nginx_conf: str) -> list[str]:
             command = job["spec"]["template"]["spec"]["containers"][0].get("command", [])
             if command[:3] != ["salesflow", "migrate", service]:
                 errors.append(f"{service}: the migration Job runs {command}, not `salesflow migrate {service}`")
+    errors += _check_projector(by_kind)
     errors += _check_ingress(by_kind.get(("Ingress", "salesflow-gateway")))
     errors += _check_nginx(nginx_conf)
     return errors
@@ -81,6 +83,21 @@ def _check_pod(pod: dict, service: str) -> list[str]:
         errors.append(f"SALESFLOW_DATABASE_URL does not come from the Secret {service}-database")
     if not any("configMapRef" in source for source in container.get("envFrom", [])):
         errors.append("no ConfigMap in envFrom")
+    return errors
+
+
+def _check_projector(by_kind: dict[tuple[str, str], dict]) -> list[str]:
+    """metrics-service's projector runs in its own Deployment, and only there."""
+    projector = by_kind.get(("Deployment", "metrics-projector"))
+    if projector is None:
+        return ["metrics-service: no Deployment named metrics-projector"]
+    errors = [f"metrics-projector: {e}" for e in _check_pod(projector["spec"]["template"]["spec"], "metrics-service")]
+    for name, wanted in (("metrics-projector", "only"), ("metrics-service", "separate")):
+        deployment = by_kind.get(("Deployment", name))
+        env = {} if deployment is None else {
+            e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        if env.get("SALESFLOW_PROJECTOR") != wanted:
+            errors.append(f"{name}: SALESFLOW_PROJECTOR is {env.get('SALESFLOW_PROJECTOR')!r}, not {wanted!r}")
     return errors
 
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from aiosmtpd.controller import Controller
 from salesflow_shared.events import Envelope, LeadCreatedV1, LeadSnapshot, make_event
 from salesflow_shared.runner import find_service
 from salesflow_shared.testing import auth_headers
-from system_harness import free_port
+from system_harness import free_port, wait_ready
 
 ORG = "org-replicas"
 ADMIN = auth_headers(ORG, "admin", "admin-1")
@@ -96,17 +95,7 @@ class ReplicaSet:
 
     @staticmethod
     def wait_ready(replica: Replica, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if replica.process.poll() is not None:
-                raise RuntimeError(f"{replica.service}-{replica.index} exited: {replica.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{replica.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{replica.service}-{replica.index} not ready: {replica.log_path.read_text()[-3000:]}")
+        wait_ready(replica.process, replica.url, timeout, f"{replica.service}-{replica.index}", replica.log_path)
 
     def of(self, service: str) -> list[Replica]:
         return [r for r in self.replicas if r.service == service]

@@ -27,6 +27,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float, name: str,
+               log_path: Path | None = None) -> None:
+    """Until the service process at `url` answers GET /readyz with 200; fails if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    tail = lambda: log_path.read_text()[-3000:] if log_path is not None else "(output not captured)"  # noqa: E731
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {tail()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} not ready after {timeout}s: {tail()}")
+
+
 @dataclass
 class ServiceProcess:
     entry: ServiceEntry
@@ -86,17 +103,8 @@ class RunningSystem:
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
         service = self.services[name]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if service.process is not None and service.process.poll() is not None:
-                raise RuntimeError(f"{name} exited: {service.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{name} not ready after {timeout}s: {service.log_path.read_text()[-3000:]}")
+        assert service.process is not None
+        wait_ready(service.process, service.url, timeout, name, service.log_path)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.services[name].process

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -260,17 +262,38 @@ async def log_count(conn: asyncpg.Connection, org: str, projected: bool = False)
     return int(await conn.fetchval(sql, org))
 
 
-async def ingest_backlog(conn: asyncpg.Connection, events: list[Envelope], org: str, *, project: bool
+LAYOUTS = {
+    # name: the SALESFLOW_PROJECTOR setting of each process started
+    "log": ["separate"],  # the consumer alone, nothing projects: the baseline
+    "one-process": ["in-process"],  # consumer and projector in one process (the default, embedded mode)
+    "two-processes": ["separate", "only"],  # as deployed: the projector in its own process (deploy/, run)
+}
+
+
+def start_service(projector: str, namespace: str, port: int) -> subprocess.Popen[bytes]:
+    """metrics-service as deployed: its own uvicorn process, configured by environment variables."""
+    env = {**os.environ, "SALESFLOW_ENVIRONMENT": "test", "SALESFLOW_DATABASE_URL": database_url(),
+           "SALESFLOW_AMQP_URL": AMQP_URL, "SALESFLOW_BUS_NAMESPACE": namespace, "SALESFLOW_LOG_LEVEL": "WARNING",
+           "SALESFLOW_FORECAST_SNAPSHOT_INTERVAL_S": "0", "SALESFLOW_QUOTA_MILESTONE_INTERVAL_S": "0",
+           "SALESFLOW_PROJECTOR": projector, "SALESFLOW_MIGRATE_ON_START": "false"}
+    return subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory",
+                             "metrics_service.entrypoints.http:create_app", "--port", str(port),
+                             "--log-level", "warning"], env=env, cwd=ROOT)
+
+
+async def ingest_backlog(conn: asyncpg.Connection, events: list[Envelope], org: str, layout: str
                          ) -> tuple[float, float]:
-    """events/s through RabbitMQ into the log, and into the read models: the events are published while the
-    service is stopped (the publisher's CPU is not the service's), then the service starts and drains the
-    queue with its default settings. With `project` False the projector stays idle (the log-only baseline)."""
+    """events/s through RabbitMQ into the log, and into the read models. The events are published while no
+    consumer runs; then the layout's processes start and drain the queue with their default settings. Rates
+    are timed from the first event logged (process start-up is not ingest) to the last one logged and the last
+    one projected."""
     import aio_pika
 
     namespace = f"bench{uuid.uuid4().hex[:6]}."
     settings = Settings(environment="test", database_url=database_url(), amqp_url=AMQP_URL, bus_namespace=namespace,
                         log_level="WARNING", forecast_snapshot_interval_s=0, quota_milestone_interval_s=0,
-                        projector_idle_interval_s=0.05 if project else 3600)
+                        projector="separate")
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         app = create_app(settings, clock=lambda: NOW)
         async with app.router.lifespan_context(app):
@@ -284,17 +307,22 @@ async def ingest_backlog(conn: asyncpg.Connection, events: list[Envelope], org: 
             await asyncio.gather(*[exchange.publish(aio_pika.Message(body, delivery_mode=2), routing_key=kind)
                                    for kind, body in bodies[i:i + 500]])
         await connection.close()
-        app = create_app(settings, clock=lambda: NOW)
+        processes = [start_service(role, namespace, 18105 + k) for k, role in enumerate(LAYOUTS[layout])]
+        while (first := await log_count(conn, org)) == 0:
+            await asyncio.sleep(0.01)
         started = time.perf_counter()
-        async with app.router.lifespan_context(app):
-            while await log_count(conn, org) < len(events):
-                await asyncio.sleep(0.02)
-            logged = time.perf_counter() - started
-            while project and await log_count(conn, org, projected=True) < len(events):
-                await asyncio.sleep(0.02)
-            projected = time.perf_counter() - started
-        return len(events) / logged, len(events) / projected
+        while await log_count(conn, org) < len(events):
+            await asyncio.sleep(0.02)
+        logged = time.perf_counter() - started
+        while layout != "log" and await log_count(conn, org, projected=True) < len(events):
+            await asyncio.sleep(0.02)
+        projected = time.perf_counter() - started
+        return (len(events) - first) / logged, (len(events) - first) / projected
     finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
         await delete_namespace(AMQP_URL, namespace)
 
 
@@ -376,13 +404,16 @@ async def main() -> None:
             run_id = uuid.uuid4().hex[:6]
             print(f"\ningest ({args.ingest} leads, ~{len(ingest_events('x', args.ingest)) / args.ingest:.1f} events each), "
                   "queue filled before the service starts:")
-            for project in (False, True):
-                org = f"bench-ingest-{run_id}-{'full' if project else 'log'}"
+            labels = {"log": "into the log, nothing projects (baseline)",
+                      "one-process": "into the log and read models, one process",
+                      "two-processes": "into the log and read models, projector in its own process"}
+            for layout, label in labels.items():
+                org = f"bench-ingest-{run_id}-{layout}"
                 events = ingest_events(org, args.ingest)
-                logged, projected = await ingest_backlog(conn, events, org, project=project)
-                label = "into the log and the read models" if project else "into the log, projector idle (baseline)"
-                print(f"  RabbitMQ -> consumer -> {label}: {projected if project else logged:,.0f} events/s "
-                      f"({len(events):,} events; log reached at {logged:,.0f} events/s)", flush=True)
+                logged, projected = await ingest_backlog(conn, events, org, layout)
+                rate = logged if layout == "log" else projected
+                print(f"  RabbitMQ -> {label}: {rate:,.0f} events/s ({len(events):,} events; "
+                      f"log reached at {logged:,.0f} events/s)", flush=True)
             for batch_size in (1000, 200):
                 rate = await project_alone(ingest_events(f"bench-ingest-{run_id}-p{batch_size}", args.ingest), batch_size)
                 print(f"  projector alone, batches of {batch_size}: {rate:,.0f} events/s", flush=True)

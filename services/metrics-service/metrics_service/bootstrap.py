@@ -22,18 +22,21 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
     async def extras(context: ServiceContext) -> dict[str, Any]:
         return {"clock": clock}
 
-    workers = [projector_worker(settings.projector_batch_size, settings.projector_idle_interval_s)]
-    if settings.forecast_snapshot_interval_s > 0:
-        workers.append(snapshot_worker(clock, settings.forecast_snapshot_interval_s))
-    if settings.quota_milestone_interval_s > 0:
-        workers.append(quota_milestone_worker(clock, settings.quota_milestone_interval_s,
-                                              settings.quota_milestone_lookback_days))
+    workers = []
+    if settings.projector != "separate":
+        workers.append(projector_worker(settings.projector_batch_size, settings.projector_idle_interval_s))
+    if settings.projector != "only":  # a projector-only process leaves the rest to the service's processes
+        if settings.forecast_snapshot_interval_s > 0:
+            workers.append(snapshot_worker(clock, settings.forecast_snapshot_interval_s))
+        if settings.quota_milestone_interval_s > 0:
+            workers.append(quota_milestone_worker(clock, settings.quota_milestone_interval_s,
+                                                  settings.quota_milestone_lookback_days))
     return ServiceDefinition(
         name="metrics-service",
         settings=settings,
         routers=[router],
         migrations_path=MIGRATIONS,
-        event_handlers=EVENT_HANDLERS,
+        event_handlers={} if settings.projector == "only" else EVENT_HANDLERS,
         # Every event only appends to the log (the projector does the rest): one transaction per batch.
         consume_in_batches=True,
         workers=workers,

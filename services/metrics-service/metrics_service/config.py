@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic_settings import SettingsConfigDict
 
 from salesflow_shared.settings import ServiceSettings
@@ -15,6 +17,11 @@ class Settings(ServiceSettings):
     # How often the worker checks whether a new month/quarter/year started and freezes its forecast;
     # 0 disables the worker (snapshots can still be frozen with POST /v1/forecasts/snapshots).
     forecast_snapshot_interval_s: float = 300.0
+    # Where the projector (event log -> read models) runs. "in-process": in this process, beside the consumer
+    # and the API (one process does everything; the embedded mode). "separate": not here, because a process
+    # started with "only" runs it: that process runs the projector alone (no consumer, no other workers; it
+    # still serves /healthz, /readyz and /metrics), so logging and projecting each get a CPU core.
+    projector: Literal["in-process", "separate", "only"] = "in-process"
     # The projector applies logged events to the read models in batches of this size; when nothing is
     # pending it looks again after this interval.
     projector_batch_size: int = 1000

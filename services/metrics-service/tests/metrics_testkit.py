@@ -26,9 +26,10 @@ from decimal import Decimal
 from typing import Any
 
 from metrics_service.config import Settings
+from metrics_service.service_layer.projector import project_all
 from salesflow_shared.events import Envelope, EventData, make_event
 from salesflow_shared.events import catalogue as ev
-from salesflow_shared.testing import service_test_settings
+from salesflow_shared.testing import auth_headers, service_test_settings
 
 ORG = "org-x"
 OTHER_ORG = "org-y"
@@ -235,3 +236,41 @@ def metrics_settings(database_url: str, amqp_url: str = "", namespace: str = "")
     """Test settings; the forecast worker is off (tests freeze snapshots explicitly)."""
     return service_test_settings(Settings, database_url=database_url, amqp_url=amqp_url, namespace=namespace,
                                  forecast_snapshot_interval_s=0, db_pool_size=3)
+
+
+# Reports of the history, read through the HTTP API as a manager: Q1 = [2026-01-01, 2026-04-01).
+Q1 = {"from": "2026-01-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
+ADMIN = auth_headers(ORG, "manager", "boss")
+
+
+async def feed(app, envelopes) -> None:
+    """Deliver through the consumer (inbox + log), then wait until the projector applied everything."""
+    for envelope in envelopes:
+        await app.state.context.dispatcher.dispatch(envelope)
+    await project_all(app.state.context.database)
+
+
+async def get(client, path: str, headers=ADMIN, **params: Any) -> dict[str, Any]:
+    response = await client.get(f"/v1/reports/{path}", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+REPORTS = [("funnel", Q1), ("win-rate", {**Q1, "group_by": "rep"}), ("deal-size", Q1),
+           ("sales-cycle", Q1), ("response-time", Q1), ("response-time", {**Q1, "group_by": "team"}),
+           ("conversion", Q1), ("conversion", {**Q1, "group_by": "product_line"}), ("activities", Q1),
+           ("production", Q1), ("forecast", {"period": "quarter"}), ("forecast", {"period": "quarter", "group_by": "team"}),
+           ("forecast-accuracy", {"scope": "team"}), ("quota-attainment", {"period": "quarter"}),
+           ("adoption", Q1), ("coaching", Q1), ("stalled-deals", Q1),
+           ("leaderboard", {"period": "quarter", "date": "2026-02-01", "metric": "revenue"}),
+           ("leaderboard", {"period": "quarter", "date": "2026-02-01", "metric": "activities"}),
+           ("leaderboard", {"period": "quarter", "metric": "quota_attainment"})]
+
+
+async def all_reports(client) -> dict[str, Any]:
+    out = {}
+    for path, params in REPORTS:
+        body = await get(client, path, **params)
+        body.pop("generated_at")
+        out[f"{path}?{sorted(params.items())}"] = body
+    return out

@@ -12,26 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from metrics_service.adapters.orm import READ_MODELS
-from metrics_service.service_layer.projector import project_all
-from metrics_testkit import (NOW, ORG, T, build_history, delivery_order, metrics_settings, other_org_history,
-                             redelivered_activity)
+from metrics_testkit import (ADMIN, NOW, ORG, Q1, REPORTS, T, all_reports, build_history, delivery_order, feed,
+                             get, metrics_settings, other_org_history, redelivered_activity)
 from salesflow_shared.testing import auth_headers
-
-Q1 = {"from": "2026-01-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
-ADMIN = auth_headers(ORG, "manager", "boss")
-
-
-async def feed(app, envelopes) -> None:
-    """Deliver through the consumer (inbox + log), then wait until the projector applied everything."""
-    for envelope in envelopes:
-        await app.state.context.dispatcher.dispatch(envelope)
-    await project_all(app.state.context.database)
-
-
-async def get(client, path: str, headers=ADMIN, **params: Any) -> dict[str, Any]:
-    response = await client.get(f"/v1/reports/{path}", params=params, headers=headers)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def pick(rows: list[dict[str, Any]], *keys: str) -> list[tuple[Any, ...]]:
@@ -45,26 +28,6 @@ async def dump_read_models(app) -> dict[str, list[tuple[Any, ...]]]:
             rows = (await session.execute(sa.select(table))).all()
             out[table.name] = sorted(tuple(str(v) for v in r) for r in rows)
         return out
-
-
-REPORTS = [("funnel", Q1), ("win-rate", {**Q1, "group_by": "rep"}), ("deal-size", Q1),
-           ("sales-cycle", Q1), ("response-time", Q1), ("response-time", {**Q1, "group_by": "team"}),
-           ("conversion", Q1), ("conversion", {**Q1, "group_by": "product_line"}), ("activities", Q1),
-           ("production", Q1), ("forecast", {"period": "quarter"}), ("forecast", {"period": "quarter", "group_by": "team"}),
-           ("forecast-accuracy", {"scope": "team"}), ("quota-attainment", {"period": "quarter"}),
-           ("adoption", Q1), ("coaching", Q1), ("stalled-deals", Q1),
-           ("leaderboard", {"period": "quarter", "date": "2026-02-01", "metric": "revenue"}),
-           ("leaderboard", {"period": "quarter", "date": "2026-02-01", "metric": "activities"}),
-           ("leaderboard", {"period": "quarter", "metric": "quota_attainment"})]
-
-
-async def all_reports(client) -> dict[str, Any]:
-    out = {}
-    for path, params in REPORTS:
-        body = await get(client, path, **params)
-        body.pop("generated_at")
-        out[f"{path}?{sorted(params.items())}"] = body
-    return out
 
 
 async def test_every_report_is_exact_whatever_the_delivery_order_and_rebuild_gives_the_same(metrics_app):
