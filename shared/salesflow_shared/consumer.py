@@ -2,7 +2,9 @@
 
 A service registers its handlers in one explicit map, `EVENT_HANDLERS = {"LeadCreated": [on_lead_created]}`.
 A handler may also carry `handle_many(items, uow)`, used instead of one call per event when the service
-consumes in batches (see `ServiceDefinition.consume_in_batches`).
+consumes in batches (see `ServiceDefinition.consume_in_batches`). It runs once for the batch, outside any one
+event's context (each event still gets its consumer span in its own trace), so it is for handlers that
+record and publish nothing per event.
 Each handler gets the typed event data, the envelope and a unit of work; it must not commit (the
 dispatcher commits after the handler returns, together with the inbox row and any events it published).
 """
@@ -24,7 +26,7 @@ from .events.catalogue import UnknownEventType
 from .inbox import claim_event, claim_events
 from .logging import causation_id_var, correlation_id_var, traceparent_var
 from .observability import ServiceMetrics
-from .tracing import consumer_span, traceparent_of
+from .tracing import consumer_span, mark_consumed, traceparent_of
 from .uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -90,16 +92,18 @@ class EventDispatcher:
                         if event_id in claimed[handler]:
                             claimed[handler].discard(event_id)  # a duplicate within the batch runs once
                             handled.add(event_id)
+                            if hasattr(handler, "handle_many"):  # handled below, with the rest of the batch
+                                batches.setdefault(handler, []).append((data, envelope))
+                                mark_consumed(self.service, event_type=envelope.type, event_id=event_id,
+                                              org_id=envelope.org_id, traceparent=traceparents[event_id])
+                                continue
                             # Each event still shows in the trace it came with (as consumed in a batch), and
                             # what its handler publishes is caused by it, as when consumed alone.
                             with consumer_span(self.service, event_type=envelope.type, event_id=event_id,
                                                org_id=envelope.org_id,
                                                traceparent=traceparents[event_id]) as span, \
                                     _handling(envelope, traceparent_of(span)):
-                                if hasattr(handler, "handle_many"):
-                                    batches.setdefault(handler, []).append((data, envelope))
-                                else:
-                                    await handler(data, envelope, uow)
+                                await handler(data, envelope, uow)
                 for handler, items in batches.items():
                     await handler.handle_many(items, uow)  # type: ignore[attr-defined]
                 await uow.commit()

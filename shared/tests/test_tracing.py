@@ -126,3 +126,40 @@ async def test_consumer_reports_event_delivery_lag(two_services):
     within_a_minute = [line for line in text.splitlines() if line.startswith(
         'salesflow_event_delivery_lag_seconds_bucket{event_type="LeadDisqualified",le="60.0"}')]
     assert within_a_minute and float(within_a_minute[0].split()[-1]) == 1.0
+
+
+
+async def test_events_of_a_batch_handler_each_show_in_their_own_trace(database_url):
+    """A handler that takes the whole batch (handle_many) runs once, yet each event gets a CONSUMER span in the
+    trace it came with, child of the span that published it."""
+    received: list[list[str]] = []
+
+    async def on_erased(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+        raise AssertionError("a batch goes to handle_many")
+
+    async def on_many(items: list[tuple[EventData, Envelope]], uow: UnitOfWork) -> None:
+        received.append([data.lead_id for data, _ in items])
+
+    on_erased.handle_many = on_many  # type: ignore[attr-defined]
+    settings = service_test_settings(ServiceSettings, database_url=database_url, service_name="batch-service",
+                                     migrate_on_start=False)
+    context = await start_context(ServiceDefinition(
+        name="batch-service", settings=settings, routers=[], migrations_path=Path("unused"),
+        event_handlers={"LeadErased": [on_erased]}, consume_in_batches=True))
+    exporter = memory_exporter()
+    exporter.clear()
+    try:
+        from salesflow_shared.events import make_event
+
+        events = [make_event(LeadErasedV1(lead_id=f"lead-{i}"), org_id="org-a", subject_id=f"lead-{i}")
+                  for i in range(3)]
+        traces = [f"{i + 1:032x}" for i in range(3)]
+        await context.dispatcher.handle_batch([
+            (e.to_json(), {"traceparent": f"00-{trace}-{CALLER_SPAN_ID}-01"}) for e, trace in zip(events, traces)])
+    finally:
+        await context.stop()
+    assert received == [["lead-0", "lead-1", "lead-2"]]
+    spans = [s for s in exporter.get_finished_spans() if s.resource.attributes["service.name"] == "batch-service"]
+    assert [(s.name, s.kind, f"{s.context.trace_id:032x}", s.parent.span_id) for s in spans] == [
+        ("LeadErased process", SpanKind.CONSUMER, trace, int(CALLER_SPAN_ID, 16)) for trace in traces]
+    assert [s.attributes["messaging.message.id"] for s in spans] == [str(e.id) for e in events]
