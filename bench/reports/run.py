@@ -7,11 +7,13 @@
 2. Times every report through the HTTP app (ASGI, in process: routing, auth, SQL, JSON) for one quarter,
    p50 of --runs runs after a warm-up, per size, and prints how each time grows with the lead count.
 3. Ingest: generated events (LeadCreated, LeadRouted, LeadAssigned, StageAdvanced ×~4, an activity, the
-   outcome) are published to RabbitMQ while the service is stopped; the service then starts and drains the
-   queue (batched consumer, inbox, event log; the projector into the read models and rollups), and the
-   rates are events/s until all are in the log and until all are in the read models. Baseline in the same
-   run: the log alone (projector idle). Also the projector alone over a logged backlog (batches of 1000 and
-   200, as the worker applies them), in the same database as the big orgs.
+   outcome) are published to RabbitMQ while no consumer runs; metrics-service then starts as real processes
+   (uvicorn, default settings) and drains the queue (batched consumer, inbox, event log; the projector into
+   the read models and rollups), in three layouts (LAYOUTS): the consumer alone with nothing projecting (the
+   baseline), consumer and projector in one process, and the projector in its own process as deployed. The
+   rates are events/s from the first event logged until all are in the log and until all are in the read
+   models. Also the projector alone over a logged backlog (batches of 1000 and 200, as the worker applies
+   them), in the same database as the big orgs.
 
 Run: `.venv/bin/python bench/reports/run.py [--sizes 100000,300000,1000000] [--runs 5] [--ingest 10000]`.
 The event log is not bulk-loaded (the reports never read it); the read models are what the consumer builds,
