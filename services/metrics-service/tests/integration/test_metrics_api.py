@@ -11,7 +11,7 @@ from metrics_service.entrypoints import cli
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.forecasting import snapshot_worker_tick
 from metrics_service.service_layer.projector import project_all
-from metrics_testkit import NOW, ORG, build_history, delivery_order, metrics_settings
+from metrics_testkit import NOW, ORG, build_history, delivery_order, feed, metrics_settings
 from salesflow_shared.testing import auth_headers, eventually, running_app
 
 ADMIN = auth_headers(ORG, "admin", "root")
@@ -105,13 +105,9 @@ async def test_embedded_sqlite_mode_gives_the_same_numbers(tmp_path, metrics_app
     pg_app, pg_client = metrics_app
     sqlite_app = create_app(metrics_settings(f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"), clock=lambda: NOW)
     events = delivery_order(build_history().events, seed=3)
-    for envelope in events:
-        await pg_app.state.context.dispatcher.dispatch(envelope)
-    await project_all(pg_app.state.context.database)
+    await feed(pg_app, events)
     async with running_app(sqlite_app) as lite_client:
-        for envelope in events:
-            await sqlite_app.state.context.dispatcher.dispatch(envelope)
-        await project_all(sqlite_app.state.context.database)
+        await feed(sqlite_app, events)
         for path, params in [("funnel", Q1), ("win-rate", {**Q1, "group_by": "rep"}), ("deal-size", Q1),
                              ("sales-cycle", Q1), ("response-time", Q1), ("conversion", Q1), ("activities", Q1),
                              ("adoption", Q1), ("coaching", Q1), ("stalled-deals", Q1),
@@ -151,9 +147,7 @@ async def test_embedded_projectors_that_overlap_apply_each_event_once(tmp_path, 
     pg_app, pg_client = metrics_app
     sqlite_app = create_app(metrics_settings(f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"), clock=lambda: NOW)
     events = delivery_order(build_history().events, seed=4)
-    for envelope in events:
-        await pg_app.state.context.dispatcher.dispatch(envelope)
-    await project_all(pg_app.state.context.database)
+    await feed(pg_app, events)
     async with running_app(sqlite_app) as lite_client:
         for envelope in events:
             await sqlite_app.state.context.dispatcher.dispatch(envelope)
