@@ -268,7 +268,7 @@ LAYOUTS = {
     # name: the SALESFLOW_PROJECTOR setting of each process started
     "log": ["separate"],  # the consumer alone, nothing projects: the baseline
     "one-process": ["in-process"],  # consumer and projector in one process (the default, embedded mode)
-    "two-processes": ["separate", "only"],  # as deployed: the projector in its own process (deploy/, run)
+    "two-processes": ["separate", "only"],  # as deployed: the projector in its own process (deploy/)
 }
 
 
