@@ -76,7 +76,8 @@ async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_
     the worker and a rebuild or `project_all` can overlap) the database's write lock, taken before reading
     what is pending, so a second projector waits and then sees the first one's rows as projected.
     """
-    if session.bind.dialect.name == "postgresql":
+    dialect = session.bind.dialect.name
+    if dialect == "postgresql":
         got = (await session.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
                                      {"k": PROJECTOR_LOCK})).scalar_one()
         if not got:
@@ -85,7 +86,6 @@ async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_
         await session.execute(sa.update(event_log).where(sa.false()).values(projected=True))
     applied = batches = 0
     after = ""
-    dialect = session.bind.dialect.name
     while max_batches is None or batches < max_batches:
         query = sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.c.event_type,
                           event_log.c.event_version, event_log.c.producer, event_log.c.subject_id,
