@@ -21,6 +21,10 @@ DESIGN_EVENTS = {"LeadCreated", "LeadUpdated", "LeadDisqualified", "LeadErased",
 ADDED_EVENTS = {
     "QuotaReached",  # metrics-service: a quota reached, for the rep's milestone notification
     "TaskReassigned",  # pipeline-service: a task's new assignee, for its reminders and notification
+    # assignment-service: the rep directory, so other services hold a copy instead of guessing addresses
+    "RepCreated", "RepUpdated", "RepDeactivated",
+    # metrics-service: quotas and the org's currency model, for incentive-service's plans
+    "QuotaSet", "QuotaRemoved", "ReportingCurrencySet", "ExchangeRateSet",
 }
 
 

@@ -165,6 +165,42 @@ class LeadAssignedV1(EventData):
     decision_id: str | None = None
 
 
+class RepSnapshot(BaseModel):
+    """What other services may know of a rep: the directory entry right after the change."""
+
+    model_config = ConfigDict(extra="ignore")
+    rep_id: str  # the rep's user id (JWT sub), the owner_id in other events
+    name: str
+    email: str
+    active: bool = True
+    team_ids: list[str] = Field(default_factory=list)
+    timezone: str | None = None
+    working_hours: dict[str, Any] = Field(default_factory=dict)
+    language: str | None = None
+
+
+class RepCreatedV1(EventData):
+    event_type = "RepCreated"
+    producer = "assignment-service"
+    description = "A rep joined the org's directory (assignment-service owns the directory)."
+    rep: RepSnapshot
+
+
+class RepUpdatedV1(EventData):
+    event_type = "RepUpdated"
+    producer = "assignment-service"
+    description = "A rep's directory entry changed (name, email, teams, time zone, working hours, active)."
+    rep: RepSnapshot
+    changed: list[str] = Field(default_factory=list)
+
+
+class RepDeactivatedV1(EventData):
+    event_type = "RepDeactivated"
+    producer = "assignment-service"
+    description = "A rep was deactivated: no new work is routed to them; their history stays."
+    rep: RepSnapshot
+
+
 # ---------------------------------------------------------------- pipeline-service
 StageReason = Literal["entry", "goal_met", "manual", "reopened"]
 
@@ -387,13 +423,55 @@ class QuotaReachedV1(EventData):
     reached_at: datetime  # when metrics-service found the quota reached
 
 
+class QuotaSetV1(EventData):
+    event_type = "QuotaSet"
+    producer = "metrics-service"
+    description = ("A rep's or team's quota for a period was created or changed (the newest version wins; "
+                   "`version` increases per quota).")
+    quota_id: str
+    scope: Literal["rep", "team"]
+    scope_id: str
+    period: Literal["month", "quarter", "year"]
+    period_start: date
+    period_end: date  # exclusive
+    amount: Money
+    currency: str
+    version: int = 1
+
+
+class QuotaRemovedV1(EventData):
+    event_type = "QuotaRemoved"
+    producer = "metrics-service"
+    description = "A quota was deleted."
+    quota_id: str
+
+
+class ReportingCurrencySetV1(EventData):
+    event_type = "ReportingCurrencySet"
+    producer = "metrics-service"
+    description = "An org's reporting currency (ISO 4217) was set: every report's money figures are in it."
+    currency: str
+
+
+class ExchangeRateSetV1(EventData):
+    event_type = "ExchangeRateSet"
+    producer = "metrics-service"
+    description = ("A dated exchange rate was set by an admin: 1 `base_currency` = `rate` `quote_currency`, in "
+                   "force from `valid_from` until the next rate of the same pair.")
+    base_currency: str
+    quote_currency: str
+    rate: Decimal
+    valid_from: date
+
+
 ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadCreatedV1, LeadUpdatedV1, LeadDisqualifiedV1, LeadErasedV1, ActivityLoggedV1,
-    LeadRoutedV1, LeadAssignedV1,
+    LeadRoutedV1, LeadAssignedV1, RepCreatedV1, RepUpdatedV1, RepDeactivatedV1,
     StageAdvancedV1, TaskCreatedV1, TaskCompletedV1, TaskSkippedV1, TaskOverdueV1, TaskReassignedV1,
     LeadWonV1, LeadLostV1, LeadReopenedV1,
     EmailSentV1, EmailFailedV1, ContactSyncedV1, RepNotifiedV1,
-    ForecastSnapshottedV1, QuotaReachedV1,
+    ForecastSnapshottedV1, QuotaReachedV1, QuotaSetV1, QuotaRemovedV1, ReportingCurrencySetV1,
+    ExchangeRateSetV1,
 )
 EVENT_CATALOGUE: dict[tuple[str, int], type[EventData]] = {
     (m.event_type, m.event_version): m for m in ALL_EVENT_MODELS
