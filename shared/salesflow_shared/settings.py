@@ -59,7 +59,7 @@ class ServiceSettings(BaseSettings):
     trusted_proxies: str = "127.0.0.1"
     # Every JSON body is refused (422) beyond this nesting depth or this many values, before any other work.
     max_json_depth: int = 32
-    max_json_items: int = 10_000
+    max_json_items: int = 100_000
     log_level: str = "INFO"
     log_json: bool = False
     max_body_bytes: int = 1_048_576
