@@ -28,7 +28,8 @@ from ..domain.signature import SignatureError, verify
 from ..service_layer.ingest import new_id
 from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError,
                                     find_duplicate, load_form, new_public_key, new_signing_secret, parse_payload,
-                                    process_submission, store_submission, submission_to_dict)
+                                    process_submission, scoped_dedup_key, store_submission,
+                                    submission_to_dict)
 from ..service_layer.views import check_if_match
 from .common import now, org_setup
 
@@ -243,11 +244,17 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
                 not limiter.allow(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute):
             raise TooManyRequests("too many submissions; try again in a minute", headers={"Retry-After": "60"})
         spam = bool(payload.get(form.honeypot_field))
-    dedup = request.headers.get("idempotency-key") or request.headers.get("salesflow-submission-id") or \
-        payload.get(SUBMISSION_ID_FIELD)
-    dedup_key = str(dedup).strip()[:255] if dedup not in (None, "") else None
     stamp = now()
     submission_id = new_id()
+    if spam:  # looks like success to the bot; stored, never turned into a lead, and reserves no submission id
+        async with context.uow() as uow:
+            await store_submission(uow, form, submission_id=submission_id, raw=raw, content_type=content_type,
+                                   channel=channel, remote_ip=ip, dedup_key=None, now=stamp,
+                                   state={"status": "spam"})
+            await uow.commit()
+        return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
+    dedup_key = scoped_dedup_key(channel, request.headers.get("idempotency-key")
+                                 or request.headers.get("salesflow-submission-id") or payload.get(SUBMISSION_ID_FIELD))
     common = dict(submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
                   remote_ip=ip, dedup_key=dedup_key, now=stamp)
     if dedup_key is not None:
@@ -255,11 +262,6 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
             earlier = await find_duplicate(session, form, dedup_key)
         if earlier is not None:  # a retry: the first response again (the unique key decides under races)
             return _replay(request, form, channel, earlier)
-    if spam:  # looks like success to the bot; stored, never turned into a lead
-        async with context.uow() as uow:
-            await store_submission(uow, form, **common, state={"status": "spam"})
-            await uow.commit()
-        return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
     try:
         state = await context.extras["intake_batcher"].accept(form, payload, common)
         if state is not None:
