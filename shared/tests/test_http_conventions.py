@@ -310,3 +310,20 @@ async def test_json_nested_too_deep_or_too_big_is_a_422_naming_the_limit_not_a_5
     body = _is_problem(await client.post("/v1/notes", content=b"{\"a\":" * 100 + b"1" + b"}" * 100,
                                          headers={"content-type": "application/json"}), 422)
     assert "max_json_depth" in body["detail"]
+
+
+async def test_an_idempotency_key_belongs_to_its_caller_not_to_the_whole_org(client):
+    alice = auth_headers("org-a", sub="alice", **{"Idempotency-Key": "k-shared"})
+    bob = auth_headers("org-a", sub="bob", **{"Idempotency-Key": "k-shared"})
+    first = await client.post("/v1/notes", json={"text": "alice's"}, headers=alice)
+    assert first.status_code == 201
+    # Bob sends Alice's key and body: a request of his own, not Alice's stored response
+    second = await client.post("/v1/notes", json={"text": "alice's"}, headers=bob)
+    assert second.status_code == 201 and second.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in second.headers
+    # Bob's key is now his own: another body under it is his conflict
+    assert (await client.post("/v1/notes", json={"text": "bob's"}, headers=bob)).status_code == 409
+    replay = await client.post("/v1/notes", json={"text": "alice's"}, headers=alice)
+    assert replay.json() == first.json() and replay.headers["idempotent-replayed"] == "true"
+    listed = await client.get("/v1/notes", headers=auth_headers("org-a"))
+    assert len(listed.json()["items"]) == 2
