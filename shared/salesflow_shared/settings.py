@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "salesflow-development-secret-do-not-use-in-production"
@@ -55,7 +55,7 @@ class ServiceSettings(BaseSettings):
     # Longer bearer tokens are refused (401) before they are parsed.
     max_token_bytes: int = 8192
     # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For entries are believed: the
-    # client is the right-most address that is not one of them (app.client_ip).
+    # client is the right-most address that is not one of them (client_address.py).
     trusted_proxies: str = "127.0.0.1"
     # Every JSON body is refused (422) beyond this nesting depth or this many values, before any other work.
     max_json_depth: int = 32
@@ -67,6 +67,14 @@ class ServiceSettings(BaseSettings):
     tracing_exporter: Literal["none", "console", "otlp"] = "none"
     tracing_endpoint: str = ""
     tracing_sample_ratio: float = 1.0
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        from .client_address import parse_trusted_proxies
+
+        parse_trusted_proxies(value)  # a ValueError names the bad entry
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "ServiceSettings":

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodically
 from salesflow_shared.auth import AdminPrincipal
+from salesflow_shared.client_address import client_ip
 from salesflow_shared.errors import (FieldError, NotFound, PayloadTooLarge, ServiceError, ServiceUnavailable,
                                      TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed)
 from salesflow_shared.idempotency import IdempotencyDep
@@ -183,14 +184,6 @@ async def _read_capped(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"a submission may have at most {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def client_ip(request: Request, trusted: str) -> str | None:
-    host = request.client.host if request.client else None
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded and host in {t.strip() for t in trusted.split(",") if t.strip()}:
-        return forwarded.split(",")[0].strip()[:64]
-    return host
 
 
 def _browser_reply(request: Request, form: Form, body: dict[str, Any], status_code: int) -> Response:
