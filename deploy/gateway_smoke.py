@@ -3,7 +3,7 @@
 The five upstream hosts are replaced by small local HTTP servers that answer with their own name, nginx listens
 on a free loopback port, and the checks are: every DESIGN.md prefix reaches its service (path and query
 unchanged), an unknown path is a 404 problem+json, CORS preflights are answered for a configured origin and
-not for another one, a body over 1 MiB is refused with 413 problem+json, /openapi.json is served.
+not for another one (form submissions' preflights go to lead-service, which answers per form), a body over 1 MiB is refused with 413 problem+json, /openapi.json is served.
 
 Usage: python deploy/gateway_smoke.py [path/to/nginx]
 """
@@ -48,7 +48,7 @@ def upstream(name: str) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_POST = _answer  # noqa: N815
+        do_GET = do_POST = do_OPTIONS = _answer  # noqa: N815
 
         def log_message(self, *args: object) -> None:
             pass
@@ -138,6 +138,12 @@ def main(nginx: str) -> int:
               f"preflight from a configured origin: {status} {headers}")
         status, headers, _ = request(f"{base}/v1/leads", "OPTIONS", {"Origin": "https://evil.example"})
         check("access-control-allow-origin" not in headers, "an unlisted origin got Access-Control-Allow-Origin")
+        # Form submissions: lead-service answers CORS per form, so preflights pass through untouched.
+        status, headers, body = request(f"{base}/v1/forms/f-1/submissions", "OPTIONS", {
+            "Origin": "https://www.customer.example", "Access-Control-Request-Method": "POST"})
+        check(status == 200 and json.loads(body)["service"] == "lead-service"
+              and "access-control-allow-origin" not in headers,
+              f"a submission preflight did not reach lead-service untouched: {status} {headers}")
         _, headers, _ = request(f"{base}/v1/leads", headers={"Origin": ALLOWED_ORIGIN})
         check(headers.get("access-control-allow-origin") == ALLOWED_ORIGIN, "a simple request got no CORS header")
         status, headers, body = request(f"{base}/v1/leads", "POST", {"Content-Type": "application/json"},

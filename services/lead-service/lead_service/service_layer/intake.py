@@ -51,6 +51,7 @@ class Form:
     redirect_url: str | None
     rate_limit_per_minute: int
     version: int
+    allowed_origins: list[str]
 
     @classmethod
     def from_row(cls, row: Any) -> "Form":

@@ -62,3 +62,57 @@ async def test_a_browser_post_cannot_squat_the_submission_id_of_the_signed_webho
     assert sorted((s["channel"], s["status"], s["dedup_key"]) for s in stored) == [
         ("browser", "accepted", "sub-43"), ("browser", "spam", None),
         ("signed", "accepted", "sub-42"), ("signed", "accepted", "sub-43")]
+
+
+async def test_each_form_answers_cors_for_its_own_origins_only(lead_app):
+    c = lead_app.client
+    page = "https://www.customer.example"
+    form = await make_form(c, allowed_origins=["https://WWW.Customer.example:443/", "http://localhost:5173"])
+    assert form["allowed_origins"] == [page, "http://localhost:5173"]
+    preflight = {"Origin": page, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}
+    r = await c.options(submit_url(form), headers=preflight)
+    assert r.status_code == 204
+    assert r.headers["access-control-allow-origin"] == page and r.headers["vary"] == "Origin"
+    assert "POST" in r.headers["access-control-allow-methods"]
+    assert "Content-Type" in r.headers["access-control-allow-headers"]
+    r = await c.options(submit_url(form), headers={**preflight, "Origin": "https://evil.example"})
+    assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+    # the JSON post from the page: answered with the origin echoed (also when it is an error)
+    body = {"sf_key": form["public_key"], "email": "page@customer.example"}
+    r = await c.post(submit_url(form), json=body, headers={"Origin": page})
+    assert r.status_code == 201 and r.headers["access-control-allow-origin"] == page
+    r = await c.post(submit_url(form), json={**body, "sf_key": "pk_wrong"}, headers={"Origin": page})
+    assert r.status_code == 401 and r.headers["access-control-allow-origin"] == page
+    # another site posting with the public key it read from the page is refused and stores nothing
+    r = await c.post(submit_url(form), data={**body, "email": "x@evil.example"},
+                     headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+    stored = (await c.get(submit_url(form), headers=admin())).json()["items"]
+    assert [s["status"] for s in stored] == ["accepted"]
+
+
+async def test_a_form_without_allowed_origins_keeps_accepting_plain_posts_without_cors(lead_app):
+    c = lead_app.client
+    form = await make_form(c)
+    assert form["allowed_origins"] == []
+    r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": "plain@corp.example"},
+                     headers={"Origin": "https://anywhere.example"})
+    assert r.status_code == 201 and "access-control-allow-origin" not in r.headers
+    r = await c.options(submit_url(form), headers={"Origin": "https://anywhere.example",
+                                                   "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 403
+    # the list is set by PATCH (If-Match) and validated: origins only
+    r = await c.patch(f"/v1/forms/{form['id']}", headers=admin(**{"If-Match": '"1"'}),
+                      json={"allowed_origins": ["https://ok.example", "https://x.example/path"]})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "allowed_origins.1"
+    for bad in ("*", "null", "ftp://files.example", "https://*.example"):
+        r = await c.patch(f"/v1/forms/{form['id']}", json={"allowed_origins": [bad]},
+                          headers=admin(**{"If-Match": '"1"'}))
+        assert r.status_code == 422, bad
+    r = await c.patch(f"/v1/forms/{form['id']}", json={"allowed_origins": ["https://ok.example"]},
+                      headers=admin(**{"If-Match": '"1"'}))
+    assert r.status_code == 200 and r.json()["allowed_origins"] == ["https://ok.example"]
+    r = await c.options(submit_url(form), headers={"Origin": "https://ok.example",
+                                                   "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "https://ok.example"
