@@ -104,6 +104,8 @@ CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
 def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
+    # A dependency, so it runs before the endpoint looks anything up: a role that may not use the endpoint
+    # gets 403 whatever the id, and that answer never says whether the id exists (README, docs/security.md).
     async def _check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"this action needs the role {' or '.join(roles)}")

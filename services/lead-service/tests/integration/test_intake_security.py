@@ -3,10 +3,12 @@ squatted submission ids, CORS per form."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from lead_testkit import admin, create_form, signed_headers, submit_url
+from lead_testkit import admin, create_form, org_id, signed_headers, submit_url
+from salesflow_shared.testing import auth_headers
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -116,3 +118,21 @@ async def test_a_form_without_allowed_origins_keeps_accepting_plain_posts_withou
     r = await c.options(submit_url(form), headers={"Origin": "https://ok.example",
                                                    "Access-Control-Request-Method": "POST"})
     assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "https://ok.example"
+
+
+async def test_admin_only_endpoints_answer_by_role_first_and_never_tell_whether_an_id_exists(lead_app):
+    """README: other orgs' ids answer 404 like missing ids; a role that may not use an endpoint gets 403
+    whatever the id (so the 403 says nothing about other orgs)."""
+    c = lead_app.client
+    r = await c.post("/v1/forms", json=FORM, headers=admin("org-b"))
+    other_org_form = r.json()["id"]
+    for role in ("manager", "rep"):
+        headers = auth_headers(org_id("org-a"), role, f"{role}-1")
+        answers = [await c.get(f"/v1/forms/{form_id}", headers=headers)
+                   for form_id in (other_org_form, "no-such-form")]
+        assert [a.status_code for a in answers] == [403, 403]
+        assert answers[0].json()["detail"] == answers[1].json()["detail"]
+    answers = [await c.get(f"/v1/forms/{form_id}", headers=admin("org-a")) for form_id in (other_org_form, "no-such")]
+    assert [a.status_code for a in answers] == [404, 404]
+    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text()
+    assert "answers 403 whatever the id" in readme and "other orgs' ids answer 404" in readme
