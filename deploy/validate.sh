@@ -55,7 +55,7 @@ for target in deploy/kubernetes/base deploy/kubernetes/overlays/*/; do
 done
 
 mkdir -p "$WORK/nginx"
-cp deploy/gateway/nginx.conf deploy/gateway/cors-origins.map "$WORK/nginx/"
+cp deploy/gateway/nginx.conf deploy/gateway/cors-origins.map deploy/gateway/proxy.conf "$WORK/nginx/"
 PATH="$PATH:/usr/sbin" nginx -q -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 step "nginx -t: deploy/gateway/nginx.conf is valid"
 PATH="$PATH:/usr/sbin" "$TOOLS/bin/python" deploy/gateway_smoke.py "$(PATH="$PATH:/usr/sbin" command -v nginx)"

@@ -24,7 +24,7 @@ from .db import Database
 from .errors import PROBLEM_RESPONSES, NotFound, install_error_handlers
 from .guards import reject_unstorable_text
 from .logging import configure_logging
-from .middleware import BodySizeLimitMiddleware, CorrelationMiddleware
+from .middleware import BodySizeLimitMiddleware, CorrelationMiddleware, JsonLimitsMiddleware
 from .migrations import run_migrations
 from .observability import ServiceMetrics, health_router, install_request_metrics
 from .outbox import OutboxRelay
@@ -205,6 +205,8 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
     app.state.token_verifier = TokenVerifier(settings)
     install_error_handlers(app)
     install_request_metrics(app, context.metrics)
+    # Innermost first: the JSON shape is checked on a body whose size is already capped.
+    app.add_middleware(JsonLimitsMiddleware, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TracingMiddleware, service=definition.name)  # inside CorrelationMiddleware
     app.add_middleware(CorrelationMiddleware)

@@ -1,8 +1,11 @@
 """JWT bearer authentication, org scoping and role checks (DESIGN.md, HTTP conventions).
 
-Tokens carry `sub` (user id), `org` (the tenant) and `role` (admin, manager, rep). HS256 with
-SALESFLOW_JWT_SECRET, or RS256 checked against SALESFLOW_JWKS_URL. Every query a service makes is scoped
-by `principal.org_id`; another org's id is reported as not found, never as forbidden.
+Tokens carry `sub` (user id), `org` (the tenant) and `role` (admin, manager, rep). Two key sources, each
+accepting only its own algorithms: a JWKS (SALESFLOW_JWKS_URL) verifies the asymmetric algorithm its key
+declares (RS*, PS*, ES*, EdDSA), and an HMAC secret verifies HS256 only when one is configured
+(`ServiceSettings.hmac_secret`: never the public development secret in production or beside a JWKS). A token
+whose header names an algorithm no configured source accepts is refused before any key is looked at.
+Every query a service makes is scoped by `principal.org_id`; another org's id is reported as not found.
 """
 from __future__ import annotations
 
@@ -32,32 +35,49 @@ class Principal:
         return self.role in ("admin", "manager")
 
 
+# What a JWKS may verify: asymmetric algorithms only (an "oct" key in a JWKS would turn its public document
+# into a shared secret).
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                   "ES256", "ES256K", "ES384", "ES512", "EdDSA"})
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+
+
 class TokenVerifier:
     def __init__(self, settings: ServiceSettings) -> None:
-        self.secret = settings.jwt_secret
-        self.algorithms = settings.jwt_algorithms
+        self.secret = settings.hmac_secret
+        self.hmac_algorithms = [a for a in settings.jwt_algorithms if a in HMAC_ALGORITHMS] if self.secret else []
         self.audience = settings.jwt_audience or None
+        self.max_token_bytes = settings.max_token_bytes
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
 
     async def verify(self, token: str) -> Principal:
+        if len(token) > self.max_token_bytes:
+            raise Unauthorized(f"invalid token: longer than {self.max_token_bytes} bytes")
         try:
-            header = jwt.get_unverified_header(token)
-            if header.get("alg", "").startswith("RS") and self._jwks is not None:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
                 # PyJWKClient fetches with urllib; keep that off the event loop.
                 signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-                claims = jwt.decode(token, signing_key.key, algorithms=["RS256"], audience=self.audience,
+                # The key decides its algorithm (its "alg", else its type); the token must use exactly that.
+                if signing_key.algorithm_name not in ASYMMETRIC_ALGORITHMS or signing_key.algorithm_name != algorithm:
+                    raise Unauthorized(f"invalid token: the key {signing_key.key_id!r} does not verify {algorithm}")
+                claims = jwt.decode(token, signing_key.key, algorithms=[signing_key.algorithm_name],
+                                    audience=self.audience, options={"require": ["sub", "exp"]})
+            elif algorithm in self.hmac_algorithms and self.secret is not None:
+                claims = jwt.decode(token, self.secret, algorithms=self.hmac_algorithms, audience=self.audience,
                                     options={"require": ["sub", "exp"]})
             else:
-                claims = jwt.decode(token, self.secret, algorithms=[a for a in self.algorithms if a.startswith("HS")],
-                                    audience=self.audience, options={"require": ["sub", "exp"]})
+                raise Unauthorized(f"invalid token: the algorithm {str(algorithm)[:20]!r} is not accepted here")
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
-        org, role = claims.get("org"), claims.get("role")
+        sub, org, role = claims.get("sub"), claims.get("org"), claims.get("role")
+        if not isinstance(sub, str) or not sub.strip():
+            raise Unauthorized("token has no 'sub' claim")
         if not isinstance(org, str) or not org:
             raise Unauthorized("token has no 'org' claim")
         if role not in ROLES:
             raise Unauthorized("token has no valid 'role' claim")
-        return Principal(user_id=str(claims["sub"]), org_id=org, role=role)
+        return Principal(user_id=sub, org_id=org, role=role)
 
 
 def mint_token(secret: str, *, sub: str, org: str, role: Role, ttl_s: int = 3600 * 24,
@@ -84,6 +104,8 @@ CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
 def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
+    # A dependency, so it runs before the endpoint looks anything up: a role that may not use the endpoint
+    # gets 403 whatever the id, and that answer never says whether the id exists (README, docs/security.md).
     async def _check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"this action needs the role {' or '.join(roles)}")

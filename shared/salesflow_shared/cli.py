@@ -19,7 +19,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_token(args: argparse.Namespace) -> int:
     settings = ServiceSettings()
-    print(mint_token(settings.jwt_secret, sub=args.sub, org=args.org, role=args.role, ttl_s=args.ttl,
+    if settings.hmac_secret is None:
+        print("no HS256 secret is configured (tokens come from the JWKS issuer); set SALESFLOW_JWT_SECRET",
+              file=sys.stderr)
+        return 1
+    print(mint_token(settings.hmac_secret, sub=args.sub, org=args.org, role=args.role, ttl_s=args.ttl,
                      audience=settings.jwt_audience or None))
     return 0
 

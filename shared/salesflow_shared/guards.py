@@ -1,12 +1,16 @@
-"""Text PostgreSQL cannot store is refused at the door, never a 500 from the database driver.
+"""What is refused at the door, never a 500 from the parser or the database driver.
 
 A NUL character or a lone UTF-16 surrogate (which JSON escapes can produce) in a path id means no such
 resource (404); in a query parameter or a JSON body it is a 422 naming the field. Installed on every
-service's API routes by `create_service_app`.
+service's API routes by `create_service_app`. JSON bodies nested too deep or holding too many values are
+refused before they are parsed (`json_shape_problem`, run by `JsonLimitsMiddleware`).
 """
 from __future__ import annotations
 
 import json
+import re
+from array import array
+from itertools import accumulate
 from typing import Any
 
 from fastapi import Request
@@ -49,3 +53,29 @@ async def reject_unstorable_text(request: Request) -> None:
                 pass  # not JSON: the endpoint's own validation answers
     if found:
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in found), errors=found)
+
+
+# A JSON string literal (escapes included); replaced by a placeholder so brackets and commas inside strings
+# do not count. Written as an unrolled loop: linear, no backtracking.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_EMPTY_CONTAINER = re.compile(rb"[\[{]\s*[\]}]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1, +1, -1, -1
+
+
+def json_shape_problem(body: bytes, max_depth: int, max_items: int) -> str | None:
+    """Why a JSON body is too deep or too big to parse, or None. Counts without parsing (json.loads recurses
+    once per level: 20,000 nested brackets would end in a RecursionError).
+
+    Items are array elements plus object members, summed over every container.
+    """
+    skeleton = _JSON_STRING.sub(b"0", body)
+    brackets = skeleton.translate(None, _NOT_BRACKETS)
+    containers = brackets.count(b"[") + brackets.count(b"{")
+    # The running sum of +1 per opening and -1 per closing bracket is the depth (summed in C, not per byte).
+    if containers > max_depth and max(accumulate(array("b", brackets.translate(_STEP)))) > max_depth:
+        return f"JSON nested deeper than {max_depth} levels (the limit is max_json_depth = {max_depth})"
+    items = skeleton.count(b",") + containers  # an empty container holds nothing: subtracted when it matters
+    if items > max_items and items - len(_EMPTY_CONTAINER.findall(skeleton)) > max_items:
+        return f"JSON with more than {max_items} values (the limit is max_json_items = {max_items})"
+    return None

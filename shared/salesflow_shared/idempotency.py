@@ -1,6 +1,10 @@
 """`Idempotency-Key` on POST: same key + same body → the same response and no second effect;
 same key + another body → 409 (DESIGN.md, HTTP conventions).
 
+A key belongs to its caller: the organization and the token's subject. Another user of the same org sending
+the same key and body makes a request of their own (never gets the first caller's stored response). The key
+column holds a digest of (subject, key), so the stored form has a fixed length whatever the two are.
+
 The key row is inserted (ON CONFLICT DO NOTHING) in the request's own transaction before any work, and the
 response is stored in it before commit. A concurrent request with the same key waits on the unique index
 until the first commits, then finds the stored response: the unique constraint, not a prior read, decides.
@@ -24,18 +28,31 @@ from .infra_tables import idempotency_table as table
 MAX_KEY_LENGTH = 255
 
 
+def caller_key(subject: str, key: str) -> str:
+    """The stored key: the client's key scoped to the calling subject (the org is a column of its own)."""
+    return hashlib.sha256(f"{subject}\n{key}".encode()).hexdigest()
+
+
 class IdempotentRequest:
-    def __init__(self, key: str | None, method: str, path: str) -> None:
-        self.key = key
+    def __init__(self, key: str | None, method: str, path: str, request: Request | None = None) -> None:
+        self.client_key = key
+        self.key: str | None = None
         self.method = method
         self.path = path
+        self._request = request
         self._scope: str | None = None
         self._org_id: str | None = None
 
+    def _subject(self) -> str:
+        # Authentication has run by the time the endpoint calls begin(); public endpoints have no subject.
+        principal = getattr(self._request.state, "principal", None) if self._request is not None else None
+        return principal.user_id if principal is not None else ""
+
     async def begin(self, session: AsyncSession, *, org_id: str, scope: str, payload: Any) -> JSONResponse | None:
         """Return the stored response of an earlier identical request, or None to go ahead."""
-        if not self.key:
+        if not self.client_key:
             return None
+        self.key = caller_key(self._subject(), self.client_key)
         fingerprint = hashlib.sha256(json.dumps([self.method, self.path, payload], sort_keys=True,
                                                 default=str).encode()).hexdigest()
         insert = dialect_insert(session)
@@ -71,7 +88,7 @@ async def idempotency_key(request: Request) -> IdempotentRequest:
         key = key.strip()
         if not key or len(key) > MAX_KEY_LENGTH:
             raise ValidationFailed.single("Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")
-    return IdempotentRequest(key, request.method, request.url.path)
+    return IdempotentRequest(key, request.method, request.url.path, request)
 
 
 IdempotencyDep = Annotated[IdempotentRequest, Depends(idempotency_key)]

@@ -1,4 +1,4 @@
-"""ASGI middleware every service installs: correlation id and a cap on request body size."""
+"""ASGI middleware every service installs: correlation id, a cap on request body size and on JSON shape."""
 from __future__ import annotations
 
 import uuid
@@ -7,7 +7,8 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PROBLEM_CONTENT_TYPE, PayloadTooLarge
+from .errors import PROBLEM_CONTENT_TYPE, FieldError, PayloadTooLarge, ValidationFailed, problem_response
+from .guards import json_shape_problem
 from .logging import correlation_id_var, traceparent_var
 
 CORRELATION_HEADER = b"x-correlation-id"
@@ -100,3 +101,54 @@ async def _send_413(send: Send, max_bytes: int) -> None:
                           (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class JsonLimitsMiddleware:
+    """Refuse JSON bodies nested deeper than `max_depth` or holding more than `max_items` values with 422
+    problem+json naming the limit, before routing, authentication or parsing (every service, every route).
+
+    Runs inside BodySizeLimitMiddleware, so the body it buffers is already capped.
+    """
+
+    def __init__(self, app: ASGIApp, max_depth: int, max_items: int) -> None:
+        self.app = app
+        self.max_depth = max_depth
+        self.max_items = max_items
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        content_type = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1").lower()
+        if "json" not in content_type:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = json_shape_problem(body, self.max_depth, self.max_items)
+        if problem is not None:
+            error = ValidationFailed(problem, errors=[FieldError("body", problem)])
+            response = problem_response(error.status, error.title, error.detail, type_uri=error.type_uri,
+                                        instance=scope.get("path"), errors=error.errors)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out `messages` first, then whatever the server sends next (a disconnect)."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+    return replayed

@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "salesflow-development-secret-do-not-use-in-production"
-_PLACEHOLDER_SECRETS = {DEV_JWT_SECRET, "changeme", "change-me", "secret", ""}
+_PLACEHOLDER_SECRETS = {DEV_JWT_SECRET, "changeme", "change-me", "secret"}
+MIN_PRODUCTION_SECRET_LENGTH = 32
 
 
 class ServiceSettings(BaseSettings):
@@ -44,10 +45,21 @@ class ServiceSettings(BaseSettings):
     migrate_on_start: bool = True
     # How long a stopping process lets workers finish the batch in hand before cancelling them.
     shutdown_grace_s: float = 20.0
-    jwt_secret: str = DEV_JWT_SECRET
+    # HS256 key. Empty → the public development secret, but only outside production and only when no JWKS
+    # is configured: each key source accepts only its own algorithms (auth.py).
+    jwt_secret: str = ""
+    # The HMAC algorithms accepted with jwt_secret (JWKS keys declare their own, asymmetric ones).
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
     jwks_url: str = ""
     jwt_audience: str = ""
+    # Longer bearer tokens are refused (401) before they are parsed.
+    max_token_bytes: int = 8192
+    # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For entries are believed: the
+    # client is the right-most address that is not one of them (client_address.py).
+    trusted_proxies: str = "127.0.0.1"
+    # Every JSON body is refused (422) beyond this nesting depth or this many values, before any other work.
+    max_json_depth: int = 32
+    max_json_items: int = 100_000
     log_level: str = "INFO"
     log_json: bool = False
     max_body_bytes: int = 1_048_576
@@ -56,16 +68,43 @@ class ServiceSettings(BaseSettings):
     tracing_endpoint: str = ""
     tracing_sample_ratio: float = 1.0
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        from .client_address import parse_trusted_proxies
+
+        parse_trusted_proxies(value)  # a ValueError names the bad entry
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "ServiceSettings":
         if self.environment == "production":
-            if self.jwt_secret in _PLACEHOLDER_SECRETS and not self.jwks_url:
-                raise ValueError("SALESFLOW_JWT_SECRET must be set to a real secret in production")
-            if len(self.jwt_secret) < 32 and not self.jwks_url:
-                raise ValueError("SALESFLOW_JWT_SECRET must be at least 32 characters in production")
+            # Whatever else is configured: a JWKS does not make a public secret harmless.
+            if self.jwt_secret.strip().lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError("SALESFLOW_JWT_SECRET is the development secret or a placeholder; production "
+                                 "refuses it (set a random secret, or leave it empty and set SALESFLOW_JWKS_URL)")
+            if self.jwt_secret and len(self.jwt_secret) < MIN_PRODUCTION_SECRET_LENGTH:
+                raise ValueError(f"SALESFLOW_JWT_SECRET must be at least {MIN_PRODUCTION_SECRET_LENGTH} "
+                                 "characters in production")
+            if not self.jwt_secret and not self.jwks_url:
+                raise ValueError("production needs SALESFLOW_JWT_SECRET or SALESFLOW_JWKS_URL to verify tokens")
             if not self.database_url or not self.amqp_url:
                 raise ValueError("production needs SALESFLOW_DATABASE_URL and SALESFLOW_AMQP_URL")
         return self
+
+    @property
+    def hmac_secret(self) -> str | None:
+        """The key HS256 tokens are checked with, or None when HMAC tokens are not accepted at all.
+
+        An explicitly configured secret that is not the development one is always used. The development
+        secret is used only outside production and only when no JWKS is configured: with a JWKS, an HS256
+        token signed with a public secret must never pass.
+        """
+        if self.jwt_secret and self.jwt_secret != DEV_JWT_SECRET:
+            return self.jwt_secret
+        if self.environment == "production" or self.jwks_url:
+            return None
+        return DEV_JWT_SECRET
 
     @property
     def resolved_database_url(self) -> str:

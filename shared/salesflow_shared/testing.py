@@ -206,6 +206,30 @@ async def running_app(app: Any, base_url: str = "http://testserver") -> AsyncIte
             yield client
 
 
+@asynccontextmanager
+async def serving_over_http(app: Any, host: str = "127.0.0.1") -> AsyncIterator[int]:
+    """Serve `app` (whose lifespan `running_app` already runs) over real HTTP on a free port; yields the port.
+    For what only a real socket shows: a proxy in front, a browser."""
+    import uvicorn
+
+    from .runner import _EmbeddedServer
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    server = _EmbeddedServer(uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises why it could not start
+        await asyncio.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
 def make_token(org: str, role: Role = "admin", sub: str = "user-1", secret: str = DEV_JWT_SECRET) -> str:
     return mint_token(secret, sub=sub, org=org, role=role)
 

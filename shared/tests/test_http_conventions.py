@@ -82,7 +82,7 @@ async def list_notes(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam
 async def client(database_url, amqp_url, bus_namespace):
     settings = service_test_settings(ServiceSettings, database_url=database_url, amqp_url=amqp_url,
                                      namespace=bus_namespace, service_name="notes", migrate_on_start=False,
-                                     max_body_bytes=4096)
+                                     max_body_bytes=4096, max_json_items=1000)
     app = create_service_app(ServiceDefinition(name="notes", settings=settings, routers=[router],
                                                migrations_path=Path("unused")))
     async with app.state.context.database.engine.begin() as conn:
@@ -290,3 +290,40 @@ async def test_the_service_recovers_all_its_connections_after_an_outage_under_lo
     async def all_returned():  # (the outbox relay may hold one for a moment)
         assert pool.checkedout() == 0, pool.status()
     await eventually(all_returned, timeout=5)
+
+
+async def test_json_nested_too_deep_or_too_big_is_a_422_naming_the_limit_not_a_500(client):
+    headers = {**auth_headers("org-a"), "content-type": "application/json"}
+    body = _is_problem(await client.post("/v1/notes", content=b"[" * 4000, headers=headers), 422)
+    assert "max_json_depth = 32" in body["detail"] and body["errors"][0]["field"] == "body"
+    # exactly at the limit is parsed (and then refused by the model as the wrong type, as before)
+    nested = b"[" * 32 + b"]" * 32
+    body = _is_problem(await client.post("/v1/notes", content=nested, headers=headers), 422)
+    assert "max_json_depth" not in body["detail"]
+    # brackets inside strings do not count
+    created = await client.post("/v1/notes", json={"text": "[[[[" * 40}, headers=auth_headers("org-a"))
+    assert created.status_code == 201
+    # 4,096 bytes (the test app's cap) hold 2,048 values: this app's item limit is lowered to 1,000
+    body = _is_problem(await client.post("/v1/notes", content=b"[" + b"0," * 1500 + b"0]", headers=headers), 422)
+    assert "max_json_items = 1000" in body["detail"]
+    # without a token the shape is still checked first (nothing else runs)
+    body = _is_problem(await client.post("/v1/notes", content=b"{\"a\":" * 100 + b"1" + b"}" * 100,
+                                         headers={"content-type": "application/json"}), 422)
+    assert "max_json_depth" in body["detail"]
+
+
+async def test_an_idempotency_key_belongs_to_its_caller_not_to_the_whole_org(client):
+    alice = auth_headers("org-a", sub="alice", **{"Idempotency-Key": "k-shared"})
+    bob = auth_headers("org-a", sub="bob", **{"Idempotency-Key": "k-shared"})
+    first = await client.post("/v1/notes", json={"text": "alice's"}, headers=alice)
+    assert first.status_code == 201
+    # Bob sends Alice's key and body: a request of his own, not Alice's stored response
+    second = await client.post("/v1/notes", json={"text": "alice's"}, headers=bob)
+    assert second.status_code == 201 and second.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in second.headers
+    # Bob's key is now his own: another body under it is his conflict
+    assert (await client.post("/v1/notes", json={"text": "bob's"}, headers=bob)).status_code == 409
+    replay = await client.post("/v1/notes", json={"text": "alice's"}, headers=alice)
+    assert replay.json() == first.json() and replay.headers["idempotent-replayed"] == "true"
+    listed = await client.get("/v1/notes", headers=auth_headers("org-a"))
+    assert len(listed.json()["items"]) == 2

@@ -19,8 +19,6 @@ class Settings(ServiceSettings):
     form_rate_limit_per_minute: int = 600
     ip_rate_limit_per_minute: int = 30
     signature_tolerance_s: int = 300
-    # Proxies whose X-Forwarded-For may be trusted for the client IP (comma-separated addresses).
-    trusted_proxies: str = "127.0.0.1"
     # Enrichment provider (empty → bundled lists only). POST {url} {"email","domain"} → JSON company data.
     enrichment_url: str = ""
     enrichment_token: str = ""

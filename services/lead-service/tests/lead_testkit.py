@@ -97,6 +97,16 @@ def signed_headers(secret: str, body: bytes, *, at: int | None = None, **extra: 
             "Salesflow-Signature": sign(secret, body, int(time.time()) if at is None else at), **extra}
 
 
+async def create_form(client: httpx.AsyncClient, definition: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    r = await client.post("/v1/forms", json={**definition, **changes}, headers=admin())
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def submit_url(form: dict[str, Any]) -> str:
+    return f"/v1/forms/{form['id']}/submissions"
+
+
 def a_lead(email: str = "ada@acme.io", **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"contact": {"first_name": "Ada", "last_name": "Lovelace", "email": email,
                                         "title": "CTO"},

@@ -1,7 +1,7 @@
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from salesflow_shared.settings import ServiceSettings
+from salesflow_shared.settings import DEV_JWT_SECRET, ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -29,7 +29,7 @@ class Settings(ServiceSettings):
 
     # Where prospects reach the unsubscribe endpoint (the gateway's public URL).
     public_base_url: str = "http://127.0.0.1:8004"
-    # Signs unsubscribe links; empty → derived from SALESFLOW_JWT_SECRET.
+    # Signs unsubscribe links; empty → derived from SALESFLOW_JWT_SECRET (required in production without one).
     unsubscribe_secret: str = ""
 
     # Mailchimp Marketing API v3. Empty base URL → https://<dc>.api.mailchimp.com/3.0 from the key's suffix.
@@ -74,4 +74,13 @@ class Settings(ServiceSettings):
 
     @property
     def resolved_unsubscribe_secret(self) -> str:
-        return self.unsubscribe_secret or f"unsubscribe:{self.jwt_secret}"
+        # Outside production only, a JWKS-only setup falls back to the development secret (the validator
+        # below makes production set one of the two).
+        return self.unsubscribe_secret or f"unsubscribe:{self.hmac_secret or DEV_JWT_SECRET}"
+
+    @model_validator(mode="after")
+    def _unsubscribe_links_need_a_secret(self) -> "Settings":
+        if self.environment == "production" and not self.unsubscribe_secret and self.hmac_secret is None:
+            raise ValueError("with tokens verified by a JWKS only, production needs SALESFLOW_UNSUBSCRIBE_SECRET "
+                             "(unsubscribe links must not be signed with the public development secret)")
+        return self

@@ -118,6 +118,8 @@ forms = sa.Table(
     sa.Column("rate_limit_per_minute", sa.Integer, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     _ts("created_at"), _ts("updated_at"),
+    # Origins whose pages may post from script (CORS); empty: no cross-origin script access.
+    sa.Column("allowed_origins", sa.JSON, nullable=False, server_default="[]"),
 )
 
 submissions = sa.Table(

@@ -45,5 +45,9 @@ def now() -> datetime:
     return utcnow()
 
 
+def etag_header(body: dict[str, Any]) -> dict[str, str]:
+    return {"ETag": f'"{body["version"]}"'}
+
+
 def json_with_etag(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status_code, headers={"ETag": f'"{body["version"]}"'})
+    return JSONResponse(body, status_code=status_code, headers=etag_header(body))

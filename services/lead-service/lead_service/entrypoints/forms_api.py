@@ -12,23 +12,28 @@ import sqlalchemy as sa
 import structlog
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy.exc import DBAPIError
 
 from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodically
 from salesflow_shared.auth import AdminPrincipal
-from salesflow_shared.errors import (FieldError, NotFound, PayloadTooLarge, ServiceError, ServiceUnavailable,
-                                     TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed)
+from salesflow_shared.client_address import client_ip
+from salesflow_shared.errors import (FieldError, Forbidden, NotFound, PayloadTooLarge, ServiceError,
+                                     ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
+                                     ValidationFailed)
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters.orm import forms, submissions
+from ..domain import cors
+from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
 from ..domain.mapping import validate_spec
 from ..domain.signature import SignatureError, verify
 from ..service_layer.ingest import new_id
 from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError,
                                     find_duplicate, load_form, new_public_key, new_signing_secret, parse_payload,
-                                    process_submission, store_submission, submission_to_dict)
+                                    process_submission, scoped_dedup_key, store_submission,
+                                    submission_to_dict)
 from ..service_layer.views import check_if_match
 from .common import now, org_setup
 
@@ -65,6 +70,9 @@ class FormCache:
         self._entries.pop(form_id, None)
 
 
+Origin = Annotated[str, AfterValidator(normalise_origin)]
+
+
 class FormIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str = Field(min_length=1, max_length=200)
@@ -76,6 +84,8 @@ class FormIn(BaseModel):
     honeypot_field: str = Field("website", pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
     redirect_url: HttpUrl | None = None
     rate_limit_per_minute: int | None = Field(None, ge=1, le=100_000)
+    allowed_origins: list[Origin] = Field(default_factory=list, max_length=MAX_ALLOWED_ORIGINS, description=(
+        "pages (origins such as https://www.example.com) whose script may post submissions (CORS)"))
 
 
 class FormPatch(BaseModel):
@@ -87,6 +97,7 @@ class FormPatch(BaseModel):
     honeypot_field: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
     redirect_url: HttpUrl | None = None
     rate_limit_per_minute: int | None = Field(None, ge=1, le=100_000)
+    allowed_origins: list[Origin] | None = Field(None, max_length=MAX_ALLOWED_ORIGINS)
 
 
 def _check_spec(mapping: dict[str, str], defaults: dict[str, Any], required: list[str]) -> None:
@@ -115,6 +126,7 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
                   honeypot_field=body.honeypot_field,
                   redirect_url=str(body.redirect_url) if body.redirect_url else None,
                   rate_limit_per_minute=body.rate_limit_per_minute or context.settings.form_rate_limit_per_minute,
+                  allowed_origins=list(dict.fromkeys(body.allowed_origins)),
                   version=1, created_at=stamp, updated_at=stamp)
     await uow.session.execute(sa.insert(forms).values(**values))
     form = await load_form(uow.session, values["id"], principal.org_id)
@@ -150,6 +162,8 @@ async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: Contex
     form = await _own_form(uow, form_id, principal.org_id)
     check_if_match(if_match, form.version)
     sent = body.model_dump(exclude_unset=True, mode="json")
+    if "allowed_origins" in sent:
+        sent["allowed_origins"] = list(dict.fromkeys(sent["allowed_origins"] or []))
     _check_spec(sent.get("mapping", form.mapping), sent.get("defaults", form.defaults),
                 sent.get("required", form.required))
     await uow.session.execute(sa.update(forms).where(forms.c.id == form_id, forms.c.org_id == principal.org_id,
@@ -184,14 +198,6 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def client_ip(request: Request, trusted: str) -> str | None:
-    host = request.client.host if request.client else None
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded and host in {t.strip() for t in trusted.split(",") if t.strip()}:
-        return forwarded.split(",")[0].strip()[:64]
-    return host
-
-
 def _browser_reply(request: Request, form: Form, body: dict[str, Any], status_code: int) -> Response:
     if form.redirect_url:
         separator = "&" if "?" in form.redirect_url else "?"
@@ -210,11 +216,40 @@ def _browser_reply(request: Request, form: Form, body: dict[str, Any], status_co
              responses={201: {"description": "lead created"}, 200: {"description": "open lead updated"},
                         202: {"description": "stored; mapping failed (see errors) or processing pending"}})
 async def submit(form_id: str, request: Request, context: ContextDep) -> Response:
-    settings = context.settings
-    raw = await _read_capped(request, settings.max_submission_bytes)
+    form = await _public_form(context, form_id)
+    # Every answer, errors included, carries the form's CORS headers, so the page's script can read it.
+    cors_headers = cors.response_headers(request.headers.get("origin"), form.allowed_origins)
+    try:
+        response = await _submit(form, request, context)
+    except ServiceError as exc:
+        exc.headers.update(cors_headers)
+        raise
+    response.headers.update(cors_headers)
+    return response
+
+
+@intake_router.options("/{form_id}/submissions", include_in_schema=False)
+async def submission_preflight(form_id: str, request: Request, context: ContextDep) -> Response:
+    """A browser's CORS preflight before a script posts JSON: allowed for the form's own origins only."""
+    form = await _public_form(context, form_id)
+    origin = request.headers.get("origin")
+    headers = cors.preflight_headers(origin, form.allowed_origins)
+    if origin is not None and "Access-Control-Allow-Origin" not in headers:
+        raise Forbidden(f"the origin {origin[:200]!r} may not post to this form (see the form's allowed_origins)",
+                        headers=headers)
+    return Response(status_code=204, headers={**headers, "Allow": "POST, OPTIONS"})
+
+
+async def _public_form(context: ServiceContext, form_id: str) -> Form:
     form = await context.extras["form_cache"].get(context, form_id)
     if form is None:
         raise NotFound(f"no form {form_id}")
+    return form
+
+
+async def _submit(form: Form, request: Request, context: ServiceContext) -> Response:
+    settings = context.settings
+    raw = await _read_capped(request, settings.max_submission_bytes)
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() not in ACCEPTED_TYPES:
         raise UnsupportedMediaType("send application/json or application/x-www-form-urlencoded")
@@ -228,6 +263,10 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
             raise SignatureRejected(str(exc)) from None
     else:
         channel = "browser"
+        origin = request.headers.get("origin")
+        if form.allowed_origins and origin is not None and not cors.origin_allowed(origin, form.allowed_origins):
+            raise Forbidden(f"the origin {origin[:200]!r} may not post to this form (see the form's "
+                            "allowed_origins)")
     try:
         payload = parse_payload(raw, content_type)
     except PayloadError as exc:
@@ -243,11 +282,17 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
                 not limiter.allow(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute):
             raise TooManyRequests("too many submissions; try again in a minute", headers={"Retry-After": "60"})
         spam = bool(payload.get(form.honeypot_field))
-    dedup = request.headers.get("idempotency-key") or request.headers.get("salesflow-submission-id") or \
-        payload.get(SUBMISSION_ID_FIELD)
-    dedup_key = str(dedup).strip()[:255] if dedup not in (None, "") else None
     stamp = now()
     submission_id = new_id()
+    if spam:  # looks like success to the bot; stored, never turned into a lead, and reserves no submission id
+        async with context.uow() as uow:
+            await store_submission(uow, form, submission_id=submission_id, raw=raw, content_type=content_type,
+                                   channel=channel, remote_ip=ip, dedup_key=None, now=stamp,
+                                   state={"status": "spam"})
+            await uow.commit()
+        return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
+    dedup_key = scoped_dedup_key(channel, request.headers.get("idempotency-key")
+                                 or request.headers.get("salesflow-submission-id") or payload.get(SUBMISSION_ID_FIELD))
     common = dict(submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
                   remote_ip=ip, dedup_key=dedup_key, now=stamp)
     if dedup_key is not None:
@@ -255,11 +300,6 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
             earlier = await find_duplicate(session, form, dedup_key)
         if earlier is not None:  # a retry: the first response again (the unique key decides under races)
             return _replay(request, form, channel, earlier)
-    if spam:  # looks like success to the bot; stored, never turned into a lead
-        async with context.uow() as uow:
-            await store_submission(uow, form, **common, state={"status": "spam"})
-            await uow.commit()
-        return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
     try:
         state = await context.extras["intake_batcher"].accept(form, payload, common)
         if state is not None:

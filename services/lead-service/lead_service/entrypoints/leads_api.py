@@ -26,7 +26,7 @@ from ..service_layer import leads as lead_ops
 from ..service_layer.ingest import Candidate, ingest
 from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
                                    row_to_lead, visible)
-from .common import json_with_etag, now, org_setup
+from .common import etag_header, json_with_etag, now, org_setup
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 
@@ -182,13 +182,19 @@ class DisqualifyIn(BaseModel):
 
 @router.post("/{lead_id}/disqualify", summary="Disqualify a lead with a reason")
 async def disqualify_lead(lead_id: str, body: DisqualifyIn, uow: UowDep, principal: CurrentPrincipal,
-                          if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+                          idem: IdempotencyDep, if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, principal=principal)
+    # A retry (same key, same If-Match) gets the stored answer: the lead's version has moved on since.
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope=f"disqualify:{lead_id}",
+                              payload={"body": body.model_dump(), "if_match": if_match})
+    if replay is not None:
+        return replay
     if if_match is not None:
         check_if_match(if_match, lead["version"])
     after = await lead_ops.disqualify(uow, principal.org_id, lead, body.reason, now())
+    response = await idem.complete(uow.session, status_code=200, body=after, headers=etag_header(after))
     await uow.commit()
-    return json_with_etag(after)
+    return response
 
 
 @router.delete("/{lead_id}", status_code=204, summary="Soft-delete a lead (hidden from reads and lists)")

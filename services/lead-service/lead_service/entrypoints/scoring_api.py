@@ -186,21 +186,26 @@ def _custom_to_dict(row: Any) -> dict[str, Any]:
 
 
 @router.post("/leads/custom-fields", status_code=201, summary="Define a typed custom field for the org's leads")
-async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: ContextDep,
-                              principal: AdminPrincipal) -> dict[str, Any]:
+async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                              idem: IdempotencyDep) -> JSONResponse:
     if body.type == "choice" and not body.options:
         raise ValidationFailed.single("options", "a choice field needs its options")
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="custom-fields.create",
+                              payload=body.model_dump(mode="json"))
+    if replay is not None:
+        return replay
     try:
         await uow.session.execute(sa.insert(custom_field_defs).values(
             org_id=principal.org_id, key=body.key, label=body.label, type=body.type, options=body.options,
             required=body.required, created_at=now()))
-        await uow.commit()
     except IntegrityError:
         raise Conflict(f"the custom field {body.key!r} already exists") from None
-    setup_cache(context).invalidate(principal.org_id)
     row = (await uow.session.execute(sa.select(custom_field_defs).where(
         custom_field_defs.c.org_id == principal.org_id, custom_field_defs.c.key == body.key))).one()
-    return _custom_to_dict(row)
+    response = await idem.complete(uow.session, status_code=201, body=_custom_to_dict(row))
+    await uow.commit()
+    setup_cache(context).invalidate(principal.org_id)
+    return response
 
 
 @router.get("/leads/custom-fields", summary="The org's custom lead fields")

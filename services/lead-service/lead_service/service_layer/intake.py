@@ -51,6 +51,7 @@ class Form:
     redirect_url: str | None
     rate_limit_per_minute: int
     version: int
+    allowed_origins: list[str]
 
     @classmethod
     def from_row(cls, row: Any) -> "Form":
@@ -103,7 +104,30 @@ def submission_to_dict(row: Any) -> dict[str, Any]:
             "received_at": iso(m["received_at"]), "processed_at": iso(m["processed_at"]),
             "errors": m["errors"] or [], "lead_id": m["lead_id"], "outcome": m["outcome"],
             "attempts": m["attempts"], "content_type": m["content_type"], "raw_body": m["raw_body"],
-            "dedup_key": m["dedup_key"]}
+            "dedup_key": sender_submission_id(m["dedup_key"])}
+
+
+# A sender's submission id is unique per form *and channel*: the public key of a browser form is in the page,
+# so a browser post must never reserve an id the provider's signed webhook will use (nor the reverse).
+DEDUP_CHANNELS = ("browser", "signed")
+_DEDUP_KEY_LENGTH = 255
+
+
+def scoped_dedup_key(channel: str, submission_id: object) -> str | None:
+    """The stored de-duplication key of a submission id sent on `channel` (None when none was sent)."""
+    text = "" if submission_id is None else str(submission_id).strip()
+    if not text:
+        return None
+    prefix = f"{channel}:"
+    return prefix + text[:_DEDUP_KEY_LENGTH - len(prefix)]
+
+
+def sender_submission_id(dedup_key: str | None) -> str | None:
+    """The id the sender sent, as stored by `scoped_dedup_key`."""
+    if dedup_key is None:
+        return None
+    channel, _, sent = dedup_key.partition(":")
+    return sent if channel in DEDUP_CHANNELS else dedup_key
 
 
 def submission_values(form: Form, *, submission_id: str, raw: bytes, content_type: str, channel: str,

@@ -7,7 +7,7 @@ import pytest
 import json
 import time
 
-from lead_testkit import admin, signed_headers
+from lead_testkit import admin, create_form, signed_headers, submit_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -17,13 +17,7 @@ FORM = {"name": "Contact us", "mapping": {"email": "contact.email", "name": "con
 
 
 async def make_form(client, **changes):
-    r = await client.post("/v1/forms", json={**FORM, **changes}, headers=admin())
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def submit_url(form):
-    return f"/v1/forms/{form['id']}/submissions"
+    return await create_form(client, FORM, **changes)
 
 
 async def test_signed_json_submission_creates_a_lead(lead_app):

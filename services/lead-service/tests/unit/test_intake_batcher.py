@@ -11,7 +11,8 @@ from lead_service.service_layer.intake import Form
 from lead_service.service_layer.intake_batch import IntakeBatcher
 
 FORM = Form(id="form-1", org_id="org-1", name="Contact us", mapping={}, defaults={}, required=[], public_key="pk",
-            signing_secret="s", honeypot_field="website", redirect_url=None, rate_limit_per_minute=60, version=1)
+            signing_secret="s", honeypot_field="website", redirect_url=None, rate_limit_per_minute=60, version=1,
+            allowed_origins=[])
 
 
 class ScriptedBatcher(IntakeBatcher):

@@ -201,3 +201,18 @@ async def test_a_lead_moved_back_by_hand_is_not_bounced_forward_by_a_goal_that_a
     assert (await pipe.position(lead))["stage"]["id"] == first  # the goal held already: no automatic exit
     goal_met = [a for a in await pipe.outbox("StageAdvanced") if a["data"]["reason"] == "goal_met"]
     assert len(goal_met) == 1
+
+
+async def test_a_retry_carrying_the_same_if_match_gets_the_stored_response_not_412(pipe):
+    created = await pipe.client.post("/v1/pipelines", json=THREE, headers=pipe.headers())
+    pid, etag = created.json()["id"], created.headers["etag"]
+    headers = pipe.headers(**{"If-Match": etag, "Idempotency-Key": "add-d"})
+    first = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "D"}, headers=headers)
+    assert first.status_code == 201, first.text
+    retry = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "D"}, headers=headers)
+    assert retry.status_code == 201 and retry.json() == first.json(), retry.text
+    assert retry.headers["idempotent-replayed"] == "true" and retry.headers["etag"] == first.headers["etag"]
+    # without the key the same stale If-Match is refused
+    stale = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "E"},
+                                   headers=pipe.headers(**{"If-Match": etag}))
+    assert stale.status_code == 412

@@ -1,0 +1,55 @@
+"""Idempotency-Key on lead-service's POSTs: scoped to the caller, custom fields, a retried disqualify."""
+from __future__ import annotations
+
+import pytest
+
+from lead_testkit import a_lead, admin, rep
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def test_custom_fields_honour_the_idempotency_key(lead_app):
+    c = lead_app.client
+    field = {"key": "budget_owner", "label": "Budget owner", "type": "string"}
+    first = await c.post("/v1/leads/custom-fields", json=field, headers=admin(**{"Idempotency-Key": "cf-1"}))
+    assert first.status_code == 201, first.text
+    replay = await c.post("/v1/leads/custom-fields", json=field, headers=admin(**{"Idempotency-Key": "cf-1"}))
+    assert replay.status_code == 201 and replay.json() == first.json()
+    assert replay.headers["idempotent-replayed"] == "true"
+    other = {"key": "champion", "label": "Champion", "type": "boolean"}
+    conflict = await c.post("/v1/leads/custom-fields", json=other, headers=admin(**{"Idempotency-Key": "cf-1"}))
+    assert conflict.status_code == 409 and conflict.headers["content-type"].startswith("application/problem+json")
+    listed = (await c.get("/v1/leads/custom-fields", headers=admin())).json()["items"]
+    assert [f["key"] for f in listed] == ["budget_owner"]
+    # without a key, defining it again is the usual conflict
+    assert (await c.post("/v1/leads/custom-fields", json=field, headers=admin())).status_code == 409
+
+
+async def test_a_retried_disqualify_with_the_same_if_match_gets_the_stored_response(lead_app):
+    c = lead_app.client
+    created = await c.post("/v1/leads", json=a_lead("retry@corp.example"), headers=admin())
+    lead_id, etag = created.json()["id"], created.headers["etag"]
+    headers = admin(**{"If-Match": etag, "Idempotency-Key": "dq-1"})
+    first = await c.post(f"/v1/leads/{lead_id}/disqualify", json={"reason": "student"}, headers=headers)
+    assert first.status_code == 200 and first.json()["status"] == "disqualified"
+    retry = await c.post(f"/v1/leads/{lead_id}/disqualify", json={"reason": "student"}, headers=headers)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first.json() and retry.headers["etag"] == first.headers["etag"]
+    assert len(await lead_app.outbox("LeadDisqualified")) == 1
+    # the same stale If-Match without the key is still refused
+    stale = await c.post(f"/v1/leads/{lead_id}/disqualify", json={"reason": "student"},
+                         headers=admin(**{"If-Match": etag}))
+    assert stale.status_code == 412
+
+
+async def test_another_rep_sending_the_same_key_and_body_does_not_get_the_first_reps_response(lead_app):
+    c = lead_app.client
+    body = a_lead("rep-a-lead@corp.example")
+    first = await c.post("/v1/leads", json=body, headers=rep(sub="rep-a", **{"Idempotency-Key": "k-7"}))
+    assert first.status_code == 201
+    second = await c.post("/v1/leads", json=a_lead("rep-b-lead@corp.example"),
+                          headers=rep(sub="rep-b", **{"Idempotency-Key": "k-7"}))
+    assert second.status_code == 201 and second.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in second.headers
+    again = await c.post("/v1/leads", json=body, headers=rep(sub="rep-a", **{"Idempotency-Key": "k-7"}))
+    assert again.headers["idempotent-replayed"] == "true" and again.json()["id"] == first.json()["id"]
