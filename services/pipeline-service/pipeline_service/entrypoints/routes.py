@@ -26,7 +26,7 @@ from ..domain.templates import TEMPLATES
 from . import schemas
 from ..service_layer import engine
 from ..service_layer import pipelines as admin
-from ..service_layer.views import load_visible_position, position_json, task_json
+from ..service_layer.views import load_visible_position, position_json, readable_by, task_json
 
 # Text PostgreSQL cannot store (NUL, lone surrogates) is refused by the shared guard before any route runs.
 router = APIRouter(prefix="/v1", tags=["pipeline-service"])
@@ -216,14 +216,13 @@ LeadCursor = Annotated[str | None, Query(pattern=r"^[^\u0000]{1,100}$",
                                          description="Opaque cursor from the previous page's next_cursor")]
 
 
-@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own")
+@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own or owned")
 async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50, cursor: LeadCursor = None,
                          pipeline_id: str | None = None, stage_id: str | None = None,
                          status: PositionStatus = None, owner_id: str | None = None) -> dict[str, Any]:
     filters = {"pipeline_id": pipeline_id, "stage_id": stage_id, "status": status, "owner_id": owner_id}
     query = sa.select(positions).where(positions.c.org_id == principal.org_id, positions.c.status != "erased")
-    if not principal.sees_whole_org:
-        query = query.where(positions.c.owner_id == principal.user_id)
+    query = query.where(readable_by(principal))
     for name, value in filters.items():
         if value is not None:
             query = query.where(positions.c[name] == value)
@@ -244,7 +243,8 @@ async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, c
 
 
 async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str, now: datetime) -> dict[str, Any]:
-    await load_visible_position(uow, principal, lead_id)  # 404 for other orgs' and other reps' leads
+    # 404 for other orgs' and other reps' leads, 403 for a lead the rep owned before (read-only)
+    await load_visible_position(uow, principal, lead_id, to_change=True)
     pos = await engine.lock_position(uow, principal.org_id, lead_id, now, create=False)
     assert pos is not None
     return pos
