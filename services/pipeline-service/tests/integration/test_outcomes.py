@@ -127,3 +127,17 @@ async def test_the_closer_keeps_read_only_access_to_the_deal_handed_over_to_acco
     assert (await pipe.client.get(url, headers=pipe.headers("rep", "am-1"))).status_code == 200
     assert (await pipe.client.get(url, headers=pipe.headers("rep", "rep-7"))).status_code == 404
     assert (await pipe.client.get("/v1/positions", headers=pipe.headers("rep", "rep-7"))).json()["items"] == []
+
+
+async def test_a_previous_owner_reads_the_tasks_that_followed_the_lead_and_changes_none(pipe):
+    pipeline = await pipe.instantiate("outbound-cold-calling")
+    lead = await route_lead(pipe, pipeline["id"], owner="rep-1")
+    await pipe.dispatch(pipe.envelope(assigned(lead, "rep-2"), lead))
+    [task, *_] = (await pipe.position(lead))["open_tasks"]
+    assert task["assignee_id"] == "rep-2"  # the owner's tasks followed the lead
+    before = pipe.headers("rep", "rep-1")
+    assert (await pipe.client.get(f"/v1/tasks/{task['id']}", headers=before)).status_code == 200
+    assert (await pipe.client.post(f"/v1/tasks/{task['id']}/complete", headers=before)).status_code == 403
+    assert (await pipe.client.get(f"/v1/tasks/{task['id']}", headers=pipe.headers("rep", "rep-7"))).status_code == 404
+    assert (await pipe.client.post(f"/v1/tasks/{task['id']}/complete",
+                                   headers=pipe.headers("rep", "rep-2"))).status_code == 200
