@@ -57,8 +57,8 @@ from ..adapters.mailer import OutgoingEmail
 from ..adapters.orm import deliveries, leads, mailchimp_accounts, mailchimp_members, webhook_subscriptions
 
 log = structlog.get_logger(__name__)
-# Outside parties' error texts may quote an address or a Mailchimp member id (the MD5 of an address): logs are
-# kept beyond an erasure, so neither is ever logged.
+# Outside parties' error texts may quote an address or a Mailchimp member id (the MD5 of an address): logs and
+# events outlive an erasure, so neither is ever logged or published.
 _PERSONAL = re.compile(r"[^\s@\"'<>,;:]+@[^\s@\"'<>,;:]+|\b[0-9a-fA-F]{32}\b")
 
 
@@ -106,7 +106,8 @@ def outcome_event(row: dict[str, Any], *, ok: bool, error: str | None = None, no
         else:
             events.append(EmailFailedV1(delivery_id=row["id"], lead_id=row.get("lead_id"), recipient_kind=rk,
                                         template_id=row.get("template_id"), sequence_id=row.get("sequence_id"),
-                                        step=row.get("step"), error=error or "failed", permanent=permanent))
+                                        step=row.get("step"), error=redact_personal(error) or "failed",
+                                        permanent=permanent))
     if ok and recipient_kind in ("rep", "webhook") and row.get("rep_id"):
         events.append(RepNotifiedV1(delivery_id=row["id"], rep_id=row["rep_id"], lead_id=row.get("lead_id"),
                                     reason=row["reason"], milestone_rule_id=row.get("rule_id"),
@@ -115,7 +116,7 @@ def outcome_event(row: dict[str, Any], *, ok: bool, error: str | None = None, no
         events.append(ContactSyncedV1(delivery_id=row["id"], lead_id=row["lead_id"],
                                       list_id=payload.get("list_id", ""), action=payload.get("action", "subscribed"),
                                       tags=list(payload.get("tags") or []), outcome="ok" if ok else "failed",
-                                      error=None if ok else error))
+                                      error=None if ok else redact_personal(error)))
     return events
 
 
