@@ -298,3 +298,33 @@ async def test_a_previous_owner_keeps_read_only_access_after_a_hand_over(lead_ap
     am = rep("org-a", "am-1")
     assert (await c.patch(contact_url, json={"title": "CEO"}, headers={**am, "If-Match": "*"})).status_code == 200
     assert (await c.get(url, headers=rep("org-a", "rep-2"))).status_code == 404
+
+
+async def test_erase_reaches_stored_responses_the_company_and_activity_events(lead_app):
+    from salesflow_shared.infra_tables import idempotency_table
+
+    c = lead_app.client
+    key = {"Idempotency-Key": f"create-{uuid.uuid4()}"}
+    body = a_lead("quinn@zyxcorp.example", company={"name": "Zyxcorp"})
+    lead = (await c.post("/v1/leads", json=body, headers=admin(**key))).json()
+    shared = await create(c, a_lead("other@sharedco.example", company={"name": "Sharedco"}))
+    await create(c, a_lead("third@sharedco.example", company={"name": "Sharedco"}))
+    await c.post("/v1/activities", json={"lead_id": lead["id"], "kind": "call", "occurred_at": "2026-01-05T10:00:00Z",
+                                         "subject": "Call Quinn at Zyxcorp"}, headers=admin())
+    assert (await c.post(f"/v1/leads/{lead['id']}/erase", headers=admin())).status_code == 200
+    assert (await c.post(f"/v1/leads/{shared['id']}/erase", headers=admin())).status_code == 200
+
+    stored = await lead_app.scalar(sa.select(sa.func.string_agg(sa.cast(idempotency_table.c.response_body, sa.Text),
+                                                                "|")).where(idempotency_table.c.org_id == org_id()))
+    assert "quinn" not in stored.lower() and "zyxcorp" not in stored.lower()
+    events = json.dumps(await lead_app.outbox())
+    assert "Quinn" not in events and "Zyxcorp" not in events and "zyxcorp" not in events
+    # a company only the erased lead linked is scrubbed; one other leads still link stays theirs
+    names = [co["name"] for co in (await c.get("/v1/companies", headers=admin())).json()["items"]]
+    assert "Zyxcorp" not in names and "Sharedco" in names
+    got = (await c.get(f"/v1/leads/{lead['id']}", headers=admin())).json()
+    assert got["company"]["name"] is None and got["company"]["company_id"] is None
+    # retrying the original create has no second effect and returns no personal data
+    replay = await c.post("/v1/leads", json=body, headers=admin(**key))
+    assert replay.json() == {"erased": True}
+    assert "zyxcorp" not in (await c.get("/v1/leads/export", headers=admin())).text.lower()
