@@ -19,7 +19,7 @@ from ..adapters.orm import decisions, leads, reps, rule_sets
 from ..domain.rules import RuleSet
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
 from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
-                                       decision_row_to_dict, decisions_for, lead_row)
+                                       decision_row_to_dict, decisions_for, lead_row, was_owner)
 from ..service_layer.rulesets import publish_rule_set, validate_rules
 from .directory import check_if_match, etag
 from .schemas import BulkReassignIn, ManualAssignIn, RuleSetIn, SimulateIn
@@ -121,10 +121,12 @@ async def list_assignments(uow: UowDep, principal: CurrentPrincipal, lead_id: st
                            cursor: CursorParam = None) -> dict[str, Any]:
     org = principal.org_id
     if principal.role == "rep":
-        # A rep sees the decisions about the leads it owns, or those that gave it a lead.
+        # A rep sees the decisions about the leads it owns or owned before (its own decisions are that
+        # history: the closer still reads the hand-over of the deal it won), or those that gave it a lead.
         if lead_id is not None:
             row = await lead_row(uow.session, org, lead_id)
-            if row is None or row.owner_id != principal.user_id:
+            if row is None or (row.owner_id != principal.user_id and not await was_owner(
+                    uow.session, org, lead_id, principal.user_id)):
                 raise NotFound(f"no decisions for lead {lead_id}")
         else:
             owner_id = principal.user_id

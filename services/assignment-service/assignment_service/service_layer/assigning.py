@@ -236,6 +236,13 @@ def decision_row_to_dict(row: Any) -> dict[str, Any]:
             "decided_by": row.decided_by, "source_event_id": row.source_event_id, **(row.explanation or {})}
 
 
+async def was_owner(session: AsyncSession, org_id: str, lead_id: str, rep_id: str) -> bool:
+    """Whether a decision ever gave the lead to the rep (it owned it, now or before)."""
+    row = (await session.execute(sa.select(decisions.c.id).where(
+        decisions.c.org_id == org_id, decisions.c.lead_id == lead_id, decisions.c.owner_id == rep_id).limit(1))).first()
+    return row is not None
+
+
 async def lead_row(session: AsyncSession, org_id: str, lead_id: str) -> Any:
     return (await session.execute(sa.select(leads).where(leads.c.org_id == org_id,
                                                          leads.c.lead_id == lead_id))).one_or_none()

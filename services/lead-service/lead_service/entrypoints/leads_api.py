@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
-from salesflow_shared.errors import Conflict
+from salesflow_shared.errors import Conflict, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
@@ -23,6 +23,7 @@ from ..adapters.orm import leads
 from ..domain.custom_fields import coerce_custom_fields
 from ..domain.lead import LeadIn, LeadPatch, LeadStatus
 from ..service_layer import leads as lead_ops
+from ..service_layer.enrichment import retry_failed
 from ..service_layer.ingest import Candidate, ingest
 from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
                                    row_to_lead, visible)
@@ -155,9 +156,33 @@ async def export_leads(context: ContextDep, principal: CurrentPrincipal, filters
                              headers={"Content-Disposition": 'attachment; filename="leads.csv"'})
 
 
+class EnrichmentRetryIn(BaseModel):
+    """Which failed enrichments to run again (all of the org's when empty)."""
+    model_config = ConfigDict(extra="forbid")
+    failed_from: datetime | None = Field(None, description="last attempt failed at or after (RFC 3339)")
+    failed_to: datetime | None = Field(None, description="last attempt failed before")
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    lead_ids: list[str] | None = Field(None, max_length=1000)
+
+
+@router.post("/enrichment/retry", summary="Run enrichment again for leads whose enrichment failed (admin)")
+async def retry_enrichment(uow: UowDep, principal: AdminPrincipal, body: EnrichmentRetryIn | None = None
+                           ) -> dict[str, Any]:
+    body = body or EnrichmentRetryIn()
+    for name in ("failed_from", "failed_to", "created_from", "created_to"):
+        value = getattr(body, name)
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed.single(name, "must carry a time zone (RFC 3339)")
+    queued = await retry_failed(uow, principal.org_id, now(), failed_from=body.failed_from, failed_to=body.failed_to,
+                                created_from=body.created_from, created_to=body.created_to, lead_ids=body.lead_ids)
+    await uow.commit()
+    return {"queued": queued}
+
+
 @router.get("/{lead_id}", summary="A lead, with its score breakdown and ETag")
 async def get_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    lead = await load_lead(uow.session, principal.org_id, lead_id, principal=principal)
+    lead = await load_lead(uow.session, principal.org_id, lead_id, principal=principal, to_change=False)
     return json_with_etag(lead)
 
 

@@ -14,9 +14,10 @@ import structlog
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (EmailSentV1, Envelope, EventData, LeadAssignedV1, LeadLostV1, LeadReopenedV1,
                                      LeadUpdatedV1, LeadWonV1, utcnow)
+from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, leads
+from ..adapters.orm import activities, lead_past_owners, leads
 from .activities import log_activity
 from .views import load_lead, snapshot
 from salesflow_shared.errors import NotFound
@@ -45,6 +46,9 @@ async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], vers
     if changed and lead.get("erased_at") is None:
         values.update(columns, version=lead["version"] + 1, updated_at=now)
     await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"]).values(**values))
+    if "owner_id" in columns:
+        await remember_past_owner(uow.session, lead_past_owners, envelope.org_id, lead["id"], lead.get("owner_id"),
+                                  columns["owner_id"], now)
     if "version" in values:
         after = {**lead, **columns, "version": values["version"]}
         uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause=cause), org_id=envelope.org_id,
@@ -88,8 +92,8 @@ async def on_email_sent(data: EventData, envelope: Envelope, uow: UnitOfWork) ->
     if data.recipient_kind != "prospect" or not data.lead_id:
         return
     lead = await _lead(uow, envelope, data.lead_id)
-    if lead is None:
-        return
+    if lead is None or lead["erased_at"] is not None:
+        return  # an email sent just before the erasure: nothing is recorded about the person any more
     already = (await uow.session.execute(sa.select(activities.c.id).where(
         activities.c.org_id == envelope.org_id, activities.c.external_id == f"email:{data.delivery_id}"))).first()
     if already is not None:  # the same delivery reported twice under two event ids

@@ -17,9 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from salesflow_shared.events import ActivityLoggedV1, LeadCreatedV1, LeadUpdatedV1
+from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, companies, contacts, custom_field_defs, leads, scoring_rules
+from ..adapters.orm import activities, companies, contacts, custom_field_defs, lead_past_owners, leads, scoring_rules
 from ..domain.custom_fields import CustomFieldDef
 from ..domain.enrichment import analyse_email
 from ..domain.dedup import changed_fields, company_key, merge_into
@@ -244,6 +245,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     inserts: dict[str, dict[str, Any]] = {}
     updates: dict[str, dict[str, Any]] = {}
     resubmitted: list[tuple[dict[str, Any], Candidate]] = []
+    owner_changes: list[tuple[str, str | None, str | None]] = []
     for candidate, key in zip(candidates, company_keys):
         email = candidate.lead.contact.email
         company = company_rows.get(key) if key is not None else None
@@ -262,6 +264,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
             outcomes.append(Outcome(lead, created=True))
             continue
         lead = merge_into(before, candidate.lead, contact, company)
+        owner_changes.append((lead["id"], before.get("owner_id"), lead.get("owner_id")))
         _enrich_inline(lead, setup)
         rescore(lead, setup)
         changed = changed_fields(before, lead)
@@ -292,6 +295,8 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     for lead in updates.values():
         await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"], leads.c.org_id == org_id)
                                   .values(**lead_columns(lead), updated_at=now))
+    for lead_id, before_owner, after_owner in owner_changes:
+        await remember_past_owner(uow.session, lead_past_owners, org_id, lead_id, before_owner, after_owner, now)
     if resubmitted:
         rows = []
         for lead, candidate in resubmitted:

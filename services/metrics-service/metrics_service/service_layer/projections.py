@@ -154,7 +154,20 @@ async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> N
     batch = Batch()
     for envelope in envelopes:
         _collect(batch, envelope, parse_data(envelope))
+    await _already_erased(session, batch)
     await _write(session, batch)
+
+
+async def _already_erased(session: AsyncSession, b: Batch) -> None:
+    """A snapshot or an activity arriving after its lead's LeadErased (a late delivery, another producer's
+    retry) carries the personal data the erasure removed: its lead is scrubbed again once it is logged."""
+    mentioned = set(b.snapshots) | {(org, r["lead_id"]) for (org, _), r in b.activities.items()}
+    for org, ids in _by_org(mentioned - set(b.erased)).items():
+        for i in range(0, len(ids), CHUNK):
+            erased = (await session.execute(sa.select(event_log.c.subject_id).where(
+                event_log.c.org_id == org, event_log.c.event_type == "LeadErased",
+                one_of(event_log.c.subject_id, ids[i:i + CHUNK], session.bind.dialect.name)))).scalars()
+            b.erased.extend((org, lead_id) for lead_id in sorted(set(erased)))
 
 
 def _collect(b: Batch, e: Envelope, data: EventData) -> None:
@@ -400,13 +413,24 @@ async def _write_activities(session: AsyncSession, b: Batch) -> None:
 
 
 async def _scrub(session: AsyncSession, org_id: str, lead_id: str) -> None:
-    """Remove personal data from this lead's logged snapshots (the read models hold none)."""
+    """Remove personal data from this lead's logged snapshots and its activities' subjects (the read models
+    hold none)."""
     rows = (await session.execute(sa.select(event_log.c.seq, event_log.c.data).where(
         event_log.c.org_id == org_id, event_log.c.subject_id == lead_id,
         event_log.c.event_type.in_(("LeadCreated", "LeadUpdated"))))).all()
     for seq, payload in rows:
         lead = {k: v for k, v in (payload.get("lead") or {}).items() if k not in PERSONAL_KEYS}
         await session.execute(sa.update(event_log).where(event_log.c.seq == seq).values(data={**payload, "lead": lead}))
+    # an ActivityLogged's subject is the activity's id; its subject line is free text about the person
+    activity_ids = sa.select(m_activities.c.activity_id).where(m_activities.c.org_id == org_id,
+                                                               m_activities.c.lead_id == lead_id)
+    rows = (await session.execute(sa.select(event_log.c.seq, event_log.c.data).where(
+        event_log.c.org_id == org_id, event_log.c.event_type == "ActivityLogged",
+        event_log.c.subject_id.in_(activity_ids)))).all()
+    for seq, payload in rows:
+        if payload.get("subject") is not None:
+            await session.execute(sa.update(event_log).where(event_log.c.seq == seq).values(
+                data={**payload, "subject": None}))
 
 
 def _by_org(leads: set[tuple[str, str]]) -> dict[str, list[str]]:

@@ -21,14 +21,15 @@ from salesflow_shared.errors import (
     Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed,
 )
 from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
 from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..adapters.orm import (
-    deliveries, enrollments, mailchimp_accounts, mailchimp_rules, milestone_rules, sequences, templates,
-    webhook_subscriptions,
+    deliveries, enrollments, lead_past_owners, leads, mailchimp_accounts, mailchimp_rules, milestone_rules,
+    sequences, templates, webhook_subscriptions,
 )
 from ..domain.milestones import MILESTONE_KINDS
 from ..domain.rendering import validate_template
@@ -268,6 +269,10 @@ async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrin
     await _sequence(uow, principal.org_id, sequence_id)
     query = sa.select(enrollments).where(enrollments.c.org_id == principal.org_id,
                                          enrollments.c.sequence_id == sequence_id)
+    if not principal.sees_whole_org:  # a rep sees the enrollments of the leads it owns or owned before
+        readable = sa.select(leads.c.lead_id).where(leads.c.org_id == principal.org_id, owned_or_owned_before(
+            lead_past_owners, principal, leads.c.lead_id, leads.c.owner_id))
+        query = query.where(enrollments.c.lead_id.in_(readable))
     if lead_id:
         query = query.where(enrollments.c.lead_id == lead_id)
     return await _page(uow, query, enrollments, limit, cursor)

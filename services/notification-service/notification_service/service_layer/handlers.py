@@ -17,15 +17,16 @@ from salesflow_shared.events import (
     LeadUpdatedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
     TaskReassignedV1, TaskSkippedV1,
 )
+from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import deliveries, milestone_rules
+from ..adapters.orm import deliveries, lead_past_owners, milestone_rules
 from ..config import Settings
 from salesflow_shared.clock import Clock
 from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync
-from .deliveries import cancel_pending
+from .deliveries import cancel_pending, forget_erased_lead_data
 from .notify import notify_rep
 from .projections import (
     ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, record_task_assignee,
@@ -83,13 +84,9 @@ class NotificationHandlers:
         await uow.session.execute(sa.update(deliveries).where(
             deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "email",
             deliveries.c.recipient_kind == "prospect").values(payload=None, recipient=None, updated_at=now))
-        await uow.session.execute(sa.update(deliveries).where(
-            deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id,
-            deliveries.c.kind.in_(("email", "webhook")), deliveries.c.status.not_in(("pending", "sending")))
-            .values(payload=None, updated_at=now))
-        await uow.session.execute(sa.update(deliveries).where(
-            deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "mailchimp",
-            deliveries.c.status.not_in(("pending", "sending"))).values(payload=None, updated_at=now))
+        # Finished deliveries now; the Mailchimp member ids once the archive calls above are done (now, when
+        # there are none); a delivery in flight when its attempt ends.
+        await forget_erased_lead_data(uow.session, org, data.lead_id)
 
     async def _leave_everything(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, now: Any, *,
                                 key_suffix: str, archive: bool) -> None:
@@ -105,6 +102,9 @@ class NotificationHandlers:
             return
         await upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name, email=data.owner_email,
                          timezone=data.owner_timezone)
+        before = await ensure_lead(uow.session, org, data.lead_id, now)
+        for previous in {before.get("owner_id"), data.previous_owner_id}:
+            await remember_past_owner(uow.session, lead_past_owners, org, data.lead_id, previous, data.owner_id, now)
         await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
         if data.previous_owner_id == data.owner_id:
             return

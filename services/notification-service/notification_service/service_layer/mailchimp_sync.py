@@ -165,3 +165,4 @@ async def on_lost(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], transit
     return await subscribe(uow, org_id=org_id, lead=lead, list_id=settings["nurture_list_id"], tags=[tag],
                            merge_fields={"FNAME": "first_name", "LNAME": "last_name"}, status_if_new="subscribed",
                            reason="nurture", idem_key=f"mailchimp:nurture:lead:{lead['lead_id']}:{transition}", now=now)
+

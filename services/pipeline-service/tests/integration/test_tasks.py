@@ -44,8 +44,12 @@ async def test_tasks_follow_the_owner_list_overdue_first_and_completing_required
     mine = await tasks_of(pipe, "rep-2")
     assert [(t["title"], t["overdue"]) for t in mine] == [("Note", True), ("Call", False)]
     call = mine[1]
-    # Another rep cannot see or complete it; another org cannot either.
-    assert (await pipe.client.get(f"/v1/tasks/{call['id']}", headers=pipe.headers("rep", "rep-1"))).status_code == 404
+    # Another rep cannot see or complete it; another org cannot either. The previous owner (rep-1) reads it
+    # and cannot complete it.
+    assert (await pipe.client.get(f"/v1/tasks/{call['id']}", headers=pipe.headers("rep", "rep-7"))).status_code == 404
+    assert (await pipe.client.get(f"/v1/tasks/{call['id']}", headers=pipe.headers("rep", "rep-1"))).status_code == 200
+    assert (await pipe.client.post(f"/v1/tasks/{call['id']}/complete",
+                                   headers=pipe.headers("rep", "rep-1"))).status_code == 403
     assert (await pipe.client.post(f"/v1/tasks/{call['id']}/complete",
                                    headers=pipe.headers(org="org-b"))).status_code == 404
 
