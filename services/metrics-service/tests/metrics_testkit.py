@@ -25,6 +25,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
+
+from metrics_service.adapters.orm import READ_MODELS
 from metrics_service.config import Settings
 from metrics_service.service_layer.projector import project_all
 from salesflow_shared.events import Envelope, EventData, make_event
@@ -39,7 +42,8 @@ STAGES = {
     "s3": ("p1", "Propose", 3, True, Decimal("0.6")),
     "t1": ("p2", "Intro", 1, False, Decimal("0.2")), "t2": ("p2", "Offer", 2, True, Decimal("0.5")),
 }
-REPS = {"alice": ("Alice Archer", "T1"), "bob": ("Bob Baker", "T1"), "carol": ("Carol Cruz", "T2")}
+REPS = {"alice": ("Alice Archer", "T1"), "bob": ("Bob Baker", "T1"), "carol": ("Carol Cruz", "T2"),
+        "dave": ("Dave Diaz", "AM")}  # dave: account management (customers are handed over to him when won)
 
 
 def T(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -76,10 +80,11 @@ class History:
         self._emit(ev.LeadRoutedV1(lead_id=lead, pipeline_id=pipeline, territory_id=territory, reason="rule"),
                    lead, at)
 
-    def assigned(self, lead: str, at: datetime, rep: str, territory: str, version: int | None = None) -> None:
+    def assigned(self, lead: str, at: datetime, rep: str, territory: str, version: int | None = None,
+                 trigger: str = "lead_created") -> None:
         name, team = REPS[rep]
         self._emit(ev.LeadAssignedV1(lead_id=lead, owner_id=rep, owner_name=name, team_id=team,
-                                     territory_id=territory, reason="round robin"), lead, at, version)
+                                     territory_id=territory, reason="round robin", trigger=trigger), lead, at, version)
 
     def stage(self, lead: str, at: datetime, stage: str, reason: str, owner: str | None = None) -> None:
         pipeline, name, position, ask, p = STAGES[stage]
@@ -267,10 +272,23 @@ REPORTS = [("funnel", Q1), ("win-rate", {**Q1, "group_by": "rep"}), ("deal-size"
            ("leaderboard", {"period": "quarter", "metric": "quota_attainment"})]
 
 
-async def all_reports(client) -> dict[str, Any]:
+async def all_reports(client, reports: list[tuple[str, dict[str, str]]] = REPORTS) -> dict[str, Any]:
     out = {}
-    for path, params in REPORTS:
+    for path, params in reports:
         body = await get(client, path, **params)
         body.pop("generated_at")
         out[f"{path}?{sorted(params.items())}"] = body
     return out
+
+
+def pick(rows: list[dict[str, Any]], *keys: str) -> list[tuple[Any, ...]]:
+    return [tuple(r[k] for k in keys) for r in rows]
+
+
+async def dump_read_models(app) -> dict[str, list[tuple[Any, ...]]]:
+    async with app.state.context.database.session() as session:
+        out = {}
+        for table in READ_MODELS:
+            rows = (await session.execute(sa.select(table))).all()
+            out[table.name] = sorted(tuple(str(v) for v in r) for r in rows)
+        return out

@@ -231,6 +231,11 @@ async def stalled_deals_report(q: Q, uow: ReportUow) -> Response:
     return respond("stalled_deals", q, await reports.stalled_deals(uow.session, q.filters))
 
 
+@router.get("/reports/handovers", **_doc("handovers"))
+async def handovers_report(q: Q, uow: ReportUow) -> Response:
+    return respond("handovers", q, await reports.handovers(uow.session, q.filters))
+
+
 @router.get("/reports/leaderboard", **_doc("leaderboard"))
 async def leaderboard_report(q: Q, uow: ReportUow, period: PeriodParam = "month", date: DateParam = None,
                              metric: Literal["revenue", "deals_won", "activities", "quota_attainment"] = "revenue"

@@ -22,20 +22,39 @@ from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours
                               quarters_overlapping, to_ts)
 from . import rollups
 
-GROUPS = {"rep": "l.owner_id", "team": "l.team_id", "product_line": "l.product_line",
-          "territory": "l.territory_id", "source": "l.source"}
+# Who a lead's figures are credited to (the `basis` of a report): "credit" = the owner, team and territory at the
+# close for closed leads (the current ones while open), "first" = at creation, "current" = now.
+BASES = {"current": ("l.owner_id", "l.team_id", "l.territory_id"),
+         "credit": ("l.credit_owner_id", "l.credit_team_id", "COALESCE(l.credit_territory_id, l.routed_territory_id)"),
+         "first": ("l.first_owner_id", "l.first_team_id", "COALESCE(l.first_territory_id, l.routed_territory_id)")}
+
+
+def groups(basis: str = "current") -> dict[str, str]:
+    owner, team, territory = BASES[basis]
+    return {"rep": owner, "team": team, "product_line": "l.product_line", "territory": territory,
+            "source": "l.source"}
+
+
+GROUPS = groups()
 GroupBy = str | None
 MONEY_OUT = ("revenue", "total", "mean", "median", "won_so_far", "weighted_by_stage", "weighted_by_history",
              "best_case", "open_pipeline")
 
 COMMON = ("Filters: the org comes from the token; `from`/`to` bound the period [from, to) on the date named "
-          "below; `pipeline` keeps leads whose current pipeline is that one; `group_by` is one of rep (lead "
-          "owner), team, product_line, territory, source. A rep sees only the leads they own. Medians are the "
-          "mean of the two middle values; p75/p90 are nearest-rank (the value at rank ceil(p × n)).")
+          "below; `pipeline` keeps leads whose current pipeline is that one; `group_by` is one of rep, team, "
+          "product_line, territory, source. Credit: every figure goes to whoever owned the lead when the counted "
+          "thing happened (from the lead's assignment history): a win, a loss and the revenue to the owner at "
+          "the close, with the team and territory of that moment (a hand-over the win triggers does not count); "
+          "a stage exit to the owner at the exit; a lead's creation cohort (response, conversion, funnel reach, "
+          "leads generated) to the owner at creation (the newest assignment at or before it, else the first); "
+          "open leads to their current owner. rep and team mean those. A rep sees only the figures credited to "
+          "them. Medians are the mean of the two middle values; p75/p90 are nearest-rank (the value at rank "
+          "ceil(p × n)).")
 
 DEFINITIONS: dict[str, str] = {
     "funnel": (
-        "Funnel. Cohort: leads whose first stage entry (pipeline entered) is in [from, to). For each stage of "
+        "Funnel. Cohort: leads whose first stage entry (pipeline entered) is in [from, to), credited to the "
+        "owner at creation; the stays (median days, drop-off) to the owner at the stay's end. For each stage of "
         "the cohort's pipeline(s): reached = cohort leads whose highest stage position entered in that pipeline "
         "is >= the stage's position (entered it or a later one); conversion_pct = reached / reached of the "
         "previous stage × 100 (null for the first stage); conversion_from_first_pct = reached / reached of the "
@@ -44,22 +63,27 @@ DEFINITIONS: dict[str, str] = {
         "stage (a stay ends at the lead's next stage entry, win, loss or disqualification)."),
     "win_rate": (
         "Win rate = won / (won + lost) × 100 among leads whose final outcome (the latest of won, lost, "
-        "disqualified, reopened; a reopened lead is open) is won or lost with its closing time in [from, to). "
-        "Disqualified leads are not counted."),
+        "disqualified, reopened; a reopened lead is open) is won or lost with its closing time in [from, to), "
+        "credited to the owner at the close. Disqualified leads are not counted."),
     "deal_size": (
-        "Deal size: for leads won with the win in [from, to), per currency: count, total, mean and median of "
+        "Deal size: for leads won with the win in [from, to) (credited to the owner at the win), per currency: "
+        "count, total, mean and median of "
         "the won value (LeadWon.value, else the lead's value; wins without any value are left out)."),
     "sales_cycle": (
-        "Sales-cycle length: for leads won in [from, to), mean and median days from lead creation to the win. "
+        "Sales-cycle length: for leads won in [from, to) (credited to the owner at the win), mean and median "
+        "days from lead creation to the win. "
         "Ask-to-decision: for leads won or lost in [from, to) that entered an ask stage, mean and median days "
         "from their first ask-stage entry to the win or loss."),
     "response_time": (
-        "Lead response time: for leads created in [from, to) that have an owner, hours from creation to the "
-        "owner's first call, email or meeting on the lead (owner = current owner from LeadAssigned). "
-        "responded = leads with such an activity; median_hours and p90_hours over them; not_responded = the "
-        "others. Grouped by rep unless group_by says otherwise."),
+        "Lead response time: for leads created in [from, to) that had an owner at creation, hours from "
+        "creation to the first human touch by that owner: a call, an email or a meeting the rep logged "
+        "(ActivityLogged with that rep_id and a source other than sequence: automated sequence emails are never "
+        "a response, whoever they are logged for). Credited to the owner at creation. responded = leads with "
+        "such a touch; median_hours and p90_hours over them; not_responded = the others. Grouped by rep unless "
+        "group_by says otherwise."),
     "conversion": (
-        "Conversion rates of the seed, for leads created in [from, to): qualification_rate = leads that left "
+        "Conversion rates of the seed, for leads created in [from, to) (credited to the owner at creation): "
+        "qualification_rate = leads that left "
         "their first stage (entered a higher position than their first stage, or were won) / leads created; "
         "proposal_rate = leads that reached the ask stage (entered an ask stage, or a position >= the "
         "pipeline's first ask stage) / leads created; close_rate = leads won (final outcome) / leads created. "
@@ -67,43 +91,47 @@ DEFINITIONS: dict[str, str] = {
     "activities": (
         "Activity totals per rep (group_by rep or team only) for the UTC days from `from`'s day up to, not "
         "including, `to`'s day: calls, talk_minutes (sum of call durations / 60), emails_logged (ActivityLogged "
-        "email by a rep), emails_sequence (ActivityLogged email with source sequence, as lead-service records "
-        "the sequence emails), meetings, demos, proposals, notes, records_entered (LeadCreated whose snapshot "
+        "email a person logged), emails_sequence (automated: ActivityLogged email with source sequence, as "
+        "lead-service records the sequence emails under the owner's rep_id; shown apart and never counted as "
+        "the rep's own touches), meetings, demos, proposals, notes, records_entered (LeadCreated whose snapshot "
         "owner is the rep), records_updated (LeadUpdated with cause edit, by the snapshot owner). An activity "
         "id is counted once."),
     "production": (
-        "Production: leads_generated = leads created in [from, to); deals_won and revenue = leads won (final "
-        "outcome) with the win in [from, to), revenue = sum of won values. quarters: for each calendar quarter "
+        "Production: leads_generated = leads created in [from, to) (credited to the owner at creation); "
+        "deals_won and revenue = leads won (final outcome) with the win in [from, to) (credited to the owner at "
+        "the win), revenue = sum of won values. quarters: for each calendar quarter "
         "overlapping [from, to), revenue won in the whole quarter / active reps, where active reps = reps with "
         "at least one activity or one win in that quarter."),
     "forecast": (
         "Forecast for the calendar month, quarter or year containing `date`: won_so_far = won value of leads "
-        "won in the period; open_pipeline = value of open leads in a pipeline whose expected close date is in "
+        "won in the period (credited to the owner at the win; the history's wins and losses to the owner at "
+        "the close; open leads to their current owner); open_pipeline = value of open leads in a pipeline whose expected close date is in "
         "the period; weighted_by_stage = won_so_far + Σ value × current stage win probability over that open "
         "pipeline; weighted_by_history = won_so_far + open_pipeline × the group's historical win rate (won / "
         "(won + lost) among its leads closed before the period start, 0 without history); best_case = "
         "won_so_far + open_pipeline."),
     "forecast_accuracy": (
         "Forecast accuracy per closed period (period end <= now), from the snapshot frozen at the period's "
-        "start: actual = value won in the period by the scope (org, team or rep, as leads are attributed now); "
+        "start: actual = value won in the period by the scope (org, team or rep credited with the win: the owner at the win); "
         "accuracy_pct = (1 − |forecast − actual| / actual) × 100 (null when actual is 0); bias = forecast − "
         "actual (positive = over-forecast); bias_pct = bias / actual × 100. forecast = the snapshot's "
         "weighted_by_stage; the history-weighted figures are given alongside."),
     "quota_attainment": (
         "Quota attainment for the quotas of the period containing `date`: actual = value won in the period "
-        "by the rep (lead owner) or team; attainment_pct = actual / quota × 100; elapsed_pct = share of the "
+        "by the rep or team credited with the win (the owner at the win, and that owner's team then); attainment_pct = actual / quota × 100; elapsed_pct = share of the "
         "period elapsed now × 100; pace_pct = attainment_pct / elapsed share (100 = exactly on pace); "
         "projected = actual / elapsed share."),
     "adoption": (
-        "Adoption. coverage: open leads (created, final outcome open) that are in a pipeline, have an owner "
+        "Adoption. coverage: open leads (created, final outcome open; current owner) that are in a pipeline, "
+        "have an owner "
         "and no overdue required task (open, required, flagged overdue or due before now) / all open leads × "
         "100. compliance: stage exits in [from, to) (a stay that ended by another stage entry, a win, a loss "
         "or a disqualification) that were by goal (the next entry's reason is goal_met) or whose stage had "
-        "required tasks for the lead that were all completed / all stage exits × 100, per group (rep by "
-        "default)."),
+        "required tasks for the lead that were all completed / all stage exits × 100, credited to the owner at "
+        "the exit, per group (rep by default)."),
     "coaching": (
-        "Coaching, per rep (lead owner) and stage, over stays that entered the stage in [from, to) and have "
-        "ended: exits, converted = stays that ended by entering a higher position or by a win, conversion_pct "
+        "Coaching, per rep and stage, over stays that entered the stage in [from, to) and have ended, each "
+        "credited to the owner (and that owner's team) at the stay's end: exits, converted = stays that ended by entering a higher position or by a win, conversion_pct "
         "= converted / exits × 100, median_days_in_stage; the same for the rep's team (team of the lead) "
         "alongside, and the differences. stalls_most: per rep, the stage where the rep's median time exceeds "
         "the team's by the largest ratio (rep median / team median)."),
@@ -111,10 +139,17 @@ DEFINITIONS: dict[str, str] = {
         "Stalled deals: open leads whose time in their current stage (now − entry) exceeds the 75th "
         "percentile (nearest rank) of completed stays in that stage by leads of the same team, stays entered in "
         "[from, to). Sorted by how far they exceed it; at most 500."),
+    "handovers": (
+        "Hand-overs (account management's view): leads won with the win in [from, to) whose current owner is not "
+        "the rep credited with the win (the owner at the win), i.e. customers handed over, per current owner "
+        "(group_by team: the current team) and currency: customers, closers (distinct reps who won them) and "
+        "won_value (LeadWon.value, else the lead's value). The wins stay credited to the closer in every other "
+        "report. A rep sees the customers they own now."),
     "leaderboard": (
         "Leaderboard for the calendar month, quarter or year containing `date`: reps ranked (SQL RANK, ties "
-        "share a rank) by revenue (value won in the period, lead owner), deals_won, activities (calls + emails "
-        "logged or sent by sequences + meetings + demos + proposals on UTC days in the period) or "
+        "share a rank) by revenue (value won in the period, credited to the owner at the win), deals_won, activities "
+        "(the rep's own calls + emails the rep logged + meetings + demos + proposals on UTC days in the period; "
+        "automated sequence emails and notes are not counted) or "
         "quota_attainment (won value / the rep's quota for that period × 100). A rep sees their own row."),
 }
 
@@ -129,10 +164,15 @@ class Filters:
     rep_id: str | None = None  # set when the caller is a rep: only their own leads
     now: datetime | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    basis: str = "current"  # whose leads: BASES
 
     def group_sql(self, default: GroupBy = None) -> str:
         key = self.group_by or default
-        return f"COALESCE({GROUPS[key]}, '')" if key else "''"
+        return f"COALESCE({groups(self.basis)[key]}, '')" if key else "''"
+
+    def credited(self, basis: str) -> Filters:
+        self.basis = basis
+        return self
 
     def lead_where(self, period_col: str | None, alias: str = "l") -> str:
         self.params.update(org=self.org_id)
@@ -149,7 +189,7 @@ class Filters:
             parts.append(f"{alias}.pipeline_id = :pipeline")
             self.params["pipeline"] = self.pipeline_id
         if self.rep_id is not None:
-            parts.append(f"{alias}.owner_id = :me")
+            parts.append(f"{BASES[self.basis][0].replace('l.', alias + '.')} = :me")
             self.params["me"] = self.rep_id
         return " AND ".join(parts)
 
@@ -289,7 +329,7 @@ async def _name_groups(session: AsyncSession, f: Filters, rows: list[dict[str, A
 
 # ------------------------------------------------------------------ 1. funnel
 async def funnel(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
-    g = f.group_sql()
+    g = f.credited("first").group_sql()
     months = _duration_months(session, f)
     if months is not None and (f.group_by is None or f.group_by in STAY_GROUPS):  # cohort leads by month
         counts = (f"SELECT {_rollup_group(f)} AS g, m.pipeline_id, m.max_position, SUM(m.leads) AS cnt "
@@ -363,6 +403,7 @@ def _cohort_stats(f: Filters, found: list[Any]) -> dict[tuple[str, str, str], di
 
 # ------------------------------------------------------------------ 2. win rate
 async def win_rate(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    f.credited("credit")
     sql = f"""
 SELECT {f.group_sql()} AS g, SUM(CASE WHEN l.outcome = 'won' THEN 1 ELSE 0 END) AS won,
        SUM(CASE WHEN l.outcome = 'lost' THEN 1 ELSE 0 END) AS lost
@@ -379,6 +420,7 @@ WON_CURRENCY = "COALESCE(l.won_currency, l.currency, '')"
 
 
 async def deal_size(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    f.credited("credit")
     months = _duration_months(session, f)
     if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_won_months
         per_group: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
@@ -402,7 +444,7 @@ async def deal_size(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------ 4. sales cycle and ask-to-decision
 async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
-    g = f.group_sql()
+    g = f.credited("credit").group_sql()
     cycle = (f"SELECT {g} AS g, l.closed_ts - l.created_ts AS x FROM m_leads l "
              f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' AND l.created_ts IS NOT NULL")
     ask = (f"SELECT {g} AS g, l.closed_ts - l.ask_entered_ts AS x FROM m_leads l "
@@ -422,6 +464,7 @@ async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]
 
 # ------------------------------------------------------------------ 5. response time
 async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    f.credited("first")
     months = _duration_months(session, f)
     if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_created_months
         per_group: dict[str, list[Any]] = defaultdict(lambda: [0, []])
@@ -441,7 +484,7 @@ async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any
                          "p90_hours": hours(formulas.nearest_rank(ordered, 90, presorted=True))})
         return await _name_groups(session, f, rows, default="rep")
     g = f.group_sql("rep")
-    where = f.lead_where("created_ts") + " AND l.owner_id IS NOT NULL"
+    where = f.lead_where("created_ts") + " AND l.first_owner_id IS NOT NULL"
     inner = f"SELECT {g} AS g, l.first_owner_activity_ts - l.created_ts AS x FROM m_leads l WHERE {where}"
     stats = {r["g"]: r for r in await _rows(session, stats_sql(inner, ["g"], _dialect(session)), f.params)}
     totals = await _rows(session, f"SELECT {g} AS g, COUNT(*) AS leads FROM m_leads l WHERE {where} "
@@ -458,6 +501,7 @@ async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any
 
 # ------------------------------------------------------------------ 6. seed conversion rates
 async def conversion(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    f.credited("first")
     sql = f"""
 SELECT {f.group_sql()} AS g, COUNT(*) AS created,
   SUM(CASE WHEN l.max_position > l.first_position OR l.outcome = 'won' THEN 1 ELSE 0 END) AS qualified,
@@ -478,7 +522,8 @@ WHERE {f.lead_where('created_ts')} GROUP BY 1 ORDER BY 1"""
 # ------------------------------------------------------------------ 7. activity totals
 ACTIVITY_COLUMNS = ("calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos", "proposals",
                     "notes", "records_entered", "records_updated")
-ACTIVITY_SUM = "(d.calls + d.emails_logged + d.emails_sequence + d.meetings + d.demos + d.proposals)"
+# a rep's own touches: automated sequence emails (logged with the owner as rep_id) are not the rep's work
+ACTIVITY_SUM = "(d.calls + d.emails_logged + d.meetings + d.demos + d.proposals)"
 
 
 def _day_where(f: Filters, from_ts: float | None, to_ts: float | None) -> str:
@@ -512,7 +557,7 @@ async def activities(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------ 8. production
 async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    g = f.group_sql()
+    g = f.credited("first").group_sql()
     created = {r["g"]: int(r["n"]) for r in await _rows(
         session, f"SELECT {g} AS g, COUNT(*) AS n FROM m_leads l WHERE {f.lead_where('created_ts')} GROUP BY 1",
         f.params)}
@@ -526,8 +571,8 @@ async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, 
                          rep_id=f.rep_id)
             rev = next(iter(await _won(session, qf)), {}).get("revenue") or Decimal(0)
             where = qf.lead_where("closed_ts")
-            reps_sql = (f"SELECT COUNT(*) AS n FROM (SELECT l.owner_id AS rep FROM m_leads l WHERE {where} "
-                        f"AND l.outcome = 'won' AND l.owner_id IS NOT NULL UNION "
+            reps_sql = (f"SELECT COUNT(*) AS n FROM (SELECT l.credit_owner_id AS rep FROM m_leads l WHERE {where} "
+                        f"AND l.outcome = 'won' AND l.credit_owner_id IS NOT NULL UNION "
                         f"SELECT d.rep_id FROM m_rep_daily d WHERE {_day_where(qf, qf.from_ts, qf.to_ts)} "
                         f"AND {ACTIVITY_SUM} + d.notes > 0) a")
             active = int((await _rows(session, reps_sql, qf.params))[0]["n"])
@@ -538,7 +583,9 @@ async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, 
 
 
 async def _won(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
-    """Per group: deals won (n) and revenue, for wins in [from, to); whole months from m_closed_months."""
+    """Per group: deals won (n) and revenue, for wins in [from, to) credited to the owner at the win; whole
+    months from m_closed_months."""
+    f.credited("credit")
     months = _duration_months(session, f)
     if months is not None and f.group_by in (None, "rep", "team"):
         return await _rows(session, f"SELECT {_rollup_group(f)} AS g, SUM(m.leads) AS n, SUM(m.value) AS revenue "
@@ -551,6 +598,7 @@ async def _won(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------ 9. forecast
 async def forecast(session: AsyncSession, f: Filters, period: Period, moment: datetime) -> list[dict[str, Any]]:
+    f.credited("credit")
     start, end = period_bounds(period, moment)
     f.params.update(ps=to_ts(start), pe=to_ts(end))
     open_in_period = ("l.outcome = 'open' AND l.pipeline_entered_ts IS NOT NULL AND l.expected_close_ts >= :ps "
@@ -871,6 +919,22 @@ ORDER BY (:now - l.current_stage_entered_ts) - p.p75 DESC, l.lead_id LIMIT 500""
              "days_over": days(_f(r["age"]) - _f(r["p75"]))} for r in rows]  # type: ignore[operator]
 
 
+# ------------------------------------------------------------------ 14. hand-overs (account management's view)
+async def handovers(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    """Won leads now owned by someone other than the rep credited with the win, per current owner (or team)."""
+    g = "COALESCE(l.team_id, '')" if f.group_by == "team" else "COALESCE(l.owner_id, '')"
+    where = f.credited("current").lead_where("closed_ts")
+    sql = f"""
+SELECT {g} AS g, {WON_CURRENCY} AS currency, COUNT(*) AS customers, COUNT(DISTINCT l.credit_owner_id) AS closers,
+       SUM({WON_VALUE}) AS won_value
+FROM m_leads l WHERE {where} AND l.outcome = 'won' AND l.owner_id IS NOT NULL
+  AND l.owner_id <> COALESCE(l.credit_owner_id, '') GROUP BY 1, 2 ORDER BY 1, 2"""
+    rows = [{"group": _group(r["g"]), "currency": r["currency"] or None, "customers": int(r["customers"]),
+             "closers": int(r["closers"]), "won_value": formulas.money(r["won_value"])}
+            for r in await _rows(session, sql, f.params)]
+    return await _name_groups(session, f, rows, default="rep")
+
+
 # ------------------------------------------------------------------ 13. leaderboard
 async def leaderboard(session: AsyncSession, f: Filters, metric: str, period: Period, moment: datetime
                       ) -> list[dict[str, Any]]:
@@ -880,8 +944,9 @@ async def leaderboard(session: AsyncSession, f: Filters, metric: str, period: Pe
         agg = f"SUM({WON_VALUE})" if metric == "revenue" else "COUNT(*)"
         pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id else ""
         params["pipeline"] = f.pipeline_id
-        inner = (f"SELECT l.owner_id AS rep, {agg} AS v FROM m_leads l WHERE l.org_id = :org AND l.outcome = 'won' "
-                 f"AND l.closed_ts >= :ps AND l.closed_ts < :pe AND l.owner_id IS NOT NULL{pipeline} GROUP BY 1")
+        inner = (f"SELECT l.credit_owner_id AS rep, {agg} AS v FROM m_leads l WHERE l.org_id = :org "
+                 "AND l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe AND l.credit_owner_id IS NOT NULL"
+                 f"{pipeline} GROUP BY 1")
     elif metric == "activities":
         params.update(d0=int(to_ts(start) // DAY_S), d1=int(to_ts(end) // DAY_S))  # type: ignore[operator]
         inner = (f"SELECT d.rep_id AS rep, SUM({ACTIVITY_SUM}) AS v FROM m_rep_daily d WHERE d.org_id = :org "
@@ -889,7 +954,7 @@ async def leaderboard(session: AsyncSession, f: Filters, metric: str, period: Pe
     else:  # quota_attainment
         params.update(period=period, pstart=start.date())
         inner = (f"SELECT q.scope_id AS rep, COALESCE((SELECT SUM({WON_VALUE}) FROM m_leads l WHERE l.org_id = :org "
-                 "AND l.owner_id = q.scope_id AND l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe), 0)"
+                 "AND l.credit_owner_id = q.scope_id AND l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe), 0)"
                  " * 100.0 / q.amount AS v FROM quotas q WHERE q.org_id = :org AND q.scope = 'rep' "
                  "AND q.period = :period AND q.period_start = :pstart AND q.amount > 0")
     sql = f"SELECT rep, v, RANK() OVER (ORDER BY v DESC) AS rnk FROM ({inner}) x ORDER BY rnk, rep"

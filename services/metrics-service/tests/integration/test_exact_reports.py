@@ -9,25 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
-from metrics_service.adapters.orm import READ_MODELS
-from metrics_testkit import (ADMIN, NOW, ORG, Q1, REPORTS, T, all_reports, build_history, delivery_order, feed,
-                             get, metrics_settings, other_org_history, redelivered_activity)
+from metrics_testkit import (ADMIN, NOW, ORG, Q1, REPORTS, T, all_reports, build_history, delivery_order,
+                             dump_read_models, feed, get, metrics_settings, other_org_history, pick,
+                             redelivered_activity)
 from salesflow_shared.testing import auth_headers
-
-
-def pick(rows: list[dict[str, Any]], *keys: str) -> list[tuple[Any, ...]]:
-    return [tuple(r[k] for k in keys) for r in rows]
-
-
-async def dump_read_models(app) -> dict[str, list[tuple[Any, ...]]]:
-    async with app.state.context.database.session() as session:
-        out = {}
-        for table in READ_MODELS:
-            rows = (await session.execute(sa.select(table))).all()
-            out[table.name] = sorted(tuple(str(v) for v in r) for r in rows)
-        return out
 
 
 async def test_every_report_is_exact_whatever_the_delivery_order_and_rebuild_gives_the_same(metrics_app):
@@ -105,16 +90,17 @@ async def check_reports(client) -> None:
                 "decided_after_ask", "ask_to_decision_mean_days", "ask_to_decision_median_days") == [
         (3, 13.0, 10.0, 3, 9.0, 5.0)]
 
-    # Response time (owner's first call/email/meeting): alice L1 2h, L2 4h (bob's earlier call is not the
-    # owner's), L7 none → median 3, p90 rank ceil(1.8)=2 → 4. bob: L3 10h, L4 only a note and carol's call →
-    # none. carol: L5 24h, L6 1h (a sequence email) → median 12.5, p90 24.
+    # Response time (the first call/email/meeting a person logged, by the owner at creation): alice L1 2h,
+    # L7 none → median 2, p90 2. bob: L2 (his at creation, Jan 2 00:00; alice's from 00:30) 1h by his call, L3
+    # 10h, L4 only a note and carol's call → none → median 5.5, p90 rank ceil(1.8)=2 → 10. carol: L5 24h, L6
+    # only a sequence email (not a human touch) → none.
     rows = (await get(client, "response-time", **Q1))["rows"]
     assert pick(rows, "group", "leads", "responded", "not_responded", "median_hours", "p90_hours") == [
-        ("alice", 3, 2, 1, 3.0, 4.0), ("bob", 2, 1, 1, 10.0, 10.0), ("carol", 2, 2, 0, 12.5, 24.0)]
-    # By team: T1 [2, 4, 10] of 5 leads → median 4, p90 rank ceil(2.7)=3 → 10.
+        ("alice", 2, 1, 1, 2.0, 2.0), ("bob", 3, 2, 1, 5.5, 10.0), ("carol", 2, 1, 1, 24.0, 24.0)]
+    # By team: T1 [1, 2, 10] of 5 leads → median 2, p90 rank ceil(2.7)=3 → 10.
     rows = (await get(client, "response-time", group_by="team", **Q1))["rows"]
     assert pick(rows, "group", "leads", "responded", "median_hours", "p90_hours") == [
-        ("T1", 5, 3, 4.0, 10.0), ("T2", 2, 2, 12.5, 24.0)]
+        ("T1", 5, 3, 2.0, 10.0), ("T2", 2, 1, 24.0, 24.0)]
 
     # Conversion, created in Q1 (L1..L7 = 7): left first stage L1 L2 L3 L5 L7 = 5 (71.43%); reached ask
     # L1 L3 L5 = 3 (42.86%); won L1 L3 L5 = 3 (42.86%).
@@ -199,14 +185,15 @@ async def check_reports(client) -> None:
         ("L6", "carol", "t1", 45.0, 2.0, 43.0), ("L7", "alice", "s2", 26.0, 5.0, 21.0)]
 
     # Leaderboards Q1: revenue carol 4400, bob 3000, alice 1200; activities (calls, emails, meetings, demos,
-    # proposals; notes excluded) alice 4, carol 3, bob 2. Q2 quota attainment: bob 50%, alice 0%.
+    # proposals the rep logged; notes and sequence emails excluded) alice 4, bob 2, carol 2 (her sequence email
+    # is not hers). Q2 quota attainment: bob 50%, alice 0%.
     rows = (await get(client, "leaderboard", period="quarter", date="2026-02-01", metric="revenue"))["rows"]
     assert pick(rows, "rank", "rep_id", "revenue") == [(1, "carol", "4400.00"), (2, "bob", "3000.00"),
                                                        (3, "alice", "1200.00")]
     rows = (await get(client, "leaderboard", period="quarter", date="2026-02-01", metric="deals_won"))["rows"]
     assert pick(rows, "rank", "rep_id", "deals_won") == [(1, "alice", 1), (1, "bob", 1), (1, "carol", 1)]
     rows = (await get(client, "leaderboard", period="quarter", date="2026-02-01", metric="activities"))["rows"]
-    assert pick(rows, "rank", "rep_id", "activities") == [(1, "alice", 4), (2, "carol", 3), (3, "bob", 2)]
+    assert pick(rows, "rank", "rep_id", "activities") == [(1, "alice", 4), (2, "bob", 2), (2, "carol", 2)]
     rows = (await get(client, "leaderboard", period="quarter", metric="quota_attainment"))["rows"]
     assert pick(rows, "rank", "rep_id", "quota_attainment") == [(1, "bob", 50.0), (2, "alice", 0.0)]
 
@@ -221,7 +208,7 @@ async def check_reports(client) -> None:
     assert {r["rep_id"] for r in coaching_alice["rows"]} == {"alice"}
     assert [r["team_median_days_in_stage"] for r in coaching_alice["rows"]] == [2.0, 3.0, 5.0]
     assert pick((await get(client, "funnel", headers=alice, **Q1))["rows"], "stage_id", "reached") == [
-        ("s1", 3), ("s2", 3), ("s3", 1)]  # L1 (max s3), L2 (s2), L7 (s2)
+        ("s1", 2), ("s2", 2), ("s3", 1)]  # L1 (max s3), L7 (s2); L2 was bob's at creation
 
     # CSV: the same rows, one line each.
     csv = await client.get("/v1/reports/win-rate", params={**Q1, "group_by": "rep", "format": "csv"}, headers=ADMIN)
