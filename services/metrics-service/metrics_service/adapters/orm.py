@@ -400,9 +400,31 @@ forecast_snapshots = sa.Table(
     sa.UniqueConstraint("org_id", "period", "period_start", "scope", "scope_id", name="uq_forecast_snapshot"),
 )
 
+# The org's reporting currency (revision 0015): every report's money figures are in it (USD until an admin
+# sets one). Service-owned, kept by a rebuild.
+org_currency = sa.Table(
+    "org_currency", metadata,
+    sa.Column("org_id", ORG, primary_key=True),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Dated exchange rates an admin set (revision 0015): 1 base = rate quote, from valid_from until the pair's next.
+exchange_rates = sa.Table(
+    "exchange_rates", metadata,
+    _org(),
+    sa.Column("base_currency", sa.String(3), nullable=False),
+    sa.Column("quote_currency", sa.String(3), nullable=False),
+    sa.Column("valid_from", sa.Date, nullable=False),
+    sa.Column("rate", sa.Numeric(24, 10), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("org_id", "base_currency", "quote_currency", "valid_from"),
+)
+
 READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_assignments, m_closed_months,
                m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months, m_won_months)
-OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots)
+OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots, org_currency, exchange_rates)
 
 
 def one_of(column: sa.ColumnElement[Any], values: Sequence[Any], dialect: str) -> sa.ColumnElement[bool]:

@@ -8,8 +8,8 @@ The definitions below are the API documentation of each endpoint, word for word 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,10 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..adapters.orm import m_cohort_months, m_created_months, m_stay_months, m_won_months
-from ..domain import formulas
+from ..domain import exchange, formulas
+from ..domain.exchange import Converted
 from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
                               quarters_overlapping, to_ts)
-from . import rollups
+from . import currencies, rollups
 
 # Who a lead's figures are credited to (the `basis` of a report): "credit" = the owner, team and territory at the
 # close for closed leads (the current ones while open), "first" = at creation, "current" = now.
@@ -556,96 +557,152 @@ async def activities(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ 8. production
+def money_fields(value: Converted, name: str) -> dict[str, Any]:
+    """A converted figure as report fields: `name` (in `currency`), the original amounts per currency, and
+    what could not be converted (never inside `name`)."""
+    return {name: formulas.money(value.amount), "currency": value.currency,
+            f"{name}_by_currency": exchange.amounts(value.by_currency),
+            f"{name}_unconverted": exchange.amounts(value.unconverted)}
+
+
 async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     g = f.credited("first").group_sql()
     created = {r["g"]: int(r["n"]) for r in await _rows(
         session, f"SELECT {g} AS g, COUNT(*) AS n FROM m_leads l WHERE {f.lead_where('created_ts')} GROUP BY 1",
         f.params)}
-    won = {r["g"]: r for r in await _won(session, f)}
-    rows = [{"group": _group(k), "leads_generated": created.get(k, 0), "deals_won": int(won.get(k, {}).get("n") or 0),
-             "revenue": formulas.money(won.get(k, {}).get("revenue") or 0)} for k in sorted(set(created) | set(won))]
+    money = await currencies.setup(session, f.org_id)
+    won = await won_money(session, f, money)
+    rows = []
+    for k in sorted(set(created) | set(won)):
+        deals, revenue = won.get(k, (0, Converted(money.currency)))
+        rows.append({"group": _group(k), "leads_generated": created.get(k, 0), "deals_won": deals,
+                     **money_fields(revenue, "revenue")})
     quarters: list[dict[str, Any]] = []
     if f.from_ts is not None and f.to_ts is not None:
         for q_start, q_end in quarters_overlapping(from_ts(f.from_ts), from_ts(f.to_ts)):
             qf = Filters(org_id=f.org_id, from_ts=to_ts(q_start), to_ts=to_ts(q_end), pipeline_id=f.pipeline_id,
                          rep_id=f.rep_id)
-            rev = next(iter(await _won(session, qf)), {}).get("revenue") or Decimal(0)
-            where = qf.lead_where("closed_ts")
-            reps_sql = (f"SELECT COUNT(*) AS n FROM (SELECT l.credit_owner_id AS rep FROM m_leads l WHERE {where} "
-                        f"AND l.outcome = 'won' AND l.credit_owner_id IS NOT NULL UNION "
-                        f"SELECT d.rep_id FROM m_rep_daily d WHERE {_day_where(qf, qf.from_ts, qf.to_ts)} "
-                        f"AND {ACTIVITY_SUM} + d.notes > 0) a")
-            active = int((await _rows(session, reps_sql, qf.params))[0]["n"])
-            quarters.append({"quarter_start": q_start.date().isoformat(), "revenue": formulas.money(rev),
-                             "active_reps": active,
-                             "avg_revenue_per_rep": formulas.money(Decimal(rev) / active) if active else None})
+            _, revenue = (await won_money(session, qf, money)).get("", (0, Converted(money.currency)))
+            reps = await quota_reps(session, f.org_id, q_start.date(), q_end.date(), f.rep_id)
+            quarters.append({"quarter_start": q_start.date().isoformat(), **money_fields(revenue, "revenue"),
+                             "quota_reps": reps,
+                             "avg_revenue_per_rep": formulas.money(revenue.amount / reps) if reps else None})
     return await _name_groups(session, f, rows), quarters
 
 
-async def _won(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
-    """Per group: deals won (n) and revenue, for wins in [from, to) credited to the owner at the win; whole
-    months from m_closed_months."""
+async def quota_reps(session: AsyncSession, org_id: str, start: date, end: date, rep_id: str | None = None) -> int:
+    """Reps carrying a quota for a period that overlaps [start, end) (month, quarter or year quotas)."""
+    params: dict[str, Any] = {"org": org_id, "start": start, "end": end}
+    me = ""
+    if rep_id is not None:
+        me, params["me"] = " AND q.scope_id = :me", rep_id
+    found = await _rows(session, "SELECT q.scope_id, q.period, q.period_start FROM quotas q WHERE q.org_id = :org "
+                                 f"AND q.scope = 'rep' AND q.period_start < :end{me}", params)
+    reps = set()
+    for q in found:
+        begun = as_day(q["period_start"])
+        _, ends = period_bounds(q["period"], datetime(begun.year, begun.month, begun.day))
+        if ends.date() > start:
+            reps.add(q["scope_id"])
+    return len(reps)
+
+
+def as_day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+async def won_money(session: AsyncSession, f: Filters, money: currencies.Setup, target: str | None = None
+                    ) -> dict[str, tuple[int, Converted]]:
+    """Per group: deals won and their value converted into `target` (default: the reporting currency), for
+    wins in [from, to) credited to the owner at the win. Each won value (LeadWon's, else the lead's) is
+    converted at the rate in force on the day of the win. Whole months whose wins are all in the target
+    currency are read from m_closed_months; otherwise the wins are summed per currency and day."""
+    target = target or money.currency
     f.credited("credit")
     months = _duration_months(session, f)
-    if months is not None and f.group_by in (None, "rep", "team"):
-        return await _rows(session, f"SELECT {_rollup_group(f)} AS g, SUM(m.leads) AS n, SUM(m.value) AS revenue "
-                                    f"FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome = 'won' AND "
-                                    f"{rollups.month_range(f.params, *months)} GROUP BY 1", f.params)
-    return await _rows(session, f"SELECT {f.group_sql()} AS g, COUNT(*) AS n, SUM({WON_VALUE}) AS revenue "
-                                f"FROM m_leads l WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' GROUP BY 1",
-                       f.params)
+    out: dict[str, tuple[int, Converted]] = {}
+    if months is not None and f.group_by in (None, "rep", "team") and not await _foreign_wins(
+            session, f, months, target):
+        for r in await _rows(session, f"SELECT {_rollup_group(f)} AS g, SUM(m.leads) AS n, SUM(m.value) AS revenue "
+                                      f"FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome = 'won' AND "
+                                      f"{rollups.month_range(f.params, *months)} GROUP BY 1", f.params):
+            value = Decimal(r["revenue"] or 0)
+            out[r["g"]] = (int(r["n"]), Converted(target, value, {target: value} if value else {}))
+        return out
+    f.params["target"] = target
+    found = await _rows(session, f"""
+SELECT {f.group_sql()} AS g, {WON_CURRENCY} AS currency,
+       CASE WHEN {WON_CURRENCY} = :target THEN 0 ELSE CAST(FLOOR(l.closed_ts / {DAY_S}) AS INTEGER) END AS day,
+       COUNT(*) AS n, SUM(COALESCE({WON_VALUE}, 0)) AS amount
+FROM m_leads l WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' GROUP BY 1, 2, 3""", f.params)
+    for r in found:
+        deals, value = out.get(r["g"], (0, Converted(target)))
+        value.add(money.rates, r["currency"], r["amount"], exchange.day_of(r["day"]))
+        out[r["g"]] = (deals + int(r["n"]), value)
+    return out
+
+
+async def _foreign_wins(session: AsyncSession, f: Filters, months: tuple[int | None, int | None], target: str
+                        ) -> bool:
+    """Any win in these months in another currency than `target` (or with none), from m_won_months."""
+    f.params["target"] = target
+    return bool(await _rows(session, f"SELECT 1 AS x FROM m_won_months m WHERE {_rollup_where(f)} AND "
+                                     f"{rollups.month_range(f.params, *months)} AND m.currency <> :target LIMIT 1",
+                            f.params))
 
 
 # ------------------------------------------------------------------ 9. forecast
 async def forecast(session: AsyncSession, f: Filters, period: Period, moment: datetime) -> list[dict[str, Any]]:
     f.credited("credit")
+    money = await currencies.setup(session, f.org_id)
     start, end = period_bounds(period, moment)
+    today = (f.now or moment).date()
+    won = await won_money(session, replace(f, from_ts=to_ts(start), to_ts=to_ts(end), params={}), money)
     f.params.update(ps=to_ts(start), pe=to_ts(end))
-    open_in_period = ("l.outcome = 'open' AND l.pipeline_entered_ts IS NOT NULL AND l.expected_close_ts >= :ps "
-                      "AND l.expected_close_ts < :pe")
-    if _rollup_serves(session, f):  # whole months: the period's closed leads and their history are monthly sums
-        f.params.update(first_month=month_number(f.params["ps"]), end_month=month_number(f.params["pe"]))
-        closed_sql = f"""
-SELECT {_rollup_group(f)} AS g,
-  SUM(CASE WHEN m.outcome = 'won' AND m.month >= :first_month THEN m.value ELSE 0 END) AS won_so_far,
-  SUM(CASE WHEN m.outcome = 'won' AND m.month < :first_month THEN m.leads ELSE 0 END) AS hist_won,
-  SUM(CASE WHEN m.outcome = 'lost' AND m.month < :first_month THEN m.leads ELSE 0 END) AS hist_lost
-FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome IN ('won', 'lost') AND m.month < :end_month
+    if _rollup_serves(session, f):  # the history's counts are monthly sums
+        f.params.update(first_month=month_number(f.params["ps"]))
+        history_sql = f"""
+SELECT {_rollup_group(f)} AS g, SUM(CASE WHEN m.outcome = 'won' THEN m.leads ELSE 0 END) AS hist_won,
+  SUM(CASE WHEN m.outcome = 'lost' THEN m.leads ELSE 0 END) AS hist_lost
+FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome IN ('won', 'lost') AND m.month < :first_month
 GROUP BY 1"""
-        open_sql = f"""
-SELECT {f.group_sql()} AS g, SUM(COALESCE(l.value, 0)) AS open_pipeline,
-  SUM(COALESCE(l.value, 0) * COALESCE(l.current_win_probability, 0)) AS weighted_open
-FROM m_leads l WHERE {f.lead_where(None)} AND {open_in_period} GROUP BY 1"""
-        merged: dict[str, dict[str, Any]] = defaultdict(dict)
-        for part in (closed_sql, open_sql):
-            for r in await _rows(session, part, f.params):
-                merged[r["g"]].update(r)
-        found = [merged[g] for g in sorted(merged)]
     else:
-        found = await _rows(session, f"""
-SELECT {f.group_sql()} AS g,
-  SUM(CASE WHEN l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe THEN COALESCE({WON_VALUE}, 0)
-      ELSE 0 END) AS won_so_far,
-  SUM(CASE WHEN {open_in_period} THEN COALESCE(l.value, 0) ELSE 0 END) AS open_pipeline,
-  SUM(CASE WHEN {open_in_period} THEN COALESCE(l.value, 0) * COALESCE(l.current_win_probability, 0)
-      ELSE 0 END) AS weighted_open,
-  SUM(CASE WHEN l.outcome = 'won' AND l.closed_ts < :ps THEN 1 ELSE 0 END) AS hist_won,
-  SUM(CASE WHEN l.outcome = 'lost' AND l.closed_ts < :ps THEN 1 ELSE 0 END) AS hist_lost
-FROM m_leads l WHERE {f.lead_where(None)} AND ((l.outcome IN ('won', 'lost') AND l.closed_ts < :pe)
-                                              OR ({open_in_period}))
-GROUP BY 1 ORDER BY 1""", f.params)
+        history_sql = f"""
+SELECT {f.group_sql()} AS g, SUM(CASE WHEN l.outcome = 'won' THEN 1 ELSE 0 END) AS hist_won,
+  SUM(CASE WHEN l.outcome = 'lost' THEN 1 ELSE 0 END) AS hist_lost
+FROM m_leads l WHERE {f.lead_where(None)} AND l.outcome IN ('won', 'lost') AND l.closed_ts < :ps GROUP BY 1"""
+    history = {r["g"]: r for r in await _rows(session, history_sql, f.params)}
+    open_sql = f"""
+SELECT {f.group_sql()} AS g, l.currency, SUM(COALESCE(l.value, 0)) AS open_pipeline,
+  SUM(COALESCE(l.value, 0) * COALESCE(l.current_win_probability, 0)) AS weighted_open
+FROM m_leads l WHERE {f.lead_where(None)} AND l.outcome = 'open' AND l.pipeline_entered_ts IS NOT NULL
+  AND l.expected_close_ts >= :ps AND l.expected_close_ts < :pe GROUP BY 1, 2"""
+    pipeline: dict[str, tuple[Converted, Converted]] = {}
+    for r in await _rows(session, open_sql, f.params):
+        open_value, weighted = pipeline.setdefault(r["g"], (Converted(money.currency), Converted(money.currency)))
+        open_value.add(money.rates, r["currency"], r["open_pipeline"], today)
+        weighted.add(money.rates, r["currency"], r["weighted_open"], today)
     rows = []
-    for r in found:
-        won, open_value = Decimal(r.get("won_so_far") or 0), Decimal(r.get("open_pipeline") or 0)
-        hist_won, hist_lost = int(r.get("hist_won") or 0), int(r.get("hist_lost") or 0)
+    for g in sorted(set(won) | set(history) | set(pipeline)):
+        won_so_far = won.get(g, (0, Converted(money.currency)))[1]
+        open_value, weighted = pipeline.get(g, (Converted(money.currency), Converted(money.currency)))
+        hist = history.get(g, {})
+        hist_won, hist_lost = int(hist.get("hist_won") or 0), int(hist.get("hist_lost") or 0)
         rate = Decimal(hist_won) / Decimal(hist_won + hist_lost) if hist_won + hist_lost else Decimal(0)
-        rows.append({"group": _group(r["g"]), "period": period, "period_start": start.isoformat(),
-                     "period_end": end.isoformat(), "won_so_far": formulas.money(won),
-                     "open_pipeline": formulas.money(open_value),
-                     "weighted_by_stage": formulas.money(won + Decimal(r.get("weighted_open") or 0)),
-                     "historical_win_rate_pct": formulas.pct(hist_won, hist_won + hist_lost),
-                     "weighted_by_history": formulas.money(won + open_value * rate),
-                     "best_case": formulas.money(won + open_value)})
+        unconverted = Converted(money.currency)
+        for part in (won_so_far, open_value):
+            unconverted.merge(Converted(money.currency, unconverted=part.unconverted))
+        rows.append({"group": _group(g), "period": period, "period_start": start.isoformat(),
+                     "period_end": end.isoformat(), "currency": money.currency,
+                     "won_so_far": formulas.money(won_so_far.amount),
+                     "open_pipeline": formulas.money(open_value.amount),
+                     "weighted_by_stage": formulas.money(won_so_far.amount + weighted.amount),
+                     "historical_win_rate_pct": formulas.pct(hist_won, hist_won + hist_lost) or 0.0,
+                     "weighted_by_history": formulas.money(won_so_far.amount + open_value.amount * rate),
+                     "best_case": formulas.money(won_so_far.amount + open_value.amount),
+                     "won_by_currency": exchange.amounts(won_so_far.by_currency),
+                     "open_by_currency": exchange.amounts(open_value.by_currency),
+                     "unconverted": exchange.amounts(unconverted.unconverted)})
     return await _name_groups(session, f, rows)
 
 
@@ -672,12 +729,14 @@ def _rollup_where(f: Filters) -> str:
     return " AND ".join(parts)
 
 
-async def won_between(session: AsyncSession, org_id: str, scope: str, start_ts: float, end_ts: float
-                      ) -> dict[str, Decimal]:
-    """Won value per scope id ('' for the org) for wins in [start, end)."""
+async def won_between(session: AsyncSession, org_id: str, scope: str, start_ts: float, end_ts: float,
+                      currency: str | None = None) -> dict[str, Converted]:
+    """Won value per scope id ('' for the org) for wins in [start, end), credited to the owner at the win,
+    converted into `currency` (default: the reporting currency) at each win's date."""
     f = Filters(org_id=org_id, from_ts=start_ts, to_ts=end_ts, group_by={"org": None, "team": "team",
                                                                          "rep": "rep"}[scope])
-    return {r["g"]: Decimal(r["revenue"] or 0) for r in await _won(session, f)}
+    money = await currencies.setup(session, org_id)
+    return {g: value for g, (_, value) in (await won_money(session, f, money, currency)).items()}
 
 
 # ------------------------------------------------------------------ 11. adoption
@@ -939,39 +998,47 @@ FROM m_leads l WHERE {where} AND l.outcome = 'won' AND l.owner_id IS NOT NULL
 async def leaderboard(session: AsyncSession, f: Filters, metric: str, period: Period, moment: datetime
                       ) -> list[dict[str, Any]]:
     start, end = period_bounds(period, moment)
-    params: dict[str, Any] = {"org": f.org_id, "ps": to_ts(start), "pe": to_ts(end)}
+    extra: dict[str, dict[str, Any]] = {}
     if metric in ("revenue", "deals_won"):
-        agg = f"SUM({WON_VALUE})" if metric == "revenue" else "COUNT(*)"
-        pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id else ""
-        params["pipeline"] = f.pipeline_id
-        inner = (f"SELECT l.credit_owner_id AS rep, {agg} AS v FROM m_leads l WHERE l.org_id = :org "
-                 "AND l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe AND l.credit_owner_id IS NOT NULL"
-                 f"{pipeline} GROUP BY 1")
-    elif metric == "activities":
-        params.update(d0=int(to_ts(start) // DAY_S), d1=int(to_ts(end) // DAY_S))  # type: ignore[operator]
-        inner = (f"SELECT d.rep_id AS rep, SUM({ACTIVITY_SUM}) AS v FROM m_rep_daily d WHERE d.org_id = :org "
-                 "AND d.day >= :d0 AND d.day < :d1 GROUP BY 1")
-    else:  # quota_attainment
-        params.update(period=period, pstart=start.date())
-        inner = (f"SELECT q.scope_id AS rep, COALESCE((SELECT SUM({WON_VALUE}) FROM m_leads l WHERE l.org_id = :org "
-                 "AND l.credit_owner_id = q.scope_id AND l.outcome = 'won' AND l.closed_ts >= :ps AND l.closed_ts < :pe), 0)"
-                 " * 100.0 / q.amount AS v FROM quotas q WHERE q.org_id = :org AND q.scope = 'rep' "
-                 "AND q.period = :period AND q.period_start = :pstart AND q.amount > 0")
-    sql = f"SELECT rep, v, RANK() OVER (ORDER BY v DESC) AS rnk FROM ({inner}) x ORDER BY rnk, rep"
-    rows = await _rows(session, sql, params)
-    if f.rep_id is not None:
-        rows = [r for r in rows if r["rep"] == f.rep_id]
-    names = await rep_names(session, f.org_id, {r["rep"] for r in rows})
-    out = []
-    for r in rows:
-        value: Any = r["v"]
+        money = await currencies.setup(session, f.org_id)
+        period_filters = Filters(org_id=f.org_id, from_ts=to_ts(start), to_ts=to_ts(end), pipeline_id=f.pipeline_id,
+                                 group_by="rep")
+        won = {rep: v for rep, v in (await won_money(session, period_filters, money)).items() if rep}
+        # a win without a value counts 0 (never a null that sorts first)
+        values: dict[str, Any] = {rep: (value.amount if metric == "revenue" else deals)
+                                  for rep, (deals, value) in won.items()}
         if metric == "revenue":
-            value = formulas.money(value)
-        elif metric == "quota_attainment":
-            value = round(float(value), 2)
-        else:
-            value = int(value or 0)
-        out.append({"rank": int(r["rnk"]), "rep_id": r["rep"], "rep_name": names.get(r["rep"]), metric: value})
+            extra = {rep: {"currency": value.currency, "revenue_unconverted": exchange.amounts(value.unconverted)}
+                     for rep, (_, value) in won.items()}
+    elif metric == "activities":
+        params = {"org": f.org_id, "d0": int(to_ts(start) // DAY_S), "d1": int(to_ts(end) // DAY_S)}  # type: ignore[operator]
+        values = {r["rep"]: int(r["v"] or 0) for r in await _rows(
+            session, f"SELECT d.rep_id AS rep, SUM({ACTIVITY_SUM}) AS v FROM m_rep_daily d WHERE d.org_id = :org "
+                     "AND d.day >= :d0 AND d.day < :d1 GROUP BY 1", params)}
+    else:  # quota_attainment: each rep's quota of the period, compared in the quota's own currency
+        found = await _rows(session, "SELECT q.scope_id, q.amount, q.currency FROM quotas q WHERE q.org_id = :org "
+                                     "AND q.scope = 'rep' AND q.period = :period AND q.period_start = :pstart "
+                                     "AND q.amount > 0", {"org": f.org_id, "period": period, "pstart": start.date()})
+        won_in: dict[str, dict[str, Converted]] = {}
+        values = {}
+        for q in found:
+            if q["currency"] not in won_in:
+                won_in[q["currency"]] = await won_between(session, f.org_id, "rep", to_ts(start), to_ts(end),  # type: ignore[arg-type]
+                                                          q["currency"])
+            actual = won_in[q["currency"]].get(q["scope_id"], Converted(q["currency"]))
+            values[q["scope_id"]] = round(float(actual.amount * 100 / Decimal(q["amount"])), 2)
+            extra[q["scope_id"]] = {"currency": q["currency"], "unconverted": exchange.amounts(actual.unconverted)}
+    ranked = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+    if f.rep_id is not None:
+        ranked_for = [(rep, v) for rep, v in ranked if rep == f.rep_id]
+    else:
+        ranked_for = ranked
+    names = await rep_names(session, f.org_id, {rep for rep, _ in ranked_for})
+    out = []
+    for rep, value in ranked_for:
+        rank = 1 + sum(1 for _, other in ranked if other > value)  # SQL RANK: ties share a rank
+        shown = formulas.money(value) if metric == "revenue" else value
+        out.append({"rank": rank, "rep_id": rep, "rep_name": names.get(rep), metric: shown, **extra.get(rep, {})})
     return out
 
 

@@ -120,11 +120,16 @@ async def check_reports(client) -> None:
         ("alice", 1, 10.0, 1, 0, 0, 1, 1, 0, 1, 1), ("bob", 1, 5.0, 0, 0, 1, 0, 0, 1, 0, 0),
         ("carol", 2, 22.0, 0, 1, 0, 0, 0, 0, 0, 0)]
 
-    # Production Q1: 7 leads, 3 won, 8600; Q1's active reps alice, bob, carol → 8600 / 3 = 2866.67.
+    # Production Q1: 7 leads, 3 won, 8600 USD; nobody carries a Q1 quota (the quotas are Q2's), so there is no
+    # revenue per rep (it divides by the quota-carrying reps, not by whoever logged a note).
     body = await get(client, "production", **Q1)
-    assert pick(body["rows"], "leads_generated", "deals_won", "revenue") == [(7, 3, "8600.00")]
-    assert body["quarters"] == [{"quarter_start": "2026-01-01", "revenue": "8600.00", "active_reps": 3,
-                                 "avg_revenue_per_rep": "2866.67"}]
+    assert pick(body["rows"], "leads_generated", "deals_won", "revenue", "currency") == [(7, 3, "8600.00", "USD")]
+    assert body["quarters"] == [{"quarter_start": "2026-01-01", "revenue": "8600.00", "currency": "USD",
+                                 "revenue_by_currency": [{"currency": "USD", "amount": "8600.00"}],
+                                 "revenue_unconverted": [], "quota_reps": 0, "avg_revenue_per_rep": None}]
+    # Q2 so far: L8 800; alice and bob carry Q2 quotas (T1's is a team's) → 400 each.
+    body = await get(client, "production", **{"from": "2026-04-01T00:00:00Z", "to": "2026-07-01T00:00:00Z"})
+    assert pick(body["quarters"], "revenue", "quota_reps", "avg_revenue_per_rep") == [("800.00", 2, "400.00")]
 
     # Forecast Q2 (now Apr 15): won L8 800; open with close in Q2: L6 1500 × 0.2 = 300, L7 2500 × 0.3 = 750;
     # history before Apr 1: 3 won / 4 → 75% → 800 + 4000 × 0.75 = 3800; best case 4800.
