@@ -65,10 +65,11 @@ class History:
         self.events.append(envelope)
         return envelope
 
-    def created(self, lead: str, at: datetime, *, product_line: str, source: str, value: str, territory: str,
-                expected_close: date | None = None, owner_in_snapshot: str | None = None) -> None:
-        snap = ev.LeadSnapshot(lead_id=lead, product_line=product_line, source=source, value=Decimal(value),
-                               currency="USD", expected_close_date=expected_close, created_at=at,
+    def created(self, lead: str, at: datetime, *, product_line: str, source: str, value: str | None,
+                territory: str, expected_close: date | None = None, owner_in_snapshot: str | None = None,
+                currency: str = "USD") -> None:
+        snap = ev.LeadSnapshot(lead_id=lead, product_line=product_line, source=source,
+                               value=Decimal(value) if value is not None else None, currency=currency, expected_close_date=expected_close, created_at=at,
                                owner_id=owner_in_snapshot, contact=ev.ContactData(email=f"{lead}@example.com"))
         self._emit(ev.LeadCreatedV1(lead=snap), lead, at, version=1)
 
@@ -92,9 +93,9 @@ class History:
                                       to_stage_position=position, is_ask_stage=ask, win_probability=p,
                                       reason=reason, entered_at=at, owner_id=owner), lead, at)
 
-    def won(self, lead: str, at: datetime, pipeline: str, value: str | None) -> None:
+    def won(self, lead: str, at: datetime, pipeline: str, value: str | None, currency: str = "USD") -> None:
         self._emit(ev.LeadWonV1(lead_id=lead, pipeline_id=pipeline, value=Decimal(value) if value else None,
-                                currency="USD" if value else None, won_at=at), lead, at)
+                                currency=currency if value else None, won_at=at), lead, at)
 
     def lost(self, lead: str, at: datetime, pipeline: str) -> None:
         self._emit(ev.LeadLostV1(lead_id=lead, pipeline_id=pipeline, reason="budget", lost_at=at), lead, at)
@@ -125,10 +126,10 @@ class History:
 
 
 def lead(h: History, lead_id: str, rep: str, pipeline: str, territory: str, created: datetime, *,
-         product_line: str, source: str, value: str, expected_close: date | None = None,
-         owner_in_snapshot: str | None = None) -> None:
+         product_line: str, source: str, value: str | None, expected_close: date | None = None,
+         owner_in_snapshot: str | None = None, currency: str = "USD") -> None:
     h.created(lead_id, created, product_line=product_line, source=source, value=value, territory=territory,
-              expected_close=expected_close, owner_in_snapshot=owner_in_snapshot)
+              expected_close=expected_close, owner_in_snapshot=owner_in_snapshot, currency=currency)
     h.routed(lead_id, created, pipeline, territory)
     h.assigned(lead_id, created, rep, territory)
 

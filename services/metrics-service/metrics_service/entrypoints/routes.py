@@ -401,15 +401,22 @@ class FreezeIn(BaseModel):
 @router.post("/forecasts/snapshots", status_code=201,
              summary="Freeze the forecast of a period now (admin); the worker does it at each period's start",
              description="Freezes org, team and rep forecasts (as /v1/reports/forecast computes them) for the "
-                         "period containing `date`, publishing ForecastSnapshotted for each. Scopes already "
-                         "frozen for that period are kept as they are.")
+                         "period containing `date`, publishing ForecastSnapshotted for each, in the reporting "
+                         "currency (open pipeline converted at the rates in force today). Scopes already "
+                         "frozen for that period are kept as they are. A period that has ended is refused (422).")
 async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep, clock: ClockDep,
                           idem: IdempotencyDep) -> Response:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forecasts.freeze",
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    created = await forecasting.freeze(uow, principal.org_id, body.period, _moment(body.date, clock()))
+    now = clock()
+    moment = _moment(body.date, now)
+    if period_bounds(body.period, moment)[1] <= now:
+        # its won_so_far would be the actual: such a "forecast" would make the accuracy report meaningless
+        raise ValidationFailed.single("date", f"that {body.period} has ended: a forecast is frozen before or "
+                                              "while its period runs")
+    created = await forecasting.freeze(uow, principal.org_id, body.period, moment, now)
     resp = await idem.complete(uow.session, status_code=201, body={"items": created})
     await uow.commit()
     return resp

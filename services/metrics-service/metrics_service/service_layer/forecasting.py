@@ -24,8 +24,10 @@ log = structlog.get_logger(__name__)
 SCOPES = {"org": None, "team": "team", "rep": "rep"}
 
 
-async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime) -> list[dict[str, Any]]:
-    """Freeze the forecast of the period containing `moment` for the org, each team and each rep.
+async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime, now: datetime | None = None
+                 ) -> list[dict[str, Any]]:
+    """Freeze the forecast of the period containing `moment` for the org, each team and each rep, as it
+    stands `now` (open pipeline converted at the rates in force that day).
 
     Rows that already exist for that period are kept (a snapshot is frozen once); returns the new ones.
     Publishes one ForecastSnapshotted per new row, in the same transaction (the caller commits).
@@ -33,7 +35,8 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime)
     start, end = period_bounds(period, moment)
     created: list[dict[str, Any]] = []
     for scope, group_by in SCOPES.items():
-        rows = await reports.forecast(uow.session, reports.Filters(org_id=org_id, group_by=group_by), period, start)
+        rows = await reports.forecast(uow.session, reports.Filters(org_id=org_id, group_by=group_by, now=now or moment),
+                                      period, start)
         if scope == "org" and not rows:
             rows = [{"group": None, "won_so_far": "0.00", "weighted_by_stage": "0.00",
                      "weighted_by_history": "0.00", "best_case": "0.00"}]
@@ -110,7 +113,7 @@ async def snapshot_worker_tick(context: Any, clock: Clock) -> int:
                     forecast_snapshots.c.period_start == start, forecast_snapshots.c.scope == "org"))).scalar_one()
                 if exists:
                     continue
-                frozen += len(await freeze(uow, org_id, period, now))
+                frozen += len(await freeze(uow, org_id, period, now, now))
                 await uow.commit()
     return frozen
 

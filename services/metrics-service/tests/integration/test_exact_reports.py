@@ -29,8 +29,14 @@ async def test_every_report_is_exact_whatever_the_delivery_order_and_rebuild_giv
     # Frozen at this point for Q1, open pipeline with expected close in Q1 (Jan 31, Jan 31, Feb 15, Jan 20):
     # L1 s3 1000×0.6=600, L2 s2 2000×0.3=600, L3 s2 3000×0.3=900, L5 t2 4000×0.5=2000 → 4100; nothing won yet;
     # no history before Q1 → weighted_by_history 0; best case 10000. Teams: T1 600+600+900=2100, T2 2000.
+    # (frozen on Jan 15, while Q1 runs: a period that has already ended is refused, below)
+    app.state.context.extras["clock"] = lambda: T(1, 15)
     frozen = await client.post("/v1/forecasts/snapshots", json={"period": "quarter", "date": "2026-01-15"},
                                headers=auth_headers(ORG, "admin"))
+    app.state.context.extras["clock"] = lambda: NOW
+    late = await client.post("/v1/forecasts/snapshots", json={"period": "quarter", "date": "2026-01-15"},
+                             headers=auth_headers(ORG, "admin"))
+    assert late.status_code == 422 and late.json()["errors"][0]["field"] == "date"
     assert frozen.status_code == 201, frozen.text
     snaps = {(s["scope"], s["scope_id"]): s for s in frozen.json()["items"]}
     assert pick([snaps[("org", None)]], "won_so_far", "weighted_by_stage", "weighted_by_history", "best_case") == [
