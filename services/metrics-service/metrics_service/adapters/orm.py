@@ -167,7 +167,7 @@ m_timeline = sa.Table(
     sa.Column("team_id", ID, nullable=True),
     sa.Column("lead_pipeline_id", ID, nullable=True),
     sa.Column("cohort_ts", TS, nullable=True),
-    # the stage has required tasks for the lead and all are completed (revision 0006)
+    # the visit had required tasks (created during it, revision 0015) and all are completed (revision 0006)
     sa.Column("tasks_done", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_m_timeline_lead", "org_id", "lead_id"),
     sa.Index("ix_m_timeline_stage", "org_id", "pipeline_id", "stage_id", "at_ts"),
@@ -362,6 +362,8 @@ m_tasks = sa.Table(
     # precedence completed > skipped > open, whatever order the events arrive in
     sa.Column("status", sa.String(20), nullable=False, server_default="open"),
     sa.Column("overdue", sa.Boolean, nullable=False, server_default=sa.false()),
+    # when it was created (TaskCreated): a stay's tasks are those created during that visit (revision 0015)
+    sa.Column("created_ts", TS, nullable=True),
     sa.PrimaryKeyConstraint("org_id", "task_id"),
     sa.Index("ix_m_tasks_lead", "org_id", "lead_id"),
 )

@@ -230,18 +230,29 @@ async def quota_attainment_report(q: Q, uow: ReportUow, period: Annotated[Period
 
 @router.get("/reports/adoption", **_doc("adoption"))
 async def adoption_report(q: Q, uow: ReportUow) -> Response:
-    return respond("adoption", q, await reports.adoption(uow.session, q.filters))
+    return respond("adoption", q, await reports.adoption(uow.session, q.filters), time_basis={
+        "coverage": f"open leads as of {q.now.isoformat()} (from/to do not apply)",
+        "compliance": "stage exits with the exit in [from, to)"})
 
 
 @router.get("/reports/coaching", **_doc("coaching"))
 async def coaching_report(q: Q, uow: ReportUow) -> Response:
-    rows, stalls_most = await reports.coaching(uow.session, q.filters)
-    return respond("coaching", q, rows, stalls_most=stalls_most)
+    _per_rep_and_stage(q, "coaching")
+    rows, stalls_most, unassigned = await reports.coaching(uow.session, q.filters)
+    return respond("coaching", q, rows, stalls_most=stalls_most, unassigned=unassigned)
+
+
+def _per_rep_and_stage(q: ReportQuery, report: str) -> None:
+    if q.filters.group_by is not None:
+        raise ValidationFailed.single("group_by", f"{report} is per rep and stage against the rep's team; "
+                                                  "group_by does not apply")
 
 
 @router.get("/reports/stalled-deals", **_doc("stalled_deals"))
 async def stalled_deals_report(q: Q, uow: ReportUow) -> Response:
-    return respond("stalled_deals", q, await reports.stalled_deals(uow.session, q.filters))
+    _per_rep_and_stage(q, "stalled-deals")
+    rows, unassigned = await reports.stalled_deals(uow.session, q.filters)
+    return respond("stalled_deals", q, rows, unassigned=unassigned)
 
 
 @router.get("/reports/handovers", **_doc("handovers"))

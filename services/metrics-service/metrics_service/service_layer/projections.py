@@ -240,7 +240,8 @@ def _collect(b: Batch, e: Envelope, data: EventData) -> None:
                "required": bool(getattr(data, "required", False)), "due_ts": to_ts(getattr(data, "due_at", None)),
                "status": ("completed" if isinstance(data, ev.TaskCompletedV1) else
                           "skipped" if isinstance(data, ev.TaskSkippedV1) else "open"),
-               "overdue": isinstance(data, ev.TaskOverdueV1)}
+               "overdue": isinstance(data, ev.TaskOverdueV1),
+               "created_ts": occurred if isinstance(data, ev.TaskCreatedV1) else None}
         key = (org, data.task_id)
         b.tasks[key] = _merge_task(b.tasks[key], row) if key in b.tasks else row
     elif isinstance(data, ev.LeadErasedV1):
@@ -257,7 +258,8 @@ STATUS_RANK = {"open": 0, "skipped": 1, "completed": 2}
 def _merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {**a, "lead_id": a["lead_id"] or b["lead_id"], "stage_id": a["stage_id"] or b["stage_id"],
             "required": a["required"] or b["required"], "due_ts": a["due_ts"] if a["due_ts"] is not None else b["due_ts"],
-            "status": max(a["status"], b["status"], key=STATUS_RANK.__getitem__), "overdue": a["overdue"] or b["overdue"]}
+            "status": max(a["status"], b["status"], key=STATUS_RANK.__getitem__), "overdue": a["overdue"] or b["overdue"],
+            "created_ts": min((t for t in (a["created_ts"], b["created_ts"]) if t is not None), default=None)}
 
 
 def _probability(value: Decimal | None) -> Decimal | None:
@@ -367,7 +369,9 @@ async def _write_read_models(session: AsyncSession, b: Batch) -> None:
                 "required": sa.or_(t.required, x.required), "due_ts": sa.func.coalesce(x.due_ts, t.due_ts),
                 "status": sa.case((sa.or_(t.status == "completed", x.status == "completed"), "completed"),
                                   (sa.or_(t.status == "skipped", x.status == "skipped"), "skipped"), else_="open"),
-                "overdue": sa.or_(t.overdue, x.overdue)}
+                "overdue": sa.or_(t.overdue, x.overdue),
+                "created_ts": sa.case((t.created_ts.is_(None), x.created_ts), (x.created_ts.is_(None), t.created_ts),
+                                      (x.created_ts < t.created_ts, x.created_ts), else_=t.created_ts)}
     await _upsert(session, m_tasks, ["org_id", "task_id"], list(b.tasks.values()), task_set)
     counters = [{"org_id": org, "rep_id": rep, "day": day, **{c: values.get(c, 0) for c in _COUNTERS}}
                 for (org, rep, day), values in b.counters.items()]
@@ -453,8 +457,11 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
     values: dict[str, Any] = {
         col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
         .scalar_subquery() for col, src in COPIED.items()}
+    # the required tasks of this visit alone: created from its entry until its exit (a task with no known
+    # creation time counts for every visit of the stage)
     stage_tasks = sa.and_(k.c.org_id == t.c.org_id, k.c.lead_id == t.c.lead_id, k.c.stage_id == t.c.stage_id,
-                          k.c.required)
+                          k.c.required, sa.or_(k.c.created_ts.is_(None), sa.and_(
+                              k.c.created_ts >= t.c.at_ts, sa.or_(t.c.next_ts.is_(None), k.c.created_ts < t.c.next_ts))))
     values["tasks_done"] = sa.and_(sa.exists().where(stage_tasks),
                                    sa.not_(sa.exists().where(stage_tasks, k.c.status != "completed")))
     open_required = sa.and_(k.c.org_id == lead.c.org_id, k.c.lead_id == lead.c.lead_id, k.c.required,

@@ -97,7 +97,8 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                 if r.next_kind in EXIT_KINDS:
                     measures = exits[(org, month_number(r.next_ts), *lead_keys)]
                     measures[0] += 1
-                    measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done))
+                    measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done)
+                                       or r.next_kind == "won")
                 duration = r.next_ts - r.at_ts
                 measures = stays[(org, month_number(r.at_ts), *lead_keys, r.pipeline_id, r.stage_id, r.position)]
                 measures[0] += 1
@@ -216,7 +217,8 @@ FROM m_leads WHERE outcome <> 'open' AND closed_ts IS NOT NULL{org_condition} GR
 INSERT INTO m_exit_months (org_id, month, owner_id, team_id, pipeline_id, exits, compliant)
 SELECT org_id, {_month_sql('next_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
        COALESCE(lead_pipeline_id, ''), COUNT(*),
-       SUM(CASE WHEN (next_kind = 'stage' AND next_reason = 'goal_met') OR tasks_done THEN 1 ELSE 0 END)
+       SUM(CASE WHEN (next_kind = 'stage' AND next_reason = 'goal_met') OR tasks_done OR next_kind = 'won' THEN 1
+                ELSE 0 END)
 FROM m_timeline WHERE kind = 'stage' AND next_ts IS NOT NULL
   AND next_kind IN ('stage', 'won', 'lost', 'disqualified'){org_condition} GROUP BY 1, 2, 3, 4, 5"""]
 

@@ -167,13 +167,14 @@ async def check_reports(client) -> None:
         ("team", "T1", "800.00", 16.0, 15.38, 104.0, "5200.00")]
 
     # Adoption: open leads L6 (covered) and L7 (required task k4 overdue → not covered).
-    # Compliance, exits in Q1: alice L1 s1→s2 goal, s2→s3 goal, s3→won with k1 completed, L2 s1→s2 manual
-    # with k2 completed, L2 s2→lost with k3 skipped ✗, L7 s1→s2 goal → 5/6; bob L3 s1, s2 by goal, s3→lost ✗,
-    # s3→won ✗, L4 s1→disqualified ✗ → 2/5; carol L5 t1→t2 goal, t2→won ✗ → 1/2.
+    # Compliance, exits in Q1 (a win is a compliant exit; a visit is judged by the tasks created during it):
+    # alice L1 s1→s2 goal, s2→s3 goal, s3→won, L2 s1→s2 manual with k2 (created in that visit) completed, L2
+    # s2→lost with k3 skipped ✗, L7 s1→s2 goal → 5/6; bob L3 s1, s2 by goal, s3→lost ✗, s3→won, L4
+    # s1→disqualified ✗ → 3/5; carol L5 t1→t2 goal, t2→won → 2/2.
     rows = (await get(client, "adoption", **Q1))["rows"]
     assert pick(rows, "group", "open_leads", "covered", "coverage_pct", "stage_exits", "compliant_exits",
                 "compliance_pct") == [
-        ("alice", 1, 0, 0.0, 6, 5, 83.33), ("bob", 0, 0, None, 5, 2, 40.0), ("carol", 1, 1, 100.0, 2, 1, 50.0)]
+        ("alice", 1, 0, 0.0, 6, 5, 83.33), ("bob", 0, 0, None, 5, 3, 60.0), ("carol", 1, 1, 100.0, 2, 2, 100.0)]
 
     # Coaching, stays entered in Q1 that ended: alice s1 [2, 2, 10] all converted; s2 [3, 5] 1 converted; s3 [5].
     # bob s1 [2, 3→disqualified]; s2 [3]; s3 [2→lost, 5→won]. T1 s1 [2,2,2,3,10] 4/5; s2 [3,3,5] 2/3;
@@ -186,14 +187,14 @@ async def check_reports(client) -> None:
         ("bob", "s1", 2, 50.0, 80.0, -30.0, 2.5, 2.0), ("bob", "s2", 1, 100.0, 66.67, 33.33, 3.0, 3.0),
         ("bob", "s3", 2, 50.0, 66.67, -16.67, 3.5, 5.0),
         ("carol", "t1", 1, 100.0, 100.0, 0.0, 2.0, 2.0), ("carol", "t2", 1, 100.0, 100.0, 0.0, 5.0, 5.0)]
-    assert pick(body["stalls_most"], "rep_id", "stage_id", "median_vs_team_ratio") == [
-        ("alice", "s2", 1.3333), ("bob", "s1", 1.25), ("carol", "t1", 1.0)]
+    # carol is alone in T2 (ratio 1.0 on both stages): not slower than her team anywhere → none.
+    assert pick(body["stalls_most"], "rep_id", "slower_than_team", "stage_id", "median_vs_team_ratio") == [
+        ("alice", True, "s2", 1.3333), ("bob", True, "s1", 1.25), ("carol", False, None, None)]
 
-    # Stalled: L6 in t1 since Mar 1 = 45d > T2's t1 p75 (2d) by 43; L7 in s2 since Mar 20 = 26d > T1's s2 p75
-    # (rank ceil(2.25)=3 of [3,3,5] = 5d) by 21.
-    rows = (await get(client, "stalled-deals", **Q1))["rows"]
-    assert pick(rows, "lead_id", "rep_id", "stage_id", "days_in_stage", "team_p75_days", "days_over") == [
-        ("L6", "carol", "t1", 45.0, 2.0, 43.0), ("L7", "alice", "s2", 26.0, 5.0, 21.0)]
+    # Stalled: L6 waits in t1 (T2 has 1 completed t1 stay in Q1 and in the year before, every team 1) and L7 in
+    # s2 (T1 has 3 s2 stays, every team 3): fewer than 5 completed stays is no baseline, so neither is judged
+    # (test_coaching.py has the baselines).
+    assert (await get(client, "stalled-deals", **Q1))["rows"] == []
 
     # Leaderboards Q1: revenue carol 4400, bob 3000, alice 1200; activities (calls, emails, meetings, demos,
     # proposals the rep logged; notes and sequence emails excluded) alice 4, bob 2, carol 2 (her sequence email
@@ -214,7 +215,6 @@ async def check_reports(client) -> None:
         (1, 1, 50.0)]
     assert pick((await get(client, "leaderboard", headers=alice, period="quarter", date="2026-02-01"))["rows"],
                 "rank", "rep_id") == [(3, "alice")]
-    assert pick((await get(client, "stalled-deals", headers=alice, **Q1))["rows"], "lead_id") == [("L7",)]
     coaching_alice = await get(client, "coaching", headers=alice, **Q1)  # her rows, against the whole team
     assert {r["rep_id"] for r in coaching_alice["rows"]} == {"alice"}
     assert [r["team_median_days_in_stage"] for r in coaching_alice["rows"]] == [2.0, 3.0, 5.0]

@@ -35,7 +35,8 @@ LATER = {"event_log": ("projected", "ix_event_log_unprojected"),
                      "ix_m_leads_closed_cover", "ix_m_leads_open_stage", "ix_m_leads_open_cover",
                      "credit_owner_id", "credit_team_id", "credit_territory_id", "first_owner_id", "first_team_id",
                      "first_territory_id"),
-         "m_rep_daily": ("ix_m_rep_daily_day",)}
+         "m_rep_daily": ("ix_m_rep_daily_day",),
+         "m_tasks": ("created_ts",)}
 
 
 def _copy(table: sa.Table, target: sa.MetaData, later: tuple[str, ...]) -> sa.Table:

@@ -1,4 +1,6 @@
-"""The org's reporting currency and its dated exchange rates (admins set them; reports convert with them).
+"""The org's reporting currency and its dated exchange rates (admins set them; reports convert with them), and
+the creation time of tasks (m_tasks.created_ts: a stay is judged by the tasks of that visit alone). The log is
+replayed by revision 0014, which fills it.
 
 Revision ID: 0015
 Revises: 0014
@@ -13,6 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("m_tasks", sa.Column("created_ts", sa.Float, nullable=True))
     op.create_table(
         "org_currency",
         sa.Column("org_id", sa.String(100), primary_key=True),
@@ -33,5 +36,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("m_tasks", "created_ts")
     op.drop_table("exchange_rates")
     op.drop_table("org_currency")
