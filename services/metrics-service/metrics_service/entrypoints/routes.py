@@ -154,8 +154,6 @@ async def conversion_report(q: Q, uow: ReportUow) -> Response:
 async def activities_report(q: Q, uow: ReportUow) -> Response:
     if q.filters.group_by not in (None, "rep", "team"):
         raise ValidationFailed.single("group_by", "activities are counted per rep: use rep or team")
-    if q.filters.pipeline_id is not None:
-        raise ValidationFailed.single("pipeline", "activities are counted per rep, not per pipeline")
     return respond("activities", q, await reports.activities(uow.session, q.filters))
 
 

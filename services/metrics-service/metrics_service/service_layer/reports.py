@@ -542,7 +542,43 @@ def _day_where(f: Filters, from_ts: float | None, to_ts: float | None) -> str:
     return " AND ".join(parts)
 
 
+ACTIVITY_KINDS = {"calls": "a.kind = 'call'", "emails_logged": "a.kind = 'email' AND a.source <> 'sequence'",
+                  "emails_sequence": "a.kind = 'email' AND a.source = 'sequence'", "meetings": "a.kind = 'meeting'",
+                  "demos": "a.kind = 'demo'", "proposals": "a.kind = 'proposal'", "notes": "a.kind = 'note'"}
+
+
+async def _pipeline_activities(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    """Activities on leads whose current pipeline is f.pipeline_id, per rep (or the rep's team) and the same
+    UTC days, counted from the activities themselves (the daily counters do not know the lead)."""
+    g = "COALESCE(r.team_id, '')" if f.group_by == "team" else "a.rep_id"
+    f.params.update(org=f.org_id, pipeline=f.pipeline_id)
+    where = ["a.org_id = :org", "l.pipeline_id = :pipeline", "a.rep_id IS NOT NULL"]
+    if f.from_ts is not None:
+        where.append("a.occurred_ts >= :from_day_ts")
+        f.params["from_day_ts"] = (f.from_ts // DAY_S) * DAY_S
+    if f.to_ts is not None:
+        where.append("a.occurred_ts < :to_day_ts")
+        f.params["to_day_ts"] = (f.to_ts // DAY_S) * DAY_S
+    if f.rep_id is not None:
+        where.append("a.rep_id = :me")
+        f.params["me"] = f.rep_id
+    counts = ", ".join(f"SUM(CASE WHEN {c} THEN 1 ELSE 0 END) AS {name}" for name, c in ACTIVITY_KINDS.items())
+    return await _rows(session, f"""
+SELECT {g} AS g, {counts}, SUM(CASE WHEN a.kind = 'call' THEN COALESCE(a.duration_seconds, 0) ELSE 0 END) AS talk_seconds
+FROM m_activities a JOIN m_leads l ON l.org_id = a.org_id AND l.lead_id = a.lead_id
+LEFT JOIN m_reps r ON r.org_id = a.org_id AND r.rep_id = a.rep_id
+WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1""", f.params)
+
+
 async def activities(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
+    if f.pipeline_id is not None:
+        rows = []
+        for r in await _pipeline_activities(session, f):
+            row: dict[str, Any] = {"group": _group(r["g"]), **{c: int(r[c] or 0) for c in ACTIVITY_KINDS}}
+            row.update(records_entered=None, records_updated=None,  # not known per pipeline
+                       talk_minutes=round(int(r["talk_seconds"] or 0) / 60.0, 2))
+            rows.append(row)
+        return await _name_groups(session, f, rows, default="rep")
     g = "COALESCE(r.team_id, '')" if f.group_by == "team" else "d.rep_id"
     sums = ", ".join(f"SUM(d.{c}) AS {c}" for c in ACTIVITY_COLUMNS)
     sql = (f"SELECT {g} AS g, {sums} FROM m_rep_daily d LEFT JOIN m_reps r ON r.org_id = d.org_id "

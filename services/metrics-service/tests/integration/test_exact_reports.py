@@ -126,6 +126,12 @@ async def check_reports(client) -> None:
         ("alice", 1, 10.0, 1, 0, 0, 1, 1, 0, 1, 1), ("bob", 1, 5.0, 0, 0, 1, 0, 0, 1, 0, 0),
         ("carol", 2, 22.0, 0, 1, 0, 0, 0, 0, 0, 0)]
 
+    # Activities on P2's leads only: carol's call on L5 (20 min) and the sequence email on L6; her call on L4 (P1)
+    # is not; records entered/updated are not known per pipeline.
+    rows = (await get(client, "activities", pipeline="p2", **Q1))["rows"]
+    assert pick(rows, "group", "calls", "talk_minutes", "emails_logged", "emails_sequence", "meetings", "notes",
+                "records_entered") == [("carol", 1, 20.0, 0, 1, 0, 0, None)]
+
     # Production Q1: 7 leads, 3 won, 8600 USD; nobody carries a Q1 quota (the quotas are Q2's), so there is no
     # revenue per rep (it divides by the quota-carrying reps, not by whoever logged a note).
     body = await get(client, "production", **Q1)
