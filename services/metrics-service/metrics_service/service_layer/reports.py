@@ -49,8 +49,12 @@ COMMON = ("Filters: the org comes from the token; `from`/`to` bound the period [
           "a stage exit to the owner at the exit; a lead's creation cohort (response, conversion, funnel reach, "
           "leads generated) to the owner at creation (the newest assignment at or before it, else the first); "
           "open leads to their current owner. rep and team mean those. A rep sees only the figures credited to "
-          "them. Medians are the mean of the two middle values; p75/p90 are nearest-rank (the value at rank "
-          "ceil(p × n)).")
+          "them. Money: every money figure is in the `currency` beside it (deal-size and handovers per original "
+          "currency; the others in the org's reporting currency, GET /v1/reporting-currency, USD until an admin "
+          "sets one, or a quota's own currency), converted with the org's dated rates (POST /v1/exchange-rates: "
+          "the pair's rate in force on the amount's day, else the inverse pair's); amounts with no rate are "
+          "listed as unconverted and never added. Medians are the mean of the two middle values; p75/p90 are "
+          "nearest-rank (the value at rank ceil(p × n)).")
 
 DEFINITIONS: dict[str, str] = {
     "funnel": (
@@ -96,50 +100,69 @@ DEFINITIONS: dict[str, str] = {
         "lead-service records the sequence emails under the owner's rep_id; shown apart and never counted as "
         "the rep's own touches), meetings, demos, proposals, notes, records_entered (LeadCreated whose snapshot "
         "owner is the rep), records_updated (LeadUpdated with cause edit, by the snapshot owner). An activity "
-        "id is counted once."),
+        "id is counted once, for the rep who logged it. With `pipeline`: the activities on leads whose current "
+        "pipeline is that one (records_entered and records_updated are then null: not known per pipeline)."),
     "production": (
         "Production: leads_generated = leads created in [from, to) (credited to the owner at creation); "
         "deals_won and revenue = leads won (final outcome) with the win in [from, to) (credited to the owner at "
-        "the win), revenue = sum of won values. quarters: for each calendar quarter "
-        "overlapping [from, to), revenue won in the whole quarter / active reps, where active reps = reps with "
-        "at least one activity or one win in that quarter."),
+        "the win), revenue = sum of won values (LeadWon.value, else the lead's) in the org's reporting currency "
+        + "(`currency`), each converted at the rate in force on the day of its win; revenue_by_currency = the "
+        "original amounts per currency; revenue_unconverted = amounts with no rate that day (named, not in "
+        "revenue). quarters: for each calendar quarter overlapping [from, to), the revenue won in the whole "
+        "quarter (the same way) / quota_reps, the reps carrying a quota (month, quarter or year) for a period "
+        "that overlaps the quarter (null when none)."),
     "forecast": (
-        "Forecast for the calendar month, quarter or year containing `date`: won_so_far = won value of leads "
-        "won in the period (credited to the owner at the win; the history's wins and losses to the owner at "
-        "the close; open leads to their current owner); open_pipeline = value of open leads in a pipeline whose expected close date is in "
-        "the period; weighted_by_stage = won_so_far + Σ value × current stage win probability over that open "
-        "pipeline; weighted_by_history = won_so_far + open_pipeline × the group's historical win rate (won / "
-        "(won + lost) among its leads closed before the period start, 0 without history); best_case = "
-        "won_so_far + open_pipeline."),
+        "Forecast for the calendar month, quarter or year containing `date`, in the reporting currency "
+        "(`currency`): won_so_far = won value of leads won in the period, each converted at the rate of its "
+        "win's day (credited to the owner at the win); open_pipeline = value of open leads (current owner) in "
+        "a pipeline whose expected close date is in the period, converted at the rates in force on the day the "
+        "forecast is computed (a snapshot: the day it is frozen); weighted_by_stage = won_so_far + Σ value × "
+        "current stage win probability over that open pipeline; weighted_by_history = won_so_far + "
+        "open_pipeline × the group's historical win rate (won / (won + lost) among its leads closed before the "
+        "period start, credited to the owner at the close; 0 without history, and historical_win_rate_pct is "
+        "then 0); best_case = won_so_far + open_pipeline. won_by_currency / open_by_currency: the original "
+        "amounts; unconverted: amounts with no rate (not in any figure)."),
     "forecast_accuracy": (
-        "Forecast accuracy per closed period (period end <= now), from the snapshot frozen at the period's "
-        "start: actual = value won in the period by the scope (org, team or rep credited with the win: the owner at the win); "
-        "accuracy_pct = (1 − |forecast − actual| / actual) × 100 (null when actual is 0); bias = forecast − "
-        "actual (positive = over-forecast); bias_pct = bias / actual × 100. forecast = the snapshot's "
-        "weighted_by_stage; the history-weighted figures are given alongside."),
+        "Forecast accuracy per closed period (period end <= now), from the snapshot frozen while the period "
+        "ran (a period that has ended cannot be frozen): actual = value won in the period by the scope (org, "
+        "team or rep credited with the win: the owner at the win), in the snapshot's currency, each win at "
+        "its day's rate; accuracy_pct = (1 − |forecast − actual| / actual) × 100 (null when actual is 0); bias "
+        "= forecast − actual (positive = over-forecast); bias_pct = bias / actual × 100. forecast = the "
+        "snapshot's weighted_by_stage; the history-weighted figures are given alongside."),
     "quota_attainment": (
-        "Quota attainment for the quotas of the period containing `date`: actual = value won in the period "
-        "by the rep or team credited with the win (the owner at the win, and that owner's team then); attainment_pct = actual / quota × 100; elapsed_pct = share of the "
-        "period elapsed now × 100; pace_pct = attainment_pct / elapsed share (100 = exactly on pace); "
-        "projected = actual / elapsed share."),
+        "Quota attainment for the quotas whose period contains `date` (with `period`: only quotas of that "
+        "kind; without it every quota's own month, quarter or year): actual = value won in the quota's period "
+        "by the rep or team credited with the win (the owner at the win, and that owner's team then), in the "
+        "quota's own currency, each win converted at the rate of its day (actual_unconverted: wins with no "
+        "rate, not counted); attainment_pct = actual / quota × 100; elapsed_pct = share of the period elapsed "
+        "now × 100; pace_pct = attainment_pct / elapsed share (100 = exactly on pace); projected = actual / "
+        "elapsed share. QuotaReached uses the same figures."),
     "adoption": (
-        "Adoption. coverage: open leads (created, final outcome open; current owner) that are in a pipeline, "
-        "have an owner "
-        "and no overdue required task (open, required, flagged overdue or due before now) / all open leads × "
-        "100. compliance: stage exits in [from, to) (a stay that ended by another stage entry, a win, a loss "
-        "or a disqualification) that were by goal (the next entry's reason is goal_met) or whose stage had "
-        "required tasks for the lead that were all completed / all stage exits × 100, credited to the owner at "
-        "the exit, per group (rep by default)."),
+        "Adoption. coverage (as of now; from/to do not apply): open leads (created, final outcome open; "
+        "current owner) that are in a pipeline, have an owner and no overdue required task (open, required, "
+        "flagged overdue or due before now) / all open leads × 100. compliance (the exit in [from, to)): stage "
+        "exits (a stay that ended by another stage entry, a win, a loss or a disqualification) that were a "
+        "win, by goal (the next entry's reason is goal_met), or whose visit had required tasks (created "
+        "during that visit) that were all completed / all stage exits × 100, credited to the owner at the "
+        "exit, per group (rep by default; leads nobody owned are the null group). `time_basis` says both."),
     "coaching": (
         "Coaching, per rep and stage, over stays that entered the stage in [from, to) and have ended, each "
-        "credited to the owner (and that owner's team) at the stay's end: exits, converted = stays that ended by entering a higher position or by a win, conversion_pct "
-        "= converted / exits × 100, median_days_in_stage; the same for the rep's team (team of the lead) "
-        "alongside, and the differences. stalls_most: per rep, the stage where the rep's median time exceeds "
-        "the team's by the largest ratio (rep median / team median)."),
+        "credited to the owner (and that owner's team) at the stay's end: exits, converted = stays that ended "
+        "by entering a higher position or by a win, conversion_pct = converted / exits × 100, "
+        "median_days_in_stage; the same for the team alongside, and the differences. Stays nobody owned are "
+        "no rep: they are counted per team and stage in `unassigned`. stalls_most: per rep, the stage where "
+        "the rep's median time exceeds the team's by the largest ratio (rep median / team median), only "
+        "where that ratio is above 1 (slower than the team); slower_than_team false and no stage otherwise. "
+        "group_by does not apply (422)."),
     "stalled_deals": (
-        "Stalled deals: open leads whose time in their current stage (now − entry) exceeds the 75th "
-        "percentile (nearest rank) of completed stays in that stage by leads of the same team, stays entered in "
-        "[from, to). Sorted by how far they exceed it; at most 500."),
+        "Stalled deals: open leads with an owner whose time in their current stage (now − entry) exceeds the "
+        "75th percentile (nearest rank) of completed stays in that stage by leads of the same team; the "
+        "baseline is the first with at least 5 completed stays: the team's stays entered in [from, to) "
+        "(team_period), the team's stays entered in the 365 days before `to` (or now) (team_trailing_year), "
+        "every team's stays of the stage in those days (org_trailing_year); with none the lead is not judged. "
+        "Each row says its baseline and baseline_stays. Sorted by how far they exceed it; at most 500. Open "
+        "leads nobody owns are listed apart in `unassigned` (oldest first, compared with no one). group_by "
+        "does not apply (422)."),
     "handovers": (
         "Hand-overs (account management's view): leads won with the win in [from, to) whose current owner is not "
         "the rep credited with the win (the owner at the win), i.e. customers handed over, per current owner "
@@ -147,11 +170,13 @@ DEFINITIONS: dict[str, str] = {
         "won_value (LeadWon.value, else the lead's value). The wins stay credited to the closer in every other "
         "report. A rep sees the customers they own now."),
     "leaderboard": (
-        "Leaderboard for the calendar month, quarter or year containing `date`: reps ranked (SQL RANK, ties "
-        "share a rank) by revenue (value won in the period, credited to the owner at the win), deals_won, activities "
-        "(the rep's own calls + emails the rep logged + meetings + demos + proposals on UTC days in the period; "
-        "automated sequence emails and notes are not counted) or "
-        "quota_attainment (won value / the rep's quota for that period × 100). A rep sees their own row."),
+        "Leaderboard for the calendar month, quarter or year containing `date`: reps ranked (ties share a "
+        "rank) by revenue (value won in the period, credited to the owner at the win, in the reporting "
+        "currency, each win at its day's rate; a win without a value counts 0; revenue_unconverted names "
+        "what had no rate), deals_won, activities (the rep's own calls + emails the rep logged + meetings + "
+        "demos + proposals on UTC days in the period; automated sequence emails and notes are not counted) or "
+        "quota_attainment (won value in the quota's currency / the rep's quota for that period × 100). A rep "
+        "sees their own row."),
 }
 
 
