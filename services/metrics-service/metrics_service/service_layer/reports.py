@@ -691,9 +691,13 @@ async def won_money(session: AsyncSession, f: Filters, money: currencies.Setup, 
             out[r["g"]] = (int(r["n"]), Converted(target, value, {target: value} if value else {}))
         return out
     f.params["target"] = target
+    # the UTC day number (periods.day_number); SQLite's CAST truncates (the same for times after 1970),
+    # PostgreSQL's rounds, so it floors first
+    day = (f"CAST(FLOOR(l.closed_ts / {DAY_S}) AS INTEGER)" if _dialect(session) == "postgresql"
+           else f"CAST(l.closed_ts / {DAY_S} AS INTEGER)")
     found = await _rows(session, f"""
 SELECT {f.group_sql()} AS g, {WON_CURRENCY} AS currency,
-       CASE WHEN {WON_CURRENCY} = :target THEN 0 ELSE CAST(FLOOR(l.closed_ts / {DAY_S}) AS INTEGER) END AS day,
+       CASE WHEN {WON_CURRENCY} = :target THEN 0 ELSE {day} END AS day,
        COUNT(*) AS n, SUM(COALESCE({WON_VALUE}, 0)) AS amount
 FROM m_leads l WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' GROUP BY 1, 2, 3""", f.params)
     for r in found:
