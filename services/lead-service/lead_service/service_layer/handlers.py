@@ -2,10 +2,11 @@
 
 Stale events are ignored by `subject_version`, compared only within one producer's family of events about
 the lead: LeadAssigned (assignment-service) against `assignment_version`, LeadWon/LeadLost/LeadReopened
-(pipeline-service) against `outcome_version`.
+(pipeline-service) against `outcome_version`. LeadWon also brings the value (and currency) the deal was won at.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,7 +68,12 @@ async def on_lead_won(data: EventData, envelope: Envelope, uow: UnitOfWork) -> N
     assert isinstance(data, LeadWonV1)
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is not None:
-        await _apply(uow, envelope, lead, "outcome_version", {"status": "won"}, "pipeline")
+        columns: dict[str, Any] = {"status": "won"}
+        if data.value is not None:  # the value the deal was won at is the lead's value from now on
+            columns["value"] = str(Decimal(data.value).quantize(Decimal("0.01")))
+            if data.currency:
+                columns["currency"] = data.currency
+        await _apply(uow, envelope, lead, "outcome_version", columns, "pipeline")
 
 
 async def on_lead_lost(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:

@@ -5,6 +5,7 @@ import pytest
 
 import json
 import uuid
+from decimal import Decimal
 
 import aio_pika
 import sqlalchemy as sa
@@ -194,6 +195,18 @@ async def test_consumed_events_update_the_lead_and_stale_ones_are_ignored(lead_a
     await dispatch(envelope_for(LeadWonV1(lead_id=lead["id"], pipeline_id="p", won_at=now), lead["id"], 9, "org-b"))
     assert (await c.get(f"/v1/leads/{lead['id']}", headers=admin())).json()["status"] == "nurturing"
 
+    # Won at another value: the lead shows what it was won at (not the 8,000 it was created with), once.
+    priced = await create(c, a_lead("won@acme.io", value="8000.00", currency="EUR"))
+    won = envelope_for(LeadWonV1(lead_id=priced["id"], pipeline_id="p", value=Decimal("9000"), currency="USD",
+                                 won_at=now), priced["id"], 1)
+    await dispatch(won)
+    await dispatch(won)
+    got = (await c.get(f"/v1/leads/{priced['id']}", headers=admin())).json()
+    assert (got["status"], got["value"], got["currency"], got["version"]) == ("won", "9000.00", "USD", 2)
+    snapshots = [e["data"] for e in await lead_app.outbox("LeadUpdated") if e["subject_id"] == priced["id"]]
+    assert [(s["lead"]["value"], s["lead"]["currency"], s["changed"]) for s in snapshots] == [
+        ("9000.00", "USD", ["currency", "status", "value"])]
+
     sent = EmailSentV1(delivery_id="d-1", lead_id=lead["id"], message_id="m-1", sent_at=now, sequence_id="s-1",
                        step=1)
     await dispatch(envelope_for(sent, lead["id"], 1))
@@ -328,3 +341,17 @@ async def test_erase_reaches_stored_responses_the_company_and_activity_events(le
     replay = await c.post("/v1/leads", json=body, headers=admin(**key))
     assert replay.json() == {"erased": True}
     assert "zyxcorp" not in (await c.get("/v1/leads/export", headers=admin())).text.lower()
+
+
+async def test_a_currency_must_be_on_the_iso_4217_list(lead_app):
+    c = lead_app.client
+    for code in ("XYZ", "EURO", "eu"):
+        r = await c.post("/v1/leads", json=a_lead(f"{code}@acme.io", currency=code), headers=admin())
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "currency" in r.text and "ISO 4217" in r.text
+    lead = await create(c, a_lead("chf@acme.io", currency="chf"))
+    assert lead["currency"] == "CHF"
+    r = await c.patch(f"/v1/leads/{lead['id']}", json={"currency": "ABC"},
+                      headers=admin(**{"If-Match": f'"{lead["version"]}"'}))
+    assert r.status_code == 422 and "currency" in r.text
