@@ -20,6 +20,7 @@ from ..domain.rules import RuleSet
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
 from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
                                        decision_row_to_dict, decisions_for, lead_row)
+from ..service_layer.rep_events import publish_rep
 from ..service_layer.rulesets import publish_rule_set, validate_rules
 from .directory import check_if_match, etag
 from .schemas import BulkReassignIn, ManualAssignIn, RuleSetIn, SimulateIn
@@ -197,6 +198,7 @@ async def bulk_reassign(rep_id: str, body: BulkReassignIn, uow: UowDep, principa
     if body.deactivate:
         await uow.session.execute(sa.update(reps).where(reps.c.org_id == org, reps.c.id == rep_id).values(
             active=False, row_version=reps.c.row_version + 1, updated_at=utcnow()))
+        await publish_rep(uow, org, rep_id, "deactivated")
     lead_ids = [r.lead_id for r in await uow.session.execute(
         sa.select(leads.c.lead_id).where(leads.c.org_id == org, leads.c.owner_id == rep_id,
                                          leads.c.open.is_(True)).order_by(leads.c.lead_id))]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
-from salesflow_shared.errors import Conflict
+from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
@@ -23,7 +23,8 @@ from ..adapters.orm import leads
 from ..domain.custom_fields import coerce_custom_fields
 from ..domain.lead import LeadIn, LeadPatch, LeadStatus
 from ..service_layer import leads as lead_ops
-from ..service_layer.ingest import Candidate, ingest
+from ..service_layer.activities import log_activity
+from ..service_layer.ingest import Candidate, ingest, open_leads_by_email
 from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
                                    row_to_lead, visible)
 from .common import json_with_etag, now, org_setup
@@ -92,12 +93,44 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
         errors = [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
     body = body.model_copy(update={"custom_fields": clean})
-    if principal.role == "rep" and body.owner_id is None:
-        body = body.model_copy(update={"owner_id": principal.user_id})  # a rep's own lead stays visible to them
+    if principal.role == "rep":
+        if body.owner_id is None:
+            body = body.model_copy(update={"owner_id": principal.user_id})  # a rep's own lead stays visible to them
+        taken = await _someone_elses_open_lead(uow, principal, body)
+        if taken is not None:
+            return await _refuse_duplicate_entry(uow, idem, principal, taken)
     [outcome] = await ingest(uow, principal.org_id, [Candidate(body, origin="api")], setup, now())
     status = 201 if outcome.created else 200
     response = await idem.complete(uow.session, status_code=status, body=outcome.lead,
                                    headers={"ETag": etag(outcome.lead), "Location": f"/v1/leads/{outcome.lead['id']}"})
+    await uow.commit()
+    return response
+
+
+async def _someone_elses_open_lead(uow: Any, principal: Principal, body: LeadIn) -> dict[str, Any] | None:
+    """The open lead with the entered email when the calling rep does not own it."""
+    if not body.contact.email:
+        return None
+    found = (await open_leads_by_email(uow.session, principal.org_id, [body.contact.email])).get(body.contact.email)
+    return found if found is not None and found.get("owner_id") != principal.user_id else None
+
+
+async def _refuse_duplicate_entry(uow: Any, idem: Any, principal: Principal, lead: dict[str, Any]) -> JSONResponse:
+    """A rep entered a prospect that is another rep's open lead: 409 naming the lead and its owner (a manager
+    or admin may merge), and a note on the lead's timeline. The lead and its owner stay as they are."""
+    owner = lead.get("owner_id")
+    detail = (f"an open lead with this email exists ({lead['id']}), owned by "
+              + (f"rep '{owner}'" if owner else "nobody yet (being routed)")
+              + "; ask a manager or admin to merge or reassign it")
+    await log_activity(uow, principal.org_id, lead["id"], kind="note", rep_id=principal.user_id, occurred_at=now(),
+                       now=now(), subject="duplicate entry refused", source="system", announce=False,
+                       notes=f"rep '{principal.user_id}' entered this prospect again; the lead stays with "
+                             + (f"'{owner}'" if owner else "its routing"))
+    body = {"type": "urn:salesflow:problem:duplicate-lead", "title": "The prospect is another rep's open lead",
+            "status": 409, "detail": detail, "lead_id": lead["id"], "owner_id": owner}
+    # Stored like any response: a retry with the same Idempotency-Key gets the same 409 and logs nothing again.
+    response = await idem.complete(uow.session, status_code=409, body=body,
+                                   headers={"Content-Type": PROBLEM_CONTENT_TYPE})
     await uow.commit()
     return response
 

@@ -231,9 +231,10 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     contact_rows = await _upsert_contacts(uow, org_id, dict(sorted(wanted_contacts.items())), now)
     # Lock the open leads now. A contact we did not insert but with no open lead seen above may belong to a
     # concurrent submission of the same person that committed while we waited on the contact row: looking
-    # again finds its lead, which is then updated rather than duplicated. (SQLite runs one writer at a time.)
-    to_lock = [e for e, row in contact_rows.items()
-               if e in seen or (not row["_inserted"] and uow.dialect == "postgresql")]
+    # again finds its lead, which is then updated rather than duplicated. SQLite cannot tell an inserted
+    # contact from an updated one (`_inserted` is always False there), so every email is looked at again:
+    # its transaction began with the contact upsert, which waited for the concurrent writer to commit.
+    to_lock = [e for e, row in contact_rows.items() if e in seen or not row["_inserted"]]
     existing = await open_leads_by_email(uow.session, org_id, sorted(to_lock))
     for email, lead in existing.items():
         earlier = seen.get(email)

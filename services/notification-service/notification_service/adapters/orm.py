@@ -27,7 +27,8 @@ templates = sa.Table(
     sa.UniqueConstraint("org_id", "key", name="uq_templates_org_key"),
 )
 
-# What this service knows of leads (LeadCreated/LeadUpdated/StageAdvanced/outcomes) and of reps (LeadAssigned).
+# What this service knows of leads (LeadCreated/LeadUpdated/StageAdvanced/outcomes) and of reps (the Rep* directory events;
+# LeadAssigned for reps not in it yet).
 leads = sa.Table(
     "leads", metadata,
     sa.Column("org_id", Org, primary_key=True),
@@ -68,6 +69,12 @@ reps = sa.Table(
     sa.Column("email", sa.String(320)),
     sa.Column("timezone", sa.String(64)),
     sa.Column("updated_at", Ts, nullable=False),
+    # The directory entry's version (RepCreated/RepUpdated/RepDeactivated); 0 while known only from LeadAssigned.
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("team_ids", sa.JSON),
+    sa.Column("working_hours", sa.JSON),
+    sa.Column("language", sa.String(20)),
 )
 
 sequences = sa.Table(

@@ -18,7 +18,7 @@ QUOTA_LINE = ("You reached {{ milestone.quota.attainment_pct }}% of your {{ mile
 # Rep emails used when an org has no template with the key `rep.<reason>`.
 DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
     "lead_assigned": {
-        "subject": "New lead assigned to you: {{ lead.full_name or lead.company or lead.id }}",
+        "subject": "New lead assigned to you: {{ lead.full_name or lead.company or lead.email }}",
         "text_body": "Hi {{ owner.name }},\n\n{{ lead.full_name or 'A new lead' }}{% if lead.company %} "
                      "({{ lead.company }}){% endif %} is now yours.\n",
         "html_body": "<p>Hi {{ owner.name }},</p><p><b>{{ lead.full_name or 'A new lead' }}</b>"

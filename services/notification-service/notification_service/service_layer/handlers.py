@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
     Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    LeadUpdatedV1, LeadWonV1, QuotaReachedV1, RepCreatedV1, RepDeactivatedV1, RepUpdatedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
     TaskReassignedV1, TaskSkippedV1,
 )
 from salesflow_shared.uow import UnitOfWork
@@ -28,7 +28,7 @@ from . import mailchimp_sync
 from .deliveries import cancel_pending
 from .notify import notify_rep
 from .projections import (
-    ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, record_task_assignee,
+    ERASED_FIELDS, apply_pipeline_change, apply_rep, apply_snapshot, ensure_lead, get_lead, record_task_assignee,
     set_lead_fields, upsert_rep,
 )
 from .sequences import active_sequences, enroll, spec_of, stop_enrollments
@@ -111,6 +111,10 @@ class NotificationHandlers:
         decision = data.decision_id or f"v{envelope.subject_version}"
         await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason="lead_assigned", now=now,
                          lead_id=data.lead_id, once_key=f"lead_assigned:{data.lead_id}:{data.owner_id}:{decision}")
+
+    async def on_rep_changed(self, data: RepCreatedV1 | RepUpdatedV1 | RepDeactivatedV1, envelope: Envelope,
+                             uow: UnitOfWork) -> None:
+        await apply_rep(uow.session, envelope.org_id, data.rep, envelope.subject_version, self.clock.now())
 
     # ------------------------------------------------------------------ pipeline-service
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
@@ -263,7 +267,9 @@ class NotificationHandlers:
         return {
             "LeadCreated": [self.on_lead_created], "LeadUpdated": [self.on_lead_updated],
             "LeadDisqualified": [self.on_lead_disqualified], "LeadErased": [self.on_lead_erased],
-            "LeadAssigned": [self.on_lead_assigned], "StageAdvanced": [self.on_stage_advanced],
+            "LeadAssigned": [self.on_lead_assigned], "RepCreated": [self.on_rep_changed],
+            "RepUpdated": [self.on_rep_changed], "RepDeactivated": [self.on_rep_changed],
+            "StageAdvanced": [self.on_stage_advanced],
             "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
             "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
             "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],

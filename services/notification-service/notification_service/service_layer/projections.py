@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.events import LeadSnapshot
+from salesflow_shared.events import LeadSnapshot, RepSnapshot
 from salesflow_shared.inbox import dialect_insert
 
 from ..adapters.orm import leads, reps, task_assignees
@@ -84,15 +84,28 @@ ERASED_FIELDS = {name: None for name in ("email", "first_name", "last_name", "co
 
 async def upsert_rep(session: AsyncSession, org_id: str, rep_id: str, now: datetime, *, name: str | None,
                      email: str | None, timezone: str | None) -> None:
+    """What a lead assignment says of its owner: kept only until the directory's own entry arrives (a decision
+    may be older than the entry)."""
     insert = dialect_insert(session)
     values = {k: v for k, v in {"name": name, "email": email, "timezone": timezone}.items() if v is not None}
-    statement = insert(reps).values(org_id=org_id, rep_id=rep_id, updated_at=now, **values)
+    statement = insert(reps).values(org_id=org_id, rep_id=rep_id, updated_at=now, version=0, **values)
     if values:
         statement = statement.on_conflict_do_update(index_elements=["org_id", "rep_id"],
-                                                    set_={**values, "updated_at": now})
+                                                    set_={**values, "updated_at": now}, where=reps.c.version == 0)
     else:
         statement = statement.on_conflict_do_nothing(index_elements=["org_id", "rep_id"])
     await session.execute(statement)
+
+
+async def apply_rep(session: AsyncSession, org_id: str, rep: RepSnapshot, version: int, now: datetime) -> bool:
+    """Store assignment-service's directory entry when newer than the one we hold; False for a stale event."""
+    insert = dialect_insert(session)
+    values = {"name": rep.name, "email": rep.email, "timezone": rep.timezone, "active": rep.active,
+              "team_ids": list(rep.team_ids), "working_hours": dict(rep.working_hours), "language": rep.language,
+              "version": version, "updated_at": now}
+    statement = insert(reps).values(org_id=org_id, rep_id=rep.rep_id, **values).on_conflict_do_update(
+        index_elements=["org_id", "rep_id"], set_=values, where=reps.c.version < version)
+    return (await session.execute(statement)).rowcount == 1
 
 
 async def get_rep(session: AsyncSession, org_id: str, rep_id: str | None) -> dict[str, Any] | None:
