@@ -21,7 +21,8 @@ CSV = """Email,First Name,Last Name,Company,Job Title,Country,Amount,Currency
 """
 
 
-async def test_outbound_cold_calling_journey(world: World):
+async def test_outbound_cold_calling_journey(any_world: World):
+    world = any_world
     org = new_org("outbound")
     tag = org.split("-")[1]
     async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \

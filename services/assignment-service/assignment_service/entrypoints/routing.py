@@ -16,7 +16,7 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
-from ..domain.rules import RuleSet
+from ..domain.rules import RuleSet, assumed_facts
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
 from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
                                        decision_row_to_dict, decisions_for, lead_row)
@@ -111,7 +111,8 @@ async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -
                             stage=body.stage.model_dump() if body.stage else None, dry_run=True)
     # Nothing is committed: the unit of work rolls back whatever was read.
     result = decision.to_dict()
-    result.update(simulated=True, draft=body.rules is not None, id=None)
+    result.update(simulated=True, draft=body.rules is not None, id=None,
+                  assumed=assumed_facts(rule_set, snapshot, body.trigger))
     return result
 
 

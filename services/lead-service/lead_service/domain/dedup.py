@@ -59,3 +59,10 @@ def merge_into(existing: dict[str, Any], candidate: LeadIn, contact: dict[str, A
     return merged
 
 
+
+
+def someone_elses_lead(lead_id: str, owner_id: str | None) -> str:
+    """Why a rep's entry (API or own import) of a prospect that is another rep's open lead is refused."""
+    owner = f"rep '{owner_id}'" if owner_id else "nobody yet (being routed)"
+    return (f"an open lead with this email exists ({lead_id}), owned by {owner}; "
+            "ask a manager or admin to merge or reassign it")

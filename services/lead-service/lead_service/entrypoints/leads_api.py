@@ -14,19 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
-from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
-from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, FieldError, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters.orm import leads
 from ..domain.custom_fields import coerce_custom_fields
+from ..domain.dedup import someone_elses_lead
 from ..domain.lead import LeadIn, LeadPatch, LeadStatus
 from ..service_layer import leads as lead_ops
 from ..service_layer.activities import log_activity
-from ..service_layer.ingest import Candidate, ingest, open_leads_by_email
+from ..service_layer.ingest import Candidate, ingest, open_leads_by_email, preview
 from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
-                                   row_to_lead, visible)
+                                   row_to_lead, snapshot, visible)
 from .common import json_with_etag, now, org_setup
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
@@ -87,12 +88,7 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
     if replay is not None:
         return replay
     setup = await org_setup(context, uow.session, principal.org_id)
-    clean, problems = coerce_custom_fields(body.custom_fields, setup.custom_defs)
-    if problems:
-        from salesflow_shared.errors import FieldError, ValidationFailed
-        errors = [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-    body = body.model_copy(update={"custom_fields": clean})
+    body = _with_valid_custom_fields(body, setup)
     if principal.role == "rep":
         if body.owner_id is None:
             body = body.model_copy(update={"owner_id": principal.user_id})  # a rep's own lead stays visible to them
@@ -107,6 +103,15 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
     return response
 
 
+def _with_valid_custom_fields(body: LeadIn, setup: Any) -> LeadIn:
+    """The body with its custom fields coerced to their defined types; 422 naming each field that is not."""
+    clean, problems = coerce_custom_fields(body.custom_fields, setup.custom_defs)
+    if problems:
+        errors = [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+    return body.model_copy(update={"custom_fields": clean})
+
+
 async def _someone_elses_open_lead(uow: Any, principal: Principal, body: LeadIn) -> dict[str, Any] | None:
     """The open lead with the entered email when the calling rep does not own it."""
     if not body.contact.email:
@@ -119,9 +124,7 @@ async def _refuse_duplicate_entry(uow: Any, idem: Any, principal: Principal, lea
     """A rep entered a prospect that is another rep's open lead: 409 naming the lead and its owner (a manager
     or admin may merge), and a note on the lead's timeline. The lead and its owner stay as they are."""
     owner = lead.get("owner_id")
-    detail = (f"an open lead with this email exists ({lead['id']}), owned by "
-              + (f"rep '{owner}'" if owner else "nobody yet (being routed)")
-              + "; ask a manager or admin to merge or reassign it")
+    detail = someone_elses_lead(lead["id"], owner)
     await log_activity(uow, principal.org_id, lead["id"], kind="note", rep_id=principal.user_id, occurred_at=now(),
                        now=now(), subject="duplicate entry refused", source="system", announce=False,
                        notes=f"rep '{principal.user_id}' entered this prospect again; the lead stays with "
@@ -133,6 +136,16 @@ async def _refuse_duplicate_entry(uow: Any, idem: Any, principal: Principal, lea
                                    headers={"Content-Type": PROBLEM_CONTENT_TYPE})
     await uow.commit()
     return response
+
+
+@router.post("/preview", summary="The lead as intake would create and route it (insights, score); stores nothing")
+async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal
+                       ) -> dict[str, Any]:
+    """`lead` is the lead's API shape; `snapshot` is what its LeadCreated would carry — pass it as `lead` to
+    assignment-service's POST /v1/routing/simulate to predict the routing of this very lead."""
+    setup = await org_setup(context, uow.session, principal.org_id)
+    lead = preview(_with_valid_custom_fields(body, setup), setup, now())
+    return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
 
 
 @router.get("", summary="List leads (cursor pagination, filters)")

@@ -199,6 +199,18 @@ def _enrich_inline(lead: dict[str, Any], setup: OrgSetup) -> None:
             lead["enrichment_status"] = "none"
 
 
+def preview(candidate: LeadIn, setup: OrgSetup, now: datetime) -> dict[str, Any]:
+    """The lead as intake would create it — the email's insights and the score from the org's scoring rules,
+    the facts routing reads at `lead_created` — stored nowhere. (The enrichment provider answers later, after
+    routing, for real leads too.)"""
+    contact = {"contact_id": None, **candidate.contact.model_dump()}
+    _, company = company_key(candidate)
+    lead = _fresh(candidate, contact, {"company_id": None, **company}, now, Candidate(candidate))
+    _enrich_inline(lead, setup)
+    rescore(lead, setup)
+    return lead
+
+
 async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setup: OrgSetup,
                  now: datetime) -> list[Outcome]:
     """Create or update one lead per candidate, in order, inside the caller's transaction."""

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from notification_testkit import Harness
 from salesflow_shared.events import (
-    LeadAssignedV1, RepCreatedV1, RepDeactivatedV1, RepSnapshot, RepUpdatedV1, TaskCreatedV1,
+    LeadAssignedV1, LeadWonV1, RepCreatedV1, RepDeactivatedV1, RepSnapshot, RepUpdatedV1, TaskCreatedV1,
 )
 from salesflow_shared.testing import eventually
 
@@ -123,3 +123,31 @@ async def test_the_newest_directory_entry_wins_whatever_the_order(waiting_harnes
         from notification_service.service_layer.projections import get_rep
         rep = await get_rep(session, harness.org, "rae")
     assert rep is not None and (rep["active"], rep["version"], rep["team_ids"]) == (False, 4, ["team-1"])
+
+
+async def test_the_account_manager_gets_the_customer_hand_over_even_before_the_win_arrives(
+        waiting_harness: Harness):
+    harness = waiting_harness
+    lead = await harness.lead(value="4000")
+    for rep_id, name in (("closer", "Cleo Closer"), ("am", "Abe Account")):
+        await harness.handled(await harness.send(RepCreatedV1(rep=rep_entry(rep_id, name=name)), rep_id))
+    # The account manager's assignment overtakes the win it follows.
+    errors = failed_attempts(harness, "LeadAssigned")
+    handover = await harness.send(LeadAssignedV1(
+        lead_id=lead, owner_id="am", previous_owner_id="closer", trigger="lead_won", reason="account manager",
+        decision_id="d-am"), lead)
+    await fails_once(harness, "LeadAssigned", errors)
+    await harness.handled(await harness.send(LeadWonV1(
+        lead_id=lead, pipeline_id="pipe-1", value="5250.00", currency="EUR", owner_id="closer",
+        won_at=harness.clock.now(), notes="Wants onboarding in March;\nbilling via procurement."), lead))
+    await harness.handled(handover, timeout=15)
+    await harness.settled()
+
+    [mail] = harness.smtp.to("am@sales.example")
+    assert mail["Subject"] == "Customer hand-over: Ada Lovelace"
+    text = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "Cleo Closer won Ada Lovelace (5250.00 EUR); the customer is yours now." in text
+    assert "Closed by: Cleo Closer <closer@sales.example>" in text
+    assert "Wants onboarding in March;\nbilling via procurement." in text
+    assert harness.smtp.to("closer@sales.example") == []  # the closer is not told they were assigned anything
+    assert [d["reason"] for d in await harness.deliveries(rep_id="am")] == ["customer_handover"]
