@@ -91,3 +91,18 @@ async def test_a_reps_entry_of_another_reps_open_lead_is_refused_and_logged(any_
     merged = await client.post("/v1/leads", headers=auth_headers(ORG, "manager", "boss"),
                                json=a_lead(email, value="1800.00", owner_id="rep-b"))
     assert merged.status_code == 200 and (merged.json()["owner_id"], merged.json()["value"]) == ("rep-a", "1800.00")
+
+
+async def test_eight_parallel_retries_with_one_idempotency_key_make_one_lead(any_mode_app: LeadApp):
+    client = any_mode_app.client
+    email = "keyed@parallel-corp.com"
+    headers = {**admin(), "Idempotency-Key": "intake-1"}
+    results = await asyncio.gather(*(client.post("/v1/leads", headers=headers, json=a_lead(email))
+                                     for _ in range(8)))
+    statuses = sorted(r.status_code for r in results)
+    # One request does the work; the others replay its response, or (still in progress) are told to retry.
+    assert statuses.count(201) >= 1 and set(statuses) <= {201, 409}, [r.text for r in results]
+    replayed = [r for r in results if r.status_code == 201 and r.headers.get("idempotent-replayed") == "true"]
+    assert len(replayed) == statuses.count(201) - 1
+    assert len({r.json()["id"] for r in results if r.status_code == 201}) == 1
+    assert len(await stored_leads(any_mode_app, email)) == 1
