@@ -223,6 +223,8 @@ class StageAdvancedV1(EventData):
     note: str | None = None
     owner_id: str | None = None
     entered_at: datetime
+    # Every stage of the pipeline in order (ids), so consumers know the pipeline's stages (e.g. to check rules).
+    pipeline_stage_ids: list[str] | None = None
 
 
 TaskType = Literal["call", "email", "meeting", "demo", "todo"]
@@ -309,6 +311,7 @@ class LeadWonV1(EventData):
     currency: str | None = None
     owner_id: str | None = None
     won_at: datetime
+    notes: str | None = None  # the closer's notes on the deal, for the customer hand-over
 
 
 class LeadLostV1(EventData):

@@ -200,6 +200,18 @@ def _enrich_inline(lead: dict[str, Any], setup: OrgSetup) -> None:
             lead["enrichment_status"] = "none"
 
 
+def preview(candidate: LeadIn, setup: OrgSetup, now: datetime) -> dict[str, Any]:
+    """The lead as intake would create it — the email's insights and the score from the org's scoring rules,
+    the facts routing reads at `lead_created` — stored nowhere. (The enrichment provider answers later, after
+    routing, for real leads too.)"""
+    contact = {"contact_id": None, **candidate.contact.model_dump()}
+    _, company = company_key(candidate)
+    lead = _fresh(candidate, contact, {"company_id": None, **company}, now, Candidate(candidate))
+    _enrich_inline(lead, setup)
+    rescore(lead, setup)
+    return lead
+
+
 async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setup: OrgSetup,
                  now: datetime) -> list[Outcome]:
     """Create or update one lead per candidate, in order, inside the caller's transaction."""
@@ -232,9 +244,10 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     contact_rows = await _upsert_contacts(uow, org_id, dict(sorted(wanted_contacts.items())), now)
     # Lock the open leads now. A contact we did not insert but with no open lead seen above may belong to a
     # concurrent submission of the same person that committed while we waited on the contact row: looking
-    # again finds its lead, which is then updated rather than duplicated. (SQLite runs one writer at a time.)
-    to_lock = [e for e, row in contact_rows.items()
-               if e in seen or (not row["_inserted"] and uow.dialect == "postgresql")]
+    # again finds its lead, which is then updated rather than duplicated. SQLite cannot tell an inserted
+    # contact from an updated one (`_inserted` is always False there), so every email is looked at again:
+    # its transaction began with the contact upsert, which waited for the concurrent writer to commit.
+    to_lock = [e for e, row in contact_rows.items() if e in seen or not row["_inserted"]]
     existing = await open_leads_by_email(uow.session, org_id, sorted(to_lock))
     for email, lead in existing.items():
         earlier = seen.get(email)

@@ -324,7 +324,8 @@ class DeliveryWorker:
         for op in payload.get("ops", []):
             if op["op"] == "upsert":
                 await client.upsert_member(op["list_id"], op["email"], status_if_new=op.get("status_if_new",
-                                           "subscribed"), merge_fields=op.get("merge_fields") or None)
+                                           "subscribed"), merge_fields=op.get("merge_fields") or None,
+                                           status=op.get("status"))
             elif op["op"] == "tags":
                 await client.set_tags(op["list_id"], op["hash"], op["tags"], active=op.get("active", True))
             elif op["op"] == "unsubscribe":

@@ -289,6 +289,8 @@ class WonIn(BaseModel):
     value: str = Field(pattern=r"^(0|[1-9][0-9]{0,13})(\.[0-9]{1,2})?$",
                        description="the final value: a decimal string (money travels as strings)")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
+    notes: str | None = Field(default=None, max_length=5000,
+                              description="the deal's notes for the account manager taking the customer over")
 
 
 @router.post("/positions/{lead_id}/won", summary="Close a lead as won with its final value")
@@ -300,7 +302,7 @@ async def won(lead_id: str, body: WonIn, principal: CurrentPrincipal, uow: UowDe
     now = now_of(context)
     pos = await _lock_for_change(uow, principal, lead_id, now)
     try:
-        await engine.win(uow, pos, value=Decimal(body.value), currency=body.currency, now=now)
+        await engine.win(uow, pos, value=Decimal(body.value), currency=body.currency, now=now, notes=body.notes)
     except transitions.TransitionRefused as exc:
         raise _refused(exc) from exc
     await engine.save_position(uow, pos, now)
