@@ -1,0 +1,313 @@
+"""CPU-seconds per lead of the whole system against the physical floor of the same hops, in one run; and idle cost.
+
+The five services run as real processes (tests/system_harness.py, full mode: PostgreSQL + RabbitMQ) with the
+production defaults for every poll interval, set up as in the inbound journey (tests/e2e_testkit
+.setup_inbound_org: scoring, enrichment, territory routing and round robin, goals and tasks, a welcome sequence,
+a Mailchimp rule, a milestone rule), with the local SMTP server, fake Mailchimp and fake enrichment provider.
+
+1. Idle: `--idle` seconds with no traffic: CPU (% of a core) and commits/s (pg_stat_database.xact_commit of
+   the service's own database) per service.
+2. Load: `--leads` signed web-form submissions offered open-loop at `--rate` leads/s, then until every lead is
+   assigned and in its first stage and every service's published and handled counters stop moving. Printed:
+   CPU-seconds per lead for each service, for the PostgreSQL backends serving the services' databases, and for
+   RabbitMQ (one Erlang VM the whole machine shares: other people's traffic is in it too, so it is printed
+   apart); events published, deliveries handled, SQL statements (the services' own counter) and commits per
+   lead, and statements per delivery; events per lead by type.
+3. Floor: bench/floor.py as one process, same rate, same number of leads, each lead a chain of as many
+   deliveries as the system handled per lead (rounded), each delivery its minimal hops (inbox + state + outbox
+   in one transaction, confirmed publish, ack). Same CPU accounting. The ratio project/floor is printed for the
+   services + PostgreSQL, and with RabbitMQ included.
+
+Run: `.venv/bin/python bench/cpu_per_lead.py [--rate 5] [--leads 150] [--idle 10]`
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for folder in ["tests", "services/lead-service/tests", "services/notification-service/tests", "bench"]:
+    sys.path.insert(0, str(ROOT / folder))
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+
+from e2e_latency import Arrivals, cpu_seconds, offer, server_pids  # noqa: E402
+from e2e_testkit import LEAD, World, new_org, running_world, setup_inbound_org, signed  # noqa: E402
+from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
+from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace  # noqa: E402
+
+PLAIN_POSTGRES = POSTGRES_URL.replace("+asyncpg", "")
+
+# What a deployment runs with (the test harness shortens these to make tests fast).
+PRODUCTION_INTERVALS = {
+    "lead-service": {"SALESFLOW_ENRICHMENT_POLL_INTERVAL_S": "2.0"},
+    "pipeline-service": {"SALESFLOW_OVERDUE_SWEEP_INTERVAL_S": "30", "SALESFLOW_REOPEN_INTERVAL_S": "60"},
+    "assignment-service": {},
+    "notification-service": {"SALESFLOW_SCHEDULER_POLL_INTERVAL_S": "1.0"},
+    "metrics-service": {"SALESFLOW_FORECAST_SNAPSHOT_INTERVAL_S": "300", "SALESFLOW_QUOTA_MILESTONE_INTERVAL_S": "60"},
+}
+for values in PRODUCTION_INTERVALS.values():
+    values["SALESFLOW_OUTBOX_POLL_INTERVAL_S"] = "1.0"
+
+
+def database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+async def fetch_from_postgres(sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(f"{PLAIN_POSTGRES}/postgres")
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def backends(databases: list[str]) -> dict[int, str]:
+    """PostgreSQL backend pid → database, for connections to these databases."""
+    rows = await fetch_from_postgres("SELECT pid, datname FROM pg_stat_activity WHERE datname = ANY($1::text[])",
+                                     databases)
+    return {r["pid"]: r["datname"] for r in rows}
+
+
+async def commits(databases: list[str]) -> dict[str, int]:
+    rows = await fetch_from_postgres(
+        "SELECT datname, xact_commit FROM pg_stat_database WHERE datname = ANY($1::text[])", databases)
+    return {r["datname"]: int(r["xact_commit"]) for r in rows}
+
+
+class Meter:
+    """CPU of named processes, of the PostgreSQL backends of some databases and of RabbitMQ; commits of those
+    databases; between `start` and `stop`."""
+
+    def __init__(self, processes: dict[str, int], databases: dict[str, str]) -> None:
+        self.processes = processes  # name → pid
+        self.databases = databases  # name → database
+
+    async def _sample(self) -> tuple[dict[tuple[str, int], float], dict[str, int]]:
+        found = {(name, pid): cpu_seconds(pid) for name, pid in self.processes.items()}
+        for pid in await backends(list(self.databases.values())):
+            found[("postgresql", pid)] = cpu_seconds(pid)
+        for pid in server_pids()["rabbitmq"]:
+            found[("rabbitmq", pid)] = cpu_seconds(pid)
+        return found, await commits(list(self.databases.values()))
+
+    async def start(self) -> None:
+        self.began_at = time.perf_counter()
+        self.began, self.began_commits = await self._sample()
+
+    async def stop(self) -> None:
+        self.seconds = time.perf_counter() - self.began_at
+        ended, ended_commits = await self._sample()
+        self.cpu: dict[str, float] = {}
+        for (name, pid), used in ended.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + used - self.began.get((name, pid), 0.0)
+        self.commits = {name: ended_commits.get(db, 0) - self.began_commits.get(db, 0)
+                        for name, db in self.databases.items()}
+
+
+def counters(text: str, metric: str) -> Counter[str]:
+    """Sum of a Prometheus counter by its first label value (or '' when it has none)."""
+    found: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith(metric + "{") or line.startswith(metric + " "):
+            label = re.search(r'="([^"]*)"', line.split(" ")[0])
+            found[label.group(1) if label else ""] += float(line.rsplit(" ", 1)[1])
+    return found
+
+
+async def scrape(world: World) -> dict[str, dict[str, Counter[str]]]:
+    out = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name in world.system.services:
+            text = (await client.get(f"{world.url(name)}/metrics")).text
+            out[name] = {"published": counters(text, "salesflow_events_published_total"),
+                         "handled": counters(text, "salesflow_messages_handled_total"),
+                         "statements": counters(text, "salesflow_db_statements_total")}
+    return out
+
+
+def delta(after: dict, before: dict, kind: str) -> Counter[str]:  # type: ignore[type-arg]
+    total: Counter[str] = Counter()
+    for name in after:
+        for key, value in after[name][kind].items():
+            total[key] += value - before[name][kind].get(key, 0)
+    return total
+
+
+def per_service(after: dict, before: dict, kind: str) -> dict[str, float]:  # type: ignore[type-arg]
+    return {name: sum(after[name][kind].values()) - sum(before[name][kind].values()) for name in after}
+
+
+async def measure_idle(world: World, databases: dict[str, str], seconds: float) -> None:
+    processes = {name: s.process.pid for name, s in world.system.services.items() if s.process is not None}
+    meter = Meter(processes, databases)
+    await asyncio.sleep(3)  # whatever the set-up started has finished
+    before = await scrape(world)
+    await meter.start()
+    await asyncio.sleep(seconds)
+    await meter.stop()
+    after = await scrape(world)
+    statements = per_service(after, before, "statements")
+    print(f"\n== idle, {meter.seconds:.1f} s without traffic (target per service: <= 0.5 % of a core, "
+          f"<= 1 commit/s)")
+    for name in databases:
+        print(f"  {name:22} CPU {100 * meter.cpu.get(name, 0) / meter.seconds:5.2f} % of a core   "
+              f"commits {meter.commits[name] / meter.seconds:5.2f}/s   statements {statements[name] / meter.seconds:5.1f}/s")
+    print(f"  {'postgresql backends':22} CPU {100 * meter.cpu.get('postgresql', 0) / meter.seconds:5.2f} % of a core")
+
+
+async def measure_load(world: World, databases: dict[str, str], rate: float, leads: int,
+                       settle: float) -> dict[str, float]:
+    org = new_org("cpu")
+    setup = await setup_inbound_org(world, org)
+    form = setup.form
+    tag = uuid.uuid4().hex[:6]
+    sent: list[str] = []
+    refused = 0
+    processes = {name: s.process.pid for name, s in world.system.services.items() if s.process is not None}
+    meter = Meter(processes, databases)
+    async with httpx.AsyncClient(base_url=world.url(LEAD), timeout=60) as client, \
+            Arrivals(world.system.namespace) as arrivals:
+        await asyncio.sleep(3)  # the set-up's own events are through
+        before = await scrape(world)
+        await meter.start()
+
+        async def submit(i: int) -> None:
+            nonlocal refused
+            fields = {"email": f"lead{i}-{tag}@bench-company{i % 50}.de", "first": f"Lead{i}", "last": "Bench",
+                      "job": "CTO", "company": f"Bench Company {i % 50}", "country": "DE", "budget": "2000"}
+            body = json.dumps(fields).encode()
+            response = await client.post(f"/v1/forms/{form['id']}/submissions", content=body,
+                                         headers=signed(form["signing_secret"], body))
+            if response.status_code in (200, 201):
+                sent.append(response.json()["lead_id"])
+            else:
+                refused += 1
+
+        await offer(rate, leads / rate, submit)
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline and not all(
+                lead in arrivals.first["StageAdvanced"] and lead in arrivals.first["LeadAssigned"] for lead in sent):
+            await asyncio.sleep(0.5)
+        # the rest of each lead's work (emails, Mailchimp, enrichment, metrics): until the counters stand still
+        last = None
+        while time.monotonic() < deadline:
+            now = await scrape(world)
+            totals = (sum(delta(now, before, "published").values()), sum(delta(now, before, "handled").values()))
+            if totals == last:
+                break
+            last = totals
+            await asyncio.sleep(3)
+        await meter.stop()
+        after = await scrape(world)
+    n = max(len(sent), 1)
+    published, handled = delta(after, before, "published"), delta(after, before, "handled")
+    statements = sum(delta(after, before, "statements").values())
+    deliveries = sum(handled.values())
+    services_cpu = sum(meter.cpu.get(name, 0) for name in databases)
+    result = {"leads": len(sent), "services": services_cpu / n, "postgresql": meter.cpu.get("postgresql", 0) / n,
+              "rabbitmq": meter.cpu.get("rabbitmq", 0) / n, "events": sum(published.values()) / n,
+              "deliveries": deliveries / n, "statements": statements / n,
+              "commits": sum(meter.commits.values()) / n, "seconds": meter.seconds}
+    print(f"\n== load: {len(sent)} leads accepted ({refused} refused) offered at {rate:g}/s; measured over "
+          f"{meter.seconds:.1f} s")
+    print("  CPU ms per lead: " + "  ".join(f"{name.removesuffix('-service')} {1000 * meter.cpu.get(name, 0) / n:.1f}"
+                                          for name in databases)
+          + f"  | postgresql {1000 * result['postgresql']:.1f}  rabbitmq {1000 * result['rabbitmq']:.1f}")
+    print(f"  per lead: {result['events']:.1f} events published, {result['deliveries']:.1f} deliveries handled, "
+          f"{result['statements']:.0f} SQL statements ({statements / max(deliveries, 1):.1f} per delivery), "
+          f"{result['commits']:.1f} commits")
+    print("  commits per lead by service: " + "  ".join(
+        f"{name.removesuffix('-service')} {meter.commits[name] / n:.1f}" for name in databases))
+    print("  statements per lead by service: " + "  ".join(
+        f"{name.removesuffix('-service')} {value / n:.1f}"
+        for name, value in per_service(after, before, "statements").items()))
+    print("  events per lead by type: " + ", ".join(f"{t} {v / n:.2f}" for t, v in published.most_common()))
+    print("  deliveries per lead by type: " + ", ".join(f"{t} {v / n:.2f}" for t, v in handled.most_common()))
+    return result
+
+
+async def measure_floor(rate: float, leads: int, deliveries: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    url = f"{PLAIN_POSTGRES}/sfbench_floor_{tag}"
+    namespace = f"floor{tag}."
+    await ensure_postgres_database(url)
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor.py"), "--database-url", url,
+                                "--namespace", namespace, "--leads", str(leads), "--rate", str(rate),
+                                "--deliveries", str(deliveries)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        line = await asyncio.to_thread(process.stdout.readline)
+        assert line.startswith("ready"), line
+        meter = Meter({"floor": process.pid}, {"floor": database_name(url)})
+        await meter.start()
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        line = await asyncio.to_thread(process.stdout.readline)
+        await meter.stop()
+        assert line.startswith("done"), line
+        process.stdin.write("exit\n")
+        process.stdin.flush()
+        await asyncio.to_thread(process.wait, 30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        await drop_postgres_database(url)
+        await delete_namespace(AMQP_URL, namespace)
+    n = leads
+    result = {"services": meter.cpu["floor"] / n, "postgresql": meter.cpu.get("postgresql", 0) / n,
+              "rabbitmq": meter.cpu.get("rabbitmq", 0) / n, "commits": meter.commits["floor"] / n}
+    print(f"\n== floor: {leads} leads at {rate:g}/s, {deliveries} deliveries each, measured over {meter.seconds:.1f} s")
+    print(f"  CPU ms per lead: floor process {1000 * result['services']:.1f}  | postgresql "
+          f"{1000 * result['postgresql']:.1f}  rabbitmq {1000 * result['rabbitmq']:.1f}; commits per lead "
+          f"{result['commits']:.1f}; statements per delivery 3 (+ BEGIN/COMMIT)")
+    return result
+
+
+def report(project: dict[str, float], floor: dict[str, float]) -> None:
+    own = lambda r: r["services"] + r["postgresql"]  # noqa: E731
+    print("\n== CPU-seconds per lead, project vs floor (same run)")
+    print(f"  services (or floor process) + their PostgreSQL backends: project {own(project):.3f}  "
+          f"floor {own(floor):.3f}  ratio {own(project) / own(floor):.2f}x  (target <= 1.5x)")
+    total = lambda r: own(r) + r["rabbitmq"]  # noqa: E731
+    print(f"  + RabbitMQ (shared VM, includes others' traffic):  project {total(project):.3f}  "
+          f"floor {total(floor):.3f}  ratio {total(project) / total(floor):.2f}x")
+    print(f"  at most {os.cpu_count() / total(project):.1f} leads/s on this machine's {os.cpu_count()} cores "
+          f"(floor {os.cpu_count() / total(floor):.1f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=5)
+    parser.add_argument("--leads", type=int, default=150)
+    parser.add_argument("--idle", type=float, default=10, help="seconds of idle measurement (0: none)")
+    parser.add_argument("--settle", type=float, default=180)
+    parser.add_argument("--no-floor", action="store_true")
+    args = parser.parse_args()
+    print(f"bench/cpu_per_lead: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    with running_world(Path(tempfile.mkdtemp(prefix="cpu-per-lead-")), pool_size=5,
+                       extra=PRODUCTION_INTERVALS) as world:
+        databases = {name: database_name(s.database_url) for name, s in world.system.services.items()}
+        if args.idle > 0:
+            asyncio.run(measure_idle(world, databases, args.idle))
+        project = asyncio.run(measure_load(world, databases, args.rate, args.leads, args.settle))
+    if not args.no_floor:
+        floor = asyncio.run(measure_floor(args.rate, project["leads"], max(1, round(project["deliveries"]))))
+        report(project, floor)
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
