@@ -18,7 +18,11 @@ a Mailchimp rule, a milestone rule), with the local SMTP server, fake Mailchimp 
    in one transaction, confirmed publish, ack). Same CPU accounting. The ratio project/floor is printed for the
    services + PostgreSQL, and with RabbitMQ included.
 
-Run: `.venv/bin/python bench/cpu_per_lead.py [--rate 5] [--leads 150] [--idle 10]`
+With `--profile DIR`, py-spy samples every service process during the load and the share of each layer
+(SQLAlchemy, asyncpg, aio-pika, pydantic, FastAPI/Starlette/uvicorn, logging, tracing, Prometheus, the
+services' own code, the rest) is printed per service; the raw stacks stay in DIR.
+
+Run: `.venv/bin/python bench/cpu_per_lead.py [--rate 5] [--leads 150] [--idle 10] [--profile /tmp/profiles]`
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +49,7 @@ import httpx  # noqa: E402
 
 from e2e_latency import Arrivals, cpu_seconds, offer, server_pids  # noqa: E402
 from e2e_testkit import LEAD, World, new_org, running_world, setup_inbound_org, signed  # noqa: E402
+from salesflow_shared.settings import ServiceSettings  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace  # noqa: E402
 
@@ -57,8 +63,9 @@ PRODUCTION_INTERVALS = {
     "notification-service": {"SALESFLOW_SCHEDULER_POLL_INTERVAL_S": "1.0"},
     "metrics-service": {"SALESFLOW_FORECAST_SNAPSHOT_INTERVAL_S": "300", "SALESFLOW_QUOTA_MILESTONE_INTERVAL_S": "60"},
 }
-for values in PRODUCTION_INTERVALS.values():
-    values["SALESFLOW_OUTBOX_POLL_INTERVAL_S"] = "1.0"
+for values in PRODUCTION_INTERVALS.values():  # the settings' defaults (the harness shortens them)
+    for setting in ("outbox_poll_interval_s", "worker_idle_poll_s"):
+        values[f"SALESFLOW_{setting.upper()}"] = str(ServiceSettings.model_fields[setting].default)
 
 
 def database_name(url: str) -> str:
@@ -137,6 +144,52 @@ async def scrape(world: World) -> dict[str, dict[str, Counter[str]]]:
     return out
 
 
+# Package directory → layer; a sample counts for the innermost frame that is in one of them.
+LAYERS = [("sqlalchemy", "SQLAlchemy"), ("asyncpg", "asyncpg"), ("aio_pika", "aio-pika/aiormq"),
+          ("aiormq", "aio-pika/aiormq"), ("pamqp", "aio-pika/aiormq"), ("pydantic", "pydantic"),
+          ("fastapi", "FastAPI/Starlette/uvicorn"), ("starlette", "FastAPI/Starlette/uvicorn"),
+          ("uvicorn", "FastAPI/Starlette/uvicorn"), ("h11", "FastAPI/Starlette/uvicorn"),
+          ("httptools", "FastAPI/Starlette/uvicorn"), ("httpx", "httpx/httpcore"), ("httpcore", "httpx/httpcore"),
+          ("structlog", "logging"), ("/logging/", "logging"), ("opentelemetry", "tracing"),
+          ("prometheus_client", "Prometheus"), ("orjson", "JSON"), ("/json/", "JSON"),
+          ("salesflow_shared", "salesflow_shared"), ("_service/", "service code"), ("asyncio", "asyncio loop")]
+
+
+def profile_layers(raw: Path) -> Counter[str]:
+    """Samples per layer from py-spy's raw output (one `frame;frame;...;leaf count` line per stack)."""
+    found: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        layer = "other"
+        for frame in reversed(stack.split(";")):
+            layer = next((name for marker, name in LAYERS if marker in frame), "")
+            if layer:
+                break
+        found[layer or "other"] += int(count)
+    return found
+
+
+def start_profiles(world: World, folder: Path) -> list[subprocess.Popen[bytes]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [subprocess.Popen([str(spy), "record", "--pid", str(s.process.pid), "--format", "raw", "--rate", "50",
+                              "--nonblocking", "-o", str(folder / f"{name}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, s in world.system.services.items() if s.process is not None]
+
+
+def stop_profiles(profilers: list[subprocess.Popen[bytes]], folder: Path) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+    for profiler in profilers:
+        profiler.wait(timeout=60)
+    print("\n== where each service's CPU goes (py-spy samples by layer, % of the service's samples)")
+    for raw in sorted(folder.glob("*.txt")):
+        layers = profile_layers(raw)
+        total = max(sum(layers.values()), 1)
+        print(f"  {raw.stem:22} " + ", ".join(f"{name} {100 * n / total:.0f}" for name, n in layers.most_common()))
+
+
 def delta(after: dict, before: dict, kind: str) -> Counter[str]:  # type: ignore[type-arg]
     total: Counter[str] = Counter()
     for name in after:
@@ -168,7 +221,7 @@ async def measure_idle(world: World, databases: dict[str, str], seconds: float) 
 
 
 async def measure_load(world: World, databases: dict[str, str], rate: float, leads: int,
-                       settle: float) -> dict[str, float]:
+                       settle: float, profile: Path | None = None) -> dict[str, float]:
     org = new_org("cpu")
     setup = await setup_inbound_org(world, org)
     form = setup.form
@@ -181,6 +234,7 @@ async def measure_load(world: World, databases: dict[str, str], rate: float, lea
             Arrivals(world.system.namespace) as arrivals:
         await asyncio.sleep(3)  # the set-up's own events are through
         before = await scrape(world)
+        profilers = start_profiles(world, profile) if profile is not None else []
         await meter.start()
 
         async def submit(i: int) -> None:
@@ -211,6 +265,8 @@ async def measure_load(world: World, databases: dict[str, str], rate: float, lea
             await asyncio.sleep(3)
         await meter.stop()
         after = await scrape(world)
+    if profile is not None:
+        stop_profiles(profilers, profile)
     n = max(len(sent), 1)
     published, handled = delta(after, before, "published"), delta(after, before, "handled")
     statements = sum(delta(after, before, "statements").values())
@@ -295,6 +351,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10, help="seconds of idle measurement (0: none)")
     parser.add_argument("--settle", type=float, default=180)
     parser.add_argument("--no-floor", action="store_true")
+    parser.add_argument("--profile", type=Path, help="a folder: profile the services with py-spy during the load")
     args = parser.parse_args()
     print(f"bench/cpu_per_lead: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     with running_world(Path(tempfile.mkdtemp(prefix="cpu-per-lead-")), pool_size=5,
@@ -302,7 +359,7 @@ def main() -> None:
         databases = {name: database_name(s.database_url) for name, s in world.system.services.items()}
         if args.idle > 0:
             asyncio.run(measure_idle(world, databases, args.idle))
-        project = asyncio.run(measure_load(world, databases, args.rate, args.leads, args.settle))
+        project = asyncio.run(measure_load(world, databases, args.rate, args.leads, args.settle, args.profile))
     if not args.no_floor:
         floor = asyncio.run(measure_floor(args.rate, project["leads"], max(1, round(project["deliveries"]))))
         report(project, floor)

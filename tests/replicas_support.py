@@ -64,7 +64,8 @@ class ReplicaSet:
         return {**os.environ, "SALESFLOW_ENVIRONMENT": "test", "SALESFLOW_DATABASE_URL": self.database_urls[service],
                 "SALESFLOW_AMQP_URL": self.amqp_url, "SALESFLOW_BUS_NAMESPACE": self.namespace,
                 "SALESFLOW_MIGRATE_ON_START": "false", "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 3000]",
-                "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5", "SALESFLOW_LOG_LEVEL": "WARNING",
+                "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5", "SALESFLOW_WORKER_IDLE_POLL_S": "1",
+                "SALESFLOW_LOG_LEVEL": "WARNING",
                 # Up to 2 × pool connections per process: five processes stay well under PostgreSQL's 100,
                 # which other tests on this machine share (deploy/README.md: pool × pods < max_connections).
                 "SALESFLOW_DB_POOL_SIZE": "3",

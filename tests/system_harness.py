@@ -81,6 +81,7 @@ class RunningSystem:
                 "SALESFLOW_BUS_NAMESPACE": self.namespace,
                 "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 3000]",
                 "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5",
+                "SALESFLOW_WORKER_IDLE_POLL_S": "1",
                 "SALESFLOW_LOG_LEVEL": "WARNING",
                 **self.extra_env.get(entry.name, {}),
             }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus import EventBus, OutgoingMessage, Unroutable
@@ -28,6 +28,10 @@ from .tracing import traced_publish
 log = structlog.get_logger(__name__)
 
 PURGE_BATCH = 1000
+
+# Built once (every batch runs them): the constructs, their cache keys and compiled forms are reused.
+MARK_SENT = update(outbox_table).where(outbox_table.c.id.in_(bindparam("ids", expanding=True))).values(
+    published_at=bindparam("sent_at"))
 
 
 class OutboxRelay:
@@ -44,6 +48,11 @@ class OutboxRelay:
         self.retention_s = retention_s
         self.purge_every_s = purge_every_s
         self._next_purge = 0.0
+        self._claim_batch = (
+            select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type, outbox_table.c.payload,
+                   outbox_table.c.headers)
+            .where(outbox_table.c.published_at.is_(None)).order_by(outbox_table.c.id).limit(batch_size)
+            .with_for_update(skip_locked=True))
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -100,14 +109,7 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch; return how many rows were marked sent."""
         async with self.database.session() as session, session.begin():
-            rows = (await session.execute(
-                select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
-                       outbox_table.c.payload, outbox_table.c.headers)
-                .where(outbox_table.c.published_at.is_(None))
-                .order_by(outbox_table.c.id)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            )).all()
+            rows = (await session.execute(self._claim_batch)).all()
             if not rows:
                 return 0
             messages = [OutgoingMessage(event_id=r.event_id, event_type=r.event_type, body=r.payload.encode(),
@@ -130,8 +132,7 @@ class OutboxRelay:
                 self.after_publish_hook([m.event_id for m in messages])
             now = utcnow()
             if sent_ids:
-                await session.execute(update(outbox_table).where(outbox_table.c.id.in_(sent_ids))
-                                      .values(published_at=now))
+                await session.execute(MARK_SENT, {"ids": sent_ids, "sent_at": now})
             for row_id, error in failed:
                 await session.execute(update(outbox_table).where(outbox_table.c.id == row_id).values(
                     attempts=outbox_table.c.attempts + 1, last_error=str(error)[:1000]))
