@@ -65,7 +65,8 @@ PRODUCTION_INTERVALS = {
 }
 for values in PRODUCTION_INTERVALS.values():  # the settings' defaults (the harness shortens them)
     for setting in ("outbox_poll_interval_s", "worker_idle_poll_s"):
-        values[f"SALESFLOW_{setting.upper()}"] = str(ServiceSettings.model_fields[setting].default)
+        if setting in ServiceSettings.model_fields:
+            values[f"SALESFLOW_{setting.upper()}"] = str(ServiceSettings.model_fields[setting].default)
 
 
 def database_name(url: str) -> str:
@@ -140,7 +141,8 @@ async def scrape(world: World) -> dict[str, dict[str, Counter[str]]]:
             text = (await client.get(f"{world.url(name)}/metrics")).text
             out[name] = {"published": counters(text, "salesflow_events_published_total"),
                          "handled": counters(text, "salesflow_messages_handled_total"),
-                         "statements": counters(text, "salesflow_db_statements_total")}
+                         "statements": counters(text, "salesflow_db_statements_total"),
+                         "commits": counters(text, "salesflow_db_commits_total")}
     return out
 
 
@@ -212,11 +214,13 @@ async def measure_idle(world: World, databases: dict[str, str], seconds: float) 
     await meter.stop()
     after = await scrape(world)
     statements = per_service(after, before, "statements")
+    own_commits = per_service(after, before, "commits")
     print(f"\n== idle, {meter.seconds:.1f} s without traffic (target per service: <= 0.5 % of a core, "
           f"<= 1 commit/s)")
     for name in databases:
         print(f"  {name:22} CPU {100 * meter.cpu.get(name, 0) / meter.seconds:5.2f} % of a core   "
-              f"commits {meter.commits[name] / meter.seconds:5.2f}/s   statements {statements[name] / meter.seconds:5.1f}/s")
+              f"commits {own_commits[name] / meter.seconds:5.2f}/s (database {meter.commits[name] / meter.seconds:5.2f}/s)"
+              f"   statements {statements[name] / meter.seconds:5.1f}/s")
     print(f"  {'postgresql backends':22} CPU {100 * meter.cpu.get('postgresql', 0) / meter.seconds:5.2f} % of a core")
 
 
@@ -275,7 +279,7 @@ async def measure_load(world: World, databases: dict[str, str], rate: float, lea
     result = {"leads": len(sent), "services": services_cpu / n, "postgresql": meter.cpu.get("postgresql", 0) / n,
               "rabbitmq": meter.cpu.get("rabbitmq", 0) / n, "events": sum(published.values()) / n,
               "deliveries": deliveries / n, "statements": statements / n,
-              "commits": sum(meter.commits.values()) / n, "seconds": meter.seconds}
+              "commits": sum(per_service(after, before, "commits").values()) / n, "seconds": meter.seconds}
     print(f"\n== load: {len(sent)} leads accepted ({refused} refused) offered at {rate:g}/s; measured over "
           f"{meter.seconds:.1f} s")
     print("  CPU ms per lead: " + "  ".join(f"{name.removesuffix('-service')} {1000 * meter.cpu.get(name, 0) / n:.1f}"
@@ -284,8 +288,8 @@ async def measure_load(world: World, databases: dict[str, str], rate: float, lea
     print(f"  per lead: {result['events']:.1f} events published, {result['deliveries']:.1f} deliveries handled, "
           f"{result['statements']:.0f} SQL statements ({statements / max(deliveries, 1):.1f} per delivery), "
           f"{result['commits']:.1f} commits")
-    print("  commits per lead by service: " + "  ".join(
-        f"{name.removesuffix('-service')} {meter.commits[name] / n:.1f}" for name in databases))
+    print("  commits per lead by service (its own): " + "  ".join(
+        f"{name.removesuffix('-service')} {value / n:.1f}" for name, value in per_service(after, before, "commits").items()))
     print("  statements per lead by service: " + "  ".join(
         f"{name.removesuffix('-service')} {value / n:.1f}"
         for name, value in per_service(after, before, "statements").items()))

@@ -71,7 +71,7 @@ class ServiceContext:
         self.name = definition.name
         self.metrics = ServiceMetrics(definition.name)
         self.database = Database(self.settings.resolved_database_url, pool_size=self.settings.db_pool_size)
-        self.database.count_statements(self.metrics.db_statements)
+        self.database.count_statements(self.metrics.db_statements, self.metrics.db_commits)
         self.owns_bus = bus is None
         self.bus: EventBus = bus if bus is not None else self._make_bus()
         self.relay = OutboxRelay(self.database, self.bus, self.metrics,

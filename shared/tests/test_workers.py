@@ -180,3 +180,36 @@ async def test_the_safety_net_poll_finds_work_nobody_rang_for(tmp_path):
         assert 3 <= len(ticks) <= 5  # every 0.3 s
     finally:
         await context.stop()
+
+
+async def test_a_worker_in_another_process_of_the_service_is_woken_by_notify(database_url):
+    """The metrics projector in its own process: the consumer process announces its commits (NOTIFY), the
+    projector process listens; nothing else wakes it (its safety-net poll is a minute here)."""
+    ticks: list[float] = []
+
+    def context_of(*workers, announce: bool = False, listen: bool = False) -> ServiceContext:
+        settings = service_test_settings(ServiceSettings, database_url=database_url, service_name="workers",
+                                         migrate_on_start=False, worker_idle_poll_s=60)
+        return ServiceContext(ServiceDefinition(name="workers", settings=settings, routers=[],
+                                                migrations_path=Path("unused"), workers=list(workers),
+                                                announce_commits=announce, listen_for_commits=listen), None)
+
+    writer = context_of(announce=True)
+    projector = context_of(_counting_worker("projector", ticks), listen=True)
+    await writer.start()
+    await projector.start()
+    try:
+        async def listening() -> None:
+            assert len(ticks) >= 1  # its first tick, and the one the listener rings once connected
+        await eventually(listening, timeout=5)
+        await asyncio.sleep(0.5)
+        before = len(ticks)
+        async with writer.uow() as uow:  # a separate process's commit
+            await uow.commit()
+
+        async def woken() -> None:
+            assert len(ticks) == before + 1
+        await eventually(woken, timeout=3)
+    finally:
+        await projector.stop()
+        await writer.stop()
