@@ -66,7 +66,8 @@ class ReplicaSet:
                 "SALESFLOW_MIGRATE_ON_START": "false",
                 # A LeadAssigned handled before its LeadCreated (another replica holds it) waits through these.
                 "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 5000, 30000]",
-                "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5", "SALESFLOW_LOG_LEVEL": "WARNING",
+                "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5", "SALESFLOW_WORKER_IDLE_POLL_S": "1",
+                "SALESFLOW_LOG_LEVEL": "WARNING",
                 # Up to 2 × pool connections per process: five processes stay well under PostgreSQL's 100,
                 # which other tests on this machine share (deploy/README.md: pool × pods < max_connections).
                 "SALESFLOW_DB_POOL_SIZE": "3",

@@ -86,6 +86,7 @@ class RunningSystem:
                 # A notification whose rep or lead details have not arrived waits through these, then is parked.
                 "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 5000, 30000]",
                 "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5",
+                "SALESFLOW_WORKER_IDLE_POLL_S": "1",
                 "SALESFLOW_LOG_LEVEL": "WARNING",
                 **self.extra_env.get(entry.name, {}),
             }

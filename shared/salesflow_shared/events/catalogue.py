@@ -140,6 +140,11 @@ class LeadRoutedV1(EventData):
     territory_id: str | None = None
     trigger: str = "lead_created"
     reason: str
+    # The owner chosen by the same decision, when it chose one (its LeadAssigned follows): the pipeline's
+    # first stage tasks are created for that owner at once, instead of for nobody and then reassigned.
+    owner_id: str | None = None
+    team_id: str | None = None
+    owner_timezone: str | None = None
 
 
 class LeadAssignedV1(EventData):

@@ -190,6 +190,8 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
             rule_set_version=decision.rule_set_version,
             territory_id=decision.territory.id if decision.territory else None,
             trigger=decision.trigger, reason=decision.reason,
+            owner_id=decision.owner_id if assigns else None, team_id=decision.team_id if assigns else None,
+            owner_timezone=decision.owner.timezone if assigns and decision.owner is not None else None,
         ), org_id=org_id, subject_id=decision.lead_id, subject_version=version, occurred_at=now)
     if assigns:
         version += 1

@@ -169,4 +169,5 @@ async def enrichment_worker(context: ServiceContext) -> None:
     if client is None:
         return  # no provider configured: the bundled lists are all the enrichment there is
     await run_periodically(context, lambda: enrich_due(context, client), context.settings.enrichment_poll_interval_s,
+                           wake_on_commit=True,
                            name="enrichment_worker")

@@ -287,4 +287,5 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
 
 async def import_worker(context: ServiceContext) -> None:
     batch_size = context.settings.import_batch_size
-    await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name="import_worker")
+    await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name="import_worker",
+                           wake_on_commit=True)

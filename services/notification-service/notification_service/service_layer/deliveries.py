@@ -362,4 +362,5 @@ def _ordered_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 async def delivery_worker(context: Any) -> None:
     # A stop lets the batch in hand finish (see run_once for a stop that outlasts the grace period).
     await run_periodically(context, DeliveryWorker(context).run_once, context.settings.scheduler_poll_interval_s,
+                           wake_on_commit=True,
                            name="deliveries")

@@ -104,6 +104,11 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         if envelope.subject_version <= pos["routed_version"]:
             return
         pos["routed_version"] = envelope.subject_version
+        if (data.owner_id or data.team_id) and pos["assigned_version"] < envelope.subject_version:
+            # The owner chosen with this routing (no later assignment known yet): the stage's tasks are
+            # created for them; the LeadAssigned that follows then changes nothing (no TaskReassigned).
+            pos.update(owner_id=data.owner_id, team_id=data.team_id,
+                       owner_timezone=data.owner_timezone or pos.get("owner_timezone"))
         if pos["status"] == "nurturing":
             # A nurtured lead routed again (it came back by itself, e.g. a new web form) re-opens now.
             await _require_pipeline(uow, envelope, data.pipeline_id)
