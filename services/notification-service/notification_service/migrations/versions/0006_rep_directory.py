@@ -4,8 +4,8 @@ a lead assignment. leads: the won deal (value, currency, notes) for the customer
 the Mailchimp lists depend on (stages entered, reopened). mailchimp_rules: a trigger (stage entry or exit, won,
 lost, disqualified, reopened). known_pipelines: each pipeline's stages, to check rules against.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 import sqlalchemy as sa
 from alembic import op
