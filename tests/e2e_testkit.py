@@ -26,7 +26,7 @@ from lead_service.domain.signature import sign
 from lead_testkit import FakeProvider
 from notification_fakes import FakeMailchimp, SmtpSink, free_port
 from salesflow_shared.testing import auth_headers
-from system_harness import RunningSystem
+from system_harness import EmbeddedSystem, RunningSystem
 
 T = TypeVar("T")
 
@@ -35,6 +35,7 @@ LEAD, PIPELINE, ASSIGNMENT, NOTIFICATION, METRICS = (
 MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us7"
 DACH_REPS = ["ann", "bob"]
 OTHER_REPS = ["cid"]
+ACCOUNT_MANAGER = "amy"  # takes won customers over
 
 
 TEXT_COLUMNS = """
@@ -87,7 +88,7 @@ class ProviderServer:
 class World:
     """The running system plus the outside parties it talks to."""
 
-    def __init__(self, system: RunningSystem, smtp: SmtpSink, mailchimp: FakeMailchimp,
+    def __init__(self, system: RunningSystem | EmbeddedSystem, smtp: SmtpSink, mailchimp: FakeMailchimp,
                  provider: ProviderServer) -> None:
         self.system, self.smtp, self.mailchimp, self.provider = system, smtp, mailchimp, provider
 
@@ -148,8 +149,10 @@ def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServ
 
 
 @contextmanager
-def running_world(workdir: Path, pool_size: int = 4,
-                  extra: dict[str, dict[str, str]] | None = None) -> Iterator[World]:
+def running_world(workdir: Path, pool_size: int = 4, extra: dict[str, dict[str, str]] | None = None,
+                  mode: str = "full") -> Iterator[World]:
+    """The system in `mode` ("full": a process per service on PostgreSQL and RabbitMQ; "embedded": the one-process
+    SQLite mode of `salesflow run`), with the fake outside parties."""
     background = BackgroundLoop()
     smtp = SmtpSink()
     smtp.start()
@@ -160,7 +163,7 @@ def running_world(workdir: Path, pool_size: int = 4,
     env = service_env(smtp, mailchimp, provider, pool_size)
     for name, values in (extra or {}).items():
         env[name] = {**env[name], **values}
-    system = RunningSystem(workdir, extra_env=env)
+    system: Any = RunningSystem(workdir, extra_env=env) if mode == "full" else EmbeddedSystem(workdir, extra_env=env)
     try:
         system.start_all(timeout=90)
         yield World(system, smtp, mailchimp, provider)

@@ -19,7 +19,7 @@ import aio_pika
 import httpx
 from aiosmtpd.controller import Controller
 
-from salesflow_shared.events import Envelope, LeadCreatedV1, LeadSnapshot, make_event
+from salesflow_shared.events import ContactData, Envelope, LeadCreatedV1, LeadSnapshot, make_event
 from salesflow_shared.runner import find_service
 from salesflow_shared.testing import auth_headers
 from system_harness import free_port, wait_ready
@@ -63,8 +63,11 @@ class ReplicaSet:
     def env(self, service: str) -> dict[str, str]:
         return {**os.environ, "SALESFLOW_ENVIRONMENT": "test", "SALESFLOW_DATABASE_URL": self.database_urls[service],
                 "SALESFLOW_AMQP_URL": self.amqp_url, "SALESFLOW_BUS_NAMESPACE": self.namespace,
-                "SALESFLOW_MIGRATE_ON_START": "false", "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 3000]",
-                "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5", "SALESFLOW_LOG_LEVEL": "WARNING",
+                "SALESFLOW_MIGRATE_ON_START": "false",
+                # A LeadAssigned handled before its LeadCreated (another replica holds it) waits through these.
+                "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 5000, 30000]",
+                "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5", "SALESFLOW_WORKER_IDLE_POLL_S": "1",
+                "SALESFLOW_LOG_LEVEL": "WARNING",
                 # Up to 2 × pool connections per process: five processes stay well under PostgreSQL's 100,
                 # which other tests on this machine share (deploy/README.md: pool × pods < max_connections).
                 "SALESFLOW_DB_POOL_SIZE": "3",
@@ -176,8 +179,8 @@ class Observer:
 
 
 def lead_created(lead_id: str, org: str = ORG) -> Envelope:
-    return make_event(LeadCreatedV1(lead=LeadSnapshot(lead_id=lead_id, email=f"{lead_id}@prospect.example",
-                                                      first_name="Pat", country="DE", product_line="crm")),
+    return make_event(LeadCreatedV1(lead=LeadSnapshot(lead_id=lead_id, contact=ContactData(
+        email=f"{lead_id}@prospect.example", first_name="Pat"), country="DE", product_line="crm")),
                       org_id=org, subject_id=lead_id, subject_version=1, producer="lead-service")
 
 

@@ -1,9 +1,13 @@
-"""Runs the whole system for cross-service tests: each service a real process (uvicorn), each with its own
-fresh PostgreSQL database, all on the real RabbitMQ under one test namespace. Processes can be killed
-(-9) and restarted mid-test."""
+"""Runs the whole system for cross-service tests, in either run mode.
+
+Full mode (RunningSystem): each service a real process (uvicorn), each with its own fresh PostgreSQL database,
+all on the real RabbitMQ under one test namespace. Processes can be killed (-9) and restarted mid-test.
+Embedded mode (EmbeddedSystem): what `salesflow run` starts without servers configured — one process, the five
+services sharing the in-process bus, each with its SQLite file — on free ports."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -79,8 +83,10 @@ class RunningSystem:
                 "SALESFLOW_DATABASE_URL": database_url,
                 "SALESFLOW_AMQP_URL": AMQP_URL,
                 "SALESFLOW_BUS_NAMESPACE": self.namespace,
-                "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 3000]",
+                # A notification whose rep or lead details have not arrived waits through these, then is parked.
+                "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 5000, 30000]",
                 "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5",
+                "SALESFLOW_WORKER_IDLE_POLL_S": "1",
                 "SALESFLOW_LOG_LEVEL": "WARNING",
                 **self.extra_env.get(entry.name, {}),
             }
@@ -124,3 +130,59 @@ class RunningSystem:
 
     def logs(self, name: str) -> str:
         return self.services[name].log_path.read_text()
+
+
+@dataclass
+class EmbeddedService:
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class EmbeddedSystem:
+    """The embedded mode in one process (SQLite files in `workdir/data`); `extra_env` per service is merged into
+    the one environment (the services' settings have distinct names)."""
+
+    workdir: Path
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    services: dict[str, EmbeddedService] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "embedded.log"
+
+    def url(self, name: str) -> str:
+        return self.services[name].url
+
+    def start_all(self, timeout: float = 60) -> None:
+        self.services = {entry.name: EmbeddedService(free_port()) for entry in SERVICES}
+        ports = {name: service.port for name, service in self.services.items()}
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("SALESFLOW_AMQP_URL", "SALESFLOW_POSTGRES_URL", "SALESFLOW_DATABASE_URL")}
+        env.update({"SALESFLOW_ENVIRONMENT": "test", "SALESFLOW_DATA_DIR": str(self.workdir / "data"),
+                    "SALESFLOW_RETRY_DELAYS_MS": "[200, 1000, 5000, 30000]", "SALESFLOW_OUTBOX_POLL_INTERVAL_S": "0.5",
+                    "SALESFLOW_LOG_LEVEL": "WARNING"})
+        for values in self.extra_env.values():
+            env.update(values)
+        script = ("import asyncio, json, sys; from salesflow_shared.runner import run_embedded; "
+                  "asyncio.run(run_embedded(ports=json.loads(sys.argv[1])))")
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-c", script, json.dumps(ports)], env=env, stdout=log,
+                                        stderr=subprocess.STDOUT)
+        for name, service in self.services.items():
+            wait_ready(self.process, service.url, timeout, name, self.log_path)
+
+    def stop_all(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def logs(self, name: str) -> str:
+        return self.log_path.read_text()

@@ -19,7 +19,8 @@ Run: `.venv/bin/python bench/reports/run.py [--sizes 100000,300000,1000000] [--r
 The event log is not bulk-loaded (the reports never read it); the read models are what the consumer builds,
 and the rollups the projector keeps are computed from them after the COPY (rollups.all_fill_sql).
 To iterate without the ~6 minute 1M load: `--keep` once, then `--reuse` (loads only the orgs missing from
-the kept database; new migrations run on it, filling new rollups from the loaded read models), e.g.
+the kept database; new migrations run on it, filling new rollups from the loaded read models; revision 0014
+empties the read models to replay the log, so a database kept from before it must be loaded again), e.g.
 `run.py --sizes 1000000 --ingest 0 --keep` then `run.py --sizes 1000000 --ingest 0 --reuse`.
 `--reports coaching,stalled-deals` times only those reports.
 """
@@ -58,6 +59,8 @@ START = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
 SPAN = datetime(2026, 1, 1, tzinfo=UTC).timestamp() - START
 DAY = 86400.0
 REPS = [(f"rep-{i:03d}", f"Rep {i}", f"team-{i // 10:02d}") for i in range(250)]
+# account managers: a third of the won customers are handed over to one of them (the closer keeps the credit)
+ACCOUNT_MANAGERS = [(f"am-{i}", f"Account manager {i}", "team-am") for i in range(5)]
 PIPELINES = ["pl-a", "pl-b", "pl-c"]
 PROBS = [Decimal(p) for p in ("0.05", "0.10", "0.20", "0.35", "0.60", "0.80")]
 ASK_POSITION = 5
@@ -73,6 +76,7 @@ REPORTS = [
     ("adoption", Q), ("coaching", Q), ("stalled-deals", Q),
     ("leaderboard", {"period": "quarter", "date": "2025-08-01", "metric": "revenue"}),
     ("leaderboard", {"period": "quarter", "date": "2025-08-01", "metric": "activities"}),
+    ("handovers", Q),
 ]
 
 
@@ -133,14 +137,18 @@ def generate(org: str, n: int, seed: int):  # type: ignore[no-untyped-def]
                              None, None, value if outcome == "won" else None, "USD" if outcome == "won" else None,
                              None, None, None, None, rep_id, team, pipeline, entered, False))
         ask = next((t for p, t in stays if p == ASK_POSITION), None)
+        territory = TERRITORIES[rng.randrange(8)]
+        owner, owner_team = rep_id, team  # now; credit stays with the rep who owned it (rep_id, team)
+        if outcome == "won" and rng.random() < 0.33:
+            owner, _, owner_team = ACCOUNT_MANAGERS[rng.randrange(len(ACCOUNT_MANAGERS))]
         first_activity = created + rng.expovariate(1 / (6 * 3600)) if rng.random() < 0.85 else None
         leads.append((org, lead_id, 1, "", True, created, PRODUCT_LINES[rng.randrange(5)], SOURCES[rng.randrange(6)],
                       value, "USD", datetime(expected.year, expected.month, expected.day, tzinfo=UTC).timestamp(),
-                      1, "", pipeline, TERRITORIES[rng.randrange(8)], 1, "", rep_id, team, None,
-                      TERRITORIES[rng.randrange(8)], pipeline, entered, 1, last_pos, ask, f"{pipeline}-s{last_pos}",
+                      1, "", pipeline, TERRITORIES[rng.randrange(8)], 1, "", owner, owner_team, None,
+                      territory, pipeline, entered, 1, last_pos, ask, f"{pipeline}-s{last_pos}",
                       last_pos, last_at, PROBS[last_pos - 1], outcome, closed,
                       value if outcome == "won" else None, "USD" if outcome == "won" else None, 0, first_activity,
-                      due if status == "open" else None, overdue))
+                      due if status == "open" else None, overdue, rep_id, team, territory, rep_id, team, territory))
     return leads, timeline, tasks
 
 
@@ -150,7 +158,8 @@ LEAD_COLUMNS = ["org_id", "lead_id", "snap_ver", "snap_tb", "is_created", "creat
                 "territory_id", "pipeline_id", "pipeline_entered_ts", "first_position", "max_position",
                 "ask_entered_ts", "current_stage_id", "current_position", "current_stage_entered_ts",
                 "current_win_probability", "outcome", "closed_ts", "won_value", "won_currency", "reopen_count",
-                "first_owner_activity_ts", "open_task_due_ts", "open_task_overdue"]
+                "first_owner_activity_ts", "open_task_due_ts", "open_task_overdue", "credit_owner_id", "credit_team_id",
+                "credit_territory_id", "first_owner_id", "first_team_id", "first_territory_id"]
 TIMELINE_COLUMNS = ["event_id", "org_id", "lead_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
                     "is_ask", "win_probability", "reason", "value", "currency", "next_ts", "next_kind",
                     "next_position", "next_reason", "owner_id", "team_id", "lead_pipeline_id", "cohort_ts",
@@ -175,7 +184,8 @@ async def load_org(conn: asyncpg.Connection, org: str, n: int) -> dict[str, floa
     await conn.copy_records_to_table("m_rep_daily", records=daily, columns=[
         "org_id", "rep_id", "day", "calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos",
         "proposals", "notes", "records_entered", "records_updated"])
-    await conn.copy_records_to_table("m_reps", records=[(org, r, name, team, "") for r, name, team in REPS],
+    await conn.copy_records_to_table("m_reps", records=[(org, r, name, team, "")
+                                                        for r, name, team in REPS + ACCOUNT_MANAGERS],
                                      columns=["org_id", "rep_id", "name", "team_id", "tb"])
     await conn.copy_records_to_table("m_stages", records=[
         (org, p, f"{p}-s{k}", f"Stage {k}", k, k == ASK_POSITION, PROBS[k - 1], "") for p in PIPELINES
@@ -195,12 +205,15 @@ async def load_org(conn: asyncpg.Connection, org: str, n: int) -> dict[str, floa
 
 
 # ------------------------------------------------------------------ report timing
-async def time_reports(client: httpx.AsyncClient, org: str, runs: int, only: set[str] | None = None
-                       ) -> dict[str, float]:
+async def time_reports(app, client: httpx.AsyncClient, org: str, runs: int,  # type: ignore[no-untyped-def]
+                       only: set[str] | None = None) -> dict[str, float]:
     headers = auth_headers(org, "manager", "bench")
     admin = auth_headers(org, "admin", "bench")
     for day in ("2025-07-01", "2025-10-01"):  # two closed-period snapshots for forecast accuracy
+        # frozen on the periods' first day, as the worker does (a period that has ended is refused)
+        app.state.context.extras["clock"] = lambda day=day: datetime.fromisoformat(day).replace(tzinfo=UTC)
         r = await client.post("/v1/forecasts/snapshots", json={"period": "quarter", "date": day}, headers=admin)
+        app.state.context.extras["clock"] = lambda: NOW
         assert r.status_code == 201, r.text
     out = {}
     for path, params in REPORTS:
@@ -389,7 +402,7 @@ async def main() -> None:
                           "VACUUM ANALYZE "
                           f"{time.perf_counter() - t:.0f} s", flush=True)
                 await conn.execute("DELETE FROM forecast_snapshots WHERE org_id = $1", org)
-                results[n] = await time_reports(client, org, args.runs,
+                results[n] = await time_reports(app, client, org, args.runs,
                                                 {r for r in args.reports.split(",") if r} or None)
                 print("   " + ", ".join(f"{k} {v:.0f}" for k, v in results[n].items()), flush=True)
             await client.aclose()

@@ -7,7 +7,9 @@ the run command passes one in-process bus to all five apps; otherwise each app c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .tracing import TracingMiddleware, configure_tracing
 from .uow import UnitOfWork
+from .wakeup import CommitBell, commit_channel, current_worker, listen_for_commits
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +56,10 @@ class ServiceDefinition:
     consume_in_batches: bool = False
     # Anything else the service wants on its context (clients, clocks), built at start-up.
     extras: Callable[["ServiceContext"], Awaitable[dict[str, Any]]] | None = None
+    # Across processes of this service (PostgreSQL only): announce every unit of work's commit with NOTIFY on
+    # the service's channel, and/or wake this process's workers on those notifications (see wakeup.py).
+    announce_commits: bool = False
+    listen_for_commits: bool = False
 
 
 class ServiceContext:
@@ -64,6 +71,7 @@ class ServiceContext:
         self.name = definition.name
         self.metrics = ServiceMetrics(definition.name)
         self.database = Database(self.settings.resolved_database_url, pool_size=self.settings.db_pool_size)
+        self.database.count_statements(self.metrics.db_statements, self.metrics.db_commits)
         self.owns_bus = bus is None
         self.bus: EventBus = bus if bus is not None else self._make_bus()
         self.relay = OutboxRelay(self.database, self.bus, self.metrics,
@@ -72,6 +80,9 @@ class ServiceContext:
                                  retention_s=self.settings.outbox_retention_hours * 3600)
         self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics)
         self.extras: dict[str, Any] = {}
+        # Rung by this process's commits (and the service's NOTIFYs when listening): wakes idle workers.
+        self.commits = CommitBell()
+        self._listening = contextlib.AsyncExitStack()
         self._worker_tasks: list[asyncio.Task[None]] = []
         # Set at shutdown: workers finish the batch in hand and return (see `run_periodically`).
         self.stopping = asyncio.Event()
@@ -88,7 +99,15 @@ class ServiceContext:
         return InMemoryBus(on_parked=on_parked)
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.database, self.name, after_commit=self.relay.wake)
+        announce = self.definition.announce_commits and self.database.dialect == "postgresql"
+        return UnitOfWork(self.database, self.name, after_commit=self._committed,
+                          notify_channel=commit_channel(self.name) if announce else None)
+
+    def _committed(self, published: bool) -> None:
+        if published:
+            self.relay.wake()
+        if current_worker.get() is None:  # a worker's own commits ring only when its tick found work
+            self.commits.ring()
 
     async def start(self) -> None:
         if self.settings.migrate_on_start:
@@ -105,6 +124,9 @@ class ServiceContext:
                 batch_callback=self.dispatcher.handle_batch if self.definition.consume_in_batches else None,
                 batch_size=self.settings.consumer_prefetch))
         self.relay.start()
+        if self.definition.listen_for_commits and self.database.dialect == "postgresql":
+            await self._listening.enter_async_context(
+                listen_for_commits(self.database.url, commit_channel(self.name), self.commits))
         for worker in self.definition.workers:
             self._worker_tasks.append(asyncio.create_task(self._run_worker(worker), name=worker.__name__))
         log.info("service_started", service=self.name, mode="embedded" if self.settings.embedded else "full")
@@ -128,6 +150,14 @@ class ServiceContext:
             return True
         return False
 
+    async def wait_for_commit(self, woken: asyncio.Event, seconds: float) -> bool:
+        """Wait until `woken` is set, `seconds` pass or the service starts stopping; True while it keeps running."""
+        waiters = [asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(woken.wait())]
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        return not self.stopping.is_set()
+
     async def stop(self) -> None:
         # Order matters: stop taking messages, let in-flight ones and workers' current batches finish,
         # flush the outbox, then close. A worker still busy after the grace period is cancelled.
@@ -140,6 +170,7 @@ class ServiceContext:
                 task.cancel()
             await asyncio.gather(*self._worker_tasks, return_exceptions=True)
         self._worker_tasks.clear()
+        await self._listening.aclose()
         await self.relay.stop()
         if self.owns_bus:
             await self.bus.close()
@@ -163,24 +194,45 @@ class ServiceContext:
 
 
 async def run_periodically(context: ServiceContext, tick: Callable[[], Awaitable[Any]], interval_s: float,
-                           name: str = "worker") -> None:
+                           name: str = "worker", *, wake_on_commit: bool = False) -> None:
     """The loop of every background worker: run `tick`, then wait `interval_s` — until the service stops.
 
     A tick that returns a truthy value (work was found) runs again at once, so a backlog drains without
     waiting. A failing tick is logged and retried after the interval. Shutdown never interrupts a tick:
     the loop ends after the one in hand (within the grace period).
+
+    With `wake_on_commit`, an idle worker does not poll every `interval_s`: it sleeps until a commit in this
+    process (or a NOTIFY, see wakeup.py) may have given it work, then ticks no sooner than `interval_s` after its
+    last tick (a stream of commits costs one tick per interval); `worker_idle_poll_s` is the safety net (work
+    that falls due with time, or written where no commit rings: picked up within it).
     """
+    woken = context.commits.listener(name) if wake_on_commit else None
     while not context.stopping.is_set():
+        started = time.monotonic()
+        if woken is not None:
+            woken.clear()  # commits from now on wake the next wait
+        token = current_worker.set(name)
+        failed = False
         try:
             busy = await tick()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("worker_tick_failed", worker=name)
-            busy = False
+            busy, failed = False, True
+        finally:
+            current_worker.reset(token)
         if busy:
+            context.commits.ring(source=name)  # what it wrote may be work for the other workers
             continue
-        if not await context.sleep(interval_s):
+        if woken is None or failed:
+            if not await context.sleep(interval_s):
+                return
+            continue
+        if not await context.wait_for_commit(woken, context.settings.worker_idle_poll_s):
+            return
+        rest = interval_s - (time.monotonic() - started)
+        if rest > 0 and not await context.sleep(rest):
             return
 
 

@@ -38,6 +38,11 @@ class Database:
     def dialect(self) -> str:
         return "sqlite" if self.is_sqlite else "postgresql"
 
+    def count_statements(self, statements: Any, commits: Any) -> None:
+        """Count (Prometheus counters) every statement this engine sends and every transaction it commits."""
+        event.listen(self.engine.sync_engine, "before_cursor_execute", lambda *_args: statements.inc())
+        event.listen(self.engine.sync_engine, "commit", lambda *_args: commits.inc())
+
     def session(self) -> AsyncSession:
         return self.sessionmaker()
 

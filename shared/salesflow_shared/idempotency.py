@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any
+
+import sqlalchemy as sa
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
@@ -80,6 +83,21 @@ class IdempotentRequest:
                 table.c.org_id == self._org_id, table.c.scope == self._scope, table.c.key == self.key,
             ).values(status_code=status_code, response_body=body, response_headers=headers or {}))
         return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+async def forget_responses_about(session: AsyncSession, org_id: str, subject_ids: Sequence[str]) -> int:
+    """For an erasure: the stored responses that returned these subjects (a created lead, a logged activity)
+    carry personal data. Their bodies are replaced by `{"erased": true}`; the key row stays, so a retry of the
+    same request still has no second effect. Returns how many were scrubbed."""
+    scrubbed = 0
+    body = sa.cast(table.c.response_body, sa.Text)
+    for subject_id in subject_ids:
+        escaped = subject_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        result = await session.execute(update(table).where(
+            table.c.org_id == org_id, table.c.response_body.is_not(None),
+            body.like(f'%"{escaped}"%', escape="\\")).values(response_body={"erased": True}))
+        scrubbed += result.rowcount or 0
+    return scrubbed
 
 
 async def idempotency_key(request: Request) -> IdempotentRequest:

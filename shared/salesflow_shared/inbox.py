@@ -17,13 +17,21 @@ def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
     return sqlite.insert if name == "sqlite" else postgresql.insert
 
 
+# Built once (the hot path of every delivery): executed with a parameter dict, the statement object, its cache
+# key and its compiled form are reused instead of being built again for each event.
+_CLAIM = {name: insert(inbox_table).on_conflict_do_nothing(index_elements=["handler", "event_id"])
+          for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))}
+_CLAIM_RETURNING = {name: statement.returning(inbox_table.c.event_id) for name, statement in _CLAIM.items()}
+
+
+def _dialect(session: AsyncSession) -> str:
+    return "sqlite" if session.bind is not None and session.bind.dialect.name == "sqlite" else "postgresql"
+
+
 async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -> bool:
     """Record that `handler` handles this event now; False when it already has (a redelivery)."""
-    insert = dialect_insert(session)
-    statement = insert(inbox_table).values(
-        handler=handler, event_id=str(envelope.id), event_type=envelope.type, processed_at=utcnow(),
-    ).on_conflict_do_nothing(index_elements=["handler", "event_id"])
-    result = await session.execute(statement)
+    result = await session.execute(_CLAIM[_dialect(session)], {
+        "handler": handler, "event_id": str(envelope.id), "event_type": envelope.type, "processed_at": utcnow()})
     return result.rowcount == 1
 
 
@@ -34,7 +42,5 @@ async def claim_events(session: AsyncSession, handler: str, envelopes: list[Enve
     now = utcnow()
     # Rows as parameters of one statement (sent as multi-row VALUES pages): the statement is compiled once and
     # cached, where rows inlined with .values([...]) are compiled again for every batch.
-    statement = dialect_insert(session)(inbox_table).on_conflict_do_nothing(
-        index_elements=["handler", "event_id"]).returning(inbox_table.c.event_id)
     rows = [{"handler": handler, "event_id": str(e.id), "event_type": e.type, "processed_at": now} for e in envelopes]
-    return set((await session.execute(statement, rows)).scalars().all())
+    return set((await session.execute(_CLAIM_RETURNING[_dialect(session)], rows)).scalars().all())

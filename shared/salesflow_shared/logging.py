@@ -37,5 +37,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
-    for noisy in ("aio_pika", "aiormq", "sqlalchemy.engine", "alembic", "uvicorn.access"):
+    # httpx/httpcore log every request's URL at INFO: outside parties' URLs carry personal data (a Mailchimp
+    # member URL holds the MD5 of the address), and logs outlive an erasure.
+    for noisy in ("aio_pika", "aiormq", "sqlalchemy.engine", "alembic", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,8 +1,9 @@
-"""The outbox relay: publishes committed events with confirms, marks them sent only after the confirm.
+"""The outbox relay: publishes committed events with confirms; their "sent" mark commits only after the confirm.
 
-Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas never publish the same row at once;
-the lock is held while the batch is published and released by the commit that marks it sent. A crash
-between the confirm and that commit publishes the batch again later: consumers absorb it (inbox).
+Rows are claimed, marked and returned by one statement (`FOR UPDATE SKIP LOCKED`, so several replicas never
+publish the same row at once); the lock is held while the batch is published and released by the commit of
+that mark, after the confirms (a failed publish un-marks its row first). A crash between the confirm and that
+commit rolls the mark back and publishes the batch again later: consumers absorb it (inbox).
 The relay is woken right after a commit that wrote events, and polls as a safety net. Between batches, at
 most once per `purge_every_s`, it deletes published rows older than the retention, so the table stays small.
 """
@@ -13,9 +14,10 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus import EventBus, OutgoingMessage, Unroutable
@@ -28,6 +30,23 @@ from .tracing import traced_publish
 log = structlog.get_logger(__name__)
 
 PURGE_BATCH = 1000
+
+
+def claim_batch_statement(batch_size: int) -> Any:
+    """One statement that locks the oldest unpublished rows (skipping rows another relay holds), marks them sent
+    and returns them. Built once per relay and reused (its construct, cache key and compiled form).
+
+    Marking before publishing is safe because the mark commits only after every confirm: a failed publish
+    un-marks its row in the same transaction, and a crash before the commit rolls the mark back."""
+    oldest = (select(outbox_table.c.id).where(outbox_table.c.published_at.is_(None)).order_by(outbox_table.c.id)
+              .limit(batch_size).with_for_update(skip_locked=True).scalar_subquery())
+    return (update(outbox_table).where(outbox_table.c.id.in_(oldest)).values(published_at=bindparam("sent_at"))
+            .returning(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
+                       outbox_table.c.payload, outbox_table.c.headers))
+
+
+UNMARK_FAILED = update(outbox_table).where(outbox_table.c.id == bindparam("row_id")).values(
+    published_at=None, attempts=outbox_table.c.attempts + 1, last_error=bindparam("error"))
 
 
 class OutboxRelay:
@@ -44,6 +63,7 @@ class OutboxRelay:
         self.retention_s = retention_s
         self.purge_every_s = purge_every_s
         self._next_purge = 0.0
+        self._claim_batch = claim_batch_statement(batch_size)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -100,14 +120,7 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch; return how many rows were marked sent."""
         async with self.database.session() as session, session.begin():
-            rows = (await session.execute(
-                select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
-                       outbox_table.c.payload, outbox_table.c.headers)
-                .where(outbox_table.c.published_at.is_(None))
-                .order_by(outbox_table.c.id)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            )).all()
+            rows = sorted((await session.execute(self._claim_batch, {"sent_at": utcnow()})).all(), key=lambda r: r.id)
             if not rows:
                 return 0
             messages = [OutgoingMessage(event_id=r.event_id, event_type=r.event_type, body=r.payload.encode(),
@@ -128,13 +141,8 @@ class OutboxRelay:
                     failed.append((row.id, result))
             if self.after_publish_hook is not None:
                 self.after_publish_hook([m.event_id for m in messages])
-            now = utcnow()
-            if sent_ids:
-                await session.execute(update(outbox_table).where(outbox_table.c.id.in_(sent_ids))
-                                      .values(published_at=now))
-            for row_id, error in failed:
-                await session.execute(update(outbox_table).where(outbox_table.c.id == row_id).values(
-                    attempts=outbox_table.c.attempts + 1, last_error=str(error)[:1000]))
+            for row_id, error in failed:  # left for the next batch
+                await session.execute(UNMARK_FAILED, {"row_id": row_id, "error": str(error)[:1000]})
             if failed:
                 if self.metrics:
                     self.metrics.publish_failures.inc(len(failed))

@@ -63,13 +63,15 @@ class _EmbeddedServer(uvicorn.Server):
         return None
 
 
-async def run_embedded(host: str = "127.0.0.1") -> None:
+async def run_embedded(host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> None:
+    """`ports` (service name → port) replaces the dev ports, e.g. for tests sharing a machine."""
     bus = InMemoryBus()
     await bus.start()
     servers = []
     for entry in SERVICES:
         app = entry.load_module("entrypoints.http").create_app(bus=bus)
-        config = uvicorn.Config(app, host=host, port=entry.port, log_level="warning", lifespan="on")
+        port = (ports or {}).get(entry.name, entry.port)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         servers.append(_EmbeddedServer(config))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -77,7 +79,8 @@ async def run_embedded(host: str = "127.0.0.1") -> None:
     print("Salesflow (embedded mode: SQLite in", os.environ.get("SALESFLOW_DATA_DIR", "./data"),
           "and an in-process bus)", flush=True)
     for entry in SERVICES:
-        print(f"  {entry.name:22} http://{host}:{entry.port}  (docs: /docs)", flush=True)
+        print(f"  {entry.name:22} http://{host}:{(ports or {}).get(entry.name, entry.port)}  (docs: /docs)",
+              flush=True)
     try:
         await asyncio.gather(*(s.serve() for s in servers))
     finally:

@@ -38,7 +38,12 @@ class ServiceSettings(BaseSettings):
     # Growing delays between redeliveries of a failed message; after the last one it is parked.
     retry_delays_ms: list[int] = Field(default_factory=lambda: [1000, 5000, 30000])
     outbox_batch_size: int = 200
-    outbox_poll_interval_s: float = 1.0
+    # The relay is woken by this process's commits that wrote events; it also looks this often (a safety net:
+    # rows left by a crashed replica, a failed publish).
+    outbox_poll_interval_s: float = 5.0
+    # Workers woken by commits (run_periodically with wake_on_commit) look for work at least this often when
+    # nothing woke them (work that falls due with time is picked up within it).
+    worker_idle_poll_s: float = 10.0
     # Published outbox rows are deleted once this old (the broker has them; keeping them a while helps
     # investigations). 0 keeps them forever.
     outbox_retention_hours: float = 72.0

@@ -191,6 +191,8 @@ def service_test_settings(settings_cls: type[T], *, database_url: str, amqp_url:
     values: dict[str, Any] = {
         "environment": "test", "database_url": database_url, "amqp_url": amqp_url or "",
         "bus_namespace": namespace, "retry_delays_ms": [100, 200], "outbox_poll_interval_s": 0.2,
+        # tests move a fake clock: work that falls due that way rings no commit, the safety-net poll finds it
+        "worker_idle_poll_s": 0.5,
         "jwt_secret": DEV_JWT_SECRET, "log_level": "WARNING",
     }
     values.update(overrides)

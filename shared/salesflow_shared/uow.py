@@ -5,7 +5,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db import Database
@@ -15,10 +15,14 @@ from .logging import traceparent_var
 
 
 class UnitOfWork:
-    def __init__(self, database: Database, producer: str, after_commit: Callable[[], None] | None = None) -> None:
+    def __init__(self, database: Database, producer: str, after_commit: Callable[[bool], None] | None = None,
+                 notify_channel: str | None = None) -> None:
         self.database = database
         self.producer = producer
+        # Called after each commit, with whether it put events in the outbox.
         self._after_commit = after_commit
+        # PostgreSQL: NOTIFY on this channel in every committed transaction (delivered at commit, not before).
+        self._notify_channel = notify_channel
         self._outgoing: list[Envelope] = []
         # The trace each event was published in (read when published: a batch of events commits outside it).
         self._traceparents: dict[str, str | None] = {}
@@ -51,17 +55,23 @@ class UnitOfWork:
         outgoing = self._outgoing
         self._outgoing = []
         if outgoing:
-            await self.session.execute(insert(outbox_table), [
+            await self.session.execute(INSERT_OUTBOX, [
                 outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing])
         self._traceparents.clear()
+        if self._notify_channel is not None:
+            await self.session.execute(NOTIFY, {"channel": self._notify_channel})
         await self.session.commit()
         self.published.extend(outgoing)
-        if outgoing and self._after_commit is not None:
-            self._after_commit()
+        if self._after_commit is not None:
+            self._after_commit(bool(outgoing))
 
     async def rollback(self) -> None:
         self._outgoing.clear()
         await self.session.rollback()
+
+
+NOTIFY = text("SELECT pg_notify(:channel, '')")
+INSERT_OUTBOX = insert(outbox_table)  # built once: reused with each commit's rows
 
 
 def outbox_row(envelope: Envelope, traceparent: str | None) -> dict[str, Any]:

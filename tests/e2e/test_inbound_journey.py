@@ -17,7 +17,8 @@ from e2e_testkit import (ASSIGNMENT, DACH_REPS, LEAD, METRICS, NOTIFICATION, PIP
                          new_org, ok, poll, position, rep, rep_email, setup_inbound_org, signed, smtp_to, submit_form)
 
 
-async def test_inbound_web_form_journey(world: World):
+async def test_inbound_web_form_journey(any_world: World):
+    world = any_world
     org = new_org("inbound")
     lead_api = world.client(LEAD, admin(org))
     pipeline_api = world.client(PIPELINE, admin(org))
@@ -180,6 +181,24 @@ async def test_inbound_web_form_journey(world: World):
     await poll(quota_congratulated, timeout=30)
     rep_deliveries = (await ok(notification_api.get("/v1/deliveries", params={"status": "sent"})))["items"]
     assert [d["rule_id"] for d in rep_deliveries].count(quota_rule["id"]) == 1
+
+    # ------------------------------------------------------------------ every email and Mailchimp call, exactly
+    async def nothing_pending():
+        items = (await ok(notification_api.get("/v1/deliveries", params={"limit": 200})))["items"]
+        assert not [d for d in items if d["status"] in ("pending", "sending")], items
+    await poll(nothing_pending, timeout=30)  # the won lead's task reminders were cancelled with its tasks
+    other = next(r for r in DACH_REPS if r != owner)
+    mails = {address: sorted(m["Subject"] for m in smtp_to(world.smtp, address))
+             for address in (email, rep_address, rep_email(org, other))}
+    assert mails == {
+        email: ["Welcome, Ada"],
+        rep_address: sorted(["New lead assigned to you: Ada Lovelace", f"Congratulations: {milestone['name']}",
+                             f"Congratulations: {quota_rule['name']}"]),
+        rep_email(org, other): [],
+    }, mails
+    member = hashlib.md5(email.encode()).hexdigest()
+    assert [(c.method, c.path.split("/lists/")[1]) for c in world.mailchimp.calls if member in c.path] == [
+        ("PUT", f"inbound/members/{member}"), ("POST", f"inbound/members/{member}/tags")]
 
     for client in (lead_api, pipeline_api, assignment_api, notification_api, metrics_api, rep_lead_api,
                    rep_pipeline_api):

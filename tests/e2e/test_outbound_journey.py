@@ -6,11 +6,12 @@ hands the lead to an outside rep by a stage rule; a meeting and a proposal move 
 Mailchimp nurture list with the nurture tag, and is re-engaged (reopened) when its re-engagement date comes."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
 from e2e_testkit import (ASSIGNMENT, LEAD, MAILCHIMP_KEY, NOTIFICATION, PIPELINE, World, admin, manager, new_org, ok,
-                         poll, position, put_rules, rep, setup_team)
+                         poll, position, put_rules, rep, rep_email, setup_team, smtp_to)
 
 INSIDE = ["ian", "iris"]
 OUTSIDE = ["oscar"]
@@ -21,7 +22,8 @@ CSV = """Email,First Name,Last Name,Company,Job Title,Country,Amount,Currency
 """
 
 
-async def test_outbound_cold_calling_journey(world: World):
+async def test_outbound_cold_calling_journey(any_world: World):
+    world = any_world
     org = new_org("outbound")
     tag = org.split("-")[1]
     async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
@@ -145,3 +147,27 @@ async def test_outbound_cold_calling_journey(world: World):
         for other in leads:
             if other["id"] != lead_id:
                 assert (await position(pipeline_api, other["id"]))["stage"]["id"] == stage["Cold call"]
+
+        # ------------------------------------------------------------------ reopened: off the nurture list
+        async def off_nurture():
+            assert world.mailchimp.members[member_key]["status"] == "archived", world.mailchimp.members[member_key]
+        await poll(off_nurture, timeout=30)
+        member = member_key[1]
+        assert [(c.method, c.path.split("/lists/")[1]) for c in world.mailchimp.calls if member in c.path] == [
+            ("PUT", f"nurture-outbound/members/{member}"), ("POST", f"nurture-outbound/members/{member}/tags"),
+            ("DELETE", f"nurture-outbound/members/{member}")]
+
+        # ------------------------------------------------------------------ every rep email, exactly once
+        names = {lead["id"]: f"{lead['contact']['first_name']} {lead['contact']['last_name']}" for lead in leads}
+        expected = {rep_email(org, r): sorted(f"New lead assigned to you: {names[i]}" for i, o in owners.items()
+                                              if o == r) for r in INSIDE}
+        expected[rep_email(org, presenter)] = [f"New lead assigned to you: {names[lead_id]}"]
+
+        def mailboxes() -> dict[str, list[str]]:
+            return {address: sorted(m["Subject"] for m in smtp_to(world.smtp, address)) for address in expected}
+
+        async def everyone_told():
+            assert mailboxes() == expected, mailboxes()
+        await poll(everyone_told, timeout=30)
+        await asyncio.sleep(2)  # and nothing more arrives
+        assert mailboxes() == expected

@@ -81,6 +81,8 @@ async def test_replicas_compete_and_do_each_thing_once(system):
     assert len(new_emails) == count
     assert len({m["message_id"] for m in new_emails}) == count
     assert {m["to"][0] for m in new_emails} == {f"{rep}@salesflow.example" for rep in REPS}
+    # Every message names its lead (the LeadAssigned handled before its LeadCreated waited for it).
+    assert {m["subject"] for m in new_emails} == {"New lead assigned to you: Pat"}
 
 
 async def test_sigterm_during_load_loses_and_repeats_nothing(system):

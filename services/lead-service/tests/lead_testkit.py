@@ -118,11 +118,14 @@ def a_lead(email: str = "ada@acme.io", **fields: Any) -> dict[str, Any]:
 
 class FakeProvider:
     """A local stand-in for the enrichment provider: `mode` is "ok", "slow" (sleeps past the timeout) or
-    "error" (500); `requests` records what it was asked."""
+    "error" (500); `requests` records what it was asked. `answers` maps an email to the raw body (bytes) the
+    provider answers for it instead, `delay_s` holds every answer back that long."""
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.requests: list[dict[str, Any]] = []
+        self.answers: dict[str, bytes] = {}
+        self.delay_s = 0.0
         self.url = ""
 
     def app(self) -> Any:
@@ -130,16 +133,20 @@ class FakeProvider:
 
         from starlette.applications import Starlette
         from starlette.requests import Request
-        from starlette.responses import JSONResponse
+        from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
 
-        async def enrich(request: Request) -> JSONResponse:
+        async def enrich(request: Request) -> Response:
             body = await request.json()
             self.requests.append(body)
             if self.mode == "slow":
                 await asyncio.sleep(1)
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             if self.mode == "error":
                 return JSONResponse({"error": "boom"}, status_code=500)
+            if body.get("email") in self.answers:
+                return Response(self.answers[body["email"]], media_type="application/json")
             return JSONResponse({"company": {"name": "Should Not Override", "size": "201-500",
                                              "industry": "Aerospace"},
                                  "location": {"country": "US", "region": "California"}})

@@ -39,6 +39,9 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         event_handlers={} if settings.projector == "only" else EVENT_HANDLERS,
         # Every event only appends to the log (the projector does the rest): one transaction per batch.
         consume_in_batches=True,
+        # The projector in its own process is woken by the consumer process's commits (NOTIFY).
+        announce_commits=settings.projector == "separate",
+        listen_for_commits=settings.projector == "only",
         workers=workers,
         extras=extras,
         description="Read models and reports built only from events: funnel, win rate, forecast, coaching.",

@@ -25,6 +25,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
+
+from metrics_service.adapters.orm import READ_MODELS
 from metrics_service.config import Settings
 from metrics_service.service_layer.projector import project_all
 from salesflow_shared.events import Envelope, EventData, make_event
@@ -39,7 +42,8 @@ STAGES = {
     "s3": ("p1", "Propose", 3, True, Decimal("0.6")),
     "t1": ("p2", "Intro", 1, False, Decimal("0.2")), "t2": ("p2", "Offer", 2, True, Decimal("0.5")),
 }
-REPS = {"alice": ("Alice Archer", "T1"), "bob": ("Bob Baker", "T1"), "carol": ("Carol Cruz", "T2")}
+REPS = {"alice": ("Alice Archer", "T1"), "bob": ("Bob Baker", "T1"), "carol": ("Carol Cruz", "T2"),
+        "dave": ("Dave Diaz", "AM")}  # dave: account management (customers are handed over to him when won)
 
 
 def T(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -61,10 +65,11 @@ class History:
         self.events.append(envelope)
         return envelope
 
-    def created(self, lead: str, at: datetime, *, product_line: str, source: str, value: str, territory: str,
-                expected_close: date | None = None, owner_in_snapshot: str | None = None) -> None:
-        snap = ev.LeadSnapshot(lead_id=lead, product_line=product_line, source=source, value=Decimal(value),
-                               currency="USD", expected_close_date=expected_close, created_at=at,
+    def created(self, lead: str, at: datetime, *, product_line: str, source: str, value: str | None,
+                territory: str, expected_close: date | None = None, owner_in_snapshot: str | None = None,
+                currency: str = "USD") -> None:
+        snap = ev.LeadSnapshot(lead_id=lead, product_line=product_line, source=source,
+                               value=Decimal(value) if value is not None else None, currency=currency, expected_close_date=expected_close, created_at=at,
                                owner_id=owner_in_snapshot, contact=ev.ContactData(email=f"{lead}@example.com"))
         self._emit(ev.LeadCreatedV1(lead=snap), lead, at, version=1)
 
@@ -76,10 +81,11 @@ class History:
         self._emit(ev.LeadRoutedV1(lead_id=lead, pipeline_id=pipeline, territory_id=territory, reason="rule"),
                    lead, at)
 
-    def assigned(self, lead: str, at: datetime, rep: str, territory: str, version: int | None = None) -> None:
+    def assigned(self, lead: str, at: datetime, rep: str, territory: str, version: int | None = None,
+                 trigger: str = "lead_created") -> None:
         name, team = REPS[rep]
         self._emit(ev.LeadAssignedV1(lead_id=lead, owner_id=rep, owner_name=name, team_id=team,
-                                     territory_id=territory, reason="round robin"), lead, at, version)
+                                     territory_id=territory, reason="round robin", trigger=trigger), lead, at, version)
 
     def stage(self, lead: str, at: datetime, stage: str, reason: str, owner: str | None = None) -> None:
         pipeline, name, position, ask, p = STAGES[stage]
@@ -87,9 +93,9 @@ class History:
                                       to_stage_position=position, is_ask_stage=ask, win_probability=p,
                                       reason=reason, entered_at=at, owner_id=owner), lead, at)
 
-    def won(self, lead: str, at: datetime, pipeline: str, value: str | None) -> None:
+    def won(self, lead: str, at: datetime, pipeline: str, value: str | None, currency: str = "USD") -> None:
         self._emit(ev.LeadWonV1(lead_id=lead, pipeline_id=pipeline, value=Decimal(value) if value else None,
-                                currency="USD" if value else None, won_at=at), lead, at)
+                                currency=currency if value else None, won_at=at), lead, at)
 
     def lost(self, lead: str, at: datetime, pipeline: str) -> None:
         self._emit(ev.LeadLostV1(lead_id=lead, pipeline_id=pipeline, reason="budget", lost_at=at), lead, at)
@@ -120,10 +126,10 @@ class History:
 
 
 def lead(h: History, lead_id: str, rep: str, pipeline: str, territory: str, created: datetime, *,
-         product_line: str, source: str, value: str, expected_close: date | None = None,
-         owner_in_snapshot: str | None = None) -> None:
+         product_line: str, source: str, value: str | None, expected_close: date | None = None,
+         owner_in_snapshot: str | None = None, currency: str = "USD") -> None:
     h.created(lead_id, created, product_line=product_line, source=source, value=value, territory=territory,
-              expected_close=expected_close, owner_in_snapshot=owner_in_snapshot)
+              expected_close=expected_close, owner_in_snapshot=owner_in_snapshot, currency=currency)
     h.routed(lead_id, created, pipeline, territory)
     h.assigned(lead_id, created, rep, territory)
 
@@ -267,10 +273,23 @@ REPORTS = [("funnel", Q1), ("win-rate", {**Q1, "group_by": "rep"}), ("deal-size"
            ("leaderboard", {"period": "quarter", "metric": "quota_attainment"})]
 
 
-async def all_reports(client) -> dict[str, Any]:
+async def all_reports(client, reports: list[tuple[str, dict[str, str]]] = REPORTS) -> dict[str, Any]:
     out = {}
-    for path, params in REPORTS:
+    for path, params in reports:
         body = await get(client, path, **params)
         body.pop("generated_at")
         out[f"{path}?{sorted(params.items())}"] = body
     return out
+
+
+def pick(rows: list[dict[str, Any]], *keys: str) -> list[tuple[Any, ...]]:
+    return [tuple(r[k] for k in keys) for r in rows]
+
+
+async def dump_read_models(app) -> dict[str, list[tuple[Any, ...]]]:
+    async with app.state.context.database.session() as session:
+        out = {}
+        for table in READ_MODELS:
+            rows = (await session.execute(sa.select(table))).all()
+            out[table.name] = sorted(tuple(str(v) for v in r) for r in rows)
+        return out

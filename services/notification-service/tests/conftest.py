@@ -88,3 +88,14 @@ async def production_like_harness(shared_database_url, amqp_url, bus_namespace, 
                                 webhook_allow_private_networks=False)
     async with running_harness(settings, smtp_sink, fake_mailchimp) as harness:
         yield harness
+
+
+@pytest.fixture
+async def waiting_harness(shared_database_url, amqp_url, bus_namespace, smtp_sink,
+                          fake_mailchimp) -> AsyncIterator[Harness]:
+    """Retries slow enough for a test to publish a missing event between an event's first attempt and its retry
+    (three retries, then the event is parked)."""
+    settings = harness_settings(shared_database_url, amqp_url, bus_namespace, smtp_sink, fake_mailchimp,
+                                retry_delays_ms=[2000, 2000, 2000])
+    async with running_harness(settings, smtp_sink, fake_mailchimp) as harness:
+        yield harness

@@ -140,6 +140,11 @@ class LeadRoutedV1(EventData):
     territory_id: str | None = None
     trigger: str = "lead_created"
     reason: str
+    # The owner chosen by the same decision, when it chose one (its LeadAssigned follows): the pipeline's
+    # first stage tasks are created for that owner at once, instead of for nobody and then reassigned.
+    owner_id: str | None = None
+    team_id: str | None = None
+    owner_timezone: str | None = None
 
 
 class LeadAssignedV1(EventData):
@@ -223,6 +228,8 @@ class StageAdvancedV1(EventData):
     note: str | None = None
     owner_id: str | None = None
     entered_at: datetime
+    # Every stage of the pipeline in order (ids), so consumers know the pipeline's stages (e.g. to check rules).
+    pipeline_stage_ids: list[str] | None = None
 
 
 TaskType = Literal["call", "email", "meeting", "demo", "todo"]
@@ -309,6 +316,7 @@ class LeadWonV1(EventData):
     currency: str | None = None
     owner_id: str | None = None
     won_at: datetime
+    notes: str | None = None  # the closer's notes on the deal, for the customer hand-over
 
 
 class LeadLostV1(EventData):

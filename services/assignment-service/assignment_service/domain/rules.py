@@ -314,3 +314,29 @@ def routed_on(rule_fields: set[str], changed: Iterable[str]) -> set[str]:
                     or (normal == "custom_fields" and field_name.startswith("custom.")):
                 hit.add(name)
     return hit
+
+
+# Facts a real lead carries when it is routed that lead-service computes at intake, not the person entering it.
+INTAKE_FACTS: dict[str, str] = {
+    "score": "lead-service scores every lead with the org's scoring rules before it is routed",
+    "company.size": "lead-service's enrichment provider may add it, usually after the lead was routed",
+    "company.industry": "lead-service's enrichment provider may add it, usually after the lead was routed",
+}
+
+
+def assumed_facts(rule_set: RuleSet, snapshot: dict[str, Any], trigger: str) -> list[dict[str, Any]]:
+    """The intake-computed facts the rules for `trigger` read but a simulated lead did not carry: evaluated as
+    missing, where a real lead may have them. Simulate the lead as lead-service's POST /v1/leads/preview returns
+    it (its `snapshot`) to evaluate the very facts a real lead is routed on."""
+    readers: dict[str, list[str]] = {}
+    for rule in rule_set.rules:
+        if trigger in rule.triggers or rule.fallback:
+            for name in sorted(rule.fields & INTAKE_FACTS.keys()):
+                readers.setdefault(name, []).append(rule.id)
+    missing = []
+    for name, rule_ids in sorted(readers.items()):
+        head, _, tail = name.partition(".")
+        value = (snapshot.get(head) or {}).get(tail) if tail else snapshot.get(head)
+        if value is None:
+            missing.append({"fact": name, "assumed": None, "read_by_rules": rule_ids, "why": INTAKE_FACTS[name]})
+    return missing

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cu
 
 from ..adapters import repository as repo
 from ..adapters.orm import reps, teams, territories
+from ..service_layer.rep_events import publish_rep, publish_rep_removed, publish_team_membership
 from ..service_layer.rulesets import references_in_current_rules
 from .schemas import (RepCreate, RepOut, RepPatch, TeamCreate, TeamOut, TeamPatch, TerritoryCreate, TerritoryOut,
                       TerritoryPatch)
@@ -62,11 +64,15 @@ def _json(model: Any) -> Any:
 
 
 async def _insert_and_respond(uow: Any, idem: Any, table: sa.Table, org_id: str, row_id: str,
-                              values: dict[str, Any], out: Any, collection: str) -> Any:
-    """Insert a new directory row (version 1), store the idempotent 201 response and commit."""
+                              values: dict[str, Any], out: Any, collection: str,
+                              on_saved: Callable[[], Awaitable[None]] | None = None) -> Any:
+    """Insert a new directory row (version 1), publish what it changed (`on_saved`), store the idempotent 201
+    response and commit."""
     now = utcnow()
     await uow.session.execute(sa.insert(table).values(org_id=org_id, id=row_id, row_version=1, created_at=now,
                                                       updated_at=now, **values))
+    if on_saved is not None:
+        await on_saved()
     row = await repo.get_row(uow.session, table, org_id, row_id)
     resp = await idem.complete(uow.session, status_code=201, body=_json(out(row)), headers={
         "ETag": etag(1), "Location": f"/v1/{collection}/{quote(row_id, safe='')}"})
@@ -83,11 +89,15 @@ async def _locked_for_patch(uow: Any, request: Request, table: sa.Table, org_id:
     return row
 
 
-async def _save_patch(uow: Any, table: sa.Table, row: Any, changes: dict[str, Any], response: Response) -> Any:
-    """Apply the changes with the next version, commit, and return the row as stored (ETag set)."""
+async def _save_patch(uow: Any, table: sa.Table, row: Any, changes: dict[str, Any], response: Response,
+                      on_saved: Callable[[], Awaitable[None]] | None = None) -> Any:
+    """Apply the changes with the next version, publish what they changed (`on_saved`), commit, and return the
+    row as stored (ETag set)."""
     where = (table.c.org_id == row.org_id, table.c.id == row.id)
     await uow.session.execute(sa.update(table).where(*where).values(
         row_version=row.row_version + 1, updated_at=utcnow(), **changes))
+    if on_saved is not None:
+        await on_saved()
     saved = (await uow.session.execute(sa.select(table).where(*where))).one()
     await uow.commit()
     response.headers["ETag"] = etag(saved.row_version)
@@ -120,7 +130,8 @@ async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, id
     if await repo.get_row(uow.session, reps, principal.org_id, body.user_id):
         raise Conflict(f"rep '{body.user_id}' is already in the directory")
     values = {k: v for k, v in payload.items() if k != "user_id"}
-    return await _insert_and_respond(uow, idem, reps, principal.org_id, body.user_id, values, rep_out, "reps")
+    return await _insert_and_respond(uow, idem, reps, principal.org_id, body.user_id, values, rep_out, "reps",
+                                     on_saved=lambda: publish_rep(uow, principal.org_id, body.user_id, "created"))
 
 
 @router.get("/reps", response_model=Page[RepOut], summary="List reps (filter by active)")
@@ -148,7 +159,9 @@ async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Res
                 "out_of_office"):
         if key in changes and changes[key] is None:
             raise ValidationFailed.single(key, f"{key} cannot be null")
-    row = await _save_patch(uow, reps, row, changes, response)
+    change = "deactivated" if row.active and changes.get("active") is False else "updated"
+    row = await _save_patch(uow, reps, row, changes, response, on_saved=lambda: publish_rep(
+        uow, principal.org_id, rep_id, change, changed=changes))
     counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])
     return rep_out(row, counts.get(rep_id, 0))
 
@@ -156,7 +169,8 @@ async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Res
 @router.delete("/reps/{rep_id}", status_code=204, summary="Remove a rep (no open leads, not named by a rule)")
 async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
     org = principal.org_id
-    if await repo.get_row(uow.session, reps, org, rep_id, for_update=True) is None:
+    row = await repo.get_row(uow.session, reps, org, rep_id, for_update=True)
+    if row is None:
         raise NotFound(f"no rep {rep_id}")
     if (await repo.open_lead_counts(uow.session, org, [rep_id])).get(rep_id):
         raise Conflict("the rep still owns open leads; reassign them first (POST /v1/reps/{id}/reassign-open-leads)")
@@ -175,6 +189,7 @@ async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Res
                 territories.c.org_id == org, territories.c.id == territory.id).values(
                 rep_ids=[r for r in territory.rep_ids if r != rep_id],
                 row_version=territories.c.row_version + 1, updated_at=utcnow()))
+    await publish_rep_removed(uow, org, row)
     await uow.session.execute(sa.delete(reps).where(reps.c.org_id == org, reps.c.id == rep_id))
     await uow.commit()
     return Response(status_code=204)
@@ -184,6 +199,11 @@ async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Res
 def team_out(row: Any) -> TeamOut:
     return TeamOut(id=row.id, name=row.name, member_ids=row.member_ids, lead_rep_id=row.lead_rep_id,
                    version=row.row_version, created_at=row.created_at, updated_at=row.updated_at)
+
+
+def _people(member_ids: list[str] | None, lead_rep_id: str | None) -> set[str]:
+    """The reps a team counts in their entries' team_ids: its members and its lead."""
+    return set(member_ids or ()) | ({lead_rep_id} if lead_rep_id else set())
 
 
 async def _check_team_refs(uow: Any, org_id: str, member_ids: list[str] | None, lead_rep_id: str | None) -> None:
@@ -201,7 +221,8 @@ async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, 
         return replay
     await _check_team_refs(uow, principal.org_id, body.member_ids, body.lead_rep_id)
     return await _insert_and_respond(uow, idem, teams, principal.org_id, str(uuid.uuid4()), payload, team_out,
-                                     "teams")
+                                     "teams", on_saved=lambda: publish_team_membership(
+                                         uow, principal.org_id, _people(body.member_ids, body.lead_rep_id)))
 
 
 @router.get("/teams", response_model=Page[TeamOut], summary="List teams")
@@ -231,16 +252,21 @@ async def patch_team(team_id: str, body: TeamPatch, request: Request, response: 
         for rep_id in refs.weighted_members.get(team_id, ()):
             if rep_id not in changes["member_ids"]:
                 raise Conflict(f"the current routing rules weight rep '{rep_id}' in this team; change them first")
-    return team_out(await _save_patch(uow, teams, row, changes, response))
+    before = _people(row.member_ids, row.lead_rep_id)
+    after = _people(changes.get("member_ids", row.member_ids), changes.get("lead_rep_id", row.lead_rep_id))
+    return team_out(await _save_patch(uow, teams, row, changes, response, on_saved=lambda: publish_team_membership(
+        uow, principal.org_id, before ^ after)))
 
 
 @router.delete("/teams/{team_id}", status_code=204, summary="Delete a team not named by the current rules")
 async def delete_team(team_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    if await repo.get_row(uow.session, teams, principal.org_id, team_id, for_update=True) is None:
+    row = await repo.get_row(uow.session, teams, principal.org_id, team_id, for_update=True)
+    if row is None:
         raise NotFound(f"no team {team_id}")
     if team_id in (await references_in_current_rules(uow.session, principal.org_id)).teams:
         raise Conflict("the current routing rules use this team; change the rules first")
     await uow.session.execute(sa.delete(teams).where(teams.c.org_id == principal.org_id, teams.c.id == team_id))
+    await publish_team_membership(uow, principal.org_id, _people(row.member_ids, row.lead_rep_id))
     await uow.commit()
     return Response(status_code=204)
 

@@ -16,10 +16,11 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
-from ..domain.rules import RuleSet
+from ..domain.rules import RuleSet, assumed_facts
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
 from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
-                                       decision_row_to_dict, decisions_for, lead_row)
+                                       decision_row_to_dict, decisions_for, lead_row, was_owner)
+from ..service_layer.rep_events import publish_rep
 from ..service_layer.rulesets import publish_rule_set, validate_rules
 from .directory import check_if_match, etag
 from .schemas import BulkReassignIn, ManualAssignIn, RuleSetIn, SimulateIn
@@ -110,7 +111,8 @@ async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -
                             stage=body.stage.model_dump() if body.stage else None, dry_run=True)
     # Nothing is committed: the unit of work rolls back whatever was read.
     result = decision.to_dict()
-    result.update(simulated=True, draft=body.rules is not None, id=None)
+    result.update(simulated=True, draft=body.rules is not None, id=None,
+                  assumed=assumed_facts(rule_set, snapshot, body.trigger))
     return result
 
 
@@ -121,10 +123,12 @@ async def list_assignments(uow: UowDep, principal: CurrentPrincipal, lead_id: st
                            cursor: CursorParam = None) -> dict[str, Any]:
     org = principal.org_id
     if principal.role == "rep":
-        # A rep sees the decisions about the leads it owns, or those that gave it a lead.
+        # A rep sees the decisions about the leads it owns or owned before (its own decisions are that
+        # history: the closer still reads the hand-over of the deal it won), or those that gave it a lead.
         if lead_id is not None:
             row = await lead_row(uow.session, org, lead_id)
-            if row is None or row.owner_id != principal.user_id:
+            if row is None or (row.owner_id != principal.user_id and not await was_owner(
+                    uow.session, org, lead_id, principal.user_id)):
                 raise NotFound(f"no decisions for lead {lead_id}")
         else:
             owner_id = principal.user_id
@@ -197,6 +201,7 @@ async def bulk_reassign(rep_id: str, body: BulkReassignIn, uow: UowDep, principa
     if body.deactivate:
         await uow.session.execute(sa.update(reps).where(reps.c.org_id == org, reps.c.id == rep_id).values(
             active=False, row_version=reps.c.row_version + 1, updated_at=utcnow()))
+        await publish_rep(uow, org, rep_id, "deactivated")
     lead_ids = [r.lead_id for r in await uow.session.execute(
         sa.select(leads.c.lead_id).where(leads.c.org_id == org, leads.c.owner_id == rep_id,
                                          leads.c.open.is_(True)).order_by(leads.c.lead_id))]

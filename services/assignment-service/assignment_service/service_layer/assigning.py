@@ -190,6 +190,8 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
             rule_set_version=decision.rule_set_version,
             territory_id=decision.territory.id if decision.territory else None,
             trigger=decision.trigger, reason=decision.reason,
+            owner_id=decision.owner_id if assigns else None, team_id=decision.team_id if assigns else None,
+            owner_timezone=decision.owner.timezone if assigns and decision.owner is not None else None,
         ), org_id=org_id, subject_id=decision.lead_id, subject_version=version, occurred_at=now)
     if assigns:
         version += 1
@@ -234,6 +236,13 @@ def decision_row_to_dict(row: Any) -> dict[str, Any]:
             "territory_id": row.territory_id, "owner_id": row.owner_id, "previous_owner_id": row.previous_owner_id,
             "team_id": row.team_id, "reason": row.reason, "decided_at": row.created_at.isoformat(),
             "decided_by": row.decided_by, "source_event_id": row.source_event_id, **(row.explanation or {})}
+
+
+async def was_owner(session: AsyncSession, org_id: str, lead_id: str, rep_id: str) -> bool:
+    """Whether a decision ever gave the lead to the rep (it owned it, now or before)."""
+    row = (await session.execute(sa.select(decisions.c.id).where(
+        decisions.c.org_id == org_id, decisions.c.lead_id == lead_id, decisions.c.owner_id == rep_id).limit(1))).first()
+    return row is not None
 
 
 async def lead_row(session: AsyncSession, org_id: str, lead_id: str) -> Any:

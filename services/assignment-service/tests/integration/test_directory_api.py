@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from assignment_testkit import ADMIN, add_reps, add_team, assignment_app, rep_body
+from assignment_testkit import ADMIN, add_reps, add_team, assignment_app, outbox_events, rep_body
 from salesflow_shared.testing import auth_headers
 
 
@@ -129,3 +129,36 @@ async def test_idempotent_rep_creation(client):
     assert again.headers.get("idempotent-replayed") == "true"
     other_body = await client.post("/v1/reps", json=rep_body("u-j"), headers=headers)
     assert other_body.status_code == 409
+
+
+async def test_every_change_of_a_reps_entry_is_published_with_its_version(database_url):
+    async with assignment_app(database_url) as (app, client):
+        await add_reps(client, ["u-ev", "u-other"], timezone="Europe/Berlin", languages=["de"],
+                       working_hours=[{"days": ["mon"], "start": "09:00", "end": "17:00"}])
+        team_id = await add_team(client, "Inside", ["u-ev"])
+        patched = await client.patch("/v1/reps/u-ev", json={"email": "ev@new.example"},
+                                     headers={**ADMIN, "If-Match": 'W/"2"'})  # joining the team was version 2
+        assert patched.status_code == 200, patched.text
+        assert (await client.patch("/v1/reps/u-ev", json={"active": False}, headers=ADMIN)).status_code == 200
+        moved = await client.patch(f"/v1/teams/{team_id}", json={"member_ids": ["u-other"]}, headers=ADMIN)
+        assert moved.status_code == 200, moved.text
+        assert (await client.delete(f"/v1/teams/{team_id}", headers=ADMIN)).status_code == 204
+        assert (await client.delete("/v1/reps/u-ev", headers=ADMIN)).status_code == 204
+
+        events = [e for e in await outbox_events(app) if e["type"].startswith("Rep")]
+        of_ev = [(e["type"], e["subject_version"], e["data"]["rep"]["email"], e["data"]["rep"]["active"],
+                  e["data"]["rep"]["team_ids"], e["data"].get("changed")) for e in events if e["subject_id"] == "u-ev"]
+        assert of_ev == [
+            ("RepCreated", 1, "u-ev@example.com", True, [], None),
+            ("RepUpdated", 2, "u-ev@example.com", True, [team_id], ["team_ids"]),
+            ("RepUpdated", 3, "ev@new.example", True, [team_id], ["email"]),
+            ("RepDeactivated", 4, "ev@new.example", False, [team_id], None),
+            ("RepUpdated", 5, "ev@new.example", False, [], ["team_ids"]),
+            ("RepDeactivated", 6, "ev@new.example", False, [], None),
+        ]
+        created = events[0]["data"]["rep"]
+        assert (created["name"], created["timezone"], created["language"], created["working_hours"]) == (
+            "Rep u-ev", "Europe/Berlin", "de", {"windows": [{"days": ["mon"], "start": "09:00", "end": "17:00"}]})
+        of_other = [(e["type"], e["subject_version"], e["data"]["rep"]["team_ids"]) for e in events
+                    if e["subject_id"] == "u-other"]
+        assert of_other == [("RepCreated", 1, []), ("RepUpdated", 2, [team_id]), ("RepUpdated", 3, [])]

@@ -142,9 +142,15 @@ async def test_stage_hand_off_and_account_manager_on_won(database_url):
         assigned = await outbox_events(app, "LeadAssigned")
         assert [e["data"]["trigger"] for e in assigned] == ["lead_created", "stage_entry", "lead_won"]
         assert assigned[1]["data"]["previous_owner_id"] == "inside-1"
-        assert [e["subject_version"] for e in await outbox_events(app)] == [1, 2, 3, 4]
+        assert [e["subject_version"] for e in await outbox_events(app) if e["subject_id"] == "lead-h"] == [1, 2, 3, 4]
         # won leads are not open: the account manager's open count stays 0
         assert (await client.get("/v1/reps/am-1", headers=ADMIN)).json()["open_leads"] == 0
+        # the closer (and every earlier owner) still reads the lead's decisions; a rep that never owned it not
+        for earlier in ("inside-1", "outside-1", "am-1"):
+            seen = await client.get("/v1/assignments?lead_id=lead-h", headers=auth_headers(ORG, "rep", earlier))
+            assert [d["owner_id"] for d in seen.json()["items"]] == ["inside-1", "outside-1", "am-1"], earlier
+        stranger = await client.get("/v1/assignments?lead_id=lead-h", headers=auth_headers(ORG, "rep", "outside-2"))
+        assert stranger.status_code == 404
 
 
 async def test_unavailable_reps_are_never_chosen_and_the_decision_says_why(database_url):

@@ -2,9 +2,12 @@
 import sqlalchemy as sa
 
 from salesflow_shared.infra_tables import add_infrastructure_tables
+from salesflow_shared.ownership import add_past_owners_table
 
 metadata = sa.MetaData()
 add_infrastructure_tables(metadata)
+# reps that owned a lead before its current owner (they keep read access)
+lead_past_owners = add_past_owners_table(metadata)
 
 TZ = sa.DateTime(timezone=True)
 
@@ -74,6 +77,9 @@ leads = sa.Table(
     sa.Column("enrichment_status", sa.String(20), nullable=False, server_default="none"),
     sa.Column("enrichment_attempts", sa.Integer, nullable=False, server_default="0"),
     _ts("enrichment_next_at", True),
+    # the last failed attempt: when and why (an admin re-runs the leads that failed during an outage)
+    _ts("enrichment_failed_at", True),
+    sa.Column("enrichment_error", sa.String(500)),
     sa.Column("version", sa.Integer, nullable=False),
     # last subject_version seen per producer family of consumed events (stale ones are ignored)
     sa.Column("assignment_version", sa.Integer, nullable=False, server_default="0"),

@@ -40,10 +40,12 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def merge_into(existing: dict[str, Any], candidate: LeadIn, contact: dict[str, Any] | None,
                company: dict[str, Any] | None) -> dict[str, Any]:
+    """The open lead updated by a resubmission. Its owner and team stay: ownership changes only through
+    assignment-service (its decisions come back as LeadAssigned), never by entering the lead again."""
     merged = {**existing, "contact": dict(existing["contact"]), "company": dict(existing["company"])}
     data = candidate.model_dump(mode="json", exclude_unset=False)
     for key in ("country", "region", "postcode", "timezone", "language", "product_line", "value", "currency",
-                "expected_close_date", "owner_id", "team_id"):
+                "expected_close_date"):
         if data.get(key) is not None:
             merged[key] = data[key]
     if candidate.value is not None:
@@ -57,3 +59,10 @@ def merge_into(existing: dict[str, Any], candidate: LeadIn, contact: dict[str, A
     return merged
 
 
+
+
+def someone_elses_lead(lead_id: str, owner_id: str | None) -> str:
+    """Why a rep's entry (API or own import) of a prospect that is another rep's open lead is refused."""
+    owner = f"rep '{owner_id}'" if owner_id else "nobody yet (being routed)"
+    return (f"an open lead with this email exists ({lead_id}), owned by {owner}; "
+            "ask a manager or admin to merge or reassign it")

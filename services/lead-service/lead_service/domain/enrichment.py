@@ -113,3 +113,44 @@ class CircuitBreaker:
         self.failures += 1
         if self.opened_at is not None or self.failures >= self.failure_threshold:
             self.opened_at = self.clock()
+
+
+# What a provider answer may hold: only these fields, strings of at most this many characters (the lead's own
+# column sizes). Anything else is dropped; the answer is data from outside, never trusted.
+PROVIDER_FIELDS: dict[str, dict[str, int]] = {
+    "company": {"name": 200, "size": 50, "industry": 100},
+    "location": {"country": 2, "region": 100},
+}
+MAX_PROVIDER_ANSWER_BYTES = 16_384
+
+
+def _clean_text(value: Any, max_length: int) -> str | None:
+    """A string without control characters (NUL included), whitespace-trimmed and cut to `max_length`;
+    None for anything else or an empty result."""
+    if not isinstance(value, str):
+        return None
+    text = "".join(ch for ch in value if ch.isprintable() or ch == " ").strip()
+    return text[:max_length].strip() or None
+
+
+def clean_provider_answer(data: Any) -> dict[str, dict[str, str]]:
+    """The known, typed, bounded part of a provider answer: {"company": {...}, "location": {...}} with
+    only non-empty printable strings; a country must be two letters."""
+    if not isinstance(data, dict):
+        return {}
+    clean: dict[str, dict[str, str]] = {}
+    for section, fields in PROVIDER_FIELDS.items():
+        part = data.get(section)
+        if not isinstance(part, dict):
+            continue
+        # a country is checked whole (two letters), never cut down to two
+        values = {key: text for key, limit in fields.items()
+                  if (text := _clean_text(part.get(key), 100 if key == "country" else limit))}
+        country = values.get("country")
+        if country is not None and not (len(country) == 2 and country.isascii() and country.isalpha()):
+            del values["country"]
+        elif country is not None:
+            values["country"] = country.upper()
+        if values:
+            clean[section] = values
+    return clean

@@ -12,13 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from salesflow_shared.currency import iso_currency
+
 LeadStatus = Literal["open", "qualified", "disqualified", "nurturing", "won", "lost"]
 OPEN_STATUSES = ("open", "qualified", "nurturing")
 SOURCES = ("web_form", "import", "api", "referral", "cold_call", "event", "partner", "inbound_call",
            "email", "social", "advertising", "other")
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 
 
@@ -111,10 +112,7 @@ class LeadIn(_Strict):
     def _currency(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip().upper()
-        if not CURRENCY_RE.match(value):
-            raise ValueError("must be an ISO 4217 code such as 'EUR'")
-        return value
+        return iso_currency(value)  # the real ISO 4217 list, not just three letters
 
     @field_validator("source")
     @classmethod

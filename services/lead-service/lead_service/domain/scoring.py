@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from salesflow_shared.currency import CurrencyCode
+
 from .enrichment import EmailInsights
 from .lead import SOURCES, get_path, is_valid_target
 
@@ -56,7 +58,7 @@ class ValueBand(_Config):
     kind: Literal["value_band"]
     min: Decimal | None = Field(None, ge=0)
     max: Decimal | None = Field(None, ge=0)
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    currency: CurrencyCode | None = None
 
     @model_validator(mode="after")
     def _band(self) -> "ValueBand":

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from salesflow_shared.app import ContextDep, UowDep
-from salesflow_shared.auth import ManagerPrincipal
+from salesflow_shared.auth import CurrentPrincipal, Principal
 from salesflow_shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
@@ -23,8 +23,10 @@ router = APIRouter(prefix="/v1/imports", tags=["imports"])
 @router.post("", status_code=202, summary="Upload a CSV of leads (body: text/csv); processed in the background",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
                                             "required": True}})
-async def upload(request: Request, context: ContextDep, uow: UowDep, principal: ManagerPrincipal,
+async def upload(request: Request, context: ContextDep, uow: UowDep, principal: CurrentPrincipal,
                  form_id: str | None = None, filename: str | None = None) -> JSONResponse:
+    """Managers and admins import for the org; a rep imports their own call list: the leads are theirs (routing
+    rules may still move them), and a row naming another rep's open lead fails, naming it and its owner."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("text/csv", "application/csv", "text/plain"):
         raise UnsupportedMediaType("send the file as the request body with Content-Type: text/csv")
@@ -46,7 +48,8 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
     import_id = str(uuid.uuid4())
     try:
         result = await stage_upload(context, org_id=principal.org_id, user_id=principal.user_id, chunks=chunks(),
-                                    filename=filename, form=form, import_id=import_id)
+                                    filename=filename, form=form, import_id=import_id,
+                                    owner_id=None if principal.sees_whole_org else principal.user_id)
     except (PayloadTooLarge, ValidationFailed):
         async with context.uow() as cleanup:  # no half-staged import is left behind
             await cleanup.session.execute(sa.delete(import_rows).where(import_rows.c.import_id == import_id))
@@ -57,30 +60,35 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
                         headers={"Location": f"/v1/imports/{import_id}"})
 
 
-async def _job(uow: Any, org_id: str, import_id: str) -> Any:
-    row = (await uow.session.execute(sa.select(imports).where(imports.c.id == import_id,
-                                                              imports.c.org_id == org_id))).first()
+def _visible_imports(principal: Principal) -> sa.Select:
+    """The org's imports; a rep's own only."""
+    query = sa.select(imports).where(imports.c.org_id == principal.org_id)
+    return query if principal.sees_whole_org else query.where(imports.c.created_by == principal.user_id)
+
+
+async def _job(uow: Any, principal: Principal, import_id: str) -> Any:
+    row = (await uow.session.execute(_visible_imports(principal).where(imports.c.id == import_id))).first()
     if row is None:
         raise NotFound(f"no import {import_id}")
     return row
 
 
 @router.get("", summary="The org's imports, newest first")
-async def list_imports(uow: UowDep, principal: ManagerPrincipal, limit: LimitParam = 50) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(imports).where(imports.c.org_id == principal.org_id)
+async def list_imports(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50) -> dict[str, Any]:
+    rows = (await uow.session.execute(_visible_imports(principal)
                                       .order_by(imports.c.created_at.desc()).limit(limit))).all()
     return {"items": [import_to_dict(r) for r in rows], "next_cursor": None}
 
 
 @router.get("/{import_id}", summary="Progress of an import: status and counts")
-async def get_import(import_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
-    return import_to_dict(await _job(uow, principal.org_id, import_id))
+async def get_import(import_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    return import_to_dict(await _job(uow, principal, import_id))
 
 
 @router.get("/{import_id}/errors", summary="The rows that failed, with their errors (cursor pagination)")
-async def import_errors(import_id: str, uow: UowDep, principal: ManagerPrincipal, limit: LimitParam = 100,
+async def import_errors(import_id: str, uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 100,
                         cursor: CursorParam = None) -> dict[str, Any]:
-    await _job(uow, principal.org_id, import_id)
+    await _job(uow, principal, import_id)
     query = sa.select(import_rows).where(import_rows.c.import_id == import_id, import_rows.c.status == "failed")
     values = decode_cursor(cursor, 1)
     if values is not None:

@@ -14,18 +14,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
-from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
-from salesflow_shared.errors import Conflict
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, FieldError, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters.orm import leads
 from ..domain.custom_fields import coerce_custom_fields
+from ..domain.dedup import someone_elses_lead
 from ..domain.lead import LeadIn, LeadPatch, LeadStatus
 from ..service_layer import leads as lead_ops
-from ..service_layer.ingest import Candidate, ingest
+from ..service_layer.activities import log_activity
+from ..service_layer.enrichment import retry_failed
+from ..service_layer.ingest import Candidate, ingest, open_leads_by_email, preview
 from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
-                                   row_to_lead, visible)
+                                   row_to_lead, snapshot, visible)
 from .common import etag_header, json_with_etag, now, org_setup
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
@@ -86,20 +89,64 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
     if replay is not None:
         return replay
     setup = await org_setup(context, uow.session, principal.org_id)
-    clean, problems = coerce_custom_fields(body.custom_fields, setup.custom_defs)
-    if problems:
-        from salesflow_shared.errors import FieldError, ValidationFailed
-        errors = [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-    body = body.model_copy(update={"custom_fields": clean})
-    if principal.role == "rep" and body.owner_id is None:
-        body = body.model_copy(update={"owner_id": principal.user_id})  # a rep's own lead stays visible to them
+    body = _with_valid_custom_fields(body, setup)
+    if principal.role == "rep":
+        if body.owner_id is None:
+            body = body.model_copy(update={"owner_id": principal.user_id})  # a rep's own lead stays visible to them
+        taken = await _someone_elses_open_lead(uow, principal, body)
+        if taken is not None:
+            return await _refuse_duplicate_entry(uow, idem, principal, taken)
     [outcome] = await ingest(uow, principal.org_id, [Candidate(body, origin="api")], setup, now())
     status = 201 if outcome.created else 200
     response = await idem.complete(uow.session, status_code=status, body=outcome.lead,
                                    headers={"ETag": etag(outcome.lead), "Location": f"/v1/leads/{outcome.lead['id']}"})
     await uow.commit()
     return response
+
+
+def _with_valid_custom_fields(body: LeadIn, setup: Any) -> LeadIn:
+    """The body with its custom fields coerced to their defined types; 422 naming each field that is not."""
+    clean, problems = coerce_custom_fields(body.custom_fields, setup.custom_defs)
+    if problems:
+        errors = [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+    return body.model_copy(update={"custom_fields": clean})
+
+
+async def _someone_elses_open_lead(uow: Any, principal: Principal, body: LeadIn) -> dict[str, Any] | None:
+    """The open lead with the entered email when the calling rep does not own it."""
+    if not body.contact.email:
+        return None
+    found = (await open_leads_by_email(uow.session, principal.org_id, [body.contact.email])).get(body.contact.email)
+    return found if found is not None and found.get("owner_id") != principal.user_id else None
+
+
+async def _refuse_duplicate_entry(uow: Any, idem: Any, principal: Principal, lead: dict[str, Any]) -> JSONResponse:
+    """A rep entered a prospect that is another rep's open lead: 409 naming the lead and its owner (a manager
+    or admin may merge), and a note on the lead's timeline. The lead and its owner stay as they are."""
+    owner = lead.get("owner_id")
+    detail = someone_elses_lead(lead["id"], owner)
+    await log_activity(uow, principal.org_id, lead["id"], kind="note", rep_id=principal.user_id, occurred_at=now(),
+                       now=now(), subject="duplicate entry refused", source="system", announce=False,
+                       notes=f"rep '{principal.user_id}' entered this prospect again; the lead stays with "
+                             + (f"'{owner}'" if owner else "its routing"))
+    body = {"type": "urn:salesflow:problem:duplicate-lead", "title": "The prospect is another rep's open lead",
+            "status": 409, "detail": detail, "lead_id": lead["id"], "owner_id": owner}
+    # Stored like any response: a retry with the same Idempotency-Key gets the same 409 and logs nothing again.
+    response = await idem.complete(uow.session, status_code=409, body=body,
+                                   headers={"Content-Type": PROBLEM_CONTENT_TYPE})
+    await uow.commit()
+    return response
+
+
+@router.post("/preview", summary="The lead as intake would create and route it (insights, score); stores nothing")
+async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal
+                       ) -> dict[str, Any]:
+    """`lead` is the lead's API shape; `snapshot` is what its LeadCreated would carry — pass it as `lead` to
+    assignment-service's POST /v1/routing/simulate to predict the routing of this very lead."""
+    setup = await org_setup(context, uow.session, principal.org_id)
+    lead = preview(_with_valid_custom_fields(body, setup), setup, now())
+    return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
 
 
 @router.get("", summary="List leads (cursor pagination, filters)")
@@ -155,9 +202,33 @@ async def export_leads(context: ContextDep, principal: CurrentPrincipal, filters
                              headers={"Content-Disposition": 'attachment; filename="leads.csv"'})
 
 
+class EnrichmentRetryIn(BaseModel):
+    """Which failed enrichments to run again (all of the org's when empty)."""
+    model_config = ConfigDict(extra="forbid")
+    failed_from: datetime | None = Field(None, description="last attempt failed at or after (RFC 3339)")
+    failed_to: datetime | None = Field(None, description="last attempt failed before")
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    lead_ids: list[str] | None = Field(None, max_length=1000)
+
+
+@router.post("/enrichment/retry", summary="Run enrichment again for leads whose enrichment failed (admin)")
+async def retry_enrichment(uow: UowDep, principal: AdminPrincipal, body: EnrichmentRetryIn | None = None
+                           ) -> dict[str, Any]:
+    body = body or EnrichmentRetryIn()
+    for name in ("failed_from", "failed_to", "created_from", "created_to"):
+        value = getattr(body, name)
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed.single(name, "must carry a time zone (RFC 3339)")
+    queued = await retry_failed(uow, principal.org_id, now(), failed_from=body.failed_from, failed_to=body.failed_to,
+                                created_from=body.created_from, created_to=body.created_to, lead_ids=body.lead_ids)
+    await uow.commit()
+    return {"queued": queued}
+
+
 @router.get("/{lead_id}", summary="A lead, with its score breakdown and ETag")
 async def get_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    lead = await load_lead(uow.session, principal.org_id, lead_id, principal=principal)
+    lead = await load_lead(uow.session, principal.org_id, lead_id, principal=principal, to_change=False)
     return json_with_etag(lead)
 
 

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import UowDep
-from salesflow_shared.auth import CurrentPrincipal
-from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
+from salesflow_shared.auth import CurrentPrincipal, Principal
+from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
@@ -22,7 +22,8 @@ from ..adapters.orm import activities, companies, contacts, leads
 from ..service_layer.ingest import lead_columns
 from ..domain.lead import CompanyPatch, ContactPatch
 from ..service_layer.activities import activity_to_dict, log_activity
-from ..service_layer.views import as_utc, check_if_match, iso, lead_select, load_lead, row_to_lead, snapshot
+from ..service_layer.views import (as_utc, check_if_match, iso, lead_select, load_lead, readable_by, row_to_lead,
+                                   snapshot)
 from .common import now
 
 router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])
@@ -69,7 +70,7 @@ async def create_activity(body: ActivityIn, uow: UowDep, principal: CurrentPrinc
 @router.get("/activities", summary="A lead's timeline, newest first (cursor pagination)")
 async def list_activities(uow: UowDep, principal: CurrentPrincipal, lead_id: str, limit: LimitParam = 50,
                           cursor: CursorParam = None) -> dict[str, Any]:
-    await load_lead(uow.session, principal.org_id, lead_id, principal=principal)
+    await load_lead(uow.session, principal.org_id, lead_id, principal=principal, to_change=False)
     query = sa.select(activities).where(activities.c.org_id == principal.org_id, activities.c.lead_id == lead_id)
     values = decode_cursor(cursor, 2)
     if values is not None:
@@ -91,10 +92,21 @@ def _record(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _of_reachable_lead(table: sa.Table, principal: Principal, to_change: bool = False) -> Any:
+    """A rep reaches the contacts and companies of the leads it may read (owns or owned before), and changes
+    those of the leads it owns now (docs/access.md); admins and managers the whole org."""
+    if principal.sees_whole_org:
+        return sa.true()
+    link = leads.c.contact_id if table is contacts else leads.c.company_id
+    allowed = leads.c.owner_id == principal.user_id if to_change else readable_by(principal)
+    return sa.exists().where(link == table.c.id, leads.c.org_id == principal.org_id,
+                             leads.c.deleted_at.is_(None), allowed)
+
+
 def _list(table: sa.Table, fields: tuple[str, ...], search: tuple[str, ...]):  # type: ignore[no-untyped-def]
     async def handler(uow: UowDep, principal: CurrentPrincipal, q: str | None = None, limit: LimitParam = 50,
                       cursor: CursorParam = None) -> dict[str, Any]:
-        query = sa.select(table).where(table.c.org_id == principal.org_id)
+        query = sa.select(table).where(table.c.org_id == principal.org_id, _of_reachable_lead(table, principal))
         if q:
             like = f"%{q.lower()}%"
             query = query.where(sa.or_(*[sa.func.lower(table.c[f]).like(like) for f in search]))
@@ -115,11 +127,18 @@ router.add_api_route("/companies", _list(companies, COMPANY_OUT, ("name", "domai
                      summary="List companies")
 
 
-async def _one(uow: Any, table: sa.Table, org_id: str, record_id: str, fields: tuple[str, ...]) -> dict[str, Any]:
-    row = (await uow.session.execute(sa.select(table).where(table.c.id == record_id,
-                                                            table.c.org_id == org_id))).first()
+async def _one(uow: Any, table: sa.Table, principal: Principal, record_id: str, fields: tuple[str, ...],
+               to_change: bool = False) -> dict[str, Any]:
+    """The record as the caller may see it (404 otherwise); `to_change`: 403 when it is only readable."""
+    row = (await uow.session.execute(sa.select(table).where(
+        table.c.id == record_id, table.c.org_id == principal.org_id, _of_reachable_lead(table, principal)))).first()
     if row is None:
         raise NotFound(f"no {table.name[:-1] if table.name != 'companies' else 'company'} {record_id}")
+    if to_change and not principal.sees_whole_org:
+        owned = (await uow.session.execute(sa.select(table.c.id).where(
+            table.c.id == record_id, _of_reachable_lead(table, principal, to_change=True)))).first()
+        if owned is None:
+            raise Forbidden(f"{record_id} is read-only for you: none of its leads is yours now")
     return _record(row, fields)
 
 
@@ -129,17 +148,18 @@ def _etagged(record: dict[str, Any]) -> JSONResponse:
 
 @router.get("/contacts/{contact_id}", summary="A contact")
 async def get_contact(contact_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    return _etagged(await _one(uow, contacts, principal.org_id, contact_id, CONTACT_OUT))
+    return _etagged(await _one(uow, contacts, principal, contact_id, CONTACT_OUT))
 
 
 @router.get("/companies/{company_id}", summary="A company")
 async def get_company(company_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    return _etagged(await _one(uow, companies, principal.org_id, company_id, COMPANY_OUT))
+    return _etagged(await _one(uow, companies, principal, company_id, COMPANY_OUT))
 
 
-async def _patch(uow: Any, table: sa.Table, org_id: str, record_id: str, fields: tuple[str, ...],
+async def _patch(uow: Any, table: sa.Table, principal: Principal, record_id: str, fields: tuple[str, ...],
                  values: dict[str, Any], if_match: str | None) -> JSONResponse:
-    current = await _one(uow, table, org_id, record_id, fields)
+    org_id = principal.org_id
+    current = await _one(uow, table, principal, record_id, fields, to_change=True)
     check_if_match(if_match, current["version"])
     if values:
         extra = {"dedup_key": values["domain"]} if table is companies and values.get("domain") else {}
@@ -150,7 +170,7 @@ async def _patch(uow: Any, table: sa.Table, org_id: str, record_id: str, fields:
             await uow.commit()
         except IntegrityError as exc:
             raise Conflict("another record of this org already has that email or domain") from exc
-    return _etagged(await _one(uow, table, org_id, record_id, fields))
+    return _etagged(await _one(uow, table, principal, record_id, fields))
 
 
 async def _propagate(uow: Any, org_id: str, table: sa.Table, record_id: str, changed: list[str]) -> None:
@@ -173,12 +193,12 @@ async def _propagate(uow: Any, org_id: str, table: sa.Table, record_id: str, cha
 @router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)")
 async def patch_contact(contact_id: str, body: ContactPatch, uow: UowDep, principal: CurrentPrincipal,
                         if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
-    return await _patch(uow, contacts, principal.org_id, contact_id, CONTACT_OUT,
+    return await _patch(uow, contacts, principal, contact_id, CONTACT_OUT,
                         body.model_dump(exclude_unset=True), if_match)
 
 
 @router.patch("/companies/{company_id}", summary="Edit a company (If-Match)")
 async def patch_company(company_id: str, body: CompanyPatch, uow: UowDep, principal: CurrentPrincipal,
                         if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
-    return await _patch(uow, companies, principal.org_id, company_id, COMPANY_OUT,
+    return await _patch(uow, companies, principal, company_id, COMPANY_OUT,
                         body.model_dump(exclude_unset=True), if_match)

@@ -15,7 +15,7 @@ from salesflow_shared.events import LeadUpdatedV1, utcnow
 from ..adapters.enrichment_client import EnrichmentClient, ProviderError
 from ..adapters.orm import companies, leads
 from ..domain.dedup import changed_fields
-from ..domain.enrichment import CircuitOpen
+from ..domain.enrichment import CircuitOpen, clean_provider_answer
 from .ingest import lead_columns
 from .views import iso, load_lead, snapshot
 
@@ -26,7 +26,10 @@ LOCATION_KEYS = ("country", "region")
 
 
 async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> list[Any]:
-    """Lease due leads (pushing their next attempt past the lease) so replicas never call twice at once."""
+    """Lease due leads (pushing their next attempt past the lease) so replicas never call twice at once.
+
+    The attempt is counted here, before the call: an attempt that crashes the worker or fails in an
+    unforeseen way still counts, so no lead is retried forever. A lead that has used up its attempts fails."""
     async with context.uow() as uow:
         due = sa.select(leads.c.id).where(
             leads.c.enrichment_status == "pending",
@@ -37,29 +40,33 @@ async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> 
         ids = list((await uow.session.execute(due)).scalars())
         if not ids:
             return []
-        await uow.session.execute(sa.update(leads).where(leads.c.id.in_(ids)).values(
-            enrichment_next_at=now + timedelta(seconds=LEASE_S)))
+        max_attempts = context.settings.enrichment_max_attempts
+        await uow.session.execute(sa.update(leads).where(
+            leads.c.id.in_(ids), leads.c.enrichment_attempts >= max_attempts).values(
+            enrichment_status="failed", enrichment_next_at=None, enrichment_failed_at=now,
+            enrichment_error=sa.func.coalesce(leads.c.enrichment_error, "no attempts left")))
+        await uow.session.execute(sa.update(leads).where(
+            leads.c.id.in_(ids), leads.c.enrichment_status == "pending").values(
+            enrichment_attempts=leads.c.enrichment_attempts + 1, enrichment_next_at=now + timedelta(seconds=LEASE_S)))
         rows = (await uow.session.execute(sa.select(leads.c.id, leads.c.org_id, leads.c.email,
-                                                    leads.c.enrichment_attempts).where(leads.c.id.in_(ids)))).all()
+                                                    leads.c.enrichment_attempts).where(
+            leads.c.id.in_(ids), leads.c.enrichment_status == "pending"))).all()
         await uow.commit()
     return rows
 
 
 def merge_provider_data(lead: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """Fill only what the lead does not have: a provider never overwrites what a person entered."""
+    """Fill only what the lead does not have: a provider never overwrites what a person entered. `data` is a
+    cleaned answer (`clean_provider_answer`: known fields, bounded printable strings)."""
     after = {**lead, "company": dict(lead["company"])}
-    company = data.get("company") if isinstance(data.get("company"), dict) else {}
+    company = data.get("company") or {}
     for key in COMPANY_KEYS:
-        value = company.get(key)
-        if isinstance(value, str) and value.strip() and not after["company"].get(key):
-            after["company"][key] = value.strip()[:100 if key != "name" else 200]
-    location = data.get("location") if isinstance(data.get("location"), dict) else {}
-    country = location.get("country")
-    if isinstance(country, str) and len(country.strip()) == 2 and not after.get("country"):
-        after["country"] = country.strip().upper()
-    region = location.get("region")
-    if isinstance(region, str) and region.strip() and not after.get("region"):
-        after["region"] = region.strip()[:100]
+        if company.get(key) and not after["company"].get(key):
+            after["company"][key] = company[key]
+    location = data.get("location") or {}
+    for key in LOCATION_KEYS:
+        if location.get(key) and not after.get(key):
+            after[key] = location[key]
     return after
 
 
@@ -70,10 +77,11 @@ async def apply_result(context: ServiceContext, org_id: str, lead_id: str, data:
             lead = await load_lead(uow.session, org_id, lead_id, for_update=True)
         except NotFound:
             return
-        if lead["enrichment_status"] != "pending":
-            return
-        after = merge_provider_data(lead, data or {})
-        after["enrichment"] = {**lead["enrichment"], "provider": data, "enriched_at": iso(now)}
+        if lead["enrichment_status"] != "pending" or lead["erased_at"] is not None:
+            return  # erased (or re-run elsewhere) while the provider was answering: the answer is dropped
+        data = clean_provider_answer(data)
+        after = merge_provider_data(lead, data)
+        after["enrichment"] = {**lead["enrichment"], "provider": data or None, "enriched_at": iso(now)}
         after["enrichment_status"] = "done"
         changed = changed_fields(lead, after)
         if after["company"].get("company_id") and any(c.startswith("company.") for c in changed):
@@ -83,7 +91,7 @@ async def apply_result(context: ServiceContext, org_id: str, lead_id: str, data:
         if changed:
             after["version"] = lead["version"] + 1
         await uow.session.execute(sa.update(leads).where(leads.c.id == lead_id).values(
-            **lead_columns(after), enrichment_next_at=None, updated_at=now))
+            **lead_columns(after), enrichment_next_at=None, enrichment_error=None, updated_at=now))
         if changed:
             uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause="enrichment"), org_id=org_id,
                         subject_id=lead_id, subject_version=after["version"])
@@ -92,33 +100,68 @@ async def apply_result(context: ServiceContext, org_id: str, lead_id: str, data:
 
 async def record_failure(context: ServiceContext, lead_id: str, attempts: int, error: str, now: datetime,
                          retry_in_s: float, count_attempt: bool = True) -> None:
-    attempts = attempts + (1 if count_attempt else 0)
+    """A failed attempt (already counted by `claim_due`); `count_attempt=False` gives it back (no call was
+    made: the circuit was open). Only a lead still pending is touched: an erased one stays as erasure left it."""
+    attempts = attempts if count_attempt else max(0, attempts - 1)
     give_up = attempts >= context.settings.enrichment_max_attempts
     async with context.uow() as uow:
-        await uow.session.execute(sa.update(leads).where(leads.c.id == lead_id).values(
+        await uow.session.execute(sa.update(leads).where(
+            leads.c.id == lead_id, leads.c.enrichment_status == "pending", leads.c.erased_at.is_(None)).values(
             enrichment_attempts=attempts, enrichment_status="failed" if give_up else "pending",
-            enrichment_next_at=None if give_up else now + timedelta(seconds=retry_in_s)))
+            enrichment_next_at=None if give_up else now + timedelta(seconds=retry_in_s),
+            enrichment_failed_at=now, enrichment_error=error[:500]))
         await uow.commit()
     log.info("enrichment_failed", lead_id=lead_id, attempts=attempts, gave_up=give_up, error=error)
+
+
+async def enrich_one(context: ServiceContext, client: EnrichmentClient, row: Any, now: datetime) -> None:
+    domain = (row.email or "").rpartition("@")[2]
+    try:
+        data = await client.lookup(row.email, domain)
+    except CircuitOpen as exc:
+        await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
+                             client.breaker.reset_after_s, count_attempt=False)
+        return
+    except ProviderError as exc:
+        await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
+                             min(300.0, 2.0 ** row.enrichment_attempts))
+        return
+    await apply_result(context, row.org_id, row.id, data, utcnow())
 
 
 async def enrich_due(context: ServiceContext, client: EnrichmentClient) -> int:
     now = utcnow()
     rows = await claim_due(context, now)
     for row in rows:
-        domain = (row.email or "").rpartition("@")[2]
         try:
-            data = await client.lookup(row.email, domain)
-        except CircuitOpen as exc:
-            await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
-                                 client.breaker.reset_after_s, count_attempt=False)
-            continue
-        except ProviderError as exc:
-            await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
-                                 min(300.0, 2.0 ** (row.enrichment_attempts + 1)))
-            continue
-        await apply_result(context, row.org_id, row.id, data, utcnow())
+            await enrich_one(context, client, row, now)
+        except Exception as exc:  # one lead's failure (e.g. a write the database refuses) never stops the others
+            log.exception("enrichment_attempt_crashed", lead_id=row.id)
+            await record_failure(context, row.id, row.enrichment_attempts, f"{type(exc).__name__}: {exc}", now,
+                                 min(300.0, 2.0 ** row.enrichment_attempts))
     return len(rows)
+
+
+async def retry_failed(uow: Any, org_id: str, now: datetime, *, failed_from: datetime | None = None,
+                       failed_to: datetime | None = None, created_from: datetime | None = None,
+                       created_to: datetime | None = None, lead_ids: list[str] | None = None) -> int:
+    """Queue the org's failed enrichments again (e.g. the leads of a provider outage), with fresh attempts;
+    returns how many. Erased and deleted leads are never re-enriched."""
+    condition = [leads.c.org_id == org_id, leads.c.enrichment_status == "failed", leads.c.erased_at.is_(None),
+                 leads.c.deleted_at.is_(None)]
+    if failed_from is not None:
+        condition.append(leads.c.enrichment_failed_at >= failed_from)
+    if failed_to is not None:
+        condition.append(leads.c.enrichment_failed_at < failed_to)
+    if created_from is not None:
+        condition.append(leads.c.created_at >= created_from)
+    if created_to is not None:
+        condition.append(leads.c.created_at < created_to)
+    if lead_ids:
+        condition.append(leads.c.id.in_(lead_ids))
+    result = await uow.session.execute(sa.update(leads).where(*condition).values(
+        enrichment_status="pending", enrichment_attempts=0, enrichment_next_at=now))
+    return int(result.rowcount or 0)
 
 
 async def enrichment_worker(context: ServiceContext) -> None:
@@ -126,4 +169,5 @@ async def enrichment_worker(context: ServiceContext) -> None:
     if client is None:
         return  # no provider configured: the bundled lists are all the enrichment there is
     await run_periodically(context, lambda: enrich_due(context, client), context.settings.enrichment_poll_interval_s,
+                           wake_on_commit=True,
                            name="enrichment_worker")

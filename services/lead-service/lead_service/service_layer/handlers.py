@@ -2,10 +2,11 @@
 
 Stale events are ignored by `subject_version`, compared only within one producer's family of events about
 the lead: LeadAssigned (assignment-service) against `assignment_version`, LeadWon/LeadLost/LeadReopened
-(pipeline-service) against `outcome_version`.
+(pipeline-service) against `outcome_version`. LeadWon also brings the value (and currency) the deal was won at.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,9 +15,10 @@ import structlog
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (EmailSentV1, Envelope, EventData, LeadAssignedV1, LeadLostV1, LeadReopenedV1,
                                      LeadUpdatedV1, LeadWonV1, utcnow)
+from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, leads
+from ..adapters.orm import activities, lead_past_owners, leads
 from .activities import log_activity
 from .views import load_lead, snapshot
 from salesflow_shared.errors import NotFound
@@ -45,6 +47,9 @@ async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], vers
     if changed and lead.get("erased_at") is None:
         values.update(columns, version=lead["version"] + 1, updated_at=now)
     await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"]).values(**values))
+    if "owner_id" in columns:
+        await remember_past_owner(uow.session, lead_past_owners, envelope.org_id, lead["id"], lead.get("owner_id"),
+                                  columns["owner_id"], now)
     if "version" in values:
         after = {**lead, **columns, "version": values["version"]}
         uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause=cause), org_id=envelope.org_id,
@@ -63,7 +68,12 @@ async def on_lead_won(data: EventData, envelope: Envelope, uow: UnitOfWork) -> N
     assert isinstance(data, LeadWonV1)
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is not None:
-        await _apply(uow, envelope, lead, "outcome_version", {"status": "won"}, "pipeline")
+        columns: dict[str, Any] = {"status": "won"}
+        if data.value is not None:  # the value the deal was won at is the lead's value from now on
+            columns["value"] = str(Decimal(data.value).quantize(Decimal("0.01")))
+            if data.currency:
+                columns["currency"] = data.currency
+        await _apply(uow, envelope, lead, "outcome_version", columns, "pipeline")
 
 
 async def on_lead_lost(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
@@ -88,8 +98,8 @@ async def on_email_sent(data: EventData, envelope: Envelope, uow: UnitOfWork) ->
     if data.recipient_kind != "prospect" or not data.lead_id:
         return
     lead = await _lead(uow, envelope, data.lead_id)
-    if lead is None:
-        return
+    if lead is None or lead["erased_at"] is not None:
+        return  # an email sent just before the erasure: nothing is recorded about the person any more
     already = (await uow.session.execute(sa.select(activities.c.id).where(
         activities.c.org_id == envelope.org_id, activities.c.external_id == f"email:{data.delivery_id}"))).first()
     if already is not None:  # the same delivery reported twice under two event ids

@@ -18,9 +18,10 @@ from salesflow_shared.errors import ValidationFailed
 from salesflow_shared.events import utcnow
 
 from ..adapters.orm import import_rows, imports
+from ..domain.dedup import someone_elses_lead
 from ..domain.lead import is_valid_target
 from ..domain.mapping import FormSpec, map_payload
-from .ingest import Candidate, ingest
+from .ingest import Candidate, ingest, open_leads_by_email
 from .views import iso
 
 log = structlog.get_logger(__name__)
@@ -106,8 +107,10 @@ def spec_for(form: Any | None, headers: list[str]) -> FormSpec:
 
 
 async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, chunks: AsyncIterator[bytes],
-                       filename: str | None, form: Any | None, import_id: str) -> dict[str, Any]:
-    """Stream the CSV into staged rows in batches; return the import as queued."""
+                       filename: str | None, form: Any | None, import_id: str,
+                       owner_id: str | None = None) -> dict[str, Any]:
+    """Stream the CSV into staged rows in batches; return the import as queued. With `owner_id` (a rep's own
+    import) every lead it creates is that rep's."""
     records = csv_rows(chunks)
     try:
         headers = await records.__anext__()
@@ -126,7 +129,8 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
         await uow.session.execute(sa.insert(imports).values(
             id=import_id, org_id=org_id, status="uploading", filename=(filename or "")[:300] or None,
             form_id=form.id if form is not None else None,
-            spec={"mapping": spec.mapping, "defaults": spec.defaults, "required": list(spec.required)},
+            spec={"mapping": spec.mapping, "defaults": spec.defaults, "required": list(spec.required),
+                  "owner_id": owner_id},
             created_by=user_id, created_at=now))
         await uow.commit()
     total = 0
@@ -208,7 +212,12 @@ async def process_batch(context: ServiceContext, batch_size: int) -> bool:
                                            "errors": [{"field": p.field, "message": p.message}
                                                       for p in mapped.errors]}
                 continue
-            candidates.append((row.row_number, Candidate(mapped.lead, origin="import", import_id=job.id)))
+            lead = mapped.lead
+            if job.spec.get("owner_id"):
+                lead = lead.model_copy(update={"owner_id": job.spec["owner_id"]})
+            candidates.append((row.row_number, Candidate(lead, origin="import", import_id=job.id)))
+        if job.spec.get("owner_id"):
+            candidates = await _not_someone_elses(uow, job.org_id, job.spec["owner_id"], candidates, results)
         await _ingest_rows(uow, job.org_id, candidates, setup, now, results)
         await uow.session.execute(
             sa.update(import_rows).where(import_rows.c.import_id == job.id,
@@ -226,6 +235,25 @@ async def process_batch(context: ServiceContext, batch_size: int) -> bool:
             failed_count=imports.c.failed_count + counts["failed"]))
         await uow.commit()
     return True
+
+
+async def _not_someone_elses(uow: Any, org_id: str, rep_id: str, candidates: list[tuple[int, Candidate]],
+                             results: dict[int, dict[str, Any]]) -> list[tuple[int, Candidate]]:
+    """A rep's import does not take over another rep's open leads (ownership changes only through assignment):
+    those rows fail, naming the lead and its owner, as the API's 409 does."""
+    emails = sorted({c.lead.contact.email for _, c in candidates if c.lead.contact.email})
+    taken = {email: lead for email, lead in (await open_leads_by_email(uow.session, org_id, emails,
+                                                                       for_update=False)).items()
+             if lead.get("owner_id") != rep_id}
+    kept = []
+    for number, candidate in candidates:
+        lead = taken.get(candidate.lead.contact.email or "")
+        if lead is None:
+            kept.append((number, candidate))
+            continue
+        results[number] = {"status": "failed", "lead_id": None, "errors": [{
+            "field": "contact.email", "message": someone_elses_lead(lead["id"], lead.get("owner_id"))}]}
+    return kept
 
 
 async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candidate]], setup: Any,
@@ -259,4 +287,5 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
 
 async def import_worker(context: ServiceContext) -> None:
     batch_size = context.settings.import_batch_size
-    await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name="import_worker")
+    await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name="import_worker",
+                           wake_on_commit=True)

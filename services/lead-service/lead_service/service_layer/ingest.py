@@ -17,9 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from salesflow_shared.events import ActivityLoggedV1, LeadCreatedV1, LeadUpdatedV1
+from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, companies, contacts, custom_field_defs, leads, scoring_rules
+from ..adapters.orm import activities, companies, contacts, custom_field_defs, lead_past_owners, leads, scoring_rules
 from ..domain.custom_fields import CustomFieldDef
 from ..domain.enrichment import analyse_email
 from ..domain.dedup import changed_fields, company_key, merge_into
@@ -199,6 +200,18 @@ def _enrich_inline(lead: dict[str, Any], setup: OrgSetup) -> None:
             lead["enrichment_status"] = "none"
 
 
+def preview(candidate: LeadIn, setup: OrgSetup, now: datetime) -> dict[str, Any]:
+    """The lead as intake would create it — the email's insights and the score from the org's scoring rules,
+    the facts routing reads at `lead_created` — stored nowhere. (The enrichment provider answers later, after
+    routing, for real leads too.)"""
+    contact = {"contact_id": None, **candidate.contact.model_dump()}
+    _, company = company_key(candidate)
+    lead = _fresh(candidate, contact, {"company_id": None, **company}, now, Candidate(candidate))
+    _enrich_inline(lead, setup)
+    rescore(lead, setup)
+    return lead
+
+
 async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setup: OrgSetup,
                  now: datetime) -> list[Outcome]:
     """Create or update one lead per candidate, in order, inside the caller's transaction."""
@@ -231,9 +244,10 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     contact_rows = await _upsert_contacts(uow, org_id, dict(sorted(wanted_contacts.items())), now)
     # Lock the open leads now. A contact we did not insert but with no open lead seen above may belong to a
     # concurrent submission of the same person that committed while we waited on the contact row: looking
-    # again finds its lead, which is then updated rather than duplicated. (SQLite runs one writer at a time.)
-    to_lock = [e for e, row in contact_rows.items()
-               if e in seen or (not row["_inserted"] and uow.dialect == "postgresql")]
+    # again finds its lead, which is then updated rather than duplicated. SQLite cannot tell an inserted
+    # contact from an updated one (`_inserted` is always False there), so every email is looked at again:
+    # its transaction began with the contact upsert, which waited for the concurrent writer to commit.
+    to_lock = [e for e, row in contact_rows.items() if e in seen or not row["_inserted"]]
     existing = await open_leads_by_email(uow.session, org_id, sorted(to_lock))
     for email, lead in existing.items():
         earlier = seen.get(email)
@@ -244,6 +258,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     inserts: dict[str, dict[str, Any]] = {}
     updates: dict[str, dict[str, Any]] = {}
     resubmitted: list[tuple[dict[str, Any], Candidate]] = []
+    owner_changes: list[tuple[str, str | None, str | None]] = []
     for candidate, key in zip(candidates, company_keys):
         email = candidate.lead.contact.email
         company = company_rows.get(key) if key is not None else None
@@ -262,6 +277,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
             outcomes.append(Outcome(lead, created=True))
             continue
         lead = merge_into(before, candidate.lead, contact, company)
+        owner_changes.append((lead["id"], before.get("owner_id"), lead.get("owner_id")))
         _enrich_inline(lead, setup)
         rescore(lead, setup)
         changed = changed_fields(before, lead)
@@ -292,6 +308,8 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     for lead in updates.values():
         await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"], leads.c.org_id == org_id)
                                   .values(**lead_columns(lead), updated_at=now))
+    for lead_id, before_owner, after_owner in owner_changes:
+        await remember_past_owner(uow.session, lead_past_owners, org_id, lead_id, before_owner, after_owner, now)
     if resubmitted:
         rows = []
         for lead, candidate in resubmitted:

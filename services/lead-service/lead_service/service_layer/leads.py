@@ -10,10 +10,12 @@ import sqlalchemy as sa
 
 from salesflow_shared.errors import Conflict, FieldError, ValidationFailed
 from salesflow_shared.events import LeadDisqualifiedV1, LeadErasedV1, LeadUpdatedV1
+from salesflow_shared.idempotency import forget_responses_about
 from salesflow_shared.outbox import forget_events_about
+from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, companies, contacts, import_rows, leads, submissions
+from ..adapters.orm import activities, companies, contacts, import_rows, lead_past_owners, leads, submissions
 from ..domain.custom_fields import coerce_custom_fields
 from ..domain.lead import LeadPatch
 from .ingest import OrgSetup, changed_fields, lead_columns, new_id, rescore
@@ -99,6 +101,8 @@ async def apply_patch(uow: UnitOfWork, lead: dict[str, Any], patch: LeadPatch, s
     after["updated_at"] = iso(now)
     await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"], leads.c.org_id == org_id)
                               .values(**lead_columns(after), updated_at=now))
+    await remember_past_owner(uow.session, lead_past_owners, org_id, lead["id"], lead.get("owner_id"),
+                              after.get("owner_id"), now)
     uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause="edit"), org_id=org_id,
                 subject_id=lead["id"], subject_version=after["version"])
     return after
@@ -134,30 +138,40 @@ async def erase(uow: UnitOfWork, org_id: str, lead_id: str, contact_id: str | No
                 email: str | None = None) -> list[str]:
     """Scrub the person's data from every lead of the contact, and publish LeadErased for each.
 
-    Raw submissions and import rows that carry the person's email (even ones that never became a lead) are
-    scrubbed too."""
+    Every store of this service is reached: the leads and their contact, the company when no other lead
+    links it, activity subjects and notes, the outbox rows about the leads and their activities, the stored
+    Idempotency-Key responses that returned them, and raw submissions and import rows that carry the person's
+    email (even ones that never became a lead). Pending enrichment is cancelled: a provider answering later
+    finds nothing to fill (`apply_result` ignores a lead that is no longer pending)."""
     condition = leads.c.id == lead_id
     if contact_id:
         condition = sa.or_(condition, leads.c.contact_id == contact_id)
-    targets = (await uow.session.execute(sa.select(leads.c.id, leads.c.version).where(
+    targets = (await uow.session.execute(sa.select(leads.c.id, leads.c.version, leads.c.company_id).where(
         leads.c.org_id == org_id, condition).with_for_update())).all()
     ids = [t.id for t in targets]
-    # The events already written about these leads carry the person's data too.
-    await forget_events_about(uow.session, ids)
+    activity_ids = list((await uow.session.execute(sa.select(activities.c.id).where(
+        activities.c.org_id == org_id, activities.c.lead_id.in_(ids)))).scalars())
+    # The events already written about these leads (and their activities) carry the person's data too, and so
+    # do the responses stored for retried requests.
+    await forget_events_about(uow.session, ids + activity_ids)
+    await forget_responses_about(uow.session, org_id, ids + activity_ids)
     for target in targets:
         await uow.session.execute(sa.update(leads).where(leads.c.id == target.id).values(
             email=None, search_text="", postcode=None, custom_fields={}, utm={}, enrichment={},
-            score_breakdown=[], erased_at=now, updated_at=now, version=target.version + 1))
+            enrichment_status="none", enrichment_next_at=None, enrichment_error=None, company_id=None,
+            disqualify_reason=None, score_breakdown=[], erased_at=now, updated_at=now, version=target.version + 1))
         uow.publish(LeadErasedV1(lead_id=target.id), org_id=org_id, subject_id=target.id,
                     subject_version=target.version + 1)
     if contact_id:
         await uow.session.execute(sa.update(contacts).where(contacts.c.id == contact_id,
                                                             contacts.c.org_id == org_id).values(
-            **{f: None for f in CONTACT_FIELDS}, erased_at=now, updated_at=now))
+            **{f: None for f in CONTACT_FIELDS}, company_id=None, erased_at=now, updated_at=now))
+    await _erase_orphaned_companies(uow, org_id, {t.company_id for t in targets if t.company_id}, now)
     await uow.session.execute(sa.update(activities).where(
         activities.c.org_id == org_id, activities.c.lead_id.in_(ids)).values(subject=None, notes=None))
     await uow.session.execute(sa.update(submissions).where(
-        submissions.c.org_id == org_id, submissions.c.lead_id.in_(ids)).values(raw_body="", errors=None))
+        submissions.c.org_id == org_id, submissions.c.lead_id.in_(ids)).values(raw_body="", errors=None,
+                                                                                remote_ip=None))
     await uow.session.execute(sa.update(import_rows).where(
         import_rows.c.org_id == org_id, import_rows.c.lead_id.in_(ids)).values(data={}, errors=None))
     if email:
@@ -167,9 +181,24 @@ async def erase(uow: UnitOfWork, org_id: str, lead_id: str, contact_id: str | No
         await uow.session.execute(sa.update(submissions).where(
             submissions.c.org_id == org_id,
             sa.or_(body.like(f"%{escaped}%", escape="\\"), body.like(f"%{encoded}%", escape="\\")))
-            .values(raw_body="", errors=None))
+            .values(raw_body="", errors=None, remote_ip=None))
         await uow.session.execute(sa.update(import_rows).where(
             import_rows.c.org_id == org_id,
             sa.func.lower(sa.cast(import_rows.c.data, sa.Text)).like(f"%{escaped}%", escape="\\"))
             .values(data={}, errors=None))
     return ids
+
+
+async def _erase_orphaned_companies(uow: UnitOfWork, org_id: str, company_ids: set[str], now: datetime) -> None:
+    """A company only the erased leads linked tells who the person is (its name, its domain = the email's):
+    scrub it. A company other leads still link is theirs too and stays."""
+    for company_id in sorted(company_ids):
+        still_linked = (await uow.session.execute(sa.select(leads.c.id).where(
+            leads.c.org_id == org_id, leads.c.company_id == company_id).limit(1))).first()
+        linked_contact = (await uow.session.execute(sa.select(contacts.c.id).where(
+            contacts.c.org_id == org_id, contacts.c.company_id == company_id,
+            contacts.c.erased_at.is_(None)).limit(1))).first()
+        if still_linked is None and linked_contact is None:
+            await uow.session.execute(sa.update(companies).where(
+                companies.c.id == company_id, companies.c.org_id == org_id).values(
+                dedup_key=f"erased:{company_id}", **{f: None for f in COMPANY_FIELDS}, updated_at=now))

@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.errors import NotFound, PreconditionFailed, PreconditionRequired
+from salesflow_shared.errors import Forbidden, NotFound, PreconditionFailed, PreconditionRequired
 from salesflow_shared.events import LeadSnapshot
+from salesflow_shared.ownership import owned_or_owned_before
 
-from ..adapters.orm import companies, contacts, leads
+from ..adapters.orm import companies, contacts, lead_past_owners, leads
 
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "title")
 COMPANY_FIELDS = ("name", "domain", "size", "industry")
@@ -51,12 +52,22 @@ def _build_lead_select() -> sa.Select:
 
 _LEAD_SELECT = _build_lead_select()
 
+def readable_by(principal: Principal) -> Any:
+    """A rep reads the leads it owns or owned before (docs/access.md); admins and managers the whole org."""
+    if principal.sees_whole_org:
+        return sa.true()
+    return owned_or_owned_before(lead_past_owners, principal, leads.c.id, leads.c.owner_id)
+
+
 def visible(query: sa.Select, principal: Principal) -> sa.Select:
-    """Org scoping always; a rep sees only the leads they own."""
-    query = query.where(leads.c.org_id == principal.org_id, leads.c.deleted_at.is_(None))
-    if not principal.sees_whole_org:
-        query = query.where(leads.c.owner_id == principal.user_id)
-    return query
+    """Org scoping always; a rep sees only the leads they own or owned before."""
+    return query.where(leads.c.org_id == principal.org_id, leads.c.deleted_at.is_(None), readable_by(principal))
+
+
+def check_may_change(principal: Principal | None, lead: dict[str, Any]) -> None:
+    """A rep changes only the leads it owns now: one it owned before is read-only."""
+    if principal is not None and not principal.sees_whole_org and lead["owner_id"] != principal.user_id:
+        raise Forbidden(f"lead {lead['id']} is read-only for you: you no longer own it")
 
 
 def row_to_lead(row: Any) -> dict[str, Any]:
@@ -104,18 +115,24 @@ def check_if_match(if_match: str | None, current_version: int) -> None:
 
 
 async def load_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,
-                    principal: Principal | None = None, include_deleted: bool = False) -> dict[str, Any]:
+                    principal: Principal | None = None, include_deleted: bool = False,
+                    to_change: bool = True) -> dict[str, Any]:
+    """The lead as `principal` may see it (404 when it may not); with `to_change`, a rep who only owned it
+    before gets 403 (it is read-only for them)."""
     query = lead_select().where(leads.c.id == lead_id, leads.c.org_id == org_id)
     if not include_deleted:
         query = query.where(leads.c.deleted_at.is_(None))
-    if principal is not None and not principal.sees_whole_org:
-        query = query.where(leads.c.owner_id == principal.user_id)
+    if principal is not None:
+        query = query.where(readable_by(principal))
     if for_update:
         query = query.with_for_update(of=leads)
     row = (await session.execute(query)).first()
     if row is None:
         raise NotFound(f"no lead {lead_id}")
-    return row_to_lead(row)
+    lead = row_to_lead(row)
+    if to_change:
+        check_may_change(principal, lead)
+    return lead
 
 
 async def lock_lead_rows(session: AsyncSession, org_id: str, lead_id: str, principal: Principal | None = None,

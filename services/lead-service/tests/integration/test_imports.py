@@ -121,8 +121,45 @@ async def test_bad_uploads_are_refused_whole(small_body_app):
     assert r.status_code == 422
     r = await c.post("/v1/imports", content=b"email\na@b.io\n", headers=admin())
     assert r.status_code == 415
-    r = await c.post("/v1/imports", content=b"email\na@b.io\n", headers=rep(**{"Content-Type": "text/csv"}))
-    assert r.status_code == 403
     assert (await c.get("/v1/imports", headers=admin())).json()["items"] == []
     r = await c.post("/v1/imports", content=b"email\na@b.io\n", headers=csv_headers)
     assert (await c.get(f"/v1/imports/{r.json()['id']}", headers=admin("org-b"))).status_code == 404
+
+
+async def test_a_rep_imports_their_own_call_list(small_body_app):
+    c = small_body_app.client
+    taken = await c.post("/v1/leads", headers=rep(sub="rep-a"), json={
+        "contact": {"email": "taken@buyer.com", "first_name": "Tia"}, "source": "api"})
+    assert taken.status_code == 201, taken.text
+    own = await c.post("/v1/leads", headers=rep(sub="rep-b"), json={
+        "contact": {"email": "mine@buyer.com", "first_name": "Mo"}, "source": "api"})
+    calls = ("Email,First Name,Owner Id\nnew1@buyer.com,Ned,rep-a\nnew2@buyer.com,Nia,\n"
+             "taken@buyer.com,Tia,\nmine@buyer.com,Moe,\n")
+    r = await c.post("/v1/imports", content=calls.encode(), headers=rep(sub="rep-b", **{"Content-Type": "text/csv"}))
+    assert r.status_code == 202, r.text
+    job = r.json()
+
+    async def finished():
+        progress = await c.get(f"/v1/imports/{job['id']}", headers=rep(sub="rep-b"))
+        assert progress.status_code == 200 and progress.json()["status"] == "done", progress.text
+        return progress.json()
+    progress = await eventually(finished, timeout=20)
+    assert (progress["created"], progress["updated"], progress["failed"], progress["created_by"]) == (
+        2, 1, 1, "rep-b")
+    [error] = (await c.get(f"/v1/imports/{job['id']}/errors", headers=rep(sub="rep-b"))).json()["items"]
+    assert error["row"] == 4 and error["errors"][0]["field"] == "contact.email"
+    assert taken.json()["id"] in error["errors"][0]["message"] and "rep 'rep-a'" in error["errors"][0]["message"]
+
+    mine = (await c.get("/v1/leads", params={"limit": 10}, headers=rep(sub="rep-b"))).json()["items"]
+    assert sorted(lead["contact"]["email"] for lead in mine) == ["mine@buyer.com", "new1@buyer.com",
+                                                                 "new2@buyer.com"]
+    assert {lead["owner_id"] for lead in mine} == {"rep-b"}  # a rep's import is theirs, whatever a column says
+    assert next(x for x in mine if x["id"] == own.json()["id"])["contact"]["first_name"] == "Moe"
+    still = (await c.get(f"/v1/leads/{taken.json()['id']}", headers=rep(sub="rep-a"))).json()
+    assert (still["owner_id"], still["source"]) == ("rep-a", "api")
+
+    # Another rep sees neither the import nor its errors; a manager sees it.
+    assert (await c.get(f"/v1/imports/{job['id']}", headers=rep(sub="rep-a"))).status_code == 404
+    assert (await c.get(f"/v1/imports/{job['id']}/errors", headers=rep(sub="rep-a"))).status_code == 404
+    assert (await c.get("/v1/imports", headers=rep(sub="rep-a"))).json()["items"] == []
+    assert [i["id"] for i in (await c.get("/v1/imports", headers=admin())).json()["items"]] == [job["id"]]

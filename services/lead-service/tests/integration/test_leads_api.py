@@ -5,6 +5,7 @@ import pytest
 
 import json
 import uuid
+from decimal import Decimal
 
 import aio_pika
 import sqlalchemy as sa
@@ -194,6 +195,18 @@ async def test_consumed_events_update_the_lead_and_stale_ones_are_ignored(lead_a
     await dispatch(envelope_for(LeadWonV1(lead_id=lead["id"], pipeline_id="p", won_at=now), lead["id"], 9, "org-b"))
     assert (await c.get(f"/v1/leads/{lead['id']}", headers=admin())).json()["status"] == "nurturing"
 
+    # Won at another value: the lead shows what it was won at (not the 8,000 it was created with), once.
+    priced = await create(c, a_lead("won@acme.io", value="8000.00", currency="EUR"))
+    won = envelope_for(LeadWonV1(lead_id=priced["id"], pipeline_id="p", value=Decimal("9000"), currency="USD",
+                                 won_at=now), priced["id"], 1)
+    await dispatch(won)
+    await dispatch(won)
+    got = (await c.get(f"/v1/leads/{priced['id']}", headers=admin())).json()
+    assert (got["status"], got["value"], got["currency"], got["version"]) == ("won", "9000.00", "USD", 2)
+    snapshots = [e["data"] for e in await lead_app.outbox("LeadUpdated") if e["subject_id"] == priced["id"]]
+    assert [(s["lead"]["value"], s["lead"]["currency"], s["changed"]) for s in snapshots] == [
+        ("9000.00", "USD", ["currency", "status", "value"])]
+
     sent = EmailSentV1(delivery_id="d-1", lead_id=lead["id"], message_id="m-1", sent_at=now, sequence_id="s-1",
                        step=1)
     await dispatch(envelope_for(sent, lead["id"], 1))
@@ -239,3 +252,106 @@ async def test_editing_a_shared_contact_updates_its_leads(lead_app):
     # the same person submitting again lands on the same lead
     again = await create(c, a_lead("new@globex.com", region="Bavaria"))
     assert again["id"] == lead["id"]
+
+
+def manager(org="org-a"):
+    from salesflow_shared.testing import auth_headers
+    return auth_headers(org_id(org), "manager", "manager-1")
+
+
+async def test_a_rep_reaches_only_the_contacts_and_companies_of_its_leads(lead_app):
+    c = lead_app.client
+    mine = await create(c, a_lead("ada@acme.io", owner_id="rep-1"))
+    theirs = await create(c, a_lead("bob@globex.com", company={"name": "Globex"}, owner_id="rep-2"))
+    my_contact = f"/v1/contacts/{mine['contact']['contact_id']}"
+    their_contact = f"/v1/contacts/{theirs['contact']['contact_id']}"
+    their_company = f"/v1/companies/{theirs['company']['company_id']}"
+    stranger = rep("org-a", "rep-9")  # owns nothing
+    for url, change in ((my_contact, {"phone": "+1 555"}), (their_contact, {"phone": "+1 555"}),
+                        (their_company, {"industry": "x"})):
+        assert (await c.get(url, headers=stranger)).status_code == 404
+        assert (await c.patch(url, json=change, headers={**stranger, "If-Match": "*"})).status_code == 404
+    assert (await c.get("/v1/contacts", params={"q": "o"}, headers=stranger)).json()["items"] == []
+    assert (await c.get("/v1/companies", headers=stranger)).json()["items"] == []
+    # rep-1 lists and reads its own lead's contact and company only, and may change them
+    listed = (await c.get("/v1/contacts", headers=rep("org-a", "rep-1"))).json()["items"]
+    assert [(i["email"], i["phone"]) for i in listed] == [("ada@acme.io", None)]
+    assert [i["name"] for i in (await c.get("/v1/companies", headers=rep("org-a", "rep-1"))).json()["items"]] \
+        == ["Acme"]
+    assert (await c.get(their_contact, headers=rep("org-a", "rep-1"))).status_code == 404
+    r = await c.patch(my_contact, json={"phone": "+49 30 1234"}, headers={**rep("org-a", "rep-1"), "If-Match": "*"})
+    assert r.status_code == 200 and r.json()["phone"] == "+49 30 1234"
+    # managers and admins: the whole org
+    assert len((await c.get("/v1/contacts", headers=manager())).json()["items"]) == 2
+    assert (await c.get(their_company, headers=manager())).status_code == 200
+
+
+async def test_a_previous_owner_keeps_read_only_access_after_a_hand_over(lead_app):
+    c = lead_app.client
+    lead = await create(c, a_lead("ada@acme.io", owner_id="rep-1"))
+    url = f"/v1/leads/{lead['id']}"
+    await lead_app.context.dispatcher.dispatch(envelope_for(LeadAssignedV1(
+        lead_id=lead["id"], owner_id="am-1", previous_owner_id="rep-1", reason="won: account management"),
+        lead["id"], 2))
+    closer = rep("org-a", "rep-1")
+    got = await c.get(url, headers=closer)
+    assert got.status_code == 200 and got.json()["owner_id"] == "am-1"
+    assert [i["id"] for i in (await c.get("/v1/leads", headers=closer)).json()["items"]] == [lead["id"]]
+    assert (await c.get("/v1/activities", params={"lead_id": lead["id"]}, headers=closer)).status_code == 200
+    contact_url = f"/v1/contacts/{lead['contact']['contact_id']}"
+    assert (await c.get(contact_url, headers=closer)).status_code == 200
+    # read-only: every change is refused
+    assert (await c.patch(url, json={"region": "x"}, headers={**closer, "If-Match": "*"})).status_code == 403
+    assert (await c.patch(contact_url, json={"title": "x"}, headers={**closer, "If-Match": "*"})).status_code == 403
+    assert (await c.post(url + "/disqualify", json={"reason": "x"}, headers=closer)).status_code == 403
+    assert (await c.post("/v1/activities", json={"lead_id": lead["id"], "kind": "call",
+                                                 "occurred_at": "2026-01-05T10:00:00Z"},
+                         headers=closer)).status_code == 403
+    # the new owner may change it; a rep that never owned it sees nothing
+    am = rep("org-a", "am-1")
+    assert (await c.patch(contact_url, json={"title": "CEO"}, headers={**am, "If-Match": "*"})).status_code == 200
+    assert (await c.get(url, headers=rep("org-a", "rep-2"))).status_code == 404
+
+
+async def test_erase_reaches_stored_responses_the_company_and_activity_events(lead_app):
+    from salesflow_shared.infra_tables import idempotency_table
+
+    c = lead_app.client
+    key = {"Idempotency-Key": f"create-{uuid.uuid4()}"}
+    body = a_lead("quinn@zyxcorp.example", company={"name": "Zyxcorp"})
+    lead = (await c.post("/v1/leads", json=body, headers=admin(**key))).json()
+    shared = await create(c, a_lead("other@sharedco.example", company={"name": "Sharedco"}))
+    await create(c, a_lead("third@sharedco.example", company={"name": "Sharedco"}))
+    await c.post("/v1/activities", json={"lead_id": lead["id"], "kind": "call", "occurred_at": "2026-01-05T10:00:00Z",
+                                         "subject": "Call Quinn at Zyxcorp"}, headers=admin())
+    assert (await c.post(f"/v1/leads/{lead['id']}/erase", headers=admin())).status_code == 200
+    assert (await c.post(f"/v1/leads/{shared['id']}/erase", headers=admin())).status_code == 200
+
+    stored = await lead_app.scalar(sa.select(sa.func.string_agg(sa.cast(idempotency_table.c.response_body, sa.Text),
+                                                                "|")).where(idempotency_table.c.org_id == org_id()))
+    assert "quinn" not in stored.lower() and "zyxcorp" not in stored.lower()
+    events = json.dumps(await lead_app.outbox())
+    assert "Quinn" not in events and "Zyxcorp" not in events and "zyxcorp" not in events
+    # a company only the erased lead linked is scrubbed; one other leads still link stays theirs
+    names = [co["name"] for co in (await c.get("/v1/companies", headers=admin())).json()["items"]]
+    assert "Zyxcorp" not in names and "Sharedco" in names
+    got = (await c.get(f"/v1/leads/{lead['id']}", headers=admin())).json()
+    assert got["company"]["name"] is None and got["company"]["company_id"] is None
+    # retrying the original create has no second effect and returns no personal data
+    replay = await c.post("/v1/leads", json=body, headers=admin(**key))
+    assert replay.json() == {"erased": True}
+    assert "zyxcorp" not in (await c.get("/v1/leads/export", headers=admin())).text.lower()
+
+
+async def test_a_currency_must_be_on_the_iso_4217_list(lead_app):
+    c = lead_app.client
+    for code in ("XYZ", "EURO", "eu"):
+        r = await c.post("/v1/leads", json=a_lead(f"{code}@acme.io", currency=code), headers=admin())
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "currency" in r.text and "ISO 4217" in r.text
+    lead = await create(c, a_lead("chf@acme.io", currency="chf"))
+    assert lead["currency"] == "CHF"
+    r = await c.patch(f"/v1/leads/{lead['id']}", json={"currency": "ABC"},
+                      headers=admin(**{"If-Match": f'"{lead["version"]}"'}))
+    assert r.status_code == 422 and "currency" in r.text

@@ -81,6 +81,15 @@ m_leads = sa.Table(
     sa.Column("team_id", ID, nullable=True),
     sa.Column("assigned_territory_id", ID, nullable=True),
     sa.Column("territory_id", ID, nullable=True),  # assigned territory, else routed territory
+    # Credit (revision 0014), from the lead's assignment history (m_assignments): the owner, team and assigned
+    # territory at the close (won, lost, disqualified) for a closed lead, the current ones for an open lead; and
+    # the owner, team and territory at creation (the latest assignment at or before it, else the first one).
+    sa.Column("credit_owner_id", ID, nullable=True),
+    sa.Column("credit_team_id", ID, nullable=True),
+    sa.Column("credit_territory_id", ID, nullable=True),
+    sa.Column("first_owner_id", ID, nullable=True),
+    sa.Column("first_team_id", ID, nullable=True),
+    sa.Column("first_territory_id", ID, nullable=True),
     # derived from the lead's timeline (m_timeline), recomputed whenever one of its timeline rows arrives
     sa.Column("pipeline_id", ID, nullable=True),
     sa.Column("pipeline_entered_ts", TS, nullable=True),
@@ -96,7 +105,8 @@ m_leads = sa.Table(
     sa.Column("won_value", MONEY, nullable=True),
     sa.Column("won_currency", sa.String(3), nullable=True),
     sa.Column("reopen_count", sa.Integer, nullable=False, server_default="0"),
-    # from ActivityLogged: first call/email/meeting by the lead's (current) owner
+    # from ActivityLogged: first call, email or meeting logged by a person (not a sequence) who is the lead's
+    # owner at creation (first_owner_id; revision 0014)
     sa.Column("first_owner_activity_ts", TS, nullable=True),
     # from the tasks: earliest due time of open required tasks, one of them flagged overdue (revision 0006)
     sa.Column("open_task_due_ts", TS, nullable=True),
@@ -107,20 +117,21 @@ m_leads = sa.Table(
     # Covering indexes (revision 0007): each period filter with the columns its reports read, so a quarter of
     # leads is an index-only scan instead of a heap visit per lead.
     sa.Index("ix_m_leads_created_cover", "org_id", "created_ts", postgresql_include=[
-        "owner_id", "team_id", "pipeline_id", "first_owner_activity_ts", "first_position", "max_position",
+        "first_owner_id", "first_team_id", "pipeline_id", "first_owner_activity_ts", "first_position", "max_position",
         "ask_entered_ts", "outcome", "product_line", "source", "territory_id"]),
     sa.Index("ix_m_leads_entered_cover", "org_id", "pipeline_entered_ts",
-             postgresql_include=["pipeline_id", "max_position", "owner_id", "team_id"]),
+             postgresql_include=["pipeline_id", "max_position", "first_owner_id", "first_team_id"]),
     sa.Index("ix_m_leads_closed_cover", "org_id", "closed_ts", postgresql_include=[
-        "outcome", "won_value", "value", "won_currency", "currency", "created_ts", "ask_entered_ts", "owner_id",
-        "team_id", "pipeline_id"]),
+        "outcome", "won_value", "value", "won_currency", "currency", "created_ts", "ask_entered_ts", "credit_owner_id",
+        "credit_team_id", "pipeline_id"]),
     # open leads by team and current stage, oldest entry first: the stalled-deals lookup per team and stage
     sa.Index("ix_m_leads_open_stage", "org_id", "team_id", "pipeline_id", "current_stage_id",
              "current_stage_entered_ts", postgresql_include=["lead_id", "owner_id"],
              postgresql_where=sa.text("outcome = 'open'"), sqlite_where=sa.text("outcome = 'open'")),
     # open leads: adoption's coverage and the forecast's open pipeline
     sa.Index("ix_m_leads_open_cover", "org_id", "expected_close_ts", postgresql_include=[
-        "pipeline_entered_ts", "value", "current_win_probability", "owner_id", "team_id", "pipeline_id",
+        "pipeline_entered_ts", "value", "currency", "current_win_probability", "owner_id", "team_id",
+        "credit_owner_id", "credit_team_id", "pipeline_id",
         "is_created", "open_task_overdue", "open_task_due_ts"],
              postgresql_where=sa.text("outcome = 'open'"), sqlite_where=sa.text("outcome = 'open'")),
 )
@@ -149,12 +160,14 @@ m_timeline = sa.Table(
     sa.Column("next_kind", sa.String(20), nullable=True),
     sa.Column("next_position", sa.Integer, nullable=True),
     sa.Column("next_reason", sa.String(40), nullable=True),
-    # copies of the lead's current owner, team, pipeline and first stage entry (revision 0005)
+    # the owner and team credited with the row (revision 0014): for an ended stay the owner at its end (the
+    # exit), for an open stay the current owner, for an outcome the owner at that moment; and copies of the
+    # lead's current pipeline and first stage entry (revision 0005)
     sa.Column("owner_id", ID, nullable=True),
     sa.Column("team_id", ID, nullable=True),
     sa.Column("lead_pipeline_id", ID, nullable=True),
     sa.Column("cohort_ts", TS, nullable=True),
-    # the stage has required tasks for the lead and all are completed (revision 0006)
+    # the visit had required tasks (created during it, revision 0015) and all are completed (revision 0006)
     sa.Column("tasks_done", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_m_timeline_lead", "org_id", "lead_id"),
     sa.Index("ix_m_timeline_stage", "org_id", "pipeline_id", "stage_id", "at_ts"),
@@ -321,6 +334,23 @@ m_won_months = sa.Table(
     sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "currency"),
 )
 
+# Every assignment of a lead (revision 0014): who owned it when. "Owner at T" = the newest assignment (by
+# version, then occurred_at|event id) among those that occurred at or before T, else the lead's first one.
+m_assignments = sa.Table(
+    "m_assignments", metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    _org(),
+    sa.Column("lead_id", ID, nullable=False),
+    sa.Column("at_ts", TS, nullable=False),
+    sa.Column("ver", sa.Integer, nullable=False),
+    sa.Column("tb", sa.String(80), nullable=False),
+    sa.Column("owner_id", ID, nullable=True),
+    sa.Column("team_id", ID, nullable=True),
+    sa.Column("territory_id", ID, nullable=True),
+    sa.Column("trigger", sa.String(40), nullable=True),
+    sa.Index("ix_m_assignments_lead", "org_id", "lead_id"),
+)
+
 m_tasks = sa.Table(
     "m_tasks", metadata,
     _org(),
@@ -332,6 +362,8 @@ m_tasks = sa.Table(
     # precedence completed > skipped > open, whatever order the events arrive in
     sa.Column("status", sa.String(20), nullable=False, server_default="open"),
     sa.Column("overdue", sa.Boolean, nullable=False, server_default=sa.false()),
+    # when it was created (TaskCreated): a stay's tasks are those created during that visit (revision 0015)
+    sa.Column("created_ts", TS, nullable=True),
     sa.PrimaryKeyConstraint("org_id", "task_id"),
     sa.Index("ix_m_tasks_lead", "org_id", "lead_id"),
 )
@@ -370,9 +402,31 @@ forecast_snapshots = sa.Table(
     sa.UniqueConstraint("org_id", "period", "period_start", "scope", "scope_id", name="uq_forecast_snapshot"),
 )
 
-READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_closed_months,
+# The org's reporting currency (revision 0015): every report's money figures are in it (USD until an admin
+# sets one). Service-owned, kept by a rebuild.
+org_currency = sa.Table(
+    "org_currency", metadata,
+    sa.Column("org_id", ORG, primary_key=True),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Dated exchange rates an admin set (revision 0015): 1 base = rate quote, from valid_from until the pair's next.
+exchange_rates = sa.Table(
+    "exchange_rates", metadata,
+    _org(),
+    sa.Column("base_currency", sa.String(3), nullable=False),
+    sa.Column("quote_currency", sa.String(3), nullable=False),
+    sa.Column("valid_from", sa.Date, nullable=False),
+    sa.Column("rate", sa.Numeric(24, 10), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("org_id", "base_currency", "quote_currency", "valid_from"),
+)
+
+READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_assignments, m_closed_months,
                m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months, m_won_months)
-OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots)
+OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots, org_currency, exchange_rates)
 
 
 def one_of(column: sa.ColumnElement[Any], values: Sequence[Any], dialect: str) -> sa.ColumnElement[bool]:

@@ -66,3 +66,60 @@ def successors(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, Any, A
 
 def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
+
+
+# ------------------------------------------------------------------ credit: who owned the lead when
+WIN_HANDOVER = "lead_won"  # an assignment the win itself triggered (the hand-over to account management)
+Owner = tuple[Any, Any, Any]  # (owner_id, team_id, territory_id)
+NOBODY: Owner = (None, None, None)
+
+
+def _assignment_order(a: Mapping[str, Any]) -> tuple[int, str]:
+    return (a["ver"], a["tb"])
+
+
+def current_owner(assignments: Sequence[Mapping[str, Any]]) -> Owner:
+    """The newest assignment (version, then occurred_at|event id): the lead's owner now."""
+    if not assignments:
+        return NOBODY
+    a = max(assignments, key=_assignment_order)
+    return (a["owner_id"], a["team_id"], a["territory_id"])
+
+
+def owner_at(assignments: Sequence[Mapping[str, Any]], ts: float | None, *, at_win: bool = False) -> Owner:
+    """Who owned the lead at `ts`: the newest assignment among those that occurred at or before it, else the
+    first assignment (a lead is assigned moments after it is created or enters its first stage). At a win the
+    hand-over the win triggered is not counted, whatever its timestamp says: it happens because of the win."""
+    if ts is None:
+        return current_owner(assignments)
+    usable = [a for a in assignments if not (at_win and a["trigger"] == WIN_HANDOVER)] or list(assignments)
+    before = [a for a in usable if a["at_ts"] <= ts]
+    if before:
+        return current_owner(before)
+    if not usable:
+        return NOBODY
+    first = min(usable, key=lambda a: (a["at_ts"], a["ver"], a["tb"]))
+    return (first["owner_id"], first["team_id"], first["territory_id"])
+
+
+def row_credit(row: Mapping[str, Any], nxt: tuple[Any, Any, Any, Any],
+               assignments: Sequence[Mapping[str, Any]]) -> Owner:
+    """The owner credited with a timeline row: an ended stay → the owner at its exit (`nxt` = its successor);
+    an open stay → the current owner; an outcome → the owner at that moment."""
+    if row["kind"] == "stage":
+        if nxt[0] is None:
+            return current_owner(assignments)
+        return owner_at(assignments, nxt[0], at_win=nxt[1] == "won")
+    return owner_at(assignments, row["at_ts"], at_win=row["kind"] == "won")
+
+
+def lead_credit(facts: Mapping[str, Any], created_ts: float | None,
+                assignments: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The m_leads credit columns: at the close for a closed lead (its current owner while open), at creation."""
+    if facts["outcome"] != "open" and facts["closed_ts"] is not None:
+        credit = owner_at(assignments, facts["closed_ts"], at_win=facts["outcome"] == "won")
+    else:
+        credit = current_owner(assignments)
+    first = owner_at(assignments, created_ts) if created_ts is not None else owner_at(assignments, float("-inf"))
+    return {"credit_owner_id": credit[0], "credit_team_id": credit[1], "credit_territory_id": credit[2],
+            "first_owner_id": first[0], "first_team_id": first[1], "first_territory_id": first[2]}

@@ -14,22 +14,26 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
-from salesflow_shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
-from salesflow_shared.events import utcnow
+from salesflow_shared.errors import (Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType,
+                                     ValidationFailed)
+from salesflow_shared.currency import CurrencyCode
+from salesflow_shared.events import QuotaRemovedV1, QuotaSetV1, utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import forecast_snapshots, quotas
+from ..adapters.orm import exchange_rates, forecast_snapshots, quotas
 from ..domain import formulas
-from ..domain.periods import Clock, Period, as_utc, elapsed_share, period_bounds, period_start, system_clock, to_ts
-from ..service_layer import forecasting, reports
+from ..domain.exchange import Converted, Rate, amounts
+from ..domain.periods import (PERIODS, Clock, Period, as_utc, elapsed_share, period_bounds, period_start, system_clock,
+                              to_ts)
+from ..service_layer import currencies, forecasting, reports
 from ..service_layer.projector import rebuild_read_models
 
 router = APIRouter(prefix="/v1", tags=["metrics-service"])
@@ -150,8 +154,6 @@ async def conversion_report(q: Q, uow: ReportUow) -> Response:
 async def activities_report(q: Q, uow: ReportUow) -> Response:
     if q.filters.group_by not in (None, "rep", "team"):
         raise ValidationFailed.single("group_by", "activities are counted per rep: use rep or team")
-    if q.filters.pipeline_id is not None:
-        raise ValidationFailed.single("pipeline", "activities are counted per rep, not per pipeline")
     return respond("activities", q, await reports.activities(uow.session, q.filters))
 
 
@@ -189,46 +191,71 @@ async def forecast_accuracy_report(q: Q, uow: ReportUow, period: PeriodParam = "
 
 
 @router.get("/reports/quota-attainment", **_doc("quota_attainment"))
-async def quota_attainment_report(q: Q, uow: ReportUow, period: PeriodParam = "quarter",
+async def quota_attainment_report(q: Q, uow: ReportUow, period: Annotated[Period | None, Query(
+        description="month, quarter or year; default: every quota whose own period contains `date`")] = None,
                                   date: DateParam = None) -> Response:
     moment = _moment(date, q.now)
-    start, end = period_bounds(period, moment)
-    query = sa.select(quotas).where(quotas.c.org_id == q.principal.org_id, quotas.c.period == period,
-                                    quotas.c.period_start == start.date()).order_by(quotas.c.scope, quotas.c.scope_id)
+    periods = [period] if period is not None else list(PERIODS)
+    bounds = {p: period_bounds(p, moment) for p in periods}
+    query = sa.select(quotas).where(quotas.c.org_id == q.principal.org_id, sa.or_(*[
+        sa.and_(quotas.c.period == p, quotas.c.period_start == start.date()) for p, (start, _) in bounds.items()]))
     if not q.principal.sees_whole_org:
         query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == q.principal.user_id)
     found = (await uow.session.execute(query)).all()
-    won = {scope: await reports.won_between(uow.session, q.principal.org_id, scope, to_ts(start), to_ts(end))
-           for scope in ("rep", "team")}  # type: ignore[arg-type]
-    share = elapsed_share(start, end, q.now)
+    found.sort(key=lambda r: (PERIODS.index(r.period), r.scope, r.scope_id))
+    won: dict[tuple[str, str, str], dict[str, Converted]] = {}  # (period, scope, currency) → scope id → won
     names = await reports.rep_names(uow.session, q.principal.org_id, {r.scope_id for r in found if r.scope == "rep"})
     rows = []
     for r in found:
-        actual = won[r.scope].get(r.scope_id, Decimal(0))
-        attainment = formulas.pct(actual, r.amount)
+        start, end = bounds[r.period]
+        key = (r.period, r.scope, r.currency)
+        if key not in won:  # wins converted into the quota's own currency, each at its win's date
+            won[key] = await reports.won_between(uow.session, q.principal.org_id, r.scope, to_ts(start),  # type: ignore[arg-type]
+                                                 to_ts(end), r.currency)
+        actual = won[key].get(r.scope_id, Converted(r.currency))
+        share = elapsed_share(start, end, q.now)
+        attainment = formulas.pct(actual.amount, r.amount)
         rows.append({"quota_id": r.quota_id, "scope": r.scope, "scope_id": r.scope_id,
                      "rep_name": names.get(r.scope_id) if r.scope == "rep" else None,
-                     "period": period, "period_start": start.date().isoformat(), "quota": formulas.money(r.amount),
-                     "currency": r.currency, "actual": formulas.money(actual), "attainment_pct": attainment,
+                     "period": r.period, "period_start": start.date().isoformat(), "quota": formulas.money(r.amount),
+                     "currency": r.currency, "actual": formulas.money(actual.amount), "attainment_pct": attainment,
                      "elapsed_pct": round(share * 100, 2), "pace_pct": formulas.pace(attainment, share),
-                     "projected": formulas.money(actual / Decimal(share)) if share > 0 else None})
+                     "projected": formulas.money(actual.amount / Decimal(share)) if share > 0 else None,
+                     "actual_by_currency": amounts(actual.by_currency),
+                     "actual_unconverted": amounts(actual.unconverted)})
     return respond("quota_attainment", q, rows)
 
 
 @router.get("/reports/adoption", **_doc("adoption"))
 async def adoption_report(q: Q, uow: ReportUow) -> Response:
-    return respond("adoption", q, await reports.adoption(uow.session, q.filters))
+    return respond("adoption", q, await reports.adoption(uow.session, q.filters), time_basis={
+        "coverage": f"open leads as of {q.now.isoformat()} (from/to do not apply)",
+        "compliance": "stage exits with the exit in [from, to)"})
 
 
 @router.get("/reports/coaching", **_doc("coaching"))
 async def coaching_report(q: Q, uow: ReportUow) -> Response:
-    rows, stalls_most = await reports.coaching(uow.session, q.filters)
-    return respond("coaching", q, rows, stalls_most=stalls_most)
+    _per_rep_and_stage(q, "coaching")
+    rows, stalls_most, unassigned = await reports.coaching(uow.session, q.filters)
+    return respond("coaching", q, rows, stalls_most=stalls_most, unassigned=unassigned)
+
+
+def _per_rep_and_stage(q: ReportQuery, report: str) -> None:
+    if q.filters.group_by is not None:
+        raise ValidationFailed.single("group_by", f"{report} is per rep and stage against the rep's team; "
+                                                  "group_by does not apply")
 
 
 @router.get("/reports/stalled-deals", **_doc("stalled_deals"))
 async def stalled_deals_report(q: Q, uow: ReportUow) -> Response:
-    return respond("stalled_deals", q, await reports.stalled_deals(uow.session, q.filters))
+    _per_rep_and_stage(q, "stalled-deals")
+    rows, unassigned = await reports.stalled_deals(uow.session, q.filters)
+    return respond("stalled_deals", q, rows, unassigned=unassigned)
+
+
+@router.get("/reports/handovers", **_doc("handovers"))
+async def handovers_report(q: Q, uow: ReportUow) -> Response:
+    return respond("handovers", q, await reports.handovers(uow.session, q.filters))
 
 
 @router.get("/reports/leaderboard", **_doc("leaderboard"))
@@ -253,12 +280,12 @@ class QuotaIn(BaseModel):
     period: Period
     period_start: Day = Field(description="first day of the month, quarter or year")
     amount: Decimal = Field(gt=0, max_digits=16, decimal_places=2)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    currency: CurrencyCode = Field(description="ISO 4217; the quota is compared in this currency")
 
 
 class QuotaPatch(BaseModel):
     amount: Decimal | None = Field(default=None, gt=0, max_digits=16, decimal_places=2)
-    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    currency: CurrencyCode | None = None
 
 
 def quota_out(row: Any) -> dict[str, Any]:
@@ -287,6 +314,16 @@ def _etag(row: Any) -> str:
     return f'"{row.quota_id}:{row.version}"'
 
 
+def _publish_quota(uow: UnitOfWork, row: Any) -> None:
+    """QuotaSet with the quota as it now is (its version: the newest wins downstream)."""
+    start = datetime(row.period_start.year, row.period_start.month, row.period_start.day)
+    _, end = period_bounds(row.period, start)
+    uow.publish(QuotaSetV1(quota_id=row.quota_id, scope=row.scope, scope_id=row.scope_id, period=row.period,
+                           period_start=row.period_start, period_end=end.date(), amount=row.amount,
+                           currency=row.currency, version=row.version),
+                org_id=row.org_id, subject_id=row.quota_id, subject_version=row.version)
+
+
 @router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)")
 async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> Response:
     _check_period_start(body)
@@ -304,6 +341,7 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
         from salesflow_shared.errors import Conflict
         raise Conflict("a quota for this scope and period already exists")
     row = await _quota(uow, principal, values["quota_id"])
+    _publish_quota(uow, row)
     resp = await idem.complete(uow.session, status_code=201, body=quota_out(row),
                                headers={"ETag": _etag(row), "Location": f"/v1/quotas/{row.quota_id}"})
     await uow.commit()
@@ -347,15 +385,18 @@ async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal
     if result.rowcount != 1:
         raise PreconditionFailed("the quota changed since you read it")
     row = await _quota(uow, principal, quota_id)
+    _publish_quota(uow, row)
     await uow.commit()
     return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
 
 
 @router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)")
 async def delete_quota(quota_id: str, principal: AdminPrincipal, uow: UowDep) -> Response:
-    await _quota(uow, principal, quota_id)
+    row = await _quota(uow, principal, quota_id)
     await uow.session.execute(sa.delete(quotas).where(quotas.c.org_id == principal.org_id,
                                                       quotas.c.quota_id == quota_id))
+    uow.publish(QuotaRemovedV1(quota_id=quota_id), org_id=principal.org_id, subject_id=quota_id,
+                subject_version=row.version + 1)
     await uow.commit()
     return Response(status_code=204)
 
@@ -369,15 +410,22 @@ class FreezeIn(BaseModel):
 @router.post("/forecasts/snapshots", status_code=201,
              summary="Freeze the forecast of a period now (admin); the worker does it at each period's start",
              description="Freezes org, team and rep forecasts (as /v1/reports/forecast computes them) for the "
-                         "period containing `date`, publishing ForecastSnapshotted for each. Scopes already "
-                         "frozen for that period are kept as they are.")
+                         "period containing `date`, publishing ForecastSnapshotted for each, in the reporting "
+                         "currency (open pipeline converted at the rates in force today). Scopes already "
+                         "frozen for that period are kept as they are. A period that has ended is refused (422).")
 async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep, clock: ClockDep,
                           idem: IdempotencyDep) -> Response:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forecasts.freeze",
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    created = await forecasting.freeze(uow, principal.org_id, body.period, _moment(body.date, clock()))
+    now = clock()
+    moment = _moment(body.date, now)
+    if period_bounds(body.period, moment)[1] <= now:
+        # its won_so_far would be the actual: such a "forecast" would make the accuracy report meaningless
+        raise ValidationFailed.single("date", f"that {body.period} has ended: a forecast is frozen before or "
+                                              "while its period runs")
+    created = await forecasting.freeze(uow, principal.org_id, body.period, moment, now)
     resp = await idem.complete(uow.session, status_code=201, body={"items": created})
     await uow.commit()
     return resp
@@ -396,3 +444,80 @@ async def list_snapshots(principal: ManagerPrincipal, uow: UowDep, period: Perio
     rows = (await uow.session.execute(query.order_by(fs.snapshot_id).limit(limit + 1))).all()
     items = [forecasting.snapshot_out(r) for r in rows[:limit]]
     return {"items": items, "next_cursor": encode_cursor([items[-1]["snapshot_id"]]) if len(rows) > limit else None}
+
+
+# ------------------------------------------------------------------ reporting currency and exchange rates
+class ReportingCurrencyIn(BaseModel):
+    currency: CurrencyCode = Field(description="ISO 4217: every report's money figures are converted into it")
+
+
+@router.get("/reporting-currency", summary="The org's reporting currency (USD until an admin sets one)")
+async def get_reporting_currency(principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    return {"currency": (await currencies.setup(uow.session, principal.org_id)).currency}
+
+
+@router.put("/reporting-currency", summary="Set the org's reporting currency (admin); publishes ReportingCurrencySet")
+async def put_reporting_currency(body: ReportingCurrencyIn, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
+    out = await currencies.set_reporting_currency(uow, principal.org_id, body.currency)
+    await uow.commit()
+    return out
+
+
+class RateIn(BaseModel):
+    base_currency: CurrencyCode
+    quote_currency: CurrencyCode
+    rate: Decimal = Field(gt=0, lt=Decimal("1e12"), description="1 base_currency = rate quote_currency")
+    valid_from: Day = Field(description="the first UTC day it is in force (until the pair's next rate)")
+
+
+class RatesIn(BaseModel):
+    rates: list[RateIn] = Field(min_length=1, max_length=currencies.MAX_CSV_ROWS)
+
+
+@router.get("/exchange-rates", summary="The org's dated exchange rates")
+async def list_rates(principal: CurrentPrincipal, uow: UowDep, base_currency: str | None = None,
+                     quote_currency: str | None = None) -> dict[str, Any]:
+    r = exchange_rates.c
+    query = sa.select(r.base_currency, r.quote_currency, r.valid_from, r.rate).where(r.org_id == principal.org_id)
+    for column, value in (("base_currency", base_currency), ("quote_currency", quote_currency)):
+        if value is not None:
+            query = query.where(r[column] == value.upper())
+    rows = await uow.session.execute(query.order_by(r.base_currency, r.quote_currency, r.valid_from))
+    return {"items": [currencies.rate_out(Rate(b, q, d, Decimal(v))) for b, q, d, v in rows]}
+
+
+async def _store_rates(uow: UnitOfWork, principal: Principal, rates: list[Rate]) -> dict[str, Any]:
+    changed = await currencies.set_rates(uow, principal.org_id, rates)
+    await uow.commit()
+    return {"received": len(rates), "changed": len(changed), "items": changed}
+
+
+@router.post("/exchange-rates", summary="Set dated exchange rates (admin); the same pair and day is replaced",
+             description="Each rate publishes ExchangeRateSet when it is new or changed. A report converts an "
+                         "amount at the rate of its pair in force on the amount's date (see each report).")
+async def post_rates(body: RatesIn, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
+    errors = [e for i, r in enumerate(body.rates) for e in currencies.check_rate(
+        r.base_currency, r.quote_currency, r.rate, f"rates[{i}].")]
+    if errors:
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+    return await _store_rates(uow, principal, [Rate(r.base_currency, r.quote_currency, r.valid_from, r.rate)
+                                               for r in body.rates])
+
+
+@router.post("/exchange-rates/csv", summary="Upload dated exchange rates as CSV (admin; all or nothing)",
+             description="Body: text/csv with the header base_currency,quote_currency,rate,valid_from. A bad row "
+                         "refuses the whole file (422 naming `rows[n].field`, n counting data rows from 1).",
+             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
+                                            "required": True}})
+async def upload_rates(request: Request, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("text/csv", "application/csv", "text/plain"):
+        raise UnsupportedMediaType("send the file as the request body with Content-Type: text/csv")
+    body = await request.body()
+    if len(body) > 2_000_000:
+        raise PayloadTooLarge("a rates file may have at most 2,000,000 bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationFailed.single("file", "must be UTF-8 text") from None
+    return await _store_rates(uow, principal, currencies.parse_rates_csv(text))

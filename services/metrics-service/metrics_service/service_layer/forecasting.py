@@ -16,6 +16,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import forecast_snapshots, m_leads
 from ..domain import formulas
+from ..domain.exchange import Converted
 from ..domain.periods import PERIODS, Clock, Period, as_utc, period_bounds, to_ts
 from . import reports
 
@@ -23,8 +24,10 @@ log = structlog.get_logger(__name__)
 SCOPES = {"org": None, "team": "team", "rep": "rep"}
 
 
-async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime) -> list[dict[str, Any]]:
-    """Freeze the forecast of the period containing `moment` for the org, each team and each rep.
+async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime, now: datetime | None = None
+                 ) -> list[dict[str, Any]]:
+    """Freeze the forecast of the period containing `moment` for the org, each team and each rep, as it
+    stands `now` (open pipeline converted at the rates in force that day).
 
     Rows that already exist for that period are kept (a snapshot is frozen once); returns the new ones.
     Publishes one ForecastSnapshotted per new row, in the same transaction (the caller commits).
@@ -32,7 +35,8 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime)
     start, end = period_bounds(period, moment)
     created: list[dict[str, Any]] = []
     for scope, group_by in SCOPES.items():
-        rows = await reports.forecast(uow.session, reports.Filters(org_id=org_id, group_by=group_by), period, start)
+        rows = await reports.forecast(uow.session, reports.Filters(org_id=org_id, group_by=group_by, now=now or moment),
+                                      period, start)
         if scope == "org" and not rows:
             rows = [{"group": None, "won_so_far": "0.00", "weighted_by_stage": "0.00",
                      "weighted_by_history": "0.00", "best_case": "0.00"}]
@@ -41,7 +45,7 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime)
                 continue
             values = {"snapshot_id": str(uuid.uuid4()), "org_id": org_id, "period": period,
                       "period_start": start, "period_end": end, "scope": scope, "scope_id": row["group"] or "",
-                      "currency": None, "created_at": utcnow(),
+                      "currency": row.get("currency"), "created_at": utcnow(),
                       **{k: Decimal(row[k]) for k in ("won_so_far", "weighted_by_stage", "weighted_by_history",
                                                        "best_case")}}
             insert = dialect_insert(uow.session)
@@ -51,7 +55,7 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime)
                 continue
             uow.publish(ForecastSnapshottedV1(
                 snapshot_id=values["snapshot_id"], period=period, period_start=start, period_end=end, scope=scope,
-                scope_id=row["group"], currency=None, won_so_far=values["won_so_far"],
+                scope_id=row["group"], currency=values["currency"], won_so_far=values["won_so_far"],
                 weighted_by_stage=values["weighted_by_stage"], weighted_by_history=values["weighted_by_history"],
                 best_case=values["best_case"]), org_id=org_id, subject_id=values["snapshot_id"])
             created.append(snapshot_out(values))
@@ -62,7 +66,7 @@ def snapshot_out(row: Any) -> dict[str, Any]:
     m = row if isinstance(row, dict) else dict(row._mapping)
     return {"snapshot_id": m["snapshot_id"], "period": m["period"],
             "period_start": as_utc(m["period_start"]).isoformat(), "period_end": as_utc(m["period_end"]).isoformat(),
-            "scope": m["scope"], "scope_id": m["scope_id"] or None,
+            "scope": m["scope"], "scope_id": m["scope_id"] or None, "currency": m["currency"],
             **{k: formulas.money(m[k]) for k in ("won_so_far", "weighted_by_stage", "weighted_by_history",
                                                  "best_case")}}
 
@@ -75,16 +79,18 @@ async def accuracy(uow: UnitOfWork, org_id: str, period: Period, scope: str, now
     if scope_id is not None:
         query = query.where(fs.scope_id == scope_id)
     snaps = (await uow.session.execute(query)).all()
-    actual_cache: dict[tuple[float, float], dict[str, Decimal]] = {}
+    actual_cache: dict[tuple[float, float, str | None], dict[str, Converted]] = {}
     out = []
     for s in snaps:
-        bounds = (to_ts(s.period_start), to_ts(s.period_end))
-        if bounds not in actual_cache:
-            actual_cache[bounds] = await reports.won_between(uow.session, org_id, scope, *bounds)  # type: ignore[arg-type]
-        actual = actual_cache[bounds].get(s.scope_id, Decimal(0))
+        key = (to_ts(s.period_start), to_ts(s.period_end), s.currency)
+        if key not in actual_cache:  # the actual in the snapshot's currency, each win at its date's rate
+            actual_cache[key] = await reports.won_between(uow.session, org_id, scope, *key)  # type: ignore[arg-type]
+        found = actual_cache[key].get(s.scope_id)
+        actual = found.amount if found is not None else Decimal(0)
         forecast_value, history_value = Decimal(s.weighted_by_stage), Decimal(s.weighted_by_history)
         bias = formulas.forecast_bias(forecast_value, actual)
-        out.append({**snapshot_out(s), "actual": formulas.money(actual),
+        out.append({**snapshot_out(s), "currency": found.currency if found else s.currency,
+                    "actual": formulas.money(actual),
                     "accuracy_pct": formulas.forecast_accuracy(forecast_value, actual),
                     "bias": formulas.money(bias), "bias_pct": formulas.pct(bias, actual),
                     "history_accuracy_pct": formulas.forecast_accuracy(history_value, actual),
@@ -107,7 +113,7 @@ async def snapshot_worker_tick(context: Any, clock: Clock) -> int:
                     forecast_snapshots.c.period_start == start, forecast_snapshots.c.scope == "org"))).scalar_one()
                 if exists:
                     continue
-                frozen += len(await freeze(uow, org_id, period, now))
+                frozen += len(await freeze(uow, org_id, period, now, now))
                 await uow.commit()
     return frozen
 

@@ -27,13 +27,14 @@ from salesflow_shared.events import Envelope, EventData, parse_data, utcnow
 from salesflow_shared.events import catalogue as ev
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import (event_log, m_activities, m_leads, m_rep_daily, m_reps, m_stages, m_tasks,
-                            m_timeline, one_of)
+from ..adapters.orm import (event_log, m_activities, m_assignments, m_leads, m_rep_daily, m_reps, m_stages,
+                            m_tasks, m_timeline, one_of)
 from ..domain import timeline
 from ..domain.periods import date_ts, day_number, tiebreak, to_ts
 from . import rollups
 
 FIRST_RESPONSE_KINDS = ("call", "email", "meeting")
+AUTOMATED_SOURCES = ("sequence",)  # an activity a machine logged for the rep: never a human response
 PERSONAL_KEYS = ("contact", "company", "postcode", "custom_fields", "utm")
 CHUNK = 400  # rows per multi-row statement (keeps bind parameters under the drivers' limits)
 PROJECTOR_LOCK = "metrics-projector"
@@ -126,6 +127,7 @@ class Batch:
     snapshots: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     routes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     assignments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    assignment_history: list[dict[str, Any]] = field(default_factory=list)
     reps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     stages: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -154,7 +156,20 @@ async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> N
     batch = Batch()
     for envelope in envelopes:
         _collect(batch, envelope, parse_data(envelope))
+    await _already_erased(session, batch)
     await _write(session, batch)
+
+
+async def _already_erased(session: AsyncSession, b: Batch) -> None:
+    """A snapshot or an activity arriving after its lead's LeadErased (a late delivery, another producer's
+    retry) carries the personal data the erasure removed: its lead is scrubbed again once it is logged."""
+    mentioned = set(b.snapshots) | {(org, r["lead_id"]) for (org, _), r in b.activities.items()}
+    for org, ids in _by_org(mentioned - set(b.erased)).items():
+        for i in range(0, len(ids), CHUNK):
+            erased = (await session.execute(sa.select(event_log.c.subject_id).where(
+                event_log.c.org_id == org, event_log.c.event_type == "LeadErased",
+                one_of(event_log.c.subject_id, ids[i:i + CHUNK], session.bind.dialect.name)))).scalars()
+            b.erased.extend((org, lead_id) for lead_id in sorted(set(erased)))
 
 
 def _collect(b: Batch, e: Envelope, data: EventData) -> None:
@@ -177,6 +192,7 @@ def _collect(b: Batch, e: Envelope, data: EventData) -> None:
             winner["is_created"] = creator is not None
             winner["created_ts"] = (creator["created_ts"] if creator is not None
                                     else winner["created_ts"] or previous["created_ts"] or row["created_ts"])
+        b.recompute.add(key)  # the owner at creation depends on the creation time
         if created:
             b.count(org, lead.owner_id, occurred, records_entered=1)
         elif isinstance(data, ev.LeadUpdatedV1) and data.cause in (None, "edit"):
@@ -195,6 +211,11 @@ def _collect(b: Batch, e: Envelope, data: EventData) -> None:
             _keep_newer(b.reps, (org, data.owner_id), {"org_id": org, "rep_id": data.owner_id,
                                                        "name": data.owner_name, "team_id": data.team_id, "tb": tb},
                         ("tb",))
+        b.assignment_history.append({
+            "event_id": str(e.id), "org_id": org, "lead_id": data.lead_id, "at_ts": occurred,
+            "ver": e.subject_version, "tb": tb, "owner_id": data.owner_id, "team_id": data.team_id,
+            "territory_id": data.territory_id, "trigger": data.trigger})
+        b.recompute.add((org, data.lead_id))  # who is credited with its stays and outcomes may change
         b.first_activity.add((org, data.lead_id))
     elif isinstance(data, ev.StageAdvancedV1):
         probability = _probability(data.win_probability)
@@ -232,7 +253,8 @@ def _collect(b: Batch, e: Envelope, data: EventData) -> None:
                "required": bool(getattr(data, "required", False)), "due_ts": to_ts(getattr(data, "due_at", None)),
                "status": ("completed" if isinstance(data, ev.TaskCompletedV1) else
                           "skipped" if isinstance(data, ev.TaskSkippedV1) else "open"),
-               "overdue": isinstance(data, ev.TaskOverdueV1)}
+               "overdue": isinstance(data, ev.TaskOverdueV1),
+               "created_ts": occurred if isinstance(data, ev.TaskCreatedV1) else None}
         key = (org, data.task_id)
         b.tasks[key] = _merge_task(b.tasks[key], row) if key in b.tasks else row
     elif isinstance(data, ev.LeadErasedV1):
@@ -249,7 +271,8 @@ STATUS_RANK = {"open": 0, "skipped": 1, "completed": 2}
 def _merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {**a, "lead_id": a["lead_id"] or b["lead_id"], "stage_id": a["stage_id"] or b["stage_id"],
             "required": a["required"] or b["required"], "due_ts": a["due_ts"] if a["due_ts"] is not None else b["due_ts"],
-            "status": max(a["status"], b["status"], key=STATUS_RANK.__getitem__), "overdue": a["overdue"] or b["overdue"]}
+            "status": max(a["status"], b["status"], key=STATUS_RANK.__getitem__), "overdue": a["overdue"] or b["overdue"],
+            "created_ts": min((t for t in (a["created_ts"], b["created_ts"]) if t is not None), default=None)}
 
 
 def _probability(value: Decimal | None) -> Decimal | None:
@@ -348,6 +371,9 @@ async def _write_read_models(session: AsyncSession, b: Batch) -> None:
     timeline_insert = dialect_insert(session)(m_timeline).on_conflict_do_nothing(index_elements=["event_id"])
     for chunk in _chunks(b.timeline):
         await session.execute(timeline_insert, chunk)
+    history_insert = dialect_insert(session)(m_assignments).on_conflict_do_nothing(index_elements=["event_id"])
+    for chunk in _chunks(b.assignment_history):
+        await session.execute(history_insert, chunk)
     await _write_activities(session, b)
     t = m_tasks.c
 
@@ -356,7 +382,9 @@ async def _write_read_models(session: AsyncSession, b: Batch) -> None:
                 "required": sa.or_(t.required, x.required), "due_ts": sa.func.coalesce(x.due_ts, t.due_ts),
                 "status": sa.case((sa.or_(t.status == "completed", x.status == "completed"), "completed"),
                                   (sa.or_(t.status == "skipped", x.status == "skipped"), "skipped"), else_="open"),
-                "overdue": sa.or_(t.overdue, x.overdue)}
+                "overdue": sa.or_(t.overdue, x.overdue),
+                "created_ts": sa.case((t.created_ts.is_(None), x.created_ts), (x.created_ts.is_(None), t.created_ts),
+                                      (x.created_ts < t.created_ts, x.created_ts), else_=t.created_ts)}
     await _upsert(session, m_tasks, ["org_id", "task_id"], list(b.tasks.values()), task_set)
     counters = [{"org_id": org, "rep_id": rep, "day": day, **{c: values.get(c, 0) for c in _COUNTERS}}
                 for (org, rep, day), values in b.counters.items()]
@@ -395,18 +423,29 @@ async def _write_activities(session: AsyncSession, b: Batch) -> None:
             b.count(r["org_id"], r["rep_id"], r["occurred_ts"], calls=1, talk_seconds=r["duration_seconds"] or 0)
         else:
             b.count(r["org_id"], r["rep_id"], r["occurred_ts"], **{_ACTIVITY_COUNTERS[r["kind"]]: 1})
-        if r["kind"] in FIRST_RESPONSE_KINDS and r["rep_id"]:
+        if r["kind"] in FIRST_RESPONSE_KINDS and r["rep_id"] and r["source"] not in AUTOMATED_SOURCES:
             b.first_activity.add((r["org_id"], r["lead_id"]))
 
 
 async def _scrub(session: AsyncSession, org_id: str, lead_id: str) -> None:
-    """Remove personal data from this lead's logged snapshots (the read models hold none)."""
+    """Remove personal data from this lead's logged snapshots and its activities' subjects (the read models
+    hold none)."""
     rows = (await session.execute(sa.select(event_log.c.seq, event_log.c.data).where(
         event_log.c.org_id == org_id, event_log.c.subject_id == lead_id,
         event_log.c.event_type.in_(("LeadCreated", "LeadUpdated"))))).all()
     for seq, payload in rows:
         lead = {k: v for k, v in (payload.get("lead") or {}).items() if k not in PERSONAL_KEYS}
         await session.execute(sa.update(event_log).where(event_log.c.seq == seq).values(data={**payload, "lead": lead}))
+    # an ActivityLogged's subject is the activity's id; its subject line is free text about the person
+    activity_ids = sa.select(m_activities.c.activity_id).where(m_activities.c.org_id == org_id,
+                                                               m_activities.c.lead_id == lead_id)
+    rows = (await session.execute(sa.select(event_log.c.seq, event_log.c.data).where(
+        event_log.c.org_id == org_id, event_log.c.event_type == "ActivityLogged",
+        event_log.c.subject_id.in_(activity_ids)))).all()
+    for seq, payload in rows:
+        if payload.get("subject") is not None:
+            await session.execute(sa.update(event_log).where(event_log.c.seq == seq).values(
+                data={**payload, "subject": None}))
 
 
 def _by_org(leads: set[tuple[str, str]]) -> dict[str, list[str]]:
@@ -417,11 +456,13 @@ def _by_org(leads: set[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
-    """first_owner_activity_ts = the earliest call/email/meeting on the lead by its current owner."""
+    """first_owner_activity_ts = the earliest call, email or meeting on the lead that its owner at creation
+    logged (a sequence's automated email is not a response)."""
     a = m_activities
     first = (sa.select(sa.func.min(a.c.occurred_ts))
              .where(a.c.org_id == m_leads.c.org_id, a.c.lead_id == m_leads.c.lead_id,
-                    a.c.rep_id == m_leads.c.owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS))
+                    a.c.rep_id == m_leads.c.first_owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS),
+                    a.c.source.not_in(AUTOMATED_SOURCES))
              .scalar_subquery())
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
@@ -430,19 +471,21 @@ async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]
                                   .values(first_owner_activity_ts=first))
 
 
-COPIED = {"owner_id": "owner_id", "team_id": "team_id", "lead_pipeline_id": "pipeline_id",
-          "cohort_ts": "pipeline_entered_ts"}
+COPIED = {"lead_pipeline_id": "pipeline_id", "cohort_ts": "pipeline_entered_ts"}
 
 
 async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
-    """Copy the leads' owner, team, pipeline and pipeline-entry time onto their timeline rows, and refresh
+    """Copy the leads' pipeline and pipeline-entry time onto their timeline rows, and refresh
     the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead."""
     t, lead, k = m_timeline, m_leads, m_tasks
     values: dict[str, Any] = {
         col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
         .scalar_subquery() for col, src in COPIED.items()}
+    # the required tasks of this visit alone: created from its entry until its exit (a task with no known
+    # creation time counts for every visit of the stage)
     stage_tasks = sa.and_(k.c.org_id == t.c.org_id, k.c.lead_id == t.c.lead_id, k.c.stage_id == t.c.stage_id,
-                          k.c.required)
+                          k.c.required, sa.or_(k.c.created_ts.is_(None), sa.and_(
+                              k.c.created_ts >= t.c.at_ts, sa.or_(t.c.next_ts.is_(None), k.c.created_ts < t.c.next_ts))))
     values["tasks_done"] = sa.and_(sa.exists().where(stage_tasks),
                                    sa.not_(sa.exists().where(stage_tasks, k.c.status != "completed")))
     open_required = sa.and_(k.c.org_id == lead.c.org_id, k.c.lead_id == lead.c.lead_id, k.c.required,
@@ -460,36 +503,52 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
 
 
 async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
-    """Recompute the successors of the leads' timeline rows and their timeline facts on m_leads."""
-    t = m_timeline.c
+    """Recompute the successors of the leads' timeline rows, the owner credited with each row (from the
+    assignment history), and their timeline facts and credit on m_leads."""
+    t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
+    dialect = session.bind.dialect.name
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
             rows = (await session.execute(sa.select(
                 t.lead_id, t.event_id, t.kind, t.at_ts, t.rank, t.pipeline_id, t.stage_id, t.position, t.is_ask,
                 t.win_probability, t.reason, t.value, t.currency, t.next_ts, t.next_kind, t.next_position,
-                t.next_reason).where(t.org_id == org, one_of(t.lead_id, part, session.bind.dialect.name)))).all()
+                t.next_reason, t.owner_id, t.team_id).where(t.org_id == org, one_of(t.lead_id, part, dialect)))).all()
             per_lead: dict[str, list[dict[str, Any]]] = {lead_id: [] for lead_id in part}
             for r in rows:
                 per_lead[r.lead_id].append(dict(r._mapping))
+            history: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for r in await session.execute(sa.select(a.lead_id, a.at_ts, a.ver, a.tb, a.owner_id, a.team_id,
+                                                     a.territory_id, a.trigger)
+                                           .where(a.org_id == org, one_of(a.lead_id, part, dialect))):
+                history[r.lead_id].append(dict(r._mapping))
+            created = dict((await session.execute(sa.select(lead.lead_id, lead.created_ts).where(
+                lead.org_id == org, one_of(lead.lead_id, part, dialect)))).all())
             changed, facts_rows = [], []
             for lead_id, lead_rows in per_lead.items():
                 succ = timeline.successors(lead_rows)
-                changed.extend(c for c in (_successor_change(r, succ[r["event_id"]]) for r in lead_rows) if c)
-                facts_rows.append({"org_id": org, "lead_id": lead_id, **timeline.lead_facts(lead_rows)})
+                owners = history[lead_id]
+                changed.extend(c for c in (_row_change(r, succ[r["event_id"]], timeline.row_credit(
+                    r, succ[r["event_id"]], owners)) for r in lead_rows) if c)
+                facts = timeline.lead_facts(lead_rows)
+                facts_rows.append({"org_id": org, "lead_id": lead_id, **facts,
+                                   **timeline.lead_credit(facts, created.get(lead_id), owners)})
             if changed:
                 await session.execute(
                     sa.update(m_timeline).where(m_timeline.c.event_id == sa.bindparam("b_event_id")).values(
                         next_ts=sa.bindparam("b_next_ts"), next_kind=sa.bindparam("b_next_kind"),
-                        next_position=sa.bindparam("b_next_position"), next_reason=sa.bindparam("b_next_reason")),
+                        next_position=sa.bindparam("b_next_position"), next_reason=sa.bindparam("b_next_reason"),
+                        owner_id=sa.bindparam("b_owner_id"), team_id=sa.bindparam("b_team_id")),
                     changed)
             fact_columns = [c for c in facts_rows[0] if c not in ("org_id", "lead_id")]
             await _upsert(session, m_leads, ["org_id", "lead_id"], facts_rows,
                           lambda x: {c: x[c] for c in fact_columns})
 
 
-def _successor_change(row: dict[str, Any], nxt: tuple[Any, Any, Any, Any]) -> dict[str, Any] | None:
-    if (row["next_ts"], row["next_kind"], row["next_position"], row["next_reason"]) == nxt:
+def _row_change(row: dict[str, Any], nxt: tuple[Any, Any, Any, Any], credit: timeline.Owner
+                ) -> dict[str, Any] | None:
+    if ((row["next_ts"], row["next_kind"], row["next_position"], row["next_reason"]) == nxt
+            and (row["owner_id"], row["team_id"]) == credit[:2]):
         return None
     return {"b_event_id": row["event_id"], "b_next_ts": nxt[0], "b_next_kind": nxt[1],
-            "b_next_position": nxt[2], "b_next_reason": nxt[3]}
+            "b_next_position": nxt[2], "b_next_reason": nxt[3], "b_owner_id": credit[0], "b_team_id": credit[1]}

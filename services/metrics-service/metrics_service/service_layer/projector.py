@@ -41,10 +41,12 @@ async def project_all(database: Database, batch_size: int = 1000) -> None:
 
 
 def projector_worker(batch_size: int, idle_interval_s: float):  # type: ignore[no-untyped-def]
-    """Apply pending events as they arrive: at once while there is a backlog, else every idle interval."""
+    """Apply pending events as they arrive: at once while there is a backlog; when idle, woken by the consumer's
+    commits (in this process, or announced by NOTIFY when the projector runs apart), at most every idle
+    interval."""
     async def projector(context: Any) -> None:
         await run_periodically(context, lambda: project_once(context.database, batch_size), idle_interval_s,
-                               name="projector")
+                               name="projector", wake_on_commit=True)
     return projector
 
 

@@ -53,14 +53,15 @@ async def unannounced_quotas(uow: UnitOfWork, now: datetime, lookback_days: int)
 
 async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[Any], now: datetime) -> int:
     """Publish QuotaReached for each reached quota among the org's candidates (the caller commits)."""
-    won_cache: dict[tuple[str, float, float], dict[str, Decimal]] = {}
+    won_cache: dict[tuple[str, float, float, str], dict[str, Any]] = {}
     announced = 0
     for quota in candidates:
         start, end = _bounds(quota)
-        key = (quota.scope, to_ts(start), to_ts(end))
-        if key not in won_cache:
+        key = (quota.scope, to_ts(start), to_ts(end), quota.currency)
+        if key not in won_cache:  # in the quota's currency, as the quota-attainment report compares it
             won_cache[key] = await reports.won_between(uow.session, org_id, *key)  # type: ignore[arg-type]
-        attained = won_cache[key].get(quota.scope_id, Decimal(0))
+        found = won_cache[key].get(quota.scope_id)
+        attained = found.amount if found is not None else Decimal(0)
         if attained < quota.amount:
             continue
         inserted = await uow.session.execute(dialect_insert(uow.session)(quota_milestones).values(

@@ -64,10 +64,13 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
             for r in await session.execute(sa.select(
-                    lead.closed_ts, lead.outcome, lead.owner_id, lead.team_id, lead.pipeline_id, lead.won_value,
-                    lead.value, lead.created_ts, lead.first_owner_activity_ts, lead.pipeline_entered_ts,
-                    lead.max_position, lead.won_currency, lead.currency).where(lead.org_id == org, one_of(lead.lead_id, part, dialect))):
-                lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.pipeline_id))
+                    lead.closed_ts, lead.outcome, lead.credit_owner_id, lead.credit_team_id, lead.first_owner_id,
+                    lead.first_team_id, lead.pipeline_id, lead.won_value, lead.value, lead.created_ts,
+                    lead.first_owner_activity_ts, lead.pipeline_entered_ts, lead.max_position, lead.won_currency,
+                    lead.currency).where(lead.org_id == org, one_of(lead.lead_id, part, dialect))):
+                # closes are credited to the owner at the close, creation cohorts to the owner at creation
+                lead_keys = (_key(r.credit_owner_id), _key(r.credit_team_id), _key(r.pipeline_id))
+                first_keys = (_key(r.first_owner_id), _key(r.first_team_id), _key(r.pipeline_id))
                 if r.outcome != "open" and r.closed_ts is not None:
                     measures = closed[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
                     measures[0] += 1
@@ -78,13 +81,13 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                         measures = won[(org, month_number(r.closed_ts), *lead_keys, currency or "")]
                         measures[0] += 1
                         measures[1].append(Decimal(value))
-                if r.created_ts is not None and r.owner_id is not None:
-                    measures = created[(org, month_number(r.created_ts), *lead_keys)]
+                if r.created_ts is not None and r.first_owner_id is not None:
+                    measures = created[(org, month_number(r.created_ts), *first_keys)]
                     measures[0] += 1
                     if r.first_owner_activity_ts is not None:
                         measures[1].append(r.first_owner_activity_ts - r.created_ts)
                 if r.pipeline_entered_ts is not None and r.max_position is not None and r.pipeline_id is not None:
-                    reach[(org, month_number(r.pipeline_entered_ts), *lead_keys, r.max_position)][0] += 1
+                    reach[(org, month_number(r.pipeline_entered_ts), *first_keys, r.max_position)][0] += 1
             for r in await session.execute(sa.select(
                     t.lead_id, t.at_ts, t.next_ts, t.owner_id, t.team_id, t.lead_pipeline_id, t.cohort_ts,
                     t.pipeline_id, t.stage_id, t.position, t.next_kind, t.next_position, t.next_reason, t.tasks_done
@@ -94,7 +97,8 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                 if r.next_kind in EXIT_KINDS:
                     measures = exits[(org, month_number(r.next_ts), *lead_keys)]
                     measures[0] += 1
-                    measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done))
+                    measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done)
+                                       or r.next_kind == "won")
                 duration = r.next_ts - r.at_ts
                 measures = stays[(org, month_number(r.at_ts), *lead_keys, r.pipeline_id, r.stage_id, r.position)]
                 measures[0] += 1
@@ -207,13 +211,14 @@ def fill_sql(org_condition: str) -> list[str]:
     for the rows matching `org_condition` (e.g. " AND org_id = :org", or "" for all)."""
     return [f"""
 INSERT INTO m_closed_months (org_id, month, owner_id, team_id, pipeline_id, outcome, leads, value)
-SELECT org_id, {_month_sql('closed_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
+SELECT org_id, {_month_sql('closed_ts')}, COALESCE(credit_owner_id, ''), COALESCE(credit_team_id, ''),
        COALESCE(pipeline_id, ''), outcome, COUNT(*), SUM(COALESCE(won_value, value, 0))
 FROM m_leads WHERE outcome <> 'open' AND closed_ts IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5, 6""", f"""
 INSERT INTO m_exit_months (org_id, month, owner_id, team_id, pipeline_id, exits, compliant)
 SELECT org_id, {_month_sql('next_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''),
        COALESCE(lead_pipeline_id, ''), COUNT(*),
-       SUM(CASE WHEN (next_kind = 'stage' AND next_reason = 'goal_met') OR tasks_done THEN 1 ELSE 0 END)
+       SUM(CASE WHEN (next_kind = 'stage' AND next_reason = 'goal_met') OR tasks_done OR next_kind = 'won' THEN 1
+                ELSE 0 END)
 FROM m_timeline WHERE kind = 'stage' AND next_ts IS NOT NULL
   AND next_kind IN ('stage', 'won', 'lost', 'disqualified'){org_condition} GROUP BY 1, 2, 3, 4, 5"""]
 
@@ -248,12 +253,12 @@ def fill_lead_sql(org_condition: str, values: tuple[str, str] | None = None) -> 
     aggregate, empty = values or PACKED_VALUES
     return [f"""
 INSERT INTO m_created_months (org_id, month, owner_id, team_id, pipeline_id, leads, durations)
-SELECT org_id, {_month_sql('created_ts')}, owner_id, COALESCE(team_id, ''), COALESCE(pipeline_id, ''), COUNT(*),
-       COALESCE({aggregate.format('first_owner_activity_ts - created_ts')}
-                FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
-FROM m_leads WHERE created_ts IS NOT NULL AND owner_id IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
+SELECT org_id, {_month_sql('created_ts')}, first_owner_id, COALESCE(first_team_id, ''), COALESCE(pipeline_id, ''),
+       COUNT(*), COALESCE({aggregate.format('first_owner_activity_ts - created_ts')}
+                          FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
+FROM m_leads WHERE created_ts IS NOT NULL AND first_owner_id IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
 INSERT INTO m_reach_months (org_id, month, owner_id, team_id, pipeline_id, max_position, leads)
-SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''), pipeline_id,
+SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''), pipeline_id,
        max_position, COUNT(*)
 FROM m_leads WHERE pipeline_entered_ts IS NOT NULL AND max_position IS NOT NULL AND pipeline_id IS NOT NULL{org_condition}
 GROUP BY 1, 2, 3, 4, 5, 6"""]
@@ -263,8 +268,8 @@ def fill_won_sql(org_condition: str) -> list[str]:
     """PostgreSQL: the INSERT … SELECT computing m_won_months from m_leads."""
     return [f"""
 INSERT INTO m_won_months (org_id, month, owner_id, team_id, pipeline_id, currency, deals, won_values)
-SELECT org_id, {_month_sql('closed_ts')}, COALESCE(owner_id, ''), COALESCE(team_id, ''), COALESCE(pipeline_id, ''),
-       COALESCE(won_currency, currency, ''), COUNT(*), array_agg(COALESCE(won_value, value) ORDER BY COALESCE(won_value, value))
+SELECT org_id, {_month_sql('closed_ts')}, COALESCE(credit_owner_id, ''), COALESCE(credit_team_id, ''),
+       COALESCE(pipeline_id, ''), COALESCE(won_currency, currency, ''), COUNT(*), array_agg(COALESCE(won_value, value) ORDER BY COALESCE(won_value, value))
 FROM m_leads WHERE outcome = 'won' AND closed_ts IS NOT NULL AND COALESCE(won_value, value) IS NOT NULL{org_condition}
 GROUP BY 1, 2, 3, 4, 5, 6"""]
 

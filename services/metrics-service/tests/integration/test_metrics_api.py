@@ -157,3 +157,31 @@ async def test_embedded_projectors_that_overlap_apply_each_event_once(tmp_path, 
             lite = await lite_client.get(f"/v1/reports/{path}", params=Q1, headers=ADMIN)
             pg = await pg_client.get(f"/v1/reports/{path}", params=Q1, headers=ADMIN)
             assert lite.json()["rows"] == pg.json()["rows"], path
+
+
+async def test_erasure_scrubs_the_logged_snapshots_and_activity_subjects_even_of_late_events(metrics_app):
+    import json
+
+    from metrics_testkit import T, History
+    from salesflow_shared import events as ev
+
+    app, _ = metrics_app
+    h = History()
+    snap = ev.LeadSnapshot(lead_id="gdpr-1", contact=ev.ContactData(first_name="Quentin", email="quentin@zyx.example"),
+                           company=ev.CompanyData(name="Zyxcorp", domain="zyx.example"), currency="USD")
+    h._emit(ev.LeadCreatedV1(lead=snap), "gdpr-1", T(1, 5), version=1)
+    h._emit(ev.ActivityLoggedV1(activity_id="act-1", lead_id="gdpr-1", kind="call", rep_id="alice",
+                                occurred_at=T(1, 6), subject="Call Quentin about Zyxcorp"), "act-1", T(1, 6))
+    h._emit(ev.LeadErasedV1(lead_id="gdpr-1"), "gdpr-1", T(1, 7), version=3)
+    # delivered after the erasure: a snapshot retried by its producer, and a late activity
+    h._emit(ev.LeadUpdatedV1(lead=snap, changed=["title"], cause="edit"), "gdpr-1", T(1, 5, 1), version=2)
+    h._emit(ev.ActivityLoggedV1(activity_id="act-2", lead_id="gdpr-1", kind="note", rep_id="alice",
+                                occurred_at=T(1, 6, 1), subject="Quentin's notes"), "act-2", T(1, 6, 1))
+    await feed(app, h.events[:3])
+    await feed(app, h.events[3:])
+    async with app.state.context.database.session() as session:
+        logged = [json.dumps(d) for d in (await session.execute(sa.select(event_log.c.data).where(
+            event_log.c.org_id == h.org))).scalars()]
+    assert len(logged) == 5
+    for needle in ("Quentin", "quentin@zyx.example", "Zyxcorp", "zyx.example"):
+        assert not [d for d in logged if needle in d], needle

@@ -83,8 +83,11 @@ class MailchimpClient:
 
     # ------------------------------------------------------------------ the calls notification-service makes
     async def upsert_member(self, list_id: str, email: str, *, status_if_new: str = "subscribed",
-                            merge_fields: dict[str, Any] | None = None) -> dict[str, Any]:
+                            merge_fields: dict[str, Any] | None = None, status: str | None = None) -> dict[str, Any]:
+        """`status` also sets an existing member's status (putting back a member we archived)."""
         body: dict[str, Any] = {"email_address": email, "status_if_new": status_if_new}
+        if status:
+            body["status"] = status
         if merge_fields:
             body["merge_fields"] = merge_fields
         return await self.request("PUT", f"/lists/{list_id}/members/{subscriber_hash(email)}", body)

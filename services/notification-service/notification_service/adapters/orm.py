@@ -2,9 +2,12 @@
 import sqlalchemy as sa
 
 from salesflow_shared.infra_tables import add_infrastructure_tables
+from salesflow_shared.ownership import add_past_owners_table
 
 metadata = sa.MetaData()
 add_infrastructure_tables(metadata)
+# reps that owned a lead before its current owner (LeadAssigned): they keep read access to its enrollments
+lead_past_owners = add_past_owners_table(metadata)
 
 Id = sa.String(36)
 Org = sa.String(100)
@@ -27,7 +30,8 @@ templates = sa.Table(
     sa.UniqueConstraint("org_id", "key", name="uq_templates_org_key"),
 )
 
-# What this service knows of leads (LeadCreated/LeadUpdated/StageAdvanced/outcomes) and of reps (LeadAssigned).
+# What this service knows of leads (LeadCreated/LeadUpdated/StageAdvanced/outcomes) and of reps (the Rep* directory events;
+# LeadAssigned for reps not in it yet).
 leads = sa.Table(
     "leads", metadata,
     sa.Column("org_id", Org, primary_key=True),
@@ -54,6 +58,11 @@ leads = sa.Table(
     sa.Column("stage_id", sa.String(100)),
     sa.Column("stage_name", sa.String(200)),
     sa.Column("outcome", sa.String(20)),  # won, lost (pipeline-service), None while open
+    sa.Column("won_value", sa.Numeric(18, 2)),  # LeadWon's value, currency and notes (the customer hand-over)
+    sa.Column("won_currency", sa.String(3)),
+    sa.Column("won_notes", sa.Text),
+    sa.Column("entered_stages", sa.JSON),  # [[pipeline_id, stage_id], ...] every stage the lead has entered
+    sa.Column("reopened", sa.Boolean, nullable=False, server_default=sa.false()),  # reopened at least once
     sa.Column("pipeline_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("unsubscribed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("erased", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -68,6 +77,12 @@ reps = sa.Table(
     sa.Column("email", sa.String(320)),
     sa.Column("timezone", sa.String(64)),
     sa.Column("updated_at", Ts, nullable=False),
+    # The directory entry's version (RepCreated/RepUpdated/RepDeactivated); 0 while known only from LeadAssigned.
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("team_ids", sa.JSON),
+    sa.Column("working_hours", sa.JSON),
+    sa.Column("language", sa.String(20)),
 )
 
 sequences = sa.Table(
@@ -152,7 +167,9 @@ mailchimp_rules = sa.Table(
     sa.Column("id", Id, primary_key=True),
     sa.Column("org_id", Org, nullable=False),
     sa.Column("pipeline_id", sa.String(100)),
-    sa.Column("stage_id", sa.String(100), nullable=False),
+    # stage_entry, stage_exit (with stage_id), won, lost, disqualified, reopened (domain/mailchimp_lists.py)
+    sa.Column("trigger", sa.String(20), nullable=False, server_default="stage_entry"),
+    sa.Column("stage_id", sa.String(100)),
     sa.Column("action", sa.String(20), nullable=False),  # subscribe, unsubscribe
     sa.Column("list_id", sa.String(100), nullable=False),
     sa.Column("tags", sa.JSON, nullable=False),
@@ -160,6 +177,15 @@ mailchimp_rules = sa.Table(
     sa.Column("status_if_new", sa.String(20), nullable=False),
     sa.Column("created_at", Ts, nullable=False),
     sa.Index("ix_mailchimp_rules_stage", "org_id", "stage_id"),
+)
+
+# Each pipeline's stages as StageAdvanced (pipeline_stage_ids) tells them: Mailchimp rules are checked against them.
+known_pipelines = sa.Table(
+    "known_pipelines", metadata,
+    sa.Column("org_id", Org, primary_key=True),
+    sa.Column("pipeline_id", sa.String(100), primary_key=True),
+    sa.Column("stage_ids", sa.JSON, nullable=False),
+    sa.Column("updated_at", Ts, nullable=False),
 )
 
 # The lists a lead was put on, so disqualify / erase / unsubscribe can take it off them again.

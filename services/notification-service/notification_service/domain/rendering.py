@@ -121,6 +121,9 @@ SAMPLE_VARIABLES: dict[str, Any] = {
                   # set for quota_reached rules only (None otherwise)
                   "quota": {"period": "quarter", "period_start": "2026-01-01", "target": "50000.00",
                             "attained": "51200.00", "attainment_pct": 102.4, "currency": "EUR"}},
+    # set for the customer hand-over (rep.customer_handover) only
+    "deal": {"value": "12000.00", "currency": "EUR", "notes": "Wants onboarding in March.",
+             "closer": {"id": "rep-closer", "name": "Alan Turing", "email": "alan@example.com"}},
     "unsubscribe_url": "https://example.com/unsubscribe/sample",
     "org_id": "org-sample",
 }

@@ -21,21 +21,24 @@ from salesflow_shared.errors import (
     Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed,
 )
 from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
 from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..adapters.orm import (
-    deliveries, enrollments, mailchimp_accounts, mailchimp_rules, milestone_rules, sequences, templates,
-    webhook_subscriptions,
+    deliveries, enrollments, lead_past_owners, leads, mailchimp_accounts, mailchimp_rules, milestone_rules,
+    sequences, templates, webhook_subscriptions,
 )
+from ..domain.mailchimp_lists import OUTCOME_WORDS, STAGE_TRIGGERS
 from ..domain.milestones import MILESTONE_KINDS
 from ..domain.rendering import validate_template
 from ..domain.sequences import TRIGGERS
 from ..domain.signing import read_unsubscribe_token
 from ..domain.timing import zone
 from ..service_layer.handlers import unsubscribe_lead
+from ..service_layer.projections import pipeline_stage_ids
 
 # PostgreSQL text cannot hold NUL; documenting it lets clients (and fuzzers) know before they send.
 NO_NUL = r"^[^\x00]*$"
@@ -268,6 +271,10 @@ async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrin
     await _sequence(uow, principal.org_id, sequence_id)
     query = sa.select(enrollments).where(enrollments.c.org_id == principal.org_id,
                                          enrollments.c.sequence_id == sequence_id)
+    if not principal.sees_whole_org:  # a rep sees the enrollments of the leads it owns or owned before
+        readable = sa.select(leads.c.lead_id).where(leads.c.org_id == principal.org_id, owned_or_owned_before(
+            lead_past_owners, principal, leads.c.lead_id, leads.c.owner_id))
+        query = query.where(enrollments.c.lead_id.in_(readable))
     if lead_id:
         query = query.where(enrollments.c.lead_id == lead_id)
     return await _page(uow, query, enrollments, limit, cursor)
@@ -358,8 +365,11 @@ async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> JSON
 
 
 class MailchimpRuleIn(BaseModel):
+    trigger: Literal["stage_entry", "stage_exit", "won", "lost", "disqualified", "reopened"] = Field(
+        default="stage_entry", description="the moment of the lead's life the rule holds from: entering or having "
+                                           "left `stage_id`, or an outcome (no stage)")
     pipeline_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
-    stage_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    stage_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=NO_NUL)
     action: Literal["subscribe", "unsubscribe"]
     list_id: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     tags: list[str] = Field(default_factory=list, max_length=50)
@@ -367,14 +377,35 @@ class MailchimpRuleIn(BaseModel):
     status_if_new: Literal["subscribed", "pending", "transactional"] = "subscribed"
 
 
-@router.post("/mailchimp/rules", status_code=201, summary="Subscribe/unsubscribe a lead when it enters a stage")
+@router.post("/mailchimp/rules", status_code=201,
+             summary="Keep a lead on (or off) a list from a stage entry or exit, or an outcome, on")
 async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                                 idem: IdempotencyDep) -> JSONResponse:
+    await _check_rule_references(uow, principal.org_id, body)
+
     async def create() -> dict[str, Any]:
         row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "created_at": _now(context)}
         await uow.session.execute(sa.insert(mailchimp_rules).values(**row))
         return _json(row)
     return await _created(uow, idem, principal, "mailchimp_rules", body.model_dump(), create)
+
+
+async def _check_rule_references(uow: Any, org_id: str, body: MailchimpRuleIn) -> None:
+    """422 naming the field: a stage rule needs a stage, an outcome rule has none, an outcome is not a stage, and
+    the stage must be one of its pipeline's. This service knows a pipeline's stages from the StageAdvanced events
+    of its leads (`pipeline_stage_ids`); a pipeline no lead has entered yet cannot be checked here, so its stages
+    are taken as given."""
+    if body.trigger in STAGE_TRIGGERS:
+        if body.stage_id is None:
+            raise ValidationFailed.single("stage_id", f"a {body.trigger} rule names the stage")
+        if body.stage_id.lower() in OUTCOME_WORDS:
+            raise ValidationFailed.single("stage_id", f"'{body.stage_id}' is not a stage but an outcome: use "
+                                                      f"trigger '{body.stage_id.lower()}' without a stage_id")
+        stages = (await pipeline_stage_ids(uow.session, org_id)).get(body.pipeline_id or "")
+        if stages is not None and body.stage_id not in stages:
+            raise ValidationFailed.single("stage_id", f"no stage '{body.stage_id}' in pipeline '{body.pipeline_id}'")
+    elif body.stage_id is not None:
+        raise ValidationFailed.single("stage_id", f"a {body.trigger} rule holds in any stage: leave stage_id out")
 
 
 @router.get("/mailchimp/rules", summary="List Mailchimp sync rules")
@@ -431,7 +462,8 @@ async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: Limit
 # ====================================================================== webhook subscriptions
 class WebhookSubscriptionIn(BaseModel):
     url: HttpUrl
-    reasons: list[Literal["lead_assigned", "task_assigned", "task_due", "task_overdue", "milestone"]] = Field(
+    reasons: list[Literal["lead_assigned", "customer_handover", "task_assigned", "task_due", "task_overdue",
+                          "milestone"]] = Field(
         min_length=1)
     rep_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     secret: str | None = Field(default=None, min_length=16, max_length=200, pattern=NO_NUL)

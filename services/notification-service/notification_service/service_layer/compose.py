@@ -18,7 +18,7 @@ QUOTA_LINE = ("You reached {{ milestone.quota.attainment_pct }}% of your {{ mile
 # Rep emails used when an org has no template with the key `rep.<reason>`.
 DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
     "lead_assigned": {
-        "subject": "New lead assigned to you: {{ lead.full_name or lead.company or lead.id }}",
+        "subject": "New lead assigned to you: {{ lead.full_name or lead.company or lead.email }}",
         "text_body": "Hi {{ owner.name }},\n\n{{ lead.full_name or 'A new lead' }}{% if lead.company %} "
                      "({{ lead.company }}){% endif %} is now yours.\n",
         "html_body": "<p>Hi {{ owner.name }},</p><p><b>{{ lead.full_name or 'A new lead' }}</b>"
@@ -42,6 +42,23 @@ DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
         "text_body": "Hi {{ owner.name }},\n\n\"{{ task.title }}\" was due at {{ task.due_at }}.\n",
         "html_body": "<p>Hi {{ owner.name }},</p><p>&ldquo;{{ task.title }}&rdquo; was due at {{ task.due_at }}.</p>",
     },
+    "customer_handover": {
+        "subject": "Customer hand-over: {{ lead.company or lead.full_name or lead.email }}",
+        "text_body": "Hi {{ owner.name }},\n\n{{ deal.closer.name or 'Sales' }} won {{ lead.company or lead.full_name }}"
+                     "{% if deal.value %} ({{ deal.value }} {{ deal.currency }}){% endif %}; the customer is yours "
+                     "now.\n\nCustomer: {{ lead.full_name or '-' }}{% if lead.title %}, {{ lead.title }}{% endif %}"
+                     "{% if lead.company %}, {{ lead.company }}{% endif %}\nEmail: {{ lead.email or '-' }}\n"
+                     "Phone: {{ lead.phone or '-' }}\nClosed by: {{ deal.closer.name or deal.closer.id or '-' }}"
+                     "{% if deal.closer.email %} <{{ deal.closer.email }}>{% endif %}\n\n"
+                     "Deal notes:\n{{ deal.notes or '(none)' }}\n",
+        "html_body": "<p>Hi {{ owner.name }},</p><p>{{ deal.closer.name or 'Sales' }} won <b>{{ lead.company or "
+                     "lead.full_name }}</b>{% if deal.value %} ({{ deal.value }} {{ deal.currency }}){% endif %}; the "
+                     "customer is yours now.</p><ul><li>Customer: {{ lead.full_name or '-' }}{% if lead.title %}, "
+                     "{{ lead.title }}{% endif %}{% if lead.company %}, {{ lead.company }}{% endif %}</li>"
+                     "<li>Email: {{ lead.email or '-' }}</li><li>Phone: {{ lead.phone or '-' }}</li>"
+                     "<li>Closed by: {{ deal.closer.name or deal.closer.id or '-' }}</li></ul>"
+                     "<p>Deal notes:</p><p>{{ deal.notes or '(none)' }}</p>",
+    },
     "milestone": {
         "subject": "Congratulations: {{ milestone.name }}",
         "text_body": "Well done {{ owner.name }}!\n\n{{ milestone.name }}{% if lead.company %} — {{ lead.company }}"
@@ -52,6 +69,7 @@ DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
 }
 
 EMPTY_TASK = {"id": None, "title": None, "due_at": None}
+EMPTY_DEAL = {"value": None, "currency": None, "notes": None, "closer": {"id": None, "name": None, "email": None}}
 EMPTY_MILESTONE = {"id": None, "name": None, "kind": None, "quota": None}
 EMPTY_STAGE = {"id": None, "name": None, "pipeline_id": None}
 
@@ -63,8 +81,10 @@ def unsubscribe_url(settings: Settings, org_id: str, lead_id: str) -> str:
 
 def variables(*, org_id: str, lead: dict[str, Any] | None, owner: dict[str, Any] | None,
               stage: dict[str, Any] | None = None, task: dict[str, Any] | None = None,
-              milestone: dict[str, Any] | None = None, unsubscribe: str | None = None) -> dict[str, Any]:
+              milestone: dict[str, Any] | None = None, unsubscribe: str | None = None,
+              deal: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"org_id": org_id, "lead": lead_variables(lead), "owner": owner_variables(owner),
+            "deal": {**EMPTY_DEAL, **(deal or {})},
             "stage": {**EMPTY_STAGE, **(stage or {})}, "task": {**EMPTY_TASK, **(task or {})},
             "milestone": {**EMPTY_MILESTONE, **(milestone or {})}, "unsubscribe_url": unsubscribe}
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -53,9 +54,16 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.errors import PermanentDeliveryError, TransientDeliveryError
 from ..adapters.mailer import OutgoingEmail
-from ..adapters.orm import deliveries, mailchimp_accounts, webhook_subscriptions
+from ..adapters.orm import deliveries, leads, mailchimp_accounts, mailchimp_members, webhook_subscriptions
 
 log = structlog.get_logger(__name__)
+# Outside parties' error texts may quote an address or a Mailchimp member id (the MD5 of an address): logs and
+# events outlive an erasure, so neither is ever logged or published.
+_PERSONAL = re.compile(r"[^\s@\"'<>,;:]+@[^\s@\"'<>,;:]+|\b[0-9a-fA-F]{32}\b")
+
+
+def redact_personal(text: str | None) -> str | None:
+    return None if text is None else _PERSONAL.sub("[redacted]", text)
 
 
 async def record_delivery(session: AsyncSession, *, org_id: str, idem_key: str, kind: str, recipient_kind: str,
@@ -98,7 +106,8 @@ def outcome_event(row: dict[str, Any], *, ok: bool, error: str | None = None, no
         else:
             events.append(EmailFailedV1(delivery_id=row["id"], lead_id=row.get("lead_id"), recipient_kind=rk,
                                         template_id=row.get("template_id"), sequence_id=row.get("sequence_id"),
-                                        step=row.get("step"), error=error or "failed", permanent=permanent))
+                                        step=row.get("step"), error=redact_personal(error) or "failed",
+                                        permanent=permanent))
     if ok and recipient_kind in ("rep", "webhook") and row.get("rep_id"):
         events.append(RepNotifiedV1(delivery_id=row["id"], rep_id=row["rep_id"], lead_id=row.get("lead_id"),
                                     reason=row["reason"], milestone_rule_id=row.get("rule_id"),
@@ -107,7 +116,7 @@ def outcome_event(row: dict[str, Any], *, ok: bool, error: str | None = None, no
         events.append(ContactSyncedV1(delivery_id=row["id"], lead_id=row["lead_id"],
                                       list_id=payload.get("list_id", ""), action=payload.get("action", "subscribed"),
                                       tags=list(payload.get("tags") or []), outcome="ok" if ok else "failed",
-                                      error=None if ok else error))
+                                      error=None if ok else redact_personal(error)))
     return events
 
 
@@ -130,6 +139,32 @@ async def cancel_pending(session: AsyncSession, *, org_id: str, now: datetime, r
                                                 next_attempt_at=None))
     return int(result.rowcount or 0)
 
+
+async def forget_erased_lead_data(session: AsyncSession, org_id: str, lead_id: str) -> bool:
+    """Scrub what an erased lead's finished deliveries carried (payloads, error texts, the prospect's address)
+    and, once no Mailchimp call about it is pending or in flight (they need it), its Mailchimp member ids (the
+    MD5 of the address). Called by the erasure and after every attempt about an erased lead, so a delivery in
+    flight during the erasure is scrubbed when it ends. False when the lead is not erased or a Mailchimp call
+    is still due."""
+    erased = (await session.execute(sa.select(leads.c.erased).where(
+        leads.c.org_id == org_id, leads.c.lead_id == lead_id))).scalar_one_or_none()
+    if not erased:
+        return False
+    finished = (deliveries.c.org_id == org_id) & (deliveries.c.lead_id == lead_id) & \
+        deliveries.c.status.not_in(("pending", "sending"))
+    await session.execute(sa.update(deliveries).where(finished).values(payload=None))
+    # an outside party's error text may quote the address (a cancellation's reason is ours, and stays)
+    await session.execute(sa.update(deliveries).where(finished, deliveries.c.status == "failed").values(error=None))
+    await session.execute(sa.update(deliveries).where(finished, deliveries.c.recipient_kind == "prospect")
+                          .values(recipient=None))
+    in_flight = (await session.execute(sa.select(deliveries.c.id).where(
+        deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "mailchimp",
+        deliveries.c.status.in_(("pending", "sending"))).limit(1))).first()
+    if in_flight is not None:
+        return False
+    await session.execute(sa.delete(mailchimp_members).where(
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id))
+    return True
 
 class DeliveryMetrics:
     """`/metrics`: attempts by kind and outcome, and how long the outside world took."""
@@ -256,8 +291,11 @@ class DeliveryWorker:
                     status="failed", error=outcome.error, updated_at=now, next_attempt_at=None))
                 if result.rowcount == 1:
                     publish_outcome(uow, row, ok=False, now=now, error=outcome.error, permanent=not outcome.transient)
+            if row.get("lead_id"):  # erased while this attempt was in flight: scrub it now
+                await forget_erased_lead_data(uow.session, row["org_id"], row["lead_id"])
             await uow.commit()
-        log.info("delivery_attempted", delivery_id=row["id"], kind=row["kind"], ok=outcome.ok, error=outcome.error)
+        log.info("delivery_attempted", delivery_id=row["id"], kind=row["kind"], ok=outcome.ok,
+                 error=redact_personal(outcome.error))
 
     # ------------------------------------------------------------------ one attempt per kind
     async def _send(self, row: dict[str, Any]) -> None:
@@ -286,7 +324,8 @@ class DeliveryWorker:
         for op in payload.get("ops", []):
             if op["op"] == "upsert":
                 await client.upsert_member(op["list_id"], op["email"], status_if_new=op.get("status_if_new",
-                                           "subscribed"), merge_fields=op.get("merge_fields") or None)
+                                           "subscribed"), merge_fields=op.get("merge_fields") or None,
+                                           status=op.get("status"))
             elif op["op"] == "tags":
                 await client.set_tags(op["list_id"], op["hash"], op["tags"], active=op.get("active", True))
             elif op["op"] == "unsubscribe":
@@ -323,4 +362,5 @@ def _ordered_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 async def delivery_worker(context: Any) -> None:
     # A stop lets the batch in hand finish (see run_once for a stop that outlasts the grace period).
     await run_periodically(context, DeliveryWorker(context).run_once, context.settings.scheduler_poll_interval_s,
+                           wake_on_commit=True,
                            name="deliveries")

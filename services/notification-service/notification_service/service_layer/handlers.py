@@ -14,21 +14,23 @@ import sqlalchemy as sa
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
     Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    LeadUpdatedV1, LeadWonV1, QuotaReachedV1, RepCreatedV1, RepDeactivatedV1, RepUpdatedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
     TaskReassignedV1, TaskSkippedV1,
 )
+from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import deliveries, milestone_rules
+from ..adapters.orm import deliveries, lead_past_owners, milestone_rules
 from ..config import Settings
 from salesflow_shared.clock import Clock
 from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync
-from .deliveries import cancel_pending
-from .notify import notify_rep
+from .deliveries import cancel_pending, forget_erased_lead_data
+from .notify import NotKnownYet, notify_rep
 from .projections import (
-    ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, record_task_assignee,
+    ERASED_FIELDS, apply_pipeline_change, apply_rep, apply_snapshot, ensure_lead, get_lead, get_rep,
+    record_task_assignee, remember_stage,
     set_lead_fields, upsert_rep,
 )
 from .sequences import active_sequences, enroll, spec_of, stop_enrollments
@@ -46,6 +48,8 @@ class NotificationHandlers:
         lead = await get_lead(uow.session, envelope.org_id, data.lead.lead_id)
         if lead is None or lead["erased"]:
             return
+        # Its stage may have arrived first, when its address was not known yet.
+        await self._follow_lists(uow, envelope.org_id, data.lead.lead_id, f"lead@{envelope.subject_version}", now)
         for sequence in await active_sequences(uow.session, envelope.org_id, "lead_created"):
             if matches_lead_created(spec_of(sequence), data.lead.source, data.lead.form_id):
                 await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead.lead_id,
@@ -61,6 +65,7 @@ class NotificationHandlers:
         if before.get("email") and lead.get("email") and before["email"] != lead["email"]:
             await mailchimp_sync.on_email_changed(uow, org_id=org, lead=lead, version=envelope.subject_version,
                                                   now=now)
+        await self._follow_lists(uow, org, data.lead.lead_id, f"lead@{envelope.subject_version}", now)
 
     async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -70,6 +75,7 @@ class NotificationHandlers:
                                   lead_version=envelope.subject_version)
         await self._leave_everything(uow, org, data.lead_id, "disqualified", now,
                                      key_suffix=f"v{envelope.subject_version}", archive=False)
+        await self._follow_lists(uow, org, data.lead_id, f"disqualified@v{envelope.subject_version}", now)
 
     async def on_lead_erased(self, data: LeadErasedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -83,13 +89,9 @@ class NotificationHandlers:
         await uow.session.execute(sa.update(deliveries).where(
             deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "email",
             deliveries.c.recipient_kind == "prospect").values(payload=None, recipient=None, updated_at=now))
-        await uow.session.execute(sa.update(deliveries).where(
-            deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id,
-            deliveries.c.kind.in_(("email", "webhook")), deliveries.c.status.not_in(("pending", "sending")))
-            .values(payload=None, updated_at=now))
-        await uow.session.execute(sa.update(deliveries).where(
-            deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "mailchimp",
-            deliveries.c.status.not_in(("pending", "sending"))).values(payload=None, updated_at=now))
+        # Finished deliveries now; the Mailchimp member ids once the archive calls above are done (now, when
+        # there are none); a delivery in flight when its attempt ends.
+        await forget_erased_lead_data(uow.session, org, data.lead_id)
 
     async def _leave_everything(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, now: Any, *,
                                 key_suffix: str, archive: bool) -> None:
@@ -105,22 +107,38 @@ class NotificationHandlers:
             return
         await upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name, email=data.owner_email,
                          timezone=data.owner_timezone)
+        before = await ensure_lead(uow.session, org, data.lead_id, now)
+        for previous in {before.get("owner_id"), data.previous_owner_id}:
+            await remember_past_owner(uow.session, lead_past_owners, org, data.lead_id, previous, data.owner_id, now)
         await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
         if data.previous_owner_id == data.owner_id:
             return
         decision = data.decision_id or f"v{envelope.subject_version}"
+        if data.trigger == "lead_won":  # the account manager takes the customer over
+            await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason="customer_handover",
+                             now=now, lead_id=data.lead_id, deal=await handover_deal(uow, org, data),
+                             once_key=f"customer_handover:{data.lead_id}:{data.owner_id}:{decision}")
+            return
         await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason="lead_assigned", now=now,
                          lead_id=data.lead_id, once_key=f"lead_assigned:{data.lead_id}:{data.owner_id}:{decision}")
+
+    async def on_rep_changed(self, data: RepCreatedV1 | RepUpdatedV1 | RepDeactivatedV1, envelope: Envelope,
+                             uow: UnitOfWork) -> None:
+        await apply_rep(uow.session, envelope.org_id, data.rep, envelope.subject_version, self.clock.now())
 
     # ------------------------------------------------------------------ pipeline-service
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
+        await remember_stage(uow.session, org, data.lead_id, data.pipeline_id, data.to_stage_id,
+                             data.pipeline_stage_ids, now)
         before = await apply_pipeline_change(
             uow.session, org, data.lead_id, envelope.subject_version, now, pipeline_id=data.pipeline_id,
             stage_id=data.to_stage_id, stage_name=data.to_stage_name,
             **({"outcome": None} if data.reason == "reopened" else {}))
-        if before is None:
-            return  # an older move arriving late: the lead is elsewhere now
+        if before is None:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
+            await self._follow_lists(uow, org, data.lead_id, f"stage:{data.to_stage_id}@{envelope.subject_version}",
+                                     now)
+            return
         if data.owner_id:
             await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
         lead = await get_lead(uow.session, org, data.lead_id)
@@ -134,8 +152,7 @@ class NotificationHandlers:
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead_id,
                                  trigger_key=f"stage:{transition}", stage_id=data.to_stage_id, now=now,
                                  lead_timezone=lead.get("timezone"))
-            await mailchimp_sync.on_stage_entry(uow, org_id=org, lead=lead, pipeline_id=data.pipeline_id,
-                                                stage_id=data.to_stage_id, transition=transition, now=now)
+        await self._follow_lists(uow, org, data.lead_id, f"stage:{transition}", now)
         left = data.from_stage_id or before.get("stage_id")
         if left and left != data.to_stage_id:
             await self._milestones(uow, org, lead, DealFact(
@@ -145,8 +162,11 @@ class NotificationHandlers:
     async def on_lead_won(self, data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
         if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
-                                       outcome="won") is None:
+                                       outcome="won", won_value=data.value, won_currency=data.currency,
+                                       won_notes=data.notes, pipeline_id=data.pipeline_id,
+                                       **({"stage_id": data.stage_id} if data.stage_id else {})) is None:
             return
+        await self._follow_lists(uow, org, data.lead_id, f"won@{envelope.subject_version}", now)
         lead = await self._after_outcome(uow, org, data.lead_id, "won", "lead_won", data.pipeline_id,
                                          f"won@{envelope.subject_version}", now)
         value = data.value if data.value is not None else _dec(lead.get("value"))
@@ -157,20 +177,28 @@ class NotificationHandlers:
     async def on_lead_lost(self, data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
         if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
-                                       outcome="lost") is None:
+                                       outcome="lost", pipeline_id=data.pipeline_id,
+                                       **({"stage_id": data.stage_id} if data.stage_id else {})) is None:
             return
         transition = f"lost@{envelope.subject_version}"
-        lead = await self._after_outcome(uow, org, data.lead_id, "lost", "lead_lost", data.pipeline_id,
-                                         transition, now)
-        if not lead["erased"] and lead.get("status") != "disqualified":
-            await mailchimp_sync.on_lost(uow, org_id=org, lead=lead, transition=transition, now=now)
+        await self._after_outcome(uow, org, data.lead_id, "lost", "lead_lost", data.pipeline_id, transition, now)
+        await self._follow_lists(uow, org, data.lead_id, transition, now)
 
     async def on_lead_reopened(self, data: LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
+        await set_lead_fields(uow.session, org, data.lead_id, now, reopened=True)  # whatever the event's age
         if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
-                                       outcome=None) is None:
+                                       outcome=None, pipeline_id=data.pipeline_id) is None:
+            await self._follow_lists(uow, org, data.lead_id, f"reopened@{envelope.subject_version}", now)
             return
         await stop_enrollments(uow.session, org_id=org, lead_id=data.lead_id, fact="reopened", now=now)
+        await self._follow_lists(uow, org, data.lead_id, f"reopened@{envelope.subject_version}", now)
+
+    async def _follow_lists(self, uow: UnitOfWork, org: str, lead_id: str, transition: str, now: Any) -> None:
+        """The lead's Mailchimp lists and tags follow its current state (mailchimp_sync.reconcile)."""
+        lead = await get_lead(uow.session, org, lead_id)
+        if lead is not None:
+            await mailchimp_sync.reconcile(uow, org_id=org, lead=lead, transition=transition, now=now)
 
     async def _after_outcome(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, trigger: Any,
                              pipeline_id: str, trigger_key: str, now: Any) -> dict[str, Any]:
@@ -263,7 +291,9 @@ class NotificationHandlers:
         return {
             "LeadCreated": [self.on_lead_created], "LeadUpdated": [self.on_lead_updated],
             "LeadDisqualified": [self.on_lead_disqualified], "LeadErased": [self.on_lead_erased],
-            "LeadAssigned": [self.on_lead_assigned], "StageAdvanced": [self.on_stage_advanced],
+            "LeadAssigned": [self.on_lead_assigned], "RepCreated": [self.on_rep_changed],
+            "RepUpdated": [self.on_rep_changed], "RepDeactivated": [self.on_rep_changed],
+            "StageAdvanced": [self.on_stage_advanced],
             "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
             "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
             "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],
@@ -294,6 +324,22 @@ async def _active_milestone_rules(uow: UnitOfWork, org_id: str
     return ({r["id"]: r for r in rows},
             [MilestoneRule(id=r["id"], name=r["name"], kind=r["kind"], stage_id=r["stage_id"],
                            min_value=_dec(r["min_value"]), currency=r["currency"]) for r in rows])
+
+
+async def handover_deal(uow: UnitOfWork, org_id: str, data: LeadAssignedV1) -> dict[str, Any]:
+    """What the account manager is told of the won deal: its value and notes (LeadWon) and who closed it. Waits
+    (NotKnownYet) until the win and the closer's directory entry have arrived."""
+    lead = await get_lead(uow.session, org_id, data.lead_id)
+    if lead is None or lead.get("outcome") != "won":
+        raise NotKnownYet(f"lead {data.lead_id}'s win has not arrived yet (no LeadWon received)")
+    closer = await get_rep(uow.session, org_id, data.previous_owner_id) if data.previous_owner_id else None
+    if data.previous_owner_id and closer is None:
+        raise NotKnownYet(f"rep '{data.previous_owner_id}' (the closer) is not in the directory here yet")
+    value = lead.get("won_value") if lead.get("won_value") is not None else lead.get("value")
+    return {"value": None if value is None else str(value), "currency": lead.get("won_currency") or lead.get("currency"),
+            "notes": lead.get("won_notes"), "closer": {"id": data.previous_owner_id,
+                                                       "name": (closer or {}).get("name"),
+                                                       "email": (closer or {}).get("email")}}
 
 
 def _task(task_id: str, title: str | None, due_at: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Mailchimp sync decisions: which list operations a lead's stage entry, loss, disqualification, erasure or
-changed email address needs. Each is recorded as a delivery (pending) and carried out by the delivery worker."""
+"""Mailchimp sync decisions: which list operations a lead's life (stages, outcomes, reopening, disqualification;
+`reconcile`), erasure, unsubscription or changed email address needs. Each is recorded as a delivery (pending) and carried out by the delivery worker."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -12,6 +12,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import subscriber_hash
 from ..adapters.orm import deliveries, mailchimp_accounts, mailchimp_members, mailchimp_rules
+from ..domain.mailchimp_lists import LeadLife, ListRule, changes, desired_lists, holds, nurture_rule
 from ..domain.rendering import lead_variables
 from .deliveries import record_delivery
 
@@ -34,14 +35,18 @@ async def _remember_member(uow: UnitOfWork, org_id: str, lead_id: str, list_id: 
 
 
 def _subscribe_ops(lead: dict[str, Any], list_id: str, tags: list[str], merge_fields: dict[str, str],
-                   status_if_new: str) -> list[dict[str, Any]]:
-    """Upsert the lead's current address (merge fields from the lead's current values), then tag it."""
+                   status_if_new: str, again: bool = False) -> list[dict[str, Any]]:
+    """Upsert the lead's current address (merge fields from the lead's current values), then tag it. `again`:
+    the lead was on the list and we took it off (archived): it is put back with that status, not left archived."""
     email = lead["email"]
     member = subscriber_hash(email)
     values = lead_variables(lead)
     merge = {tag: values.get(field) for tag, field in merge_fields.items() if values.get(field) is not None}
-    ops: list[dict[str, Any]] = [{"op": "upsert", "list_id": list_id, "email": email, "hash": member,
-                                  "status_if_new": status_if_new, "merge_fields": merge}]
+    upsert: dict[str, Any] = {"op": "upsert", "list_id": list_id, "email": email, "hash": member,
+                              "status_if_new": status_if_new, "merge_fields": merge}
+    if again:
+        upsert["status"] = status_if_new
+    ops: list[dict[str, Any]] = [upsert]
     if tags:
         ops.append({"op": "tags", "list_id": list_id, "hash": member, "tags": tags})
     return ops
@@ -49,7 +54,7 @@ def _subscribe_ops(lead: dict[str, Any], list_id: str, tags: list[str], merge_fi
 
 async def subscribe(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], list_id: str, tags: list[str],
                     merge_fields: dict[str, str], status_if_new: str, reason: str, idem_key: str, now: datetime,
-                    rule_id: str | None = None) -> bool:
+                    rule_id: str | None = None, again: bool = False) -> bool:
     email = lead.get("email")
     if not email or lead.get("erased") or lead.get("unsubscribed"):
         return False
@@ -58,8 +63,10 @@ async def subscribe(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], list_
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
                                 recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead["lead_id"],
                                 rep_id=lead.get("owner_id"), reason=reason, rule_id=rule_id, now=now,
+                                not_before=await _after_in_flight(uow, org_id, lead["lead_id"], now),
                                 payload={"list_id": list_id, "action": "subscribed", "tags": tags,
-                                         "ops": _subscribe_ops(lead, list_id, tags, merge_fields, status_if_new)})
+                                         "ops": _subscribe_ops(lead, list_id, tags, merge_fields, status_if_new,
+                                                               again)})
     return row is not None
 
 
@@ -125,8 +132,10 @@ async def on_email_changed(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any]
 
 async def remove_everywhere(uow: UnitOfWork, *, org_id: str, lead_id: str, archive: bool, reason: str,
                             key_suffix: str, now: datetime) -> int:
+    # The lists the lead is on (one it was taken off already needs no second call).
     members = (await uow.session.execute(sa.select(mailchimp_members).where(
-        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id))).mappings().all()
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id,
+        mailchimp_members.c.subscribed.is_(True)))).mappings().all()
     done = 0
     for m in members:
         done += await remove(uow, org_id=org_id, lead_id=lead_id, list_id=m["list_id"], member=m["subscriber_hash"],
@@ -135,33 +144,79 @@ async def remove_everywhere(uow: UnitOfWork, *, org_id: str, lead_id: str, archi
     return done
 
 
-async def on_stage_entry(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], pipeline_id: str, stage_id: str,
-                         transition: str, now: datetime) -> int:
-    if await account(uow, org_id) is None:
+async def reconcile(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], transition: str, now: datetime) -> int:
+    """Bring the lead's Mailchimp lists and tags to what its current state calls for (domain/mailchimp_lists.py):
+    subscribe where a rule now holds, retag where the tags differ, take it off where none holds any more. Each
+    change is one delivery keyed by list and `transition` (the event's version), so a redelivered or replayed
+    event changes nothing; and since the lists follow the state, events arriving in another order end the same."""
+    settings = await account(uow, org_id)
+    if settings is None:
         return 0
-    rules = (await uow.session.execute(sa.select(mailchimp_rules).where(
-        mailchimp_rules.c.org_id == org_id, mailchimp_rules.c.stage_id == stage_id))).mappings().all()
+    rows = (await uow.session.execute(sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == org_id)
+                                      .order_by(mailchimp_rules.c.created_at, mailchimp_rules.c.id))).mappings().all()
+    by_id = {r["id"]: r for r in rows}
+    rules = [ListRule(id=r["id"], trigger=r["trigger"], list_id=r["list_id"], action=r["action"],
+                      stage_id=r["stage_id"], pipeline_id=r["pipeline_id"], tags=tuple(r["tags"] or ()))
+             for r in rows]
+    if settings.get("nurture_list_id"):
+        rules.append(nurture_rule(settings["nurture_list_id"], settings.get("nurture_tag") or "nurture"))
+    members = {m["list_id"]: m for m in (await uow.session.execute(sa.select(mailchimp_members).where(
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead["lead_id"]))).mappings().all()}
+    current = {list_id: frozenset(m["tags"] or ()) for list_id, m in members.items() if m["subscribed"]}
+    life = lead_life(lead)
+    vetoed = {r.list_id for r in rules if r.action == "unsubscribe" and holds(r, life)}
     done = 0
-    for rule in rules:
-        if rule["pipeline_id"] and rule["pipeline_id"] != pipeline_id:
-            continue
-        key = f"mailchimp:rule:{rule['id']}:lead:{lead['lead_id']}:{transition}"
-        if rule["action"] == "subscribe":
-            done += await subscribe(uow, org_id=org_id, lead=lead, list_id=rule["list_id"], tags=list(rule["tags"]),
-                                    merge_fields=dict(rule["merge_fields"]), status_if_new=rule["status_if_new"],
-                                    reason="stage_rule", idem_key=key, now=now, rule_id=rule["id"])
-        elif lead.get("email"):
-            done += await remove(uow, org_id=org_id, lead_id=lead["lead_id"], list_id=rule["list_id"],
-                                 member=subscriber_hash(lead["email"]), archive=False, reason="stage_rule",
-                                 idem_key=key, now=now, rule_id=rule["id"])
+    for change in changes(current, desired_lists(rules, life)):
+        key = f"mailchimp:list:{change.list_id}:lead:{lead['lead_id']}:{transition}"
+        rule = by_id.get(change.rule_id or "")
+        if change.remove:
+            # Off the list because a rule says so (unsubscribed), or because no rule holds any more (archived:
+            # the person did not opt out, and may be put back on the list later).
+            done += await remove(uow, org_id=org_id, lead_id=lead["lead_id"], list_id=change.list_id,
+                                 member=members[change.list_id]["subscriber_hash"],
+                                 archive=change.list_id not in vetoed, reason="list_rule", idem_key=key, now=now)
+        elif change.subscribe:
+            merge_fields = dict(rule["merge_fields"]) if rule else {"FNAME": "first_name", "LNAME": "last_name"}
+            status_if_new = rule["status_if_new"] if rule else "subscribed"
+            done += await subscribe(uow, org_id=org_id, lead=lead, list_id=change.list_id, tags=sorted(change.add),
+                                    merge_fields=merge_fields, status_if_new=status_if_new,
+                                    reason=_reason(change.rule_id, rule), idem_key=key,
+                                    now=now, rule_id=rule["id"] if rule else None,
+                                    again=change.list_id in members)
+        else:
+            done += await retag(uow, org_id=org_id, lead=lead, member=members[change.list_id],
+                                add=sorted(change.add), drop=sorted(change.drop), idem_key=key, now=now)
     return done
 
 
-async def on_lost(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], transition: str, now: datetime) -> bool:
-    settings = await account(uow, org_id)
-    if settings is None or not settings.get("nurture_list_id"):
-        return False
-    tag = settings.get("nurture_tag") or "nurture"
-    return await subscribe(uow, org_id=org_id, lead=lead, list_id=settings["nurture_list_id"], tags=[tag],
-                           merge_fields={"FNAME": "first_name", "LNAME": "last_name"}, status_if_new="subscribed",
-                           reason="nurture", idem_key=f"mailchimp:nurture:lead:{lead['lead_id']}:{transition}", now=now)
+async def retag(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], member: dict[str, Any], add: list[str],
+                drop: list[str], idem_key: str, now: datetime) -> bool:
+    """The lead stays on the list with other tags."""
+    tags = sorted((set(member["tags"] or ()) | set(add)) - set(drop))
+    await uow.session.execute(sa.update(mailchimp_members).where(
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead["lead_id"],
+        mailchimp_members.c.list_id == member["list_id"]).values(tags=tags, updated_at=now))
+    ops = [{"op": "tags", "list_id": member["list_id"], "hash": member["subscriber_hash"], "tags": add}] if add else []
+    if drop:
+        ops.append({"op": "tags", "list_id": member["list_id"], "hash": member["subscriber_hash"], "tags": drop,
+                    "active": False})
+    row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp", recipient_kind="list",
+                                recipient=f"mailchimp:{member['list_id']}", lead_id=lead["lead_id"],
+                                rep_id=lead.get("owner_id"), reason="list_rule", now=now,
+                                not_before=await _after_in_flight(uow, org_id, lead["lead_id"], now),
+                                payload={"list_id": member["list_id"], "action": "tagged", "tags": tags, "ops": ops})
+    return row is not None
+
+
+def _reason(rule_id: str | None, rule: Any) -> str:
+    """The delivery log's reason: the org's nurture list, a stage rule or an outcome rule."""
+    if rule is None:
+        return "nurture" if rule_id == "nurture" else "list_rule"
+    return "stage_rule" if rule["trigger"] in ("stage_entry", "stage_exit") else "outcome_rule"
+
+
+def lead_life(lead: dict[str, Any]) -> LeadLife:
+    return LeadLife(entered=frozenset((p, s) for p, s in lead.get("entered_stages") or ()),
+                    pipeline_id=lead.get("pipeline_id"), stage_id=lead.get("stage_id"), outcome=lead.get("outcome"),
+                    disqualified=lead.get("status") == "disqualified", reopened=bool(lead.get("reopened")),
+                    reachable=bool(lead.get("email")) and not lead.get("erased") and not lead.get("unsubscribed"))

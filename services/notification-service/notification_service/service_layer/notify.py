@@ -16,15 +16,26 @@ from .deliveries import publish_outcome, record_delivery
 from .projections import get_lead, get_rep
 
 
+class NotKnownYet(Exception):
+    """A notification's recipient (the rep) or subject (the lead's details) has not arrived from its owning
+    service yet. The event is retried with the bus's growing delays and then parked in the dead letters (an admin
+    sees and replays it there): a message is never dropped, nor rendered from half the data."""
+
+
 async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id: str, reason: str, once_key: str,
                      now: datetime, lead_id: str | None = None, task: dict[str, Any] | None = None,
                      milestone: dict[str, Any] | None = None, channels: tuple[str, ...] = ("email", "webhook"),
-                     not_before: datetime | None = None) -> int:
-    """Record the notification's deliveries (pending); the number of new ones (0 for a duplicate)."""
+                     not_before: datetime | None = None, deal: dict[str, Any] | None = None) -> int:
+    """Record the notification's deliveries (pending); the number of new ones (0 for a duplicate).
+    Raises NotKnownYet while the rep or the lead's details are unknown here."""
     session = uow.session
     rep = await get_rep(session, org_id, rep_id)
     lead = await get_lead(session, org_id, lead_id) if lead_id else None
-    values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone)
+    if not rep or not rep.get("email"):
+        raise NotKnownYet(f"rep '{rep_id}' is not in the directory here yet (no RepCreated received)")
+    if lead_id and (lead is None or (not lead["lead_version"] and not lead["erased"])):
+        raise NotKnownYet(f"lead {lead_id}'s details have not arrived yet (no LeadCreated received)")
+    values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone, deal=deal)
     rule_id = (milestone or {}).get("id")
     common = dict(org_id=org_id, reason=reason, now=now, lead_id=lead_id, rep_id=rep_id, rule_id=rule_id,
                   not_before=not_before, message_id_domain=settings.message_id_domain)
@@ -33,16 +44,13 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
         template = await load_template(session, org_id, key=f"rep.{reason}")
         parts = template or DEFAULT_REP_TEMPLATES[reason]
         error, payload = None, None
-        if not rep or not rep.get("email"):
-            error = "the rep's email address is unknown"
-        else:
-            try:
-                payload = email_payload(settings, to_name=rep.get("name"), to_email=rep["email"], parts=parts,
-                                        variables_=values)
-            except TemplateError as exc:
-                error = f"rep template does not render: {exc}"
+        try:
+            payload = email_payload(settings, to_name=rep.get("name"), to_email=rep["email"], parts=parts,
+                                    variables_=values)
+        except TemplateError as exc:
+            error = f"rep template does not render: {exc}"
         row = await record_delivery(session, **common, idem_key=f"{once_key}:email", kind="email",
-                                    recipient_kind="rep", recipient=(rep or {}).get("email"), payload=payload,
+                                    recipient_kind="rep", recipient=rep["email"], payload=payload,
                                     template_id=(template or {}).get("id"),
                                     status="pending" if error is None else "failed", error=error)
         if row is not None:
@@ -56,7 +64,7 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
             if reason not in (sub["reasons"] or []) or (sub["rep_id"] and sub["rep_id"] != rep_id):
                 continue
             body = {"type": f"salesflow.{reason}", "org_id": org_id, "rep_id": rep_id, "lead_id": lead_id,
-                    "rep_name": (rep or {}).get("name"), "task": task, "milestone": milestone,
+                    "rep_name": rep.get("name"), "task": task, "milestone": milestone, "deal": deal,
                     "text": _webhook_text(reason, values), "occurred_at": now.isoformat()}
             row = await record_delivery(session, **common, idem_key=f"{once_key}:webhook:{sub['id']}",
                                         kind="webhook", recipient_kind="webhook", recipient=sub["url"],

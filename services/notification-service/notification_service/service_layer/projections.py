@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.events import LeadSnapshot
+from salesflow_shared.events import LeadSnapshot, RepSnapshot
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import leads, reps, task_assignees
+from ..adapters.orm import known_pipelines, leads, reps, task_assignees
 from ..domain.sequences import LeadState
 
 
@@ -78,21 +78,55 @@ async def set_lead_fields(session: AsyncSession, org_id: str, lead_id: str, now:
                           .values(**values, updated_at=now))
 
 
+async def remember_stage(session: AsyncSession, org_id: str, lead_id: str, pipeline_id: str, stage_id: str,
+                         stage_ids: list[str] | None, now: datetime) -> None:
+    """The lead entered the stage (kept whatever the event's age: the stages entered are a set), and the pipeline's
+    stages when the event lists them."""
+    row = await ensure_lead(session, org_id, lead_id, now)
+    entered = [list(e) for e in row.get("entered_stages") or []]
+    if [pipeline_id, stage_id] not in entered:
+        await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
+                              .values(entered_stages=[*entered, [pipeline_id, stage_id]], updated_at=now))
+    if stage_ids:
+        insert = dialect_insert(session)
+        values = {"stage_ids": list(stage_ids), "updated_at": now}
+        await session.execute(insert(known_pipelines).values(org_id=org_id, pipeline_id=pipeline_id, **values)
+                              .on_conflict_do_update(index_elements=["org_id", "pipeline_id"], set_=values))
+
+
+async def pipeline_stage_ids(session: AsyncSession, org_id: str) -> dict[str, list[str]]:
+    rows = await session.execute(sa.select(known_pipelines).where(known_pipelines.c.org_id == org_id))
+    return {r.pipeline_id: list(r.stage_ids or ()) for r in rows}
+
+
 ERASED_FIELDS = {name: None for name in ("email", "first_name", "last_name", "company", "title", "phone",
-                                         "country", "timezone", "custom_fields")}
+                                         "country", "timezone", "custom_fields", "won_notes")}
 
 
 async def upsert_rep(session: AsyncSession, org_id: str, rep_id: str, now: datetime, *, name: str | None,
                      email: str | None, timezone: str | None) -> None:
+    """What a lead assignment says of its owner: kept only until the directory's own entry arrives (a decision
+    may be older than the entry)."""
     insert = dialect_insert(session)
     values = {k: v for k, v in {"name": name, "email": email, "timezone": timezone}.items() if v is not None}
-    statement = insert(reps).values(org_id=org_id, rep_id=rep_id, updated_at=now, **values)
+    statement = insert(reps).values(org_id=org_id, rep_id=rep_id, updated_at=now, version=0, **values)
     if values:
         statement = statement.on_conflict_do_update(index_elements=["org_id", "rep_id"],
-                                                    set_={**values, "updated_at": now})
+                                                    set_={**values, "updated_at": now}, where=reps.c.version == 0)
     else:
         statement = statement.on_conflict_do_nothing(index_elements=["org_id", "rep_id"])
     await session.execute(statement)
+
+
+async def apply_rep(session: AsyncSession, org_id: str, rep: RepSnapshot, version: int, now: datetime) -> bool:
+    """Store assignment-service's directory entry when newer than the one we hold; False for a stale event."""
+    insert = dialect_insert(session)
+    values = {"name": rep.name, "email": rep.email, "timezone": rep.timezone, "active": rep.active,
+              "team_ids": list(rep.team_ids), "working_hours": dict(rep.working_hours), "language": rep.language,
+              "version": version, "updated_at": now}
+    statement = insert(reps).values(org_id=org_id, rep_id=rep.rep_id, **values).on_conflict_do_update(
+        index_elements=["org_id", "rep_id"], set_=values, where=reps.c.version < version)
+    return (await session.execute(statement)).rowcount == 1
 
 
 async def get_rep(session: AsyncSession, org_id: str, rep_id: str | None) -> dict[str, Any] | None:

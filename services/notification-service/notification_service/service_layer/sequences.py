@@ -181,4 +181,5 @@ class SequenceScheduler:
 
 async def sequence_worker(context: Any) -> None:
     await run_periodically(context, SequenceScheduler(context).run_once, context.settings.scheduler_poll_interval_s,
+                           wake_on_commit=True,
                            name="sequences")

@@ -122,6 +122,8 @@ async def test_a_graceful_stop_lets_messages_on_the_wire_finish_and_be_recorded(
     app = create_app(settings, clock=clock)
     async with running_app(app):
         context = app.state.context
+        await context.dispatcher.dispatch(make_event(LeadCreatedV1(lead=LeadSnapshot(
+            lead_id="l-1", contact=ContactData(first_name="Lee"))), org_id=org, subject_id="l-1"))
         await context.dispatcher.dispatch(make_event(LeadAssignedV1(
             lead_id="l-1", owner_id="rep-1", owner_email="rep-1@x.io", reason="rr"), org_id=org, subject_id="l-1"))
 

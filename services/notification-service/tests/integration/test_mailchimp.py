@@ -173,3 +173,37 @@ async def test_a_changed_email_moves_the_member_to_the_new_address_once(harness:
     await harness.settled()
     assert [c.path for c in mc.calls_to("PATCH")] == [f"/3.0/lists/L1/members/{new}"]
     assert mc.members[("L1", new)]["status"] == "unsubscribed"
+
+
+async def test_erasure_archives_the_member_then_forgets_its_hash_and_logs_neither(harness: Harness, caplog, capsys):
+    import logging
+
+    import sqlalchemy as sa
+    from notification_service.adapters.orm import mailchimp_members
+    from salesflow_shared.events import LeadErasedV1
+
+    caplog.set_level(logging.DEBUG)
+    mc = harness.mailchimp
+    await configure(harness)
+    lead = await harness.lead(email="Erase.Me@Prospect.example")
+    member = md5("erase.me@prospect.example")
+    await harness.handled(await harness.send(entered(lead, "qualified"), lead))
+    await harness.settled()
+    assert mc.members[("L1", member)]["status"] == "subscribed"
+
+    await harness.handled(await harness.send(LeadErasedV1(lead_id=lead), lead))
+    await harness.settled()
+    assert mc.members[("L1", member)]["status"] == "archived"  # at Mailchimp, with the hash it needed
+    assert [c.path for c in mc.calls_to("DELETE")] == [f"/3.0/lists/L1/members/{member}"]
+    async with harness.context.database.session() as session:
+        kept = (await session.execute(sa.select(mailchimp_members).where(
+            mailchimp_members.c.org_id == harness.org))).all()
+    assert kept == []
+    rows = await harness.deliveries(lead_id=lead)
+    assert sorted((r["kind"], r["reason"], r["status"]) for r in rows) == [("mailchimp", "erased", "sent"),
+                                                                           ("mailchimp", "stage_rule", "sent")]
+    for row in rows:
+        assert member not in str(row) and "erase.me" not in str(row).lower()
+    logged = caplog.text + capsys.readouterr().out
+    assert "/members/" in str(mc.calls_to("PUT")[0].path)  # the calls were made...
+    assert member not in logged and "erase.me" not in logged.lower()  # ...and never logged

@@ -195,20 +195,53 @@ async def test_outcome_sequences_onboarding_on_won_and_nurture_on_lost_until_reo
     assert "reopened" in {e["stop_reason"] for e in await harness.enrollments(loser)}
 
 
-async def test_events_out_of_order_the_step_waits_for_the_lead(harness: Harness):
+async def test_events_out_of_order_the_step_waits_for_the_lead(waiting_harness: Harness):
     from salesflow_shared.events import ContactData, LeadCreatedV1, LeadSnapshot
 
+    harness = waiting_harness
     welcome = await harness.template("Welcome", "Welcome {{ lead.first_name }}, from {{ owner.name }}")
     await harness.post("/v1/sequences", {"name": "s", "trigger": "stage_entry", "stage_id": "s1",
                                          "steps": [{"template_id": welcome}]})
     lead = "lead-early-bird"
-    await harness.handled(await harness.send(LeadAssignedV1(lead_id=lead, owner_id="rep-1", owner_name="Grace",
-                                                            owner_email="grace@sales.example", reason="rr"), lead))
+    # The assignment's rep notification waits for the lead's details (retried by the bus).
+    assigned = await harness.send(LeadAssignedV1(lead_id=lead, owner_id="rep-1", owner_name="Grace",
+                                                 owner_email="grace@sales.example", reason="rr"), lead)
     await harness.handled(await harness.send(stage(lead, "s1"), lead))
     await harness.settled()
     assert harness.smtp.to("late@prospect.example") == []  # nothing known of the lead yet: the step waits
     snapshot = LeadSnapshot(lead_id=lead, contact=ContactData(first_name="Lin", email="late@prospect.example"))
     await harness.handled(await harness.send(LeadCreatedV1(lead=snapshot), lead))
+    await harness.handled(assigned, timeout=15)
     harness.clock.advance(seconds=11)
     await harness.settled()
     assert [m["Subject"] for m in harness.smtp.to("late@prospect.example")] == ["Welcome Lin, from Grace"]
+    assert [m["Subject"] for m in harness.smtp.to("grace@sales.example")] == ["New lead assigned to you: Lin"]
+
+
+async def test_a_rep_sees_only_its_own_leads_enrollments_and_keeps_those_it_handed_over(harness: Harness):
+    from salesflow_shared.testing import auth_headers
+    welcome = await harness.template("Welcome", "Welcome {{ lead.first_name }}")
+    sequence = await harness.post("/v1/sequences", {"name": "on qualified", "trigger": "stage_entry",
+                                                    "stage_id": "qualified", "steps": [{"template_id": welcome}]})
+    mine, theirs = await harness.lead(email="mine@prospect.example"), await harness.lead(email="t@prospect.example")
+    for lead, owner in ((mine, "rep-1"), (theirs, "rep-2")):
+        await harness.handled(await harness.send(LeadAssignedV1(lead_id=lead, owner_id=owner, reason="rr"), lead))
+        await harness.handled(await harness.send(stage(lead, "qualified"), lead))
+    url = f"/v1/sequences/{sequence['id']}/enrollments"
+
+    async def leads_seen(rep_id):
+        response = await harness.client.get(url, headers=auth_headers(harness.org, "rep", rep_id))
+        assert response.status_code == 200
+        return sorted(e["lead_id"] for e in response.json()["items"])
+    assert await leads_seen("rep-1") == [mine]
+    assert await leads_seen("rep-2") == [theirs]
+    assert await leads_seen("rep-9") == []
+    everyone = await harness.client.get(url, headers=auth_headers(harness.org, "manager", "m-1"))
+    assert sorted(e["lead_id"] for e in everyone.json()["items"]) == sorted([mine, theirs])
+    # rep-1 hands its lead over: it still sees that lead's enrollment, the new owner sees it too
+    await harness.handled(await harness.send(LeadAssignedV1(lead_id=mine, owner_id="am-1", previous_owner_id="rep-1",
+                                                            reason="won: account management"), mine))
+    assert await leads_seen("rep-1") == [mine]
+    assert await leads_seen("am-1") == [mine]
+    await harness.settled()
+    await harness.retire()

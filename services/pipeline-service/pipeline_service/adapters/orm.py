@@ -2,9 +2,12 @@
 import sqlalchemy as sa
 
 from salesflow_shared.infra_tables import add_infrastructure_tables
+from salesflow_shared.ownership import add_past_owners_table
 
 metadata = sa.MetaData()
 add_infrastructure_tables(metadata)
+# reps that owned a lead before its current owner (the closer after the hand-over): they keep read access
+lead_past_owners = add_past_owners_table(metadata)
 
 TS = sa.DateTime(timezone=True)
 

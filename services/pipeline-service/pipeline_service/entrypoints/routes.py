@@ -12,13 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
-from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
+from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
 from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.ownership import owned_before
 from salesflow_shared.pagination import LimitParam
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import pipelines, positions, tasks
+from ..adapters.orm import lead_past_owners, pipelines, positions, tasks
 from ..domain import transitions
 from salesflow_shared.clock import SystemClock
 from ..domain.definitions import BLANK
@@ -26,7 +27,7 @@ from ..domain.templates import TEMPLATES
 from . import schemas
 from ..service_layer import engine
 from ..service_layer import pipelines as admin
-from ..service_layer.views import load_visible_position, position_json, task_json
+from ..service_layer.views import load_visible_position, position_json, readable_by, task_json
 
 # Text PostgreSQL cannot store (NUL, lone surrogates) is refused by the shared guard before any route runs.
 router = APIRouter(prefix="/v1", tags=["pipeline-service"])
@@ -216,14 +217,13 @@ LeadCursor = Annotated[str | None, Query(pattern=r"^[^\u0000]{1,100}$",
                                          description="Opaque cursor from the previous page's next_cursor")]
 
 
-@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own")
+@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own or owned")
 async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50, cursor: LeadCursor = None,
                          pipeline_id: str | None = None, stage_id: str | None = None,
                          status: PositionStatus = None, owner_id: str | None = None) -> dict[str, Any]:
     filters = {"pipeline_id": pipeline_id, "stage_id": stage_id, "status": status, "owner_id": owner_id}
     query = sa.select(positions).where(positions.c.org_id == principal.org_id, positions.c.status != "erased")
-    if not principal.sees_whole_org:
-        query = query.where(positions.c.owner_id == principal.user_id)
+    query = query.where(readable_by(principal))
     for name, value in filters.items():
         if value is not None:
             query = query.where(positions.c[name] == value)
@@ -244,7 +244,8 @@ async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, c
 
 
 async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str, now: datetime) -> dict[str, Any]:
-    await load_visible_position(uow, principal, lead_id)  # 404 for other orgs' and other reps' leads
+    # 404 for other orgs' and other reps' leads, 403 for a lead the rep owned before (read-only)
+    await load_visible_position(uow, principal, lead_id, to_change=True)
     pos = await engine.lock_position(uow, principal.org_id, lead_id, now, create=False)
     assert pos is not None
     return pos
@@ -288,6 +289,8 @@ class WonIn(BaseModel):
     value: str = Field(pattern=r"^(0|[1-9][0-9]{0,13})(\.[0-9]{1,2})?$",
                        description="the final value: a decimal string (money travels as strings)")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
+    notes: str | None = Field(default=None, max_length=5000,
+                              description="the deal's notes for the account manager taking the customer over")
 
 
 @router.post("/positions/{lead_id}/won", summary="Close a lead as won with its final value")
@@ -299,7 +302,7 @@ async def won(lead_id: str, body: WonIn, principal: CurrentPrincipal, uow: UowDe
     now = now_of(context)
     pos = await _lock_for_change(uow, principal, lead_id, now)
     try:
-        await engine.win(uow, pos, value=Decimal(body.value), currency=body.currency, now=now)
+        await engine.win(uow, pos, value=Decimal(body.value), currency=body.currency, now=now, notes=body.notes)
     except transitions.TransitionRefused as exc:
         raise _refused(exc) from exc
     await engine.save_position(uow, pos, now)
@@ -369,7 +372,8 @@ async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextD
     return {"items": items, "next_cursor": next_cursor}
 
 
-async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str, *, lock: bool = False) -> Any:
+async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str, *, lock: bool = False,
+                        to_change: bool = False) -> Any:
     query = sa.select(tasks).where(tasks.c.org_id == principal.org_id, tasks.c.id == task_id)
     row = (await uow.session.execute(query.with_for_update() if lock else query)).first()
     if row is None:
@@ -378,6 +382,11 @@ async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str, *, 
         owner = (await uow.session.execute(sa.select(positions.c.owner_id).where(
             positions.c.org_id == principal.org_id, positions.c.lead_id == row.lead_id))).scalar_one_or_none()
         if owner != principal.user_id and not (row.assignee_id is None and row.team_id):
+            # a rep that owned the lead before reads its tasks, and changes none
+            if await owned_before(uow.session, lead_past_owners, principal, row.lead_id):
+                if to_change:
+                    raise Forbidden(f"task {task_id} is read-only for you: you no longer own its lead")
+                return row
             raise NotFound(f"no task {task_id}")
     return row
 
@@ -393,10 +402,10 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"complete:{task_id}", payload={})):
         return replay
     now = now_of(context)
-    task = await _visible_task(uow, principal, task_id)
+    task = await _visible_task(uow, principal, task_id, to_change=True)
     # Lock order everywhere: the lead's position, then its tasks.
     pos = await engine.lock_position(uow, principal.org_id, task.lead_id, now, create=False)
-    task = await _visible_task(uow, principal, task_id, lock=True)
+    task = await _visible_task(uow, principal, task_id, lock=True, to_change=True)
     if task.status != "open":
         raise Conflict(f"the task is {task.status}")
     version = task.version + 1
@@ -429,7 +438,7 @@ async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPr
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"reassign:{task_id}",
                                    payload=body.model_dump())):
         return replay
-    task = await _visible_task(uow, principal, task_id, lock=True)
+    task = await _visible_task(uow, principal, task_id, lock=True, to_change=True)
     if task.status != "open":
         raise Conflict(f"the task is {task.status}")
     rep, team = (body.assignee_id, None) if isinstance(body, ToRep) else (None, body.team_id)

@@ -191,11 +191,12 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: A
     pos.update(status="active", pipeline_id=pipeline_id, stage_id=stage.id, stage_entered_at=now,
                visit_id=visit_id, reengage_at=None, lost_reason=None, closed_at=None, goal_held=False)
     version = _next_event_version(pos)
+    stage_ids = [s.id for s in await pipeline_stages(uow, pos["org_id"], pipeline_id)]
     uow.publish(StageAdvancedV1(
         lead_id=pos["lead_id"], pipeline_id=pipeline_id, from_stage_id=from_stage, to_stage_id=stage.id,
         to_stage_name=stage.name, to_stage_position=stage.position, is_ask_stage=stage.is_ask_stage,
         win_probability=Decimal(stage.win_probability).normalize(), reason=reason, triggering_event_id=triggering_event_id,
-        moved_by=moved_by, note=note, owner_id=pos.get("owner_id"), entered_at=now,
+        moved_by=moved_by, note=note, owner_id=pos.get("owner_id"), entered_at=now, pipeline_stage_ids=stage_ids,
     ), org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=version, occurred_at=now)
     await create_stage_tasks(uow, pos, stage, now)
     if reason == "manual":
@@ -253,13 +254,14 @@ async def leave_pipeline(uow: UnitOfWork, pos: Position, *, status: str, reason:
     return stage_id
 
 
-async def win(uow: UnitOfWork, pos: Position, *, value: Any, currency: str | None, now: datetime) -> None:
+async def win(uow: UnitOfWork, pos: Position, *, value: Any, currency: str | None, now: datetime,
+              notes: str | None = None) -> None:
     transitions.transition("win", pos["status"])
     pipeline_id = pos["pipeline_id"]
     stage_id = await leave_pipeline(uow, pos, status="won", reason="lead_won", now=now, keep_pipeline=True)
     pos.update(won_value=value, won_currency=currency)
     uow.publish(LeadWonV1(lead_id=pos["lead_id"], pipeline_id=pipeline_id, stage_id=stage_id, value=value,
-                          currency=currency, owner_id=pos.get("owner_id"), won_at=now),
+                          currency=currency, owner_id=pos.get("owner_id"), won_at=now, notes=notes),
                 org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=_next_event_version(pos),
                 occurred_at=now)
 

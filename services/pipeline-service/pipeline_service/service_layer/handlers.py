@@ -19,9 +19,10 @@ from salesflow_shared.events import (
     LeadRoutedV1, LeadUpdatedV1,
 )
 from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, stage_history, tasks
+from ..adapters.orm import activities, lead_past_owners, stage_history, tasks
 from ..domain import transitions
 from salesflow_shared.clock import Clock, SystemClock
 from . import engine
@@ -31,7 +32,10 @@ log = structlog.get_logger(__name__)
 
 async def follow_owner(uow: UnitOfWork, pos: engine.Position, owner_id: str | None, team_id: str | None,
                        now: datetime) -> None:
-    """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put)."""
+    """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put); the one before
+    keeps read access to the position."""
+    await remember_past_owner(uow.session, lead_past_owners, pos["org_id"], pos["lead_id"], pos.get("owner_id"),
+                              owner_id, now)
     pos.update(owner_id=owner_id, team_id=team_id)
     rows = (await uow.session.execute(sa.select(tasks).where(
         tasks.c.org_id == pos["org_id"], tasks.c.lead_id == pos["lead_id"], tasks.c.status == "open",
@@ -100,6 +104,11 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         if envelope.subject_version <= pos["routed_version"]:
             return
         pos["routed_version"] = envelope.subject_version
+        if (data.owner_id or data.team_id) and pos["assigned_version"] < envelope.subject_version:
+            # The owner chosen with this routing (no later assignment known yet): the stage's tasks are
+            # created for them; the LeadAssigned that follows then changes nothing (no TaskReassigned).
+            pos.update(owner_id=data.owner_id, team_id=data.team_id,
+                       owner_timezone=data.owner_timezone or pos.get("owner_timezone"))
         if pos["status"] == "nurturing":
             # A nurtured lead routed again (it came back by itself, e.g. a new web form) re-opens now.
             await _require_pipeline(uow, envelope, data.pipeline_id)

@@ -8,10 +8,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.errors import NotFound
+from salesflow_shared.errors import Forbidden, NotFound
+from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import pipelines, positions, stage_history, stages, tasks
+from ..adapters.orm import lead_past_owners, pipelines, positions, stage_history, stages, tasks
 from .engine import aware
 
 
@@ -30,16 +31,23 @@ def task_json(row: Any, now: datetime) -> dict[str, Any]:
             "completed_by": row.completed_by, "skip_reason": row.skip_reason}
 
 
-def visible_to(principal: Principal, pos: Any) -> bool:
-    """Admins and managers see the whole org; a rep sees the leads it owns."""
-    return principal.sees_whole_org or pos.owner_id == principal.user_id
+def readable_by(principal: Principal) -> Any:
+    """Admins and managers see the whole org; a rep the leads it owns or owned before (docs/access.md)."""
+    if principal.sees_whole_org:
+        return sa.true()
+    return owned_or_owned_before(lead_past_owners, principal, positions.c.lead_id, positions.c.owner_id)
 
 
-async def load_visible_position(uow: UnitOfWork, principal: Principal, lead_id: str) -> Any:
+async def load_visible_position(uow: UnitOfWork, principal: Principal, lead_id: str, *,
+                                to_change: bool = False) -> Any:
+    """404 for other orgs' leads and leads the rep never owned; with `to_change`, 403 for a lead the rep
+    owned before (read-only for it)."""
     pos = (await uow.session.execute(sa.select(positions).where(
-        positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id))).first()
-    if pos is None or pos.status == "erased" or not visible_to(principal, pos):
+        positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, readable_by(principal)))).first()
+    if pos is None or pos.status == "erased":
         raise NotFound(f"no position for lead {lead_id}")
+    if to_change and not principal.sees_whole_org and pos.owner_id != principal.user_id:
+        raise Forbidden(f"lead {lead_id} is read-only for you: you no longer own it")
     return pos
 
 

@@ -104,3 +104,40 @@ async def test_disqualified_lead_leaves_its_pipeline_and_erased_lead_is_scrubbed
     async with pipe.context.database.session() as session:
         assert (await session.execute(sa.select(positions.c.lead).where(positions.c.lead_id == other))).scalar_one() \
             == {"lead_id": other}
+
+
+async def test_the_closer_keeps_read_only_access_to_the_deal_handed_over_to_account_management(pipe):
+    pipeline = await pipe.instantiate("outbound-cold-calling")
+    lead = await route_lead(pipe, pipeline["id"], owner="closer-1")
+    closer = pipe.headers("rep", "closer-1")
+    url = f"/v1/positions/{lead}"
+    won = await pipe.client.post(f"{url}/won", json={"value": "9000", "currency": "EUR"}, headers=closer)
+    assert won.status_code == 200
+    # the routing rule "won → account management" hands the customer over
+    await pipe.dispatch(pipe.envelope(assigned(lead, "am-1"), lead))
+    got = await pipe.client.get(url, headers=closer)
+    assert got.status_code == 200
+    assert got.json()["status"] == "won" and got.json()["owner_id"] == "am-1"
+    assert got.json()["outcome"]["won_value"] == "9000.00"
+    board = (await pipe.client.get("/v1/positions", headers=closer)).json()["items"]
+    assert [p["lead_id"] for p in board] == [lead]
+    # read-only for the closer; the account manager owns it now; other reps see nothing
+    moved = await pipe.client.post(f"{url}/lost", json={"reason": "no budget"}, headers=closer)
+    assert moved.status_code == 403
+    assert (await pipe.client.get(url, headers=pipe.headers("rep", "am-1"))).status_code == 200
+    assert (await pipe.client.get(url, headers=pipe.headers("rep", "rep-7"))).status_code == 404
+    assert (await pipe.client.get("/v1/positions", headers=pipe.headers("rep", "rep-7"))).json()["items"] == []
+
+
+async def test_a_previous_owner_reads_the_tasks_that_followed_the_lead_and_changes_none(pipe):
+    pipeline = await pipe.instantiate("outbound-cold-calling")
+    lead = await route_lead(pipe, pipeline["id"], owner="rep-1")
+    await pipe.dispatch(pipe.envelope(assigned(lead, "rep-2"), lead))
+    [task, *_] = (await pipe.position(lead))["open_tasks"]
+    assert task["assignee_id"] == "rep-2"  # the owner's tasks followed the lead
+    before = pipe.headers("rep", "rep-1")
+    assert (await pipe.client.get(f"/v1/tasks/{task['id']}", headers=before)).status_code == 200
+    assert (await pipe.client.post(f"/v1/tasks/{task['id']}/complete", headers=before)).status_code == 403
+    assert (await pipe.client.get(f"/v1/tasks/{task['id']}", headers=pipe.headers("rep", "rep-7"))).status_code == 404
+    assert (await pipe.client.post(f"/v1/tasks/{task['id']}/complete",
+                                   headers=pipe.headers("rep", "rep-2"))).status_code == 200

@@ -26,6 +26,28 @@ async def tasks_of(pipe, sub, role="rep", **params):
     return resp.json()["items"]
 
 
+async def test_a_routing_that_names_the_owner_creates_the_tasks_for_them_and_its_assignment_reassigns_nothing(pipe):
+    pipeline = await pipe.create_pipeline(TASKS_PIPELINE)
+    lead = new_lead()
+    # assignment-service routes and assigns in one decision: LeadRouted (version 1) names the owner, LeadAssigned
+    # (version 2) follows
+    with_owner = routed(lead, pipeline["id"]).model_copy(update={"owner_id": "rep-1", "owner_timezone": "Europe/Paris"})
+    await pipe.dispatch(pipe.envelope(with_owner, lead, version=1))
+    created = {e["data"]["title"]: e["data"]["assignee_id"] for e in await pipe.outbox("TaskCreated")}
+    assert created == {"Call": "rep-1", "Note": "rep-1", "Legal review": "rep-9", "Team check": None}
+    await pipe.dispatch(pipe.envelope(assigned(lead, "rep-1"), lead, version=2))
+    assert await pipe.outbox("TaskReassigned") == []
+    assert [t["title"] for t in await tasks_of(pipe, "rep-1")] == ["Note", "Call"]
+
+    # delivered the other way round, a newer assignment wins over the owner the routing named
+    other = new_lead()
+    await pipe.dispatch(pipe.envelope(assigned(other, "rep-2"), other, version=3))
+    late = routed(other, pipeline["id"]).model_copy(update={"owner_id": "rep-1"})
+    await pipe.dispatch(pipe.envelope(late, other, version=1))
+    assert sorted(t["title"] for t in await tasks_of(pipe, "rep-2")) == ["Call", "Note"]
+    assert await pipe.outbox("TaskReassigned") == []
+
+
 async def test_tasks_follow_the_owner_list_overdue_first_and_completing_required_ones_advances(pipe):
     pipeline = await pipe.create_pipeline(TASKS_PIPELINE)
     lead = new_lead()
@@ -44,8 +66,12 @@ async def test_tasks_follow_the_owner_list_overdue_first_and_completing_required
     mine = await tasks_of(pipe, "rep-2")
     assert [(t["title"], t["overdue"]) for t in mine] == [("Note", True), ("Call", False)]
     call = mine[1]
-    # Another rep cannot see or complete it; another org cannot either.
-    assert (await pipe.client.get(f"/v1/tasks/{call['id']}", headers=pipe.headers("rep", "rep-1"))).status_code == 404
+    # Another rep cannot see or complete it; another org cannot either. The previous owner (rep-1) reads it
+    # and cannot complete it.
+    assert (await pipe.client.get(f"/v1/tasks/{call['id']}", headers=pipe.headers("rep", "rep-7"))).status_code == 404
+    assert (await pipe.client.get(f"/v1/tasks/{call['id']}", headers=pipe.headers("rep", "rep-1"))).status_code == 200
+    assert (await pipe.client.post(f"/v1/tasks/{call['id']}/complete",
+                                   headers=pipe.headers("rep", "rep-1"))).status_code == 403
     assert (await pipe.client.post(f"/v1/tasks/{call['id']}/complete",
                                    headers=pipe.headers(org="org-b"))).status_code == 404
 

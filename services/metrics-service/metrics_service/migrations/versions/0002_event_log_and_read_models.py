@@ -32,8 +32,11 @@ LATER = {"event_log": ("projected", "ix_event_log_unprojected"),
                         "team_id", "lead_pipeline_id", "cohort_ts", "tasks_done", "ix_m_timeline_team_stays",
                         "ix_m_timeline_cohort_stays", "ix_m_timeline_exits"),
          "m_leads": ("open_task_due_ts", "open_task_overdue", "ix_m_leads_created_cover", "ix_m_leads_entered_cover",
-                     "ix_m_leads_closed_cover", "ix_m_leads_open_stage", "ix_m_leads_open_cover"),
-         "m_rep_daily": ("ix_m_rep_daily_day",)}
+                     "ix_m_leads_closed_cover", "ix_m_leads_open_stage", "ix_m_leads_open_cover",
+                     "credit_owner_id", "credit_team_id", "credit_territory_id", "first_owner_id", "first_team_id",
+                     "first_territory_id"),
+         "m_rep_daily": ("ix_m_rep_daily_day",),
+         "m_tasks": ("created_ts",)}
 
 
 def _copy(table: sa.Table, target: sa.MetaData, later: tuple[str, ...]) -> sa.Table:

@@ -40,11 +40,8 @@ def upgrade() -> None:
                     sa.Column("stays", sa.Integer, nullable=False),
                     sa.Column("dropped_leads", sa.Integer, nullable=False), _durations(),
                     sa.PrimaryKeyConstraint(*KEYS, "stage_id"))
-    if op.get_bind().dialect.name == "postgresql":
-        from metrics_service.service_layer.rollups import SORTED_ARRAY, fill_durations_sql
-
-        for statement in fill_durations_sql("", SORTED_ARRAY):  # float8[] until revision 0013
-            op.execute(statement)
+    # Filled by revision 0014, which replays the event log into the read models and rollups (the GROUP BY
+    # this revision ran reads columns added since).
 
 
 def downgrade() -> None:

@@ -31,11 +31,8 @@ def upgrade() -> None:
                     sa.PrimaryKeyConstraint(*KEYS))
     op.create_table("m_reach_months", *_keys(), sa.Column("max_position", sa.Integer, nullable=False),
                     sa.Column("leads", sa.Integer, nullable=False), sa.PrimaryKeyConstraint(*KEYS, "max_position"))
-    if op.get_bind().dialect.name == "postgresql":
-        from metrics_service.service_layer.rollups import SORTED_ARRAY, fill_lead_sql
-
-        for statement in fill_lead_sql("", SORTED_ARRAY):  # float8[] until revision 0013
-            op.execute(statement)
+    # Filled by revision 0014, which replays the event log into the read models and rollups (the GROUP BY
+    # this revision ran reads columns added since).
 
 
 def downgrade() -> None:

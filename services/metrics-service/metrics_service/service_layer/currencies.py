@@ -1,0 +1,138 @@
+"""The org's reporting currency and dated exchange rates: read for the reports, set by admins (API and CSV).
+
+Each change is published in the same transaction (ReportingCurrencySet, ExchangeRateSet) for the services that
+pay or plan by these figures.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.currency import MESSAGE as NOT_ISO, is_iso_currency
+from salesflow_shared.errors import FieldError, ValidationFailed
+from salesflow_shared.events import ExchangeRateSetV1, ReportingCurrencySetV1, utcnow
+from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters.orm import exchange_rates, org_currency
+from ..domain.exchange import Rate, Rates
+
+DEFAULT_REPORTING_CURRENCY = "USD"  # until an admin sets the org's own
+MAX_RATE = Decimal("1e12")
+CSV_COLUMNS = ("base_currency", "quote_currency", "rate", "valid_from")
+MAX_CSV_ROWS = 20_000
+
+
+@dataclass
+class Setup:
+    currency: str
+    rates: Rates
+
+
+async def setup(session: AsyncSession, org_id: str) -> Setup:
+    """The org's reporting currency and all its rates (a few hundred rows at most)."""
+    currency = (await session.execute(sa.select(org_currency.c.currency).where(
+        org_currency.c.org_id == org_id))).scalar_one_or_none()
+    r = exchange_rates.c
+    rows = await session.execute(sa.select(r.base_currency, r.quote_currency, r.valid_from, r.rate).where(
+        r.org_id == org_id))
+    return Setup(currency or DEFAULT_REPORTING_CURRENCY,
+                 Rates(Rate(b, q, d, Decimal(v)) for b, q, d, v in rows))
+
+
+async def set_reporting_currency(uow: UnitOfWork, org_id: str, currency: str) -> dict[str, Any]:
+    current = (await uow.session.execute(sa.select(org_currency).where(org_currency.c.org_id == org_id))).first()
+    if current is not None and current.currency == currency:
+        return {"currency": currency, "version": current.version}
+    version = 1 if current is None else current.version + 1
+    insert = dialect_insert(uow.session)(org_currency).values(org_id=org_id, currency=currency, version=version,
+                                                              updated_at=utcnow())
+    await uow.session.execute(insert.on_conflict_do_update(index_elements=["org_id"], set_={
+        "currency": currency, "version": version, "updated_at": utcnow()}))
+    uow.publish(ReportingCurrencySetV1(currency=currency), org_id=org_id, subject_id=org_id, subject_version=version)
+    return {"currency": currency, "version": version}
+
+
+def rate_out(rate: Rate) -> dict[str, Any]:
+    return {"base_currency": rate.base, "quote_currency": rate.quote, "rate": str(rate.rate),
+            "valid_from": rate.valid_from.isoformat()}
+
+
+async def set_rates(uow: UnitOfWork, org_id: str, rates: list[Rate]) -> list[dict[str, Any]]:
+    """Insert or replace each (pair, valid_from); publishes ExchangeRateSet for each rate that changed."""
+    r = exchange_rates.c
+    changed = []
+    for rate in rates:
+        current = (await uow.session.execute(sa.select(r.rate).where(
+            r.org_id == org_id, r.base_currency == rate.base, r.quote_currency == rate.quote,
+            r.valid_from == rate.valid_from))).scalar_one_or_none()
+        if current is not None and Decimal(current) == rate.rate:
+            continue
+        insert = dialect_insert(uow.session)(exchange_rates).values(
+            org_id=org_id, base_currency=rate.base, quote_currency=rate.quote, valid_from=rate.valid_from,
+            rate=rate.rate, updated_at=utcnow())
+        await uow.session.execute(insert.on_conflict_do_update(
+            index_elements=["org_id", "base_currency", "quote_currency", "valid_from"],
+            set_={"rate": rate.rate, "updated_at": utcnow()}))
+        uow.publish(ExchangeRateSetV1(base_currency=rate.base, quote_currency=rate.quote, rate=rate.rate,
+                                      valid_from=rate.valid_from), org_id=org_id,
+                    subject_id=f"{rate.base}/{rate.quote}/{rate.valid_from.isoformat()}")
+        changed.append(rate_out(rate))
+    return changed
+
+
+def check_rate(base: str, quote: str, rate: Decimal, field: str = "") -> list[FieldError]:
+    errors = []
+    for name, code in (("base_currency", base), ("quote_currency", quote)):
+        if not is_iso_currency(code):
+            errors.append(FieldError(f"{field}{name}", NOT_ISO))
+    if base == quote and not errors:
+        errors.append(FieldError(f"{field}quote_currency", "must differ from base_currency"))
+    if not (Decimal(0) < rate < MAX_RATE):
+        errors.append(FieldError(f"{field}rate", "must be greater than 0 and below 10^12"))
+    return errors
+
+
+def parse_rates_csv(text: str) -> list[Rate]:
+    """The rows of a CSV with the header base_currency,quote_currency,rate,valid_from (any column order);
+    all or nothing: ValidationFailed names each bad row and field (`rows[3].rate`, counting data rows from 1)."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise ValidationFailed.single("file", f"the header must name {', '.join(CSV_COLUMNS)} (missing: "
+                                              f"{', '.join(missing)})")
+    rates, errors = [], []
+    for number, raw in enumerate(reader, start=1):
+        if number > MAX_CSV_ROWS:
+            raise ValidationFailed.single("file", f"at most {MAX_CSV_ROWS} rows per upload")
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        where = f"rows[{number}]."
+        base, quote = row["base_currency"].upper(), row["quote_currency"].upper()
+        try:
+            rate = Decimal(row["rate"])
+            if not rate.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            errors.append(FieldError(f"{where}rate", "must be a decimal number such as 1.0825"))
+            rate = Decimal(1)
+        try:
+            valid_from = date.fromisoformat(row["valid_from"])
+        except ValueError:
+            errors.append(FieldError(f"{where}valid_from", "must be a date such as 2026-01-31"))
+            valid_from = date.min
+        row_errors = check_rate(base, quote, rate, where)
+        errors += row_errors
+        rates.append(Rate(base, quote, valid_from, rate))
+    if errors:
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors[:20]), errors=errors)
+    if not rates:
+        raise ValidationFailed.single("file", "no rates in the file")
+    return rates

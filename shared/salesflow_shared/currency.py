@@ -1,0 +1,40 @@
+"""ISO 4217 currency codes, checked against the real list (pycountry's copy of the ISO 4217 data).
+
+Every service that takes a currency from outside (a lead's value, a quota, an exchange rate, an org's
+reporting currency) checks it here, so "EUR" passes and "XYZ" or "EURO" is refused with the same message.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+import pycountry
+from pydantic import AfterValidator, BeforeValidator
+
+MESSAGE = "must be an ISO 4217 currency code such as 'EUR'"
+
+
+@lru_cache(maxsize=1)
+def iso_currencies() -> frozenset[str]:
+    """The alphabetic codes of ISO 4217's list of currencies."""
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+def is_iso_currency(code: str | None) -> bool:
+    return isinstance(code, str) and code in iso_currencies()
+
+
+def iso_currency(value: str) -> str:
+    """The code in capitals; ValueError (the field's message) when it is not on the ISO 4217 list."""
+    code = value.strip().upper() if isinstance(value, str) else value
+    if not is_iso_currency(code):
+        raise ValueError(MESSAGE)
+    return code  # type: ignore[return-value]
+
+
+def _text(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# A pydantic field type: `currency: CurrencyCode` (capitalised, then checked against the list).
+CurrencyCode = Annotated[str, BeforeValidator(_text), AfterValidator(iso_currency)]
