@@ -73,7 +73,7 @@ class TokenVerifier:
         sub, org, role = claims.get("sub"), claims.get("org"), claims.get("role")
         if not isinstance(sub, str) or not sub.strip():
             raise Unauthorized("token has no 'sub' claim")
-        if not isinstance(org, str) or not org:
+        if not isinstance(org, str) or not org.strip():
             raise Unauthorized("token has no 'org' claim")
         if role not in ROLES:
             raise Unauthorized("token has no valid 'role' claim")

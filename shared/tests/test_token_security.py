@@ -162,3 +162,4 @@ async def test_tokens_over_8_kib_and_tokens_without_a_subject_are_refused():
     assert await status_of(settings, big) == 401
     assert await status_of(settings, jwt.encode(claims(sub=""), REAL_SECRET, algorithm="HS256")) == 401
     assert await status_of(settings, jwt.encode(claims(sub="  "), REAL_SECRET, algorithm="HS256")) == 401
+    assert await status_of(settings, jwt.encode(claims(org=" "), REAL_SECRET, algorithm="HS256")) == 401

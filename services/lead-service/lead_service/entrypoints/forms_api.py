@@ -175,13 +175,21 @@ async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: Contex
 
 
 @router.post("/{form_id}/rotate-secret", summary="A new signing secret (the old one stops working)")
-async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> JSONResponse:
+async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
+                        idem: IdempotencyDep) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
+    # A retry with the same key gets the secret the first request made, not a third one.
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope=f"forms.rotate:{form_id}", payload={})
+    if replay is not None:
+        return replay
     await uow.session.execute(sa.update(forms).where(forms.c.id == form_id).values(
         signing_secret=new_signing_secret(), version=form.version + 1, updated_at=now()))
+    rotated = await _own_form(uow, form_id, principal.org_id)
+    response = await idem.complete(uow.session, status_code=200, body=rotated.as_dict(),
+                                   headers={"ETag": f'"{rotated.version}"'})
     await uow.commit()
     context.extras["form_cache"].invalidate(form_id)
-    return _form_response(await _own_form(uow, form_id, principal.org_id))
+    return response
 
 
 # ------------------------------------------------------------------------------------------- intake

@@ -53,3 +53,17 @@ async def test_another_rep_sending_the_same_key_and_body_does_not_get_the_first_
     assert "idempotent-replayed" not in second.headers
     again = await c.post("/v1/leads", json=body, headers=rep(sub="rep-a", **{"Idempotency-Key": "k-7"}))
     assert again.headers["idempotent-replayed"] == "true" and again.json()["id"] == first.json()["id"]
+
+
+async def test_a_retried_secret_rotation_returns_the_secret_it_made_not_a_third_one(lead_app):
+    c = lead_app.client
+    form = (await c.post("/v1/forms", json={"name": "F", "mapping": {"email": "contact.email"}},
+                         headers=admin())).json()
+    url = f"/v1/forms/{form['id']}/rotate-secret"
+    first = await c.post(url, headers=admin(**{"Idempotency-Key": "rot-1"}))
+    retry = await c.post(url, headers=admin(**{"Idempotency-Key": "rot-1"}))
+    assert first.status_code == retry.status_code == 200
+    assert first.json()["signing_secret"] != form["signing_secret"]
+    assert retry.json()["signing_secret"] == first.json()["signing_secret"]
+    current = (await c.get(f"/v1/forms/{form['id']}", headers=admin())).json()
+    assert current["signing_secret"] == first.json()["signing_secret"] and current["version"] == 2
