@@ -209,7 +209,7 @@ class EnrichmentRetryIn(BaseModel):
     failed_to: datetime | None = Field(None, description="last attempt failed before")
     created_from: datetime | None = None
     created_to: datetime | None = None
-    lead_ids: list[str] | None = Field(None, max_length=1000)
+    lead_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] | None = Field(None, max_length=1000)
 
 
 @router.post("/enrichment/retry", summary="Run enrichment again for leads whose enrichment failed (admin)")

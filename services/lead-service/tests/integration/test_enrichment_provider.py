@@ -131,7 +131,9 @@ async def test_a_600_kb_answer_is_refused_counted_and_rerun_by_an_admin_after_th
             assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "failed_from"
             assert (await c.post("/v1/leads/enrichment/retry", json={"failed_to": "2000-01-01T00:00:00Z"},
                                  headers=admin())).json() == {"queued": 0}
-            assert (await c.post("/v1/leads/enrichment/retry", json=retry, headers=admin())).json() == {"queued": 1}
+            too_long = await c.post("/v1/leads/enrichment/retry", json={"lead_ids": ["x" * 37]}, headers=admin())
+            assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"].startswith("lead_ids")
+            assert (await c.post("/v1/leads/enrichment/retry", headers=admin())).json() == {"queued": 1}  # all failed
             await enrich_due(app.context, client)
             got = await _lead(c, lead["id"])
             assert got["enrichment_status"] == "done" and got["company"]["industry"] == "Aerospace"
