@@ -123,7 +123,7 @@ m_leads = sa.Table(
              postgresql_include=["pipeline_id", "max_position", "first_owner_id", "first_team_id"]),
     sa.Index("ix_m_leads_closed_cover", "org_id", "closed_ts", postgresql_include=[
         "outcome", "won_value", "value", "won_currency", "currency", "created_ts", "ask_entered_ts", "credit_owner_id",
-        "credit_team_id", "pipeline_id"]),
+        "credit_team_id", "pipeline_id", "owner_id"]),
     # open leads by team and current stage, oldest entry first: the stalled-deals lookup per team and stage
     sa.Index("ix_m_leads_open_stage", "org_id", "team_id", "pipeline_id", "current_stage_id",
              "current_stage_entered_ts", postgresql_include=["lead_id", "owner_id"],

@@ -46,17 +46,18 @@ class Rates:
         i = bisect_right(days, day)
         return self._rates[pair][i - 1] if i else None
 
-    def factor(self, source: str, target: str, day: date) -> Decimal | None:
-        """What one unit of `source` is worth in `target` on `day`; None when no rate says."""
+    def convert(self, amount: Decimal, source: str, target: str, day: date) -> Decimal | None:
+        """`amount` of `source` in `target` on `day` (times the pair's rate, or divided by the inverse pair's,
+        so a rate and its inverse give back the same amount); None when no rate says."""
         if source == target:
-            return Decimal(1)
+            return amount
         if not source:
             return None
         direct = self._in_force((source, target), day)
         if direct is not None:
-            return direct
+            return amount * direct
         inverse = self._in_force((target, source), day)
-        return None if not inverse else Decimal(1) / inverse
+        return None if not inverse else amount / inverse
 
 
 def day_of(day_number: int) -> date:
@@ -79,11 +80,11 @@ class Converted:
         self.by_currency[code] = self.by_currency.get(code, Decimal(0)) + value
         if not value:
             return
-        factor = rates.factor(code, self.currency, day)
-        if factor is None:
+        converted = rates.convert(value, code, self.currency, day)
+        if converted is None:
             self.unconverted[code] = self.unconverted.get(code, Decimal(0)) + value
         else:
-            self.amount += value * factor
+            self.amount += converted
 
     def merge(self, other: Converted) -> None:
         self.amount += other.amount

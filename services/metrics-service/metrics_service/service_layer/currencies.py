@@ -36,8 +36,18 @@ class Setup:
     rates: Rates
 
 
+SETUP_CACHE = "currency_setup"  # per session (one request or one worker transaction): read once
+
+
 async def setup(session: AsyncSession, org_id: str) -> Setup:
     """The org's reporting currency and all its rates (a few hundred rows at most)."""
+    cached = session.info.setdefault(SETUP_CACHE, {})
+    if org_id not in cached:
+        cached[org_id] = await _read_setup(session, org_id)
+    return cached[org_id]  # type: ignore[no-any-return]
+
+
+async def _read_setup(session: AsyncSession, org_id: str) -> Setup:
     currency = (await session.execute(sa.select(org_currency.c.currency).where(
         org_currency.c.org_id == org_id))).scalar_one_or_none()
     r = exchange_rates.c
@@ -48,6 +58,7 @@ async def setup(session: AsyncSession, org_id: str) -> Setup:
 
 
 async def set_reporting_currency(uow: UnitOfWork, org_id: str, currency: str) -> dict[str, Any]:
+    uow.session.info.pop(SETUP_CACHE, None)
     current = (await uow.session.execute(sa.select(org_currency).where(org_currency.c.org_id == org_id))).first()
     if current is not None and current.currency == currency:
         return {"currency": currency, "version": current.version}
@@ -67,6 +78,7 @@ def rate_out(rate: Rate) -> dict[str, Any]:
 
 async def set_rates(uow: UnitOfWork, org_id: str, rates: list[Rate]) -> list[dict[str, Any]]:
     """Insert or replace each (pair, valid_from); publishes ExchangeRateSet for each rate that changed."""
+    uow.session.info.pop(SETUP_CACHE, None)
     r = exchange_rates.c
     changed = []
     for rate in rates:

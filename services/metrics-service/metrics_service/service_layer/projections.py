@@ -192,7 +192,8 @@ def _collect(b: Batch, e: Envelope, data: EventData) -> None:
             winner["is_created"] = creator is not None
             winner["created_ts"] = (creator["created_ts"] if creator is not None
                                     else winner["created_ts"] or previous["created_ts"] or row["created_ts"])
-        b.recompute.add(key)  # the owner at creation depends on the creation time
+        b.recompute.add(key)  # the owner at creation depends on the creation time, and so does
+        b.first_activity.add(key)  # the first human touch by that owner
         if created:
             b.count(org, lead.owner_id, occurred, records_entered=1)
         elif isinstance(data, ev.LeadUpdatedV1) and data.cause in (None, "edit"):

@@ -1053,9 +1053,38 @@ async def _trailing_p75(session: AsyncSession, f: Filters, key: tuple[str, str, 
     return len(values), formulas.nearest_rank(values, 75, presorted=True)
 
 
-async def stalled_thresholds(session: AsyncSession, f: Filters, waiting: set[tuple[str, str, str]]
+async def _waiting_without_baseline(session: AsyncSession, f: Filters, lead_filters: str,
+                                    period: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """The (team, pipeline, stage) where open leads with an owner wait and the period gives no baseline: on
+    PostgreSQL probed per candidate (every team of the org's reps or of the period's stays, and no team, times
+    every stage) with one index lookup each, instead of reading every open lead."""
+    f.params["org"] = f.org_id
+    if _dialect(session) != "postgresql":
+        return {(r["team"], r["pipeline_id"], r["stage_id"]) for r in await _rows(session, f"""
+SELECT DISTINCT COALESCE(l.team_id, '') AS team, l.pipeline_id, l.current_stage_id AS stage_id FROM m_leads l
+WHERE l.org_id = :org AND l.outcome = 'open' AND l.current_stage_id IS NOT NULL AND l.owner_id IS NOT NULL
+{lead_filters}""", f.params)} - period
+    teams = {r["team_id"] or "" for r in await _rows(session, "SELECT DISTINCT team_id FROM m_reps WHERE org_id = :org",
+                                                       f.params)} | {k[0] for k in period} | {""}
+    stages = [(r["pipeline_id"], r["stage_id"]) for r in await _rows(
+        session, "SELECT pipeline_id, stage_id FROM m_stages WHERE org_id = :org", f.params)]
+    candidates = sorted((t, p, st) for t in teams for p, st in stages if (t, p, st) not in period)
+    if not candidates:
+        return set()
+    open_leads = ("SELECT 1 FROM m_leads l WHERE l.org_id = :org AND l.outcome = 'open' AND l.pipeline_id = k.p "
+                  f"AND l.current_stage_id = k.s AND l.owner_id IS NOT NULL{lead_filters}")
+    params = {**f.params, "k_team": [c[0] for c in candidates], "k_p": [c[1] for c in candidates],
+              "k_s": [c[2] for c in candidates]}
+    return {(r["team"], r["p"], r["s"]) for r in await _rows(session, f"""
+SELECT k.team, k.p, k.s FROM unnest(CAST(:k_team AS TEXT[]), CAST(:k_p AS TEXT[]), CAST(:k_s AS TEXT[])) AS k(team, p, s)
+WHERE CASE WHEN k.team = '' THEN EXISTS ({open_leads} AND l.team_id IS NULL)
+           ELSE EXISTS ({open_leads} AND l.team_id = k.team) END""", params)}
+
+
+async def stalled_thresholds(session: AsyncSession, f: Filters, lead_filters: str
                              ) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(team, pipeline, stage) → {p75, baseline, baseline_stays} for the team-stages where open leads wait.
+    """(team, pipeline, stage) → {p75, baseline, baseline_stays} for the team-stages where open leads wait
+    (`lead_filters`: the conditions on those leads `l`).
 
     Baseline, the first that has at least MIN_BASELINE_STAYS completed stays: the team's stays entered in
     [from, to) ("team_period"); the team's stays entered in the TRAILING_DAYS before `to` (or now)
@@ -1066,6 +1095,7 @@ async def stalled_thresholds(session: AsyncSession, f: Filters, waiting: set[tup
         key = (r["team"], r["pipeline_id"], r["stage_id"])
         if int(r["n"]) >= MIN_BASELINE_STAYS and r["p75"] is not None:
             out[key] = {"p75": float(r["p75"]), "baseline": "team_period", "baseline_stays": int(r["n"])}
+    waiting = await _waiting_without_baseline(session, f, lead_filters, set(out))
     end_ts = f.to_ts if f.to_ts is not None else to_ts(f.now)
     for key in sorted(waiting - set(out)):
         for whole_org, name in ((False, "team_trailing_year"), (True, "org_trailing_year")):
@@ -1085,11 +1115,7 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> tuple[list[dict[st
     if f.pipeline_id is not None:
         f.params["pipeline"] = f.pipeline_id
     f.params["org"] = f.org_id
-    waiting = {(r["team"], r["pipeline_id"], r["stage_id"]) for r in await _rows(session, f"""
-SELECT DISTINCT COALESCE(l.team_id, '') AS team, l.pipeline_id, l.current_stage_id AS stage_id FROM m_leads l
-WHERE l.org_id = :org AND l.outcome = 'open' AND l.current_stage_id IS NOT NULL AND l.owner_id IS NOT NULL{me}{pipeline}""",
-                                                                                  f.params)}
-    thresholds = await stalled_thresholds(session, f, waiting)
+    thresholds = await stalled_thresholds(session, f, me + pipeline)
     if _dialect(session) == "postgresql":
         keys = sorted(thresholds)
         f.params.update(p_team=[k[0] for k in keys], p_pipeline_id=[k[1] for k in keys],

@@ -106,3 +106,53 @@ def test_percentile_cont_is_postgresqls_interpolation_and_nearest_rank_reads_sor
     assert formulas.percentile_cont([0.0, 10.0], 0.25) == 2.5
     values = [3.0, 3.0, 5.0]
     assert formulas.nearest_rank(values, 75, presorted=True) == formulas.nearest_rank(list(reversed(values)), 75) == 5.0
+
+
+# ------------------------------------------------------------------ credit and currency conversion
+def _assignment(owner: str, at: float, ver: int, trigger: str = "lead_created") -> dict:
+    return {"owner_id": owner, "team_id": f"team-{owner}", "territory_id": None, "at_ts": at, "ver": ver,
+            "tb": f"{at:020.3f}", "trigger": trigger}
+
+
+def test_owner_at_a_moment_is_the_newest_assignment_until_then_and_a_win_never_counts_its_own_hand_over():
+    from metrics_service.domain.timeline import current_owner, owner_at
+
+    history = [_assignment("bob", 100.0, 1), _assignment("alice", 200.0, 2),
+               _assignment("dave", 300.0, 3, trigger="lead_won")]
+    assert owner_at(history, 150.0)[0] == "bob"
+    assert owner_at(history, 50.0)[0] == "bob"  # before any assignment: the first one
+    assert owner_at(history, 300.0)[0] == "dave"
+    assert owner_at(history, 300.0, at_win=True)[0] == "alice"  # the hand-over the win triggered
+    assert current_owner(history)[:2] == ("dave", "team-dave")
+    assert owner_at([], 10.0) == (None, None, None)
+
+
+def test_rates_convert_at_the_rate_in_force_that_day_inverse_pairs_too_and_name_what_has_none():
+    from datetime import date
+    from decimal import Decimal
+
+    from metrics_service.domain.exchange import Converted, Rate, Rates
+
+    rates = Rates([Rate("USD", "EUR", date(2026, 4, 1), Decimal("0.90")),
+                   Rate("USD", "EUR", date(2026, 4, 10), Decimal("0.80"))])
+    assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 4, 9)) == Decimal("90.00")
+    assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 4, 10)) == Decimal("80.00")
+    assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 3, 31)) is None  # before the first rate
+    assert rates.convert(Decimal(90), "EUR", "USD", date(2026, 4, 5)) == 100  # the inverse pair
+    total = Converted("EUR")
+    total.add(rates, "USD", "1000", date(2026, 4, 6))
+    total.add(rates, "GBP", "500", date(2026, 4, 6))
+    total.add(rates, "EUR", "1.25", date(2026, 4, 6))
+    assert (total.amount, total.unconverted) == (Decimal("901.25"), {"GBP": Decimal("500")})
+    assert total.by_currency == {"USD": Decimal("1000"), "GBP": Decimal("500"), "EUR": Decimal("1.25")}
+
+
+def test_iso_4217_is_the_real_list():
+    import pytest
+
+    from salesflow_shared.currency import iso_currency
+
+    assert iso_currency(" eur ") == "EUR"
+    for bad in ("XYZ", "EURO", "E1R", ""):
+        with pytest.raises(ValueError):
+            iso_currency(bad)

@@ -31,7 +31,7 @@ COVERS = {
                                  ["pipeline_id", "max_position", "first_owner_id", "first_team_id"], None),
     "ix_m_leads_closed_cover": (["org_id", "closed_ts"], [
         "outcome", "won_value", "value", "won_currency", "currency", "created_ts", "ask_entered_ts",
-        "credit_owner_id", "credit_team_id", "pipeline_id"], None),
+        "credit_owner_id", "credit_team_id", "pipeline_id", "owner_id"], None),
     "ix_m_leads_open_cover": (["org_id", "expected_close_ts"], [
         "pipeline_entered_ts", "value", "currency", "current_win_probability", "owner_id", "team_id",
         "credit_owner_id", "credit_team_id", "pipeline_id",
