@@ -8,6 +8,7 @@ from salesflow_shared.clock import Clock, SystemClock
 from .config import Settings
 from .entrypoints.routes import router
 from .service_layer.handlers import make_event_handlers
+from .service_layer.statements import recalculation_worker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -25,7 +26,8 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         routers=[router],
         migrations_path=MIGRATIONS,
         event_handlers=make_event_handlers(clock),
-        workers=[],
+        workers=[recalculation_worker(clock, settings.recalculation_interval_s, settings.recalculation_batch_size)]
+        if settings.recalculation_interval_s > 0 else [],
         description="Commission plans as data, statements with every amount explained, payouts.",
         extras=extras,
     )
