@@ -213,13 +213,12 @@ async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: 
     data = await statementing.OrgData.load(uow, principal.org_id)
     people = [body.participant_id] if body.participant_id else sorted(
         set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named)
-    outcomes: dict[str, int] = {}
+    targets = {}
     for participant in people:
         period = data.period_of(participant, on)
-        if period is None:
-            continue
-        outcome = await statementing.recompute(uow, data, participant, period[0], "recalculation", now)
-        outcomes[outcome or "unchanged"] = outcomes.get(outcome or "unchanged", 0) + 1
+        if period is not None:
+            targets[(participant, period[0])] = "recalculation"
+    outcomes = await statementing.recompute_many(uow, data, targets, now)
     await uow.commit()
     return {"on": on.isoformat(), "outcomes": outcomes}
 
