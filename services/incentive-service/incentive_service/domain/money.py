@@ -23,8 +23,8 @@ def cents(amount: Decimal) -> Decimal:
 
 
 def show(amount: Decimal, currency: str | None = None) -> str:
-    """12345.6 -> '12,345.60 EUR' (for explanations)."""
-    text = f"{cents(amount):,.2f}"
+    """12345.6 -> '12,345.60 EUR' (for explanations; rounded half up like the lines)."""
+    text = format(amount.quantize(CENT, rounding=ROUND_HALF_UP), ",f")
     return f"{text} {currency}" if currency else text
 
 

@@ -10,7 +10,6 @@ change) lands as correction lines on the participant's first open statement afte
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 import structlog
 
@@ -102,26 +102,23 @@ async def statement_input(uow: UnitOfWork, data: OrgData, participant_id: str, s
     if credits is None:
         closer = None if participant_id in data.named else participant_id
         credits = await credits_in_period(uow, data, start, end, closer, extra_wins)
-    previous = await _previous_statement(uow, data.org_id, participant_id, start)
+    # The participant's earlier statements (newest version each): the draw balance carried in, and the locked
+    # periods whose corrections land here.
+    history = [s for s in await repo.participant_statements(uow.session, data.org_id, participant_id)
+               if s.period_start < start]
+    previous = next((s for s in history if s.period_end == start), None)
     balance = Decimal(previous.summary.get("draw_balance_after") or 0) if previous is not None else Decimal(0)
     return StatementInput(
         participant_id, start, end, period_plan, credits.get(participant_id, []), rates=data.rates,
         quota=await repo.load_quota(uow.session, data.org_id, participant_id, start, end),
         draw_balance_before=balance,
         adjustments=await repo.load_adjustments(uow.session, data.org_id, participant_id, start),
-        corrections=await _corrections(uow, data, participant_id, start) if with_corrections else ())
+        corrections=await _corrections(uow, data, participant_id, history) if with_corrections else ())
 
 
-async def _previous_statement(uow: UnitOfWork, org_id: str, participant_id: str, start: date) -> Any:
-    return (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == org_id, statements.c.participant_id == participant_id,
-        statements.c.period_end == start).order_by(statements.c.version.desc()).limit(1))).first()
-
-
-async def _corrections(uow: UnitOfWork, data: OrgData, participant_id: str, start: date) -> list[Line]:
-    """Corrections of the locked periods for which this (open) period is the first open one after them."""
-    history = [s for s in await repo.participant_statements(uow.session, data.org_id, participant_id)
-               if s.period_start < start]
+async def _corrections(uow: UnitOfWork, data: OrgData, participant_id: str, history: list[Any]) -> list[Line]:
+    """Corrections of the locked periods (in `history`, the earlier statements) for which this (open) period is
+    the first open one after them."""
     out: list[Line] = []
     for i, locked in enumerate(history):
         if locked.status not in CLOSED or any(s.status not in CLOSED for s in history[i + 1:]):
@@ -140,9 +137,8 @@ async def _corrections(uow: UnitOfWork, data: OrgData, participant_id: str, star
 
 
 def _fingerprint(result: Statement, payout: tuple[str, Decimal]) -> str:
-    body = [[l.kind, l.key, str(l.amount), l.description, list(l.steps), l.rule] for l in result.lines]
-    return hashlib.sha256(json.dumps([body, result.summary(), payout[0], str(payout[1])], default=str)
-                          .encode()).hexdigest()
+    """Of everything stored: an unchanged recomputation writes nothing (repr of plain tuples: fast and exact)."""
+    return hashlib.sha256(repr((result.lines, sorted(result.summary().items()), payout)).encode()).hexdigest()
 
 
 def _payout(data: OrgData, participant_id: str, result: Statement, end: date) -> tuple[str, Decimal, str | None]:
@@ -178,7 +174,7 @@ async def _write_lines(uow: UnitOfWork, org_id: str, statement_id: str, lines: l
         connection = await (await uow.session.connection()).get_raw_connection()
         await connection.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
             "statement_lines", columns=LINE_COLUMNS,
-            records=[(*row[:12], json.dumps(row[12]), *row[13:]) for row in rows])
+            records=[(*row[:12], orjson.dumps(row[12]).decode(), *row[13:]) for row in rows])
         return
     await uow.session.execute(sa.insert(statement_lines), [dict(zip(LINE_COLUMNS, row)) for row in rows])
 
