@@ -8,6 +8,7 @@ goes through the org's reporting currency — the model metrics-service's report
 from __future__ import annotations
 
 import bisect
+from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -28,6 +29,7 @@ def show(amount: Decimal, currency: str | None = None) -> str:
     return f"{text} {currency}" if currency else text
 
 
+@lru_cache(maxsize=4096)  # rates, shares and attainments repeat on every line of a statement
 def pct(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP).normalize():f}%"
 

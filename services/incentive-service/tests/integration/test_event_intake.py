@@ -87,3 +87,12 @@ async def test_a_win_known_before_its_owner_credits_the_owner_learnt_afterwards(
     await incentives.dispatch(incentives.envelope(LeadAssignedV1(lead_id=lead, owner_id="bob", reason="later"), lead))
     rows = await incentives.rows(deal_outcomes, deal_outcomes.c.lead_id == lead)
     assert [(r["owner_id"], r["team_id"]) for r in rows] == [("ann", "t1")]  # the closer, once known, stays
+
+
+async def test_ids_longer_than_stored_are_refused_naming_them(incentives: Incentives):
+    resp = await incentives.client.put(f"/v1/payees/{'x' * 101}", json={"currency": "EUR"},
+                                       headers=incentives.headers())
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "participant_id"
+    far = await incentives.client.post("/v1/statements/what-if", headers=incentives.headers(role="rep", sub="ann"),
+                                       json={"value": "10", "currency": "EUR", "won_at": "9999-12-31T10:00:00Z"})
+    assert far.status_code == 422 and far.json()["errors"][0]["field"] == "won_at"
