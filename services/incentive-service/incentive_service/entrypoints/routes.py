@@ -108,7 +108,7 @@ async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: Man
         values["team_ids"] = body.team_ids
     insert = dialect_insert(uow.session)
     await uow.session.execute(insert(payees).values(
-        org_id=principal.org_id, participant_id=participant_id, team_ids=body.team_ids or [], **values,
+        {"team_ids": [], **values, "org_id": principal.org_id, "participant_id": participant_id},
     ).on_conflict_do_update(index_elements=["org_id", "participant_id"], set_=values))
     row = (await uow.session.execute(sa.select(payees).where(
         payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id))).one()
@@ -156,7 +156,7 @@ async def plan_versions(plan_id: str, principal: CurrentPrincipal, uow: UowDep) 
 
 
 @router.get("/plans/{plan_id}/versions/{version}", summary="One version of a plan")
-async def plan_version(plan_id: str, version: int, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+async def plan_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     return await planning.get_plan(uow, principal.org_id, plan_id, version)
 
 
