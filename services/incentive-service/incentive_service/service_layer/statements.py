@@ -297,32 +297,38 @@ async def targets_for_lead(uow: UnitOfWork, data: OrgData, lead_id: str, today: 
 
 
 async def targets_for_participant(data: OrgData, participant_id: str, since: date, today: date) -> set[tuple[str, date]]:
-    found = set()
-    day = since
-    while day <= today:
+    """The participant's periods from the one containing `since` to the current one (a plan created or changed
+    for past dates computes the statements of those periods too)."""
+    if not data.plans:
+        return set()
+    day = max(since, min(v.plan.effective_from for v in data.plans))
+    found: set[tuple[str, date]] = set()
+    for _ in range(400):  # at most ~33 years of months, however old `since` is
+        if day > today:
+            break
         period = data.period_of(participant_id, day)
-        if period is None:
-            day += timedelta(days=1)
-            continue
-        found.add((participant_id, period[0]))
-        day = period[1]
-    period = data.period_of(participant_id, since)
-    if period is not None:
+        if period is not None:
+            found.add((participant_id, period[0]))
+            day = period[1]
+        else:
+            later = [v.plan.effective_from for v in data.plans if v.plan.effective_from > day]
+            if not later:
+                break
+            day = min(later)
+    if not found and since > today and (period := data.period_of(participant_id, since)) is not None:
         found.add((participant_id, period[0]))
     return found
 
 
 async def targets_for_org(uow: UnitOfWork, data: OrgData, since: date, today: date) -> set[tuple[str, date]]:
-    """Every open statement from `since` on, and the current period of everyone a plan covers."""
+    """Every open statement from `since` on, and every period from `since` to now of everyone a plan covers."""
     rows = (await uow.session.execute(sa.select(statements.c.participant_id, statements.c.period_start).where(
         statements.c.org_id == data.org_id, statements.c.status.in_(OPEN),
         statements.c.period_end > since))).all()
     found = {(r.participant_id, r.period_start) for r in rows}
     people = set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named
     for participant in people:
-        period = data.period_of(participant, today)
-        if period is not None:
-            found.add((participant, period[0]))
+        found |= await targets_for_participant(data, participant, since, today)
     return found
 
 

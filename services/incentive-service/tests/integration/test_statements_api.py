@@ -184,3 +184,16 @@ async def test_a_statement_of_many_lines_is_stored_whole_with_its_explanations(i
         f"/v1/statements/{ann['statement_id']}/lines/{ann['lines'][31]['line_id']}/explain",
         headers=incentives.headers())).json()
     assert last["lead_id"] == "many-29" and last["steps"][-1] == "commission = 96.00 EUR"
+
+
+async def test_a_plan_defined_after_the_fact_computes_the_past_periods_statements(incentives: Incentives):
+    await win_deal(incentives, "old-1", "ann", "20000", datetime(2026, 11, 5, tzinfo=UTC))
+    await recalculate(incentives)
+    assert (await incentives.client.get("/v1/statements", headers=incentives.headers())).json()["items"] == []
+    created = await incentives.client.post("/v1/plans", headers=incentives.headers(), json={
+        **PLAN, "effective_from": "2026-10-01", "tiers": None, "base_rate": "0.10"})
+    assert created.status_code == 201, created.text
+    await recalculate(incentives)  # today is 2027-02-15: Q4 2026 and Q1 2027
+    q4 = await _statement(incentives, "ann", "2026-10-01")
+    assert [(l["lead_id"], l["amount"]) for l in q4["lines"]] == [("old-1", "1600.00")]  # 80 % × 20,000 × 10 %
+    assert (await _statement(incentives, "ann", "2027-01-01"))["lines"] == []
