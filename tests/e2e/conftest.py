@@ -1,4 +1,4 @@
-"""The running system shared by the journeys of tests/e2e, in each run mode: `world` is the full mode (five
+"""The running system shared by the journeys of tests/e2e, in each run mode: `world` is the full mode (six
 service processes on PostgreSQL and RabbitMQ), `embedded_world` the embedded mode (one process, SQLite, the
 in-process bus); a journey that takes `any_world` runs against both. Each journey works in its own
 organization, so journeys sharing a system do not see each other."""
