@@ -10,7 +10,7 @@ import json
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .errors import ValidationFailed
 
@@ -21,8 +21,10 @@ CursorParam = Annotated[str | None, Query(description="Opaque cursor from the pr
 
 
 class Page(BaseModel, Generic[T]):
+    """The one pagination envelope (documented per item model by `contract.page_of`)."""
+
     items: list[T]
-    next_cursor: str | None = None
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last page")
 
 
 def encode_cursor(values: list[Any]) -> str:

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from salesflow_shared.contract import page_of
+
 from ..domain.directory import DAYS, parse_hhmm, valid_country, valid_timezone
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -242,7 +244,7 @@ class RuleSetIn(BaseModel):
     rules: list[dict[str, Any]] = Field(description="ordered rules; the last one is the fallback")
 
 
-class LeadIn(BaseModel):
+class SimulatedLeadIn(BaseModel):
     """A lead payload to simulate (the LeadSnapshot fields that rules read)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -270,7 +272,7 @@ class StageIn(Strict):
 
 
 class SimulateIn(Strict):
-    lead: LeadIn
+    lead: SimulatedLeadIn
     trigger: Literal["lead_created", "stage_entry", "lead_won"] = "lead_created"
     stage: StageIn | None = None
     rules: list[dict[str, Any]] | None = Field(default=None, description="a draft rule set; default: the current one")
@@ -289,3 +291,92 @@ class BulkReassignIn(Strict):
     strategy: Literal["round_robin", "least_loaded"] = "round_robin"
     deactivate: bool = Field(default=True, description="mark the departing rep inactive")
     note: str | None = Field(default=None, max_length=500)
+
+
+# ------------------------------------------------------------------ answers (routing and decisions)
+class RuleOut(BaseModel):
+    """A routing rule as stored: conditions, the owner strategy, the pipeline it routes to."""
+
+    id: str
+    name: str
+    triggers: list[str]
+    conditions: list[dict[str, Any]]
+    pipeline_id: str | None
+    owner: dict[str, Any] = Field(description="{strategy, rep_id?, team_id?, territory_id?, weights?, ...}")
+    reroute_on_update: bool
+    fallback: bool
+
+
+class RuleSetOut(BaseModel):
+    version: int
+    rules: list[RuleOut]
+    created_by: str | None
+    created_at: datetime | None
+
+
+class RuleSetCheck(BaseModel):
+    valid: bool
+    rules: list[RuleOut]
+
+
+class RuleSetVersionOut(BaseModel):
+    version: int
+    created_by: str | None
+    created_at: datetime
+
+
+class TerritoryRef(BaseModel):
+    id: str
+    name: str
+
+
+class DecisionOut(BaseModel):
+    """An assignment decision with its explanation: the rule and territory that matched, the candidates, who
+    was skipped and why, and the owner chosen (null when nobody could take the lead)."""
+
+    id: str | None
+    lead_id: str
+    trigger: str
+    rule_set_version: int | None
+    rule_id: str | None
+    strategy: str | None
+    pipeline_id: str | None
+    territory_id: str | None
+    owner_id: str | None
+    previous_owner_id: str | None
+    team_id: str | None
+    reason: str | None
+    decided_at: datetime | None
+    decided_by: str | None
+    source_event_id: str | None = None
+    rule_name: str | None = None
+    territory: TerritoryRef | None = None
+    evaluations: list[dict[str, Any]] = []
+    candidates: list[Any] = []
+    skipped: list[dict[str, Any]] = []
+    rotation: dict[str, Any] | None = None
+    strategy_note: str | None = None
+    owner_name: str | None = None
+    simulated: bool | None = None
+    draft: bool | None = None
+
+
+class ReassignedLead(BaseModel):
+    lead_id: str
+    owner_id: str | None
+    decision_id: str | None
+
+
+class BulkReassignResult(BaseModel):
+    rep_id: str
+    team_id: str
+    reassigned: int
+    left_with_team: int
+    items: list[ReassignedLead]
+
+
+RepPage = page_of(RepOut)
+TeamPage = page_of(TeamOut)
+TerritoryPage = page_of(TerritoryOut)
+RuleSetVersionPage = page_of(RuleSetVersionOut)
+DecisionPage = page_of(DecisionOut)

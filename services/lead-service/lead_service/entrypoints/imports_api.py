@@ -10,19 +10,22 @@ from fastapi.responses import JSONResponse
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import ManagerPrincipal
+from salesflow_shared.contract import LOCATION, returns
 from salesflow_shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters.orm import import_rows, imports
 from ..service_layer.imports import import_to_dict, stage_upload
 from ..service_layer.intake import load_form
+from . import responses as R
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
 
 @router.post("", status_code=202, summary="Upload a CSV of leads (body: text/csv); processed in the background",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
-                                            "required": True}})
+                                            "required": True}},
+             operation_id="createImport", **returns(R.ImportQueued, status=202, headers=LOCATION))
 async def upload(request: Request, context: ContextDep, uow: UowDep, principal: ManagerPrincipal,
                  form_id: str | None = None, filename: str | None = None) -> JSONResponse:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -65,19 +68,21 @@ async def _job(uow: Any, org_id: str, import_id: str) -> Any:
     return row
 
 
-@router.get("", summary="The org's imports, newest first")
+@router.get("", summary="The org's imports, newest first", operation_id="listImports", **returns(R.ImportPage))
 async def list_imports(uow: UowDep, principal: ManagerPrincipal, limit: LimitParam = 50) -> dict[str, Any]:
     rows = (await uow.session.execute(sa.select(imports).where(imports.c.org_id == principal.org_id)
                                       .order_by(imports.c.created_at.desc()).limit(limit))).all()
     return {"items": [import_to_dict(r) for r in rows], "next_cursor": None}
 
 
-@router.get("/{import_id}", summary="Progress of an import: status and counts")
+@router.get("/{import_id}", summary="Progress of an import: status and counts",
+            operation_id="getImport", **returns(R.ImportOut))
 async def get_import(import_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
     return import_to_dict(await _job(uow, principal.org_id, import_id))
 
 
-@router.get("/{import_id}/errors", summary="The rows that failed, with their errors (cursor pagination)")
+@router.get("/{import_id}/errors", summary="The rows that failed, with their errors (cursor pagination)",
+            operation_id="listImportErrors", **returns(R.ImportRowErrorPage))
 async def import_errors(import_id: str, uow: UowDep, principal: ManagerPrincipal, limit: LimitParam = 100,
                         cursor: CursorParam = None) -> dict[str, Any]:
     await _job(uow, principal.org_id, import_id)

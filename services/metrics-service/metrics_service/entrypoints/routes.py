@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.contract import CSV_FILE, camel_case, returns
 from salesflow_shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
@@ -31,6 +32,7 @@ from ..domain import formulas
 from ..domain.periods import Clock, Period, as_utc, elapsed_share, period_bounds, period_start, system_clock, to_ts
 from ..service_layer import forecasting, reports
 from ..service_layer.projector import rebuild_read_models
+from . import responses as R
 
 router = APIRouter(prefix="/v1", tags=["metrics-service"])
 
@@ -106,14 +108,12 @@ def respond(name: str, q: ReportQuery, rows: list[dict[str, Any]], **extra: Any)
                     media_type="application/json")
 
 
-REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {200: {
-    "description": "The report: JSON `{report, definition, filters, generated_at, rows, …}`, or CSV rows",
-    "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}}}
-
-
 def _doc(name: str) -> dict[str, Any]:
-    return {"summary": name.replace("_", " ").capitalize(), "responses": REPORT_RESPONSES,
-            "description": reports.DEFINITIONS[name] + "\n\n" + reports.COMMON}
+    """The report's documentation: its typed JSON envelope (responses.py), or its rows as CSV (format=csv)."""
+    declared = returns(R.REPORTS[name], description="The report as JSON, or its rows as CSV (format=csv)")
+    declared["responses"][200]["content"] = {"text/csv": {"schema": CSV_FILE}}
+    return {"summary": name.replace("_", " ").capitalize(), "operation_id": camel_case(f"get_{name}_report"),
+            "description": reports.DEFINITIONS[name] + "\n\n" + reports.COMMON, **declared}
 
 
 @router.get("/reports/funnel", **_doc("funnel"))
@@ -241,7 +241,8 @@ async def leaderboard_report(q: Q, uow: ReportUow, period: PeriodParam = "month"
 
 @router.post("/reports/rebuild", summary="Rebuild this org's read models from the event log (admin)",
              description="Deletes the org's read models and replays its event log into them (in event-id "
-                         "order, unrelated to arrival order). The reports afterwards equal the incremental ones.")
+                         "order, unrelated to arrival order). The reports afterwards equal the incremental ones.",
+             operation_id="rebuildReports", **returns(R.RebuildResult))
 async def rebuild(principal: AdminPrincipal, context: ContextDep) -> dict[str, int]:
     return await rebuild_read_models(context.database, principal.org_id)
 
@@ -287,7 +288,8 @@ def _etag(row: Any) -> str:
     return f'"{row.quota_id}:{row.version}"'
 
 
-@router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)")
+@router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)",
+             operation_id="createQuota", **returns(R.QuotaOut, status=201, etag=True))
 async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> Response:
     _check_period_start(body)
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="quotas.create",
@@ -310,7 +312,8 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
     return resp
 
 
-@router.get("/quotas", summary="List quotas (a rep sees their own)")
+@router.get("/quotas", summary="List quotas (a rep sees their own)",
+            operation_id="listQuotas", **returns(R.QuotaPage))
 async def list_quotas(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100, cursor: CursorParam = None,
                       period: Period | None = None, scope: Literal["rep", "team"] | None = None,
                       scope_id: str | None = None) -> dict[str, Any]:
@@ -328,13 +331,15 @@ async def list_quotas(principal: CurrentPrincipal, uow: UowDep, limit: LimitPara
     return {"items": items, "next_cursor": encode_cursor([items[-1]["quota_id"]]) if len(rows) > limit else None}
 
 
-@router.get("/quotas/{quota_id}", summary="One quota, with its ETag")
+@router.get("/quotas/{quota_id}", summary="One quota, with its ETag",
+            operation_id="getQuota", **returns(R.QuotaOut, etag=True))
 async def get_quota(quota_id: str, principal: CurrentPrincipal, uow: UowDep) -> Response:
     row = await _quota(uow, principal, quota_id)
     return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
 
 
-@router.patch("/quotas/{quota_id}", summary="Change a quota's amount or currency (admin, If-Match)")
+@router.patch("/quotas/{quota_id}", summary="Change a quota's amount or currency (admin, If-Match)",
+              operation_id="updateQuota", **returns(R.QuotaOut, etag=True))
 async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal, uow: UowDep,
                       if_match: Annotated[str | None, Header()] = None) -> Response:
     row = await _quota(uow, principal, quota_id)
@@ -351,7 +356,7 @@ async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal
     return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
 
 
-@router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)")
+@router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)", operation_id="deleteQuota")
 async def delete_quota(quota_id: str, principal: AdminPrincipal, uow: UowDep) -> Response:
     await _quota(uow, principal, quota_id)
     await uow.session.execute(sa.delete(quotas).where(quotas.c.org_id == principal.org_id,
@@ -370,7 +375,8 @@ class FreezeIn(BaseModel):
              summary="Freeze the forecast of a period now (admin); the worker does it at each period's start",
              description="Freezes org, team and rep forecasts (as /v1/reports/forecast computes them) for the "
                          "period containing `date`, publishing ForecastSnapshotted for each. Scopes already "
-                         "frozen for that period are kept as they are.")
+                         "frozen for that period are kept as they are.",
+             operation_id="freezeForecast", **returns(R.ForecastSnapshotsFrozen, status=201))
 async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep, clock: ClockDep,
                           idem: IdempotencyDep) -> Response:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forecasts.freeze",
@@ -383,7 +389,8 @@ async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep
     return resp
 
 
-@router.get("/forecasts/snapshots", summary="Frozen forecast snapshots (managers and admins)")
+@router.get("/forecasts/snapshots", summary="Frozen forecast snapshots (managers and admins)",
+            operation_id="listForecastSnapshots", **returns(R.ForecastSnapshotPage))
 async def list_snapshots(principal: ManagerPrincipal, uow: UowDep, period: Period | None = None,
                          limit: LimitParam = 100, cursor: CursorParam = None) -> dict[str, Any]:
     fs = forecast_snapshots.c

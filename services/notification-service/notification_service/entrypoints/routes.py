@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, HttpUrl, field_validator
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import (
     Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed,
 )
@@ -36,6 +37,7 @@ from ..domain.sequences import TRIGGERS
 from ..domain.signing import read_unsubscribe_token
 from ..domain.timing import zone
 from ..service_layer.handlers import unsubscribe_lead
+from . import responses as R
 
 # PostgreSQL text cannot hold NUL; documenting it lets clients (and fuzzers) know before they send.
 NO_NUL = r"^[^\x00]*$"
@@ -125,7 +127,8 @@ async def _key_free(uow: UnitOfWork, org_id: str, key: str | None, except_id: st
         raise Conflict(f"another template already has the key {key!r}")
 
 
-@router.post("/templates", status_code=201, summary="Create an email template (checked by rendering it)")
+@router.post("/templates", status_code=201, summary="Create an email template (checked by rendering it)",
+             operation_id="createTemplate", **returns(R.TemplateOut, status=201, etag=True))
 async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     _check_template(body)
@@ -141,20 +144,22 @@ async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, pr
                           lambda b: {"ETag": _etag(b["version"])})
 
 
-@router.get("/templates", summary="List templates")
+@router.get("/templates", summary="List templates", operation_id="listTemplates", **returns(R.TemplatePage))
 async def list_templates(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                          cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(templates).where(templates.c.org_id == principal.org_id), templates,
                        limit, cursor)
 
 
-@router.get("/templates/{template_id}", summary="One template (ETag = its version)")
+@router.get("/templates/{template_id}", summary="One template (ETag = its version)",
+            operation_id="getTemplate", **returns(R.TemplateOut, etag=True))
 async def get_template(template_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     row = await _template(uow, principal.org_id, template_id)
     return JSONResponse(_json(row), headers={"ETag": _etag(row["version"])})
 
 
-@router.put("/templates/{template_id}", summary="Replace a template (If-Match required)")
+@router.put("/templates/{template_id}", summary="Replace a template (If-Match required)",
+            operation_id="replaceTemplate", **returns(R.TemplateOut, etag=True))
 async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, context: ContextDep,
                            principal: AdminPrincipal,
                            if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
@@ -215,7 +220,8 @@ async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> Non
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
 
 
-@router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)")
+@router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)",
+             operation_id="createSequence", **returns(R.SequenceOut, status=201))
 async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     assert body.trigger in TRIGGERS
@@ -230,7 +236,7 @@ async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, pr
     return await _created(uow, idem, principal, "sequences", body.model_dump(mode="json"), create)
 
 
-@router.get("/sequences", summary="List sequences")
+@router.get("/sequences", summary="List sequences", operation_id="listSequences", **returns(R.SequencePage))
 async def list_sequences(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                          cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(sequences).where(sequences.c.org_id == principal.org_id), sequences,
@@ -245,12 +251,13 @@ async def _sequence(uow: UnitOfWork, org_id: str, sequence_id: str) -> dict[str,
     return dict(row)
 
 
-@router.get("/sequences/{sequence_id}", summary="One sequence")
+@router.get("/sequences/{sequence_id}", summary="One sequence", operation_id="getSequence", **returns(R.SequenceOut))
 async def get_sequence(sequence_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
     return _json(await _sequence(uow, principal.org_id, sequence_id))
 
 
-@router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence")
+@router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence",
+             operation_id="deactivateSequence", **returns(R.SequenceOut))
 async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep,
                               principal: AdminPrincipal) -> dict[str, Any]:
     await _sequence(uow, principal.org_id, sequence_id)
@@ -260,7 +267,8 @@ async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep
     return _json(await _sequence(uow, principal.org_id, sequence_id))
 
 
-@router.get("/sequences/{sequence_id}/enrollments", summary="Who is in this sequence, at which step, or why not")
+@router.get("/sequences/{sequence_id}/enrollments", summary="Who is in this sequence, at which step, or why not",
+            operation_id="listEnrollments", **returns(R.EnrollmentPage))
 async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrincipal,
                            lead_id: str | None = Query(default=None, max_length=100, pattern=NO_NUL),
                            limit: LimitParam = 50,
@@ -273,12 +281,15 @@ async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrin
     return await _page(uow, query, enrollments, limit, cursor)
 
 
+# A browser (Accept: text/html) gets a page; a mail client's one-click POST gets JSON.
+UNSUBSCRIBE_HTML: dict[str, Any] = {"responses": {"200": {"content": {"text/html": {"schema": {"type": "string"}}}}}}
 _UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribe</title></head>
 <body><form method="post"><p>Stop receiving these emails?</p><button type="submit">Unsubscribe</button></form>
 </body></html>"""
 
 
-@router.get("/sequences/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe page (public)")
+@router.get("/sequences/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe page (public)",
+            operation_id="getUnsubscribePage", **returns(R.UNSUBSCRIBE_PAGE, media_type="text/html"))
 async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     # A GET only shows a button: link scanners and prefetchers must not unsubscribe anyone.
     if read_unsubscribe_token(request.app.state.settings.resolved_unsubscribe_secret, token) is None:
@@ -286,7 +297,8 @@ async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     return HTMLResponse(_UNSUBSCRIBE_PAGE)
 
 
-@router.post("/sequences/unsubscribe/{token}", summary="Unsubscribe (public; RFC 8058 one-click)")
+@router.post("/sequences/unsubscribe/{token}", summary="Unsubscribe (public; RFC 8058 one-click)",
+             operation_id="unsubscribe", openapi_extra=UNSUBSCRIBE_HTML, **returns(R.Unsubscribed))
 async def unsubscribe(token: str, request: Request, uow: UowDep, context: ContextDep) -> Response:
     found = read_unsubscribe_token(context.settings.resolved_unsubscribe_secret, token)
     if found is None:
@@ -326,7 +338,8 @@ def _settings_etag(row: Any) -> str:
 
 
 @router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
-            "(creating needs no precondition; replacing needs If-Match)")
+            "(creating needs no precondition; replacing needs If-Match)",
+            operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
                                  principal: AdminPrincipal,
                                  if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
@@ -348,7 +361,8 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
     return JSONResponse(_mailchimp_json(row), headers={"ETag": _settings_etag(row)})
 
 
-@router.get("/mailchimp/settings", summary="The org's Mailchimp settings (the key is never shown)")
+@router.get("/mailchimp/settings", summary="The org's Mailchimp settings (the key is never shown)",
+            operation_id="getMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
 async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> JSONResponse:
     row = (await uow.session.execute(sa.select(mailchimp_accounts).where(
         mailchimp_accounts.c.org_id == principal.org_id))).mappings().first()
@@ -367,7 +381,8 @@ class MailchimpRuleIn(BaseModel):
     status_if_new: Literal["subscribed", "pending", "transactional"] = "subscribed"
 
 
-@router.post("/mailchimp/rules", status_code=201, summary="Subscribe/unsubscribe a lead when it enters a stage")
+@router.post("/mailchimp/rules", status_code=201, summary="Subscribe/unsubscribe a lead when it enters a stage",
+             operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201))
 async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                                 idem: IdempotencyDep) -> JSONResponse:
     async def create() -> dict[str, Any]:
@@ -377,14 +392,16 @@ async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: Con
     return await _created(uow, idem, principal, "mailchimp_rules", body.model_dump(), create)
 
 
-@router.get("/mailchimp/rules", summary="List Mailchimp sync rules")
+@router.get("/mailchimp/rules", summary="List Mailchimp sync rules",
+            operation_id="listMailchimpRules", **returns(R.MailchimpRulePage))
 async def list_mailchimp_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                                cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == principal.org_id),
                        mailchimp_rules, limit, cursor)
 
 
-@router.delete("/mailchimp/rules/{rule_id}", status_code=204, summary="Delete a Mailchimp sync rule")
+@router.delete("/mailchimp/rules/{rule_id}", status_code=204, summary="Delete a Mailchimp sync rule",
+               operation_id="deleteMailchimpRule")
 async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
     result = await uow.session.execute(sa.delete(mailchimp_rules).where(
         mailchimp_rules.c.org_id == principal.org_id, mailchimp_rules.c.id == rule_id))
@@ -407,7 +424,8 @@ class MilestoneIn(BaseModel):
     active: bool = True
 
 
-@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)")
+@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)",
+             operation_id="createMilestoneRule", **returns(R.MilestoneRuleOut, status=201))
 async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> JSONResponse:
     assert body.kind in MILESTONE_KINDS
@@ -421,7 +439,8 @@ async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, 
     return await _created(uow, idem, principal, "milestones", body.model_dump(mode="json"), create)
 
 
-@router.get("/milestones", summary="List milestone rules")
+@router.get("/milestones", summary="List milestone rules",
+            operation_id="listMilestoneRules", **returns(R.MilestoneRulePage))
 async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                           cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(milestone_rules).where(milestone_rules.c.org_id == principal.org_id),
@@ -442,7 +461,8 @@ class WebhookSubscriptionIn(BaseModel):
              description="The URL must lead to public addresses only (not loopback, private, link-local, "
                          "multicast, reserved or unspecified; a host name is resolved and each address checked), "
                          "unless SALESFLOW_WEBHOOK_ALLOW_PRIVATE_NETWORKS allows them; otherwise 422 naming `url`. "
-                         "The check is repeated before each delivery.")
+                         "The check is repeated before each delivery.",
+             operation_id="createWebhookSubscription", **returns(R.WebhookSubscriptionCreated, status=201))
 async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, context: ContextDep,
                                       principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
     if not context.settings.webhooks_may_reach_private_networks:
@@ -462,14 +482,16 @@ async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, 
     return await _created(uow, idem, principal, "webhook_subscriptions", body.model_dump(mode="json"), create)
 
 
-@router.get("/webhook-subscriptions", summary="List webhook subscriptions (secrets are not shown)")
+@router.get("/webhook-subscriptions", summary="List webhook subscriptions (secrets are not shown)",
+            operation_id="listWebhookSubscriptions", **returns(R.WebhookSubscriptionPage))
 async def list_webhook_subscriptions(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
                                      cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(webhook_subscriptions).where(
         webhook_subscriptions.c.org_id == principal.org_id), webhook_subscriptions, limit, cursor, drop=("secret",))
 
 
-@router.delete("/webhook-subscriptions/{subscription_id}", status_code=204, summary="Remove a webhook subscription")
+@router.delete("/webhook-subscriptions/{subscription_id}", status_code=204, summary="Remove a webhook subscription",
+               operation_id="deleteWebhookSubscription")
 async def delete_webhook_subscription(subscription_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
     result = await uow.session.execute(sa.update(webhook_subscriptions).where(
         webhook_subscriptions.c.org_id == principal.org_id, webhook_subscriptions.c.id == subscription_id,
@@ -481,7 +503,8 @@ async def delete_webhook_subscription(subscription_id: str, uow: UowDep, princip
 
 
 # ====================================================================== delivery log
-@router.get("/deliveries", summary="What was sent or synced, to whom, why, and the outcome")
+@router.get("/deliveries", summary="What was sent or synced, to whom, why, and the outcome",
+            operation_id="listDeliveries", **returns(R.DeliveryPage))
 async def list_deliveries(uow: UowDep, principal: CurrentPrincipal,
                           lead_id: str | None = Query(default=None, max_length=100, pattern=NO_NUL),
                           status: Literal["pending", "sending", "sent", "failed", "cancelled"] | None = None,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
 from salesflow_shared.idempotency import IdempotencyDep
@@ -23,6 +24,7 @@ from ..domain import transitions
 from salesflow_shared.clock import SystemClock
 from ..domain.definitions import BLANK
 from ..domain.templates import TEMPLATES
+from . import responses as R
 from . import schemas
 from ..service_layer import engine
 from ..service_layer import pipelines as admin
@@ -34,7 +36,7 @@ router = APIRouter(prefix="/v1", tags=["pipeline-service"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 PIPELINE_EXAMPLE = {
     "name": "Inbound", "lost_reasons": ["no budget"], "nurture_days": 30,
-    "stages": [{"name": "Qualify", "guidance": "Hold a **short** call.", "win_probability": "0.1",
+    "stages": [{"name": "Qualify", "guidance": "Hold a **short** call.", "win_probability": 0.1,
                 "goal": {"all": [{"activity": "meeting", "min_count": 1}, {"field": "value", "op": "gt", "value": 0}]},
                 "task_templates": [{"title": "Call", "type": "call", "required": True,
                                     "due": {"amount": 2, "unit": "business_days"}, "assignee": {"kind": "owner"}}]},
@@ -79,7 +81,8 @@ def _keyset_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 
 
 # ------------------------------------------------------------------ pipelines
-@router.get("/pipelines/templates", summary="Ready-made pipelines an admin can instantiate")
+@router.get("/pipelines/templates", summary="Ready-made pipelines an admin can instantiate",
+            operation_id="listPipelineTemplates", **returns(R.PipelineTemplatePage))
 async def list_templates(principal: CurrentPrincipal) -> dict[str, Any]:
     return {"items": [{"key": key, "name": t["name"], "description": t["description"],
                        "stages": [s["name"] for s in t["stages"]]} for key, t in TEMPLATES.items()]}
@@ -90,7 +93,8 @@ class InstantiateIn(BaseModel):
 
 
 @router.post("/pipelines/templates/{key}/instantiate", status_code=201,
-             summary="Create a pipeline from a template (editable afterwards like any other)")
+             summary="Create a pipeline from a template (editable afterwards like any other)",
+             operation_id="instantiatePipelineTemplate", **returns(R.PipelineOut, status=201, etag=True))
 async def instantiate_template(key: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                                idem: IdempotencyDep, body: InstantiateIn | None = None) -> JSONResponse:
     template = TEMPLATES.get(key)
@@ -108,7 +112,8 @@ async def instantiate_template(key: str, principal: AdminPrincipal, uow: UowDep,
 
 
 @router.post("/pipelines", status_code=201, summary="Create a pipeline with its ordered stages",
-             openapi_extra=schemas.body(schemas.PIPELINE, PIPELINE_EXAMPLE))
+             openapi_extra=schemas.body(schemas.PIPELINE, PIPELINE_EXAMPLE),
+             operation_id="createPipeline", **returns(R.PipelineOut, status=201, etag=True))
 async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
                           body: Annotated[Any, Body()]) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="pipelines", payload=body)):
@@ -119,7 +124,7 @@ async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: Conte
     return await _finish(uow, idem, 201, out, headers)
 
 
-@router.get("/pipelines", summary="The org's pipelines")
+@router.get("/pipelines", summary="The org's pipelines", operation_id="listPipelines", **returns(R.PipelinePage))
 async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50,
                          cursor: KeysetCursor = None) -> dict[str, Any]:
     query = sa.select(pipelines.c.id, pipelines.c.created_at).where(
@@ -137,7 +142,8 @@ async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/pipelines/{pipeline_id}", summary="A pipeline with its stages (ETag)")
+@router.get("/pipelines/{pipeline_id}", summary="A pipeline with its stages (ETag)",
+            operation_id="getPipeline", **returns(R.PipelineOut, etag=True))
 async def get_pipeline(pipeline_id: str, principal: CurrentPrincipal, uow: UowDep, response: Response) -> dict[str, Any]:
     body, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
     response.headers.update(headers)
@@ -145,7 +151,8 @@ async def get_pipeline(pipeline_id: str, principal: CurrentPrincipal, uow: UowDe
 
 
 @router.patch("/pipelines/{pipeline_id}", summary="Rename, describe, set lost reasons or nurture days (If-Match)",
-              openapi_extra=schemas.body(schemas.PIPELINE_PATCH))
+              openapi_extra=schemas.body(schemas.PIPELINE_PATCH),
+              operation_id="updatePipeline", **returns(R.PipelineOut, etag=True))
 async def patch_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                          body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     if not isinstance(body, dict):
@@ -156,7 +163,8 @@ async def patch_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDe
     return JSONResponse(out, headers=headers)
 
 
-@router.delete("/pipelines/{pipeline_id}", status_code=204, summary="Archive a pipeline no lead is in")
+@router.delete("/pipelines/{pipeline_id}", status_code=204, summary="Archive a pipeline no lead is in",
+               operation_id="archivePipeline")
 async def delete_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep) -> Response:
     await admin.archive_pipeline(uow, principal.org_id, pipeline_id, now_of(context))
     await uow.commit()
@@ -164,7 +172,8 @@ async def delete_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowD
 
 
 @router.post("/pipelines/{pipeline_id}/stages", status_code=201,
-             summary="Add a stage (at `position`, default last)", openapi_extra=schemas.body(schemas.NEW_STAGE))
+             summary="Add a stage (at `position`, default last)", openapi_extra=schemas.body(schemas.NEW_STAGE),
+             operation_id="addStage", **returns(R.PipelineOut, status=201, etag=True))
 async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                     idem: IdempotencyDep, body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"stages:{pipeline_id}",
@@ -177,7 +186,8 @@ async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, co
 
 @router.patch("/pipelines/{pipeline_id}/stages/{stage_id}",
               summary="Edit a stage; leads in it stay where they are (If-Match)",
-              openapi_extra=schemas.body(schemas.STAGE_PATCH))
+              openapi_extra=schemas.body(schemas.STAGE_PATCH),
+              operation_id="updateStage", **returns(R.PipelineOut, etag=True))
 async def patch_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                       body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     await admin.update_stage(uow, principal.org_id, pipeline_id, stage_id, body, if_match, now_of(context))
@@ -190,7 +200,8 @@ class StageOrderIn(BaseModel):
     stage_ids: list[str]
 
 
-@router.put("/pipelines/{pipeline_id}/stage-order", summary="Reorder stages (every stage, once) (If-Match)")
+@router.put("/pipelines/{pipeline_id}/stage-order", summary="Reorder stages (every stage, once) (If-Match)",
+            operation_id="reorderStages", **returns(R.PipelineOut, etag=True))
 async def reorder(pipeline_id: str, body: StageOrderIn, principal: AdminPrincipal, uow: UowDep,
                   context: ContextDep, if_match: IfMatch = None) -> JSONResponse:
     await admin.reorder_stages(uow, principal.org_id, pipeline_id, body.stage_ids, if_match, now_of(context))
@@ -200,7 +211,8 @@ async def reorder(pipeline_id: str, body: StageOrderIn, principal: AdminPrincipa
 
 
 @router.delete("/pipelines/{pipeline_id}/stages/{stage_id}",
-               summary="Delete a stage; a stage holding leads needs ?move_leads_to=<stage id>")
+               summary="Delete a stage; a stage holding leads needs ?move_leads_to=<stage id>",
+               operation_id="deleteStage", **returns(R.StageDeleted, etag=True))
 async def delete_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                        move_leads_to: str | None = None) -> JSONResponse:
     moved = await admin.delete_stage(uow, principal.org_id, pipeline_id, stage_id, move_leads_to,
@@ -216,7 +228,8 @@ LeadCursor = Annotated[str | None, Query(pattern=r"^[^\u0000]{1,100}$",
                                          description="Opaque cursor from the previous page's next_cursor")]
 
 
-@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own")
+@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own",
+            operation_id="listPositions", **returns(R.PositionSummaryPage))
 async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50, cursor: LeadCursor = None,
                          pipeline_id: str | None = None, stage_id: str | None = None,
                          status: PositionStatus = None, owner_id: str | None = None) -> dict[str, Any]:
@@ -238,7 +251,8 @@ async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
     return {"items": items, "next_cursor": rows[limit - 1].lead_id if len(rows) > limit else None}
 
 
-@router.get("/positions/{lead_id}", summary="Where a lead stands: stage, guidance, open tasks and history")
+@router.get("/positions/{lead_id}", summary="Where a lead stands: stage, guidance, open tasks and history",
+            operation_id="getPosition", **returns(R.PositionOut))
 async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     return await position_json(uow, principal, lead_id, now_of(context))
 
@@ -259,7 +273,8 @@ class MoveIn(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-@router.post("/positions/{lead_id}/move", summary="Move a lead by hand (forward, back or skipping), with a reason")
+@router.post("/positions/{lead_id}/move", summary="Move a lead by hand (forward, back or skipping), with a reason",
+             operation_id="moveLead", **returns(R.PositionOut))
 async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
                idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"move:{lead_id}",
@@ -290,7 +305,8 @@ class WonIn(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 
-@router.post("/positions/{lead_id}/won", summary="Close a lead as won with its final value")
+@router.post("/positions/{lead_id}/won", summary="Close a lead as won with its final value",
+             operation_id="markLeadWon", **returns(R.PositionOut))
 async def won(lead_id: str, body: WonIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
               idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"won:{lead_id}",
@@ -312,7 +328,8 @@ class LostIn(BaseModel):
 
 
 @router.post("/positions/{lead_id}/lost",
-             summary="Close a lead as lost (reason from the pipeline's list); it goes to nurturing")
+             summary="Close a lead as lost (reason from the pipeline's list); it goes to nurturing",
+             operation_id="markLeadLost", **returns(R.PositionOut))
 async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
                idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"lost:{lead_id}",
@@ -337,7 +354,8 @@ async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: Uow
 
 
 # ------------------------------------------------------------------ tasks
-@router.get("/tasks", summary="A rep's tasks by due date, overdue first")
+@router.get("/tasks", summary="A rep's tasks by due date, overdue first",
+            operation_id="listTasks", **returns(R.TaskPage))
 async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextDep, limit: LimitParam = 50,
                      cursor: KeysetCursor = None,
                      assignee_id: Annotated[str | None, Query(description="Default: yourself. Managers may name any rep.")] = None,
@@ -382,12 +400,13 @@ async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str, *, 
     return row
 
 
-@router.get("/tasks/{task_id}", summary="One task")
+@router.get("/tasks/{task_id}", summary="One task", operation_id="getTask", **returns(R.TaskOut))
 async def get_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     return task_json(await _visible_task(uow, principal, task_id), now_of(context))
 
 
-@router.post("/tasks/{task_id}/complete", summary="Complete a task (may meet the stage's goal)")
+@router.post("/tasks/{task_id}/complete", summary="Complete a task (may meet the stage's goal)",
+             operation_id="completeTask", **returns(R.TaskOut))
 async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
                         idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"complete:{task_id}", payload={})):
@@ -423,7 +442,8 @@ class ToTeam(BaseModel):
     team_id: str = Field(min_length=1, max_length=100, description="a team")
 
 
-@router.post("/tasks/{task_id}/reassign", summary="Give an open task to another rep or a team")
+@router.post("/tasks/{task_id}/reassign", summary="Give an open task to another rep or a team",
+             operation_id="reassignTask", **returns(R.TaskOut))
 async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPrincipal, uow: UowDep,
                         context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"reassign:{task_id}",
