@@ -16,8 +16,17 @@ what it answers, the same way in every service:
   `If-Match` (see `IfMatchHeader`), `ETag`, and `Retry-After` / `RateLimit-*` where a 429 or 503 may come;
 - operation ids: short and unique (camelCase of the route's name, `createLead`), tags by resource.
 
-`document_contract(app)` is installed by `create_service_app`; a new service gets all of it by using the
-shared app factory, `returns(...)` on its routes and `page_of(...)` for its lists.
+`document_contract(app)` is installed by `create_service_app`. A new service (e.g. incentive-service) follows
+the conventions by:
+1. building its app with `create_service_app` (errors, security, headers, operation ids, tags: automatic);
+2. `returns(Model, etag=...)` on each route (or `response_model=` plus `etag_header()`), its answer models in
+   `entrypoints/responses.py`, lists as `page_of(Item)` served by `pagination.keyset_page` (limit + cursor,
+   bad cursor 422);
+3. `preconditions.strong_etag` / `preconditions.check_if_match` for ETags and If-Match (strong, 428, 412);
+4. `clock.Rfc3339` for times it reads, `clock.rfc3339` / `clock.UtcDateTime` for times it writes, and
+   `StrictBool` for booleans;
+5. a line in `TAG_DESCRIPTIONS` for each new resource, then `salesflow openapi` (CI checks the document is
+   current, Redocly-clean and generates typed clients).
 """
 from __future__ import annotations
 
@@ -329,10 +338,19 @@ def document_contract(app: FastAPI) -> None:
 # --- checking answers against the document (used by the test kit on every test request) -----------------------
 
 def _validator(document: dict[str, Any], schema: dict[str, Any]) -> Any:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    from .clock import rfc3339_text
+
+    formats = FormatChecker()
+
+    @formats.checks("date-time", raises=ValueError)
+    def _instant(value: object) -> bool:  # RFC 3339 with its offset, in both run modes
+        return not isinstance(value, str) or rfc3339_text(value) is not None
 
     # Local $refs ("#/components/schemas/...") resolve against a root that carries the document's components.
-    return Draft202012Validator({"allOf": [schema], "components": document.get("components", {})})
+    return Draft202012Validator({"allOf": [schema], "components": document.get("components", {})},
+                                format_checker=formats)
 
 
 def _matches(route: Any, method: str, path: str) -> bool:
@@ -348,7 +366,10 @@ def contract_violations(app: FastAPI, method: str, path: str, status: int, conte
     """What in this answer the app's OpenAPI document does not declare (empty when it conforms)."""
     import json
 
-    candidates = [r for r in api_routes(app) if _matches(r, method, path)]
+    cache = app.__dict__.setdefault("_contract_check_cache", {"routes": None, "validators": {}})
+    if cache["routes"] is None:
+        cache["routes"] = api_routes(app)
+    candidates = [r for r in cache["routes"] if _matches(r, method, path)]
     # A literal segment wins over a parameter (/v1/leads/export before /v1/leads/{lead_id}), as in routing.
     route = min(candidates, key=lambda r: r.path_format.count("{"), default=None)
     if route is None or not route.include_in_schema:
@@ -368,5 +389,8 @@ def contract_violations(app: FastAPI, method: str, path: str, status: int, conte
     schema = content[media_type].get("schema")
     if not schema or "json" not in media_type:
         return []
-    errors = sorted(_validator(app.openapi(), schema).iter_errors(json.loads(body)), key=lambda e: list(e.path))
+    key = (route.path_format, method.lower(), str(status), media_type)
+    if key not in cache["validators"]:
+        cache["validators"][key] = _validator(app.openapi(), schema)
+    errors = sorted(cache["validators"][key].iter_errors(json.loads(body)), key=lambda e: list(e.path))
     return [f"{'/'.join(map(str, e.absolute_path)) or 'body'}: {e.message[:300]}" for e in errors[:5]]

@@ -216,6 +216,7 @@ class ContractCheckingTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, app: Any) -> None:
         self.inner = inner
         self.app = app
+        app.openapi()  # built now, not during the first request a test may be timing
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         from .contract import contract_violations

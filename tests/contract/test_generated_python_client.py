@@ -96,7 +96,7 @@ async def test_readme_quick_start_with_the_generated_python_client(generated_cli
     create_lead = operation("leads.create_lead")
     lead = await create_lead.asyncio(client=lead_api, body=models.LeadIn.from_dict({
         "contact": {"first_name": "Bo", "email": "bo@acme-corp.com"}, "company": {"name": "Acme"},
-        "country": "DE", "value": "5000", "currency": "EUR", "source": "api"}))
+        "country": "DE", "value": "5000", "currency": "EUR", "source": "api"}), x_correlation_id="quickstart-1")
     assert isinstance(lead, models.LeadOut), lead
     assert (lead.contact.email, lead.value, lead.currency, lead.status) == ("bo@acme-corp.com", "5000.00", "EUR",
                                                                             "open")
@@ -115,11 +115,25 @@ async def test_readme_quick_start_with_the_generated_python_client(generated_cli
 
     async def placed() -> Any:
         position = await get_position.asyncio(lead.id, client=pipeline_api)
-        assert isinstance(position, models.PositionOut) and position.stage, position
+        # routing (the stage) and assignment (the owner) arrive as two events: wait for both
+        assert isinstance(position, models.PositionOut) and position.stage and position.owner_id, position
         return position
 
     position = await eventually(placed, timeout=20)
     assert (position.owner_id, position.stage.id, position.stage.name) == ("ann", first_stage.id, first_stage.name)
+
+    # README's way to wait for the effects of a request: its correlation id on the lead's timeline.
+    get_timeline = operation("leads.get_lead_timeline")
+
+    async def told() -> Any:
+        timeline = await get_timeline.asyncio(lead.id, client=lead_api, correlation_id="quickstart-1")
+        assert isinstance(timeline, models.LeadTimeline), timeline
+        kinds = {entry.kind.value for entry in timeline.items}
+        assert {"created", "routed", "assigned", "stage_entered"} <= kinds, kinds
+        return timeline
+
+    timeline = await eventually(told, timeout=20)
+    assert (timeline.owner_id, timeline.pipeline_id, timeline.stage_id) == ("ann", pipeline.id, first_stage.id)
 
     funnel_report = operation("reports.get_funnel_report")
     funnel = await funnel_report.asyncio(client=metrics_api)

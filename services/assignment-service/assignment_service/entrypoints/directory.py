@@ -11,10 +11,11 @@ from fastapi import APIRouter, Query, Request, Response
 from salesflow_shared.app import UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
 from salesflow_shared.contract import etag_header
-from salesflow_shared.errors import Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed
+from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
 
 from ..adapters import repository as repo
 from ..adapters.orm import reps, teams, territories
@@ -27,16 +28,13 @@ router = APIRouter()
 
 # ------------------------------------------------------------------ helpers
 def etag(version: int) -> str:
-    return f'W/"{version}"'
+    return strong_etag(version)
 
 
 def check_if_match(request: Request, version: int) -> None:
     header = request.headers.get("if-match")
-    if header is None:
-        return
-    accepted = {t.strip() for t in header.split(",")}
-    if "*" not in accepted and not accepted & {etag(version), f'"{version}"'}:
-        raise PreconditionFailed(f"the resource is at version {version}; read it again")
+    if header is not None:
+        shared_check_if_match(header, etag(version))
 
 
 async def _must_exist(uow: Any, table: sa.Table, org_id: str, ids: list[str], field: str, what: str) -> None:

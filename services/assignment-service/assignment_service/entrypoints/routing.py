@@ -9,11 +9,12 @@ from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal
+from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
@@ -32,7 +33,7 @@ router = APIRouter()
 def _rule_set_body(rule_set: RuleSet, row: Any = None) -> dict[str, Any]:
     return {"version": rule_set.version, "rules": rule_set.to_dicts(),
             "created_by": row.created_by if row is not None else None,
-            "created_at": row.created_at.isoformat() if row is not None else None}
+            "created_at": rfc3339(row.created_at) if row is not None else None}
 
 
 async def _rule_set_row(uow: Any, org_id: str, version: int | None) -> Any:
@@ -80,12 +81,12 @@ async def validate_draft(body: RuleSetIn, uow: UowDep, principal: AdminPrincipal
 
 @router.get("/routing-rules/versions", summary="Every published version, newest first",
             operation_id="listRoutingRuleVersions", **returns(RuleSetVersionPage))
-async def list_versions(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    rows = await uow.session.execute(sa.select(rule_sets.c.version, rule_sets.c.created_by, rule_sets.c.created_at)
-                                     .where(rule_sets.c.org_id == principal.org_id)
-                                     .order_by(rule_sets.c.version.desc()))
-    return {"items": [{"version": r.version, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
-                      for r in rows], "next_cursor": None}
+async def list_versions(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                        cursor: CursorParam = None) -> dict[str, Any]:
+    query = sa.select(rule_sets.c.version, rule_sets.c.created_by, rule_sets.c.created_at).where(
+        rule_sets.c.org_id == principal.org_id)
+    return await keyset_page(uow.session, query, [rule_sets.c.version], limit, cursor, lambda r: {
+        "version": r.version, "created_by": r.created_by, "created_at": rfc3339(r.created_at)}, descending=True)
 
 
 @router.get("/routing-rules/versions/{version}", summary="One published version (as a past decision used it)",

@@ -5,8 +5,10 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator,
+                      model_validator)
 
+from salesflow_shared.clock import UtcDateTime
 from salesflow_shared.contract import page_of
 
 from ..domain.directory import DAYS, parse_hhmm, valid_country, valid_timezone
@@ -65,7 +67,7 @@ class AbsenceIn(Strict):
 class _RepFields(Strict):
     name: Name | None = None
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
-    active: bool | None = None
+    active: StrictBool | None = None
     tier: int | None = Field(default=None, ge=1, le=10, description="1 is the most senior tier")
     product_lines: list[Tag] | None = Field(default=None, max_length=100)
     languages: list[Tag] | None = Field(default=None, max_length=50)
@@ -98,7 +100,7 @@ class RepCreate(_RepFields):
     user_id: Id = Field(description="the rep's user id (the `sub` of their token); the rep's id")
     name: Name
     email: str = Field(max_length=320, pattern=EMAIL_PATTERN)
-    active: bool = True
+    active: StrictBool = True
     tier: int = Field(default=3, ge=1, le=10, description="1 is the most senior tier")
     product_lines: list[Tag] = Field(default_factory=list, max_length=100)
     languages: list[Tag] = Field(default_factory=list, max_length=50)
@@ -126,10 +128,10 @@ class RepOut(BaseModel):
     working_hours: list[dict[str, Any]]
     out_of_office: list[dict[str, Any]]
     open_leads: int = 0
-    last_assigned_at: datetime | None = None
+    last_assigned_at: UtcDateTime | None = None
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class TeamCreate(Strict):
@@ -161,8 +163,8 @@ class TeamOut(BaseModel):
     member_ids: list[str]
     lead_rep_id: str | None
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class PostcodeRangeIn(Strict):
@@ -235,8 +237,8 @@ class TerritoryOut(BaseModel):
     postcode_ranges: list[dict[str, Any]]
     rep_ids: list[str]
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class RuleSetIn(BaseModel):
@@ -289,7 +291,7 @@ class ManualAssignIn(Strict):
 class BulkReassignIn(Strict):
     team_id: Id
     strategy: Literal["round_robin", "least_loaded"] = "round_robin"
-    deactivate: bool = Field(default=True, description="mark the departing rep inactive")
+    deactivate: StrictBool = Field(default=True, description="mark the departing rep inactive")
     note: str | None = Field(default=None, max_length=500)
 
 

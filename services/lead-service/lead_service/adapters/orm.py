@@ -198,7 +198,9 @@ sa.Index("ix_import_rows_status", import_rows.c.import_id, import_rows.c.status,
 # A lead's story from the events about it (domain/timeline.py); one row per entry, an event adds one or two.
 lead_timeline = sa.Table(
     "lead_timeline", metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    # "<event id>.<n>": the entries of one event keep their order (an event at the same instant as another
+    # still tells its own entries in order)
+    sa.Column("id", sa.String(50), primary_key=True),
     sa.Column("org_id", sa.String(100), nullable=False),
     sa.Column("lead_id", sa.String(100), nullable=False),
     sa.Column("event_id", sa.String(36), nullable=False),

@@ -21,7 +21,7 @@ from salesflow_shared.contract import returns
 from salesflow_shared.errors import (FieldError, NotFound, PayloadTooLarge, ServiceError, ServiceUnavailable,
                                      TooManyRequests, Unauthorized, UnsupportedMediaType, ValidationFailed)
 from salesflow_shared.idempotency import IdempotencyDep
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters.orm import forms, submissions
 from ..domain.mapping import validate_spec
@@ -163,10 +163,10 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
 
 
 @router.get("", summary="The org's forms", operation_id="listForms", **returns(R.FormPage))
-async def list_forms(uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(forms).where(forms.c.org_id == principal.org_id)
-                                      .order_by(forms.c.created_at, forms.c.id))).all()
-    return {"items": [Form.from_row(r).as_dict() for r in rows], "next_cursor": None}
+async def list_forms(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
+                     cursor: CursorParam = None) -> dict[str, Any]:
+    return await keyset_page(uow.session, sa.select(forms).where(forms.c.org_id == principal.org_id),
+                             [forms.c.created_at, forms.c.id], limit, cursor, lambda r: Form.from_row(r).as_dict())
 
 
 async def _own_form(uow: Any, form_id: str, org_id: str) -> Form:

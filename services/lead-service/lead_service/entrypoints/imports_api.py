@@ -12,7 +12,7 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import ManagerPrincipal
 from salesflow_shared.contract import LOCATION, returns
 from salesflow_shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters.orm import import_rows, imports
 from ..service_layer.imports import import_to_dict, stage_upload
@@ -69,10 +69,10 @@ async def _job(uow: Any, org_id: str, import_id: str) -> Any:
 
 
 @router.get("", summary="The org's imports, newest first", operation_id="listImports", **returns(R.ImportPage))
-async def list_imports(uow: UowDep, principal: ManagerPrincipal, limit: LimitParam = 50) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(imports).where(imports.c.org_id == principal.org_id)
-                                      .order_by(imports.c.created_at.desc()).limit(limit))).all()
-    return {"items": [import_to_dict(r) for r in rows], "next_cursor": None}
+async def list_imports(uow: UowDep, principal: ManagerPrincipal, limit: LimitParam = 50,
+                       cursor: CursorParam = None) -> dict[str, Any]:
+    return await keyset_page(uow.session, sa.select(imports).where(imports.c.org_id == principal.org_id),
+                             [imports.c.created_at, imports.c.id], limit, cursor, import_to_dict, descending=True)
 
 
 @router.get("/{import_id}", summary="Progress of an import: status and counts",

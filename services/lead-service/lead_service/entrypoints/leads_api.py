@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, LOCATION, returns
 from salesflow_shared.errors import Conflict
 from salesflow_shared.idempotency import IdempotencyDep
@@ -40,8 +41,8 @@ class LeadFilters(BaseModel):
     source: str | None = None
     product_line: str | None = None
     country: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: Rfc3339 | None = None
+    created_to: Rfc3339 | None = None
     q: str | None = Field(None, max_length=200, description="free text on name, email and company")
 
 

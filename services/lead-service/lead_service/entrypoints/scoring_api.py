@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
@@ -16,6 +16,7 @@ from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
 from salesflow_shared.events import LeadUpdatedV1
 from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, keyset_page
 
 from ..adapters.orm import custom_field_defs, leads, scoring_rules
 from ..domain.lead import OPEN_STATUSES
@@ -32,7 +33,7 @@ class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str = Field(min_length=1, max_length=200)
     points: int = Field(ge=-1000, le=1000)
-    enabled: bool = True
+    enabled: StrictBool = True
     config: dict[str, Any] = Field(description="kind: field_present | email_type | title_keywords | country_in "
                                                "| value_band | source_in, plus that kind's settings")
 
@@ -41,7 +42,7 @@ class RulePatch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str | None = Field(None, min_length=1, max_length=200)
     points: int | None = Field(None, ge=-1000, le=1000)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     config: dict[str, Any] | None = None
 
 
@@ -105,10 +106,10 @@ async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal:
 
 @router.get("/scoring-rules", summary="The org's scoring rules",
             operation_id="listScoringRules", **returns(R.ScoringRulePage))
-async def list_rules(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(scoring_rules).where(scoring_rules.c.org_id == principal.org_id)
-                                      .order_by(scoring_rules.c.created_at, scoring_rules.c.id))).all()
-    return {"items": [rule_to_dict(r) for r in rows], "next_cursor": None}
+async def list_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                     cursor: CursorParam = None) -> dict[str, Any]:
+    return await keyset_page(uow.session, sa.select(scoring_rules).where(scoring_rules.c.org_id == principal.org_id),
+                             [scoring_rules.c.created_at, scoring_rules.c.id], limit, cursor, rule_to_dict)
 
 
 @router.get("/scoring-rules/{rule_id}", summary="A scoring rule",
@@ -185,7 +186,7 @@ class CustomFieldIn(BaseModel):
     label: str | None = Field(None, max_length=200)
     type: Literal["string", "number", "boolean", "date", "choice"]
     options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=200)
-    required: bool = False
+    required: StrictBool = False
 
 
 def _custom_to_dict(row: Any) -> dict[str, Any]:
@@ -214,7 +215,7 @@ async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: Context
 
 @router.get("/leads/custom-fields", summary="The org's custom lead fields",
             operation_id="listCustomFields", **returns(R.CustomFieldPage))
-async def list_custom_fields(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(custom_field_defs).where(
-        custom_field_defs.c.org_id == principal.org_id).order_by(custom_field_defs.c.key))).all()
-    return {"items": [_custom_to_dict(r) for r in rows], "next_cursor": None}
+async def list_custom_fields(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                             cursor: CursorParam = None) -> dict[str, Any]:
+    return await keyset_page(uow.session, sa.select(custom_field_defs).where(
+        custom_field_defs.c.org_id == principal.org_id), [custom_field_defs.c.key], limit, cursor, _custom_to_dict)

@@ -1,7 +1,6 @@
 """Recording and reading a lead's timeline (entries from domain/timeline.py, one table, idempotent)."""
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +20,9 @@ from .views import as_utc, iso
 async def record_timeline(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
     """Add the event's entries to its lead's timeline (a redelivery adds nothing: unique per event and kind)."""
     insert = dialect_insert(uow.session)
-    for entry in entries_for(data, envelope):
+    for n, entry in enumerate(entries_for(data, envelope)):
         await uow.session.execute(insert(lead_timeline).values(
-            id=str(uuid.uuid4()), org_id=envelope.org_id, lead_id=entry.lead_id, event_id=str(envelope.id),
+            id=f"{envelope.id}.{n}", org_id=envelope.org_id, lead_id=entry.lead_id, event_id=str(envelope.id),
             event_type=envelope.type, kind=entry.kind, occurred_at=as_utc(entry.occurred_at),
             correlation_id=envelope.correlation_id, producer=envelope.producer, summary=entry.summary[:600],
             details=entry.details, recorded_at=utcnow(),

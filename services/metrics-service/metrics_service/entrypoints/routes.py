@@ -20,11 +20,13 @@ from pydantic import BaseModel, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, camel_case, returns
 from salesflow_shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import forecast_snapshots, quotas
@@ -53,8 +55,8 @@ MAX_REPORT_DATE = datetime(2199, 12, 31)
 
 class ReportQuery:
     def __init__(self, principal: CurrentPrincipal, clock: ClockDep,
-                 from_: Annotated[datetime | None, Query(alias="from", description="period start (inclusive)")] = None,
-                 to: Annotated[datetime | None, Query(description="period end (exclusive)")] = None,
+                 from_: Annotated[Rfc3339 | None, Query(alias="from", description="period start (inclusive)")] = None,
+                 to: Annotated[Rfc3339 | None, Query(description="period end (exclusive)")] = None,
                  pipeline: Annotated[str | None, Query(max_length=100)] = None,
                  group_by: GroupByParam | None = None,
                  format: Format = "json") -> None:
@@ -285,7 +287,7 @@ async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> Any:
 
 
 def _etag(row: Any) -> str:
-    return f'"{row.quota_id}:{row.version}"'
+    return strong_etag(f"{row.quota_id}:{row.version}")
 
 
 @router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)",
@@ -343,8 +345,8 @@ async def get_quota(quota_id: str, principal: CurrentPrincipal, uow: UowDep) -> 
 async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal, uow: UowDep,
                       if_match: Annotated[str | None, Header()] = None) -> Response:
     row = await _quota(uow, principal, quota_id)
-    if if_match is not None and if_match != _etag(row):
-        raise PreconditionFailed("the quota changed since you read it")
+    if if_match is not None:
+        check_if_match(if_match, _etag(row), what="quota")
     changes = body.model_dump(exclude_none=True)
     result = await uow.session.execute(sa.update(quotas).where(
         quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id, quotas.c.version == row.version,

@@ -13,16 +13,18 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, HttpUrl, field_validator
+from pydantic import BaseModel, Field, HttpUrl, StrictBool, field_validator
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import (
-    Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed,
+    Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed,
 )
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
+from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
@@ -54,7 +56,7 @@ def _json(row: Any, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
         if key in drop:
             continue
         if isinstance(value, datetime):
-            value = value.isoformat()
+            value = rfc3339(value)
         elif isinstance(value, Decimal):
             value = str(value)
         out[key] = value
@@ -106,7 +108,7 @@ def _check_template(body: TemplateIn) -> None:
 
 
 def _etag(version: int) -> str:
-    return f'"{version}"'
+    return strong_etag(version)
 
 
 async def _template(uow: UnitOfWork, org_id: str, template_id: str) -> dict[str, Any]:
@@ -164,10 +166,7 @@ async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, cont
                            principal: AdminPrincipal,
                            if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     row = await _template(uow, principal.org_id, template_id)
-    if if_match is None:
-        raise PreconditionRequired("send If-Match with the template's ETag")
-    if if_match.strip().removeprefix("W/") != _etag(row["version"]):
-        raise PreconditionFailed("the template changed since you read it")
+    check_if_match(if_match, _etag(row["version"]), what="template")
     _check_template(body)
     await _key_free(uow, principal.org_id, body.key, except_id=template_id)
     now = _now(context)
@@ -185,7 +184,7 @@ async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, cont
 class StepIn(BaseModel):
     template_id: str = Field(max_length=36, pattern=NO_NUL)
     delay_minutes: float = Field(default=0, ge=0, le=525_600)
-    business_hours: bool = False
+    business_hours: StrictBool = False
 
 
 class SequenceIn(BaseModel):
@@ -197,7 +196,7 @@ class SequenceIn(BaseModel):
     steps: list[StepIn] = Field(min_length=1, max_length=50)
     business_timezone: str | None = Field(default=None, max_length=64, pattern=NO_NUL,
                                           description="when the lead's time zone is unknown")
-    active: bool = True
+    active: StrictBool = True
 
 
 async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> None:
@@ -348,10 +347,7 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
     current = (await uow.session.execute(sa.select(mailchimp_accounts).where(
         mailchimp_accounts.c.org_id == principal.org_id).with_for_update())).mappings().first()
     if current is not None:
-        if if_match is None:
-            raise PreconditionRequired("send If-Match with the settings' ETag to replace them")
-        if if_match.strip().removeprefix("W/") != _settings_etag(current):
-            raise PreconditionFailed("the Mailchimp settings changed since you read them")
+        check_if_match(if_match, _settings_etag(current), what="Mailchimp settings")
         await uow.session.execute(sa.update(mailchimp_accounts).where(
             mailchimp_accounts.c.org_id == principal.org_id).values(**values))
     else:
@@ -421,7 +417,7 @@ class MilestoneIn(BaseModel):
     min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
     channels: list[Literal["email", "webhook"]] = Field(default_factory=lambda: ["email", "webhook"], min_length=1)
-    active: bool = True
+    active: StrictBool = True
 
 
 @router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)",

@@ -16,7 +16,7 @@ from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
 from salesflow_shared.idempotency import IdempotencyDep
-from salesflow_shared.pagination import LimitParam
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import pipelines, positions, tasks
@@ -83,9 +83,13 @@ def _keyset_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 # ------------------------------------------------------------------ pipelines
 @router.get("/pipelines/templates", summary="Ready-made pipelines an admin can instantiate",
             operation_id="listPipelineTemplates", **returns(R.PipelineTemplatePage))
-async def list_templates(principal: CurrentPrincipal) -> dict[str, Any]:
-    return {"items": [{"key": key, "name": t["name"], "description": t["description"],
-                       "stages": [s["name"] for s in t["stages"]]} for key, t in TEMPLATES.items()]}
+async def list_templates(principal: CurrentPrincipal, limit: LimitParam = 50,
+                         cursor: CursorParam = None) -> dict[str, Any]:
+    after = decode_cursor(cursor, 1)
+    keys = [key for key in sorted(TEMPLATES) if after is None or key > str(after[0])]
+    page = [{"key": key, "name": TEMPLATES[key]["name"], "description": TEMPLATES[key]["description"],
+             "stages": [s["name"] for s in TEMPLATES[key]["stages"]]} for key in keys[:limit]]
+    return {"items": page, "next_cursor": encode_cursor([keys[limit - 1]]) if len(keys) > limit else None}
 
 
 class InstantiateIn(BaseModel):
@@ -224,13 +228,11 @@ async def delete_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipa
 
 # ------------------------------------------------------------------ positions
 PositionStatus = Annotated[str | None, Query(pattern="^(unrouted|active|won|nurturing|disqualified)$")]
-LeadCursor = Annotated[str | None, Query(pattern=r"^[^\u0000]{1,100}$",
-                                         description="Opaque cursor from the previous page's next_cursor")]
 
 
 @router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own",
             operation_id="listPositions", **returns(R.PositionSummaryPage))
-async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50, cursor: LeadCursor = None,
+async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50, cursor: CursorParam = None,
                          pipeline_id: str | None = None, stage_id: str | None = None,
                          status: PositionStatus = None, owner_id: str | None = None) -> dict[str, Any]:
     filters = {"pipeline_id": pipeline_id, "stage_id": stage_id, "status": status, "owner_id": owner_id}
@@ -240,15 +242,16 @@ async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
     for name, value in filters.items():
         if value is not None:
             query = query.where(positions.c[name] == value)
-    if cursor:
-        query = query.where(positions.c.lead_id > cursor)
+    after = decode_cursor(cursor, 1)  # a cursor this API did not issue is a 422, never an empty page
+    if after is not None:
+        query = query.where(positions.c.lead_id > str(after[0]))
     rows = (await uow.session.execute(query.order_by(positions.c.lead_id).limit(limit + 1))).all()
     items = [{"lead_id": r.lead_id, "status": r.status, "pipeline_id": r.pipeline_id, "stage_id": r.stage_id,
               "stage_entered_at": engine.aware(r.stage_entered_at).isoformat() if r.stage_entered_at else None,
               "owner_id": r.owner_id, "team_id": r.team_id,
               "reengage_at": engine.aware(r.reengage_at).isoformat() if r.reengage_at else None}
              for r in rows[:limit]]
-    return {"items": items, "next_cursor": rows[limit - 1].lead_id if len(rows) > limit else None}
+    return {"items": items, "next_cursor": encode_cursor([rows[limit - 1].lead_id]) if len(rows) > limit else None}
 
 
 @router.get("/positions/{lead_id}", summary="Where a lead stands: stage, guidance, open tasks and history",

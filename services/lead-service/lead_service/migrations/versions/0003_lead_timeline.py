@@ -15,7 +15,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "lead_timeline",
-        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("id", sa.String(length=50), nullable=False),
         sa.Column("org_id", sa.String(length=100), nullable=False),
         sa.Column("lead_id", sa.String(length=100), nullable=False),
         sa.Column("event_id", sa.String(length=36), nullable=False),
