@@ -4,8 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SERVICES := lead-service pipeline-service assignment-service notification-service metrics-service incentive-service
 STAMP  := $(VENV)/.installed
+# The API contract is checked from the outside with Node tools pinned by clients/typescript/package-lock.json.
+TS_CLIENT := clients/typescript
+NPM_STAMP := $(TS_CLIENT)/node_modules/.installed
 
-.PHONY: install run test schemas openapi clean
+.PHONY: install run test schemas openapi api-contract clean
 
 $(STAMP): shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +20,17 @@ install: $(STAMP)
 run: install  ## install and run all six services (embedded unless PostgreSQL/RabbitMQ are configured)
 	$(BIN)/salesflow run
 
-test: install  ## install and run every test against the local PostgreSQL and RabbitMQ
+$(NPM_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
+	touch $(NPM_STAMP)
+
+test: install api-contract  ## install and run every test against the local PostgreSQL and RabbitMQ
 	$(BIN)/salesflow schemas export --check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+api-contract: install $(NPM_STAMP)  ## docs/openapi.json current, Redocly-clean, and a strict TypeScript client compiles
+	$(BIN)/salesflow openapi --check
+	cd $(TS_CLIENT) && npm run -s lint && npm run -s generate && npm run -s typecheck
 
 schemas: install  ## regenerate docs/events from the event catalogue
 	$(BIN)/salesflow schemas export
@@ -28,4 +39,4 @@ openapi: install  ## regenerate docs/openapi.json from the six services' specs
 	$(BIN)/salesflow openapi
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache $(TS_CLIENT)/node_modules

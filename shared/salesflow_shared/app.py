@@ -23,7 +23,8 @@ from .auth import AdminPrincipal, TokenVerifier
 from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
 from .consumer import EventDispatcher, HandlerMap
 from .db import Database
-from .errors import PROBLEM_RESPONSES, NotFound, install_error_handlers
+from .contract import document_contract, operation_id
+from .errors import NotFound, install_error_handlers
 from .guards import reject_unstorable_text
 from .logging import configure_logging
 from .middleware import BodySizeLimitMiddleware, CorrelationMiddleware, JsonLimitsMiddleware
@@ -251,7 +252,7 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
             await context.stop()
 
     app = FastAPI(title=f"Salesflow {definition.name}", description=definition.description,
-                  version=definition.version, lifespan=lifespan)
+                  version=definition.version, lifespan=lifespan, generate_unique_id_function=operation_id)
     app.state.context = context
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
@@ -263,9 +264,10 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
     app.add_middleware(TracingMiddleware, service=definition.name)  # inside CorrelationMiddleware
     app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router(context.readiness, context.render_metrics))
-    app.include_router(dead_letter_router(), responses=PROBLEM_RESPONSES)
+    app.include_router(dead_letter_router())
     for router in definition.routers:
-        app.include_router(router, responses=PROBLEM_RESPONSES, dependencies=[Depends(reject_unstorable_text)])
+        app.include_router(router, dependencies=[Depends(reject_unstorable_text)])
+    document_contract(app)  # errors, security and headers are declared there, the same for every route
     return app
 
 

@@ -169,7 +169,8 @@ def _internal_error(request: Request) -> JSONResponse:
     return problem_response(500, "Internal error", "An unexpected error occurred.", instance=request.url.path)
 
 
-# The problem+json body as a self-contained JSON Schema (no $refs), so every route can document it.
+# The problem+json body as a JSON Schema: the one `Problem` component every operation's errors refer to
+# (contract.py).
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "title": "Problem",
@@ -185,25 +186,4 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "type": "object", "required": ["field", "message"],
             "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
     },
-}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_SCHEMA}}}
-
-
-# Documented on every API route: what any of them may answer besides success.
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _problem("Bad request"),
-    401: _problem("Missing or invalid bearer token"),
-    403: _problem("The token's role may not do this"),
-    404: _problem("Not found (also for another organization's ids)"),
-    409: _problem("Conflict, e.g. an Idempotency-Key reused with another body"),
-    412: _problem("If-Match does not match the current ETag"),
-    413: _problem("Request body too large"),
-    415: _problem("Unsupported media type"),
-    422: _problem("Validation failed; `errors` names each field"),
-    428: _problem("If-Match required"),
-    429: _problem("Rate limited"),
-    503: _problem("The database is unreachable for now; retry later (Retry-After), with the same Idempotency-Key"),
 }

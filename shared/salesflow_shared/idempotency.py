@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -100,8 +100,11 @@ async def forget_responses_about(session: AsyncSession, org_id: str, subject_ids
     return scrubbed
 
 
-async def idempotency_key(request: Request) -> IdempotentRequest:
-    key = request.headers.get("idempotency-key")
+async def idempotency_key(request: Request, sent_key: Annotated[str, Header(
+        alias="Idempotency-Key", description="Send the same key again (e.g. after a timeout) to get the first "
+                                             "answer back with no second effect; another body with it is a 409",
+        json_schema_extra={"maxLength": MAX_KEY_LENGTH})] = None) -> IdempotentRequest:
+    key = sent_key
     if key is not None:
         key = key.strip()
         if not key or len(key) > MAX_KEY_LENGTH:

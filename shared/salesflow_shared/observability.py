@@ -80,14 +80,17 @@ def health_router(readiness: Callable[[], Awaitable[dict[str, bool]]],
         return {"status": "ok"}
 
     @router.get("/readyz", summary="The database and the broker are reachable",
-                responses={503: {"description": "A dependency is not reachable"}})
+                responses={503: {"description": "A dependency is not reachable",
+                                 "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def readyz() -> Any:
         checks = await readiness()
         ok = all(checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
                             status_code=200 if ok else 503)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+                responses={200: {"description": "Prometheus text exposition format",
+                                 "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         return Response(await render_metrics(), media_type=CONTENT_TYPE_LATEST)
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+import sqlalchemy as sa
 from fastapi import Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .errors import ValidationFailed
 
@@ -21,8 +24,10 @@ CursorParam = Annotated[str | None, Query(description="Opaque cursor from the pr
 
 
 class Page(BaseModel, Generic[T]):
+    """The one pagination envelope (documented per item model by `contract.page_of`)."""
+
     items: list[T]
-    next_cursor: str | None = None
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last page")
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -48,3 +53,29 @@ def page_from_rows(items: list[T], limit: int, key: Any) -> Page[T]:
         items = items[:limit]
         return Page(items=items, next_cursor=encode_cursor(key(items[-1])))
     return Page(items=items, next_cursor=None)
+
+
+async def keyset_page(session: Any, query: Any, columns: Sequence[Any], limit: int, cursor: str | None,
+                      render: Callable[[Any], dict[str, Any]], *, descending: bool = False) -> dict[str, Any]:
+    """One page of `query` in order of `columns` (unique together; ascending unless `descending`), as
+    `{"items", "next_cursor"}`.
+
+    The cursor holds the last row's values of `columns`; a cursor this API did not issue is a 422 naming it.
+    """
+    after = decode_cursor(cursor, len(columns))
+    if after is not None:
+        try:
+            values = [datetime.fromisoformat(str(v)) if isinstance(c.type, sa.DateTime) else v
+                      for c, v in zip(columns, after)]
+        except ValueError as exc:
+            raise ValidationFailed.single("cursor", "not a cursor this API issued") from exc
+        last_seen = sa.tuple_(*[sa.bindparam(None, v, type_=c.type) for c, v in zip(columns, values)])
+        query = query.where(sa.tuple_(*columns) < last_seen if descending else sa.tuple_(*columns) > last_seen)
+    order = [c.desc() for c in columns] if descending else list(columns)
+    rows = (await session.execute(query.order_by(*order).limit(limit + 1))).all()
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]._mapping
+        next_cursor = encode_cursor([last[c.name].isoformat() if isinstance(last[c.name], datetime)
+                                     else last[c.name] for c in columns])
+    return {"items": [render(r) for r in rows[:limit]], "next_cursor": next_cursor}

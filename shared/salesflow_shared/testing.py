@@ -201,9 +201,13 @@ def service_test_settings(settings_cls: type[T], *, database_url: str, amqp_url:
 
 @asynccontextmanager
 async def running_app(app: Any, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan (migrations, bus, relay, consumers) and give an HTTP client to it."""
+    """Run the app's lifespan (migrations, bus, relay, consumers) and give an HTTP client to it.
+
+    Every answer is checked against the app's OpenAPI document (status declared, body valid against the
+    declared schema): each service's tests are also tests of its published contract.
+    """
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = ContractCheckingTransport(httpx.ASGITransport(app=app), app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
 
@@ -230,6 +234,27 @@ async def serving_over_http(app: Any, host: str = "127.0.0.1") -> AsyncIterator[
     finally:
         server.should_exit = True
         await task
+
+
+class ContractCheckingTransport(httpx.AsyncBaseTransport):
+    """Fails the test (AssertionError) when an answer is not what the app's OpenAPI document declares."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, app: Any) -> None:
+        self.inner = inner
+        self.app = app
+        app.openapi()  # built now, not during the first request a test may be timing
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        from .contract import contract_violations
+
+        response = await self.inner.handle_async_request(request)
+        body = await response.aread()
+        violations = contract_violations(self.app, request.method, request.url.path, response.status_code,
+                                         response.headers.get("content-type", ""), body)
+        if violations:
+            raise AssertionError(f"{request.method} {request.url.path} -> {response.status_code} breaks the "
+                                 f"published contract: " + "; ".join(violations))
+        return response
 
 
 def make_token(org: str, role: Role = "admin", sub: str = "user-1", secret: str = DEV_JWT_SECRET) -> str:

@@ -36,8 +36,9 @@ def test_merge_keeps_v1_paths_shares_identical_schemas_and_prefixes_clashing_one
     assert lead_get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/LeadItem")
     assert task_get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/PipelineItem")
     assert schemas["PipelineItem"]["properties"] == {"due_at": {"type": "string"}}
-    assert (lead_get["operationId"], task_get["operationId"]) == ("list", "pipeline_list")
-    assert lead_get["tags"][0] == "lead-service" and task_get["x-salesflow-service"] == "pipeline-service"
+    assert schemas["PipelineItem"]["title"] == "PipelineItem"  # generators name types by title: unique too
+    assert (lead_get["operationId"], task_get["operationId"]) == ("list", "pipelineList")
+    assert task_get["x-salesflow-service"] == "pipeline-service"
 
 
 def test_merge_refuses_a_path_served_by_two_services() -> None:
@@ -61,6 +62,8 @@ def test_export_check_reports_a_stale_file_without_writing_it(tmp_path, monkeypa
 
 def test_the_six_services_documents_merge_without_clashes() -> None:
     merged = merge(openapi_merge.service_documents())
-    assert [t["name"] for t in merged["tags"]] == ["lead-service", "pipeline-service", "assignment-service",
-                                                    "notification-service", "metrics-service", "incentive-service"]
+    services = {op["x-salesflow-service"] for item in merged["paths"].values() for op in item.values()}
+    assert services == {"lead-service", "pipeline-service", "assignment-service", "notification-service",
+                        "metrics-service", "incentive-service"}
+    assert {"leads", "positions", "assignments", "deliveries", "reports"} <= {t["name"] for t in merged["tags"]}
     assert all(path.startswith("/v1/") for path in merged["paths"])

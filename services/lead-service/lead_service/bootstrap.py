@@ -13,6 +13,7 @@ from .entrypoints.forms_api import FormCache, submission_sweeper
 from .entrypoints.routes import router
 from .service_layer.enrichment import enrichment_worker
 from .service_layer.handlers import EVENT_HANDLERS
+from .service_layer.timeline import TIMELINE_HANDLERS
 from .service_layer.imports import import_worker
 from .service_layer.intake_batch import IntakeBatcher
 
@@ -37,7 +38,9 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         settings=settings or Settings(),
         routers=[router],
         migrations_path=MIGRATIONS,
-        event_handlers=EVENT_HANDLERS,
+        # Every event about a lead also goes on its timeline (after this service's own handling).
+        event_handlers={event_type: [*EVENT_HANDLERS.get(event_type, ()), *TIMELINE_HANDLERS.get(event_type, ())]
+                        for event_type in {*EVENT_HANDLERS, *TIMELINE_HANDLERS}},
         extras=build_extras,
         workers=[submission_sweeper, enrichment_worker, import_worker],
         description="Leads, contacts, companies, activities, web-form intake, scoring and enrichment.",

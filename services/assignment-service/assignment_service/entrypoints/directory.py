@@ -11,33 +11,32 @@ from fastapi import APIRouter, Query, Request, Response
 
 from salesflow_shared.app import UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
-from salesflow_shared.errors import Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed
+from salesflow_shared.contract import etag_header
+from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
 
 from ..adapters import repository as repo
 from ..adapters.orm import reps, teams, territories
 from ..service_layer.rep_events import publish_rep, publish_rep_removed, publish_team_membership
 from ..service_layer.rulesets import references_in_current_rules
-from .schemas import (RepCreate, RepOut, RepPatch, TeamCreate, TeamOut, TeamPatch, TerritoryCreate, TerritoryOut,
-                      TerritoryPatch)
+from .schemas import (RepCreate, RepOut, RepPage, RepPatch, TeamCreate, TeamOut, TeamPage, TeamPatch,
+                      TerritoryCreate, TerritoryOut, TerritoryPage, TerritoryPatch)
 
 router = APIRouter()
 
 
 # ------------------------------------------------------------------ helpers
 def etag(version: int) -> str:
-    return f'W/"{version}"'
+    return strong_etag(version)
 
 
 def check_if_match(request: Request, version: int) -> None:
     header = request.headers.get("if-match")
-    if header is None:
-        return
-    accepted = {t.strip() for t in header.split(",")}
-    if "*" not in accepted and not accepted & {etag(version), f'"{version}"'}:
-        raise PreconditionFailed(f"the resource is at version {version}; read it again")
+    if header is not None:
+        shared_check_if_match(header, etag(version))
 
 
 async def _must_exist(uow: Any, table: sa.Table, org_id: str, ids: list[str], field: str, what: str) -> None:
@@ -121,7 +120,8 @@ def rep_out(row: Any, open_leads: int = 0) -> RepOut:
                   created_at=row.created_at, updated_at=row.updated_at)
 
 
-@router.post("/reps", status_code=201, response_model=RepOut, summary="Add a rep to the directory")
+@router.post("/reps", status_code=201, response_model=RepOut, **etag_header(201),
+             summary="Add a rep to the directory")
 async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> Any:
     payload = _json(body)
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="reps", payload=payload)
@@ -134,7 +134,7 @@ async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, id
                                      on_saved=lambda: publish_rep(uow, principal.org_id, body.user_id, "created"))
 
 
-@router.get("/reps", response_model=Page[RepOut], summary="List reps (filter by active)")
+@router.get("/reps", response_model=RepPage, summary="List reps (filter by active)")
 async def list_reps(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50, cursor: CursorParam = None,
                     active: bool | None = Query(default=None)) -> Any:
     filters = [reps.c.active.is_(active)] if active is not None else []
@@ -143,14 +143,15 @@ async def list_reps(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam 
     return Page(items=[rep_out(r, counts.get(r.id, 0)) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/reps/{rep_id}", response_model=RepOut, summary="A rep, with its open-lead count")
+@router.get("/reps/{rep_id}", response_model=RepOut, **etag_header(), summary="A rep, with its open-lead count")
 async def get_rep(rep_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
     row = await _read(uow, reps, principal.org_id, rep_id, "rep", response)
     counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])
     return rep_out(row, counts.get(rep_id, 0))
 
 
-@router.patch("/reps/{rep_id}", response_model=RepOut, summary="Change a rep (If-Match with its ETag)")
+@router.patch("/reps/{rep_id}", response_model=RepOut, **etag_header(),
+              summary="Change a rep (If-Match with its ETag)")
 async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Response, uow: UowDep,
                     principal: AdminPrincipal) -> Any:
     row = await _locked_for_patch(uow, request, reps, principal.org_id, rep_id, "rep")
@@ -213,7 +214,7 @@ async def _check_team_refs(uow: Any, org_id: str, member_ids: list[str] | None, 
         raise ValidationFailed.single("lead_rep_id", f"no rep '{lead_rep_id}' in this organization")
 
 
-@router.post("/teams", status_code=201, response_model=TeamOut, summary="Create a team")
+@router.post("/teams", status_code=201, response_model=TeamOut, **etag_header(201), summary="Create a team")
 async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> Any:
     payload = _json(body)
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="teams", payload=payload)
@@ -225,19 +226,20 @@ async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, 
                                          uow, principal.org_id, _people(body.member_ids, body.lead_rep_id)))
 
 
-@router.get("/teams", response_model=Page[TeamOut], summary="List teams")
+@router.get("/teams", response_model=TeamPage, summary="List teams")
 async def list_teams(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                      cursor: CursorParam = None) -> Any:
     rows, next_cursor = await _list(uow, teams, principal.org_id, limit, cursor)
     return Page(items=[team_out(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/teams/{team_id}", response_model=TeamOut, summary="A team")
+@router.get("/teams/{team_id}", response_model=TeamOut, **etag_header(), summary="A team")
 async def get_team(team_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
     return team_out(await _read(uow, teams, principal.org_id, team_id, "team", response))
 
 
-@router.patch("/teams/{team_id}", response_model=TeamOut, summary="Change a team (If-Match with its ETag)")
+@router.patch("/teams/{team_id}", response_model=TeamOut, **etag_header(),
+              summary="Change a team (If-Match with its ETag)")
 async def patch_team(team_id: str, body: TeamPatch, request: Request, response: Response, uow: UowDep,
                      principal: AdminPrincipal) -> Any:
     row = await _locked_for_patch(uow, request, teams, principal.org_id, team_id, "team")
@@ -278,7 +280,8 @@ def territory_out(row: Any) -> TerritoryOut:
                         created_at=row.created_at, updated_at=row.updated_at)
 
 
-@router.post("/territories", status_code=201, response_model=TerritoryOut, summary="Create a territory")
+@router.post("/territories", status_code=201, response_model=TerritoryOut, **etag_header(201),
+             summary="Create a territory")
 async def create_territory(body: TerritoryCreate, uow: UowDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> Any:
     payload = _json(body)
@@ -290,19 +293,19 @@ async def create_territory(body: TerritoryCreate, uow: UowDep, principal: AdminP
                                      territory_out, "territories")
 
 
-@router.get("/territories", response_model=Page[TerritoryOut], summary="List territories")
+@router.get("/territories", response_model=TerritoryPage, summary="List territories")
 async def list_territories(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                            cursor: CursorParam = None) -> Any:
     rows, next_cursor = await _list(uow, territories, principal.org_id, limit, cursor)
     return Page(items=[territory_out(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/territories/{territory_id}", response_model=TerritoryOut, summary="A territory")
+@router.get("/territories/{territory_id}", response_model=TerritoryOut, **etag_header(), summary="A territory")
 async def get_territory(territory_id: str, uow: UowDep, principal: CurrentPrincipal, response: Response) -> Any:
     return territory_out(await _read(uow, territories, principal.org_id, territory_id, "territory", response))
 
 
-@router.patch("/territories/{territory_id}", response_model=TerritoryOut,
+@router.patch("/territories/{territory_id}", response_model=TerritoryOut, **etag_header(),
               summary="Change a territory (If-Match with its ETag)")
 async def patch_territory(territory_id: str, body: TerritoryPatch, request: Request, response: Response,
                           uow: UowDep, principal: AdminPrincipal) -> Any:

@@ -9,10 +9,12 @@ from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal
+from salesflow_shared.clock import rfc3339
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
@@ -23,7 +25,8 @@ from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, c
 from ..service_layer.rep_events import publish_rep
 from ..service_layer.rulesets import publish_rule_set, validate_rules
 from .directory import check_if_match, etag
-from .schemas import BulkReassignIn, ManualAssignIn, RuleSetIn, SimulateIn
+from .schemas import (BulkReassignIn, BulkReassignResult, DecisionOut, DecisionPage, ManualAssignIn, RuleSetCheck,
+                      RuleSetIn, RuleSetOut, RuleSetVersionPage, SimulateIn)
 
 router = APIRouter()
 
@@ -31,7 +34,7 @@ router = APIRouter()
 def _rule_set_body(rule_set: RuleSet, row: Any = None) -> dict[str, Any]:
     return {"version": rule_set.version, "rules": rule_set.to_dicts(),
             "created_by": row.created_by if row is not None else None,
-            "created_at": row.created_at.isoformat() if row is not None else None}
+            "created_at": rfc3339(row.created_at) if row is not None else None}
 
 
 async def _rule_set_row(uow: Any, org_id: str, version: int | None) -> Any:
@@ -41,7 +44,8 @@ async def _rule_set_row(uow: Any, org_id: str, version: int | None) -> Any:
     return (await uow.session.execute(query)).one_or_none()
 
 
-@router.get("/routing-rules", summary="The current rule set (ETag = its version)")
+@router.get("/routing-rules", summary="The current rule set (ETag = its version)",
+            operation_id="getRoutingRules", **returns(RuleSetOut, etag=True))
 async def get_rules(uow: UowDep, principal: CurrentPrincipal, response: Response) -> dict[str, Any]:
     row = await _rule_set_row(uow, principal.org_id, None)
     if row is None:
@@ -52,7 +56,8 @@ async def get_rules(uow: UowDep, principal: CurrentPrincipal, response: Response
     return _rule_set_body(rule_set, row)
 
 
-@router.put("/routing-rules", summary="Publish a new version of the rule set (If-Match: the current ETag)")
+@router.put("/routing-rules", summary="Publish a new version of the rule set (If-Match: the current ETag)",
+            operation_id="publishRoutingRules", **returns(RuleSetOut, etag=True))
 async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: UowDep,
                     principal: AdminPrincipal) -> dict[str, Any]:
     current = await _rule_set_row(uow, principal.org_id, None)
@@ -68,22 +73,25 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
     return _rule_set_body(rule_set, row)
 
 
-@router.post("/routing-rules/validate", summary="Check a draft rule set without publishing it")
+@router.post("/routing-rules/validate", summary="Check a draft rule set without publishing it",
+             operation_id="validateRoutingRules", **returns(RuleSetCheck))
 async def validate_draft(body: RuleSetIn, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
     rules = await validate_rules(uow.session, principal.org_id, body.rules)
     return {"valid": True, "rules": [r.to_dict() for r in rules]}
 
 
-@router.get("/routing-rules/versions", summary="Every published version, newest first")
-async def list_versions(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    rows = await uow.session.execute(sa.select(rule_sets.c.version, rule_sets.c.created_by, rule_sets.c.created_at)
-                                     .where(rule_sets.c.org_id == principal.org_id)
-                                     .order_by(rule_sets.c.version.desc()))
-    return {"items": [{"version": r.version, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
-                      for r in rows], "next_cursor": None}
+@router.get("/routing-rules/versions", summary="Every published version, newest first",
+            operation_id="listRoutingRuleVersions", **returns(RuleSetVersionPage))
+async def list_versions(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                        cursor: CursorParam = None) -> dict[str, Any]:
+    query = sa.select(rule_sets.c.version, rule_sets.c.created_by, rule_sets.c.created_at).where(
+        rule_sets.c.org_id == principal.org_id)
+    return await keyset_page(uow.session, query, [rule_sets.c.version], limit, cursor, lambda r: {
+        "version": r.version, "created_by": r.created_by, "created_at": rfc3339(r.created_at)}, descending=True)
 
 
-@router.get("/routing-rules/versions/{version}", summary="One published version (as a past decision used it)")
+@router.get("/routing-rules/versions/{version}", summary="One published version (as a past decision used it)",
+            operation_id="getRoutingRuleVersion", **returns(RuleSetOut))
 async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
     row = await _rule_set_row(uow, principal.org_id, version)
     if row is None:
@@ -93,7 +101,8 @@ async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: Uo
     return _rule_set_body(rule_set, row)
 
 
-@router.post("/routing/simulate", summary="Evaluate a lead against the current or a draft rule set; changes nothing")
+@router.post("/routing/simulate", summary="Evaluate a lead against the current or a draft rule set; changes nothing",
+             operation_id="simulateRouting", **returns(DecisionOut))
 async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
     org = principal.org_id
     if body.rules is not None:
@@ -117,7 +126,8 @@ async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -
 
 
 # ------------------------------------------------------------------ decisions
-@router.get("/assignments", summary="Stored decisions, oldest first (filter by lead_id or owner_id)")
+@router.get("/assignments", summary="Stored decisions, oldest first (filter by lead_id or owner_id)",
+            operation_id="listAssignments", **returns(DecisionPage))
 async def list_assignments(uow: UowDep, principal: CurrentPrincipal, lead_id: str | None = None,
                            owner_id: str | None = None, limit: LimitParam = 50,
                            cursor: CursorParam = None) -> dict[str, Any]:
@@ -142,7 +152,8 @@ async def list_assignments(uow: UowDep, principal: CurrentPrincipal, lead_id: st
     return {"items": [decision_row_to_dict(r) for r in rows], "next_cursor": next_cursor}
 
 
-@router.get("/assignments/{decision_id}", summary="One decision with its explanation")
+@router.get("/assignments/{decision_id}", summary="One decision with its explanation",
+            operation_id="getAssignment", **returns(DecisionOut))
 async def get_assignment(decision_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
     row = (await uow.session.execute(sa.select(decisions).where(
         decisions.c.org_id == principal.org_id, decisions.c.id == decision_id))).one_or_none()
@@ -151,7 +162,8 @@ async def get_assignment(decision_id: str, uow: UowDep, principal: ManagerPrinci
     return decision_row_to_dict(row)
 
 
-@router.post("/assignments", status_code=201, summary="Reassign a lead by hand (recorded with reason: manual)")
+@router.post("/assignments", status_code=201, summary="Reassign a lead by hand (recorded with reason: manual)",
+             operation_id="reassignLead", **returns(DecisionOut, status=201))
 async def manual_assign(body: ManualAssignIn, uow: UowDep, principal: ManagerPrincipal,
                         idem: IdempotencyDep) -> Any:
     org = principal.org_id
@@ -182,7 +194,8 @@ async def manual_assign(body: ManualAssignIn, uow: UowDep, principal: ManagerPri
     return resp
 
 
-@router.post("/reps/{rep_id}/reassign-open-leads", summary="Spread a departing rep's open leads across a team")
+@router.post("/reps/{rep_id}/reassign-open-leads", summary="Spread a departing rep's open leads across a team",
+             operation_id="reassignOpenLeads", **returns(BulkReassignResult))
 async def bulk_reassign(rep_id: str, body: BulkReassignIn, uow: UowDep, principal: ManagerPrincipal,
                         idem: IdempotencyDep) -> Any:
     org = principal.org_id

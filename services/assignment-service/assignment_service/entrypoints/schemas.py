@@ -5,7 +5,11 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator,
+                      model_validator)
+
+from salesflow_shared.clock import UtcDateTime
+from salesflow_shared.contract import page_of
 
 from ..domain.directory import DAYS, parse_hhmm, valid_country, valid_timezone
 
@@ -63,7 +67,7 @@ class AbsenceIn(Strict):
 class _RepFields(Strict):
     name: Name | None = None
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
-    active: bool | None = None
+    active: StrictBool | None = None
     tier: int | None = Field(default=None, ge=1, le=10, description="1 is the most senior tier")
     product_lines: list[Tag] | None = Field(default=None, max_length=100)
     languages: list[Tag] | None = Field(default=None, max_length=50)
@@ -96,7 +100,7 @@ class RepCreate(_RepFields):
     user_id: Id = Field(description="the rep's user id (the `sub` of their token); the rep's id")
     name: Name
     email: str = Field(max_length=320, pattern=EMAIL_PATTERN)
-    active: bool = True
+    active: StrictBool = True
     tier: int = Field(default=3, ge=1, le=10, description="1 is the most senior tier")
     product_lines: list[Tag] = Field(default_factory=list, max_length=100)
     languages: list[Tag] = Field(default_factory=list, max_length=50)
@@ -124,10 +128,10 @@ class RepOut(BaseModel):
     working_hours: list[dict[str, Any]]
     out_of_office: list[dict[str, Any]]
     open_leads: int = 0
-    last_assigned_at: datetime | None = None
+    last_assigned_at: UtcDateTime | None = None
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class TeamCreate(Strict):
@@ -159,8 +163,8 @@ class TeamOut(BaseModel):
     member_ids: list[str]
     lead_rep_id: str | None
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class PostcodeRangeIn(Strict):
@@ -233,8 +237,8 @@ class TerritoryOut(BaseModel):
     postcode_ranges: list[dict[str, Any]]
     rep_ids: list[str]
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class RuleSetIn(BaseModel):
@@ -242,7 +246,7 @@ class RuleSetIn(BaseModel):
     rules: list[dict[str, Any]] = Field(description="ordered rules; the last one is the fallback")
 
 
-class LeadIn(BaseModel):
+class SimulatedLeadIn(BaseModel):
     """A lead payload to simulate (the LeadSnapshot fields that rules read)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -270,7 +274,7 @@ class StageIn(Strict):
 
 
 class SimulateIn(Strict):
-    lead: LeadIn
+    lead: SimulatedLeadIn
     trigger: Literal["lead_created", "stage_entry", "lead_won"] = "lead_created"
     stage: StageIn | None = None
     rules: list[dict[str, Any]] | None = Field(default=None, description="a draft rule set; default: the current one")
@@ -287,5 +291,94 @@ class ManualAssignIn(Strict):
 class BulkReassignIn(Strict):
     team_id: Id
     strategy: Literal["round_robin", "least_loaded"] = "round_robin"
-    deactivate: bool = Field(default=True, description="mark the departing rep inactive")
+    deactivate: StrictBool = Field(default=True, description="mark the departing rep inactive")
     note: str | None = Field(default=None, max_length=500)
+
+
+# ------------------------------------------------------------------ answers (routing and decisions)
+class RuleOut(BaseModel):
+    """A routing rule as stored: conditions, the owner strategy, the pipeline it routes to."""
+
+    id: str
+    name: str
+    triggers: list[str]
+    conditions: list[dict[str, Any]]
+    pipeline_id: str | None
+    owner: dict[str, Any] = Field(description="{strategy, rep_id?, team_id?, territory_id?, weights?, ...}")
+    reroute_on_update: bool
+    fallback: bool
+
+
+class RuleSetOut(BaseModel):
+    version: int
+    rules: list[RuleOut]
+    created_by: str | None
+    created_at: datetime | None
+
+
+class RuleSetCheck(BaseModel):
+    valid: bool
+    rules: list[RuleOut]
+
+
+class RuleSetVersionOut(BaseModel):
+    version: int
+    created_by: str | None
+    created_at: datetime
+
+
+class TerritoryRef(BaseModel):
+    id: str
+    name: str
+
+
+class DecisionOut(BaseModel):
+    """An assignment decision with its explanation: the rule and territory that matched, the candidates, who
+    was skipped and why, and the owner chosen (null when nobody could take the lead)."""
+
+    id: str | None
+    lead_id: str
+    trigger: str
+    rule_set_version: int | None
+    rule_id: str | None
+    strategy: str | None
+    pipeline_id: str | None
+    territory_id: str | None
+    owner_id: str | None
+    previous_owner_id: str | None
+    team_id: str | None
+    reason: str | None
+    decided_at: datetime | None
+    decided_by: str | None
+    source_event_id: str | None = None
+    rule_name: str | None = None
+    territory: TerritoryRef | None = None
+    evaluations: list[dict[str, Any]] = []
+    candidates: list[Any] = []
+    skipped: list[dict[str, Any]] = []
+    rotation: dict[str, Any] | None = None
+    strategy_note: str | None = None
+    owner_name: str | None = None
+    simulated: bool | None = None
+    draft: bool | None = None
+
+
+class ReassignedLead(BaseModel):
+    lead_id: str
+    owner_id: str | None
+    decision_id: str | None
+
+
+class BulkReassignResult(BaseModel):
+    rep_id: str
+    team_id: str
+    reassigned: int
+    left_with_team: int
+    items: list[ReassignedLead]
+
+
+RepPage = page_of(RepOut)
+TeamPage = page_of(TeamOut)
+TerritoryPage = page_of(TerritoryOut)
+RuleSetVersionPage = page_of(RuleSetVersionOut)
+DecisionPage = page_of(DecisionOut)

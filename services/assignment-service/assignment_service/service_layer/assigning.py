@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.clock import rfc3339
 from salesflow_shared.events import LeadAssignedV1, LeadRoutedV1
 from salesflow_shared.uow import UnitOfWork
 
@@ -76,7 +77,7 @@ class Decision:
                 "strategy": self.rule.owner.strategy if self.rule else None, "pipeline_id": self.pipeline_id,
                 "territory_id": self.territory.id if self.territory else None, "owner_id": self.owner_id,
                 "previous_owner_id": self.previous_owner_id, "team_id": self.team_id, "reason": self.reason,
-                "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+                "decided_at": rfc3339(self.decided_at),
                 "decided_by": self.decided_by, **self.explanation()}
 
 
@@ -234,7 +235,7 @@ def decision_row_to_dict(row: Any) -> dict[str, Any]:
     return {"id": row.id, "lead_id": row.lead_id, "trigger": row.trigger, "rule_set_version": row.rule_set_version,
             "rule_id": row.rule_id, "strategy": row.strategy, "pipeline_id": row.pipeline_id,
             "territory_id": row.territory_id, "owner_id": row.owner_id, "previous_owner_id": row.previous_owner_id,
-            "team_id": row.team_id, "reason": row.reason, "decided_at": row.created_at.isoformat(),
+            "team_id": row.team_id, "reason": row.reason, "decided_at": rfc3339(row.created_at),
             "decided_by": row.decided_by, "source_event_id": row.source_event_id, **(row.explanation or {})}
 
 

@@ -50,17 +50,26 @@ async def test_versions_are_kept_and_if_match_guards_publishing(client):
     first = await publish_rules(client, [fallback(team)])
     assert first["version"] == 1 and first["rules"][0]["id"]
     second = await client.put("/v1/routing-rules", json={"rules": [fallback(team, pipeline_id="p-2")]},
-                              headers={**ADMIN, "If-Match": 'W/"1"'})
+                              headers={**ADMIN, "If-Match": '"1"'})
     assert second.status_code == 200 and second.json()["version"] == 2
     stale = await client.put("/v1/routing-rules", json={"rules": [fallback(team)]},
-                             headers={**ADMIN, "If-Match": 'W/"1"'})
+                             headers={**ADMIN, "If-Match": '"1"'})
     assert stale.status_code == 412
     current = await client.get("/v1/routing-rules", headers=ADMIN)
-    assert current.headers["etag"] == 'W/"2"' and current.json()["rules"][0]["pipeline_id"] == "p-2"
+    assert current.headers["etag"] == '"2"' and current.json()["rules"][0]["pipeline_id"] == "p-2"
+    # If-Match compares strongly: the weak form of the current ETag never matches
+    weak = await client.put("/v1/routing-rules", json={"rules": [fallback(team)]},
+                            headers={**ADMIN, "If-Match": 'W/"2"'})
+    assert weak.status_code == 412 and "weak" in weak.json()["detail"]
     old = await client.get("/v1/routing-rules/versions/1", headers=ADMIN)
     assert old.json()["rules"][0]["pipeline_id"] == "p-default"
     versions = await client.get("/v1/routing-rules/versions", headers=ADMIN)
     assert [v["version"] for v in versions.json()["items"]] == [2, 1]
+    newest = (await client.get("/v1/routing-rules/versions", params={"limit": 1}, headers=ADMIN)).json()
+    older = (await client.get("/v1/routing-rules/versions", params={"limit": 1, "cursor": newest["next_cursor"]},
+                              headers=ADMIN)).json()
+    assert ([v["version"] for v in newest["items"]], [v["version"] for v in older["items"]]) == ([2], [1])
+    assert older["next_cursor"] is None
     as_rep = await client.put("/v1/routing-rules", json={"rules": [fallback(team)]},
                               headers=auth_headers("org-a", "rep", "u-1"))
     assert as_rep.status_code == 403

@@ -202,3 +202,26 @@ import_rows = sa.Table(
     sa.Column("lead_id", sa.String(36)),
 )
 sa.Index("ix_import_rows_status", import_rows.c.import_id, import_rows.c.status, import_rows.c.row_number)
+
+# A lead's story from the events about it (domain/timeline.py); one row per entry, an event adds one or two.
+lead_timeline = sa.Table(
+    "lead_timeline", metadata,
+    # "<event id>.<n>": the entries of one event keep their order (an event at the same instant as another
+    # still tells its own entries in order)
+    sa.Column("id", sa.String(50), primary_key=True),
+    sa.Column("org_id", sa.String(100), nullable=False),
+    sa.Column("lead_id", sa.String(100), nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("event_type", sa.String(50), nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    _ts("occurred_at"),
+    sa.Column("correlation_id", sa.String(100)),
+    sa.Column("producer", sa.String(50), nullable=False),
+    sa.Column("summary", sa.String(600), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    _ts("recorded_at"),
+    # a redelivered event adds nothing twice
+    sa.UniqueConstraint("org_id", "event_id", "kind", name="uq_lead_timeline_event"),
+    sa.Index("ix_lead_timeline_lead", "org_id", "lead_id", "occurred_at", "id"),
+    sa.Index("ix_lead_timeline_correlation", "org_id", "correlation_id"),
+)

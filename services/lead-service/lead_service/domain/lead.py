@@ -87,7 +87,7 @@ class LeadIn(_Strict):
     value: Decimal | None = Field(None, ge=0, max_digits=16, decimal_places=2)
     currency: str | None = None
     expected_close_date: date | None = None
-    source: str = Field("api", max_length=50)
+    source: str = Field("api", max_length=50, json_schema_extra={"enum": list(SOURCES)})
     utm: dict[str, str] = Field(default_factory=dict)
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     owner_id: str | None = Field(None, max_length=100)

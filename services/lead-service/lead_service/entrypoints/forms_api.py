@@ -18,11 +18,12 @@ from sqlalchemy.exc import DBAPIError
 from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodically
 from salesflow_shared.auth import AdminPrincipal
 from salesflow_shared.client_address import client_ip
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import (FieldError, Forbidden, NotFound, PayloadTooLarge, ServiceError,
                                      ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
                                      ValidationFailed)
 from salesflow_shared.idempotency import IdempotencyDep
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters.orm import forms, submissions
 from ..domain import cors
@@ -35,6 +36,7 @@ from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form,
                                     process_submission, scoped_dedup_key, store_submission,
                                     submission_to_dict)
 from ..service_layer.views import check_if_match
+from . import responses as R
 from .common import now, org_setup
 
 log = structlog.get_logger(__name__)
@@ -100,6 +102,40 @@ class FormPatch(BaseModel):
     allowed_origins: list[Origin] | None = Field(None, max_length=MAX_ALLOWED_ORIGINS)
 
 
+# The public submission endpoint reads its body itself (signatures cover the raw bytes), so its contract is
+# declared here: both bodies, the signature and dedup headers, and the browser answers (redirect or HTML page).
+SUBMISSION_CONTRACT: dict[str, Any] = {
+    "security": [],
+    "parameters": [
+        {"name": "Salesflow-Signature", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\" with the form's signing "
+                        "secret>; without it the post is a browser post and needs the form's public key"},
+        {"name": "Idempotency-Key", "in": "header", "required": False,
+         "schema": {"type": "string", "maxLength": 255},
+         "description": "the same key again answers the first submission's result (no second lead)"},
+        {"name": "Salesflow-Submission-Id", "in": "header", "required": False,
+         "schema": {"type": "string", "maxLength": 255}, "description": "the same as Idempotency-Key"},
+        {"name": "key", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "the form's public key (browser posts may send it as a field instead)"},
+    ],
+    "requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object", "additionalProperties": True,
+                                        "description": "the form's fields, named as in its mapping"}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": True,
+                                                         "description": "the form's fields (browser post)"}},
+    }},
+    "responses": {
+        "200": {"description": "open lead updated (or, for a browser asking for HTML, a thank-you page)",
+                "content": {"text/html": {"schema": {"type": "string"}}}},
+        "303": {"description": "browser post to a form with a redirect URL: go there (submission and status "
+                               "in the query)",
+                "headers": {"Location": {"$ref": "#/components/headers/Location"}}},
+        "401": {"description": "missing public key or a signature that is not accepted"},
+        "429": {"description": "too many browser posts to this form or from this address (Retry-After)"},
+    },
+}
+
+
 def _check_spec(mapping: dict[str, str], defaults: dict[str, Any], required: list[str]) -> None:
     problems = validate_spec(mapping, defaults, required)
     if problems:
@@ -111,7 +147,8 @@ def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
     return JSONResponse(form.as_dict(), status_code=status_code, headers={"ETag": f'"{form.version}"'})
 
 
-@router.post("", status_code=201, summary="Define a web form: mapping, defaults, required fields")
+@router.post("", status_code=201, summary="Define a web form: mapping, defaults, required fields",
+             operation_id="createForm", **returns(R.FormOut, status=201, etag=True))
 async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     _check_spec(body.mapping, body.defaults, body.required)
@@ -137,11 +174,11 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
     return response
 
 
-@router.get("", summary="The org's forms")
-async def list_forms(uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(forms).where(forms.c.org_id == principal.org_id)
-                                      .order_by(forms.c.created_at, forms.c.id))).all()
-    return {"items": [Form.from_row(r).as_dict() for r in rows], "next_cursor": None}
+@router.get("", summary="The org's forms", operation_id="listForms", **returns(R.FormPage))
+async def list_forms(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
+                     cursor: CursorParam = None) -> dict[str, Any]:
+    return await keyset_page(uow.session, sa.select(forms).where(forms.c.org_id == principal.org_id),
+                             [forms.c.created_at, forms.c.id], limit, cursor, lambda r: Form.from_row(r).as_dict())
 
 
 async def _own_form(uow: Any, form_id: str, org_id: str) -> Form:
@@ -151,12 +188,14 @@ async def _own_form(uow: Any, form_id: str, org_id: str) -> Form:
     return form
 
 
-@router.get("/{form_id}", summary="A form, with its public key and signing secret")
+@router.get("/{form_id}", summary="A form, with its public key and signing secret",
+            operation_id="getForm", **returns(R.FormOut, etag=True))
 async def get_form(form_id: str, uow: UowDep, principal: AdminPrincipal) -> JSONResponse:
     return _form_response(await _own_form(uow, form_id, principal.org_id))
 
 
-@router.patch("/{form_id}", summary="Fix or change a form (If-Match)")
+@router.patch("/{form_id}", summary="Fix or change a form (If-Match)",
+              operation_id="updateForm", **returns(R.FormOut, etag=True))
 async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
@@ -174,7 +213,8 @@ async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: Contex
     return _form_response(await _own_form(uow, form_id, principal.org_id))
 
 
-@router.post("/{form_id}/rotate-secret", summary="A new signing secret (the old one stops working)")
+@router.post("/{form_id}/rotate-secret", summary="A new signing secret (the old one stops working)",
+             operation_id="rotateFormSecret", **returns(R.FormOut, etag=True))
 async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                         idem: IdempotencyDep) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
@@ -221,8 +261,9 @@ def _browser_reply(request: Request, form: Form, body: dict[str, Any], status_co
 
 
 @intake_router.post("/{form_id}/submissions", summary="Submit a form: signed JSON webhook or browser form post",
-             responses={201: {"description": "lead created"}, 200: {"description": "open lead updated"},
-                        202: {"description": "stored; mapping failed (see errors) or processing pending"}})
+                    operation_id="submitForm", openapi_extra=SUBMISSION_CONTRACT,
+                    **returns(R.SubmissionResult, status=201, description="lead created",
+                              also={200: R.SubmissionResult, 202: R.SubmissionResult}))
 async def submit(form_id: str, request: Request, context: ContextDep) -> Response:
     form = await _public_form(context, form_id)
     # Every answer, errors included, carries the form's CORS headers, so the page's script can read it.
@@ -349,7 +390,8 @@ def _replay(request: Request, form: Form, channel: str, row: Any) -> Response:
 
 
 # ------------------------------------------------------------------------------- submissions (admin)
-@router.get("/{form_id}/submissions", summary="A form's stored submissions (filter status=failed to fix them)")
+@router.get("/{form_id}/submissions", summary="A form's stored submissions (filter status=failed to fix them)",
+            operation_id="listSubmissions", **returns(R.SubmissionPage))
 async def list_submissions(form_id: str, uow: UowDep, principal: AdminPrincipal, status: str | None = None,
                            limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
     await _own_form(uow, form_id, principal.org_id)
@@ -369,7 +411,8 @@ async def list_submissions(form_id: str, uow: UowDep, principal: AdminPrincipal,
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/{form_id}/submissions/{submission_id}", summary="One stored submission with its errors")
+@router.get("/{form_id}/submissions/{submission_id}", summary="One stored submission with its errors",
+            operation_id="getSubmission", **returns(R.SubmissionOut))
 async def get_submission(form_id: str, submission_id: str, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
     row = (await uow.session.execute(sa.select(submissions).where(
         submissions.c.id == submission_id, submissions.c.form_id == form_id,
@@ -387,7 +430,8 @@ async def _reprocess(context: ServiceContext, form: Form, submission_id: str) ->
     return {"submission_id": submission_id, **state}
 
 
-@router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again")
+@router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again",
+             operation_id="reprocessSubmission", **returns(R.SubmissionResult))
 async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: ContextDep,
                         principal: AdminPrincipal) -> dict[str, Any]:
     form = await _own_form(uow, form_id, principal.org_id)
@@ -401,7 +445,8 @@ async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: 
     return await _reprocess(context, form, submission_id)
 
 
-@router.post("/{form_id}/submissions/reprocess", summary="Process every failed submission of the form again")
+@router.post("/{form_id}/submissions/reprocess", summary="Process every failed submission of the form again",
+             operation_id="reprocessFailedSubmissions", **returns(R.ReprocessResult))
 async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            limit: LimitParam = 500) -> dict[str, Any]:
     form = await _own_form(uow, form_id, principal.org_id)

@@ -10,19 +10,22 @@ from fastapi.responses import JSONResponse
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, Principal
+from salesflow_shared.contract import LOCATION, returns
 from salesflow_shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters.orm import import_rows, imports
 from ..service_layer.imports import import_to_dict, stage_upload
 from ..service_layer.intake import load_form
+from . import responses as R
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
 
 @router.post("", status_code=202, summary="Upload a CSV of leads (body: text/csv); processed in the background",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
-                                            "required": True}})
+                                            "required": True}},
+             operation_id="createImport", **returns(R.ImportQueued, status=202, headers=LOCATION))
 async def upload(request: Request, context: ContextDep, uow: UowDep, principal: CurrentPrincipal,
                  form_id: str | None = None, filename: str | None = None) -> JSONResponse:
     """Managers and admins import for the org; a rep imports their own call list: the leads are theirs (routing
@@ -73,19 +76,22 @@ async def _job(uow: Any, principal: Principal, import_id: str) -> Any:
     return row
 
 
-@router.get("", summary="The org's imports, newest first")
-async def list_imports(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50) -> dict[str, Any]:
-    rows = (await uow.session.execute(_visible_imports(principal)
-                                      .order_by(imports.c.created_at.desc()).limit(limit))).all()
-    return {"items": [import_to_dict(r) for r in rows], "next_cursor": None}
+@router.get("", summary="The org's imports, newest first (a rep: its own)", operation_id="listImports",
+            **returns(R.ImportPage))
+async def list_imports(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                       cursor: CursorParam = None) -> dict[str, Any]:
+    return await keyset_page(uow.session, _visible_imports(principal),
+                             [imports.c.created_at, imports.c.id], limit, cursor, import_to_dict, descending=True)
 
 
-@router.get("/{import_id}", summary="Progress of an import: status and counts")
+@router.get("/{import_id}", summary="Progress of an import: status and counts",
+            operation_id="getImport", **returns(R.ImportOut))
 async def get_import(import_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
     return import_to_dict(await _job(uow, principal, import_id))
 
 
-@router.get("/{import_id}/errors", summary="The rows that failed, with their errors (cursor pagination)")
+@router.get("/{import_id}/errors", summary="The rows that failed, with their errors (cursor pagination)",
+            operation_id="listImportErrors", **returns(R.ImportRowErrorPage))
 async def import_errors(import_id: str, uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 100,
                         cursor: CursorParam = None) -> dict[str, Any]:
     await _job(uow, principal, import_id)

@@ -15,6 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.clock import Rfc3339
+from salesflow_shared.contract import CSV_FILE, LOCATION, returns
 from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, FieldError, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
@@ -29,6 +31,7 @@ from ..service_layer.enrichment import retry_failed
 from ..service_layer.ingest import Candidate, ingest, open_leads_by_email, preview
 from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
                                    row_to_lead, snapshot, visible)
+from . import responses as R
 from .common import etag_header, json_with_etag, now, org_setup
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
@@ -41,8 +44,8 @@ class LeadFilters(BaseModel):
     source: str | None = None
     product_line: str | None = None
     country: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: Rfc3339 | None = None
+    created_to: Rfc3339 | None = None
     q: str | None = Field(None, max_length=200, description="free text on name, email and company")
 
 
@@ -81,7 +84,8 @@ def _keyset(query: sa.Select, cursor: str | None) -> sa.Select:
     return query.order_by(leads.c.created_at.desc(), leads.c.id.desc())
 
 
-@router.post("", status_code=201, summary="Create a lead (an open lead with the same email is updated instead)")
+@router.post("", status_code=201, summary="Create a lead (an open lead with the same email is updated instead)",
+             operation_id="createLead", **returns(R.LeadOut, status=201, etag=True, also={200: R.LeadOut}, headers=LOCATION))
 async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="leads.create",
@@ -149,7 +153,7 @@ async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal
     return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
 
 
-@router.get("", summary="List leads (cursor pagination, filters)")
+@router.get("", summary="List leads (cursor pagination, filters)", operation_id="listLeads", **returns(R.LeadPage))
 async def list_leads(uow: UowDep, principal: CurrentPrincipal, filters: FiltersDep,
                      limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
     query = _keyset(_filtered(lead_select(), principal, filters), cursor).limit(limit + 1)
@@ -176,7 +180,8 @@ def _cell(lead: dict[str, Any], column: str) -> Any:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and column != "value" else text
 
 
-@router.get("/export", summary="CSV export of a filtered lead list", response_class=StreamingResponse)
+@router.get("/export", summary="CSV export of a filtered lead list", response_class=StreamingResponse,
+            operation_id="exportLeads", **returns(CSV_FILE, media_type="text/csv"))
 async def export_leads(context: ContextDep, principal: CurrentPrincipal, filters: FiltersDep) -> StreamingResponse:
     base = _filtered(lead_select(), principal, filters)
 
@@ -226,13 +231,15 @@ async def retry_enrichment(uow: UowDep, principal: AdminPrincipal, body: Enrichm
     return {"queued": queued}
 
 
-@router.get("/{lead_id}", summary="A lead, with its score breakdown and ETag")
+@router.get("/{lead_id}", summary="A lead, with its score breakdown and ETag",
+            operation_id="getLead", **returns(R.LeadOut, etag=True))
 async def get_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     lead = await load_lead(uow.session, principal.org_id, lead_id, principal=principal, to_change=False)
     return json_with_etag(lead)
 
 
-@router.patch("/{lead_id}", summary="Edit a lead (If-Match required; 412 when stale)")
+@router.patch("/{lead_id}", summary="Edit a lead (If-Match required; 412 when stale)",
+              operation_id="updateLead", **returns(R.LeadOut, etag=True))
 async def patch_lead(lead_id: str, body: LeadPatch, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, principal=principal)
@@ -251,7 +258,8 @@ class DisqualifyIn(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-@router.post("/{lead_id}/disqualify", summary="Disqualify a lead with a reason")
+@router.post("/{lead_id}/disqualify", summary="Disqualify a lead with a reason",
+             operation_id="disqualifyLead", **returns(R.LeadOut, etag=True))
 async def disqualify_lead(lead_id: str, body: DisqualifyIn, uow: UowDep, principal: CurrentPrincipal,
                           idem: IdempotencyDep, if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, principal=principal)
@@ -268,7 +276,8 @@ async def disqualify_lead(lead_id: str, body: DisqualifyIn, uow: UowDep, princip
     return response
 
 
-@router.delete("/{lead_id}", status_code=204, summary="Soft-delete a lead (hidden from reads and lists)")
+@router.delete("/{lead_id}", status_code=204, summary="Soft-delete a lead (hidden from reads and lists)",
+               operation_id="deleteLead")
 async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
                       if_match: Annotated[str | None, Header()] = None) -> None:
     lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, principal=principal)
@@ -278,7 +287,8 @@ async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
     await uow.commit()
 
 
-@router.post("/{lead_id}/erase", summary="GDPR erasure: scrub the person's data here and tell every service")
+@router.post("/{lead_id}/erase", summary="GDPR erasure: scrub the person's data here and tell every service",
+             operation_id="eraseLead", **returns(R.ErasedLeads))
 async def erase_lead(lead_id: str, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
     lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, include_deleted=True)
     erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"), now(),

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import UowDep
 from salesflow_shared.auth import CurrentPrincipal, Principal
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
@@ -24,6 +25,7 @@ from ..domain.lead import CompanyPatch, ContactPatch
 from ..service_layer.activities import activity_to_dict, log_activity
 from ..service_layer.views import (as_utc, check_if_match, iso, lead_select, load_lead, readable_by, row_to_lead,
                                    snapshot)
+from . import responses as R
 from .common import now
 
 router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])
@@ -61,13 +63,15 @@ async def _create_activity(body: ActivityIn, uow: Any, principal: Any, idem: Any
     return response
 
 
-@router.post("/activities", status_code=201, summary="Log a call, email, meeting, demo, proposal or note")
+@router.post("/activities", status_code=201, summary="Log a call, email, meeting, demo, proposal or note",
+             operation_id="createActivity", **returns(R.ActivityOut, status=201))
 async def create_activity(body: ActivityIn, uow: UowDep, principal: CurrentPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     return await _create_activity(body, uow, principal, idem)
 
 
-@router.get("/activities", summary="A lead's timeline, newest first (cursor pagination)")
+@router.get("/activities", summary="A lead's timeline, newest first (cursor pagination)",
+            operation_id="listActivities", **returns(R.ActivityPage))
 async def list_activities(uow: UowDep, principal: CurrentPrincipal, lead_id: str, limit: LimitParam = 50,
                           cursor: CursorParam = None) -> dict[str, Any]:
     await load_lead(uow.session, principal.org_id, lead_id, principal=principal, to_change=False)
@@ -122,9 +126,10 @@ def _list(table: sa.Table, fields: tuple[str, ...], search: tuple[str, ...]):  #
 CONTACT_OUT = ("first_name", "last_name", "email", "phone", "title", "company_id")
 COMPANY_OUT = ("name", "domain", "size", "industry")
 router.add_api_route("/contacts", _list(contacts, CONTACT_OUT, ("email", "first_name", "last_name")),
-                     methods=["GET"], summary="List contacts")
+                     methods=["GET"], summary="List contacts",
+                     name="list_contacts", tags=["contacts"], **returns(R.ContactPage))
 router.add_api_route("/companies", _list(companies, COMPANY_OUT, ("name", "domain")), methods=["GET"],
-                     summary="List companies")
+                     summary="List companies", name="list_companies", tags=["companies"], **returns(R.CompanyPage))
 
 
 async def _one(uow: Any, table: sa.Table, principal: Principal, record_id: str, fields: tuple[str, ...],
@@ -146,12 +151,14 @@ def _etagged(record: dict[str, Any]) -> JSONResponse:
     return JSONResponse(record, headers={"ETag": f'"{record["version"]}"'})
 
 
-@router.get("/contacts/{contact_id}", summary="A contact")
+@router.get("/contacts/{contact_id}", summary="A contact",
+            operation_id="getContact", **returns(R.ContactOut, etag=True))
 async def get_contact(contact_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     return _etagged(await _one(uow, contacts, principal, contact_id, CONTACT_OUT))
 
 
-@router.get("/companies/{company_id}", summary="A company")
+@router.get("/companies/{company_id}", summary="A company",
+            operation_id="getCompany", **returns(R.CompanyOut, etag=True))
 async def get_company(company_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     return _etagged(await _one(uow, companies, principal, company_id, COMPANY_OUT))
 
@@ -190,14 +197,16 @@ async def _propagate(uow: Any, org_id: str, table: sa.Table, record_id: str, cha
                                   cause="edit"), org_id=org_id, subject_id=lead["id"], subject_version=lead["version"])
 
 
-@router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)")
+@router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)",
+              operation_id="updateContact", **returns(R.ContactOut, etag=True))
 async def patch_contact(contact_id: str, body: ContactPatch, uow: UowDep, principal: CurrentPrincipal,
                         if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     return await _patch(uow, contacts, principal, contact_id, CONTACT_OUT,
                         body.model_dump(exclude_unset=True), if_match)
 
 
-@router.patch("/companies/{company_id}", summary="Edit a company (If-Match)")
+@router.patch("/companies/{company_id}", summary="Edit a company (If-Match)",
+              operation_id="updateCompany", **returns(R.CompanyOut, etag=True))
 async def patch_company(company_id: str, body: CompanyPatch, uow: UowDep, principal: CurrentPrincipal,
                         if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     return await _patch(uow, companies, principal, company_id, COMPANY_OUT,

@@ -7,20 +7,23 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
 from salesflow_shared.events import LeadUpdatedV1
 from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, keyset_page
 
 from ..adapters.orm import custom_field_defs, leads, scoring_rules
 from ..domain.lead import OPEN_STATUSES
 from ..domain.scoring import RULE_CONFIG
 from ..service_layer.ingest import lead_columns, rescore
 from ..service_layer.views import as_utc, check_if_match, iso, lead_select, row_to_lead, snapshot
+from . import responses as R
 from .common import now, org_setup, setup_cache
 
 router = APIRouter(prefix="/v1", tags=["scoring", "custom fields"])
@@ -30,7 +33,7 @@ class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str = Field(min_length=1, max_length=200)
     points: int = Field(ge=-1000, le=1000)
-    enabled: bool = True
+    enabled: StrictBool = True
     config: dict[str, Any] = Field(description="kind: field_present | email_type | title_keywords | country_in "
                                                "| value_band | source_in, plus that kind's settings")
 
@@ -39,7 +42,7 @@ class RulePatch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str | None = Field(None, min_length=1, max_length=200)
     points: int | None = Field(None, ge=-1000, le=1000)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     config: dict[str, Any] | None = None
 
 
@@ -80,7 +83,8 @@ def _etagged(rule: dict[str, Any], status_code: int = 200) -> JSONResponse:
     return JSONResponse(rule, status_code=status_code, headers={"ETag": f'"{rule["version"]}"'})
 
 
-@router.post("/scoring-rules", status_code=201, summary="Add a scoring rule (applies to leads scored from now on)")
+@router.post("/scoring-rules", status_code=201, summary="Add a scoring rule (applies to leads scored from now on)",
+             operation_id="createScoringRule", **returns(R.ScoringRuleOut, status=201, etag=True))
 async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     config = validate_config(body.config)
@@ -100,19 +104,22 @@ async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal:
     return response
 
 
-@router.get("/scoring-rules", summary="The org's scoring rules")
-async def list_rules(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(scoring_rules).where(scoring_rules.c.org_id == principal.org_id)
-                                      .order_by(scoring_rules.c.created_at, scoring_rules.c.id))).all()
-    return {"items": [rule_to_dict(r) for r in rows], "next_cursor": None}
+@router.get("/scoring-rules", summary="The org's scoring rules",
+            operation_id="listScoringRules", **returns(R.ScoringRulePage))
+async def list_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                     cursor: CursorParam = None) -> dict[str, Any]:
+    return await keyset_page(uow.session, sa.select(scoring_rules).where(scoring_rules.c.org_id == principal.org_id),
+                             [scoring_rules.c.created_at, scoring_rules.c.id], limit, cursor, rule_to_dict)
 
 
-@router.get("/scoring-rules/{rule_id}", summary="A scoring rule")
+@router.get("/scoring-rules/{rule_id}", summary="A scoring rule",
+            operation_id="getScoringRule", **returns(R.ScoringRuleOut, etag=True))
 async def get_rule(rule_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     return _etagged(await _rule(uow, principal.org_id, rule_id))
 
 
-@router.patch("/scoring-rules/{rule_id}", summary="Change a scoring rule (If-Match)")
+@router.patch("/scoring-rules/{rule_id}", summary="Change a scoring rule (If-Match)",
+              operation_id="updateScoringRule", **returns(R.ScoringRuleOut, etag=True))
 async def patch_rule(rule_id: str, body: RulePatch, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     rule = await _rule(uow, principal.org_id, rule_id)
@@ -130,7 +137,8 @@ async def patch_rule(rule_id: str, body: RulePatch, uow: UowDep, context: Contex
     return _etagged(await _rule(uow, principal.org_id, rule_id))
 
 
-@router.delete("/scoring-rules/{rule_id}", status_code=204, summary="Remove a scoring rule")
+@router.delete("/scoring-rules/{rule_id}", status_code=204, summary="Remove a scoring rule",
+               operation_id="deleteScoringRule")
 async def delete_rule(rule_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> Response:
     await _rule(uow, principal.org_id, rule_id)
     await uow.session.execute(sa.delete(scoring_rules).where(scoring_rules.c.id == rule_id))
@@ -139,7 +147,8 @@ async def delete_rule(rule_id: str, uow: UowDep, context: ContextDep, principal:
     return Response(status_code=204)
 
 
-@router.post("/scoring-rules/rescore", summary="Score every open lead again with the current rules")
+@router.post("/scoring-rules/rescore", summary="Score every open lead again with the current rules",
+             operation_id="rescoreOpenLeads", **returns(R.RescoreResult))
 async def rescore_open_leads(context: ContextDep, principal: AdminPrincipal) -> dict[str, int]:
     setup_cache(context).invalidate(principal.org_id)
     rescored = changed = 0
@@ -177,7 +186,7 @@ class CustomFieldIn(BaseModel):
     label: str | None = Field(None, max_length=200)
     type: Literal["string", "number", "boolean", "date", "choice"]
     options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=200)
-    required: bool = False
+    required: StrictBool = False
 
 
 def _custom_to_dict(row: Any) -> dict[str, Any]:
@@ -185,7 +194,8 @@ def _custom_to_dict(row: Any) -> dict[str, Any]:
             "required": row.required, "created_at": iso(row.created_at)}
 
 
-@router.post("/leads/custom-fields", status_code=201, summary="Define a typed custom field for the org's leads")
+@router.post("/leads/custom-fields", status_code=201, summary="Define a typed custom field for the org's leads",
+             operation_id="createCustomField", **returns(R.CustomFieldOut, status=201))
 async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                               idem: IdempotencyDep) -> JSONResponse:
     if body.type == "choice" and not body.options:
@@ -208,8 +218,9 @@ async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: Context
     return response
 
 
-@router.get("/leads/custom-fields", summary="The org's custom lead fields")
-async def list_custom_fields(uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(custom_field_defs).where(
-        custom_field_defs.c.org_id == principal.org_id).order_by(custom_field_defs.c.key))).all()
-    return {"items": [_custom_to_dict(r) for r in rows], "next_cursor": None}
+@router.get("/leads/custom-fields", summary="The org's custom lead fields",
+            operation_id="listCustomFields", **returns(R.CustomFieldPage))
+async def list_custom_fields(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                             cursor: CursorParam = None) -> dict[str, Any]:
+    return await keyset_page(uow.session, sa.select(custom_field_defs).where(
+        custom_field_defs.c.org_id == principal.org_id), [custom_field_defs.c.key], limit, cursor, _custom_to_dict)

@@ -23,7 +23,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import forms, submissions
 from ..domain.mapping import FormSpec, map_payload
-from .ingest import Candidate, OrgSetup, ingest, new_id
+from .ingest import Candidate, OrgSetup, ingest
 from .views import iso
 
 log = structlog.get_logger(__name__)

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.errors import Forbidden, NotFound, PreconditionFailed, PreconditionRequired
+from salesflow_shared.errors import Forbidden, NotFound
 from salesflow_shared.events import LeadSnapshot
 from salesflow_shared.ownership import owned_or_owned_before
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
 
 from ..adapters.orm import companies, contacts, lead_past_owners, leads
 
@@ -101,17 +102,11 @@ def snapshot(lead: dict[str, Any]) -> LeadSnapshot:
 
 
 def etag(lead: dict[str, Any]) -> str:
-    return f'"{lead["version"]}"'
+    return strong_etag(lead["version"])
 
 
 def check_if_match(if_match: str | None, current_version: int) -> None:
-    if if_match is None:
-        raise PreconditionRequired("send If-Match with the ETag you read (GET returns it)")
-    tags = [t.strip().removeprefix("W/") for t in if_match.split(",")]
-    if "*" in tags:
-        return
-    if f'"{current_version}"' not in tags:
-        raise PreconditionFailed(f"the lead is at version {current_version}; read it again and retry")
+    shared_check_if_match(if_match, strong_etag(current_version))
 
 
 async def load_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,

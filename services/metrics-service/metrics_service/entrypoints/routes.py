@@ -20,12 +20,15 @@ from pydantic import BaseModel, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.clock import Rfc3339
+from salesflow_shared.contract import CSV_FILE, camel_case, returns
+from salesflow_shared.currency import CurrencyCode
 from salesflow_shared.errors import (Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType,
                                      ValidationFailed)
-from salesflow_shared.currency import CurrencyCode
 from salesflow_shared.events import QuotaRemovedV1, QuotaSetV1, utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import exchange_rates, forecast_snapshots, quotas
@@ -35,6 +38,7 @@ from ..domain.periods import (PERIODS, Clock, Period, as_utc, elapsed_share, per
                               to_ts)
 from ..service_layer import currencies, forecasting, reports
 from ..service_layer.projector import rebuild_read_models
+from . import responses as R
 
 router = APIRouter(prefix="/v1", tags=["metrics-service"])
 
@@ -55,8 +59,8 @@ MAX_REPORT_DATE = datetime(2199, 12, 31)
 
 class ReportQuery:
     def __init__(self, principal: CurrentPrincipal, clock: ClockDep,
-                 from_: Annotated[datetime | None, Query(alias="from", description="period start (inclusive)")] = None,
-                 to: Annotated[datetime | None, Query(description="period end (exclusive)")] = None,
+                 from_: Annotated[Rfc3339 | None, Query(alias="from", description="period start (inclusive)")] = None,
+                 to: Annotated[Rfc3339 | None, Query(description="period end (exclusive)")] = None,
                  pipeline: Annotated[str | None, Query(max_length=100)] = None,
                  group_by: GroupByParam | None = None,
                  format: Format = "json") -> None:
@@ -110,14 +114,12 @@ def respond(name: str, q: ReportQuery, rows: list[dict[str, Any]], **extra: Any)
                     media_type="application/json")
 
 
-REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {200: {
-    "description": "The report: JSON `{report, definition, filters, generated_at, rows, …}`, or CSV rows",
-    "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}}}
-
-
 def _doc(name: str) -> dict[str, Any]:
-    return {"summary": name.replace("_", " ").capitalize(), "responses": REPORT_RESPONSES,
-            "description": reports.DEFINITIONS[name] + "\n\n" + reports.COMMON}
+    """The report's documentation: its typed JSON envelope (responses.py), or its rows as CSV (format=csv)."""
+    declared = returns(R.REPORTS[name], description="The report as JSON, or its rows as CSV (format=csv)")
+    declared["responses"][200]["content"] = {"text/csv": {"schema": CSV_FILE}}
+    return {"summary": name.replace("_", " ").capitalize(), "operation_id": camel_case(f"get_{name}_report"),
+            "description": reports.DEFINITIONS[name] + "\n\n" + reports.COMMON, **declared}
 
 
 @router.get("/reports/funnel", **_doc("funnel"))
@@ -268,7 +270,8 @@ async def leaderboard_report(q: Q, uow: ReportUow, period: PeriodParam = "month"
 
 @router.post("/reports/rebuild", summary="Rebuild this org's read models from the event log (admin)",
              description="Deletes the org's read models and replays its event log into them (in event-id "
-                         "order, unrelated to arrival order). The reports afterwards equal the incremental ones.")
+                         "order, unrelated to arrival order). The reports afterwards equal the incremental ones.",
+             operation_id="rebuildReports", **returns(R.RebuildResult))
 async def rebuild(principal: AdminPrincipal, context: ContextDep) -> dict[str, int]:
     return await rebuild_read_models(context.database, principal.org_id)
 
@@ -311,7 +314,7 @@ async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> Any:
 
 
 def _etag(row: Any) -> str:
-    return f'"{row.quota_id}:{row.version}"'
+    return strong_etag(f"{row.quota_id}:{row.version}")
 
 
 def _publish_quota(uow: UnitOfWork, row: Any) -> None:
@@ -324,7 +327,8 @@ def _publish_quota(uow: UnitOfWork, row: Any) -> None:
                 org_id=row.org_id, subject_id=row.quota_id, subject_version=row.version)
 
 
-@router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)")
+@router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)",
+             operation_id="createQuota", **returns(R.QuotaOut, status=201, etag=True))
 async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> Response:
     _check_period_start(body)
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="quotas.create",
@@ -348,7 +352,8 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
     return resp
 
 
-@router.get("/quotas", summary="List quotas (a rep sees their own)")
+@router.get("/quotas", summary="List quotas (a rep sees their own)",
+            operation_id="listQuotas", **returns(R.QuotaPage))
 async def list_quotas(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100, cursor: CursorParam = None,
                       period: Period | None = None, scope: Literal["rep", "team"] | None = None,
                       scope_id: str | None = None) -> dict[str, Any]:
@@ -366,18 +371,20 @@ async def list_quotas(principal: CurrentPrincipal, uow: UowDep, limit: LimitPara
     return {"items": items, "next_cursor": encode_cursor([items[-1]["quota_id"]]) if len(rows) > limit else None}
 
 
-@router.get("/quotas/{quota_id}", summary="One quota, with its ETag")
+@router.get("/quotas/{quota_id}", summary="One quota, with its ETag",
+            operation_id="getQuota", **returns(R.QuotaOut, etag=True))
 async def get_quota(quota_id: str, principal: CurrentPrincipal, uow: UowDep) -> Response:
     row = await _quota(uow, principal, quota_id)
     return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
 
 
-@router.patch("/quotas/{quota_id}", summary="Change a quota's amount or currency (admin, If-Match)")
+@router.patch("/quotas/{quota_id}", summary="Change a quota's amount or currency (admin, If-Match)",
+              operation_id="updateQuota", **returns(R.QuotaOut, etag=True))
 async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal, uow: UowDep,
                       if_match: Annotated[str | None, Header()] = None) -> Response:
     row = await _quota(uow, principal, quota_id)
-    if if_match is not None and if_match != _etag(row):
-        raise PreconditionFailed("the quota changed since you read it")
+    if if_match is not None:
+        check_if_match(if_match, _etag(row), what="quota")
     changes = body.model_dump(exclude_none=True)
     result = await uow.session.execute(sa.update(quotas).where(
         quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id, quotas.c.version == row.version,
@@ -390,7 +397,7 @@ async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal
     return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
 
 
-@router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)")
+@router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)", operation_id="deleteQuota")
 async def delete_quota(quota_id: str, principal: AdminPrincipal, uow: UowDep) -> Response:
     row = await _quota(uow, principal, quota_id)
     await uow.session.execute(sa.delete(quotas).where(quotas.c.org_id == principal.org_id,
@@ -412,7 +419,8 @@ class FreezeIn(BaseModel):
              description="Freezes org, team and rep forecasts (as /v1/reports/forecast computes them) for the "
                          "period containing `date`, publishing ForecastSnapshotted for each, in the reporting "
                          "currency (open pipeline converted at the rates in force today). Scopes already "
-                         "frozen for that period are kept as they are. A period that has ended is refused (422).")
+                         "frozen for that period are kept as they are. A period that has ended is refused (422).",
+             operation_id="freezeForecast", **returns(R.ForecastSnapshotsFrozen, status=201))
 async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep, clock: ClockDep,
                           idem: IdempotencyDep) -> Response:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forecasts.freeze",
@@ -431,7 +439,8 @@ async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep
     return resp
 
 
-@router.get("/forecasts/snapshots", summary="Frozen forecast snapshots (managers and admins)")
+@router.get("/forecasts/snapshots", summary="Frozen forecast snapshots (managers and admins)",
+            operation_id="listForecastSnapshots", **returns(R.ForecastSnapshotPage))
 async def list_snapshots(principal: ManagerPrincipal, uow: UowDep, period: Period | None = None,
                          limit: LimitParam = 100, cursor: CursorParam = None) -> dict[str, Any]:
     fs = forecast_snapshots.c

@@ -13,16 +13,19 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, HttpUrl, field_validator
+from pydantic import BaseModel, Field, HttpUrl, StrictBool, field_validator
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.clock import rfc3339
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import (
-    Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed,
+    Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed,
 )
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
+from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
@@ -39,6 +42,7 @@ from ..domain.signing import read_unsubscribe_token
 from ..domain.timing import zone
 from ..service_layer.handlers import unsubscribe_lead
 from ..service_layer.projections import pipeline_stage_ids
+from . import responses as R
 
 # PostgreSQL text cannot hold NUL; documenting it lets clients (and fuzzers) know before they send.
 NO_NUL = r"^[^\x00]*$"
@@ -55,7 +59,7 @@ def _json(row: Any, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
         if key in drop:
             continue
         if isinstance(value, datetime):
-            value = value.isoformat()
+            value = rfc3339(value)
         elif isinstance(value, Decimal):
             value = str(value)
         out[key] = value
@@ -107,7 +111,7 @@ def _check_template(body: TemplateIn) -> None:
 
 
 def _etag(version: int) -> str:
-    return f'"{version}"'
+    return strong_etag(version)
 
 
 async def _template(uow: UnitOfWork, org_id: str, template_id: str) -> dict[str, Any]:
@@ -128,7 +132,8 @@ async def _key_free(uow: UnitOfWork, org_id: str, key: str | None, except_id: st
         raise Conflict(f"another template already has the key {key!r}")
 
 
-@router.post("/templates", status_code=201, summary="Create an email template (checked by rendering it)")
+@router.post("/templates", status_code=201, summary="Create an email template (checked by rendering it)",
+             operation_id="createTemplate", **returns(R.TemplateOut, status=201, etag=True))
 async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     _check_template(body)
@@ -144,28 +149,27 @@ async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, pr
                           lambda b: {"ETag": _etag(b["version"])})
 
 
-@router.get("/templates", summary="List templates")
+@router.get("/templates", summary="List templates", operation_id="listTemplates", **returns(R.TemplatePage))
 async def list_templates(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                          cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(templates).where(templates.c.org_id == principal.org_id), templates,
                        limit, cursor)
 
 
-@router.get("/templates/{template_id}", summary="One template (ETag = its version)")
+@router.get("/templates/{template_id}", summary="One template (ETag = its version)",
+            operation_id="getTemplate", **returns(R.TemplateOut, etag=True))
 async def get_template(template_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     row = await _template(uow, principal.org_id, template_id)
     return JSONResponse(_json(row), headers={"ETag": _etag(row["version"])})
 
 
-@router.put("/templates/{template_id}", summary="Replace a template (If-Match required)")
+@router.put("/templates/{template_id}", summary="Replace a template (If-Match required)",
+            operation_id="replaceTemplate", **returns(R.TemplateOut, etag=True))
 async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, context: ContextDep,
                            principal: AdminPrincipal,
                            if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     row = await _template(uow, principal.org_id, template_id)
-    if if_match is None:
-        raise PreconditionRequired("send If-Match with the template's ETag")
-    if if_match.strip().removeprefix("W/") != _etag(row["version"]):
-        raise PreconditionFailed("the template changed since you read it")
+    check_if_match(if_match, _etag(row["version"]), what="template")
     _check_template(body)
     await _key_free(uow, principal.org_id, body.key, except_id=template_id)
     now = _now(context)
@@ -183,7 +187,7 @@ async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, cont
 class StepIn(BaseModel):
     template_id: str = Field(max_length=36, pattern=NO_NUL)
     delay_minutes: float = Field(default=0, ge=0, le=525_600)
-    business_hours: bool = False
+    business_hours: StrictBool = False
 
 
 class SequenceIn(BaseModel):
@@ -195,7 +199,7 @@ class SequenceIn(BaseModel):
     steps: list[StepIn] = Field(min_length=1, max_length=50)
     business_timezone: str | None = Field(default=None, max_length=64, pattern=NO_NUL,
                                           description="when the lead's time zone is unknown")
-    active: bool = True
+    active: StrictBool = True
 
 
 async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> None:
@@ -218,7 +222,8 @@ async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> Non
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
 
 
-@router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)")
+@router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)",
+             operation_id="createSequence", **returns(R.SequenceOut, status=201))
 async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     assert body.trigger in TRIGGERS
@@ -233,7 +238,7 @@ async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, pr
     return await _created(uow, idem, principal, "sequences", body.model_dump(mode="json"), create)
 
 
-@router.get("/sequences", summary="List sequences")
+@router.get("/sequences", summary="List sequences", operation_id="listSequences", **returns(R.SequencePage))
 async def list_sequences(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                          cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(sequences).where(sequences.c.org_id == principal.org_id), sequences,
@@ -248,12 +253,13 @@ async def _sequence(uow: UnitOfWork, org_id: str, sequence_id: str) -> dict[str,
     return dict(row)
 
 
-@router.get("/sequences/{sequence_id}", summary="One sequence")
+@router.get("/sequences/{sequence_id}", summary="One sequence", operation_id="getSequence", **returns(R.SequenceOut))
 async def get_sequence(sequence_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
     return _json(await _sequence(uow, principal.org_id, sequence_id))
 
 
-@router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence")
+@router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence",
+             operation_id="deactivateSequence", **returns(R.SequenceOut))
 async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep,
                               principal: AdminPrincipal) -> dict[str, Any]:
     await _sequence(uow, principal.org_id, sequence_id)
@@ -263,7 +269,8 @@ async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep
     return _json(await _sequence(uow, principal.org_id, sequence_id))
 
 
-@router.get("/sequences/{sequence_id}/enrollments", summary="Who is in this sequence, at which step, or why not")
+@router.get("/sequences/{sequence_id}/enrollments", summary="Who is in this sequence, at which step, or why not",
+            operation_id="listEnrollments", **returns(R.EnrollmentPage))
 async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrincipal,
                            lead_id: str | None = Query(default=None, max_length=100, pattern=NO_NUL),
                            limit: LimitParam = 50,
@@ -280,12 +287,15 @@ async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrin
     return await _page(uow, query, enrollments, limit, cursor)
 
 
+# A browser (Accept: text/html) gets a page; a mail client's one-click POST gets JSON.
+UNSUBSCRIBE_HTML: dict[str, Any] = {"responses": {"200": {"content": {"text/html": {"schema": {"type": "string"}}}}}}
 _UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribe</title></head>
 <body><form method="post"><p>Stop receiving these emails?</p><button type="submit">Unsubscribe</button></form>
 </body></html>"""
 
 
-@router.get("/sequences/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe page (public)")
+@router.get("/sequences/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe page (public)",
+            operation_id="getUnsubscribePage", **returns(R.UNSUBSCRIBE_PAGE, media_type="text/html"))
 async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     # A GET only shows a button: link scanners and prefetchers must not unsubscribe anyone.
     if read_unsubscribe_token(request.app.state.settings.resolved_unsubscribe_secret, token) is None:
@@ -293,7 +303,8 @@ async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     return HTMLResponse(_UNSUBSCRIBE_PAGE)
 
 
-@router.post("/sequences/unsubscribe/{token}", summary="Unsubscribe (public; RFC 8058 one-click)")
+@router.post("/sequences/unsubscribe/{token}", summary="Unsubscribe (public; RFC 8058 one-click)",
+             operation_id="unsubscribe", openapi_extra=UNSUBSCRIBE_HTML, **returns(R.Unsubscribed))
 async def unsubscribe(token: str, request: Request, uow: UowDep, context: ContextDep) -> Response:
     found = read_unsubscribe_token(context.settings.resolved_unsubscribe_secret, token)
     if found is None:
@@ -333,7 +344,8 @@ def _settings_etag(row: Any) -> str:
 
 
 @router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
-            "(creating needs no precondition; replacing needs If-Match)")
+            "(creating needs no precondition; replacing needs If-Match)",
+            operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
                                  principal: AdminPrincipal,
                                  if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
@@ -342,10 +354,7 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
     current = (await uow.session.execute(sa.select(mailchimp_accounts).where(
         mailchimp_accounts.c.org_id == principal.org_id).with_for_update())).mappings().first()
     if current is not None:
-        if if_match is None:
-            raise PreconditionRequired("send If-Match with the settings' ETag to replace them")
-        if if_match.strip().removeprefix("W/") != _settings_etag(current):
-            raise PreconditionFailed("the Mailchimp settings changed since you read them")
+        check_if_match(if_match, _settings_etag(current), what="Mailchimp settings")
         await uow.session.execute(sa.update(mailchimp_accounts).where(
             mailchimp_accounts.c.org_id == principal.org_id).values(**values))
     else:
@@ -355,7 +364,8 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
     return JSONResponse(_mailchimp_json(row), headers={"ETag": _settings_etag(row)})
 
 
-@router.get("/mailchimp/settings", summary="The org's Mailchimp settings (the key is never shown)")
+@router.get("/mailchimp/settings", summary="The org's Mailchimp settings (the key is never shown)",
+            operation_id="getMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
 async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> JSONResponse:
     row = (await uow.session.execute(sa.select(mailchimp_accounts).where(
         mailchimp_accounts.c.org_id == principal.org_id))).mappings().first()
@@ -378,7 +388,8 @@ class MailchimpRuleIn(BaseModel):
 
 
 @router.post("/mailchimp/rules", status_code=201,
-             summary="Keep a lead on (or off) a list from a stage entry or exit, or an outcome, on")
+             summary="Keep a lead on (or off) a list from a stage entry or exit, or an outcome, on",
+             operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201))
 async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                                 idem: IdempotencyDep) -> JSONResponse:
     await _check_rule_references(uow, principal.org_id, body)
@@ -408,14 +419,16 @@ async def _check_rule_references(uow: Any, org_id: str, body: MailchimpRuleIn) -
         raise ValidationFailed.single("stage_id", f"a {body.trigger} rule holds in any stage: leave stage_id out")
 
 
-@router.get("/mailchimp/rules", summary="List Mailchimp sync rules")
+@router.get("/mailchimp/rules", summary="List Mailchimp sync rules",
+            operation_id="listMailchimpRules", **returns(R.MailchimpRulePage))
 async def list_mailchimp_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                                cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == principal.org_id),
                        mailchimp_rules, limit, cursor)
 
 
-@router.delete("/mailchimp/rules/{rule_id}", status_code=204, summary="Delete a Mailchimp sync rule")
+@router.delete("/mailchimp/rules/{rule_id}", status_code=204, summary="Delete a Mailchimp sync rule",
+               operation_id="deleteMailchimpRule")
 async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
     result = await uow.session.execute(sa.delete(mailchimp_rules).where(
         mailchimp_rules.c.org_id == principal.org_id, mailchimp_rules.c.id == rule_id))
@@ -435,10 +448,11 @@ class MilestoneIn(BaseModel):
     min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
     channels: list[Literal["email", "webhook"]] = Field(default_factory=lambda: ["email", "webhook"], min_length=1)
-    active: bool = True
+    active: StrictBool = True
 
 
-@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)")
+@router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)",
+             operation_id="createMilestoneRule", **returns(R.MilestoneRuleOut, status=201))
 async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> JSONResponse:
     assert body.kind in MILESTONE_KINDS
@@ -452,7 +466,8 @@ async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, 
     return await _created(uow, idem, principal, "milestones", body.model_dump(mode="json"), create)
 
 
-@router.get("/milestones", summary="List milestone rules")
+@router.get("/milestones", summary="List milestone rules",
+            operation_id="listMilestoneRules", **returns(R.MilestoneRulePage))
 async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                           cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(milestone_rules).where(milestone_rules.c.org_id == principal.org_id),
@@ -474,7 +489,8 @@ class WebhookSubscriptionIn(BaseModel):
              description="The URL must lead to public addresses only (not loopback, private, link-local, "
                          "multicast, reserved or unspecified; a host name is resolved and each address checked), "
                          "unless SALESFLOW_WEBHOOK_ALLOW_PRIVATE_NETWORKS allows them; otherwise 422 naming `url`. "
-                         "The check is repeated before each delivery.")
+                         "The check is repeated before each delivery.",
+             operation_id="createWebhookSubscription", **returns(R.WebhookSubscriptionCreated, status=201))
 async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, context: ContextDep,
                                       principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
     if not context.settings.webhooks_may_reach_private_networks:
@@ -494,14 +510,16 @@ async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, 
     return await _created(uow, idem, principal, "webhook_subscriptions", body.model_dump(mode="json"), create)
 
 
-@router.get("/webhook-subscriptions", summary="List webhook subscriptions (secrets are not shown)")
+@router.get("/webhook-subscriptions", summary="List webhook subscriptions (secrets are not shown)",
+            operation_id="listWebhookSubscriptions", **returns(R.WebhookSubscriptionPage))
 async def list_webhook_subscriptions(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
                                      cursor: CursorParam = None) -> dict[str, Any]:
     return await _page(uow, sa.select(webhook_subscriptions).where(
         webhook_subscriptions.c.org_id == principal.org_id), webhook_subscriptions, limit, cursor, drop=("secret",))
 
 
-@router.delete("/webhook-subscriptions/{subscription_id}", status_code=204, summary="Remove a webhook subscription")
+@router.delete("/webhook-subscriptions/{subscription_id}", status_code=204, summary="Remove a webhook subscription",
+               operation_id="deleteWebhookSubscription")
 async def delete_webhook_subscription(subscription_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
     result = await uow.session.execute(sa.update(webhook_subscriptions).where(
         webhook_subscriptions.c.org_id == principal.org_id, webhook_subscriptions.c.id == subscription_id,
@@ -513,7 +531,8 @@ async def delete_webhook_subscription(subscription_id: str, uow: UowDep, princip
 
 
 # ====================================================================== delivery log
-@router.get("/deliveries", summary="What was sent or synced, to whom, why, and the outcome")
+@router.get("/deliveries", summary="What was sent or synced, to whom, why, and the outcome",
+            operation_id="listDeliveries", **returns(R.DeliveryPage))
 async def list_deliveries(uow: UowDep, principal: CurrentPrincipal,
                           lead_id: str | None = Query(default=None, max_length=100, pattern=NO_NUL),
                           status: Literal["pending", "sending", "sent", "failed", "cancelled"] | None = None,

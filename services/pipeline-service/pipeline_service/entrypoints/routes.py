@@ -12,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.ownership import owned_before
-from salesflow_shared.pagination import LimitParam
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import lead_past_owners, pipelines, positions, tasks
@@ -24,6 +25,7 @@ from ..domain import transitions
 from salesflow_shared.clock import SystemClock
 from ..domain.definitions import BLANK
 from ..domain.templates import TEMPLATES
+from . import responses as R
 from . import schemas
 from ..service_layer import engine
 from ..service_layer import pipelines as admin
@@ -35,7 +37,7 @@ router = APIRouter(prefix="/v1", tags=["pipeline-service"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 PIPELINE_EXAMPLE = {
     "name": "Inbound", "lost_reasons": ["no budget"], "nurture_days": 30,
-    "stages": [{"name": "Qualify", "guidance": "Hold a **short** call.", "win_probability": "0.1",
+    "stages": [{"name": "Qualify", "guidance": "Hold a **short** call.", "win_probability": 0.1,
                 "goal": {"all": [{"activity": "meeting", "min_count": 1}, {"field": "value", "op": "gt", "value": 0}]},
                 "task_templates": [{"title": "Call", "type": "call", "required": True,
                                     "due": {"amount": 2, "unit": "business_days"}, "assignee": {"kind": "owner"}}]},
@@ -80,10 +82,15 @@ def _keyset_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 
 
 # ------------------------------------------------------------------ pipelines
-@router.get("/pipelines/templates", summary="Ready-made pipelines an admin can instantiate")
-async def list_templates(principal: CurrentPrincipal) -> dict[str, Any]:
-    return {"items": [{"key": key, "name": t["name"], "description": t["description"],
-                       "stages": [s["name"] for s in t["stages"]]} for key, t in TEMPLATES.items()]}
+@router.get("/pipelines/templates", summary="Ready-made pipelines an admin can instantiate",
+            operation_id="listPipelineTemplates", **returns(R.PipelineTemplatePage))
+async def list_templates(principal: CurrentPrincipal, limit: LimitParam = 50,
+                         cursor: CursorParam = None) -> dict[str, Any]:
+    after = decode_cursor(cursor, 1)
+    keys = [key for key in sorted(TEMPLATES) if after is None or key > str(after[0])]
+    page = [{"key": key, "name": TEMPLATES[key]["name"], "description": TEMPLATES[key]["description"],
+             "stages": [s["name"] for s in TEMPLATES[key]["stages"]]} for key in keys[:limit]]
+    return {"items": page, "next_cursor": encode_cursor([keys[limit - 1]]) if len(keys) > limit else None}
 
 
 class InstantiateIn(BaseModel):
@@ -91,7 +98,8 @@ class InstantiateIn(BaseModel):
 
 
 @router.post("/pipelines/templates/{key}/instantiate", status_code=201,
-             summary="Create a pipeline from a template (editable afterwards like any other)")
+             summary="Create a pipeline from a template (editable afterwards like any other)",
+             operation_id="instantiatePipelineTemplate", **returns(R.PipelineOut, status=201, etag=True))
 async def instantiate_template(key: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                                idem: IdempotencyDep, body: InstantiateIn | None = None) -> JSONResponse:
     template = TEMPLATES.get(key)
@@ -109,7 +117,8 @@ async def instantiate_template(key: str, principal: AdminPrincipal, uow: UowDep,
 
 
 @router.post("/pipelines", status_code=201, summary="Create a pipeline with its ordered stages",
-             openapi_extra=schemas.body(schemas.PIPELINE, PIPELINE_EXAMPLE))
+             openapi_extra=schemas.body(schemas.PIPELINE, PIPELINE_EXAMPLE),
+             operation_id="createPipeline", **returns(R.PipelineOut, status=201, etag=True))
 async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
                           body: Annotated[Any, Body()]) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="pipelines", payload=body)):
@@ -120,7 +129,7 @@ async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: Conte
     return await _finish(uow, idem, 201, out, headers)
 
 
-@router.get("/pipelines", summary="The org's pipelines")
+@router.get("/pipelines", summary="The org's pipelines", operation_id="listPipelines", **returns(R.PipelinePage))
 async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50,
                          cursor: KeysetCursor = None) -> dict[str, Any]:
     query = sa.select(pipelines.c.id, pipelines.c.created_at).where(
@@ -138,7 +147,8 @@ async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/pipelines/{pipeline_id}", summary="A pipeline with its stages (ETag)")
+@router.get("/pipelines/{pipeline_id}", summary="A pipeline with its stages (ETag)",
+            operation_id="getPipeline", **returns(R.PipelineOut, etag=True))
 async def get_pipeline(pipeline_id: str, principal: CurrentPrincipal, uow: UowDep, response: Response) -> dict[str, Any]:
     body, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
     response.headers.update(headers)
@@ -146,7 +156,8 @@ async def get_pipeline(pipeline_id: str, principal: CurrentPrincipal, uow: UowDe
 
 
 @router.patch("/pipelines/{pipeline_id}", summary="Rename, describe, set lost reasons or nurture days (If-Match)",
-              openapi_extra=schemas.body(schemas.PIPELINE_PATCH))
+              openapi_extra=schemas.body(schemas.PIPELINE_PATCH),
+              operation_id="updatePipeline", **returns(R.PipelineOut, etag=True))
 async def patch_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                          body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     if not isinstance(body, dict):
@@ -157,7 +168,8 @@ async def patch_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDe
     return JSONResponse(out, headers=headers)
 
 
-@router.delete("/pipelines/{pipeline_id}", status_code=204, summary="Archive a pipeline no lead is in")
+@router.delete("/pipelines/{pipeline_id}", status_code=204, summary="Archive a pipeline no lead is in",
+               operation_id="archivePipeline")
 async def delete_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep) -> Response:
     await admin.archive_pipeline(uow, principal.org_id, pipeline_id, now_of(context))
     await uow.commit()
@@ -165,7 +177,8 @@ async def delete_pipeline(pipeline_id: str, principal: AdminPrincipal, uow: UowD
 
 
 @router.post("/pipelines/{pipeline_id}/stages", status_code=201,
-             summary="Add a stage (at `position`, default last)", openapi_extra=schemas.body(schemas.NEW_STAGE))
+             summary="Add a stage (at `position`, default last)", openapi_extra=schemas.body(schemas.NEW_STAGE),
+             operation_id="addStage", **returns(R.PipelineOut, status=201, etag=True))
 async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                     idem: IdempotencyDep, body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"stages:{pipeline_id}",
@@ -178,7 +191,8 @@ async def add_stage(pipeline_id: str, principal: AdminPrincipal, uow: UowDep, co
 
 @router.patch("/pipelines/{pipeline_id}/stages/{stage_id}",
               summary="Edit a stage; leads in it stay where they are (If-Match)",
-              openapi_extra=schemas.body(schemas.STAGE_PATCH))
+              openapi_extra=schemas.body(schemas.STAGE_PATCH),
+              operation_id="updateStage", **returns(R.PipelineOut, etag=True))
 async def patch_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                       body: Annotated[Any, Body()], if_match: IfMatch = None) -> JSONResponse:
     await admin.update_stage(uow, principal.org_id, pipeline_id, stage_id, body, if_match, now_of(context))
@@ -191,7 +205,8 @@ class StageOrderIn(BaseModel):
     stage_ids: list[str]
 
 
-@router.put("/pipelines/{pipeline_id}/stage-order", summary="Reorder stages (every stage, once) (If-Match)")
+@router.put("/pipelines/{pipeline_id}/stage-order", summary="Reorder stages (every stage, once) (If-Match)",
+            operation_id="reorderStages", **returns(R.PipelineOut, etag=True))
 async def reorder(pipeline_id: str, body: StageOrderIn, principal: AdminPrincipal, uow: UowDep,
                   context: ContextDep, if_match: IfMatch = None) -> JSONResponse:
     await admin.reorder_stages(uow, principal.org_id, pipeline_id, body.stage_ids, if_match, now_of(context))
@@ -201,7 +216,8 @@ async def reorder(pipeline_id: str, body: StageOrderIn, principal: AdminPrincipa
 
 
 @router.delete("/pipelines/{pipeline_id}/stages/{stage_id}",
-               summary="Delete a stage; a stage holding leads needs ?move_leads_to=<stage id>")
+               summary="Delete a stage; a stage holding leads needs ?move_leads_to=<stage id>",
+               operation_id="deleteStage", **returns(R.StageDeleted, etag=True))
 async def delete_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipal, uow: UowDep, context: ContextDep,
                        move_leads_to: str | None = None) -> JSONResponse:
     moved = await admin.delete_stage(uow, principal.org_id, pipeline_id, stage_id, move_leads_to,
@@ -213,12 +229,11 @@ async def delete_stage(pipeline_id: str, stage_id: str, principal: AdminPrincipa
 
 # ------------------------------------------------------------------ positions
 PositionStatus = Annotated[str | None, Query(pattern="^(unrouted|active|won|nurturing|disqualified)$")]
-LeadCursor = Annotated[str | None, Query(pattern=r"^[^\u0000]{1,100}$",
-                                         description="Opaque cursor from the previous page's next_cursor")]
 
 
-@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own or owned")
-async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50, cursor: LeadCursor = None,
+@router.get("/positions", summary="Leads by pipeline and stage (a board); reps see the leads they own or owned",
+            operation_id="listPositions", **returns(R.PositionSummaryPage))
+async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50, cursor: CursorParam = None,
                          pipeline_id: str | None = None, stage_id: str | None = None,
                          status: PositionStatus = None, owner_id: str | None = None) -> dict[str, Any]:
     filters = {"pipeline_id": pipeline_id, "stage_id": stage_id, "status": status, "owner_id": owner_id}
@@ -227,18 +242,20 @@ async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
     for name, value in filters.items():
         if value is not None:
             query = query.where(positions.c[name] == value)
-    if cursor:
-        query = query.where(positions.c.lead_id > cursor)
+    after = decode_cursor(cursor, 1)  # a cursor this API did not issue is a 422, never an empty page
+    if after is not None:
+        query = query.where(positions.c.lead_id > str(after[0]))
     rows = (await uow.session.execute(query.order_by(positions.c.lead_id).limit(limit + 1))).all()
     items = [{"lead_id": r.lead_id, "status": r.status, "pipeline_id": r.pipeline_id, "stage_id": r.stage_id,
               "stage_entered_at": engine.aware(r.stage_entered_at).isoformat() if r.stage_entered_at else None,
               "owner_id": r.owner_id, "team_id": r.team_id,
               "reengage_at": engine.aware(r.reengage_at).isoformat() if r.reengage_at else None}
              for r in rows[:limit]]
-    return {"items": items, "next_cursor": rows[limit - 1].lead_id if len(rows) > limit else None}
+    return {"items": items, "next_cursor": encode_cursor([rows[limit - 1].lead_id]) if len(rows) > limit else None}
 
 
-@router.get("/positions/{lead_id}", summary="Where a lead stands: stage, guidance, open tasks and history")
+@router.get("/positions/{lead_id}", summary="Where a lead stands: stage, guidance, open tasks and history",
+            operation_id="getPosition", **returns(R.PositionOut))
 async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     return await position_json(uow, principal, lead_id, now_of(context))
 
@@ -260,7 +277,8 @@ class MoveIn(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-@router.post("/positions/{lead_id}/move", summary="Move a lead by hand (forward, back or skipping), with a reason")
+@router.post("/positions/{lead_id}/move", summary="Move a lead by hand (forward, back or skipping), with a reason",
+             operation_id="moveLead", **returns(R.PositionOut))
 async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
                idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"move:{lead_id}",
@@ -293,7 +311,8 @@ class WonIn(BaseModel):
                               description="the deal's notes for the account manager taking the customer over")
 
 
-@router.post("/positions/{lead_id}/won", summary="Close a lead as won with its final value")
+@router.post("/positions/{lead_id}/won", summary="Close a lead as won with its final value",
+             operation_id="markLeadWon", **returns(R.PositionOut))
 async def won(lead_id: str, body: WonIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
               idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"won:{lead_id}",
@@ -315,7 +334,8 @@ class LostIn(BaseModel):
 
 
 @router.post("/positions/{lead_id}/lost",
-             summary="Close a lead as lost (reason from the pipeline's list); it goes to nurturing")
+             summary="Close a lead as lost (reason from the pipeline's list); it goes to nurturing",
+             operation_id="markLeadLost", **returns(R.PositionOut))
 async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
                idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"lost:{lead_id}",
@@ -340,7 +360,8 @@ async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: Uow
 
 
 # ------------------------------------------------------------------ tasks
-@router.get("/tasks", summary="A rep's tasks by due date, overdue first")
+@router.get("/tasks", summary="A rep's tasks by due date, overdue first",
+            operation_id="listTasks", **returns(R.TaskPage))
 async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextDep, limit: LimitParam = 50,
                      cursor: KeysetCursor = None,
                      assignee_id: Annotated[str | None, Query(description="Default: yourself. Managers may name any rep.")] = None,
@@ -391,12 +412,13 @@ async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str, *, 
     return row
 
 
-@router.get("/tasks/{task_id}", summary="One task")
+@router.get("/tasks/{task_id}", summary="One task", operation_id="getTask", **returns(R.TaskOut))
 async def get_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     return task_json(await _visible_task(uow, principal, task_id), now_of(context))
 
 
-@router.post("/tasks/{task_id}/complete", summary="Complete a task (may meet the stage's goal)")
+@router.post("/tasks/{task_id}/complete", summary="Complete a task (may meet the stage's goal)",
+             operation_id="completeTask", **returns(R.TaskOut))
 async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
                         idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"complete:{task_id}", payload={})):
@@ -432,7 +454,8 @@ class ToTeam(BaseModel):
     team_id: str = Field(min_length=1, max_length=100, description="a team")
 
 
-@router.post("/tasks/{task_id}/reassign", summary="Give an open task to another rep or a team")
+@router.post("/tasks/{task_id}/reassign", summary="Give an open task to another rep or a team",
+             operation_id="reassignTask", **returns(R.TaskOut))
 async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPrincipal, uow: UowDep,
                         context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"reassign:{task_id}",

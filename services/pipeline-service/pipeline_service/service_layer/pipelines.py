@@ -11,7 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from salesflow_shared.errors import Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed
+from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import pipelines, positions, stages
@@ -41,12 +42,12 @@ def parse_or_422(raw: Any) -> PipelineDef:
 
 
 def etag(version: int) -> str:
-    return f'W/"{version}"'
+    return strong_etag(version)
 
 
 def check_if_match(if_match: str | None, version: int) -> None:
-    if if_match is not None and if_match.strip() not in (etag(version), f'"{version}"', "*"):
-        raise PreconditionFailed(f"the pipeline is at version {version}; read it again")
+    if if_match is not None:
+        shared_check_if_match(if_match, etag(version), what="pipeline")
 
 
 def _stage_values(stage: StageDef) -> dict[str, Any]:

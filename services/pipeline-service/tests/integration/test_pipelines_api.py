@@ -177,6 +177,14 @@ async def test_boards_and_lists_page_through_with_filters(pipe):
         if not (cursor := page["next_cursor"]):
             break
     assert [p["lead_id"] for p in board] == leads
+    templates = (await pipe.client.get("/v1/pipelines/templates", params={"limit": 1},
+                                       headers=pipe.headers("manager", "m"))).json()
+    rest = (await pipe.client.get("/v1/pipelines/templates", params={"limit": 1, "cursor": templates["next_cursor"]},
+                                  headers=pipe.headers("manager", "m"))).json()
+    assert [t["key"] for t in templates["items"] + rest["items"]] == ["inbound-web-form", "outbound-cold-calling"]
+    # a cursor the API did not issue is refused (it used to be read as a lead id: an empty page)
+    garbage = await pipe.client.get("/v1/positions", params={"cursor": "garbage"}, headers=pipe.headers("manager", "m"))
+    assert garbage.status_code == 422 and garbage.json()["errors"][0]["field"] == "cursor"
     mine = (await pipe.client.get("/v1/positions", headers=pipe.headers("rep", "rep-2"))).json()["items"]
     assert [p["lead_id"] for p in mine] == leads[3:]
     other = (await pipe.client.get("/v1/positions", headers=pipe.headers("manager", "m", org="org-b"))).json()

@@ -1,0 +1,268 @@
+"""What lead-service answers, as models for the OpenAPI document (routes build the JSON; contract tests check it).
+
+Times are RFC 3339 with an offset; money is a decimal string; ids of other things are `<thing>_id`.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from salesflow_shared.contract import MONEY_PATTERN, page_of
+
+from ..domain.lead import LeadStatus
+
+
+
+class LeadContact(BaseModel):
+    contact_id: str | None
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    title: str | None
+
+
+class LeadCompany(BaseModel):
+    company_id: str | None
+    name: str | None
+    domain: str | None
+    size: str | None
+    industry: str | None
+
+
+class ScoreLine(BaseModel):
+    rule_id: str
+    name: str
+    points: int
+    reason: str
+
+
+class LeadOut(BaseModel):
+    """A lead with its contact, company, score breakdown and enrichment; `version` is its ETag."""
+
+    id: str
+    contact: LeadContact
+    company: LeadCompany
+    country: str | None
+    region: str | None
+    postcode: str | None
+    timezone: str | None
+    language: str | None
+    product_line: str | None
+    value: str | None = Field(json_schema_extra={"pattern": MONEY_PATTERN})
+    currency: str | None
+    expected_close_date: date | None
+    source: str
+    utm: dict[str, str]
+    custom_fields: dict[str, Any]
+    status: LeadStatus
+    disqualify_reason: str | None
+    owner_id: str | None
+    team_id: str | None
+    score: int | None
+    score_breakdown: list[ScoreLine]
+    enrichment: dict[str, Any]
+    enrichment_status: str | None
+    form_id: str | None
+    import_id: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    erased_at: datetime | None
+
+
+class ErasedLeads(BaseModel):
+    erased_lead_ids: list[str]
+
+
+class ContactOut(BaseModel):
+    id: str
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    title: str | None
+    company_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class CompanyOut(BaseModel):
+    id: str
+    name: str | None
+    domain: str | None
+    size: str | None
+    industry: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class ActivityOut(BaseModel):
+    id: str
+    lead_id: str
+    kind: str
+    rep_id: str | None
+    occurred_at: datetime
+    duration_seconds: int | None
+    outcome: str | None
+    subject: str | None
+    notes: str | None
+    source: str | None
+    created_at: datetime
+
+
+class ScoringRuleOut(BaseModel):
+    id: str
+    name: str
+    points: int
+    enabled: bool
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class RescoreResult(BaseModel):
+    rescored: int
+    changed: int
+
+
+class CustomFieldOut(BaseModel):
+    key: str
+    label: str | None
+    type: Literal["string", "number", "boolean", "date", "choice"]
+    options: list[str]
+    required: bool
+    created_at: datetime
+
+
+class FormOut(BaseModel):
+    """A web form; `signing_secret` signs webhook submissions (Salesflow-Signature)."""
+
+    id: str
+    org_id: str
+    name: str
+    mapping: dict[str, str]
+    defaults: dict[str, Any]
+    required: list[str]
+    public_key: str
+    signing_secret: str
+    honeypot_field: str
+    redirect_url: str | None
+    rate_limit_per_minute: int
+    version: int
+    submit_url: str
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class SubmissionResult(BaseModel):
+    """What became of a submission: accepted (a lead was created or updated), failed (see errors) or received."""
+
+    submission_id: str
+    status: str
+    errors: list[FieldProblem] = []
+    lead_id: str | None = None
+    outcome: Literal["created", "updated"] | None = None
+
+
+class SubmissionOut(BaseModel):
+    id: str
+    form_id: str
+    status: str
+    channel: str
+    received_at: datetime
+    processed_at: datetime | None
+    errors: list[FieldProblem]
+    lead_id: str | None
+    outcome: str | None
+    attempts: int
+    content_type: str | None
+    raw_body: str | None
+    dedup_key: str | None
+
+
+class ReprocessResult(BaseModel):
+    reprocessed: int
+    accepted: int
+    failed: int
+    items: list[SubmissionResult]
+
+
+class ImportQueued(BaseModel):
+    id: str
+    status: str
+    total_rows: int
+    progress_url: str
+
+
+class ImportOut(BaseModel):
+    id: str
+    status: str
+    filename: str | None
+    form_id: str | None
+    total_rows: int | None
+    processed_rows: int | None
+    created: int | None
+    updated: int | None
+    failed: int | None
+    mapping: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ImportRowError(BaseModel):
+    row: int
+    errors: list[FieldProblem]
+    data: dict[str, Any]
+
+
+class TimelineEntry(BaseModel):
+    """One thing that happened to the lead, told by the event that says so."""
+
+    event_id: str
+    event_type: str
+    kind: Literal["created", "scored", "updated", "disqualified", "routed", "assigned", "stage_entered",
+                  "stage_exited", "task_created", "task_completed", "task_skipped", "email_sent", "email_failed",
+                  "mailchimp", "won", "lost", "reopened"]
+    occurred_at: datetime
+    correlation_id: str | None = Field(description="the X-Correlation-ID of the request that caused it")
+    producer: str
+    summary: str
+    details: dict[str, Any] = Field(description="by kind: rule_id and reason (routed), owner_id and reason "
+                                                "(assigned), stage_id and stage_name (stage_*), task_id, ...")
+
+
+class LeadTimeline(BaseModel):
+    """Where the lead stands now (owner, pipeline, stage) and its story, oldest first (cursor pagination)."""
+
+    lead_id: str
+    status: LeadStatus
+    owner_id: str | None
+    team_id: str | None
+    pipeline_id: str | None
+    stage_id: str | None
+    stage_name: str | None
+    items: list[TimelineEntry]
+    next_cursor: str | None
+
+
+LeadPage = page_of(LeadOut)
+ContactPage = page_of(ContactOut)
+CompanyPage = page_of(CompanyOut)
+ActivityPage = page_of(ActivityOut)
+ScoringRulePage = page_of(ScoringRuleOut)
+CustomFieldPage = page_of(CustomFieldOut)
+FormPage = page_of(FormOut)
+SubmissionPage = page_of(SubmissionOut)
+ImportPage = page_of(ImportOut)
+ImportRowErrorPage = page_of(ImportRowError)
