@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-SERVICES := lead-service pipeline-service assignment-service notification-service metrics-service
+SERVICES := lead-service pipeline-service assignment-service notification-service metrics-service incentive-service
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test schemas openapi clean
@@ -14,7 +14,7 @@ $(STAMP): shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.
 
 install: $(STAMP)
 
-run: install  ## install and run all five services (embedded unless PostgreSQL/RabbitMQ are configured)
+run: install  ## install and run all six services (embedded unless PostgreSQL/RabbitMQ are configured)
 	$(BIN)/salesflow run
 
 test: install  ## install and run every test against the local PostgreSQL and RabbitMQ
@@ -24,7 +24,7 @@ test: install  ## install and run every test against the local PostgreSQL and Ra
 schemas: install  ## regenerate docs/events from the event catalogue
 	$(BIN)/salesflow schemas export
 
-openapi: install  ## regenerate docs/openapi.json from the five services' specs
+openapi: install  ## regenerate docs/openapi.json from the six services' specs
 	$(BIN)/salesflow openapi
 
 clean:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-# DESIGN.md, "Services, ports, ownership": the API prefixes each service owns.
+# DESIGN.md, "Services, ports, ownership": the API prefixes each service owns (incentive-service came later).
 PREFIXES: dict[str, list[str]] = {
     "lead-service": ["leads", "contacts", "companies", "activities", "forms", "imports", "scoring-rules"],
     "pipeline-service": ["pipelines", "positions", "tasks"],
@@ -25,6 +25,7 @@ PREFIXES: dict[str, list[str]] = {
     "notification-service": ["templates", "sequences", "mailchimp", "milestones", "deliveries",
                              "webhook-subscriptions"],
     "metrics-service": ["reports", "quotas", "forecasts"],
+    "incentive-service": ["payees", "plans", "statements", "disputes", "payouts", "credits"],
 }
 SENSITIVE = re.compile(r"(SECRET|PASSWORD|TOKEN|_KEY|DATABASE_URL|AMQP_URL|USERNAME)$")
 

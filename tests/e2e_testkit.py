@@ -30,8 +30,9 @@ from system_harness import RunningSystem
 
 T = TypeVar("T")
 
-LEAD, PIPELINE, ASSIGNMENT, NOTIFICATION, METRICS = (
-    "lead-service", "pipeline-service", "assignment-service", "notification-service", "metrics-service")
+LEAD, PIPELINE, ASSIGNMENT, NOTIFICATION, METRICS, INCENTIVE = (
+    "lead-service", "pipeline-service", "assignment-service", "notification-service", "metrics-service",
+    "incentive-service")
 MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us7"
 DACH_REPS = ["ann", "bob"]
 OTHER_REPS = ["cid"]

@@ -4,3 +4,4 @@ CREATE DATABASE salesflow_pipeline;
 CREATE DATABASE salesflow_assignment;
 CREATE DATABASE salesflow_notification;
 CREATE DATABASE salesflow_metrics;
+CREATE DATABASE salesflow_incentive;

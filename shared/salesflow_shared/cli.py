@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="salesflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run all five services (embedded unless PostgreSQL/RabbitMQ are configured)")
+    p = sub.add_parser("run", help="run all six services (embedded unless PostgreSQL/RabbitMQ are configured)")
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(func=_cmd_run)
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("service")
     p.set_defaults(func=_cmd_migrate)
 
-    p = sub.add_parser("openapi", help="merge the five services' OpenAPI documents into one (the gateway's)")
+    p = sub.add_parser("openapi", help="merge the six services' OpenAPI documents into one (the gateway's)")
     p.add_argument("--target", default="docs/openapi.json")
     p.add_argument("--check", action="store_true", help="fail if the file is stale")
     p.set_defaults(func=_cmd_openapi)

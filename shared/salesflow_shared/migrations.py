@@ -35,7 +35,8 @@ async def run_migrations(database: Database, script_location: Path, service_name
         if sync_connection.dialect.name == "postgresql":
             lock_id = zlib.crc32(f"salesflow-migrate-{service_name}".encode())
             sync_connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
-        command.upgrade(_alembic_config(script_location, sync_connection), "head")
+        # "heads": a service may keep independent branches of migrations (incentive-service does).
+        command.upgrade(_alembic_config(script_location, sync_connection), "heads")
 
     async with _MIGRATION_LOCK, database.engine.begin() as connection:
         await connection.run_sync(_upgrade)

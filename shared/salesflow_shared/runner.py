@@ -1,6 +1,6 @@
-"""The run command: all five services on their dev ports.
+"""The run command: all six services on their dev ports.
 
-Embedded (no SALESFLOW_AMQP_URL / SALESFLOW_POSTGRES_URL): one process, five uvicorn servers sharing an
+Embedded (no SALESFLOW_AMQP_URL / SALESFLOW_POSTGRES_URL): one process, six uvicorn servers sharing an
 in-process bus, SQLite files in SALESFLOW_DATA_DIR (default ./data). Full: one process per service, each with
 its own PostgreSQL database (created if missing) and RabbitMQ.
 """
@@ -43,6 +43,7 @@ SERVICES: tuple[ServiceEntry, ...] = (
     ServiceEntry("assignment-service", 8003, "assignment_service"),
     ServiceEntry("notification-service", 8004, "notification_service"),
     ServiceEntry("metrics-service", 8005, "metrics_service"),
+    ServiceEntry("incentive-service", 8006, "incentive_service"),
 )
 
 
@@ -54,7 +55,7 @@ def find_service(name: str) -> ServiceEntry:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    # Five servers share one loop: the runner, not each server, handles SIGINT/SIGTERM.
+    # The servers share one loop: the runner, not each server, handles SIGINT/SIGTERM.
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[no-untyped-def,override]
         yield

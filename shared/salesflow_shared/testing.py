@@ -214,6 +214,30 @@ def auth_headers(org: str, role: Role = "admin", sub: str = "user-1", **extra: s
     return {"Authorization": f"Bearer {make_token(org, role, sub)}", **extra}
 
 
+async def publish_envelope(bus: Any, envelope: Any) -> Any:
+    """Publish an event through `bus` as another service's outbox relay would (event type as routing key)."""
+    from .bus import OutgoingMessage
+
+    await bus.publish(OutgoingMessage(event_id=str(envelope.id), event_type=envelope.type, body=envelope.to_json(),
+                                      headers={"x-org-id": envelope.org_id}))
+    return envelope
+
+
+async def outbox_payloads(database: Any, event_type: str | None = None) -> list[dict[str, Any]]:
+    """The events a service wrote to its outbox (oldest first), as JSON envelopes; only `event_type`'s if given."""
+    import json
+
+    import sqlalchemy as sa
+
+    from .infra_tables import outbox_table
+
+    async with database.session() as session:
+        query = sa.select(outbox_table.c.payload).order_by(outbox_table.c.id)
+        if event_type:
+            query = query.where(outbox_table.c.event_type == event_type)
+        return [json.loads(p) for p in (await session.execute(query)).scalars()]
+
+
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05) -> T:
     """Poll `check` until it returns without raising an AssertionError, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -25,6 +25,9 @@ ADDED_EVENTS = {
     "RepCreated", "RepUpdated", "RepDeactivated",
     # metrics-service: quotas and the org's currency model, for incentive-service's plans
     "QuotaSet", "QuotaRemoved", "ReportingCurrencySet", "ExchangeRateSet",
+    # incentive-service: commission statements' workflow and disputes
+    "StatementComputed", "StatementApproved", "StatementLocked", "StatementPaid", "DisputeOpened",
+    "DisputeResolved",
 }
 
 

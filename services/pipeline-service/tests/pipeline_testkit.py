@@ -2,26 +2,23 @@
 PostgreSQL and RabbitMQ, publishing events to it as the other services would, reading its outbox."""
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
 from pipeline_service.config import Settings
 from salesflow_shared.clock import ManualClock
 from pipeline_service.entrypoints.http import create_app
 from salesflow_shared.app import ServiceContext
-from salesflow_shared.bus import OutgoingMessage, RabbitBus
+from salesflow_shared.bus import RabbitBus
 from salesflow_shared.events import (
     ActivityLoggedV1, Envelope, EventData, LeadAssignedV1, LeadCreatedV1, LeadRoutedV1, LeadSnapshot, LeadUpdatedV1,
     make_event,
 )
-from salesflow_shared.infra_tables import outbox_table
-from salesflow_shared.testing import auth_headers, service_test_settings
+from salesflow_shared.testing import auth_headers, outbox_payloads, publish_envelope, service_test_settings
 
 MONDAY_9AM = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 ORG = "org-a"
@@ -58,9 +55,7 @@ class Pipe:
 
     async def send(self, envelope: Envelope) -> Envelope:
         """Through RabbitMQ, as the other services' relays do."""
-        await self.feeder.publish(OutgoingMessage(event_id=str(envelope.id), event_type=envelope.type,
-                                                  body=envelope.to_json(), headers={"x-org-id": envelope.org_id}))
-        return envelope
+        return await publish_envelope(self.feeder, envelope)
 
     async def dispatch(self, envelope: Envelope) -> Envelope:
         """Straight to the handlers (deterministic order), with the inbox and a real transaction."""
@@ -69,11 +64,7 @@ class Pipe:
 
     # ---------------------------------------------------------- events out
     async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        async with self.context.database.session() as session:
-            query = sa.select(outbox_table.c.payload).order_by(outbox_table.c.id)
-            if event_type:
-                query = query.where(outbox_table.c.event_type == event_type)
-            return [json.loads(p) for p in (await session.execute(query)).scalars()]
+        return await outbox_payloads(self.context.database, event_type)
 
     # ---------------------------------------------------------- API
     async def instantiate(self, key: str = "inbound-web-form", org: str = ORG) -> dict[str, Any]:

@@ -464,6 +464,91 @@ class ExchangeRateSetV1(EventData):
     valid_from: date
 
 
+# ---------------------------------------------------------------- incentive-service
+class StatementFigures(BaseModel):
+    """What every statement event carries: which statement, whose, which period and version, how much."""
+
+    model_config = ConfigDict(extra="ignore")
+    statement_id: str
+    participant_id: str  # the rep's user id (JWT sub), as owner_id elsewhere
+    period_start: date
+    period_end: date  # exclusive
+    version: int
+    total: Money  # sum of the statement's lines, in `plan_currency`
+    plan_currency: str
+    payout: Money  # what the participant is paid, in `payout_currency` (their own)
+    payout_currency: str
+
+
+class StatementComputedV1(EventData):
+    event_type = "StatementComputed"
+    producer = "incentive-service"
+    description = ("A commission statement was computed or recomputed: a new statement, a changed draft, or a new "
+                   "version of a reviewed/approved one (`reason` says what caused it).")
+    statement: StatementFigures
+    reason: str  # credit_changed, plan_changed, quota_changed, rate_changed, adjustment, recalculation
+    computed_at: datetime
+
+
+class StatementApprovedV1(EventData):
+    event_type = "StatementApproved"
+    producer = "incentive-service"
+    description = "A manager or admin approved a statement; from now on its participant sees it."
+    statement: StatementFigures
+    approved_by: str
+    approved_at: datetime
+
+
+class StatementLockedV1(EventData):
+    event_type = "StatementLocked"
+    producer = "incentive-service"
+    description = "A statement was locked for payroll: immutable; later corrections land on the next one."
+    statement: StatementFigures
+    locked_by: str
+    locked_at: datetime
+
+
+class StatementPaidV1(EventData):
+    event_type = "StatementPaid"
+    producer = "incentive-service"
+    description = "A locked statement was marked paid (its payout left payroll)."
+    statement: StatementFigures
+    paid_by: str
+    paid_at: datetime
+    payment_reference: str | None = None
+
+
+class DisputeOpenedV1(EventData):
+    event_type = "DisputeOpened"
+    producer = "incentive-service"
+    description = "A participant disputed a line of their statement, with a comment."
+    dispute_id: str
+    statement_id: str
+    line_id: str
+    participant_id: str
+    opened_by: str
+    comment: str
+    opened_at: datetime
+
+
+class DisputeResolvedV1(EventData):
+    event_type = "DisputeResolved"
+    producer = "incentive-service"
+    description = ("A manager resolved a dispute: `accepted` (an adjustment of `adjustment_amount` lands on the "
+                   "statement) or `rejected` (with the reason).")
+    dispute_id: str
+    statement_id: str
+    line_id: str
+    participant_id: str
+    outcome: Literal["accepted", "rejected"]
+    resolution: str
+    adjustment_amount: Money | None = None
+    adjustment_currency: str | None = None
+    resolved_by: str
+    resolved_at: datetime
+    seconds_to_resolve: float
+
+
 ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadCreatedV1, LeadUpdatedV1, LeadDisqualifiedV1, LeadErasedV1, ActivityLoggedV1,
     LeadRoutedV1, LeadAssignedV1, RepCreatedV1, RepUpdatedV1, RepDeactivatedV1,
@@ -472,6 +557,8 @@ ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     EmailSentV1, EmailFailedV1, ContactSyncedV1, RepNotifiedV1,
     ForecastSnapshottedV1, QuotaReachedV1, QuotaSetV1, QuotaRemovedV1, ReportingCurrencySetV1,
     ExchangeRateSetV1,
+    StatementComputedV1, StatementApprovedV1, StatementLockedV1, StatementPaidV1, DisputeOpenedV1,
+    DisputeResolvedV1,
 )
 EVENT_CATALOGUE: dict[tuple[str, int], type[EventData]] = {
     (m.event_type, m.event_version): m for m in ALL_EVENT_MODELS

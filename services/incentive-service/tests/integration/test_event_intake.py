@@ -1,0 +1,77 @@
+"""What incentive-service learns from the other services' events: deals and each of their outcomes, the rep
+directory, quotas and the currency model — each once however often it is delivered, in any order."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from incentive_service.adapters.orm import deal_outcomes, deals, exchange_rates, payees, quotas
+from incentive_testkit import ORG, Incentives, new_lead
+from salesflow_shared.events import (CompanyData, ExchangeRateSetV1, LeadAssignedV1, LeadCreatedV1, LeadSnapshot,
+                                     LeadWonV1, QuotaRemovedV1, QuotaSetV1, RepCreatedV1, RepSnapshot)
+from salesflow_shared.testing import eventually
+
+
+async def test_a_win_arriving_through_rabbitmq_twice_is_recorded_once_with_its_closer(incentives: Incentives):
+    lead = new_lead()
+    await incentives.send(incentives.envelope(LeadCreatedV1(lead=LeadSnapshot(
+        lead_id=lead, product_line="cloud", value=Decimal("900"), currency="EUR",
+        company=CompanyData(name="Acme GmbH"))), lead))
+    await incentives.send(incentives.envelope(LeadAssignedV1(lead_id=lead, owner_id="ann", team_id="t1",
+                                                             reason="test"), lead))
+    won = incentives.envelope(LeadWonV1(lead_id=lead, pipeline_id="p1", value=Decimal("1000.00"), currency="EUR",
+                                        won_at=datetime(2027, 2, 10, 12, tzinfo=UTC)), lead)
+    await incentives.send(won)
+    await incentives.send(won)  # a redelivery
+
+    async def recorded():
+        rows = await incentives.rows(deal_outcomes, deal_outcomes.c.lead_id == lead)
+        assert [(r["kind"], r["value"], r["currency"], r["owner_id"]) for r in rows] == [
+            ("won", Decimal("1000.00"), "EUR", "ann")]
+        deal = (await incentives.rows(deals, deals.c.lead_id == lead))[0]
+        assert (deal["product_line"], deal["company_key"], deal["team_id"]) == ("cloud", "acme gmbh", "t1")
+    await eventually(recorded)
+
+
+async def test_an_older_assignment_arriving_late_does_not_replace_the_newer_owner(incentives: Incentives):
+    lead = new_lead()
+    newer = incentives.envelope(LeadAssignedV1(lead_id=lead, owner_id="bob", reason="manual"), lead, version=2)
+    older = incentives.envelope(LeadAssignedV1(lead_id=lead, owner_id="ann", reason="first"), lead, version=1)
+    await incentives.dispatch(newer)
+    await incentives.dispatch(older)
+    assert (await incentives.rows(deals, deals.c.lead_id == lead))[0]["owner_id"] == "bob"
+
+
+async def test_directory_quotas_and_rates_are_kept_newest_version_first(incentives: Incentives):
+    await incentives.dispatch(incentives.envelope(RepCreatedV1(rep=RepSnapshot(
+        rep_id="ann", name="Ann", email="ann@example.com", team_ids=["t1"])), "ann"))
+    quota = QuotaSetV1(quota_id="q1", scope="rep", scope_id="ann", period="quarter", period_start=date(2027, 1, 1),
+                       period_end=date(2027, 4, 1), amount=Decimal("50000"), currency="eur", version=2)
+    await incentives.dispatch(incentives.envelope(quota, "q1"))
+    await incentives.dispatch(incentives.envelope(quota.model_copy(update={"amount": Decimal("1"), "version": 1}),
+                                                  "q1"))
+    await incentives.dispatch(incentives.envelope(ExchangeRateSetV1(
+        base_currency="EUR", quote_currency="USD", rate=Decimal("1.1"), valid_from=date(2027, 1, 1)), "EUR-USD"))
+
+    assert [(p["participant_id"], p["team_ids"]) for p in await incentives.rows(payees)] == [("ann", ["t1"])]
+    assert [(q["amount"], q["currency"], q["removed"]) for q in await incentives.rows(quotas)] == [
+        (Decimal("50000.00"), "EUR", False)]
+    assert [r["rate"] for r in await incentives.rows(exchange_rates)] == [Decimal("1.10000000")]
+    await incentives.dispatch(incentives.envelope(QuotaRemovedV1(quota_id="q1"), "q1-removed"))
+    assert [q["removed"] for q in await incentives.rows(quotas)] == [True]
+
+
+async def test_payees_currency_is_set_by_managers_and_a_rep_sees_only_themselves(incentives: Incentives):
+    resp = await incentives.client.put("/v1/payees/ann", json={"currency": "usd"}, headers=incentives.headers())
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "currency"
+    resp = await incentives.client.put("/v1/payees/ann", json={"currency": "USD", "role": "ae"},
+                                       headers=incentives.headers(role="manager", sub="mia"))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["currency"] == "USD" and resp.json()["role"] == "ae"
+    assert (await incentives.client.get("/v1/payees/ann", headers=incentives.headers(role="rep", sub="ann"))
+            ).json()["currency"] == "USD"
+    assert (await incentives.client.get("/v1/payees/ann", headers=incentives.headers(role="rep", sub="bob"))
+            ).status_code == 404
+    assert (await incentives.client.get("/v1/payees/ann", headers=incentives.headers(org="org-b"))).status_code == 404
+    assert (await incentives.client.put("/v1/payees/ann", json={"currency": "USD"},
+                                        headers=incentives.headers(role="rep", sub="ann"))).status_code == 403
