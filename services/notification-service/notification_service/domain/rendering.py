@@ -121,6 +121,10 @@ SAMPLE_VARIABLES: dict[str, Any] = {
                   # set for quota_reached rules only (None otherwise)
                   "quota": {"period": "quarter", "period_start": "2026-01-01", "target": "50000.00",
                             "attained": "51200.00", "attainment_pct": 102.4, "currency": "EUR"}},
+    "program": {"id": "program-sample", "name": "March race", "achievement": "Silver", "points": 120, "place": 1,
+                "badge": "silver", "cash": "50.00", "currency": "EUR", "next": "Gold at 200 points (80 to go)",
+                "rules": "call (connected, >= 2 min) 3 pts; meeting 10 pts", "ends_at": "2026-04-01T00:00:00+00:00",
+                "effective_from": "2026-03-10T00:00:00+00:00"},
     "unsubscribe_url": "https://example.com/unsubscribe/sample",
     "org_id": "org-sample",
 }

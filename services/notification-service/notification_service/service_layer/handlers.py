@@ -27,6 +27,7 @@ from ..domain.sequences import matches_lead_created, matches_outcome, matches_st
 from . import mailchimp_sync
 from .deliveries import cancel_pending
 from .notify import notify_rep
+from .program_notifications import ProgramNotifications
 from .projections import (
     ERASED_FIELDS, apply_pipeline_change, apply_snapshot, ensure_lead, get_lead, record_task_assignee,
     set_lead_fields, upsert_rep,
@@ -305,4 +306,5 @@ def _dec(value: Any) -> Decimal | None:
 
 
 def build_event_handlers(settings: Settings, clock: Clock) -> HandlerMap:
-    return NotificationHandlers(settings, clock).handler_map()
+    return {**NotificationHandlers(settings, clock).handler_map(),
+            **ProgramNotifications(settings, clock).handler_map()}

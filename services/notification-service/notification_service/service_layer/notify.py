@@ -19,12 +19,12 @@ from .projections import get_lead, get_rep
 async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id: str, reason: str, once_key: str,
                      now: datetime, lead_id: str | None = None, task: dict[str, Any] | None = None,
                      milestone: dict[str, Any] | None = None, channels: tuple[str, ...] = ("email", "webhook"),
-                     not_before: datetime | None = None) -> int:
+                     not_before: datetime | None = None, program: dict[str, Any] | None = None) -> int:
     """Record the notification's deliveries (pending); the number of new ones (0 for a duplicate)."""
     session = uow.session
     rep = await get_rep(session, org_id, rep_id)
     lead = await get_lead(session, org_id, lead_id) if lead_id else None
-    values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone)
+    values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone, program=program)
     rule_id = (milestone or {}).get("id")
     common = dict(org_id=org_id, reason=reason, now=now, lead_id=lead_id, rep_id=rep_id, rule_id=rule_id,
                   not_before=not_before, message_id_domain=settings.message_id_domain)
@@ -57,7 +57,8 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
                 continue
             body = {"type": f"salesflow.{reason}", "org_id": org_id, "rep_id": rep_id, "lead_id": lead_id,
                     "rep_name": (rep or {}).get("name"), "task": task, "milestone": milestone,
-                    "text": _webhook_text(reason, values), "occurred_at": now.isoformat()}
+                    "text": _webhook_text(reason, values), "occurred_at": now.isoformat(),
+                    **({"program": program} if program is not None else {})}
             row = await record_delivery(session, **common, idem_key=f"{once_key}:webhook:{sub['id']}",
                                         kind="webhook", recipient_kind="webhook", recipient=sub["url"],
                                         payload={"subscription_id": sub["id"], "body": body})
