@@ -1,0 +1,418 @@
+"""The plan maths: from won deals to credits, from credits to a statement's lines (pure functions).
+
+1. Credits (`credits_for_win`): the closer's plan's credit rule says who is credited for a win and with what
+   share: splits (percentages summing to 100; "closer" is the owner at the win) and overlays (a team manager
+   credited a percentage of every win of their teams, on top of the splits).
+2. A statement (`compute_statement`) for one participant and period, in the currency of their plan:
+   - each credit is converted at the org's rate on the day of the win, and counts towards attainment
+     (credited value / quota) unless it was clawed back: the deal was lost, reopened or refunded within the
+     plan's clawback days of the win;
+   - commission per credit: the base rate, or the tier rates by attainment — retroactive (the band reached at
+     the end of the period pays on every credit from the first one) or marginal (each slice of credit is paid
+     at the rate of the band it falls in, in the order the deals were won). Each credit uses the plan in force
+     on its win date (a mid-period plan change pays earlier deals on the old terms, later ones on the new);
+   - hurdle: below it no commission is paid; cap: commission stops at the cap (the deal that crosses it is
+     paid up to it); both, and the draw, are the terms of the plan in force at the end of the period;
+   - SPIFFs (per product line, per deal above a size, per new logo) on split credits, pro rata of the share,
+     outside hurdle and cap;
+   - adjustments and corrections (of locked periods) as given;
+   - the draw last: earnings below it are topped up (recoverable draws are owed back and recovered from later
+     earnings above the draw).
+   The total is the sum of the lines; every line carries the steps that explain it.
+3. `recalculation_lines` and `corrections` turn a recomputation into adjustment lines against what was already
+   approved or locked, so nothing already seen is rewritten silently.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import Decimal
+
+from .money import HUNDRED, ZERO, Rates, cents, pct, show
+from .plans import CLOSER, Band, Plan, PlanVersion
+
+DEAL_KINDS = ("commission", "clawback", "spiff")  # lines about a deal (corrected after a lock)
+
+
+# ------------------------------------------------------------------ credits
+@dataclass(frozen=True)
+class Win:
+    event_id: str
+    lead_id: str
+    at: datetime
+    value: Decimal
+    currency: str
+    closer_id: str | None
+    team_id: str | None = None
+    product_line: str | None = None
+    new_logo: bool = False
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """A won deal lost, reopened or refunded afterwards."""
+
+    lead_id: str
+    at: datetime
+    kind: str  # lost, reopened, refunded
+
+
+@dataclass(frozen=True)
+class Credit:
+    credit_id: str
+    win: Win
+    participant_id: str
+    kind: str  # split, overlay
+    percent: Decimal
+    rule: str  # the credit rule that produced it, e.g. "credit.splits[1]"
+    source: str  # the plan whose credit rule it is
+    reversal: Reversal | None = None  # the first reversal after the win (a clawback if within the days)
+
+
+def first_reversal(win: Win, reversals: Iterable[Reversal], later_wins: Iterable[datetime] = ()) -> Reversal | None:
+    """The first loss/reopening/refund after this win and before the deal was won again."""
+    next_win = min((at for at in later_wins if at > win.at), default=None)
+    candidates = [r for r in reversals if r.at >= win.at and (next_win is None or r.at < next_win)]
+    return min(candidates, key=lambda r: r.at, default=None)
+
+
+def credits_for_win(win: Win, closer_plan: PlanVersion | None, reversal: Reversal | None = None) -> list[Credit]:
+    """Who the closer's plan credits for this win. Without a plan the closer gets it all."""
+    credits: list[Credit] = []
+    if closer_plan is None:
+        if win.closer_id:
+            credits.append(Credit(f"{win.event_id}:{win.closer_id}:split", win, win.closer_id, "split", HUNDRED,
+                                  "closer (no plan covers the closer)", "none", reversal))
+        return credits
+    plan = closer_plan.plan
+    for i, split in enumerate(plan.splits):
+        who = win.closer_id if split.to == CLOSER else split.to
+        if not who:
+            continue
+        existing = next((c for c in credits if c.participant_id == who and c.kind == "split"), None)
+        if existing is not None:  # the closer also named: one credit with both shares
+            credits[credits.index(existing)] = replace(existing, percent=existing.percent + split.percent,
+                                                       rule=f"{existing.rule}+credit.splits[{i}]")
+            continue
+        credits.append(Credit(f"{win.event_id}:{who}:split", win, who, "split", split.percent,
+                              f"credit.splits[{i}]", closer_plan.label, reversal))
+    for i, overlay in enumerate(plan.overlays):
+        if win.team_id in overlay.teams and overlay.participant != win.closer_id:
+            credits.append(Credit(f"{win.event_id}:{overlay.participant}:overlay", win, overlay.participant,
+                                  "overlay", overlay.percent, f"credit.overlays[{i}]", closer_plan.label, reversal))
+    return credits
+
+
+# ------------------------------------------------------------------ statements
+@dataclass(frozen=True)
+class Line:
+    kind: str  # commission, clawback, spiff, adjustment, correction, recalculation, draw, draw_recovery
+    key: str  # what it is about, stable across recomputations
+    amount: Decimal
+    description: str
+    steps: tuple[str, ...] = ()
+    lead_id: str | None = None
+    plan_id: str | None = None
+    plan_version: int | None = None
+    rule: str | None = None
+    reason: str | None = None
+    author: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedCredit:
+    """A credit with the recipient's plan in force on the win date (None: no plan covers them then)."""
+
+    credit: Credit
+    plan: PlanVersion | None
+
+
+@dataclass(frozen=True)
+class Quota:
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    adjustment_id: str
+    amount: Decimal
+    reason: str
+    author: str
+    kind: str = "adjustment"
+
+
+@dataclass(frozen=True)
+class StatementInput:
+    participant_id: str
+    period_start: date
+    period_end: date  # exclusive
+    period_plan: PlanVersion  # in force at the end of the period: currency, hurdle, cap, draw
+    credits: Sequence[PlannedCredit]
+    rates: Rates = field(default_factory=Rates)
+    quota: Quota | None = None
+    draw_balance_before: Decimal = ZERO  # recoverable draw still owed from earlier periods
+    adjustments: Sequence[Adjustment] = ()
+    corrections: Sequence[Line] = ()
+
+
+@dataclass
+class Statement:
+    lines: list[Line]
+    currency: str
+    attained: Decimal
+    quota: Decimal | None
+    attainment_pct: Decimal | None
+    draw_balance_after: Decimal
+    warnings: list[str]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), ZERO)
+
+    def summary(self) -> dict[str, object]:
+        return {"attained": str(cents(self.attained)), "quota": None if self.quota is None else str(cents(self.quota)),
+                "attainment_pct": None if self.attainment_pct is None else str(self.attainment_pct.quantize(Decimal("0.01"))),
+                "draw_balance_after": str(cents(self.draw_balance_after)), "warnings": self.warnings}
+
+
+@dataclass
+class _Priced:
+    entry: PlannedCredit
+    plan: PlanVersion
+    credited: Decimal  # in the statement currency, unrounded
+    steps: list[str]
+    clawed_back: bool
+
+
+def _band_for(bands: Sequence[Band], attainment: Decimal) -> tuple[int, Band]:
+    for i, band in enumerate(bands):
+        if attainment >= band.start and (band.end is None or attainment < band.end):
+            return i, band
+    return 0, bands[0]
+
+
+def _commission(item: _Priced, attainment: Decimal | None, quota: Decimal | None, cumulative: Decimal,
+                currency: str) -> tuple[Decimal, str, list[str]]:
+    """(unrounded commission, rule, steps) of one credit before hurdle and cap."""
+    plan = item.plan.plan
+    amount = item.credited
+    if plan.tiers is None or quota is None or attainment is None:
+        rate = plan.base_rate if plan.base_rate is not None else plan.tiers.bands[0].rate  # type: ignore[union-attr]
+        rule = "base_rate" if plan.base_rate is not None else "tiers.bands[0]"
+        note = "" if plan.tiers is None else " (no quota for the period: tiers cannot apply)"
+        return amount * rate, rule, [f"rate {pct(rate * HUNDRED)} ({rule}){note}: {show(amount, currency)} × "
+                                     f"{pct(rate * HUNDRED)} = {show(amount * rate, currency)}"]
+    bands = plan.tiers.bands
+    if plan.tiers.mode == "retroactive":
+        i, band = _band_for(bands, attainment)
+        return amount * band.rate, f"tiers.bands[{i}]", [
+            f"retroactive tiers: attainment {pct(attainment)} falls in band {i} {band.label()} at "
+            f"{pct(band.rate * HUNDRED)}, paid on every credit of the period",
+            f"{show(amount, currency)} × {pct(band.rate * HUNDRED)} = {show(amount * band.rate, currency)}"]
+    # Marginal: the credit occupies [cumulative, cumulative + amount) of the quota; each part is paid at its band.
+    low, high = cumulative, cumulative + amount
+    total, used, steps = ZERO, [], [
+        f"marginal tiers: this credit covers {pct(low / quota * HUNDRED)} to {pct(high / quota * HUNDRED)} of the "
+        f"quota {show(quota, currency)}"]
+    for i, band in enumerate(bands):
+        band_low = band.start / HUNDRED * quota
+        band_high = None if band.end is None else band.end / HUNDRED * quota
+        part = (high if band_high is None else min(high, band_high)) - max(low, band_low)
+        if part > 0:
+            total += part * band.rate
+            used.append(f"tiers.bands[{i}]")
+            steps.append(f"band {i} {band.label()}: {show(part, currency)} × {pct(band.rate * HUNDRED)} = "
+                         f"{show(part * band.rate, currency)}")
+    if amount == 0:
+        used.append("tiers")
+    return total, ",".join(used), steps
+
+
+def compute_statement(inp: StatementInput) -> Statement:
+    period_plan = inp.period_plan.plan
+    currency = period_plan.currency
+    warnings: list[str] = []
+    priced: list[_Priced] = []
+    for entry in sorted(inp.credits, key=lambda e: (e.credit.win.at, e.credit.credit_id)):
+        credit, win = entry.credit, entry.credit.win
+        plan = entry.plan
+        if plan is None:
+            warnings.append(f"{win.lead_id}: no plan covers {inp.participant_id} on {win.at.date()}; not paid")
+            continue
+        conversion = inp.rates.convert(win.value, win.currency, currency, win.at.date())
+        if conversion is None:
+            warnings.append(f"{win.lead_id}: no exchange rate from {win.currency} to {currency} on {win.at.date()}; "
+                            "not paid until one is set")
+            continue
+        credited = conversion.amount * credit.percent / HUNDRED
+        steps = [f"deal {win.lead_id} won {win.at.date()} for {show(win.value, win.currency)}"]
+        if win.currency != currency:
+            steps.append(f"converted at {conversion.explanation}: {show(conversion.amount, currency)}")
+        steps.append(f"credit {pct(credit.percent)} ({credit.kind}, {credit.rule} of {credit.source}) = "
+                     f"{show(credited, currency)}")
+        clawed = False
+        if credit.reversal is not None and plan.plan.clawback_days is not None:
+            days = (credit.reversal.at - win.at).total_seconds() / 86400
+            clawed = days <= plan.plan.clawback_days
+            if clawed:
+                steps.append(f"{credit.reversal.kind} on {credit.reversal.at.date()}, {days:.0f} days after the win: "
+                             f"within the clawback of {plan.plan.clawback_days} days")
+        priced.append(_Priced(entry, plan, credited, steps, clawed))
+
+    quota = None
+    if inp.quota is not None:
+        conversion = inp.rates.convert(inp.quota.amount, inp.quota.currency, currency, inp.period_start)
+        if conversion is None:
+            warnings.append(f"quota: no exchange rate from {inp.quota.currency} to {currency} on {inp.period_start}")
+        else:
+            quota = conversion.amount
+    attained = sum((p.credited for p in priced if not p.clawed_back), ZERO)
+    attainment = attained / quota * HUNDRED if quota else None
+    if quota is None and any(p.plan.plan.tiers is not None for p in priced):
+        warnings.append("no quota for the period: tiers cannot apply; paid at the base rate")
+
+    lines: list[Line] = []
+    hurdle = period_plan.hurdle
+    below_hurdle = hurdle is not None and attainment is not None and attainment < hurdle
+    if hurdle is not None and attainment is None:
+        warnings.append("no quota for the period: the hurdle cannot be checked and does not apply")
+    cap, paid, cumulative = period_plan.cap, ZERO, ZERO
+    for item in priced:
+        credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan
+        common = {"lead_id": win.lead_id, "plan_id": plan.plan_id, "plan_version": plan.version}
+        if item.clawed_back:
+            lines.append(Line("clawback", f"commission:{credit.credit_id}", ZERO,
+                              f"{win.lead_id}: clawed back, no commission", tuple(item.steps + [
+                                  "not counted towards attainment; no commission"]), rule="clawback", **common))
+            continue
+        raw, rule, steps = _commission(item, attainment, quota, cumulative, currency)
+        cumulative += item.credited
+        amount = cents(raw)
+        steps = item.steps + steps
+        if below_hurdle:
+            steps.append(f"attainment {pct(attainment)} is below the hurdle of {pct(hurdle)}: nothing is paid")
+            amount, rule = ZERO, f"{rule},hurdle"
+        if cap is not None and amount > 0:
+            room = max(cap - paid, ZERO)
+            if amount > room:
+                steps.append(f"cap {show(cap, currency)} per period: {show(paid, currency)} already paid, so "
+                             f"{show(room, currency)} of {show(amount, currency)}")
+                amount, rule = room, f"{rule},cap"
+        paid += amount
+        steps.append(f"commission = {show(amount, currency)}")
+        lines.append(Line("commission", f"commission:{credit.credit_id}", amount,
+                          f"{win.lead_id}: commission on {pct(credit.percent)} of {show(win.value, win.currency)}",
+                          tuple(steps), rule=rule, **common))
+    for item in priced:
+        credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan
+        if item.clawed_back or credit.kind != "split":
+            continue
+        full_value = item.credited * HUNDRED / credit.percent
+        for i, spiff in enumerate(plan.plan.spiffs):
+            if spiff.kind == "product_line":
+                applies, why = win.product_line == spiff.product_line, f"product line {win.product_line}"
+            elif spiff.kind == "large_deal":
+                applies = spiff.min_value is not None and full_value >= spiff.min_value
+                why = f"deal of {show(full_value, plan.plan.currency)} >= {show(spiff.min_value or ZERO, plan.plan.currency)}"
+            else:
+                applies, why = win.new_logo, "the customer's first won deal (new logo)"
+            if not applies:
+                continue
+            amount = cents(spiff.amount * credit.percent / HUNDRED)
+            lines.append(Line("spiff", f"spiff:{credit.credit_id}:{i}", amount,
+                              f"{win.lead_id}: SPIFF {spiff.name}", tuple(item.steps + [
+                                  f"SPIFF {spiff.name} (spiffs[{i}]): {why}",
+                                  f"{show(spiff.amount, currency)} × {pct(credit.percent)} credit = "
+                                  f"{show(amount, currency)}"]),
+                              lead_id=win.lead_id, plan_id=plan.plan_id, plan_version=plan.version,
+                              rule=f"spiffs[{i}]"))
+    for adjustment in inp.adjustments:
+        lines.append(Line(adjustment.kind, f"adjustment:{adjustment.adjustment_id}", cents(adjustment.amount),
+                          f"adjustment: {adjustment.reason}",
+                          (f"{show(adjustment.amount, currency)} entered by {adjustment.author}: {adjustment.reason}",),
+                          reason=adjustment.reason, author=adjustment.author))
+    lines.extend(inp.corrections)
+
+    balance = inp.draw_balance_before
+    draw = period_plan.draw
+    if draw is not None:
+        earned = sum((line.amount for line in lines), ZERO)
+        plan_ref = {"plan_id": inp.period_plan.plan_id, "plan_version": inp.period_plan.version}
+        kind = "recoverable" if draw.recoverable else "non-recoverable"
+        if earned < draw.amount:
+            top_up = draw.amount - earned
+            if draw.recoverable:
+                balance += top_up
+            lines.append(Line("draw", "draw", top_up, f"{kind} draw of {show(draw.amount, currency)}", (
+                f"earned {show(earned, currency)} is below the draw of {show(draw.amount, currency)}: topped up by "
+                f"{show(top_up, currency)}",
+                f"draw balance owed: {show(balance, currency)}" if draw.recoverable else "not owed back"),
+                rule="draw", **plan_ref))
+        elif draw.recoverable and balance > 0:
+            recovered = min(balance, earned - draw.amount)
+            balance -= recovered
+            lines.append(Line("draw_recovery", "draw_recovery", -recovered,
+                              f"recovery of the draw ({show(recovered, currency)})", (
+                                  f"earned {show(earned, currency)} is above the draw of {show(draw.amount, currency)} "
+                                  f"by {show(earned - draw.amount, currency)}",
+                                  f"recovered {show(recovered, currency)} of the {show(balance + recovered, currency)} "
+                                  f"owed; still owed {show(balance, currency)}"), rule="draw", **plan_ref))
+    return Statement(lines, currency, attained, quota, attainment, balance, warnings)
+
+
+# ------------------------------------------------------------------ versions and corrections
+def amounts_by_key(lines: Iterable[Line]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for line in lines:
+        totals[line.key] = totals.get(line.key, ZERO) + line.amount
+    return totals
+
+
+def recalculation_lines(previous: Sequence[Line], recomputed: Sequence[Line], reason: str) -> list[Line]:
+    """The adjustment lines that take a statement from what was seen (`previous`, its lines as approved) to the
+    recomputation: one per line whose amount changed, appeared or disappeared."""
+    before, after = amounts_by_key(previous), amounts_by_key(recomputed)
+    source = {line.key: line for line in previous} | {line.key: line for line in recomputed}
+    out = []
+    for key in list(dict.fromkeys([*before, *after])):
+        delta = after.get(key, ZERO) - before.get(key, ZERO)
+        if delta == 0:
+            continue
+        line = source[key]
+        out.append(Line("recalculation", key, delta,
+                        f"recalculated ({reason}): {line.description}",
+                        (f"was {show(before.get(key, ZERO))}, now {show(after.get(key, ZERO))}: {show(delta)}",
+                         *line.steps), lead_id=line.lead_id, plan_id=line.plan_id, plan_version=line.plan_version,
+                        rule=line.rule, reason=reason))
+    return out
+
+
+def corrections(period_start: date, locked: Sequence[Line], carried: Sequence[Line],
+                recomputed: Sequence[Line]) -> list[Line]:
+    """Lines for the next open statement that correct a locked period: for each deal line, what the period pays
+    now minus what was locked and what earlier corrections already carried. A deal clawed back after the lock
+    gives a `clawback` line taking its commission back."""
+    prefix = f"correction:{period_start.isoformat()}:"
+    deal_lines = [line for line in recomputed if line.kind in DEAL_KINDS]
+    locked_by_key = amounts_by_key(line for line in locked if line.key.split(":")[0] in ("commission", "spiff"))
+    carried_by_key = {key[len(prefix):]: amount for key, amount in amounts_by_key(carried).items()
+                      if key.startswith(prefix)}
+    now = amounts_by_key(deal_lines)
+    source = {line.key: line for line in locked} | {line.key: line for line in deal_lines}
+    out = []
+    for key in list(dict.fromkeys([*locked_by_key, *now])):
+        delta = now.get(key, ZERO) - locked_by_key.get(key, ZERO) - carried_by_key.get(key, ZERO)
+        if delta == 0:
+            continue
+        line = source[key]
+        clawback = any(l.key == key and l.kind == "clawback" for l in deal_lines)
+        out.append(Line("clawback" if clawback else "correction", prefix + key, delta,
+                        f"{'clawback' if clawback else 'correction'} for the locked period from {period_start}: "
+                        f"{line.description}",
+                        (f"locked {show(locked_by_key.get(key, ZERO))}, already corrected "
+                         f"{show(carried_by_key.get(key, ZERO))}, due now {show(now.get(key, ZERO))}: {show(delta)}",
+                         *line.steps), lead_id=line.lead_id, plan_id=line.plan_id,
+                        plan_version=line.plan_version, rule=line.rule))
+    return out
