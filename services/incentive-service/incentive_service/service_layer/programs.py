@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,8 +37,10 @@ from ..domain.programs.badges import badges_earned
 from ..domain.programs.definitions import (
     ProgramDefinition, Reward, RulesFrozen, ScoringRule, revise_rules, validate_definition,
 )
+from ..domain.programs.rewards import CashReward
 from ..domain.programs.scoring import Contribution, Fact, sandbagging_flag, score_lead
 from ..domain.programs.standings import Award, Standings, Tally, place_awards, standings, tally
+from .recalculation import queue_for_participant
 
 Row = dict[str, Any]
 
@@ -352,7 +355,29 @@ async def _record_award(uow: UnitOfWork, row: Row, award: Award, *, kind: str, n
         kind=kind, name=name[:200], badge=award.reward.badge, cash=award.reward.cash,
         currency=award.reward.currency, earned_by=earned_by, earned_at=award.at or now, recorded_at=now,
     ).on_conflict_do_nothing(index_elements=["program_id", "award_key"]))
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    if award.reward.cash is not None and not row["hidden"]:
+        # The SPIFF lands on the statement of the period it was earned in: that statement is recomputed.
+        earned_on = (award.at or now).date()
+        await queue_for_participant(uow, row["org_id"], award.participant, earned_on,
+                                    earned_on + timedelta(days=1), "program_reward", now)
+    return True
+
+
+async def program_cash_rewards(session: Any, org_id: str, participant: str, start: date, end: date
+                               ) -> list[CashReward]:
+    """The cash rewards `participant` earned in [start, end) in programs not in test mode: the statement's
+    program SPIFF lines (domain/programs/rewards.py turns them into lines)."""
+    rows = (await session.execute(sa.select(program_awards, programs.c.name.label("program_name")).join(
+        programs, sa.and_(programs.c.org_id == program_awards.c.org_id,
+                          programs.c.program_id == program_awards.c.program_id)).where(
+        program_awards.c.org_id == org_id, program_awards.c.participant == participant,
+        program_awards.c.cash.is_not(None), programs.c.hidden.is_(False),
+        program_awards.c.earned_at >= datetime.combine(start, time.min, UTC),
+        program_awards.c.earned_at < datetime.combine(end, time.min, UTC)))).mappings().all()
+    return [CashReward(r["program_id"], r["program_name"], r["award_key"], r["name"], Decimal(r["cash"]),
+                       r["currency"], as_time(r["earned_at"]).date()) for r in rows]
 
 
 # ====================================================================== reading
@@ -409,4 +434,4 @@ def award_json(r: Any) -> dict[str, Any]:
 
 __all__ = ["create_program", "start_program", "revise_program_rules", "finish_program", "finish_due_programs",
            "record_fact", "record_close_date", "current_standings", "score_tallies", "last_change",
-           "program_json", "award_json", "get_program", "definition_of"]
+           "program_json", "award_json", "get_program", "definition_of", "program_cash_rewards"]

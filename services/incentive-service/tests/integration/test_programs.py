@@ -14,7 +14,9 @@ from decimal import Decimal
 import httpx
 import uvicorn
 
+from incentive_service.adapters.orm import recalculation_queue
 from incentive_service.adapters.programs_orm import program_awards, program_flags
+from incentive_service.service_layer.programs import program_cash_rewards
 from incentive_testkit import NOW, ORG, Incentives, new_lead
 from salesflow_shared.events import (
     ActivityLoggedV1, LeadReopenedV1, LeadSnapshot, LeadUpdatedV1, LeadWonV1, StageAdvancedV1,
@@ -102,6 +104,14 @@ async def test_a_milestone_ladder_scores_the_normal_flow_and_awards_each_step_on
     assert sorted((e["data"]["milestone_id"], e["data"]["rep_id"], e["data"]["points"]) for e in reached) == [
         ("bronze", "ann", 10), ("silver", "ann", 40)]
     assert [e["data"]["program_name"] for e in await incentives.outbox("ProgramStarted")] == ["February ladder"]
+    # the silver step's 50 EUR is a SPIFF for ann's February statement, which is queued for recomputation
+    async with incentives.context.database.session() as session:
+        spiffs = await program_cash_rewards(session, ORG, "ann", date(2027, 2, 1), date(2027, 3, 1))
+    assert [(r.name, r.amount, r.currency, r.earned_on) for r in spiffs] == [
+        ("Silver", Decimal("50.00"), "EUR", date(2027, 2, 5))]
+    queued = await incentives.rows(recalculation_queue, recalculation_queue.c.reason == "program_reward")
+    assert [(q["subject_kind"], q["subject_id"], q["on_date"]) for q in queued] == [
+        ("participant", "ann", date(2027, 2, 5))]
 
     # reopened: the win's 27 points go, the silver step stays earned (awards are once and for good)
     await incentives.dispatch(incentives.envelope(LeadReopenedV1(lead_id=lead, pipeline_id="p1",
@@ -201,6 +211,12 @@ async def test_test_mode_scores_without_showing_reps_anything(incentives: Incent
     assert listed.json()["items"] == []
     assert await incentives.outbox("ProgramStarted") == []
     assert await incentives.outbox("ProgramMilestoneReached") == []
+    # a test program pays nothing: 30 points would be silver (50 EUR) in a real one
+    for day in (4, 5):
+        await incentives.dispatch(incentives.envelope(meeting("ann", lead, at(day)), lead))
+    assert (await board(incentives, program["id"]))["entries"][0]["milestones"] == ["bronze", "silver"]
+    async with incentives.context.database.session() as session:
+        assert await program_cash_rewards(session, ORG, "ann", date(2027, 2, 1), date(2027, 3, 1)) == []
 
 
 async def test_bad_programs_are_refused_naming_the_field_and_reps_cannot_launch(incentives: Incentives):
