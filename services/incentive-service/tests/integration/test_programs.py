@@ -293,3 +293,52 @@ async def test_the_stream_pushes_a_rank_change_within_a_second(incentives: Incen
         assert lag < 1.0, lag
     finally:
         listener.cancel()
+
+
+async def test_a_five_day_call_streak_earns_its_badge_once_with_the_call_that_completed_it(incentives: Incentives):
+    program = await launch(incentives, "milestone-ladder", LADDER)
+    lead = new_lead()
+    calls = {day: incentives.envelope(call("bob", lead, at(day)), lead) for day in (1, 2, 3, 5, 6, 7, 8, 9)}
+    # out of order: the 9th first, then the rest; the 4th is missing, so the streak is 5-9, completed by the 9th
+    for day in (9, 1, 2, 3, 5, 6, 7, 8):
+        await incentives.dispatch(calls[day])
+    await incentives.dispatch(calls[9])  # redelivered
+    [earned] = await incentives.outbox("BadgeEarned")
+    assert (earned["data"]["rep_id"], earned["data"]["badge_id"], earned["data"]["earned_by"],
+            earned["data"]["earned_at"]) == ("bob", "call-streak-5", f"activity:act-{lead}-{at(9):%d%H%M}-bob",
+                                             at(9).isoformat().replace("+00:00", "Z"))
+    mine = (await incentives.client.get(f"/v1/programs/{program['id']}/awards",
+                                        headers=incentives.headers("rep", "bob"))).json()["items"]
+    assert [(a["kind"], a["name"]) for a in mine] == [("badge", "Five days in a row on the phone"),
+                                                      ("milestone", "Bronze"), ("milestone", "Silver")]
+    others = (await incentives.client.get(f"/v1/programs/{program['id']}/awards",
+                                          headers=incentives.headers("rep", "ann"))).json()["items"]
+    assert others == []  # a rep sees their own awards only
+
+
+async def test_a_head_to_head_bracket_defined_in_full(incentives: Incentives):
+    mid = datetime(2027, 2, 15, 12, tzinfo=UTC)
+    body = {"name": "Bracket", "format": "head_to_head", "starts_at": START.isoformat(), "ends_at": END.isoformat(),
+            "participants": ["ann", "bob", "cy", "dee"], "rules": [{"behaviour": "meeting", "points": 10}],
+            "rounds": [{"starts_at": START.isoformat(), "ends_at": mid.isoformat()},
+                       {"starts_at": mid.isoformat(), "ends_at": END.isoformat()}],
+            "place_rewards": [{"badge": "champion", "cash": "200.00", "currency": "EUR"}]}
+    manager = incentives.headers("manager", "mia")
+    created = await incentives.client.post("/v1/programs", json=body, headers=manager)
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "draft"
+    lead = new_lead()
+    # before the start, facts are kept; starting scores them: round 1 ann 10 v dee 20, bob 10 v cy 0
+    for rep_id, day in (("ann", 2), ("dee", 3), ("dee", 4), ("bob", 5)):
+        await incentives.dispatch(incentives.envelope(meeting(rep_id, lead, at(day)), lead))
+    started = await incentives.client.post(f"/v1/programs/{created.json()['id']}/start", headers=manager)
+    assert started.status_code == 200 and started.json()["status"] == "running"
+    shown = await board(incentives, created.json()["id"])
+    # round 1 ends on the 15th at 12:00 (the clock is at 09:00), so no winner is decided yet
+    assert [(m["round"], m["a"], m["b"], m["a_points"], m["b_points"], m["winner"]) for m in shown["matches"]] == [
+        (1, "ann", "dee", 10, 20, None), (1, "bob", "cy", 10, 0, None)]
+    incentives.clock.advance(hours=4)
+    await incentives.dispatch(incentives.envelope(meeting("bob", lead, at(20)), lead))  # round 2: bob 10
+    shown = await board(incentives, created.json()["id"])
+    assert [(m["round"], m["a"], m["b"], m["winner"]) for m in shown["matches"]] == [
+        (1, "ann", "dee", "dee"), (1, "bob", "cy", "bob"), (2, "dee", "bob", None)]
