@@ -1,4 +1,4 @@
-"""The whole system for cross-service journeys: the five services as real processes (tests/system_harness.py),
+"""The whole system for cross-service journeys: the six services as real processes (tests/system_harness.py),
 with the outside parties played by local servers — an SMTP server (aiosmtpd), a fake Mailchimp and a fake
 enrichment provider — running on a background event loop so they keep answering whatever the test's own
 loop is doing. Also: HTTP helpers, signed web-form posts, direct database reads and an event observer."""
@@ -131,7 +131,7 @@ class World:
 
 def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServer,
                 pool_size: int = 4) -> dict[str, dict[str, str]]:
-    """Per-service settings: small pools (five processes share PostgreSQL with other tests), fast workers, the
+    """Per-service settings: small pools (six processes share PostgreSQL with other tests), fast workers, the
     local SMTP server, the fake Mailchimp (base-URL override) and the fake enrichment provider."""
     common = {"SALESFLOW_DB_POOL_SIZE": str(pool_size)}
     return {
@@ -145,6 +145,7 @@ def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServ
                        "SALESFLOW_SCHEDULER_POLL_INTERVAL_S": "0.2"},
         METRICS: {**common, "SALESFLOW_FORECAST_SNAPSHOT_INTERVAL_S": "0",
                   "SALESFLOW_QUOTA_MILESTONE_INTERVAL_S": "0.5"},
+        INCENTIVE: {**common, "SALESFLOW_RECALCULATION_INTERVAL_S": "0.2"},
     }
 
 

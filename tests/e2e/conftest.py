@@ -1,4 +1,4 @@
-"""One running system (five service processes + local SMTP, fake Mailchimp, fake enrichment provider) shared
+"""One running system (six service processes + local SMTP, fake Mailchimp, fake enrichment provider) shared
 by the journeys of tests/e2e; each journey works in its own organization, so they do not see each other."""
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from .entrypoints.routes import router
 from .service_layer.handlers import make_event_handlers
 from .service_layer.program_handlers import make_program_handlers, merge_handlers
 from .service_layer.programs import program_finisher
+from .service_layer.statements import recalculation_worker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -30,7 +31,8 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         routers=[router, programs_router],
         migrations_path=MIGRATIONS,
         event_handlers=merge_handlers(make_event_handlers(clock), make_program_handlers(clock)),
-        workers=[*program_workers],
+        workers=([recalculation_worker(clock, settings.recalculation_interval_s, settings.recalculation_batch_size)]
+                 if settings.recalculation_interval_s > 0 else []) + program_workers,
         description="Commission plans as data, statements with every amount explained, payouts.",
         extras=extras,
     )

@@ -69,3 +69,29 @@ class Incentives:
 
 def new_lead() -> str:
     return f"lead-{uuid.uuid4().hex[:8]}"
+
+
+async def win_deal(incentives: Incentives, lead_id: str, owner: str, value: str, won_at: datetime, *,
+                   currency: str = "EUR", team_id: str | None = None, product_line: str | None = None,
+                   company: str | None = None) -> None:
+    """A deal through the normal events: created, assigned, won (straight to the handlers)."""
+    from decimal import Decimal
+
+    from salesflow_shared.events import CompanyData, LeadAssignedV1, LeadCreatedV1, LeadSnapshot, LeadWonV1
+
+    await incentives.dispatch(incentives.envelope(LeadCreatedV1(lead=LeadSnapshot(
+        lead_id=lead_id, product_line=product_line, value=Decimal(value), currency=currency,
+        company=CompanyData(name=company or f"Company of {lead_id}"))), lead_id))
+    await incentives.dispatch(incentives.envelope(LeadAssignedV1(lead_id=lead_id, owner_id=owner, team_id=team_id,
+                                                                 reason="test"), lead_id))
+    await incentives.dispatch(incentives.envelope(LeadWonV1(lead_id=lead_id, pipeline_id="p1", value=Decimal(value),
+                                                            currency=currency, owner_id=owner, won_at=won_at),
+                                                  lead_id))
+
+
+async def recalculate(incentives: Incentives) -> None:
+    """Run the recalculation worker's ticks until the queue is empty."""
+    from incentive_service.service_layer.statements import recalculate_queued
+
+    while await recalculate_queued(incentives.context, incentives.clock.now()):
+        pass

@@ -30,7 +30,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from .money import HUNDRED, ZERO, Rates, cents, pct, show
-from .plans import CLOSER, Band, Plan, PlanVersion
+from .plans import CLOSER, Band, PlanVersion
 
 DEAL_KINDS = ("commission", "clawback", "spiff")  # lines about a deal (corrected after a lock)
 
@@ -403,13 +403,14 @@ def corrections(period_start: date, locked: Sequence[Line], carried: Sequence[Li
                       if key.startswith(prefix)}
     now = amounts_by_key(deal_lines)
     source = {line.key: line for line in locked} | {line.key: line for line in deal_lines}
+    clawed_back = {line.lead_id for line in deal_lines if line.kind == "clawback"}
     out = []
     for key in list(dict.fromkeys([*locked_by_key, *now])):
         delta = now.get(key, ZERO) - locked_by_key.get(key, ZERO) - carried_by_key.get(key, ZERO)
         if delta == 0:
             continue
         line = source[key]
-        clawback = any(l.key == key and l.kind == "clawback" for l in deal_lines)
+        clawback = line.lead_id is not None and line.lead_id in clawed_back
         out.append(Line("clawback" if clawback else "correction", prefix + key, delta,
                         f"{'clawback' if clawback else 'correction'} for the locked period from {period_start}: "
                         f"{line.description}",

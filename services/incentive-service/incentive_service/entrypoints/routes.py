@@ -1,30 +1,66 @@
-"""The service's HTTP API: /v1/payees, /v1/plans, /v1/statements, /v1/disputes, /v1/payouts, /v1/credits."""
+"""The service's HTTP API: /v1/payees, /v1/plans, /v1/statements, /v1/disputes, /v1/payouts, /v1/credits.
+
+Managers and admins define plans, see every statement and move them through the workflow; a rep sees their own
+statements only once a version was approved, explains its lines, disputes them and asks what-if questions.
+"""
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import csv
+import io
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
-from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal
+from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.clock import SystemClock
 from salesflow_shared.errors import NotFound
+from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import LimitParam
+from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import payees
-from ..service_layer import audit
+from ..adapters import repository as repo
+from ..adapters.orm import audit_log, deal_outcomes, disputes, payees, statements
+from ..domain.commissions import Win, compute_statement
+from ..domain.money import cents
+from ..service_layer import adjustments as adjusting
+from ..service_layer import audit, recalculation
+from ..service_layer import plans as planning
+from ..service_layer import statements as statementing
 
 router = APIRouter(prefix="/v1", tags=["incentive-service"])
 
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+AMOUNT_PATTERN = r"^-?[0-9]{1,13}(\.[0-9]{1,2})?$"
+PLAN_EXAMPLE = {
+    "name": "Account executives 2027", "currency": "EUR", "period": "quarter", "effective_from": "2027-01-01",
+    "coverage": {"teams": ["inside"]},
+    "credit": {"splits": [{"to": "closer", "percent": "80"}, {"to": "sam", "percent": "20"}],
+               "overlays": [{"participant": "mia", "teams": ["inside"], "percent": "10"}]},
+    "base_rate": "0.08",
+    "tiers": {"mode": "marginal", "bands": [{"from": "0", "to": "100", "rate": "0.08"},
+                                            {"from": "100", "to": None, "rate": "0.12"}]},
+    "cap": "60000", "hurdle": "30",
+    "spiffs": [{"name": "Cloud launch", "kind": "product_line", "product_line": "cloud", "amount": "500"}],
+    "draw": {"amount": "1500", "recoverable": True}, "clawback": {"days": 90},
+}
 
 
 def now_of(context: Any) -> datetime:
     return (context.extras.get("clock") or SystemClock()).now()
+
+
+async def _finish(uow: UnitOfWork, idem: Any, status_code: int, body: Any) -> JSONResponse:
+    response = await idem.complete(uow.session, status_code=status_code, body=body)
+    await uow.commit()
+    return response
 
 
 # ------------------------------------------------------------------ payees
@@ -77,3 +113,400 @@ async def put_payee(participant_id: str, body: PayeeIn, principal: ManagerPrinci
                        payee_json(before) if before else None, payee_json(row))
     await uow.commit()
     return payee_json(row)
+
+
+# ------------------------------------------------------------------ plans
+@router.post("/plans", status_code=201, summary="Define a plan (version 1); 422 names what does not make sense",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
+async def create_plan(principal: ManagerPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
+                      body: Annotated[Any, Body()]) -> JSONResponse:
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="plans", payload=body)):
+        return replay
+    out = await planning.create_plan(uow, principal.org_id, body, principal.user_id, now_of(context))
+    return await _finish(uow, idem, 201, out)
+
+
+@router.get("/plans", summary="Plans (their newest versions)")
+async def list_plans(principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    return {"items": await planning.list_plans(uow, principal.org_id), "next_cursor": None}
+
+
+@router.get("/plans/{plan_id}", summary="A plan's newest version")
+async def get_plan(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    return await planning.get_plan(uow, principal.org_id, plan_id)
+
+
+@router.put("/plans/{plan_id}", summary="A new version of the plan, in force from its effective_from",
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
+async def put_plan(plan_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
+                   body: Annotated[Any, Body()]) -> dict[str, Any]:
+    out = await planning.new_version(uow, principal.org_id, plan_id, body, principal.user_id, now_of(context))
+    await uow.commit()
+    return out
+
+
+@router.get("/plans/{plan_id}/versions", summary="Every version of a plan, oldest first")
+async def plan_versions(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    return {"items": await planning.versions_of(uow, principal.org_id, plan_id), "next_cursor": None}
+
+
+@router.get("/plans/{plan_id}/versions/{version}", summary="One version of a plan")
+async def plan_version(plan_id: str, version: int, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    return await planning.get_plan(uow, principal.org_id, plan_id, version)
+
+
+# ------------------------------------------------------------------ statements
+def statement_json(row: Any) -> dict[str, Any]:
+    def at(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {"statement_id": row.statement_id, "participant_id": row.participant_id,
+            "period_start": row.period_start.isoformat(), "period_end": row.period_end.isoformat(),
+            "version": row.version, "status": row.status, "plan_currency": row.plan_currency,
+            "total": str(row.total), "payout_currency": row.payout_currency, "payout": str(row.payout),
+            "summary": row.summary, "reason": row.reason, "computed_at": at(row.computed_at),
+            "reviewed_by": row.reviewed_by, "reviewed_at": at(row.reviewed_at), "approved_by": row.approved_by,
+            "approved_at": at(row.approved_at), "locked_by": row.locked_by, "locked_at": at(row.locked_at),
+            "paid_by": row.paid_by, "paid_at": at(row.paid_at), "payment_reference": row.payment_reference}
+
+
+def line_json(row: Any) -> dict[str, Any]:
+    return {"line_id": row.line_id, "seq": row.seq, "kind": row.kind, "key": row.key, "lead_id": row.lead_id,
+            "plan_id": row.plan_id, "plan_version": row.plan_version, "rule": row.rule, "amount": str(row.amount),
+            "description": row.description, "reason": row.reason, "author": row.author}
+
+
+async def visible_statement(uow: UnitOfWork, principal: Principal, statement_id: str) -> Any:
+    """A rep reaches only their own statements, and only versions that were approved."""
+    row = (await uow.session.execute(sa.select(statements).where(
+        statements.c.org_id == principal.org_id, statements.c.statement_id == statement_id))).first()
+    if row is None or (not principal.sees_whole_org and (
+            row.participant_id != principal.user_id or row.approved_at is None)):
+        raise NotFound(f"no statement {statement_id}")
+    return row
+
+
+async def full_statement(uow: UnitOfWork, row: Any) -> dict[str, Any]:
+    lines = await repo.statement_lines_of(uow.session, row.org_id, row.statement_id)
+    found = (await uow.session.execute(sa.select(disputes).where(
+        disputes.c.org_id == row.org_id, disputes.c.statement_id == row.statement_id)
+        .order_by(disputes.c.opened_at))).all()
+    return {**statement_json(row), "lines": [line_json(l) for l in lines],
+            "disputes": [adjusting.dispute_json(d) for d in found],
+            "open_disputes": sum(1 for d in found if d.status == "open")}
+
+
+class ComputeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on: date | None = Field(default=None, description="a day of the period (default: today)")
+    participant_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+@router.post("/statements/compute", summary="Compute the statements of a period now (all participants or one)")
+async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
+                             body: ComputeIn | None = None) -> dict[str, Any]:
+    body = body or ComputeIn()
+    now = now_of(context)
+    on = body.on or now.date()
+    data = await statementing.OrgData.load(uow, principal.org_id)
+    people = [body.participant_id] if body.participant_id else sorted(
+        set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named)
+    outcomes: dict[str, int] = {}
+    for participant in people:
+        period = data.period_of(participant, on)
+        if period is None:
+            continue
+        outcome = await statementing.recompute(uow, data, participant, period[0], "recalculation", now)
+        outcomes[outcome or "unchanged"] = outcomes.get(outcome or "unchanged", 0) + 1
+    await uow.commit()
+    return {"on": on.isoformat(), "outcomes": outcomes}
+
+
+@router.get("/statements", summary="Statements (a rep: their own approved ones)")
+async def list_statements(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100,
+                          period_start: date | None = None, participant_id: str | None = None,
+                          status: str | None = None, all_versions: bool = False) -> dict[str, Any]:
+    query = sa.select(statements).where(statements.c.org_id == principal.org_id)
+    if not principal.sees_whole_org:
+        query = query.where(statements.c.participant_id == principal.user_id, statements.c.approved_at.is_not(None))
+    elif participant_id:
+        query = query.where(statements.c.participant_id == participant_id)
+    if period_start:
+        query = query.where(statements.c.period_start == period_start)
+    rows = (await uow.session.execute(query.order_by(statements.c.period_start, statements.c.participant_id,
+                                                     statements.c.version))).all()
+    if not all_versions:  # the newest (visible) version of each statement
+        newest: dict[tuple[str, date], Any] = {}
+        for row in rows:
+            newest[(row.participant_id, row.period_start)] = row
+        rows = list(newest.values())
+    if status:
+        rows = [r for r in rows if r.status == status]
+    return {"items": [statement_json(r) for r in rows[:limit]], "next_cursor": None}
+
+
+@router.get("/statements/{statement_id}", summary="A statement with its lines and disputes")
+async def get_statement(statement_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    return await full_statement(uow, await visible_statement(uow, principal, statement_id))
+
+
+@router.get("/statements/{statement_id}/versions", summary="Every version of this participant's statement for the "
+            "period (a rep: the approved ones)")
+async def statement_versions(statement_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    row = await visible_statement(uow, principal, statement_id)
+    query = sa.select(statements).where(statements.c.org_id == principal.org_id,
+                                        statements.c.participant_id == row.participant_id,
+                                        statements.c.period_start == row.period_start)
+    if not principal.sees_whole_org:
+        query = query.where(statements.c.approved_at.is_not(None))
+    rows = (await uow.session.execute(query.order_by(statements.c.version))).all()
+    return {"items": [statement_json(r) for r in rows], "next_cursor": None}
+
+
+@router.get("/statements/{statement_id}/lines/{line_id}/explain", summary="How this amount was calculated")
+async def explain_line(statement_id: str, line_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    row = await visible_statement(uow, principal, statement_id)
+    line = next((l for l in await repo.statement_lines_of(uow.session, principal.org_id, statement_id)
+                 if l.line_id == line_id), None)
+    if line is None:
+        raise NotFound(f"no line {line_id} on statement {statement_id}")
+    return {**line_json(line), "currency": row.plan_currency, "steps": list(line.steps or [])}
+
+
+class TransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payment_reference: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def _statement_action(action: str):  # type: ignore[no-untyped-def]
+    async def move_statement(statement_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
+                             body: TransitionIn | None = None) -> dict[str, Any]:
+        row = await statementing.transition(uow, principal.org_id, statement_id, action, principal.user_id,
+                                            now_of(context),
+                                            payment_reference=body.payment_reference if body else None)
+        out = await full_statement(uow, row)
+        await uow.commit()
+        return out
+    move_statement.__name__ = f"{action}_statement"
+    return move_statement
+
+
+for _action, _summary in (("review", "Mark a computed statement reviewed"),
+                          ("approve", "Approve a reviewed statement (its participant sees it from now on)"),
+                          ("lock", "Lock an approved statement for payroll (immutable from now on)"),
+                          ("pay", "Mark a locked statement paid")):
+    router.add_api_route(f"/statements/{{statement_id}}/{_action}", _statement_action(_action), methods=["POST"],
+                         summary=_summary)
+
+
+class AdjustmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: str = Field(pattern=AMOUNT_PATTERN, description="in the statement's plan currency; negative takes back")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/statements/{statement_id}/adjustments", status_code=201,
+             summary="Add an adjustment line (on this statement, or the next open one if it is locked)")
+async def add_adjustment(statement_id: str, body: AdjustmentIn, principal: ManagerPrincipal, uow: UowDep,
+                         context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="adjustments",
+                                   payload=[statement_id, body.model_dump()])):
+        return replay
+    out = await adjusting.add_adjustment(uow, principal.org_id, statement_id, Decimal(body.amount), body.reason,
+                                         principal.user_id, now_of(context))
+    return await _finish(uow, idem, 201, out)
+
+
+class DisputeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field(min_length=1, max_length=4000)
+
+
+@router.post("/statements/{statement_id}/lines/{line_id}/disputes", status_code=201,
+             summary="Dispute a line of your statement, with a comment")
+async def open_dispute(statement_id: str, line_id: str, body: DisputeIn, principal: CurrentPrincipal, uow: UowDep,
+                       context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
+    row = await visible_statement(uow, principal, statement_id)
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="disputes",
+                                   payload=[statement_id, line_id, body.model_dump()])):
+        return replay
+    out = await adjusting.open_dispute(uow, principal.org_id, row, line_id, body.comment, principal.user_id,
+                                       now_of(context))
+    return await _finish(uow, idem, 201, out)
+
+
+class WhatIfIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    participant_id: str | None = Field(default=None, min_length=1, max_length=100,
+                                       description="managers only; a rep asks for themselves")
+    value: str = Field(pattern=r"^[0-9]{1,13}(\.[0-9]{1,2})?$")
+    currency: str = Field(pattern=CURRENCY_PATTERN)
+    product_line: str | None = Field(default=None, max_length=100)
+    new_logo: bool = False
+    won_at: datetime | None = Field(default=None, description="default: now")
+    lead_id: str | None = Field(default=None, max_length=100, description="the open deal this is about")
+
+
+@router.post("/statements/what-if", summary="What you would earn if you won this deal (nothing is written)")
+async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
+    participant = body.participant_id if principal.sees_whole_org and body.participant_id else principal.user_id
+    won_at = body.won_at or now_of(context)
+    data = await statementing.OrgData.load(uow, principal.org_id)
+    period = data.period_of(participant, won_at.date())
+    if period is None:
+        raise NotFound(f"no plan covers {participant} on {won_at.date()}")
+    hypothetical = Win("what-if", body.lead_id or "what-if", won_at, Decimal(body.value), body.currency, participant,
+                       data.payee(participant).team_ids[0] if data.payee(participant).team_ids else None,
+                       body.product_line, body.new_logo)
+    before = await statementing.statement_input(uow, data, participant, *period)
+    after = await statementing.statement_input(uow, data, participant, *period, extra_wins=[hypothetical])
+    assert before is not None and after is not None
+    now_result, then_result = compute_statement(before), compute_statement(after)
+    return {"participant_id": participant, "period_start": period[0].isoformat(), "period_end": period[1].isoformat(),
+            "currency": then_result.currency, "total_now": str(cents(now_result.total)),
+            "total_with_deal": str(cents(then_result.total)),
+            "earned": str(cents(then_result.total - now_result.total)),
+            "attainment_pct_now": now_result.summary()["attainment_pct"],
+            "attainment_pct_with_deal": then_result.summary()["attainment_pct"],
+            "deal_lines": [{"kind": l.kind, "rule": l.rule, "amount": str(l.amount), "description": l.description,
+                            "steps": list(l.steps)} for l in then_result.lines if l.lead_id == hypothetical.lead_id],
+            "warnings": then_result.warnings}
+
+
+# ------------------------------------------------------------------ disputes
+@router.get("/disputes", summary="Disputes (a rep: their own), with the time each took to resolve")
+async def list_disputes(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100,
+                        status: Literal["open", "accepted", "rejected"] | None = None) -> dict[str, Any]:
+    query = sa.select(disputes).where(disputes.c.org_id == principal.org_id)
+    if not principal.sees_whole_org:
+        query = query.where(disputes.c.participant_id == principal.user_id)
+    if status:
+        query = query.where(disputes.c.status == status)
+    rows = (await uow.session.execute(query.order_by(disputes.c.opened_at).limit(limit))).all()
+    items = [adjusting.dispute_json(r) for r in rows]
+    times = sorted(i["seconds_to_resolve"] for i in items if i["seconds_to_resolve"] is not None)
+    return {"items": items, "next_cursor": None,
+            "resolved": len(times), "median_seconds_to_resolve": times[len(times) // 2] if times else None}
+
+
+@router.get("/disputes/{dispute_id}", summary="One dispute")
+async def get_dispute(dispute_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+    row = await adjusting.get_dispute(uow, principal.org_id, dispute_id)
+    if not principal.sees_whole_org and row.participant_id != principal.user_id:
+        raise NotFound(f"no dispute {dispute_id}")
+    return adjusting.dispute_json(row)
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["accepted", "rejected"]
+    resolution: str = Field(min_length=1, max_length=4000, description="the reason, shown to the rep")
+    amount: str | None = Field(default=None, pattern=AMOUNT_PATTERN,
+                               description="accepted: the adjustment, in the statement's plan currency")
+
+
+@router.post("/disputes/{dispute_id}/resolve", summary="Accept (an adjustment) or reject (with the reason)")
+async def resolve_dispute(dispute_id: str, body: ResolveIn, principal: ManagerPrincipal, uow: UowDep,
+                          context: ContextDep) -> dict[str, Any]:
+    out = await adjusting.resolve_dispute(uow, principal.org_id, dispute_id, body.outcome, body.resolution,
+                                          Decimal(body.amount) if body.amount is not None else None,
+                                          principal.user_id, now_of(context))
+    await uow.commit()
+    return out
+
+
+# ------------------------------------------------------------------ payouts
+async def _period_rows(uow: UnitOfWork, org_id: str, period_start: date) -> list[Any]:
+    rows = (await uow.session.execute(sa.select(statements).where(
+        statements.c.org_id == org_id, statements.c.period_start == period_start)
+        .order_by(statements.c.participant_id, statements.c.version))).all()
+    newest: dict[str, Any] = {}
+    for row in rows:
+        newest[row.participant_id] = row
+    return list(newest.values())
+
+
+@router.post("/payouts/periods/{period_start}/{action}", summary="Review, approve, lock or pay every statement of "
+             "a period that is ready for it")
+async def move_period(period_start: date, action: Literal["review", "approve", "lock", "pay"],
+                      principal: ManagerPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
+    source = statementing.TRANSITIONS[action][0]
+    moved = []
+    for row in await _period_rows(uow, principal.org_id, period_start):
+        if row.status == source:
+            await statementing.transition(uow, principal.org_id, row.statement_id, action, principal.user_id,
+                                          now_of(context))
+            moved.append(row.statement_id)
+    await uow.commit()
+    return {"period_start": period_start.isoformat(), "action": action, "statements": moved}
+
+
+@router.get("/payouts/periods/{period_start}/export", summary="Payroll CSV of a period's locked and paid statements",
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+async def export_payroll(period_start: date, principal: ManagerPrincipal, uow: UowDep) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["participant_id", "currency", "amount", "statement_id", "statement_version", "status",
+                     "period_start", "period_end"])
+    for row in await _period_rows(uow, principal.org_id, period_start):
+        if row.status in statementing.CLOSED:
+            writer.writerow([row.participant_id, row.payout_currency, str(row.payout), row.statement_id, row.version,
+                             row.status, row.period_start.isoformat(), row.period_end.isoformat()])
+    return Response(out.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="payroll-{period_start}.csv"'})
+
+
+@router.get("/payouts/audit", summary="The audit log: who changed what, when, before and after")
+async def audit_trail(principal: ManagerPrincipal, uow: UowDep, limit: LimitParam = 100,
+                      entity: str | None = None, entity_id: str | None = None) -> dict[str, Any]:
+    query = sa.select(audit_log).where(audit_log.c.org_id == principal.org_id)
+    if entity:
+        query = query.where(audit_log.c.entity == entity)
+    if entity_id:
+        query = query.where(audit_log.c.entity_id == entity_id)
+    rows = (await uow.session.execute(query.order_by(audit_log.c.id.desc()).limit(limit))).all()
+    return {"items": [{"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "entity": r.entity,
+                       "entity_id": r.entity_id, "before": r.before, "after": r.after} for r in rows],
+            "next_cursor": None}
+
+
+# ------------------------------------------------------------------ credits
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refunded_at: datetime | None = Field(default=None, description="default: now")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+@router.post("/credits/{lead_id}/refunds", status_code=201,
+             summary="Record that a won deal was refunded (its commission is clawed back within the plan's days)")
+async def record_refund(lead_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
+                        idem: IdempotencyDep, body: RefundIn | None = None) -> JSONResponse:
+    body = body or RefundIn()
+    if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="refunds",
+                                   payload=[lead_id, body.model_dump(mode="json")])):
+        return replay
+    now = now_of(context)
+    if not any(o.kind == "won" for o in await repo.lead_outcomes(uow.session, principal.org_id, lead_id)):
+        raise NotFound(f"no won deal {lead_id}")
+    refund_id = str(uuid.uuid4())
+    await uow.session.execute(sa.insert(deal_outcomes).values(
+        org_id=principal.org_id, event_id=refund_id, lead_id=lead_id, kind="refunded",
+        at=body.refunded_at or now, recorded_by=principal.user_id, note=body.note))
+    out = {"refund_id": refund_id, "lead_id": lead_id, "refunded_at": (body.refunded_at or now).isoformat(),
+           "note": body.note}
+    await audit.record(uow, principal.org_id, principal.user_id, now, "refund_recorded", "deal", lead_id, None, out)
+    await recalculation.queue_for_lead(uow, principal.org_id, lead_id, "credit_changed", now)
+    return await _finish(uow, idem, 201, out)
+
+
+@router.get("/credits/{lead_id}", summary="A deal's outcomes as incentive-service knows them")
+async def get_credit(lead_id: str, principal: ManagerPrincipal, uow: UowDep) -> dict[str, Any]:
+    rows = await repo.lead_outcomes(uow.session, principal.org_id, lead_id)
+    if not rows:
+        raise NotFound(f"no deal {lead_id}")
+    return {"lead_id": lead_id, "outcomes": [
+        {"kind": r.kind, "at": r.at.isoformat(), "value": None if r.value is None else str(r.value),
+         "currency": r.currency, "closer_id": r.owner_id, "team_id": r.team_id, "recorded_by": r.recorded_by,
+         "note": r.note} for r in rows]}

@@ -44,6 +44,19 @@ async def _deal_row(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -
     return dict(row)
 
 
+async def _fill_unknown_closer(uow: UnitOfWork, org_id: str, lead_id: str, owner_id: str | None,
+                               team_id: str | None, now: datetime) -> None:
+    """A win that arrived before any owner was known (events in another order, or a LeadWon without owner_id)
+    credits the owner learnt afterwards; a win that named its closer keeps it."""
+    if owner_id is None:
+        return
+    result = await uow.session.execute(sa.update(deal_outcomes).where(
+        deal_outcomes.c.org_id == org_id, deal_outcomes.c.lead_id == lead_id, deal_outcomes.c.kind == "won",
+        deal_outcomes.c.owner_id.is_(None)).values(owner_id=owner_id, team_id=team_id))
+    if result.rowcount:
+        await recalculation.queue_for_lead(uow, org_id, lead_id, "credit_changed", now)
+
+
 def make_event_handlers(clock: Clock) -> HandlerMap:
     async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(data, (LeadCreatedV1, LeadUpdatedV1))
@@ -56,6 +69,7 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
                   "updated_at": clock.now()}
         if row["assigned_version"] == 0:  # until a LeadAssigned arrives, lead-service's owner is the best known
             values.update(owner_id=lead.owner_id, team_id=lead.team_id)
+            await _fill_unknown_closer(uow, envelope.org_id, lead.lead_id, lead.owner_id, lead.team_id, clock.now())
         await uow.session.execute(sa.update(deals).where(deals.c.org_id == envelope.org_id,
                                                          deals.c.lead_id == lead.lead_id).values(**values))
         if row["product_line"] != lead.product_line or row["company_key"] != values["company_key"]:
@@ -70,6 +84,7 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
                                                          deals.c.lead_id == data.lead_id).values(
             owner_id=data.owner_id, team_id=data.team_id, assigned_version=envelope.subject_version,
             updated_at=clock.now()))
+        await _fill_unknown_closer(uow, envelope.org_id, data.lead_id, data.owner_id, data.team_id, clock.now())
 
     async def on_outcome(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(data, (LeadWonV1, LeadLostV1, LeadReopenedV1))

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from incentive_service.adapters.orm import deal_outcomes, deals, exchange_rates, payees, quotas
-from incentive_testkit import ORG, Incentives, new_lead
+from incentive_testkit import Incentives, new_lead
 from salesflow_shared.events import (CompanyData, ExchangeRateSetV1, LeadAssignedV1, LeadCreatedV1, LeadSnapshot,
                                      LeadWonV1, QuotaRemovedV1, QuotaSetV1, RepCreatedV1, RepSnapshot)
 from salesflow_shared.testing import eventually
@@ -75,3 +75,15 @@ async def test_payees_currency_is_set_by_managers_and_a_rep_sees_only_themselves
     assert (await incentives.client.get("/v1/payees/ann", headers=incentives.headers(org="org-b"))).status_code == 404
     assert (await incentives.client.put("/v1/payees/ann", json={"currency": "USD"},
                                         headers=incentives.headers(role="rep", sub="ann"))).status_code == 403
+
+
+async def test_a_win_known_before_its_owner_credits_the_owner_learnt_afterwards(incentives: Incentives):
+    lead = new_lead()
+    await incentives.dispatch(incentives.envelope(LeadWonV1(lead_id=lead, pipeline_id="p1", value=Decimal("10"),
+                                                            currency="EUR", won_at=datetime(2027, 2, 1, tzinfo=UTC)),
+                                                  lead))
+    await incentives.dispatch(incentives.envelope(LeadAssignedV1(lead_id=lead, owner_id="ann", team_id="t1",
+                                                                 reason="late"), lead))
+    await incentives.dispatch(incentives.envelope(LeadAssignedV1(lead_id=lead, owner_id="bob", reason="later"), lead))
+    rows = await incentives.rows(deal_outcomes, deal_outcomes.c.lead_id == lead)
+    assert [(r["owner_id"], r["team_id"]) for r in rows] == [("ann", "t1")]  # the closer, once known, stays

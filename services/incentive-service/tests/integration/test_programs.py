@@ -17,9 +17,9 @@ import uvicorn
 from incentive_service.adapters.orm import recalculation_queue
 from incentive_service.adapters.programs_orm import program_awards, program_flags
 from incentive_service.service_layer.programs import program_cash_rewards
-from incentive_testkit import NOW, ORG, Incentives, new_lead
+from incentive_testkit import NOW, ORG, Incentives, new_lead, recalculate, win_deal
 from salesflow_shared.events import (
-    ActivityLoggedV1, LeadReopenedV1, LeadSnapshot, LeadUpdatedV1, LeadWonV1, StageAdvancedV1,
+    ActivityLoggedV1, ExchangeRateSetV1, LeadReopenedV1, LeadSnapshot, LeadUpdatedV1, LeadWonV1, StageAdvancedV1,
 )
 from salesflow_shared.testing import eventually
 
@@ -342,3 +342,28 @@ async def test_a_head_to_head_bracket_defined_in_full(incentives: Incentives):
     shown = await board(incentives, created.json()["id"])
     assert [(m["round"], m["a"], m["b"], m["winner"]) for m in shown["matches"]] == [
         (1, "ann", "dee", "dee"), (1, "bob", "cy", "bob"), (2, "dee", "bob", None)]
+
+
+async def test_a_cash_milestone_lands_on_the_commission_statement_as_an_explained_line(incentives: Incentives):
+    plan = {"name": "AE", "currency": "USD", "period": "quarter", "effective_from": "2027-01-01",
+            "coverage": {"participants": ["ann"]}, "base_rate": "0.10"}
+    assert (await incentives.client.post("/v1/plans", json=plan, headers=incentives.headers())).status_code == 201
+    await incentives.dispatch(incentives.envelope(ExchangeRateSetV1(
+        base_currency="EUR", quote_currency="USD", rate=Decimal("1.10"), valid_from=date(2027, 1, 1)), "EUR-USD"))
+    await win_deal(incentives, new_lead(), "ann", "10000", at(8), currency="USD")  # 10 % = 1,000.00 USD
+    program = await launch(incentives, "milestone-ladder", LADDER)
+    lead = new_lead()
+    # the USD win (no EUR rate in programs' scoring: its fixed 20 points) already crossed silver (20): 50 EUR
+    await incentives.dispatch(incentives.envelope(meeting("ann", lead, at(9)), lead))
+    await recalculate(incentives)
+    listed = (await incentives.client.get("/v1/statements", params={"participant_id": "ann"},
+                                          headers=incentives.headers())).json()["items"]
+    statement = (await incentives.client.get(f"/v1/statements/{listed[0]['statement_id']}",
+                                             headers=incentives.headers())).json()
+    # 50 EUR at 1.10 = 55.00 USD beside the 1,000.00 commission
+    assert [(line["kind"], line["amount"]) for line in statement["lines"]] == [
+        ("commission", "1000.00"), ("program_spiff", "55.00")]
+    assert statement["total"] == "1055.00"
+    spiff = statement["lines"][1]
+    assert spiff["description"] == "SPIFF Silver — February ladder"
+    assert spiff["key"] == f"program:{program['id']}:milestone:silver:ann"

@@ -1,0 +1,160 @@
+"""Queries: what statements are computed from (plans, payees, rates, quotas, wins and their reversals), and the
+statements themselves. Returns domain objects or plain rows; no business rules here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..domain.commissions import Adjustment, Line, Quota, Reversal, Win
+from ..domain.money import Rate, Rates
+from ..domain.plans import PlanVersion, parse_plan
+from .orm import (adjustments, deal_outcomes, deals, exchange_rates, org_currency, payees, plans, quotas,
+                  statement_lines, statements)
+
+
+@dataclass(frozen=True)
+class Payee:
+    participant_id: str
+    team_ids: tuple[str, ...] = ()
+    role: str | None = None
+    currency: str | None = None
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+async def load_plans(session: AsyncSession, org_id: str) -> list[PlanVersion]:
+    rows = (await session.execute(sa.select(plans).where(plans.c.org_id == org_id, plans.c.retired.is_(False))
+                                  .order_by(plans.c.plan_id, plans.c.version))).all()
+    # The document keeps what the manager sent; the row's dates say how long this version was in force.
+    return [PlanVersion(r.plan_id, r.version, replace(parse_plan(r.document), effective_from=r.effective_from,
+                                                      effective_to=r.effective_to)) for r in rows]
+
+
+async def load_payees(session: AsyncSession, org_id: str) -> dict[str, Payee]:
+    rows = (await session.execute(sa.select(payees).where(payees.c.org_id == org_id))).all()
+    return {r.participant_id: Payee(r.participant_id, tuple(r.team_ids or ()), r.role, r.currency) for r in rows}
+
+
+async def load_rates(session: AsyncSession, org_id: str) -> Rates:
+    rows = (await session.execute(sa.select(exchange_rates).where(exchange_rates.c.org_id == org_id))).all()
+    reporting = (await session.execute(sa.select(org_currency.c.reporting_currency)
+                                       .where(org_currency.c.org_id == org_id))).scalar()
+    return Rates([Rate(r.base_currency, r.quote_currency, r.valid_from, Decimal(r.rate)) for r in rows], reporting)
+
+
+async def load_quota(session: AsyncSession, org_id: str, participant_id: str, start: date, end: date) -> Quota | None:
+    """The rep's quota for exactly the period, else the sum of their quotas inside it (months of a quarter)."""
+    rows = (await session.execute(sa.select(quotas).where(
+        quotas.c.org_id == org_id, quotas.c.scope == "rep", quotas.c.scope_id == participant_id,
+        quotas.c.removed.is_(False), quotas.c.period_start >= start, quotas.c.period_end <= end))).all()
+    exact = [r for r in rows if r.period_start == start and r.period_end == end]
+    chosen = exact[:1] or rows
+    currencies = {r.currency for r in chosen}
+    if not chosen or len(currencies) != 1:
+        return None
+    return Quota(sum((Decimal(r.amount) for r in chosen), Decimal(0)), currencies.pop())
+
+
+async def load_wins(session: AsyncSession, org_id: str, start: date, end: date,
+                    closer_id: str | None) -> tuple[list[Win], dict[str, list[Reversal]], dict[str, list[datetime]]]:
+    """Wins in [start, end) (of one closer, or all), with each deal's later reversals and later wins."""
+    won = sa.and_(deal_outcomes.c.org_id == org_id, deal_outcomes.c.kind == "won",
+                  deal_outcomes.c.at >= day_start(start), deal_outcomes.c.at < day_start(end))
+    if closer_id is not None:
+        won = sa.and_(won, deal_outcomes.c.owner_id == closer_id)
+    rows = (await session.execute(
+        sa.select(deal_outcomes, deals.c.product_line, deals.c.company_key)
+        .join(deals, sa.and_(deals.c.org_id == deal_outcomes.c.org_id, deals.c.lead_id == deal_outcomes.c.lead_id),
+              isouter=True).where(won))).all()
+    if not rows:
+        return [], {}, {}
+    # A company's first win is a new logo: the earliest win of every deal with the same company key.
+    keys = {r.company_key for r in rows if r.company_key}
+    first_win: dict[str, Any] = {}
+    if keys:
+        key_list = list(keys)
+        for i in range(0, len(key_list), 1000):
+            firsts = await session.execute(
+                sa.select(deals.c.company_key, sa.func.min(deal_outcomes.c.at))
+                .join(deal_outcomes, sa.and_(deals.c.org_id == deal_outcomes.c.org_id,
+                                             deals.c.lead_id == deal_outcomes.c.lead_id))
+                .where(deals.c.org_id == org_id, deal_outcomes.c.kind == "won",
+                       deals.c.company_key.in_(key_list[i:i + 1000]))
+                .group_by(deals.c.company_key))
+            first_win.update({key: aware(at) for key, at in firsts.all()})
+    lead_ids = sa.select(deal_outcomes.c.lead_id).where(won)
+    later = (await session.execute(sa.select(deal_outcomes.c.lead_id, deal_outcomes.c.kind, deal_outcomes.c.at)
+                                   .where(deal_outcomes.c.org_id == org_id, deal_outcomes.c.at >= day_start(start),
+                                          deal_outcomes.c.lead_id.in_(lead_ids)))).all()
+    reversals: dict[str, list[Reversal]] = {}
+    later_wins: dict[str, list[datetime]] = {}
+    for lead_id, kind, at in later:
+        if kind == "won":
+            later_wins.setdefault(lead_id, []).append(aware(at))
+        else:
+            reversals.setdefault(lead_id, []).append(Reversal(lead_id, aware(at), kind))
+    wins = []
+    for r in rows:
+        if r.value is None or not r.currency:
+            continue  # a win without a value credits nothing
+        at = aware(r.at)
+        wins.append(Win(r.event_id, r.lead_id, at, Decimal(r.value), r.currency, r.owner_id, r.team_id,
+                        r.product_line, bool(r.company_key) and first_win.get(r.company_key) == at))
+    return wins, reversals, later_wins
+
+
+async def lead_outcomes(session: AsyncSession, org_id: str, lead_id: str) -> list[Any]:
+    return (await session.execute(sa.select(deal_outcomes).where(deal_outcomes.c.org_id == org_id,
+                                                                 deal_outcomes.c.lead_id == lead_id)
+                                  .order_by(deal_outcomes.c.at))).all()
+
+
+async def load_adjustments(session: AsyncSession, org_id: str, participant_id: str, start: date) -> list[Adjustment]:
+    rows = (await session.execute(sa.select(adjustments).where(
+        adjustments.c.org_id == org_id, adjustments.c.participant_id == participant_id,
+        adjustments.c.period_start == start).order_by(adjustments.c.created_at, adjustments.c.adjustment_id))).all()
+    return [Adjustment(r.adjustment_id, Decimal(r.amount), r.reason, r.author) for r in rows]
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# ------------------------------------------------------------------ statements
+async def latest_statement(session: AsyncSession, org_id: str, participant_id: str, start: date,
+                           for_update: bool = False) -> Any:
+    query = (sa.select(statements).where(statements.c.org_id == org_id, statements.c.participant_id == participant_id,
+                                         statements.c.period_start == start)
+             .order_by(statements.c.version.desc()).limit(1))
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def participant_statements(session: AsyncSession, org_id: str, participant_id: str) -> list[Any]:
+    """The latest version of each of a participant's statements, oldest period first."""
+    rows = (await session.execute(sa.select(statements).where(
+        statements.c.org_id == org_id, statements.c.participant_id == participant_id)
+        .order_by(statements.c.period_start, statements.c.version))).all()
+    latest: dict[date, Any] = {}
+    for row in rows:
+        latest[row.period_start] = row
+    return list(latest.values())
+
+
+async def statement_lines_of(session: AsyncSession, org_id: str, statement_id: str) -> list[Any]:
+    return (await session.execute(sa.select(statement_lines).where(
+        statement_lines.c.org_id == org_id, statement_lines.c.statement_id == statement_id)
+        .order_by(statement_lines.c.seq))).all()
+
+
+def line_of(row: Any) -> Line:
+    return Line(row.kind, row.key, Decimal(row.amount), row.description, tuple(row.steps or ()), row.lead_id,
+                row.plan_id, row.plan_version, row.rule, row.reason, row.author)

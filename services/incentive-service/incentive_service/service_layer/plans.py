@@ -1,0 +1,105 @@
+"""Plans: creating them and their versions (validated, never overlapping for a participant), with the audit log and
+a recalculation of every statement from the date the change takes effect."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from salesflow_shared.errors import FieldError, NotFound, ValidationFailed
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters import repository as repo
+from ..adapters.orm import plans
+from ..domain.plans import Plan, PlanProblems, overlap_problems, parse_plan
+from . import audit, recalculation
+
+
+def parse_or_422(raw: Any) -> Plan:
+    try:
+        return parse_plan(raw)
+    except PlanProblems as exc:
+        raise ValidationFailed("the plan does not make sense: " + str(exc),
+                               errors=[FieldError(path, message) for path, message in exc.problems]) from exc
+
+
+def plan_json(row: Any) -> dict[str, Any]:
+    return {"plan_id": row.plan_id, "version": row.version, "name": row.name,
+            "effective_from": row.effective_from.isoformat(),
+            "effective_to": row.effective_to.isoformat() if row.effective_to else None, "retired": row.retired,
+            "created_by": row.created_by, "created_at": row.created_at.isoformat(), "document": row.document}
+
+
+async def _check_overlaps(uow: UnitOfWork, org_id: str, plan: Plan, plan_id: str | None) -> None:
+    others = [v for v in await repo.load_plans(uow.session, org_id) if v.plan_id != plan_id]
+    members = {p.participant_id: (p.team_ids, p.role) for p in (await repo.load_payees(uow.session, org_id)).values()}
+    problems = overlap_problems(plan, plan_id, others, members)
+    if problems:
+        raise ValidationFailed("the plan overlaps another one for the same participants: " + problems[0][1],
+                               errors=[FieldError(path, message) for path, message in problems])
+
+
+async def _row(uow: UnitOfWork, org_id: str, plan_id: str, version: int | None = None) -> Any:
+    query = sa.select(plans).where(plans.c.org_id == org_id, plans.c.plan_id == plan_id)
+    query = query.where(plans.c.version == version) if version is not None else \
+        query.order_by(plans.c.version.desc()).limit(1)
+    row = (await uow.session.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no plan {plan_id}" + (f" version {version}" if version is not None else ""))
+    return row
+
+
+async def create_plan(uow: UnitOfWork, org_id: str, raw: Any, actor: str, now: datetime) -> dict[str, Any]:
+    plan = parse_or_422(raw)
+    await _check_overlaps(uow, org_id, plan, None)
+    plan_id = str(uuid.uuid4())
+    await uow.session.execute(sa.insert(plans).values(
+        org_id=org_id, plan_id=plan_id, version=1, name=plan.name, document=plan.to_json(),
+        effective_from=plan.effective_from, effective_to=plan.effective_to, created_by=actor, created_at=now))
+    row = await _row(uow, org_id, plan_id)
+    await audit.record(uow, org_id, actor, now, "plan_created", "plan", plan_id, None, plan_json(row))
+    await recalculation.queue_open_statements(uow, org_id, plan.effective_from, "plan_changed", now)
+    return plan_json(row)
+
+
+async def new_version(uow: UnitOfWork, org_id: str, plan_id: str, raw: Any, actor: str, now: datetime) -> dict[str, Any]:
+    """A new version in force from its effective_from: the previous one ends there (or is replaced entirely when
+    the new one starts no later than it). Statements already seen get new versions, not silent rewrites."""
+    previous = await _row(uow, org_id, plan_id)
+    plan = parse_or_422(raw)
+    await _check_overlaps(uow, org_id, plan, plan_id)
+    replaces = plan.effective_from <= previous.effective_from
+    await uow.session.execute(sa.update(plans).where(
+        plans.c.org_id == org_id, plans.c.plan_id == plan_id, plans.c.version == previous.version).values(
+        **({"retired": True} if replaces else {"effective_to": plan.effective_from})))
+    await uow.session.execute(sa.insert(plans).values(
+        org_id=org_id, plan_id=plan_id, version=previous.version + 1, name=plan.name, document=plan.to_json(),
+        effective_from=plan.effective_from, effective_to=plan.effective_to, created_by=actor, created_at=now))
+    row = await _row(uow, org_id, plan_id)
+    await audit.record(uow, org_id, actor, now, "plan_versioned", "plan", plan_id, plan_json(previous), plan_json(row))
+    await recalculation.queue_open_statements(uow, org_id, min(plan.effective_from, previous.effective_from),
+                                              "plan_changed", now)
+    return plan_json(row)
+
+
+async def get_plan(uow: UnitOfWork, org_id: str, plan_id: str, version: int | None = None) -> dict[str, Any]:
+    return plan_json(await _row(uow, org_id, plan_id, version))
+
+
+async def list_plans(uow: UnitOfWork, org_id: str) -> list[dict[str, Any]]:
+    rows = (await uow.session.execute(sa.select(plans).where(plans.c.org_id == org_id)
+                                      .order_by(plans.c.plan_id, plans.c.version))).all()
+    latest: dict[str, Any] = {}
+    for row in rows:
+        latest[row.plan_id] = row
+    return [plan_json(r) for r in sorted(latest.values(), key=lambda r: (r.effective_from, r.name, r.plan_id))]
+
+
+async def versions_of(uow: UnitOfWork, org_id: str, plan_id: str) -> list[dict[str, Any]]:
+    await _row(uow, org_id, plan_id)
+    rows = (await uow.session.execute(sa.select(plans).where(plans.c.org_id == org_id, plans.c.plan_id == plan_id)
+                                      .order_by(plans.c.version))).all()
+    return [plan_json(r) for r in rows]
+

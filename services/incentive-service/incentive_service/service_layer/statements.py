@@ -1,0 +1,367 @@
+"""Statements: computing them from what the service knows, versioning them, and their workflow.
+
+A statement is one participant's earnings for one period of their plan, as lines (domain/commissions.py).
+Versions: while the newest version is only `computed` (nobody signed it off), a recomputation replaces its lines
+in place. Once it was reviewed or approved, a recomputation that changes anything makes a new version whose lines
+are the old version's plus adjustment lines for each difference (the old version stays readable, `superseded`).
+A locked (or paid) statement never changes: what its period pays differently later (a clawback, a late plan
+change) lands as correction lines on the participant's first open statement after it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from salesflow_shared.app import ServiceContext, run_periodically
+from salesflow_shared.errors import Conflict, NotFound
+from salesflow_shared.events import (StatementApprovedV1, StatementComputedV1, StatementFigures, StatementLockedV1,
+                                     StatementPaidV1)
+from salesflow_shared.uow import UnitOfWork
+
+from ..adapters import repository as repo
+from ..adapters.orm import recalculation_queue, statement_lines, statements
+from ..domain.commissions import (Line, PlannedCredit, Statement, StatementInput, Win, compute_statement, corrections,
+                                  credits_for_win, first_reversal, recalculation_lines)
+from ..domain.money import cents, period_bounds
+from ..domain.plans import PlanVersion, plan_for
+from ..domain.programs.rewards import reward_lines
+from . import audit
+from .programs import program_cash_rewards
+from .recalculation import WHOLE_ORG
+
+log = structlog.get_logger(__name__)
+
+OPEN = ("computed", "reviewed", "approved")
+CLOSED = ("locked", "paid")
+TRANSITIONS = {"review": ("computed", "reviewed"), "approve": ("reviewed", "approved"),
+               "lock": ("approved", "locked"), "pay": ("locked", "paid")}
+
+
+@dataclass
+class OrgData:
+    """What every statement of an org is computed with, loaded once per batch."""
+
+    org_id: str
+    plans: list[PlanVersion]
+    payees: dict[str, repo.Payee]
+    rates: Any
+    named: set[str] = field(default_factory=set)  # participants credited on others' wins (splits, overlays)
+
+    @classmethod
+    async def load(cls, uow: UnitOfWork, org_id: str) -> "OrgData":
+        plans = await repo.load_plans(uow.session, org_id)
+        data = cls(org_id, plans, await repo.load_payees(uow.session, org_id), await repo.load_rates(uow.session, org_id))
+        for version in plans:
+            data.named |= version.plan.named_participants()
+        return data
+
+    def payee(self, participant_id: str) -> repo.Payee:
+        return self.payees.get(participant_id) or repo.Payee(participant_id)
+
+    def plan_of(self, participant_id: str, on: date) -> PlanVersion | None:
+        payee = self.payee(participant_id)
+        return plan_for(participant_id, payee.team_ids, payee.role, on, self.plans)
+
+    def period_of(self, participant_id: str, on: date) -> tuple[date, date] | None:
+        plan = self.plan_of(participant_id, on)
+        return None if plan is None else period_bounds(plan.plan.period, on)
+
+    def credits_of(self, win: Win, reversal: Any) -> list:
+        closer = self.plan_of(win.closer_id, win.at.date()) if win.closer_id else None
+        return credits_for_win(win, closer, reversal)
+
+
+# ------------------------------------------------------------------ computing
+async def statement_input(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, end: date,
+                          with_corrections: bool = True, extra_wins: list[Win] = ()) -> StatementInput | None:
+    period_plan = data.plan_of(participant_id, end - timedelta(days=1)) or data.plan_of(participant_id, start)
+    if period_plan is None:
+        return None
+    closer = None if participant_id in data.named else participant_id
+    wins, reversals, later_wins = await repo.load_wins(uow.session, data.org_id, start, end, closer)
+    credits = []
+    for win in [*wins, *extra_wins]:
+        reversal = first_reversal(win, reversals.get(win.lead_id, ()), later_wins.get(win.lead_id, ()))
+        for credit in data.credits_of(win, reversal):
+            if credit.participant_id == participant_id:
+                credits.append(PlannedCredit(credit, data.plan_of(participant_id, win.at.date())))
+    previous = await _previous_statement(uow, data.org_id, participant_id, start)
+    balance = Decimal(previous.summary.get("draw_balance_after") or 0) if previous is not None else Decimal(0)
+    return StatementInput(
+        participant_id, start, end, period_plan, credits, rates=data.rates,
+        quota=await repo.load_quota(uow.session, data.org_id, participant_id, start, end),
+        draw_balance_before=balance,
+        adjustments=await repo.load_adjustments(uow.session, data.org_id, participant_id, start),
+        corrections=await _corrections(uow, data, participant_id, start) if with_corrections else (),
+        rewards=await _program_rewards(uow, data, participant_id, start, end, period_plan.plan.currency))
+
+
+async def _program_rewards(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, end: date,
+                           currency: str) -> list[Line]:
+    """Cash rewards of incentive programs earned in the period (SPIFF lines; service_layer/programs.py)."""
+    rewards = await program_cash_rewards(uow.session, data.org_id, participant_id, start, end)
+    return reward_lines(rewards, currency, data.rates)[0]
+
+
+async def _previous_statement(uow: UnitOfWork, org_id: str, participant_id: str, start: date) -> Any:
+    return (await uow.session.execute(sa.select(statements).where(
+        statements.c.org_id == org_id, statements.c.participant_id == participant_id,
+        statements.c.period_end == start).order_by(statements.c.version.desc()).limit(1))).first()
+
+
+async def _corrections(uow: UnitOfWork, data: OrgData, participant_id: str, start: date) -> list[Line]:
+    """Corrections of the locked periods for which this (open) period is the first open one after them."""
+    history = [s for s in await repo.participant_statements(uow.session, data.org_id, participant_id)
+               if s.period_start < start]
+    out: list[Line] = []
+    for i, locked in enumerate(history):
+        if locked.status not in CLOSED or any(s.status not in CLOSED for s in history[i + 1:]):
+            continue
+        inp = await statement_input(uow, data, participant_id, locked.period_start, locked.period_end,
+                                    with_corrections=False)
+        if inp is None:
+            continue
+        recomputed = compute_statement(inp)
+        locked_lines = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id,
+                                                                                locked.statement_id)]
+        carried = [repo.line_of(r) for later in history[i + 1:]
+                   for r in await repo.statement_lines_of(uow.session, data.org_id, later.statement_id)]
+        out += corrections(locked.period_start, locked_lines, carried, recomputed.lines)
+    return out
+
+
+def _fingerprint(result: Statement, payout: tuple[str, Decimal]) -> str:
+    body = [[l.kind, l.key, str(l.amount), l.description, list(l.steps), l.rule] for l in result.lines]
+    return hashlib.sha256(json.dumps([body, result.summary(), payout[0], str(payout[1])], default=str)
+                          .encode()).hexdigest()
+
+
+def _payout(data: OrgData, participant_id: str, result: Statement, end: date) -> tuple[str, Decimal, str | None]:
+    wanted = data.payee(participant_id).currency or result.currency
+    conversion = data.rates.convert(result.total, result.currency, wanted, end - timedelta(days=1))
+    if conversion is None:
+        return result.currency, cents(result.total), (f"no exchange rate from {result.currency} to {wanted}: paid "
+                                                      f"in {result.currency}")
+    return wanted, cents(conversion.amount), None if wanted == result.currency else \
+        f"payout converted at {conversion.explanation}"
+
+
+def figures(row: Any) -> StatementFigures:
+    return StatementFigures(statement_id=row.statement_id, participant_id=row.participant_id,
+                            period_start=row.period_start, period_end=row.period_end, version=row.version,
+                            total=Decimal(row.total), plan_currency=row.plan_currency, payout=Decimal(row.payout),
+                            payout_currency=row.payout_currency)
+
+
+async def _write_lines(uow: UnitOfWork, org_id: str, statement_id: str, lines: list[Line]) -> None:
+    await uow.session.execute(sa.delete(statement_lines).where(statement_lines.c.org_id == org_id,
+                                                               statement_lines.c.statement_id == statement_id))
+    if lines:
+        await uow.session.execute(sa.insert(statement_lines), [{
+            "org_id": org_id, "line_id": str(uuid.uuid4()), "statement_id": statement_id, "seq": i, "kind": l.kind,
+            "key": l.key[:300], "lead_id": l.lead_id, "plan_id": l.plan_id, "plan_version": l.plan_version,
+            "rule": l.rule, "amount": l.amount, "description": l.description, "steps": list(l.steps),
+            "reason": l.reason, "author": l.author} for i, l in enumerate(lines)])
+
+
+async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, reason: str,
+                    now: datetime) -> str | None:
+    """Compute one statement; returns what happened: created, updated, new_version, or None (no change)."""
+    current = await repo.latest_statement(uow.session, data.org_id, participant_id, start, for_update=True)
+    if current is not None and current.status in CLOSED:
+        return None  # immutable; differences land on the next open statement
+    end = current.period_end if current is not None else None
+    if end is None:
+        plan = data.plan_of(participant_id, start)
+        if plan is None:
+            return None
+        end = period_bounds(plan.plan.period, start)[1]
+    inp = await statement_input(uow, data, participant_id, start, end)
+    if inp is None:
+        return None
+    result = compute_statement(inp)
+    payout_currency, payout, payout_note = _payout(data, participant_id, result, end)
+    fingerprint = _fingerprint(result, (payout_currency, payout))
+    if current is not None and current.fingerprint == fingerprint:
+        return None
+    summary = result.summary()
+    if payout_note:
+        summary["payout_note"] = payout_note
+    lines = result.lines
+    if current is not None and current.status in ("reviewed", "approved"):
+        base = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id, current.statement_id)]
+        lines, outcome, version = base + recalculation_lines(base, result.lines, reason), "new_version", current.version + 1
+        await uow.session.execute(sa.update(statements).where(
+            statements.c.org_id == data.org_id, statements.c.statement_id == current.statement_id).values(
+            status="superseded", revision=current.revision + 1))
+        statement_id = None
+    elif current is not None:
+        version, statement_id, outcome = current.version, current.statement_id, "updated"
+        if version > 1:  # a draft after a seen version: that version's lines plus the differences
+            seen = await _version(uow, data.org_id, participant_id, start, version - 1)
+            base = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id, seen.statement_id)]
+            lines = base + recalculation_lines(base, result.lines, reason)
+    else:
+        version, statement_id, outcome = 1, None, "created"
+    total = sum((l.amount for l in lines), Decimal(0))
+    if total != result.total:  # the composed lines must pay what the recomputation pays
+        raise AssertionError(f"statement lines sum to {total}, the computation to {result.total}")
+    values = {"status": "computed", "plan_currency": result.currency, "total": total, "payout_currency": payout_currency,
+              "payout": payout, "summary": summary, "fingerprint": fingerprint, "reason": reason, "computed_at": now}
+    if statement_id is None:
+        statement_id = str(uuid.uuid4())
+        await uow.session.execute(sa.insert(statements).values(
+            org_id=data.org_id, statement_id=statement_id, participant_id=participant_id, period_start=start,
+            period_end=end, version=version, revision=1, **values))
+    else:
+        await uow.session.execute(sa.update(statements).where(
+            statements.c.org_id == data.org_id, statements.c.statement_id == statement_id).values(
+            revision=statements.c.revision + 1, **values))
+    await _write_lines(uow, data.org_id, statement_id, lines)
+    row = await get_statement_row(uow, data.org_id, statement_id)
+    uow.publish(StatementComputedV1(statement=figures(row), reason=reason, computed_at=now),
+                org_id=data.org_id, subject_id=statement_id, subject_version=row.revision)
+    if outcome == "new_version":
+        await audit.record(uow, data.org_id, "system", now, "statement_recalculated", "statement", statement_id,
+                           {"statement_id": current.statement_id, "version": current.version,
+                            "total": str(current.total)},
+                           {"statement_id": statement_id, "version": version, "total": str(total), "reason": reason})
+    return outcome
+
+
+async def _version(uow: UnitOfWork, org_id: str, participant_id: str, start: date, version: int) -> Any:
+    return (await uow.session.execute(sa.select(statements).where(
+        statements.c.org_id == org_id, statements.c.participant_id == participant_id,
+        statements.c.period_start == start, statements.c.version == version))).one()
+
+
+async def get_statement_row(uow: UnitOfWork, org_id: str, statement_id: str) -> Any:
+    row = (await uow.session.execute(sa.select(statements).where(
+        statements.c.org_id == org_id, statements.c.statement_id == statement_id))).first()
+    if row is None:
+        raise NotFound(f"no statement {statement_id}")
+    return row
+
+
+# ------------------------------------------------------------------ what to recompute
+async def targets_for_lead(uow: UnitOfWork, data: OrgData, lead_id: str, today: date) -> set[tuple[str, date]]:
+    outcomes = await repo.lead_outcomes(uow.session, data.org_id, lead_id)
+    found: set[tuple[str, date]] = set()
+    for won in (o for o in outcomes if o.kind == "won"):
+        win = Win(won.event_id, lead_id, repo.aware(won.at), Decimal(won.value or 0), won.currency or "",
+                  won.owner_id, won.team_id)
+        for credit in data.credits_of(win, None):
+            for day in {won.at.date(), today, *(o.at.date() for o in outcomes if o.kind != "won")}:
+                period = data.period_of(credit.participant_id, day)
+                if period is not None:
+                    found.add((credit.participant_id, period[0]))
+    return found
+
+
+async def targets_for_participant(data: OrgData, participant_id: str, since: date, today: date) -> set[tuple[str, date]]:
+    found = set()
+    day = since
+    while day <= today:
+        period = data.period_of(participant_id, day)
+        if period is None:
+            day += timedelta(days=1)
+            continue
+        found.add((participant_id, period[0]))
+        day = period[1]
+    period = data.period_of(participant_id, since)
+    if period is not None:
+        found.add((participant_id, period[0]))
+    return found
+
+
+async def targets_for_org(uow: UnitOfWork, data: OrgData, since: date, today: date) -> set[tuple[str, date]]:
+    """Every open statement from `since` on, and the current period of everyone a plan covers."""
+    rows = (await uow.session.execute(sa.select(statements.c.participant_id, statements.c.period_start).where(
+        statements.c.org_id == data.org_id, statements.c.status.in_(OPEN),
+        statements.c.period_end > since))).all()
+    found = {(r.participant_id, r.period_start) for r in rows}
+    people = set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named
+    for participant in people:
+        period = data.period_of(participant, today)
+        if period is not None:
+            found.add((participant, period[0]))
+    return found
+
+
+async def recalculate_queued(context: ServiceContext, now: datetime, batch: int = 50) -> int:
+    """Take up to `batch` queued changes, recompute the statements they affect; returns how many were taken."""
+    async with context.uow() as uow:
+        query = sa.select(recalculation_queue).order_by(recalculation_queue.c.queued_at).limit(batch)
+        if uow.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = (await uow.session.execute(query)).all()
+        if not rows:
+            return 0
+        by_org: dict[str, list[Any]] = {}
+        for row in rows:
+            by_org.setdefault(row.org_id, []).append(row)
+            await uow.session.execute(sa.delete(recalculation_queue).where(
+                recalculation_queue.c.org_id == row.org_id, recalculation_queue.c.subject_kind == row.subject_kind,
+                recalculation_queue.c.subject_id == row.subject_id, recalculation_queue.c.on_date == row.on_date))
+        for org_id, items in by_org.items():
+            data = await OrgData.load(uow, org_id)
+            targets: dict[tuple[str, date], str] = {}
+            for item in items:
+                if item.subject_kind == "lead":
+                    found = await targets_for_lead(uow, data, item.subject_id, now.date())
+                elif item.subject_kind == "participant":
+                    found = await targets_for_participant(data, item.subject_id, item.on_date, now.date())
+                else:
+                    assert item.subject_id == WHOLE_ORG
+                    found = await targets_for_org(uow, data, item.on_date, now.date())
+                for target in found:
+                    targets.setdefault(target, item.reason)
+            for (participant, start), reason in sorted(targets.items(), key=lambda t: (t[0][1], t[0][0])):
+                await recompute(uow, data, participant, start, reason, now)
+        await uow.commit()
+        return len(rows)
+
+
+def recalculation_worker(clock: Any, interval_s: float, batch: int):  # type: ignore[no-untyped-def]
+    async def recalculation_worker(context: ServiceContext) -> None:
+        await run_periodically(context, lambda: recalculate_queued(context, clock.now(), batch), interval_s,
+                               "recalculation")
+    return recalculation_worker
+
+
+# ------------------------------------------------------------------ workflow
+async def transition(uow: UnitOfWork, org_id: str, statement_id: str, action: str, actor: str, now: datetime,
+                     payment_reference: str | None = None) -> Any:
+    """review, approve, lock or pay the newest version of a statement (409 from any other state)."""
+    row = await get_statement_row(uow, org_id, statement_id)
+    source, target = TRANSITIONS[action]
+    if row.status != source:
+        raise Conflict(f"statement {statement_id} is {row.status}; {action} needs it {source}")
+    stamp = {"review": "reviewed", "approve": "approved", "lock": "locked", "pay": "paid"}[action]
+    values: dict[str, Any] = {"status": target, f"{stamp}_by": actor, f"{stamp}_at": now,
+                              "revision": row.revision + 1}
+    if action == "pay":
+        values["payment_reference"] = payment_reference
+    result = await uow.session.execute(sa.update(statements).where(
+        statements.c.org_id == org_id, statements.c.statement_id == statement_id,
+        statements.c.status == source).values(**values))
+    if result.rowcount != 1:
+        raise Conflict(f"statement {statement_id} changed meanwhile; read it again")
+    updated = await get_statement_row(uow, org_id, statement_id)
+    event = {"approve": lambda f: StatementApprovedV1(statement=f, approved_by=actor, approved_at=now),
+             "lock": lambda f: StatementLockedV1(statement=f, locked_by=actor, locked_at=now),
+             "pay": lambda f: StatementPaidV1(statement=f, paid_by=actor, paid_at=now,
+                                              payment_reference=payment_reference)}.get(action)
+    if event is not None:
+        uow.publish(event(figures(updated)), org_id=org_id, subject_id=statement_id, subject_version=updated.revision)
+    await audit.record(uow, org_id, actor, now, f"statement_{stamp}", "statement", statement_id,
+                       {"status": source}, {"status": target, "version": row.version})
+    return updated
