@@ -33,6 +33,9 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         event_handlers=merge_handlers(make_event_handlers(clock), make_program_handlers(clock)),
         workers=([recalculation_worker(clock, settings.recalculation_interval_s, settings.recalculation_batch_size)]
                  if settings.recalculation_interval_s > 0 else []) + program_workers,
+        # Deliveries in batches, one transaction each: a busy program's events are scored a batch at a time
+        # (programs' facts handler has handle_many); other handlers run one by one inside the batch.
+        consume_in_batches=True,
         description="Commission plans as data, statements with every amount explained, payouts.",
         extras=extras,
     )

@@ -13,7 +13,7 @@ from salesflow_shared.events import (
 from salesflow_shared.uow import UnitOfWork
 
 from ..domain.programs.scoring import Fact
-from .programs import record_close_date, record_fact
+from .programs import record_close_date, record_fact, record_facts
 
 
 def fact_of(data: EventData, envelope: Envelope) -> Fact | None:
@@ -42,6 +42,19 @@ def make_program_handlers(clock: Clock) -> HandlerMap:
         fact = fact_of(data, envelope)
         if fact is not None:
             await record_fact(uow, envelope.org_id, fact, clock.now())
+
+    async def on_facts(items: list[tuple[EventData, Envelope]], uow: UnitOfWork) -> None:
+        """A batch of deliveries (the service consumes in batches): each org's facts recorded and their leads
+        re-scored together, so a busy program costs a few statements per batch, not per event."""
+        by_org: dict[str, list[Fact]] = {}
+        for data, envelope in items:
+            fact = fact_of(data, envelope)
+            if fact is not None:
+                by_org.setdefault(envelope.org_id, []).append(fact)
+        for org_id in sorted(by_org):
+            await record_facts(uow, org_id, by_org[org_id], clock.now())
+
+    on_fact.handle_many = on_facts  # type: ignore[attr-defined]
 
     async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(data, LeadCreatedV1 | LeadUpdatedV1)

@@ -39,7 +39,9 @@ from ..domain.programs.definitions import (
 )
 from ..domain.programs.rewards import CashReward
 from ..domain.programs.scoring import Contribution, Fact, sandbagging_flag, score_lead
-from ..domain.programs.standings import Award, Standings, Tally, place_awards, standings, tally
+from ..domain.programs.standings import (
+    Award, Standings, Tally, extend_tally, place_awards, standings, tally,
+)
 from .recalculation import queue_for_participant
 
 Row = dict[str, Any]
@@ -77,8 +79,18 @@ async def get_program(session: Any, org_id: str, program_id: str, *, lock: bool 
     return dict(row) if row else None
 
 
+_DEFINITIONS: dict[tuple[str, int], ProgramDefinition] = {}
+
+
 def definition_of(row: Row) -> ProgramDefinition:
-    return definition_from_json(row["definition"])
+    """The row's definition, parsed once per program version (every scored event needs it)."""
+    key = (row["program_id"], row["version"])
+    definition = _DEFINITIONS.get(key)
+    if definition is None:
+        if len(_DEFINITIONS) > 1000:
+            _DEFINITIONS.clear()
+        definition = _DEFINITIONS[key] = definition_from_json(row["definition"])
+    return definition
 
 
 def _program_event_fields(row: Row, definition: ProgramDefinition) -> dict[str, Any]:
@@ -100,8 +112,8 @@ async def start_program(uow: UnitOfWork, row: Row, now: datetime) -> Row:
     leads = (await uow.session.execute(sa.select(program_facts.c.lead_id).distinct().where(
         program_facts.c.org_id == row["org_id"], program_facts.c.at >= definition.starts_at,
         program_facts.c.at < definition.ends_at))).scalars().all()
-    for lead_id in sorted(leads):
-        await _rescore_lead(uow, row, definition, lead_id, now)
+    if leads:
+        await _rescore_leads(uow, row, definition, sorted(leads), now)
     if not definition.hidden:
         uow.publish(ProgramStartedV1(
             **_program_event_fields(row, definition), format=definition.format, starts_at=definition.starts_at,
@@ -197,13 +209,18 @@ def program_finisher(clock: Clock, interval_s: float) -> Worker:
 # ====================================================================== facts and scoring
 
 
-async def _lock_lead(uow: UnitOfWork, org_id: str, lead_id: str) -> Row:
-    insert = dialect_insert(uow.session)
-    await uow.session.execute(insert(program_leads).values(
-        org_id=org_id, lead_id=lead_id, lead_version=0, owner_id=None, expected_close_date=None,
-    ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
-    return dict((await uow.session.execute(sa.select(program_leads).where(
-        program_leads.c.org_id == org_id, program_leads.c.lead_id == lead_id).with_for_update())).mappings().one())
+async def _lock_leads(uow: UnitOfWork, org_id: str, lead_ids: list[str]) -> dict[str, Row]:
+    """Lock the leads' rows (created if new), in one order everywhere so two transactions never deadlock."""
+    ids = sorted(set(lead_ids))
+    # executemany of one statement (compiled once, cached) rather than a VALUES list compiled per size
+    await uow.session.execute(dialect_insert(uow.session)(program_leads).on_conflict_do_nothing(
+        index_elements=["org_id", "lead_id"]), [
+        {"org_id": org_id, "lead_id": lead_id, "lead_version": 0, "owner_id": None, "expected_close_date": None}
+        for lead_id in ids])
+    rows = (await uow.session.execute(sa.select(program_leads).where(
+        program_leads.c.org_id == org_id, program_leads.c.lead_id.in_(ids)).order_by(program_leads.c.lead_id)
+        .with_for_update())).mappings().all()
+    return {r["lead_id"]: dict(r) for r in rows}
 
 
 async def running_programs(session: Any, org_id: str) -> list[Row]:
@@ -212,25 +229,34 @@ async def running_programs(session: Any, org_id: str) -> list[Row]:
     return [dict(r) for r in rows]
 
 
+async def record_facts(uow: UnitOfWork, org_id: str, facts: list[Fact], now: datetime) -> int:
+    """Keep the facts (once each: a key already known changes nothing) and re-score their leads in every
+    running program; the number of new facts. One batch of events costs a handful of statements."""
+    unique = {f.key: f for f in facts}
+    if not unique:
+        return 0
+    await _lock_leads(uow, org_id, [f.lead_id for f in unique.values()])
+    inserted = await uow.session.execute(dialect_insert(uow.session)(program_facts).on_conflict_do_nothing(
+        index_elements=["org_id", "fact_key"]).returning(program_facts.c.fact_key), [
+        {"org_id": org_id, "fact_key": f.key, "lead_id": f.lead_id, "kind": f.kind, "at": f.at,
+         "fact": fact_to_json(f)} for f in unique.values()])
+    new_keys = set(inserted.scalars().all())
+    leads = sorted({unique[k].lead_id for k in new_keys})
+    if leads:
+        for row in await running_programs(uow.session, org_id):
+            await _rescore_leads(uow, row, definition_of(row), leads, now)
+    return len(new_keys)
+
+
 async def record_fact(uow: UnitOfWork, org_id: str, fact: Fact, now: datetime) -> bool:
-    """Keep the fact (once: the same key again changes nothing) and re-score its lead in every running
-    program. False for a fact already known."""
-    await _lock_lead(uow, org_id, fact.lead_id)
-    insert = dialect_insert(uow.session)
-    result = await uow.session.execute(insert(program_facts).values(
-        org_id=org_id, fact_key=fact.key, lead_id=fact.lead_id, kind=fact.kind, at=fact.at,
-        fact=fact_to_json(fact)).on_conflict_do_nothing(index_elements=["org_id", "fact_key"]))
-    if result.rowcount != 1:
-        return False
-    for row in await running_programs(uow.session, org_id):
-        await _rescore_lead(uow, row, definition_of(row), fact.lead_id, now)
-    return True
+    """One fact (see `record_facts`); False for a fact already known."""
+    return await record_facts(uow, org_id, [fact], now) == 1
 
 
 async def record_close_date(uow: UnitOfWork, org_id: str, *, lead_id: str, lead_version: int,
                             owner_id: str | None, close_date: Any, changed_at: datetime) -> None:
     """The lead's latest expected close date; a push past a running program's end in its last days is flagged."""
-    lead = await _lock_lead(uow, org_id, lead_id)
+    lead = (await _lock_leads(uow, org_id, [lead_id]))[lead_id]
     if lead_version <= lead["lead_version"]:
         return  # an older snapshot than the one we hold
     await uow.session.execute(sa.update(program_leads).where(
@@ -250,30 +276,43 @@ async def record_close_date(uow: UnitOfWork, org_id: str, *, lead_id: str, lead_
             ).on_conflict_do_nothing(index_elements=["program_id", "lead_id", "changed_at"]))
 
 
-async def _rescore_lead(uow: UnitOfWork, row: Row, definition: ProgramDefinition, lead_id: str,
-                        now: datetime) -> None:
+async def _rescore_leads(uow: UnitOfWork, row: Row, definition: ProgramDefinition, lead_ids: list[str],
+                         now: datetime) -> None:
     session, org_id, program_id = uow.session, row["org_id"], row["program_id"]
-    fact_rows = (await session.execute(sa.select(program_facts).where(
-        program_facts.c.org_id == org_id, program_facts.c.lead_id == lead_id))).mappings().all()
-    new = {c.fact_key: c for c in score_lead(definition, [fact_from_row(r) for r in fact_rows]).contributions}
-    old = {r["fact_key"]: r for r in (await session.execute(sa.select(program_contributions).where(
-        program_contributions.c.program_id == program_id,
-        program_contributions.c.lead_id == lead_id))).mappings().all()}
-    unchanged = set(new) == set(old) and all(
-        (old[k]["participant"], old[k]["points"]) == (c.participant, c.points) for k, c in new.items())
-    if unchanged:
+    facts: dict[str, list[Fact]] = defaultdict(list)
+    for r in (await session.execute(sa.select(program_facts).where(
+            program_facts.c.org_id == org_id, program_facts.c.lead_id.in_(lead_ids)))).mappings().all():
+        facts[r["lead_id"]].append(fact_from_row(r))
+    old: dict[str, dict[str, Any]] = defaultdict(dict)
+    for r in (await session.execute(sa.select(program_contributions).where(
+            program_contributions.c.program_id == program_id,
+            program_contributions.c.lead_id.in_(lead_ids)))).mappings().all():
+        old[r["lead_id"]][r["fact_key"]] = r
+    changed, inserts = [], []
+    added: dict[str, list[Contribution]] = defaultdict(list)  # per participant: new contributions only
+    full: set[str] = set()  # participants who lost or changed a contribution: re-tallied in full
+    for lead_id in lead_ids:
+        new = {c.fact_key: c for c in score_lead(definition, facts[lead_id]).contributions}
+        before = old.get(lead_id, {})
+        same = {k for k, c in new.items()
+                if k in before and (before[k]["participant"], before[k]["points"]) == (c.participant, c.points)}
+        if len(same) == len(new) == len(before):
+            continue
+        changed.append(lead_id)
+        full |= {r["participant"] for k, r in before.items() if k not in same}
+        for key, c in new.items():
+            if key not in same:
+                added[c.participant].append(c)
+        inserts += [{"org_id": org_id, "program_id": program_id, "fact_key": c.fact_key, "lead_id": lead_id,
+                     "participant": c.participant, "behaviour": c.behaviour, "points": c.points, "at": c.at,
+                     "rule_version": c.rule_version} for c in new.values()]
+    if not changed:
         return
-    if old:
-        await session.execute(sa.delete(program_contributions).where(
-            program_contributions.c.program_id == program_id, program_contributions.c.lead_id == lead_id))
-    if new:
-        await session.execute(sa.insert(program_contributions), [
-            {"org_id": org_id, "program_id": program_id, "fact_key": c.fact_key, "lead_id": lead_id,
-             "participant": c.participant, "behaviour": c.behaviour, "points": c.points, "at": c.at,
-             "rule_version": c.rule_version} for c in new.values()])
-    affected = {r["participant"] for r in old.values()} | {c.participant for c in new.values()}
-    for participant in sorted(affected):  # one order everywhere: no deadlock between two leads' transactions
-        await _retally(uow, row, definition, participant, now)
+    await session.execute(sa.delete(program_contributions).where(
+        program_contributions.c.program_id == program_id, program_contributions.c.lead_id.in_(changed)))
+    if inserts:
+        await session.execute(sa.insert(program_contributions), inserts)
+    await _retally(uow, row, definition, added, full, now)
 
 
 def _contribution(r: Any) -> Contribution:
@@ -281,24 +320,52 @@ def _contribution(r: Any) -> Contribution:
                         r["rule_version"])
 
 
-async def _retally(uow: UnitOfWork, row: Row, definition: ProgramDefinition, participant: str,
-                   now: datetime) -> None:
+async def _retally(uow: UnitOfWork, row: Row, definition: ProgramDefinition,
+                   added: dict[str, list[Contribution]], full: set[str], now: datetime) -> None:
+    """Bring the tallies of the participants who gained (`added`) or lost (`full`) contributions up to date, and
+    award what they newly reached. A participant who only gained contributions later than their tally is
+    extended in place; the others (and those who may still earn a badge) are re-tallied from all of theirs."""
     session, org_id, program_id = uow.session, row["org_id"], row["program_id"]
-    await session.execute(dialect_insert(session)(program_scores).values(
-        org_id=org_id, program_id=program_id, participant=participant, points=0, reached_at=None, crossings={},
-        changed_at=now).on_conflict_do_nothing(index_elements=["program_id", "participant"]))
-    await session.execute(sa.select(program_scores.c.points).where(
-        program_scores.c.program_id == program_id, program_scores.c.participant == participant).with_for_update())
-    mine = [_contribution(r) for r in (await session.execute(sa.select(program_contributions).where(
-        program_contributions.c.program_id == program_id,
-        program_contributions.c.participant == participant))).mappings().all()]
-    t = tally(mine, definition.thresholds())
+    participants = sorted(set(added) | full)
+    await session.execute(dialect_insert(session)(program_scores).on_conflict_do_nothing(
+        index_elements=["program_id", "participant"]), [
+        {"org_id": org_id, "program_id": program_id, "participant": p, "points": 0, "reached_at": None,
+         "crossings": {}, "changed_at": now} for p in participants])
+    stored = {r["participant"]: Tally(r["points"], as_time(r["reached_at"]) if r["reached_at"] else None,
+                                      {int(k): as_time(v) for k, v in (r["crossings"] or {}).items()})
+              for r in (await session.execute(sa.select(program_scores).where(
+                  program_scores.c.program_id == program_id, program_scores.c.participant.in_(participants))
+                  .order_by(program_scores.c.participant).with_for_update())).mappings().all()}
+    awarded = set((await session.execute(sa.select(program_awards.c.award_key).where(
+        program_awards.c.program_id == program_id, program_awards.c.participant.in_(participants)))).scalars())
+    thresholds = definition.thresholds()
+    tallies: dict[str, Tally] = {}
+    for p in participants:
+        badges_pending = any(f"badge:{b.id}:{p}" not in awarded for b in definition.badges)
+        extended = None if p in full or badges_pending else extend_tally(stored[p], added.get(p, ()), thresholds)
+        if extended is not None:
+            tallies[p] = extended
+    reread = [p for p in participants if p not in tallies]
+    contributions: dict[str, list[Contribution]] = defaultdict(list)
+    if reread:
+        for r in (await session.execute(sa.select(program_contributions).where(
+                program_contributions.c.program_id == program_id,
+                program_contributions.c.participant.in_(reread)))).mappings().all():
+            contributions[r["participant"]].append(_contribution(r))
+        for p in reread:
+            tallies[p] = tally(contributions[p], thresholds)
     await session.execute(sa.update(program_scores).where(
-        program_scores.c.program_id == program_id, program_scores.c.participant == participant).values(
-        points=t.points, reached_at=t.reached_at, crossings={str(k): v.isoformat() for k, v in t.crossings.items()},
-        changed_at=now))
-    await _award_milestones(uow, row, definition, participant, t, mine, now)
-    await _award_badges(uow, row, definition, participant, mine, now)
+        program_scores.c.program_id == sa.bindparam("b_program"),
+        program_scores.c.participant == sa.bindparam("b_participant")).values(
+        points=sa.bindparam("b_points"), reached_at=sa.bindparam("b_reached_at"),
+        crossings=sa.bindparam("b_crossings"), changed_at=sa.bindparam("b_changed_at")), [
+        {"b_program": program_id, "b_participant": p, "b_points": t.points, "b_reached_at": t.reached_at,
+         "b_crossings": {str(k): v.isoformat() for k, v in t.crossings.items()}, "b_changed_at": now}
+        for p, t in tallies.items()])
+    for p, t in tallies.items():
+        mine = contributions[p] if p in contributions else added.get(p, [])
+        await _award_milestones(uow, row, definition, p, t, mine, awarded, now)
+        await _award_badges(uow, row, definition, p, mine, awarded, now)
 
 
 def _earning_fact(contributions: list[Contribution], moment: datetime) -> str | None:
@@ -308,10 +375,10 @@ def _earning_fact(contributions: list[Contribution], moment: datetime) -> str | 
 
 
 async def _award_milestones(uow: UnitOfWork, row: Row, definition: ProgramDefinition, participant: str, t: Tally,
-                            mine: list[Contribution], now: datetime) -> None:
+                            mine: list[Contribution], awarded: set[str], now: datetime) -> None:
     for m in definition.milestones:
         crossed = t.crossings.get(m.points)
-        if crossed is None:
+        if crossed is None or f"milestone:{m.id}:{participant}" in awarded:
             continue
         award = Award(f"milestone:{m.id}:{participant}", participant, "milestone", m.reward, crossed, m.name)
         earned_by = _earning_fact(mine, crossed)
@@ -332,11 +399,12 @@ def _next_milestone(definition: ProgramDefinition, points: int) -> str | None:
 
 
 async def _award_badges(uow: UnitOfWork, row: Row, definition: ProgramDefinition, participant: str,
-                        mine: list[Contribution], now: datetime) -> None:
-    if not definition.badges:
+                        mine: list[Contribution], awarded: set[str], now: datetime) -> None:
+    rules = [b for b in definition.badges if f"badge:{b.id}:{participant}" not in awarded]
+    if not rules:
         return
     names = {b.id: b.name for b in definition.badges}
-    for earned in badges_earned(definition.badges, participant, mine):
+    for earned in badges_earned(rules, participant, mine):
         award = Award(earned.key, participant, "badge", Reward(badge=earned.badge_id), earned.at,
                       names[earned.badge_id])
         if await _record_award(uow, row, award, kind="badge", name=names[earned.badge_id],

@@ -68,3 +68,18 @@ def test_redeliveries_and_out_of_order_events_change_no_score(case):
     assert {lead: set(cs) for lead, cs in current.items()} == {lead: set(cs) for lead, cs in expected.items()}
     everything = [c for cs in expected.values() for c in cs]
     assert board_of([c for cs in current.values() for c in cs]) == board_of(everything)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 500), st.integers(1, 30)), min_size=1, max_size=30), st.integers(0, 30))
+def test_a_tally_extended_with_later_contributions_equals_one_recomputed(points_at, cut):
+    from incentive_service.domain.programs.scoring import Contribution
+    from incentive_service.domain.programs.standings import extend_tally, tally
+    cs = [Contribution(f"k{i}", "ann", "call", pts, START + timedelta(hours=h), 1) for i, (h, pts) in
+          enumerate(points_at)]
+    ordered = sorted(cs, key=lambda c: (c.at, c.fact_key))
+    first, later = ordered[:cut], ordered[cut:]
+    thresholds = (10, 100, 1000)
+    assert extend_tally(tally(first, thresholds), later, thresholds) == tally(cs, thresholds)
+    if first and later and later[0].at > first[0].at:  # one that comes before the tally's last moment
+        assert extend_tally(tally(later, thresholds), first, thresholds) is None

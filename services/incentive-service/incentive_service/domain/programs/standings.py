@@ -22,17 +22,27 @@ class Tally:
 
 
 def tally(contributions: Iterable[Contribution], thresholds: Iterable[int] = ()) -> Tally:
-    """One participant's tally from their contributions, in time order whatever order they came in."""
-    ordered = sorted(contributions, key=lambda c: (c.at, c.fact_key))
+    """One participant's tally from their contributions, in time order whatever order they came in. Points only
+    ever add, so a threshold once crossed stays crossed; reached_at is the last counted moment."""
+    result = extend_tally(Tally(), contributions, thresholds)
+    assert result is not None  # an empty tally has no reached_at: nothing comes before it
+    return result
+
+
+def extend_tally(before: Tally, added: Iterable[Contribution], thresholds: Iterable[int] = ()) -> Tally | None:
+    """`before` plus contributions that all come at or after its `reached_at` (events arriving in order): the same
+    as re-tallying everything, without reading it again. None when one comes earlier (re-tally in full)."""
+    ordered = sorted(added, key=lambda c: (c.at, c.fact_key))
+    if before.reached_at is not None and ordered and ordered[0].at < before.reached_at:
+        return None
+    total, crossings = before.points, dict(before.crossings)
     wanted = sorted(set(thresholds))
-    total, crossings = 0, {}
     for c in ordered:
         total += c.points
         for threshold in wanted:
             if threshold not in crossings and total >= threshold:
                 crossings[threshold] = c.at
-    # Points only ever add, so a threshold once crossed stays crossed; reached_at is the last counted moment.
-    return Tally(total, ordered[-1].at if ordered else None, crossings)
+    return Tally(total, ordered[-1].at if ordered else before.reached_at, crossings)
 
 
 def tallies(program: ProgramDefinition, contributions: Iterable[Contribution],
