@@ -46,6 +46,7 @@ deals = sa.Table(
     sa.Column("team_id", ID, nullable=True),
     sa.Column("assigned_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", TZ, nullable=False),
+    sa.Index("ix_deals_company", "org_id", "company_key"),
 )
 
 deal_outcomes = sa.Table(

@@ -8,6 +8,7 @@ goes through the org's reporting currency — the model metrics-service's report
 from __future__ import annotations
 
 import bisect
+from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -23,11 +24,12 @@ def cents(amount: Decimal) -> Decimal:
 
 
 def show(amount: Decimal, currency: str | None = None) -> str:
-    """12345.6 -> '12,345.60 EUR' (for explanations)."""
-    text = f"{cents(amount):,.2f}"
+    """12345.6 -> '12,345.60 EUR' (for explanations; rounded half up like the lines)."""
+    text = format(amount.quantize(CENT, rounding=ROUND_HALF_UP), ",f")
     return f"{text} {currency}" if currency else text
 
 
+@lru_cache(maxsize=4096)  # rates, shares and attainments repeat on every line of a statement
 def pct(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP).normalize():f}%"
 

@@ -16,6 +16,9 @@ TIER_MODES = ("retroactive", "marginal")
 SPIFF_KINDS = ("product_line", "large_deal", "new_logo")
 CLOSER = "closer"
 MAX_ITEMS = 50
+# Plans are about real periods: dates far out would only make periods that cannot be represented.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+MAX_MONEY = Decimal("1000000000000")  # per line, well inside the NUMERIC(18, 2) columns statements use
 
 
 class PlanProblems(Exception):
@@ -200,10 +203,14 @@ class _Reader:
                 self.fail(path, "is required")
             return None
         try:
-            return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else _bad()
+            day = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else _bad()
         except ValueError:
             self.fail(path, "must be a date (YYYY-MM-DD)")
             return None
+        if not FIRST_DAY <= day <= LAST_DAY:
+            self.fail(path, f"must be between {FIRST_DAY} and {LAST_DAY}")
+            return None
+        return day
 
     def strings(self, value: Any, path: str) -> tuple[str, ...]:
         if value is None:
@@ -322,7 +329,7 @@ def parse_plan(raw: Any) -> Plan:
     if base_rate is None and doc.get("tiers") is None:
         r.fail("base_rate", "is required when the plan has no tiers")
 
-    cap = r.number(doc.get("cap"), "cap", required=False, low_inclusive=False)
+    cap = r.number(doc.get("cap"), "cap", required=False, low_inclusive=False, high=MAX_MONEY)
     hurdle = r.number(doc.get("hurdle"), "hurdle", required=False, high=Decimal(1000))
     spiffs = []
     for i, item in enumerate(r.items(doc.get("spiffs"), "spiffs")):
@@ -330,19 +337,19 @@ def parse_plan(raw: Any) -> Plan:
         kind = part.get("kind")
         if kind not in SPIFF_KINDS:
             r.fail(f"spiffs[{i}].kind", f"must be one of {', '.join(SPIFF_KINDS)}")
-        amount = r.number(part.get("amount"), f"spiffs[{i}].amount", low_inclusive=False)
+        amount = r.number(part.get("amount"), f"spiffs[{i}].amount", low_inclusive=False, high=MAX_MONEY)
         spiff_name = r.text(part.get("name"), f"spiffs[{i}].name", required=False) or str(kind)
         line = r.text(part.get("product_line"), f"spiffs[{i}].product_line", required=kind == "product_line",
                       max_length=100)
         min_value = r.number(part.get("min_value"), f"spiffs[{i}].min_value", required=kind == "large_deal",
-                             low_inclusive=False)
+                             low_inclusive=False, high=MAX_MONEY)
         if kind in SPIFF_KINDS and amount is not None:
             spiffs.append(Spiff(spiff_name, kind, amount, line if kind == "product_line" else None,
                                 min_value if kind == "large_deal" else None))
     draw = None
     if doc.get("draw") is not None:
         draw_doc = r.obj(doc["draw"], "draw", {"amount", "recoverable"})
-        amount = r.number(draw_doc.get("amount"), "draw.amount", low_inclusive=False)
+        amount = r.number(draw_doc.get("amount"), "draw.amount", low_inclusive=False, high=MAX_MONEY)
         recoverable = draw_doc.get("recoverable", True)
         if not isinstance(recoverable, bool):
             r.fail("draw.recoverable", "must be true or false")

@@ -8,19 +8,19 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.clock import SystemClock
-from salesflow_shared.errors import NotFound
+from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import LimitParam
@@ -38,6 +38,9 @@ from ..service_layer import statements as statementing
 router = APIRouter(prefix="/v1", tags=["incentive-service"])
 
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+ParticipantId = Annotated[str, Path(min_length=1, max_length=100, description="the rep's user id")]
+LeadId = Annotated[str, Path(min_length=1, max_length=100)]
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 AMOUNT_PATTERN = r"^-?[0-9]{1,13}(\.[0-9]{1,2})?$"
 PLAN_EXAMPLE = {
     "name": "Account executives 2027", "currency": "EUR", "period": "quarter", "effective_from": "2027-01-01",
@@ -84,7 +87,7 @@ async def list_payees(principal: ManagerPrincipal, uow: UowDep, limit: LimitPara
 
 
 @router.get("/payees/{participant_id}", summary="One participant (a rep sees only themselves)")
-async def get_payee(participant_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+async def get_payee(participant_id: ParticipantId, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     if not principal.sees_whole_org and participant_id != principal.user_id:
         raise NotFound(f"no payee {participant_id}")
     row = (await uow.session.execute(sa.select(payees).where(
@@ -95,7 +98,7 @@ async def get_payee(participant_id: str, principal: CurrentPrincipal, uow: UowDe
 
 
 @router.put("/payees/{participant_id}", summary="Set a participant's payout currency and role")
-async def put_payee(participant_id: str, body: PayeeIn, principal: ManagerPrincipal, uow: UowDep,
+async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: ManagerPrincipal, uow: UowDep,
                     context: ContextDep) -> dict[str, Any]:
     now = now_of(context)
     before = (await uow.session.execute(sa.select(payees).where(
@@ -105,7 +108,7 @@ async def put_payee(participant_id: str, body: PayeeIn, principal: ManagerPrinci
         values["team_ids"] = body.team_ids
     insert = dialect_insert(uow.session)
     await uow.session.execute(insert(payees).values(
-        org_id=principal.org_id, participant_id=participant_id, team_ids=body.team_ids or [], **values,
+        {"team_ids": [], **values, "org_id": principal.org_id, "participant_id": participant_id},
     ).on_conflict_do_update(index_elements=["org_id", "participant_id"], set_=values))
     row = (await uow.session.execute(sa.select(payees).where(
         payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id))).one()
@@ -153,7 +156,7 @@ async def plan_versions(plan_id: str, principal: CurrentPrincipal, uow: UowDep) 
 
 
 @router.get("/plans/{plan_id}/versions/{version}", summary="One version of a plan")
-async def plan_version(plan_id: str, version: int, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+async def plan_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     return await planning.get_plan(uow, principal.org_id, plan_id, version)
 
 
@@ -200,7 +203,7 @@ async def full_statement(uow: UnitOfWork, row: Any) -> dict[str, Any]:
 
 class ComputeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    on: date | None = Field(default=None, description="a day of the period (default: today)")
+    on: date | None = Field(default=None, ge=FIRST_DAY, le=LAST_DAY, description="a day of the period (default: today)")
     participant_id: str | None = Field(default=None, min_length=1, max_length=100)
 
 
@@ -213,13 +216,12 @@ async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: 
     data = await statementing.OrgData.load(uow, principal.org_id)
     people = [body.participant_id] if body.participant_id else sorted(
         set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named)
-    outcomes: dict[str, int] = {}
+    targets = {}
     for participant in people:
         period = data.period_of(participant, on)
-        if period is None:
-            continue
-        outcome = await statementing.recompute(uow, data, participant, period[0], "recalculation", now)
-        outcomes[outcome or "unchanged"] = outcomes.get(outcome or "unchanged", 0) + 1
+        if period is not None:
+            targets[(participant, period[0])] = "recalculation"
+    outcomes = await statementing.recompute_many(uow, data, targets, now)
     await uow.commit()
     return {"on": on.isoformat(), "outcomes": outcomes}
 
@@ -345,7 +347,7 @@ class WhatIfIn(BaseModel):
     currency: str = Field(pattern=CURRENCY_PATTERN)
     product_line: str | None = Field(default=None, max_length=100)
     new_logo: bool = False
-    won_at: datetime | None = Field(default=None, description="default: now")
+    won_at: datetime | None = Field(default=None, description="default: now (years 2000 to 2999)")
     lead_id: str | None = Field(default=None, max_length=100, description="the open deal this is about")
 
 
@@ -353,6 +355,10 @@ class WhatIfIn(BaseModel):
 async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     participant = body.participant_id if principal.sees_whole_org and body.participant_id else principal.user_id
     won_at = body.won_at or now_of(context)
+    if won_at.tzinfo is None:
+        won_at = won_at.replace(tzinfo=UTC)
+    if not FIRST_DAY <= won_at.date() <= LAST_DAY:
+        raise ValidationFailed.single("won_at", f"must be between {FIRST_DAY} and {LAST_DAY}")
     data = await statementing.OrgData.load(uow, principal.org_id)
     period = data.period_of(participant, won_at.date())
     if period is None:
@@ -481,7 +487,7 @@ class RefundIn(BaseModel):
 
 @router.post("/credits/{lead_id}/refunds", status_code=201,
              summary="Record that a won deal was refunded (its commission is clawed back within the plan's days)")
-async def record_refund(lead_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
+async def record_refund(lead_id: LeadId, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
                         idem: IdempotencyDep, body: RefundIn | None = None) -> JSONResponse:
     body = body or RefundIn()
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="refunds",
@@ -502,7 +508,7 @@ async def record_refund(lead_id: str, principal: ManagerPrincipal, uow: UowDep, 
 
 
 @router.get("/credits/{lead_id}", summary="A deal's outcomes as incentive-service knows them")
-async def get_credit(lead_id: str, principal: ManagerPrincipal, uow: UowDep) -> dict[str, Any]:
+async def get_credit(lead_id: LeadId, principal: ManagerPrincipal, uow: UowDep) -> dict[str, Any]:
     rows = await repo.lead_outcomes(uow.session, principal.org_id, lead_id)
     if not rows:
         raise NotFound(f"no deal {lead_id}")

@@ -75,6 +75,9 @@ async def test_payees_currency_is_set_by_managers_and_a_rep_sees_only_themselves
     assert (await incentives.client.get("/v1/payees/ann", headers=incentives.headers(org="org-b"))).status_code == 404
     assert (await incentives.client.put("/v1/payees/ann", json={"currency": "USD"},
                                         headers=incentives.headers(role="rep", sub="ann"))).status_code == 403
+    teams = await incentives.client.put("/v1/payees/sam", json={"currency": "EUR", "team_ids": ["t9"]},
+                                        headers=incentives.headers())
+    assert teams.status_code == 200 and teams.json()["team_ids"] == ["t9"]
 
 
 async def test_a_win_known_before_its_owner_credits_the_owner_learnt_afterwards(incentives: Incentives):
@@ -87,3 +90,14 @@ async def test_a_win_known_before_its_owner_credits_the_owner_learnt_afterwards(
     await incentives.dispatch(incentives.envelope(LeadAssignedV1(lead_id=lead, owner_id="bob", reason="later"), lead))
     rows = await incentives.rows(deal_outcomes, deal_outcomes.c.lead_id == lead)
     assert [(r["owner_id"], r["team_id"]) for r in rows] == [("ann", "t1")]  # the closer, once known, stays
+
+
+async def test_ids_longer_than_stored_are_refused_naming_them(incentives: Incentives):
+    resp = await incentives.client.put(f"/v1/payees/{'x' * 101}", json={"currency": "EUR"},
+                                       headers=incentives.headers())
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "participant_id"
+    far = await incentives.client.post("/v1/statements/what-if", headers=incentives.headers(role="rep", sub="ann"),
+                                       json={"value": "10", "currency": "EUR", "won_at": "9999-12-31T10:00:00Z"})
+    assert far.status_code == 422 and far.json()["errors"][0]["field"] == "won_at"
+    huge = await incentives.client.get(f"/v1/plans/p1/versions/{2 ** 40}", headers=incentives.headers())
+    assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "version"

@@ -167,3 +167,33 @@ async def test_a_participant_is_paid_in_their_currency_and_what_if_writes_nothin
     assert (body["earned"], body["attainment_pct_now"], body["attainment_pct_with_deal"]) == ("1440.00", "88.00",
                                                                                              "104.00")
     assert await incentives.outbox() == before
+
+
+async def test_a_statement_of_many_lines_is_stored_whole_with_its_explanations(incentives: Incentives):
+    await _setup(incentives)
+    for i in range(30):  # 30 more deals of 1,000: a statement long enough to be written with COPY
+        await win_deal(incentives, f"many-{i:02d}", "ann", "1000", datetime(2027, 3, 1, 9, i, tzinfo=UTC))
+    await recalculate(incentives)
+    ann = await _statement(incentives, "ann")
+    # 88,000 + 30 × 800 = 112,000 credited (112 %), marginal: the first 88,000 at 8 % (7,040), then 12,000 at 8 %
+    # (960) and the last 12,000 at 12 % (1,440); the SPIFF 400.
+    assert len(ann["lines"]) == 33 and [l["seq"] for l in ann["lines"]] == list(range(33))
+    assert Decimal(ann["total"]) == sum(Decimal(l["amount"]) for l in ann["lines"]) == Decimal("7040.00") + \
+        Decimal("960.00") + Decimal("1440.00") + Decimal("400.00")
+    last = (await incentives.client.get(
+        f"/v1/statements/{ann['statement_id']}/lines/{ann['lines'][31]['line_id']}/explain",
+        headers=incentives.headers())).json()
+    assert last["lead_id"] == "many-29" and last["steps"][-1] == "commission = 96.00 EUR"
+
+
+async def test_a_plan_defined_after_the_fact_computes_the_past_periods_statements(incentives: Incentives):
+    await win_deal(incentives, "old-1", "ann", "20000", datetime(2026, 11, 5, tzinfo=UTC))
+    await recalculate(incentives)
+    assert (await incentives.client.get("/v1/statements", headers=incentives.headers())).json()["items"] == []
+    created = await incentives.client.post("/v1/plans", headers=incentives.headers(), json={
+        **PLAN, "effective_from": "2026-10-01", "tiers": None, "base_rate": "0.10"})
+    assert created.status_code == 201, created.text
+    await recalculate(incentives)  # today is 2027-02-15: Q4 2026 and Q1 2027
+    q4 = await _statement(incentives, "ann", "2026-10-01")
+    assert [(l["lead_id"], l["amount"]) for l in q4["lines"]] == [("old-1", "1600.00")]  # 80 % × 20,000 × 10 %
+    assert (await _statement(incentives, "ann", "2027-01-01"))["lines"] == []

@@ -69,3 +69,11 @@ def test_plans_covering_the_same_participant_on_overlapping_dates_are_refused():
     assert overlap_problems(later, None, [existing], members) == []
     assert overlap_problems(overlapping, None, [existing], {"bob": (("t2",), None)}) == []
     assert existing.plan.covers(date(2027, 6, 30)) and not existing.plan.covers(date(2027, 7, 1))
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"effective_from": "9999-12-31"}, "effective_from"), ({"effective_to": "0001-01-01"}, "effective_to"),
+    ({"cap": "1e20"}, "cap"), ({"spiffs": [{"kind": "new_logo", "amount": "1e15"}]}, "spiffs[0].amount"),
+])
+def test_dates_and_amounts_a_statement_could_not_hold_are_refused(changes, field):
+    assert field in [p for p, _ in problems(**changes)]
