@@ -70,7 +70,7 @@ program_contributions = sa.Table(
     sa.Column("lead_id", ID, nullable=False),
     sa.Column("participant", ID, nullable=False),
     sa.Column("behaviour", sa.String(20), nullable=False),
-    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("at", TZ, nullable=False),
     sa.Column("rule_version", sa.Integer, nullable=False),
 )
@@ -83,7 +83,7 @@ program_scores = sa.Table(
     sa.Column("org_id", ORG, nullable=False),
     sa.Column("program_id", sa.String(36), primary_key=True),
     sa.Column("participant", ID, primary_key=True),
-    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("reached_at", TZ, nullable=True),
     sa.Column("crossings", sa.JSON, nullable=False),  # {"<threshold>": "<when first crossed>"}
     # Monotonic per program (the fact's arrival): the live stream reads only what changed since it last looked.

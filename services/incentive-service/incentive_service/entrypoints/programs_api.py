@@ -12,12 +12,12 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
@@ -49,6 +49,18 @@ STREAM_POLL_S = 0.2
 STREAM_HEARTBEAT_S = 15.0
 
 
+def _sane_year(moment: datetime) -> datetime:
+    # A program runs in this millennium; far dates would overflow when moved to UTC or summed into periods.
+    if not 2000 <= moment.year <= 2999:
+        raise ValueError("must be between the years 2000 and 2999")
+    return moment
+
+
+When = Annotated[AwareDatetime, AfterValidator(_sane_year)]
+RepId = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+Outcome = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
 def _now(context: Any) -> datetime:
     return context.extras["clock"].now()
 
@@ -62,7 +74,7 @@ class RuleIn(BaseModel):
     behaviour: Behaviour
     points: int = Field(default=0, ge=0, le=1_000_000)
     min_duration_seconds: int | None = Field(default=None, ge=0, le=86_400)
-    outcomes: list[str] = Field(default_factory=list, max_length=20)
+    outcomes: list[Outcome] = Field(default_factory=list, max_length=20)
     points_per_value_unit: int = Field(default=0, ge=0, le=1_000_000)
     value_unit: Decimal = Field(default=Decimal(1000), gt=0, max_digits=18, decimal_places=2)
 
@@ -99,12 +111,12 @@ class BadgeIn(BaseModel):
 class TeamIn(BaseModel):
     id: str = Id
     name: str = Name
-    members: list[str] = Field(min_length=1, max_length=1000)
+    members: list[RepId] = Field(min_length=1, max_length=1000)
 
 
 class RoundIn(BaseModel):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: When
+    ends_at: When
 
 
 class GuardsIn(BaseModel):
@@ -116,10 +128,10 @@ class GuardsIn(BaseModel):
 class ProgramIn(BaseModel):
     name: str = Name
     format: Literal["race", "leaderboard", "milestones", "head_to_head", "team"]
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: When
+    ends_at: When
     rules: list[RuleIn] = Field(min_length=1, max_length=len(BEHAVIOURS))
-    participants: list[str] = Field(default_factory=list, max_length=5000,
+    participants: list[RepId] = Field(default_factory=list, max_length=5000,
                                     description="rep ids; for a team contest leave empty (the teams' members)")
     teams: list[TeamIn] = Field(default_factory=list, max_length=100)
     guards: GuardsIn = Field(default_factory=GuardsIn)
@@ -168,9 +180,9 @@ class StepIn(BaseModel):
 
 
 class MilestoneLadderIn(TemplateCommon):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-    participants: list[str] = Field(min_length=1, max_length=5000)
+    starts_at: When
+    ends_at: When
+    participants: list[RepId] = Field(min_length=1, max_length=5000)
     steps: list[StepIn] = Field(default_factory=lambda: [StepIn(points=50), StepIn(points=100, cash=Decimal(50)),
                                                           StepIn(points=200, cash=Decimal(150))],
                                 min_length=1, max_length=20)
@@ -179,14 +191,15 @@ class MilestoneLadderIn(TemplateCommon):
 class MonthlyRaceIn(TemplateCommon):
     year: int = Field(ge=2000, le=2100)
     month: int = Field(ge=1, le=12)
-    participants: list[str] = Field(min_length=1, max_length=5000)
+    participants: list[RepId] = Field(min_length=1, max_length=5000)
     target: int = Field(default=300, ge=1, le=100_000_000)
-    prizes: list[Decimal] = Field(default_factory=lambda: [Decimal(500), Decimal(250), Decimal(100)], max_length=50)
+    prizes: list[Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)]] = Field(
+        default_factory=lambda: [Decimal(500), Decimal(250), Decimal(100)], max_length=50)
 
 
 class TeamChallengeIn(TemplateCommon):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: When
+    ends_at: When
     teams: list[TeamIn] = Field(min_length=2, max_length=100)
     prize_per_member: Decimal = Field(default=Decimal(100), gt=0, max_digits=18, decimal_places=2)
     scoring: Literal["sum", "average"] = "average"

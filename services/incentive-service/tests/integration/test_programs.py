@@ -229,6 +229,12 @@ async def test_bad_programs_are_refused_naming_the_field_and_reps_cannot_launch(
     backwards = await incentives.client.post("/v1/programs", json={**race, "target": 5,
                                                                    "ends_at": START.isoformat()}, headers=manager)
     assert [e["field"] for e in backwards.json()["errors"]] == ["ends_at"]
+    far = await incentives.client.post("/v1/programs", json={**race, "target": 5,
+                                                              "ends_at": "9999-12-31T23:00:00-14:00"}, headers=manager)
+    assert far.status_code == 422 and far.json()["errors"][0]["field"].endswith("ends_at")
+    long_id = await incentives.client.post("/v1/programs", json={**race, "target": 5, "participants": ["x" * 101]},
+                                           headers=manager)
+    assert long_id.status_code == 422 and "participants" in long_id.json()["errors"][0]["field"]
     rep = await incentives.client.post("/v1/programs", json={**race, "target": 5},
                                        headers=incentives.headers("rep", "ann"))
     assert rep.status_code == 403

@@ -347,3 +347,9 @@ def test_templates_make_valid_programs():
     challenge = team_challenge("Red v Blue", START, END, (Team("red", "Red", ("ann",)), Team("blue", "Blue", ("bob",))))
     assert validate_definition(challenge) == []
     assert challenge.participants == ("ann", "bob") and challenge.team_scoring == "average"
+
+
+def test_one_fact_earns_at_most_a_billion_points():
+    generous = (ScoringRule("deal_won", points=20, points_per_value_unit=1_000_000, value_unit=Decimal(1)),)
+    score = score_lead(program(versions=(RuleVersion(1, START, generous),)), [won("w1", day(10), "1e15")])
+    assert points(score) == {"w1": 1_000_000_000}

@@ -16,6 +16,8 @@ from typing import Literal
 from .definitions import ACTIVITY_BEHAVIOURS, ProgramDefinition, ScoringRule
 
 FactKind = Literal["activity", "stage", "won", "reopened"]
+# The most one fact can earn: a huge deal at a generous rate must not outgrow every other behaviour (nor a column).
+MAX_FACT_POINTS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ def _score_win(program: ProgramDefinition, facts: list[Fact], rates: Mapping[str
         excluded.append(Excluded(last.key, reason))
         return
     assert rule is not None and last.rep_id is not None
-    points = rule.points + rule.points_per_value_unit * _value_units(program, rule, last, rates)
+    points = min(rule.points + rule.points_per_value_unit * _value_units(program, rule, last, rates), MAX_FACT_POINTS)
     out.append(Contribution(last.key, last.rep_id, "deal_won", points, last.at, version))
 
 
