@@ -59,8 +59,8 @@ def test_export_check_reports_a_stale_file_without_writing_it(tmp_path, monkeypa
     assert openapi_merge.export(target, check=True) is True
 
 
-def test_the_five_services_documents_merge_without_clashes() -> None:
+def test_the_six_services_documents_merge_without_clashes() -> None:
     merged = merge(openapi_merge.service_documents())
     assert [t["name"] for t in merged["tags"]] == ["lead-service", "pipeline-service", "assignment-service",
-                                                    "notification-service", "metrics-service"]
+                                                    "notification-service", "metrics-service", "incentive-service"]
     assert all(path.startswith("/v1/") for path in merged["paths"])

@@ -1,4 +1,4 @@
-"""The inbound (web-form) journey end to end, through HTTP against the five running service processes, the real
+"""The inbound (web-form) journey end to end, through HTTP against the running service processes, the real
 PostgreSQL and RabbitMQ, a local SMTP server, a fake Mailchimp and a fake enrichment provider.
 
 An admin sets everything up; a signed web-form submission becomes a scored, enriched lead that is routed and

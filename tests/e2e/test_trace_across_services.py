@@ -1,4 +1,4 @@
-"""One API call is one trace across the five service processes: each exports its spans over OTLP/HTTP (the
+"""One API call is one trace across the service processes: each exports its spans over OTLP/HTTP (the
 production exporter) to a local collector, and the spans of the caller's trace form one tree that reaches
 every service (HTTP → outbox publish → AMQP → consume → publish → ...)."""
 from __future__ import annotations

@@ -79,22 +79,28 @@ async def load_wins(session: AsyncSession, org_id: str, start: date, end: date,
     keys = {r.company_key for r in rows if r.company_key}
     first_win: dict[str, Any] = {}
     if keys:
-        key_list = list(keys)
-        for i in range(0, len(key_list), 1000):
-            firsts = await session.execute(
-                sa.select(deals.c.company_key, sa.func.min(deal_outcomes.c.at))
-                .join(deal_outcomes, sa.and_(deals.c.org_id == deal_outcomes.c.org_id,
-                                             deals.c.lead_id == deal_outcomes.c.lead_id))
-                .where(deals.c.org_id == org_id, deal_outcomes.c.kind == "won",
-                       deals.c.company_key.in_(key_list[i:i + 1000]))
-                .group_by(deals.c.company_key))
-            first_win.update({key: aware(at) for key, at in firsts.all()})
+        firsts = (sa.select(deals.c.company_key, sa.func.min(deal_outcomes.c.at))
+                  .join(deal_outcomes, sa.and_(deals.c.org_id == deal_outcomes.c.org_id,
+                                               deals.c.lead_id == deal_outcomes.c.lead_id))
+                  .where(deals.c.org_id == org_id, deal_outcomes.c.kind == "won", deals.c.company_key.is_not(None))
+                  .group_by(deals.c.company_key))
+        if len(keys) <= 1000:  # one closer's customers: by index; a whole org's: one pass over its wins
+            firsts = firsts.where(deals.c.company_key.in_(list(keys)))
+        first_win = {key: aware(at) for key, at in (await session.execute(firsts)).all()}
+    # What happened to these deals afterwards: reversals from the period's start, and wins again (of the whole
+    # org, the period's own wins are `rows`; of one closer, another rep may have won the deal again in it).
+    again_from = end if closer_id is None else start
     lead_ids = sa.select(deal_outcomes.c.lead_id).where(won)
     later = (await session.execute(sa.select(deal_outcomes.c.lead_id, deal_outcomes.c.kind, deal_outcomes.c.at)
-                                   .where(deal_outcomes.c.org_id == org_id, deal_outcomes.c.at >= day_start(start),
-                                          deal_outcomes.c.lead_id.in_(lead_ids)))).all()
+                                   .where(deal_outcomes.c.org_id == org_id, deal_outcomes.c.lead_id.in_(lead_ids),
+                                          sa.or_(sa.and_(deal_outcomes.c.kind != "won",
+                                                         deal_outcomes.c.at >= day_start(start)),
+                                                 sa.and_(deal_outcomes.c.kind == "won",
+                                                         deal_outcomes.c.at >= day_start(again_from)))))).all()
     reversals: dict[str, list[Reversal]] = {}
     later_wins: dict[str, list[datetime]] = {}
+    for r in rows:
+        later_wins.setdefault(r.lead_id, []).append(aware(r.at))
     for lead_id, kind, at in later:
         if kind == "won":
             later_wins.setdefault(lead_id, []).append(aware(at))
