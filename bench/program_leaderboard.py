@@ -54,7 +54,7 @@ class Service:
 
     def __init__(self, pool_size: int, batch: int) -> None:
         self.database_url = f"{POSTGRES_URL}/bench_programs_{uuid.uuid4().hex[:8]}"
-        self.namespace = f"bench{uuid.uuid4().hex[:8]}."
+        self.namespace = f"benchprog{uuid.uuid4().hex[:8]}."
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.pool_size = pool_size
@@ -86,11 +86,17 @@ class Service:
         raise RuntimeError(f"incentive-service did not start; see {self.log}")
 
     async def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
-        await delete_namespace(AMQP_URL, self.namespace)
-        await drop_postgres_database(self.database_url)
+        try:
+            if self.process is not None and self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        finally:
+            await delete_namespace(AMQP_URL, self.namespace)
+            await drop_postgres_database(self.database_url)
 
 
 async def run(service: Service, rate: int, seconds: float) -> tuple[list[float], int, float]:

@@ -44,8 +44,9 @@ Behaviour = Literal["call", "meeting", "demo", "email", "proposal", "stage_advan
 Id = Field(min_length=1, max_length=100, pattern=NO_NUL)
 Name = Field(min_length=1, max_length=200, pattern=NO_NUL)
 Currency = Field(default="USD", pattern="^[A-Z]{3}$")
-# How often an open leaderboard stream looks for changed scores (one indexed MAX query when nothing moved).
-STREAM_POLL_S = 0.2
+# How often an open leaderboard stream looks for changed scores (one indexed MAX query when nothing moved): well
+# inside the 1 s a rank change may take to show, across replicas (the scoring one need not be the streaming one).
+STREAM_POLL_S = 0.1
 STREAM_HEARTBEAT_S = 15.0
 
 
@@ -408,7 +409,8 @@ async def leaderboard_stream(program_id: str, request: Request, context: Context
         before: Standings | None = None
         seen: datetime | None = None
         quiet_since = asyncio.get_running_loop().time()
-        while not await request.is_disconnected():
+        # Ends when the client goes, or when the service stops (the client reconnects to another replica).
+        while not context.stopping.is_set() and not await request.is_disconnected():
             async with context.uow() as uow:
                 changed = await last_change(uow.session, program_id)
                 current = row
