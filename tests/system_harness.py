@@ -68,7 +68,7 @@ class RunningSystem:
     def url(self, name: str) -> str:
         return self.services[name].url
 
-    def start_all(self, timeout: float = 60) -> None:
+    def start_all(self, timeout: float = 90) -> None:  # six processes migrating at once on 2 cores
         suffix = uuid.uuid4().hex[:8]
         for entry in SERVICES:
             database_url = f"{POSTGRES_URL}/sfe2e_{entry.package}_{suffix}"
