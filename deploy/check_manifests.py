@@ -25,7 +25,7 @@ PREFIXES: dict[str, list[str]] = {
     "notification-service": ["templates", "sequences", "mailchimp", "milestones", "deliveries",
                              "webhook-subscriptions"],
     "metrics-service": ["reports", "quotas", "forecasts"],
-    "incentive-service": ["payees", "plans", "statements", "disputes", "payouts", "credits"],
+    "incentive-service": ["payees", "plans", "statements", "disputes", "payouts", "credits", "programs"],
 }
 SENSITIVE = re.compile(r"(SECRET|PASSWORD|TOKEN|_KEY|DATABASE_URL|AMQP_URL|USERNAME)$")
 

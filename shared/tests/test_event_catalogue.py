@@ -28,6 +28,8 @@ ADDED_EVENTS = {
     # incentive-service: commission statements' workflow and disputes
     "StatementComputed", "StatementApproved", "StatementLocked", "StatementPaid", "DisputeOpened",
     "DisputeResolved",
+    # incentive-service: programs (contests), for the participants' notifications
+    "ProgramStarted", "ProgramRulesChanged", "ProgramMilestoneReached", "BadgeEarned", "ProgramWon",
 }
 
 

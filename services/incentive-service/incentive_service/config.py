@@ -16,3 +16,6 @@ class Settings(ServiceSettings):
     recalculation_interval_s: float = 0.2
     # Statements recomputed per transaction of the worker.
     recalculation_batch_size: int = 50
+    # Incentive programs: how often running programs whose period is over are finished (places awarded, winners
+    # told). 0 disables the sweep (tests finish programs by hand).
+    program_finish_interval_s: float = 5.0

@@ -217,6 +217,7 @@ class StageAdvancedV1(EventData):
     lead_id: str
     pipeline_id: str
     from_stage_id: str | None = None
+    from_stage_position: int | None = None  # added for incentive programs: an advance is a move to a higher one
     to_stage_id: str
     to_stage_name: str
     to_stage_position: int
@@ -557,6 +558,85 @@ class DisputeResolvedV1(EventData):
     seconds_to_resolve: float
 
 
+# ---------------------------------------------------------------- incentive-service: programs (contests)
+class ProgramStartedV1(EventData):
+    event_type = "ProgramStarted"
+    producer = "incentive-service"
+    description = ("An incentive program (contest) started: its participants earn points from now on by the rules "
+                   "summarised in `rules_summary`. Not published for a hidden (test mode) program.")
+    program_id: str
+    program_name: str
+    format: Literal["race", "leaderboard", "milestones", "head_to_head", "team"]
+    starts_at: datetime
+    ends_at: datetime
+    participants: list[str]  # rep ids (user ids, as owner_id elsewhere)
+    target: int | None = None  # a race's points to reach
+    rules_summary: str
+
+
+class ProgramRulesChangedV1(EventData):
+    event_type = "ProgramRulesChanged"
+    producer = "incentive-service"
+    description = ("A running program's scoring rules changed: the rules are frozen once started, so the change is "
+                   "a new rule version that scores only what happens from `effective_from` on.")
+    program_id: str
+    program_name: str
+    rule_version: int
+    effective_from: datetime
+    participants: list[str]
+    rules_summary: str
+
+
+class ProgramMilestoneReachedV1(EventData):
+    event_type = "ProgramMilestoneReached"
+    producer = "incentive-service"
+    description = ("A participant reached a program milestone (once per participant and milestone), with the reward "
+                   "it earns (a badge and/or cash: a SPIFF line on the commission statement) and what comes next.")
+    program_id: str
+    program_name: str
+    rep_id: str
+    milestone_id: str
+    milestone_name: str
+    milestone_points: int
+    points: int  # the participant's points when it was recorded
+    reached_at: datetime
+    next_milestone: str | None = None
+    badge: str | None = None
+    cash: Money | None = None
+    currency: str | None = None
+    earned_by: str | None = None  # the fact (activity:<id>, won:<event id>, ...) that crossed it
+
+
+class BadgeEarnedV1(EventData):
+    event_type = "BadgeEarned"
+    producer = "incentive-service"
+    description = "A participant earned a program badge (a streak or a count), once, with the fact that earned it."
+    program_id: str
+    program_name: str
+    rep_id: str
+    badge_id: str
+    badge_name: str
+    earned_at: datetime
+    earned_by: str
+
+
+class ProgramWonV1(EventData):
+    event_type = "ProgramWon"
+    producer = "incentive-service"
+    description = ("A program finished and this participant holds a rewarded place (in a team contest: each member "
+                   "of the team); cash lands on their commission statement as a SPIFF line.")
+    program_id: str
+    program_name: str
+    rep_id: str
+    place: int
+    points: int
+    team_id: str | None = None
+    badge: str | None = None
+    cash: Money | None = None
+    currency: str | None = None
+    ended_at: datetime
+
+
 ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadCreatedV1, LeadUpdatedV1, LeadDisqualifiedV1, LeadErasedV1, ActivityLoggedV1,
     LeadRoutedV1, LeadAssignedV1, RepCreatedV1, RepUpdatedV1, RepDeactivatedV1,
@@ -567,6 +647,7 @@ ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     ExchangeRateSetV1,
     StatementComputedV1, StatementApprovedV1, StatementLockedV1, StatementPaidV1, DisputeOpenedV1,
     DisputeResolvedV1,
+    ProgramStartedV1, ProgramRulesChangedV1, ProgramMilestoneReachedV1, BadgeEarnedV1, ProgramWonV1,
 )
 EVENT_CATALOGUE: dict[tuple[str, int], type[EventData]] = {
     (m.event_type, m.event_version): m for m in ALL_EVENT_MODELS

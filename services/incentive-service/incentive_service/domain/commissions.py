@@ -107,7 +107,7 @@ def credits_for_win(win: Win, closer_plan: PlanVersion | None, reversal: Reversa
 # ------------------------------------------------------------------ statements
 @dataclass(frozen=True)
 class Line:
-    kind: str  # commission, clawback, spiff, adjustment, correction, recalculation, draw, draw_recovery
+    kind: str  # commission, clawback, spiff, adjustment, correction, recalculation, draw, draw_recovery, program_spiff
     key: str  # what it is about, stable across recomputations
     amount: Decimal
     description: str
@@ -155,6 +155,7 @@ class StatementInput:
     draw_balance_before: Decimal = ZERO  # recoverable draw still owed from earlier periods
     adjustments: Sequence[Adjustment] = ()
     corrections: Sequence[Line] = ()
+    rewards: Sequence[Line] = ()  # incentive programs' cash rewards (domain/programs/rewards.py), as given
 
 
 @dataclass
@@ -334,6 +335,7 @@ def compute_statement(inp: StatementInput) -> Statement:
                           (f"{show(adjustment.amount, currency)} entered by {adjustment.author}: {adjustment.reason}",),
                           reason=adjustment.reason, author=adjustment.author))
     lines.extend(inp.corrections)
+    lines.extend(inp.rewards)
 
     balance = inp.draw_balance_before
     draw = period_plan.draw

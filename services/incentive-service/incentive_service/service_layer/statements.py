@@ -33,7 +33,9 @@ from ..domain.commissions import (Line, PlannedCredit, Statement, StatementInput
                                   credits_for_win, first_reversal, recalculation_lines)
 from ..domain.money import cents, period_bounds
 from ..domain.plans import PlanVersion, plan_for
+from ..domain.programs.rewards import reward_lines
 from . import audit
+from .programs import program_cash_rewards
 from .recalculation import WHOLE_ORG
 
 log = structlog.get_logger(__name__)
@@ -113,7 +115,15 @@ async def statement_input(uow: UnitOfWork, data: OrgData, participant_id: str, s
         quota=await repo.load_quota(uow.session, data.org_id, participant_id, start, end),
         draw_balance_before=balance,
         adjustments=await repo.load_adjustments(uow.session, data.org_id, participant_id, start),
-        corrections=await _corrections(uow, data, participant_id, history) if with_corrections else ())
+        corrections=await _corrections(uow, data, participant_id, history) if with_corrections else (),
+        rewards=await _program_rewards(uow, data, participant_id, start, end, period_plan.plan.currency))
+
+
+async def _program_rewards(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, end: date,
+                           currency: str) -> list[Line]:
+    """Cash rewards of incentive programs earned in the period (SPIFF lines; service_layer/programs.py)."""
+    rewards = await program_cash_rewards(uow.session, data.org_id, participant_id, start, end)
+    return reward_lines(rewards, currency, data.rates)[0]
 
 
 async def _corrections(uow: UnitOfWork, data: OrgData, participant_id: str, history: list[Any]) -> list[Line]:

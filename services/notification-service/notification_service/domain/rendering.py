@@ -124,6 +124,10 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     # set for the customer hand-over (rep.customer_handover) only
     "deal": {"value": "12000.00", "currency": "EUR", "notes": "Wants onboarding in March.",
              "closer": {"id": "rep-closer", "name": "Alan Turing", "email": "alan@example.com"}},
+    "program": {"id": "program-sample", "name": "March race", "achievement": "Silver", "points": 120, "place": 1,
+                "badge": "silver", "cash": "50.00", "currency": "EUR", "next": "Gold at 200 points (80 to go)",
+                "rules": "call (connected, >= 2 min) 3 pts; meeting 10 pts", "ends_at": "2026-04-01T00:00:00+00:00",
+                "effective_from": "2026-03-10T00:00:00+00:00"},
     "unsubscribe_url": "https://example.com/unsubscribe/sample",
     "org_id": "org-sample",
 }

@@ -478,8 +478,8 @@ async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: Limit
 class WebhookSubscriptionIn(BaseModel):
     url: HttpUrl
     reasons: list[Literal["lead_assigned", "customer_handover", "task_assigned", "task_due", "task_overdue",
-                          "milestone"]] = Field(
-        min_length=1)
+                          "milestone", "program_started", "program_rules_changed", "program_milestone",
+                          "badge_earned", "program_won"]] = Field(min_length=1)
     rep_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     secret: str | None = Field(default=None, min_length=16, max_length=200, pattern=NO_NUL)
 

@@ -15,6 +15,9 @@ from ..domain.signing import unsubscribe_token
 # In the milestone email when the milestone is a reached quota.
 QUOTA_LINE = ("You reached {{ milestone.quota.attainment_pct }}% of your {{ milestone.quota.period }} quota: "
               "{{ milestone.quota.attained }} of {{ milestone.quota.target }} {{ milestone.quota.currency }}.")
+# In program emails when the achievement pays cash.
+PROGRAM_REWARD_LINE = ("{% if program.cash %} {{ program.cash }} {{ program.currency }} will be on your next "
+                       "commission statement.{% endif %}")
 # Rep emails used when an org has no template with the key `rep.<reason>`.
 DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
     "lead_assigned": {
@@ -66,12 +69,52 @@ DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
         "html_body": "<p>Well done {{ owner.name }}!</p><p>{{ milestone.name }}{% if lead.company %} &mdash; "
                      "{{ lead.company }}{% endif %}.</p>{% if milestone.quota %}<p>" + QUOTA_LINE + "</p>{% endif %}",
     },
+    # Incentive programs (incentive-service): a quick, specific message right after the achievement.
+    "program_started": {
+        "subject": "{{ program.name }} has started",
+        "text_body": "Hi {{ owner.name }},\n\n{{ program.name }} runs until {{ program.ends_at }}.\n"
+                     "Points: {{ program.rules }}.\n",
+        "html_body": "<p>Hi {{ owner.name }},</p><p><b>{{ program.name }}</b> runs until {{ program.ends_at }}.</p>"
+                     "<p>Points: {{ program.rules }}.</p>",
+    },
+    "program_rules_changed": {
+        "subject": "{{ program.name }}: the scoring rules changed",
+        "text_body": "Hi {{ owner.name }},\n\nFrom {{ program.effective_from }}: {{ program.rules }}.\n"
+                     "Points you already earned stay as they are.\n",
+        "html_body": "<p>Hi {{ owner.name }},</p><p>From {{ program.effective_from }}: {{ program.rules }}.</p>"
+                     "<p>Points you already earned stay as they are.</p>",
+    },
+    "program_milestone": {
+        "subject": "You reached {{ program.achievement }} in {{ program.name }}",
+        "text_body": "Well done {{ owner.name }}: {{ program.achievement }} with {{ program.points }} points."
+                     + PROGRAM_REWARD_LINE + "{% if program.next %}\nNext: {{ program.next }}.{% endif %}\n",
+        "html_body": "<p>Well done {{ owner.name }}: <b>{{ program.achievement }}</b> with {{ program.points }} "
+                     "points." + PROGRAM_REWARD_LINE + "</p>{% if program.next %}<p>Next: {{ program.next }}.</p>"
+                     "{% endif %}",
+    },
+    "badge_earned": {
+        "subject": "Badge earned: {{ program.achievement }}",
+        "text_body": "Well done {{ owner.name }}: you earned the badge {{ program.achievement }} in "
+                     "{{ program.name }}.\n",
+        "html_body": "<p>Well done {{ owner.name }}: you earned the badge <b>{{ program.achievement }}</b> in "
+                     "{{ program.name }}.</p>",
+    },
+    "program_won": {
+        "subject": "Place {{ program.place }} in {{ program.name }}",
+        "text_body": "Congratulations {{ owner.name }}: place {{ program.place }} in {{ program.name }} with "
+                     "{{ program.points }} points." + PROGRAM_REWARD_LINE + "\n",
+        "html_body": "<p>Congratulations {{ owner.name }}: place {{ program.place }} in <b>{{ program.name }}</b> "
+                     "with {{ program.points }} points." + PROGRAM_REWARD_LINE + "</p>",
+    },
 }
 
 EMPTY_TASK = {"id": None, "title": None, "due_at": None}
 EMPTY_DEAL = {"value": None, "currency": None, "notes": None, "closer": {"id": None, "name": None, "email": None}}
 EMPTY_MILESTONE = {"id": None, "name": None, "kind": None, "quota": None}
 EMPTY_STAGE = {"id": None, "name": None, "pipeline_id": None}
+EMPTY_PROGRAM = {"id": None, "name": None, "achievement": None, "points": None, "place": None, "badge": None,
+                 "cash": None, "currency": None, "next": None, "rules": None, "ends_at": None,
+                 "effective_from": None}
 
 
 def unsubscribe_url(settings: Settings, org_id: str, lead_id: str) -> str:
@@ -82,11 +125,12 @@ def unsubscribe_url(settings: Settings, org_id: str, lead_id: str) -> str:
 def variables(*, org_id: str, lead: dict[str, Any] | None, owner: dict[str, Any] | None,
               stage: dict[str, Any] | None = None, task: dict[str, Any] | None = None,
               milestone: dict[str, Any] | None = None, unsubscribe: str | None = None,
-              deal: dict[str, Any] | None = None) -> dict[str, Any]:
+              deal: dict[str, Any] | None = None, program: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"org_id": org_id, "lead": lead_variables(lead), "owner": owner_variables(owner),
             "deal": {**EMPTY_DEAL, **(deal or {})},
             "stage": {**EMPTY_STAGE, **(stage or {})}, "task": {**EMPTY_TASK, **(task or {})},
-            "milestone": {**EMPTY_MILESTONE, **(milestone or {})}, "unsubscribe_url": unsubscribe}
+            "milestone": {**EMPTY_MILESTONE, **(milestone or {})}, "unsubscribe_url": unsubscribe,
+            "program": {**EMPTY_PROGRAM, **(program or {})}}
 
 
 async def load_template(session: AsyncSession, org_id: str, *, template_id: str | None = None,

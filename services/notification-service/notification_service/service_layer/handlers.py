@@ -28,6 +28,7 @@ from ..domain.sequences import matches_lead_created, matches_outcome, matches_st
 from . import mailchimp_sync
 from .deliveries import cancel_pending, forget_erased_lead_data
 from .notify import NotKnownYet, notify_rep
+from .program_notifications import ProgramNotifications
 from .projections import (
     ERASED_FIELDS, apply_pipeline_change, apply_rep, apply_snapshot, ensure_lead, get_lead, get_rep,
     record_task_assignee, remember_stage,
@@ -351,4 +352,5 @@ def _dec(value: Any) -> Decimal | None:
 
 
 def build_event_handlers(settings: Settings, clock: Clock) -> HandlerMap:
-    return NotificationHandlers(settings, clock).handler_map()
+    return {**NotificationHandlers(settings, clock).handler_map(),
+            **ProgramNotifications(settings, clock).handler_map()}

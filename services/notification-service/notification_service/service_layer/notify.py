@@ -25,7 +25,8 @@ class NotKnownYet(Exception):
 async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id: str, reason: str, once_key: str,
                      now: datetime, lead_id: str | None = None, task: dict[str, Any] | None = None,
                      milestone: dict[str, Any] | None = None, channels: tuple[str, ...] = ("email", "webhook"),
-                     not_before: datetime | None = None, deal: dict[str, Any] | None = None) -> int:
+                     not_before: datetime | None = None, deal: dict[str, Any] | None = None,
+                     program: dict[str, Any] | None = None) -> int:
     """Record the notification's deliveries (pending); the number of new ones (0 for a duplicate).
     Raises NotKnownYet while the rep or the lead's details are unknown here."""
     session = uow.session
@@ -35,7 +36,8 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
         raise NotKnownYet(f"rep '{rep_id}' is not in the directory here yet (no RepCreated received)")
     if lead_id and (lead is None or (not lead["lead_version"] and not lead["erased"])):
         raise NotKnownYet(f"lead {lead_id}'s details have not arrived yet (no LeadCreated received)")
-    values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone, deal=deal)
+    values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone, deal=deal,
+                       program=program)
     rule_id = (milestone or {}).get("id")
     common = dict(org_id=org_id, reason=reason, now=now, lead_id=lead_id, rep_id=rep_id, rule_id=rule_id,
                   not_before=not_before, message_id_domain=settings.message_id_domain)
@@ -65,7 +67,8 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
                 continue
             body = {"type": f"salesflow.{reason}", "org_id": org_id, "rep_id": rep_id, "lead_id": lead_id,
                     "rep_name": rep.get("name"), "task": task, "milestone": milestone, "deal": deal,
-                    "text": _webhook_text(reason, values), "occurred_at": now.isoformat()}
+                    "text": _webhook_text(reason, values), "occurred_at": now.isoformat(),
+                    **({"program": program} if program is not None else {})}
             row = await record_delivery(session, **common, idem_key=f"{once_key}:webhook:{sub['id']}",
                                         kind="webhook", recipient_kind="webhook", recipient=sub["url"],
                                         payload={"subscription_id": sub["id"], "body": body})

@@ -178,6 +178,11 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: A
                       note: str | None = None, exit_reason: str | None = None) -> None:
     """Leave the current stage (its open tasks skipped), enter `stage`, publish StageAdvanced, create tasks."""
     from_stage = pos.get("stage_id") if pos.get("status") == "active" else None
+    from_position = None
+    if from_stage is not None and pos.get("pipeline_id") == pipeline_id:
+        # Carried so consumers tell an advance from a move back without the pipeline's definition.
+        from_position = (await uow.session.execute(sa.select(stages.c.position).where(
+            stages.c.org_id == pos["org_id"], stages.c.id == from_stage))).scalar()
     if pos.get("visit_id") and pos.get("status") == "active":
         await skip_open_tasks(uow, pos, exit_reason or reason, now)
         await close_visit(uow, pos, exit_reason or reason, now)
@@ -193,7 +198,8 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: A
     version = _next_event_version(pos)
     stage_ids = [s.id for s in await pipeline_stages(uow, pos["org_id"], pipeline_id)]
     uow.publish(StageAdvancedV1(
-        lead_id=pos["lead_id"], pipeline_id=pipeline_id, from_stage_id=from_stage, to_stage_id=stage.id,
+        lead_id=pos["lead_id"], pipeline_id=pipeline_id, from_stage_id=from_stage, from_stage_position=from_position,
+        to_stage_id=stage.id,
         to_stage_name=stage.name, to_stage_position=stage.position, is_ask_stage=stage.is_ask_stage,
         win_probability=Decimal(stage.win_probability).normalize(), reason=reason, triggering_event_id=triggering_event_id,
         moved_by=moved_by, note=note, owner_id=pos.get("owner_id"), entered_at=now, pipeline_stage_ids=stage_ids,

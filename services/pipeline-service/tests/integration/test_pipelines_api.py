@@ -117,6 +117,8 @@ async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):
     moves = [e["data"] for e in await pipe.outbox("StageAdvanced")]
     assert [(m["reason"], m["from_stage_id"], m["to_stage_id"], m["moved_by"]) for m in moves] == [
         ("entry", None, a, None), ("manual", a, c, "rep-1"), ("manual", c, b, "rep-1")]
+    # the positions moved between: a move back (C at 3 to B at 2) reads as one without the pipeline
+    assert [(m["from_stage_position"], m["to_stage_position"]) for m in moves] == [(None, 1), (1, 3), (3, 2)]
     assert moves[2]["is_ask_stage"] is True
     assert (await pipe.client.post(url, json={"to_stage_id": b, "reason": "again"}, headers=rep)).status_code == 409
     assert (await pipe.client.post(url, json={"to_stage_id": a, "reason": "x"},

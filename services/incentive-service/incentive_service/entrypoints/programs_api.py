@@ -1,0 +1,483 @@
+"""Incentive programs over HTTP (/v1/programs): define or launch from a template, start, change the rules (a new
+version once started), finish; the leaderboard as JSON and as a server-sent event stream; a rep's own position;
+awards and sandbagging flags.
+
+Managers and admins run programs; a rep sees the programs they take part in (never a hidden one), their own
+position and their own awards.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+
+from salesflow_shared.app import ContextDep, UowDep
+from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
+from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
+
+from ..adapters.program_codec import as_time
+from ..adapters.programs_orm import program_awards, program_flags, program_participants, programs
+from ..domain.programs.definitions import (
+    BEHAVIOURS, BadgeRule, Guards, Milestone, ProgramDefinition, Reward, Round, RuleVersion, ScoringRule, Team,
+)
+from ..domain.programs.standings import Standings, position, rank_changes
+from ..domain.programs.templates import DEFAULT_RULES, milestone_ladder, monthly_race, team_challenge
+from ..service_layer.programs import (
+    award_json, create_program, current_standings, definition_of, finish_program, get_program, last_change,
+    program_json, revise_program_rules, score_tallies, start_program,
+)
+
+router = APIRouter(prefix="/v1/programs", tags=["incentive-service: programs"])
+
+NO_NUL = r"^[^\x00]*$"
+Behaviour = Literal["call", "meeting", "demo", "email", "proposal", "stage_advance", "deal_won"]
+Id = Field(min_length=1, max_length=100, pattern=NO_NUL)
+Name = Field(min_length=1, max_length=200, pattern=NO_NUL)
+Currency = Field(default="USD", pattern="^[A-Z]{3}$")
+# How often an open leaderboard stream looks for changed scores (one indexed MAX query when nothing moved): well
+# inside the 1 s a rank change may take to show, across replicas (the scoring one need not be the streaming one).
+STREAM_POLL_S = 0.1
+STREAM_HEARTBEAT_S = 15.0
+
+
+def _sane_year(moment: datetime) -> datetime:
+    # A program runs in this millennium; far dates would overflow when moved to UTC or summed into periods.
+    if not 2000 <= moment.year <= 2999:
+        raise ValueError("must be between the years 2000 and 2999")
+    return moment
+
+
+When = Annotated[AwareDatetime, AfterValidator(_sane_year)]
+RepId = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+Outcome = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
+def _now(context: Any) -> datetime:
+    return context.extras["clock"].now()
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+# ====================================================================== bodies
+class RuleIn(BaseModel):
+    behaviour: Behaviour
+    points: int = Field(default=0, ge=0, le=1_000_000)
+    min_duration_seconds: int | None = Field(default=None, ge=0, le=86_400)
+    outcomes: list[Outcome] = Field(default_factory=list, max_length=20)
+    points_per_value_unit: int = Field(default=0, ge=0, le=1_000_000)
+    value_unit: Decimal = Field(default=Decimal(1000), gt=0, max_digits=18, decimal_places=2)
+
+    def domain(self) -> ScoringRule:
+        return ScoringRule(self.behaviour, self.points, self.min_duration_seconds, tuple(self.outcomes),
+                           self.points_per_value_unit, self.value_unit)
+
+
+class RewardIn(BaseModel):
+    badge: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
+    cash: Decimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=2,
+                                 description="a SPIFF: lands on the commission statement as a line")
+    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
+
+    def domain(self) -> Reward:
+        return Reward(self.badge, self.cash, self.currency)
+
+
+class MilestoneIn(BaseModel):
+    id: str = Id
+    name: str = Name
+    points: int = Field(ge=1, le=100_000_000)
+    reward: RewardIn = Field(default_factory=RewardIn)
+
+
+class BadgeIn(BaseModel):
+    id: str = Id
+    name: str = Name
+    kind: Literal["streak", "count"]
+    behaviour: Behaviour
+    count: int = Field(ge=1, le=366)
+
+
+class TeamIn(BaseModel):
+    id: str = Id
+    name: str = Name
+    members: list[RepId] = Field(min_length=1, max_length=1000)
+
+
+class RoundIn(BaseModel):
+    starts_at: When
+    ends_at: When
+
+
+class GuardsIn(BaseModel):
+    rep_logged_only: bool = True
+    stage_revert_days: int = Field(default=7, ge=0, le=365)
+    sandbag_last_days: int = Field(default=7, ge=0, le=365)
+
+
+class ProgramIn(BaseModel):
+    name: str = Name
+    format: Literal["race", "leaderboard", "milestones", "head_to_head", "team"]
+    starts_at: When
+    ends_at: When
+    rules: list[RuleIn] = Field(min_length=1, max_length=len(BEHAVIOURS))
+    participants: list[RepId] = Field(default_factory=list, max_length=5000,
+                                    description="rep ids; for a team contest leave empty (the teams' members)")
+    teams: list[TeamIn] = Field(default_factory=list, max_length=100)
+    guards: GuardsIn = Field(default_factory=GuardsIn)
+    currency: str = Currency
+    target: int | None = Field(default=None, ge=1, le=100_000_000)
+    milestones: list[MilestoneIn] = Field(default_factory=list, max_length=50)
+    place_rewards: list[RewardIn] = Field(default_factory=list, max_length=100)
+    badges: list[BadgeIn] = Field(default_factory=list, max_length=50)
+    rounds: list[RoundIn] = Field(default_factory=list, max_length=12)
+    team_scoring: Literal["sum", "average"] = "sum"
+    hidden: bool = Field(default=False, description="test mode: scored, shown to managers only, no notification, "
+                                                    "no cash")
+
+    def domain(self) -> ProgramDefinition:
+        teams = tuple(Team(t.id, t.name, tuple(t.members)) for t in self.teams)
+        participants = tuple(self.participants) or tuple(m for t in teams for m in t.members)
+        starts_at = _utc(self.starts_at)
+        return ProgramDefinition(
+            name=self.name, format=self.format, starts_at=starts_at, ends_at=_utc(self.ends_at),
+            versions=(RuleVersion(1, starts_at, tuple(r.domain() for r in self.rules)),),
+            participants=participants, teams=teams, guards=Guards(**self.guards.model_dump()),
+            currency=self.currency, target=self.target,
+            milestones=tuple(Milestone(m.id, m.name, m.points, m.reward.domain()) for m in self.milestones),
+            place_rewards=tuple(r.domain() for r in self.place_rewards),
+            badges=tuple(BadgeRule(b.id, b.name, b.kind, b.behaviour, b.count) for b in self.badges),
+            rounds=tuple(Round(_utc(r.starts_at), _utc(r.ends_at)) for r in self.rounds),
+            team_scoring=self.team_scoring, hidden=self.hidden)
+
+
+class TemplateCommon(BaseModel):
+    name: str = Name
+    currency: str = Currency
+    rules: list[RuleIn] | None = Field(default=None, max_length=len(BEHAVIOURS),
+                                       description="default: call (connected, >= 2 min) 3, meeting 10, stage "
+                                                   "advance 5, deal won 20 + 1 per 1,000")
+    hidden: bool = False
+    start: bool = Field(default=False, description="start it at once (one call launches the program)")
+
+    def rule_set(self) -> tuple[ScoringRule, ...]:
+        return tuple(r.domain() for r in self.rules) if self.rules else DEFAULT_RULES
+
+
+class StepIn(BaseModel):
+    points: int = Field(ge=1, le=100_000_000)
+    cash: Decimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=2)
+
+
+class MilestoneLadderIn(TemplateCommon):
+    starts_at: When
+    ends_at: When
+    participants: list[RepId] = Field(min_length=1, max_length=5000)
+    steps: list[StepIn] = Field(default_factory=lambda: [StepIn(points=50), StepIn(points=100, cash=Decimal(50)),
+                                                          StepIn(points=200, cash=Decimal(150))],
+                                min_length=1, max_length=20)
+
+
+class MonthlyRaceIn(TemplateCommon):
+    year: int = Field(ge=2000, le=2100)
+    month: int = Field(ge=1, le=12)
+    participants: list[RepId] = Field(min_length=1, max_length=5000)
+    target: int = Field(default=300, ge=1, le=100_000_000)
+    prizes: list[Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)]] = Field(
+        default_factory=lambda: [Decimal(500), Decimal(250), Decimal(100)], max_length=50)
+
+
+class TeamChallengeIn(TemplateCommon):
+    starts_at: When
+    ends_at: When
+    teams: list[TeamIn] = Field(min_length=2, max_length=100)
+    prize_per_member: Decimal = Field(default=Decimal(100), gt=0, max_digits=18, decimal_places=2)
+    scoring: Literal["sum", "average"] = "average"
+
+
+class RulesIn(BaseModel):
+    rules: list[RuleIn] = Field(min_length=1, max_length=len(BEHAVIOURS))
+
+
+# ====================================================================== helpers
+def _etag(row: dict[str, Any]) -> str:
+    return f'"{row["version"]}"'
+
+
+def _with_etag(row: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(program_json(row), status_code=status, headers={"ETag": _etag(row)})
+
+
+def _may_see(principal: Principal, row: dict[str, Any]) -> bool:
+    if principal.sees_whole_org:
+        return True
+    return not row["hidden"] and principal.user_id in row["definition"].get("participants", [])
+
+
+async def _visible_program(session: Any, principal: Principal, program_id: str, *, lock: bool = False
+                           ) -> dict[str, Any]:
+    row = await get_program(session, principal.org_id, program_id, lock=lock)
+    if row is None or not _may_see(principal, row):
+        raise NotFound(f"no program {program_id}")
+    return row
+
+
+async def _launch(uow: Any, context: Any, principal: Principal, idem: Any, scope: str, payload: Any,
+                  definition: ProgramDefinition, template: str | None, start: bool) -> JSONResponse:
+    replay = await idem.begin(uow.session, org_id=principal.org_id, scope=scope, payload=payload)
+    if replay is not None:
+        return replay
+    now = _now(context)
+    row = await create_program(uow, org_id=principal.org_id, definition=definition, template=template,
+                               created_by=principal.user_id, now=now)
+    if start:
+        row = await start_program(uow, row, now)
+    response = await idem.complete(uow.session, status_code=201, body=program_json(row),
+                                   headers={"ETag": _etag(row)})
+    await uow.commit()
+    return response
+
+
+# ====================================================================== programs
+@router.post("", status_code=201, summary="Define a program (a draft until started)")
+async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
+                 idem: IdempotencyDep) -> JSONResponse:
+    return await _launch(uow, context, principal, idem, "programs", body.model_dump(mode="json"), body.domain(),
+                         None, start=False)
+
+
+@router.post("/templates/milestone-ladder", status_code=201,
+             summary="A milestone ladder: everyone who climbs a step earns it (badge, cash where given)")
+async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: ContextDep,
+                                principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    definition = milestone_ladder(body.name, _utc(body.starts_at), _utc(body.ends_at), tuple(body.participants),
+                                  steps=tuple((s.points, s.cash) for s in body.steps), currency=body.currency,
+                                  rules=body.rule_set(), hidden=body.hidden)
+    return await _launch(uow, context, principal, idem, "programs", body.model_dump(mode="json"), definition,
+                         "milestone-ladder", body.start)
+
+
+@router.post("/templates/monthly-race", status_code=201,
+             summary="A monthly race: first to the target wins, the next finishers take the smaller prizes")
+async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
+                            idem: IdempotencyDep) -> JSONResponse:
+    definition = monthly_race(body.name, body.year, body.month, tuple(body.participants), target=body.target,
+                              prizes=tuple(body.prizes), currency=body.currency, rules=body.rule_set(),
+                              hidden=body.hidden)
+    return await _launch(uow, context, principal, idem, "programs", body.model_dump(mode="json"), definition,
+                         "monthly-race", body.start)
+
+
+@router.post("/templates/team-challenge", status_code=201,
+             summary="A team challenge: teams against teams; each member of the winning team gets the prize")
+async def from_team_challenge(body: TeamChallengeIn, uow: UowDep, context: ContextDep,
+                              principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    teams = tuple(Team(t.id, t.name, tuple(t.members)) for t in body.teams)
+    definition = team_challenge(body.name, _utc(body.starts_at), _utc(body.ends_at), teams,
+                                prize_per_member=body.prize_per_member, currency=body.currency,
+                                scoring=body.scoring, rules=body.rule_set(), hidden=body.hidden)
+    return await _launch(uow, context, principal, idem, "programs", body.model_dump(mode="json"), definition,
+                         "team-challenge", body.start)
+
+
+@router.get("", summary="Programs: all of the org's for managers, the ones a rep takes part in for a rep")
+async def list_programs(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
+                        cursor: CursorParam = None,
+                        status: Literal["draft", "running", "ended"] | None = None) -> dict[str, Any]:
+    query = sa.select(programs).where(programs.c.org_id == principal.org_id)
+    if status:
+        query = query.where(programs.c.status == status)
+    if not principal.sees_whole_org:
+        query = query.where(programs.c.hidden.is_(False), programs.c.status != "draft", programs.c.program_id.in_(
+            sa.select(program_participants.c.program_id).where(
+                program_participants.c.org_id == principal.org_id,
+                program_participants.c.participant == principal.user_id)))
+    after = decode_cursor(cursor, 2)
+    if after is not None:
+        at = datetime.fromisoformat(after[0])
+        query = query.where(sa.or_(programs.c.created_at < at, sa.and_(programs.c.created_at == at,
+                                                                       programs.c.program_id < after[1])))
+    rows = (await uow.session.execute(query.order_by(programs.c.created_at.desc(), programs.c.program_id.desc())
+                                      .limit(limit + 1))).mappings().all()
+    page = page_from_rows([program_json(dict(r)) for r in rows], limit, lambda i: [i["created_at"], i["id"]])
+    return page.model_dump()
+
+
+@router.get("/{program_id}", summary="A program, with its rule versions and ETag")
+async def get(program_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
+    return _with_etag(await _visible_program(uow.session, principal, program_id))
+
+
+@router.post("/{program_id}/start", summary="Start a draft: rules frozen, existing facts scored, reps told")
+async def start(program_id: str, uow: UowDep, context: ContextDep, principal: ManagerPrincipal) -> JSONResponse:
+    row = await _visible_program(uow.session, principal, program_id, lock=True)
+    row = await start_program(uow, row, _now(context))
+    await uow.commit()
+    return _with_etag(row)
+
+
+@router.put("/{program_id}/rules",
+            summary="Change the scoring rules (If-Match): a draft's are replaced, a running program gets a new "
+                    "rule version effective now, announced to the participants")
+async def put_rules(program_id: str, body: RulesIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
+                    if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
+    row = await _visible_program(uow.session, principal, program_id, lock=True)
+    if if_match is None:
+        raise PreconditionRequired("send If-Match with the program's ETag")
+    if if_match.strip().removeprefix("W/") != _etag(row):
+        raise PreconditionFailed(f"the program is at version {row['version']}")
+    row = await revise_program_rules(uow, row, tuple(r.domain() for r in body.rules), _now(context))
+    await uow.commit()
+    return _with_etag(row)
+
+
+@router.post("/{program_id}/finish",
+             summary="Finish a running program now (otherwise it finishes at its end): places are awarded")
+async def finish(program_id: str, uow: UowDep, context: ContextDep, principal: ManagerPrincipal) -> JSONResponse:
+    row = await _visible_program(uow.session, principal, program_id, lock=True)
+    if row["status"] != "running":
+        raise Conflict(f"the program is {row['status']}; only a running program finishes")
+    await finish_program(uow, row, _now(context))
+    await uow.commit()
+    row = await get_program(uow.session, principal.org_id, program_id)
+    assert row is not None
+    return _with_etag(row)
+
+
+# ====================================================================== seeing it
+def board_json(row: dict[str, Any], board: Standings, names: dict[str, str], as_of: datetime) -> dict[str, Any]:
+    definition = definition_of(row)
+    team_names = {t.id: t.name for t in definition.teams}
+    return {
+        "program_id": row["program_id"], "name": row["name"], "format": row["format"], "status": row["status"],
+        "as_of": as_of.isoformat(), "target": definition.target,
+        "milestones": [{"id": m.id, "name": m.name, "points": m.points} for m in definition.milestones],
+        "entries": [{"rank": e.rank, "id": e.id, "name": team_names.get(e.id) or names.get(e.id, e.id),
+                     "points": e.points, "finished_at": e.finished_at.isoformat() if e.finished_at else None,
+                     "milestones": list(e.milestones), "eliminated_in_round": e.eliminated_in_round}
+                    for e in board.entries],
+        "matches": [{"round": m.round, "a": m.a, "b": m.b, "a_points": m.a_points, "b_points": m.b_points,
+                     "winner": m.winner} for m in board.matches],
+    }
+
+
+async def _names(session: Any, org_id: str) -> dict[str, str]:
+    from ..adapters.orm import payees
+    try:
+        rows = (await session.execute(sa.select(payees.c.participant_id, payees.c.name).where(
+            payees.c.org_id == org_id))).all()
+    except Exception:  # the rep directory copy is optional for a board
+        return {}
+    return {r[0]: r[1] for r in rows if r[1]}
+
+
+@router.get("/{program_id}/leaderboard", summary="The live board: ranks, points, milestones (JSON)")
+async def leaderboard(program_id: str, uow: UowDep, context: ContextDep, principal: CurrentPrincipal
+                      ) -> dict[str, Any]:
+    row = await _visible_program(uow.session, principal, program_id)
+    now = _now(context)
+    board = await current_standings(uow.session, row, now=now)
+    return board_json(row, board, await _names(uow.session, principal.org_id), now)
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@router.get("/{program_id}/leaderboard/stream", response_class=StreamingResponse,
+            summary="Server-sent events for a TV dashboard: `leaderboard` (the whole board) first, then `ranks` "
+                    "(who moved, within a second of the event that moved them)")
+async def leaderboard_stream(program_id: str, request: Request, context: ContextDep,
+                             principal: CurrentPrincipal) -> StreamingResponse:
+    async with context.uow() as uow:
+        row = await _visible_program(uow.session, principal, program_id)
+        names = await _names(uow.session, principal.org_id)
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 1000\n\n"
+        before: Standings | None = None
+        seen: datetime | None = None
+        quiet_since = asyncio.get_running_loop().time()
+        # Ends when the client goes, or when the service stops (the client reconnects to another replica).
+        while not context.stopping.is_set() and not await request.is_disconnected():
+            async with context.uow() as uow:
+                changed = await last_change(uow.session, program_id)
+                current = row
+                if before is None or changed != seen:
+                    current = await get_program(uow.session, principal.org_id, program_id) or row
+                    board = await current_standings(uow.session, current, now=_now(context))
+            if before is None:
+                yield _sse("leaderboard", board_json(current, board, names, _now(context)))
+            elif changed != seen:
+                moves = rank_changes(before, board)
+                if moves:
+                    yield _sse("ranks", {"program_id": program_id, "as_of": _now(context).isoformat(),
+                                         "changes": [{"id": m.id, "name": names.get(m.id, m.id),
+                                                      "old_rank": m.old_rank, "rank": m.new_rank,
+                                                      "points": m.points} for m in moves]})
+                    quiet_since = asyncio.get_running_loop().time()
+            if before is None or changed != seen:
+                before, seen = board, changed
+            if asyncio.get_running_loop().time() - quiet_since > STREAM_HEARTBEAT_S:
+                yield ": still here\n\n"  # keeps proxies from closing an idle stream
+                quiet_since = asyncio.get_running_loop().time()
+            await asyncio.sleep(STREAM_POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{program_id}/positions/{rep_id}",
+            summary="A rep's position: rank, points, the points to pass the next place and to the next milestone "
+                    "(`me` for your own; a rep sees only their own)")
+async def rep_position(program_id: str, rep_id: str, uow: UowDep, context: ContextDep,
+                       principal: CurrentPrincipal) -> dict[str, Any]:
+    rep_id = principal.user_id if rep_id == "me" else rep_id
+    if not principal.sees_whole_org and rep_id != principal.user_id:
+        raise NotFound(f"no position of {rep_id}")
+    row = await _visible_program(uow.session, principal, program_id)
+    definition = definition_of(row)
+    if not definition.is_participant(rep_id):
+        raise NotFound(f"{rep_id} does not take part in this program")
+    board = await current_standings(uow.session, row, now=_now(context))
+    team = definition.team_of(rep_id)
+    mine = position(definition, board, team or rep_id)
+    assert mine is not None
+    own = (await score_tallies(uow.session, program_id)).get(rep_id)
+    return {"program_id": program_id, "rep_id": rep_id, "team_id": team, "rank": mine.rank, "of": mine.of,
+            "points": mine.points, "own_points": own.points if own else 0,
+            "points_to_pass_next": mine.points_to_pass_next, "next_milestone": mine.next_milestone,
+            "points_to_next_milestone": mine.points_to_next_milestone}
+
+
+@router.get("/{program_id}/awards", summary="Milestones, places and badges earned (a rep: their own)")
+async def list_awards(program_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    await _visible_program(uow.session, principal, program_id)
+    query = sa.select(program_awards).where(program_awards.c.org_id == principal.org_id,
+                                            program_awards.c.program_id == program_id)
+    if not principal.sees_whole_org:
+        query = query.where(program_awards.c.participant == principal.user_id)
+    rows = (await uow.session.execute(query.order_by(program_awards.c.earned_at, program_awards.c.award_key)
+                                      .limit(5000))).mappings().all()
+    return {"items": [award_json(r) for r in rows], "next_cursor": None}
+
+
+@router.get("/{program_id}/flags", summary="Sandbagging flags: close dates pushed past the end in its last days")
+async def list_flags(program_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
+    await _visible_program(uow.session, principal, program_id)
+    rows = (await uow.session.execute(sa.select(program_flags).where(
+        program_flags.c.org_id == principal.org_id, program_flags.c.program_id == program_id)
+        .order_by(program_flags.c.changed_at).limit(5000))).mappings().all()
+    return {"items": [{"lead_id": r["lead_id"], "rep_id": r["rep_id"], "kind": r["kind"], "reason": r["reason"],
+                       "changed_at": as_time(r["changed_at"]).isoformat()} for r in rows], "next_cursor": None}
