@@ -118,7 +118,13 @@ class Meter:
 
     async def backends(self) -> list[int]:
         """The pids of the PostgreSQL backends connected to the databases."""
-        return [r["pid"] for r in await self.admin.fetch(BACKENDS, list(self.databases.values()))]
+        try:
+            rows = await self.admin.fetch(BACKENDS, list(self.databases.values()))
+        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+            # the shared server closed it (someone's restart test, an admin): once more on a new connection
+            self.admin = await connect_admin()
+            rows = await self.admin.fetch(BACKENDS, list(self.databases.values()))
+        return [r["pid"] for r in rows]
 
     def _keep(self, readings: dict[tuple[str, int], float]) -> None:
         for key, used in readings.items():  # CPU time only grows (a process read as it exited reads 0)
@@ -126,7 +132,10 @@ class Meter:
 
     async def _follow_backends(self) -> None:
         while True:
-            self._keep(self._sample(await self.backends()))
+            try:
+                self._keep(self._sample(await self.backends()))
+            except Exception as exc:  # a reading missed: the next one counts
+                print(f"  (backends not read: {exc!r})", flush=True)
             await asyncio.sleep(0.2)
 
     async def start(self) -> None:
@@ -151,13 +160,13 @@ class Meter:
                         for name, db in self.databases.items()}
 
 
-def counters(text: str, metric: str) -> Counter[str]:
-    """Sum of a Prometheus counter by its first label value (or '' when it has none)."""
+def counters(text: str, metric: str, label: str = "") -> Counter[str]:
+    """Sum of a Prometheus counter by the value of `label` (default: its first label; '' when it has none)."""
     found: Counter[str] = Counter()
     for line in text.splitlines():
         if line.startswith(metric + "{") or line.startswith(metric + " "):
-            label = re.search(r'="([^"]*)"', line.split(" ")[0])
-            found[label.group(1) if label else ""] += float(line.rsplit(" ", 1)[1])
+            value = re.search(label + r'="([^"]*)"', line.split(" ")[0])
+            found[value.group(1) if value else ""] += float(line.rsplit(" ", 1)[1])
     return found
 
 
@@ -168,6 +177,7 @@ async def scrape(world: World) -> dict[str, dict[str, Counter[str]]]:
             text = (await client.get(f"{world.url(name)}/metrics")).text
             out[name] = {"published": counters(text, "salesflow_events_published_total"),
                          "handled": counters(text, "salesflow_messages_handled_total"),
+                         "outcomes": counters(text, "salesflow_messages_handled_total", "outcome"),
                          "statements": counters(text, "salesflow_db_statements_total"),
                          "commits": counters(text, "salesflow_db_commits_total")}
     return out
@@ -181,7 +191,10 @@ LAYERS = [("sqlalchemy", "SQLAlchemy"), ("asyncpg", "asyncpg"), ("aio_pika", "ai
           ("httptools", "FastAPI/Starlette/uvicorn"), ("httpx", "httpx/httpcore"), ("httpcore", "httpx/httpcore"),
           ("structlog", "logging"), ("/logging/", "logging"), ("opentelemetry", "tracing"),
           ("prometheus_client", "Prometheus"), ("orjson", "JSON"), ("/json/", "JSON"),
-          ("salesflow_shared", "salesflow_shared"), ("_service/", "service code"), ("asyncio", "asyncio loop")]
+          ("salesflow_shared", "salesflow_shared"), ("_service/", "service code"),
+          # py-spy (without --native) shows C code by the Python frame that called it: the event loop's own
+          # frame stands for what runs in C under it (asyncpg's protocol parsing, epoll, the C parts of asyncio)
+          ("runners.py", "event loop + C extensions"), ("asyncio", "asyncio (Python)")]
 
 
 def profile_layers(raw: Path) -> Counter[str]:
@@ -189,12 +202,12 @@ def profile_layers(raw: Path) -> Counter[str]:
     found: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        layer = "other"
+        layer = "other" if stack.strip() else "no Python frame (native threads)"
         for frame in reversed(stack.split(";")):
             layer = next((name for marker, name in LAYERS if marker in frame), "")
             if layer:
                 break
-        found[layer or "other"] += int(count)
+        found[layer or ("other" if stack.strip() else "no Python frame (native threads)")] += int(count)
     return found
 
 
@@ -327,6 +340,8 @@ async def measure_load(world: World, databases: dict[str, str], rate: float, lea
         f"{name.removesuffix('-service')} {value / n:.1f}"
         for name, value in per_service(after, before, "statements").items()))
     print("  events per lead by type: " + ", ".join(f"{t} {v / n:.2f}" for t, v in published.most_common()))
+    print("  deliveries per lead by outcome: " + ", ".join(
+        f"{t} {v / n:.2f}" for t, v in delta(after, before, "outcomes").most_common()))
     print("  deliveries per lead by type: " + ", ".join(f"{t} {v / n:.2f}" for t, v in handled.most_common()))
     return result
 
