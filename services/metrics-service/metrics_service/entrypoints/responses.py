@@ -225,6 +225,15 @@ class LeaderboardRow(BaseModel):
     quota_attainment: float | None = Field(default=None, description="percent of the rep's quota")
 
 
+class HandoversRow(_Row):
+    """Won customers now owned by account management (someone other than the closer), per current owner."""
+
+    currency: str | None = None
+    customers: int | None = None
+    closers: int | None = None
+    won_value: str | None = Money
+
+
 class ReportEnvelope(BaseModel):
     report: str
     definition: str
@@ -253,6 +262,7 @@ REPORTS: dict[str, type[BaseModel]] = {
     "coaching": _report("CoachingReport", CoachingRow, stalls_most=(list[CoachingStall], ...)),
     "stalled_deals": _report("StalledDealsReport", StalledDealRow),
     "leaderboard": _report("LeaderboardReport", LeaderboardRow),
+    "handovers": _report("HandoversReport", HandoversRow),
 }
 
 
