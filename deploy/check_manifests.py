@@ -7,7 +7,7 @@ Usage: python deploy/check_manifests.py RENDERED.yaml NGINX_CONF
 - each Deployment: requests and limits, liveness on /healthz, readiness on /readyz, a preStop hook and a grace
   period longer than it, migrations off (SALESFLOW_MIGRATE_ON_START=false), secrets only by reference;
 - no Secret object is shipped, and no SALESFLOW_*URL/SECRET/PASSWORD variable has a literal value;
-- the Ingress and the nginx gateway route exactly the API prefixes of DESIGN.md, each to its service.
+- the Ingress and the nginx gateway route exactly the API prefixes of docs/architecture.md, each to its service.
 """
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import yaml
 
-# DESIGN.md, "Services, ports, ownership": the API prefixes each service owns (incentive-service came later).
+# docs/architecture.md, "Services, ports, ownership": the API prefixes each service owns (incentive-service came later).
 PREFIXES: dict[str, list[str]] = {
     "lead-service": ["leads", "contacts", "companies", "activities", "forms", "imports", "scoring-rules"],
     "pipeline-service": ["pipelines", "positions", "tasks"],
     "assignment-service": ["reps", "teams", "territories", "routing-rules", "assignments", "routing"],
     "notification-service": ["templates", "sequences", "mailchimp", "milestones", "deliveries",
                              "webhook-subscriptions"],
-    "metrics-service": ["reports", "quotas", "forecasts"],
+    "metrics-service": ["reports", "quotas", "forecasts", "reporting-currency", "exchange-rates"],
     "incentive-service": ["payees", "plans", "statements", "disputes", "payouts", "credits", "programs"],
 }
 SENSITIVE = re.compile(r"(SECRET|PASSWORD|TOKEN|_KEY|DATABASE_URL|AMQP_URL|USERNAME)$")

@@ -4,7 +4,7 @@
 #   2. the rendered objects against the Kubernetes OpenAPI schemas, strict (kubernetes-validate, from PyPI,
 #      offline: it ships the schemas), for the oldest and newest Kubernetes versions we support
 #   3. deploy/check_manifests.py: probes, resources, graceful stop, migration Jobs, Secret references only,
-#      Ingress and nginx both route exactly DESIGN.md's prefixes
+#      Ingress and nginx both route exactly docs/architecture.md's prefixes
 #   4. nginx -t on deploy/gateway/nginx.conf (nginx from Debian, installed if missing), then
 #      deploy/gateway_smoke.py runs it: every prefix routed, CORS per origin, 413 over 1 MiB, /openapi.json
 #   5. docker compose config (the compose plugin if the docker client has it, else Debian's docker-compose)

@@ -1,4 +1,4 @@
--- One database per service (DESIGN.md: each service owns its tables; nobody reads another's).
+-- One database per service (docs/architecture.md: each service owns its tables; nobody reads another's).
 CREATE DATABASE salesflow_lead;
 CREATE DATABASE salesflow_pipeline;
 CREATE DATABASE salesflow_assignment;

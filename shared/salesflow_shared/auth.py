@@ -1,4 +1,4 @@
-"""JWT bearer authentication, org scoping and role checks (DESIGN.md, HTTP conventions).
+"""JWT bearer authentication, org scoping and role checks (docs/architecture.md, HTTP conventions).
 
 Tokens carry `sub` (user id), `org` (the tenant) and `role` (admin, manager, rep). Two key sources, each
 accepting only its own algorithms: a JWKS (SALESFLOW_JWKS_URL) verifies the asymmetric algorithm its key

@@ -1,5 +1,5 @@
 """`Idempotency-Key` on POST: same key + same body → the same response and no second effect;
-same key + another body → 409 (DESIGN.md, HTTP conventions).
+same key + another body → 409 (docs/architecture.md, HTTP conventions).
 
 A key belongs to its caller: the organization and the token's subject. Another user of the same org sending
 the same key and body makes a request of their own (never gets the first caller's stored response). The key

@@ -1,4 +1,4 @@
-"""Cursor pagination: `?limit=&cursor=` → `{"items": [...], "next_cursor": ...}` (DESIGN.md).
+"""Cursor pagination: `?limit=&cursor=` → `{"items": [...], "next_cursor": ...}` (docs/architecture.md).
 
 A cursor is the sort key of the last item returned, opaque to clients (base64url JSON). Keyset
 pagination stays fast and stable while rows are inserted, unlike offsets.

@@ -17,7 +17,7 @@ DESIGN_EVENTS = {"LeadCreated", "LeadUpdated", "LeadDisqualified", "LeadErased",
                  "LeadAssigned", "StageAdvanced", "TaskCreated", "TaskCompleted", "TaskSkipped", "TaskOverdue",
                  "LeadWon", "LeadLost", "LeadReopened", "EmailSent", "EmailFailed", "ContactSynced",
                  "RepNotified", "ForecastSnapshotted"}
-# Events added after DESIGN.md's table was written (each a contract addition reported to the lead).
+# Events added after the first event table was written (each a contract addition reported to the lead).
 ADDED_EVENTS = {
     "QuotaReached",  # metrics-service: a quota reached, for the rep's milestone notification
     "TaskReassigned",  # pipeline-service: a task's new assignee, for its reminders and notification

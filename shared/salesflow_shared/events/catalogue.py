@@ -1,4 +1,4 @@
-"""The event catalogue of DESIGN.md as versioned Pydantic models.
+"""The event catalogue of docs/architecture.md as versioned Pydantic models.
 
 Each event type has a data model per version; `EVENT_CATALOGUE[(type, version)]` finds it. Producers build
 events with `make_event(SomeEventV1(...), ...)`, which validates the data; consumers call

@@ -1,4 +1,4 @@
-"""The event envelope every service publishes and consumes (DESIGN.md, Events)."""
+"""The event envelope every service publishes and consumes (docs/architecture.md, Events)."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""The service's HTTP API (DESIGN.md: /v1/leads, /v1/contacts, /v1/companies, /v1/activities, /v1/forms,
+"""The service's HTTP API (docs/architecture.md: /v1/leads, /v1/contacts, /v1/companies, /v1/activities, /v1/forms,
 /v1/imports, /v1/scoring-rules)."""
 from fastapi import APIRouter
 

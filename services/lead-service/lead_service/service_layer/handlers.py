@@ -80,7 +80,7 @@ async def on_lead_lost(data: EventData, envelope: Envelope, uow: UnitOfWork) -> 
     assert isinstance(data, LeadLostV1)
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is not None:
-        # Lost leads with a re-engage date are nurtured until then (DESIGN.md).
+        # Lost leads with a re-engage date are nurtured until then (docs/architecture.md).
         status = "nurturing" if data.reengage_at is not None else "lost"
         await _apply(uow, envelope, lead, "outcome_version", {"status": status}, "pipeline")
 

@@ -1,4 +1,4 @@
-"""The service's HTTP API (DESIGN.md: /v1/reports, /v1/quotas, /v1/forecasts).
+"""The service's HTTP API (docs/architecture.md: /v1/reports, /v1/quotas, /v1/forecasts).
 
 Each report's description below is its definition, exactly as the SQL in service_layer/reports.py computes it.
 Every report answers JSON, or CSV with `?format=csv` (one line per row, columns = the row's fields).

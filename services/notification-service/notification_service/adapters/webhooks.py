@@ -1,4 +1,4 @@
-"""Outbound webhooks (e.g. a chat incoming-webhook URL), signed like DESIGN.md's form signatures.
+"""Outbound webhooks (e.g. a chat incoming-webhook URL), signed like docs/architecture.md's form signatures.
 
 Unless private networks are allowed (development and test), a webhook only goes to public addresses
 (domain/network.py): the URL's host is resolved and every address checked when the subscription is saved and

@@ -1,4 +1,4 @@
-"""The service's HTTP API (DESIGN.md: /v1/templates, /v1/sequences, /v1/mailchimp, /v1/milestones, /v1/deliveries,
+"""The service's HTTP API (docs/architecture.md: /v1/templates, /v1/sequences, /v1/mailchimp, /v1/milestones, /v1/deliveries,
 /v1/webhook-subscriptions)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The service's HTTP API (DESIGN.md: /v1/pipelines, /v1/positions, /v1/tasks)."""
+"""The service's HTTP API (docs/architecture.md: /v1/pipelines, /v1/positions, /v1/tasks)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
