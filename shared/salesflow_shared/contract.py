@@ -85,16 +85,20 @@ LOCATION: dict[str, Any] = {"Location": {"$ref": HEADER_REF + "Location"}}
 
 def returns(model: Any, *, status: int = 200, etag: bool = False, description: str = "Success",
             headers: dict[str, Any] | None = None, media_type: str = "application/json",
-            also: dict[int, Any] | None = None) -> dict[str, Any]:
+            also: dict[int, Any] | None = None, errors: tuple[int, ...] = ()) -> dict[str, Any]:
     """Decorator arguments documenting the success answer (`model` is a pydantic model or a JSON schema).
 
     The route's output is not filtered through the model (`response_model=None`): routes answer their JSON
     themselves (often with an ETag), and the contract tests check the answers against these declarations.
-    `also` documents other success statuses, e.g. `{200: LeadOut}` beside 201 for "updated instead".
+    `also` documents other success statuses, e.g. `{200: LeadOut}` beside 201 for "updated instead"; `errors`
+    the problem statuses the route answers beyond the ones its method, path and security imply (e.g. 403 on a
+    public route that refuses an origin), each referenced to the one problem+json schema.
     """
     responses: dict[int | str, Any] = {status: _success(model, etag, description, headers, media_type)}
     for other_status, other_model in (also or {}).items():
         responses[other_status] = _success(other_model, etag, "Success", None, media_type)
+    for error_status in errors:
+        responses[error_status] = {"description": ERROR_DESCRIPTIONS[error_status]}
     return {"response_model": None, "responses": responses}
 
 
@@ -148,6 +152,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     403: "The token's role may not do this",
     404: "Not found (also for another organization's ids)",
     409: "Conflict, e.g. an Idempotency-Key reused with another body, or a state that forbids the change",
+    410: "Gone: the stored answer to this Idempotency-Key was erased with the personal data it held",
     412: "If-Match does not match the current ETag",
     413: "Request body too large",
     415: "Unsupported media type",
@@ -279,6 +284,10 @@ def _error_statuses(method: str, operation: dict[str, Any], secured: bool) -> li
         statuses.add(409)
     if method in ("put", "patch"):
         statuses |= {412, 428}
+    if any(p.get("in") == "header" and str(p.get("name", "")).lower() == "idempotency-key" for p in params):
+        statuses.add(410)  # a retry after the first answer was erased (GDPR) gets no personal data back
+    if any(p.get("in") == "header" and str(p.get("name", "")).lower() == "if-match" for p in params):
+        statuses.add(412)  # a POST that acts on a versioned resource (e.g. disqualify) honours If-Match too
     if "requestBody" in operation:
         statuses |= {413, 415}
     declared = {int(code) for code in operation.get("responses", {}) if code.isdigit() and int(code) >= 400}

@@ -69,6 +69,10 @@ class Conflict(ServiceError):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class Gone(ServiceError):
+    status, slug, title = 410, "gone", "Gone"
+
+
 class PreconditionFailed(ServiceError):
     status, slug, title = 412, "precondition-failed", "The resource changed since you read it"
 

@@ -23,12 +23,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .errors import Conflict, ValidationFailed
+from .errors import Conflict, Gone, ValidationFailed
 from .events import utcnow
 from .inbox import dialect_insert
 from .infra_tables import idempotency_table as table
 
 MAX_KEY_LENGTH = 255
+# What an erasure leaves of a stored response that returned the erased person (see forget_responses_about).
+ERASED_RESPONSE = {"erased": True}
 
 
 def caller_key(subject: str, key: str) -> str:
@@ -71,6 +73,10 @@ class IdempotentRequest:
             raise Conflict("Idempotency-Key was already used with a different request body")
         if row.status_code is None:
             raise Conflict("a request with this Idempotency-Key is still in progress")
+        if row.response_body == ERASED_RESPONSE:
+            # The first request had its effect; what it answered held personal data since erased (GDPR).
+            raise Gone("the response to this Idempotency-Key was erased with the personal data it held; the "
+                       "request had its effect and is not repeated")
         headers = dict(row.response_headers or {})
         headers["Idempotent-Replayed"] = "true"
         return JSONResponse(row.response_body, status_code=row.status_code, headers=headers)
@@ -95,7 +101,7 @@ async def forget_responses_about(session: AsyncSession, org_id: str, subject_ids
         escaped = subject_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         result = await session.execute(update(table).where(
             table.c.org_id == org_id, table.c.response_body.is_not(None),
-            body.like(f'%"{escaped}"%', escape="\\")).values(response_body={"erased": True}))
+            body.like(f'%"{escaped}"%', escape="\\")).values(response_body=ERASED_RESPONSE))
         scrubbed += result.rowcount or 0
     return scrubbed
 

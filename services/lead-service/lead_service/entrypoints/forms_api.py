@@ -263,7 +263,8 @@ def _browser_reply(request: Request, form: Form, body: dict[str, Any], status_co
 @intake_router.post("/{form_id}/submissions", summary="Submit a form: signed JSON webhook or browser form post",
                     operation_id="submitForm", openapi_extra=SUBMISSION_CONTRACT,
                     **returns(R.SubmissionResult, status=201, description="lead created",
-                              also={200: R.SubmissionResult, 202: R.SubmissionResult}))
+                              also={200: R.SubmissionResult, 202: R.SubmissionResult},
+                              errors=(403,)))  # a browser post from an origin the form does not allow
 async def submit(form_id: str, request: Request, context: ContextDep) -> Response:
     form = await _public_form(context, form_id)
     # Every answer, errors included, carries the form's CORS headers, so the page's script can read it.

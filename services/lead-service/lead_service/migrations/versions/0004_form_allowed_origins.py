@@ -1,13 +1,13 @@
 """forms.allowed_origins: the web pages (origins) that may post to a form from script (CORS).
 
-Revision ID: 0003b
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003b"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
