@@ -21,6 +21,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
@@ -36,6 +37,7 @@ from ..service_layer.programs import (
     award_json, create_program, current_standings, definition_of, finish_program, get_program, last_change,
     program_json, revise_program_rules, score_tallies, start_program,
 )
+from . import responses as R
 
 router = APIRouter(prefix="/v1/programs", tags=["incentive-service: programs"])
 
@@ -250,7 +252,8 @@ async def _launch(uow: Any, context: Any, principal: Principal, idem: Any, scope
 
 
 # ====================================================================== programs
-@router.post("", status_code=201, summary="Define a program (a draft until started)")
+@router.post("", status_code=201, summary="Define a program (a draft until started)",
+             operation_id="createProgram", **returns(R.ProgramOut, status=201, etag=True))
 async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                  idem: IdempotencyDep) -> JSONResponse:
     return await _launch(uow, context, principal, idem, "programs", body.model_dump(mode="json"), body.domain(),
@@ -258,7 +261,8 @@ async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: M
 
 
 @router.post("/templates/milestone-ladder", status_code=201,
-             summary="A milestone ladder: everyone who climbs a step earns it (badge, cash where given)")
+             summary="A milestone ladder: everyone who climbs a step earns it (badge, cash where given)",
+             operation_id="createMilestoneLadder", **returns(R.ProgramOut, status=201, etag=True))
 async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: ContextDep,
                                 principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     definition = milestone_ladder(body.name, _utc(body.starts_at), _utc(body.ends_at), tuple(body.participants),
@@ -269,7 +273,8 @@ async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: C
 
 
 @router.post("/templates/monthly-race", status_code=201,
-             summary="A monthly race: first to the target wins, the next finishers take the smaller prizes")
+             summary="A monthly race: first to the target wins, the next finishers take the smaller prizes",
+             operation_id="createMonthlyRace", **returns(R.ProgramOut, status=201, etag=True))
 async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                             idem: IdempotencyDep) -> JSONResponse:
     definition = monthly_race(body.name, body.year, body.month, tuple(body.participants), target=body.target,
@@ -280,7 +285,8 @@ async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDe
 
 
 @router.post("/templates/team-challenge", status_code=201,
-             summary="A team challenge: teams against teams; each member of the winning team gets the prize")
+             summary="A team challenge: teams against teams; each member of the winning team gets the prize",
+             operation_id="createTeamChallenge", **returns(R.ProgramOut, status=201, etag=True))
 async def from_team_challenge(body: TeamChallengeIn, uow: UowDep, context: ContextDep,
                               principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     teams = tuple(Team(t.id, t.name, tuple(t.members)) for t in body.teams)
@@ -291,7 +297,8 @@ async def from_team_challenge(body: TeamChallengeIn, uow: UowDep, context: Conte
                          "team-challenge", body.start)
 
 
-@router.get("", summary="Programs: all of the org's for managers, the ones a rep takes part in for a rep")
+@router.get("", summary="Programs: all of the org's for managers, the ones a rep takes part in for a rep",
+            operation_id="listPrograms", **returns(R.ProgramPage))
 async def list_programs(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                         cursor: CursorParam = None,
                         status: Literal["draft", "running", "ended"] | None = None) -> dict[str, Any]:
@@ -314,12 +321,14 @@ async def list_programs(uow: UowDep, principal: CurrentPrincipal, limit: LimitPa
     return page.model_dump()
 
 
-@router.get("/{program_id}", summary="A program, with its rule versions and ETag")
+@router.get("/{program_id}", summary="A program, with its rule versions and ETag",
+            operation_id="getProgram", **returns(R.ProgramOut, etag=True))
 async def get(program_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     return _with_etag(await _visible_program(uow.session, principal, program_id))
 
 
-@router.post("/{program_id}/start", summary="Start a draft: rules frozen, existing facts scored, reps told")
+@router.post("/{program_id}/start", summary="Start a draft: rules frozen, existing facts scored, reps told",
+             operation_id="startProgram", **returns(R.ProgramOut, etag=True))
 async def start(program_id: str, uow: UowDep, context: ContextDep, principal: ManagerPrincipal) -> JSONResponse:
     row = await _visible_program(uow.session, principal, program_id, lock=True)
     row = await start_program(uow, row, _now(context))
@@ -329,7 +338,8 @@ async def start(program_id: str, uow: UowDep, context: ContextDep, principal: Ma
 
 @router.put("/{program_id}/rules",
             summary="Change the scoring rules (If-Match): a draft's are replaced, a running program gets a new "
-                    "rule version effective now, announced to the participants")
+                    "rule version effective now, announced to the participants",
+            operation_id="putProgramRules", **returns(R.ProgramOut, etag=True))
 async def put_rules(program_id: str, body: RulesIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                     if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     row = await _visible_program(uow.session, principal, program_id, lock=True)
@@ -343,7 +353,8 @@ async def put_rules(program_id: str, body: RulesIn, uow: UowDep, context: Contex
 
 
 @router.post("/{program_id}/finish",
-             summary="Finish a running program now (otherwise it finishes at its end): places are awarded")
+             summary="Finish a running program now (otherwise it finishes at its end): places are awarded",
+             operation_id="finishProgram", **returns(R.ProgramOut, etag=True))
 async def finish(program_id: str, uow: UowDep, context: ContextDep, principal: ManagerPrincipal) -> JSONResponse:
     row = await _visible_program(uow.session, principal, program_id, lock=True)
     if row["status"] != "running":
@@ -382,7 +393,8 @@ async def _names(session: Any, org_id: str) -> dict[str, str]:
     return {r[0]: r[1] for r in rows if r[1]}
 
 
-@router.get("/{program_id}/leaderboard", summary="The live board: ranks, points, milestones (JSON)")
+@router.get("/{program_id}/leaderboard", summary="The live board: ranks, points, milestones (JSON)",
+            operation_id="getLeaderboard", **returns(R.Leaderboard))
 async def leaderboard(program_id: str, uow: UowDep, context: ContextDep, principal: CurrentPrincipal
                       ) -> dict[str, Any]:
     row = await _visible_program(uow.session, principal, program_id)
@@ -397,7 +409,10 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 @router.get("/{program_id}/leaderboard/stream", response_class=StreamingResponse,
             summary="Server-sent events for a TV dashboard: `leaderboard` (the whole board) first, then `ranks` "
-                    "(who moved, within a second of the event that moved them)")
+                    "(who moved, within a second of the event that moved them)",
+            operation_id="streamLeaderboard",
+            **returns({"type": "string", "description": "text/event-stream: `leaderboard` and `ranks` events"},
+                      media_type="text/event-stream"))
 async def leaderboard_stream(program_id: str, request: Request, context: ContextDep,
                              principal: CurrentPrincipal) -> StreamingResponse:
     async with context.uow() as uow:
@@ -440,7 +455,8 @@ async def leaderboard_stream(program_id: str, request: Request, context: Context
 
 @router.get("/{program_id}/positions/{rep_id}",
             summary="A rep's position: rank, points, the points to pass the next place and to the next milestone "
-                    "(`me` for your own; a rep sees only their own)")
+                    "(`me` for your own; a rep sees only their own)",
+            operation_id="getProgramPosition", **returns(R.ProgramPosition))
 async def rep_position(program_id: str, rep_id: str, uow: UowDep, context: ContextDep,
                        principal: CurrentPrincipal) -> dict[str, Any]:
     rep_id = principal.user_id if rep_id == "me" else rep_id
@@ -461,7 +477,8 @@ async def rep_position(program_id: str, rep_id: str, uow: UowDep, context: Conte
             "points_to_next_milestone": mine.points_to_next_milestone}
 
 
-@router.get("/{program_id}/awards", summary="Milestones, places and badges earned (a rep: their own)")
+@router.get("/{program_id}/awards", summary="Milestones, places and badges earned (a rep: their own)",
+            operation_id="listAwards", **returns(R.AwardPage))
 async def list_awards(program_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
     await _visible_program(uow.session, principal, program_id)
     query = sa.select(program_awards).where(program_awards.c.org_id == principal.org_id,
@@ -473,7 +490,8 @@ async def list_awards(program_id: str, uow: UowDep, principal: CurrentPrincipal)
     return {"items": [award_json(r) for r in rows], "next_cursor": None}
 
 
-@router.get("/{program_id}/flags", summary="Sandbagging flags: close dates pushed past the end in its last days")
+@router.get("/{program_id}/flags", summary="Sandbagging flags: close dates pushed past the end in its last days",
+            operation_id="listFlags", **returns(R.SandbagFlagPage))
 async def list_flags(program_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
     await _visible_program(uow.session, principal, program_id)
     rows = (await uow.session.execute(sa.select(program_flags).where(

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.clock import SystemClock
+from salesflow_shared.contract import CSV_FILE, returns
 from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.inbox import dialect_insert
@@ -34,6 +35,7 @@ from ..service_layer import adjustments as adjusting
 from ..service_layer import audit, recalculation
 from ..service_layer import plans as planning
 from ..service_layer import statements as statementing
+from . import responses as R
 
 router = APIRouter(prefix="/v1", tags=["incentive-service"])
 
@@ -79,14 +81,16 @@ class PayeeIn(BaseModel):
     team_ids: list[str] | None = Field(default=None, description="teams, if not known from the rep directory")
 
 
-@router.get("/payees", summary="Participants: the rep directory plus the currency each is paid in")
+@router.get("/payees", summary="Participants: the rep directory plus the currency each is paid in",
+            operation_id="listPayees", **returns(R.PayeePage))
 async def list_payees(principal: ManagerPrincipal, uow: UowDep, limit: LimitParam = 100) -> dict[str, Any]:
     rows = (await uow.session.execute(sa.select(payees).where(payees.c.org_id == principal.org_id)
                                       .order_by(payees.c.participant_id).limit(limit))).all()
     return {"items": [payee_json(r) for r in rows], "next_cursor": None}
 
 
-@router.get("/payees/{participant_id}", summary="One participant (a rep sees only themselves)")
+@router.get("/payees/{participant_id}", summary="One participant (a rep sees only themselves)",
+            operation_id="getPayee", **returns(R.PayeeOut))
 async def get_payee(participant_id: ParticipantId, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     if not principal.sees_whole_org and participant_id != principal.user_id:
         raise NotFound(f"no payee {participant_id}")
@@ -97,7 +101,8 @@ async def get_payee(participant_id: ParticipantId, principal: CurrentPrincipal, 
     return payee_json(row)
 
 
-@router.put("/payees/{participant_id}", summary="Set a participant's payout currency and role")
+@router.put("/payees/{participant_id}", summary="Set a participant's payout currency and role",
+            operation_id="putPayee", **returns(R.PayeeOut))
 async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: ManagerPrincipal, uow: UowDep,
                     context: ContextDep) -> dict[str, Any]:
     now = now_of(context)
@@ -120,6 +125,7 @@ async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: Man
 
 # ------------------------------------------------------------------ plans
 @router.post("/plans", status_code=201, summary="Define a plan (version 1); 422 names what does not make sense",
+             operation_id="createPlan", **returns(R.PlanOut, status=201),
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
 async def create_plan(principal: ManagerPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
@@ -130,17 +136,20 @@ async def create_plan(principal: ManagerPrincipal, uow: UowDep, context: Context
     return await _finish(uow, idem, 201, out)
 
 
-@router.get("/plans", summary="Plans (their newest versions)")
+@router.get("/plans", summary="Plans (their newest versions)",
+            operation_id="listPlans", **returns(R.PlanPage))
 async def list_plans(principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     return {"items": await planning.list_plans(uow, principal.org_id), "next_cursor": None}
 
 
-@router.get("/plans/{plan_id}", summary="A plan's newest version")
+@router.get("/plans/{plan_id}", summary="A plan's newest version",
+            operation_id="getPlan", **returns(R.PlanOut))
 async def get_plan(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     return await planning.get_plan(uow, principal.org_id, plan_id)
 
 
 @router.put("/plans/{plan_id}", summary="A new version of the plan, in force from its effective_from",
+            operation_id="putPlan", **returns(R.PlanOut),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
 async def put_plan(plan_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
@@ -150,12 +159,14 @@ async def put_plan(plan_id: str, principal: ManagerPrincipal, uow: UowDep, conte
     return out
 
 
-@router.get("/plans/{plan_id}/versions", summary="Every version of a plan, oldest first")
+@router.get("/plans/{plan_id}/versions", summary="Every version of a plan, oldest first",
+            operation_id="planVersions", **returns(R.PlanPage))
 async def plan_versions(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     return {"items": await planning.versions_of(uow, principal.org_id, plan_id), "next_cursor": None}
 
 
-@router.get("/plans/{plan_id}/versions/{version}", summary="One version of a plan")
+@router.get("/plans/{plan_id}/versions/{version}", summary="One version of a plan",
+            operation_id="planVersion", **returns(R.PlanOut))
 async def plan_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     return await planning.get_plan(uow, principal.org_id, plan_id, version)
 
@@ -207,7 +218,8 @@ class ComputeIn(BaseModel):
     participant_id: str | None = Field(default=None, min_length=1, max_length=100)
 
 
-@router.post("/statements/compute", summary="Compute the statements of a period now (all participants or one)")
+@router.post("/statements/compute", summary="Compute the statements of a period now (all participants or one)",
+             operation_id="computeStatements", **returns(R.StatementsComputed))
 async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
                              body: ComputeIn | None = None) -> dict[str, Any]:
     body = body or ComputeIn()
@@ -226,7 +238,8 @@ async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: 
     return {"on": on.isoformat(), "outcomes": outcomes}
 
 
-@router.get("/statements", summary="Statements (a rep: their own approved ones)")
+@router.get("/statements", summary="Statements (a rep: their own approved ones)",
+            operation_id="listStatements", **returns(R.StatementPage))
 async def list_statements(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100,
                           period_start: date | None = None, participant_id: str | None = None,
                           status: str | None = None, all_versions: bool = False) -> dict[str, Any]:
@@ -249,13 +262,14 @@ async def list_statements(principal: CurrentPrincipal, uow: UowDep, limit: Limit
     return {"items": [statement_json(r) for r in rows[:limit]], "next_cursor": None}
 
 
-@router.get("/statements/{statement_id}", summary="A statement with its lines and disputes")
+@router.get("/statements/{statement_id}", summary="A statement with its lines and disputes",
+            operation_id="getStatement", **returns(R.StatementDetail))
 async def get_statement(statement_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     return await full_statement(uow, await visible_statement(uow, principal, statement_id))
 
 
 @router.get("/statements/{statement_id}/versions", summary="Every version of this participant's statement for the "
-            "period (a rep: the approved ones)")
+            "period (a rep: the approved ones)", operation_id="statementVersions", **returns(R.StatementPage))
 async def statement_versions(statement_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     row = await visible_statement(uow, principal, statement_id)
     query = sa.select(statements).where(statements.c.org_id == principal.org_id,
@@ -267,7 +281,8 @@ async def statement_versions(statement_id: str, principal: CurrentPrincipal, uow
     return {"items": [statement_json(r) for r in rows], "next_cursor": None}
 
 
-@router.get("/statements/{statement_id}/lines/{line_id}/explain", summary="How this amount was calculated")
+@router.get("/statements/{statement_id}/lines/{line_id}/explain", summary="How this amount was calculated",
+            operation_id="explainLine", **returns(R.LineExplanation))
 async def explain_line(statement_id: str, line_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     row = await visible_statement(uow, principal, statement_id)
     line = next((l for l in await repo.statement_lines_of(uow.session, principal.org_id, statement_id)
@@ -300,7 +315,7 @@ for _action, _summary in (("review", "Mark a computed statement reviewed"),
                           ("lock", "Lock an approved statement for payroll (immutable from now on)"),
                           ("pay", "Mark a locked statement paid")):
     router.add_api_route(f"/statements/{{statement_id}}/{_action}", _statement_action(_action), methods=["POST"],
-                         summary=_summary)
+                         summary=_summary, operation_id=f"{_action}Statement", **returns(R.StatementDetail))
 
 
 class AdjustmentIn(BaseModel):
@@ -310,7 +325,8 @@ class AdjustmentIn(BaseModel):
 
 
 @router.post("/statements/{statement_id}/adjustments", status_code=201,
-             summary="Add an adjustment line (on this statement, or the next open one if it is locked)")
+             summary="Add an adjustment line (on this statement, or the next open one if it is locked)",
+             operation_id="addAdjustment", **returns(R.AdjustmentOut, status=201))
 async def add_adjustment(statement_id: str, body: AdjustmentIn, principal: ManagerPrincipal, uow: UowDep,
                          context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope="adjustments",
@@ -327,7 +343,8 @@ class DisputeIn(BaseModel):
 
 
 @router.post("/statements/{statement_id}/lines/{line_id}/disputes", status_code=201,
-             summary="Dispute a line of your statement, with a comment")
+             summary="Dispute a line of your statement, with a comment",
+             operation_id="openDispute", **returns(R.DisputeOut, status=201))
 async def open_dispute(statement_id: str, line_id: str, body: DisputeIn, principal: CurrentPrincipal, uow: UowDep,
                        context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
     row = await visible_statement(uow, principal, statement_id)
@@ -351,7 +368,8 @@ class WhatIfIn(BaseModel):
     lead_id: str | None = Field(default=None, max_length=100, description="the open deal this is about")
 
 
-@router.post("/statements/what-if", summary="What you would earn if you won this deal (nothing is written)")
+@router.post("/statements/what-if", summary="What you would earn if you won this deal (nothing is written)",
+             operation_id="whatIf", **returns(R.WhatIf))
 async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     participant = body.participant_id if principal.sees_whole_org and body.participant_id else principal.user_id
     won_at = body.won_at or now_of(context)
@@ -382,7 +400,8 @@ async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, cont
 
 
 # ------------------------------------------------------------------ disputes
-@router.get("/disputes", summary="Disputes (a rep: their own), with the time each took to resolve")
+@router.get("/disputes", summary="Disputes (a rep: their own), with the time each took to resolve",
+            operation_id="listDisputes", **returns(R.DisputeList))
 async def list_disputes(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100,
                         status: Literal["open", "accepted", "rejected"] | None = None) -> dict[str, Any]:
     query = sa.select(disputes).where(disputes.c.org_id == principal.org_id)
@@ -397,7 +416,7 @@ async def list_disputes(principal: CurrentPrincipal, uow: UowDep, limit: LimitPa
             "resolved": len(times), "median_seconds_to_resolve": times[len(times) // 2] if times else None}
 
 
-@router.get("/disputes/{dispute_id}", summary="One dispute")
+@router.get("/disputes/{dispute_id}", summary="One dispute", operation_id="getDispute", **returns(R.DisputeOut))
 async def get_dispute(dispute_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     row = await adjusting.get_dispute(uow, principal.org_id, dispute_id)
     if not principal.sees_whole_org and row.participant_id != principal.user_id:
@@ -413,7 +432,8 @@ class ResolveIn(BaseModel):
                                description="accepted: the adjustment, in the statement's plan currency")
 
 
-@router.post("/disputes/{dispute_id}/resolve", summary="Accept (an adjustment) or reject (with the reason)")
+@router.post("/disputes/{dispute_id}/resolve", summary="Accept (an adjustment) or reject (with the reason)",
+             operation_id="resolveDispute", **returns(R.DisputeOut))
 async def resolve_dispute(dispute_id: str, body: ResolveIn, principal: ManagerPrincipal, uow: UowDep,
                           context: ContextDep) -> dict[str, Any]:
     out = await adjusting.resolve_dispute(uow, principal.org_id, dispute_id, body.outcome, body.resolution,
@@ -435,7 +455,7 @@ async def _period_rows(uow: UnitOfWork, org_id: str, period_start: date) -> list
 
 
 @router.post("/payouts/periods/{period_start}/{action}", summary="Review, approve, lock or pay every statement of "
-             "a period that is ready for it")
+             "a period that is ready for it", operation_id="movePeriod", **returns(R.PeriodMoved))
 async def move_period(period_start: date, action: Literal["review", "approve", "lock", "pay"],
                       principal: ManagerPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     source = statementing.TRANSITIONS[action][0]
@@ -450,7 +470,7 @@ async def move_period(period_start: date, action: Literal["review", "approve", "
 
 
 @router.get("/payouts/periods/{period_start}/export", summary="Payroll CSV of a period's locked and paid statements",
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+            response_class=Response, operation_id="exportPayroll", **returns(CSV_FILE, media_type="text/csv"))
 async def export_payroll(period_start: date, principal: ManagerPrincipal, uow: UowDep) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -464,7 +484,8 @@ async def export_payroll(period_start: date, principal: ManagerPrincipal, uow: U
                     headers={"Content-Disposition": f'attachment; filename="payroll-{period_start}.csv"'})
 
 
-@router.get("/payouts/audit", summary="The audit log: who changed what, when, before and after")
+@router.get("/payouts/audit", summary="The audit log: who changed what, when, before and after",
+            operation_id="auditTrail", **returns(R.AuditEntryPage))
 async def audit_trail(principal: ManagerPrincipal, uow: UowDep, limit: LimitParam = 100,
                       entity: str | None = None, entity_id: str | None = None) -> dict[str, Any]:
     query = sa.select(audit_log).where(audit_log.c.org_id == principal.org_id)
@@ -486,7 +507,8 @@ class RefundIn(BaseModel):
 
 
 @router.post("/credits/{lead_id}/refunds", status_code=201,
-             summary="Record that a won deal was refunded (its commission is clawed back within the plan's days)")
+             summary="Record that a won deal was refunded (its commission is clawed back within the plan's days)",
+             operation_id="recordRefund", **returns(R.RefundOut, status=201))
 async def record_refund(lead_id: LeadId, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
                         idem: IdempotencyDep, body: RefundIn | None = None) -> JSONResponse:
     body = body or RefundIn()
@@ -507,7 +529,8 @@ async def record_refund(lead_id: LeadId, principal: ManagerPrincipal, uow: UowDe
     return await _finish(uow, idem, 201, out)
 
 
-@router.get("/credits/{lead_id}", summary="A deal's outcomes as incentive-service knows them")
+@router.get("/credits/{lead_id}", summary="A deal's outcomes as incentive-service knows them",
+            operation_id="getCredit", **returns(R.CreditOut))
 async def get_credit(lead_id: LeadId, principal: ManagerPrincipal, uow: UowDep) -> dict[str, Any]:
     rows = await repo.lead_outcomes(uow.session, principal.org_id, lead_id)
     if not rows:

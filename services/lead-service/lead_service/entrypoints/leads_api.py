@@ -143,7 +143,8 @@ async def _refuse_duplicate_entry(uow: Any, idem: Any, principal: Principal, lea
     return response
 
 
-@router.post("/preview", summary="The lead as intake would create and route it (insights, score); stores nothing")
+@router.post("/preview", summary="The lead as intake would create and route it (insights, score); stores nothing",
+             operation_id="previewLead", **returns(R.LeadPreview))
 async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal
                        ) -> dict[str, Any]:
     """`lead` is the lead's API shape; `snapshot` is what its LeadCreated would carry — pass it as `lead` to
@@ -217,7 +218,8 @@ class EnrichmentRetryIn(BaseModel):
     lead_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] | None = Field(None, max_length=1000)
 
 
-@router.post("/enrichment/retry", summary="Run enrichment again for leads whose enrichment failed (admin)")
+@router.post("/enrichment/retry", summary="Run enrichment again for leads whose enrichment failed (admin)",
+             operation_id="retryEnrichment", **returns(R.EnrichmentRetried))
 async def retry_enrichment(uow: UowDep, principal: AdminPrincipal, body: EnrichmentRetryIn | None = None
                            ) -> dict[str, Any]:
     body = body or EnrichmentRetryIn()

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from salesflow_shared.contract import MONEY_PATTERN, page_of
+from salesflow_shared.events import LeadSnapshot
 
 from ..domain.lead import LeadStatus
 
@@ -71,6 +72,18 @@ class LeadOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     erased_at: datetime | None
+
+
+class LeadPreview(BaseModel):
+    """The lead as intake would create it (nothing stored: no ids yet) and the snapshot its LeadCreated would
+    carry (pass it as `lead` to assignment-service's POST /v1/routing/simulate)."""
+
+    lead: LeadOut
+    snapshot: LeadSnapshot
+
+
+class EnrichmentRetried(BaseModel):
+    queued: int = Field(description="how many leads were queued for enrichment again")
 
 
 class ErasedLeads(BaseModel):

@@ -287,5 +287,36 @@ class ForecastSnapshotsFrozen(BaseModel):
     items: list[ForecastSnapshotOut]
 
 
+class ReportingCurrencyOut(BaseModel):
+    """The org's reporting currency (ISO 4217); reports convert amounts into it."""
+
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class ReportingCurrencySet(ReportingCurrencyOut):
+    version: int
+
+
+class ExchangeRateOut(BaseModel):
+    """1 base_currency = rate quote_currency from valid_from (a UTC day) until the pair's next rate."""
+
+    base_currency: str = Field(pattern=r"^[A-Z]{3}$")
+    quote_currency: str = Field(pattern=r"^[A-Z]{3}$")
+    rate: str = Field(description="decimal string")
+    valid_from: date
+
+
+class ExchangeRates(BaseModel):
+    items: list[ExchangeRateOut]
+
+
+class ExchangeRatesStored(BaseModel):
+    """How many rates were received, and the ones that were new or changed (each published ExchangeRateSet)."""
+
+    received: int
+    changed: int
+    items: list[ExchangeRateOut]
+
+
 QuotaPage = page_of(QuotaOut)
 ForecastSnapshotPage = page_of(ForecastSnapshotOut)

@@ -460,12 +460,14 @@ class ReportingCurrencyIn(BaseModel):
     currency: CurrencyCode = Field(description="ISO 4217: every report's money figures are converted into it")
 
 
-@router.get("/reporting-currency", summary="The org's reporting currency (USD until an admin sets one)")
+@router.get("/reporting-currency", summary="The org's reporting currency (USD until an admin sets one)",
+            operation_id="getReportingCurrency", **returns(R.ReportingCurrencyOut))
 async def get_reporting_currency(principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     return {"currency": (await currencies.setup(uow.session, principal.org_id)).currency}
 
 
-@router.put("/reporting-currency", summary="Set the org's reporting currency (admin); publishes ReportingCurrencySet")
+@router.put("/reporting-currency", summary="Set the org's reporting currency (admin); publishes ReportingCurrencySet",
+            operation_id="setReportingCurrency", **returns(R.ReportingCurrencySet))
 async def put_reporting_currency(body: ReportingCurrencyIn, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
     out = await currencies.set_reporting_currency(uow, principal.org_id, body.currency)
     await uow.commit()
@@ -483,7 +485,8 @@ class RatesIn(BaseModel):
     rates: list[RateIn] = Field(min_length=1, max_length=currencies.MAX_CSV_ROWS)
 
 
-@router.get("/exchange-rates", summary="The org's dated exchange rates")
+@router.get("/exchange-rates", summary="The org's dated exchange rates",
+            operation_id="listExchangeRates", **returns(R.ExchangeRates))
 async def list_rates(principal: CurrentPrincipal, uow: UowDep, base_currency: str | None = None,
                      quote_currency: str | None = None) -> dict[str, Any]:
     r = exchange_rates.c
@@ -503,7 +506,8 @@ async def _store_rates(uow: UnitOfWork, principal: Principal, rates: list[Rate])
 
 @router.post("/exchange-rates", summary="Set dated exchange rates (admin); the same pair and day is replaced",
              description="Each rate publishes ExchangeRateSet when it is new or changed. A report converts an "
-                         "amount at the rate of its pair in force on the amount's date (see each report).")
+                         "amount at the rate of its pair in force on the amount's date (see each report).",
+             operation_id="setExchangeRates", **returns(R.ExchangeRatesStored))
 async def post_rates(body: RatesIn, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
     errors = [e for i, r in enumerate(body.rates) for e in currencies.check_rate(
         r.base_currency, r.quote_currency, r.rate, f"rates[{i}].")]
@@ -517,7 +521,8 @@ async def post_rates(body: RatesIn, principal: AdminPrincipal, uow: UowDep) -> d
              description="Body: text/csv with the header base_currency,quote_currency,rate,valid_from. A bad row "
                          "refuses the whole file (422 naming `rows[n].field`, n counting data rows from 1).",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
-                                            "required": True}})
+                                            "required": True}},
+             operation_id="uploadExchangeRates", **returns(R.ExchangeRatesStored))
 async def upload_rates(request: Request, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("text/csv", "application/csv", "text/plain"):
