@@ -108,7 +108,7 @@ class ProductionRow(_Row):
 class ProductionQuarter(BaseModel):
     quarter_start: date
     revenue: str | None = Money
-    active_reps: int
+    quota_reps: int = Field(description="the reps carrying a quota for a period that overlaps the quarter")
     avg_revenue_per_rep: str | None = Money
 
 
