@@ -81,8 +81,9 @@ class MailchimpSettingsOut(BaseModel):
 class MailchimpRuleOut(BaseModel):
     id: str
     org_id: str
+    trigger: Literal["stage_entry", "stage_exit", "won", "lost", "disqualified", "reopened"]
     pipeline_id: str | None
-    stage_id: str
+    stage_id: str | None = Field(description="the stage of a stage_entry or stage_exit rule; null for an outcome")
     action: Literal["subscribe", "unsubscribe"]
     list_id: str
     tags: list[str]

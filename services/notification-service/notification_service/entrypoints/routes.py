@@ -388,7 +388,7 @@ class MailchimpRuleIn(BaseModel):
 
 
 @router.post("/mailchimp/rules", status_code=201,
-             summary="Keep a lead on (or off) a list from a stage entry or exit, or an outcome, on",
+             summary="Keep a lead on (or off) a list from a stage entry or exit, or an outcome",
              operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201))
 async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                                 idem: IdempotencyDep) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from notification_testkit import Harness
-from salesflow_shared.events import LeadAssignedV1, StageAdvancedV1
+from salesflow_shared.events import LeadAssignedV1, RepCreatedV1, RepSnapshot, StageAdvancedV1
 from salesflow_shared.testing import eventually
 
 
@@ -224,6 +224,9 @@ async def test_a_rep_sees_only_its_own_leads_enrollments_and_keeps_those_it_hand
     sequence = await harness.post("/v1/sequences", {"name": "on qualified", "trigger": "stage_entry",
                                                     "stage_id": "qualified", "steps": [{"template_id": welcome}]})
     mine, theirs = await harness.lead(email="mine@prospect.example"), await harness.lead(email="t@prospect.example")
+    for rep_id in ("rep-1", "rep-2", "am-1"):  # the directory knows the reps (assignment-service publishes it)
+        await harness.handled(await harness.send(RepCreatedV1(rep=RepSnapshot(
+            rep_id=rep_id, name=rep_id, email=f"{rep_id}@sales.example")), rep_id))
     for lead, owner in ((mine, "rep-1"), (theirs, "rep-2")):
         await harness.handled(await harness.send(LeadAssignedV1(lead_id=lead, owner_id=owner, reason="rr"), lead))
         await harness.handled(await harness.send(stage(lead, "qualified"), lead))
