@@ -78,10 +78,16 @@ async def test_outbound_cold_calling_journey(any_world: World):
                 "lead_id": lead_id, "kind": "call", "occurred_at": datetime.now(UTC).isoformat(),
                 "duration_seconds": 420, "outcome": "presentation booked"}), 201)
             assert (await position(pipeline_api, lead_id))["stage"]["id"] == stage["Cold call"]  # half the goal
-            current = await caller_api.get(f"/v1/leads/{lead_id}")
             presentation_day = (datetime.now(UTC) + timedelta(days=7)).date().isoformat()
-            await ok(caller_api.patch(f"/v1/leads/{lead_id}", json={"custom_fields": {
-                "presentation_at": presentation_day}}, headers={"If-Match": current.headers["ETag"]}))
+            # As a client does with optimistic concurrency: read, change with If-Match, and on 412 (an event the
+            # lead-service consumed meanwhile, e.g. the call's effects, changed the lead) read again and retry.
+            for _attempt in range(5):
+                current = await caller_api.get(f"/v1/leads/{lead_id}")
+                edited = await caller_api.patch(f"/v1/leads/{lead_id}", json={"custom_fields": {
+                    "presentation_at": presentation_day}}, headers={"If-Match": current.headers["ETag"]})
+                if edited.status_code != 412:
+                    break
+            await ok(edited)
 
         # ------------------------------------------------------------------ hand-off at the presentation stage
         async def handed_off():
