@@ -22,7 +22,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from lead_service.domain.signature import sign
+from salesflow_shared.signatures import sign
 from lead_testkit import FakeProvider
 from notification_fakes import FakeMailchimp, SmtpSink, free_port
 from salesflow_shared.testing import auth_headers

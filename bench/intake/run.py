@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "services" / "lead-service"))
 
-from lead_service.domain.signature import sign  # noqa: E402
+from salesflow_shared.signatures import sign  # noqa: E402
 from salesflow_shared.auth import mint_token  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.settings import DEV_JWT_SECRET  # noqa: E402

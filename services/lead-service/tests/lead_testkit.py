@@ -13,7 +13,7 @@ import httpx
 import sqlalchemy as sa
 
 from lead_service.config import Settings
-from lead_service.domain.signature import sign
+from salesflow_shared.signatures import sign
 from lead_service.entrypoints.http import create_app
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app, service_test_settings

@@ -29,7 +29,7 @@ from ..adapters.orm import forms, submissions
 from ..domain import cors
 from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
 from ..domain.mapping import validate_spec
-from ..domain.signature import SignatureError, verify
+from salesflow_shared.signatures import SignatureError, verify
 from ..service_layer.ingest import new_id
 from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError,
                                     find_duplicate, load_form, new_public_key, new_signing_secret, parse_payload,
