@@ -53,8 +53,8 @@ async def _read_setup(session: AsyncSession, org_id: str) -> Setup:
     r = exchange_rates.c
     rows = await session.execute(sa.select(r.base_currency, r.quote_currency, r.valid_from, r.rate).where(
         r.org_id == org_id))
-    return Setup(currency or DEFAULT_REPORTING_CURRENCY,
-                 Rates(Rate(b, q, d, Decimal(v)) for b, q, d, v in rows))
+    reporting = currency or DEFAULT_REPORTING_CURRENCY
+    return Setup(reporting, Rates((Rate(b, q, d, Decimal(v)) for b, q, d, v in rows), reporting))
 
 
 async def set_reporting_currency(uow: UnitOfWork, org_id: str, currency: str) -> dict[str, Any]:
