@@ -158,7 +158,7 @@ async def test_the_workers_sweep_by_themselves(database_url, amqp_url, bus_names
     app = build_app(database_url, amqp_url, bus_namespace, clock, run_workers=True,
                     overdue_sweep_interval_s=0.05, reopen_interval_s=0.05)
     async with running_app(app) as client:
-        pipe = Pipe(client=client, context=app.state.context, clock=clock, feeder=None)  # type: ignore[arg-type]
+        pipe = Pipe(client=client, context=app.state.context, clock=clock, feeder=None)
         pipeline = await pipe.create_pipeline({"name": "W", "stages": [{"name": "Only", "task_templates": [
             {"title": "Soon", "due": {"amount": 1, "unit": "hours"}}]}]})
         lead = new_lead()
