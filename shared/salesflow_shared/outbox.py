@@ -25,6 +25,7 @@ from .db import Database
 from .events import utcnow
 from .infra_tables import outbox_table
 from .observability import ServiceMetrics
+from .retries import backoff_s
 from .tracing import traced_publish
 
 log = structlog.get_logger(__name__)
@@ -89,20 +90,20 @@ class OutboxRelay:
             self._task = None
 
     async def run(self) -> None:
-        backoff = 0.1
+        failures = 0  # in a row
         while not self._stopping:
             self._wake.clear()
             try:
                 published = await self.publish_pending()
-                backoff = 0.1
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if self.metrics:
                     self.metrics.publish_failures.inc()
                 log.warning("outbox_publish_failed", error=str(exc)[:300])
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                failures += 1
+                await asyncio.sleep(backoff_s(failures, base_s=0.1, max_s=self.max_backoff_s))
                 continue
             if published >= self.batch_size:
                 continue  # more may be waiting: no sleep

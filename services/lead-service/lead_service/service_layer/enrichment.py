@@ -11,6 +11,7 @@ import structlog
 from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.errors import NotFound
 from salesflow_shared.events import LeadUpdatedV1, utcnow
+from salesflow_shared.retries import backoff_s
 
 from ..adapters.enrichment_client import EnrichmentClient, ProviderError
 from ..adapters.orm import companies, leads
@@ -114,6 +115,11 @@ async def record_failure(context: ServiceContext, lead_id: str, attempts: int, e
     log.info("enrichment_failed", lead_id=lead_id, attempts=attempts, gave_up=give_up, error=error)
 
 
+def retry_delay_s(attempts: int) -> float:
+    """After the provider failed on attempt number `attempts` (counted from 1): 2 s, 4 s, 8 s... at most 5 minutes."""
+    return backoff_s(attempts, base_s=2.0, max_s=300.0)
+
+
 async def enrich_one(context: ServiceContext, client: EnrichmentClient, row: Any, now: datetime) -> None:
     domain = (row.email or "").rpartition("@")[2]
     try:
@@ -124,7 +130,7 @@ async def enrich_one(context: ServiceContext, client: EnrichmentClient, row: Any
         return
     except ProviderError as exc:
         await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
-                             min(300.0, 2.0 ** row.enrichment_attempts))
+                             retry_delay_s(row.enrichment_attempts))
         return
     await apply_result(context, row.org_id, row.id, data, utcnow())
 
@@ -138,7 +144,7 @@ async def enrich_due(context: ServiceContext, client: EnrichmentClient) -> int:
         except Exception as exc:  # one lead's failure (e.g. a write the database refuses) never stops the others
             log.exception("enrichment_attempt_crashed", lead_id=row.id)
             await record_failure(context, row.id, row.enrichment_attempts, f"{type(exc).__name__}: {exc}", now,
-                                 min(300.0, 2.0 ** row.enrichment_attempts))
+                                 retry_delay_s(row.enrichment_attempts))
     return len(rows)
 
 

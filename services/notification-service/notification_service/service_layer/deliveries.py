@@ -50,6 +50,7 @@ from salesflow_shared.events import (
     ContactSyncedV1, EmailFailedV1, EmailSentV1, EventData, RepNotifiedV1,
 )
 from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.retries import backoff_s
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.errors import PermanentDeliveryError, TransientDeliveryError
@@ -281,8 +282,8 @@ class DeliveryWorker:
                 if result.rowcount == 1:
                     publish_outcome(uow, row, ok=True, now=now)
             elif outcome.transient and row["attempts"] < self.settings.delivery_max_attempts:
-                delay = min(self.settings.delivery_retry_base_s * (2 ** (row["attempts"] - 1)),
-                            self.settings.delivery_retry_max_s)
+                delay = backoff_s(row["attempts"], base_s=self.settings.delivery_retry_base_s,
+                                  max_s=self.settings.delivery_retry_max_s)
                 await uow.session.execute(sa.update(deliveries).where(fence).values(
                     status="pending", error=outcome.error, updated_at=now,
                     next_attempt_at=now + timedelta(seconds=delay)))
