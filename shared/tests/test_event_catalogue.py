@@ -30,6 +30,8 @@ ADDED_EVENTS = {
     "DisputeResolved",
     # incentive-service: programs (contests), for the participants' notifications
     "ProgramStarted", "ProgramRulesChanged", "ProgramMilestoneReached", "BadgeEarned", "ProgramWon",
+    # pipeline-service: the org's business calendar, for every service that counts business days or hours
+    "BusinessCalendarSet",
 }
 
 

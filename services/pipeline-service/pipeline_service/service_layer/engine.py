@@ -24,6 +24,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.orm import activities, pipelines, positions, stage_history, stages, tasks
 from ..domain import transitions
 from ..domain.definitions import TaskTemplate, parse_task_template
+from ..adapters import calendars
 from ..domain.due_dates import compute_due
 from ..domain.goals import LeadFacts, evaluate_goal
 
@@ -122,7 +123,8 @@ async def create_task(uow: UnitOfWork, pos: Position, stage: Any, template: Task
         assignee_id = template.assignee_id
     elif template.assignee_kind == "team":
         assignee_id, team_id = None, template.assignee_id
-    due_at = compute_due(now, template.due, _timezone_for(pos))
+    calendar = (await calendars.load(uow.session, pos["org_id"])).calendar
+    due_at = compute_due(now, template.due, _timezone_for(pos), calendar)
     task_id = new_id()
     await uow.session.execute(sa.insert(tasks).values(
         id=task_id, org_id=pos["org_id"], lead_id=pos["lead_id"], pipeline_id=pos["pipeline_id"],
