@@ -46,11 +46,11 @@ for folder in ["tests", "services/lead-service/tests", "services/notification-se
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
-
 from e2e_latency import Arrivals, cpu_seconds, offer, server_pids  # noqa: E402
 from e2e_testkit import LEAD, World, new_org, running_world, setup_inbound_org, signed  # noqa: E402
-from salesflow_shared.settings import ServiceSettings  # noqa: E402
+
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
+from salesflow_shared.settings import ServiceSettings  # noqa: E402
 from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace  # noqa: E402
 
 PLAIN_POSTGRES = POSTGRES_URL.replace("+asyncpg", "")

@@ -29,8 +29,8 @@ for folder in ["tests", "services/lead-service/tests", "services/notification-se
 
 import aio_pika  # noqa: E402
 import httpx  # noqa: E402
-
 from e2e_testkit import LEAD, World, new_org, running_world, setup_inbound_org, signed  # noqa: E402
+
 from salesflow_shared.events import Envelope  # noqa: E402
 from salesflow_shared.testing import AMQP_URL  # noqa: E402
 
@@ -103,7 +103,7 @@ class Arrivals:
         self.namespace = namespace
         self.first: dict[str, dict[str, float]] = {"LeadAssigned": {}, "StageAdvanced": {}}
 
-    async def __aenter__(self) -> "Arrivals":
+    async def __aenter__(self) -> Arrivals:
         self.connection = await aio_pika.connect(AMQP_URL)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=500)

@@ -22,6 +22,7 @@ import aio_pika
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared" / "tests"))
 
 from backbone_support import BackboneHarness, harness_definition, start_context  # noqa: E402
+
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import LeadErasedV1  # noqa: E402
 from salesflow_shared.settings import ServiceSettings  # noqa: E402

@@ -21,9 +21,10 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services/pipeline-service/tests"))
 
 from pipeline_testkit import MONDAY_9AM, Pipe, activity, assigned, build_app, new_lead, routed  # noqa: E402
+
 from pipeline_service.adapters.orm import positions  # noqa: E402
-from salesflow_shared.clock import ManualClock  # noqa: E402
 from salesflow_shared.bus import RabbitBus  # noqa: E402
+from salesflow_shared.clock import ManualClock  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import utcnow  # noqa: E402
 from salesflow_shared.infra_tables import inbox_table  # noqa: E402

@@ -22,8 +22,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from .auth import AdminPrincipal, TokenVerifier
 from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
 from .consumer import EventDispatcher, HandlerMap
-from .db import Database
 from .contract import document_contract, operation_id
+from .db import Database
 from .errors import NotFound, install_error_handlers
 from .guards import reject_unstorable_text
 from .logging import configure_logging
@@ -56,7 +56,7 @@ class ServiceDefinition:
     # record: e.g. metrics-service's event log). Falls back to one by one when a batch fails.
     consume_in_batches: bool = False
     # Anything else the service wants on its context (clients, clocks), built at start-up.
-    extras: Callable[["ServiceContext"], Awaitable[dict[str, Any]]] | None = None
+    extras: Callable[[ServiceContext], Awaitable[dict[str, Any]]] | None = None
     # Across processes of this service (PostgreSQL only): announce every unit of work's commit with NOTIFY on
     # the service's channel, and/or wake this process's workers on those notifications (see wakeup.py).
     announce_commits: bool = False
@@ -147,7 +147,7 @@ class ServiceContext:
         """Wait `seconds`, or less if the service starts stopping; True while it keeps running."""
         try:
             await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         return False
 

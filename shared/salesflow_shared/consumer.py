@@ -18,7 +18,6 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-
 from .bus import PermanentFailure, TransientFailure
 from .db import is_database_outage
 from .events import Envelope, EventData, parse_data, utcnow

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, update

@@ -84,7 +84,7 @@ class OutboxRelay:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
             self._task = None
 
@@ -114,7 +114,7 @@ class OutboxRelay:
                     log.warning("outbox_purge_failed", error=str(exc)[:300])
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def publish_pending(self) -> int:

@@ -20,8 +20,7 @@ from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.infra_tables import add_infrastructure_tables, outbox_table
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
 from salesflow_shared.settings import ServiceSettings
-from salesflow_shared.testing import (auth_headers, eventually, refuse_connections, running_app,
-                                      service_test_settings)
+from salesflow_shared.testing import auth_headers, eventually, refuse_connections, running_app, service_test_settings
 
 metadata = sa.MetaData()
 add_infrastructure_tables(metadata)

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from backbone_support import metadata, start_context
 from fastapi import APIRouter
 from opentelemetry.trace import SpanKind
 
-from backbone_support import metadata, start_context
 from salesflow_shared.app import ServiceDefinition, UowDep, create_service_app
 from salesflow_shared.bus import InMemoryBus
 from salesflow_shared.events import Envelope, EventData, LeadDisqualifiedV1, LeadErasedV1

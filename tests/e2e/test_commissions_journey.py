@@ -12,8 +12,24 @@ import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from e2e_testkit import (ASSIGNMENT, INCENTIVE, LEAD, PIPELINE, World, admin, manager, new_org, ok, poll, position,
-                         put_rules, quarter_start, rep, setup_team)
+from e2e_testkit import (
+    ASSIGNMENT,
+    INCENTIVE,
+    LEAD,
+    PIPELINE,
+    World,
+    admin,
+    manager,
+    new_org,
+    ok,
+    poll,
+    position,
+    put_rules,
+    quarter_start,
+    rep,
+    setup_team,
+)
+
 from salesflow_shared.bus import RabbitBus
 from salesflow_shared.events import QuotaSetV1, make_event
 from salesflow_shared.testing import AMQP_URL, publish_envelope

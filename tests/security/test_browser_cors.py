@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway_testkit import running_gateway
+from lead_testkit import admin, create_form, start_lead_app, submit_url
 from playwright.async_api import async_playwright
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from gateway_testkit import running_gateway
-from lead_testkit import admin, create_form, start_lead_app, submit_url
 from salesflow_shared.testing import serving_over_http
 
 CHROMIUM = Path("/usr/bin/chromium")

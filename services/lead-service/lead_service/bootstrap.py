@@ -13,9 +13,9 @@ from .entrypoints.forms_api import FormCache, submission_sweeper
 from .entrypoints.routes import router
 from .service_layer.enrichment import enrichment_worker
 from .service_layer.handlers import EVENT_HANDLERS
-from .service_layer.timeline import TIMELINE_HANDLERS
 from .service_layer.imports import import_worker
 from .service_layer.intake_batch import IntakeBatcher
+from .service_layer.timeline import TIMELINE_HANDLERS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

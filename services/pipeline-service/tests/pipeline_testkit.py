@@ -10,12 +10,19 @@ from typing import Any
 import httpx
 
 from pipeline_service.config import Settings
-from salesflow_shared.clock import ManualClock
 from pipeline_service.entrypoints.http import create_app
 from salesflow_shared.app import ServiceContext
 from salesflow_shared.bus import RabbitBus
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import (
-    ActivityLoggedV1, Envelope, EventData, LeadAssignedV1, LeadCreatedV1, LeadRoutedV1, LeadSnapshot, LeadUpdatedV1,
+    ActivityLoggedV1,
+    Envelope,
+    EventData,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadRoutedV1,
+    LeadSnapshot,
+    LeadUpdatedV1,
     make_event,
 )
 from salesflow_shared.testing import auth_headers, outbox_payloads, publish_envelope, service_test_settings

@@ -1,4 +1,3 @@
-from .base import (EventBus, OutgoingMessage, ParkedMessage, PermanentFailure, Subscription,  # noqa: F401
-                   TransientFailure, Unroutable)
+from .base import EventBus, OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, TransientFailure, Unroutable  # noqa: F401
 from .memory import InMemoryBus  # noqa: F401
 from .rabbitmq import RabbitBus  # noqa: F401

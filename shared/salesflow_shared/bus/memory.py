@@ -12,9 +12,21 @@ from typing import Any
 
 import structlog
 
-from .base import (ATTEMPT_HEADER, LAST_ERROR_HEADER, PARKED_AT_HEADER, ROUTING_KEY_HEADER, EventBus,
-                   OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, TransientFailure, Unroutable,
-                   now_iso, truncate_error)
+from .base import (
+    ATTEMPT_HEADER,
+    LAST_ERROR_HEADER,
+    PARKED_AT_HEADER,
+    ROUTING_KEY_HEADER,
+    EventBus,
+    OutgoingMessage,
+    ParkedMessage,
+    PermanentFailure,
+    Subscription,
+    TransientFailure,
+    Unroutable,
+    now_iso,
+    truncate_error,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -20,13 +20,33 @@ from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
 from ..domain.rules import RuleSet, assumed_facts
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
-from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
-                                       decision_row_to_dict, decisions_for, lead_row, was_owner)
+from ..service_layer.assigning import (
+    BULK,
+    MANUAL,
+    Decision,
+    apply_decision,
+    choose,
+    decide,
+    decision_row_to_dict,
+    decisions_for,
+    lead_row,
+    was_owner,
+)
 from ..service_layer.rep_events import publish_rep
 from ..service_layer.rulesets import publish_rule_set, validate_rules
 from .directory import check_if_match, etag
-from .schemas import (BulkReassignIn, BulkReassignResult, DecisionOut, DecisionPage, ManualAssignIn, RuleSetCheck,
-                      RuleSetIn, RuleSetOut, RuleSetVersionPage, SimulateIn)
+from .schemas import (
+    BulkReassignIn,
+    BulkReassignResult,
+    DecisionOut,
+    DecisionPage,
+    ManualAssignIn,
+    RuleSetCheck,
+    RuleSetIn,
+    RuleSetOut,
+    RuleSetVersionPage,
+    SimulateIn,
+)
 
 router = APIRouter()
 

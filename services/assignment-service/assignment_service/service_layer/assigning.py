@@ -24,8 +24,16 @@ from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps
 from ..domain.directory import Territory, resolve_territory
 from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, Rule, RuleMatch, RuleSet, evaluate, lead_facts
-from ..domain.strategies import (SPECIFIC_REP, TERRITORY_REPS, WEIGHTED_ROUND_ROBIN, Candidate, OwnerChoice,
-                                 OwnerRequest, RotationState, select_owner)
+from ..domain.strategies import (
+    SPECIFIC_REP,
+    TERRITORY_REPS,
+    WEIGHTED_ROUND_ROBIN,
+    Candidate,
+    OwnerChoice,
+    OwnerRequest,
+    RotationState,
+    select_owner,
+)
 
 MANUAL, BULK, LEAD_UPDATED = "manual", "bulk", "lead_updated"
 _KEEP_OWNER_WHEN_NOBODY = (STAGE_ENTRY, LEAD_WON, LEAD_UPDATED)

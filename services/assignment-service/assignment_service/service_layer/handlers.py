@@ -15,8 +15,19 @@ import structlog
 
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.consumer import HandlerMap
-from salesflow_shared.events import (Envelope, EventData, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1,
-                                     LeadLostV1, LeadReopenedV1, LeadUpdatedV1, LeadWonV1, StageAdvancedV1, utcnow)
+from salesflow_shared.events import (
+    Envelope,
+    EventData,
+    LeadCreatedV1,
+    LeadDisqualifiedV1,
+    LeadErasedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    StageAdvancedV1,
+    utcnow,
+)
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo

@@ -7,9 +7,21 @@ import time
 from collections import Counter
 
 import sqlalchemy as sa
+from assignment_testkit import (
+    ADMIN,
+    Broker,
+    add_reps,
+    add_team,
+    assignment_app,
+    decisions,
+    fallback,
+    handled_by_replica,
+    lead_created,
+    publish_rules,
+    replica_process,
+    table_count,
+)
 
-from assignment_testkit import (ADMIN, Broker, add_reps, add_team, assignment_app, decisions, fallback,
-                                handled_by_replica, lead_created, publish_rules, replica_process, table_count)
 from salesflow_shared.testing import eventually
 
 ROUND_ROBIN_LEADS = 1001  # "over 1,000 leads to a team of 7 equal reps"

@@ -3,7 +3,7 @@ statements themselves. Returns domain objects or plain rows; no business rules h
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -13,8 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..domain.commissions import Adjustment, Line, Quota, Reversal, Win
 from ..domain.money import Rate, Rates
 from ..domain.plans import PlanVersion, parse_plan
-from .orm import (adjustments, deal_outcomes, deals, exchange_rates, org_currency, payees, plans, quotas,
-                  statement_lines, statements)
+from .orm import (
+    adjustments,
+    deal_outcomes,
+    deals,
+    exchange_rates,
+    org_currency,
+    payees,
+    plans,
+    quotas,
+    statement_lines,
+    statements,
+)
 
 
 @dataclass(frozen=True)
@@ -26,7 +36,7 @@ class Payee:
 
 
 def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 async def load_plans(session: AsyncSession, org_id: str) -> list[PlanVersion]:
@@ -130,7 +140,7 @@ async def load_adjustments(session: AsyncSession, org_id: str, participant_id: s
 
 
 def aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------ statements

@@ -8,11 +8,11 @@ goes through the org's reporting currency — the model metrics-service's report
 from __future__ import annotations
 
 import bisect
-from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")

@@ -29,13 +29,31 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from ..adapters.program_codec import as_time
 from ..adapters.programs_orm import program_awards, program_flags, program_participants, programs
 from ..domain.programs.definitions import (
-    BEHAVIOURS, BadgeRule, Guards, Milestone, ProgramDefinition, Reward, Round, RuleVersion, ScoringRule, Team,
+    BEHAVIOURS,
+    BadgeRule,
+    Guards,
+    Milestone,
+    ProgramDefinition,
+    Reward,
+    Round,
+    RuleVersion,
+    ScoringRule,
+    Team,
 )
 from ..domain.programs.standings import Standings, position, rank_changes
 from ..domain.programs.templates import DEFAULT_RULES, milestone_ladder, monthly_race, team_challenge
 from ..service_layer.programs import (
-    award_json, create_program, current_standings, definition_of, finish_program, get_program, last_change,
-    program_json, revise_program_rules, score_tallies, start_program,
+    award_json,
+    create_program,
+    current_standings,
+    definition_of,
+    finish_program,
+    get_program,
+    last_change,
+    program_json,
+    revise_program_rules,
+    score_tallies,
+    start_program,
 )
 from . import responses as R
 

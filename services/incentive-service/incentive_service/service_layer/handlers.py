@@ -15,9 +15,21 @@ import sqlalchemy as sa
 from salesflow_shared.clock import Clock
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
-    Envelope, EventData, ExchangeRateSetV1, LeadAssignedV1, LeadCreatedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, QuotaRemovedV1, QuotaSetV1, RepCreatedV1, RepDeactivatedV1, RepUpdatedV1,
+    Envelope,
+    EventData,
+    ExchangeRateSetV1,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    QuotaRemovedV1,
+    QuotaSetV1,
+    RepCreatedV1,
+    RepDeactivatedV1,
     ReportingCurrencySetV1,
+    RepUpdatedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from salesflow_shared.clock import Clock
 from salesflow_shared.consumer import EventHandler, HandlerMap
 from salesflow_shared.events import (
-    ActivityLoggedV1, Envelope, EventData, LeadCreatedV1, LeadReopenedV1, LeadUpdatedV1, LeadWonV1,
+    ActivityLoggedV1,
+    Envelope,
+    EventData,
+    LeadCreatedV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
     StageAdvancedV1,
 )
 from salesflow_shared.uow import UnitOfWork

@@ -21,26 +21,51 @@ from salesflow_shared.app import ServiceContext, Worker, run_periodically
 from salesflow_shared.clock import Clock
 from salesflow_shared.errors import Conflict, FieldError, ValidationFailed
 from salesflow_shared.events import (
-    BadgeEarnedV1, ProgramMilestoneReachedV1, ProgramRulesChangedV1, ProgramStartedV1, ProgramWonV1,
+    BadgeEarnedV1,
+    ProgramMilestoneReachedV1,
+    ProgramRulesChangedV1,
+    ProgramStartedV1,
+    ProgramWonV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.program_codec import (
-    as_time, definition_from_json, definition_to_json, fact_from_row, fact_to_json,
+    as_time,
+    definition_from_json,
+    definition_to_json,
+    fact_from_row,
+    fact_to_json,
 )
 from ..adapters.programs_orm import (
-    program_awards, program_contributions, program_facts, program_flags, program_leads, program_participants,
-    program_scores, programs,
+    program_awards,
+    program_contributions,
+    program_facts,
+    program_flags,
+    program_leads,
+    program_participants,
+    program_scores,
+    programs,
 )
 from ..domain.programs.badges import badges_earned
 from ..domain.programs.definitions import (
-    ProgramDefinition, Reward, RulesFrozen, ScoringRule, revise_rules, validate_definition,
+    ProgramDefinition,
+    Reward,
+    RulesFrozen,
+    ScoringRule,
+    revise_rules,
+    validate_definition,
 )
 from ..domain.programs.rewards import CashReward
 from ..domain.programs.scoring import Contribution, Fact, sandbagging_flag, score_lead
 from ..domain.programs.standings import (
-    Award, Standings, Tally, extend_tally, place_awards, standings, tally,
+    Award,
+    Standings,
+    Tally,
+    extend_tally,
+    place_awards,
+    standings,
+    tally,
 )
 from .recalculation import queue_for_participant
 

@@ -23,14 +23,29 @@ import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.errors import Conflict, NotFound
-from salesflow_shared.events import (StatementApprovedV1, StatementComputedV1, StatementFigures, StatementLockedV1,
-                                     StatementPaidV1)
+from salesflow_shared.events import (
+    StatementApprovedV1,
+    StatementComputedV1,
+    StatementFigures,
+    StatementLockedV1,
+    StatementPaidV1,
+)
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
 from ..adapters.orm import recalculation_queue, statement_lines, statements
-from ..domain.commissions import (Line, PlannedCredit, Statement, StatementInput, Win, compute_statement, corrections,
-                                  credits_for_win, first_reversal, recalculation_lines)
+from ..domain.commissions import (
+    Line,
+    PlannedCredit,
+    Statement,
+    StatementInput,
+    Win,
+    compute_statement,
+    corrections,
+    credits_for_win,
+    first_reversal,
+    recalculation_lines,
+)
 from ..domain.money import cents, period_bounds
 from ..domain.plans import PlanVersion, plan_for
 from ..domain.programs.rewards import reward_lines
@@ -57,7 +72,7 @@ class OrgData:
     named: set[str] = field(default_factory=set)  # participants credited on others' wins (splits, overlays)
 
     @classmethod
-    async def load(cls, uow: UnitOfWork, org_id: str) -> "OrgData":
+    async def load(cls, uow: UnitOfWork, org_id: str) -> OrgData:
         plans = await repo.load_plans(uow.session, org_id)
         data = cls(org_id, plans, await repo.load_payees(uow.session, org_id), await repo.load_rates(uow.session, org_id))
         for version in plans:

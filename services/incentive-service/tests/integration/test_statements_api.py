@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from incentive_testkit import Incentives, recalculate, win_deal
+
 from salesflow_shared.events import ExchangeRateSetV1, LeadReopenedV1, QuotaSetV1
 
 PLAN = {

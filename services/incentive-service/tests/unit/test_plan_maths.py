@@ -5,9 +5,19 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
-from incentive_service.domain.commissions import (Adjustment, Line, PlannedCredit, Quota, Reversal,
-                                                  StatementInput, Win, compute_statement, corrections,
-                                                  credits_for_win, recalculation_lines)
+from incentive_service.domain.commissions import (
+    Adjustment,
+    Line,
+    PlannedCredit,
+    Quota,
+    Reversal,
+    StatementInput,
+    Win,
+    compute_statement,
+    corrections,
+    credits_for_win,
+    recalculation_lines,
+)
 from incentive_service.domain.money import Rate, Rates, period_bounds
 from incentive_service.domain.plans import PlanVersion, parse_plan, plan_for
 

@@ -8,8 +8,15 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incentive_service.domain.commissions import (PlannedCredit, Quota, StatementInput, Win, compute_statement,
-                                                  credits_for_win, recalculation_lines)
+from incentive_service.domain.commissions import (
+    PlannedCredit,
+    Quota,
+    StatementInput,
+    Win,
+    compute_statement,
+    credits_for_win,
+    recalculation_lines,
+)
 from incentive_service.domain.money import Rate, Rates
 from incentive_service.domain.plans import PlanVersion, parse_plan
 

@@ -133,7 +133,7 @@ class LeadIn(_Strict):
         return {k: v[:200] for k, v in value.items() if v}
 
     @model_validator(mode="after")
-    def _reachable_and_priced(self) -> "LeadIn":
+    def _reachable_and_priced(self) -> LeadIn:
         c = self.contact
         if not (c.email or c.phone or c.first_name or c.last_name):
             raise ValueError("a lead needs a contact: at least an email, a phone or a name")

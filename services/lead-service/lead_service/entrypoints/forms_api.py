@@ -19,9 +19,18 @@ from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodi
 from salesflow_shared.auth import AdminPrincipal
 from salesflow_shared.client_address import client_ip
 from salesflow_shared.contract import returns
-from salesflow_shared.errors import (FieldError, Forbidden, NotFound, PayloadTooLarge, ServiceError,
-                                     ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
-                                     ValidationFailed)
+from salesflow_shared.errors import (
+    FieldError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
@@ -31,10 +40,21 @@ from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
 from ..domain.mapping import validate_spec
 from ..domain.signature import SignatureError, verify
 from ..service_layer.ingest import new_id
-from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError,
-                                    find_duplicate, load_form, new_public_key, new_signing_secret, parse_payload,
-                                    process_submission, scoped_dedup_key, store_submission,
-                                    submission_to_dict)
+from ..service_layer.intake import (
+    PUBLIC_KEY_FIELD,
+    SUBMISSION_ID_FIELD,
+    Form,
+    PayloadError,
+    find_duplicate,
+    load_form,
+    new_public_key,
+    new_signing_secret,
+    parse_payload,
+    process_submission,
+    scoped_dedup_key,
+    store_submission,
+    submission_to_dict,
+)
 from ..service_layer.views import check_if_match
 from . import responses as R
 from .common import now, org_setup

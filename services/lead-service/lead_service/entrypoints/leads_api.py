@@ -29,8 +29,17 @@ from ..service_layer import leads as lead_ops
 from ..service_layer.activities import log_activity
 from ..service_layer.enrichment import retry_failed
 from ..service_layer.ingest import Candidate, ingest, open_leads_by_email, preview
-from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
-                                   row_to_lead, snapshot, visible)
+from ..service_layer.views import (
+    as_utc,
+    check_if_match,
+    etag,
+    lead_select,
+    load_lead,
+    lock_lead_rows,
+    row_to_lead,
+    snapshot,
+    visible,
+)
 from . import responses as R
 from .common import etag_header, json_with_etag, now, org_setup
 

@@ -14,17 +14,24 @@ from salesflow_shared.app import UowDep
 from salesflow_shared.auth import CurrentPrincipal, Principal
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from salesflow_shared.events import LeadUpdatedV1
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
-from salesflow_shared.events import LeadUpdatedV1
-
 from ..adapters.orm import activities, companies, contacts, leads
-from ..service_layer.ingest import lead_columns
 from ..domain.lead import CompanyPatch, ContactPatch
 from ..service_layer.activities import activity_to_dict, log_activity
-from ..service_layer.views import (as_utc, check_if_match, iso, lead_select, load_lead, readable_by, row_to_lead,
-                                   snapshot)
+from ..service_layer.ingest import lead_columns
+from ..service_layer.views import (
+    as_utc,
+    check_if_match,
+    iso,
+    lead_select,
+    load_lead,
+    readable_by,
+    row_to_lead,
+    snapshot,
+)
 from . import responses as R
 from .common import now
 

@@ -22,8 +22,8 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, companies, contacts, custom_field_defs, lead_past_owners, leads, scoring_rules
 from ..domain.custom_fields import CustomFieldDef
-from ..domain.enrichment import analyse_email
 from ..domain.dedup import changed_fields, company_key, merge_into
+from ..domain.enrichment import analyse_email
 from ..domain.lead import OPEN_STATUSES, LeadIn, search_text
 from ..domain.scoring import RULE_CONFIG, ScoringRule, score_lead
 from .views import COMPANY_FIELDS, CONTACT_FIELDS, iso, lead_select, row_to_lead, snapshot

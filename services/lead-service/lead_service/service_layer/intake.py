@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 import structlog
+from sqlalchemy.dialects import postgresql, sqlite
 
 from salesflow_shared.uow import UnitOfWork
 
@@ -54,7 +54,7 @@ class Form:
     allowed_origins: list[str]
 
     @classmethod
-    def from_row(cls, row: Any) -> "Form":
+    def from_row(cls, row: Any) -> Form:
         return cls(**{k: row._mapping[k] for k in cls.__dataclass_fields__})
 
     @property

@@ -12,7 +12,8 @@ from salesflow_shared.auth import Principal
 from salesflow_shared.errors import Forbidden, NotFound
 from salesflow_shared.events import LeadSnapshot
 from salesflow_shared.ownership import owned_or_owned_before
-from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match
+from salesflow_shared.preconditions import strong_etag
 
 from ..adapters.orm import companies, contacts, lead_past_owners, leads
 

@@ -2,11 +2,10 @@
 a broken mapping fixed and reprocessed."""
 from __future__ import annotations
 
-import pytest
-
 import json
 import time
 
+import pytest
 from lead_testkit import admin, create_form, signed_headers, submit_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from lead_testkit import admin, create_form, org_id, signed_headers, submit_url
+
 from salesflow_shared.testing import auth_headers
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -1,18 +1,17 @@
 """Leads REST on PostgreSQL + RabbitMQ: create/read/list, ETag conflicts, erase, tenant isolation, events."""
 from __future__ import annotations
 
-import pytest
-
 import json
 import uuid
 from decimal import Decimal
 
 import aio_pika
+import pytest
 import sqlalchemy as sa
+from lead_testkit import a_lead, admin, org_id, rep
 
 from lead_service.adapters.orm import contacts
-from lead_testkit import a_lead, admin, org_id, rep
-from salesflow_shared.events import LeadAssignedV1, LeadLostV1, LeadWonV1, EmailSentV1, make_event, utcnow
+from salesflow_shared.events import EmailSentV1, LeadAssignedV1, LeadLostV1, LeadWonV1, make_event, utcnow
 from salesflow_shared.testing import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

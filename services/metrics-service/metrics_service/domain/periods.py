@@ -1,8 +1,8 @@
 """Calendar periods, epoch-second times and the clock: pure functions, no I/O."""
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import date as Day, datetime
+from datetime import date as Day
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -23,8 +24,14 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, camel_case, returns
 from salesflow_shared.currency import CurrencyCode
-from salesflow_shared.errors import (Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType,
-                                     ValidationFailed)
+from salesflow_shared.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from salesflow_shared.events import QuotaRemovedV1, QuotaSetV1, utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
@@ -34,8 +41,17 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.orm import exchange_rates, forecast_snapshots, quotas
 from ..domain import formulas
 from ..domain.exchange import Converted, Rate, amounts
-from ..domain.periods import (PERIODS, Clock, Period, as_utc, elapsed_share, period_bounds, period_start, system_clock,
-                              to_ts)
+from ..domain.periods import (
+    PERIODS,
+    Clock,
+    Period,
+    as_utc,
+    elapsed_share,
+    period_bounds,
+    period_start,
+    system_clock,
+    to_ts,
+)
 from ..service_layer import currencies, forecasting, reports
 from ..service_layer.projector import rebuild_read_models
 from . import responses as R

@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.currency import MESSAGE as NOT_ISO, is_iso_currency
+from salesflow_shared.currency import MESSAGE as NOT_ISO
+from salesflow_shared.currency import is_iso_currency
 from salesflow_shared.errors import FieldError, ValidationFailed
 from salesflow_shared.events import ExchangeRateSetV1, ReportingCurrencySetV1, utcnow
 from salesflow_shared.inbox import dialect_insert

@@ -27,8 +27,18 @@ from salesflow_shared.events import Envelope, EventData, parse_data, utcnow
 from salesflow_shared.events import catalogue as ev
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import (event_log, m_activities, m_assignments, m_leads, m_rep_daily, m_reps, m_stages,
-                            m_tasks, m_timeline, one_of)
+from ..adapters.orm import (
+    event_log,
+    m_activities,
+    m_assignments,
+    m_leads,
+    m_rep_daily,
+    m_reps,
+    m_stages,
+    m_tasks,
+    m_timeline,
+    one_of,
+)
 from ..domain import timeline
 from ..domain.periods import date_ts, day_number, tiebreak, to_ts
 from . import rollups

@@ -19,8 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..adapters.orm import m_cohort_months, m_created_months, m_stay_months, m_won_months
 from ..domain import exchange, formulas
 from ..domain.exchange import Converted
-from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
-                              quarters_overlapping, to_ts)
+from ..domain.periods import (
+    DAY_S,
+    Period,
+    days,
+    elapsed_share,
+    from_ts,
+    hours,
+    month_number,
+    period_bounds,
+    quarters_overlapping,
+    to_ts,
+)
 from . import currencies, rollups
 
 # Who a lead's figures are credited to (the `basis` of a report): "credit" = the owner, team and territory at the

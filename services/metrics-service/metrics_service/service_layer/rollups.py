@@ -23,8 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import (m_closed_months, m_cohort_months, m_created_months, m_exit_months, m_leads,
-                            m_reach_months, m_stay_months, m_timeline, m_won_months, one_of)
+from ..adapters.orm import (
+    m_closed_months,
+    m_cohort_months,
+    m_created_months,
+    m_exit_months,
+    m_leads,
+    m_reach_months,
+    m_stay_months,
+    m_timeline,
+    m_won_months,
+    one_of,
+)
 from ..domain import formulas
 from ..domain.periods import month_number, month_start_ts, whole_months
 

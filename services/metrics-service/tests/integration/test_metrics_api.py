@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import sqlalchemy as sa
+from metrics_testkit import NOW, ORG, build_history, delivery_order, feed, metrics_settings
 
 from metrics_service.adapters.orm import event_log, forecast_snapshots, m_leads
 from metrics_service.entrypoints import cli
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.forecasting import snapshot_worker_tick
 from metrics_service.service_layer.projector import project_all
-from metrics_testkit import NOW, ORG, build_history, delivery_order, feed, metrics_settings
 from salesflow_shared.testing import auth_headers, eventually, running_app
 
 ADMIN = auth_headers(ORG, "admin", "root")
@@ -162,7 +162,8 @@ async def test_embedded_projectors_that_overlap_apply_each_event_once(tmp_path, 
 async def test_erasure_scrubs_the_logged_snapshots_and_activity_subjects_even_of_late_events(metrics_app):
     import json
 
-    from metrics_testkit import T, History
+    from metrics_testkit import History, T
+
     from salesflow_shared import events as ev
 
     app, _ = metrics_app

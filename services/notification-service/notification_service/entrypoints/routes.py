@@ -20,7 +20,11 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
 from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import (
-    Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed,
+    Conflict,
+    FieldError,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
 )
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.ownership import owned_or_owned_before
@@ -29,11 +33,19 @@ from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
-from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..adapters.orm import (
-    deliveries, enrollments, lead_past_owners, leads, mailchimp_accounts, mailchimp_rules, milestone_rules,
-    sequences, templates, webhook_subscriptions,
+    deliveries,
+    enrollments,
+    lead_past_owners,
+    leads,
+    mailchimp_accounts,
+    mailchimp_rules,
+    milestone_rules,
+    sequences,
+    templates,
+    webhook_subscriptions,
 )
+from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..domain.mailchimp_lists import OUTCOME_WORDS, STAGE_TRIGGERS
 from ..domain.milestones import MILESTONE_KINDS
 from ..domain.rendering import validate_template

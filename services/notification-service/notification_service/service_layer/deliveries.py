@@ -47,7 +47,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.app import run_periodically
 from salesflow_shared.db import is_database_outage
 from salesflow_shared.events import (
-    ContactSyncedV1, EmailFailedV1, EmailSentV1, EventData, RepNotifiedV1,
+    ContactSyncedV1,
+    EmailFailedV1,
+    EmailSentV1,
+    EventData,
+    RepNotifiedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
@@ -223,7 +227,7 @@ class DeliveryWorker:
             # leave them in the duplicate window (the rows would otherwise be re-sent when their lease expires).
             try:
                 await asyncio.wait_for(asyncio.shield(attempts), timeout=self.settings.delivery_shutdown_grace_s)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 log.warning("deliveries_left_in_flight_at_shutdown", count=len(claimed))
             raise
         return len(claimed)

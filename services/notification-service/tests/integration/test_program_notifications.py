@@ -8,9 +8,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from notification_testkit import Harness
+
 from notification_service.domain.signing import verify_webhook
 from salesflow_shared.events import (
-    BadgeEarnedV1, LeadAssignedV1, ProgramMilestoneReachedV1, ProgramStartedV1, ProgramWonV1,
+    BadgeEarnedV1,
+    LeadAssignedV1,
+    ProgramMilestoneReachedV1,
+    ProgramStartedV1,
+    ProgramWonV1,
 )
 
 SECRET = "whsec-0123456789abcdef"

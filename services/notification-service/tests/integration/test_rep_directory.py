@@ -7,8 +7,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from notification_testkit import Harness
+
 from salesflow_shared.events import (
-    LeadAssignedV1, LeadWonV1, RepCreatedV1, RepDeactivatedV1, RepSnapshot, RepUpdatedV1, TaskCreatedV1,
+    LeadAssignedV1,
+    LeadWonV1,
+    RepCreatedV1,
+    RepDeactivatedV1,
+    RepSnapshot,
+    RepUpdatedV1,
+    TaskCreatedV1,
 )
 from salesflow_shared.testing import eventually
 

@@ -7,10 +7,17 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from notification_testkit import Harness
+
 from notification_service.domain.signing import verify_webhook
 from notification_service.entrypoints.http import create_app
 from salesflow_shared.events import (
-    LeadAssignedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    LeadAssignedV1,
+    LeadWonV1,
+    QuotaReachedV1,
+    StageAdvancedV1,
+    TaskCompletedV1,
+    TaskCreatedV1,
+    TaskOverdueV1,
     TaskReassignedV1,
 )
 from salesflow_shared.testing import eventually, running_app

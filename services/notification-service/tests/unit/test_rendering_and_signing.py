@@ -4,10 +4,17 @@ from __future__ import annotations
 import pytest
 
 from notification_service.domain.rendering import (
-    SAMPLE_VARIABLES, TemplateError, lead_variables, render_email, validate_template,
+    SAMPLE_VARIABLES,
+    TemplateError,
+    lead_variables,
+    render_email,
+    validate_template,
 )
 from notification_service.domain.signing import (
-    read_unsubscribe_token, sign_webhook, unsubscribe_token, verify_webhook,
+    read_unsubscribe_token,
+    sign_webhook,
+    unsubscribe_token,
+    verify_webhook,
 )
 
 

@@ -52,14 +52,14 @@ S = TypeVar("S")
 
 
 def ordered(stages: Sequence[S]) -> list[S]:
-    return sorted(stages, key=lambda s: getattr(s, "position"))
+    return sorted(stages, key=lambda s: s.position)
 
 
 def next_stage(stages: Sequence[S], current_id: str | None) -> S | None:
     """The stage after `current_id` in order; None at the last stage (decisions are closed as won/lost)."""
     seq = ordered(stages)
     for i, stage in enumerate(seq):
-        if getattr(stage, "id") == current_id:
+        if stage.id == current_id:
             return seq[i + 1] if i + 1 < len(seq) else None
     return None
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.clock import SystemClock
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
@@ -22,14 +23,13 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import lead_past_owners, pipelines, positions, tasks
 from ..domain import transitions
-from salesflow_shared.clock import SystemClock
 from ..domain.definitions import BLANK
 from ..domain.templates import TEMPLATES
-from . import responses as R
-from . import schemas
 from ..service_layer import engine
 from ..service_layer import pipelines as admin
 from ..service_layer.views import load_visible_position, position_json, readable_by, task_json
+from . import responses as R
+from . import schemas
 
 # Text PostgreSQL cannot store (NUL, lone surrogates) is refused by the shared guard before any route runs.
 router = APIRouter(prefix="/v1", tags=["pipeline-service"])

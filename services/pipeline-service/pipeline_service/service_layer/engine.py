@@ -16,7 +16,13 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.events import (
-    LeadLostV1, LeadReopenedV1, LeadWonV1, StageAdvancedV1, TaskCreatedV1, TaskReassignedV1, TaskSkippedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadWonV1,
+    StageAdvancedV1,
+    TaskCreatedV1,
+    TaskReassignedV1,
+    TaskSkippedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import structlog
 import sqlalchemy as sa
+import structlog
 
 from salesflow_shared.bus import PermanentFailure
+from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
-    ActivityLoggedV1, Envelope, EventData, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1,
-    LeadRoutedV1, LeadUpdatedV1,
+    ActivityLoggedV1,
+    Envelope,
+    EventData,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadDisqualifiedV1,
+    LeadErasedV1,
+    LeadRoutedV1,
+    LeadUpdatedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.ownership import remember_past_owner
@@ -24,7 +32,6 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, lead_past_owners, stage_history, tasks
 from ..domain import transitions
-from salesflow_shared.clock import Clock, SystemClock
 from . import engine
 
 log = structlog.get_logger(__name__)

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
+from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.events import TaskOverdueV1
 
 from ..adapters.orm import positions, tasks
-from salesflow_shared.clock import Clock, SystemClock
 from . import engine
 
 log = structlog.get_logger(__name__)

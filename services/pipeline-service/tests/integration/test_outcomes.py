@@ -2,8 +2,8 @@
 from datetime import timedelta
 
 import sqlalchemy as sa
-
 from pipeline_testkit import activity, assigned, lead_created, new_lead, routed
+
 from pipeline_service.adapters.orm import activities, positions
 from pipeline_service.service_layer.workers import reopen_due_leads
 from salesflow_shared.events import LeadDisqualifiedV1, LeadErasedV1

@@ -2,11 +2,17 @@
 monthly race, a team challenge. Each returns a full definition the manager may still adjust before starting."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from .definitions import (
-    BadgeRule, Milestone, ProgramDefinition, Reward, RuleVersion, ScoringRule, Team,
+    BadgeRule,
+    Milestone,
+    ProgramDefinition,
+    Reward,
+    RuleVersion,
+    ScoringRule,
+    Team,
 )
 
 # Behaviour over results: a connected call of 2 minutes or more, a meeting held, a stage advance, and a won deal
@@ -43,8 +49,8 @@ def milestone_ladder(name: str, starts_at: datetime, ends_at: datetime, particip
 
 
 def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 

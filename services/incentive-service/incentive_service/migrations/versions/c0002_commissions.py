@@ -4,8 +4,8 @@ disputes, statements with their lines, the recalculation queue and the audit log
 Revision ID: c0002
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "c0002"
 down_revision = "0001"
