@@ -189,7 +189,7 @@ class ServiceContext:
             unsent, age = await self.relay.lag()
             self.metrics.outbox_unsent.set(unsent)
             self.metrics.outbox_oldest_age.set(age)
-        except Exception:  # metrics must render even when the database is down
+        except Exception:  # noqa: BLE001 - metrics must render even when the database is down, however it fails
             pass
         return self.metrics.render()
 
@@ -272,7 +272,8 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
 
 
 def get_context(request: Request) -> ServiceContext:
-    return request.app.state.context
+    context: ServiceContext = request.app.state.context
+    return context
 
 
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
@@ -319,6 +320,7 @@ def dead_letter_router() -> APIRouter:
 
 def _org_of(body: bytes) -> str | None:
     try:
-        return json.loads(body).get("org_id")
+        org_id = json.loads(body).get("org_id")
     except (ValueError, AttributeError):
         return None
+    return org_id if isinstance(org_id, str) else None

@@ -103,8 +103,8 @@ class EventDispatcher:
                                                traceparent=traceparents[event_id]) as span, \
                                     _handling(envelope, traceparent_of(span)):
                                 await handler(data, envelope, uow)
-                for handler, items in batches.items():
-                    await handler.handle_many(items, uow)  # type: ignore[attr-defined]
+                for handler, batch in batches.items():
+                    await handler.handle_many(batch, uow)  # type: ignore[attr-defined]
                 await uow.commit()
         except Exception as exc:
             transient = _as_transient(exc)

@@ -233,7 +233,9 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
     found = []
     for context in iter_route_contexts(app.routes):
         if isinstance(context.original_route, APIRoute):
-            found.append(_RouteView(context.path_format, context.methods, context.original_route))
+            route = context.original_route  # its mounted path and methods, else (not mounted) its own
+            methods = context.methods or route.methods or set()
+            found.append(_RouteView(context.path_format or route.path_format, methods, route))
     return found  # type: ignore[return-value]
 
 
@@ -306,7 +308,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "description": "A JWT with claims sub (user id), org (organization id) and role (admin, manager, rep)"}}
     components["headers"] = COMPONENT_HEADERS
     components["parameters"] = COMPONENT_PARAMETERS
-    routes = {(route.path_format, method.lower()): route for route in api_routes(app) for method in route.methods}
+    routes = {(route.path_format, method.lower()): route
+              for route in api_routes(app) for method in route.methods or ()}
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             route = routes.get((path, method))
@@ -325,7 +328,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 if "content" in declared or "model" in declared:  # the route answers this status its own way
                     continue
                 responses[str(status)] = _problem_response(status)
-            for code, answer in responses.items():
+            for answer in responses.values():
                 answer.setdefault("headers", {}).setdefault("X-Correlation-ID", {"$ref": HEADER_REF + "XCorrelationId"})
             operation["responses"] = dict(sorted(responses.items()))
     used = sorted({op["tags"][0] for item in document.get("paths", {}).values() for op in item.values()})

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import rows_affected
 from .events import Envelope, utcnow
 from .infra_tables import inbox_table
 
@@ -32,7 +33,7 @@ async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -
     """Record that `handler` handles this event now; False when it already has (a redelivery)."""
     result = await session.execute(_CLAIM[_dialect(session)], {
         "handler": handler, "event_id": str(envelope.id), "event_type": envelope.type, "processed_at": utcnow()})
-    return result.rowcount == 1
+    return rows_affected(result) == 1
 
 
 async def claim_events(session: AsyncSession, handler: str, envelopes: list[Envelope]) -> set[str]:

@@ -158,7 +158,8 @@ async def test_idempotency_key_replays_the_same_response_and_has_no_second_effec
 
 async def test_cursor_pagination_walks_every_row_once(client):
     for i in range(7):
-        assert (await client.post("/v1/notes", json={"text": f"n{i}"}, headers=auth_headers("org-a"))).status_code == 201
+        answer = await client.post("/v1/notes", json={"text": f"n{i}"}, headers=auth_headers("org-a"))
+        assert answer.status_code == 201
     seen, cursor = [], None
     while True:
         url = "/v1/notes?limit=3" + (f"&cursor={cursor}" if cursor else "")

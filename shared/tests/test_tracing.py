@@ -154,8 +154,8 @@ async def test_events_of_a_batch_handler_each_show_in_their_own_trace(database_u
         events = [make_event(LeadErasedV1(lead_id=f"lead-{i}"), org_id="org-a", subject_id=f"lead-{i}")
                   for i in range(3)]
         traces = [f"{i + 1:032x}" for i in range(3)]
-        await context.dispatcher.handle_batch([
-            (e.to_json(), {"traceparent": f"00-{trace}-{CALLER_SPAN_ID}-01"}) for e, trace in zip(events, traces)])
+        await context.dispatcher.handle_batch([(e.to_json(), {"traceparent": f"00-{trace}-{CALLER_SPAN_ID}-01"})
+                                               for e, trace in zip(events, traces, strict=True)])
     finally:
         await context.stop()
     assert received == [["lead-0", "lead-1", "lead-2"]]
