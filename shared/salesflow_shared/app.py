@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -37,6 +37,8 @@ from .uow import UnitOfWork
 from .wakeup import CommitBell, commit_channel, current_worker, listen_for_commits
 
 log = structlog.get_logger(__name__)
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 Worker = Callable[["ServiceContext"], Awaitable[None]]
 
@@ -91,6 +93,12 @@ class ServiceContext:
     @property
     def queue(self) -> str:
         return f"{self.name}.events"
+
+    def settings_as(self, kind: type[SettingsT]) -> SettingsT:
+        """This service's own settings (its `Settings`, a `ServiceSettings` with the service's fields), typed."""
+        if not isinstance(self.settings, kind):
+            raise TypeError(f"{self.name} runs with {type(self.settings).__name__}, not {kind.__name__}")
+        return self.settings
 
     def _make_bus(self) -> EventBus:
         on_parked = lambda queue: self.metrics.dead_lettered.labels(queue).inc()  # noqa: E731

@@ -1,4 +1,5 @@
-"""Stripe-style webhook signatures: `Salesflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`."""
+"""Stripe-style webhook signatures:
+`Salesflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`."""
 from __future__ import annotations
 
 import hashlib

@@ -232,7 +232,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     company_rows = await _upsert_companies(uow, org_id, dict(sorted(wanted_companies.items())), now)
 
     wanted_contacts: dict[str, dict[str, Any]] = {}
-    for candidate, key in zip(candidates, company_keys):
+    for candidate, key in zip(candidates, company_keys, strict=True):
         email = candidate.lead.contact.email
         if email is None:
             continue
@@ -259,7 +259,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     updates: dict[str, dict[str, Any]] = {}
     resubmitted: list[tuple[dict[str, Any], Candidate]] = []
     owner_changes: list[tuple[str, str | None, str | None]] = []
-    for candidate, key in zip(candidates, company_keys):
+    for candidate, key in zip(candidates, company_keys, strict=True):
         email = candidate.lead.contact.email
         company = company_rows.get(key) if key is not None else None
         if email is not None:
@@ -284,6 +284,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         if changed:
             lead["version"] = before["version"] + (0 if lead["id"] in inserts else 1)
             lead["updated_at"] = iso(now)
+        assert email, "an existing lead is only ever found by its email"
         existing[email] = lead
         if lead["id"] in inserts:
             inserts[lead["id"]] = lead
@@ -343,7 +344,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
 
 
 def outcomes_origin(candidates: list[Candidate], outcomes: list[Outcome], lead_id: str) -> str:
-    for candidate, outcome in zip(reversed(candidates), reversed(outcomes)):
+    for candidate, outcome in zip(reversed(candidates), reversed(outcomes), strict=True):
         if outcome.lead["id"] == lead_id:
             return candidate.origin
     return "api"

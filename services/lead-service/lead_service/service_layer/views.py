@@ -37,12 +37,12 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def lead_select() -> sa.Select:
+def lead_select() -> sa.Select[Any]:
     """The joined lead query (built once: constructing SQL expressions is a hot-path CPU cost)."""
     return _LEAD_SELECT
 
 
-def _build_lead_select() -> sa.Select:
+def _build_lead_select() -> sa.Select[Any]:
     return sa.select(
         leads,
         *[contacts.c[f].label(f"c_{f}") for f in CONTACT_FIELDS],
@@ -61,7 +61,7 @@ def readable_by(principal: Principal) -> Any:
     return owned_or_owned_before(lead_past_owners, principal, leads.c.id, leads.c.owner_id)
 
 
-def visible(query: sa.Select, principal: Principal) -> sa.Select:
+def visible(query: sa.Select[Any], principal: Principal) -> sa.Select[Any]:
     """Org scoping always; a rep sees only the leads they own or owned before."""
     return query.where(leads.c.org_id == principal.org_id, leads.c.deleted_at.is_(None), readable_by(principal))
 
