@@ -21,7 +21,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def build_extras(context: ServiceContext) -> dict[str, Any]:
-    settings = context.settings
+    settings = context.settings_as(Settings)
     extras: dict[str, Any] = {"setup_cache": SetupCache(), "form_cache": FormCache(),
                               "rate_limiter": RateLimiter(time.monotonic), "intake_batcher": IntakeBatcher(context)}
     if settings.enrichment_url:

@@ -15,7 +15,7 @@ from salesflow_shared.auth import CurrentPrincipal, Principal
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.events import LeadUpdatedV1
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters.orm import activities, companies, contacts, leads
@@ -50,7 +50,7 @@ class ActivityIn(BaseModel):
     rep_id: str | None = Field(None, max_length=100, description="defaults to the caller")
 
 
-async def _create_activity(body: ActivityIn, uow: Any, principal: Any, idem: Any) -> JSONResponse:
+async def _create_activity(body: ActivityIn, uow: Any, principal: Any, idem: IdempotentRequest) -> JSONResponse:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="activities.create",
                               payload=body.model_dump(mode="json"))
     if replay is not None:

@@ -61,7 +61,7 @@ async def test_create_get_list_filters_and_cursor(lead_app):
         cursor = r.json()["next_cursor"]
         if cursor is None:
             break
-    assert sorted(seen) == sorted(l["id"] for l in created) and len(seen) == 5
+    assert sorted(seen) == sorted(lead["id"] for lead in created) and len(seen) == 5
     r = await c.get("/v1/leads", params={"country": "de", "product_line": "pro"}, headers=admin())
     assert {i["contact"]["email"] for i in r.json()["items"]} == {"p1@firm1.com"}
     r = await c.get("/v1/leads", params={"q": "firm3"}, headers=admin())
