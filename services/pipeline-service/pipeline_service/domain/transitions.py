@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 Status = Literal["unrouted", "active", "won", "nurturing", "disqualified", "erased"]
 Action = Literal["enter", "move", "advance", "win", "lose", "reopen", "disqualify", "erase"]
@@ -48,7 +48,14 @@ def transition(action: Action, status: str) -> Status:
     return NEXT_STATUS[action]
 
 
-S = TypeVar("S")
+class _Stage(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+
+
+S = TypeVar("S", bound=_Stage)
 
 
 def ordered(stages: Sequence[S]) -> list[S]:

@@ -15,6 +15,7 @@ import structlog
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import (
     ActivityLoggedV1,
     Envelope,
@@ -86,7 +87,7 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
             org_id=envelope.org_id, activity_id=data.activity_id, lead_id=data.lead_id, kind=data.kind,
             occurred_at=data.occurred_at, received_at=now,
         ).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
-        if result.rowcount != 1:
+        if rows_affected(result) != 1:
             return  # the same activity under another event id: already counted
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
