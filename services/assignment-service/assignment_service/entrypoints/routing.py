@@ -112,7 +112,8 @@ async def list_versions(uow: UowDep, principal: CurrentPrincipal, limit: LimitPa
 
 @router.get("/routing-rules/versions/{version}", summary="One published version (as a past decision used it)",
             operation_id="getRoutingRuleVersion", **returns(RuleSetOut))
-async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: UowDep,
+                      principal: CurrentPrincipal) -> dict[str, Any]:
     row = await _rule_set_row(uow, principal.org_id, version)
     if row is None:
         raise NotFound(f"no rule set version {version}")
@@ -206,6 +207,7 @@ async def manual_assign(body: ManualAssignIn, uow: UowDep, principal: ManagerPri
         if reason == "not_in_directory":
             raise ValidationFailed.single("owner_id", f"no rep '{body.owner_id}' in this organization")
         raise ValidationFailed.single("owner_id", f"rep '{body.owner_id}' cannot take leads now ({reason})")
+    assert decision.choice is not None, "an owner is only ever set with the choice that picked it"
     decision.choice.note = "chosen by a manager"
     decision.reason = f"manual: reassigned by {principal.user_id}" + (f" ({body.note})" if body.note else "")
     await apply_decision(uow, org, row, decision)

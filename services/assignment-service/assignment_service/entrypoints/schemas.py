@@ -45,7 +45,7 @@ class WorkingWindowIn(Strict):
             raise ValueError("start and end are HH:MM (00:00-23:59)")
         if start == end:
             raise ValueError("start and end must differ (an overnight window ends before it starts)")
-        self.days = sorted(set(self.days), key=DAYS.index)  # type: ignore[assignment]
+        self.days = sorted(set(self.days), key=DAYS.index)
         return self
 
 
@@ -182,7 +182,7 @@ class PostcodeRangeIn(Strict):
         low, high = postcode_key(self.start), postcode_key(self.end)
         if low[0] != high[0]:
             raise ValueError("from and to must both be numeric or both be text")
-        if low > high:  # type: ignore[operator]
+        if low > high:
             raise ValueError("from must not be after to")
         return self
 

@@ -195,8 +195,8 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
     if routes:
         version += 1
         uow.publish(LeadRoutedV1(
-            lead_id=decision.lead_id, pipeline_id=decision.pipeline_id, rule_id=decision.rule.id,
-            rule_set_version=decision.rule_set_version,
+            lead_id=decision.lead_id, pipeline_id=decision.pipeline_id,
+            rule_id=decision.rule.id if decision.rule else None, rule_set_version=decision.rule_set_version,
             territory_id=decision.territory.id if decision.territory else None,
             trigger=decision.trigger, reason=decision.reason,
             owner_id=decision.owner_id if assigns else None, team_id=decision.team_id if assigns else None,

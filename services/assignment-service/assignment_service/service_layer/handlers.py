@@ -46,7 +46,7 @@ class LeadNotKnownYet(Exception):
 
 def _snapshot(lead: Any) -> dict[str, Any]:
     """The lead fields routing reads; contact details and company names are not kept here."""
-    data = lead.model_dump(mode="json", exclude={"contact"})
+    data: dict[str, Any] = lead.model_dump(mode="json", exclude={"contact"})
     data["company"] = {k: v for k, v in (data.get("company") or {}).items() if k in ("company_id", "size", "industry")}
     return data
 

@@ -30,8 +30,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
     app = create_service_app(build_definition(settings), bus)
     limited: list[Any] = []
     for middleware in app.user_middleware:
-        # Starlette types `cls` as a middleware factory protocol; it holds the class, which is what is compared.
-        if middleware.cls is BodySizeLimitMiddleware:  # type: ignore[comparison-overlap]
+        if middleware.cls is BodySizeLimitMiddleware:
             middleware = Middleware(PathBodyLimit, max_bytes=settings.max_body_bytes,
                                     upload_bytes=settings.max_import_bytes)
         limited.append(middleware)

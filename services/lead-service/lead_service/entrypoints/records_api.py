@@ -1,6 +1,7 @@
 """/v1/activities, /v1/contacts and /v1/companies (contacts and companies are shared between leads)."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -114,7 +115,8 @@ def _of_reachable_lead(table: sa.Table, principal: Principal, to_change: bool = 
                              leads.c.deleted_at.is_(None), allowed)
 
 
-def _list(table: sa.Table, fields: tuple[str, ...], search: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _list(table: sa.Table, fields: tuple[str, ...],
+          search: tuple[str, ...]) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def handler(uow: UowDep, principal: CurrentPrincipal, q: str | None = None, limit: LimitParam = 50,
                       cursor: CursorParam = None) -> dict[str, Any]:
         query = sa.select(table).where(table.c.org_id == principal.org_id, _of_reachable_lead(table, principal))
