@@ -30,7 +30,10 @@ from .uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
-EventHandler = Callable[[EventData, Envelope, UnitOfWork], Awaitable[None]]
+# A handler is given the event data parsed into the class of the event type it is mapped under (the map's
+# key), so it may declare that class (LeadWonV1, or a union for one handler under several types): hence
+# Any, as a Callable taking EventData would refuse every handler narrower than that.
+EventHandler = Callable[[Any, Envelope, UnitOfWork], Awaitable[None]]
 HandlerMap = Mapping[str, Sequence[EventHandler]]
 
 

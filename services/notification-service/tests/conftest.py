@@ -47,7 +47,7 @@ def shared_database_url(postgres_server_url: str) -> Iterator[str]:
     yield url
     try:
         asyncio.run(drop_postgres_database(url))
-    except Exception:  # a leftover test database is harmless; never mask the tests' own result
+    except Exception:  # noqa: BLE001 - a leftover test database is harmless; never mask the tests' own result
         pass
 
 

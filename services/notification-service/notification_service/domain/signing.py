@@ -1,4 +1,5 @@
-"""HMAC signatures: outbound webhooks (the same scheme as docs/architecture.md's form signatures) and unsubscribe tokens."""
+"""HMAC signatures: outbound webhooks (the same scheme as docs/architecture.md's form signatures) and unsubscribe
+tokens."""
 from __future__ import annotations
 
 import base64

@@ -361,7 +361,8 @@ async def handover_deal(uow: UnitOfWork, org_id: str, data: LeadAssignedV1) -> d
     if data.previous_owner_id and closer is None:
         raise NotKnownYet(f"rep '{data.previous_owner_id}' (the closer) is not in the directory here yet")
     value = lead.get("won_value") if lead.get("won_value") is not None else lead.get("value")
-    return {"value": None if value is None else str(value), "currency": lead.get("won_currency") or lead.get("currency"),
+    return {"value": None if value is None else str(value),
+            "currency": lead.get("won_currency") or lead.get("currency"),
             "notes": lead.get("won_notes"), "closer": {"id": data.previous_owner_id,
                                                        "name": (closer or {}).get("name"),
                                                        "email": (closer or {}).get("email")}}
