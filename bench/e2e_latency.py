@@ -149,7 +149,8 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
     answered_at: dict[str, float] = {}
     refused = 0
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=world.url(LEAD), timeout=httpx.Timeout(60, connect=30, pool=120), limits=limits) as client, \
+    timeouts = httpx.Timeout(60, connect=30, pool=120)
+    async with httpx.AsyncClient(base_url=world.url(LEAD), timeout=timeouts, limits=limits) as client, \
             Arrivals(world.system.namespace) as arrivals:
         baseline: list[float] = []
 

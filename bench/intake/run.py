@@ -185,7 +185,8 @@ async def main() -> None:
             best[name] = max(runs, key=lambda r: r["rate"])
             for r in runs:
                 print(f"  {name:13} {r['rate']:8.0f} leads/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
-                      f"   server CPU {r['cpu_ms_per_lead']:5.2f} ms/lead   accepted {int(r['accepted'])}/{args.requests}"
+                      f"   server CPU {r['cpu_ms_per_lead']:5.2f} ms/lead"
+                      f"   accepted {int(r['accepted'])}/{args.requests}"
                       + (f"   errors {r['errors']}" if r["errors"] else ""))
         ratio = best["lead-service"]["rate"] / best["baseline"]["rate"]
         print(f"  best: lead-service {best['lead-service']['rate']:.0f}/s vs baseline {best['baseline']['rate']:.0f}/s"
