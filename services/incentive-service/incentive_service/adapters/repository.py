@@ -127,9 +127,9 @@ async def load_wins(session: AsyncSession, org_id: str, start: date, end: date,
 
 
 async def lead_outcomes(session: AsyncSession, org_id: str, lead_id: str) -> list[Any]:
-    return (await session.execute(sa.select(deal_outcomes).where(deal_outcomes.c.org_id == org_id,
-                                                                 deal_outcomes.c.lead_id == lead_id)
-                                  .order_by(deal_outcomes.c.at))).all()
+    return list((await session.execute(sa.select(deal_outcomes).where(deal_outcomes.c.org_id == org_id,
+                                                                      deal_outcomes.c.lead_id == lead_id)
+                                       .order_by(deal_outcomes.c.at))).all())
 
 
 async def load_adjustments(session: AsyncSession, org_id: str, participant_id: str, start: date) -> list[Adjustment]:
@@ -166,9 +166,9 @@ async def participant_statements(session: AsyncSession, org_id: str, participant
 
 
 async def statement_lines_of(session: AsyncSession, org_id: str, statement_id: str) -> list[Any]:
-    return (await session.execute(sa.select(statement_lines).where(
+    return list((await session.execute(sa.select(statement_lines).where(
         statement_lines.c.org_id == org_id, statement_lines.c.statement_id == statement_id)
-        .order_by(statement_lines.c.seq))).all()
+        .order_by(statement_lines.c.seq))).all())
 
 
 def line_of(row: Any) -> Line:

@@ -379,9 +379,9 @@ async def finish(program_id: str, uow: UowDep, context: ContextDep, principal: M
         raise Conflict(f"the program is {row['status']}; only a running program finishes")
     await finish_program(uow, row, _now(context))
     await uow.commit()
-    row = await get_program(uow.session, principal.org_id, program_id)
-    assert row is not None
-    return _with_etag(row)
+    finished = await get_program(uow.session, principal.org_id, program_id)
+    assert finished is not None
+    return _with_etag(finished)
 
 
 # ====================================================================== seeing it
@@ -406,7 +406,7 @@ async def _names(session: Any, org_id: str) -> dict[str, str]:
     try:
         rows = (await session.execute(sa.select(payees.c.participant_id, payees.c.name).where(
             payees.c.org_id == org_id))).all()
-    except Exception:  # the rep directory copy is optional for a board
+    except sa.exc.SQLAlchemyError:  # the rep directory copy is optional for a board
         return {}
     return {r[0]: r[1] for r in rows if r[1]}
 

@@ -27,7 +27,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('org_id', 'adjustment_id')
     )
-    op.create_index('ix_adjustments_participant', 'adjustments', ['org_id', 'participant_id', 'period_start'], unique=False)
+    op.create_index('ix_adjustments_participant', 'adjustments', ['org_id', 'participant_id', 'period_start'],
+                    unique=False)
     op.create_table('audit_log',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('org_id', sa.String(length=100), nullable=False),
