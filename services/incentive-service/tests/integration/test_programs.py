@@ -259,8 +259,11 @@ async def served(incentives: Incentives) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(incentives.client._transport.app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+
+    async def serving() -> None:
+        assert server.started
+
+    await eventually(serving, interval=0.01)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -41,8 +41,10 @@ def plans(draw):
         doc["draw"] = {"amount": str(draw(money)), "recoverable": draw(st.booleans())}
     if draw(st.booleans()):
         share = draw(st.integers(min_value=1, max_value=99))
-        doc["credit"] = {"splits": [{"to": "closer", "percent": str(share)}, {"to": "sam", "percent": str(100 - share)}]}
-    doc["spiffs"] = [{"kind": "large_deal", "min_value": "100000", "amount": "1000"}, {"kind": "new_logo", "amount": "250"}]
+        doc["credit"] = {"splits": [{"to": "closer", "percent": str(share)},
+                                    {"to": "sam", "percent": str(100 - share)}]}
+    doc["spiffs"] = [{"kind": "large_deal", "min_value": "100000", "amount": "1000"},
+                     {"kind": "new_logo", "amount": "250"}]
     return PlanVersion("p", 1, parse_plan(doc))
 
 
@@ -65,4 +67,4 @@ def test_total_is_the_sum_of_lines_and_recomputation_is_idempotent(plan, deals, 
     assert first.lines == second.lines and first.draw_balance_after == second.draw_balance_after
     assert recalculation_lines(first.lines, second.lines, "recalculation") == []
     if plan.plan.cap is not None:
-        assert sum(l.amount for l in first.lines if l.kind == "commission") <= plan.plan.cap
+        assert sum(line.amount for line in first.lines if line.kind == "commission") <= plan.plan.cap
