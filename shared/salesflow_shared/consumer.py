@@ -107,7 +107,7 @@ class EventDispatcher:
                                     _handling(envelope, traceparent_of(span)):
                                 await handler(data, envelope, uow)
                 for handler, batch in batches.items():
-                    await handler.handle_many(batch, uow)  # type: ignore[attr-defined]
+                    await handler.handle_many(batch, uow)  # type: ignore[attr-defined]  # hasattr-checked above
                 await uow.commit()
         except Exception as exc:
             transient = _as_transient(exc)

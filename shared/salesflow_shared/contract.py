@@ -72,6 +72,7 @@ def page_of(item: type[BaseModel], name: str | None = None) -> type[Page[Any]]:
     """The concrete pagination envelope of `item` (`LeadOut` -> `LeadOutPage`), created once per item model."""
     if item not in _PAGES:
         title = name or f"{item.__name__}Page"
+        # valid-type: the page's item model is a value here (one class per item model, made at run time)
         _PAGES[item] = type(title, (Page[item],), {"model_config": ConfigDict(title=title),  # type: ignore[valid-type]
                                                    "__module__": item.__module__})
     return _PAGES[item]
@@ -236,7 +237,7 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
             route = context.original_route  # its mounted path and methods, else (not mounted) its own
             methods = context.methods or route.methods or set()
             found.append(_RouteView(context.path_format or route.path_format, methods, route))
-    return found  # type: ignore[return-value]
+    return found  # type: ignore[return-value]  # a _RouteView has every attribute of an APIRoute read here
 
 
 class _RouteView:
@@ -344,7 +345,7 @@ def document_contract(app: FastAPI) -> None:
             app.openapi_schema = build_openapi(app)
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to own the document
 
 
 # --- checking answers against the document (used by the test kit on every test request) -----------------------

@@ -5,6 +5,9 @@ first. A concurrent duplicate waits on the unique index until the first commits,
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,7 +16,7 @@ from .events import Envelope, utcnow
 from .infra_tables import inbox_table
 
 
-def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
     name = session.bind.dialect.name if session.bind is not None else "postgresql"
     return sqlite.insert if name == "sqlite" else postgresql.insert
 

@@ -203,6 +203,7 @@ def _commission(item: _Priced, attainment: Decimal | None, quota: Decimal | None
     plan = item.plan.plan
     amount = item.credited
     if plan.tiers is None or quota is None or attainment is None:
+        # union-attr: parse_plan refuses a plan with neither a base rate nor tiers
         rate = plan.base_rate if plan.base_rate is not None else plan.tiers.bands[0].rate  # type: ignore[union-attr]
         rule = "base_rate" if plan.base_rate is not None else "tiers.bands[0]"
         note = "" if plan.tiers is None else " (no quota for the period: tiers cannot apply)"

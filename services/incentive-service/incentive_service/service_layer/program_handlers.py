@@ -60,7 +60,7 @@ def make_program_handlers(clock: Clock) -> HandlerMap:
         for org_id in sorted(by_org):
             await record_facts(uow, org_id, by_org[org_id], clock.now())
 
-    on_fact.handle_many = on_facts  # type: ignore[attr-defined]
+    on_fact.handle_many = on_facts  # type: ignore[attr-defined]  # the consumer's batch hook, read with hasattr
 
     async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(data, LeadCreatedV1 | LeadUpdatedV1)

@@ -202,6 +202,7 @@ async def _write_lines(uow: UnitOfWork, org_id: str, statement_id: str, lines: l
     if uow.dialect == "postgresql" and len(rows) > 20:
         # COPY: a statement of thousands of lines is written several times faster than by INSERTs.
         connection = await (await uow.session.connection()).get_raw_connection()
+        # union-attr: a connection checked out of the pool always has its asyncpg connection
         await connection.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
             "statement_lines", columns=LINE_COLUMNS,
             records=[(*row[:12], orjson.dumps(row[12]).decode(), *row[13:]) for row in rows])

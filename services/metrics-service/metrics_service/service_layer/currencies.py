@@ -45,7 +45,8 @@ async def setup(session: AsyncSession, org_id: str) -> Setup:
     cached = session.info.setdefault(SETUP_CACHE, {})
     if org_id not in cached:
         cached[org_id] = await _read_setup(session, org_id)
-    return cached[org_id]  # type: ignore[no-any-return]
+    found: Setup = cached[org_id]
+    return found
 
 
 async def _read_setup(session: AsyncSession, org_id: str) -> Setup:

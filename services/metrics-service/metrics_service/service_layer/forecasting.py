@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import run_periodically
+from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.db import rows_affected
 from salesflow_shared.events import ForecastSnapshottedV1, utcnow
 from salesflow_shared.inbox import dialect_insert
@@ -120,7 +120,7 @@ async def snapshot_worker_tick(context: Any, clock: Clock) -> int:
     return frozen
 
 
-def snapshot_worker(clock: Clock, interval_s: float):  # type: ignore[no-untyped-def]
+def snapshot_worker(clock: Clock, interval_s: float) -> Worker:
     """Freeze each new period's forecasts, checking every `interval_s`."""
     async def forecast_snapshot_worker(context: Any) -> None:
         async def tick() -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import run_periodically
+from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.db import rows_affected
 from salesflow_shared.events import QuotaReachedV1
 from salesflow_shared.inbox import dialect_insert
@@ -95,7 +95,7 @@ async def announce_reached_quotas(context: Any, now: datetime, lookback_days: in
     return announced
 
 
-def quota_milestone_worker(clock: Clock, interval_s: float, lookback_days: int):  # type: ignore[no-untyped-def]
+def quota_milestone_worker(clock: Clock, interval_s: float, lookback_days: int) -> Worker:
     """Announce newly reached quotas, checking every `interval_s`."""
     async def quota_reached_worker(context: Any) -> None:
         async def tick() -> bool:

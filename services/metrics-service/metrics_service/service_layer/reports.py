@@ -1113,6 +1113,7 @@ async def stalled_thresholds(session: AsyncSession, f: Filters, lead_filters: st
     end_ts = f.to_ts if f.to_ts is not None else to_ts(f.now)
     for key in sorted(waiting - set(out)):
         for whole_org, name in ((False, "team_trailing_year"), (True, "org_trailing_year")):
+            # arg-type: end_ts is never None, as a report's filters always carry `now` (entrypoints/routes.py)
             n, p75 = await _trailing_p75(session, f, key, end_ts, whole_org)  # type: ignore[arg-type]
             if n >= MIN_BASELINE_STAYS and p75 is not None:
                 out[key] = {"p75": float(p75), "baseline": name, "baseline_stays": n}
@@ -1154,6 +1155,7 @@ WHERE l.org_id = :org AND l.outcome = 'open' AND l.current_stage_entered_ts IS N
         rows.append({"lead_id": r["lead_id"], "rep_id": r["owner_id"], "rep_name": names.get(r["owner_id"]),
                      "team_id": r["team_id"], "pipeline_id": r["pipeline_id"], "stage_id": r["stage_id"],
                      "days_in_stage": days(_f(r["age"])), "team_p75_days": days(_f(r["p75"])),
+                     # operator: a stalled row has an age above its p75, so neither is None
                      "days_over": days(_f(r["age"]) - _f(r["p75"])),  # type: ignore[operator]
                      "baseline": basis["baseline"], "baseline_stays": basis["baseline_stays"]})
     unassigned: list[dict[str, Any]] = []

@@ -377,7 +377,8 @@ def pack(values: list[float]) -> bytes:
 
 
 def unpack(packed: bytes) -> list[float]:
-    return np.frombuffer(packed, dtype=PACKED).tolist()  # type: ignore[no-any-return]
+    values: list[float] = np.frombuffer(packed, dtype=PACKED).tolist()
+    return values
 
 
 def merged(packed: list[bytes]) -> np.ndarray:
