@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 import httpx
 import sqlalchemy as sa
 import uvicorn
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
-
-from salesflow_shared.signatures import sign
 from lead_testkit import FakeProvider
 from notification_fakes import FakeMailchimp, SmtpSink, free_port
-from salesflow_shared.testing import auth_headers
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from system_harness import EmbeddedSystem, RunningSystem
+
+from salesflow_shared.signatures import sign
+from salesflow_shared.testing import auth_headers
 
 T = TypeVar("T")
 

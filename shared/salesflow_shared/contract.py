@@ -72,6 +72,7 @@ def page_of(item: type[BaseModel], name: str | None = None) -> type[Page[Any]]:
     """The concrete pagination envelope of `item` (`LeadOut` -> `LeadOutPage`), created once per item model."""
     if item not in _PAGES:
         title = name or f"{item.__name__}Page"
+        # valid-type: the page's item model is a value here (one class per item model, made at run time)
         _PAGES[item] = type(title, (Page[item],), {"model_config": ConfigDict(title=title),  # type: ignore[valid-type]
                                                    "__module__": item.__module__})
     return _PAGES[item]
@@ -233,8 +234,10 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
     found = []
     for context in iter_route_contexts(app.routes):
         if isinstance(context.original_route, APIRoute):
-            found.append(_RouteView(context.path_format, context.methods, context.original_route))
-    return found  # type: ignore[return-value]
+            route = context.original_route  # its mounted path and methods, else (not mounted) its own
+            methods = context.methods or route.methods or set()
+            found.append(_RouteView(context.path_format or route.path_format, methods, route))
+    return found  # type: ignore[return-value]  # a _RouteView has every attribute of an APIRoute read here
 
 
 class _RouteView:
@@ -306,7 +309,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "description": "A JWT with claims sub (user id), org (organization id) and role (admin, manager, rep)"}}
     components["headers"] = COMPONENT_HEADERS
     components["parameters"] = COMPONENT_PARAMETERS
-    routes = {(route.path_format, method.lower()): route for route in api_routes(app) for method in route.methods}
+    routes = {(route.path_format, method.lower()): route
+              for route in api_routes(app) for method in route.methods or ()}
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             route = routes.get((path, method))
@@ -325,7 +329,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 if "content" in declared or "model" in declared:  # the route answers this status its own way
                     continue
                 responses[str(status)] = _problem_response(status)
-            for code, answer in responses.items():
+            for answer in responses.values():
                 answer.setdefault("headers", {}).setdefault("X-Correlation-ID", {"$ref": HEADER_REF + "XCorrelationId"})
             operation["responses"] = dict(sorted(responses.items()))
     used = sorted({op["tags"][0] for item in document.get("paths", {}).values() for op in item.values()})
@@ -341,7 +345,7 @@ def document_contract(app: FastAPI) -> None:
             app.openapi_schema = build_openapi(app)
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to own the document
 
 
 # --- checking answers against the document (used by the test kit on every test request) -----------------------

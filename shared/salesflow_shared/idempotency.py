@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import rows_affected
 from .errors import Conflict, Gone, ValidationFailed
 from .events import utcnow
 from .inbox import dialect_insert
@@ -65,7 +65,7 @@ class IdempotentRequest:
             org_id=org_id, scope=scope, key=self.key, fingerprint=fingerprint, created_at=utcnow(),
         ).on_conflict_do_nothing(index_elements=["org_id", "scope", "key"]))
         self._scope, self._org_id = scope, org_id
-        if result.rowcount == 1:
+        if rows_affected(result) == 1:
             return None
         row = (await session.execute(select(table).where(
             table.c.org_id == org_id, table.c.scope == scope, table.c.key == self.key))).one()
@@ -102,14 +102,16 @@ async def forget_responses_about(session: AsyncSession, org_id: str, subject_ids
         result = await session.execute(update(table).where(
             table.c.org_id == org_id, table.c.response_body.is_not(None),
             body.like(f'%"{escaped}"%', escape="\\")).values(response_body=ERASED_RESPONSE))
-        scrubbed += result.rowcount or 0
+        scrubbed += rows_affected(result)
     return scrubbed
 
 
+# `sent_key` is annotated `str` with a None default (the type: ignore below): `str | None` would publish the
+# header as nullable in the OpenAPI document.
 async def idempotency_key(request: Request, sent_key: Annotated[str, Header(
         alias="Idempotency-Key", description="Send the same key again (e.g. after a timeout) to get the first "
                                              "answer back with no second effect; another body with it is a 409",
-        json_schema_extra={"maxLength": MAX_KEY_LENGTH})] = None) -> IdempotentRequest:
+        json_schema_extra={"maxLength": MAX_KEY_LENGTH})] = None) -> IdempotentRequest:  # type: ignore[assignment]
     key = sent_key
     if key is not None:
         key = key.strip()

@@ -10,8 +10,25 @@ import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from e2e_testkit import (ASSIGNMENT, LEAD, MAILCHIMP_KEY, NOTIFICATION, PIPELINE, World, admin, manager, new_org, ok,
-                         poll, position, put_rules, rep, rep_email, setup_team, smtp_to)
+from e2e_testkit import (
+    ASSIGNMENT,
+    LEAD,
+    MAILCHIMP_KEY,
+    NOTIFICATION,
+    PIPELINE,
+    World,
+    admin,
+    manager,
+    new_org,
+    ok,
+    poll,
+    position,
+    put_rules,
+    rep,
+    rep_email,
+    setup_team,
+    smtp_to,
+)
 
 INSIDE = ["ian", "iris"]
 OUTSIDE = ["oscar"]

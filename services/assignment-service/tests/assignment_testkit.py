@@ -103,7 +103,7 @@ class Broker:
         self.amqp_url, self.namespace = amqp_url, namespace
         self.received: list[dict[str, Any]] = []
 
-    async def __aenter__(self) -> "Broker":
+    async def __aenter__(self) -> Broker:
         import aio_pika
 
         self.connection = await aio_pika.connect(self.amqp_url)

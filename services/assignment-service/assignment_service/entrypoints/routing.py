@@ -20,13 +20,33 @@ from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
 from ..domain.rules import RuleSet, assumed_facts
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
-from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
-                                       decision_row_to_dict, decisions_for, lead_row, was_owner)
+from ..service_layer.assigning import (
+    BULK,
+    MANUAL,
+    Decision,
+    apply_decision,
+    choose,
+    decide,
+    decision_row_to_dict,
+    decisions_for,
+    lead_row,
+    was_owner,
+)
 from ..service_layer.rep_events import publish_rep
 from ..service_layer.rulesets import publish_rule_set, validate_rules
 from .directory import check_if_match, etag
-from .schemas import (BulkReassignIn, BulkReassignResult, DecisionOut, DecisionPage, ManualAssignIn, RuleSetCheck,
-                      RuleSetIn, RuleSetOut, RuleSetVersionPage, SimulateIn)
+from .schemas import (
+    BulkReassignIn,
+    BulkReassignResult,
+    DecisionOut,
+    DecisionPage,
+    ManualAssignIn,
+    RuleSetCheck,
+    RuleSetIn,
+    RuleSetOut,
+    RuleSetVersionPage,
+    SimulateIn,
+)
 
 router = APIRouter()
 
@@ -92,7 +112,8 @@ async def list_versions(uow: UowDep, principal: CurrentPrincipal, limit: LimitPa
 
 @router.get("/routing-rules/versions/{version}", summary="One published version (as a past decision used it)",
             operation_id="getRoutingRuleVersion", **returns(RuleSetOut))
-async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: UowDep,
+                      principal: CurrentPrincipal) -> dict[str, Any]:
     row = await _rule_set_row(uow, principal.org_id, version)
     if row is None:
         raise NotFound(f"no rule set version {version}")
@@ -186,6 +207,7 @@ async def manual_assign(body: ManualAssignIn, uow: UowDep, principal: ManagerPri
         if reason == "not_in_directory":
             raise ValidationFailed.single("owner_id", f"no rep '{body.owner_id}' in this organization")
         raise ValidationFailed.single("owner_id", f"rep '{body.owner_id}' cannot take leads now ({reason})")
+    assert decision.choice is not None, "an owner is only ever set with the choice that picked it"
     decision.choice.note = "chosen by a manager"
     decision.reason = f"manual: reassigned by {principal.user_id}" + (f" ({body.note})" if body.note else "")
     await apply_decision(uow, org, row, decision)

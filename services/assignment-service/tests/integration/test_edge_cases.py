@@ -5,9 +5,18 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from assignment_testkit import (
+    ADMIN,
+    ORG,
+    add_reps,
+    add_team,
+    assignment_app,
+    fallback,
+    lead_created,
+    owners,
+    publish_rules,
+)
 
-from assignment_testkit import (ADMIN, ORG, add_reps, add_team, assignment_app, fallback, lead_created, owners,
-                                publish_rules)
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.events import LeadSnapshot, LeadUpdatedV1, StageAdvancedV1, make_event
 from salesflow_shared.testing import auth_headers

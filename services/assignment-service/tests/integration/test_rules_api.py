@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from assignment_testkit import ADMIN, add_reps, add_team, assignment_app, fallback, publish_rules
+
 from salesflow_shared.testing import auth_headers
 
 

@@ -29,13 +29,31 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from ..adapters.program_codec import as_time
 from ..adapters.programs_orm import program_awards, program_flags, program_participants, programs
 from ..domain.programs.definitions import (
-    BEHAVIOURS, BadgeRule, Guards, Milestone, ProgramDefinition, Reward, Round, RuleVersion, ScoringRule, Team,
+    BEHAVIOURS,
+    BadgeRule,
+    Guards,
+    Milestone,
+    ProgramDefinition,
+    Reward,
+    Round,
+    RuleVersion,
+    ScoringRule,
+    Team,
 )
 from ..domain.programs.standings import Standings, position, rank_changes
 from ..domain.programs.templates import DEFAULT_RULES, milestone_ladder, monthly_race, team_challenge
 from ..service_layer.programs import (
-    award_json, create_program, current_standings, definition_of, finish_program, get_program, last_change,
-    program_json, revise_program_rules, score_tallies, start_program,
+    award_json,
+    create_program,
+    current_standings,
+    definition_of,
+    finish_program,
+    get_program,
+    last_change,
+    program_json,
+    revise_program_rules,
+    score_tallies,
+    start_program,
 )
 from . import responses as R
 
@@ -361,9 +379,9 @@ async def finish(program_id: str, uow: UowDep, context: ContextDep, principal: M
         raise Conflict(f"the program is {row['status']}; only a running program finishes")
     await finish_program(uow, row, _now(context))
     await uow.commit()
-    row = await get_program(uow.session, principal.org_id, program_id)
-    assert row is not None
-    return _with_etag(row)
+    finished = await get_program(uow.session, principal.org_id, program_id)
+    assert finished is not None
+    return _with_etag(finished)
 
 
 # ====================================================================== seeing it
@@ -388,7 +406,7 @@ async def _names(session: Any, org_id: str) -> dict[str, str]:
     try:
         rows = (await session.execute(sa.select(payees.c.participant_id, payees.c.name).where(
             payees.c.org_id == org_id))).all()
-    except Exception:  # the rep directory copy is optional for a board
+    except sa.exc.SQLAlchemyError:  # the rep directory copy is optional for a board
         return {}
     return {r[0]: r[1] for r in rows if r[1]}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -167,7 +168,8 @@ async def plan_versions(plan_id: str, principal: CurrentPrincipal, uow: UowDep) 
 
 @router.get("/plans/{plan_id}/versions/{version}", summary="One version of a plan",
             operation_id="planVersion", **returns(R.PlanOut))
-async def plan_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+async def plan_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], principal: CurrentPrincipal,
+                       uow: UowDep) -> dict[str, Any]:
     return await planning.get_plan(uow, principal.org_id, plan_id, version)
 
 
@@ -207,7 +209,7 @@ async def full_statement(uow: UnitOfWork, row: Any) -> dict[str, Any]:
     found = (await uow.session.execute(sa.select(disputes).where(
         disputes.c.org_id == row.org_id, disputes.c.statement_id == row.statement_id)
         .order_by(disputes.c.opened_at))).all()
-    return {**statement_json(row), "lines": [line_json(l) for l in lines],
+    return {**statement_json(row), "lines": [line_json(line) for line in lines],
             "disputes": [adjusting.dispute_json(d) for d in found],
             "open_disputes": sum(1 for d in found if d.status == "open")}
 
@@ -285,8 +287,8 @@ async def statement_versions(statement_id: str, principal: CurrentPrincipal, uow
             operation_id="explainLine", **returns(R.LineExplanation))
 async def explain_line(statement_id: str, line_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     row = await visible_statement(uow, principal, statement_id)
-    line = next((l for l in await repo.statement_lines_of(uow.session, principal.org_id, statement_id)
-                 if l.line_id == line_id), None)
+    line = next((stored for stored in await repo.statement_lines_of(uow.session, principal.org_id, statement_id)
+                 if stored.line_id == line_id), None)
     if line is None:
         raise NotFound(f"no line {line_id} on statement {statement_id}")
     return {**line_json(line), "currency": row.plan_currency, "steps": list(line.steps or [])}
@@ -297,7 +299,7 @@ class TransitionIn(BaseModel):
     payment_reference: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-def _statement_action(action: str):  # type: ignore[no-untyped-def]
+def _statement_action(action: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def move_statement(statement_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
                              body: TransitionIn | None = None) -> dict[str, Any]:
         row = await statementing.transition(uow, principal.org_id, statement_id, action, principal.user_id,
@@ -394,8 +396,9 @@ async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, cont
             "earned": str(cents(then_result.total - now_result.total)),
             "attainment_pct_now": now_result.summary()["attainment_pct"],
             "attainment_pct_with_deal": then_result.summary()["attainment_pct"],
-            "deal_lines": [{"kind": l.kind, "rule": l.rule, "amount": str(l.amount), "description": l.description,
-                            "steps": list(l.steps)} for l in then_result.lines if l.lead_id == hypothetical.lead_id],
+            "deal_lines": [{"kind": line.kind, "rule": line.rule, "amount": str(line.amount),
+                            "description": line.description, "steps": list(line.steps)}
+                           for line in then_result.lines if line.lead_id == hypothetical.lead_id],
             "warnings": then_result.warnings}
 
 

@@ -64,7 +64,8 @@ async def create_plan(uow: UnitOfWork, org_id: str, raw: Any, actor: str, now: d
     return plan_json(row)
 
 
-async def new_version(uow: UnitOfWork, org_id: str, plan_id: str, raw: Any, actor: str, now: datetime) -> dict[str, Any]:
+async def new_version(uow: UnitOfWork, org_id: str, plan_id: str, raw: Any, actor: str,
+                      now: datetime) -> dict[str, Any]:
     """A new version in force from its effective_from: the previous one ends there (or is replaced entirely when
     the new one starts no later than it). Statements already seen get new versions, not silent rewrites."""
     previous = await _row(uow, org_id, plan_id)

@@ -5,10 +5,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from incentive_service.adapters.orm import deal_outcomes, deals, exchange_rates, payees, quotas
 from incentive_testkit import Incentives, new_lead
-from salesflow_shared.events import (CompanyData, ExchangeRateSetV1, LeadAssignedV1, LeadCreatedV1, LeadSnapshot,
-                                     LeadWonV1, QuotaRemovedV1, QuotaSetV1, RepCreatedV1, RepSnapshot)
+
+from incentive_service.adapters.orm import deal_outcomes, deals, exchange_rates, payees, quotas
+from salesflow_shared.events import (
+    CompanyData,
+    ExchangeRateSetV1,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadSnapshot,
+    LeadWonV1,
+    QuotaRemovedV1,
+    QuotaSetV1,
+    RepCreatedV1,
+    RepSnapshot,
+)
 from salesflow_shared.testing import eventually
 
 

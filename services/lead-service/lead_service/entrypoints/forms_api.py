@@ -19,22 +19,43 @@ from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodi
 from salesflow_shared.auth import AdminPrincipal
 from salesflow_shared.client_address import client_ip
 from salesflow_shared.contract import returns
-from salesflow_shared.errors import (FieldError, Forbidden, NotFound, PayloadTooLarge, ServiceError,
-                                     ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
-                                     ValidationFailed)
+from salesflow_shared.errors import (
+    FieldError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
+from salesflow_shared.signatures import SignatureError, verify
 
 from ..adapters.orm import forms, submissions
+from ..config import Settings
 from ..domain import cors
 from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
 from ..domain.mapping import validate_spec
-from salesflow_shared.signatures import SignatureError, verify
 from ..service_layer.ingest import new_id
-from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError,
-                                    find_duplicate, load_form, new_public_key, new_signing_secret, parse_payload,
-                                    process_submission, scoped_dedup_key, store_submission,
-                                    submission_to_dict)
+from ..service_layer.intake import (
+    PUBLIC_KEY_FIELD,
+    SUBMISSION_ID_FIELD,
+    Form,
+    PayloadError,
+    find_duplicate,
+    load_form,
+    new_public_key,
+    new_signing_secret,
+    parse_payload,
+    process_submission,
+    scoped_dedup_key,
+    store_submission,
+    submission_to_dict,
+)
 from ..service_layer.views import check_if_match
 from . import responses as R
 from .common import now, org_setup
@@ -157,12 +178,14 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
     if replay is not None:
         return replay
     stamp = now()
+    default_rate_limit = context.settings_as(Settings).form_rate_limit_per_minute
+    values: dict[str, Any]  # of several types: the columns of the new form
     values = dict(id=str(__import__("uuid").uuid4()), org_id=principal.org_id, name=body.name,
                   mapping=body.mapping, defaults=body.defaults, required=body.required,
                   public_key=new_public_key(), signing_secret=new_signing_secret(),
                   honeypot_field=body.honeypot_field,
                   redirect_url=str(body.redirect_url) if body.redirect_url else None,
-                  rate_limit_per_minute=body.rate_limit_per_minute or context.settings.form_rate_limit_per_minute,
+                  rate_limit_per_minute=body.rate_limit_per_minute or default_rate_limit,
                   allowed_origins=list(dict.fromkeys(body.allowed_origins)),
                   version=1, created_at=stamp, updated_at=stamp)
     await uow.session.execute(sa.insert(forms).values(**values))
@@ -291,14 +314,14 @@ async def submission_preflight(form_id: str, request: Request, context: ContextD
 
 
 async def _public_form(context: ServiceContext, form_id: str) -> Form:
-    form = await context.extras["form_cache"].get(context, form_id)
+    form: Form | None = await context.extras["form_cache"].get(context, form_id)
     if form is None:
         raise NotFound(f"no form {form_id}")
     return form
 
 
 async def _submit(form: Form, request: Request, context: ServiceContext) -> Response:
-    settings = context.settings
+    settings = context.settings_as(Settings)
     raw = await _read_capped(request, settings.max_submission_bytes)
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() not in ACCEPTED_TYPES:
@@ -343,6 +366,7 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
         return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
     dedup_key = scoped_dedup_key(channel, request.headers.get("idempotency-key")
                                  or request.headers.get("salesflow-submission-id") or payload.get(SUBMISSION_ID_FIELD))
+    common: dict[str, Any]  # of several types: what storing the submission needs
     common = dict(submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
                   remote_ip=ip, dedup_key=dedup_key, now=stamp)
     if dedup_key is not None:
@@ -465,7 +489,7 @@ async def sweep_once(context: ServiceContext) -> int:
     from ..service_layer.intake import stuck_submissions
 
     async with context.database.session() as session:
-        stuck = await stuck_submissions(session, now(), context.settings.submission_sweep_after_s)
+        stuck = await stuck_submissions(session, now(), context.settings_as(Settings).submission_sweep_after_s)
     for item in stuck:
         try:
             form = await context.extras["form_cache"].get(context, item.form_id)
@@ -481,5 +505,5 @@ async def submission_sweeper(context: ServiceContext) -> None:
     async def tick() -> None:
         await sweep_once(context)  # never "busy": a submission that keeps failing waits for the next round
 
-    await run_periodically(context, tick, max(1.0, context.settings.submission_sweep_after_s / 3),
+    await run_periodically(context, tick, max(1.0, context.settings_as(Settings).submission_sweep_after_s / 3),
                            name="submission_sweeper")

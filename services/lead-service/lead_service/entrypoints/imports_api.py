@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from salesflow_shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaT
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters.orm import import_rows, imports
+from ..config import Settings
 from ..service_layer.imports import import_to_dict, stage_upload
 from ..service_layer.intake import load_form
 from . import responses as R
@@ -38,9 +40,9 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
         form = await load_form(uow.session, form_id, principal.org_id)
         if form is None:
             raise ValidationFailed.single("form_id", "no such form in your organization")
-    limit = context.settings.max_import_bytes
+    limit = context.settings_as(Settings).max_import_bytes
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -63,7 +65,7 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
                         headers={"Location": f"/v1/imports/{import_id}"})
 
 
-def _visible_imports(principal: Principal) -> sa.Select:
+def _visible_imports(principal: Principal) -> sa.Select[Any]:
     """The org's imports; a rep's own only."""
     query = sa.select(imports).where(imports.c.org_id == principal.org_id)
     return query if principal.sees_whole_org else query.where(imports.c.created_by == principal.user_id)

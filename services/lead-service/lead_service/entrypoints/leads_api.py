@@ -18,7 +18,7 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, LOCATION, returns
 from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, FieldError, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters.orm import leads
@@ -29,8 +29,17 @@ from ..service_layer import leads as lead_ops
 from ..service_layer.activities import log_activity
 from ..service_layer.enrichment import retry_failed
 from ..service_layer.ingest import Candidate, ingest, open_leads_by_email, preview
-from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
-                                   row_to_lead, snapshot, visible)
+from ..service_layer.views import (
+    as_utc,
+    check_if_match,
+    etag,
+    lead_select,
+    load_lead,
+    lock_lead_rows,
+    row_to_lead,
+    snapshot,
+    visible,
+)
 from . import responses as R
 from .common import etag_header, json_with_etag, now, org_setup
 
@@ -52,7 +61,7 @@ class LeadFilters(BaseModel):
 FiltersDep = Annotated[LeadFilters, Query()]
 
 
-def _filtered(query: sa.Select, principal: Principal, f: LeadFilters) -> sa.Select:
+def _filtered(query: sa.Select[Any], principal: Principal, f: LeadFilters) -> sa.Select[Any]:
     query = visible(query, principal)
     for name in ("status", "owner_id", "team_id", "source", "product_line"):
         value = getattr(f, name)
@@ -71,7 +80,7 @@ def _filtered(query: sa.Select, principal: Principal, f: LeadFilters) -> sa.Sele
     return query
 
 
-def _keyset(query: sa.Select, cursor: str | None) -> sa.Select:
+def _keyset(query: sa.Select[Any], cursor: str | None) -> sa.Select[Any]:
     values = decode_cursor(cursor, 2)
     if values is not None:
         try:
@@ -85,7 +94,8 @@ def _keyset(query: sa.Select, cursor: str | None) -> sa.Select:
 
 
 @router.post("", status_code=201, summary="Create a lead (an open lead with the same email is updated instead)",
-             operation_id="createLead", **returns(R.LeadOut, status=201, etag=True, also={200: R.LeadOut}, headers=LOCATION))
+             operation_id="createLead",
+             **returns(R.LeadOut, status=201, etag=True, also={200: R.LeadOut}, headers=LOCATION))
 async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="leads.create",
@@ -125,7 +135,8 @@ async def _someone_elses_open_lead(uow: Any, principal: Principal, body: LeadIn)
     return found if found is not None and found.get("owner_id") != principal.user_id else None
 
 
-async def _refuse_duplicate_entry(uow: Any, idem: Any, principal: Principal, lead: dict[str, Any]) -> JSONResponse:
+async def _refuse_duplicate_entry(uow: Any, idem: IdempotentRequest, principal: Principal,
+                                  lead: dict[str, Any]) -> JSONResponse:
     """A rep entered a prospect that is another rep's open lead: 409 naming the lead and its owner (a manager
     or admin may merge), and a note on the lead's timeline. The lead and its owner stay as they are."""
     owner = lead.get("owner_id")

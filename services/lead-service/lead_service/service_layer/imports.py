@@ -18,6 +18,7 @@ from salesflow_shared.errors import ValidationFailed
 from salesflow_shared.events import utcnow
 
 from ..adapters.orm import import_rows, imports
+from ..config import Settings
 from ..domain.dedup import someone_elses_lead
 from ..domain.lead import is_valid_target
 from ..domain.mapping import FormSpec, map_payload
@@ -147,7 +148,8 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
         if not any(cell.strip() for cell in record):
             continue  # blank line
         total += 1
-        data: dict[str, Any] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record)))
+        # Not strict: a row of another width is kept, cut or padded to the header, and flagged just below.
+        data: dict[str, Any] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record), strict=False))
         if len(record) != len(headers):
             data[BAD_WIDTH] = f"{len(record)} cells where the header has {len(headers)}"
         batch.append({"import_id": import_id, "row_number": total + 1, "org_id": org_id, "data": data,
@@ -263,7 +265,7 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
     try:
         async with uow.session.begin_nested():
             outcomes = await ingest(uow, org_id, [c for _, c in candidates], setup, now)
-    except Exception as exc:  # one bad row must not sink the batch: go row by row
+    except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch: go row by row
         log.warning("import_batch_fallback", error=str(exc)[:300])
         uow._outgoing.clear()  # the rolled-back savepoint's events
         for number, candidate in candidates:
@@ -271,7 +273,7 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
             try:
                 async with uow.session.begin_nested():
                     [outcome] = await ingest(uow, org_id, [candidate], setup, now)
-            except Exception as row_exc:
+            except Exception as row_exc:  # noqa: BLE001 - whatever failed the row is its recorded error
                 del uow._outgoing[mark:]
                 results[number] = {"status": "failed", "lead_id": None,
                                    "errors": [{"field": "row", "message": str(row_exc).splitlines()[0][:300]}]}
@@ -279,13 +281,13 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
             results[number] = {"status": "created" if outcome.created else "updated", "lead_id": outcome.lead["id"]}
         return
     seen: set[str] = set()
-    for (number, _), outcome in zip(candidates, outcomes):
+    for (number, _), outcome in zip(candidates, outcomes, strict=True):
         created = outcome.created and outcome.lead["id"] not in seen
         seen.add(outcome.lead["id"])
         results[number] = {"status": "created" if created else "updated", "lead_id": outcome.lead["id"]}
 
 
 async def import_worker(context: ServiceContext) -> None:
-    batch_size = context.settings.import_batch_size
+    batch_size = context.settings_as(Settings).import_batch_size
     await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name="import_worker",
                            wake_on_commit=True)

@@ -2,11 +2,10 @@
 a broken mapping fixed and reprocessed."""
 from __future__ import annotations
 
-import pytest
-
 import json
 import time
 
+import pytest
 from lead_testkit import admin, create_form, signed_headers, submit_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -75,7 +74,7 @@ async def test_browser_post_with_public_key_honeypot_and_redirect(lead_app):
     spam = (await c.get(submit_url(form), params={"status": "spam"}, headers=admin())).json()["items"]
     assert len(spam) == 1 and "bot%40spam.com" in spam[0]["raw_body"]
     leads = (await c.get("/v1/leads", headers=admin())).json()["items"]
-    assert [l["contact"]["email"] for l in leads] == ["ann@initech.com"]
+    assert [lead["contact"]["email"] for lead in leads] == ["ann@initech.com"]
 
 
 async def test_browser_posts_are_rate_limited_per_ip(lead_app):
@@ -155,7 +154,7 @@ async def test_broken_mapping_is_stored_then_reprocessed_after_the_fix(lead_app)
     rest = await c.post(f"{submit_url(form)}/reprocess", headers=admin())
     assert rest.json()["reprocessed"] == 1 and rest.json()["accepted"] == 1
     leads = (await c.get("/v1/leads", headers=admin())).json()["items"]
-    assert sorted(l["contact"]["email"] for l in leads) == ["user0@wayne.com", "user1@wayne.com"]
+    assert sorted(lead["contact"]["email"] for lead in leads) == ["user0@wayne.com", "user1@wayne.com"]
     assert (await c.get(submit_url(form), params={"status": "failed"}, headers=admin())).json()["items"] == []
 
 

@@ -1,7 +1,5 @@
 """De-duplication rules and rate limits (pure parts of intake); signatures are tested with the shared kit."""
-import time
 
-import pytest
 
 from lead_service.domain.dedup import changed_fields, company_key, merge_into
 from lead_service.domain.lead import LeadIn

@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import date as Day, datetime
+from datetime import date as Day
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -23,8 +24,15 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, camel_case, returns
 from salesflow_shared.currency import CurrencyCode
-from salesflow_shared.errors import (Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType,
-                                     ValidationFailed)
+from salesflow_shared.db import rows_affected
+from salesflow_shared.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from salesflow_shared.events import QuotaRemovedV1, QuotaSetV1, utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
@@ -34,8 +42,17 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.orm import exchange_rates, forecast_snapshots, quotas
 from ..domain import formulas
 from ..domain.exchange import Converted, Rate, amounts
-from ..domain.periods import (PERIODS, Clock, Period, as_utc, elapsed_share, period_bounds, period_start, system_clock,
-                              to_ts)
+from ..domain.periods import (
+    PERIODS,
+    Clock,
+    Period,
+    as_utc,
+    elapsed_share,
+    period_bounds,
+    period_start,
+    system_clock,
+    to_ts,
+)
 from ..service_layer import currencies, forecasting, reports
 from ..service_layer.projector import rebuild_read_models
 from . import responses as R
@@ -203,7 +220,7 @@ async def quota_attainment_report(q: Q, uow: ReportUow, period: Annotated[Period
         sa.and_(quotas.c.period == p, quotas.c.period_start == start.date()) for p, (start, _) in bounds.items()]))
     if not q.principal.sees_whole_org:
         query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == q.principal.user_id)
-    found = (await uow.session.execute(query)).all()
+    found = list((await uow.session.execute(query)).all())
     found.sort(key=lambda r: (PERIODS.index(r.period), r.scope, r.scope_id))
     won: dict[tuple[str, str, str], dict[str, Converted]] = {}  # (period, scope, currency) → scope id → won
     names = await reports.rep_names(uow.session, q.principal.org_id, {r.scope_id for r in found if r.scope == "rep"})
@@ -212,7 +229,7 @@ async def quota_attainment_report(q: Q, uow: ReportUow, period: Annotated[Period
         start, end = bounds[r.period]
         key = (r.period, r.scope, r.currency)
         if key not in won:  # wins converted into the quota's own currency, each at its win's date
-            won[key] = await reports.won_between(uow.session, q.principal.org_id, r.scope, to_ts(start),  # type: ignore[arg-type]
+            won[key] = await reports.won_between(uow.session, q.principal.org_id, r.scope, to_ts(start),
                                                  to_ts(end), r.currency)
         actual = won[key].get(r.scope_id, Converted(r.currency))
         share = elapsed_share(start, end, q.now)
@@ -341,7 +358,7 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
               "created_at": now, "updated_at": now}
     result = await uow.session.execute(dialect_insert(uow.session)(quotas).values(**values).on_conflict_do_nothing(
         index_elements=["org_id", "scope", "scope_id", "period", "period_start"]))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         from salesflow_shared.errors import Conflict
         raise Conflict("a quota for this scope and period already exists")
     row = await _quota(uow, principal, values["quota_id"])
@@ -389,7 +406,7 @@ async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal
     result = await uow.session.execute(sa.update(quotas).where(
         quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id, quotas.c.version == row.version,
     ).values(**changes, version=row.version + 1, updated_at=utcnow()))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         raise PreconditionFailed("the quota changed since you read it")
     row = await _quota(uow, principal, quota_id)
     _publish_quota(uow, row)

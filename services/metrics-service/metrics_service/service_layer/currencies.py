@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.currency import MESSAGE as NOT_ISO, is_iso_currency
+from salesflow_shared.currency import MESSAGE as NOT_ISO
+from salesflow_shared.currency import is_iso_currency
 from salesflow_shared.errors import FieldError, ValidationFailed
 from salesflow_shared.events import ExchangeRateSetV1, ReportingCurrencySetV1, utcnow
 from salesflow_shared.inbox import dialect_insert
@@ -44,7 +45,8 @@ async def setup(session: AsyncSession, org_id: str) -> Setup:
     cached = session.info.setdefault(SETUP_CACHE, {})
     if org_id not in cached:
         cached[org_id] = await _read_setup(session, org_id)
-    return cached[org_id]  # type: ignore[no-any-return]
+    found: Setup = cached[org_id]
+    return found
 
 
 async def _read_setup(session: AsyncSession, org_id: str) -> Setup:

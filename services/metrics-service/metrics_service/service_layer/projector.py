@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import run_periodically
+from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.db import Database
 
 from ..adapters.orm import READ_MODELS, event_log
@@ -40,7 +40,7 @@ async def project_all(database: Database, batch_size: int = 1000) -> None:
         await asyncio.sleep(0)
 
 
-def projector_worker(batch_size: int, idle_interval_s: float):  # type: ignore[no-untyped-def]
+def projector_worker(batch_size: int, idle_interval_s: float) -> Worker:
     """Apply pending events as they arrive: at once while there is a backlog; when idle, woken by the consumer's
     commits (in this process, or announced by NOTIFY when the projector runs apart), at most every idle
     interval."""

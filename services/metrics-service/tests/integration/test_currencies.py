@@ -17,12 +17,11 @@ import json
 from datetime import date
 
 import sqlalchemy as sa
+from metrics_testkit import NOW, ORG, History, T, all_reports, delivery_order, feed, get, lead, metrics_settings, pick
 
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import rebuild_read_models
 from metrics_service.service_layer.quota_milestones import announce_reached_quotas
-from metrics_testkit import (NOW, ORG, T, History, all_reports, delivery_order, feed, get, lead, metrics_settings,
-                             pick)
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app
 
@@ -69,7 +68,8 @@ async def test_every_money_figure_is_converted_at_its_dates_rate_and_carries_its
         assert put.status_code == 200 and put.json()["currency"] == "EUR", put.text
         assert await published(app, "ReportingCurrencySet") == [{"currency": "EUR"}]
         # rates: a bad file is refused whole, naming the row and field; then the good one, once
-        bad = await client.post("/v1/exchange-rates/csv", content=RATES_CSV + "USD,XYZ,1.2,2026-04-01\nUSD,EUR,x,2026-05-01\n",
+        bad_rows = "USD,XYZ,1.2,2026-04-01\nUSD,EUR,x,2026-05-01\n"
+        bad = await client.post("/v1/exchange-rates/csv", content=RATES_CSV + bad_rows,
                                 headers={**ADMIN, "Content-Type": "text/csv"})
         assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
         assert {e["field"] for e in bad.json()["errors"]} == {"rows[3].quote_currency", "rows[4].rate"}
@@ -86,7 +86,8 @@ async def test_every_money_figure_is_converted_at_its_dates_rate_and_carries_its
                                     headers=ADMIN)
         assert refused.status_code == 422 and "base_currency" in refused.text
         for scope, scope_id, period, start, amount, currency in (
-                ("rep", "alice", "quarter", "2026-04-01", "5000", "USD"), ("rep", "bob", "month", "2026-04-01", "700", "EUR")):
+                ("rep", "alice", "quarter", "2026-04-01", "5000", "USD"),
+                ("rep", "bob", "month", "2026-04-01", "700", "EUR")):
             created = await client.post("/v1/quotas", headers=ADMIN, json={
                 "scope": scope, "scope_id": scope_id, "period": period, "period_start": start, "amount": amount,
                 "currency": currency})

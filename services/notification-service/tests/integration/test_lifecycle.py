@@ -6,15 +6,21 @@ import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-
 from notification_fakes import FakeMailchimp, SmtpSink
 from notification_testkit import Harness
+
 from notification_service.adapters.orm import leads
 from notification_service.config import Settings
-from salesflow_shared.clock import ManualClock
 from notification_service.entrypoints.http import create_app
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import (
-    ContactData, LeadAssignedV1, LeadCreatedV1, LeadErasedV1, LeadSnapshot, StageAdvancedV1, make_event,
+    ContactData,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadErasedV1,
+    LeadSnapshot,
+    StageAdvancedV1,
+    make_event,
 )
 from salesflow_shared.testing import auth_headers, eventually, running_app, service_test_settings
 

@@ -6,13 +6,18 @@ import hashlib
 from datetime import UTC, datetime
 
 import pytest
-
 from notification_fakes import FakeMailchimp
 from notification_testkit import Harness
+
 from notification_service.adapters.errors import PermanentDeliveryError
 from notification_service.adapters.mailchimp import MailchimpClient, base_url_for
 from salesflow_shared.events import (
-    ContactData, LeadDisqualifiedV1, LeadLostV1, LeadSnapshot, LeadUpdatedV1, StageAdvancedV1,
+    ContactData,
+    LeadDisqualifiedV1,
+    LeadLostV1,
+    LeadSnapshot,
+    LeadUpdatedV1,
+    StageAdvancedV1,
 )
 
 
@@ -179,6 +184,7 @@ async def test_erasure_archives_the_member_then_forgets_its_hash_and_logs_neithe
     import logging
 
     import sqlalchemy as sa
+
     from notification_service.adapters.orm import mailchimp_members
     from salesflow_shared.events import LeadErasedV1
 

@@ -7,8 +7,13 @@ import hashlib
 from datetime import UTC, datetime
 
 from notification_testkit import Harness
+
 from salesflow_shared.events import (
-    LeadDisqualifiedV1, LeadLostV1, LeadReopenedV1, LeadWonV1, StageAdvancedV1,
+    LeadDisqualifiedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadWonV1,
+    StageAdvancedV1,
 )
 
 PIPE, STAGES = "pipe-1", ["s1", "s2", "s3"]

@@ -12,15 +12,23 @@ from typing import Any
 import sqlalchemy as sa
 
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
-from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match
+from salesflow_shared.preconditions import strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import pipelines, positions, stages
 from ..domain import transitions
-from ..domain.due_dates import as_int
 from ..domain.definitions import (
-    BLANK, DefinitionProblems, PipelineDef, StageDef, parse_lost_reasons, parse_nurture_days, parse_pipeline, parse_stage,
+    BLANK,
+    DefinitionProblems,
+    PipelineDef,
+    StageDef,
+    parse_lost_reasons,
+    parse_nurture_days,
+    parse_pipeline,
+    parse_stage,
 )
+from ..domain.due_dates import as_int
 from . import engine
 
 
