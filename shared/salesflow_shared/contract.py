@@ -135,10 +135,11 @@ COMPONENT_HEADERS: dict[str, Any] = {
     "Location": {"description": "The URL of the created resource", "schema": {"type": "string"}},
 }
 COMPONENT_PARAMETERS: dict[str, Any] = {
-    "IfMatch": {"name": "If-Match", "in": "header", "required": False,
-                "description": "The ETag you read; the change is refused with 412 when the resource changed since "
-                               "(every PATCH and PUT changes a versioned resource)",
-                "schema": {"type": "string"}},
+    "IfMatch": {"name": "If-Match", "in": "header", "required": True,
+                "description": "The strong ETag you read (a singleton never set is at \"0\"). Every PATCH and PUT "
+                               "changes a versioned resource: without If-Match it is refused with 428, with a stale "
+                               "or weak (W/) one with 412",
+                "schema": {"type": "string", "minLength": 1}},
     "XCorrelationId": {"name": "X-Correlation-ID", "in": "header", "required": False,
                        "description": "Your id for this request (echoed back; carried by the events it causes, so "
                                       "the lead timeline shows its effects)",

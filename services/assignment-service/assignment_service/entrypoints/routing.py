@@ -15,6 +15,7 @@ from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
+from salesflow_shared.preconditions import check_if_match_unset
 
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
@@ -24,6 +25,7 @@ from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, c
                                        decision_row_to_dict, decisions_for, lead_row, was_owner)
 from ..service_layer.rep_events import publish_rep
 from ..service_layer.rulesets import publish_rule_set, validate_rules
+
 from .directory import check_if_match, etag
 from .schemas import (BulkReassignIn, BulkReassignResult, DecisionOut, DecisionPage, ManualAssignIn, RuleSetCheck,
                       RuleSetIn, RuleSetOut, RuleSetVersionPage, SimulateIn)
@@ -63,6 +65,8 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
     current = await _rule_set_row(uow, principal.org_id, None)
     if current is not None:
         check_if_match(request, current.version)
+    else:  # the first publication: If-Match "0", so two admins publishing at once cannot both win
+        check_if_match_unset(request.headers.get("if-match"), what="routing rules")
     rule_set = await publish_rule_set(uow.session, principal.org_id, body.rules, principal.user_id)
     try:
         await uow.commit()

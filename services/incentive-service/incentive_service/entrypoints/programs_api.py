@@ -22,9 +22,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.contract import returns
-from salesflow_shared.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
+from salesflow_shared.errors import Conflict, NotFound
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
+from salesflow_shared.preconditions import check_if_match
 
 from ..adapters.program_codec import as_time
 from ..adapters.programs_orm import program_awards, program_flags, program_participants, programs
@@ -343,10 +344,7 @@ async def start(program_id: str, uow: UowDep, context: ContextDep, principal: Ma
 async def put_rules(program_id: str, body: RulesIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                     if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     row = await _visible_program(uow.session, principal, program_id, lock=True)
-    if if_match is None:
-        raise PreconditionRequired("send If-Match with the program's ETag")
-    if if_match.strip().removeprefix("W/") != _etag(row):
-        raise PreconditionFailed(f"the program is at version {row['version']}")
+    check_if_match(if_match, _etag(row), what="program")  # strong comparison: a weak W/ validator is a 412
     row = await revise_program_rules(uow, row, tuple(r.domain() for r in body.rules), _now(context))
     await uow.commit()
     return _with_etag(row)

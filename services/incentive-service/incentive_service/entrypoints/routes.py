@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,7 @@ from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import LimitParam
+from salesflow_shared.preconditions import check_if_match, check_if_match_unset, content_etag, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
@@ -74,6 +75,12 @@ def payee_json(row: Any) -> dict[str, Any]:
             "team_ids": list(row.team_ids or []), "active": row.active, "currency": row.currency, "role": row.role}
 
 
+def payee_etag(row: Any) -> str:
+    """A payee has no version column (the directory events and PUT both change it), so its strong ETag is a
+    digest of what it answers: any change a reader could see changes it."""
+    return content_etag(payee_json(row))
+
+
 class PayeeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     currency: str = Field(pattern=CURRENCY_PATTERN, description="ISO 4217: the currency they are paid in")
@@ -98,16 +105,21 @@ async def get_payee(participant_id: ParticipantId, principal: CurrentPrincipal, 
         payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id))).first()
     if row is None:
         raise NotFound(f"no payee {participant_id}")
-    return payee_json(row)
+    return JSONResponse(payee_json(row), headers={"ETag": payee_etag(row)})
 
 
-@router.put("/payees/{participant_id}", summary="Set a participant's payout currency and role",
-            operation_id="putPayee", **returns(R.PayeeOut))
+@router.put("/payees/{participant_id}", summary="Set a participant's payout currency and role (If-Match: the "
+            "ETag read, or \"0\" for a participant not known yet)",
+            operation_id="putPayee", **returns(R.PayeeOut, etag=True))
 async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: ManagerPrincipal, uow: UowDep,
-                    context: ContextDep) -> dict[str, Any]:
+                    context: ContextDep, if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     now = now_of(context)
     before = (await uow.session.execute(sa.select(payees).where(
-        payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id))).first()
+        payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id).with_for_update())).first()
+    if before is None:
+        check_if_match_unset(if_match, what="payee")
+    else:
+        check_if_match(if_match, payee_etag(before), what="payee")
     values: dict[str, Any] = {"currency": body.currency, "role": body.role, "updated_at": now}
     if body.team_ids is not None:
         values["team_ids"] = body.team_ids
@@ -120,7 +132,7 @@ async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: Man
     await audit.record(uow, principal.org_id, principal.user_id, now, "payee_set", "payee", participant_id,
                        payee_json(before) if before else None, payee_json(row))
     await uow.commit()
-    return payee_json(row)
+    return JSONResponse(payee_json(row), headers={"ETag": payee_etag(row)})
 
 
 # ------------------------------------------------------------------ plans
@@ -144,19 +156,21 @@ async def list_plans(principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]
 
 @router.get("/plans/{plan_id}", summary="A plan's newest version",
             operation_id="getPlan", **returns(R.PlanOut))
-async def get_plan(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
-    return await planning.get_plan(uow, principal.org_id, plan_id)
+async def get_plan(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> JSONResponse:
+    out = await planning.get_plan(uow, principal.org_id, plan_id)
+    return JSONResponse(out, headers={"ETag": strong_etag(out["version"])})
 
 
-@router.put("/plans/{plan_id}", summary="A new version of the plan, in force from its effective_from",
-            operation_id="putPlan", **returns(R.PlanOut),
+@router.put("/plans/{plan_id}", summary="A new version of the plan, in force from its effective_from (If-Match)",
+            operation_id="putPlan", **returns(R.PlanOut, etag=True),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
 async def put_plan(plan_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
-                   body: Annotated[Any, Body()]) -> dict[str, Any]:
-    out = await planning.new_version(uow, principal.org_id, plan_id, body, principal.user_id, now_of(context))
+                   body: Annotated[Any, Body()], if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    out = await planning.new_version(uow, principal.org_id, plan_id, body, principal.user_id, now_of(context),
+                                     if_match)
     await uow.commit()
-    return out
+    return JSONResponse(out, headers={"ETag": strong_etag(out["version"])})
 
 
 @router.get("/plans/{plan_id}/versions", summary="Every version of a plan, oldest first",

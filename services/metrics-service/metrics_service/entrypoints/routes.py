@@ -383,8 +383,7 @@ async def get_quota(quota_id: str, principal: CurrentPrincipal, uow: UowDep) -> 
 async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal, uow: UowDep,
                       if_match: Annotated[str | None, Header()] = None) -> Response:
     row = await _quota(uow, principal, quota_id)
-    if if_match is not None:
-        check_if_match(if_match, _etag(row), what="quota")
+    check_if_match(if_match, _etag(row), what="quota")
     changes = body.model_dump(exclude_none=True)
     result = await uow.session.execute(sa.update(quotas).where(
         quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id, quotas.c.version == row.version,
@@ -460,18 +459,21 @@ class ReportingCurrencyIn(BaseModel):
     currency: CurrencyCode = Field(description="ISO 4217: every report's money figures are converted into it")
 
 
-@router.get("/reporting-currency", summary="The org's reporting currency (USD until an admin sets one)",
-            operation_id="getReportingCurrency", **returns(R.ReportingCurrencyOut))
-async def get_reporting_currency(principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
-    return {"currency": (await currencies.setup(uow.session, principal.org_id)).currency}
+@router.get("/reporting-currency", summary="The org's reporting currency (USD until an admin sets one; ETag \"0\")",
+            operation_id="getReportingCurrency", **returns(R.ReportingCurrencyOut, etag=True))
+async def get_reporting_currency(principal: CurrentPrincipal, uow: UowDep) -> JSONResponse:
+    currency, version = await currencies.reporting_currency(uow.session, principal.org_id)
+    return JSONResponse({"currency": currency}, headers={"ETag": strong_etag(version)})
 
 
-@router.put("/reporting-currency", summary="Set the org's reporting currency (admin); publishes ReportingCurrencySet",
-            operation_id="setReportingCurrency", **returns(R.ReportingCurrencySet))
-async def put_reporting_currency(body: ReportingCurrencyIn, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
-    out = await currencies.set_reporting_currency(uow, principal.org_id, body.currency)
+@router.put("/reporting-currency", summary="Set the org's reporting currency (admin, If-Match: the ETag read, "
+            "\"0\" before the first); publishes ReportingCurrencySet",
+            operation_id="setReportingCurrency", **returns(R.ReportingCurrencySet, etag=True))
+async def put_reporting_currency(body: ReportingCurrencyIn, principal: AdminPrincipal, uow: UowDep,
+                                 if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    out = await currencies.set_reporting_currency(uow, principal.org_id, body.currency, if_match)
     await uow.commit()
-    return out
+    return JSONResponse(out, headers={"ETag": strong_etag(out["version"])})
 
 
 class RateIn(BaseModel):

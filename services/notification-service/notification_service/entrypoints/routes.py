@@ -25,7 +25,7 @@ from salesflow_shared.errors import (
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
-from salesflow_shared.preconditions import check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match, check_if_match_unset, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
@@ -344,7 +344,7 @@ def _settings_etag(row: Any) -> str:
 
 
 @router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
-            "(creating needs no precondition; replacing needs If-Match)",
+            "(If-Match: the ETag read, or \"0\" before the first setting)",
             operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
                                  principal: AdminPrincipal,
@@ -357,7 +357,8 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
         check_if_match(if_match, _settings_etag(current), what="Mailchimp settings")
         await uow.session.execute(sa.update(mailchimp_accounts).where(
             mailchimp_accounts.c.org_id == principal.org_id).values(**values))
-    else:
+    else:  # the first setting: If-Match "0", so two admins setting it at once cannot both win
+        check_if_match_unset(if_match, what="Mailchimp settings")
         await uow.session.execute(sa.insert(mailchimp_accounts).values(org_id=principal.org_id, **values))
     await uow.commit()
     row = {"org_id": principal.org_id, **values}
