@@ -59,6 +59,11 @@ class Incentives:
         await self.context.dispatcher.dispatch(envelope)
         return envelope
 
+    async def payee_if_match(self, participant_id: str) -> dict[str, str]:
+        """If-Match for a PUT of this payee, as a manager reads it first ("0" for a participant not known yet)."""
+        read = await self.client.get(f"/v1/payees/{participant_id}", headers=self.headers())
+        return {"If-Match": read.headers["ETag"] if read.status_code == 200 else '"0"'}
+
     async def rows(self, table: sa.Table, *where: Any) -> list[dict[str, Any]]:
         async with self.context.database.session() as session:
             return [dict(r) for r in (await session.execute(sa.select(table).where(*where))).mappings().all()]

@@ -152,7 +152,8 @@ async def test_a_participant_is_paid_in_their_currency_and_what_if_writes_nothin
     await _setup(incentives)
     await incentives.dispatch(incentives.envelope(ExchangeRateSetV1(
         base_currency="EUR", quote_currency="USD", rate=Decimal("1.10"), valid_from=date(2027, 1, 1)), "EUR-USD"))
-    assert (await incentives.client.put("/v1/payees/sam", json={"currency": "USD"}, headers=incentives.headers())
+    assert (await incentives.client.put("/v1/payees/sam", json={"currency": "USD"},
+                                        headers={**incentives.headers(), **await incentives.payee_if_match("sam")})
             ).status_code == 200
     await incentives.client.post("/v1/statements/compute", json={"on": "2027-02-15"}, headers=incentives.headers())
     sam = await _statement(incentives, "sam")
@@ -197,3 +198,23 @@ async def test_a_plan_defined_after_the_fact_computes_the_past_periods_statement
     q4 = await _statement(incentives, "ann", "2026-10-01")
     assert [(l["lead_id"], l["amount"]) for l in q4["lines"]] == [("old-1", "1600.00")]  # 80 % × 20,000 × 10 %
     assert (await _statement(incentives, "ann", "2027-01-01"))["lines"] == []
+
+
+async def test_a_new_plan_version_needs_the_etag_of_the_newest_one(incentives: Incentives):
+    manager = incentives.headers(role="manager", sub="mia")
+    created = await incentives.client.post("/v1/plans", json=PLAN, headers=manager)
+    plan_url = f"/v1/plans/{created.json()['plan_id']}"
+    read = await incentives.client.get(plan_url, headers=manager)
+    assert read.headers["ETag"] == '"1"'
+    raised = {**PLAN, "base_rate": "0.09"}
+    assert (await incentives.client.put(plan_url, json=raised, headers=manager)).status_code == 428
+    weak = await incentives.client.put(plan_url, json=raised, headers={**manager, "If-Match": 'W/"1"'})
+    assert weak.status_code == 412
+    second = await incentives.client.put(plan_url, json=raised, headers={**manager, "If-Match": '"1"'})
+    assert second.status_code == 200 and second.json()["version"] == 2 and second.headers["ETag"] == '"2"'
+    # another manager still holding version 1 cannot replace version 2 unseen
+    stale = await incentives.client.put(plan_url, json={**PLAN, "base_rate": "0.05"},
+                                        headers={**manager, "If-Match": '"1"'})
+    assert stale.status_code == 412
+    newest = (await incentives.client.get(plan_url, headers=manager)).json()
+    assert newest["version"] == 2 and newest["document"]["base_rate"] == "0.09"
