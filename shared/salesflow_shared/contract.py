@@ -102,6 +102,15 @@ def returns(model: Any, *, status: int = 200, etag: bool = False, description: s
     return {"response_model": None, "responses": responses}
 
 
+# The document extension naming why a POST takes no Idempotency-Key (every other POST declares and honours it).
+IDEMPOTENCY_EXEMPT = "x-idempotency-key-exempt"
+
+
+def idempotency_exempt(reason: str) -> dict[str, Any]:
+    """`openapi_extra` of a POST that cannot honour Idempotency-Key, stating why (the contract tests read it)."""
+    return {IDEMPOTENCY_EXEMPT: reason}
+
+
 def etag_header(status: int = 200) -> dict[str, Any]:
     """Decorator arguments declaring the ETag header on a route that keeps its `response_model`."""
     return {"responses": {status: {"headers": {"ETag": {"$ref": HEADER_REF + "ETag"}}}}}

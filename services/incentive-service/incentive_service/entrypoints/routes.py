@@ -22,7 +22,7 @@ from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.clock import SystemClock
 from salesflow_shared.contract import CSV_FILE, returns
 from salesflow_shared.errors import NotFound, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import LimitParam
 from salesflow_shared.preconditions import check_if_match, check_if_match_unset, content_etag, strong_etag
@@ -234,22 +234,26 @@ class ComputeIn(BaseModel):
 
 @router.post("/statements/compute", summary="Compute the statements of a period now (all participants or one)",
              operation_id="computeStatements", **returns(R.StatementsComputed))
-async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
-                             body: ComputeIn | None = None) -> dict[str, Any]:
+async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
+                             body: ComputeIn | None = None) -> JSONResponse:
     body = body or ComputeIn()
     now = now_of(context)
     on = body.on or now.date()
-    data = await statementing.OrgData.load(uow, principal.org_id)
-    people = [body.participant_id] if body.participant_id else sorted(
-        set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named)
-    targets = {}
-    for participant in people:
-        period = data.period_of(participant, on)
-        if period is not None:
-            targets[(participant, period[0])] = "recalculation"
-    outcomes = await statementing.recompute_many(uow, data, targets, now)
-    await uow.commit()
-    return {"on": on.isoformat(), "outcomes": outcomes}
+
+    async def compute() -> dict[str, Any]:
+        data = await statementing.OrgData.load(uow, principal.org_id)
+        people = [body.participant_id] if body.participant_id else sorted(
+            set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named)
+        targets = {}
+        for participant in people:
+            period = data.period_of(participant, on)
+            if period is not None:
+                targets[(participant, period[0])] = "recalculation"
+        outcomes = await statementing.recompute_many(uow, data, targets, now)
+        return {"on": on.isoformat(), "outcomes": outcomes}
+
+    return await once(idem, uow, org_id=principal.org_id, scope="statements:compute",
+                      payload=body.model_dump(mode="json"), act=compute)
 
 
 @router.get("/statements", summary="Statements (a rep: their own approved ones)",
@@ -313,13 +317,15 @@ class TransitionIn(BaseModel):
 
 def _statement_action(action: str):  # type: ignore[no-untyped-def]
     async def move_statement(statement_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
-                             body: TransitionIn | None = None) -> dict[str, Any]:
-        row = await statementing.transition(uow, principal.org_id, statement_id, action, principal.user_id,
-                                            now_of(context),
-                                            payment_reference=body.payment_reference if body else None)
-        out = await full_statement(uow, row)
-        await uow.commit()
-        return out
+                             idem: IdempotencyDep, body: TransitionIn | None = None) -> JSONResponse:
+        async def move() -> dict[str, Any]:
+            row = await statementing.transition(uow, principal.org_id, statement_id, action, principal.user_id,
+                                                now_of(context),
+                                                payment_reference=body.payment_reference if body else None)
+            return await full_statement(uow, row)
+
+        return await once(idem, uow, org_id=principal.org_id, scope=f"statement-{action}:{statement_id}",
+                          payload=body.model_dump(mode="json") if body else None, act=move)
     move_statement.__name__ = f"{action}_statement"
     return move_statement
 
@@ -384,7 +390,15 @@ class WhatIfIn(BaseModel):
 
 @router.post("/statements/what-if", summary="What you would earn if you won this deal (nothing is written)",
              operation_id="whatIf", **returns(R.WhatIf))
-async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
+async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
+                  idem: IdempotencyDep) -> JSONResponse:
+    # Nothing is written, but a retry with the key still gets the first answer (computed at its moment), as
+    # every POST promises.
+    return await once(idem, uow, org_id=principal.org_id, scope="what-if", payload=body.model_dump(mode="json"),
+                      act=lambda: _what_if(body, principal, uow, context))
+
+
+async def _what_if(body: WhatIfIn, principal: Principal, uow: UnitOfWork, context: Any) -> dict[str, Any]:
     participant = body.participant_id if principal.sees_whole_org and body.participant_id else principal.user_id
     won_at = body.won_at or now_of(context)
     if won_at.tzinfo is None:
@@ -449,12 +463,12 @@ class ResolveIn(BaseModel):
 @router.post("/disputes/{dispute_id}/resolve", summary="Accept (an adjustment) or reject (with the reason)",
              operation_id="resolveDispute", **returns(R.DisputeOut))
 async def resolve_dispute(dispute_id: str, body: ResolveIn, principal: ManagerPrincipal, uow: UowDep,
-                          context: ContextDep) -> dict[str, Any]:
-    out = await adjusting.resolve_dispute(uow, principal.org_id, dispute_id, body.outcome, body.resolution,
-                                          Decimal(body.amount) if body.amount is not None else None,
-                                          principal.user_id, now_of(context))
-    await uow.commit()
-    return out
+                          context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
+    return await once(idem, uow, org_id=principal.org_id, scope=f"resolve:{dispute_id}",
+                      payload=body.model_dump(mode="json"), act=lambda: adjusting.resolve_dispute(
+                          uow, principal.org_id, dispute_id, body.outcome, body.resolution,
+                          Decimal(body.amount) if body.amount is not None else None, principal.user_id,
+                          now_of(context)))
 
 
 # ------------------------------------------------------------------ payouts
@@ -471,16 +485,21 @@ async def _period_rows(uow: UnitOfWork, org_id: str, period_start: date) -> list
 @router.post("/payouts/periods/{period_start}/{action}", summary="Review, approve, lock or pay every statement of "
              "a period that is ready for it", operation_id="movePeriod", **returns(R.PeriodMoved))
 async def move_period(period_start: date, action: Literal["review", "approve", "lock", "pay"],
-                      principal: ManagerPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
+                      principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
+                      idem: IdempotencyDep) -> JSONResponse:
     source = statementing.TRANSITIONS[action][0]
-    moved = []
-    for row in await _period_rows(uow, principal.org_id, period_start):
-        if row.status == source:
-            await statementing.transition(uow, principal.org_id, row.statement_id, action, principal.user_id,
-                                          now_of(context))
-            moved.append(row.statement_id)
-    await uow.commit()
-    return {"period_start": period_start.isoformat(), "action": action, "statements": moved}
+
+    async def move() -> dict[str, Any]:
+        moved = []
+        for row in await _period_rows(uow, principal.org_id, period_start):
+            if row.status == source:
+                await statementing.transition(uow, principal.org_id, row.statement_id, action, principal.user_id,
+                                              now_of(context))
+                moved.append(row.statement_id)
+        return {"period_start": period_start.isoformat(), "action": action, "statements": moved}
+
+    return await once(idem, uow, org_id=principal.org_id, scope=f"period-{action}:{period_start.isoformat()}",
+                      payload=None, act=move)
 
 
 @router.get("/payouts/periods/{period_start}/export", summary="Payroll CSV of a period's locked and paid statements",

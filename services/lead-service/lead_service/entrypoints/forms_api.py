@@ -22,7 +22,7 @@ from salesflow_shared.contract import returns
 from salesflow_shared.errors import (FieldError, Forbidden, NotFound, PayloadTooLarge, ServiceError,
                                      ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
                                      ValidationFailed)
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once, once_across
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters.orm import forms, submissions
@@ -425,16 +425,28 @@ async def get_submission(form_id: str, submission_id: str, uow: UowDep, principa
 
 async def _reprocess(context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
     async with context.uow() as uow:
-        setup = await org_setup(context, uow.session, form.org_id)
-        state = await process_submission(uow, form, submission_id, setup, now())
+        result = await _reprocess_in(uow, context, form, submission_id)
         await uow.commit()
+    return result
+
+
+async def _reprocess_in(uow: Any, context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
+    """Process the submission in the caller's open transaction (not committed here)."""
+    setup = await org_setup(context, uow.session, form.org_id)
+    state = await process_submission(uow, form, submission_id, setup, now())
     return {"submission_id": submission_id, **state}
 
 
 @router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again",
              operation_id="reprocessSubmission", **returns(R.SubmissionResult))
 async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: ContextDep,
-                        principal: AdminPrincipal) -> dict[str, Any]:
+                        principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    return await once(idem, uow, org_id=principal.org_id, scope=f"reprocess:{form_id}:{submission_id}",
+                      payload=None, act=lambda: _reprocess_one(form_id, submission_id, uow, context, principal))
+
+
+async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: ServiceContext,
+                         principal: Any) -> dict[str, Any]:
     form = await _own_form(uow, form_id, principal.org_id)
     row = (await uow.session.execute(sa.select(submissions.c.status).where(
         submissions.c.id == submission_id, submissions.c.form_id == form_id,
@@ -443,21 +455,27 @@ async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: 
         raise NotFound(f"no submission {submission_id}")
     if row.status == "spam":
         raise ValidationFailed.single("submission_id", "a honeypot (spam) submission is never processed")
-    return await _reprocess(context, form, submission_id)
+    return await _reprocess_in(uow, context, form, submission_id)
 
 
 @router.post("/{form_id}/submissions/reprocess", summary="Process every failed submission of the form again",
              operation_id="reprocessFailedSubmissions", **returns(R.ReprocessResult))
 async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
-                           limit: LimitParam = 500) -> dict[str, Any]:
+                           idem: IdempotencyDep, limit: LimitParam = 500) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
     ids = (await uow.session.execute(sa.select(submissions.c.id).where(
         submissions.c.org_id == principal.org_id, submissions.c.form_id == form_id,
         submissions.c.status.in_(("failed", "received"))).order_by(submissions.c.received_at)
         .limit(limit))).scalars().all()
-    results = [await _reprocess(context, form, sid) for sid in ids]
-    return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
-            "failed": sum(r["status"] == "failed" for r in results), "items": results}
+    await uow.rollback()
+
+    async def reprocess_each() -> dict[str, Any]:  # one transaction per submission, as the sweep does
+        results = [await _reprocess(context, form, sid) for sid in ids]
+        return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
+                "failed": sum(r["status"] == "failed" for r in results), "items": results}
+
+    return await once_across(idem, context.uow, org_id=principal.org_id, scope=f"reprocess-failed:{form_id}",
+                             payload={"limit": limit}, act=reprocess_each)
 
 
 async def sweep_once(context: ServiceContext) -> int:
