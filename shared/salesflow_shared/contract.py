@@ -141,6 +141,13 @@ COMPONENT_HEADERS: dict[str, Any] = {
     "ETag": {"description": "Strong validator of this representation; send it back in If-Match to change it",
              "schema": {"type": "string", "pattern": r'^"[^"]*"$'}},
     "RetryAfter": {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}},
+    # IETF draft-ietf-httpapi-ratelimit-headers, on every answer of a request a rate limit acted on.
+    "RateLimitLimit": {"description": "Requests allowed per minute by the limit that acted on this request",
+                       "schema": {"type": "integer", "minimum": 0}},
+    "RateLimitRemaining": {"description": "Requests left now under that limit",
+                           "schema": {"type": "integer", "minimum": 0}},
+    "RateLimitReset": {"description": "Seconds until that limit is fully available again",
+                       "schema": {"type": "integer", "minimum": 0}},
     "Location": {"description": "The URL of the created resource", "schema": {"type": "string"}},
 }
 COMPONENT_PARAMETERS: dict[str, Any] = {
@@ -149,6 +156,9 @@ COMPONENT_PARAMETERS: dict[str, Any] = {
                                "changes a versioned resource: without If-Match it is refused with 428, with a stale "
                                "or weak (W/) one with 412",
                 "schema": {"type": "string", "minLength": 1}},
+    "IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": False,
+                    "description": "The ETag you hold; 304 with no body when the answer is still the same",
+                    "schema": {"type": "string"}},
     "XCorrelationId": {"name": "X-Correlation-ID", "in": "header", "required": False,
                        "description": "Your id for this request (echoed back; carried by the events it causes, so "
                                       "the lead timeline shows its effects)",
@@ -274,13 +284,27 @@ def _authenticates(route: APIRoute) -> bool:
     return False
 
 
+RATE_LIMIT_HEADERS: dict[str, Any] = {name: {"$ref": HEADER_REF + component} for name, component in (
+    ("RateLimit-Limit", "RateLimitLimit"), ("RateLimit-Remaining", "RateLimitRemaining"),
+    ("RateLimit-Reset", "RateLimitReset"))}
+
+
 def _problem_response(status: int) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": ERROR_DESCRIPTIONS.get(status, "Error"),
                               "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": SCHEMA_REF + "Problem"}}},
                               "headers": {"X-Correlation-ID": {"$ref": HEADER_REF + "XCorrelationId"}}}
     if status in (429, 503):
         answer["headers"]["Retry-After"] = {"$ref": HEADER_REF + "RetryAfter"}
+    if status == 429:
+        answer["headers"].update(RATE_LIMIT_HEADERS)
     return answer
+
+
+def _conditional_read(path: str, responses: dict[str, Any]) -> bool:
+    """An API read answered as one JSON document: `middleware.ConditionalGetMiddleware` gives it an ETag and
+    honours If-None-Match (streamed CSV exports, event streams and HTML pages are not conditional)."""
+    success = responses.get("200") or {}
+    return path.startswith("/v1/") and "application/json" in (success.get("content") or {})
 
 
 def _error_statuses(method: str, operation: dict[str, Any], secured: bool) -> list[int]:
@@ -327,16 +351,24 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             if method in ("put", "patch"):  # one If-Match, however the route reads it
                 parameters[:] = [p for p in parameters if p.get("name", "").lower() != "if-match"]
                 parameters.append({"$ref": PARAMETER_REF + "IfMatch"})
-            parameters.append({"$ref": PARAMETER_REF + "XCorrelationId"})
             responses = operation.setdefault("responses", {})
+            if method == "get" and _conditional_read(path, responses):
+                parameters.append({"$ref": PARAMETER_REF + "IfNoneMatch"})
+                responses["200"].setdefault("headers", {})["ETag"] = {"$ref": HEADER_REF + "ETag"}
+                responses["304"] = {"description": "Not modified: If-None-Match holds the current ETag (no body)",
+                                    "headers": {"ETag": {"$ref": HEADER_REF + "ETag"}}}
+            parameters.append({"$ref": PARAMETER_REF + "XCorrelationId"})
             own = getattr(route, "responses", None) or {}
             for status in _error_statuses(method, operation, secured):
                 declared = own.get(status) or own.get(str(status)) or {}
                 if "content" in declared or "model" in declared:  # the route answers this status its own way
                     continue
                 responses[str(status)] = _problem_response(status)
+            rate_limited = "429" in responses
             for code, answer in responses.items():
                 answer.setdefault("headers", {}).setdefault("X-Correlation-ID", {"$ref": HEADER_REF + "XCorrelationId"})
+                if rate_limited:  # a limit that may refuse acts on every answer: each says where it stands
+                    answer["headers"].update(RATE_LIMIT_HEADERS)
             operation["responses"] = dict(sorted(responses.items()))
     used = sorted({op["tags"][0] for item in document.get("paths", {}).values() for op in item.values()})
     document["tags"] = [{"name": name, "description": TAG_DESCRIPTIONS.get(name, name)} for name in used]

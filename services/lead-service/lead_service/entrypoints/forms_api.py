@@ -131,7 +131,8 @@ SUBMISSION_CONTRACT: dict[str, Any] = {
                                "in the query)",
                 "headers": {"Location": {"$ref": "#/components/headers/Location"}}},
         "401": {"description": "missing public key or a signature that is not accepted"},
-        "429": {"description": "too many browser posts to this form or from this address (Retry-After)"},
+        "429": {"description": "too many browser posts to this form or from this address (Retry-After; the "
+                               "RateLimit fields describe the bucket that refused)"},
     },
 }
 
@@ -271,10 +272,10 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
     cors_headers = cors.response_headers(request.headers.get("origin"), form.allowed_origins)
     try:
         response = await _submit(form, request, context)
-    except ServiceError as exc:
-        exc.headers.update(cors_headers)
+    except ServiceError as exc:  # a browser post's RateLimit fields (and Retry-After on 429) ride on errors too
+        exc.headers.update({**getattr(request.state, "rate_limit_headers", {}), **cors_headers})
         raise
-    response.headers.update(cors_headers)
+    response.headers.update({**getattr(request.state, "rate_limit_headers", {}), **cors_headers})
     return response
 
 
@@ -328,9 +329,14 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
             raise Unauthorized(f"a browser post needs the form's public key in the '{PUBLIC_KEY_FIELD}' field "
                                "(or a Salesflow-Signature header)")
         limiter = context.extras["rate_limiter"]
-        if not limiter.allow(f"form:{form.id}", form.rate_limit_per_minute) or \
-                not limiter.allow(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute):
-            raise TooManyRequests("too many submissions; try again in a minute", headers={"Retry-After": "60"})
+        quota = limiter.take(f"form:{form.id}", form.rate_limit_per_minute)
+        if quota.allowed:  # the visitor's own bucket is spent only when the form's allowed the post
+            per_visitor = limiter.take(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute)
+            if not per_visitor.allowed or per_visitor.remaining < quota.remaining:
+                quota = per_visitor  # the answer describes the bucket closest to refusing
+        request.state.rate_limit_headers = quota.headers()
+        if not quota.allowed:
+            raise TooManyRequests(f"too many submissions; try again in {quota.retry_after_s} s")
         spam = bool(payload.get(form.honeypot_field))
     stamp = now()
     submission_id = new_id()
