@@ -171,11 +171,13 @@ class ConditionalGetMiddleware:
 
     A route that knows its version sets the ETag itself (`"<version>"`); for any other answer (a report, a
     list, a computed view) the ETag is a digest of the exact bytes sent, so it changes exactly when the answer
-    does. The work of building the answer is done either way; the 304 saves sending and parsing it. Streamed
-    answers (CSV exports, server-sent events) pass through untouched, never buffered.
+    does. The work of building the answer is done either way; the 304 saves sending and parsing it. "In one
+    piece" means its length is known up front (Content-Length): streamed answers (CSV exports, server-sent
+    events) pass through untouched, never buffered.
     """
 
     CONDITIONAL_TYPES = (b"application/json", b"text/csv")
+    MAX_BYTES = 16 * 1024 * 1024
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -186,6 +188,7 @@ class ConditionalGetMiddleware:
             return
         if_none_match = dict(scope.get("headers") or []).get(b"if-none-match", b"").decode("latin-1")
         start: Message | None = None
+        chunks: list[bytes] = []
         passing_through = False
 
         async def conditional_send(message: Message) -> None:
@@ -194,21 +197,21 @@ class ConditionalGetMiddleware:
                 await send(message)
                 return
             if message["type"] == "http.response.start":
-                headers = dict(message.get("headers") or [])
+                headers = {name.lower(): value for name, value in message.get("headers") or []}
                 media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-                if message["status"] != 200 or media_type not in self.CONDITIONAL_TYPES:
+                length = headers.get(b"content-length", b"")
+                if message["status"] != 200 or media_type not in self.CONDITIONAL_TYPES or \
+                        not length.isdigit() or int(length) > self.MAX_BYTES:
                     passing_through = True
                     await send(message)
                 else:
-                    start = message  # held until the body shows whether it comes in one piece
+                    start = message  # held until the whole body is here
                 return
             assert start is not None
-            body = message.get("body", b"")
-            if message.get("more_body", False):  # streamed: no ETag, sent as it comes
-                passing_through = True
-                await send(start)
-                await send(message)
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
                 return
+            body = b"".join(chunks)
             headers = list(start.get("headers") or [])
             etag = next((value.decode("latin-1") for name, value in headers if name.lower() == b"etag"), None)
             if etag is None:
@@ -220,6 +223,6 @@ class ConditionalGetMiddleware:
                 await send({"type": "http.response.body", "body": b""})
                 return
             await send({**start, "headers": headers})
-            await send(message)
+            await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, conditional_send)

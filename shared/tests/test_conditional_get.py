@@ -39,6 +39,10 @@ def _app() -> FastAPI:
     async def missing() -> JSONResponse:
         return JSONResponse({"title": "Not found"}, status_code=404)
 
+    @app.middleware("http")  # as in every service (request metrics): it re-streams each answer in chunks
+    async def measure(request, call_next):  # type: ignore[no-untyped-def]
+        return await call_next(request)
+
     app.state.report = state
     app.add_middleware(ConditionalGetMiddleware)
     return app

@@ -218,3 +218,26 @@ async def test_a_new_plan_version_needs_the_etag_of_the_newest_one(incentives: I
     assert stale.status_code == 412
     newest = (await incentives.client.get(plan_url, headers=manager)).json()
     assert newest["version"] == 2 and newest["document"]["base_rate"] == "0.09"
+
+
+async def test_a_retried_approval_gets_the_first_answer_instead_of_a_conflict_and_is_announced_once(
+        incentives: Incentives):
+    await _setup(incentives)
+    manager = incentives.headers(role="manager", sub="mia")
+    sid = (await _statement(incentives, "ann"))["statement_id"]
+    assert (await incentives.client.post(f"/v1/statements/{sid}/review", headers=manager)).status_code == 200
+    keyed = {**manager, "Idempotency-Key": "approve-ann-q1"}
+    first = await incentives.client.post(f"/v1/statements/{sid}/approve", headers=keyed)
+    assert first.status_code == 200 and first.json()["status"] == "approved"
+    # without the key a second approval is refused (409: already approved); with it, the first answer comes back
+    retry = await incentives.client.post(f"/v1/statements/{sid}/approve", headers=keyed)
+    assert retry.status_code == 200 and retry.json() == first.json()
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert (await incentives.client.post(f"/v1/statements/{sid}/approve", headers=manager)).status_code == 409
+    assert len(await incentives.outbox("StatementApproved")) == 1
+    # the statement read carries a strong ETag; holding it, a client gets 304 and no body
+    read = await incentives.client.get(f"/v1/statements/{sid}", headers=manager)
+    etag = read.headers["ETag"]
+    assert etag.startswith('"') and read.json()["status"] == "approved"
+    unchanged = await incentives.client.get(f"/v1/statements/{sid}", headers={**manager, "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
