@@ -12,8 +12,11 @@ what it answers, the same way in every service:
   status (e.g. 429) names it in its decorator (`responses={429: {"description": "..."}}`) and gets the same
   Problem answer with its headers;
 - security: the bearer JWT scheme, applied to every operation that authenticates;
-- headers: `X-Correlation-ID` on every request and response, `Idempotency-Key` (see idempotency.py),
-  `If-Match` (see `IfMatchHeader`), `ETag`, and `Retry-After` / `RateLimit-*` where a 429 or 503 may come;
+- headers: `X-Correlation-ID` on every request and response, `Idempotency-Key` on every POST (see
+  idempotency.py; a POST that cannot honour one says why with `idempotency_exempt`), a required `If-Match`
+  (412, 428) on every PATCH and PUT, `ETag` with `If-None-Match` and 304 on every JSON read (served by
+  `middleware.ConditionalGetMiddleware`), `Retry-After` where a 429 or 503 may come, and the IETF
+  `RateLimit-Limit` / `-Remaining` / `-Reset` on every answer of an operation that may answer 429;
 - operation ids: short and unique (camelCase of the route's name, `createLead`), tags by resource.
 
 `document_contract(app)` is installed by `create_service_app`. A new service (e.g. incentive-service) follows
