@@ -195,7 +195,8 @@ def configure_round_robin(assignment_url: str, reps: list[str], org: str = ORG) 
         assert team.status_code == 201, team.text
         rules = client.put("/v1/routing-rules", json={"rules": [
             {"name": "everyone", "fallback": True, "pipeline_id": "p-default",
-             "owner": {"strategy": "round_robin", "team_id": team.json()["id"]}}]})
+             "owner": {"strategy": "round_robin", "team_id": team.json()["id"]}}]},
+            headers={"If-Match": '"0"'})  # the org's first rule set
         assert rules.status_code == 200, rules.text
 
 

@@ -27,7 +27,7 @@ from .db import Database
 from .errors import NotFound, install_error_handlers
 from .guards import reject_unstorable_text
 from .logging import configure_logging
-from .middleware import BodySizeLimitMiddleware, CorrelationMiddleware, JsonLimitsMiddleware
+from .middleware import BodySizeLimitMiddleware, ConditionalGetMiddleware, CorrelationMiddleware, JsonLimitsMiddleware
 from .migrations import run_migrations
 from .observability import ServiceMetrics, health_router, install_request_metrics
 from .outbox import OutboxRelay
@@ -267,6 +267,7 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
     install_error_handlers(app)
     install_request_metrics(app, context.metrics)
     # Innermost first: the JSON shape is checked on a body whose size is already capped.
+    app.add_middleware(ConditionalGetMiddleware)  # sees each answer as the route made it
     app.add_middleware(JsonLimitsMiddleware, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TracingMiddleware, service=definition.name)  # inside CorrelationMiddleware

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -91,6 +92,14 @@ class IdempotentRequest:
         return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+    async def release(self, session: AsyncSession) -> None:
+        """Give up a claimed key whose work failed (its answer was never stored), so a retry acts."""
+        if self.key and self._scope is not None:
+            await session.execute(sa.delete(table).where(
+                table.c.org_id == self._org_id, table.c.scope == self._scope, table.c.key == self.key,
+                table.c.status_code.is_(None)))
+
+
 async def forget_responses_about(session: AsyncSession, org_id: str, subject_ids: Sequence[str]) -> int:
     """For an erasure: the stored responses that returned these subjects (a created lead, a logged activity)
     carry personal data. Their bodies are replaced by `{"erased": true}`; the key row stays, so a retry of the
@@ -121,3 +130,45 @@ async def idempotency_key(request: Request, sent_key: Annotated[str, Header(
 
 
 IdempotencyDep = Annotated[IdempotentRequest, Depends(idempotency_key)]
+
+
+async def once(idem: IdempotentRequest, uow: Any, *, org_id: str, scope: str, payload: Any,
+               act: Callable[[], Awaitable[Any]], status_code: int = 200,
+               headers: Callable[[Any], dict[str, str]] | None = None) -> JSONResponse:
+    """Run `act` at most once per Idempotency-Key: a retry gets the stored answer, another body with the key 409.
+
+    `act` makes its change in `uow` without committing and returns the answer's JSON body; `headers` builds the
+    answer's headers (an ETag) from it. The key, the change and the stored answer commit together, so a crash
+    between them leaves neither (the retry then acts, once)."""
+    if (replay := await idem.begin(uow.session, org_id=org_id, scope=scope, payload=payload)):
+        return replay
+    body = jsonable_encoder(await act())
+    response = await idem.complete(uow.session, status_code=status_code, body=body,
+                                   headers=headers(body) if headers is not None else None)
+    await uow.commit()
+    return response
+
+
+async def once_across(idem: IdempotentRequest, open_uow: Callable[[], Any], *, org_id: str, scope: str,
+                      payload: Any, act: Callable[[], Awaitable[Any]], status_code: int = 200) -> JSONResponse:
+    """`once` for work that commits in transactions of its own (batches, per-item commits).
+
+    The key is claimed and committed first, so a retry while the work runs gets 409 ("still in progress") rather
+    than a second run; the answer is stored when the work is done. Work that fails releases the claim, so a
+    retry acts. (A process that dies mid-work leaves the claim in progress: that key then answers 409, and the
+    client retries with a new key; each batch the work committed stands, as without a key.)"""
+    async with open_uow() as uow:
+        if (replay := await idem.begin(uow.session, org_id=org_id, scope=scope, payload=payload)):
+            return replay
+        await uow.commit()
+    try:
+        body = jsonable_encoder(await act())
+    except BaseException:
+        async with open_uow() as uow:
+            await idem.release(uow.session)
+            await uow.commit()
+        raise
+    async with open_uow() as uow:
+        response = await idem.complete(uow.session, status_code=status_code, body=body)
+        await uow.commit()
+    return response

@@ -59,7 +59,8 @@ async def test_outbound_cold_calling_journey(any_world: World):
             {"id": "cold-calls", "name": "Inside reps call", "fallback": True, "pipeline_id": pipeline["id"],
              "owner": {"strategy": "round_robin", "team_id": inside}}])
         await ok(notification_api.put("/v1/mailchimp/settings", json={
-            "api_key": MAILCHIMP_KEY, "nurture_list_id": "nurture-outbound", "nurture_tag": "lost-outbound"}), 200)
+            "api_key": MAILCHIMP_KEY, "nurture_list_id": "nurture-outbound", "nurture_tag": "lost-outbound"},
+            headers={"If-Match": '"0"'}), 200)  # the org's first Mailchimp settings
         await ok(lead_api.post("/v1/leads/custom-fields", json={"key": "presentation_at", "type": "date",
                                                                   "label": "Presentation date"}), 201)
 

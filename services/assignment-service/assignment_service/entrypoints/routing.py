@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import UowDep
@@ -13,8 +14,9 @@ from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import utcnow
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
+from salesflow_shared.preconditions import check_if_match_unset
 
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
@@ -83,6 +85,8 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
     current = await _rule_set_row(uow, principal.org_id, None)
     if current is not None:
         check_if_match(request, current.version)
+    else:  # the first publication: If-Match "0", so two admins publishing at once cannot both win
+        check_if_match_unset(request.headers.get("if-match"), what="routing rules")
     rule_set = await publish_rule_set(uow.session, principal.org_id, body.rules, principal.user_id)
     try:
         await uow.commit()
@@ -95,9 +99,14 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
 
 @router.post("/routing-rules/validate", summary="Check a draft rule set without publishing it",
              operation_id="validateRoutingRules", **returns(RuleSetCheck))
-async def validate_draft(body: RuleSetIn, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
-    rules = await validate_rules(uow.session, principal.org_id, body.rules)
-    return {"valid": True, "rules": [r.to_dict() for r in rules]}
+async def validate_draft(body: RuleSetIn, uow: UowDep, principal: AdminPrincipal,
+                         idem: IdempotencyDep) -> JSONResponse:
+    async def check() -> dict[str, Any]:
+        rules = await validate_rules(uow.session, principal.org_id, body.rules)
+        return {"valid": True, "rules": [r.to_dict() for r in rules]}
+
+    return await once(idem, uow, org_id=principal.org_id, scope="rules:validate",
+                      payload=body.model_dump(mode="json"), act=check)
 
 
 @router.get("/routing-rules/versions", summary="Every published version, newest first",
@@ -124,7 +133,13 @@ async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: Uo
 
 @router.post("/routing/simulate", summary="Evaluate a lead against the current or a draft rule set; changes nothing",
              operation_id="simulateRouting", **returns(DecisionOut))
-async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
+async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    # Changes nothing; with a key a retry gets the first simulation's answer (only the key's answer is stored).
+    return await once(idem, uow, org_id=principal.org_id, scope="routing:simulate",
+                      payload=body.model_dump(mode="json"), act=lambda: _simulate(body, uow, principal))
+
+
+async def _simulate(body: SimulateIn, uow: Any, principal: Any) -> dict[str, Any]:
     org = principal.org_id
     if body.rules is not None:
         rule_set = RuleSet(0, await validate_rules(uow.session, org, body.rules))
@@ -139,7 +154,8 @@ async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -
     decision = await decide(uow.session, org, body.lead.lead_id or "simulated", snapshot, body.trigger,
                             rule_set=rule_set, now=body.at or utcnow(),
                             stage=body.stage.model_dump() if body.stage else None, dry_run=True)
-    # Nothing is committed: the unit of work rolls back whatever was read.
+    # A dry run writes nothing (no rotation advances, no rep row is locked); only an Idempotency-Key's answer
+    # is stored.
     result = decision.to_dict()
     result.update(simulated=True, draft=body.rules is not None, id=None,
                   assumed=assumed_facts(rule_set, snapshot, body.trigger))

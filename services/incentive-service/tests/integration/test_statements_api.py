@@ -154,7 +154,8 @@ async def test_a_participant_is_paid_in_their_currency_and_what_if_writes_nothin
     await _setup(incentives)
     await incentives.dispatch(incentives.envelope(ExchangeRateSetV1(
         base_currency="EUR", quote_currency="USD", rate=Decimal("1.10"), valid_from=date(2027, 1, 1)), "EUR-USD"))
-    assert (await incentives.client.put("/v1/payees/sam", json={"currency": "USD"}, headers=incentives.headers())
+    assert (await incentives.client.put("/v1/payees/sam", json={"currency": "USD"},
+                                        headers={**incentives.headers(), **await incentives.payee_if_match("sam")})
             ).status_code == 200
     await incentives.client.post("/v1/statements/compute", json={"on": "2027-02-15"}, headers=incentives.headers())
     sam = await _statement(incentives, "sam")
@@ -199,3 +200,46 @@ async def test_a_plan_defined_after_the_fact_computes_the_past_periods_statement
     q4 = await _statement(incentives, "ann", "2026-10-01")
     assert [(line["lead_id"], line["amount"]) for line in q4["lines"]] == [("old-1", "1600.00")]  # 80 % × 20,000 × 10 %
     assert (await _statement(incentives, "ann", "2027-01-01"))["lines"] == []
+
+
+async def test_a_new_plan_version_needs_the_etag_of_the_newest_one(incentives: Incentives):
+    manager = incentives.headers(role="manager", sub="mia")
+    created = await incentives.client.post("/v1/plans", json=PLAN, headers=manager)
+    plan_url = f"/v1/plans/{created.json()['plan_id']}"
+    read = await incentives.client.get(plan_url, headers=manager)
+    assert read.headers["ETag"] == '"1"'
+    raised = {**PLAN, "base_rate": "0.09"}
+    assert (await incentives.client.put(plan_url, json=raised, headers=manager)).status_code == 428
+    weak = await incentives.client.put(plan_url, json=raised, headers={**manager, "If-Match": 'W/"1"'})
+    assert weak.status_code == 412
+    second = await incentives.client.put(plan_url, json=raised, headers={**manager, "If-Match": '"1"'})
+    assert second.status_code == 200 and second.json()["version"] == 2 and second.headers["ETag"] == '"2"'
+    # another manager still holding version 1 cannot replace version 2 unseen
+    stale = await incentives.client.put(plan_url, json={**PLAN, "base_rate": "0.05"},
+                                        headers={**manager, "If-Match": '"1"'})
+    assert stale.status_code == 412
+    newest = (await incentives.client.get(plan_url, headers=manager)).json()
+    assert newest["version"] == 2 and newest["document"]["base_rate"] == "0.09"
+
+
+async def test_a_retried_approval_gets_the_first_answer_instead_of_a_conflict_and_is_announced_once(
+        incentives: Incentives):
+    await _setup(incentives)
+    manager = incentives.headers(role="manager", sub="mia")
+    sid = (await _statement(incentives, "ann"))["statement_id"]
+    assert (await incentives.client.post(f"/v1/statements/{sid}/review", headers=manager)).status_code == 200
+    keyed = {**manager, "Idempotency-Key": "approve-ann-q1"}
+    first = await incentives.client.post(f"/v1/statements/{sid}/approve", headers=keyed)
+    assert first.status_code == 200 and first.json()["status"] == "approved"
+    # without the key a second approval is refused (409: already approved); with it, the first answer comes back
+    retry = await incentives.client.post(f"/v1/statements/{sid}/approve", headers=keyed)
+    assert retry.status_code == 200 and retry.json() == first.json()
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert (await incentives.client.post(f"/v1/statements/{sid}/approve", headers=manager)).status_code == 409
+    assert len(await incentives.outbox("StatementApproved")) == 1
+    # the statement read carries a strong ETag; holding it, a client gets 304 and no body
+    read = await incentives.client.get(f"/v1/statements/{sid}", headers=manager)
+    etag = read.headers["ETag"]
+    assert etag.startswith('"') and read.json()["status"] == "approved"
+    unchanged = await incentives.client.get(f"/v1/statements/{sid}", headers={**manager, "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""

@@ -31,7 +31,7 @@ from salesflow_shared.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once, once_across
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 from salesflow_shared.signatures import SignatureError, verify
 
@@ -152,7 +152,8 @@ SUBMISSION_CONTRACT: dict[str, Any] = {
                                "in the query)",
                 "headers": {"Location": {"$ref": "#/components/headers/Location"}}},
         "401": {"description": "missing public key or a signature that is not accepted"},
-        "429": {"description": "too many browser posts to this form or from this address (Retry-After)"},
+        "429": {"description": "too many browser posts to this form or from this address (Retry-After; the "
+                               "RateLimit fields describe the bucket that refused)"},
     },
 }
 
@@ -294,10 +295,10 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
     cors_headers = cors.response_headers(request.headers.get("origin"), form.allowed_origins)
     try:
         response = await _submit(form, request, context)
-    except ServiceError as exc:
-        exc.headers.update(cors_headers)
+    except ServiceError as exc:  # a browser post's RateLimit fields (and Retry-After on 429) ride on errors too
+        exc.headers.update({**getattr(request.state, "rate_limit_headers", {}), **cors_headers})
         raise
-    response.headers.update(cors_headers)
+    response.headers.update({**getattr(request.state, "rate_limit_headers", {}), **cors_headers})
     return response
 
 
@@ -351,9 +352,14 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
             raise Unauthorized(f"a browser post needs the form's public key in the '{PUBLIC_KEY_FIELD}' field "
                                "(or a Salesflow-Signature header)")
         limiter = context.extras["rate_limiter"]
-        if not limiter.allow(f"form:{form.id}", form.rate_limit_per_minute) or \
-                not limiter.allow(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute):
-            raise TooManyRequests("too many submissions; try again in a minute", headers={"Retry-After": "60"})
+        quota = limiter.take(f"form:{form.id}", form.rate_limit_per_minute)
+        if quota.allowed:  # the visitor's own bucket is spent only when the form's allowed the post
+            per_visitor = limiter.take(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute)
+            if not per_visitor.allowed or per_visitor.remaining < quota.remaining:
+                quota = per_visitor  # the answer describes the bucket closest to refusing
+        request.state.rate_limit_headers = quota.headers()
+        if not quota.allowed:
+            raise TooManyRequests(f"too many submissions; try again in {quota.retry_after_s} s")
         spam = bool(payload.get(form.honeypot_field))
     stamp = now()
     submission_id = new_id()
@@ -449,16 +455,28 @@ async def get_submission(form_id: str, submission_id: str, uow: UowDep, principa
 
 async def _reprocess(context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
     async with context.uow() as uow:
-        setup = await org_setup(context, uow.session, form.org_id)
-        state = await process_submission(uow, form, submission_id, setup, now())
+        result = await _reprocess_in(uow, context, form, submission_id)
         await uow.commit()
+    return result
+
+
+async def _reprocess_in(uow: Any, context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
+    """Process the submission in the caller's open transaction (not committed here)."""
+    setup = await org_setup(context, uow.session, form.org_id)
+    state = await process_submission(uow, form, submission_id, setup, now())
     return {"submission_id": submission_id, **state}
 
 
 @router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again",
              operation_id="reprocessSubmission", **returns(R.SubmissionResult))
 async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: ContextDep,
-                        principal: AdminPrincipal) -> dict[str, Any]:
+                        principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    return await once(idem, uow, org_id=principal.org_id, scope=f"reprocess:{form_id}:{submission_id}",
+                      payload=None, act=lambda: _reprocess_one(form_id, submission_id, uow, context, principal))
+
+
+async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: ServiceContext,
+                         principal: Any) -> dict[str, Any]:
     form = await _own_form(uow, form_id, principal.org_id)
     row = (await uow.session.execute(sa.select(submissions.c.status).where(
         submissions.c.id == submission_id, submissions.c.form_id == form_id,
@@ -467,21 +485,27 @@ async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: 
         raise NotFound(f"no submission {submission_id}")
     if row.status == "spam":
         raise ValidationFailed.single("submission_id", "a honeypot (spam) submission is never processed")
-    return await _reprocess(context, form, submission_id)
+    return await _reprocess_in(uow, context, form, submission_id)
 
 
 @router.post("/{form_id}/submissions/reprocess", summary="Process every failed submission of the form again",
              operation_id="reprocessFailedSubmissions", **returns(R.ReprocessResult))
 async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
-                           limit: LimitParam = 500) -> dict[str, Any]:
+                           idem: IdempotencyDep, limit: LimitParam = 500) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
     ids = (await uow.session.execute(sa.select(submissions.c.id).where(
         submissions.c.org_id == principal.org_id, submissions.c.form_id == form_id,
         submissions.c.status.in_(("failed", "received"))).order_by(submissions.c.received_at)
         .limit(limit))).scalars().all()
-    results = [await _reprocess(context, form, sid) for sid in ids]
-    return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
-            "failed": sum(r["status"] == "failed" for r in results), "items": results}
+    await uow.rollback()
+
+    async def reprocess_each() -> dict[str, Any]:  # one transaction per submission, as the sweep does
+        results = [await _reprocess(context, form, sid) for sid in ids]
+        return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
+                "failed": sum(r["status"] == "failed" for r in results), "items": results}
+
+    return await once_across(idem, context.uow, org_id=principal.org_id, scope=f"reprocess-failed:{form_id}",
+                             payload={"limit": limit}, act=reprocess_each)
 
 
 async def sweep_once(context: ServiceContext) -> int:

@@ -109,9 +109,10 @@ def spec_for(form: Any | None, headers: list[str]) -> FormSpec:
 
 async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, chunks: AsyncIterator[bytes],
                        filename: str | None, form: Any | None, import_id: str,
-                       owner_id: str | None = None) -> dict[str, Any]:
+                       owner_id: str | None = None, queue: bool = True) -> dict[str, Any]:
     """Stream the CSV into staged rows in batches; return the import as queued. With `owner_id` (a rep's own
-    import) every lead it creates is that rep's."""
+    import) every lead it creates is that rep's. With `queue=False` the import stays "uploading" (nothing
+    processes it) until the caller queues it with `queue_staged` in its own transaction."""
     records = csv_rows(chunks)
     try:
         headers = await records.__anext__()
@@ -158,11 +159,23 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
             await flush()
     if batch:
         await flush()
-    async with context.uow() as uow:
-        await uow.session.execute(sa.update(imports).where(imports.c.id == import_id).values(
-            status="queued", total_rows=total))
-        await uow.commit()
+    if queue:
+        async with context.uow() as uow:
+            await queue_staged(uow.session, import_id, total)
+            await uow.commit()
     return {"id": import_id, "status": "queued", "total_rows": total}
+
+
+async def queue_staged(session: Any, import_id: str, total_rows: int) -> None:
+    """Hand a fully staged import to the import worker."""
+    await session.execute(sa.update(imports).where(imports.c.id == import_id).values(
+        status="queued", total_rows=total_rows))
+
+
+async def discard_staged(session: Any, import_id: str) -> None:
+    """Remove an import that will never be queued (a failed upload, or a retry of one already accepted)."""
+    await session.execute(sa.delete(import_rows).where(import_rows.c.import_id == import_id))
+    await session.execute(sa.delete(imports).where(imports.c.id == import_id))
 
 
 def import_to_dict(row: Any) -> dict[str, Any]:

@@ -85,15 +85,27 @@ async def test_browser_posts_are_rate_limited_per_ip(lead_app):
     real_clock, frozen = limiter.clock, limiter.clock()
     limiter.clock = lambda: frozen  # the limiter's injected clock: no refill while the test runs
     try:
-        statuses = []
+        statuses, answers = [], []
         for i in range(limit + 2):
             r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": f"p{i}@corp{i}.com"})
             statuses.append(r.status_code)
+            answers.append(r)
         assert statuses[:limit] == [201] * limit
         assert statuses[limit:] == [429, 429]
-        assert r.headers["retry-after"] == "60"
+        # IETF RateLimit fields on every answer the limit acted on; 30 a minute is one every 2 s
+        assert limit == 30
+        first = answers[0].headers
+        assert (first["ratelimit-limit"], first["ratelimit-remaining"], first["ratelimit-reset"]) == ("30", "29", "2")
+        assert "retry-after" not in first
+        refused = r.headers
+        assert (refused["ratelimit-limit"], refused["ratelimit-remaining"], refused["ratelimit-reset"]) == (
+            "30", "0", "60")  # empty: 60 s until all 30 are back
+        assert refused["retry-after"] == "2"  # but the next post is allowed in 2 s
         # a minute later the bucket has refilled
-        limiter.clock = lambda: frozen + 60
+        limiter.clock = lambda: frozen + 2
+        r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": "soon@corp.com"})
+        assert r.status_code == 201 and r.headers["ratelimit-remaining"] == "0"
+        limiter.clock = lambda: frozen + 62
         r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": "late@corp.com"})
         assert r.status_code == 201
     finally:

@@ -63,9 +63,17 @@ async def test_every_money_figure_is_converted_at_its_dates_rate_and_carries_its
     app = create_app(settings, clock=lambda: NOW)
     async with running_app(app) as client:
         await feed(app, delivery_order(multi_currency_history().events, seed=3))
-        assert (await client.get("/v1/reporting-currency", headers=ADMIN)).json() == {"currency": "USD"}
-        put = await client.put("/v1/reporting-currency", json={"currency": "eur"}, headers=ADMIN)
+        default = await client.get("/v1/reporting-currency", headers=ADMIN)
+        assert default.json() == {"currency": "USD"} and default.headers["ETag"] == '"0"'  # never set: version 0
+        unconditional = await client.put("/v1/reporting-currency", json={"currency": "eur"}, headers=ADMIN)
+        assert unconditional.status_code == 428
+        put = await client.put("/v1/reporting-currency", json={"currency": "eur"},
+                               headers={**ADMIN, "If-Match": default.headers["ETag"]})
         assert put.status_code == 200 and put.json()["currency"] == "EUR", put.text
+        assert put.headers["ETag"] == '"1"'
+        stale = await client.put("/v1/reporting-currency", json={"currency": "GBP"},
+                                 headers={**ADMIN, "If-Match": default.headers["ETag"]})
+        assert stale.status_code == 412  # another admin's change is not overwritten unseen
         assert await published(app, "ReportingCurrencySet") == [{"currency": "EUR"}]
         # rates: a bad file is refused whole, naming the row and field; then the good one, once
         bad_rows = "USD,XYZ,1.2,2026-04-01\nUSD,EUR,x,2026-05-01\n"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, HttpUrl, StrictBool, field_validator
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
 from salesflow_shared.clock import rfc3339
-from salesflow_shared.contract import returns
+from salesflow_shared.contract import idempotency_exempt, returns
 from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import (
     Conflict,
@@ -27,10 +27,10 @@ from salesflow_shared.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
-from salesflow_shared.preconditions import check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match, check_if_match_unset, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
@@ -276,12 +276,15 @@ async def get_sequence(sequence_id: str, uow: UowDep, principal: CurrentPrincipa
 @router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence",
              operation_id="deactivateSequence", **returns(R.SequenceOut))
 async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep,
-                              principal: AdminPrincipal) -> dict[str, Any]:
-    await _sequence(uow, principal.org_id, sequence_id)
-    await uow.session.execute(sa.update(sequences).where(sequences.c.id == sequence_id).values(
-        active=False, updated_at=_now(context)))
-    await uow.commit()
-    return _json(await _sequence(uow, principal.org_id, sequence_id))
+                              principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    async def deactivate() -> dict[str, Any]:
+        await _sequence(uow, principal.org_id, sequence_id)
+        await uow.session.execute(sa.update(sequences).where(sequences.c.id == sequence_id).values(
+            active=False, updated_at=_now(context)))
+        return _json(await _sequence(uow, principal.org_id, sequence_id))
+
+    return await once(idem, uow, org_id=principal.org_id, scope=f"deactivate:{sequence_id}", payload=None,
+                      act=deactivate)
 
 
 @router.get("/sequences/{sequence_id}/enrollments", summary="Who is in this sequence, at which step, or why not",
@@ -303,7 +306,13 @@ async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrin
 
 
 # A browser (Accept: text/html) gets a page; a mail client's one-click POST gets JSON.
-UNSUBSCRIBE_HTML: dict[str, Any] = {"responses": {"200": {"content": {"text/html": {"schema": {"type": "string"}}}}}}
+UNSUBSCRIBE_HTML: dict[str, Any] = {"responses": {"200": {"content": {"text/html": {"schema": {"type": "string"}}}}},
+                                    # An Idempotency-Key is scoped to its caller (org and token subject); this
+                                    # public link has no caller, so one visitor's key would replay another's answer.
+                                    # Nothing is lost: unsubscribing again changes nothing and answers the same.
+                                    **idempotency_exempt(
+                                        "public one-click link (RFC 8058) with no caller to scope a key to; "
+                                        "naturally idempotent: a repeat changes nothing and answers the same")}
 _UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribe</title></head>
 <body><form method="post"><p>Stop receiving these emails?</p><button type="submit">Unsubscribe</button></form>
 </body></html>"""
@@ -359,7 +368,7 @@ def _settings_etag(row: Any) -> str:
 
 
 @router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
-            "(creating needs no precondition; replacing needs If-Match)",
+            "(If-Match: the ETag read, or \"0\" before the first setting)",
             operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
                                  principal: AdminPrincipal,
@@ -372,7 +381,8 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
         check_if_match(if_match, _settings_etag(current), what="Mailchimp settings")
         await uow.session.execute(sa.update(mailchimp_accounts).where(
             mailchimp_accounts.c.org_id == principal.org_id).values(**values))
-    else:
+    else:  # the first setting: If-Match "0", so two admins setting it at once cannot both win
+        check_if_match_unset(if_match, what="Mailchimp settings")
         await uow.session.execute(sa.insert(mailchimp_accounts).values(org_id=principal.org_id, **values))
     await uow.commit()
     row = {"org_id": principal.org_id, **values}

@@ -54,16 +54,20 @@ async def test_edit_reorder_and_delete_stages_keep_leads_in_flight_safe(pipe):
     resp = await pipe.client.patch(f"/v1/pipelines/{pid}/stages/{a}", json={"guidance": "New advice"},
                                    headers=pipe.headers(**{"If-Match": etag}))
     assert resp.status_code == 200 and resp.headers["etag"] != etag
+    current = resp.headers["etag"]
     stale = await pipe.client.patch(f"/v1/pipelines/{pid}", json={"name": "X"},
                                     headers=pipe.headers(**{"If-Match": etag}))
     assert stale.status_code == 412
+    unconditional = await pipe.client.patch(f"/v1/pipelines/{pid}", json={"name": "X"}, headers=pipe.headers())
+    assert unconditional.status_code == 428 and "If-Match" in unconditional.json()["detail"]
     assert (await pipe.position(lead))["stage"]["guidance"] == "New advice"
 
     # Reorder: C, A, B. The lead stays in stage A, now at position 2.
-    bad = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a]}, headers=pipe.headers())
+    bad = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a]},
+                                headers=pipe.headers(**{"If-Match": current}))
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "stage_ids"
     resp = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a, b]},
-                                 headers=pipe.headers())
+                                 headers=pipe.headers(**{"If-Match": current}))
     assert [s["name"] for s in resp.json()["stages"]] == ["C", "A", "B"]
     pos = await pipe.position(lead)
     assert pos["stage"]["id"] == a and pos["stage"]["position"] == 2 and len(pos["open_tasks"]) == 1
@@ -128,9 +132,10 @@ async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):
                                    headers=pipe.headers("rep", "rep-2"))).status_code == 404
 
     # A goal an admin gives the lead's stage, already met, advances it at once.
+    etag = (await pipe.client.get(f"/v1/pipelines/{pipeline['id']}", headers=pipe.headers())).headers["etag"]
     resp = await pipe.client.patch(f"/v1/pipelines/{pipeline['id']}/stages/{b}",
                                    json={"goal": {"field": "owner_id", "op": "eq", "value": "rep-1"}},
-                                   headers=pipe.headers())
+                                   headers=pipe.headers(**{"If-Match": etag}))
     assert resp.status_code == 200
     pos = await pipe.position(lead)
     assert pos["stage"]["id"] == c and pos["history"][-1]["entry_reason"] == "goal_met"
