@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT / "services" / "metrics-service"))
 from metrics_service.config import Settings  # noqa: E402
 from metrics_service.entrypoints.http import create_app  # noqa: E402
 from metrics_service.service_layer import rollups  # noqa: E402
+from salesflow_shared.clock import ManualClock  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import Envelope, make_event  # noqa: E402
 from salesflow_shared.events import catalogue as ev  # noqa: E402
@@ -211,9 +212,9 @@ async def time_reports(app, client: httpx.AsyncClient, org: str, runs: int,  # t
     admin = auth_headers(org, "admin", "bench")
     for day in ("2025-07-01", "2025-10-01"):  # two closed-period snapshots for forecast accuracy
         # frozen on the periods' first day, as the worker does (a period that has ended is refused)
-        app.state.context.extras["clock"] = lambda day=day: datetime.fromisoformat(day).replace(tzinfo=UTC)
+        app.state.context.clock = ManualClock(datetime.fromisoformat(day).replace(tzinfo=UTC))
         r = await client.post("/v1/forecasts/snapshots", json={"period": "quarter", "date": day}, headers=admin)
-        app.state.context.extras["clock"] = lambda: NOW
+        app.state.context.clock = ManualClock(NOW)
         assert r.status_code == 201, r.text
     out = {}
     for path, params in REPORTS:
@@ -310,7 +311,7 @@ async def ingest_backlog(conn: asyncpg.Connection, events: list[Envelope], org: 
                         projector="separate")
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        app = create_app(settings, clock=lambda: NOW)
+        app = create_app(settings, clock=ManualClock(NOW))
         async with app.router.lifespan_context(app):
             pass  # declares the queues
         connection = await aio_pika.connect(AMQP_URL)
@@ -385,7 +386,7 @@ async def main() -> None:
         except asyncpg.exceptions.TooManyConnectionsError:
             await asyncio.sleep(5)
     app = create_app(Settings(environment="test", database_url=database_url(), amqp_url="", log_level="WARNING",
-                              forecast_snapshot_interval_s=0), clock=lambda: NOW)
+                              forecast_snapshot_interval_s=0), clock=ManualClock(NOW))
     conn = await connect()
     results: dict[int, dict[str, float]] = {}
     try:

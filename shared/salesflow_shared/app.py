@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 
 from .auth import AdminPrincipal, TokenVerifier
 from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
+from .clock import Clock, SystemClock
 from .consumer import EventDispatcher, HandlerMap
 from .contract import document_contract, operation_id
 from .db import Database
@@ -57,8 +58,12 @@ class ServiceDefinition:
     # Handle deliveries in batches, one transaction each (for high-volume consumers whose handlers only
     # record: e.g. metrics-service's event log). Falls back to one by one when a batch fails.
     consume_in_batches: bool = False
-    # Anything else the service wants on its context (clients, clocks), built at start-up.
-    extras: Callable[[ServiceContext], Awaitable[dict[str, Any]]] | None = None
+    # The time every part of the service reads (a ManualClock in tests and simulations).
+    clock: Clock = field(default_factory=SystemClock)
+    # The service's own collaborators (clients, caches), built at start-up into one typed object the service
+    # defines (e.g. lead-service's `Collaborators` dataclass); reached through the service's accessor, and
+    # each one with an `aclose()` is closed at shutdown.
+    collaborators: Callable[[ServiceContext], Awaitable[Any]] | None = None
     # Across processes of this service (PostgreSQL only): announce every unit of work's commit with NOTIFY on
     # the service's channel, and/or wake this process's workers on those notifications (see wakeup.py).
     announce_commits: bool = False
@@ -82,7 +87,8 @@ class ServiceContext:
                                  poll_interval_s=self.settings.outbox_poll_interval_s,
                                  retention_s=self.settings.outbox_retention_hours * 3600)
         self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics)
-        self.extras: dict[str, Any] = {}
+        self.clock: Clock = definition.clock
+        self.collaborators: Any = None  # the service's typed collaborators (ServiceDefinition.collaborators)
         # Rung by this process's commits (and the service's NOTIFYs when listening): wakes idle workers.
         self.commits = CommitBell()
         self._listening = contextlib.AsyncExitStack()
@@ -123,8 +129,8 @@ class ServiceContext:
             await run_migrations(self.database, self.definition.migrations_path, self.name)
         if self.owns_bus:
             await self.bus.start()
-        if self.definition.extras is not None:
-            self.extras = await self.definition.extras(self)
+        if self.definition.collaborators is not None:
+            self.collaborators = await self.definition.collaborators(self)
         if self.dispatcher.event_types:
             await self.bus.subscribe(Subscription(
                 queue=self.queue, event_types=self.dispatcher.event_types,
@@ -183,7 +189,7 @@ class ServiceContext:
         await self.relay.stop()
         if self.owns_bus:
             await self.bus.close()
-        for value in self.extras.values():
+        for value in (vars(self.collaborators).values() if self.collaborators is not None else ()):
             close = getattr(value, "aclose", None)
             if close is not None:
                 await close()

@@ -1,8 +1,7 @@
 """Wires incentive-service together: settings, routes, event handlers, migrations, background workers."""
 from pathlib import Path
-from typing import Any
 
-from salesflow_shared.app import ServiceContext, ServiceDefinition
+from salesflow_shared.app import ServiceDefinition
 from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import EventHandlers
 
@@ -21,9 +20,6 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
     settings = settings or Settings()
     clock = clock or SystemClock()
 
-    async def extras(context: ServiceContext) -> dict[str, Any]:
-        return {"clock": clock}
-
     program_workers = ([program_finisher(clock, settings.program_finish_interval_s)]
                        if settings.program_finish_interval_s > 0 else [])
     return ServiceDefinition(
@@ -38,5 +34,5 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         # (programs' facts handler has handle_many); other handlers run one by one inside the batch.
         consume_in_batches=True,
         description="Commission plans as data, statements with every amount explained, payouts.",
-        extras=extras,
+        clock=clock,
     )

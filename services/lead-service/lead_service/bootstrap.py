@@ -1,12 +1,12 @@
 """Wires lead-service together: settings, routes, event handlers, migrations, background workers."""
 import time
 from pathlib import Path
-from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
 from salesflow_shared.consumer import EventHandlers
 
 from .adapters.enrichment_client import EnrichmentClient
+from .collaborators import Collaborators
 from .config import Settings
 from .domain.ratelimit import RateLimiter
 from .entrypoints.common import SetupCache
@@ -21,16 +21,16 @@ from .service_layer.timeline import TIMELINE_HANDLERS
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def build_extras(context: ServiceContext) -> dict[str, Any]:
+async def build_collaborators(context: ServiceContext) -> Collaborators:
     settings = context.settings_as(Settings)
-    extras: dict[str, Any] = {"setup_cache": SetupCache(), "form_cache": FormCache(),
-                              "rate_limiter": RateLimiter(time.monotonic), "intake_batcher": IntakeBatcher(context)}
+    enrichment = None
     if settings.enrichment_url:
-        extras["enrichment_client"] = EnrichmentClient(
+        enrichment = EnrichmentClient(
             settings.enrichment_url, token=settings.enrichment_token, timeout_s=settings.enrichment_timeout_s,
             failure_threshold=settings.enrichment_failure_threshold,
             reset_after_s=settings.enrichment_reset_after_s)
-    return extras
+    return Collaborators(setup_cache=SetupCache(), form_cache=FormCache(), rate_limiter=RateLimiter(time.monotonic),
+                         intake_batcher=IntakeBatcher(context), enrichment_client=enrichment)
 
 
 def build_definition(settings: Settings | None = None) -> ServiceDefinition:
@@ -41,7 +41,7 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         migrations_path=MIGRATIONS,
         # Every event about a lead also goes on its timeline (after this service's own handling).
         event_handlers=EventHandlers.merged(EVENT_HANDLERS, TIMELINE_HANDLERS),
-        extras=build_extras,
+        collaborators=build_collaborators,
         workers=[submission_sweeper, enrichment_worker, import_worker],
         description="Leads, contacts, companies, activities, web-form intake, scoring and enrichment.",
     )

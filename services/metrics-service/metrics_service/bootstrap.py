@@ -1,12 +1,11 @@
 """Wires metrics-service together: settings, routes, event handlers, migrations, background workers."""
 from pathlib import Path
-from typing import Any
 
-from salesflow_shared.app import ServiceContext, ServiceDefinition
+from salesflow_shared.app import ServiceDefinition
+from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import EventHandlers
 
 from .config import Settings
-from .domain.periods import Clock, system_clock
 from .entrypoints.routes import router
 from .service_layer.forecasting import snapshot_worker
 from .service_layer.handlers import EVENT_HANDLERS
@@ -18,10 +17,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def build_definition(settings: Settings | None = None, clock: Clock | None = None) -> ServiceDefinition:
     settings = settings or Settings()
-    clock = clock or system_clock
-
-    async def extras(context: ServiceContext) -> dict[str, Any]:
-        return {"clock": clock}
+    clock = clock or SystemClock()
 
     workers = []
     if settings.projector != "separate":
@@ -44,6 +40,6 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         announce_commits=settings.projector == "separate",
         listen_for_commits=settings.projector == "only",
         workers=workers,
-        extras=extras,
+        clock=clock,
         description="Read models and reports built only from events: funnel, win rate, forecast, coaching.",
     )

@@ -1,8 +1,7 @@
 """Wires pipeline-service together: settings, routes, event handlers, migrations, background workers."""
 from pathlib import Path
-from typing import Any
 
-from salesflow_shared.app import ServiceContext, ServiceDefinition
+from salesflow_shared.app import ServiceDefinition
 from salesflow_shared.clock import Clock, SystemClock
 
 from .config import Settings
@@ -18,9 +17,6 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
     settings = settings or Settings()
     clock = clock or SystemClock()
 
-    async def extras(context: ServiceContext) -> dict[str, Any]:
-        return {"clock": clock}
-
     return ServiceDefinition(
         name="pipeline-service",
         settings=settings,
@@ -29,5 +25,5 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         event_handlers=make_event_handlers(clock),
         workers=[overdue_worker, reopen_worker] if settings.run_workers else [],
         description="Pipelines, stages, goals, stage tasks, lead positions and history.",
-        extras=extras,
+        clock=clock,
     )

@@ -84,7 +84,7 @@ Outcome = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
 
 
 def _now(context: Any) -> datetime:
-    return context.extras["clock"].now()
+    return context.clock.now()
 
 
 def _utc(moment: datetime) -> datetime:

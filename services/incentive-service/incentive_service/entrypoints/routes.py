@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
-from salesflow_shared.clock import SystemClock
 from salesflow_shared.contract import CSV_FILE, returns
 from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep, once
@@ -61,7 +60,7 @@ PLAN_EXAMPLE = {
 
 
 def now_of(context: Any) -> datetime:
-    return (context.extras.get("clock") or SystemClock()).now()
+    return context.clock.now()
 
 
 async def _finish(uow: UnitOfWork, idem: Any, status_code: int, body: Any) -> JSONResponse:

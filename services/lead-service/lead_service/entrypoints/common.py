@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from salesflow_shared.app import ServiceContext
 from salesflow_shared.events import utcnow
 
+from ..collaborators import collaborators
 from ..config import Settings
 from ..service_layer.ingest import OrgSetup, load_org_setup
 
@@ -35,7 +36,7 @@ class SetupCache:
 
 
 def setup_cache(context: ServiceContext) -> SetupCache:
-    cache: SetupCache = context.extras["setup_cache"]
+    cache = collaborators(context).setup_cache
     return cache
 
 

@@ -36,6 +36,7 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from salesflow_shared.signatures import SignatureError, verify
 
 from ..adapters.orm import forms, submissions
+from ..collaborators import collaborators
 from ..config import Settings
 from ..domain import cors
 from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
@@ -233,7 +234,7 @@ async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: Contex
                                                      forms.c.version == form.version)
                               .values(**sent, version=form.version + 1, updated_at=now()))
     await uow.commit()
-    context.extras["form_cache"].invalidate(form_id)
+    collaborators(context).form_cache.invalidate(form_id)
     return _form_response(await _own_form(uow, form_id, principal.org_id))
 
 
@@ -252,7 +253,7 @@ async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principa
     response = await idem.complete(uow.session, status_code=200, body=rotated.as_dict(),
                                    headers={"ETag": f'"{rotated.version}"'})
     await uow.commit()
-    context.extras["form_cache"].invalidate(form_id)
+    collaborators(context).form_cache.invalidate(form_id)
     return response
 
 
@@ -315,7 +316,7 @@ async def submission_preflight(form_id: str, request: Request, context: ContextD
 
 
 async def _public_form(context: ServiceContext, form_id: str) -> Form:
-    form: Form | None = await context.extras["form_cache"].get(context, form_id)
+    form: Form | None = await collaborators(context).form_cache.get(context, form_id)
     if form is None:
         raise NotFound(f"no form {form_id}")
     return form
@@ -351,7 +352,7 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
         if not isinstance(key, str) or key != form.public_key:
             raise Unauthorized(f"a browser post needs the form's public key in the '{PUBLIC_KEY_FIELD}' field "
                                "(or a Salesflow-Signature header)")
-        limiter = context.extras["rate_limiter"]
+        limiter = collaborators(context).rate_limiter
         quota = limiter.take(f"form:{form.id}", form.rate_limit_per_minute)
         if quota.allowed:  # the visitor's own bucket is spent only when the form's allowed the post
             per_visitor = limiter.take(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute)
@@ -381,7 +382,7 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
         if earlier is not None:  # a retry: the first response again (the unique key decides under races)
             return _replay(request, form, channel, earlier)
     try:
-        state = await context.extras["intake_batcher"].accept(form, payload, common)
+        state = await collaborators(context).intake_batcher.accept(form, payload, common)
         if state is not None:
             return _reply(request, form, channel, submission_id, state)
         async with context.database.session() as session:  # a concurrent duplicate won the key
@@ -516,7 +517,7 @@ async def sweep_once(context: ServiceContext) -> int:
         stuck = await stuck_submissions(session, now(), context.settings_as(Settings).submission_sweep_after_s)
     for item in stuck:
         try:
-            form = await context.extras["form_cache"].get(context, item.form_id)
+            form = await collaborators(context).form_cache.get(context, item.form_id)
             if form is not None:
                 await _reprocess(context, form, item.id)
         except Exception:

@@ -17,6 +17,7 @@ from salesflow_shared.retries import backoff_s
 
 from ..adapters.enrichment_client import EnrichmentClient, ProviderError
 from ..adapters.orm import companies, leads
+from ..collaborators import collaborators
 from ..config import Settings
 from ..domain.dedup import changed_fields
 from ..domain.enrichment import CircuitOpen, clean_provider_answer
@@ -174,7 +175,7 @@ async def retry_failed(uow: Any, org_id: str, now: datetime, *, failed_from: dat
 
 
 async def enrichment_worker(context: ServiceContext) -> None:
-    client: EnrichmentClient | None = context.extras.get("enrichment_client")
+    client = collaborators(context).enrichment_client
     if client is None:
         return  # no provider configured: the bundled lists are all the enrichment there is
     poll_interval_s = context.settings_as(Settings).enrichment_poll_interval_s

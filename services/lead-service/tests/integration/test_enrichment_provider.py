@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from lead_testkit import a_lead, admin, fake_provider, rep, start_lead_app
 
 from lead_service.adapters.orm import leads
+from lead_service.collaborators import collaborators
 from lead_service.service_layer.enrichment import enrich_due
 from salesflow_shared.testing import eventually
 
@@ -51,7 +52,7 @@ async def test_a_failing_provider_never_blocks_intake_and_trips_the_breaker(data
                 assert r.status_code == 201
                 ids.append(r.json()["id"])
             assert time.monotonic() - started < 1.5  # no request waited for the provider
-            client = app.context.extras["enrichment_client"]
+            client = collaborators(app.context).enrichment_client
 
             async def tripped():
                 assert client.breaker.state == "open"
@@ -85,7 +86,7 @@ async def test_a_nul_byte_or_junk_in_an_answer_is_cleaned_and_never_stops_the_ot
             c = app.client
             bad = (await c.post("/v1/leads", json=a_lead("nul@nulcorp.com", country=None), headers=admin())).json()
             good = (await c.post("/v1/leads", json=a_lead("ok@okcorp.com", country=None), headers=admin())).json()
-            client = app.context.extras["enrichment_client"]
+            client = collaborators(app.context).enrichment_client
             assert await enrich_due(app.context, client) == 2  # both leads claimed in one batch
             got_bad, got_good = await _lead(c, bad["id"]), await _lead(c, good["id"])
             assert got_bad["enrichment_status"] == "done" and got_good["enrichment_status"] == "done"
@@ -107,7 +108,7 @@ async def test_a_600_kb_answer_is_refused_counted_and_rerun_by_an_admin_after_th
                                   enrichment_poll_interval_s=3600, enrichment_max_attempts=2) as app:
             c = app.client
             lead = (await c.post("/v1/leads", json=a_lead("big@bigcorp.com", country=None), headers=admin())).json()
-            client = app.context.extras["enrichment_client"]
+            client = collaborators(app.context).enrichment_client
             for _ in range(4):  # retries are due at once: push the clock past each retry delay
                 await enrich_due(app.context, client)
                 async with app.context.uow() as uow:

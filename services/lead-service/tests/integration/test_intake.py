@@ -8,6 +8,8 @@ import time
 import pytest
 from lead_testkit import admin, create_form, signed_headers, submit_url
 
+from lead_service.collaborators import collaborators
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 FORM = {"name": "Contact us", "mapping": {"email": "contact.email", "name": "contact.full_name",
@@ -81,7 +83,7 @@ async def test_browser_posts_are_rate_limited_per_ip(lead_app):
     c = lead_app.client
     form = await make_form(c)
     limit = lead_app.context.settings.ip_rate_limit_per_minute
-    limiter = lead_app.context.extras["rate_limiter"]
+    limiter = collaborators(lead_app.context).rate_limiter
     real_clock, frozen = limiter.clock, limiter.clock()
     limiter.clock = lambda: frozen  # the limiter's injected clock: no refill while the test runs
     try:
@@ -250,7 +252,7 @@ async def test_a_burst_of_submissions_is_group_committed_with_the_same_results(l
 
     c = lead_app.client
     form = await make_form(c)
-    batcher = lead_app.context.extras["intake_batcher"]
+    batcher = collaborators(lead_app.context).intake_batcher
     before = batcher.batched_submissions
     payloads = [{"email": f"burst{i}@massive.com", "name": f"Person {i}"} for i in range(16)]
     payloads += [{"email": "burst3@massive.com", "job": "CFO"}, {"name": "no email at all"}]

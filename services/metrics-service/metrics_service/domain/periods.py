@@ -1,19 +1,13 @@
-"""Calendar periods, epoch-second times and the clock: pure functions, no I/O."""
+"""Calendar periods and epoch-second times: pure functions, no I/O."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, overload
 
 Period = Literal["month", "quarter", "year"]
 PERIODS: tuple[Period, ...] = ("month", "quarter", "year")
-Clock = Callable[[], datetime]
 DAY_S = 86400.0
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def as_utc(moment: datetime) -> datetime:

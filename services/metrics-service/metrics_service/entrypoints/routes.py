@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
-from salesflow_shared.clock import Rfc3339
+from salesflow_shared.clock import Clock, Rfc3339
 from salesflow_shared.contract import CSV_FILE, camel_case, returns
 from salesflow_shared.currency import CurrencyCode
 from salesflow_shared.db import rows_affected
@@ -45,13 +45,11 @@ from ..domain import formulas
 from ..domain.exchange import Converted, Rate, amounts
 from ..domain.periods import (
     PERIODS,
-    Clock,
     Period,
     as_utc,
     elapsed_share,
     period_bounds,
     period_start,
-    system_clock,
     to_ts,
 )
 from ..service_layer import currencies, forecasting, reports
@@ -65,7 +63,7 @@ Format = Literal["json", "csv"]
 
 
 def clock_of(context: ContextDep) -> Clock:
-    return context.extras.get("clock", system_clock)
+    return context.clock
 
 
 ClockDep = Annotated[Clock, Depends(clock_of)]
@@ -91,7 +89,7 @@ class ReportQuery:
             raise ValidationFailed.single("to", "must be after `from`")
         self.principal = principal
         self.format = format
-        self.now = clock()
+        self.now = clock.now()
         self.filters = reports.Filters(
             org_id=principal.org_id, from_ts=to_ts(from_), to_ts=to_ts(to), pipeline_id=pipeline,
             group_by=group_by, rep_id=None if principal.sees_whole_org else principal.user_id, now=self.now)
@@ -445,7 +443,7 @@ async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    now = clock()
+    now = clock.now()
     moment = _moment(body.date, now)
     if period_bounds(body.period, moment)[1] <= now:
         # its won_so_far would be the actual: such a "forecast" would make the accuracy report meaningless

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import Worker, run_periodically
+from salesflow_shared.clock import Clock
 from salesflow_shared.db import rows_affected
 from salesflow_shared.events import ForecastSnapshottedV1, utcnow
 from salesflow_shared.inbox import dialect_insert
@@ -18,7 +19,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.orm import forecast_snapshots, m_leads
 from ..domain import formulas
 from ..domain.exchange import Converted
-from ..domain.periods import PERIODS, Clock, Period, as_utc, period_bounds, to_ts
+from ..domain.periods import PERIODS, Period, as_utc, period_bounds, to_ts
 from . import reports
 
 log = structlog.get_logger(__name__)
@@ -102,7 +103,7 @@ async def accuracy(uow: UnitOfWork, org_id: str, period: Period, scope: str, now
 
 async def snapshot_worker_tick(context: Any, clock: Clock) -> int:
     """Freeze the current month, quarter and year for every org that has leads and no snapshot yet."""
-    now = clock()
+    now = clock.now()
     frozen = 0
     async with context.uow() as uow:
         orgs = [r[0] for r in (await uow.session.execute(sa.select(m_leads.c.org_id).distinct())).all()]

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import Worker, run_periodically
+from salesflow_shared.clock import Clock
 from salesflow_shared.db import rows_affected
 from salesflow_shared.events import QuotaReachedV1
 from salesflow_shared.inbox import dialect_insert
@@ -29,7 +30,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.milestones_orm import quota_milestones
 from ..adapters.orm import quotas
 from ..domain import formulas
-from ..domain.periods import Clock, as_utc, period_bounds, to_ts
+from ..domain.periods import as_utc, period_bounds, to_ts
 from . import reports
 
 log = structlog.get_logger(__name__)
@@ -99,7 +100,7 @@ def quota_milestone_worker(clock: Clock, interval_s: float, lookback_days: int) 
     """Announce newly reached quotas, checking every `interval_s`."""
     async def quota_reached_worker(context: Any) -> None:
         async def tick() -> bool:
-            if count := await announce_reached_quotas(context, clock(), lookback_days):
+            if count := await announce_reached_quotas(context, clock.now(), lookback_days):
                 log.info("quotas_reached", quotas=count)
             return False
         await run_periodically(context, tick, interval_s, name="quota_milestones")

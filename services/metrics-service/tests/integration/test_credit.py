@@ -33,6 +33,7 @@ from metrics_testkit import (
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import rebuild_read_models
 from metrics_service.service_layer.quota_milestones import announce_reached_quotas
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app
 
@@ -73,7 +74,7 @@ CHECKED = [("win-rate", {**Q2, "group_by": "rep"}), ("win-rate", {**APRIL_1_15, 
 
 async def test_a_win_and_its_revenue_stay_with_the_closer_after_the_hand_over(database_url):
     settings = metrics_settings(database_url).model_copy(update={"quota_milestone_interval_s": 0})
-    app = create_app(settings, clock=lambda: NOW)
+    app = create_app(settings, clock=ManualClock(NOW))
     async with running_app(app) as client:
         await feed(app, delivery_order(handover_history().events, seed=17))
         quota = await client.post("/v1/quotas", headers=auth_headers(ORG, "admin"), json={

@@ -22,6 +22,7 @@ from metrics_testkit import NOW, ORG, History, T, all_reports, delivery_order, f
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import rebuild_read_models
 from metrics_service.service_layer.quota_milestones import announce_reached_quotas
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app
 
@@ -60,7 +61,7 @@ async def published(app, event_type: str) -> list[dict]:
 
 async def test_every_money_figure_is_converted_at_its_dates_rate_and_carries_its_currency(database_url):
     settings = metrics_settings(database_url).model_copy(update={"quota_milestone_interval_s": 0})
-    app = create_app(settings, clock=lambda: NOW)
+    app = create_app(settings, clock=ManualClock(NOW))
     async with running_app(app) as client:
         await feed(app, delivery_order(multi_currency_history().events, seed=3))
         default = await client.get("/v1/reporting-currency", headers=ADMIN)

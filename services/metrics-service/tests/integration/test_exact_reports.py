@@ -26,6 +26,7 @@ from metrics_testkit import (
     redelivered_activity,
 )
 
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.testing import auth_headers
 
 
@@ -44,10 +45,10 @@ async def test_every_report_is_exact_whatever_the_delivery_order_and_rebuild_giv
     # L1 s3 1000×0.6=600, L2 s2 2000×0.3=600, L3 s2 3000×0.3=900, L5 t2 4000×0.5=2000 → 4100; nothing won yet;
     # no history before Q1 → weighted_by_history 0; best case 10000. Teams: T1 600+600+900=2100, T2 2000.
     # (frozen on Jan 15, while Q1 runs: a period that has already ended is refused, below)
-    app.state.context.extras["clock"] = lambda: T(1, 15)
+    app.state.context.clock = ManualClock(T(1, 15))
     frozen = await client.post("/v1/forecasts/snapshots", json={"period": "quarter", "date": "2026-01-15"},
                                headers=auth_headers(ORG, "admin"))
-    app.state.context.extras["clock"] = lambda: NOW
+    app.state.context.clock = ManualClock(NOW)
     late = await client.post("/v1/forecasts/snapshots", json={"period": "quarter", "date": "2026-01-15"},
                              headers=auth_headers(ORG, "admin"))
     assert late.status_code == 422 and late.json()["errors"][0]["field"] == "date"
@@ -257,7 +258,7 @@ async def test_reports_do_not_depend_on_delivery_order(metrics_app, make_databas
     app, client = metrics_app
     events = build_history().events
     await feed(app, delivery_order(events, seed=1))
-    other = create_app(metrics_settings(await make_database_url("metrics2")), clock=lambda: NOW)
+    other = create_app(metrics_settings(await make_database_url("metrics2")), clock=ManualClock(NOW))
     async with running_app(other) as other_client:
         await feed(other, list(reversed(delivery_order(events, seed=2))))
         assert await dump_read_models(other) == await dump_read_models(app)

@@ -12,6 +12,7 @@ from metrics_service.entrypoints import cli
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.forecasting import snapshot_worker_tick
 from metrics_service.service_layer.projector import project_all
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.testing import auth_headers, eventually, running_app
 
 ADMIN = auth_headers(ORG, "admin", "root")
@@ -80,7 +81,7 @@ async def test_report_filters_are_validated_and_need_a_token(metrics_app):
 async def test_events_published_to_rabbitmq_reach_the_reports_once(database_url, amqp_url, bus_namespace):
     import aio_pika
 
-    app = create_app(metrics_settings(database_url, amqp_url, bus_namespace), clock=lambda: NOW)
+    app = create_app(metrics_settings(database_url, amqp_url, bus_namespace), clock=ManualClock(NOW))
     events = [e for e in build_history().events
               if e.subject_id in ("L1", "L2") or e.data.get("lead_id") in ("L1", "L2")]
     async with running_app(app) as client:
@@ -105,7 +106,7 @@ async def test_events_published_to_rabbitmq_reach_the_reports_once(database_url,
 
 async def test_embedded_sqlite_mode_gives_the_same_numbers(tmp_path, metrics_app):
     pg_app, pg_client = metrics_app
-    sqlite_app = create_app(metrics_settings(f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"), clock=lambda: NOW)
+    sqlite_app = create_app(metrics_settings(f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"), clock=ManualClock(NOW))
     events = delivery_order(build_history().events, seed=3)
     await feed(pg_app, events)
     async with running_app(sqlite_app) as lite_client:
@@ -128,8 +129,8 @@ async def test_the_worker_freezes_each_period_once_and_the_cli_rebuilds(metrics_
         await context.dispatcher.dispatch(envelope)
     await project_all(context.database)
     # month/quarter/year × org+2 teams+3 reps
-    assert await snapshot_worker_tick(context, lambda: NOW) == 3 + 3 * (2 + 3)
-    assert await snapshot_worker_tick(context, lambda: NOW) == 0
+    assert await snapshot_worker_tick(context, ManualClock(NOW)) == 3 + 3 * (2 + 3)
+    assert await snapshot_worker_tick(context, ManualClock(NOW)) == 0
     async with context.database.session() as session:
         starts = {r[0].month for r in (await session.execute(
             sa.select(forecast_snapshots.c.period_start).where(forecast_snapshots.c.scope == "org"))).all()}
@@ -148,7 +149,7 @@ async def test_embedded_projectors_that_overlap_apply_each_event_once(tmp_path, 
     """In the embedded mode the worker, a rebuild or `project_all` may project at the same time (no advisory
     lock on SQLite): each must wait for the other, never apply the same rows twice."""
     pg_app, pg_client = metrics_app
-    sqlite_app = create_app(metrics_settings(f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"), clock=lambda: NOW)
+    sqlite_app = create_app(metrics_settings(f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"), clock=ManualClock(NOW))
     events = delivery_order(build_history().events, seed=4)
     await feed(pg_app, events)
     async with running_app(sqlite_app) as lite_client:

@@ -17,6 +17,7 @@ from metrics_service.adapters.orm import event_log
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import pending
 from salesflow_shared.bus import OutgoingMessage
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.testing import eventually, running_app
 
 
@@ -48,7 +49,7 @@ async def test_a_projector_process_applies_what_logging_only_consumers_logged(
 
     database_url = await make_database_url("projector")
     settings = metrics_settings(database_url, amqp_url, bus_namespace).model_copy(update={"projector": "separate"})
-    consumer = create_app(settings, clock=lambda: NOW)
+    consumer = create_app(settings, clock=ManualClock(NOW))
     async with running_app(consumer) as client:
         context = consumer.state.context
         for envelope in delivery_order(events, seed=3):  # shuffled, with duplicates

@@ -10,6 +10,7 @@ from metrics_testkit import NOW, ORG, OTHER_ORG, History, T, build_history, lead
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import project_all, rebuild_read_models
 from metrics_service.service_layer.quota_milestones import announce_reached_quotas
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app
 
@@ -50,7 +51,7 @@ async def announced(context, org: str) -> list[dict]:
 async def test_a_win_crossing_the_quota_announces_it_once(database_url):
     # The worker is off: the test runs it at chosen moments (and twice at once, as two replicas would).
     settings = metrics_settings(database_url).model_copy(update={"quota_milestone_interval_s": 0})
-    app = create_app(settings, clock=lambda: NOW)
+    app = create_app(settings, clock=ManualClock(NOW))
     async with running_app(app) as client:
         context = app.state.context
         await feed(context, [*build_history().events, *other_org_history().events])

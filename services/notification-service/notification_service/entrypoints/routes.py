@@ -64,7 +64,7 @@ NO_NUL = r"^[^\x00]*$"
 router = APIRouter(prefix="/v1", tags=["notification-service"])
 
 def _now(context: Any) -> datetime:
-    return context.extras["clock"].now()
+    return context.clock.now()
 
 
 def _json(row: Any, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.errors import PermanentDeliveryError, TransientDeliveryError
 from ..adapters.mailer import OutgoingEmail
 from ..adapters.orm import deliveries, leads, mailchimp_accounts, mailchimp_members, webhook_subscriptions
+from ..collaborators import collaborators
 
 log = structlog.get_logger(__name__)
 # Outside parties' error texts may quote an address or a Mailchimp member id (the MD5 of an address): logs and
@@ -195,9 +196,9 @@ class DeliveryWorker:
     def __init__(self, context: Any) -> None:
         self.context = context
         self.settings = context.settings
-        self.clock = context.extras["clock"]
+        self.clock = context.clock
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
-        self.metrics: DeliveryMetrics = context.extras["delivery_metrics"]  # built once per process
+        self.metrics = collaborators(context).delivery_metrics  # built once per process
         # Deliveries attempted whose outcome could not be recorded yet (database outage): never claimed again
         # by this worker, or their lease would run out and the message be sent a second time.
         self._unrecorded: set[str] = set()
@@ -308,7 +309,7 @@ class DeliveryWorker:
         if row["kind"] == "email":
             if not payload.get("to"):
                 raise PermanentDeliveryError("no recipient address (erased?)")
-            await self.context.extras["mailer"].send(OutgoingEmail(
+            await collaborators(self.context).mailer.send(OutgoingEmail(
                 sender=payload.get("from") or self.settings.smtp_from, to=payload["to"],
                 subject=payload["subject"], html=payload["html"], text=payload["text"],
                 message_id=row["message_id"], date=self.clock.now(), headers=payload.get("headers") or {}))
@@ -325,7 +326,7 @@ class DeliveryWorker:
                 mailchimp_accounts.c.org_id == row["org_id"]))).mappings().first()
         if account is None:
             raise PermanentDeliveryError("Mailchimp is not configured for this organization")
-        client = self.context.extras["mailchimp"].for_key(account["api_key"])
+        client = collaborators(self.context).mailchimp.for_key(account["api_key"])
         for op in payload.get("ops", []):
             if op["op"] == "upsert":
                 await client.upsert_member(op["list_id"], op["email"], status_if_new=op.get("status_if_new",
@@ -348,7 +349,7 @@ class DeliveryWorker:
         if subscription is None or not subscription["active"]:
             raise PermanentDeliveryError("the webhook subscription was removed")
         body = json.dumps(payload.get("body") or {}, sort_keys=True, default=str).encode()
-        await self.context.extras["webhooks"].send(subscription["url"], subscription["secret"], body,
+        await collaborators(self.context).webhooks.send(subscription["url"], subscription["secret"], body,
                                                    # wall time: the receiver checks it against its clock
                                                    timestamp=int(time.time()),
                                                    delivery_id=row["id"])

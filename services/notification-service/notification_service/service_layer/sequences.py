@@ -92,7 +92,7 @@ class SequenceScheduler:
     def __init__(self, context: Any) -> None:
         self.context = context
         self.settings: Settings = context.settings
-        self.clock = context.extras["clock"]
+        self.clock = context.clock
 
     async def run_once(self) -> int:
         now = self.clock.now()

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
-from salesflow_shared.clock import SystemClock
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
@@ -46,7 +45,7 @@ PIPELINE_EXAMPLE = {
 
 
 def now_of(context: Any) -> datetime:
-    return (context.extras.get("clock") or SystemClock()).now()
+    return context.clock.now()
 
 
 async def _finish(uow: UnitOfWork, idem: IdempotentRequest, status_code: int, body: Any,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
-from salesflow_shared.clock import Clock, SystemClock
+from salesflow_shared.clock import Clock
 from salesflow_shared.db import rows_affected
 from salesflow_shared.events import TaskOverdueV1
 
@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 
 
 def clock_of(context: ServiceContext) -> Clock:
-    return context.extras.get("clock") or SystemClock()
+    return context.clock
 
 
 async def sweep_overdue(context: ServiceContext, now: datetime | None = None, batch: int = 200) -> int:
