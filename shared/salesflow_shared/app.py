@@ -116,7 +116,7 @@ class ServiceContext:
     def uow(self) -> UnitOfWork:
         announce = self.definition.announce_commits and self.database.dialect == "postgresql"
         return UnitOfWork(self.database, self.name, after_commit=self._committed,
-                          notify_channel=commit_channel(self.name) if announce else None)
+                          notify_channel=commit_channel(self.name) if announce else None, clock=self.clock)
 
     def _committed(self, published: bool) -> None:
         if published:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .clock import Clock, SystemClock
 from .db import Database
 from .events import Envelope, EventData, make_event, utcnow
 from .infra_tables import outbox_table
@@ -16,9 +17,11 @@ from .logging import traceparent_var
 
 class UnitOfWork:
     def __init__(self, database: Database, producer: str, after_commit: Callable[[bool], None] | None = None,
-                 notify_channel: str | None = None) -> None:
+                 notify_channel: str | None = None, clock: Clock | None = None) -> None:
         self.database = database
         self.producer = producer
+        # The service's clock (ServiceContext.clock): handlers and use cases read the time from it.
+        self.clock: Clock = clock or SystemClock()
         # Called after each commit, with whether it put events in the outbox.
         self._after_commit = after_commit
         # PostgreSQL: NOTIFY on this channel in every committed transaction (delivered at commit, not before).

@@ -13,7 +13,6 @@ from salesflow_shared.app import UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
 from salesflow_shared.contract import etag_header
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
-from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
 from salesflow_shared.preconditions import check_if_match as shared_check_if_match
@@ -79,7 +78,7 @@ async def _insert_and_respond(uow: Any, idem: Any, table: sa.Table, org_id: str,
                               on_saved: Callable[[], Awaitable[None]] | None = None) -> Any:
     """Insert a new directory row (version 1), publish what it changed (`on_saved`), store the idempotent 201
     response and commit."""
-    now = utcnow()
+    now = uow.clock.now()
     await uow.session.execute(sa.insert(table).values(org_id=org_id, id=row_id, row_version=1, created_at=now,
                                                       updated_at=now, **values))
     if on_saved is not None:
@@ -106,7 +105,7 @@ async def _save_patch(uow: Any, table: sa.Table, row: Any, changes: dict[str, An
     row as stored (ETag set)."""
     where = (table.c.org_id == row.org_id, table.c.id == row.id)
     await uow.session.execute(sa.update(table).where(*where).values(
-        row_version=row.row_version + 1, updated_at=utcnow(), **changes))
+        row_version=row.row_version + 1, updated_at=uow.clock.now(), **changes))
     if on_saved is not None:
         await on_saved()
     saved = (await uow.session.execute(sa.select(table).where(*where))).one()
@@ -195,13 +194,13 @@ async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Res
             await uow.session.execute(sa.update(teams).where(teams.c.org_id == org, teams.c.id == team.id).values(
                 member_ids=[m for m in team.member_ids if m != rep_id],
                 lead_rep_id=None if team.lead_rep_id == rep_id else team.lead_rep_id,
-                row_version=teams.c.row_version + 1, updated_at=utcnow()))
+                row_version=teams.c.row_version + 1, updated_at=uow.clock.now()))
     for territory in await repo.all_territories(uow.session, org):
         if rep_id in territory.rep_ids:
             await uow.session.execute(sa.update(territories).where(
                 territories.c.org_id == org, territories.c.id == territory.id).values(
                 rep_ids=[r for r in territory.rep_ids if r != rep_id],
-                row_version=territories.c.row_version + 1, updated_at=utcnow()))
+                row_version=territories.c.row_version + 1, updated_at=uow.clock.now()))
     await publish_rep_removed(uow, org, row)
     await uow.session.execute(sa.delete(reps).where(reps.c.org_id == org, reps.c.id == rep_id))
     await uow.commit()

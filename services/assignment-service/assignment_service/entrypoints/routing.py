@@ -13,7 +13,6 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
-from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 from salesflow_shared.preconditions import check_if_match_unset
@@ -87,7 +86,7 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
         check_if_match(request, current.version)
     else:  # the first publication: If-Match "0", so two admins publishing at once cannot both win
         check_if_match_unset(request.headers.get("if-match"), what="routing rules")
-    rule_set = await publish_rule_set(uow.session, principal.org_id, body.rules, principal.user_id)
+    rule_set = await publish_rule_set(uow.session, principal.org_id, body.rules, principal.user_id, uow.clock.now())
     try:
         await uow.commit()
     except IntegrityError as exc:
@@ -152,7 +151,7 @@ async def _simulate(body: SimulateIn, uow: Any, principal: Any) -> dict[str, Any
     if snapshot.get("value") is not None:
         snapshot["value"] = str(snapshot["value"])
     decision = await decide(uow.session, org, body.lead.lead_id or "simulated", snapshot, body.trigger,
-                            rule_set=rule_set, now=body.at or utcnow(),
+                            rule_set=rule_set, now=body.at or uow.clock.now(),
                             stage=body.stage.model_dump() if body.stage else None, dry_run=True)
     # A dry run writes nothing (no rotation advances, no rep row is locked); only an Idempotency-Key's answer
     # is stored.
@@ -213,7 +212,7 @@ async def manual_assign(body: ManualAssignIn, uow: UowDep, principal: ManagerPri
         raise NotFound(f"no lead {body.lead_id} known to assignment-service")
     if body.team_id is not None and body.team_id not in await repo.all_teams(uow.session, org):
         raise ValidationFailed.single("team_id", f"no team '{body.team_id}' in this organization")
-    now = utcnow()
+    now = uow.clock.now()
     decision = Decision(body.lead_id, MANUAL, None, None, None, [], team_id=body.team_id,
                         previous_owner_id=row.owner_id, decided_at=now, decided_by=principal.user_id)
     await choose(uow.session, org, decision, OwnerRequest("specific_rep", (body.owner_id,),
@@ -251,7 +250,7 @@ async def bulk_reassign(rep_id: str, body: BulkReassignIn, uow: UowDep, principa
         raise ValidationFailed.single("team_id", "the team has no other member to take the leads")
     if body.deactivate:
         await uow.session.execute(sa.update(reps).where(reps.c.org_id == org, reps.c.id == rep_id).values(
-            active=False, row_version=reps.c.row_version + 1, updated_at=utcnow()))
+            active=False, row_version=reps.c.row_version + 1, updated_at=uow.clock.now()))
         await publish_rep(uow, org, rep_id, "deactivated")
     lead_ids = [r.lead_id for r in await uow.session.execute(
         sa.select(leads.c.lead_id).where(leads.c.org_id == org, leads.c.owner_id == rep_id,
@@ -260,7 +259,7 @@ async def bulk_reassign(rep_id: str, body: BulkReassignIn, uow: UowDep, principa
     unassigned = 0
     for lead_id in lead_ids:
         row = await repo.lock_lead(uow.session, org, lead_id)
-        now = utcnow()
+        now = uow.clock.now()
         decision = Decision(lead_id, BULK, None, None, None, [], team_id=team.id, previous_owner_id=rep_id,
                             decided_at=now, decided_by=principal.user_id,
                             rotation_key=f"rr:team:{team.id}" if body.strategy == ROUND_ROBIN else None)

@@ -25,7 +25,6 @@ from salesflow_shared.events import (
     LeadUpdatedV1,
     LeadWonV1,
     StageAdvancedV1,
-    utcnow,
 )
 from salesflow_shared.uow import UnitOfWork
 
@@ -54,7 +53,7 @@ def _snapshot(lead: Any) -> dict[str, Any]:
 
 async def _take_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str, Any]) -> tuple[Any, bool]:
     """Upsert the projection from a lead-service snapshot if it is newer; return the locked row and if it is new."""
-    now = utcnow()
+    now = uow.clock.now()
     is_open = snapshot.get("status", "open") in OPEN_STATUSES
     row, created = await repo.ensure_lead(uow.session, envelope.org_id, snapshot["lead_id"], snapshot, now,
                                           lead_version=envelope.subject_version, open_=is_open)
@@ -76,7 +75,7 @@ async def on_lead_created(data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWo
         raise PermanentFailure(f"org {envelope.org_id} has no routing rules: publish a rule set "
                                "(PUT /v1/routing-rules), then replay the parked events")
     decision = await decide(uow.session, envelope.org_id, row.lead_id, row.snapshot, LEAD_CREATED,
-                            rule_set=rule_set, now=utcnow(), previous_owner_id=row.owner_id)
+                            rule_set=rule_set, now=uow.clock.now(), previous_owner_id=row.owner_id)
     await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
 
 
@@ -111,7 +110,7 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
             (territory.id if territory else None) == row.territory_id:
         return  # the same rule still routes it: nothing moves
     decision = await decide(uow.session, org, row.lead_id, row.snapshot, LEAD_UPDATED, rule_set=rule_set,
-                            now=utcnow(), previous_owner_id=row.owner_id)
+                            now=uow.clock.now(), previous_owner_id=row.owner_id)
     await apply_decision(uow, org, row, decision, source_event_id=str(envelope.id),
                          publish_route=decision.pipeline_id != row.pipeline_id)
 
@@ -131,7 +130,7 @@ async def _hand_off(uow: UnitOfWork, envelope: Envelope, row: Any, trigger: str,
     if rule_set is None or not any(trigger in r.triggers for r in rule_set.rules):
         return
     decision = await decide(uow.session, envelope.org_id, row.lead_id, row.snapshot, trigger, rule_set=rule_set,
-                            now=utcnow(), stage=stage, previous_owner_id=row.owner_id)
+                            now=uow.clock.now(), stage=stage, previous_owner_id=row.owner_id)
     if decision.rule is None:
         return  # no hand-off rule for this stage
     await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.errors import FieldError, ValidationFailed
-from salesflow_shared.events import utcnow
 
 from ..adapters import repository as repo
 from ..adapters.orm import reps, rule_sets, territories
@@ -79,7 +79,8 @@ async def validate_rules(session: AsyncSession, org_id: str, raw_rules: Any) -> 
     return rules
 
 
-async def publish_rule_set(session: AsyncSession, org_id: str, raw_rules: Any, user_id: str) -> RuleSet:
+async def publish_rule_set(session: AsyncSession, org_id: str, raw_rules: Any, user_id: str,
+                           now: datetime) -> RuleSet:
     """Store a new version (the previous ones stay, so past decisions still name theirs)."""
     rules = await validate_rules(session, org_id, raw_rules)
     latest = (await session.execute(sa.select(sa.func.max(rule_sets.c.version)).where(
@@ -88,5 +89,5 @@ async def publish_rule_set(session: AsyncSession, org_id: str, raw_rules: Any, u
     # Two admins publishing at once collide on the primary key (org, version): one gets a 409 to retry.
     await session.execute(sa.insert(rule_sets).values(
         org_id=org_id, version=version, rules=[r.to_dict() for r in rules], created_by=user_id,
-        created_at=utcnow()))
+        created_at=now))
     return RuleSet(version, rules)

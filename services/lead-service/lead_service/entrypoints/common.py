@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
 from salesflow_shared.app import ServiceContext
-from salesflow_shared.events import utcnow
 
 from ..collaborators import collaborators
 from ..config import Settings
@@ -44,8 +42,6 @@ async def org_setup(context: ServiceContext, session: Any, org_id: str) -> OrgSe
     return await setup_cache(context).get(session, org_id, bool(context.settings_as(Settings).enrichment_url))
 
 
-def now() -> datetime:
-    return utcnow()
 
 
 def etag_header(body: dict[str, Any]) -> dict[str, str]:

@@ -59,7 +59,7 @@ from ..service_layer.intake import (
 )
 from ..service_layer.views import check_if_match
 from . import responses as R
-from .common import now, org_setup
+from .common import org_setup
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/forms", tags=["forms"])
@@ -179,7 +179,7 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    stamp = now()
+    stamp = uow.clock.now()
     default_rate_limit = context.settings_as(Settings).form_rate_limit_per_minute
     values: dict[str, Any]  # of several types: the columns of the new form
     values = dict(id=str(__import__("uuid").uuid4()), org_id=principal.org_id, name=body.name,
@@ -232,7 +232,7 @@ async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: Contex
                 sent.get("required", form.required))
     await uow.session.execute(sa.update(forms).where(forms.c.id == form_id, forms.c.org_id == principal.org_id,
                                                      forms.c.version == form.version)
-                              .values(**sent, version=form.version + 1, updated_at=now()))
+                              .values(**sent, version=form.version + 1, updated_at=uow.clock.now()))
     await uow.commit()
     collaborators(context).form_cache.invalidate(form_id)
     return _form_response(await _own_form(uow, form_id, principal.org_id))
@@ -248,7 +248,7 @@ async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principa
     if replay is not None:
         return replay
     await uow.session.execute(sa.update(forms).where(forms.c.id == form_id).values(
-        signing_secret=new_signing_secret(), version=form.version + 1, updated_at=now()))
+        signing_secret=new_signing_secret(), version=form.version + 1, updated_at=uow.clock.now()))
     rotated = await _own_form(uow, form_id, principal.org_id)
     response = await idem.complete(uow.session, status_code=200, body=rotated.as_dict(),
                                    headers={"ETag": f'"{rotated.version}"'})
@@ -362,7 +362,7 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
         if not quota.allowed:
             raise TooManyRequests(f"too many submissions; try again in {quota.retry_after_s} s")
         spam = bool(payload.get(form.honeypot_field))
-    stamp = now()
+    stamp = context.clock.now()
     submission_id = new_id()
     if spam:  # looks like success to the bot; stored, never turned into a lead, and reserves no submission id
         async with context.uow() as uow:
@@ -464,7 +464,7 @@ async def _reprocess(context: ServiceContext, form: Form, submission_id: str) ->
 async def _reprocess_in(uow: Any, context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
     """Process the submission in the caller's open transaction (not committed here)."""
     setup = await org_setup(context, uow.session, form.org_id)
-    state = await process_submission(uow, form, submission_id, setup, now())
+    state = await process_submission(uow, form, submission_id, setup, uow.clock.now())
     return {"submission_id": submission_id, **state}
 
 
@@ -514,7 +514,8 @@ async def sweep_once(context: ServiceContext) -> int:
     from ..service_layer.intake import stuck_submissions
 
     async with context.database.session() as session:
-        stuck = await stuck_submissions(session, now(), context.settings_as(Settings).submission_sweep_after_s)
+        stuck = await stuck_submissions(session, context.clock.now(),
+                                        context.settings_as(Settings).submission_sweep_after_s)
     for item in stuck:
         try:
             form = await collaborators(context).form_cache.get(context, item.form_id)

@@ -41,7 +41,7 @@ from ..service_layer.views import (
     visible,
 )
 from . import responses as R
-from .common import etag_header, json_with_etag, now, org_setup
+from .common import etag_header, json_with_etag, org_setup
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 
@@ -110,7 +110,7 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
         taken = await _someone_elses_open_lead(uow, principal, body)
         if taken is not None:
             return await _refuse_duplicate_entry(uow, idem, principal, taken)
-    [outcome] = await ingest(uow, principal.org_id, [Candidate(body, origin="api")], setup, now())
+    [outcome] = await ingest(uow, principal.org_id, [Candidate(body, origin="api")], setup, uow.clock.now())
     status = 201 if outcome.created else 200
     response = await idem.complete(uow.session, status_code=status, body=outcome.lead,
                                    headers={"ETag": etag(outcome.lead), "Location": f"/v1/leads/{outcome.lead['id']}"})
@@ -141,8 +141,9 @@ async def _refuse_duplicate_entry(uow: Any, idem: IdempotentRequest, principal: 
     or admin may merge), and a note on the lead's timeline. The lead and its owner stay as they are."""
     owner = lead.get("owner_id")
     detail = someone_elses_lead(lead["id"], owner)
-    await log_activity(uow, principal.org_id, lead["id"], kind="note", rep_id=principal.user_id, occurred_at=now(),
-                       now=now(), subject="duplicate entry refused", source="system", announce=False,
+    at = uow.clock.now()
+    await log_activity(uow, principal.org_id, lead["id"], kind="note", rep_id=principal.user_id, occurred_at=at,
+                       now=at, subject="duplicate entry refused", source="system", announce=False,
                        notes=f"rep '{principal.user_id}' entered this prospect again; the lead stays with "
                              + (f"'{owner}'" if owner else "its routing"))
     body = {"type": "urn:salesflow:problem:duplicate-lead", "title": "The prospect is another rep's open lead",
@@ -162,7 +163,7 @@ async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal
     assignment-service's POST /v1/routing/simulate to predict the routing of this very lead."""
     async def build() -> dict[str, Any]:
         setup = await org_setup(context, uow.session, principal.org_id)
-        lead = preview(_with_valid_custom_fields(body, setup), setup, now())
+        lead = preview(_with_valid_custom_fields(body, setup), setup, uow.clock.now())
         return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
 
     # Stores nothing but the key's answer: a retry gets the preview it was first shown.
@@ -246,7 +247,7 @@ async def retry_enrichment(uow: UowDep, principal: AdminPrincipal, idem: Idempot
 
     async def queue() -> dict[str, Any]:
         return {"queued": await retry_failed(
-            uow, principal.org_id, now(), failed_from=body.failed_from, failed_to=body.failed_to,
+            uow, principal.org_id, uow.clock.now(), failed_from=body.failed_from, failed_to=body.failed_to,
             created_from=body.created_from, created_to=body.created_to, lead_ids=body.lead_ids)}
 
     return await once(idem, uow, org_id=principal.org_id, scope="enrichment:retry",
@@ -267,7 +268,7 @@ async def patch_lead(lead_id: str, body: LeadPatch, uow: UowDep, context: Contex
     lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, principal=principal)
     check_if_match(if_match, lead["version"])
     setup = await org_setup(context, uow.session, principal.org_id)
-    after = await lead_ops.apply_patch(uow, lead, body, setup, principal.org_id, now())
+    after = await lead_ops.apply_patch(uow, lead, body, setup, principal.org_id, uow.clock.now())
     try:
         await uow.commit()
     except IntegrityError as exc:
@@ -292,7 +293,7 @@ async def disqualify_lead(lead_id: str, body: DisqualifyIn, uow: UowDep, princip
         return replay
     if if_match is not None:
         check_if_match(if_match, lead["version"])
-    after = await lead_ops.disqualify(uow, principal.org_id, lead, body.reason, now())
+    after = await lead_ops.disqualify(uow, principal.org_id, lead, body.reason, uow.clock.now())
     response = await idem.complete(uow.session, status_code=200, body=after, headers=etag_header(after))
     await uow.commit()
     return response
@@ -305,7 +306,7 @@ async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
     lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, principal=principal)
     if if_match is not None:
         check_if_match(if_match, lead["version"])
-    await lead_ops.soft_delete(uow, principal.org_id, lead, now())
+    await lead_ops.soft_delete(uow, principal.org_id, lead, uow.clock.now())
     await uow.commit()
 
 
@@ -314,8 +315,8 @@ async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
 async def erase_lead(lead_id: str, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
     async def erase() -> dict[str, Any]:
         lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, include_deleted=True)
-        erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"), now(),
-                                      email=lead["contact"].get("email"))
+        erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"),
+                                      uow.clock.now(), email=lead["contact"].get("email"))
         return {"erased_lead_ids": erased}  # ids only: the stored answer holds no personal data
 
     return await once(idem, uow, org_id=principal.org_id, scope=f"erase:{lead_id}", payload=None, act=erase)

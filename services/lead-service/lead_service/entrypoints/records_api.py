@@ -34,7 +34,6 @@ from ..service_layer.views import (
     snapshot,
 )
 from . import responses as R
-from .common import now
 
 router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])
 
@@ -61,7 +60,7 @@ async def _create_activity(body: ActivityIn, uow: Any, principal: Any, idem: Ide
         raise ValidationFailed.single("occurred_at", "must carry a time zone (RFC 3339)")
     rep_id = body.rep_id if (body.rep_id and principal.sees_whole_org) else principal.user_id
     activity = await log_activity(uow, principal.org_id, body.lead_id, kind=body.kind, rep_id=rep_id,
-                                  occurred_at=as_utc(body.occurred_at), now=now(),
+                                  occurred_at=as_utc(body.occurred_at), now=uow.clock.now(),
                                   duration_seconds=body.duration_seconds, outcome=body.outcome,
                                   subject=body.subject, notes=body.notes)
     activity.pop("org_id", None)
@@ -181,7 +180,7 @@ async def _patch(uow: Any, table: sa.Table, principal: Principal, record_id: str
         extra = {"dedup_key": values["domain"]} if table is companies and values.get("domain") else {}
         try:
             await uow.session.execute(sa.update(table).where(table.c.id == record_id, table.c.org_id == org_id)
-                                      .values(**values, **extra, updated_at=now()))
+                                      .values(**values, **extra, updated_at=uow.clock.now()))
             await _propagate(uow, org_id, table, record_id, list(values))
             await uow.commit()
         except IntegrityError as exc:
@@ -196,7 +195,7 @@ async def _propagate(uow: Any, org_id: str, table: sa.Table, record_id: str, cha
     prefix = "contact." if table is contacts else "company."
     rows = (await uow.session.execute(lead_select().where(
         column == record_id, leads.c.org_id == org_id, leads.c.deleted_at.is_(None)).with_for_update(of=leads))).all()
-    stamp = now()
+    stamp = uow.clock.now()
     for row in rows:
         lead = row_to_lead(row)
         lead["version"] += 1

@@ -24,7 +24,7 @@ from ..domain.scoring import RULE_CONFIG
 from ..service_layer.ingest import lead_columns, rescore
 from ..service_layer.views import as_utc, check_if_match, iso, lead_select, row_to_lead, snapshot
 from . import responses as R
-from .common import now, org_setup, setup_cache
+from .common import org_setup, setup_cache
 
 router = APIRouter(prefix="/v1", tags=["scoring", "custom fields"])
 
@@ -92,7 +92,7 @@ async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal:
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    stamp = now()
+    stamp = uow.clock.now()
     rule_id = str(uuid.uuid4())
     await uow.session.execute(sa.insert(scoring_rules).values(
         id=rule_id, org_id=principal.org_id, name=body.name, points=body.points, config=config,
@@ -131,7 +131,7 @@ async def patch_rule(rule_id: str, body: RulePatch, uow: UowDep, context: Contex
     if "config" in values:
         values["config"] = validate_config(values["config"])
     await uow.session.execute(sa.update(scoring_rules).where(scoring_rules.c.id == rule_id).values(
-        **values, updated_at=now()))
+        **values, updated_at=uow.clock.now()))
     await uow.commit()
     setup_cache(context).invalidate(principal.org_id)
     return _etagged(await _rule(uow, principal.org_id, rule_id))
@@ -168,7 +168,7 @@ async def _rescore_open_leads(context: Any, principal: Any) -> dict[str, int]:
                 .with_for_update(of=leads))).all()
             if not rows:
                 break
-            stamp = now()
+            stamp = context.clock.now()
             for row in rows:
                 lead = row_to_lead(row)
                 before = lead["score"]
@@ -213,7 +213,7 @@ async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: Context
     try:
         await uow.session.execute(sa.insert(custom_field_defs).values(
             org_id=principal.org_id, key=body.key, label=body.label, type=body.type, options=body.options,
-            required=body.required, created_at=now()))
+            required=body.required, created_at=uow.clock.now()))
     except IntegrityError:
         raise Conflict(f"the custom field {body.key!r} already exists") from None
     row = (await uow.session.execute(sa.select(custom_field_defs).where(

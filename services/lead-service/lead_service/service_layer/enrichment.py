@@ -12,7 +12,7 @@ import structlog
 from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import NotFound
-from salesflow_shared.events import LeadUpdatedV1, utcnow
+from salesflow_shared.events import LeadUpdatedV1
 from salesflow_shared.retries import backoff_s
 
 from ..adapters.enrichment_client import EnrichmentClient, ProviderError
@@ -136,11 +136,11 @@ async def enrich_one(context: ServiceContext, client: EnrichmentClient, row: Any
         await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
                              retry_delay_s(row.enrichment_attempts))
         return
-    await apply_result(context, row.org_id, row.id, data, utcnow())
+    await apply_result(context, row.org_id, row.id, data, context.clock.now())
 
 
 async def enrich_due(context: ServiceContext, client: EnrichmentClient) -> int:
-    now = utcnow()
+    now = context.clock.now()
     rows = await claim_due(context, now)
     for row in rows:
         try:

@@ -22,7 +22,6 @@ from salesflow_shared.events import (
     LeadReopenedV1,
     LeadUpdatedV1,
     LeadWonV1,
-    utcnow,
 )
 from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
@@ -52,7 +51,7 @@ async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], vers
         log.info("stale_event_ignored", lead_id=lead["id"], seen=current, got=envelope.subject_version)
         return
     changed = sorted(k for k, v in columns.items() if lead.get(k) != v)
-    now = utcnow()
+    now = uow.clock.now()
     values: dict[str, Any] = {version_column: envelope.subject_version}
     if changed and lead.get("erased_at") is None:
         values.update(columns, version=lead["version"] + 1, updated_at=now)
@@ -116,5 +115,5 @@ async def on_email_sent(data: EmailSentV1, envelope: Envelope, uow: UnitOfWork) 
         return
     subject = f"sequence {data.sequence_id} step {data.step}" if data.sequence_id else "email sent"
     await log_activity(uow, envelope.org_id, data.lead_id, kind="email", rep_id=lead.get("owner_id"),
-                       occurred_at=data.sent_at, now=utcnow(), subject=subject, source="sequence",
+                       occurred_at=data.sent_at, now=uow.clock.now(), subject=subject, source="sequence",
                        external_id=f"email:{data.delivery_id}", outcome="sent")

@@ -15,7 +15,6 @@ import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.errors import ValidationFailed
-from salesflow_shared.events import utcnow
 
 from ..adapters.orm import import_rows, imports
 from ..config import Settings
@@ -126,7 +125,7 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
     spec = spec_for(form, headers)
     if form is None and not any(t.startswith("contact.") for t in spec.mapping.values()):
         raise ValidationFailed.single("header", "no column maps to a contact field (e.g. 'email', 'first_name')")
-    now = utcnow()
+    now = context.clock.now()
     async with context.uow() as uow:
         await uow.session.execute(sa.insert(imports).values(
             id=import_id, org_id=org_id, status="uploading", filename=(filename or "")[:300] or None,
@@ -200,7 +199,7 @@ async def process_batch(context: ServiceContext, batch_size: int) -> bool:
         job = (await uow.session.execute(claim)).first()
         if job is None:
             return False
-        now = utcnow()
+        now = context.clock.now()
         rows = (await uow.session.execute(sa.select(import_rows).where(
             import_rows.c.import_id == job.id, import_rows.c.status == "pending")
             .order_by(import_rows.c.row_number).limit(batch_size))).all()

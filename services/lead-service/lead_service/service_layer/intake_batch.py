@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 
 from salesflow_shared.app import ServiceContext
-from salesflow_shared.events import utcnow
 
 from ..domain.mapping import map_payload
 from .ingest import Candidate, ingest
@@ -93,7 +92,7 @@ class IntakeBatcher:
             raise _GoAlone()  # keyed submissions need the per-row duplicate check
         from ..entrypoints.common import org_setup
 
-        now = utcnow()
+        now = self.context.clock.now()
         async with self.context.uow() as uow:
             setup = await org_setup(self.context, uow.session, org_id)
             mapped = [map_payload(item.payload, item.form.spec, setup.custom_defs) for item in items]

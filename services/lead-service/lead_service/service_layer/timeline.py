@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from salesflow_shared.consumer import EventHandlers
-from salesflow_shared.events import Envelope, EventData, LeadErasedV1, utcnow
+from salesflow_shared.events import Envelope, EventData, LeadErasedV1
 from salesflow_shared.events.catalogue import ALL_EVENT_MODELS
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import decode_cursor, encode_cursor
@@ -26,7 +26,7 @@ async def record_timeline(data: EventData, envelope: Envelope, uow: UnitOfWork) 
             id=f"{envelope.id}.{n}", org_id=envelope.org_id, lead_id=entry.lead_id, event_id=str(envelope.id),
             event_type=envelope.type, kind=entry.kind, occurred_at=as_utc(entry.occurred_at),
             correlation_id=envelope.correlation_id, producer=envelope.producer, summary=entry.summary[:600],
-            details=entry.details, recorded_at=utcnow(),
+            details=entry.details, recorded_at=uow.clock.now(),
         ).on_conflict_do_nothing(index_elements=["org_id", "event_id", "kind"]))
 
 
