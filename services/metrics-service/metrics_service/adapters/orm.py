@@ -55,6 +55,7 @@ event_log = sa.Table(
 )
 
 # One row per lead: its attributes (LWW per source), its outcome and the facts derived from its timeline.
+HANDED_OVER = "outcome = 'won' AND owner_id <> COALESCE(credit_owner_id, '')"  # won, now owned by another rep
 m_leads = sa.Table(
     "m_leads", metadata,
     _org(),
@@ -124,6 +125,11 @@ m_leads = sa.Table(
     sa.Index("ix_m_leads_closed_cover", "org_id", "closed_ts", postgresql_include=[
         "outcome", "won_value", "value", "won_currency", "currency", "created_ts", "ask_entered_ts", "credit_owner_id",
         "credit_team_id", "pipeline_id", "owner_id"]),
+    # won leads handed over (current owner is not the one credited with the win): the hand-overs report
+    # (revision 0016; the condition is the report's own, so the planner can prove the index serves it)
+    sa.Index("ix_m_leads_handed_over", "org_id", "closed_ts", postgresql_include=[
+        "owner_id", "team_id", "credit_owner_id", "won_value", "value", "won_currency", "currency", "pipeline_id"],
+             postgresql_where=sa.text(HANDED_OVER), sqlite_where=sa.text(HANDED_OVER)),
     # open leads by team and current stage, oldest entry first: the stalled-deals lookup per team and stage
     sa.Index("ix_m_leads_open_stage", "org_id", "team_id", "pipeline_id", "current_stage_id",
              "current_stage_entered_ts", postgresql_include=["lead_id", "owner_id"],

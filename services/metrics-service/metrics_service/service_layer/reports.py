@@ -475,8 +475,11 @@ async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]
              f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' AND l.created_ts IS NOT NULL")
     ask = (f"SELECT {g} AS g, l.closed_ts - l.ask_entered_ts AS x FROM m_leads l "
            f"WHERE {f.lead_where('closed_ts')} AND l.outcome IN ('won', 'lost') AND l.ask_entered_ts IS NOT NULL")
-    a = {r["g"]: r for r in await _rows(session, stats_sql(cycle, ["g"], _dialect(session)), f.params)}
-    b = {r["g"]: r for r in await _rows(session, stats_sql(ask, ["g"], _dialect(session)), f.params)}
+    if _dialect(session) == "postgresql":
+        a, b = await _sales_cycle_one_pass(session, f, g)
+    else:
+        a = {r["g"]: r for r in await _rows(session, stats_sql(cycle, ["g"], _dialect(session)), f.params)}
+        b = {r["g"]: r for r in await _rows(session, stats_sql(ask, ["g"], _dialect(session)), f.params)}
     rows = []
     for key in sorted(set(a) | set(b)):
         ra, rb = a.get(key, {}), b.get(key, {})
@@ -486,6 +489,26 @@ async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]
                      "ask_to_decision_mean_days": days(_f(rb.get("mean"))),
                      "ask_to_decision_median_days": days(_f(rb.get("median")))})
     return await _name_groups(session, f, rows)
+
+
+async def _sales_cycle_one_pass(session: AsyncSession, f: Filters, g: str
+                                ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """PostgreSQL: both statistics of `sales_cycle` (per group: n, mean, median) from one scan of the period's
+    decided leads: each aggregate skips the nulls of the leads it does not count (a cycle only for wins with a
+    creation time, ask-to-decision only with an ask entry), so each sees exactly the values of its own query.
+    Two queries read the ~110,000 index entries of a quarter's closes at 1M leads twice."""
+    found = await _rows(session, f"""
+SELECT g COLLATE "C" AS g, COUNT(c) AS c_n, AVG(c) AS c_mean,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY c) AS c_median,
+       COUNT(a) AS a_n, AVG(a) AS a_mean, percentile_cont(0.5) WITHIN GROUP (ORDER BY a) AS a_median
+FROM (SELECT {g} AS g,
+             CASE WHEN l.outcome = 'won' AND l.created_ts IS NOT NULL THEN l.closed_ts - l.created_ts END AS c,
+             CASE WHEN l.ask_entered_ts IS NOT NULL THEN l.closed_ts - l.ask_entered_ts END AS a
+      FROM m_leads l WHERE {f.lead_where('closed_ts')} AND l.outcome IN ('won', 'lost')) v
+GROUP BY 1 HAVING COUNT(c) + COUNT(a) > 0""", f.params)
+    cycle = {r["g"]: {"n": r["c_n"], "mean": r["c_mean"], "median": r["c_median"]} for r in found if r["c_n"]}
+    ask = {r["g"]: {"n": r["a_n"], "mean": r["a_mean"], "median": r["a_median"]} for r in found if r["a_n"]}
+    return cycle, ask
 
 
 # ------------------------------------------------------------------ 5. response time
@@ -1159,6 +1182,8 @@ async def handovers(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
     """Won leads now owned by someone other than the rep credited with the win, per current owner (or team)."""
     g = "COALESCE(l.team_id, '')" if f.group_by == "team" else "COALESCE(l.owner_id, '')"
     where = f.credited("current").lead_where("closed_ts")
+    # `outcome = 'won'` and the owner comparison are ix_m_leads_handed_over's condition, word for word: the
+    # planner then reads the period's hand-overs alone (a third of the wins), not every close of the period
     sql = f"""
 SELECT {g} AS g, {WON_CURRENCY} AS currency, COUNT(*) AS customers, COUNT(DISTINCT l.credit_owner_id) AS closers,
        SUM({WON_VALUE}) AS won_value
