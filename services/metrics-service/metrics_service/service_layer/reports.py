@@ -378,10 +378,9 @@ ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id"""
     drop_off = ", COUNT(DISTINCT CASE WHEN dropped = 1 THEN lead_id END) AS drop_off"
     months = _duration_months(session, f)
     if months is not None and (f.group_by is None or f.group_by in STAY_GROUPS):
-        times = _cohort_stats(f, await rollups.duration_rows(
-            session, m_cohort_months, ["owner_id", "team_id", "pipeline_id", "stage_id", "dropped_leads",
-                                       "durations"], f.org_id, months, pipeline_id=f.pipeline_id,
-            owner_id=f.rep_id))
+        times = _cohort_stats(await rollups.grouped_duration_rows(
+            session, m_cohort_months, [_rollup_group(f), "m.pipeline_id", "m.stage_id"], ["m.dropped_leads"],
+            f.org_id, months, pipeline_id=f.pipeline_id, owner_id=f.rep_id))
         sql = None
     elif _dialect(session) == "postgresql" and (f.group_by is None or f.group_by in STAY_GROUPS):
         inner = f"""
@@ -416,15 +415,12 @@ SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead
     return await _name_groups(session, f, out)
 
 
-def _cohort_stats(f: Filters, found: list[Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(group, pipeline, stage) → median (merged sorted durations) and drop_off from m_cohort_months rows."""
-    acc: dict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, []])
-    for owner, team, pipeline, stage, dropped, durations in found:
-        measures = acc[({None: "", "rep": owner, "team": team}[f.group_by], pipeline, stage)]
-        measures[0] += dropped
-        measures[1].append(durations)
-    return {k: {"drop_off": dropped, "median": rollups.median_and_p75(rollups.merged(runs))[0]}
-            for k, (dropped, runs) in acc.items()}
+def _cohort_stats(found: list[Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(group, pipeline, stage) → median (merged sorted durations) and drop_off from m_cohort_months rows
+    summed per group, pipeline and stage (grouped_duration_rows)."""
+    return {(group, pipeline, stage): {
+        "drop_off": dropped, "median": rollups.median_and_p75(rollups.merged([durations], runs))[0]}
+        for group, pipeline, stage, dropped, durations, runs in found}
 
 
 # ------------------------------------------------------------------ 2. win rate
@@ -898,8 +894,7 @@ async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[dict[
     converted = ", SUM(conv) AS converted"
     months = _duration_months(session, f)
     if months is not None:
-        return _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id, months,
-                                                       pipeline_id=f.pipeline_id))
+        return _stay_stats(await _stay_groups(session, f, months, per_rep=True))
     if _dialect(session) == "postgresql":  # both levels in one pass per team and stage
         aggregate = ("SELECT rep, position, GROUPING(rep, position) AS team_level, COUNT(*) AS n, "
                      "percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median, SUM(conv) AS converted "
@@ -921,35 +916,35 @@ def _duration_months(session: AsyncSession, f: Filters) -> tuple[int | None, int
     return rollups.whole_month_period(f.from_ts, f.to_ts)
 
 
-STAY_ROLLUP_COLUMNS = ["owner_id", "team_id", "stage_pipeline_id", "stage_id", "position", "stays", "converted",
-                       "durations"]
+async def _stay_groups(session: AsyncSession, f: Filters, months: tuple[int | None, int | None], *, per_rep: bool
+                      ) -> list[Any]:
+    """m_stay_months summed per rep (with per_rep, else '' for all), team, stage and position, for `_stay_stats`."""
+    return await rollups.grouped_duration_rows(
+        session, m_stay_months, ["m.owner_id" if per_rep else "''", "m.team_id", "m.stage_pipeline_id", "m.stage_id",
+                                 "m.position"], ["m.stays", "m.converted"], f.org_id, months,
+        pipeline_id=f.pipeline_id)
 
 
 def _stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per rep, team, stage and position (with per_rep): n, converted and median (of the merged sorted
     durations, PostgreSQL's percentile_cont); per team and stage the same and p75 (nearest rank); from
-    m_stay_months rows (STAY_ROLLUP_COLUMNS). A team's figures merge its reps' groups."""
-    reps: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
-    for owner, team, pipeline, stage, position, stays, converted, durations in found:
-        measures = reps[(owner if per_rep else "", team, pipeline, stage, position)]
-        measures[0] += stays
-        measures[1] += converted
-        measures[2].append(durations)
-    teams: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
-    for (_, team, pipeline, stage, _), (stays, converted, durations) in reps.items():
+    m_stay_months summed per those (`_stay_groups`). A team's figures merge its reps' groups."""
+    teams: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, [], 0])
+    rep_rows = []
+    for owner, team, pipeline, stage, position, stays, converted, durations, runs in found:
         measures = teams[(team, pipeline, stage)]
         measures[0] += stays
         measures[1] += converted
-        measures[2] += durations
-    rep_rows = []
-    for (owner, team, pipeline, stage, position), (stays, converted, durations) in reps.items() if per_rep else ():
-        median, _ = rollups.median_and_p75(rollups.merged(durations))
-        rep_rows.append({"rep": owner, "team": team, "pipeline_id": pipeline, "stage_id": stage,
-                         "position": position, "n": stays, "converted": converted, "median": median})
+        measures[2].append(durations)
+        measures[3] += runs
+        if per_rep:
+            median, _ = rollups.median_and_p75(rollups.merged([durations], runs))
+            rep_rows.append({"rep": owner, "team": team, "pipeline_id": pipeline, "stage_id": stage,
+                             "position": position, "n": stays, "converted": converted, "median": median})
     team_rows = []
-    for (team, pipeline, stage), (stays, converted, durations) in teams.items():
-        median, p75 = rollups.median_and_p75(rollups.merged(durations))
+    for (team, pipeline, stage), (stays, converted, durations, runs) in teams.items():
+        median, p75 = rollups.median_and_p75(rollups.merged(durations, runs))
         team_rows.append({"team": team, "pipeline_id": pipeline, "stage_id": stage, "n": stays,
                           "converted": converted, "median": median, "p75": p75})
     return rep_rows, team_rows
@@ -1049,8 +1044,7 @@ async def _team_stage_p75(session: AsyncSession, f: Filters) -> list[dict[str, A
     """Per team and stage, over the ended stays entered in [from, to): n and the 75th percentile (nearest rank)."""
     months = _duration_months(session, f)
     if months is not None:  # from m_stay_months
-        return _stay_stats(await rollups.duration_rows(session, m_stay_months, STAY_ROLLUP_COLUMNS, f.org_id, months,
-                                                       pipeline_id=f.pipeline_id), per_rep=False)[1]
+        return _stay_stats(await _stay_groups(session, f, months, per_rep=False), per_rep=False)[1]
     if _dialect(session) == "postgresql":
         return [r for r in await _rows(session, per_stage(f, _ended_stays(f), P75_AGGREGATE, per_team=True), f.params)
                 if r["n"]]

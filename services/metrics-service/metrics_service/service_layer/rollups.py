@@ -333,15 +333,39 @@ async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[st
     optionally of one pipeline / owner; packed durations come as bytes for `merged`.
     Fetched by the driver directly: a quarter is some 10,000 rows, and SQLAlchemy's per-row result
     processing would cost more than the query."""
+    where, args = _rollup_where(org_id, months, pipeline_id, owner_id)
+    connection = await (await session.connection()).get_raw_connection()
+    return await connection.driver_connection.fetch(  # type: ignore[no-any-return]
+        f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {where}", *args)
+
+
+async def grouped_duration_rows(session: AsyncSession, table: sa.Table, groups: list[str], sums: list[str],
+                                org_id: str, months: tuple[int | None, int | None], *, pipeline_id: str | None = None,
+                                owner_id: str | None = None) -> list[Any]:
+    """PostgreSQL: `duration_rows` added up per `groups` (SQL expressions on the rollup `m`) in the database:
+    records of the groups, then the `sums` columns summed, the packed durations of the group's rows joined into
+    one bytes value (ascending runs one after another) and `runs`, how many were joined (for `merged`).
+    Some 20 to 4,500 groups a quarter at 1M leads instead of ~13,500 rows, each a Python loop step."""
+    where, args = _rollup_where(org_id, months, pipeline_id, owner_id)
+    keys = ", ".join(str(i + 1) for i in range(len(groups)))
+    measures = "".join(f", SUM({column}) AS {column.removeprefix('m.')}" for column in sums)
+    connection = await (await session.connection()).get_raw_connection()
+    return await connection.driver_connection.fetch(  # type: ignore[no-any-return]
+        f"SELECT {', '.join(groups)}{measures}, string_agg(m.durations, ''::bytea) AS durations, COUNT(*) AS runs "
+        f"FROM {table.name} m WHERE {where} GROUP BY {keys}", *args)
+
+
+def _rollup_where(org_id: str, months: tuple[int | None, int | None], pipeline_id: str | None,
+                  owner_id: str | None) -> tuple[str, list[Any]]:
+    """The condition on a rollup `m` for the org's months [first, end), optionally of one pipeline / owner,
+    with its arguments ($1, $2, …)."""
     where, args = ["m.org_id = $1"], [org_id]
     for condition, value in (("m.month >= ${}", months[0]), ("m.month < ${}", months[1]),
                              ("m.pipeline_id = ${}", pipeline_id), ("m.owner_id = ${}", owner_id)):
         if value is not None:
             args.append(value)
             where.append(condition.format(len(args)))
-    connection = await (await session.connection()).get_raw_connection()
-    return await connection.driver_connection.fetch(  # type: ignore[no-any-return]
-        f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)
+    return " AND ".join(where), args
 
 
 # Packed durations: the values in ascending order as big-endian IEEE doubles, one after another. PostgreSQL
@@ -364,10 +388,11 @@ def unpack(packed: bytes) -> list[float]:
     return np.frombuffer(packed, dtype=PACKED).tolist()  # type: ignore[no-any-return]
 
 
-def merged(packed: list[bytes]) -> np.ndarray:
-    """The values of packed rows (each an ascending run) as one ascending float64 array."""
+def merged(packed: list[bytes], runs: int | None = None) -> np.ndarray:
+    """The values of packed rows (each an ascending run; `runs` of them in all when a value holds several, as
+    grouped_duration_rows joins them, else one per value) as one ascending float64 array."""
     values = np.frombuffer(b"".join(packed), dtype=PACKED).astype(np.float64)
-    return values if len(packed) == 1 else np.sort(values)
+    return values if (len(packed) if runs is None else runs) == 1 else np.sort(values)
 
 
 def median_and_p75(ordered: np.ndarray) -> tuple[float | None, float | None]:
