@@ -340,6 +340,20 @@ m_won_months = sa.Table(
     sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "currency"),
 )
 
+# leads won or lost per UTC month of the close, the owner and team credited with it (at the close), pipeline and
+# outcome: count, the sales cycles (closed_ts − created_ts, wins with a creation time) and the ask-to-decision
+# durations (closed_ts − ask_entered_ts, leads that entered an ask stage), packed like DURATIONS (sales cycle,
+# revision 0017)
+m_decided_months = sa.Table(
+    "m_decided_months", metadata,
+    *_rollup_keys(),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("leads", sa.Integer, nullable=False),
+    sa.Column("cycle_durations", DURATIONS, nullable=False),
+    sa.Column("ask_durations", DURATIONS, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "outcome"),
+)
+
 # Every assignment of a lead (revision 0014): who owned it when. "Owner at T" = the newest assignment (by
 # version, then occurred_at|event id) among those that occurred at or before T, else the lead's first one.
 m_assignments = sa.Table(
@@ -431,7 +445,8 @@ exchange_rates = sa.Table(
 )
 
 READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_assignments, m_closed_months,
-               m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months, m_won_months)
+               m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months, m_won_months,
+               m_decided_months)
 OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots, org_currency, exchange_rates)
 
 

@@ -7,6 +7,7 @@ The definitions below are the API documentation of each endpoint, word for word 
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -16,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..adapters.orm import m_cohort_months, m_created_months, m_stay_months, m_won_months
+from ..adapters.orm import m_cohort_months, m_created_months, m_decided_months, m_stay_months, m_won_months
 from ..domain import exchange, formulas
 from ..domain.exchange import Converted
 from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
@@ -471,7 +472,12 @@ async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]
              f"WHERE {f.lead_where('closed_ts')} AND l.outcome = 'won' AND l.created_ts IS NOT NULL")
     ask = (f"SELECT {g} AS g, l.closed_ts - l.ask_entered_ts AS x FROM m_leads l "
            f"WHERE {f.lead_where('closed_ts')} AND l.outcome IN ('won', 'lost') AND l.ask_entered_ts IS NOT NULL")
-    if _dialect(session) == "postgresql":
+    months = _duration_months(session, f)
+    if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_decided_months
+        a, b = _decided_stats(await rollups.grouped_duration_rows(
+            session, m_decided_months, [_rollup_group(f)], [], f.org_id, months, pipeline_id=f.pipeline_id,
+            owner_id=f.rep_id, packed=("cycle_durations", "ask_durations")))
+    elif _dialect(session) == "postgresql":
         a, b = await _sales_cycle_one_pass(session, f, g)
     else:
         a = {r["g"]: r for r in await _rows(session, stats_sql(cycle, ["g"], _dialect(session)), f.params)}
@@ -485,6 +491,21 @@ async def sales_cycle(session: AsyncSession, f: Filters) -> list[dict[str, Any]]
                      "ask_to_decision_mean_days": days(_f(rb.get("mean"))),
                      "ask_to_decision_median_days": days(_f(rb.get("median")))})
     return await _name_groups(session, f, rows)
+
+
+def _decided_stats(found: list[Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Per group: n, mean and median of the sales cycles and of the ask-to-decision durations, from
+    m_decided_months summed per group (grouped_duration_rows); the median with PostgreSQL's percentile_cont
+    arithmetic, the mean from the exactly rounded sum (math.fsum)."""
+    cycle: dict[str, dict[str, Any]] = {}
+    ask: dict[str, dict[str, Any]] = {}
+    for group, cycles, asks, runs in found:
+        for packed, out in ((cycles, cycle), (asks, ask)):
+            ordered = rollups.merged([packed], runs)
+            if len(ordered):
+                out[group] = {"n": len(ordered), "mean": math.fsum(ordered) / len(ordered),
+                              "median": rollups.median_and_p75(ordered)[0]}
+    return cycle, ask
 
 
 async def _sales_cycle_one_pass(session: AsyncSession, f: Filters, g: str
