@@ -310,8 +310,9 @@ m_cohort_months = sa.Table(
     sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "stage_id"),
 )
 
-# leads per UTC month of creation, owner, team and pipeline, for the leads that have an owner: count and the
-# response durations (first owner activity − creation) of those that have one (response time, revision 0010)
+# leads per UTC month of creation, owner, team and pipeline (owner '' for the leads nobody owned at creation,
+# since revision 0018): count and the response durations (first owner activity − creation) of those that have
+# one (response time, revision 0010; production's leads generated)
 m_created_months = sa.Table(
     "m_created_months", metadata,
     *_rollup_keys(),

@@ -537,6 +537,8 @@ async def response_time(session: AsyncSession, f: Filters) -> list[dict[str, Any
         for owner, team, leads, durations in await rollups.duration_rows(
                 session, m_created_months, ["owner_id", "team_id", "leads", "durations"], f.org_id, months,
                 pipeline_id=f.pipeline_id, owner_id=f.rep_id):
+            if not owner:  # leads nobody owned at creation: no one to respond
+                continue
             measures = per_group[team if f.group_by == "team" else owner]
             measures[0] += leads
             measures[1].append(durations)
@@ -668,9 +670,15 @@ def money_fields(value: Converted, name: str) -> dict[str, Any]:
 
 async def production(session: AsyncSession, f: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     g = f.credited("first").group_sql()
-    created = {r["g"]: int(r["n"]) for r in await _rows(
-        session, f"SELECT {g} AS g, COUNT(*) AS n FROM m_leads l WHERE {f.lead_where('created_ts')} GROUP BY 1",
-        f.params)}
+    months = _duration_months(session, f)
+    if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_created_months' counts
+        created = {r["g"]: int(r["n"]) for r in await _rows(
+            session, f"SELECT {_rollup_group(f)} AS g, SUM(m.leads) AS n FROM m_created_months m "
+                     f"WHERE {_rollup_where(f)} AND {rollups.month_range(f.params, *months)} GROUP BY 1", f.params)}
+    else:
+        created = {r["g"]: int(r["n"]) for r in await _rows(
+            session, f"SELECT {g} AS g, COUNT(*) AS n FROM m_leads l WHERE {f.lead_where('created_ts')} GROUP BY 1",
+            f.params)}
     money = await currencies.setup(session, f.org_id)
     won = await won_money(session, f, money)
     rows = []

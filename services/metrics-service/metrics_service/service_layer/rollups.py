@@ -90,7 +90,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                         measures[1].append(r.closed_ts - r.created_ts)
                     if r.ask_entered_ts is not None:
                         measures[2].append(r.closed_ts - r.ask_entered_ts)
-                if r.created_ts is not None and r.first_owner_id is not None:
+                if r.created_ts is not None:  # leads nobody owned at creation too, as owner '' (production)
                     measures = created[(org, month_number(r.created_ts), *first_keys)]
                     measures[0] += 1
                     if r.first_owner_activity_ts is not None:
@@ -262,10 +262,10 @@ def fill_lead_sql(org_condition: str, values: tuple[str, str] | None = None) -> 
     aggregate, empty = values or PACKED_VALUES
     return [f"""
 INSERT INTO m_created_months (org_id, month, owner_id, team_id, pipeline_id, leads, durations)
-SELECT org_id, {_month_sql('created_ts')}, first_owner_id, COALESCE(first_team_id, ''), COALESCE(pipeline_id, ''),
-       COUNT(*), COALESCE({aggregate.format('first_owner_activity_ts - created_ts')}
-                          FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
-FROM m_leads WHERE created_ts IS NOT NULL AND first_owner_id IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
+SELECT org_id, {_month_sql('created_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''),
+       COALESCE(pipeline_id, ''), COUNT(*), COALESCE({aggregate.format('first_owner_activity_ts - created_ts')}
+                                                     FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
+FROM m_leads WHERE created_ts IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
 INSERT INTO m_reach_months (org_id, month, owner_id, team_id, pipeline_id, max_position, leads)
 SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''), pipeline_id,
        max_position, COUNT(*)
