@@ -19,6 +19,20 @@ branch_labels = None
 depends_on = None
 
 KEYS = ("org_id", "month", "owner_id", "team_id", "pipeline_id")
+# rollups.fill_decided_sql("") as of this revision (the month of the close as periods.month_number; the durations
+# ascending big-endian doubles as rollups.pack writes them)
+MONTH = "(to_timestamp(floor(closed_ts)) AT TIME ZONE 'UTC')"
+CYCLE, ASK = "closed_ts - created_ts", "closed_ts - ask_entered_ts"
+FILL = f"""
+INSERT INTO m_decided_months (org_id, month, owner_id, team_id, pipeline_id, outcome, leads, cycle_durations,
+                              ask_durations)
+SELECT org_id, CAST(EXTRACT(YEAR FROM {MONTH}) * 12 + EXTRACT(MONTH FROM {MONTH}) - 1 AS INTEGER),
+       COALESCE(credit_owner_id, ''), COALESCE(credit_team_id, ''), COALESCE(pipeline_id, ''), outcome, COUNT(*),
+       COALESCE(string_agg(float8send({CYCLE}), ''::bytea ORDER BY {CYCLE})
+                FILTER (WHERE outcome = 'won' AND created_ts IS NOT NULL), ''::bytea),
+       COALESCE(string_agg(float8send({ASK}), ''::bytea ORDER BY {ASK}) FILTER (WHERE ask_entered_ts IS NOT NULL),
+                ''::bytea)
+FROM m_leads WHERE outcome IN ('won', 'lost') AND closed_ts IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6"""
 
 
 def upgrade() -> None:
@@ -31,10 +45,7 @@ def upgrade() -> None:
                     sa.Column("ask_durations", sa.LargeBinary, nullable=False),
                     sa.PrimaryKeyConstraint(*KEYS, "outcome"))
     if op.get_bind().dialect.name == "postgresql":
-        from metrics_service.service_layer.rollups import fill_decided_sql
-
-        for statement in fill_decided_sql(""):
-            op.execute(statement)
+        op.execute(FILL)
 
 
 def downgrade() -> None:
