@@ -23,8 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import (m_closed_months, m_cohort_months, m_created_months, m_decided_months, m_exit_months,
-                            m_leads, m_reach_months, m_stay_months, m_timeline, m_won_months, one_of)
+from ..adapters.orm import (
+    m_closed_months,
+    m_cohort_months,
+    m_created_months,
+    m_decided_months,
+    m_exit_months,
+    m_leads,
+    m_reach_months,
+    m_stay_months,
+    m_timeline,
+    m_won_months,
+    one_of,
+)
 from ..domain import formulas
 from ..domain.periods import month_number, month_start_ts, whole_months
 
@@ -61,7 +72,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
     won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
     decided: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, [], []])
     lead, t = m_leads.c, m_timeline.c
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
@@ -267,9 +278,10 @@ SELECT org_id, {_month_sql('created_ts')}, COALESCE(first_owner_id, ''), COALESC
                                                      FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
 FROM m_leads WHERE created_ts IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
 INSERT INTO m_reach_months (org_id, month, owner_id, team_id, pipeline_id, max_position, leads)
-SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''), pipeline_id,
-       max_position, COUNT(*)
-FROM m_leads WHERE pipeline_entered_ts IS NOT NULL AND max_position IS NOT NULL AND pipeline_id IS NOT NULL{org_condition}
+SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''),
+       pipeline_id, max_position, COUNT(*)
+FROM m_leads
+WHERE pipeline_entered_ts IS NOT NULL AND max_position IS NOT NULL AND pipeline_id IS NOT NULL{org_condition}
 GROUP BY 1, 2, 3, 4, 5, 6"""]
 
 
@@ -278,7 +290,8 @@ def fill_won_sql(org_condition: str) -> list[str]:
     return [f"""
 INSERT INTO m_won_months (org_id, month, owner_id, team_id, pipeline_id, currency, deals, won_values)
 SELECT org_id, {_month_sql('closed_ts')}, COALESCE(credit_owner_id, ''), COALESCE(credit_team_id, ''),
-       COALESCE(pipeline_id, ''), COALESCE(won_currency, currency, ''), COUNT(*), array_agg(COALESCE(won_value, value) ORDER BY COALESCE(won_value, value))
+       COALESCE(pipeline_id, ''), COALESCE(won_currency, currency, ''), COUNT(*),
+       array_agg(COALESCE(won_value, value) ORDER BY COALESCE(won_value, value))
 FROM m_leads WHERE outcome = 'won' AND closed_ts IS NOT NULL AND COALESCE(won_value, value) IS NOT NULL{org_condition}
 GROUP BY 1, 2, 3, 4, 5, 6"""]
 
@@ -357,9 +370,7 @@ async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[st
     Fetched by the driver directly: a quarter is some 10,000 rows, and SQLAlchemy's per-row result
     processing would cost more than the query."""
     where, args = _rollup_where(org_id, months, pipeline_id, owner_id)
-    connection = await (await session.connection()).get_raw_connection()
-    return await connection.driver_connection.fetch(  # type: ignore[no-any-return]
-        f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {where}", *args)
+    return await _fetch(session, f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {where}", args)
 
 
 async def grouped_duration_rows(session: AsyncSession, table: sa.Table, groups: list[str], sums: list[str],
@@ -373,17 +384,25 @@ async def grouped_duration_rows(session: AsyncSession, table: sa.Table, groups: 
     keys = ", ".join(str(i + 1) for i in range(len(groups)))
     measures = "".join(f", SUM({column}) AS {column.removeprefix('m.')}" for column in sums)
     joined = "".join(f", string_agg(m.{column}, ''::bytea) AS {column}" for column in packed)
+    return await _fetch(session, f"SELECT {', '.join(groups)}{measures}{joined}, COUNT(*) AS runs "
+                                 f"FROM {table.name} m WHERE {where} GROUP BY {keys}", args)
+
+
+async def _fetch(session: AsyncSession, sql: str, args: list[str | int]) -> list[Any]:
+    """The records of `sql` from the session's connection, fetched by the driver directly (see duration_rows)."""
     connection = await (await session.connection()).get_raw_connection()
-    return await connection.driver_connection.fetch(  # type: ignore[no-any-return]
-        f"SELECT {', '.join(groups)}{measures}{joined}, COUNT(*) AS runs "
-        f"FROM {table.name} m WHERE {where} GROUP BY {keys}", *args)
+    driver = connection.driver_connection
+    assert driver is not None, "a connection checked out of the pool is open"
+    rows: list[Any] = await driver.fetch(sql, *args)
+    return rows
 
 
 def _rollup_where(org_id: str, months: tuple[int | None, int | None], pipeline_id: str | None,
-                  owner_id: str | None) -> tuple[str, list[Any]]:
+                  owner_id: str | None) -> tuple[str, list[str | int]]:
     """The condition on a rollup `m` for the org's months [first, end), optionally of one pipeline / owner,
     with its arguments ($1, $2, …)."""
-    where, args = ["m.org_id = $1"], [org_id]
+    where: list[str] = ["m.org_id = $1"]
+    args: list[str | int] = [org_id]
     for condition, value in (("m.month >= ${}", months[0]), ("m.month < ${}", months[1]),
                              ("m.pipeline_id = ${}", pipeline_id), ("m.owner_id = ${}", owner_id)):
         if value is not None:
@@ -409,7 +428,8 @@ def pack(values: list[float]) -> bytes:
 
 
 def unpack(packed: bytes) -> list[float]:
-    return np.frombuffer(packed, dtype=PACKED).tolist()  # type: ignore[no-any-return]
+    values: list[float] = np.frombuffer(packed, dtype=PACKED).tolist()
+    return values
 
 
 def merged(packed: list[bytes], runs: int | None = None) -> np.ndarray:
