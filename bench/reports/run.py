@@ -22,7 +22,9 @@ To iterate without the ~6 minute 1M load: `--keep` once, then `--reuse` (loads o
 the kept database; new migrations run on it, filling new rollups from the loaded read models; revision 0014
 empties the read models to replay the log, so a database kept from before it must be loaded again), e.g.
 `run.py --sizes 1000000 --ingest 0 --keep` then `run.py --sizes 1000000 --ingest 0 --reuse`.
-`--reports coaching,stalled-deals` times only those reports.
+`--reports coaching,stalled-deals` times only those reports. `--cpu` also gives each report's p50 CPU time (this
+process and the database backends, read from /proc: PostgreSQL on this machine): on a machine shared with other
+work the wall time mostly measures waiting for a core, the CPU time far less.
 """
 from __future__ import annotations
 
@@ -79,6 +81,10 @@ REPORTS = [
     ("leaderboard", {"period": "quarter", "date": "2025-08-01", "metric": "activities"}),
     ("handovers", Q),
 ]
+
+
+# the app's connections to the bench database (not the one asking)
+BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
 
 
 def database_url() -> str:
@@ -206,8 +212,24 @@ async def load_org(conn: asyncpg.Connection, org: str, n: int) -> dict[str, floa
 
 
 # ------------------------------------------------------------------ report timing
+def backends_cpu_ms(pids: list[int]) -> float:
+    """CPU time (user + system) the PostgreSQL backends with these process ids have used, in ms (the server runs
+    on this machine: /proc/<pid>/stat; a backend that has gone counts 0). Resolution: one clock tick (10 ms)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 async def time_reports(app, client: httpx.AsyncClient, org: str, runs: int,  # type: ignore[no-untyped-def]
-                       only: set[str] | None = None) -> dict[str, float]:
+                       only: set[str] | None = None, cpu: dict[str, float] | None = None,
+                       conn: asyncpg.Connection | None = None) -> dict[str, float]:
+    """p50 ms of each report; with `cpu` (and `conn`, a connection to the database) also the p50 CPU ms each
+    request cost, this process's plus the database backends' (what a busy machine inflates far less)."""
     headers = auth_headers(org, "manager", "bench")
     admin = auth_headers(org, "admin", "bench")
     for day in ("2025-07-01", "2025-10-01"):  # two closed-period snapshots for forecast accuracy
@@ -220,15 +242,24 @@ async def time_reports(app, client: httpx.AsyncClient, org: str, runs: int,  # t
     for path, params in REPORTS:
         if only and path not in only:
             continue
-        samples = []
+        samples, cpu_samples = [], []
         for i in range(runs + 1):
+            if cpu is not None and conn is not None:
+                pids = [r["pid"] for r in await conn.fetch(BACKENDS)]
+                cpu_before = time.process_time() * 1000 + backends_cpu_ms(pids)
             t = time.perf_counter()
             r = await client.get(f"/v1/reports/{path}", params=params, headers=headers)
             elapsed = time.perf_counter() - t
             assert r.status_code == 200, (path, r.text)
             if i:
                 samples.append(elapsed * 1000)
-        out[f"{path}{'/' + params['metric'] if 'metric' in params else ''}"] = statistics.median(samples)
+                if cpu is not None and conn is not None:
+                    pids = [r["pid"] for r in await conn.fetch(BACKENDS)]
+                    cpu_samples.append(time.process_time() * 1000 + backends_cpu_ms(pids) - cpu_before)
+        name = f"{path}{'/' + params['metric'] if 'metric' in params else ''}"
+        out[name] = statistics.median(samples)
+        if cpu is not None and cpu_samples:
+            cpu[name] = statistics.median(cpu_samples)
     return out
 
 
@@ -374,6 +405,9 @@ async def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse a kept database: load only missing orgs")
     parser.add_argument("--reports", default="", help="time only these reports (comma-separated paths, "
                         "e.g. coaching,stalled-deals,funnel); default all")
+    parser.add_argument("--cpu", action="store_true", help="also the p50 CPU ms per report: this process's and "
+                        "the PostgreSQL backends' (/proc, a local server), which a loaded machine inflates far "
+                        "less than the wall time")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
@@ -389,6 +423,7 @@ async def main() -> None:
                               forecast_snapshot_interval_s=0), clock=ManualClock(NOW))
     conn = await connect()
     results: dict[int, dict[str, float]] = {}
+    cpu_results: dict[int, dict[str, float]] = {}
     try:
         async with app.router.lifespan_context(app):  # runs the migrations
             client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
@@ -406,9 +441,13 @@ async def main() -> None:
                           "VACUUM ANALYZE "
                           f"{time.perf_counter() - t:.0f} s", flush=True)
                 await conn.execute("DELETE FROM forecast_snapshots WHERE org_id = $1", org)
+                cpu_results[n] = {}
                 results[n] = await time_reports(app, client, org, args.runs,
-                                                {r for r in args.reports.split(",") if r} or None)
+                                                {r for r in args.reports.split(",") if r} or None,
+                                                cpu_results[n] if args.cpu else None, conn)
                 print("   " + ", ".join(f"{k} {v:.0f}" for k, v in results[n].items()), flush=True)
+                if args.cpu:
+                    print("   CPU ms: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu_results[n].items()), flush=True)
             await client.aclose()
 
         print("\np50 ms per report (one quarter, manager's view of the whole org); growth = largest / smallest")
@@ -418,6 +457,12 @@ async def main() -> None:
             values = [results[n][name] for n in sizes]
             print(f"{name:<26}" + "".join(f"{v:>12.1f}" for v in values) + f"{values[-1] / values[0]:>8.1f}x")
         print(f"(lead count grows {sizes[-1] / sizes[0]:.0f}x; target p50 <= 100 ms)")
+        if args.cpu:
+            print("\np50 CPU ms per report (this process + the PostgreSQL backends; 10 ms resolution per backend)")
+            print(header[:-9])
+            for name in cpu_results[sizes[0]]:
+                print(f"{name:<26}" + "".join(f"{cpu_results[n][name]:>12.1f}" for n in sizes))
+            print(f"(load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end)")
 
         if args.ingest:
             run_id = uuid.uuid4().hex[:6]

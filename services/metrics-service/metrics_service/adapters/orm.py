@@ -55,6 +55,7 @@ event_log = sa.Table(
 )
 
 # One row per lead: its attributes (LWW per source), its outcome and the facts derived from its timeline.
+HANDED_OVER = "outcome = 'won' AND owner_id <> COALESCE(credit_owner_id, '')"  # won, now owned by another rep
 m_leads = sa.Table(
     "m_leads", metadata,
     _org(),
@@ -124,6 +125,11 @@ m_leads = sa.Table(
     sa.Index("ix_m_leads_closed_cover", "org_id", "closed_ts", postgresql_include=[
         "outcome", "won_value", "value", "won_currency", "currency", "created_ts", "ask_entered_ts", "credit_owner_id",
         "credit_team_id", "pipeline_id", "owner_id"]),
+    # won leads handed over (current owner is not the one credited with the win): the hand-overs report
+    # (revision 0016; the condition is the report's own, so the planner can prove the index serves it)
+    sa.Index("ix_m_leads_handed_over", "org_id", "closed_ts", postgresql_include=[
+        "owner_id", "team_id", "credit_owner_id", "won_value", "value", "won_currency", "currency", "pipeline_id"],
+             postgresql_where=sa.text(HANDED_OVER), sqlite_where=sa.text(HANDED_OVER)),
     # open leads by team and current stage, oldest entry first: the stalled-deals lookup per team and stage
     sa.Index("ix_m_leads_open_stage", "org_id", "team_id", "pipeline_id", "current_stage_id",
              "current_stage_entered_ts", postgresql_include=["lead_id", "owner_id"],
@@ -304,8 +310,9 @@ m_cohort_months = sa.Table(
     sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "stage_id"),
 )
 
-# leads per UTC month of creation, owner, team and pipeline, for the leads that have an owner: count and the
-# response durations (first owner activity − creation) of those that have one (response time, revision 0010)
+# leads per UTC month of creation, owner, team and pipeline (owner '' for the leads nobody owned at creation,
+# since revision 0018): count and the response durations (first owner activity − creation) of those that have
+# one (response time, revision 0010; production's leads generated)
 m_created_months = sa.Table(
     "m_created_months", metadata,
     *_rollup_keys(),
@@ -332,6 +339,20 @@ m_won_months = sa.Table(
     sa.Column("deals", sa.Integer, nullable=False),
     sa.Column("won_values", sa.JSON().with_variant(postgresql.ARRAY(MONEY), "postgresql"), nullable=False),
     sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "currency"),
+)
+
+# leads won or lost per UTC month of the close, the owner and team credited with it (at the close), pipeline and
+# outcome: count, the sales cycles (closed_ts − created_ts, wins with a creation time) and the ask-to-decision
+# durations (closed_ts − ask_entered_ts, leads that entered an ask stage), packed like DURATIONS (sales cycle,
+# revision 0017)
+m_decided_months = sa.Table(
+    "m_decided_months", metadata,
+    *_rollup_keys(),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("leads", sa.Integer, nullable=False),
+    sa.Column("cycle_durations", DURATIONS, nullable=False),
+    sa.Column("ask_durations", DURATIONS, nullable=False),
+    sa.PrimaryKeyConstraint("org_id", *ROLLUP_KEYS, "outcome"),
 )
 
 # Every assignment of a lead (revision 0014): who owned it when. "Owner at T" = the newest assignment (by
@@ -426,7 +447,7 @@ exchange_rates = sa.Table(
 
 READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_assignments,
                m_closed_months, m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months,
-               m_won_months)
+               m_won_months, m_decided_months)
 OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots, org_currency, exchange_rates)
 
 

@@ -1,4 +1,4 @@
-"""The monthly rollups (m_closed_months, m_exit_months): kept by the projector, read by the reports.
+"""The monthly rollups (m_closed_months, m_exit_months, …, ROLLUPS): kept by the projector, read by the reports.
 
 Maintenance is a difference: before a batch is written, the rollup rows of the leads it touches are read
 from m_leads / m_timeline (`contributions`), again after, and `after − before` is added per key; keys that
@@ -27,6 +27,7 @@ from ..adapters.orm import (
     m_closed_months,
     m_cohort_months,
     m_created_months,
+    m_decided_months,
     m_exit_months,
     m_leads,
     m_reach_months,
@@ -42,9 +43,10 @@ CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
 Contributions = dict[sa.Table, dict[tuple[Any, ...], list[Any]]]
 ROLLUPS = (m_closed_months, m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months,
-           m_won_months)
-LIST_COLUMNS = {"durations", "won_values"}  # multisets, kept sorted
-PACKED_COLUMNS = {"durations"}  # stored as packed doubles (`pack`)
+           m_won_months, m_decided_months)
+DURATION_COLUMNS = {"durations", "cycle_durations", "ask_durations"}
+LIST_COLUMNS = {*DURATION_COLUMNS, "won_values"}  # multisets, kept sorted
+PACKED_COLUMNS = DURATION_COLUMNS  # stored as packed doubles (`pack`)
 
 
 def _by_org(leads: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -68,6 +70,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
     created: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
     reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
     won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
+    decided: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, [], []])
     lead, t = m_leads.c, m_timeline.c
     dialect = session.get_bind().dialect.name
     for org, ids in _by_org(leads).items():
@@ -77,7 +80,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                     lead.closed_ts, lead.outcome, lead.credit_owner_id, lead.credit_team_id, lead.first_owner_id,
                     lead.first_team_id, lead.pipeline_id, lead.won_value, lead.value, lead.created_ts,
                     lead.first_owner_activity_ts, lead.pipeline_entered_ts, lead.max_position, lead.won_currency,
-                    lead.currency).where(lead.org_id == org, one_of(lead.lead_id, part, dialect))):
+                    lead.currency, lead.ask_entered_ts).where(lead.org_id == org, one_of(lead.lead_id, part, dialect))):
                 # closes are credited to the owner at the close, creation cohorts to the owner at creation
                 lead_keys = (_key(r.credit_owner_id), _key(r.credit_team_id), _key(r.pipeline_id))
                 first_keys = (_key(r.first_owner_id), _key(r.first_team_id), _key(r.pipeline_id))
@@ -91,7 +94,14 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                         measures = won[(org, month_number(r.closed_ts), *lead_keys, currency or "")]
                         measures[0] += 1
                         measures[1].append(Decimal(value))
-                if r.created_ts is not None and r.first_owner_id is not None:
+                if r.outcome in ("won", "lost") and r.closed_ts is not None:
+                    measures = decided[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
+                    measures[0] += 1
+                    if r.outcome == "won" and r.created_ts is not None:
+                        measures[1].append(r.closed_ts - r.created_ts)
+                    if r.ask_entered_ts is not None:
+                        measures[2].append(r.closed_ts - r.ask_entered_ts)
+                if r.created_ts is not None:  # leads nobody owned at creation too, as owner '' (production)
                     measures = created[(org, month_number(r.created_ts), *first_keys)]
                     measures[0] += 1
                     if r.first_owner_activity_ts is not None:
@@ -123,7 +133,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                     measures[2].append(duration)
     return {m_closed_months: closed, m_exit_months: exits, m_stay_months: stays,
             m_cohort_months: {k: [n, len(dropped), durations] for k, (n, dropped, durations) in cohorts.items()},
-            m_created_months: created, m_reach_months: reach, m_won_months: won}
+            m_created_months: created, m_reach_months: reach, m_won_months: won, m_decided_months: decided}
 
 
 def _key_columns(table: sa.Table) -> list[str]:
@@ -263,10 +273,10 @@ def fill_lead_sql(org_condition: str, values: tuple[str, str] | None = None) -> 
     aggregate, empty = values or PACKED_VALUES
     return [f"""
 INSERT INTO m_created_months (org_id, month, owner_id, team_id, pipeline_id, leads, durations)
-SELECT org_id, {_month_sql('created_ts')}, first_owner_id, COALESCE(first_team_id, ''), COALESCE(pipeline_id, ''),
-       COUNT(*), COALESCE({aggregate.format('first_owner_activity_ts - created_ts')}
-                          FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
-FROM m_leads WHERE created_ts IS NOT NULL AND first_owner_id IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
+SELECT org_id, {_month_sql('created_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''),
+       COALESCE(pipeline_id, ''), COUNT(*), COALESCE({aggregate.format('first_owner_activity_ts - created_ts')}
+                                                     FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
+FROM m_leads WHERE created_ts IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
 INSERT INTO m_reach_months (org_id, month, owner_id, team_id, pipeline_id, max_position, leads)
 SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''),
        pipeline_id, max_position, COUNT(*)
@@ -286,9 +296,23 @@ FROM m_leads WHERE outcome = 'won' AND closed_ts IS NOT NULL AND COALESCE(won_va
 GROUP BY 1, 2, 3, 4, 5, 6"""]
 
 
+def fill_decided_sql(org_condition: str) -> list[str]:
+    """PostgreSQL: the INSERT … SELECT computing m_decided_months from m_leads."""
+    aggregate, empty = PACKED_VALUES
+    cycle, ask = "closed_ts - created_ts", "closed_ts - ask_entered_ts"
+    return [f"""
+INSERT INTO m_decided_months (org_id, month, owner_id, team_id, pipeline_id, outcome, leads, cycle_durations,
+                              ask_durations)
+SELECT org_id, {_month_sql('closed_ts')}, COALESCE(credit_owner_id, ''), COALESCE(credit_team_id, ''),
+       COALESCE(pipeline_id, ''), outcome, COUNT(*),
+       COALESCE({aggregate.format(cycle)} FILTER (WHERE outcome = 'won' AND created_ts IS NOT NULL), {empty}),
+       COALESCE({aggregate.format(ask)} FILTER (WHERE ask_entered_ts IS NOT NULL), {empty})
+FROM m_leads WHERE outcome IN ('won', 'lost') AND closed_ts IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5, 6"""]
+
+
 def all_fill_sql(org_condition: str) -> list[str]:
     return [*fill_sql(org_condition), *fill_durations_sql(org_condition), *fill_lead_sql(org_condition),
-            *fill_won_sql(org_condition)]
+            *fill_won_sql(org_condition), *fill_decided_sql(org_condition)]
 
 
 async def fill(session: AsyncSession, org_id: str) -> None:
@@ -345,6 +369,38 @@ async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[st
     optionally of one pipeline / owner; packed durations come as bytes for `merged`.
     Fetched by the driver directly: a quarter is some 10,000 rows, and SQLAlchemy's per-row result
     processing would cost more than the query."""
+    where, args = _rollup_where(org_id, months, pipeline_id, owner_id)
+    return await _fetch(session, f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {where}", args)
+
+
+async def grouped_duration_rows(session: AsyncSession, table: sa.Table, groups: list[str], sums: list[str],
+                                org_id: str, months: tuple[int | None, int | None], *, pipeline_id: str | None = None,
+                                owner_id: str | None = None, packed: tuple[str, ...] = ("durations",)) -> list[Any]:
+    """PostgreSQL: `duration_rows` added up per `groups` (SQL expressions on the rollup `m`) in the database:
+    records of the groups, then the `sums` columns summed, each `packed` column of the group's rows joined into
+    one bytes value (ascending runs one after another) and `runs`, how many rows were joined (for `merged`).
+    Some 20 to 4,500 groups a quarter at 1M leads instead of ~13,500 rows, each a Python loop step."""
+    where, args = _rollup_where(org_id, months, pipeline_id, owner_id)
+    keys = ", ".join(str(i + 1) for i in range(len(groups)))
+    measures = "".join(f", SUM({column}) AS {column.removeprefix('m.')}" for column in sums)
+    joined = "".join(f", string_agg(m.{column}, ''::bytea) AS {column}" for column in packed)
+    return await _fetch(session, f"SELECT {', '.join(groups)}{measures}{joined}, COUNT(*) AS runs "
+                                 f"FROM {table.name} m WHERE {where} GROUP BY {keys}", args)
+
+
+async def _fetch(session: AsyncSession, sql: str, args: list[str | int]) -> list[Any]:
+    """The records of `sql` from the session's connection, fetched by the driver directly (see duration_rows)."""
+    connection = await (await session.connection()).get_raw_connection()
+    driver = connection.driver_connection
+    assert driver is not None, "a connection checked out of the pool is open"
+    rows: list[Any] = await driver.fetch(sql, *args)
+    return rows
+
+
+def _rollup_where(org_id: str, months: tuple[int | None, int | None], pipeline_id: str | None,
+                  owner_id: str | None) -> tuple[str, list[str | int]]:
+    """The condition on a rollup `m` for the org's months [first, end), optionally of one pipeline / owner,
+    with its arguments ($1, $2, …)."""
     where: list[str] = ["m.org_id = $1"]
     args: list[str | int] = [org_id]
     for condition, value in (("m.month >= ${}", months[0]), ("m.month < ${}", months[1]),
@@ -352,12 +408,7 @@ async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[st
         if value is not None:
             args.append(value)
             where.append(condition.format(len(args)))
-    connection = await (await session.connection()).get_raw_connection()
-    driver = connection.driver_connection
-    assert driver is not None, "a connection checked out of the pool is open"
-    rows: list[Any] = await driver.fetch(
-        f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)
-    return rows
+    return " AND ".join(where), args
 
 
 # Packed durations: the values in ascending order as big-endian IEEE doubles, one after another. PostgreSQL
@@ -381,10 +432,11 @@ def unpack(packed: bytes) -> list[float]:
     return values
 
 
-def merged(packed: list[bytes]) -> np.ndarray:
-    """The values of packed rows (each an ascending run) as one ascending float64 array."""
+def merged(packed: list[bytes], runs: int | None = None) -> np.ndarray:
+    """The values of packed rows (each an ascending run; `runs` of them in all when a value holds several, as
+    grouped_duration_rows joins them, else one per value) as one ascending float64 array."""
     values = np.frombuffer(b"".join(packed), dtype=PACKED).astype(np.float64)
-    return values if len(packed) == 1 else np.sort(values)
+    return values if (len(packed) if runs is None else runs) == 1 else np.sort(values)
 
 
 def median_and_p75(ordered: np.ndarray) -> tuple[float | None, float | None]:
