@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from .auth import AdminPrincipal, TokenVerifier
 from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
 from .consumer import EventDispatcher, HandlerMap
+from .event_hold_for_tests import EventHoldForTests
 from .db import Database
 from .contract import document_contract, operation_id
 from .errors import NotFound, install_error_handlers
@@ -79,7 +80,9 @@ class ServiceContext:
                                  batch_size=self.settings.outbox_batch_size,
                                  poll_interval_s=self.settings.outbox_poll_interval_s,
                                  retention_s=self.settings.outbox_retention_hours * 3600)
-        self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics)
+        hold = EventHoldForTests(self.settings.test_event_hold_dir, self.name) \
+            if self.settings.test_event_hold_dir is not None else None
+        self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics, hold=hold)
         self.extras: dict[str, Any] = {}
         # Rung by this process's commits (and the service's NOTIFYs when listening): wakes idle workers.
         self.commits = CommitBell()
