@@ -245,6 +245,18 @@ async def submit_form(client: httpx.AsyncClient, form: dict[str, Any], fields: d
                                 headers=signed(form["signing_secret"], body)), 201)
 
 
+async def mailchimp_rule(client: httpx.AsyncClient, rule: dict[str, Any]) -> dict[str, Any]:
+    """Create a Mailchimp rule naming a pipeline just created: notification-service refuses it (422 on
+    pipeline_id) until pipeline-service's PipelineDefined has reached it, a moment after the creation."""
+    async def accepted() -> dict[str, Any]:
+        response = await client.post("/v1/mailchimp/rules", json=rule)
+        if response.status_code == 422:
+            assert [e["field"] for e in response.json()["errors"]] == ["pipeline_id"], response.text
+            raise AssertionError(f"the pipeline is not known yet: {response.text}")
+        return await ok(response, 201)
+    return await poll(accepted, timeout=20)
+
+
 def rep_email(org: str, rep_id: str) -> str:
     """Each org's reps get their own addresses, so journeys sharing the SMTP server never see each other's mail."""
     return f"{rep_id}@{org}.example"
@@ -350,9 +362,9 @@ async def setup_inbound_org(world: World, org: str) -> InboundOrg:
             "steps": [{"template_id": template_id, "delay_minutes": 0}]}), 201)
         await ok(notification_api.put("/v1/mailchimp/settings", json={"api_key": MAILCHIMP_KEY,
                                                                        "nurture_list_id": "nurture"}), 200)
-        await ok(notification_api.post("/v1/mailchimp/rules", json={
+        await mailchimp_rule(notification_api, {
             "pipeline_id": pipeline_id, "stage_id": qualification, "action": "subscribe", "list_id": "inbound",
-            "tags": ["web-form"]}), 201)
+            "tags": ["web-form"]})
         milestone = await ok(notification_api.post("/v1/milestones", json={
             "name": "Qualified a big one", "kind": "stage_exit_above_value", "stage_id": qualification,
             "min_value": "1000", "currency": "EUR", "channels": ["email"]}), 201)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
     Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, QuotaReachedV1, RepCreatedV1, RepDeactivatedV1, RepUpdatedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    LeadUpdatedV1, LeadWonV1, PipelineDefinedV1, QuotaReachedV1, RepCreatedV1, RepDeactivatedV1, RepUpdatedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
     TaskReassignedV1, TaskSkippedV1,
 )
 from salesflow_shared.ownership import remember_past_owner
@@ -30,7 +30,7 @@ from .deliveries import cancel_pending, forget_erased_lead_data
 from .notify import NotKnownYet, notify_rep
 from .program_notifications import ProgramNotifications
 from .projections import (
-    ERASED_FIELDS, apply_pipeline_change, apply_rep, apply_snapshot, ensure_lead, get_lead, get_rep,
+    ERASED_FIELDS, apply_pipeline_change, apply_pipeline_definition, apply_rep, apply_snapshot, ensure_lead, get_lead, get_rep,
     record_task_assignee, remember_stage,
     set_lead_fields, upsert_rep,
 )
@@ -128,6 +128,10 @@ class NotificationHandlers:
         await apply_rep(uow.session, envelope.org_id, data.rep, envelope.subject_version, self.clock.now())
 
     # ------------------------------------------------------------------ pipeline-service
+    async def on_pipeline_defined(self, data: PipelineDefinedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        await apply_pipeline_definition(uow.session, envelope.org_id, data, envelope.subject_version,
+                                        self.clock.now())
+
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
         await remember_stage(uow.session, org, data.lead_id, data.pipeline_id, data.to_stage_id,
@@ -294,7 +298,7 @@ class NotificationHandlers:
             "LeadDisqualified": [self.on_lead_disqualified], "LeadErased": [self.on_lead_erased],
             "LeadAssigned": [self.on_lead_assigned], "RepCreated": [self.on_rep_changed],
             "RepUpdated": [self.on_rep_changed], "RepDeactivated": [self.on_rep_changed],
-            "StageAdvanced": [self.on_stage_advanced],
+            "PipelineDefined": [self.on_pipeline_defined], "StageAdvanced": [self.on_stage_advanced],
             "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
             "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
             "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],
