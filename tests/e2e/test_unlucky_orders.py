@@ -100,10 +100,11 @@ async def test_a_task_reminder_before_its_rep_is_known_waits_and_is_sent_once(an
         # Nothing parked, nothing else sent: the rep got the two messages once each, the prospect none (no sequence
         # in this org), and Mailchimp was never called about the prospect (no Mailchimp settings here).
         assert (await ok(notification_api.get("/admin/dead-letters")))["items"] == []
+        await asyncio.sleep(3)  # a late retry of the reminder would have brought a second one by now
+        assert await reminded() == ["New lead assigned to you: Bea Caller", "Task due soon: Call back within the hour"]
         assert smtp_to(world.smtp, prospect) == []
         member = hashlib.md5(prospect.encode()).hexdigest()
         assert [c for c in world.mailchimp.calls if member in c.path] == []
-        assert len(smtp_to(world.smtp, rep_email(org, caller))) == 2
 
 
 async def test_an_assignment_before_the_leads_details_names_the_lead_once(any_world: World):
