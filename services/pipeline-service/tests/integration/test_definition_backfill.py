@@ -31,7 +31,7 @@ async def test_existing_pipelines_are_published_once_by_the_upgrade(database_url
     database = Database(database_url, pool_size=2)
     try:
         async with database.engine.begin() as connection:  # the schema as it was before PipelineDefined
-            await connection.run_sync(upgrade_to("0005"))
+            await connection.run_sync(upgrade_to("0006"))
         now = datetime.now(UTC)
         async with database.engine.begin() as connection:
             for pipeline_id, org, archived, version in (("p-live", "org-a", False, 3), ("p-old", "org-b", True, 7)):

@@ -2,8 +2,8 @@
 them, through the outbox, so notification-service knows them too (it checks Mailchimp rules against them). Later
 changes publish their own.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 import sqlalchemy as sa
 from alembic import op
@@ -12,8 +12,8 @@ from salesflow_shared.events import PipelineDefinedV1, PipelineStageRef, make_ev
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.uow import outbox_row
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
