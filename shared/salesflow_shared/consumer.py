@@ -26,7 +26,6 @@ from typing import Any, TypeVar, cast
 import structlog
 from pydantic import ValidationError
 
-
 from .bus import PermanentFailure, TransientFailure
 from .db import is_database_outage
 from .events import Envelope, EventData, parse_data, utcnow
@@ -40,7 +39,10 @@ from .uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
-EventHandler = Callable[[EventData, Envelope, UnitOfWork], Awaitable[None]]
+# A handler is given the event data parsed into the class of the event type it is mapped under (the map's
+# key), so it may declare that class (LeadWonV1, or a union for one handler under several types): hence
+# Any, as a Callable taking EventData would refuse every handler narrower than that.
+EventHandler = Callable[[Any, Envelope, UnitOfWork], Awaitable[None]]
 HandlerMap = Mapping[str, Sequence[EventHandler]]
 D = TypeVar("D", bound=EventData)
 H = TypeVar("H", bound=Callable[..., Awaitable[None]])
@@ -168,8 +170,8 @@ class EventDispatcher:
                                                traceparent=traceparents[event_id]) as span, \
                                     _handling(envelope, traceparent_of(span)):
                                 await handler(data, envelope, uow)
-                for handler, items in batches.items():
-                    await handler.handle_many(items, uow)  # type: ignore[attr-defined]
+                for handler, batch in batches.items():
+                    await handler.handle_many(batch, uow)  # type: ignore[attr-defined]  # hasattr-checked above
                 await uow.commit()
         except Exception as exc:
             transient = _as_transient(exc)

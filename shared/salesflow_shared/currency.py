@@ -35,7 +35,7 @@ def iso_currency(value: str) -> str:
     code = value.strip().upper() if isinstance(value, str) else value
     if not is_iso_currency(code):
         raise ValueError(MESSAGE)
-    return code  # type: ignore[return-value]
+    return code
 
 
 def _text(value: object) -> object:

@@ -85,14 +85,14 @@ class ServiceSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _test_hooks_only_in_tests(self) -> "ServiceSettings":
+    def _test_hooks_only_in_tests(self) -> ServiceSettings:
         if self.test_event_hold_dir is not None and self.environment != "test":
             raise ValueError("SALESFLOW_TEST_EVENT_HOLD_DIR holds events back for cross-service tests; it is "
                              "refused unless SALESFLOW_ENVIRONMENT=test")
         return self
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> "ServiceSettings":
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
         if self.environment == "production":
             # Whatever else is configured: a JWKS does not make a public secret harmless.
             if self.jwt_secret.strip().lower() in _PLACEHOLDER_SECRETS:

@@ -104,7 +104,7 @@ async def _empty_database(url: str) -> bool:
         finally:
             await conn.close()
         return True
-    except Exception:  # not reusable: it is dropped with the rest at the end
+    except Exception:  # noqa: BLE001 - whatever failed, it is not reusable: it is dropped with the rest at the end
         return False
 
 
@@ -124,7 +124,7 @@ async def _drop_databases(urls: list[str], concurrency: int = 4) -> None:
         async with limiter:
             try:
                 await drop_postgres_database(url)
-            except Exception:  # a leftover test database is harmless; never mask the tests' result
+            except Exception:  # noqa: BLE001 - a leftover test database is harmless; never mask the tests' result
                 pass
 
     await asyncio.gather(*(_drop(url) for url in urls))
@@ -145,8 +145,8 @@ async def refuse_connections(*database_urls: str, refuse: bool = True) -> int:
             await conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(not refuse).lower()}')
         if not refuse:
             return 0
-        return await conn.fetchval("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                   "WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()) AS cut", names)
+        return int(await conn.fetchval("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()) AS cut", names))
     finally:
         await conn.close()
 

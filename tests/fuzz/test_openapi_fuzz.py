@@ -10,10 +10,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from system_harness import RunningSystem
 
 from salesflow_shared.runner import SERVICES
 from salesflow_shared.testing import make_token
-from system_harness import RunningSystem
 
 MAX_EXAMPLES = 10
 # Schema-valid bodies may still be refused for reasons a JSON Schema cannot say (ids that must exist, a

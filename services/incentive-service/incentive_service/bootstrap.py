@@ -3,8 +3,8 @@ from pathlib import Path
 from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
-from salesflow_shared.consumer import EventHandlers
 from salesflow_shared.clock import Clock, SystemClock
+from salesflow_shared.consumer import EventHandlers
 
 from .config import Settings
 from .entrypoints.programs_api import router as programs_router

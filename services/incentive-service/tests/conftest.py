@@ -1,8 +1,8 @@
 from collections.abc import AsyncIterator
 
 import pytest
-
 from incentive_testkit import NOW, Incentives, build_app
+
 from salesflow_shared.clock import ManualClock
 from salesflow_shared.testing import service_under_test
 

@@ -26,6 +26,11 @@ def build_app(database_url: str, amqp_url: str, namespace: str, clock: ManualClo
 class Incentives(ServiceUnderTest):
     """One running incentive-service (salesflow_shared.testing.ServiceUnderTest)."""
 
+    async def payee_if_match(self, participant_id: str) -> dict[str, str]:
+        """If-Match for a PUT of this payee, as a manager reads it first ("0" for a participant not known yet)."""
+        read = await self.client.get(f"/v1/payees/{participant_id}", headers=self.headers())
+        return {"If-Match": read.headers["ETag"] if read.status_code == 200 else '"0"'}
+
 
 def new_lead() -> str:
     return f"lead-{uuid.uuid4().hex[:8]}"

@@ -14,15 +14,15 @@ from .entrypoints.forms_api import FormCache, submission_sweeper
 from .entrypoints.routes import router
 from .service_layer.enrichment import enrichment_worker
 from .service_layer.handlers import EVENT_HANDLERS
-from .service_layer.timeline import TIMELINE_HANDLERS
 from .service_layer.imports import import_worker
 from .service_layer.intake_batch import IntakeBatcher
+from .service_layer.timeline import TIMELINE_HANDLERS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def build_extras(context: ServiceContext) -> dict[str, Any]:
-    settings = context.settings
+    settings = context.settings_as(Settings)
     extras: dict[str, Any] = {"setup_cache": SetupCache(), "form_cache": FormCache(),
                               "rate_limiter": RateLimiter(time.monotonic), "intake_batcher": IntakeBatcher(context)}
     if settings.enrichment_url:

@@ -3,9 +3,9 @@ from pathlib import Path
 from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
+from salesflow_shared.clock import Clock, SystemClock
 
 from .config import Settings
-from salesflow_shared.clock import Clock, SystemClock
 from .entrypoints.calendar_api import router as calendar_router
 from .entrypoints.routes import router
 from .service_layer.handlers import make_event_handlers

@@ -7,10 +7,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline_service.config import Settings
-from salesflow_shared.clock import ManualClock
 from pipeline_service.entrypoints.http import create_app
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import (
-    ActivityLoggedV1, LeadAssignedV1, LeadCreatedV1, LeadRoutedV1, LeadSnapshot, LeadUpdatedV1,
+    ActivityLoggedV1,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadRoutedV1,
+    LeadSnapshot,
+    LeadUpdatedV1,
 )
 from salesflow_shared.testing import ServiceUnderTest, service_test_settings
 

@@ -16,14 +16,27 @@ from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFa
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
-from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match
+from salesflow_shared.preconditions import strong_etag
 
 from ..adapters import repository as repo
 from ..adapters.orm import reps, teams, territories
-from ..service_layer.rep_events import publish_rep, publish_rep_removed, publish_team_membership
+from ..service_layer.rep_events import RepChange, publish_rep, publish_rep_removed, publish_team_membership
 from ..service_layer.rulesets import references_in_current_rules
-from .schemas import (RepCreate, RepOut, RepPage, RepPatch, TeamCreate, TeamOut, TeamPage, TeamPatch,
-                      TerritoryCreate, TerritoryOut, TerritoryPage, TerritoryPatch)
+from .schemas import (
+    RepCreate,
+    RepOut,
+    RepPage,
+    RepPatch,
+    TeamCreate,
+    TeamOut,
+    TeamPage,
+    TeamPatch,
+    TerritoryCreate,
+    TerritoryOut,
+    TerritoryPage,
+    TerritoryPatch,
+)
 
 router = APIRouter()
 
@@ -34,9 +47,8 @@ def etag(version: int) -> str:
 
 
 def check_if_match(request: Request, version: int) -> None:
-    header = request.headers.get("if-match")
-    if header is not None:
-        shared_check_if_match(header, etag(version))
+    """Every PATCH and PUT needs the ETag read (428 without it, 412 when stale or weak)."""
+    shared_check_if_match(request.headers.get("if-match"), etag(version))
 
 
 async def _must_exist(uow: Any, table: sa.Table, org_id: str, ids: list[str], field: str, what: str) -> None:
@@ -163,7 +175,7 @@ async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Res
                 "out_of_office"):
         if key in changes and changes[key] is None:
             raise ValidationFailed.single(key, f"{key} cannot be null")
-    change = "deactivated" if row.active and changes.get("active") is False else "updated"
+    change: RepChange = "deactivated" if row.active and changes.get("active") is False else "updated"
     row = await _save_patch(uow, reps, row, changes, response, on_saved=lambda: publish_rep(
         uow, principal.org_id, rep_id, change, changed=changes))
     counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])

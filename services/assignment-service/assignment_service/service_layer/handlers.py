@@ -15,8 +15,18 @@ import structlog
 
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.consumer import EventHandlers
-from salesflow_shared.events import (Envelope, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1,
-                                     LeadLostV1, LeadReopenedV1, LeadUpdatedV1, LeadWonV1, StageAdvancedV1, utcnow)
+from salesflow_shared.events import (
+    Envelope,
+    LeadCreatedV1,
+    LeadDisqualifiedV1,
+    LeadErasedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    StageAdvancedV1,
+    utcnow,
+)
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
@@ -37,7 +47,7 @@ class LeadNotKnownYet(Exception):
 
 def _snapshot(lead: Any) -> dict[str, Any]:
     """The lead fields routing reads; contact details and company names are not kept here."""
-    data = lead.model_dump(mode="json", exclude={"contact"})
+    data: dict[str, Any] = lead.model_dump(mode="json", exclude={"contact"})
     data["company"] = {k: v for k, v in (data.get("company") or {}).items() if k in ("company_id", "size", "industry")}
     return data
 

@@ -9,15 +9,28 @@ history when a statement is computed. Each change queues the statements it affec
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from salesflow_shared.clock import Clock
 from salesflow_shared.consumer import EventHandlers
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import (
-    Envelope, ExchangeRateSetV1, LeadAssignedV1, LeadCreatedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, QuotaRemovedV1, QuotaSetV1, RepCreatedV1, RepDeactivatedV1, RepUpdatedV1,
+    Envelope,
+    ExchangeRateSetV1,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    QuotaRemovedV1,
+    QuotaSetV1,
+    RepCreatedV1,
+    RepDeactivatedV1,
     ReportingCurrencySetV1,
+    RepUpdatedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
@@ -35,7 +48,7 @@ def company_key(lead: LeadCreatedV1 | LeadUpdatedV1) -> str | None:
     return None
 
 
-async def _deal_row(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -> dict:
+async def _deal_row(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -> dict[str, Any]:
     insert = dialect_insert(uow.session)
     await uow.session.execute(insert(deals).values(org_id=org_id, lead_id=lead_id, updated_at=now)
                               .on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
@@ -53,7 +66,7 @@ async def _fill_unknown_closer(uow: UnitOfWork, org_id: str, lead_id: str, owner
     result = await uow.session.execute(sa.update(deal_outcomes).where(
         deal_outcomes.c.org_id == org_id, deal_outcomes.c.lead_id == lead_id, deal_outcomes.c.kind == "won",
         deal_outcomes.c.owner_id.is_(None)).values(owner_id=owner_id, team_id=team_id))
-    if result.rowcount:
+    if rows_affected(result):
         await recalculation.queue_for_lead(uow, org_id, lead_id, "credit_changed", now)
 
 

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from salesflow_shared.clock import Clock
 from salesflow_shared.consumer import EventHandlers
 from salesflow_shared.events import (
-    ActivityLoggedV1, Envelope, EventData, LeadCreatedV1, LeadReopenedV1, LeadUpdatedV1, LeadWonV1,
+    ActivityLoggedV1,
+    Envelope,
+    EventData,
+    LeadCreatedV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
     StageAdvancedV1,
 )
 from salesflow_shared.uow import UnitOfWork
@@ -54,7 +60,7 @@ def make_program_handlers(clock: Clock) -> EventHandlers:
         for org_id in sorted(by_org):
             await record_facts(uow, org_id, by_org[org_id], clock.now())
 
-    on_fact.handle_many = on_facts  # type: ignore[attr-defined]
+    on_fact.handle_many = on_facts  # type: ignore[attr-defined]  # the consumer's batch hook, read with hasattr
 
     async def on_lead_snapshot(data: LeadCreatedV1 | LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         await record_close_date(uow, envelope.org_id, lead_id=data.lead.lead_id,

@@ -13,15 +13,23 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.consumer import EventHandlers
-from salesflow_shared.events import (EmailSentV1, Envelope, LeadAssignedV1, LeadLostV1, LeadReopenedV1,
-                                     LeadUpdatedV1, LeadWonV1, utcnow)
+from salesflow_shared.errors import NotFound
+from salesflow_shared.events import (
+    EmailSentV1,
+    Envelope,
+    LeadAssignedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    utcnow,
+)
 from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, lead_past_owners, leads
 from .activities import log_activity
 from .views import load_lead, snapshot
-from salesflow_shared.errors import NotFound
 
 log = structlog.get_logger(__name__)
 

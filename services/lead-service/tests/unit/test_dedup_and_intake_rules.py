@@ -1,7 +1,5 @@
 """De-duplication rules and rate limits (pure parts of intake); signatures are tested with the shared kit."""
-import time
 
-import pytest
 
 from lead_service.domain.dedup import changed_fields, company_key, merge_into
 from lead_service.domain.lead import LeadIn
@@ -45,3 +43,17 @@ def test_rate_limiter_refills_over_time():
     assert limiter.allow("other", 3)
     clock[0] += 20  # 3 per minute: one token back after 20 s
     assert limiter.allow("k", 3) and not limiter.allow("k", 3)
+
+
+def test_rate_limiter_reports_the_ietf_ratelimit_fields():
+    clock = [0.0]
+    limiter = RateLimiter(lambda: clock[0])
+    first = limiter.take("k", 6)  # 6 a minute: one token every 10 s
+    assert first.headers() == {"RateLimit-Limit": "6", "RateLimit-Remaining": "5", "RateLimit-Reset": "10"}
+    for _ in range(5):
+        last = limiter.take("k", 6)
+    assert (last.allowed, last.remaining, last.reset_s) == (True, 0, 60)
+    clock[0] += 4  # 0.4 of a token back: the next one in 6 s
+    refused = limiter.take("k", 6)
+    assert refused.headers() == {"RateLimit-Limit": "6", "RateLimit-Remaining": "0", "RateLimit-Reset": "56",
+                                 "Retry-After": "6"}

@@ -69,7 +69,8 @@ def test_rates_accuracy_bias_and_pace():
 
 def test_calendar_periods():
     moment = datetime(2026, 5, 20, 13, tzinfo=UTC)
-    assert periods.period_bounds("month", moment) == (datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
+    assert periods.period_bounds("month", moment) == (datetime(2026, 5, 1, tzinfo=UTC),
+                                                      datetime(2026, 6, 1, tzinfo=UTC))
     assert periods.period_bounds("quarter", moment) == (datetime(2026, 4, 1, tzinfo=UTC),
                                                         datetime(2026, 7, 1, tzinfo=UTC))
     assert periods.period_bounds("year", datetime(2026, 12, 31, tzinfo=UTC))[1] == datetime(2027, 1, 1, tzinfo=UTC)

@@ -120,14 +120,15 @@ class MailchimpClients:
 
     def __init__(self, *, base_url: str = "", max_connections: int = 10, timeout_s: float = 10.0,
                  max_retries: int = 4, backoff_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
-        self._options = dict(base_url=base_url, max_connections=max_connections, timeout_s=timeout_s,
-                             max_retries=max_retries, backoff_s=backoff_s, backoff_max_s=backoff_max_s)
+        self._options: dict[str, Any] = dict(base_url=base_url, max_connections=max_connections, timeout_s=timeout_s,
+                                             max_retries=max_retries, backoff_s=backoff_s,
+                                             backoff_max_s=backoff_max_s)
         self._clients: dict[str, MailchimpClient] = {}
 
     def for_key(self, api_key: str) -> MailchimpClient:
         client = self._clients.get(api_key)
         if client is None:
-            client = self._clients[api_key] = MailchimpClient(api_key, **self._options)  # type: ignore[arg-type]
+            client = self._clients[api_key] = MailchimpClient(api_key, **self._options)
         return client
 
     async def aclose(self) -> None:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 

@@ -8,10 +8,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from notification_testkit import Harness
-from salesflow_shared.signatures import verify
+
 from salesflow_shared.events import (
-    BadgeEarnedV1, LeadAssignedV1, ProgramMilestoneReachedV1, ProgramStartedV1, ProgramWonV1,
+    BadgeEarnedV1,
+    LeadAssignedV1,
+    ProgramMilestoneReachedV1,
+    ProgramStartedV1,
+    ProgramWonV1,
 )
+from salesflow_shared.signatures import verify
 
 SECRET = "whsec-0123456789abcdef"
 WHEN = datetime(2026, 3, 9, 10, tzinfo=UTC)

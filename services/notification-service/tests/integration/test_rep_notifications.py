@@ -7,14 +7,20 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-
 from notification_testkit import Harness
-from salesflow_shared.signatures import SignatureError, verify
+
 from notification_service.entrypoints.http import create_app
 from salesflow_shared.events import (
-    LeadAssignedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    LeadAssignedV1,
+    LeadWonV1,
+    QuotaReachedV1,
+    StageAdvancedV1,
+    TaskCompletedV1,
+    TaskCreatedV1,
+    TaskOverdueV1,
     TaskReassignedV1,
 )
+from salesflow_shared.signatures import SignatureError, verify
 from salesflow_shared.testing import eventually, running_app
 
 SECRET = "whsec-0123456789abcdef"

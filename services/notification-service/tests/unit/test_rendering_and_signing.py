@@ -4,7 +4,11 @@ from __future__ import annotations
 import pytest
 
 from notification_service.domain.rendering import (
-    SAMPLE_VARIABLES, TemplateError, lead_variables, render_email, validate_template,
+    SAMPLE_VARIABLES,
+    TemplateError,
+    lead_variables,
+    render_email,
+    validate_template,
 )
 from notification_service.domain.signing import read_unsubscribe_token, unsubscribe_token
 

@@ -53,6 +53,7 @@ def parse_due_spec(raw: Any, path: str = "due") -> tuple[DueSpec | None, list[tu
             problems.append((f"{path}.at", "not used with unit 'hours'"))
     if problems:
         return None, problems
+    assert amount is not None and isinstance(unit, str), "both were checked above"
     return DueSpec(amount=amount, unit=unit, at=at), []
 
 

@@ -46,7 +46,7 @@ class BusinessCalendarOut(BaseModel):
 def _answer(stored: StoredCalendar, response: Response) -> BusinessCalendarOut:
     response.headers["ETag"] = strong_etag(stored.version)
     calendar = stored.calendar
-    return BusinessCalendarOut(working_days=working_day_names(calendar), country=calendar.country,  # type: ignore[arg-type]
+    return BusinessCalendarOut(working_days=working_day_names(calendar), country=calendar.country,
                                subdivision=calendar.subdivision, days_off=sorted(calendar.days_off),
                                version=stored.version, updated_at=stored.updated_at)
 

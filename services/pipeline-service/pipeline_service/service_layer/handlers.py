@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import structlog
 import sqlalchemy as sa
+import structlog
 
 from salesflow_shared.bus import PermanentFailure
+from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import EventHandlers
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import (
-    ActivityLoggedV1, Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1,
-    LeadRoutedV1, LeadUpdatedV1,
+    ActivityLoggedV1,
+    Envelope,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadDisqualifiedV1,
+    LeadErasedV1,
+    LeadRoutedV1,
+    LeadUpdatedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.ownership import remember_past_owner
@@ -24,7 +32,6 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, lead_past_owners, stage_history, tasks
 from ..domain import transitions
-from salesflow_shared.clock import Clock, SystemClock
 from . import engine
 
 log = structlog.get_logger(__name__)
@@ -82,7 +89,7 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
             org_id=envelope.org_id, activity_id=data.activity_id, lead_id=data.lead_id, kind=data.kind,
             occurred_at=data.occurred_at, received_at=now,
         ).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
-        if result.rowcount != 1:
+        if rows_affected(result) != 1:
             return  # the same activity under another event id: already counted
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)

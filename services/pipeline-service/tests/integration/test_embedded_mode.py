@@ -2,8 +2,9 @@
 from datetime import timedelta
 
 from pipeline_testkit import MONDAY_9AM, Pipe, activity, assigned, build_app, new_lead, routed
-from salesflow_shared.clock import ManualClock
+
 from pipeline_service.service_layer.workers import reopen_due_leads, sweep_overdue
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.testing import running_app
 
 

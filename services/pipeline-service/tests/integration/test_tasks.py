@@ -4,6 +4,7 @@ import asyncio
 from datetime import timedelta
 
 from pipeline_testkit import assigned, build_app, new_lead, routed
+
 from pipeline_service.service_layer.workers import sweep_overdue
 from salesflow_shared.testing import running_app
 
@@ -151,6 +152,7 @@ async def test_two_replicas_sweeping_at_once_emit_one_task_overdue_per_task(pipe
 
 async def test_the_workers_sweep_by_themselves(database_url, amqp_url, bus_namespace):
     from pipeline_testkit import MONDAY_9AM, Pipe
+
     from salesflow_shared.clock import ManualClock
     from salesflow_shared.testing import eventually
 
