@@ -24,8 +24,8 @@ from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
 from .consumer import EventDispatcher, HandlerMap
 from .contract import document_contract, operation_id
 from .db import Database
-from .event_hold_for_tests import EventHoldForTests
 from .errors import NotFound, install_error_handlers
+from .event_hold_for_tests import EventHoldForTests
 from .guards import reject_unstorable_text
 from .logging import configure_logging
 from .middleware import BodySizeLimitMiddleware, ConditionalGetMiddleware, CorrelationMiddleware, JsonLimitsMiddleware

@@ -28,9 +28,9 @@ from pydantic import ValidationError
 
 from .bus import PermanentFailure, TransientFailure
 from .db import is_database_outage
+from .event_hold_for_tests import EventHoldForTests
 from .events import Envelope, EventData, parse_data, utcnow
 from .events.catalogue import UnknownEventType
-from .event_hold_for_tests import EventHoldForTests
 from .inbox import claim_event, claim_events
 from .logging import causation_id_var, correlation_id_var, traceparent_var
 from .observability import ServiceMetrics

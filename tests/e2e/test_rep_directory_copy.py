@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from e2e_testkit import (ASSIGNMENT, LEAD, NOTIFICATION, PIPELINE, World, admin, new_org, ok, poll, put_rules,
-                         smtp_to)
+from e2e_testkit import ASSIGNMENT, LEAD, NOTIFICATION, PIPELINE, World, admin, new_org, ok, poll, put_rules, smtp_to
 
 
 async def test_a_rep_removed_and_added_again_is_mailed_at_the_new_address(any_world: World):

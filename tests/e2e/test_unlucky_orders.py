@@ -15,9 +15,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from e2e_testkit import (ASSIGNMENT, DACH_REPS, LEAD, NOTIFICATION, OTHER_REPS, PIPELINE, World, admin, manager,
-                         new_org, ok, poll, position, put_rules, rep_email, setup_inbound_org, setup_team, smtp_to,
-                         submit_form)
+from e2e_testkit import (
+    ASSIGNMENT,
+    DACH_REPS,
+    LEAD,
+    NOTIFICATION,
+    OTHER_REPS,
+    PIPELINE,
+    World,
+    admin,
+    manager,
+    new_org,
+    ok,
+    poll,
+    position,
+    put_rules,
+    rep_email,
+    setup_inbound_org,
+    setup_team,
+    smtp_to,
+    submit_form,
+)
 
 
 async def notification_tried_and_waited(world: World, event_type: str, errors_before: float) -> None:

@@ -105,7 +105,7 @@ async def apply_pipeline_definition(session: AsyncSession, org_id: str, definiti
     statement = insert(known_pipelines).values(org_id=org_id, pipeline_id=definition.pipeline_id, **values)
     statement = statement.on_conflict_do_update(index_elements=["org_id", "pipeline_id"], set_=values,
                                                 where=known_pipelines.c.definition_version < version)
-    return (await session.execute(statement)).rowcount == 1
+    return rows_affected(await session.execute(statement)) == 1
 
 
 async def pipeline_stage_ids(session: AsyncSession, org_id: str) -> dict[str, list[str]]:

@@ -11,8 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from salesflow_shared.events import PipelineDefinedV1, PipelineStageRef
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
+from salesflow_shared.events import PipelineDefinedV1, PipelineStageRef
 from salesflow_shared.preconditions import check_if_match as shared_check_if_match
 from salesflow_shared.preconditions import strong_etag
 from salesflow_shared.uow import UnitOfWork
