@@ -244,19 +244,23 @@ async def test_every_change_of_a_pipelines_stages_or_name_is_published_with_its_
     pid = pipeline["id"]
     a, b, c = (s["id"] for s in pipeline["stages"])
     admin = pipe.headers()
+
+    async def current() -> dict[str, str]:  # the pipeline's ETag, which every PATCH and PUT must name
+        response = await pipe.client.get(f"/v1/pipelines/{pid}", headers=admin)
+        return {**admin, "If-Match": response.headers["etag"]}
     assert (await pipe.client.patch(f"/v1/pipelines/{pid}/stages/{a}", json={"guidance": "New"},
-                                    headers=admin)).status_code == 200  # version 2, nothing published
+                                    headers=await current())).status_code == 200  # version 2, nothing published
     assert (await pipe.client.patch(f"/v1/pipelines/{pid}", json={"lost_reasons": ["no need"]},
-                                    headers=admin)).status_code == 200  # version 3, nothing published
+                                    headers=await current())).status_code == 200  # version 3, nothing published
     assert (await pipe.client.patch(f"/v1/pipelines/{pid}/stages/{b}", json={"name": "Bee"},
-                                    headers=admin)).status_code == 200  # 4
+                                    headers=await current())).status_code == 200  # 4
     assert (await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a, b]},
-                                  headers=admin)).status_code == 200  # 5
+                                  headers=await current())).status_code == 200  # 5
     added = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "D"}, headers=admin)  # 6
     d = next(s["id"] for s in added.json()["stages"] if s["name"] == "D")
     assert (await pipe.client.delete(f"/v1/pipelines/{pid}/stages/{a}", headers=admin)).status_code == 200  # 7
     assert (await pipe.client.patch(f"/v1/pipelines/{pid}", json={"name": "Renamed"},
-                                    headers=admin)).status_code == 200  # 8
+                                    headers=await current())).status_code == 200  # 8
     assert (await pipe.client.delete(f"/v1/pipelines/{pid}", headers=admin)).status_code == 204  # 9
 
     published = [(e["subject_id"], e["subject_version"], e["data"]["name"], e["data"]["archived"],
