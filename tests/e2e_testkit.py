@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -90,8 +92,33 @@ class World:
     """The running system plus the outside parties it talks to."""
 
     def __init__(self, system: RunningSystem | EmbeddedSystem, smtp: SmtpSink, mailchimp: FakeMailchimp,
-                 provider: ProviderServer) -> None:
+                 provider: ProviderServer, event_holds: Path) -> None:
         self.system, self.smtp, self.mailchimp, self.provider = system, smtp, mailchimp, provider
+        self.event_holds = event_holds
+
+    @asynccontextmanager
+    async def events_held_back(self, org: str, service: str, event_types: list[str]) -> AsyncIterator[None]:
+        """While inside, `service` does not handle the org's events of `event_types` (the services' test-only
+        event hold, salesflow_shared/event_hold_for_tests.py): they wait and arrive after the others, once the
+        block is left."""
+        path = self.event_holds / f"{org}.json"
+        staged = path.with_suffix(".tmp")
+        staged.write_text(json.dumps({service: event_types}))
+        os.replace(staged, path)  # whole, never half-written
+        try:
+            yield
+        finally:
+            path.unlink()
+
+    async def handled(self, service: str, event_type: str, outcome: str) -> float:
+        """How many events of `event_type` the service has handled with `outcome` (ok, duplicate, error), from its
+        Prometheus metrics."""
+        async with httpx.AsyncClient(base_url=self.url(service), timeout=10) as client:
+            text = (await client.get("/metrics")).text
+        pattern = (r'^salesflow_messages_handled_total\{event_type="' + re.escape(event_type) + r'",outcome="'
+                   + re.escape(outcome) + r'"\} (\S+)$')
+        found = re.search(pattern, text, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
 
     def url(self, service: str) -> str:
         return self.system.url(service)
@@ -131,10 +158,12 @@ class World:
 
 
 def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServer,
-                pool_size: int = 4) -> dict[str, dict[str, str]]:
+                pool_size: int = 4, event_holds: Path | None = None) -> dict[str, dict[str, str]]:
     """Per-service settings: small pools (six processes share PostgreSQL with other tests), fast workers, the
-    local SMTP server, the fake Mailchimp (base-URL override) and the fake enrichment provider."""
-    common = {"SALESFLOW_DB_POOL_SIZE": str(pool_size)}
+    local SMTP server, the fake Mailchimp (base-URL override), the fake enrichment provider and the folder of
+    the test event holds (World.events_held_back)."""
+    common = {"SALESFLOW_DB_POOL_SIZE": str(pool_size),
+              **({"SALESFLOW_TEST_EVENT_HOLD_DIR": str(event_holds)} if event_holds is not None else {})}
     return {
         LEAD: {**common, "SALESFLOW_ENRICHMENT_URL": provider.provider.url,
                "SALESFLOW_ENRICHMENT_POLL_INTERVAL_S": "0.2"},
@@ -162,13 +191,15 @@ def running_world(workdir: Path, pool_size: int = 4, extra: dict[str, dict[str, 
     provider = ProviderServer()
     background.run(mailchimp.start())
     background.run(provider.start())
-    env = service_env(smtp, mailchimp, provider, pool_size)
+    event_holds = workdir / "event-holds"
+    event_holds.mkdir(exist_ok=True)
+    env = service_env(smtp, mailchimp, provider, pool_size, event_holds)
     for name, values in (extra or {}).items():
         env[name] = {**env[name], **values}
     system: Any = RunningSystem(workdir, extra_env=env) if mode == "full" else EmbeddedSystem(workdir, extra_env=env)
     try:
         system.start_all(timeout=90)
-        yield World(system, smtp, mailchimp, provider)
+        yield World(system, smtp, mailchimp, provider, event_holds)
     finally:
         system.stop_all()
         background.run(mailchimp.stop())
@@ -212,6 +243,18 @@ async def submit_form(client: httpx.AsyncClient, form: dict[str, Any], fields: d
     body = json.dumps(fields).encode()
     return await ok(client.post(f"/v1/forms/{form['id']}/submissions", content=body,
                                 headers=signed(form["signing_secret"], body)), 201)
+
+
+async def mailchimp_rule(client: httpx.AsyncClient, rule: dict[str, Any]) -> dict[str, Any]:
+    """Create a Mailchimp rule naming a pipeline just created: notification-service refuses it (422 on
+    pipeline_id) until pipeline-service's PipelineDefined has reached it, a moment after the creation."""
+    async def accepted() -> dict[str, Any]:
+        response = await client.post("/v1/mailchimp/rules", json=rule)
+        if response.status_code == 422:
+            assert [e["field"] for e in response.json()["errors"]] == ["pipeline_id"], response.text
+            raise AssertionError(f"the pipeline is not known yet: {response.text}")
+        return await ok(response, 201)
+    return await poll(accepted, timeout=20)
 
 
 def rep_email(org: str, rep_id: str) -> str:
@@ -320,9 +363,9 @@ async def setup_inbound_org(world: World, org: str) -> InboundOrg:
         await ok(notification_api.put("/v1/mailchimp/settings", json={"api_key": MAILCHIMP_KEY,
                                                                        "nurture_list_id": "nurture"},
                                       headers={"If-Match": '"0"'}), 200)  # the first setting of a new org
-        await ok(notification_api.post("/v1/mailchimp/rules", json={
+        await mailchimp_rule(notification_api, {
             "pipeline_id": pipeline_id, "stage_id": qualification, "action": "subscribe", "list_id": "inbound",
-            "tags": ["web-form"]}), 201)
+            "tags": ["web-form"]})
         milestone = await ok(notification_api.post("/v1/milestones", json={
             "name": "Qualified a big one", "kind": "stage_exit_above_value", "stage_id": qualification,
             "min_value": "1000", "currency": "EUR", "channels": ["email"]}), 201)

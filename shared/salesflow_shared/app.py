@@ -26,6 +26,7 @@ from .consumer import EventDispatcher, HandlerMap
 from .contract import document_contract, operation_id
 from .db import Database
 from .errors import NotFound, install_error_handlers
+from .event_hold_for_tests import EventHoldForTests
 from .guards import reject_unstorable_text
 from .logging import configure_logging
 from .middleware import BodySizeLimitMiddleware, ConditionalGetMiddleware, CorrelationMiddleware, JsonLimitsMiddleware
@@ -86,7 +87,9 @@ class ServiceContext:
                                  batch_size=self.settings.outbox_batch_size,
                                  poll_interval_s=self.settings.outbox_poll_interval_s,
                                  retention_s=self.settings.outbox_retention_hours * 3600)
-        self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics)
+        hold = EventHoldForTests(self.settings.test_event_hold_dir, self.name) \
+            if self.settings.test_event_hold_dir is not None else None
+        self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics, hold=hold)
         self.clock: Clock = definition.clock
         self.collaborators: Any = None  # the service's typed collaborators (ServiceDefinition.collaborators)
         # Rung by this process's commits (and the service's NOTIFYs when listening): wakes idle workers.

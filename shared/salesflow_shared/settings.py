@@ -72,6 +72,9 @@ class ServiceSettings(BaseSettings):
     tracing_exporter: Literal["none", "console", "otlp"] = "none"
     tracing_endpoint: str = ""
     tracing_sample_ratio: float = 1.0
+    # Cross-service tests only (event_hold_for_tests.py): a folder of hold files naming events to hold back from
+    # a consuming service. Refused outside the test environment.
+    test_event_hold_dir: Path | None = None
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -80,6 +83,13 @@ class ServiceSettings(BaseSettings):
 
         parse_trusted_proxies(value)  # a ValueError names the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _test_hooks_only_in_tests(self) -> ServiceSettings:
+        if self.test_event_hold_dir is not None and self.environment != "test":
+            raise ValueError("SALESFLOW_TEST_EVENT_HOLD_DIR holds events back for cross-service tests; it is "
+                             "refused unless SALESFLOW_ENVIRONMENT=test")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> ServiceSettings:

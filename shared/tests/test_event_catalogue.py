@@ -39,6 +39,8 @@ ADDED_EVENTS = {
     "ProgramStarted", "ProgramRulesChanged", "ProgramMilestoneReached", "BadgeEarned", "ProgramWon",
     # pipeline-service: the org's business calendar, for every service that counts business days or hours
     "BusinessCalendarSet",
+    # pipeline-service: pipeline definitions, so notification-service refuses rules naming unknown stages
+    "PipelineDefined",
 }
 
 

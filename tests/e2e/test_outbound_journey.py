@@ -195,3 +195,9 @@ async def test_outbound_cold_calling_journey(any_world: World):
         await poll(everyone_told, timeout=30)
         await asyncio.sleep(2)  # and nothing more arrives
         assert mailboxes() == expected
+        # Nothing to the prospects (no sequence in this org), and Mailchimp heard only of the lost lead.
+        assert {lead["contact"]["email"]: smtp_to(world.smtp, lead["contact"]["email"]) for lead in leads} == {
+            lead["contact"]["email"]: [] for lead in leads}
+        untouched = {hashlib.md5(lead["contact"]["email"].lower().encode()).hexdigest() for lead in leads
+                     if lead["id"] != lead_id}
+        assert [c.path for c in world.mailchimp.calls if any(m in c.path for m in untouched)] == []

@@ -18,6 +18,8 @@ from salesflow_shared.events import (
     EventData,
     LeadCreatedV1,
     LeadSnapshot,
+    PipelineDefinedV1,
+    PipelineStageRef,
     make_event,
 )
 from salesflow_shared.infra_tables import inbox_table, outbox_table
@@ -74,6 +76,13 @@ class Harness:
 
     async def send(self, data: EventData, subject_id: str, version: int | None = None) -> Envelope:
         return await self.publish(self.envelope(data, subject_id, version))
+
+    async def define_pipeline(self, pipeline_id: str, stage_ids: list[str], *, archived: bool = False,
+                              version: int | None = None) -> None:
+        """pipeline-service's PipelineDefined for the pipeline, handled: its stages are known here now."""
+        definition = PipelineDefinedV1(pipeline_id=pipeline_id, name=f"Pipeline {pipeline_id}", archived=archived,
+                                       stages=[PipelineStageRef(stage_id=s, name=s) for s in stage_ids])
+        await self.handled(await self.send(definition, pipeline_id, version))
 
     async def handled(self, *envelopes: Envelope, timeout: float = 10) -> None:
         """Wait until the service's handlers processed these events (their inbox rows exist)."""

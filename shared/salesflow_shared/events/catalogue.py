@@ -210,6 +210,23 @@ class RepDeactivatedV1(EventData):
 StageReason = Literal["entry", "goal_met", "manual", "reopened"]
 
 
+class PipelineStageRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    stage_id: str
+    name: str
+
+
+class PipelineDefinedV1(EventData):
+    event_type = "PipelineDefined"
+    producer = "pipeline-service"
+    description = ("A pipeline's definition as it now is (created, its name or stages changed, or archived), so other "
+                   "services can check what names its stages; subject_version is the pipeline's version.")
+    pipeline_id: str
+    name: str
+    stages: list[PipelineStageRef]  # in order
+    archived: bool = False
+
+
 class StageAdvancedV1(EventData):
     event_type = "StageAdvanced"
     producer = "pipeline-service"
@@ -652,7 +669,7 @@ class BusinessCalendarSetV1(EventData):
 ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadCreatedV1, LeadUpdatedV1, LeadDisqualifiedV1, LeadErasedV1, ActivityLoggedV1,
     LeadRoutedV1, LeadAssignedV1, RepCreatedV1, RepUpdatedV1, RepDeactivatedV1,
-    StageAdvancedV1, TaskCreatedV1, TaskCompletedV1, TaskSkippedV1, TaskOverdueV1, TaskReassignedV1,
+    PipelineDefinedV1, StageAdvancedV1, TaskCreatedV1, TaskCompletedV1, TaskSkippedV1, TaskOverdueV1, TaskReassignedV1,
     LeadWonV1, LeadLostV1, LeadReopenedV1,
     EmailSentV1, EmailFailedV1, ContactSyncedV1, RepNotifiedV1,
     ForecastSnapshottedV1, QuotaReachedV1, QuotaSetV1, QuotaRemovedV1, ReportingCurrencySetV1,

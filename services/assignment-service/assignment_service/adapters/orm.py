@@ -32,6 +32,16 @@ reps = sa.Table(
     sa.Column("updated_at", TZ, nullable=False),
 )
 
+# The last version published for a rep removed from the directory: a rep re-created with the same id continues
+# from it, so other services' copies (which keep the newest version) take the new entry instead of ignoring it.
+removed_reps = sa.Table(
+    "removed_reps", metadata,
+    sa.Column("org_id", sa.String(100), primary_key=True),
+    sa.Column("rep_id", sa.String(100), primary_key=True),
+    sa.Column("last_version", sa.Integer, nullable=False),
+    sa.Column("removed_at", TZ, nullable=False),
+)
+
 teams = sa.Table(
     "teams", metadata,
     sa.Column("org_id", sa.String(100), primary_key=True),

@@ -12,7 +12,7 @@ from salesflow_shared.inbox import dialect_insert
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
 from ..domain.rules import RuleSet, load_rules
 from ..domain.strategies import RotationState
-from .orm import leads, reps, rotations, rule_sets, teams, territories
+from .orm import leads, removed_reps, reps, rotations, rule_sets, teams, territories
 
 
 def _dt(value: Any) -> datetime:
@@ -45,6 +45,21 @@ async def get_row(session: AsyncSession, table: sa.Table, org_id: str, row_id: s
     if for_update:
         query = query.with_for_update()
     return (await session.execute(query)).one_or_none()
+
+
+async def remember_removed_rep(session: AsyncSession, org_id: str, rep_id: str, last_version: int,
+                               now: datetime) -> None:
+    insert = dialect_insert(session)
+    values = {"last_version": last_version, "removed_at": now}
+    await session.execute(insert(removed_reps).values(org_id=org_id, rep_id=rep_id, **values)
+                          .on_conflict_do_update(index_elements=["org_id", "rep_id"], set_=values))
+
+
+async def last_removed_version(session: AsyncSession, org_id: str, rep_id: str) -> int:
+    """The last version published for the rep before it was removed; 0 when it never was."""
+    found = await session.scalar(sa.select(removed_reps.c.last_version).where(
+        removed_reps.c.org_id == org_id, removed_reps.c.rep_id == rep_id))
+    return found or 0
 
 
 async def existing_ids(session: AsyncSession, table: sa.Table, org_id: str, ids: list[str]) -> set[str]:

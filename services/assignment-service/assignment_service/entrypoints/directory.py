@@ -75,17 +75,17 @@ def _json(model: Any) -> Any:
 
 async def _insert_and_respond(uow: Any, idem: Any, table: sa.Table, org_id: str, row_id: str,
                               values: dict[str, Any], out: Any, collection: str,
-                              on_saved: Callable[[], Awaitable[None]] | None = None) -> Any:
-    """Insert a new directory row (version 1), publish what it changed (`on_saved`), store the idempotent 201
-    response and commit."""
+                              on_saved: Callable[[], Awaitable[None]] | None = None, version: int = 1) -> Any:
+    """Insert a new directory row (at `version`, 1 unless it continues a removed row's), publish what it changed
+    (`on_saved`), store the idempotent 201 response and commit."""
     now = uow.clock.now()
-    await uow.session.execute(sa.insert(table).values(org_id=org_id, id=row_id, row_version=1, created_at=now,
-                                                      updated_at=now, **values))
+    await uow.session.execute(sa.insert(table).values(org_id=org_id, id=row_id, row_version=version,
+                                                      created_at=now, updated_at=now, **values))
     if on_saved is not None:
         await on_saved()
     row = await repo.get_row(uow.session, table, org_id, row_id)
     resp = await idem.complete(uow.session, status_code=201, body=_json(out(row)), headers={
-        "ETag": etag(1), "Location": f"/v1/{collection}/{quote(row_id, safe='')}"})
+        "ETag": etag(version), "Location": f"/v1/{collection}/{quote(row_id, safe='')}"})
     await uow.commit()
     return resp
 
@@ -141,8 +141,11 @@ async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, id
     if await repo.get_row(uow.session, reps, principal.org_id, body.user_id):
         raise Conflict(f"rep '{body.user_id}' is already in the directory")
     values = {k: v for k, v in payload.items() if k != "user_id"}
+    # A rep removed earlier and added again continues its versions: others hold its removal as the newest entry.
+    version = await repo.last_removed_version(uow.session, principal.org_id, body.user_id) + 1
     return await _insert_and_respond(uow, idem, reps, principal.org_id, body.user_id, values, rep_out, "reps",
-                                     on_saved=lambda: publish_rep(uow, principal.org_id, body.user_id, "created"))
+                                     on_saved=lambda: publish_rep(uow, principal.org_id, body.user_id, "created"),
+                                     version=version)
 
 
 @router.get("/reps", response_model=RepPage, summary="List reps (filter by active)")
@@ -202,6 +205,7 @@ async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Res
                 rep_ids=[r for r in territory.rep_ids if r != rep_id],
                 row_version=territories.c.row_version + 1, updated_at=uow.clock.now()))
     await publish_rep_removed(uow, org, row)
+    await repo.remember_removed_rep(uow.session, org, rep_id, row.row_version + 1, uow.clock.now())
     await uow.session.execute(sa.delete(reps).where(reps.c.org_id == org, reps.c.id == rep_id))
     await uow.commit()
     return Response(status_code=204)

@@ -167,3 +167,27 @@ async def test_every_change_of_a_reps_entry_is_published_with_its_version(databa
         of_other = [(e["type"], e["subject_version"], e["data"]["rep"]["team_ids"]) for e in events
                     if e["subject_id"] == "u-other"]
         assert of_other == [("RepCreated", 1, []), ("RepUpdated", 2, [team_id]), ("RepUpdated", 3, [])]
+
+
+async def test_a_rep_removed_and_added_again_continues_its_versions(database_url):
+    """Other services keep the newest version of a rep's entry: a re-created rep starting again at version 1 would
+    be taken for an old event there and stay removed."""
+    async with assignment_app(database_url) as (app, client):
+        await add_reps(client, ["u-back"])
+        assert (await client.patch("/v1/reps/u-back", json={"email": "back@old.example"},
+                                   headers={**ADMIN, "If-Match": '"1"'})).status_code == 200
+        assert (await client.delete("/v1/reps/u-back", headers=ADMIN)).status_code == 204
+        again = await client.post("/v1/reps", json=rep_body("u-back", email="back@new.example"), headers=ADMIN)
+        assert again.status_code == 201, again.text
+        # Created (1), changed (2), removed (published as 3): back at 4, in the answer, its ETag and the event.
+        assert again.json()["version"] == 4 and again.headers["etag"] == '"4"'
+        assert (await client.get("/v1/reps/u-back", headers=ADMIN)).headers["etag"] == '"4"'
+        events = [(e["type"], e["subject_version"], e["data"]["rep"]["email"], e["data"]["rep"]["active"])
+                  for e in await outbox_events(app) if e["subject_id"] == "u-back"]
+        assert events == [("RepCreated", 1, "u-back@example.com", True), ("RepUpdated", 2, "back@old.example", True),
+                          ("RepDeactivated", 3, "back@old.example", False),
+                          ("RepCreated", 4, "back@new.example", True)]
+        # Removed a second time, it continues again.
+        assert (await client.delete("/v1/reps/u-back", headers=ADMIN)).status_code == 204
+        third = await client.post("/v1/reps", json=rep_body("u-back"), headers=ADMIN)
+        assert third.json()["version"] == 6

@@ -179,13 +179,18 @@ mailchimp_rules = sa.Table(
     sa.Index("ix_mailchimp_rules_stage", "org_id", "stage_id"),
 )
 
-# Each pipeline's stages as StageAdvanced (pipeline_stage_ids) tells them: Mailchimp rules are checked against them.
+# Each pipeline's stages as PipelineDefined (or, before one arrived, StageAdvanced's pipeline_stage_ids) tells
+# them: Mailchimp rules are checked against them.
 known_pipelines = sa.Table(
     "known_pipelines", metadata,
     sa.Column("org_id", Org, primary_key=True),
     sa.Column("pipeline_id", sa.String(100), primary_key=True),
     sa.Column("stage_ids", sa.JSON, nullable=False),
     sa.Column("updated_at", Ts, nullable=False),
+    # The PipelineDefined version held (0: known only from a lead's StageAdvanced, which lists the stages too).
+    sa.Column("definition_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("name", sa.String(200), nullable=True),
 )
 
 # The lists a lead was put on, so disqualify / erase / unsubscribe can take it off them again.

@@ -427,19 +427,27 @@ async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: Con
 
 
 async def _check_rule_references(uow: Any, org_id: str, body: MailchimpRuleIn) -> None:
-    """422 naming the field: a stage rule needs a stage, an outcome rule has none, an outcome is not a stage, and
-    the stage must be one of its pipeline's. This service knows a pipeline's stages from the StageAdvanced events
-    of its leads (`pipeline_stage_ids`); a pipeline no lead has entered yet cannot be checked here, so its stages
-    are taken as given."""
+    """422 naming the field: the pipeline must be one this org has (and has not archived), a stage rule needs a
+    stage of that pipeline (of any of the org's pipelines when it names none), an outcome rule has no stage, and an
+    outcome is not a stage. This service knows the org's pipelines from pipeline-service's PipelineDefined events
+    (and a pipeline's stages from its leads' StageAdvanced until then), so a pipeline created a moment ago may not
+    be known here for that moment."""
+    pipelines = await pipeline_stage_ids(uow.session, org_id)
+    if body.pipeline_id is not None and body.pipeline_id not in pipelines:
+        raise ValidationFailed.single("pipeline_id", f"no pipeline '{body.pipeline_id}' in this org (or it is "
+                                                     "archived)")
     if body.trigger in STAGE_TRIGGERS:
         if body.stage_id is None:
             raise ValidationFailed.single("stage_id", f"a {body.trigger} rule names the stage")
         if body.stage_id.lower() in OUTCOME_WORDS:
             raise ValidationFailed.single("stage_id", f"'{body.stage_id}' is not a stage but an outcome: use "
                                                       f"trigger '{body.stage_id.lower()}' without a stage_id")
-        stages = (await pipeline_stage_ids(uow.session, org_id)).get(body.pipeline_id or "")
-        if stages is not None and body.stage_id not in stages:
-            raise ValidationFailed.single("stage_id", f"no stage '{body.stage_id}' in pipeline '{body.pipeline_id}'")
+        if body.pipeline_id is not None:
+            if body.stage_id not in pipelines[body.pipeline_id]:
+                raise ValidationFailed.single("stage_id",
+                                              f"no stage '{body.stage_id}' in pipeline '{body.pipeline_id}'")
+        elif not any(body.stage_id in stage_ids for stage_ids in pipelines.values()):
+            raise ValidationFailed.single("stage_id", f"no stage '{body.stage_id}' in any pipeline of this org")
     elif body.stage_id is not None:
         raise ValidationFailed.single("stage_id", f"a {body.trigger} rule holds in any stage: leave stage_id out")
 

@@ -23,6 +23,7 @@ from salesflow_shared.events import (
     LeadReopenedV1,
     LeadUpdatedV1,
     LeadWonV1,
+    PipelineDefinedV1,
     QuotaReachedV1,
     RepCreatedV1,
     RepDeactivatedV1,
@@ -48,6 +49,7 @@ from .program_notifications import ProgramNotifications
 from .projections import (
     ERASED_FIELDS,
     apply_pipeline_change,
+    apply_pipeline_definition,
     apply_rep,
     apply_snapshot,
     ensure_lead,
@@ -152,6 +154,10 @@ class NotificationHandlers:
         await apply_rep(uow.session, envelope.org_id, data.rep, envelope.subject_version, self.clock.now())
 
     # ------------------------------------------------------------------ pipeline-service
+    async def on_pipeline_defined(self, data: PipelineDefinedV1, envelope: Envelope, uow: UnitOfWork) -> None:
+        await apply_pipeline_definition(uow.session, envelope.org_id, data, envelope.subject_version,
+                                        self.clock.now())
+
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
         await remember_stage(uow.session, org, data.lead_id, data.pipeline_id, data.to_stage_id,
@@ -318,7 +324,7 @@ class NotificationHandlers:
             "LeadDisqualified": [self.on_lead_disqualified], "LeadErased": [self.on_lead_erased],
             "LeadAssigned": [self.on_lead_assigned], "RepCreated": [self.on_rep_changed],
             "RepUpdated": [self.on_rep_changed], "RepDeactivated": [self.on_rep_changed],
-            "StageAdvanced": [self.on_stage_advanced],
+            "PipelineDefined": [self.on_pipeline_defined], "StageAdvanced": [self.on_stage_advanced],
             "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
             "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
             "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.db import rows_affected
-from salesflow_shared.events import LeadSnapshot, RepSnapshot
+from salesflow_shared.events import LeadSnapshot, PipelineDefinedV1, RepSnapshot
 from salesflow_shared.inbox import dialect_insert
 
 from ..adapters.orm import known_pipelines, leads, reps, task_assignees
@@ -88,15 +88,30 @@ async def remember_stage(session: AsyncSession, org_id: str, lead_id: str, pipel
     if [pipeline_id, stage_id] not in entered:
         await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
                               .values(entered_stages=[*entered, [pipeline_id, stage_id]], updated_at=now))
-    if stage_ids:
+    if stage_ids:  # only until the pipeline's own definition (PipelineDefined) has arrived
         insert = dialect_insert(session)
         values = {"stage_ids": list(stage_ids), "updated_at": now}
         await session.execute(insert(known_pipelines).values(org_id=org_id, pipeline_id=pipeline_id, **values)
-                              .on_conflict_do_update(index_elements=["org_id", "pipeline_id"], set_=values))
+                              .on_conflict_do_update(index_elements=["org_id", "pipeline_id"], set_=values,
+                                                     where=known_pipelines.c.definition_version == 0))
+
+
+async def apply_pipeline_definition(session: AsyncSession, org_id: str, definition: PipelineDefinedV1, version: int,
+                                    now: datetime) -> bool:
+    """Store pipeline-service's definition when newer than the one held; False for a stale event."""
+    insert = dialect_insert(session)
+    values = {"stage_ids": [s.stage_id for s in definition.stages], "name": definition.name,
+              "archived": definition.archived, "definition_version": version, "updated_at": now}
+    statement = insert(known_pipelines).values(org_id=org_id, pipeline_id=definition.pipeline_id, **values)
+    statement = statement.on_conflict_do_update(index_elements=["org_id", "pipeline_id"], set_=values,
+                                                where=known_pipelines.c.definition_version < version)
+    return rows_affected(await session.execute(statement)) == 1
 
 
 async def pipeline_stage_ids(session: AsyncSession, org_id: str) -> dict[str, list[str]]:
-    rows = await session.execute(sa.select(known_pipelines).where(known_pipelines.c.org_id == org_id))
+    """The org's pipelines known here and not archived, with their stage ids."""
+    rows = await session.execute(sa.select(known_pipelines).where(known_pipelines.c.org_id == org_id,
+                                                                  known_pipelines.c.archived.is_(False)))
     return {r.pipeline_id: list(r.stage_ids or ()) for r in rows}
 
 

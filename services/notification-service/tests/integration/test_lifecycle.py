@@ -33,6 +33,7 @@ def entered(lead_id: str, stage_id: str) -> StageAdvancedV1:
 async def test_erasure_stops_everything_scrubs_the_log_and_archives_the_contact(harness: Harness):
     await harness.client.put("/v1/mailchimp/settings", json={"api_key": "k-us6"},
                              headers={**harness.admin, "If-Match": '"0"'})
+    await harness.define_pipeline("pipe-1", ["s1", "s2"])
     await harness.post("/v1/mailchimp/rules", {"stage_id": "s1", "action": "subscribe", "list_id": "L1"})
     first = await harness.template("First", "Hello {{ lead.first_name }}")
     later = await harness.template("Later", "Again {{ lead.first_name }}")

@@ -48,6 +48,7 @@ async def configure(harness: Harness) -> None:
     replaced = await harness.client.put("/v1/mailchimp/settings", json=replace,
                                         headers={**harness.admin, "If-Match": read.headers["ETag"]})
     assert replaced.status_code == 200
+    await harness.define_pipeline("pipe-1", ["qualified", "proposal"])  # pipeline-service told us its stages
     await harness.post("/v1/mailchimp/rules", {"stage_id": "qualified", "action": "subscribe", "list_id": "L1",
                                                "tags": ["qualified"], "merge_fields": {"FNAME": "first_name"}})
 

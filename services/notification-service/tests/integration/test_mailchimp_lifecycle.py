@@ -34,6 +34,7 @@ async def setup(harness: Harness) -> None:
         "api_key": "0123456789abcdef-us6", "nurture_list_id": "nurture", "nurture_tag": "nurture"},
         headers={**harness.admin, "If-Match": '"0"'})  # the first setting
     assert response.status_code == 200, response.text
+    await harness.define_pipeline(PIPE, STAGES)
     for rule in ({"stage_id": "s1", "pipeline_id": PIPE, "action": "subscribe", "list_id": "inbound",
                   "tags": ["web"]},
                  {"trigger": "stage_exit", "stage_id": "s2", "action": "subscribe", "list_id": "inbound",
@@ -78,6 +79,48 @@ async def test_rules_name_real_stages_and_moments(harness: Harness):
     created = await harness.post("/v1/mailchimp/rules", {"stage_id": "s3", "pipeline_id": PIPE,
                                                          "action": "subscribe", "list_id": "L"})
     assert (created["trigger"], created["stage_id"]) == ("stage_entry", "s3")
+
+
+async def test_rules_name_pipelines_and_stages_pipeline_service_defined(harness: Harness):
+    """A pipeline is known from its PipelineDefined, before any lead enters it; an unknown or archived pipeline and
+    a stage no pipeline has are refused with 422 naming the field; the newest definition wins whatever the order."""
+    async def refused(rule: dict, field: str, words: str) -> None:
+        response = await harness.client.post("/v1/mailchimp/rules", json=rule, headers=harness.admin)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        [error] = response.json()["errors"]
+        assert error["field"] == field and words in error["message"], error
+
+    await refused({"pipeline_id": "pipe-x", "stage_id": "a1", "action": "subscribe", "list_id": "L"}, "pipeline_id",
+                  "no pipeline 'pipe-x' in this org")
+    await refused({"stage_id": "a1", "action": "subscribe", "list_id": "L"}, "stage_id",
+                  "no stage 'a1' in any pipeline of this org")
+    await refused({"trigger": "won", "pipeline_id": "pipe-x", "action": "subscribe", "list_id": "L"}, "pipeline_id",
+                  "no pipeline 'pipe-x'")
+
+    await harness.define_pipeline("pipe-x", ["a1", "a2"], version=1)
+    created = await harness.post("/v1/mailchimp/rules", {"pipeline_id": "pipe-x", "stage_id": "a1",
+                                                         "action": "subscribe", "list_id": "L"})
+    assert (created["pipeline_id"], created["stage_id"]) == ("pipe-x", "a1")
+    await harness.post("/v1/mailchimp/rules", {"trigger": "lost", "pipeline_id": "pipe-x", "action": "subscribe",
+                                               "list_id": "L"})
+    await harness.post("/v1/mailchimp/rules", {"stage_id": "a2", "action": "subscribe", "list_id": "L"})
+
+    # Stage a2 deleted (version 3); the older version 2 arriving late changes nothing, nor does a lead's stage list.
+    await harness.define_pipeline("pipe-x", ["a1", "a3"], version=3)
+    await harness.define_pipeline("pipe-x", ["a1", "a2", "a3"], version=2)
+    lead = await harness.lead()
+    await harness.handled(await harness.send(StageAdvancedV1(
+        lead_id=lead, pipeline_id="pipe-x", to_stage_id="a1", to_stage_name="a1", to_stage_position=0,
+        reason="entry", entered_at=datetime.now(UTC), pipeline_stage_ids=["a1", "a2"]), lead))
+    await refused({"pipeline_id": "pipe-x", "stage_id": "a2", "action": "subscribe", "list_id": "L"}, "stage_id",
+                  "no stage 'a2' in pipeline 'pipe-x'")
+    await harness.post("/v1/mailchimp/rules", {"pipeline_id": "pipe-x", "stage_id": "a3", "action": "subscribe",
+                                               "list_id": "L"})
+
+    await harness.define_pipeline("pipe-x", ["a1", "a3"], archived=True, version=4)
+    await refused({"pipeline_id": "pipe-x", "stage_id": "a1", "action": "subscribe", "list_id": "L"}, "pipeline_id",
+                  "(or it is archived)")
 
 
 async def test_the_lists_follow_the_lead_through_its_whole_life(harness: Harness):

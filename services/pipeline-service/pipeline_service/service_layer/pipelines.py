@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
+from salesflow_shared.events import PipelineDefinedV1, PipelineStageRef
 from salesflow_shared.preconditions import check_if_match as shared_check_if_match
 from salesflow_shared.preconditions import strong_etag
 from salesflow_shared.uow import UnitOfWork
@@ -77,7 +78,19 @@ async def create_pipeline(uow: UnitOfWork, org_id: str, definition: PipelineDef,
         await uow.session.execute(sa.insert(stages).values(
             id=engine.new_id(), org_id=org_id, pipeline_id=pipeline_id, position=position, deleted=False,
             created_at=now, **_stage_values(stage)))
+    await publish_definition(uow, org_id, pipeline_id, now)
     return pipeline_id
+
+
+async def publish_definition(uow: UnitOfWork, org_id: str, pipeline_id: str, now: datetime) -> None:
+    """PipelineDefined with the pipeline as it is now in this transaction (call after the change is written, and
+    only for a change of what the event carries: name, stages and their order, archived)."""
+    row = (await uow.session.execute(sa.select(pipelines).where(
+        pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id))).one()
+    seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
+    uow.publish(PipelineDefinedV1(pipeline_id=pipeline_id, name=row.name, archived=row.archived,
+                                  stages=[PipelineStageRef(stage_id=s.id, name=s.name) for s in seq]),
+                org_id=org_id, subject_id=pipeline_id, subject_version=row.version, occurred_at=now)
 
 
 async def load_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, *, lock: bool = False) -> Any:
@@ -134,6 +147,8 @@ async def update_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: d
     if problems:
         raise problems_to_422(problems)
     await bump(uow, org_id, pipeline_id, now, **values)
+    if values.get("name", p.name) != p.name:
+        await publish_definition(uow, org_id, pipeline_id, now)
 
 
 async def add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: Any, if_match: str | None,
@@ -160,6 +175,7 @@ async def add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: Any, if
         id=stage_id, org_id=org_id, pipeline_id=pipeline_id, position=position, deleted=False, created_at=now,
         **_stage_values(stage)))
     await bump(uow, org_id, pipeline_id, now)
+    await publish_definition(uow, org_id, pipeline_id, now)
     return stage_id
 
 
@@ -196,6 +212,8 @@ async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
     if values:
         await uow.session.execute(sa.update(stages).where(stages.c.id == stage_id).values(**values))
     await bump(uow, org_id, pipeline_id, now)
+    if "name" in values and values["name"] != next(s.name for s in seq if s.id == stage_id):
+        await publish_definition(uow, org_id, pipeline_id, now)
     if "goal" in values:
         for lead_id in await _leads_in_stage(uow, org_id, stage_id):
             pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
@@ -225,6 +243,8 @@ async def reorder_stages(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_i
     for position, sid in enumerate(order, start=1):
         await uow.session.execute(sa.update(stages).where(stages.c.id == sid).values(position=position))
     await bump(uow, org_id, pipeline_id, now)
+    if order != [s.id for s in seq]:
+        await publish_definition(uow, org_id, pipeline_id, now)
 
 
 async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id: str, move_to: str | None,
@@ -256,6 +276,7 @@ async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
     for position, s in enumerate([s for s in seq if s.id != stage_id], start=1):
         await uow.session.execute(sa.update(stages).where(stages.c.id == s.id).values(position=position))
     await bump(uow, org_id, pipeline_id, now)
+    await publish_definition(uow, org_id, pipeline_id, now)
     return len(holders)
 
 
@@ -267,3 +288,4 @@ async def archive_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, now: 
     if busy:
         raise Conflict(f"{busy} lead(s) are in or nurtured by this pipeline; move or close them first")
     await bump(uow, org_id, pipeline_id, now, archived=True)
+    await publish_definition(uow, org_id, pipeline_id, now)

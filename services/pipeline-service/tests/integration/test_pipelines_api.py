@@ -235,3 +235,43 @@ async def test_a_retry_carrying_the_same_if_match_gets_the_stored_response_not_4
     stale = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "E"},
                                    headers=pipe.headers(**{"If-Match": etag}))
     assert stale.status_code == 412
+
+
+async def test_every_change_of_a_pipelines_stages_or_name_is_published_with_its_version(pipe):
+    """PipelineDefined carries the definition as it now is (what other services check references against); a
+    change of what it does not carry (guidance, lost reasons) publishes nothing."""
+    pipeline = await pipe.create_pipeline(THREE)
+    pid = pipeline["id"]
+    a, b, c = (s["id"] for s in pipeline["stages"])
+    admin = pipe.headers()
+
+    async def current() -> dict[str, str]:  # the pipeline's ETag, which every PATCH and PUT must name
+        response = await pipe.client.get(f"/v1/pipelines/{pid}", headers=admin)
+        return {**admin, "If-Match": response.headers["etag"]}
+    assert (await pipe.client.patch(f"/v1/pipelines/{pid}/stages/{a}", json={"guidance": "New"},
+                                    headers=await current())).status_code == 200  # version 2, nothing published
+    assert (await pipe.client.patch(f"/v1/pipelines/{pid}", json={"lost_reasons": ["no need"]},
+                                    headers=await current())).status_code == 200  # version 3, nothing published
+    assert (await pipe.client.patch(f"/v1/pipelines/{pid}/stages/{b}", json={"name": "Bee"},
+                                    headers=await current())).status_code == 200  # 4
+    assert (await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a, b]},
+                                  headers=await current())).status_code == 200  # 5
+    added = await pipe.client.post(f"/v1/pipelines/{pid}/stages", json={"name": "D"}, headers=admin)  # 6
+    d = next(s["id"] for s in added.json()["stages"] if s["name"] == "D")
+    assert (await pipe.client.delete(f"/v1/pipelines/{pid}/stages/{a}", headers=admin)).status_code == 200  # 7
+    assert (await pipe.client.patch(f"/v1/pipelines/{pid}", json={"name": "Renamed"},
+                                    headers=await current())).status_code == 200  # 8
+    assert (await pipe.client.delete(f"/v1/pipelines/{pid}", headers=admin)).status_code == 204  # 9
+
+    published = [(e["subject_id"], e["subject_version"], e["data"]["name"], e["data"]["archived"],
+                  [(s["stage_id"], s["name"]) for s in e["data"]["stages"]])
+                 for e in await pipe.outbox("PipelineDefined")]
+    assert published == [
+        (pid, 1, "Three", False, [(a, "A"), (b, "B"), (c, "C")]),
+        (pid, 4, "Three", False, [(a, "A"), (b, "Bee"), (c, "C")]),
+        (pid, 5, "Three", False, [(c, "C"), (a, "A"), (b, "Bee")]),
+        (pid, 6, "Three", False, [(c, "C"), (a, "A"), (b, "Bee"), (d, "D")]),
+        (pid, 7, "Three", False, [(c, "C"), (b, "Bee"), (d, "D")]),
+        (pid, 8, "Renamed", False, [(c, "C"), (b, "Bee"), (d, "D")]),
+        (pid, 9, "Renamed", True, [(c, "C"), (b, "Bee"), (d, "D")]),
+    ]
