@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from salesflow_shared.clock import Clock
-from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.consumer import EventHandlers
 from salesflow_shared.events import (
     Envelope,
     LeadAssignedV1,
@@ -318,19 +318,28 @@ class NotificationHandlers:
                              reason="task_overdue", now=now, lead_id=data.lead_id,
                              once_key=f"task_overdue:{data.task_id}", task=_task(data.task_id, data.title, data.due_at))
 
-    def handler_map(self) -> HandlerMap:
-        return {
-            "LeadCreated": [self.on_lead_created], "LeadUpdated": [self.on_lead_updated],
-            "LeadDisqualified": [self.on_lead_disqualified], "LeadErased": [self.on_lead_erased],
-            "LeadAssigned": [self.on_lead_assigned], "RepCreated": [self.on_rep_changed],
-            "RepUpdated": [self.on_rep_changed], "RepDeactivated": [self.on_rep_changed],
-            "PipelineDefined": [self.on_pipeline_defined], "StageAdvanced": [self.on_stage_advanced],
-            "LeadWon": [self.on_lead_won], "LeadLost": [self.on_lead_lost], "LeadReopened": [self.on_lead_reopened],
-            "TaskCreated": [self.on_task_created], "TaskCompleted": [self.on_task_closed],
-            "TaskSkipped": [self.on_task_closed], "TaskOverdue": [self.on_task_overdue],
-            "TaskReassigned": [self.on_task_reassigned],
-            "QuotaReached": [self.on_quota_reached],
-        }
+    def handlers(self) -> EventHandlers:
+        handlers = EventHandlers()
+        handlers.add(LeadCreatedV1, self.on_lead_created)
+        handlers.add(LeadUpdatedV1, self.on_lead_updated)
+        handlers.add(LeadDisqualifiedV1, self.on_lead_disqualified)
+        handlers.add(LeadErasedV1, self.on_lead_erased)
+        handlers.add(LeadAssignedV1, self.on_lead_assigned)
+        handlers.add(RepCreatedV1, self.on_rep_changed)
+        handlers.add(RepUpdatedV1, self.on_rep_changed)
+        handlers.add(RepDeactivatedV1, self.on_rep_changed)
+        handlers.add(PipelineDefinedV1, self.on_pipeline_defined)
+        handlers.add(StageAdvancedV1, self.on_stage_advanced)
+        handlers.add(LeadWonV1, self.on_lead_won)
+        handlers.add(LeadLostV1, self.on_lead_lost)
+        handlers.add(LeadReopenedV1, self.on_lead_reopened)
+        handlers.add(TaskCreatedV1, self.on_task_created)
+        handlers.add(TaskCompletedV1, self.on_task_closed)
+        handlers.add(TaskSkippedV1, self.on_task_closed)
+        handlers.add(TaskOverdueV1, self.on_task_overdue)
+        handlers.add(TaskReassignedV1, self.on_task_reassigned)
+        handlers.add(QuotaReachedV1, self.on_quota_reached)
+        return handlers
 
 
 async def unsubscribe_lead(uow: UnitOfWork, *, org_id: str, lead_id: str, now: Any) -> bool:
@@ -382,6 +391,6 @@ def _dec(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def build_event_handlers(settings: Settings, clock: Clock) -> HandlerMap:
-    return {**NotificationHandlers(settings, clock).handler_map(),
-            **ProgramNotifications(settings, clock).handler_map()}
+def build_event_handlers(settings: Settings, clock: Clock) -> EventHandlers:
+    return EventHandlers.merged(NotificationHandlers(settings, clock).handlers(),
+                                ProgramNotifications(settings, clock).handlers())

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from salesflow_shared.clock import Clock
-from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.consumer import EventHandlers
 from salesflow_shared.events import (
     BadgeEarnedV1,
     Envelope,
@@ -72,7 +72,11 @@ class ProgramNotifications:
                           "points": data.points, "badge": data.badge, "cash": _money(data.cash),
                           "currency": data.currency})
 
-    def handler_map(self) -> HandlerMap:
-        return {"ProgramStarted": [self.on_program_started], "ProgramRulesChanged": [self.on_rules_changed],
-                "ProgramMilestoneReached": [self.on_milestone], "BadgeEarned": [self.on_badge],
-                "ProgramWon": [self.on_won]}
+    def handlers(self) -> EventHandlers:
+        handlers = EventHandlers()
+        handlers.add(ProgramStartedV1, self.on_program_started)
+        handlers.add(ProgramRulesChangedV1, self.on_rules_changed)
+        handlers.add(ProgramMilestoneReachedV1, self.on_milestone)
+        handlers.add(BadgeEarnedV1, self.on_badge)
+        handlers.add(ProgramWonV1, self.on_won)
+        return handlers
