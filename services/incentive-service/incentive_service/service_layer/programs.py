@@ -33,6 +33,7 @@ from ..adapters.programs_orm import (
     program_awards, program_contributions, program_facts, program_flags, program_leads, program_participants,
     program_scores, programs,
 )
+from ..adapters.repository import chunks
 from ..domain.programs.badges import badges_earned
 from ..domain.programs.definitions import (
     ProgramDefinition, Reward, RulesFrozen, ScoringRule, revise_rules, validate_definition,
@@ -437,15 +438,25 @@ async def program_cash_rewards(session: Any, org_id: str, participant: str, star
                                ) -> list[CashReward]:
     """The cash rewards `participant` earned in [start, end) in programs not in test mode: the statement's
     program SPIFF lines (domain/programs/rewards.py turns them into lines)."""
-    rows = (await session.execute(sa.select(program_awards, programs.c.name.label("program_name")).join(
-        programs, sa.and_(programs.c.org_id == program_awards.c.org_id,
-                          programs.c.program_id == program_awards.c.program_id)).where(
-        program_awards.c.org_id == org_id, program_awards.c.participant == participant,
-        program_awards.c.cash.is_not(None), programs.c.hidden.is_(False),
-        program_awards.c.earned_at >= datetime.combine(start, time.min, UTC),
-        program_awards.c.earned_at < datetime.combine(end, time.min, UTC)))).mappings().all()
-    return [CashReward(r["program_id"], r["program_name"], r["award_key"], r["name"], Decimal(r["cash"]),
-                       r["currency"], as_time(r["earned_at"]).date()) for r in rows]
+    return (await program_cash_rewards_of(session, org_id, [participant], start, end))[participant]
+
+
+async def program_cash_rewards_of(session: Any, org_id: str, participants: list[str], start: date, end: date
+                                  ) -> dict[str, list[CashReward]]:
+    """`program_cash_rewards` of many participants in one query (a period's statements computed together)."""
+    found: dict[str, list[CashReward]] = {p: [] for p in participants}
+    rows = [r for chunk in chunks(participants) for r in (await session.execute(
+        sa.select(program_awards, programs.c.name.label("program_name")).join(
+            programs, sa.and_(programs.c.org_id == program_awards.c.org_id,
+                              programs.c.program_id == program_awards.c.program_id)).where(
+            program_awards.c.org_id == org_id, program_awards.c.participant.in_(chunk),
+            program_awards.c.cash.is_not(None), programs.c.hidden.is_(False),
+            program_awards.c.earned_at >= datetime.combine(start, time.min, UTC),
+            program_awards.c.earned_at < datetime.combine(end, time.min, UTC)))).mappings().all()]
+    for r in rows:
+        found[r["participant"]].append(CashReward(r["program_id"], r["program_name"], r["award_key"], r["name"],
+                                                  Decimal(r["cash"]), r["currency"], as_time(r["earned_at"]).date()))
+    return found
 
 
 # ====================================================================== reading
@@ -502,4 +513,5 @@ def award_json(r: Any) -> dict[str, Any]:
 
 __all__ = ["create_program", "start_program", "revise_program_rules", "finish_program", "finish_due_programs",
            "record_fact", "record_close_date", "current_standings", "score_tallies", "last_change",
-           "program_json", "award_json", "get_program", "definition_of", "program_cash_rewards"]
+           "program_json", "award_json", "get_program", "definition_of", "program_cash_rewards",
+           "program_cash_rewards_of"]
