@@ -185,6 +185,9 @@ class _Priced:
     credited: Decimal  # in the statement currency, unrounded
     steps: list[str]
     clawed_back: bool
+    # Shown in more than one step or description of the line: formatted once.
+    shown_value: str = ""  # the deal's value, in the deal's currency
+    shown_credited: str = ""  # the credited amount, in the statement currency
 
 
 def _band_for(bands: Sequence[Band], attainment: Decimal) -> tuple[int, Band]:
@@ -221,7 +224,8 @@ def _commission(item: _Priced, attainment: Decimal | None, quota: Decimal | None
         flat = _flat_rate(plan, attainment, quota)
     if flat is not None:
         rate, rule, explained = flat
-        product = f"{show(amount, currency)} × {pct(rate * HUNDRED)} = {show(amount * rate, currency)}"
+        product = f"{item.shown_credited or show(amount, currency)} × {pct(rate * HUNDRED)} = " \
+                  f"{show(amount * rate, currency)}"
         if plan.tiers is not None and plan.tiers.mode == "retroactive" and quota is not None \
                 and attainment is not None:
             return amount * rate, rule, [explained, product]
@@ -271,11 +275,12 @@ def compute_statement(inp: StatementInput) -> Statement:
             continue
         converted = win.value * found[0]
         credited = converted * credit.percent / HUNDRED
-        steps = [f"deal {win.lead_id} won {won_on} for {show(win.value, win.currency)}"]
+        shown_value, shown_credited = show(win.value, win.currency), show(credited, currency)
+        steps = [f"deal {win.lead_id} won {won_on} for {shown_value}"]
         if win.currency != currency:
             steps.append(f"converted at {found[1]}: {show(converted, currency)}")
         steps.append(f"credit {pct(credit.percent)} ({credit.kind}, {credit.rule} of {credit.source}) = "
-                     f"{show(credited, currency)}")
+                     f"{shown_credited}")
         clawed = False
         if credit.reversal is not None and plan.plan.clawback_days is not None:
             days = (credit.reversal.at - win.at).total_seconds() / 86400
@@ -283,7 +288,7 @@ def compute_statement(inp: StatementInput) -> Statement:
             if clawed:
                 steps.append(f"{credit.reversal.kind} on {credit.reversal.at.date()}, {days:.0f} days after the win: "
                              f"within the clawback of {plan.plan.clawback_days} days")
-        priced.append(_Priced(entry, plan, credited, steps, clawed))
+        priced.append(_Priced(entry, plan, credited, steps, clawed, shown_value, shown_credited))
 
     quota = None
     if inp.quota is not None:
@@ -303,6 +308,7 @@ def compute_statement(inp: StatementInput) -> Statement:
     if hurdle is not None and attainment is None:
         warnings.append("no quota for the period: the hurdle cannot be checked and does not apply")
     cap, paid, cumulative = period_plan.cap, ZERO, ZERO
+    shown_cap = show(cap, currency) if cap is not None else ""
     flat_rates: dict[int, tuple[Decimal, str, str] | None] = {}  # by plan (the same for all its credits)
     for item in priced:
         credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan
@@ -321,16 +327,18 @@ def compute_statement(inp: StatementInput) -> Statement:
         if below_hurdle:
             steps.append(f"attainment {pct(attainment)} is below the hurdle of {pct(hurdle)}: nothing is paid")
             amount, rule = ZERO, f"{rule},hurdle"
+        shown_amount = None
         if cap is not None and amount > 0:
             room = max(cap - paid, ZERO)
             if amount > room:
-                steps.append(f"cap {show(cap, currency)} per period: {show(paid, currency)} already paid, so "
-                             f"{show(room, currency)} of {show(amount, currency)}")
+                shown_amount = show(room, currency)
+                steps.append(f"cap {shown_cap} per period: {show(paid, currency)} already paid, so "
+                             f"{shown_amount} of {show(amount, currency)}")
                 amount, rule = room, f"{rule},cap"
         paid += amount
-        steps.append(f"commission = {show(amount, currency)}")
+        steps.append(f"commission = {shown_amount or show(amount, currency)}")
         lines.append(Line("commission", f"commission:{credit.credit_id}", amount,
-                          f"{win.lead_id}: commission on {pct(credit.percent)} of {show(win.value, win.currency)}",
+                          f"{win.lead_id}: commission on {pct(credit.percent)} of {item.shown_value}",
                           tuple(steps), rule=rule, **common))
     for item in priced:
         credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan

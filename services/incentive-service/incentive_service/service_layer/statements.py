@@ -56,6 +56,8 @@ class OrgData:
     payees: dict[str, repo.Payee]
     rates: Any
     named: set[str] = field(default_factory=set)  # participants credited on others' wins (splits, overlays)
+    # plan_of's answers: an org's statements ask it for the same few participants and days thousands of times.
+    _plan_on: dict[tuple[str, date], PlanVersion | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     async def load(cls, uow: UnitOfWork, org_id: str) -> "OrgData":
@@ -69,8 +71,11 @@ class OrgData:
         return self.payees.get(participant_id) or repo.Payee(participant_id)
 
     def plan_of(self, participant_id: str, on: date) -> PlanVersion | None:
-        payee = self.payee(participant_id)
-        return plan_for(participant_id, payee.team_ids, payee.role, on, self.plans)
+        key = (participant_id, on)
+        if key not in self._plan_on:
+            payee = self.payee(participant_id)
+            self._plan_on[key] = plan_for(participant_id, payee.team_ids, payee.role, on, self.plans)
+        return self._plan_on[key]
 
     def period_of(self, participant_id: str, on: date) -> tuple[date, date] | None:
         plan = self.plan_of(participant_id, on)
