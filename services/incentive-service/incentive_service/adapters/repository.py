@@ -102,14 +102,25 @@ async def load_wins(session: AsyncSession, org_id: str, start: date, end: date,
     keys = {r.company_key for r in rows if r.company_key}
     first_win: dict[str, Any] = {}
     if keys:
-        firsts = (sa.select(deals.c.company_key, sa.func.min(deal_outcomes.c.at))
-                  .join(deal_outcomes, sa.and_(deals.c.org_id == deal_outcomes.c.org_id,
-                                               deals.c.lead_id == deal_outcomes.c.lead_id))
-                  .where(deals.c.org_id == org_id, deal_outcomes.c.kind == "won", deals.c.company_key.is_not(None))
-                  .group_by(deals.c.company_key))
-        if len(keys) <= 1000:  # one closer's customers: by index; a whole org's: one pass over its wins
-            firsts = firsts.where(deals.c.company_key.in_(list(keys)))
-        first_win = {key: aware(at) for key, at in (await session.execute(firsts)).all()}
+        if len(keys) <= 1000:
+            # One closer's customers: their deals by index, each deal's first win by index (a join lets the
+            # planner read every outcome of the org instead: ~6x slower on 50,000 wins).
+            other = deal_outcomes.alias("other")
+            first_of_deal = (sa.select(sa.func.min(other.c.at)).where(
+                other.c.org_id == deals.c.org_id, other.c.lead_id == deals.c.lead_id, other.c.kind == "won")
+                .scalar_subquery())
+            per_deal = (sa.select(deals.c.company_key, first_of_deal.label("first_won"))
+                        .where(deals.c.org_id == org_id, deals.c.company_key.in_(sorted(keys))).subquery())
+            firsts = sa.select(per_deal.c.company_key, sa.func.min(per_deal.c.first_won)).group_by(
+                per_deal.c.company_key)
+        else:  # a whole org's: one pass over its wins
+            firsts = (sa.select(deals.c.company_key, sa.func.min(deal_outcomes.c.at))
+                      .join(deal_outcomes, sa.and_(deals.c.org_id == deal_outcomes.c.org_id,
+                                                   deals.c.lead_id == deal_outcomes.c.lead_id))
+                      .where(deals.c.org_id == org_id, deal_outcomes.c.kind == "won",
+                             deals.c.company_key.is_not(None))
+                      .group_by(deals.c.company_key))
+        first_win = {key: aware(at) for key, at in (await session.execute(firsts)).all() if at is not None}
     # What happened to these deals afterwards: reversals from the period's start, and wins again (of the whole
     # org, the period's own wins are `rows`; of one closer, another rep may have won the deal again in it).
     again_from = end if closer_id is None else start
