@@ -55,6 +55,8 @@ class ServiceDefinition:
     # Handle deliveries in batches, one transaction each (for high-volume consumers whose handlers only
     # record: e.g. metrics-service's event log). Falls back to one by one when a batch fails.
     consume_in_batches: bool = False
+    # With consume_in_batches: at most this many batches in hand at once (None: no limit; see Subscription).
+    max_batches_in_flight: int | None = None
     # Anything else the service wants on its context (clients, clocks), built at start-up.
     extras: Callable[["ServiceContext"], Awaitable[dict[str, Any]]] | None = None
     # Across processes of this service (PostgreSQL only): announce every unit of work's commit with NOTIFY on
@@ -123,7 +125,8 @@ class ServiceContext:
                 callback=self.dispatcher.handle_message, retry_delays_ms=self.settings.retry_delays_ms,
                 prefetch=self.settings.consumer_prefetch,
                 batch_callback=self.dispatcher.handle_batch if self.definition.consume_in_batches else None,
-                batch_size=self.settings.consumer_prefetch))
+                batch_size=self.settings.consumer_prefetch,
+                max_batches_in_flight=self.definition.max_batches_in_flight))
         self.relay.start()
         if self.definition.listen_for_commits and self.database.dialect == "postgresql":
             await self._listening.enter_async_context(
