@@ -220,12 +220,50 @@ def _among(dialect: str, column: Any, values: Any) -> Any:
     return column.in_(list(values))
 
 
+def _insert_rows(table: str, columns: dict[str, str], conflict: str, returning: str | None = None) -> Any:
+    """PostgreSQL: an INSERT of many rows as one statement over arrays (`columns`: name -> SQL type; json values
+    are passed as text). The server runs it once, where an executemany runs it once per row; and its text is the
+    same whatever the number of rows, so it is prepared once."""
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{c} AS {'text' if t == 'json' else t}[])" for c, t in columns.items())
+    values = ", ".join(f"u.{c}::json" if t == "json" else f"u.{c}" for c, t in columns.items())
+    return sa.text(f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names}) "
+                   f"ON CONFLICT ({conflict}) DO NOTHING" + (f" RETURNING {returning}" if returning else ""))
+
+
+def _as_arrays(columns: dict[str, str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {c: [json.dumps(r[c]) if t == "json" else r[c] for r in rows] for c, t in columns.items()}
+
+
+async def _insert_new(uow: UnitOfWork, table: sa.Table, statement: Any, columns: dict[str, str],
+                      conflict: list[str], rows: list[dict[str, Any]]) -> None:
+    """Insert the rows that are not there yet (by `conflict`), on PostgreSQL in one statement."""
+    if uow.dialect == "postgresql":
+        await uow.session.execute(statement, _as_arrays(columns, rows))
+    else:
+        await uow.session.execute(dialect_insert(uow.session)(table).on_conflict_do_nothing(
+            index_elements=conflict), rows)
+
+
+_LEAD_COLUMNS = {"org_id": "text", "lead_id": "text", "lead_version": "integer", "owner_id": "text",
+                 "expected_close_date": "date"}
+_INSERT_LEADS = _insert_rows("program_leads", _LEAD_COLUMNS, "org_id, lead_id")
+_FACT_COLUMNS = {"org_id": "text", "fact_key": "text", "lead_id": "text", "kind": "text", "at": "timestamptz",
+                 "fact": "json"}
+_INSERT_FACTS = _insert_rows("program_facts", _FACT_COLUMNS, "org_id, fact_key", returning="fact_key")
+_CONTRIBUTION_COLUMNS = {"org_id": "text", "program_id": "text", "fact_key": "text", "lead_id": "text",
+                         "participant": "text", "behaviour": "text", "points": "bigint", "at": "timestamptz",
+                         "rule_version": "integer"}
+_INSERT_CONTRIBUTIONS = _insert_rows("program_contributions", _CONTRIBUTION_COLUMNS, "program_id, fact_key")
+_SCORE_COLUMNS = {"org_id": "text", "program_id": "text", "participant": "text", "points": "bigint",
+                  "reached_at": "timestamptz", "crossings": "json", "changed_at": "timestamptz"}
+_INSERT_SCORES = _insert_rows("program_scores", _SCORE_COLUMNS, "program_id, participant")
+
+
 async def _lock_leads(uow: UnitOfWork, org_id: str, lead_ids: list[str]) -> dict[str, Row]:
     """Lock the leads' rows (created if new), in one order everywhere so two transactions never deadlock."""
     ids = sorted(set(lead_ids))
-    # executemany of one statement (compiled once, cached) rather than a VALUES list compiled per size
-    await uow.session.execute(dialect_insert(uow.session)(program_leads).on_conflict_do_nothing(
-        index_elements=["org_id", "lead_id"]), [
+    await _insert_new(uow, program_leads, _INSERT_LEADS, _LEAD_COLUMNS, ["org_id", "lead_id"], [
         {"org_id": org_id, "lead_id": lead_id, "lead_version": 0, "owner_id": None, "expected_close_date": None}
         for lead_id in ids])
     rows = (await uow.session.execute(sa.select(program_leads).where(
@@ -249,10 +287,13 @@ async def record_facts(uow: UnitOfWork, org_id: str, facts: list[Fact], now: dat
     if not unique:
         return 0
     await _lock_leads(uow, org_id, [f.lead_id for f in unique.values()])
-    inserted = await uow.session.execute(dialect_insert(uow.session)(program_facts).on_conflict_do_nothing(
-        index_elements=["org_id", "fact_key"]).returning(program_facts.c.fact_key), [
-        {"org_id": org_id, "fact_key": f.key, "lead_id": f.lead_id, "kind": f.kind, "at": f.at,
-         "fact": fact_to_json(f)} for f in unique.values()])
+    rows = [{"org_id": org_id, "fact_key": f.key, "lead_id": f.lead_id, "kind": f.kind, "at": f.at,
+             "fact": fact_to_json(f)} for f in unique.values()]
+    if uow.dialect == "postgresql":
+        inserted = await uow.session.execute(_INSERT_FACTS, _as_arrays(_FACT_COLUMNS, rows))
+    else:
+        inserted = await uow.session.execute(dialect_insert(uow.session)(program_facts).on_conflict_do_nothing(
+            index_elements=["org_id", "fact_key"]).returning(program_facts.c.fact_key), rows)
     new_keys = set(inserted.scalars().all())
     leads = sorted({unique[k].lead_id for k in new_keys})
     if leads:
@@ -329,7 +370,9 @@ async def _rescore_leads(uow: UnitOfWork, row: Row, definition: ProgramDefinitio
         await session.execute(sa.delete(program_contributions).where(
             program_contributions.c.program_id == program_id,
             _among(uow.dialect, program_contributions.c.fact_key, stale)))
-    if inserts:
+    if inserts and uow.dialect == "postgresql":
+        await session.execute(_INSERT_CONTRIBUTIONS, _as_arrays(_CONTRIBUTION_COLUMNS, inserts))
+    elif inserts:
         await session.execute(sa.insert(program_contributions), inserts)
     await _retally(uow, row, definition, added, full, now)
 
@@ -346,8 +389,7 @@ async def _retally(uow: UnitOfWork, row: Row, definition: ProgramDefinition,
     extended in place; the others (and those who may still earn a badge) are re-tallied from all of theirs."""
     session, org_id, program_id = uow.session, row["org_id"], row["program_id"]
     participants = sorted(set(added) | full)
-    await session.execute(dialect_insert(session)(program_scores).on_conflict_do_nothing(
-        index_elements=["program_id", "participant"]), [
+    await _insert_new(uow, program_scores, _INSERT_SCORES, _SCORE_COLUMNS, ["program_id", "participant"], [
         {"org_id": org_id, "program_id": program_id, "participant": p, "points": 0, "reached_at": None,
          "crossings": {}, "changed_at": now} for p in participants])
     stored = {r["participant"]: Tally(r["points"], as_time(r["reached_at"]) if r["reached_at"] else None,
