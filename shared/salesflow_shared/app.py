@@ -59,6 +59,8 @@ class ServiceDefinition:
     # Handle deliveries in batches, one transaction each (for high-volume consumers whose handlers only
     # record: e.g. metrics-service's event log). Falls back to one by one when a batch fails.
     consume_in_batches: bool = False
+    # With consume_in_batches: at most this many batches in hand at once (None: no limit; see Subscription).
+    max_batches_in_flight: int | None = None
     # The time every part of the service reads (a ManualClock in tests and simulations).
     clock: Clock = field(default_factory=SystemClock)
     # The service's own collaborators (clients, caches), built at start-up into one typed object the service
@@ -140,7 +142,8 @@ class ServiceContext:
                 callback=self.dispatcher.handle_message, retry_delays_ms=self.settings.retry_delays_ms,
                 prefetch=self.settings.consumer_prefetch,
                 batch_callback=self.dispatcher.handle_batch if self.definition.consume_in_batches else None,
-                batch_size=self.settings.consumer_prefetch))
+                batch_size=self.settings.consumer_prefetch,
+                max_batches_in_flight=self.definition.max_batches_in_flight))
         self.relay.start()
         if self.definition.listen_for_commits and self.database.dialect == "postgresql":
             await self._listening.enter_async_context(

@@ -104,6 +104,12 @@ class ExchangeRates:
                               "inverted")
         return None
 
+    def rate(self, source: str | None, target: str, on: date) -> tuple[Decimal, str] | None:
+        """(what 1 `source` is in `target` on `on`, how that was found), or None: for converting many amounts of
+        one currency and day with one lookup."""
+        found = self.convert(Decimal(1), source, target, on)
+        return None if found is None else (found.amount, found.explanation)
+
     def convert(self, amount: Decimal, source: str | None, target: str, on: date) -> Conversion | None:
         if source == target:
             return Conversion(amount, Decimal(1), f"same currency ({source})")

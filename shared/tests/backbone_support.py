@@ -50,12 +50,13 @@ class BackboneHarness:
 
 
 def harness_definition(settings: ServiceSettings, harness: BackboneHarness, name: str = "test",
-                       batched: bool = False) -> ServiceDefinition:
+                       batched: bool = False, max_batches_in_flight: int | None = None) -> ServiceDefinition:
     async def on_lead_erased(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         await harness.on_lead_erased(data, envelope, uow)
 
     return ServiceDefinition(name=name, settings=settings, routers=[], migrations_path=Path("unused"),
-                             event_handlers={"LeadErased": [on_lead_erased]}, consume_in_batches=batched)
+                             event_handlers={"LeadErased": [on_lead_erased]}, consume_in_batches=batched,
+                             max_batches_in_flight=max_batches_in_flight)
 
 
 async def start_context(definition: ServiceDefinition, bus: EventBus | None = None) -> ServiceContext:

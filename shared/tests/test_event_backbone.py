@@ -288,6 +288,38 @@ async def test_the_running_relay_purges_what_it_published_once_retained_long_eno
     await eventually(handled_and_purged, timeout=10)
 
 
+async def test_one_batch_in_flight_holds_later_deliveries_for_the_next_batch(database_url, amqp_url,
+                                                                             bus_namespace):
+    """With max_batches_in_flight=1, what arrives while a batch is in hand is not handled beside it: it waits,
+    and is handled once that batch is done."""
+    harness = BackboneHarness()
+    harness.gates["slow"] = asyncio.Event()
+    settings = service_test_settings(ServiceSettings, database_url=database_url, amqp_url=amqp_url,
+                                     namespace=bus_namespace, service_name="test", migrate_on_start=False,
+                                     consumer_prefetch=50)
+    context = await start_context(harness_definition(settings, harness, batched=True, max_batches_in_flight=1))
+    try:
+        await publish_erased(context, "slow")
+
+        async def slow_in_hand():
+            assert harness.calls["slow"] == 1
+        await eventually(slow_in_hand)
+        for i in range(10):
+            await publish_erased(context, f"later-{i}")
+        await asyncio.sleep(0.5)  # without the limit, these would be handled in batches of their own by now
+        assert sum(harness.calls[f"later-{i}"] for i in range(10)) == 0
+        assert await effect_count(context) == 0
+        harness.gates["slow"].set()
+
+        async def all_handled_once():
+            assert await effect_count(context) == 11
+            assert all(harness.calls[f"later-{i}"] == 1 for i in range(10)), harness.calls
+        await eventually(all_handled_once, timeout=20)
+    finally:
+        harness.gates["slow"].set()  # a failed assertion must not leave the batch in hand at shutdown
+        await context.stop()
+
+
 async def test_a_batch_acked_at_once_never_acks_an_older_batch_still_in_hand(database_url, amqp_url,
                                                                              bus_namespace):
     """A handled batch is acked with one multiple-ack only when no older delivery is unsettled: when the

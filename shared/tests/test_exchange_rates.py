@@ -47,3 +47,10 @@ def test_through_the_reporting_currency_only_when_no_pair_says():
     assert ExchangeRates(RATES).convert(D("100"), "GBP", "USD", date(2026, 2, 1)) is None
     # JPY has no path to EUR: named by the caller, never summed.
     assert rates.convert(D("100"), "JPY", "GBP", date(2026, 2, 1)) is None
+
+
+def test_the_rate_of_a_day_for_many_amounts():
+    rates = ExchangeRates(RATES, reporting_currency="EUR")
+    assert rates.rate("EUR", "USD", date(2026, 2, 1)) == (D("1.10"), "1 EUR = 1.1 USD (from 2026-01-01)")
+    assert rates.rate("GBP", "USD", date(2026, 2, 1))[0] == D("1.375")  # 1.25 × 1.10, through EUR
+    assert rates.rate("JPY", "GBP", date(2026, 2, 1)) is None

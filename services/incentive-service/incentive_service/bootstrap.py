@@ -33,6 +33,9 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         # Deliveries in batches, one transaction each: a busy program's events are scored a batch at a time
         # (programs' facts handler has handle_many); other handlers run one by one inside the batch.
         consume_in_batches=True,
+        # One batch in hand at a time: under load the deliveries that arrive meanwhile form the next batch, so a
+        # busy program costs a few large transactions instead of many small ones contending for its scores.
+        max_batches_in_flight=1,
         description="Commission plans as data, statements with every amount explained, payouts.",
         clock=clock,
     )

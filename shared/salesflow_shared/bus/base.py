@@ -58,6 +58,10 @@ class Subscription:
     batch_callback: BatchCallback | None = None
     batch_size: int = 200
     batch_wait_ms: int = 20
+    # At most this many batches handled at once per consumer (None: no limit). With 1, deliveries that arrive
+    # while a batch is handled wait and become the next batch: under load batches grow instead of multiplying,
+    # for handlers whose transactions would otherwise contend (e.g. on one leaderboard's rows).
+    max_batches_in_flight: int | None = None
 
 
 @dataclass(frozen=True)

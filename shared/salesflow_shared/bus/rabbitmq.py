@@ -137,8 +137,17 @@ class RabbitBus(EventBus):
         flush_task: list[asyncio.Task[None] | None] = [None]
         assert subscription.batch_callback is not None
         batch_callback = subscription.batch_callback
+        in_flight = asyncio.Semaphore(subscription.max_batches_in_flight) \
+            if subscription.max_batches_in_flight else None
 
         async def flush() -> None:
+            if in_flight is None:
+                await handle_pending()
+                return
+            async with in_flight:  # what arrives meanwhile is taken by the next flush, as one batch
+                await handle_pending()
+
+        async def handle_pending() -> None:
             batch = pending[:]
             pending.clear()
             flush_task[0] = None

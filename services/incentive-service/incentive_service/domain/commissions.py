@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from .money import HUNDRED, ZERO, Rates, cents, pct, show
-from .plans import CLOSER, Band, PlanVersion
+from .plans import CLOSER, Band, Plan, PlanVersion
 
 DEAL_KINDS = ("commission", "clawback", "spiff")  # lines about a deal (corrected after a lock)
 
@@ -188,6 +188,9 @@ class _Priced:
     credited: Decimal  # in the statement currency, unrounded
     steps: list[str]
     clawed_back: bool
+    # Shown in more than one step or description of the line: formatted once.
+    shown_value: str = ""  # the deal's value, in the deal's currency
+    shown_credited: str = ""  # the credited amount, in the statement currency
 
 
 def _band_for(bands: Sequence[Band], attainment: Decimal) -> tuple[int, Band]:
@@ -197,25 +200,42 @@ def _band_for(bands: Sequence[Band], attainment: Decimal) -> tuple[int, Band]:
     return 0, bands[0]
 
 
-def _commission(item: _Priced, attainment: Decimal | None, quota: Decimal | None, cumulative: Decimal,
-                currency: str) -> tuple[Decimal, str, list[str]]:
-    """(unrounded commission, rule, steps) of one credit before hurdle and cap."""
-    plan = item.plan.plan
-    amount = item.credited
+def _flat_rate(plan: Plan, attainment: Decimal | None, quota: Decimal | None) -> tuple[Decimal, str, str] | None:
+    """(rate, rule, the step that explains the rate) when every credit of the statement under `plan` is paid at
+    one rate (base rate, or retroactive tiers: the band the period's attainment falls in); None for marginal
+    tiers. The same for every credit of a plan, so worked out once per statement."""
     if plan.tiers is None or quota is None or attainment is None:
         # union-attr: parse_plan refuses a plan with neither a base rate nor tiers
         rate = plan.base_rate if plan.base_rate is not None else plan.tiers.bands[0].rate  # type: ignore[union-attr]
         rule = "base_rate" if plan.base_rate is not None else "tiers.bands[0]"
         note = "" if plan.tiers is None else " (no quota for the period: tiers cannot apply)"
-        return amount * rate, rule, [f"rate {pct(rate * HUNDRED)} ({rule}){note}: {show(amount, currency)} × "
-                                     f"{pct(rate * HUNDRED)} = {show(amount * rate, currency)}"]
-    bands = plan.tiers.bands
+        return rate, rule, f"rate {pct(rate * HUNDRED)} ({rule}){note}: "
     if plan.tiers.mode == "retroactive":
-        i, band = _band_for(bands, attainment)
-        return amount * band.rate, f"tiers.bands[{i}]", [
+        i, band = _band_for(plan.tiers.bands, attainment)
+        return band.rate, f"tiers.bands[{i}]", (
             f"retroactive tiers: attainment {pct(attainment)} falls in band {i} {band.label()} at "
-            f"{pct(band.rate * HUNDRED)}, paid on every credit of the period",
-            f"{show(amount, currency)} × {pct(band.rate * HUNDRED)} = {show(amount * band.rate, currency)}"]
+            f"{pct(band.rate * HUNDRED)}, paid on every credit of the period")
+    return None
+
+
+def _commission(item: _Priced, attainment: Decimal | None, quota: Decimal | None, cumulative: Decimal,
+                currency: str, flat: tuple[Decimal, str, str] | None = None) -> tuple[Decimal, str, list[str]]:
+    """(unrounded commission, rule, steps) of one credit before hurdle and cap. `flat`: `_flat_rate` of the
+    credit's plan, when already worked out."""
+    plan = item.plan.plan
+    amount = item.credited
+    if flat is None:
+        flat = _flat_rate(plan, attainment, quota)
+    if flat is not None:
+        rate, rule, explained = flat
+        product = f"{item.shown_credited or show(amount, currency)} × {pct(rate * HUNDRED)} = " \
+                  f"{show(amount * rate, currency)}"
+        if plan.tiers is not None and plan.tiers.mode == "retroactive" and quota is not None \
+                and attainment is not None:
+            return amount * rate, rule, [explained, product]
+        return amount * rate, rule, [explained + product]
+    assert plan.tiers is not None and quota is not None and attainment is not None
+    bands = plan.tiers.bands
     # Marginal: the credit occupies [cumulative, cumulative + amount) of the quota; each part is paid at its band.
     low, high = cumulative, cumulative + amount
     total, used, steps = ZERO, [], [
@@ -240,23 +260,31 @@ def compute_statement(inp: StatementInput) -> Statement:
     currency = period_plan.currency
     warnings: list[str] = []
     priced: list[_Priced] = []
+    # Thousands of credits share a few currencies and days: each (currency, day)'s rate is looked up once.
+    day_rates: dict[tuple[str, date], tuple[Decimal, str] | None] = {}
     for entry in sorted(inp.credits, key=lambda e: (e.credit.win.at, e.credit.credit_id)):
         credit, win = entry.credit, entry.credit.win
         plan = entry.plan
+        won_on = win.at.date()
         if plan is None:
-            warnings.append(f"{win.lead_id}: no plan covers {inp.participant_id} on {win.at.date()}; not paid")
+            warnings.append(f"{win.lead_id}: no plan covers {inp.participant_id} on {won_on}; not paid")
             continue
-        conversion = inp.rates.convert(win.value, win.currency, currency, win.at.date())
-        if conversion is None:
-            warnings.append(f"{win.lead_id}: no exchange rate from {win.currency} to {currency} on {win.at.date()}; "
+        rate_key = (win.currency, won_on)
+        if rate_key not in day_rates:
+            day_rates[rate_key] = inp.rates.rate(win.currency, currency, won_on)
+        found = day_rates[rate_key]
+        if found is None:
+            warnings.append(f"{win.lead_id}: no exchange rate from {win.currency} to {currency} on {won_on}; "
                             "not paid until one is set")
             continue
-        credited = conversion.amount * credit.percent / HUNDRED
-        steps = [f"deal {win.lead_id} won {win.at.date()} for {show(win.value, win.currency)}"]
+        converted = win.value * found[0]
+        credited = converted * credit.percent / HUNDRED
+        shown_value, shown_credited = show(win.value, win.currency), show(credited, currency)
+        steps = [f"deal {win.lead_id} won {won_on} for {shown_value}"]
         if win.currency != currency:
-            steps.append(f"converted at {conversion.explanation}: {show(conversion.amount, currency)}")
+            steps.append(f"converted at {found[1]}: {show(converted, currency)}")
         steps.append(f"credit {pct(credit.percent)} ({credit.kind}, {credit.rule} of {credit.source}) = "
-                     f"{show(credited, currency)}")
+                     f"{shown_credited}")
         clawed = False
         if credit.reversal is not None and plan.plan.clawback_days is not None:
             days = (credit.reversal.at - win.at).total_seconds() / 86400
@@ -264,7 +292,7 @@ def compute_statement(inp: StatementInput) -> Statement:
             if clawed:
                 steps.append(f"{credit.reversal.kind} on {credit.reversal.at.date()}, {days:.0f} days after the win: "
                              f"within the clawback of {plan.plan.clawback_days} days")
-        priced.append(_Priced(entry, plan, credited, steps, clawed))
+        priced.append(_Priced(entry, plan, credited, steps, clawed, shown_value, shown_credited))
 
     quota = None
     if inp.quota is not None:
@@ -284,6 +312,8 @@ def compute_statement(inp: StatementInput) -> Statement:
     if hurdle is not None and attainment is None:
         warnings.append("no quota for the period: the hurdle cannot be checked and does not apply")
     cap, paid, cumulative = period_plan.cap, ZERO, ZERO
+    shown_cap = show(cap, currency) if cap is not None else ""
+    flat_rates: dict[int, tuple[Decimal, str, str] | None] = {}  # by plan (the same for all its credits)
     for item in priced:
         credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan
         common: dict[str, Any] = {"lead_id": win.lead_id, "plan_id": plan.plan_id, "plan_version": plan.version}
@@ -292,23 +322,27 @@ def compute_statement(inp: StatementInput) -> Statement:
                               f"{win.lead_id}: clawed back, no commission", tuple(item.steps + [
                                   "not counted towards attainment; no commission"]), rule="clawback", **common))
             continue
-        raw, rule, steps = _commission(item, attainment, quota, cumulative, currency)
+        if id(plan.plan) not in flat_rates:
+            flat_rates[id(plan.plan)] = _flat_rate(plan.plan, attainment, quota)
+        raw, rule, steps = _commission(item, attainment, quota, cumulative, currency, flat_rates[id(plan.plan)])
         cumulative += item.credited
         amount = cents(raw)
         steps = item.steps + steps
         if below_hurdle:
             steps.append(f"attainment {pct(attainment)} is below the hurdle of {pct(hurdle)}: nothing is paid")
             amount, rule = ZERO, f"{rule},hurdle"
+        shown_amount = None
         if cap is not None and amount > 0:
             room = max(cap - paid, ZERO)
             if amount > room:
-                steps.append(f"cap {show(cap, currency)} per period: {show(paid, currency)} already paid, so "
-                             f"{show(room, currency)} of {show(amount, currency)}")
+                shown_amount = show(room, currency)
+                steps.append(f"cap {shown_cap} per period: {show(paid, currency)} already paid, so "
+                             f"{shown_amount} of {show(amount, currency)}")
                 amount, rule = room, f"{rule},cap"
         paid += amount
-        steps.append(f"commission = {show(amount, currency)}")
+        steps.append(f"commission = {shown_amount or show(amount, currency)}")
         lines.append(Line("commission", f"commission:{credit.credit_id}", amount,
-                          f"{win.lead_id}: commission on {pct(credit.percent)} of {show(win.value, win.currency)}",
+                          f"{win.lead_id}: commission on {pct(credit.percent)} of {item.shown_value}",
                           tuple(steps), rule=rule, **common))
     for item in priced:
         credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan

@@ -9,6 +9,7 @@ from contributions another transaction is changing).
 """
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from salesflow_shared.app import ServiceContext, Worker, run_periodically
 from salesflow_shared.clock import Clock
@@ -49,6 +51,7 @@ from ..adapters.programs_orm import (
     program_scores,
     programs,
 )
+from ..adapters.repository import chunks
 from ..domain.programs.badges import badges_earned
 from ..domain.programs.definitions import (
     ProgramDefinition,
@@ -236,23 +239,71 @@ def program_finisher(clock: Clock, interval_s: float) -> Worker:
 # ====================================================================== facts and scoring
 
 
+def _among(dialect: str, column: Any, values: Any) -> Any:
+    """`column IN values`; on PostgreSQL `column = ANY(array)`: one statement text whatever the number of values,
+    so it is prepared once per connection rather than once per batch size."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.literal(list(values), ARRAY(sa.String)))
+    return column.in_(list(values))
+
+
+def _insert_rows(table: str, columns: dict[str, str], conflict: str, returning: str | None = None) -> Any:
+    """PostgreSQL: an INSERT of many rows as one statement over arrays (`columns`: name -> SQL type; json values
+    are passed as text). The server runs it once, where an executemany runs it once per row; and its text is the
+    same whatever the number of rows, so it is prepared once."""
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{c} AS {'text' if t == 'json' else t}[])" for c, t in columns.items())
+    values = ", ".join(f"u.{c}::json" if t == "json" else f"u.{c}" for c, t in columns.items())
+    return sa.text(f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names}) "
+                   f"ON CONFLICT ({conflict}) DO NOTHING" + (f" RETURNING {returning}" if returning else ""))
+
+
+def _as_arrays(columns: dict[str, str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {c: [json.dumps(r[c]) if t == "json" else r[c] for r in rows] for c, t in columns.items()}
+
+
+async def _insert_new(uow: UnitOfWork, table: sa.Table, statement: Any, columns: dict[str, str],
+                      conflict: list[str], rows: list[dict[str, Any]]) -> None:
+    """Insert the rows that are not there yet (by `conflict`), on PostgreSQL in one statement."""
+    if uow.dialect == "postgresql":
+        await uow.session.execute(statement, _as_arrays(columns, rows))
+    else:
+        await uow.session.execute(dialect_insert(uow.session)(table).on_conflict_do_nothing(
+            index_elements=conflict), rows)
+
+
+_LEAD_COLUMNS = {"org_id": "text", "lead_id": "text", "lead_version": "integer", "owner_id": "text",
+                 "expected_close_date": "date"}
+_INSERT_LEADS = _insert_rows("program_leads", _LEAD_COLUMNS, "org_id, lead_id")
+_FACT_COLUMNS = {"org_id": "text", "fact_key": "text", "lead_id": "text", "kind": "text", "at": "timestamptz",
+                 "fact": "json"}
+_INSERT_FACTS = _insert_rows("program_facts", _FACT_COLUMNS, "org_id, fact_key", returning="fact_key")
+_CONTRIBUTION_COLUMNS = {"org_id": "text", "program_id": "text", "fact_key": "text", "lead_id": "text",
+                         "participant": "text", "behaviour": "text", "points": "bigint", "at": "timestamptz",
+                         "rule_version": "integer"}
+_INSERT_CONTRIBUTIONS = _insert_rows("program_contributions", _CONTRIBUTION_COLUMNS, "program_id, fact_key")
+_SCORE_COLUMNS = {"org_id": "text", "program_id": "text", "participant": "text", "points": "bigint",
+                  "reached_at": "timestamptz", "crossings": "json", "changed_at": "timestamptz"}
+_INSERT_SCORES = _insert_rows("program_scores", _SCORE_COLUMNS, "program_id, participant")
+
+
 async def _lock_leads(uow: UnitOfWork, org_id: str, lead_ids: list[str]) -> dict[str, Row]:
     """Lock the leads' rows (created if new), in one order everywhere so two transactions never deadlock."""
     ids = sorted(set(lead_ids))
-    # executemany of one statement (compiled once, cached) rather than a VALUES list compiled per size
-    await uow.session.execute(dialect_insert(uow.session)(program_leads).on_conflict_do_nothing(
-        index_elements=["org_id", "lead_id"]), [
+    await _insert_new(uow, program_leads, _INSERT_LEADS, _LEAD_COLUMNS, ["org_id", "lead_id"], [
         {"org_id": org_id, "lead_id": lead_id, "lead_version": 0, "owner_id": None, "expected_close_date": None}
         for lead_id in ids])
     rows = (await uow.session.execute(sa.select(program_leads).where(
-        program_leads.c.org_id == org_id, program_leads.c.lead_id.in_(ids)).order_by(program_leads.c.lead_id)
+        program_leads.c.org_id == org_id, _among(uow.dialect, program_leads.c.lead_id, ids))
+        .order_by(program_leads.c.lead_id)
         .with_for_update())).mappings().all()
     return {r["lead_id"]: dict(r) for r in rows}
 
 
 async def running_programs(session: Any, org_id: str) -> list[Row]:
     rows = (await session.execute(sa.select(programs).where(
-        programs.c.org_id == org_id, programs.c.status == "running"))).mappings().all()
+        programs.c.org_id == org_id, programs.c.status == "running")
+        .order_by(programs.c.program_id))).mappings().all()  # one order: their scores are locked in it
     return [dict(r) for r in rows]
 
 
@@ -263,10 +314,13 @@ async def record_facts(uow: UnitOfWork, org_id: str, facts: list[Fact], now: dat
     if not unique:
         return 0
     await _lock_leads(uow, org_id, [f.lead_id for f in unique.values()])
-    inserted = await uow.session.execute(dialect_insert(uow.session)(program_facts).on_conflict_do_nothing(
-        index_elements=["org_id", "fact_key"]).returning(program_facts.c.fact_key), [
-        {"org_id": org_id, "fact_key": f.key, "lead_id": f.lead_id, "kind": f.kind, "at": f.at,
-         "fact": fact_to_json(f)} for f in unique.values()])
+    rows = [{"org_id": org_id, "fact_key": f.key, "lead_id": f.lead_id, "kind": f.kind, "at": f.at,
+             "fact": fact_to_json(f)} for f in unique.values()]
+    if uow.dialect == "postgresql":
+        inserted = await uow.session.execute(_INSERT_FACTS, _as_arrays(_FACT_COLUMNS, rows))
+    else:
+        inserted = await uow.session.execute(dialect_insert(uow.session)(program_facts).on_conflict_do_nothing(
+            index_elements=["org_id", "fact_key"]).returning(program_facts.c.fact_key), rows)
     new_keys = set(inserted.scalars().all())
     leads = sorted({unique[k].lead_id for k in new_keys})
     if leads:
@@ -308,14 +362,15 @@ async def _rescore_leads(uow: UnitOfWork, row: Row, definition: ProgramDefinitio
     session, org_id, program_id = uow.session, row["org_id"], row["program_id"]
     facts: dict[str, list[Fact]] = defaultdict(list)
     for r in (await session.execute(sa.select(program_facts).where(
-            program_facts.c.org_id == org_id, program_facts.c.lead_id.in_(lead_ids)))).mappings().all():
+            program_facts.c.org_id == org_id,
+            _among(uow.dialect, program_facts.c.lead_id, lead_ids)))).mappings().all():
         facts[r["lead_id"]].append(fact_from_row(r))
     old: dict[str, dict[str, Any]] = defaultdict(dict)
     for r in (await session.execute(sa.select(program_contributions).where(
             program_contributions.c.program_id == program_id,
-            program_contributions.c.lead_id.in_(lead_ids)))).mappings().all():
+            _among(uow.dialect, program_contributions.c.lead_id, lead_ids)))).mappings().all():
         old[r["lead_id"]][r["fact_key"]] = r
-    changed, inserts = [], []
+    changed, inserts, stale = False, [], []
     added: dict[str, list[Contribution]] = defaultdict(list)  # per participant: new contributions only
     full: set[str] = set()  # participants who lost or changed a contribution: re-tallied in full
     for lead_id in lead_ids:
@@ -325,19 +380,26 @@ async def _rescore_leads(uow: UnitOfWork, row: Row, definition: ProgramDefinitio
                 if k in before and (before[k]["participant"], before[k]["points"]) == (c.participant, c.points)}
         if len(same) == len(new) == len(before):
             continue
-        changed.append(lead_id)
+        changed = True
         full |= {r["participant"] for k, r in before.items() if k not in same}
         for key, c in new.items():
             if key not in same:
                 added[c.participant].append(c)
+        # Only the rows that differ are rewritten: a new fact usually adds one contribution to a lead's few.
+        kept = {k for k, c in new.items() if k in before and _contribution(before[k]) == c}
+        stale += [k for k in before if k not in kept]
         inserts += [{"org_id": org_id, "program_id": program_id, "fact_key": c.fact_key, "lead_id": lead_id,
                      "participant": c.participant, "behaviour": c.behaviour, "points": c.points, "at": c.at,
-                     "rule_version": c.rule_version} for c in new.values()]
+                     "rule_version": c.rule_version} for k, c in new.items() if k not in kept]
     if not changed:
         return
-    await session.execute(sa.delete(program_contributions).where(
-        program_contributions.c.program_id == program_id, program_contributions.c.lead_id.in_(changed)))
-    if inserts:
+    if stale:
+        await session.execute(sa.delete(program_contributions).where(
+            program_contributions.c.program_id == program_id,
+            _among(uow.dialect, program_contributions.c.fact_key, stale)))
+    if inserts and uow.dialect == "postgresql":
+        await session.execute(_INSERT_CONTRIBUTIONS, _as_arrays(_CONTRIBUTION_COLUMNS, inserts))
+    elif inserts:
         await session.execute(sa.insert(program_contributions), inserts)
     await _retally(uow, row, definition, added, full, now)
 
@@ -354,17 +416,21 @@ async def _retally(uow: UnitOfWork, row: Row, definition: ProgramDefinition,
     extended in place; the others (and those who may still earn a badge) are re-tallied from all of theirs."""
     session, org_id, program_id = uow.session, row["org_id"], row["program_id"]
     participants = sorted(set(added) | full)
-    await session.execute(dialect_insert(session)(program_scores).on_conflict_do_nothing(
-        index_elements=["program_id", "participant"]), [
+    await _insert_new(uow, program_scores, _INSERT_SCORES, _SCORE_COLUMNS, ["program_id", "participant"], [
         {"org_id": org_id, "program_id": program_id, "participant": p, "points": 0, "reached_at": None,
          "crossings": {}, "changed_at": now} for p in participants])
     stored = {r["participant"]: Tally(r["points"], as_time(r["reached_at"]) if r["reached_at"] else None,
                                       {int(k): as_time(v) for k, v in (r["crossings"] or {}).items()})
               for r in (await session.execute(sa.select(program_scores).where(
-                  program_scores.c.program_id == program_id, program_scores.c.participant.in_(participants))
+                  program_scores.c.program_id == program_id,
+                  _among(uow.dialect, program_scores.c.participant, participants))
                   .order_by(program_scores.c.participant).with_for_update())).mappings().all()}
+    # Between milestones and badges, the awards a tally can bring (places come at the end): none to look up
+    # when the program has neither.
     awarded = set((await session.execute(sa.select(program_awards.c.award_key).where(
-        program_awards.c.program_id == program_id, program_awards.c.participant.in_(participants)))).scalars())
+        program_awards.c.program_id == program_id,
+        _among(uow.dialect, program_awards.c.participant, participants)))).scalars()) \
+        if definition.milestones or definition.badges else set()
     thresholds = definition.thresholds()
     tallies: dict[str, Tally] = {}
     for p in participants:
@@ -377,22 +443,41 @@ async def _retally(uow: UnitOfWork, row: Row, definition: ProgramDefinition,
     if reread:
         for r in (await session.execute(sa.select(program_contributions).where(
                 program_contributions.c.program_id == program_id,
-                program_contributions.c.participant.in_(reread)))).mappings().all():
+                _among(uow.dialect, program_contributions.c.participant, reread)))).mappings().all():
             contributions[r["participant"]].append(_contribution(r))
         for p in reread:
             tallies[p] = tally(contributions[p], thresholds)
-    await session.execute(sa.update(program_scores).where(
+    await _write_tallies(uow, program_id, tallies, now)
+    for p, t in tallies.items():
+        mine = contributions[p] if p in contributions else added.get(p, [])
+        await _award_milestones(uow, row, definition, p, t, mine, awarded, now)
+        await _award_badges(uow, row, definition, p, mine, awarded, now)
+
+
+# PostgreSQL: every tally of a batch in one set-based UPDATE (an UPDATE per participant costs the server a
+# statement each: most of a busy program's batch).
+_UPDATE_TALLIES = sa.text(
+    "UPDATE program_scores AS s SET points = u.points, reached_at = u.reached_at, crossings = u.crossings::json, "
+    "changed_at = :changed_at FROM unnest(CAST(:participants AS text[]), CAST(:points AS bigint[]), "
+    "CAST(:reached AS timestamptz[]), CAST(:crossings AS text[])) AS u(participant, points, reached_at, crossings) "
+    "WHERE s.program_id = :program_id AND s.participant = u.participant")
+
+
+async def _write_tallies(uow: UnitOfWork, program_id: str, tallies: dict[str, Tally], now: datetime) -> None:
+    crossings = {p: {str(k): v.isoformat() for k, v in t.crossings.items()} for p, t in tallies.items()}
+    if uow.dialect == "postgresql":
+        await uow.session.execute(_UPDATE_TALLIES, {
+            "program_id": program_id, "changed_at": now, "participants": list(tallies),
+            "points": [t.points for t in tallies.values()], "reached": [t.reached_at for t in tallies.values()],
+            "crossings": [json.dumps(crossings[p]) for p in tallies]})
+        return
+    await uow.session.execute(sa.update(program_scores).where(
         program_scores.c.program_id == sa.bindparam("b_program"),
         program_scores.c.participant == sa.bindparam("b_participant")).values(
         points=sa.bindparam("b_points"), reached_at=sa.bindparam("b_reached_at"),
         crossings=sa.bindparam("b_crossings"), changed_at=sa.bindparam("b_changed_at")), [
         {"b_program": program_id, "b_participant": p, "b_points": t.points, "b_reached_at": t.reached_at,
-         "b_crossings": {str(k): v.isoformat() for k, v in t.crossings.items()}, "b_changed_at": now}
-        for p, t in tallies.items()])
-    for p, t in tallies.items():
-        mine = contributions[p] if p in contributions else added.get(p, [])
-        await _award_milestones(uow, row, definition, p, t, mine, awarded, now)
-        await _award_badges(uow, row, definition, p, mine, awarded, now)
+         "b_crossings": crossings[p], "b_changed_at": now} for p, t in tallies.items()])
 
 
 def _earning_fact(contributions: list[Contribution], moment: datetime) -> str | None:
@@ -464,15 +549,25 @@ async def program_cash_rewards(session: Any, org_id: str, participant: str, star
                                ) -> list[CashReward]:
     """The cash rewards `participant` earned in [start, end) in programs not in test mode: the statement's
     program SPIFF lines (domain/programs/rewards.py turns them into lines)."""
-    rows = (await session.execute(sa.select(program_awards, programs.c.name.label("program_name")).join(
-        programs, sa.and_(programs.c.org_id == program_awards.c.org_id,
-                          programs.c.program_id == program_awards.c.program_id)).where(
-        program_awards.c.org_id == org_id, program_awards.c.participant == participant,
-        program_awards.c.cash.is_not(None), programs.c.hidden.is_(False),
-        program_awards.c.earned_at >= datetime.combine(start, time.min, UTC),
-        program_awards.c.earned_at < datetime.combine(end, time.min, UTC)))).mappings().all()
-    return [CashReward(r["program_id"], r["program_name"], r["award_key"], r["name"], Decimal(r["cash"]),
-                       r["currency"], as_time(r["earned_at"]).date()) for r in rows]
+    return (await program_cash_rewards_of(session, org_id, [participant], start, end))[participant]
+
+
+async def program_cash_rewards_of(session: Any, org_id: str, participants: list[str], start: date, end: date
+                                  ) -> dict[str, list[CashReward]]:
+    """`program_cash_rewards` of many participants in one query (a period's statements computed together)."""
+    found: dict[str, list[CashReward]] = {p: [] for p in participants}
+    rows = [r for chunk in chunks(participants) for r in (await session.execute(
+        sa.select(program_awards, programs.c.name.label("program_name")).join(
+            programs, sa.and_(programs.c.org_id == program_awards.c.org_id,
+                              programs.c.program_id == program_awards.c.program_id)).where(
+            program_awards.c.org_id == org_id, program_awards.c.participant.in_(chunk),
+            program_awards.c.cash.is_not(None), programs.c.hidden.is_(False),
+            program_awards.c.earned_at >= datetime.combine(start, time.min, UTC),
+            program_awards.c.earned_at < datetime.combine(end, time.min, UTC)))).mappings().all()]
+    for r in rows:
+        found[r["participant"]].append(CashReward(r["program_id"], r["program_name"], r["award_key"], r["name"],
+                                                  Decimal(r["cash"]), r["currency"], as_time(r["earned_at"]).date()))
+    return found
 
 
 # ====================================================================== reading
@@ -529,4 +624,5 @@ def award_json(r: Any) -> dict[str, Any]:
 
 __all__ = ["create_program", "start_program", "revise_program_rules", "finish_program", "finish_due_programs",
            "record_fact", "record_close_date", "current_standings", "score_tallies", "last_change",
-           "program_json", "award_json", "get_program", "definition_of", "program_cash_rewards"]
+           "program_json", "award_json", "get_program", "definition_of", "program_cash_rewards",
+           "program_cash_rewards_of"]

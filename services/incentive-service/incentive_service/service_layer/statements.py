@@ -10,6 +10,7 @@ change) lands as correction lines on the participant's first open statement afte
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,9 +38,11 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters import repository as repo
 from ..adapters.orm import recalculation_queue, statement_lines, statements
 from ..domain.commissions import (
+    Adjustment,
     Credit,
     Line,
     PlannedCredit,
+    Quota,
     Statement,
     StatementInput,
     Win,
@@ -51,9 +54,9 @@ from ..domain.commissions import (
 )
 from ..domain.money import cents, period_bounds
 from ..domain.plans import PlanVersion, plan_for
-from ..domain.programs.rewards import reward_lines
+from ..domain.programs.rewards import CashReward, reward_lines
 from . import audit
-from .programs import program_cash_rewards
+from .programs import program_cash_rewards_of
 from .recalculation import WHOLE_ORG
 
 log = structlog.get_logger(__name__)
@@ -73,6 +76,8 @@ class OrgData:
     payees: dict[str, repo.Payee]
     rates: Any
     named: set[str] = field(default_factory=set)  # participants credited on others' wins (splits, overlays)
+    # plan_of's answers: an org's statements ask it for the same few participants and days thousands of times.
+    _plan_on: dict[tuple[str, date], PlanVersion | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     async def load(cls, uow: UnitOfWork, org_id: str) -> OrgData:
@@ -87,8 +92,11 @@ class OrgData:
         return self.payees.get(participant_id) or repo.Payee(participant_id)
 
     def plan_of(self, participant_id: str, on: date) -> PlanVersion | None:
-        payee = self.payee(participant_id)
-        return plan_for(participant_id, payee.team_ids, payee.role, on, self.plans)
+        key = (participant_id, on)
+        if key not in self._plan_on:
+            payee = self.payee(participant_id)
+            self._plan_on[key] = plan_for(participant_id, payee.team_ids, payee.role, on, self.plans)
+        return self._plan_on[key]
 
     def period_of(self, participant_id: str, on: date) -> tuple[date, date] | None:
         plan = self.plan_of(participant_id, on)
@@ -107,42 +115,61 @@ async def credits_in_period(uow: UnitOfWork, data: OrgData, start: date, end: da
     wins, reversals, later_wins = await repo.load_wins(uow.session, data.org_id, start, end, closer)
     found: dict[str, list[PlannedCredit]] = {}
     for win in [*wins, *extra_wins]:
-        reversal = first_reversal(win, reversals.get(win.lead_id, ()), later_wins.get(win.lead_id, ()))
+        # Most deals were never lost or reopened: no reversal to look for.
+        reversal = first_reversal(win, reversals[win.lead_id], later_wins.get(win.lead_id, ())) \
+            if win.lead_id in reversals else None
+        won_on = win.at.date()
         for credit in data.credits_of(win, reversal):
             found.setdefault(credit.participant_id, []).append(
-                PlannedCredit(credit, data.plan_of(credit.participant_id, win.at.date())))
+                PlannedCredit(credit, data.plan_of(credit.participant_id, won_on)))
     return found
+
+
+@dataclass
+class PeriodInputs:
+    """What the statements of one period take besides the credits, for many participants, read in one query
+    each: their earlier statements (the draw balance carried in, locked periods to correct), quotas,
+    adjustments and program cash rewards."""
+
+    history: dict[str, list[Any]]
+    quotas: dict[str, Quota | None]
+    adjustments: dict[str, list[Adjustment]]
+    rewards: dict[str, list[CashReward]]
+
+    @classmethod
+    async def load(cls, uow: UnitOfWork, data: OrgData, participant_ids: Sequence[str], start: date,
+                   end: date) -> PeriodInputs:
+        session, org_id = uow.session, data.org_id
+        return cls(await repo.statement_histories(session, org_id, participant_ids, before=start),
+                   await repo.load_quotas(session, org_id, participant_ids, start, end),
+                   await repo.load_adjustments_of(session, org_id, participant_ids, start),
+                   await program_cash_rewards_of(session, org_id, list(participant_ids), start, end))
 
 
 async def statement_input(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, end: date,
                           with_corrections: bool = True, extra_wins: Sequence[Win] = (),
-                          credits: dict[str, list[PlannedCredit]] | None = None) -> StatementInput | None:
+                          credits: dict[str, list[PlannedCredit]] | None = None,
+                          inputs: PeriodInputs | None = None) -> StatementInput | None:
+    """`credits` and `inputs`: preloaded for many participants of the period (see `recompute_many`)."""
     period_plan = data.plan_of(participant_id, end - timedelta(days=1)) or data.plan_of(participant_id, start)
     if period_plan is None:
         return None
     if credits is None:
         closer = None if participant_id in data.named else participant_id
         credits = await credits_in_period(uow, data, start, end, closer, extra_wins)
+    if inputs is None:
+        inputs = await PeriodInputs.load(uow, data, [participant_id], start, end)
     # The participant's earlier statements (newest version each): the draw balance carried in, and the locked
     # periods whose corrections land here.
-    history = [s for s in await repo.participant_statements(uow.session, data.org_id, participant_id)
-               if s.period_start < start]
+    history = inputs.history[participant_id]
     previous = next((s for s in history if s.period_end == start), None)
     balance = Decimal(previous.summary.get("draw_balance_after") or 0) if previous is not None else Decimal(0)
     return StatementInput(
         participant_id, start, end, period_plan, credits.get(participant_id, []), rates=data.rates,
-        quota=await repo.load_quota(uow.session, data.org_id, participant_id, start, end),
-        draw_balance_before=balance,
-        adjustments=await repo.load_adjustments(uow.session, data.org_id, participant_id, start),
+        quota=inputs.quotas[participant_id], draw_balance_before=balance,
+        adjustments=inputs.adjustments[participant_id],
         corrections=await _corrections(uow, data, participant_id, history) if with_corrections else (),
-        rewards=await _program_rewards(uow, data, participant_id, start, end, period_plan.plan.currency))
-
-
-async def _program_rewards(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, end: date,
-                           currency: str) -> list[Line]:
-    """Cash rewards of incentive programs earned in the period (SPIFF lines; service_layer/programs.py)."""
-    rewards = await program_cash_rewards(uow.session, data.org_id, participant_id, start, end)
-    return reward_lines(rewards, currency, data.rates)[0]
+        rewards=reward_lines(inputs.rewards[participant_id], period_plan.plan.currency, data.rates)[0])
 
 
 async def _corrections(uow: UnitOfWork, data: OrgData, participant_id: str, history: list[Any]) -> list[Line]:
@@ -191,12 +218,27 @@ LINE_COLUMNS = ("org_id", "line_id", "statement_id", "seq", "kind", "key", "lead
                 "rule", "amount", "description", "steps", "reason", "author")
 
 
-async def _write_lines(uow: UnitOfWork, org_id: str, statement_id: str, lines: list[Line]) -> None:
-    await uow.session.execute(sa.delete(statement_lines).where(statement_lines.c.org_id == org_id,
-                                                               statement_lines.c.statement_id == statement_id))
-    rows = [(org_id, str(uuid.uuid4()), statement_id, i, line.kind, line.key[:300], line.lead_id, line.plan_id,
-             line.plan_version, line.rule, line.amount, line.description, list(line.steps), line.reason, line.author)
-            for i, line in enumerate(lines)]
+def _new_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs as text, from one read of the system's randomness: an org's statements
+    have a hundred thousand lines, and uuid4() one at a time is a noticeable part of writing them."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    h = raw.hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
+            for i in range(0, 32 * count, 32)]
+
+
+async def _write_lines(uow: UnitOfWork, org_id: str, lines_by_statement: dict[str, list[Line]]) -> None:
+    """Replace the lines of these statements: one DELETE, and one COPY (or INSERT) for all of them."""
+    ids = list(lines_by_statement)
+    for chunk in repo.chunks(ids):
+        await uow.session.execute(sa.delete(statement_lines).where(statement_lines.c.org_id == org_id,
+                                                                   statement_lines.c.statement_id.in_(chunk)))
+    line_ids = iter(_new_ids(sum(len(lines) for lines in lines_by_statement.values())))
+    rows = [(org_id, next(line_ids), statement_id, i, line.kind, line.key[:300], line.lead_id, line.plan_id,
+             line.plan_version, line.rule, line.amount, line.description, line.steps, line.reason, line.author)
+            for statement_id, lines in lines_by_statement.items() for i, line in enumerate(lines)]
     if not rows:
         return
     if uow.dialect == "postgresql" and len(rows) > 20:
@@ -207,14 +249,31 @@ async def _write_lines(uow: UnitOfWork, org_id: str, statement_id: str, lines: l
             "statement_lines", columns=LINE_COLUMNS,
             records=[(*row[:12], orjson.dumps(row[12]).decode(), *row[13:]) for row in rows])
         return
-    await uow.session.execute(sa.insert(statement_lines), [dict(zip(LINE_COLUMNS, row, strict=True)) for row in rows])
+    await uow.session.execute(sa.insert(statement_lines), [
+        dict(zip(LINE_COLUMNS, (*row[:12], list(row[12]), *row[13:]), strict=True)) for row in rows])
 
 
-async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, reason: str,
-                    now: datetime, credits: dict[str, list[PlannedCredit]] | None = None) -> str | None:
-    """Compute one statement; returns what happened: created, updated, new_version, or None (no change).
-    `credits`: the period's credits preloaded for many participants (see `recompute_many`)."""
-    current = await repo.latest_statement(uow.session, data.org_id, participant_id, start, for_update=True)
+@dataclass
+class _Computed:
+    """A recomputed statement waiting to be stored with the others of its period."""
+
+    participant_id: str
+    start: date
+    end: date
+    current: Any  # the newest version before (a row), or None
+    outcome: str  # created, updated, new_version
+    version: int
+    statement_id: str
+    lines: list[Line]
+    total: Decimal
+    values: dict[str, Any]
+    reason: str
+
+
+async def _compute_one(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, current: Any,
+                       reason: str, now: datetime, credits: dict[str, list[PlannedCredit]] | None,
+                       inputs: PeriodInputs | None) -> _Computed | None:
+    """One statement recomputed (not yet stored); None when it cannot change (closed, no plan, the same)."""
     if current is not None and current.status in CLOSED:
         return None  # immutable; differences land on the next open statement
     end = current.period_end if current is not None else None
@@ -223,7 +282,8 @@ async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: 
         if plan is None:
             return None
         end = period_bounds(plan.plan.period, start)[1]
-    inp = await statement_input(uow, data, participant_id, start, end, credits=credits)
+    inp = await statement_input(uow, data, participant_id, start, end, credits=credits,
+                                inputs=inputs if inputs is not None and participant_id in inputs.history else None)
     if inp is None:
         return None
     result = compute_statement(inp)
@@ -239,10 +299,7 @@ async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: 
         base = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id, current.statement_id)]
         lines = base + recalculation_lines(base, result.lines, reason)
         outcome, version = "new_version", current.version + 1
-        await uow.session.execute(sa.update(statements).where(
-            statements.c.org_id == data.org_id, statements.c.statement_id == current.statement_id).values(
-            status="superseded", revision=current.revision + 1))
-        statement_id = None
+        statement_id = str(uuid.uuid4())
     elif current is not None:
         version, statement_id, outcome = current.version, current.statement_id, "updated"
         if version > 1:  # a draft after a seen version: that version's lines plus the differences
@@ -250,32 +307,72 @@ async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: 
             base = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id, seen.statement_id)]
             lines = base + recalculation_lines(base, result.lines, reason)
     else:
-        version, statement_id, outcome = 1, None, "created"
+        version, statement_id, outcome = 1, str(uuid.uuid4()), "created"
     total = sum((line.amount for line in lines), Decimal(0))
     if total != result.total:  # the composed lines must pay what the recomputation pays
         raise AssertionError(f"statement lines sum to {total}, the computation to {result.total}")
     values = {"status": "computed", "plan_currency": result.currency, "total": total,
               "payout_currency": payout_currency, "payout": payout, "summary": summary, "fingerprint": fingerprint,
               "reason": reason, "computed_at": now}
-    if statement_id is None:
-        statement_id = str(uuid.uuid4())
-        await uow.session.execute(sa.insert(statements).values(
-            org_id=data.org_id, statement_id=statement_id, participant_id=participant_id, period_start=start,
-            period_end=end, version=version, revision=1, **values))
-    else:
-        await uow.session.execute(sa.update(statements).where(
-            statements.c.org_id == data.org_id, statements.c.statement_id == statement_id).values(
-            revision=statements.c.revision + 1, **values))
-    await _write_lines(uow, data.org_id, statement_id, lines)
-    row = await get_statement_row(uow, data.org_id, statement_id)
-    uow.publish(StatementComputedV1(statement=figures(row), reason=reason, computed_at=now),
-                org_id=data.org_id, subject_id=statement_id, subject_version=row.revision)
-    if outcome == "new_version":
-        await audit.record(uow, data.org_id, "system", now, "statement_recalculated", "statement", statement_id,
-                           {"statement_id": current.statement_id, "version": current.version,
-                            "total": str(current.total)},
-                           {"statement_id": statement_id, "version": version, "total": str(total), "reason": reason})
-    return outcome
+    return _Computed(participant_id, start, end, current, outcome, version, statement_id, lines, total, values,
+                     reason)
+
+
+_UPDATE_STATEMENT = sa.update(statements).where(
+    statements.c.org_id == sa.bindparam("b_org_id"), statements.c.statement_id == sa.bindparam("b_statement_id"))
+
+
+async def _store(uow: UnitOfWork, data: OrgData, computed: list[_Computed], now: datetime) -> None:
+    """Store a period's recomputed statements together: a few statements for all of them, not a few each."""
+    if not computed:
+        return
+    org_id = data.org_id
+    superseded = [c for c in computed if c.outcome == "new_version"]
+    if superseded:
+        await uow.session.execute(_UPDATE_STATEMENT.values(status="superseded", revision=sa.bindparam("b_revision")), [
+            {"b_org_id": org_id, "b_statement_id": c.current.statement_id, "b_revision": c.current.revision + 1}
+            for c in superseded])
+    created = [c for c in computed if c.outcome != "updated"]
+    if created:
+        await uow.session.execute(sa.insert(statements), [
+            {"org_id": org_id, "statement_id": c.statement_id, "participant_id": c.participant_id,
+             "period_start": c.start, "period_end": c.end, "version": c.version, "revision": 1, **c.values}
+            for c in created])
+    updated = [c for c in computed if c.outcome == "updated"]
+    if updated:
+        # The rows are locked (recompute_many read them FOR UPDATE), so the revision read is the one to bump.
+        await uow.session.execute(_UPDATE_STATEMENT.values(
+            revision=sa.bindparam("b_revision"), **{k: sa.bindparam(f"b_{k}") for k in computed[0].values}), [
+            {"b_org_id": org_id, "b_statement_id": c.statement_id, "b_revision": c.current.revision + 1,
+             **{f"b_{k}": v for k, v in c.values.items()}} for c in updated])
+    await _write_lines(uow, org_id, {c.statement_id: c.lines for c in computed})
+    for c in computed:
+        revision = 1 if c.outcome != "updated" else c.current.revision + 1
+        statement = StatementFigures(statement_id=c.statement_id, participant_id=c.participant_id,
+                                     period_start=c.start, period_end=c.end, version=c.version,
+                                     total=cents(c.total), plan_currency=c.values["plan_currency"],
+                                     payout=cents(c.values["payout"]), payout_currency=c.values["payout_currency"])
+        uow.publish(StatementComputedV1(statement=statement, reason=c.reason, computed_at=now),
+                    org_id=org_id, subject_id=c.statement_id, subject_version=revision)
+        if c.outcome == "new_version":
+            await audit.record(uow, org_id, "system", now, "statement_recalculated", "statement", c.statement_id,
+                               {"statement_id": c.current.statement_id, "version": c.current.version,
+                                "total": str(c.current.total)},
+                               {"statement_id": c.statement_id, "version": c.version, "total": str(c.total),
+                                "reason": c.reason})
+
+
+async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, reason: str,
+                    now: datetime, credits: dict[str, list[PlannedCredit]] | None = None) -> str | None:
+    """Compute one statement; returns what happened: created, updated, new_version, or None (no change).
+    `credits`: the period's credits preloaded for many participants (see `recompute_many`)."""
+    current = (await repo.latest_statements(uow.session, data.org_id, [participant_id], start,
+                                            for_update=True)).get(participant_id)
+    computed = await _compute_one(uow, data, participant_id, start, current, reason, now, credits, None)
+    if computed is None:
+        return None
+    await _store(uow, data, [computed], now)
+    return computed.outcome
 
 
 # Above this many statements of one period, the whole org's wins are read once instead of each closer's.
@@ -285,7 +382,7 @@ BULK_FROM = 8
 async def recompute_many(uow: UnitOfWork, data: OrgData, targets: dict[tuple[str, date], str],
                          now: datetime) -> dict[str, int]:
     """Recompute many statements ((participant, period start) -> reason), in period order so draw balances carry
-    forward; returns counts by outcome."""
+    forward; returns counts by outcome. Each period's statements are read, computed and stored together."""
     by_period: dict[tuple[date, date], list[str]] = {}
     for participant, start in targets:
         plan = data.plan_of(participant, start)
@@ -293,10 +390,23 @@ async def recompute_many(uow: UnitOfWork, data: OrgData, targets: dict[tuple[str
             by_period.setdefault(period_bounds(plan.plan.period, start), []).append(participant)
     outcomes: dict[str, int] = {}
     for (start, end), participants in sorted(by_period.items()):
+        participants = sorted(participants)
         credits = await credits_in_period(uow, data, start, end) if len(participants) >= BULK_FROM else None
-        for participant in sorted(participants):
-            outcome = await recompute(uow, data, participant, start, targets[(participant, start)], now, credits)
-            outcomes[outcome or "unchanged"] = outcomes.get(outcome or "unchanged", 0) + 1
+        current = await repo.latest_statements(uow.session, data.org_id, participants, start, for_update=True)
+        # The period's other inputs, for everyone whose statement may change and ends with the period (a
+        # statement kept from an earlier plan with other period bounds reads its own).
+        open_ = [p for p in participants if p not in current or current[p].status not in CLOSED]
+        same_end = [p for p in open_ if p not in current or current[p].period_end == end]
+        inputs = await PeriodInputs.load(uow, data, same_end, start, end) if len(same_end) > 1 else None
+        computed = []
+        for participant in participants:
+            one = await _compute_one(uow, data, participant, start, current.get(participant),
+                                     targets[(participant, start)], now, credits, inputs)
+            if one is not None:
+                computed.append(one)
+            outcome = one.outcome if one is not None else "unchanged"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        await _store(uow, data, computed, now)
     return outcomes
 
 
