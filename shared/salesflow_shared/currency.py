@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Annotated
 
 import pycountry
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 MESSAGE = "must be an ISO 4217 currency code such as 'EUR'"
 
@@ -37,4 +37,8 @@ def _text(value: object) -> object:
 
 
 # A pydantic field type: `currency: CurrencyCode` (capitalised, then checked against the list).
-CurrencyCode = Annotated[str, BeforeValidator(_text), AfterValidator(iso_currency)]
+# Its schema lists the codes, so clients (and generated requests) know which three letters are a currency;
+# lower case is accepted too and answered in capitals.
+CurrencyCode = Annotated[str, BeforeValidator(_text), AfterValidator(iso_currency),
+                         WithJsonSchema({"type": "string", "enum": sorted(iso_currencies()),
+                                         "description": "ISO 4217 code"})]
