@@ -108,9 +108,13 @@ def returns(model: Any, *, status: int = 200, etag: bool = False, description: s
     return {"response_model": None, "responses": responses}
 
 
-def etag_header(status: int = 200) -> dict[str, Any]:
-    """Decorator arguments declaring the ETag header on a route that keeps its `response_model`."""
-    return {"responses": {status: {"headers": {"ETag": {"$ref": HEADER_REF + "ETag"}}}}}
+def etag_header(status: int = 200, *, checked_beyond_schema: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Decorator arguments declaring the ETag header on a route that keeps its `response_model` (and, as in
+    `returns`, the fields it checks beyond its schema)."""
+    responses: dict[int, Any] = {status: {"headers": {"ETag": {"$ref": HEADER_REF + "ETag"}}}}
+    if checked_beyond_schema:
+        responses[422] = {"description": ERROR_DESCRIPTIONS[422], CHECKED_BEYOND_SCHEMA: list(checked_beyond_schema)}
+    return {"responses": responses}
 
 
 def _success(model: Any, etag: bool, description: str, headers: dict[str, Any] | None,
@@ -172,7 +176,8 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 # The 422 answer's list of fields an operation checks beyond its JSON Schema. A request the schema allows is
 # answered 422 only for one of these fields (a field path like `steps.0.template_id` is covered by `steps`), so
 # a client (and the schema fuzzer) can tell a business rule from an undocumented constraint. Every operation
-# with a `cursor` lists it: a cursor is valid only if this API issued it.
+# with a `cursor` lists it: a cursor is valid only if this API issued it. `*` says the service validates the
+# whole body itself (a free-form document such as a commission plan).
 CHECKED_BEYOND_SCHEMA = "x-checked-beyond-schema"
 
 # Tags follow resources: the first path segment after /v1, except where a sub-resource is its own resource.
@@ -315,8 +320,9 @@ def _declare_checked_beyond_schema(responses: dict[str, Any], parameters: list[d
         fields.append("cursor")
     if fields:
         answer[CHECKED_BEYOND_SCHEMA] = fields
-        answer["description"] = (f"{ERROR_DESCRIPTIONS[422]}. Beyond this schema, also checked: "
-                                 f"{', '.join(f'`{field}`' for field in fields)}")
+        checked = ("every field (the service validates this body itself)" if "*" in fields
+                   else ", ".join(f"`{field}`" for field in fields))
+        answer["description"] = f"{ERROR_DESCRIPTIONS[422]}. Beyond this schema, also checked: {checked}"
 
 
 def _answered_fields(answer: dict[str, Any], schemas: dict[str, Any]) -> set[str]:

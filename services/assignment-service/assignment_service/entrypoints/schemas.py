@@ -14,8 +14,12 @@ from salesflow_shared.contract import page_of
 from ..domain.directory import DAYS, parse_hhmm, valid_country, valid_timezone
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# Surrounding blanks are dropped, so a blank value is empty: the schema says "not blank" (`\S` somewhere).
+NOT_BLANK: dict = {"pattern": r"\S"}
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                 Field(json_schema_extra=NOT_BLANK)]
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+               Field(json_schema_extra=NOT_BLANK)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
 _EMAIL = re.compile(EMAIL_PATTERN)

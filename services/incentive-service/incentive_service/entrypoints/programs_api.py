@@ -253,7 +253,7 @@ async def _launch(uow: Any, context: Any, principal: Principal, idem: Any, scope
 
 # ====================================================================== programs
 @router.post("", status_code=201, summary="Define a program (a draft until started)",
-             operation_id="createProgram", **returns(R.ProgramOut, status=201, etag=True))
+             operation_id="createProgram", **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=("starts_at", "ends_at", "participants", "teams", "target", "rules", "milestones", "place_rewards", "rounds")))
 async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                  idem: IdempotencyDep) -> JSONResponse:
     return await _launch(uow, context, principal, idem, "programs", body.model_dump(mode="json"), body.domain(),
@@ -262,7 +262,7 @@ async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: M
 
 @router.post("/templates/milestone-ladder", status_code=201,
              summary="A milestone ladder: everyone who climbs a step earns it (badge, cash where given)",
-             operation_id="createMilestoneLadder", **returns(R.ProgramOut, status=201, etag=True))
+             operation_id="createMilestoneLadder", **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=("starts_at", "ends_at", "participants", "steps", "rules")))
 async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: ContextDep,
                                 principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     definition = milestone_ladder(body.name, _utc(body.starts_at), _utc(body.ends_at), tuple(body.participants),
@@ -274,7 +274,7 @@ async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: C
 
 @router.post("/templates/monthly-race", status_code=201,
              summary="A monthly race: first to the target wins, the next finishers take the smaller prizes",
-             operation_id="createMonthlyRace", **returns(R.ProgramOut, status=201, etag=True))
+             operation_id="createMonthlyRace", **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=("starts_at", "ends_at", "participants", "prizes", "rules")))
 async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                             idem: IdempotencyDep) -> JSONResponse:
     definition = monthly_race(body.name, body.year, body.month, tuple(body.participants), target=body.target,
@@ -286,7 +286,7 @@ async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDe
 
 @router.post("/templates/team-challenge", status_code=201,
              summary="A team challenge: teams against teams; each member of the winning team gets the prize",
-             operation_id="createTeamChallenge", **returns(R.ProgramOut, status=201, etag=True))
+             operation_id="createTeamChallenge", **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=("starts_at", "ends_at", "participants", "teams", "prize_per_member", "rules")))
 async def from_team_challenge(body: TeamChallengeIn, uow: UowDep, context: ContextDep,
                               principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     teams = tuple(Team(t.id, t.name, tuple(t.members)) for t in body.teams)
@@ -339,7 +339,7 @@ async def start(program_id: str, uow: UowDep, context: ContextDep, principal: Ma
 @router.put("/{program_id}/rules",
             summary="Change the scoring rules (If-Match): a draft's are replaced, a running program gets a new "
                     "rule version effective now, announced to the participants",
-            operation_id="putProgramRules", **returns(R.ProgramOut, etag=True))
+            operation_id="putProgramRules", **returns(R.ProgramOut, etag=True, checked_beyond_schema=("rules",)))
 async def put_rules(program_id: str, body: RulesIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                     if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     row = await _visible_program(uow.session, principal, program_id, lock=True)

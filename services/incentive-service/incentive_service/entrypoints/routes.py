@@ -125,7 +125,7 @@ async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: Man
 
 # ------------------------------------------------------------------ plans
 @router.post("/plans", status_code=201, summary="Define a plan (version 1); 422 names what does not make sense",
-             operation_id="createPlan", **returns(R.PlanOut, status=201),
+             operation_id="createPlan", **returns(R.PlanOut, status=201, checked_beyond_schema=("*",)),
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
 async def create_plan(principal: ManagerPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
@@ -149,7 +149,7 @@ async def get_plan(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> di
 
 
 @router.put("/plans/{plan_id}", summary="A new version of the plan, in force from its effective_from",
-            operation_id="putPlan", **returns(R.PlanOut),
+            operation_id="putPlan", **returns(R.PlanOut, checked_beyond_schema=("*",)),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
 async def put_plan(plan_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
@@ -219,7 +219,7 @@ class ComputeIn(BaseModel):
 
 
 @router.post("/statements/compute", summary="Compute the statements of a period now (all participants or one)",
-             operation_id="computeStatements", **returns(R.StatementsComputed))
+             operation_id="computeStatements", **returns(R.StatementsComputed, checked_beyond_schema=("on",)))
 async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
                              body: ComputeIn | None = None) -> dict[str, Any]:
     body = body or ComputeIn()
@@ -369,7 +369,7 @@ class WhatIfIn(BaseModel):
 
 
 @router.post("/statements/what-if", summary="What you would earn if you won this deal (nothing is written)",
-             operation_id="whatIf", **returns(R.WhatIf))
+             operation_id="whatIf", **returns(R.WhatIf, checked_beyond_schema=("won_at", "value")))
 async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
     participant = body.participant_id if principal.sees_whole_org and body.participant_id else principal.user_id
     won_at = body.won_at or now_of(context)

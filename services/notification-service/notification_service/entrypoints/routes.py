@@ -223,7 +223,7 @@ async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> Non
 
 
 @router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)",
-             operation_id="createSequence", **returns(R.SequenceOut, status=201))
+             operation_id="createSequence", **returns(R.SequenceOut, status=201, checked_beyond_schema=("steps", "stage_id")))
 async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     assert body.trigger in TRIGGERS
@@ -345,7 +345,7 @@ def _settings_etag(row: Any) -> str:
 
 @router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
             "(creating needs no precondition; replacing needs If-Match)",
-            operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
+            operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True, checked_beyond_schema=("api_key",)))
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
                                  principal: AdminPrincipal,
                                  if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
@@ -389,7 +389,7 @@ class MailchimpRuleIn(BaseModel):
 
 @router.post("/mailchimp/rules", status_code=201,
              summary="Keep a lead on (or off) a list from a stage entry or exit, or an outcome",
-             operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201))
+             operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201, checked_beyond_schema=("stage_id", "pipeline_id")))
 async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                                 idem: IdempotencyDep) -> JSONResponse:
     await _check_rule_references(uow, principal.org_id, body)
@@ -452,7 +452,7 @@ class MilestoneIn(BaseModel):
 
 
 @router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)",
-             operation_id="createMilestoneRule", **returns(R.MilestoneRuleOut, status=201))
+             operation_id="createMilestoneRule", **returns(R.MilestoneRuleOut, status=201, checked_beyond_schema=("stage_id", "min_value")))
 async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> JSONResponse:
     assert body.kind in MILESTONE_KINDS
