@@ -332,6 +332,11 @@ def _answered_fields(answer: dict[str, Any], schemas: dict[str, Any]) -> set[str
     return set(schema.get("properties") or {})
 
 
+def _takes_if_match(operation: dict[str, Any]) -> bool:
+    return any(p.get("$ref") == PARAMETER_REF + "IfMatch" or str(p.get("name", "")).lower() == "if-match"
+               for p in operation.get("parameters", []))
+
+
 def _link_created_resources(document: dict[str, Any]) -> None:
     """OpenAPI links from each create operation (a POST answering 201 with the new resource's id, as `id` or under
     the path parameter's own name, e.g. `quota_id`) to the operations on that resource and below it (`createLead`
@@ -356,9 +361,11 @@ def _link_created_resources(document: dict[str, Any]) -> None:
             if field is None:
                 continue
             for operation in other_item.values():
+                values = {**carried, parameter: f"$response.body#/{field}"}
+                if not match.group(2) and "ETag" in created.get("headers", {}) and _takes_if_match(operation):
+                    values["header.If-Match"] = "$response.header.ETag"  # a change to what was just created
                 links[operation["operationId"]] = {
-                    "operationId": operation["operationId"],
-                    "parameters": {**carried, parameter: f"$response.body#/{field}"},
+                    "operationId": operation["operationId"], "parameters": values,
                     "description": f"`{parameter}` is the `{field}` of the created resource"}
         if links:
             created["links"] = dict(sorted(links.items()))

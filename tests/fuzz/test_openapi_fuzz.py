@@ -59,19 +59,36 @@ def refusals_name_checked_fields(ctx, response, case) -> None:
     return None
 
 
+def takes_if_match(operation: dict) -> bool:
+    return any(p.get("$ref", "").endswith("/IfMatch") or p.get("name", "").lower() == "if-match"
+               for p in operation.get("parameters", []))
+
+
 def fuzz_config(document: dict) -> SchemathesisConfig:
-    """Every check on. Two narrow settings, each for a stated rule of the API:
+    """Every check on. Narrow settings, each for a stated rule of the API:
     - an operation whose 422 lists fields checked beyond its schema may answer 422 to schema-valid data
       (refusals_name_checked_fields then checks the fields named);
+    - an operation taking If-Match may answer 412 (a well-formed ETag that is stale or weak) and 428 (none sent
+      for a resource that exists): the precondition is about the resource's state, not the request's shape;
     - strings hold no NUL character: every service refuses one anywhere (guards.py; PostgreSQL text cannot
-      store it), which is a rule of the whole API rather than of each string's schema."""
-    semantic = sorted(operation["operationId"] for item in document["paths"].values()
-                      for operation in item.values()
-                      if (operation.get("responses", {}).get("422") or {}).get(CHECKED_BEYOND_SCHEMA))
-    operations = [{"include-operation-id": semantic, "checks": {"positive_data_acceptance": {
-        "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}}}] if semantic else []
-    return SchemathesisConfig.from_dict({"generation": {"allow-x00": False, "codec": "utf-8"},
-                                         "operations": operations})
+      store it), which is a rule of the whole API rather than of each string's schema;
+    - the bearer token is ours, not generated (requests without one are sent explicitly, and the ignored_auth
+      check sends each successful request again without and with a wrong token)."""
+    operations = [operation for item in document["paths"].values() for operation in item.values()]
+
+    def accepting(extra: list[str]) -> dict:
+        return {"checks": {"positive_data_acceptance": {
+            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, *extra]}}}
+
+    settings = []
+    for operation in operations:
+        extra = (["422"] if (operation.get("responses", {}).get("422") or {}).get(CHECKED_BEYOND_SCHEMA) else []) \
+            + (["412", "428"] if takes_if_match(operation) else [])
+        if extra:
+            settings.append({"include-operation-id": operation["operationId"], **accepting(extra)})
+    return SchemathesisConfig.from_dict({
+        "generation": {"allow-x00": False, "codec": "utf-8", "with-security-parameters": False},
+        "operations": settings})
 
 
 def load_schema(url: str):

@@ -281,7 +281,7 @@ def territory_out(row: Any) -> TerritoryOut:
                         created_at=row.created_at, updated_at=row.updated_at)
 
 
-@router.post("/territories", status_code=201, response_model=TerritoryOut, **etag_header(201, checked_beyond_schema=("body", "countries", "regions", "postcode_ranges")),
+@router.post("/territories", status_code=201, response_model=TerritoryOut, **etag_header(201, checked_beyond_schema=("body", "countries", "regions", "postcode_ranges", "rep_ids")),
              summary="Create a territory")
 async def create_territory(body: TerritoryCreate, uow: UowDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> Any:
@@ -306,7 +306,7 @@ async def get_territory(territory_id: str, uow: UowDep, principal: CurrentPrinci
     return territory_out(await _read(uow, territories, principal.org_id, territory_id, "territory", response))
 
 
-@router.patch("/territories/{territory_id}", response_model=TerritoryOut, **etag_header(checked_beyond_schema=("body", "countries", "regions", "postcode_ranges")),
+@router.patch("/territories/{territory_id}", response_model=TerritoryOut, **etag_header(checked_beyond_schema=("body", "countries", "regions", "postcode_ranges", "rep_ids")),
               summary="Change a territory (If-Match with its ETag)")
 async def patch_territory(territory_id: str, body: TerritoryPatch, request: Request, response: Response,
                           uow: UowDep, principal: AdminPrincipal) -> Any:

@@ -331,7 +331,8 @@ def _publish_quota(uow: UnitOfWork, row: Any) -> None:
 
 
 @router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)",
-             operation_id="createQuota", **returns(R.QuotaOut, status=201, etag=True, checked_beyond_schema=("amount",)))
+             operation_id="createQuota",
+             **returns(R.QuotaOut, status=201, etag=True, checked_beyond_schema=("amount", "period_start")))
 async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> Response:
     _check_period_start(body)
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="quotas.create",

@@ -223,7 +223,7 @@ async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> Non
 
 
 @router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)",
-             operation_id="createSequence", **returns(R.SequenceOut, status=201, checked_beyond_schema=("steps", "stage_id")))
+             operation_id="createSequence", **returns(R.SequenceOut, status=201, checked_beyond_schema=("steps", "stage_id", "business_timezone")))
 async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     assert body.trigger in TRIGGERS
