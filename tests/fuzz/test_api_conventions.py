@@ -102,6 +102,9 @@ def test_limit_outside_its_range_is_a_422_and_every_page_holds_at_most_limit_ite
             limit = next((p for p in parameters if p["in"] == "query" and p["name"] == "limit"), None)
             if limit is None:
                 continue
+            if "minimum" not in limit["schema"] or "maximum" not in limit["schema"]:
+                wrong.append(f"{name} GET {path}: limit has no documented range")
+                continue
             maximum = limit["schema"]["maximum"]
             for outside in (0, maximum + 1):
                 response = httpx.get(url + path, params={"limit": outside}, headers=HEADERS)
@@ -158,6 +161,8 @@ def body_properties(operation: dict[str, Any], doc: dict[str, Any]) -> dict[str,
 
 
 def test_booleans_are_strict_and_currencies_are_iso_4217_in_every_body(system):
+    """Each value is sent alone: the answer is a 422 naming it among the other refusals (the required fields
+    missing). An operation on an id is sent an id that does not exist, and may answer 404 first."""
     checked, wrong = [], []
     for name in SERVICE_NAMES:
         url = system.url(name)
@@ -175,7 +180,7 @@ def test_booleans_are_strict_and_currencies_are_iso_4217_in_every_body(system):
                 for value in bad_values:
                     response = httpx.request(method, url + target, json={prop: value},
                                              headers={**HEADERS, "If-Match": '"1"'})
-                    if not refused_naming(response, prop):
+                    if not refused_naming(response, prop) and not (target != path and response.status_code == 404):
                         wrong.append(f"{name} {method.upper()} {path} {prop}={value!r}: {response.status_code} "
                                      f"{response.text[:200]}")
     assert {"assignment-service POST /v1/reps active", "metrics-service POST /v1/quotas currency",

@@ -17,11 +17,12 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StrictBool
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.contract import returns
+from salesflow_shared.currency import CurrencyCode
 from salesflow_shared.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
@@ -45,7 +46,7 @@ NO_NUL = r"^[^\x00]*$"
 Behaviour = Literal["call", "meeting", "demo", "email", "proposal", "stage_advance", "deal_won"]
 Id = Field(min_length=1, max_length=100, pattern=NO_NUL)
 Name = Field(min_length=1, max_length=200, pattern=NO_NUL)
-Currency = Field(default="USD", pattern="^[A-Z]{3}$")
+Currency = Field(default="USD")
 # How often an open leaderboard stream looks for changed scores (one indexed MAX query when nothing moved): well
 # inside the 1 s a rank change may take to show, across replicas (the scoring one need not be the streaming one).
 STREAM_POLL_S = 0.1
@@ -90,7 +91,7 @@ class RewardIn(BaseModel):
     badge: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     cash: Decimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=2,
                                  description="a SPIFF: lands on the commission statement as a line")
-    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
+    currency: CurrencyCode | None = None
 
     def domain(self) -> Reward:
         return Reward(self.badge, self.cash, self.currency)
@@ -123,7 +124,7 @@ class RoundIn(BaseModel):
 
 
 class GuardsIn(BaseModel):
-    rep_logged_only: bool = True
+    rep_logged_only: StrictBool = True
     stage_revert_days: int = Field(default=7, ge=0, le=365)
     sandbag_last_days: int = Field(default=7, ge=0, le=365)
 
@@ -138,14 +139,14 @@ class ProgramIn(BaseModel):
                                     description="rep ids; for a team contest leave empty (the teams' members)")
     teams: list[TeamIn] = Field(default_factory=list, max_length=100)
     guards: GuardsIn = Field(default_factory=GuardsIn)
-    currency: str = Currency
+    currency: CurrencyCode = Currency
     target: int | None = Field(default=None, ge=1, le=100_000_000)
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=50)
     place_rewards: list[RewardIn] = Field(default_factory=list, max_length=100)
     badges: list[BadgeIn] = Field(default_factory=list, max_length=50)
     rounds: list[RoundIn] = Field(default_factory=list, max_length=12)
     team_scoring: Literal["sum", "average"] = "sum"
-    hidden: bool = Field(default=False, description="test mode: scored, shown to managers only, no notification, "
+    hidden: StrictBool = Field(default=False, description="test mode: scored, shown to managers only, no notification, "
                                                     "no cash")
 
     def domain(self) -> ProgramDefinition:
@@ -166,12 +167,12 @@ class ProgramIn(BaseModel):
 
 class TemplateCommon(BaseModel):
     name: str = Name
-    currency: str = Currency
+    currency: CurrencyCode = Currency
     rules: list[RuleIn] | None = Field(default=None, max_length=len(BEHAVIOURS),
                                        description="default: call (connected, >= 2 min) 3, meeting 10, stage "
                                                    "advance 5, deal won 20 + 1 per 1,000")
-    hidden: bool = False
-    start: bool = Field(default=False, description="start it at once (one call launches the program)")
+    hidden: StrictBool = False
+    start: StrictBool = Field(default=False, description="start it at once (one call launches the program)")
 
     def rule_set(self) -> tuple[ScoringRule, ...]:
         return tuple(r.domain() for r in self.rules) if self.rules else DEFAULT_RULES

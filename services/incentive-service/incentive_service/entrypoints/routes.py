@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.clock import SystemClock
 from salesflow_shared.contract import CSV_FILE, returns
+from salesflow_shared.currency import CurrencyCode
 from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.inbox import dialect_insert
@@ -39,7 +40,6 @@ from . import responses as R
 
 router = APIRouter(prefix="/v1", tags=["incentive-service"])
 
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
 ParticipantId = Annotated[str, Path(min_length=1, max_length=100, description="the rep's user id")]
 LeadId = Annotated[str, Path(min_length=1, max_length=100)]
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
@@ -76,7 +76,7 @@ def payee_json(row: Any) -> dict[str, Any]:
 
 class PayeeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    currency: str = Field(pattern=CURRENCY_PATTERN, description="ISO 4217: the currency they are paid in")
+    currency: CurrencyCode = Field(description="ISO 4217: the currency they are paid in")
     role: str | None = Field(default=None, min_length=1, max_length=100, description="what plans may cover")
     team_ids: list[str] | None = Field(default=None, description="teams, if not known from the rep directory")
 
@@ -361,9 +361,9 @@ class WhatIfIn(BaseModel):
     participant_id: str | None = Field(default=None, min_length=1, max_length=100,
                                        description="managers only; a rep asks for themselves")
     value: str = Field(pattern=r"^[0-9]{1,13}(\.[0-9]{1,2})?$")
-    currency: str = Field(pattern=CURRENCY_PATTERN)
+    currency: CurrencyCode
     product_line: str | None = Field(default=None, max_length=100)
-    new_logo: bool = False
+    new_logo: StrictBool = False
     won_at: datetime | None = Field(default=None, description="default: now (years 2000 to 2999)")
     lead_id: str | None = Field(default=None, max_length=100, description="the open deal this is about")
 
