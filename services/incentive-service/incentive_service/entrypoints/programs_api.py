@@ -22,7 +22,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StrictBool
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.contract import returns
-from salesflow_shared.currency import CurrencyCode
+from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
@@ -91,7 +91,7 @@ class RewardIn(BaseModel):
     badge: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     cash: Decimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=2,
                                  description="a SPIFF: lands on the commission statement as a line")
-    currency: CurrencyCode | None = None
+    currency: ExactCurrencyCode | None = None
 
     def domain(self) -> Reward:
         return Reward(self.badge, self.cash, self.currency)
@@ -139,7 +139,7 @@ class ProgramIn(BaseModel):
                                     description="rep ids; for a team contest leave empty (the teams' members)")
     teams: list[TeamIn] = Field(default_factory=list, max_length=100)
     guards: GuardsIn = Field(default_factory=GuardsIn)
-    currency: CurrencyCode = Currency
+    currency: ExactCurrencyCode = Currency
     target: int | None = Field(default=None, ge=1, le=100_000_000)
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=50)
     place_rewards: list[RewardIn] = Field(default_factory=list, max_length=100)
@@ -167,7 +167,7 @@ class ProgramIn(BaseModel):
 
 class TemplateCommon(BaseModel):
     name: str = Name
-    currency: CurrencyCode = Currency
+    currency: ExactCurrencyCode = Currency
     rules: list[RuleIn] | None = Field(default=None, max_length=len(BEHAVIOURS),
                                        description="default: call (connected, >= 2 min) 3, meeting 10, stage "
                                                    "advance 5, deal won 20 + 1 per 1,000")

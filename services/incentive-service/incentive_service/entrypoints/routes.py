@@ -21,7 +21,7 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.clock import SystemClock
 from salesflow_shared.contract import CSV_FILE, returns
-from salesflow_shared.currency import CurrencyCode
+from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.inbox import dialect_insert
@@ -76,7 +76,7 @@ def payee_json(row: Any) -> dict[str, Any]:
 
 class PayeeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    currency: CurrencyCode = Field(description="ISO 4217: the currency they are paid in")
+    currency: ExactCurrencyCode = Field(description="ISO 4217: the currency they are paid in")
     role: str | None = Field(default=None, min_length=1, max_length=100, description="what plans may cover")
     team_ids: list[str] | None = Field(default=None, description="teams, if not known from the rep directory")
 
@@ -361,7 +361,7 @@ class WhatIfIn(BaseModel):
     participant_id: str | None = Field(default=None, min_length=1, max_length=100,
                                        description="managers only; a rep asks for themselves")
     value: str = Field(pattern=r"^[0-9]{1,13}(\.[0-9]{1,2})?$")
-    currency: CurrencyCode
+    currency: ExactCurrencyCode
     product_line: str | None = Field(default=None, max_length=100)
     new_logo: StrictBool = False
     won_at: datetime | None = Field(default=None, description="default: now (years 2000 to 2999)")

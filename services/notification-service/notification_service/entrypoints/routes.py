@@ -19,7 +19,7 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
 from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import returns
-from salesflow_shared.currency import CurrencyCode
+from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import (
     Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed,
 )
@@ -447,7 +447,7 @@ class MilestoneIn(BaseModel):
                     "compares with the quota's amount)")
     stage_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
-    currency: CurrencyCode | None = None
+    currency: ExactCurrencyCode | None = None
     channels: list[Literal["email", "webhook"]] = Field(default_factory=lambda: ["email", "webhook"], min_length=1)
     active: StrictBool = True
 
