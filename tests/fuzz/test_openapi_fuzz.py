@@ -27,7 +27,7 @@ from salesflow_shared.contract import CHECKED_BEYOND_SCHEMA
 from salesflow_shared.runner import SERVICES
 from salesflow_shared.testing import make_token
 
-MAX_EXAMPLES = 5  # per operation and generation mode
+MAX_EXAMPLES = 4  # per operation and generation mode
 STATEFUL_SCENARIOS = 15
 STATEFUL_STEPS = 6
 TOKEN = make_token("fuzz-org", "admin", "fuzz-user")

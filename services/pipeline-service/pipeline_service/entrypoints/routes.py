@@ -207,7 +207,7 @@ class StageOrderIn(BaseModel):
 
 
 @router.put("/pipelines/{pipeline_id}/stage-order", summary="Reorder stages (every stage, once) (If-Match)",
-            operation_id="reorderStages", **returns(R.PipelineOut, etag=True))
+            operation_id="reorderStages", **returns(R.PipelineOut, etag=True, checked_beyond_schema=("stage_ids",)))
 async def reorder(pipeline_id: str, body: StageOrderIn, principal: AdminPrincipal, uow: UowDep,
                   context: ContextDep, if_match: IfMatch = None) -> JSONResponse:
     await admin.reorder_stages(uow, principal.org_id, pipeline_id, body.stage_ids, if_match, now_of(context))
