@@ -31,6 +31,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _not_nullable(*names: str) -> ConfigDict:
+    """A PATCH body's config whose schema says `names` take no null: left out, a field stays as it is; sent
+    as null it is refused (422), as the routes check, so a client is not told null is a value."""
+    def drop_null(schema: dict[str, Any]) -> None:
+        for name in names:
+            prop = schema.get("properties", {}).get(name, {})
+            options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+            if len(options) == 1 and len(prop["anyOf"]) == 2:
+                del prop["anyOf"]
+                prop.update(options[0])
+    return ConfigDict(extra="forbid", json_schema_extra=drop_null)
+
+
 def _unique(values: list[str] | None, what: str) -> list[str] | None:
     if values is not None and len(set(values)) != len(values):
         raise ValueError(f"{what} must not repeat")
@@ -115,7 +128,8 @@ class RepCreate(_RepFields):
 
 
 class RepPatch(_RepFields):
-    pass
+    model_config = _not_nullable("name", "email", "active", "tier", "timezone", "product_lines", "languages",
+                                 "working_hours", "out_of_office")
 
 
 class RepOut(BaseModel):
@@ -151,6 +165,7 @@ class TeamCreate(Strict):
 
 
 class TeamPatch(Strict):
+    model_config = _not_nullable("name", "member_ids")
     name: Name | None = None
     member_ids: list[Id] | None = Field(default=None, max_length=1000)
     lead_rep_id: Id | None = None
@@ -230,6 +245,7 @@ class TerritoryCreate(_TerritoryFields):
 
 
 class TerritoryPatch(_TerritoryFields):
+    model_config = _not_nullable("name", "countries", "regions", "postcode_ranges", "rep_ids")
     name: Name | None = None
 
 
