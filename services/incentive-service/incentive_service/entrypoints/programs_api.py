@@ -408,12 +408,19 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+# The schema of each event of the stream (what an EventSource hands over), not of the whole text.
+LEADERBOARD_EVENT: dict[str, Any] = {
+    "type": "object", "required": ["event", "data"],
+    "description": "One server-sent event: `leaderboard` (the whole board) first, then `ranks` (who moved)",
+    "properties": {"event": {"type": "string", "enum": ["leaderboard", "ranks"]},
+                   "data": {"type": "string", "description": "the board, or the rank changes, as JSON"}}}
+
+
 @router.get("/{program_id}/leaderboard/stream", response_class=StreamingResponse,
             summary="Server-sent events for a TV dashboard: `leaderboard` (the whole board) first, then `ranks` "
                     "(who moved, within a second of the event that moved them)",
             operation_id="streamLeaderboard",
-            **returns({"type": "string", "description": "text/event-stream: `leaderboard` and `ranks` events"},
-                      media_type="text/event-stream"))
+            **returns(LEADERBOARD_EVENT, media_type="text/event-stream"))
 async def leaderboard_stream(program_id: str, request: Request, context: ContextDep,
                              principal: CurrentPrincipal) -> StreamingResponse:
     async with context.uow() as uow:
