@@ -156,3 +156,18 @@ def test_iso_4217_is_the_real_list():
     for bad in ("XYZ", "EURO", "E1R", ""):
         with pytest.raises(ValueError):
             iso_currency(bad)
+
+
+def test_a_rates_file_with_a_lone_carriage_return_is_refused_by_row_not_a_500():
+    import pytest
+
+    from salesflow_shared.errors import ValidationFailed
+    from metrics_service.service_layer.currencies import parse_rates_csv
+
+    header = "base_currency,quote_currency,rate,valid_from"
+    # A lone CR ends a line, as LF and CRLF do: "E" and "UR,1.1,..." are two rows, both wrong.
+    with pytest.raises(ValidationFailed) as refused:
+        parse_rates_csv(f"{header}\nUSD,E\rUR,1.1,2026-01-01\n")
+    assert {e.field for e in refused.value.errors} >= {"rows[1].quote_currency", "rows[2].base_currency"}
+    assert [(r.base, r.quote, str(r.rate)) for r in parse_rates_csv(f"{header}\rUSD,EUR,1.1,2026-01-01\r")] == [
+        ("USD", "EUR", "1.1")]
