@@ -6,9 +6,12 @@ SERVICES := lead-service pipeline-service assignment-service notification-servic
 STAMP  := $(VENV)/.installed
 # The API contract is checked from the outside with Node tools pinned by clients/typescript/package-lock.json.
 TS_CLIENT := clients/typescript
+# What the type gate checks: the shared library and the six services (tests are linted, not type-checked).
+MYPY_PACKAGES := salesflow_shared lead_service pipeline_service assignment_service notification_service \
+                 metrics_service incentive_service
 NPM_STAMP := $(TS_CLIENT)/node_modules/.installed
 
-.PHONY: install run test schemas openapi api-contract clean
+.PHONY: install run test lint schemas openapi api-contract clean
 
 $(STAMP): shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +27,13 @@ $(NPM_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
 	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
 	touch $(NPM_STAMP)
 
-test: install api-contract  ## install and run every test against the local PostgreSQL and RabbitMQ
+test: install lint api-contract  ## install, pass the lint and type gate, and run every test against the local PostgreSQL and RabbitMQ
 	$(BIN)/salesflow schemas export --check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install  ## the lint and type gate, zero findings: ruff (ruff.toml) over everything, mypy (mypy.ini) over the code
+	$(BIN)/ruff check .
+	$(BIN)/mypy $(addprefix -p ,$(MYPY_PACKAGES))
 
 api-contract: install $(NPM_STAMP)  ## docs/openapi.json current, Redocly-clean, and a strict TypeScript client compiles
 	$(BIN)/salesflow openapi --check
@@ -39,4 +46,4 @@ openapi: install  ## regenerate docs/openapi.json from the six services' specs
 	$(BIN)/salesflow openapi
 
 clean:
-	rm -rf $(VENV) data .pytest_cache $(TS_CLIENT)/node_modules
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache $(TS_CLIENT)/node_modules

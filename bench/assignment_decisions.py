@@ -22,8 +22,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "assignment-service" / "tests"))
 
-from assignment_testkit import (add_reps, add_team, assignment_app, fallback, lead_created,  # noqa: E402
-                                owners, publish_rules)
+from assignment_testkit import add_reps, add_team, assignment_app, fallback, lead_created, owners, publish_rules  # noqa: E402
+
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.testing import POSTGRES_URL  # noqa: E402
 

@@ -29,8 +29,8 @@ for folder in ["tests", "services/lead-service/tests", "services/notification-se
 
 import aio_pika  # noqa: E402
 import httpx  # noqa: E402
-
 from e2e_testkit import LEAD, World, new_org, running_world, setup_inbound_org, signed  # noqa: E402
+
 from salesflow_shared.events import Envelope  # noqa: E402
 from salesflow_shared.testing import AMQP_URL  # noqa: E402
 
@@ -103,7 +103,7 @@ class Arrivals:
         self.namespace = namespace
         self.first: dict[str, dict[str, float]] = {"LeadAssigned": {}, "StageAdvanced": {}}
 
-    async def __aenter__(self) -> "Arrivals":
+    async def __aenter__(self) -> Arrivals:
         self.connection = await aio_pika.connect(AMQP_URL)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=500)
@@ -149,7 +149,8 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
     answered_at: dict[str, float] = {}
     refused = 0
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=world.url(LEAD), timeout=httpx.Timeout(60, connect=30, pool=120), limits=limits) as client, \
+    timeouts = httpx.Timeout(60, connect=30, pool=120)
+    async with httpx.AsyncClient(base_url=world.url(LEAD), timeout=timeouts, limits=limits) as client, \
             Arrivals(world.system.namespace) as arrivals:
         baseline: list[float] = []
 

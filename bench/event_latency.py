@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import sys
 import time
@@ -22,10 +23,11 @@ import aio_pika
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared" / "tests"))
 
 from backbone_support import BackboneHarness, harness_definition, start_context  # noqa: E402
+
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import LeadErasedV1  # noqa: E402
 from salesflow_shared.settings import ServiceSettings  # noqa: E402
-from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace  # noqa: E402
+from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, eventually  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -67,6 +69,10 @@ async def baseline_publish_rate(n: int) -> float:
     return rate
 
 
+async def _arrived(arrivals: dict[str, float], lead_id: str) -> None:
+    assert lead_id in arrivals
+
+
 async def main(n: int) -> None:
     database_url = f"{POSTGRES_URL}/bench_latency_{uuid.uuid4().hex[:8]}"
     namespace = f"bench{uuid.uuid4().hex[:8]}."
@@ -96,8 +102,8 @@ async def main(n: int) -> None:
             async with context.uow() as uow:
                 uow.publish(LeadErasedV1(lead_id=lead_id), org_id="bench", subject_id=lead_id)
                 await uow.commit()
-            while lead_id not in arrivals:
-                await asyncio.sleep(0.0005)
+            # the handler stamps the arrival, so how soon this poll sees it does not count in the sample
+            await eventually(functools.partial(_arrived, arrivals, lead_id), timeout=60, interval=0.0005)
             samples.append(arrivals[lead_id] - started)
         base = await baseline_latency(n)
 

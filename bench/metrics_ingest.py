@@ -22,7 +22,7 @@ from metrics_service.config import Settings
 from salesflow_shared.app import create_service_app
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database
 from salesflow_shared.events import ActivityLoggedV1, LeadCreatedV1, LeadSnapshot, make_event
-from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace
+from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, eventually
 
 
 def events(n: int, org: str) -> list[tuple[str, bytes]]:
@@ -64,8 +64,10 @@ async def measure(n: int, batched: bool) -> float:
         app = create_service_app(replace(build_definition(settings), consume_in_batches=batched))
         started = time.perf_counter()
         async with app.router.lifespan_context(app):
-            while await conn.fetchval("SELECT count(*) FROM event_log") < n:
-                await asyncio.sleep(0.05)
+            async def all_logged() -> None:
+                assert await conn.fetchval("SELECT count(*) FROM event_log") >= n
+
+            await eventually(all_logged, timeout=3600, interval=0.05)
             elapsed = time.perf_counter() - started
         await conn.close()
         return n / elapsed

@@ -21,13 +21,14 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services/pipeline-service/tests"))
 
 from pipeline_testkit import MONDAY_9AM, Pipe, activity, assigned, build_app, new_lead, routed  # noqa: E402
+
 from pipeline_service.adapters.orm import positions  # noqa: E402
-from salesflow_shared.clock import ManualClock  # noqa: E402
 from salesflow_shared.bus import RabbitBus  # noqa: E402
+from salesflow_shared.clock import ManualClock  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import utcnow  # noqa: E402
 from salesflow_shared.infra_tables import inbox_table  # noqa: E402
-from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, running_app  # noqa: E402
+from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, eventually, running_app  # noqa: E402
 
 
 async def in_stage(pipe: Pipe, stage_id: str) -> int:
@@ -37,8 +38,10 @@ async def in_stage(pipe: Pipe, stage_id: str) -> int:
 
 
 async def wait_for(pipe: Pipe, stage_id: str, n: int) -> None:
-    while await in_stage(pipe, stage_id) < n:
-        await asyncio.sleep(0.02)
+    async def reached() -> None:
+        assert await in_stage(pipe, stage_id) >= n
+
+    await eventually(reached, timeout=3600, interval=0.02)
 
 
 async def floor(pipe: Pipe, leads: list[str]) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from replicas_support import Observer, ReplicaSet, assignments_by_lead, configure_round_robin, lead_created  # noqa: E402
+
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace  # noqa: E402
 

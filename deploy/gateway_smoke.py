@@ -3,7 +3,8 @@
 The five upstream hosts are replaced by small local HTTP servers that answer with their own name, nginx listens
 on a free loopback port, and the checks are: every docs/architecture.md prefix reaches its service (path and query
 unchanged), an unknown path is a 404 problem+json, CORS preflights are answered for a configured origin and
-not for another one (form submissions' preflights go to lead-service, which answers per form), a body over 1 MiB is refused with 413 problem+json, /openapi.json is served.
+not for another one (form submissions' preflights go to lead-service, which answers per form), a body over 1 MiB
+is refused with 413 problem+json, /openapi.json is served.
 
 Usage: python deploy/gateway_smoke.py [path/to/nginx]
 """

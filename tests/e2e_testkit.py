@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 import httpx
 import sqlalchemy as sa
 import uvicorn
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
-
-from lead_service.domain.signature import sign
 from lead_testkit import FakeProvider
 from notification_fakes import FakeMailchimp, SmtpSink, free_port
-from salesflow_shared.testing import auth_headers
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from system_harness import EmbeddedSystem, RunningSystem
+
+from salesflow_shared.signatures import sign
+from salesflow_shared.testing import auth_headers
 
 T = TypeVar("T")
 
@@ -230,8 +230,8 @@ async def setup_team(client: httpx.AsyncClient, org: str, reps: list[str], team_
 
 async def put_rules(client: httpx.AsyncClient, rules: list[dict[str, Any]]) -> dict[str, Any]:
     current = await client.get("/v1/routing-rules")
-    headers = {"If-Match": current.headers["ETag"]} if current.status_code == 200 and "ETag" in current.headers \
-        else {}
+    # Before the first publication the rule set is at version 0 (ETag "0"); every PUT is conditional.
+    headers = {"If-Match": current.headers["ETag"] if current.status_code == 200 else '"0"'}
     return await ok(client.put("/v1/routing-rules", json={"rules": rules}, headers=headers), 200)
 
 
@@ -318,7 +318,8 @@ async def setup_inbound_org(world: World, org: str) -> InboundOrg:
             "name": "Web-form welcome", "trigger": "lead_created", "source": "web_form",
             "steps": [{"template_id": template_id, "delay_minutes": 0}]}), 201)
         await ok(notification_api.put("/v1/mailchimp/settings", json={"api_key": MAILCHIMP_KEY,
-                                                                       "nurture_list_id": "nurture"}), 200)
+                                                                       "nurture_list_id": "nurture"},
+                                      headers={"If-Match": '"0"'}), 200)  # the first setting of a new org
         await ok(notification_api.post("/v1/mailchimp/rules", json={
             "pipeline_id": pipeline_id, "stage_id": qualification, "action": "subscribe", "list_id": "inbound",
             "tags": ["web-form"]}), 201)

@@ -18,11 +18,11 @@ from typing import Any
 import aio_pika
 import httpx
 from aiosmtpd.controller import Controller
+from system_harness import free_port, wait_ready
 
 from salesflow_shared.events import ContactData, Envelope, LeadCreatedV1, LeadSnapshot, make_event
 from salesflow_shared.runner import find_service
 from salesflow_shared.testing import auth_headers
-from system_harness import free_port, wait_ready
 
 ORG = "org-replicas"
 ADMIN = auth_headers(ORG, "admin", "admin-1")
@@ -129,7 +129,7 @@ class SmtpSink:
                               "subject": message.get("Subject")})
         return "250 OK"
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         self._controller.start()
         return self
 
@@ -144,7 +144,7 @@ class Observer:
         self.amqp_url, self.namespace, self.event_types = amqp_url, namespace, event_types
         self.received: list[Envelope] = []
 
-    async def __aenter__(self) -> "Observer":
+    async def __aenter__(self) -> Observer:
         self.connection = await aio_pika.connect(self.amqp_url)
         self.channel = await self.connection.channel(publisher_confirms=True)
         self.exchange = await self.channel.declare_exchange(f"{self.namespace}salesflow.events",
@@ -195,7 +195,8 @@ def configure_round_robin(assignment_url: str, reps: list[str], org: str = ORG) 
         assert team.status_code == 201, team.text
         rules = client.put("/v1/routing-rules", json={"rules": [
             {"name": "everyone", "fallback": True, "pipeline_id": "p-default",
-             "owner": {"strategy": "round_robin", "team_id": team.json()["id"]}}]})
+             "owner": {"strategy": "round_robin", "team_id": team.json()["id"]}}]},
+            headers={"If-Match": '"0"'})  # the org's first rule set
         assert rules.status_code == 200, rules.text
 
 

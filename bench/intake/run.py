@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -29,10 +28,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "services" / "lead-service"))
 
-from lead_service.domain.signature import sign  # noqa: E402
 from salesflow_shared.auth import mint_token  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.settings import DEV_JWT_SECRET  # noqa: E402
+from salesflow_shared.signatures import sign  # noqa: E402
 from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace  # noqa: E402
 
 FORM = {"name": "bench", "mapping": {"email": "contact.email", "name": "contact.full_name",
@@ -186,7 +185,8 @@ async def main() -> None:
             best[name] = max(runs, key=lambda r: r["rate"])
             for r in runs:
                 print(f"  {name:13} {r['rate']:8.0f} leads/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
-                      f"   server CPU {r['cpu_ms_per_lead']:5.2f} ms/lead   accepted {int(r['accepted'])}/{args.requests}"
+                      f"   server CPU {r['cpu_ms_per_lead']:5.2f} ms/lead"
+                      f"   accepted {int(r['accepted'])}/{args.requests}"
                       + (f"   errors {r['errors']}" if r["errors"] else ""))
         ratio = best["lead-service"]["rate"] / best["baseline"]["rate"]
         print(f"  best: lead-service {best['lead-service']['rate']:.0f}/s vs baseline {best['baseline']['rate']:.0f}/s"

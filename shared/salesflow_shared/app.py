@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -22,12 +22,12 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from .auth import AdminPrincipal, TokenVerifier
 from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
 from .consumer import EventDispatcher, HandlerMap
-from .db import Database
 from .contract import document_contract, operation_id
+from .db import Database
 from .errors import NotFound, install_error_handlers
 from .guards import reject_unstorable_text
 from .logging import configure_logging
-from .middleware import BodySizeLimitMiddleware, CorrelationMiddleware, JsonLimitsMiddleware
+from .middleware import BodySizeLimitMiddleware, ConditionalGetMiddleware, CorrelationMiddleware, JsonLimitsMiddleware
 from .migrations import run_migrations
 from .observability import ServiceMetrics, health_router, install_request_metrics
 from .outbox import OutboxRelay
@@ -37,6 +37,8 @@ from .uow import UnitOfWork
 from .wakeup import CommitBell, commit_channel, current_worker, listen_for_commits
 
 log = structlog.get_logger(__name__)
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 Worker = Callable[["ServiceContext"], Awaitable[None]]
 
@@ -56,7 +58,7 @@ class ServiceDefinition:
     # record: e.g. metrics-service's event log). Falls back to one by one when a batch fails.
     consume_in_batches: bool = False
     # Anything else the service wants on its context (clients, clocks), built at start-up.
-    extras: Callable[["ServiceContext"], Awaitable[dict[str, Any]]] | None = None
+    extras: Callable[[ServiceContext], Awaitable[dict[str, Any]]] | None = None
     # Across processes of this service (PostgreSQL only): announce every unit of work's commit with NOTIFY on
     # the service's channel, and/or wake this process's workers on those notifications (see wakeup.py).
     announce_commits: bool = False
@@ -91,6 +93,12 @@ class ServiceContext:
     @property
     def queue(self) -> str:
         return f"{self.name}.events"
+
+    def settings_as(self, kind: type[SettingsT]) -> SettingsT:
+        """This service's own settings (its `Settings`, a `ServiceSettings` with the service's fields), typed."""
+        if not isinstance(self.settings, kind):
+            raise TypeError(f"{self.name} runs with {type(self.settings).__name__}, not {kind.__name__}")
+        return self.settings
 
     def _make_bus(self) -> EventBus:
         on_parked = lambda queue: self.metrics.dead_lettered.labels(queue).inc()  # noqa: E731
@@ -147,7 +155,7 @@ class ServiceContext:
         """Wait `seconds`, or less if the service starts stopping; True while it keeps running."""
         try:
             await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         return False
 
@@ -189,7 +197,7 @@ class ServiceContext:
             unsent, age = await self.relay.lag()
             self.metrics.outbox_unsent.set(unsent)
             self.metrics.outbox_oldest_age.set(age)
-        except Exception:  # metrics must render even when the database is down
+        except Exception:  # noqa: BLE001 - metrics must render even when the database is down, however it fails
             pass
         return self.metrics.render()
 
@@ -259,6 +267,7 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
     install_error_handlers(app)
     install_request_metrics(app, context.metrics)
     # Innermost first: the JSON shape is checked on a body whose size is already capped.
+    app.add_middleware(ConditionalGetMiddleware)  # sees each answer as the route made it
     app.add_middleware(JsonLimitsMiddleware, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TracingMiddleware, service=definition.name)  # inside CorrelationMiddleware
@@ -272,7 +281,8 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
 
 
 def get_context(request: Request) -> ServiceContext:
-    return request.app.state.context
+    context: ServiceContext = request.app.state.context
+    return context
 
 
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
@@ -321,6 +331,7 @@ def dead_letter_router() -> APIRouter:
 
 def _org_of(body: bytes) -> str | None:
     try:
-        return json.loads(body).get("org_id")
+        org_id = json.loads(body).get("org_id")
     except (ValueError, AttributeError):
         return None
+    return org_id if isinstance(org_id, str) else None

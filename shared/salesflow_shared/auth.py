@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -103,7 +104,7 @@ async def authenticate(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     # A dependency, so it runs before the endpoint looks anything up: a role that may not use the endpoint
     # gets 403 whatever the id, and that answer never says whether the id exists (README, docs/security.md).
     async def _check(principal: CurrentPrincipal) -> Principal:

@@ -2,8 +2,8 @@
 so due dates, sweeps, sequences and nurturing are testable without waiting."""
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema

@@ -1,6 +1,14 @@
 """Dispatching consumed events to a service's handlers, each in its own transaction with the inbox.
 
-A service registers its handlers in one explicit map, `EVENT_HANDLERS = {"LeadCreated": [on_lead_created]}`.
+A service registers its handlers by event class in one `EventHandlers` registry:
+
+    EVENT_HANDLERS = EventHandlers()
+
+    @EVENT_HANDLERS.on(LeadAssignedV1)
+    async def on_lead_assigned(data: LeadAssignedV1, envelope: Envelope, uow: UnitOfWork) -> None: ...
+
+so a handler is typed by the event it takes (no narrowing with isinstance), and the registry is the map from
+event type to handlers that the dispatcher reads.
 A handler may also carry `handle_many(items, uow)`, used instead of one call per event when the service
 consumes in batches (see `ServiceDefinition.consume_in_batches`). It runs once for the batch, outside any one
 event's context (each event still gets its consumer span in its own trace), so it is for handlers that
@@ -11,13 +19,12 @@ dispatcher commits after the handler returns, together with the inbox row and an
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 from pydantic import ValidationError
-
 
 from .bus import PermanentFailure, TransientFailure
 from .db import is_database_outage
@@ -31,8 +38,60 @@ from .uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
-EventHandler = Callable[[EventData, Envelope, UnitOfWork], Awaitable[None]]
+# A handler is given the event data parsed into the class of the event type it is mapped under (the map's
+# key), so it may declare that class (LeadWonV1, or a union for one handler under several types): hence
+# Any, as a Callable taking EventData would refuse every handler narrower than that.
+EventHandler = Callable[[Any, Envelope, UnitOfWork], Awaitable[None]]
 HandlerMap = Mapping[str, Sequence[EventHandler]]
+D = TypeVar("D", bound=EventData)
+H = TypeVar("H", bound=Callable[..., Awaitable[None]])
+
+
+class EventHandlers(Mapping[str, Sequence[EventHandler]]):
+    """A service's event handlers keyed by event class; read by the dispatcher as event type → handlers.
+
+    `add(LeadWonV1, on_lead_won)` or the decorator `@handlers.on(LeadWonV1)` (stack it for several classes).
+    The dispatcher parses each event into the class registered for its type, so a handler typed with that
+    class gets exactly it. Each handler runs in its own inbox transaction, in the order added.
+    """
+
+    def __init__(self) -> None:
+        self._by_type: dict[str, list[EventHandler]] = {}
+
+    def add(self, kind: type[D], handler: Callable[[D, Envelope, UnitOfWork], Awaitable[None]]) -> None:
+        handlers = self._by_type.setdefault(kind.event_type, [])
+        if handler not in handlers:  # once per event type (two versions of one type share their handlers)
+            handlers.append(cast(EventHandler, handler))  # safe: the dispatcher hands it only `kind`'s events
+
+    def add_each(self, kinds: Iterable[type[EventData]], handler: EventHandler) -> None:
+        """One handler for many event classes (it takes any EventData: a log, a timeline)."""
+        for kind in kinds:
+            self.add(kind, handler)
+
+    def on(self, kind: type[EventData]) -> Callable[[H], H]:
+        def register(handler: H) -> H:
+            self.add(kind, handler)
+            return handler
+
+        return register
+
+    @classmethod
+    def merged(cls, *registries: HandlerMap) -> EventHandlers:
+        """One registry from several (each event type's handlers from every one, in the order given)."""
+        merged = cls()
+        for registry in registries:
+            for event_type, handlers in registry.items():
+                merged._by_type.setdefault(event_type, []).extend(handlers)
+        return merged
+
+    def __getitem__(self, event_type: str) -> Sequence[EventHandler]:
+        return self._by_type[event_type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_type)
+
+    def __len__(self) -> int:
+        return len(self._by_type)
 
 
 def handler_name(handler: EventHandler) -> str:
@@ -104,8 +163,8 @@ class EventDispatcher:
                                                traceparent=traceparents[event_id]) as span, \
                                     _handling(envelope, traceparent_of(span)):
                                 await handler(data, envelope, uow)
-                for handler, items in batches.items():
-                    await handler.handle_many(items, uow)  # type: ignore[attr-defined]
+                for handler, batch in batches.items():
+                    await handler.handle_many(batch, uow)  # type: ignore[attr-defined]  # hasattr-checked above
                 await uow.commit()
         except Exception as exc:
             transient = _as_transient(exc)

@@ -12,8 +12,11 @@ what it answers, the same way in every service:
   status (e.g. 429) names it in its decorator (`responses={429: {"description": "..."}}`) and gets the same
   Problem answer with its headers;
 - security: the bearer JWT scheme, applied to every operation that authenticates;
-- headers: `X-Correlation-ID` on every request and response, `Idempotency-Key` (see idempotency.py),
-  `If-Match` (see `IfMatchHeader`), `ETag`, and `Retry-After` / `RateLimit-*` where a 429 or 503 may come;
+- headers: `X-Correlation-ID` on every request and response, `Idempotency-Key` on every POST (see
+  idempotency.py; a POST that cannot honour one says why with `idempotency_exempt`), a required `If-Match`
+  (412, 428) on every PATCH and PUT, `ETag` with `If-None-Match` and 304 on every JSON read (served by
+  `middleware.ConditionalGetMiddleware`), `Retry-After` where a 429 or 503 may come, and the IETF
+  `RateLimit-Limit` / `-Remaining` / `-Reset` on every answer of an operation that may answer 429;
 - operation ids: short and unique (camelCase of the route's name, `createLead`), tags by resource.
 
 `document_contract(app)` is installed by `create_service_app`. A new service (e.g. incentive-service) follows
@@ -72,6 +75,7 @@ def page_of(item: type[BaseModel], name: str | None = None) -> type[Page[Any]]:
     """The concrete pagination envelope of `item` (`LeadOut` -> `LeadOutPage`), created once per item model."""
     if item not in _PAGES:
         title = name or f"{item.__name__}Page"
+        # valid-type: the page's item model is a value here (one class per item model, made at run time)
         _PAGES[item] = type(title, (Page[item],), {"model_config": ConfigDict(title=title),  # type: ignore[valid-type]
                                                    "__module__": item.__module__})
     return _PAGES[item]
@@ -108,6 +112,15 @@ def returns(model: Any, *, status: int = 200, etag: bool = False, description: s
     return {"response_model": None, "responses": responses}
 
 
+# The document extension naming why a POST takes no Idempotency-Key (every other POST declares and honours it).
+IDEMPOTENCY_EXEMPT = "x-idempotency-key-exempt"
+
+
+def idempotency_exempt(reason: str) -> dict[str, Any]:
+    """`openapi_extra` of a POST that cannot honour Idempotency-Key, stating why (the contract tests read it)."""
+    return {IDEMPOTENCY_EXEMPT: reason}
+
+
 def etag_header(status: int = 200, *, checked_beyond_schema: tuple[str, ...] = ()) -> dict[str, Any]:
     """Decorator arguments declaring the ETag header on a route that keeps its `response_model` (and, as in
     `returns`, the fields it checks beyond its schema)."""
@@ -142,13 +155,24 @@ COMPONENT_HEADERS: dict[str, Any] = {
     "ETag": {"description": "Strong validator of this representation; send it back in If-Match to change it",
              "schema": {"type": "string", "pattern": r'^"[^"]*"$'}},
     "RetryAfter": {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}},
+    # IETF draft-ietf-httpapi-ratelimit-headers, on every answer of a request a rate limit acted on.
+    "RateLimitLimit": {"description": "Requests allowed per minute by the limit that acted on this request",
+                       "schema": {"type": "integer", "minimum": 0}},
+    "RateLimitRemaining": {"description": "Requests left now under that limit",
+                           "schema": {"type": "integer", "minimum": 0}},
+    "RateLimitReset": {"description": "Seconds until that limit is fully available again",
+                       "schema": {"type": "integer", "minimum": 0}},
     "Location": {"description": "The URL of the created resource", "schema": {"type": "string"}},
 }
 COMPONENT_PARAMETERS: dict[str, Any] = {
-    "IfMatch": {"name": "If-Match", "in": "header", "required": False,
-                "description": "The ETag you read; the change is refused with 412 when the resource changed since "
-                               "(every PATCH and PUT changes a versioned resource)",
-                "schema": {"type": "string"}},
+    "IfMatch": {"name": "If-Match", "in": "header", "required": True,
+                "description": "The strong ETag you read (a singleton never set is at \"0\"). Every PATCH and PUT "
+                               "changes a versioned resource: without If-Match it is refused with 428, with a stale "
+                               "or weak (W/) one with 412",
+                "schema": {"type": "string", "minLength": 1}},
+    "IfNoneMatch": {"name": "If-None-Match", "in": "header", "required": False,
+                    "description": "The ETag you hold; 304 with no body when the answer is still the same",
+                    "schema": {"type": "string"}},
     "XCorrelationId": {"name": "X-Correlation-ID", "in": "header", "required": False,
                        "description": "Your id for this request (echoed back; carried by the events it causes, so "
                                       "the lead timeline shows its effects)",
@@ -250,8 +274,10 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
     found = []
     for context in iter_route_contexts(app.routes):
         if isinstance(context.original_route, APIRoute):
-            found.append(_RouteView(context.path_format, context.methods, context.original_route))
-    return found  # type: ignore[return-value]
+            route = context.original_route  # its mounted path and methods, else (not mounted) its own
+            methods = context.methods or route.methods or set()
+            found.append(_RouteView(context.path_format or route.path_format, methods, route))
+    return found  # type: ignore[return-value]  # a _RouteView has every attribute of an APIRoute read here
 
 
 class _RouteView:
@@ -281,13 +307,27 @@ def _authenticates(route: APIRoute) -> bool:
     return False
 
 
+RATE_LIMIT_HEADERS: dict[str, Any] = {name: {"$ref": HEADER_REF + component} for name, component in (
+    ("RateLimit-Limit", "RateLimitLimit"), ("RateLimit-Remaining", "RateLimitRemaining"),
+    ("RateLimit-Reset", "RateLimitReset"))}
+
+
 def _problem_response(status: int) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": ERROR_DESCRIPTIONS.get(status, "Error"),
                               "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": SCHEMA_REF + "Problem"}}},
                               "headers": {"X-Correlation-ID": {"$ref": HEADER_REF + "XCorrelationId"}}}
     if status in (429, 503):
         answer["headers"]["Retry-After"] = {"$ref": HEADER_REF + "RetryAfter"}
+    if status == 429:
+        answer["headers"].update(RATE_LIMIT_HEADERS)
     return answer
+
+
+def _conditional_read(path: str, responses: dict[str, Any]) -> bool:
+    """An API read answered as one JSON document: `middleware.ConditionalGetMiddleware` gives it an ETag and
+    honours If-None-Match (streamed CSV exports, event streams and HTML pages are not conditional)."""
+    success = responses.get("200") or {}
+    return path.startswith("/v1/") and "application/json" in (success.get("content") or {})
 
 
 def _error_statuses(method: str, operation: dict[str, Any], secured: bool) -> list[int]:
@@ -383,7 +423,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "description": "A JWT with claims sub (user id), org (organization id) and role (admin, manager, rep)"}}
     components["headers"] = COMPONENT_HEADERS
     components["parameters"] = COMPONENT_PARAMETERS
-    routes = {(route.path_format, method.lower()): route for route in api_routes(app) for method in route.methods}
+    routes = {(route.path_format, method.lower()): route
+              for route in api_routes(app) for method in route.methods or ()}
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             route = routes.get((path, method))
@@ -394,8 +435,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             if method in ("put", "patch"):  # one If-Match, however the route reads it
                 parameters[:] = [p for p in parameters if p.get("name", "").lower() != "if-match"]
                 parameters.append({"$ref": PARAMETER_REF + "IfMatch"})
-            parameters.append({"$ref": PARAMETER_REF + "XCorrelationId"})
             responses = operation.setdefault("responses", {})
+            if method == "get" and _conditional_read(path, responses):
+                parameters.append({"$ref": PARAMETER_REF + "IfNoneMatch"})
+                responses["200"].setdefault("headers", {})["ETag"] = {"$ref": HEADER_REF + "ETag"}
+                responses["304"] = {"description": "Not modified: If-None-Match holds the current ETag (no body)",
+                                    "headers": {"ETag": {"$ref": HEADER_REF + "ETag"}}}
+            parameters.append({"$ref": PARAMETER_REF + "XCorrelationId"})
             own = getattr(route, "responses", None) or {}
             for status in _error_statuses(method, operation, secured):
                 declared = own.get(status) or own.get(str(status)) or {}
@@ -404,8 +450,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 responses[str(status)] = {**_problem_response(status),
                                           **{key: value for key, value in declared.items() if key.startswith("x-")}}
             _declare_checked_beyond_schema(responses, parameters)
-            for code, answer in responses.items():
+            rate_limited = "429" in responses
+            for answer in responses.values():
                 answer.setdefault("headers", {}).setdefault("X-Correlation-ID", {"$ref": HEADER_REF + "XCorrelationId"})
+                if rate_limited:  # a limit that may refuse acts on every answer: each says where it stands
+                    answer["headers"].update(RATE_LIMIT_HEADERS)
             operation["responses"] = dict(sorted(responses.items()))
     _link_created_resources(document)
     used = sorted({op["tags"][0] for item in document.get("paths", {}).values() for op in item.values()})
@@ -421,7 +470,7 @@ def document_contract(app: FastAPI) -> None:
             app.openapi_schema = build_openapi(app)
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to own the document
 
 
 # --- checking answers against the document (used by the test kit on every test request) -----------------------

@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+def rows_affected(result: Result[Any]) -> int:
+    """How many rows an INSERT, UPDATE or DELETE touched. `session.execute` is typed as returning a `Result`,
+    but for a data-changing statement it is a `CursorResult`, which is what carries the count."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 class Database:
@@ -52,7 +58,7 @@ class Database:
                 async with self.engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - a readiness probe answers "not ready" whatever the failure is
             return False
 
     async def dispose(self) -> None:

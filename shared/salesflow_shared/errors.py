@@ -89,7 +89,7 @@ class ValidationFailed(ServiceError):
     status, slug, title = 422, "validation-failed", "The request is not valid"
 
     @classmethod
-    def single(cls, field: str, message: str) -> "ValidationFailed":
+    def single(cls, field: str, message: str) -> ValidationFailed:
         return cls(f"{field}: {message}", errors=[FieldError(field, message)])
 
 

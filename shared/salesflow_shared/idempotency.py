@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-
 from fastapi import Depends, Header, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import rows_affected
 from .errors import Conflict, Gone, ValidationFailed
 from .events import utcnow
 from .inbox import dialect_insert
@@ -65,7 +66,7 @@ class IdempotentRequest:
             org_id=org_id, scope=scope, key=self.key, fingerprint=fingerprint, created_at=utcnow(),
         ).on_conflict_do_nothing(index_elements=["org_id", "scope", "key"]))
         self._scope, self._org_id = scope, org_id
-        if result.rowcount == 1:
+        if rows_affected(result) == 1:
             return None
         row = (await session.execute(select(table).where(
             table.c.org_id == org_id, table.c.scope == scope, table.c.key == self.key))).one()
@@ -91,6 +92,14 @@ class IdempotentRequest:
         return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+    async def release(self, session: AsyncSession) -> None:
+        """Give up a claimed key whose work failed (its answer was never stored), so a retry acts."""
+        if self.key and self._scope is not None:
+            await session.execute(sa.delete(table).where(
+                table.c.org_id == self._org_id, table.c.scope == self._scope, table.c.key == self.key,
+                table.c.status_code.is_(None)))
+
+
 async def forget_responses_about(session: AsyncSession, org_id: str, subject_ids: Sequence[str]) -> int:
     """For an erasure: the stored responses that returned these subjects (a created lead, a logged activity)
     carry personal data. Their bodies are replaced by `{"erased": true}`; the key row stays, so a retry of the
@@ -102,14 +111,17 @@ async def forget_responses_about(session: AsyncSession, org_id: str, subject_ids
         result = await session.execute(update(table).where(
             table.c.org_id == org_id, table.c.response_body.is_not(None),
             body.like(f'%"{escaped}"%', escape="\\")).values(response_body=ERASED_RESPONSE))
-        scrubbed += result.rowcount or 0
+        scrubbed += rows_affected(result)
     return scrubbed
 
 
+# `sent_key` is annotated `str` with a None default (the type: ignore below): `str | None` would publish the
+# header as nullable in the OpenAPI document.
 async def idempotency_key(request: Request, sent_key: Annotated[str, Header(
         alias="Idempotency-Key", description="Send the same key again (e.g. after a timeout) to get the first "
                                              "answer back with no second effect; another body with it is a 409",
-        json_schema_extra={"minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": r"\S"})] = None) -> IdempotentRequest:
+        json_schema_extra={"minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": r"\S"},
+    )] = None) -> IdempotentRequest:  # type: ignore[assignment]
     key = sent_key
     if key is not None:
         key = key.strip()
@@ -119,3 +131,45 @@ async def idempotency_key(request: Request, sent_key: Annotated[str, Header(
 
 
 IdempotencyDep = Annotated[IdempotentRequest, Depends(idempotency_key)]
+
+
+async def once(idem: IdempotentRequest, uow: Any, *, org_id: str, scope: str, payload: Any,
+               act: Callable[[], Awaitable[Any]], status_code: int = 200,
+               headers: Callable[[Any], dict[str, str]] | None = None) -> JSONResponse:
+    """Run `act` at most once per Idempotency-Key: a retry gets the stored answer, another body with the key 409.
+
+    `act` makes its change in `uow` without committing and returns the answer's JSON body; `headers` builds the
+    answer's headers (an ETag) from it. The key, the change and the stored answer commit together, so a crash
+    between them leaves neither (the retry then acts, once)."""
+    if (replay := await idem.begin(uow.session, org_id=org_id, scope=scope, payload=payload)):
+        return replay
+    body = jsonable_encoder(await act())
+    response = await idem.complete(uow.session, status_code=status_code, body=body,
+                                   headers=headers(body) if headers is not None else None)
+    await uow.commit()
+    return response
+
+
+async def once_across(idem: IdempotentRequest, open_uow: Callable[[], Any], *, org_id: str, scope: str,
+                      payload: Any, act: Callable[[], Awaitable[Any]], status_code: int = 200) -> JSONResponse:
+    """`once` for work that commits in transactions of its own (batches, per-item commits).
+
+    The key is claimed and committed first, so a retry while the work runs gets 409 ("still in progress") rather
+    than a second run; the answer is stored when the work is done. Work that fails releases the claim, so a
+    retry acts. (A process that dies mid-work leaves the claim in progress: that key then answers 409, and the
+    client retries with a new key; each batch the work committed stands, as without a key.)"""
+    async with open_uow() as uow:
+        if (replay := await idem.begin(uow.session, org_id=org_id, scope=scope, payload=payload)):
+            return replay
+        await uow.commit()
+    try:
+        body = jsonable_encoder(await act())
+    except BaseException:
+        async with open_uow() as uow:
+            await idem.release(uow.session)
+            await uow.commit()
+        raise
+    async with open_uow() as uow:
+        response = await idem.complete(uow.session, status_code=status_code, body=body)
+        await uow.commit()
+    return response

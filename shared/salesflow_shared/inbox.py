@@ -5,14 +5,18 @@ first. A concurrent duplicate waits on the unique index until the first commits,
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import rows_affected
 from .events import Envelope, utcnow
 from .infra_tables import inbox_table
 
 
-def dialect_insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
     name = session.bind.dialect.name if session.bind is not None else "postgresql"
     return sqlite.insert if name == "sqlite" else postgresql.insert
 
@@ -32,7 +36,7 @@ async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -
     """Record that `handler` handles this event now; False when it already has (a redelivery)."""
     result = await session.execute(_CLAIM[_dialect(session)], {
         "handler": handler, "event_id": str(envelope.id), "event_type": envelope.type, "processed_at": utcnow()})
-    return result.rowcount == 1
+    return rows_affected(result) == 1
 
 
 async def claim_events(session: AsyncSession, handler: str, envelopes: list[Envelope]) -> set[str]:

@@ -1,6 +1,8 @@
-"""ASGI middleware every service installs: correlation id, a cap on request body size and on JSON shape."""
+"""ASGI middleware every service installs: correlation id, a cap on request body size and on JSON shape, ETags
+and If-None-Match on reads."""
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -162,3 +164,75 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
             return pending.pop(0)
         return await receive()
     return replayed
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """If-None-Match compares weakly (RFC 9110 13.1.2): `W/"x"` and `"x"` are the same validator here."""
+    def opaque(tag: str) -> str:
+        return tag.strip().removeprefix("W/")
+
+    tags = [tag for tag in (t.strip() for t in if_none_match.split(",")) if tag]
+    return "*" in tags or opaque(etag) in {opaque(tag) for tag in tags}
+
+
+class ConditionalGetMiddleware:
+    """Every API read (`GET /v1/...`) answered in one piece carries a strong ETag, and If-None-Match holding it
+    gets 304 with no body (docs/architecture.md, HTTP conventions).
+
+    A route that knows its version sets the ETag itself (`"<version>"`); for any other answer (a report, a
+    list, a computed view) the ETag is a digest of the exact bytes sent, so it changes exactly when the answer
+    does. The work of building the answer is done either way; the 304 saves sending and parsing it. "In one
+    piece" means its length is known up front (Content-Length): streamed answers (CSV exports, server-sent
+    events) pass through untouched, never buffered.
+    """
+
+    CONDITIONAL_TYPES = (b"application/json", b"text/csv")
+    MAX_BYTES = 16 * 1024 * 1024
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope.get("path", "").startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if_none_match = dict(scope.get("headers") or []).get(b"if-none-match", b"").decode("latin-1")
+        start: Message | None = None
+        chunks: list[bytes] = []
+        passing_through = False
+
+        async def conditional_send(message: Message) -> None:
+            nonlocal start, passing_through
+            if passing_through:
+                await send(message)
+                return
+            if message["type"] == "http.response.start":
+                headers = {name.lower(): value for name, value in message.get("headers") or []}
+                media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+                length = headers.get(b"content-length", b"")
+                if message["status"] != 200 or media_type not in self.CONDITIONAL_TYPES or \
+                        not length.isdigit() or int(length) > self.MAX_BYTES:
+                    passing_through = True
+                    await send(message)
+                else:
+                    start = message  # held until the whole body is here
+                return
+            assert start is not None
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            response_headers = list(start.get("headers") or [])
+            etag = next((value.decode("latin-1") for name, value in response_headers if name.lower() == b"etag"), None)
+            if etag is None:
+                etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+                response_headers.append((b"etag", etag.encode()))
+            if if_none_match and _etag_matches(if_none_match, etag):
+                kept = [(n, v) for n, v in response_headers if n.lower() not in (b"content-length", b"content-type")]
+                await send({"type": "http.response.start", "status": 304, "headers": kept})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send({**start, "headers": response_headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, conditional_send)

@@ -21,10 +21,11 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus import EventBus, OutgoingMessage, Unroutable
-from .db import Database
+from .db import Database, rows_affected
 from .events import utcnow
 from .infra_tables import outbox_table
 from .observability import ServiceMetrics
+from .retries import backoff_s
 from .tracing import traced_publish
 
 log = structlog.get_logger(__name__)
@@ -84,25 +85,25 @@ class OutboxRelay:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
             self._task = None
 
     async def run(self) -> None:
-        backoff = 0.1
+        failures = 0  # in a row
         while not self._stopping:
             self._wake.clear()
             try:
                 published = await self.publish_pending()
-                backoff = 0.1
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the relay outlives any failure; it backs off and retries
                 if self.metrics:
                     self.metrics.publish_failures.inc()
                 log.warning("outbox_publish_failed", error=str(exc)[:300])
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                failures += 1
+                await asyncio.sleep(backoff_s(failures, base_s=0.1, max_s=self.max_backoff_s))
                 continue
             if published >= self.batch_size:
                 continue  # more may be waiting: no sleep
@@ -110,11 +111,11 @@ class OutboxRelay:
                 self._next_purge = time.monotonic() + self.purge_every_s
                 try:
                     await self.purge_published(timedelta(seconds=self.retention_s))
-                except Exception as exc:  # housekeeping: try again next time
+                except Exception as exc:  # noqa: BLE001 - housekeeping: try again next time
                     log.warning("outbox_purge_failed", error=str(exc)[:300])
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def publish_pending(self) -> int:
@@ -130,7 +131,7 @@ class OutboxRelay:
             results = await asyncio.gather(*(traced_publish(self.service, m, self.bus.publish) for m in messages),
                                            return_exceptions=True)
             sent_ids, failed = [], []
-            for row, message, result in zip(rows, messages, results):
+            for row, message, result in zip(rows, messages, results, strict=True):
                 if result is None or isinstance(result, Unroutable):
                     if isinstance(result, Unroutable):
                         log.info("event_unroutable", event_type=message.event_type, event_id=message.event_id)
@@ -161,7 +162,8 @@ class OutboxRelay:
                 oldest = (select(outbox_table.c.id).where(outbox_table.c.published_at.is_not(None),
                                                           outbox_table.c.published_at < cutoff)
                           .order_by(outbox_table.c.id).limit(batch).scalar_subquery())
-                deleted = (await session.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)))).rowcount
+                result = await session.execute(delete(outbox_table).where(outbox_table.c.id.in_(oldest)))
+                deleted = rows_affected(result)
             purged += deleted
             if deleted < batch:
                 break
@@ -195,5 +197,5 @@ async def forget_events_about(session: AsyncSession, subject_ids: Sequence[str])
         escaped = subject_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         result = await session.execute(delete(outbox_table).where(
             outbox_table.c.payload.like(f'%"subject_id":"{escaped}"%', escape="\\")))
-        deleted += result.rowcount or 0
+        deleted += rows_affected(result)
     return deleted

@@ -84,10 +84,10 @@ async def keyset_page(session: Any, query: Any, columns: Sequence[Any], limit: i
     if after is not None:
         try:
             values = [datetime.fromisoformat(str(v)) if isinstance(c.type, sa.DateTime) else v
-                      for c, v in zip(columns, after)]
+                      for c, v in zip(columns, after, strict=True)]
         except ValueError as exc:
             raise ValidationFailed.single("cursor", "not a cursor this API issued") from exc
-        last_seen = sa.tuple_(*[sa.bindparam(None, v, type_=c.type) for c, v in zip(columns, values)])
+        last_seen = sa.tuple_(*[sa.bindparam(None, v, type_=c.type) for c, v in zip(columns, values, strict=True)])
         query = query.where(sa.tuple_(*columns) < last_seen if descending else sa.tuple_(*columns) > last_seen)
     order = [c.desc() for c in columns] if descending else list(columns)
     rows = (await session.execute(query.order_by(*order).limit(limit + 1))).all()

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ def find_service(name: str) -> ServiceEntry:
 class _EmbeddedServer(uvicorn.Server):
     # The servers share one loop: the runner, not each server, handles SIGINT/SIGTERM.
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def,override]
+    def capture_signals(self) -> Iterator[None]:
         yield
 
     def install_signal_handlers(self) -> None:  # older uvicorn
@@ -75,8 +76,13 @@ async def run_embedded(host: str = "127.0.0.1", ports: dict[str, int] | None = N
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         servers.append(_EmbeddedServer(config))
     loop = asyncio.get_running_loop()
+
+    def stop_servers() -> None:
+        for server in servers:
+            server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s in servers])
+        loop.add_signal_handler(sig, stop_servers)
     print("Salesflow (embedded mode: SQLite in", os.environ.get("SALESFLOW_DATA_DIR", "./data"),
           "and an in-process bus)", flush=True)
     for entry in SERVICES:

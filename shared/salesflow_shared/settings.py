@@ -82,7 +82,7 @@ class ServiceSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> "ServiceSettings":
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
         if self.environment == "production":
             # Whatever else is configured: a JWKS does not make a public secret harmless.
             if self.jwt_secret.strip().lower() in _PLACEHOLDER_SECRETS:

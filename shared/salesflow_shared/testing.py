@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -103,7 +104,7 @@ async def _empty_database(url: str) -> bool:
         finally:
             await conn.close()
         return True
-    except Exception:  # not reusable: it is dropped with the rest at the end
+    except Exception:  # noqa: BLE001 - whatever failed, it is not reusable: it is dropped with the rest at the end
         return False
 
 
@@ -123,7 +124,7 @@ async def _drop_databases(urls: list[str], concurrency: int = 4) -> None:
         async with limiter:
             try:
                 await drop_postgres_database(url)
-            except Exception:  # a leftover test database is harmless; never mask the tests' result
+            except Exception:  # noqa: BLE001 - a leftover test database is harmless; never mask the tests' result
                 pass
 
     await asyncio.gather(*(_drop(url) for url in urls))
@@ -144,8 +145,8 @@ async def refuse_connections(*database_urls: str, refuse: bool = True) -> int:
             await conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(not refuse).lower()}')
         if not refuse:
             return 0
-        return await conn.fetchval("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                   "WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()) AS cut", names)
+        return int(await conn.fetchval("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()) AS cut", names))
     finally:
         await conn.close()
 
@@ -299,3 +300,72 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0, i
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(interval)
+
+
+# Events that carry the whole lead share one version sequence per lead (the lead's own version).
+_LEAD_SNAPSHOT_EVENTS = frozenset({"LeadCreated", "LeadUpdated"})
+
+
+@dataclass
+class ServiceUnderTest:
+    """One running service in a test: its HTTP client, context and clock, and a feeder that publishes events to
+    it as the other services' relays do. Each service's testkit subclasses it with its own API helpers."""
+
+    client: httpx.AsyncClient
+    context: Any
+    clock: Any
+    feeder: Any
+    org: str = "org-a"
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def headers(self, role: str = "admin", sub: str = "admin-1", org: str | None = None,
+                **extra: str) -> dict[str, str]:
+        return auth_headers(org or self.org, role, sub, **extra)  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------- events in
+    def envelope(self, data: Any, subject_id: str, *, org: str | None = None, version: int | None = None) -> Any:
+        """`data` as an envelope about `subject_id`; the subject version counts up per event kind and subject
+        unless given (lead snapshots share the lead's)."""
+        from .events import make_event
+
+        key = ("lead" if data.event_type in _LEAD_SNAPSHOT_EVENTS else data.event_type, subject_id)
+        if version is None:
+            version = self.versions.get(key, 0) + 1
+        self.versions[key] = max(self.versions.get(key, 0), version)
+        return make_event(data, org_id=org or self.org, subject_id=subject_id, subject_version=version)
+
+    async def send(self, envelope: Any) -> Any:
+        """Through the broker, as the other services' relays do."""
+        return await publish_envelope(self.feeder, envelope)
+
+    async def dispatch(self, envelope: Any) -> Any:
+        """Straight to the handlers (deterministic order), with the inbox and a real transaction."""
+        await self.context.dispatcher.dispatch(envelope)
+        return envelope
+
+    # ---------------------------------------------------------- events out and state
+    async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        return await outbox_payloads(self.context.database, event_type)
+
+    async def rows(self, table: Any, *where: Any) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        async with self.context.database.session() as session:
+            return [dict(r) for r in (await session.execute(sa.select(table).where(*where))).mappings().all()]
+
+
+S = TypeVar("S", bound=ServiceUnderTest)
+
+
+@asynccontextmanager
+async def service_under_test(kind: type[S], app: Any, clock: Any, amqp_url: str, namespace: str) -> AsyncIterator[S]:
+    """Run `app` (its lifespan) with a feeder on the same broker namespace; yields `kind` wrapping both."""
+    from .bus import RabbitBus
+
+    feeder = RabbitBus(amqp_url, namespace=namespace, client_name="test-feeder")
+    await feeder.start()
+    try:
+        async with running_app(app) as client:
+            yield kind(client=client, context=app.state.context, clock=clock, feeder=feeder)
+    finally:
+        await feeder.close()

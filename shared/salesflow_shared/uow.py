@@ -29,7 +29,7 @@ class UnitOfWork:
         self.published: list[Envelope] = []  # what the committed transactions put in the outbox
         self.session: AsyncSession
 
-    async def __aenter__(self) -> "UnitOfWork":
+    async def __aenter__(self) -> UnitOfWork:
         self.session = self.database.session()
         return self
 

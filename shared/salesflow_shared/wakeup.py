@@ -55,12 +55,12 @@ async def listen_for_commits(database_url: str, channel: str, bell: CommitBell) 
         while not stop.is_set():
             try:
                 connection = await asyncpg.connect(url)
-            except Exception as exc:  # the database is away: try again shortly
+            except Exception as exc:  # noqa: BLE001 - whatever kept the database away: try again shortly
                 log.warning("commit_listener_unavailable", error=str(exc)[:200])
                 await _wait(stop, 2.0)
                 continue
             lost = asyncio.Event()
-            connection.add_termination_listener(lambda _c: lost.set())
+            connection.add_termination_listener(lambda _c, lost=lost: lost.set())
             try:
                 await connection.add_listener(channel, lambda *_args: bell.ring())
                 bell.ring()  # commits may have happened while nobody listened

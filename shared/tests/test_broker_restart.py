@@ -11,8 +11,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from backbone_support import BackboneHarness, effect_count, harness_definition, publish_erased, start_context
+
 from salesflow_shared.settings import ServiceSettings
 from salesflow_shared.testing import eventually, service_test_settings
 

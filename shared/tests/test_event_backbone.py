@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
 import pytest
 import sqlalchemy as sa
-
 from backbone_support import BackboneHarness, effect_count, harness_definition, publish_erased, start_context
+
 from salesflow_shared.events import LeadErasedV1
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.settings import ServiceSettings

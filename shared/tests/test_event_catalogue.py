@@ -8,8 +8,15 @@ import pytest
 
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.consumer import EventDispatcher
-from salesflow_shared.events import (EVENT_TYPES, Envelope, LeadCreatedV1, LeadSnapshot, LeadWonV1, make_event,
-                                     parse_data)
+from salesflow_shared.events import (
+    EVENT_TYPES,
+    Envelope,
+    LeadCreatedV1,
+    LeadSnapshot,
+    LeadWonV1,
+    make_event,
+    parse_data,
+)
 from salesflow_shared.events.schemas_export import export, render_schemas
 from salesflow_shared.logging import correlation_id_var
 
@@ -30,6 +37,8 @@ ADDED_EVENTS = {
     "DisputeResolved",
     # incentive-service: programs (contests), for the participants' notifications
     "ProgramStarted", "ProgramRulesChanged", "ProgramMilestoneReached", "BadgeEarned", "ProgramWon",
+    # pipeline-service: the org's business calendar, for every service that counts business days or hours
+    "BusinessCalendarSet",
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-
 import uuid
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.infra_tables import add_infrastructure_tables, outbox_table
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
 from salesflow_shared.settings import ServiceSettings
-from salesflow_shared.testing import (auth_headers, eventually, refuse_connections, running_app,
-                                      service_test_settings)
+from salesflow_shared.testing import auth_headers, eventually, refuse_connections, running_app, service_test_settings
 
 metadata = sa.MetaData()
 add_infrastructure_tables(metadata)
@@ -186,7 +184,8 @@ async def test_idempotency_key_replays_the_same_response_and_has_no_second_effec
 
 async def test_cursor_pagination_walks_every_row_once(client):
     for i in range(7):
-        assert (await client.post("/v1/notes", json={"text": f"n{i}"}, headers=auth_headers("org-a"))).status_code == 201
+        answer = await client.post("/v1/notes", json={"text": f"n{i}"}, headers=auth_headers("org-a"))
+        assert answer.status_code == 201
     seen, cursor = [], None
     while True:
         url = "/v1/notes?limit=3" + (f"&cursor={cursor}" if cursor else "")

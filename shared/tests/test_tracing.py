@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from backbone_support import metadata, start_context
 from fastapi import APIRouter
 from opentelemetry.trace import SpanKind
 
-from backbone_support import metadata, start_context
 from salesflow_shared.app import ServiceDefinition, UowDep, create_service_app
 from salesflow_shared.bus import InMemoryBus
 from salesflow_shared.events import Envelope, EventData, LeadDisqualifiedV1, LeadErasedV1
@@ -154,8 +154,8 @@ async def test_events_of_a_batch_handler_each_show_in_their_own_trace(database_u
         events = [make_event(LeadErasedV1(lead_id=f"lead-{i}"), org_id="org-a", subject_id=f"lead-{i}")
                   for i in range(3)]
         traces = [f"{i + 1:032x}" for i in range(3)]
-        await context.dispatcher.handle_batch([
-            (e.to_json(), {"traceparent": f"00-{trace}-{CALLER_SPAN_ID}-01"}) for e, trace in zip(events, traces)])
+        await context.dispatcher.handle_batch([(e.to_json(), {"traceparent": f"00-{trace}-{CALLER_SPAN_ID}-01"})
+                                               for e, trace in zip(events, traces, strict=True)])
     finally:
         await context.stop()
     assert received == [["lead-0", "lead-1", "lead-2"]]

@@ -87,7 +87,7 @@ async def test_a_failing_tick_is_retried_and_the_worker_survives(tmp_path):
 
 async def test_a_worker_that_ignores_shutdown_is_cancelled_after_the_grace_period(tmp_path):
     async def stubborn_worker(context: ServiceContext) -> None:
-        while True:
+        while True:  # noqa: ASYNC110 - a worker that polls and never looks at the stop signal is the case tested
             await asyncio.sleep(0.05)
 
     context = _context(tmp_path, stubborn_worker, grace=0.2)

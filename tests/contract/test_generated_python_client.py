@@ -88,9 +88,9 @@ async def test_readme_quick_start_with_the_generated_python_client(generated_cli
         {"name": "Inside", "member_ids": ["ann"]}))
     assert isinstance(team, models.TeamOut), team
     publish = operation("routing.publish_routing_rules")
-    rules = await publish.asyncio(client=assignment_api, body=models.RuleSetIn.from_dict({"rules": [
+    rules = await publish.asyncio(client=assignment_api, if_match='"0"', body=models.RuleSetIn.from_dict({"rules": [
         {"id": "all", "name": "All", "fallback": True, "triggers": ["lead_created"], "pipeline_id": pipeline.id,
-         "owner": {"strategy": "round_robin", "team_id": team.id}}]}))
+         "owner": {"strategy": "round_robin", "team_id": team.id}}]}))  # no rule set yet: its ETag is "0"
     assert isinstance(rules, models.RuleSetOut) and rules.version == 1, rules
 
     create_lead = operation("leads.create_lead")

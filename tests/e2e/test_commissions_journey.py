@@ -12,8 +12,24 @@ import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from e2e_testkit import (ASSIGNMENT, INCENTIVE, LEAD, PIPELINE, World, admin, manager, new_org, ok, poll, position,
-                         put_rules, quarter_start, rep, setup_team)
+from e2e_testkit import (
+    ASSIGNMENT,
+    INCENTIVE,
+    LEAD,
+    PIPELINE,
+    World,
+    admin,
+    manager,
+    new_org,
+    ok,
+    poll,
+    position,
+    put_rules,
+    quarter_start,
+    rep,
+    setup_team,
+)
+
 from salesflow_shared.bus import RabbitBus
 from salesflow_shared.events import QuotaSetV1, make_event
 from salesflow_shared.testing import AMQP_URL, publish_envelope
@@ -90,14 +106,14 @@ async def test_a_plan_pays_wins_from_the_normal_flow_and_the_period_is_approved_
 
         # ann: 80 % of 5,000 + 7,000 = 9,600 of a 10,000 quota (96 %): band 0, 5 %: 200 + 280; SPIFF 200 × 80 % twice.
         ann = await poll(lambda: statement_of("ann", 4), timeout=30)
-        assert [(l["kind"], l["lead_id"], l["amount"]) for l in ann["lines"]] == [
+        assert [(line["kind"], line["lead_id"], line["amount"]) for line in ann["lines"]] == [
             ("commission", first, "200.00"), ("commission", second, "280.00"), ("spiff", first, "160.00"),
             ("spiff", second, "160.00")]
         assert ann["total"] == "800.00" and ann["summary"]["attainment_pct"] == "96.00"
         sam = await statement_of("sam", 4)  # 20 %: no quota, so the 5 % base rate: 50 + 70, SPIFFs 40 + 40
         assert sam["total"] == "200.00"
         mia = await statement_of("mia", 2)  # the overlay: 10 % of each win at 5 %, no SPIFF
-        assert [l["amount"] for l in mia["lines"]] == ["25.00", "35.00"]
+        assert [line["amount"] for line in mia["lines"]] == ["25.00", "35.00"]
         explained = await ok(incentives.get(
             f"/v1/statements/{ann['statement_id']}/lines/{ann['lines'][1]['line_id']}/explain"))
         assert explained["steps"][0].startswith(f"deal {second} won ") and explained["steps"][-1] == \
@@ -107,7 +123,7 @@ async def test_a_plan_pays_wins_from_the_normal_flow_and_the_period_is_approved_
         await ok(incentives.post(f"/v1/credits/{second}/refunds", json={"note": "customer cancelled"}), 201)
         # ann: 4,000 credited (40 %), 5 %: 200, and the first deal's SPIFF.
         ann = await poll(lambda: _total(incentives, ann["statement_id"], "360.00"), timeout=30)
-        assert [(l["kind"], l["lead_id"], l["amount"]) for l in ann["lines"]] == [
+        assert [(line["kind"], line["lead_id"], line["amount"]) for line in ann["lines"]] == [
             ("commission", first, "200.00"), ("clawback", second, "0.00"), ("spiff", first, "160.00")]
 
         # ------------------------------------------------------------------ approval, dispute, lock, export

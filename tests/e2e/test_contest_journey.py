@@ -7,8 +7,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from e2e_testkit import (ASSIGNMENT, INCENTIVE, LEAD, NOTIFICATION, PIPELINE, World, admin, manager, new_org, ok,
-                         poll, put_rules, rep, rep_email, setup_team, smtp_to)
+from e2e_testkit import (
+    ASSIGNMENT,
+    INCENTIVE,
+    LEAD,
+    NOTIFICATION,
+    PIPELINE,
+    World,
+    admin,
+    manager,
+    new_org,
+    ok,
+    poll,
+    put_rules,
+    rep,
+    rep_email,
+    setup_team,
+    smtp_to,
+)
 
 
 async def test_a_contest_runs_over_the_normal_flow_and_the_right_rep_wins(world: World):

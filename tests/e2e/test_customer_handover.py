@@ -4,8 +4,23 @@ the account manager gets one customer hand-over message — the customer, the va
 notes — not a generic "new lead" email (notification-service)."""
 from __future__ import annotations
 
-from e2e_testkit import (ACCOUNT_MANAGER, ASSIGNMENT, LEAD, PIPELINE, World, admin, new_org, ok, poll, position,
-                         put_rules, rep, rep_email, setup_team, smtp_to)
+from e2e_testkit import (
+    ACCOUNT_MANAGER,
+    ASSIGNMENT,
+    LEAD,
+    PIPELINE,
+    World,
+    admin,
+    new_org,
+    ok,
+    poll,
+    position,
+    put_rules,
+    rep,
+    rep_email,
+    setup_team,
+    smtp_to,
+)
 
 
 async def test_the_account_manager_gets_the_customer_hand_over(any_world: World):

@@ -10,8 +10,22 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from e2e_testkit import (LEAD, METRICS, NOTIFICATION, PIPELINE, World, admin, new_org, ok, poll, position,
-                         setup_inbound_org, smtp_to, submit_form)
+from e2e_testkit import (
+    LEAD,
+    METRICS,
+    NOTIFICATION,
+    PIPELINE,
+    World,
+    admin,
+    new_org,
+    ok,
+    poll,
+    position,
+    setup_inbound_org,
+    smtp_to,
+    submit_form,
+)
+
 from salesflow_shared.runner import SERVICES
 
 

@@ -5,8 +5,21 @@ from __future__ import annotations
 
 import uuid
 
-from e2e_testkit import (ASSIGNMENT, LEAD, PIPELINE, World, admin, new_org, ok, poll, put_rules, rep, rep_email,
-                         setup_inbound_org, submit_form)
+from e2e_testkit import (
+    ASSIGNMENT,
+    LEAD,
+    PIPELINE,
+    World,
+    admin,
+    new_org,
+    ok,
+    poll,
+    put_rules,
+    rep,
+    rep_email,
+    setup_inbound_org,
+    submit_form,
+)
 
 
 async def test_the_closer_keeps_read_only_access_to_the_deal_it_won(world: World):

@@ -13,8 +13,27 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from e2e_testkit import (ASSIGNMENT, DACH_REPS, LEAD, METRICS, NOTIFICATION, PIPELINE, World, admin, all_pages,
-                         new_org, ok, poll, position, rep, rep_email, setup_inbound_org, signed, smtp_to, submit_form)
+from e2e_testkit import (
+    ASSIGNMENT,
+    DACH_REPS,
+    LEAD,
+    METRICS,
+    NOTIFICATION,
+    PIPELINE,
+    World,
+    admin,
+    all_pages,
+    new_org,
+    ok,
+    poll,
+    position,
+    rep,
+    rep_email,
+    setup_inbound_org,
+    signed,
+    smtp_to,
+    submit_form,
+)
 
 
 async def test_inbound_web_form_journey(any_world: World):

@@ -10,8 +10,25 @@ import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from e2e_testkit import (ASSIGNMENT, LEAD, MAILCHIMP_KEY, NOTIFICATION, PIPELINE, World, admin, manager, new_org, ok,
-                         poll, position, put_rules, rep, rep_email, setup_team, smtp_to)
+from e2e_testkit import (
+    ASSIGNMENT,
+    LEAD,
+    MAILCHIMP_KEY,
+    NOTIFICATION,
+    PIPELINE,
+    World,
+    admin,
+    manager,
+    new_org,
+    ok,
+    poll,
+    position,
+    put_rules,
+    rep,
+    rep_email,
+    setup_team,
+    smtp_to,
+)
 
 INSIDE = ["ian", "iris"]
 OUTSIDE = ["oscar"]
@@ -42,7 +59,8 @@ async def test_outbound_cold_calling_journey(any_world: World):
             {"id": "cold-calls", "name": "Inside reps call", "fallback": True, "pipeline_id": pipeline["id"],
              "owner": {"strategy": "round_robin", "team_id": inside}}])
         await ok(notification_api.put("/v1/mailchimp/settings", json={
-            "api_key": MAILCHIMP_KEY, "nurture_list_id": "nurture-outbound", "nurture_tag": "lost-outbound"}), 200)
+            "api_key": MAILCHIMP_KEY, "nurture_list_id": "nurture-outbound", "nurture_tag": "lost-outbound"},
+            headers={"If-Match": '"0"'}), 200)  # the org's first Mailchimp settings
         await ok(lead_api.post("/v1/leads/custom-fields", json={"key": "presentation_at", "type": "date",
                                                                   "label": "Presentation date"}), 201)
 

@@ -12,9 +12,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from replicas_support import Observer, ReplicaSet, SmtpSink, assignments_by_lead, configure_round_robin, lead_created
 
-from replicas_support import (Observer, ReplicaSet, SmtpSink, assignments_by_lead, configure_round_robin,
-                              lead_created)
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database
 from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, eventually
 

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from replicas_support import configure_round_robin
+from system_harness import RunningSystem
+
 from salesflow_shared.runner import SERVICES
 from salesflow_shared.testing import auth_headers, eventually
-from system_harness import RunningSystem
 
 CALLER_TRACE_ID = uuid.uuid4().hex
 CALLER_SPAN_ID = uuid.uuid4().hex[:16]

@@ -37,11 +37,23 @@ from email.utils import getaddresses
 
 import httpx
 import pytest
+from e2e_testkit import (
+    ASSIGNMENT,
+    LEAD,
+    METRICS,
+    NOTIFICATION,
+    PIPELINE,
+    World,
+    admin,
+    new_org,
+    ok,
+    poll,
+    running_world,
+    setup_inbound_org,
+    signed,
+)
 
 from salesflow_shared.testing import refuse_connections
-
-from e2e_testkit import (ASSIGNMENT, LEAD, METRICS, NOTIFICATION, PIPELINE, World, admin, new_org, ok, poll,
-                         running_world, setup_inbound_org, signed)
 
 LEADS = int(os.environ.get("FAULT_LEADS", "300"))
 RATE = float(os.environ.get("FAULT_RATE", "20"))  # leads per second offered

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from system_harness import EmbeddedSystem
 
 from salesflow_shared.runner import SERVICES
 from salesflow_shared.testing import make_token
-from system_harness import EmbeddedSystem
 
 ORG = "conventions-org"
 HEADERS = {"Authorization": f"Bearer {make_token(ORG, 'admin', 'conventions-admin')}"}
@@ -171,7 +171,7 @@ def test_booleans_are_strict_and_currencies_are_iso_4217_in_every_body(system):
     for name in SERVICE_NAMES:
         url = system.url(name)
         doc = document(url)
-        for method, path, operation, parameters in operations(doc):
+        for method, path, operation, _ in operations(doc):
             for prop, schema in body_properties(operation, doc).items():
                 if schema.get("type") == "boolean":
                     bad_values = [0, 1, "true", "yes"]

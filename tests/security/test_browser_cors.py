@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway_testkit import running_gateway
+from lead_testkit import admin, create_form, start_lead_app, submit_url
 from playwright.async_api import async_playwright
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from gateway_testkit import running_gateway
-from lead_testkit import admin, create_form, start_lead_app, submit_url
 from salesflow_shared.testing import serving_over_http
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -44,7 +44,7 @@ async def page_site(request):
 
 async def test_a_page_on_an_allowed_origin_posts_json_and_form_data_and_reads_the_answer(database_url, amqp_url,
                                                                                          bus_namespace):
-    assert CHROMIUM.exists(), "Chromium is not installed (`.ci/run` installs Debian's chromium)"
+    assert CHROMIUM.exists(), "Chromium is not installed (`.ci/run` installs Debian's chromium)"  # noqa: ASYNC240 - one stat
     site = Starlette(routes=[Route("/", page_site)])
     async with start_lead_app(database_url, amqp_url, bus_namespace) as lead, serving_over_http(site) as site_port:
         allowed_page = f"http://127.0.0.1:{site_port}"
@@ -75,4 +75,4 @@ async def test_a_page_on_an_allowed_origin_posts_json_and_form_data_and_reads_th
             assert answer["body"]["status"] == "accepted" and answer["body"]["outcome"] == "created"
         assert "Failed to fetch" in refused.get("error", ""), refused
         leads = (await lead.client.get("/v1/leads", headers=admin())).json()["items"]
-        assert sorted(l["contact"]["email"] for l in leads) == ["form@customer.example", "json@customer.example"]
+        assert sorted(item["contact"]["email"] for item in leads) == ["form@customer.example", "json@customer.example"]

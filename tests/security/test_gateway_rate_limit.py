@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import yaml
-
 from gateway_testkit import running_gateway
 from lead_testkit import create_form, start_lead_app, submit_url
+
 from salesflow_shared.testing import serving_over_http
 
 GATEWAY_ADDRESS = "127.0.0.2"

@@ -32,7 +32,9 @@ export async function quickStart(api: ReturnType<typeof salesflow>): Promise<str
   const team: Schemas["TeamOut"] = orThrow(await api.POST("/v1/teams", {
     body: { name: "Inside", member_ids: [rep.user_id] },
   }), "team");
+  // Every PUT is conditional: the org has no rule set yet, so its ETag is "0".
   const rules: Schemas["RuleSetOut"] = orThrow(await api.PUT("/v1/routing-rules", {
+    params: { header: { "If-Match": '"0"' } },
     body: { rules: [{ id: "all", name: "All", fallback: true, triggers: ["lead_created"], pipeline_id: pipeline.id,
                       owner: { strategy: "round_robin", team_id: team.id } }] },
   }), "routing rules");

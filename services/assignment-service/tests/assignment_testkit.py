@@ -55,8 +55,15 @@ async def add_team(client: httpx.AsyncClient, name: str, members: list[str]) -> 
     return response.json()["id"]
 
 
+async def rules_etag(client: httpx.AsyncClient, headers: dict[str, str] = ADMIN) -> str:
+    """The current rule set's ETag, as an admin reads it before publishing ("0" before the first publication)."""
+    current = await client.get("/v1/routing-rules", headers=headers)
+    return current.headers["ETag"] if current.status_code == 200 else '"0"'
+
+
 async def publish_rules(client: httpx.AsyncClient, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    response = await client.put("/v1/routing-rules", json={"rules": rules}, headers=ADMIN)
+    response = await client.put("/v1/routing-rules", json={"rules": rules},
+                                headers={**ADMIN, "If-Match": await rules_etag(client)})
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -103,7 +110,7 @@ class Broker:
         self.amqp_url, self.namespace = amqp_url, namespace
         self.received: list[dict[str, Any]] = []
 
-    async def __aenter__(self) -> "Broker":
+    async def __aenter__(self) -> Broker:
         import aio_pika
 
         self.connection = await aio_pika.connect(self.amqp_url)

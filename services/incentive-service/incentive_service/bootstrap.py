@@ -4,12 +4,13 @@ from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
 from salesflow_shared.clock import Clock, SystemClock
+from salesflow_shared.consumer import EventHandlers
 
 from .config import Settings
 from .entrypoints.programs_api import router as programs_router
 from .entrypoints.routes import router
 from .service_layer.handlers import make_event_handlers
-from .service_layer.program_handlers import make_program_handlers, merge_handlers
+from .service_layer.program_handlers import make_program_handlers
 from .service_layer.programs import program_finisher
 from .service_layer.statements import recalculation_worker
 
@@ -30,7 +31,7 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         settings=settings,
         routers=[router, programs_router],
         migrations_path=MIGRATIONS,
-        event_handlers=merge_handlers(make_event_handlers(clock), make_program_handlers(clock)),
+        event_handlers=EventHandlers.merged(make_event_handlers(clock), make_program_handlers(clock)),
         workers=([recalculation_worker(clock, settings.recalculation_interval_s, settings.recalculation_batch_size)]
                  if settings.recalculation_interval_s > 0 else []) + program_workers,
         # Deliveries in batches, one transaction each: a busy program's events are scored a batch at a time

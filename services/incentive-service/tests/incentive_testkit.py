@@ -3,20 +3,13 @@ RabbitMQ, publishing events to it as the other services would, and reading its o
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-import sqlalchemy as sa
-
 from incentive_service.config import Settings
 from incentive_service.entrypoints.http import create_app
-from salesflow_shared.app import ServiceContext
-from salesflow_shared.bus import RabbitBus
 from salesflow_shared.clock import ManualClock
-from salesflow_shared.events import Envelope, EventData, make_event
-from salesflow_shared.testing import auth_headers, outbox_payloads, publish_envelope, service_test_settings
+from salesflow_shared.testing import ServiceUnderTest, service_test_settings
 
 NOW = datetime(2027, 2, 15, 9, 0, tzinfo=UTC)
 ORG = "org-a"
@@ -30,41 +23,13 @@ def build_app(database_url: str, amqp_url: str, namespace: str, clock: ManualClo
     return create_app(settings, clock=clock)
 
 
-@dataclass
-class Incentives:
-    """One running incentive-service: its HTTP client, context and clock, plus an event feeder."""
+class Incentives(ServiceUnderTest):
+    """One running incentive-service (salesflow_shared.testing.ServiceUnderTest)."""
 
-    client: httpx.AsyncClient
-    context: ServiceContext
-    clock: ManualClock
-    feeder: RabbitBus
-    versions: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    def headers(self, role: str = "admin", sub: str = "admin-1", org: str = ORG, **extra: str) -> dict[str, str]:
-        return auth_headers(org, role, sub, **extra)  # type: ignore[arg-type]
-
-    def envelope(self, data: EventData, subject_id: str, *, org: str = ORG, version: int | None = None) -> Envelope:
-        key = (data.event_type, subject_id)
-        if version is None:
-            version = self.versions.get(key, 0) + 1
-        self.versions[key] = max(self.versions.get(key, 0), version)
-        return make_event(data, org_id=org, subject_id=subject_id, subject_version=version)
-
-    async def send(self, envelope: Envelope) -> Envelope:
-        """Through RabbitMQ, as the other services' relays do."""
-        return await publish_envelope(self.feeder, envelope)
-
-    async def dispatch(self, envelope: Envelope) -> Envelope:
-        """Straight to the handlers (deterministic order), with the inbox and a real transaction."""
-        await self.context.dispatcher.dispatch(envelope)
-        return envelope
-
-    async def rows(self, table: sa.Table, *where: Any) -> list[dict[str, Any]]:
-        async with self.context.database.session() as session:
-            return [dict(r) for r in (await session.execute(sa.select(table).where(*where))).mappings().all()]
-
-    async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        return await outbox_payloads(self.context.database, event_type)
+    async def payee_if_match(self, participant_id: str) -> dict[str, str]:
+        """If-Match for a PUT of this payee, as a manager reads it first ("0" for a participant not known yet)."""
+        read = await self.client.get(f"/v1/payees/{participant_id}", headers=self.headers())
+        return {"If-Match": read.headers["ETag"] if read.status_code == 200 else '"0"'}
 
 
 def new_lead() -> str:

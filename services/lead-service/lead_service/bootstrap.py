@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
+from salesflow_shared.consumer import EventHandlers
 
 from .adapters.enrichment_client import EnrichmentClient
 from .config import Settings
@@ -13,15 +14,15 @@ from .entrypoints.forms_api import FormCache, submission_sweeper
 from .entrypoints.routes import router
 from .service_layer.enrichment import enrichment_worker
 from .service_layer.handlers import EVENT_HANDLERS
-from .service_layer.timeline import TIMELINE_HANDLERS
 from .service_layer.imports import import_worker
 from .service_layer.intake_batch import IntakeBatcher
+from .service_layer.timeline import TIMELINE_HANDLERS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def build_extras(context: ServiceContext) -> dict[str, Any]:
-    settings = context.settings
+    settings = context.settings_as(Settings)
     extras: dict[str, Any] = {"setup_cache": SetupCache(), "form_cache": FormCache(),
                               "rate_limiter": RateLimiter(time.monotonic), "intake_batcher": IntakeBatcher(context)}
     if settings.enrichment_url:
@@ -39,8 +40,7 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         routers=[router],
         migrations_path=MIGRATIONS,
         # Every event about a lead also goes on its timeline (after this service's own handling).
-        event_handlers={event_type: [*EVENT_HANDLERS.get(event_type, ()), *TIMELINE_HANDLERS.get(event_type, ())]
-                        for event_type in {*EVENT_HANDLERS, *TIMELINE_HANDLERS}},
+        event_handlers=EventHandlers.merged(EVENT_HANDLERS, TIMELINE_HANDLERS),
         extras=build_extras,
         workers=[submission_sweeper, enrichment_worker, import_worker],
         description="Leads, contacts, companies, activities, web-form intake, scoring and enrichment.",

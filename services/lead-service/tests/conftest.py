@@ -7,7 +7,6 @@ see each other's data. Modules using it run in a module-scoped event loop (`pyte
 from __future__ import annotations
 
 import pytest_asyncio
-
 from lead_testkit import shared_app, use_fresh_orgs
 
 

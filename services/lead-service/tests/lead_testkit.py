@@ -13,10 +13,10 @@ import httpx
 import sqlalchemy as sa
 
 from lead_service.config import Settings
-from lead_service.domain.signature import sign
 from lead_service.entrypoints.http import create_app
 from salesflow_shared.infra_tables import outbox_table
-from salesflow_shared.testing import auth_headers, running_app, service_test_settings
+from salesflow_shared.signatures import sign
+from salesflow_shared.testing import auth_headers, eventually, running_app, service_test_settings
 
 
 @dataclass
@@ -167,8 +167,11 @@ async def fake_provider() -> AsyncIterator[FakeProvider]:
     server = uvicorn.Server(uvicorn.Config(provider.app(), host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+
+    async def serving() -> None:
+        assert server.started
+
+    await eventually(serving, interval=0.01)
     provider.url = f"http://127.0.0.1:{port}/enrich"
     try:
         yield provider

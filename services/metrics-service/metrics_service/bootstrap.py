@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
+from salesflow_shared.consumer import EventHandlers
 
 from .config import Settings
 from .domain.periods import Clock, system_clock
@@ -36,7 +37,7 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         settings=settings,
         routers=[router],
         migrations_path=MIGRATIONS,
-        event_handlers={} if settings.projector == "only" else EVENT_HANDLERS,
+        event_handlers=EventHandlers() if settings.projector == "only" else EVENT_HANDLERS,
         # Every event only appends to the log (the projector does the rest): one transaction per batch.
         consume_in_batches=True,
         # The projector in its own process is woken by the consumer process's commits (NOTIFY).

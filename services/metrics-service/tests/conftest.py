@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from metrics_testkit import NOW, metrics_settings
 
 from metrics_service.entrypoints.http import create_app
-from metrics_testkit import NOW, metrics_settings
 from salesflow_shared.testing import running_app
 
 

@@ -69,7 +69,8 @@ class History:
                 territory: str, expected_close: date | None = None, owner_in_snapshot: str | None = None,
                 currency: str = "USD") -> None:
         snap = ev.LeadSnapshot(lead_id=lead, product_line=product_line, source=source,
-                               value=Decimal(value) if value is not None else None, currency=currency, expected_close_date=expected_close, created_at=at,
+                               value=Decimal(value) if value is not None else None, currency=currency,
+                               expected_close_date=expected_close, created_at=at,
                                owner_id=owner_in_snapshot, contact=ev.ContactData(email=f"{lead}@example.com"))
         self._emit(ev.LeadCreatedV1(lead=snap), lead, at, version=1)
 
@@ -265,7 +266,8 @@ async def get(client, path: str, headers=ADMIN, **params: Any) -> dict[str, Any]
 REPORTS = [("funnel", Q1), ("win-rate", {**Q1, "group_by": "rep"}), ("deal-size", Q1),
            ("sales-cycle", Q1), ("response-time", Q1), ("response-time", {**Q1, "group_by": "team"}),
            ("conversion", Q1), ("conversion", {**Q1, "group_by": "product_line"}), ("activities", Q1),
-           ("production", Q1), ("forecast", {"period": "quarter"}), ("forecast", {"period": "quarter", "group_by": "team"}),
+           ("production", Q1), ("forecast", {"period": "quarter"}),
+           ("forecast", {"period": "quarter", "group_by": "team"}),
            ("forecast-accuracy", {"scope": "team"}), ("quota-attainment", {"period": "quarter"}),
            ("adoption", Q1), ("coaching", Q1), ("stalled-deals", Q1),
            ("leaderboard", {"period": "quarter", "date": "2026-02-01", "metric": "revenue"}),

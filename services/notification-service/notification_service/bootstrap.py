@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
+from salesflow_shared.clock import Clock, SystemClock
 
 from .adapters.mailchimp import MailchimpClients
 from .adapters.mailer import SmtpMailer
 from .adapters.webhooks import WebhookSender
 from .config import Settings
-from salesflow_shared.clock import Clock, SystemClock
 from .entrypoints.routes import router
 from .service_layer.deliveries import DeliveryMetrics, delivery_worker
 from .service_layer.handlers import build_event_handlers

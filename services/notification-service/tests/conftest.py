@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
-
 from notification_fakes import FakeMailchimp, SmtpSink
 from notification_testkit import Harness
+
 from notification_service.config import Settings
-from salesflow_shared.clock import ManualClock
 from notification_service.entrypoints.http import create_app
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.testing import running_app, service_test_settings
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday
@@ -47,7 +47,7 @@ def shared_database_url(postgres_server_url: str) -> Iterator[str]:
     yield url
     try:
         asyncio.run(drop_postgres_database(url))
-    except Exception:  # a leftover test database is harmless; never mask the tests' own result
+    except Exception:  # noqa: BLE001 - a leftover test database is harmless; never mask the tests' own result
         pass
 
 

@@ -33,7 +33,7 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------------------------------------- SMTP
 class _SmtpHandler:
-    def __init__(self, sink: "SmtpSink") -> None:
+    def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:

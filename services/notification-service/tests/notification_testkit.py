@@ -7,17 +7,21 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-
 from notification_fakes import FakeMailchimp, SmtpSink
+
 from notification_service.adapters.orm import deliveries, enrollments
-from salesflow_shared.clock import ManualClock
 from salesflow_shared.bus import OutgoingMessage
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import (
-    ContactData, Envelope, EventData, LeadCreatedV1, LeadSnapshot, make_event,
+    ContactData,
+    Envelope,
+    EventData,
+    LeadCreatedV1,
+    LeadSnapshot,
+    make_event,
 )
 from salesflow_shared.infra_tables import inbox_table, outbox_table
 from salesflow_shared.testing import auth_headers, eventually
-
 
 
 class Harness:

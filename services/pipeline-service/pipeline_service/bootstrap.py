@@ -3,9 +3,10 @@ from pathlib import Path
 from typing import Any
 
 from salesflow_shared.app import ServiceContext, ServiceDefinition
+from salesflow_shared.clock import Clock, SystemClock
 
 from .config import Settings
-from salesflow_shared.clock import Clock, SystemClock
+from .entrypoints.calendar_api import router as calendar_router
 from .entrypoints.routes import router
 from .service_layer.handlers import make_event_handlers
 from .service_layer.workers import overdue_worker, reopen_worker
@@ -23,7 +24,7 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
     return ServiceDefinition(
         name="pipeline-service",
         settings=settings,
-        routers=[router],
+        routers=[router, calendar_router],
         migrations_path=MIGRATIONS,
         event_handlers=make_event_handlers(clock),
         workers=[overdue_worker, reopen_worker] if settings.run_workers else [],

@@ -3,22 +3,21 @@ PostgreSQL and RabbitMQ, publishing events to it as the other services would, re
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from pipeline_service.config import Settings
-from salesflow_shared.clock import ManualClock
 from pipeline_service.entrypoints.http import create_app
-from salesflow_shared.app import ServiceContext
-from salesflow_shared.bus import RabbitBus
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import (
-    ActivityLoggedV1, Envelope, EventData, LeadAssignedV1, LeadCreatedV1, LeadRoutedV1, LeadSnapshot, LeadUpdatedV1,
-    make_event,
+    ActivityLoggedV1,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadRoutedV1,
+    LeadSnapshot,
+    LeadUpdatedV1,
 )
-from salesflow_shared.testing import auth_headers, outbox_payloads, publish_envelope, service_test_settings
+from salesflow_shared.testing import ServiceUnderTest, service_test_settings
 
 MONDAY_9AM = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 ORG = "org-a"
@@ -32,39 +31,8 @@ def build_app(database_url: str, amqp_url: str, namespace: str, clock: ManualClo
     return create_app(settings, clock=clock)
 
 
-@dataclass
-class Pipe:
-    """One running pipeline-service: its HTTP client, context and clock, plus an event feeder."""
-
-    client: httpx.AsyncClient
-    context: ServiceContext
-    clock: ManualClock
-    feeder: RabbitBus
-    versions: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    def headers(self, role: str = "admin", sub: str = "admin-1", org: str = ORG, **extra: str) -> dict[str, str]:
-        return auth_headers(org, role, sub, **extra)  # type: ignore[arg-type]
-
-    # ---------------------------------------------------------- events in
-    def envelope(self, data: EventData, subject_id: str, *, org: str = ORG, version: int | None = None) -> Envelope:
-        key = (data.event_type if data.event_type not in ("LeadCreated", "LeadUpdated") else "lead", subject_id)
-        if version is None:
-            version = self.versions.get(key, 0) + 1
-        self.versions[key] = max(self.versions.get(key, 0), version)
-        return make_event(data, org_id=org, subject_id=subject_id, subject_version=version)
-
-    async def send(self, envelope: Envelope) -> Envelope:
-        """Through RabbitMQ, as the other services' relays do."""
-        return await publish_envelope(self.feeder, envelope)
-
-    async def dispatch(self, envelope: Envelope) -> Envelope:
-        """Straight to the handlers (deterministic order), with the inbox and a real transaction."""
-        await self.context.dispatcher.dispatch(envelope)
-        return envelope
-
-    # ---------------------------------------------------------- events out
-    async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        return await outbox_payloads(self.context.database, event_type)
+class Pipe(ServiceUnderTest):
+    """One running pipeline-service (salesflow_shared.testing.ServiceUnderTest) with its API helpers."""
 
     # ---------------------------------------------------------- API
     async def instantiate(self, key: str = "inbound-web-form", org: str = ORG) -> dict[str, Any]:

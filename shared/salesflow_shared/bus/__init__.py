@@ -1,4 +1,6 @@
-from .base import (EventBus, OutgoingMessage, ParkedMessage, PermanentFailure, Subscription,  # noqa: F401
-                   TransientFailure, Unroutable)
-from .memory import InMemoryBus  # noqa: F401
-from .rabbitmq import RabbitBus  # noqa: F401
+from .base import EventBus, OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, TransientFailure, Unroutable
+from .memory import InMemoryBus
+from .rabbitmq import RabbitBus
+
+__all__ = ["EventBus", "InMemoryBus", "OutgoingMessage", "ParkedMessage", "PermanentFailure", "RabbitBus",
+           "Subscription", "TransientFailure", "Unroutable"]

@@ -12,9 +12,21 @@ from typing import Any
 
 import structlog
 
-from .base import (ATTEMPT_HEADER, LAST_ERROR_HEADER, PARKED_AT_HEADER, ROUTING_KEY_HEADER, EventBus,
-                   OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, TransientFailure, Unroutable,
-                   now_iso, truncate_error)
+from .base import (
+    ATTEMPT_HEADER,
+    LAST_ERROR_HEADER,
+    PARKED_AT_HEADER,
+    ROUTING_KEY_HEADER,
+    EventBus,
+    OutgoingMessage,
+    ParkedMessage,
+    PermanentFailure,
+    Subscription,
+    TransientFailure,
+    Unroutable,
+    now_iso,
+    truncate_error,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +88,7 @@ class InMemoryBus(EventBus):
                 item = (body, headers, event_id, event_type)
                 handle = asyncio.get_running_loop().call_later(0.5, queue.items.put_nowait, item)
                 self._timers.add(handle)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the handler failed: retry later or park, never drop
                 attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
                 headers = {**headers, ATTEMPT_HEADER: attempt, LAST_ERROR_HEADER: truncate_error(exc)}
                 delays = list(subscription.retry_delays_ms)
@@ -114,7 +126,8 @@ class InMemoryBus(EventBus):
         found = self._queues.get(queue)
         if found is None:
             return 0
-        keep, replay = [], []
+        keep: list[ParkedMessage] = []
+        replay: list[ParkedMessage] = []
         for parked in found.parked:
             (replay if event_id is None or parked.event_id == event_id else keep).append(parked)
         found.parked = keep

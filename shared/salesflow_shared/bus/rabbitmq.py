@@ -18,11 +18,27 @@ import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from .base import (ATTEMPT_HEADER, LAST_ERROR_HEADER, PARKED_AT_HEADER, ROUTING_KEY_HEADER, EventBus,
-                   OutgoingMessage, ParkedMessage, PermanentFailure, Subscription, TransientFailure, Unroutable,
-                   now_iso, truncate_error)
+from .base import (
+    ATTEMPT_HEADER,
+    LAST_ERROR_HEADER,
+    PARKED_AT_HEADER,
+    ROUTING_KEY_HEADER,
+    EventBus,
+    OutgoingMessage,
+    ParkedMessage,
+    PermanentFailure,
+    Subscription,
+    TransientFailure,
+    Unroutable,
+    now_iso,
+    truncate_error,
+)
 
 log = structlog.get_logger(__name__)
+
+# What closing or cancelling on a channel or connection that is already gone raises: the broker's refusal,
+# the client's "channel is closed", or the lost connection itself.
+_CHANNEL_GONE = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, OSError)
 
 
 class RabbitBus(EventBus):
@@ -139,7 +155,7 @@ class RabbitBus(EventBus):
                     items.append((message.body, headers))
                 try:
                     await batch_callback(items)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - any handler failure is retried one by one or parked
                     if len(batch) == 1:  # the batch was this one message: its failure is known already
                         await self._handle(channel, batch[0], subscription, retry_names, dlq_name, failure=exc)
                         unsettled.settled(batch[0])
@@ -185,7 +201,7 @@ class RabbitBus(EventBus):
                         message_id=message.message_id)
             await asyncio.sleep(self.transient_retry_delay_s)
             await message.nack(requeue=True)
-        except Exception as exc:  # the handler failed: retry later or park, never drop
+        except Exception as exc:  # noqa: BLE001 - the handler failed: retry later or park, never drop
             attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
             permanent = isinstance(exc, PermanentFailure)
             park = permanent or attempt > len(retry_names)
@@ -198,7 +214,7 @@ class RabbitBus(EventBus):
             try:
                 await channel.default_exchange.publish(_copy(message, headers), routing_key=target,
                                                        timeout=self.publish_timeout_s)
-            except Exception:
+            except Exception:  # noqa: BLE001 - whatever stopped the hand-over, the message must not be lost
                 # Could not hand it on: give it back to the broker rather than lose it.
                 await message.nack(requeue=True)
                 return
@@ -212,7 +228,7 @@ class RabbitBus(EventBus):
         for queue, tag in self._consumers:
             try:
                 await queue.cancel(tag)
-            except Exception:  # the channel may already be gone; nothing left to cancel
+            except _CHANNEL_GONE:  # the channel may already be gone; nothing left to cancel
                 pass
         self._consumers.clear()
         if self._in_flight:
@@ -220,7 +236,7 @@ class RabbitBus(EventBus):
         for channel in self._consumer_channels:
             try:
                 await channel.close()
-            except Exception:
+            except _CHANNEL_GONE:  # already closed with its connection
                 pass
         self._consumer_channels.clear()
 
@@ -286,11 +302,11 @@ class RabbitBus(EventBus):
         for name in self.declared_queues:
             try:
                 await channel.queue_delete(name)
-            except Exception:
+            except _CHANNEL_GONE:  # the broker closes the channel on a refusal: go on with a new one
                 channel = await self._connection.channel()
         try:
             await channel.exchange_delete(self.exchange_name)
-        except Exception:
+        except _CHANNEL_GONE:  # already deleted, or the connection is gone: nothing left to clean up
             pass
         await channel.close()
 
@@ -315,20 +331,21 @@ class UnsettledDeliveries:
         channel = _channel_of(message)
         if channel is not self._channel:
             self._channel, self._tags = channel, {}
-        self._tags[message.delivery_tag] = None
+        if message.delivery_tag is not None:  # a consumer without auto-ack always gets one
+            self._tags[message.delivery_tag] = None
 
     def settled(self, message: AbstractIncomingMessage) -> None:
-        if _channel_of(message) is self._channel:
+        if _channel_of(message) is self._channel and message.delivery_tag is not None:
             self._tags.pop(message.delivery_tag, None)
 
     def oldest_are(self, batch: list[AbstractIncomingMessage]) -> bool:
         """True when the batch's deliveries are all the unsettled ones up to its last."""
-        last = batch[-1]
-        if self._channel is None or any(_channel_of(m) is not self._channel for m in batch):
+        last_tag = batch[-1].delivery_tag
+        if self._channel is None or last_tag is None or any(_channel_of(m) is not self._channel for m in batch):
             return False
         in_batch = {m.delivery_tag for m in batch}
         for tag in self._tags:
-            if tag > last.delivery_tag:
+            if tag > last_tag:
                 break
             if tag not in in_batch:
                 return False
@@ -364,7 +381,7 @@ def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika
 def _parked(message: AbstractIncomingMessage) -> ParkedMessage:
     headers = message.headers or {}
     return ParkedMessage(
-        event_id=message.message_id, event_type=message.type, attempts=int(headers.get(ATTEMPT_HEADER, 0)),
+        event_id=message.message_id, event_type=message.type, attempts=int(_text(headers.get(ATTEMPT_HEADER)) or 0),
         last_error=_text(headers.get(LAST_ERROR_HEADER)), parked_at=_text(headers.get(PARKED_AT_HEADER)),
         body=message.body,
     )

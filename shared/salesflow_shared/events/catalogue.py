@@ -637,6 +637,18 @@ class ProgramWonV1(EventData):
     ended_at: datetime
 
 
+
+class BusinessCalendarSetV1(EventData):
+    event_type = "BusinessCalendarSet"
+    producer = "pipeline-service"
+    description = ("An org's business calendar was set: its working weekdays ('monday'...), the country (ISO 3166-1 "
+                   "alpha-2) and subdivision whose public holidays are days off, and its own days off. Business "
+                   "days and hours (task due dates, sequence sending windows) count only working days.")
+    working_days: list[str]
+    country: str | None = None
+    subdivision: str | None = None
+    days_off: list[date] = Field(default_factory=list)
+
 ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadCreatedV1, LeadUpdatedV1, LeadDisqualifiedV1, LeadErasedV1, ActivityLoggedV1,
     LeadRoutedV1, LeadAssignedV1, RepCreatedV1, RepUpdatedV1, RepDeactivatedV1,
@@ -644,7 +656,7 @@ ALL_EVENT_MODELS: tuple[type[EventData], ...] = (
     LeadWonV1, LeadLostV1, LeadReopenedV1,
     EmailSentV1, EmailFailedV1, ContactSyncedV1, RepNotifiedV1,
     ForecastSnapshottedV1, QuotaReachedV1, QuotaSetV1, QuotaRemovedV1, ReportingCurrencySetV1,
-    ExchangeRateSetV1,
+    ExchangeRateSetV1, BusinessCalendarSetV1,
     StatementComputedV1, StatementApprovedV1, StatementLockedV1, StatementPaidV1, DisputeOpenedV1,
     DisputeResolvedV1,
     ProgramStartedV1, ProgramRulesChangedV1, ProgramMilestoneReachedV1, BadgeEarnedV1, ProgramWonV1,

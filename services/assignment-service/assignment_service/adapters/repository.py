@@ -20,6 +20,7 @@ def _dt(value: Any) -> datetime:
 
 
 def rep_from_row(row: Any) -> Rep:
+    # arg-type: parse_hhmm's None is for bad input, and stored hours were validated (HH:MM) when written
     windows = tuple(WorkingWindow(tuple(w["days"]), parse_hhmm(w["start"]), parse_hhmm(w["end"]))  # type: ignore[arg-type]
                     for w in row.working_hours or [])
     absences = tuple(Absence(_dt(a["start"]), _dt(a["end"])) for a in row.out_of_office or [])

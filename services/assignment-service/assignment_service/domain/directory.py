@@ -121,7 +121,7 @@ def postcode_in_range(postcode: str, start: str, end: str) -> bool:
     value, low, high = postcode_key(postcode), postcode_key(start), postcode_key(end)
     if not (value[0] == low[0] == high[0]):
         return False
-    return low <= value <= high  # type: ignore[operator]
+    return low <= value <= high
 
 
 # ------------------------------------------------------------------ availability

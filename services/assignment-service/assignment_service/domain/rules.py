@@ -11,8 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conditions import STAGE_FIELDS, Condition, matches, parse_condition
-from .strategies import (BEST_TIER_FIRST, LEAST_LOADED, ROUND_ROBIN, SPECIFIC_REP, STRATEGIES, TERRITORY_REPS,
-                         WEIGHTED_ROUND_ROBIN)
+from .strategies import (
+    BEST_TIER_FIRST,
+    LEAST_LOADED,
+    ROUND_ROBIN,
+    SPECIFIC_REP,
+    STRATEGIES,
+    TERRITORY_REPS,
+    WEIGHTED_ROUND_ROBIN,
+)
 
 LEAD_CREATED, STAGE_ENTRY, LEAD_WON = "lead_created", "stage_entry", "lead_won"
 TRIGGERS = (LEAD_CREATED, STAGE_ENTRY, LEAD_WON)

@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .directory import (LANGUAGE_NOT_SPOKEN, NOT_IN_DIRECTORY, OUTSIDE_WORKING_HOURS, PRODUCT_LINE_NOT_COVERED,
-                        Rep, in_working_hours, unavailability)
+from .directory import (
+    LANGUAGE_NOT_SPOKEN,
+    NOT_IN_DIRECTORY,
+    OUTSIDE_WORKING_HOURS,
+    PRODUCT_LINE_NOT_COVERED,
+    Rep,
+    in_working_hours,
+    unavailability,
+)
 
 SPECIFIC_REP = "specific_rep"
 ROUND_ROBIN = "round_robin"

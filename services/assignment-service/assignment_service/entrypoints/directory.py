@@ -16,14 +16,27 @@ from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFa
 from salesflow_shared.events import utcnow
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
-from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match
+from salesflow_shared.preconditions import strong_etag
 
 from ..adapters import repository as repo
 from ..adapters.orm import reps, teams, territories
-from ..service_layer.rep_events import publish_rep, publish_rep_removed, publish_team_membership
+from ..service_layer.rep_events import RepChange, publish_rep, publish_rep_removed, publish_team_membership
 from ..service_layer.rulesets import references_in_current_rules
-from .schemas import (RepCreate, RepOut, RepPage, RepPatch, TeamCreate, TeamOut, TeamPage, TeamPatch,
-                      TerritoryCreate, TerritoryOut, TerritoryPage, TerritoryPatch)
+from .schemas import (
+    RepCreate,
+    RepOut,
+    RepPage,
+    RepPatch,
+    TeamCreate,
+    TeamOut,
+    TeamPage,
+    TeamPatch,
+    TerritoryCreate,
+    TerritoryOut,
+    TerritoryPage,
+    TerritoryPatch,
+)
 
 router = APIRouter()
 
@@ -34,9 +47,8 @@ def etag(version: int) -> str:
 
 
 def check_if_match(request: Request, version: int) -> None:
-    header = request.headers.get("if-match")
-    if header is not None:
-        shared_check_if_match(header, etag(version))
+    """Every PATCH and PUT needs the ETag read (428 without it, 412 when stale or weak)."""
+    shared_check_if_match(request.headers.get("if-match"), etag(version))
 
 
 async def _must_exist(uow: Any, table: sa.Table, org_id: str, ids: list[str], field: str, what: str) -> None:
@@ -120,7 +132,15 @@ def rep_out(row: Any, open_leads: int = 0) -> RepOut:
                   created_at=row.created_at, updated_at=row.updated_at)
 
 
-@router.post("/reps", status_code=201, response_model=RepOut, **etag_header(201, checked_beyond_schema=("email", "timezone", "working_hours", "out_of_office")),
+
+# What each resource's writes check beyond their schema (named by a 422): a real time zone, windows and
+# absences that make sense, reps and teams that exist, a territory that names at least one place.
+REP_CHECKED = ("email", "timezone", "working_hours", "out_of_office")
+TEAM_CHECKED = ("member_ids", "lead_rep_id")
+TERRITORY_CHECKED = ("body", "countries", "regions", "postcode_ranges", "rep_ids")
+
+@router.post("/reps", status_code=201, response_model=RepOut,
+             **etag_header(201, checked_beyond_schema=REP_CHECKED),
              summary="Add a rep to the directory")
 async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> Any:
     payload = _json(body)
@@ -150,7 +170,7 @@ async def get_rep(rep_id: str, uow: UowDep, principal: CurrentPrincipal, respons
     return rep_out(row, counts.get(rep_id, 0))
 
 
-@router.patch("/reps/{rep_id}", response_model=RepOut, **etag_header(checked_beyond_schema=("email", "timezone", "working_hours", "out_of_office")),
+@router.patch("/reps/{rep_id}", response_model=RepOut, **etag_header(checked_beyond_schema=REP_CHECKED),
               summary="Change a rep (If-Match with its ETag)")
 async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Response, uow: UowDep,
                     principal: AdminPrincipal) -> Any:
@@ -160,7 +180,7 @@ async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Res
                 "out_of_office"):
         if key in changes and changes[key] is None:
             raise ValidationFailed.single(key, f"{key} cannot be null")
-    change = "deactivated" if row.active and changes.get("active") is False else "updated"
+    change: RepChange = "deactivated" if row.active and changes.get("active") is False else "updated"
     row = await _save_patch(uow, reps, row, changes, response, on_saved=lambda: publish_rep(
         uow, principal.org_id, rep_id, change, changed=changes))
     counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])
@@ -214,7 +234,8 @@ async def _check_team_refs(uow: Any, org_id: str, member_ids: list[str] | None, 
         raise ValidationFailed.single("lead_rep_id", f"no rep '{lead_rep_id}' in this organization")
 
 
-@router.post("/teams", status_code=201, response_model=TeamOut, **etag_header(201, checked_beyond_schema=("member_ids", "lead_rep_id")),
+@router.post("/teams", status_code=201, response_model=TeamOut,
+             **etag_header(201, checked_beyond_schema=TEAM_CHECKED),
              summary="Create a team")
 async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> Any:
     payload = _json(body)
@@ -239,7 +260,7 @@ async def get_team(team_id: str, uow: UowDep, principal: CurrentPrincipal, respo
     return team_out(await _read(uow, teams, principal.org_id, team_id, "team", response))
 
 
-@router.patch("/teams/{team_id}", response_model=TeamOut, **etag_header(checked_beyond_schema=("member_ids", "lead_rep_id")),
+@router.patch("/teams/{team_id}", response_model=TeamOut, **etag_header(checked_beyond_schema=TEAM_CHECKED),
               summary="Change a team (If-Match with its ETag)")
 async def patch_team(team_id: str, body: TeamPatch, request: Request, response: Response, uow: UowDep,
                      principal: AdminPrincipal) -> Any:
@@ -281,7 +302,8 @@ def territory_out(row: Any) -> TerritoryOut:
                         created_at=row.created_at, updated_at=row.updated_at)
 
 
-@router.post("/territories", status_code=201, response_model=TerritoryOut, **etag_header(201, checked_beyond_schema=("body", "countries", "regions", "postcode_ranges", "rep_ids")),
+@router.post("/territories", status_code=201, response_model=TerritoryOut,
+             **etag_header(201, checked_beyond_schema=TERRITORY_CHECKED),
              summary="Create a territory")
 async def create_territory(body: TerritoryCreate, uow: UowDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> Any:
@@ -306,7 +328,8 @@ async def get_territory(territory_id: str, uow: UowDep, principal: CurrentPrinci
     return territory_out(await _read(uow, territories, principal.org_id, territory_id, "territory", response))
 
 
-@router.patch("/territories/{territory_id}", response_model=TerritoryOut, **etag_header(checked_beyond_schema=("body", "countries", "regions", "postcode_ranges", "rep_ids")),
+@router.patch("/territories/{territory_id}", response_model=TerritoryOut,
+              **etag_header(checked_beyond_schema=TERRITORY_CHECKED),
               summary="Change a territory (If-Match with its ETag)")
 async def patch_territory(territory_id: str, body: TerritoryPatch, request: Request, response: Response,
                           uow: UowDep, principal: AdminPrincipal) -> Any:

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import UowDep
@@ -13,20 +14,41 @@ from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import utcnow
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
+from salesflow_shared.preconditions import check_if_match_unset
 
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
 from ..domain.rules import RuleSet, assumed_facts
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
-from ..service_layer.assigning import (BULK, MANUAL, Decision, apply_decision, choose, decide,
-                                       decision_row_to_dict, decisions_for, lead_row, was_owner)
+from ..service_layer.assigning import (
+    BULK,
+    MANUAL,
+    Decision,
+    apply_decision,
+    choose,
+    decide,
+    decision_row_to_dict,
+    decisions_for,
+    lead_row,
+    was_owner,
+)
 from ..service_layer.rep_events import publish_rep
 from ..service_layer.rulesets import publish_rule_set, validate_rules
 from .directory import check_if_match, etag
-from .schemas import (BulkReassignIn, BulkReassignResult, DecisionOut, DecisionPage, ManualAssignIn, RuleSetCheck,
-                      RuleSetIn, RuleSetOut, RuleSetVersionPage, SimulateIn)
+from .schemas import (
+    BulkReassignIn,
+    BulkReassignResult,
+    DecisionOut,
+    DecisionPage,
+    ManualAssignIn,
+    RuleSetCheck,
+    RuleSetIn,
+    RuleSetOut,
+    RuleSetVersionPage,
+    SimulateIn,
+)
 
 router = APIRouter()
 
@@ -63,6 +85,8 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
     current = await _rule_set_row(uow, principal.org_id, None)
     if current is not None:
         check_if_match(request, current.version)
+    else:  # the first publication: If-Match "0", so two admins publishing at once cannot both win
+        check_if_match_unset(request.headers.get("if-match"), what="routing rules")
     rule_set = await publish_rule_set(uow.session, principal.org_id, body.rules, principal.user_id)
     try:
         await uow.commit()
@@ -75,9 +99,14 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
 
 @router.post("/routing-rules/validate", summary="Check a draft rule set without publishing it",
              operation_id="validateRoutingRules", **returns(RuleSetCheck, checked_beyond_schema=("rules",)))
-async def validate_draft(body: RuleSetIn, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
-    rules = await validate_rules(uow.session, principal.org_id, body.rules)
-    return {"valid": True, "rules": [r.to_dict() for r in rules]}
+async def validate_draft(body: RuleSetIn, uow: UowDep, principal: AdminPrincipal,
+                         idem: IdempotencyDep) -> JSONResponse:
+    async def check() -> dict[str, Any]:
+        rules = await validate_rules(uow.session, principal.org_id, body.rules)
+        return {"valid": True, "rules": [r.to_dict() for r in rules]}
+
+    return await once(idem, uow, org_id=principal.org_id, scope="rules:validate",
+                      payload=body.model_dump(mode="json"), act=check)
 
 
 @router.get("/routing-rules/versions", summary="Every published version, newest first",
@@ -92,7 +121,8 @@ async def list_versions(uow: UowDep, principal: CurrentPrincipal, limit: LimitPa
 
 @router.get("/routing-rules/versions/{version}", summary="One published version (as a past decision used it)",
             operation_id="getRoutingRuleVersion", **returns(RuleSetOut))
-async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: UowDep,
+                      principal: CurrentPrincipal) -> dict[str, Any]:
     row = await _rule_set_row(uow, principal.org_id, version)
     if row is None:
         raise NotFound(f"no rule set version {version}")
@@ -103,7 +133,13 @@ async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: Uo
 
 @router.post("/routing/simulate", summary="Evaluate a lead against the current or a draft rule set; changes nothing",
              operation_id="simulateRouting", **returns(DecisionOut, checked_beyond_schema=("rules", "lead", "stage")))
-async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
+async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    # Changes nothing; with a key a retry gets the first simulation's answer (only the key's answer is stored).
+    return await once(idem, uow, org_id=principal.org_id, scope="routing:simulate",
+                      payload=body.model_dump(mode="json"), act=lambda: _simulate(body, uow, principal))
+
+
+async def _simulate(body: SimulateIn, uow: Any, principal: Any) -> dict[str, Any]:
     org = principal.org_id
     if body.rules is not None:
         rule_set = RuleSet(0, await validate_rules(uow.session, org, body.rules))
@@ -118,7 +154,8 @@ async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal) -
     decision = await decide(uow.session, org, body.lead.lead_id or "simulated", snapshot, body.trigger,
                             rule_set=rule_set, now=body.at or utcnow(),
                             stage=body.stage.model_dump() if body.stage else None, dry_run=True)
-    # Nothing is committed: the unit of work rolls back whatever was read.
+    # A dry run writes nothing (no rotation advances, no rep row is locked); only an Idempotency-Key's answer
+    # is stored.
     result = decision.to_dict()
     result.update(simulated=True, draft=body.rules is not None, id=None,
                   assumed=assumed_facts(rule_set, snapshot, body.trigger))
@@ -186,6 +223,7 @@ async def manual_assign(body: ManualAssignIn, uow: UowDep, principal: ManagerPri
         if reason == "not_in_directory":
             raise ValidationFailed.single("owner_id", f"no rep '{body.owner_id}' in this organization")
         raise ValidationFailed.single("owner_id", f"rep '{body.owner_id}' cannot take leads now ({reason})")
+    assert decision.choice is not None, "an owner is only ever set with the choice that picked it"
     decision.choice.note = "chosen by a manager"
     decision.reason = f"manual: reassigned by {principal.user_id}" + (f" ({body.note})" if body.note else "")
     await apply_decision(uow, org, row, decision)

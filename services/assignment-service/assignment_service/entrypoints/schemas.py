@@ -5,8 +5,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator, model_validator
 
 from salesflow_shared.clock import UtcDateTime
 from salesflow_shared.contract import page_of
@@ -57,13 +56,13 @@ class WorkingWindowIn(Strict):
                                                         "(22:00-06:00 starts on the listed day, ends the next morning)")
 
     @model_validator(mode="after")
-    def _check(self) -> "WorkingWindowIn":
+    def _check(self) -> WorkingWindowIn:
         start, end = parse_hhmm(self.start), parse_hhmm(self.end)
         if start is None or end is None:
             raise ValueError("start and end are HH:MM (00:00-23:59)")
         if start == end:
             raise ValueError("start and end must differ (an overnight window ends before it starts)")
-        self.days = sorted(set(self.days), key=DAYS.index)  # type: ignore[assignment]
+        self.days = sorted(set(self.days), key=DAYS.index)
         return self
 
 
@@ -73,7 +72,7 @@ class AbsenceIn(Strict):
     note: str | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")
-    def _check(self) -> "AbsenceIn":
+    def _check(self) -> AbsenceIn:
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("start and end need a time zone offset (RFC 3339)")
         if self.start >= self.end:
@@ -193,7 +192,7 @@ class PostcodeRangeIn(Strict):
     country: Country | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "PostcodeRangeIn":
+    def _check(self) -> PostcodeRangeIn:
         from ..domain.directory import postcode_key
         if self.country is not None:
             self.country = self.country.upper()
@@ -202,7 +201,7 @@ class PostcodeRangeIn(Strict):
         low, high = postcode_key(self.start), postcode_key(self.end)
         if low[0] != high[0]:
             raise ValueError("from and to must both be numeric or both be text")
-        if low > high:  # type: ignore[operator]
+        if low > high:
             raise ValueError("from must not be after to")
         return self
 
@@ -238,7 +237,7 @@ class TerritoryCreate(_TerritoryFields):
     rep_ids: list[Id] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
-    def _some_area(self) -> "TerritoryCreate":
+    def _some_area(self) -> TerritoryCreate:
         if not (self.countries or self.regions or self.postcode_ranges):
             raise ValueError("a territory needs countries, regions or postcode_ranges")
         return self

@@ -24,8 +24,16 @@ from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps
 from ..domain.directory import Territory, resolve_territory
 from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, Rule, RuleMatch, RuleSet, evaluate, lead_facts
-from ..domain.strategies import (SPECIFIC_REP, TERRITORY_REPS, WEIGHTED_ROUND_ROBIN, Candidate, OwnerChoice,
-                                 OwnerRequest, RotationState, select_owner)
+from ..domain.strategies import (
+    SPECIFIC_REP,
+    TERRITORY_REPS,
+    WEIGHTED_ROUND_ROBIN,
+    Candidate,
+    OwnerChoice,
+    OwnerRequest,
+    RotationState,
+    select_owner,
+)
 
 MANUAL, BULK, LEAD_UPDATED = "manual", "bulk", "lead_updated"
 _KEEP_OWNER_WHEN_NOBODY = (STAGE_ENTRY, LEAD_WON, LEAD_UPDATED)
@@ -187,8 +195,8 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
     if routes:
         version += 1
         uow.publish(LeadRoutedV1(
-            lead_id=decision.lead_id, pipeline_id=decision.pipeline_id, rule_id=decision.rule.id,
-            rule_set_version=decision.rule_set_version,
+            lead_id=decision.lead_id, pipeline_id=decision.pipeline_id,
+            rule_id=decision.rule.id if decision.rule else None, rule_set_version=decision.rule_set_version,
             territory_id=decision.territory.id if decision.territory else None,
             trigger=decision.trigger, reason=decision.reason,
             owner_id=decision.owner_id if assigns else None, team_id=decision.team_id if assigns else None,

@@ -14,9 +14,19 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.bus import PermanentFailure
-from salesflow_shared.consumer import HandlerMap
-from salesflow_shared.events import (Envelope, EventData, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1,
-                                     LeadLostV1, LeadReopenedV1, LeadUpdatedV1, LeadWonV1, StageAdvancedV1, utcnow)
+from salesflow_shared.consumer import EventHandlers
+from salesflow_shared.events import (
+    Envelope,
+    LeadCreatedV1,
+    LeadDisqualifiedV1,
+    LeadErasedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    StageAdvancedV1,
+    utcnow,
+)
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
@@ -25,6 +35,8 @@ from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, routed_on
 from .assigning import LEAD_UPDATED, apply_decision, decide, match_rules
 
 log = structlog.get_logger(__name__)
+
+EVENT_HANDLERS = EventHandlers()
 
 OPEN_STATUSES = {"open", "qualified"}
 
@@ -35,7 +47,7 @@ class LeadNotKnownYet(Exception):
 
 def _snapshot(lead: Any) -> dict[str, Any]:
     """The lead fields routing reads; contact details and company names are not kept here."""
-    data = lead.model_dump(mode="json", exclude={"contact"})
+    data: dict[str, Any] = lead.model_dump(mode="json", exclude={"contact"})
     data["company"] = {k: v for k, v in (data.get("company") or {}).items() if k in ("company_id", "size", "industry")}
     return data
 
@@ -53,8 +65,8 @@ async def _take_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str
     return row, created
 
 
-async def on_lead_created(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadCreatedV1)
+@EVENT_HANDLERS.on(LeadCreatedV1)
+async def on_lead_created(data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     row, _ = await _take_snapshot(uow, envelope, _snapshot(data.lead))
     if row.routed_at is not None:
         log.info("lead_already_routed", lead_id=row.lead_id)
@@ -68,8 +80,8 @@ async def on_lead_created(data: EventData, envelope: Envelope, uow: UnitOfWork) 
     await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
 
 
-async def on_lead_updated(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadUpdatedV1)
+@EVENT_HANDLERS.on(LeadUpdatedV1)
+async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     org = envelope.org_id
     before = await repo.lock_lead(uow.session, org, data.lead.lead_id)
     row, created = await _take_snapshot(uow, envelope, _snapshot(data.lead))
@@ -125,8 +137,8 @@ async def _hand_off(uow: UnitOfWork, envelope: Envelope, row: Any, trigger: str,
     await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
 
 
-async def on_stage_advanced(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, StageAdvancedV1)
+@EVENT_HANDLERS.on(StageAdvancedV1)
+async def on_stage_advanced(data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     row = await _pipeline_event(uow, envelope, data.lead_id)
     if row is None:
         return
@@ -137,8 +149,8 @@ async def on_stage_advanced(data: EventData, envelope: Envelope, uow: UnitOfWork
                                                       "pipeline_id": data.pipeline_id})
 
 
-async def on_lead_won(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadWonV1)
+@EVENT_HANDLERS.on(LeadWonV1)
+async def on_lead_won(data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
     row = await _pipeline_event(uow, envelope, data.lead_id)
     if row is None:
         return
@@ -147,29 +159,29 @@ async def on_lead_won(data: EventData, envelope: Envelope, uow: UnitOfWork) -> N
                                                    "pipeline_id": data.pipeline_id})
 
 
-async def on_lead_lost(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadLostV1)
+@EVENT_HANDLERS.on(LeadLostV1)
+async def on_lead_lost(data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
     if await _pipeline_event(uow, envelope, data.lead_id) is not None:
         await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=False)
 
 
-async def on_lead_reopened(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadReopenedV1)
+@EVENT_HANDLERS.on(LeadReopenedV1)
+async def on_lead_reopened(data: LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     if await _pipeline_event(uow, envelope, data.lead_id) is not None:
         await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=True)
 
 
-async def on_lead_disqualified(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadDisqualifiedV1)
+@EVENT_HANDLERS.on(LeadDisqualifiedV1)
+async def on_lead_disqualified(data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     row = await repo.lock_lead(uow.session, envelope.org_id, data.lead_id)
     if row is not None and envelope.subject_version > row.lead_version:
         await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=False,
                                lead_version=envelope.subject_version)
 
 
-async def on_lead_erased(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+@EVENT_HANDLERS.on(LeadErasedV1)
+async def on_lead_erased(data: LeadErasedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     """Keep only what routing needs no personal data for; scrub the lead values quoted in decisions."""
-    assert isinstance(data, LeadErasedV1)
     org = envelope.org_id
     row = await repo.lock_lead(uow.session, org, data.lead_id)
     if row is not None:
@@ -190,15 +202,3 @@ def _scrub(evaluation: dict[str, Any]) -> dict[str, Any]:
     if not failed:
         return evaluation
     return {**evaluation, "failed_condition": {**failed, "actual": "[erased]"}}
-
-
-EVENT_HANDLERS: HandlerMap = {
-    "LeadCreated": [on_lead_created],
-    "LeadUpdated": [on_lead_updated],
-    "LeadDisqualified": [on_lead_disqualified],
-    "LeadErased": [on_lead_erased],
-    "StageAdvanced": [on_stage_advanced],
-    "LeadWon": [on_lead_won],
-    "LeadLost": [on_lead_lost],
-    "LeadReopened": [on_lead_reopened],
-}

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import RepCreatedV1, RepDeactivatedV1, RepSnapshot, RepUpdatedV1, utcnow
 from salesflow_shared.uow import UnitOfWork
 
@@ -59,5 +60,5 @@ async def publish_team_membership(uow: UnitOfWork, org_id: str, rep_ids: Iterabl
     for rep_id in sorted(set(rep_ids)):
         result = await uow.session.execute(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == rep_id)
                                            .values(row_version=reps.c.row_version + 1, updated_at=utcnow()))
-        if result.rowcount:
+        if rows_affected(result):
             await publish_rep(uow, org_id, rep_id, "updated", changed=["team_ids"])

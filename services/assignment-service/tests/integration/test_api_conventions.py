@@ -3,7 +3,6 @@ their offset."""
 from __future__ import annotations
 
 import pytest
-
 from assignment_testkit import ADMIN, assignment_app, rep_body
 
 

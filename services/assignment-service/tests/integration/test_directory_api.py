@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from assignment_testkit import ADMIN, add_reps, add_team, assignment_app, outbox_events, rep_body
+
 from salesflow_shared.testing import auth_headers
 
 
@@ -35,6 +35,9 @@ async def test_rep_round_trip_with_every_attribute(client):
     assert fetched.json()["out_of_office"][0]["note"] == "holiday"
     assert fetched.headers["etag"] == '"1"'
 
+    unconditional = await client.patch("/v1/reps/u-ann", json={"active": False}, headers=ADMIN)
+    assert unconditional.status_code == 428  # a change needs the ETag read, so no edit is lost
+    assert unconditional.headers["content-type"].startswith("application/problem+json")
     patched = await client.patch("/v1/reps/u-ann", json={"active": False, "capacity": None},
                                  headers={**ADMIN, "If-Match": '"1"'})
     assert patched.status_code == 200, patched.text
@@ -84,7 +87,7 @@ async def test_team_members_must_exist_and_not_repeat(client):
     assert "lead_rep_id" in fields(bad_lead)
     team_id = await add_team(client, "Inside", ["u-1"])
     changed = await client.patch(f"/v1/teams/{team_id}", json={"member_ids": ["u-2", "u-1"], "lead_rep_id": "u-2"},
-                                 headers=ADMIN)
+                                 headers={**ADMIN, "If-Match": '"1"'})
     assert changed.json()["member_ids"] == ["u-2", "u-1"] and changed.json()["version"] == 2
 
 
@@ -109,7 +112,7 @@ async def test_territory_validation_and_pagination(client):
     second = (await client.get(f"/v1/territories?limit=2&cursor={first['next_cursor']}", headers=ADMIN)).json()
     assert len(second["items"]) == 1 and second["next_cursor"] is None
     territory_id = second["items"][0]["id"]
-    emptied = await client.patch(f"/v1/territories/{territory_id}", headers=ADMIN,
+    emptied = await client.patch(f"/v1/territories/{territory_id}", headers={**ADMIN, "If-Match": '"1"'},
                                  json={"countries": [], "regions": [], "postcode_ranges": []})
     assert "countries" in fields(emptied)
     moved = await client.patch(f"/v1/territories/{territory_id}", headers={**ADMIN, "If-Match": '"1"'},
@@ -139,8 +142,10 @@ async def test_every_change_of_a_reps_entry_is_published_with_its_version(databa
         patched = await client.patch("/v1/reps/u-ev", json={"email": "ev@new.example"},
                                      headers={**ADMIN, "If-Match": '"2"'})  # joining the team was version 2
         assert patched.status_code == 200, patched.text
-        assert (await client.patch("/v1/reps/u-ev", json={"active": False}, headers=ADMIN)).status_code == 200
-        moved = await client.patch(f"/v1/teams/{team_id}", json={"member_ids": ["u-other"]}, headers=ADMIN)
+        assert (await client.patch("/v1/reps/u-ev", json={"active": False},
+                                   headers={**ADMIN, "If-Match": '"3"'})).status_code == 200
+        moved = await client.patch(f"/v1/teams/{team_id}", json={"member_ids": ["u-other"]},
+                                   headers={**ADMIN, "If-Match": '"1"'})
         assert moved.status_code == 200, moved.text
         assert (await client.delete(f"/v1/teams/{team_id}", headers=ADMIN)).status_code == 204
         assert (await client.delete("/v1/reps/u-ev", headers=ADMIN)).status_code == 204

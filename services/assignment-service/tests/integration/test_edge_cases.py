@@ -5,9 +5,18 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from assignment_testkit import (
+    ADMIN,
+    ORG,
+    add_reps,
+    add_team,
+    assignment_app,
+    fallback,
+    lead_created,
+    owners,
+    publish_rules,
+)
 
-from assignment_testkit import (ADMIN, ORG, add_reps, add_team, assignment_app, fallback, lead_created, owners,
-                                publish_rules)
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.events import LeadSnapshot, LeadUpdatedV1, StageAdvancedV1, make_event
 from salesflow_shared.testing import auth_headers
@@ -68,7 +77,8 @@ async def test_another_org_sees_nothing(database_url):
         assert (await client.post("/v1/assignments", headers=other,
                                   json={"lead_id": "l-1", "owner_id": "a"})).status_code == 404
         # a rule set may not name another org's team
-        foreign = await client.put("/v1/routing-rules", headers=other, json={"rules": [fallback(team)]})
+        foreign = await client.put("/v1/routing-rules", headers={**other, "If-Match": '"0"'},
+                                   json={"rules": [fallback(team)]})
         assert foreign.status_code == 422
 
 

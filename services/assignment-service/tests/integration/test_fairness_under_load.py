@@ -7,9 +7,21 @@ import time
 from collections import Counter
 
 import sqlalchemy as sa
+from assignment_testkit import (
+    ADMIN,
+    Broker,
+    add_reps,
+    add_team,
+    assignment_app,
+    decisions,
+    fallback,
+    handled_by_replica,
+    lead_created,
+    publish_rules,
+    replica_process,
+    table_count,
+)
 
-from assignment_testkit import (ADMIN, Broker, add_reps, add_team, assignment_app, decisions, fallback,
-                                handled_by_replica, lead_created, publish_rules, replica_process, table_count)
 from salesflow_shared.testing import eventually
 
 ROUND_ROBIN_LEADS = 1001  # "over 1,000 leads to a team of 7 equal reps"
@@ -67,7 +79,8 @@ async def test_two_concurrent_consumers_share_rotations_fairly(database_url, amq
         for rep_id, weight in (("w5", 5), ("w3", 3), ("w2", 2)):
             assert abs(weighted[rep_id] / WEIGHTED_LEADS - weight / 10) <= 0.02, weighted
 
-        reps = {r["id"]: r["open_leads"] for r in (await client.get("/v1/reps?limit=20", headers=ADMIN)).json()["items"]}
+        listed = (await client.get("/v1/reps?limit=20", headers=ADMIN)).json()["items"]
+        reps = {r["id"]: r["open_leads"] for r in listed}
         assert sum(reps.values()) == expected
         print(f"\n{expected} leads (+{REDELIVERED} redeliveries) decided by two replicas in {elapsed:.1f}s; "
               f"(replica A {by_a:.0f}, replica B {by_b:.0f}); round robin counts {sorted(counts.values())}; "

@@ -3,10 +3,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
+from assignment_testkit import (
+    ADMIN,
+    ORG,
+    Broker,
+    add_reps,
+    add_team,
+    assignment_app,
+    decisions,
+    fallback,
+    lead_created,
+    owners,
+    publish_rules,
+    table_count,
+)
 
-from assignment_testkit import (ADMIN, ORG, Broker, add_reps, add_team, assignment_app, decisions, fallback,
-                                lead_created, owners, publish_rules, table_count)
 from salesflow_shared.events import LeadWonV1, StageAdvancedV1, make_event
 from salesflow_shared.testing import auth_headers, eventually
 

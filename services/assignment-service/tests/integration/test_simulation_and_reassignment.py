@@ -2,9 +2,24 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from assignment_testkit import (
+    ADMIN,
+    MANAGER,
+    ORG,
+    add_reps,
+    add_team,
+    assignment_app,
+    decisions,
+    fallback,
+    lead_created,
+    leads,
+    outbox_events,
+    owners,
+    publish_rules,
+    rotations,
+    table_count,
+)
 
-from assignment_testkit import (ADMIN, MANAGER, ORG, add_reps, add_team, assignment_app, decisions, fallback,
-                                lead_created, leads, outbox_events, owners, publish_rules, rotations, table_count)
 from salesflow_shared.events import LeadErasedV1, LeadSnapshot, LeadUpdatedV1, make_event
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers

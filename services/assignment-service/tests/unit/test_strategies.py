@@ -6,9 +6,17 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from assignment_service.domain.directory import Absence, Rep, WorkingWindow, in_working_hours
-from assignment_service.domain.strategies import (BEST_TIER_FIRST, LEAST_LOADED, ROUND_ROBIN, SPECIFIC_REP,
-                                                  WEIGHTED_ROUND_ROBIN, Candidate, OwnerRequest, RotationState,
-                                                  select_owner)
+from assignment_service.domain.strategies import (
+    BEST_TIER_FIRST,
+    LEAST_LOADED,
+    ROUND_ROBIN,
+    SPECIFIC_REP,
+    WEIGHTED_ROUND_ROBIN,
+    Candidate,
+    OwnerRequest,
+    RotationState,
+    select_owner,
+)
 
 NOW = datetime(2030, 3, 6, 10, 0, tzinfo=UTC)  # a Wednesday, 10:00 UTC
 

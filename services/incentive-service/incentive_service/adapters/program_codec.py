@@ -7,7 +7,15 @@ from decimal import Decimal
 from typing import Any
 
 from ..domain.programs.definitions import (
-    BadgeRule, Guards, Milestone, ProgramDefinition, Reward, Round, RuleVersion, ScoringRule, Team,
+    BadgeRule,
+    Guards,
+    Milestone,
+    ProgramDefinition,
+    Reward,
+    Round,
+    RuleVersion,
+    ScoringRule,
+    Team,
 )
 from ..domain.programs.scoring import Fact
 

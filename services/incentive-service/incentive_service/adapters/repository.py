@@ -3,7 +3,7 @@ statements themselves. Returns domain objects or plain rows; no business rules h
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -13,8 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..domain.commissions import Adjustment, Line, Quota, Reversal, Win
 from ..domain.money import Rate, Rates
 from ..domain.plans import PlanVersion, parse_plan
-from .orm import (adjustments, deal_outcomes, deals, exchange_rates, org_currency, payees, plans, quotas,
-                  statement_lines, statements)
+from .orm import (
+    adjustments,
+    deal_outcomes,
+    deals,
+    exchange_rates,
+    org_currency,
+    payees,
+    plans,
+    quotas,
+    statement_lines,
+    statements,
+)
 
 
 @dataclass(frozen=True)
@@ -26,7 +36,7 @@ class Payee:
 
 
 def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 async def load_plans(session: AsyncSession, org_id: str) -> list[PlanVersion]:
@@ -117,9 +127,9 @@ async def load_wins(session: AsyncSession, org_id: str, start: date, end: date,
 
 
 async def lead_outcomes(session: AsyncSession, org_id: str, lead_id: str) -> list[Any]:
-    return (await session.execute(sa.select(deal_outcomes).where(deal_outcomes.c.org_id == org_id,
-                                                                 deal_outcomes.c.lead_id == lead_id)
-                                  .order_by(deal_outcomes.c.at))).all()
+    return list((await session.execute(sa.select(deal_outcomes).where(deal_outcomes.c.org_id == org_id,
+                                                                      deal_outcomes.c.lead_id == lead_id)
+                                       .order_by(deal_outcomes.c.at))).all())
 
 
 async def load_adjustments(session: AsyncSession, org_id: str, participant_id: str, start: date) -> list[Adjustment]:
@@ -130,7 +140,7 @@ async def load_adjustments(session: AsyncSession, org_id: str, participant_id: s
 
 
 def aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------ statements
@@ -156,9 +166,9 @@ async def participant_statements(session: AsyncSession, org_id: str, participant
 
 
 async def statement_lines_of(session: AsyncSession, org_id: str, statement_id: str) -> list[Any]:
-    return (await session.execute(sa.select(statement_lines).where(
+    return list((await session.execute(sa.select(statement_lines).where(
         statement_lines.c.org_id == org_id, statement_lines.c.statement_id == statement_id)
-        .order_by(statement_lines.c.seq))).all()
+        .order_by(statement_lines.c.seq))).all())
 
 
 def line_of(row: Any) -> Line:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from .money import HUNDRED, ZERO, Rates, cents, pct, show
 from .plans import CLOSER, Band, PlanVersion
@@ -173,8 +174,10 @@ class Statement:
         return sum((line.amount for line in self.lines), ZERO)
 
     def summary(self) -> dict[str, object]:
-        return {"attained": str(cents(self.attained)), "quota": None if self.quota is None else str(cents(self.quota)),
-                "attainment_pct": None if self.attainment_pct is None else str(self.attainment_pct.quantize(Decimal("0.01"))),
+        return {"attained": str(cents(self.attained)),
+                "quota": None if self.quota is None else str(cents(self.quota)),
+                "attainment_pct": (None if self.attainment_pct is None
+                                   else str(self.attainment_pct.quantize(Decimal("0.01")))),
                 "draw_balance_after": str(cents(self.draw_balance_after)), "warnings": self.warnings}
 
 
@@ -200,6 +203,7 @@ def _commission(item: _Priced, attainment: Decimal | None, quota: Decimal | None
     plan = item.plan.plan
     amount = item.credited
     if plan.tiers is None or quota is None or attainment is None:
+        # union-attr: parse_plan refuses a plan with neither a base rate nor tiers
         rate = plan.base_rate if plan.base_rate is not None else plan.tiers.bands[0].rate  # type: ignore[union-attr]
         rule = "base_rate" if plan.base_rate is not None else "tiers.bands[0]"
         note = "" if plan.tiers is None else " (no quota for the period: tiers cannot apply)"
@@ -282,7 +286,7 @@ def compute_statement(inp: StatementInput) -> Statement:
     cap, paid, cumulative = period_plan.cap, ZERO, ZERO
     for item in priced:
         credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan
-        common = {"lead_id": win.lead_id, "plan_id": plan.plan_id, "plan_version": plan.version}
+        common: dict[str, Any] = {"lead_id": win.lead_id, "plan_id": plan.plan_id, "plan_version": plan.version}
         if item.clawed_back:
             lines.append(Line("clawback", f"commission:{credit.credit_id}", ZERO,
                               f"{win.lead_id}: clawed back, no commission", tuple(item.steps + [
@@ -316,7 +320,8 @@ def compute_statement(inp: StatementInput) -> Statement:
                 applies, why = win.product_line == spiff.product_line, f"product line {win.product_line}"
             elif spiff.kind == "large_deal":
                 applies = spiff.min_value is not None and full_value >= spiff.min_value
-                why = f"deal of {show(full_value, plan.plan.currency)} >= {show(spiff.min_value or ZERO, plan.plan.currency)}"
+                why = (f"deal of {show(full_value, plan.plan.currency)} >= "
+                       f"{show(spiff.min_value or ZERO, plan.plan.currency)}")
             else:
                 applies, why = win.new_logo, "the customer's first won deal (new logo)"
             if not applies:
@@ -341,7 +346,7 @@ def compute_statement(inp: StatementInput) -> Statement:
     draw = period_plan.draw
     if draw is not None:
         earned = sum((line.amount for line in lines), ZERO)
-        plan_ref = {"plan_id": inp.period_plan.plan_id, "plan_version": inp.period_plan.version}
+        plan_ref: dict[str, Any] = {"plan_id": inp.period_plan.plan_id, "plan_version": inp.period_plan.version}
         kind = "recoverable" if draw.recoverable else "non-recoverable"
         if earned < draw.amount:
             top_up = draw.amount - earned

@@ -265,7 +265,7 @@ def parse_plan(raw: Any) -> Plan:
         r.fail("coverage", "must name at least one participant, team or role")
 
     credit = r.obj(doc.get("credit") or {}, "credit", {"splits", "overlays"})
-    splits = []
+    splits: list[Split] = []
     for i, item in enumerate(r.items(credit.get("splits"), "credit.splits")):
         part = r.obj(item, f"credit.splits[{i}]", {"to", "percent"})
         to = r.text(part.get("to"), f"credit.splits[{i}].to", max_length=100)
@@ -366,7 +366,7 @@ def parse_plan(raw: Any) -> Plan:
 
     if r.problems:
         raise PlanProblems(r.problems)
-    assert name is not None and effective_from is not None
+    assert name is not None and effective_from is not None and isinstance(currency, str)
     return Plan(name=name, description=description, currency=currency, period=period,
                 effective_from=effective_from, effective_to=effective_to, coverage=coverage,
                 splits=tuple(splits) or (Split(CLOSER, HUNDRED),), overlays=tuple(overlays), base_rate=base_rate,

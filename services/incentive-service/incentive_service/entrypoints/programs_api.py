@@ -23,20 +23,39 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.contract import returns
 from salesflow_shared.currency import ExactCurrencyCode
-from salesflow_shared.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.errors import Conflict, NotFound
+from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
+from salesflow_shared.preconditions import check_if_match
 
 from ..adapters.program_codec import as_time
 from ..adapters.programs_orm import program_awards, program_flags, program_participants, programs
 from ..domain.programs.definitions import (
-    BEHAVIOURS, BadgeRule, Guards, Milestone, ProgramDefinition, Reward, Round, RuleVersion, ScoringRule, Team,
+    BEHAVIOURS,
+    BadgeRule,
+    Guards,
+    Milestone,
+    ProgramDefinition,
+    Reward,
+    Round,
+    RuleVersion,
+    ScoringRule,
+    Team,
 )
 from ..domain.programs.standings import Standings, position, rank_changes
 from ..domain.programs.templates import DEFAULT_RULES, milestone_ladder, monthly_race, team_challenge
 from ..service_layer.programs import (
-    award_json, create_program, current_standings, definition_of, finish_program, get_program, last_change,
-    program_json, revise_program_rules, score_tallies, start_program,
+    award_json,
+    create_program,
+    current_standings,
+    definition_of,
+    finish_program,
+    get_program,
+    last_change,
+    program_json,
+    revise_program_rules,
+    score_tallies,
+    start_program,
 )
 from . import responses as R
 
@@ -222,6 +241,11 @@ def _with_etag(row: dict[str, Any], status: int = 200) -> JSONResponse:
     return JSONResponse(program_json(row), status_code=status, headers={"ETag": _etag(row)})
 
 
+def _etag_of(program: dict[str, Any]) -> dict[str, str]:
+    """The ETag header of an answered program (its JSON carries its version)."""
+    return {"ETag": _etag(program)}
+
+
 def _may_see(principal: Principal, row: dict[str, Any]) -> bool:
     if principal.sees_whole_org:
         return True
@@ -254,7 +278,10 @@ async def _launch(uow: Any, context: Any, principal: Principal, idem: Any, scope
 
 # ====================================================================== programs
 @router.post("", status_code=201, summary="Define a program (a draft until started)",
-             operation_id="createProgram", **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=("starts_at", "ends_at", "participants", "teams", "target", "rules", "milestones", "place_rewards", "rounds")))
+             operation_id="createProgram", **returns(R.ProgramOut, status=201, etag=True,
+                                                     checked_beyond_schema=("starts_at", "ends_at", "participants",
+                                                                            "teams", "target", "rules", "milestones",
+                                                                            "place_rewards", "rounds")))
 async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                  idem: IdempotencyDep) -> JSONResponse:
     return await _launch(uow, context, principal, idem, "programs", body.model_dump(mode="json"), body.domain(),
@@ -263,7 +290,9 @@ async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: M
 
 @router.post("/templates/milestone-ladder", status_code=201,
              summary="A milestone ladder: everyone who climbs a step earns it (badge, cash where given)",
-             operation_id="createMilestoneLadder", **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=("starts_at", "ends_at", "participants", "steps", "rules")))
+             operation_id="createMilestoneLadder", **returns(R.ProgramOut, status=201, etag=True,
+                                                             checked_beyond_schema=("starts_at", "ends_at",
+                                                                                    "participants", "steps", "rules")))
 async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: ContextDep,
                                 principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     definition = milestone_ladder(body.name, _utc(body.starts_at), _utc(body.ends_at), tuple(body.participants),
@@ -275,7 +304,9 @@ async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: C
 
 @router.post("/templates/monthly-race", status_code=201,
              summary="A monthly race: first to the target wins, the next finishers take the smaller prizes",
-             operation_id="createMonthlyRace", **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=("starts_at", "ends_at", "participants", "prizes", "rules")))
+             operation_id="createMonthlyRace", **returns(R.ProgramOut, status=201, etag=True,
+                                                         checked_beyond_schema=("starts_at", "ends_at", "participants",
+                                                                                "prizes", "rules")))
 async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                             idem: IdempotencyDep) -> JSONResponse:
     definition = monthly_race(body.name, body.year, body.month, tuple(body.participants), target=body.target,
@@ -287,7 +318,9 @@ async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDe
 
 @router.post("/templates/team-challenge", status_code=201,
              summary="A team challenge: teams against teams; each member of the winning team gets the prize",
-             operation_id="createTeamChallenge", **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=("starts_at", "ends_at", "participants", "teams", "prize_per_member", "rules")))
+             operation_id="createTeamChallenge",
+             **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=(
+                 "starts_at", "ends_at", "participants", "teams", "prize_per_member", "rules")))
 async def from_team_challenge(body: TeamChallengeIn, uow: UowDep, context: ContextDep,
                               principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     teams = tuple(Team(t.id, t.name, tuple(t.members)) for t in body.teams)
@@ -330,11 +363,14 @@ async def get(program_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSON
 
 @router.post("/{program_id}/start", summary="Start a draft: rules frozen, existing facts scored, reps told",
              operation_id="startProgram", **returns(R.ProgramOut, etag=True))
-async def start(program_id: str, uow: UowDep, context: ContextDep, principal: ManagerPrincipal) -> JSONResponse:
-    row = await _visible_program(uow.session, principal, program_id, lock=True)
-    row = await start_program(uow, row, _now(context))
-    await uow.commit()
-    return _with_etag(row)
+async def start(program_id: str, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
+                idem: IdempotencyDep) -> JSONResponse:
+    async def start_it() -> dict[str, Any]:
+        row = await _visible_program(uow.session, principal, program_id, lock=True)
+        return program_json(await start_program(uow, row, _now(context)))
+
+    return await once(idem, uow, org_id=principal.org_id, scope=f"program-start:{program_id}", payload=None,
+                      act=start_it, headers=_etag_of)
 
 
 @router.put("/{program_id}/rules",
@@ -344,10 +380,7 @@ async def start(program_id: str, uow: UowDep, context: ContextDep, principal: Ma
 async def put_rules(program_id: str, body: RulesIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                     if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     row = await _visible_program(uow.session, principal, program_id, lock=True)
-    if if_match is None:
-        raise PreconditionRequired("send If-Match with the program's ETag")
-    if if_match.strip().removeprefix("W/") != _etag(row):
-        raise PreconditionFailed(f"the program is at version {row['version']}")
+    check_if_match(if_match, _etag(row), what="program")  # strong comparison: a weak W/ validator is a 412
     row = await revise_program_rules(uow, row, tuple(r.domain() for r in body.rules), _now(context))
     await uow.commit()
     return _with_etag(row)
@@ -356,15 +389,19 @@ async def put_rules(program_id: str, body: RulesIn, uow: UowDep, context: Contex
 @router.post("/{program_id}/finish",
              summary="Finish a running program now (otherwise it finishes at its end): places are awarded",
              operation_id="finishProgram", **returns(R.ProgramOut, etag=True))
-async def finish(program_id: str, uow: UowDep, context: ContextDep, principal: ManagerPrincipal) -> JSONResponse:
-    row = await _visible_program(uow.session, principal, program_id, lock=True)
-    if row["status"] != "running":
-        raise Conflict(f"the program is {row['status']}; only a running program finishes")
-    await finish_program(uow, row, _now(context))
-    await uow.commit()
-    row = await get_program(uow.session, principal.org_id, program_id)
-    assert row is not None
-    return _with_etag(row)
+async def finish(program_id: str, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
+                 idem: IdempotencyDep) -> JSONResponse:
+    async def finish_it() -> dict[str, Any]:
+        row = await _visible_program(uow.session, principal, program_id, lock=True)
+        if row["status"] != "running":
+            raise Conflict(f"the program is {row['status']}; only a running program finishes")
+        await finish_program(uow, row, _now(context))
+        finished = await get_program(uow.session, principal.org_id, program_id)
+        assert finished is not None
+        return program_json(finished)
+
+    return await once(idem, uow, org_id=principal.org_id, scope=f"program-finish:{program_id}", payload=None,
+                      act=finish_it, headers=_etag_of)
 
 
 # ====================================================================== seeing it
@@ -389,7 +426,7 @@ async def _names(session: Any, org_id: str) -> dict[str, str]:
     try:
         rows = (await session.execute(sa.select(payees.c.participant_id, payees.c.name).where(
             payees.c.org_id == org_id))).all()
-    except Exception:  # the rep directory copy is optional for a board
+    except sa.exc.SQLAlchemyError:  # the rep directory copy is optional for a board
         return {}
     return {r[0]: r[1] for r in rows if r[1]}
 

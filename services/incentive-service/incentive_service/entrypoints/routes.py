@@ -8,12 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -23,9 +24,10 @@ from salesflow_shared.clock import SystemClock
 from salesflow_shared.contract import CSV_FILE, returns
 from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import NotFound, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import LimitParam
+from salesflow_shared.preconditions import check_if_match, check_if_match_unset, content_etag, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
@@ -74,6 +76,12 @@ def payee_json(row: Any) -> dict[str, Any]:
             "team_ids": list(row.team_ids or []), "active": row.active, "currency": row.currency, "role": row.role}
 
 
+def payee_etag(row: Any) -> str:
+    """A payee has no version column (the directory events and PUT both change it), so its strong ETag is a
+    digest of what it answers: any change a reader could see changes it."""
+    return content_etag(payee_json(row))
+
+
 class PayeeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     currency: ExactCurrencyCode = Field(description="ISO 4217: the currency they are paid in")
@@ -91,23 +99,28 @@ async def list_payees(principal: ManagerPrincipal, uow: UowDep, limit: LimitPara
 
 @router.get("/payees/{participant_id}", summary="One participant (a rep sees only themselves)",
             operation_id="getPayee", **returns(R.PayeeOut))
-async def get_payee(participant_id: ParticipantId, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+async def get_payee(participant_id: ParticipantId, principal: CurrentPrincipal, uow: UowDep) -> JSONResponse:
     if not principal.sees_whole_org and participant_id != principal.user_id:
         raise NotFound(f"no payee {participant_id}")
     row = (await uow.session.execute(sa.select(payees).where(
         payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id))).first()
     if row is None:
         raise NotFound(f"no payee {participant_id}")
-    return payee_json(row)
+    return JSONResponse(payee_json(row), headers={"ETag": payee_etag(row)})
 
 
-@router.put("/payees/{participant_id}", summary="Set a participant's payout currency and role",
-            operation_id="putPayee", **returns(R.PayeeOut))
+@router.put("/payees/{participant_id}", summary="Set a participant's payout currency and role (If-Match: the "
+            "ETag read, or \"0\" for a participant not known yet)",
+            operation_id="putPayee", **returns(R.PayeeOut, etag=True))
 async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: ManagerPrincipal, uow: UowDep,
-                    context: ContextDep) -> dict[str, Any]:
+                    context: ContextDep, if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     now = now_of(context)
     before = (await uow.session.execute(sa.select(payees).where(
-        payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id))).first()
+        payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id).with_for_update())).first()
+    if before is None:
+        check_if_match_unset(if_match, what="payee")
+    else:
+        check_if_match(if_match, payee_etag(before), what="payee")
     values: dict[str, Any] = {"currency": body.currency, "role": body.role, "updated_at": now}
     if body.team_ids is not None:
         values["team_ids"] = body.team_ids
@@ -120,7 +133,7 @@ async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: Man
     await audit.record(uow, principal.org_id, principal.user_id, now, "payee_set", "payee", participant_id,
                        payee_json(before) if before else None, payee_json(row))
     await uow.commit()
-    return payee_json(row)
+    return JSONResponse(payee_json(row), headers={"ETag": payee_etag(row)})
 
 
 # ------------------------------------------------------------------ plans
@@ -144,19 +157,21 @@ async def list_plans(principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]
 
 @router.get("/plans/{plan_id}", summary="A plan's newest version",
             operation_id="getPlan", **returns(R.PlanOut))
-async def get_plan(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
-    return await planning.get_plan(uow, principal.org_id, plan_id)
+async def get_plan(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> JSONResponse:
+    out = await planning.get_plan(uow, principal.org_id, plan_id)
+    return JSONResponse(out, headers={"ETag": strong_etag(out["version"])})
 
 
-@router.put("/plans/{plan_id}", summary="A new version of the plan, in force from its effective_from",
-            operation_id="putPlan", **returns(R.PlanOut, checked_beyond_schema=("*",)),
+@router.put("/plans/{plan_id}", summary="A new version of the plan, in force from its effective_from (If-Match)",
+            operation_id="putPlan", **returns(R.PlanOut, etag=True, checked_beyond_schema=("*",)),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
 async def put_plan(plan_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
-                   body: Annotated[Any, Body()]) -> dict[str, Any]:
-    out = await planning.new_version(uow, principal.org_id, plan_id, body, principal.user_id, now_of(context))
+                   body: Annotated[Any, Body()], if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    out = await planning.new_version(uow, principal.org_id, plan_id, body, principal.user_id, now_of(context),
+                                     if_match)
     await uow.commit()
-    return out
+    return JSONResponse(out, headers={"ETag": strong_etag(out["version"])})
 
 
 @router.get("/plans/{plan_id}/versions", summary="Every version of a plan, oldest first",
@@ -167,7 +182,8 @@ async def plan_versions(plan_id: str, principal: CurrentPrincipal, uow: UowDep) 
 
 @router.get("/plans/{plan_id}/versions/{version}", summary="One version of a plan",
             operation_id="planVersion", **returns(R.PlanOut))
-async def plan_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
+async def plan_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000_000)], principal: CurrentPrincipal,
+                       uow: UowDep) -> dict[str, Any]:
     return await planning.get_plan(uow, principal.org_id, plan_id, version)
 
 
@@ -207,7 +223,7 @@ async def full_statement(uow: UnitOfWork, row: Any) -> dict[str, Any]:
     found = (await uow.session.execute(sa.select(disputes).where(
         disputes.c.org_id == row.org_id, disputes.c.statement_id == row.statement_id)
         .order_by(disputes.c.opened_at))).all()
-    return {**statement_json(row), "lines": [line_json(l) for l in lines],
+    return {**statement_json(row), "lines": [line_json(line) for line in lines],
             "disputes": [adjusting.dispute_json(d) for d in found],
             "open_disputes": sum(1 for d in found if d.status == "open")}
 
@@ -220,22 +236,26 @@ class ComputeIn(BaseModel):
 
 @router.post("/statements/compute", summary="Compute the statements of a period now (all participants or one)",
              operation_id="computeStatements", **returns(R.StatementsComputed, checked_beyond_schema=("on",)))
-async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
-                             body: ComputeIn | None = None) -> dict[str, Any]:
+async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
+                             body: ComputeIn | None = None) -> JSONResponse:
     body = body or ComputeIn()
     now = now_of(context)
     on = body.on or now.date()
-    data = await statementing.OrgData.load(uow, principal.org_id)
-    people = [body.participant_id] if body.participant_id else sorted(
-        set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named)
-    targets = {}
-    for participant in people:
-        period = data.period_of(participant, on)
-        if period is not None:
-            targets[(participant, period[0])] = "recalculation"
-    outcomes = await statementing.recompute_many(uow, data, targets, now)
-    await uow.commit()
-    return {"on": on.isoformat(), "outcomes": outcomes}
+
+    async def compute() -> dict[str, Any]:
+        data = await statementing.OrgData.load(uow, principal.org_id)
+        people = [body.participant_id] if body.participant_id else sorted(
+            set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named)
+        targets = {}
+        for participant in people:
+            period = data.period_of(participant, on)
+            if period is not None:
+                targets[(participant, period[0])] = "recalculation"
+        outcomes = await statementing.recompute_many(uow, data, targets, now)
+        return {"on": on.isoformat(), "outcomes": outcomes}
+
+    return await once(idem, uow, org_id=principal.org_id, scope="statements:compute",
+                      payload=body.model_dump(mode="json"), act=compute)
 
 
 @router.get("/statements", summary="Statements (a rep: their own approved ones)",
@@ -285,8 +305,8 @@ async def statement_versions(statement_id: str, principal: CurrentPrincipal, uow
             operation_id="explainLine", **returns(R.LineExplanation))
 async def explain_line(statement_id: str, line_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     row = await visible_statement(uow, principal, statement_id)
-    line = next((l for l in await repo.statement_lines_of(uow.session, principal.org_id, statement_id)
-                 if l.line_id == line_id), None)
+    line = next((stored for stored in await repo.statement_lines_of(uow.session, principal.org_id, statement_id)
+                 if stored.line_id == line_id), None)
     if line is None:
         raise NotFound(f"no line {line_id} on statement {statement_id}")
     return {**line_json(line), "currency": row.plan_currency, "steps": list(line.steps or [])}
@@ -297,15 +317,17 @@ class TransitionIn(BaseModel):
     payment_reference: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-def _statement_action(action: str):  # type: ignore[no-untyped-def]
+def _statement_action(action: str) -> Callable[..., Awaitable[JSONResponse]]:
     async def move_statement(statement_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
-                             body: TransitionIn | None = None) -> dict[str, Any]:
-        row = await statementing.transition(uow, principal.org_id, statement_id, action, principal.user_id,
-                                            now_of(context),
-                                            payment_reference=body.payment_reference if body else None)
-        out = await full_statement(uow, row)
-        await uow.commit()
-        return out
+                             idem: IdempotencyDep, body: TransitionIn | None = None) -> JSONResponse:
+        async def move() -> dict[str, Any]:
+            row = await statementing.transition(uow, principal.org_id, statement_id, action, principal.user_id,
+                                                now_of(context),
+                                                payment_reference=body.payment_reference if body else None)
+            return await full_statement(uow, row)
+
+        return await once(idem, uow, org_id=principal.org_id, scope=f"statement-{action}:{statement_id}",
+                          payload=body.model_dump(mode="json") if body else None, act=move)
     move_statement.__name__ = f"{action}_statement"
     return move_statement
 
@@ -370,7 +392,15 @@ class WhatIfIn(BaseModel):
 
 @router.post("/statements/what-if", summary="What you would earn if you won this deal (nothing is written)",
              operation_id="whatIf", **returns(R.WhatIf, checked_beyond_schema=("won_at", "value")))
-async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
+async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
+                  idem: IdempotencyDep) -> JSONResponse:
+    # Nothing is written, but a retry with the key still gets the first answer (computed at its moment), as
+    # every POST promises.
+    return await once(idem, uow, org_id=principal.org_id, scope="what-if", payload=body.model_dump(mode="json"),
+                      act=lambda: _what_if(body, principal, uow, context))
+
+
+async def _what_if(body: WhatIfIn, principal: Principal, uow: UnitOfWork, context: Any) -> dict[str, Any]:
     participant = body.participant_id if principal.sees_whole_org and body.participant_id else principal.user_id
     won_at = body.won_at or now_of(context)
     if won_at.tzinfo is None:
@@ -394,8 +424,9 @@ async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, cont
             "earned": str(cents(then_result.total - now_result.total)),
             "attainment_pct_now": now_result.summary()["attainment_pct"],
             "attainment_pct_with_deal": then_result.summary()["attainment_pct"],
-            "deal_lines": [{"kind": l.kind, "rule": l.rule, "amount": str(l.amount), "description": l.description,
-                            "steps": list(l.steps)} for l in then_result.lines if l.lead_id == hypothetical.lead_id],
+            "deal_lines": [{"kind": line.kind, "rule": line.rule, "amount": str(line.amount),
+                            "description": line.description, "steps": list(line.steps)}
+                           for line in then_result.lines if line.lead_id == hypothetical.lead_id],
             "warnings": then_result.warnings}
 
 
@@ -435,12 +466,12 @@ class ResolveIn(BaseModel):
 @router.post("/disputes/{dispute_id}/resolve", summary="Accept (an adjustment) or reject (with the reason)",
              operation_id="resolveDispute", **returns(R.DisputeOut))
 async def resolve_dispute(dispute_id: str, body: ResolveIn, principal: ManagerPrincipal, uow: UowDep,
-                          context: ContextDep) -> dict[str, Any]:
-    out = await adjusting.resolve_dispute(uow, principal.org_id, dispute_id, body.outcome, body.resolution,
-                                          Decimal(body.amount) if body.amount is not None else None,
-                                          principal.user_id, now_of(context))
-    await uow.commit()
-    return out
+                          context: ContextDep, idem: IdempotencyDep) -> JSONResponse:
+    return await once(idem, uow, org_id=principal.org_id, scope=f"resolve:{dispute_id}",
+                      payload=body.model_dump(mode="json"), act=lambda: adjusting.resolve_dispute(
+                          uow, principal.org_id, dispute_id, body.outcome, body.resolution,
+                          Decimal(body.amount) if body.amount is not None else None, principal.user_id,
+                          now_of(context)))
 
 
 # ------------------------------------------------------------------ payouts
@@ -457,16 +488,21 @@ async def _period_rows(uow: UnitOfWork, org_id: str, period_start: date) -> list
 @router.post("/payouts/periods/{period_start}/{action}", summary="Review, approve, lock or pay every statement of "
              "a period that is ready for it", operation_id="movePeriod", **returns(R.PeriodMoved))
 async def move_period(period_start: date, action: Literal["review", "approve", "lock", "pay"],
-                      principal: ManagerPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
+                      principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
+                      idem: IdempotencyDep) -> JSONResponse:
     source = statementing.TRANSITIONS[action][0]
-    moved = []
-    for row in await _period_rows(uow, principal.org_id, period_start):
-        if row.status == source:
-            await statementing.transition(uow, principal.org_id, row.statement_id, action, principal.user_id,
-                                          now_of(context))
-            moved.append(row.statement_id)
-    await uow.commit()
-    return {"period_start": period_start.isoformat(), "action": action, "statements": moved}
+
+    async def move() -> dict[str, Any]:
+        moved = []
+        for row in await _period_rows(uow, principal.org_id, period_start):
+            if row.status == source:
+                await statementing.transition(uow, principal.org_id, row.statement_id, action, principal.user_id,
+                                              now_of(context))
+                moved.append(row.statement_id)
+        return {"period_start": period_start.isoformat(), "action": action, "statements": moved}
+
+    return await once(idem, uow, org_id=principal.org_id, scope=f"period-{action}:{period_start.isoformat()}",
+                      payload=None, act=move)
 
 
 @router.get("/payouts/periods/{period_start}/export", summary="Payroll CSV of a period's locked and paid statements",

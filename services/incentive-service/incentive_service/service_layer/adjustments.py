@@ -6,6 +6,7 @@ their first open period after it (a locked statement never changes). It is a lin
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -53,7 +54,7 @@ async def add_adjustment(uow: UnitOfWork, org_id: str, statement_id: str, amount
 
 
 def adjustment_json(row: Any) -> dict[str, Any]:
-    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
+    get: Callable[[str], Any] = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
     return {"adjustment_id": get("adjustment_id"), "participant_id": get("participant_id"),
             "period_start": get("period_start").isoformat(), "amount": str(get("amount")),
             "currency": get("currency"), "reason": get("reason"), "author": get("author"),
@@ -117,7 +118,7 @@ async def resolve_dispute(uow: UnitOfWork, org_id: str, dispute_id: str, outcome
     out = dispute_json(updated)
     uow.publish(DisputeResolvedV1(
         dispute_id=dispute_id, statement_id=row.statement_id, line_id=row.line_id, participant_id=row.participant_id,
-        outcome=outcome, resolution=resolution, adjustment_amount=amount if adjustment else None,  # type: ignore[arg-type]
+        outcome=outcome, resolution=resolution, adjustment_amount=amount if adjustment else None,
         adjustment_currency=statement.plan_currency if adjustment else None, resolved_by=actor, resolved_at=now,
         seconds_to_resolve=out["seconds_to_resolve"]), org_id=org_id, subject_id=dispute_id, subject_version=2)
     await audit.record(uow, org_id, actor, now, "dispute_resolved", "dispute", dispute_id, dispute_json(row), out)

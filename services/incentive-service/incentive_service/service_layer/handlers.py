@@ -9,15 +9,28 @@ history when a statement is computed. Each change queues the statements it affec
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from salesflow_shared.clock import Clock
-from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.consumer import EventHandlers
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import (
-    Envelope, EventData, ExchangeRateSetV1, LeadAssignedV1, LeadCreatedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, QuotaRemovedV1, QuotaSetV1, RepCreatedV1, RepDeactivatedV1, RepUpdatedV1,
+    Envelope,
+    ExchangeRateSetV1,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    QuotaRemovedV1,
+    QuotaSetV1,
+    RepCreatedV1,
+    RepDeactivatedV1,
     ReportingCurrencySetV1,
+    RepUpdatedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
@@ -35,7 +48,7 @@ def company_key(lead: LeadCreatedV1 | LeadUpdatedV1) -> str | None:
     return None
 
 
-async def _deal_row(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -> dict:
+async def _deal_row(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -> dict[str, Any]:
     insert = dialect_insert(uow.session)
     await uow.session.execute(insert(deals).values(org_id=org_id, lead_id=lead_id, updated_at=now)
                               .on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
@@ -53,13 +66,16 @@ async def _fill_unknown_closer(uow: UnitOfWork, org_id: str, lead_id: str, owner
     result = await uow.session.execute(sa.update(deal_outcomes).where(
         deal_outcomes.c.org_id == org_id, deal_outcomes.c.lead_id == lead_id, deal_outcomes.c.kind == "won",
         deal_outcomes.c.owner_id.is_(None)).values(owner_id=owner_id, team_id=team_id))
-    if result.rowcount:
+    if rows_affected(result):
         await recalculation.queue_for_lead(uow, org_id, lead_id, "credit_changed", now)
 
 
-def make_event_handlers(clock: Clock) -> HandlerMap:
-    async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, (LeadCreatedV1, LeadUpdatedV1))
+def make_event_handlers(clock: Clock) -> EventHandlers:
+    handlers = EventHandlers()
+
+    @handlers.on(LeadCreatedV1)
+    @handlers.on(LeadUpdatedV1)
+    async def on_lead_snapshot(data: LeadCreatedV1 | LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         lead = data.lead
         row = await _deal_row(uow, envelope.org_id, lead.lead_id, clock.now())
         if envelope.subject_version <= row["lead_version"]:
@@ -75,8 +91,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         if row["product_line"] != lead.product_line or row["company_key"] != values["company_key"]:
             await recalculation.queue_for_lead(uow, envelope.org_id, lead.lead_id, "credit_changed", clock.now())
 
-    async def on_lead_assigned(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, LeadAssignedV1)
+    @handlers.on(LeadAssignedV1)
+    async def on_lead_assigned(data: LeadAssignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         row = await _deal_row(uow, envelope.org_id, data.lead_id, clock.now())
         if envelope.subject_version <= row["assigned_version"]:
             return
@@ -86,8 +102,10 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
             updated_at=clock.now()))
         await _fill_unknown_closer(uow, envelope.org_id, data.lead_id, data.owner_id, data.team_id, clock.now())
 
-    async def on_outcome(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, (LeadWonV1, LeadLostV1, LeadReopenedV1))
+    @handlers.on(LeadWonV1)
+    @handlers.on(LeadLostV1)
+    @handlers.on(LeadReopenedV1)
+    async def on_outcome(data: LeadWonV1 | LeadLostV1 | LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         row = await _deal_row(uow, envelope.org_id, data.lead_id, clock.now())
         values: dict[str, object] = {"org_id": envelope.org_id, "event_id": str(envelope.id),
                                      "lead_id": data.lead_id}
@@ -105,8 +123,10 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
                                   .on_conflict_do_nothing(index_elements=["org_id", "event_id"]))
         await recalculation.queue_for_lead(uow, envelope.org_id, data.lead_id, "credit_changed", clock.now())
 
-    async def on_rep(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, (RepCreatedV1, RepUpdatedV1, RepDeactivatedV1))
+    @handlers.on(RepCreatedV1)
+    @handlers.on(RepUpdatedV1)
+    @handlers.on(RepDeactivatedV1)
+    async def on_rep(data: RepCreatedV1 | RepUpdatedV1 | RepDeactivatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         rep = data.rep
         insert = dialect_insert(uow.session)
         values = {"name": rep.name, "email": rep.email, "team_ids": rep.team_ids, "active": rep.active,
@@ -115,8 +135,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
                                   .on_conflict_do_update(index_elements=["org_id", "participant_id"], set_=values,
                                                          where=payees.c.directory_version < envelope.subject_version))
 
-    async def on_quota_set(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, QuotaSetV1)
+    @handlers.on(QuotaSetV1)
+    async def on_quota_set(data: QuotaSetV1, envelope: Envelope, uow: UnitOfWork) -> None:
         insert = dialect_insert(uow.session)
         values = {"scope": data.scope, "scope_id": data.scope_id, "period": data.period,
                   "period_start": data.period_start, "period_end": data.period_end, "amount": data.amount,
@@ -128,8 +148,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
             await recalculation.queue_for_participant(uow, envelope.org_id, data.scope_id, data.period_start,
                                                       data.period_end, "quota_changed", clock.now())
 
-    async def on_quota_removed(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, QuotaRemovedV1)
+    @handlers.on(QuotaRemovedV1)
+    async def on_quota_removed(data: QuotaRemovedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         row = (await uow.session.execute(sa.update(quotas).where(
             quotas.c.org_id == envelope.org_id, quotas.c.quota_id == data.quota_id).values(removed=True)
             .returning(quotas.c.scope, quotas.c.scope_id, quotas.c.period_start, quotas.c.period_end))).first()
@@ -137,8 +157,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
             await recalculation.queue_for_participant(uow, envelope.org_id, row.scope_id, row.period_start,
                                                       row.period_end, "quota_changed", clock.now())
 
-    async def on_reporting_currency(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, ReportingCurrencySetV1)
+    @handlers.on(ReportingCurrencySetV1)
+    async def on_reporting_currency(data: ReportingCurrencySetV1, envelope: Envelope, uow: UnitOfWork) -> None:
         insert = dialect_insert(uow.session)
         await uow.session.execute(insert(org_currency).values(org_id=envelope.org_id,
                                                               reporting_currency=data.currency.upper())
@@ -146,8 +166,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
                                                          set_={"reporting_currency": data.currency.upper()}))
         await recalculation.queue_open_statements(uow, envelope.org_id, None, "rate_changed", clock.now())
 
-    async def on_exchange_rate(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, ExchangeRateSetV1)
+    @handlers.on(ExchangeRateSetV1)
+    async def on_exchange_rate(data: ExchangeRateSetV1, envelope: Envelope, uow: UnitOfWork) -> None:
         insert = dialect_insert(uow.session)
         await uow.session.execute(insert(exchange_rates).values(
             org_id=envelope.org_id, base_currency=data.base_currency.upper(),
@@ -156,18 +176,4 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
                                 set_={"rate": data.rate}))
         await recalculation.queue_open_statements(uow, envelope.org_id, data.valid_from, "rate_changed", clock.now())
 
-    return {
-        "LeadCreated": [on_lead_snapshot],
-        "LeadUpdated": [on_lead_snapshot],
-        "LeadAssigned": [on_lead_assigned],
-        "LeadWon": [on_outcome],
-        "LeadLost": [on_outcome],
-        "LeadReopened": [on_outcome],
-        "RepCreated": [on_rep],
-        "RepUpdated": [on_rep],
-        "RepDeactivated": [on_rep],
-        "QuotaSet": [on_quota_set],
-        "QuotaRemoved": [on_quota_removed],
-        "ReportingCurrencySet": [on_reporting_currency],
-        "ExchangeRateSet": [on_exchange_rate],
-    }
+    return handlers

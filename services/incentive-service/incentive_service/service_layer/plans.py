@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from salesflow_shared.errors import FieldError, NotFound, ValidationFailed
+from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
@@ -64,10 +65,13 @@ async def create_plan(uow: UnitOfWork, org_id: str, raw: Any, actor: str, now: d
     return plan_json(row)
 
 
-async def new_version(uow: UnitOfWork, org_id: str, plan_id: str, raw: Any, actor: str, now: datetime) -> dict[str, Any]:
+async def new_version(uow: UnitOfWork, org_id: str, plan_id: str, raw: Any, actor: str, now: datetime,
+                      if_match: str | None) -> dict[str, Any]:
     """A new version in force from its effective_from: the previous one ends there (or is replaced entirely when
-    the new one starts no later than it). Statements already seen get new versions, not silent rewrites."""
+    the new one starts no later than it). Statements already seen get new versions, not silent rewrites.
+    `if_match` must be the newest version's ETag (428 without it, 412 when another version came since)."""
     previous = await _row(uow, org_id, plan_id)
+    check_if_match(if_match, strong_etag(previous.version), what="plan")
     plan = parse_or_422(raw)
     await _check_overlaps(uow, org_id, plan, plan_id)
     replaces = plan.effective_from <= previous.effective_from

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from salesflow_shared.clock import Clock
-from salesflow_shared.consumer import EventHandler, HandlerMap
+from salesflow_shared.consumer import EventHandlers
 from salesflow_shared.events import (
-    ActivityLoggedV1, Envelope, EventData, LeadCreatedV1, LeadReopenedV1, LeadUpdatedV1, LeadWonV1,
+    ActivityLoggedV1,
+    Envelope,
+    EventData,
+    LeadCreatedV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
     StageAdvancedV1,
 )
 from salesflow_shared.uow import UnitOfWork
@@ -37,7 +43,7 @@ def fact_of(data: EventData, envelope: Envelope) -> Fact | None:
     return None
 
 
-def make_program_handlers(clock: Clock) -> HandlerMap:
+def make_program_handlers(clock: Clock) -> EventHandlers:
     async def on_fact(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
         fact = fact_of(data, envelope)
         if fact is not None:
@@ -54,27 +60,18 @@ def make_program_handlers(clock: Clock) -> HandlerMap:
         for org_id in sorted(by_org):
             await record_facts(uow, org_id, by_org[org_id], clock.now())
 
-    on_fact.handle_many = on_facts  # type: ignore[attr-defined]
+    on_fact.handle_many = on_facts  # type: ignore[attr-defined]  # the consumer's batch hook, read with hasattr
 
-    async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, LeadCreatedV1 | LeadUpdatedV1)
+    async def on_lead_snapshot(data: LeadCreatedV1 | LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         await record_close_date(uow, envelope.org_id, lead_id=data.lead.lead_id,
                                 lead_version=envelope.subject_version, owner_id=data.lead.owner_id,
                                 close_date=data.lead.expected_close_date, changed_at=envelope.occurred_at)
 
-    return {
-        "ActivityLogged": [on_fact], "StageAdvanced": [on_fact], "LeadWon": [on_fact], "LeadReopened": [on_fact],
-        "LeadCreated": [on_lead_snapshot], "LeadUpdated": [on_lead_snapshot],
-    }
+    handlers = EventHandlers()
+    handlers.add_each((ActivityLoggedV1, StageAdvancedV1, LeadWonV1, LeadReopenedV1), on_fact)
+    handlers.add(LeadCreatedV1, on_lead_snapshot)
+    handlers.add(LeadUpdatedV1, on_lead_snapshot)
+    return handlers
 
 
-def merge_handlers(*maps: HandlerMap) -> HandlerMap:
-    """One map from several: an event type's handlers from every map, each in its own inbox transaction."""
-    merged: dict[str, list[EventHandler]] = {}
-    for handler_map in maps:
-        for event_type, handlers in handler_map.items():
-            merged.setdefault(event_type, []).extend(handlers)
-    return {event_type: tuple(handlers) for event_type, handlers in merged.items()}
-
-
-__all__: Sequence[str] = ("fact_of", "make_program_handlers", "merge_handlers")
+__all__: Sequence[str] = ("fact_of", "make_program_handlers")

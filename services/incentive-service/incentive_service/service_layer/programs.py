@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,28 +20,54 @@ import sqlalchemy as sa
 
 from salesflow_shared.app import ServiceContext, Worker, run_periodically
 from salesflow_shared.clock import Clock
+from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import Conflict, FieldError, ValidationFailed
 from salesflow_shared.events import (
-    BadgeEarnedV1, ProgramMilestoneReachedV1, ProgramRulesChangedV1, ProgramStartedV1, ProgramWonV1,
+    BadgeEarnedV1,
+    ProgramMilestoneReachedV1,
+    ProgramRulesChangedV1,
+    ProgramStartedV1,
+    ProgramWonV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.program_codec import (
-    as_time, definition_from_json, definition_to_json, fact_from_row, fact_to_json,
+    as_time,
+    definition_from_json,
+    definition_to_json,
+    fact_from_row,
+    fact_to_json,
 )
 from ..adapters.programs_orm import (
-    program_awards, program_contributions, program_facts, program_flags, program_leads, program_participants,
-    program_scores, programs,
+    program_awards,
+    program_contributions,
+    program_facts,
+    program_flags,
+    program_leads,
+    program_participants,
+    program_scores,
+    programs,
 )
 from ..domain.programs.badges import badges_earned
 from ..domain.programs.definitions import (
-    ProgramDefinition, Reward, RulesFrozen, ScoringRule, revise_rules, validate_definition,
+    ProgramDefinition,
+    Reward,
+    RulesFrozen,
+    ScoringRule,
+    revise_rules,
+    validate_definition,
 )
 from ..domain.programs.rewards import CashReward
 from ..domain.programs.scoring import Contribution, Fact, sandbagging_flag, score_lead
 from ..domain.programs.standings import (
-    Award, Standings, Tally, extend_tally, place_awards, standings, tally,
+    Award,
+    Standings,
+    Tally,
+    extend_tally,
+    place_awards,
+    standings,
+    tally,
 )
 from .recalculation import queue_for_participant
 
@@ -423,7 +450,7 @@ async def _record_award(uow: UnitOfWork, row: Row, award: Award, *, kind: str, n
         kind=kind, name=name[:200], badge=award.reward.badge, cash=award.reward.cash,
         currency=award.reward.currency, earned_by=earned_by, earned_at=award.at or now, recorded_at=now,
     ).on_conflict_do_nothing(index_elements=["program_id", "award_key"]))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         return False
     if award.reward.cash is not None and not row["hidden"]:
         # The SPIFF lands on the statement of the period it was earned in: that statement is recomputed.
@@ -462,7 +489,7 @@ async def score_tallies(session: Any, program_id: str) -> dict[str, Tally]:
 async def current_standings(session: Any, row: Row, definition: ProgramDefinition | None = None, *,
                             now: datetime) -> Standings:
     definition = definition or definition_of(row)
-    rounds = None
+    rounds: list[Mapping[str, Tally]] | None = None
     if definition.format == "head_to_head":
         contributions = [_contribution(r) for r in (await session.execute(sa.select(program_contributions).where(
             program_contributions.c.program_id == row["program_id"]))).mappings().all()]

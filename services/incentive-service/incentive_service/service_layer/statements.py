@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,16 +21,34 @@ import orjson
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import ServiceContext, run_periodically
+from salesflow_shared.app import ServiceContext, Worker, run_periodically
+from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import Conflict, NotFound
-from salesflow_shared.events import (StatementApprovedV1, StatementComputedV1, StatementFigures, StatementLockedV1,
-                                     StatementPaidV1)
+from salesflow_shared.events import (
+    EventData,
+    StatementApprovedV1,
+    StatementComputedV1,
+    StatementFigures,
+    StatementLockedV1,
+    StatementPaidV1,
+)
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
 from ..adapters.orm import recalculation_queue, statement_lines, statements
-from ..domain.commissions import (Line, PlannedCredit, Statement, StatementInput, Win, compute_statement, corrections,
-                                  credits_for_win, first_reversal, recalculation_lines)
+from ..domain.commissions import (
+    Credit,
+    Line,
+    PlannedCredit,
+    Statement,
+    StatementInput,
+    Win,
+    compute_statement,
+    corrections,
+    credits_for_win,
+    first_reversal,
+    recalculation_lines,
+)
 from ..domain.money import cents, period_bounds
 from ..domain.plans import PlanVersion, plan_for
 from ..domain.programs.rewards import reward_lines
@@ -57,9 +75,10 @@ class OrgData:
     named: set[str] = field(default_factory=set)  # participants credited on others' wins (splits, overlays)
 
     @classmethod
-    async def load(cls, uow: UnitOfWork, org_id: str) -> "OrgData":
+    async def load(cls, uow: UnitOfWork, org_id: str) -> OrgData:
         plans = await repo.load_plans(uow.session, org_id)
-        data = cls(org_id, plans, await repo.load_payees(uow.session, org_id), await repo.load_rates(uow.session, org_id))
+        data = cls(org_id, plans, await repo.load_payees(uow.session, org_id),
+                   await repo.load_rates(uow.session, org_id))
         for version in plans:
             data.named |= version.plan.named_participants()
         return data
@@ -75,7 +94,7 @@ class OrgData:
         plan = self.plan_of(participant_id, on)
         return None if plan is None else period_bounds(plan.plan.period, on)
 
-    def credits_of(self, win: Win, reversal: Any) -> list:
+    def credits_of(self, win: Win, reversal: Any) -> list[Credit]:
         closer = self.plan_of(win.closer_id, win.at.date()) if win.closer_id else None
         return credits_for_win(win, closer, reversal)
 
@@ -175,18 +194,20 @@ LINE_COLUMNS = ("org_id", "line_id", "statement_id", "seq", "kind", "key", "lead
 async def _write_lines(uow: UnitOfWork, org_id: str, statement_id: str, lines: list[Line]) -> None:
     await uow.session.execute(sa.delete(statement_lines).where(statement_lines.c.org_id == org_id,
                                                                statement_lines.c.statement_id == statement_id))
-    rows = [(org_id, str(uuid.uuid4()), statement_id, i, l.kind, l.key[:300], l.lead_id, l.plan_id, l.plan_version,
-             l.rule, l.amount, l.description, list(l.steps), l.reason, l.author) for i, l in enumerate(lines)]
+    rows = [(org_id, str(uuid.uuid4()), statement_id, i, line.kind, line.key[:300], line.lead_id, line.plan_id,
+             line.plan_version, line.rule, line.amount, line.description, list(line.steps), line.reason, line.author)
+            for i, line in enumerate(lines)]
     if not rows:
         return
     if uow.dialect == "postgresql" and len(rows) > 20:
         # COPY: a statement of thousands of lines is written several times faster than by INSERTs.
         connection = await (await uow.session.connection()).get_raw_connection()
+        # union-attr: a connection checked out of the pool always has its asyncpg connection
         await connection.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
             "statement_lines", columns=LINE_COLUMNS,
             records=[(*row[:12], orjson.dumps(row[12]).decode(), *row[13:]) for row in rows])
         return
-    await uow.session.execute(sa.insert(statement_lines), [dict(zip(LINE_COLUMNS, row)) for row in rows])
+    await uow.session.execute(sa.insert(statement_lines), [dict(zip(LINE_COLUMNS, row, strict=True)) for row in rows])
 
 
 async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, reason: str,
@@ -216,7 +237,8 @@ async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: 
     lines = result.lines
     if current is not None and current.status in ("reviewed", "approved"):
         base = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id, current.statement_id)]
-        lines, outcome, version = base + recalculation_lines(base, result.lines, reason), "new_version", current.version + 1
+        lines = base + recalculation_lines(base, result.lines, reason)
+        outcome, version = "new_version", current.version + 1
         await uow.session.execute(sa.update(statements).where(
             statements.c.org_id == data.org_id, statements.c.statement_id == current.statement_id).values(
             status="superseded", revision=current.revision + 1))
@@ -229,11 +251,12 @@ async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: 
             lines = base + recalculation_lines(base, result.lines, reason)
     else:
         version, statement_id, outcome = 1, None, "created"
-    total = sum((l.amount for l in lines), Decimal(0))
+    total = sum((line.amount for line in lines), Decimal(0))
     if total != result.total:  # the composed lines must pay what the recomputation pays
         raise AssertionError(f"statement lines sum to {total}, the computation to {result.total}")
-    values = {"status": "computed", "plan_currency": result.currency, "total": total, "payout_currency": payout_currency,
-              "payout": payout, "summary": summary, "fingerprint": fingerprint, "reason": reason, "computed_at": now}
+    values = {"status": "computed", "plan_currency": result.currency, "total": total,
+              "payout_currency": payout_currency, "payout": payout, "summary": summary, "fingerprint": fingerprint,
+              "reason": reason, "computed_at": now}
     if statement_id is None:
         statement_id = str(uuid.uuid4())
         await uow.session.execute(sa.insert(statements).values(
@@ -306,7 +329,8 @@ async def targets_for_lead(uow: UnitOfWork, data: OrgData, lead_id: str, today: 
     return found
 
 
-async def targets_for_participant(data: OrgData, participant_id: str, since: date, today: date) -> set[tuple[str, date]]:
+async def targets_for_participant(data: OrgData, participant_id: str, since: date,
+                                  today: date) -> set[tuple[str, date]]:
     """The participant's periods from the one containing `since` to the current one (a plan created or changed
     for past dates computes the statements of those periods too)."""
     if not data.plans:
@@ -375,7 +399,7 @@ async def recalculate_queued(context: ServiceContext, now: datetime, batch: int 
         return len(rows)
 
 
-def recalculation_worker(clock: Any, interval_s: float, batch: int):  # type: ignore[no-untyped-def]
+def recalculation_worker(clock: Any, interval_s: float, batch: int) -> Worker:
     async def recalculation_worker(context: ServiceContext) -> None:
         await run_periodically(context, lambda: recalculate_queued(context, clock.now(), batch), interval_s,
                                "recalculation")
@@ -398,13 +422,15 @@ async def transition(uow: UnitOfWork, org_id: str, statement_id: str, action: st
     result = await uow.session.execute(sa.update(statements).where(
         statements.c.org_id == org_id, statements.c.statement_id == statement_id,
         statements.c.status == source).values(**values))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         raise Conflict(f"statement {statement_id} changed meanwhile; read it again")
     updated = await get_statement_row(uow, org_id, statement_id)
-    event = {"approve": lambda f: StatementApprovedV1(statement=f, approved_by=actor, approved_at=now),
-             "lock": lambda f: StatementLockedV1(statement=f, locked_by=actor, locked_at=now),
-             "pay": lambda f: StatementPaidV1(statement=f, paid_by=actor, paid_at=now,
-                                              payment_reference=payment_reference)}.get(action)
+    announcements: dict[str, Callable[[StatementFigures], EventData]] = {
+        "approve": lambda f: StatementApprovedV1(statement=f, approved_by=actor, approved_at=now),
+        "lock": lambda f: StatementLockedV1(statement=f, locked_by=actor, locked_at=now),
+        "pay": lambda f: StatementPaidV1(statement=f, paid_by=actor, paid_at=now,
+                                         payment_reference=payment_reference)}
+    event = announcements.get(action)
     if event is not None:
         uow.publish(event(figures(updated)), org_id=org_id, subject_id=statement_id, subject_version=updated.revision)
     await audit.record(uow, org_id, actor, now, f"statement_{stamp}", "statement", statement_id,

@@ -5,10 +5,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from incentive_service.adapters.orm import deal_outcomes, deals, exchange_rates, payees, quotas
 from incentive_testkit import Incentives, new_lead
-from salesflow_shared.events import (CompanyData, ExchangeRateSetV1, LeadAssignedV1, LeadCreatedV1, LeadSnapshot,
-                                     LeadWonV1, QuotaRemovedV1, QuotaSetV1, RepCreatedV1, RepSnapshot)
+
+from incentive_service.adapters.orm import deal_outcomes, deals, exchange_rates, payees, quotas
+from salesflow_shared.events import (
+    CompanyData,
+    ExchangeRateSetV1,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadSnapshot,
+    LeadWonV1,
+    QuotaRemovedV1,
+    QuotaSetV1,
+    RepCreatedV1,
+    RepSnapshot,
+)
 from salesflow_shared.testing import eventually
 
 
@@ -62,12 +73,22 @@ async def test_directory_quotas_and_rates_are_kept_newest_version_first(incentiv
 
 
 async def test_payees_currency_is_set_by_managers_and_a_rep_sees_only_themselves(incentives: Incentives):
-    resp = await incentives.client.put("/v1/payees/ann", json={"currency": "usd"}, headers=incentives.headers())
+    resp = await incentives.client.put("/v1/payees/ann", json={"currency": "usd"},
+                                       headers={**incentives.headers(), "If-Match": '"0"'})
     assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "currency"
+    manager = incentives.headers(role="manager", sub="mia")
+    unconditional = await incentives.client.put("/v1/payees/ann", json={"currency": "USD", "role": "ae"},
+                                                headers=manager)
+    assert unconditional.status_code == 428  # even a participant not known yet: "0" says "I saw none"
     resp = await incentives.client.put("/v1/payees/ann", json={"currency": "USD", "role": "ae"},
-                                       headers=incentives.headers(role="manager", sub="mia"))
+                                       headers={**manager, "If-Match": '"0"'})
     assert resp.status_code == 200, resp.text
     assert resp.json()["currency"] == "USD" and resp.json()["role"] == "ae"
+    read = await incentives.client.get("/v1/payees/ann", headers=manager)
+    assert read.headers["ETag"] == resp.headers["ETag"]
+    again = await incentives.client.put("/v1/payees/ann", json={"currency": "EUR"},
+                                        headers={**manager, "If-Match": '"0"'})
+    assert again.status_code == 412  # a stale If-Match: mia's first setting would be overwritten unseen
     assert (await incentives.client.get("/v1/payees/ann", headers=incentives.headers(role="rep", sub="ann"))
             ).json()["currency"] == "USD"
     assert (await incentives.client.get("/v1/payees/ann", headers=incentives.headers(role="rep", sub="bob"))
@@ -76,7 +97,7 @@ async def test_payees_currency_is_set_by_managers_and_a_rep_sees_only_themselves
     assert (await incentives.client.put("/v1/payees/ann", json={"currency": "USD"},
                                         headers=incentives.headers(role="rep", sub="ann"))).status_code == 403
     teams = await incentives.client.put("/v1/payees/sam", json={"currency": "EUR", "team_ids": ["t9"]},
-                                        headers=incentives.headers())
+                                        headers={**incentives.headers(), "If-Match": '"0"'})
     assert teams.status_code == 200 and teams.json()["team_ids"] == ["t9"]
 
 
@@ -94,7 +115,7 @@ async def test_a_win_known_before_its_owner_credits_the_owner_learnt_afterwards(
 
 async def test_ids_longer_than_stored_are_refused_naming_them(incentives: Incentives):
     resp = await incentives.client.put(f"/v1/payees/{'x' * 101}", json={"currency": "EUR"},
-                                       headers=incentives.headers())
+                                       headers={**incentives.headers(), "If-Match": '"0"'})
     assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "participant_id"
     far = await incentives.client.post("/v1/statements/what-if", headers=incentives.headers(role="rep", sub="ann"),
                                        json={"value": "10", "currency": "EUR", "won_at": "9999-12-31T10:00:00Z"})

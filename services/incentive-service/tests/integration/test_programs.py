@@ -13,13 +13,19 @@ from decimal import Decimal
 
 import httpx
 import uvicorn
+from incentive_testkit import NOW, ORG, Incentives, new_lead, recalculate, win_deal
 
 from incentive_service.adapters.orm import recalculation_queue
 from incentive_service.adapters.programs_orm import program_awards, program_flags, program_scores
 from incentive_service.service_layer.programs import program_cash_rewards
-from incentive_testkit import NOW, ORG, Incentives, new_lead, recalculate, win_deal
 from salesflow_shared.events import (
-    ActivityLoggedV1, ExchangeRateSetV1, LeadReopenedV1, LeadSnapshot, LeadUpdatedV1, LeadWonV1, StageAdvancedV1,
+    ActivityLoggedV1,
+    ExchangeRateSetV1,
+    LeadReopenedV1,
+    LeadSnapshot,
+    LeadUpdatedV1,
+    LeadWonV1,
+    StageAdvancedV1,
 )
 from salesflow_shared.testing import eventually
 
@@ -253,8 +259,11 @@ async def served(incentives: Incentives) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(incentives.client._transport.app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+
+    async def serving() -> None:
+        assert server.started
+
+    await eventually(serving, interval=0.01)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

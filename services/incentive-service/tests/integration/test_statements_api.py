@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from incentive_testkit import Incentives, recalculate, win_deal
+
 from salesflow_shared.events import ExchangeRateSetV1, LeadReopenedV1, QuotaSetV1
 
 PLAN = {
@@ -30,7 +31,8 @@ async def _setup(incentives: Incentives) -> dict:
         **PLAN, "credit": {"splits": [{"to": "closer", "percent": "80"}, {"to": "sam", "percent": "10"}]}})
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
     assert bad.json()["errors"] == [{"field": "credit.splits", "message": "percentages must sum to 100, not 90"}]
-    created = await incentives.client.post("/v1/plans", json=PLAN, headers=incentives.headers(role="manager", sub="mia"))
+    created = await incentives.client.post("/v1/plans", json=PLAN,
+                                           headers=incentives.headers(role="manager", sub="mia"))
     assert created.status_code == 201, created.text
     overlapping = await incentives.client.post("/v1/plans", headers=incentives.headers(), json={
         **PLAN, "name": "Other", "coverage": {"participants": ["ann"]}, "effective_from": "2027-03-01"})
@@ -59,7 +61,7 @@ async def test_statements_are_computed_from_wins_and_explain_every_amount(incent
     ann = await _statement(incentives, "ann")
     # ann: 80 % of 60,000 and 50,000 = 48,000 + 40,000 = 88 % of the 100,000 quota, all in band 0 (8 %):
     # 3,840 + 3,200; the cloud SPIFF 500 × 80 % = 400.
-    assert [(l["kind"], l["lead_id"], l["amount"]) for l in ann["lines"]] == [
+    assert [(line["kind"], line["lead_id"], line["amount"]) for line in ann["lines"]] == [
         ("commission", "lead-1", "3840.00"), ("commission", "lead-2", "3200.00"), ("spiff", "lead-1", "400.00")]
     assert (ann["total"], ann["payout"], ann["payout_currency"], ann["status"], ann["version"]) == (
         "7440.00", "7440.00", "EUR", "computed", 1)
@@ -112,7 +114,7 @@ async def test_reps_see_their_statement_once_approved_dispute_it_and_the_period_
     # The approved version stays readable; the new version adds the adjustment as a line.
     v2 = await _statement(incentives, "ann")
     assert v2["version"] == 2 and v2["status"] == "computed" and v2["total"] == "7760.00"
-    assert [(l["kind"], l["amount"]) for l in v2["lines"]][-1] == ("recalculation", "320.00")
+    assert [(line["kind"], line["amount"]) for line in v2["lines"]][-1] == ("recalculation", "320.00")
     assert v2["lines"][-1]["reason"] == "adjustment"
     v1 = (await incentives.client.get(f"/v1/statements/{sid}", headers=ann_headers)).json()
     assert (v1["status"], v1["total"]) == ("superseded", "7440.00")
@@ -135,7 +137,7 @@ async def test_reps_see_their_statement_once_approved_dispute_it_and_the_period_
     await recalculate(incentives)
     assert (await _statement(incentives, "ann"))["total"] == "7760.00"
     q2 = await _statement(incentives, "ann", "2027-04-01")
-    assert sorted((l["kind"], l["lead_id"], l["amount"]) for l in q2["lines"]) == [
+    assert sorted((line["kind"], line["lead_id"], line["amount"]) for line in q2["lines"]) == [
         ("clawback", "lead-1", "-3840.00"), ("clawback", "lead-1", "-400.00")]
     await recalculate(incentives)  # nothing more to carry
     assert (await _statement(incentives, "ann", "2027-04-01"))["version"] == 1
@@ -152,7 +154,8 @@ async def test_a_participant_is_paid_in_their_currency_and_what_if_writes_nothin
     await _setup(incentives)
     await incentives.dispatch(incentives.envelope(ExchangeRateSetV1(
         base_currency="EUR", quote_currency="USD", rate=Decimal("1.10"), valid_from=date(2027, 1, 1)), "EUR-USD"))
-    assert (await incentives.client.put("/v1/payees/sam", json={"currency": "USD"}, headers=incentives.headers())
+    assert (await incentives.client.put("/v1/payees/sam", json={"currency": "USD"},
+                                        headers={**incentives.headers(), **await incentives.payee_if_match("sam")})
             ).status_code == 200
     await incentives.client.post("/v1/statements/compute", json={"on": "2027-02-15"}, headers=incentives.headers())
     sam = await _statement(incentives, "sam")
@@ -177,8 +180,8 @@ async def test_a_statement_of_many_lines_is_stored_whole_with_its_explanations(i
     ann = await _statement(incentives, "ann")
     # 88,000 + 30 × 800 = 112,000 credited (112 %), marginal: the first 88,000 at 8 % (7,040), then 12,000 at 8 %
     # (960) and the last 12,000 at 12 % (1,440); the SPIFF 400.
-    assert len(ann["lines"]) == 33 and [l["seq"] for l in ann["lines"]] == list(range(33))
-    assert Decimal(ann["total"]) == sum(Decimal(l["amount"]) for l in ann["lines"]) == Decimal("7040.00") + \
+    assert len(ann["lines"]) == 33 and [line["seq"] for line in ann["lines"]] == list(range(33))
+    assert Decimal(ann["total"]) == sum(Decimal(line["amount"]) for line in ann["lines"]) == Decimal("7040.00") + \
         Decimal("960.00") + Decimal("1440.00") + Decimal("400.00")
     last = (await incentives.client.get(
         f"/v1/statements/{ann['statement_id']}/lines/{ann['lines'][31]['line_id']}/explain",
@@ -195,5 +198,48 @@ async def test_a_plan_defined_after_the_fact_computes_the_past_periods_statement
     assert created.status_code == 201, created.text
     await recalculate(incentives)  # today is 2027-02-15: Q4 2026 and Q1 2027
     q4 = await _statement(incentives, "ann", "2026-10-01")
-    assert [(l["lead_id"], l["amount"]) for l in q4["lines"]] == [("old-1", "1600.00")]  # 80 % × 20,000 × 10 %
+    assert [(line["lead_id"], line["amount"]) for line in q4["lines"]] == [("old-1", "1600.00")]  # 80 % × 20,000 × 10 %
     assert (await _statement(incentives, "ann", "2027-01-01"))["lines"] == []
+
+
+async def test_a_new_plan_version_needs_the_etag_of_the_newest_one(incentives: Incentives):
+    manager = incentives.headers(role="manager", sub="mia")
+    created = await incentives.client.post("/v1/plans", json=PLAN, headers=manager)
+    plan_url = f"/v1/plans/{created.json()['plan_id']}"
+    read = await incentives.client.get(plan_url, headers=manager)
+    assert read.headers["ETag"] == '"1"'
+    raised = {**PLAN, "base_rate": "0.09"}
+    assert (await incentives.client.put(plan_url, json=raised, headers=manager)).status_code == 428
+    weak = await incentives.client.put(plan_url, json=raised, headers={**manager, "If-Match": 'W/"1"'})
+    assert weak.status_code == 412
+    second = await incentives.client.put(plan_url, json=raised, headers={**manager, "If-Match": '"1"'})
+    assert second.status_code == 200 and second.json()["version"] == 2 and second.headers["ETag"] == '"2"'
+    # another manager still holding version 1 cannot replace version 2 unseen
+    stale = await incentives.client.put(plan_url, json={**PLAN, "base_rate": "0.05"},
+                                        headers={**manager, "If-Match": '"1"'})
+    assert stale.status_code == 412
+    newest = (await incentives.client.get(plan_url, headers=manager)).json()
+    assert newest["version"] == 2 and newest["document"]["base_rate"] == "0.09"
+
+
+async def test_a_retried_approval_gets_the_first_answer_instead_of_a_conflict_and_is_announced_once(
+        incentives: Incentives):
+    await _setup(incentives)
+    manager = incentives.headers(role="manager", sub="mia")
+    sid = (await _statement(incentives, "ann"))["statement_id"]
+    assert (await incentives.client.post(f"/v1/statements/{sid}/review", headers=manager)).status_code == 200
+    keyed = {**manager, "Idempotency-Key": "approve-ann-q1"}
+    first = await incentives.client.post(f"/v1/statements/{sid}/approve", headers=keyed)
+    assert first.status_code == 200 and first.json()["status"] == "approved"
+    # without the key a second approval is refused (409: already approved); with it, the first answer comes back
+    retry = await incentives.client.post(f"/v1/statements/{sid}/approve", headers=keyed)
+    assert retry.status_code == 200 and retry.json() == first.json()
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert (await incentives.client.post(f"/v1/statements/{sid}/approve", headers=manager)).status_code == 409
+    assert len(await incentives.outbox("StatementApproved")) == 1
+    # the statement read carries a strong ETag; holding it, a client gets 304 and no body
+    read = await incentives.client.get(f"/v1/statements/{sid}", headers=manager)
+    etag = read.headers["ETag"]
+    assert etag.startswith('"') and read.json()["status"] == "approved"
+    unchanged = await incentives.client.get(f"/v1/statements/{sid}", headers={**manager, "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""

@@ -20,7 +20,7 @@ def test_each_cash_reward_is_a_line_in_the_statement_currency_with_its_conversio
     lines, warnings = reward_lines([reward("place:1:ann", "100", "USD", 28, "place 1"),
                                     reward("milestone:silver:ann", "50", "EUR", 10)], "USD", RATES)
     # 50 EUR x 1.10 = 55.00 USD (earned first, so listed first); 100 USD as is
-    assert [(l.kind, l.key, l.amount) for l in lines] == [
+    assert [(line.kind, line.key, line.amount) for line in lines] == [
         ("program_spiff", "program:prog-1:milestone:silver:ann", D("55.00")),
         ("program_spiff", "program:prog-1:place:1:ann", D("100.00"))]
     assert lines[0].description == "SPIFF Silver — February ladder"
@@ -44,5 +44,5 @@ def test_reward_lines_count_in_the_statement_total():
     result = compute_statement(StatementInput("ann", date(2027, 1, 1), date(2027, 4, 1), plan, credits,
                                               rates=RATES, rewards=lines))
     # 10 % of 10,000 = 1,000.00 commission + 55.00 SPIFF
-    assert [l.amount for l in result.lines] == [D("1000.00"), D("55.00")]
+    assert [line.amount for line in result.lines] == [D("1000.00"), D("55.00")]
     assert result.total == D("1055.00")

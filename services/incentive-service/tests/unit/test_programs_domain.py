@@ -2,31 +2,51 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from incentive_service.domain.programs.badges import badges_earned
 from incentive_service.domain.programs.definitions import (
-    BadgeRule, Guards, Milestone, ProgramDefinition, Reward, Round, RuleVersion, RulesFrozen, ScoringRule, Team,
-    revise_rules, validate_definition,
+    BadgeRule,
+    Guards,
+    Milestone,
+    ProgramDefinition,
+    Reward,
+    Round,
+    RulesFrozen,
+    RuleVersion,
+    ScoringRule,
+    Team,
+    revise_rules,
+    validate_definition,
 )
 from incentive_service.domain.programs.scoring import Contribution, Fact, sandbagging_flag, score_lead
 from incentive_service.domain.programs.standings import (
-    Tally, milestone_awards, place_awards, position, rank_changes, standings, tallies, tally,
+    Tally,
+    milestone_awards,
+    place_awards,
+    position,
+    rank_changes,
+    standings,
+    tallies,
+    tally,
 )
 from incentive_service.domain.programs.templates import (
-    DEFAULT_RULES, milestone_ladder, monthly_race, team_challenge,
+    DEFAULT_RULES,
+    milestone_ladder,
+    monthly_race,
+    team_challenge,
 )
 
-START = datetime(2026, 3, 1, tzinfo=timezone.utc)
-END = datetime(2026, 4, 1, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, tzinfo=UTC)
+END = datetime(2026, 4, 1, tzinfo=UTC)
 
 
 def day(n: int, hour: int = 10, minute: int = 0) -> datetime:
     """Day n of March 2026 at hour:minute UTC."""
-    return datetime(2026, 3, n, hour, minute, tzinfo=timezone.utc)
+    return datetime(2026, 3, n, hour, minute, tzinfo=UTC)
 
 
 def program(**overrides) -> ProgramDefinition:
@@ -80,7 +100,7 @@ def test_only_validated_activities_count_and_a_duplicate_counts_once():
         call("c1", day(2)),                                  # c1 redelivered
         meeting("m1", day(3)),                               # 10
         call("c6", day(3), rep="zed"),                       # not a participant
-        call("c7", datetime(2026, 2, 28, 23, 0, tzinfo=timezone.utc)),  # before the start
+        call("c7", datetime(2026, 2, 28, 23, 0, tzinfo=UTC)),  # before the start
     ]
     score = score_lead(program(), facts)
     assert points(score) == {"c1": 3, "m1": 10}
@@ -343,7 +363,7 @@ def test_templates_make_valid_programs():
     race = monthly_race("December race", 2026, 12, ("ann", "bob"))
     assert validate_definition(race) == []
     assert (race.starts_at, race.ends_at, race.target) == (
-        datetime(2026, 12, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc), 300)
+        datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), 300)
     challenge = team_challenge("Red v Blue", START, END, (Team("red", "Red", ("ann",)), Team("blue", "Blue", ("bob",))))
     assert validate_definition(challenge) == []
     assert challenge.participants == ("ann", "bob") and challenge.team_scoring == "average"

@@ -3,7 +3,7 @@ each event comes, re-scoring a lead from the facts stored so far ends at the sam
 once in time order."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -14,7 +14,7 @@ from incentive_service.domain.programs.scoring import Fact, score_lead
 from incentive_service.domain.programs.standings import standings, tallies
 from incentive_service.domain.programs.templates import DEFAULT_RULES
 
-START = datetime(2026, 3, 1, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, tzinfo=UTC)
 PROGRAM = ProgramDefinition(name="p", format="leaderboard", starts_at=START, ends_at=START + timedelta(days=31),
                             versions=(RuleVersion(1, START, DEFAULT_RULES),), participants=("ann", "bob"))
 

@@ -8,8 +8,15 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incentive_service.domain.commissions import (PlannedCredit, Quota, StatementInput, Win, compute_statement,
-                                                  credits_for_win, recalculation_lines)
+from incentive_service.domain.commissions import (
+    PlannedCredit,
+    Quota,
+    StatementInput,
+    Win,
+    compute_statement,
+    credits_for_win,
+    recalculation_lines,
+)
 from incentive_service.domain.money import Rate, Rates
 from incentive_service.domain.plans import PlanVersion, parse_plan
 
@@ -34,8 +41,10 @@ def plans(draw):
         doc["draw"] = {"amount": str(draw(money)), "recoverable": draw(st.booleans())}
     if draw(st.booleans()):
         share = draw(st.integers(min_value=1, max_value=99))
-        doc["credit"] = {"splits": [{"to": "closer", "percent": str(share)}, {"to": "sam", "percent": str(100 - share)}]}
-    doc["spiffs"] = [{"kind": "large_deal", "min_value": "100000", "amount": "1000"}, {"kind": "new_logo", "amount": "250"}]
+        doc["credit"] = {"splits": [{"to": "closer", "percent": str(share)},
+                                    {"to": "sam", "percent": str(100 - share)}]}
+    doc["spiffs"] = [{"kind": "large_deal", "min_value": "100000", "amount": "1000"},
+                     {"kind": "new_logo", "amount": "250"}]
     return PlanVersion("p", 1, parse_plan(doc))
 
 
@@ -58,4 +67,4 @@ def test_total_is_the_sum_of_lines_and_recomputation_is_idempotent(plan, deals, 
     assert first.lines == second.lines and first.draw_balance_after == second.draw_balance_after
     assert recalculation_lines(first.lines, second.lines, "recalculation") == []
     if plan.plan.cap is not None:
-        assert sum(l.amount for l in first.lines if l.kind == "commission") <= plan.plan.cap
+        assert sum(line.amount for line in first.lines if line.kind == "commission") <= plan.plan.cap

@@ -1,4 +1,6 @@
 """lead-service's tables. Only this service reads or writes them; every row carries its org."""
+from typing import Any
+
 import sqlalchemy as sa
 
 from salesflow_shared.infra_tables import add_infrastructure_tables
@@ -12,7 +14,7 @@ lead_past_owners = add_past_owners_table(metadata)
 TZ = sa.DateTime(timezone=True)
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column:
+def _ts(name: str, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, TZ, nullable=nullable)
 
 

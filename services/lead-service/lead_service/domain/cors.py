@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 # What a page's script may send with a submission (the rest of the request is the browser's).
 ALLOWED_REQUEST_HEADERS = "Content-Type, Idempotency-Key, Salesflow-Submission-Id"
-EXPOSED_RESPONSE_HEADERS = "Idempotent-Replayed, Location, X-Correlation-ID"
+EXPOSED_RESPONSE_HEADERS = ("Idempotent-Replayed, Location, X-Correlation-ID, Retry-After, RateLimit-Limit, "
+                            "RateLimit-Remaining, RateLimit-Reset")
 PREFLIGHT_MAX_AGE_S = 600
 MAX_ALLOWED_ORIGINS = 50
 

@@ -19,7 +19,8 @@ class CustomFieldDef:
     required: bool = False
 
 
-def coerce_custom_fields(values: dict[str, Any], defs: dict[str, CustomFieldDef]) -> tuple[dict[str, Any], dict[str, str]]:
+def coerce_custom_fields(values: dict[str, Any],
+                         defs: dict[str, CustomFieldDef]) -> tuple[dict[str, Any], dict[str, str]]:
     """Return (clean values, errors by key). Strings from forms/CSV are converted to the declared type."""
     clean: dict[str, Any] = {}
     errors: dict[str, str] = {}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -12,7 +12,7 @@ _SECOND_LEVEL = {"co.uk", "org.uk", "ac.uk", "com.au", "net.au", "co.nz", "co.jp
                  "co.za", "com.sg", "com.cn", "com.tr", "co.kr", "com.ar", "com.hk", "co.il", "com.pl"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bundled(name: str) -> frozenset[str]:
     text = resources.files("lead_service.domain.data").joinpath(name).read_text(encoding="utf-8")
     return frozenset(line.strip().lower() for line in text.splitlines()

@@ -133,7 +133,7 @@ class LeadIn(_Strict):
         return {k: v[:200] for k, v in value.items() if v}
 
     @model_validator(mode="after")
-    def _reachable_and_priced(self) -> "LeadIn":
+    def _reachable_and_priced(self) -> LeadIn:
         c = self.contact
         if not (c.email or c.phone or c.first_name or c.last_name):
             raise ValueError("a lead needs a contact: at least an email, a phone or a name")
@@ -171,6 +171,7 @@ class LeadPatch(_Strict):
     owner_id: str | None = Field(None, max_length=100)
     team_id: str | None = Field(None, max_length=100)
 
+    # attr-defined: pydantic keeps LeadIn's validators as classmethods; their functions are reused here
     _country = field_validator("country")(LeadIn._country.__func__)  # type: ignore[attr-defined]
     _currency = field_validator("currency")(LeadIn._currency.__func__)  # type: ignore[attr-defined]
     _utm = field_validator("utm")(LeadIn._utm.__func__)  # type: ignore[attr-defined]
@@ -178,7 +179,7 @@ class LeadPatch(_Strict):
     @field_validator("source")
     @classmethod
     def _source(cls, value: str | None) -> str | None:
-        return None if value is None else LeadIn._source.__func__(cls, value)  # type: ignore[attr-defined]
+        return None if value is None else LeadIn._source.__func__(cls, value)  # type: ignore[attr-defined]  # as above
 
 
 # ------------------------------------------------------------------ flat field paths (mapping targets)

@@ -61,7 +61,7 @@ class ValueBand(_Config):
     currency: CurrencyCode | None = None
 
     @model_validator(mode="after")
-    def _band(self) -> "ValueBand":
+    def _band(self) -> ValueBand:
         if self.min is None and self.max is None:
             raise ValueError("give min, max or both")
         if self.min is not None and self.max is not None and self.min > self.max:

@@ -11,10 +11,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from salesflow_shared.events import (ContactSyncedV1, EmailFailedV1, EmailSentV1, Envelope, EventData,
-                                     LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadLostV1,
-                                     LeadReopenedV1, LeadRoutedV1, LeadUpdatedV1, LeadWonV1, StageAdvancedV1,
-                                     TaskCompletedV1, TaskCreatedV1, TaskSkippedV1)
+from salesflow_shared.events import (
+    ContactSyncedV1,
+    EmailFailedV1,
+    EmailSentV1,
+    Envelope,
+    EventData,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadDisqualifiedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadRoutedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    StageAdvancedV1,
+    TaskCompletedV1,
+    TaskCreatedV1,
+    TaskSkippedV1,
+)
 
 # The event types the timeline tells (lead-service subscribes to each).
 TOLD_EVENTS = ("LeadCreated", "LeadUpdated", "LeadDisqualified", "LeadRouted", "LeadAssigned", "StageAdvanced",

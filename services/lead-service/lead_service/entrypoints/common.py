@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from salesflow_shared.app import ServiceContext
 from salesflow_shared.events import utcnow
 
+from ..config import Settings
 from ..service_layer.ingest import OrgSetup, load_org_setup
 
 
@@ -34,11 +35,12 @@ class SetupCache:
 
 
 def setup_cache(context: ServiceContext) -> SetupCache:
-    return context.extras["setup_cache"]
+    cache: SetupCache = context.extras["setup_cache"]
+    return cache
 
 
 async def org_setup(context: ServiceContext, session: Any, org_id: str) -> OrgSetup:
-    return await setup_cache(context).get(session, org_id, bool(context.settings.enrichment_url))
+    return await setup_cache(context).get(session, org_id, bool(context.settings_as(Settings).enrichment_url))
 
 
 def now() -> datetime:

@@ -19,22 +19,43 @@ from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodi
 from salesflow_shared.auth import AdminPrincipal
 from salesflow_shared.client_address import client_ip
 from salesflow_shared.contract import returns
-from salesflow_shared.errors import (FieldError, Forbidden, NotFound, PayloadTooLarge, ServiceError,
-                                     ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
-                                     ValidationFailed)
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.errors import (
+    FieldError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from salesflow_shared.idempotency import IdempotencyDep, once, once_across
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
+from salesflow_shared.signatures import SignatureError, verify
 
 from ..adapters.orm import forms, submissions
+from ..config import Settings
 from ..domain import cors
 from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
 from ..domain.mapping import validate_spec
-from ..domain.signature import SignatureError, verify
 from ..service_layer.ingest import new_id
-from ..service_layer.intake import (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form, PayloadError,
-                                    find_duplicate, load_form, new_public_key, new_signing_secret, parse_payload,
-                                    process_submission, scoped_dedup_key, store_submission,
-                                    submission_to_dict)
+from ..service_layer.intake import (
+    PUBLIC_KEY_FIELD,
+    SUBMISSION_ID_FIELD,
+    Form,
+    PayloadError,
+    find_duplicate,
+    load_form,
+    new_public_key,
+    new_signing_secret,
+    parse_payload,
+    process_submission,
+    scoped_dedup_key,
+    store_submission,
+    submission_to_dict,
+)
 from ..service_layer.views import check_if_match
 from . import responses as R
 from .common import now, org_setup
@@ -131,7 +152,8 @@ SUBMISSION_CONTRACT: dict[str, Any] = {
                                "in the query)",
                 "headers": {"Location": {"$ref": "#/components/headers/Location"}}},
         "401": {"description": "missing public key or a signature that is not accepted"},
-        "429": {"description": "too many browser posts to this form or from this address (Retry-After)"},
+        "429": {"description": "too many browser posts to this form or from this address (Retry-After; the "
+                               "RateLimit fields describe the bucket that refused)"},
     },
 }
 
@@ -148,7 +170,9 @@ def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
 
 
 @router.post("", status_code=201, summary="Define a web form: mapping, defaults, required fields",
-             operation_id="createForm", **returns(R.FormOut, status=201, etag=True, checked_beyond_schema=("mapping", "defaults", "required", "allowed_origins")))
+             operation_id="createForm", **returns(R.FormOut, status=201, etag=True,
+                                                  checked_beyond_schema=("mapping", "defaults", "required",
+                                                                         "allowed_origins")))
 async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     _check_spec(body.mapping, body.defaults, body.required)
@@ -157,12 +181,14 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
     if replay is not None:
         return replay
     stamp = now()
+    default_rate_limit = context.settings_as(Settings).form_rate_limit_per_minute
+    values: dict[str, Any]  # of several types: the columns of the new form
     values = dict(id=str(__import__("uuid").uuid4()), org_id=principal.org_id, name=body.name,
                   mapping=body.mapping, defaults=body.defaults, required=body.required,
                   public_key=new_public_key(), signing_secret=new_signing_secret(),
                   honeypot_field=body.honeypot_field,
                   redirect_url=str(body.redirect_url) if body.redirect_url else None,
-                  rate_limit_per_minute=body.rate_limit_per_minute or context.settings.form_rate_limit_per_minute,
+                  rate_limit_per_minute=body.rate_limit_per_minute or default_rate_limit,
                   allowed_origins=list(dict.fromkeys(body.allowed_origins)),
                   version=1, created_at=stamp, updated_at=stamp)
     await uow.session.execute(sa.insert(forms).values(**values))
@@ -195,7 +221,9 @@ async def get_form(form_id: str, uow: UowDep, principal: AdminPrincipal) -> JSON
 
 
 @router.patch("/{form_id}", summary="Fix or change a form (If-Match)",
-              operation_id="updateForm", **returns(R.FormOut, etag=True, checked_beyond_schema=("mapping", "defaults", "required", "allowed_origins")))
+              operation_id="updateForm", **returns(R.FormOut, etag=True,
+                                                   checked_beyond_schema=("mapping", "defaults", "required",
+                                                                          "allowed_origins")))
 async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
@@ -271,10 +299,10 @@ async def submit(form_id: str, request: Request, context: ContextDep) -> Respons
     cors_headers = cors.response_headers(request.headers.get("origin"), form.allowed_origins)
     try:
         response = await _submit(form, request, context)
-    except ServiceError as exc:
-        exc.headers.update(cors_headers)
+    except ServiceError as exc:  # a browser post's RateLimit fields (and Retry-After on 429) ride on errors too
+        exc.headers.update({**getattr(request.state, "rate_limit_headers", {}), **cors_headers})
         raise
-    response.headers.update(cors_headers)
+    response.headers.update({**getattr(request.state, "rate_limit_headers", {}), **cors_headers})
     return response
 
 
@@ -291,14 +319,14 @@ async def submission_preflight(form_id: str, request: Request, context: ContextD
 
 
 async def _public_form(context: ServiceContext, form_id: str) -> Form:
-    form = await context.extras["form_cache"].get(context, form_id)
+    form: Form | None = await context.extras["form_cache"].get(context, form_id)
     if form is None:
         raise NotFound(f"no form {form_id}")
     return form
 
 
 async def _submit(form: Form, request: Request, context: ServiceContext) -> Response:
-    settings = context.settings
+    settings = context.settings_as(Settings)
     raw = await _read_capped(request, settings.max_submission_bytes)
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() not in ACCEPTED_TYPES:
@@ -328,9 +356,14 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
             raise Unauthorized(f"a browser post needs the form's public key in the '{PUBLIC_KEY_FIELD}' field "
                                "(or a Salesflow-Signature header)")
         limiter = context.extras["rate_limiter"]
-        if not limiter.allow(f"form:{form.id}", form.rate_limit_per_minute) or \
-                not limiter.allow(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute):
-            raise TooManyRequests("too many submissions; try again in a minute", headers={"Retry-After": "60"})
+        quota = limiter.take(f"form:{form.id}", form.rate_limit_per_minute)
+        if quota.allowed:  # the visitor's own bucket is spent only when the form's allowed the post
+            per_visitor = limiter.take(f"ip:{form.id}:{ip}", settings.ip_rate_limit_per_minute)
+            if not per_visitor.allowed or per_visitor.remaining < quota.remaining:
+                quota = per_visitor  # the answer describes the bucket closest to refusing
+        request.state.rate_limit_headers = quota.headers()
+        if not quota.allowed:
+            raise TooManyRequests(f"too many submissions; try again in {quota.retry_after_s} s")
         spam = bool(payload.get(form.honeypot_field))
     stamp = now()
     submission_id = new_id()
@@ -343,6 +376,7 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
         return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
     dedup_key = scoped_dedup_key(channel, request.headers.get("idempotency-key")
                                  or request.headers.get("salesflow-submission-id") or payload.get(SUBMISSION_ID_FIELD))
+    common: dict[str, Any]  # of several types: what storing the submission needs
     common = dict(submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
                   remote_ip=ip, dedup_key=dedup_key, now=stamp)
     if dedup_key is not None:
@@ -425,16 +459,28 @@ async def get_submission(form_id: str, submission_id: str, uow: UowDep, principa
 
 async def _reprocess(context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
     async with context.uow() as uow:
-        setup = await org_setup(context, uow.session, form.org_id)
-        state = await process_submission(uow, form, submission_id, setup, now())
+        result = await _reprocess_in(uow, context, form, submission_id)
         await uow.commit()
+    return result
+
+
+async def _reprocess_in(uow: Any, context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
+    """Process the submission in the caller's open transaction (not committed here)."""
+    setup = await org_setup(context, uow.session, form.org_id)
+    state = await process_submission(uow, form, submission_id, setup, now())
     return {"submission_id": submission_id, **state}
 
 
 @router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again",
              operation_id="reprocessSubmission", **returns(R.SubmissionResult))
 async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: ContextDep,
-                        principal: AdminPrincipal) -> dict[str, Any]:
+                        principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    return await once(idem, uow, org_id=principal.org_id, scope=f"reprocess:{form_id}:{submission_id}",
+                      payload=None, act=lambda: _reprocess_one(form_id, submission_id, uow, context, principal))
+
+
+async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: ServiceContext,
+                         principal: Any) -> dict[str, Any]:
     form = await _own_form(uow, form_id, principal.org_id)
     row = (await uow.session.execute(sa.select(submissions.c.status).where(
         submissions.c.id == submission_id, submissions.c.form_id == form_id,
@@ -443,21 +489,27 @@ async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: 
         raise NotFound(f"no submission {submission_id}")
     if row.status == "spam":
         raise ValidationFailed.single("submission_id", "a honeypot (spam) submission is never processed")
-    return await _reprocess(context, form, submission_id)
+    return await _reprocess_in(uow, context, form, submission_id)
 
 
 @router.post("/{form_id}/submissions/reprocess", summary="Process every failed submission of the form again",
              operation_id="reprocessFailedSubmissions", **returns(R.ReprocessResult))
 async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
-                           limit: LimitParam = 500) -> dict[str, Any]:
+                           idem: IdempotencyDep, limit: LimitParam = 500) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
     ids = (await uow.session.execute(sa.select(submissions.c.id).where(
         submissions.c.org_id == principal.org_id, submissions.c.form_id == form_id,
         submissions.c.status.in_(("failed", "received"))).order_by(submissions.c.received_at)
         .limit(limit))).scalars().all()
-    results = [await _reprocess(context, form, sid) for sid in ids]
-    return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
-            "failed": sum(r["status"] == "failed" for r in results), "items": results}
+    await uow.rollback()
+
+    async def reprocess_each() -> dict[str, Any]:  # one transaction per submission, as the sweep does
+        results = [await _reprocess(context, form, sid) for sid in ids]
+        return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
+                "failed": sum(r["status"] == "failed" for r in results), "items": results}
+
+    return await once_across(idem, context.uow, org_id=principal.org_id, scope=f"reprocess-failed:{form_id}",
+                             payload={"limit": limit}, act=reprocess_each)
 
 
 async def sweep_once(context: ServiceContext) -> int:
@@ -465,7 +517,7 @@ async def sweep_once(context: ServiceContext) -> int:
     from ..service_layer.intake import stuck_submissions
 
     async with context.database.session() as session:
-        stuck = await stuck_submissions(session, now(), context.settings.submission_sweep_after_s)
+        stuck = await stuck_submissions(session, now(), context.settings_as(Settings).submission_sweep_after_s)
     for item in stuck:
         try:
             form = await context.extras["form_cache"].get(context, item.form_id)
@@ -481,5 +533,5 @@ async def submission_sweeper(context: ServiceContext) -> None:
     async def tick() -> None:
         await sweep_once(context)  # never "busy": a submission that keeps failing waits for the next round
 
-    await run_periodically(context, tick, max(1.0, context.settings.submission_sweep_after_s / 3),
+    await run_periodically(context, tick, max(1.0, context.settings_as(Settings).submission_sweep_after_s / 3),
                            name="submission_sweeper")

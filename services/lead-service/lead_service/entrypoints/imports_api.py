@@ -1,7 +1,9 @@
 """/v1/imports: CSV upload (streamed), progress, per-row error report."""
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,10 +14,12 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, Principal
 from salesflow_shared.contract import LOCATION, returns
 from salesflow_shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
 
 from ..adapters.orm import import_rows, imports
-from ..service_layer.imports import import_to_dict, stage_upload
+from ..config import Settings
+from ..service_layer.imports import discard_staged, import_to_dict, queue_staged, stage_upload
 from ..service_layer.intake import load_form
 from . import responses as R
 
@@ -25,11 +29,17 @@ router = APIRouter(prefix="/v1/imports", tags=["imports"])
 @router.post("", status_code=202, summary="Upload a CSV of leads (body: text/csv); processed in the background",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
                                             "required": True}},
-             operation_id="createImport", **returns(R.ImportQueued, status=202, headers=LOCATION, checked_beyond_schema=("body", "header", "form_id")))
+             operation_id="createImport", **returns(R.ImportQueued, status=202, headers=LOCATION,
+                                                    checked_beyond_schema=("body", "header", "form_id")))
 async def upload(request: Request, context: ContextDep, uow: UowDep, principal: CurrentPrincipal,
-                 form_id: str | None = None, filename: str | None = None) -> JSONResponse:
+                 idem: IdempotencyDep, form_id: str | None = None, filename: str | None = None) -> JSONResponse:
     """Managers and admins import for the org; a rep imports their own call list: the leads are theirs (routing
-    rules may still move them), and a row naming another rep's open lead fails, naming it and its owner."""
+    rules may still move them), and a row naming another rep's open lead fails, naming it and its owner.
+
+    Idempotency-Key: the file streams in (it is not held in memory), so its digest is known only once staged.
+    The staged import is queued in the same transaction that stores the key and the answer; a retry of an
+    accepted upload (same key, same file) discards what it staged and gets the first answer, the same key with
+    another file 409, and neither is ever processed."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("text/csv", "application/csv", "text/plain"):
         raise UnsupportedMediaType("send the file as the request body with Content-Type: text/csv")
@@ -38,32 +48,52 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
         form = await load_form(uow.session, form_id, principal.org_id)
         if form is None:
             raise ValidationFailed.single("form_id", "no such form in your organization")
-    limit = context.settings.max_import_bytes
+    limit = context.settings_as(Settings).max_import_bytes
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    digest = hashlib.sha256()
+
+    async def chunks() -> AsyncIterator[bytes]:
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(f"an import may have at most {limit} bytes")
+            digest.update(chunk)
             yield chunk
 
     import_id = str(uuid.uuid4())
     try:
         result = await stage_upload(context, org_id=principal.org_id, user_id=principal.user_id, chunks=chunks(),
                                     filename=filename, form=form, import_id=import_id,
-                                    owner_id=None if principal.sees_whole_org else principal.user_id)
+                                    owner_id=None if principal.sees_whole_org else principal.user_id,
+                                    queue=False)
     except (PayloadTooLarge, ValidationFailed):
         async with context.uow() as cleanup:  # no half-staged import is left behind
-            await cleanup.session.execute(sa.delete(import_rows).where(import_rows.c.import_id == import_id))
-            await cleanup.session.execute(sa.delete(imports).where(imports.c.id == import_id))
+            await discard_staged(cleanup.session, import_id)
             await cleanup.commit()
         raise
-    return JSONResponse({**result, "progress_url": f"/v1/imports/{import_id}"}, status_code=202,
-                        headers={"Location": f"/v1/imports/{import_id}"})
+    payload = {"form_id": form_id, "filename": filename, "csv_sha256": digest.hexdigest()}
+    try:
+        replay = await idem.begin(uow.session, org_id=principal.org_id, scope="imports", payload=payload)
+    except Exception:  # the key was used with another file (409): this upload is never processed
+        await uow.rollback()
+        async with context.uow() as cleanup:
+            await discard_staged(cleanup.session, import_id)
+            await cleanup.commit()
+        raise
+    if replay is not None:  # a retry of an accepted upload: the first import stands, this copy goes
+        await discard_staged(uow.session, import_id)
+        await uow.commit()
+        return replay
+    await queue_staged(uow.session, import_id, result["total_rows"])
+    response = await idem.complete(uow.session, status_code=202,
+                                   body={**result, "progress_url": f"/v1/imports/{import_id}"},
+                                   headers={"Location": f"/v1/imports/{import_id}"})
+    await uow.commit()
+    return response
 
 
-def _visible_imports(principal: Principal) -> sa.Select:
+def _visible_imports(principal: Principal) -> sa.Select[Any]:
     """The org's imports; a rep's own only."""
     query = sa.select(imports).where(imports.c.org_id == principal.org_id)
     return query if principal.sees_whole_org else query.where(imports.c.created_by == principal.user_id)

@@ -18,7 +18,7 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, LOCATION, returns
 from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, FieldError, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
 from ..adapters.orm import leads
@@ -29,8 +29,17 @@ from ..service_layer import leads as lead_ops
 from ..service_layer.activities import log_activity
 from ..service_layer.enrichment import retry_failed
 from ..service_layer.ingest import Candidate, ingest, open_leads_by_email, preview
-from ..service_layer.views import (as_utc, check_if_match, etag, lead_select, load_lead, lock_lead_rows,
-                                   row_to_lead, snapshot, visible)
+from ..service_layer.views import (
+    as_utc,
+    check_if_match,
+    etag,
+    lead_select,
+    load_lead,
+    lock_lead_rows,
+    row_to_lead,
+    snapshot,
+    visible,
+)
 from . import responses as R
 from .common import etag_header, json_with_etag, now, org_setup
 
@@ -52,7 +61,7 @@ class LeadFilters(BaseModel):
 FiltersDep = Annotated[LeadFilters, Query()]
 
 
-def _filtered(query: sa.Select, principal: Principal, f: LeadFilters) -> sa.Select:
+def _filtered(query: sa.Select[Any], principal: Principal, f: LeadFilters) -> sa.Select[Any]:
     query = visible(query, principal)
     for name in ("status", "owner_id", "team_id", "source", "product_line"):
         value = getattr(f, name)
@@ -71,7 +80,7 @@ def _filtered(query: sa.Select, principal: Principal, f: LeadFilters) -> sa.Sele
     return query
 
 
-def _keyset(query: sa.Select, cursor: str | None) -> sa.Select:
+def _keyset(query: sa.Select[Any], cursor: str | None) -> sa.Select[Any]:
     values = decode_cursor(cursor, 2)
     if values is not None:
         try:
@@ -84,8 +93,15 @@ def _keyset(query: sa.Select, cursor: str | None) -> sa.Select:
     return query.order_by(leads.c.created_at.desc(), leads.c.id.desc())
 
 
+
+# A lead's intake checks beyond its schema (named by a 422): a contact to reach, a real country and currency,
+# known UTM keys and custom fields, a value that fits.
+LEAD_CHECKED = ("body", "contact", "company", "country", "utm", "value", "currency", "source", "custom_fields")
+
 @router.post("", status_code=201, summary="Create a lead (an open lead with the same email is updated instead)",
-             operation_id="createLead", **returns(R.LeadOut, status=201, etag=True, also={200: R.LeadOut}, headers=LOCATION, checked_beyond_schema=("body", "contact", "company", "country", "utm", "value", "currency", "source", "custom_fields")))
+             operation_id="createLead",
+             **returns(R.LeadOut, status=201, etag=True, also={200: R.LeadOut}, headers=LOCATION,
+                       checked_beyond_schema=LEAD_CHECKED))
 async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="leads.create",
@@ -125,7 +141,8 @@ async def _someone_elses_open_lead(uow: Any, principal: Principal, body: LeadIn)
     return found if found is not None and found.get("owner_id") != principal.user_id else None
 
 
-async def _refuse_duplicate_entry(uow: Any, idem: Any, principal: Principal, lead: dict[str, Any]) -> JSONResponse:
+async def _refuse_duplicate_entry(uow: Any, idem: IdempotentRequest, principal: Principal,
+                                  lead: dict[str, Any]) -> JSONResponse:
     """A rep entered a prospect that is another rep's open lead: 409 naming the lead and its owner (a manager
     or admin may merge), and a note on the lead's timeline. The lead and its owner stay as they are."""
     owner = lead.get("owner_id")
@@ -144,14 +161,19 @@ async def _refuse_duplicate_entry(uow: Any, idem: Any, principal: Principal, lea
 
 
 @router.post("/preview", summary="The lead as intake would create and route it (insights, score); stores nothing",
-             operation_id="previewLead", **returns(R.LeadPreview, checked_beyond_schema=("body", "contact", "company", "country", "utm", "value", "currency", "source", "custom_fields")))
-async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal
-                       ) -> dict[str, Any]:
+             operation_id="previewLead", **returns(R.LeadPreview, checked_beyond_schema=LEAD_CHECKED))
+async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
+                       idem: IdempotencyDep) -> JSONResponse:
     """`lead` is the lead's API shape; `snapshot` is what its LeadCreated would carry — pass it as `lead` to
     assignment-service's POST /v1/routing/simulate to predict the routing of this very lead."""
-    setup = await org_setup(context, uow.session, principal.org_id)
-    lead = preview(_with_valid_custom_fields(body, setup), setup, now())
-    return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
+    async def build() -> dict[str, Any]:
+        setup = await org_setup(context, uow.session, principal.org_id)
+        lead = preview(_with_valid_custom_fields(body, setup), setup, now())
+        return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
+
+    # Stores nothing but the key's answer: a retry gets the preview it was first shown.
+    return await once(idem, uow, org_id=principal.org_id, scope="leads:preview",
+                      payload=body.model_dump(mode="json"), act=build)
 
 
 @router.get("", summary="List leads (cursor pagination, filters)", operation_id="listLeads", **returns(R.LeadPage))
@@ -220,17 +242,21 @@ class EnrichmentRetryIn(BaseModel):
 
 @router.post("/enrichment/retry", summary="Run enrichment again for leads whose enrichment failed (admin)",
              operation_id="retryEnrichment", **returns(R.EnrichmentRetried))
-async def retry_enrichment(uow: UowDep, principal: AdminPrincipal, body: EnrichmentRetryIn | None = None
-                           ) -> dict[str, Any]:
+async def retry_enrichment(uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep,
+                           body: EnrichmentRetryIn | None = None) -> JSONResponse:
     body = body or EnrichmentRetryIn()
     for name in ("failed_from", "failed_to", "created_from", "created_to"):
         value = getattr(body, name)
         if value is not None and value.tzinfo is None:
             raise ValidationFailed.single(name, "must carry a time zone (RFC 3339)")
-    queued = await retry_failed(uow, principal.org_id, now(), failed_from=body.failed_from, failed_to=body.failed_to,
-                                created_from=body.created_from, created_to=body.created_to, lead_ids=body.lead_ids)
-    await uow.commit()
-    return {"queued": queued}
+
+    async def queue() -> dict[str, Any]:
+        return {"queued": await retry_failed(
+            uow, principal.org_id, now(), failed_from=body.failed_from, failed_to=body.failed_to,
+            created_from=body.created_from, created_to=body.created_to, lead_ids=body.lead_ids)}
+
+    return await once(idem, uow, org_id=principal.org_id, scope="enrichment:retry",
+                      payload=body.model_dump(mode="json"), act=queue)
 
 
 @router.get("/{lead_id}", summary="A lead, with its score breakdown and ETag",
@@ -241,7 +267,9 @@ async def get_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal) -> JS
 
 
 @router.patch("/{lead_id}", summary="Edit a lead (If-Match required; 412 when stale)",
-              operation_id="updateLead", **returns(R.LeadOut, etag=True, checked_beyond_schema=("country", "utm", "value", "currency", "source", "custom_fields")))
+              operation_id="updateLead", **returns(R.LeadOut, etag=True,
+                                                   checked_beyond_schema=("country", "utm", "value", "currency",
+                                                                          "source", "custom_fields")))
 async def patch_lead(lead_id: str, body: LeadPatch, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, principal=principal)
@@ -291,9 +319,11 @@ async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
 
 @router.post("/{lead_id}/erase", summary="GDPR erasure: scrub the person's data here and tell every service",
              operation_id="eraseLead", **returns(R.ErasedLeads))
-async def erase_lead(lead_id: str, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
-    lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, include_deleted=True)
-    erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"), now(),
-                                  email=lead["contact"].get("email"))
-    await uow.commit()
-    return {"erased_lead_ids": erased}
+async def erase_lead(lead_id: str, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    async def erase() -> dict[str, Any]:
+        lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, include_deleted=True)
+        erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"), now(),
+                                      email=lead["contact"].get("email"))
+        return {"erased_lead_ids": erased}  # ids only: the stored answer holds no personal data
+
+    return await once(idem, uow, org_id=principal.org_id, scope=f"erase:{lead_id}", payload=None, act=erase)

@@ -1,6 +1,7 @@
 """/v1/activities, /v1/contacts and /v1/companies (contacts and companies are shared between leads)."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,17 +15,24 @@ from salesflow_shared.app import UowDep
 from salesflow_shared.auth import CurrentPrincipal, Principal
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.events import LeadUpdatedV1
+from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 
-from salesflow_shared.events import LeadUpdatedV1
-
 from ..adapters.orm import activities, companies, contacts, leads
-from ..service_layer.ingest import lead_columns
 from ..domain.lead import CompanyPatch, ContactPatch
 from ..service_layer.activities import activity_to_dict, log_activity
-from ..service_layer.views import (as_utc, check_if_match, iso, lead_select, load_lead, readable_by, row_to_lead,
-                                   snapshot)
+from ..service_layer.ingest import lead_columns
+from ..service_layer.views import (
+    as_utc,
+    check_if_match,
+    iso,
+    lead_select,
+    load_lead,
+    readable_by,
+    row_to_lead,
+    snapshot,
+)
 from . import responses as R
 from .common import now
 
@@ -43,7 +51,7 @@ class ActivityIn(BaseModel):
     rep_id: str | None = Field(None, max_length=100, description="defaults to the caller")
 
 
-async def _create_activity(body: ActivityIn, uow: Any, principal: Any, idem: Any) -> JSONResponse:
+async def _create_activity(body: ActivityIn, uow: Any, principal: Any, idem: IdempotentRequest) -> JSONResponse:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="activities.create",
                               payload=body.model_dump(mode="json"))
     if replay is not None:
@@ -107,7 +115,8 @@ def _of_reachable_lead(table: sa.Table, principal: Principal, to_change: bool = 
                              leads.c.deleted_at.is_(None), allowed)
 
 
-def _list(table: sa.Table, fields: tuple[str, ...], search: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _list(table: sa.Table, fields: tuple[str, ...],
+          search: tuple[str, ...]) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def handler(uow: UowDep, principal: CurrentPrincipal, q: str | None = None, limit: LimitParam = 50,
                       cursor: CursorParam = None) -> dict[str, Any]:
         query = sa.select(table).where(table.c.org_id == principal.org_id, _of_reachable_lead(table, principal))
@@ -198,7 +207,8 @@ async def _propagate(uow: Any, org_id: str, table: sa.Table, record_id: str, cha
 
 
 @router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)",
-              operation_id="updateContact", **returns(R.ContactOut, etag=True, checked_beyond_schema=("email", "phone")))
+              operation_id="updateContact", **returns(R.ContactOut, etag=True,
+                                                      checked_beyond_schema=("email", "phone")))
 async def patch_contact(contact_id: str, body: ContactPatch, uow: UowDep, principal: CurrentPrincipal,
                         if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     return await _patch(uow, contacts, principal, contact_id, CONTACT_OUT,

@@ -15,7 +15,6 @@ from salesflow_shared.events import LeadSnapshot
 from ..domain.lead import LeadStatus
 
 
-
 class LeadContact(BaseModel):
     contact_id: str | None
     first_name: str | None

@@ -15,7 +15,7 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
 from salesflow_shared.events import LeadUpdatedV1
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once_across
 from salesflow_shared.pagination import CursorParam, LimitParam, keyset_page
 
 from ..adapters.orm import custom_field_defs, leads, scoring_rules
@@ -84,7 +84,8 @@ def _etagged(rule: dict[str, Any], status_code: int = 200) -> JSONResponse:
 
 
 @router.post("/scoring-rules", status_code=201, summary="Add a scoring rule (applies to leads scored from now on)",
-             operation_id="createScoringRule", **returns(R.ScoringRuleOut, status=201, etag=True, checked_beyond_schema=("config",)))
+             operation_id="createScoringRule", **returns(R.ScoringRuleOut, status=201, etag=True,
+                                                         checked_beyond_schema=("config",)))
 async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     config = validate_config(body.config)
@@ -149,7 +150,13 @@ async def delete_rule(rule_id: str, uow: UowDep, context: ContextDep, principal:
 
 @router.post("/scoring-rules/rescore", summary="Score every open lead again with the current rules",
              operation_id="rescoreOpenLeads", **returns(R.RescoreResult))
-async def rescore_open_leads(context: ContextDep, principal: AdminPrincipal) -> dict[str, int]:
+async def rescore_open_leads(context: ContextDep, principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    return await once_across(idem, context.uow, org_id=principal.org_id, scope="scoring:rescore", payload=None,
+                             act=lambda: _rescore_open_leads(context, principal))
+
+
+async def _rescore_open_leads(context: Any, principal: Any) -> dict[str, int]:
+    """Rescore in batches of 200, each committed (a lead's change never waits for the whole org)."""
     setup_cache(context).invalidate(principal.org_id)
     rescored = changed = 0
     last_id = ""
@@ -195,7 +202,8 @@ def _custom_to_dict(row: Any) -> dict[str, Any]:
 
 
 @router.post("/leads/custom-fields", status_code=201, summary="Define a typed custom field for the org's leads",
-             operation_id="createCustomField", **returns(R.CustomFieldOut, status=201, checked_beyond_schema=("options",)))
+             operation_id="createCustomField", **returns(R.CustomFieldOut, status=201,
+                                                         checked_beyond_schema=("options",)))
 async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                               idem: IdempotencyDep) -> JSONResponse:
     if body.type == "choice" and not body.options:

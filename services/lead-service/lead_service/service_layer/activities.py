@@ -35,7 +35,7 @@ async def log_activity(uow: UnitOfWork, org_id: str, lead_id: str, *, kind: str,
            "subject": subject, "notes": notes, "source": source, "external_id": external_id, "created_at": now}
     await uow.session.execute(sa.insert(activities).values(**row))
     if announce:
-            uow.publish(ActivityLoggedV1(activity_id=activity_id, lead_id=lead_id, kind=kind, rep_id=rep_id,  # type: ignore[arg-type]
+            uow.publish(ActivityLoggedV1(activity_id=activity_id, lead_id=lead_id, kind=kind, rep_id=rep_id,
                                      occurred_at=occurred_at, duration_seconds=duration_seconds, outcome=outcome,
                                      subject=subject, source=source),
                     org_id=org_id, subject_id=activity_id)

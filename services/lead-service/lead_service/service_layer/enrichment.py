@@ -2,6 +2,7 @@
 LeadUpdated(cause="enrichment"). Failures retry with growing delays; an open circuit pauses the calls."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,11 +10,14 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
+from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import NotFound
 from salesflow_shared.events import LeadUpdatedV1, utcnow
+from salesflow_shared.retries import backoff_s
 
 from ..adapters.enrichment_client import EnrichmentClient, ProviderError
 from ..adapters.orm import companies, leads
+from ..config import Settings
 from ..domain.dedup import changed_fields
 from ..domain.enrichment import CircuitOpen, clean_provider_answer
 from .ingest import lead_columns
@@ -25,7 +29,7 @@ COMPANY_KEYS = ("name", "size", "industry")
 LOCATION_KEYS = ("country", "region")
 
 
-async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> list[Any]:
+async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> Sequence[Any]:
     """Lease due leads (pushing their next attempt past the lease) so replicas never call twice at once.
 
     The attempt is counted here, before the call: an attempt that crashes the worker or fails in an
@@ -40,7 +44,7 @@ async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> 
         ids = list((await uow.session.execute(due)).scalars())
         if not ids:
             return []
-        max_attempts = context.settings.enrichment_max_attempts
+        max_attempts = context.settings_as(Settings).enrichment_max_attempts
         await uow.session.execute(sa.update(leads).where(
             leads.c.id.in_(ids), leads.c.enrichment_attempts >= max_attempts).values(
             enrichment_status="failed", enrichment_next_at=None, enrichment_failed_at=now,
@@ -103,7 +107,7 @@ async def record_failure(context: ServiceContext, lead_id: str, attempts: int, e
     """A failed attempt (already counted by `claim_due`); `count_attempt=False` gives it back (no call was
     made: the circuit was open). Only a lead still pending is touched: an erased one stays as erasure left it."""
     attempts = attempts if count_attempt else max(0, attempts - 1)
-    give_up = attempts >= context.settings.enrichment_max_attempts
+    give_up = attempts >= context.settings_as(Settings).enrichment_max_attempts
     async with context.uow() as uow:
         await uow.session.execute(sa.update(leads).where(
             leads.c.id == lead_id, leads.c.enrichment_status == "pending", leads.c.erased_at.is_(None)).values(
@@ -112,6 +116,11 @@ async def record_failure(context: ServiceContext, lead_id: str, attempts: int, e
             enrichment_failed_at=now, enrichment_error=error[:500]))
         await uow.commit()
     log.info("enrichment_failed", lead_id=lead_id, attempts=attempts, gave_up=give_up, error=error)
+
+
+def retry_delay_s(attempts: int) -> float:
+    """After the provider failed on attempt number `attempts` (counted from 1): 2 s, 4 s, 8 s... at most 5 minutes."""
+    return backoff_s(attempts, base_s=2.0, max_s=300.0)
 
 
 async def enrich_one(context: ServiceContext, client: EnrichmentClient, row: Any, now: datetime) -> None:
@@ -124,7 +133,7 @@ async def enrich_one(context: ServiceContext, client: EnrichmentClient, row: Any
         return
     except ProviderError as exc:
         await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
-                             min(300.0, 2.0 ** row.enrichment_attempts))
+                             retry_delay_s(row.enrichment_attempts))
         return
     await apply_result(context, row.org_id, row.id, data, utcnow())
 
@@ -138,7 +147,7 @@ async def enrich_due(context: ServiceContext, client: EnrichmentClient) -> int:
         except Exception as exc:  # one lead's failure (e.g. a write the database refuses) never stops the others
             log.exception("enrichment_attempt_crashed", lead_id=row.id)
             await record_failure(context, row.id, row.enrichment_attempts, f"{type(exc).__name__}: {exc}", now,
-                                 min(300.0, 2.0 ** row.enrichment_attempts))
+                                 retry_delay_s(row.enrichment_attempts))
     return len(rows)
 
 
@@ -161,13 +170,14 @@ async def retry_failed(uow: Any, org_id: str, now: datetime, *, failed_from: dat
         condition.append(leads.c.id.in_(lead_ids))
     result = await uow.session.execute(sa.update(leads).where(*condition).values(
         enrichment_status="pending", enrichment_attempts=0, enrichment_next_at=now))
-    return int(result.rowcount or 0)
+    return rows_affected(result)
 
 
 async def enrichment_worker(context: ServiceContext) -> None:
     client: EnrichmentClient | None = context.extras.get("enrichment_client")
     if client is None:
         return  # no provider configured: the bundled lists are all the enrichment there is
-    await run_periodically(context, lambda: enrich_due(context, client), context.settings.enrichment_poll_interval_s,
+    poll_interval_s = context.settings_as(Settings).enrichment_poll_interval_s
+    await run_periodically(context, lambda: enrich_due(context, client), poll_interval_s,
                            wake_on_commit=True,
                            name="enrichment_worker")

@@ -1,4 +1,4 @@
-"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox).
+"""Event handlers, registered by event class in EVENT_HANDLERS (each runs in its own transaction with the inbox).
 
 Stale events are ignored by `subject_version`, compared only within one producer's family of events about
 the lead: LeadAssigned (assignment-service) against `assignment_version`, LeadWon/LeadLost/LeadReopened
@@ -12,18 +12,28 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.consumer import HandlerMap
-from salesflow_shared.events import (EmailSentV1, Envelope, EventData, LeadAssignedV1, LeadLostV1, LeadReopenedV1,
-                                     LeadUpdatedV1, LeadWonV1, utcnow)
+from salesflow_shared.consumer import EventHandlers
+from salesflow_shared.errors import NotFound
+from salesflow_shared.events import (
+    EmailSentV1,
+    Envelope,
+    LeadAssignedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    utcnow,
+)
 from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, lead_past_owners, leads
 from .activities import log_activity
 from .views import load_lead, snapshot
-from salesflow_shared.errors import NotFound
 
 log = structlog.get_logger(__name__)
+
+EVENT_HANDLERS = EventHandlers()
 
 
 async def _lead(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> dict[str, Any] | None:
@@ -56,16 +66,16 @@ async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], vers
                     subject_id=lead["id"], subject_version=after["version"])
 
 
-async def on_lead_assigned(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadAssignedV1)
+@EVENT_HANDLERS.on(LeadAssignedV1)
+async def on_lead_assigned(data: LeadAssignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is not None:
         await _apply(uow, envelope, lead, "assignment_version",
                      {"owner_id": data.owner_id, "team_id": data.team_id}, "assignment")
 
 
-async def on_lead_won(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadWonV1)
+@EVENT_HANDLERS.on(LeadWonV1)
+async def on_lead_won(data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is not None:
         columns: dict[str, Any] = {"status": "won"}
@@ -76,8 +86,8 @@ async def on_lead_won(data: EventData, envelope: Envelope, uow: UnitOfWork) -> N
         await _apply(uow, envelope, lead, "outcome_version", columns, "pipeline")
 
 
-async def on_lead_lost(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadLostV1)
+@EVENT_HANDLERS.on(LeadLostV1)
+async def on_lead_lost(data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is not None:
         # Lost leads with a re-engage date are nurtured until then (docs/architecture.md).
@@ -85,16 +95,16 @@ async def on_lead_lost(data: EventData, envelope: Envelope, uow: UnitOfWork) -> 
         await _apply(uow, envelope, lead, "outcome_version", {"status": status}, "pipeline")
 
 
-async def on_lead_reopened(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    assert isinstance(data, LeadReopenedV1)
+@EVENT_HANDLERS.on(LeadReopenedV1)
+async def on_lead_reopened(data: LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is not None:
         await _apply(uow, envelope, lead, "outcome_version", {"status": "open"}, "pipeline")
 
 
-async def on_email_sent(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
+@EVENT_HANDLERS.on(EmailSentV1)
+async def on_email_sent(data: EmailSentV1, envelope: Envelope, uow: UnitOfWork) -> None:
     """A sequence email to the prospect: on the lead's timeline, and ActivityLogged for the metrics."""
-    assert isinstance(data, EmailSentV1)
     if data.recipient_kind != "prospect" or not data.lead_id:
         return
     lead = await _lead(uow, envelope, data.lead_id)
@@ -108,12 +118,3 @@ async def on_email_sent(data: EventData, envelope: Envelope, uow: UnitOfWork) ->
     await log_activity(uow, envelope.org_id, data.lead_id, kind="email", rep_id=lead.get("owner_id"),
                        occurred_at=data.sent_at, now=utcnow(), subject=subject, source="sequence",
                        external_id=f"email:{data.delivery_id}", outcome="sent")
-
-
-EVENT_HANDLERS: HandlerMap = {
-    "LeadAssigned": [on_lead_assigned],
-    "LeadWon": [on_lead_won],
-    "LeadLost": [on_lead_lost],
-    "LeadReopened": [on_lead_reopened],
-    "EmailSent": [on_email_sent],
-}

@@ -18,6 +18,7 @@ from salesflow_shared.errors import ValidationFailed
 from salesflow_shared.events import utcnow
 
 from ..adapters.orm import import_rows, imports
+from ..config import Settings
 from ..domain.dedup import someone_elses_lead
 from ..domain.lead import is_valid_target
 from ..domain.mapping import FormSpec, map_payload
@@ -108,9 +109,10 @@ def spec_for(form: Any | None, headers: list[str]) -> FormSpec:
 
 async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, chunks: AsyncIterator[bytes],
                        filename: str | None, form: Any | None, import_id: str,
-                       owner_id: str | None = None) -> dict[str, Any]:
+                       owner_id: str | None = None, queue: bool = True) -> dict[str, Any]:
     """Stream the CSV into staged rows in batches; return the import as queued. With `owner_id` (a rep's own
-    import) every lead it creates is that rep's."""
+    import) every lead it creates is that rep's. With `queue=False` the import stays "uploading" (nothing
+    processes it) until the caller queues it with `queue_staged` in its own transaction."""
     records = csv_rows(chunks)
     try:
         headers = await records.__anext__()
@@ -147,7 +149,8 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
         if not any(cell.strip() for cell in record):
             continue  # blank line
         total += 1
-        data: dict[str, Any] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record)))
+        # Not strict: a row of another width is kept, cut or padded to the header, and flagged just below.
+        data: dict[str, Any] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record), strict=False))
         if len(record) != len(headers):
             data[BAD_WIDTH] = f"{len(record)} cells where the header has {len(headers)}"
         batch.append({"import_id": import_id, "row_number": total + 1, "org_id": org_id, "data": data,
@@ -156,11 +159,23 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
             await flush()
     if batch:
         await flush()
-    async with context.uow() as uow:
-        await uow.session.execute(sa.update(imports).where(imports.c.id == import_id).values(
-            status="queued", total_rows=total))
-        await uow.commit()
+    if queue:
+        async with context.uow() as uow:
+            await queue_staged(uow.session, import_id, total)
+            await uow.commit()
     return {"id": import_id, "status": "queued", "total_rows": total}
+
+
+async def queue_staged(session: Any, import_id: str, total_rows: int) -> None:
+    """Hand a fully staged import to the import worker."""
+    await session.execute(sa.update(imports).where(imports.c.id == import_id).values(
+        status="queued", total_rows=total_rows))
+
+
+async def discard_staged(session: Any, import_id: str) -> None:
+    """Remove an import that will never be queued (a failed upload, or a retry of one already accepted)."""
+    await session.execute(sa.delete(import_rows).where(import_rows.c.import_id == import_id))
+    await session.execute(sa.delete(imports).where(imports.c.id == import_id))
 
 
 def import_to_dict(row: Any) -> dict[str, Any]:
@@ -263,7 +278,7 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
     try:
         async with uow.session.begin_nested():
             outcomes = await ingest(uow, org_id, [c for _, c in candidates], setup, now)
-    except Exception as exc:  # one bad row must not sink the batch: go row by row
+    except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch: go row by row
         log.warning("import_batch_fallback", error=str(exc)[:300])
         uow._outgoing.clear()  # the rolled-back savepoint's events
         for number, candidate in candidates:
@@ -271,7 +286,7 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
             try:
                 async with uow.session.begin_nested():
                     [outcome] = await ingest(uow, org_id, [candidate], setup, now)
-            except Exception as row_exc:
+            except Exception as row_exc:  # noqa: BLE001 - whatever failed the row is its recorded error
                 del uow._outgoing[mark:]
                 results[number] = {"status": "failed", "lead_id": None,
                                    "errors": [{"field": "row", "message": str(row_exc).splitlines()[0][:300]}]}
@@ -279,13 +294,13 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
             results[number] = {"status": "created" if outcome.created else "updated", "lead_id": outcome.lead["id"]}
         return
     seen: set[str] = set()
-    for (number, _), outcome in zip(candidates, outcomes):
+    for (number, _), outcome in zip(candidates, outcomes, strict=True):
         created = outcome.created and outcome.lead["id"] not in seen
         seen.add(outcome.lead["id"])
         results[number] = {"status": "created" if created else "updated", "lead_id": outcome.lead["id"]}
 
 
 async def import_worker(context: ServiceContext) -> None:
-    batch_size = context.settings.import_batch_size
+    batch_size = context.settings_as(Settings).import_batch_size
     await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name="import_worker",
                            wake_on_commit=True)

@@ -22,8 +22,8 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, companies, contacts, custom_field_defs, lead_past_owners, leads, scoring_rules
 from ..domain.custom_fields import CustomFieldDef
-from ..domain.enrichment import analyse_email
 from ..domain.dedup import changed_fields, company_key, merge_into
+from ..domain.enrichment import analyse_email
 from ..domain.lead import OPEN_STATUSES, LeadIn, search_text
 from ..domain.scoring import RULE_CONFIG, ScoringRule, score_lead
 from .views import COMPANY_FIELDS, CONTACT_FIELDS, iso, lead_select, row_to_lead, snapshot
@@ -232,7 +232,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     company_rows = await _upsert_companies(uow, org_id, dict(sorted(wanted_companies.items())), now)
 
     wanted_contacts: dict[str, dict[str, Any]] = {}
-    for candidate, key in zip(candidates, company_keys):
+    for candidate, key in zip(candidates, company_keys, strict=True):
         email = candidate.lead.contact.email
         if email is None:
             continue
@@ -259,7 +259,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     updates: dict[str, dict[str, Any]] = {}
     resubmitted: list[tuple[dict[str, Any], Candidate]] = []
     owner_changes: list[tuple[str, str | None, str | None]] = []
-    for candidate, key in zip(candidates, company_keys):
+    for candidate, key in zip(candidates, company_keys, strict=True):
         email = candidate.lead.contact.email
         company = company_rows.get(key) if key is not None else None
         if email is not None:
@@ -284,6 +284,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         if changed:
             lead["version"] = before["version"] + (0 if lead["id"] in inserts else 1)
             lead["updated_at"] = iso(now)
+        assert email, "an existing lead is only ever found by its email"
         existing[email] = lead
         if lead["id"] in inserts:
             inserts[lead["id"]] = lead
@@ -343,7 +344,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
 
 
 def outcomes_origin(candidates: list[Candidate], outcomes: list[Outcome], lead_id: str) -> str:
-    for candidate, outcome in zip(reversed(candidates), reversed(outcomes)):
+    for candidate, outcome in zip(reversed(candidates), reversed(outcomes), strict=True):
         if outcome.lead["id"] == lead_id:
             return candidate.origin
     return "api"

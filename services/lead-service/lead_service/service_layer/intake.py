@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 import structlog
+from sqlalchemy.dialects import postgresql, sqlite
 
 from salesflow_shared.uow import UnitOfWork
 
@@ -54,7 +54,7 @@ class Form:
     allowed_origins: list[str]
 
     @classmethod
-    def from_row(cls, row: Any) -> "Form":
+    def from_row(cls, row: Any) -> Form:
         return cls(**{k: row._mapping[k] for k in cls.__dataclass_fields__})
 
     @property
@@ -233,5 +233,5 @@ async def load_form(session: Any, form_id: str, org_id: str | None = None) -> Fo
 
 async def stuck_submissions(session: Any, now: datetime, older_than_s: float, limit: int = 100) -> list[Any]:
     cutoff = now - timedelta(seconds=older_than_s)
-    return (await session.execute(sa.select(submissions.c.id, submissions.c.org_id, submissions.c.form_id).where(
-        submissions.c.status == "received", submissions.c.received_at < cutoff).limit(limit))).all()
+    return list((await session.execute(sa.select(submissions.c.id, submissions.c.org_id, submissions.c.form_id).where(
+        submissions.c.status == "received", submissions.c.received_at < cutoff).limit(limit))).all())

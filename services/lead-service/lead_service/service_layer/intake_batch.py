@@ -82,7 +82,7 @@ class IntakeBatcher:
                 await self._together(org_id, items)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever failed the batch, each submission is tried alone
                 if not isinstance(exc, _GoAlone):
                     log.warning("intake_batch_fallback", size=len(items), error=str(exc)[:300])
                 for item in items:
@@ -97,13 +97,13 @@ class IntakeBatcher:
         async with self.context.uow() as uow:
             setup = await org_setup(self.context, uow.session, org_id)
             mapped = [map_payload(item.payload, item.form.spec, setup.custom_defs) for item in items]
-            good = [(item, m) for item, m in zip(items, mapped) if m.lead is not None]
+            good = [(item, m.lead) for item, m in zip(items, mapped, strict=True) if m.lead is not None]
             outcomes = await ingest(uow, org_id, [
-                Candidate(m.lead, origin="form", form_id=item.form.id, submission_id=item.common["submission_id"])
-                for item, m in good], setup, now)
-            by_item = {id(item): outcome for (item, _), outcome in zip(good, outcomes)}
+                Candidate(lead, origin="form", form_id=item.form.id, submission_id=item.common["submission_id"])
+                for item, lead in good], setup, now)
+            by_item = {id(item): outcome for (item, _), outcome in zip(good, outcomes, strict=True)}
             states = []
-            for item, m in zip(items, mapped):
+            for item, m in zip(items, mapped, strict=True):
                 outcome = by_item.get(id(item))
                 if outcome is None:
                     states.append({"status": "failed", "lead_id": None, "outcome": None,
@@ -113,10 +113,10 @@ class IntakeBatcher:
                                    "outcome": "created" if outcome.created else "updated"})
             connection = await uow.session.connection()
             await connection.execute(PLAIN_INSERT, [submission_values(item.form, **item.common, state=state)
-                                                    for item, state in zip(items, states)])
+                                                    for item, state in zip(items, states, strict=True)])
             await uow.commit()
         self.batched_submissions += len(items)
-        for item, state in zip(items, states):
+        for item, state in zip(items, states, strict=True):
             if not item.future.done():
                 item.future.set_result(state)
 
@@ -131,7 +131,7 @@ class IntakeBatcher:
                     await uow.rollback()
                 else:
                     await uow.commit()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the waiting request gets whatever failed (it then stores it raw)
             if not item.future.done():
                 item.future.set_exception(exc)
             return

@@ -17,8 +17,9 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, companies, contacts, import_rows, lead_past_owners, leads, submissions
 from ..domain.custom_fields import coerce_custom_fields
+from ..domain.dedup import changed_fields
 from ..domain.lead import LeadPatch
-from .ingest import OrgSetup, changed_fields, lead_columns, new_id, rescore
+from .ingest import OrgSetup, lead_columns, new_id, rescore
 from .views import COMPANY_FIELDS, CONTACT_FIELDS, iso, snapshot
 
 
@@ -26,7 +27,8 @@ async def _company_for(uow: UnitOfWork, org_id: str, current: dict[str, Any], pa
                        now: datetime) -> dict[str, Any]:
     merged = {f: current.get(f) for f in COMPANY_FIELDS}
     merged.update(patch)
-    key = merged["domain"] or (("name:" + merged["name"].strip().lower()) if merged.get("name") else None)
+    name = merged.get("name")
+    key = merged["domain"] or (("name:" + name.strip().lower()) if name else None)
     if key is None:
         return {"company_id": None, **{f: None for f in COMPANY_FIELDS}}
     row = (await uow.session.execute(sa.select(companies).where(

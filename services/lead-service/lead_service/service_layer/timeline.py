@@ -6,8 +6,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from salesflow_shared.consumer import HandlerMap
-from salesflow_shared.events import Envelope, EventData, utcnow
+from salesflow_shared.consumer import EventHandlers
+from salesflow_shared.events import Envelope, EventData, LeadErasedV1, utcnow
+from salesflow_shared.events.catalogue import ALL_EVENT_MODELS
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import decode_cursor, encode_cursor
 from salesflow_shared.uow import UnitOfWork
@@ -35,8 +36,9 @@ async def forget_timeline(data: EventData, envelope: Envelope, uow: UnitOfWork) 
         lead_timeline.c.org_id == envelope.org_id, lead_timeline.c.lead_id == envelope.subject_id))
 
 
-TIMELINE_HANDLERS: HandlerMap = {**{event_type: [record_timeline] for event_type in TOLD_EVENTS},
-                                 "LeadErased": [forget_timeline]}
+TIMELINE_HANDLERS = EventHandlers()
+TIMELINE_HANDLERS.add_each((m for m in ALL_EVENT_MODELS if m.event_type in TOLD_EVENTS), record_timeline)
+TIMELINE_HANDLERS.add(LeadErasedV1, forget_timeline)
 
 
 def entry_to_dict(row: Any) -> dict[str, Any]:

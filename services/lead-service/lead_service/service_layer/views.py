@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +12,8 @@ from salesflow_shared.auth import Principal
 from salesflow_shared.errors import Forbidden, NotFound
 from salesflow_shared.events import LeadSnapshot
 from salesflow_shared.ownership import owned_or_owned_before
-from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match
+from salesflow_shared.preconditions import strong_etag
 
 from ..adapters.orm import companies, contacts, lead_past_owners, leads
 
@@ -30,18 +31,22 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def lead_select() -> sa.Select:
+def lead_select() -> sa.Select[Any]:
     """The joined lead query (built once: constructing SQL expressions is a hot-path CPU cost)."""
     return _LEAD_SELECT
 
 
-def _build_lead_select() -> sa.Select:
+def _build_lead_select() -> sa.Select[Any]:
     return sa.select(
         leads,
         *[contacts.c[f].label(f"c_{f}") for f in CONTACT_FIELDS],
@@ -60,7 +65,7 @@ def readable_by(principal: Principal) -> Any:
     return owned_or_owned_before(lead_past_owners, principal, leads.c.id, leads.c.owner_id)
 
 
-def visible(query: sa.Select, principal: Principal) -> sa.Select:
+def visible(query: sa.Select[Any], principal: Principal) -> sa.Select[Any]:
     """Org scoping always; a rep sees only the leads they own or owned before."""
     return query.where(leads.c.org_id == principal.org_id, leads.c.deleted_at.is_(None), readable_by(principal))
 

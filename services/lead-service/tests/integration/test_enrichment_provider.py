@@ -6,10 +6,10 @@ import json
 import time
 
 import sqlalchemy as sa
+from lead_testkit import a_lead, admin, fake_provider, rep, start_lead_app
 
 from lead_service.adapters.orm import leads
 from lead_service.service_layer.enrichment import enrich_due
-from lead_testkit import a_lead, admin, fake_provider, rep, start_lead_app
 from salesflow_shared.testing import eventually
 
 

@@ -5,8 +5,8 @@ import csv
 import io
 
 import pytest
-
 from lead_testkit import admin, rep, start_lead_app
+
 from salesflow_shared.testing import eventually
 
 HEADER = ["Email", "First Name", "Last Name", "Company", "Job Title", "Country", "Amount", "Currency"]

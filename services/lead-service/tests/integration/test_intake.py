@@ -2,11 +2,10 @@
 a broken mapping fixed and reprocessed."""
 from __future__ import annotations
 
-import pytest
-
 import json
 import time
 
+import pytest
 from lead_testkit import admin, create_form, signed_headers, submit_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -75,7 +74,7 @@ async def test_browser_post_with_public_key_honeypot_and_redirect(lead_app):
     spam = (await c.get(submit_url(form), params={"status": "spam"}, headers=admin())).json()["items"]
     assert len(spam) == 1 and "bot%40spam.com" in spam[0]["raw_body"]
     leads = (await c.get("/v1/leads", headers=admin())).json()["items"]
-    assert [l["contact"]["email"] for l in leads] == ["ann@initech.com"]
+    assert [lead["contact"]["email"] for lead in leads] == ["ann@initech.com"]
 
 
 async def test_browser_posts_are_rate_limited_per_ip(lead_app):
@@ -86,15 +85,27 @@ async def test_browser_posts_are_rate_limited_per_ip(lead_app):
     real_clock, frozen = limiter.clock, limiter.clock()
     limiter.clock = lambda: frozen  # the limiter's injected clock: no refill while the test runs
     try:
-        statuses = []
+        statuses, answers = [], []
         for i in range(limit + 2):
             r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": f"p{i}@corp{i}.com"})
             statuses.append(r.status_code)
+            answers.append(r)
         assert statuses[:limit] == [201] * limit
         assert statuses[limit:] == [429, 429]
-        assert r.headers["retry-after"] == "60"
+        # IETF RateLimit fields on every answer the limit acted on; 30 a minute is one every 2 s
+        assert limit == 30
+        first = answers[0].headers
+        assert (first["ratelimit-limit"], first["ratelimit-remaining"], first["ratelimit-reset"]) == ("30", "29", "2")
+        assert "retry-after" not in first
+        refused = r.headers
+        assert (refused["ratelimit-limit"], refused["ratelimit-remaining"], refused["ratelimit-reset"]) == (
+            "30", "0", "60")  # empty: 60 s until all 30 are back
+        assert refused["retry-after"] == "2"  # but the next post is allowed in 2 s
         # a minute later the bucket has refilled
-        limiter.clock = lambda: frozen + 60
+        limiter.clock = lambda: frozen + 2
+        r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": "soon@corp.com"})
+        assert r.status_code == 201 and r.headers["ratelimit-remaining"] == "0"
+        limiter.clock = lambda: frozen + 62
         r = await c.post(submit_url(form), data={"sf_key": form["public_key"], "email": "late@corp.com"})
         assert r.status_code == 201
     finally:
@@ -155,7 +166,7 @@ async def test_broken_mapping_is_stored_then_reprocessed_after_the_fix(lead_app)
     rest = await c.post(f"{submit_url(form)}/reprocess", headers=admin())
     assert rest.json()["reprocessed"] == 1 and rest.json()["accepted"] == 1
     leads = (await c.get("/v1/leads", headers=admin())).json()["items"]
-    assert sorted(l["contact"]["email"] for l in leads) == ["user0@wayne.com", "user1@wayne.com"]
+    assert sorted(lead["contact"]["email"] for lead in leads) == ["user0@wayne.com", "user1@wayne.com"]
     assert (await c.get(submit_url(form), params={"status": "failed"}, headers=admin())).json()["items"] == []
 
 

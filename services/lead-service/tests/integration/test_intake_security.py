@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from lead_testkit import admin, create_form, org_id, signed_headers, submit_url
+
 from salesflow_shared.testing import auth_headers
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -58,7 +58,7 @@ async def test_a_browser_post_cannot_squat_the_submission_id_of_the_signed_webho
         again = await c.post(submit_url(form), content=body,
                              headers=signed_headers(form["signing_secret"], body, **{"Idempotency-Key": key}))
         assert again.headers["idempotent-replayed"] == "true" and again.json()["lead_id"] == r.json()["lead_id"]
-    emails = sorted(l["contact"]["email"] for l in (await c.get("/v1/leads", headers=admin())).json()["items"])
+    emails = sorted(lead["contact"]["email"] for lead in (await c.get("/v1/leads", headers=admin())).json()["items"])
     assert emails == ["ada@lovelace.example", "grace@hopper.example", "visitor@corp.example"]
     stored = (await c.get(submit_url(form), headers=admin())).json()["items"]
     assert sorted((s["channel"], s["status"], s["dedup_key"]) for s in stored) == [
@@ -134,5 +134,5 @@ async def test_admin_only_endpoints_answer_by_role_first_and_never_tell_whether_
         assert answers[0].json()["detail"] == answers[1].json()["detail"]
     answers = [await c.get(f"/v1/forms/{form_id}", headers=admin("org-a")) for form_id in (other_org_form, "no-such")]
     assert [a.status_code for a in answers] == [404, 404]
-    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text()  # noqa: ASYNC240 - one small file
     assert "answers 403 whatever the id" in readme and "other orgs' ids answer 404" in readme

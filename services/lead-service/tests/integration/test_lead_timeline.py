@@ -4,10 +4,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from lead_testkit import a_lead, admin, org_id, rep
-from salesflow_shared.events import (ContactSyncedV1, EmailSentV1, LeadAssignedV1, LeadRoutedV1, LeadWonV1,
-                                     StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, make_event, utcnow)
+
+from salesflow_shared.events import (
+    ContactSyncedV1,
+    EmailSentV1,
+    LeadAssignedV1,
+    LeadRoutedV1,
+    LeadWonV1,
+    StageAdvancedV1,
+    TaskCompletedV1,
+    TaskCreatedV1,
+    make_event,
+    utcnow,
+)
 from salesflow_shared.testing import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -1,18 +1,17 @@
 """Leads REST on PostgreSQL + RabbitMQ: create/read/list, ETag conflicts, erase, tenant isolation, events."""
 from __future__ import annotations
 
-import pytest
-
 import json
 import uuid
 from decimal import Decimal
 
 import aio_pika
+import pytest
 import sqlalchemy as sa
+from lead_testkit import a_lead, admin, org_id, rep
 
 from lead_service.adapters.orm import contacts
-from lead_testkit import a_lead, admin, org_id, rep
-from salesflow_shared.events import LeadAssignedV1, LeadLostV1, LeadWonV1, EmailSentV1, make_event, utcnow
+from salesflow_shared.events import EmailSentV1, LeadAssignedV1, LeadLostV1, LeadWonV1, make_event, utcnow
 from salesflow_shared.testing import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -62,7 +61,7 @@ async def test_create_get_list_filters_and_cursor(lead_app):
         cursor = r.json()["next_cursor"]
         if cursor is None:
             break
-    assert sorted(seen) == sorted(l["id"] for l in created) and len(seen) == 5
+    assert sorted(seen) == sorted(lead["id"] for lead in created) and len(seen) == 5
     r = await c.get("/v1/leads", params={"country": "de", "product_line": "pro"}, headers=admin())
     assert {i["contact"]["email"] for i in r.json()["items"]} == {"p1@firm1.com"}
     r = await c.get("/v1/leads", params={"q": "firm3"}, headers=admin())

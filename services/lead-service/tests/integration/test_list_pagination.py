@@ -3,7 +3,6 @@ the API did not issue is a 422 naming it."""
 from __future__ import annotations
 
 import pytest
-
 from lead_testkit import admin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
+from lead_testkit import LeadApp, a_lead, start_lead_app
 
 from lead_service.adapters.orm import leads
-from lead_testkit import LeadApp, a_lead, start_lead_app
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers
 

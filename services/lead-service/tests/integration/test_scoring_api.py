@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from lead_testkit import a_lead, admin, rep
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

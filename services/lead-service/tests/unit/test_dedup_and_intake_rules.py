@@ -1,12 +1,9 @@
-"""De-duplication rules, signatures and rate limits (pure parts of intake)."""
-import time
+"""De-duplication rules and rate limits (pure parts of intake); signatures are tested with the shared kit."""
 
-import pytest
 
 from lead_service.domain.dedup import changed_fields, company_key, merge_into
 from lead_service.domain.lead import LeadIn
 from lead_service.domain.ratelimit import RateLimiter
-from lead_service.domain.signature import SignatureError, sign, verify
 
 
 def test_company_key_prefers_the_domain_then_the_business_email_then_the_name():
@@ -39,24 +36,6 @@ def test_resubmission_merges_only_what_was_sent():
     assert changed_fields(existing(), existing()) == []
 
 
-def test_signature_round_trip_and_failures():
-    body = b'{"email":"a@b.io"}'
-    now = time.time()
-    header = sign("s3cret", body, int(now))
-    assert verify(header, body, ["s3cret"], now) == int(now)
-    assert verify(header + ",v1=" + "0" * 64, body, ["other", "s3cret"], now)  # rotation: any secret, any v1
-    with pytest.raises(SignatureError, match="does not match"):
-        verify(header, body + b" ", ["s3cret"], now)
-    with pytest.raises(SignatureError, match="300 s"):
-        verify(header, body, ["s3cret"], now + 301)
-    with pytest.raises(SignatureError, match="300 s"):
-        verify(header, body, ["s3cret"], now - 301)
-    with pytest.raises(SignatureError):
-        verify("v1=abc", body, ["s3cret"], now)
-    with pytest.raises(SignatureError):
-        verify("t=abc,v1=abc", body, ["s3cret"], now)
-
-
 def test_rate_limiter_refills_over_time():
     clock = [0.0]
     limiter = RateLimiter(lambda: clock[0])
@@ -64,3 +43,17 @@ def test_rate_limiter_refills_over_time():
     assert limiter.allow("other", 3)
     clock[0] += 20  # 3 per minute: one token back after 20 s
     assert limiter.allow("k", 3) and not limiter.allow("k", 3)
+
+
+def test_rate_limiter_reports_the_ietf_ratelimit_fields():
+    clock = [0.0]
+    limiter = RateLimiter(lambda: clock[0])
+    first = limiter.take("k", 6)  # 6 a minute: one token every 10 s
+    assert first.headers() == {"RateLimit-Limit": "6", "RateLimit-Remaining": "5", "RateLimit-Reset": "10"}
+    for _ in range(5):
+        last = limiter.take("k", 6)
+    assert (last.allowed, last.remaining, last.reset_s) == (True, 0, 60)
+    clock[0] += 4  # 0.4 of a token back: the next one in 6 s
+    refused = limiter.take("k", 6)
+    assert refused.headers() == {"RateLimit-Limit": "6", "RateLimit-Remaining": "0", "RateLimit-Reset": "56",
+                                 "Retry-After": "6"}

@@ -68,4 +68,5 @@ def test_form_definitions_are_validated():
     assert fields == ["mapping.email", "defaults.nope", "required"]
     problems = validate_spec({"email": "contact.email"}, {"source": "pigeon"}, [])
     assert [p.field for p in problems] == ["defaults.source"]
-    assert validate_spec({"email": "contact.email", "x": "custom.size_band"}, {"country": "DE"}, ["contact.email"]) == []
+    spec = {"email": "contact.email", "x": "custom.size_band"}
+    assert validate_spec(spec, {"country": "DE"}, ["contact.email"]) == []

@@ -424,8 +424,9 @@ exchange_rates = sa.Table(
     sa.PrimaryKeyConstraint("org_id", "base_currency", "quote_currency", "valid_from"),
 )
 
-READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_assignments, m_closed_months,
-               m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months, m_won_months)
+READ_MODELS = (m_leads, m_timeline, m_stages, m_reps, m_activities, m_rep_daily, m_tasks, m_assignments,
+               m_closed_months, m_exit_months, m_stay_months, m_cohort_months, m_created_months, m_reach_months,
+               m_won_months)
 OWN_TABLES = (event_log, *READ_MODELS, quotas, forecast_snapshots, org_currency, exchange_rates)
 
 

@@ -1,63 +1,27 @@
 """Converting money into one currency with the org's dated exchange rates (plain functions, no framework).
 
-A rate says 1 `base` = `rate` `quote`, in force from `valid_from` (a UTC day) until the next rate of the same
-pair. An amount in currency C on day d becomes currency T by the rate of the pair (C, T) in force on d, else by
-the inverse of the pair (T, C) in force on d; with neither it cannot be converted: it is named, never summed.
+The rules of a conversion are salesflow_shared.currency.ExchangeRates' (the same as incentive-service's
+statements): the pair or its inverse in force on the amount's day, else through the reporting currency; an
+amount that cannot be converted is named, never summed.
 Amounts are converted unrounded and each total is rounded to cents once, at the end (formulas.money).
 """
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from salesflow_shared.currency import ExchangeRates, Rate
+
+__all__ = ["Converted", "Rate", "Rates", "amounts", "day_of"]
+
 EPOCH = date(1970, 1, 1)
 UNKNOWN = ""  # an amount whose currency nobody gave
 
 
-@dataclass(frozen=True)
-class Rate:
-    base: str
-    quote: str
-    valid_from: date
-    rate: Decimal
-
-
-class Rates:
-    """The org's rates, looked up by pair and day."""
-
-    def __init__(self, rates: Iterable[Rate] = ()) -> None:
-        per_pair: dict[tuple[str, str], list[Rate]] = defaultdict(list)
-        for r in rates:
-            per_pair[(r.base, r.quote)].append(r)
-        self._days = {pair: [r.valid_from for r in sorted(rs, key=lambda r: r.valid_from)]
-                      for pair, rs in per_pair.items()}
-        self._rates = {pair: [r.rate for r in sorted(rs, key=lambda r: r.valid_from)]
-                       for pair, rs in per_pair.items()}
-
-    def _in_force(self, pair: tuple[str, str], day: date) -> Decimal | None:
-        days = self._days.get(pair)
-        if not days:
-            return None
-        i = bisect_right(days, day)
-        return self._rates[pair][i - 1] if i else None
-
-    def convert(self, amount: Decimal, source: str, target: str, day: date) -> Decimal | None:
-        """`amount` of `source` in `target` on `day` (times the pair's rate, or divided by the inverse pair's,
-        so a rate and its inverse give back the same amount); None when no rate says."""
-        if source == target:
-            return amount
-        if not source:
-            return None
-        direct = self._in_force((source, target), day)
-        if direct is not None:
-            return amount * direct
-        inverse = self._in_force((target, source), day)
-        return None if not inverse else amount / inverse
+# The one model of dated exchange rates every service converts with (salesflow_shared.currency).
+Rates = ExchangeRates
 
 
 def day_of(day_number: int) -> date:
@@ -84,7 +48,7 @@ class Converted:
         if converted is None:
             self.unconverted[code] = self.unconverted.get(code, Decimal(0)) + value
         else:
-            self.amount += converted
+            self.amount += converted.amount
 
     def merge(self, other: Converted) -> None:
         self.amount += other.amount

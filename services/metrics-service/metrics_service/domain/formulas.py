@@ -2,10 +2,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Protocol, TypeVar
 
 CENT = Decimal("0.01")
+Number = TypeVar("Number", float, Decimal)  # a median of decimals (money) is exact, of floats a float
+
+
+class Values(Protocol):
+    """What the percentiles read: a list of floats, or a float64 numpy array (the rollups' durations, which
+    are never turned into a list)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> float: ...
+    def __iter__(self) -> Iterator[float]: ...
 
 
 def money(value: object) -> str | None:
@@ -22,7 +33,7 @@ def pct(numerator: float | int | Decimal | None, denominator: float | int | Deci
     return round(float(numerator) * 100.0 / float(denominator), 2)
 
 
-def median(values: Sequence[float]) -> float | None:
+def median(values: Sequence[Number]) -> Number | None:
     """Mean of the two middle values (the middle one when the count is odd)."""
     ordered = sorted(values)
     n = len(ordered)
@@ -31,7 +42,7 @@ def median(values: Sequence[float]) -> float | None:
     return (ordered[(n + 1) // 2 - 1] + ordered[(n + 2) // 2 - 1]) / 2
 
 
-def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
+def percentile_cont(ordered: Values, fraction: float) -> float | None:
     """PostgreSQL's percentile_cont over values already in ascending order, with its arithmetic (so a median
     computed here equals the SQL one to the last bit): lo + fraction_between × (hi − lo)."""
     n = len(ordered)
@@ -45,7 +56,7 @@ def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
     return lo + (position - first) * (hi - lo)
 
 
-def nearest_rank(values: Sequence[float], percent: int, *, presorted: bool = False) -> float | None:
+def nearest_rank(values: Values, percent: int, *, presorted: bool = False) -> float | None:
     """The value at rank ceil(percent/100 × n) in ascending order (nearest-rank percentile)."""
     ordered = values if presorted else sorted(values)
     n = len(ordered)

@@ -1,10 +1,10 @@
 """Calendar periods, epoch-second times and the clock: pure functions, no I/O."""
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Literal, overload
 
 Period = Literal["month", "quarter", "year"]
 PERIODS: tuple[Period, ...] = ("month", "quarter", "year")
@@ -20,6 +20,10 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+@overload
+def to_ts(moment: datetime) -> float: ...
+@overload
+def to_ts(moment: None) -> None: ...
 def to_ts(moment: datetime | None) -> float | None:
     """Epoch seconds of a moment (a naive datetime is taken as UTC)."""
     return None if moment is None else as_utc(moment).timestamp()

@@ -58,7 +58,8 @@ def successors(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, Any, A
     """event_id → (next_ts, next_kind, next_position, next_reason) of the row that follows it."""
     ordered = sorted(rows, key=sort_key)
     out: dict[str, tuple[Any, Any, Any, Any]] = {}
-    for row, nxt in zip(ordered, [*ordered[1:], None]):
+    # Not strict: with no rows at all, the trailing None (the last row's missing successor) is left over.
+    for row, nxt in zip(ordered, [*ordered[1:], None], strict=False):
         out[row["event_id"]] = ((nxt["at_ts"], nxt["kind"], nxt["position"], nxt["reason"]) if nxt
                                 else (None, None, None, None))
     return out

@@ -242,7 +242,7 @@ class ReportEnvelope(BaseModel):
 
 
 def _report(name: str, row: type[BaseModel], **extra: Any) -> type[ReportEnvelope]:
-    fields: dict[str, Any] = {"rows": (list[row], ...), **extra}  # type: ignore[valid-type]
+    fields: dict[str, Any] = {"rows": (list[row], ...), **extra}  # type: ignore[valid-type]  # a model made at run time
     return create_model(name, __base__=ReportEnvelope, **fields)
 
 

@@ -6,9 +6,11 @@ Every report answers JSON, or CSV with `?format=csv` (one line per row, columns 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import uuid
-from datetime import date as Day, datetime
+from datetime import date as Day
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -23,10 +25,17 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, camel_case, returns
 from salesflow_shared.currency import CurrencyCode
-from salesflow_shared.errors import (Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType,
-                                     ValidationFailed)
+from salesflow_shared.db import rows_affected
+from salesflow_shared.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from salesflow_shared.events import QuotaRemovedV1, QuotaSetV1, utcnow
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
@@ -34,10 +43,19 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.orm import exchange_rates, forecast_snapshots, quotas
 from ..domain import formulas
 from ..domain.exchange import Converted, Rate, amounts
-from ..domain.periods import (PERIODS, Clock, Period, as_utc, elapsed_share, period_bounds, period_start, system_clock,
-                              to_ts)
+from ..domain.periods import (
+    PERIODS,
+    Clock,
+    Period,
+    as_utc,
+    elapsed_share,
+    period_bounds,
+    period_start,
+    system_clock,
+    to_ts,
+)
 from ..service_layer import currencies, forecasting, reports
-from ..service_layer.projector import rebuild_read_models
+from ..service_layer.projector import rebuild_in
 from . import responses as R
 
 router = APIRouter(prefix="/v1", tags=["metrics-service"])
@@ -206,7 +224,7 @@ async def quota_attainment_report(q: Q, uow: ReportUow, period: Annotated[Period
         sa.and_(quotas.c.period == p, quotas.c.period_start == start.date()) for p, (start, _) in bounds.items()]))
     if not q.principal.sees_whole_org:
         query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == q.principal.user_id)
-    found = (await uow.session.execute(query)).all()
+    found = list((await uow.session.execute(query)).all())
     found.sort(key=lambda r: (PERIODS.index(r.period), r.scope, r.scope_id))
     won: dict[tuple[str, str, str], dict[str, Converted]] = {}  # (period, scope, currency) → scope id → won
     names = await reports.rep_names(uow.session, q.principal.org_id, {r.scope_id for r in found if r.scope == "rep"})
@@ -215,7 +233,7 @@ async def quota_attainment_report(q: Q, uow: ReportUow, period: Annotated[Period
         start, end = bounds[r.period]
         key = (r.period, r.scope, r.currency)
         if key not in won:  # wins converted into the quota's own currency, each at its win's date
-            won[key] = await reports.won_between(uow.session, q.principal.org_id, r.scope, to_ts(start),  # type: ignore[arg-type]
+            won[key] = await reports.won_between(uow.session, q.principal.org_id, r.scope, to_ts(start),
                                                  to_ts(end), r.currency)
         actual = won[key].get(r.scope_id, Converted(r.currency))
         share = elapsed_share(start, end, q.now)
@@ -275,8 +293,9 @@ async def leaderboard_report(q: Q, uow: ReportUow, period: PeriodParam = "month"
              description="Deletes the org's read models and replays its event log into them (in event-id "
                          "order, unrelated to arrival order). The reports afterwards equal the incremental ones.",
              operation_id="rebuildReports", **returns(R.RebuildResult))
-async def rebuild(principal: AdminPrincipal, context: ContextDep) -> dict[str, int]:
-    return await rebuild_read_models(context.database, principal.org_id)
+async def rebuild(principal: AdminPrincipal, context: ContextDep, uow: UowDep, idem: IdempotencyDep) -> JSONResponse:
+    return await once(idem, uow, org_id=principal.org_id, scope="reports:rebuild", payload=None,
+                      act=lambda: rebuild_in(uow.session, context.database.dialect, principal.org_id))
 
 
 # ------------------------------------------------------------------ quotas (admin writes, everyone reads)
@@ -345,7 +364,7 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
               "created_at": now, "updated_at": now}
     result = await uow.session.execute(dialect_insert(uow.session)(quotas).values(**values).on_conflict_do_nothing(
         index_elements=["org_id", "scope", "scope_id", "period", "period_start"]))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         from salesflow_shared.errors import Conflict
         raise Conflict("a quota for this scope and period already exists")
     row = await _quota(uow, principal, values["quota_id"])
@@ -387,13 +406,12 @@ async def get_quota(quota_id: str, principal: CurrentPrincipal, uow: UowDep) -> 
 async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal, uow: UowDep,
                       if_match: Annotated[str | None, Header()] = None) -> Response:
     row = await _quota(uow, principal, quota_id)
-    if if_match is not None:
-        check_if_match(if_match, _etag(row), what="quota")
+    check_if_match(if_match, _etag(row), what="quota")
     changes = body.model_dump(exclude_none=True)
     result = await uow.session.execute(sa.update(quotas).where(
         quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id, quotas.c.version == row.version,
     ).values(**changes, version=row.version + 1, updated_at=utcnow()))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         raise PreconditionFailed("the quota changed since you read it")
     row = await _quota(uow, principal, quota_id)
     _publish_quota(uow, row)
@@ -424,7 +442,8 @@ class FreezeIn(BaseModel):
                          "period containing `date`, publishing ForecastSnapshotted for each, in the reporting "
                          "currency (open pipeline converted at the rates in force today). Scopes already "
                          "frozen for that period are kept as they are. A period that has ended is refused (422).",
-             operation_id="freezeForecast", **returns(R.ForecastSnapshotsFrozen, status=201, checked_beyond_schema=("date",)))
+             operation_id="freezeForecast", **returns(R.ForecastSnapshotsFrozen, status=201,
+                                                      checked_beyond_schema=("date",)))
 async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep, clock: ClockDep,
                           idem: IdempotencyDep) -> Response:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forecasts.freeze",
@@ -464,18 +483,21 @@ class ReportingCurrencyIn(BaseModel):
     currency: CurrencyCode = Field(description="ISO 4217: every report's money figures are converted into it")
 
 
-@router.get("/reporting-currency", summary="The org's reporting currency (USD until an admin sets one)",
-            operation_id="getReportingCurrency", **returns(R.ReportingCurrencyOut))
-async def get_reporting_currency(principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
-    return {"currency": (await currencies.setup(uow.session, principal.org_id)).currency}
+@router.get("/reporting-currency", summary="The org's reporting currency (USD until an admin sets one; ETag \"0\")",
+            operation_id="getReportingCurrency", **returns(R.ReportingCurrencyOut, etag=True))
+async def get_reporting_currency(principal: CurrentPrincipal, uow: UowDep) -> JSONResponse:
+    currency, version = await currencies.reporting_currency(uow.session, principal.org_id)
+    return JSONResponse({"currency": currency}, headers={"ETag": strong_etag(version)})
 
 
-@router.put("/reporting-currency", summary="Set the org's reporting currency (admin); publishes ReportingCurrencySet",
-            operation_id="setReportingCurrency", **returns(R.ReportingCurrencySet))
-async def put_reporting_currency(body: ReportingCurrencyIn, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
-    out = await currencies.set_reporting_currency(uow, principal.org_id, body.currency)
+@router.put("/reporting-currency", summary="Set the org's reporting currency (admin, If-Match: the ETag read, "
+            "\"0\" before the first); publishes ReportingCurrencySet",
+            operation_id="setReportingCurrency", **returns(R.ReportingCurrencySet, etag=True))
+async def put_reporting_currency(body: ReportingCurrencyIn, principal: AdminPrincipal, uow: UowDep,
+                                 if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
+    out = await currencies.set_reporting_currency(uow, principal.org_id, body.currency, if_match)
     await uow.commit()
-    return out
+    return JSONResponse(out, headers={"ETag": strong_etag(out["version"])})
 
 
 class RateIn(BaseModel):
@@ -502,23 +524,26 @@ async def list_rates(principal: CurrentPrincipal, uow: UowDep, base_currency: st
     return {"items": [currencies.rate_out(Rate(b, q, d, Decimal(v))) for b, q, d, v in rows]}
 
 
-async def _store_rates(uow: UnitOfWork, principal: Principal, rates: list[Rate]) -> dict[str, Any]:
-    changed = await currencies.set_rates(uow, principal.org_id, rates)
-    await uow.commit()
-    return {"received": len(rates), "changed": len(changed), "items": changed}
+async def _store_rates(uow: UnitOfWork, idem: IdempotentRequest, principal: Principal, rates: list[Rate],
+                       payload: Any) -> JSONResponse:
+    async def store() -> dict[str, Any]:
+        changed = await currencies.set_rates(uow, principal.org_id, rates)
+        return {"received": len(rates), "changed": len(changed), "items": changed}
+
+    return await once(idem, uow, org_id=principal.org_id, scope="exchange-rates", payload=payload, act=store)
 
 
 @router.post("/exchange-rates", summary="Set dated exchange rates (admin); the same pair and day is replaced",
              description="Each rate publishes ExchangeRateSet when it is new or changed. A report converts an "
                          "amount at the rate of its pair in force on the amount's date (see each report).",
              operation_id="setExchangeRates", **returns(R.ExchangeRatesStored, checked_beyond_schema=("rates",)))
-async def post_rates(body: RatesIn, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
+async def post_rates(body: RatesIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> JSONResponse:
     errors = [e for i, r in enumerate(body.rates) for e in currencies.check_rate(
         r.base_currency, r.quote_currency, r.rate, f"rates[{i}].")]
     if errors:
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-    return await _store_rates(uow, principal, [Rate(r.base_currency, r.quote_currency, r.valid_from, r.rate)
-                                               for r in body.rates])
+    return await _store_rates(uow, idem, principal, [Rate(r.base_currency, r.quote_currency, r.valid_from, r.rate)
+                                                     for r in body.rates], body.model_dump(mode="json"))
 
 
 @router.post("/exchange-rates/csv", summary="Upload dated exchange rates as CSV (admin; all or nothing)",
@@ -526,8 +551,10 @@ async def post_rates(body: RatesIn, principal: AdminPrincipal, uow: UowDep) -> d
                          "refuses the whole file (422 naming `rows[n].field`, n counting data rows from 1).",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
                                             "required": True}},
-             operation_id="uploadExchangeRates", **returns(R.ExchangeRatesStored, checked_beyond_schema=("file", "rows")))
-async def upload_rates(request: Request, principal: AdminPrincipal, uow: UowDep) -> dict[str, Any]:
+             operation_id="uploadExchangeRates", **returns(R.ExchangeRatesStored,
+                                                           checked_beyond_schema=("file", "rows")))
+async def upload_rates(request: Request, principal: AdminPrincipal, uow: UowDep,
+                       idem: IdempotencyDep) -> JSONResponse:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("text/csv", "application/csv", "text/plain"):
         raise UnsupportedMediaType("send the file as the request body with Content-Type: text/csv")
@@ -538,4 +565,6 @@ async def upload_rates(request: Request, principal: AdminPrincipal, uow: UowDep)
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationFailed.single("file", "must be UTF-8 text") from None
-    return await _store_rates(uow, principal, currencies.parse_rates_csv(text))
+    # The same file again under the same key is a retry; the key's fingerprint is the file's digest.
+    return await _store_rates(uow, idem, principal, currencies.parse_rates_csv(text),
+                              {"csv_sha256": hashlib.sha256(body).hexdigest()})

@@ -15,10 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.currency import MESSAGE as NOT_ISO, is_iso_currency
-from salesflow_shared.errors import FieldError, ValidationFailed
+from salesflow_shared.currency import MESSAGE as NOT_ISO
+from salesflow_shared.currency import is_iso_currency
+from salesflow_shared.db import rows_affected
+from salesflow_shared.errors import FieldError, PreconditionFailed, ValidationFailed
 from salesflow_shared.events import ExchangeRateSetV1, ReportingCurrencySetV1, utcnow
 from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.preconditions import check_if_match, check_if_match_unset, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import exchange_rates, org_currency
@@ -44,7 +47,8 @@ async def setup(session: AsyncSession, org_id: str) -> Setup:
     cached = session.info.setdefault(SETUP_CACHE, {})
     if org_id not in cached:
         cached[org_id] = await _read_setup(session, org_id)
-    return cached[org_id]  # type: ignore[no-any-return]
+    found: Setup = cached[org_id]
+    return found
 
 
 async def _read_setup(session: AsyncSession, org_id: str) -> Setup:
@@ -53,20 +57,38 @@ async def _read_setup(session: AsyncSession, org_id: str) -> Setup:
     r = exchange_rates.c
     rows = await session.execute(sa.select(r.base_currency, r.quote_currency, r.valid_from, r.rate).where(
         r.org_id == org_id))
-    return Setup(currency or DEFAULT_REPORTING_CURRENCY,
-                 Rates(Rate(b, q, d, Decimal(v)) for b, q, d, v in rows))
+    reporting = currency or DEFAULT_REPORTING_CURRENCY
+    return Setup(reporting, Rates((Rate(b, q, d, Decimal(v)) for b, q, d, v in rows), reporting))
 
 
-async def set_reporting_currency(uow: UnitOfWork, org_id: str, currency: str) -> dict[str, Any]:
+async def reporting_currency(session: AsyncSession, org_id: str) -> tuple[str, int]:
+    """The org's reporting currency and its version (0 while the default was never changed)."""
+    row = (await session.execute(sa.select(org_currency.c.currency, org_currency.c.version).where(
+        org_currency.c.org_id == org_id))).first()
+    return (row.currency, row.version) if row is not None else (DEFAULT_REPORTING_CURRENCY, 0)
+
+
+async def set_reporting_currency(uow: UnitOfWork, org_id: str, currency: str,
+                                 if_match: str | None) -> dict[str, Any]:
+    """Set the currency if `if_match` is the version read (`"0"` before the first setting; 428/412 otherwise)."""
     uow.session.info.pop(SETUP_CACHE, None)
-    current = (await uow.session.execute(sa.select(org_currency).where(org_currency.c.org_id == org_id))).first()
+    current = (await uow.session.execute(sa.select(org_currency).where(
+        org_currency.c.org_id == org_id).with_for_update())).first()
+    if current is None:
+        check_if_match_unset(if_match, what="reporting currency")
+    else:
+        check_if_match(if_match, strong_etag(current.version), what="reporting currency")
     if current is not None and current.currency == currency:
         return {"currency": currency, "version": current.version}
     version = 1 if current is None else current.version + 1
-    insert = dialect_insert(uow.session)(org_currency).values(org_id=org_id, currency=currency, version=version,
-                                                              updated_at=utcnow())
-    await uow.session.execute(insert.on_conflict_do_update(index_elements=["org_id"], set_={
-        "currency": currency, "version": version, "updated_at": utcnow()}))
+    if current is None:  # another admin's first setting committed meanwhile: theirs stands, as a stale If-Match
+        insert = dialect_insert(uow.session)(org_currency).values(org_id=org_id, currency=currency, version=version,
+                                                                  updated_at=utcnow())
+        if rows_affected(await uow.session.execute(insert.on_conflict_do_nothing(index_elements=["org_id"]))) != 1:
+            raise PreconditionFailed("the reporting currency was set meanwhile; read it again")
+    else:
+        await uow.session.execute(sa.update(org_currency).where(org_currency.c.org_id == org_id).values(
+            currency=currency, version=version, updated_at=utcnow()))
     uow.publish(ReportingCurrencySetV1(currency=currency), org_id=org_id, subject_id=org_id, subject_version=version)
     return {"currency": currency, "version": version}
 

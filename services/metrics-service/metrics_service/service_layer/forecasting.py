@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import run_periodically
+from salesflow_shared.app import Worker, run_periodically
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import ForecastSnapshottedV1, utcnow
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
@@ -43,6 +44,7 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
         for row in rows:
             if scope != "org" and not row["group"]:
                 continue
+            values: dict[str, Any]  # of several types: the snapshot's columns
             values = {"snapshot_id": str(uuid.uuid4()), "org_id": org_id, "period": period,
                       "period_start": start, "period_end": end, "scope": scope, "scope_id": row["group"] or "",
                       "currency": row.get("currency"), "created_at": utcnow(),
@@ -51,7 +53,7 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
             insert = dialect_insert(uow.session)
             result = await uow.session.execute(insert(forecast_snapshots).values(**values).on_conflict_do_nothing(
                 index_elements=["org_id", "period", "period_start", "scope", "scope_id"]))
-            if result.rowcount != 1:
+            if rows_affected(result) != 1:
                 continue
             uow.publish(ForecastSnapshottedV1(
                 snapshot_id=values["snapshot_id"], period=period, period_start=start, period_end=end, scope=scope,
@@ -84,7 +86,7 @@ async def accuracy(uow: UnitOfWork, org_id: str, period: Period, scope: str, now
     for s in snaps:
         key = (to_ts(s.period_start), to_ts(s.period_end), s.currency)
         if key not in actual_cache:  # the actual in the snapshot's currency, each win at its date's rate
-            actual_cache[key] = await reports.won_between(uow.session, org_id, scope, *key)  # type: ignore[arg-type]
+            actual_cache[key] = await reports.won_between(uow.session, org_id, scope, *key)
         found = actual_cache[key].get(s.scope_id)
         actual = found.amount if found is not None else Decimal(0)
         forecast_value, history_value = Decimal(s.weighted_by_stage), Decimal(s.weighted_by_history)
@@ -118,7 +120,7 @@ async def snapshot_worker_tick(context: Any, clock: Clock) -> int:
     return frozen
 
 
-def snapshot_worker(clock: Clock, interval_s: float):  # type: ignore[no-untyped-def]
+def snapshot_worker(clock: Clock, interval_s: float) -> Worker:
     """Freeze each new period's forecasts, checking every `interval_s`."""
     async def forecast_snapshot_worker(context: Any) -> None:
         async def tick() -> bool:

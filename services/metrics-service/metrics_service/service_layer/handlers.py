@@ -1,12 +1,12 @@
-"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox).
+"""Event handlers, registered by event class in EVENT_HANDLERS (each runs in its own transaction with the inbox).
 
 metrics-service consumes every event type of the catalogue with one handler that appends the event to its
 log (unique by event id). The projector worker (service_layer/projector.py) applies the log to the read
 models in batches, right after.
 """
-from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.consumer import EventHandlers
 from salesflow_shared.events import Envelope, EventData
-from salesflow_shared.events.catalogue import EVENT_TYPES
+from salesflow_shared.events.catalogue import ALL_EVENT_MODELS
 from salesflow_shared.uow import UnitOfWork
 
 from .projections import record, record_many
@@ -23,4 +23,5 @@ async def _on_events(items: list[tuple[EventData, Envelope]], uow: UnitOfWork) -
 on_event.handle_many = _on_events  # type: ignore[attr-defined]  # a delivered batch: one INSERT
 
 
-EVENT_HANDLERS: HandlerMap = {event_type: [on_event] for event_type in EVENT_TYPES}
+EVENT_HANDLERS = EventHandlers()
+EVENT_HANDLERS.add_each(ALL_EVENT_MODELS, on_event)

@@ -23,12 +23,23 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import Envelope, EventData, parse_data, utcnow
 from salesflow_shared.events import catalogue as ev
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import (event_log, m_activities, m_assignments, m_leads, m_rep_daily, m_reps, m_stages,
-                            m_tasks, m_timeline, one_of)
+from ..adapters.orm import (
+    event_log,
+    m_activities,
+    m_assignments,
+    m_leads,
+    m_rep_daily,
+    m_reps,
+    m_stages,
+    m_tasks,
+    m_timeline,
+    one_of,
+)
 from ..domain import timeline
 from ..domain.periods import date_ts, day_number, tiebreak, to_ts
 from . import rollups
@@ -50,7 +61,7 @@ async def record(session: AsyncSession, envelope: Envelope) -> bool:
         correlation_id=envelope.correlation_id, causation_id=envelope.causation_id,
         data=envelope.data, recorded_at=utcnow(), projected=False,
     ).on_conflict_do_nothing(index_elements=["event_id"]))
-    return result.rowcount == 1
+    return rows_affected(result) == 1
 
 
 async def record_many(session: AsyncSession, envelopes: list[Envelope]) -> None:
@@ -77,7 +88,7 @@ async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_
     the worker and a rebuild or `project_all` can overlap) the database's write lock, taken before reading
     what is pending, so a second projector waits and then sees the first one's rows as projected.
     """
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         got = (await session.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
                                      {"k": PROJECTOR_LOCK})).scalar_one()
@@ -168,7 +179,7 @@ async def _already_erased(session: AsyncSession, b: Batch) -> None:
         for i in range(0, len(ids), CHUNK):
             erased = (await session.execute(sa.select(event_log.c.subject_id).where(
                 event_log.c.org_id == org, event_log.c.event_type == "LeadErased",
-                one_of(event_log.c.subject_id, ids[i:i + CHUNK], session.bind.dialect.name)))).scalars()
+                one_of(event_log.c.subject_id, ids[i:i + CHUNK], session.get_bind().dialect.name)))).scalars()
             b.erased.extend((org, lead_id) for lead_id in sorted(set(erased)))
 
 
@@ -271,8 +282,10 @@ STATUS_RANK = {"open": 0, "skipped": 1, "completed": 2}
 
 def _merge_task(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {**a, "lead_id": a["lead_id"] or b["lead_id"], "stage_id": a["stage_id"] or b["stage_id"],
-            "required": a["required"] or b["required"], "due_ts": a["due_ts"] if a["due_ts"] is not None else b["due_ts"],
-            "status": max(a["status"], b["status"], key=STATUS_RANK.__getitem__), "overdue": a["overdue"] or b["overdue"],
+            "required": a["required"] or b["required"],
+            "due_ts": a["due_ts"] if a["due_ts"] is not None else b["due_ts"],
+            "status": max(a["status"], b["status"], key=STATUS_RANK.__getitem__),
+            "overdue": a["overdue"] or b["overdue"],
             "created_ts": min((t for t in (a["created_ts"], b["created_ts"]) if t is not None), default=None)}
 
 
@@ -300,7 +313,8 @@ def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
 def _newer(table: sa.Table, ver: str | None, tb: str, x: Any) -> sa.ColumnElement[bool]:
     """True when the incoming row beats the stored one on (version, tiebreak)."""
     if ver is None:
-        return x[tb] > table.c[tb]
+        newer: sa.ColumnElement[bool] = x[tb] > table.c[tb]
+        return newer
     return sa.or_(x[ver] > table.c[ver], sa.and_(x[ver] == table.c[ver], x[tb] > table.c[tb]))
 
 
@@ -341,7 +355,7 @@ def _territory(x: Any, newer: Any, *, from_assignment: bool) -> dict[str, Any]:
 
 
 async def _write(session: AsyncSession, b: Batch) -> None:
-    if session.bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         # The rollups are PostgreSQL's (reports at scale); their differences need one projector at a time,
         # which the advisory lock guarantees there, and SQLite's driver reads outside the transaction.
         await _write_read_models(session, b)
@@ -468,7 +482,7 @@ async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org, one_of(
-                m_leads.c.lead_id, ids[i:i + CHUNK], session.bind.dialect.name))
+                m_leads.c.lead_id, ids[i:i + CHUNK], session.get_bind().dialect.name))
                                   .values(first_owner_activity_ts=first))
 
 
@@ -486,14 +500,15 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
     # creation time counts for every visit of the stage)
     stage_tasks = sa.and_(k.c.org_id == t.c.org_id, k.c.lead_id == t.c.lead_id, k.c.stage_id == t.c.stage_id,
                           k.c.required, sa.or_(k.c.created_ts.is_(None), sa.and_(
-                              k.c.created_ts >= t.c.at_ts, sa.or_(t.c.next_ts.is_(None), k.c.created_ts < t.c.next_ts))))
+                              k.c.created_ts >= t.c.at_ts,
+                              sa.or_(t.c.next_ts.is_(None), k.c.created_ts < t.c.next_ts))))
     values["tasks_done"] = sa.and_(sa.exists().where(stage_tasks),
                                    sa.not_(sa.exists().where(stage_tasks, k.c.status != "completed")))
     open_required = sa.and_(k.c.org_id == lead.c.org_id, k.c.lead_id == lead.c.lead_id, k.c.required,
                             k.c.status == "open")
     lead_values = {"open_task_due_ts": sa.select(sa.func.min(k.c.due_ts)).where(open_required).scalar_subquery(),
                    "open_task_overdue": sa.exists().where(open_required, k.c.overdue)}
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
@@ -507,7 +522,7 @@ async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) ->
     """Recompute the successors of the leads' timeline rows, the owner credited with each row (from the
     assignment history), and their timeline facts and credit on m_leads."""
     t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
@@ -519,13 +534,14 @@ async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) ->
             for r in rows:
                 per_lead[r.lead_id].append(dict(r._mapping))
             history: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for r in await session.execute(sa.select(a.lead_id, a.at_ts, a.ver, a.tb, a.owner_id, a.team_id,
+            for h in await session.execute(sa.select(a.lead_id, a.at_ts, a.ver, a.tb, a.owner_id, a.team_id,
                                                      a.territory_id, a.trigger)
                                            .where(a.org_id == org, one_of(a.lead_id, part, dialect))):
-                history[r.lead_id].append(dict(r._mapping))
+                history[h.lead_id].append(dict(h._mapping))
             created = dict((await session.execute(sa.select(lead.lead_id, lead.created_ts).where(
                 lead.org_id == org, one_of(lead.lead_id, part, dialect)))).all())
-            changed, facts_rows = [], []
+            changed: list[dict[str, Any]] = []
+            facts_rows: list[dict[str, Any]] = []
             for lead_id, lead_rows in per_lead.items():
                 succ = timeline.successors(lead_rows)
                 owners = history[lead_id]
@@ -543,7 +559,7 @@ async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) ->
                     changed)
             fact_columns = [c for c in facts_rows[0] if c not in ("org_id", "lead_id")]
             await _upsert(session, m_leads, ["org_id", "lead_id"], facts_rows,
-                          lambda x: {c: x[c] for c in fact_columns})
+                          lambda x, columns=fact_columns: {c: x[c] for c in columns})
 
 
 def _row_change(row: dict[str, Any], nxt: tuple[Any, Any, Any, Any], credit: timeline.Owner

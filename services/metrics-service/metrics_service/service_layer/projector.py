@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import run_periodically
+from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.db import Database
 
 from ..adapters.orm import READ_MODELS, event_log
@@ -40,7 +40,7 @@ async def project_all(database: Database, batch_size: int = 1000) -> None:
         await asyncio.sleep(0)
 
 
-def projector_worker(batch_size: int, idle_interval_s: float):  # type: ignore[no-untyped-def]
+def projector_worker(batch_size: int, idle_interval_s: float) -> Worker:
     """Apply pending events as they arrive: at once while there is a backlog; when idle, woken by the consumer's
     commits (in this process, or announced by NOTIFY when the projector runs apart), at most every idle
     interval."""
@@ -57,15 +57,22 @@ async def rebuild_read_models(database: Database, org_id: str | None = None) -> 
     arrival), so the result equals what was built incrementally.
     """
     async with database.session() as session:
-        if database.dialect == "postgresql":  # wait for a running batch, then keep the projector out
-            await session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                                  {"k": PROJECTOR_LOCK})
-        for table in READ_MODELS:
-            stmt = sa.delete(table)
-            await session.execute(stmt if org_id is None else stmt.where(table.c.org_id == org_id))
-        reset = sa.update(event_log).values(projected=False)
-        await session.execute(reset if org_id is None else reset.where(event_log.c.org_id == org_id))
-        replayed = await project_pending(session, batch_size=2000, org_id=org_id, order_by_event_id=True)
+        result = await rebuild_in(session, database.dialect, org_id)
         await session.commit()
+    return result
+
+
+async def rebuild_in(session: Any, dialect: str, org_id: str | None) -> dict[str, int]:
+    """`rebuild_read_models` inside the caller's open transaction (committed by the caller, e.g. together with
+    the Idempotency-Key of the request that asked for it)."""
+    if dialect == "postgresql":  # wait for a running batch, then keep the projector out
+        await session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                              {"k": PROJECTOR_LOCK})
+    for table in READ_MODELS:
+        stmt = sa.delete(table)
+        await session.execute(stmt if org_id is None else stmt.where(table.c.org_id == org_id))
+    reset = sa.update(event_log).values(projected=False)
+    await session.execute(reset if org_id is None else reset.where(event_log.c.org_id == org_id))
+    replayed = await project_pending(session, batch_size=2000, org_id=org_id, order_by_event_id=True)
     log.info("read_models_rebuilt", org_id=org_id, events=replayed)
     return {"events_replayed": replayed}

@@ -20,7 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from salesflow_shared.app import run_periodically
+from salesflow_shared.app import Worker, run_periodically
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import QuotaReachedV1
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
@@ -59,7 +60,7 @@ async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[Any], now:
         start, end = _bounds(quota)
         key = (quota.scope, to_ts(start), to_ts(end), quota.currency)
         if key not in won_cache:  # in the quota's currency, as the quota-attainment report compares it
-            won_cache[key] = await reports.won_between(uow.session, org_id, *key)  # type: ignore[arg-type]
+            won_cache[key] = await reports.won_between(uow.session, org_id, *key)
         found = won_cache[key].get(quota.scope_id)
         attained = found.amount if found is not None else Decimal(0)
         if attained < quota.amount:
@@ -67,7 +68,7 @@ async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[Any], now:
         inserted = await uow.session.execute(dialect_insert(uow.session)(quota_milestones).values(
             org_id=org_id, quota_id=quota.quota_id, attained=attained, reached_at=now,
         ).on_conflict_do_nothing(index_elements=["org_id", "quota_id"]))
-        if inserted.rowcount != 1:
+        if rows_affected(inserted) != 1:
             continue  # another replica announced it first
         uow.publish(QuotaReachedV1(
             quota_id=quota.quota_id, scope=quota.scope, scope_id=quota.scope_id, period=quota.period,
@@ -94,7 +95,7 @@ async def announce_reached_quotas(context: Any, now: datetime, lookback_days: in
     return announced
 
 
-def quota_milestone_worker(clock: Clock, interval_s: float, lookback_days: int):  # type: ignore[no-untyped-def]
+def quota_milestone_worker(clock: Clock, interval_s: float, lookback_days: int) -> Worker:
     """Announce newly reached quotas, checking every `interval_s`."""
     async def quota_reached_worker(context: Any) -> None:
         async def tick() -> bool:

@@ -19,8 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..adapters.orm import m_cohort_months, m_created_months, m_stay_months, m_won_months
 from ..domain import exchange, formulas
 from ..domain.exchange import Converted
-from ..domain.periods import (DAY_S, Period, days, elapsed_share, from_ts, hours, month_number, period_bounds,
-                              quarters_overlapping, to_ts)
+from ..domain.periods import (
+    DAY_S,
+    Period,
+    days,
+    elapsed_share,
+    from_ts,
+    hours,
+    month_number,
+    period_bounds,
+    quarters_overlapping,
+    to_ts,
+)
 from . import currencies, rollups
 
 # Who a lead's figures are credited to (the `basis` of a report): "credit" = the owner, team and territory at the
@@ -320,7 +330,7 @@ FROM r GROUP BY {k}"""
 
 
 def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name
+    return session.get_bind().dialect.name
 
 
 async def _rows(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -400,6 +410,7 @@ SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead
     if sql is not None:
         times = {(r["g"], r["pipeline_id"], r["stage_id"]): r for r in await _rows(session, sql, f.params)}
     out: list[dict[str, Any]] = []
+    prev: int | None  # the previous stage's count in the group; None at a group's first stage
     prev_key, prev, first = None, 0, 0
     for r in reached:
         key = (r["g"], r["pipeline_id"])
@@ -448,6 +459,7 @@ WON_CURRENCY = "COALESCE(l.won_currency, l.currency, '')"
 async def deal_size(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
     f.credited("credit")
     months = _duration_months(session, f)
+    found: list[dict[str, Any]]
     if months is not None and f.group_by in (None, "rep", "team"):  # whole months: m_won_months
         per_group: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
         for owner, team, currency, _, won_values in await rollups.duration_rows(
@@ -589,7 +601,8 @@ async def _pipeline_activities(session: AsyncSession, f: Filters) -> list[dict[s
         f.params["me"] = f.rep_id
     counts = ", ".join(f"SUM(CASE WHEN {c} THEN 1 ELSE 0 END) AS {name}" for name, c in ACTIVITY_KINDS.items())
     return await _rows(session, f"""
-SELECT {g} AS g, {counts}, SUM(CASE WHEN a.kind = 'call' THEN COALESCE(a.duration_seconds, 0) ELSE 0 END) AS talk_seconds
+SELECT {g} AS g, {counts},
+       SUM(CASE WHEN a.kind = 'call' THEN COALESCE(a.duration_seconds, 0) ELSE 0 END) AS talk_seconds
 FROM m_activities a JOIN m_leads l ON l.org_id = a.org_id AND l.lead_id = a.lead_id
 LEFT JOIN m_reps r ON r.org_id = a.org_id AND r.rep_id = a.rep_id
 WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1""", f.params)
@@ -610,7 +623,7 @@ async def activities(session: AsyncSession, f: Filters) -> list[dict[str, Any]]:
            f"AND r.rep_id = d.rep_id WHERE {_day_where(f, f.from_ts, f.to_ts)} GROUP BY 1 ORDER BY 1")
     rows = []
     for r in await _rows(session, sql, f.params):
-        row: dict[str, Any] = {"group": _group(r["g"])}
+        row = {"group": _group(r["g"])}
         row.update({c: int(r[c] or 0) for c in ACTIVITY_COLUMNS if c != "talk_seconds"})
         row["talk_minutes"] = round(int(r["talk_seconds"] or 0) / 60.0, 2)
         rows.append(row)
@@ -687,8 +700,8 @@ async def won_money(session: AsyncSession, f: Filters, money: currencies.Setup, 
         for r in await _rows(session, f"SELECT {_rollup_group(f)} AS g, SUM(m.leads) AS n, SUM(m.value) AS revenue "
                                       f"FROM m_closed_months m WHERE {_rollup_where(f)} AND m.outcome = 'won' AND "
                                       f"{rollups.month_range(f.params, *months)} GROUP BY 1", f.params):
-            value = Decimal(r["revenue"] or 0)
-            out[r["g"]] = (int(r["n"]), Converted(target, value, {target: value} if value else {}))
+            revenue = Decimal(r["revenue"] or 0)
+            out[r["g"]] = (int(r["n"]), Converted(target, revenue, {target: revenue} if revenue else {}))
         return out
     f.params["target"] = target
     # the UTC day number (periods.day_number); SQLite's CAST truncates (the same for times after 1970),
@@ -1076,7 +1089,8 @@ WHERE l.org_id = :org AND l.outcome = 'open' AND l.current_stage_id IS NOT NULL 
     params = {**f.params, "k_team": [c[0] for c in candidates], "k_p": [c[1] for c in candidates],
               "k_s": [c[2] for c in candidates]}
     return {(r["team"], r["p"], r["s"]) for r in await _rows(session, f"""
-SELECT k.team, k.p, k.s FROM unnest(CAST(:k_team AS TEXT[]), CAST(:k_p AS TEXT[]), CAST(:k_s AS TEXT[])) AS k(team, p, s)
+SELECT k.team, k.p, k.s
+FROM unnest(CAST(:k_team AS TEXT[]), CAST(:k_p AS TEXT[]), CAST(:k_s AS TEXT[])) AS k(team, p, s)
 WHERE CASE WHEN k.team = '' THEN EXISTS ({open_leads} AND l.team_id IS NULL)
            ELSE EXISTS ({open_leads} AND l.team_id = k.team) END""", params)}
 
@@ -1099,6 +1113,7 @@ async def stalled_thresholds(session: AsyncSession, f: Filters, lead_filters: st
     end_ts = f.to_ts if f.to_ts is not None else to_ts(f.now)
     for key in sorted(waiting - set(out)):
         for whole_org, name in ((False, "team_trailing_year"), (True, "org_trailing_year")):
+            # arg-type: end_ts is never None, as a report's filters always carry `now` (entrypoints/routes.py)
             n, p75 = await _trailing_p75(session, f, key, end_ts, whole_org)  # type: ignore[arg-type]
             if n >= MIN_BASELINE_STAYS and p75 is not None:
                 out[key] = {"p75": float(p75), "baseline": name, "baseline_stays": n}
@@ -1140,6 +1155,7 @@ WHERE l.org_id = :org AND l.outcome = 'open' AND l.current_stage_entered_ts IS N
         rows.append({"lead_id": r["lead_id"], "rep_id": r["owner_id"], "rep_name": names.get(r["owner_id"]),
                      "team_id": r["team_id"], "pipeline_id": r["pipeline_id"], "stage_id": r["stage_id"],
                      "days_in_stage": days(_f(r["age"])), "team_p75_days": days(_f(r["p75"])),
+                     # operator: a stalled row has an age above its p75, so neither is None
                      "days_over": days(_f(r["age"]) - _f(r["p75"])),  # type: ignore[operator]
                      "baseline": basis["baseline"], "baseline_stays": basis["baseline_stays"]})
     unassigned: list[dict[str, Any]] = []
@@ -1187,7 +1203,7 @@ async def leaderboard(session: AsyncSession, f: Filters, metric: str, period: Pe
             extra = {rep: {"currency": value.currency, "revenue_unconverted": exchange.amounts(value.unconverted)}
                      for rep, (_, value) in won.items()}
     elif metric == "activities":
-        params = {"org": f.org_id, "d0": int(to_ts(start) // DAY_S), "d1": int(to_ts(end) // DAY_S)}  # type: ignore[operator]
+        params = {"org": f.org_id, "d0": int(to_ts(start) // DAY_S), "d1": int(to_ts(end) // DAY_S)}
         values = {r["rep"]: int(r["v"] or 0) for r in await _rows(
             session, f"SELECT d.rep_id AS rep, SUM({ACTIVITY_SUM}) AS v FROM m_rep_daily d WHERE d.org_id = :org "
                      "AND d.day >= :d0 AND d.day < :d1 GROUP BY 1", params)}
@@ -1199,7 +1215,7 @@ async def leaderboard(session: AsyncSession, f: Filters, metric: str, period: Pe
         values = {}
         for q in found:
             if q["currency"] not in won_in:
-                won_in[q["currency"]] = await won_between(session, f.org_id, "rep", to_ts(start), to_ts(end),  # type: ignore[arg-type]
+                won_in[q["currency"]] = await won_between(session, f.org_id, "rep", to_ts(start), to_ts(end),
                                                           q["currency"])
             actual = won_in[q["currency"]].get(q["scope_id"], Converted(q["currency"]))
             values[q["scope_id"]] = round(float(actual.amount * 100 / Decimal(q["amount"])), 2)

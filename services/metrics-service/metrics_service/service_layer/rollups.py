@@ -23,8 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import (m_closed_months, m_cohort_months, m_created_months, m_exit_months, m_leads,
-                            m_reach_months, m_stay_months, m_timeline, m_won_months, one_of)
+from ..adapters.orm import (
+    m_closed_months,
+    m_cohort_months,
+    m_created_months,
+    m_exit_months,
+    m_leads,
+    m_reach_months,
+    m_stay_months,
+    m_timeline,
+    m_won_months,
+    one_of,
+)
 from ..domain import formulas
 from ..domain.periods import month_number, month_start_ts, whole_months
 
@@ -59,7 +69,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
     reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
     won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
     lead, t = m_leads.c, m_timeline.c
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
@@ -258,9 +268,10 @@ SELECT org_id, {_month_sql('created_ts')}, first_owner_id, COALESCE(first_team_i
                           FILTER (WHERE first_owner_activity_ts IS NOT NULL), {empty})
 FROM m_leads WHERE created_ts IS NOT NULL AND first_owner_id IS NOT NULL{org_condition} GROUP BY 1, 2, 3, 4, 5""", f"""
 INSERT INTO m_reach_months (org_id, month, owner_id, team_id, pipeline_id, max_position, leads)
-SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''), pipeline_id,
-       max_position, COUNT(*)
-FROM m_leads WHERE pipeline_entered_ts IS NOT NULL AND max_position IS NOT NULL AND pipeline_id IS NOT NULL{org_condition}
+SELECT org_id, {_month_sql('pipeline_entered_ts')}, COALESCE(first_owner_id, ''), COALESCE(first_team_id, ''),
+       pipeline_id, max_position, COUNT(*)
+FROM m_leads
+WHERE pipeline_entered_ts IS NOT NULL AND max_position IS NOT NULL AND pipeline_id IS NOT NULL{org_condition}
 GROUP BY 1, 2, 3, 4, 5, 6"""]
 
 
@@ -269,7 +280,8 @@ def fill_won_sql(org_condition: str) -> list[str]:
     return [f"""
 INSERT INTO m_won_months (org_id, month, owner_id, team_id, pipeline_id, currency, deals, won_values)
 SELECT org_id, {_month_sql('closed_ts')}, COALESCE(credit_owner_id, ''), COALESCE(credit_team_id, ''),
-       COALESCE(pipeline_id, ''), COALESCE(won_currency, currency, ''), COUNT(*), array_agg(COALESCE(won_value, value) ORDER BY COALESCE(won_value, value))
+       COALESCE(pipeline_id, ''), COALESCE(won_currency, currency, ''), COUNT(*),
+       array_agg(COALESCE(won_value, value) ORDER BY COALESCE(won_value, value))
 FROM m_leads WHERE outcome = 'won' AND closed_ts IS NOT NULL AND COALESCE(won_value, value) IS NOT NULL{org_condition}
 GROUP BY 1, 2, 3, 4, 5, 6"""]
 
@@ -333,15 +345,19 @@ async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[st
     optionally of one pipeline / owner; packed durations come as bytes for `merged`.
     Fetched by the driver directly: a quarter is some 10,000 rows, and SQLAlchemy's per-row result
     processing would cost more than the query."""
-    where, args = ["m.org_id = $1"], [org_id]
+    where: list[str] = ["m.org_id = $1"]
+    args: list[str | int] = [org_id]
     for condition, value in (("m.month >= ${}", months[0]), ("m.month < ${}", months[1]),
                              ("m.pipeline_id = ${}", pipeline_id), ("m.owner_id = ${}", owner_id)):
         if value is not None:
             args.append(value)
             where.append(condition.format(len(args)))
     connection = await (await session.connection()).get_raw_connection()
-    return await connection.driver_connection.fetch(  # type: ignore[no-any-return]
+    driver = connection.driver_connection
+    assert driver is not None, "a connection checked out of the pool is open"
+    rows: list[Any] = await driver.fetch(
         f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {' AND '.join(where)}", *args)
+    return rows
 
 
 # Packed durations: the values in ascending order as big-endian IEEE doubles, one after another. PostgreSQL
@@ -361,7 +377,8 @@ def pack(values: list[float]) -> bytes:
 
 
 def unpack(packed: bytes) -> list[float]:
-    return np.frombuffer(packed, dtype=PACKED).tolist()  # type: ignore[no-any-return]
+    values: list[float] = np.frombuffer(packed, dtype=PACKED).tolist()
+    return values
 
 
 def merged(packed: list[bytes]) -> np.ndarray:

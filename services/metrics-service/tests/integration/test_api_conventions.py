@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from metrics_testkit import ORG
+
 from salesflow_shared.testing import auth_headers
 
 ADMIN = auth_headers(ORG, "admin", "root")

@@ -13,8 +13,8 @@ Org-x, Q1 2026, team T1 = alice, bob; T2 = carol; the clock says 2026-04-15. Eve
 """
 from __future__ import annotations
 
-from metrics_testkit import (ORG, T, History, all_reports, delivery_order, dump_read_models, feed, get, lead,
-                             pick)
+from metrics_testkit import ORG, History, T, all_reports, delivery_order, dump_read_models, feed, get, lead, pick
+
 from metrics_service.service_layer.projector import rebuild_read_models
 from salesflow_shared.testing import auth_headers
 

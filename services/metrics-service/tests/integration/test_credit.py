@@ -13,13 +13,26 @@ alice has a Q2 quota of 10,000 USD. The clock says 2026-04-15.
 from __future__ import annotations
 
 import json
+
 import sqlalchemy as sa
+from metrics_testkit import (
+    NOW,
+    ORG,
+    History,
+    T,
+    all_reports,
+    delivery_order,
+    dump_read_models,
+    feed,
+    get,
+    lead,
+    metrics_settings,
+    pick,
+)
 
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import rebuild_read_models
 from metrics_service.service_layer.quota_milestones import announce_reached_quotas
-from metrics_testkit import (NOW, ORG, T, History, all_reports, delivery_order, dump_read_models, feed, get, lead,
-                             metrics_settings, pick)
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app
 

@@ -17,12 +17,11 @@ import json
 from datetime import date
 
 import sqlalchemy as sa
+from metrics_testkit import NOW, ORG, History, T, all_reports, delivery_order, feed, get, lead, metrics_settings, pick
 
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import rebuild_read_models
 from metrics_service.service_layer.quota_milestones import announce_reached_quotas
-from metrics_testkit import (NOW, ORG, T, History, all_reports, delivery_order, feed, get, lead, metrics_settings,
-                             pick)
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app
 
@@ -64,12 +63,21 @@ async def test_every_money_figure_is_converted_at_its_dates_rate_and_carries_its
     app = create_app(settings, clock=lambda: NOW)
     async with running_app(app) as client:
         await feed(app, delivery_order(multi_currency_history().events, seed=3))
-        assert (await client.get("/v1/reporting-currency", headers=ADMIN)).json() == {"currency": "USD"}
-        put = await client.put("/v1/reporting-currency", json={"currency": "eur"}, headers=ADMIN)
+        default = await client.get("/v1/reporting-currency", headers=ADMIN)
+        assert default.json() == {"currency": "USD"} and default.headers["ETag"] == '"0"'  # never set: version 0
+        unconditional = await client.put("/v1/reporting-currency", json={"currency": "eur"}, headers=ADMIN)
+        assert unconditional.status_code == 428
+        put = await client.put("/v1/reporting-currency", json={"currency": "eur"},
+                               headers={**ADMIN, "If-Match": default.headers["ETag"]})
         assert put.status_code == 200 and put.json()["currency"] == "EUR", put.text
+        assert put.headers["ETag"] == '"1"'
+        stale = await client.put("/v1/reporting-currency", json={"currency": "GBP"},
+                                 headers={**ADMIN, "If-Match": default.headers["ETag"]})
+        assert stale.status_code == 412  # another admin's change is not overwritten unseen
         assert await published(app, "ReportingCurrencySet") == [{"currency": "EUR"}]
         # rates: a bad file is refused whole, naming the row and field; then the good one, once
-        bad = await client.post("/v1/exchange-rates/csv", content=RATES_CSV + "USD,XYZ,1.2,2026-04-01\nUSD,EUR,x,2026-05-01\n",
+        bad_rows = "USD,XYZ,1.2,2026-04-01\nUSD,EUR,x,2026-05-01\n"
+        bad = await client.post("/v1/exchange-rates/csv", content=RATES_CSV + bad_rows,
                                 headers={**ADMIN, "Content-Type": "text/csv"})
         assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
         assert {e["field"] for e in bad.json()["errors"]} == {"rows[3].quote_currency", "rows[4].rate"}
@@ -86,7 +94,8 @@ async def test_every_money_figure_is_converted_at_its_dates_rate_and_carries_its
                                     headers=ADMIN)
         assert refused.status_code == 422 and "base_currency" in refused.text
         for scope, scope_id, period, start, amount, currency in (
-                ("rep", "alice", "quarter", "2026-04-01", "5000", "USD"), ("rep", "bob", "month", "2026-04-01", "700", "EUR")):
+                ("rep", "alice", "quarter", "2026-04-01", "5000", "USD"),
+                ("rep", "bob", "month", "2026-04-01", "700", "EUR")):
             created = await client.post("/v1/quotas", headers=ADMIN, json={
                 "scope": scope, "scope_id": scope_id, "period": period, "period_start": start, "amount": amount,
                 "currency": currency})

@@ -7,11 +7,25 @@ Q1 = [2026-01-01, 2026-04-01); the clock says 2026-04-15T00:00Z.
 """
 from __future__ import annotations
 
-from typing import Any
+from metrics_testkit import (
+    ADMIN,
+    NOW,
+    ORG,
+    Q1,
+    REPORTS,
+    T,
+    all_reports,
+    build_history,
+    delivery_order,
+    dump_read_models,
+    feed,
+    get,
+    metrics_settings,
+    other_org_history,
+    pick,
+    redelivered_activity,
+)
 
-from metrics_testkit import (ADMIN, NOW, ORG, Q1, REPORTS, T, all_reports, build_history, delivery_order,
-                             dump_read_models, feed, get, metrics_settings, other_org_history, pick,
-                             redelivered_activity)
 from salesflow_shared.testing import auth_headers
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import sqlalchemy as sa
+from metrics_testkit import NOW, ORG, build_history, delivery_order, feed, metrics_settings
 
 from metrics_service.adapters.orm import event_log, forecast_snapshots, m_leads
 from metrics_service.entrypoints import cli
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.forecasting import snapshot_worker_tick
 from metrics_service.service_layer.projector import project_all
-from metrics_testkit import NOW, ORG, build_history, delivery_order, feed, metrics_settings
 from salesflow_shared.testing import auth_headers, eventually, running_app
 
 ADMIN = auth_headers(ORG, "admin", "root")
@@ -29,7 +29,8 @@ async def test_quotas_crud_with_idempotency_etags_roles_and_org_scoping(metrics_
     replay = await client.post("/v1/quotas", json=QUOTA, headers={**ADMIN, "Idempotency-Key": "q-1"})
     assert replay.status_code == 201 and replay.json()["quota_id"] == quota["quota_id"]
     assert replay.headers["idempotent-replayed"] == "true"
-    other_body = await client.post("/v1/quotas", json={**QUOTA, "amount": "5"}, headers={**ADMIN, "Idempotency-Key": "q-1"})
+    other_body = await client.post("/v1/quotas", json={**QUOTA, "amount": "5"},
+                                   headers={**ADMIN, "Idempotency-Key": "q-1"})
     assert other_body.status_code == 409
     duplicate = await client.post("/v1/quotas", json=QUOTA, headers=ADMIN)
     assert duplicate.status_code == 409
@@ -80,7 +81,8 @@ async def test_events_published_to_rabbitmq_reach_the_reports_once(database_url,
     import aio_pika
 
     app = create_app(metrics_settings(database_url, amqp_url, bus_namespace), clock=lambda: NOW)
-    events = [e for e in build_history().events if e.subject_id in ("L1", "L2") or e.data.get("lead_id") in ("L1", "L2")]
+    events = [e for e in build_history().events
+              if e.subject_id in ("L1", "L2") or e.data.get("lead_id") in ("L1", "L2")]
     async with running_app(app) as client:
         connection = await aio_pika.connect(amqp_url)
         channel = await connection.channel(publisher_confirms=True)
@@ -125,7 +127,8 @@ async def test_the_worker_freezes_each_period_once_and_the_cli_rebuilds(metrics_
     for envelope in build_history().events:
         await context.dispatcher.dispatch(envelope)
     await project_all(context.database)
-    assert await snapshot_worker_tick(context, lambda: NOW) == 3 + 3 * (2 + 3)  # month/quarter/year × org+2 teams+3 reps
+    # month/quarter/year × org+2 teams+3 reps
+    assert await snapshot_worker_tick(context, lambda: NOW) == 3 + 3 * (2 + 3)
     assert await snapshot_worker_tick(context, lambda: NOW) == 0
     async with context.database.session() as session:
         starts = {r[0].month for r in (await session.execute(
@@ -162,7 +165,8 @@ async def test_embedded_projectors_that_overlap_apply_each_event_once(tmp_path, 
 async def test_erasure_scrubs_the_logged_snapshots_and_activity_subjects_even_of_late_events(metrics_app):
     import json
 
-    from metrics_testkit import T, History
+    from metrics_testkit import History, T
+
     from salesflow_shared import events as ev
 
     app, _ = metrics_app

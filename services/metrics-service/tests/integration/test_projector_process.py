@@ -10,14 +10,14 @@ import sys
 
 import aio_pika
 import sqlalchemy as sa
+from metrics_testkit import NOW, all_reports, build_history, delivery_order, feed, metrics_settings
+from system_harness import free_port, wait_ready
 
 from metrics_service.adapters.orm import event_log
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import pending
-from metrics_testkit import NOW, all_reports, build_history, delivery_order, feed, metrics_settings
 from salesflow_shared.bus import OutgoingMessage
 from salesflow_shared.testing import eventually, running_app
-from system_harness import free_port, wait_ready
 
 
 def start_projector(database_url: str, amqp_url: str, namespace: str, port: int) -> subprocess.Popen[bytes]:

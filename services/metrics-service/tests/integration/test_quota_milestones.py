@@ -5,11 +5,11 @@ import asyncio
 import json
 
 import sqlalchemy as sa
+from metrics_testkit import NOW, ORG, OTHER_ORG, History, T, build_history, lead, metrics_settings, other_org_history
 
 from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import project_all, rebuild_read_models
 from metrics_service.service_layer.quota_milestones import announce_reached_quotas
-from metrics_testkit import NOW, ORG, OTHER_ORG, T, History, build_history, lead, metrics_settings, other_org_history
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
+from metrics_testkit import ORG, build_history, delivery_order, other_org_history
 
 import metrics_service
 from metrics_service.service_layer import rollups
 from metrics_service.service_layer.projector import project_all
-from metrics_testkit import ORG, build_history, delivery_order, other_org_history
 from salesflow_shared.migrations import _alembic_config
 from salesflow_shared.testing import auth_headers
 
@@ -76,7 +76,8 @@ SELECT owner_id, COUNT(*) AS exits,
        SUM(CASE WHEN (next_kind = 'stage' AND next_reason = 'goal_met') OR tasks_done OR next_kind = 'won' THEN 1
                 ELSE 0 END) AS compliant
 FROM m_timeline WHERE org_id = :org AND kind = 'stage' AND next_kind IN ('stage', 'won', 'lost', 'disqualified')
-  AND next_ts >= extract(epoch FROM timestamptz '2026-01-05Z') AND next_ts < extract(epoch FROM timestamptz '2026-03-10 12:00Z')
+  AND next_ts >= extract(epoch FROM timestamptz '2026-01-05Z')
+  AND next_ts < extract(epoch FROM timestamptz '2026-03-10 12:00Z')
 GROUP BY owner_id"""), {"org": ORG})}
     rows = await adoption(client, period)
     assert {r["group"]: (r["stage_exits"], r["compliant_exits"]) for r in rows if r["stage_exits"]} == expected
@@ -117,7 +118,8 @@ async def test_revision_0013_packs_the_durations_and_its_downgrade_gives_the_sam
             assert all(list(r[-1]) == sorted(r[-1]) for r in arrays)
         await connection.run_sync(migrate, command.upgrade, "0013")
         for table in tables:
-            assert sorted(tuple(r) for r in await connection.execute(sa.text(rows_of(table, "upgraded")))) == packed[table]
+            upgraded = await connection.execute(sa.text(rows_of(table, "upgraded")))
+            assert sorted(tuple(r) for r in upgraded) == packed[table]
         # revision 0014 empties the read models and has the projector replay the log: the same rows again
         await connection.run_sync(migrate, command.upgrade, "head")
         for table in tables:

@@ -73,7 +73,8 @@ def test_rates_accuracy_bias_and_pace():
 
 def test_calendar_periods():
     moment = datetime(2026, 5, 20, 13, tzinfo=UTC)
-    assert periods.period_bounds("month", moment) == (datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
+    assert periods.period_bounds("month", moment) == (datetime(2026, 5, 1, tzinfo=UTC),
+                                                      datetime(2026, 6, 1, tzinfo=UTC))
     assert periods.period_bounds("quarter", moment) == (datetime(2026, 4, 1, tzinfo=UTC),
                                                         datetime(2026, 7, 1, tzinfo=UTC))
     assert periods.period_bounds("year", datetime(2026, 12, 31, tzinfo=UTC))[1] == datetime(2027, 1, 1, tzinfo=UTC)
@@ -139,10 +140,10 @@ def test_rates_convert_at_the_rate_in_force_that_day_inverse_pairs_too_and_name_
 
     rates = Rates([Rate("USD", "EUR", date(2026, 4, 1), Decimal("0.90")),
                    Rate("USD", "EUR", date(2026, 4, 10), Decimal("0.80"))])
-    assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 4, 9)) == Decimal("90.00")
-    assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 4, 10)) == Decimal("80.00")
+    assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 4, 9)).amount == Decimal("90.00")
+    assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 4, 10)).amount == Decimal("80.00")
     assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 3, 31)) is None  # before the first rate
-    assert rates.convert(Decimal(90), "EUR", "USD", date(2026, 4, 5)) == 100  # the inverse pair
+    assert rates.convert(Decimal(90), "EUR", "USD", date(2026, 4, 5)).amount == 100  # the inverse pair
     total = Converted("EUR")
     total.add(rates, "USD", "1000", date(2026, 4, 6))
     total.add(rates, "GBP", "500", date(2026, 4, 6))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 from typing import Any
 
 import httpx
+
+from salesflow_shared.retries import RetryLater, retry_after_seconds, retrying_call
 
 from .errors import PermanentDeliveryError, TransientDeliveryError
 
@@ -50,36 +51,30 @@ class MailchimpClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), self.backoff_max_s)
-            except ValueError:
-                pass
-        base = min(self.backoff_s * (2 ** attempt), self.backoff_max_s)
-        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter
-
     async def request(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            retry_after: str | None = None
-            async with self._slots:
-                try:
-                    response = await self._http.request(method, path, json=json)
-                except httpx.TransportError as exc:  # timeouts, refused/reset connections
-                    last_error = f"{type(exc).__name__}: {exc}"
-                else:
-                    if response.is_success:
-                        return response.json() if response.content else {}
-                    detail = _detail(response)
-                    if response.status_code == 429 or response.status_code >= 500:
-                        last_error = f"HTTP {response.status_code}: {detail}"
-                        retry_after = response.headers.get("retry-after")
-                    else:
-                        raise PermanentDeliveryError(f"HTTP {response.status_code}: {detail}")
-            if attempt < self.max_retries:
-                await asyncio.sleep(self._delay(attempt, retry_after))
-        raise TransientDeliveryError(f"gave up after {self.max_retries + 1} attempts: {last_error}")
+        attempts = self.max_retries + 1
+        try:
+            async for attempt in retrying_call(attempts=attempts, base_s=self.backoff_s, max_s=self.backoff_max_s):
+                with attempt:
+                    return await self._attempt(method, path, json)
+        except RetryLater as exc:
+            raise TransientDeliveryError(f"gave up after {attempts} attempts: {exc}") from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _attempt(self, method: str, path: str, json: Any) -> dict[str, Any]:
+        """One request; RetryLater for what may pass (rate limit, server error, network), permanent otherwise."""
+        async with self._slots:  # the slot is held for the request only, not while waiting to retry
+            try:
+                response = await self._http.request(method, path, json=json)
+            except httpx.TransportError as exc:  # timeouts, refused/reset connections
+                raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
+        if response.is_success:
+            return response.json() if response.content else {}
+        detail = _detail(response)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryLater(f"HTTP {response.status_code}: {detail}",
+                             retry_after_seconds(response.headers.get("retry-after")))
+        raise PermanentDeliveryError(f"HTTP {response.status_code}: {detail}")
 
     # ------------------------------------------------------------------ the calls notification-service makes
     async def upsert_member(self, list_id: str, email: str, *, status_if_new: str = "subscribed",
@@ -125,14 +120,15 @@ class MailchimpClients:
 
     def __init__(self, *, base_url: str = "", max_connections: int = 10, timeout_s: float = 10.0,
                  max_retries: int = 4, backoff_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
-        self._options = dict(base_url=base_url, max_connections=max_connections, timeout_s=timeout_s,
-                             max_retries=max_retries, backoff_s=backoff_s, backoff_max_s=backoff_max_s)
+        self._options: dict[str, Any] = dict(base_url=base_url, max_connections=max_connections, timeout_s=timeout_s,
+                                             max_retries=max_retries, backoff_s=backoff_s,
+                                             backoff_max_s=backoff_max_s)
         self._clients: dict[str, MailchimpClient] = {}
 
     def for_key(self, api_key: str) -> MailchimpClient:
         client = self._clients.get(api_key)
         if client is None:
-            client = self._clients[api_key] = MailchimpClient(api_key, **self._options)  # type: ignore[arg-type]
+            client = self._clients[api_key] = MailchimpClient(api_key, **self._options)
         return client
 
     async def aclose(self) -> None:

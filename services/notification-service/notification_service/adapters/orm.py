@@ -30,8 +30,8 @@ templates = sa.Table(
     sa.UniqueConstraint("org_id", "key", name="uq_templates_org_key"),
 )
 
-# What this service knows of leads (LeadCreated/LeadUpdated/StageAdvanced/outcomes) and of reps (the Rep* directory events;
-# LeadAssigned for reps not in it yet).
+# What this service knows of leads (LeadCreated/LeadUpdated/StageAdvanced/outcomes) and of reps (the Rep*
+# directory events; LeadAssigned for reps not in it yet).
 leads = sa.Table(
     "leads", metadata,
     sa.Column("org_id", Org, primary_key=True),

@@ -14,8 +14,9 @@ import socket
 
 import httpx
 
+from salesflow_shared.signatures import SIGNATURE_HEADER, sign
+
 from ..domain.network import IpAddress, refusal
-from ..domain.signing import SIGNATURE_HEADER, sign_webhook
 from .errors import PermanentDeliveryError, TransientDeliveryError
 
 
@@ -53,7 +54,7 @@ class WebhookSender:
         await self._http.aclose()
 
     async def send(self, url: str, secret: str, body: bytes, *, timestamp: int, delivery_id: str) -> int:
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_webhook(secret, body, timestamp),
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body, timestamp),
                    "Salesflow-Delivery-Id": delivery_id}
         target, extensions = httpx.URL(url), {}
         if not self._allow_private_networks:

@@ -1,31 +1,11 @@
-"""HMAC signatures: outbound webhooks (the same scheme as docs/architecture.md's form signatures) and unsubscribe tokens."""
+"""Unsubscribe tokens: the lead and org a link in an email stands for, HMAC-signed so it cannot be forged.
+
+Outbound webhooks are signed with the shared scheme (salesflow_shared.signatures), like web-form posts."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-
-SIGNATURE_HEADER = "Salesflow-Signature"
-TOLERANCE_S = 300
-
-
-def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
-    """`t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def verify_webhook(secret: str, body: bytes, header: str, now: int, tolerance_s: int = TOLERANCE_S) -> bool:
-    try:
-        fields = dict(part.split("=", 1) for part in header.split(","))
-        timestamp = int(fields["t"])
-        given = fields["v1"]
-    except (ValueError, KeyError):
-        return False
-    if abs(now - timestamp) > tolerance_s:
-        return False
-    expected = sign_webhook(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def _b64(data: bytes) -> str:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from salesflow_shared.calendar import zone
+
+__all__ = ["BusinessHours", "next_business_moment", "step_due_at", "zone"]
 
 
 @dataclass(frozen=True)
@@ -18,17 +22,6 @@ class BusinessHours:
             raise ValueError("business hours need at least one day")
         if not self.start < self.end:
             raise ValueError("business hours must start before they end")
-
-
-def zone(name: str | None, fallback: str = "UTC") -> ZoneInfo:
-    for candidate in (name, fallback, "UTC"):
-        if not candidate:
-            continue
-        try:
-            return ZoneInfo(candidate)
-        except (ZoneInfoNotFoundError, ValueError):
-            continue
-    return ZoneInfo("UTC")
 
 
 def next_business_moment(moment: datetime, hours: BusinessHours, tz: ZoneInfo) -> datetime:

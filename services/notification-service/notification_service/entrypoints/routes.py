@@ -1,5 +1,5 @@
-"""The service's HTTP API (docs/architecture.md: /v1/templates, /v1/sequences, /v1/mailchimp, /v1/milestones, /v1/deliveries,
-/v1/webhook-subscriptions)."""
+"""The service's HTTP API (docs/architecture.md: /v1/templates, /v1/sequences, /v1/mailchimp, /v1/milestones,
+/v1/deliveries, /v1/webhook-subscriptions)."""
 from __future__ import annotations
 
 import hashlib
@@ -18,23 +18,37 @@ from pydantic import BaseModel, Field, HttpUrl, StrictBool, field_validator
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
 from salesflow_shared.clock import rfc3339
-from salesflow_shared.contract import returns
+from salesflow_shared.contract import idempotency_exempt, returns
 from salesflow_shared.currency import ExactCurrencyCode
+from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import (
-    Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed,
+    Conflict,
+    FieldError,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
 )
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
-from salesflow_shared.preconditions import check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match, check_if_match_unset, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
-from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..adapters.orm import (
-    deliveries, enrollments, lead_past_owners, leads, mailchimp_accounts, mailchimp_rules, milestone_rules,
-    sequences, templates, webhook_subscriptions,
+    deliveries,
+    enrollments,
+    lead_past_owners,
+    leads,
+    mailchimp_accounts,
+    mailchimp_rules,
+    milestone_rules,
+    sequences,
+    templates,
+    webhook_subscriptions,
 )
+from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
+from ..config import Settings
 from ..domain.mailchimp_lists import OUTCOME_WORDS, STAGE_TRIGGERS
 from ..domain.milestones import MILESTONE_KINDS
 from ..domain.rendering import validate_template
@@ -183,7 +197,7 @@ async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, cont
     result = await uow.session.execute(sa.update(templates).where(
         templates.c.id == template_id, templates.c.version == row["version"]).values(
         **body.model_dump(), version=row["version"] + 1, updated_at=now))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         raise PreconditionFailed("the template changed since you read it")
     await uow.commit()
     row = await _template(uow, principal.org_id, template_id)
@@ -202,7 +216,8 @@ class SequenceIn(BaseModel):
     trigger: Literal["stage_entry", "lead_created", "lead_lost", "lead_won"]
     pipeline_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     stage_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
-    source: str | None = Field(default=None, max_length=100, pattern=NO_NUL, description="lead_created only: e.g. web_form")
+    source: str | None = Field(default=None, max_length=100, pattern=NO_NUL,
+                               description="lead_created only: e.g. web_form")
     steps: list[StepIn] = Field(min_length=1, max_length=50)
     business_timezone: str | None = Field(default=None, max_length=64, pattern=NO_NUL,
                                           description="when the lead's time zone is unknown")
@@ -230,7 +245,8 @@ async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> Non
 
 
 @router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)",
-             operation_id="createSequence", **returns(R.SequenceOut, status=201, checked_beyond_schema=("steps", "stage_id", "business_timezone")))
+             operation_id="createSequence", **returns(R.SequenceOut, status=201,
+                                                      checked_beyond_schema=("steps", "stage_id", "business_timezone")))
 async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     assert body.trigger in TRIGGERS
@@ -268,12 +284,15 @@ async def get_sequence(sequence_id: str, uow: UowDep, principal: CurrentPrincipa
 @router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence",
              operation_id="deactivateSequence", **returns(R.SequenceOut))
 async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep,
-                              principal: AdminPrincipal) -> dict[str, Any]:
-    await _sequence(uow, principal.org_id, sequence_id)
-    await uow.session.execute(sa.update(sequences).where(sequences.c.id == sequence_id).values(
-        active=False, updated_at=_now(context)))
-    await uow.commit()
-    return _json(await _sequence(uow, principal.org_id, sequence_id))
+                              principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    async def deactivate() -> dict[str, Any]:
+        await _sequence(uow, principal.org_id, sequence_id)
+        await uow.session.execute(sa.update(sequences).where(sequences.c.id == sequence_id).values(
+            active=False, updated_at=_now(context)))
+        return _json(await _sequence(uow, principal.org_id, sequence_id))
+
+    return await once(idem, uow, org_id=principal.org_id, scope=f"deactivate:{sequence_id}", payload=None,
+                      act=deactivate)
 
 
 @router.get("/sequences/{sequence_id}/enrollments", summary="Who is in this sequence, at which step, or why not",
@@ -295,7 +314,13 @@ async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrin
 
 
 # A browser (Accept: text/html) gets a page; a mail client's one-click POST gets JSON.
-UNSUBSCRIBE_HTML: dict[str, Any] = {"responses": {"200": {"content": {"text/html": {"schema": {"type": "string"}}}}}}
+UNSUBSCRIBE_HTML: dict[str, Any] = {"responses": {"200": {"content": {"text/html": {"schema": {"type": "string"}}}}},
+                                    # An Idempotency-Key is scoped to its caller (org and token subject); this
+                                    # public link has no caller, so one visitor's key would replay another's answer.
+                                    # Nothing is lost: unsubscribing again changes nothing and answers the same.
+                                    **idempotency_exempt(
+                                        "public one-click link (RFC 8058) with no caller to scope a key to; "
+                                        "naturally idempotent: a repeat changes nothing and answers the same")}
 _UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribe</title></head>
 <body><form method="post"><p>Stop receiving these emails?</p><button type="submit">Unsubscribe</button></form>
 </body></html>"""
@@ -313,7 +338,7 @@ async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
 @router.post("/sequences/unsubscribe/{token}", summary="Unsubscribe (public; RFC 8058 one-click)",
              operation_id="unsubscribe", openapi_extra=UNSUBSCRIBE_HTML, **returns(R.Unsubscribed))
 async def unsubscribe(token: str, request: Request, uow: UowDep, context: ContextDep) -> Response:
-    found = read_unsubscribe_token(context.settings.resolved_unsubscribe_secret, token)
+    found = read_unsubscribe_token(context.settings_as(Settings).resolved_unsubscribe_secret, token)
     if found is None:
         raise NotFound("this unsubscribe link is not valid")
     org_id, lead_id = found
@@ -351,8 +376,9 @@ def _settings_etag(row: Any) -> str:
 
 
 @router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
-            "(creating needs no precondition; replacing needs If-Match)",
-            operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True, checked_beyond_schema=("api_key",)))
+            "(If-Match: the ETag read, or \"0\" before the first setting)",
+            operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True,
+                                                           checked_beyond_schema=("api_key",)))
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
                                  principal: AdminPrincipal,
                                  if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
@@ -364,7 +390,8 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
         check_if_match(if_match, _settings_etag(current), what="Mailchimp settings")
         await uow.session.execute(sa.update(mailchimp_accounts).where(
             mailchimp_accounts.c.org_id == principal.org_id).values(**values))
-    else:
+    else:  # the first setting: If-Match "0", so two admins setting it at once cannot both win
+        check_if_match_unset(if_match, what="Mailchimp settings")
         await uow.session.execute(sa.insert(mailchimp_accounts).values(org_id=principal.org_id, **values))
     await uow.commit()
     row = {"org_id": principal.org_id, **values}
@@ -396,7 +423,8 @@ class MailchimpRuleIn(BaseModel):
 
 @router.post("/mailchimp/rules", status_code=201,
              summary="Keep a lead on (or off) a list from a stage entry or exit, or an outcome",
-             operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201, checked_beyond_schema=("stage_id", "pipeline_id")))
+             operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201,
+                                                           checked_beyond_schema=("stage_id", "pipeline_id")))
 async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                                 idem: IdempotencyDep) -> JSONResponse:
     await _check_rule_references(uow, principal.org_id, body)
@@ -439,13 +467,17 @@ async def list_mailchimp_rules(uow: UowDep, principal: CurrentPrincipal, limit: 
 async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
     result = await uow.session.execute(sa.delete(mailchimp_rules).where(
         mailchimp_rules.c.org_id == principal.org_id, mailchimp_rules.c.id == rule_id))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         raise NotFound(f"no Mailchimp rule {rule_id}")
     await uow.commit()
     return Response(status_code=204)
 
 
 # ====================================================================== milestones
+def _every_channel() -> list[Literal["email", "webhook"]]:
+    return ["email", "webhook"]
+
+
 class MilestoneIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     kind: Literal["deal_won", "stage_exit_above_value", "first_deal_of_quarter", "quota_reached"] = Field(
@@ -454,12 +486,13 @@ class MilestoneIn(BaseModel):
     stage_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     currency: ExactCurrencyCode | None = None
-    channels: list[Literal["email", "webhook"]] = Field(default_factory=lambda: ["email", "webhook"], min_length=1)
+    channels: list[Literal["email", "webhook"]] = Field(default_factory=_every_channel, min_length=1)
     active: StrictBool = True
 
 
 @router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)",
-             operation_id="createMilestoneRule", **returns(R.MilestoneRuleOut, status=201, checked_beyond_schema=("stage_id", "min_value")))
+             operation_id="createMilestoneRule", **returns(R.MilestoneRuleOut, status=201,
+                                                           checked_beyond_schema=("stage_id", "min_value")))
 async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> JSONResponse:
     assert body.kind in MILESTONE_KINDS
@@ -500,7 +533,7 @@ class WebhookSubscriptionIn(BaseModel):
              operation_id="createWebhookSubscription", **returns(R.WebhookSubscriptionCreated, status=201))
 async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, context: ContextDep,
                                       principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
-    if not context.settings.webhooks_may_reach_private_networks:
+    if not context.settings_as(Settings).webhooks_may_reach_private_networks:
         try:
             await checked_addresses(str(body.url))
         except WebhookTargetRefused as exc:
@@ -531,7 +564,7 @@ async def delete_webhook_subscription(subscription_id: str, uow: UowDep, princip
     result = await uow.session.execute(sa.update(webhook_subscriptions).where(
         webhook_subscriptions.c.org_id == principal.org_id, webhook_subscriptions.c.id == subscription_id,
         webhook_subscriptions.c.active.is_(True)).values(active=False))
-    if result.rowcount != 1:
+    if rows_affected(result) != 1:
         raise NotFound(f"no webhook subscription {subscription_id}")
     await uow.commit()
     return Response(status_code=204)

@@ -1,4 +1,3 @@
-from notification_service.adapters.orm import metadata
-from salesflow_shared.migrations import run_alembic_env
+from salesflow_shared.migrations import run_alembic_env, service_metadata
 
-run_alembic_env(metadata)
+run_alembic_env(service_metadata("notification_service"))

@@ -47,7 +47,8 @@ DEFAULT_REP_TEMPLATES: dict[str, dict[str, str]] = {
     },
     "customer_handover": {
         "subject": "Customer hand-over: {{ lead.company or lead.full_name or lead.email }}",
-        "text_body": "Hi {{ owner.name }},\n\n{{ deal.closer.name or 'Sales' }} won {{ lead.company or lead.full_name }}"
+        "text_body": "Hi {{ owner.name }},\n\n{{ deal.closer.name or 'Sales' }} won "
+                     "{{ lead.company or lead.full_name }}"
                      "{% if deal.value %} ({{ deal.value }} {{ deal.currency }}){% endif %}; the customer is yours "
                      "now.\n\nCustomer: {{ lead.full_name or '-' }}{% if lead.title %}, {{ lead.title }}{% endif %}"
                      "{% if lead.company %}, {{ lead.company }}{% endif %}\nEmail: {{ lead.email or '-' }}\n"

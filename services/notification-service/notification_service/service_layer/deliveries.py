@@ -45,11 +45,16 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.app import run_periodically
-from salesflow_shared.db import is_database_outage
+from salesflow_shared.db import is_database_outage, rows_affected
 from salesflow_shared.events import (
-    ContactSyncedV1, EmailFailedV1, EmailSentV1, EventData, RepNotifiedV1,
+    ContactSyncedV1,
+    EmailFailedV1,
+    EmailSentV1,
+    EventData,
+    RepNotifiedV1,
 )
 from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.retries import backoff_s
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.errors import PermanentDeliveryError, TransientDeliveryError
@@ -87,7 +92,7 @@ async def record_delivery(session: AsyncSession, *, org_id: str, idem_key: str, 
     insert = dialect_insert(session)
     result = await session.execute(insert(deliveries).values(**row)
                                    .on_conflict_do_nothing(index_elements=["org_id", "idem_key"]))
-    return row if result.rowcount == 1 else None
+    return row if rows_affected(result) == 1 else None
 
 
 def outcome_event(row: dict[str, Any], *, ok: bool, error: str | None = None, now: datetime,
@@ -137,7 +142,7 @@ async def cancel_pending(session: AsyncSession, *, org_id: str, now: datetime, r
         query = query.where(deliveries.c.idem_key.startswith(key_prefix, autoescape=True))
     result = await session.execute(query.values(status="cancelled", error=reason, updated_at=now,
                                                 next_attempt_at=None))
-    return int(result.rowcount or 0)
+    return rows_affected(result)
 
 
 async def forget_erased_lead_data(session: AsyncSession, org_id: str, lead_id: str) -> bool:
@@ -223,7 +228,7 @@ class DeliveryWorker:
             # leave them in the duplicate window (the rows would otherwise be re-sent when their lease expires).
             try:
                 await asyncio.wait_for(asyncio.shield(attempts), timeout=self.settings.delivery_shutdown_grace_s)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 log.warning("deliveries_left_in_flight_at_shutdown", count=len(claimed))
             raise
         return len(claimed)
@@ -278,18 +283,18 @@ class DeliveryWorker:
             if outcome.ok:
                 result = await uow.session.execute(sa.update(deliveries).where(fence).values(
                     status="sent", sent_at=now, updated_at=now, error=None, next_attempt_at=None))
-                if result.rowcount == 1:
+                if rows_affected(result) == 1:
                     publish_outcome(uow, row, ok=True, now=now)
             elif outcome.transient and row["attempts"] < self.settings.delivery_max_attempts:
-                delay = min(self.settings.delivery_retry_base_s * (2 ** (row["attempts"] - 1)),
-                            self.settings.delivery_retry_max_s)
+                delay = backoff_s(row["attempts"], base_s=self.settings.delivery_retry_base_s,
+                                  max_s=self.settings.delivery_retry_max_s)
                 await uow.session.execute(sa.update(deliveries).where(fence).values(
                     status="pending", error=outcome.error, updated_at=now,
                     next_attempt_at=now + timedelta(seconds=delay)))
             else:
                 result = await uow.session.execute(sa.update(deliveries).where(fence).values(
                     status="failed", error=outcome.error, updated_at=now, next_attempt_at=None))
-                if result.rowcount == 1:
+                if rows_affected(result) == 1:
                     publish_outcome(uow, row, ok=False, now=now, error=outcome.error, permanent=not outcome.transient)
             if row.get("lead_id"):  # erased while this attempt was in flight: scrub it now
                 await forget_erased_lead_data(uow.session, row["org_id"], row["lead_id"])

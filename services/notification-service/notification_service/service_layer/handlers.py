@@ -11,18 +11,34 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from salesflow_shared.clock import Clock
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
-    Envelope, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1, LeadLostV1, LeadReopenedV1,
-    LeadUpdatedV1, LeadWonV1, QuotaReachedV1, RepCreatedV1, RepDeactivatedV1, RepUpdatedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
-    TaskReassignedV1, TaskSkippedV1,
+    Envelope,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadDisqualifiedV1,
+    LeadErasedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadUpdatedV1,
+    LeadWonV1,
+    QuotaReachedV1,
+    RepCreatedV1,
+    RepDeactivatedV1,
+    RepUpdatedV1,
+    StageAdvancedV1,
+    TaskCompletedV1,
+    TaskCreatedV1,
+    TaskOverdueV1,
+    TaskReassignedV1,
+    TaskSkippedV1,
 )
 from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import deliveries, lead_past_owners, milestone_rules
 from ..config import Settings
-from salesflow_shared.clock import Clock
 from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync
@@ -30,9 +46,17 @@ from .deliveries import cancel_pending, forget_erased_lead_data
 from .notify import NotKnownYet, notify_rep
 from .program_notifications import ProgramNotifications
 from .projections import (
-    ERASED_FIELDS, apply_pipeline_change, apply_rep, apply_snapshot, ensure_lead, get_lead, get_rep,
-    record_task_assignee, remember_stage,
-    set_lead_fields, upsert_rep,
+    ERASED_FIELDS,
+    apply_pipeline_change,
+    apply_rep,
+    apply_snapshot,
+    ensure_lead,
+    get_lead,
+    get_rep,
+    record_task_assignee,
+    remember_stage,
+    set_lead_fields,
+    upsert_rep,
 )
 from .sequences import active_sequences, enroll, spec_of, stop_enrollments
 
@@ -337,7 +361,8 @@ async def handover_deal(uow: UnitOfWork, org_id: str, data: LeadAssignedV1) -> d
     if data.previous_owner_id and closer is None:
         raise NotKnownYet(f"rep '{data.previous_owner_id}' (the closer) is not in the directory here yet")
     value = lead.get("won_value") if lead.get("won_value") is not None else lead.get("value")
-    return {"value": None if value is None else str(value), "currency": lead.get("won_currency") or lead.get("currency"),
+    return {"value": None if value is None else str(value),
+            "currency": lead.get("won_currency") or lead.get("currency"),
             "notes": lead.get("won_notes"), "closer": {"id": data.previous_owner_id,
                                                        "name": (closer or {}).get("name"),
                                                        "email": (closer or {}).get("email")}}

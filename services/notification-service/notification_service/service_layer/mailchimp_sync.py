@@ -1,11 +1,13 @@
 """Mailchimp sync decisions: which list operations a lead's life (stages, outcomes, reopening, disqualification;
-`reconcile`), erasure, unsubscription or changed email address needs. Each is recorded as a delivery (pending) and carried out by the delivery worker."""
+`reconcile`), erasure, unsubscription or changed email address needs. Each is recorded as a delivery (pending)
+and carried out by the delivery worker."""
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
@@ -189,7 +191,7 @@ async def reconcile(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], trans
     return done
 
 
-async def retag(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], member: dict[str, Any], add: list[str],
+async def retag(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], member: RowMapping, add: list[str],
                 drop: list[str], idem_key: str, now: datetime) -> bool:
     """The lead stays on the list with other tags."""
     tags = sorted((set(member["tags"] or ()) | set(add)) - set(drop))

@@ -39,6 +39,7 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
     values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone, deal=deal,
                        program=program)
     rule_id = (milestone or {}).get("id")
+    common: dict[str, Any]  # of several types: what every delivery row of this notification shares
     common = dict(org_id=org_id, reason=reason, now=now, lead_id=lead_id, rep_id=rep_id, rule_id=rule_id,
                   not_before=not_before, message_id_domain=settings.message_id_domain)
     created = 0

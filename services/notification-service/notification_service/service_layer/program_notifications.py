@@ -8,7 +8,12 @@ from typing import Any
 from salesflow_shared.clock import Clock
 from salesflow_shared.consumer import HandlerMap
 from salesflow_shared.events import (
-    BadgeEarnedV1, Envelope, ProgramMilestoneReachedV1, ProgramRulesChangedV1, ProgramStartedV1, ProgramWonV1,
+    BadgeEarnedV1,
+    Envelope,
+    ProgramMilestoneReachedV1,
+    ProgramRulesChangedV1,
+    ProgramStartedV1,
+    ProgramWonV1,
 )
 from salesflow_shared.uow import UnitOfWork
 

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import LeadSnapshot, RepSnapshot
 from salesflow_shared.inbox import dialect_insert
 
@@ -126,7 +127,7 @@ async def apply_rep(session: AsyncSession, org_id: str, rep: RepSnapshot, versio
               "version": version, "updated_at": now}
     statement = insert(reps).values(org_id=org_id, rep_id=rep.rep_id, **values).on_conflict_do_update(
         index_elements=["org_id", "rep_id"], set_=values, where=reps.c.version < version)
-    return (await session.execute(statement)).rowcount == 1
+    return rows_affected(await session.execute(statement)) == 1
 
 
 async def get_rep(session: AsyncSession, org_id: str, rep_id: str | None) -> dict[str, Any] | None:
@@ -147,7 +148,7 @@ async def record_task_assignee(session: AsyncSession, org_id: str, task_id: str,
     statement = statement.on_conflict_do_update(
         index_elements=["org_id", "task_id"], set_={"version": version, "assignee_id": assignee_id, "updated_at": now},
         where=task_assignees.c.version < version)
-    return (await session.execute(statement)).rowcount == 1
+    return rows_affected(await session.execute(statement)) == 1
 
 
 def lead_state(row: dict[str, Any]) -> LeadState:

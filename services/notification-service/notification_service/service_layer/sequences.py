@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.app import run_periodically
+from salesflow_shared.db import rows_affected
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
@@ -63,7 +64,7 @@ async def enroll(session: AsyncSession, settings: Settings, *, sequence: dict[st
         trigger_key=trigger_key, stage_id=stage_id, status="active", next_step=0, next_due_at=due,
         created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["org_id", "sequence_id", "lead_id", "trigger_key"]))
-    return result.rowcount == 1
+    return rows_affected(result) == 1
 
 
 async def stop_enrollments(session: AsyncSession, *, org_id: str, lead_id: str, fact: StopFact, now: datetime,
@@ -113,12 +114,12 @@ class SequenceScheduler:
 
     async def _step(self, uow: UnitOfWork, enrollment: dict[str, Any], now: datetime) -> None:
         session = uow.session
-        sequence = (await session.execute(sa.select(sequences).where(
+        found = (await session.execute(sa.select(sequences).where(
             sequences.c.id == enrollment["sequence_id"]))).mappings().first()
-        if sequence is None or not sequence["active"]:
+        if found is None or not found["active"]:
             await _stop(session, enrollment["id"], "sequence_inactive", now)
             return
-        sequence = dict(sequence)
+        sequence = dict(found)
         lead = await get_lead(session, enrollment["org_id"], enrollment["lead_id"])
         if lead is None or (lead["lead_version"] == 0 and not lead["erased"]):
             # Stage or outcome known but not the lead itself yet (events out of order): look again shortly.
@@ -135,7 +136,8 @@ class SequenceScheduler:
         if index + 1 < len(spec.steps):
             due = next_due(now, spec.steps[index + 1], lead_timezone=lead.get("timezone"),
                            hours=business_hours(self.settings),
-                           fallback_timezone=sequence.get("business_timezone") or self.settings.default_business_timezone)
+                           fallback_timezone=(sequence.get("business_timezone")
+                                              or self.settings.default_business_timezone))
             values: dict[str, Any] = {"next_step": index + 1, "next_due_at": due}
         else:
             values = {"next_step": index + 1, "next_due_at": None, "status": "completed"}

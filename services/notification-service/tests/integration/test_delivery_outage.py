@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from notification_testkit import Harness
+
 from salesflow_shared.events import LeadAssignedV1, StageAdvancedV1
 from salesflow_shared.testing import refuse_connections
 

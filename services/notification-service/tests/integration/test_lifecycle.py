@@ -6,15 +6,21 @@ import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-
 from notification_fakes import FakeMailchimp, SmtpSink
 from notification_testkit import Harness
+
 from notification_service.adapters.orm import leads
 from notification_service.config import Settings
-from salesflow_shared.clock import ManualClock
 from notification_service.entrypoints.http import create_app
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import (
-    ContactData, LeadAssignedV1, LeadCreatedV1, LeadErasedV1, LeadSnapshot, StageAdvancedV1, make_event,
+    ContactData,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadErasedV1,
+    LeadSnapshot,
+    StageAdvancedV1,
+    make_event,
 )
 from salesflow_shared.testing import auth_headers, eventually, running_app, service_test_settings
 
@@ -25,7 +31,8 @@ def entered(lead_id: str, stage_id: str) -> StageAdvancedV1:
 
 
 async def test_erasure_stops_everything_scrubs_the_log_and_archives_the_contact(harness: Harness):
-    await harness.client.put("/v1/mailchimp/settings", json={"api_key": "k-us6"}, headers=harness.admin)
+    await harness.client.put("/v1/mailchimp/settings", json={"api_key": "k-us6"},
+                             headers={**harness.admin, "If-Match": '"0"'})
     await harness.post("/v1/mailchimp/rules", {"stage_id": "s1", "action": "subscribe", "list_id": "L1"})
     first = await harness.template("First", "Hello {{ lead.first_name }}")
     later = await harness.template("Later", "Again {{ lead.first_name }}")

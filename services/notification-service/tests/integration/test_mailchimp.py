@@ -6,13 +6,18 @@ import hashlib
 from datetime import UTC, datetime
 
 import pytest
-
 from notification_fakes import FakeMailchimp
 from notification_testkit import Harness
+
 from notification_service.adapters.errors import PermanentDeliveryError
 from notification_service.adapters.mailchimp import MailchimpClient, base_url_for
 from salesflow_shared.events import (
-    ContactData, LeadDisqualifiedV1, LeadLostV1, LeadSnapshot, LeadUpdatedV1, StageAdvancedV1,
+    ContactData,
+    LeadDisqualifiedV1,
+    LeadLostV1,
+    LeadSnapshot,
+    LeadUpdatedV1,
+    StageAdvancedV1,
 )
 
 
@@ -27,11 +32,11 @@ def entered(lead_id: str, stage_id: str) -> StageAdvancedV1:
 
 async def configure(harness: Harness) -> None:
     invalid = await harness.client.put("/v1/mailchimp/settings", json={"api_key": "nodatacentre"},
-                                       headers=harness.admin)
+                                       headers={**harness.admin, "If-Match": '"0"'})
     assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "api_key"
     response = await harness.client.put("/v1/mailchimp/settings", json={
         "api_key": "0123456789abcdef-us6", "nurture_list_id": "nurture-list", "nurture_tag": "lost-q1"},
-        headers=harness.admin)
+        headers={**harness.admin, "If-Match": '"0"'})  # not set yet: the first setting is conditional too
     assert response.status_code == 200 and "api_key" not in response.json()
     read = await harness.client.get("/v1/mailchimp/settings", headers=harness.admin)
     assert read.json()["api_key_hint"] == "…cdef-us6" and read.headers["ETag"] == response.headers["ETag"]
@@ -179,6 +184,7 @@ async def test_erasure_archives_the_member_then_forgets_its_hash_and_logs_neithe
     import logging
 
     import sqlalchemy as sa
+
     from notification_service.adapters.orm import mailchimp_members
     from salesflow_shared.events import LeadErasedV1
 

@@ -7,8 +7,13 @@ import hashlib
 from datetime import UTC, datetime
 
 from notification_testkit import Harness
+
 from salesflow_shared.events import (
-    LeadDisqualifiedV1, LeadLostV1, LeadReopenedV1, LeadWonV1, StageAdvancedV1,
+    LeadDisqualifiedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadWonV1,
+    StageAdvancedV1,
 )
 
 PIPE, STAGES = "pipe-1", ["s1", "s2", "s3"]
@@ -27,7 +32,7 @@ def entered(lead_id: str, stage_id: str, reason: str = "entry") -> StageAdvanced
 async def setup(harness: Harness) -> None:
     response = await harness.client.put("/v1/mailchimp/settings", json={
         "api_key": "0123456789abcdef-us6", "nurture_list_id": "nurture", "nurture_tag": "nurture"},
-        headers=harness.admin)
+        headers={**harness.admin, "If-Match": '"0"'})  # the first setting
     assert response.status_code == 200, response.text
     for rule in ({"stage_id": "s1", "pipeline_id": PIPE, "action": "subscribe", "list_id": "inbound",
                   "tags": ["web"]},

@@ -8,10 +8,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from notification_testkit import Harness
-from notification_service.domain.signing import verify_webhook
+
 from salesflow_shared.events import (
-    BadgeEarnedV1, LeadAssignedV1, ProgramMilestoneReachedV1, ProgramStartedV1, ProgramWonV1,
+    BadgeEarnedV1,
+    LeadAssignedV1,
+    ProgramMilestoneReachedV1,
+    ProgramStartedV1,
+    ProgramWonV1,
 )
+from salesflow_shared.signatures import verify
 
 SECRET = "whsec-0123456789abcdef"
 WHEN = datetime(2026, 3, 9, 10, tzinfo=UTC)
@@ -74,7 +79,7 @@ async def test_each_program_achievement_is_told_once_by_email_and_signed_webhook
         ("salesflow.program_started", "rep-1"), ("salesflow.program_started", "rep-2"),
         ("salesflow.program_won", "rep-1")]
     for _, body, headers in harness.mailchimp.hooks:
-        assert verify_webhook(SECRET, body, headers["salesflow-signature"], now=int(time.time()))
+        assert verify(headers["salesflow-signature"], body, [SECRET], now=time.time())
     [won_hook] = [h for h, _ in hooks if h["type"] == "salesflow.program_won"]
     assert (won_hook["program"]["place"], won_hook["program"]["cash"], won_hook["text"]) == (
         1, "500.00", "Place 1 in March race")

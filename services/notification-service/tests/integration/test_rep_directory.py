@@ -7,8 +7,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from notification_testkit import Harness
+
 from salesflow_shared.events import (
-    LeadAssignedV1, LeadWonV1, RepCreatedV1, RepDeactivatedV1, RepSnapshot, RepUpdatedV1, TaskCreatedV1,
+    LeadAssignedV1,
+    LeadWonV1,
+    RepCreatedV1,
+    RepDeactivatedV1,
+    RepSnapshot,
+    RepUpdatedV1,
+    TaskCreatedV1,
 )
 from salesflow_shared.testing import eventually
 
@@ -52,7 +59,8 @@ async def test_a_reminder_for_a_rep_not_known_yet_waits_for_the_directory_entry(
     harness.clock.advance(timedelta(hours=3))  # the reminder is due 30 minutes before the task
     await harness.settled()
     [mail] = harness.smtp.to("nia@sales.example")
-    assert mail["Subject"] == "Task due soon: Call back" and "Hi Nia Newcomer" in mail.get_body(("plain",)).get_content()
+    assert mail["Subject"] == "Task due soon: Call back"
+    assert "Hi Nia Newcomer" in mail.get_body(("plain",)).get_content()
     assert [d["status"] for d in await harness.deliveries(reason="task_due")] == ["sent"]
 
 

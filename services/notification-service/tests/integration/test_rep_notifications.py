@@ -6,13 +6,21 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from notification_testkit import Harness
-from notification_service.domain.signing import verify_webhook
+
 from notification_service.entrypoints.http import create_app
 from salesflow_shared.events import (
-    LeadAssignedV1, LeadWonV1, QuotaReachedV1, StageAdvancedV1, TaskCompletedV1, TaskCreatedV1, TaskOverdueV1,
+    LeadAssignedV1,
+    LeadWonV1,
+    QuotaReachedV1,
+    StageAdvancedV1,
+    TaskCompletedV1,
+    TaskCreatedV1,
+    TaskOverdueV1,
     TaskReassignedV1,
 )
+from salesflow_shared.signatures import SignatureError, verify
 from salesflow_shared.testing import eventually, running_app
 
 SECRET = "whsec-0123456789abcdef"
@@ -75,9 +83,9 @@ async def test_milestone_rules_fire_once_by_email_and_signed_webhook(harness: Ha
     assert len(harness.mailchimp.hooks) == 3
     for name, body, headers in harness.mailchimp.hooks:
         assert name == "chat"
-        assert verify_webhook(SECRET, body, headers["salesflow-signature"], now=int(time.time()))
-        assert not verify_webhook("another-secret-xxxxxxxx", body, headers["salesflow-signature"],
-                                  now=int(time.time()))
+        assert verify(headers["salesflow-signature"], body, [SECRET], now=time.time())
+        with pytest.raises(SignatureError, match="does not match"):
+            verify(headers["salesflow-signature"], body, ["another-secret-xxxxxxxx"], now=time.time())
     bodies = [json.loads(b) for _, b, _ in harness.mailchimp.hooks]
     assert {b["milestone"]["name"] for b in bodies} == {"Big deal won", "Big deal past the meeting"}
     notified = [(e["data"]["channel"], e["data"]["reason"]) for e in await harness.published("RepNotified")]
@@ -201,7 +209,7 @@ async def test_quota_reached_congratulates_the_rep_once_by_email_and_webhook(har
     assert mail["Subject"] == "Congratulations: Quota reached"
     assert "110.0% of your quarter quota: 1100.00 of 1000 EUR" in mail.get_body(("plain",)).get_content()
     [(name, body, headers)] = harness.mailchimp.hooks
-    assert verify_webhook(SECRET, body, headers["salesflow-signature"], now=int(time.time()))
+    assert verify(headers["salesflow-signature"], body, [SECRET], now=time.time())
     payload = json.loads(body)
     assert payload["rep_id"] == "rep-1" and payload["milestone"]["kind"] == "quota_reached"
     assert payload["milestone"]["quota"]["attainment_pct"] == 110.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from notification_testkit import Harness
+
 from salesflow_shared.events import LeadAssignedV1, RepCreatedV1, RepSnapshot, StageAdvancedV1
 from salesflow_shared.testing import eventually
 

@@ -14,8 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from notification_fakes import free_port
+
 from notification_service.adapters.errors import PermanentDeliveryError, TransientDeliveryError
 from notification_service.adapters.mailer import OutgoingEmail, SmtpMailer
 

@@ -3,6 +3,7 @@ naming that part; a template that breaks at send time is a recorded failure, not
 from __future__ import annotations
 
 from notification_testkit import Harness
+
 from salesflow_shared.testing import auth_headers
 
 GOOD = {"name": "Hello", "subject": "Hi {{ lead.first_name }}", "html_body": "<p>{{ lead.company }}</p>",

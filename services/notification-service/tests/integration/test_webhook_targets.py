@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-
 from notification_testkit import Harness
+
 from notification_service.adapters.orm import webhook_subscriptions
 from salesflow_shared.events import LeadAssignedV1
 

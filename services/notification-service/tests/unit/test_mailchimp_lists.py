@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notification_service.domain.mailchimp_lists import (
-    LeadLife, ListRule, Membership, changes, desired_lists, holds, nurture_rule,
+    LeadLife,
+    ListRule,
+    Membership,
+    changes,
+    desired_lists,
+    holds,
+    nurture_rule,
 )
 
 P = "pipe"

@@ -1,14 +1,16 @@
-"""Template rendering in the sandbox; webhook signatures and unsubscribe tokens."""
+"""Template rendering in the sandbox; unsubscribe tokens."""
 from __future__ import annotations
 
 import pytest
 
 from notification_service.domain.rendering import (
-    SAMPLE_VARIABLES, TemplateError, lead_variables, render_email, validate_template,
+    SAMPLE_VARIABLES,
+    TemplateError,
+    lead_variables,
+    render_email,
+    validate_template,
 )
-from notification_service.domain.signing import (
-    read_unsubscribe_token, sign_webhook, unsubscribe_token, verify_webhook,
-)
+from notification_service.domain.signing import read_unsubscribe_token, unsubscribe_token
 
 
 def parts(**kw: str) -> dict[str, str]:
@@ -46,18 +48,6 @@ def test_subject_must_be_one_line():
     assert [e.part for e in validate_template(parts(subject="a\nb"))] == ["subject"]
     assert [e.part for e in validate_template(parts(subject="{{ '' }}"))] == ["subject"]
     assert validate_template(parts()) == []
-
-
-def test_webhook_signature_like_form_signatures():
-    body = b'{"a":1}'
-    header = sign_webhook("s3cret", body, 1_700_000_000)
-    assert header.startswith("t=1700000000,v1=")
-    assert verify_webhook("s3cret", body, header, now=1_700_000_100)
-    assert not verify_webhook("s3cret", body + b" ", header, now=1_700_000_100)
-    assert not verify_webhook("other", body, header, now=1_700_000_100)
-    assert not verify_webhook("s3cret", body, header, now=1_700_000_301)  # more than 300 s off
-    assert not verify_webhook("s3cret", body, "garbage", now=1_700_000_000)
-    assert not verify_webhook("s3cret", body, "t=1700000000,v1=ß", now=1_700_000_000)
 
 
 def test_unsubscribe_tokens_are_signed():

@@ -8,7 +8,13 @@ import pytest
 
 from notification_service.domain.milestones import DealFact, MilestoneRule, fired, quarter_of
 from notification_service.domain.sequences import (
-    LeadState, SequenceSpec, matches_lead_created, matches_outcome, matches_stage_entry, still_eligible, stop_reason,
+    LeadState,
+    SequenceSpec,
+    matches_lead_created,
+    matches_outcome,
+    matches_stage_entry,
+    still_eligible,
+    stop_reason,
 )
 
 

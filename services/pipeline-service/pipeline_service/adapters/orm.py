@@ -135,3 +135,15 @@ sa.Index("ix_tasks_assignee", tasks.c.org_id, tasks.c.assignee_id, tasks.c.statu
 sa.Index("ix_tasks_lead", tasks.c.org_id, tasks.c.lead_id, tasks.c.status)
 sa.Index("ix_tasks_overdue", tasks.c.due_at, postgresql_where=sa.text("status = 'open' AND overdue_at IS NULL"),
          sqlite_where=sa.text("status = 'open' AND overdue_at IS NULL"))
+
+# The org's business calendar (salesflow_shared.calendar): task due dates count its working days.
+business_calendars = sa.Table(
+    "business_calendars", metadata,
+    sa.Column("org_id", sa.String(100), primary_key=True),
+    sa.Column("working_days", sa.JSON, nullable=False),
+    sa.Column("country", sa.String(2), nullable=True),
+    sa.Column("subdivision", sa.String(10), nullable=True),
+    sa.Column("days_off", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)

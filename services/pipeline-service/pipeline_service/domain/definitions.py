@@ -75,7 +75,8 @@ def _text(raw: dict[str, Any], key: str, path: str, problems: list[tuple[str, st
             problems.append((f"{path}{key}", "is required"))
         return default
     if not isinstance(value, str) or (required and not value.strip(BLANK)) or len(value) > max_len:
-        problems.append((f"{path}{key}", f"must be a{' non-empty' if required else ''} string of at most {max_len} characters"))
+        problems.append((f"{path}{key}",
+                         f"must be a{' non-empty' if required else ''} string of at most {max_len} characters"))
         return default
     return value.strip(BLANK) if required else value
 

@@ -3,8 +3,9 @@
 A due spec is `{"amount": 2, "unit": "business_days", "at": "17:00"}`:
 - `hours`: plain elapsed hours;
 - `days`: calendar days, same local wall-clock time (so a DST change does not shift it by an hour);
-- `business_days`: Monday to Friday in the local time zone. An entry on a weekend counts from the next
-  Monday 09:00 local. `amount: 0` means the same business day.
+- `business_days`: the org's working days in the local time zone (salesflow_shared.calendar: Monday to
+  Friday unless the org says otherwise, without its country's public holidays and its own days off). An entry
+  on a day off counts from the next working day 09:00 local. `amount: 0` means the same business day.
 - `at` (optional, for days and business_days): the local time of day the task is due instead of the
   entry's time (e.g. end of business). A due time that would fall before the entry itself (an entry at
   18:00 for "today at 17:00") moves to the next (business) day.
@@ -14,11 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from salesflow_shared.calendar import MONDAY_TO_FRIDAY_CALENDAR, BusinessCalendar, zone
 
 UNITS = ("hours", "days", "business_days")
 MAX_AMOUNT = 365
 WORKDAY_START = time(9, 0)
+MAX_SEARCH_DAYS = 366  # a calendar with no working day in a year is a configuration error, not a loop
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ def parse_due_spec(raw: Any, path: str = "due") -> tuple[DueSpec | None, list[tu
             problems.append((f"{path}.at", "not used with unit 'hours'"))
     if problems:
         return None, problems
+    assert amount is not None and isinstance(unit, str), "both were checked above"
     return DueSpec(amount=amount, unit=unit, at=at), []
 
 
@@ -63,18 +68,10 @@ def as_int(value: Any) -> int | None:
     return None
 
 
-def zone(name: str | None) -> ZoneInfo:
-    """The named IANA zone, UTC when unknown or missing (a bad zone on a lead must not block its tasks)."""
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return ZoneInfo("UTC")
-
-
-def compute_due(entered_at: datetime, spec: DueSpec, tz_name: str | None) -> datetime:
-    """The UTC due time of a task created at `entered_at` (aware) for an assignee in `tz_name`."""
+def compute_due(entered_at: datetime, spec: DueSpec, tz_name: str | None,
+                calendar: BusinessCalendar = MONDAY_TO_FRIDAY_CALENDAR) -> datetime:
+    """The UTC due time of a task created at `entered_at` (aware) for an assignee in `tz_name`; business days
+    are the org's working days (`calendar`: weekdays, public holidays, the org's own days off)."""
     if entered_at.tzinfo is None:
         raise ValueError("entered_at must be timezone-aware")
     if spec.unit == "hours":
@@ -85,22 +82,24 @@ def compute_due(entered_at: datetime, spec: DueSpec, tz_name: str | None) -> dat
     if spec.unit == "days":
         day = day + timedelta(days=spec.amount)
     else:
-        if day.weekday() >= 5:  # a weekend entry starts counting on Monday morning
-            day = day + timedelta(days=7 - day.weekday())
+        if not calendar.is_working_day(day):  # an entry on a day off starts counting the next working morning
+            day = _next_working_day(day, calendar)
             clock = WORKDAY_START
-        remaining = spec.amount
-        while remaining > 0:
-            day = day + timedelta(days=1)
-            if day.weekday() < 5:
-                remaining -= 1
+        for _ in range(spec.amount):
+            day = _next_working_day(day, calendar)
     due = _local(day, spec.at or clock, tz)
     while due <= entered_at:  # only possible with `at`
-        day = day + timedelta(days=1)
-        if spec.unit == "business_days":
-            while day.weekday() >= 5:
-                day = day + timedelta(days=1)
+        day = _next_working_day(day, calendar) if spec.unit == "business_days" else day + timedelta(days=1)
         due = _local(day, spec.at or clock, tz)
     return due
+
+
+def _next_working_day(day: date, calendar: BusinessCalendar) -> date:
+    for _ in range(MAX_SEARCH_DAYS):
+        day = day + timedelta(days=1)
+        if calendar.is_working_day(day):
+            return day
+    raise ValueError(f"the business calendar has no working day within {MAX_SEARCH_DAYS} days of {day}")
 
 
 def _local(day: date, clock: time, tz: ZoneInfo) -> datetime:

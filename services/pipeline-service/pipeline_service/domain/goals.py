@@ -160,7 +160,7 @@ def _holds(node: dict[str, Any], facts: LeadFacts) -> bool:
         return all(_is_set(contact.get(k)) for k in ("first_name", "last_name", "email", "phone"))
     if "activity" in node:
         counts = facts.activities_in_stage if node.get("since") == "stage_entry" else facts.activities_ever
-        return counts.get(node["activity"], 0) >= node.get("min_count", 1)
+        return bool(counts.get(node["activity"], 0) >= node.get("min_count", 1))
     if "tasks" in node:
         return facts.required_tasks_done >= facts.required_tasks_total
     return False
@@ -203,7 +203,7 @@ def _field_holds(actual: Any, op: str, expected: Any) -> bool:
     left, right = _comparable(actual, expected)
     if left is None or right is None:
         return False
-    return {"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}[op]
+    return bool({"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}[op])
 
 
 def _equal(actual: Any, expected: Any) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 Status = Literal["unrouted", "active", "won", "nurturing", "disqualified", "erased"]
 Action = Literal["enter", "move", "advance", "win", "lose", "reopen", "disqualify", "erase"]
@@ -48,18 +48,25 @@ def transition(action: Action, status: str) -> Status:
     return NEXT_STATUS[action]
 
 
-S = TypeVar("S")
+class _Stage(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+
+
+S = TypeVar("S", bound=_Stage)
 
 
 def ordered(stages: Sequence[S]) -> list[S]:
-    return sorted(stages, key=lambda s: getattr(s, "position"))
+    return sorted(stages, key=lambda s: s.position)
 
 
 def next_stage(stages: Sequence[S], current_id: str | None) -> S | None:
     """The stage after `current_id` in order; None at the last stage (decisions are closed as won/lost)."""
     seq = ordered(stages)
     for i, stage in enumerate(seq):
-        if getattr(stage, "id") == current_id:
+        if stage.id == current_id:
             return seq[i + 1] if i + 1 < len(seq) else None
     return None
 

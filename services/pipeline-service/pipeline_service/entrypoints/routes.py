@@ -12,25 +12,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.clock import SystemClock
 from salesflow_shared.contract import returns
 from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
-from salesflow_shared.idempotency import IdempotencyDep
+from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
 from salesflow_shared.ownership import owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import lead_past_owners, pipelines, positions, tasks
 from ..domain import transitions
-from salesflow_shared.clock import SystemClock
 from ..domain.definitions import BLANK
 from ..domain.templates import TEMPLATES
-from . import responses as R
-from . import schemas
 from ..service_layer import engine
 from ..service_layer import pipelines as admin
 from ..service_layer.views import load_visible_position, position_json, readable_by, task_json
+from . import responses as R
+from . import schemas
 
 # Text PostgreSQL cannot store (NUL, lone surrogates) is refused by the shared guard before any route runs.
 router = APIRouter(prefix="/v1", tags=["pipeline-service"])
@@ -50,7 +50,7 @@ def now_of(context: Any) -> datetime:
     return (context.extras.get("clock") or SystemClock()).now()
 
 
-async def _finish(uow: UnitOfWork, idem: Any, status_code: int, body: Any,
+async def _finish(uow: UnitOfWork, idem: IdempotentRequest, status_code: int, body: Any,
                   headers: dict[str, str] | None = None) -> JSONResponse:
     response = await idem.complete(uow.session, status_code=status_code, body=body, headers=headers)
     await uow.commit()
@@ -150,7 +150,8 @@ async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
 
 @router.get("/pipelines/{pipeline_id}", summary="A pipeline with its stages (ETag)",
             operation_id="getPipeline", **returns(R.PipelineOut, etag=True))
-async def get_pipeline(pipeline_id: str, principal: CurrentPrincipal, uow: UowDep, response: Response) -> dict[str, Any]:
+async def get_pipeline(pipeline_id: str, principal: CurrentPrincipal, uow: UowDep,
+                       response: Response) -> dict[str, Any]:
     body, headers = await _pipeline_response(uow, principal.org_id, pipeline_id)
     response.headers.update(headers)
     return body
@@ -270,7 +271,8 @@ async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str, 
 
 
 def _refused(exc: transitions.TransitionRefused) -> Conflict:
-    return Conflict(f"the lead is {exc.status}: it cannot be {'moved' if exc.action == 'move' else exc.action + ' now'}")
+    what = "moved" if exc.action == "move" else exc.action + " now"
+    return Conflict(f"the lead is {exc.status}: it cannot be {what}")
 
 
 class MoveIn(BaseModel):
@@ -365,7 +367,8 @@ async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: Uow
             operation_id="listTasks", **returns(R.TaskPage))
 async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextDep, limit: LimitParam = 50,
                      cursor: KeysetCursor = None,
-                     assignee_id: Annotated[str | None, Query(description="Default: yourself. Managers may name any rep.")] = None,
+                     assignee_id: Annotated[str | None, Query(
+                         description="Default: yourself. Managers may name any rep.")] = None,
                      status: Annotated[str, Query(pattern="^(open|done|skipped|all)$")] = "open",
                      lead_id: str | None = None, team_id: str | None = None) -> dict[str, Any]:
     now = now_of(context)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain.definitions import BLANK, ASSIGNEE_KINDS, MAX_STAGES, MAX_TEMPLATES, TASK_TYPES
+from ..domain.definitions import ASSIGNEE_KINDS, BLANK, MAX_STAGES, MAX_TEMPLATES, TASK_TYPES
 from ..domain.due_dates import MAX_AMOUNT
 from ..domain.goals import ACTIVITY_KINDS, LEAD_FIELDS, ORDERING_OPS, VALUELESS_OPS
 

@@ -10,17 +10,24 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.events import (
-    LeadLostV1, LeadReopenedV1, LeadWonV1, StageAdvancedV1, TaskCreatedV1, TaskReassignedV1, TaskSkippedV1,
+    LeadLostV1,
+    LeadReopenedV1,
+    LeadWonV1,
+    StageAdvancedV1,
+    TaskCreatedV1,
+    TaskReassignedV1,
+    TaskSkippedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import calendars
 from ..adapters.orm import activities, pipelines, positions, stage_history, stages, tasks
 from ..domain import transitions
 from ..domain.definitions import TaskTemplate, parse_task_template
@@ -36,6 +43,10 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
 def aware(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything here is UTC."""
     if value is not None and value.tzinfo is None:
@@ -98,8 +109,9 @@ async def lead_facts(uow: UnitOfWork, pos: Position) -> LeadFacts:
 
 # ------------------------------------------------------------------ events about the lead
 def _next_event_version(pos: Position) -> int:
-    pos["event_version"] = int(pos.get("event_version") or 0) + 1
-    return pos["event_version"]
+    version = int(pos.get("event_version") or 0) + 1
+    pos["event_version"] = version
+    return version
 
 
 def _timezone_for(pos: Position) -> str | None:
@@ -109,7 +121,8 @@ def _timezone_for(pos: Position) -> str | None:
 # ------------------------------------------------------------------ tasks
 async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: Any, now: datetime) -> None:
     for raw in stage.task_templates or []:
-        template = parse_task_template(raw, "", problems := [])
+        problems: list[tuple[str, str]] = []
+        template = parse_task_template(raw, "", problems)
         if template is None:  # stored templates were validated; never let one bad row block a lead
             log.warning("bad_task_template", stage_id=stage.id, problems=problems)
             continue
@@ -122,7 +135,8 @@ async def create_task(uow: UnitOfWork, pos: Position, stage: Any, template: Task
         assignee_id = template.assignee_id
     elif template.assignee_kind == "team":
         assignee_id, team_id = None, template.assignee_id
-    due_at = compute_due(now, template.due, _timezone_for(pos))
+    calendar = (await calendars.load(uow.session, pos["org_id"])).calendar
+    due_at = compute_due(now, template.due, _timezone_for(pos), calendar)
     task_id = new_id()
     await uow.session.execute(sa.insert(tasks).values(
         id=task_id, org_id=pos["org_id"], lead_id=pos["lead_id"], pipeline_id=pos["pipeline_id"],
@@ -201,7 +215,8 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: A
         lead_id=pos["lead_id"], pipeline_id=pipeline_id, from_stage_id=from_stage, from_stage_position=from_position,
         to_stage_id=stage.id,
         to_stage_name=stage.name, to_stage_position=stage.position, is_ask_stage=stage.is_ask_stage,
-        win_probability=Decimal(stage.win_probability).normalize(), reason=reason, triggering_event_id=triggering_event_id,
+        win_probability=Decimal(stage.win_probability).normalize(), reason=reason,
+        triggering_event_id=triggering_event_id,
         moved_by=moved_by, note=note, owner_id=pos.get("owner_id"), entered_at=now, pipeline_stage_ids=stage_ids,
     ), org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=version, occurred_at=now)
     await create_stage_tasks(uow, pos, stage, now)

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import structlog
 import sqlalchemy as sa
+import structlog
 
 from salesflow_shared.bus import PermanentFailure
-from salesflow_shared.consumer import HandlerMap
+from salesflow_shared.clock import Clock, SystemClock
+from salesflow_shared.consumer import EventHandlers
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import (
-    ActivityLoggedV1, Envelope, EventData, LeadAssignedV1, LeadCreatedV1, LeadDisqualifiedV1, LeadErasedV1,
-    LeadRoutedV1, LeadUpdatedV1,
+    ActivityLoggedV1,
+    Envelope,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadDisqualifiedV1,
+    LeadErasedV1,
+    LeadRoutedV1,
+    LeadUpdatedV1,
 )
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.ownership import remember_past_owner
@@ -24,7 +32,6 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import activities, lead_past_owners, stage_history, tasks
 from ..domain import transitions
-from salesflow_shared.clock import Clock, SystemClock
 from . import engine
 
 log = structlog.get_logger(__name__)
@@ -51,9 +58,12 @@ async def _require_pipeline(uow: UnitOfWork, envelope: Envelope, pipeline_id: st
         raise PermanentFailure(f"pipeline {pipeline_id} does not exist in org {envelope.org_id}")
 
 
-def make_event_handlers(clock: Clock) -> HandlerMap:
-    async def on_lead_snapshot(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, (LeadCreatedV1, LeadUpdatedV1))
+def make_event_handlers(clock: Clock) -> EventHandlers:
+    handlers = EventHandlers()
+
+    @handlers.on(LeadCreatedV1)
+    @handlers.on(LeadUpdatedV1)
+    async def on_lead_snapshot(data: LeadCreatedV1 | LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead.lead_id, now)
         assert pos is not None
@@ -67,8 +77,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 
-    async def on_activity_logged(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, ActivityLoggedV1)
+    @handlers.on(ActivityLoggedV1)
+    async def on_activity_logged(data: ActivityLoggedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
@@ -79,13 +89,13 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
             org_id=envelope.org_id, activity_id=data.activity_id, lead_id=data.lead_id, kind=data.kind,
             occurred_at=data.occurred_at, received_at=now,
         ).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
-        if result.rowcount != 1:
+        if rows_affected(result) != 1:
             return  # the same activity under another event id: already counted
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 
-    async def on_lead_assigned(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, LeadAssignedV1)
+    @handlers.on(LeadAssignedV1)
+    async def on_lead_assigned(data: LeadAssignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
@@ -96,8 +106,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 
-    async def on_lead_routed(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, LeadRoutedV1)
+    @handlers.on(LeadRoutedV1)
+    async def on_lead_routed(data: LeadRoutedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
@@ -124,8 +134,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
                                         triggering_event_id=str(envelope.id))
         await engine.save_position(uow, pos, now)
 
-    async def on_lead_disqualified(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, LeadDisqualifiedV1)
+    @handlers.on(LeadDisqualifiedV1)
+    async def on_lead_disqualified(data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
@@ -137,8 +147,8 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
         pos["reengage_at"] = None
         await engine.save_position(uow, pos, now)
 
-    async def on_lead_erased(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-        assert isinstance(data, LeadErasedV1)
+    @handlers.on(LeadErasedV1)
+    async def on_lead_erased(data: LeadErasedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
@@ -153,15 +163,7 @@ def make_event_handlers(clock: Clock) -> HandlerMap:
             stage_history.c.org_id == envelope.org_id, stage_history.c.lead_id == data.lead_id).values(note=None))
         await engine.save_position(uow, pos, now)
 
-    return {
-        "LeadCreated": [on_lead_snapshot],
-        "LeadUpdated": [on_lead_snapshot],
-        "ActivityLogged": [on_activity_logged],
-        "LeadAssigned": [on_lead_assigned],
-        "LeadRouted": [on_lead_routed],
-        "LeadDisqualified": [on_lead_disqualified],
-        "LeadErased": [on_lead_erased],
-    }
+    return handlers
 
 
-EVENT_HANDLERS: HandlerMap = make_event_handlers(SystemClock())
+EVENT_HANDLERS = make_event_handlers(SystemClock())

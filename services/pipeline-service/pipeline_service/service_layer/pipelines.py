@@ -12,15 +12,23 @@ from typing import Any
 import sqlalchemy as sa
 
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
-from salesflow_shared.preconditions import check_if_match as shared_check_if_match, strong_etag
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match
+from salesflow_shared.preconditions import strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import pipelines, positions, stages
 from ..domain import transitions
-from ..domain.due_dates import as_int
 from ..domain.definitions import (
-    BLANK, DefinitionProblems, PipelineDef, StageDef, parse_lost_reasons, parse_nurture_days, parse_pipeline, parse_stage,
+    BLANK,
+    DefinitionProblems,
+    PipelineDef,
+    StageDef,
+    parse_lost_reasons,
+    parse_nurture_days,
+    parse_pipeline,
+    parse_stage,
 )
+from ..domain.due_dates import as_int
 from . import engine
 
 
@@ -45,8 +53,10 @@ def etag(version: int) -> str:
     return strong_etag(version)
 
 
-def check_if_match(if_match: str | None, version: int) -> None:
-    if if_match is not None:
+def check_if_match(if_match: str | None, version: int, *, required: bool = True) -> None:
+    """Every PATCH and PUT of a pipeline needs the ETag read (428 without it); adding a stage by POST checks it
+    only when sent (`required=False`)."""
+    if if_match is not None or required:
         shared_check_if_match(if_match, etag(version), what="pipeline")
 
 
@@ -129,7 +139,7 @@ async def update_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: d
 async def add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: Any, if_match: str | None,
                     now: datetime) -> str:
     p = await load_pipeline(uow, org_id, pipeline_id, lock=True)
-    check_if_match(if_match, p.version)
+    check_if_match(if_match, p.version, required=False)
     seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
     problems: list[tuple[str, str]] = []
     body = dict(raw) if isinstance(raw, dict) else raw

@@ -12,10 +12,12 @@ import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
+from salesflow_shared.clock import Clock, SystemClock
+from salesflow_shared.db import rows_affected
 from salesflow_shared.events import TaskOverdueV1
 
 from ..adapters.orm import positions, tasks
-from salesflow_shared.clock import Clock, SystemClock
+from ..config import Settings
 from . import engine
 
 log = structlog.get_logger(__name__)
@@ -38,7 +40,7 @@ async def sweep_overdue(context: ServiceContext, now: datetime | None = None, ba
                 claimed = await uow.session.execute(sa.update(tasks).where(
                     tasks.c.id == row.id, tasks.c.overdue_at.is_(None), tasks.c.status == "open",
                 ).values(overdue_at=now, version=tasks.c.version + 1))
-                if claimed.rowcount != 1:
+                if rows_affected(claimed) != 1:
                     continue
                 uow.publish(TaskOverdueV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id,
                                           title=row.title, required=row.required,
@@ -77,11 +79,11 @@ async def overdue_worker(context: ServiceContext) -> None:
     async def tick() -> None:
         if count := await sweep_overdue(context):
             log.info("tasks_overdue", count=count)
-    await run_periodically(context, tick, context.settings.overdue_sweep_interval_s, "overdue_sweep")
+    await run_periodically(context, tick, context.settings_as(Settings).overdue_sweep_interval_s, "overdue_sweep")
 
 
 async def reopen_worker(context: ServiceContext) -> None:
     async def tick() -> None:
         if count := await reopen_due_leads(context):
             log.info("leads_reopened", count=count)
-    await run_periodically(context, tick, context.settings.reopen_interval_s, "reopen_sweep")
+    await run_periodically(context, tick, context.settings_as(Settings).reopen_interval_s, "reopen_sweep")

@@ -2,8 +2,9 @@
 from datetime import timedelta
 
 from pipeline_testkit import MONDAY_9AM, Pipe, activity, assigned, build_app, new_lead, routed
-from salesflow_shared.clock import ManualClock
+
 from pipeline_service.service_layer.workers import reopen_due_leads, sweep_overdue
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.testing import running_app
 
 
@@ -11,7 +12,7 @@ async def test_sqlite_and_in_process_bus_run_the_whole_flow(tmp_path):
     clock = ManualClock(MONDAY_9AM)
     app = build_app(f"sqlite+aiosqlite:///{tmp_path / 'pipeline.db'}", "", "", clock)
     async with running_app(app) as client:
-        pipe = Pipe(client=client, context=app.state.context, clock=clock, feeder=None)  # type: ignore[arg-type]
+        pipe = Pipe(client=client, context=app.state.context, clock=clock, feeder=None)
         pipeline = await pipe.instantiate("inbound-web-form")
         lead = new_lead()
         await pipe.dispatch(pipe.envelope(assigned(lead, "rep-1", tz="America/New_York"), lead))

@@ -3,8 +3,15 @@ delivery order or duplication (real PostgreSQL and RabbitMQ)."""
 from datetime import timedelta
 
 from pipeline_testkit import (
-    ORG, activity, assigned, lead_created, lead_updated, new_lead, routed,
+    ORG,
+    activity,
+    assigned,
+    lead_created,
+    lead_updated,
+    new_lead,
+    routed,
 )
+
 from salesflow_shared.bus import Subscription
 from salesflow_shared.events import Envelope
 from salesflow_shared.testing import eventually

@@ -2,8 +2,8 @@
 from datetime import timedelta
 
 import sqlalchemy as sa
-
 from pipeline_testkit import activity, assigned, lead_created, new_lead, routed
+
 from pipeline_service.adapters.orm import activities, positions
 from pipeline_service.service_layer.workers import reopen_due_leads
 from salesflow_shared.events import LeadDisqualifiedV1, LeadErasedV1
@@ -27,7 +27,8 @@ async def test_lost_lead_is_nurtured_then_reopened_once_then_won(pipe):
     past = (pipe.clock.now() - timedelta(days=1)).isoformat()
     bad = await pipe.client.post(f"{url}/lost", json={"reason": "no budget", "reengage_at": past}, headers=rep)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reengage_at"
-    other_rep = await pipe.client.post(f"{url}/lost", json={"reason": "no budget"}, headers=pipe.headers("rep", "rep-7"))
+    other_rep = await pipe.client.post(f"{url}/lost", json={"reason": "no budget"},
+                                       headers=pipe.headers("rep", "rep-7"))
     assert other_rep.status_code == 404
 
     reengage = pipe.clock.now() + timedelta(days=10)
@@ -41,7 +42,8 @@ async def test_lost_lead_is_nurtured_then_reopened_once_then_won(pipe):
     assert lost["reason"] == "No budget" and lost["stage_id"] == pipeline["stages"][0]["id"]
     assert lost["reengage_at"].startswith("2026-12-03T09:00:00")
     assert {s["data"]["reason"] for s in await pipe.outbox("TaskSkipped")} == {"lead_lost"}
-    assert (await pipe.client.post(f"{url}/won", json={"value": "1", "currency": "EUR"}, headers=rep)).status_code == 409
+    won_again = await pipe.client.post(f"{url}/won", json={"value": "1", "currency": "EUR"}, headers=rep)
+    assert won_again.status_code == 409
 
     assert await reopen_due_leads(pipe.context) == 0  # not yet
     pipe.clock.advance(timedelta(days=10))

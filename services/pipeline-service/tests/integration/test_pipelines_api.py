@@ -29,7 +29,8 @@ async def test_bad_definitions_get_422_pointing_at_the_wrong_part(pipe):
 
     # Text PostgreSQL cannot store (NUL, lone surrogates, as JSON escapes allow) is refused, never a 500.
     raw = json.dumps({"name": "A\x00B\ud800", "stages": [{"name": "\x00One"}]})
-    resp = await pipe.client.post("/v1/pipelines", content=raw, headers=pipe.headers(**{"Content-Type": "application/json"}))
+    resp = await pipe.client.post("/v1/pipelines", content=raw,
+                                  headers=pipe.headers(**{"Content-Type": "application/json"}))
     assert resp.status_code == 422
     assert {e["field"] for e in resp.json()["errors"]} == {"name", "stages.0.name"}
     assert (await pipe.client.get("/v1/positions/a%00b", headers=pipe.headers())).status_code == 404
@@ -53,14 +54,20 @@ async def test_edit_reorder_and_delete_stages_keep_leads_in_flight_safe(pipe):
     resp = await pipe.client.patch(f"/v1/pipelines/{pid}/stages/{a}", json={"guidance": "New advice"},
                                    headers=pipe.headers(**{"If-Match": etag}))
     assert resp.status_code == 200 and resp.headers["etag"] != etag
-    stale = await pipe.client.patch(f"/v1/pipelines/{pid}", json={"name": "X"}, headers=pipe.headers(**{"If-Match": etag}))
+    current = resp.headers["etag"]
+    stale = await pipe.client.patch(f"/v1/pipelines/{pid}", json={"name": "X"},
+                                    headers=pipe.headers(**{"If-Match": etag}))
     assert stale.status_code == 412
+    unconditional = await pipe.client.patch(f"/v1/pipelines/{pid}", json={"name": "X"}, headers=pipe.headers())
+    assert unconditional.status_code == 428 and "If-Match" in unconditional.json()["detail"]
     assert (await pipe.position(lead))["stage"]["guidance"] == "New advice"
 
     # Reorder: C, A, B. The lead stays in stage A, now at position 2.
-    bad = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a]}, headers=pipe.headers())
+    bad = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a]},
+                                headers=pipe.headers(**{"If-Match": current}))
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "stage_ids"
-    resp = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a, b]}, headers=pipe.headers())
+    resp = await pipe.client.put(f"/v1/pipelines/{pid}/stage-order", json={"stage_ids": [c, a, b]},
+                                 headers=pipe.headers(**{"If-Match": current}))
     assert [s["name"] for s in resp.json()["stages"]] == ["C", "A", "B"]
     pos = await pipe.position(lead)
     assert pos["stage"]["id"] == a and pos["stage"]["position"] == 2 and len(pos["open_tasks"]) == 1
@@ -125,9 +132,10 @@ async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):
                                    headers=pipe.headers("rep", "rep-2"))).status_code == 404
 
     # A goal an admin gives the lead's stage, already met, advances it at once.
+    etag = (await pipe.client.get(f"/v1/pipelines/{pipeline['id']}", headers=pipe.headers())).headers["etag"]
     resp = await pipe.client.patch(f"/v1/pipelines/{pipeline['id']}/stages/{b}",
                                    json={"goal": {"field": "owner_id", "op": "eq", "value": "rep-1"}},
-                                   headers=pipe.headers())
+                                   headers=pipe.headers(**{"If-Match": etag}))
     assert resp.status_code == 200
     pos = await pipe.position(lead)
     assert pos["stage"]["id"] == c and pos["history"][-1]["entry_reason"] == "goal_met"
@@ -142,7 +150,8 @@ async def test_tenant_isolation(pipe):
     b = pipe.headers(org="org-b")
     assert (await pipe.client.get(f"/v1/pipelines/{pipeline['id']}", headers=b)).status_code == 404
     assert (await pipe.client.get("/v1/pipelines", headers=b)).json()["items"] == []
-    assert (await pipe.client.patch(f"/v1/pipelines/{pipeline['id']}", json={"name": "mine"}, headers=b)).status_code == 404
+    renamed = await pipe.client.patch(f"/v1/pipelines/{pipeline['id']}", json={"name": "mine"}, headers=b)
+    assert renamed.status_code == 404
     assert (await pipe.client.get(f"/v1/positions/{lead}", headers=b)).status_code == 404
     assert (await pipe.client.post(f"/v1/positions/{lead}/won", json={"value": "1", "currency": "EUR"},
                                    headers=b)).status_code == 404

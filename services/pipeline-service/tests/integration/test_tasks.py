@@ -4,6 +4,7 @@ import asyncio
 from datetime import timedelta
 
 from pipeline_testkit import assigned, build_app, new_lead, routed
+
 from pipeline_service.service_layer.workers import sweep_overdue
 from salesflow_shared.testing import running_app
 
@@ -151,6 +152,7 @@ async def test_two_replicas_sweeping_at_once_emit_one_task_overdue_per_task(pipe
 
 async def test_the_workers_sweep_by_themselves(database_url, amqp_url, bus_namespace):
     from pipeline_testkit import MONDAY_9AM, Pipe
+
     from salesflow_shared.clock import ManualClock
     from salesflow_shared.testing import eventually
 
@@ -158,7 +160,7 @@ async def test_the_workers_sweep_by_themselves(database_url, amqp_url, bus_names
     app = build_app(database_url, amqp_url, bus_namespace, clock, run_workers=True,
                     overdue_sweep_interval_s=0.05, reopen_interval_s=0.05)
     async with running_app(app) as client:
-        pipe = Pipe(client=client, context=app.state.context, clock=clock, feeder=None)  # type: ignore[arg-type]
+        pipe = Pipe(client=client, context=app.state.context, clock=clock, feeder=None)
         pipeline = await pipe.create_pipeline({"name": "W", "stages": [{"name": "Only", "task_templates": [
             {"title": "Soon", "due": {"amount": 1, "unit": "hours"}}]}]})
         lead = new_lead()

@@ -81,3 +81,42 @@ def test_a_due_time_of_day_already_past_moves_to_the_next_business_day():
     assert compute_due(utc(2026, 11, 27, 18), DueSpec(0, "business_days", at=five_pm), "UTC") == utc(2026, 11, 30, 17)
     assert compute_due(utc(2026, 11, 27, 18), DueSpec(0, "days", at=five_pm), "UTC") == utc(2026, 11, 28, 17)
     assert compute_due(utc(2026, 11, 27, 16), DueSpec(0, "business_days", at=five_pm), "UTC") == utc(2026, 11, 27, 17)
+
+
+def test_business_days_skip_the_orgs_public_holidays_and_its_own_days_off():
+    from datetime import date
+
+    from salesflow_shared.calendar import BusinessCalendar
+
+    # Germany, Easter 2026: Good Friday 3 April and Easter Monday 6 April are public holidays.
+    germany = BusinessCalendar.of(country="DE")
+    thursday_before_easter = datetime(2026, 4, 2, 12, 0, tzinfo=UTC)  # 14:00 in Berlin (CEST)
+    two_days = DueSpec(2, "business_days")
+    # Tuesday 7 April is the first working day, Wednesday 8 April the second: 14:00 Berlin = 12:00 UTC.
+    assert compute_due(thursday_before_easter, two_days, "Europe/Berlin", germany) == datetime(
+        2026, 4, 8, 12, 0, tzinfo=UTC)
+    # Without the calendar (Monday to Friday only) it would be Monday 6 April.
+    assert compute_due(thursday_before_easter, two_days, "Europe/Berlin") == datetime(2026, 4, 6, 12, 0, tzinfo=UTC)
+    # The org also closes on Tuesday 7 April: Wednesday and Thursday are the two working days.
+    closed = BusinessCalendar.of(country="DE", days_off=[date(2026, 4, 7)])
+    assert compute_due(thursday_before_easter, two_days, "Europe/Berlin", closed) == datetime(
+        2026, 4, 9, 12, 0, tzinfo=UTC)
+    # An entry on Good Friday counts from the next working morning (Tuesday 09:00), one day on: Wednesday 09:00.
+    good_friday = datetime(2026, 4, 3, 8, 0, tzinfo=UTC)
+    assert compute_due(good_friday, DueSpec(1, "business_days"), "Europe/Berlin", germany) == datetime(
+        2026, 4, 8, 7, 0, tzinfo=UTC)
+    # A regional holiday: Corpus Christi (4 June 2026) is one in Bavaria, not in Berlin.
+    wednesday = datetime(2026, 6, 3, 10, 0, tzinfo=UTC)
+    bavaria, berlin = BusinessCalendar.of(country="DE", subdivision="BY"), BusinessCalendar.of(country="DE",
+                                                                                              subdivision="BE")
+    assert compute_due(wednesday, DueSpec(1, "business_days"), "Europe/Berlin", bavaria).date() == date(2026, 6, 5)
+    assert compute_due(wednesday, DueSpec(1, "business_days"), "Europe/Berlin", berlin).date() == date(2026, 6, 4)
+
+
+def test_a_sunday_to_thursday_week():
+    from salesflow_shared.calendar import BusinessCalendar
+
+    sunday_to_thursday = BusinessCalendar.of(working_days=[6, 0, 1, 2, 3])
+    thursday = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # 10:00 in Jerusalem
+    assert compute_due(thursday, DueSpec(1, "business_days"), "Asia/Jerusalem", sunday_to_thursday) == datetime(
+        2026, 11, 29, 8, 0, tzinfo=UTC)  # Sunday 10:00

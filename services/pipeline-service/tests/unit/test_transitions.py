@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline_service.domain import transitions
-from salesflow_shared.clock import ManualClock
 from pipeline_service.domain.definitions import DefinitionProblems, parse_pipeline
 from pipeline_service.domain.templates import TEMPLATES
+from salesflow_shared.clock import ManualClock
 
 
 @dataclass

@@ -104,7 +104,7 @@ def _eligible(program: ProgramDefinition, fact: Fact) -> str | None:
 
 def _score_activities(program: ProgramDefinition, facts: list[Fact], out: list[Contribution],
                       excluded: list[Excluded]) -> None:
-    seen: set[tuple] = set()
+    seen: set[tuple[str | None, str | None, datetime]] = set()
     for fact in facts:
         # The same call logged twice (same lead, kind, rep and minute) is one call, whatever its ids.
         natural = (fact.activity_kind, fact.rep_id, fact.at.replace(second=0, microsecond=0))

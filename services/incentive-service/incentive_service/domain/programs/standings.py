@@ -87,7 +87,7 @@ class Standings:
         return next((e for e in self.entries if e.id == entry_id), None)
 
 
-def _order_key(entry_id: str, t: Tally) -> tuple:
+def _order_key(entry_id: str, t: Tally) -> tuple[int, datetime, str]:
     return (-t.points, t.reached_at or datetime.max, entry_id)
 
 
@@ -107,7 +107,7 @@ def standings(program: ProgramDefinition, by_participant: Mapping[str, Tally],
     if program.format == "race":
         target = program.target or 0
 
-        def race_key(row: tuple[str, Tally]) -> tuple:
+        def race_key(row: tuple[str, Tally]) -> tuple[object, ...]:
             finished = row[1].crossings.get(target)
             return (0, finished, row[0]) if finished else (1, *_order_key(*row))
         rows.sort(key=race_key)
@@ -145,8 +145,9 @@ def _bracket_standings(program: ProgramDefinition, round_tallies: list[Mapping[s
     seeds = {pid: i for i, pid in enumerate(program.participants)}
     n = len(program.participants)
     # In match order: (seed 1, seed n), (seed 2, seed n-1), ...; winners meet in that order next round.
-    alive: list[str] = [x for pair in zip(program.participants[: n // 2], reversed(program.participants[n // 2:]))
-             for x in pair]
+    # Strict: the participants are 2, 4, 8, ... (definitions._bracket_errors), so the halves pair up exactly.
+    halves = zip(program.participants[: n // 2], reversed(program.participants[n // 2:]), strict=True)
+    alive: list[str] = [x for pair in halves for x in pair]
     matches: list[Match] = []
     eliminated: dict[str, int] = {}
     round_points: dict[str, tuple[int, int]] = {}  # participant -> (last round played, points in it)
@@ -154,7 +155,7 @@ def _bracket_standings(program: ProgramDefinition, round_tallies: list[Mapping[s
         current = round_tallies[r] if r < len(round_tallies) else {}
         decided = now >= rnd.ends_at
         winners: list[str] = []
-        for a, b in zip(alive[0::2], alive[1::2]):
+        for a, b in zip(alive[0::2], alive[1::2], strict=True):  # a power of two alive: an even count
             ta, tb = current.get(a, Tally()), current.get(b, Tally())
             round_points[a], round_points[b] = (r + 1, ta.points), (r + 1, tb.points)
             winner = None
@@ -235,7 +236,8 @@ def place_awards(program: ProgramDefinition, board: Standings, ended_at: datetim
     """At the end: the places with a reward go to the entries holding them (a race's places only to those who
     finished; nothing to anyone with no points). In a team contest each member of the team gets the reward."""
     out = []
-    for entry, reward in zip(board.entries, program.place_rewards):
+    # Not strict: rewards for the first few places, the board as long as the entries are many.
+    for entry, reward in zip(board.entries, program.place_rewards, strict=False):
         if entry.points <= 0 and program.format != "head_to_head":
             continue
         if program.format == "race" and entry.finished_at is None:

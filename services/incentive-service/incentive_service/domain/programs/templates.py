@@ -2,11 +2,18 @@
 monthly race, a team challenge. Each returns a full definition the manager may still adjust before starting."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Literal
 
 from .definitions import (
-    BadgeRule, Milestone, ProgramDefinition, Reward, RuleVersion, ScoringRule, Team,
+    BadgeRule,
+    Milestone,
+    ProgramDefinition,
+    Reward,
+    RuleVersion,
+    ScoringRule,
+    Team,
 )
 
 # Behaviour over results: a connected call of 2 minutes or more, a meeting held, a stage advance, and a won deal
@@ -43,8 +50,8 @@ def milestone_ladder(name: str, starts_at: datetime, ends_at: datetime, particip
 
 
 def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 
@@ -63,14 +70,14 @@ def monthly_race(name: str, year: int, month: int, participants: tuple[str, ...]
 
 def team_challenge(name: str, starts_at: datetime, ends_at: datetime, teams: tuple[Team, ...], *,
                    prize_per_member: Decimal = Decimal(100), currency: str = "USD",
-                   scoring: str = "average", rules: tuple[ScoringRule, ...] = DEFAULT_RULES,
+                   scoring: Literal["sum", "average"] = "average", rules: tuple[ScoringRule, ...] = DEFAULT_RULES,
                    hidden: bool = False) -> ProgramDefinition:
     """Teams against teams; by default the average per member, so a big team has no head start. Each member of
     the winning team gets the prize."""
     participants = tuple(m for t in teams for m in t.members)
     return ProgramDefinition(name=name, format="team", starts_at=starts_at, ends_at=ends_at,
                              versions=(RuleVersion(1, starts_at, rules),), participants=participants,
-                             teams=teams, currency=currency, team_scoring=scoring,  # type: ignore[arg-type]
+                             teams=teams, currency=currency, team_scoring=scoring,
                              place_rewards=(Reward(badge="team-champion", cash=prize_per_member,
                                                    currency=currency),),
                              badges=DEFAULT_BADGES, hidden=hidden)

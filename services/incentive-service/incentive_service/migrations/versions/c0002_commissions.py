@@ -4,8 +4,8 @@ disputes, statements with their lines, the recalculation queue and the audit log
 Revision ID: c0002
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "c0002"
 down_revision = "0001"
@@ -27,7 +27,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('org_id', 'adjustment_id')
     )
-    op.create_index('ix_adjustments_participant', 'adjustments', ['org_id', 'participant_id', 'period_start'], unique=False)
+    op.create_index('ix_adjustments_participant', 'adjustments', ['org_id', 'participant_id', 'period_start'],
+                    unique=False)
     op.create_table('audit_log',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('org_id', sa.String(length=100), nullable=False),

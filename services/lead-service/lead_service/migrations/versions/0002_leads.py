@@ -191,7 +191,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('org_id', 'form_id', 'dedup_key', name='uq_submissions_dedup')
     )
-    op.create_index('ix_submissions_form_status', 'submissions', ['org_id', 'form_id', 'status', 'received_at'], unique=False)
+    op.create_index('ix_submissions_form_status', 'submissions', ['org_id', 'form_id', 'status', 'received_at'],
+                    unique=False)
 
 
 def downgrade() -> None:

@@ -2,11 +2,14 @@
 
 m_closed_months: closed leads per UTC month of closing, owner, team, pipeline and outcome (count and value);
 m_exit_months: stage exits per UTC month of exit, owner, team and pipeline (all and compliant). The
-projector keeps them on PostgreSQL (service_layer/rollups.py); this revision fills them from the read models already there.
+projector keeps them on PostgreSQL (service_layer/rollups.py); this revision fills them from the read models
+already there.
 
 Revision ID: 0008
 Revises: 0007
 """
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,9 +18,10 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-KEYS = [sa.Column("org_id", sa.String(100), nullable=False), sa.Column("month", sa.Integer, nullable=False),
-        sa.Column("owner_id", sa.String(100), nullable=False), sa.Column("team_id", sa.String(100), nullable=False),
-        sa.Column("pipeline_id", sa.String(100), nullable=False)]
+KEYS: list[sa.Column[Any]] = [
+    sa.Column("org_id", sa.String(100), nullable=False), sa.Column("month", sa.Integer, nullable=False),
+    sa.Column("owner_id", sa.String(100), nullable=False), sa.Column("team_id", sa.String(100), nullable=False),
+    sa.Column("pipeline_id", sa.String(100), nullable=False)]
 KEY_NAMES = [c.name for c in KEYS]
 
 
