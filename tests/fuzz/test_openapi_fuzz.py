@@ -25,7 +25,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.config import SchemathesisConfig
-from schemathesis.config._checks import POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES
+from schemathesis.config._checks import (
+    NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
+    POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES,
+)
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 
@@ -65,6 +68,11 @@ def refusals_name_checked_fields(ctx, response, case) -> None:
     return None
 
 
+# A schema-violating request is refused with any documented 4xx; 413 too: a body over the size cap (a long
+# enough list) is refused before it is read.
+REFUSALS = [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]
+
+
 def takes_if_match(operation: dict) -> bool:
     return any(p.get("$ref", "").endswith("/IfMatch") or p.get("name", "").lower() == "if-match"
                for p in operation.get("parameters", []))
@@ -76,24 +84,30 @@ def fuzz_config(document: dict) -> SchemathesisConfig:
       (refusals_name_checked_fields then checks the fields named);
     - an operation taking If-Match may answer 412 (a well-formed ETag that is stale or weak) and 428 (none sent
       for a resource that exists): the precondition is about the resource's state, not the request's shape;
+      it is checked before the body, so a schema-violating body with a stale ETag is refused with 412;
     - strings hold no NUL character: every service refuses one anywhere (guards.py; PostgreSQL text cannot
       store it), which is a rule of the whole API rather than of each string's schema;
     - the bearer token is ours, not generated (requests without one are sent explicitly, and the ignored_auth
       check sends each successful request again without and with a wrong token)."""
     operations = [operation for item in document["paths"].values() for operation in item.values()]
 
-    def accepting(extra: list[str]) -> dict:
-        return {"checks": {"positive_data_acceptance": {
-            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, *extra]}}}
+    def accepting(extra: list[str], if_match: bool) -> dict:
+        checks: dict = {"positive_data_acceptance": {
+            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, *extra]}}
+        if if_match:  # the precondition is checked first: a bad body with a stale ETag is refused with 412
+            checks["negative_data_rejection"] = {"expected-statuses": [*REFUSALS, "412"]}
+        return {"checks": checks}
 
     settings = []
     for operation in operations:
+        if_match = takes_if_match(operation)
         extra = (["422"] if (operation.get("responses", {}).get("422") or {}).get(CHECKED_BEYOND_SCHEMA) else []) \
-            + (["412", "428"] if takes_if_match(operation) else [])
+            + (["412", "428"] if if_match else [])
         if extra:
-            settings.append({"include-operation-id": operation["operationId"], **accepting(extra)})
+            settings.append({"include-operation-id": operation["operationId"], **accepting(extra, if_match)})
     return SchemathesisConfig.from_dict({
         "generation": {"allow-x00": False, "codec": "utf-8", "with-security-parameters": False},
+        "checks": {"negative_data_rejection": {"expected-statuses": REFUSALS}},
         "operations": settings})
 
 
