@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
 from .auth import AdminPrincipal, TokenVerifier
 from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
@@ -320,8 +320,10 @@ def dead_letter_router() -> APIRouter:
         return [p for p in parked if _org_of(p.body) == org_id]
 
     @router.get("", summary="Messages parked after their retries, with their last error")
-    async def list_dead_letters(context: ContextDep, principal: AdminPrincipal, limit: int = 100) -> dict[str, Any]:
-        parked = await own_parked(context, principal.org_id, min(max(limit, 1), 1000))
+    async def list_dead_letters(context: ContextDep, principal: AdminPrincipal, limit: Annotated[int, Query(
+            ge=1, le=1000, description="How many parked messages to read (a limit outside 1..1000 is a 422)")] = 100,
+    ) -> dict[str, Any]:
+        parked = await own_parked(context, principal.org_id, limit)
         return {"items": [{"event_id": p.event_id, "event_type": p.event_type, "attempts": p.attempts,
                            "last_error": p.last_error, "parked_at": p.parked_at} for p in parked]}
 

@@ -89,20 +89,26 @@ LOCATION: dict[str, Any] = {"Location": {"$ref": HEADER_REF + "Location"}}
 
 def returns(model: Any, *, status: int = 200, etag: bool = False, description: str = "Success",
             headers: dict[str, Any] | None = None, media_type: str = "application/json",
-            also: dict[int, Any] | None = None, errors: tuple[int, ...] = ()) -> dict[str, Any]:
+            also: dict[int, Any] | None = None, errors: tuple[int, ...] = (),
+            checked_beyond_schema: tuple[str, ...] = ()) -> dict[str, Any]:
     """Decorator arguments documenting the success answer (`model` is a pydantic model or a JSON schema).
 
     The route's output is not filtered through the model (`response_model=None`): routes answer their JSON
     themselves (often with an ETag), and the contract tests check the answers against these declarations.
     `also` documents other success statuses, e.g. `{200: LeadOut}` beside 201 for "updated instead"; `errors`
     the problem statuses the route answers beyond the ones its method, path and security imply (e.g. 403 on a
-    public route that refuses an origin), each referenced to the one problem+json schema.
+    public route that refuses an origin), each referenced to the one problem+json schema. `checked_beyond_schema`
+    names the fields the route checks further than its JSON Schema can say (ids that must exist, an end after a
+    start, a real time zone): a request the schema allows may still be a 422 naming one of them, and only them
+    (see CHECKED_BEYOND_SCHEMA).
     """
     responses: dict[int | str, Any] = {status: _success(model, etag, description, headers, media_type)}
     for other_status, other_model in (also or {}).items():
         responses[other_status] = _success(other_model, etag, "Success", None, media_type)
     for error_status in errors:
         responses[error_status] = {"description": ERROR_DESCRIPTIONS[error_status]}
+    if checked_beyond_schema:
+        responses[422] = {"description": ERROR_DESCRIPTIONS[422], CHECKED_BEYOND_SCHEMA: list(checked_beyond_schema)}
     return {"response_model": None, "responses": responses}
 
 
@@ -115,9 +121,13 @@ def idempotency_exempt(reason: str) -> dict[str, Any]:
     return {IDEMPOTENCY_EXEMPT: reason}
 
 
-def etag_header(status: int = 200) -> dict[str, Any]:
-    """Decorator arguments declaring the ETag header on a route that keeps its `response_model`."""
-    return {"responses": {status: {"headers": {"ETag": {"$ref": HEADER_REF + "ETag"}}}}}
+def etag_header(status: int = 200, *, checked_beyond_schema: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Decorator arguments declaring the ETag header on a route that keeps its `response_model` (and, as in
+    `returns`, the fields it checks beyond its schema)."""
+    responses: dict[int, Any] = {status: {"headers": {"ETag": {"$ref": HEADER_REF + "ETag"}}}}
+    if checked_beyond_schema:
+        responses[422] = {"description": ERROR_DESCRIPTIONS[422], CHECKED_BEYOND_SCHEMA: list(checked_beyond_schema)}
+    return {"responses": responses}
 
 
 def _success(model: Any, etag: bool, description: str, headers: dict[str, Any] | None,
@@ -186,6 +196,13 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     503: "Unavailable for now (e.g. the database); retry after Retry-After seconds, with the same Idempotency-Key",
 }
 WRITE_METHODS = {"post", "put", "patch", "delete"}
+
+# The 422 answer's list of fields an operation checks beyond its JSON Schema. A request the schema allows is
+# answered 422 only for one of these fields (a field path like `steps.0.template_id` is covered by `steps`), so
+# a client (and the schema fuzzer) can tell a business rule from an undocumented constraint. Every operation
+# with a `cursor` lists it: a cursor is valid only if this API issued it. `*` says the service validates the
+# whole body itself (a free-form document such as a commission plan).
+CHECKED_BEYOND_SCHEMA = "x-checked-beyond-schema"
 
 # Tags follow resources: the first path segment after /v1, except where a sub-resource is its own resource.
 TAG_OVERRIDES: dict[str, str] = {"/v1/leads/custom-fields": "custom-fields", "/v1/routing-rules": "routing",
@@ -334,6 +351,66 @@ def _error_statuses(method: str, operation: dict[str, Any], secured: bool) -> li
     return sorted(statuses | declared)
 
 
+def _declare_checked_beyond_schema(responses: dict[str, Any], parameters: list[dict[str, Any]]) -> None:
+    if "422" not in responses or "content" not in responses["422"]:
+        return
+    answer = responses["422"]
+    fields = list(answer.get(CHECKED_BEYOND_SCHEMA, []))
+    if any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters) and "cursor" not in fields:
+        fields.append("cursor")
+    if fields:
+        answer[CHECKED_BEYOND_SCHEMA] = fields
+        checked = ("every field (the service validates this body itself)" if "*" in fields
+                   else ", ".join(f"`{field}`" for field in fields))
+        answer["description"] = f"{ERROR_DESCRIPTIONS[422]}. Beyond this schema, also checked: {checked}"
+
+
+def _answered_fields(answer: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
+    schema = (answer.get("content") or {}).get("application/json", {}).get("schema") or {}
+    if "$ref" in schema:
+        schema = schemas.get(schema["$ref"].removeprefix(SCHEMA_REF), {})
+    return set(schema.get("properties") or {})
+
+
+def _takes_if_match(operation: dict[str, Any]) -> bool:
+    return any(p.get("$ref") == PARAMETER_REF + "IfMatch" or str(p.get("name", "")).lower() == "if-match"
+               for p in operation.get("parameters", []))
+
+
+def _link_created_resources(document: dict[str, Any]) -> None:
+    """OpenAPI links from each create operation (a POST answering 201 with the new resource's id, as `id` or under
+    the path parameter's own name, e.g. `quota_id`) to the operations on that resource and below it (`createLead`
+    -> `getLead`, `updateLead`, ...): clients see how the answer is used, and the stateful fuzzer chains real ids
+    instead of guessing them."""
+    paths = document.get("paths", {})
+    schemas = document.get("components", {}).get("schemas", {})
+    for path, item in paths.items():
+        created = (item.get("post") or {}).get("responses", {}).get("201")
+        if created is None:
+            continue
+        answered = _answered_fields(created, schemas)
+        # The create's own path parameters (a stage's pipeline) carry over; the new id fills the next one.
+        carried = {name: f"$request.path.{name}" for name in re.findall(r"\{([^}/]+)\}", path)}
+        links: dict[str, Any] = {}
+        for other_path, other_item in paths.items():
+            match = re.fullmatch(re.escape(path) + r"/\{([^}/]+)\}(/[^{}]*)?", other_path)
+            if match is None:
+                continue
+            parameter = match.group(1)
+            field = parameter if parameter in answered else "id" if "id" in answered else None
+            if field is None:
+                continue
+            for operation in other_item.values():
+                values = {**carried, parameter: f"$response.body#/{field}"}
+                if not match.group(2) and "ETag" in created.get("headers", {}) and _takes_if_match(operation):
+                    values["header.If-Match"] = "$response.header.ETag"  # a change to what was just created
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"], "parameters": values,
+                    "description": f"`{parameter}` is the `{field}` of the created resource"}
+        if links:
+            created["links"] = dict(sorted(links.items()))
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = document.setdefault("components", {})
@@ -370,13 +447,16 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 declared = own.get(status) or own.get(str(status)) or {}
                 if "content" in declared or "model" in declared:  # the route answers this status its own way
                     continue
-                responses[str(status)] = _problem_response(status)
+                responses[str(status)] = {**_problem_response(status),
+                                          **{key: value for key, value in declared.items() if key.startswith("x-")}}
+            _declare_checked_beyond_schema(responses, parameters)
             rate_limited = "429" in responses
             for answer in responses.values():
                 answer.setdefault("headers", {}).setdefault("X-Correlation-ID", {"$ref": HEADER_REF + "XCorrelationId"})
                 if rate_limited:  # a limit that may refuse acts on every answer: each says where it stands
                     answer["headers"].update(RATE_LIMIT_HEADERS)
             operation["responses"] = dict(sorted(responses.items()))
+    _link_created_resources(document)
     used = sorted({op["tags"][0] for item in document.get("paths", {}).values() for op in item.values()})
     document["tags"] = [{"name": name, "description": TAG_DESCRIPTIONS.get(name, name)} for name in used]
     return document

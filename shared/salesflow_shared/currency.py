@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Annotated
 
 import pycountry
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 MESSAGE = "must be an ISO 4217 currency code such as 'EUR'"
 
@@ -43,7 +43,20 @@ def _text(value: object) -> object:
 
 
 # A pydantic field type: `currency: CurrencyCode` (capitalised, then checked against the list).
-CurrencyCode = Annotated[str, BeforeValidator(_text), AfterValidator(iso_currency)]
+# Its schema lists the codes, so clients (and generated requests) know which three letters are a currency;
+# lower case is accepted too and answered in capitals.
+CURRENCY_SCHEMA = {"type": "string", "enum": sorted(iso_currencies()), "description": "ISO 4217 code"}
+CurrencyCode = Annotated[str, BeforeValidator(_text), AfterValidator(iso_currency), WithJsonSchema(CURRENCY_SCHEMA)]
+
+
+def _exact_iso_currency(value: str) -> str:
+    if not is_iso_currency(value):
+        raise ValueError(MESSAGE)
+    return value
+
+
+# The same list, taken exactly as written (capitals only), where an API has always refused "eur".
+ExactCurrencyCode = Annotated[str, AfterValidator(_exact_iso_currency), WithJsonSchema(CURRENCY_SCHEMA)]
 
 
 # ------------------------------------------------------------------ dated exchange rates

@@ -145,6 +145,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. bytes that are not UTF-8 JSON)
+            error = ValidationFailed.single("body", "not a JSON document (UTF-8) this operation takes")
+            return problem_response(error.status, error.title, error.detail, type_uri=error.type_uri,
+                                    instance=request.url.path, errors=error.errors)
         titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
         return problem_response(exc.status_code, titles.get(exc.status_code, "HTTP error"), str(exc.detail),
                                 instance=request.url.path, headers=getattr(exc, "headers", None))

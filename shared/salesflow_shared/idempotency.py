@@ -120,7 +120,8 @@ async def forget_responses_about(session: AsyncSession, org_id: str, subject_ids
 async def idempotency_key(request: Request, sent_key: Annotated[str, Header(
         alias="Idempotency-Key", description="Send the same key again (e.g. after a timeout) to get the first "
                                              "answer back with no second effect; another body with it is a 409",
-        json_schema_extra={"maxLength": MAX_KEY_LENGTH})] = None) -> IdempotentRequest:  # type: ignore[assignment]
+        json_schema_extra={"minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": r"\S"},
+    )] = None) -> IdempotentRequest:  # type: ignore[assignment]
     key = sent_key
     if key is not None:
         key = key.strip()

@@ -14,6 +14,7 @@ from .guards import json_shape_problem
 from .logging import correlation_id_var, traceparent_var
 
 CORRELATION_HEADER = b"x-correlation-id"
+MAX_CORRELATION_ID_LENGTH = 100  # as the X-Correlation-ID parameter declares (contract.py)
 
 
 class CorrelationMiddleware:
@@ -27,7 +28,16 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        raw = headers.get(CORRELATION_HEADER, b"").decode("latin-1").strip()[:100]
+        raw = headers.get(CORRELATION_HEADER, b"").decode("latin-1").strip()
+        if len(raw) > MAX_CORRELATION_ID_LENGTH:
+            # Refused rather than cut: an id echoed back (and carried by events) other than the one sent would
+            # not find the caller's own records.
+            error = ValidationFailed.single("X-Correlation-ID",
+                                            f"must be at most {MAX_CORRELATION_ID_LENGTH} characters")
+            response = problem_response(error.status, error.title, error.detail, type_uri=error.type_uri,
+                                        instance=scope.get("path"), errors=error.errors)
+            await response(scope, receive, send)
+            return
         correlation_id = raw or str(uuid.uuid4())
         traceparent = headers.get(b"traceparent", b"").decode("latin-1") or None
         tokens = (correlation_id_var.set(correlation_id), traceparent_var.set(traceparent))

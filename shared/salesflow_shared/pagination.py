@@ -6,6 +6,8 @@ pagination stays fast and stable while rows are inserted, unlike offsets.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -30,20 +32,36 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last page")
 
 
+# A cursor carries a check of its values, so one this API did not issue (made up, edited, or of another list
+# whose keys have other types) is a 422 naming `cursor` rather than a query with values of the wrong type (a 500
+# on PostgreSQL) or a page that silently starts somewhere else. It is a tamper check, not a secret.
+_CURSOR_CHECK_KEY = b"salesflow cursor v1"
+
+
+def _cursor_check(payload: str) -> str:
+    return hmac.new(_CURSOR_CHECK_KEY, payload.encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
+    payload = json.dumps(values, default=str)
+    return base64.urlsafe_b64encode(json.dumps([payload, _cursor_check(payload)]).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str | None, expected_len: int) -> list[Any] | None:
     if not cursor:
         return None
+    refused = ValidationFailed.single("cursor", "not a cursor this API issued")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise ValidationFailed.single("cursor", "not a cursor this API issued") from exc
+        payload, check = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(payload, str) or not isinstance(check, str) \
+                or not hmac.compare_digest(check, _cursor_check(payload)):
+            raise refused
+        values = json.loads(payload)
+    except (ValueError, TypeError) as exc:  # not base64, not JSON, not a [payload, check] pair
+        raise refused from exc
     if not isinstance(values, list) or len(values) != expected_len:
-        raise ValidationFailed.single("cursor", "not a cursor this API issued")
+        raise refused
     return values
 
 

@@ -3,6 +3,8 @@ auth (401/403 problem+json), tenant isolation (404 for another org's ids), valid
 field, Idempotency-Key, cursor pagination, body size cap, correlation id."""
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from pathlib import Path
 
@@ -136,6 +138,30 @@ async def test_validation_errors_name_the_field(client):
         **auth_headers("org-a"), "content-type": "application/json"}), 422)
     assert body["errors"]
     _is_problem(await client.get("/v1/notes?cursor=%%%garbage", headers=auth_headers("org-a")), 422)
+
+
+async def test_a_body_that_is_not_utf8_json_and_an_overlong_correlation_id_are_422_naming_them(client):
+    body = _is_problem(await client.post("/v1/notes", content=b"\x96_J\x9e\x13", headers={
+        **auth_headers("org-a"), "content-type": "application/json"}), 422)
+    assert [e["field"] for e in body["errors"]] == ["body"]
+    body = _is_problem(await client.get("/v1/notes", headers={**auth_headers("org-a"),
+                                                               "X-Correlation-ID": "c" * 101}), 422)
+    assert [e["field"] for e in body["errors"]] == ["X-Correlation-ID"]
+    echoed = await client.get("/v1/notes", headers={**auth_headers("org-a"), "X-Correlation-ID": "c" * 100})
+    assert echoed.status_code == 200 and echoed.headers["X-Correlation-ID"] == "c" * 100
+
+
+async def test_a_cursor_changed_by_the_client_is_a_422_naming_it(client):
+    for number in range(3):
+        await client.post("/v1/notes", json={"text": f"note {number}"}, headers=auth_headers("org-c"))
+    issued = (await client.get("/v1/notes?limit=1", headers=auth_headers("org-c"))).json()["next_cursor"]
+    payload, check = json.loads(base64.urlsafe_b64decode(issued + "=" * (-len(issued) % 4)))
+    edited = base64.urlsafe_b64encode(json.dumps([payload.replace('"', '"x', 1), check]).encode()).decode()
+    made_up = base64.urlsafe_b64encode(b"[1]").decode()
+    for cursor in (edited, made_up):
+        body = _is_problem(await client.get(f"/v1/notes?cursor={cursor}", headers=auth_headers("org-c")), 422)
+        assert [e["field"] for e in body["errors"]] == ["cursor"]
+    assert (await client.get(f"/v1/notes?cursor={issued}", headers=auth_headers("org-c"))).status_code == 200
 
 
 async def test_idempotency_key_replays_the_same_response_and_has_no_second_effect(client):

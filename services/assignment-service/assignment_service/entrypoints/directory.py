@@ -131,7 +131,15 @@ def rep_out(row: Any, open_leads: int = 0) -> RepOut:
                   created_at=row.created_at, updated_at=row.updated_at)
 
 
-@router.post("/reps", status_code=201, response_model=RepOut, **etag_header(201),
+
+# What each resource's writes check beyond their schema (named by a 422): a real time zone, windows and
+# absences that make sense, reps and teams that exist, a territory that names at least one place.
+REP_CHECKED = ("email", "timezone", "working_hours", "out_of_office")
+TEAM_CHECKED = ("member_ids", "lead_rep_id")
+TERRITORY_CHECKED = ("body", "countries", "regions", "postcode_ranges", "rep_ids")
+
+@router.post("/reps", status_code=201, response_model=RepOut,
+             **etag_header(201, checked_beyond_schema=REP_CHECKED),
              summary="Add a rep to the directory")
 async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> Any:
     payload = _json(body)
@@ -164,7 +172,7 @@ async def get_rep(rep_id: str, uow: UowDep, principal: CurrentPrincipal, respons
     return rep_out(row, counts.get(rep_id, 0))
 
 
-@router.patch("/reps/{rep_id}", response_model=RepOut, **etag_header(),
+@router.patch("/reps/{rep_id}", response_model=RepOut, **etag_header(checked_beyond_schema=REP_CHECKED),
               summary="Change a rep (If-Match with its ETag)")
 async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Response, uow: UowDep,
                     principal: AdminPrincipal) -> Any:
@@ -229,7 +237,9 @@ async def _check_team_refs(uow: Any, org_id: str, member_ids: list[str] | None, 
         raise ValidationFailed.single("lead_rep_id", f"no rep '{lead_rep_id}' in this organization")
 
 
-@router.post("/teams", status_code=201, response_model=TeamOut, **etag_header(201), summary="Create a team")
+@router.post("/teams", status_code=201, response_model=TeamOut,
+             **etag_header(201, checked_beyond_schema=TEAM_CHECKED),
+             summary="Create a team")
 async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> Any:
     payload = _json(body)
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="teams", payload=payload)
@@ -253,7 +263,7 @@ async def get_team(team_id: str, uow: UowDep, principal: CurrentPrincipal, respo
     return team_out(await _read(uow, teams, principal.org_id, team_id, "team", response))
 
 
-@router.patch("/teams/{team_id}", response_model=TeamOut, **etag_header(),
+@router.patch("/teams/{team_id}", response_model=TeamOut, **etag_header(checked_beyond_schema=TEAM_CHECKED),
               summary="Change a team (If-Match with its ETag)")
 async def patch_team(team_id: str, body: TeamPatch, request: Request, response: Response, uow: UowDep,
                      principal: AdminPrincipal) -> Any:
@@ -295,7 +305,8 @@ def territory_out(row: Any) -> TerritoryOut:
                         created_at=row.created_at, updated_at=row.updated_at)
 
 
-@router.post("/territories", status_code=201, response_model=TerritoryOut, **etag_header(201),
+@router.post("/territories", status_code=201, response_model=TerritoryOut,
+             **etag_header(201, checked_beyond_schema=TERRITORY_CHECKED),
              summary="Create a territory")
 async def create_territory(body: TerritoryCreate, uow: UowDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> Any:
@@ -320,7 +331,8 @@ async def get_territory(territory_id: str, uow: UowDep, principal: CurrentPrinci
     return territory_out(await _read(uow, territories, principal.org_id, territory_id, "territory", response))
 
 
-@router.patch("/territories/{territory_id}", response_model=TerritoryOut, **etag_header(),
+@router.patch("/territories/{territory_id}", response_model=TerritoryOut,
+              **etag_header(checked_beyond_schema=TERRITORY_CHECKED),
               summary="Change a territory (If-Match with its ETag)")
 async def patch_territory(territory_id: str, body: TerritoryPatch, request: Request, response: Response,
                           uow: UowDep, principal: AdminPrincipal) -> Any:

@@ -78,7 +78,7 @@ async def get_rules(uow: UowDep, principal: CurrentPrincipal, response: Response
 
 
 @router.put("/routing-rules", summary="Publish a new version of the rule set (If-Match: the current ETag)",
-            operation_id="publishRoutingRules", **returns(RuleSetOut, etag=True))
+            operation_id="publishRoutingRules", **returns(RuleSetOut, etag=True, checked_beyond_schema=("rules",)))
 async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: UowDep,
                     principal: AdminPrincipal) -> dict[str, Any]:
     current = await _rule_set_row(uow, principal.org_id, None)
@@ -97,7 +97,7 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
 
 
 @router.post("/routing-rules/validate", summary="Check a draft rule set without publishing it",
-             operation_id="validateRoutingRules", **returns(RuleSetCheck))
+             operation_id="validateRoutingRules", **returns(RuleSetCheck, checked_beyond_schema=("rules",)))
 async def validate_draft(body: RuleSetIn, uow: UowDep, principal: AdminPrincipal,
                          idem: IdempotencyDep) -> JSONResponse:
     async def check() -> dict[str, Any]:
@@ -131,7 +131,7 @@ async def get_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], uow: Uo
 
 
 @router.post("/routing/simulate", summary="Evaluate a lead against the current or a draft rule set; changes nothing",
-             operation_id="simulateRouting", **returns(DecisionOut))
+             operation_id="simulateRouting", **returns(DecisionOut, checked_beyond_schema=("rules", "lead", "stage")))
 async def simulate(body: SimulateIn, uow: UowDep, principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     # Changes nothing; with a key a retry gets the first simulation's answer (only the key's answer is stored).
     return await once(idem, uow, org_id=principal.org_id, scope="routing:simulate",
@@ -232,7 +232,7 @@ async def manual_assign(body: ManualAssignIn, uow: UowDep, principal: ManagerPri
 
 
 @router.post("/reps/{rep_id}/reassign-open-leads", summary="Spread a departing rep's open leads across a team",
-             operation_id="reassignOpenLeads", **returns(BulkReassignResult))
+             operation_id="reassignOpenLeads", **returns(BulkReassignResult, checked_beyond_schema=("team_id",)))
 async def bulk_reassign(rep_id: str, body: BulkReassignIn, uow: UowDep, principal: ManagerPrincipal,
                         idem: IdempotencyDep) -> Any:
     org = principal.org_id

@@ -13,8 +13,12 @@ from salesflow_shared.contract import page_of
 from ..domain.directory import DAYS, parse_hhmm, valid_country, valid_timezone
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# Surrounding blanks are dropped, so a blank value is empty: the schema says "not blank" (`\S` somewhere).
+NOT_BLANK: dict = {"pattern": r"\S"}
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                 Field(json_schema_extra=NOT_BLANK)]
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+               Field(json_schema_extra=NOT_BLANK)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
 _EMAIL = re.compile(EMAIL_PATTERN)
@@ -24,6 +28,19 @@ Country = Annotated[str, StringConstraints(pattern=r"^\s*[A-Za-z]{2}\s*$")]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _not_nullable(*names: str) -> ConfigDict:
+    """A PATCH body's config whose schema says `names` take no null: left out, a field stays as it is; sent
+    as null it is refused (422), as the routes check, so a client is not told null is a value."""
+    def drop_null(schema: dict[str, Any]) -> None:
+        for name in names:
+            prop = schema.get("properties", {}).get(name, {})
+            options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+            if len(options) == 1 and len(prop["anyOf"]) == 2:
+                del prop["anyOf"]
+                prop.update(options[0])
+    return ConfigDict(extra="forbid", json_schema_extra=drop_null)
 
 
 def _unique(values: list[str] | None, what: str) -> list[str] | None:
@@ -110,7 +127,8 @@ class RepCreate(_RepFields):
 
 
 class RepPatch(_RepFields):
-    pass
+    model_config = _not_nullable("name", "email", "active", "tier", "timezone", "product_lines", "languages",
+                                 "working_hours", "out_of_office")
 
 
 class RepOut(BaseModel):
@@ -146,6 +164,7 @@ class TeamCreate(Strict):
 
 
 class TeamPatch(Strict):
+    model_config = _not_nullable("name", "member_ids")
     name: Name | None = None
     member_ids: list[Id] | None = Field(default=None, max_length=1000)
     lead_rep_id: Id | None = None
@@ -225,6 +244,7 @@ class TerritoryCreate(_TerritoryFields):
 
 
 class TerritoryPatch(_TerritoryFields):
+    model_config = _not_nullable("name", "countries", "regions", "postcode_ranges", "rep_ids")
     name: Name | None = None
 
 

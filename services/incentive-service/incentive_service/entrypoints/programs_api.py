@@ -17,11 +17,12 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StrictBool
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.contract import returns
+from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import Conflict, NotFound
 from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
@@ -64,7 +65,7 @@ NO_NUL = r"^[^\x00]*$"
 Behaviour = Literal["call", "meeting", "demo", "email", "proposal", "stage_advance", "deal_won"]
 Id = Field(min_length=1, max_length=100, pattern=NO_NUL)
 Name = Field(min_length=1, max_length=200, pattern=NO_NUL)
-Currency = Field(default="USD", pattern="^[A-Z]{3}$")
+Currency = Field(default="USD")
 # How often an open leaderboard stream looks for changed scores (one indexed MAX query when nothing moved): well
 # inside the 1 s a rank change may take to show, across replicas (the scoring one need not be the streaming one).
 STREAM_POLL_S = 0.1
@@ -109,7 +110,7 @@ class RewardIn(BaseModel):
     badge: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     cash: Decimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=2,
                                  description="a SPIFF: lands on the commission statement as a line")
-    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
+    currency: ExactCurrencyCode | None = None
 
     def domain(self) -> Reward:
         return Reward(self.badge, self.cash, self.currency)
@@ -142,7 +143,7 @@ class RoundIn(BaseModel):
 
 
 class GuardsIn(BaseModel):
-    rep_logged_only: bool = True
+    rep_logged_only: StrictBool = True
     stage_revert_days: int = Field(default=7, ge=0, le=365)
     sandbag_last_days: int = Field(default=7, ge=0, le=365)
 
@@ -157,14 +158,14 @@ class ProgramIn(BaseModel):
                                     description="rep ids; for a team contest leave empty (the teams' members)")
     teams: list[TeamIn] = Field(default_factory=list, max_length=100)
     guards: GuardsIn = Field(default_factory=GuardsIn)
-    currency: str = Currency
+    currency: ExactCurrencyCode = Currency
     target: int | None = Field(default=None, ge=1, le=100_000_000)
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=50)
     place_rewards: list[RewardIn] = Field(default_factory=list, max_length=100)
     badges: list[BadgeIn] = Field(default_factory=list, max_length=50)
     rounds: list[RoundIn] = Field(default_factory=list, max_length=12)
     team_scoring: Literal["sum", "average"] = "sum"
-    hidden: bool = Field(default=False, description="test mode: scored, shown to managers only, no notification, "
+    hidden: StrictBool = Field(default=False, description="test mode: scored, shown to managers only, no notification, "
                                                     "no cash")
 
     def domain(self) -> ProgramDefinition:
@@ -185,12 +186,12 @@ class ProgramIn(BaseModel):
 
 class TemplateCommon(BaseModel):
     name: str = Name
-    currency: str = Currency
+    currency: ExactCurrencyCode = Currency
     rules: list[RuleIn] | None = Field(default=None, max_length=len(BEHAVIOURS),
                                        description="default: call (connected, >= 2 min) 3, meeting 10, stage "
                                                    "advance 5, deal won 20 + 1 per 1,000")
-    hidden: bool = False
-    start: bool = Field(default=False, description="start it at once (one call launches the program)")
+    hidden: StrictBool = False
+    start: StrictBool = Field(default=False, description="start it at once (one call launches the program)")
 
     def rule_set(self) -> tuple[ScoringRule, ...]:
         return tuple(r.domain() for r in self.rules) if self.rules else DEFAULT_RULES
@@ -277,7 +278,10 @@ async def _launch(uow: Any, context: Any, principal: Principal, idem: Any, scope
 
 # ====================================================================== programs
 @router.post("", status_code=201, summary="Define a program (a draft until started)",
-             operation_id="createProgram", **returns(R.ProgramOut, status=201, etag=True))
+             operation_id="createProgram", **returns(R.ProgramOut, status=201, etag=True,
+                                                     checked_beyond_schema=("starts_at", "ends_at", "participants",
+                                                                            "teams", "target", "rules", "milestones",
+                                                                            "place_rewards", "rounds")))
 async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                  idem: IdempotencyDep) -> JSONResponse:
     return await _launch(uow, context, principal, idem, "programs", body.model_dump(mode="json"), body.domain(),
@@ -286,7 +290,9 @@ async def create(body: ProgramIn, uow: UowDep, context: ContextDep, principal: M
 
 @router.post("/templates/milestone-ladder", status_code=201,
              summary="A milestone ladder: everyone who climbs a step earns it (badge, cash where given)",
-             operation_id="createMilestoneLadder", **returns(R.ProgramOut, status=201, etag=True))
+             operation_id="createMilestoneLadder", **returns(R.ProgramOut, status=201, etag=True,
+                                                             checked_beyond_schema=("starts_at", "ends_at",
+                                                                                    "participants", "steps", "rules")))
 async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: ContextDep,
                                 principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     definition = milestone_ladder(body.name, _utc(body.starts_at), _utc(body.ends_at), tuple(body.participants),
@@ -298,7 +304,9 @@ async def from_milestone_ladder(body: MilestoneLadderIn, uow: UowDep, context: C
 
 @router.post("/templates/monthly-race", status_code=201,
              summary="A monthly race: first to the target wins, the next finishers take the smaller prizes",
-             operation_id="createMonthlyRace", **returns(R.ProgramOut, status=201, etag=True))
+             operation_id="createMonthlyRace", **returns(R.ProgramOut, status=201, etag=True,
+                                                         checked_beyond_schema=("starts_at", "ends_at", "participants",
+                                                                                "prizes", "rules")))
 async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                             idem: IdempotencyDep) -> JSONResponse:
     definition = monthly_race(body.name, body.year, body.month, tuple(body.participants), target=body.target,
@@ -310,7 +318,9 @@ async def from_monthly_race(body: MonthlyRaceIn, uow: UowDep, context: ContextDe
 
 @router.post("/templates/team-challenge", status_code=201,
              summary="A team challenge: teams against teams; each member of the winning team gets the prize",
-             operation_id="createTeamChallenge", **returns(R.ProgramOut, status=201, etag=True))
+             operation_id="createTeamChallenge",
+             **returns(R.ProgramOut, status=201, etag=True, checked_beyond_schema=(
+                 "starts_at", "ends_at", "participants", "teams", "prize_per_member", "rules")))
 async def from_team_challenge(body: TeamChallengeIn, uow: UowDep, context: ContextDep,
                               principal: ManagerPrincipal, idem: IdempotencyDep) -> JSONResponse:
     teams = tuple(Team(t.id, t.name, tuple(t.members)) for t in body.teams)
@@ -366,7 +376,7 @@ async def start(program_id: str, uow: UowDep, context: ContextDep, principal: Ma
 @router.put("/{program_id}/rules",
             summary="Change the scoring rules (If-Match): a draft's are replaced, a running program gets a new "
                     "rule version effective now, announced to the participants",
-            operation_id="putProgramRules", **returns(R.ProgramOut, etag=True))
+            operation_id="putProgramRules", **returns(R.ProgramOut, etag=True, checked_beyond_schema=("rules",)))
 async def put_rules(program_id: str, body: RulesIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                     if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     row = await _visible_program(uow.session, principal, program_id, lock=True)
@@ -435,12 +445,19 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+# The schema of each event of the stream (what an EventSource hands over), not of the whole text.
+LEADERBOARD_EVENT: dict[str, Any] = {
+    "type": "object", "required": ["event", "data"],
+    "description": "One server-sent event: `leaderboard` (the whole board) first, then `ranks` (who moved)",
+    "properties": {"event": {"type": "string", "enum": ["leaderboard", "ranks"]},
+                   "data": {"type": "string", "description": "the board, or the rank changes, as JSON"}}}
+
+
 @router.get("/{program_id}/leaderboard/stream", response_class=StreamingResponse,
             summary="Server-sent events for a TV dashboard: `leaderboard` (the whole board) first, then `ranks` "
                     "(who moved, within a second of the event that moved them)",
             operation_id="streamLeaderboard",
-            **returns({"type": "string", "description": "text/event-stream: `leaderboard` and `ranks` events"},
-                      media_type="text/event-stream"))
+            **returns(LEADERBOARD_EVENT, media_type="text/event-stream"))
 async def leaderboard_stream(program_id: str, request: Request, context: ContextDep,
                              principal: CurrentPrincipal) -> StreamingResponse:
     async with context.uow() as uow:

@@ -16,11 +16,12 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
 from salesflow_shared.contract import CSV_FILE, returns
+from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.inbox import dialect_insert
@@ -40,7 +41,6 @@ from . import responses as R
 
 router = APIRouter(prefix="/v1", tags=["incentive-service"])
 
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
 ParticipantId = Annotated[str, Path(min_length=1, max_length=100, description="the rep's user id")]
 LeadId = Annotated[str, Path(min_length=1, max_length=100)]
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
@@ -83,7 +83,7 @@ def payee_etag(row: Any) -> str:
 
 class PayeeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    currency: str = Field(pattern=CURRENCY_PATTERN, description="ISO 4217: the currency they are paid in")
+    currency: ExactCurrencyCode = Field(description="ISO 4217: the currency they are paid in")
     role: str | None = Field(default=None, min_length=1, max_length=100, description="what plans may cover")
     team_ids: list[str] | None = Field(default=None, description="teams, if not known from the rep directory")
 
@@ -137,7 +137,7 @@ async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: Man
 
 # ------------------------------------------------------------------ plans
 @router.post("/plans", status_code=201, summary="Define a plan (version 1); 422 names what does not make sense",
-             operation_id="createPlan", **returns(R.PlanOut, status=201),
+             operation_id="createPlan", **returns(R.PlanOut, status=201, checked_beyond_schema=("*",)),
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
 async def create_plan(principal: ManagerPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
@@ -162,7 +162,7 @@ async def get_plan(plan_id: str, principal: CurrentPrincipal, uow: UowDep) -> JS
 
 
 @router.put("/plans/{plan_id}", summary="A new version of the plan, in force from its effective_from (If-Match)",
-            operation_id="putPlan", **returns(R.PlanOut, etag=True),
+            operation_id="putPlan", **returns(R.PlanOut, etag=True, checked_beyond_schema=("*",)),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"type": "object"}, "example": PLAN_EXAMPLE}}}})
 async def put_plan(plan_id: str, principal: ManagerPrincipal, uow: UowDep, context: ContextDep,
@@ -234,7 +234,7 @@ class ComputeIn(BaseModel):
 
 
 @router.post("/statements/compute", summary="Compute the statements of a period now (all participants or one)",
-             operation_id="computeStatements", **returns(R.StatementsComputed))
+             operation_id="computeStatements", **returns(R.StatementsComputed, checked_beyond_schema=("on",)))
 async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: ContextDep, idem: IdempotencyDep,
                              body: ComputeIn | None = None) -> JSONResponse:
     body = body or ComputeIn()
@@ -382,15 +382,15 @@ class WhatIfIn(BaseModel):
     participant_id: str | None = Field(default=None, min_length=1, max_length=100,
                                        description="managers only; a rep asks for themselves")
     value: str = Field(pattern=r"^[0-9]{1,13}(\.[0-9]{1,2})?$")
-    currency: str = Field(pattern=CURRENCY_PATTERN)
+    currency: ExactCurrencyCode
     product_line: str | None = Field(default=None, max_length=100)
-    new_logo: bool = False
+    new_logo: StrictBool = False
     won_at: datetime | None = Field(default=None, description="default: now (years 2000 to 2999)")
     lead_id: str | None = Field(default=None, max_length=100, description="the open deal this is about")
 
 
 @router.post("/statements/what-if", summary="What you would earn if you won this deal (nothing is written)",
-             operation_id="whatIf", **returns(R.WhatIf))
+             operation_id="whatIf", **returns(R.WhatIf, checked_beyond_schema=("won_at", "value")))
 async def what_if(body: WhatIfIn, principal: CurrentPrincipal, uow: UowDep, context: ContextDep,
                   idem: IdempotencyDep) -> JSONResponse:
     # Nothing is written, but a retry with the key still gets the first answer (computed at its moment), as

@@ -171,7 +171,9 @@ def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
 
 
 @router.post("", status_code=201, summary="Define a web form: mapping, defaults, required fields",
-             operation_id="createForm", **returns(R.FormOut, status=201, etag=True))
+             operation_id="createForm", **returns(R.FormOut, status=201, etag=True,
+                                                  checked_beyond_schema=("mapping", "defaults", "required",
+                                                                         "allowed_origins")))
 async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     _check_spec(body.mapping, body.defaults, body.required)
@@ -220,7 +222,9 @@ async def get_form(form_id: str, uow: UowDep, principal: AdminPrincipal) -> JSON
 
 
 @router.patch("/{form_id}", summary="Fix or change a form (If-Match)",
-              operation_id="updateForm", **returns(R.FormOut, etag=True))
+              operation_id="updateForm", **returns(R.FormOut, etag=True,
+                                                   checked_beyond_schema=("mapping", "defaults", "required",
+                                                                          "allowed_origins")))
 async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)

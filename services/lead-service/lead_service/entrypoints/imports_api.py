@@ -29,7 +29,8 @@ router = APIRouter(prefix="/v1/imports", tags=["imports"])
 @router.post("", status_code=202, summary="Upload a CSV of leads (body: text/csv); processed in the background",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
                                             "required": True}},
-             operation_id="createImport", **returns(R.ImportQueued, status=202, headers=LOCATION))
+             operation_id="createImport", **returns(R.ImportQueued, status=202, headers=LOCATION,
+                                                    checked_beyond_schema=("body", "header", "form_id")))
 async def upload(request: Request, context: ContextDep, uow: UowDep, principal: CurrentPrincipal,
                  idem: IdempotencyDep, form_id: str | None = None, filename: str | None = None) -> JSONResponse:
     """Managers and admins import for the org; a rep imports their own call list: the leads are theirs (routing

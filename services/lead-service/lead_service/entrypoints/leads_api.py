@@ -93,9 +93,15 @@ def _keyset(query: sa.Select[Any], cursor: str | None) -> sa.Select[Any]:
     return query.order_by(leads.c.created_at.desc(), leads.c.id.desc())
 
 
+
+# A lead's intake checks beyond its schema (named by a 422): a contact to reach, a real country and currency,
+# known UTM keys and custom fields, a value that fits.
+LEAD_CHECKED = ("body", "contact", "company", "country", "utm", "value", "currency", "source", "custom_fields")
+
 @router.post("", status_code=201, summary="Create a lead (an open lead with the same email is updated instead)",
              operation_id="createLead",
-             **returns(R.LeadOut, status=201, etag=True, also={200: R.LeadOut}, headers=LOCATION))
+             **returns(R.LeadOut, status=201, etag=True, also={200: R.LeadOut}, headers=LOCATION,
+                       checked_beyond_schema=LEAD_CHECKED))
 async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="leads.create",
@@ -156,7 +162,7 @@ async def _refuse_duplicate_entry(uow: Any, idem: IdempotentRequest, principal: 
 
 
 @router.post("/preview", summary="The lead as intake would create and route it (insights, score); stores nothing",
-             operation_id="previewLead", **returns(R.LeadPreview))
+             operation_id="previewLead", **returns(R.LeadPreview, checked_beyond_schema=LEAD_CHECKED))
 async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: ManagerPrincipal,
                        idem: IdempotencyDep) -> JSONResponse:
     """`lead` is the lead's API shape; `snapshot` is what its LeadCreated would carry — pass it as `lead` to
@@ -262,7 +268,9 @@ async def get_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal) -> JS
 
 
 @router.patch("/{lead_id}", summary="Edit a lead (If-Match required; 412 when stale)",
-              operation_id="updateLead", **returns(R.LeadOut, etag=True))
+              operation_id="updateLead", **returns(R.LeadOut, etag=True,
+                                                   checked_beyond_schema=("country", "utm", "value", "currency",
+                                                                          "source", "custom_fields")))
 async def patch_lead(lead_id: str, body: LeadPatch, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, principal=principal)

@@ -206,7 +206,8 @@ async def _propagate(uow: Any, org_id: str, table: sa.Table, record_id: str, cha
 
 
 @router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)",
-              operation_id="updateContact", **returns(R.ContactOut, etag=True))
+              operation_id="updateContact", **returns(R.ContactOut, etag=True,
+                                                      checked_beyond_schema=("email", "phone")))
 async def patch_contact(contact_id: str, body: ContactPatch, uow: UowDep, principal: CurrentPrincipal,
                         if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     return await _patch(uow, contacts, principal, contact_id, CONTACT_OUT,
@@ -214,7 +215,7 @@ async def patch_contact(contact_id: str, body: ContactPatch, uow: UowDep, princi
 
 
 @router.patch("/companies/{company_id}", summary="Edit a company (If-Match)",
-              operation_id="updateCompany", **returns(R.CompanyOut, etag=True))
+              operation_id="updateCompany", **returns(R.CompanyOut, etag=True, checked_beyond_schema=("domain",)))
 async def patch_company(company_id: str, body: CompanyPatch, uow: UowDep, principal: CurrentPrincipal,
                         if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     return await _patch(uow, companies, principal, company_id, COMPANY_OUT,

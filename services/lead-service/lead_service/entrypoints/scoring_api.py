@@ -84,7 +84,8 @@ def _etagged(rule: dict[str, Any], status_code: int = 200) -> JSONResponse:
 
 
 @router.post("/scoring-rules", status_code=201, summary="Add a scoring rule (applies to leads scored from now on)",
-             operation_id="createScoringRule", **returns(R.ScoringRuleOut, status=201, etag=True))
+             operation_id="createScoringRule", **returns(R.ScoringRuleOut, status=201, etag=True,
+                                                         checked_beyond_schema=("config",)))
 async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     config = validate_config(body.config)
@@ -201,7 +202,8 @@ def _custom_to_dict(row: Any) -> dict[str, Any]:
 
 
 @router.post("/leads/custom-fields", status_code=201, summary="Define a typed custom field for the org's leads",
-             operation_id="createCustomField", **returns(R.CustomFieldOut, status=201))
+             operation_id="createCustomField", **returns(R.CustomFieldOut, status=201,
+                                                         checked_beyond_schema=("options",)))
 async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                               idem: IdempotencyDep) -> JSONResponse:
     if body.type == "choice" and not body.options:

@@ -132,7 +132,10 @@ def respond(name: str, q: ReportQuery, rows: list[dict[str, Any]], **extra: Any)
 
 def _doc(name: str) -> dict[str, Any]:
     """The report's documentation: its typed JSON envelope (responses.py), or its rows as CSV (format=csv)."""
-    declared = returns(R.REPORTS[name], description="The report as JSON, or its rows as CSV (format=csv)")
+    # Reports keep `from`/`to` (and a period's `date`) to the years a sales history can have, `to` after `from`,
+    # and refuse a grouping the report has no use for.
+    declared = returns(R.REPORTS[name], description="The report as JSON, or its rows as CSV (format=csv)",
+                       checked_beyond_schema=("from", "to", "date", "group_by"))
     declared["responses"][200]["content"] = {"text/csv": {"schema": CSV_FILE}}
     return {"summary": name.replace("_", " ").capitalize(), "operation_id": camel_case(f"get_{name}_report"),
             "description": reports.DEFINITIONS[name] + "\n\n" + reports.COMMON, **declared}
@@ -345,7 +348,8 @@ def _publish_quota(uow: UnitOfWork, row: Any) -> None:
 
 
 @router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)",
-             operation_id="createQuota", **returns(R.QuotaOut, status=201, etag=True))
+             operation_id="createQuota",
+             **returns(R.QuotaOut, status=201, etag=True, checked_beyond_schema=("amount", "period_start")))
 async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> Response:
     _check_period_start(body)
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="quotas.create",
@@ -396,7 +400,7 @@ async def get_quota(quota_id: str, principal: CurrentPrincipal, uow: UowDep) -> 
 
 
 @router.patch("/quotas/{quota_id}", summary="Change a quota's amount or currency (admin, If-Match)",
-              operation_id="updateQuota", **returns(R.QuotaOut, etag=True))
+              operation_id="updateQuota", **returns(R.QuotaOut, etag=True, checked_beyond_schema=("amount",)))
 async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal, uow: UowDep,
                       if_match: Annotated[str | None, Header()] = None) -> Response:
     row = await _quota(uow, principal, quota_id)
@@ -436,7 +440,8 @@ class FreezeIn(BaseModel):
                          "period containing `date`, publishing ForecastSnapshotted for each, in the reporting "
                          "currency (open pipeline converted at the rates in force today). Scopes already "
                          "frozen for that period are kept as they are. A period that has ended is refused (422).",
-             operation_id="freezeForecast", **returns(R.ForecastSnapshotsFrozen, status=201))
+             operation_id="freezeForecast", **returns(R.ForecastSnapshotsFrozen, status=201,
+                                                      checked_beyond_schema=("date",)))
 async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep, clock: ClockDep,
                           idem: IdempotencyDep) -> Response:
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forecasts.freeze",
@@ -529,7 +534,7 @@ async def _store_rates(uow: UnitOfWork, idem: IdempotentRequest, principal: Prin
 @router.post("/exchange-rates", summary="Set dated exchange rates (admin); the same pair and day is replaced",
              description="Each rate publishes ExchangeRateSet when it is new or changed. A report converts an "
                          "amount at the rate of its pair in force on the amount's date (see each report).",
-             operation_id="setExchangeRates", **returns(R.ExchangeRatesStored))
+             operation_id="setExchangeRates", **returns(R.ExchangeRatesStored, checked_beyond_schema=("rates",)))
 async def post_rates(body: RatesIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> JSONResponse:
     errors = [e for i, r in enumerate(body.rates) for e in currencies.check_rate(
         r.base_currency, r.quote_currency, r.rate, f"rates[{i}].")]
@@ -544,7 +549,8 @@ async def post_rates(body: RatesIn, principal: AdminPrincipal, uow: UowDep, idem
                          "refuses the whole file (422 naming `rows[n].field`, n counting data rows from 1).",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
                                             "required": True}},
-             operation_id="uploadExchangeRates", **returns(R.ExchangeRatesStored))
+             operation_id="uploadExchangeRates", **returns(R.ExchangeRatesStored,
+                                                           checked_beyond_schema=("file", "rows")))
 async def upload_rates(request: Request, principal: AdminPrincipal, uow: UowDep,
                        idem: IdempotencyDep) -> JSONResponse:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -137,7 +137,15 @@ def check_rate(base: str, quote: str, rate: Decimal, field: str = "") -> list[Fi
 def parse_rates_csv(text: str) -> list[Rate]:
     """The rows of a CSV with the header base_currency,quote_currency,rate,valid_from (any column order);
     all or nothing: ValidationFailed names each bad row and field (`rows[3].rate`, counting data rows from 1)."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        return _parse_rates_csv(text)
+    except csv.Error as exc:  # e.g. a quote left open at the end of the file
+        raise ValidationFailed.single("file", f"not a CSV file: {exc}") from None
+
+
+def _parse_rates_csv(text: str) -> list[Rate]:
+    # newline="": the csv module reads a lone CR as the end of a line, as the other line endings
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:

@@ -5,7 +5,11 @@ import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from metrics_service.domain import formulas, periods, timeline
+from metrics_service.service_layer.currencies import parse_rates_csv
+from salesflow_shared.errors import ValidationFailed
 
 
 def row(event_id: str, kind: str, at: float, position: int | None = None, *, pipeline: str = "p1",
@@ -157,3 +161,13 @@ def test_iso_4217_is_the_real_list():
     for bad in ("XYZ", "EURO", "E1R", ""):
         with pytest.raises(ValueError):
             iso_currency(bad)
+
+
+def test_a_rates_file_with_a_lone_carriage_return_is_refused_by_row_not_a_500():
+    header = "base_currency,quote_currency,rate,valid_from"
+    # A lone CR ends a line, as LF and CRLF do: "E" and "UR,1.1,..." are two rows, both wrong.
+    with pytest.raises(ValidationFailed) as refused:
+        parse_rates_csv(f"{header}\nUSD,E\rUR,1.1,2026-01-01\n")
+    assert {e.field for e in refused.value.errors} >= {"rows[1].quote_currency", "rows[2].base_currency"}
+    assert [(r.base, r.quote, str(r.rate)) for r in parse_rates_csv(f"{header}\rUSD,EUR,1.1,2026-01-01\r")] == [
+        ("USD", "EUR", "1.1")]

@@ -19,6 +19,7 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
 from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import idempotency_exempt, returns
+from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import (
     Conflict,
@@ -117,6 +118,10 @@ class TemplateIn(BaseModel):
     text_body: str = Field(min_length=1, max_length=200_000, pattern=NO_NUL)
 
 
+# A template is checked by rendering it (one-line subject, known placeholders): beyond what its schema says.
+TEMPLATE_RENDERED = ("subject", "html_body", "text_body")
+
+
 def _check_template(body: TemplateIn) -> None:
     errors = validate_template(body.model_dump())
     if errors:
@@ -147,7 +152,8 @@ async def _key_free(uow: UnitOfWork, org_id: str, key: str | None, except_id: st
 
 
 @router.post("/templates", status_code=201, summary="Create an email template (checked by rendering it)",
-             operation_id="createTemplate", **returns(R.TemplateOut, status=201, etag=True))
+             operation_id="createTemplate", **returns(R.TemplateOut, status=201, etag=True,
+                                                       checked_beyond_schema=TEMPLATE_RENDERED))
 async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     _check_template(body)
@@ -178,7 +184,8 @@ async def get_template(template_id: str, uow: UowDep, principal: CurrentPrincipa
 
 
 @router.put("/templates/{template_id}", summary="Replace a template (If-Match required)",
-            operation_id="replaceTemplate", **returns(R.TemplateOut, etag=True))
+            operation_id="replaceTemplate",
+            **returns(R.TemplateOut, etag=True, checked_beyond_schema=TEMPLATE_RENDERED))
 async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, context: ContextDep,
                            principal: AdminPrincipal,
                            if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
@@ -238,7 +245,8 @@ async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> Non
 
 
 @router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)",
-             operation_id="createSequence", **returns(R.SequenceOut, status=201))
+             operation_id="createSequence", **returns(R.SequenceOut, status=201,
+                                                      checked_beyond_schema=("steps", "stage_id", "business_timezone")))
 async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     assert body.trigger in TRIGGERS
@@ -369,7 +377,8 @@ def _settings_etag(row: Any) -> str:
 
 @router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
             "(If-Match: the ETag read, or \"0\" before the first setting)",
-            operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
+            operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True,
+                                                           checked_beyond_schema=("api_key",)))
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
                                  principal: AdminPrincipal,
                                  if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
@@ -414,7 +423,8 @@ class MailchimpRuleIn(BaseModel):
 
 @router.post("/mailchimp/rules", status_code=201,
              summary="Keep a lead on (or off) a list from a stage entry or exit, or an outcome",
-             operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201))
+             operation_id="createMailchimpRule", **returns(R.MailchimpRuleOut, status=201,
+                                                           checked_beyond_schema=("stage_id", "pipeline_id")))
 async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                                 idem: IdempotencyDep) -> JSONResponse:
     await _check_rule_references(uow, principal.org_id, body)
@@ -483,13 +493,14 @@ class MilestoneIn(BaseModel):
                     "compares with the quota's amount)")
     stage_id: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
     min_value: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
-    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
+    currency: ExactCurrencyCode | None = None
     channels: list[Literal["email", "webhook"]] = Field(default_factory=_every_channel, min_length=1)
     active: StrictBool = True
 
 
 @router.post("/milestones", status_code=201, summary="Create a milestone rule (fires once per deal, quarter or quota)",
-             operation_id="createMilestoneRule", **returns(R.MilestoneRuleOut, status=201))
+             operation_id="createMilestoneRule", **returns(R.MilestoneRuleOut, status=201,
+                                                           checked_beyond_schema=("stage_id", "min_value")))
 async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> JSONResponse:
     assert body.kind in MILESTONE_KINDS

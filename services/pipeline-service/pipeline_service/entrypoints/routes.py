@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
 from salesflow_shared.contract import returns
+from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
 from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
@@ -206,7 +207,7 @@ class StageOrderIn(BaseModel):
 
 
 @router.put("/pipelines/{pipeline_id}/stage-order", summary="Reorder stages (every stage, once) (If-Match)",
-            operation_id="reorderStages", **returns(R.PipelineOut, etag=True))
+            operation_id="reorderStages", **returns(R.PipelineOut, etag=True, checked_beyond_schema=("stage_ids",)))
 async def reorder(pipeline_id: str, body: StageOrderIn, principal: AdminPrincipal, uow: UowDep,
                   context: ContextDep, if_match: IfMatch = None) -> JSONResponse:
     await admin.reorder_stages(uow, principal.org_id, pipeline_id, body.stage_ids, if_match, now_of(context))
@@ -307,7 +308,7 @@ async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: Uow
 class WonIn(BaseModel):
     value: str = Field(pattern=r"^(0|[1-9][0-9]{0,13})(\.[0-9]{1,2})?$",
                        description="the final value: a decimal string (money travels as strings)")
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    currency: ExactCurrencyCode
     notes: str | None = Field(default=None, max_length=5000,
                               description="the deal's notes for the account manager taking the customer over")
 
