@@ -120,7 +120,8 @@ async def test_readme_quick_start_with_the_generated_python_client(generated_cli
         return position
 
     position = await eventually(placed, timeout=20)
-    assert (position.owner_id, position.stage.id, position.stage.name) == ("ann", first_stage.id, first_stage.name)
+    assert (position.owner_id, position.stage.stage_id, position.stage.name) == (
+        "ann", first_stage.id, first_stage.name)
 
     # README's way to wait for the effects of a request: its correlation id on the lead's timeline.
     get_timeline = operation("leads.get_lead_timeline")

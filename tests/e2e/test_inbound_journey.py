@@ -93,11 +93,11 @@ async def test_inbound_web_form_journey(any_world: World):
     # ------------------------------------------------------------------ first stage with its tasks
     async def in_first_stage():
         pos = await position(pipeline_api, lead_id)
-        assert pos["status"] == "active" and pos["stage"]["id"] == qualification, pos
+        assert pos["status"] == "active" and pos["stage"]["stage_id"] == qualification, pos
         assert pos["owner_id"] == owner and len(pos["open_tasks"]) == 2, pos
         return pos
     pos = await poll(in_first_stage, timeout=20)
-    assert pos["pipeline"]["id"] == pipeline_id and pos["history"][0]["entry_reason"] == "entry"
+    assert pos["pipeline"]["pipeline_id"] == pipeline_id and pos["history"][0]["entry_reason"] == "entry"
     assert {t["assignee_id"] for t in pos["open_tasks"]} == {owner}
     first_stage_tasks = {t["id"] for t in pos["open_tasks"]}
 
@@ -131,7 +131,7 @@ async def test_inbound_web_form_journey(any_world: World):
 
     async def advanced():
         pos = await position(pipeline_api, lead_id)
-        assert pos["stage"]["id"] == negotiation, pos["stage"]
+        assert pos["stage"]["stage_id"] == negotiation, pos["stage"]
         return pos
     pos = await poll(advanced, timeout=20)
     assert pos["history"][-1]["entry_reason"] == "goal_met" and pos["history"][0]["exit_reason"] == "goal_met"

@@ -82,7 +82,7 @@ async def test_outbound_cold_calling_journey(any_world: World):
             owners = {}
             for lead in leads:
                 pos = await position(pipeline_api, lead["id"])
-                assert pos["status"] == "active" and pos["stage"]["id"] == stage["Cold call"], pos
+                assert pos["status"] == "active" and pos["stage"]["stage_id"] == stage["Cold call"], pos
                 assert pos["owner_id"] in INSIDE and len(pos["open_tasks"]) == 3, pos
                 owners[lead["id"]] = pos["owner_id"]
             return owners
@@ -95,7 +95,7 @@ async def test_outbound_cold_calling_journey(any_world: World):
             await ok(caller_api.post("/v1/activities", json={
                 "lead_id": lead_id, "kind": "call", "occurred_at": datetime.now(UTC).isoformat(),
                 "duration_seconds": 420, "outcome": "presentation booked"}), 201)
-            assert (await position(pipeline_api, lead_id))["stage"]["id"] == stage["Cold call"]  # half the goal
+            assert (await position(pipeline_api, lead_id))["stage"]["stage_id"] == stage["Cold call"]  # half the goal
             presentation_day = (datetime.now(UTC) + timedelta(days=7)).date().isoformat()
             # As a client does with optimistic concurrency: read, change with If-Match, and on 412 (an event the
             # lead-service consumed meanwhile, e.g. the call's effects, changed the lead) read again and retry.
@@ -110,7 +110,7 @@ async def test_outbound_cold_calling_journey(any_world: World):
         # ------------------------------------------------------------------ hand-off at the presentation stage
         async def handed_off():
             pos = await position(pipeline_api, lead_id)
-            assert pos["stage"]["id"] == stage["Presentation"], pos["stage"]
+            assert pos["stage"]["stage_id"] == stage["Presentation"], pos["stage"]
             assert pos["owner_id"] in OUTSIDE, pos
             return pos
         pos = await poll(handed_off, timeout=30)
@@ -136,7 +136,7 @@ async def test_outbound_cold_calling_journey(any_world: World):
 
             async def in_stage(name: str):
                 async def check():
-                    assert (await position(pipeline_api, lead_id))["stage"]["id"] == stage[name]
+                    assert (await position(pipeline_api, lead_id))["stage"]["stage_id"] == stage[name]
                 return check
             await poll(await in_stage("Proposal"), timeout=20)
             await ok(presenter_api.post("/v1/activities", json={
@@ -170,7 +170,7 @@ async def test_outbound_cold_calling_journey(any_world: World):
         # The other two leads were never touched: still cold calls with the inside reps.
         for other in leads:
             if other["id"] != lead_id:
-                assert (await position(pipeline_api, other["id"]))["stage"]["id"] == stage["Cold call"]
+                assert (await position(pipeline_api, other["id"]))["stage"]["stage_id"] == stage["Cold call"]
 
         # ------------------------------------------------------------------ reopened: off the nurture list
         async def off_nurture():

@@ -93,12 +93,12 @@ class TaskOut(BaseModel):
 
 
 class PipelineRef(BaseModel):
-    id: str
+    pipeline_id: str
     name: str
 
 
 class CurrentStage(BaseModel):
-    id: str
+    stage_id: str
     name: str
     position: int
     guidance: str | None

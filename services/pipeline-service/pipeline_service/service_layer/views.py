@@ -69,9 +69,9 @@ async def position_json(uow: UnitOfWork, principal: Principal, lead_id: str, now
     ).order_by(stage_history.c.seq))).all()
     return {
         "lead_id": pos.lead_id, "status": pos.status, "owner_id": pos.owner_id, "team_id": pos.team_id,
-        "pipeline": {"id": pipeline.id, "name": pipeline.name} if pipeline else None,
+        "pipeline": {"pipeline_id": pipeline.id, "name": pipeline.name} if pipeline else None,
         "stage": None if stage is None else {
-            "id": stage.id, "name": stage.name, "position": stage.position, "guidance": stage.guidance,
+            "stage_id": stage.id, "name": stage.name, "position": stage.position, "guidance": stage.guidance,
             "win_probability": str(Decimal(stage.win_probability).normalize()), "is_ask_stage": stage.is_ask_stage,
             "goal": stage.goal, "entered_at": _iso(pos.stage_entered_at)},
         "open_tasks": [task_json(t, now) for t in open_tasks],

@@ -37,7 +37,7 @@ async def test_routed_lead_gets_tasks_and_a_meeting_advances_it_once_even_when_d
 
     async def in_first_stage_with_owner_tasks():
         pos = await pipe.position(lead)
-        assert pos["stage"] and pos["stage"]["id"] == first["id"] and pos["status"] == "active"
+        assert pos["stage"] and pos["stage"]["stage_id"] == first["id"] and pos["status"] == "active"
         assert sorted(t["title"] for t in pos["open_tasks"]) == [
             "Email an invitation to a qualification meeting", "Hold the qualification meeting"]
         assert {t["assignee_id"] for t in pos["open_tasks"]} == {"rep-1"}
@@ -59,7 +59,7 @@ async def test_routed_lead_gets_tasks_and_a_meeting_advances_it_once_even_when_d
 
     async def advanced():
         pos = await pipe.position(lead)
-        assert pos["stage"] and pos["stage"]["id"] == second["id"]
+        assert pos["stage"] and pos["stage"]["stage_id"] == second["id"]
         assert handled(pipe, "ActivityLogged", "duplicate") == 1
         return pos
     pos = await eventually(advanced, timeout=30)
@@ -102,7 +102,7 @@ async def test_out_of_order_and_stale_events_end_in_the_same_place(pipe):
 
     pos = await pipe.position(lead)
     # Entered stage 1 and, the meeting being known, left it at once for stage 2.
-    assert pos["stage"]["id"] == stages[1]["id"]
+    assert pos["stage"]["stage_id"] == stages[1]["id"]
     assert [(h["entry_reason"], h["triggering_event_id"]) for h in pos["history"]] == [
         ("entry", str(routing.id)), ("goal_met", str(routing.id))]
     assert pos["owner_id"] == "rep-2"
@@ -114,7 +114,7 @@ async def test_out_of_order_and_stale_events_end_in_the_same_place(pipe):
     await pipe.dispatch(proposal)  # redelivered: the inbox absorbs it
     await pipe.dispatch(routing)
     pos = await pipe.position(lead)
-    assert pos["stage"]["id"] == stages[2]["id"]
+    assert pos["stage"]["stage_id"] == stages[2]["id"]
     reasons = [(a["data"]["reason"], a["data"]["to_stage_id"]) for a in await pipe.outbox("StageAdvanced")]
     assert reasons == [("entry", stages[0]["id"]), ("goal_met", stages[1]["id"]), ("goal_met", stages[2]["id"])]
 
@@ -123,7 +123,7 @@ async def test_out_of_order_and_stale_events_end_in_the_same_place(pipe):
     await pipe.dispatch(pipe.envelope(routed(lead, outbound["id"]), lead, version=3))
     await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead, version=2))
     pos = await pipe.position(lead)
-    assert pos["pipeline"]["id"] == outbound["id"] and pos["stage"]["id"] == outbound["stages"][0]["id"]
+    assert pos["pipeline"]["pipeline_id"] == outbound["id"] and pos["stage"]["stage_id"] == outbound["stages"][0]["id"]
     assert pos["history"][-2]["exit_reason"] == "rerouted" and pos["history"][-1]["entry_reason"] == "entry"
     assert [t["title"] for t in pos["open_tasks"]][:1] == ["Research the company and the decision maker"]
     assert [s["data"]["reason"] for s in await pipe.outbox("TaskSkipped")].count("rerouted") == 1

@@ -55,7 +55,7 @@ async def test_lost_lead_is_nurtured_then_reopened_once_then_won(pipe):
     versions = [e["subject_version"] for e in events]
     assert versions == sorted(versions) and len(set(versions)) == 4
     pos = await pipe.position(lead)
-    assert pos["status"] == "active" and pos["stage"]["id"] == pipeline["stages"][0]["id"]
+    assert pos["status"] == "active" and pos["stage"]["stage_id"] == pipeline["stages"][0]["id"]
     assert len(pos["open_tasks"]) == 3 and [h["entry_reason"] for h in pos["history"]] == ["entry", "reopened"]
 
     resp = await pipe.client.post(f"{url}/won", json={"value": "12000.50", "currency": "EUR"}, headers=rep)

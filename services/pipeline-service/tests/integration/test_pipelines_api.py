@@ -70,7 +70,7 @@ async def test_edit_reorder_and_delete_stages_keep_leads_in_flight_safe(pipe):
                                  headers=pipe.headers(**{"If-Match": current}))
     assert [s["name"] for s in resp.json()["stages"]] == ["C", "A", "B"]
     pos = await pipe.position(lead)
-    assert pos["stage"]["id"] == a and pos["stage"]["position"] == 2 and len(pos["open_tasks"]) == 1
+    assert pos["stage"]["stage_id"] == a and pos["stage"]["position"] == 2 and len(pos["open_tasks"]) == 1
 
     # A stage holding leads cannot be deleted without saying where its leads go.
     resp = await pipe.client.delete(f"/v1/pipelines/{pid}/stages/{a}", headers=pipe.headers())
@@ -83,7 +83,7 @@ async def test_edit_reorder_and_delete_stages_keep_leads_in_flight_safe(pipe):
     assert resp.status_code == 200 and resp.json()["leads_moved"] == 1
     assert [(s["name"], s["position"]) for s in resp.json()["pipeline"]["stages"]] == [("C", 1), ("B", 2)]
     pos = await pipe.position(lead)
-    assert pos["stage"]["id"] == b and pos["open_tasks"] == []
+    assert pos["stage"]["stage_id"] == b and pos["open_tasks"] == []
     assert [(h["stage_name"], h["exit_reason"]) for h in pos["history"]] == [("A", "stage_deleted"), ("B", None)]
     assert pos["history"][1]["moved_by"] == "admin-1" and "deleted" in pos["history"][1]["note"]
     assert [s["data"]["reason"] for s in await pipe.outbox("TaskSkipped")] == ["stage_deleted"]
@@ -117,7 +117,7 @@ async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):
     resp = await pipe.client.post(url, json={"to_stage_id": other["stages"][1]["id"], "reason": "x"}, headers=rep)
     assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "to_stage_id"
     resp = await pipe.client.post(url, json={"to_stage_id": c, "reason": "verbal yes"}, headers=rep)
-    assert resp.status_code == 200 and resp.json()["stage"]["id"] == c
+    assert resp.status_code == 200 and resp.json()["stage"]["stage_id"] == c
     resp = await pipe.client.post(url, json={"to_stage_id": b, "reason": "needs a proposal first"}, headers=rep)
     assert [(h["stage_name"], h["entry_reason"], h["note"]) for h in resp.json()["history"]] == [
         ("A", "entry", None), ("C", "manual", "verbal yes"), ("B", "manual", "needs a proposal first")]
@@ -138,7 +138,7 @@ async def test_manual_moves_forward_back_and_skipping_keep_history(pipe):
                                    headers=pipe.headers(**{"If-Match": etag}))
     assert resp.status_code == 200
     pos = await pipe.position(lead)
-    assert pos["stage"]["id"] == c and pos["history"][-1]["entry_reason"] == "goal_met"
+    assert pos["stage"]["stage_id"] == c and pos["history"][-1]["entry_reason"] == "goal_met"
 
 
 async def test_tenant_isolation(pipe):
@@ -211,13 +211,13 @@ async def test_a_lead_moved_back_by_hand_is_not_bounced_forward_by_a_goal_that_a
     await pipe.dispatch(pipe.envelope(assigned(lead, "rep-1"), lead))
     await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead))
     await pipe.dispatch(pipe.envelope(activity(lead, "meeting", pipe.clock.now()), lead))
-    assert (await pipe.position(lead))["stage"]["id"] == second
+    assert (await pipe.position(lead))["stage"]["stage_id"] == second
     resp = await pipe.client.post(f"/v1/positions/{lead}/move", json={"to_stage_id": first, "reason": "redo"},
                                   headers=pipe.headers("rep", "rep-1"))
-    assert resp.status_code == 200 and resp.json()["stage"]["id"] == first
+    assert resp.status_code == 200 and resp.json()["stage"]["stage_id"] == first
     await pipe.dispatch(pipe.envelope(lead_updated(lead, ["score"], score=50), lead))
     await pipe.dispatch(pipe.envelope(activity(lead, "meeting", pipe.clock.now()), lead))
-    assert (await pipe.position(lead))["stage"]["id"] == first  # the goal held already: no automatic exit
+    assert (await pipe.position(lead))["stage"]["stage_id"] == first  # the goal held already: no automatic exit
     goal_met = [a for a in await pipe.outbox("StageAdvanced") if a["data"]["reason"] == "goal_met"]
     assert len(goal_met) == 1
 
