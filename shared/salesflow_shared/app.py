@@ -41,6 +41,7 @@ from .wakeup import CommitBell, commit_channel, current_worker, listen_for_commi
 log = structlog.get_logger(__name__)
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+CollaboratorsT = TypeVar("CollaboratorsT")
 
 Worker = Callable[["ServiceContext"], Awaitable[None]]
 
@@ -110,6 +111,13 @@ class ServiceContext:
         if not isinstance(self.settings, kind):
             raise TypeError(f"{self.name} runs with {type(self.settings).__name__}, not {kind.__name__}")
         return self.settings
+
+    def collaborators_as(self, kind: type[CollaboratorsT]) -> CollaboratorsT:
+        """This service's collaborators (ServiceDefinition.collaborators, built at start-up), typed."""
+        if not isinstance(self.collaborators, kind):
+            raise RuntimeError(f"{self.name}'s {kind.__name__} are built when the service starts "
+                               f"(found {type(self.collaborators).__name__})")
+        return self.collaborators
 
     def _make_bus(self) -> EventBus:
         on_parked = lambda queue: self.metrics.dead_lettered.labels(queue).inc()  # noqa: E731

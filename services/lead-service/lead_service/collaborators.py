@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from salesflow_shared.app import ServiceContext
 
 if TYPE_CHECKING:  # the modules that use these import this one
     from .adapters.enrichment_client import EnrichmentClient
@@ -25,8 +27,5 @@ class Collaborators:
     enrichment_client: EnrichmentClient | None  # None when no provider is configured
 
 
-def collaborators(context: Any) -> Collaborators:
-    found = context.collaborators
-    if not isinstance(found, Collaborators):
-        raise RuntimeError("lead-service's collaborators are built when the service starts")
-    return found
+def collaborators(context: ServiceContext) -> Collaborators:
+    return context.collaborators_as(Collaborators)

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from salesflow_shared.app import ServiceContext
 
 if TYPE_CHECKING:  # the modules that use these import this one
     from .adapters.mailchimp import MailchimpClients
@@ -23,8 +25,5 @@ class Collaborators:
     webhooks: WebhookSender
 
 
-def collaborators(context: Any) -> Collaborators:
-    found = context.collaborators
-    if not isinstance(found, Collaborators):
-        raise RuntimeError("notification-service's collaborators are built when the service starts")
-    return found
+def collaborators(context: ServiceContext) -> Collaborators:
+    return context.collaborators_as(Collaborators)
