@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
@@ -15,12 +15,11 @@ from salesflow_shared.preconditions import strong_etag
 from ..adapters import calendars
 from ..adapters.calendars import StoredCalendar
 from ..service_layer.calendars import set_calendar, working_day_names
-from .routes import now_of
+from .routes import IfMatch, now_of
 
 router = APIRouter(prefix="/v1", tags=["business-calendar"])
 
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
 class BusinessCalendarIn(BaseModel):
