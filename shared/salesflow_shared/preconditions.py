@@ -32,23 +32,20 @@ def content_etag(body: Any) -> str:
 UNSET_ETAG = strong_etag(0)
 
 
-def check_if_match_unset(if_match: str | None, *, what: str = "resource") -> None:
-    """If-Match for a PUT that sets a singleton for the first time: only `"0"` matches (see the module doc)."""
+def check_if_match(if_match: str | None, current_etag: str | None, *, what: str = "resource") -> None:
+    """Refuse a change unless If-Match names the representation as it is now. `current_etag` None: a singleton
+    not set yet, which only `"0"` matches (`*` needs a current representation; see the module doc)."""
+    unset = current_etag is None
     if if_match is None:
-        raise PreconditionRequired(f'send If-Match: {UNSET_ETAG} to set the {what} for the first time')
+        raise PreconditionRequired(f"send If-Match: {UNSET_ETAG} to set the {what} for the first time" if unset
+                                   else f"send If-Match with the {what}'s ETag (a GET returns it)")
     tags = [tag.strip() for tag in if_match.split(",") if tag.strip()]
     if tags and all(tag.startswith("W/") for tag in tags):
         raise PreconditionFailed("If-Match needs the strong ETag you read; weak validators (W/) never match")
-    if UNSET_ETAG not in tags:
-        raise PreconditionFailed(f"the {what} is not set yet; send If-Match: {UNSET_ETAG} to set it")
-
-
-def check_if_match(if_match: str | None, current_etag: str, *, what: str = "resource") -> None:
-    if if_match is None:
-        raise PreconditionRequired(f"send If-Match with the {what}'s ETag (a GET returns it)")
-    tags = [tag.strip() for tag in if_match.split(",") if tag.strip()]
-    if tags and all(tag.startswith("W/") for tag in tags):
-        raise PreconditionFailed("If-Match needs the strong ETag you read; weak validators (W/) never match")
+    if unset:
+        if UNSET_ETAG not in tags:
+            raise PreconditionFailed(f"the {what} is not set yet; send If-Match: {UNSET_ETAG} to set it")
+        return
     if "*" in tags:
         return
     if current_etag not in tags:

@@ -15,7 +15,7 @@ from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
-from salesflow_shared.preconditions import check_if_match_unset
+from salesflow_shared.preconditions import check_if_match as shared_check_if_match
 
 from ..adapters import repository as repo
 from ..adapters.orm import decisions, leads, reps, rule_sets
@@ -85,7 +85,7 @@ async def put_rules(body: RuleSetIn, request: Request, response: Response, uow: 
     if current is not None:
         check_if_match(request, current.version)
     else:  # the first publication: If-Match "0", so two admins publishing at once cannot both win
-        check_if_match_unset(request.headers.get("if-match"), what="routing rules")
+        shared_check_if_match(request.headers.get("if-match"), None, what="routing rules")
     rule_set = await publish_rule_set(uow.session, principal.org_id, body.rules, principal.user_id, uow.clock.now())
     try:
         await uow.commit()

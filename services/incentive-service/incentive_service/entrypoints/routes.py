@@ -26,7 +26,7 @@ from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import LimitParam
-from salesflow_shared.preconditions import check_if_match, check_if_match_unset, content_etag, strong_etag
+from salesflow_shared.preconditions import check_if_match, content_etag, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
@@ -116,10 +116,7 @@ async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: Man
     now = now_of(context)
     before = (await uow.session.execute(sa.select(payees).where(
         payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id).with_for_update())).first()
-    if before is None:
-        check_if_match_unset(if_match, what="payee")
-    else:
-        check_if_match(if_match, payee_etag(before), what="payee")
+    check_if_match(if_match, None if before is None else payee_etag(before), what="payee")
     values: dict[str, Any] = {"currency": body.currency, "role": body.role, "updated_at": now}
     if body.team_ids is not None:
         values["team_ids"] = body.team_ids

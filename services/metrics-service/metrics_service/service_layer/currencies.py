@@ -21,7 +21,7 @@ from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import FieldError, PreconditionFailed, ValidationFailed
 from salesflow_shared.events import ExchangeRateSetV1, ReportingCurrencySetV1, utcnow
 from salesflow_shared.inbox import dialect_insert
-from salesflow_shared.preconditions import check_if_match, check_if_match_unset, strong_etag
+from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import exchange_rates, org_currency
@@ -74,10 +74,7 @@ async def set_reporting_currency(uow: UnitOfWork, org_id: str, currency: str,
     uow.session.info.pop(SETUP_CACHE, None)
     current = (await uow.session.execute(sa.select(org_currency).where(
         org_currency.c.org_id == org_id).with_for_update())).first()
-    if current is None:
-        check_if_match_unset(if_match, what="reporting currency")
-    else:
-        check_if_match(if_match, strong_etag(current.version), what="reporting currency")
+    check_if_match(if_match, None if current is None else strong_etag(current.version), what="reporting currency")
     if current is not None and current.currency == currency:
         return {"currency": currency, "version": current.version}
     version = 1 if current is None else current.version + 1

@@ -31,7 +31,7 @@ from salesflow_shared.errors import (
 from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
-from salesflow_shared.preconditions import check_if_match, check_if_match_unset, strong_etag
+from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.mailchimp import base_url_for
@@ -391,7 +391,7 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
         await uow.session.execute(sa.update(mailchimp_accounts).where(
             mailchimp_accounts.c.org_id == principal.org_id).values(**values))
     else:  # the first setting: If-Match "0", so two admins setting it at once cannot both win
-        check_if_match_unset(if_match, what="Mailchimp settings")
+        check_if_match(if_match, None, what="Mailchimp settings")
         await uow.session.execute(sa.insert(mailchimp_accounts).values(org_id=principal.org_id, **values))
     await uow.commit()
     row = {"org_id": principal.org_id, **values}

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from salesflow_shared.calendar import WEEKDAYS, BusinessCalendar, calendar_problems
 from salesflow_shared.errors import FieldError, ValidationFailed
 from salesflow_shared.events import BusinessCalendarSetV1
-from salesflow_shared.preconditions import check_if_match, check_if_match_unset, strong_etag
+from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import calendars
@@ -23,10 +23,7 @@ async def set_calendar(uow: UnitOfWork, org_id: str, *, working_days: list[str],
                        subdivision: str | None, days_off: list[date], if_match: str | None,
                        now: datetime) -> StoredCalendar:
     current = await calendars.load(uow.session, org_id)
-    if current.version == 0:
-        check_if_match_unset(if_match, what="business calendar")
-    else:
-        check_if_match(if_match, strong_etag(current.version), what="business calendar")
+    check_if_match(if_match, strong_etag(current.version) if current.version else None, what="business calendar")
     problems = [FieldError(name, message) for name, message in calendar_problems(country, subdivision)]
     if not working_days:
         problems.append(FieldError("working_days", "needs at least one working day"))
