@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from salesflow_shared.contract import MONEY_PATTERN, page_of
 from salesflow_shared.events import LeadSnapshot
 
+from ..domain.forms import Form
 from ..domain.lead import LeadStatus
 
 
@@ -152,21 +153,9 @@ class CustomFieldOut(BaseModel):
     created_at: datetime
 
 
-class FormOut(BaseModel):
+class FormOut(Form):
     """A web form; `signing_secret` signs webhook submissions (Salesflow-Signature)."""
 
-    id: str
-    org_id: str
-    name: str
-    mapping: dict[str, str]
-    defaults: dict[str, Any]
-    required: list[str]
-    public_key: str
-    signing_secret: str
-    honeypot_field: str
-    redirect_url: str | None
-    rate_limit_per_minute: int
-    version: int
     submit_url: str
 
 

@@ -7,67 +7,29 @@ sweep processes later. No submission is acknowledged (2xx) before its raw row is
 """
 from __future__ import annotations
 
-import functools
 import json
 import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import forms, submissions
-from ..domain.mapping import FormSpec, map_payload
+from ..adapters.repository import forms as form_repo
+from ..adapters.repository.forms import Submission
+from ..domain.forms import Form
+from ..domain.mapping import map_payload
 from .ingest import Candidate, OrgSetup, ingest
 from .views import iso
 
 log = structlog.get_logger(__name__)
 
-PUBLIC_KEY_FIELD = "sf_key"
-SUBMISSION_ID_FIELD = "submission_id"
-RESERVED_FIELDS = (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD)
-
 
 class PayloadError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Form:
-    id: str
-    org_id: str
-    name: str
-    mapping: dict[str, str]
-    defaults: dict[str, Any]
-    required: list[str]
-    public_key: str
-    signing_secret: str
-    honeypot_field: str
-    redirect_url: str | None
-    rate_limit_per_minute: int
-    version: int
-    allowed_origins: list[str]
-
-    @classmethod
-    def from_row(cls, row: Any) -> Form:
-        return cls(**{k: row._mapping[k] for k in cls.__dataclass_fields__})
-
-    @property
-    def spec(self) -> FormSpec:
-        return FormSpec(mapping=self.mapping, defaults={"source": "web_form", **self.defaults},
-                        required=tuple(self.required), ignored=(*RESERVED_FIELDS, self.honeypot_field))
-
-    def as_dict(self, *, with_secret: bool = True) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        if not with_secret:
-            out.pop("signing_secret")
-        out["submit_url"] = f"/v1/forms/{self.id}/submissions"
-        return out
 
 
 def new_public_key() -> str:
@@ -98,13 +60,13 @@ def parse_payload(raw: bytes, content_type: str) -> dict[str, Any]:
     raise PayloadError(f"unsupported content type {kind!r}")
 
 
-def submission_to_dict(row: Any) -> dict[str, Any]:
-    m = row._mapping
-    return {"id": m["id"], "form_id": m["form_id"], "status": m["status"], "channel": m["channel"],
-            "received_at": iso(m["received_at"]), "processed_at": iso(m["processed_at"]),
-            "errors": m["errors"] or [], "lead_id": m["lead_id"], "outcome": m["outcome"],
-            "attempts": m["attempts"], "content_type": m["content_type"], "raw_body": m["raw_body"],
-            "dedup_key": sender_submission_id(m["dedup_key"])}
+def submission_to_dict(submission: Submission) -> dict[str, Any]:
+    s = submission
+    return {"id": s.id, "form_id": s.form_id, "status": s.status, "channel": s.channel,
+            "received_at": iso(s.received_at), "processed_at": iso(s.processed_at),
+            "errors": s.errors or [], "lead_id": s.lead_id, "outcome": s.outcome,
+            "attempts": s.attempts, "content_type": s.content_type, "raw_body": s.raw_body,
+            "dedup_key": sender_submission_id(s.dedup_key)}
 
 
 # A sender's submission id is unique per form *and channel*: the public key of a browser form is in the page,
@@ -145,30 +107,15 @@ async def store_submission(uow: UnitOfWork, form: Form, *, submission_id: str, r
                            channel: str, remote_ip: str | None, dedup_key: str | None, now: datetime,
                            state: dict[str, Any]) -> bool:
     """Insert the raw submission with its state; False when the de-duplication key was already used."""
-    values = submission_values(form, submission_id=submission_id, raw=raw, content_type=content_type,
-                               channel=channel, remote_ip=remote_ip, dedup_key=dedup_key, now=now, state=state)
-    if dedup_key is None:
-        await (await uow.session.connection()).execute(PLAIN_INSERT, values)
-        return True
-    result = await (await uow.session.connection()).execute(_insert_unless_duplicate(uow.dialect), values)
-    return result.rowcount == 1
+    return await form_repo.insert_submission(uow.session, submission_values(
+        form, submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
+        remote_ip=remote_ip, dedup_key=dedup_key, now=now, state=state))
 
 
-PLAIN_INSERT = sa.insert(submissions)
-
-
-@functools.cache
-def _insert_unless_duplicate(dialect: str) -> Any:
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    return insert(submissions).on_conflict_do_nothing(index_elements=["org_id", "form_id", "dedup_key"])
-
-
-async def find_duplicate(session: Any, form: Form, dedup_key: str | None) -> Any:
+async def find_duplicate(session: AsyncSession, form: Form, dedup_key: str | None) -> Submission | None:
     if dedup_key is None:
         return None
-    return (await session.execute(sa.select(submissions).where(
-        submissions.c.org_id == form.org_id, submissions.c.form_id == form.id,
-        submissions.c.dedup_key == dedup_key))).first()
+    return await form_repo.submission_by_key(session, form.org_id, form.id, dedup_key)
 
 
 async def accept_submission(uow: UnitOfWork, form: Form, setup: OrgSetup, *, submission_id: str, raw: bytes,
@@ -197,8 +144,8 @@ async def process_submission(uow: UnitOfWork, form: Form, submission_id: str, se
                              payload: dict[str, Any] | None = None) -> dict[str, Any]:
     """Map and ingest one stored submission inside `uow` (the caller commits). Returns its new state."""
     if payload is None:
-        row = (await uow.session.execute(sa.select(submissions).where(
-            submissions.c.id == submission_id, submissions.c.org_id == form.org_id).with_for_update())).one()
+        row = await form_repo.find_submission(uow.session, form.org_id, submission_id, for_update=True)
+        assert row is not None, "a stored submission is reprocessed"
         if row.status == "accepted":
             return {"status": "accepted", "lead_id": row.lead_id, "outcome": row.outcome, "errors": []}
         try:
@@ -217,21 +164,7 @@ async def process_submission(uow: UnitOfWork, form: Form, submission_id: str, se
                                                               submission_id=submission_id)], setup, now)
         state = {"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
                  "outcome": "created" if outcome.created else "updated"}
-    await uow.session.execute(sa.update(submissions).where(submissions.c.id == submission_id).values(
-        status=state["status"], errors=state["errors"], lead_id=state["lead_id"], outcome=state["outcome"],
-        attempts=submissions.c.attempts + 1, processed_at=now))
+    await form_repo.record_processing(uow.session, form.org_id, submission_id, status=state["status"],
+                                      errors=state["errors"], lead_id=state["lead_id"], outcome=state["outcome"],
+                                      now=now)
     return state
-
-
-async def load_form(session: Any, form_id: str, org_id: str | None = None) -> Form | None:
-    query = sa.select(forms).where(forms.c.id == form_id)
-    if org_id is not None:
-        query = query.where(forms.c.org_id == org_id)
-    row = (await session.execute(query)).first()
-    return Form.from_row(row) if row is not None else None
-
-
-async def stuck_submissions(session: Any, now: datetime, older_than_s: float, limit: int = 100) -> list[Any]:
-    cutoff = now - timedelta(seconds=older_than_s)
-    return list((await session.execute(sa.select(submissions.c.id, submissions.c.org_id, submissions.c.form_id).where(
-        submissions.c.status == "received", submissions.c.received_at < cutoff).limit(limit))).all())

@@ -17,9 +17,11 @@ import structlog
 
 from salesflow_shared.app import ServiceContext
 
+from ..adapters.repository import forms as form_repo
+from ..domain.forms import Form
 from ..domain.mapping import map_payload
 from .ingest import Candidate, ingest
-from .intake import PLAIN_INSERT, Form, accept_submission, submission_values
+from .intake import accept_submission, submission_values
 
 log = structlog.get_logger(__name__)
 
@@ -110,9 +112,8 @@ class IntakeBatcher:
                 else:
                     states.append({"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
                                    "outcome": "created" if outcome.created else "updated"})
-            connection = await uow.session.connection()
-            await connection.execute(PLAIN_INSERT, [submission_values(item.form, **item.common, state=state)
-                                                    for item, state in zip(items, states, strict=True)])
+            await form_repo.insert_submissions(uow.session, [submission_values(item.form, **item.common, state=state)
+                                                             for item, state in zip(items, states, strict=True)])
             await uow.commit()
         self.batched_submissions += len(items)
         for item, state in zip(items, states, strict=True):
