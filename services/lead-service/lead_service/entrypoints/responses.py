@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from salesflow_shared.contract import MONEY_PATTERN, page_of
 from salesflow_shared.events import LeadSnapshot
 
+from ..domain.activity import Activity
 from ..domain.forms import Form
 from ..domain.lead import LeadStatus
 
@@ -114,18 +115,8 @@ class CompanyOut(BaseModel):
     version: int
 
 
-class ActivityOut(BaseModel):
-    id: str
-    lead_id: str
-    kind: str
-    rep_id: str | None
-    occurred_at: datetime
-    duration_seconds: int | None
-    outcome: str | None
-    subject: str | None
-    notes: str | None
-    source: str | None
-    created_at: datetime
+class ActivityOut(Activity):
+    pass
 
 
 class ScoringRuleOut(BaseModel):

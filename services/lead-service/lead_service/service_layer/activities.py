@@ -8,7 +8,8 @@ from salesflow_shared.events import ActivityLoggedV1
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.repository import new_id
-from ..adapters.repository.records import Activity, insert_activities
+from ..adapters.repository.records import insert_activities
+from ..domain.activity import Activity
 from .views import iso
 
 
@@ -28,10 +29,10 @@ async def log_activity(uow: UnitOfWork, org_id: str, lead_id: str, *, kind: str,
                        announce: bool = True) -> Activity:
     """Record the activity on the lead's timeline and, unless `announce` is False (a note for the record only,
     not a sales activity: no goal, report or sequence should count it), publish ActivityLogged."""
-    activity = Activity(id=new_id(), org_id=org_id, lead_id=lead_id, kind=kind, rep_id=rep_id,
-                        occurred_at=occurred_at, duration_seconds=duration_seconds, outcome=outcome, subject=subject,
-                        notes=notes, source=source, external_id=external_id, created_at=now)
-    await insert_activities(uow.session, [activity])
+    activity = Activity(id=new_id(), lead_id=lead_id, kind=kind, rep_id=rep_id, occurred_at=occurred_at,
+                        duration_seconds=duration_seconds, outcome=outcome, subject=subject, notes=notes,
+                        source=source, created_at=now)
+    await insert_activities(uow.session, org_id, [activity], external_id=external_id)
     if announce:
         uow.publish(ActivityLoggedV1(activity_id=activity.id, lead_id=lead_id, kind=kind, rep_id=rep_id,
                                      occurred_at=occurred_at, duration_seconds=duration_seconds, outcome=outcome,

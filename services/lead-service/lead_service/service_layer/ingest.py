@@ -20,7 +20,8 @@ from ..adapters.repository import leads as lead_repo
 from ..adapters.repository import new_id
 from ..adapters.repository import scoring as scoring_repo
 from ..adapters.repository.leads import open_leads_by_email
-from ..adapters.repository.records import Activity, insert_activities
+from ..adapters.repository.records import insert_activities
+from ..domain.activity import Activity
 from ..domain.custom_fields import CustomFieldDef
 from ..domain.dedup import changed_fields, company_key, merge_into
 from ..domain.enrichment import analyse_email
@@ -197,17 +198,17 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     if resubmitted:
         notes: list[Activity] = []
         for lead, candidate in resubmitted:
-            note = Activity(id=new_id(), org_id=org_id, lead_id=lead["id"], kind="note", rep_id=None, occurred_at=now,
+            note = Activity(id=new_id(), lead_id=lead["id"], kind="note", rep_id=None, occurred_at=now,
                             duration_seconds=None, outcome=None, subject="form resubmitted",
                             notes=f"form {candidate.form_id}"
                             + (f", submission {candidate.submission_id}" if candidate.submission_id else ""),
-                            source="form", external_id=None, created_at=now)
+                            source="form", created_at=now)
             notes.append(note)
             uow.publish(ActivityLoggedV1(activity_id=note.id, lead_id=lead["id"], kind="note",
                                          rep_id=lead.get("owner_id"), occurred_at=now, subject="form resubmitted",
                                          source="form"),
                         org_id=org_id, subject_id=note.id)
-        await insert_activities(uow.session, notes)
+        await insert_activities(uow.session, org_id, notes)
 
     published: set[str] = set()
     for outcome in reversed(outcomes):  # one event per lead, carrying its final state

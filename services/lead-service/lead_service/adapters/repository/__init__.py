@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.errors import ValidationFailed
@@ -15,6 +16,8 @@ from salesflow_shared.pagination import Page, keyset_page
 from ...domain.times import as_utc
 
 T = TypeVar("T")
+# The INSERT ... ON CONFLICT constructs of the two databases (statements using them are built once per dialect)
+INSERT_BY_DIALECT: dict[str, Callable[..., Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def new_id() -> str:

@@ -2,13 +2,11 @@
 alone: the form is what tells the org)."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.pagination import decode_cursor, encode_cursor
@@ -16,7 +14,7 @@ from salesflow_shared.pagination import decode_cursor, encode_cursor
 from ...domain.forms import Form
 from ...domain.times import iso
 from ..orm import forms, submissions
-from . import Page, keyset
+from . import INSERT_BY_DIALECT, Page, keyset
 
 _FORM_FIELDS = tuple(Form.model_fields)
 
@@ -87,10 +85,8 @@ def _submission(row: Any) -> Submission:
 _INSERT_SUBMISSION = sa.insert(submissions)
 
 
-@functools.cache
-def _insert_unless_duplicate(dialect: str) -> Any:
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    return insert(submissions).on_conflict_do_nothing(index_elements=["org_id", "form_id", "dedup_key"])
+_INSERT_UNLESS_DUPLICATE = {dialect: insert(submissions).on_conflict_do_nothing(
+    index_elements=["org_id", "form_id", "dedup_key"]) for dialect, insert in INSERT_BY_DIALECT.items()}
 
 
 async def insert_submissions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -104,7 +100,7 @@ async def insert_submission(session: AsyncSession, row: dict[str, Any]) -> bool:
     if row["dedup_key"] is None:
         await connection.execute(_INSERT_SUBMISSION, row)
         return True
-    result = await connection.execute(_insert_unless_duplicate(connection.dialect.name), row)
+    result = await connection.execute(_INSERT_UNLESS_DUPLICATE[connection.dialect.name], row)
     return bool(result.rowcount == 1)
 
 

@@ -6,7 +6,7 @@ written here. Statements on the intake path are built once (constructing SQL is 
 """
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
@@ -25,7 +24,7 @@ from salesflow_shared.pagination import decode_cursor, encode_cursor
 from ...domain.lead import COMPANY_FIELDS, CONTACT_FIELDS, OPEN_STATUSES, search_text
 from ...domain.times import as_utc, iso
 from ..orm import activities, companies, contacts, import_rows, lead_past_owners, leads, submissions
-from . import Page, cursor_instant, new_id
+from . import INSERT_BY_DIALECT, Page, cursor_instant, new_id
 
 # ------------------------------------------------------------------ the lead's shape <-> its rows
 LEAD_SELECT = sa.select(
@@ -266,33 +265,35 @@ def _company_part(company_id: str | None, row: Any) -> dict[str, Any]:
     return {"company_id": company_id, **{f: getattr(row, f) for f in COMPANY_FIELDS}}
 
 
-@functools.cache
-def _company_upsert(dialect: str) -> Any:
-    statement = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(companies)
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["org_id", "dedup_key"],
-        set_={"name": sa.func.coalesce(companies.c.name, excluded.name),
-              "domain": sa.func.coalesce(companies.c.domain, excluded.domain),
-              "size": sa.func.coalesce(excluded.size, companies.c.size),
-              "industry": sa.func.coalesce(excluded.industry, companies.c.industry),
-              "updated_at": excluded.updated_at},
-    ).returning(companies.c.id, companies.c.dedup_key, *[companies.c[f] for f in COMPANY_FIELDS])
+def _upsert(table: sa.Table, key: list[str], set_: Callable[[Any], dict[str, Any]],
+            returning: Callable[[str], list[Any]]) -> dict[str, Any]:
+    """Per dialect, an insert that updates the row with the same `key` instead (`set_` of the values it
+    brought, `excluded`), returning `returning`."""
+    upserts = {}
+    for dialect, insert in INSERT_BY_DIALECT.items():
+        statement = insert(table)
+        upserts[dialect] = statement.on_conflict_do_update(index_elements=key, set_=set_(statement.excluded)) \
+            .returning(*returning(dialect))
+    return upserts
 
 
-@functools.cache
-def _contact_upsert(dialect: str) -> Any:
-    statement = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(contacts)
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["org_id", "email"],
-        # sa.null(), not None: a literal None would stop SQLAlchemy batching the executemany
-        set_={**{f: sa.func.coalesce(excluded[f], contacts.c[f]) for f in ("first_name", "last_name", "phone",
-                                                                           "title", "company_id")},
-              "updated_at": excluded.updated_at, "erased_at": sa.null()},
-    ).returning(contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS],
-                # PostgreSQL: xmax = 0 marks a row this statement inserted (a new person: no lead to find)
-                (sa.literal_column("xmax") == 0 if dialect == "postgresql" else sa.false()).label("inserted"))
+_COMPANY_UPSERT = _upsert(
+    companies, ["org_id", "dedup_key"],
+    lambda excluded: {"name": sa.func.coalesce(companies.c.name, excluded.name),
+                      "domain": sa.func.coalesce(companies.c.domain, excluded.domain),
+                      "size": sa.func.coalesce(excluded.size, companies.c.size),
+                      "industry": sa.func.coalesce(excluded.industry, companies.c.industry),
+                      "updated_at": excluded.updated_at},
+    lambda _dialect: [companies.c.id, companies.c.dedup_key, *[companies.c[f] for f in COMPANY_FIELDS]])
+_CONTACT_UPSERT = _upsert(
+    contacts, ["org_id", "email"],
+    # sa.null(), not None: a literal None would stop SQLAlchemy batching the executemany
+    lambda excluded: {**{f: sa.func.coalesce(excluded[f], contacts.c[f])
+                         for f in ("first_name", "last_name", "phone", "title", "company_id")},
+                      "updated_at": excluded.updated_at, "erased_at": sa.null()},
+    lambda dialect: [contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS],
+                     # PostgreSQL: xmax = 0 marks a row this statement inserted (a new person: no lead to find)
+                     (sa.literal_column("xmax") == 0 if dialect == "postgresql" else sa.false()).label("inserted")])
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -307,7 +308,7 @@ async def upsert_companies(session: AsyncSession, org_id: str, wanted: dict[str,
     params = [{"id": new_id(), "org_id": org_id, "dedup_key": key, **{f: values.get(f) for f in COMPANY_FIELDS},
                "created_at": now, "updated_at": now} for key, values in wanted.items()]
     # executemany of one cached statement (batched VALUES); results are keyed, so their order does not matter
-    rows = (await (await session.connection()).execute(_company_upsert(_dialect(session)), params)).all()
+    rows = (await (await session.connection()).execute(_COMPANY_UPSERT[_dialect(session)], params)).all()
     return {r.dedup_key: _company_part(r.id, r) for r in rows}
 
 
@@ -319,7 +320,7 @@ async def upsert_contacts(session: AsyncSession, org_id: str, wanted: dict[str, 
     params = [{"id": new_id(), "org_id": org_id, **{f: values.get(f) for f in CONTACT_FIELDS},
                "company_id": values.get("company_id"), "created_at": now, "updated_at": now}
               for values in wanted.values()]
-    rows = (await (await session.connection()).execute(_contact_upsert(_dialect(session)), params)).all()
+    rows = (await (await session.connection()).execute(_CONTACT_UPSERT[_dialect(session)], params)).all()
     return {r.email: UpsertedContact({"contact_id": r.id, **{f: getattr(r, f) for f in CONTACT_FIELDS}},
                                      bool(r.inserted)) for r in rows}
 

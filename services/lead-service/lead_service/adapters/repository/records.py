@@ -11,37 +11,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.auth import Principal
 from salesflow_shared.pagination import Page, decode_cursor, encode_cursor
 
+from ...domain.activity import Activity
 from ...domain.times import iso
 from ..orm import activities, companies, contacts, leads
 from . import cursor_instant
 from .leads import readable_by
 
-
 # ------------------------------------------------------------------ activities
-@dataclass(frozen=True)
-class Activity:
-    id: str
-    org_id: str
-    lead_id: str
-    kind: str  # call, email, meeting, demo, proposal, note
-    rep_id: str | None
-    occurred_at: datetime
-    duration_seconds: int | None
-    outcome: str | None
-    subject: str | None
-    notes: str | None
-    source: str  # rep, form, sequence, system
-    external_id: str | None  # e.g. the delivery id of an EmailSent
-    created_at: datetime
-
-
-_ACTIVITY_FIELDS = tuple(Activity.__dataclass_fields__)
+_ACTIVITY_FIELDS = tuple(Activity.model_fields)
 _INSERT_ACTIVITIES = sa.insert(activities)
 
 
-async def insert_activities(session: AsyncSession, new: list[Activity]) -> None:
+async def insert_activities(session: AsyncSession, org_id: str, new: list[Activity], *,
+                            external_id: str | None = None) -> None:
+    """Store the lead activities (`external_id`: the one activity's id elsewhere, e.g. an email delivery)."""
     await (await session.connection()).execute(
-        _INSERT_ACTIVITIES, [{k: getattr(a, k) for k in _ACTIVITY_FIELDS} for a in new])
+        _INSERT_ACTIVITIES, [{**a.model_dump(), "org_id": org_id, "external_id": external_id} for a in new])
 
 
 async def has_external_activity(session: AsyncSession, org_id: str, external_id: str) -> bool:
