@@ -44,6 +44,8 @@ from ..domain.forms import PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form
 from ..domain.mapping import validate_spec
 from ..service_layer.intake import (
     PayloadError,
+    Received,
+    SubmissionState,
     find_duplicate,
     new_public_key,
     new_signing_secret,
@@ -359,23 +361,20 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
     submission_id = new_id()
     if spam:  # looks like success to the bot; stored, never turned into a lead, and reserves no submission id
         async with context.uow() as uow:
-            await store_submission(uow, form, submission_id=submission_id, raw=raw, content_type=content_type,
-                                   channel=channel, remote_ip=ip, dedup_key=None, now=stamp,
-                                   state={"status": "spam"})
+            await store_submission(uow, form, Received(submission_id, raw, content_type, channel, ip, None, stamp),
+                                   SubmissionState("spam"))
             await uow.commit()
         return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
     dedup_key = scoped_dedup_key(channel, request.headers.get("idempotency-key")
                                  or request.headers.get("salesflow-submission-id") or payload.get(SUBMISSION_ID_FIELD))
-    common: dict[str, Any]  # of several types: what storing the submission needs
-    common = dict(submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
-                  remote_ip=ip, dedup_key=dedup_key, now=stamp)
+    received = Received(submission_id, raw, content_type, channel, ip, dedup_key, stamp)
     if dedup_key is not None:
         async with context.database.session() as session:
             earlier = await find_duplicate(session, form, dedup_key)
         if earlier is not None:  # a retry: the first response again (the unique key decides under races)
             return _replay(request, form, channel, earlier)
     try:
-        state = await collaborators(context).intake_batcher.accept(form, payload, common)
+        state = await collaborators(context).intake_batcher.accept(form, payload, received)
         if state is not None:
             return _reply(request, form, channel, submission_id, state)
         async with context.database.session() as session:  # a concurrent duplicate won the key
@@ -383,10 +382,10 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
     except Exception:
         log.exception("submission_processing_failed", submission_id=submission_id, form_id=form.id)
     # Processing failed unexpectedly: store the raw submission alone; the sweep (or a reprocess) finishes it.
-    state = {"status": "received", "errors": [], "lead_id": None, "outcome": None}
+    state = SubmissionState("received", [])
     try:
         async with context.uow() as uow:
-            if not await store_submission(uow, form, **common, state=state):
+            if not await store_submission(uow, form, received, state):
                 return _replay(request, form, channel, await find_duplicate(uow.session, form, dedup_key))
             await uow.commit()
     except (DBAPIError, OSError) as exc:  # not stored, so not acknowledged: the sender must retry
@@ -396,10 +395,10 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
     return _reply(request, form, channel, submission_id, state)
 
 
-def _reply(request: Request, form: Form, channel: str, submission_id: str, state: dict[str, Any],
+def _reply(request: Request, form: Form, channel: str, submission_id: str, state: SubmissionState,
            replayed: bool = False) -> Response:
-    body = {"submission_id": submission_id, **state}
-    status_code = {"created": 201, "updated": 200}.get(state.get("outcome") or "", 202)
+    body = state.answer(submission_id)
+    status_code = {"created": 201, "updated": 200}.get(state.outcome or "", 202)
     if channel == "browser":
         return _browser_reply(request, form, body, status_code)
     response = JSONResponse(body, status_code=status_code)
@@ -410,8 +409,8 @@ def _reply(request: Request, form: Form, channel: str, submission_id: str, state
 
 def _replay(request: Request, form: Form, channel: str, row: Submission | None) -> Response:
     assert row is not None, "a duplicate's first submission is stored"
-    state = {"status": "received" if row.status == "spam" else row.status, "errors": row.errors or [],
-             "lead_id": row.lead_id, "outcome": row.outcome}
+    state = SubmissionState("received" if row.status == "spam" else row.status, row.errors or [], row.lead_id,
+                            row.outcome)
     return _reply(request, form, channel, row.id, state, replayed=True)
 
 
@@ -446,7 +445,7 @@ async def _reprocess_in(uow: Any, context: ServiceContext, form: Form, submissio
     """Process the submission in the caller's open transaction (not committed here)."""
     setup = await org_setup(context, uow.session, form.org_id)
     state = await process_submission(uow, form, submission_id, setup, uow.clock.now())
-    return {"submission_id": submission_id, **state}
+    return state.answer(submission_id)
 
 
 @router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again",

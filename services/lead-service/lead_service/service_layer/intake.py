@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,8 +23,9 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.repository import forms as form_repo
 from ..adapters.repository.forms import Submission
 from ..domain.forms import Form
-from ..domain.mapping import map_payload
-from .ingest import Candidate, OrgSetup, ingest
+from ..domain.lead import LeadIn
+from ..domain.mapping import FieldProblem, map_payload
+from .ingest import Candidate, OrgSetup, Outcome, ingest
 from .views import iso
 
 log = structlog.get_logger(__name__)
@@ -92,24 +95,55 @@ def sender_submission_id(dedup_key: str | None) -> str | None:
     return sent if channel in DEDUP_CHANNELS else dedup_key
 
 
-def submission_values(form: Form, *, submission_id: str, raw: bytes, content_type: str, channel: str,
-                      remote_ip: str | None, dedup_key: str | None, now: datetime,
-                      state: dict[str, Any]) -> dict[str, Any]:
-    done = state["status"] not in ("received", "spam")
-    return dict(id=submission_id, org_id=form.org_id, form_id=form.id, received_at=now, channel=channel,
-                content_type=content_type[:100], raw_body=raw.decode("utf-8", errors="replace"),
-                remote_ip=remote_ip, dedup_key=dedup_key, status=state["status"], errors=state.get("errors"),
-                lead_id=state.get("lead_id"), outcome=state.get("outcome"), attempts=1 if done else 0,
-                processed_at=now if done else None)
+@dataclass(frozen=True)
+class Received:
+    """A submission as it arrived (verified and parsed by the endpoint, nothing done with it yet)."""
+    submission_id: str
+    raw: bytes
+    content_type: str
+    channel: str  # signed, browser
+    remote_ip: str | None
+    dedup_key: str | None  # `scoped_dedup_key` of the id the sender sent
+    now: datetime
 
 
-async def store_submission(uow: UnitOfWork, form: Form, *, submission_id: str, raw: bytes, content_type: str,
-                           channel: str, remote_ip: str | None, dedup_key: str | None, now: datetime,
-                           state: dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class SubmissionState:
+    """What became of a submission: accepted (with its lead), failed (with field-named errors), received (stored
+    raw, to be processed by the sweep) or spam (stored, never processed)."""
+    status: str
+    errors: list[dict[str, str]] | None = None
+    lead_id: str | None = None
+    outcome: str | None = None  # created, updated
+
+    @classmethod
+    def failed(cls, problems: Sequence[FieldProblem]) -> SubmissionState:
+        return cls("failed", [{"field": p.field, "message": p.message} for p in problems])
+
+    @classmethod
+    def accepted(cls, outcome: Outcome) -> SubmissionState:
+        return cls("accepted", [], outcome.lead["id"], "created" if outcome.created else "updated")
+
+    def answer(self, submission_id: str) -> dict[str, Any]:
+        """The API's answer about the submission (SubmissionResult)."""
+        return {"submission_id": submission_id, "status": self.status, "errors": self.errors,
+                "lead_id": self.lead_id, "outcome": self.outcome}
+
+
+def submission_values(form: Form, received: Received, state: SubmissionState) -> dict[str, Any]:
+    """The submissions-table row of a received submission in `state`."""
+    done = state.status not in ("received", "spam")
+    now = received.now
+    return dict(id=received.submission_id, org_id=form.org_id, form_id=form.id, received_at=now,
+                channel=received.channel, content_type=received.content_type[:100],
+                raw_body=received.raw.decode("utf-8", errors="replace"), remote_ip=received.remote_ip,
+                dedup_key=received.dedup_key, status=state.status, errors=state.errors, lead_id=state.lead_id,
+                outcome=state.outcome, attempts=1 if done else 0, processed_at=now if done else None)
+
+
+async def store_submission(uow: UnitOfWork, form: Form, received: Received, state: SubmissionState) -> bool:
     """Insert the raw submission with its state; False when the de-duplication key was already used."""
-    return await form_repo.insert_submission(uow.session, submission_values(
-        form, submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
-        remote_ip=remote_ip, dedup_key=dedup_key, now=now, state=state))
+    return await form_repo.insert_submission(uow.session, submission_values(form, received, state))
 
 
 async def find_duplicate(session: AsyncSession, form: Form, dedup_key: str | None) -> Submission | None:
@@ -118,9 +152,15 @@ async def find_duplicate(session: AsyncSession, form: Form, dedup_key: str | Non
     return await form_repo.submission_by_key(session, form.org_id, form.id, dedup_key)
 
 
-async def accept_submission(uow: UnitOfWork, form: Form, setup: OrgSetup, *, submission_id: str, raw: bytes,
-                            content_type: str, channel: str, remote_ip: str | None, dedup_key: str | None,
-                            payload: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+async def _ingested(uow: UnitOfWork, form: Form, setup: OrgSetup, submission_id: str, lead: LeadIn,
+                    now: datetime) -> SubmissionState:
+    [outcome] = await ingest(uow, form.org_id, [Candidate(lead, origin="form", form_id=form.id,
+                                                          submission_id=submission_id)], setup, now)
+    return SubmissionState.accepted(outcome)
+
+
+async def accept_submission(uow: UnitOfWork, form: Form, setup: OrgSetup, received: Received,
+                            payload: dict[str, Any]) -> SubmissionState | None:
     """Map and ingest a new submission and store it raw, all in one transaction (the caller commits).
 
     The raw row is written whatever the outcome: failed (with field-named errors) when mapping fails,
@@ -128,43 +168,31 @@ async def accept_submission(uow: UnitOfWork, form: Form, setup: OrgSetup, *, sub
     """
     result = map_payload(payload, form.spec, setup.custom_defs)
     if result.lead is None:
-        state: dict[str, Any] = {"status": "failed", "lead_id": None, "outcome": None,
-                                 "errors": [{"field": p.field, "message": p.message} for p in result.errors]}
+        state = SubmissionState.failed(result.errors)
     else:
-        [outcome] = await ingest(uow, form.org_id, [Candidate(result.lead, origin="form", form_id=form.id,
-                                                              submission_id=submission_id)], setup, now)
-        state = {"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
-                 "outcome": "created" if outcome.created else "updated"}
-    stored = await store_submission(uow, form, submission_id=submission_id, raw=raw, content_type=content_type,
-                                    channel=channel, remote_ip=remote_ip, dedup_key=dedup_key, now=now, state=state)
+        state = await _ingested(uow, form, setup, received.submission_id, result.lead, received.now)
+    stored = await store_submission(uow, form, received, state)
     return state if stored else None
 
 
 async def process_submission(uow: UnitOfWork, form: Form, submission_id: str, setup: OrgSetup, now: datetime,
-                             payload: dict[str, Any] | None = None) -> dict[str, Any]:
+                             payload: dict[str, Any] | None = None) -> SubmissionState:
     """Map and ingest one stored submission inside `uow` (the caller commits). Returns its new state."""
     if payload is None:
         row = await form_repo.find_submission(uow.session, form.org_id, submission_id, for_update=True)
         assert row is not None, "a stored submission is reprocessed"
         if row.status == "accepted":
-            return {"status": "accepted", "lead_id": row.lead_id, "outcome": row.outcome, "errors": []}
+            return SubmissionState("accepted", [], row.lead_id, row.outcome)
         try:
             payload = parse_payload(row.raw_body.encode(), row.content_type)
         except PayloadError as exc:
             payload = None
-            errors = [{"field": "body", "message": str(exc)}]
+            state = SubmissionState.failed([FieldProblem("body", str(exc))])
     if payload is not None:
         result = map_payload(payload, form.spec, setup.custom_defs)
-        errors = [{"field": p.field, "message": p.message} for p in result.errors]
-    state: dict[str, Any]
-    if payload is None or result.lead is None:
-        state = {"status": "failed", "errors": errors, "lead_id": None, "outcome": None}
-    else:
-        [outcome] = await ingest(uow, form.org_id, [Candidate(result.lead, origin="form", form_id=form.id,
-                                                              submission_id=submission_id)], setup, now)
-        state = {"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
-                 "outcome": "created" if outcome.created else "updated"}
-    await form_repo.record_processing(uow.session, form.org_id, submission_id, status=state["status"],
-                                      errors=state["errors"], lead_id=state["lead_id"], outcome=state["outcome"],
+        state = SubmissionState.failed(result.errors) if result.lead is None else \
+            await _ingested(uow, form, setup, submission_id, result.lead, now)
+    await form_repo.record_processing(uow.session, form.org_id, submission_id, status=state.status,
+                                      errors=state.errors or [], lead_id=state.lead_id, outcome=state.outcome,
                                       now=now)
     return state

@@ -7,6 +7,7 @@ an admin lists it, and the events that reach the bus.
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from lead_service.domain.forms import Form
 from lead_service.domain.lead import LeadIn, LeadPatch
 from lead_service.service_layer import leads as lead_ops
 from lead_service.service_layer.ingest import Candidate, OrgSetup, ingest, load_org_setup
-from lead_service.service_layer.intake import accept_submission, process_submission
+from lead_service.service_layer.intake import Received, SubmissionState, accept_submission, process_submission
 from lead_service.service_layer.views import load_lead, lock_lead_rows
 from salesflow_shared.app import ServiceContext
 from salesflow_shared.bus import Subscription
@@ -175,16 +176,15 @@ def a_form(org_id: str, **fields: Any) -> Form:
         "rate_limit_per_minute": 60, "version": 1, "allowed_origins": [], **fields})
 
 
-async def submit(embedded: Embedded, form: Form, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+async def submit(embedded: Embedded, form: Form, payload: dict[str, Any]) -> tuple[str, SubmissionState]:
     setup = await setup_of(embedded, form.org_id)
-    submission_id = str(uuid.uuid4())
+    received = Received(str(uuid.uuid4()), json.dumps(payload).encode(), "application/json", "signed", None, None,
+                        embedded.clock.now())
     async with embedded.context.uow() as uow:
-        state = await accept_submission(uow, form, setup, submission_id=submission_id, raw=b"{}",
-                                        content_type="application/json", channel="signed", remote_ip=None,
-                                        dedup_key=None, payload=payload, now=embedded.clock.now())
+        state = await accept_submission(uow, form, setup, received, payload)
         await uow.commit()
     assert state is not None
-    return submission_id, state
+    return received.submission_id, state
 
 
 async def test_a_resubmitted_form_updates_its_lead_and_logs_the_resubmission(embedded: Embedded) -> None:
@@ -198,9 +198,9 @@ async def test_a_resubmitted_form_updates_its_lead_and_logs_the_resubmission(emb
     _, second = await submit(embedded, form, {"email": "grace@navy.mil", "name": "Grace Hopper",
                                               "phone": "+1 555 0100"})
 
-    assert (first["status"], first["outcome"]) == ("accepted", "created")
-    assert (second["status"], second["outcome"], second["lead_id"]) == ("accepted", "updated", first["lead_id"])
-    lead = await read(embedded, org, first["lead_id"])
+    assert (first.status, first.outcome) == ("accepted", "created")
+    assert (second.status, second.outcome, second.lead_id) == ("accepted", "updated", first.lead_id)
+    lead = await read(embedded, org, first.lead_id or "")
     assert lead["source"] == "web_form" and lead["product_line"] == "pro" and lead["form_id"] == form.id
     assert lead["contact"]["phone"] == "+1 555 0100" and lead["version"] == 2
     events = await embedded.events(org, "LeadCreated", "LeadUpdated", "ActivityLogged", count=3)
@@ -218,8 +218,8 @@ async def test_a_submission_that_fails_mapping_is_kept_and_can_be_reprocessed(em
 
     submission_id, state = await submit(embedded, form, {"name": "No Email"})
 
-    assert state["status"] == "failed" and state["lead_id"] is None
-    assert [e["field"] for e in state["errors"]] == ["contact.email"]
+    assert state.status == "failed" and state.lead_id is None
+    assert [e["field"] for e in state.errors or []] == ["contact.email"]
     async with embedded.context.database.session() as session:
         stored = await form_repo.find_submission(session, org, submission_id, form_id=form.id)
     assert stored is not None and stored.status == "failed" and stored.attempts == 1
@@ -227,8 +227,7 @@ async def test_a_submission_that_fails_mapping_is_kept_and_can_be_reprocessed(em
     relaxed = form.model_copy(update={"required": []})  # the admin fixes the form, then reprocesses
     setup = await setup_of(embedded, org)
     async with embedded.context.uow() as uow:
-        await process_submission(uow, relaxed, submission_id, setup, embedded.clock.now(),
-                                 payload={"name": "No Email"})
+        await process_submission(uow, relaxed, submission_id, setup, embedded.clock.now())  # from the raw body
         await uow.commit()
     async with embedded.context.database.session() as session:
         stored = await form_repo.find_submission(session, org, submission_id, form_id=form.id)
