@@ -94,17 +94,24 @@ def readable_by(principal: Principal) -> Any:
     return owned_or_owned_before(lead_past_owners, principal, leads.c.id, leads.c.owner_id)
 
 
+_LEAD_BY_ID = LEAD_SELECT.where(leads.c.id == sa.bindparam("lead_id"), leads.c.org_id == sa.bindparam("org_id"))
+_LEAD_NOT_DELETED = _LEAD_BY_ID.where(leads.c.deleted_at.is_(None))
+# (include_deleted, for_update) → the query for a caller who sees the whole org (built once: a hot path)
+_LEAD_QUERIES = {(True, False): _LEAD_BY_ID, (False, False): _LEAD_NOT_DELETED,
+                 (True, True): _LEAD_BY_ID.with_for_update(of=leads),
+                 (False, True): _LEAD_NOT_DELETED.with_for_update(of=leads)}
+
+
 async def find_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,
                     principal: Principal | None = None, include_deleted: bool = False) -> dict[str, Any] | None:
     """The lead as `principal` may read it (None when it may not, or there is none)."""
-    query = LEAD_SELECT.where(leads.c.id == lead_id, leads.c.org_id == org_id)
-    if not include_deleted:
-        query = query.where(leads.c.deleted_at.is_(None))
-    if principal is not None:
+    query = _LEAD_QUERIES[include_deleted, False]
+    if principal is not None and not principal.sees_whole_org:
         query = query.where(readable_by(principal))
     if for_update:
-        query = query.with_for_update(of=leads)
-    row = (await session.execute(query)).first()
+        query = query.with_for_update(of=leads) if principal is not None and not principal.sees_whole_org \
+            else _LEAD_QUERIES[include_deleted, True]
+    row = (await session.execute(query, {"org_id": org_id, "lead_id": lead_id})).first()
     return row_to_lead(row) if row is not None else None
 
 
@@ -218,10 +225,16 @@ async def lock_leads_linking(session: AsyncSession, org_id: str, *, contact_id: 
     return [row_to_lead(r) for r in rows]
 
 
+_CONSUMED_VERSION = {column: sa.select(leads.c[column]).where(leads.c.org_id == sa.bindparam("org_id"),
+                                                               leads.c.id == sa.bindparam("lead_id"))
+                     for column in ("assignment_version", "outcome_version")}
+
+
 async def consumed_version(session: AsyncSession, org_id: str, lead_id: str, column: str) -> int:
-    """The last subject_version seen of a producer family of consumed events (`assignment_version`...)."""
-    return int((await session.execute(sa.select(leads.c[column]).where(
-        leads.c.org_id == org_id, leads.c.id == lead_id))).scalar_one())
+    """The last subject_version seen of a producer family of consumed events (`assignment_version` or
+    `outcome_version`)."""
+    return int((await session.execute(_CONSUMED_VERSION[column], {"org_id": org_id, "lead_id": lead_id}))
+               .scalar_one())
 
 
 # ------------------------------------------------------------------ writing leads
