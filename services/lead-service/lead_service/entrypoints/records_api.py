@@ -22,8 +22,9 @@ from ..adapters.repository import leads as lead_repo
 from ..adapters.repository import records as record_repo
 from ..adapters.repository.records import RecordKind, SharedRecord
 from ..domain.lead import CompanyPatch, ContactPatch
+from ..domain.times import as_utc, iso
 from ..service_layer.activities import activity_to_dict, log_activity
-from ..service_layer.views import as_utc, check_if_match, iso, load_lead, snapshot
+from ..service_layer.views import check_if_match, load_lead, snapshot
 from . import responses as R
 
 router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])

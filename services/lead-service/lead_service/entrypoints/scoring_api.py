@@ -21,8 +21,9 @@ from ..adapters.repository import new_id
 from ..adapters.repository import scoring as scoring_repo
 from ..adapters.repository.scoring import StoredCustomField, StoredRule
 from ..domain.scoring import RULE_CONFIG
+from ..domain.times import as_utc, iso
 from ..service_layer.ingest import rescore
-from ..service_layer.views import as_utc, check_if_match, iso, snapshot
+from ..service_layer.views import check_if_match, snapshot
 from . import responses as R
 from .common import org_setup, setup_cache
 

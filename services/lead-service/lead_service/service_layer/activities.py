@@ -10,7 +10,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.repository import new_id
 from ..adapters.repository.records import insert_activities
 from ..domain.activity import Activity
-from .views import iso
+from ..domain.times import iso
 
 
 def activity_to_dict(activity: Activity) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from ..collaborators import collaborators
 from ..config import Settings
 from ..domain.dedup import changed_fields
 from ..domain.enrichment import CircuitOpen, clean_provider_answer
-from .views import iso, load_lead, snapshot
+from ..domain.times import iso
+from .views import load_lead, snapshot
 
 log = structlog.get_logger(__name__)
 LEASE_S = 60

@@ -24,8 +24,8 @@ from ..domain.dedup import someone_elses_lead
 from ..domain.forms import Form
 from ..domain.lead import is_valid_target
 from ..domain.mapping import FormSpec, map_payload
+from ..domain.times import iso
 from .ingest import Candidate, OrgSetup, ingest
-from .views import iso
 
 log = structlog.get_logger(__name__)
 STAGE_BATCH = 1000

@@ -27,7 +27,8 @@ from ..domain.dedup import changed_fields, company_key, merge_into
 from ..domain.enrichment import analyse_email
 from ..domain.lead import COMPANY_FIELDS, LeadIn
 from ..domain.scoring import ScoringRule, score_lead
-from .views import iso, snapshot
+from ..domain.times import iso
+from .views import snapshot
 
 
 @dataclass

@@ -25,8 +25,8 @@ from ..adapters.repository.forms import Submission
 from ..domain.forms import Form
 from ..domain.lead import LeadIn
 from ..domain.mapping import FieldProblem, map_payload
+from ..domain.times import iso
 from .ingest import Candidate, OrgSetup, Outcome, ingest
-from .views import iso
 
 log = structlog.get_logger(__name__)
 

@@ -16,8 +16,9 @@ from ..adapters.repository import new_id
 from ..domain.custom_fields import coerce_custom_fields
 from ..domain.dedup import changed_fields
 from ..domain.lead import COMPANY_FIELDS, LeadPatch
+from ..domain.times import iso
 from .ingest import OrgSetup, rescore
-from .views import iso, snapshot
+from .views import snapshot
 
 
 async def _company_for(uow: UnitOfWork, org_id: str, current: dict[str, Any], patch: dict[str, Any],

@@ -11,7 +11,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.repository import timeline as timeline_repo
 from ..adapters.repository.timeline import StoredEntry
 from ..domain.timeline import TOLD_EVENTS, entries_for
-from .views import as_utc, iso
+from ..domain.times import as_utc, iso
 
 
 async def record_timeline(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:

@@ -12,10 +12,6 @@ from salesflow_shared.preconditions import check_if_match as shared_check_if_mat
 from salesflow_shared.preconditions import strong_etag
 
 from ..adapters.repository import leads as lead_repo
-from ..domain.lead import COMPANY_FIELDS, CONTACT_FIELDS
-from ..domain.times import as_utc, iso
-
-__all__ = ["COMPANY_FIELDS", "CONTACT_FIELDS", "as_utc", "iso"]
 
 
 def check_may_change(principal: Principal | None, lead: dict[str, Any]) -> None:
