@@ -105,12 +105,12 @@ _LEAD_QUERIES = {(True, False): _LEAD_BY_ID, (False, False): _LEAD_NOT_DELETED,
 async def find_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,
                     principal: Principal | None = None, include_deleted: bool = False) -> dict[str, Any] | None:
     """The lead as `principal` may read it (None when it may not, or there is none)."""
-    query = _LEAD_QUERIES[include_deleted, False]
-    if principal is not None and not principal.sees_whole_org:
-        query = query.where(readable_by(principal))
-    if for_update:
-        query = query.with_for_update(of=leads) if principal is not None and not principal.sees_whole_org \
-            else _LEAD_QUERIES[include_deleted, True]
+    if principal is None or principal.sees_whole_org:
+        query = _LEAD_QUERIES[include_deleted, for_update]
+    else:  # a rep: the leads it owns or owned before
+        query = _LEAD_QUERIES[include_deleted, False].where(readable_by(principal))
+        if for_update:
+            query = query.with_for_update(of=leads)
     row = (await session.execute(query, {"org_id": org_id, "lead_id": lead_id})).first()
     return row_to_lead(row) if row is not None else None
 
