@@ -167,13 +167,18 @@ async def test_leads_without_an_email_are_never_merged(embedded: Embedded) -> No
 
 
 # ------------------------------------------------------------------ web-form submissions
-def a_form(org_id: str, **fields: Any) -> Form:
-    return Form.model_validate({
+async def saved_form(embedded: Embedded, org_id: str) -> Form:
+    """A form of the org as an admin defines it: maps email, full name and phone; requires the email."""
+    form = Form.model_validate({
         "id": str(uuid.uuid4()), "org_id": org_id, "name": "Contact us",
         "mapping": {"email": "contact.email", "name": "contact.full_name", "phone": "contact.phone"},
         "defaults": {"product_line": "pro"}, "required": ["contact.email"], "public_key": f"pk_{uuid.uuid4().hex}",
         "signing_secret": "whsec_test", "honeypot_field": "website", "redirect_url": None,
-        "rate_limit_per_minute": 60, "version": 1, "allowed_origins": [], **fields})
+        "rate_limit_per_minute": 60, "version": 1, "allowed_origins": []})
+    async with embedded.context.uow() as uow:
+        await form_repo.insert_form(uow.session, form, embedded.clock.now())
+        await uow.commit()
+    return form
 
 
 async def submit(embedded: Embedded, form: Form, payload: dict[str, Any]) -> tuple[str, SubmissionState]:
@@ -189,10 +194,7 @@ async def submit(embedded: Embedded, form: Form, payload: dict[str, Any]) -> tup
 
 async def test_a_resubmitted_form_updates_its_lead_and_logs_the_resubmission(embedded: Embedded) -> None:
     org = new_org()
-    form = a_form(org)
-    async with embedded.context.uow() as uow:
-        await form_repo.insert_form(uow.session, form, embedded.clock.now())
-        await uow.commit()
+    form = await saved_form(embedded, org)
 
     _, first = await submit(embedded, form, {"email": "grace@navy.mil", "name": "Grace Hopper"})
     _, second = await submit(embedded, form, {"email": "grace@navy.mil", "name": "Grace Hopper",
@@ -211,10 +213,7 @@ async def test_a_resubmitted_form_updates_its_lead_and_logs_the_resubmission(emb
 
 async def test_a_submission_that_fails_mapping_is_kept_and_can_be_reprocessed(embedded: Embedded) -> None:
     org = new_org()
-    form = a_form(org)
-    async with embedded.context.uow() as uow:
-        await form_repo.insert_form(uow.session, form, embedded.clock.now())
-        await uow.commit()
+    form = await saved_form(embedded, org)
 
     submission_id, state = await submit(embedded, form, {"name": "No Email"})
 
