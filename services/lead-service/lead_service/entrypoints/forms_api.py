@@ -243,7 +243,7 @@ async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principa
     if replay is not None:
         return replay
     await form_repo.update_form(uow.session, principal.org_id, form_id, version=form.version, now=uow.clock.now(),
-                                signing_secret=new_signing_secret())
+                                only_at_version=False, signing_secret=new_signing_secret())
     rotated = await _own_form(uow, form_id, principal.org_id)
     response = await idem.complete(uow.session, status_code=200, body=rotated.as_dict(),
                                    headers={"ETag": f'"{rotated.version}"'})

@@ -47,11 +47,13 @@ async def forms_page(session: AsyncSession, org_id: str, *, limit: int, cursor: 
 
 
 async def update_form(session: AsyncSession, org_id: str, form_id: str, *, version: int, now: datetime,
-                      **values: Any) -> None:
-    """Change the form at `version` (a form changed meanwhile is left as it is) to the next version."""
-    await session.execute(sa.update(forms).where(forms.c.id == form_id, forms.c.org_id == org_id,
-                                                 forms.c.version == version)
-                          .values(**values, version=version + 1, updated_at=now))
+                      only_at_version: bool = True, **values: Any) -> None:
+    """Change the form read at `version` to the next version (with `only_at_version`, a form changed
+    meanwhile is left as it is)."""
+    condition = [forms.c.id == form_id, forms.c.org_id == org_id]
+    if only_at_version:
+        condition.append(forms.c.version == version)
+    await session.execute(sa.update(forms).where(*condition).values(**values, version=version + 1, updated_at=now))
 
 
 # ------------------------------------------------------------------ submissions
