@@ -25,7 +25,7 @@ from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import exchange_rates, org_currency
-from ..domain.exchange import Rate, Rates
+from ..domain.exchange import ExchangeRates, Rate
 
 DEFAULT_REPORTING_CURRENCY = "USD"  # until an admin sets the org's own
 MAX_RATE = Decimal("1e12")
@@ -36,7 +36,7 @@ MAX_CSV_ROWS = 20_000
 @dataclass
 class Setup:
     currency: str
-    rates: Rates
+    rates: ExchangeRates
 
 
 SETUP_CACHE = "currency_setup"  # per session (one request or one worker transaction): read once
@@ -58,7 +58,7 @@ async def _read_setup(session: AsyncSession, org_id: str) -> Setup:
     rows = await session.execute(sa.select(r.base_currency, r.quote_currency, r.valid_from, r.rate).where(
         r.org_id == org_id))
     reporting = currency or DEFAULT_REPORTING_CURRENCY
-    return Setup(reporting, Rates((Rate(b, q, d, Decimal(v)) for b, q, d, v in rows), reporting))
+    return Setup(reporting, ExchangeRates((Rate(b, q, d, Decimal(v)) for b, q, d, v in rows), reporting))
 
 
 async def reporting_currency(session: AsyncSession, org_id: str) -> tuple[str, int]:
