@@ -1,6 +1,6 @@
 """The service's HTTP API (docs/architecture.md: /v1/reports, /v1/quotas, /v1/forecasts).
 
-Each report's description below is its definition, exactly as the SQL in service_layer/reports.py computes it.
+Each report's description below is its definition, exactly as the SQL in adapters/reports/ computes it.
 Every report answers JSON, or CSV with `?format=csv` (one line per row, columns = the row's fields).
 """
 from __future__ import annotations
@@ -42,12 +42,11 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.orm import exchange_rates, forecast_snapshots, quotas
 from ..domain import formulas
-from ..domain.exchange import Converted, Rate, amounts
+from ..domain.exchange import Rate
 from ..domain.periods import (
     PERIODS,
     Period,
     as_utc,
-    elapsed_share,
     period_bounds,
     period_start,
     to_ts,
@@ -215,35 +214,9 @@ async def forecast_accuracy_report(q: Q, uow: ReportUow, period: PeriodParam = "
 async def quota_attainment_report(q: Q, uow: ReportUow, period: Annotated[Period | None, Query(
         description="month, quarter or year; default: every quota whose own period contains `date`")] = None,
                                   date: DateParam = None) -> Response:
-    moment = _moment(date, q.now)
     periods = [period] if period is not None else list(PERIODS)
-    bounds = {p: period_bounds(p, moment) for p in periods}
-    query = sa.select(quotas).where(quotas.c.org_id == q.principal.org_id, sa.or_(*[
-        sa.and_(quotas.c.period == p, quotas.c.period_start == start.date()) for p, (start, _) in bounds.items()]))
-    if not q.principal.sees_whole_org:
-        query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == q.principal.user_id)
-    found = list((await uow.session.execute(query)).all())
-    found.sort(key=lambda r: (PERIODS.index(r.period), r.scope, r.scope_id))
-    won: dict[tuple[str, str, str], dict[str, Converted]] = {}  # (period, scope, currency) → scope id → won
-    names = await reports.rep_names(uow.session, q.principal.org_id, {r.scope_id for r in found if r.scope == "rep"})
-    rows = []
-    for r in found:
-        start, end = bounds[r.period]
-        key = (r.period, r.scope, r.currency)
-        if key not in won:  # wins converted into the quota's own currency, each at its win's date
-            won[key] = await reports.won_between(uow.session, q.principal.org_id, r.scope, to_ts(start),
-                                                 to_ts(end), r.currency)
-        actual = won[key].get(r.scope_id, Converted(r.currency))
-        share = elapsed_share(start, end, q.now)
-        attainment = formulas.pct(actual.amount, r.amount)
-        rows.append({"quota_id": r.quota_id, "scope": r.scope, "scope_id": r.scope_id,
-                     "rep_name": names.get(r.scope_id) if r.scope == "rep" else None,
-                     "period": r.period, "period_start": start.date().isoformat(), "quota": formulas.money(r.amount),
-                     "currency": r.currency, "actual": formulas.money(actual.amount), "attainment_pct": attainment,
-                     "elapsed_pct": round(share * 100, 2), "pace_pct": formulas.pace(attainment, share),
-                     "projected": formulas.money(actual.amount / Decimal(share)) if share > 0 else None,
-                     "actual_by_currency": amounts(actual.by_currency),
-                     "actual_unconverted": amounts(actual.unconverted)})
+    rows = await reports.quota_attainment(uow.session, q.principal.org_id, periods, _moment(date, q.now), q.now,
+                                          None if q.principal.sees_whole_org else q.principal.user_id)
     return respond("quota_attainment", q, rows)
 
 

@@ -28,6 +28,7 @@ from salesflow_shared.events import Envelope, EventData, parse_data, utcnow
 from salesflow_shared.events import catalogue as ev
 from salesflow_shared.inbox import dialect_insert
 
+from ..adapters import rollups
 from ..adapters.orm import (
     event_log,
     m_activities,
@@ -42,7 +43,6 @@ from ..adapters.orm import (
 )
 from ..domain import timeline
 from ..domain.periods import date_ts, day_number, tiebreak, to_ts
-from . import rollups
 
 FIRST_RESPONSE_KINDS = ("call", "email", "meeting")
 AUTOMATED_SOURCES = ("sequence",)  # an activity a machine logged for the rep: never a human response
