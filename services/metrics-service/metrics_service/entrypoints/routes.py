@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -25,7 +24,6 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import Clock, Rfc3339
 from salesflow_shared.contract import CSV_FILE, camel_case, returns
 from salesflow_shared.currency import CurrencyCode
-from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import (
     Forbidden,
     NotFound,
@@ -40,7 +38,7 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import exchange_rates, forecast_snapshots, quotas
+from ..adapters import repository
 from ..domain import formulas
 from ..domain.exchange import Rate
 from ..domain.periods import (
@@ -104,8 +102,7 @@ async def report_uow(uow: UowDep) -> UnitOfWork:
     """Reports are a few large sorts and aggregates: PostgreSQL's JIT compilation costs more than it saves
     here, and a sort of a few hundred thousand stays should stay in memory."""
     if uow.dialect == "postgresql":
-        await uow.session.execute(sa.text("SET LOCAL jit = off"))
-        await uow.session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+        await repository.tune_for_reports(uow.session)
     return uow
 
 
@@ -284,7 +281,7 @@ class QuotaPatch(BaseModel):
     currency: CurrencyCode | None = None
 
 
-def quota_out(row: Any) -> dict[str, Any]:
+def quota_out(row: repository.Quota) -> dict[str, Any]:
     return {"quota_id": row.quota_id, "scope": row.scope, "scope_id": row.scope_id, "period": row.period,
             "period_start": row.period_start.isoformat(), "amount": formulas.money(row.amount),
             "currency": row.currency, "version": row.version}
@@ -298,19 +295,18 @@ def _check_period_start(body: QuotaIn) -> None:
         raise ValidationFailed.single("period_start", f"must be the first day of a {body.period}")
 
 
-async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> Any:
-    row = (await uow.session.execute(sa.select(quotas).where(
-        quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id))).first()
+async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> repository.Quota:
+    row = await repository.get_quota(uow.session, principal.org_id, quota_id)
     if row is None or (not principal.sees_whole_org and (row.scope != "rep" or row.scope_id != principal.user_id)):
         raise NotFound(f"quota {quota_id} not found")
     return row
 
 
-def _etag(row: Any) -> str:
+def _etag(row: repository.Quota) -> str:
     return strong_etag(f"{row.quota_id}:{row.version}")
 
 
-def _publish_quota(uow: UnitOfWork, row: Any) -> None:
+def _publish_quota(uow: UnitOfWork, row: repository.Quota) -> None:
     """QuotaSet with the quota as it now is (its version: the newest wins downstream)."""
     start = datetime(row.period_start.year, row.period_start.month, row.period_start.day)
     _, end = period_bounds(row.period, start)
@@ -329,13 +325,10 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    from salesflow_shared.inbox import dialect_insert
     now = utcnow()
     values = {"quota_id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "version": 1,
               "created_at": now, "updated_at": now}
-    result = await uow.session.execute(dialect_insert(uow.session)(quotas).values(**values).on_conflict_do_nothing(
-        index_elements=["org_id", "scope", "scope_id", "period", "period_start"]))
-    if rows_affected(result) != 1:
+    if not await repository.insert_quota(uow.session, values):
         from salesflow_shared.errors import Conflict
         raise Conflict("a quota for this scope and period already exists")
     row = await _quota(uow, principal, values["quota_id"])
@@ -351,16 +344,11 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
 async def list_quotas(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100, cursor: CursorParam = None,
                       period: Period | None = None, scope: Literal["rep", "team"] | None = None,
                       scope_id: str | None = None) -> dict[str, Any]:
-    query = sa.select(quotas).where(quotas.c.org_id == principal.org_id)
-    if not principal.sees_whole_org:
-        query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == principal.user_id)
-    for column, value in (("period", period), ("scope", scope), ("scope_id", scope_id)):
-        if value is not None:
-            query = query.where(quotas.c[column] == value)
     after = decode_cursor(cursor, 1)
-    if after:
-        query = query.where(quotas.c.quota_id > after[0])
-    rows = (await uow.session.execute(query.order_by(quotas.c.quota_id).limit(limit + 1))).all()
+    rows = await repository.list_quotas(uow.session, principal.org_id,
+                                        rep_id=None if principal.sees_whole_org else principal.user_id,
+                                        period=period, scope=scope, scope_id=scope_id,
+                                        after=after[0] if after else None, limit=limit + 1)
     items = [quota_out(r) for r in rows[:limit]]
     return {"items": items, "next_cursor": encode_cursor([items[-1]["quota_id"]]) if len(rows) > limit else None}
 
@@ -379,10 +367,7 @@ async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal
     row = await _quota(uow, principal, quota_id)
     check_if_match(if_match, _etag(row), what="quota")
     changes = body.model_dump(exclude_none=True)
-    result = await uow.session.execute(sa.update(quotas).where(
-        quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id, quotas.c.version == row.version,
-    ).values(**changes, version=row.version + 1, updated_at=utcnow()))
-    if rows_affected(result) != 1:
+    if not await repository.update_quota(uow.session, row, changes, utcnow()):
         raise PreconditionFailed("the quota changed since you read it")
     row = await _quota(uow, principal, quota_id)
     _publish_quota(uow, row)
@@ -393,8 +378,7 @@ async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal
 @router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)", operation_id="deleteQuota")
 async def delete_quota(quota_id: str, principal: AdminPrincipal, uow: UowDep) -> Response:
     row = await _quota(uow, principal, quota_id)
-    await uow.session.execute(sa.delete(quotas).where(quotas.c.org_id == principal.org_id,
-                                                      quotas.c.quota_id == quota_id))
+    await repository.delete_quota(uow.session, principal.org_id, quota_id)
     uow.publish(QuotaRemovedV1(quota_id=quota_id), org_id=principal.org_id, subject_id=quota_id,
                 subject_version=row.version + 1)
     await uow.commit()
@@ -437,14 +421,9 @@ async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep
             operation_id="listForecastSnapshots", **returns(R.ForecastSnapshotPage))
 async def list_snapshots(principal: ManagerPrincipal, uow: UowDep, period: Period | None = None,
                          limit: LimitParam = 100, cursor: CursorParam = None) -> dict[str, Any]:
-    fs = forecast_snapshots.c
-    query = sa.select(forecast_snapshots).where(fs.org_id == principal.org_id)
-    if period is not None:
-        query = query.where(fs.period == period)
     after = decode_cursor(cursor, 1)
-    if after:
-        query = query.where(fs.snapshot_id > after[0])
-    rows = (await uow.session.execute(query.order_by(fs.snapshot_id).limit(limit + 1))).all()
+    rows = await repository.list_snapshots(uow.session, principal.org_id, period, after[0] if after else None,
+                                           limit + 1)
     items = [forecasting.snapshot_out(r) for r in rows[:limit]]
     return {"items": items, "next_cursor": encode_cursor([items[-1]["snapshot_id"]]) if len(rows) > limit else None}
 
@@ -486,13 +465,9 @@ class RatesIn(BaseModel):
             operation_id="listExchangeRates", **returns(R.ExchangeRates))
 async def list_rates(principal: CurrentPrincipal, uow: UowDep, base_currency: str | None = None,
                      quote_currency: str | None = None) -> dict[str, Any]:
-    r = exchange_rates.c
-    query = sa.select(r.base_currency, r.quote_currency, r.valid_from, r.rate).where(r.org_id == principal.org_id)
-    for column, value in (("base_currency", base_currency), ("quote_currency", quote_currency)):
-        if value is not None:
-            query = query.where(r[column] == value.upper())
-    rows = await uow.session.execute(query.order_by(r.base_currency, r.quote_currency, r.valid_from))
-    return {"items": [currencies.rate_out(Rate(b, q, d, Decimal(v))) for b, q, d, v in rows]}
+    rates = await repository.rates(uow.session, principal.org_id, base_currency and base_currency.upper(),
+                                   quote_currency and quote_currency.upper())
+    return {"items": [currencies.rate_out(rate) for rate in rates]}
 
 
 async def _store_rates(uow: UnitOfWork, idem: IdempotentRequest, principal: Principal, rates: list[Rate],
