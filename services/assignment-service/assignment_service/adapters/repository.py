@@ -1,6 +1,7 @@
 """Reading and writing the directory, rule sets, rotations and the lead projection (always org-scoped)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -177,13 +178,13 @@ async def page_of_rows(session: AsyncSession, table: sa.Table, org_id: str, afte
 
 
 async def insert_row(session: AsyncSession, table: sa.Table, org_id: str, row_id: str, version: int,
-                     now: datetime, values: dict[str, Any]) -> None:
+                     now: datetime, values: Mapping[str, object]) -> None:
     await session.execute(sa.insert(table).values(org_id=org_id, id=row_id, row_version=version,
                                                   created_at=now, updated_at=now, **values))
 
 
 async def update_row(session: AsyncSession, table: sa.Table, org_id: str, row_id: str, version: int,
-                     now: datetime, changes: dict[str, Any]) -> None:
+                     now: datetime, changes: Mapping[str, object]) -> None:
     """Write the changes at `version`."""
     await session.execute(sa.update(table).where(table.c.org_id == org_id, table.c.id == row_id).values(
         row_version=version, updated_at=now, **changes))
@@ -230,14 +231,14 @@ async def latest_rule_set_version(session: AsyncSession, org_id: str) -> int:
     return int(latest or 0)
 
 
-async def insert_rule_set(session: AsyncSession, org_id: str, version: int, rules: list[dict[str, Any]],
+async def insert_rule_set(session: AsyncSession, org_id: str, version: int, rules: Sequence[Mapping[str, object]],
                           user_id: str, now: datetime) -> None:
     await session.execute(sa.insert(rule_sets).values(
         org_id=org_id, version=version, rules=rules, created_by=user_id, created_at=now))
 
 
 # ------------------------------------------------------------------ decisions
-async def insert_decision(session: AsyncSession, values: dict[str, Any]) -> None:
+async def insert_decision(session: AsyncSession, values: Mapping[str, object]) -> None:
     await session.execute(sa.insert(decisions).values(**values))
 
 
@@ -275,7 +276,7 @@ async def decision_explanations(session: AsyncSession, org_id: str, lead_id: str
     return [(decision_id, explanation) for decision_id, explanation in rows]
 
 
-async def set_explanation(session: AsyncSession, decision_id: str, explanation: dict[str, Any]) -> None:
+async def set_explanation(session: AsyncSession, decision_id: str, explanation: Mapping[str, object]) -> None:
     await session.execute(sa.update(decisions).where(decisions.c.id == decision_id).values(explanation=explanation))
 
 

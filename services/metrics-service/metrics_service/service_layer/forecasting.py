@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -61,7 +60,7 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
 
 
 def snapshot_out(row: repository.Snapshot | dict[str, Any]) -> dict[str, Any]:
-    m = row if isinstance(row, dict) else asdict(row)
+    m = row if isinstance(row, dict) else vars(row)
     return {"snapshot_id": m["snapshot_id"], "period": m["period"],
             "period_start": as_utc(m["period_start"]).isoformat(), "period_end": as_utc(m["period_end"]).isoformat(),
             "scope": m["scope"], "scope_id": m["scope_id"] or None, "currency": m["currency"],

@@ -39,7 +39,7 @@ from . import currencies
 
 __all__ = ["COMMON", "DEFINITIONS", "Filters", "activities", "adoption", "coaching", "conversion", "deal_size",
            "forecast", "funnel", "handovers", "leaderboard", "production", "quota_attainment",
-           "rep_names", "response_time", "sales_cycle", "stalled_deals", "win_rate", "won_between"]
+           "response_time", "sales_cycle", "stalled_deals", "win_rate", "won_between"]
 
 Row = dict[str, Any]  # a report row, as the API answers it (entrypoints/responses.py types them)
 
@@ -56,13 +56,10 @@ def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-rep_names = names_of_reps
-
-
 async def _name_groups(session: AsyncSession, f: Filters, rows: list[Row], key: str = "group",
                        default: GroupBy = None) -> list[Row]:
     if (f.group_by or default) == "rep":
-        names = await rep_names(session, f.org_id, {r[key] for r in rows if r.get(key)})
+        names = await names_of_reps(session, f.org_id, {r[key] for r in rows if r.get(key)})
         for r in rows:
             r["rep_name"] = names.get(r[key]) if r.get(key) else None
     return rows
@@ -368,7 +365,7 @@ async def quota_attainment(session: AsyncSession, org_id: str, periods: list[Per
     found = await fetch_quotas(session, queries.quotas.starting(org_id, starts, rep_id))
     found.sort(key=lambda r: (PERIODS.index(r.period), r.scope, r.scope_id))
     won: dict[tuple[str, str, str], dict[str, Converted]] = {}  # (period, scope, currency) → scope id → won
-    names = await rep_names(session, org_id, {r.scope_id for r in found if r.scope == "rep"})
+    names = await names_of_reps(session, org_id, {r.scope_id for r in found if r.scope == "rep"})
     rows = []
     for r in found:
         start, end = bounds[r.period]
@@ -457,7 +454,7 @@ async def coaching(session: AsyncSession, f: Filters) -> tuple[list[Row], list[R
     team_view = {(t["team"], t["pipeline_id"], t["stage_id"]): (
         int(t["n"]), formulas.pct(int(t["converted"]), t["n"]), _f(t["median"]), days(_f(t["median"])))
         for t in team_rows}
-    names = await rep_names(session, f.org_id, {r["rep"] for r in rep_stats})
+    names = await names_of_reps(session, f.org_id, {r["rep"] for r in rep_stats})
     rows = []
     unassigned: list[Row] = []  # nobody owned these at the stay's end: a signal, not a rep
     for r in sorted(rep_stats, key=lambda r: (r["rep"], r["pipeline_id"], r["position"], r["stage_id"])):
@@ -577,7 +574,7 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> tuple[list[Row], l
                 found.append({**r, "p75": limit["p75"]})
         found.sort(key=lambda r: (-(r["age"] - r["p75"]), r["lead_id"]))
         found = found[:queries.stalled.LIMIT]
-    names = await rep_names(session, f.org_id, {r["owner_id"] for r in found if r["owner_id"]})
+    names = await names_of_reps(session, f.org_id, {r["owner_id"] for r in found if r["owner_id"]})
     rows = []
     for r in found:
         basis = thresholds[(r["team_id"] or "", r["pipeline_id"], r["stage_id"])]
@@ -639,7 +636,7 @@ async def leaderboard(session: AsyncSession, f: Filters, metric: str, period: Pe
         ranked_for = [(rep, v) for rep, v in ranked if rep == f.rep_id]
     else:
         ranked_for = ranked
-    names = await rep_names(session, f.org_id, {rep for rep, _ in ranked_for})
+    names = await names_of_reps(session, f.org_id, {rep for rep, _ in ranked_for})
     out = []
     for rep, value in ranked_for:
         rank = 1 + sum(1 for _, other in ranked if other > value)  # SQL RANK: ties share a rank

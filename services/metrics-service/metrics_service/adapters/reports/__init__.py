@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..repository import Quota, quotas_where
 from . import (
     activities,
     adoption,
@@ -48,9 +49,8 @@ async def fetch(session: AsyncSession, query: Sql) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in (await session.execute(statement, query.params)).all()]
 
 
-async def fetch_quotas(session: AsyncSession, query: sa.Select[tuple[object, ...]]) -> list[quotas.Quota]:
-    return [quotas.Quota(r.quota_id, r.scope, r.scope_id, r.period, r.period_start, r.amount, r.currency)
-            for r in (await session.execute(query)).all()]
+async def fetch_quotas(session: AsyncSession, query: sa.Select[tuple[object, ...]]) -> list[Quota]:
+    return await quotas_where(session, query)
 
 
 async def names_of_reps(session: AsyncSession, org_id: str, rep_ids: set[str]) -> dict[str, str | None]:

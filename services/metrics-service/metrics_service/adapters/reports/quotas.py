@@ -1,9 +1,8 @@
-"""Quota attainment: the quotas of a period (the wins they are compared with are revenue.py's)."""
+"""Quota attainment: the quotas of a period (read as repository.Quota; the wins they are compared with are
+revenue.py's)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 
 import sqlalchemy as sa
 
@@ -18,17 +17,6 @@ ATTAINMENT = (
     "rate, not counted); attainment_pct = actual / quota × 100; elapsed_pct = share of the period elapsed "
     "now × 100; pace_pct = attainment_pct / elapsed share (100 = exactly on pace); projected = actual / "
     "elapsed share. QuotaReached uses the same figures.")
-
-
-@dataclass(frozen=True)
-class Quota:
-    quota_id: str
-    scope: str  # rep or team
-    scope_id: str
-    period: Period
-    period_start: date
-    amount: Decimal
-    currency: str
 
 
 def starting(org_id: str, starts: dict[Period, date], rep_id: str | None = None) -> sa.Select[tuple[object, ...]]:
