@@ -4,10 +4,6 @@ from __future__ import annotations
 from email.utils import formataddr
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from ..adapters.orm import templates
 from ..config import Settings
 from ..domain.rendering import TemplateError, lead_variables, owner_variables, render_email
 from ..domain.signing import unsubscribe_token
@@ -134,14 +130,6 @@ def variables(*, org_id: str, lead: dict[str, Any] | None, owner: dict[str, Any]
             "program": {**EMPTY_PROGRAM, **(program or {})}}
 
 
-async def load_template(session: AsyncSession, org_id: str, *, template_id: str | None = None,
-                        key: str | None = None) -> dict[str, Any] | None:
-    query = sa.select(templates).where(templates.c.org_id == org_id)
-    query = query.where(templates.c.id == template_id) if template_id else query.where(templates.c.key == key)
-    row = (await session.execute(query)).mappings().first()
-    return dict(row) if row else None
-
-
 def email_payload(settings: Settings, *, to_name: str | None, to_email: str, parts: dict[str, str],
                   variables_: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Render (raises TemplateError) into the stored payload the delivery worker sends as is."""
@@ -155,5 +143,5 @@ def prospect_headers(url: str) -> dict[str, str]:
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
-__all__ = ["DEFAULT_REP_TEMPLATES", "TemplateError", "email_payload", "load_template", "prospect_headers",
+__all__ = ["DEFAULT_REP_TEMPLATES", "TemplateError", "email_payload", "prospect_headers",
            "unsubscribe_url", "variables"]
