@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import EventHandlers
-from salesflow_shared.db import rows_affected
 from salesflow_shared.events import (
     ActivityLoggedV1,
     Envelope,
@@ -26,28 +24,24 @@ from salesflow_shared.events import (
     LeadRoutedV1,
     LeadUpdatedV1,
 )
-from salesflow_shared.inbox import dialect_insert
-from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, lead_past_owners, stage_history, tasks
+from ..adapters import repository
+from ..adapters.repository import Position
 from ..domain import transitions
 from . import engine
 
 log = structlog.get_logger(__name__)
 
 
-async def follow_owner(uow: UnitOfWork, pos: engine.Position, owner_id: str | None, team_id: str | None,
+async def follow_owner(uow: UnitOfWork, pos: Position, owner_id: str | None, team_id: str | None,
                        now: datetime) -> None:
     """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put); the one before
     keeps read access to the position."""
-    await remember_past_owner(uow.session, lead_past_owners, pos["org_id"], pos["lead_id"], pos.get("owner_id"),
-                              owner_id, now)
+    await repository.remember_past_owner(uow.session, pos["org_id"], pos["lead_id"], pos.get("owner_id"), owner_id,
+                                         now)
     pos.update(owner_id=owner_id, team_id=team_id)
-    rows = (await uow.session.execute(sa.select(tasks).where(
-        tasks.c.org_id == pos["org_id"], tasks.c.lead_id == pos["lead_id"], tasks.c.status == "open",
-        tasks.c.assignee_kind == "owner").order_by(tasks.c.created_at, tasks.c.id).with_for_update())).all()
-    for row in rows:
+    for row in await repository.lock_open_tasks(uow.session, pos["org_id"], pos["lead_id"], owner_tasks_only=True):
         await engine.reassign_task(uow, row, assignee_kind="owner", assignee_id=owner_id, team_id=team_id,
                                    reason="owner_changed", now=now)
 
@@ -84,12 +78,8 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         assert pos is not None
         if pos["status"] == "erased":
             return
-        insert = dialect_insert(uow.session)
-        result = await uow.session.execute(insert(activities).values(
-            org_id=envelope.org_id, activity_id=data.activity_id, lead_id=data.lead_id, kind=data.kind,
-            occurred_at=data.occurred_at, received_at=now,
-        ).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
-        if rows_affected(result) != 1:
+        if not await repository.add_activity(uow.session, envelope.org_id, data.activity_id, data.lead_id, data.kind,
+                                             data.occurred_at, now):
             return  # the same activity under another event id: already counted
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
@@ -157,10 +147,8 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         # Scrub: keep only the id (so late events about the lead are recognised and ignored).
         pos.update(lead={"lead_id": data.lead_id}, lead_version=max(pos["lead_version"], envelope.subject_version),
                    owner_timezone=None, reengage_at=None, lost_reason=None)
-        await uow.session.execute(sa.delete(activities).where(
-            activities.c.org_id == envelope.org_id, activities.c.lead_id == data.lead_id))
-        await uow.session.execute(sa.update(stage_history).where(
-            stage_history.c.org_id == envelope.org_id, stage_history.c.lead_id == data.lead_id).values(note=None))
+        await repository.forget_activities(uow.session, envelope.org_id, data.lead_id)
+        await repository.forget_visit_notes(uow.session, envelope.org_id, data.lead_id)
         await engine.save_position(uow, pos, now)
 
     return handlers
