@@ -29,7 +29,6 @@ from salesflow_shared.ownership import remember_past_owner as remember_owner
 from .orm import activities, lead_past_owners, pipelines, positions, stage_history, stages, tasks
 
 R = TypeVar("R")
-Position = dict[str, Any]  # a `positions` row, column by column, as the engine changes it
 
 
 # ====================================================================== records
@@ -107,12 +106,13 @@ class StageVisit:
     seq: int
 
 
-@dataclass(frozen=True)
-class PositionRecord:
-    """A lead's position as read for an answer (the engine changes a `Position`)."""
+@dataclass
+class Position:
+    """A lead's position (its `positions` row): what pipeline-service knows of the lead, the stage it is in and
+    the versions of the event streams about it. The engine changes it in place; `save_position` writes it."""
     org_id: str
     lead_id: str
-    lead: dict[str, Any]
+    lead: dict[str, Any]  # the latest LeadSnapshot (JSON), {} until LeadCreated
     lead_version: int
     owner_id: str | None
     owner_timezone: str | None
@@ -185,18 +185,17 @@ async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: d
     key = {"org": org_id, "lead_id_": lead_id}
     if create:
         await session.execute(_ADD_POSITION[_dialect(session)], {**key, "now": now})
-    row = (await session.execute(_LOCK_POSITION, key)).mappings().first()
-    return dict(row) if row is not None else None
+    return _first(Position, await session.execute(_LOCK_POSITION, key))
 
 
 async def save_position(session: AsyncSession, pos: Position) -> None:
-    await session.execute(_SAVE_POSITION, {"org": pos["org_id"], "lead_id_": pos["lead_id"],
-                                           **{f"new_{name}": pos[name] for name in _POSITION_COLUMNS}})
+    await session.execute(_SAVE_POSITION, {"org": pos.org_id, "lead_id_": pos.lead_id,
+                                           **{f"new_{name}": getattr(pos, name) for name in _POSITION_COLUMNS}})
 
 
-async def visible_position(session: AsyncSession, principal: Principal, lead_id: str) -> PositionRecord | None:
+async def visible_position(session: AsyncSession, principal: Principal, lead_id: str) -> Position | None:
     """The lead's position if the principal may read it (see `readable_by`)."""
-    return _first(PositionRecord, await session.execute(sa.select(positions).where(
+    return _first(Position, await session.execute(sa.select(positions).where(
         positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, _readable_by(principal))))
 
 
@@ -208,7 +207,7 @@ def _readable_by(principal: Principal) -> Any:
 
 
 async def positions_page(session: AsyncSession, principal: Principal, filters: dict[str, str | None],
-                         after_lead_id: str | None, limit: int) -> list[PositionRecord]:
+                         after_lead_id: str | None, limit: int) -> list[Position]:
     """The positions the principal may read (not erased), by lead id, matching `filters` (column → value);
     `limit` + 1 rows tell whether more follow."""
     query = sa.select(positions).where(positions.c.org_id == principal.org_id, positions.c.status != "erased",
@@ -219,7 +218,7 @@ async def positions_page(session: AsyncSession, principal: Principal, filters: d
     if after_lead_id is not None:
         query = query.where(positions.c.lead_id > after_lead_id)
     rows = await session.execute(query.order_by(positions.c.lead_id).limit(limit + 1))
-    return _records(PositionRecord, rows.mappings())
+    return _records(Position, rows.mappings())
 
 
 async def owner_of(session: AsyncSession, org_id: str, lead_id: str) -> str | None:

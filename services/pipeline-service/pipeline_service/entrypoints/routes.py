@@ -247,7 +247,8 @@ async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, c
     return await position_json(uow, principal, lead_id, now_of(context))
 
 
-async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str, now: datetime) -> dict[str, Any]:
+async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str,
+                           now: datetime) -> repository.Position:
     # 404 for other orgs' and other reps' leads, 403 for a lead the rep owned before (read-only)
     await load_visible_position(uow, principal, lead_id, to_change=True)
     pos = await engine.lock_position(uow, principal.org_id, lead_id, now, create=False)
@@ -275,16 +276,18 @@ async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: Uow
     now = now_of(context)
     pos = await _lock_for_change(uow, principal, lead_id, now)
     try:
-        transitions.transition("move", pos["status"])
+        transitions.transition("move", pos.status)
     except transitions.TransitionRefused as exc:
         raise _refused(exc) from exc
-    seq = await engine.pipeline_stages(uow, principal.org_id, pos["pipeline_id"])
+    pipeline_id = pos.pipeline_id
+    assert pipeline_id is not None  # an active lead is in a pipeline
+    seq = await engine.pipeline_stages(uow, principal.org_id, pipeline_id)
     target = next((s for s in seq if s.id == body.to_stage_id), None)
     if target is None:
         raise ValidationFailed.single("to_stage_id", "must be a stage of the lead's pipeline")
-    if target.id == pos["stage_id"]:
+    if target.id == pos.stage_id:
         raise Conflict("the lead is already in that stage")
-    await engine.enter_stage(uow, pos, pos["pipeline_id"], target, reason="manual", now=now,
+    await engine.enter_stage(uow, pos, pipeline_id, target, reason="manual", now=now,
                              moved_by=principal.user_id, note=body.reason.strip(), exit_reason="manual")
     await engine.advance_while_goal_met(uow, pos, now, None)
     await engine.save_position(uow, pos, now)
@@ -331,9 +334,10 @@ async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: Uow
         return replay
     now = now_of(context)
     pos = await _lock_for_change(uow, principal, lead_id, now)
-    if not transitions.can("lose", pos["status"]):
-        raise _refused(transitions.TransitionRefused("lose", pos["status"]))
-    pipeline = await repository.get_pipeline(uow.session, principal.org_id, pos["pipeline_id"], archived_too=True)
+    if not transitions.can("lose", pos.status):
+        raise _refused(transitions.TransitionRefused("lose", pos.status))
+    pipeline = await repository.get_pipeline(uow.session, principal.org_id, pos.pipeline_id, archived_too=True) \
+        if pos.pipeline_id else None
     allowed = list(pipeline.lost_reasons or []) if pipeline else []
     reason = body.reason.strip()
     if allowed and reason.lower() not in {r.lower() for r in allowed}:

@@ -58,7 +58,7 @@ async def lock_position(uow: UnitOfWork, org_id: str, lead_id: str, now: datetim
 
 
 async def save_position(uow: UnitOfWork, pos: Position, now: datetime) -> None:
-    pos["updated_at"] = now
+    pos.updated_at = now
     await repository.save_position(uow.session, pos)
 
 
@@ -72,15 +72,15 @@ async def get_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str) -> Pipeli
 
 async def lead_facts(uow: UnitOfWork, pos: Position) -> LeadFacts:
     session = uow.session
-    rows = await repository.activities_of(session, pos["org_id"], pos["lead_id"])
-    entered = aware(pos.get("stage_entered_at"))
-    cycle = aware(pos.get("cycle_started_at"))
+    rows = await repository.activities_of(session, pos.org_id, pos.lead_id)
+    entered = aware(pos.stage_entered_at)
+    cycle = aware(pos.cycle_started_at)
     ever: Counter[str] = Counter(r.kind for r in rows if cycle is None or aware(r.occurred_at) >= cycle)
     in_stage: Counter[str] = Counter(r.kind for r in rows if entered is not None and aware(r.occurred_at) >= entered)
-    required = await repository.required_task_statuses(session, pos["org_id"], pos["visit_id"])
-    fields = dict(pos.get("lead") or {})
+    required = await repository.required_task_statuses(session, pos.org_id, pos.visit_id)
+    fields = dict(pos.lead or {})
     # The owner known from LeadAssigned is fresher than the snapshot's.
-    fields.update({k: pos[k] for k in ("owner_id", "team_id") if pos.get(k)})
+    fields.update({k: v for k, v in (("owner_id", pos.owner_id), ("team_id", pos.team_id)) if v})
     return LeadFacts(fields=fields, activities_ever=dict(ever), activities_in_stage=dict(in_stage),
                      required_tasks_total=len(required),
                      required_tasks_done=sum(1 for status in required if status == "done"))
@@ -88,13 +88,13 @@ async def lead_facts(uow: UnitOfWork, pos: Position) -> LeadFacts:
 
 # ------------------------------------------------------------------ events about the lead
 def _next_event_version(pos: Position) -> int:
-    version = int(pos.get("event_version") or 0) + 1
-    pos["event_version"] = version
+    version = int(pos.event_version or 0) + 1
+    pos.event_version = version
     return version
 
 
 def _timezone_for(pos: Position) -> str | None:
-    return pos.get("owner_timezone") or (pos.get("lead") or {}).get("timezone")
+    return pos.owner_timezone or (pos.lead or {}).get("timezone")
 
 
 # ------------------------------------------------------------------ tasks
@@ -110,24 +110,24 @@ async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: StageRecord,
 
 async def create_task(uow: UnitOfWork, pos: Position, stage: StageRecord, template: TaskTemplate,
                       now: datetime) -> str:
-    assignee_id, team_id = pos.get("owner_id"), pos.get("team_id")  # the owner, within the owning team
+    assignee_id, team_id = pos.owner_id, pos.team_id  # the owner, within the owning team
     if template.assignee_kind == "rep":
         assignee_id = template.assignee_id
     elif template.assignee_kind == "team":
         assignee_id, team_id = None, template.assignee_id
-    calendar = (await calendars.load(uow.session, pos["org_id"])).calendar
+    calendar = (await calendars.load(uow.session, pos.org_id)).calendar
     due_at = compute_due(now, template.due, _timezone_for(pos), calendar)
     task_id = new_id()
     await repository.add_task(uow.session, TaskRecord(
-        id=task_id, org_id=pos["org_id"], lead_id=pos["lead_id"], pipeline_id=pos["pipeline_id"],
-        stage_id=stage.id, visit_id=pos["visit_id"], title=template.title, task_type=template.type,
+        id=task_id, org_id=pos.org_id, lead_id=pos.lead_id, pipeline_id=pos.pipeline_id,
+        stage_id=stage.id, visit_id=pos.visit_id, title=template.title, task_type=template.type,
         required=template.required, assignee_kind=template.assignee_kind, assignee_id=assignee_id,
         team_id=team_id, due_at=due_at, status="open", created_at=now, completed_at=None, completed_by=None,
         skip_reason=None, overdue_at=None, version=1))
-    uow.publish(TaskCreatedV1(task_id=task_id, lead_id=pos["lead_id"], pipeline_id=pos["pipeline_id"],
+    uow.publish(TaskCreatedV1(task_id=task_id, lead_id=pos.lead_id, pipeline_id=pos.pipeline_id,
                               stage_id=stage.id, title=template.title, task_type=template.type,
                               required=template.required, due_at=due_at, assignee_id=assignee_id),
-                org_id=pos["org_id"], subject_id=task_id, subject_version=1, occurred_at=now)
+                org_id=pos.org_id, subject_id=task_id, subject_version=1, occurred_at=now)
     return task_id
 
 
@@ -148,7 +148,7 @@ async def reassign_task(uow: UnitOfWork, row: TaskRecord, *, assignee_kind: str,
 async def skip_open_tasks(uow: UnitOfWork, pos: Position, reason: str, now: datetime, *,
                           visit_only: bool = True) -> int:
     """Skip the lead's open tasks (of its current stage visit, or all of them); TaskSkipped for each."""
-    rows = await repository.lock_open_tasks(uow.session, pos["org_id"], pos["lead_id"], visit_id=pos.get("visit_id"),
+    rows = await repository.lock_open_tasks(uow.session, pos.org_id, pos.lead_id, visit_id=pos.visit_id,
                                             visit_only=visit_only)
     for row in rows:
         await repository.update_task(uow.session, row.id, {"status": "skipped", "skip_reason": reason,
@@ -161,64 +161,64 @@ async def skip_open_tasks(uow: UnitOfWork, pos: Position, reason: str, now: date
 
 # ------------------------------------------------------------------ stage moves
 async def close_visit(uow: UnitOfWork, pos: Position, exit_reason: str, now: datetime) -> None:
-    if pos.get("visit_id"):
-        await repository.close_visit(uow.session, pos["visit_id"], exit_reason, now)
+    if pos.visit_id:
+        await repository.close_visit(uow.session, pos.visit_id, exit_reason, now)
 
 
 async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: StageRecord, *, reason: str,
                       now: datetime, triggering_event_id: str | None = None, moved_by: str | None = None,
                       note: str | None = None, exit_reason: str | None = None) -> None:
     """Leave the current stage (its open tasks skipped), enter `stage`, publish StageAdvanced, create tasks."""
-    from_stage = pos.get("stage_id") if pos.get("status") == "active" else None
+    from_stage = pos.stage_id if pos.status == "active" else None
     from_position = None
-    if from_stage is not None and pos.get("pipeline_id") == pipeline_id:
+    if from_stage is not None and pos.pipeline_id == pipeline_id:
         # Carried so consumers tell an advance from a move back without the pipeline's definition.
-        from_position = await repository.stage_position(uow.session, pos["org_id"], from_stage)
-    if pos.get("visit_id") and pos.get("status") == "active":
+        from_position = await repository.stage_position(uow.session, pos.org_id, from_stage)
+    if pos.visit_id and pos.status == "active":
         await skip_open_tasks(uow, pos, exit_reason or reason, now)
         await close_visit(uow, pos, exit_reason or reason, now)
     visit_id = new_id()
-    await repository.add_visit(uow.session, visit_id=visit_id, org_id=pos["org_id"], lead_id=pos["lead_id"],
+    await repository.add_visit(uow.session, visit_id=visit_id, org_id=pos.org_id, lead_id=pos.lead_id,
                                pipeline_id=pipeline_id, stage=stage, now=now, reason=reason,
                                triggering_event_id=triggering_event_id, moved_by=moved_by, note=note)
-    pos.update(status="active", pipeline_id=pipeline_id, stage_id=stage.id, stage_entered_at=now,
-               visit_id=visit_id, reengage_at=None, lost_reason=None, closed_at=None, goal_held=False)
+    pos.status, pos.pipeline_id, pos.stage_id, pos.stage_entered_at = "active", pipeline_id, stage.id, now
+    pos.visit_id, pos.reengage_at, pos.lost_reason, pos.closed_at, pos.goal_held = visit_id, None, None, None, False
     version = _next_event_version(pos)
-    stage_ids = [s.id for s in await pipeline_stages(uow, pos["org_id"], pipeline_id)]
+    stage_ids = [s.id for s in await pipeline_stages(uow, pos.org_id, pipeline_id)]
     uow.publish(StageAdvancedV1(
-        lead_id=pos["lead_id"], pipeline_id=pipeline_id, from_stage_id=from_stage, from_stage_position=from_position,
+        lead_id=pos.lead_id, pipeline_id=pipeline_id, from_stage_id=from_stage, from_stage_position=from_position,
         to_stage_id=stage.id,
         to_stage_name=stage.name, to_stage_position=stage.position, is_ask_stage=stage.is_ask_stage,
         win_probability=Decimal(stage.win_probability).normalize(), reason=reason,
         triggering_event_id=triggering_event_id,
-        moved_by=moved_by, note=note, owner_id=pos.get("owner_id"), entered_at=now, pipeline_stage_ids=stage_ids,
-    ), org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=version, occurred_at=now)
+        moved_by=moved_by, note=note, owner_id=pos.owner_id, entered_at=now, pipeline_stage_ids=stage_ids,
+    ), org_id=pos.org_id, subject_id=pos.lead_id, subject_version=version, occurred_at=now)
     await create_stage_tasks(uow, pos, stage, now)
     if reason == "manual":
         # Moved here on purpose: a goal that already holds does not send the lead straight on.
-        pos["goal_held"] = evaluate_goal(stage.goal, await lead_facts(uow, pos))
+        pos.goal_held = evaluate_goal(stage.goal, await lead_facts(uow, pos))
 
 
 async def advance_while_goal_met(uow: UnitOfWork, pos: Position, now: datetime,
                                  triggering_event_id: str | None) -> int:
     """Advance stage by stage while the current stage's goal becomes true; returns how many stages were
     passed. A goal that already held at the last evaluation (after a manual move) does not count."""
-    if pos.get("status") != "active" or not pos.get("pipeline_id"):
+    if pos.status != "active" or not pos.pipeline_id:
         return 0
-    seq = await pipeline_stages(uow, pos["org_id"], pos["pipeline_id"])
+    seq = await pipeline_stages(uow, pos.org_id, pos.pipeline_id)
     moved = 0
     for _ in range(len(seq)):
-        current = next((s for s in seq if s.id == pos.get("stage_id")), None)
+        current = next((s for s in seq if s.id == pos.stage_id), None)
         if current is None:
             break
         met = evaluate_goal(current.goal, await lead_facts(uow, pos))
-        held, pos["goal_held"] = pos.get("goal_held", False), met
+        held, pos.goal_held = pos.goal_held, met
         if not met or held:
             break
         target = transitions.next_stage(seq, current.id)
         if target is None:
             break  # the last stage is left by closing the lead as won or lost
-        await enter_stage(uow, pos, pos["pipeline_id"], target, reason="goal_met", now=now,
+        await enter_stage(uow, pos, pos.pipeline_id, target, reason="goal_met", now=now,
                           triggering_event_id=triggering_event_id, exit_reason="goal_met")
         moved += 1
     return moved
@@ -226,7 +226,7 @@ async def advance_while_goal_met(uow: UnitOfWork, pos: Position, now: datetime,
 
 async def enter_pipeline(uow: UnitOfWork, pos: Position, pipeline_id: str, *, reason: str, now: datetime,
                          triggering_event_id: str | None = None, moved_by: str | None = None) -> bool:
-    seq = await pipeline_stages(uow, pos["org_id"], pipeline_id)
+    seq = await pipeline_stages(uow, pos.org_id, pipeline_id)
     first = transitions.first_stage(seq)
     if first is None:
         return False
@@ -239,36 +239,36 @@ async def enter_pipeline(uow: UnitOfWork, pos: Position, pipeline_id: str, *, re
 async def leave_pipeline(uow: UnitOfWork, pos: Position, *, status: str, reason: str, now: datetime,
                          keep_pipeline: bool) -> str | None:
     """Close the current stage visit and every open task of the lead; returns the stage it was in."""
-    stage_id = pos.get("stage_id") if pos.get("status") == "active" else None
+    stage_id = pos.stage_id if pos.status == "active" else None
     await skip_open_tasks(uow, pos, reason, now, visit_only=False)
-    if pos.get("status") == "active":
+    if pos.status == "active":
         await close_visit(uow, pos, reason, now)
-    pos.update(status=status, stage_id=None, stage_entered_at=None, visit_id=None, closed_at=now)
+    pos.status, pos.stage_id, pos.stage_entered_at, pos.visit_id, pos.closed_at = status, None, None, None, now
     if not keep_pipeline:
-        pos["pipeline_id"] = None
+        pos.pipeline_id = None
     return stage_id
 
 
 async def win(uow: UnitOfWork, pos: Position, *, value: Any, currency: str | None, now: datetime,
               notes: str | None = None) -> None:
-    transitions.transition("win", pos["status"])
-    pipeline_id = pos["pipeline_id"]
+    transitions.transition("win", pos.status)
+    pipeline_id = pos.pipeline_id
     stage_id = await leave_pipeline(uow, pos, status="won", reason="lead_won", now=now, keep_pipeline=True)
-    pos.update(won_value=value, won_currency=currency)
-    uow.publish(LeadWonV1(lead_id=pos["lead_id"], pipeline_id=pipeline_id, stage_id=stage_id, value=value,
-                          currency=currency, owner_id=pos.get("owner_id"), won_at=now, notes=notes),
-                org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=_next_event_version(pos),
+    pos.won_value, pos.won_currency = value, currency
+    uow.publish(LeadWonV1(lead_id=pos.lead_id, pipeline_id=pipeline_id, stage_id=stage_id, value=value,
+                          currency=currency, owner_id=pos.owner_id, won_at=now, notes=notes),
+                org_id=pos.org_id, subject_id=pos.lead_id, subject_version=_next_event_version(pos),
                 occurred_at=now)
 
 
 async def lose(uow: UnitOfWork, pos: Position, *, reason: str, reengage_at: datetime, now: datetime) -> None:
-    transitions.transition("lose", pos["status"])
-    pipeline_id = pos["pipeline_id"]
+    transitions.transition("lose", pos.status)
+    pipeline_id = pos.pipeline_id
     stage_id = await leave_pipeline(uow, pos, status="nurturing", reason="lead_lost", now=now, keep_pipeline=True)
-    pos.update(lost_reason=reason, reengage_at=reengage_at)
-    uow.publish(LeadLostV1(lead_id=pos["lead_id"], pipeline_id=pipeline_id, stage_id=stage_id, reason=reason,
-                           owner_id=pos.get("owner_id"), lost_at=now, reengage_at=reengage_at),
-                org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=_next_event_version(pos),
+    pos.lost_reason, pos.reengage_at = reason, reengage_at
+    uow.publish(LeadLostV1(lead_id=pos.lead_id, pipeline_id=pipeline_id, stage_id=stage_id, reason=reason,
+                           owner_id=pos.owner_id, lost_at=now, reengage_at=reengage_at),
+                org_id=pos.org_id, subject_id=pos.lead_id, subject_version=_next_event_version(pos),
                 occurred_at=now)
 
 
@@ -276,19 +276,19 @@ async def reopen(uow: UnitOfWork, pos: Position, now: datetime, *, pipeline_id: 
                  reason: str = "reopened", triggering_event_id: str | None = None) -> bool:
     """A nurtured lead comes back (its re-engage date came, or a new routing brought it): LeadReopened, then
     StageAdvanced into the first stage of its pipeline (or of `pipeline_id`)."""
-    transitions.transition("reopen", pos["status"])
-    pipeline_id = pipeline_id or pos.get("pipeline_id")
-    if not pipeline_id or await get_pipeline(uow, pos["org_id"], pipeline_id) is None:
-        log.warning("reopen_without_pipeline", lead_id=pos["lead_id"], pipeline_id=pipeline_id)
-        pos.update(reengage_at=None)  # stays nurturing; a new routing can bring it back
+    transitions.transition("reopen", pos.status)
+    pipeline_id = pipeline_id or pos.pipeline_id
+    if not pipeline_id or await get_pipeline(uow, pos.org_id, pipeline_id) is None:
+        log.warning("reopen_without_pipeline", lead_id=pos.lead_id, pipeline_id=pipeline_id)
+        pos.reengage_at = None  # stays nurturing; a new routing can bring it back
         return False
-    uow.publish(LeadReopenedV1(lead_id=pos["lead_id"], pipeline_id=pipeline_id, reopened_at=now),
-                org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=_next_event_version(pos),
+    uow.publish(LeadReopenedV1(lead_id=pos.lead_id, pipeline_id=pipeline_id, reopened_at=now),
+                org_id=pos.org_id, subject_id=pos.lead_id, subject_version=_next_event_version(pos),
                 occurred_at=now)
-    pos["status"] = "reopening"  # not active: enter_stage must not close a visit that is already closed
-    pos["cycle_started_at"] = now  # the new cycle's goals count what happens from now on
+    pos.status = "reopening"  # not active: enter_stage must not close a visit that is already closed
+    pos.cycle_started_at = now  # the new cycle's goals count what happens from now on
     if not await enter_pipeline(uow, pos, pipeline_id, reason=reason, now=now,
                                 triggering_event_id=triggering_event_id):
-        pos.update(status="nurturing", reengage_at=None)
+        pos.status, pos.reengage_at = "nurturing", None
         return False
     return True

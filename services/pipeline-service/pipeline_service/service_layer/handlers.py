@@ -38,10 +38,10 @@ async def follow_owner(uow: UnitOfWork, pos: Position, owner_id: str | None, tea
                        now: datetime) -> None:
     """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put); the one before
     keeps read access to the position."""
-    await repository.remember_past_owner(uow.session, pos["org_id"], pos["lead_id"], pos.get("owner_id"), owner_id,
+    await repository.remember_past_owner(uow.session, pos.org_id, pos.lead_id, pos.owner_id, owner_id,
                                          now)
-    pos.update(owner_id=owner_id, team_id=team_id)
-    for row in await repository.lock_open_tasks(uow.session, pos["org_id"], pos["lead_id"], owner_tasks_only=True):
+    pos.owner_id, pos.team_id = owner_id, team_id
+    for row in await repository.lock_open_tasks(uow.session, pos.org_id, pos.lead_id, owner_tasks_only=True):
         await engine.reassign_task(uow, row, assignee_kind="owner", assignee_id=owner_id, team_id=team_id,
                                    reason="owner_changed", now=now)
 
@@ -61,11 +61,11 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead.lead_id, now)
         assert pos is not None
-        if pos["status"] == "erased" or envelope.subject_version <= pos["lead_version"]:
+        if pos.status == "erased" or envelope.subject_version <= pos.lead_version:
             return  # stale (or erased): a newer snapshot is already known
-        pos["lead"] = data.lead.model_dump(mode="json")
-        pos["lead_version"] = envelope.subject_version
-        if pos["assigned_version"] == 0 and data.lead.owner_id and data.lead.owner_id != pos["owner_id"]:
+        pos.lead = data.lead.model_dump(mode="json")
+        pos.lead_version = envelope.subject_version
+        if pos.assigned_version == 0 and data.lead.owner_id and data.lead.owner_id != pos.owner_id:
             # Until a LeadAssigned arrives, the owner lead-service knows is the best there is.
             await follow_owner(uow, pos, data.lead.owner_id, data.lead.team_id, now)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
@@ -76,7 +76,7 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if pos["status"] == "erased":
+        if pos.status == "erased":
             return
         if not await repository.add_activity(uow.session, envelope.org_id, data.activity_id, data.lead_id, data.kind,
                                              data.occurred_at, now):
@@ -89,9 +89,9 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if pos["status"] == "erased" or envelope.subject_version <= pos["assigned_version"]:
+        if pos.status == "erased" or envelope.subject_version <= pos.assigned_version:
             return
-        pos.update(assigned_version=envelope.subject_version, owner_timezone=data.owner_timezone)
+        pos.assigned_version, pos.owner_timezone = envelope.subject_version, data.owner_timezone
         await follow_owner(uow, pos, data.owner_id, data.team_id, now)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
@@ -101,22 +101,22 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if envelope.subject_version <= pos["routed_version"]:
+        if envelope.subject_version <= pos.routed_version:
             return
-        pos["routed_version"] = envelope.subject_version
-        if (data.owner_id or data.team_id) and pos["assigned_version"] < envelope.subject_version:
+        pos.routed_version = envelope.subject_version
+        if (data.owner_id or data.team_id) and pos.assigned_version < envelope.subject_version:
             # The owner chosen with this routing (no later assignment known yet): the stage's tasks are
             # created for them; the LeadAssigned that follows then changes nothing (no TaskReassigned).
-            pos.update(owner_id=data.owner_id, team_id=data.team_id,
-                       owner_timezone=data.owner_timezone or pos.get("owner_timezone"))
-        if pos["status"] == "nurturing":
+            pos.owner_id, pos.team_id = data.owner_id, data.team_id
+            pos.owner_timezone = data.owner_timezone or pos.owner_timezone
+        if pos.status == "nurturing":
             # A nurtured lead routed again (it came back by itself, e.g. a new web form) re-opens now.
             await _require_pipeline(uow, envelope, data.pipeline_id)
             await engine.reopen(uow, pos, now, pipeline_id=data.pipeline_id, reason="entry",
                                 triggering_event_id=str(envelope.id))
-        elif not transitions.can("enter", pos["status"]):
-            log.info("routing_ignored", lead_id=data.lead_id, status=pos["status"])
-        elif pos["status"] == "active" and pos["pipeline_id"] == data.pipeline_id:
+        elif not transitions.can("enter", pos.status):
+            log.info("routing_ignored", lead_id=data.lead_id, status=pos.status)
+        elif pos.status == "active" and pos.pipeline_id == data.pipeline_id:
             pass  # already in that pipeline: a re-routing to the same one changes nothing
         else:
             await _require_pipeline(uow, envelope, data.pipeline_id)
@@ -129,12 +129,12 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if envelope.subject_version < pos["lead_version"] or not transitions.can("disqualify", pos["status"]):
+        if envelope.subject_version < pos.lead_version or not transitions.can("disqualify", pos.status):
             return
-        pos["lead_version"] = max(pos["lead_version"], envelope.subject_version)
+        pos.lead_version = max(pos.lead_version, envelope.subject_version)
         await engine.leave_pipeline(uow, pos, status="disqualified", reason="lead_disqualified", now=now,
                                     keep_pipeline=False)
-        pos["reengage_at"] = None
+        pos.reengage_at = None
         await engine.save_position(uow, pos, now)
 
     @handlers.on(LeadErasedV1)
@@ -142,11 +142,11 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if pos["status"] != "erased":
+        if pos.status != "erased":
             await engine.leave_pipeline(uow, pos, status="erased", reason="lead_erased", now=now, keep_pipeline=False)
         # Scrub: keep only the id (so late events about the lead are recognised and ignored).
-        pos.update(lead={"lead_id": data.lead_id}, lead_version=max(pos["lead_version"], envelope.subject_version),
-                   owner_timezone=None, reengage_at=None, lost_reason=None)
+        pos.lead, pos.lead_version = {"lead_id": data.lead_id}, max(pos.lead_version, envelope.subject_version)
+        pos.owner_timezone, pos.reengage_at, pos.lost_reason = None, None, None
         await repository.forget_activities(uow.session, envelope.org_id, data.lead_id)
         await repository.forget_visit_notes(uow.session, envelope.org_id, data.lead_id)
         await engine.save_position(uow, pos, now)

@@ -219,8 +219,8 @@ async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
     if "goal" in values:
         for lead_id in await repository.leads_in_stage(uow.session, org_id, stage_id):
             pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
-            if pos is not None and pos["stage_id"] == stage_id and pos["status"] == "active":
-                pos["goal_held"] = False  # a new goal: judged afresh
+            if pos is not None and pos.stage_id == stage_id and pos.status == "active":
+                pos.goal_held = False  # a new goal: judged afresh
                 await engine.advance_while_goal_met(uow, pos, now, None)
                 await engine.save_position(uow, pos, now)
 
@@ -263,7 +263,7 @@ async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
         raise Conflict(f"the stage holds {len(holders)} lead(s): say where they go with ?move_leads_to=<stage id>")
     for lead_id in holders:
         pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
-        if pos is None or pos["stage_id"] != stage_id or pos["status"] != "active" or target is None:
+        if pos is None or pos.stage_id != stage_id or pos.status != "active" or target is None:
             continue
         await engine.enter_stage(uow, pos, pipeline_id, target, reason="manual", now=now, moved_by=moved_by,
                                  note=f"stage '{doomed.name}' was deleted", exit_reason="stage_deleted")

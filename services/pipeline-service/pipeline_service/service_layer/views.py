@@ -10,7 +10,7 @@ from salesflow_shared.errors import Forbidden, NotFound
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
-from ..adapters.repository import PositionRecord, TaskRecord
+from ..adapters.repository import Position, TaskRecord
 from .engine import aware
 
 
@@ -30,7 +30,7 @@ def task_json(row: TaskRecord, now: datetime) -> dict[str, Any]:
 
 
 async def load_visible_position(uow: UnitOfWork, principal: Principal, lead_id: str, *,
-                                to_change: bool = False) -> PositionRecord:
+                                to_change: bool = False) -> Position:
     """404 for other orgs' leads and leads the rep never owned; with `to_change`, 403 for a lead the rep
     owned before (read-only for it)."""
     pos = await repository.visible_position(uow.session, principal, lead_id)

@@ -55,7 +55,7 @@ async def reopen_due_leads(context: ServiceContext, now: datetime | None = None,
             keys = await repository.claim_leads_due_to_reopen(uow.session, now, batch)
             for org_id, lead_id in keys:
                 pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
-                if pos is None or pos["status"] != "nurturing":
+                if pos is None or pos.status != "nurturing":
                     continue
                 if await engine.reopen(uow, pos, now):
                     reopened += 1
