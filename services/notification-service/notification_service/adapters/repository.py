@@ -24,6 +24,7 @@ from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
 
+from ..domain.leads import KnownLead
 from ..domain.milestones import MilestoneKind
 from ..domain.sequences import Trigger
 from .orm import (
@@ -378,6 +379,7 @@ _MARK_SENDING = sa.update(deliveries).where(deliveries.c.id.in_(sa.bindparam("cl
 _ACCOUNT = sa.select(mailchimp_accounts).where(mailchimp_accounts.c.org_id == sa.bindparam("org"))
 _SUBSCRIPTION = sa.select(webhook_subscriptions).where(webhook_subscriptions.c.org_id == sa.bindparam("org"),
                                                        webhook_subscriptions.c.id == sa.bindparam("subscription"))
+_LEAD = sa.select(leads).where(leads.c.org_id == sa.bindparam("org"), leads.c.lead_id == sa.bindparam("lead"))
 _LEAD_ERASED = sa.select(leads.c.erased).where(leads.c.org_id == sa.bindparam("org"),
                                                leads.c.lead_id == sa.bindparam("lead"))
 
@@ -614,12 +616,9 @@ async def webhook_subscriptions_page(session: AsyncSession, org_id: str, limit: 
 
 # ====================================================================== what this service knows of leads and reps
 async def get_lead(session: AsyncSession, org_id: str, lead_id: str, *,
-                   for_update: bool = False) -> dict[str, Any] | None:
-    query = sa.select(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
-    if for_update:
-        query = query.with_for_update()
-    row = (await session.execute(query)).mappings().first()
-    return dict(row) if row else None
+                   for_update: bool = False) -> KnownLead | None:
+    query = _LEAD.with_for_update() if for_update else _LEAD
+    return _first(KnownLead, await session.execute(query, {"org": org_id, "lead": lead_id}))
 
 
 async def lead_erased(session: AsyncSession, org_id: str, lead_id: str) -> bool:

@@ -5,6 +5,7 @@ from email.utils import formataddr
 from typing import Any
 
 from ..config import Settings
+from ..domain.leads import KnownLead
 from ..domain.rendering import TemplateError, lead_variables, owner_variables, render_email
 from ..domain.signing import unsubscribe_token
 
@@ -119,7 +120,7 @@ def unsubscribe_url(settings: Settings, org_id: str, lead_id: str) -> str:
     return f"{settings.public_base_url.rstrip('/')}/v1/sequences/unsubscribe/{token}"
 
 
-def variables(*, org_id: str, lead: dict[str, Any] | None, owner: dict[str, Any] | None,
+def variables(*, org_id: str, lead: KnownLead | None, owner: dict[str, Any] | None,
               stage: dict[str, Any] | None = None, task: dict[str, Any] | None = None,
               milestone: dict[str, Any] | None = None, unsubscribe: str | None = None,
               deal: dict[str, Any] | None = None, program: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters import repository
 from ..adapters.repository import MilestoneRuleRecord
 from ..config import Settings
+from ..domain.leads import KnownLead
 from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync
@@ -65,14 +66,14 @@ class NotificationHandlers:
         now = self.clock.now()
         await apply_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
         lead = await repository.get_lead(uow.session, envelope.org_id, data.lead.lead_id)
-        if lead is None or lead["erased"]:
+        if lead is None or lead.erased:
             return
         # Its stage may have arrived first, when its address was not known yet.
         await self._follow_lists(uow, envelope.org_id, data.lead.lead_id, f"lead@{envelope.subject_version}", now)
         for sequence in await repository.active_sequences(uow.session, envelope.org_id, "lead_created"):
             if matches_lead_created(spec_of(sequence), data.lead.source, data.lead.form_id):
                 await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead.lead_id,
-                             trigger_key="created", stage_id=None, now=now, lead_timezone=lead.get("timezone"))
+                             trigger_key="created", stage_id=None, now=now, lead_timezone=lead.timezone)
 
     async def on_lead_updated(self, data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -81,7 +82,7 @@ class NotificationHandlers:
             return
         lead = await repository.get_lead(uow.session, org, data.lead.lead_id)
         assert lead is not None
-        if before.get("email") and lead.get("email") and before["email"] != lead["email"]:
+        if before.email and lead.email and before.email != lead.email:
             await mailchimp_sync.on_email_changed(uow, org_id=org, lead=lead, version=envelope.subject_version,
                                                   now=now)
         await self._follow_lists(uow, org, data.lead.lead_id, f"lead@{envelope.subject_version}", now)
@@ -89,7 +90,7 @@ class NotificationHandlers:
     async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
         lead = await ensure_lead(uow.session, org, data.lead_id, now)
-        if envelope.subject_version > lead["lead_version"]:
+        if envelope.subject_version > lead.lead_version:
             await set_lead_fields(uow.session, org, data.lead_id, now, status="disqualified",
                                   lead_version=envelope.subject_version)
         await self._leave_everything(uow, org, data.lead_id, "disqualified", now,
@@ -125,7 +126,7 @@ class NotificationHandlers:
         await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name, email=data.owner_email,
                          timezone=data.owner_timezone)
         before = await ensure_lead(uow.session, org, data.lead_id, now)
-        for previous in {before.get("owner_id"), data.previous_owner_id}:
+        for previous in {before.owner_id, data.previous_owner_id}:
             await repository.remember_past_owner(uow.session, org, data.lead_id, previous, data.owner_id, now)
         await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
         if data.previous_owner_id == data.owner_id:
@@ -167,18 +168,18 @@ class NotificationHandlers:
         await stop_enrollments(uow.session, org_id=org, lead_id=data.lead_id, fact="stage_entered", now=now,
                                stage_id=data.to_stage_id)
         transition = f"{data.to_stage_id}@{envelope.subject_version}"
-        if not lead["erased"] and not lead["unsubscribed"] and lead.get("status") != "disqualified":
+        if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
             for sequence in await repository.active_sequences(uow.session, org, "stage_entry"):
                 if matches_stage_entry(spec_of(sequence), data.pipeline_id, data.to_stage_id):
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead_id,
                                  trigger_key=f"stage:{transition}", stage_id=data.to_stage_id, now=now,
-                                 lead_timezone=lead.get("timezone"))
+                                 lead_timezone=lead.timezone)
         await self._follow_lists(uow, org, data.lead_id, f"stage:{transition}", now)
-        left = data.from_stage_id or before.get("stage_id")
+        left = data.from_stage_id or before.stage_id
         if left and left != data.to_stage_id:
             await self._milestones(uow, org, lead, DealFact(
-                kind="left_stage", lead_id=data.lead_id, rep_id=lead.get("owner_id"), value=_dec(lead.get("value")),
-                currency=lead.get("currency"), at=data.entered_at, from_stage_id=left), now)
+                kind="left_stage", lead_id=data.lead_id, rep_id=lead.owner_id, value=_dec(lead.value),
+                currency=lead.currency, at=data.entered_at, from_stage_id=left), now)
 
     async def on_lead_won(self, data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -190,10 +191,10 @@ class NotificationHandlers:
         await self._follow_lists(uow, org, data.lead_id, f"won@{envelope.subject_version}", now)
         lead = await self._after_outcome(uow, org, data.lead_id, "won", "lead_won", data.pipeline_id,
                                          f"won@{envelope.subject_version}", now)
-        value = data.value if data.value is not None else _dec(lead.get("value"))
+        value = data.value if data.value is not None else _dec(lead.value)
         await self._milestones(uow, org, lead, DealFact(
-            kind="won", lead_id=data.lead_id, rep_id=data.owner_id or lead.get("owner_id"), value=value,
-            currency=data.currency or lead.get("currency"), at=data.won_at), now)
+            kind="won", lead_id=data.lead_id, rep_id=data.owner_id or lead.owner_id, value=value,
+            currency=data.currency or lead.currency, at=data.won_at), now)
 
     async def on_lead_lost(self, data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -222,24 +223,24 @@ class NotificationHandlers:
             await mailchimp_sync.reconcile(uow, org_id=org, lead=lead, transition=transition, now=now)
 
     async def _after_outcome(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, trigger: Any,
-                             pipeline_id: str, trigger_key: str, now: Any) -> dict[str, Any]:
+                             pipeline_id: str, trigger_key: str, now: Any) -> KnownLead:
         await stop_enrollments(uow.session, org_id=org, lead_id=lead_id, fact=fact, now=now)
         lead = await repository.get_lead(uow.session, org, lead_id)
         assert lead is not None
-        if not lead["erased"] and not lead["unsubscribed"] and lead.get("status") != "disqualified":
+        if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
             for sequence in await repository.active_sequences(uow.session, org, trigger):
                 if matches_outcome(spec_of(sequence), trigger, pipeline_id):
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=lead_id,
-                                 trigger_key=trigger_key, stage_id=None, now=now, lead_timezone=lead.get("timezone"))
+                                 trigger_key=trigger_key, stage_id=None, now=now, lead_timezone=lead.timezone)
         return lead
 
-    async def _milestones(self, uow: UnitOfWork, org: str, lead: dict[str, Any], fact: DealFact, now: Any) -> None:
+    async def _milestones(self, uow: UnitOfWork, org: str, lead: KnownLead, fact: DealFact, now: Any) -> None:
         if not fact.rep_id:
             return
         rows, rules = await _active_milestone_rules(uow, org)
         for rule, once_key in fired(rules, fact):
             await notify_rep(uow, self.settings, org_id=org, rep_id=fact.rep_id, reason="milestone", now=now,
-                             lead_id=lead["lead_id"], once_key=once_key,
+                             lead_id=lead.lead_id, once_key=once_key,
                              milestone={"id": rule.id, "name": rule.name, "kind": rule.kind},
                              channels=tuple(rows[rule.id].channels))
 
@@ -336,7 +337,7 @@ async def unsubscribe_lead(uow: UnitOfWork, *, org_id: str, lead_id: str, now: A
     """The prospect clicked the unsubscribe link: no more sequence emails, off the Mailchimp lists.
     False when it already was unsubscribed."""
     lead = await ensure_lead(uow.session, org_id, lead_id, now)
-    if lead["unsubscribed"]:
+    if lead.unsubscribed:
         return False
     await set_lead_fields(uow.session, org_id, lead_id, now, unsubscribed=True)
     await stop_enrollments(uow.session, org_id=org_id, lead_id=lead_id, fact="unsubscribed", now=now)
@@ -359,15 +360,15 @@ async def handover_deal(uow: UnitOfWork, org_id: str, data: LeadAssignedV1) -> d
     """What the account manager is told of the won deal: its value and notes (LeadWon) and who closed it. Waits
     (NotKnownYet) until the win and the closer's directory entry have arrived."""
     lead = await repository.get_lead(uow.session, org_id, data.lead_id)
-    if lead is None or lead.get("outcome") != "won":
+    if lead is None or lead.outcome != "won":
         raise NotKnownYet(f"lead {data.lead_id}'s win has not arrived yet (no LeadWon received)")
     closer = await repository.get_rep(uow.session, org_id, data.previous_owner_id) if data.previous_owner_id else None
     if data.previous_owner_id and closer is None:
         raise NotKnownYet(f"rep '{data.previous_owner_id}' (the closer) is not in the directory here yet")
-    value = lead.get("won_value") if lead.get("won_value") is not None else lead.get("value")
+    value = lead.won_value if lead.won_value is not None else lead.value
     return {"value": None if value is None else str(value),
-            "currency": lead.get("won_currency") or lead.get("currency"),
-            "notes": lead.get("won_notes"), "closer": {"id": data.previous_owner_id,
+            "currency": lead.won_currency or lead.currency,
+            "notes": lead.won_notes, "closer": {"id": data.previous_owner_id,
                                                        "name": (closer or {}).get("name"),
                                                        "email": (closer or {}).get("email")}}
 

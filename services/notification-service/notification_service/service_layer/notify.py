@@ -31,7 +31,7 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
     lead = await repository.get_lead(session, org_id, lead_id) if lead_id else None
     if not rep or not rep.get("email"):
         raise NotKnownYet(f"rep '{rep_id}' is not in the directory here yet (no RepCreated received)")
-    if lead_id and (lead is None or (not lead["lead_version"] and not lead["erased"])):
+    if lead_id and (lead is None or (not lead.lead_version and not lead.erased)):
         raise NotKnownYet(f"lead {lead_id}'s details have not arrived yet (no LeadCreated received)")
     values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone, deal=deal,
                        program=program)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.events import LeadSnapshot
 
 from ..adapters import repository
+from ..domain.leads import KnownLead
 from ..domain.sequences import LeadState
 
 
@@ -28,7 +29,7 @@ def _snapshot_values(lead: LeadSnapshot) -> dict[str, Any]:
     return values
 
 
-async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> dict[str, Any]:
+async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> KnownLead:
     """The lead's row, created empty (and locked) when events about it arrive before LeadCreated."""
     await repository.add_empty_lead(session, org_id, lead_id, now)
     row = await repository.get_lead(session, org_id, lead_id, for_update=True)
@@ -40,7 +41,7 @@ async def apply_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot,
                          now: datetime) -> bool:
     """Store the snapshot when newer than what we hold; False for a stale (or erased) lead."""
     row = await ensure_lead(session, org_id, lead.lead_id, now)
-    if row["erased"] or version <= row["lead_version"]:
+    if row.erased or version <= row.lead_version:
         return False
     await repository.update_lead(session, org_id, lead.lead_id,
                                  {**_snapshot_values(lead), "lead_version": version, "updated_at": now})
@@ -48,10 +49,10 @@ async def apply_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot,
 
 
 async def apply_pipeline_change(session: AsyncSession, org_id: str, lead_id: str, version: int, now: datetime,
-                                **values: Any) -> dict[str, Any] | None:
+                                **values: Any) -> KnownLead | None:
     """Record a pipeline-service fact (stage, outcome) when newer; the row before the change, or None if stale."""
     row = await ensure_lead(session, org_id, lead_id, now)
-    if version <= row["pipeline_version"]:
+    if version <= row.pipeline_version:
         return None
     await repository.update_lead(session, org_id, lead_id, {**values, "pipeline_version": version, "updated_at": now})
     return row
@@ -67,7 +68,7 @@ async def remember_stage(session: AsyncSession, org_id: str, lead_id: str, pipel
     """The lead entered the stage (kept whatever the event's age: the stages entered are a set), and the pipeline's
     stages when the event lists them."""
     row = await ensure_lead(session, org_id, lead_id, now)
-    entered = [list(e) for e in row.get("entered_stages") or []]
+    entered = [list(e) for e in row.entered_stages or []]
     if [pipeline_id, stage_id] not in entered:
         await repository.update_lead(session, org_id, lead_id,
                                      {"entered_stages": [*entered, [pipeline_id, stage_id]], "updated_at": now})
@@ -79,9 +80,9 @@ ERASED_FIELDS = {name: None for name in ("email", "first_name", "last_name", "co
                                          "country", "timezone", "custom_fields", "won_notes")}
 
 
-def lead_state(row: dict[str, Any]) -> LeadState:
-    status = row.get("status")
-    if status != "disqualified" and row.get("outcome"):
-        status = row["outcome"]
-    return LeadState(status=status, stage_id=row.get("stage_id"), unsubscribed=bool(row.get("unsubscribed")),
-                     erased=bool(row.get("erased")))
+def lead_state(row: KnownLead) -> LeadState:
+    status = row.status
+    if status != "disqualified" and row.outcome:
+        status = row.outcome
+    return LeadState(status=status, stage_id=row.stage_id, unsubscribed=bool(row.unsubscribed),
+                     erased=bool(row.erased))

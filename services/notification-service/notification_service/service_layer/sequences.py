@@ -19,6 +19,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters import repository
 from ..adapters.repository import Enrollment, SequenceRecord
 from ..config import Settings
+from ..domain.leads import KnownLead
 from ..domain.sequences import SequenceSpec, Step, StopFact, next_due, still_eligible, stop_reason
 from ..domain.timing import BusinessHours
 from .compose import TemplateError, email_payload, prospect_headers, unsubscribe_url, variables
@@ -93,7 +94,7 @@ class SequenceScheduler:
             await repository.stop_enrollment(session, enrollment.id, "sequence_inactive", now)
             return
         lead = await repository.get_lead(session, enrollment.org_id, enrollment.lead_id)
-        if lead is None or (lead["lead_version"] == 0 and not lead["erased"]):
+        if lead is None or (lead.lead_version == 0 and not lead.erased):
             # Stage or outcome known but not the lead itself yet (events out of order): look again shortly.
             await repository.postpone_enrollment(session, enrollment.id, now + timedelta(seconds=10), now)
             return
@@ -106,17 +107,17 @@ class SequenceScheduler:
         await self._record_step(uow, sequence, enrollment, lead, spec.steps[index], index, now)
         due = None  # after the last step: completed
         if index + 1 < len(spec.steps):
-            due = next_due(now, spec.steps[index + 1], lead_timezone=lead.get("timezone"),
+            due = next_due(now, spec.steps[index + 1], lead_timezone=lead.timezone,
                            hours=business_hours(self.settings),
                            fallback_timezone=sequence.business_timezone or self.settings.default_business_timezone)
         await repository.advance_enrollment(session, enrollment.id, next_step=index + 1, next_due_at=due, now=now)
 
     async def _record_step(self, uow: UnitOfWork, sequence: SequenceRecord, enrollment: Enrollment,
-                           lead: dict[str, Any], step: Step, index: int, now: datetime) -> None:
+                           lead: KnownLead, step: Step, index: int, now: datetime) -> None:
         org_id, lead_id = enrollment.org_id, enrollment.lead_id
         common: dict[str, Any]  # of several types: what both outcomes' delivery rows share
         common = dict(org_id=org_id, kind="email", recipient_kind="prospect", reason="sequence", now=now,
-                      lead_id=lead_id, rep_id=lead.get("owner_id"), sequence_id=sequence.id,
+                      lead_id=lead_id, rep_id=lead.owner_id, sequence_id=sequence.id,
                       enrollment_id=enrollment.id, step=index, template_id=step.template_id,
                       idem_key=f"sequence:{sequence.id}:lead:{lead_id}:{enrollment.trigger_key}:step:{index}",
                       message_id_domain=self.settings.message_id_domain)
@@ -125,24 +126,24 @@ class SequenceScheduler:
         payload = None
         if template is None:
             error = f"template {step.template_id} no longer exists"
-        elif not lead.get("email"):
+        elif not lead.email:
             error = "the lead has no email address"
         else:
             url = unsubscribe_url(self.settings, org_id, lead_id)
-            stage = {"id": lead.get("stage_id"), "name": lead.get("stage_name"), "pipeline_id": lead.get("pipeline_id")}
+            stage = {"id": lead.stage_id, "name": lead.stage_name, "pipeline_id": lead.pipeline_id}
             try:
                 payload = email_payload(
-                    self.settings, to_name=" ".join(p for p in (lead.get("first_name"), lead.get("last_name")) if p),
-                    to_email=lead["email"], parts=template.parts(),
+                    self.settings, to_name=" ".join(p for p in (lead.first_name, lead.last_name) if p),
+                    to_email=lead.email, parts=template.parts(),
                     variables_=variables(org_id=org_id, lead=lead, owner=await repository.get_rep(uow.session, org_id,
-                                         lead.get("owner_id")), stage=stage, unsubscribe=url),
+                                         lead.owner_id), stage=stage, unsubscribe=url),
                     headers=prospect_headers(url))
             except TemplateError as exc:
                 error = f"template {template.name!r} does not render: {exc}"
         if error is None:
-            await record_delivery(uow.session, **common, payload=payload, recipient=lead["email"])
+            await record_delivery(uow.session, **common, payload=payload, recipient=lead.email)
             return
-        row = await record_delivery(uow.session, **common, payload=None, recipient=lead.get("email"),
+        row = await record_delivery(uow.session, **common, payload=None, recipient=lead.email,
                                     status="failed", error=error)
         if row is not None:
             publish_outcome(uow, row, ok=False, now=now, error=error)
