@@ -7,20 +7,19 @@ parameters): executing a prebuilt statement reuses its cache key and compiled fo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.db import rows_affected
+from salesflow_shared.db import first_record, records, rows_affected
 from salesflow_shared.events import PipelineDefinedV1, RepSnapshot
-from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
 
@@ -196,22 +195,21 @@ class WebhookSubscription:
     created_at: datetime
 
 
-def _record(cls: type[R], row: Any) -> R:
-    return cls(**row)
-
-
-def _records(cls: type[R], rows: Iterable[Any]) -> list[R]:
-    return [cls(**row) for row in rows]
-
-
-def _first(cls: type[R], rows: Any) -> R | None:
-    row = rows.mappings().first()
-    return cls(**row) if row is not None else None
-
-
 def _values(record: Any) -> dict[str, Any]:
     """A record's columns, for an INSERT (shallow: the JSON values are stored as they are)."""
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
+async def _active_of_org(session: AsyncSession, cls: type[R], table: sa.Table, org_id: str) -> list[R]:
+    rows = await session.execute(sa.select(table).where(table.c.org_id == org_id, table.c.active.is_(True)))
+    return records(cls, rows.mappings())
+
+
+async def _org_page(session: AsyncSession, cls: type[R], table: sa.Table, org_id: str, limit: int,
+                    after: tuple[datetime, str] | None) -> list[R]:
+    """One page of the org's rows of `table`, newest first (see `_newest_first`)."""
+    return records(cls, await _newest_first(session, sa.select(table).where(table.c.org_id == org_id), table, limit,
+                                            after))
 
 
 async def _newest_first(session: AsyncSession, query: Any, table: sa.Table, limit: int,
@@ -230,7 +228,7 @@ async def get_template(session: AsyncSession, org_id: str, *, template_id: str |
     """The template with this id, or else with this key (a rep email's `rep.<reason>`)."""
     query = sa.select(templates).where(templates.c.org_id == org_id)
     query = query.where(templates.c.id == template_id) if template_id else query.where(templates.c.key == key)
-    return _first(Template, await session.execute(query))
+    return first_record(Template, await session.execute(query))
 
 
 async def template_key_taken(session: AsyncSession, org_id: str, key: str, *, except_id: str | None = None) -> bool:
@@ -262,13 +260,12 @@ async def template_audiences(session: AsyncSession, org_id: str, template_ids: s
 
 async def templates_page(session: AsyncSession, org_id: str, limit: int,
                          after: tuple[datetime, str] | None) -> list[Template]:
-    return _records(Template, await _newest_first(session, sa.select(templates).where(templates.c.org_id == org_id),
-                                                  templates, limit, after))
+    return await _org_page(session, Template, templates, org_id, limit, after)
 
 
 # ====================================================================== sequences and enrollments
 async def get_sequence(session: AsyncSession, org_id: str, sequence_id: str) -> SequenceRecord | None:
-    return _first(SequenceRecord, await session.execute(sa.select(sequences).where(
+    return first_record(SequenceRecord, await session.execute(sa.select(sequences).where(
         sequences.c.org_id == org_id, sequences.c.id == sequence_id)))
 
 
@@ -276,7 +273,7 @@ async def active_sequences(session: AsyncSession, org_id: str, trigger: str) -> 
     rows = await session.execute(sa.select(sequences).where(
         sequences.c.org_id == org_id, sequences.c.trigger == trigger, sequences.c.active.is_(True))
         .order_by(sequences.c.created_at))
-    return _records(SequenceRecord, rows.mappings())
+    return records(SequenceRecord, rows.mappings())
 
 
 async def add_sequence(session: AsyncSession, sequence: SequenceRecord) -> None:
@@ -290,8 +287,7 @@ async def deactivate_sequence(session: AsyncSession, org_id: str, sequence_id: s
 
 async def sequences_page(session: AsyncSession, org_id: str, limit: int,
                          after: tuple[datetime, str] | None) -> list[SequenceRecord]:
-    return _records(SequenceRecord, await _newest_first(
-        session, sa.select(sequences).where(sequences.c.org_id == org_id), sequences, limit, after))
+    return await _org_page(session, SequenceRecord, sequences, org_id, limit, after)
 
 
 async def add_enrollment(session: AsyncSession, enrollment: Enrollment) -> bool:
@@ -320,7 +316,7 @@ async def claim_due_enrollments(session: AsyncSession, now: datetime, limit: int
     rows = await session.execute(
         sa.select(enrollments).where(enrollments.c.status == "active", enrollments.c.next_due_at <= now)
         .order_by(enrollments.c.next_due_at).limit(limit).with_for_update(skip_locked=True))
-    return _records(Enrollment, rows.mappings())
+    return records(Enrollment, rows.mappings())
 
 
 async def postpone_enrollment(session: AsyncSession, enrollment_id: str, until: datetime, now: datetime) -> None:
@@ -349,19 +345,11 @@ async def enrollments_page(session: AsyncSession, principal: Principal, sequence
         query = query.where(enrollments.c.lead_id.in_(readable))
     if lead_id:
         query = query.where(enrollments.c.lead_id == lead_id)
-    return _records(Enrollment, await _newest_first(session, query, enrollments, limit, after))
+    return records(Enrollment, await _newest_first(session, query, enrollments, limit, after))
 
 
 # ====================================================================== deliveries
-def _by_dialect(build: Any) -> dict[str, Any]:
-    return {"sqlite": build(sqlite.insert), "postgresql": build(postgresql.insert)}
-
-
-def _dialect(session: AsyncSession) -> str:
-    return "sqlite" if session.bind is not None and session.bind.dialect.name == "sqlite" else "postgresql"
-
-
-_INSERT_DELIVERY = _by_dialect(lambda insert: insert(deliveries).on_conflict_do_nothing(
+_INSERT_DELIVERY = per_dialect(lambda insert: insert(deliveries).on_conflict_do_nothing(
     index_elements=["org_id", "idem_key"]))
 # An attempt's outcome is fenced on `attempts`: a worker whose lease ran out cannot overwrite a newer attempt.
 _ATTEMPT = ((deliveries.c.id == sa.bindparam("delivery_id")) & (deliveries.c.attempts == sa.bindparam("attempt"))
@@ -386,7 +374,7 @@ _LEAD_ERASED = sa.select(leads.c.erased).where(leads.c.org_id == sa.bindparam("o
 
 async def add_delivery(session: AsyncSession, delivery: Delivery) -> bool:
     """Insert the delivery unless its idempotency key exists (False: a duplicate, nothing inserted)."""
-    result = await session.execute(_INSERT_DELIVERY[_dialect(session)], _values(delivery))
+    result = await session.execute(_INSERT_DELIVERY[dialect_name(session)], _values(delivery))
     return rows_affected(result) == 1
 
 
@@ -398,7 +386,7 @@ async def claim_due_deliveries(session: AsyncSession, now: datetime, lease_until
                                          deliveries.c.next_attempt_at <= now)
              .where(deliveries.c.id.notin_(list(excluding)) if excluding else sa.true())
              .order_by(deliveries.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
-    rows = _records(Delivery, (await session.execute(query)).mappings())
+    rows = records(Delivery, (await session.execute(query)).mappings())
     if rows:
         await session.execute(_MARK_SENDING, {"claimed": [r.id for r in rows], "lease_until": lease_until,
                                               "now": now})
@@ -480,14 +468,14 @@ async def deliveries_page(session: AsyncSession, org_id: str, *, lead_id: str | 
         query = query.where(deliveries.c.status == status)
     if rep_id is not None:
         query = query.where(deliveries.c.rep_id == rep_id)
-    return _records(Delivery, await _newest_first(session, query, deliveries, limit, after))
+    return records(Delivery, await _newest_first(session, query, deliveries, limit, after))
 
 
 # ====================================================================== Mailchimp
 async def get_mailchimp_account(session: AsyncSession, org_id: str, *,
                                 for_update: bool = False) -> MailchimpAccount | None:
     query = _ACCOUNT.with_for_update() if for_update else _ACCOUNT
-    return _first(MailchimpAccount, await session.execute(query, {"org": org_id}))
+    return first_record(MailchimpAccount, await session.execute(query, {"org": org_id}))
 
 
 async def save_mailchimp_account(session: AsyncSession, account: MailchimpAccount, *, exists: bool) -> None:
@@ -519,7 +507,7 @@ async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *, s
         query = query.where(mailchimp_members.c.subscribed.is_(True))
     if other_than is not None:
         query = query.where(mailchimp_members.c.subscriber_hash != other_than)
-    return _records(MailchimpMember, (await session.execute(query)).mappings())
+    return records(MailchimpMember, (await session.execute(query)).mappings())
 
 
 async def mark_member_removed(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
@@ -546,7 +534,7 @@ async def mailchimp_rules_of(session: AsyncSession, org_id: str) -> list[Mailchi
     """The org's rules, oldest first."""
     rows = await session.execute(sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == org_id)
                                  .order_by(mailchimp_rules.c.created_at, mailchimp_rules.c.id))
-    return _records(MailchimpRule, rows.mappings())
+    return records(MailchimpRule, rows.mappings())
 
 
 async def add_mailchimp_rule(session: AsyncSession, rule: MailchimpRule) -> None:
@@ -561,15 +549,12 @@ async def delete_mailchimp_rule(session: AsyncSession, org_id: str, rule_id: str
 
 async def mailchimp_rules_page(session: AsyncSession, org_id: str, limit: int,
                                after: tuple[datetime, str] | None) -> list[MailchimpRule]:
-    return _records(MailchimpRule, await _newest_first(
-        session, sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == org_id), mailchimp_rules, limit, after))
+    return await _org_page(session, MailchimpRule, mailchimp_rules, org_id, limit, after)
 
 
 # ====================================================================== milestone rules
 async def active_milestone_rules(session: AsyncSession, org_id: str) -> list[MilestoneRuleRecord]:
-    rows = await session.execute(sa.select(milestone_rules).where(
-        milestone_rules.c.org_id == org_id, milestone_rules.c.active.is_(True)))
-    return _records(MilestoneRuleRecord, rows.mappings())
+    return await _active_of_org(session, MilestoneRuleRecord, milestone_rules, org_id)
 
 
 async def add_milestone_rule(session: AsyncSession, rule: MilestoneRuleRecord) -> None:
@@ -578,20 +563,17 @@ async def add_milestone_rule(session: AsyncSession, rule: MilestoneRuleRecord) -
 
 async def milestone_rules_page(session: AsyncSession, org_id: str, limit: int,
                                after: tuple[datetime, str] | None) -> list[MilestoneRuleRecord]:
-    return _records(MilestoneRuleRecord, await _newest_first(
-        session, sa.select(milestone_rules).where(milestone_rules.c.org_id == org_id), milestone_rules, limit, after))
+    return await _org_page(session, MilestoneRuleRecord, milestone_rules, org_id, limit, after)
 
 
 # ====================================================================== webhook subscriptions
 async def active_webhook_subscriptions(session: AsyncSession, org_id: str) -> list[WebhookSubscription]:
-    rows = await session.execute(sa.select(webhook_subscriptions).where(
-        webhook_subscriptions.c.org_id == org_id, webhook_subscriptions.c.active.is_(True)))
-    return _records(WebhookSubscription, rows.mappings())
+    return await _active_of_org(session, WebhookSubscription, webhook_subscriptions, org_id)
 
 
 async def get_webhook_subscription(session: AsyncSession, org_id: str,
                                    subscription_id: str | None) -> WebhookSubscription | None:
-    return _first(WebhookSubscription, await session.execute(_SUBSCRIPTION, {"org": org_id,
+    return first_record(WebhookSubscription, await session.execute(_SUBSCRIPTION, {"org": org_id,
                                                                             "subscription": subscription_id}))
 
 
@@ -609,16 +591,14 @@ async def deactivate_webhook_subscription(session: AsyncSession, org_id: str, su
 
 async def webhook_subscriptions_page(session: AsyncSession, org_id: str, limit: int,
                                      after: tuple[datetime, str] | None) -> list[WebhookSubscription]:
-    return _records(WebhookSubscription, await _newest_first(
-        session, sa.select(webhook_subscriptions).where(webhook_subscriptions.c.org_id == org_id),
-        webhook_subscriptions, limit, after))
+    return await _org_page(session, WebhookSubscription, webhook_subscriptions, org_id, limit, after)
 
 
 # ====================================================================== what this service knows of leads and reps
 async def get_lead(session: AsyncSession, org_id: str, lead_id: str, *,
                    for_update: bool = False) -> KnownLead | None:
     query = _LEAD.with_for_update() if for_update else _LEAD
-    return _first(KnownLead, await session.execute(query, {"org": org_id, "lead": lead_id}))
+    return first_record(KnownLead, await session.execute(query, {"org": org_id, "lead": lead_id}))
 
 
 async def lead_erased(session: AsyncSession, org_id: str, lead_id: str) -> bool:

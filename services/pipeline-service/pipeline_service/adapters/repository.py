@@ -10,25 +10,21 @@ reuses its cache key and compiled form instead of building both again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.db import rows_affected
-from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.db import first_record, records, rows_affected
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.ownership import owned_before, owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
 
 from .orm import activities, lead_past_owners, pipelines, positions, stage_history, stages, tasks
-
-R = TypeVar("R")
 
 
 # ====================================================================== records
@@ -141,26 +137,14 @@ class Activity:
     occurred_at: datetime
 
 
-def _records(cls: type[R], rows: Iterable[Any]) -> list[R]:
-    return [cls(**row) for row in rows]
-
-
-def _first(cls: type[R], result: Any) -> R | None:
-    row = result.mappings().first()
-    return cls(**row) if row is not None else None
+def _after(key: Any, id_column: Any, after: tuple[datetime, str]) -> Any:
+    """Rows after `after` in (key, id) order: where a keyset page resumes."""
+    return sa.or_(key > after[0], sa.and_(key == after[0], id_column > after[1]))
 
 
 # ====================================================================== statements built once
-def _by_dialect(build: Any) -> dict[str, Any]:
-    return {"sqlite": build(sqlite.insert), "postgresql": build(postgresql.insert)}
-
-
-def _dialect(session: AsyncSession) -> str:
-    return "sqlite" if session.bind is not None and session.bind.dialect.name == "sqlite" else "postgresql"
-
-
 _POSITION_KEY = (positions.c.org_id == sa.bindparam("org")) & (positions.c.lead_id == sa.bindparam("lead_id_"))
-_ADD_POSITION = _by_dialect(lambda insert: insert(positions).values(
+_ADD_POSITION = per_dialect(lambda insert: insert(positions).values(
     org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead_id_"), lead={}, status="unrouted",
     updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
 _LOCK_POSITION = sa.select(positions).where(_POSITION_KEY).with_for_update()
@@ -184,8 +168,8 @@ async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: d
     """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing and `create`."""
     key = {"org": org_id, "lead_id_": lead_id}
     if create:
-        await session.execute(_ADD_POSITION[_dialect(session)], {**key, "now": now})
-    return _first(Position, await session.execute(_LOCK_POSITION, key))
+        await session.execute(_ADD_POSITION[dialect_name(session)], {**key, "now": now})
+    return first_record(Position, await session.execute(_LOCK_POSITION, key))
 
 
 async def save_position(session: AsyncSession, pos: Position) -> None:
@@ -195,7 +179,7 @@ async def save_position(session: AsyncSession, pos: Position) -> None:
 
 async def visible_position(session: AsyncSession, principal: Principal, lead_id: str) -> Position | None:
     """The lead's position if the principal may read it (see `readable_by`)."""
-    return _first(Position, await session.execute(sa.select(positions).where(
+    return first_record(Position, await session.execute(sa.select(positions).where(
         positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, _readable_by(principal))))
 
 
@@ -218,7 +202,7 @@ async def positions_page(session: AsyncSession, principal: Principal, filters: d
     if after_lead_id is not None:
         query = query.where(positions.c.lead_id > after_lead_id)
     rows = await session.execute(query.order_by(positions.c.lead_id).limit(limit + 1))
-    return _records(Position, rows.mappings())
+    return records(Position, rows.mappings())
 
 
 async def owner_of(session: AsyncSession, org_id: str, lead_id: str) -> str | None:
@@ -265,7 +249,7 @@ async def get_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, *, 
     query = sa.select(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id)
     if not archived_too:
         query = query.where(pipelines.c.archived.is_(False))
-    return _first(PipelineRecord, await session.execute(query.with_for_update() if lock else query))
+    return first_record(PipelineRecord, await session.execute(query.with_for_update() if lock else query))
 
 
 async def add_pipeline(session: AsyncSession, pipeline: PipelineRecord) -> None:
@@ -284,20 +268,19 @@ async def pipelines_page(session: AsyncSession, org_id: str, after: tuple[dateti
     """The org's pipelines (not archived), oldest first; `limit` + 1 rows tell whether more follow."""
     query = sa.select(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.archived.is_(False))
     if after:
-        query = query.where(sa.or_(pipelines.c.created_at > after[0],
-                                   sa.and_(pipelines.c.created_at == after[0], pipelines.c.id > after[1])))
+        query = query.where(_after(pipelines.c.created_at, pipelines.c.id, after))
     rows = await session.execute(query.order_by(pipelines.c.created_at, pipelines.c.id).limit(limit + 1))
-    return _records(PipelineRecord, rows.mappings())
+    return records(PipelineRecord, rows.mappings())
 
 
 async def pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str) -> list[StageRecord]:
     """The pipeline's stages (not deleted) in order."""
     rows = await session.execute(_PIPELINE_STAGES, {"org": org_id, "pipeline": pipeline_id})
-    return _records(StageRecord, rows.mappings())
+    return records(StageRecord, rows.mappings())
 
 
 async def get_stage(session: AsyncSession, org_id: str, stage_id: str) -> StageRecord | None:
-    return _first(StageRecord, await session.execute(sa.select(stages).where(
+    return first_record(StageRecord, await session.execute(sa.select(stages).where(
         stages.c.org_id == org_id, stages.c.id == stage_id)))
 
 
@@ -355,7 +338,7 @@ async def close_visit(session: AsyncSession, visit_id: str, exit_reason: str, no
 async def visits_of(session: AsyncSession, org_id: str, lead_id: str) -> list[StageVisit]:
     rows = await session.execute(sa.select(stage_history).where(
         stage_history.c.org_id == org_id, stage_history.c.lead_id == lead_id).order_by(stage_history.c.seq))
-    return _records(StageVisit, rows.mappings())
+    return records(StageVisit, rows.mappings())
 
 
 async def forget_visit_notes(session: AsyncSession, org_id: str, lead_id: str) -> None:
@@ -370,7 +353,7 @@ async def add_task(session: AsyncSession, task: TaskRecord) -> None:
 
 async def get_task(session: AsyncSession, org_id: str, task_id: str, *, lock: bool = False) -> TaskRecord | None:
     query = sa.select(tasks).where(tasks.c.org_id == org_id, tasks.c.id == task_id)
-    return _first(TaskRecord, await session.execute(query.with_for_update() if lock else query))
+    return first_record(TaskRecord, await session.execute(query.with_for_update() if lock else query))
 
 
 async def required_task_statuses(session: AsyncSession, org_id: str, visit_id: str | None) -> list[str]:
@@ -388,7 +371,7 @@ async def lock_open_tasks(session: AsyncSession, org_id: str, lead_id: str, *, v
         query = query.where(tasks.c.visit_id == visit_id)
     if owner_tasks_only:
         query = query.where(tasks.c.assignee_kind == "owner").order_by(tasks.c.created_at, tasks.c.id)
-    return _records(TaskRecord, (await session.execute(query.with_for_update())).mappings())
+    return records(TaskRecord, (await session.execute(query.with_for_update())).mappings())
 
 
 async def open_tasks_of(session: AsyncSession, org_id: str, lead_id: str) -> list[TaskRecord]:
@@ -396,7 +379,7 @@ async def open_tasks_of(session: AsyncSession, org_id: str, lead_id: str) -> lis
     rows = await session.execute(sa.select(tasks).where(
         tasks.c.org_id == org_id, tasks.c.lead_id == lead_id, tasks.c.status == "open",
     ).order_by(tasks.c.due_at, tasks.c.id))
-    return _records(TaskRecord, rows.mappings())
+    return records(TaskRecord, rows.mappings())
 
 
 async def update_task(session: AsyncSession, task_id: str, values: dict[str, Any]) -> None:
@@ -414,10 +397,9 @@ async def tasks_page(session: AsyncSession, org_id: str, *, assignee_id: str | N
         if value:
             query = query.where(column == value)
     if after:
-        query = query.where(sa.or_(tasks.c.due_at > after[0],
-                                   sa.and_(tasks.c.due_at == after[0], tasks.c.id > after[1])))
+        query = query.where(_after(tasks.c.due_at, tasks.c.id, after))
     rows = await session.execute(query.order_by(tasks.c.due_at, tasks.c.id).limit(limit + 1))
-    return _records(TaskRecord, rows.mappings())
+    return records(TaskRecord, rows.mappings())
 
 
 async def claim_overdue_tasks(session: AsyncSession, now: datetime, limit: int) -> list[TaskRecord]:
@@ -425,7 +407,7 @@ async def claim_overdue_tasks(session: AsyncSession, now: datetime, limit: int) 
     rows = await session.execute(
         sa.select(tasks).where(tasks.c.status == "open", tasks.c.overdue_at.is_(None), tasks.c.due_at <= now)
         .order_by(tasks.c.due_at, tasks.c.id).limit(limit).with_for_update(skip_locked=True))
-    return _records(TaskRecord, rows.mappings())
+    return records(TaskRecord, rows.mappings())
 
 
 async def mark_overdue(session: AsyncSession, task_id: str, now: datetime) -> bool:
