@@ -123,8 +123,8 @@ class NotificationHandlers:
         now, org = self.clock.now(), envelope.org_id
         if not data.owner_id:
             return
-        await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name, email=data.owner_email,
-                         timezone=data.owner_timezone)
+        await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name,
+                                    email=data.owner_email, timezone=data.owner_timezone)
         before = await ensure_lead(uow.session, org, data.lead_id, now)
         for previous in {before.owner_id, data.previous_owner_id}:
             await repository.remember_past_owner(uow.session, org, data.lead_id, previous, data.owner_id, now)
@@ -147,7 +147,7 @@ class NotificationHandlers:
     # ------------------------------------------------------------------ pipeline-service
     async def on_pipeline_defined(self, data: PipelineDefinedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         await repository.save_pipeline_definition(uow.session, envelope.org_id, data, envelope.subject_version,
-                                              self.clock.now())
+                                                  self.clock.now())
 
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -263,7 +263,7 @@ class NotificationHandlers:
     async def on_task_created(self, data: TaskCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
         if not await repository.record_task_assignee(uow.session, envelope.org_id, data.task_id, data.assignee_id,
-                                          envelope.subject_version, now):
+                                                     envelope.subject_version, now):
             return  # reassigned already (the reassignment arrived first): its reminder stands
         await self._remind_when_due(uow, envelope.org_id, data.assignee_id, data.task_id, data.lead_id, data.title,
                                     data.due_at, once_key=f"task_due:{data.task_id}", now=now)
