@@ -382,8 +382,21 @@ async def open_tasks_of(session: AsyncSession, org_id: str, lead_id: str) -> lis
     return records(TaskRecord, rows.mappings())
 
 
-async def update_task(session: AsyncSession, task_id: str, values: dict[str, Any]) -> None:
-    await session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(**values))
+async def reassign_task(session: AsyncSession, task: TaskRecord, *, assignee_kind: str, assignee_id: str | None,
+                        team_id: str | None) -> None:
+    """The task (its locked row) goes to another assignee, at its next version."""
+    await session.execute(sa.update(tasks).where(tasks.c.id == task.id).values(
+        assignee_kind=assignee_kind, assignee_id=assignee_id, team_id=team_id, version=task.version + 1))
+
+
+async def skip_task(session: AsyncSession, task: TaskRecord, reason: str) -> None:
+    await session.execute(sa.update(tasks).where(tasks.c.id == task.id).values(
+        status="skipped", skip_reason=reason, version=task.version + 1))
+
+
+async def complete_task(session: AsyncSession, task: TaskRecord, by: str, now: datetime) -> None:
+    await session.execute(sa.update(tasks).where(tasks.c.id == task.id).values(
+        status="done", completed_at=now, completed_by=by, version=task.version + 1))
 
 
 async def tasks_page(session: AsyncSession, org_id: str, *, assignee_id: str | None, team_id: str | None,

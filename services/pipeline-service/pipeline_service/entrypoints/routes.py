@@ -410,8 +410,7 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
     if task.status != "open":
         raise Conflict(f"the task is {task.status}")
     version = task.version + 1
-    await repository.update_task(uow.session, task_id, {"status": "done", "completed_at": now,
-                                                        "completed_by": principal.user_id, "version": version})
+    await repository.complete_task(uow.session, task, principal.user_id, now)
     envelope = uow.publish(TaskCompletedV1(task_id=task_id, lead_id=task.lead_id, stage_id=task.stage_id,
                                            required=task.required, assignee_id=task.assignee_id,
                                            completed_by=principal.user_id, completed_at=now),

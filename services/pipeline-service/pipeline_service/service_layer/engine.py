@@ -134,8 +134,8 @@ async def create_task(uow: UnitOfWork, pos: Position, stage: StageRecord, templa
 async def reassign_task(uow: UnitOfWork, row: TaskRecord, *, assignee_kind: str, assignee_id: str | None,
                         team_id: str | None, reason: str, now: datetime, by: str | None = None) -> None:
     """Give an open task (its locked row) to another assignee; TaskReassigned when the assignee changes."""
-    await repository.update_task(uow.session, row.id, {"assignee_kind": assignee_kind, "assignee_id": assignee_id,
-                                                       "team_id": team_id, "version": row.version + 1})
+    await repository.reassign_task(uow.session, row, assignee_kind=assignee_kind, assignee_id=assignee_id,
+                                   team_id=team_id)
     if (assignee_id, team_id) == (row.assignee_id, row.team_id):
         return
     uow.publish(TaskReassignedV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id, title=row.title,
@@ -151,8 +151,7 @@ async def skip_open_tasks(uow: UnitOfWork, pos: Position, reason: str, now: date
     rows = await repository.lock_open_tasks(uow.session, pos.org_id, pos.lead_id, visit_id=pos.visit_id,
                                             visit_only=visit_only)
     for row in rows:
-        await repository.update_task(uow.session, row.id, {"status": "skipped", "skip_reason": reason,
-                                                           "version": row.version + 1})
+        await repository.skip_task(uow.session, row, reason)
         uow.publish(TaskSkippedV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id,
                                   assignee_id=row.assignee_id, reason=reason),
                     org_id=row.org_id, subject_id=row.id, subject_version=row.version + 1, occurred_at=now)
