@@ -7,6 +7,9 @@ bus namespace (exchange and queue prefix), so tests never see each other's rows 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.message
+import email.policy
 import os
 import socket
 import time
@@ -221,9 +224,7 @@ async def serving_over_http(app: Any, host: str = "127.0.0.1") -> AsyncIterator[
 
     from .runner import _EmbeddedServer
 
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port = probe.getsockname()[1]
+    port = free_port(host)
     server = _EmbeddedServer(uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -235,6 +236,65 @@ async def serving_over_http(app: Any, host: str = "127.0.0.1") -> AsyncIterator[
     finally:
         server.should_exit = True
         await task
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts, for the services' and the
+    system's tests alike: it can answer 4xx (`fail_next`), answer slowly (`delay_s`) and run a fault at the worst
+    moment, after taking the message and before the sender hears "250" (`on_accept`).
+
+    What it keeps of a message is `keep`'s choice (the parsed message; a subclass may keep less)."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller  # a test dependency only: imported when a sink is made
+
+        self.messages: list[Any] = []
+        self.fail_next = 0
+        self.delay_s = 0.0
+        self.receiving = 0  # messages that waited `delay_s`
+        self.on_accept: Callable[[], Awaitable[None]] | None = None
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        if self.delay_s:
+            self.receiving += 1
+            await asyncio.sleep(self.delay_s)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return "451 4.3.0 try again later"
+        raw = envelope.original_content or envelope.content
+        self.keep(email.message_from_bytes(raw, policy=email.policy.default), envelope)
+        if self.on_accept is not None:
+            await self.on_accept()
+        return "250 OK"
+
+    def keep(self, message: email.message.Message, envelope: Any) -> None:
+        self.messages.append(message)
+
+    def to(self, address: str) -> list[Any]:
+        return [m for m in self.messages if address in str(m["To"])]
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> SmtpSink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class ContractCheckingTransport(httpx.AsyncBaseTransport):
