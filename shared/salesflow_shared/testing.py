@@ -429,3 +429,69 @@ async def service_under_test(kind: type[S], app: Any, clock: Any, amqp_url: str,
             yield kind(client=client, context=app.state.context, clock=clock, feeder=feeder)
     finally:
         await feeder.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One service embedded in the test's process, for the fast service-layer tests (services/*/tests/service_layer)
+@dataclass
+class EmbeddedService:
+    """A service as `make run` starts it with nothing configured (SQLite file, in-process bus) but without its
+    HTTP app and background workers: tests call its use cases, hand events to its handlers and run its workers'
+    ticks themselves, on a clock they move."""
+
+    context: Any
+    clock: Any
+    told: list[Any]  # envelopes of the observed types that reached the in-process bus, oldest first
+
+    def uow(self) -> Any:
+        return self.context.uow()
+
+    def session(self) -> Any:
+        return self.context.database.session()
+
+    async def dispatch(self, envelope: Any) -> Any:
+        """Straight to the service's handlers (deterministic order), with the inbox and a real transaction."""
+        await self.context.dispatcher.dispatch(envelope)
+        return envelope
+
+    async def events(self, org_id: str, *types: str, count: int) -> list[Any]:
+        """The org's events of these types once `count` of them reached the bus (oldest first)."""
+        async def arrived() -> list[Any]:
+            found = [e for e in self.told if e.org_id == org_id and e.type in types]
+            assert len(found) >= count, found
+            return found
+        return await eventually(arrived, timeout=5)
+
+    async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        return await outbox_payloads(self.context.database, event_type)
+
+
+def embedded_settings(settings_cls: type[T], database_path: Any, **overrides: Any) -> T:
+    """Test settings for an embedded service: its database is the SQLite file at `database_path`, no broker."""
+    return service_test_settings(settings_cls, database_url=f"sqlite+aiosqlite:///{database_path}", **overrides)
+
+
+@asynccontextmanager
+async def embedded_service(definition: Any, clock: Any, observe: tuple[str, ...] = ()) -> AsyncIterator[
+        EmbeddedService]:
+    """Start the service of `definition` embedded (no workers, `clock` everywhere); events of the `observe`
+    types published on its bus are collected in `told`."""
+    import dataclasses
+
+    from .app import ServiceContext
+    from .bus import Subscription
+    from .events import Envelope
+
+    context = ServiceContext(dataclasses.replace(definition, workers=(), clock=clock), None)
+    told: list[Any] = []
+
+    async def listen(body: bytes, _headers: dict[str, Any]) -> None:
+        told.append(Envelope.from_json(body))
+
+    await context.start()
+    try:
+        if observe:
+            await context.bus.subscribe(Subscription(queue="observer.events", event_types=observe, callback=listen))
+        yield EmbeddedService(context, clock, told)
+    finally:
+        await context.stop()
