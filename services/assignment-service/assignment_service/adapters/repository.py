@@ -8,8 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.clock import rfc3339
 from salesflow_shared.db import rows_affected
 from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.pagination import keyset_page
 
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
 from ..domain.rules import RuleSet, load_rules
@@ -216,6 +218,14 @@ async def mark_assigned(session: AsyncSession, org_id: str, rep_id: str, at: dat
 
 
 # ------------------------------------------------------------------ rule set rows
+async def rule_set_versions_page(session: AsyncSession, org_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """Every published version of the org's rule set, newest first, as `{"items", "next_cursor"}`."""
+    query = sa.select(rule_sets.c.version, rule_sets.c.created_by, rule_sets.c.created_at).where(
+        rule_sets.c.org_id == org_id)
+    return await keyset_page(session, query, [rule_sets.c.version], limit, cursor, lambda r: {
+        "version": r.version, "created_by": r.created_by, "created_at": rfc3339(r.created_at)}, descending=True)
+
+
 async def rule_set_row(session: AsyncSession, org_id: str, version: int | None = None) -> Any:
     """The stored rule set of that version (default: the newest), with who published it and when."""
     query = sa.select(rule_sets).where(rule_sets.c.org_id == org_id)

@@ -20,7 +20,8 @@ from salesflow_shared.preconditions import strong_etag
 
 from ..adapters import repository as repo
 from ..adapters.orm import reps, teams, territories
-from ..service_layer.rep_events import RepChange, publish_rep, publish_rep_removed, publish_team_membership
+from ..service_layer.directory import remove_rep, remove_team, remove_territory
+from ..service_layer.rep_events import RepChange, publish_rep, publish_team_membership, team_people
 from ..service_layer.rulesets import references_in_current_rules
 from .schemas import (
     RepCreate,
@@ -185,27 +186,7 @@ async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Res
 
 @router.delete("/reps/{rep_id}", status_code=204, summary="Remove a rep (no open leads, not named by a rule)")
 async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    org = principal.org_id
-    row = await repo.get_row(uow.session, reps, org, rep_id, for_update=True)
-    if row is None:
-        raise NotFound(f"no rep {rep_id}")
-    if (await repo.open_lead_counts(uow.session, org, [rep_id])).get(rep_id):
-        raise Conflict("the rep still owns open leads; reassign them first (POST /v1/reps/{id}/reassign-open-leads)")
-    refs = await references_in_current_rules(uow.session, org)
-    if rep_id in refs.reps:
-        raise Conflict("the current routing rules name this rep; change the rules first")
-    for team in (await repo.all_teams(uow.session, org)).values():
-        if rep_id in team.member_ids or team.lead_rep_id == rep_id:
-            await repo.bump_row(uow.session, teams, org, team.id, uow.clock.now(),
-                                member_ids=[m for m in team.member_ids if m != rep_id],
-                                lead_rep_id=None if team.lead_rep_id == rep_id else team.lead_rep_id)
-    for territory in await repo.all_territories(uow.session, org):
-        if rep_id in territory.rep_ids:
-            await repo.bump_row(uow.session, territories, org, territory.id, uow.clock.now(),
-                                rep_ids=[r for r in territory.rep_ids if r != rep_id])
-    await publish_rep_removed(uow, org, row)
-    await repo.remember_removed_rep(uow.session, org, rep_id, row.row_version + 1, uow.clock.now())
-    await repo.delete_row(uow.session, reps, org, rep_id)
+    await remove_rep(uow, principal.org_id, rep_id)
     await uow.commit()
     return Response(status_code=204)
 
@@ -214,11 +195,6 @@ async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Res
 def team_out(row: Any) -> TeamOut:
     return TeamOut(id=row.id, name=row.name, member_ids=row.member_ids, lead_rep_id=row.lead_rep_id,
                    version=row.row_version, created_at=row.created_at, updated_at=row.updated_at)
-
-
-def _people(member_ids: list[str] | None, lead_rep_id: str | None) -> set[str]:
-    """The reps a team counts in their entries' team_ids: its members and its lead."""
-    return set(member_ids or ()) | ({lead_rep_id} if lead_rep_id else set())
 
 
 async def _check_team_refs(uow: Any, org_id: str, member_ids: list[str] | None, lead_rep_id: str | None) -> None:
@@ -239,7 +215,7 @@ async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, 
     await _check_team_refs(uow, principal.org_id, body.member_ids, body.lead_rep_id)
     return await _insert_and_respond(uow, idem, teams, principal.org_id, str(uuid.uuid4()), payload, team_out,
                                      "teams", on_saved=lambda: publish_team_membership(
-                                         uow, principal.org_id, _people(body.member_ids, body.lead_rep_id)))
+                                         uow, principal.org_id, team_people(body.member_ids, body.lead_rep_id)))
 
 
 @router.get("/teams", response_model=TeamPage, summary="List teams")
@@ -270,21 +246,15 @@ async def patch_team(team_id: str, body: TeamPatch, request: Request, response: 
         for rep_id in refs.weighted_members.get(team_id, ()):
             if rep_id not in changes["member_ids"]:
                 raise Conflict(f"the current routing rules weight rep '{rep_id}' in this team; change them first")
-    before = _people(row.member_ids, row.lead_rep_id)
-    after = _people(changes.get("member_ids", row.member_ids), changes.get("lead_rep_id", row.lead_rep_id))
+    before = team_people(row.member_ids, row.lead_rep_id)
+    after = team_people(changes.get("member_ids", row.member_ids), changes.get("lead_rep_id", row.lead_rep_id))
     return team_out(await _save_patch(uow, teams, row, changes, response, on_saved=lambda: publish_team_membership(
         uow, principal.org_id, before ^ after)))
 
 
 @router.delete("/teams/{team_id}", status_code=204, summary="Delete a team not named by the current rules")
 async def delete_team(team_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    row = await repo.get_row(uow.session, teams, principal.org_id, team_id, for_update=True)
-    if row is None:
-        raise NotFound(f"no team {team_id}")
-    if team_id in (await references_in_current_rules(uow.session, principal.org_id)).teams:
-        raise Conflict("the current routing rules use this team; change the rules first")
-    await repo.delete_row(uow.session, teams, principal.org_id, team_id)
-    await publish_team_membership(uow, principal.org_id, _people(row.member_ids, row.lead_rep_id))
+    await remove_team(uow, principal.org_id, team_id)
     await uow.commit()
     return Response(status_code=204)
 
@@ -343,11 +313,6 @@ async def patch_territory(territory_id: str, body: TerritoryPatch, request: Requ
 @router.delete("/territories/{territory_id}", status_code=204,
                summary="Delete a territory not named by the current rules")
 async def delete_territory(territory_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    org = principal.org_id
-    if await repo.get_row(uow.session, territories, org, territory_id, for_update=True) is None:
-        raise NotFound(f"no territory {territory_id}")
-    if territory_id in (await references_in_current_rules(uow.session, org)).territories:
-        raise Conflict("the current routing rules use this territory; change the rules first")
-    await repo.delete_row(uow.session, territories, org, territory_id)
+    await remove_territory(uow, principal.org_id, territory_id)
     await uow.commit()
     return Response(status_code=204)

@@ -51,6 +51,11 @@ async def publish_rep_removed(uow: UnitOfWork, org_id: str, row: Any) -> None:
                 subject_version=row.row_version + 1)
 
 
+def team_people(member_ids: list[str] | None, lead_rep_id: str | None) -> set[str]:
+    """The reps a team counts in their entries' team_ids: its members and its lead."""
+    return set(member_ids or ()) | ({lead_rep_id} if lead_rep_id else set())
+
+
 async def publish_team_membership(uow: UnitOfWork, org_id: str, rep_ids: Iterable[str]) -> None:
     """Reps who joined or left a team: their entries (team_ids) changed, so each gets a new version and a
     RepUpdated (call after the team change is written)."""

@@ -2,12 +2,9 @@
 /v1/deliveries, /v1/webhook-subscriptions)."""
 from __future__ import annotations
 
-import hashlib
-import secrets
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -21,27 +18,20 @@ from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import idempotency_exempt, returns
 from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import (
-    Conflict,
-    FieldError,
     NotFound,
-    PreconditionFailed,
-    ValidationFailed,
 )
 from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
-from salesflow_shared.preconditions import check_if_match, strong_etag
+from salesflow_shared.preconditions import strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
 from ..adapters.mailchimp import base_url_for
-from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..config import Settings
-from ..domain.mailchimp_lists import OUTCOME_WORDS, STAGE_TRIGGERS
 from ..domain.milestones import MILESTONE_KINDS
-from ..domain.rendering import validate_template
 from ..domain.sequences import TRIGGERS
 from ..domain.signing import read_unsubscribe_token
-from ..domain.timing import zone
+from ..service_layer import configuration as uc
 from ..service_layer.handlers import unsubscribe_lead
 from . import responses as R
 
@@ -108,27 +98,8 @@ class TemplateIn(BaseModel):
 TEMPLATE_RENDERED = ("subject", "html_body", "text_body")
 
 
-def _check_template(body: TemplateIn) -> None:
-    errors = validate_template(body.model_dump())
-    if errors:
-        raise ValidationFailed("; ".join(str(e) for e in errors),
-                               errors=[FieldError(e.part, e.message) for e in errors])
-
-
 def _etag(version: int) -> str:
     return strong_etag(version)
-
-
-async def _template(uow: UnitOfWork, org_id: str, template_id: str) -> repository.Template:
-    template = await repository.get_template(uow.session, org_id, template_id=template_id)
-    if template is None:
-        raise NotFound(f"no template {template_id}")
-    return template
-
-
-async def _key_free(uow: UnitOfWork, org_id: str, key: str | None, except_id: str | None = None) -> None:
-    if key is not None and await repository.template_key_taken(uow.session, org_id, key, except_id=except_id):
-        raise Conflict(f"another template already has the key {key!r}")
 
 
 @router.post("/templates", status_code=201, summary="Create an email template (checked by rendering it)",
@@ -136,16 +107,12 @@ async def _key_free(uow: UnitOfWork, org_id: str, key: str | None, except_id: st
                                                        checked_beyond_schema=TEMPLATE_RENDERED))
 async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
-    _check_template(body)
+    values = body.model_dump()
+    uc.check_template(values)  # refused before the key is looked at
 
     async def create() -> dict[str, Any]:
-        await _key_free(uow, principal.org_id, body.key)
-        now = _now(context)
-        template = repository.Template(id=str(uuid.uuid4()), org_id=principal.org_id, **body.model_dump(),
-                                       version=1, created_at=now, updated_at=now)
-        await repository.add_template(uow.session, template)
-        return _json(asdict(template))
-    return await _created(uow, idem, principal, "templates", body.model_dump(), create,
+        return _json(asdict(await uc.create_template(uow, principal.org_id, values, _now(context))))
+    return await _created(uow, idem, principal, "templates", values, create,
                           lambda b: {"ETag": _etag(b["version"])})
 
 
@@ -158,8 +125,8 @@ async def list_templates(uow: UowDep, principal: CurrentPrincipal, limit: LimitP
 @router.get("/templates/{template_id}", summary="One template (ETag = its version)",
             operation_id="getTemplate", **returns(R.TemplateOut, etag=True))
 async def get_template(template_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    row = await _template(uow, principal.org_id, template_id)
-    return JSONResponse(_json(asdict(row)), headers={"ETag": _etag(row.version)})
+    row = await uc.find_template(uow, principal.org_id, template_id)
+    return JSONResponse(_json(asdict(row)), headers={"ETag": uc.template_etag(row)})
 
 
 @router.put("/templates/{template_id}", summary="Replace a template (If-Match required)",
@@ -168,16 +135,11 @@ async def get_template(template_id: str, uow: UowDep, principal: CurrentPrincipa
 async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, context: ContextDep,
                            principal: AdminPrincipal,
                            if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
-    row = await _template(uow, principal.org_id, template_id)
-    check_if_match(if_match, _etag(row.version), what="template")
-    _check_template(body)
-    await _key_free(uow, principal.org_id, body.key, except_id=template_id)
-    if not await repository.replace_template(uow.session, principal.org_id, template_id, version=row.version,
-                                             values=body.model_dump(), now=_now(context)):
-        raise PreconditionFailed("the template changed since you read it")
+    await uc.replace_template(uow, principal.org_id, template_id, body.model_dump(), if_match=if_match,
+                              now=_now(context))
     await uow.commit()
-    row = await _template(uow, principal.org_id, template_id)
-    return JSONResponse(_json(asdict(row)), headers={"ETag": _etag(row.version)})
+    row = await uc.find_template(uow, principal.org_id, template_id)
+    return JSONResponse(_json(asdict(row)), headers={"ETag": uc.template_etag(row)})
 
 
 # ====================================================================== sequences
@@ -200,40 +162,17 @@ class SequenceIn(BaseModel):
     active: StrictBool = True
 
 
-async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> None:
-    errors: list[FieldError] = []
-    if body.trigger == "stage_entry" and not body.stage_id:
-        errors.append(FieldError("stage_id", "a stage_entry sequence needs the stage it starts in"))
-    if body.trigger != "stage_entry" and body.stage_id:
-        errors.append(FieldError("stage_id", "only stage_entry sequences start in a stage"))
-    if body.business_timezone and zone(body.business_timezone, "").key != body.business_timezone:
-        errors.append(FieldError("business_timezone", "not an IANA time zone"))
-    ids = {s.template_id for s in body.steps}
-    found = await repository.template_audiences(uow.session, org_id, ids)
-    for i, step in enumerate(body.steps):
-        if step.template_id not in found:
-            errors.append(FieldError(f"steps.{i}.template_id", "no such template"))
-        elif found[step.template_id] != "prospect":
-            errors.append(FieldError(f"steps.{i}.template_id", "sequence steps need a prospect template"))
-    if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-
-
 @router.post("/sequences", status_code=201, summary="Create a sequence (trigger + steps with delays)",
              operation_id="createSequence", **returns(R.SequenceOut, status=201,
                                                       checked_beyond_schema=("steps", "stage_id", "business_timezone")))
 async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                           idem: IdempotencyDep) -> JSONResponse:
     assert body.trigger in TRIGGERS
+    values = body.model_dump(mode="json")
 
     async def create() -> dict[str, Any]:
-        await _check_sequence(uow, principal.org_id, body)
-        now = _now(context)
-        sequence = repository.SequenceRecord(id=str(uuid.uuid4()), org_id=principal.org_id,
-                                             **body.model_dump(mode="json"), created_at=now, updated_at=now)
-        await repository.add_sequence(uow.session, sequence)
-        return _json(asdict(sequence))
-    return await _created(uow, idem, principal, "sequences", body.model_dump(mode="json"), create)
+        return _json(asdict(await uc.create_sequence(uow, principal.org_id, values, _now(context))))
+    return await _created(uow, idem, principal, "sequences", values, create)
 
 
 @router.get("/sequences", summary="List sequences", operation_id="listSequences", **returns(R.SequencePage))
@@ -242,16 +181,9 @@ async def list_sequences(uow: UowDep, principal: CurrentPrincipal, limit: LimitP
     return _page(await repository.sequences_page(uow.session, principal.org_id, limit, _after(cursor)), limit)
 
 
-async def _sequence(uow: UnitOfWork, org_id: str, sequence_id: str) -> repository.SequenceRecord:
-    sequence = await repository.get_sequence(uow.session, org_id, sequence_id)
-    if sequence is None:
-        raise NotFound(f"no sequence {sequence_id}")
-    return sequence
-
-
 @router.get("/sequences/{sequence_id}", summary="One sequence", operation_id="getSequence", **returns(R.SequenceOut))
 async def get_sequence(sequence_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    return _json(asdict(await _sequence(uow, principal.org_id, sequence_id)))
+    return _json(asdict(await uc.find_sequence(uow, principal.org_id, sequence_id)))
 
 
 @router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence",
@@ -259,9 +191,7 @@ async def get_sequence(sequence_id: str, uow: UowDep, principal: CurrentPrincipa
 async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep,
                               principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
     async def deactivate() -> dict[str, Any]:
-        await _sequence(uow, principal.org_id, sequence_id)
-        await repository.deactivate_sequence(uow.session, principal.org_id, sequence_id, _now(context))
-        return _json(asdict(await _sequence(uow, principal.org_id, sequence_id)))
+        return _json(asdict(await uc.deactivate_sequence(uow, principal.org_id, sequence_id, _now(context))))
 
     return await once(idem, uow, org_id=principal.org_id, scope=f"deactivate:{sequence_id}", payload=None,
                       act=deactivate)
@@ -273,7 +203,7 @@ async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrin
                            lead_id: str | None = Query(default=None, max_length=100, pattern=NO_NUL),
                            limit: LimitParam = 50,
                            cursor: CursorParam = None) -> dict[str, Any]:
-    await _sequence(uow, principal.org_id, sequence_id)
+    await uc.find_sequence(uow, principal.org_id, sequence_id)
     return _page(await repository.enrollments_page(uow.session, principal, sequence_id, lead_id, limit,
                                                    _after(cursor)), limit)
 
@@ -333,13 +263,6 @@ def _mailchimp_json(account: repository.MailchimpAccount) -> dict[str, Any]:
     return out
 
 
-def _settings_etag(account: repository.MailchimpAccount) -> str:
-    updated = account.updated_at
-    updated = (updated if updated.tzinfo else updated.replace(tzinfo=UTC)).astimezone(UTC)  # SQLite: naive
-    return '"' + hashlib.sha256(f"{account.api_key}|{account.nurture_list_id}|{account.nurture_tag}|"
-                                f"{updated.isoformat()}".encode()).hexdigest()[:16] + '"'
-
-
 @router.put("/mailchimp/settings", summary="Set the org's Mailchimp API key and nurture list "
             "(If-Match: the ETag read, or \"0\" before the first setting)",
             operation_id="putMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True,
@@ -347,15 +270,10 @@ def _settings_etag(account: repository.MailchimpAccount) -> str:
 async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context: ContextDep,
                                  principal: AdminPrincipal,
                                  if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
-    now = _now(context)
-    values = {**body.model_dump(), "updated_at": now}
-    current = await repository.get_mailchimp_account(uow.session, principal.org_id, for_update=True)
-    # None for the first setting: If-Match "0", so two admins setting it at once cannot both win
-    check_if_match(if_match, _settings_etag(current) if current is not None else None, what="Mailchimp settings")
-    account = repository.MailchimpAccount(org_id=principal.org_id, **values)
-    await repository.save_mailchimp_account(uow.session, account, exists=current is not None)
+    account = await uc.save_mailchimp_settings(uow, principal.org_id, body.model_dump(), if_match=if_match,
+                                               now=_now(context))
     await uow.commit()
-    return JSONResponse(_mailchimp_json(account), headers={"ETag": _settings_etag(account)})
+    return JSONResponse(_mailchimp_json(account), headers={"ETag": uc.mailchimp_settings_etag(account)})
 
 
 @router.get("/mailchimp/settings", summary="The org's Mailchimp settings (the key is never shown)",
@@ -364,7 +282,7 @@ async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> JSON
     account = await repository.get_mailchimp_account(uow.session, principal.org_id)
     if account is None:
         raise NotFound("Mailchimp is not configured")
-    return JSONResponse(_mailchimp_json(account), headers={"ETag": _settings_etag(account)})
+    return JSONResponse(_mailchimp_json(account), headers={"ETag": uc.mailchimp_settings_etag(account)})
 
 
 class MailchimpRuleIn(BaseModel):
@@ -386,40 +304,12 @@ class MailchimpRuleIn(BaseModel):
                                                            checked_beyond_schema=("stage_id", "pipeline_id")))
 async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                                 idem: IdempotencyDep) -> JSONResponse:
-    await _check_rule_references(uow, principal.org_id, body)
+    values = body.model_dump()
+    await uc.check_mailchimp_rule(uow, principal.org_id, values)  # refused before the key is looked at
 
     async def create() -> dict[str, Any]:
-        rule = repository.MailchimpRule(id=str(uuid.uuid4()), org_id=principal.org_id, **body.model_dump(),
-                                        created_at=_now(context))
-        await repository.add_mailchimp_rule(uow.session, rule)
-        return _json(asdict(rule))
-    return await _created(uow, idem, principal, "mailchimp_rules", body.model_dump(), create)
-
-
-async def _check_rule_references(uow: Any, org_id: str, body: MailchimpRuleIn) -> None:
-    """422 naming the field: the pipeline must be one this org has (and has not archived), a stage rule needs a
-    stage of that pipeline (of any of the org's pipelines when it names none), an outcome rule has no stage, and an
-    outcome is not a stage. This service knows the org's pipelines from pipeline-service's PipelineDefined events
-    (and a pipeline's stages from its leads' StageAdvanced until then), so a pipeline created a moment ago may not
-    be known here for that moment."""
-    pipelines = await repository.pipeline_stage_ids(uow.session, org_id)
-    if body.pipeline_id is not None and body.pipeline_id not in pipelines:
-        raise ValidationFailed.single("pipeline_id", f"no pipeline '{body.pipeline_id}' in this org (or it is "
-                                                     "archived)")
-    if body.trigger in STAGE_TRIGGERS:
-        if body.stage_id is None:
-            raise ValidationFailed.single("stage_id", f"a {body.trigger} rule names the stage")
-        if body.stage_id.lower() in OUTCOME_WORDS:
-            raise ValidationFailed.single("stage_id", f"'{body.stage_id}' is not a stage but an outcome: use "
-                                                      f"trigger '{body.stage_id.lower()}' without a stage_id")
-        if body.pipeline_id is not None:
-            if body.stage_id not in pipelines[body.pipeline_id]:
-                raise ValidationFailed.single("stage_id",
-                                              f"no stage '{body.stage_id}' in pipeline '{body.pipeline_id}'")
-        elif not any(body.stage_id in stage_ids for stage_ids in pipelines.values()):
-            raise ValidationFailed.single("stage_id", f"no stage '{body.stage_id}' in any pipeline of this org")
-    elif body.stage_id is not None:
-        raise ValidationFailed.single("stage_id", f"a {body.trigger} rule holds in any stage: leave stage_id out")
+        return _json(asdict(await uc.create_mailchimp_rule(uow, principal.org_id, values, _now(context))))
+    return await _created(uow, idem, principal, "mailchimp_rules", values, create)
 
 
 @router.get("/mailchimp/rules", summary="List Mailchimp sync rules",
@@ -461,14 +351,11 @@ class MilestoneIn(BaseModel):
 async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep) -> JSONResponse:
     assert body.kind in MILESTONE_KINDS
-    if body.kind == "stage_exit_above_value" and not body.stage_id:
-        raise ValidationFailed.single("stage_id", "a stage_exit_above_value rule needs the stage")
+    values = body.model_dump()
+    uc.check_milestone_rule(values)  # refused before the key is looked at
 
     async def create() -> dict[str, Any]:
-        rule = repository.MilestoneRuleRecord(id=str(uuid.uuid4()), org_id=principal.org_id, **body.model_dump(),
-                                              created_at=_now(context))
-        await repository.add_milestone_rule(uow.session, rule)
-        return _json(asdict(rule))
+        return _json(asdict(await uc.create_milestone_rule(uow, principal.org_id, values, _now(context))))
     return await _created(uow, idem, principal, "milestones", body.model_dump(mode="json"), create)
 
 
@@ -498,21 +385,13 @@ class WebhookSubscriptionIn(BaseModel):
              operation_id="createWebhookSubscription", **returns(R.WebhookSubscriptionCreated, status=201))
 async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, context: ContextDep,
                                       principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
-    if not context.settings_as(Settings).webhooks_may_reach_private_networks:
-        try:
-            await checked_addresses(str(body.url))
-        except WebhookTargetRefused as exc:
-            raise ValidationFailed.single("url", f"must lead to a public address: {exc}") from exc
-        except OSError as exc:
-            raise ValidationFailed.single("url", f"the host {body.url.host} does not resolve") from exc
+    await uc.check_webhook_target(str(body.url), body.url.host, private_networks_allowed=context.settings_as(
+        Settings).webhooks_may_reach_private_networks)
 
     async def create() -> dict[str, Any]:
-        subscription = repository.WebhookSubscription(
-            id=str(uuid.uuid4()), org_id=principal.org_id, url=str(body.url),
-            secret=body.secret or secrets.token_urlsafe(32), reasons=list(body.reasons), rep_id=body.rep_id,
-            active=True, created_at=_now(context))
-        await repository.add_webhook_subscription(uow.session, subscription)
-        return _json(asdict(subscription))
+        return _json(asdict(await uc.subscribe_webhook(uow, principal.org_id, url=str(body.url),
+                                                        reasons=list(body.reasons), rep_id=body.rep_id,
+                                                        secret=body.secret, now=_now(context))))
     return await _created(uow, idem, principal, "webhook_subscriptions", body.model_dump(mode="json"), create)
 
 
