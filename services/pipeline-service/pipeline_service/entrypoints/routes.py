@@ -10,22 +10,21 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from salesflow_shared.app import ContextDep, UowDep
-from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
 from salesflow_shared.contract import returns
 from salesflow_shared.currency import ExactCurrencyCode
-from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from salesflow_shared.events import TaskCompletedV1
+from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
-from ..domain import transitions
 from ..domain.definitions import BLANK
 from ..domain.templates import TEMPLATES
 from ..service_layer import engine
+from ..service_layer import manual_changes as manual
 from ..service_layer import pipelines as admin
-from ..service_layer.views import load_visible_position, position_json, task_json
+from ..service_layer.views import position_json, task_json
 from . import responses as R
 from . import schemas
 
@@ -247,20 +246,6 @@ async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, c
     return await position_json(uow, principal, lead_id, now_of(context))
 
 
-async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str,
-                           now: datetime) -> repository.Position:
-    # 404 for other orgs' and other reps' leads, 403 for a lead the rep owned before (read-only)
-    await load_visible_position(uow, principal, lead_id, to_change=True)
-    pos = await engine.lock_position(uow, principal.org_id, lead_id, now, create=False)
-    assert pos is not None
-    return pos
-
-
-def _refused(exc: transitions.TransitionRefused) -> Conflict:
-    what = "moved" if exc.action == "move" else exc.action + " now"
-    return Conflict(f"the lead is {exc.status}: it cannot be {what}")
-
-
 class MoveIn(BaseModel):
     to_stage_id: str = Field(min_length=1)
     reason: str = Field(min_length=1, max_length=1000)
@@ -274,23 +259,7 @@ async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: Uow
                                    payload=body.model_dump())):
         return replay
     now = now_of(context)
-    pos = await _lock_for_change(uow, principal, lead_id, now)
-    try:
-        transitions.transition("move", pos.status)
-    except transitions.TransitionRefused as exc:
-        raise _refused(exc) from exc
-    pipeline_id = pos.pipeline_id
-    assert pipeline_id is not None  # an active lead is in a pipeline
-    seq = await engine.pipeline_stages(uow, principal.org_id, pipeline_id)
-    target = next((s for s in seq if s.id == body.to_stage_id), None)
-    if target is None:
-        raise ValidationFailed.single("to_stage_id", "must be a stage of the lead's pipeline")
-    if target.id == pos.stage_id:
-        raise Conflict("the lead is already in that stage")
-    await engine.enter_stage(uow, pos, pipeline_id, target, reason="manual", now=now,
-                             moved_by=principal.user_id, note=body.reason.strip(), exit_reason="manual")
-    await engine.advance_while_goal_met(uow, pos, now, None)
-    await engine.save_position(uow, pos, now)
+    await manual.move_lead(uow, principal, lead_id, to_stage_id=body.to_stage_id, note=body.reason, now=now)
     return await _finish(uow, idem, 200, await position_json(uow, principal, lead_id, now))
 
 
@@ -310,12 +279,8 @@ async def won(lead_id: str, body: WonIn, principal: CurrentPrincipal, uow: UowDe
                                    payload=body.model_dump(mode="json"))):
         return replay
     now = now_of(context)
-    pos = await _lock_for_change(uow, principal, lead_id, now)
-    try:
-        await engine.win(uow, pos, value=Decimal(body.value), currency=body.currency, now=now, notes=body.notes)
-    except transitions.TransitionRefused as exc:
-        raise _refused(exc) from exc
-    await engine.save_position(uow, pos, now)
+    await manual.mark_won(uow, principal, lead_id, value=Decimal(body.value), currency=body.currency,
+                          notes=body.notes, now=now)
     return await _finish(uow, idem, 200, await position_json(uow, principal, lead_id, now))
 
 
@@ -333,21 +298,7 @@ async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: Uow
                                    payload=body.model_dump(mode="json"))):
         return replay
     now = now_of(context)
-    pos = await _lock_for_change(uow, principal, lead_id, now)
-    if not transitions.can("lose", pos.status):
-        raise _refused(transitions.TransitionRefused("lose", pos.status))
-    pipeline = await repository.get_pipeline(uow.session, principal.org_id, pos.pipeline_id, archived_too=True) \
-        if pos.pipeline_id else None
-    allowed = list(pipeline.lost_reasons or []) if pipeline else []
-    reason = body.reason.strip()
-    if allowed and reason.lower() not in {r.lower() for r in allowed}:
-        raise ValidationFailed.single("reason", f"must be one of: {', '.join(allowed)}")
-    try:
-        plan = transitions.plan_nurture(now, body.reengage_at, pipeline.nurture_days if pipeline else 90)
-    except ValueError as exc:
-        raise ValidationFailed.single("reengage_at", str(exc)) from exc
-    await engine.lose(uow, pos, reason=reason, reengage_at=plan.reengage_at, now=now)
-    await engine.save_position(uow, pos, now)
+    await manual.mark_lost(uow, principal, lead_id, reason=body.reason, reengage_at=body.reengage_at, now=now)
     return await _finish(uow, idem, 200, await position_json(uow, principal, lead_id, now))
 
 
@@ -374,26 +325,9 @@ async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextD
     return {"items": items, "next_cursor": next_cursor}
 
 
-async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str, *, lock: bool = False,
-                        to_change: bool = False) -> repository.TaskRecord:
-    row = await repository.get_task(uow.session, principal.org_id, task_id, lock=lock)
-    if row is None:
-        raise NotFound(f"no task {task_id}")
-    if not principal.sees_whole_org and row.assignee_id != principal.user_id:
-        owner = await repository.owner_of(uow.session, principal.org_id, row.lead_id)
-        if owner != principal.user_id and not (row.assignee_id is None and row.team_id):
-            # a rep that owned the lead before reads its tasks, and changes none
-            if await repository.owned_lead_before(uow.session, principal, row.lead_id):
-                if to_change:
-                    raise Forbidden(f"task {task_id} is read-only for you: you no longer own its lead")
-                return row
-            raise NotFound(f"no task {task_id}")
-    return row
-
-
 @router.get("/tasks/{task_id}", summary="One task", operation_id="getTask", **returns(R.TaskOut))
 async def get_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
-    return task_json(await _visible_task(uow, principal, task_id), now_of(context))
+    return task_json(await manual.visible_task(uow, principal, task_id), now_of(context))
 
 
 @router.post("/tasks/{task_id}/complete", summary="Complete a task (may meet the stage's goal)",
@@ -403,22 +337,7 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"complete:{task_id}", payload={})):
         return replay
     now = now_of(context)
-    task = await _visible_task(uow, principal, task_id, to_change=True)
-    # Lock order everywhere: the lead's position, then its tasks.
-    pos = await engine.lock_position(uow, principal.org_id, task.lead_id, now, create=False)
-    task = await _visible_task(uow, principal, task_id, lock=True, to_change=True)
-    if task.status != "open":
-        raise Conflict(f"the task is {task.status}")
-    version = task.version + 1
-    await repository.complete_task(uow.session, task, principal.user_id, now)
-    envelope = uow.publish(TaskCompletedV1(task_id=task_id, lead_id=task.lead_id, stage_id=task.stage_id,
-                                           required=task.required, assignee_id=task.assignee_id,
-                                           completed_by=principal.user_id, completed_at=now),
-                           org_id=principal.org_id, subject_id=task_id, subject_version=version, occurred_at=now)
-    if pos is not None:
-        await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
-        await engine.save_position(uow, pos, now)
-    return await _finish(uow, idem, 200, task_json(await _task(uow, principal.org_id, task_id), now))
+    return await _finish(uow, idem, 200, task_json(await manual.complete_task(uow, principal, task_id, now), now))
 
 
 class ToRep(BaseModel):
@@ -438,17 +357,6 @@ async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPr
     if (replay := await idem.begin(uow.session, org_id=principal.org_id, scope=f"reassign:{task_id}",
                                    payload=body.model_dump())):
         return replay
-    task = await _visible_task(uow, principal, task_id, lock=True, to_change=True)
-    if task.status != "open":
-        raise Conflict(f"the task is {task.status}")
     rep, team = (body.assignee_id, None) if isinstance(body, ToRep) else (None, body.team_id)
-    await engine.reassign_task(uow, task, assignee_kind="rep" if rep else "team", assignee_id=rep, team_id=team,
-                               reason="manual", now=now_of(context), by=principal.user_id)
-    return await _finish(uow, idem, 200, task_json(await _task(uow, principal.org_id, task_id), now_of(context)))
-
-
-async def _task(uow: UnitOfWork, org_id: str, task_id: str) -> repository.TaskRecord:
-    """A task as this transaction just wrote it."""
-    task = await repository.get_task(uow.session, org_id, task_id)
-    assert task is not None
-    return task
+    task = await manual.hand_over_task(uow, principal, task_id, assignee_id=rep, team_id=team, now=now_of(context))
+    return await _finish(uow, idem, 200, task_json(task, now_of(context)))
