@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import uuid
 from datetime import date as Day
 from datetime import datetime
 from decimal import Decimal
@@ -28,14 +27,12 @@ from salesflow_shared.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
-    PreconditionFailed,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from salesflow_shared.events import QuotaRemovedV1, QuotaSetV1, utcnow
 from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
-from salesflow_shared.preconditions import check_if_match, strong_etag
+from salesflow_shared.preconditions import strong_etag
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
@@ -45,11 +42,9 @@ from ..domain.periods import (
     PERIODS,
     Period,
     as_utc,
-    period_bounds,
-    period_start,
     to_ts,
 )
-from ..service_layer import currencies, forecasting, reports
+from ..service_layer import currencies, forecasting, quotas, reports
 from ..service_layer.projector import rebuild_in
 from . import responses as R
 
@@ -287,14 +282,6 @@ def quota_out(row: repository.Quota) -> dict[str, Any]:
             "currency": row.currency, "version": row.version}
 
 
-def _check_period_start(body: QuotaIn) -> None:
-    if not 1900 <= body.period_start.year <= 9000:
-        raise ValidationFailed.single("period_start", "must be between the years 1900 and 9000")
-    moment = datetime(body.period_start.year, body.period_start.month, body.period_start.day)
-    if period_start(body.period, moment).date() != body.period_start:
-        raise ValidationFailed.single("period_start", f"must be the first day of a {body.period}")
-
-
 async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> repository.Quota:
     row = await repository.get_quota(uow.session, principal.org_id, quota_id)
     if row is None or (not principal.sees_whole_org and (row.scope != "rep" or row.scope_id != principal.user_id)):
@@ -302,39 +289,18 @@ async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> repository
     return row
 
 
-def _etag(row: repository.Quota) -> str:
-    return strong_etag(f"{row.quota_id}:{row.version}")
-
-
-def _publish_quota(uow: UnitOfWork, row: repository.Quota) -> None:
-    """QuotaSet with the quota as it now is (its version: the newest wins downstream)."""
-    start = datetime(row.period_start.year, row.period_start.month, row.period_start.day)
-    _, end = period_bounds(row.period, start)
-    uow.publish(QuotaSetV1(quota_id=row.quota_id, scope=row.scope, scope_id=row.scope_id, period=row.period,
-                           period_start=row.period_start, period_end=end.date(), amount=row.amount,
-                           currency=row.currency, version=row.version),
-                org_id=row.org_id, subject_id=row.quota_id, subject_version=row.version)
-
-
 @router.post("/quotas", status_code=201, summary="Create a quota for a rep or team and a period (admin)",
              operation_id="createQuota",
              **returns(R.QuotaOut, status=201, etag=True, checked_beyond_schema=("amount", "period_start")))
 async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, idem: IdempotencyDep) -> Response:
-    _check_period_start(body)
+    quotas.check_period_start(body.period, body.period_start)  # refused before the key is looked at
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="quotas.create",
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    now = utcnow()
-    values = {"quota_id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "version": 1,
-              "created_at": now, "updated_at": now}
-    if not await repository.insert_quota(uow.session, values):
-        from salesflow_shared.errors import Conflict
-        raise Conflict("a quota for this scope and period already exists")
-    row = await _quota(uow, principal, values["quota_id"])
-    _publish_quota(uow, row)
+    row = await quotas.create_quota(uow, principal.org_id, body.model_dump())
     resp = await idem.complete(uow.session, status_code=201, body=quota_out(row),
-                               headers={"ETag": _etag(row), "Location": f"/v1/quotas/{row.quota_id}"})
+                               headers={"ETag": quotas.quota_etag(row), "Location": f"/v1/quotas/{row.quota_id}"})
     await uow.commit()
     return resp
 
@@ -357,30 +323,22 @@ async def list_quotas(principal: CurrentPrincipal, uow: UowDep, limit: LimitPara
             operation_id="getQuota", **returns(R.QuotaOut, etag=True))
 async def get_quota(quota_id: str, principal: CurrentPrincipal, uow: UowDep) -> Response:
     row = await _quota(uow, principal, quota_id)
-    return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
+    return JSONResponse(quota_out(row), headers={"ETag": quotas.quota_etag(row)})
 
 
 @router.patch("/quotas/{quota_id}", summary="Change a quota's amount or currency (admin, If-Match)",
               operation_id="updateQuota", **returns(R.QuotaOut, etag=True, checked_beyond_schema=("amount",)))
 async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal, uow: UowDep,
                       if_match: Annotated[str | None, Header()] = None) -> Response:
-    row = await _quota(uow, principal, quota_id)
-    check_if_match(if_match, _etag(row), what="quota")
-    changes = body.model_dump(exclude_none=True)
-    if not await repository.update_quota(uow.session, row, changes, utcnow()):
-        raise PreconditionFailed("the quota changed since you read it")
-    row = await _quota(uow, principal, quota_id)
-    _publish_quota(uow, row)
+    row = await quotas.change_quota(uow, principal.org_id, quota_id, body.model_dump(exclude_none=True),
+                                    if_match=if_match)
     await uow.commit()
-    return JSONResponse(quota_out(row), headers={"ETag": _etag(row)})
+    return JSONResponse(quota_out(row), headers={"ETag": quotas.quota_etag(row)})
 
 
 @router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)", operation_id="deleteQuota")
 async def delete_quota(quota_id: str, principal: AdminPrincipal, uow: UowDep) -> Response:
-    row = await _quota(uow, principal, quota_id)
-    await repository.delete_quota(uow.session, principal.org_id, quota_id)
-    uow.publish(QuotaRemovedV1(quota_id=quota_id), org_id=principal.org_id, subject_id=quota_id,
-                subject_version=row.version + 1)
+    await quotas.remove_quota(uow, principal.org_id, quota_id)
     await uow.commit()
     return Response(status_code=204)
 
@@ -406,12 +364,7 @@ async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep
     if replay is not None:
         return replay
     now = clock.now()
-    moment = _moment(body.date, now)
-    if period_bounds(body.period, moment)[1] <= now:
-        # its won_so_far would be the actual: such a "forecast" would make the accuracy report meaningless
-        raise ValidationFailed.single("date", f"that {body.period} has ended: a forecast is frozen before or "
-                                              "while its period runs")
-    created = await forecasting.freeze(uow, principal.org_id, body.period, moment, now)
+    created = await forecasting.freeze_running(uow, principal.org_id, body.period, _moment(body.date, now), now)
     resp = await idem.complete(uow.session, status_code=201, body={"items": created})
     await uow.commit()
     return resp

@@ -10,6 +10,7 @@ import structlog
 
 from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.clock import Clock
+from salesflow_shared.errors import ValidationFailed
 from salesflow_shared.events import ForecastSnapshottedV1, utcnow
 from salesflow_shared.uow import UnitOfWork
 
@@ -57,6 +58,16 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
                 best_case=values["best_case"]), org_id=org_id, subject_id=values["snapshot_id"])
             created.append(snapshot_out(values))
     return created
+
+
+async def freeze_running(uow: UnitOfWork, org_id: str, period: Period, moment: datetime, now: datetime
+                         ) -> list[dict[str, Any]]:
+    """Freeze by hand the forecast of the period containing `moment`, which must not have ended: its won_so_far
+    would be the actual, and such a "forecast" would make the accuracy report meaningless."""
+    if period_bounds(period, moment)[1] <= now:
+        raise ValidationFailed.single("date", f"that {period} has ended: a forecast is frozen before or "
+                                              "while its period runs")
+    return await freeze(uow, org_id, period, moment, now)
 
 
 def snapshot_out(row: repository.Snapshot | dict[str, Any]) -> dict[str, Any]:
