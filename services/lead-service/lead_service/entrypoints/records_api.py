@@ -14,17 +14,16 @@ from salesflow_shared.app import UowDep
 from salesflow_shared.auth import CurrentPrincipal, Principal
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from salesflow_shared.events import LeadUpdatedV1
 from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
 from salesflow_shared.pagination import CursorParam, LimitParam
 
-from ..adapters.repository import leads as lead_repo
 from ..adapters.repository import records as record_repo
 from ..adapters.repository.records import RecordKind, SharedRecord
 from ..domain.lead import CompanyPatch, ContactPatch
 from ..domain.times import as_utc, iso
 from ..service_layer.activities import activity_to_dict, log_activity
-from ..service_layer.views import check_if_match, load_lead, snapshot
+from ..service_layer.shared_records import edit_shared_record
+from ..service_layer.views import check_if_match, load_lead
 from . import responses as R
 
 router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])
@@ -133,24 +132,11 @@ async def _patch(uow: Any, kind: RecordKind, principal: Principal, record_id: st
     check_if_match(if_match, current["version"])
     if values:
         try:
-            await record_repo.update_record(uow.session, kind, org_id, record_id, values, uow.clock.now())
-            await _propagate(uow, org_id, kind, record_id, list(values))
+            await edit_shared_record(uow, org_id, kind, record_id, values)
             await uow.commit()
         except IntegrityError as exc:
             raise Conflict("another record of this org already has that email or domain") from exc
     return _etagged(await _one(uow, kind, principal, record_id))
-
-
-async def _propagate(uow: Any, org_id: str, kind: RecordKind, record_id: str, changed: list[str]) -> None:
-    """A contact or company is part of every lead that links it: those leads change too (new version,
-    LeadUpdated), and their de-duplication email and search text follow."""
-    linking = await lead_repo.lock_leads_linking(uow.session, org_id, **{f"{kind}_id": record_id})
-    stamp = uow.clock.now()
-    for lead in linking:
-        lead["version"] += 1
-        await lead_repo.save_lead(uow.session, org_id, lead, stamp)
-        uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=sorted(f"{kind}.{f}" for f in changed),
-                                  cause="edit"), org_id=org_id, subject_id=lead["id"], subject_version=lead["version"])
 
 
 @router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)",

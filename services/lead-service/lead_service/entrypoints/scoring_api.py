@@ -12,18 +12,16 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
-from salesflow_shared.events import LeadUpdatedV1
 from salesflow_shared.idempotency import IdempotencyDep, once_across
 from salesflow_shared.pagination import CursorParam, LimitParam
 
-from ..adapters.repository import leads as lead_repo
 from ..adapters.repository import new_id
 from ..adapters.repository import scoring as scoring_repo
 from ..adapters.repository.scoring import StoredCustomField, StoredRule
 from ..domain.scoring import RULE_CONFIG
 from ..domain.times import as_utc, iso
-from ..service_layer.ingest import rescore
-from ..service_layer.views import check_if_match, snapshot
+from ..service_layer import shared_records
+from ..service_layer.views import check_if_match
 from . import responses as R
 from .common import org_setup, setup_cache
 
@@ -152,30 +150,10 @@ async def rescore_open_leads(context: ContextDep, principal: AdminPrincipal, ide
 
 
 async def _rescore_open_leads(context: Any, principal: Any) -> dict[str, int]:
-    """Rescore in batches of 200, each committed (a lead's change never waits for the whole org)."""
-    setup_cache(context).invalidate(principal.org_id)
-    rescored = changed = 0
-    last_id = ""
-    while True:
-        async with context.uow() as uow:
-            setup = await org_setup(context, uow.session, principal.org_id)
-            batch = await lead_repo.lock_open_leads(uow.session, principal.org_id, after_id=last_id, limit=200)
-            if not batch:
-                break
-            stamp = context.clock.now()
-            for lead in batch:
-                before = lead["score"]
-                rescore(lead, setup)
-                rescored += 1
-                if lead["score"] != before:
-                    changed += 1
-                    lead["version"] += 1
-                    await lead_repo.save_lead(uow.session, principal.org_id, lead, stamp)
-                    uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=["score"], cause="rescoring"),
-                                org_id=principal.org_id, subject_id=lead["id"], subject_version=lead["version"])
-            await uow.commit()
-            last_id = batch[-1]["id"]
-    return {"rescored": rescored, "changed": changed}
+    setup_cache(context).invalidate(principal.org_id)  # the rules as they are now, not as cached
+    return await shared_records.rescore_open_leads(
+        context.uow, principal.org_id, lambda session: org_setup(context, session, principal.org_id),
+        context.clock.now)
 
 
 class CustomFieldIn(BaseModel):
