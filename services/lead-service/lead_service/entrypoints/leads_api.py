@@ -13,22 +13,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from salesflow_shared.app import ContextDep, UowDep
-from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrincipal
 from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, LOCATION, returns
-from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, FieldError, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest, once
+from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, ValidationFailed
+from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam
 
 from ..adapters.repository import leads as lead_repo
-from ..adapters.repository.leads import LeadFilter, open_leads_by_email
-from ..domain.custom_fields import coerce_custom_fields
-from ..domain.dedup import someone_elses_lead
+from ..adapters.repository.leads import LeadFilter
 from ..domain.lead import LeadIn, LeadPatch, LeadStatus
 from ..service_layer import leads as lead_ops
-from ..service_layer.activities import log_activity
 from ..service_layer.enrichment import retry_failed
-from ..service_layer.ingest import Candidate, OrgSetup, ingest, preview
+from ..service_layer.entry import DuplicateEntry, enter_lead, with_valid_custom_fields
+from ..service_layer.ingest import preview
 from ..service_layer.views import check_if_match, etag, load_lead, lock_lead_rows, snapshot
 from . import responses as R
 from .common import etag_header, json_with_etag, org_setup
@@ -70,54 +68,20 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
     if replay is not None:
         return replay
     setup = await org_setup(context, uow.session, principal.org_id)
-    body = _with_valid_custom_fields(body, setup)
-    if principal.role == "rep":
-        if body.owner_id is None:
-            body = body.model_copy(update={"owner_id": principal.user_id})  # a rep's own lead stays visible to them
-        taken = await _someone_elses_open_lead(uow, principal, body)
-        if taken is not None:
-            return await _refuse_duplicate_entry(uow, idem, principal, taken)
-    [outcome] = await ingest(uow, principal.org_id, [Candidate(body, origin="api")], setup, uow.clock.now())
+    outcome = await enter_lead(uow, principal.org_id, body, setup,
+                               rep_id=principal.user_id if principal.role == "rep" else None, now=uow.clock.now())
+    if isinstance(outcome, DuplicateEntry):
+        # 409 naming the lead and its owner; stored like any response: a retry with the same Idempotency-Key
+        # gets the same 409 and logs nothing again.
+        refused = {"type": "urn:salesflow:problem:duplicate-lead", "title": "The prospect is another rep's open lead",
+                   "status": 409, "detail": outcome.detail, "lead_id": outcome.lead_id, "owner_id": outcome.owner_id}
+        response = await idem.complete(uow.session, status_code=409, body=refused,
+                                       headers={"Content-Type": PROBLEM_CONTENT_TYPE})
+        await uow.commit()
+        return response
     status = 201 if outcome.created else 200
     response = await idem.complete(uow.session, status_code=status, body=outcome.lead,
                                    headers={"ETag": etag(outcome.lead), "Location": f"/v1/leads/{outcome.lead['id']}"})
-    await uow.commit()
-    return response
-
-
-def _with_valid_custom_fields(body: LeadIn, setup: OrgSetup) -> LeadIn:
-    """The body with its custom fields coerced to their defined types; 422 naming each field that is not."""
-    clean, problems = coerce_custom_fields(body.custom_fields, setup.custom_defs)
-    if problems:
-        errors = [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-    return body.model_copy(update={"custom_fields": clean})
-
-
-async def _someone_elses_open_lead(uow: Any, principal: Principal, body: LeadIn) -> dict[str, Any] | None:
-    """The open lead with the entered email when the calling rep does not own it."""
-    if not body.contact.email:
-        return None
-    found = (await open_leads_by_email(uow.session, principal.org_id, [body.contact.email])).get(body.contact.email)
-    return found if found is not None and found.get("owner_id") != principal.user_id else None
-
-
-async def _refuse_duplicate_entry(uow: Any, idem: IdempotentRequest, principal: Principal,
-                                  lead: dict[str, Any]) -> JSONResponse:
-    """A rep entered a prospect that is another rep's open lead: 409 naming the lead and its owner (a manager
-    or admin may merge), and a note on the lead's timeline. The lead and its owner stay as they are."""
-    owner = lead.get("owner_id")
-    detail = someone_elses_lead(lead["id"], owner)
-    at = uow.clock.now()
-    await log_activity(uow, principal.org_id, lead["id"], kind="note", rep_id=principal.user_id, occurred_at=at,
-                       now=at, subject="duplicate entry refused", source="system", announce=False,
-                       notes=f"rep '{principal.user_id}' entered this prospect again; the lead stays with "
-                             + (f"'{owner}'" if owner else "its routing"))
-    body = {"type": "urn:salesflow:problem:duplicate-lead", "title": "The prospect is another rep's open lead",
-            "status": 409, "detail": detail, "lead_id": lead["id"], "owner_id": owner}
-    # Stored like any response: a retry with the same Idempotency-Key gets the same 409 and logs nothing again.
-    response = await idem.complete(uow.session, status_code=409, body=body,
-                                   headers={"Content-Type": PROBLEM_CONTENT_TYPE})
     await uow.commit()
     return response
 
@@ -130,7 +94,7 @@ async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal
     assignment-service's POST /v1/routing/simulate to predict the routing of this very lead."""
     async def build() -> dict[str, Any]:
         setup = await org_setup(context, uow.session, principal.org_id)
-        lead = preview(_with_valid_custom_fields(body, setup), setup, uow.clock.now())
+        lead = preview(with_valid_custom_fields(body, setup), setup, uow.clock.now())
         return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
 
     # Stores nothing but the key's answer: a retry gets the preview it was first shown.
