@@ -1,8 +1,6 @@
 """/v1/reps, /v1/teams, /v1/territories: the directory (admins write, everyone in the org reads)."""
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -12,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from salesflow_shared.app import UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
 from salesflow_shared.contract import etag_header
-from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
+from salesflow_shared.errors import NotFound
 from salesflow_shared.idempotency import IdempotencyDep
 from salesflow_shared.pagination import CursorParam, LimitParam, Page, decode_cursor, page_from_rows
 from salesflow_shared.preconditions import check_if_match as shared_check_if_match
@@ -20,9 +18,7 @@ from salesflow_shared.preconditions import strong_etag
 
 from ..adapters import repository as repo
 from ..adapters.orm import reps, teams, territories
-from ..service_layer.directory import remove_rep, remove_team, remove_territory
-from ..service_layer.rep_events import RepChange, publish_rep, publish_team_membership, team_people
-from ..service_layer.rulesets import references_in_current_rules
+from ..service_layer import directory
 from .schemas import (
     RepCreate,
     RepOut,
@@ -51,14 +47,6 @@ def check_if_match(request: Request, version: int) -> None:
     shared_check_if_match(request.headers.get("if-match"), etag(version))
 
 
-async def _must_exist(uow: Any, table: sa.Table, org_id: str, ids: list[str], field: str, what: str) -> None:
-    found = await repo.existing_ids(uow.session, table, org_id, ids)
-    errors = [FieldError(f"{field}[{i}]", f"no {what} '{v}' in this organization")
-              for i, v in enumerate(ids) if v not in found]
-    if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-
-
 async def _list(uow: Any, table: sa.Table, org_id: str, limit: int, cursor: str | None,
                 active: bool | None = None) -> tuple[list[Any], str | None]:
     after = decode_cursor(cursor, 1)
@@ -72,18 +60,10 @@ def _json(model: Any) -> Any:
     return model.model_dump(mode="json", by_alias=True)
 
 
-async def _insert_and_respond(uow: Any, idem: Any, table: sa.Table, org_id: str, row_id: str,
-                              values: dict[str, Any], out: Any, collection: str,
-                              on_saved: Callable[[], Awaitable[None]] | None = None, version: int = 1) -> Any:
-    """Insert a new directory row (at `version`, 1 unless it continues a removed row's), publish what it changed
-    (`on_saved`), store the idempotent 201 response and commit."""
-    now = uow.clock.now()
-    await repo.insert_row(uow.session, table, org_id, row_id, version, now, values)
-    if on_saved is not None:
-        await on_saved()
-    row = await repo.get_row(uow.session, table, org_id, row_id)
+async def _created(uow: Any, idem: Any, row: Any, out: Any, collection: str) -> Any:
+    """Store the idempotent 201 answer for the new directory row and commit."""
     resp = await idem.complete(uow.session, status_code=201, body=_json(out(row)), headers={
-        "ETag": etag(version), "Location": f"/v1/{collection}/{quote(row_id, safe='')}"})
+        "ETag": etag(row.row_version), "Location": f"/v1/{collection}/{quote(row.id, safe='')}"})
     await uow.commit()
     return resp
 
@@ -97,17 +77,11 @@ async def _locked_for_patch(uow: Any, request: Request, table: sa.Table, org_id:
     return row
 
 
-async def _save_patch(uow: Any, table: sa.Table, row: Any, changes: dict[str, Any], response: Response,
-                      on_saved: Callable[[], Awaitable[None]] | None = None) -> Any:
-    """Apply the changes with the next version, publish what they changed (`on_saved`), commit, and return the
-    row as stored (ETag set)."""
-    await repo.update_row(uow.session, table, row.org_id, row.id, row.row_version + 1, uow.clock.now(), changes)
-    if on_saved is not None:
-        await on_saved()
-    saved = await repo.get_row(uow.session, table, row.org_id, row.id)
+async def _saved(uow: Any, row: Any, response: Response) -> Any:
+    """Commit the change and answer the row as stored (ETag set)."""
     await uow.commit()
-    response.headers["ETag"] = etag(saved.row_version)
-    return saved
+    response.headers["ETag"] = etag(row.row_version)
+    return row
 
 
 async def _read(uow: Any, table: sa.Table, org_id: str, row_id: str, what: str, response: Response) -> Any:
@@ -142,14 +116,9 @@ async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, id
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="reps", payload=payload)
     if replay is not None:
         return replay
-    if await repo.get_row(uow.session, reps, principal.org_id, body.user_id):
-        raise Conflict(f"rep '{body.user_id}' is already in the directory")
     values = {k: v for k, v in payload.items() if k != "user_id"}
-    # A rep removed earlier and added again continues its versions: others hold its removal as the newest entry.
-    version = await repo.last_removed_version(uow.session, principal.org_id, body.user_id) + 1
-    return await _insert_and_respond(uow, idem, reps, principal.org_id, body.user_id, values, rep_out, "reps",
-                                     on_saved=lambda: publish_rep(uow, principal.org_id, body.user_id, "created"),
-                                     version=version)
+    row = await directory.add_rep(uow, principal.org_id, body.user_id, values)
+    return await _created(uow, idem, row, rep_out, "reps")
 
 
 @router.get("/reps", response_model=RepPage, summary="List reps (filter by active)")
@@ -172,21 +141,15 @@ async def get_rep(rep_id: str, uow: UowDep, principal: CurrentPrincipal, respons
 async def patch_rep(rep_id: str, body: RepPatch, request: Request, response: Response, uow: UowDep,
                     principal: AdminPrincipal) -> Any:
     row = await _locked_for_patch(uow, request, reps, principal.org_id, rep_id, "rep")
-    changes = body.model_dump(mode="json", exclude_unset=True)
-    for key in ("name", "email", "active", "tier", "timezone", "product_lines", "languages", "working_hours",
-                "out_of_office"):
-        if key in changes and changes[key] is None:
-            raise ValidationFailed.single(key, f"{key} cannot be null")
-    change: RepChange = "deactivated" if row.active and changes.get("active") is False else "updated"
-    row = await _save_patch(uow, reps, row, changes, response, on_saved=lambda: publish_rep(
-        uow, principal.org_id, rep_id, change, changed=changes))
+    row = await directory.change_rep(uow, principal.org_id, row, body.model_dump(mode="json", exclude_unset=True))
+    row = await _saved(uow, row, response)
     counts = await repo.open_lead_counts(uow.session, principal.org_id, [rep_id])
     return rep_out(row, counts.get(rep_id, 0))
 
 
 @router.delete("/reps/{rep_id}", status_code=204, summary="Remove a rep (no open leads, not named by a rule)")
 async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    await remove_rep(uow, principal.org_id, rep_id)
+    await directory.remove_rep(uow, principal.org_id, rep_id)
     await uow.commit()
     return Response(status_code=204)
 
@@ -197,13 +160,6 @@ def team_out(row: Any) -> TeamOut:
                    version=row.row_version, created_at=row.created_at, updated_at=row.updated_at)
 
 
-async def _check_team_refs(uow: Any, org_id: str, member_ids: list[str] | None, lead_rep_id: str | None) -> None:
-    if member_ids:
-        await _must_exist(uow, reps, org_id, member_ids, "member_ids", "rep")
-    if lead_rep_id and not await repo.existing_ids(uow.session, reps, org_id, [lead_rep_id]):
-        raise ValidationFailed.single("lead_rep_id", f"no rep '{lead_rep_id}' in this organization")
-
-
 @router.post("/teams", status_code=201, response_model=TeamOut,
              **etag_header(201, checked_beyond_schema=TEAM_CHECKED),
              summary="Create a team")
@@ -212,10 +168,7 @@ async def create_team(body: TeamCreate, uow: UowDep, principal: AdminPrincipal, 
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="teams", payload=payload)
     if replay is not None:
         return replay
-    await _check_team_refs(uow, principal.org_id, body.member_ids, body.lead_rep_id)
-    return await _insert_and_respond(uow, idem, teams, principal.org_id, str(uuid.uuid4()), payload, team_out,
-                                     "teams", on_saved=lambda: publish_team_membership(
-                                         uow, principal.org_id, team_people(body.member_ids, body.lead_rep_id)))
+    return await _created(uow, idem, await directory.add_team(uow, principal.org_id, payload), team_out, "teams")
 
 
 @router.get("/teams", response_model=TeamPage, summary="List teams")
@@ -236,25 +189,12 @@ async def patch_team(team_id: str, body: TeamPatch, request: Request, response: 
                      principal: AdminPrincipal) -> Any:
     row = await _locked_for_patch(uow, request, teams, principal.org_id, team_id, "team")
     changes = body.model_dump(mode="json", exclude_unset=True)
-    if "name" in changes and changes["name"] is None:
-        raise ValidationFailed.single("name", "name cannot be null")
-    if "member_ids" in changes and changes["member_ids"] is None:
-        raise ValidationFailed.single("member_ids", "member_ids cannot be null")
-    await _check_team_refs(uow, principal.org_id, changes.get("member_ids"), changes.get("lead_rep_id"))
-    if "member_ids" in changes:
-        refs = await references_in_current_rules(uow.session, principal.org_id)
-        for rep_id in refs.weighted_members.get(team_id, ()):
-            if rep_id not in changes["member_ids"]:
-                raise Conflict(f"the current routing rules weight rep '{rep_id}' in this team; change them first")
-    before = team_people(row.member_ids, row.lead_rep_id)
-    after = team_people(changes.get("member_ids", row.member_ids), changes.get("lead_rep_id", row.lead_rep_id))
-    return team_out(await _save_patch(uow, teams, row, changes, response, on_saved=lambda: publish_team_membership(
-        uow, principal.org_id, before ^ after)))
+    return team_out(await _saved(uow, await directory.change_team(uow, principal.org_id, row, changes), response))
 
 
 @router.delete("/teams/{team_id}", status_code=204, summary="Delete a team not named by the current rules")
 async def delete_team(team_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    await remove_team(uow, principal.org_id, team_id)
+    await directory.remove_team(uow, principal.org_id, team_id)
     await uow.commit()
     return Response(status_code=204)
 
@@ -275,9 +215,8 @@ async def create_territory(body: TerritoryCreate, uow: UowDep, principal: AdminP
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope="territories", payload=payload)
     if replay is not None:
         return replay
-    await _must_exist(uow, reps, principal.org_id, body.rep_ids, "rep_ids", "rep")
-    return await _insert_and_respond(uow, idem, territories, principal.org_id, str(uuid.uuid4()), payload,
-                                     territory_out, "territories")
+    row = await directory.add_territory(uow, principal.org_id, payload)
+    return await _created(uow, idem, row, territory_out, "territories")
 
 
 @router.get("/territories", response_model=TerritoryPage, summary="List territories")
@@ -299,20 +238,13 @@ async def patch_territory(territory_id: str, body: TerritoryPatch, request: Requ
                           uow: UowDep, principal: AdminPrincipal) -> Any:
     row = await _locked_for_patch(uow, request, territories, principal.org_id, territory_id, "territory")
     changes = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    for key, value in changes.items():
-        if value is None:
-            raise ValidationFailed.single(key, f"{key} cannot be null")
-    if changes.get("rep_ids"):
-        await _must_exist(uow, reps, principal.org_id, changes["rep_ids"], "rep_ids", "rep")
-    merged = {k: changes.get(k, getattr(row, k)) for k in ("countries", "regions", "postcode_ranges")}
-    if not any(merged.values()):
-        raise ValidationFailed.single("countries", "a territory needs countries, regions or postcode_ranges")
-    return territory_out(await _save_patch(uow, territories, row, changes, response))
+    return territory_out(await _saved(uow, await directory.change_territory(uow, principal.org_id, row, changes),
+                                      response))
 
 
 @router.delete("/territories/{territory_id}", status_code=204,
                summary="Delete a territory not named by the current rules")
 async def delete_territory(territory_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    await remove_territory(uow, principal.org_id, territory_id)
+    await directory.remove_territory(uow, principal.org_id, territory_id)
     await uow.commit()
     return Response(status_code=204)
