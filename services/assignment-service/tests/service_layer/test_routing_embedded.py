@@ -7,12 +7,10 @@ What is asserted is what a manager or another service sees: the decision as the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from assignment_embedded import (
     add_rep,
     add_team,
@@ -28,23 +26,11 @@ from assignment_embedded import (
 )
 
 from assignment_service.adapters import repository as repo
-from assignment_service.bootstrap import build_definition
-from assignment_service.config import Settings
-from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import LeadCreatedV1, LeadSnapshot, LeadUpdatedV1, StageAdvancedV1, make_event
-from salesflow_shared.testing import EmbeddedService, embedded_service, embedded_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-MONDAY_10AM = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 TOLD = ("LeadRouted", "LeadAssigned")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def embedded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedService]:
-    settings = embedded_settings(Settings, tmp_path_factory.mktemp("embedded") / "assignment-service.db")
-    async with embedded_service(build_definition(settings), ManualClock(MONDAY_10AM), observe=TOLD) as service:
-        yield service
 
 
 # ------------------------------------------------------------------ rule matching

@@ -1,10 +1,9 @@
 """What an admin sets up, through the service layer alone (embedded SQLite, in-process bus, no HTTP): the use cases
 POST /v1/templates, POST /v1/sequences and their neighbours call, then the events that enroll a lead and the
-workers' ticks that send its steps, on a clock the test moves; email goes to a real local SMTP server (SmtpSink).
+workers' ticks that send its steps, on a clock the test moves (the embedded service and SMTP server: conftest.py).
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,33 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from notification_service.adapters.orm import enrollments
-from notification_service.bootstrap import build_definition
-from notification_service.config import Settings
 from notification_service.service_layer import configuration as uc
 from notification_service.service_layer.deliveries import DeliveryWorker
 from notification_service.service_layer.sequences import SequenceScheduler
-from salesflow_shared.clock import ManualClock
 from salesflow_shared.errors import Conflict, PreconditionFailed, ValidationFailed
 from salesflow_shared.events import ContactData, EventData, LeadCreatedV1, LeadSnapshot, StageAdvancedV1, make_event
-from salesflow_shared.testing import EmbeddedService, SmtpSink, embedded_service, embedded_settings
+from salesflow_shared.testing import EmbeddedService
 
-MONDAY_10AM = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 ORG = "org-a"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        yield sink
-
-
-@pytest.fixture
-async def service(tmp_path, smtp: SmtpSink) -> AsyncIterator[EmbeddedService]:
-    settings = embedded_settings(Settings, tmp_path / "notification-service.db", smtp_host="127.0.0.1",
-                                 smtp_port=smtp.port, smtp_timeout_s=5, public_base_url="https://crm.example.com")
-    clock = ManualClock(MONDAY_10AM)
-    async with embedded_service(build_definition(settings, clock), clock) as embedded:
-        yield embedded
 
 
 def template_values(subject: str, **overrides: Any) -> dict[str, Any]:
@@ -84,28 +64,29 @@ async def enrollments_of(svc: EmbeddedService, lead_id: str) -> list[dict[str, A
 
 
 # ------------------------------------------------------------------ a sequence created, then a lead enrolled
-async def test_a_sequence_created_by_its_use_case_enrolls_the_next_lead_entering_its_stage(service, smtp):
-    svc = service
+async def test_a_sequence_created_by_its_use_case_enrolls_the_next_lead_entering_its_stage(embedded, smtp_sink):
+    svc = embedded
     welcome, follow_up = await create_template(svc, "Welcome"), await create_template(svc, "Follow-up")
     async with svc.uow() as uow:
         sequence = await uc.create_sequence(uow, ORG, sequence_values([
             {"template_id": welcome, "delay_minutes": 0, "business_hours": False},
             {"template_id": follow_up, "delay_minutes": 90, "business_hours": False}]), svc.clock.now())
         await uow.commit()
-    assert (sequence.org_id, sequence.active, sequence.created_at) == (ORG, True, MONDAY_10AM)
+    assert (sequence.org_id, sequence.active) == (ORG, True)
+    assert sequence.created_at == datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # the embedded clock's Monday
 
     await lead_enters_qualified(svc, "lead-1", "ada@prospect.example")
     [enrollment] = await enrollments_of(svc, "lead-1")
     assert (enrollment["sequence_id"], enrollment["status"], enrollment["next_step"]) == (sequence.id, "active", 0)
 
     await work(svc)
-    assert [m["Subject"] for m in smtp.to("ada@prospect.example")] == ["Welcome"]
+    assert [m["Subject"] for m in smtp_sink.to("ada@prospect.example")] == ["Welcome"]
     svc.clock.advance(minutes=89)
     await work(svc)
-    assert len(smtp.to("ada@prospect.example")) == 1
+    assert len(smtp_sink.to("ada@prospect.example")) == 1
     svc.clock.advance(minutes=1)
     await work(svc)
-    assert [m["Subject"] for m in smtp.to("ada@prospect.example")] == ["Welcome", "Follow-up"]
+    assert [m["Subject"] for m in smtp_sink.to("ada@prospect.example")] == ["Welcome", "Follow-up"]
     [enrollment] = await enrollments_of(svc, "lead-1")
     assert (enrollment["status"], enrollment["next_step"]) == ("completed", 2)
 
@@ -116,11 +97,11 @@ async def test_a_sequence_created_by_its_use_case_enrolls_the_next_lead_entering
     assert stopped.active is False
     await lead_enters_qualified(svc, "lead-2", "bob@prospect.example")
     await work(svc)
-    assert await enrollments_of(svc, "lead-2") == [] and smtp.to("bob@prospect.example") == []
+    assert await enrollments_of(svc, "lead-2") == [] and smtp_sink.to("bob@prospect.example") == []
 
 
-async def test_a_sequence_is_refused_with_every_problem_named_and_nothing_stored(service):
-    svc = service
+async def test_a_sequence_is_refused_with_every_problem_named_and_nothing_stored(embedded):
+    svc = embedded
     rep_template = await create_template(svc, "You got a lead", key="rep.lead_assigned", audience="rep")
     values = sequence_values([{"template_id": "no-such-template", "delay_minutes": 0, "business_hours": False},
                               {"template_id": rep_template, "delay_minutes": 0, "business_hours": False}],
@@ -140,8 +121,8 @@ async def test_a_sequence_is_refused_with_every_problem_named_and_nothing_stored
 
 # ------------------------------------------------------------------ templates
 async def test_templates_are_checked_by_rendering_keep_their_keys_unique_and_are_replaced_over_their_version(
-        service):
-    svc = service
+        embedded):
+    svc = embedded
     with pytest.raises(ValidationFailed) as refused:
         await create_template(svc, "Broken", text_body="Hello {{ lead.first_name")
     assert [e.field for e in refused.value.errors] == ["text_body"]
@@ -163,8 +144,8 @@ async def test_templates_are_checked_by_rendering_keep_their_keys_unique_and_are
 
 
 # ------------------------------------------------------------------ Mailchimp and milestone rules
-async def test_rules_naming_what_this_org_does_not_have_are_refused(service):
-    svc = service
+async def test_rules_naming_what_this_org_does_not_have_are_refused(embedded):
+    svc = embedded
     async with svc.uow() as uow:
         for values, field, message in [
             ({"trigger": "stage_entry", "pipeline_id": "pipe-x", "stage_id": "qualified"}, "pipeline_id",

@@ -8,7 +8,6 @@ hears (EmailSent / EmailFailed / RepNotified).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,8 +18,6 @@ import sqlalchemy as sa
 
 from notification_service.adapters import repository
 from notification_service.adapters.orm import deliveries, enrollments
-from notification_service.bootstrap import build_definition
-from notification_service.config import Settings
 from notification_service.service_layer.deliveries import DeliveryWorker
 from notification_service.service_layer.handlers import unsubscribe_lead
 from notification_service.service_layer.sequences import SequenceScheduler
@@ -36,7 +33,7 @@ from salesflow_shared.events import (
     StageAdvancedV1,
     make_event,
 )
-from salesflow_shared.testing import EmbeddedService, SmtpSink, embedded_service, embedded_settings
+from salesflow_shared.testing import EmbeddedService, SmtpSink
 
 MONDAY_10AM = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # 05:00 in New York (EST, UTC-5)
 ORG = "org-a"
@@ -98,19 +95,8 @@ class Notifications:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        yield sink
-
-
-@pytest.fixture
-async def notifications(tmp_path, smtp: SmtpSink) -> AsyncIterator[Notifications]:
-    settings = embedded_settings(Settings, tmp_path / "notification-service.db", smtp_host="127.0.0.1",
-                                 smtp_port=smtp.port, smtp_timeout_s=5, delivery_retry_base_s=60,
-                                 public_base_url="https://crm.example.com")
-    clock = ManualClock(MONDAY_10AM)
-    async with embedded_service(build_definition(settings, clock), clock) as service:
-        yield Notifications(service, smtp, SequenceScheduler(service.context), DeliveryWorker(service.context))
+def notifications(embedded: EmbeddedService, smtp_sink: SmtpSink) -> Notifications:
+    return Notifications(embedded, smtp_sink, SequenceScheduler(embedded.context), DeliveryWorker(embedded.context))
 
 
 def a_lead(lead_id: str, email: str, timezone: str | None = None) -> LeadCreatedV1:
