@@ -216,7 +216,7 @@ async def record_facts(uow: UnitOfWork, org_id: str, facts: list[Fact], now: dat
     added = await repo.add_facts(uow.session, org_id, facts)
     if added.keys:
         for row in await repo.running_programs(uow.session, org_id):
-            await _rescore_leads(uow, row, definition_of(row), added.by_lead, now)
+            await _rescore_leads(uow, row, definition_of(row), added.by_lead, now, new_keys=added.keys)
     return len(added.keys)
 
 
@@ -246,12 +246,15 @@ async def record_close_date(uow: UnitOfWork, org_id: str, *, lead_id: str, lead_
 
 
 async def _rescore_leads(uow: UnitOfWork, row: Row, definition: ProgramDefinition,
-                         facts: Mapping[str, list[Fact]], now: datetime) -> None:
+                         facts: Mapping[str, list[Fact]], now: datetime, new_keys: set[str] | None = None) -> None:
     """Score the leads of `facts` (all of each lead's facts) in the program, rewrite the contributions that
-    differ from those stored, and bring the tallies they change up to date."""
+    differ from those stored, and bring the tallies they change up to date. A lead all of whose facts are
+    `new_keys` (recorded in this transaction) has no contributions stored yet: none are read for it."""
     session, org_id, program_id = uow.session, row["org_id"], row["program_id"]
     lead_ids = sorted(facts)
-    old = await repo.contributions_of_leads(session, program_id, lead_ids)
+    known = [lead_id for lead_id in lead_ids
+             if new_keys is None or any(f.key not in new_keys for f in facts[lead_id])]
+    old = await repo.contributions_of_leads(session, program_id, known) if known else {}
     inserts: list[repo.LeadContribution] = []
     stale: list[str] = []
     added: dict[str, list[Contribution]] = defaultdict(list)  # per participant: new contributions only
