@@ -3,12 +3,17 @@ program, the board watched through its server-sent event stream.
 
 incentive-service runs as its own process (uvicorn, as deployed) on a fresh PostgreSQL database and a RabbitMQ
 namespace. The bench publishes ActivityLogged meetings (10 points each, random participant, random lead among
-5,000) at `--rate` per second for `--seconds`, as lead-service's relay would, and listens to
+5,000 of the run's own, never the same participant and lead twice) at `--rate` per second for `--seconds`, as
+lead-service's relay would, and listens to
 `/v1/programs/{id}/leaderboard/stream`. An event's lag is the time from its publication until the stream first
-shows its participant with at least the points that event brought them to.
+shows its participant with at least the points that event brought them to. (The same rep's meeting on the same
+lead in the same minute is one meeting to the duplicate guard, which counts it once: a bench that drew such a
+pair expected 10 points the board rightly never shows, and measured each later event of that rep as late as
+the rep's next event. And the baseline's leads are not the loaded run's: the program is scored from a lead's
+facts of its whole period, so a baseline lead's meeting would count again in the loaded run's program.)
 
 Baseline in the same run: the same pipeline at `--baseline-rate` (default 50/s), where nothing queues — the floor
-the stream's polling, the relay-free consumer and the scoring transaction give.
+the stream's wake-up, the relay-free consumer and the scoring transaction give.
 Run: `.venv/bin/python bench/program_leaderboard.py [--rate 1000 --seconds 20]`.
 """
 from __future__ import annotations
@@ -153,10 +158,14 @@ async def run(service: Service, rate: int, seconds: float) -> tuple[list[float],
     points: dict[str, int] = {}
     total = int(rate * seconds)
     rng = random.Random(7)
+    drawn: set[tuple[str, str]] = set()  # (participant, lead): a second meeting would be a duplicate
 
     def next_event(i: int):
         participant = rng.choice(PARTICIPANTS)
-        lead = f"lead-{rng.randrange(5000)}"
+        lead = f"lead-{program_id[:8]}-{rng.randrange(5000)}"
+        while (participant, lead) in drawn:
+            lead = f"lead-{program_id[:8]}-{rng.randrange(5000)}"
+        drawn.add((participant, lead))
         points[participant] = points.get(participant, 0) + 10
         return participant, points[participant], make_event(ActivityLoggedV1(
             activity_id=f"a-{uuid.uuid4().hex}", lead_id=lead, kind="meeting", rep_id=participant,

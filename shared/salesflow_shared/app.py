@@ -145,10 +145,14 @@ class ServiceContext:
         if self.definition.collaborators is not None:
             self.collaborators = await self.definition.collaborators(self)
         if self.dispatcher.event_types:
+            # With a bounded number of batches in hand, the broker is allowed one more batch's worth of
+            # deliveries: they arrive while the last batch is handled and are the next one, instead of being
+            # sent only once it is acked (a stall of a broker round trip and a batch's transfer each time).
+            batches_in_hand = self.definition.max_batches_in_flight
             await self.bus.subscribe(Subscription(
                 queue=self.queue, event_types=self.dispatcher.event_types,
                 callback=self.dispatcher.handle_message, retry_delays_ms=self.settings.retry_delays_ms,
-                prefetch=self.settings.consumer_prefetch,
+                prefetch=self.settings.consumer_prefetch * (batches_in_hand + 1 if batches_in_hand else 1),
                 batch_callback=self.dispatcher.handle_batch if self.definition.consume_in_batches else None,
                 batch_size=self.settings.consumer_prefetch,
                 max_batches_in_flight=self.definition.max_batches_in_flight))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 
 import structlog
@@ -30,6 +30,10 @@ class CommitBell:
         """The event that `ring` sets for the worker `name` (it clears it before each tick)."""
         return self._listeners.setdefault(name, asyncio.Event())
 
+    def forget(self, name: str) -> None:
+        """Stop ringing for `name` (a listener that comes and goes, such as one open stream)."""
+        self._listeners.pop(name, None)
+
     def ring(self, source: str | None = None) -> None:
         """Wake every worker but `source` (the worker whose own commit this was)."""
         for name, event in self._listeners.items():
@@ -42,14 +46,19 @@ def commit_channel(service: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def listen_for_commits(database_url: str, channel: str, bell: CommitBell) -> AsyncIterator[None]:
-    """Ring `bell` on every NOTIFY on `channel` while inside; a lost connection is reopened (the workers'
-    safety-net polls cover the gap)."""
+async def listen_for_commits(database_url: str, channel: str, bell: CommitBell | None = None, *,
+                             on_notify: Callable[[str], None] | None = None) -> AsyncIterator[None]:
+    """Ring `bell` on every NOTIFY on `channel` while inside, or hand `on_notify` each notification's payload
+    ("" when (re)connected: anything may have changed meanwhile); a lost connection is reopened (the
+    listeners' safety-net polls cover the gap)."""
     import asyncpg
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     stop = asyncio.Event()
+    if on_notify is None and bell is None:
+        raise ValueError("listen_for_commits needs a bell to ring or an on_notify to call")
+    notified = on_notify or (lambda _payload: bell.ring() if bell is not None else None)
 
     async def keep_listening() -> None:
         while not stop.is_set():
@@ -62,8 +71,8 @@ async def listen_for_commits(database_url: str, channel: str, bell: CommitBell) 
             lost = asyncio.Event()
             connection.add_termination_listener(lambda _c, lost=lost: lost.set())
             try:
-                await connection.add_listener(channel, lambda *_args: bell.ring())
-                bell.ring()  # commits may have happened while nobody listened
+                await connection.add_listener(channel, lambda _c, _pid, _channel, payload: notified(payload))
+                notified("")  # commits may have happened while nobody listened
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:

@@ -5,6 +5,7 @@ from salesflow_shared.app import ServiceDefinition
 from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import EventHandlers
 
+from .collaborators import build_collaborators
 from .config import Settings
 from .entrypoints.programs_api import router as programs_router
 from .entrypoints.routes import router
@@ -36,6 +37,7 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         # One batch in hand at a time: under load the deliveries that arrive meanwhile form the next batch, so a
         # busy program costs a few large transactions instead of many small ones contending for its scores.
         max_batches_in_flight=1,
+        collaborators=build_collaborators,
         description="Commission plans as data, statements with every amount explained, payouts.",
         clock=clock,
     )

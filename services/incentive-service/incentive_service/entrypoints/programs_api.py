@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StrictBool
+from sqlalchemy.exc import SQLAlchemyError
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
@@ -28,8 +28,8 @@ from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
 from salesflow_shared.preconditions import check_if_match
 
-from ..adapters.program_codec import as_time
-from ..adapters.programs_orm import program_awards, program_flags, program_participants, programs
+from ..adapters import programs_repository as repo
+from ..collaborators import collaborators
 from ..domain.programs.definitions import (
     BEHAVIOURS,
     BadgeRule,
@@ -51,7 +51,6 @@ from ..service_layer.programs import (
     definition_of,
     finish_program,
     get_program,
-    last_change,
     program_json,
     revise_program_rules,
     score_tallies,
@@ -66,9 +65,12 @@ Behaviour = Literal["call", "meeting", "demo", "email", "proposal", "stage_advan
 Id = Field(min_length=1, max_length=100, pattern=NO_NUL)
 Name = Field(min_length=1, max_length=200, pattern=NO_NUL)
 Currency = Field(default="USD")
-# How often an open leaderboard stream looks for changed scores (one indexed MAX query when nothing moved): well
-# inside the 1 s a rank change may take to show, across replicas (the scoring one need not be the streaming one).
-STREAM_POLL_S = 0.1
+# An open leaderboard stream reads the board when a commit changed the program's tallies (adapters/score_signals.py:
+# a NOTIFY from whichever replica scored, or this process's commit in the embedded mode), at most every
+# STREAM_MIN_INTERVAL_S (a burst of commits is one read), and by itself every STREAM_SAFETY_POLL_S in case a
+# notification was lost.
+STREAM_MIN_INTERVAL_S = 0.05
+STREAM_SAFETY_POLL_S = 5.0
 STREAM_HEARTBEAT_S = 15.0
 
 
@@ -336,22 +338,12 @@ async def from_team_challenge(body: TeamChallengeIn, uow: UowDep, context: Conte
 async def list_programs(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                         cursor: CursorParam = None,
                         status: Literal["draft", "running", "ended"] | None = None) -> dict[str, Any]:
-    query = sa.select(programs).where(programs.c.org_id == principal.org_id)
-    if status:
-        query = query.where(programs.c.status == status)
-    if not principal.sees_whole_org:
-        query = query.where(programs.c.hidden.is_(False), programs.c.status != "draft", programs.c.program_id.in_(
-            sa.select(program_participants.c.program_id).where(
-                program_participants.c.org_id == principal.org_id,
-                program_participants.c.participant == principal.user_id)))
     after = decode_cursor(cursor, 2)
-    if after is not None:
-        at = datetime.fromisoformat(after[0])
-        query = query.where(sa.or_(programs.c.created_at < at, sa.and_(programs.c.created_at == at,
-                                                                       programs.c.program_id < after[1])))
-    rows = (await uow.session.execute(query.order_by(programs.c.created_at.desc(), programs.c.program_id.desc())
-                                      .limit(limit + 1))).mappings().all()
-    page = page_from_rows([program_json(dict(r)) for r in rows], limit, lambda i: [i["created_at"], i["id"]])
+    rows = await repo.list_programs(
+        uow.session, principal.org_id, status=status,
+        participant=None if principal.sees_whole_org else principal.user_id,
+        after=(datetime.fromisoformat(after[0]), after[1]) if after is not None else None, limit=limit + 1)
+    page = page_from_rows([program_json(r) for r in rows], limit, lambda i: [i["created_at"], i["id"]])
     return page.model_dump()
 
 
@@ -422,13 +414,10 @@ def board_json(row: dict[str, Any], board: Standings, names: dict[str, str], as_
 
 
 async def _names(session: Any, org_id: str) -> dict[str, str]:
-    from ..adapters.orm import payees
     try:
-        rows = (await session.execute(sa.select(payees.c.participant_id, payees.c.name).where(
-            payees.c.org_id == org_id))).all()
-    except sa.exc.SQLAlchemyError:  # the rep directory copy is optional for a board
+        return await repo.payee_names(session, org_id)
+    except SQLAlchemyError:  # the rep directory copy is optional for a board
         return {}
-    return {r[0]: r[1] for r in rows if r[1]}
 
 
 @router.get("/{program_id}/leaderboard", summary="The live board: ranks, points, milestones (JSON)",
@@ -464,35 +453,37 @@ async def leaderboard_stream(program_id: str, request: Request, context: Context
         row = await _visible_program(uow.session, principal, program_id)
         names = await _names(uow.session, principal.org_id)
 
+    signals = collaborators(context).score_signals
+    loop = asyncio.get_running_loop()
+
     async def events() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
         before: Standings | None = None
-        seen: datetime | None = None
-        quiet_since = asyncio.get_running_loop().time()
-        # Ends when the client goes, or when the service stops (the client reconnects to another replica).
-        while not context.stopping.is_set() and not await request.is_disconnected():
-            async with context.uow() as uow:
-                changed = await last_change(uow.session, program_id)
-                current = row
-                if before is None or changed != seen:
-                    current = await get_program(uow.session, principal.org_id, program_id) or row
-                    board = await current_standings(uow.session, current, now=_now(context))
-            if before is None:
-                yield _sse("leaderboard", board_json(current, board, names, _now(context)))
-            elif changed != seen:
-                moves = rank_changes(before, board)
-                if moves:
-                    yield _sse("ranks", {"program_id": program_id, "as_of": _now(context).isoformat(),
-                                         "changes": [{"id": m.id, "name": names.get(m.id, m.id),
-                                                      "old_rank": m.old_rank, "rank": m.new_rank,
-                                                      "points": m.points} for m in moves]})
-                    quiet_since = asyncio.get_running_loop().time()
-            if before is None or changed != seen:
-                before, seen = board, changed
-            if asyncio.get_running_loop().time() - quiet_since > STREAM_HEARTBEAT_S:
-                yield ": still here\n\n"  # keeps proxies from closing an idle stream
-                quiet_since = asyncio.get_running_loop().time()
-            await asyncio.sleep(STREAM_POLL_S)
+        quiet_since = loop.time()
+        with signals.watch(program_id) as woken:
+            # Ends when the client goes, or when the service stops (the client reconnects to another replica).
+            while not context.stopping.is_set() and not await request.is_disconnected():
+                looked_at = loop.time()
+                woken.clear()  # commits from now on wake the next wait
+                async with context.uow() as uow:
+                    board = await current_standings(uow.session, row, now=_now(context))
+                if before is None:
+                    yield _sse("leaderboard", board_json(row, board, names, _now(context)))
+                else:
+                    moves = rank_changes(before, board)
+                    if moves:
+                        yield _sse("ranks", {"program_id": program_id, "as_of": _now(context).isoformat(),
+                                             "changes": [{"id": m.id, "name": names.get(m.id, m.id),
+                                                          "old_rank": m.old_rank, "rank": m.new_rank,
+                                                          "points": m.points} for m in moves]})
+                        quiet_since = loop.time()
+                before = board
+                if loop.time() - quiet_since > STREAM_HEARTBEAT_S:
+                    yield ": still here\n\n"  # keeps proxies from closing an idle stream
+                    quiet_since = loop.time()
+                await context.sleep(max(0.0, looked_at + STREAM_MIN_INTERVAL_S - loop.time()))
+                await context.wait_for_commit(woken, min(STREAM_SAFETY_POLL_S,
+                                                         quiet_since + STREAM_HEARTBEAT_S - loop.time() + 0.01))
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -526,21 +517,15 @@ async def rep_position(program_id: str, rep_id: str, uow: UowDep, context: Conte
             operation_id="listAwards", **returns(R.AwardPage))
 async def list_awards(program_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
     await _visible_program(uow.session, principal, program_id)
-    query = sa.select(program_awards).where(program_awards.c.org_id == principal.org_id,
-                                            program_awards.c.program_id == program_id)
-    if not principal.sees_whole_org:
-        query = query.where(program_awards.c.participant == principal.user_id)
-    rows = (await uow.session.execute(query.order_by(program_awards.c.earned_at, program_awards.c.award_key)
-                                      .limit(5000))).mappings().all()
-    return {"items": [award_json(r) for r in rows], "next_cursor": None}
+    awards = await repo.list_awards(uow.session, principal.org_id, program_id,
+                                    None if principal.sees_whole_org else principal.user_id)
+    return {"items": [award_json(a) for a in awards], "next_cursor": None}
 
 
 @router.get("/{program_id}/flags", summary="Sandbagging flags: close dates pushed past the end in its last days",
             operation_id="listFlags", **returns(R.SandbagFlagPage))
 async def list_flags(program_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
     await _visible_program(uow.session, principal, program_id)
-    rows = (await uow.session.execute(sa.select(program_flags).where(
-        program_flags.c.org_id == principal.org_id, program_flags.c.program_id == program_id)
-        .order_by(program_flags.c.changed_at).limit(5000))).mappings().all()
-    return {"items": [{"lead_id": r["lead_id"], "rep_id": r["rep_id"], "kind": r["kind"], "reason": r["reason"],
-                       "changed_at": as_time(r["changed_at"]).isoformat()} for r in rows], "next_cursor": None}
+    flags = await repo.list_flags(uow.session, principal.org_id, program_id)
+    return {"items": [{"lead_id": f.lead_id, "rep_id": f.rep_id, "kind": f.kind, "reason": f.reason,
+                       "changed_at": f.changed_at.isoformat()} for f in flags], "next_cursor": None}

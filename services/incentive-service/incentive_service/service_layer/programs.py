@@ -3,26 +3,20 @@ programs, and read boards.
 
 Scoring is incremental but never order-dependent: a new fact re-scores only its lead (the domain scores a lead
 from the set of its facts), then re-tallies only the participants whose contributions changed. Two locks make
-concurrent consumers safe: the lead's `program_leads` row (so two facts of one lead are scored one after the
-other, the second seeing the first) and each participant's `program_scores` row (so a tally is never written
-from contributions another transaction is changing).
+concurrent consumers safe: the lead's (so two facts of one lead are scored one after the other, the second
+seeing the first) and each participant's `program_scores` row (so a tally is never written from contributions
+another transaction is changing). Every query is in adapters/programs_repository.py.
 """
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import date, datetime, timedelta
 from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from salesflow_shared.app import ServiceContext, Worker, run_periodically
 from salesflow_shared.clock import Clock
-from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import Conflict, FieldError, ValidationFailed
 from salesflow_shared.events import (
     BadgeEarnedV1,
@@ -31,27 +25,10 @@ from salesflow_shared.events import (
     ProgramStartedV1,
     ProgramWonV1,
 )
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.program_codec import (
-    as_time,
-    definition_from_json,
-    definition_to_json,
-    fact_from_row,
-    fact_to_json,
-)
-from ..adapters.programs_orm import (
-    program_awards,
-    program_contributions,
-    program_facts,
-    program_flags,
-    program_leads,
-    program_participants,
-    program_scores,
-    programs,
-)
-from ..adapters.repository import chunks
+from ..adapters import programs_repository as repo
+from ..adapters.program_codec import as_time, definition_from_json, definition_to_json
 from ..domain.programs.badges import badges_earned
 from ..domain.programs.definitions import (
     ProgramDefinition,
@@ -95,18 +72,12 @@ async def create_program(uow: UnitOfWork, *, org_id: str, definition: ProgramDef
            "starts_at": definition.starts_at, "ends_at": definition.ends_at,
            "definition": definition_to_json(definition), "version": 1, "created_by": created_by,
            "created_at": now, "started_at": None, "ended_at": None}
-    await uow.session.execute(sa.insert(programs).values(**row))
-    await uow.session.execute(sa.insert(program_participants), [
-        {"org_id": org_id, "participant": p, "program_id": row["program_id"]} for p in definition.participants])
+    await repo.insert_program(uow.session, row, definition.participants)
     return row
 
 
 async def get_program(session: Any, org_id: str, program_id: str, *, lock: bool = False) -> Row | None:
-    query = sa.select(programs).where(programs.c.org_id == org_id, programs.c.program_id == program_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return await repo.get_program(session, org_id, program_id, lock=lock)
 
 
 _DEFINITIONS: dict[tuple[str, int], ProgramDefinition] = {}
@@ -135,15 +106,14 @@ async def start_program(uow: UnitOfWork, row: Row, now: datetime) -> Row:
     definition = definition_of(row)
     if now >= definition.ends_at:
         raise Conflict("the program's period is over; change ends_at before starting it")
-    await uow.session.execute(sa.update(programs).where(
-        programs.c.org_id == row["org_id"], programs.c.program_id == row["program_id"]).values(
-        status="running", started_at=now, version=row["version"] + 1))
+    await repo.update_program(uow.session, row["org_id"], row["program_id"], status="running", started_at=now,
+                              version=row["version"] + 1)
     row = {**row, "status": "running", "started_at": now, "version": row["version"] + 1}
-    leads = (await uow.session.execute(sa.select(program_facts.c.lead_id).distinct().where(
-        program_facts.c.org_id == row["org_id"], program_facts.c.at >= definition.starts_at,
-        program_facts.c.at < definition.ends_at))).scalars().all()
+    leads = await repo.leads_with_facts_between(uow.session, row["org_id"], definition.starts_at,
+                                                definition.ends_at)
     if leads:
-        await _rescore_leads(uow, row, definition, sorted(leads), now)
+        facts = await repo.facts_of_leads(uow.session, row["org_id"], leads)
+        await _rescore_leads(uow, row, definition, {lead_id: facts.get(lead_id, []) for lead_id in leads}, now)
     if not definition.hidden:
         uow.publish(ProgramStartedV1(
             **_program_event_fields(row, definition), format=definition.format, starts_at=definition.starts_at,
@@ -164,9 +134,8 @@ async def revise_program_rules(uow: UnitOfWork, row: Row, rules: tuple[ScoringRu
         raise Conflict(str(exc)) from exc
     refuse_if_invalid(revised, "rules.")
     version = row["version"] + 1
-    await uow.session.execute(sa.update(programs).where(
-        programs.c.org_id == row["org_id"], programs.c.program_id == row["program_id"]).values(
-        definition=definition_to_json(revised), version=version))
+    await repo.update_program(uow.session, row["org_id"], row["program_id"],
+                              definition=definition_to_json(revised), version=version)
     latest = revised.versions[-1]
     if row["status"] == "running" and not revised.hidden:
         uow.publish(ProgramRulesChangedV1(
@@ -209,19 +178,16 @@ async def finish_program(uow: UnitOfWork, row: Row, now: datetime) -> list[Award
                 badge=award.reward.badge, cash=award.reward.cash, currency=award.reward.currency, ended_at=ended_at,
             ), org_id=row["org_id"], subject_id=row["program_id"], subject_version=row["version"] + 1,
                 occurred_at=now)
-    await uow.session.execute(sa.update(programs).where(
-        programs.c.org_id == row["org_id"], programs.c.program_id == row["program_id"],
-        programs.c.status == "running").values(status="ended", ended_at=now, version=row["version"] + 1))
+    await repo.update_program(uow.session, row["org_id"], row["program_id"], only_if_status="running",
+                              status="ended", ended_at=now, version=row["version"] + 1)
     return awards
 
 
 async def finish_due_programs(uow: UnitOfWork, now: datetime, limit: int = 20) -> int:
     """Finish running programs whose period is over (the sweep); the number finished."""
-    rows = (await uow.session.execute(sa.select(programs).where(
-        programs.c.status == "running", programs.c.ends_at <= now).order_by(programs.c.ends_at).limit(limit)
-        .with_for_update(skip_locked=True))).mappings().all()
+    rows = await repo.due_programs(uow.session, now, limit)
     for row in rows:
-        await finish_program(uow, dict(row), now)
+        await finish_program(uow, row, now)
     return len(rows)
 
 
@@ -239,94 +205,19 @@ def program_finisher(clock: Clock, interval_s: float) -> Worker:
 # ====================================================================== facts and scoring
 
 
-def _among(dialect: str, column: Any, values: Any) -> Any:
-    """`column IN values`; on PostgreSQL `column = ANY(array)`: one statement text whatever the number of values,
-    so it is prepared once per connection rather than once per batch size."""
-    if dialect == "postgresql":
-        return column == sa.any_(sa.literal(list(values), ARRAY(sa.String)))
-    return column.in_(list(values))
-
-
-def _insert_rows(table: str, columns: dict[str, str], conflict: str, returning: str | None = None) -> Any:
-    """PostgreSQL: an INSERT of many rows as one statement over arrays (`columns`: name -> SQL type; json values
-    are passed as text). The server runs it once, where an executemany runs it once per row; and its text is the
-    same whatever the number of rows, so it is prepared once."""
-    names = ", ".join(columns)
-    arrays = ", ".join(f"CAST(:{c} AS {'text' if t == 'json' else t}[])" for c, t in columns.items())
-    values = ", ".join(f"u.{c}::json" if t == "json" else f"u.{c}" for c, t in columns.items())
-    return sa.text(f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names}) "
-                   f"ON CONFLICT ({conflict}) DO NOTHING" + (f" RETURNING {returning}" if returning else ""))
-
-
-def _as_arrays(columns: dict[str, str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {c: [json.dumps(r[c]) if t == "json" else r[c] for r in rows] for c, t in columns.items()}
-
-
-async def _insert_new(uow: UnitOfWork, table: sa.Table, statement: Any, columns: dict[str, str],
-                      conflict: list[str], rows: list[dict[str, Any]]) -> None:
-    """Insert the rows that are not there yet (by `conflict`), on PostgreSQL in one statement."""
-    if uow.dialect == "postgresql":
-        await uow.session.execute(statement, _as_arrays(columns, rows))
-    else:
-        await uow.session.execute(dialect_insert(uow.session)(table).on_conflict_do_nothing(
-            index_elements=conflict), rows)
-
-
-_LEAD_COLUMNS = {"org_id": "text", "lead_id": "text", "lead_version": "integer", "owner_id": "text",
-                 "expected_close_date": "date"}
-_INSERT_LEADS = _insert_rows("program_leads", _LEAD_COLUMNS, "org_id, lead_id")
-_FACT_COLUMNS = {"org_id": "text", "fact_key": "text", "lead_id": "text", "kind": "text", "at": "timestamptz",
-                 "fact": "json"}
-_INSERT_FACTS = _insert_rows("program_facts", _FACT_COLUMNS, "org_id, fact_key", returning="fact_key")
-_CONTRIBUTION_COLUMNS = {"org_id": "text", "program_id": "text", "fact_key": "text", "lead_id": "text",
-                         "participant": "text", "behaviour": "text", "points": "bigint", "at": "timestamptz",
-                         "rule_version": "integer"}
-_INSERT_CONTRIBUTIONS = _insert_rows("program_contributions", _CONTRIBUTION_COLUMNS, "program_id, fact_key")
-_SCORE_COLUMNS = {"org_id": "text", "program_id": "text", "participant": "text", "points": "bigint",
-                  "reached_at": "timestamptz", "crossings": "json", "changed_at": "timestamptz"}
-_INSERT_SCORES = _insert_rows("program_scores", _SCORE_COLUMNS, "program_id, participant")
-
-
-async def _lock_leads(uow: UnitOfWork, org_id: str, lead_ids: list[str]) -> dict[str, Row]:
-    """Lock the leads' rows (created if new), in one order everywhere so two transactions never deadlock."""
-    ids = sorted(set(lead_ids))
-    await _insert_new(uow, program_leads, _INSERT_LEADS, _LEAD_COLUMNS, ["org_id", "lead_id"], [
-        {"org_id": org_id, "lead_id": lead_id, "lead_version": 0, "owner_id": None, "expected_close_date": None}
-        for lead_id in ids])
-    rows = (await uow.session.execute(sa.select(program_leads).where(
-        program_leads.c.org_id == org_id, _among(uow.dialect, program_leads.c.lead_id, ids))
-        .order_by(program_leads.c.lead_id)
-        .with_for_update())).mappings().all()
-    return {r["lead_id"]: dict(r) for r in rows}
-
-
-async def running_programs(session: Any, org_id: str) -> list[Row]:
-    rows = (await session.execute(sa.select(programs).where(
-        programs.c.org_id == org_id, programs.c.status == "running")
-        .order_by(programs.c.program_id))).mappings().all()  # one order: their scores are locked in it
-    return [dict(r) for r in rows]
-
-
 async def record_facts(uow: UnitOfWork, org_id: str, facts: list[Fact], now: datetime) -> int:
     """Keep the facts (once each: a key already known changes nothing) and re-score their leads in every
-    running program; the number of new facts. One batch of events costs a handful of statements."""
-    unique = {f.key: f for f in facts}
-    if not unique:
+    running program; the number of new facts. A batch of events costs a handful of statements whatever its
+    size: the leads locked, the facts kept (with their leads' earlier facts read back), the running programs,
+    and per program the leads' contributions read, the changed ones written and the tallies extended."""
+    if not facts:
         return 0
-    await _lock_leads(uow, org_id, [f.lead_id for f in unique.values()])
-    rows = [{"org_id": org_id, "fact_key": f.key, "lead_id": f.lead_id, "kind": f.kind, "at": f.at,
-             "fact": fact_to_json(f)} for f in unique.values()]
-    if uow.dialect == "postgresql":
-        inserted = await uow.session.execute(_INSERT_FACTS, _as_arrays(_FACT_COLUMNS, rows))
-    else:
-        inserted = await uow.session.execute(dialect_insert(uow.session)(program_facts).on_conflict_do_nothing(
-            index_elements=["org_id", "fact_key"]).returning(program_facts.c.fact_key), rows)
-    new_keys = set(inserted.scalars().all())
-    leads = sorted({unique[k].lead_id for k in new_keys})
-    if leads:
-        for row in await running_programs(uow.session, org_id):
-            await _rescore_leads(uow, row, definition_of(row), leads, now)
-    return len(new_keys)
+    await repo.lock_leads_for_scoring(uow.session, org_id, (f.lead_id for f in facts))
+    added = await repo.add_facts(uow.session, org_id, facts)
+    if added.keys:
+        for row in await repo.running_programs(uow.session, org_id):
+            await _rescore_leads(uow, row, definition_of(row), added.by_lead, now, new_keys=added.keys)
+    return len(added.keys)
 
 
 async def record_fact(uow: UnitOfWork, org_id: str, fact: Fact, now: datetime) -> bool:
@@ -337,147 +228,101 @@ async def record_fact(uow: UnitOfWork, org_id: str, fact: Fact, now: datetime) -
 async def record_close_date(uow: UnitOfWork, org_id: str, *, lead_id: str, lead_version: int,
                             owner_id: str | None, close_date: Any, changed_at: datetime) -> None:
     """The lead's latest expected close date; a push past a running program's end in its last days is flagged."""
-    lead = (await _lock_leads(uow, org_id, [lead_id]))[lead_id]
+    lead = (await repo.lock_lead_snapshots(uow.session, org_id, [lead_id]))[lead_id]
     if lead_version <= lead["lead_version"]:
         return  # an older snapshot than the one we hold
-    await uow.session.execute(sa.update(program_leads).where(
-        program_leads.c.org_id == org_id, program_leads.c.lead_id == lead_id).values(
-        lead_version=lead_version, owner_id=owner_id, expected_close_date=close_date))
+    await repo.update_lead_snapshot(uow.session, org_id, lead_id, lead_version=lead_version, owner_id=owner_id,
+                                    close_date=close_date)
     previous = lead["expected_close_date"]
     if previous is None or close_date is None or previous == close_date:
         return
-    for row in await running_programs(uow.session, org_id):
+    for row in await repo.running_programs(uow.session, org_id):
         definition = definition_of(row)
         flag = sandbagging_flag(definition, lead_id=lead_id, rep_id=owner_id, changed_at=changed_at,
                                 previous_close=previous, new_close=close_date)
         if flag is not None and (owner_id is None or definition.is_participant(owner_id)):
-            await uow.session.execute(dialect_insert(uow.session)(program_flags).values(
-                org_id=org_id, program_id=row["program_id"], lead_id=lead_id, changed_at=changed_at,
-                rep_id=owner_id, kind="sandbagging", reason=flag.reason,
-            ).on_conflict_do_nothing(index_elements=["program_id", "lead_id", "changed_at"]))
+            await repo.insert_flag(uow.session, org_id, row["program_id"], lead_id=lead_id, changed_at=changed_at,
+                                   rep_id=owner_id, kind="sandbagging", reason=flag.reason)
 
 
-async def _rescore_leads(uow: UnitOfWork, row: Row, definition: ProgramDefinition, lead_ids: list[str],
-                         now: datetime) -> None:
+async def _rescore_leads(uow: UnitOfWork, row: Row, definition: ProgramDefinition,
+                         facts: Mapping[str, list[Fact]], now: datetime, new_keys: set[str] | None = None) -> None:
+    """Score the leads of `facts` (all of each lead's facts) in the program, rewrite the contributions that
+    differ from those stored, and bring the tallies they change up to date. A lead all of whose facts are
+    `new_keys` (recorded in this transaction) has no contributions stored yet: none are read for it."""
     session, org_id, program_id = uow.session, row["org_id"], row["program_id"]
-    facts: dict[str, list[Fact]] = defaultdict(list)
-    for r in (await session.execute(sa.select(program_facts).where(
-            program_facts.c.org_id == org_id,
-            _among(uow.dialect, program_facts.c.lead_id, lead_ids)))).mappings().all():
-        facts[r["lead_id"]].append(fact_from_row(r))
-    old: dict[str, dict[str, Any]] = defaultdict(dict)
-    for r in (await session.execute(sa.select(program_contributions).where(
-            program_contributions.c.program_id == program_id,
-            _among(uow.dialect, program_contributions.c.lead_id, lead_ids)))).mappings().all():
-        old[r["lead_id"]][r["fact_key"]] = r
-    changed, inserts, stale = False, [], []
+    lead_ids = sorted(facts)
+    known = [lead_id for lead_id in lead_ids
+             if new_keys is None or any(f.key not in new_keys for f in facts[lead_id])]
+    old = await repo.contributions_of_leads(session, program_id, known) if known else {}
+    inserts: list[repo.LeadContribution] = []
+    stale: list[str] = []
     added: dict[str, list[Contribution]] = defaultdict(list)  # per participant: new contributions only
     full: set[str] = set()  # participants who lost or changed a contribution: re-tallied in full
     for lead_id in lead_ids:
         new = {c.fact_key: c for c in score_lead(definition, facts[lead_id]).contributions}
         before = old.get(lead_id, {})
         same = {k for k, c in new.items()
-                if k in before and (before[k]["participant"], before[k]["points"]) == (c.participant, c.points)}
+                if k in before and (before[k].participant, before[k].points) == (c.participant, c.points)}
         if len(same) == len(new) == len(before):
             continue
-        changed = True
-        full |= {r["participant"] for k, r in before.items() if k not in same}
+        # Only the rows that differ are rewritten: a new fact usually adds one contribution to a lead's few.
+        kept = {k for k, c in new.items() if before.get(k) == c}
+        full |= {c.participant for k, c in before.items() if k not in same}
         for key, c in new.items():
             if key not in same:
                 added[c.participant].append(c)
-        # Only the rows that differ are rewritten: a new fact usually adds one contribution to a lead's few.
-        kept = {k for k, c in new.items() if k in before and _contribution(before[k]) == c}
         stale += [k for k in before if k not in kept]
-        inserts += [{"org_id": org_id, "program_id": program_id, "fact_key": c.fact_key, "lead_id": lead_id,
-                     "participant": c.participant, "behaviour": c.behaviour, "points": c.points, "at": c.at,
-                     "rule_version": c.rule_version} for k, c in new.items() if k not in kept]
-    if not changed:
+        inserts += [repo.LeadContribution(lead_id, c) for k, c in new.items() if k not in kept]
+    if not stale and not inserts:
         return
-    if stale:
-        await session.execute(sa.delete(program_contributions).where(
-            program_contributions.c.program_id == program_id,
-            _among(uow.dialect, program_contributions.c.fact_key, stale)))
-    if inserts and uow.dialect == "postgresql":
-        await session.execute(_INSERT_CONTRIBUTIONS, _as_arrays(_CONTRIBUTION_COLUMNS, inserts))
-    elif inserts:
-        await session.execute(sa.insert(program_contributions), inserts)
+    await repo.replace_contributions(session, org_id, program_id, stale, inserts)
     await _retally(uow, row, definition, added, full, now)
-
-
-def _contribution(r: Any) -> Contribution:
-    return Contribution(r["fact_key"], r["participant"], r["behaviour"], r["points"], as_time(r["at"]),
-                        r["rule_version"])
 
 
 async def _retally(uow: UnitOfWork, row: Row, definition: ProgramDefinition,
                    added: dict[str, list[Contribution]], full: set[str], now: datetime) -> None:
     """Bring the tallies of the participants who gained (`added`) or lost (`full`) contributions up to date, and
     award what they newly reached. A participant who only gained contributions later than their tally is
-    extended in place; the others (and those who may still earn a badge) are re-tallied from all of theirs."""
-    session, org_id, program_id = uow.session, row["org_id"], row["program_id"]
+    extended in place, in one statement for all; the others (and those who may still earn a badge) are
+    re-tallied from all of theirs."""
+    session, program_id = uow.session, row["program_id"]
     participants = sorted(set(added) | full)
-    await _insert_new(uow, program_scores, _INSERT_SCORES, _SCORE_COLUMNS, ["program_id", "participant"], [
-        {"org_id": org_id, "program_id": program_id, "participant": p, "points": 0, "reached_at": None,
-         "crossings": {}, "changed_at": now} for p in participants])
-    stored = {r["participant"]: Tally(r["points"], as_time(r["reached_at"]) if r["reached_at"] else None,
-                                      {int(k): as_time(v) for k, v in (r["crossings"] or {}).items()})
-              for r in (await session.execute(sa.select(program_scores).where(
-                  program_scores.c.program_id == program_id,
-                  _among(uow.dialect, program_scores.c.participant, participants))
-                  .order_by(program_scores.c.participant).with_for_update())).mappings().all()}
     # Between milestones and badges, the awards a tally can bring (places come at the end): none to look up
     # when the program has neither.
-    awarded = set((await session.execute(sa.select(program_awards.c.award_key).where(
-        program_awards.c.program_id == program_id,
-        _among(uow.dialect, program_awards.c.participant, participants)))).scalars()) \
+    awarded = await repo.awarded_keys(session, program_id, participants) \
         if definition.milestones or definition.badges else set()
+    gains = []
+    for p in participants:
+        mine = sorted(added.get(p, ()), key=lambda c: (c.at, c.fact_key))
+        extendable = mine and p not in full and all(f"badge:{b.id}:{p}" in awarded for b in definition.badges)
+        gains.append(repo.TallyGain(p, sum(c.points for c in mine), mine[0].at, mine[-1].at) if extendable
+                     else repo.TallyGain(p, 0, None, None))
+    stored = await repo.add_to_tallies(session, row["org_id"], program_id, gains, now)
     thresholds = definition.thresholds()
     tallies: dict[str, Tally] = {}
-    for p in participants:
-        badges_pending = any(f"badge:{b.id}:{p}" not in awarded for b in definition.badges)
-        extended = None if p in full or badges_pending else extend_tally(stored[p], added.get(p, ()), thresholds)
-        if extended is not None:
-            tallies[p] = extended
+    rewrite: dict[str, Tally] = {}
+    for gain in gains:
+        t = stored.get(gain.participant)
+        if t is None:
+            continue
+        # The points and the moment are the database's (other transactions may have added theirs first); the
+        # thresholds the gain crossed are worked out here, from the total before it.
+        extended = extend_tally(Tally(t.points - gain.points, None, t.crossings), added[gain.participant],
+                                thresholds)
+        assert extended is not None  # `before` has no reached_at: nothing comes before it
+        tallies[gain.participant] = extended
+        if extended.crossings != t.crossings:
+            rewrite[gain.participant] = extended
     reread = [p for p in participants if p not in tallies]
-    contributions: dict[str, list[Contribution]] = defaultdict(list)
-    if reread:
-        for r in (await session.execute(sa.select(program_contributions).where(
-                program_contributions.c.program_id == program_id,
-                _among(uow.dialect, program_contributions.c.participant, reread)))).mappings().all():
-            contributions[r["participant"]].append(_contribution(r))
-        for p in reread:
-            tallies[p] = tally(contributions[p], thresholds)
-    await _write_tallies(uow, program_id, tallies, now)
+    contributions = await repo.contributions_of_participants(session, program_id, reread) if reread else {}
+    for p in reread:
+        tallies[p] = rewrite[p] = tally(contributions.get(p, ()), thresholds)
+    await repo.write_tallies(session, program_id, rewrite, now)
     for p, t in tallies.items():
         mine = contributions[p] if p in contributions else added.get(p, [])
         await _award_milestones(uow, row, definition, p, t, mine, awarded, now)
         await _award_badges(uow, row, definition, p, mine, awarded, now)
-
-
-# PostgreSQL: every tally of a batch in one set-based UPDATE (an UPDATE per participant costs the server a
-# statement each: most of a busy program's batch).
-_UPDATE_TALLIES = sa.text(
-    "UPDATE program_scores AS s SET points = u.points, reached_at = u.reached_at, crossings = u.crossings::json, "
-    "changed_at = :changed_at FROM unnest(CAST(:participants AS text[]), CAST(:points AS bigint[]), "
-    "CAST(:reached AS timestamptz[]), CAST(:crossings AS text[])) AS u(participant, points, reached_at, crossings) "
-    "WHERE s.program_id = :program_id AND s.participant = u.participant")
-
-
-async def _write_tallies(uow: UnitOfWork, program_id: str, tallies: dict[str, Tally], now: datetime) -> None:
-    crossings = {p: {str(k): v.isoformat() for k, v in t.crossings.items()} for p, t in tallies.items()}
-    if uow.dialect == "postgresql":
-        await uow.session.execute(_UPDATE_TALLIES, {
-            "program_id": program_id, "changed_at": now, "participants": list(tallies),
-            "points": [t.points for t in tallies.values()], "reached": [t.reached_at for t in tallies.values()],
-            "crossings": [json.dumps(crossings[p]) for p in tallies]})
-        return
-    await uow.session.execute(sa.update(program_scores).where(
-        program_scores.c.program_id == sa.bindparam("b_program"),
-        program_scores.c.participant == sa.bindparam("b_participant")).values(
-        points=sa.bindparam("b_points"), reached_at=sa.bindparam("b_reached_at"),
-        crossings=sa.bindparam("b_crossings"), changed_at=sa.bindparam("b_changed_at")), [
-        {"b_program": program_id, "b_participant": p, "b_points": t.points, "b_reached_at": t.reached_at,
-         "b_crossings": crossings[p], "b_changed_at": now} for p, t in tallies.items()])
 
 
 def _earning_fact(contributions: list[Contribution], moment: datetime) -> str | None:
@@ -530,12 +375,10 @@ async def _award_badges(uow: UnitOfWork, row: Row, definition: ProgramDefinition
 async def _record_award(uow: UnitOfWork, row: Row, award: Award, *, kind: str, name: str, earned_by: str | None,
                         now: datetime) -> bool:
     """Insert the award once (its key is unique in the program); True when it is new."""
-    result = await uow.session.execute(dialect_insert(uow.session)(program_awards).values(
-        org_id=row["org_id"], program_id=row["program_id"], award_key=award.key, participant=award.participant,
-        kind=kind, name=name[:200], badge=award.reward.badge, cash=award.reward.cash,
-        currency=award.reward.currency, earned_by=earned_by, earned_at=award.at or now, recorded_at=now,
-    ).on_conflict_do_nothing(index_elements=["program_id", "award_key"]))
-    if rows_affected(result) != 1:
+    if not await repo.insert_award(uow.session, repo.AwardRecord(
+            org_id=row["org_id"], program_id=row["program_id"], key=award.key, participant=award.participant,
+            kind=kind, name=name, badge=award.reward.badge, cash=award.reward.cash,
+            currency=award.reward.currency, earned_by=earned_by, earned_at=award.at or now), now):
         return False
     if award.reward.cash is not None and not row["hidden"]:
         # The SPIFF lands on the statement of the period it was earned in: that statement is recomputed.
@@ -555,30 +398,14 @@ async def program_cash_rewards(session: Any, org_id: str, participant: str, star
 async def program_cash_rewards_of(session: Any, org_id: str, participants: list[str], start: date, end: date
                                   ) -> dict[str, list[CashReward]]:
     """`program_cash_rewards` of many participants in one query (a period's statements computed together)."""
-    found: dict[str, list[CashReward]] = {p: [] for p in participants}
-    rows = [r for chunk in chunks(participants) for r in (await session.execute(
-        sa.select(program_awards, programs.c.name.label("program_name")).join(
-            programs, sa.and_(programs.c.org_id == program_awards.c.org_id,
-                              programs.c.program_id == program_awards.c.program_id)).where(
-            program_awards.c.org_id == org_id, program_awards.c.participant.in_(chunk),
-            program_awards.c.cash.is_not(None), programs.c.hidden.is_(False),
-            program_awards.c.earned_at >= datetime.combine(start, time.min, UTC),
-            program_awards.c.earned_at < datetime.combine(end, time.min, UTC)))).mappings().all()]
-    for r in rows:
-        found[r["participant"]].append(CashReward(r["program_id"], r["program_name"], r["award_key"], r["name"],
-                                                  Decimal(r["cash"]), r["currency"], as_time(r["earned_at"]).date()))
-    return found
+    return await repo.cash_rewards_of(session, org_id, participants, start, end)
 
 
 # ====================================================================== reading
 
 
 async def score_tallies(session: Any, program_id: str) -> dict[str, Tally]:
-    rows = (await session.execute(sa.select(program_scores).where(
-        program_scores.c.program_id == program_id))).mappings().all()
-    return {r["participant"]: Tally(r["points"], as_time(r["reached_at"]) if r["reached_at"] else None,
-                                    {int(k): as_time(v) for k, v in (r["crossings"] or {}).items()})
-            for r in rows}
+    return await repo.read_tallies(session, program_id)
 
 
 async def current_standings(session: Any, row: Row, definition: ProgramDefinition | None = None, *,
@@ -586,20 +413,12 @@ async def current_standings(session: Any, row: Row, definition: ProgramDefinitio
     definition = definition or definition_of(row)
     rounds: list[Mapping[str, Tally]] | None = None
     if definition.format == "head_to_head":
-        contributions = [_contribution(r) for r in (await session.execute(sa.select(program_contributions).where(
-            program_contributions.c.program_id == row["program_id"]))).mappings().all()]
-        by_participant: dict[str, list[Contribution]] = defaultdict(list)
-        for c in contributions:
-            by_participant[c.participant].append(c)
+        by_participant = await repo.contributions_of_participants(session, row["program_id"], None)
         rounds = [{p: tally([c for c in cs if r.starts_at <= c.at < r.ends_at]) for p, cs in by_participant.items()}
                   for r in definition.rounds]
-    return standings(definition, await score_tallies(session, row["program_id"]), rounds, now=now)
-
-
-async def last_change(session: Any, program_id: str) -> datetime | None:
-    value = (await session.execute(sa.select(sa.func.max(program_scores.c.changed_at)).where(
-        program_scores.c.program_id == program_id))).scalar()
-    return as_time(value) if value is not None else None
+    # The threshold crossings only where the board shows them (a race's finish, milestones reached).
+    tallies = await repo.read_tallies(session, row["program_id"], with_crossings=bool(definition.thresholds()))
+    return standings(definition, tallies, rounds, now=now)
 
 
 def program_json(row: Row) -> dict[str, Any]:
@@ -615,14 +434,13 @@ def _iso(value: Any) -> str | None:
     return as_time(value).isoformat() if value is not None else None
 
 
-def award_json(r: Any) -> dict[str, Any]:
-    return {"program_id": r["program_id"], "key": r["award_key"], "participant": r["participant"],
-            "kind": r["kind"], "name": r["name"], "badge": r["badge"],
-            "cash": None if r["cash"] is None else str(r["cash"]), "currency": r["currency"],
-            "earned_by": r["earned_by"], "earned_at": _iso(r["earned_at"])}
+def award_json(a: repo.AwardRecord) -> dict[str, Any]:
+    return {"program_id": a.program_id, "key": a.key, "participant": a.participant, "kind": a.kind, "name": a.name,
+            "badge": a.badge, "cash": None if a.cash is None else str(a.cash), "currency": a.currency,
+            "earned_by": a.earned_by, "earned_at": _iso(a.earned_at)}
 
 
 __all__ = ["create_program", "start_program", "revise_program_rules", "finish_program", "finish_due_programs",
-           "record_fact", "record_close_date", "current_standings", "score_tallies", "last_change",
+           "record_fact", "record_close_date", "current_standings", "score_tallies",
            "program_json", "award_json", "get_program", "definition_of", "program_cash_rewards",
            "program_cash_rewards_of"]

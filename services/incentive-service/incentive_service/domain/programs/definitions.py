@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Literal
 
 Behaviour = Literal["call", "meeting", "demo", "email", "proposal", "stage_advance", "deal_won"]
@@ -126,8 +127,13 @@ class ProgramDefinition:
                 return team.id
         return None
 
+    @cached_property
+    def _participant_set(self) -> frozenset[str]:
+        return frozenset(self.participants)
+
     def is_participant(self, rep_id: str | None) -> bool:
-        return rep_id is not None and rep_id in self.participants
+        # Asked for every fact scored: a set, not a scan of the hundreds of participants a program may have.
+        return rep_id is not None and rep_id in self._participant_set
 
     def thresholds(self) -> tuple[int, ...]:
         """The point totals whose first crossing matters: the race target and every milestone."""
