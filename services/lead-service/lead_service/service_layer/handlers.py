@@ -1,6 +1,7 @@
 """Event handlers, registered by event class in EVENT_HANDLERS (each runs in its own transaction with the inbox).
 
-Stale events are ignored by `subject_version`, compared only within one producer's family of events about
+LeadAssigned changes the owner without a LeadUpdated (it would say nothing new); outcomes publish
+LeadUpdated(cause="pipeline"), as the lead's status is lead-service's. Stale events are ignored by `subject_version`, compared only within one producer's family of events about
 the lead: LeadAssigned (assignment-service) against `assignment_version`, LeadWon/LeadLost/LeadReopened
 (pipeline-service) against `outcome_version`. LeadWon also brings the value (and currency) the deal was won at.
 """
@@ -43,7 +44,9 @@ async def _lead(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> dict[str, 
 
 
 async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], version_column: str,
-                 columns: dict[str, Any], cause: str) -> None:
+                 columns: dict[str, Any], cause: str | None) -> None:
+    """Write the columns an event of another service sets (unless stale) and publish LeadUpdated with `cause`
+    when something changed; no LeadUpdated when `cause` is None."""
     current = await lead_repo.consumed_version(uow.session, envelope.org_id, lead["id"], version_column)
     if envelope.subject_version <= current:
         log.info("stale_event_ignored", lead_id=lead["id"], seen=current, got=envelope.subject_version)
@@ -57,7 +60,7 @@ async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], vers
     if "owner_id" in columns:
         await lead_repo.remember_past_owner(uow.session, envelope.org_id, lead["id"], lead.get("owner_id"),
                                             columns["owner_id"], now)
-    if "version" in values:
+    if "version" in values and cause is not None:
         after = {**lead, **columns, "version": values["version"]}
         uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause=cause), org_id=envelope.org_id,
                     subject_id=lead["id"], subject_version=after["version"])
@@ -67,8 +70,10 @@ async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], vers
 async def on_lead_assigned(data: LeadAssignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is not None:
+        # No LeadUpdated echoes the owner: LeadAssigned told every consumer already (each keeps the owner from
+        # it); the lead's version still moves, as its API readers see.
         await _apply(uow, envelope, lead, "assignment_version",
-                     {"owner_id": data.owner_id, "team_id": data.team_id}, "assignment")
+                     {"owner_id": data.owner_id, "team_id": data.team_id}, None)
 
 
 @EVENT_HANDLERS.on(LeadWonV1)
