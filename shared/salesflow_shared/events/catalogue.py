@@ -91,8 +91,8 @@ class LeadUpdatedV1(EventData):
     description = "A lead's fields changed; `changed` names them (e.g. 'value', 'contact.email', 'score')."
     lead: LeadSnapshot
     changed: list[str] = Field(default_factory=list)
-    # edit, form_resubmitted, enrichment, import, rescoring, pipeline; an assignment publishes none (LeadAssigned
-    # tells the owner), though events of cause 'assignment' from before may still be in flight.
+    # edit, form_resubmitted, enrichment, import, rescoring, pipeline, assignment (a reassignment only: a first
+    # owner is told by LeadAssigned alone)
     cause: str | None = None
 
 

@@ -1,6 +1,6 @@
 """Event handlers, registered by event class in EVENT_HANDLERS (each runs in its own transaction with the inbox).
 
-LeadAssigned changes the owner without a LeadUpdated (it would say nothing new); outcomes publish
+A first LeadAssigned sets the owner without a LeadUpdated (it would say nothing new); outcomes publish
 LeadUpdated(cause="pipeline"), as the lead's status is lead-service's. Stale events are ignored by
 `subject_version`, compared only within one producer's family of events about the lead: LeadAssigned
 (assignment-service) against `assignment_version`, LeadWon/LeadLost/LeadReopened (pipeline-service) against
@@ -72,10 +72,14 @@ async def _apply(uow: UnitOfWork, envelope: Envelope, found: tuple[dict[str, Any
 async def on_lead_assigned(data: LeadAssignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     found = await _lead(uow, envelope, data.lead_id)
     if found is not None:
-        # No LeadUpdated echoes the owner: LeadAssigned told every consumer already (each keeps the owner from
-        # it); the lead's version still moves, as its API readers see.
+        # LeadAssigned told every consumer the owner: a first owner is echoed by no LeadUpdated (the lead's
+        # version still moves, as its API readers see). A reassignment still is: a snapshot lead-service made
+        # before applying it carries the owner before, and consumers that follow snapshots' owners
+        # (notification-service) would keep that one.
+        previous = found[0].get("owner_id")
+        reassigned = previous is not None and previous != data.owner_id
         await _apply(uow, envelope, found, "assignment_version",
-                     {"owner_id": data.owner_id, "team_id": data.team_id}, None)
+                     {"owner_id": data.owner_id, "team_id": data.team_id}, "assignment" if reassigned else None)
 
 
 @EVENT_HANDLERS.on(LeadWonV1)
