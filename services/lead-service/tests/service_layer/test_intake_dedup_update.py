@@ -6,11 +6,9 @@ an admin lists it, and the events that reach the bus.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,52 +25,23 @@ from lead_service.service_layer import leads as lead_ops
 from lead_service.service_layer.ingest import Candidate, OrgSetup, ingest, load_org_setup
 from lead_service.service_layer.intake import Received, SubmissionState, accept_submission, process_submission
 from lead_service.service_layer.views import load_lead, lock_lead_rows
-from salesflow_shared.app import ServiceContext
-from salesflow_shared.bus import Subscription
 from salesflow_shared.clock import ManualClock
 from salesflow_shared.errors import Conflict, ValidationFailed
-from salesflow_shared.events import Envelope
-from salesflow_shared.testing import eventually, service_test_settings
+from salesflow_shared.testing import EmbeddedService as Embedded
+from salesflow_shared.testing import embedded_service, embedded_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TOLD = ("LeadCreated", "LeadUpdated", "LeadDisqualified", "LeadErased", "ActivityLogged")
 
 
-@dataclass
-class Embedded:
-    context: ServiceContext
-    clock: ManualClock
-    told: list[Envelope]  # what reached the in-process bus
-
-    async def events(self, org_id: str, *types: str, count: int) -> list[Envelope]:
-        """The org's events of these types once `count` of them reached the bus (oldest first)."""
-        async def arrived() -> list[Envelope]:
-            found = [e for e in self.told if e.org_id == org_id and e.type in types]
-            assert len(found) >= count, found
-            return found
-        return await eventually(arrived, timeout=5)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def embedded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Embedded]:
     """lead-service as `make run` starts it with nothing configured, without its HTTP app and workers."""
-    database = tmp_path_factory.mktemp("embedded") / "lead-service.db"
-    settings = service_test_settings(Settings, database_url=f"sqlite+aiosqlite:///{database}")
+    settings = embedded_settings(Settings, tmp_path_factory.mktemp("embedded") / "lead-service.db")
     clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-    definition = dataclasses.replace(build_definition(settings), workers=(), clock=clock)
-    context = ServiceContext(definition, None)
-    told: list[Envelope] = []
-
-    async def listen(body: bytes, _headers: dict[str, Any]) -> None:
-        told.append(Envelope.from_json(body))
-
-    await context.start()
-    await context.bus.subscribe(Subscription(queue="observer.events", event_types=TOLD, callback=listen))
-    try:
-        yield Embedded(context, clock, told)
-    finally:
-        await context.stop()
+    async with embedded_service(build_definition(settings), clock, observe=TOLD) as service:
+        yield service
 
 
 def new_org() -> str:
