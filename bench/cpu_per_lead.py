@@ -346,6 +346,12 @@ async def measure_load(world: World, databases: dict[str, str], rate: float, lea
     print("  statements per lead by service: " + "  ".join(
         f"{name.removesuffix('-service')} {value / n:.1f}"
         for name, value in per_service(after, before, "statements").items()))
+    handled_by_service = per_service(after, before, "handled")
+    statements_by_service = per_service(after, before, "statements")
+    print("  deliveries per lead by service (statements per delivery, its intake and workers included): "
+          + "  ".join(f"{name.removesuffix('-service')} {value / n:.1f} "
+                      f"({statements_by_service[name] / max(value, 1):.1f})"
+                      for name, value in handled_by_service.items()))
     print("  events per lead by type: " + ", ".join(f"{t} {v / n:.2f}" for t, v in published.most_common()))
     print("  deliveries per lead by outcome: " + ", ".join(
         f"{t} {v / n:.2f}" for t, v in delta(after, before, "outcomes").most_common()))

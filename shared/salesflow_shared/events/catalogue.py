@@ -91,7 +91,9 @@ class LeadUpdatedV1(EventData):
     description = "A lead's fields changed; `changed` names them (e.g. 'value', 'contact.email', 'score')."
     lead: LeadSnapshot
     changed: list[str] = Field(default_factory=list)
-    cause: str | None = None  # edit, form_resubmitted, enrichment, import, rescoring, assignment
+    # edit, form_resubmitted, enrichment, import, rescoring, pipeline, assignment (a reassignment only: a first
+    # owner is told by LeadAssigned alone)
+    cause: str | None = None
 
 
 class LeadDisqualifiedV1(EventData):

@@ -168,6 +168,20 @@ async def update_lead(session: AsyncSession, org_id: str, lead_id: str, **values
                           .values(**values))
 
 
+async def update_lead_returning(session: AsyncSession, org_id: str, lead_id: str, **values: Any) -> Any:
+    """`update_lead`, returning the row as it is now (locked by the update): no second read."""
+    return (await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
+                                  .values(**values).returning(*leads.c))).one_or_none()
+
+
+async def see_pipeline_version(session: AsyncSession, org_id: str, lead_id: str, version: int) -> Any:
+    """Record a pipeline-service event's `subject_version` if it is newer than the last one seen, in one statement;
+    the row as it is now (locked), or None when the event is stale or the lead is not known (nothing written)."""
+    return (await session.execute(sa.update(leads).where(
+        leads.c.org_id == org_id, leads.c.lead_id == lead_id, leads.c.pipeline_version < version)
+        .values(pipeline_version=version).returning(*leads.c))).one_or_none()
+
+
 # ------------------------------------------------------------------ directory rows (reps, teams, territories)
 async def page_of_rows(session: AsyncSession, table: sa.Table, org_id: str, after: str | None, limit: int, *,
                        active: bool | None = None) -> list[Any]:

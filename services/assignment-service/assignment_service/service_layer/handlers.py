@@ -81,13 +81,20 @@ async def on_lead_created(data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWo
 async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     org = envelope.org_id
     before = await repo.lock_lead(uow.session, org, data.lead.lead_id)
-    row, created = await _take_snapshot(uow, envelope, _snapshot(data.lead))
-    if created or before is None or envelope.subject_version <= before.lead_version:
-        return  # first news of this lead (LeadCreated routes it) or a stale update
-    if data.cause != "assignment" and "owner_id" in data.changed and data.lead.owner_id != row.owner_id:
+    if before is None:
+        await _take_snapshot(uow, envelope, _snapshot(data.lead))  # first news of this lead: LeadCreated routes it
+        return
+    if envelope.subject_version <= before.lead_version:
+        return  # a stale update
+    values: dict[str, Any] = {}
+    if not before.erased:  # the snapshot, as _take_snapshot keeps it, written with the owner below in one update
+        snapshot = _snapshot(data.lead)
+        values.update(snapshot=snapshot, lead_version=envelope.subject_version,
+                      open=snapshot.get("status", "open") in OPEN_STATUSES, updated_at=uow.clock.now())
+    if data.cause != "assignment" and "owner_id" in data.changed and data.lead.owner_id != before.owner_id:
         # An owner set by hand in lead-service: follow it so open-lead counts stay right.
-        await repo.update_lead(uow.session, org, row.lead_id, owner_id=data.lead.owner_id)
-        row = await repo.lock_lead(uow.session, org, row.lead_id)
+        values["owner_id"] = data.lead.owner_id
+    row = await repo.update_lead_returning(uow.session, org, before.lead_id, **values) if values else before
     if data.cause == "assignment" or row.routed_at is None or not row.open:
         return
     rule_set = await repo.current_rule_set(uow.session, org)
@@ -114,12 +121,10 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
 
 
 async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> Any | None:
-    row = await repo.lock_lead(uow.session, envelope.org_id, lead_id)
-    if row is None:
+    """The lead's row once this pipeline event's version is recorded; None for a stale event."""
+    row = await repo.see_pipeline_version(uow.session, envelope.org_id, lead_id, envelope.subject_version)
+    if row is None and await repo.lock_lead(uow.session, envelope.org_id, lead_id) is None:
         raise LeadNotKnownYet(f"lead {lead_id} is not known yet (LeadCreated not handled)")
-    if envelope.subject_version <= row.pipeline_version:
-        return None
-    await repo.update_lead(uow.session, envelope.org_id, lead_id, pipeline_version=envelope.subject_version)
     return row
 
 

@@ -180,10 +180,18 @@ async def test_consumed_events_update_the_lead_and_stale_ones_are_ignored(lead_a
     await dispatch(stale)
     got = (await c.get(f"/v1/leads/{lead['id']}", headers=admin())).json()
     assert got["owner_id"] == "rep-7" and got["team_id"] == "team-1" and got["version"] == 2
-    updated = await lead_app.outbox("LeadUpdated")
-    assert len(updated) == 1 and updated[0]["data"]["cause"] == "assignment"
+    # LeadAssigned told every consumer the first owner already: no LeadUpdated echoes it (issue 21)
+    assert await lead_app.outbox("LeadUpdated") == []
     # the owner now sees it
     assert (await c.get(f"/v1/leads/{lead['id']}", headers=rep("org-a", "rep-7"))).status_code == 200
+    # a reassignment is echoed: a snapshot made before it (an edit racing it) named the owner before
+    await dispatch(envelope_for(LeadAssignedV1(lead_id=lead["id"], owner_id="rep-8", team_id="team-1",
+                                               reason="reassigned"), lead["id"], 4))
+    [echo] = await lead_app.outbox("LeadUpdated")
+    assert (echo["data"]["cause"], echo["data"]["lead"]["owner_id"], echo["subject_version"]) == \
+        ("assignment", "rep-8", 3)
+    await dispatch(envelope_for(LeadAssignedV1(lead_id=lead["id"], owner_id="rep-7", team_id="team-1",
+                                               reason="round robin"), lead["id"], 5))
 
     now = utcnow()
     await dispatch(envelope_for(LeadLostV1(lead_id=lead["id"], pipeline_id="p", reason="price", lost_at=now,

@@ -225,16 +225,17 @@ async def lock_leads_linking(session: AsyncSession, org_id: str, *, contact_id: 
     return [row_to_lead(r) for r in rows]
 
 
-_CONSUMED_VERSION = {column: sa.select(leads.c[column]).where(leads.c.org_id == sa.bindparam("org_id"),
-                                                               leads.c.id == sa.bindparam("lead_id"))
-                     for column in ("assignment_version", "outcome_version")}
+CONSUMED_VERSIONS = ("assignment_version", "outcome_version")
 
 
-async def consumed_version(session: AsyncSession, org_id: str, lead_id: str, column: str) -> int:
-    """The last subject_version seen of a producer family of consumed events (`assignment_version` or
-    `outcome_version`)."""
-    return int((await session.execute(_CONSUMED_VERSION[column], {"org_id": org_id, "lead_id": lead_id}))
-               .scalar_one())
+async def lock_lead_for_event(session: AsyncSession, org_id: str, lead_id: str
+                              ) -> tuple[dict[str, Any], dict[str, int]] | None:
+    """The (not deleted) lead locked, with the last subject_version seen of each producer family of consumed
+    events (`assignment_version`, `outcome_version`): both from the one locked read (None: no such lead)."""
+    row = (await session.execute(_LEAD_QUERIES[False, True], {"org_id": org_id, "lead_id": lead_id})).first()
+    if row is None:
+        return None
+    return row_to_lead(row), {column: int(row._mapping[column]) for column in CONSUMED_VERSIONS}
 
 
 # ------------------------------------------------------------------ writing leads
