@@ -10,7 +10,6 @@ change) lands as correction lines on the participant's first open statement afte
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 import structlog
 
@@ -36,7 +34,8 @@ from salesflow_shared.events import (
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
-from ..adapters.orm import recalculation_queue, statement_lines, statements
+from ..adapters import statements_repository as stored
+from ..adapters.orm import recalculation_queue, statements
 from ..domain.commissions import (
     Adjustment,
     Credit,
@@ -197,14 +196,15 @@ _UNSET = "\x00"  # stands for None in a fingerprint (no text field holds a NUL: 
 
 def _fingerprint(result: Statement, payout: tuple[str, Decimal]) -> str:
     """Of everything stored: an unchanged recomputation writes nothing. Each line's fields joined by separators
-    no text holds, hashed as they come (a repr of 100,000 dataclasses was a tenth of computing the statements)."""
+    no text holds (a repr of 100,000 dataclasses was a tenth of computing the statements), all lines encoded and
+    hashed at once."""
     digest = hashlib.sha256()
-    for line in result.lines:
-        fields = (line.kind, line.key, str(line.amount), line.description, "\x1e".join(line.steps),
-                  line.lead_id, line.plan_id, None if line.plan_version is None else str(line.plan_version),
-                  line.rule, line.reason, line.author)
-        digest.update("\x1f".join(_UNSET if f is None else f for f in fields).encode())
-        digest.update(b"\x1d")
+    digest.update("".join([
+        f"{line.kind}\x1f{line.key}\x1f{line.amount}\x1f{line.description}\x1f{chr(0x1e).join(line.steps)}\x1f"
+        f"{_UNSET if line.lead_id is None else line.lead_id}\x1f{_UNSET if line.plan_id is None else line.plan_id}\x1f"
+        f"{_UNSET if line.plan_version is None else line.plan_version}\x1f{_UNSET if line.rule is None else line.rule}"
+        f"\x1f{_UNSET if line.reason is None else line.reason}\x1f{_UNSET if line.author is None else line.author}\x1d"
+        for line in result.lines]).encode())
     digest.update(repr((sorted(result.summary().items()), payout)).encode())
     return digest.hexdigest()
 
@@ -224,45 +224,6 @@ def figures(row: Any) -> StatementFigures:
                             period_start=row.period_start, period_end=row.period_end, version=row.version,
                             total=Decimal(row.total), plan_currency=row.plan_currency, payout=Decimal(row.payout),
                             payout_currency=row.payout_currency)
-
-
-LINE_COLUMNS = ("org_id", "line_id", "statement_id", "seq", "kind", "key", "lead_id", "plan_id", "plan_version",
-                "rule", "amount", "description", "steps", "reason", "author")
-
-
-def _new_ids(count: int) -> list[str]:
-    """`count` random (version 4) UUIDs as text, from one read of the system's randomness: an org's statements
-    have a hundred thousand lines, and uuid4() one at a time is a noticeable part of writing them."""
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
-    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
-    h = raw.hex()
-    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
-            for i in range(0, 32 * count, 32)]
-
-
-async def _write_lines(uow: UnitOfWork, org_id: str, lines_by_statement: dict[str, list[Line]]) -> None:
-    """Replace the lines of these statements: one DELETE, and one COPY (or INSERT) for all of them."""
-    ids = list(lines_by_statement)
-    for chunk in repo.chunks(ids):
-        await uow.session.execute(sa.delete(statement_lines).where(statement_lines.c.org_id == org_id,
-                                                                   statement_lines.c.statement_id.in_(chunk)))
-    line_ids = iter(_new_ids(sum(len(lines) for lines in lines_by_statement.values())))
-    rows = [(org_id, next(line_ids), statement_id, i, line.kind, line.key[:300], line.lead_id, line.plan_id,
-             line.plan_version, line.rule, line.amount, line.description, line.steps, line.reason, line.author)
-            for statement_id, lines in lines_by_statement.items() for i, line in enumerate(lines)]
-    if not rows:
-        return
-    if uow.dialect == "postgresql" and len(rows) > 20:
-        # COPY: a statement of thousands of lines is written several times faster than by INSERTs.
-        connection = await (await uow.session.connection()).get_raw_connection()
-        # union-attr: a connection checked out of the pool always has its asyncpg connection
-        await connection.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            "statement_lines", columns=LINE_COLUMNS,
-            records=[(*row[:12], orjson.dumps(row[12]).decode(), *row[13:]) for row in rows])
-        return
-    await uow.session.execute(sa.insert(statement_lines), [
-        dict(zip(LINE_COLUMNS, (*row[:12], list(row[12]), *row[13:]), strict=True)) for row in rows])
 
 
 @dataclass
@@ -330,34 +291,22 @@ async def _compute_one(uow: UnitOfWork, data: OrgData, participant_id: str, star
                      reason)
 
 
-_UPDATE_STATEMENT = sa.update(statements).where(
-    statements.c.org_id == sa.bindparam("b_org_id"), statements.c.statement_id == sa.bindparam("b_statement_id"))
-
-
 async def _store(uow: UnitOfWork, data: OrgData, computed: list[_Computed], now: datetime) -> None:
     """Store a period's recomputed statements together: a few statements for all of them, not a few each."""
     if not computed:
         return
     org_id = data.org_id
-    superseded = [c for c in computed if c.outcome == "new_version"]
-    if superseded:
-        await uow.session.execute(_UPDATE_STATEMENT.values(status="superseded", revision=sa.bindparam("b_revision")), [
-            {"b_org_id": org_id, "b_statement_id": c.current.statement_id, "b_revision": c.current.revision + 1}
-            for c in superseded])
-    created = [c for c in computed if c.outcome != "updated"]
-    if created:
-        await uow.session.execute(sa.insert(statements), [
-            {"org_id": org_id, "statement_id": c.statement_id, "participant_id": c.participant_id,
-             "period_start": c.start, "period_end": c.end, "version": c.version, "revision": 1, **c.values}
-            for c in created])
-    updated = [c for c in computed if c.outcome == "updated"]
-    if updated:
-        # The rows are locked (recompute_many read them FOR UPDATE), so the revision read is the one to bump.
-        await uow.session.execute(_UPDATE_STATEMENT.values(
-            revision=sa.bindparam("b_revision"), **{k: sa.bindparam(f"b_{k}") for k in computed[0].values}), [
-            {"b_org_id": org_id, "b_statement_id": c.statement_id, "b_revision": c.current.revision + 1,
-             **{f"b_{k}": v for k, v in c.values.items()}} for c in updated])
-    await _write_lines(uow, org_id, {c.statement_id: c.lines for c in computed})
+    # The rows are locked (recompute_many read them FOR UPDATE), so the revision read is the one to bump.
+    await stored.update_statements(uow.session, org_id, [
+        stored.StatementChange(c.current.statement_id, c.current.revision + 1, {"status": "superseded"})
+        for c in computed if c.outcome == "new_version"])
+    await stored.insert_statements(uow.session, org_id, [
+        stored.NewStatement(c.statement_id, c.participant_id, c.start, c.end, c.version, c.values)
+        for c in computed if c.outcome != "updated"])
+    await stored.update_statements(uow.session, org_id, [
+        stored.StatementChange(c.statement_id, c.current.revision + 1, c.values)
+        for c in computed if c.outcome == "updated"])
+    await stored.replace_lines(uow.session, org_id, {c.statement_id: c.lines for c in computed})
     for c in computed:
         revision = 1 if c.outcome != "updated" else c.current.revision + 1
         statement = StatementFigures(statement_id=c.statement_id, participant_id=c.participant_id,
