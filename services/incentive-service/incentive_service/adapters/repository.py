@@ -3,7 +3,7 @@ statements themselves. Returns domain objects or plain rows; no business rules h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -197,21 +197,60 @@ def aware(moment: datetime) -> datetime:
 
 
 # ------------------------------------------------------------------ statements
+@dataclass(frozen=True)
+class StatementRow:
+    """One version of a participant's statement of a period (the `statements` table)."""
+
+    org_id: str
+    statement_id: str
+    participant_id: str
+    period_start: date
+    period_end: date
+    version: int
+    status: str
+    plan_currency: str
+    total: Decimal
+    payout_currency: str
+    payout: Decimal
+    summary: dict[str, Any]
+    fingerprint: str
+    reason: str
+    revision: int
+    computed_at: datetime
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    approved_by: str | None
+    approved_at: datetime | None
+    locked_by: str | None
+    locked_at: datetime | None
+    paid_by: str | None
+    paid_at: datetime | None
+    payment_reference: str | None
+
+
+_STATEMENT_FIELDS = tuple(f.name for f in fields(StatementRow))
+
+
+def statement_row(row: Any) -> StatementRow:
+    return StatementRow(*(getattr(row, name) for name in _STATEMENT_FIELDS))
+
+
 async def latest_statement(session: AsyncSession, org_id: str, participant_id: str, start: date,
-                           for_update: bool = False) -> Any:
+                           for_update: bool = False) -> StatementRow | None:
     query = (sa.select(statements).where(statements.c.org_id == org_id, statements.c.participant_id == participant_id,
                                          statements.c.period_start == start)
              .order_by(statements.c.version.desc()).limit(1))
     if for_update:
         query = query.with_for_update()
-    return (await session.execute(query)).first()
+    row = (await session.execute(query)).first()
+    return None if row is None else statement_row(row)
 
 
 async def latest_statements(session: AsyncSession, org_id: str, participant_ids: Sequence[str], start: date,
-                            for_update: bool = False) -> dict[str, Any]:
+                            for_update: bool = False) -> dict[str, StatementRow]:
     """The newest version of each participant's statement of the period starting `start` (absent: none yet).
     `for_update` locks every version of them, in one order everywhere (participant, version)."""
-    latest: dict[str, Any] = {}
+    latest: dict[str, StatementRow] = {}
     for chunk in chunks(participant_ids):
         query = (sa.select(statements).where(statements.c.org_id == org_id,
                                              statements.c.participant_id.in_(chunk),
@@ -220,27 +259,27 @@ async def latest_statements(session: AsyncSession, org_id: str, participant_ids:
         if for_update:
             query = query.with_for_update()
         for row in (await session.execute(query)).all():
-            latest[row.participant_id] = row
+            latest[row.participant_id] = statement_row(row)
     return latest
 
 
-async def participant_statements(session: AsyncSession, org_id: str, participant_id: str) -> list[Any]:
+async def participant_statements(session: AsyncSession, org_id: str, participant_id: str) -> list[StatementRow]:
     """The latest version of each of a participant's statements, oldest period first."""
     return (await statement_histories(session, org_id, [participant_id]))[participant_id]
 
 
 async def statement_histories(session: AsyncSession, org_id: str, participant_ids: Sequence[str],
-                              before: date | None = None) -> dict[str, list[Any]]:
+                              before: date | None = None) -> dict[str, list[StatementRow]]:
     """Each participant's statements (of the periods starting before `before`, if given): the latest version of
     each, oldest period first."""
-    latest: dict[str, dict[date, Any]] = {p: {} for p in participant_ids}
+    latest: dict[str, dict[date, StatementRow]] = {p: {} for p in participant_ids}
     for chunk in chunks(participant_ids):
         query = sa.select(statements).where(statements.c.org_id == org_id, statements.c.participant_id.in_(chunk))
         if before is not None:
             query = query.where(statements.c.period_start < before)
         for row in (await session.execute(query.order_by(statements.c.participant_id, statements.c.period_start,
                                                           statements.c.version))).all():
-            latest[row.participant_id][row.period_start] = row
+            latest[row.participant_id][row.period_start] = statement_row(row)
     return {p: list(periods.values()) for p, periods in latest.items()}
 
 

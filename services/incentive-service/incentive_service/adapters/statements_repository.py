@@ -1,4 +1,5 @@
-"""Storing statements and their lines (the queries of service_layer/statements.py's writes).
+"""Statements and their lines: reading them as `StatementRow`s, their workflow's updates, and storing
+recomputed ones.
 
 An org's statements of a quarter are ~200 rows and ~100,000 lines, written together: one statement for all new
 statements, one for all changed ones, one DELETE of their old lines and one COPY of all lines (PostgreSQL; an
@@ -9,15 +10,73 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.db import rows_affected
+
 from ..domain.commissions import Line
 from .orm import statement_lines, statements
-from .repository import chunks
+from .repository import StatementRow, chunks, statement_row
+
+
+async def _statement_rows(session: AsyncSession, query: sa.Select[Any]) -> list[StatementRow]:
+    return [statement_row(r) for r in (await session.execute(query)).all()]
+
+
+async def statement_of(session: AsyncSession, org_id: str, statement_id: str) -> StatementRow | None:
+    found = await _statement_rows(session, sa.select(statements).where(
+        statements.c.org_id == org_id, statements.c.statement_id == statement_id))
+    return found[0] if found else None
+
+
+async def statement_version(session: AsyncSession, org_id: str, participant_id: str, start: date,
+                            version: int) -> StatementRow:
+    found = await _statement_rows(session, sa.select(statements).where(
+        statements.c.org_id == org_id, statements.c.participant_id == participant_id,
+        statements.c.period_start == start, statements.c.version == version))
+    if len(found) != 1:
+        raise LookupError(f"no version {version} of {participant_id}'s statement of {start}")
+    return found[0]
+
+
+async def statements_of(session: AsyncSession, org_id: str, *, participant_id: str | None = None,
+                        period_start: date | None = None, approved_only: bool = False) -> list[StatementRow]:
+    """Every version of the org's statements (of one participant, one period), by period, participant and
+    version; `approved_only`: the versions that were approved at some point (what a rep may see)."""
+    query = sa.select(statements).where(statements.c.org_id == org_id)
+    if participant_id is not None:
+        query = query.where(statements.c.participant_id == participant_id)
+    if period_start is not None:
+        query = query.where(statements.c.period_start == period_start)
+    if approved_only:
+        query = query.where(statements.c.approved_at.is_not(None))
+    return await _statement_rows(session, query.order_by(statements.c.period_start, statements.c.participant_id,
+                                                         statements.c.version))
+
+
+async def open_statement_periods(session: AsyncSession, org_id: str, open_statuses: Sequence[str],
+                                 ending_after: date) -> set[tuple[str, date]]:
+    """(participant, period start) of every statement in one of `open_statuses` whose period ends after the
+    date."""
+    rows = (await session.execute(sa.select(statements.c.participant_id, statements.c.period_start).where(
+        statements.c.org_id == org_id, statements.c.status.in_(open_statuses),
+        statements.c.period_end > ending_after))).tuples().all()
+    return set(rows)
+
+
+async def move_statement(session: AsyncSession, org_id: str, statement_id: str, from_status: str,
+                         values: Mapping[str, Any]) -> bool:
+    """Set these values on the statement if it is still in `from_status`; whether it was."""
+    result = await session.execute(sa.update(statements).where(
+        statements.c.org_id == org_id, statements.c.statement_id == statement_id,
+        statements.c.status == from_status).values(**values))
+    return rows_affected(result) == 1
+
 
 LINE_COLUMNS = ("org_id", "line_id", "statement_id", "seq", "kind", "key", "lead_id", "plan_id", "plan_version",
                 "rule", "amount", "description", "steps", "reason", "author")

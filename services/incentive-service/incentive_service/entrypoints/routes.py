@@ -30,7 +30,9 @@ from salesflow_shared.preconditions import check_if_match, content_etag, strong_
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
-from ..adapters.orm import audit_log, deal_outcomes, disputes, payees, statements
+from ..adapters import statements_repository as stored
+from ..adapters.audit_repository import audit_entries
+from ..adapters.orm import deal_outcomes, disputes, payees
 from ..domain.commissions import Win, compute_statement
 from ..domain.money import cents
 from ..service_layer import adjustments as adjusting
@@ -206,8 +208,7 @@ def line_json(row: Any) -> dict[str, Any]:
 
 async def visible_statement(uow: UnitOfWork, principal: Principal, statement_id: str) -> Any:
     """A rep reaches only their own statements, and only versions that were approved."""
-    row = (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == principal.org_id, statements.c.statement_id == statement_id))).first()
+    row = await stored.statement_of(uow.session, principal.org_id, statement_id)
     if row is None or (not principal.sees_whole_org and (
             row.participant_id != principal.user_id or row.approved_at is None)):
         raise NotFound(f"no statement {statement_id}")
@@ -259,15 +260,12 @@ async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: 
 async def list_statements(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100,
                           period_start: date | None = None, participant_id: str | None = None,
                           status: str | None = None, all_versions: bool = False) -> dict[str, Any]:
-    query = sa.select(statements).where(statements.c.org_id == principal.org_id)
     if not principal.sees_whole_org:
-        query = query.where(statements.c.participant_id == principal.user_id, statements.c.approved_at.is_not(None))
-    elif participant_id:
-        query = query.where(statements.c.participant_id == participant_id)
-    if period_start:
-        query = query.where(statements.c.period_start == period_start)
-    rows = (await uow.session.execute(query.order_by(statements.c.period_start, statements.c.participant_id,
-                                                     statements.c.version))).all()
+        rows = await stored.statements_of(uow.session, principal.org_id, participant_id=principal.user_id,
+                                          period_start=period_start or None, approved_only=True)
+    else:
+        rows = await stored.statements_of(uow.session, principal.org_id, participant_id=participant_id or None,
+                                          period_start=period_start or None)
     if not all_versions:  # the newest (visible) version of each statement
         newest: dict[tuple[str, date], Any] = {}
         for row in rows:
@@ -288,12 +286,8 @@ async def get_statement(statement_id: str, principal: CurrentPrincipal, uow: Uow
             "period (a rep: the approved ones)", operation_id="statementVersions", **returns(R.StatementPage))
 async def statement_versions(statement_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     row = await visible_statement(uow, principal, statement_id)
-    query = sa.select(statements).where(statements.c.org_id == principal.org_id,
-                                        statements.c.participant_id == row.participant_id,
-                                        statements.c.period_start == row.period_start)
-    if not principal.sees_whole_org:
-        query = query.where(statements.c.approved_at.is_not(None))
-    rows = (await uow.session.execute(query.order_by(statements.c.version))).all()
+    rows = await stored.statements_of(uow.session, principal.org_id, participant_id=row.participant_id,
+                                      period_start=row.period_start, approved_only=not principal.sees_whole_org)
     return {"items": [statement_json(r) for r in rows], "next_cursor": None}
 
 
@@ -472,9 +466,7 @@ async def resolve_dispute(dispute_id: str, body: ResolveIn, principal: ManagerPr
 
 # ------------------------------------------------------------------ payouts
 async def _period_rows(uow: UnitOfWork, org_id: str, period_start: date) -> list[Any]:
-    rows = (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == org_id, statements.c.period_start == period_start)
-        .order_by(statements.c.participant_id, statements.c.version))).all()
+    rows = await stored.statements_of(uow.session, org_id, period_start=period_start)
     newest: dict[str, Any] = {}
     for row in rows:
         newest[row.participant_id] = row
@@ -520,12 +512,7 @@ async def export_payroll(period_start: date, principal: ManagerPrincipal, uow: U
             operation_id="auditTrail", **returns(R.AuditEntryPage))
 async def audit_trail(principal: ManagerPrincipal, uow: UowDep, limit: LimitParam = 100,
                       entity: str | None = None, entity_id: str | None = None) -> dict[str, Any]:
-    query = sa.select(audit_log).where(audit_log.c.org_id == principal.org_id)
-    if entity:
-        query = query.where(audit_log.c.entity == entity)
-    if entity_id:
-        query = query.where(audit_log.c.entity_id == entity_id)
-    rows = (await uow.session.execute(query.order_by(audit_log.c.id.desc()).limit(limit))).all()
+    rows = await audit_entries(uow.session, principal.org_id, limit, entity, entity_id)
     return {"items": [{"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "entity": r.entity,
                        "entity_id": r.entity_id, "before": r.before, "after": r.after} for r in rows],
             "next_cursor": None}

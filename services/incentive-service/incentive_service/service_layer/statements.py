@@ -20,11 +20,9 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, Worker, run_periodically
-from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import Conflict, NotFound
 from salesflow_shared.events import (
     EventData,
@@ -36,9 +34,10 @@ from salesflow_shared.events import (
 )
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import recalculation_repository as queued
 from ..adapters import repository as repo
 from ..adapters import statements_repository as stored
-from ..adapters.orm import recalculation_queue, statements
+from ..adapters.repository import StatementRow
 from ..domain.commissions import (
     Adjustment,
     Credit,
@@ -307,7 +306,7 @@ async def _compose(uow: UnitOfWork, data: OrgData, evaluated: _Evaluated, now: d
     elif current is not None:
         version, statement_id, outcome = current.version, current.statement_id, "updated"
         if version > 1:  # a draft after a seen version: that version's lines plus the differences
-            seen = await _version(uow, data.org_id, e.participant_id, e.start, version - 1)
+            seen = await stored.statement_version(uow.session, data.org_id, e.participant_id, e.start, version - 1)
             base = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id, seen.statement_id)]
             lines = base + recalculation_lines(base, e.result.lines, e.reason)
     else:
@@ -483,15 +482,8 @@ async def _recompute_periods(uow: UnitOfWork, data: OrgData, targets: dict[tuple
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
 
-async def _version(uow: UnitOfWork, org_id: str, participant_id: str, start: date, version: int) -> Any:
-    return (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == org_id, statements.c.participant_id == participant_id,
-        statements.c.period_start == start, statements.c.version == version))).one()
-
-
-async def get_statement_row(uow: UnitOfWork, org_id: str, statement_id: str) -> Any:
-    row = (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == org_id, statements.c.statement_id == statement_id))).first()
+async def get_statement_row(uow: UnitOfWork, org_id: str, statement_id: str) -> StatementRow:
+    row = await stored.statement_of(uow.session, org_id, statement_id)
     if row is None:
         raise NotFound(f"no statement {statement_id}")
     return row
@@ -539,10 +531,7 @@ async def targets_for_participant(data: OrgData, participant_id: str, since: dat
 
 async def targets_for_org(uow: UnitOfWork, data: OrgData, since: date, today: date) -> set[tuple[str, date]]:
     """Every open statement from `since` on, and every period from `since` to now of everyone a plan covers."""
-    rows = (await uow.session.execute(sa.select(statements.c.participant_id, statements.c.period_start).where(
-        statements.c.org_id == data.org_id, statements.c.status.in_(OPEN),
-        statements.c.period_end > since))).all()
-    found = {(r.participant_id, r.period_start) for r in rows}
+    found = await stored.open_statement_periods(uow.session, data.org_id, OPEN, since)
     people = set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named
     for participant in people:
         found |= await targets_for_participant(data, participant, since, today)
@@ -552,18 +541,12 @@ async def targets_for_org(uow: UnitOfWork, data: OrgData, since: date, today: da
 async def recalculate_queued(context: ServiceContext, now: datetime, batch: int = 50) -> int:
     """Take up to `batch` queued changes, recompute the statements they affect; returns how many were taken."""
     async with context.uow() as uow:
-        query = sa.select(recalculation_queue).order_by(recalculation_queue.c.queued_at).limit(batch)
-        if uow.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = (await uow.session.execute(query)).all()
+        rows = await queued.take_queued(uow.session, batch)
         if not rows:
             return 0
-        by_org: dict[str, list[Any]] = {}
+        by_org: dict[str, list[queued.QueuedRecalculation]] = {}
         for row in rows:
             by_org.setdefault(row.org_id, []).append(row)
-            await uow.session.execute(sa.delete(recalculation_queue).where(
-                recalculation_queue.c.org_id == row.org_id, recalculation_queue.c.subject_kind == row.subject_kind,
-                recalculation_queue.c.subject_id == row.subject_id, recalculation_queue.c.on_date == row.on_date))
         for org_id, items in by_org.items():
             data = await OrgData.load(uow, org_id)
             targets: dict[tuple[str, date], str] = {}
@@ -602,10 +585,7 @@ async def transition(uow: UnitOfWork, org_id: str, statement_id: str, action: st
                               "revision": row.revision + 1}
     if action == "pay":
         values["payment_reference"] = payment_reference
-    result = await uow.session.execute(sa.update(statements).where(
-        statements.c.org_id == org_id, statements.c.statement_id == statement_id,
-        statements.c.status == source).values(**values))
-    if rows_affected(result) != 1:
+    if not await stored.move_statement(uow.session, org_id, statement_id, source, values):
         raise Conflict(f"statement {statement_id} changed meanwhile; read it again")
     updated = await get_statement_row(uow, org_id, statement_id)
     announcements: dict[str, Callable[[StatementFigures], EventData]] = {
