@@ -175,6 +175,14 @@ async def lead_outcomes(session: AsyncSession, org_id: str, lead_id: str) -> lis
                                        .order_by(deal_outcomes.c.at))).all())
 
 
+async def insert_refund(session: AsyncSession, org_id: str, refund_id: str, lead_id: str, at: datetime,
+                        recorded_by: str, note: str | None) -> None:
+    """A won deal refunded, as entered over the API (an outcome like a loss: a clawback within the plan's days)."""
+    await session.execute(sa.insert(deal_outcomes).values(
+        org_id=org_id, event_id=refund_id, lead_id=lead_id, kind="refunded", at=at, recorded_by=recorded_by,
+        note=note))
+
+
 async def load_adjustments(session: AsyncSession, org_id: str, participant_id: str, start: date) -> list[Adjustment]:
     return (await load_adjustments_of(session, org_id, [participant_id], start))[participant_id]
 
