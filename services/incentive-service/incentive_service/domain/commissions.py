@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from .money import HUNDRED, ZERO, Rates, cents, pct, show
@@ -259,6 +260,9 @@ def _marginal(item: _Priced, quota: Decimal | None, cumulative: Decimal,
     return total, ",".join(used), steps
 
 
+_WON_ORDER = attrgetter("credit.win.at", "credit.credit_id")  # in the order the deals were won
+
+
 def compute_statement(inp: StatementInput) -> Statement:
     period_plan = inp.period_plan.plan
     currency = period_plan.currency
@@ -266,7 +270,7 @@ def compute_statement(inp: StatementInput) -> Statement:
     priced: list[_Priced] = []
     # Thousands of credits share a few currencies and days: each (currency, day)'s rate is looked up once.
     day_rates: dict[tuple[str, date], tuple[Decimal, str] | None] = {}
-    for entry in sorted(inp.credits, key=lambda e: (e.credit.win.at, e.credit.credit_id)):
+    for entry in sorted(inp.credits, key=_WON_ORDER):
         credit, win = entry.credit, entry.credit.win
         plan = entry.plan
         won_on = win.at.date()
