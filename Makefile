@@ -11,7 +11,7 @@ MYPY_PACKAGES := salesflow_shared lead_service pipeline_service assignment_servi
                  metrics_service incentive_service
 NPM_STAMP := $(TS_CLIENT)/node_modules/.installed
 
-.PHONY: install run test lint schemas openapi api-contract clean
+.PHONY: install run test test-fast lint schemas openapi api-contract clean
 
 $(STAMP): shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ $(NPM_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
 test: install lint api-contract  ## install, pass the lint and type gate, and run every test against the local PostgreSQL and RabbitMQ
 	$(BIN)/salesflow schemas export --check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## the service-layer tests only: every service's use cases and handlers on SQLite, no servers, in seconds
+	$(BIN)/python -m pytest $(foreach s,$(SERVICES),$(wildcard services/$(s)/tests/service_layer)) $(PYTEST_ARGS)
 
 lint: install  ## the lint and type gate, zero findings: ruff (ruff.toml) over everything, mypy (mypy.ini) over the code
 	$(BIN)/ruff check .

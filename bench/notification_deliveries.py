@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "notification-service" / "tests"))
 
-from notification_fakes import FakeMailchimp, SmtpSink  # noqa: E402
+from notification_fakes import FakeMailchimp  # noqa: E402
 
 from notification_service.adapters.mailchimp import MailchimpClient  # noqa: E402
 from notification_service.adapters.mailer import SmtpMailer  # noqa: E402
@@ -30,7 +30,7 @@ from notification_service.config import Settings  # noqa: E402
 from notification_service.entrypoints.http import create_app  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import LeadAssignedV1, make_event  # noqa: E402
-from salesflow_shared.testing import POSTGRES_URL, running_app, service_test_settings  # noqa: E402
+from salesflow_shared.testing import POSTGRES_URL, SmtpSink, running_app, service_test_settings  # noqa: E402
 
 
 async def bench_emails(n: int, concurrency: int) -> tuple[float, float, float]:

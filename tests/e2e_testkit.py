@@ -22,13 +22,13 @@ import httpx
 import sqlalchemy as sa
 import uvicorn
 from lead_testkit import FakeProvider
-from notification_fakes import FakeMailchimp, SmtpSink, free_port
+from notification_fakes import FakeMailchimp
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from system_harness import EmbeddedSystem, RunningSystem
 
 from salesflow_shared.signatures import sign
-from salesflow_shared.testing import auth_headers
+from salesflow_shared.testing import SmtpSink, auth_headers, free_port
 
 T = TypeVar("T")
 

@@ -11,15 +11,14 @@ import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import httpx
-from aiosmtpd.controller import Controller
 from system_harness import free_port, wait_ready
 
+from salesflow_shared import testing
 from salesflow_shared.events import ContactData, Envelope, LeadCreatedV1, LeadSnapshot, make_event
 from salesflow_shared.runner import find_service
 from salesflow_shared.testing import auth_headers
@@ -115,26 +114,13 @@ class ReplicaSet:
                 replica.process.wait()
 
 
-class SmtpSink:
-    """A real SMTP server on 127.0.0.1 that records every message it accepts."""
+class SmtpSink(testing.SmtpSink):
+    """The shared SMTP server, keeping of each message what the replica tests compare: its Message-ID, the
+    envelope's recipients and the subject."""
 
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.port = free_port()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
-        message = message_from_bytes(envelope.content)
+    def keep(self, message: Any, envelope: Any) -> None:
         self.messages.append({"message_id": message.get("Message-ID"), "to": list(envelope.rcpt_tos),
                               "subject": message.get("Subject")})
-        return "250 OK"
-
-    def __enter__(self) -> SmtpSink:
-        self._controller.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._controller.stop()
 
 
 class Observer:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,13 +21,7 @@ import httpx
 
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database
 from salesflow_shared.runner import SERVICES, ServiceEntry
-from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, free_port
 
 
 def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float, name: str,

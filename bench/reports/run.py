@@ -47,9 +47,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "services" / "metrics-service"))
 
+from metrics_service.adapters import rollups  # noqa: E402
 from metrics_service.config import Settings  # noqa: E402
 from metrics_service.entrypoints.http import create_app  # noqa: E402
-from metrics_service.service_layer import rollups  # noqa: E402
 from salesflow_shared.clock import ManualClock  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import Envelope, make_event  # noqa: E402

@@ -2,13 +2,28 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+R = TypeVar("R")
+
+
+def records(cls: type[R], rows: Iterable[Any]) -> list[R]:
+    """Rows (mappings: `.mappings()`) as records: `cls` (a dataclass) has a field for each column selected, named
+    alike."""
+    return [cls(**row) for row in rows]
+
+
+def first_record(cls: type[R], result: Result[Any]) -> R | None:
+    """The result's first row as a record (see `records`), or None without one."""
+    row = result.mappings().first()
+    return cls(**row) if row is not None else None
 
 
 def rows_affected(result: Result[Any]) -> int:

@@ -6,7 +6,7 @@ first. A concurrent duplicate waits on the unique index until the first commits,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,26 +15,34 @@ from .db import rows_affected
 from .events import Envelope, utcnow
 from .infra_tables import inbox_table
 
+S = TypeVar("S")
+
 
 def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
     name = session.bind.dialect.name if session.bind is not None else "postgresql"
     return sqlite.insert if name == "sqlite" else postgresql.insert
 
 
-# Built once (the hot path of every delivery): executed with a parameter dict, the statement object, its cache
-# key and its compiled form are reused instead of being built again for each event.
-_CLAIM = {name: insert(inbox_table).on_conflict_do_nothing(index_elements=["handler", "event_id"])
-          for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))}
-_CLAIM_RETURNING = {name: statement.returning(inbox_table.c.event_id) for name, statement in _CLAIM.items()}
-
-
-def _dialect(session: AsyncSession) -> str:
+def dialect_name(session: AsyncSession) -> str:
+    """The key of `per_dialect`'s statements for this session's database."""
     return "sqlite" if session.bind is not None and session.bind.dialect.name == "sqlite" else "postgresql"
+
+
+def per_dialect(build: Callable[[Callable[..., Any]], S]) -> dict[str, S]:
+    """An INSERT ... ON CONFLICT statement built once per dialect by `build(insert)`, for statements on a hot
+    path: executed with a parameter dict, the statement object, its cache key and its compiled form are reused
+    instead of being built again each time. Pick it with `dialect_name(session)`."""
+    return {"sqlite": build(sqlite.insert), "postgresql": build(postgresql.insert)}
+
+
+# Built once (the hot path of every delivery).
+_CLAIM = per_dialect(lambda insert: insert(inbox_table).on_conflict_do_nothing(index_elements=["handler", "event_id"]))
+_CLAIM_RETURNING = {name: statement.returning(inbox_table.c.event_id) for name, statement in _CLAIM.items()}
 
 
 async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -> bool:
     """Record that `handler` handles this event now; False when it already has (a redelivery)."""
-    result = await session.execute(_CLAIM[_dialect(session)], {
+    result = await session.execute(_CLAIM[dialect_name(session)], {
         "handler": handler, "event_id": str(envelope.id), "event_type": envelope.type, "processed_at": utcnow()})
     return rows_affected(result) == 1
 
@@ -47,4 +55,4 @@ async def claim_events(session: AsyncSession, handler: str, envelopes: list[Enve
     # Rows as parameters of one statement (sent as multi-row VALUES pages): the statement is compiled once and
     # cached, where rows inlined with .values([...]) are compiled again for every batch.
     rows = [{"handler": handler, "event_id": str(e.id), "event_type": e.type, "processed_at": now} for e in envelopes]
-    return set((await session.execute(_CLAIM_RETURNING[_dialect(session)], rows)).scalars().all())
+    return set((await session.execute(_CLAIM_RETURNING[dialect_name(session)], rows)).scalars().all())

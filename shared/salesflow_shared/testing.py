@@ -7,6 +7,9 @@ bus namespace (exchange and queue prefix), so tests never see each other's rows 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.message
+import email.policy
 import os
 import socket
 import time
@@ -221,9 +224,7 @@ async def serving_over_http(app: Any, host: str = "127.0.0.1") -> AsyncIterator[
 
     from .runner import _EmbeddedServer
 
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port = probe.getsockname()[1]
+    port = free_port(host)
     server = _EmbeddedServer(uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -235,6 +236,65 @@ async def serving_over_http(app: Any, host: str = "127.0.0.1") -> AsyncIterator[
     finally:
         server.should_exit = True
         await task
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts, for the services' and the
+    system's tests alike: it can answer 4xx (`fail_next`), answer slowly (`delay_s`) and run a fault at the worst
+    moment, after taking the message and before the sender hears "250" (`on_accept`).
+
+    What it keeps of a message is `keep`'s choice (the parsed message; a subclass may keep less)."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller  # a test dependency only: imported when a sink is made
+
+        self.messages: list[Any] = []
+        self.fail_next = 0
+        self.delay_s = 0.0
+        self.receiving = 0  # messages that waited `delay_s`
+        self.on_accept: Callable[[], Awaitable[None]] | None = None
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        if self.delay_s:
+            self.receiving += 1
+            await asyncio.sleep(self.delay_s)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return "451 4.3.0 try again later"
+        raw = envelope.original_content or envelope.content
+        self.keep(email.message_from_bytes(raw, policy=email.policy.default), envelope)
+        if self.on_accept is not None:
+            await self.on_accept()
+        return "250 OK"
+
+    def keep(self, message: email.message.Message, envelope: Any) -> None:
+        self.messages.append(message)
+
+    def to(self, address: str) -> list[Any]:
+        return [m for m in self.messages if address in str(m["To"])]
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> SmtpSink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class ContractCheckingTransport(httpx.AsyncBaseTransport):
@@ -369,3 +429,69 @@ async def service_under_test(kind: type[S], app: Any, clock: Any, amqp_url: str,
             yield kind(client=client, context=app.state.context, clock=clock, feeder=feeder)
     finally:
         await feeder.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One service embedded in the test's process, for the fast service-layer tests (services/*/tests/service_layer)
+@dataclass
+class EmbeddedService:
+    """A service as `make run` starts it with nothing configured (SQLite file, in-process bus) but without its
+    HTTP app and background workers: tests call its use cases, hand events to its handlers and run its workers'
+    ticks themselves, on a clock they move."""
+
+    context: Any
+    clock: Any
+    told: list[Any]  # envelopes of the observed types that reached the in-process bus, oldest first
+
+    def uow(self) -> Any:
+        return self.context.uow()
+
+    def session(self) -> Any:
+        return self.context.database.session()
+
+    async def dispatch(self, envelope: Any) -> Any:
+        """Straight to the service's handlers (deterministic order), with the inbox and a real transaction."""
+        await self.context.dispatcher.dispatch(envelope)
+        return envelope
+
+    async def events(self, org_id: str, *types: str, count: int) -> list[Any]:
+        """The org's events of these types once `count` of them reached the bus (oldest first)."""
+        async def arrived() -> list[Any]:
+            found = [e for e in self.told if e.org_id == org_id and e.type in types]
+            assert len(found) >= count, found
+            return found
+        return await eventually(arrived, timeout=5)
+
+    async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        return await outbox_payloads(self.context.database, event_type)
+
+
+def embedded_settings(settings_cls: type[T], database_path: Any, **overrides: Any) -> T:
+    """Test settings for an embedded service: its database is the SQLite file at `database_path`, no broker."""
+    return service_test_settings(settings_cls, database_url=f"sqlite+aiosqlite:///{database_path}", **overrides)
+
+
+@asynccontextmanager
+async def embedded_service(definition: Any, clock: Any, observe: tuple[str, ...] = ()) -> AsyncIterator[
+        EmbeddedService]:
+    """Start the service of `definition` embedded (no workers, `clock` everywhere); events of the `observe`
+    types published on its bus are collected in `told`."""
+    import dataclasses
+
+    from .app import ServiceContext
+    from .bus import Subscription
+    from .events import Envelope
+
+    context = ServiceContext(dataclasses.replace(definition, workers=(), clock=clock), None)
+    told: list[Any] = []
+
+    async def listen(body: bytes, _headers: dict[str, Any]) -> None:
+        told.append(Envelope.from_json(body))
+
+    await context.start()
+    try:
+        if observe:
+            await context.bus.subscribe(Subscription(queue="observer.events", event_types=observe, callback=listen))
+        yield EmbeddedService(context, clock, told)
+    finally:
+        await context.stop()

@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
-from notification_fakes import FakeMailchimp, SmtpSink
+from notification_fakes import FakeMailchimp
 from notification_testkit import Harness
 
 from notification_service.config import Settings
 from notification_service.entrypoints.http import create_app
 from salesflow_shared.clock import ManualClock
-from salesflow_shared.testing import running_app, service_test_settings
+from salesflow_shared.testing import SmtpSink, running_app, service_test_settings
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday
 

@@ -1,6 +1,6 @@
-"""Outside parties for notification-service's tests, as real local servers on 127.0.0.1:
+"""Outside parties for notification-service's tests, as real local servers on 127.0.0.1 (the SMTP server, which
+the system's tests use too, is salesflow_shared.testing.SmtpSink):
 
-- `SmtpSink`: an aiosmtpd SMTP server that keeps what it accepts and can answer 4xx on demand;
 - `FakeMailchimp`: the Marketing API v3 endpoints the service uses (member upsert / update / archive, tags),
   recording every call, answering 429/5xx on demand, with an optional latency, and counting concurrent
   requests; it also receives outbound webhooks at /hooks/{name}.
@@ -8,66 +8,17 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import hashlib
-import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Any
 
 import uvicorn
-from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ---------------------------------------------------------------------------------------------- SMTP
-class _SmtpHandler:
-    def __init__(self, sink: SmtpSink) -> None:
-        self.sink = sink
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.sink.delay_s:
-            self.sink.receiving += 1
-            await asyncio.sleep(self.sink.delay_s)
-        if self.sink.fail_next > 0:
-            self.sink.fail_next -= 1
-            return "451 4.3.0 try again later"
-        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
-        self.sink.messages.append(message)  # type: ignore[arg-type]
-        if self.sink.on_accept is not None:  # runs before the sender hears "250": a fault at the worst moment
-            await self.sink.on_accept()
-        return "250 OK"
-
-
-class SmtpSink:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.fail_next = 0
-        self.delay_s = 0.0  # a slow relay: waits this long before answering DATA
-        self.receiving = 0
-        self.on_accept: Callable[[], Awaitable[None]] | None = None
-        self.port = free_port()
-        self._controller = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.port)
-
-    def start(self) -> None:
-        self._controller.start()
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if address in str(m["To"])]
+from salesflow_shared.testing import free_port
 
 
 # ---------------------------------------------------------------------------------------------- Mailchimp

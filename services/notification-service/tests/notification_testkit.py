@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from notification_fakes import FakeMailchimp, SmtpSink
+from notification_fakes import FakeMailchimp
 
 from notification_service.adapters.orm import deliveries, enrollments
 from salesflow_shared.bus import OutgoingMessage
@@ -23,7 +23,7 @@ from salesflow_shared.events import (
     make_event,
 )
 from salesflow_shared.infra_tables import inbox_table, outbox_table
-from salesflow_shared.testing import auth_headers, eventually
+from salesflow_shared.testing import SmtpSink, auth_headers, eventually
 
 
 class Harness:

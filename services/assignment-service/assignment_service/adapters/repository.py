@@ -1,18 +1,20 @@
 """Reading and writing the directory, rule sets, rotations and the lead projection (always org-scoped)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.db import rows_affected
 from salesflow_shared.inbox import dialect_insert
 
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
 from ..domain.rules import RuleSet, load_rules
 from ..domain.strategies import RotationState
-from .orm import leads, removed_reps, reps, rotations, rule_sets, teams, territories
+from .orm import decisions, leads, removed_reps, reps, rotations, rule_sets, teams, territories
 
 
 def _dt(value: Any) -> datetime:
@@ -107,10 +109,7 @@ async def open_lead_counts(session: AsyncSession, org_id: str, rep_ids: list[str
 
 # ------------------------------------------------------------------ rule sets
 async def current_rule_set(session: AsyncSession, org_id: str, version: int | None = None) -> RuleSet | None:
-    query = sa.select(rule_sets).where(rule_sets.c.org_id == org_id)
-    query = query.where(rule_sets.c.version == version) if version is not None else \
-        query.order_by(rule_sets.c.version.desc()).limit(1)
-    row = (await session.execute(query)).one_or_none()
+    row = await rule_set_row(session, org_id, version)
     return RuleSet(row.version, load_rules(row.rules)) if row else None
 
 
@@ -165,3 +164,130 @@ async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, snapshot
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, **values: Any) -> None:
     await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
                           .values(**values))
+
+
+# ------------------------------------------------------------------ directory rows (reps, teams, territories)
+async def page_of_rows(session: AsyncSession, table: sa.Table, org_id: str, after: str | None, limit: int, *,
+                       active: bool | None = None) -> list[Any]:
+    """Up to `limit` rows of the org by id after `after` (reps: only active or inactive ones with `active`)."""
+    query = sa.select(table).where(table.c.org_id == org_id,
+                                   *([table.c.active.is_(active)] if active is not None else []))
+    if after:
+        query = query.where(table.c.id > after)
+    return list(await session.execute(query.order_by(table.c.id).limit(limit)))
+
+
+async def insert_row(session: AsyncSession, table: sa.Table, org_id: str, row_id: str, version: int,
+                     now: datetime, values: Mapping[str, object]) -> None:
+    await session.execute(sa.insert(table).values(org_id=org_id, id=row_id, row_version=version,
+                                                  created_at=now, updated_at=now, **values))
+
+
+async def update_row(session: AsyncSession, table: sa.Table, org_id: str, row_id: str, version: int,
+                     now: datetime, changes: Mapping[str, object]) -> None:
+    """Write the changes at `version`."""
+    await session.execute(sa.update(table).where(table.c.org_id == org_id, table.c.id == row_id).values(
+        row_version=version, updated_at=now, **changes))
+
+
+async def bump_row(session: AsyncSession, table: sa.Table, org_id: str, row_id: str, now: datetime,
+                   **changes: Any) -> bool:
+    """Write the changes at the row's next version; False when there is no such row."""
+    result = await session.execute(sa.update(table).where(table.c.org_id == org_id, table.c.id == row_id).values(
+        row_version=table.c.row_version + 1, updated_at=now, **changes))
+    return bool(rows_affected(result))
+
+
+async def delete_row(session: AsyncSession, table: sa.Table, org_id: str, row_id: str) -> None:
+    await session.execute(sa.delete(table).where(table.c.org_id == org_id, table.c.id == row_id))
+
+
+async def rep_ids(session: AsyncSession, org_id: str) -> set[str]:
+    return {r.id for r in await session.execute(sa.select(reps.c.id).where(reps.c.org_id == org_id))}
+
+
+async def territory_ids(session: AsyncSession, org_id: str) -> set[str]:
+    return {r.id for r in await session.execute(sa.select(territories.c.id).where(territories.c.org_id == org_id))}
+
+
+async def mark_assigned(session: AsyncSession, org_id: str, rep_id: str, at: datetime | None) -> None:
+    await session.execute(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == rep_id)
+                          .values(last_assigned_at=at))
+
+
+# ------------------------------------------------------------------ rule set rows
+async def rule_set_row(session: AsyncSession, org_id: str, version: int | None = None) -> Any:
+    """The stored rule set of that version (default: the newest), with who published it and when."""
+    query = sa.select(rule_sets).where(rule_sets.c.org_id == org_id)
+    query = query.where(rule_sets.c.version == version) if version is not None else \
+        query.order_by(rule_sets.c.version.desc()).limit(1)
+    return (await session.execute(query)).one_or_none()
+
+
+async def latest_rule_set_version(session: AsyncSession, org_id: str) -> int:
+    """The newest rule set version of the org; 0 before the first."""
+    latest = (await session.execute(sa.select(sa.func.max(rule_sets.c.version)).where(
+        rule_sets.c.org_id == org_id))).scalar_one_or_none()
+    return int(latest or 0)
+
+
+async def insert_rule_set(session: AsyncSession, org_id: str, version: int, rules: Sequence[Mapping[str, object]],
+                          user_id: str, now: datetime) -> None:
+    await session.execute(sa.insert(rule_sets).values(
+        org_id=org_id, version=version, rules=rules, created_by=user_id, created_at=now))
+
+
+# ------------------------------------------------------------------ decisions
+async def insert_decision(session: AsyncSession, values: Mapping[str, object]) -> None:
+    await session.execute(sa.insert(decisions).values(**values))
+
+
+async def decisions_page(session: AsyncSession, org_id: str, *, lead_id: str | None, owner_id: str | None,
+                         after: tuple[datetime, str] | None, limit: int) -> list[Any]:
+    """Up to `limit` decisions of the org by time and id after `after` (of one lead, or giving leads to one
+    rep)."""
+    query = sa.select(decisions).where(decisions.c.org_id == org_id)
+    if lead_id is not None:
+        query = query.where(decisions.c.lead_id == lead_id)
+    if owner_id is not None:
+        query = query.where(decisions.c.owner_id == owner_id)
+    if after is not None:
+        stamp, decision_id = after
+        query = query.where(sa.or_(decisions.c.created_at > stamp,
+                                   sa.and_(decisions.c.created_at == stamp, decisions.c.id > decision_id)))
+    return list(await session.execute(query.order_by(decisions.c.created_at, decisions.c.id).limit(limit)))
+
+
+async def get_decision(session: AsyncSession, org_id: str, decision_id: str) -> Any:
+    return (await session.execute(sa.select(decisions).where(
+        decisions.c.org_id == org_id, decisions.c.id == decision_id))).one_or_none()
+
+
+async def ever_owned(session: AsyncSession, org_id: str, lead_id: str, rep_id: str) -> bool:
+    row = (await session.execute(sa.select(decisions.c.id).where(
+        decisions.c.org_id == org_id, decisions.c.lead_id == lead_id, decisions.c.owner_id == rep_id).limit(1))).first()
+    return row is not None
+
+
+async def decision_explanations(session: AsyncSession, org_id: str, lead_id: str) -> list[tuple[str, Any]]:
+    """(decision id, explanation) of every decision about the lead."""
+    rows = await session.execute(sa.select(decisions.c.id, decisions.c.explanation).where(
+        decisions.c.org_id == org_id, decisions.c.lead_id == lead_id))
+    return [(decision_id, explanation) for decision_id, explanation in rows]
+
+
+async def set_explanation(session: AsyncSession, decision_id: str, explanation: Mapping[str, object]) -> None:
+    await session.execute(sa.update(decisions).where(decisions.c.id == decision_id).values(explanation=explanation))
+
+
+# ------------------------------------------------------------------ lead projection, continued
+async def get_lead(session: AsyncSession, org_id: str, lead_id: str) -> Any:
+    return (await session.execute(sa.select(leads).where(leads.c.org_id == org_id,
+                                                         leads.c.lead_id == lead_id))).one_or_none()
+
+
+async def open_leads_of(session: AsyncSession, org_id: str, rep_id: str) -> list[str]:
+    """The ids of the open leads the rep owns, in id order."""
+    return [r.lead_id for r in await session.execute(
+        sa.select(leads.c.lead_id).where(leads.c.org_id == org_id, leads.c.owner_id == rep_id,
+                                         leads.c.open.is_(True)).order_by(leads.c.lead_id))]

@@ -59,12 +59,10 @@ async def _must_exist(uow: Any, table: sa.Table, org_id: str, ids: list[str], fi
 
 
 async def _list(uow: Any, table: sa.Table, org_id: str, limit: int, cursor: str | None,
-                *filters: Any) -> tuple[list[Any], str | None]:
+                active: bool | None = None) -> tuple[list[Any], str | None]:
     after = decode_cursor(cursor, 1)
-    query = sa.select(table).where(table.c.org_id == org_id, *filters)
-    if after:
-        query = query.where(table.c.id > str(after[0]))
-    rows = list(await uow.session.execute(query.order_by(table.c.id).limit(limit + 1)))
+    rows = await repo.page_of_rows(uow.session, table, org_id, str(after[0]) if after else None, limit + 1,
+                                   active=active)
     page = page_from_rows(rows, limit, key=lambda r: [r.id])
     return page.items, page.next_cursor
 
@@ -79,8 +77,7 @@ async def _insert_and_respond(uow: Any, idem: Any, table: sa.Table, org_id: str,
     """Insert a new directory row (at `version`, 1 unless it continues a removed row's), publish what it changed
     (`on_saved`), store the idempotent 201 response and commit."""
     now = uow.clock.now()
-    await uow.session.execute(sa.insert(table).values(org_id=org_id, id=row_id, row_version=version,
-                                                      created_at=now, updated_at=now, **values))
+    await repo.insert_row(uow.session, table, org_id, row_id, version, now, values)
     if on_saved is not None:
         await on_saved()
     row = await repo.get_row(uow.session, table, org_id, row_id)
@@ -103,12 +100,10 @@ async def _save_patch(uow: Any, table: sa.Table, row: Any, changes: dict[str, An
                       on_saved: Callable[[], Awaitable[None]] | None = None) -> Any:
     """Apply the changes with the next version, publish what they changed (`on_saved`), commit, and return the
     row as stored (ETag set)."""
-    where = (table.c.org_id == row.org_id, table.c.id == row.id)
-    await uow.session.execute(sa.update(table).where(*where).values(
-        row_version=row.row_version + 1, updated_at=uow.clock.now(), **changes))
+    await repo.update_row(uow.session, table, row.org_id, row.id, row.row_version + 1, uow.clock.now(), changes)
     if on_saved is not None:
         await on_saved()
-    saved = (await uow.session.execute(sa.select(table).where(*where))).one()
+    saved = await repo.get_row(uow.session, table, row.org_id, row.id)
     await uow.commit()
     response.headers["ETag"] = etag(saved.row_version)
     return saved
@@ -159,8 +154,7 @@ async def create_rep(body: RepCreate, uow: UowDep, principal: AdminPrincipal, id
 @router.get("/reps", response_model=RepPage, summary="List reps (filter by active)")
 async def list_reps(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50, cursor: CursorParam = None,
                     active: bool | None = Query(default=None)) -> Any:
-    filters = [reps.c.active.is_(active)] if active is not None else []
-    rows, next_cursor = await _list(uow, reps, principal.org_id, limit, cursor, *filters)
+    rows, next_cursor = await _list(uow, reps, principal.org_id, limit, cursor, active)
     counts = await repo.open_lead_counts(uow.session, principal.org_id, [r.id for r in rows])
     return Page(items=[rep_out(r, counts.get(r.id, 0)) for r in rows], next_cursor=next_cursor)
 
@@ -202,19 +196,16 @@ async def delete_rep(rep_id: str, uow: UowDep, principal: AdminPrincipal) -> Res
         raise Conflict("the current routing rules name this rep; change the rules first")
     for team in (await repo.all_teams(uow.session, org)).values():
         if rep_id in team.member_ids or team.lead_rep_id == rep_id:
-            await uow.session.execute(sa.update(teams).where(teams.c.org_id == org, teams.c.id == team.id).values(
-                member_ids=[m for m in team.member_ids if m != rep_id],
-                lead_rep_id=None if team.lead_rep_id == rep_id else team.lead_rep_id,
-                row_version=teams.c.row_version + 1, updated_at=uow.clock.now()))
+            await repo.bump_row(uow.session, teams, org, team.id, uow.clock.now(),
+                                member_ids=[m for m in team.member_ids if m != rep_id],
+                                lead_rep_id=None if team.lead_rep_id == rep_id else team.lead_rep_id)
     for territory in await repo.all_territories(uow.session, org):
         if rep_id in territory.rep_ids:
-            await uow.session.execute(sa.update(territories).where(
-                territories.c.org_id == org, territories.c.id == territory.id).values(
-                rep_ids=[r for r in territory.rep_ids if r != rep_id],
-                row_version=territories.c.row_version + 1, updated_at=uow.clock.now()))
+            await repo.bump_row(uow.session, territories, org, territory.id, uow.clock.now(),
+                                rep_ids=[r for r in territory.rep_ids if r != rep_id])
     await publish_rep_removed(uow, org, row)
     await repo.remember_removed_rep(uow.session, org, rep_id, row.row_version + 1, uow.clock.now())
-    await uow.session.execute(sa.delete(reps).where(reps.c.org_id == org, reps.c.id == rep_id))
+    await repo.delete_row(uow.session, reps, org, rep_id)
     await uow.commit()
     return Response(status_code=204)
 
@@ -292,7 +283,7 @@ async def delete_team(team_id: str, uow: UowDep, principal: AdminPrincipal) -> R
         raise NotFound(f"no team {team_id}")
     if team_id in (await references_in_current_rules(uow.session, principal.org_id)).teams:
         raise Conflict("the current routing rules use this team; change the rules first")
-    await uow.session.execute(sa.delete(teams).where(teams.c.org_id == principal.org_id, teams.c.id == team_id))
+    await repo.delete_row(uow.session, teams, principal.org_id, team_id)
     await publish_team_membership(uow, principal.org_id, _people(row.member_ids, row.lead_rep_id))
     await uow.commit()
     return Response(status_code=204)
@@ -357,7 +348,6 @@ async def delete_territory(territory_id: str, uow: UowDep, principal: AdminPrinc
         raise NotFound(f"no territory {territory_id}")
     if territory_id in (await references_in_current_rules(uow.session, org)).territories:
         raise Conflict("the current routing rules use this territory; change the rules first")
-    await uow.session.execute(sa.delete(territories).where(territories.c.org_id == org,
-                                                           territories.c.id == territory_id))
+    await repo.delete_row(uow.session, territories, org, territory_id)
     await uow.commit()
     return Response(status_code=204)

@@ -18,7 +18,7 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from salesflow_shared.preconditions import check_if_match as shared_check_if_match
 
 from ..adapters import repository as repo
-from ..adapters.orm import decisions, leads, reps, rule_sets
+from ..adapters.orm import reps, rule_sets
 from ..domain.rules import RuleSet, assumed_facts
 from ..domain.strategies import LEAST_LOADED, ROUND_ROBIN, OwnerRequest
 from ..service_layer.assigning import (
@@ -59,10 +59,7 @@ def _rule_set_body(rule_set: RuleSet, row: Any = None) -> dict[str, Any]:
 
 
 async def _rule_set_row(uow: Any, org_id: str, version: int | None) -> Any:
-    query = sa.select(rule_sets).where(rule_sets.c.org_id == org_id)
-    query = query.where(rule_sets.c.version == version) if version is not None else \
-        query.order_by(rule_sets.c.version.desc()).limit(1)
-    return (await uow.session.execute(query)).one_or_none()
+    return await repo.rule_set_row(uow.session, org_id, version)
 
 
 @router.get("/routing-rules", summary="The current rule set (ETag = its version)",
@@ -191,8 +188,7 @@ async def list_assignments(uow: UowDep, principal: CurrentPrincipal, lead_id: st
 @router.get("/assignments/{decision_id}", summary="One decision with its explanation",
             operation_id="getAssignment", **returns(DecisionOut))
 async def get_assignment(decision_id: str, uow: UowDep, principal: ManagerPrincipal) -> dict[str, Any]:
-    row = (await uow.session.execute(sa.select(decisions).where(
-        decisions.c.org_id == principal.org_id, decisions.c.id == decision_id))).one_or_none()
+    row = await repo.get_decision(uow.session, principal.org_id, decision_id)
     if row is None:
         raise NotFound(f"no decision {decision_id}")
     return decision_row_to_dict(row)
@@ -249,12 +245,9 @@ async def bulk_reassign(rep_id: str, body: BulkReassignIn, uow: UowDep, principa
     if not members:
         raise ValidationFailed.single("team_id", "the team has no other member to take the leads")
     if body.deactivate:
-        await uow.session.execute(sa.update(reps).where(reps.c.org_id == org, reps.c.id == rep_id).values(
-            active=False, row_version=reps.c.row_version + 1, updated_at=uow.clock.now()))
+        await repo.bump_row(uow.session, reps, org, rep_id, uow.clock.now(), active=False)
         await publish_rep(uow, org, rep_id, "deactivated")
-    lead_ids = [r.lead_id for r in await uow.session.execute(
-        sa.select(leads.c.lead_id).where(leads.c.org_id == org, leads.c.owner_id == rep_id,
-                                         leads.c.open.is_(True)).order_by(leads.c.lead_id))]
+    lead_ids = await repo.open_leads_of(uow.session, org, rep_id)
     results: list[dict[str, Any]] = []
     unassigned = 0
     for lead_id in lead_ids:

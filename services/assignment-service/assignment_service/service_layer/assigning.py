@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.clock import rfc3339
@@ -21,7 +20,6 @@ from salesflow_shared.events import LeadAssignedV1, LeadRoutedV1
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
-from ..adapters.orm import decisions, leads, reps
 from ..domain.directory import Territory, resolve_territory
 from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, Rule, RuleMatch, RuleSet, evaluate, lead_facts
 from ..domain.strategies import (
@@ -171,7 +169,7 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
     if keep_owner:
         # A hand-off or re-route that finds nobody available leaves the lead with the rep who has it.
         decision.reason += f"; the lead stays with {lead_row.owner_id}"
-    await session.execute(sa.insert(decisions).values(
+    await repo.insert_decision(session, dict(
         id=decision.id, org_id=org_id, lead_id=decision.lead_id, trigger=decision.trigger,
         rule_set_version=decision.rule_set_version, rule_id=decision.rule.id if decision.rule else None,
         strategy=decision.rule.owner.strategy if decision.rule else None, pipeline_id=decision.pipeline_id,
@@ -218,8 +216,7 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
             trigger=decision.trigger, reason=decision.reason, decision_id=decision.id,
         ), org_id=org_id, subject_id=decision.lead_id, subject_version=version, occurred_at=now)
         if owner is not None:
-            await session.execute(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == owner.id)
-                                  .values(last_assigned_at=now))
+            await repo.mark_assigned(session, org_id, owner.id, now)
     changes["out_version"] = version
     await repo.update_lead(session, org_id, decision.lead_id, **changes)
 
@@ -227,16 +224,9 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
 async def decisions_for(session: AsyncSession, org_id: str, *, lead_id: str | None = None,
                         owner_id: str | None = None, limit: int = 50,
                         after: tuple[str, str] | None = None) -> list[Any]:
-    query = sa.select(decisions).where(decisions.c.org_id == org_id)
-    if lead_id is not None:
-        query = query.where(decisions.c.lead_id == lead_id)
-    if owner_id is not None:
-        query = query.where(decisions.c.owner_id == owner_id)
-    if after is not None:
-        stamp = datetime.fromisoformat(after[0])
-        query = query.where(sa.or_(decisions.c.created_at > stamp,
-                                   sa.and_(decisions.c.created_at == stamp, decisions.c.id > after[1])))
-    return list(await session.execute(query.order_by(decisions.c.created_at, decisions.c.id).limit(limit + 1)))
+    return await repo.decisions_page(
+        session, org_id, lead_id=lead_id, owner_id=owner_id, limit=limit + 1,
+        after=(datetime.fromisoformat(after[0]), after[1]) if after is not None else None)
 
 
 def decision_row_to_dict(row: Any) -> dict[str, Any]:
@@ -249,11 +239,8 @@ def decision_row_to_dict(row: Any) -> dict[str, Any]:
 
 async def was_owner(session: AsyncSession, org_id: str, lead_id: str, rep_id: str) -> bool:
     """Whether a decision ever gave the lead to the rep (it owned it, now or before)."""
-    row = (await session.execute(sa.select(decisions.c.id).where(
-        decisions.c.org_id == org_id, decisions.c.lead_id == lead_id, decisions.c.owner_id == rep_id).limit(1))).first()
-    return row is not None
+    return await repo.ever_owned(session, org_id, lead_id, rep_id)
 
 
 async def lead_row(session: AsyncSession, org_id: str, lead_id: str) -> Any:
-    return (await session.execute(sa.select(leads).where(leads.c.org_id == org_id,
-                                                         leads.c.lead_id == lead_id))).one_or_none()
+    return await repo.get_lead(session, org_id, lead_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.bus import PermanentFailure
@@ -29,7 +28,6 @@ from salesflow_shared.events import (
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
-from ..adapters.orm import decisions
 from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, routed_on
 from .assigning import LEAD_UPDATED, apply_decision, decide, match_rules
 
@@ -187,13 +185,10 @@ async def on_lead_erased(data: LeadErasedV1, envelope: Envelope, uow: UnitOfWork
         status = (row.snapshot or {}).get("status", "open")
         await repo.update_lead(uow.session, org, data.lead_id, snapshot={"lead_id": data.lead_id, "status": status},
                                erased=True, lead_version=max(row.lead_version, envelope.subject_version))
-    rows = await uow.session.execute(sa.select(decisions.c.id, decisions.c.explanation).where(
-        decisions.c.org_id == org, decisions.c.lead_id == data.lead_id))
-    for decision_id, explanation in list(rows):
+    for decision_id, explanation in await repo.decision_explanations(uow.session, org, data.lead_id):
         scrubbed = dict(explanation or {})
         scrubbed["evaluations"] = [_scrub(e) for e in scrubbed.get("evaluations", [])]
-        await uow.session.execute(sa.update(decisions).where(decisions.c.id == decision_id)
-                                  .values(explanation=scrubbed))
+        await repo.set_explanation(uow.session, decision_id, scrubbed)
 
 
 def _scrub(evaluation: dict[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import sqlalchemy as sa
-
-from salesflow_shared.db import rows_affected
 from salesflow_shared.events import RepCreatedV1, RepDeactivatedV1, RepSnapshot, RepUpdatedV1
 from salesflow_shared.uow import UnitOfWork
 
@@ -58,7 +55,5 @@ async def publish_team_membership(uow: UnitOfWork, org_id: str, rep_ids: Iterabl
     """Reps who joined or left a team: their entries (team_ids) changed, so each gets a new version and a
     RepUpdated (call after the team change is written)."""
     for rep_id in sorted(set(rep_ids)):
-        result = await uow.session.execute(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == rep_id)
-                                           .values(row_version=reps.c.row_version + 1, updated_at=uow.clock.now()))
-        if rows_affected(result):
+        if await repo.bump_row(uow.session, reps, org_id, rep_id, uow.clock.now()):
             await publish_rep(uow, org_id, rep_id, "updated", changed=["team_ids"])

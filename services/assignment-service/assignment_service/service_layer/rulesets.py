@@ -6,13 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.errors import FieldError, ValidationFailed
 
 from ..adapters import repository as repo
-from ..adapters.orm import reps, rule_sets, territories
 from ..domain.rules import References, Rule, RuleSet, parse_rules
 
 
@@ -49,9 +47,8 @@ async def references_in_current_rules(session: AsyncSession, org_id: str) -> Rul
 
 
 async def directory_references(session: AsyncSession, org_id: str) -> References:
-    rep_ids = {r.id for r in await session.execute(sa.select(reps.c.id).where(reps.c.org_id == org_id))}
-    territory_ids = {r.id for r in await session.execute(
-        sa.select(territories.c.id).where(territories.c.org_id == org_id))}
+    rep_ids = await repo.rep_ids(session, org_id)
+    territory_ids = await repo.territory_ids(session, org_id)
     teams = await repo.all_teams(session, org_id)
     return References(frozenset(rep_ids), {t.id: t.member_ids for t in teams.values()}, frozenset(territory_ids))
 
@@ -83,11 +80,7 @@ async def publish_rule_set(session: AsyncSession, org_id: str, raw_rules: Any, u
                            now: datetime) -> RuleSet:
     """Store a new version (the previous ones stay, so past decisions still name theirs)."""
     rules = await validate_rules(session, org_id, raw_rules)
-    latest = (await session.execute(sa.select(sa.func.max(rule_sets.c.version)).where(
-        rule_sets.c.org_id == org_id))).scalar_one_or_none() or 0
-    version = int(latest) + 1
+    version = await repo.latest_rule_set_version(session, org_id) + 1
     # Two admins publishing at once collide on the primary key (org, version): one gets a 409 to retry.
-    await session.execute(sa.insert(rule_sets).values(
-        org_id=org_id, version=version, rules=[r.to_dict() for r in rules], created_by=user_id,
-        created_at=now))
+    await repo.insert_rule_set(session, org_id, version, [r.to_dict() for r in rules], user_id, now)
     return RuleSet(version, rules)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.commissions import Adjustment, Line, Quota, Reversal, Win
-from ..domain.money import Rate, Rates
+from ..domain.money import ExchangeRates, Rate
 from ..domain.plans import PlanVersion, parse_plan
 from .orm import (
     adjustments,
@@ -53,11 +53,12 @@ async def load_payees(session: AsyncSession, org_id: str) -> dict[str, Payee]:
     return {r.participant_id: Payee(r.participant_id, tuple(r.team_ids or ()), r.role, r.currency) for r in rows}
 
 
-async def load_rates(session: AsyncSession, org_id: str) -> Rates:
+async def load_rates(session: AsyncSession, org_id: str) -> ExchangeRates:
     rows = (await session.execute(sa.select(exchange_rates).where(exchange_rates.c.org_id == org_id))).all()
     reporting = (await session.execute(sa.select(org_currency.c.reporting_currency)
                                        .where(org_currency.c.org_id == org_id))).scalar()
-    return Rates([Rate(r.base_currency, r.quote_currency, r.valid_from, Decimal(r.rate)) for r in rows], reporting)
+    return ExchangeRates([Rate(r.base_currency, r.quote_currency, r.valid_from, Decimal(r.rate)) for r in rows],
+                         reporting)
 
 
 # Queries about many participants at once name them in chunks (a bound parameter each).

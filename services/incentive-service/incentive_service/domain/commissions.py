@@ -31,7 +31,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
-from .money import HUNDRED, ZERO, Rates, cents, pct, show
+from .money import HUNDRED, ZERO, ExchangeRates, cents, pct, show
 from .plans import CLOSER, Band, Plan, PlanVersion
 
 DEAL_KINDS = ("commission", "clawback", "spiff")  # lines about a deal (corrected after a lock)
@@ -154,7 +154,7 @@ class StatementInput:
     period_end: date  # exclusive
     period_plan: PlanVersion  # in force at the end of the period: currency, hurdle, cap, draw
     credits: Sequence[PlannedCredit]
-    rates: Rates = field(default_factory=Rates)
+    rates: ExchangeRates = field(default_factory=ExchangeRates)
     quota: Quota | None = None
     draw_balance_before: Decimal = ZERO  # recoverable draw still owed from earlier periods
     adjustments: Sequence[Adjustment] = ()

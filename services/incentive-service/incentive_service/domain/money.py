@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from salesflow_shared.currency import Conversion, ExchangeRates, Rate
 
-__all__ = ["Conversion", "Rate", "Rates", "cents", "pct", "period_bounds", "show"]
+__all__ = ["Conversion", "ExchangeRates", "Rate", "cents", "pct", "period_bounds", "show"]
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
@@ -52,6 +52,3 @@ def period_bounds(period: str, on: date) -> tuple[date, date]:
     return start, date(start.year + month // 12, month % 12 + 1, 1)
 
 
-# ------------------------------------------------------------------ rates
-# The org's dated exchange rates: the one model of salesflow_shared.currency, the same as the reports'.
-Rates = ExchangeRates

@@ -18,7 +18,7 @@ from incentive_service.domain.commissions import (
     credits_for_win,
     recalculation_lines,
 )
-from incentive_service.domain.money import Rate, Rates, period_bounds
+from incentive_service.domain.money import ExchangeRates, Rate, period_bounds
 from incentive_service.domain.plans import PlanVersion, parse_plan, plan_for
 
 Q1 = (date(2027, 1, 1), date(2027, 4, 1))
@@ -154,8 +154,9 @@ def test_a_non_recoverable_draw_tops_up_and_is_never_owed_back():
 
 
 def test_two_currencies_convert_with_the_dated_rate_direct_inverse_or_through_the_reporting_currency():
-    rates = Rates([Rate("EUR", "USD", date(2027, 1, 1), D("1.10")), Rate("EUR", "USD", date(2027, 3, 1), D("1.25")),
-                   Rate("GBP", "USD", date(2027, 1, 1), D("1.25"))], reporting_currency="USD")
+    rates = ExchangeRates([Rate("EUR", "USD", date(2027, 1, 1), D("1.10")),
+                           Rate("EUR", "USD", date(2027, 3, 1), D("1.25")),
+                           Rate("GBP", "USD", date(2027, 1, 1), D("1.25"))], reporting_currency="USD")
     result = statement(plan(), [win("a", "11000", currency="USD"), win("b", "8800", day=11, currency="GBP")],
                        rates=rates)
     # 11,000 USD / 1.10 = 10,000 EUR; 8,800 GBP × 1.25 = 11,000 USD / 1.10 = 10,000 EUR; 10 % each.

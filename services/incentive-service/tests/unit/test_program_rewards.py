@@ -5,11 +5,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
 from incentive_service.domain.commissions import PlannedCredit, StatementInput, Win, compute_statement, credits_for_win
-from incentive_service.domain.money import Rate, Rates
+from incentive_service.domain.money import ExchangeRates, Rate
 from incentive_service.domain.plans import PlanVersion, parse_plan
 from incentive_service.domain.programs.rewards import CashReward, reward_lines
 
-RATES = Rates([Rate("EUR", "USD", date(2027, 1, 1), D("1.10"))])
+RATES = ExchangeRates([Rate("EUR", "USD", date(2027, 1, 1), D("1.10"))])
 
 
 def reward(key: str, amount: str, currency: str, day: int, name: str = "Silver") -> CashReward:

@@ -17,7 +17,7 @@ from incentive_service.domain.commissions import (
     credits_for_win,
     recalculation_lines,
 )
-from incentive_service.domain.money import Rate, Rates
+from incentive_service.domain.money import ExchangeRates, Rate
 from incentive_service.domain.plans import PlanVersion, parse_plan
 
 money = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("500000"), places=2)
@@ -59,7 +59,7 @@ def test_total_is_the_sum_of_lines_and_recomputation_is_idempotent(plan, deals, 
         win = Win(f"e{i}", f"l{i}", start + timedelta(days=day), value, currency, "ann", new_logo=new_logo)
         credits += [PlannedCredit(c, plan) for c in credits_for_win(win, plan) if c.participant_id == "ann"]
     inp = StatementInput("ann", date(2027, 1, 1), date(2027, 4, 1), plan, credits,
-                         rates=Rates([Rate("EUR", "USD", date(2026, 1, 1), Decimal("1.1"))]),
+                         rates=ExchangeRates([Rate("EUR", "USD", date(2026, 1, 1), Decimal("1.1"))]),
                          quota=Quota(quota, "EUR") if quota else None, draw_balance_before=balance)
     first, second = compute_statement(inp), compute_statement(inp)
     assert first.total == sum((line.amount for line in first.lines), Decimal(0))

@@ -21,6 +21,9 @@ SOURCES = ("web_form", "import", "api", "referral", "cold_call", "event", "partn
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+# The fields of a lead's contact and company, in the lead's API shape and in their tables alike.
+CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "title")
+COMPANY_FIELDS = ("name", "domain", "size", "industry")
 
 
 class _Strict(BaseModel):
@@ -33,44 +36,48 @@ def _blank_to_none(value: Any) -> Any:
     return value
 
 
-class ContactIn(_Strict):
+class _Part(_Strict):
+    """A lead's contact or company: a blank string is a value not given."""
+
+    _blank = field_validator("*", mode="before")(_blank_to_none)
+
+
+def _email_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not EMAIL_RE.match(value):
+        raise ValueError("not an email address")
+    return value
+
+
+def _domain_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower().removeprefix("http://").removeprefix("https://").removeprefix("www.")
+    value = value.split("/")[0]
+    if "." not in value or " " in value:
+        raise ValueError("not a domain name")
+    return value
+
+
+class ContactIn(_Part):
     first_name: str | None = Field(None, max_length=100)
     last_name: str | None = Field(None, max_length=100)
     email: str | None = Field(None, max_length=320)
     phone: str | None = Field(None, max_length=50)
     title: str | None = Field(None, max_length=200)
 
-    _blank = field_validator("*", mode="before")(_blank_to_none)
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower()
-        if not EMAIL_RE.match(value):
-            raise ValueError("not an email address")
-        return value
+    _email = field_validator("email")(_email_address)
 
 
-class CompanyIn(_Strict):
+class CompanyIn(_Part):
     name: str | None = Field(None, max_length=200)
     domain: str | None = Field(None, max_length=253)
     size: str | None = Field(None, max_length=50)
     industry: str | None = Field(None, max_length=100)
 
-    _blank = field_validator("*", mode="before")(_blank_to_none)
-
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower().removeprefix("http://").removeprefix("https://").removeprefix("www.")
-        value = value.split("/")[0]
-        if "." not in value or " " in value:
-            raise ValueError("not a domain name")
-        return value
+    _domain = field_validator("domain")(_domain_name)
 
 
 class LeadIn(_Strict):

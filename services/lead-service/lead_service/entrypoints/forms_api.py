@@ -3,12 +3,10 @@ listing and reprocessing."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from html import escape
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 import structlog
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -32,23 +30,23 @@ from salesflow_shared.errors import (
     ValidationFailed,
 )
 from salesflow_shared.idempotency import IdempotencyDep, once, once_across
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
+from salesflow_shared.pagination import CursorParam, LimitParam
 from salesflow_shared.signatures import SignatureError, verify
 
-from ..adapters.orm import forms, submissions
+from ..adapters.repository import forms as form_repo
+from ..adapters.repository import new_id
+from ..adapters.repository.forms import Submission
 from ..collaborators import collaborators
 from ..config import Settings
 from ..domain import cors
 from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
+from ..domain.forms import PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form
 from ..domain.mapping import validate_spec
-from ..service_layer.ingest import new_id
 from ..service_layer.intake import (
-    PUBLIC_KEY_FIELD,
-    SUBMISSION_ID_FIELD,
-    Form,
     PayloadError,
+    Received,
+    SubmissionState,
     find_duplicate,
-    load_form,
     new_public_key,
     new_signing_secret,
     parse_payload,
@@ -84,7 +82,7 @@ class FormCache:
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
         async with context.database.session() as session:
-            form = await load_form(session, form_id)
+            form = await form_repo.find_form(session, form_id)
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[form_id] = (time.monotonic(), form)
@@ -181,20 +179,14 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    stamp = uow.clock.now()
     default_rate_limit = context.settings_as(Settings).form_rate_limit_per_minute
-    values: dict[str, Any]  # of several types: the columns of the new form
-    values = dict(id=str(__import__("uuid").uuid4()), org_id=principal.org_id, name=body.name,
-                  mapping=body.mapping, defaults=body.defaults, required=body.required,
-                  public_key=new_public_key(), signing_secret=new_signing_secret(),
-                  honeypot_field=body.honeypot_field,
-                  redirect_url=str(body.redirect_url) if body.redirect_url else None,
-                  rate_limit_per_minute=body.rate_limit_per_minute or default_rate_limit,
-                  allowed_origins=list(dict.fromkeys(body.allowed_origins)),
-                  version=1, created_at=stamp, updated_at=stamp)
-    await uow.session.execute(sa.insert(forms).values(**values))
-    form = await load_form(uow.session, values["id"], principal.org_id)
-    assert form is not None
+    new = Form(id=new_id(), org_id=principal.org_id, name=body.name, mapping=body.mapping, defaults=body.defaults,
+               required=body.required, public_key=new_public_key(), signing_secret=new_signing_secret(),
+               honeypot_field=body.honeypot_field, redirect_url=str(body.redirect_url) if body.redirect_url else None,
+               rate_limit_per_minute=body.rate_limit_per_minute or default_rate_limit,
+               allowed_origins=list(dict.fromkeys(body.allowed_origins)), version=1)
+    await form_repo.insert_form(uow.session, new, uow.clock.now())
+    form = await _own_form(uow, new.id, principal.org_id)
     response = await idem.complete(uow.session, status_code=201, body=form.as_dict(),
                                    headers={"ETag": f'"{form.version}"'})
     await uow.commit()
@@ -204,12 +196,12 @@ async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal:
 @router.get("", summary="The org's forms", operation_id="listForms", **returns(R.FormPage))
 async def list_forms(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
                      cursor: CursorParam = None) -> dict[str, Any]:
-    return await keyset_page(uow.session, sa.select(forms).where(forms.c.org_id == principal.org_id),
-                             [forms.c.created_at, forms.c.id], limit, cursor, lambda r: Form.from_row(r).as_dict())
+    page = await form_repo.forms_page(uow.session, principal.org_id, limit=limit, cursor=cursor)
+    return {"items": [form.as_dict() for form in page.items], "next_cursor": page.next_cursor}
 
 
 async def _own_form(uow: Any, form_id: str, org_id: str) -> Form:
-    form = await load_form(uow.session, form_id, org_id)
+    form = await form_repo.find_form(uow.session, form_id, org_id)
     if form is None:
         raise NotFound(f"no form {form_id}")
     return form
@@ -234,9 +226,8 @@ async def patch_form(form_id: str, body: FormPatch, uow: UowDep, context: Contex
         sent["allowed_origins"] = list(dict.fromkeys(sent["allowed_origins"] or []))
     _check_spec(sent.get("mapping", form.mapping), sent.get("defaults", form.defaults),
                 sent.get("required", form.required))
-    await uow.session.execute(sa.update(forms).where(forms.c.id == form_id, forms.c.org_id == principal.org_id,
-                                                     forms.c.version == form.version)
-                              .values(**sent, version=form.version + 1, updated_at=uow.clock.now()))
+    await form_repo.update_form(uow.session, principal.org_id, form_id, version=form.version, now=uow.clock.now(),
+                                **sent)
     await uow.commit()
     collaborators(context).form_cache.invalidate(form_id)
     return _form_response(await _own_form(uow, form_id, principal.org_id))
@@ -251,8 +242,8 @@ async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principa
     replay = await idem.begin(uow.session, org_id=principal.org_id, scope=f"forms.rotate:{form_id}", payload={})
     if replay is not None:
         return replay
-    await uow.session.execute(sa.update(forms).where(forms.c.id == form_id).values(
-        signing_secret=new_signing_secret(), version=form.version + 1, updated_at=uow.clock.now()))
+    await form_repo.update_form(uow.session, principal.org_id, form_id, version=form.version, now=uow.clock.now(),
+                                only_at_version=False, signing_secret=new_signing_secret())
     rotated = await _own_form(uow, form_id, principal.org_id)
     response = await idem.complete(uow.session, status_code=200, body=rotated.as_dict(),
                                    headers={"ETag": f'"{rotated.version}"'})
@@ -370,23 +361,20 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
     submission_id = new_id()
     if spam:  # looks like success to the bot; stored, never turned into a lead, and reserves no submission id
         async with context.uow() as uow:
-            await store_submission(uow, form, submission_id=submission_id, raw=raw, content_type=content_type,
-                                   channel=channel, remote_ip=ip, dedup_key=None, now=stamp,
-                                   state={"status": "spam"})
+            await store_submission(uow, form, Received(submission_id, raw, content_type, channel, ip, None, stamp),
+                                   SubmissionState("spam"))
             await uow.commit()
         return _browser_reply(request, form, {"submission_id": submission_id, "status": "received"}, 202)
     dedup_key = scoped_dedup_key(channel, request.headers.get("idempotency-key")
                                  or request.headers.get("salesflow-submission-id") or payload.get(SUBMISSION_ID_FIELD))
-    common: dict[str, Any]  # of several types: what storing the submission needs
-    common = dict(submission_id=submission_id, raw=raw, content_type=content_type, channel=channel,
-                  remote_ip=ip, dedup_key=dedup_key, now=stamp)
+    received = Received(submission_id, raw, content_type, channel, ip, dedup_key, stamp)
     if dedup_key is not None:
         async with context.database.session() as session:
             earlier = await find_duplicate(session, form, dedup_key)
         if earlier is not None:  # a retry: the first response again (the unique key decides under races)
             return _replay(request, form, channel, earlier)
     try:
-        state = await collaborators(context).intake_batcher.accept(form, payload, common)
+        state = await collaborators(context).intake_batcher.accept(form, payload, received)
         if state is not None:
             return _reply(request, form, channel, submission_id, state)
         async with context.database.session() as session:  # a concurrent duplicate won the key
@@ -394,10 +382,10 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
     except Exception:
         log.exception("submission_processing_failed", submission_id=submission_id, form_id=form.id)
     # Processing failed unexpectedly: store the raw submission alone; the sweep (or a reprocess) finishes it.
-    state = {"status": "received", "errors": [], "lead_id": None, "outcome": None}
+    state = SubmissionState("received", [])
     try:
         async with context.uow() as uow:
-            if not await store_submission(uow, form, **common, state=state):
+            if not await store_submission(uow, form, received, state):
                 return _replay(request, form, channel, await find_duplicate(uow.session, form, dedup_key))
             await uow.commit()
     except (DBAPIError, OSError) as exc:  # not stored, so not acknowledged: the sender must retry
@@ -407,10 +395,10 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
     return _reply(request, form, channel, submission_id, state)
 
 
-def _reply(request: Request, form: Form, channel: str, submission_id: str, state: dict[str, Any],
+def _reply(request: Request, form: Form, channel: str, submission_id: str, state: SubmissionState,
            replayed: bool = False) -> Response:
-    body = {"submission_id": submission_id, **state}
-    status_code = {"created": 201, "updated": 200}.get(state.get("outcome") or "", 202)
+    body = state.answer(submission_id)
+    status_code = {"created": 201, "updated": 200}.get(state.outcome or "", 202)
     if channel == "browser":
         return _browser_reply(request, form, body, status_code)
     response = JSONResponse(body, status_code=status_code)
@@ -419,9 +407,10 @@ def _reply(request: Request, form: Form, channel: str, submission_id: str, state
     return response
 
 
-def _replay(request: Request, form: Form, channel: str, row: Any) -> Response:
-    state = {"status": "received" if row.status == "spam" else row.status, "errors": row.errors or [],
-             "lead_id": row.lead_id, "outcome": row.outcome}
+def _replay(request: Request, form: Form, channel: str, row: Submission | None) -> Response:
+    assert row is not None, "a duplicate's first submission is stored"
+    state = SubmissionState("received" if row.status == "spam" else row.status, row.errors or [], row.lead_id,
+                            row.outcome)
     return _reply(request, form, channel, row.id, state, replayed=True)
 
 
@@ -431,31 +420,18 @@ def _replay(request: Request, form: Form, channel: str, row: Any) -> Response:
 async def list_submissions(form_id: str, uow: UowDep, principal: AdminPrincipal, status: str | None = None,
                            limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
     await _own_form(uow, form_id, principal.org_id)
-    query = sa.select(submissions).where(submissions.c.org_id == principal.org_id,
-                                         submissions.c.form_id == form_id)
-    if status:
-        query = query.where(submissions.c.status == status)
-    values = decode_cursor(cursor, 2)
-    if values is not None:
-        at = datetime.fromisoformat(str(values[0]).replace("Z", "+00:00"))
-        query = query.where(sa.or_(submissions.c.received_at > at,
-                                   sa.and_(submissions.c.received_at == at, submissions.c.id > str(values[1]))))
-    rows = (await uow.session.execute(query.order_by(submissions.c.received_at, submissions.c.id)
-                                      .limit(limit + 1))).all()
-    items = [submission_to_dict(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1]["received_at"], items[-1]["id"]]) if len(rows) > limit else None
-    return {"items": items, "next_cursor": next_cursor}
+    page = await form_repo.submissions_page(uow.session, principal.org_id, form_id, status=status, limit=limit,
+                                            cursor=cursor)
+    return {"items": [submission_to_dict(s) for s in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{form_id}/submissions/{submission_id}", summary="One stored submission with its errors",
             operation_id="getSubmission", **returns(R.SubmissionOut))
 async def get_submission(form_id: str, submission_id: str, uow: UowDep, principal: AdminPrincipal) -> dict[str, Any]:
-    row = (await uow.session.execute(sa.select(submissions).where(
-        submissions.c.id == submission_id, submissions.c.form_id == form_id,
-        submissions.c.org_id == principal.org_id))).first()
-    if row is None:
+    submission = await form_repo.find_submission(uow.session, principal.org_id, submission_id, form_id=form_id)
+    if submission is None:
         raise NotFound(f"no submission {submission_id}")
-    return submission_to_dict(row)
+    return submission_to_dict(submission)
 
 
 async def _reprocess(context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
@@ -469,7 +445,7 @@ async def _reprocess_in(uow: Any, context: ServiceContext, form: Form, submissio
     """Process the submission in the caller's open transaction (not committed here)."""
     setup = await org_setup(context, uow.session, form.org_id)
     state = await process_submission(uow, form, submission_id, setup, uow.clock.now())
-    return {"submission_id": submission_id, **state}
+    return state.answer(submission_id)
 
 
 @router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again",
@@ -483,9 +459,7 @@ async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: 
 async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: ServiceContext,
                          principal: Any) -> dict[str, Any]:
     form = await _own_form(uow, form_id, principal.org_id)
-    row = (await uow.session.execute(sa.select(submissions.c.status).where(
-        submissions.c.id == submission_id, submissions.c.form_id == form_id,
-        submissions.c.org_id == principal.org_id))).first()
+    row = await form_repo.find_submission(uow.session, principal.org_id, submission_id, form_id=form_id)
     if row is None:
         raise NotFound(f"no submission {submission_id}")
     if row.status == "spam":
@@ -498,10 +472,7 @@ async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: Se
 async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep, limit: LimitParam = 500) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
-    ids = (await uow.session.execute(sa.select(submissions.c.id).where(
-        submissions.c.org_id == principal.org_id, submissions.c.form_id == form_id,
-        submissions.c.status.in_(("failed", "received"))).order_by(submissions.c.received_at)
-        .limit(limit))).scalars().all()
+    ids = await form_repo.unfinished_submission_ids(uow.session, principal.org_id, form_id, limit)
     await uow.rollback()
 
     async def reprocess_each() -> dict[str, Any]:  # one transaction per submission, as the sweep does
@@ -515,10 +486,8 @@ async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, princ
 
 async def sweep_once(context: ServiceContext) -> int:
     """Process the submissions left "received" longer than the sweep delay; returns how many were tried."""
-    from ..service_layer.intake import stuck_submissions
-
     async with context.database.session() as session:
-        stuck = await stuck_submissions(session, context.clock.now(),
+        stuck = await form_repo.stuck_submissions(session, context.clock.now(),
                                         context.settings_as(Settings).submission_sweep_after_s)
     for item in stuck:
         try:

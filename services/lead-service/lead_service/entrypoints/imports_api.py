@@ -6,7 +6,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -15,12 +14,13 @@ from salesflow_shared.auth import CurrentPrincipal, Principal
 from salesflow_shared.contract import LOCATION, returns
 from salesflow_shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor, keyset_page
+from salesflow_shared.pagination import CursorParam, LimitParam
 
-from ..adapters.orm import import_rows, imports
+from ..adapters.repository import imports as import_repo
+from ..adapters.repository.forms import find_form
+from ..adapters.repository.imports import ImportJob
 from ..config import Settings
-from ..service_layer.imports import discard_staged, import_to_dict, queue_staged, stage_upload
-from ..service_layer.intake import load_form
+from ..service_layer.imports import import_to_dict, stage_upload
 from . import responses as R
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
@@ -45,7 +45,7 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
         raise UnsupportedMediaType("send the file as the request body with Content-Type: text/csv")
     form = None
     if form_id is not None:
-        form = await load_form(uow.session, form_id, principal.org_id)
+        form = await find_form(uow.session, form_id, principal.org_id)
         if form is None:
             raise ValidationFailed.single("form_id", "no such form in your organization")
     limit = context.settings_as(Settings).max_import_bytes
@@ -69,7 +69,7 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
                                     queue=False)
     except (PayloadTooLarge, ValidationFailed):
         async with context.uow() as cleanup:  # no half-staged import is left behind
-            await discard_staged(cleanup.session, import_id)
+            await import_repo.delete_import(cleanup.session, principal.org_id, import_id)
             await cleanup.commit()
         raise
     payload = {"form_id": form_id, "filename": filename, "csv_sha256": digest.hexdigest()}
@@ -78,14 +78,14 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
     except Exception:  # the key was used with another file (409): this upload is never processed
         await uow.rollback()
         async with context.uow() as cleanup:
-            await discard_staged(cleanup.session, import_id)
+            await import_repo.delete_import(cleanup.session, principal.org_id, import_id)
             await cleanup.commit()
         raise
     if replay is not None:  # a retry of an accepted upload: the first import stands, this copy goes
-        await discard_staged(uow.session, import_id)
+        await import_repo.delete_import(uow.session, principal.org_id, import_id)
         await uow.commit()
         return replay
-    await queue_staged(uow.session, import_id, result["total_rows"])
+    await import_repo.queue_import(uow.session, principal.org_id, import_id, result["total_rows"])
     response = await idem.complete(uow.session, status_code=202,
                                    body={**result, "progress_url": f"/v1/imports/{import_id}"},
                                    headers={"Location": f"/v1/imports/{import_id}"})
@@ -93,25 +93,19 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
     return response
 
 
-def _visible_imports(principal: Principal) -> sa.Select[Any]:
-    """The org's imports; a rep's own only."""
-    query = sa.select(imports).where(imports.c.org_id == principal.org_id)
-    return query if principal.sees_whole_org else query.where(imports.c.created_by == principal.user_id)
-
-
-async def _job(uow: Any, principal: Principal, import_id: str) -> Any:
-    row = (await uow.session.execute(_visible_imports(principal).where(imports.c.id == import_id))).first()
-    if row is None:
+async def _job(uow: Any, principal: Principal, import_id: str) -> ImportJob:
+    job = await import_repo.find_import(uow.session, principal, import_id)
+    if job is None:
         raise NotFound(f"no import {import_id}")
-    return row
+    return job
 
 
 @router.get("", summary="The org's imports, newest first (a rep: its own)", operation_id="listImports",
             **returns(R.ImportPage))
 async def list_imports(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                        cursor: CursorParam = None) -> dict[str, Any]:
-    return await keyset_page(uow.session, _visible_imports(principal),
-                             [imports.c.created_at, imports.c.id], limit, cursor, import_to_dict, descending=True)
+    page = await import_repo.imports_page(uow.session, principal, limit=limit, cursor=cursor)
+    return {"items": [import_to_dict(job) for job in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{import_id}", summary="Progress of an import: status and counts",
@@ -124,15 +118,8 @@ async def get_import(import_id: str, uow: UowDep, principal: CurrentPrincipal) -
             operation_id="listImportErrors", **returns(R.ImportRowErrorPage))
 async def import_errors(import_id: str, uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 100,
                         cursor: CursorParam = None) -> dict[str, Any]:
-    await _job(uow, principal, import_id)
-    query = sa.select(import_rows).where(import_rows.c.import_id == import_id, import_rows.c.status == "failed")
-    values = decode_cursor(cursor, 1)
-    if values is not None:
-        if not isinstance(values[0], int):
-            raise ValidationFailed.single("cursor", "not a cursor this API issued")
-        query = query.where(import_rows.c.row_number > values[0])
-    rows = (await uow.session.execute(query.order_by(import_rows.c.row_number).limit(limit + 1))).all()
-    items = [{"row": r.row_number, "errors": r.errors or [], "data": {k: v for k, v in (r.data or {}).items()
-                                                                      if not k.startswith("__")}}
-             for r in rows[:limit]]
-    return {"items": items, "next_cursor": encode_cursor([items[-1]["row"]]) if len(rows) > limit else None}
+    page = await import_repo.failed_rows_page(uow.session, await _job(uow, principal, import_id), limit=limit,
+                                              cursor=cursor)
+    items = [{"row": r.row_number, "errors": r.errors or [],
+              "data": {k: v for k, v in r.data.items() if not k.startswith("__")}} for r in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}

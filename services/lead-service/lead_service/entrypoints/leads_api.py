@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,27 +18,18 @@ from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, LOCATION, returns
 from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, FieldError, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest, once
-from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from salesflow_shared.pagination import CursorParam, LimitParam
 
-from ..adapters.orm import leads
+from ..adapters.repository import leads as lead_repo
+from ..adapters.repository.leads import LeadFilter, open_leads_by_email
 from ..domain.custom_fields import coerce_custom_fields
 from ..domain.dedup import someone_elses_lead
 from ..domain.lead import LeadIn, LeadPatch, LeadStatus
 from ..service_layer import leads as lead_ops
 from ..service_layer.activities import log_activity
 from ..service_layer.enrichment import retry_failed
-from ..service_layer.ingest import Candidate, ingest, open_leads_by_email, preview
-from ..service_layer.views import (
-    as_utc,
-    check_if_match,
-    etag,
-    lead_select,
-    load_lead,
-    lock_lead_rows,
-    row_to_lead,
-    snapshot,
-    visible,
-)
+from ..service_layer.ingest import Candidate, OrgSetup, ingest, preview
+from ..service_layer.views import check_if_match, etag, load_lead, lock_lead_rows, snapshot
 from . import responses as R
 from .common import etag_header, json_with_etag, org_setup
 
@@ -61,37 +51,8 @@ class LeadFilters(BaseModel):
 FiltersDep = Annotated[LeadFilters, Query()]
 
 
-def _filtered(query: sa.Select[Any], principal: Principal, f: LeadFilters) -> sa.Select[Any]:
-    query = visible(query, principal)
-    for name in ("status", "owner_id", "team_id", "source", "product_line"):
-        value = getattr(f, name)
-        if value is not None:
-            query = query.where(leads.c[name] == value)
-    if f.country:
-        query = query.where(leads.c.country == f.country.upper())
-    if f.created_from:
-        query = query.where(leads.c.created_at >= as_utc(f.created_from))
-    if f.created_to:
-        query = query.where(leads.c.created_at < as_utc(f.created_to))
-    if f.q:
-        for word in f.q.lower().split():
-            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(leads.c.search_text.like(f"%{escaped}%", escape="\\"))
-    return query
-
-
-def _keyset(query: sa.Select[Any], cursor: str | None) -> sa.Select[Any]:
-    values = decode_cursor(cursor, 2)
-    if values is not None:
-        try:
-            created = as_utc(datetime.fromisoformat(str(values[0]).replace("Z", "+00:00")))
-        except ValueError:
-            from salesflow_shared.errors import ValidationFailed
-            raise ValidationFailed.single("cursor", "not a cursor this API issued") from None
-        query = query.where(sa.or_(leads.c.created_at < created,
-                                   sa.and_(leads.c.created_at == created, leads.c.id < str(values[1]))))
-    return query.order_by(leads.c.created_at.desc(), leads.c.id.desc())
-
+def _lead_filter(f: LeadFilters) -> LeadFilter:
+    return LeadFilter(**f.model_dump())
 
 
 # A lead's intake checks beyond its schema (named by a 422): a contact to reach, a real country and currency,
@@ -124,7 +85,7 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
     return response
 
 
-def _with_valid_custom_fields(body: LeadIn, setup: Any) -> LeadIn:
+def _with_valid_custom_fields(body: LeadIn, setup: OrgSetup) -> LeadIn:
     """The body with its custom fields coerced to their defined types; 422 naming each field that is not."""
     clean, problems = coerce_custom_fields(body.custom_fields, setup.custom_defs)
     if problems:
@@ -180,14 +141,8 @@ async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal
 @router.get("", summary="List leads (cursor pagination, filters)", operation_id="listLeads", **returns(R.LeadPage))
 async def list_leads(uow: UowDep, principal: CurrentPrincipal, filters: FiltersDep,
                      limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
-    query = _keyset(_filtered(lead_select(), principal, filters), cursor).limit(limit + 1)
-    rows = (await uow.session.execute(query)).all()
-    items = [row_to_lead(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])
-    return {"items": items, "next_cursor": next_cursor}
+    page = await lead_repo.leads_page(uow.session, principal, _lead_filter(filters), limit=limit, cursor=cursor)
+    return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 EXPORT_COLUMNS = ("id", "status", "contact.first_name", "contact.last_name", "contact.email", "contact.phone",
@@ -207,7 +162,7 @@ def _cell(lead: dict[str, Any], column: str) -> Any:
 @router.get("/export", summary="CSV export of a filtered lead list", response_class=StreamingResponse,
             operation_id="exportLeads", **returns(CSV_FILE, media_type="text/csv"))
 async def export_leads(context: ContextDep, principal: CurrentPrincipal, filters: FiltersDep) -> StreamingResponse:
-    base = _filtered(lead_select(), principal, filters)
+    lead_filter = _lead_filter(filters)
 
     async def rows() -> AsyncIterator[str]:
         buffer = io.StringIO()
@@ -216,16 +171,15 @@ async def export_leads(context: ContextDep, principal: CurrentPrincipal, filters
         cursor = None
         while True:
             async with context.uow() as uow:
-                batch = (await uow.session.execute(_keyset(base, cursor).limit(500))).all()
-            for row in batch:
-                lead = row_to_lead(row)
+                batch = await lead_repo.leads_page(uow.session, principal, lead_filter, limit=500, cursor=cursor)
+            for lead in batch.items:
                 writer.writerow([_cell(lead, c) for c in EXPORT_COLUMNS])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-            if len(batch) < 500:
+            if batch.next_cursor is None:
                 return
-            cursor = encode_cursor([as_utc(batch[-1].created_at).isoformat(), batch[-1].id])
+            cursor = batch.next_cursor
 
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": 'attachment; filename="leads.csv"'})

@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 from salesflow_shared.contract import MONEY_PATTERN, page_of
 from salesflow_shared.events import LeadSnapshot
 
+from ..domain.activity import Activity
+from ..domain.forms import Form
 from ..domain.lead import LeadStatus
 
 
@@ -113,18 +115,8 @@ class CompanyOut(BaseModel):
     version: int
 
 
-class ActivityOut(BaseModel):
-    id: str
-    lead_id: str
-    kind: str
-    rep_id: str | None
-    occurred_at: datetime
-    duration_seconds: int | None
-    outcome: str | None
-    subject: str | None
-    notes: str | None
-    source: str | None
-    created_at: datetime
+class ActivityOut(Activity):
+    pass
 
 
 class ScoringRuleOut(BaseModel):
@@ -152,21 +144,9 @@ class CustomFieldOut(BaseModel):
     created_at: datetime
 
 
-class FormOut(BaseModel):
+class FormOut(Form):
     """A web form; `signing_secret` signs webhook submissions (Salesflow-Signature)."""
 
-    id: str
-    org_id: str
-    name: str
-    mapping: dict[str, str]
-    defaults: dict[str, Any]
-    required: list[str]
-    public_key: str
-    signing_secret: str
-    honeypot_field: str
-    redirect_url: str | None
-    rate_limit_per_minute: int
-    version: int
     submit_url: str
 
 

@@ -1,10 +1,8 @@
 """/v1/scoring-rules (per-org scoring, validated) and /v1/leads/custom-fields (typed custom fields)."""
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
@@ -16,13 +14,16 @@ from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
 from salesflow_shared.events import LeadUpdatedV1
 from salesflow_shared.idempotency import IdempotencyDep, once_across
-from salesflow_shared.pagination import CursorParam, LimitParam, keyset_page
+from salesflow_shared.pagination import CursorParam, LimitParam
 
-from ..adapters.orm import custom_field_defs, leads, scoring_rules
-from ..domain.lead import OPEN_STATUSES
+from ..adapters.repository import leads as lead_repo
+from ..adapters.repository import new_id
+from ..adapters.repository import scoring as scoring_repo
+from ..adapters.repository.scoring import StoredCustomField, StoredRule
 from ..domain.scoring import RULE_CONFIG
-from ..service_layer.ingest import lead_columns, rescore
-from ..service_layer.views import as_utc, check_if_match, iso, lead_select, row_to_lead, snapshot
+from ..domain.times import as_utc, iso
+from ..service_layer.ingest import rescore
+from ..service_layer.views import check_if_match, snapshot
 from . import responses as R
 from .common import org_setup, setup_cache
 
@@ -64,16 +65,14 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-def rule_to_dict(row: Any) -> dict[str, Any]:
-    m = row._mapping
-    return {"id": m["id"], "name": m["name"], "points": m["points"], "enabled": m["enabled"],
-            "config": m["config"], "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"]),
-            "version": int(as_utc(m["updated_at"]).timestamp() * 1_000_000)}
+def rule_to_dict(rule: StoredRule) -> dict[str, Any]:
+    return {"id": rule.id, "name": rule.name, "points": rule.points, "enabled": rule.enabled,
+            "config": rule.config, "created_at": iso(rule.created_at), "updated_at": iso(rule.updated_at),
+            "version": int(as_utc(rule.updated_at).timestamp() * 1_000_000)}
 
 
 async def _rule(uow: Any, org_id: str, rule_id: str) -> dict[str, Any]:
-    row = (await uow.session.execute(sa.select(scoring_rules).where(
-        scoring_rules.c.id == rule_id, scoring_rules.c.org_id == org_id))).first()
+    row = await scoring_repo.find_rule(uow.session, org_id, rule_id)
     if row is None:
         raise NotFound(f"no scoring rule {rule_id}")
     return rule_to_dict(row)
@@ -93,11 +92,9 @@ async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal:
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    stamp = uow.clock.now()
-    rule_id = str(uuid.uuid4())
-    await uow.session.execute(sa.insert(scoring_rules).values(
-        id=rule_id, org_id=principal.org_id, name=body.name, points=body.points, config=config,
-        enabled=body.enabled, created_at=stamp, updated_at=stamp))
+    rule_id = new_id()
+    await scoring_repo.insert_rule(uow.session, principal.org_id, rule_id, name=body.name, points=body.points,
+                                   config=config, enabled=body.enabled, now=uow.clock.now())
     rule = await _rule(uow, principal.org_id, rule_id)
     response = await idem.complete(uow.session, status_code=201, body=rule, headers={"ETag": f'"{rule["version"]}"'})
     await uow.commit()
@@ -109,8 +106,8 @@ async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal:
             operation_id="listScoringRules", **returns(R.ScoringRulePage))
 async def list_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                      cursor: CursorParam = None) -> dict[str, Any]:
-    return await keyset_page(uow.session, sa.select(scoring_rules).where(scoring_rules.c.org_id == principal.org_id),
-                             [scoring_rules.c.created_at, scoring_rules.c.id], limit, cursor, rule_to_dict)
+    page = await scoring_repo.rules_page(uow.session, principal.org_id, limit=limit, cursor=cursor)
+    return {"items": [rule_to_dict(rule) for rule in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/scoring-rules/{rule_id}", summary="A scoring rule",
@@ -131,8 +128,7 @@ async def patch_rule(rule_id: str, body: RulePatch, uow: UowDep, context: Contex
             raise ValidationFailed.single(key, "may not be null")
     if "config" in values:
         values["config"] = validate_config(values["config"])
-    await uow.session.execute(sa.update(scoring_rules).where(scoring_rules.c.id == rule_id).values(
-        **values, updated_at=uow.clock.now()))
+    await scoring_repo.update_rule(uow.session, principal.org_id, rule_id, uow.clock.now(), **values)
     await uow.commit()
     setup_cache(context).invalidate(principal.org_id)
     return _etagged(await _rule(uow, principal.org_id, rule_id))
@@ -142,7 +138,7 @@ async def patch_rule(rule_id: str, body: RulePatch, uow: UowDep, context: Contex
                operation_id="deleteScoringRule")
 async def delete_rule(rule_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal) -> Response:
     await _rule(uow, principal.org_id, rule_id)
-    await uow.session.execute(sa.delete(scoring_rules).where(scoring_rules.c.id == rule_id))
+    await scoring_repo.delete_rule(uow.session, principal.org_id, rule_id)
     await uow.commit()
     setup_cache(context).invalidate(principal.org_id)
     return Response(status_code=204)
@@ -163,27 +159,22 @@ async def _rescore_open_leads(context: Any, principal: Any) -> dict[str, int]:
     while True:
         async with context.uow() as uow:
             setup = await org_setup(context, uow.session, principal.org_id)
-            rows = (await uow.session.execute(lead_select().where(
-                leads.c.org_id == principal.org_id, leads.c.status.in_(OPEN_STATUSES),
-                leads.c.deleted_at.is_(None), leads.c.id > last_id).order_by(leads.c.id).limit(200)
-                .with_for_update(of=leads))).all()
-            if not rows:
+            batch = await lead_repo.lock_open_leads(uow.session, principal.org_id, after_id=last_id, limit=200)
+            if not batch:
                 break
             stamp = context.clock.now()
-            for row in rows:
-                lead = row_to_lead(row)
+            for lead in batch:
                 before = lead["score"]
                 rescore(lead, setup)
                 rescored += 1
                 if lead["score"] != before:
                     changed += 1
                     lead["version"] += 1
-                    await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"]).values(
-                        **lead_columns(lead), updated_at=stamp))
+                    await lead_repo.save_lead(uow.session, principal.org_id, lead, stamp)
                     uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=["score"], cause="rescoring"),
                                 org_id=principal.org_id, subject_id=lead["id"], subject_version=lead["version"])
             await uow.commit()
-            last_id = rows[-1].id
+            last_id = batch[-1]["id"]
     return {"rescored": rescored, "changed": changed}
 
 
@@ -196,9 +187,9 @@ class CustomFieldIn(BaseModel):
     required: StrictBool = False
 
 
-def _custom_to_dict(row: Any) -> dict[str, Any]:
-    return {"key": row.key, "label": row.label, "type": row.type, "options": row.options or [],
-            "required": row.required, "created_at": iso(row.created_at)}
+def _custom_to_dict(field: StoredCustomField) -> dict[str, Any]:
+    return {"key": field.key, "label": field.label, "type": field.type, "options": field.options,
+            "required": field.required, "created_at": iso(field.created_at)}
 
 
 @router.post("/leads/custom-fields", status_code=201, summary="Define a typed custom field for the org's leads",
@@ -213,14 +204,12 @@ async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: Context
     if replay is not None:
         return replay
     try:
-        await uow.session.execute(sa.insert(custom_field_defs).values(
-            org_id=principal.org_id, key=body.key, label=body.label, type=body.type, options=body.options,
-            required=body.required, created_at=uow.clock.now()))
+        field = await scoring_repo.insert_custom_field(
+            uow.session, principal.org_id, key=body.key, label=body.label, type_=body.type, options=body.options,
+            required=body.required, now=uow.clock.now())
     except IntegrityError:
         raise Conflict(f"the custom field {body.key!r} already exists") from None
-    row = (await uow.session.execute(sa.select(custom_field_defs).where(
-        custom_field_defs.c.org_id == principal.org_id, custom_field_defs.c.key == body.key))).one()
-    response = await idem.complete(uow.session, status_code=201, body=_custom_to_dict(row))
+    response = await idem.complete(uow.session, status_code=201, body=_custom_to_dict(field))
     await uow.commit()
     setup_cache(context).invalidate(principal.org_id)
     return response
@@ -230,5 +219,5 @@ async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: Context
             operation_id="listCustomFields", **returns(R.CustomFieldPage))
 async def list_custom_fields(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                              cursor: CursorParam = None) -> dict[str, Any]:
-    return await keyset_page(uow.session, sa.select(custom_field_defs).where(
-        custom_field_defs.c.org_id == principal.org_id), [custom_field_defs.c.key], limit, cursor, _custom_to_dict)
+    page = await scoring_repo.custom_fields_page(uow.session, principal.org_id, limit=limit, cursor=cursor)
+    return {"items": [_custom_to_dict(field) for field in page.items], "next_cursor": page.next_cursor}

@@ -2,27 +2,26 @@
 LeadUpdated(cause="enrichment"). Failures retry with growing delays; an open circuit pauses the calls."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
-from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import NotFound
 from salesflow_shared.events import LeadUpdatedV1
 from salesflow_shared.retries import backoff_s
 
 from ..adapters.enrichment_client import EnrichmentClient, ProviderError
-from ..adapters.orm import companies, leads
+from ..adapters.repository import enrichment as queue
+from ..adapters.repository import leads as lead_repo
+from ..adapters.repository.enrichment import LeasedLead
 from ..collaborators import collaborators
 from ..config import Settings
 from ..domain.dedup import changed_fields
 from ..domain.enrichment import CircuitOpen, clean_provider_answer
-from .ingest import lead_columns
-from .views import iso, load_lead, snapshot
+from ..domain.times import iso
+from .views import load_lead, snapshot
 
 log = structlog.get_logger(__name__)
 LEASE_S = 60
@@ -30,34 +29,17 @@ COMPANY_KEYS = ("name", "size", "industry")
 LOCATION_KEYS = ("country", "region")
 
 
-async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> Sequence[Any]:
-    """Lease due leads (pushing their next attempt past the lease) so replicas never call twice at once.
-
-    The attempt is counted here, before the call: an attempt that crashes the worker or fails in an
-    unforeseen way still counts, so no lead is retried forever. A lead that has used up its attempts fails."""
+async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> list[LeasedLead]:
+    """Lease due leads of every org, so replicas never call twice at once (`enrichment.lease`: the attempt
+    counts from here)."""
     async with context.uow() as uow:
-        due = sa.select(leads.c.id).where(
-            leads.c.enrichment_status == "pending",
-            sa.or_(leads.c.enrichment_next_at.is_(None), leads.c.enrichment_next_at <= now),
-        ).order_by(leads.c.enrichment_next_at).limit(limit)
-        if uow.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        ids = list((await uow.session.execute(due)).scalars())
+        ids = await queue.due_lead_ids(uow.session, now, limit=limit)
         if not ids:
             return []
-        max_attempts = context.settings_as(Settings).enrichment_max_attempts
-        await uow.session.execute(sa.update(leads).where(
-            leads.c.id.in_(ids), leads.c.enrichment_attempts >= max_attempts).values(
-            enrichment_status="failed", enrichment_next_at=None, enrichment_failed_at=now,
-            enrichment_error=sa.func.coalesce(leads.c.enrichment_error, "no attempts left")))
-        await uow.session.execute(sa.update(leads).where(
-            leads.c.id.in_(ids), leads.c.enrichment_status == "pending").values(
-            enrichment_attempts=leads.c.enrichment_attempts + 1, enrichment_next_at=now + timedelta(seconds=LEASE_S)))
-        rows = (await uow.session.execute(sa.select(leads.c.id, leads.c.org_id, leads.c.email,
-                                                    leads.c.enrichment_attempts).where(
-            leads.c.id.in_(ids), leads.c.enrichment_status == "pending"))).all()
+        leased = await queue.lease(uow.session, ids, now, lease_s=LEASE_S,
+                                   max_attempts=context.settings_as(Settings).enrichment_max_attempts)
         await uow.commit()
-    return rows
+    return leased
 
 
 def merge_provider_data(lead: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -90,33 +72,28 @@ async def apply_result(context: ServiceContext, org_id: str, lead_id: str, data:
         after["enrichment_status"] = "done"
         changed = changed_fields(lead, after)
         if after["company"].get("company_id") and any(c.startswith("company.") for c in changed):
-            await uow.session.execute(sa.update(companies).where(
-                companies.c.id == after["company"]["company_id"]).values(
-                **{k: after["company"][k] for k in COMPANY_KEYS}, updated_at=now))
+            await lead_repo.update_company(uow.session, org_id, after["company"]["company_id"], now,
+                                           **{k: after["company"][k] for k in COMPANY_KEYS})
         if changed:
             after["version"] = lead["version"] + 1
-        await uow.session.execute(sa.update(leads).where(leads.c.id == lead_id).values(
-            **lead_columns(after), enrichment_next_at=None, enrichment_error=None, updated_at=now))
+        await lead_repo.save_lead(uow.session, org_id, after, now, enrichment_next_at=None, enrichment_error=None)
         if changed:
             uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause="enrichment"), org_id=org_id,
                         subject_id=lead_id, subject_version=after["version"])
         await uow.commit()
 
 
-async def record_failure(context: ServiceContext, lead_id: str, attempts: int, error: str, now: datetime,
-                         retry_in_s: float, count_attempt: bool = True) -> None:
+async def record_failure(context: ServiceContext, lead: LeasedLead, error: str, now: datetime, retry_in_s: float,
+                         count_attempt: bool = True) -> None:
     """A failed attempt (already counted by `claim_due`); `count_attempt=False` gives it back (no call was
     made: the circuit was open). Only a lead still pending is touched: an erased one stays as erasure left it."""
-    attempts = attempts if count_attempt else max(0, attempts - 1)
+    attempts = lead.enrichment_attempts if count_attempt else max(0, lead.enrichment_attempts - 1)
     give_up = attempts >= context.settings_as(Settings).enrichment_max_attempts
     async with context.uow() as uow:
-        await uow.session.execute(sa.update(leads).where(
-            leads.c.id == lead_id, leads.c.enrichment_status == "pending", leads.c.erased_at.is_(None)).values(
-            enrichment_attempts=attempts, enrichment_status="failed" if give_up else "pending",
-            enrichment_next_at=None if give_up else now + timedelta(seconds=retry_in_s),
-            enrichment_failed_at=now, enrichment_error=error[:500]))
+        await queue.record_failure(uow.session, lead.org_id, lead.id, attempts=attempts, give_up=give_up,
+                                   error=error, now=now, retry_at=now + timedelta(seconds=retry_in_s))
         await uow.commit()
-    log.info("enrichment_failed", lead_id=lead_id, attempts=attempts, gave_up=give_up, error=error)
+    log.info("enrichment_failed", lead_id=lead.id, attempts=attempts, gave_up=give_up, error=error)
 
 
 def retry_delay_s(attempts: int) -> float:
@@ -124,17 +101,15 @@ def retry_delay_s(attempts: int) -> float:
     return backoff_s(attempts, base_s=2.0, max_s=300.0)
 
 
-async def enrich_one(context: ServiceContext, client: EnrichmentClient, row: Any, now: datetime) -> None:
+async def enrich_one(context: ServiceContext, client: EnrichmentClient, row: LeasedLead, now: datetime) -> None:
     domain = (row.email or "").rpartition("@")[2]
     try:
         data = await client.lookup(row.email, domain)
     except CircuitOpen as exc:
-        await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
-                             client.breaker.reset_after_s, count_attempt=False)
+        await record_failure(context, row, str(exc), now, client.breaker.reset_after_s, count_attempt=False)
         return
     except ProviderError as exc:
-        await record_failure(context, row.id, row.enrichment_attempts, str(exc), now,
-                             retry_delay_s(row.enrichment_attempts))
+        await record_failure(context, row, str(exc), now, retry_delay_s(row.enrichment_attempts))
         return
     await apply_result(context, row.org_id, row.id, data, context.clock.now())
 
@@ -147,7 +122,7 @@ async def enrich_due(context: ServiceContext, client: EnrichmentClient) -> int:
             await enrich_one(context, client, row, now)
         except Exception as exc:  # one lead's failure (e.g. a write the database refuses) never stops the others
             log.exception("enrichment_attempt_crashed", lead_id=row.id)
-            await record_failure(context, row.id, row.enrichment_attempts, f"{type(exc).__name__}: {exc}", now,
+            await record_failure(context, row, f"{type(exc).__name__}: {exc}", now,
                                  retry_delay_s(row.enrichment_attempts))
     return len(rows)
 
@@ -157,21 +132,8 @@ async def retry_failed(uow: Any, org_id: str, now: datetime, *, failed_from: dat
                        created_to: datetime | None = None, lead_ids: list[str] | None = None) -> int:
     """Queue the org's failed enrichments again (e.g. the leads of a provider outage), with fresh attempts;
     returns how many. Erased and deleted leads are never re-enriched."""
-    condition = [leads.c.org_id == org_id, leads.c.enrichment_status == "failed", leads.c.erased_at.is_(None),
-                 leads.c.deleted_at.is_(None)]
-    if failed_from is not None:
-        condition.append(leads.c.enrichment_failed_at >= failed_from)
-    if failed_to is not None:
-        condition.append(leads.c.enrichment_failed_at < failed_to)
-    if created_from is not None:
-        condition.append(leads.c.created_at >= created_from)
-    if created_to is not None:
-        condition.append(leads.c.created_at < created_to)
-    if lead_ids:
-        condition.append(leads.c.id.in_(lead_ids))
-    result = await uow.session.execute(sa.update(leads).where(*condition).values(
-        enrichment_status="pending", enrichment_attempts=0, enrichment_next_at=now))
-    return rows_affected(result)
+    return await queue.requeue_failed(uow.session, org_id, now, failed_from=failed_from, failed_to=failed_to,
+                                      created_from=created_from, created_to=created_to, lead_ids=lead_ids)
 
 
 async def enrichment_worker(context: ServiceContext) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.consumer import EventHandlers
@@ -23,10 +22,10 @@ from salesflow_shared.events import (
     LeadUpdatedV1,
     LeadWonV1,
 )
-from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, lead_past_owners, leads
+from ..adapters.repository import leads as lead_repo
+from ..adapters.repository.records import has_external_activity
 from .activities import log_activity
 from .views import load_lead, snapshot
 
@@ -45,8 +44,7 @@ async def _lead(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> dict[str, 
 
 async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], version_column: str,
                  columns: dict[str, Any], cause: str) -> None:
-    current = (await uow.session.execute(sa.select(leads.c[version_column]).where(
-        leads.c.id == lead["id"]))).scalar_one()
+    current = await lead_repo.consumed_version(uow.session, envelope.org_id, lead["id"], version_column)
     if envelope.subject_version <= current:
         log.info("stale_event_ignored", lead_id=lead["id"], seen=current, got=envelope.subject_version)
         return
@@ -55,10 +53,10 @@ async def _apply(uow: UnitOfWork, envelope: Envelope, lead: dict[str, Any], vers
     values: dict[str, Any] = {version_column: envelope.subject_version}
     if changed and lead.get("erased_at") is None:
         values.update(columns, version=lead["version"] + 1, updated_at=now)
-    await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"]).values(**values))
+    await lead_repo.set_lead_columns(uow.session, envelope.org_id, lead["id"], **values)
     if "owner_id" in columns:
-        await remember_past_owner(uow.session, lead_past_owners, envelope.org_id, lead["id"], lead.get("owner_id"),
-                                  columns["owner_id"], now)
+        await lead_repo.remember_past_owner(uow.session, envelope.org_id, lead["id"], lead.get("owner_id"),
+                                            columns["owner_id"], now)
     if "version" in values:
         after = {**lead, **columns, "version": values["version"]}
         uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause=cause), org_id=envelope.org_id,
@@ -109,9 +107,8 @@ async def on_email_sent(data: EmailSentV1, envelope: Envelope, uow: UnitOfWork) 
     lead = await _lead(uow, envelope, data.lead_id)
     if lead is None or lead["erased_at"] is not None:
         return  # an email sent just before the erasure: nothing is recorded about the person any more
-    already = (await uow.session.execute(sa.select(activities.c.id).where(
-        activities.c.org_id == envelope.org_id, activities.c.external_id == f"email:{data.delivery_id}"))).first()
-    if already is not None:  # the same delivery reported twice under two event ids
+    if await has_external_activity(uow.session, envelope.org_id, f"email:{data.delivery_id}"):
+        # the same delivery reported twice under two event ids
         return
     subject = f"sequence {data.sequence_id} step {data.step}" if data.sequence_id else "email sent"
     await log_activity(uow, envelope.org_id, data.lead_id, kind="email", rep_id=lead.get("owner_id"),

@@ -10,19 +10,22 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.errors import ValidationFailed
+from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import import_rows, imports
+from ..adapters.repository import imports as import_repo
+from ..adapters.repository.imports import ImportJob, ImportRow, RowResult
+from ..adapters.repository.leads import open_leads_by_email
 from ..config import Settings
 from ..domain.dedup import someone_elses_lead
+from ..domain.forms import Form
 from ..domain.lead import is_valid_target
 from ..domain.mapping import FormSpec, map_payload
-from .ingest import Candidate, ingest, open_leads_by_email
-from .views import iso
+from ..domain.times import iso
+from .ingest import Candidate, OrgSetup, ingest
 
 log = structlog.get_logger(__name__)
 STAGE_BATCH = 1000
@@ -99,7 +102,7 @@ async def csv_rows(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
             yield record
 
 
-def spec_for(form: Any | None, headers: list[str]) -> FormSpec:
+def spec_for(form: Form | None, headers: list[str]) -> FormSpec:
     if form is not None:
         return FormSpec(mapping=form.mapping, defaults={**form.defaults, "source": "import"},
                         required=tuple(form.required))
@@ -107,11 +110,11 @@ def spec_for(form: Any | None, headers: list[str]) -> FormSpec:
 
 
 async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, chunks: AsyncIterator[bytes],
-                       filename: str | None, form: Any | None, import_id: str,
+                       filename: str | None, form: Form | None, import_id: str,
                        owner_id: str | None = None, queue: bool = True) -> dict[str, Any]:
     """Stream the CSV into staged rows in batches; return the import as queued. With `owner_id` (a rep's own
     import) every lead it creates is that rep's. With `queue=False` the import stays "uploading" (nothing
-    processes it) until the caller queues it with `queue_staged` in its own transaction."""
+    processes it) until the caller queues it (`imports.queue_import`) in its own transaction."""
     records = csv_rows(chunks)
     try:
         headers = await records.__anext__()
@@ -127,20 +130,19 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
         raise ValidationFailed.single("header", "no column maps to a contact field (e.g. 'email', 'first_name')")
     now = context.clock.now()
     async with context.uow() as uow:
-        await uow.session.execute(sa.insert(imports).values(
-            id=import_id, org_id=org_id, status="uploading", filename=(filename or "")[:300] or None,
+        await import_repo.create_import(
+            uow.session, org_id, import_id, filename=(filename or "")[:300] or None,
             form_id=form.id if form is not None else None,
             spec={"mapping": spec.mapping, "defaults": spec.defaults, "required": list(spec.required),
                   "owner_id": owner_id},
-            created_by=user_id, created_at=now))
+            created_by=user_id, now=now)
         await uow.commit()
     total = 0
-    batch: list[dict[str, Any]] = []
+    batch: list[tuple[int, dict[str, Any]]] = []
 
     async def flush() -> None:
         async with context.uow() as uow:
-            await uow.session.execute(sa.insert(import_rows), batch)
-            await uow.session.execute(sa.update(imports).where(imports.c.id == import_id).values(total_rows=total))
+            await import_repo.stage_rows(uow.session, org_id, import_id, batch, total)
             await uow.commit()
         batch.clear()
 
@@ -152,39 +154,26 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
         data: dict[str, Any] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record), strict=False))
         if len(record) != len(headers):
             data[BAD_WIDTH] = f"{len(record)} cells where the header has {len(headers)}"
-        batch.append({"import_id": import_id, "row_number": total + 1, "org_id": org_id, "data": data,
-                      "status": "pending"})
+        batch.append((total + 1, data))
         if len(batch) >= STAGE_BATCH:
             await flush()
     if batch:
         await flush()
     if queue:
         async with context.uow() as uow:
-            await queue_staged(uow.session, import_id, total)
+            await import_repo.queue_import(uow.session, org_id, import_id, total)
             await uow.commit()
     return {"id": import_id, "status": "queued", "total_rows": total}
 
 
-async def queue_staged(session: Any, import_id: str, total_rows: int) -> None:
-    """Hand a fully staged import to the import worker."""
-    await session.execute(sa.update(imports).where(imports.c.id == import_id).values(
-        status="queued", total_rows=total_rows))
-
-
-async def discard_staged(session: Any, import_id: str) -> None:
-    """Remove an import that will never be queued (a failed upload, or a retry of one already accepted)."""
-    await session.execute(sa.delete(import_rows).where(import_rows.c.import_id == import_id))
-    await session.execute(sa.delete(imports).where(imports.c.id == import_id))
-
-
-def import_to_dict(row: Any) -> dict[str, Any]:
-    m = row._mapping
-    return {"id": m["id"], "status": m["status"], "filename": m["filename"], "form_id": m["form_id"],
-            "total_rows": m["total_rows"], "processed_rows": m["processed_rows"],
-            "created": m["created_count"], "updated": m["updated_count"], "failed": m["failed_count"],
-            "mapping": (m["spec"] or {}).get("mapping", {}), "created_by": m["created_by"],
-            "created_at": iso(m["created_at"]), "started_at": iso(m["started_at"]),
-            "finished_at": iso(m["finished_at"])}
+def import_to_dict(job: ImportJob) -> dict[str, Any]:
+    """The import as the API shows it."""
+    return {"id": job.id, "status": job.status, "filename": job.filename, "form_id": job.form_id,
+            "total_rows": job.total_rows, "processed_rows": job.processed_rows,
+            "created": job.created_count, "updated": job.updated_count, "failed": job.failed_count,
+            "mapping": (job.spec or {}).get("mapping", {}), "created_by": job.created_by,
+            "created_at": iso(job.created_at), "started_at": iso(job.started_at),
+            "finished_at": iso(job.finished_at)}
 
 
 async def process_batch(context: ServiceContext, batch_size: int) -> bool:
@@ -192,67 +181,52 @@ async def process_batch(context: ServiceContext, batch_size: int) -> bool:
     from ..entrypoints.common import org_setup
 
     async with context.uow() as uow:
-        claim = sa.select(imports).where(imports.c.status.in_(("queued", "processing"))) \
-            .order_by(imports.c.created_at).limit(1)
-        if uow.dialect == "postgresql":
-            claim = claim.with_for_update(skip_locked=True)
-        job = (await uow.session.execute(claim)).first()
+        job = await import_repo.claim_next(uow.session)
         if job is None:
             return False
         now = context.clock.now()
-        rows = (await uow.session.execute(sa.select(import_rows).where(
-            import_rows.c.import_id == job.id, import_rows.c.status == "pending")
-            .order_by(import_rows.c.row_number).limit(batch_size))).all()
+        rows = await import_repo.pending_rows(uow.session, job, batch_size)
         if not rows:
-            await uow.session.execute(sa.update(imports).where(imports.c.id == job.id).values(
-                status="done", finished_at=now, started_at=sa.func.coalesce(imports.c.started_at, now)))
+            await import_repo.finish_import(uow.session, job, now)
             await uow.commit()
             log.info("import_done", import_id=job.id, rows=job.total_rows)
             return True
-        spec = FormSpec(mapping=job.spec["mapping"], defaults=job.spec["defaults"],
-                        required=tuple(job.spec["required"]))
         setup = await org_setup(context, uow.session, job.org_id)
-        results: dict[int, dict[str, Any]] = {}
-        candidates: list[tuple[int, Candidate]] = []
-        for row in rows:
-            data = dict(row.data)
-            if BAD_WIDTH in data:
-                results[row.row_number] = {"status": "failed", "lead_id": None,
-                                           "errors": [{"field": "row", "message": data[BAD_WIDTH]}]}
-                continue
-            mapped = map_payload(data, spec, setup.custom_defs)
-            if mapped.lead is None:
-                results[row.row_number] = {"status": "failed", "lead_id": None,
-                                           "errors": [{"field": p.field, "message": p.message}
-                                                      for p in mapped.errors]}
-                continue
-            lead = mapped.lead
-            if job.spec.get("owner_id"):
-                lead = lead.model_copy(update={"owner_id": job.spec["owner_id"]})
-            candidates.append((row.row_number, Candidate(lead, origin="import", import_id=job.id)))
+        results = _mapped(job, rows, setup)
+        candidates = [(number, candidate) for number, candidate in results.items()
+                      if isinstance(candidate, Candidate)]
+        failed = {number: r for number, r in results.items() if isinstance(r, RowResult)}
         if job.spec.get("owner_id"):
-            candidates = await _not_someone_elses(uow, job.org_id, job.spec["owner_id"], candidates, results)
-        await _ingest_rows(uow, job.org_id, candidates, setup, now, results)
-        await uow.session.execute(
-            sa.update(import_rows).where(import_rows.c.import_id == job.id,
-                                         import_rows.c.row_number == sa.bindparam("b_row"))
-            .values(status=sa.bindparam("b_status"), errors=sa.bindparam("b_errors"),
-                    lead_id=sa.bindparam("b_lead")),
-            [{"b_row": n, "b_status": r["status"], "b_errors": r.get("errors"), "b_lead": r["lead_id"]}
-             for n, r in results.items()], execution_options={"synchronize_session": False})
-        counts = {s: sum(1 for r in results.values() if r["status"] == s) for s in ("created", "updated", "failed")}
-        await uow.session.execute(sa.update(imports).where(imports.c.id == job.id).values(
-            status="processing", started_at=sa.func.coalesce(imports.c.started_at, now),
-            processed_rows=imports.c.processed_rows + len(results),
-            created_count=imports.c.created_count + counts["created"],
-            updated_count=imports.c.updated_count + counts["updated"],
-            failed_count=imports.c.failed_count + counts["failed"]))
+            candidates = await _not_someone_elses(uow, job.org_id, job.spec["owner_id"], candidates, failed)
+        ingested = await _ingest_rows(uow, job.org_id, candidates, setup, now)
+        await import_repo.record_batch(uow.session, job, {**failed, **ingested}, now)
         await uow.commit()
     return True
 
 
-async def _not_someone_elses(uow: Any, org_id: str, rep_id: str, candidates: list[tuple[int, Candidate]],
-                             results: dict[int, dict[str, Any]]) -> list[tuple[int, Candidate]]:
+def _mapped(job: ImportJob, rows: list[ImportRow], setup: OrgSetup) -> dict[int, Candidate | RowResult]:
+    """Each row's candidate lead, or why it failed, by row number (in file order)."""
+    spec = FormSpec(mapping=job.spec["mapping"], defaults=job.spec["defaults"],
+                    required=tuple(job.spec["required"]))
+    results: dict[int, Candidate | RowResult] = {}
+    for row in rows:
+        if BAD_WIDTH in row.data:
+            results[row.row_number] = RowResult("failed", errors=[{"field": "row", "message": row.data[BAD_WIDTH]}])
+            continue
+        mapped = map_payload(row.data, spec, setup.custom_defs)
+        if mapped.lead is None:
+            results[row.row_number] = RowResult("failed", errors=[{"field": p.field, "message": p.message}
+                                                                   for p in mapped.errors])
+            continue
+        lead = mapped.lead
+        if job.spec.get("owner_id"):
+            lead = lead.model_copy(update={"owner_id": job.spec["owner_id"]})
+        results[row.row_number] = Candidate(lead, origin="import", import_id=job.id)
+    return results
+
+
+async def _not_someone_elses(uow: UnitOfWork, org_id: str, rep_id: str, candidates: list[tuple[int, Candidate]],
+                             failed: dict[int, RowResult]) -> list[tuple[int, Candidate]]:
     """A rep's import does not take over another rep's open leads (ownership changes only through assignment):
     those rows fail, naming the lead and its owner, as the API's 409 does."""
     emails = sorted({c.lead.contact.email for _, c in candidates if c.lead.contact.email})
@@ -265,15 +239,17 @@ async def _not_someone_elses(uow: Any, org_id: str, rep_id: str, candidates: lis
         if lead is None:
             kept.append((number, candidate))
             continue
-        results[number] = {"status": "failed", "lead_id": None, "errors": [{
-            "field": "contact.email", "message": someone_elses_lead(lead["id"], lead.get("owner_id"))}]}
+        failed[number] = RowResult("failed", errors=[{
+            "field": "contact.email", "message": someone_elses_lead(lead["id"], lead.get("owner_id"))}])
     return kept
 
 
-async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candidate]], setup: Any,
-                       now: datetime, results: dict[int, dict[str, Any]]) -> None:
+async def _ingest_rows(uow: UnitOfWork, org_id: str, candidates: list[tuple[int, Candidate]], setup: OrgSetup,
+                       now: datetime) -> dict[int, RowResult]:
+    """Ingest the rows' leads together; when that fails, row by row (one bad row must not sink the batch)."""
     if not candidates:
-        return
+        return {}
+    results: dict[int, RowResult] = {}
     try:
         async with uow.session.begin_nested():
             outcomes = await ingest(uow, org_id, [c for _, c in candidates], setup, now)
@@ -287,16 +263,17 @@ async def _ingest_rows(uow: Any, org_id: str, candidates: list[tuple[int, Candid
                     [outcome] = await ingest(uow, org_id, [candidate], setup, now)
             except Exception as row_exc:  # noqa: BLE001 - whatever failed the row is its recorded error
                 del uow._outgoing[mark:]
-                results[number] = {"status": "failed", "lead_id": None,
-                                   "errors": [{"field": "row", "message": str(row_exc).splitlines()[0][:300]}]}
+                results[number] = RowResult("failed", errors=[{"field": "row",
+                                                               "message": str(row_exc).splitlines()[0][:300]}])
                 continue
-            results[number] = {"status": "created" if outcome.created else "updated", "lead_id": outcome.lead["id"]}
-        return
+            results[number] = RowResult("created" if outcome.created else "updated", outcome.lead["id"])
+        return results
     seen: set[str] = set()
     for (number, _), outcome in zip(candidates, outcomes, strict=True):
         created = outcome.created and outcome.lead["id"] not in seen
         seen.add(outcome.lead["id"])
-        results[number] = {"status": "created" if created else "updated", "lead_id": outcome.lead["id"]}
+        results[number] = RowResult("created" if created else "updated", outcome.lead["id"])
+    return results
 
 
 async def import_worker(context: ServiceContext) -> None:

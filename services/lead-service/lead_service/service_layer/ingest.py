@@ -6,37 +6,29 @@ is scored and enriched from its email address; the events go to the outbox in th
 """
 from __future__ import annotations
 
-import functools
-import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.events import ActivityLoggedV1, LeadCreatedV1, LeadUpdatedV1
-from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, companies, contacts, custom_field_defs, lead_past_owners, leads, scoring_rules
+from ..adapters.repository import leads as lead_repo
+from ..adapters.repository import new_id
+from ..adapters.repository import scoring as scoring_repo
+from ..adapters.repository.leads import open_leads_by_email
+from ..adapters.repository.records import insert_activities
+from ..domain.activity import Activity
 from ..domain.custom_fields import CustomFieldDef
 from ..domain.dedup import changed_fields, company_key, merge_into
 from ..domain.enrichment import analyse_email
-from ..domain.lead import OPEN_STATUSES, LeadIn, search_text
-from ..domain.scoring import RULE_CONFIG, ScoringRule, score_lead
-from .views import COMPANY_FIELDS, CONTACT_FIELDS, iso, lead_select, row_to_lead, snapshot
-
-
-async def core(uow: UnitOfWork) -> Any:
-    """The transaction's connection: Core statements run on it skip the ORM session's per-statement work
-    (a hot-path CPU cost), in the very same transaction."""
-    return await uow.session.connection()
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
+from ..domain.lead import COMPANY_FIELDS, LeadIn
+from ..domain.scoring import ScoringRule, score_lead
+from ..domain.times import iso
+from .views import snapshot
 
 
 @dataclass
@@ -62,14 +54,9 @@ class OrgSetup:
     enrichment_provider: bool
 
 
-async def load_org_setup(session: Any, org_id: str, enrichment_provider: bool) -> OrgSetup:
-    rows = (await session.execute(sa.select(scoring_rules).where(
-        scoring_rules.c.org_id == org_id, scoring_rules.c.enabled.is_(True)).order_by(
-        scoring_rules.c.created_at, scoring_rules.c.id))).all()
-    rules = [ScoringRule(r.id, r.name, r.points, RULE_CONFIG.validate_python(r.config)) for r in rows]
-    defs = (await session.execute(sa.select(custom_field_defs).where(custom_field_defs.c.org_id == org_id))).all()
-    return OrgSetup(rules, {d.key: CustomFieldDef(d.key, d.type, tuple(d.options or ()), d.required) for d in defs},
-                    enrichment_provider)
+async def load_org_setup(session: AsyncSession, org_id: str, enrichment_provider: bool) -> OrgSetup:
+    return OrgSetup(await scoring_repo.enabled_rules(session, org_id),
+                    await scoring_repo.custom_field_defs_of(session, org_id), enrichment_provider)
 
 
 def rescore(lead: dict[str, Any], setup: OrgSetup) -> None:
@@ -77,100 +64,6 @@ def rescore(lead: dict[str, Any], setup: OrgSetup) -> None:
     result = score_lead(lead, insights, setup.rules)
     lead["score"] = result.score
     lead["score_breakdown"] = [line.as_dict() for line in result.breakdown]
-
-
-def lead_columns(lead: dict[str, Any]) -> dict[str, Any]:
-    """The leads-table values of an API-shaped lead."""
-    contact, company = lead["contact"], lead["company"]
-    value = lead.get("value")
-    close = lead.get("expected_close_date")
-    return {
-        "contact_id": contact.get("contact_id"), "company_id": company.get("company_id"),
-        "email": contact.get("email"),
-        "search_text": search_text(contact.get("first_name"), contact.get("last_name"), contact.get("email"),
-                                   company.get("name")),
-        "country": lead.get("country"), "region": lead.get("region"), "postcode": lead.get("postcode"),
-        "timezone": lead.get("timezone"), "language": lead.get("language"),
-        "product_line": lead.get("product_line"),
-        "value": None if value is None else Decimal(str(value)), "currency": lead.get("currency"),
-        "expected_close_date": date.fromisoformat(close) if isinstance(close, str) else close,
-        "source": lead["source"], "utm": lead.get("utm") or {}, "custom_fields": lead.get("custom_fields") or {},
-        "status": lead["status"], "disqualify_reason": lead.get("disqualify_reason"),
-        "owner_id": lead.get("owner_id"), "team_id": lead.get("team_id"),
-        "score": lead.get("score") or 0, "score_breakdown": lead.get("score_breakdown") or [],
-        "form_id": lead.get("form_id"), "import_id": lead.get("import_id"),
-        "enrichment": lead.get("enrichment") or {}, "enrichment_status": lead.get("enrichment_status") or "none",
-        "version": lead["version"],
-    }
-
-
-@functools.cache
-def _company_upsert(dialect: str) -> Any:
-    statement = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(companies)
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["org_id", "dedup_key"],
-        set_={"name": sa.func.coalesce(companies.c.name, excluded.name),
-              "domain": sa.func.coalesce(companies.c.domain, excluded.domain),
-              "size": sa.func.coalesce(excluded.size, companies.c.size),
-              "industry": sa.func.coalesce(excluded.industry, companies.c.industry),
-              "updated_at": excluded.updated_at},
-    ).returning(companies.c.id, companies.c.dedup_key, *[companies.c[f] for f in COMPANY_FIELDS])
-
-
-@functools.cache
-def _contact_upsert(dialect: str) -> Any:
-    statement = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(contacts)
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["org_id", "email"],
-        # sa.null(), not None: a literal None would stop SQLAlchemy batching the executemany
-        set_={**{f: sa.func.coalesce(excluded[f], contacts.c[f]) for f in ("first_name", "last_name", "phone",
-                                                                           "title", "company_id")},
-              "updated_at": excluded.updated_at, "erased_at": sa.null()},
-    ).returning(contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS],
-                # PostgreSQL: xmax = 0 marks a row this statement inserted (a new person: no lead to find)
-                (sa.literal_column("xmax") == 0 if dialect == "postgresql" else sa.false()).label("inserted"))
-
-
-async def _upsert_companies(uow: UnitOfWork, org_id: str, wanted: dict[str, dict[str, Any]],
-                            now: datetime) -> dict[str, dict[str, Any]]:
-    if not wanted:
-        return {}
-    params = [{"id": new_id(), "org_id": org_id, "dedup_key": key, **{f: values.get(f) for f in COMPANY_FIELDS},
-               "created_at": now, "updated_at": now} for key, values in wanted.items()]
-    # executemany of one cached statement (batched VALUES); results are keyed, so their order does not matter
-    rows = (await (await core(uow)).execute(_company_upsert(uow.dialect), params)).all()
-    return {r.dedup_key: {"company_id": r.id, **{f: getattr(r, f) for f in COMPANY_FIELDS}} for r in rows}
-
-
-async def _upsert_contacts(uow: UnitOfWork, org_id: str, wanted: dict[str, dict[str, Any]],
-                           now: datetime) -> dict[str, dict[str, Any]]:
-    if not wanted:
-        return {}
-    params = [{"id": new_id(), "org_id": org_id, **{f: values.get(f) for f in CONTACT_FIELDS},
-               "company_id": values.get("company_id"), "created_at": now, "updated_at": now}
-              for values in wanted.values()]
-    rows = (await (await core(uow)).execute(_contact_upsert(uow.dialect), params)).all()
-    return {r.email: {"contact_id": r.id, **{f: getattr(r, f) for f in CONTACT_FIELDS}, "_company_id": r.company_id,
-                      "_inserted": bool(r.inserted)} for r in rows}
-
-
-async def open_leads_by_email(session: Any, org_id: str, emails: list[str],
-                              for_update: bool = True) -> dict[str, dict[str, Any]]:
-    if not emails:
-        return {}
-    # one email (a form submission) needs no expanding IN: a plain comparison compiles once and is cached
-    by_email = leads.c.email == emails[0] if len(emails) == 1 else leads.c.email.in_(emails)
-    query = lead_select().where(leads.c.org_id == org_id, by_email,
-                                leads.c.status.in_(OPEN_STATUSES), leads.c.deleted_at.is_(None),
-                                leads.c.erased_at.is_(None)).order_by(leads.c.created_at, leads.c.id)
-    if for_update:
-        query = query.with_for_update(of=leads)
-    found: dict[str, dict[str, Any]] = {}
-    for row in (await (await session.connection()).execute(query)).all():
-        found[row.email] = row_to_lead(row)  # the newest open lead wins
-    return found
 
 
 def _fresh(candidate: LeadIn, contact: dict[str, Any], company: dict[str, Any] | None, now: datetime,
@@ -229,7 +122,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         if key is not None:
             merged = wanted_companies.setdefault(key, {})
             merged.update({k: v for k, v in values.items() if v is not None})
-    company_rows = await _upsert_companies(uow, org_id, dict(sorted(wanted_companies.items())), now)
+    company_rows = await lead_repo.upsert_companies(uow.session, org_id, dict(sorted(wanted_companies.items())), now)
 
     wanted_contacts: dict[str, dict[str, Any]] = {}
     for candidate, key in zip(candidates, company_keys, strict=True):
@@ -241,13 +134,13 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         if key is not None:
             merged["company_id"] = company_rows[key]["company_id"]
     # Sorted keys keep the lock order stable between concurrent batches.
-    contact_rows = await _upsert_contacts(uow, org_id, dict(sorted(wanted_contacts.items())), now)
+    contact_rows = await lead_repo.upsert_contacts(uow.session, org_id, dict(sorted(wanted_contacts.items())), now)
     # Lock the open leads now. A contact we did not insert but with no open lead seen above may belong to a
     # concurrent submission of the same person that committed while we waited on the contact row: looking
     # again finds its lead, which is then updated rather than duplicated. SQLite cannot tell an inserted
-    # contact from an updated one (`_inserted` is always False there), so every email is looked at again:
+    # contact from an updated one (`inserted` is always False there), so every email is looked at again:
     # its transaction began with the contact upsert, which waited for the concurrent writer to commit.
-    to_lock = [e for e, row in contact_rows.items() if e in seen or not row["_inserted"]]
+    to_lock = [e for e, row in contact_rows.items() if e in seen or not row.inserted]
     existing = await open_leads_by_email(uow.session, org_id, sorted(to_lock))
     for email, lead in existing.items():
         earlier = seen.get(email)
@@ -263,7 +156,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         email = candidate.lead.contact.email
         company = company_rows.get(key) if key is not None else None
         if email is not None:
-            contact = contact_rows[email]
+            contact = contact_rows[email].contact
         else:
             contact = {"contact_id": new_id(), **candidate.lead.contact.model_dump(), "_new": True}
         before = existing.get(email) if email else None
@@ -296,35 +189,27 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         if candidate.origin == "form":
             resubmitted.append((lead, candidate))
 
-    new_contacts = [{"id": o.lead["contact"]["contact_id"], "org_id": org_id,
-                     **{f: o.lead["contact"].get(f) for f in CONTACT_FIELDS},
-                     "company_id": o.lead["company"].get("company_id"), "created_at": now, "updated_at": now}
-                    for o in outcomes if o.created and o.lead["contact"].get("email") is None]
-    if new_contacts:
-        await (await core(uow)).execute(sa.insert(contacts), new_contacts)
-    if inserts:
-        await (await core(uow)).execute(sa.insert(leads), [
-            {"id": lead["id"], "org_id": org_id, **lead_columns(lead), "created_at": now, "updated_at": now}
-            for lead in inserts.values()])
+    await lead_repo.insert_contacts(uow.session, org_id, [o.lead for o in outcomes
+                                                          if o.created and o.lead["contact"].get("email") is None], now)
+    await lead_repo.insert_leads(uow.session, org_id, list(inserts.values()), now)
     for lead in updates.values():
-        await uow.session.execute(sa.update(leads).where(leads.c.id == lead["id"], leads.c.org_id == org_id)
-                                  .values(**lead_columns(lead), updated_at=now))
+        await lead_repo.save_lead(uow.session, org_id, lead, now)
     for lead_id, before_owner, after_owner in owner_changes:
-        await remember_past_owner(uow.session, lead_past_owners, org_id, lead_id, before_owner, after_owner, now)
+        await lead_repo.remember_past_owner(uow.session, org_id, lead_id, before_owner, after_owner, now)
     if resubmitted:
-        rows = []
+        notes: list[Activity] = []
         for lead, candidate in resubmitted:
-            activity_id = new_id()
-            rows.append({"id": activity_id, "org_id": org_id, "lead_id": lead["id"], "kind": "note",
-                         "rep_id": None, "occurred_at": now, "duration_seconds": None, "outcome": None,
-                         "subject": "form resubmitted", "notes": f"form {candidate.form_id}"
-                         + (f", submission {candidate.submission_id}" if candidate.submission_id else ""),
-                         "source": "form", "external_id": None, "created_at": now})
-            uow.publish(ActivityLoggedV1(activity_id=activity_id, lead_id=lead["id"], kind="note",
+            note = Activity(id=new_id(), lead_id=lead["id"], kind="note", rep_id=None, occurred_at=now,
+                            duration_seconds=None, outcome=None, subject="form resubmitted",
+                            notes=f"form {candidate.form_id}"
+                            + (f", submission {candidate.submission_id}" if candidate.submission_id else ""),
+                            source="form", created_at=now)
+            notes.append(note)
+            uow.publish(ActivityLoggedV1(activity_id=note.id, lead_id=lead["id"], kind="note",
                                          rep_id=lead.get("owner_id"), occurred_at=now, subject="form resubmitted",
                                          source="form"),
-                        org_id=org_id, subject_id=activity_id)
-        await (await core(uow)).execute(sa.insert(activities), rows)
+                        org_id=org_id, subject_id=note.id)
+        await insert_activities(uow.session, org_id, notes)
 
     published: set[str] = set()
     for outcome in reversed(outcomes):  # one event per lead, carrying its final state

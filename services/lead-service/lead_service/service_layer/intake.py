@@ -7,67 +7,32 @@ sweep processes later. No submission is acknowledged (2xx) before its raw row is
 """
 from __future__ import annotations
 
-import functools
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import forms, submissions
-from ..domain.mapping import FormSpec, map_payload
-from .ingest import Candidate, OrgSetup, ingest
-from .views import iso
+from ..adapters.repository import forms as form_repo
+from ..adapters.repository.forms import Submission
+from ..domain.forms import Form
+from ..domain.lead import LeadIn
+from ..domain.mapping import FieldProblem, map_payload
+from ..domain.times import iso
+from .ingest import Candidate, OrgSetup, Outcome, ingest
 
 log = structlog.get_logger(__name__)
-
-PUBLIC_KEY_FIELD = "sf_key"
-SUBMISSION_ID_FIELD = "submission_id"
-RESERVED_FIELDS = (PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD)
 
 
 class PayloadError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Form:
-    id: str
-    org_id: str
-    name: str
-    mapping: dict[str, str]
-    defaults: dict[str, Any]
-    required: list[str]
-    public_key: str
-    signing_secret: str
-    honeypot_field: str
-    redirect_url: str | None
-    rate_limit_per_minute: int
-    version: int
-    allowed_origins: list[str]
-
-    @classmethod
-    def from_row(cls, row: Any) -> Form:
-        return cls(**{k: row._mapping[k] for k in cls.__dataclass_fields__})
-
-    @property
-    def spec(self) -> FormSpec:
-        return FormSpec(mapping=self.mapping, defaults={"source": "web_form", **self.defaults},
-                        required=tuple(self.required), ignored=(*RESERVED_FIELDS, self.honeypot_field))
-
-    def as_dict(self, *, with_secret: bool = True) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        if not with_secret:
-            out.pop("signing_secret")
-        out["submit_url"] = f"/v1/forms/{self.id}/submissions"
-        return out
 
 
 def new_public_key() -> str:
@@ -98,13 +63,13 @@ def parse_payload(raw: bytes, content_type: str) -> dict[str, Any]:
     raise PayloadError(f"unsupported content type {kind!r}")
 
 
-def submission_to_dict(row: Any) -> dict[str, Any]:
-    m = row._mapping
-    return {"id": m["id"], "form_id": m["form_id"], "status": m["status"], "channel": m["channel"],
-            "received_at": iso(m["received_at"]), "processed_at": iso(m["processed_at"]),
-            "errors": m["errors"] or [], "lead_id": m["lead_id"], "outcome": m["outcome"],
-            "attempts": m["attempts"], "content_type": m["content_type"], "raw_body": m["raw_body"],
-            "dedup_key": sender_submission_id(m["dedup_key"])}
+def submission_to_dict(submission: Submission) -> dict[str, Any]:
+    s = submission
+    return {"id": s.id, "form_id": s.form_id, "status": s.status, "channel": s.channel,
+            "received_at": iso(s.received_at), "processed_at": iso(s.processed_at),
+            "errors": s.errors or [], "lead_id": s.lead_id, "outcome": s.outcome,
+            "attempts": s.attempts, "content_type": s.content_type, "raw_body": s.raw_body,
+            "dedup_key": sender_submission_id(s.dedup_key)}
 
 
 # A sender's submission id is unique per form *and channel*: the public key of a browser form is in the page,
@@ -130,50 +95,72 @@ def sender_submission_id(dedup_key: str | None) -> str | None:
     return sent if channel in DEDUP_CHANNELS else dedup_key
 
 
-def submission_values(form: Form, *, submission_id: str, raw: bytes, content_type: str, channel: str,
-                      remote_ip: str | None, dedup_key: str | None, now: datetime,
-                      state: dict[str, Any]) -> dict[str, Any]:
-    done = state["status"] not in ("received", "spam")
-    return dict(id=submission_id, org_id=form.org_id, form_id=form.id, received_at=now, channel=channel,
-                content_type=content_type[:100], raw_body=raw.decode("utf-8", errors="replace"),
-                remote_ip=remote_ip, dedup_key=dedup_key, status=state["status"], errors=state.get("errors"),
-                lead_id=state.get("lead_id"), outcome=state.get("outcome"), attempts=1 if done else 0,
-                processed_at=now if done else None)
+@dataclass(frozen=True)
+class Received:
+    """A submission as it arrived (verified and parsed by the endpoint, nothing done with it yet)."""
+    submission_id: str
+    raw: bytes
+    content_type: str
+    channel: str  # signed, browser
+    remote_ip: str | None
+    dedup_key: str | None  # `scoped_dedup_key` of the id the sender sent
+    now: datetime
 
 
-async def store_submission(uow: UnitOfWork, form: Form, *, submission_id: str, raw: bytes, content_type: str,
-                           channel: str, remote_ip: str | None, dedup_key: str | None, now: datetime,
-                           state: dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class SubmissionState:
+    """What became of a submission: accepted (with its lead), failed (with field-named errors), received (stored
+    raw, to be processed by the sweep) or spam (stored, never processed)."""
+    status: str
+    errors: list[dict[str, str]] | None = None
+    lead_id: str | None = None
+    outcome: str | None = None  # created, updated
+
+    @classmethod
+    def failed(cls, problems: Sequence[FieldProblem]) -> SubmissionState:
+        return cls("failed", [{"field": p.field, "message": p.message} for p in problems])
+
+    @classmethod
+    def accepted(cls, outcome: Outcome) -> SubmissionState:
+        return cls("accepted", [], outcome.lead["id"], "created" if outcome.created else "updated")
+
+    def answer(self, submission_id: str) -> dict[str, Any]:
+        """The API's answer about the submission (SubmissionResult)."""
+        return {"submission_id": submission_id, "status": self.status, "errors": self.errors,
+                "lead_id": self.lead_id, "outcome": self.outcome}
+
+
+def submission_values(form: Form, received: Received, state: SubmissionState) -> dict[str, Any]:
+    """The submissions-table row of a received submission in `state`."""
+    done = state.status not in ("received", "spam")
+    now = received.now
+    return dict(id=received.submission_id, org_id=form.org_id, form_id=form.id, received_at=now,
+                channel=received.channel, content_type=received.content_type[:100],
+                raw_body=received.raw.decode("utf-8", errors="replace"), remote_ip=received.remote_ip,
+                dedup_key=received.dedup_key, status=state.status, errors=state.errors, lead_id=state.lead_id,
+                outcome=state.outcome, attempts=1 if done else 0, processed_at=now if done else None)
+
+
+async def store_submission(uow: UnitOfWork, form: Form, received: Received, state: SubmissionState) -> bool:
     """Insert the raw submission with its state; False when the de-duplication key was already used."""
-    values = submission_values(form, submission_id=submission_id, raw=raw, content_type=content_type,
-                               channel=channel, remote_ip=remote_ip, dedup_key=dedup_key, now=now, state=state)
-    if dedup_key is None:
-        await (await uow.session.connection()).execute(PLAIN_INSERT, values)
-        return True
-    result = await (await uow.session.connection()).execute(_insert_unless_duplicate(uow.dialect), values)
-    return result.rowcount == 1
+    return await form_repo.insert_submission(uow.session, submission_values(form, received, state))
 
 
-PLAIN_INSERT = sa.insert(submissions)
-
-
-@functools.cache
-def _insert_unless_duplicate(dialect: str) -> Any:
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    return insert(submissions).on_conflict_do_nothing(index_elements=["org_id", "form_id", "dedup_key"])
-
-
-async def find_duplicate(session: Any, form: Form, dedup_key: str | None) -> Any:
+async def find_duplicate(session: AsyncSession, form: Form, dedup_key: str | None) -> Submission | None:
     if dedup_key is None:
         return None
-    return (await session.execute(sa.select(submissions).where(
-        submissions.c.org_id == form.org_id, submissions.c.form_id == form.id,
-        submissions.c.dedup_key == dedup_key))).first()
+    return await form_repo.submission_by_key(session, form.org_id, form.id, dedup_key)
 
 
-async def accept_submission(uow: UnitOfWork, form: Form, setup: OrgSetup, *, submission_id: str, raw: bytes,
-                            content_type: str, channel: str, remote_ip: str | None, dedup_key: str | None,
-                            payload: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+async def _ingested(uow: UnitOfWork, form: Form, setup: OrgSetup, submission_id: str, lead: LeadIn,
+                    now: datetime) -> SubmissionState:
+    [outcome] = await ingest(uow, form.org_id, [Candidate(lead, origin="form", form_id=form.id,
+                                                          submission_id=submission_id)], setup, now)
+    return SubmissionState.accepted(outcome)
+
+
+async def accept_submission(uow: UnitOfWork, form: Form, setup: OrgSetup, received: Received,
+                            payload: dict[str, Any]) -> SubmissionState | None:
     """Map and ingest a new submission and store it raw, all in one transaction (the caller commits).
 
     The raw row is written whatever the outcome: failed (with field-named errors) when mapping fails,
@@ -181,57 +168,31 @@ async def accept_submission(uow: UnitOfWork, form: Form, setup: OrgSetup, *, sub
     """
     result = map_payload(payload, form.spec, setup.custom_defs)
     if result.lead is None:
-        state: dict[str, Any] = {"status": "failed", "lead_id": None, "outcome": None,
-                                 "errors": [{"field": p.field, "message": p.message} for p in result.errors]}
+        state = SubmissionState.failed(result.errors)
     else:
-        [outcome] = await ingest(uow, form.org_id, [Candidate(result.lead, origin="form", form_id=form.id,
-                                                              submission_id=submission_id)], setup, now)
-        state = {"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
-                 "outcome": "created" if outcome.created else "updated"}
-    stored = await store_submission(uow, form, submission_id=submission_id, raw=raw, content_type=content_type,
-                                    channel=channel, remote_ip=remote_ip, dedup_key=dedup_key, now=now, state=state)
+        state = await _ingested(uow, form, setup, received.submission_id, result.lead, received.now)
+    stored = await store_submission(uow, form, received, state)
     return state if stored else None
 
 
 async def process_submission(uow: UnitOfWork, form: Form, submission_id: str, setup: OrgSetup, now: datetime,
-                             payload: dict[str, Any] | None = None) -> dict[str, Any]:
+                             payload: dict[str, Any] | None = None) -> SubmissionState:
     """Map and ingest one stored submission inside `uow` (the caller commits). Returns its new state."""
     if payload is None:
-        row = (await uow.session.execute(sa.select(submissions).where(
-            submissions.c.id == submission_id, submissions.c.org_id == form.org_id).with_for_update())).one()
+        row = await form_repo.find_submission(uow.session, form.org_id, submission_id, for_update=True)
+        assert row is not None, "a stored submission is reprocessed"
         if row.status == "accepted":
-            return {"status": "accepted", "lead_id": row.lead_id, "outcome": row.outcome, "errors": []}
+            return SubmissionState("accepted", [], row.lead_id, row.outcome)
         try:
             payload = parse_payload(row.raw_body.encode(), row.content_type)
         except PayloadError as exc:
             payload = None
-            errors = [{"field": "body", "message": str(exc)}]
+            state = SubmissionState.failed([FieldProblem("body", str(exc))])
     if payload is not None:
         result = map_payload(payload, form.spec, setup.custom_defs)
-        errors = [{"field": p.field, "message": p.message} for p in result.errors]
-    state: dict[str, Any]
-    if payload is None or result.lead is None:
-        state = {"status": "failed", "errors": errors, "lead_id": None, "outcome": None}
-    else:
-        [outcome] = await ingest(uow, form.org_id, [Candidate(result.lead, origin="form", form_id=form.id,
-                                                              submission_id=submission_id)], setup, now)
-        state = {"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
-                 "outcome": "created" if outcome.created else "updated"}
-    await uow.session.execute(sa.update(submissions).where(submissions.c.id == submission_id).values(
-        status=state["status"], errors=state["errors"], lead_id=state["lead_id"], outcome=state["outcome"],
-        attempts=submissions.c.attempts + 1, processed_at=now))
+        state = SubmissionState.failed(result.errors) if result.lead is None else \
+            await _ingested(uow, form, setup, submission_id, result.lead, now)
+    await form_repo.record_processing(uow.session, form.org_id, submission_id, status=state.status,
+                                      errors=state.errors or [], lead_id=state.lead_id, outcome=state.outcome,
+                                      now=now)
     return state
-
-
-async def load_form(session: Any, form_id: str, org_id: str | None = None) -> Form | None:
-    query = sa.select(forms).where(forms.c.id == form_id)
-    if org_id is not None:
-        query = query.where(forms.c.org_id == org_id)
-    row = (await session.execute(query)).first()
-    return Form.from_row(row) if row is not None else None
-
-
-async def stuck_submissions(session: Any, now: datetime, older_than_s: float, limit: int = 100) -> list[Any]:
-    cutoff = now - timedelta(seconds=older_than_s)
-    return list((await session.execute(sa.select(submissions.c.id, submissions.c.org_id, submissions.c.form_id).where(
-        submissions.c.status == "received", submissions.c.received_at < cutoff).limit(limit))).all())

@@ -17,9 +17,11 @@ import structlog
 
 from salesflow_shared.app import ServiceContext
 
+from ..adapters.repository import forms as form_repo
+from ..domain.forms import Form
 from ..domain.mapping import map_payload
 from .ingest import Candidate, ingest
-from .intake import PLAIN_INSERT, Form, accept_submission, submission_values
+from .intake import Received, SubmissionState, accept_submission, submission_values
 
 log = structlog.get_logger(__name__)
 
@@ -28,8 +30,8 @@ log = structlog.get_logger(__name__)
 class Pending:
     form: Form
     payload: dict[str, Any]
-    common: dict[str, Any]
-    future: asyncio.Future[dict[str, Any] | None] = field(repr=False)
+    received: Received
+    future: asyncio.Future[SubmissionState | None] = field(repr=False)
 
 
 class IntakeBatcher:
@@ -41,11 +43,11 @@ class IntakeBatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self.batched_submissions = 0  # submissions committed as part of a batch of several (observability)
 
-    async def accept(self, form: Form, payload: dict[str, Any], common: dict[str, Any]) -> dict[str, Any] | None:
+    async def accept(self, form: Form, payload: dict[str, Any], received: Received) -> SubmissionState | None:
         """The submission's state once committed, or None when its de-duplication key was already used."""
         self._ensure_flushers()
-        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Pending(form, payload, common, future))
+        future: asyncio.Future[SubmissionState | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Pending(form, payload, received, future))
         return await future
 
     def _ensure_flushers(self) -> None:
@@ -88,7 +90,7 @@ class IntakeBatcher:
                     await self._alone(item)
 
     async def _together(self, org_id: str, items: list[Pending]) -> None:
-        if len(items) == 1 or any(item.common["dedup_key"] for item in items):
+        if len(items) == 1 or any(item.received.dedup_key for item in items):
             raise _GoAlone()  # keyed submissions need the per-row duplicate check
         from ..entrypoints.common import org_setup
 
@@ -98,21 +100,16 @@ class IntakeBatcher:
             mapped = [map_payload(item.payload, item.form.spec, setup.custom_defs) for item in items]
             good = [(item, m.lead) for item, m in zip(items, mapped, strict=True) if m.lead is not None]
             outcomes = await ingest(uow, org_id, [
-                Candidate(lead, origin="form", form_id=item.form.id, submission_id=item.common["submission_id"])
+                Candidate(lead, origin="form", form_id=item.form.id, submission_id=item.received.submission_id)
                 for item, lead in good], setup, now)
             by_item = {id(item): outcome for (item, _), outcome in zip(good, outcomes, strict=True)}
             states = []
             for item, m in zip(items, mapped, strict=True):
                 outcome = by_item.get(id(item))
-                if outcome is None:
-                    states.append({"status": "failed", "lead_id": None, "outcome": None,
-                                   "errors": [{"field": p.field, "message": p.message} for p in m.errors]})
-                else:
-                    states.append({"status": "accepted", "errors": [], "lead_id": outcome.lead["id"],
-                                   "outcome": "created" if outcome.created else "updated"})
-            connection = await uow.session.connection()
-            await connection.execute(PLAIN_INSERT, [submission_values(item.form, **item.common, state=state)
-                                                    for item, state in zip(items, states, strict=True)])
+                states.append(SubmissionState.failed(m.errors) if outcome is None
+                              else SubmissionState.accepted(outcome))
+            await form_repo.insert_submissions(uow.session, [submission_values(item.form, item.received, state)
+                                                             for item, state in zip(items, states, strict=True)])
             await uow.commit()
         self.batched_submissions += len(items)
         for item, state in zip(items, states, strict=True):
@@ -125,7 +122,7 @@ class IntakeBatcher:
         try:
             async with self.context.uow() as uow:
                 setup = await org_setup(self.context, uow.session, item.form.org_id)
-                state = await accept_submission(uow, item.form, setup, payload=item.payload, **item.common)
+                state = await accept_submission(uow, item.form, setup, item.received, item.payload)
                 if state is None:
                     await uow.rollback()
                 else:

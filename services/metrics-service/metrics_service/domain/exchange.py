@@ -14,14 +14,10 @@ from typing import Any
 
 from salesflow_shared.currency import ExchangeRates, Rate
 
-__all__ = ["Converted", "Rate", "Rates", "amounts", "day_of"]
+__all__ = ["Converted", "ExchangeRates", "Rate", "amounts", "day_of"]
 
 EPOCH = date(1970, 1, 1)
 UNKNOWN = ""  # an amount whose currency nobody gave
-
-
-# The one model of dated exchange rates every service converts with (salesflow_shared.currency).
-Rates = ExchangeRates
 
 
 def day_of(day_number: int) -> date:
@@ -38,7 +34,7 @@ class Converted:
     by_currency: dict[str, Decimal] = field(default_factory=dict)
     unconverted: dict[str, Decimal] = field(default_factory=dict)
 
-    def add(self, rates: Rates, currency: str | None, amount: Any, day: date) -> None:
+    def add(self, rates: ExchangeRates, currency: str | None, amount: Any, day: date) -> None:
         value = Decimal(amount or 0)
         code = currency or UNKNOWN
         self.by_currency[code] = self.by_currency.get(code, Decimal(0)) + value

@@ -1,6 +1,6 @@
 """The service's HTTP API (docs/architecture.md: /v1/reports, /v1/quotas, /v1/forecasts).
 
-Each report's description below is its definition, exactly as the SQL in service_layer/reports.py computes it.
+Each report's description below is its definition, exactly as the SQL in adapters/reports/ computes it.
 Every report answers JSON, or CSV with `?format=csv` (one line per row, columns = the row's fields).
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -25,7 +24,6 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import Clock, Rfc3339
 from salesflow_shared.contract import CSV_FILE, camel_case, returns
 from salesflow_shared.currency import CurrencyCode
-from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import (
     Forbidden,
     NotFound,
@@ -40,14 +38,13 @@ from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, 
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import exchange_rates, forecast_snapshots, quotas
+from ..adapters import repository
 from ..domain import formulas
-from ..domain.exchange import Converted, Rate, amounts
+from ..domain.exchange import Rate
 from ..domain.periods import (
     PERIODS,
     Period,
     as_utc,
-    elapsed_share,
     period_bounds,
     period_start,
     to_ts,
@@ -105,8 +102,7 @@ async def report_uow(uow: UowDep) -> UnitOfWork:
     """Reports are a few large sorts and aggregates: PostgreSQL's JIT compilation costs more than it saves
     here, and a sort of a few hundred thousand stays should stay in memory."""
     if uow.dialect == "postgresql":
-        await uow.session.execute(sa.text("SET LOCAL jit = off"))
-        await uow.session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+        await repository.tune_for_reports(uow.session)
     return uow
 
 
@@ -215,35 +211,9 @@ async def forecast_accuracy_report(q: Q, uow: ReportUow, period: PeriodParam = "
 async def quota_attainment_report(q: Q, uow: ReportUow, period: Annotated[Period | None, Query(
         description="month, quarter or year; default: every quota whose own period contains `date`")] = None,
                                   date: DateParam = None) -> Response:
-    moment = _moment(date, q.now)
     periods = [period] if period is not None else list(PERIODS)
-    bounds = {p: period_bounds(p, moment) for p in periods}
-    query = sa.select(quotas).where(quotas.c.org_id == q.principal.org_id, sa.or_(*[
-        sa.and_(quotas.c.period == p, quotas.c.period_start == start.date()) for p, (start, _) in bounds.items()]))
-    if not q.principal.sees_whole_org:
-        query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == q.principal.user_id)
-    found = list((await uow.session.execute(query)).all())
-    found.sort(key=lambda r: (PERIODS.index(r.period), r.scope, r.scope_id))
-    won: dict[tuple[str, str, str], dict[str, Converted]] = {}  # (period, scope, currency) → scope id → won
-    names = await reports.rep_names(uow.session, q.principal.org_id, {r.scope_id for r in found if r.scope == "rep"})
-    rows = []
-    for r in found:
-        start, end = bounds[r.period]
-        key = (r.period, r.scope, r.currency)
-        if key not in won:  # wins converted into the quota's own currency, each at its win's date
-            won[key] = await reports.won_between(uow.session, q.principal.org_id, r.scope, to_ts(start),
-                                                 to_ts(end), r.currency)
-        actual = won[key].get(r.scope_id, Converted(r.currency))
-        share = elapsed_share(start, end, q.now)
-        attainment = formulas.pct(actual.amount, r.amount)
-        rows.append({"quota_id": r.quota_id, "scope": r.scope, "scope_id": r.scope_id,
-                     "rep_name": names.get(r.scope_id) if r.scope == "rep" else None,
-                     "period": r.period, "period_start": start.date().isoformat(), "quota": formulas.money(r.amount),
-                     "currency": r.currency, "actual": formulas.money(actual.amount), "attainment_pct": attainment,
-                     "elapsed_pct": round(share * 100, 2), "pace_pct": formulas.pace(attainment, share),
-                     "projected": formulas.money(actual.amount / Decimal(share)) if share > 0 else None,
-                     "actual_by_currency": amounts(actual.by_currency),
-                     "actual_unconverted": amounts(actual.unconverted)})
+    rows = await reports.quota_attainment(uow.session, q.principal.org_id, periods, _moment(date, q.now), q.now,
+                                          None if q.principal.sees_whole_org else q.principal.user_id)
     return respond("quota_attainment", q, rows)
 
 
@@ -311,7 +281,7 @@ class QuotaPatch(BaseModel):
     currency: CurrencyCode | None = None
 
 
-def quota_out(row: Any) -> dict[str, Any]:
+def quota_out(row: repository.Quota) -> dict[str, Any]:
     return {"quota_id": row.quota_id, "scope": row.scope, "scope_id": row.scope_id, "period": row.period,
             "period_start": row.period_start.isoformat(), "amount": formulas.money(row.amount),
             "currency": row.currency, "version": row.version}
@@ -325,19 +295,18 @@ def _check_period_start(body: QuotaIn) -> None:
         raise ValidationFailed.single("period_start", f"must be the first day of a {body.period}")
 
 
-async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> Any:
-    row = (await uow.session.execute(sa.select(quotas).where(
-        quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id))).first()
+async def _quota(uow: UowDep, principal: Principal, quota_id: str) -> repository.Quota:
+    row = await repository.get_quota(uow.session, principal.org_id, quota_id)
     if row is None or (not principal.sees_whole_org and (row.scope != "rep" or row.scope_id != principal.user_id)):
         raise NotFound(f"quota {quota_id} not found")
     return row
 
 
-def _etag(row: Any) -> str:
+def _etag(row: repository.Quota) -> str:
     return strong_etag(f"{row.quota_id}:{row.version}")
 
 
-def _publish_quota(uow: UnitOfWork, row: Any) -> None:
+def _publish_quota(uow: UnitOfWork, row: repository.Quota) -> None:
     """QuotaSet with the quota as it now is (its version: the newest wins downstream)."""
     start = datetime(row.period_start.year, row.period_start.month, row.period_start.day)
     _, end = period_bounds(row.period, start)
@@ -356,13 +325,10 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
                               payload=body.model_dump(mode="json"))
     if replay is not None:
         return replay
-    from salesflow_shared.inbox import dialect_insert
     now = utcnow()
     values = {"quota_id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "version": 1,
               "created_at": now, "updated_at": now}
-    result = await uow.session.execute(dialect_insert(uow.session)(quotas).values(**values).on_conflict_do_nothing(
-        index_elements=["org_id", "scope", "scope_id", "period", "period_start"]))
-    if rows_affected(result) != 1:
+    if not await repository.insert_quota(uow.session, values):
         from salesflow_shared.errors import Conflict
         raise Conflict("a quota for this scope and period already exists")
     row = await _quota(uow, principal, values["quota_id"])
@@ -378,16 +344,11 @@ async def create_quota(body: QuotaIn, principal: AdminPrincipal, uow: UowDep, id
 async def list_quotas(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100, cursor: CursorParam = None,
                       period: Period | None = None, scope: Literal["rep", "team"] | None = None,
                       scope_id: str | None = None) -> dict[str, Any]:
-    query = sa.select(quotas).where(quotas.c.org_id == principal.org_id)
-    if not principal.sees_whole_org:
-        query = query.where(quotas.c.scope == "rep", quotas.c.scope_id == principal.user_id)
-    for column, value in (("period", period), ("scope", scope), ("scope_id", scope_id)):
-        if value is not None:
-            query = query.where(quotas.c[column] == value)
     after = decode_cursor(cursor, 1)
-    if after:
-        query = query.where(quotas.c.quota_id > after[0])
-    rows = (await uow.session.execute(query.order_by(quotas.c.quota_id).limit(limit + 1))).all()
+    rows = await repository.list_quotas(uow.session, principal.org_id,
+                                        rep_id=None if principal.sees_whole_org else principal.user_id,
+                                        period=period, scope=scope, scope_id=scope_id,
+                                        after=after[0] if after else None, limit=limit + 1)
     items = [quota_out(r) for r in rows[:limit]]
     return {"items": items, "next_cursor": encode_cursor([items[-1]["quota_id"]]) if len(rows) > limit else None}
 
@@ -406,10 +367,7 @@ async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal
     row = await _quota(uow, principal, quota_id)
     check_if_match(if_match, _etag(row), what="quota")
     changes = body.model_dump(exclude_none=True)
-    result = await uow.session.execute(sa.update(quotas).where(
-        quotas.c.org_id == principal.org_id, quotas.c.quota_id == quota_id, quotas.c.version == row.version,
-    ).values(**changes, version=row.version + 1, updated_at=utcnow()))
-    if rows_affected(result) != 1:
+    if not await repository.update_quota(uow.session, row, changes, utcnow()):
         raise PreconditionFailed("the quota changed since you read it")
     row = await _quota(uow, principal, quota_id)
     _publish_quota(uow, row)
@@ -420,8 +378,7 @@ async def patch_quota(quota_id: str, body: QuotaPatch, principal: AdminPrincipal
 @router.delete("/quotas/{quota_id}", status_code=204, summary="Delete a quota (admin)", operation_id="deleteQuota")
 async def delete_quota(quota_id: str, principal: AdminPrincipal, uow: UowDep) -> Response:
     row = await _quota(uow, principal, quota_id)
-    await uow.session.execute(sa.delete(quotas).where(quotas.c.org_id == principal.org_id,
-                                                      quotas.c.quota_id == quota_id))
+    await repository.delete_quota(uow.session, principal.org_id, quota_id)
     uow.publish(QuotaRemovedV1(quota_id=quota_id), org_id=principal.org_id, subject_id=quota_id,
                 subject_version=row.version + 1)
     await uow.commit()
@@ -464,14 +421,9 @@ async def freeze_forecast(body: FreezeIn, principal: AdminPrincipal, uow: UowDep
             operation_id="listForecastSnapshots", **returns(R.ForecastSnapshotPage))
 async def list_snapshots(principal: ManagerPrincipal, uow: UowDep, period: Period | None = None,
                          limit: LimitParam = 100, cursor: CursorParam = None) -> dict[str, Any]:
-    fs = forecast_snapshots.c
-    query = sa.select(forecast_snapshots).where(fs.org_id == principal.org_id)
-    if period is not None:
-        query = query.where(fs.period == period)
     after = decode_cursor(cursor, 1)
-    if after:
-        query = query.where(fs.snapshot_id > after[0])
-    rows = (await uow.session.execute(query.order_by(fs.snapshot_id).limit(limit + 1))).all()
+    rows = await repository.list_snapshots(uow.session, principal.org_id, period, after[0] if after else None,
+                                           limit + 1)
     items = [forecasting.snapshot_out(r) for r in rows[:limit]]
     return {"items": items, "next_cursor": encode_cursor([items[-1]["snapshot_id"]]) if len(rows) > limit else None}
 
@@ -513,13 +465,9 @@ class RatesIn(BaseModel):
             operation_id="listExchangeRates", **returns(R.ExchangeRates))
 async def list_rates(principal: CurrentPrincipal, uow: UowDep, base_currency: str | None = None,
                      quote_currency: str | None = None) -> dict[str, Any]:
-    r = exchange_rates.c
-    query = sa.select(r.base_currency, r.quote_currency, r.valid_from, r.rate).where(r.org_id == principal.org_id)
-    for column, value in (("base_currency", base_currency), ("quote_currency", quote_currency)):
-        if value is not None:
-            query = query.where(r[column] == value.upper())
-    rows = await uow.session.execute(query.order_by(r.base_currency, r.quote_currency, r.valid_from))
-    return {"items": [currencies.rate_out(Rate(b, q, d, Decimal(v))) for b, q, d, v in rows]}
+    rates = await repository.rates(uow.session, principal.org_id, base_currency and base_currency.upper(),
+                                   quote_currency and quote_currency.upper())
+    return {"items": [currencies.rate_out(rate) for rate in rates]}
 
 
 async def _store_rates(uow: UnitOfWork, idem: IdempotentRequest, principal: Principal, rates: list[Rate],

@@ -12,20 +12,17 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.currency import MESSAGE as NOT_ISO
 from salesflow_shared.currency import is_iso_currency
-from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import FieldError, PreconditionFailed, ValidationFailed
 from salesflow_shared.events import ExchangeRateSetV1, ReportingCurrencySetV1, utcnow
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import exchange_rates, org_currency
-from ..domain.exchange import Rate, Rates
+from ..adapters import repository
+from ..domain.exchange import ExchangeRates, Rate
 
 DEFAULT_REPORTING_CURRENCY = "USD"  # until an admin sets the org's own
 MAX_RATE = Decimal("1e12")
@@ -36,7 +33,7 @@ MAX_CSV_ROWS = 20_000
 @dataclass
 class Setup:
     currency: str
-    rates: Rates
+    rates: ExchangeRates
 
 
 SETUP_CACHE = "currency_setup"  # per session (one request or one worker transaction): read once
@@ -52,40 +49,31 @@ async def setup(session: AsyncSession, org_id: str) -> Setup:
 
 
 async def _read_setup(session: AsyncSession, org_id: str) -> Setup:
-    currency = (await session.execute(sa.select(org_currency.c.currency).where(
-        org_currency.c.org_id == org_id))).scalar_one_or_none()
-    r = exchange_rates.c
-    rows = await session.execute(sa.select(r.base_currency, r.quote_currency, r.valid_from, r.rate).where(
-        r.org_id == org_id))
-    reporting = currency or DEFAULT_REPORTING_CURRENCY
-    return Setup(reporting, Rates((Rate(b, q, d, Decimal(v)) for b, q, d, v in rows), reporting))
+    setting = await repository.reporting_currency(session, org_id)
+    reporting = setting.currency if setting is not None else DEFAULT_REPORTING_CURRENCY
+    return Setup(reporting, ExchangeRates(await repository.rates(session, org_id), reporting))
 
 
 async def reporting_currency(session: AsyncSession, org_id: str) -> tuple[str, int]:
     """The org's reporting currency and its version (0 while the default was never changed)."""
-    row = (await session.execute(sa.select(org_currency.c.currency, org_currency.c.version).where(
-        org_currency.c.org_id == org_id))).first()
-    return (row.currency, row.version) if row is not None else (DEFAULT_REPORTING_CURRENCY, 0)
+    setting = await repository.reporting_currency(session, org_id)
+    return (setting.currency, setting.version) if setting is not None else (DEFAULT_REPORTING_CURRENCY, 0)
 
 
 async def set_reporting_currency(uow: UnitOfWork, org_id: str, currency: str,
                                  if_match: str | None) -> dict[str, Any]:
     """Set the currency if `if_match` is the version read (`"0"` before the first setting; 428/412 otherwise)."""
     uow.session.info.pop(SETUP_CACHE, None)
-    current = (await uow.session.execute(sa.select(org_currency).where(
-        org_currency.c.org_id == org_id).with_for_update())).first()
+    current = await repository.reporting_currency(uow.session, org_id, for_update=True)
     check_if_match(if_match, None if current is None else strong_etag(current.version), what="reporting currency")
     if current is not None and current.currency == currency:
         return {"currency": currency, "version": current.version}
     version = 1 if current is None else current.version + 1
     if current is None:  # another admin's first setting committed meanwhile: theirs stands, as a stale If-Match
-        insert = dialect_insert(uow.session)(org_currency).values(org_id=org_id, currency=currency, version=version,
-                                                                  updated_at=utcnow())
-        if rows_affected(await uow.session.execute(insert.on_conflict_do_nothing(index_elements=["org_id"]))) != 1:
+        if not await repository.insert_reporting_currency(uow.session, org_id, currency, utcnow()):
             raise PreconditionFailed("the reporting currency was set meanwhile; read it again")
     else:
-        await uow.session.execute(sa.update(org_currency).where(org_currency.c.org_id == org_id).values(
-            currency=currency, version=version, updated_at=utcnow()))
+        await repository.update_reporting_currency(uow.session, org_id, currency, version, utcnow())
     uow.publish(ReportingCurrencySetV1(currency=currency), org_id=org_id, subject_id=org_id, subject_version=version)
     return {"currency": currency, "version": version}
 
@@ -98,20 +86,11 @@ def rate_out(rate: Rate) -> dict[str, Any]:
 async def set_rates(uow: UnitOfWork, org_id: str, rates: list[Rate]) -> list[dict[str, Any]]:
     """Insert or replace each (pair, valid_from); publishes ExchangeRateSet for each rate that changed."""
     uow.session.info.pop(SETUP_CACHE, None)
-    r = exchange_rates.c
     changed = []
     for rate in rates:
-        current = (await uow.session.execute(sa.select(r.rate).where(
-            r.org_id == org_id, r.base_currency == rate.base, r.quote_currency == rate.quote,
-            r.valid_from == rate.valid_from))).scalar_one_or_none()
-        if current is not None and Decimal(current) == rate.rate:
+        if await repository.rate_on(uow.session, org_id, rate.base, rate.quote, rate.valid_from) == rate.rate:
             continue
-        insert = dialect_insert(uow.session)(exchange_rates).values(
-            org_id=org_id, base_currency=rate.base, quote_currency=rate.quote, valid_from=rate.valid_from,
-            rate=rate.rate, updated_at=utcnow())
-        await uow.session.execute(insert.on_conflict_do_update(
-            index_elements=["org_id", "base_currency", "quote_currency", "valid_from"],
-            set_={"rate": rate.rate, "updated_at": utcnow()}))
+        await repository.store_rate(uow.session, org_id, rate, utcnow())
         uow.publish(ExchangeRateSetV1(base_currency=rate.base, quote_currency=rate.quote, rate=rate.rate,
                                       valid_from=rate.valid_from), org_id=org_id,
                     subject_id=f"{rate.base}/{rate.quote}/{rate.valid_from.isoformat()}")

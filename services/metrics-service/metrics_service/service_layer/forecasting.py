@@ -6,17 +6,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.clock import Clock
-from salesflow_shared.db import rows_affected
 from salesflow_shared.events import ForecastSnapshottedV1, utcnow
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import forecast_snapshots, m_leads
+from ..adapters import repository
 from ..domain import formulas
 from ..domain.exchange import Converted
 from ..domain.periods import PERIODS, Period, as_utc, period_bounds, to_ts
@@ -51,10 +48,7 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
                       "currency": row.get("currency"), "created_at": utcnow(),
                       **{k: Decimal(row[k]) for k in ("won_so_far", "weighted_by_stage", "weighted_by_history",
                                                        "best_case")}}
-            insert = dialect_insert(uow.session)
-            result = await uow.session.execute(insert(forecast_snapshots).values(**values).on_conflict_do_nothing(
-                index_elements=["org_id", "period", "period_start", "scope", "scope_id"]))
-            if rows_affected(result) != 1:
+            if not await repository.insert_snapshot(uow.session, values):
                 continue
             uow.publish(ForecastSnapshottedV1(
                 snapshot_id=values["snapshot_id"], period=period, period_start=start, period_end=end, scope=scope,
@@ -65,8 +59,8 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
     return created
 
 
-def snapshot_out(row: Any) -> dict[str, Any]:
-    m = row if isinstance(row, dict) else dict(row._mapping)
+def snapshot_out(row: repository.Snapshot | dict[str, Any]) -> dict[str, Any]:
+    m = row if isinstance(row, dict) else vars(row)
     return {"snapshot_id": m["snapshot_id"], "period": m["period"],
             "period_start": as_utc(m["period_start"]).isoformat(), "period_end": as_utc(m["period_end"]).isoformat(),
             "scope": m["scope"], "scope_id": m["scope_id"] or None, "currency": m["currency"],
@@ -76,12 +70,7 @@ def snapshot_out(row: Any) -> dict[str, Any]:
 
 async def accuracy(uow: UnitOfWork, org_id: str, period: Period, scope: str, now: datetime,
                    scope_id: str | None = None) -> list[dict[str, Any]]:
-    fs = forecast_snapshots.c
-    query = (sa.select(forecast_snapshots).where(fs.org_id == org_id, fs.period == period, fs.scope == scope,
-                                                 fs.period_end <= now).order_by(fs.period_start, fs.scope_id))
-    if scope_id is not None:
-        query = query.where(fs.scope_id == scope_id)
-    snaps = (await uow.session.execute(query)).all()
+    snaps = await repository.closed_snapshots(uow.session, org_id, period, scope, now, scope_id)
     actual_cache: dict[tuple[float, float, str | None], dict[str, Converted]] = {}
     out = []
     for s in snaps:
@@ -106,15 +95,12 @@ async def snapshot_worker_tick(context: Any, clock: Clock) -> int:
     now = clock.now()
     frozen = 0
     async with context.uow() as uow:
-        orgs = [r[0] for r in (await uow.session.execute(sa.select(m_leads.c.org_id).distinct())).all()]
+        orgs = await repository.orgs_with_leads(uow.session)
     for org_id in orgs:
         for period in PERIODS:
             start, _ = period_bounds(period, now)
             async with context.uow() as uow:
-                exists = (await uow.session.execute(sa.select(sa.func.count()).select_from(forecast_snapshots).where(
-                    forecast_snapshots.c.org_id == org_id, forecast_snapshots.c.period == period,
-                    forecast_snapshots.c.period_start == start, forecast_snapshots.c.scope == "org"))).scalar_one()
-                if exists:
+                if await repository.org_forecast_frozen(uow.session, org_id, period, start):
                     continue
                 frozen += len(await freeze(uow, org_id, period, now, now))
                 await uow.commit()

@@ -4,24 +4,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.db import Database
 
-from ..adapters.orm import READ_MODELS, event_log
-from .projections import PROJECTOR_LOCK, project_pending
+from ..adapters import read_models, repository
+from .projections import project_pending
 
 log = structlog.get_logger(__name__)
 
 
 async def pending(database: Database, org_id: str | None = None) -> int:
     async with database.session() as session:
-        query = sa.select(sa.func.count()).select_from(event_log).where(sa.not_(event_log.c.projected))
-        if org_id is not None:
-            query = query.where(event_log.c.org_id == org_id)
-        return int((await session.execute(query)).scalar_one())
+        return await repository.pending_events(session, org_id)
 
 
 async def project_once(database: Database, batch_size: int = 1000) -> int:
@@ -65,14 +61,7 @@ async def rebuild_read_models(database: Database, org_id: str | None = None) -> 
 async def rebuild_in(session: Any, dialect: str, org_id: str | None) -> dict[str, int]:
     """`rebuild_read_models` inside the caller's open transaction (committed by the caller, e.g. together with
     the Idempotency-Key of the request that asked for it)."""
-    if dialect == "postgresql":  # wait for a running batch, then keep the projector out
-        await session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                              {"k": PROJECTOR_LOCK})
-    for table in READ_MODELS:
-        stmt = sa.delete(table)
-        await session.execute(stmt if org_id is None else stmt.where(table.c.org_id == org_id))
-    reset = sa.update(event_log).values(projected=False)
-    await session.execute(reset if org_id is None else reset.where(event_log.c.org_id == org_id))
+    await read_models.clear(session, dialect, org_id)
     replayed = await project_pending(session, batch_size=2000, org_id=org_id, order_by_event_id=True)
     log.info("read_models_rebuilt", org_id=org_id, events=replayed)
     return {"events_replayed": replayed}

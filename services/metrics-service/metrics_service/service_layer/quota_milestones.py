@@ -17,18 +17,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.clock import Clock
-from salesflow_shared.db import rows_affected
 from salesflow_shared.events import QuotaReachedV1
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.milestones_orm import quota_milestones
-from ..adapters.orm import quotas
+from ..adapters import repository
 from ..domain import formulas
 from ..domain.periods import as_utc, period_bounds, to_ts
 from . import reports
@@ -36,24 +32,20 @@ from . import reports
 log = structlog.get_logger(__name__)
 
 
-def _bounds(quota: Any) -> tuple[datetime, datetime]:
+def _bounds(quota: repository.Quota) -> tuple[datetime, datetime]:
     day = quota.period_start
     return period_bounds(quota.period, datetime(day.year, day.month, day.day, tzinfo=UTC))
 
 
-async def unannounced_quotas(uow: UnitOfWork, now: datetime, lookback_days: int) -> list[Any]:
+async def unannounced_quotas(uow: UnitOfWork, now: datetime, lookback_days: int) -> list[repository.Quota]:
     """Quotas whose period has started and ended less than `lookback_days` ago, not announced yet."""
-    q, qm = quotas.c, quota_milestones.c
     ended_after = now - timedelta(days=lookback_days)
-    rows = (await uow.session.execute(sa.select(quotas).where(
-        q.period_start <= now.date(),
-        q.period_start > (ended_after - timedelta(days=366)).date(),  # no period is longer than a year
-        ~sa.exists().where(qm.org_id == q.org_id, qm.quota_id == q.quota_id),
-    ).order_by(q.org_id, q.quota_id))).all()
+    # no period is longer than a year
+    rows = await repository.unannounced_quotas(uow.session, now.date(), (ended_after - timedelta(days=366)).date())
     return [r for r in rows if _bounds(r)[1] > ended_after]
 
 
-async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[Any], now: datetime) -> int:
+async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[repository.Quota], now: datetime) -> int:
     """Publish QuotaReached for each reached quota among the org's candidates (the caller commits)."""
     won_cache: dict[tuple[str, float, float, str], dict[str, Any]] = {}
     announced = 0
@@ -66,10 +58,7 @@ async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[Any], now:
         attained = found.amount if found is not None else Decimal(0)
         if attained < quota.amount:
             continue
-        inserted = await uow.session.execute(dialect_insert(uow.session)(quota_milestones).values(
-            org_id=org_id, quota_id=quota.quota_id, attained=attained, reached_at=now,
-        ).on_conflict_do_nothing(index_elements=["org_id", "quota_id"]))
-        if rows_affected(inserted) != 1:
+        if not await repository.record_milestone(uow.session, org_id, quota.quota_id, attained, now):
             continue  # another replica announced it first
         uow.publish(QuotaReachedV1(
             quota_id=quota.quota_id, scope=quota.scope, scope_id=quota.scope_id, period=quota.period,
@@ -85,7 +74,7 @@ async def announce_reached_quotas(context: Any, now: datetime, lookback_days: in
     now = as_utc(now)
     async with context.uow() as uow:
         candidates = await unannounced_quotas(uow, now, lookback_days)
-    by_org: dict[str, list[Any]] = {}
+    by_org: dict[str, list[repository.Quota]] = {}
     for quota in candidates:
         by_org.setdefault(quota.org_id, []).append(quota)
     announced = 0

@@ -11,7 +11,7 @@ from alembic import command
 from metrics_testkit import ORG, build_history, delivery_order, other_org_history
 
 import metrics_service
-from metrics_service.service_layer import rollups
+from metrics_service.adapters import rollups
 from metrics_service.service_layer.projector import project_all
 from salesflow_shared.migrations import _alembic_config
 from salesflow_shared.testing import auth_headers

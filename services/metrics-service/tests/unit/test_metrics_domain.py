@@ -136,10 +136,10 @@ def test_rates_convert_at_the_rate_in_force_that_day_inverse_pairs_too_and_name_
     from datetime import date
     from decimal import Decimal
 
-    from metrics_service.domain.exchange import Converted, Rate, Rates
+    from metrics_service.domain.exchange import Converted, ExchangeRates, Rate
 
-    rates = Rates([Rate("USD", "EUR", date(2026, 4, 1), Decimal("0.90")),
-                   Rate("USD", "EUR", date(2026, 4, 10), Decimal("0.80"))])
+    rates = ExchangeRates([Rate("USD", "EUR", date(2026, 4, 1), Decimal("0.90")),
+                           Rate("USD", "EUR", date(2026, 4, 10), Decimal("0.80"))])
     assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 4, 9)).amount == Decimal("90.00")
     assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 4, 10)).amount == Decimal("80.00")
     assert rates.convert(Decimal(100), "USD", "EUR", date(2026, 3, 31)) is None  # before the first rate

@@ -12,6 +12,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .leads import KnownLead
+
 PARTS = ("subject", "html_body", "text_body")
 
 
@@ -134,20 +136,26 @@ SAMPLE_VARIABLES: dict[str, Any] = {
 }
 
 
-def lead_variables(lead: dict[str, Any] | None) -> dict[str, Any]:
-    """The `lead` variable from the lead projection (every key exists, unknown values are None)."""
-    lead = lead or {}
-    first, last = lead.get("first_name"), lead.get("last_name")
+def lead_variables(lead: KnownLead | None) -> dict[str, Any]:
+    """The `lead` variable from what is known of the lead (every key exists, unknown values are None)."""
+    if lead is None:
+        return {**_NO_LEAD, "custom_fields": {}}
+    first, last = lead.first_name, lead.last_name
     return {
-        "id": lead.get("lead_id"), "first_name": first, "last_name": last,
+        "id": lead.lead_id, "first_name": first, "last_name": last,
         "full_name": " ".join(p for p in (first, last) if p) or None,
-        "email": lead.get("email"), "company": lead.get("company"), "title": lead.get("title"),
-        "phone": lead.get("phone"), "country": lead.get("country"), "timezone": lead.get("timezone"),
-        "language": lead.get("language"), "product_line": lead.get("product_line"),
-        "value": None if lead.get("value") is None else str(lead.get("value")),
-        "currency": lead.get("currency"), "source": lead.get("source"),
-        "custom_fields": lead.get("custom_fields") or {},
+        "email": lead.email, "company": lead.company, "title": lead.title,
+        "phone": lead.phone, "country": lead.country, "timezone": lead.timezone,
+        "language": lead.language, "product_line": lead.product_line,
+        "value": None if lead.value is None else str(lead.value),
+        "currency": lead.currency, "source": lead.source,
+        "custom_fields": lead.custom_fields or {},
     }
+
+
+_NO_LEAD: dict[str, Any] = {key: None for key in ("id", "first_name", "last_name", "full_name", "email", "company",
+                                                  "title", "phone", "country", "timezone", "language",
+                                                  "product_line", "value", "currency", "source")}
 
 
 def owner_variables(rep: dict[str, Any] | None) -> dict[str, Any]:

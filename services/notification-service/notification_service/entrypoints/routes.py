@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, HttpUrl, StrictBool, field_validator
@@ -20,7 +20,6 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, Principal
 from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import idempotency_exempt, returns
 from salesflow_shared.currency import ExactCurrencyCode
-from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import (
     Conflict,
     FieldError,
@@ -29,24 +28,12 @@ from salesflow_shared.errors import (
     ValidationFailed,
 )
 from salesflow_shared.idempotency import IdempotencyDep, once
-from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import repository
 from ..adapters.mailchimp import base_url_for
-from ..adapters.orm import (
-    deliveries,
-    enrollments,
-    lead_past_owners,
-    leads,
-    mailchimp_accounts,
-    mailchimp_rules,
-    milestone_rules,
-    sequences,
-    templates,
-    webhook_subscriptions,
-)
 from ..adapters.webhooks import WebhookTargetRefused, checked_addresses
 from ..config import Settings
 from ..domain.mailchimp_lists import OUTCOME_WORDS, STAGE_TRIGGERS
@@ -56,7 +43,6 @@ from ..domain.sequences import TRIGGERS
 from ..domain.signing import read_unsubscribe_token
 from ..domain.timing import zone
 from ..service_layer.handlers import unsubscribe_lead
-from ..service_layer.projections import pipeline_stage_ids
 from . import responses as R
 
 # PostgreSQL text cannot hold NUL; documenting it lets clients (and fuzzers) know before they send.
@@ -94,16 +80,16 @@ async def _created(uow: UnitOfWork, idem: Any, principal: Principal, scope: str,
     return response
 
 
-async def _page(uow: UnitOfWork, query: Any, table: sa.Table, limit: int, cursor: str | None,
-                drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Newest first, keyset on (created_at, id)."""
+def _after(cursor: str | None) -> tuple[datetime, str] | None:
+    """Where a newest-first page (keyset on created_at, id) resumes."""
     after = decode_cursor(cursor, 2)
-    if after is not None:
-        at = datetime.fromisoformat(after[0])
-        query = query.where(sa.or_(table.c.created_at < at, sa.and_(table.c.created_at == at, table.c.id < after[1])))
-    rows = (await uow.session.execute(query.order_by(table.c.created_at.desc(), table.c.id.desc())
-                                      .limit(limit + 1))).mappings().all()
-    page = page_from_rows([_json(r, drop=drop) for r in rows], limit, lambda i: [i["created_at"], i["id"]])
+    return None if after is None else (datetime.fromisoformat(after[0]), after[1])
+
+
+def _page(records: Sequence[Any], limit: int, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`records` were read with limit + 1 rows, newest first."""
+    page = page_from_rows([_json(asdict(r), drop=drop) for r in records], limit,
+                          lambda i: [i["created_at"], i["id"]])
     return page.model_dump()
 
 
@@ -133,21 +119,15 @@ def _etag(version: int) -> str:
     return strong_etag(version)
 
 
-async def _template(uow: UnitOfWork, org_id: str, template_id: str) -> dict[str, Any]:
-    row = (await uow.session.execute(sa.select(templates).where(
-        templates.c.org_id == org_id, templates.c.id == template_id))).mappings().first()
-    if row is None:
+async def _template(uow: UnitOfWork, org_id: str, template_id: str) -> repository.Template:
+    template = await repository.get_template(uow.session, org_id, template_id=template_id)
+    if template is None:
         raise NotFound(f"no template {template_id}")
-    return dict(row)
+    return template
 
 
 async def _key_free(uow: UnitOfWork, org_id: str, key: str | None, except_id: str | None = None) -> None:
-    if key is None:
-        return
-    query = sa.select(templates.c.id).where(templates.c.org_id == org_id, templates.c.key == key)
-    if except_id:
-        query = query.where(templates.c.id != except_id)
-    if (await uow.session.execute(query)).first() is not None:
+    if key is not None and await repository.template_key_taken(uow.session, org_id, key, except_id=except_id):
         raise Conflict(f"another template already has the key {key!r}")
 
 
@@ -161,10 +141,10 @@ async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, pr
     async def create() -> dict[str, Any]:
         await _key_free(uow, principal.org_id, body.key)
         now = _now(context)
-        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "version": 1,
-               "created_at": now, "updated_at": now}
-        await uow.session.execute(sa.insert(templates).values(**row))
-        return _json(row)
+        template = repository.Template(id=str(uuid.uuid4()), org_id=principal.org_id, **body.model_dump(),
+                                       version=1, created_at=now, updated_at=now)
+        await repository.add_template(uow.session, template)
+        return _json(asdict(template))
     return await _created(uow, idem, principal, "templates", body.model_dump(), create,
                           lambda b: {"ETag": _etag(b["version"])})
 
@@ -172,15 +152,14 @@ async def create_template(body: TemplateIn, uow: UowDep, context: ContextDep, pr
 @router.get("/templates", summary="List templates", operation_id="listTemplates", **returns(R.TemplatePage))
 async def list_templates(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                          cursor: CursorParam = None) -> dict[str, Any]:
-    return await _page(uow, sa.select(templates).where(templates.c.org_id == principal.org_id), templates,
-                       limit, cursor)
+    return _page(await repository.templates_page(uow.session, principal.org_id, limit, _after(cursor)), limit)
 
 
 @router.get("/templates/{template_id}", summary="One template (ETag = its version)",
             operation_id="getTemplate", **returns(R.TemplateOut, etag=True))
 async def get_template(template_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     row = await _template(uow, principal.org_id, template_id)
-    return JSONResponse(_json(row), headers={"ETag": _etag(row["version"])})
+    return JSONResponse(_json(asdict(row)), headers={"ETag": _etag(row.version)})
 
 
 @router.put("/templates/{template_id}", summary="Replace a template (If-Match required)",
@@ -190,18 +169,15 @@ async def replace_template(template_id: str, body: TemplateIn, uow: UowDep, cont
                            principal: AdminPrincipal,
                            if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     row = await _template(uow, principal.org_id, template_id)
-    check_if_match(if_match, _etag(row["version"]), what="template")
+    check_if_match(if_match, _etag(row.version), what="template")
     _check_template(body)
     await _key_free(uow, principal.org_id, body.key, except_id=template_id)
-    now = _now(context)
-    result = await uow.session.execute(sa.update(templates).where(
-        templates.c.id == template_id, templates.c.version == row["version"]).values(
-        **body.model_dump(), version=row["version"] + 1, updated_at=now))
-    if rows_affected(result) != 1:
+    if not await repository.replace_template(uow.session, principal.org_id, template_id, version=row.version,
+                                             values=body.model_dump(), now=_now(context)):
         raise PreconditionFailed("the template changed since you read it")
     await uow.commit()
     row = await _template(uow, principal.org_id, template_id)
-    return JSONResponse(_json(row), headers={"ETag": _etag(row["version"])})
+    return JSONResponse(_json(asdict(row)), headers={"ETag": _etag(row.version)})
 
 
 # ====================================================================== sequences
@@ -233,8 +209,7 @@ async def _check_sequence(uow: UnitOfWork, org_id: str, body: SequenceIn) -> Non
     if body.business_timezone and zone(body.business_timezone, "").key != body.business_timezone:
         errors.append(FieldError("business_timezone", "not an IANA time zone"))
     ids = {s.template_id for s in body.steps}
-    found = dict((await uow.session.execute(sa.select(templates.c.id, templates.c.audience).where(
-        templates.c.org_id == org_id, templates.c.id.in_(ids)))).all())
+    found = await repository.template_audiences(uow.session, org_id, ids)
     for i, step in enumerate(body.steps):
         if step.template_id not in found:
             errors.append(FieldError(f"steps.{i}.template_id", "no such template"))
@@ -254,31 +229,29 @@ async def create_sequence(body: SequenceIn, uow: UowDep, context: ContextDep, pr
     async def create() -> dict[str, Any]:
         await _check_sequence(uow, principal.org_id, body)
         now = _now(context)
-        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(mode="json"),
-               "created_at": now, "updated_at": now}
-        await uow.session.execute(sa.insert(sequences).values(**row))
-        return _json(row)
+        sequence = repository.SequenceRecord(id=str(uuid.uuid4()), org_id=principal.org_id,
+                                             **body.model_dump(mode="json"), created_at=now, updated_at=now)
+        await repository.add_sequence(uow.session, sequence)
+        return _json(asdict(sequence))
     return await _created(uow, idem, principal, "sequences", body.model_dump(mode="json"), create)
 
 
 @router.get("/sequences", summary="List sequences", operation_id="listSequences", **returns(R.SequencePage))
 async def list_sequences(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                          cursor: CursorParam = None) -> dict[str, Any]:
-    return await _page(uow, sa.select(sequences).where(sequences.c.org_id == principal.org_id), sequences,
-                       limit, cursor)
+    return _page(await repository.sequences_page(uow.session, principal.org_id, limit, _after(cursor)), limit)
 
 
-async def _sequence(uow: UnitOfWork, org_id: str, sequence_id: str) -> dict[str, Any]:
-    row = (await uow.session.execute(sa.select(sequences).where(
-        sequences.c.org_id == org_id, sequences.c.id == sequence_id))).mappings().first()
-    if row is None:
+async def _sequence(uow: UnitOfWork, org_id: str, sequence_id: str) -> repository.SequenceRecord:
+    sequence = await repository.get_sequence(uow.session, org_id, sequence_id)
+    if sequence is None:
         raise NotFound(f"no sequence {sequence_id}")
-    return dict(row)
+    return sequence
 
 
 @router.get("/sequences/{sequence_id}", summary="One sequence", operation_id="getSequence", **returns(R.SequenceOut))
 async def get_sequence(sequence_id: str, uow: UowDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    return _json(await _sequence(uow, principal.org_id, sequence_id))
+    return _json(asdict(await _sequence(uow, principal.org_id, sequence_id)))
 
 
 @router.post("/sequences/{sequence_id}/deactivate", summary="Stop starting and running this sequence",
@@ -287,9 +260,8 @@ async def deactivate_sequence(sequence_id: str, uow: UowDep, context: ContextDep
                               principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
     async def deactivate() -> dict[str, Any]:
         await _sequence(uow, principal.org_id, sequence_id)
-        await uow.session.execute(sa.update(sequences).where(sequences.c.id == sequence_id).values(
-            active=False, updated_at=_now(context)))
-        return _json(await _sequence(uow, principal.org_id, sequence_id))
+        await repository.deactivate_sequence(uow.session, principal.org_id, sequence_id, _now(context))
+        return _json(asdict(await _sequence(uow, principal.org_id, sequence_id)))
 
     return await once(idem, uow, org_id=principal.org_id, scope=f"deactivate:{sequence_id}", payload=None,
                       act=deactivate)
@@ -302,15 +274,8 @@ async def list_enrollments(sequence_id: str, uow: UowDep, principal: CurrentPrin
                            limit: LimitParam = 50,
                            cursor: CursorParam = None) -> dict[str, Any]:
     await _sequence(uow, principal.org_id, sequence_id)
-    query = sa.select(enrollments).where(enrollments.c.org_id == principal.org_id,
-                                         enrollments.c.sequence_id == sequence_id)
-    if not principal.sees_whole_org:  # a rep sees the enrollments of the leads it owns or owned before
-        readable = sa.select(leads.c.lead_id).where(leads.c.org_id == principal.org_id, owned_or_owned_before(
-            lead_past_owners, principal, leads.c.lead_id, leads.c.owner_id))
-        query = query.where(enrollments.c.lead_id.in_(readable))
-    if lead_id:
-        query = query.where(enrollments.c.lead_id == lead_id)
-    return await _page(uow, query, enrollments, limit, cursor)
+    return _page(await repository.enrollments_page(uow.session, principal, sequence_id, lead_id, limit,
+                                                   _after(cursor)), limit)
 
 
 # A browser (Accept: text/html) gets a page; a mail client's one-click POST gets JSON.
@@ -362,16 +327,16 @@ class MailchimpSettingsIn(BaseModel):
         return value
 
 
-def _mailchimp_json(row: Any) -> dict[str, Any]:
-    out = _json(row, drop=("api_key",))
-    out["api_key_hint"] = "…" + row["api_key"][-8:]
+def _mailchimp_json(account: repository.MailchimpAccount) -> dict[str, Any]:
+    out = _json(asdict(account), drop=("api_key",))
+    out["api_key_hint"] = "…" + account.api_key[-8:]
     return out
 
 
-def _settings_etag(row: Any) -> str:
-    updated = row["updated_at"]
+def _settings_etag(account: repository.MailchimpAccount) -> str:
+    updated = account.updated_at
     updated = (updated if updated.tzinfo else updated.replace(tzinfo=UTC)).astimezone(UTC)  # SQLite: naive
-    return '"' + hashlib.sha256(f"{row['api_key']}|{row['nurture_list_id']}|{row['nurture_tag']}|"
+    return '"' + hashlib.sha256(f"{account.api_key}|{account.nurture_list_id}|{account.nurture_tag}|"
                                 f"{updated.isoformat()}".encode()).hexdigest()[:16] + '"'
 
 
@@ -384,28 +349,22 @@ async def put_mailchimp_settings(body: MailchimpSettingsIn, uow: UowDep, context
                                  if_match: str | None = Header(default=None, alias="If-Match")) -> JSONResponse:
     now = _now(context)
     values = {**body.model_dump(), "updated_at": now}
-    current = (await uow.session.execute(sa.select(mailchimp_accounts).where(
-        mailchimp_accounts.c.org_id == principal.org_id).with_for_update())).mappings().first()
-    if current is not None:
-        check_if_match(if_match, _settings_etag(current), what="Mailchimp settings")
-        await uow.session.execute(sa.update(mailchimp_accounts).where(
-            mailchimp_accounts.c.org_id == principal.org_id).values(**values))
-    else:  # the first setting: If-Match "0", so two admins setting it at once cannot both win
-        check_if_match(if_match, None, what="Mailchimp settings")
-        await uow.session.execute(sa.insert(mailchimp_accounts).values(org_id=principal.org_id, **values))
+    current = await repository.get_mailchimp_account(uow.session, principal.org_id, for_update=True)
+    # None for the first setting: If-Match "0", so two admins setting it at once cannot both win
+    check_if_match(if_match, _settings_etag(current) if current is not None else None, what="Mailchimp settings")
+    account = repository.MailchimpAccount(org_id=principal.org_id, **values)
+    await repository.save_mailchimp_account(uow.session, account, exists=current is not None)
     await uow.commit()
-    row = {"org_id": principal.org_id, **values}
-    return JSONResponse(_mailchimp_json(row), headers={"ETag": _settings_etag(row)})
+    return JSONResponse(_mailchimp_json(account), headers={"ETag": _settings_etag(account)})
 
 
 @router.get("/mailchimp/settings", summary="The org's Mailchimp settings (the key is never shown)",
             operation_id="getMailchimpSettings", **returns(R.MailchimpSettingsOut, etag=True))
 async def get_mailchimp_settings(uow: UowDep, principal: AdminPrincipal) -> JSONResponse:
-    row = (await uow.session.execute(sa.select(mailchimp_accounts).where(
-        mailchimp_accounts.c.org_id == principal.org_id))).mappings().first()
-    if row is None:
+    account = await repository.get_mailchimp_account(uow.session, principal.org_id)
+    if account is None:
         raise NotFound("Mailchimp is not configured")
-    return JSONResponse(_mailchimp_json(row), headers={"ETag": _settings_etag(row)})
+    return JSONResponse(_mailchimp_json(account), headers={"ETag": _settings_etag(account)})
 
 
 class MailchimpRuleIn(BaseModel):
@@ -430,9 +389,10 @@ async def create_mailchimp_rule(body: MailchimpRuleIn, uow: UowDep, context: Con
     await _check_rule_references(uow, principal.org_id, body)
 
     async def create() -> dict[str, Any]:
-        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "created_at": _now(context)}
-        await uow.session.execute(sa.insert(mailchimp_rules).values(**row))
-        return _json(row)
+        rule = repository.MailchimpRule(id=str(uuid.uuid4()), org_id=principal.org_id, **body.model_dump(),
+                                        created_at=_now(context))
+        await repository.add_mailchimp_rule(uow.session, rule)
+        return _json(asdict(rule))
     return await _created(uow, idem, principal, "mailchimp_rules", body.model_dump(), create)
 
 
@@ -442,7 +402,7 @@ async def _check_rule_references(uow: Any, org_id: str, body: MailchimpRuleIn) -
     outcome is not a stage. This service knows the org's pipelines from pipeline-service's PipelineDefined events
     (and a pipeline's stages from its leads' StageAdvanced until then), so a pipeline created a moment ago may not
     be known here for that moment."""
-    pipelines = await pipeline_stage_ids(uow.session, org_id)
+    pipelines = await repository.pipeline_stage_ids(uow.session, org_id)
     if body.pipeline_id is not None and body.pipeline_id not in pipelines:
         raise ValidationFailed.single("pipeline_id", f"no pipeline '{body.pipeline_id}' in this org (or it is "
                                                      "archived)")
@@ -466,16 +426,13 @@ async def _check_rule_references(uow: Any, org_id: str, body: MailchimpRuleIn) -
             operation_id="listMailchimpRules", **returns(R.MailchimpRulePage))
 async def list_mailchimp_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                                cursor: CursorParam = None) -> dict[str, Any]:
-    return await _page(uow, sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == principal.org_id),
-                       mailchimp_rules, limit, cursor)
+    return _page(await repository.mailchimp_rules_page(uow.session, principal.org_id, limit, _after(cursor)), limit)
 
 
 @router.delete("/mailchimp/rules/{rule_id}", status_code=204, summary="Delete a Mailchimp sync rule",
                operation_id="deleteMailchimpRule")
 async def delete_mailchimp_rule(rule_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    result = await uow.session.execute(sa.delete(mailchimp_rules).where(
-        mailchimp_rules.c.org_id == principal.org_id, mailchimp_rules.c.id == rule_id))
-    if rows_affected(result) != 1:
+    if not await repository.delete_mailchimp_rule(uow.session, principal.org_id, rule_id):
         raise NotFound(f"no Mailchimp rule {rule_id}")
     await uow.commit()
     return Response(status_code=204)
@@ -508,9 +465,10 @@ async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, 
         raise ValidationFailed.single("stage_id", "a stage_exit_above_value rule needs the stage")
 
     async def create() -> dict[str, Any]:
-        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, **body.model_dump(), "created_at": _now(context)}
-        await uow.session.execute(sa.insert(milestone_rules).values(**row))
-        return _json(row)
+        rule = repository.MilestoneRuleRecord(id=str(uuid.uuid4()), org_id=principal.org_id, **body.model_dump(),
+                                              created_at=_now(context))
+        await repository.add_milestone_rule(uow.session, rule)
+        return _json(asdict(rule))
     return await _created(uow, idem, principal, "milestones", body.model_dump(mode="json"), create)
 
 
@@ -518,8 +476,7 @@ async def create_milestone(body: MilestoneIn, uow: UowDep, context: ContextDep, 
             operation_id="listMilestoneRules", **returns(R.MilestoneRulePage))
 async def list_milestones(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                           cursor: CursorParam = None) -> dict[str, Any]:
-    return await _page(uow, sa.select(milestone_rules).where(milestone_rules.c.org_id == principal.org_id),
-                       milestone_rules, limit, cursor)
+    return _page(await repository.milestone_rules_page(uow.session, principal.org_id, limit, _after(cursor)), limit)
 
 
 # ====================================================================== webhook subscriptions
@@ -550,11 +507,12 @@ async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, 
             raise ValidationFailed.single("url", f"the host {body.url.host} does not resolve") from exc
 
     async def create() -> dict[str, Any]:
-        row = {"id": str(uuid.uuid4()), "org_id": principal.org_id, "url": str(body.url),
-               "reasons": list(body.reasons), "rep_id": body.rep_id,
-               "secret": body.secret or secrets.token_urlsafe(32), "active": True, "created_at": _now(context)}
-        await uow.session.execute(sa.insert(webhook_subscriptions).values(**row))
-        return _json(row)
+        subscription = repository.WebhookSubscription(
+            id=str(uuid.uuid4()), org_id=principal.org_id, url=str(body.url),
+            secret=body.secret or secrets.token_urlsafe(32), reasons=list(body.reasons), rep_id=body.rep_id,
+            active=True, created_at=_now(context))
+        await repository.add_webhook_subscription(uow.session, subscription)
+        return _json(asdict(subscription))
     return await _created(uow, idem, principal, "webhook_subscriptions", body.model_dump(mode="json"), create)
 
 
@@ -562,17 +520,14 @@ async def create_webhook_subscription(body: WebhookSubscriptionIn, uow: UowDep, 
             operation_id="listWebhookSubscriptions", **returns(R.WebhookSubscriptionPage))
 async def list_webhook_subscriptions(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
                                      cursor: CursorParam = None) -> dict[str, Any]:
-    return await _page(uow, sa.select(webhook_subscriptions).where(
-        webhook_subscriptions.c.org_id == principal.org_id), webhook_subscriptions, limit, cursor, drop=("secret",))
+    return _page(await repository.webhook_subscriptions_page(uow.session, principal.org_id, limit, _after(cursor)),
+                 limit, drop=("secret",))
 
 
 @router.delete("/webhook-subscriptions/{subscription_id}", status_code=204, summary="Remove a webhook subscription",
                operation_id="deleteWebhookSubscription")
 async def delete_webhook_subscription(subscription_id: str, uow: UowDep, principal: AdminPrincipal) -> Response:
-    result = await uow.session.execute(sa.update(webhook_subscriptions).where(
-        webhook_subscriptions.c.org_id == principal.org_id, webhook_subscriptions.c.id == subscription_id,
-        webhook_subscriptions.c.active.is_(True)).values(active=False))
-    if rows_affected(result) != 1:
+    if not await repository.deactivate_webhook_subscription(uow.session, principal.org_id, subscription_id):
         raise NotFound(f"no webhook subscription {subscription_id}")
     await uow.commit()
     return Response(status_code=204)
@@ -585,12 +540,7 @@ async def list_deliveries(uow: UowDep, principal: CurrentPrincipal,
                           lead_id: str | None = Query(default=None, max_length=100, pattern=NO_NUL),
                           status: Literal["pending", "sending", "sent", "failed", "cancelled"] | None = None,
                           limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
-    query = sa.select(deliveries).where(deliveries.c.org_id == principal.org_id)
-    if lead_id:
-        query = query.where(deliveries.c.lead_id == lead_id)
-    if status:
-        query = query.where(deliveries.c.status == status)
-    if not principal.sees_whole_org:
-        query = query.where(deliveries.c.rep_id == principal.user_id)
-    page = await _page(uow, query, deliveries, limit, cursor, drop=("payload", "idem_key"))
-    return page
+    records = await repository.deliveries_page(
+        uow.session, principal.org_id, lead_id=lead_id, status=status,
+        rep_id=None if principal.sees_whole_org else principal.user_id, limit=limit, after=_after(cursor))
+    return _page(records, limit, drop=("payload", "idem_key"))

@@ -4,11 +4,8 @@ from __future__ import annotations
 from email.utils import formataddr
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from ..adapters.orm import templates
 from ..config import Settings
+from ..domain.leads import KnownLead
 from ..domain.rendering import TemplateError, lead_variables, owner_variables, render_email
 from ..domain.signing import unsubscribe_token
 
@@ -123,7 +120,7 @@ def unsubscribe_url(settings: Settings, org_id: str, lead_id: str) -> str:
     return f"{settings.public_base_url.rstrip('/')}/v1/sequences/unsubscribe/{token}"
 
 
-def variables(*, org_id: str, lead: dict[str, Any] | None, owner: dict[str, Any] | None,
+def variables(*, org_id: str, lead: KnownLead | None, owner: dict[str, Any] | None,
               stage: dict[str, Any] | None = None, task: dict[str, Any] | None = None,
               milestone: dict[str, Any] | None = None, unsubscribe: str | None = None,
               deal: dict[str, Any] | None = None, program: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -132,14 +129,6 @@ def variables(*, org_id: str, lead: dict[str, Any] | None, owner: dict[str, Any]
             "stage": {**EMPTY_STAGE, **(stage or {})}, "task": {**EMPTY_TASK, **(task or {})},
             "milestone": {**EMPTY_MILESTONE, **(milestone or {})}, "unsubscribe_url": unsubscribe,
             "program": {**EMPTY_PROGRAM, **(program or {})}}
-
-
-async def load_template(session: AsyncSession, org_id: str, *, template_id: str | None = None,
-                        key: str | None = None) -> dict[str, Any] | None:
-    query = sa.select(templates).where(templates.c.org_id == org_id)
-    query = query.where(templates.c.id == template_id) if template_id else query.where(templates.c.key == key)
-    row = (await session.execute(query)).mappings().first()
-    return dict(row) if row else None
 
 
 def email_payload(settings: Settings, *, to_name: str | None, to_email: str, parts: dict[str, str],
@@ -155,5 +144,5 @@ def prospect_headers(url: str) -> dict[str, str]:
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
-__all__ = ["DEFAULT_REP_TEMPLATES", "TemplateError", "email_payload", "load_template", "prospect_headers",
+__all__ = ["DEFAULT_REP_TEMPLATES", "TemplateError", "email_payload", "prospect_headers",
            "unsubscribe_url", "variables"]

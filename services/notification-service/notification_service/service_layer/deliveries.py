@@ -40,12 +40,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.app import run_periodically
-from salesflow_shared.db import is_database_outage, rows_affected
+from salesflow_shared.db import is_database_outage
 from salesflow_shared.events import (
     ContactSyncedV1,
     EmailFailedV1,
@@ -53,13 +52,13 @@ from salesflow_shared.events import (
     EventData,
     RepNotifiedV1,
 )
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.retries import backoff_s
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import repository
 from ..adapters.errors import PermanentDeliveryError, TransientDeliveryError
 from ..adapters.mailer import OutgoingEmail
-from ..adapters.orm import deliveries, leads, mailchimp_accounts, mailchimp_members, webhook_subscriptions
+from ..adapters.repository import Delivery
 from ..collaborators import collaborators
 
 log = structlog.get_logger(__name__)
@@ -78,72 +77,64 @@ async def record_delivery(session: AsyncSession, *, org_id: str, idem_key: str, 
                           enrollment_id: str | None = None, step: int | None = None,
                           template_id: str | None = None, rule_id: str | None = None, status: str = "pending",
                           error: str | None = None, not_before: datetime | None = None,
-                          message_id_domain: str = "salesflow.local") -> dict[str, Any] | None:
+                          message_id_domain: str = "salesflow.local") -> Delivery | None:
     """Insert the delivery unless its idempotency key exists; the new row, or None for a duplicate."""
     delivery_id = str(uuid.uuid4())
-    row = {
-        "id": delivery_id, "org_id": org_id, "idem_key": idem_key, "kind": kind, "recipient_kind": recipient_kind,
-        "recipient": recipient, "lead_id": lead_id, "rep_id": rep_id, "reason": reason, "sequence_id": sequence_id,
-        "enrollment_id": enrollment_id, "step": step, "template_id": template_id, "rule_id": rule_id,
-        "status": status, "attempts": 0, "next_attempt_at": (not_before or now) if status == "pending" else None,
-        "payload": payload, "error": error, "created_at": now, "updated_at": now,
+    delivery = Delivery(
+        id=delivery_id, org_id=org_id, idem_key=idem_key, kind=kind, recipient_kind=recipient_kind,
+        recipient=recipient, lead_id=lead_id, rep_id=rep_id, reason=reason, sequence_id=sequence_id,
+        enrollment_id=enrollment_id, step=step, template_id=template_id, rule_id=rule_id,
+        status=status, attempts=0, next_attempt_at=(not_before or now) if status == "pending" else None,
+        payload=payload, error=error, created_at=now, updated_at=now,
         # Stable across retries: derived from the row, fixed before the first attempt.
-        "message_id": f"<{delivery_id}@{message_id_domain}>" if kind == "email" else None,
-    }
-    insert = dialect_insert(session)
-    result = await session.execute(insert(deliveries).values(**row)
-                                   .on_conflict_do_nothing(index_elements=["org_id", "idem_key"]))
-    return row if rows_affected(result) == 1 else None
+        message_id=f"<{delivery_id}@{message_id_domain}>" if kind == "email" else None,
+    )
+    return delivery if await repository.add_delivery(session, delivery) else None
 
 
-def outcome_event(row: dict[str, Any], *, ok: bool, error: str | None = None, now: datetime,
+def outcome_event(row: Delivery, *, ok: bool, error: str | None = None, now: datetime,
                   permanent: bool = True) -> list[EventData]:
     """The events that tell the rest of Salesflow what became of a delivery."""
-    payload = row.get("payload") or {}
-    kind, recipient_kind = row["kind"], row["recipient_kind"]
+    payload = row.payload or {}
+    kind, recipient_kind = row.kind, row.recipient_kind
     events: list[EventData] = []
     if kind == "email":
         rk = "rep" if recipient_kind == "rep" else "prospect"
         if ok:
-            events.append(EmailSentV1(delivery_id=row["id"], lead_id=row.get("lead_id"), recipient_kind=rk,
-                                      rep_id=row.get("rep_id"), template_id=row.get("template_id"),
-                                      sequence_id=row.get("sequence_id"), step=row.get("step"),
-                                      message_id=row["message_id"], sent_at=now))
+            assert row.message_id is not None  # every email has one (record_delivery)
+            events.append(EmailSentV1(delivery_id=row.id, lead_id=row.lead_id, recipient_kind=rk,
+                                      rep_id=row.rep_id, template_id=row.template_id,
+                                      sequence_id=row.sequence_id, step=row.step,
+                                      message_id=row.message_id, sent_at=now))
         else:
-            events.append(EmailFailedV1(delivery_id=row["id"], lead_id=row.get("lead_id"), recipient_kind=rk,
-                                        template_id=row.get("template_id"), sequence_id=row.get("sequence_id"),
-                                        step=row.get("step"), error=redact_personal(error) or "failed",
+            events.append(EmailFailedV1(delivery_id=row.id, lead_id=row.lead_id, recipient_kind=rk,
+                                        template_id=row.template_id, sequence_id=row.sequence_id,
+                                        step=row.step, error=redact_personal(error) or "failed",
                                         permanent=permanent))
-    if ok and recipient_kind in ("rep", "webhook") and row.get("rep_id"):
-        events.append(RepNotifiedV1(delivery_id=row["id"], rep_id=row["rep_id"], lead_id=row.get("lead_id"),
-                                    reason=row["reason"], milestone_rule_id=row.get("rule_id"),
+    if ok and recipient_kind in ("rep", "webhook") and row.rep_id:
+        events.append(RepNotifiedV1(delivery_id=row.id, rep_id=row.rep_id, lead_id=row.lead_id,
+                                    reason=row.reason, milestone_rule_id=row.rule_id,
                                     channel="webhook" if kind == "webhook" else "email"))
-    if kind == "mailchimp" and row.get("lead_id"):
-        events.append(ContactSyncedV1(delivery_id=row["id"], lead_id=row["lead_id"],
+    if kind == "mailchimp" and row.lead_id:
+        events.append(ContactSyncedV1(delivery_id=row.id, lead_id=row.lead_id,
                                       list_id=payload.get("list_id", ""), action=payload.get("action", "subscribed"),
                                       tags=list(payload.get("tags") or []), outcome="ok" if ok else "failed",
                                       error=None if ok else redact_personal(error)))
     return events
 
 
-def publish_outcome(uow: UnitOfWork, row: dict[str, Any], *, ok: bool, now: datetime, error: str | None = None,
+def publish_outcome(uow: UnitOfWork, row: Delivery, *, ok: bool, now: datetime, error: str | None = None,
                     permanent: bool = True) -> None:
     for event in outcome_event(row, ok=ok, error=error, now=now, permanent=permanent):
-        uow.publish(event, org_id=row["org_id"], subject_id=row["id"], subject_version=1)
+        uow.publish(event, org_id=row.org_id, subject_id=row.id, subject_version=1)
 
 
 async def cancel_pending(session: AsyncSession, *, org_id: str, now: datetime, reason: str,
                          lead_id: str | None = None, kinds: tuple[str, ...] = ("email",),
                          recipient_kinds: tuple[str, ...] = ("prospect",), key_prefix: str | None = None) -> int:
-    query = sa.update(deliveries).where(deliveries.c.org_id == org_id, deliveries.c.status == "pending",
-                                        deliveries.c.kind.in_(kinds), deliveries.c.recipient_kind.in_(recipient_kinds))
-    if lead_id is not None:
-        query = query.where(deliveries.c.lead_id == lead_id)
-    if key_prefix is not None:
-        query = query.where(deliveries.c.idem_key.startswith(key_prefix, autoescape=True))
-    result = await session.execute(query.values(status="cancelled", error=reason, updated_at=now,
-                                                next_attempt_at=None))
-    return rows_affected(result)
+    return await repository.cancel_pending_deliveries(session, org_id, now=now, reason=reason, lead_id=lead_id,
+                                                      kinds=kinds, recipient_kinds=recipient_kinds,
+                                                      key_prefix=key_prefix)
 
 
 async def forget_erased_lead_data(session: AsyncSession, org_id: str, lead_id: str) -> bool:
@@ -152,24 +143,12 @@ async def forget_erased_lead_data(session: AsyncSession, org_id: str, lead_id: s
     MD5 of the address). Called by the erasure and after every attempt about an erased lead, so a delivery in
     flight during the erasure is scrubbed when it ends. False when the lead is not erased or a Mailchimp call
     is still due."""
-    erased = (await session.execute(sa.select(leads.c.erased).where(
-        leads.c.org_id == org_id, leads.c.lead_id == lead_id))).scalar_one_or_none()
-    if not erased:
+    if not await repository.lead_erased(session, org_id, lead_id):
         return False
-    finished = (deliveries.c.org_id == org_id) & (deliveries.c.lead_id == lead_id) & \
-        deliveries.c.status.not_in(("pending", "sending"))
-    await session.execute(sa.update(deliveries).where(finished).values(payload=None))
-    # an outside party's error text may quote the address (a cancellation's reason is ours, and stays)
-    await session.execute(sa.update(deliveries).where(finished, deliveries.c.status == "failed").values(error=None))
-    await session.execute(sa.update(deliveries).where(finished, deliveries.c.recipient_kind == "prospect")
-                          .values(recipient=None))
-    in_flight = (await session.execute(sa.select(deliveries.c.id).where(
-        deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "mailchimp",
-        deliveries.c.status.in_(("pending", "sending"))).limit(1))).first()
-    if in_flight is not None:
+    await repository.scrub_finished_deliveries(session, org_id, lead_id)
+    if await repository.mailchimp_call_due(session, org_id, lead_id):
         return False
-    await session.execute(sa.delete(mailchimp_members).where(
-        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id))
+    await repository.forget_members(session, org_id, lead_id)
     return True
 
 class DeliveryMetrics:
@@ -205,22 +184,13 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         now = self.clock.now()
+        lease_until = now + timedelta(seconds=self.settings.delivery_lease_s)
         async with self.context.uow() as uow:
-            rows = (await uow.session.execute(
-                sa.select(deliveries).where(deliveries.c.status.in_(("pending", "sending")),
-                                            deliveries.c.next_attempt_at <= now)
-                .where(deliveries.c.id.notin_(list(self._unrecorded)) if self._unrecorded else sa.true())
-                .order_by(deliveries.c.next_attempt_at).limit(self.settings.worker_batch_size)
-                .with_for_update(skip_locked=True))).mappings().all()
-            if not rows:
+            claimed = await repository.claim_due_deliveries(uow.session, now, lease_until,
+                                                            self.settings.worker_batch_size, self._unrecorded)
+            if not claimed:
                 return 0
-            lease_until = now + timedelta(seconds=self.settings.delivery_lease_s)
-            await uow.session.execute(
-                sa.update(deliveries).where(deliveries.c.id.in_([r["id"] for r in rows]))
-                .values(status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=lease_until,
-                        updated_at=now))
             await uow.commit()
-        claimed = [{**dict(r), "attempts": r["attempts"] + 1} for r in rows]
         attempts = asyncio.gather(*(self._attempt_in_order(group) for group in _ordered_groups(claimed)))
         try:
             await asyncio.shield(attempts)
@@ -234,11 +204,11 @@ class DeliveryWorker:
             raise
         return len(claimed)
 
-    async def _attempt_in_order(self, group: list[dict[str, Any]]) -> None:
+    async def _attempt_in_order(self, group: list[Delivery]) -> None:
         for row in group:
             await self._attempt(row)
 
-    async def _attempt(self, row: dict[str, Any]) -> None:
+    async def _attempt(self, row: Delivery) -> None:
         async with self._slots:
             started = time.perf_counter()
             try:
@@ -249,17 +219,17 @@ class DeliveryWorker:
             except PermanentDeliveryError as exc:
                 outcome = Outcome(ok=False, error=str(exc))
             except Exception as exc:  # a bug must not lose the message: retried, then failed
-                log.exception("delivery_attempt_crashed", delivery_id=row["id"])
+                log.exception("delivery_attempt_crashed", delivery_id=row.id)
                 outcome = Outcome(ok=False, error=f"{type(exc).__name__}: {exc}", transient=True)
-            self.metrics.duration.labels(row["kind"]).observe(time.perf_counter() - started)
-            self.metrics.attempts.labels(row["kind"], "ok" if outcome.ok else "transient" if outcome.transient
+            self.metrics.duration.labels(row.kind).observe(time.perf_counter() - started)
+            self.metrics.attempts.labels(row.kind, "ok" if outcome.ok else "transient" if outcome.transient
                                          else "permanent").inc()
             await self._record(row, outcome)
 
-    async def _record(self, row: dict[str, Any], outcome: Outcome) -> None:
+    async def _record(self, row: Delivery, outcome: Outcome) -> None:
         """Record the outcome; while the database is unreachable, keep it and try again (a lost "sent" is a
         message sent twice once the lease runs out). A crash or shutdown meanwhile leaves the row `sending`."""
-        self._unrecorded.add(row["id"])
+        self._unrecorded.add(row.id)
         try:
             delay = 0.1
             while True:
@@ -269,64 +239,54 @@ class DeliveryWorker:
                 except Exception as exc:
                     if not is_database_outage(exc):
                         raise
-                    log.warning("delivery_outcome_not_recorded_yet", delivery_id=row["id"], ok=outcome.ok,
+                    log.warning("delivery_outcome_not_recorded_yet", delivery_id=row.id, ok=outcome.ok,
                                 error=f"{type(exc).__name__}: {exc}"[:300])
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
         finally:
-            self._unrecorded.discard(row["id"])
+            self._unrecorded.discard(row.id)
 
-    async def _record_once(self, row: dict[str, Any], outcome: Outcome) -> None:
+    async def _record_once(self, row: Delivery, outcome: Outcome) -> None:
         now = self.clock.now()
-        fence = ((deliveries.c.id == row["id"]) & (deliveries.c.attempts == row["attempts"])
-                 & (deliveries.c.status == "sending"))
         async with self.context.uow() as uow:
             if outcome.ok:
-                result = await uow.session.execute(sa.update(deliveries).where(fence).values(
-                    status="sent", sent_at=now, updated_at=now, error=None, next_attempt_at=None))
-                if rows_affected(result) == 1:
+                if await repository.mark_sent(uow.session, row, now):
                     publish_outcome(uow, row, ok=True, now=now)
-            elif outcome.transient and row["attempts"] < self.settings.delivery_max_attempts:
-                delay = backoff_s(row["attempts"], base_s=self.settings.delivery_retry_base_s,
+            elif outcome.transient and row.attempts < self.settings.delivery_max_attempts:
+                delay = backoff_s(row.attempts, base_s=self.settings.delivery_retry_base_s,
                                   max_s=self.settings.delivery_retry_max_s)
-                await uow.session.execute(sa.update(deliveries).where(fence).values(
-                    status="pending", error=outcome.error, updated_at=now,
-                    next_attempt_at=now + timedelta(seconds=delay)))
-            else:
-                result = await uow.session.execute(sa.update(deliveries).where(fence).values(
-                    status="failed", error=outcome.error, updated_at=now, next_attempt_at=None))
-                if rows_affected(result) == 1:
-                    publish_outcome(uow, row, ok=False, now=now, error=outcome.error, permanent=not outcome.transient)
-            if row.get("lead_id"):  # erased while this attempt was in flight: scrub it now
-                await forget_erased_lead_data(uow.session, row["org_id"], row["lead_id"])
+                await repository.mark_for_retry(uow.session, row, outcome.error, now + timedelta(seconds=delay), now)
+            elif await repository.mark_failed(uow.session, row, outcome.error, now):
+                publish_outcome(uow, row, ok=False, now=now, error=outcome.error, permanent=not outcome.transient)
+            if row.lead_id:  # erased while this attempt was in flight: scrub it now
+                await forget_erased_lead_data(uow.session, row.org_id, row.lead_id)
             await uow.commit()
-        log.info("delivery_attempted", delivery_id=row["id"], kind=row["kind"], ok=outcome.ok,
+        log.info("delivery_attempted", delivery_id=row.id, kind=row.kind, ok=outcome.ok,
                  error=redact_personal(outcome.error))
 
     # ------------------------------------------------------------------ one attempt per kind
-    async def _send(self, row: dict[str, Any]) -> None:
-        payload = row.get("payload") or {}
-        if row["kind"] == "email":
+    async def _send(self, row: Delivery) -> None:
+        payload = row.payload or {}
+        if row.kind == "email":
             if not payload.get("to"):
                 raise PermanentDeliveryError("no recipient address (erased?)")
             await collaborators(self.context).mailer.send(OutgoingEmail(
                 sender=payload.get("from") or self.settings.smtp_from, to=payload["to"],
                 subject=payload["subject"], html=payload["html"], text=payload["text"],
-                message_id=row["message_id"], date=self.clock.now(), headers=payload.get("headers") or {}))
-        elif row["kind"] == "mailchimp":
+                message_id=row.message_id or "", date=self.clock.now(), headers=payload.get("headers") or {}))
+        elif row.kind == "mailchimp":
             await self._mailchimp(row, payload)
-        elif row["kind"] == "webhook":
+        elif row.kind == "webhook":
             await self._webhook(row, payload)
         else:
-            raise PermanentDeliveryError(f"unknown delivery kind {row['kind']}")
+            raise PermanentDeliveryError(f"unknown delivery kind {row.kind}")
 
-    async def _mailchimp(self, row: dict[str, Any], payload: dict[str, Any]) -> None:
+    async def _mailchimp(self, row: Delivery, payload: dict[str, Any]) -> None:
         async with self.context.database.session() as session:
-            account = (await session.execute(sa.select(mailchimp_accounts).where(
-                mailchimp_accounts.c.org_id == row["org_id"]))).mappings().first()
+            account = await repository.get_mailchimp_account(session, row.org_id)
         if account is None:
             raise PermanentDeliveryError("Mailchimp is not configured for this organization")
-        client = collaborators(self.context).mailchimp.for_key(account["api_key"])
+        client = collaborators(self.context).mailchimp.for_key(account.api_key)
         for op in payload.get("ops", []):
             if op["op"] == "upsert":
                 await client.upsert_member(op["list_id"], op["email"], status_if_new=op.get("status_if_new",
@@ -341,28 +301,27 @@ class DeliveryWorker:
             else:
                 raise PermanentDeliveryError(f"unknown Mailchimp operation {op['op']}")
 
-    async def _webhook(self, row: dict[str, Any], payload: dict[str, Any]) -> None:
+    async def _webhook(self, row: Delivery, payload: dict[str, Any]) -> None:
         async with self.context.database.session() as session:
-            subscription = (await session.execute(sa.select(webhook_subscriptions).where(
-                webhook_subscriptions.c.org_id == row["org_id"],
-                webhook_subscriptions.c.id == payload.get("subscription_id")))).mappings().first()
-        if subscription is None or not subscription["active"]:
+            subscription = await repository.get_webhook_subscription(session, row.org_id,
+                                                                     payload.get("subscription_id"))
+        if subscription is None or not subscription.active:
             raise PermanentDeliveryError("the webhook subscription was removed")
         body = json.dumps(payload.get("body") or {}, sort_keys=True, default=str).encode()
-        await collaborators(self.context).webhooks.send(subscription["url"], subscription["secret"], body,
+        await collaborators(self.context).webhooks.send(subscription.url, subscription.secret, body,
                                                    # wall time: the receiver checks it against its clock
                                                    timestamp=int(time.time()),
-                                                   delivery_id=row["id"])
+                                                   delivery_id=row.id)
 
 
-def _ordered_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def _ordered_groups(rows: list[Delivery]) -> list[list[Delivery]]:
     """Mailchimp calls about one lead run one after another, oldest first (a subscribe must not overtake the
     unsubscribe that follows it); everything else runs concurrently."""
-    groups: dict[Any, list[dict[str, Any]]] = {}
+    groups: dict[Any, list[Delivery]] = {}
     for row in rows:
-        key = (row["org_id"], row["lead_id"]) if row["kind"] == "mailchimp" and row.get("lead_id") else row["id"]
+        key = (row.org_id, row.lead_id) if row.kind == "mailchimp" and row.lead_id else row.id
         groups.setdefault(key, []).append(row)
-    return [sorted(g, key=lambda r: (r["created_at"], r["id"])) for g in groups.values()]
+    return [sorted(g, key=lambda r: (r.created_at, r.id)) for g in groups.values()]
 
 
 async def delivery_worker(context: Any) -> None:

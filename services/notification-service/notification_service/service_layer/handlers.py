@@ -9,8 +9,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-
 from salesflow_shared.clock import Clock
 from salesflow_shared.consumer import EventHandlers
 from salesflow_shared.events import (
@@ -35,11 +33,12 @@ from salesflow_shared.events import (
     TaskReassignedV1,
     TaskSkippedV1,
 )
-from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import deliveries, lead_past_owners, milestone_rules
+from ..adapters import repository
+from ..adapters.repository import MilestoneRuleRecord
 from ..config import Settings
+from ..domain.leads import KnownLead
 from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync
@@ -49,18 +48,12 @@ from .program_notifications import ProgramNotifications
 from .projections import (
     ERASED_FIELDS,
     apply_pipeline_change,
-    apply_pipeline_definition,
-    apply_rep,
     apply_snapshot,
     ensure_lead,
-    get_lead,
-    get_rep,
-    record_task_assignee,
     remember_stage,
     set_lead_fields,
-    upsert_rep,
 )
-from .sequences import active_sequences, enroll, spec_of, stop_enrollments
+from .sequences import enroll, spec_of, stop_enrollments
 
 
 class NotificationHandlers:
@@ -72,24 +65,24 @@ class NotificationHandlers:
     async def on_lead_created(self, data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
         await apply_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
-        lead = await get_lead(uow.session, envelope.org_id, data.lead.lead_id)
-        if lead is None or lead["erased"]:
+        lead = await repository.get_lead(uow.session, envelope.org_id, data.lead.lead_id)
+        if lead is None or lead.erased:
             return
         # Its stage may have arrived first, when its address was not known yet.
         await self._follow_lists(uow, envelope.org_id, data.lead.lead_id, f"lead@{envelope.subject_version}", now)
-        for sequence in await active_sequences(uow.session, envelope.org_id, "lead_created"):
+        for sequence in await repository.active_sequences(uow.session, envelope.org_id, "lead_created"):
             if matches_lead_created(spec_of(sequence), data.lead.source, data.lead.form_id):
                 await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead.lead_id,
-                             trigger_key="created", stage_id=None, now=now, lead_timezone=lead.get("timezone"))
+                             trigger_key="created", stage_id=None, now=now, lead_timezone=lead.timezone)
 
     async def on_lead_updated(self, data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
         before = await ensure_lead(uow.session, org, data.lead.lead_id, now)
         if not await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now):
             return
-        lead = await get_lead(uow.session, org, data.lead.lead_id)
+        lead = await repository.get_lead(uow.session, org, data.lead.lead_id)
         assert lead is not None
-        if before.get("email") and lead.get("email") and before["email"] != lead["email"]:
+        if before.email and lead.email and before.email != lead.email:
             await mailchimp_sync.on_email_changed(uow, org_id=org, lead=lead, version=envelope.subject_version,
                                                   now=now)
         await self._follow_lists(uow, org, data.lead.lead_id, f"lead@{envelope.subject_version}", now)
@@ -97,7 +90,7 @@ class NotificationHandlers:
     async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
         lead = await ensure_lead(uow.session, org, data.lead_id, now)
-        if envelope.subject_version > lead["lead_version"]:
+        if envelope.subject_version > lead.lead_version:
             await set_lead_fields(uow.session, org, data.lead_id, now, status="disqualified",
                                   lead_version=envelope.subject_version)
         await self._leave_everything(uow, org, data.lead_id, "disqualified", now,
@@ -113,9 +106,7 @@ class NotificationHandlers:
         await cancel_pending(uow.session, org_id=org, lead_id=data.lead_id, now=now, reason="lead erased",
                              kinds=("email", "webhook"), recipient_kinds=("rep", "webhook"))
         # Scrub personal data from the delivery log (what was sent, to whom); the facts (when, why) remain.
-        await uow.session.execute(sa.update(deliveries).where(
-            deliveries.c.org_id == org, deliveries.c.lead_id == data.lead_id, deliveries.c.kind == "email",
-            deliveries.c.recipient_kind == "prospect").values(payload=None, recipient=None, updated_at=now))
+        await repository.scrub_prospect_emails(uow.session, org, data.lead_id, now)
         # Finished deliveries now; the Mailchimp member ids once the archive calls above are done (now, when
         # there are none); a delivery in flight when its attempt ends.
         await forget_erased_lead_data(uow.session, org, data.lead_id)
@@ -132,11 +123,11 @@ class NotificationHandlers:
         now, org = self.clock.now(), envelope.org_id
         if not data.owner_id:
             return
-        await upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name, email=data.owner_email,
-                         timezone=data.owner_timezone)
+        await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name,
+                                    email=data.owner_email, timezone=data.owner_timezone)
         before = await ensure_lead(uow.session, org, data.lead_id, now)
-        for previous in {before.get("owner_id"), data.previous_owner_id}:
-            await remember_past_owner(uow.session, lead_past_owners, org, data.lead_id, previous, data.owner_id, now)
+        for previous in {before.owner_id, data.previous_owner_id}:
+            await repository.remember_past_owner(uow.session, org, data.lead_id, previous, data.owner_id, now)
         await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
         if data.previous_owner_id == data.owner_id:
             return
@@ -151,12 +142,12 @@ class NotificationHandlers:
 
     async def on_rep_changed(self, data: RepCreatedV1 | RepUpdatedV1 | RepDeactivatedV1, envelope: Envelope,
                              uow: UnitOfWork) -> None:
-        await apply_rep(uow.session, envelope.org_id, data.rep, envelope.subject_version, self.clock.now())
+        await repository.save_rep(uow.session, envelope.org_id, data.rep, envelope.subject_version, self.clock.now())
 
     # ------------------------------------------------------------------ pipeline-service
     async def on_pipeline_defined(self, data: PipelineDefinedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-        await apply_pipeline_definition(uow.session, envelope.org_id, data, envelope.subject_version,
-                                        self.clock.now())
+        await repository.save_pipeline_definition(uow.session, envelope.org_id, data, envelope.subject_version,
+                                                  self.clock.now())
 
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -172,23 +163,23 @@ class NotificationHandlers:
             return
         if data.owner_id:
             await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
-        lead = await get_lead(uow.session, org, data.lead_id)
+        lead = await repository.get_lead(uow.session, org, data.lead_id)
         assert lead is not None
         await stop_enrollments(uow.session, org_id=org, lead_id=data.lead_id, fact="stage_entered", now=now,
                                stage_id=data.to_stage_id)
         transition = f"{data.to_stage_id}@{envelope.subject_version}"
-        if not lead["erased"] and not lead["unsubscribed"] and lead.get("status") != "disqualified":
-            for sequence in await active_sequences(uow.session, org, "stage_entry"):
+        if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
+            for sequence in await repository.active_sequences(uow.session, org, "stage_entry"):
                 if matches_stage_entry(spec_of(sequence), data.pipeline_id, data.to_stage_id):
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead_id,
                                  trigger_key=f"stage:{transition}", stage_id=data.to_stage_id, now=now,
-                                 lead_timezone=lead.get("timezone"))
+                                 lead_timezone=lead.timezone)
         await self._follow_lists(uow, org, data.lead_id, f"stage:{transition}", now)
-        left = data.from_stage_id or before.get("stage_id")
+        left = data.from_stage_id or before.stage_id
         if left and left != data.to_stage_id:
             await self._milestones(uow, org, lead, DealFact(
-                kind="left_stage", lead_id=data.lead_id, rep_id=lead.get("owner_id"), value=_dec(lead.get("value")),
-                currency=lead.get("currency"), at=data.entered_at, from_stage_id=left), now)
+                kind="left_stage", lead_id=data.lead_id, rep_id=lead.owner_id, value=_dec(lead.value),
+                currency=lead.currency, at=data.entered_at, from_stage_id=left), now)
 
     async def on_lead_won(self, data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -200,10 +191,10 @@ class NotificationHandlers:
         await self._follow_lists(uow, org, data.lead_id, f"won@{envelope.subject_version}", now)
         lead = await self._after_outcome(uow, org, data.lead_id, "won", "lead_won", data.pipeline_id,
                                          f"won@{envelope.subject_version}", now)
-        value = data.value if data.value is not None else _dec(lead.get("value"))
+        value = data.value if data.value is not None else _dec(lead.value)
         await self._milestones(uow, org, lead, DealFact(
-            kind="won", lead_id=data.lead_id, rep_id=data.owner_id or lead.get("owner_id"), value=value,
-            currency=data.currency or lead.get("currency"), at=data.won_at), now)
+            kind="won", lead_id=data.lead_id, rep_id=data.owner_id or lead.owner_id, value=value,
+            currency=data.currency or lead.currency, at=data.won_at), now)
 
     async def on_lead_lost(self, data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -227,31 +218,31 @@ class NotificationHandlers:
 
     async def _follow_lists(self, uow: UnitOfWork, org: str, lead_id: str, transition: str, now: Any) -> None:
         """The lead's Mailchimp lists and tags follow its current state (mailchimp_sync.reconcile)."""
-        lead = await get_lead(uow.session, org, lead_id)
+        lead = await repository.get_lead(uow.session, org, lead_id)
         if lead is not None:
             await mailchimp_sync.reconcile(uow, org_id=org, lead=lead, transition=transition, now=now)
 
     async def _after_outcome(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, trigger: Any,
-                             pipeline_id: str, trigger_key: str, now: Any) -> dict[str, Any]:
+                             pipeline_id: str, trigger_key: str, now: Any) -> KnownLead:
         await stop_enrollments(uow.session, org_id=org, lead_id=lead_id, fact=fact, now=now)
-        lead = await get_lead(uow.session, org, lead_id)
+        lead = await repository.get_lead(uow.session, org, lead_id)
         assert lead is not None
-        if not lead["erased"] and not lead["unsubscribed"] and lead.get("status") != "disqualified":
-            for sequence in await active_sequences(uow.session, org, trigger):
+        if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
+            for sequence in await repository.active_sequences(uow.session, org, trigger):
                 if matches_outcome(spec_of(sequence), trigger, pipeline_id):
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=lead_id,
-                                 trigger_key=trigger_key, stage_id=None, now=now, lead_timezone=lead.get("timezone"))
+                                 trigger_key=trigger_key, stage_id=None, now=now, lead_timezone=lead.timezone)
         return lead
 
-    async def _milestones(self, uow: UnitOfWork, org: str, lead: dict[str, Any], fact: DealFact, now: Any) -> None:
+    async def _milestones(self, uow: UnitOfWork, org: str, lead: KnownLead, fact: DealFact, now: Any) -> None:
         if not fact.rep_id:
             return
         rows, rules = await _active_milestone_rules(uow, org)
         for rule, once_key in fired(rules, fact):
             await notify_rep(uow, self.settings, org_id=org, rep_id=fact.rep_id, reason="milestone", now=now,
-                             lead_id=lead["lead_id"], once_key=once_key,
+                             lead_id=lead.lead_id, once_key=once_key,
                              milestone={"id": rule.id, "name": rule.name, "kind": rule.kind},
-                             channels=tuple(rows[rule.id]["channels"]))
+                             channels=tuple(rows[rule.id].channels))
 
     # ------------------------------------------------------------------ metrics-service
     async def on_quota_reached(self, data: QuotaReachedV1, envelope: Envelope, uow: UnitOfWork) -> None:
@@ -266,20 +257,20 @@ class NotificationHandlers:
             await notify_rep(uow, self.settings, org_id=org, rep_id=fact.rep_id, reason="milestone", now=now,
                              once_key=once_key, milestone={"id": rule.id, "name": rule.name, "kind": rule.kind,
                                                            "quota": quota},
-                             channels=tuple(rows[rule.id]["channels"]))
+                             channels=tuple(rows[rule.id].channels))
 
     # ------------------------------------------------------------------ tasks
     async def on_task_created(self, data: TaskCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
-        if not await record_task_assignee(uow.session, envelope.org_id, data.task_id, data.assignee_id,
-                                          envelope.subject_version, now):
+        if not await repository.record_task_assignee(uow.session, envelope.org_id, data.task_id, data.assignee_id,
+                                                     envelope.subject_version, now):
             return  # reassigned already (the reassignment arrived first): its reminder stands
         await self._remind_when_due(uow, envelope.org_id, data.assignee_id, data.task_id, data.lead_id, data.title,
                                     data.due_at, once_key=f"task_due:{data.task_id}", now=now)
 
     async def on_task_reassigned(self, data: TaskReassignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org, version = self.clock.now(), envelope.org_id, envelope.subject_version
-        if not await record_task_assignee(uow.session, org, data.task_id, data.assignee_id, version, now):
+        if not await repository.record_task_assignee(uow.session, org, data.task_id, data.assignee_id, version, now):
             return  # replayed, or older than an assignment we already acted on
         # The reminder pending for the former assignee is not theirs to act on any more.
         await cancel_pending(uow.session, org_id=org, now=now, reason="task reassigned", kinds=("email", "webhook"),
@@ -346,7 +337,7 @@ async def unsubscribe_lead(uow: UnitOfWork, *, org_id: str, lead_id: str, now: A
     """The prospect clicked the unsubscribe link: no more sequence emails, off the Mailchimp lists.
     False when it already was unsubscribed."""
     lead = await ensure_lead(uow.session, org_id, lead_id, now)
-    if lead["unsubscribed"]:
+    if lead.unsubscribed:
         return False
     await set_lead_fields(uow.session, org_id, lead_id, now, unsubscribed=True)
     await stop_enrollments(uow.session, org_id=org_id, lead_id=lead_id, fact="unsubscribed", now=now)
@@ -357,28 +348,27 @@ async def unsubscribe_lead(uow: UnitOfWork, *, org_id: str, lead_id: str, now: A
 
 
 async def _active_milestone_rules(uow: UnitOfWork, org_id: str
-                                  ) -> tuple[dict[str, Any], list[MilestoneRule]]:
+                                  ) -> tuple[dict[str, MilestoneRuleRecord], list[MilestoneRule]]:
     """The org's active milestone rules: their rows by id, and as domain rules."""
-    rows = (await uow.session.execute(sa.select(milestone_rules).where(
-        milestone_rules.c.org_id == org_id, milestone_rules.c.active.is_(True)))).mappings().all()
-    return ({r["id"]: r for r in rows},
-            [MilestoneRule(id=r["id"], name=r["name"], kind=r["kind"], stage_id=r["stage_id"],
-                           min_value=_dec(r["min_value"]), currency=r["currency"]) for r in rows])
+    rows = await repository.active_milestone_rules(uow.session, org_id)
+    return ({r.id: r for r in rows},
+            [MilestoneRule(id=r.id, name=r.name, kind=r.kind, stage_id=r.stage_id,
+                           min_value=_dec(r.min_value), currency=r.currency) for r in rows])
 
 
 async def handover_deal(uow: UnitOfWork, org_id: str, data: LeadAssignedV1) -> dict[str, Any]:
     """What the account manager is told of the won deal: its value and notes (LeadWon) and who closed it. Waits
     (NotKnownYet) until the win and the closer's directory entry have arrived."""
-    lead = await get_lead(uow.session, org_id, data.lead_id)
-    if lead is None or lead.get("outcome") != "won":
+    lead = await repository.get_lead(uow.session, org_id, data.lead_id)
+    if lead is None or lead.outcome != "won":
         raise NotKnownYet(f"lead {data.lead_id}'s win has not arrived yet (no LeadWon received)")
-    closer = await get_rep(uow.session, org_id, data.previous_owner_id) if data.previous_owner_id else None
+    closer = await repository.get_rep(uow.session, org_id, data.previous_owner_id) if data.previous_owner_id else None
     if data.previous_owner_id and closer is None:
         raise NotKnownYet(f"rep '{data.previous_owner_id}' (the closer) is not in the directory here yet")
-    value = lead.get("won_value") if lead.get("won_value") is not None else lead.get("value")
+    value = lead.won_value if lead.won_value is not None else lead.value
     return {"value": None if value is None else str(value),
-            "currency": lead.get("won_currency") or lead.get("currency"),
-            "notes": lead.get("won_notes"), "closer": {"id": data.previous_owner_id,
+            "currency": lead.won_currency or lead.currency,
+            "notes": lead.won_notes, "closer": {"id": data.previous_owner_id,
                                                        "name": (closer or {}).get("name"),
                                                        "email": (closer or {}).get("email")}}
 

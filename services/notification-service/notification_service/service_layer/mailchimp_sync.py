@@ -6,41 +6,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
-
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import repository
 from ..adapters.mailchimp import subscriber_hash
-from ..adapters.orm import deliveries, mailchimp_accounts, mailchimp_members, mailchimp_rules
+from ..adapters.repository import MailchimpMember, MailchimpRule
+from ..domain.leads import KnownLead
 from ..domain.mailchimp_lists import LeadLife, ListRule, changes, desired_lists, holds, nurture_rule
 from ..domain.rendering import lead_variables
 from .deliveries import record_delivery
 
 
-async def account(uow: UnitOfWork, org_id: str) -> dict[str, Any] | None:
-    row = (await uow.session.execute(sa.select(mailchimp_accounts).where(
-        mailchimp_accounts.c.org_id == org_id))).mappings().first()
-    return dict(row) if row else None
-
-
-async def _remember_member(uow: UnitOfWork, org_id: str, lead_id: str, list_id: str, member: str,
-                           now: datetime, **how: Any) -> None:
-    """Record that the lead is on the list as `member`, subscribed with `how` (tags, merge_fields,
-    status_if_new); the latest subscription wins."""
-    insert = dialect_insert(uow.session)
-    values = dict(subscriber_hash=member, subscribed=True, updated_at=now, **how)
-    await uow.session.execute(insert(mailchimp_members).values(org_id=org_id, lead_id=lead_id, list_id=list_id,
-                                                               **values)
-                              .on_conflict_do_update(index_elements=["org_id", "lead_id", "list_id"], set_=values))
-
-
-def _subscribe_ops(lead: dict[str, Any], list_id: str, tags: list[str], merge_fields: dict[str, str],
+def _subscribe_ops(lead: KnownLead, email: str, list_id: str, tags: list[str], merge_fields: dict[str, str],
                    status_if_new: str, again: bool = False) -> list[dict[str, Any]]:
-    """Upsert the lead's current address (merge fields from the lead's current values), then tag it. `again`:
-    the lead was on the list and we took it off (archived): it is put back with that status, not left archived."""
-    email = lead["email"]
+    """Upsert the lead's current address `email` (merge fields from the lead's current values), then tag it.
+    `again`: the lead was on the list and we took it off (archived): it is put back with that status, not left
+    archived."""
     member = subscriber_hash(email)
     values = lead_variables(lead)
     merge = {tag: values.get(field) for tag, field in merge_fields.items() if values.get(field) is not None}
@@ -54,20 +35,20 @@ def _subscribe_ops(lead: dict[str, Any], list_id: str, tags: list[str], merge_fi
     return ops
 
 
-async def subscribe(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], list_id: str, tags: list[str],
+async def subscribe(uow: UnitOfWork, *, org_id: str, lead: KnownLead, list_id: str, tags: list[str],
                     merge_fields: dict[str, str], status_if_new: str, reason: str, idem_key: str, now: datetime,
                     rule_id: str | None = None, again: bool = False) -> bool:
-    email = lead.get("email")
-    if not email or lead.get("erased") or lead.get("unsubscribed"):
+    email = lead.email
+    if not email or lead.erased or lead.unsubscribed:
         return False
-    await _remember_member(uow, org_id, lead["lead_id"], list_id, subscriber_hash(email), now, tags=tags,
-                           merge_fields=merge_fields, status_if_new=status_if_new)
+    await repository.remember_member(uow.session, org_id, lead.lead_id, list_id, subscriber_hash(email), now,
+                                     tags=tags, merge_fields=merge_fields, status_if_new=status_if_new)
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
-                                recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead["lead_id"],
-                                rep_id=lead.get("owner_id"), reason=reason, rule_id=rule_id, now=now,
-                                not_before=await _after_in_flight(uow, org_id, lead["lead_id"], now),
+                                recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead.lead_id,
+                                rep_id=lead.owner_id, reason=reason, rule_id=rule_id, now=now,
+                                not_before=await _after_in_flight(uow, org_id, lead.lead_id, now),
                                 payload={"list_id": list_id, "action": "subscribed", "tags": tags,
-                                         "ops": _subscribe_ops(lead, list_id, tags, merge_fields, status_if_new,
+                                         "ops": _subscribe_ops(lead, email, list_id, tags, merge_fields, status_if_new,
                                                                again)})
     return row is not None
 
@@ -75,19 +56,14 @@ async def subscribe(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], list_
 async def _after_in_flight(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -> datetime | None:
     """When a new call about the lead may run: after any Mailchimp call for it still pending or in flight (its
     lease), never before it (an older subscribe must not land after a newer unsubscribe)."""
-    in_flight = (await uow.session.execute(sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
-        deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "mailchimp",
-        deliveries.c.status.in_(("pending", "sending"))))).scalar_one_or_none()
+    in_flight = await repository.last_mailchimp_call_due_at(uow.session, org_id, lead_id)
     return max(in_flight, now) if in_flight is not None else None
 
 
 async def remove(uow: UnitOfWork, *, org_id: str, lead_id: str, list_id: str, member: str, archive: bool,
                  reason: str, idem_key: str, now: datetime, rule_id: str | None = None) -> bool:
     not_before = await _after_in_flight(uow, org_id, lead_id, now)
-    await uow.session.execute(sa.update(mailchimp_members).where(
-        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id,
-        mailchimp_members.c.list_id == list_id, mailchimp_members.c.subscriber_hash == member,
-    ).values(subscribed=False, updated_at=now))
+    await repository.mark_member_removed(uow.session, org_id, lead_id, list_id, member, now)
     action = "archived" if archive else "unsubscribed"
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
                                 recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead_id,
@@ -98,35 +74,34 @@ async def remove(uow: UnitOfWork, *, org_id: str, lead_id: str, list_id: str, me
     return row is not None
 
 
-async def on_email_changed(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], version: int,
+async def on_email_changed(uow: UnitOfWork, *, org_id: str, lead: KnownLead, version: int,
                            now: datetime) -> int:
     """The lead's address changed: on every list it is subscribed to, the old member is archived and the new
     address subscribed with the same tags and merge fields, in that order (one delivery per list; its key
     holds the lead version, so a redelivered or replayed update adds nothing). Archived rather than
     unsubscribed: the person did not opt out, and an unsubscribed address is one Mailchimp will not re-add."""
-    email = lead.get("email")
-    if not email or lead.get("erased") or lead.get("unsubscribed") or await account(uow, org_id) is None:
+    email = lead.email
+    if not email or lead.erased or lead.unsubscribed \
+            or await repository.get_mailchimp_account(uow.session, org_id) is None:
         return 0
     new_member = subscriber_hash(email)
-    members = (await uow.session.execute(sa.select(mailchimp_members).where(
-        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead["lead_id"],
-        mailchimp_members.c.subscribed.is_(True), mailchimp_members.c.subscriber_hash != new_member,
-    ))).mappings().all()
-    not_before = await _after_in_flight(uow, org_id, lead["lead_id"], now)
+    members = await repository.members_of_lead(uow.session, org_id, lead.lead_id, subscribed_only=True,
+                                               other_than=new_member)
+    not_before = await _after_in_flight(uow, org_id, lead.lead_id, now)
     moved = 0
     for m in members:
-        tags, merge_fields = list(m["tags"] or []), dict(m["merge_fields"] or {})
-        status_if_new = m["status_if_new"] or "subscribed"
-        await _remember_member(uow, org_id, lead["lead_id"], m["list_id"], new_member, now, tags=tags,
-                               merge_fields=merge_fields, status_if_new=status_if_new)
-        ops = [{"op": "archive", "list_id": m["list_id"], "hash": m["subscriber_hash"]},
-               *_subscribe_ops(lead, m["list_id"], tags, merge_fields, status_if_new)]
-        key = f"mailchimp:email_changed:{m['list_id']}:lead:{lead['lead_id']}:v{version}"
+        tags, merge_fields = list(m.tags or []), dict(m.merge_fields or {})
+        status_if_new = m.status_if_new or "subscribed"
+        await repository.remember_member(uow.session, org_id, lead.lead_id, m.list_id, new_member, now, tags=tags,
+                                         merge_fields=merge_fields, status_if_new=status_if_new)
+        ops = [{"op": "archive", "list_id": m.list_id, "hash": m.subscriber_hash},
+               *_subscribe_ops(lead, email, m.list_id, tags, merge_fields, status_if_new)]
+        key = f"mailchimp:email_changed:{m.list_id}:lead:{lead.lead_id}:v{version}"
         row = await record_delivery(uow.session, org_id=org_id, kind="mailchimp", recipient_kind="list", idem_key=key,
-                                    recipient=f"mailchimp:{m['list_id']}", lead_id=lead["lead_id"],
-                                    rep_id=lead.get("owner_id"), reason="email_changed", now=now,
+                                    recipient=f"mailchimp:{m.list_id}", lead_id=lead.lead_id,
+                                    rep_id=lead.owner_id, reason="email_changed", now=now,
                                     not_before=not_before,
-                                    payload={"list_id": m["list_id"], "action": "subscribed", "tags": tags,
+                                    payload={"list_id": m.list_id, "action": "subscribed", "tags": tags,
                                              "ops": ops})
         moved += 1 if row is not None else 0
     return moved
@@ -135,55 +110,51 @@ async def on_email_changed(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any]
 async def remove_everywhere(uow: UnitOfWork, *, org_id: str, lead_id: str, archive: bool, reason: str,
                             key_suffix: str, now: datetime) -> int:
     # The lists the lead is on (one it was taken off already needs no second call).
-    members = (await uow.session.execute(sa.select(mailchimp_members).where(
-        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id,
-        mailchimp_members.c.subscribed.is_(True)))).mappings().all()
+    members = await repository.members_of_lead(uow.session, org_id, lead_id, subscribed_only=True)
     done = 0
     for m in members:
-        done += await remove(uow, org_id=org_id, lead_id=lead_id, list_id=m["list_id"], member=m["subscriber_hash"],
+        done += await remove(uow, org_id=org_id, lead_id=lead_id, list_id=m.list_id, member=m.subscriber_hash,
                              archive=archive, reason=reason, now=now,
-                             idem_key=f"mailchimp:{reason}:{m['list_id']}:lead:{lead_id}:{key_suffix}")
+                             idem_key=f"mailchimp:{reason}:{m.list_id}:lead:{lead_id}:{key_suffix}")
     return done
 
 
-async def reconcile(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], transition: str, now: datetime) -> int:
+async def reconcile(uow: UnitOfWork, *, org_id: str, lead: KnownLead, transition: str, now: datetime) -> int:
     """Bring the lead's Mailchimp lists and tags to what its current state calls for (domain/mailchimp_lists.py):
     subscribe where a rule now holds, retag where the tags differ, take it off where none holds any more. Each
     change is one delivery keyed by list and `transition` (the event's version), so a redelivered or replayed
     event changes nothing; and since the lists follow the state, events arriving in another order end the same."""
-    settings = await account(uow, org_id)
+    settings = await repository.get_mailchimp_account(uow.session, org_id)
     if settings is None:
         return 0
-    rows = (await uow.session.execute(sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == org_id)
-                                      .order_by(mailchimp_rules.c.created_at, mailchimp_rules.c.id))).mappings().all()
-    by_id = {r["id"]: r for r in rows}
-    rules = [ListRule(id=r["id"], trigger=r["trigger"], list_id=r["list_id"], action=r["action"],
-                      stage_id=r["stage_id"], pipeline_id=r["pipeline_id"], tags=tuple(r["tags"] or ()))
+    rows = await repository.mailchimp_rules_of(uow.session, org_id)
+    by_id = {r.id: r for r in rows}
+    rules = [ListRule(id=r.id, trigger=r.trigger, list_id=r.list_id, action=r.action,
+                      stage_id=r.stage_id, pipeline_id=r.pipeline_id, tags=tuple(r.tags or ()))
              for r in rows]
-    if settings.get("nurture_list_id"):
-        rules.append(nurture_rule(settings["nurture_list_id"], settings.get("nurture_tag") or "nurture"))
-    members = {m["list_id"]: m for m in (await uow.session.execute(sa.select(mailchimp_members).where(
-        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead["lead_id"]))).mappings().all()}
-    current = {list_id: frozenset(m["tags"] or ()) for list_id, m in members.items() if m["subscribed"]}
+    if settings.nurture_list_id:
+        rules.append(nurture_rule(settings.nurture_list_id, settings.nurture_tag or "nurture"))
+    members = {m.list_id: m for m in await repository.members_of_lead(uow.session, org_id, lead.lead_id)}
+    current = {list_id: frozenset(m.tags or ()) for list_id, m in members.items() if m.subscribed}
     life = lead_life(lead)
     vetoed = {r.list_id for r in rules if r.action == "unsubscribe" and holds(r, life)}
     done = 0
     for change in changes(current, desired_lists(rules, life)):
-        key = f"mailchimp:list:{change.list_id}:lead:{lead['lead_id']}:{transition}"
+        key = f"mailchimp:list:{change.list_id}:lead:{lead.lead_id}:{transition}"
         rule = by_id.get(change.rule_id or "")
         if change.remove:
             # Off the list because a rule says so (unsubscribed), or because no rule holds any more (archived:
             # the person did not opt out, and may be put back on the list later).
-            done += await remove(uow, org_id=org_id, lead_id=lead["lead_id"], list_id=change.list_id,
-                                 member=members[change.list_id]["subscriber_hash"],
+            done += await remove(uow, org_id=org_id, lead_id=lead.lead_id, list_id=change.list_id,
+                                 member=members[change.list_id].subscriber_hash,
                                  archive=change.list_id not in vetoed, reason="list_rule", idem_key=key, now=now)
         elif change.subscribe:
-            merge_fields = dict(rule["merge_fields"]) if rule else {"FNAME": "first_name", "LNAME": "last_name"}
-            status_if_new = rule["status_if_new"] if rule else "subscribed"
+            merge_fields = dict(rule.merge_fields) if rule else {"FNAME": "first_name", "LNAME": "last_name"}
+            status_if_new = rule.status_if_new if rule else "subscribed"
             done += await subscribe(uow, org_id=org_id, lead=lead, list_id=change.list_id, tags=sorted(change.add),
                                     merge_fields=merge_fields, status_if_new=status_if_new,
                                     reason=_reason(change.rule_id, rule), idem_key=key,
-                                    now=now, rule_id=rule["id"] if rule else None,
+                                    now=now, rule_id=rule.id if rule else None,
                                     again=change.list_id in members)
         else:
             done += await retag(uow, org_id=org_id, lead=lead, member=members[change.list_id],
@@ -191,34 +162,34 @@ async def reconcile(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], trans
     return done
 
 
-async def retag(uow: UnitOfWork, *, org_id: str, lead: dict[str, Any], member: RowMapping, add: list[str],
+async def retag(uow: UnitOfWork, *, org_id: str, lead: KnownLead, member: MailchimpMember, add: list[str],
                 drop: list[str], idem_key: str, now: datetime) -> bool:
     """The lead stays on the list with other tags."""
-    tags = sorted((set(member["tags"] or ()) | set(add)) - set(drop))
-    await uow.session.execute(sa.update(mailchimp_members).where(
-        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead["lead_id"],
-        mailchimp_members.c.list_id == member["list_id"]).values(tags=tags, updated_at=now))
-    ops = [{"op": "tags", "list_id": member["list_id"], "hash": member["subscriber_hash"], "tags": add}] if add else []
+    tags = sorted((set(member.tags or ()) | set(add)) - set(drop))
+    await repository.set_member_tags(uow.session, org_id, lead.lead_id, member.list_id, tags, now)
+    ops: list[dict[str, Any]] = []
+    if add:
+        ops.append({"op": "tags", "list_id": member.list_id, "hash": member.subscriber_hash, "tags": add})
     if drop:
-        ops.append({"op": "tags", "list_id": member["list_id"], "hash": member["subscriber_hash"], "tags": drop,
+        ops.append({"op": "tags", "list_id": member.list_id, "hash": member.subscriber_hash, "tags": drop,
                     "active": False})
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp", recipient_kind="list",
-                                recipient=f"mailchimp:{member['list_id']}", lead_id=lead["lead_id"],
-                                rep_id=lead.get("owner_id"), reason="list_rule", now=now,
-                                not_before=await _after_in_flight(uow, org_id, lead["lead_id"], now),
-                                payload={"list_id": member["list_id"], "action": "tagged", "tags": tags, "ops": ops})
+                                recipient=f"mailchimp:{member.list_id}", lead_id=lead.lead_id,
+                                rep_id=lead.owner_id, reason="list_rule", now=now,
+                                not_before=await _after_in_flight(uow, org_id, lead.lead_id, now),
+                                payload={"list_id": member.list_id, "action": "tagged", "tags": tags, "ops": ops})
     return row is not None
 
 
-def _reason(rule_id: str | None, rule: Any) -> str:
+def _reason(rule_id: str | None, rule: MailchimpRule | None) -> str:
     """The delivery log's reason: the org's nurture list, a stage rule or an outcome rule."""
     if rule is None:
         return "nurture" if rule_id == "nurture" else "list_rule"
-    return "stage_rule" if rule["trigger"] in ("stage_entry", "stage_exit") else "outcome_rule"
+    return "stage_rule" if rule.trigger in ("stage_entry", "stage_exit") else "outcome_rule"
 
 
-def lead_life(lead: dict[str, Any]) -> LeadLife:
-    return LeadLife(entered=frozenset((p, s) for p, s in lead.get("entered_stages") or ()),
-                    pipeline_id=lead.get("pipeline_id"), stage_id=lead.get("stage_id"), outcome=lead.get("outcome"),
-                    disqualified=lead.get("status") == "disqualified", reopened=bool(lead.get("reopened")),
-                    reachable=bool(lead.get("email")) and not lead.get("erased") and not lead.get("unsubscribed"))
+def lead_life(lead: KnownLead) -> LeadLife:
+    return LeadLife(entered=frozenset((p, s) for p, s in lead.entered_stages or ()),
+                    pipeline_id=lead.pipeline_id, stage_id=lead.stage_id, outcome=lead.outcome,
+                    disqualified=lead.status == "disqualified", reopened=bool(lead.reopened),
+                    reachable=bool(lead.email) and not lead.erased and not lead.unsubscribed)

@@ -5,15 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import webhook_subscriptions
+from ..adapters import repository
 from ..config import Settings
-from .compose import DEFAULT_REP_TEMPLATES, TemplateError, email_payload, load_template, variables
+from .compose import DEFAULT_REP_TEMPLATES, TemplateError, email_payload, variables
 from .deliveries import publish_outcome, record_delivery
-from .projections import get_lead, get_rep
 
 
 class NotKnownYet(Exception):
@@ -30,11 +27,11 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
     """Record the notification's deliveries (pending); the number of new ones (0 for a duplicate).
     Raises NotKnownYet while the rep or the lead's details are unknown here."""
     session = uow.session
-    rep = await get_rep(session, org_id, rep_id)
-    lead = await get_lead(session, org_id, lead_id) if lead_id else None
+    rep = await repository.get_rep(session, org_id, rep_id)
+    lead = await repository.get_lead(session, org_id, lead_id) if lead_id else None
     if not rep or not rep.get("email"):
         raise NotKnownYet(f"rep '{rep_id}' is not in the directory here yet (no RepCreated received)")
-    if lead_id and (lead is None or (not lead["lead_version"] and not lead["erased"])):
+    if lead_id and (lead is None or (not lead.lead_version and not lead.erased)):
         raise NotKnownYet(f"lead {lead_id}'s details have not arrived yet (no LeadCreated received)")
     values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone, deal=deal,
                        program=program)
@@ -44,8 +41,8 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
                   not_before=not_before, message_id_domain=settings.message_id_domain)
     created = 0
     if "email" in channels:
-        template = await load_template(session, org_id, key=f"rep.{reason}")
-        parts = template or DEFAULT_REP_TEMPLATES[reason]
+        template = await repository.get_template(session, org_id, key=f"rep.{reason}")
+        parts = template.parts() if template else DEFAULT_REP_TEMPLATES[reason]
         error, payload = None, None
         try:
             payload = email_payload(settings, to_name=rep.get("name"), to_email=rep["email"], parts=parts,
@@ -54,25 +51,23 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
             error = f"rep template does not render: {exc}"
         row = await record_delivery(session, **common, idem_key=f"{once_key}:email", kind="email",
                                     recipient_kind="rep", recipient=rep["email"], payload=payload,
-                                    template_id=(template or {}).get("id"),
+                                    template_id=template.id if template else None,
                                     status="pending" if error is None else "failed", error=error)
         if row is not None:
             created += 1
             if error is not None:
                 publish_outcome(uow, row, ok=False, now=now, error=error)
     if "webhook" in channels:
-        subscriptions = (await session.execute(sa.select(webhook_subscriptions).where(
-            webhook_subscriptions.c.org_id == org_id, webhook_subscriptions.c.active.is_(True)))).mappings().all()
-        for sub in subscriptions:
-            if reason not in (sub["reasons"] or []) or (sub["rep_id"] and sub["rep_id"] != rep_id):
+        for sub in await repository.active_webhook_subscriptions(session, org_id):
+            if reason not in (sub.reasons or []) or (sub.rep_id and sub.rep_id != rep_id):
                 continue
             body = {"type": f"salesflow.{reason}", "org_id": org_id, "rep_id": rep_id, "lead_id": lead_id,
                     "rep_name": rep.get("name"), "task": task, "milestone": milestone, "deal": deal,
                     "text": _webhook_text(reason, values), "occurred_at": now.isoformat(),
                     **({"program": program} if program is not None else {})}
-            row = await record_delivery(session, **common, idem_key=f"{once_key}:webhook:{sub['id']}",
-                                        kind="webhook", recipient_kind="webhook", recipient=sub["url"],
-                                        payload={"subscription_id": sub["id"], "body": body})
+            row = await record_delivery(session, **common, idem_key=f"{once_key}:webhook:{sub.id}",
+                                        kind="webhook", recipient_kind="webhook", recipient=sub.url,
+                                        payload={"subscription_id": sub.id, "body": body})
             created += 1 if row is not None else 0
     return created
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from notification_fakes import FakeMailchimp, SmtpSink
+from notification_fakes import FakeMailchimp
 from notification_testkit import Harness
 
 from notification_service.adapters.orm import leads
@@ -22,7 +22,7 @@ from salesflow_shared.events import (
     StageAdvancedV1,
     make_event,
 )
-from salesflow_shared.testing import auth_headers, eventually, running_app, service_test_settings
+from salesflow_shared.testing import SmtpSink, auth_headers, eventually, running_app, service_test_settings
 
 
 def entered(lead_id: str, stage_id: str) -> StageAdvancedV1:

@@ -128,7 +128,7 @@ async def test_the_newest_directory_entry_wins_whatever_the_order(waiting_harnes
     await harness.handled(await harness.send(RepDeactivatedV1(
         rep=rep_entry("rae", email="rae.new@sales.example", name="Rae Renamed", active=False)), "rae", version=4))
     async with harness.context.database.session() as session:
-        from notification_service.service_layer.projections import get_rep
+        from notification_service.adapters.repository import get_rep
         rep = await get_rep(session, harness.org, "rae")
     assert rep is not None and (rep["active"], rep["version"], rep["team_ids"]) == (False, 4, ["team-1"])
 

@@ -14,10 +14,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from notification_fakes import free_port
 
 from notification_service.adapters.errors import PermanentDeliveryError, TransientDeliveryError
 from notification_service.adapters.mailer import OutgoingEmail, SmtpMailer
+from salesflow_shared.testing import free_port
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from notification_service.domain.leads import KnownLead
 from notification_service.domain.rendering import (
     SAMPLE_VARIABLES,
     TemplateError,
@@ -25,7 +26,7 @@ def test_html_is_escaped_and_text_is_not():
 
 
 def test_missing_values_render_empty_but_unknown_names_fail():
-    values = {**SAMPLE_VARIABLES, "lead": lead_variables({"lead_id": "l1"})}
+    values = {**SAMPLE_VARIABLES, "lead": lead_variables(KnownLead(org_id="o", lead_id="l1"))}
     assert render_email(parts(), values).subject == "Hi"
     with pytest.raises(TemplateError) as info:
         render_email(parts(subject="{{ lead.nickname }}"), values)

@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,17 +16,16 @@ from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from salesflow_shared.events import TaskCompletedV1
 from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
-from salesflow_shared.ownership import owned_before
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import lead_past_owners, pipelines, positions, tasks
+from ..adapters import repository
 from ..domain import transitions
 from ..domain.definitions import BLANK
 from ..domain.templates import TEMPLATES
 from ..service_layer import engine
 from ..service_layer import pipelines as admin
-from ..service_layer.views import load_visible_position, position_json, readable_by, task_json
+from ..service_layer.views import load_visible_position, position_json, task_json
 from . import responses as R
 from . import schemas
 
@@ -132,13 +130,7 @@ async def create_pipeline(principal: AdminPrincipal, uow: UowDep, context: Conte
 @router.get("/pipelines", summary="The org's pipelines", operation_id="listPipelines", **returns(R.PipelinePage))
 async def list_pipelines(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 50,
                          cursor: KeysetCursor = None) -> dict[str, Any]:
-    query = sa.select(pipelines.c.id, pipelines.c.created_at).where(
-        pipelines.c.org_id == principal.org_id, pipelines.c.archived.is_(False))
-    after = _keyset_cursor(cursor)
-    if after:
-        query = query.where(sa.or_(pipelines.c.created_at > after[0],
-                                   sa.and_(pipelines.c.created_at == after[0], pipelines.c.id > after[1])))
-    rows = (await uow.session.execute(query.order_by(pipelines.c.created_at, pipelines.c.id).limit(limit + 1))).all()
+    rows = await repository.pipelines_page(uow.session, principal.org_id, _keyset_cursor(cursor), limit)
     items = [await admin.pipeline_json(uow, principal.org_id, r.id) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
@@ -238,15 +230,9 @@ async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
                          pipeline_id: str | None = None, stage_id: str | None = None,
                          status: PositionStatus = None, owner_id: str | None = None) -> dict[str, Any]:
     filters = {"pipeline_id": pipeline_id, "stage_id": stage_id, "status": status, "owner_id": owner_id}
-    query = sa.select(positions).where(positions.c.org_id == principal.org_id, positions.c.status != "erased")
-    query = query.where(readable_by(principal))
-    for name, value in filters.items():
-        if value is not None:
-            query = query.where(positions.c[name] == value)
     after = decode_cursor(cursor, 1)  # a cursor this API did not issue is a 422, never an empty page
-    if after is not None:
-        query = query.where(positions.c.lead_id > str(after[0]))
-    rows = (await uow.session.execute(query.order_by(positions.c.lead_id).limit(limit + 1))).all()
+    rows = await repository.positions_page(uow.session, principal, filters,
+                                           str(after[0]) if after is not None else None, limit)
     items = [{"lead_id": r.lead_id, "status": r.status, "pipeline_id": r.pipeline_id, "stage_id": r.stage_id,
               "stage_entered_at": engine.aware(r.stage_entered_at).isoformat() if r.stage_entered_at else None,
               "owner_id": r.owner_id, "team_id": r.team_id,
@@ -261,7 +247,8 @@ async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, c
     return await position_json(uow, principal, lead_id, now_of(context))
 
 
-async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str, now: datetime) -> dict[str, Any]:
+async def _lock_for_change(uow: UnitOfWork, principal: Principal, lead_id: str,
+                           now: datetime) -> repository.Position:
     # 404 for other orgs' and other reps' leads, 403 for a lead the rep owned before (read-only)
     await load_visible_position(uow, principal, lead_id, to_change=True)
     pos = await engine.lock_position(uow, principal.org_id, lead_id, now, create=False)
@@ -289,16 +276,18 @@ async def move(lead_id: str, body: MoveIn, principal: CurrentPrincipal, uow: Uow
     now = now_of(context)
     pos = await _lock_for_change(uow, principal, lead_id, now)
     try:
-        transitions.transition("move", pos["status"])
+        transitions.transition("move", pos.status)
     except transitions.TransitionRefused as exc:
         raise _refused(exc) from exc
-    seq = await engine.pipeline_stages(uow, principal.org_id, pos["pipeline_id"])
+    pipeline_id = pos.pipeline_id
+    assert pipeline_id is not None  # an active lead is in a pipeline
+    seq = await engine.pipeline_stages(uow, principal.org_id, pipeline_id)
     target = next((s for s in seq if s.id == body.to_stage_id), None)
     if target is None:
         raise ValidationFailed.single("to_stage_id", "must be a stage of the lead's pipeline")
-    if target.id == pos["stage_id"]:
+    if target.id == pos.stage_id:
         raise Conflict("the lead is already in that stage")
-    await engine.enter_stage(uow, pos, pos["pipeline_id"], target, reason="manual", now=now,
+    await engine.enter_stage(uow, pos, pipeline_id, target, reason="manual", now=now,
                              moved_by=principal.user_id, note=body.reason.strip(), exit_reason="manual")
     await engine.advance_while_goal_met(uow, pos, now, None)
     await engine.save_position(uow, pos, now)
@@ -345,9 +334,10 @@ async def lost(lead_id: str, body: LostIn, principal: CurrentPrincipal, uow: Uow
         return replay
     now = now_of(context)
     pos = await _lock_for_change(uow, principal, lead_id, now)
-    if not transitions.can("lose", pos["status"]):
-        raise _refused(transitions.TransitionRefused("lose", pos["status"]))
-    pipeline = (await uow.session.execute(sa.select(pipelines).where(pipelines.c.id == pos["pipeline_id"]))).first()
+    if not transitions.can("lose", pos.status):
+        raise _refused(transitions.TransitionRefused("lose", pos.status))
+    pipeline = await repository.get_pipeline(uow.session, principal.org_id, pos.pipeline_id, archived_too=True) \
+        if pos.pipeline_id else None
     allowed = list(pipeline.lost_reasons or []) if pipeline else []
     reason = body.reason.strip()
     if allowed and reason.lower() not in {r.lower() for r in allowed}:
@@ -371,43 +361,29 @@ async def list_tasks(principal: CurrentPrincipal, uow: UowDep, context: ContextD
                      status: Annotated[str, Query(pattern="^(open|done|skipped|all)$")] = "open",
                      lead_id: str | None = None, team_id: str | None = None) -> dict[str, Any]:
     now = now_of(context)
-    query = sa.select(tasks).where(tasks.c.org_id == principal.org_id)
-    if principal.sees_whole_org:
-        if assignee_id:
-            query = query.where(tasks.c.assignee_id == assignee_id)
-    else:
+    if not principal.sees_whole_org:
         if assignee_id not in (None, principal.user_id):
             raise NotFound("reps see their own tasks")
-        query = query.where(tasks.c.assignee_id == principal.user_id)
-    if team_id:
-        query = query.where(tasks.c.team_id == team_id)
-    if status != "all":
-        query = query.where(tasks.c.status == status)
-    if lead_id:
-        query = query.where(tasks.c.lead_id == lead_id)
-    after = _keyset_cursor(cursor)
-    if after:
-        query = query.where(sa.or_(tasks.c.due_at > after[0],
-                                   sa.and_(tasks.c.due_at == after[0], tasks.c.id > after[1])))
+        assignee_id = principal.user_id
     # Ordered by due time: overdue tasks (the earliest) come first.
-    rows = (await uow.session.execute(query.order_by(tasks.c.due_at, tasks.c.id).limit(limit + 1))).all()
+    rows = await repository.tasks_page(uow.session, principal.org_id, assignee_id=assignee_id, team_id=team_id,
+                                       status=None if status == "all" else status, lead_id=lead_id,
+                                       after=_keyset_cursor(cursor), limit=limit)
     items = [task_json(r, now) for r in rows[:limit]]
     next_cursor = _encode_keyset(rows[limit - 1].due_at, rows[limit - 1].id) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
 
 
 async def _visible_task(uow: UnitOfWork, principal: Principal, task_id: str, *, lock: bool = False,
-                        to_change: bool = False) -> Any:
-    query = sa.select(tasks).where(tasks.c.org_id == principal.org_id, tasks.c.id == task_id)
-    row = (await uow.session.execute(query.with_for_update() if lock else query)).first()
+                        to_change: bool = False) -> repository.TaskRecord:
+    row = await repository.get_task(uow.session, principal.org_id, task_id, lock=lock)
     if row is None:
         raise NotFound(f"no task {task_id}")
     if not principal.sees_whole_org and row.assignee_id != principal.user_id:
-        owner = (await uow.session.execute(sa.select(positions.c.owner_id).where(
-            positions.c.org_id == principal.org_id, positions.c.lead_id == row.lead_id))).scalar_one_or_none()
+        owner = await repository.owner_of(uow.session, principal.org_id, row.lead_id)
         if owner != principal.user_id and not (row.assignee_id is None and row.team_id):
             # a rep that owned the lead before reads its tasks, and changes none
-            if await owned_before(uow.session, lead_past_owners, principal, row.lead_id):
+            if await repository.owned_lead_before(uow.session, principal, row.lead_id):
                 if to_change:
                     raise Forbidden(f"task {task_id} is read-only for you: you no longer own its lead")
                 return row
@@ -434,8 +410,7 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
     if task.status != "open":
         raise Conflict(f"the task is {task.status}")
     version = task.version + 1
-    await uow.session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(
-        status="done", completed_at=now, completed_by=principal.user_id, version=version))
+    await repository.complete_task(uow.session, task, principal.user_id, now)
     envelope = uow.publish(TaskCompletedV1(task_id=task_id, lead_id=task.lead_id, stage_id=task.stage_id,
                                            required=task.required, assignee_id=task.assignee_id,
                                            completed_by=principal.user_id, completed_at=now),
@@ -443,8 +418,7 @@ async def complete_task(task_id: str, principal: CurrentPrincipal, uow: UowDep, 
     if pos is not None:
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
-    row = (await uow.session.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
-    return await _finish(uow, idem, 200, task_json(row, now))
+    return await _finish(uow, idem, 200, task_json(await _task(uow, principal.org_id, task_id), now))
 
 
 class ToRep(BaseModel):
@@ -470,5 +444,11 @@ async def reassign_task(task_id: str, body: ToRep | ToTeam, principal: CurrentPr
     rep, team = (body.assignee_id, None) if isinstance(body, ToRep) else (None, body.team_id)
     await engine.reassign_task(uow, task, assignee_kind="rep" if rep else "team", assignee_id=rep, team_id=team,
                                reason="manual", now=now_of(context), by=principal.user_id)
-    row = (await uow.session.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
-    return await _finish(uow, idem, 200, task_json(row, now_of(context)))
+    return await _finish(uow, idem, 200, task_json(await _task(uow, principal.org_id, task_id), now_of(context)))
+
+
+async def _task(uow: UnitOfWork, org_id: str, task_id: str) -> repository.TaskRecord:
+    """A task as this transaction just wrote it."""
+    task = await repository.get_task(uow.session, org_id, task_id)
+    assert task is not None
+    return task

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, overload
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.events import (
@@ -24,19 +23,16 @@ from salesflow_shared.events import (
     TaskReassignedV1,
     TaskSkippedV1,
 )
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters import calendars
-from ..adapters.orm import activities, pipelines, positions, stage_history, stages, tasks
+from ..adapters import calendars, repository
+from ..adapters.repository import PipelineRecord, Position, StageRecord, TaskRecord
 from ..domain import transitions
 from ..domain.definitions import TaskTemplate, parse_task_template
 from ..domain.due_dates import compute_due
 from ..domain.goals import LeadFacts, evaluate_goal
 
 log = structlog.get_logger(__name__)
-
-Position = dict[str, Any]
 
 
 def new_id() -> str:
@@ -58,68 +54,51 @@ def aware(value: datetime | None) -> datetime | None:
 async def lock_position(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime, *,
                         create: bool = True) -> Position | None:
     """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing."""
-    session = uow.session
-    if create:
-        insert = dialect_insert(session)
-        await session.execute(insert(positions).values(
-            org_id=org_id, lead_id=lead_id, lead={}, status="unrouted", updated_at=now,
-        ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
-    row = (await session.execute(
-        sa.select(positions).where(positions.c.org_id == org_id, positions.c.lead_id == lead_id).with_for_update()
-    )).mappings().first()
-    return dict(row) if row is not None else None
+    return await repository.lock_position(uow.session, org_id, lead_id, now, create=create)
 
 
 async def save_position(uow: UnitOfWork, pos: Position, now: datetime) -> None:
-    pos["updated_at"] = now
-    values = {k: v for k, v in pos.items() if k not in ("org_id", "lead_id")}
-    await uow.session.execute(sa.update(positions).where(
-        positions.c.org_id == pos["org_id"], positions.c.lead_id == pos["lead_id"]).values(**values))
+    pos.updated_at = now
+    await repository.save_position(uow.session, pos)
 
 
-async def pipeline_stages(uow: UnitOfWork, org_id: str, pipeline_id: str) -> list[Any]:
-    return list((await uow.session.execute(
-        sa.select(stages).where(stages.c.org_id == org_id, stages.c.pipeline_id == pipeline_id,
-                                stages.c.deleted.is_(False)).order_by(stages.c.position)
-    )).all())
+async def pipeline_stages(uow: UnitOfWork, org_id: str, pipeline_id: str) -> list[StageRecord]:
+    return await repository.pipeline_stages(uow.session, org_id, pipeline_id)
 
 
-async def get_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str) -> Any | None:
-    return (await uow.session.execute(sa.select(pipelines).where(
-        pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id, pipelines.c.archived.is_(False)))).first()
+async def get_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str) -> PipelineRecord | None:
+    return await repository.get_pipeline(uow.session, org_id, pipeline_id)
 
 
 async def lead_facts(uow: UnitOfWork, pos: Position) -> LeadFacts:
     session = uow.session
-    rows = (await session.execute(sa.select(activities.c.kind, activities.c.occurred_at).where(
-        activities.c.org_id == pos["org_id"], activities.c.lead_id == pos["lead_id"]))).all()
-    entered = aware(pos.get("stage_entered_at"))
-    cycle = aware(pos.get("cycle_started_at"))
+    rows = await repository.activities_of(session, pos.org_id, pos.lead_id)
+    entered = aware(pos.stage_entered_at)
+    cycle = aware(pos.cycle_started_at)
     ever: Counter[str] = Counter(r.kind for r in rows if cycle is None or aware(r.occurred_at) >= cycle)
     in_stage: Counter[str] = Counter(r.kind for r in rows if entered is not None and aware(r.occurred_at) >= entered)
-    required = (await session.execute(sa.select(tasks.c.status).where(
-        tasks.c.org_id == pos["org_id"], tasks.c.visit_id == pos["visit_id"], tasks.c.required.is_(True)))).all()
-    fields = dict(pos.get("lead") or {})
+    required = await repository.required_task_statuses(session, pos.org_id, pos.visit_id)
+    fields = dict(pos.lead or {})
     # The owner known from LeadAssigned is fresher than the snapshot's.
-    fields.update({k: pos[k] for k in ("owner_id", "team_id") if pos.get(k)})
+    fields.update({k: v for k, v in (("owner_id", pos.owner_id), ("team_id", pos.team_id)) if v})
     return LeadFacts(fields=fields, activities_ever=dict(ever), activities_in_stage=dict(in_stage),
                      required_tasks_total=len(required),
-                     required_tasks_done=sum(1 for r in required if r.status == "done"))
+                     required_tasks_done=sum(1 for status in required if status == "done"))
 
 
 # ------------------------------------------------------------------ events about the lead
 def _next_event_version(pos: Position) -> int:
-    version = int(pos.get("event_version") or 0) + 1
-    pos["event_version"] = version
+    version = int(pos.event_version or 0) + 1
+    pos.event_version = version
     return version
 
 
 def _timezone_for(pos: Position) -> str | None:
-    return pos.get("owner_timezone") or (pos.get("lead") or {}).get("timezone")
+    return pos.owner_timezone or (pos.lead or {}).get("timezone")
 
 
 # ------------------------------------------------------------------ tasks
-async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: Any, now: datetime) -> None:
+async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: StageRecord, now: datetime) -> None:
     for raw in stage.task_templates or []:
         problems: list[tuple[str, str]] = []
         template = parse_task_template(raw, "", problems)
@@ -129,32 +108,34 @@ async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: Any, now: da
         await create_task(uow, pos, stage, template, now)
 
 
-async def create_task(uow: UnitOfWork, pos: Position, stage: Any, template: TaskTemplate, now: datetime) -> str:
-    assignee_id, team_id = pos.get("owner_id"), pos.get("team_id")  # the owner, within the owning team
+async def create_task(uow: UnitOfWork, pos: Position, stage: StageRecord, template: TaskTemplate,
+                      now: datetime) -> str:
+    assignee_id, team_id = pos.owner_id, pos.team_id  # the owner, within the owning team
     if template.assignee_kind == "rep":
         assignee_id = template.assignee_id
     elif template.assignee_kind == "team":
         assignee_id, team_id = None, template.assignee_id
-    calendar = (await calendars.load(uow.session, pos["org_id"])).calendar
+    calendar = (await calendars.load(uow.session, pos.org_id)).calendar
     due_at = compute_due(now, template.due, _timezone_for(pos), calendar)
     task_id = new_id()
-    await uow.session.execute(sa.insert(tasks).values(
-        id=task_id, org_id=pos["org_id"], lead_id=pos["lead_id"], pipeline_id=pos["pipeline_id"],
-        stage_id=stage.id, visit_id=pos["visit_id"], title=template.title, task_type=template.type,
+    await repository.add_task(uow.session, TaskRecord(
+        id=task_id, org_id=pos.org_id, lead_id=pos.lead_id, pipeline_id=pos.pipeline_id,
+        stage_id=stage.id, visit_id=pos.visit_id, title=template.title, task_type=template.type,
         required=template.required, assignee_kind=template.assignee_kind, assignee_id=assignee_id,
-        team_id=team_id, due_at=due_at, status="open", created_at=now, version=1))
-    uow.publish(TaskCreatedV1(task_id=task_id, lead_id=pos["lead_id"], pipeline_id=pos["pipeline_id"],
+        team_id=team_id, due_at=due_at, status="open", created_at=now, completed_at=None, completed_by=None,
+        skip_reason=None, overdue_at=None, version=1))
+    uow.publish(TaskCreatedV1(task_id=task_id, lead_id=pos.lead_id, pipeline_id=pos.pipeline_id,
                               stage_id=stage.id, title=template.title, task_type=template.type,
                               required=template.required, due_at=due_at, assignee_id=assignee_id),
-                org_id=pos["org_id"], subject_id=task_id, subject_version=1, occurred_at=now)
+                org_id=pos.org_id, subject_id=task_id, subject_version=1, occurred_at=now)
     return task_id
 
 
-async def reassign_task(uow: UnitOfWork, row: Any, *, assignee_kind: str, assignee_id: str | None,
+async def reassign_task(uow: UnitOfWork, row: TaskRecord, *, assignee_kind: str, assignee_id: str | None,
                         team_id: str | None, reason: str, now: datetime, by: str | None = None) -> None:
     """Give an open task (its locked row) to another assignee; TaskReassigned when the assignee changes."""
-    await uow.session.execute(sa.update(tasks).where(tasks.c.id == row.id).values(
-        assignee_kind=assignee_kind, assignee_id=assignee_id, team_id=team_id, version=row.version + 1))
+    await repository.reassign_task(uow.session, row, assignee_kind=assignee_kind, assignee_id=assignee_id,
+                                   team_id=team_id)
     if (assignee_id, team_id) == (row.assignee_id, row.team_id):
         return
     uow.publish(TaskReassignedV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id, title=row.title,
@@ -167,13 +148,10 @@ async def reassign_task(uow: UnitOfWork, row: Any, *, assignee_kind: str, assign
 async def skip_open_tasks(uow: UnitOfWork, pos: Position, reason: str, now: datetime, *,
                           visit_only: bool = True) -> int:
     """Skip the lead's open tasks (of its current stage visit, or all of them); TaskSkipped for each."""
-    where = [tasks.c.org_id == pos["org_id"], tasks.c.lead_id == pos["lead_id"], tasks.c.status == "open"]
-    if visit_only:
-        where.append(tasks.c.visit_id == pos.get("visit_id"))
-    rows = (await uow.session.execute(sa.select(tasks).where(*where).with_for_update())).all()
+    rows = await repository.lock_open_tasks(uow.session, pos.org_id, pos.lead_id, visit_id=pos.visit_id,
+                                            visit_only=visit_only)
     for row in rows:
-        await uow.session.execute(sa.update(tasks).where(tasks.c.id == row.id).values(
-            status="skipped", skip_reason=reason, version=row.version + 1))
+        await repository.skip_task(uow.session, row, reason)
         uow.publish(TaskSkippedV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id,
                                   assignee_id=row.assignee_id, reason=reason),
                     org_id=row.org_id, subject_id=row.id, subject_version=row.version + 1, occurred_at=now)
@@ -182,69 +160,64 @@ async def skip_open_tasks(uow: UnitOfWork, pos: Position, reason: str, now: date
 
 # ------------------------------------------------------------------ stage moves
 async def close_visit(uow: UnitOfWork, pos: Position, exit_reason: str, now: datetime) -> None:
-    if pos.get("visit_id"):
-        await uow.session.execute(sa.update(stage_history).where(stage_history.c.id == pos["visit_id"]).values(
-            exited_at=now, exit_reason=exit_reason))
+    if pos.visit_id:
+        await repository.close_visit(uow.session, pos.visit_id, exit_reason, now)
 
 
-async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: Any, *, reason: str,
+async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: StageRecord, *, reason: str,
                       now: datetime, triggering_event_id: str | None = None, moved_by: str | None = None,
                       note: str | None = None, exit_reason: str | None = None) -> None:
     """Leave the current stage (its open tasks skipped), enter `stage`, publish StageAdvanced, create tasks."""
-    from_stage = pos.get("stage_id") if pos.get("status") == "active" else None
+    from_stage = pos.stage_id if pos.status == "active" else None
     from_position = None
-    if from_stage is not None and pos.get("pipeline_id") == pipeline_id:
+    if from_stage is not None and pos.pipeline_id == pipeline_id:
         # Carried so consumers tell an advance from a move back without the pipeline's definition.
-        from_position = (await uow.session.execute(sa.select(stages.c.position).where(
-            stages.c.org_id == pos["org_id"], stages.c.id == from_stage))).scalar()
-    if pos.get("visit_id") and pos.get("status") == "active":
+        from_position = await repository.stage_position(uow.session, pos.org_id, from_stage)
+    if pos.visit_id and pos.status == "active":
         await skip_open_tasks(uow, pos, exit_reason or reason, now)
         await close_visit(uow, pos, exit_reason or reason, now)
-    seq = (await uow.session.execute(sa.select(sa.func.count()).select_from(stage_history).where(
-        stage_history.c.org_id == pos["org_id"], stage_history.c.lead_id == pos["lead_id"]))).scalar_one()
     visit_id = new_id()
-    await uow.session.execute(sa.insert(stage_history).values(
-        id=visit_id, org_id=pos["org_id"], lead_id=pos["lead_id"], pipeline_id=pipeline_id, stage_id=stage.id,
-        stage_name=stage.name, entered_at=now, entry_reason=reason, triggering_event_id=triggering_event_id,
-        moved_by=moved_by, note=note, seq=int(seq) + 1))
-    pos.update(status="active", pipeline_id=pipeline_id, stage_id=stage.id, stage_entered_at=now,
-               visit_id=visit_id, reengage_at=None, lost_reason=None, closed_at=None, goal_held=False)
+    await repository.add_visit(uow.session, visit_id=visit_id, org_id=pos.org_id, lead_id=pos.lead_id,
+                               pipeline_id=pipeline_id, stage=stage, now=now, reason=reason,
+                               triggering_event_id=triggering_event_id, moved_by=moved_by, note=note)
+    pos.status, pos.pipeline_id, pos.stage_id, pos.stage_entered_at = "active", pipeline_id, stage.id, now
+    pos.visit_id, pos.reengage_at, pos.lost_reason, pos.closed_at, pos.goal_held = visit_id, None, None, None, False
     version = _next_event_version(pos)
-    stage_ids = [s.id for s in await pipeline_stages(uow, pos["org_id"], pipeline_id)]
+    stage_ids = [s.id for s in await pipeline_stages(uow, pos.org_id, pipeline_id)]
     uow.publish(StageAdvancedV1(
-        lead_id=pos["lead_id"], pipeline_id=pipeline_id, from_stage_id=from_stage, from_stage_position=from_position,
+        lead_id=pos.lead_id, pipeline_id=pipeline_id, from_stage_id=from_stage, from_stage_position=from_position,
         to_stage_id=stage.id,
         to_stage_name=stage.name, to_stage_position=stage.position, is_ask_stage=stage.is_ask_stage,
         win_probability=Decimal(stage.win_probability).normalize(), reason=reason,
         triggering_event_id=triggering_event_id,
-        moved_by=moved_by, note=note, owner_id=pos.get("owner_id"), entered_at=now, pipeline_stage_ids=stage_ids,
-    ), org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=version, occurred_at=now)
+        moved_by=moved_by, note=note, owner_id=pos.owner_id, entered_at=now, pipeline_stage_ids=stage_ids,
+    ), org_id=pos.org_id, subject_id=pos.lead_id, subject_version=version, occurred_at=now)
     await create_stage_tasks(uow, pos, stage, now)
     if reason == "manual":
         # Moved here on purpose: a goal that already holds does not send the lead straight on.
-        pos["goal_held"] = evaluate_goal(stage.goal, await lead_facts(uow, pos))
+        pos.goal_held = evaluate_goal(stage.goal, await lead_facts(uow, pos))
 
 
 async def advance_while_goal_met(uow: UnitOfWork, pos: Position, now: datetime,
                                  triggering_event_id: str | None) -> int:
     """Advance stage by stage while the current stage's goal becomes true; returns how many stages were
     passed. A goal that already held at the last evaluation (after a manual move) does not count."""
-    if pos.get("status") != "active" or not pos.get("pipeline_id"):
+    if pos.status != "active" or not pos.pipeline_id:
         return 0
-    seq = await pipeline_stages(uow, pos["org_id"], pos["pipeline_id"])
+    seq = await pipeline_stages(uow, pos.org_id, pos.pipeline_id)
     moved = 0
     for _ in range(len(seq)):
-        current = next((s for s in seq if s.id == pos.get("stage_id")), None)
+        current = next((s for s in seq if s.id == pos.stage_id), None)
         if current is None:
             break
         met = evaluate_goal(current.goal, await lead_facts(uow, pos))
-        held, pos["goal_held"] = pos.get("goal_held", False), met
+        held, pos.goal_held = pos.goal_held, met
         if not met or held:
             break
         target = transitions.next_stage(seq, current.id)
         if target is None:
             break  # the last stage is left by closing the lead as won or lost
-        await enter_stage(uow, pos, pos["pipeline_id"], target, reason="goal_met", now=now,
+        await enter_stage(uow, pos, pos.pipeline_id, target, reason="goal_met", now=now,
                           triggering_event_id=triggering_event_id, exit_reason="goal_met")
         moved += 1
     return moved
@@ -252,7 +225,7 @@ async def advance_while_goal_met(uow: UnitOfWork, pos: Position, now: datetime,
 
 async def enter_pipeline(uow: UnitOfWork, pos: Position, pipeline_id: str, *, reason: str, now: datetime,
                          triggering_event_id: str | None = None, moved_by: str | None = None) -> bool:
-    seq = await pipeline_stages(uow, pos["org_id"], pipeline_id)
+    seq = await pipeline_stages(uow, pos.org_id, pipeline_id)
     first = transitions.first_stage(seq)
     if first is None:
         return False
@@ -265,36 +238,36 @@ async def enter_pipeline(uow: UnitOfWork, pos: Position, pipeline_id: str, *, re
 async def leave_pipeline(uow: UnitOfWork, pos: Position, *, status: str, reason: str, now: datetime,
                          keep_pipeline: bool) -> str | None:
     """Close the current stage visit and every open task of the lead; returns the stage it was in."""
-    stage_id = pos.get("stage_id") if pos.get("status") == "active" else None
+    stage_id = pos.stage_id if pos.status == "active" else None
     await skip_open_tasks(uow, pos, reason, now, visit_only=False)
-    if pos.get("status") == "active":
+    if pos.status == "active":
         await close_visit(uow, pos, reason, now)
-    pos.update(status=status, stage_id=None, stage_entered_at=None, visit_id=None, closed_at=now)
+    pos.status, pos.stage_id, pos.stage_entered_at, pos.visit_id, pos.closed_at = status, None, None, None, now
     if not keep_pipeline:
-        pos["pipeline_id"] = None
+        pos.pipeline_id = None
     return stage_id
 
 
 async def win(uow: UnitOfWork, pos: Position, *, value: Any, currency: str | None, now: datetime,
               notes: str | None = None) -> None:
-    transitions.transition("win", pos["status"])
-    pipeline_id = pos["pipeline_id"]
+    transitions.transition("win", pos.status)
+    pipeline_id = pos.pipeline_id
     stage_id = await leave_pipeline(uow, pos, status="won", reason="lead_won", now=now, keep_pipeline=True)
-    pos.update(won_value=value, won_currency=currency)
-    uow.publish(LeadWonV1(lead_id=pos["lead_id"], pipeline_id=pipeline_id, stage_id=stage_id, value=value,
-                          currency=currency, owner_id=pos.get("owner_id"), won_at=now, notes=notes),
-                org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=_next_event_version(pos),
+    pos.won_value, pos.won_currency = value, currency
+    uow.publish(LeadWonV1(lead_id=pos.lead_id, pipeline_id=pipeline_id, stage_id=stage_id, value=value,
+                          currency=currency, owner_id=pos.owner_id, won_at=now, notes=notes),
+                org_id=pos.org_id, subject_id=pos.lead_id, subject_version=_next_event_version(pos),
                 occurred_at=now)
 
 
 async def lose(uow: UnitOfWork, pos: Position, *, reason: str, reengage_at: datetime, now: datetime) -> None:
-    transitions.transition("lose", pos["status"])
-    pipeline_id = pos["pipeline_id"]
+    transitions.transition("lose", pos.status)
+    pipeline_id = pos.pipeline_id
     stage_id = await leave_pipeline(uow, pos, status="nurturing", reason="lead_lost", now=now, keep_pipeline=True)
-    pos.update(lost_reason=reason, reengage_at=reengage_at)
-    uow.publish(LeadLostV1(lead_id=pos["lead_id"], pipeline_id=pipeline_id, stage_id=stage_id, reason=reason,
-                           owner_id=pos.get("owner_id"), lost_at=now, reengage_at=reengage_at),
-                org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=_next_event_version(pos),
+    pos.lost_reason, pos.reengage_at = reason, reengage_at
+    uow.publish(LeadLostV1(lead_id=pos.lead_id, pipeline_id=pipeline_id, stage_id=stage_id, reason=reason,
+                           owner_id=pos.owner_id, lost_at=now, reengage_at=reengage_at),
+                org_id=pos.org_id, subject_id=pos.lead_id, subject_version=_next_event_version(pos),
                 occurred_at=now)
 
 
@@ -302,19 +275,19 @@ async def reopen(uow: UnitOfWork, pos: Position, now: datetime, *, pipeline_id: 
                  reason: str = "reopened", triggering_event_id: str | None = None) -> bool:
     """A nurtured lead comes back (its re-engage date came, or a new routing brought it): LeadReopened, then
     StageAdvanced into the first stage of its pipeline (or of `pipeline_id`)."""
-    transitions.transition("reopen", pos["status"])
-    pipeline_id = pipeline_id or pos.get("pipeline_id")
-    if not pipeline_id or await get_pipeline(uow, pos["org_id"], pipeline_id) is None:
-        log.warning("reopen_without_pipeline", lead_id=pos["lead_id"], pipeline_id=pipeline_id)
-        pos.update(reengage_at=None)  # stays nurturing; a new routing can bring it back
+    transitions.transition("reopen", pos.status)
+    pipeline_id = pipeline_id or pos.pipeline_id
+    if not pipeline_id or await get_pipeline(uow, pos.org_id, pipeline_id) is None:
+        log.warning("reopen_without_pipeline", lead_id=pos.lead_id, pipeline_id=pipeline_id)
+        pos.reengage_at = None  # stays nurturing; a new routing can bring it back
         return False
-    uow.publish(LeadReopenedV1(lead_id=pos["lead_id"], pipeline_id=pipeline_id, reopened_at=now),
-                org_id=pos["org_id"], subject_id=pos["lead_id"], subject_version=_next_event_version(pos),
+    uow.publish(LeadReopenedV1(lead_id=pos.lead_id, pipeline_id=pipeline_id, reopened_at=now),
+                org_id=pos.org_id, subject_id=pos.lead_id, subject_version=_next_event_version(pos),
                 occurred_at=now)
-    pos["status"] = "reopening"  # not active: enter_stage must not close a visit that is already closed
-    pos["cycle_started_at"] = now  # the new cycle's goals count what happens from now on
+    pos.status = "reopening"  # not active: enter_stage must not close a visit that is already closed
+    pos.cycle_started_at = now  # the new cycle's goals count what happens from now on
     if not await enter_pipeline(uow, pos, pipeline_id, reason=reason, now=now,
                                 triggering_event_id=triggering_event_id):
-        pos.update(status="nurturing", reengage_at=None)
+        pos.status, pos.reengage_at = "nurturing", None
         return False
     return True

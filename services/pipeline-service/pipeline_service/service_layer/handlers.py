@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import EventHandlers
-from salesflow_shared.db import rows_affected
 from salesflow_shared.events import (
     ActivityLoggedV1,
     Envelope,
@@ -26,28 +24,24 @@ from salesflow_shared.events import (
     LeadRoutedV1,
     LeadUpdatedV1,
 )
-from salesflow_shared.inbox import dialect_insert
-from salesflow_shared.ownership import remember_past_owner
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import activities, lead_past_owners, stage_history, tasks
+from ..adapters import repository
+from ..adapters.repository import Position
 from ..domain import transitions
 from . import engine
 
 log = structlog.get_logger(__name__)
 
 
-async def follow_owner(uow: UnitOfWork, pos: engine.Position, owner_id: str | None, team_id: str | None,
+async def follow_owner(uow: UnitOfWork, pos: Position, owner_id: str | None, team_id: str | None,
                        now: datetime) -> None:
     """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put); the one before
     keeps read access to the position."""
-    await remember_past_owner(uow.session, lead_past_owners, pos["org_id"], pos["lead_id"], pos.get("owner_id"),
-                              owner_id, now)
-    pos.update(owner_id=owner_id, team_id=team_id)
-    rows = (await uow.session.execute(sa.select(tasks).where(
-        tasks.c.org_id == pos["org_id"], tasks.c.lead_id == pos["lead_id"], tasks.c.status == "open",
-        tasks.c.assignee_kind == "owner").order_by(tasks.c.created_at, tasks.c.id).with_for_update())).all()
-    for row in rows:
+    await repository.remember_past_owner(uow.session, pos.org_id, pos.lead_id, pos.owner_id, owner_id,
+                                         now)
+    pos.owner_id, pos.team_id = owner_id, team_id
+    for row in await repository.lock_open_tasks(uow.session, pos.org_id, pos.lead_id, owner_tasks_only=True):
         await engine.reassign_task(uow, row, assignee_kind="owner", assignee_id=owner_id, team_id=team_id,
                                    reason="owner_changed", now=now)
 
@@ -67,11 +61,11 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead.lead_id, now)
         assert pos is not None
-        if pos["status"] == "erased" or envelope.subject_version <= pos["lead_version"]:
+        if pos.status == "erased" or envelope.subject_version <= pos.lead_version:
             return  # stale (or erased): a newer snapshot is already known
-        pos["lead"] = data.lead.model_dump(mode="json")
-        pos["lead_version"] = envelope.subject_version
-        if pos["assigned_version"] == 0 and data.lead.owner_id and data.lead.owner_id != pos["owner_id"]:
+        pos.lead = data.lead.model_dump(mode="json")
+        pos.lead_version = envelope.subject_version
+        if pos.assigned_version == 0 and data.lead.owner_id and data.lead.owner_id != pos.owner_id:
             # Until a LeadAssigned arrives, the owner lead-service knows is the best there is.
             await follow_owner(uow, pos, data.lead.owner_id, data.lead.team_id, now)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
@@ -82,14 +76,10 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if pos["status"] == "erased":
+        if pos.status == "erased":
             return
-        insert = dialect_insert(uow.session)
-        result = await uow.session.execute(insert(activities).values(
-            org_id=envelope.org_id, activity_id=data.activity_id, lead_id=data.lead_id, kind=data.kind,
-            occurred_at=data.occurred_at, received_at=now,
-        ).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
-        if rows_affected(result) != 1:
+        if not await repository.add_activity(uow.session, envelope.org_id, data.activity_id, data.lead_id, data.kind,
+                                             data.occurred_at, now):
             return  # the same activity under another event id: already counted
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
@@ -99,9 +89,9 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if pos["status"] == "erased" or envelope.subject_version <= pos["assigned_version"]:
+        if pos.status == "erased" or envelope.subject_version <= pos.assigned_version:
             return
-        pos.update(assigned_version=envelope.subject_version, owner_timezone=data.owner_timezone)
+        pos.assigned_version, pos.owner_timezone = envelope.subject_version, data.owner_timezone
         await follow_owner(uow, pos, data.owner_id, data.team_id, now)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
@@ -111,22 +101,22 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if envelope.subject_version <= pos["routed_version"]:
+        if envelope.subject_version <= pos.routed_version:
             return
-        pos["routed_version"] = envelope.subject_version
-        if (data.owner_id or data.team_id) and pos["assigned_version"] < envelope.subject_version:
+        pos.routed_version = envelope.subject_version
+        if (data.owner_id or data.team_id) and pos.assigned_version < envelope.subject_version:
             # The owner chosen with this routing (no later assignment known yet): the stage's tasks are
             # created for them; the LeadAssigned that follows then changes nothing (no TaskReassigned).
-            pos.update(owner_id=data.owner_id, team_id=data.team_id,
-                       owner_timezone=data.owner_timezone or pos.get("owner_timezone"))
-        if pos["status"] == "nurturing":
+            pos.owner_id, pos.team_id = data.owner_id, data.team_id
+            pos.owner_timezone = data.owner_timezone or pos.owner_timezone
+        if pos.status == "nurturing":
             # A nurtured lead routed again (it came back by itself, e.g. a new web form) re-opens now.
             await _require_pipeline(uow, envelope, data.pipeline_id)
             await engine.reopen(uow, pos, now, pipeline_id=data.pipeline_id, reason="entry",
                                 triggering_event_id=str(envelope.id))
-        elif not transitions.can("enter", pos["status"]):
-            log.info("routing_ignored", lead_id=data.lead_id, status=pos["status"])
-        elif pos["status"] == "active" and pos["pipeline_id"] == data.pipeline_id:
+        elif not transitions.can("enter", pos.status):
+            log.info("routing_ignored", lead_id=data.lead_id, status=pos.status)
+        elif pos.status == "active" and pos.pipeline_id == data.pipeline_id:
             pass  # already in that pipeline: a re-routing to the same one changes nothing
         else:
             await _require_pipeline(uow, envelope, data.pipeline_id)
@@ -139,12 +129,12 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if envelope.subject_version < pos["lead_version"] or not transitions.can("disqualify", pos["status"]):
+        if envelope.subject_version < pos.lead_version or not transitions.can("disqualify", pos.status):
             return
-        pos["lead_version"] = max(pos["lead_version"], envelope.subject_version)
+        pos.lead_version = max(pos.lead_version, envelope.subject_version)
         await engine.leave_pipeline(uow, pos, status="disqualified", reason="lead_disqualified", now=now,
                                     keep_pipeline=False)
-        pos["reengage_at"] = None
+        pos.reengage_at = None
         await engine.save_position(uow, pos, now)
 
     @handlers.on(LeadErasedV1)
@@ -152,15 +142,13 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         now = clock.now()
         pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
         assert pos is not None
-        if pos["status"] != "erased":
+        if pos.status != "erased":
             await engine.leave_pipeline(uow, pos, status="erased", reason="lead_erased", now=now, keep_pipeline=False)
         # Scrub: keep only the id (so late events about the lead are recognised and ignored).
-        pos.update(lead={"lead_id": data.lead_id}, lead_version=max(pos["lead_version"], envelope.subject_version),
-                   owner_timezone=None, reengage_at=None, lost_reason=None)
-        await uow.session.execute(sa.delete(activities).where(
-            activities.c.org_id == envelope.org_id, activities.c.lead_id == data.lead_id))
-        await uow.session.execute(sa.update(stage_history).where(
-            stage_history.c.org_id == envelope.org_id, stage_history.c.lead_id == data.lead_id).values(note=None))
+        pos.lead, pos.lead_version = {"lead_id": data.lead_id}, max(pos.lead_version, envelope.subject_version)
+        pos.owner_timezone, pos.reengage_at, pos.lost_reason = None, None, None
+        await repository.forget_activities(uow.session, envelope.org_id, data.lead_id)
+        await repository.forget_visit_notes(uow.session, envelope.org_id, data.lead_id)
         await engine.save_position(uow, pos, now)
 
     return handlers

@@ -9,15 +9,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
 from salesflow_shared.events import PipelineDefinedV1, PipelineStageRef
 from salesflow_shared.preconditions import check_if_match as shared_check_if_match
 from salesflow_shared.preconditions import strong_etag
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import pipelines, positions, stages
+from ..adapters import repository
+from ..adapters.repository import PipelineRecord, StageRecord
 from ..domain import transitions
 from ..domain.definitions import (
     BLANK,
@@ -70,14 +69,12 @@ def _stage_values(stage: StageDef) -> dict[str, Any]:
 async def create_pipeline(uow: UnitOfWork, org_id: str, definition: PipelineDef, now: datetime,
                           template_key: str | None = None) -> str:
     pipeline_id = engine.new_id()
-    await uow.session.execute(sa.insert(pipelines).values(
+    await repository.add_pipeline(uow.session, PipelineRecord(
         id=pipeline_id, org_id=org_id, name=definition.name, description=definition.description,
         lost_reasons=definition.lost_reasons, nurture_days=definition.nurture_days, template_key=template_key,
         archived=False, version=1, created_at=now, updated_at=now))
     for position, stage in enumerate(definition.stages, start=1):
-        await uow.session.execute(sa.insert(stages).values(
-            id=engine.new_id(), org_id=org_id, pipeline_id=pipeline_id, position=position, deleted=False,
-            created_at=now, **_stage_values(stage)))
+        await _add_stage(uow, org_id, pipeline_id, stage, position, now)
     await publish_definition(uow, org_id, pipeline_id, now)
     return pipeline_id
 
@@ -85,24 +82,22 @@ async def create_pipeline(uow: UnitOfWork, org_id: str, definition: PipelineDef,
 async def publish_definition(uow: UnitOfWork, org_id: str, pipeline_id: str, now: datetime) -> None:
     """PipelineDefined with the pipeline as it is now in this transaction (call after the change is written, and
     only for a change of what the event carries: name, stages and their order, archived)."""
-    row = (await uow.session.execute(sa.select(pipelines).where(
-        pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id))).one()
+    row = await repository.get_pipeline(uow.session, org_id, pipeline_id, archived_too=True)
+    assert row is not None  # written in this transaction
     seq = await engine.pipeline_stages(uow, org_id, pipeline_id)
     uow.publish(PipelineDefinedV1(pipeline_id=pipeline_id, name=row.name, archived=row.archived,
                                   stages=[PipelineStageRef(stage_id=s.id, name=s.name) for s in seq]),
                 org_id=org_id, subject_id=pipeline_id, subject_version=row.version, occurred_at=now)
 
 
-async def load_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, *, lock: bool = False) -> Any:
-    query = sa.select(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id,
-                                       pipelines.c.archived.is_(False))
-    row = (await uow.session.execute(query.with_for_update() if lock else query)).first()
+async def load_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, *, lock: bool = False) -> PipelineRecord:
+    row = await repository.get_pipeline(uow.session, org_id, pipeline_id, lock=lock)
     if row is None:
         raise NotFound(f"no pipeline {pipeline_id}")
     return row
 
 
-def stage_json(s: Any) -> dict[str, Any]:
+def stage_json(s: StageRecord) -> dict[str, Any]:
     return {"id": s.id, "name": s.name, "position": s.position, "guidance": s.guidance,
             "win_probability": str(Decimal(s.win_probability).normalize()) if s.win_probability is not None else "0",
             "is_ask_stage": s.is_ask_stage, "goal": s.goal, "task_templates": s.task_templates}
@@ -118,9 +113,19 @@ async def pipeline_json(uow: UnitOfWork, org_id: str, pipeline_id: str) -> dict[
 
 
 async def bump(uow: UnitOfWork, org_id: str, pipeline_id: str, now: datetime, **values: Any) -> None:
-    await uow.session.execute(sa.update(pipelines).where(
-        pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id,
-    ).values(version=pipelines.c.version + 1, updated_at=now, **values))
+    await repository.bump_pipeline(uow.session, org_id, pipeline_id, now, values)
+
+
+async def _add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage: StageDef, position: int,
+                     now: datetime) -> str:
+    stage_id = engine.new_id()
+    values = _stage_values(stage)
+    await repository.add_stage(uow.session, StageRecord(
+        id=stage_id, org_id=org_id, pipeline_id=pipeline_id, name=values["name"], position=position,
+        guidance=values["guidance"], win_probability=values["win_probability"],
+        is_ask_stage=values["is_ask_stage"], goal=values["goal"], task_templates=values["task_templates"],
+        deleted=False, created_at=now))
+    return stage_id
 
 
 async def update_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: dict[str, Any],
@@ -167,19 +172,16 @@ async def add_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, raw: Any, if
         raise problems_to_422(problems)
     _check_stage_clashes(seq, stage, None)
     position = min(position or len(seq) + 1, len(seq) + 1)
-    stage_id = engine.new_id()
     for s in seq:
         if s.position >= position:
-            await uow.session.execute(sa.update(stages).where(stages.c.id == s.id).values(position=s.position + 1))
-    await uow.session.execute(sa.insert(stages).values(
-        id=stage_id, org_id=org_id, pipeline_id=pipeline_id, position=position, deleted=False, created_at=now,
-        **_stage_values(stage)))
+            await repository.update_stage(uow.session, org_id, s.id, {"position": s.position + 1})
+    stage_id = await _add_stage(uow, org_id, pipeline_id, stage, position, now)
     await bump(uow, org_id, pipeline_id, now)
     await publish_definition(uow, org_id, pipeline_id, now)
     return stage_id
 
 
-def _check_stage_clashes(seq: list[Any], stage: StageDef, stage_id: str | None,
+def _check_stage_clashes(seq: list[StageRecord], stage: StageDef, stage_id: str | None,
                          raw: dict[str, Any] | None = None) -> None:
     """409 when a well-formed stage clashes with another stage of the pipeline."""
     clashes: list[tuple[str, str]] = []
@@ -210,23 +212,17 @@ async def update_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
     _check_stage_clashes(seq, stage, stage_id, raw)
     values = {k: v for k, v in _stage_values(stage).items() if k in raw}
     if values:
-        await uow.session.execute(sa.update(stages).where(stages.c.id == stage_id).values(**values))
+        await repository.update_stage(uow.session, org_id, stage_id, values)
     await bump(uow, org_id, pipeline_id, now)
     if "name" in values and values["name"] != next(s.name for s in seq if s.id == stage_id):
         await publish_definition(uow, org_id, pipeline_id, now)
     if "goal" in values:
-        for lead_id in await _leads_in_stage(uow, org_id, stage_id):
+        for lead_id in await repository.leads_in_stage(uow.session, org_id, stage_id):
             pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
-            if pos is not None and pos["stage_id"] == stage_id and pos["status"] == "active":
-                pos["goal_held"] = False  # a new goal: judged afresh
+            if pos is not None and pos.stage_id == stage_id and pos.status == "active":
+                pos.goal_held = False  # a new goal: judged afresh
                 await engine.advance_while_goal_met(uow, pos, now, None)
                 await engine.save_position(uow, pos, now)
-
-
-async def _leads_in_stage(uow: UnitOfWork, org_id: str, stage_id: str) -> list[str]:
-    return list((await uow.session.execute(sa.select(positions.c.lead_id).where(
-        positions.c.org_id == org_id, positions.c.stage_id == stage_id, positions.c.status == "active",
-    ).order_by(positions.c.lead_id))).scalars())
 
 
 async def reorder_stages(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_ids: Any, if_match: str | None,
@@ -241,7 +237,7 @@ async def reorder_stages(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_i
     except ValueError as exc:
         raise ValidationFailed.single("stage_ids", str(exc)) from exc
     for position, sid in enumerate(order, start=1):
-        await uow.session.execute(sa.update(stages).where(stages.c.id == sid).values(position=position))
+        await repository.update_stage(uow.session, org_id, sid, {"position": position})
     await bump(uow, org_id, pipeline_id, now)
     if order != [s.id for s in seq]:
         await publish_definition(uow, org_id, pipeline_id, now)
@@ -257,7 +253,7 @@ async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
         raise NotFound(f"no stage {stage_id} in pipeline {pipeline_id}")
     if len(seq) == 1:
         raise Conflict("a pipeline keeps at least one stage; delete the pipeline instead")
-    holders = await _leads_in_stage(uow, org_id, stage_id)
+    holders = await repository.leads_in_stage(uow.session, org_id, stage_id)
     target = None
     if move_to is not None:
         target = next((s for s in seq if s.id == move_to and s.id != stage_id), None)
@@ -267,14 +263,14 @@ async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
         raise Conflict(f"the stage holds {len(holders)} lead(s): say where they go with ?move_leads_to=<stage id>")
     for lead_id in holders:
         pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
-        if pos is None or pos["stage_id"] != stage_id or pos["status"] != "active":
+        if pos is None or pos.stage_id != stage_id or pos.status != "active" or target is None:
             continue
         await engine.enter_stage(uow, pos, pipeline_id, target, reason="manual", now=now, moved_by=moved_by,
                                  note=f"stage '{doomed.name}' was deleted", exit_reason="stage_deleted")
         await engine.save_position(uow, pos, now)
-    await uow.session.execute(sa.update(stages).where(stages.c.id == stage_id).values(deleted=True))
+    await repository.update_stage(uow.session, org_id, stage_id, {"deleted": True})
     for position, s in enumerate([s for s in seq if s.id != stage_id], start=1):
-        await uow.session.execute(sa.update(stages).where(stages.c.id == s.id).values(position=position))
+        await repository.update_stage(uow.session, org_id, s.id, {"position": position})
     await bump(uow, org_id, pipeline_id, now)
     await publish_definition(uow, org_id, pipeline_id, now)
     return len(holders)
@@ -282,9 +278,7 @@ async def delete_stage(uow: UnitOfWork, org_id: str, pipeline_id: str, stage_id:
 
 async def archive_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str, now: datetime) -> None:
     await load_pipeline(uow, org_id, pipeline_id, lock=True)
-    busy = (await uow.session.execute(sa.select(sa.func.count()).select_from(positions).where(
-        positions.c.org_id == org_id, positions.c.pipeline_id == pipeline_id,
-        positions.c.status.in_(("active", "nurturing"))))).scalar_one()
+    busy = await repository.leads_held_by_pipeline(uow.session, org_id, pipeline_id)
     if busy:
         raise Conflict(f"{busy} lead(s) are in or nurtured by this pipeline; move or close them first")
     await bump(uow, org_id, pipeline_id, now, archived=True)

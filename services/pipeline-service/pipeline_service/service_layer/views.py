@@ -5,14 +5,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-
 from salesflow_shared.auth import Principal
 from salesflow_shared.errors import Forbidden, NotFound
-from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import lead_past_owners, pipelines, positions, stage_history, stages, tasks
+from ..adapters import repository
+from ..adapters.repository import Position, TaskRecord
 from .engine import aware
 
 
@@ -21,7 +19,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def task_json(row: Any, now: datetime) -> dict[str, Any]:
+def task_json(row: TaskRecord, now: datetime) -> dict[str, Any]:
     due = aware(row.due_at)
     return {"id": row.id, "lead_id": row.lead_id, "pipeline_id": row.pipeline_id, "stage_id": row.stage_id,
             "title": row.title, "type": row.task_type, "required": row.required, "status": row.status,
@@ -31,19 +29,11 @@ def task_json(row: Any, now: datetime) -> dict[str, Any]:
             "completed_by": row.completed_by, "skip_reason": row.skip_reason}
 
 
-def readable_by(principal: Principal) -> Any:
-    """Admins and managers see the whole org; a rep the leads it owns or owned before (docs/access.md)."""
-    if principal.sees_whole_org:
-        return sa.true()
-    return owned_or_owned_before(lead_past_owners, principal, positions.c.lead_id, positions.c.owner_id)
-
-
 async def load_visible_position(uow: UnitOfWork, principal: Principal, lead_id: str, *,
-                                to_change: bool = False) -> Any:
+                                to_change: bool = False) -> Position:
     """404 for other orgs' leads and leads the rep never owned; with `to_change`, 403 for a lead the rep
     owned before (read-only for it)."""
-    pos = (await uow.session.execute(sa.select(positions).where(
-        positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, readable_by(principal)))).first()
+    pos = await repository.visible_position(uow.session, principal, lead_id)
     if pos is None or pos.status == "erased":
         raise NotFound(f"no position for lead {lead_id}")
     if to_change and not principal.sees_whole_org and pos.owner_id != principal.user_id:
@@ -54,19 +44,12 @@ async def load_visible_position(uow: UnitOfWork, principal: Principal, lead_id: 
 async def position_json(uow: UnitOfWork, principal: Principal, lead_id: str, now: datetime) -> dict[str, Any]:
     pos = await load_visible_position(uow, principal, lead_id)
     session = uow.session
-    stage = None
-    if pos.stage_id:
-        stage = (await session.execute(sa.select(stages).where(stages.c.id == pos.stage_id))).first()
+    stage = await repository.get_stage(session, pos.org_id, pos.stage_id) if pos.stage_id else None
     pipeline = None
     if pos.pipeline_id:
-        pipeline = (await session.execute(sa.select(pipelines.c.id, pipelines.c.name).where(
-            pipelines.c.id == pos.pipeline_id))).first()
-    open_tasks = (await session.execute(sa.select(tasks).where(
-        tasks.c.org_id == pos.org_id, tasks.c.lead_id == pos.lead_id, tasks.c.status == "open",
-    ).order_by(tasks.c.due_at, tasks.c.id))).all()
-    history = (await session.execute(sa.select(stage_history).where(
-        stage_history.c.org_id == pos.org_id, stage_history.c.lead_id == pos.lead_id,
-    ).order_by(stage_history.c.seq))).all()
+        pipeline = await repository.get_pipeline(session, pos.org_id, pos.pipeline_id, archived_too=True)
+    open_tasks = await repository.open_tasks_of(session, pos.org_id, pos.lead_id)
+    history = await repository.visits_of(session, pos.org_id, pos.lead_id)
     return {
         "lead_id": pos.lead_id, "status": pos.status, "owner_id": pos.owner_id, "team_id": pos.team_id,
         "pipeline": {"pipeline_id": pipeline.id, "name": pipeline.name} if pipeline else None,

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, run_periodically
 from salesflow_shared.clock import Clock
-from salesflow_shared.db import rows_affected
 from salesflow_shared.events import TaskOverdueV1
 
-from ..adapters.orm import positions, tasks
+from ..adapters import repository
 from ..config import Settings
 from . import engine
 
@@ -33,14 +31,9 @@ async def sweep_overdue(context: ServiceContext, now: datetime | None = None, ba
     emitted = 0
     while True:
         async with context.uow() as uow:
-            rows = (await uow.session.execute(
-                sa.select(tasks).where(tasks.c.status == "open", tasks.c.overdue_at.is_(None), tasks.c.due_at <= now)
-                .order_by(tasks.c.due_at, tasks.c.id).limit(batch).with_for_update(skip_locked=True))).all()
+            rows = await repository.claim_overdue_tasks(uow.session, now, batch)
             for row in rows:
-                claimed = await uow.session.execute(sa.update(tasks).where(
-                    tasks.c.id == row.id, tasks.c.overdue_at.is_(None), tasks.c.status == "open",
-                ).values(overdue_at=now, version=tasks.c.version + 1))
-                if rows_affected(claimed) != 1:
+                if not await repository.mark_overdue(uow.session, row.id, now):
                     continue
                 uow.publish(TaskOverdueV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id,
                                           title=row.title, required=row.required,
@@ -59,13 +52,10 @@ async def reopen_due_leads(context: ServiceContext, now: datetime | None = None,
     reopened = 0
     while True:
         async with context.uow() as uow:
-            keys = (await uow.session.execute(
-                sa.select(positions.c.org_id, positions.c.lead_id)
-                .where(positions.c.status == "nurturing", positions.c.reengage_at <= now)
-                .order_by(positions.c.reengage_at).limit(batch).with_for_update(skip_locked=True))).all()
-            for key in keys:
-                pos = await engine.lock_position(uow, key.org_id, key.lead_id, now, create=False)
-                if pos is None or pos["status"] != "nurturing":
+            keys = await repository.claim_leads_due_to_reopen(uow.session, now, batch)
+            for org_id, lead_id in keys:
+                pos = await engine.lock_position(uow, org_id, lead_id, now, create=False)
+                if pos is None or pos.status != "nurturing":
                     continue
                 if await engine.reopen(uow, pos, now):
                     reopened += 1

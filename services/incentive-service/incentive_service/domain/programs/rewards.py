@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from ..commissions import Line
-from ..money import Rates, cents, show
+from ..money import ExchangeRates, cents, show
 
 LINE_KIND = "program_spiff"
 
@@ -24,7 +24,7 @@ class CashReward:
     earned_on: date
 
 
-def reward_lines(rewards: Iterable[CashReward], currency: str, rates: Rates) -> tuple[list[Line], list[str]]:
+def reward_lines(rewards: Iterable[CashReward], currency: str, rates: ExchangeRates) -> tuple[list[Line], list[str]]:
     """The statement lines of `rewards` and a warning for each one that cannot be converted yet (no rate: it
     lands once the rate is known)."""
     lines: list[Line] = []

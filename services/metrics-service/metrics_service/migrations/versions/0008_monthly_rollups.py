@@ -2,7 +2,7 @@
 
 m_closed_months: closed leads per UTC month of closing, owner, team, pipeline and outcome (count and value);
 m_exit_months: stage exits per UTC month of exit, owner, team and pipeline (all and compliant). The
-projector keeps them on PostgreSQL (service_layer/rollups.py); this revision fills them from the read models
+projector keeps them on PostgreSQL (adapters/rollups.py); this revision fills them from the read models
 already there.
 
 Revision ID: 0008

@@ -3,7 +3,7 @@
 m_stay_months: per UTC month of stage entry, owner, team, the lead's pipeline and the stage: stays, converted
 and durations (coaching, stalled deals). m_cohort_months: per UTC month of the lead's pipeline entry, owner,
 team, pipeline and stage of that pipeline: stays, leads lost or disqualified in it and durations (funnel).
-The projector keeps them on PostgreSQL (service_layer/rollups.py), and this revision fills them there from
+The projector keeps them on PostgreSQL (adapters/rollups.py), and this revision fills them there from
 m_timeline; the embedded SQLite mode does not use them.
 
 Revision ID: 0009

@@ -1,7 +1,7 @@
 """Monthly rollups of leads: by month of creation with their response durations (response time), and by month
 of pipeline entry with the highest position reached (funnel).
 
-The projector keeps them on PostgreSQL (service_layer/rollups.py), and this revision fills them there from
+The projector keeps them on PostgreSQL (adapters/rollups.py), and this revision fills them there from
 m_leads; the embedded SQLite mode does not use them.
 
 Revision ID: 0010

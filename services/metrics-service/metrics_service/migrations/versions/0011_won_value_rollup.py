@@ -1,7 +1,7 @@
 """Won values per month as sorted arrays, for the exact median deal size.
 
 m_won_months: per UTC month of the win, owner, team, pipeline and currency: deals and the won values (LeadWon's,
-else the lead's). The projector keeps it on PostgreSQL (service_layer/rollups.py), and this revision fills it
+else the lead's). The projector keeps it on PostgreSQL (adapters/rollups.py), and this revision fills it
 there from m_leads; the embedded SQLite mode does not use it.
 
 Revision ID: 0011

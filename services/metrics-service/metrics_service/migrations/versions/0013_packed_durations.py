@@ -2,7 +2,7 @@
 
 Reports read a quarter's ~13,500 m_stay_months rows at 1M leads; sending them as float8[] made PostgreSQL
 run array_send over ~500k elements (some 25 ms of a coaching report), where packed bytes go out as stored
-and numpy reads them as they come (service_layer/rollups.py, `merged`). The values and their order are
+and numpy reads them as they come (adapters/rollups.py, `merged`). The values and their order are
 unchanged: float8send writes each double's exact bits.
 
 Revision ID: 0013

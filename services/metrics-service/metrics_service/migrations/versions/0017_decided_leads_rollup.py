@@ -4,7 +4,7 @@ wins) and the ask-to-decision durations (closed_ts − ask_entered_ts), packed a
 rollups. The report read every close of the period from m_leads twice (~110,000 index entries a quarter at 1M
 leads) and sorted them in the database; whole months now read some 2,000 rollup rows.
 
-The projector keeps it on PostgreSQL (service_layer/rollups.py), and this revision fills it there from m_leads
+The projector keeps it on PostgreSQL (adapters/rollups.py), and this revision fills it there from m_leads
 (the read models are up to date since revision 0014's replay); the embedded SQLite mode does not use it.
 
 Revision ID: 0017

@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
-from ..adapters.orm import (
+from ..domain import formulas
+from ..domain.periods import month_number
+from .orm import (
     m_closed_months,
     m_cohort_months,
     m_created_months,
@@ -36,8 +38,6 @@ from ..adapters.orm import (
     m_won_months,
     one_of,
 )
-from ..domain import formulas
-from ..domain.periods import month_number, month_start_ts, whole_months
 
 CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
@@ -323,43 +323,7 @@ async def fill(session: AsyncSession, org_id: str) -> None:
         await session.execute(sa.text(statement), {"org": org_id})
 
 
-def month_range(params: dict[str, Any], first: int | None, end: int | None, alias: str = "m") -> str:
-    """SQL condition on `alias.month` for the months [first, end) (None: unbounded)."""
-    parts = ["TRUE"]
-    if first is not None:
-        parts.append(f"{alias}.month >= :first_month")
-        params["first_month"] = first
-    if end is not None:
-        parts.append(f"{alias}.month < :end_month")
-        params["end_month"] = end
-    return " AND ".join(parts)
 
-
-def edges(params: dict[str, Any], from_ts: float | None, to_ts: float | None, column: str
-          ) -> tuple[str, str] | None:
-    """(condition on the months inside [from, to) for the rollup, condition on `column` for the rows of the
-    partial months at the period's edges), or None when no whole month fits (then read the rows alone)."""
-    first, end = whole_months(from_ts, to_ts)
-    if first is not None and end is not None and first >= end:
-        return None
-    edge_parts = []
-    if first is not None:
-        edge_parts.append(f"({column} >= :from_ts AND {column} < :first_month_ts)")
-        params.update(from_ts=from_ts, first_month_ts=month_start_ts(first))
-    if end is not None:
-        edge_parts.append(f"({column} >= :end_month_ts AND {column} < :to_ts)")
-        params.update(to_ts=to_ts, end_month_ts=month_start_ts(end))
-    return month_range(params, first, end), f"({' OR '.join(edge_parts) or 'FALSE'})"
-
-
-def whole_month_period(from_ts: float | None, to_ts: float | None) -> tuple[int | None, int | None] | None:
-    """[first, end) months when [from_ts, to_ts) is exactly whole months (None: unbounded), else None."""
-    first, end = whole_months(from_ts, to_ts)
-    if from_ts is not None and (first is None or month_start_ts(first) != from_ts):
-        return None
-    if to_ts is not None and (end is None or month_start_ts(end) != to_ts):
-        return None
-    return first, end
 
 
 async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[str], org_id: str,

@@ -1,0 +1,466 @@
+"""Reading and writing leads with their contact and company, always org-scoped.
+
+A lead travels in its API shape (a dict with its `contact` and `company`): that is what de-duplication and
+scoring read, what LeadCreated/LeadUpdated snapshot and what the API answers, so it is the type read and
+written here. Statements on the intake path are built once (constructing SQL is a hot-path CPU cost).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote_plus
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.auth import Principal
+from salesflow_shared.ownership import owned_or_owned_before
+from salesflow_shared.ownership import remember_past_owner as remember_in
+from salesflow_shared.pagination import decode_cursor, encode_cursor
+
+from ...domain.lead import COMPANY_FIELDS, CONTACT_FIELDS, OPEN_STATUSES, search_text
+from ...domain.times import as_utc, iso
+from ..orm import activities, companies, contacts, import_rows, lead_past_owners, leads, submissions
+from . import INSERT_BY_DIALECT, Page, cursor_instant, new_id
+
+# ------------------------------------------------------------------ the lead's shape <-> its rows
+LEAD_SELECT = sa.select(
+    leads,
+    *[contacts.c[f].label(f"c_{f}") for f in CONTACT_FIELDS],
+    *[companies.c[f].label(f"co_{f}") for f in COMPANY_FIELDS],
+).select_from(
+    leads.outerjoin(contacts, contacts.c.id == leads.c.contact_id)
+    .outerjoin(companies, companies.c.id == leads.c.company_id))
+
+
+def row_to_lead(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    value = m["value"]
+    return {
+        "id": m["id"],
+        "contact": {"contact_id": m["contact_id"], **{f: m[f"c_{f}"] for f in CONTACT_FIELDS}},
+        "company": {"company_id": m["company_id"], **{f: m[f"co_{f}"] for f in COMPANY_FIELDS}},
+        "country": m["country"], "region": m["region"], "postcode": m["postcode"],
+        "timezone": m["timezone"], "language": m["language"], "product_line": m["product_line"],
+        "value": None if value is None else str(Decimal(value).quantize(Decimal("0.01"))),
+        "currency": m["currency"],
+        "expected_close_date": m["expected_close_date"].isoformat() if isinstance(m["expected_close_date"], date)
+        else m["expected_close_date"],
+        "source": m["source"], "utm": m["utm"] or {}, "custom_fields": m["custom_fields"] or {},
+        "status": m["status"], "disqualify_reason": m["disqualify_reason"],
+        "owner_id": m["owner_id"], "team_id": m["team_id"],
+        "score": m["score"], "score_breakdown": m["score_breakdown"] or [],
+        "enrichment": m["enrichment"] or {}, "enrichment_status": m["enrichment_status"],
+        "form_id": m["form_id"], "import_id": m["import_id"],
+        "version": m["version"],
+        "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"]),
+        "erased_at": iso(m["erased_at"]),
+    }
+
+
+def lead_columns(lead: dict[str, Any]) -> dict[str, Any]:
+    """The leads-table values of an API-shaped lead."""
+    contact, company = lead["contact"], lead["company"]
+    value = lead.get("value")
+    close = lead.get("expected_close_date")
+    return {
+        "contact_id": contact.get("contact_id"), "company_id": company.get("company_id"),
+        "email": contact.get("email"),
+        "search_text": search_text(contact.get("first_name"), contact.get("last_name"), contact.get("email"),
+                                   company.get("name")),
+        "country": lead.get("country"), "region": lead.get("region"), "postcode": lead.get("postcode"),
+        "timezone": lead.get("timezone"), "language": lead.get("language"),
+        "product_line": lead.get("product_line"),
+        "value": None if value is None else Decimal(str(value)), "currency": lead.get("currency"),
+        "expected_close_date": date.fromisoformat(close) if isinstance(close, str) else close,
+        "source": lead["source"], "utm": lead.get("utm") or {}, "custom_fields": lead.get("custom_fields") or {},
+        "status": lead["status"], "disqualify_reason": lead.get("disqualify_reason"),
+        "owner_id": lead.get("owner_id"), "team_id": lead.get("team_id"),
+        "score": lead.get("score") or 0, "score_breakdown": lead.get("score_breakdown") or [],
+        "form_id": lead.get("form_id"), "import_id": lead.get("import_id"),
+        "enrichment": lead.get("enrichment") or {}, "enrichment_status": lead.get("enrichment_status") or "none",
+        "version": lead["version"],
+    }
+
+
+# ------------------------------------------------------------------ reading
+def readable_by(principal: Principal) -> Any:
+    """A rep reads the leads it owns or owned before (docs/access.md); admins and managers the whole org."""
+    if principal.sees_whole_org:
+        return sa.true()
+    return owned_or_owned_before(lead_past_owners, principal, leads.c.id, leads.c.owner_id)
+
+
+_LEAD_BY_ID = LEAD_SELECT.where(leads.c.id == sa.bindparam("lead_id"), leads.c.org_id == sa.bindparam("org_id"))
+_LEAD_NOT_DELETED = _LEAD_BY_ID.where(leads.c.deleted_at.is_(None))
+# (include_deleted, for_update) → the query for a caller who sees the whole org (built once: a hot path)
+_LEAD_QUERIES = {(True, False): _LEAD_BY_ID, (False, False): _LEAD_NOT_DELETED,
+                 (True, True): _LEAD_BY_ID.with_for_update(of=leads),
+                 (False, True): _LEAD_NOT_DELETED.with_for_update(of=leads)}
+
+
+async def find_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,
+                    principal: Principal | None = None, include_deleted: bool = False) -> dict[str, Any] | None:
+    """The lead as `principal` may read it (None when it may not, or there is none)."""
+    if principal is None or principal.sees_whole_org:
+        query = _LEAD_QUERIES[include_deleted, for_update]
+    else:  # a rep: the leads it owns or owned before
+        query = _LEAD_QUERIES[include_deleted, False].where(readable_by(principal))
+        if for_update:
+            query = query.with_for_update(of=leads)
+    row = (await session.execute(query, {"org_id": org_id, "lead_id": lead_id})).first()
+    return row_to_lead(row) if row is not None else None
+
+
+async def lock_contact_and_company(session: AsyncSession, org_id: str, lead: dict[str, Any]) -> None:
+    """Lock the lead's company, then its contact (PostgreSQL; SQLite locks the whole database on write)."""
+    if session.bind is None or session.bind.dialect.name != "postgresql":
+        return
+    if lead["company"].get("company_id"):
+        await session.execute(sa.select(companies.c.id).where(
+            companies.c.org_id == org_id, companies.c.id == lead["company"]["company_id"]).with_for_update())
+    if lead["contact"].get("contact_id"):
+        await session.execute(sa.select(contacts.c.id).where(
+            contacts.c.org_id == org_id, contacts.c.id == lead["contact"]["contact_id"]).with_for_update())
+
+
+_OPEN_LEADS = LEAD_SELECT.where(leads.c.org_id == sa.bindparam("org_id"), leads.c.status.in_(OPEN_STATUSES),
+                                leads.c.deleted_at.is_(None), leads.c.erased_at.is_(None))
+# one email (a form submission) needs no expanding IN: a plain comparison compiles once and is cached
+_OPEN_LEADS_OF_ONE = _OPEN_LEADS.where(leads.c.email == sa.bindparam("email")) \
+    .order_by(leads.c.created_at, leads.c.id)
+_OPEN_LEADS_OF_MANY = _OPEN_LEADS.where(leads.c.email.in_(sa.bindparam("emails", expanding=True))) \
+    .order_by(leads.c.created_at, leads.c.id)
+_OPEN_LEAD_QUERIES = {(False, False): _OPEN_LEADS_OF_ONE, (True, False): _OPEN_LEADS_OF_MANY,
+                      (False, True): _OPEN_LEADS_OF_ONE.with_for_update(of=leads),
+                      (True, True): _OPEN_LEADS_OF_MANY.with_for_update(of=leads)}
+
+
+async def open_leads_by_email(session: AsyncSession, org_id: str, emails: list[str],
+                              for_update: bool = True) -> dict[str, dict[str, Any]]:
+    """The open lead of each email (the newest when there are several), locked unless `for_update` is False."""
+    if not emails:
+        return {}
+    many = len(emails) > 1
+    params = {"org_id": org_id, **({"emails": emails} if many else {"email": emails[0]})}
+    found: dict[str, dict[str, Any]] = {}
+    rows = (await (await session.connection()).execute(_OPEN_LEAD_QUERIES[many, for_update], params)).all()
+    for row in rows:
+        found[row.email] = row_to_lead(row)  # the newest open lead wins
+    return found
+
+
+@dataclass(frozen=True)
+class LeadFilter:
+    status: str | None = None
+    owner_id: str | None = None
+    team_id: str | None = None
+    source: str | None = None
+    product_line: str | None = None
+    country: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    q: str | None = None  # words, each found in the name, email or company
+
+
+def _filtered(principal: Principal, f: LeadFilter) -> sa.Select[Any]:
+    """Org scoping always; a rep sees only the leads they own or owned before."""
+    query = LEAD_SELECT.where(leads.c.org_id == principal.org_id, leads.c.deleted_at.is_(None),
+                              readable_by(principal))
+    for name in ("status", "owner_id", "team_id", "source", "product_line"):
+        value = getattr(f, name)
+        if value is not None:
+            query = query.where(leads.c[name] == value)
+    if f.country:
+        query = query.where(leads.c.country == f.country.upper())
+    if f.created_from:
+        query = query.where(leads.c.created_at >= as_utc(f.created_from))
+    if f.created_to:
+        query = query.where(leads.c.created_at < as_utc(f.created_to))
+    if f.q:
+        for word in f.q.lower().split():
+            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(leads.c.search_text.like(f"%{escaped}%", escape="\\"))
+    return query
+
+
+def _keyset(query: sa.Select[Any], cursor: str | None) -> sa.Select[Any]:
+    values = decode_cursor(cursor, 2)
+    if values is not None:
+        created = cursor_instant(values[0])
+        query = query.where(sa.or_(leads.c.created_at < created,
+                                   sa.and_(leads.c.created_at == created, leads.c.id < str(values[1]))))
+    return query.order_by(leads.c.created_at.desc(), leads.c.id.desc())
+
+
+async def leads_page(session: AsyncSession, principal: Principal, filters: LeadFilter, *, limit: int,
+                     cursor: str | None) -> Page[dict[str, Any]]:
+    """The leads `principal` may read that pass `filters`, newest first, one page after `cursor`."""
+    rows = (await session.execute(_keyset(_filtered(principal, filters), cursor).limit(limit + 1))).all()
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])
+    return Page(items=[row_to_lead(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+async def lock_open_leads(session: AsyncSession, org_id: str, *, after_id: str, limit: int) -> list[dict[str, Any]]:
+    """The org's open leads in id order after `after_id`, locked (a batch of a rescoring)."""
+    rows = (await session.execute(LEAD_SELECT.where(
+        leads.c.org_id == org_id, leads.c.status.in_(OPEN_STATUSES), leads.c.deleted_at.is_(None),
+        leads.c.id > after_id).order_by(leads.c.id).limit(limit).with_for_update(of=leads))).all()
+    return [row_to_lead(r) for r in rows]
+
+
+async def lock_leads_linking(session: AsyncSession, org_id: str, *, contact_id: str | None = None,
+                             company_id: str | None = None) -> list[dict[str, Any]]:
+    """The (not deleted) leads that link the contact, or the company, locked."""
+    column = leads.c.contact_id if contact_id is not None else leads.c.company_id
+    rows = (await session.execute(LEAD_SELECT.where(
+        column == (contact_id if contact_id is not None else company_id), leads.c.org_id == org_id,
+        leads.c.deleted_at.is_(None)).with_for_update(of=leads))).all()
+    return [row_to_lead(r) for r in rows]
+
+
+_CONSUMED_VERSION = {column: sa.select(leads.c[column]).where(leads.c.org_id == sa.bindparam("org_id"),
+                                                               leads.c.id == sa.bindparam("lead_id"))
+                     for column in ("assignment_version", "outcome_version")}
+
+
+async def consumed_version(session: AsyncSession, org_id: str, lead_id: str, column: str) -> int:
+    """The last subject_version seen of a producer family of consumed events (`assignment_version` or
+    `outcome_version`)."""
+    return int((await session.execute(_CONSUMED_VERSION[column], {"org_id": org_id, "lead_id": lead_id}))
+               .scalar_one())
+
+
+# ------------------------------------------------------------------ writing leads
+_INSERT_LEADS = sa.insert(leads)
+# Values come with the parameters (their keys name the columns set), so one statement serves every update.
+_UPDATE_LEAD = sa.update(leads).where(leads.c.org_id == sa.bindparam("b_org_id"), leads.c.id == sa.bindparam("b_id"))
+
+
+async def insert_leads(session: AsyncSession, org_id: str, new_leads: list[dict[str, Any]], now: datetime) -> None:
+    if new_leads:
+        await (await session.connection()).execute(_INSERT_LEADS, [
+            {"id": lead["id"], "org_id": org_id, **lead_columns(lead), "created_at": now, "updated_at": now}
+            for lead in new_leads])
+
+
+async def save_lead(session: AsyncSession, org_id: str, lead: dict[str, Any], now: datetime, **extra: Any) -> None:
+    """Write every column of the API-shaped lead (and `extra` columns), stamped `now`."""
+    await (await session.connection()).execute(_UPDATE_LEAD, {
+        "b_org_id": org_id, "b_id": lead["id"], **lead_columns(lead), **extra, "updated_at": now})
+
+
+async def set_lead_columns(session: AsyncSession, org_id: str, lead_id: str, **columns: Any) -> None:
+    """Write some columns of a lead (status, owner, the consumed event versions...)."""
+    await (await session.connection()).execute(_UPDATE_LEAD, {"b_org_id": org_id, "b_id": lead_id, **columns})
+
+
+async def remember_past_owner(session: AsyncSession, org_id: str, lead_id: str, before: str | None,
+                              after: str | None, now: datetime) -> None:
+    await remember_in(session, lead_past_owners, org_id, lead_id, before, after, now)
+
+
+# ------------------------------------------------------------------ contacts and companies
+@dataclass(frozen=True)
+class UpsertedContact:
+    contact: dict[str, Any]  # the lead's `contact`: contact_id and CONTACT_FIELDS
+    # PostgreSQL tells a row this statement inserted (a new person: no lead to find); SQLite cannot (False)
+    inserted: bool
+
+
+def _company_part(company_id: str | None, row: Any) -> dict[str, Any]:
+    return {"company_id": company_id, **{f: getattr(row, f) for f in COMPANY_FIELDS}}
+
+
+def _upsert(table: sa.Table, key: list[str], set_: Callable[[Any], dict[str, Any]],
+            returning: Callable[[str], list[Any]]) -> dict[str, Any]:
+    """Per dialect, an insert that updates the row with the same `key` instead (`set_` of the values it
+    brought, `excluded`), returning `returning`."""
+    upserts = {}
+    for dialect, insert in INSERT_BY_DIALECT.items():
+        statement = insert(table)
+        upserts[dialect] = statement.on_conflict_do_update(index_elements=key, set_=set_(statement.excluded)) \
+            .returning(*returning(dialect))
+    return upserts
+
+
+_COMPANY_UPSERT = _upsert(
+    companies, ["org_id", "dedup_key"],
+    lambda excluded: {"name": sa.func.coalesce(companies.c.name, excluded.name),
+                      "domain": sa.func.coalesce(companies.c.domain, excluded.domain),
+                      "size": sa.func.coalesce(excluded.size, companies.c.size),
+                      "industry": sa.func.coalesce(excluded.industry, companies.c.industry),
+                      "updated_at": excluded.updated_at},
+    lambda _dialect: [companies.c.id, companies.c.dedup_key, *[companies.c[f] for f in COMPANY_FIELDS]])
+_CONTACT_UPSERT = _upsert(
+    contacts, ["org_id", "email"],
+    # sa.null(), not None: a literal None would stop SQLAlchemy batching the executemany
+    lambda excluded: {**{f: sa.func.coalesce(excluded[f], contacts.c[f])
+                         for f in ("first_name", "last_name", "phone", "title", "company_id")},
+                      "updated_at": excluded.updated_at, "erased_at": sa.null()},
+    lambda dialect: [contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS],
+                     # PostgreSQL: xmax = 0 marks a row this statement inserted (a new person: no lead to find)
+                     (sa.literal_column("xmax") == 0 if dialect == "postgresql" else sa.false()).label("inserted")])
+
+
+def _dialect(session: AsyncSession) -> str:
+    return "sqlite" if session.bind is not None and session.bind.dialect.name == "sqlite" else "postgresql"
+
+
+async def upsert_companies(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, Any]],
+                           now: datetime) -> dict[str, dict[str, Any]]:
+    """Create or fill the companies of these de-duplication keys; each key's lead `company` part."""
+    if not wanted:
+        return {}
+    params = [{"id": new_id(), "org_id": org_id, "dedup_key": key, **{f: values.get(f) for f in COMPANY_FIELDS},
+               "created_at": now, "updated_at": now} for key, values in wanted.items()]
+    # executemany of one cached statement (batched VALUES); results are keyed, so their order does not matter
+    rows = (await (await session.connection()).execute(_COMPANY_UPSERT[_dialect(session)], params)).all()
+    return {r.dedup_key: _company_part(r.id, r) for r in rows}
+
+
+async def upsert_contacts(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, Any]],
+                          now: datetime) -> dict[str, UpsertedContact]:
+    """Create or fill the contacts of these emails; by email."""
+    if not wanted:
+        return {}
+    params = [{"id": new_id(), "org_id": org_id, **{f: values.get(f) for f in CONTACT_FIELDS},
+               "company_id": values.get("company_id"), "created_at": now, "updated_at": now}
+              for values in wanted.values()]
+    rows = (await (await session.connection()).execute(_CONTACT_UPSERT[_dialect(session)], params)).all()
+    return {r.email: UpsertedContact({"contact_id": r.id, **{f: getattr(r, f) for f in CONTACT_FIELDS}},
+                                     bool(r.inserted)) for r in rows}
+
+
+_INSERT_CONTACTS = sa.insert(contacts)
+
+
+async def insert_contacts(session: AsyncSession, org_id: str, new_leads: list[dict[str, Any]], now: datetime) -> None:
+    """The contacts of new leads without an email (no contact to share: each lead has its own)."""
+    if new_leads:
+        await (await session.connection()).execute(_INSERT_CONTACTS, [
+            {"id": lead["contact"]["contact_id"], "org_id": org_id,
+             **{f: lead["contact"].get(f) for f in CONTACT_FIELDS},
+             "company_id": lead["company"].get("company_id"), "created_at": now, "updated_at": now}
+            for lead in new_leads])
+
+
+async def email_taken(session: AsyncSession, org_id: str, email: str, *, except_contact_id: str | None) -> bool:
+    """Whether another contact of the org has this email."""
+    return (await session.execute(sa.select(contacts.c.id).where(
+        contacts.c.org_id == org_id, contacts.c.email == email,
+        contacts.c.id != except_contact_id))).first() is not None
+
+
+async def update_contact(session: AsyncSession, org_id: str, contact: dict[str, Any], now: datetime) -> None:
+    """Write the lead's `contact` part to its contact row."""
+    await session.execute(sa.update(contacts).where(
+        contacts.c.id == contact["contact_id"], contacts.c.org_id == org_id).values(
+        **{f: contact.get(f) for f in CONTACT_FIELDS}, updated_at=now))
+
+
+async def company_id_of_key(session: AsyncSession, org_id: str, dedup_key: str) -> str | None:
+    return (await session.execute(sa.select(companies.c.id).where(
+        companies.c.org_id == org_id, companies.c.dedup_key == dedup_key))).scalar()
+
+
+async def update_company(session: AsyncSession, org_id: str, company_id: str, now: datetime,
+                         **columns: Any) -> None:
+    await session.execute(sa.update(companies).where(companies.c.org_id == org_id, companies.c.id == company_id)
+                          .values(**columns, updated_at=now))
+
+
+async def insert_company(session: AsyncSession, org_id: str, company_id: str, dedup_key: str,
+                         fields: dict[str, Any], now: datetime) -> None:
+    await session.execute(sa.insert(companies).values(
+        id=company_id, org_id=org_id, dedup_key=dedup_key, **fields, created_at=now, updated_at=now))
+
+
+async def company_part(session: AsyncSession, org_id: str, company_id: str) -> dict[str, Any]:
+    """The lead's `company` part as the company row now is."""
+    row = (await session.execute(sa.select(companies).where(
+        companies.c.org_id == org_id, companies.c.id == company_id))).one()
+    return _company_part(company_id, row)
+
+
+# ------------------------------------------------------------------ erasure
+@dataclass(frozen=True)
+class ErasureTarget:
+    lead_id: str
+    version: int
+    company_id: str | None
+
+
+async def lock_erasure_targets(session: AsyncSession, org_id: str, lead_id: str,
+                               contact_id: str | None) -> list[ErasureTarget]:
+    """The lead and every other lead of its contact, locked."""
+    condition = leads.c.id == lead_id
+    if contact_id:
+        condition = sa.or_(condition, leads.c.contact_id == contact_id)
+    rows = (await session.execute(sa.select(leads.c.id, leads.c.version, leads.c.company_id).where(
+        leads.c.org_id == org_id, condition).with_for_update())).all()
+    return [ErasureTarget(r.id, r.version, r.company_id) for r in rows]
+
+
+async def activity_ids_of(session: AsyncSession, org_id: str, lead_ids: list[str]) -> list[str]:
+    return list((await session.execute(sa.select(activities.c.id).where(
+        activities.c.org_id == org_id, activities.c.lead_id.in_(lead_ids)))).scalars())
+
+
+async def scrub_lead(session: AsyncSession, org_id: str, target: ErasureTarget, now: datetime) -> None:
+    """Remove the person's data from the lead (a new version)."""
+    await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.id == target.lead_id).values(
+        email=None, search_text="", postcode=None, custom_fields={}, utm={}, enrichment={},
+        enrichment_status="none", enrichment_next_at=None, enrichment_error=None, company_id=None,
+        disqualify_reason=None, score_breakdown=[], erased_at=now, updated_at=now, version=target.version + 1))
+
+
+async def scrub_contact(session: AsyncSession, org_id: str, contact_id: str, now: datetime) -> None:
+    await session.execute(sa.update(contacts).where(contacts.c.id == contact_id, contacts.c.org_id == org_id).values(
+        **{f: None for f in CONTACT_FIELDS}, company_id=None, erased_at=now, updated_at=now))
+
+
+async def scrub_orphaned_companies(session: AsyncSession, org_id: str, company_ids: set[str],
+                                   now: datetime) -> None:
+    """A company only the erased leads linked tells who the person is (its name, its domain = the email's):
+    scrub it. A company other leads still link is theirs too and stays."""
+    for company_id in sorted(company_ids):
+        still_linked = (await session.execute(sa.select(leads.c.id).where(
+            leads.c.org_id == org_id, leads.c.company_id == company_id).limit(1))).first()
+        linked_contact = (await session.execute(sa.select(contacts.c.id).where(
+            contacts.c.org_id == org_id, contacts.c.company_id == company_id,
+            contacts.c.erased_at.is_(None)).limit(1))).first()
+        if still_linked is None and linked_contact is None:
+            await session.execute(sa.update(companies).where(
+                companies.c.id == company_id, companies.c.org_id == org_id).values(
+                dedup_key=f"erased:{company_id}", **{f: None for f in COMPANY_FIELDS}, updated_at=now))
+
+
+async def scrub_records_of(session: AsyncSession, org_id: str, lead_ids: list[str], email: str | None) -> None:
+    """Activity subjects and notes of the leads, and the raw submissions and import rows that made them or
+    carry the person's email (even ones that never became a lead)."""
+    await session.execute(sa.update(activities).where(
+        activities.c.org_id == org_id, activities.c.lead_id.in_(lead_ids)).values(subject=None, notes=None))
+    await session.execute(sa.update(submissions).where(
+        submissions.c.org_id == org_id, submissions.c.lead_id.in_(lead_ids)).values(raw_body="", errors=None,
+                                                                                     remote_ip=None))
+    await session.execute(sa.update(import_rows).where(
+        import_rows.c.org_id == org_id, import_rows.c.lead_id.in_(lead_ids)).values(data={}, errors=None))
+    if email:
+        escaped = email.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        encoded = quote_plus(email).lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        body = sa.func.lower(submissions.c.raw_body)
+        await session.execute(sa.update(submissions).where(
+            submissions.c.org_id == org_id,
+            sa.or_(body.like(f"%{escaped}%", escape="\\"), body.like(f"%{encoded}%", escape="\\")))
+            .values(raw_body="", errors=None, remote_ip=None))
+        await session.execute(sa.update(import_rows).where(
+            import_rows.c.org_id == org_id,
+            sa.func.lower(sa.cast(import_rows.c.data, sa.Text)).like(f"%{escaped}%", escape="\\"))
+            .values(data={}, errors=None))

@@ -1,0 +1,391 @@
+"""The read models (m_*) and the event log, as the projector reads and writes them: the log's rows (`record`),
+a batch's changes (`Batch`) written with set-based upserts, and the per-lead facts recomputed from the stored rows.
+Pure collection of a batch and the timeline rules are service_layer/projections.py's and domain/timeline.py's."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.db import rows_affected
+from salesflow_shared.events import Envelope, utcnow
+from salesflow_shared.inbox import dialect_insert
+
+from ..domain.periods import day_number
+from .orm import (
+    READ_MODELS,
+    event_log,
+    m_activities,
+    m_assignments,
+    m_leads,
+    m_rep_daily,
+    m_reps,
+    m_stages,
+    m_tasks,
+    m_timeline,
+    one_of,
+)
+
+FIRST_RESPONSE_KINDS = ("call", "email", "meeting")
+AUTOMATED_SOURCES = ("sequence",)  # an activity a machine logged for the rep: never a human response
+PERSONAL_KEYS = ("contact", "company", "postcode", "custom_fields", "utm")
+CHUNK = 400  # rows per multi-row statement (keeps bind parameters under the drivers' limits)
+PROJECTOR_LOCK = "metrics-projector"
+Row = dict[str, Any]  # a read-model row to write, by column
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def record(session: AsyncSession, envelope: Envelope) -> bool:
+    """Append to the log; False when this event id is already there."""
+    insert = dialect_insert(session)
+    result = await session.execute(insert(event_log).values(
+        event_id=str(envelope.id), org_id=envelope.org_id, event_type=envelope.type,
+        event_version=envelope.version, producer=envelope.producer, subject_id=envelope.subject_id,
+        subject_version=envelope.subject_version, occurred_at=envelope.occurred_at,
+        correlation_id=envelope.correlation_id, causation_id=envelope.causation_id,
+        data=envelope.data, recorded_at=utcnow(), projected=False,
+    ).on_conflict_do_nothing(index_elements=["event_id"]))
+    return rows_affected(result) == 1
+
+
+async def record_many(session: AsyncSession, envelopes: list[Envelope]) -> None:
+    """`record` for a batch of deliveries, in one statement."""
+    if not envelopes:
+        return
+    now = utcnow()
+    # rows as parameters (compiled once, cached), not inlined with .values([...]) (compiled for every batch)
+    await session.execute(dialect_insert(session)(event_log).on_conflict_do_nothing(index_elements=["event_id"]), [dict(
+        event_id=str(e.id), org_id=e.org_id, event_type=e.type, event_version=e.version, producer=e.producer,
+        subject_id=e.subject_id, subject_version=e.subject_version, occurred_at=e.occurred_at,
+        correlation_id=e.correlation_id, causation_id=e.causation_id, data=e.data, recorded_at=now,
+        projected=False) for e in envelopes])
+
+
+# ------------------------------------------------------------------ the projector's turn
+async def claim_projector(session: AsyncSession) -> bool:
+    """Become the one projector of this transaction: on PostgreSQL a transaction-level advisory lock (False:
+    another projector is busy); on SQLite (the embedded mode, where the worker and a rebuild or `project_all`
+    can overlap) the database's write lock, taken before reading what is pending, so a second projector waits
+    and then sees the first one's rows as projected."""
+    if _dialect(session) == "postgresql":
+        got = (await session.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
+                                     {"k": PROJECTOR_LOCK})).scalar_one()
+        return bool(got)
+    # a write that changes nothing still makes this a write transaction, which holds the lock
+    await session.execute(sa.update(event_log).where(sa.false()).values(projected=True))
+    return True
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A logged event waiting to be applied: its place in the log and the event."""
+
+    seq: int
+    event_id: str
+    envelope: Envelope
+
+
+async def pending_batch(session: AsyncSession, batch_size: int, *, org_id: str | None = None,
+                        after_event_id: str | None = None) -> list[Logged]:
+    """Up to `batch_size` unprojected events (of one org, or all), in log order, or in event-id order after
+    `after_event_id` when it is given."""
+    query = sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.c.event_type,
+                      event_log.c.event_version, event_log.c.producer, event_log.c.subject_id,
+                      event_log.c.subject_version, event_log.c.occurred_at, event_log.c.data
+                      ).where(sa.not_(event_log.c.projected))
+    if org_id is not None:
+        query = query.where(event_log.c.org_id == org_id)
+    if after_event_id is not None:
+        query = query.where(event_log.c.event_id > after_event_id).order_by(event_log.c.event_id)
+    else:
+        query = query.order_by(event_log.c.seq)
+    return [Logged(r.seq, r.event_id, _envelope(r)) for r in (await session.execute(query.limit(batch_size))).all()]
+
+
+def _envelope(row: Any) -> Envelope:
+    return Envelope(id=row.event_id, type=row.event_type, version=row.event_version, org_id=row.org_id,
+                    occurred_at=row.occurred_at, producer=row.producer, subject_id=row.subject_id,
+                    subject_version=row.subject_version, data=row.data)
+
+
+async def mark_projected(session: AsyncSession, seqs: list[int]) -> None:
+    dialect = _dialect(session)
+    for i in range(0, len(seqs), CHUNK * 5):
+        await session.execute(sa.update(event_log).where(one_of(event_log.c.seq, seqs[i:i + CHUNK * 5], dialect))
+                              .values(projected=True))
+
+
+async def clear(session: AsyncSession, dialect: str, org_id: str | None) -> None:
+    """Empty the read models (of one org, or all) and mark the log unprojected, for a rebuild; on PostgreSQL
+    after a running batch, keeping the projector out until the caller commits."""
+    if dialect == "postgresql":
+        await session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                              {"k": PROJECTOR_LOCK})
+    for table in READ_MODELS:
+        stmt = sa.delete(table)
+        await session.execute(stmt if org_id is None else stmt.where(table.c.org_id == org_id))
+    reset = sa.update(event_log).values(projected=False)
+    await session.execute(reset if org_id is None else reset.where(event_log.c.org_id == org_id))
+
+
+async def erased_among(session: AsyncSession, org_id: str, lead_ids: list[str]) -> set[str]:
+    """The leads among these whose LeadErased is logged."""
+    found: set[str] = set()
+    for i in range(0, len(lead_ids), CHUNK):
+        found.update((await session.execute(sa.select(event_log.c.subject_id).where(
+            event_log.c.org_id == org_id, event_log.c.event_type == "LeadErased",
+            one_of(event_log.c.subject_id, lead_ids[i:i + CHUNK], _dialect(session))))).scalars())
+    return found
+
+
+# ------------------------------------------------------------------ what a batch changes
+@dataclass
+class Batch:
+    """What one batch of events changes, reduced so that each target row appears once."""
+
+    snapshots: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    routes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    assignments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    assignment_history: list[dict[str, Any]] = field(default_factory=list)
+    reps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    stages: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    activities: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    counters: dict[tuple[str, str, int], dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    erased: list[tuple[str, str]] = field(default_factory=list)
+    recompute: set[tuple[str, str]] = field(default_factory=set)
+    first_activity: set[tuple[str, str]] = field(default_factory=set)
+
+    def count(self, org: str, rep: str | None, ts: float, **counters: int) -> None:
+        if rep:
+            bucket = self.counters[(org, rep, day_number(ts))]
+            for name, value in counters.items():
+                bucket[name] = bucket.get(name, 0) + value
+
+
+# ------------------------------------------------------------------ writing a batch
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    for i in range(0, len(rows), CHUNK):
+        yield list(rows[i:i + CHUNK])
+
+
+def _newer(table: sa.Table, ver: str | None, tb: str, x: Any) -> sa.ColumnElement[bool]:
+    """True when the incoming row beats the stored one on (version, tiebreak)."""
+    if ver is None:
+        newer: sa.ColumnElement[bool] = x[tb] > table.c[tb]
+        return newer
+    return sa.or_(x[ver] > table.c[ver], sa.and_(x[ver] == table.c[ver], x[tb] > table.c[tb]))
+
+
+async def _upsert(session: AsyncSession, table: sa.Table, keys: list[str], rows: Sequence[dict[str, Any]],
+                  set_for: Any) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET set_for(excluded), executed for many rows (one statement,
+    compiled once; SQLAlchemy sends the rows as multi-row VALUES pages)."""
+    if not rows:
+        return
+    stmt = dialect_insert(session)(table)
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=set_for(stmt.excluded))
+    for chunk in _chunks(rows):
+        await session.execute(stmt, chunk)
+
+
+async def _upsert_lww(session: AsyncSession, table: sa.Table, keys: list[str], rows: Sequence[dict[str, Any]],
+                      ver: str | None, tb: str, extra: Any = None) -> None:
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c not in keys]
+
+    def set_for(x: Any) -> dict[str, Any]:
+        newer = _newer(table, ver, tb, x)
+        out = {c: sa.case((newer, x[c]), else_=table.c[c]) for c in columns}
+        if extra is not None:
+            out.update(extra(x, newer))
+        return out
+    await _upsert(session, table, keys, rows, set_for)
+
+
+def _territory(x: Any, newer: Any, *, from_assignment: bool) -> dict[str, Any]:
+    t = m_leads.c
+    assigned = sa.case((newer, x.assigned_territory_id), else_=t.assigned_territory_id) if from_assignment \
+        else t.assigned_territory_id
+    routed = t.routed_territory_id if from_assignment \
+        else sa.case((newer, x.routed_territory_id), else_=t.routed_territory_id)
+    return {"territory_id": sa.func.coalesce(assigned, routed)}
+
+
+async def write_sources(session: AsyncSession, b: Batch) -> None:
+    """The lead snapshots, routes and assignments (last writer wins), reps and stages, timeline rows and the
+    assignment history of the batch."""
+    lead_keys = ["org_id", "lead_id"]
+    await _upsert_lww(session, m_leads, lead_keys, list(b.snapshots.values()), "snap_ver", "snap_tb",
+                      lambda x, newer: {
+                          "is_created": sa.or_(m_leads.c.is_created, x.is_created),
+                          # LeadCreated's creation time is authoritative; an update only fills a missing one
+                          "created_ts": sa.case((x.is_created, x.created_ts),
+                                                else_=sa.func.coalesce(m_leads.c.created_ts, x.created_ts))})
+    await _upsert_lww(session, m_leads, lead_keys, list(b.routes.values()), "route_ver", "route_tb",
+                      lambda x, newer: _territory(x, newer, from_assignment=False))
+    await _upsert_lww(session, m_leads, lead_keys, list(b.assignments.values()), "assign_ver", "assign_tb",
+                      lambda x, newer: _territory(x, newer, from_assignment=True))
+    await _upsert_lww(session, m_reps, ["org_id", "rep_id"], list(b.reps.values()), None, "tb")
+    await _upsert_lww(session, m_stages, ["org_id", "pipeline_id", "stage_id"], list(b.stages.values()), None, "tb")
+    timeline_insert = dialect_insert(session)(m_timeline).on_conflict_do_nothing(index_elements=["event_id"])
+    for chunk in _chunks(b.timeline):
+        await session.execute(timeline_insert, chunk)
+    history_insert = dialect_insert(session)(m_assignments).on_conflict_do_nothing(index_elements=["event_id"])
+    for chunk in _chunks(b.assignment_history):
+        await session.execute(history_insert, chunk)
+
+
+async def insert_activities(session: AsyncSession, rows: list[Row]) -> set[tuple[str, str]]:
+    """Insert the activities not stored yet; returns the (org, activity id) of those inserted."""
+    stmt = dialect_insert(session)(m_activities).on_conflict_do_nothing(
+        index_elements=["org_id", "activity_id"]).returning(m_activities.c.org_id, m_activities.c.activity_id)
+    inserted: set[tuple[str, str]] = set()
+    for chunk in _chunks(rows):
+        inserted.update((r.org_id, r.activity_id) for r in await session.execute(stmt, chunk))
+    return inserted
+
+
+async def write_tasks_and_counters(session: AsyncSession, b: Batch) -> None:
+    """The batch's task facts (merged with the stored ones by precedence) and its daily counters (added)."""
+    t = m_tasks.c
+
+    def task_set(x: Any) -> dict[str, Any]:
+        return {"lead_id": sa.func.coalesce(t.lead_id, x.lead_id), "stage_id": sa.func.coalesce(t.stage_id, x.stage_id),
+                "required": sa.or_(t.required, x.required), "due_ts": sa.func.coalesce(x.due_ts, t.due_ts),
+                "status": sa.case((sa.or_(t.status == "completed", x.status == "completed"), "completed"),
+                                  (sa.or_(t.status == "skipped", x.status == "skipped"), "skipped"), else_="open"),
+                "overdue": sa.or_(t.overdue, x.overdue),
+                "created_ts": sa.case((t.created_ts.is_(None), x.created_ts), (x.created_ts.is_(None), t.created_ts),
+                                      (x.created_ts < t.created_ts, x.created_ts), else_=t.created_ts)}
+    await _upsert(session, m_tasks, ["org_id", "task_id"], list(b.tasks.values()), task_set)
+    counters = [{"org_id": org, "rep_id": rep, "day": day, **{c: values.get(c, 0) for c in _COUNTERS}}
+                for (org, rep, day), values in b.counters.items()]
+    await _upsert(session, m_rep_daily, ["org_id", "rep_id", "day"], counters,
+                  lambda x: {c: m_rep_daily.c[c] + x[c] for c in _COUNTERS})
+
+
+_COUNTERS = ("calls", "talk_seconds", "emails_logged", "emails_sequence", "meetings", "demos", "proposals", "notes",
+             "records_entered", "records_updated")
+
+
+async def scrub(session: AsyncSession, org_id: str, lead_id: str) -> None:
+    """Remove personal data from this lead's logged snapshots and its activities' subjects (the read models
+    hold none)."""
+    rows = (await session.execute(sa.select(event_log.c.seq, event_log.c.data).where(
+        event_log.c.org_id == org_id, event_log.c.subject_id == lead_id,
+        event_log.c.event_type.in_(("LeadCreated", "LeadUpdated"))))).all()
+    for seq, payload in rows:
+        lead = {k: v for k, v in (payload.get("lead") or {}).items() if k not in PERSONAL_KEYS}
+        await session.execute(sa.update(event_log).where(event_log.c.seq == seq).values(data={**payload, "lead": lead}))
+    # an ActivityLogged's subject is the activity's id; its subject line is free text about the person
+    activity_ids = sa.select(m_activities.c.activity_id).where(m_activities.c.org_id == org_id,
+                                                               m_activities.c.lead_id == lead_id)
+    rows = (await session.execute(sa.select(event_log.c.seq, event_log.c.data).where(
+        event_log.c.org_id == org_id, event_log.c.event_type == "ActivityLogged",
+        event_log.c.subject_id.in_(activity_ids)))).all()
+    for seq, payload in rows:
+        if payload.get("subject") is not None:
+            await session.execute(sa.update(event_log).where(event_log.c.seq == seq).values(
+                data={**payload, "subject": None}))
+
+
+def by_org(leads: set[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for org, lead_id in sorted(leads):
+        out[org].append(lead_id)
+    return out
+
+
+async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+    """first_owner_activity_ts = the earliest call, email or meeting on the lead that its owner at creation
+    logged (a sequence's automated email is not a response)."""
+    a = m_activities
+    first = (sa.select(sa.func.min(a.c.occurred_ts))
+             .where(a.c.org_id == m_leads.c.org_id, a.c.lead_id == m_leads.c.lead_id,
+                    a.c.rep_id == m_leads.c.first_owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS),
+                    a.c.source.not_in(AUTOMATED_SOURCES))
+             .scalar_subquery())
+    for org, ids in by_org(leads).items():
+        for i in range(0, len(ids), CHUNK):
+            await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org, one_of(
+                m_leads.c.lead_id, ids[i:i + CHUNK], session.get_bind().dialect.name))
+                                  .values(first_owner_activity_ts=first))
+
+
+COPIED = {"lead_pipeline_id": "pipeline_id", "cohort_ts": "pipeline_entered_ts"}
+
+
+async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+    """Copy the leads' pipeline and pipeline-entry time onto their timeline rows, and refresh
+    the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead."""
+    t, lead, k = m_timeline, m_leads, m_tasks
+    values: dict[str, Any] = {
+        col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
+        .scalar_subquery() for col, src in COPIED.items()}
+    # the required tasks of this visit alone: created from its entry until its exit (a task with no known
+    # creation time counts for every visit of the stage)
+    stage_tasks = sa.and_(k.c.org_id == t.c.org_id, k.c.lead_id == t.c.lead_id, k.c.stage_id == t.c.stage_id,
+                          k.c.required, sa.or_(k.c.created_ts.is_(None), sa.and_(
+                              k.c.created_ts >= t.c.at_ts,
+                              sa.or_(t.c.next_ts.is_(None), k.c.created_ts < t.c.next_ts))))
+    values["tasks_done"] = sa.and_(sa.exists().where(stage_tasks),
+                                   sa.not_(sa.exists().where(stage_tasks, k.c.status != "completed")))
+    open_required = sa.and_(k.c.org_id == lead.c.org_id, k.c.lead_id == lead.c.lead_id, k.c.required,
+                            k.c.status == "open")
+    lead_values = {"open_task_due_ts": sa.select(sa.func.min(k.c.due_ts)).where(open_required).scalar_subquery(),
+                   "open_task_overdue": sa.exists().where(open_required, k.c.overdue)}
+    dialect = session.get_bind().dialect.name
+    for org, ids in by_org(leads).items():
+        for i in range(0, len(ids), CHUNK):
+            part = ids[i:i + CHUNK]
+            await session.execute(sa.update(t).where(t.c.org_id == org, one_of(t.c.lead_id, part, dialect))
+                                  .values(**values))
+            await session.execute(sa.update(lead).where(lead.c.org_id == org, one_of(lead.c.lead_id, part, dialect))
+                                  .values(**lead_values))
+
+
+async def timelines(session: AsyncSession, org_id: str, lead_ids: list[str]
+                    ) -> tuple[dict[str, list[Row]], dict[str, list[Row]], dict[str, float | None]]:
+    """For these leads of the org: their timeline rows (every lead present, maybe with none), their assignment
+    history and their creation times."""
+    t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
+    dialect = _dialect(session)
+    rows = (await session.execute(sa.select(
+        t.lead_id, t.event_id, t.kind, t.at_ts, t.rank, t.pipeline_id, t.stage_id, t.position, t.is_ask,
+        t.win_probability, t.reason, t.value, t.currency, t.next_ts, t.next_kind, t.next_position,
+        t.next_reason, t.owner_id, t.team_id).where(t.org_id == org_id, one_of(t.lead_id, lead_ids, dialect)))).all()
+    per_lead: dict[str, list[Row]] = {lead_id: [] for lead_id in lead_ids}
+    for r in rows:
+        per_lead[r.lead_id].append(dict(r._mapping))
+    history: dict[str, list[Row]] = defaultdict(list)
+    for h in await session.execute(sa.select(a.lead_id, a.at_ts, a.ver, a.tb, a.owner_id, a.team_id,
+                                             a.territory_id, a.trigger)
+                                   .where(a.org_id == org_id, one_of(a.lead_id, lead_ids, dialect))):
+        history[h.lead_id].append(dict(h._mapping))
+    created = dict((await session.execute(sa.select(lead.lead_id, lead.created_ts).where(
+        lead.org_id == org_id, one_of(lead.lead_id, lead_ids, dialect)))).all())
+    return per_lead, history, created
+
+
+async def write_timeline_facts(session: AsyncSession, changed: list[Row], facts_rows: list[Row]) -> None:
+    """The timeline rows' new successors and credited owner (`changed`, b_-prefixed), and the leads' facts."""
+    if changed:
+        await session.execute(
+            sa.update(m_timeline).where(m_timeline.c.event_id == sa.bindparam("b_event_id")).values(
+                next_ts=sa.bindparam("b_next_ts"), next_kind=sa.bindparam("b_next_kind"),
+                next_position=sa.bindparam("b_next_position"), next_reason=sa.bindparam("b_next_reason"),
+                owner_id=sa.bindparam("b_owner_id"), team_id=sa.bindparam("b_team_id")),
+            changed)
+    fact_columns = [c for c in facts_rows[0] if c not in ("org_id", "lead_id")]
+    await _upsert(session, m_leads, ["org_id", "lead_id"], facts_rows,
+                  lambda x, columns=fact_columns: {c: x[c] for c in columns})

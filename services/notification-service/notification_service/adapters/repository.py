@@ -1,0 +1,701 @@
+"""Reading and writing notification-service's tables: every query of the service is here (always org-scoped,
+except the workers' claims of due rows, which span orgs). Rows come back as the typed records below.
+
+The delivery worker's statements run for every message sent, so they are built once (module level, with bind
+parameters): executing a prebuilt statement reuses its cache key and compiled form instead of building both again.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.auth import Principal
+from salesflow_shared.db import first_record, records, rows_affected
+from salesflow_shared.events import PipelineDefinedV1, RepSnapshot
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
+from salesflow_shared.ownership import owned_or_owned_before
+from salesflow_shared.ownership import remember_past_owner as remember_owner
+
+from ..domain.leads import KnownLead
+from ..domain.milestones import MilestoneKind
+from ..domain.sequences import Trigger
+from .orm import (
+    deliveries,
+    enrollments,
+    known_pipelines,
+    lead_past_owners,
+    leads,
+    mailchimp_accounts,
+    mailchimp_members,
+    mailchimp_rules,
+    milestone_rules,
+    reps,
+    sequences,
+    task_assignees,
+    templates,
+    webhook_subscriptions,
+)
+
+R = TypeVar("R")
+
+
+# ====================================================================== records
+@dataclass(frozen=True)
+class Template:
+    id: str
+    org_id: str
+    name: str
+    key: str | None
+    audience: str
+    subject: str
+    html_body: str
+    text_body: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def parts(self) -> dict[str, str]:
+        return {"subject": self.subject, "html_body": self.html_body, "text_body": self.text_body}
+
+
+@dataclass(frozen=True)
+class SequenceRecord:
+    id: str
+    org_id: str
+    name: str
+    trigger: Trigger
+    pipeline_id: str | None
+    stage_id: str | None
+    source: str | None
+    steps: list[dict[str, Any]]  # [{template_id, delay_minutes, business_hours}] as the API took them
+    business_timezone: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: str
+    org_id: str
+    sequence_id: str
+    lead_id: str
+    trigger_key: str
+    stage_id: str | None
+    status: str
+    stop_reason: str | None
+    next_step: int
+    next_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunningEnrollment:
+    """An active enrollment with its sequence's trigger: what decides whether a lifecycle fact stops it."""
+    id: str
+    stage_id: str | None
+    trigger: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    org_id: str
+    idem_key: str
+    kind: str
+    recipient_kind: str
+    recipient: str | None
+    lead_id: str | None
+    rep_id: str | None
+    reason: str
+    sequence_id: str | None
+    enrollment_id: str | None
+    step: int | None
+    template_id: str | None
+    rule_id: str | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    payload: dict[str, Any] | None
+    message_id: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MailchimpAccount:
+    org_id: str
+    api_key: str
+    nurture_list_id: str | None
+    nurture_tag: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MailchimpMember:
+    org_id: str
+    lead_id: str
+    list_id: str
+    subscriber_hash: str
+    updated_at: datetime
+    subscribed: bool
+    tags: list[str] | None
+    merge_fields: dict[str, str] | None
+    status_if_new: str | None
+
+
+@dataclass(frozen=True)
+class MailchimpRule:
+    id: str
+    org_id: str
+    pipeline_id: str | None
+    trigger: str
+    stage_id: str | None
+    action: str
+    list_id: str
+    tags: list[str]
+    merge_fields: dict[str, str]
+    status_if_new: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MilestoneRuleRecord:
+    id: str
+    org_id: str
+    name: str
+    kind: MilestoneKind
+    stage_id: str | None
+    min_value: Decimal | None
+    currency: str | None
+    channels: list[str]
+    active: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    id: str
+    org_id: str
+    url: str
+    secret: str
+    reasons: list[str]
+    rep_id: str | None
+    active: bool
+    created_at: datetime
+
+
+def _values(record: Any) -> dict[str, Any]:
+    """A record's columns, for an INSERT (shallow: the JSON values are stored as they are)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
+async def _active_of_org(session: AsyncSession, cls: type[R], table: sa.Table, org_id: str) -> list[R]:
+    rows = await session.execute(sa.select(table).where(table.c.org_id == org_id, table.c.active.is_(True)))
+    return records(cls, rows.mappings())
+
+
+async def _org_page(session: AsyncSession, cls: type[R], table: sa.Table, org_id: str, limit: int,
+                    after: tuple[datetime, str] | None) -> list[R]:
+    """One page of the org's rows of `table`, newest first (see `_newest_first`)."""
+    return records(cls, await _newest_first(session, sa.select(table).where(table.c.org_id == org_id), table, limit,
+                                            after))
+
+
+async def _newest_first(session: AsyncSession, query: Any, table: sa.Table, limit: int,
+                        after: tuple[datetime, str] | None) -> Sequence[Any]:
+    """One page of `query`, newest first, keyset on (created_at, id): `limit` + 1 rows tell whether more follow."""
+    if after is not None:
+        at, last_id = after
+        query = query.where(sa.or_(table.c.created_at < at, sa.and_(table.c.created_at == at, table.c.id < last_id)))
+    return (await session.execute(query.order_by(table.c.created_at.desc(), table.c.id.desc())
+                                  .limit(limit + 1))).mappings().all()
+
+
+# ====================================================================== templates
+async def get_template(session: AsyncSession, org_id: str, *, template_id: str | None = None,
+                       key: str | None = None) -> Template | None:
+    """The template with this id, or else with this key (a rep email's `rep.<reason>`)."""
+    query = sa.select(templates).where(templates.c.org_id == org_id)
+    query = query.where(templates.c.id == template_id) if template_id else query.where(templates.c.key == key)
+    return first_record(Template, await session.execute(query))
+
+
+async def template_key_taken(session: AsyncSession, org_id: str, key: str, *, except_id: str | None = None) -> bool:
+    query = sa.select(templates.c.id).where(templates.c.org_id == org_id, templates.c.key == key)
+    if except_id:
+        query = query.where(templates.c.id != except_id)
+    return (await session.execute(query)).first() is not None
+
+
+async def add_template(session: AsyncSession, template: Template) -> None:
+    await session.execute(sa.insert(templates).values(**_values(template)))
+
+
+async def replace_template(session: AsyncSession, org_id: str, template_id: str, *, version: int,
+                           values: dict[str, Any], now: datetime) -> bool:
+    """Replace the template's parts if it is still at `version`; False when it changed meanwhile."""
+    result = await session.execute(sa.update(templates).where(
+        templates.c.org_id == org_id, templates.c.id == template_id, templates.c.version == version).values(
+        **values, version=version + 1, updated_at=now))
+    return rows_affected(result) == 1
+
+
+async def template_audiences(session: AsyncSession, org_id: str, template_ids: set[str]) -> dict[str, str]:
+    """The audience (prospect, rep) of each of these templates that exists."""
+    rows = await session.execute(sa.select(templates.c.id, templates.c.audience).where(
+        templates.c.org_id == org_id, templates.c.id.in_(template_ids)))
+    return {r.id: r.audience for r in rows}
+
+
+async def templates_page(session: AsyncSession, org_id: str, limit: int,
+                         after: tuple[datetime, str] | None) -> list[Template]:
+    return await _org_page(session, Template, templates, org_id, limit, after)
+
+
+# ====================================================================== sequences and enrollments
+async def get_sequence(session: AsyncSession, org_id: str, sequence_id: str) -> SequenceRecord | None:
+    return first_record(SequenceRecord, await session.execute(sa.select(sequences).where(
+        sequences.c.org_id == org_id, sequences.c.id == sequence_id)))
+
+
+async def active_sequences(session: AsyncSession, org_id: str, trigger: str) -> list[SequenceRecord]:
+    rows = await session.execute(sa.select(sequences).where(
+        sequences.c.org_id == org_id, sequences.c.trigger == trigger, sequences.c.active.is_(True))
+        .order_by(sequences.c.created_at))
+    return records(SequenceRecord, rows.mappings())
+
+
+async def add_sequence(session: AsyncSession, sequence: SequenceRecord) -> None:
+    await session.execute(sa.insert(sequences).values(**_values(sequence)))
+
+
+async def deactivate_sequence(session: AsyncSession, org_id: str, sequence_id: str, now: datetime) -> None:
+    await session.execute(sa.update(sequences).where(sequences.c.org_id == org_id, sequences.c.id == sequence_id)
+                          .values(active=False, updated_at=now))
+
+
+async def sequences_page(session: AsyncSession, org_id: str, limit: int,
+                         after: tuple[datetime, str] | None) -> list[SequenceRecord]:
+    return await _org_page(session, SequenceRecord, sequences, org_id, limit, after)
+
+
+async def add_enrollment(session: AsyncSession, enrollment: Enrollment) -> bool:
+    """Insert the enrollment unless the same trigger enrolled the lead already; False for that duplicate."""
+    insert = dialect_insert(session)
+    result = await session.execute(insert(enrollments).values(**_values(enrollment)).on_conflict_do_nothing(
+        index_elements=["org_id", "sequence_id", "lead_id", "trigger_key"]))
+    return rows_affected(result) == 1
+
+
+async def running_enrollments(session: AsyncSession, org_id: str, lead_id: str) -> list[RunningEnrollment]:
+    rows = await session.execute(
+        sa.select(enrollments.c.id, enrollments.c.stage_id, sequences.c.trigger)
+        .join(sequences, sequences.c.id == enrollments.c.sequence_id)
+        .where(enrollments.c.org_id == org_id, enrollments.c.lead_id == lead_id, enrollments.c.status == "active"))
+    return [RunningEnrollment(id=r.id, stage_id=r.stage_id, trigger=r.trigger) for r in rows]
+
+
+async def stop_enrollment(session: AsyncSession, enrollment_id: str, reason: str, now: datetime) -> None:
+    await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment_id).values(
+        status="stopped", stop_reason=reason, next_due_at=None, updated_at=now))
+
+
+async def claim_due_enrollments(session: AsyncSession, now: datetime, limit: int) -> list[Enrollment]:
+    """Active enrollments whose next step is due, locked (SKIP LOCKED: replicas share the work) until commit."""
+    rows = await session.execute(
+        sa.select(enrollments).where(enrollments.c.status == "active", enrollments.c.next_due_at <= now)
+        .order_by(enrollments.c.next_due_at).limit(limit).with_for_update(skip_locked=True))
+    return records(Enrollment, rows.mappings())
+
+
+async def postpone_enrollment(session: AsyncSession, enrollment_id: str, until: datetime, now: datetime) -> None:
+    await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment_id)
+                          .values(next_due_at=until, updated_at=now))
+
+
+async def advance_enrollment(session: AsyncSession, enrollment_id: str, *, next_step: int,
+                             next_due_at: datetime | None, now: datetime) -> None:
+    """Move to `next_step`, due at `next_due_at`; None: that was the last step (completed)."""
+    values: dict[str, Any] = {"next_step": next_step, "next_due_at": next_due_at}
+    if next_due_at is None:
+        values["status"] = "completed"
+    await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment_id)
+                          .values(**values, updated_at=now))
+
+
+async def enrollments_page(session: AsyncSession, principal: Principal, sequence_id: str, lead_id: str | None,
+                           limit: int, after: tuple[datetime, str] | None) -> list[Enrollment]:
+    """The sequence's enrollments the principal may see: a rep those of the leads it owns or owned before."""
+    org_id = principal.org_id
+    query = sa.select(enrollments).where(enrollments.c.org_id == org_id, enrollments.c.sequence_id == sequence_id)
+    if not principal.sees_whole_org:
+        readable = sa.select(leads.c.lead_id).where(leads.c.org_id == org_id, owned_or_owned_before(
+            lead_past_owners, principal, leads.c.lead_id, leads.c.owner_id))
+        query = query.where(enrollments.c.lead_id.in_(readable))
+    if lead_id:
+        query = query.where(enrollments.c.lead_id == lead_id)
+    return records(Enrollment, await _newest_first(session, query, enrollments, limit, after))
+
+
+# ====================================================================== deliveries
+_INSERT_DELIVERY = per_dialect(lambda insert: insert(deliveries).on_conflict_do_nothing(
+    index_elements=["org_id", "idem_key"]))
+# An attempt's outcome is fenced on `attempts`: a worker whose lease ran out cannot overwrite a newer attempt.
+_ATTEMPT = ((deliveries.c.id == sa.bindparam("delivery_id")) & (deliveries.c.attempts == sa.bindparam("attempt"))
+            & (deliveries.c.status == "sending"))
+_MARK_SENT = sa.update(deliveries).where(_ATTEMPT).values(
+    status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None, next_attempt_at=None)
+_MARK_RETRY = sa.update(deliveries).where(_ATTEMPT).values(
+    status="pending", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"),
+    next_attempt_at=sa.bindparam("retry_at"))
+_MARK_FAILED = sa.update(deliveries).where(_ATTEMPT).values(
+    status="failed", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"), next_attempt_at=None)
+_MARK_SENDING = sa.update(deliveries).where(deliveries.c.id.in_(sa.bindparam("claimed", expanding=True))).values(
+    status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=sa.bindparam("lease_until"),
+    updated_at=sa.bindparam("now"))
+_ACCOUNT = sa.select(mailchimp_accounts).where(mailchimp_accounts.c.org_id == sa.bindparam("org"))
+_SUBSCRIPTION = sa.select(webhook_subscriptions).where(webhook_subscriptions.c.org_id == sa.bindparam("org"),
+                                                       webhook_subscriptions.c.id == sa.bindparam("subscription"))
+_LEAD = sa.select(leads).where(leads.c.org_id == sa.bindparam("org"), leads.c.lead_id == sa.bindparam("lead"))
+_LEAD_ERASED = sa.select(leads.c.erased).where(leads.c.org_id == sa.bindparam("org"),
+                                               leads.c.lead_id == sa.bindparam("lead"))
+
+
+async def add_delivery(session: AsyncSession, delivery: Delivery) -> bool:
+    """Insert the delivery unless its idempotency key exists (False: a duplicate, nothing inserted)."""
+    result = await session.execute(_INSERT_DELIVERY[dialect_name(session)], _values(delivery))
+    return rows_affected(result) == 1
+
+
+async def claim_due_deliveries(session: AsyncSession, now: datetime, lease_until: datetime, limit: int,
+                               excluding: set[str]) -> list[Delivery]:
+    """Due pending deliveries and `sending` ones whose lease ran out (SKIP LOCKED: replicas share the work),
+    marked `sending` until `lease_until` with one more attempt; as they now are."""
+    query = (sa.select(deliveries).where(deliveries.c.status.in_(("pending", "sending")),
+                                         deliveries.c.next_attempt_at <= now)
+             .where(deliveries.c.id.notin_(list(excluding)) if excluding else sa.true())
+             .order_by(deliveries.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
+    rows = records(Delivery, (await session.execute(query)).mappings())
+    if rows:
+        await session.execute(_MARK_SENDING, {"claimed": [r.id for r in rows], "lease_until": lease_until,
+                                              "now": now})
+    return [dataclasses.replace(r, attempts=r.attempts + 1) for r in rows]
+
+
+async def mark_sent(session: AsyncSession, delivery: Delivery, now: datetime) -> bool:
+    """False when this attempt was overtaken (its lease ran out and another attempt began)."""
+    result = await session.execute(_MARK_SENT, {"delivery_id": delivery.id, "attempt": delivery.attempts,
+                                                "now": now})
+    return rows_affected(result) == 1
+
+
+async def mark_for_retry(session: AsyncSession, delivery: Delivery, error: str | None, retry_at: datetime,
+                         now: datetime) -> None:
+    await session.execute(_MARK_RETRY, {"delivery_id": delivery.id, "attempt": delivery.attempts,
+                                        "failure": error, "retry_at": retry_at, "now": now})
+
+
+async def mark_failed(session: AsyncSession, delivery: Delivery, error: str | None, now: datetime) -> bool:
+    result = await session.execute(_MARK_FAILED, {"delivery_id": delivery.id, "attempt": delivery.attempts,
+                                                  "failure": error, "now": now})
+    return rows_affected(result) == 1
+
+
+async def cancel_pending_deliveries(session: AsyncSession, org_id: str, *, now: datetime, reason: str,
+                                    lead_id: str | None, kinds: tuple[str, ...], recipient_kinds: tuple[str, ...],
+                                    key_prefix: str | None) -> int:
+    query = sa.update(deliveries).where(deliveries.c.org_id == org_id, deliveries.c.status == "pending",
+                                        deliveries.c.kind.in_(kinds), deliveries.c.recipient_kind.in_(recipient_kinds))
+    if lead_id is not None:
+        query = query.where(deliveries.c.lead_id == lead_id)
+    if key_prefix is not None:
+        query = query.where(deliveries.c.idem_key.startswith(key_prefix, autoescape=True))
+    result = await session.execute(query.values(status="cancelled", error=reason, updated_at=now,
+                                                next_attempt_at=None))
+    return rows_affected(result)
+
+
+async def scrub_prospect_emails(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> None:
+    """What the lead's emails carried and where they went (the facts, when and why, remain)."""
+    await session.execute(sa.update(deliveries).where(
+        deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "email",
+        deliveries.c.recipient_kind == "prospect").values(payload=None, recipient=None, updated_at=now))
+
+
+async def scrub_finished_deliveries(session: AsyncSession, org_id: str, lead_id: str) -> None:
+    """The payloads of the lead's finished deliveries, their outside parties' error texts (which may quote the
+    address; a cancellation's reason is ours, and stays) and the prospect's address."""
+    finished = (deliveries.c.org_id == org_id) & (deliveries.c.lead_id == lead_id) & \
+        deliveries.c.status.not_in(("pending", "sending"))
+    await session.execute(sa.update(deliveries).where(finished).values(payload=None))
+    await session.execute(sa.update(deliveries).where(finished, deliveries.c.status == "failed").values(error=None))
+    await session.execute(sa.update(deliveries).where(finished, deliveries.c.recipient_kind == "prospect")
+                          .values(recipient=None))
+
+
+async def mailchimp_call_due(session: AsyncSession, org_id: str, lead_id: str) -> bool:
+    """Whether a Mailchimp call about the lead is pending or in flight."""
+    found = await session.execute(sa.select(deliveries.c.id).where(
+        deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "mailchimp",
+        deliveries.c.status.in_(("pending", "sending"))).limit(1))
+    return found.first() is not None
+
+
+async def last_mailchimp_call_due_at(session: AsyncSession, org_id: str, lead_id: str) -> datetime | None:
+    """When the last Mailchimp call about the lead still pending or in flight is due (or its lease ends)."""
+    return (await session.execute(sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
+        deliveries.c.org_id == org_id, deliveries.c.lead_id == lead_id, deliveries.c.kind == "mailchimp",
+        deliveries.c.status.in_(("pending", "sending"))))).scalar_one_or_none()
+
+
+async def deliveries_page(session: AsyncSession, org_id: str, *, lead_id: str | None, status: str | None,
+                          rep_id: str | None, limit: int, after: tuple[datetime, str] | None) -> list[Delivery]:
+    query = sa.select(deliveries).where(deliveries.c.org_id == org_id)
+    if lead_id:
+        query = query.where(deliveries.c.lead_id == lead_id)
+    if status:
+        query = query.where(deliveries.c.status == status)
+    if rep_id is not None:
+        query = query.where(deliveries.c.rep_id == rep_id)
+    return records(Delivery, await _newest_first(session, query, deliveries, limit, after))
+
+
+# ====================================================================== Mailchimp
+async def get_mailchimp_account(session: AsyncSession, org_id: str, *,
+                                for_update: bool = False) -> MailchimpAccount | None:
+    query = _ACCOUNT.with_for_update() if for_update else _ACCOUNT
+    return first_record(MailchimpAccount, await session.execute(query, {"org": org_id}))
+
+
+async def save_mailchimp_account(session: AsyncSession, account: MailchimpAccount, *, exists: bool) -> None:
+    values = _values(account)
+    if exists:
+        await session.execute(sa.update(mailchimp_accounts).where(
+            mailchimp_accounts.c.org_id == account.org_id).values(**values))
+    else:
+        await session.execute(sa.insert(mailchimp_accounts).values(**values))
+
+
+async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
+                          now: datetime, *, tags: list[str], merge_fields: dict[str, str], status_if_new: str) -> None:
+    """The lead is on the list as `member`, subscribed this way; the latest subscription wins."""
+    insert = dialect_insert(session)
+    values = dict(subscriber_hash=member, subscribed=True, updated_at=now, tags=tags, merge_fields=merge_fields,
+                  status_if_new=status_if_new)
+    await session.execute(insert(mailchimp_members).values(org_id=org_id, lead_id=lead_id, list_id=list_id,
+                                                           **values)
+                          .on_conflict_do_update(index_elements=["org_id", "lead_id", "list_id"], set_=values))
+
+
+async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *, subscribed_only: bool = False,
+                          other_than: str | None = None) -> list[MailchimpMember]:
+    """The lists the lead was put on (`subscribed_only`: and is still on), except as member `other_than`."""
+    query = sa.select(mailchimp_members).where(mailchimp_members.c.org_id == org_id,
+                                               mailchimp_members.c.lead_id == lead_id)
+    if subscribed_only:
+        query = query.where(mailchimp_members.c.subscribed.is_(True))
+    if other_than is not None:
+        query = query.where(mailchimp_members.c.subscriber_hash != other_than)
+    return records(MailchimpMember, (await session.execute(query)).mappings())
+
+
+async def mark_member_removed(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
+                              now: datetime) -> None:
+    await session.execute(sa.update(mailchimp_members).where(
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id,
+        mailchimp_members.c.list_id == list_id, mailchimp_members.c.subscriber_hash == member,
+    ).values(subscribed=False, updated_at=now))
+
+
+async def set_member_tags(session: AsyncSession, org_id: str, lead_id: str, list_id: str, tags: list[str],
+                          now: datetime) -> None:
+    await session.execute(sa.update(mailchimp_members).where(
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id,
+        mailchimp_members.c.list_id == list_id).values(tags=tags, updated_at=now))
+
+
+async def forget_members(session: AsyncSession, org_id: str, lead_id: str) -> None:
+    await session.execute(sa.delete(mailchimp_members).where(
+        mailchimp_members.c.org_id == org_id, mailchimp_members.c.lead_id == lead_id))
+
+
+async def mailchimp_rules_of(session: AsyncSession, org_id: str) -> list[MailchimpRule]:
+    """The org's rules, oldest first."""
+    rows = await session.execute(sa.select(mailchimp_rules).where(mailchimp_rules.c.org_id == org_id)
+                                 .order_by(mailchimp_rules.c.created_at, mailchimp_rules.c.id))
+    return records(MailchimpRule, rows.mappings())
+
+
+async def add_mailchimp_rule(session: AsyncSession, rule: MailchimpRule) -> None:
+    await session.execute(sa.insert(mailchimp_rules).values(**_values(rule)))
+
+
+async def delete_mailchimp_rule(session: AsyncSession, org_id: str, rule_id: str) -> bool:
+    result = await session.execute(sa.delete(mailchimp_rules).where(
+        mailchimp_rules.c.org_id == org_id, mailchimp_rules.c.id == rule_id))
+    return rows_affected(result) == 1
+
+
+async def mailchimp_rules_page(session: AsyncSession, org_id: str, limit: int,
+                               after: tuple[datetime, str] | None) -> list[MailchimpRule]:
+    return await _org_page(session, MailchimpRule, mailchimp_rules, org_id, limit, after)
+
+
+# ====================================================================== milestone rules
+async def active_milestone_rules(session: AsyncSession, org_id: str) -> list[MilestoneRuleRecord]:
+    return await _active_of_org(session, MilestoneRuleRecord, milestone_rules, org_id)
+
+
+async def add_milestone_rule(session: AsyncSession, rule: MilestoneRuleRecord) -> None:
+    await session.execute(sa.insert(milestone_rules).values(**_values(rule)))
+
+
+async def milestone_rules_page(session: AsyncSession, org_id: str, limit: int,
+                               after: tuple[datetime, str] | None) -> list[MilestoneRuleRecord]:
+    return await _org_page(session, MilestoneRuleRecord, milestone_rules, org_id, limit, after)
+
+
+# ====================================================================== webhook subscriptions
+async def active_webhook_subscriptions(session: AsyncSession, org_id: str) -> list[WebhookSubscription]:
+    return await _active_of_org(session, WebhookSubscription, webhook_subscriptions, org_id)
+
+
+async def get_webhook_subscription(session: AsyncSession, org_id: str,
+                                   subscription_id: str | None) -> WebhookSubscription | None:
+    return first_record(WebhookSubscription, await session.execute(_SUBSCRIPTION, {"org": org_id,
+                                                                            "subscription": subscription_id}))
+
+
+async def add_webhook_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
+    await session.execute(sa.insert(webhook_subscriptions).values(**_values(subscription)))
+
+
+async def deactivate_webhook_subscription(session: AsyncSession, org_id: str, subscription_id: str) -> bool:
+    """False when there is no such active subscription."""
+    result = await session.execute(sa.update(webhook_subscriptions).where(
+        webhook_subscriptions.c.org_id == org_id, webhook_subscriptions.c.id == subscription_id,
+        webhook_subscriptions.c.active.is_(True)).values(active=False))
+    return rows_affected(result) == 1
+
+
+async def webhook_subscriptions_page(session: AsyncSession, org_id: str, limit: int,
+                                     after: tuple[datetime, str] | None) -> list[WebhookSubscription]:
+    return await _org_page(session, WebhookSubscription, webhook_subscriptions, org_id, limit, after)
+
+
+# ====================================================================== what this service knows of leads and reps
+async def get_lead(session: AsyncSession, org_id: str, lead_id: str, *,
+                   for_update: bool = False) -> KnownLead | None:
+    query = _LEAD.with_for_update() if for_update else _LEAD
+    return first_record(KnownLead, await session.execute(query, {"org": org_id, "lead": lead_id}))
+
+
+async def lead_erased(session: AsyncSession, org_id: str, lead_id: str) -> bool:
+    return bool((await session.execute(_LEAD_ERASED, {"org": org_id, "lead": lead_id})).scalar_one_or_none())
+
+
+async def add_empty_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> None:
+    """The lead's row with nothing known yet, unless it exists."""
+    insert = dialect_insert(session)
+    await session.execute(insert(leads).values(org_id=org_id, lead_id=lead_id, updated_at=now, lead_version=0,
+                                               pipeline_version=0, unsubscribed=False, erased=False)
+                          .on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
+
+
+async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> None:
+    await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
+                          .values(**values))
+
+
+async def save_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str, stage_ids: list[str],
+                               now: datetime) -> None:
+    """The pipeline's stages as a lead's StageAdvanced lists them: kept only until the pipeline's own definition
+    (PipelineDefined) has arrived."""
+    insert = dialect_insert(session)
+    values = {"stage_ids": list(stage_ids), "updated_at": now}
+    await session.execute(insert(known_pipelines).values(org_id=org_id, pipeline_id=pipeline_id, **values)
+                          .on_conflict_do_update(index_elements=["org_id", "pipeline_id"], set_=values,
+                                                 where=known_pipelines.c.definition_version == 0))
+
+
+async def save_pipeline_definition(session: AsyncSession, org_id: str, definition: PipelineDefinedV1, version: int,
+                                   now: datetime) -> bool:
+    """Store pipeline-service's definition when newer than the one held; False for a stale event."""
+    insert = dialect_insert(session)
+    values = {"stage_ids": [s.stage_id for s in definition.stages], "name": definition.name,
+              "archived": definition.archived, "definition_version": version, "updated_at": now}
+    statement = insert(known_pipelines).values(org_id=org_id, pipeline_id=definition.pipeline_id, **values)
+    statement = statement.on_conflict_do_update(index_elements=["org_id", "pipeline_id"], set_=values,
+                                                where=known_pipelines.c.definition_version < version)
+    return rows_affected(await session.execute(statement)) == 1
+
+
+async def pipeline_stage_ids(session: AsyncSession, org_id: str) -> dict[str, list[str]]:
+    """The org's pipelines known here and not archived, with their stage ids."""
+    rows = await session.execute(sa.select(known_pipelines).where(known_pipelines.c.org_id == org_id,
+                                                                  known_pipelines.c.archived.is_(False)))
+    return {r.pipeline_id: list(r.stage_ids or ()) for r in rows}
+
+
+async def upsert_rep(session: AsyncSession, org_id: str, rep_id: str, now: datetime, *, name: str | None,
+                     email: str | None, timezone: str | None) -> None:
+    """What a lead assignment says of its owner: kept only until the directory's own entry arrives (a decision
+    may be older than the entry)."""
+    insert = dialect_insert(session)
+    values = {k: v for k, v in {"name": name, "email": email, "timezone": timezone}.items() if v is not None}
+    statement = insert(reps).values(org_id=org_id, rep_id=rep_id, updated_at=now, version=0, **values)
+    if values:
+        statement = statement.on_conflict_do_update(index_elements=["org_id", "rep_id"],
+                                                    set_={**values, "updated_at": now}, where=reps.c.version == 0)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=["org_id", "rep_id"])
+    await session.execute(statement)
+
+
+async def save_rep(session: AsyncSession, org_id: str, rep: RepSnapshot, version: int, now: datetime) -> bool:
+    """Store assignment-service's directory entry when newer than the one we hold; False for a stale event."""
+    insert = dialect_insert(session)
+    values = {"name": rep.name, "email": rep.email, "timezone": rep.timezone, "active": rep.active,
+              "team_ids": list(rep.team_ids), "working_hours": dict(rep.working_hours), "language": rep.language,
+              "version": version, "updated_at": now}
+    statement = insert(reps).values(org_id=org_id, rep_id=rep.rep_id, **values).on_conflict_do_update(
+        index_elements=["org_id", "rep_id"], set_=values, where=reps.c.version < version)
+    return rows_affected(await session.execute(statement)) == 1
+
+
+async def get_rep(session: AsyncSession, org_id: str, rep_id: str | None) -> dict[str, Any] | None:
+    if not rep_id:
+        return None
+    row = (await session.execute(sa.select(reps).where(reps.c.org_id == org_id, reps.c.rep_id == rep_id))
+           ).mappings().first()
+    return dict(row) if row else None
+
+
+async def record_task_assignee(session: AsyncSession, org_id: str, task_id: str, assignee_id: str | None,
+                               version: int, now: datetime) -> bool:
+    """Remember the task's assignee at `version`; False when as new or newer a version is known (a replayed or
+    late event), decided by the upsert itself."""
+    insert = dialect_insert(session)
+    statement = insert(task_assignees).values(org_id=org_id, task_id=task_id, version=version,
+                                              assignee_id=assignee_id, updated_at=now)
+    statement = statement.on_conflict_do_update(
+        index_elements=["org_id", "task_id"], set_={"version": version, "assignee_id": assignee_id, "updated_at": now},
+        where=task_assignees.c.version < version)
+    return rows_affected(await session.execute(statement)) == 1
+
+
+async def remember_past_owner(session: AsyncSession, org_id: str, lead_id: str, previous_owner_id: str | None,
+                              owner_id: str, now: datetime) -> None:
+    """The lead's former owner keeps read access to its enrollments."""
+    await remember_owner(session, lead_past_owners, org_id, lead_id, previous_owner_id, owner_id, now)

@@ -1,0 +1,260 @@
+"""Sequences, deliveries and milestones through the service layer alone: the embedded SQLite database and the
+in-process bus (no PostgreSQL, no RabbitMQ, no HTTP), events handed to the handlers and the two workers' ticks
+run by the test on a clock it moves; email goes to a real local SMTP server (SmtpSink).
+
+What is asserted is what a prospect or a rep sees (the emails that arrive, when) and what the rest of Salesflow
+hears (EmailSent / EmailFailed / RepNotified).
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from notification_service.adapters import repository
+from notification_service.adapters.orm import deliveries, enrollments
+from notification_service.bootstrap import build_definition
+from notification_service.config import Settings
+from notification_service.service_layer.deliveries import DeliveryWorker
+from notification_service.service_layer.handlers import unsubscribe_lead
+from notification_service.service_layer.sequences import SequenceScheduler
+from salesflow_shared.clock import ManualClock
+from salesflow_shared.events import (
+    ContactData,
+    EventData,
+    LeadCreatedV1,
+    LeadSnapshot,
+    LeadWonV1,
+    RepCreatedV1,
+    RepSnapshot,
+    StageAdvancedV1,
+    make_event,
+)
+from salesflow_shared.testing import EmbeddedService, SmtpSink, embedded_service, embedded_settings
+
+MONDAY_10AM = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # 05:00 in New York (EST, UTC-5)
+ORG = "org-a"
+
+
+@dataclass
+class Notifications:
+    service: EmbeddedService
+    smtp: SmtpSink
+    scheduler: SequenceScheduler
+    sender: DeliveryWorker
+
+    @property
+    def clock(self) -> ManualClock:
+        return self.service.clock  # type: ignore[no-any-return]
+
+    async def tell(self, data: EventData, subject_id: str, version: int = 1) -> Any:
+        envelope = make_event(data, org_id=ORG, subject_id=subject_id, subject_version=version)
+        return await self.service.dispatch(envelope)
+
+    async def work(self) -> None:
+        """What the workers do at this moment: record the due sequence steps, then attempt the due deliveries."""
+        while await self.scheduler.run_once() or await self.sender.run_once():
+            pass
+
+    def subjects(self, address: str) -> list[str]:
+        return [m["Subject"] for m in self.smtp.to(address)]
+
+    async def rows(self, table: sa.Table, **where: Any) -> list[dict[str, Any]]:
+        async with self.service.session() as session:
+            query = sa.select(table).where(*(table.c[k] == v for k, v in where.items()))
+            return [dict(r) for r in (await session.execute(query.order_by(table.c.created_at))).mappings()]
+
+    async def published(self, event_type: str) -> list[dict[str, Any]]:
+        return [e["data"] for e in await self.service.outbox(event_type)]
+
+    # ---------------------------------------------------------- what an admin set up
+    async def template(self, subject: str, key: str | None = None) -> str:
+        now = self.clock.now()
+        template = repository.Template(
+            id=str(uuid.uuid4()), org_id=ORG, name=subject, key=key, audience="prospect" if key is None else "rep",
+            subject=subject, html_body=f"<p>{subject}</p>", text_body=f"{subject}\n", version=1, created_at=now,
+            updated_at=now)
+        async with self.service.uow() as uow:
+            await repository.add_template(uow.session, template)
+            await uow.commit()
+        return template.id
+
+    async def sequence(self, stage_id: str, steps: list[dict[str, Any]]) -> str:
+        now = self.clock.now()
+        sequence = repository.SequenceRecord(
+            id=str(uuid.uuid4()), org_id=ORG, name=f"on {stage_id}", trigger="stage_entry", pipeline_id=None,
+            stage_id=stage_id, source=None, steps=steps, business_timezone=None, active=True, created_at=now,
+            updated_at=now)
+        async with self.service.uow() as uow:
+            await repository.add_sequence(uow.session, sequence)
+            await uow.commit()
+        return sequence.id
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+async def notifications(tmp_path, smtp: SmtpSink) -> AsyncIterator[Notifications]:
+    settings = embedded_settings(Settings, tmp_path / "notification-service.db", smtp_host="127.0.0.1",
+                                 smtp_port=smtp.port, smtp_timeout_s=5, delivery_retry_base_s=60,
+                                 public_base_url="https://crm.example.com")
+    clock = ManualClock(MONDAY_10AM)
+    async with embedded_service(build_definition(settings, clock), clock) as service:
+        yield Notifications(service, smtp, SequenceScheduler(service.context), DeliveryWorker(service.context))
+
+
+def a_lead(lead_id: str, email: str, timezone: str | None = None) -> LeadCreatedV1:
+    return LeadCreatedV1(lead=LeadSnapshot(lead_id=lead_id, timezone=timezone, value=Decimal("25000"),
+                                           currency="EUR", owner_id="rep-1",
+                                           contact=ContactData(first_name="Ada", last_name="Lovelace", email=email)))
+
+
+def entered(lead_id: str, stage_id: str, at: datetime) -> StageAdvancedV1:
+    return StageAdvancedV1(lead_id=lead_id, pipeline_id="pipe-1", to_stage_id=stage_id, to_stage_name=stage_id.title(),
+                           to_stage_position=1, reason="entry", entered_at=at)
+
+
+# ------------------------------------------------------------------ sequences on the clock
+async def test_a_sequence_sends_each_step_when_it_falls_due(notifications: Notifications):
+    n = notifications
+    welcome, follow_up, call_me = [await n.template(s) for s in ("Welcome", "Follow-up", "Shall we talk?")]
+    await n.sequence("qualified", [
+        {"template_id": welcome},
+        {"template_id": follow_up, "delay_minutes": 24 * 60},
+        {"template_id": call_me, "delay_minutes": 0, "business_hours": True},  # in the lead's business hours
+    ])
+    await n.tell(a_lead("lead-1", "ada@prospect.example", timezone="America/New_York"), "lead-1")
+    await n.tell(entered("lead-1", "qualified", n.clock.now()), "lead-1")
+
+    await n.work()
+    assert n.subjects("ada@prospect.example") == ["Welcome"]
+    n.clock.advance(hours=23, minutes=59)
+    await n.work()
+    assert n.subjects("ada@prospect.example") == ["Welcome"]
+    n.clock.advance(minutes=1)  # Tuesday 10:00 UTC: one day after the first step
+    await n.work()
+    assert n.subjects("ada@prospect.example") == ["Welcome", "Follow-up"]
+    # Tuesday 10:00 UTC is 05:00 in New York: the last step waits for 09:00 there (14:00 UTC).
+    n.clock.set(datetime(2026, 1, 6, 13, 59, tzinfo=UTC))
+    await n.work()
+    assert len(n.smtp.to("ada@prospect.example")) == 2
+    n.clock.set(datetime(2026, 1, 6, 14, 0, tzinfo=UTC))
+    await n.work()
+    assert n.subjects("ada@prospect.example") == ["Welcome", "Follow-up", "Shall we talk?"]
+
+    [enrollment] = await n.rows(enrollments, lead_id="lead-1")
+    assert enrollment["status"] == "completed" and enrollment["next_step"] == 3
+    sent = await n.published("EmailSent")
+    assert [(e["step"], e["sent_at"]) for e in sent] == [
+        (0, "2026-01-05T10:00:00Z"), (1, "2026-01-06T10:00:00Z"), (2, "2026-01-06T14:00:00Z")]
+
+
+async def test_a_stage_entry_told_twice_sends_one_email(notifications: Notifications):
+    n = notifications
+    await n.sequence("qualified", [{"template_id": await n.template("Welcome")}])
+    await n.tell(a_lead("lead-1", "ada@prospect.example"), "lead-1")
+    stage = make_event(entered("lead-1", "qualified", n.clock.now()), org_id=ORG, subject_id="lead-1",
+                       subject_version=1)
+
+    await n.service.dispatch(stage)
+    await n.service.dispatch(stage)  # redelivered
+    await n.tell(entered("lead-1", "qualified", n.clock.now()), "lead-1", version=1)  # replayed, new event id
+    await n.work()
+    n.clock.advance(days=3)
+    await n.work()
+
+    assert n.subjects("ada@prospect.example") == ["Welcome"]
+    assert len(await n.rows(enrollments, lead_id="lead-1")) == 1
+    assert len(await n.published("EmailSent")) == 1
+
+
+async def test_an_email_the_relay_defers_waits_and_is_sent_on_a_later_attempt(notifications: Notifications):
+    n = notifications
+    await n.sequence("qualified", [{"template_id": await n.template("Welcome")}])
+    await n.tell(a_lead("lead-1", "ada@prospect.example"), "lead-1")
+    await n.tell(entered("lead-1", "qualified", n.clock.now()), "lead-1")
+    n.smtp.fail_next = 2  # "451 try again later", twice
+
+    await n.work()
+    [row] = await n.rows(deliveries, lead_id="lead-1")
+    assert (row["status"], row["attempts"]) == ("pending", 1) and row["error"].startswith("SMTP 451")
+    # Retried after delivery_retry_base_s (60 s), then twice that: not before.
+    assert row["next_attempt_at"].replace(tzinfo=UTC) == MONDAY_10AM + timedelta(seconds=60)
+    n.clock.advance(seconds=59)
+    await n.work()
+    assert (await n.rows(deliveries, lead_id="lead-1"))[0]["attempts"] == 1
+    n.clock.advance(seconds=1)
+    await n.work()
+    [row] = await n.rows(deliveries, lead_id="lead-1")
+    assert (row["status"], row["attempts"]) == ("pending", 2)
+    assert row["next_attempt_at"].replace(tzinfo=UTC) == n.clock.now() + timedelta(seconds=120)
+    n.clock.advance(seconds=120)
+    await n.work()
+
+    [row] = await n.rows(deliveries, lead_id="lead-1")
+    assert (row["status"], row["attempts"]) == ("sent", 3)
+    assert n.subjects("ada@prospect.example") == ["Welcome"]
+    assert n.smtp.to("ada@prospect.example")[0]["Message-ID"] == row["message_id"]  # the same message each time
+    assert len(await n.published("EmailSent")) == 1 and await n.published("EmailFailed") == []
+
+
+async def test_unsubscribing_stops_the_sequence(notifications: Notifications):
+    n = notifications
+    first, second = await n.template("Welcome"), await n.template("Follow-up")
+    await n.sequence("qualified", [{"template_id": first}, {"template_id": second, "delay_minutes": 60}])
+    await n.tell(a_lead("lead-1", "ada@prospect.example"), "lead-1")
+    await n.tell(entered("lead-1", "qualified", n.clock.now()), "lead-1")
+    await n.work()
+
+    async with n.service.uow() as uow:
+        assert await unsubscribe_lead(uow, org_id=ORG, lead_id="lead-1", now=n.clock.now())
+        await uow.commit()
+    async with n.service.uow() as uow:  # the link clicked again
+        assert not await unsubscribe_lead(uow, org_id=ORG, lead_id="lead-1", now=n.clock.now())
+    n.clock.advance(days=1)
+    await n.work()
+    await n.tell(entered("lead-1", "qualified", n.clock.now()), "lead-1", version=2)  # no new enrollment either
+    await n.work()
+
+    assert n.subjects("ada@prospect.example") == ["Welcome"]
+    assert [(e["status"], e["stop_reason"]) for e in await n.rows(enrollments, lead_id="lead-1")] == [
+        ("stopped", "unsubscribed")]
+
+
+# ------------------------------------------------------------------ rep milestones
+async def test_a_won_deal_above_the_milestone_congratulates_its_rep_once(notifications: Notifications):
+    n = notifications
+    async with n.service.uow() as uow:
+        await repository.add_milestone_rule(uow.session, repository.MilestoneRuleRecord(
+            id="big-win", org_id=ORG, name="A deal of 20k or more", kind="deal_won", stage_id=None,
+            min_value=Decimal("20000"), currency="EUR", channels=["email"], active=True, created_at=n.clock.now()))
+        await uow.commit()
+    await n.tell(RepCreatedV1(rep=RepSnapshot(rep_id="rep-1", name="Grace Hopper", email="grace@sales.example")),
+                 "rep-1")
+    await n.tell(a_lead("lead-big", "big@prospect.example"), "lead-big")
+    await n.tell(a_lead("lead-small", "small@prospect.example"), "lead-small")
+
+    def won(lead_id: str, value: str) -> LeadWonV1:
+        return LeadWonV1(lead_id=lead_id, pipeline_id="pipe-1", value=Decimal(value), currency="EUR",
+                         owner_id="rep-1", won_at=n.clock.now())
+
+    won_big = await n.tell(won("lead-big", "25000"), "lead-big")
+    await n.service.dispatch(won_big)  # redelivered
+    await n.tell(won("lead-big", "25000"), "lead-big")  # replayed under a new event id
+    await n.tell(won("lead-small", "19999.99"), "lead-small")
+    await n.work()
+
+    assert n.subjects("grace@sales.example") == ["Congratulations: A deal of 20k or more"]
+    notified = await n.published("RepNotified")
+    assert [(e["rep_id"], e["lead_id"], e["reason"], e["milestone_rule_id"]) for e in notified] == [
+        ("rep-1", "lead-big", "milestone", "big-win")]

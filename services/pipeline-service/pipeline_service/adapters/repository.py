@@ -1,0 +1,431 @@
+"""Reading and writing pipeline-service's tables (the business calendar has its own module, calendars.py): every
+query of the service is here, org-scoped except the workers' claims of due rows, which span orgs. Rows come
+back as the typed records below; a lead's position is the one mutable record, changed by the engine and
+written back whole with `save_position`.
+
+The statements every event about a lead runs (lock its position, read its pipeline's stages, its activities
+and its required tasks, write it back) are built once, with bind parameters: executing a prebuilt statement
+reuses its cache key and compiled form instead of building both again.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesflow_shared.auth import Principal
+from salesflow_shared.db import first_record, records, rows_affected
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
+from salesflow_shared.ownership import owned_before, owned_or_owned_before
+from salesflow_shared.ownership import remember_past_owner as remember_owner
+
+from .orm import activities, lead_past_owners, pipelines, positions, stage_history, stages, tasks
+
+
+# ====================================================================== records
+@dataclass(frozen=True)
+class PipelineRecord:
+    id: str
+    org_id: str
+    name: str
+    description: str
+    lost_reasons: list[str]
+    nurture_days: int
+    template_key: str | None
+    archived: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    id: str
+    org_id: str
+    pipeline_id: str
+    name: str
+    position: int
+    guidance: str
+    win_probability: Decimal
+    is_ask_stage: bool
+    goal: dict[str, Any] | None
+    task_templates: list[dict[str, Any]]
+    deleted: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: str
+    org_id: str
+    lead_id: str
+    pipeline_id: str | None
+    stage_id: str | None
+    visit_id: str | None
+    title: str
+    task_type: str
+    required: bool
+    assignee_kind: str
+    assignee_id: str | None
+    team_id: str | None
+    due_at: datetime
+    status: str
+    created_at: datetime
+    completed_at: datetime | None
+    completed_by: str | None
+    skip_reason: str | None
+    overdue_at: datetime | None
+    version: int
+
+
+@dataclass(frozen=True)
+class StageVisit:
+    """One stay of a lead in a stage (`stage_history`)."""
+    id: str
+    org_id: str
+    lead_id: str
+    pipeline_id: str
+    stage_id: str
+    stage_name: str
+    entered_at: datetime
+    entry_reason: str
+    triggering_event_id: str | None
+    moved_by: str | None
+    note: str | None
+    exited_at: datetime | None
+    exit_reason: str | None
+    seq: int
+
+
+@dataclass
+class Position:
+    """A lead's position (its `positions` row): what pipeline-service knows of the lead, the stage it is in and
+    the versions of the event streams about it. The engine changes it in place; `save_position` writes it."""
+    org_id: str
+    lead_id: str
+    lead: dict[str, Any]  # the latest LeadSnapshot (JSON), {} until LeadCreated
+    lead_version: int
+    owner_id: str | None
+    owner_timezone: str | None
+    team_id: str | None
+    assigned_version: int
+    routed_version: int
+    status: str
+    pipeline_id: str | None
+    stage_id: str | None
+    stage_entered_at: datetime | None
+    visit_id: str | None
+    reengage_at: datetime | None
+    lost_reason: str | None
+    closed_at: datetime | None
+    won_value: Decimal | None
+    won_currency: str | None
+    event_version: int
+    cycle_started_at: datetime | None
+    goal_held: bool
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Activity:
+    kind: str
+    occurred_at: datetime
+
+
+def _after(key: Any, id_column: Any, after: tuple[datetime, str]) -> Any:
+    """Rows after `after` in (key, id) order: where a keyset page resumes."""
+    return sa.or_(key > after[0], sa.and_(key == after[0], id_column > after[1]))
+
+
+# ====================================================================== statements built once
+_POSITION_KEY = (positions.c.org_id == sa.bindparam("org")) & (positions.c.lead_id == sa.bindparam("lead_id_"))
+_ADD_POSITION = per_dialect(lambda insert: insert(positions).values(
+    org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead_id_"), lead={}, status="unrouted",
+    updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
+_LOCK_POSITION = sa.select(positions).where(_POSITION_KEY).with_for_update()
+_POSITION_COLUMNS = [c.name for c in positions.columns if c.name not in ("org_id", "lead_id")]
+_SAVE_POSITION = sa.update(positions).where(_POSITION_KEY).values(
+    {name: sa.bindparam(f"new_{name}") for name in _POSITION_COLUMNS})
+_PIPELINE_STAGES = (sa.select(stages).where(stages.c.org_id == sa.bindparam("org"),
+                                            stages.c.pipeline_id == sa.bindparam("pipeline"),
+                                            stages.c.deleted.is_(False)).order_by(stages.c.position))
+_ACTIVITIES = sa.select(activities.c.kind, activities.c.occurred_at).where(
+    activities.c.org_id == sa.bindparam("org"), activities.c.lead_id == sa.bindparam("lead_id_"))
+_REQUIRED_TASK_STATUSES = sa.select(tasks.c.status).where(
+    tasks.c.org_id == sa.bindparam("org"), tasks.c.visit_id == sa.bindparam("visit"), tasks.c.required.is_(True))
+_VISITS_SO_FAR = sa.select(sa.func.count()).select_from(stage_history).where(
+    stage_history.c.org_id == sa.bindparam("org"), stage_history.c.lead_id == sa.bindparam("lead_id_"))
+
+
+# ====================================================================== positions
+async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *,
+                        create: bool = True) -> Position | None:
+    """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing and `create`."""
+    key = {"org": org_id, "lead_id_": lead_id}
+    if create:
+        await session.execute(_ADD_POSITION[dialect_name(session)], {**key, "now": now})
+    return first_record(Position, await session.execute(_LOCK_POSITION, key))
+
+
+async def save_position(session: AsyncSession, pos: Position) -> None:
+    await session.execute(_SAVE_POSITION, {"org": pos.org_id, "lead_id_": pos.lead_id,
+                                           **{f"new_{name}": getattr(pos, name) for name in _POSITION_COLUMNS}})
+
+
+async def visible_position(session: AsyncSession, principal: Principal, lead_id: str) -> Position | None:
+    """The lead's position if the principal may read it (see `readable_by`)."""
+    return first_record(Position, await session.execute(sa.select(positions).where(
+        positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, _readable_by(principal))))
+
+
+def _readable_by(principal: Principal) -> Any:
+    """Admins and managers see the whole org; a rep the leads it owns or owned before (docs/access.md)."""
+    if principal.sees_whole_org:
+        return sa.true()
+    return owned_or_owned_before(lead_past_owners, principal, positions.c.lead_id, positions.c.owner_id)
+
+
+async def positions_page(session: AsyncSession, principal: Principal, filters: dict[str, str | None],
+                         after_lead_id: str | None, limit: int) -> list[Position]:
+    """The positions the principal may read (not erased), by lead id, matching `filters` (column → value);
+    `limit` + 1 rows tell whether more follow."""
+    query = sa.select(positions).where(positions.c.org_id == principal.org_id, positions.c.status != "erased",
+                                       _readable_by(principal))
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(positions.c[name] == value)
+    if after_lead_id is not None:
+        query = query.where(positions.c.lead_id > after_lead_id)
+    rows = await session.execute(query.order_by(positions.c.lead_id).limit(limit + 1))
+    return records(Position, rows.mappings())
+
+
+async def owner_of(session: AsyncSession, org_id: str, lead_id: str) -> str | None:
+    return (await session.execute(sa.select(positions.c.owner_id).where(
+        positions.c.org_id == org_id, positions.c.lead_id == lead_id))).scalar_one_or_none()
+
+
+async def leads_in_stage(session: AsyncSession, org_id: str, stage_id: str) -> list[str]:
+    """The leads active in the stage, by id."""
+    return list((await session.execute(sa.select(positions.c.lead_id).where(
+        positions.c.org_id == org_id, positions.c.stage_id == stage_id, positions.c.status == "active",
+    ).order_by(positions.c.lead_id))).scalars())
+
+
+async def leads_held_by_pipeline(session: AsyncSession, org_id: str, pipeline_id: str) -> int:
+    """How many leads are in the pipeline or nurtured by it."""
+    return int((await session.execute(sa.select(sa.func.count()).select_from(positions).where(
+        positions.c.org_id == org_id, positions.c.pipeline_id == pipeline_id,
+        positions.c.status.in_(("active", "nurturing"))))).scalar_one())
+
+
+async def claim_leads_due_to_reopen(session: AsyncSession, now: datetime, limit: int) -> list[tuple[str, str]]:
+    """(org, lead) of nurtured leads whose re-engage date has come, locked (SKIP LOCKED: replicas share them)."""
+    rows = await session.execute(
+        sa.select(positions.c.org_id, positions.c.lead_id)
+        .where(positions.c.status == "nurturing", positions.c.reengage_at <= now)
+        .order_by(positions.c.reengage_at).limit(limit).with_for_update(skip_locked=True))
+    return [(r.org_id, r.lead_id) for r in rows]
+
+
+async def remember_past_owner(session: AsyncSession, org_id: str, lead_id: str, previous_owner_id: str | None,
+                              owner_id: str | None, now: datetime) -> None:
+    """The lead's former owner keeps read access to its position."""
+    await remember_owner(session, lead_past_owners, org_id, lead_id, previous_owner_id, owner_id, now)
+
+
+async def owned_lead_before(session: AsyncSession, principal: Principal, lead_id: str) -> bool:
+    return await owned_before(session, lead_past_owners, principal, lead_id)
+
+
+# ====================================================================== pipelines and stages
+async def get_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, *, lock: bool = False,
+                       archived_too: bool = False) -> PipelineRecord | None:
+    query = sa.select(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id)
+    if not archived_too:
+        query = query.where(pipelines.c.archived.is_(False))
+    return first_record(PipelineRecord, await session.execute(query.with_for_update() if lock else query))
+
+
+async def add_pipeline(session: AsyncSession, pipeline: PipelineRecord) -> None:
+    await session.execute(sa.insert(pipelines).values(**dataclasses.asdict(pipeline)))
+
+
+async def bump_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, now: datetime,
+                        values: dict[str, Any]) -> None:
+    """Write `values` (possibly none) and the pipeline's next version."""
+    await session.execute(sa.update(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id)
+                          .values(version=pipelines.c.version + 1, updated_at=now, **values))
+
+
+async def pipelines_page(session: AsyncSession, org_id: str, after: tuple[datetime, str] | None,
+                         limit: int) -> list[PipelineRecord]:
+    """The org's pipelines (not archived), oldest first; `limit` + 1 rows tell whether more follow."""
+    query = sa.select(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.archived.is_(False))
+    if after:
+        query = query.where(_after(pipelines.c.created_at, pipelines.c.id, after))
+    rows = await session.execute(query.order_by(pipelines.c.created_at, pipelines.c.id).limit(limit + 1))
+    return records(PipelineRecord, rows.mappings())
+
+
+async def pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str) -> list[StageRecord]:
+    """The pipeline's stages (not deleted) in order."""
+    rows = await session.execute(_PIPELINE_STAGES, {"org": org_id, "pipeline": pipeline_id})
+    return records(StageRecord, rows.mappings())
+
+
+async def get_stage(session: AsyncSession, org_id: str, stage_id: str) -> StageRecord | None:
+    return first_record(StageRecord, await session.execute(sa.select(stages).where(
+        stages.c.org_id == org_id, stages.c.id == stage_id)))
+
+
+async def stage_position(session: AsyncSession, org_id: str, stage_id: str) -> int | None:
+    return (await session.execute(sa.select(stages.c.position).where(
+        stages.c.org_id == org_id, stages.c.id == stage_id))).scalar()
+
+
+async def add_stage(session: AsyncSession, stage: StageRecord) -> None:
+    await session.execute(sa.insert(stages).values(**dataclasses.asdict(stage)))
+
+
+async def update_stage(session: AsyncSession, org_id: str, stage_id: str, values: dict[str, Any]) -> None:
+    await session.execute(sa.update(stages).where(stages.c.org_id == org_id, stages.c.id == stage_id)
+                          .values(**values))
+
+
+# ====================================================================== activities
+async def add_activity(session: AsyncSession, org_id: str, activity_id: str, lead_id: str, kind: str,
+                       occurred_at: datetime, now: datetime) -> bool:
+    """False when the activity is known already (the same activity under another event id)."""
+    insert = dialect_insert(session)
+    result = await session.execute(insert(activities).values(
+        org_id=org_id, activity_id=activity_id, lead_id=lead_id, kind=kind, occurred_at=occurred_at,
+        received_at=now).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
+    return rows_affected(result) == 1
+
+
+async def activities_of(session: AsyncSession, org_id: str, lead_id: str) -> list[Activity]:
+    rows = await session.execute(_ACTIVITIES, {"org": org_id, "lead_id_": lead_id})
+    return [Activity(kind=r.kind, occurred_at=r.occurred_at) for r in rows]
+
+
+async def forget_activities(session: AsyncSession, org_id: str, lead_id: str) -> None:
+    await session.execute(sa.delete(activities).where(activities.c.org_id == org_id, activities.c.lead_id == lead_id))
+
+
+# ====================================================================== stage history
+async def add_visit(session: AsyncSession, *, visit_id: str, org_id: str, lead_id: str, pipeline_id: str,
+                    stage: StageRecord, now: datetime, reason: str, triggering_event_id: str | None,
+                    moved_by: str | None, note: str | None) -> None:
+    """The lead enters the stage: its next visit, numbered after those before."""
+    seq = (await session.execute(_VISITS_SO_FAR, {"org": org_id, "lead_id_": lead_id})).scalar_one()
+    await session.execute(sa.insert(stage_history).values(
+        id=visit_id, org_id=org_id, lead_id=lead_id, pipeline_id=pipeline_id, stage_id=stage.id,
+        stage_name=stage.name, entered_at=now, entry_reason=reason, triggering_event_id=triggering_event_id,
+        moved_by=moved_by, note=note, seq=int(seq) + 1))
+
+
+async def close_visit(session: AsyncSession, visit_id: str, exit_reason: str, now: datetime) -> None:
+    await session.execute(sa.update(stage_history).where(stage_history.c.id == visit_id).values(
+        exited_at=now, exit_reason=exit_reason))
+
+
+async def visits_of(session: AsyncSession, org_id: str, lead_id: str) -> list[StageVisit]:
+    rows = await session.execute(sa.select(stage_history).where(
+        stage_history.c.org_id == org_id, stage_history.c.lead_id == lead_id).order_by(stage_history.c.seq))
+    return records(StageVisit, rows.mappings())
+
+
+async def forget_visit_notes(session: AsyncSession, org_id: str, lead_id: str) -> None:
+    await session.execute(sa.update(stage_history).where(
+        stage_history.c.org_id == org_id, stage_history.c.lead_id == lead_id).values(note=None))
+
+
+# ====================================================================== tasks
+async def add_task(session: AsyncSession, task: TaskRecord) -> None:
+    await session.execute(sa.insert(tasks).values(**dataclasses.asdict(task)))
+
+
+async def get_task(session: AsyncSession, org_id: str, task_id: str, *, lock: bool = False) -> TaskRecord | None:
+    query = sa.select(tasks).where(tasks.c.org_id == org_id, tasks.c.id == task_id)
+    return first_record(TaskRecord, await session.execute(query.with_for_update() if lock else query))
+
+
+async def required_task_statuses(session: AsyncSession, org_id: str, visit_id: str | None) -> list[str]:
+    """The statuses of the required tasks of one stage visit."""
+    rows = await session.execute(_REQUIRED_TASK_STATUSES, {"org": org_id, "visit": visit_id})
+    return [r.status for r in rows]
+
+
+async def lock_open_tasks(session: AsyncSession, org_id: str, lead_id: str, *, visit_id: str | None = None,
+                          visit_only: bool = False, owner_tasks_only: bool = False) -> list[TaskRecord]:
+    """The lead's open tasks, locked: of one stage visit (`visit_only`), or those following the owner
+    (`owner_tasks_only`, oldest first)."""
+    query = sa.select(tasks).where(tasks.c.org_id == org_id, tasks.c.lead_id == lead_id, tasks.c.status == "open")
+    if visit_only:
+        query = query.where(tasks.c.visit_id == visit_id)
+    if owner_tasks_only:
+        query = query.where(tasks.c.assignee_kind == "owner").order_by(tasks.c.created_at, tasks.c.id)
+    return records(TaskRecord, (await session.execute(query.with_for_update())).mappings())
+
+
+async def open_tasks_of(session: AsyncSession, org_id: str, lead_id: str) -> list[TaskRecord]:
+    """The lead's open tasks by due time."""
+    rows = await session.execute(sa.select(tasks).where(
+        tasks.c.org_id == org_id, tasks.c.lead_id == lead_id, tasks.c.status == "open",
+    ).order_by(tasks.c.due_at, tasks.c.id))
+    return records(TaskRecord, rows.mappings())
+
+
+async def reassign_task(session: AsyncSession, task: TaskRecord, *, assignee_kind: str, assignee_id: str | None,
+                        team_id: str | None) -> None:
+    """The task (its locked row) goes to another assignee, at its next version."""
+    await session.execute(sa.update(tasks).where(tasks.c.id == task.id).values(
+        assignee_kind=assignee_kind, assignee_id=assignee_id, team_id=team_id, version=task.version + 1))
+
+
+async def skip_task(session: AsyncSession, task: TaskRecord, reason: str) -> None:
+    await session.execute(sa.update(tasks).where(tasks.c.id == task.id).values(
+        status="skipped", skip_reason=reason, version=task.version + 1))
+
+
+async def complete_task(session: AsyncSession, task: TaskRecord, by: str, now: datetime) -> None:
+    await session.execute(sa.update(tasks).where(tasks.c.id == task.id).values(
+        status="done", completed_at=now, completed_by=by, version=task.version + 1))
+
+
+async def tasks_page(session: AsyncSession, org_id: str, *, assignee_id: str | None, team_id: str | None,
+                     status: str | None, lead_id: str | None, after: tuple[datetime, str] | None,
+                     limit: int) -> list[TaskRecord]:
+    """The org's tasks matching the filters given, by due time (overdue ones, the earliest, first);
+    `limit` + 1 rows tell whether more follow."""
+    query = sa.select(tasks).where(tasks.c.org_id == org_id)
+    for column, value in ((tasks.c.assignee_id, assignee_id), (tasks.c.team_id, team_id),
+                          (tasks.c.status, status), (tasks.c.lead_id, lead_id)):
+        if value:
+            query = query.where(column == value)
+    if after:
+        query = query.where(_after(tasks.c.due_at, tasks.c.id, after))
+    rows = await session.execute(query.order_by(tasks.c.due_at, tasks.c.id).limit(limit + 1))
+    return records(TaskRecord, rows.mappings())
+
+
+async def claim_overdue_tasks(session: AsyncSession, now: datetime, limit: int) -> list[TaskRecord]:
+    """Open tasks past due with no TaskOverdue yet, locked (SKIP LOCKED: replicas share them)."""
+    rows = await session.execute(
+        sa.select(tasks).where(tasks.c.status == "open", tasks.c.overdue_at.is_(None), tasks.c.due_at <= now)
+        .order_by(tasks.c.due_at, tasks.c.id).limit(limit).with_for_update(skip_locked=True))
+    return records(TaskRecord, rows.mappings())
+
+
+async def mark_overdue(session: AsyncSession, task_id: str, now: datetime) -> bool:
+    """False when the task was closed or marked meanwhile."""
+    result = await session.execute(sa.update(tasks).where(
+        tasks.c.id == task_id, tasks.c.overdue_at.is_(None), tasks.c.status == "open",
+    ).values(overdue_at=now, version=tasks.c.version + 1))
+    return rows_affected(result) == 1
