@@ -3,7 +3,7 @@ statements themselves. Returns domain objects or plain rows; no business rules h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -98,40 +98,22 @@ def _quota_of(rows: list[Any], start: date, end: date) -> Quota | None:
 
 async def load_wins(session: AsyncSession, org_id: str, start: date, end: date,
                     closer_id: str | None) -> tuple[list[Win], dict[str, list[Reversal]], dict[str, list[datetime]]]:
-    """Wins in [start, end) (of one closer, or all), with each deal's later reversals and later wins."""
+    """Wins in [start, end) (of one closer, or all), with the later reversals of the deals that had any and those
+    deals' later wins (the other deals need neither: nothing to claw back)."""
     won = sa.and_(deal_outcomes.c.org_id == org_id, deal_outcomes.c.kind == "won",
                   deal_outcomes.c.at >= day_start(start), deal_outcomes.c.at < day_start(end))
     if closer_id is not None:
         won = sa.and_(won, deal_outcomes.c.owner_id == closer_id)
+    # Only the columns a win is made of, read as plain tuples: a whole org's quarter is 50,000 rows.
     rows = (await session.execute(
-        sa.select(deal_outcomes, deals.c.product_line, deals.c.company_key)
+        sa.select(deal_outcomes.c.event_id, deal_outcomes.c.lead_id, deal_outcomes.c.at, deal_outcomes.c.value,
+                  deal_outcomes.c.currency, deal_outcomes.c.owner_id, deal_outcomes.c.team_id, deals.c.product_line,
+                  deals.c.company_key)
         .join(deals, sa.and_(deals.c.org_id == deal_outcomes.c.org_id, deals.c.lead_id == deal_outcomes.c.lead_id),
-              isouter=True).where(won))).all()
+              isouter=True).where(won))).tuples().all()
     if not rows:
         return [], {}, {}
-    # A company's first win is a new logo: the earliest win of every deal with the same company key.
-    keys = {r.company_key for r in rows if r.company_key}
-    first_win: dict[str, Any] = {}
-    if keys:
-        if len(keys) <= 1000:
-            # One closer's customers: their deals by index, each deal's first win by index (a join lets the
-            # planner read every outcome of the org instead: ~6x slower on 50,000 wins).
-            other = deal_outcomes.alias("other")
-            first_of_deal = (sa.select(sa.func.min(other.c.at)).where(
-                other.c.org_id == deals.c.org_id, other.c.lead_id == deals.c.lead_id, other.c.kind == "won")
-                .scalar_subquery())
-            per_deal = (sa.select(deals.c.company_key, first_of_deal.label("first_won"))
-                        .where(deals.c.org_id == org_id, deals.c.company_key.in_(sorted(keys))).subquery())
-            firsts = sa.select(per_deal.c.company_key, sa.func.min(per_deal.c.first_won)).group_by(
-                per_deal.c.company_key)
-        else:  # a whole org's: one pass over its wins
-            firsts = (sa.select(deals.c.company_key, sa.func.min(deal_outcomes.c.at))
-                      .join(deal_outcomes, sa.and_(deals.c.org_id == deal_outcomes.c.org_id,
-                                                   deals.c.lead_id == deal_outcomes.c.lead_id))
-                      .where(deals.c.org_id == org_id, deal_outcomes.c.kind == "won",
-                             deals.c.company_key.is_not(None))
-                      .group_by(deals.c.company_key))
-        first_win = {key: aware(at) for key, at in (await session.execute(firsts)).all() if at is not None}
+    first_win = await _first_wins(session, org_id, {row[8] for row in rows if row[8]})
     # What happened to these deals afterwards: reversals from the period's start, and wins again (of the whole
     # org, the period's own wins are `rows`; of one closer, another rep may have won the deal again in it).
     again_from = end if closer_id is None else start
@@ -141,30 +123,65 @@ async def load_wins(session: AsyncSession, org_id: str, start: date, end: date,
                                           sa.or_(sa.and_(deal_outcomes.c.kind != "won",
                                                          deal_outcomes.c.at >= day_start(start)),
                                                  sa.and_(deal_outcomes.c.kind == "won",
-                                                         deal_outcomes.c.at >= day_start(again_from)))))).all()
+                                                         deal_outcomes.c.at >= day_start(again_from)))))).tuples().all()
     reversals: dict[str, list[Reversal]] = {}
-    later_wins: dict[str, list[datetime]] = {}
-    for r in rows:
-        later_wins.setdefault(r.lead_id, []).append(aware(r.at))
     for lead_id, kind, at in later:
-        if kind == "won":
-            later_wins.setdefault(lead_id, []).append(aware(at))
-        else:
+        if kind != "won":
             reversals.setdefault(lead_id, []).append(Reversal(lead_id, aware(at), kind))
+    later_wins: dict[str, list[datetime]] = {}
+    for lead_id, kind, at in later:
+        if kind == "won" and lead_id in reversals:
+            later_wins.setdefault(lead_id, []).append(aware(at))
     wins = []
-    for r in rows:
-        if r.value is None or not r.currency:
+    for event_id, lead_id, at, value, currency, owner_id, team_id, product_line, company_key in rows:
+        if at.tzinfo is None:  # SQLite keeps no offset; every time stored is UTC
+            at = at.replace(tzinfo=UTC)
+        if lead_id in reversals:
+            later_wins.setdefault(lead_id, []).append(at)
+        if value is None or not currency:
             continue  # a win without a value credits nothing
-        at = aware(r.at)
-        wins.append(Win(r.event_id, r.lead_id, at, Decimal(r.value), r.currency, r.owner_id, r.team_id,
-                        r.product_line, bool(r.company_key) and first_win.get(r.company_key) == at))
+        wins.append(Win(event_id, lead_id, at, value if isinstance(value, Decimal) else Decimal(value), currency,
+                        owner_id, team_id, product_line, bool(company_key) and first_win.get(company_key) == at))
     return wins, reversals, later_wins
+
+
+async def _first_wins(session: AsyncSession, org_id: str, keys: set[str]) -> dict[str, datetime]:
+    """When each company (by key) was first won: a company's first win is a new logo."""
+    if not keys:
+        return {}
+    if len(keys) <= 1000:
+        # One closer's customers: their deals by index, each deal's first win by index (a join lets the
+        # planner read every outcome of the org instead: ~6x slower on 50,000 wins).
+        other = deal_outcomes.alias("other")
+        first_of_deal = (sa.select(sa.func.min(other.c.at)).where(
+            other.c.org_id == deals.c.org_id, other.c.lead_id == deals.c.lead_id, other.c.kind == "won")
+            .scalar_subquery())
+        per_deal = (sa.select(deals.c.company_key, first_of_deal.label("first_won"))
+                    .where(deals.c.org_id == org_id, deals.c.company_key.in_(sorted(keys))).subquery())
+        firsts = sa.select(per_deal.c.company_key, sa.func.min(per_deal.c.first_won)).group_by(
+            per_deal.c.company_key)
+    else:  # a whole org's: one pass over its wins
+        firsts = (sa.select(deals.c.company_key, sa.func.min(deal_outcomes.c.at))
+                  .join(deal_outcomes, sa.and_(deals.c.org_id == deal_outcomes.c.org_id,
+                                               deals.c.lead_id == deal_outcomes.c.lead_id))
+                  .where(deals.c.org_id == org_id, deal_outcomes.c.kind == "won",
+                         deals.c.company_key.is_not(None))
+                  .group_by(deals.c.company_key))
+    return {key: aware(at) for key, at in (await session.execute(firsts)).tuples().all() if at is not None}
 
 
 async def lead_outcomes(session: AsyncSession, org_id: str, lead_id: str) -> list[Any]:
     return list((await session.execute(sa.select(deal_outcomes).where(deal_outcomes.c.org_id == org_id,
                                                                       deal_outcomes.c.lead_id == lead_id)
                                        .order_by(deal_outcomes.c.at))).all())
+
+
+async def insert_refund(session: AsyncSession, org_id: str, refund_id: str, lead_id: str, at: datetime,
+                        recorded_by: str, note: str | None) -> None:
+    """A won deal refunded, as entered over the API (an outcome like a loss: a clawback within the plan's days)."""
+    await session.execute(sa.insert(deal_outcomes).values(
+        org_id=org_id, event_id=refund_id, lead_id=lead_id, kind="refunded", at=at, recorded_by=recorded_by,
+        note=note))
 
 
 async def load_adjustments(session: AsyncSession, org_id: str, participant_id: str, start: date) -> list[Adjustment]:
@@ -189,21 +206,60 @@ def aware(moment: datetime) -> datetime:
 
 
 # ------------------------------------------------------------------ statements
+@dataclass(frozen=True)
+class StatementRow:
+    """One version of a participant's statement of a period (the `statements` table)."""
+
+    org_id: str
+    statement_id: str
+    participant_id: str
+    period_start: date
+    period_end: date
+    version: int
+    status: str
+    plan_currency: str
+    total: Decimal
+    payout_currency: str
+    payout: Decimal
+    summary: dict[str, Any]
+    fingerprint: str
+    reason: str
+    revision: int
+    computed_at: datetime
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    approved_by: str | None
+    approved_at: datetime | None
+    locked_by: str | None
+    locked_at: datetime | None
+    paid_by: str | None
+    paid_at: datetime | None
+    payment_reference: str | None
+
+
+_STATEMENT_FIELDS = tuple(f.name for f in fields(StatementRow))
+
+
+def statement_row(row: Any) -> StatementRow:
+    return StatementRow(*(getattr(row, name) for name in _STATEMENT_FIELDS))
+
+
 async def latest_statement(session: AsyncSession, org_id: str, participant_id: str, start: date,
-                           for_update: bool = False) -> Any:
+                           for_update: bool = False) -> StatementRow | None:
     query = (sa.select(statements).where(statements.c.org_id == org_id, statements.c.participant_id == participant_id,
                                          statements.c.period_start == start)
              .order_by(statements.c.version.desc()).limit(1))
     if for_update:
         query = query.with_for_update()
-    return (await session.execute(query)).first()
+    row = (await session.execute(query)).first()
+    return None if row is None else statement_row(row)
 
 
 async def latest_statements(session: AsyncSession, org_id: str, participant_ids: Sequence[str], start: date,
-                            for_update: bool = False) -> dict[str, Any]:
+                            for_update: bool = False) -> dict[str, StatementRow]:
     """The newest version of each participant's statement of the period starting `start` (absent: none yet).
     `for_update` locks every version of them, in one order everywhere (participant, version)."""
-    latest: dict[str, Any] = {}
+    latest: dict[str, StatementRow] = {}
     for chunk in chunks(participant_ids):
         query = (sa.select(statements).where(statements.c.org_id == org_id,
                                              statements.c.participant_id.in_(chunk),
@@ -212,27 +268,27 @@ async def latest_statements(session: AsyncSession, org_id: str, participant_ids:
         if for_update:
             query = query.with_for_update()
         for row in (await session.execute(query)).all():
-            latest[row.participant_id] = row
+            latest[row.participant_id] = statement_row(row)
     return latest
 
 
-async def participant_statements(session: AsyncSession, org_id: str, participant_id: str) -> list[Any]:
+async def participant_statements(session: AsyncSession, org_id: str, participant_id: str) -> list[StatementRow]:
     """The latest version of each of a participant's statements, oldest period first."""
     return (await statement_histories(session, org_id, [participant_id]))[participant_id]
 
 
 async def statement_histories(session: AsyncSession, org_id: str, participant_ids: Sequence[str],
-                              before: date | None = None) -> dict[str, list[Any]]:
+                              before: date | None = None) -> dict[str, list[StatementRow]]:
     """Each participant's statements (of the periods starting before `before`, if given): the latest version of
     each, oldest period first."""
-    latest: dict[str, dict[date, Any]] = {p: {} for p in participant_ids}
+    latest: dict[str, dict[date, StatementRow]] = {p: {} for p in participant_ids}
     for chunk in chunks(participant_ids):
         query = sa.select(statements).where(statements.c.org_id == org_id, statements.c.participant_id.in_(chunk))
         if before is not None:
             query = query.where(statements.c.period_start < before)
         for row in (await session.execute(query.order_by(statements.c.participant_id, statements.c.period_start,
                                                           statements.c.version))).all():
-            latest[row.participant_id][row.period_start] = row
+            latest[row.participant_id][row.period_start] = statement_row(row)
     return {p: list(periods.values()) for p, periods in latest.items()}
 
 

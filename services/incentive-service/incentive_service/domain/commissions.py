@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from .money import HUNDRED, ZERO, ExchangeRates, cents, pct, show
@@ -86,22 +87,24 @@ def credits_for_win(win: Win, closer_plan: PlanVersion | None, reversal: Reversa
             credits.append(Credit(f"{win.event_id}:{win.closer_id}:split", win, win.closer_id, "split", HUNDRED,
                                   "closer (no plan covers the closer)", "none", reversal))
         return credits
-    plan = closer_plan.plan
+    plan, source = closer_plan.plan, closer_plan.label
+    split_of: dict[str, int] = {}  # participant -> their split credit's index in `credits`
     for i, split in enumerate(plan.splits):
         who = win.closer_id if split.to == CLOSER else split.to
         if not who:
             continue
-        existing = next((c for c in credits if c.participant_id == who and c.kind == "split"), None)
-        if existing is not None:  # the closer also named: one credit with both shares
-            credits[credits.index(existing)] = replace(existing, percent=existing.percent + split.percent,
-                                                       rule=f"{existing.rule}+credit.splits[{i}]")
+        if who in split_of:  # the closer also named: one credit with both shares
+            existing = credits[split_of[who]]
+            credits[split_of[who]] = replace(existing, percent=existing.percent + split.percent,
+                                             rule=f"{existing.rule}+credit.splits[{i}]")
             continue
+        split_of[who] = len(credits)
         credits.append(Credit(f"{win.event_id}:{who}:split", win, who, "split", split.percent,
-                              f"credit.splits[{i}]", closer_plan.label, reversal))
+                              f"credit.splits[{i}]", source, reversal))
     for i, overlay in enumerate(plan.overlays):
         if win.team_id in overlay.teams and overlay.participant != win.closer_id:
             credits.append(Credit(f"{win.event_id}:{overlay.participant}:overlay", win, overlay.participant,
-                                  "overlay", overlay.percent, f"credit.overlays[{i}]", closer_plan.label, reversal))
+                                  "overlay", overlay.percent, f"credit.overlays[{i}]", source, reversal))
     return credits
 
 
@@ -200,43 +203,45 @@ def _band_for(bands: Sequence[Band], attainment: Decimal) -> tuple[int, Band]:
     return 0, bands[0]
 
 
-def _flat_rate(plan: Plan, attainment: Decimal | None, quota: Decimal | None) -> tuple[Decimal, str, str] | None:
-    """(rate, rule, the step that explains the rate) when every credit of the statement under `plan` is paid at
-    one rate (base rate, or retroactive tiers: the band the period's attainment falls in); None for marginal
-    tiers. The same for every credit of a plan, so worked out once per statement."""
+@dataclass(frozen=True)
+class _FlatRate:
+    """How every credit of a statement under one plan is paid when they all take one rate (base rate, or
+    retroactive tiers: the band the period's attainment falls in). The same for all of them, so worked out once
+    per statement and plan, with the text its steps share."""
+
+    rate: Decimal
+    rule: str
+    explained: str  # the step that explains the rate
+    separate: bool  # the rate's explanation is a step of its own (else it prefixes the product)
+    times: str  # " × 5% = ", between the credited amount and the commission
+
+
+def _flat_rate(plan: Plan, attainment: Decimal | None, quota: Decimal | None) -> _FlatRate | None:
+    """None for marginal tiers (each credit is paid by the bands it covers)."""
     if plan.tiers is None or quota is None or attainment is None:
         # union-attr: parse_plan refuses a plan with neither a base rate nor tiers
         rate = plan.base_rate if plan.base_rate is not None else plan.tiers.bands[0].rate  # type: ignore[union-attr]
         rule = "base_rate" if plan.base_rate is not None else "tiers.bands[0]"
         note = "" if plan.tiers is None else " (no quota for the period: tiers cannot apply)"
-        return rate, rule, f"rate {pct(rate * HUNDRED)} ({rule}){note}: "
+        shown_rate = pct(rate * HUNDRED)
+        return _FlatRate(rate, rule, f"rate {shown_rate} ({rule}){note}: ", False, f" × {shown_rate} = ")
     if plan.tiers.mode == "retroactive":
         i, band = _band_for(plan.tiers.bands, attainment)
-        return band.rate, f"tiers.bands[{i}]", (
-            f"retroactive tiers: attainment {pct(attainment)} falls in band {i} {band.label()} at "
-            f"{pct(band.rate * HUNDRED)}, paid on every credit of the period")
+        shown_rate = pct(band.rate * HUNDRED)
+        return _FlatRate(band.rate, f"tiers.bands[{i}]", (
+            f"retroactive tiers: attainment {pct(attainment)} falls in band {i} {band.label()} at {shown_rate}, "
+            "paid on every credit of the period"), True, f" × {shown_rate} = ")
     return None
 
 
-def _commission(item: _Priced, attainment: Decimal | None, quota: Decimal | None, cumulative: Decimal,
-                currency: str, flat: tuple[Decimal, str, str] | None = None) -> tuple[Decimal, str, list[str]]:
-    """(unrounded commission, rule, steps) of one credit before hurdle and cap. `flat`: `_flat_rate` of the
-    credit's plan, when already worked out."""
+def _marginal(item: _Priced, quota: Decimal | None, cumulative: Decimal,
+              currency: str) -> tuple[Decimal, str, list[str]]:
+    """(unrounded commission, rule, steps) of one credit under marginal tiers, before hurdle and cap: the credit
+    occupies [cumulative, cumulative + credited) of the quota; each part is paid at its band."""
     plan = item.plan.plan
     amount = item.credited
-    if flat is None:
-        flat = _flat_rate(plan, attainment, quota)
-    if flat is not None:
-        rate, rule, explained = flat
-        product = f"{item.shown_credited or show(amount, currency)} × {pct(rate * HUNDRED)} = " \
-                  f"{show(amount * rate, currency)}"
-        if plan.tiers is not None and plan.tiers.mode == "retroactive" and quota is not None \
-                and attainment is not None:
-            return amount * rate, rule, [explained, product]
-        return amount * rate, rule, [explained + product]
-    assert plan.tiers is not None and quota is not None and attainment is not None
+    assert plan.tiers is not None and quota is not None
     bands = plan.tiers.bands
-    # Marginal: the credit occupies [cumulative, cumulative + amount) of the quota; each part is paid at its band.
     low, high = cumulative, cumulative + amount
     total, used, steps = ZERO, [], [
         f"marginal tiers: this credit covers {pct(low / quota * HUNDRED)} to {pct(high / quota * HUNDRED)} of the "
@@ -255,6 +260,9 @@ def _commission(item: _Priced, attainment: Decimal | None, quota: Decimal | None
     return total, ",".join(used), steps
 
 
+_WON_ORDER = attrgetter("credit.win.at", "credit.credit_id")  # in the order the deals were won
+
+
 def compute_statement(inp: StatementInput) -> Statement:
     period_plan = inp.period_plan.plan
     currency = period_plan.currency
@@ -262,7 +270,7 @@ def compute_statement(inp: StatementInput) -> Statement:
     priced: list[_Priced] = []
     # Thousands of credits share a few currencies and days: each (currency, day)'s rate is looked up once.
     day_rates: dict[tuple[str, date], tuple[Decimal, str] | None] = {}
-    for entry in sorted(inp.credits, key=lambda e: (e.credit.win.at, e.credit.credit_id)):
+    for entry in sorted(inp.credits, key=_WON_ORDER):
         credit, win = entry.credit, entry.credit.win
         plan = entry.plan
         won_on = win.at.date()
@@ -313,61 +321,79 @@ def compute_statement(inp: StatementInput) -> Statement:
         warnings.append("no quota for the period: the hurdle cannot be checked and does not apply")
     cap, paid, cumulative = period_plan.cap, ZERO, ZERO
     shown_cap = show(cap, currency) if cap is not None else ""
-    flat_rates: dict[int, tuple[Decimal, str, str] | None] = {}  # by plan (the same for all its credits)
+    flat_rates: dict[int, _FlatRate | None] = {}  # by plan (the same for all its credits)
+    hurdle_step = f"attainment {pct(attainment)} is below the hurdle of {pct(hurdle)}: nothing is paid" \
+        if below_hurdle else ""
     for item in priced:
         credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan
-        common: dict[str, Any] = {"lead_id": win.lead_id, "plan_id": plan.plan_id, "plan_version": plan.version}
         if item.clawed_back:
             lines.append(Line("clawback", f"commission:{credit.credit_id}", ZERO,
-                              f"{win.lead_id}: clawed back, no commission", tuple(item.steps + [
-                                  "not counted towards attainment; no commission"]), rule="clawback", **common))
+                              f"{win.lead_id}: clawed back, no commission",
+                              (*item.steps, "not counted towards attainment; no commission"),
+                              win.lead_id, plan.plan_id, plan.version, "clawback"))
             continue
         if id(plan.plan) not in flat_rates:
             flat_rates[id(plan.plan)] = _flat_rate(plan.plan, attainment, quota)
-        raw, rule, steps = _commission(item, attainment, quota, cumulative, currency, flat_rates[id(plan.plan)])
+        flat = flat_rates[id(plan.plan)]
+        shown_raw = ""  # the unrounded commission as shown (rounded like the line)
+        if flat is not None:
+            raw, rule = item.credited * flat.rate, flat.rule
+            shown_raw = show(raw, currency)
+            product = f"{item.shown_credited}{flat.times}{shown_raw}"
+            steps = [*item.steps, flat.explained, product] if flat.separate else \
+                [*item.steps, flat.explained + product]
+        else:
+            raw, rule, marginal = _marginal(item, quota, cumulative, currency)
+            steps = item.steps + marginal
         cumulative += item.credited
         amount = cents(raw)
-        steps = item.steps + steps
         if below_hurdle:
-            steps.append(f"attainment {pct(attainment)} is below the hurdle of {pct(hurdle)}: nothing is paid")
-            amount, rule = ZERO, f"{rule},hurdle"
-        shown_amount = None
+            steps.append(hurdle_step)
+            amount, rule, shown_raw = ZERO, f"{rule},hurdle", ""
+        shown_amount = shown_raw  # show(amount) is show(raw): show rounds as cents() does
         if cap is not None and amount > 0:
             room = max(cap - paid, ZERO)
             if amount > room:
                 shown_amount = show(room, currency)
                 steps.append(f"cap {shown_cap} per period: {show(paid, currency)} already paid, so "
-                             f"{shown_amount} of {show(amount, currency)}")
+                             f"{shown_amount} of {shown_raw or show(amount, currency)}")
                 amount, rule = room, f"{rule},cap"
         paid += amount
         steps.append(f"commission = {shown_amount or show(amount, currency)}")
         lines.append(Line("commission", f"commission:{credit.credit_id}", amount,
                           f"{win.lead_id}: commission on {pct(credit.percent)} of {item.shown_value}",
-                          tuple(steps), rule=rule, **common))
+                          tuple(steps), win.lead_id, plan.plan_id, plan.version, rule))
+    spiff_steps: dict[tuple[int, int, Decimal], tuple[Decimal, str]] = {}  # (plan, spiff, share) -> amount, step
     for item in priced:
-        credit, win, plan = item.entry.credit, item.entry.credit.win, item.plan
-        if item.clawed_back or credit.kind != "split":
+        credit, plan = item.entry.credit, item.plan
+        if item.clawed_back or credit.kind != "split" or not plan.plan.spiffs:
             continue
-        full_value = item.credited * HUNDRED / credit.percent
+        win = credit.win
         for i, spiff in enumerate(plan.plan.spiffs):
             if spiff.kind == "product_line":
-                applies, why = win.product_line == spiff.product_line, f"product line {win.product_line}"
+                if win.product_line != spiff.product_line:
+                    continue
+                why = f"product line {win.product_line}"
             elif spiff.kind == "large_deal":
-                applies = spiff.min_value is not None and full_value >= spiff.min_value
+                full_value = item.credited * HUNDRED / credit.percent
+                if spiff.min_value is None or full_value < spiff.min_value:
+                    continue
                 why = (f"deal of {show(full_value, plan.plan.currency)} >= "
                        f"{show(spiff.min_value or ZERO, plan.plan.currency)}")
             else:
-                applies, why = win.new_logo, "the customer's first won deal (new logo)"
-            if not applies:
-                continue
-            amount = cents(spiff.amount * credit.percent / HUNDRED)
+                if not win.new_logo:
+                    continue
+                why = "the customer's first won deal (new logo)"
+            paid_for = (id(plan.plan), i, credit.percent)
+            if paid_for not in spiff_steps:
+                share = cents(spiff.amount * credit.percent / HUNDRED)
+                spiff_steps[paid_for] = share, (f"{show(spiff.amount, currency)} × {pct(credit.percent)} credit = "
+                                                f"{show(share, currency)}")
+            amount, product = spiff_steps[paid_for]
             lines.append(Line("spiff", f"spiff:{credit.credit_id}:{i}", amount,
-                              f"{win.lead_id}: SPIFF {spiff.name}", tuple(item.steps + [
-                                  f"SPIFF {spiff.name} (spiffs[{i}]): {why}",
-                                  f"{show(spiff.amount, currency)} × {pct(credit.percent)} credit = "
-                                  f"{show(amount, currency)}"]),
-                              lead_id=win.lead_id, plan_id=plan.plan_id, plan_version=plan.version,
-                              rule=f"spiffs[{i}]"))
+                              f"{win.lead_id}: SPIFF {spiff.name}",
+                              (*item.steps, f"SPIFF {spiff.name} (spiffs[{i}]): {why}", product),
+                              win.lead_id, plan.plan_id, plan.version, f"spiffs[{i}]"))
     for adjustment in inp.adjustments:
         lines.append(Line(adjustment.kind, f"adjustment:{adjustment.adjustment_id}", cents(adjustment.amount),
                           f"adjustment: {adjustment.reason}",

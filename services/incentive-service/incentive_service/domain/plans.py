@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 from .money import HUNDRED, PERIODS, ZERO
@@ -380,7 +381,7 @@ class PlanVersion:
     version: int
     plan: Plan
 
-    @property
+    @cached_property  # on every credit of the plan's wins
     def label(self) -> str:
         return f"{self.plan.name} (plan {self.plan_id} v{self.version})"
 

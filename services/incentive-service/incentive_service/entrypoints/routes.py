@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -24,13 +23,15 @@ from salesflow_shared.contract import CSV_FILE, returns
 from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import NotFound, ValidationFailed
 from salesflow_shared.idempotency import IdempotencyDep, once
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.pagination import LimitParam
 from salesflow_shared.preconditions import check_if_match, content_etag, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import payees_repository as paying
 from ..adapters import repository as repo
-from ..adapters.orm import audit_log, deal_outcomes, disputes, payees, statements
+from ..adapters import statements_repository as stored
+from ..adapters.audit_repository import audit_entries
+from ..adapters.disputes_repository import disputes_of
 from ..domain.commissions import Win, compute_statement
 from ..domain.money import cents
 from ..service_layer import adjustments as adjusting
@@ -91,8 +92,7 @@ class PayeeIn(BaseModel):
 @router.get("/payees", summary="Participants: the rep directory plus the currency each is paid in",
             operation_id="listPayees", **returns(R.PayeePage))
 async def list_payees(principal: ManagerPrincipal, uow: UowDep, limit: LimitParam = 100) -> dict[str, Any]:
-    rows = (await uow.session.execute(sa.select(payees).where(payees.c.org_id == principal.org_id)
-                                      .order_by(payees.c.participant_id).limit(limit))).all()
+    rows = await paying.payee_rows(uow.session, principal.org_id, limit)
     return {"items": [payee_json(r) for r in rows], "next_cursor": None}
 
 
@@ -101,8 +101,7 @@ async def list_payees(principal: ManagerPrincipal, uow: UowDep, limit: LimitPara
 async def get_payee(participant_id: ParticipantId, principal: CurrentPrincipal, uow: UowDep) -> JSONResponse:
     if not principal.sees_whole_org and participant_id != principal.user_id:
         raise NotFound(f"no payee {participant_id}")
-    row = (await uow.session.execute(sa.select(payees).where(
-        payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id))).first()
+    row = await paying.payee_row(uow.session, principal.org_id, participant_id)
     if row is None:
         raise NotFound(f"no payee {participant_id}")
     return JSONResponse(payee_json(row), headers={"ETag": payee_etag(row)})
@@ -114,18 +113,14 @@ async def get_payee(participant_id: ParticipantId, principal: CurrentPrincipal, 
 async def put_payee(participant_id: ParticipantId, body: PayeeIn, principal: ManagerPrincipal, uow: UowDep,
                     context: ContextDep, if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     now = now_of(context)
-    before = (await uow.session.execute(sa.select(payees).where(
-        payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id).with_for_update())).first()
+    before = await paying.payee_row(uow.session, principal.org_id, participant_id, for_update=True)
     check_if_match(if_match, None if before is None else payee_etag(before), what="payee")
     values: dict[str, Any] = {"currency": body.currency, "role": body.role, "updated_at": now}
     if body.team_ids is not None:
         values["team_ids"] = body.team_ids
-    insert = dialect_insert(uow.session)
-    await uow.session.execute(insert(payees).values(
-        {"team_ids": [], **values, "org_id": principal.org_id, "participant_id": participant_id},
-    ).on_conflict_do_update(index_elements=["org_id", "participant_id"], set_=values))
-    row = (await uow.session.execute(sa.select(payees).where(
-        payees.c.org_id == principal.org_id, payees.c.participant_id == participant_id))).one()
+    await paying.set_payee(uow.session, principal.org_id, participant_id, values)
+    row = await paying.payee_row(uow.session, principal.org_id, participant_id)
+    assert row is not None  # just written
     await audit.record(uow, principal.org_id, principal.user_id, now, "payee_set", "payee", participant_id,
                        payee_json(before) if before else None, payee_json(row))
     await uow.commit()
@@ -206,8 +201,7 @@ def line_json(row: Any) -> dict[str, Any]:
 
 async def visible_statement(uow: UnitOfWork, principal: Principal, statement_id: str) -> Any:
     """A rep reaches only their own statements, and only versions that were approved."""
-    row = (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == principal.org_id, statements.c.statement_id == statement_id))).first()
+    row = await stored.statement_of(uow.session, principal.org_id, statement_id)
     if row is None or (not principal.sees_whole_org and (
             row.participant_id != principal.user_id or row.approved_at is None)):
         raise NotFound(f"no statement {statement_id}")
@@ -216,9 +210,7 @@ async def visible_statement(uow: UnitOfWork, principal: Principal, statement_id:
 
 async def full_statement(uow: UnitOfWork, row: Any) -> dict[str, Any]:
     lines = await repo.statement_lines_of(uow.session, row.org_id, row.statement_id)
-    found = (await uow.session.execute(sa.select(disputes).where(
-        disputes.c.org_id == row.org_id, disputes.c.statement_id == row.statement_id)
-        .order_by(disputes.c.opened_at))).all()
+    found = await disputes_of(uow.session, row.org_id, statement_id=row.statement_id)
     return {**statement_json(row), "lines": [line_json(line) for line in lines],
             "disputes": [adjusting.dispute_json(d) for d in found],
             "open_disputes": sum(1 for d in found if d.status == "open")}
@@ -259,15 +251,12 @@ async def compute_statements(principal: ManagerPrincipal, uow: UowDep, context: 
 async def list_statements(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100,
                           period_start: date | None = None, participant_id: str | None = None,
                           status: str | None = None, all_versions: bool = False) -> dict[str, Any]:
-    query = sa.select(statements).where(statements.c.org_id == principal.org_id)
     if not principal.sees_whole_org:
-        query = query.where(statements.c.participant_id == principal.user_id, statements.c.approved_at.is_not(None))
-    elif participant_id:
-        query = query.where(statements.c.participant_id == participant_id)
-    if period_start:
-        query = query.where(statements.c.period_start == period_start)
-    rows = (await uow.session.execute(query.order_by(statements.c.period_start, statements.c.participant_id,
-                                                     statements.c.version))).all()
+        rows = await stored.statements_of(uow.session, principal.org_id, participant_id=principal.user_id,
+                                          period_start=period_start or None, approved_only=True)
+    else:
+        rows = await stored.statements_of(uow.session, principal.org_id, participant_id=participant_id or None,
+                                          period_start=period_start or None)
     if not all_versions:  # the newest (visible) version of each statement
         newest: dict[tuple[str, date], Any] = {}
         for row in rows:
@@ -288,12 +277,8 @@ async def get_statement(statement_id: str, principal: CurrentPrincipal, uow: Uow
             "period (a rep: the approved ones)", operation_id="statementVersions", **returns(R.StatementPage))
 async def statement_versions(statement_id: str, principal: CurrentPrincipal, uow: UowDep) -> dict[str, Any]:
     row = await visible_statement(uow, principal, statement_id)
-    query = sa.select(statements).where(statements.c.org_id == principal.org_id,
-                                        statements.c.participant_id == row.participant_id,
-                                        statements.c.period_start == row.period_start)
-    if not principal.sees_whole_org:
-        query = query.where(statements.c.approved_at.is_not(None))
-    rows = (await uow.session.execute(query.order_by(statements.c.version))).all()
+    rows = await stored.statements_of(uow.session, principal.org_id, participant_id=row.participant_id,
+                                      period_start=row.period_start, approved_only=not principal.sees_whole_org)
     return {"items": [statement_json(r) for r in rows], "next_cursor": None}
 
 
@@ -431,12 +416,8 @@ async def _what_if(body: WhatIfIn, principal: Principal, uow: UnitOfWork, contex
             operation_id="listDisputes", **returns(R.DisputeList))
 async def list_disputes(principal: CurrentPrincipal, uow: UowDep, limit: LimitParam = 100,
                         status: Literal["open", "accepted", "rejected"] | None = None) -> dict[str, Any]:
-    query = sa.select(disputes).where(disputes.c.org_id == principal.org_id)
-    if not principal.sees_whole_org:
-        query = query.where(disputes.c.participant_id == principal.user_id)
-    if status:
-        query = query.where(disputes.c.status == status)
-    rows = (await uow.session.execute(query.order_by(disputes.c.opened_at).limit(limit))).all()
+    rows = await disputes_of(uow.session, principal.org_id, status=status or None, limit=limit,
+                             participant_id=None if principal.sees_whole_org else principal.user_id)
     items = [adjusting.dispute_json(r) for r in rows]
     times = sorted(i["seconds_to_resolve"] for i in items if i["seconds_to_resolve"] is not None)
     return {"items": items, "next_cursor": None,
@@ -472,9 +453,7 @@ async def resolve_dispute(dispute_id: str, body: ResolveIn, principal: ManagerPr
 
 # ------------------------------------------------------------------ payouts
 async def _period_rows(uow: UnitOfWork, org_id: str, period_start: date) -> list[Any]:
-    rows = (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == org_id, statements.c.period_start == period_start)
-        .order_by(statements.c.participant_id, statements.c.version))).all()
+    rows = await stored.statements_of(uow.session, org_id, period_start=period_start)
     newest: dict[str, Any] = {}
     for row in rows:
         newest[row.participant_id] = row
@@ -520,12 +499,7 @@ async def export_payroll(period_start: date, principal: ManagerPrincipal, uow: U
             operation_id="auditTrail", **returns(R.AuditEntryPage))
 async def audit_trail(principal: ManagerPrincipal, uow: UowDep, limit: LimitParam = 100,
                       entity: str | None = None, entity_id: str | None = None) -> dict[str, Any]:
-    query = sa.select(audit_log).where(audit_log.c.org_id == principal.org_id)
-    if entity:
-        query = query.where(audit_log.c.entity == entity)
-    if entity_id:
-        query = query.where(audit_log.c.entity_id == entity_id)
-    rows = (await uow.session.execute(query.order_by(audit_log.c.id.desc()).limit(limit))).all()
+    rows = await audit_entries(uow.session, principal.org_id, limit, entity, entity_id)
     return {"items": [{"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "entity": r.entity,
                        "entity_id": r.entity_id, "before": r.before, "after": r.after} for r in rows],
             "next_cursor": None}
@@ -551,9 +525,8 @@ async def record_refund(lead_id: LeadId, principal: ManagerPrincipal, uow: UowDe
     if not any(o.kind == "won" for o in await repo.lead_outcomes(uow.session, principal.org_id, lead_id)):
         raise NotFound(f"no won deal {lead_id}")
     refund_id = str(uuid.uuid4())
-    await uow.session.execute(sa.insert(deal_outcomes).values(
-        org_id=principal.org_id, event_id=refund_id, lead_id=lead_id, kind="refunded",
-        at=body.refunded_at or now, recorded_by=principal.user_id, note=body.note))
+    await repo.insert_refund(uow.session, principal.org_id, refund_id, lead_id, body.refunded_at or now,
+                             principal.user_id, body.note)
     out = {"refund_id": refund_id, "lead_id": lead_id, "refunded_at": (body.refunded_at or now).isoformat(),
            "note": body.note}
     await audit.record(uow, principal.org_id, principal.user_id, now, "refund_recorded", "deal", lead_id, None, out)

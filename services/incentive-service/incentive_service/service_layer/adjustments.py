@@ -11,14 +11,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import DisputeOpenedV1, DisputeResolvedV1
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import disputes_repository as disputing
 from ..adapters import repository as repo
-from ..adapters.orm import adjustments, disputes, statement_lines
+from ..adapters.disputes_repository import DisputeRow
 from . import audit, recalculation
 from .statements import CLOSED, OrgData, get_statement_row
 
@@ -45,7 +44,7 @@ async def add_adjustment(uow: UnitOfWork, org_id: str, statement_id: str, amount
     values = {"org_id": org_id, "adjustment_id": adjustment_id, "participant_id": statement.participant_id,
               "period_start": target, "amount": amount, "currency": statement.plan_currency, "reason": reason,
               "author": author, "dispute_id": dispute_id, "created_at": now}
-    await uow.session.execute(sa.insert(adjustments).values(**values))
+    await disputing.insert_adjustment(uow.session, values)
     out = adjustment_json(values)
     await audit.record(uow, org_id, author, now, "adjustment_added", "statement", statement_id, None, out)
     await recalculation.queue_for_participant(uow, org_id, statement.participant_id, target,
@@ -70,9 +69,8 @@ def dispute_json(row: Any) -> dict[str, Any]:
             "adjustment_id": row.adjustment_id, "seconds_to_resolve": seconds}
 
 
-async def get_dispute(uow: UnitOfWork, org_id: str, dispute_id: str) -> Any:
-    row = (await uow.session.execute(sa.select(disputes).where(disputes.c.org_id == org_id,
-                                                               disputes.c.dispute_id == dispute_id))).first()
+async def get_dispute(uow: UnitOfWork, org_id: str, dispute_id: str) -> DisputeRow:
+    row = await disputing.dispute_of(uow.session, org_id, dispute_id)
     if row is None:
         raise NotFound(f"no dispute {dispute_id}")
     return row
@@ -80,15 +78,11 @@ async def get_dispute(uow: UnitOfWork, org_id: str, dispute_id: str) -> Any:
 
 async def open_dispute(uow: UnitOfWork, org_id: str, statement: Any, line_id: str, comment: str, actor: str,
                        now: datetime) -> dict[str, Any]:
-    line = (await uow.session.execute(sa.select(statement_lines).where(
-        statement_lines.c.org_id == org_id, statement_lines.c.statement_id == statement.statement_id,
-        statement_lines.c.line_id == line_id))).first()
-    if line is None:
+    if not await disputing.statement_has_line(uow.session, org_id, statement.statement_id, line_id):
         raise NotFound(f"no line {line_id} on statement {statement.statement_id}")
     dispute_id = str(uuid.uuid4())
-    await uow.session.execute(sa.insert(disputes).values(
-        org_id=org_id, dispute_id=dispute_id, statement_id=statement.statement_id, line_id=line_id,
-        participant_id=statement.participant_id, comment=comment, opened_by=actor, opened_at=now, status="open"))
+    await disputing.insert_dispute(uow.session, org_id, dispute_id, statement.statement_id, line_id,
+                                   statement.participant_id, comment, actor, now)
     uow.publish(DisputeOpenedV1(dispute_id=dispute_id, statement_id=statement.statement_id, line_id=line_id,
                                 participant_id=statement.participant_id, opened_by=actor, comment=comment,
                                 opened_at=now), org_id=org_id, subject_id=dispute_id)
@@ -110,10 +104,8 @@ async def resolve_dispute(uow: UnitOfWork, org_id: str, dispute_id: str, outcome
         adjustment = await add_adjustment(uow, org_id, row.statement_id, amount,
                                           f"dispute accepted: {resolution}", actor, now, dispute_id)
     statement = await get_statement_row(uow, org_id, row.statement_id)
-    await uow.session.execute(sa.update(disputes).where(disputes.c.org_id == org_id,
-                                                        disputes.c.dispute_id == dispute_id).values(
-        status=outcome, resolution=resolution, resolved_by=actor, resolved_at=now,
-        adjustment_id=adjustment["adjustment_id"] if adjustment else None))
+    await disputing.resolve_dispute_row(uow.session, org_id, dispute_id, outcome, resolution, actor, now,
+                                        adjustment["adjustment_id"] if adjustment else None)
     updated = await get_dispute(uow, org_id, dispute_id)
     out = dispute_json(updated)
     uow.publish(DisputeResolvedV1(

@@ -5,11 +5,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import audit_log
+from ..adapters.audit_repository import AuditEntry, insert_audit_entry
 
 
 def _plain(value: Any) -> Any:
@@ -19,6 +17,5 @@ def _plain(value: Any) -> Any:
 
 async def record(uow: UnitOfWork, org_id: str, actor: str, at: datetime, action: str, entity: str, entity_id: str,
                  before: Any = None, after: Any = None) -> None:
-    await uow.session.execute(sa.insert(audit_log).values(
-        org_id=org_id, at=at, actor=actor, action=action, entity=entity, entity_id=entity_id,
-        before=_plain(before), after=_plain(after)))
+    await insert_audit_entry(uow.session, org_id, AuditEntry(at, actor, action, entity, entity_id, _plain(before),
+                                                             _plain(after)))

@@ -6,14 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from salesflow_shared.errors import FieldError, NotFound, ValidationFailed
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import plans_repository as stored
 from ..adapters import repository as repo
-from ..adapters.orm import plans
+from ..adapters.plans_repository import PlanRow
 from ..domain.plans import Plan, PlanProblems, overlap_problems, parse_plan
 from . import audit, recalculation
 
@@ -42,11 +41,8 @@ async def _check_overlaps(uow: UnitOfWork, org_id: str, plan: Plan, plan_id: str
                                errors=[FieldError(path, message) for path, message in problems])
 
 
-async def _row(uow: UnitOfWork, org_id: str, plan_id: str, version: int | None = None) -> Any:
-    query = sa.select(plans).where(plans.c.org_id == org_id, plans.c.plan_id == plan_id)
-    query = query.where(plans.c.version == version) if version is not None else \
-        query.order_by(plans.c.version.desc()).limit(1)
-    row = (await uow.session.execute(query)).first()
+async def _row(uow: UnitOfWork, org_id: str, plan_id: str, version: int | None = None) -> PlanRow:
+    row = await stored.plan_version(uow.session, org_id, plan_id, version)
     if row is None:
         raise NotFound(f"no plan {plan_id}" + (f" version {version}" if version is not None else ""))
     return row
@@ -56,9 +52,7 @@ async def create_plan(uow: UnitOfWork, org_id: str, raw: Any, actor: str, now: d
     plan = parse_or_422(raw)
     await _check_overlaps(uow, org_id, plan, None)
     plan_id = str(uuid.uuid4())
-    await uow.session.execute(sa.insert(plans).values(
-        org_id=org_id, plan_id=plan_id, version=1, name=plan.name, document=plan.to_json(),
-        effective_from=plan.effective_from, effective_to=plan.effective_to, created_by=actor, created_at=now))
+    await stored.insert_plan_version(uow.session, org_id, plan_id, 1, plan, actor, now)
     row = await _row(uow, org_id, plan_id)
     await audit.record(uow, org_id, actor, now, "plan_created", "plan", plan_id, None, plan_json(row))
     await recalculation.queue_open_statements(uow, org_id, plan.effective_from, "plan_changed", now)
@@ -75,12 +69,9 @@ async def new_version(uow: UnitOfWork, org_id: str, plan_id: str, raw: Any, acto
     plan = parse_or_422(raw)
     await _check_overlaps(uow, org_id, plan, plan_id)
     replaces = plan.effective_from <= previous.effective_from
-    await uow.session.execute(sa.update(plans).where(
-        plans.c.org_id == org_id, plans.c.plan_id == plan_id, plans.c.version == previous.version).values(
-        **({"retired": True} if replaces else {"effective_to": plan.effective_from})))
-    await uow.session.execute(sa.insert(plans).values(
-        org_id=org_id, plan_id=plan_id, version=previous.version + 1, name=plan.name, document=plan.to_json(),
-        effective_from=plan.effective_from, effective_to=plan.effective_to, created_by=actor, created_at=now))
+    await stored.end_plan_version(uow.session, org_id, plan_id, previous.version,
+                                  None if replaces else plan.effective_from)
+    await stored.insert_plan_version(uow.session, org_id, plan_id, previous.version + 1, plan, actor, now)
     row = await _row(uow, org_id, plan_id)
     await audit.record(uow, org_id, actor, now, "plan_versioned", "plan", plan_id, plan_json(previous), plan_json(row))
     await recalculation.queue_open_statements(uow, org_id, min(plan.effective_from, previous.effective_from),
@@ -93,17 +84,13 @@ async def get_plan(uow: UnitOfWork, org_id: str, plan_id: str, version: int | No
 
 
 async def list_plans(uow: UnitOfWork, org_id: str) -> list[dict[str, Any]]:
-    rows = (await uow.session.execute(sa.select(plans).where(plans.c.org_id == org_id)
-                                      .order_by(plans.c.plan_id, plans.c.version))).all()
-    latest: dict[str, Any] = {}
-    for row in rows:
+    latest: dict[str, PlanRow] = {}
+    for row in await stored.plan_versions(uow.session, org_id):
         latest[row.plan_id] = row
     return [plan_json(r) for r in sorted(latest.values(), key=lambda r: (r.effective_from, r.name, r.plan_id))]
 
 
 async def versions_of(uow: UnitOfWork, org_id: str, plan_id: str) -> list[dict[str, Any]]:
     await _row(uow, org_id, plan_id)
-    rows = (await uow.session.execute(sa.select(plans).where(plans.c.org_id == org_id, plans.c.plan_id == plan_id)
-                                      .order_by(plans.c.version))).all()
-    return [plan_json(r) for r in rows]
+    return [plan_json(r) for r in await stored.plan_versions(uow.session, org_id, plan_id)]
 

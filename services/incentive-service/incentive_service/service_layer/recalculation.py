@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from salesflow_shared.inbox import dialect_insert
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.orm import recalculation_queue
+from ..adapters.recalculation_repository import queue_recalculation
 
 WHOLE_ORG = "*"
 
 
 async def _queue(uow: UnitOfWork, org_id: str, kind: str, subject_id: str, on_date: date, reason: str,
                  now: datetime) -> None:
-    insert = dialect_insert(uow.session)
-    await uow.session.execute(insert(recalculation_queue).values(
-        org_id=org_id, subject_kind=kind, subject_id=subject_id, on_date=on_date, reason=reason, queued_at=now,
-    ).on_conflict_do_nothing(index_elements=["org_id", "subject_kind", "subject_id", "on_date"]))
+    await queue_recalculation(uow.session, org_id, kind, subject_id, on_date, reason, now)
 
 
 async def queue_for_lead(uow: UnitOfWork, org_id: str, lead_id: str, reason: str, now: datetime) -> None:

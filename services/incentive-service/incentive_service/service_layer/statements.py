@@ -9,21 +9,20 @@ change) lands as correction lines on the participant's first open statement afte
 """
 from __future__ import annotations
 
+import asyncio
+import gc
 import hashlib
-import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import orjson
-import sqlalchemy as sa
 import structlog
 
 from salesflow_shared.app import ServiceContext, Worker, run_periodically
-from salesflow_shared.db import rows_affected
 from salesflow_shared.errors import Conflict, NotFound
 from salesflow_shared.events import (
     EventData,
@@ -35,8 +34,10 @@ from salesflow_shared.events import (
 )
 from salesflow_shared.uow import UnitOfWork
 
+from ..adapters import recalculation_repository as queued
 from ..adapters import repository as repo
-from ..adapters.orm import recalculation_queue, statement_lines, statements
+from ..adapters import statements_repository as stored
+from ..adapters.repository import StatementRow
 from ..domain.commissions import (
     Adjustment,
     Credit,
@@ -197,14 +198,15 @@ _UNSET = "\x00"  # stands for None in a fingerprint (no text field holds a NUL: 
 
 def _fingerprint(result: Statement, payout: tuple[str, Decimal]) -> str:
     """Of everything stored: an unchanged recomputation writes nothing. Each line's fields joined by separators
-    no text holds, hashed as they come (a repr of 100,000 dataclasses was a tenth of computing the statements)."""
+    no text holds (a repr of 100,000 dataclasses was a tenth of computing the statements), all lines encoded and
+    hashed at once."""
     digest = hashlib.sha256()
-    for line in result.lines:
-        fields = (line.kind, line.key, str(line.amount), line.description, "\x1e".join(line.steps),
-                  line.lead_id, line.plan_id, None if line.plan_version is None else str(line.plan_version),
-                  line.rule, line.reason, line.author)
-        digest.update("\x1f".join(_UNSET if f is None else f for f in fields).encode())
-        digest.update(b"\x1d")
+    digest.update("".join([
+        f"{line.kind}\x1f{line.key}\x1f{line.amount}\x1f{line.description}\x1f{chr(0x1e).join(line.steps)}\x1f"
+        f"{_UNSET if line.lead_id is None else line.lead_id}\x1f{_UNSET if line.plan_id is None else line.plan_id}\x1f"
+        f"{_UNSET if line.plan_version is None else line.plan_version}\x1f{_UNSET if line.rule is None else line.rule}"
+        f"\x1f{_UNSET if line.reason is None else line.reason}\x1f{_UNSET if line.author is None else line.author}\x1d"
+        for line in result.lines]).encode())
     digest.update(repr((sorted(result.summary().items()), payout)).encode())
     return digest.hexdigest()
 
@@ -226,45 +228,6 @@ def figures(row: Any) -> StatementFigures:
                             payout_currency=row.payout_currency)
 
 
-LINE_COLUMNS = ("org_id", "line_id", "statement_id", "seq", "kind", "key", "lead_id", "plan_id", "plan_version",
-                "rule", "amount", "description", "steps", "reason", "author")
-
-
-def _new_ids(count: int) -> list[str]:
-    """`count` random (version 4) UUIDs as text, from one read of the system's randomness: an org's statements
-    have a hundred thousand lines, and uuid4() one at a time is a noticeable part of writing them."""
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
-    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
-    h = raw.hex()
-    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
-            for i in range(0, 32 * count, 32)]
-
-
-async def _write_lines(uow: UnitOfWork, org_id: str, lines_by_statement: dict[str, list[Line]]) -> None:
-    """Replace the lines of these statements: one DELETE, and one COPY (or INSERT) for all of them."""
-    ids = list(lines_by_statement)
-    for chunk in repo.chunks(ids):
-        await uow.session.execute(sa.delete(statement_lines).where(statement_lines.c.org_id == org_id,
-                                                                   statement_lines.c.statement_id.in_(chunk)))
-    line_ids = iter(_new_ids(sum(len(lines) for lines in lines_by_statement.values())))
-    rows = [(org_id, next(line_ids), statement_id, i, line.kind, line.key[:300], line.lead_id, line.plan_id,
-             line.plan_version, line.rule, line.amount, line.description, line.steps, line.reason, line.author)
-            for statement_id, lines in lines_by_statement.items() for i, line in enumerate(lines)]
-    if not rows:
-        return
-    if uow.dialect == "postgresql" and len(rows) > 20:
-        # COPY: a statement of thousands of lines is written several times faster than by INSERTs.
-        connection = await (await uow.session.connection()).get_raw_connection()
-        # union-attr: a connection checked out of the pool always has its asyncpg connection
-        await connection.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            "statement_lines", columns=LINE_COLUMNS,
-            records=[(*row[:12], orjson.dumps(row[12]).decode(), *row[13:]) for row in rows])
-        return
-    await uow.session.execute(sa.insert(statement_lines), [
-        dict(zip(LINE_COLUMNS, (*row[:12], list(row[12]), *row[13:]), strict=True)) for row in rows])
-
-
 @dataclass
 class _Computed:
     """A recomputed statement waiting to be stored with the others of its period."""
@@ -282,10 +245,26 @@ class _Computed:
     reason: str
 
 
-async def _compute_one(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, current: Any,
-                       reason: str, now: datetime, credits: dict[str, list[PlannedCredit]] | None,
-                       inputs: PeriodInputs | None) -> _Computed | None:
-    """One statement recomputed (not yet stored); None when it cannot change (closed, no plan, the same)."""
+@dataclass
+class _Evaluated:
+    """A statement recomputed from its inputs (pure), before it is composed with what was already seen."""
+
+    participant_id: str
+    start: date
+    end: date
+    current: Any  # the newest version before (a row), or None
+    reason: str
+    result: Statement
+    payout: tuple[str, Decimal]
+    summary: dict[str, Any]
+    fingerprint: str
+
+
+async def _statement_input_of(uow: UnitOfWork, data: OrgData, participant_id: str, start: date, current: Any,
+                              credits: dict[str, list[PlannedCredit]] | None,
+                              inputs: PeriodInputs | None) -> tuple[date, StatementInput] | None:
+    """What one statement is computed from (the period's end and the input); None when it cannot change (closed,
+    no plan)."""
     if current is not None and current.status in CLOSED:
         return None  # immutable; differences land on the next open statement
     end = current.period_end if current is not None else None
@@ -296,8 +275,12 @@ async def _compute_one(uow: UnitOfWork, data: OrgData, participant_id: str, star
         end = period_bounds(plan.plan.period, start)[1]
     inp = await statement_input(uow, data, participant_id, start, end, credits=credits,
                                 inputs=inputs if inputs is not None and participant_id in inputs.history else None)
-    if inp is None:
-        return None
+    return None if inp is None else (end, inp)
+
+
+def _evaluate(data: OrgData, participant_id: str, start: date, end: date, current: Any, reason: str,
+              inp: StatementInput) -> _Evaluated | None:
+    """The statement computed (no I/O); None when it is the same as the current version."""
     result = compute_statement(inp)
     payout_currency, payout, payout_note = _payout(data, participant_id, result, end)
     fingerprint = _fingerprint(result, (payout_currency, payout))
@@ -306,58 +289,107 @@ async def _compute_one(uow: UnitOfWork, data: OrgData, participant_id: str, star
     summary = result.summary()
     if payout_note:
         summary["payout_note"] = payout_note
-    lines = result.lines
+    return _Evaluated(participant_id, start, end, current, reason, result, (payout_currency, payout), summary,
+                      fingerprint)
+
+
+async def _compose(uow: UnitOfWork, data: OrgData, evaluated: _Evaluated, now: datetime) -> _Computed:
+    """The statement's version and lines: a version already seen (reviewed or approved) is kept and a new one made
+    of its lines plus adjustment lines for the differences."""
+    e, current = evaluated, evaluated.current
+    lines = e.result.lines
     if current is not None and current.status in ("reviewed", "approved"):
         base = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id, current.statement_id)]
-        lines = base + recalculation_lines(base, result.lines, reason)
+        lines = base + recalculation_lines(base, e.result.lines, e.reason)
         outcome, version = "new_version", current.version + 1
         statement_id = str(uuid.uuid4())
     elif current is not None:
         version, statement_id, outcome = current.version, current.statement_id, "updated"
         if version > 1:  # a draft after a seen version: that version's lines plus the differences
-            seen = await _version(uow, data.org_id, participant_id, start, version - 1)
+            seen = await stored.statement_version(uow.session, data.org_id, e.participant_id, e.start, version - 1)
             base = [repo.line_of(r) for r in await repo.statement_lines_of(uow.session, data.org_id, seen.statement_id)]
-            lines = base + recalculation_lines(base, result.lines, reason)
+            lines = base + recalculation_lines(base, e.result.lines, e.reason)
     else:
         version, statement_id, outcome = 1, str(uuid.uuid4()), "created"
     total = sum((line.amount for line in lines), Decimal(0))
-    if total != result.total:  # the composed lines must pay what the recomputation pays
-        raise AssertionError(f"statement lines sum to {total}, the computation to {result.total}")
-    values = {"status": "computed", "plan_currency": result.currency, "total": total,
-              "payout_currency": payout_currency, "payout": payout, "summary": summary, "fingerprint": fingerprint,
-              "reason": reason, "computed_at": now}
-    return _Computed(participant_id, start, end, current, outcome, version, statement_id, lines, total, values,
-                     reason)
+    if total != e.result.total:  # the composed lines must pay what the recomputation pays
+        raise AssertionError(f"statement lines sum to {total}, the computation to {e.result.total}")
+    values = {"status": "computed", "plan_currency": e.result.currency, "total": total,
+              "payout_currency": e.payout[0], "payout": e.payout[1], "summary": e.summary,
+              "fingerprint": e.fingerprint, "reason": e.reason, "computed_at": now}
+    return _Computed(e.participant_id, e.start, e.end, current, outcome, version, statement_id, lines, total, values,
+                     e.reason)
 
 
-_UPDATE_STATEMENT = sa.update(statements).where(
-    statements.c.org_id == sa.bindparam("b_org_id"), statements.c.statement_id == sa.bindparam("b_statement_id"))
+# Statements are computed in groups of about this many credits; above one group, each group is computed in a
+# worker thread while the lines of the one before are written, so that PostgreSQL stores lines (~60 % of the
+# time of a COPY is the server's) while the next ones are computed. The computation is pure: only the event
+# loop's thread touches the database.
+CREDITS_PER_GROUP = 5000
+
+
+# (participant, period start, period end, current version, reason, input)
+_ToCompute = tuple[str, date, date, Any, str, StatementInput]
+
+
+async def _compute_and_write(uow: UnitOfWork, data: OrgData, todo: list[_ToCompute],
+                             now: datetime) -> list[_Computed]:
+    """Compute these statements, write the lines of those that changed, and return them (their rows are stored by
+    `_store`)."""
+    groups: list[list[_ToCompute]] = [[]]
+    size = 0
+    for item in todo:
+        if size >= CREDITS_PER_GROUP:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += len(item[5].credits) + 1
+
+    def evaluate(group: list[_ToCompute]) -> list[_Evaluated | None]:
+        return [_evaluate(data, *item) for item in group]
+
+    computed: list[_Computed] = []
+    written = 0
+    pending: asyncio.Future[list[_Evaluated | None]] | None = None
+    try:
+        for group in groups:
+            if len(groups) == 1:
+                evaluated = evaluate(group)
+            else:
+                pending = asyncio.ensure_future(asyncio.to_thread(evaluate, group))
+                if written < len(computed):  # the group before's lines, while this one is computed
+                    await stored.replace_lines(uow.session, data.org_id,
+                                               {c.statement_id: c.lines for c in computed[written:]})
+                    written = len(computed)
+                evaluated = await pending
+                pending = None
+            for one in evaluated:
+                if one is not None:
+                    computed.append(await _compose(uow, data, one, now))
+        if written < len(computed):
+            await stored.replace_lines(uow.session, data.org_id, {c.statement_id: c.lines for c in computed[written:]})
+    finally:
+        if pending is not None:  # a write failed: let the thread finish before the transaction is given up
+            await asyncio.wait([pending])
+    return computed
 
 
 async def _store(uow: UnitOfWork, data: OrgData, computed: list[_Computed], now: datetime) -> None:
-    """Store a period's recomputed statements together: a few statements for all of them, not a few each."""
+    """Store a period's recomputed statements (their lines are written already) together: a few statements for all
+    of them, not a few each, and announce them."""
     if not computed:
         return
     org_id = data.org_id
-    superseded = [c for c in computed if c.outcome == "new_version"]
-    if superseded:
-        await uow.session.execute(_UPDATE_STATEMENT.values(status="superseded", revision=sa.bindparam("b_revision")), [
-            {"b_org_id": org_id, "b_statement_id": c.current.statement_id, "b_revision": c.current.revision + 1}
-            for c in superseded])
-    created = [c for c in computed if c.outcome != "updated"]
-    if created:
-        await uow.session.execute(sa.insert(statements), [
-            {"org_id": org_id, "statement_id": c.statement_id, "participant_id": c.participant_id,
-             "period_start": c.start, "period_end": c.end, "version": c.version, "revision": 1, **c.values}
-            for c in created])
-    updated = [c for c in computed if c.outcome == "updated"]
-    if updated:
-        # The rows are locked (recompute_many read them FOR UPDATE), so the revision read is the one to bump.
-        await uow.session.execute(_UPDATE_STATEMENT.values(
-            revision=sa.bindparam("b_revision"), **{k: sa.bindparam(f"b_{k}") for k in computed[0].values}), [
-            {"b_org_id": org_id, "b_statement_id": c.statement_id, "b_revision": c.current.revision + 1,
-             **{f"b_{k}": v for k, v in c.values.items()}} for c in updated])
-    await _write_lines(uow, org_id, {c.statement_id: c.lines for c in computed})
+    # The rows are locked (recompute_many read them FOR UPDATE), so the revision read is the one to bump.
+    await stored.update_statements(uow.session, org_id, [
+        stored.StatementChange(c.current.statement_id, c.current.revision + 1, {"status": "superseded"})
+        for c in computed if c.outcome == "new_version"])
+    await stored.insert_statements(uow.session, org_id, [
+        stored.NewStatement(c.statement_id, c.participant_id, c.start, c.end, c.version, c.values)
+        for c in computed if c.outcome != "updated"])
+    await stored.update_statements(uow.session, org_id, [
+        stored.StatementChange(c.statement_id, c.current.revision + 1, c.values)
+        for c in computed if c.outcome == "updated"])
     for c in computed:
         revision = 1 if c.outcome != "updated" else c.current.revision + 1
         statement = StatementFigures(statement_id=c.statement_id, participant_id=c.participant_id,
@@ -380,11 +412,13 @@ async def recompute(uow: UnitOfWork, data: OrgData, participant_id: str, start: 
     `credits`: the period's credits preloaded for many participants (see `recompute_many`)."""
     current = (await repo.latest_statements(uow.session, data.org_id, [participant_id], start,
                                             for_update=True)).get(participant_id)
-    computed = await _compute_one(uow, data, participant_id, start, current, reason, now, credits, None)
-    if computed is None:
+    prepared = await _statement_input_of(uow, data, participant_id, start, current, credits, None)
+    if prepared is None:
         return None
-    await _store(uow, data, [computed], now)
-    return computed.outcome
+    computed = await _compute_and_write(uow, data, [(participant_id, start, prepared[0], current, reason,
+                                                      prepared[1])], now)
+    await _store(uow, data, computed, now)
+    return computed[0].outcome if computed else None
 
 
 # Above this many statements of one period, the whole org's wins are read once instead of each closer's.
@@ -401,6 +435,29 @@ async def recompute_many(uow: UnitOfWork, data: OrgData, targets: dict[tuple[str
         if plan is not None:
             by_period.setdefault(period_bounds(plan.plan.period, start), []).append(participant)
     outcomes: dict[str, int] = {}
+    with _without_cyclic_gc() if len(targets) >= BULK_FROM else nullcontext():
+        await _recompute_periods(uow, data, targets, by_period, now, outcomes)
+    return outcomes
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """No cyclic garbage collection while many statements are computed: they make hundreds of thousands of
+    objects that live until stored (wins, credits, lines), and the collector went through all of them again and
+    again (a third of the CPU of an org's quarter). Their garbage is freed by reference counting as usual;
+    collections resume when this ends. Re-entrant across tasks: whoever disabled it enables it again."""
+    disabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if disabled:
+            gc.enable()
+
+
+async def _recompute_periods(uow: UnitOfWork, data: OrgData, targets: dict[tuple[str, date], str],
+                             by_period: dict[tuple[date, date], list[str]], now: datetime,
+                             outcomes: dict[str, int]) -> None:
     for (start, end), participants in sorted(by_period.items()):
         participants = sorted(participants)
         credits = await credits_in_period(uow, data, start, end) if len(participants) >= BULK_FROM else None
@@ -410,27 +467,23 @@ async def recompute_many(uow: UnitOfWork, data: OrgData, targets: dict[tuple[str
         open_ = [p for p in participants if p not in current or current[p].status not in CLOSED]
         same_end = [p for p in open_ if p not in current or current[p].period_end == end]
         inputs = await PeriodInputs.load(uow, data, same_end, start, end) if len(same_end) > 1 else None
-        computed = []
+        todo = []
         for participant in participants:
-            one = await _compute_one(uow, data, participant, start, current.get(participant),
-                                     targets[(participant, start)], now, credits, inputs)
-            if one is not None:
-                computed.append(one)
-            outcome = one.outcome if one is not None else "unchanged"
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            prepared = await _statement_input_of(uow, data, participant, start, current.get(participant), credits,
+                                                 inputs)
+            if prepared is not None:
+                todo.append((participant, start, prepared[0], current.get(participant),
+                             targets[(participant, start)], prepared[1]))
+        computed = await _compute_and_write(uow, data, todo, now)
         await _store(uow, data, computed, now)
-    return outcomes
+        changed = {one.participant_id: one.outcome for one in computed}
+        for participant in participants:
+            outcome = changed.get(participant, "unchanged")
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
 
-async def _version(uow: UnitOfWork, org_id: str, participant_id: str, start: date, version: int) -> Any:
-    return (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == org_id, statements.c.participant_id == participant_id,
-        statements.c.period_start == start, statements.c.version == version))).one()
-
-
-async def get_statement_row(uow: UnitOfWork, org_id: str, statement_id: str) -> Any:
-    row = (await uow.session.execute(sa.select(statements).where(
-        statements.c.org_id == org_id, statements.c.statement_id == statement_id))).first()
+async def get_statement_row(uow: UnitOfWork, org_id: str, statement_id: str) -> StatementRow:
+    row = await stored.statement_of(uow.session, org_id, statement_id)
     if row is None:
         raise NotFound(f"no statement {statement_id}")
     return row
@@ -478,10 +531,7 @@ async def targets_for_participant(data: OrgData, participant_id: str, since: dat
 
 async def targets_for_org(uow: UnitOfWork, data: OrgData, since: date, today: date) -> set[tuple[str, date]]:
     """Every open statement from `since` on, and every period from `since` to now of everyone a plan covers."""
-    rows = (await uow.session.execute(sa.select(statements.c.participant_id, statements.c.period_start).where(
-        statements.c.org_id == data.org_id, statements.c.status.in_(OPEN),
-        statements.c.period_end > since))).all()
-    found = {(r.participant_id, r.period_start) for r in rows}
+    found = await stored.open_statement_periods(uow.session, data.org_id, OPEN, since)
     people = set(data.payees) | {p for v in data.plans for p in v.plan.coverage.participants} | data.named
     for participant in people:
         found |= await targets_for_participant(data, participant, since, today)
@@ -491,18 +541,12 @@ async def targets_for_org(uow: UnitOfWork, data: OrgData, since: date, today: da
 async def recalculate_queued(context: ServiceContext, now: datetime, batch: int = 50) -> int:
     """Take up to `batch` queued changes, recompute the statements they affect; returns how many were taken."""
     async with context.uow() as uow:
-        query = sa.select(recalculation_queue).order_by(recalculation_queue.c.queued_at).limit(batch)
-        if uow.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = (await uow.session.execute(query)).all()
+        rows = await queued.take_queued(uow.session, batch)
         if not rows:
             return 0
-        by_org: dict[str, list[Any]] = {}
+        by_org: dict[str, list[queued.QueuedRecalculation]] = {}
         for row in rows:
             by_org.setdefault(row.org_id, []).append(row)
-            await uow.session.execute(sa.delete(recalculation_queue).where(
-                recalculation_queue.c.org_id == row.org_id, recalculation_queue.c.subject_kind == row.subject_kind,
-                recalculation_queue.c.subject_id == row.subject_id, recalculation_queue.c.on_date == row.on_date))
         for org_id, items in by_org.items():
             data = await OrgData.load(uow, org_id)
             targets: dict[tuple[str, date], str] = {}
@@ -541,10 +585,7 @@ async def transition(uow: UnitOfWork, org_id: str, statement_id: str, action: st
                               "revision": row.revision + 1}
     if action == "pay":
         values["payment_reference"] = payment_reference
-    result = await uow.session.execute(sa.update(statements).where(
-        statements.c.org_id == org_id, statements.c.statement_id == statement_id,
-        statements.c.status == source).values(**values))
-    if rows_affected(result) != 1:
+    if not await stored.move_statement(uow.session, org_id, statement_id, source, values):
         raise Conflict(f"statement {statement_id} changed meanwhile; read it again")
     updated = await get_statement_row(uow, org_id, statement_id)
     announcements: dict[str, Callable[[StatementFigures], EventData]] = {
