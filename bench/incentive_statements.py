@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from httpx import ASGITransport, AsyncClient
 
 from incentive_service.adapters.orm import deal_outcomes, statement_lines, statements
-from incentive_service.adapters.repository import load_wins
+from incentive_service.adapters.repository.sources import load_wins
 from incentive_service.config import Settings
 from incentive_service.entrypoints.http import create_app
 from incentive_service.service_layer.statements import OrgData, recompute, recompute_many

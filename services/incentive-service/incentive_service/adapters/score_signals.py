@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from salesflow_shared.app import ServiceContext
 from salesflow_shared.wakeup import listen_for_commits
 
-from .programs_repository import SCORES_CHANNEL
+from .repository.programs import SCORES_CHANNEL
 
 
 class ScoreSignals:

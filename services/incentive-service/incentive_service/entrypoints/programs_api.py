@@ -28,7 +28,7 @@ from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
 from salesflow_shared.preconditions import check_if_match
 
-from ..adapters import programs_repository as repo
+from ..adapters.repository import programs as repo
 from ..collaborators import collaborators
 from ..domain.programs.definitions import (
     BEHAVIOURS,

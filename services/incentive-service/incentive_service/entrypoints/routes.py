@@ -27,11 +27,11 @@ from salesflow_shared.pagination import LimitParam
 from salesflow_shared.preconditions import check_if_match, content_etag, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters import payees_repository as paying
-from ..adapters import repository as repo
-from ..adapters import statements_repository as stored
-from ..adapters.audit_repository import audit_entries
-from ..adapters.disputes_repository import disputes_of
+from ..adapters.repository import payees as paying
+from ..adapters.repository import sources as repo
+from ..adapters.repository import statements as stored
+from ..adapters.repository.audit import audit_entries
+from ..adapters.repository.disputes import disputes_of
 from ..domain.commissions import Win, compute_statement
 from ..domain.money import cents
 from ..service_layer import adjustments as adjusting

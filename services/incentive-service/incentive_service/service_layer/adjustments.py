@@ -15,9 +15,9 @@ from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import DisputeOpenedV1, DisputeResolvedV1
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters import disputes_repository as disputing
-from ..adapters import repository as repo
-from ..adapters.disputes_repository import DisputeRow
+from ..adapters.repository import disputes as disputing
+from ..adapters.repository import sources as repo
+from ..adapters.repository.disputes import DisputeRow
 from . import audit, recalculation
 from .statements import CLOSED, OrgData, get_statement_row
 

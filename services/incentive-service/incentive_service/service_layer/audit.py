@@ -7,7 +7,7 @@ from typing import Any
 
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.audit_repository import AuditEntry, insert_audit_entry
+from ..adapters.repository.audit import AuditEntry, insert_audit_entry
 
 
 def _plain(value: Any) -> Any:

@@ -30,8 +30,8 @@ from salesflow_shared.events import (
 )
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters import event_copies_repository as copies
-from ..adapters.event_copies_repository import DealOutcome, DealSnapshot
+from ..adapters.repository import event_copies as copies
+from ..adapters.repository.event_copies import DealOutcome, DealSnapshot
 from . import recalculation
 
 

@@ -10,9 +10,9 @@ from salesflow_shared.errors import FieldError, NotFound, ValidationFailed
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters import plans_repository as stored
-from ..adapters import repository as repo
-from ..adapters.plans_repository import PlanRow
+from ..adapters.repository import plans as stored
+from ..adapters.repository import sources as repo
+from ..adapters.repository.plans import PlanRow
 from ..domain.plans import Plan, PlanProblems, overlap_problems, parse_plan
 from . import audit, recalculation
 

@@ -5,7 +5,7 @@ Scoring is incremental but never order-dependent: a new fact re-scores only its 
 from the set of its facts), then re-tallies only the participants whose contributions changed. Two locks make
 concurrent consumers safe: the lead's (so two facts of one lead are scored one after the other, the second
 seeing the first) and each participant's `program_scores` row (so a tally is never written from contributions
-another transaction is changing). Every query is in adapters/programs_repository.py.
+another transaction is changing). Every query is in adapters/repository/programs.py.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from salesflow_shared.events import (
 )
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters import programs_repository as repo
 from ..adapters.program_codec import as_time, definition_from_json, definition_to_json
+from ..adapters.repository import programs as repo
 from ..domain.programs.badges import badges_earned
 from ..domain.programs.definitions import (
     ProgramDefinition,

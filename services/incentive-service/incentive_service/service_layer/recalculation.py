@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters.recalculation_repository import queue_recalculation
+from ..adapters.repository.recalculation import queue_recalculation
 
 WHOLE_ORG = "*"
 

@@ -34,10 +34,10 @@ from salesflow_shared.events import (
 )
 from salesflow_shared.uow import UnitOfWork
 
-from ..adapters import recalculation_repository as queued
-from ..adapters import repository as repo
-from ..adapters import statements_repository as stored
-from ..adapters.repository import StatementRow
+from ..adapters.repository import recalculation as queued
+from ..adapters.repository import sources as repo
+from ..adapters.repository import statements as stored
+from ..adapters.repository.sources import StatementRow
 from ..domain.commissions import (
     Adjustment,
     Credit,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from incentive_service.adapters import repository as repo
+from incentive_service.adapters.repository import sources as repo
 from incentive_service.bootstrap import build_definition
 from incentive_service.config import Settings
 from incentive_service.service_layer.plans import create_plan

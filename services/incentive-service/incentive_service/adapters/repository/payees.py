@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
-from .orm import payees
+from ..orm import payees
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..domain.plans import Plan
-from .orm import plans
+from ...domain.plans import Plan
+from ..orm import plans
 
 
 @dataclass(frozen=True)

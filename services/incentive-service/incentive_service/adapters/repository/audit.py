@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .orm import audit_log
+from ..orm import audit_log
 
 
 @dataclass(frozen=True)

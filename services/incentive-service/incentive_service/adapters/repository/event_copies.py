@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.db import rows_affected
 from salesflow_shared.inbox import dialect_insert
 
-from .orm import deal_outcomes, deals, exchange_rates, org_currency, payees, quotas
+from ..orm import deal_outcomes, deals, exchange_rates, org_currency, payees, quotas
 
 
 @dataclass(frozen=True)

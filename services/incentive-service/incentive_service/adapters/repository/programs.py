@@ -24,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.db import rows_affected
 from salesflow_shared.inbox import dialect_insert
 
-from ..domain.programs.rewards import CashReward
-from ..domain.programs.scoring import Contribution, Fact
-from ..domain.programs.standings import Tally
-from .orm import payees
-from .program_codec import as_time, fact_from_row, fact_to_json
-from .programs_orm import (
+from ...domain.programs.rewards import CashReward
+from ...domain.programs.scoring import Contribution, Fact
+from ...domain.programs.standings import Tally
+from ..orm import payees
+from ..program_codec import as_time, fact_from_row, fact_to_json
+from ..programs_orm import (
     program_awards,
     program_contributions,
     program_facts,
@@ -39,7 +39,7 @@ from .programs_orm import (
     program_scores,
     programs,
 )
-from .repository import chunks
+from .sources import chunks
 
 Row = dict[str, Any]
 

@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.db import rows_affected
 
-from ..domain.commissions import Line
-from .orm import statement_lines, statements
-from .repository import StatementRow, chunks, statement_row
+from ...domain.commissions import Line
+from ..orm import statement_lines, statements
+from .sources import StatementRow, chunks, statement_row
 
 
 async def _statement_rows(session: AsyncSession, query: sa.Select[Any]) -> list[StatementRow]:

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .orm import adjustments, disputes, statement_lines
+from ..orm import adjustments, disputes, statement_lines
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..domain.commissions import Adjustment, Line, Quota, Reversal, Win
-from ..domain.money import ExchangeRates, Rate
-from ..domain.plans import PlanVersion, parse_plan
-from .orm import (
+from ...domain.commissions import Adjustment, Line, Quota, Reversal, Win
+from ...domain.money import ExchangeRates, Rate
+from ...domain.plans import PlanVersion, parse_plan
+from ..orm import (
     adjustments,
     deal_outcomes,
     deals,

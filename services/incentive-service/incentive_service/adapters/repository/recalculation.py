@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
-from .orm import recalculation_queue
+from ..orm import recalculation_queue
 
 
 @dataclass(frozen=True)
