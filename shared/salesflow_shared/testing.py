@@ -460,7 +460,7 @@ class EmbeddedService:
             found = [e for e in self.told if e.org_id == org_id and e.type in types]
             assert len(found) >= count, found
             return found
-        return await eventually(arrived, timeout=5)
+        return await eventually(arrived, timeout=15)  # returns as soon as they are there; generous for a loaded machine
 
     async def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
         return await outbox_payloads(self.context.database, event_type)
