@@ -12,6 +12,7 @@ from salesflow_shared.preconditions import check_if_match as shared_check_if_mat
 from salesflow_shared.preconditions import strong_etag
 
 from ..adapters.repository import leads as lead_repo
+from ..domain.stored_lead import StoredLead
 
 
 def check_may_change(principal: Principal | None, lead: dict[str, Any]) -> None:
@@ -20,9 +21,11 @@ def check_may_change(principal: Principal | None, lead: dict[str, Any]) -> None:
         raise Forbidden(f"lead {lead['id']} is read-only for you: you no longer own it")
 
 
-def snapshot(lead: dict[str, Any]) -> LeadSnapshot:
-    return LeadSnapshot.model_validate({**lead, "lead_id": lead["id"], "utm": lead.get("utm") or {},
-                                        "custom_fields": lead.get("custom_fields") or {}})
+def snapshot(lead: StoredLead | dict[str, Any]) -> LeadSnapshot:
+    """The event snapshot of a lead, stored or (for the readers not yet on StoredLead) in its API shape."""
+    shape = lead.as_api_dict() if isinstance(lead, StoredLead) else lead
+    return LeadSnapshot.model_validate({**shape, "lead_id": shape["id"], "utm": shape.get("utm") or {},
+                                        "custom_fields": shape.get("custom_fields") or {}})
 
 
 def etag(lead: dict[str, Any]) -> str:

@@ -22,7 +22,8 @@ from salesflow_shared.ownership import remember_past_owner as remember_in
 from salesflow_shared.pagination import decode_cursor, encode_cursor
 
 from ...domain.lead import COMPANY_FIELDS, CONTACT_FIELDS, OPEN_STATUSES, search_text
-from ...domain.times import as_utc, iso
+from ...domain.stored_lead import StoredCompany, StoredContact, StoredLead, to_cents
+from ...domain.times import as_utc
 from ..orm import activities, companies, contacts, import_rows, lead_past_owners, leads, submissions
 from . import INSERT_BY_DIALECT, Page, cursor_instant, new_id
 
@@ -36,29 +37,34 @@ LEAD_SELECT = sa.select(
     .outerjoin(companies, companies.c.id == leads.c.company_id))
 
 
-def row_to_lead(row: Any) -> dict[str, Any]:
+def stored_lead(row: Any) -> StoredLead:
+    """The typed lead of a LEAD_SELECT row."""
     m = row._mapping
     value = m["value"]
-    return {
-        "id": m["id"],
-        "contact": {"contact_id": m["contact_id"], **{f: m[f"c_{f}"] for f in CONTACT_FIELDS}},
-        "company": {"company_id": m["company_id"], **{f: m[f"co_{f}"] for f in COMPANY_FIELDS}},
-        "country": m["country"], "region": m["region"], "postcode": m["postcode"],
-        "timezone": m["timezone"], "language": m["language"], "product_line": m["product_line"],
-        "value": None if value is None else str(Decimal(value).quantize(Decimal("0.01"))),
-        "currency": m["currency"],
-        "expected_close_date": m["expected_close_date"].isoformat() if isinstance(m["expected_close_date"], date)
-        else m["expected_close_date"],
-        "source": m["source"], "utm": m["utm"] or {}, "custom_fields": m["custom_fields"] or {},
-        "status": m["status"], "disqualify_reason": m["disqualify_reason"],
-        "owner_id": m["owner_id"], "team_id": m["team_id"],
-        "score": m["score"], "score_breakdown": m["score_breakdown"] or [],
-        "enrichment": m["enrichment"] or {}, "enrichment_status": m["enrichment_status"],
-        "form_id": m["form_id"], "import_id": m["import_id"],
-        "version": m["version"],
-        "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"]),
-        "erased_at": iso(m["erased_at"]),
-    }
+    close = m["expected_close_date"]
+    return StoredLead(
+        id=m["id"],
+        contact=StoredContact(m["contact_id"], *(m[f"c_{f}"] for f in CONTACT_FIELDS)),
+        company=StoredCompany(m["company_id"], *(m[f"co_{f}"] for f in COMPANY_FIELDS)),
+        country=m["country"], region=m["region"], postcode=m["postcode"],
+        timezone=m["timezone"], language=m["language"], product_line=m["product_line"],
+        value=None if value is None else to_cents(value),
+        currency=m["currency"],
+        expected_close_date=date.fromisoformat(close) if isinstance(close, str) else close,
+        source=m["source"], utm=m["utm"] or {}, custom_fields=m["custom_fields"] or {},
+        status=m["status"], disqualify_reason=m["disqualify_reason"],
+        owner_id=m["owner_id"], team_id=m["team_id"],
+        score=m["score"], score_breakdown=m["score_breakdown"] or [],
+        enrichment=m["enrichment"] or {}, enrichment_status=m["enrichment_status"],
+        form_id=m["form_id"], import_id=m["import_id"],
+        version=m["version"],
+        created_at=m["created_at"], updated_at=m["updated_at"], erased_at=m["erased_at"],
+    )
+
+
+def row_to_lead(row: Any) -> dict[str, Any]:
+    """The lead of a LEAD_SELECT row in its API shape (for the readers not yet on StoredLead)."""
+    return stored_lead(row).as_api_dict()
 
 
 def lead_columns(lead: dict[str, Any]) -> dict[str, Any]:
@@ -229,13 +235,13 @@ CONSUMED_VERSIONS = ("assignment_version", "outcome_version")
 
 
 async def lock_lead_for_event(session: AsyncSession, org_id: str, lead_id: str
-                              ) -> tuple[dict[str, Any], dict[str, int]] | None:
+                              ) -> tuple[StoredLead, dict[str, int]] | None:
     """The (not deleted) lead locked, with the last subject_version seen of each producer family of consumed
     events (`assignment_version`, `outcome_version`): both from the one locked read (None: no such lead)."""
     row = (await session.execute(_LEAD_QUERIES[False, True], {"org_id": org_id, "lead_id": lead_id})).first()
     if row is None:
         return None
-    return row_to_lead(row), {column: int(row._mapping[column]) for column in CONSUMED_VERSIONS}
+    return stored_lead(row), {column: int(row._mapping[column]) for column in CONSUMED_VERSIONS}
 
 
 # ------------------------------------------------------------------ writing leads
