@@ -109,7 +109,7 @@ _LEAD_QUERIES = {(True, False): _LEAD_BY_ID, (False, False): _LEAD_NOT_DELETED,
 
 
 async def find_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,
-                    principal: Principal | None = None, include_deleted: bool = False) -> dict[str, Any] | None:
+                    principal: Principal | None = None, include_deleted: bool = False) -> StoredLead | None:
     """The lead as `principal` may read it (None when it may not, or there is none)."""
     if principal is None or principal.sees_whole_org:
         query = _LEAD_QUERIES[include_deleted, for_update]
@@ -118,19 +118,19 @@ async def find_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_upd
         if for_update:
             query = query.with_for_update(of=leads)
     row = (await session.execute(query, {"org_id": org_id, "lead_id": lead_id})).first()
-    return row_to_lead(row) if row is not None else None
+    return stored_lead(row) if row is not None else None
 
 
-async def lock_contact_and_company(session: AsyncSession, org_id: str, lead: dict[str, Any]) -> None:
+async def lock_contact_and_company(session: AsyncSession, org_id: str, lead: StoredLead) -> None:
     """Lock the lead's company, then its contact (PostgreSQL; SQLite locks the whole database on write)."""
     if session.bind is None or session.bind.dialect.name != "postgresql":
         return
-    if lead["company"].get("company_id"):
+    if lead.company.company_id:
         await session.execute(sa.select(companies.c.id).where(
-            companies.c.org_id == org_id, companies.c.id == lead["company"]["company_id"]).with_for_update())
-    if lead["contact"].get("contact_id"):
+            companies.c.org_id == org_id, companies.c.id == lead.company.company_id).with_for_update())
+    if lead.contact.contact_id:
         await session.execute(sa.select(contacts.c.id).where(
-            contacts.c.org_id == org_id, contacts.c.id == lead["contact"]["contact_id"]).with_for_update())
+            contacts.c.org_id == org_id, contacts.c.id == lead.contact.contact_id).with_for_update())
 
 
 _OPEN_LEADS = LEAD_SELECT.where(leads.c.org_id == sa.bindparam("org_id"), leads.c.status.in_(OPEN_STATUSES),
