@@ -106,7 +106,7 @@ async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal
 async def list_leads(uow: UowDep, principal: CurrentPrincipal, filters: FiltersDep,
                      limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
     page = await lead_repo.leads_page(uow.session, principal, _lead_filter(filters), limit=limit, cursor=cursor)
-    return {"items": page.items, "next_cursor": page.next_cursor}
+    return {"items": [lead.as_api_dict() for lead in page.items], "next_cursor": page.next_cursor}
 
 
 EXPORT_COLUMNS = ("id", "status", "contact.first_name", "contact.last_name", "contact.email", "contact.phone",
@@ -137,7 +137,8 @@ async def export_leads(context: ContextDep, principal: CurrentPrincipal, filters
             async with context.uow() as uow:
                 batch = await lead_repo.leads_page(uow.session, principal, lead_filter, limit=500, cursor=cursor)
             for lead in batch.items:
-                writer.writerow([_cell(lead, c) for c in EXPORT_COLUMNS])
+                shape = lead.as_api_dict()
+                writer.writerow([_cell(shape, c) for c in EXPORT_COLUMNS])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -28,10 +29,10 @@ async def edit_shared_record(uow: UnitOfWork, org_id: str, kind: RecordKind, rec
     linking = await lead_repo.lock_leads_linking(uow.session, org_id, **{f"{kind}_id": record_id})
     stamp = uow.clock.now()
     for lead in linking:
-        lead["version"] += 1
-        await lead_repo.save_lead(uow.session, org_id, lead, stamp)
-        uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=sorted(f"{kind}.{f}" for f in values),
-                                  cause="edit"), org_id=org_id, subject_id=lead["id"], subject_version=lead["version"])
+        after = replace(lead, version=lead.version + 1)
+        await lead_repo.save_lead(uow.session, org_id, after.as_api_dict(), stamp)
+        uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=sorted(f"{kind}.{f}" for f in values),
+                                  cause="edit"), org_id=org_id, subject_id=after.id, subject_version=after.version)
 
 
 async def rescore_open_leads(new_uow: Callable[[], AbstractAsyncContextManager[UnitOfWork]], org_id: str,

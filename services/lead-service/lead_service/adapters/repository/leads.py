@@ -203,14 +203,14 @@ def _keyset(query: sa.Select[Any], cursor: str | None) -> sa.Select[Any]:
 
 
 async def leads_page(session: AsyncSession, principal: Principal, filters: LeadFilter, *, limit: int,
-                     cursor: str | None) -> Page[dict[str, Any]]:
+                     cursor: str | None) -> Page[StoredLead]:
     """The leads `principal` may read that pass `filters`, newest first, one page after `cursor`."""
     rows = (await session.execute(_keyset(_filtered(principal, filters), cursor).limit(limit + 1))).all()
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
         next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])
-    return Page(items=[row_to_lead(r) for r in rows[:limit]], next_cursor=next_cursor)
+    return Page(items=[stored_lead(r) for r in rows[:limit]], next_cursor=next_cursor)
 
 
 async def lock_open_leads(session: AsyncSession, org_id: str, *, after_id: str, limit: int) -> list[dict[str, Any]]:
@@ -222,13 +222,13 @@ async def lock_open_leads(session: AsyncSession, org_id: str, *, after_id: str, 
 
 
 async def lock_leads_linking(session: AsyncSession, org_id: str, *, contact_id: str | None = None,
-                             company_id: str | None = None) -> list[dict[str, Any]]:
+                             company_id: str | None = None) -> list[StoredLead]:
     """The (not deleted) leads that link the contact, or the company, locked."""
     column = leads.c.contact_id if contact_id is not None else leads.c.company_id
     rows = (await session.execute(LEAD_SELECT.where(
         column == (contact_id if contact_id is not None else company_id), leads.c.org_id == org_id,
         leads.c.deleted_at.is_(None)).with_for_update(of=leads))).all()
-    return [row_to_lead(r) for r in rows]
+    return [stored_lead(r) for r in rows]
 
 
 CONSUMED_VERSIONS = ("assignment_version", "outcome_version")
