@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from .lead import COMPANY_FIELDS, CONTACT_FIELDS
+from .lead import COMPANY_FIELDS, CONTACT_FIELDS, LeadStatus
 from .times import iso
 
 CENTS = Decimal("0.01")
@@ -59,7 +59,7 @@ class StoredLead:
     source: str
     utm: dict[str, str]
     custom_fields: dict[str, Any]
-    status: str
+    status: LeadStatus
     disqualify_reason: str | None
     owner_id: str | None
     team_id: str | None
