@@ -213,12 +213,12 @@ async def leads_page(session: AsyncSession, principal: Principal, filters: LeadF
     return Page(items=[stored_lead(r) for r in rows[:limit]], next_cursor=next_cursor)
 
 
-async def lock_open_leads(session: AsyncSession, org_id: str, *, after_id: str, limit: int) -> list[dict[str, Any]]:
+async def lock_open_leads(session: AsyncSession, org_id: str, *, after_id: str, limit: int) -> list[StoredLead]:
     """The org's open leads in id order after `after_id`, locked (a batch of a rescoring)."""
     rows = (await session.execute(LEAD_SELECT.where(
         leads.c.org_id == org_id, leads.c.status.in_(OPEN_STATUSES), leads.c.deleted_at.is_(None),
         leads.c.id > after_id).order_by(leads.c.id).limit(limit).with_for_update(of=leads))).all()
-    return [row_to_lead(r) for r in rows]
+    return [stored_lead(r) for r in rows]
 
 
 async def lock_leads_linking(session: AsyncSession, org_id: str, *, contact_id: str | None = None,
