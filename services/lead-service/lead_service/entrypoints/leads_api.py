@@ -106,7 +106,7 @@ async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal
 async def list_leads(uow: UowDep, principal: CurrentPrincipal, filters: FiltersDep,
                      limit: LimitParam = 50, cursor: CursorParam = None) -> dict[str, Any]:
     page = await lead_repo.leads_page(uow.session, principal, _lead_filter(filters), limit=limit, cursor=cursor)
-    return {"items": page.items, "next_cursor": page.next_cursor}
+    return {"items": [lead.as_api_dict() for lead in page.items], "next_cursor": page.next_cursor}
 
 
 EXPORT_COLUMNS = ("id", "status", "contact.first_name", "contact.last_name", "contact.email", "contact.phone",
@@ -137,7 +137,8 @@ async def export_leads(context: ContextDep, principal: CurrentPrincipal, filters
             async with context.uow() as uow:
                 batch = await lead_repo.leads_page(uow.session, principal, lead_filter, limit=500, cursor=cursor)
             for lead in batch.items:
-                writer.writerow([_cell(lead, c) for c in EXPORT_COLUMNS])
+                shape = lead.as_api_dict()
+                writer.writerow([_cell(shape, c) for c in EXPORT_COLUMNS])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -182,7 +183,7 @@ async def retry_enrichment(uow: UowDep, principal: AdminPrincipal, idem: Idempot
             operation_id="getLead", **returns(R.LeadOut, etag=True))
 async def get_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
     lead = await load_lead(uow.session, principal.org_id, lead_id, principal=principal, to_change=False)
-    return json_with_etag(lead)
+    return json_with_etag(lead.as_api_dict())
 
 
 @router.patch("/{lead_id}", summary="Edit a lead (If-Match required; 412 when stale)",
@@ -192,7 +193,7 @@ async def get_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal) -> JS
 async def patch_lead(lead_id: str, body: LeadPatch, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                      if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, principal=principal)
-    check_if_match(if_match, lead["version"])
+    check_if_match(if_match, lead.version)
     setup = await org_setup(context, uow.session, principal.org_id)
     after = await lead_ops.apply_patch(uow, lead, body, setup, principal.org_id, uow.clock.now())
     try:
@@ -218,8 +219,8 @@ async def disqualify_lead(lead_id: str, body: DisqualifyIn, uow: UowDep, princip
     if replay is not None:
         return replay
     if if_match is not None:
-        check_if_match(if_match, lead["version"])
-    after = await lead_ops.disqualify(uow, principal.org_id, lead, body.reason, uow.clock.now())
+        check_if_match(if_match, lead.version)
+    after = (await lead_ops.disqualify(uow, principal.org_id, lead, body.reason, uow.clock.now())).as_api_dict()
     response = await idem.complete(uow.session, status_code=200, body=after, headers=etag_header(after))
     await uow.commit()
     return response
@@ -231,7 +232,7 @@ async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
                       if_match: Annotated[str | None, Header()] = None) -> None:
     lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, principal=principal)
     if if_match is not None:
-        check_if_match(if_match, lead["version"])
+        check_if_match(if_match, lead.version)
     await lead_ops.soft_delete(uow, principal.org_id, lead, uow.clock.now())
     await uow.commit()
 
@@ -241,8 +242,8 @@ async def delete_lead(lead_id: str, uow: UowDep, principal: CurrentPrincipal,
 async def erase_lead(lead_id: str, uow: UowDep, principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
     async def erase() -> dict[str, Any]:
         lead = await lock_lead_rows(uow.session, principal.org_id, lead_id, include_deleted=True)
-        erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead["contact"].get("contact_id"),
-                                      uow.clock.now(), email=lead["contact"].get("email"))
+        erased = await lead_ops.erase(uow, principal.org_id, lead_id, lead.contact.contact_id,
+                                      uow.clock.now(), email=lead.contact.email)
         return {"erased_lead_ids": erased}  # ids only: the stored answer holds no personal data
 
     return await once(idem, uow, org_id=principal.org_id, scope=f"erase:{lead_id}", payload=None, act=erase)

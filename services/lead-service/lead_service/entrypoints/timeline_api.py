@@ -35,9 +35,9 @@ async def get_lead_timeline(lead_id: str, uow: UowDep, principal: CurrentPrincip
     items, next_cursor = await timeline_page(uow, principal.org_id, lead_id, limit=limit, cursor=cursor,
                                              correlation_id=correlation_id)
     stage = await current_stage(uow, principal.org_id, lead_id) or {}
-    body = {"lead_id": lead_id, "status": lead["status"], "owner_id": lead["owner_id"], "team_id": lead["team_id"],
+    body = {"lead_id": lead_id, "status": lead.status, "owner_id": lead.owner_id, "team_id": lead.team_id,
             "pipeline_id": stage.get("pipeline_id"), "stage_id": stage.get("stage_id"),
             "stage_name": stage.get("stage_name"), "items": items, "next_cursor": next_cursor}
     # The representation changes whenever an entry is added or the lead changes: both are in the validator.
     last = items[-1]["event_id"] if items else "none"
-    return JSONResponse(body, headers={"ETag": f'"{lead["version"]}.{len(items)}.{last}"'})
+    return JSONResponse(body, headers={"ETag": f'"{lead.version}.{len(items)}.{last}"'})

@@ -61,11 +61,13 @@ async def apply_result(context: ServiceContext, org_id: str, lead_id: str, data:
                        now: datetime) -> None:
     async with context.uow() as uow:
         try:
-            lead = await load_lead(uow.session, org_id, lead_id, for_update=True)
+            stored = await load_lead(uow.session, org_id, lead_id, for_update=True)
         except NotFound:
             return
-        if lead["enrichment_status"] != "pending" or lead["erased_at"] is not None:
+        if stored.enrichment_status != "pending" or stored.erased_at is not None:
             return  # erased (or re-run elsewhere) while the provider was answering: the answer is dropped
+        # merged, compared and saved in its API shape, as intake does
+        lead = stored.as_api_dict()
         data = clean_provider_answer(data)
         after = merge_provider_data(lead, data)
         after["enrichment"] = {**lead["enrichment"], "provider": data or None, "enriched_at": iso(now)}

@@ -9,7 +9,7 @@ won at.
 """
 from __future__ import annotations
 
-from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -28,6 +28,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.repository import leads as lead_repo
 from ..adapters.repository.records import has_external_activity
+from ..domain.stored_lead import StoredLead, to_cents
 from .activities import log_activity
 from .views import snapshot
 
@@ -36,7 +37,7 @@ log = structlog.get_logger(__name__)
 EVENT_HANDLERS = EventHandlers()
 
 
-async def _lead(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> tuple[dict[str, Any], dict[str, int]] | None:
+async def _lead(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> tuple[StoredLead, dict[str, int]] | None:
     """The lead locked, and the versions of the consumed events it has seen (one statement)."""
     found = await lead_repo.lock_lead_for_event(uow.session, envelope.org_id, lead_id)
     if found is None:
@@ -44,28 +45,28 @@ async def _lead(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> tuple[dict
     return found
 
 
-async def _apply(uow: UnitOfWork, envelope: Envelope, found: tuple[dict[str, Any], dict[str, int]],
+async def _apply(uow: UnitOfWork, envelope: Envelope, found: tuple[StoredLead, dict[str, int]],
                  version_column: str, columns: dict[str, Any], cause: str | None) -> None:
     """Write the columns an event of another service sets (unless stale) and publish LeadUpdated with `cause`
     when something changed; no LeadUpdated when `cause` is None."""
     lead, seen = found
     current = seen[version_column]
     if envelope.subject_version <= current:
-        log.info("stale_event_ignored", lead_id=lead["id"], seen=current, got=envelope.subject_version)
+        log.info("stale_event_ignored", lead_id=lead.id, seen=current, got=envelope.subject_version)
         return
-    changed = sorted(k for k, v in columns.items() if lead.get(k) != v)
+    changed = sorted(k for k, v in columns.items() if getattr(lead, k) != v)
     now = uow.clock.now()
     values: dict[str, Any] = {version_column: envelope.subject_version}
-    if changed and lead.get("erased_at") is None:
-        values.update(columns, version=lead["version"] + 1, updated_at=now)
-    await lead_repo.set_lead_columns(uow.session, envelope.org_id, lead["id"], **values)
+    if changed and lead.erased_at is None:
+        values.update(columns, version=lead.version + 1, updated_at=now)
+    await lead_repo.set_lead_columns(uow.session, envelope.org_id, lead.id, **values)
     if "owner_id" in columns:
-        await lead_repo.remember_past_owner(uow.session, envelope.org_id, lead["id"], lead.get("owner_id"),
+        await lead_repo.remember_past_owner(uow.session, envelope.org_id, lead.id, lead.owner_id,
                                             columns["owner_id"], now)
     if "version" in values and cause is not None:
-        after = {**lead, **columns, "version": values["version"]}
+        after = replace(lead, **columns, version=values["version"])
         uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause=cause), org_id=envelope.org_id,
-                    subject_id=lead["id"], subject_version=after["version"])
+                    subject_id=lead.id, subject_version=after.version)
 
 
 @EVENT_HANDLERS.on(LeadAssignedV1)
@@ -76,7 +77,7 @@ async def on_lead_assigned(data: LeadAssignedV1, envelope: Envelope, uow: UnitOf
         # version still moves, as its API readers see). A reassignment still is: a snapshot lead-service made
         # before applying it carries the owner before, and consumers that follow snapshots' owners
         # (notification-service) would keep that one.
-        previous = found[0].get("owner_id")
+        previous = found[0].owner_id
         reassigned = previous is not None and previous != data.owner_id
         await _apply(uow, envelope, found, "assignment_version",
                      {"owner_id": data.owner_id, "team_id": data.team_id}, "assignment" if reassigned else None)
@@ -88,7 +89,7 @@ async def on_lead_won(data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> N
     if found is not None:
         columns: dict[str, Any] = {"status": "won"}
         if data.value is not None:  # the value the deal was won at is the lead's value from now on
-            columns["value"] = str(Decimal(data.value).quantize(Decimal("0.01")))
+            columns["value"] = to_cents(data.value)
             if data.currency:
                 columns["currency"] = data.currency
         await _apply(uow, envelope, found, "outcome_version", columns, "pipeline")
@@ -117,12 +118,12 @@ async def on_email_sent(data: EmailSentV1, envelope: Envelope, uow: UnitOfWork) 
         return
     found = await _lead(uow, envelope, data.lead_id)
     lead = found[0] if found is not None else None
-    if lead is None or lead["erased_at"] is not None:
+    if lead is None or lead.erased_at is not None:
         return  # an email sent just before the erasure: nothing is recorded about the person any more
     if await has_external_activity(uow.session, envelope.org_id, f"email:{data.delivery_id}"):
         # the same delivery reported twice under two event ids
         return
     subject = f"sequence {data.sequence_id} step {data.step}" if data.sequence_id else "email sent"
-    await log_activity(uow, envelope.org_id, data.lead_id, kind="email", rep_id=lead.get("owner_id"),
+    await log_activity(uow, envelope.org_id, data.lead_id, kind="email", rep_id=lead.owner_id,
                        occurred_at=data.sent_at, now=uow.clock.now(), subject=subject, source="sequence",
                        external_id=f"email:{data.delivery_id}", outcome="sent")

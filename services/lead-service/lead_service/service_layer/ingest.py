@@ -60,10 +60,13 @@ async def load_org_setup(session: AsyncSession, org_id: str, enrichment_provider
 
 
 def rescore(lead: dict[str, Any], setup: OrgSetup) -> None:
-    insights = analyse_email(lead["contact"].get("email"))
-    result = score_lead(lead, insights, setup.rules)
-    lead["score"] = result.score
-    lead["score_breakdown"] = [line.as_dict() for line in result.breakdown]
+    lead["score"], lead["score_breakdown"] = scored(lead, setup)
+
+
+def scored(lead: dict[str, Any], setup: OrgSetup) -> tuple[int, list[dict[str, Any]]]:
+    """The score of the API-shaped lead (rules name its fields by their API path) and its breakdown."""
+    result = score_lead(lead, analyse_email(lead["contact"].get("email")), setup.rules)
+    return result.score, [line.as_dict() for line in result.breakdown]
 
 
 def _fresh(candidate: LeadIn, contact: dict[str, Any], company: dict[str, Any] | None, now: datetime,

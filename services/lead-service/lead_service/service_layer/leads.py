@@ -1,6 +1,7 @@
 """Changing one lead: edit (If-Match), disqualify, soft delete, GDPR erase."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ from ..adapters.repository import new_id
 from ..domain.custom_fields import coerce_custom_fields
 from ..domain.dedup import changed_fields
 from ..domain.lead import COMPANY_FIELDS, LeadPatch
+from ..domain.stored_lead import StoredLead
 from ..domain.times import iso
 from .ingest import OrgSetup, rescore
 from .views import snapshot
@@ -45,9 +47,11 @@ async def _company_for(uow: UnitOfWork, org_id: str, current: dict[str, Any], pa
     return await lead_repo.company_part(uow.session, org_id, company_id)
 
 
-async def apply_patch(uow: UnitOfWork, lead: dict[str, Any], patch: LeadPatch, setup: OrgSetup,
+async def apply_patch(uow: UnitOfWork, stored: StoredLead, patch: LeadPatch, setup: OrgSetup,
                       org_id: str, now: datetime) -> dict[str, Any]:
-    """Apply a validated PATCH to a locked lead, publish LeadUpdated; returns the new lead."""
+    """Apply a validated PATCH to a locked lead, publish LeadUpdated; returns the new lead in its API shape."""
+    # An edit compares, rescores and saves the lead in its API shape, as intake does with a resubmission.
+    lead = stored.as_api_dict()
     sent = patch.model_dump(mode="json", exclude_unset=True)
     after: dict[str, Any] = {**lead, "contact": dict(lead["contact"]), "company": dict(lead["company"])}
     errors: list[FieldError] = []
@@ -100,30 +104,29 @@ async def apply_patch(uow: UnitOfWork, lead: dict[str, Any], patch: LeadPatch, s
     return after
 
 
-async def save_lead_change(uow: UnitOfWork, org_id: str, lead: dict[str, Any], now: datetime,
-                           **columns: Any) -> dict[str, Any]:
-    """Bump the version and write some columns (status, owner...) of a locked lead."""
-    after = {**lead, **columns, "version": lead["version"] + 1, "updated_at": iso(now)}
-    await lead_repo.set_lead_columns(uow.session, org_id, lead["id"], **columns, version=after["version"],
-                                     updated_at=now)
-    return after
+async def save_lead_change(uow: UnitOfWork, org_id: str, lead: StoredLead, now: datetime, **columns: Any) -> int:
+    """Bump the version and write some columns (status, deleted_at...) of a locked lead; returns the new
+    version."""
+    version = lead.version + 1
+    await lead_repo.set_lead_columns(uow.session, org_id, lead.id, **columns, version=version, updated_at=now)
+    return version
 
 
-async def disqualify(uow: UnitOfWork, org_id: str, lead: dict[str, Any], reason: str, now: datetime) -> dict[str, Any]:
-    if lead["status"] in ("disqualified", "won"):
-        raise Conflict(f"the lead is already {lead['status']}")
-    after = await save_lead_change(uow, org_id, lead, now, status="disqualified", disqualify_reason=reason)
-    uow.publish(LeadDisqualifiedV1(lead_id=lead["id"], reason=reason, owner_id=lead.get("owner_id")),
-                org_id=org_id, subject_id=lead["id"], subject_version=after["version"])
-    return after
+async def disqualify(uow: UnitOfWork, org_id: str, lead: StoredLead, reason: str, now: datetime) -> StoredLead:
+    if lead.status in ("disqualified", "won"):
+        raise Conflict(f"the lead is already {lead.status}")
+    version = await save_lead_change(uow, org_id, lead, now, status="disqualified", disqualify_reason=reason)
+    uow.publish(LeadDisqualifiedV1(lead_id=lead.id, reason=reason, owner_id=lead.owner_id),
+                org_id=org_id, subject_id=lead.id, subject_version=version)
+    return replace(lead, status="disqualified", disqualify_reason=reason, version=version, updated_at=now)
 
 
-async def soft_delete(uow: UnitOfWork, org_id: str, lead: dict[str, Any], now: datetime) -> None:
-    after = await save_lead_change(uow, org_id, lead, now, deleted_at=now)
+async def soft_delete(uow: UnitOfWork, org_id: str, lead: StoredLead, now: datetime) -> None:
+    version = await save_lead_change(uow, org_id, lead, now, deleted_at=now)
     # Other services learn of a deletion as a disqualification (it leaves its pipeline and sequences).
-    if lead["status"] not in ("disqualified", "won", "lost"):
-        uow.publish(LeadDisqualifiedV1(lead_id=lead["id"], reason="deleted", owner_id=lead.get("owner_id")),
-                    org_id=org_id, subject_id=lead["id"], subject_version=after["version"])
+    if lead.status not in ("disqualified", "won", "lost"):
+        uow.publish(LeadDisqualifiedV1(lead_id=lead.id, reason="deleted", owner_id=lead.owner_id),
+                    org_id=org_id, subject_id=lead.id, subject_version=version)
 
 
 async def erase(uow: UnitOfWork, org_id: str, lead_id: str, contact_id: str | None, now: datetime,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters.repository import leads as lead_repo
 from ..adapters.repository import records as record_repo
 from ..adapters.repository.records import RecordKind
-from .ingest import OrgSetup, rescore
+from .ingest import OrgSetup, scored
 from .views import snapshot
 
 RESCORE_BATCH = 200
@@ -28,10 +29,10 @@ async def edit_shared_record(uow: UnitOfWork, org_id: str, kind: RecordKind, rec
     linking = await lead_repo.lock_leads_linking(uow.session, org_id, **{f"{kind}_id": record_id})
     stamp = uow.clock.now()
     for lead in linking:
-        lead["version"] += 1
-        await lead_repo.save_lead(uow.session, org_id, lead, stamp)
-        uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=sorted(f"{kind}.{f}" for f in values),
-                                  cause="edit"), org_id=org_id, subject_id=lead["id"], subject_version=lead["version"])
+        after = replace(lead, version=lead.version + 1)
+        await lead_repo.save_lead(uow.session, org_id, after.as_api_dict(), stamp)
+        uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=sorted(f"{kind}.{f}" for f in values),
+                                  cause="edit"), org_id=org_id, subject_id=after.id, subject_version=after.version)
 
 
 async def rescore_open_leads(new_uow: Callable[[], AbstractAsyncContextManager[UnitOfWork]], org_id: str,
@@ -50,15 +51,14 @@ async def rescore_open_leads(new_uow: Callable[[], AbstractAsyncContextManager[U
                 break
             stamp = now()
             for lead in batch:
-                before = lead["score"]
-                rescore(lead, setup)
+                score, breakdown = scored(lead.as_api_dict(), setup)
                 rescored += 1
-                if lead["score"] != before:
+                if score != lead.score:
                     changed += 1
-                    lead["version"] += 1
-                    await lead_repo.save_lead(uow.session, org_id, lead, stamp)
-                    uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=["score"], cause="rescoring"),
-                                org_id=org_id, subject_id=lead["id"], subject_version=lead["version"])
+                    after = replace(lead, score=score, score_breakdown=breakdown, version=lead.version + 1)
+                    await lead_repo.save_lead(uow.session, org_id, after.as_api_dict(), stamp)
+                    uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=["score"], cause="rescoring"),
+                                org_id=org_id, subject_id=after.id, subject_version=after.version)
             await uow.commit()
-            last_id = batch[-1]["id"]
+            last_id = batch[-1].id
     return {"rescored": rescored, "changed": changed}

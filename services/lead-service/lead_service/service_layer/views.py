@@ -12,17 +12,20 @@ from salesflow_shared.preconditions import check_if_match as shared_check_if_mat
 from salesflow_shared.preconditions import strong_etag
 
 from ..adapters.repository import leads as lead_repo
+from ..domain.stored_lead import StoredLead
 
 
-def check_may_change(principal: Principal | None, lead: dict[str, Any]) -> None:
+def check_may_change(principal: Principal | None, lead: StoredLead) -> None:
     """A rep changes only the leads it owns now: one it owned before is read-only."""
-    if principal is not None and not principal.sees_whole_org and lead["owner_id"] != principal.user_id:
-        raise Forbidden(f"lead {lead['id']} is read-only for you: you no longer own it")
+    if principal is not None and not principal.sees_whole_org and lead.owner_id != principal.user_id:
+        raise Forbidden(f"lead {lead.id} is read-only for you: you no longer own it")
 
 
-def snapshot(lead: dict[str, Any]) -> LeadSnapshot:
-    return LeadSnapshot.model_validate({**lead, "lead_id": lead["id"], "utm": lead.get("utm") or {},
-                                        "custom_fields": lead.get("custom_fields") or {}})
+def snapshot(lead: StoredLead | dict[str, Any]) -> LeadSnapshot:
+    """The event snapshot of a lead, stored or (for the readers not yet on StoredLead) in its API shape."""
+    shape = lead.as_api_dict() if isinstance(lead, StoredLead) else lead
+    return LeadSnapshot.model_validate({**shape, "lead_id": shape["id"], "utm": shape.get("utm") or {},
+                                        "custom_fields": shape.get("custom_fields") or {}})
 
 
 def etag(lead: dict[str, Any]) -> str:
@@ -35,7 +38,7 @@ def check_if_match(if_match: str | None, current_version: int) -> None:
 
 async def load_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,
                     principal: Principal | None = None, include_deleted: bool = False,
-                    to_change: bool = True) -> dict[str, Any]:
+                    to_change: bool = True) -> StoredLead:
     """The lead as `principal` may see it (404 when it may not); with `to_change`, a rep who only owned it
     before gets 403 (it is read-only for them)."""
     lead = await lead_repo.find_lead(session, org_id, lead_id, for_update=for_update, principal=principal,
@@ -48,7 +51,7 @@ async def load_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_upd
 
 
 async def lock_lead_rows(session: AsyncSession, org_id: str, lead_id: str, principal: Principal | None = None,
-                         include_deleted: bool = False) -> dict[str, Any]:
+                         include_deleted: bool = False) -> StoredLead:
     """Lock a lead for a change in the order every ingest uses (company → contact → lead), so an edit or an
     erasure racing a submission of the same person waits instead of deadlocking; returns the locked lead."""
     lead = await load_lead(session, org_id, lead_id, principal=principal, include_deleted=include_deleted)

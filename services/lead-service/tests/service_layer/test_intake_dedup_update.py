@@ -70,7 +70,7 @@ async def ingest_committed(embedded: Embedded, org_id: str, *leads: LeadIn, orig
 
 async def read(embedded: Embedded, org_id: str, lead_id: str) -> dict[str, Any]:
     async with embedded.context.database.session() as session:
-        return await load_lead(session, org_id, lead_id, to_change=False)
+        return (await load_lead(session, org_id, lead_id, to_change=False)).as_api_dict()
 
 
 async def open_leads_of(embedded: Embedded, org_id: str, email: str) -> dict[str, Any] | None:
@@ -261,8 +261,8 @@ async def test_disqualify_then_erase(embedded: Embedded) -> None:
             await lead_ops.disqualify(uow, org, await load_lead(uow.session, org, lead_id), "again", now)
     async with embedded.context.uow() as uow:
         lead = await lock_lead_rows(uow.session, org, lead_id)
-        erased = await lead_ops.erase(uow, org, lead_id, lead["contact"]["contact_id"], now,
-                                      email=lead["contact"]["email"])
+        erased = await lead_ops.erase(uow, org, lead_id, lead.contact.contact_id, now,
+                                      email=lead.contact.email)
         await uow.commit()
 
     assert erased == [lead_id]

@@ -22,7 +22,8 @@ from salesflow_shared.ownership import remember_past_owner as remember_in
 from salesflow_shared.pagination import decode_cursor, encode_cursor
 
 from ...domain.lead import COMPANY_FIELDS, CONTACT_FIELDS, OPEN_STATUSES, search_text
-from ...domain.times import as_utc, iso
+from ...domain.stored_lead import StoredCompany, StoredContact, StoredLead, to_cents
+from ...domain.times import as_utc
 from ..orm import activities, companies, contacts, import_rows, lead_past_owners, leads, submissions
 from . import INSERT_BY_DIALECT, Page, cursor_instant, new_id
 
@@ -36,29 +37,34 @@ LEAD_SELECT = sa.select(
     .outerjoin(companies, companies.c.id == leads.c.company_id))
 
 
-def row_to_lead(row: Any) -> dict[str, Any]:
+def stored_lead(row: Any) -> StoredLead:
+    """The typed lead of a LEAD_SELECT row."""
     m = row._mapping
     value = m["value"]
-    return {
-        "id": m["id"],
-        "contact": {"contact_id": m["contact_id"], **{f: m[f"c_{f}"] for f in CONTACT_FIELDS}},
-        "company": {"company_id": m["company_id"], **{f: m[f"co_{f}"] for f in COMPANY_FIELDS}},
-        "country": m["country"], "region": m["region"], "postcode": m["postcode"],
-        "timezone": m["timezone"], "language": m["language"], "product_line": m["product_line"],
-        "value": None if value is None else str(Decimal(value).quantize(Decimal("0.01"))),
-        "currency": m["currency"],
-        "expected_close_date": m["expected_close_date"].isoformat() if isinstance(m["expected_close_date"], date)
-        else m["expected_close_date"],
-        "source": m["source"], "utm": m["utm"] or {}, "custom_fields": m["custom_fields"] or {},
-        "status": m["status"], "disqualify_reason": m["disqualify_reason"],
-        "owner_id": m["owner_id"], "team_id": m["team_id"],
-        "score": m["score"], "score_breakdown": m["score_breakdown"] or [],
-        "enrichment": m["enrichment"] or {}, "enrichment_status": m["enrichment_status"],
-        "form_id": m["form_id"], "import_id": m["import_id"],
-        "version": m["version"],
-        "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"]),
-        "erased_at": iso(m["erased_at"]),
-    }
+    close = m["expected_close_date"]
+    return StoredLead(
+        id=m["id"],
+        contact=StoredContact(m["contact_id"], *(m[f"c_{f}"] for f in CONTACT_FIELDS)),
+        company=StoredCompany(m["company_id"], *(m[f"co_{f}"] for f in COMPANY_FIELDS)),
+        country=m["country"], region=m["region"], postcode=m["postcode"],
+        timezone=m["timezone"], language=m["language"], product_line=m["product_line"],
+        value=None if value is None else to_cents(value),
+        currency=m["currency"],
+        expected_close_date=date.fromisoformat(close) if isinstance(close, str) else close,
+        source=m["source"], utm=m["utm"] or {}, custom_fields=m["custom_fields"] or {},
+        status=m["status"], disqualify_reason=m["disqualify_reason"],
+        owner_id=m["owner_id"], team_id=m["team_id"],
+        score=m["score"], score_breakdown=m["score_breakdown"] or [],
+        enrichment=m["enrichment"] or {}, enrichment_status=m["enrichment_status"],
+        form_id=m["form_id"], import_id=m["import_id"],
+        version=m["version"],
+        created_at=m["created_at"], updated_at=m["updated_at"], erased_at=m["erased_at"],
+    )
+
+
+def row_to_lead(row: Any) -> dict[str, Any]:
+    """The lead of a LEAD_SELECT row in its API shape (for the readers not yet on StoredLead)."""
+    return stored_lead(row).as_api_dict()
 
 
 def lead_columns(lead: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +109,7 @@ _LEAD_QUERIES = {(True, False): _LEAD_BY_ID, (False, False): _LEAD_NOT_DELETED,
 
 
 async def find_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_update: bool = False,
-                    principal: Principal | None = None, include_deleted: bool = False) -> dict[str, Any] | None:
+                    principal: Principal | None = None, include_deleted: bool = False) -> StoredLead | None:
     """The lead as `principal` may read it (None when it may not, or there is none)."""
     if principal is None or principal.sees_whole_org:
         query = _LEAD_QUERIES[include_deleted, for_update]
@@ -112,19 +118,19 @@ async def find_lead(session: AsyncSession, org_id: str, lead_id: str, *, for_upd
         if for_update:
             query = query.with_for_update(of=leads)
     row = (await session.execute(query, {"org_id": org_id, "lead_id": lead_id})).first()
-    return row_to_lead(row) if row is not None else None
+    return stored_lead(row) if row is not None else None
 
 
-async def lock_contact_and_company(session: AsyncSession, org_id: str, lead: dict[str, Any]) -> None:
+async def lock_contact_and_company(session: AsyncSession, org_id: str, lead: StoredLead) -> None:
     """Lock the lead's company, then its contact (PostgreSQL; SQLite locks the whole database on write)."""
     if session.bind is None or session.bind.dialect.name != "postgresql":
         return
-    if lead["company"].get("company_id"):
+    if lead.company.company_id:
         await session.execute(sa.select(companies.c.id).where(
-            companies.c.org_id == org_id, companies.c.id == lead["company"]["company_id"]).with_for_update())
-    if lead["contact"].get("contact_id"):
+            companies.c.org_id == org_id, companies.c.id == lead.company.company_id).with_for_update())
+    if lead.contact.contact_id:
         await session.execute(sa.select(contacts.c.id).where(
-            contacts.c.org_id == org_id, contacts.c.id == lead["contact"]["contact_id"]).with_for_update())
+            contacts.c.org_id == org_id, contacts.c.id == lead.contact.contact_id).with_for_update())
 
 
 _OPEN_LEADS = LEAD_SELECT.where(leads.c.org_id == sa.bindparam("org_id"), leads.c.status.in_(OPEN_STATUSES),
@@ -197,45 +203,45 @@ def _keyset(query: sa.Select[Any], cursor: str | None) -> sa.Select[Any]:
 
 
 async def leads_page(session: AsyncSession, principal: Principal, filters: LeadFilter, *, limit: int,
-                     cursor: str | None) -> Page[dict[str, Any]]:
+                     cursor: str | None) -> Page[StoredLead]:
     """The leads `principal` may read that pass `filters`, newest first, one page after `cursor`."""
     rows = (await session.execute(_keyset(_filtered(principal, filters), cursor).limit(limit + 1))).all()
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
         next_cursor = encode_cursor([as_utc(last.created_at).isoformat(), last.id])
-    return Page(items=[row_to_lead(r) for r in rows[:limit]], next_cursor=next_cursor)
+    return Page(items=[stored_lead(r) for r in rows[:limit]], next_cursor=next_cursor)
 
 
-async def lock_open_leads(session: AsyncSession, org_id: str, *, after_id: str, limit: int) -> list[dict[str, Any]]:
+async def lock_open_leads(session: AsyncSession, org_id: str, *, after_id: str, limit: int) -> list[StoredLead]:
     """The org's open leads in id order after `after_id`, locked (a batch of a rescoring)."""
     rows = (await session.execute(LEAD_SELECT.where(
         leads.c.org_id == org_id, leads.c.status.in_(OPEN_STATUSES), leads.c.deleted_at.is_(None),
         leads.c.id > after_id).order_by(leads.c.id).limit(limit).with_for_update(of=leads))).all()
-    return [row_to_lead(r) for r in rows]
+    return [stored_lead(r) for r in rows]
 
 
 async def lock_leads_linking(session: AsyncSession, org_id: str, *, contact_id: str | None = None,
-                             company_id: str | None = None) -> list[dict[str, Any]]:
+                             company_id: str | None = None) -> list[StoredLead]:
     """The (not deleted) leads that link the contact, or the company, locked."""
     column = leads.c.contact_id if contact_id is not None else leads.c.company_id
     rows = (await session.execute(LEAD_SELECT.where(
         column == (contact_id if contact_id is not None else company_id), leads.c.org_id == org_id,
         leads.c.deleted_at.is_(None)).with_for_update(of=leads))).all()
-    return [row_to_lead(r) for r in rows]
+    return [stored_lead(r) for r in rows]
 
 
 CONSUMED_VERSIONS = ("assignment_version", "outcome_version")
 
 
 async def lock_lead_for_event(session: AsyncSession, org_id: str, lead_id: str
-                              ) -> tuple[dict[str, Any], dict[str, int]] | None:
+                              ) -> tuple[StoredLead, dict[str, int]] | None:
     """The (not deleted) lead locked, with the last subject_version seen of each producer family of consumed
     events (`assignment_version`, `outcome_version`): both from the one locked read (None: no such lead)."""
     row = (await session.execute(_LEAD_QUERIES[False, True], {"org_id": org_id, "lead_id": lead_id})).first()
     if row is None:
         return None
-    return row_to_lead(row), {column: int(row._mapping[column]) for column in CONSUMED_VERSIONS}
+    return stored_lead(row), {column: int(row._mapping[column]) for column in CONSUMED_VERSIONS}
 
 
 # ------------------------------------------------------------------ writing leads
