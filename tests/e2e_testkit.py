@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import httpx
 import sqlalchemy as sa
-import uvicorn
 from lead_testkit import FakeProvider
 from notification_fakes import FakeMailchimp
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -28,7 +27,7 @@ from sqlalchemy.pool import NullPool
 from system_harness import EmbeddedSystem, RunningSystem
 
 from salesflow_shared.signatures import sign
-from salesflow_shared.testing import SmtpSink, auth_headers, free_port
+from salesflow_shared.testing import LocalHttpServer, SmtpSink, auth_headers, free_port
 
 T = TypeVar("T")
 
@@ -75,17 +74,11 @@ class ProviderServer:
         self.provider.url = f"http://127.0.0.1:{self.port}/enrich"
 
     async def start(self) -> None:
-        self._server = uvicorn.Server(uvicorn.Config(self.provider.app(), host="127.0.0.1", port=self.port,
-                                                     log_level="warning", lifespan="off", access_log=False))
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        self._http = LocalHttpServer(self.provider.app(), self.port)
+        await self._http.start()
 
     async def stop(self) -> None:
-        self._server.should_exit = True
-        await self._task
+        await self._http.stop()
 
 
 class World:
