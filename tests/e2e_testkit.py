@@ -271,6 +271,18 @@ async def put_rules(client: httpx.AsyncClient, rules: list[dict[str, Any]]) -> d
     return await ok(client.put("/v1/routing-rules", json={"rules": rules}, headers=headers), 200)
 
 
+async def inbound_pipeline(pipeline_api: httpx.AsyncClient) -> dict[str, Any]:
+    """The org's "Inbound" pipeline, from pipeline-service's inbound web-form template."""
+    return await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
+                                      json={"name": "Inbound"}), 201)
+
+
+def fallback_rule(pipeline_id: str, team_id: str, rule_id: str = "all", name: str = "All") -> dict[str, Any]:
+    """The routing rule for the leads no other rule takes: into `pipeline_id`, round robin over the team."""
+    return {"id": rule_id, "name": name, "fallback": True, "pipeline_id": pipeline_id,
+            "owner": {"strategy": "round_robin", "team_id": team_id}}
+
+
 async def welcome_template(client: httpx.AsyncClient, subject: str = "Welcome, {{ lead.first_name }}") -> str:
     return (await ok(client.post("/v1/templates", json={
         "name": "Welcome", "audience": "prospect", "subject": subject,
@@ -332,8 +344,7 @@ async def setup_inbound_org(world: World, org: str) -> InboundOrg:
     template; Mailchimp settings and a subscribe rule on the first stage; a milestone rule on leaving it; rep
     quotas for this quarter; scoring rules; a web form."""
     async with world.client(PIPELINE, admin(org)) as pipeline_api:
-        pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
-                                              json={"name": "Inbound"}), 201)
+        pipeline = await inbound_pipeline(pipeline_api)
     pipeline_id = pipeline["id"]
     qualification = pipeline["stages"][0]["id"]
     async with world.client(ASSIGNMENT, admin(org)) as assignment_api:
@@ -346,8 +357,7 @@ async def setup_inbound_org(world: World, org: str) -> InboundOrg:
             {"id": "dach", "name": "DACH web leads", "triggers": ["lead_created"],
              "conditions": [{"field": "territory", "op": "eq", "value": territory["id"]}],
              "pipeline_id": pipeline_id, "owner": {"strategy": "round_robin", "team_id": dach_team}},
-            {"id": "everyone-else", "name": "Everyone else", "fallback": True, "pipeline_id": pipeline_id,
-             "owner": {"strategy": "round_robin", "team_id": other_team}}])
+            fallback_rule(pipeline_id, other_team, "everyone-else", "Everyone else")])
     async with world.client(NOTIFICATION, admin(org)) as notification_api:
         template_id = await welcome_template(notification_api)
         await ok(notification_api.post("/v1/sequences", json={

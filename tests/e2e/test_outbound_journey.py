@@ -18,6 +18,7 @@ from e2e_testkit import (
     PIPELINE,
     World,
     admin,
+    fallback_rule,
     manager,
     new_org,
     ok,
@@ -56,8 +57,7 @@ async def test_outbound_cold_calling_journey(any_world: World):
             {"id": "presentations-to-the-field", "name": "Field reps present", "triggers": ["stage_entry"],
              "conditions": [{"field": "stage_id", "op": "eq", "value": stage["Presentation"]}],
              "owner": {"strategy": "round_robin", "team_id": outside}},
-            {"id": "cold-calls", "name": "Inside reps call", "fallback": True, "pipeline_id": pipeline["id"],
-             "owner": {"strategy": "round_robin", "team_id": inside}}])
+            fallback_rule(pipeline["id"], inside, "cold-calls", "Inside reps call")])
         await ok(notification_api.put("/v1/mailchimp/settings", json={
             "api_key": MAILCHIMP_KEY, "nurture_list_id": "nurture-outbound", "nurture_tag": "lost-outbound"},
             headers={"If-Match": '"0"'}), 200)  # the org's first Mailchimp settings
