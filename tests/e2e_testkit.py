@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -118,6 +118,12 @@ class World:
 
     def client(self, service: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url(service), headers=headers or {}, timeout=30)
+
+    @asynccontextmanager
+    async def admin_clients(self, org: str, *services: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+        """A client of each of `services` (in that order) as `org`'s admin, closed together."""
+        async with AsyncExitStack() as stack:
+            yield [await stack.enter_async_context(self.client(service, admin(org))) for service in services]
 
     async def rows(self, service: str, sql: str, **params: Any) -> list[dict[str, Any]]:
         """Read a service's own database directly (what it really stores)."""

@@ -10,7 +10,6 @@ from e2e_testkit import (
     LEAD,
     PIPELINE,
     World,
-    admin,
     fallback_rule,
     inbound_pipeline,
     new_org,
@@ -28,8 +27,7 @@ from e2e_testkit import (
 async def test_the_account_manager_gets_the_customer_hand_over(any_world: World):
     world = any_world
     org = new_org("handover")
-    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
-            world.client(ASSIGNMENT, admin(org)) as assignment_api:
+    async with world.admin_clients(org, LEAD, PIPELINE, ASSIGNMENT) as (lead_api, pipeline_api, assignment_api):
         pipeline = await inbound_pipeline(pipeline_api)
         closers = await setup_team(assignment_api, org, ["cleo"], "Closers")
         await setup_team(assignment_api, org, [ACCOUNT_MANAGER], "Account management")

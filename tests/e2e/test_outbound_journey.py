@@ -17,7 +17,6 @@ from e2e_testkit import (
     NOTIFICATION,
     PIPELINE,
     World,
-    admin,
     fallback_rule,
     manager,
     new_org,
@@ -44,9 +43,8 @@ async def test_outbound_cold_calling_journey(any_world: World):
     world = any_world
     org = new_org("outbound")
     tag = org.split("-")[1]
-    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
-            world.client(ASSIGNMENT, admin(org)) as assignment_api, \
-            world.client(NOTIFICATION, admin(org)) as notification_api:
+    async with world.admin_clients(org, LEAD, PIPELINE, ASSIGNMENT, NOTIFICATION) as (
+            lead_api, pipeline_api, assignment_api, notification_api):
         # ------------------------------------------------------------------ setup
         pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/outbound-cold-calling/instantiate",
                                               json={"name": "Outbound"}), 201)

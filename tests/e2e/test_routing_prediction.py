@@ -9,7 +9,6 @@ from e2e_testkit import (
     LEAD,
     PIPELINE,
     World,
-    admin,
     fallback_rule,
     inbound_pipeline,
     new_org,
@@ -23,8 +22,7 @@ from e2e_testkit import (
 async def test_the_simulation_runs_on_the_facts_a_real_lead_is_routed_on(any_world: World):
     world = any_world
     org = new_org("simulate")
-    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
-            world.client(ASSIGNMENT, admin(org)) as assignment_api:
+    async with world.admin_clients(org, LEAD, PIPELINE, ASSIGNMENT) as (lead_api, pipeline_api, assignment_api):
         pipeline = await inbound_pipeline(pipeline_api)
         senior = await setup_team(assignment_api, org, ["sam"], "Senior")
         junior = await setup_team(assignment_api, org, ["jon"], "Junior")
