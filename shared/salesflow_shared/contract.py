@@ -23,8 +23,9 @@ what it answers, the same way in every service:
 the conventions by:
 1. building its app with `create_service_app` (errors, security, headers, operation ids, tags: automatic);
 2. `returns(Model, etag=...)` on each route (or `response_model=` plus `etag_header()`), its answer models in
-   `entrypoints/responses.py`, lists as `page_of(Item)` served by `pagination.keyset_page` (limit + cursor,
-   bad cursor 422);
+   `entrypoints/responses.py` (one that answers a repository record's columns takes them from the record with
+   `record_fields`), lists as `page_of(Item)` served by `pagination.keyset_page` (limit + cursor, bad cursor
+   422);
 3. `preconditions.strong_etag` / `preconditions.check_if_match` for ETags and If-Match (strong, 428, 412);
 4. `clock.Rfc3339` for times it reads, `clock.rfc3339` / `clock.UtcDateTime` for times it writes, and
    `StrictBool` for booleans;
