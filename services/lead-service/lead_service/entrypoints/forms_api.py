@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy.exc import DBAPIError
 
-from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodically
+from salesflow_shared.app import ContextDep, ServiceContext, UowDep
 from salesflow_shared.auth import AdminPrincipal
 from salesflow_shared.client_address import client_ip
 from salesflow_shared.contract import returns
@@ -42,6 +42,7 @@ from ..domain import cors
 from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
 from ..domain.forms import PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form
 from ..domain.mapping import validate_spec
+from ..service_layer import reprocessing
 from ..service_layer.intake import (
     PayloadError,
     Received,
@@ -50,14 +51,12 @@ from ..service_layer.intake import (
     new_public_key,
     new_signing_secret,
     parse_payload,
-    process_submission,
     scoped_dedup_key,
     store_submission,
     submission_to_dict,
 )
 from ..service_layer.views import check_if_match
 from . import responses as R
-from .common import org_setup
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/forms", tags=["forms"])
@@ -434,37 +433,17 @@ async def get_submission(form_id: str, submission_id: str, uow: UowDep, principa
     return submission_to_dict(submission)
 
 
-async def _reprocess(context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
-    async with context.uow() as uow:
-        result = await _reprocess_in(uow, context, form, submission_id)
-        await uow.commit()
-    return result
-
-
-async def _reprocess_in(uow: Any, context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
-    """Process the submission in the caller's open transaction (not committed here)."""
-    setup = await org_setup(context, uow.session, form.org_id)
-    state = await process_submission(uow, form, submission_id, setup, uow.clock.now())
-    return state.answer(submission_id)
-
-
 @router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again",
              operation_id="reprocessSubmission", **returns(R.SubmissionResult))
 async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: ContextDep,
                         principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    async def act() -> dict[str, Any]:
+        form = await _own_form(uow, form_id, principal.org_id)
+        state = await reprocessing.reprocess_submission(uow, context, form, submission_id)
+        return state.answer(submission_id)
+
     return await once(idem, uow, org_id=principal.org_id, scope=f"reprocess:{form_id}:{submission_id}",
-                      payload=None, act=lambda: _reprocess_one(form_id, submission_id, uow, context, principal))
-
-
-async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: ServiceContext,
-                         principal: Any) -> dict[str, Any]:
-    form = await _own_form(uow, form_id, principal.org_id)
-    row = await form_repo.find_submission(uow.session, principal.org_id, submission_id, form_id=form_id)
-    if row is None:
-        raise NotFound(f"no submission {submission_id}")
-    if row.status == "spam":
-        raise ValidationFailed.single("submission_id", "a honeypot (spam) submission is never processed")
-    return await _reprocess_in(uow, context, form, submission_id)
+                      payload=None, act=act)
 
 
 @router.post("/{form_id}/submissions/reprocess", summary="Process every failed submission of the form again",
@@ -472,37 +451,12 @@ async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: Se
 async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep, limit: LimitParam = 500) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
-    ids = await form_repo.unfinished_submission_ids(uow.session, principal.org_id, form_id, limit)
-    await uow.rollback()
+    ids = await reprocessing.unfinished_submissions(uow, form, limit)
 
-    async def reprocess_each() -> dict[str, Any]:  # one transaction per submission, as the sweep does
-        results = [await _reprocess(context, form, sid) for sid in ids]
+    async def act() -> dict[str, Any]:
+        results = [r.state.answer(r.submission_id) for r in await reprocessing.reprocess_all(context, form, ids)]
         return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
                 "failed": sum(r["status"] == "failed" for r in results), "items": results}
 
     return await once_across(idem, context.uow, org_id=principal.org_id, scope=f"reprocess-failed:{form_id}",
-                             payload={"limit": limit}, act=reprocess_each)
-
-
-async def sweep_once(context: ServiceContext) -> int:
-    """Process the submissions left "received" longer than the sweep delay; returns how many were tried."""
-    async with context.database.session() as session:
-        stuck = await form_repo.stuck_submissions(session, context.clock.now(),
-                                        context.settings_as(Settings).submission_sweep_after_s)
-    for item in stuck:
-        try:
-            form = await collaborators(context).form_cache.get(context, item.form_id)
-            if form is not None:
-                await _reprocess(context, form, item.id)
-        except Exception:
-            log.exception("sweep_submission_failed", submission_id=item.id)
-    return len(stuck)
-
-
-async def submission_sweeper(context: ServiceContext) -> None:
-    """Finish submissions left "received" by an unexpected processing error."""
-    async def tick() -> None:
-        await sweep_once(context)  # never "busy": a submission that keeps failing waits for the next round
-
-    await run_periodically(context, tick, max(1.0, context.settings_as(Settings).submission_sweep_after_s / 3),
-                           name="submission_sweeper")
+                             payload={"limit": limit}, act=act)
