@@ -80,8 +80,8 @@ async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal:
         await uow.commit()
         return response
     status = 201 if outcome.created else 200
-    response = await idem.complete(uow.session, status_code=status, body=outcome.lead,
-                                   headers={"ETag": etag(outcome.lead), "Location": f"/v1/leads/{outcome.lead['id']}"})
+    response = await idem.complete(uow.session, status_code=status, body=outcome.lead.as_api_dict(),
+                                   headers={"ETag": etag(outcome.lead), "Location": f"/v1/leads/{outcome.lead.id}"})
     await uow.commit()
     return response
 
@@ -95,7 +95,7 @@ async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal
     async def build() -> dict[str, Any]:
         setup = await org_setup(context, uow.session, principal.org_id)
         lead = preview(with_valid_custom_fields(body, setup), setup, uow.clock.now())
-        return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
+        return {"lead": lead.as_api_dict(), "snapshot": snapshot(lead).model_dump(mode="json")}
 
     # Stores nothing but the key's answer: a retry gets the preview it was first shown.
     return await once(idem, uow, org_id=principal.org_id, scope="leads:preview",
@@ -200,7 +200,7 @@ async def patch_lead(lead_id: str, body: LeadPatch, uow: UowDep, context: Contex
         await uow.commit()
     except IntegrityError as exc:
         raise Conflict("the change conflicts with another contact or company (email or domain taken)") from exc
-    return json_with_etag(after)
+    return json_with_etag(after.as_api_dict())
 
 
 class DisqualifyIn(BaseModel):

@@ -4,10 +4,10 @@ Times are RFC 3339 with an offset; money is a decimal string; ids of other thing
 """
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from salesflow_shared.contract import MONEY_PATTERN, page_of
 from salesflow_shared.events import LeadSnapshot
@@ -15,6 +15,7 @@ from salesflow_shared.events import LeadSnapshot
 from ..domain.activity import Activity
 from ..domain.forms import Form
 from ..domain.lead import LeadStatus
+from ..domain.stored_lead import StoredLead
 
 
 class LeadContact(BaseModel):
@@ -41,38 +42,17 @@ class ScoreLine(BaseModel):
     reason: str
 
 
-class LeadOut(BaseModel):
-    """A lead with its contact, company, score breakdown and enrichment; `version` is its ETag."""
-
-    id: str
-    contact: LeadContact
-    company: LeadCompany
-    country: str | None
-    region: str | None
-    postcode: str | None
-    timezone: str | None
-    language: str | None
-    product_line: str | None
-    value: str | None = Field(json_schema_extra={"pattern": MONEY_PATTERN})
-    currency: str | None
-    expected_close_date: date | None
-    source: str
-    utm: dict[str, str]
-    custom_fields: dict[str, Any]
-    status: LeadStatus
-    disqualify_reason: str | None
-    owner_id: str | None
-    team_id: str | None
-    score: int | None
-    score_breakdown: list[ScoreLine]
-    enrichment: dict[str, Any]
-    enrichment_status: str | None
-    form_id: str | None
-    import_id: str | None
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    erased_at: datetime | None
+# A lead answers with the stored record's fields, in its API shape: these fields have their API types (money as
+# a string to the cent, the typed contact, company and score lines); every other field is the record's own.
+_API_TYPES: dict[str, Any] = {
+    "contact": LeadContact, "company": LeadCompany,
+    "value": (str | None, Field(json_schema_extra={"pattern": MONEY_PATTERN})),
+    "score": int | None, "score_breakdown": list[ScoreLine], "enrichment_status": str | None,
+}
+LeadOut = create_model(
+    "LeadOut", __module__=__name__,
+    __doc__="A lead with its contact, company, score breakdown and enrichment; `version` is its ETag.",
+    **{name: _API_TYPES.get(name, (hint, ...)) for name, hint in get_type_hints(StoredLead).items()})
 
 
 class LeadPreview(BaseModel):

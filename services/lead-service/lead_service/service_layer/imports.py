@@ -232,7 +232,7 @@ async def _not_someone_elses(uow: UnitOfWork, org_id: str, rep_id: str, candidat
     emails = sorted({c.lead.contact.email for _, c in candidates if c.lead.contact.email})
     taken = {email: lead for email, lead in (await open_leads_by_email(uow.session, org_id, emails,
                                                                        for_update=False)).items()
-             if lead.get("owner_id") != rep_id}
+             if lead.owner_id != rep_id}
     kept = []
     for number, candidate in candidates:
         lead = taken.get(candidate.lead.contact.email or "")
@@ -240,7 +240,7 @@ async def _not_someone_elses(uow: UnitOfWork, org_id: str, rep_id: str, candidat
             kept.append((number, candidate))
             continue
         failed[number] = RowResult("failed", errors=[{
-            "field": "contact.email", "message": someone_elses_lead(lead["id"], lead.get("owner_id"))}])
+            "field": "contact.email", "message": someone_elses_lead(lead.id, lead.owner_id)}])
     return kept
 
 
@@ -266,13 +266,13 @@ async def _ingest_rows(uow: UnitOfWork, org_id: str, candidates: list[tuple[int,
                 results[number] = RowResult("failed", errors=[{"field": "row",
                                                                "message": str(row_exc).splitlines()[0][:300]}])
                 continue
-            results[number] = RowResult("created" if outcome.created else "updated", outcome.lead["id"])
+            results[number] = RowResult("created" if outcome.created else "updated", outcome.lead.id)
         return results
     seen: set[str] = set()
     for (number, _), outcome in zip(candidates, outcomes, strict=True):
-        created = outcome.created and outcome.lead["id"] not in seen
-        seen.add(outcome.lead["id"])
-        results[number] = RowResult("created" if created else "updated", outcome.lead["id"])
+        created = outcome.created and outcome.lead.id not in seen
+        seen.add(outcome.lead.id)
+        results[number] = RowResult("created" if created else "updated", outcome.lead.id)
     return results
 
 

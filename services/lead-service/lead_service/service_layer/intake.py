@@ -122,7 +122,7 @@ class SubmissionState:
 
     @classmethod
     def accepted(cls, outcome: Outcome) -> SubmissionState:
-        return cls("accepted", [], outcome.lead["id"], "created" if outcome.created else "updated")
+        return cls("accepted", [], outcome.lead.id, "created" if outcome.created else "updated")
 
     def answer(self, submission_id: str) -> dict[str, Any]:
         """The API's answer about the submission (SubmissionResult)."""

@@ -22,6 +22,7 @@ from lead_service.bootstrap import build_definition
 from lead_service.config import Settings
 from lead_service.domain.forms import Form
 from lead_service.domain.lead import LeadIn, LeadPatch
+from lead_service.domain.stored_lead import StoredLead
 from lead_service.service_layer import leads as lead_ops
 from lead_service.service_layer import reprocessing
 from lead_service.service_layer.ingest import Candidate, OrgSetup, ingest, load_org_setup
@@ -81,7 +82,7 @@ async def read(embedded: Embedded, org_id: str, lead_id: str) -> dict[str, Any]:
         return (await load_lead(session, org_id, lead_id, to_change=False)).as_api_dict()
 
 
-async def open_leads_of(embedded: Embedded, org_id: str, email: str) -> dict[str, Any] | None:
+async def open_leads_of(embedded: Embedded, org_id: str, email: str) -> StoredLead | None:
     async with embedded.context.database.session() as session:
         return (await lead_repo.open_leads_by_email(session, org_id, [email], for_update=False)).get(email)
 
@@ -92,7 +93,7 @@ async def test_a_new_lead_is_stored_scored_and_announced(embedded: Embedded) -> 
     [outcome] = await ingest_committed(embedded, org, a_lead(value="1200.00", currency="EUR"))
 
     assert outcome.created
-    lead = await read(embedded, org, outcome.lead["id"])
+    lead = await read(embedded, org, outcome.lead.id)
     assert lead["status"] == "open" and lead["version"] == 1
     assert lead["contact"]["email"] == "ada@acme.io" and lead["company"]["name"] == "Acme"
     assert lead["company"]["domain"] == "acme.io"  # a business email tells the company's domain
@@ -110,9 +111,9 @@ async def test_the_same_email_again_updates_the_open_lead(embedded: Embedded) ->
     [again] = await ingest_committed(embedded, org, a_lead(region="Bavaria", contact={"email": "ADA@acme.io",
                                                                                       "phone": "+49 1"}))
 
-    assert not again.created and again.lead["id"] == first.lead["id"]
+    assert not again.created and again.lead.id == first.lead.id
     assert sorted(again.changed) == ["contact.phone", "region"]
-    lead = await read(embedded, org, first.lead["id"])
+    lead = await read(embedded, org, first.lead.id)
     assert lead["version"] == 2 and lead["region"] == "Bavaria" and lead["contact"]["phone"] == "+49 1"
     assert lead["contact"]["first_name"] == "Ada"  # what the second entry left out stays
     events = await embedded.events(org, "LeadCreated", "LeadUpdated", count=2)
@@ -125,8 +126,8 @@ async def test_the_same_person_twice_in_one_batch_is_one_lead(embedded: Embedded
     outcomes = await ingest_committed(embedded, org, a_lead(), a_lead(postcode="80331"), origin="import")
 
     assert [o.created for o in outcomes] == [True, False]
-    assert outcomes[0].lead["id"] == outcomes[1].lead["id"]
-    lead = await read(embedded, org, outcomes[0].lead["id"])
+    assert outcomes[0].lead.id == outcomes[1].lead.id
+    lead = await read(embedded, org, outcomes[0].lead.id)
     assert lead["postcode"] == "80331" and lead["version"] == 1
     [created] = await embedded.events(org, "LeadCreated", count=1)
     assert created.data["lead"]["postcode"] == "80331"  # one event, carrying the final state
@@ -138,7 +139,7 @@ async def test_leads_without_an_email_are_never_merged(embedded: Embedded) -> No
     outcomes = await ingest_committed(embedded, org, a_lead(email=None), a_lead(email=None))
 
     assert [o.created for o in outcomes] == [True, True]
-    first, second = [await read(embedded, org, o.lead["id"]) for o in outcomes]
+    first, second = [await read(embedded, org, o.lead.id) for o in outcomes]
     assert first["id"] != second["id"]
     assert first["contact"]["contact_id"] != second["contact"]["contact_id"]
 
@@ -299,13 +300,13 @@ async def patch(embedded: Embedded, org_id: str, lead_id: str, **fields: Any) ->
         after = await lead_ops.apply_patch(uow, lead, LeadPatch.model_validate(fields), setup, org_id,
                                            embedded.clock.now())
         await uow.commit()
-    return after
+    return after.as_api_dict()
 
 
 async def test_an_edit_changes_the_lead_once_and_announces_what_changed(embedded: Embedded) -> None:
     org = new_org()
     [outcome] = await ingest_committed(embedded, org, a_lead())
-    lead_id = outcome.lead["id"]
+    lead_id = outcome.lead.id
 
     after = await patch(embedded, org, lead_id, status="qualified", contact={"title": "CEO"},
                         company={"domain": "acme.example"})
@@ -325,17 +326,17 @@ async def test_an_edit_refuses_another_contacts_email_and_bad_values(embedded: E
     [outcome] = await ingest_committed(embedded, org, a_lead())
 
     with pytest.raises(Conflict):
-        await patch(embedded, org, outcome.lead["id"], contact={"email": "grace@navy.mil"})
+        await patch(embedded, org, outcome.lead.id, contact={"email": "grace@navy.mil"})
     with pytest.raises(ValidationFailed) as refused:
-        await patch(embedded, org, outcome.lead["id"], value="10.00", source=None)
+        await patch(embedded, org, outcome.lead.id, value="10.00", source=None)
     assert sorted(e.field for e in refused.value.errors) == ["currency", "source"]
-    assert (await read(embedded, org, outcome.lead["id"]))["version"] == 1
+    assert (await read(embedded, org, outcome.lead.id))["version"] == 1
 
 
 async def test_disqualify_then_erase(embedded: Embedded) -> None:
     org = new_org()
     [outcome] = await ingest_committed(embedded, org, a_lead())
-    lead_id = outcome.lead["id"]
+    lead_id = outcome.lead.id
     now = embedded.clock.now()
 
     async with embedded.context.uow() as uow:
