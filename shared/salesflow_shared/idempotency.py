@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -133,19 +134,33 @@ async def idempotency_key(request: Request, sent_key: Annotated[str, Header(
 IdempotencyDep = Annotated[IdempotentRequest, Depends(idempotency_key)]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What `act` answers when its status depends on what it did (201 created or 200 updated, a 409 that is
+    stored like any answer), with that answer's headers."""
+    body: Any
+    status_code: int
+    headers: dict[str, str] | None = None
+
+
 async def once(idem: IdempotentRequest, uow: Any, *, org_id: str, scope: str, payload: Any,
                act: Callable[[], Awaitable[Any]], status_code: int = 200,
                headers: Callable[[Any], dict[str, str]] | None = None) -> JSONResponse:
     """Run `act` at most once per Idempotency-Key: a retry gets the stored answer, another body with the key 409.
 
-    `act` makes its change in `uow` without committing and returns the answer's JSON body; `headers` builds the
-    answer's headers (an ETag) from it. The key, the change and the stored answer commit together, so a crash
-    between them leaves neither (the retry then acts, once)."""
+    `act` makes its change in `uow` without committing and returns the answer's JSON body (or an `Answer`
+    naming its own status and headers); `headers` builds the answer's headers (an ETag) from the body. The key,
+    the change and the stored answer commit together, so a crash between them leaves neither (the retry then
+    acts, once)."""
     if (replay := await idem.begin(uow.session, org_id=org_id, scope=scope, payload=payload)):
         return replay
-    body = jsonable_encoder(await act())
-    response = await idem.complete(uow.session, status_code=status_code, body=body,
-                                   headers=headers(body) if headers is not None else None)
+    result = await act()
+    if isinstance(result, Answer):
+        body, status_code, answer_headers = jsonable_encoder(result.body), result.status_code, result.headers
+    else:
+        body = jsonable_encoder(result)
+        answer_headers = headers(body) if headers is not None else None
+    response = await idem.complete(uow.session, status_code=status_code, body=body, headers=answer_headers)
     await uow.commit()
     return response
 

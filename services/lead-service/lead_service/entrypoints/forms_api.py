@@ -57,6 +57,7 @@ from ..service_layer.intake import (
 )
 from ..service_layer.views import check_if_match
 from . import responses as R
+from .common import etag_header, page_body
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/forms", tags=["forms"])
@@ -174,29 +175,26 @@ def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
 async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     _check_spec(body.mapping, body.defaults, body.required)
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forms.create",
-                              payload=body.model_dump(mode="json"))
-    if replay is not None:
-        return replay
-    default_rate_limit = context.settings_as(Settings).form_rate_limit_per_minute
-    new = Form(id=new_id(), org_id=principal.org_id, name=body.name, mapping=body.mapping, defaults=body.defaults,
-               required=body.required, public_key=new_public_key(), signing_secret=new_signing_secret(),
-               honeypot_field=body.honeypot_field, redirect_url=str(body.redirect_url) if body.redirect_url else None,
-               rate_limit_per_minute=body.rate_limit_per_minute or default_rate_limit,
-               allowed_origins=list(dict.fromkeys(body.allowed_origins)), version=1)
-    await form_repo.insert_form(uow.session, new, uow.clock.now())
-    form = await _own_form(uow, new.id, principal.org_id)
-    response = await idem.complete(uow.session, status_code=201, body=form.as_dict(),
-                                   headers={"ETag": f'"{form.version}"'})
-    await uow.commit()
-    return response
+    async def act() -> dict[str, Any]:
+        default_rate_limit = context.settings_as(Settings).form_rate_limit_per_minute
+        new = Form(id=new_id(), org_id=principal.org_id, name=body.name, mapping=body.mapping,
+                   defaults=body.defaults, required=body.required, public_key=new_public_key(),
+                   signing_secret=new_signing_secret(), honeypot_field=body.honeypot_field,
+                   redirect_url=str(body.redirect_url) if body.redirect_url else None,
+                   rate_limit_per_minute=body.rate_limit_per_minute or default_rate_limit,
+                   allowed_origins=list(dict.fromkeys(body.allowed_origins)), version=1)
+        await form_repo.insert_form(uow.session, new, uow.clock.now())
+        return (await _own_form(uow, new.id, principal.org_id)).as_dict()
+
+    return await once(idem, uow, org_id=principal.org_id, scope="forms.create", payload=body.model_dump(mode="json"),
+                      act=act, status_code=201, headers=etag_header)
 
 
 @router.get("", summary="The org's forms", operation_id="listForms", **returns(R.FormPage))
 async def list_forms(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
                      cursor: CursorParam = None) -> dict[str, Any]:
     page = await form_repo.forms_page(uow.session, principal.org_id, limit=limit, cursor=cursor)
-    return {"items": [form.as_dict() for form in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, Form.as_dict)
 
 
 async def _own_form(uow: Any, form_id: str, org_id: str) -> Form:
@@ -238,15 +236,13 @@ async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principa
                         idem: IdempotencyDep) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
     # A retry with the same key gets the secret the first request made, not a third one.
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope=f"forms.rotate:{form_id}", payload={})
-    if replay is not None:
-        return replay
-    await form_repo.update_form(uow.session, principal.org_id, form_id, version=form.version, now=uow.clock.now(),
-                                only_at_version=False, signing_secret=new_signing_secret())
-    rotated = await _own_form(uow, form_id, principal.org_id)
-    response = await idem.complete(uow.session, status_code=200, body=rotated.as_dict(),
-                                   headers={"ETag": f'"{rotated.version}"'})
-    await uow.commit()
+    async def act() -> dict[str, Any]:
+        await form_repo.update_form(uow.session, principal.org_id, form_id, version=form.version,
+                                    now=uow.clock.now(), only_at_version=False, signing_secret=new_signing_secret())
+        return (await _own_form(uow, form_id, principal.org_id)).as_dict()
+
+    response = await once(idem, uow, org_id=principal.org_id, scope=f"forms.rotate:{form_id}", payload={}, act=act,
+                          headers=etag_header)
     collaborators(context).form_cache.invalidate(form_id)
     return response
 
@@ -421,7 +417,7 @@ async def list_submissions(form_id: str, uow: UowDep, principal: AdminPrincipal,
     await _own_form(uow, form_id, principal.org_id)
     page = await form_repo.submissions_page(uow.session, principal.org_id, form_id, status=status, limit=limit,
                                             cursor=cursor)
-    return {"items": [submission_to_dict(s) for s in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, submission_to_dict)
 
 
 @router.get("/{form_id}/submissions/{submission_id}", summary="One stored submission with its errors",
