@@ -3,7 +3,6 @@ open lead with the same email."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Any
 
 from .enrichment import analyse_email
 from .lead import COMPANY_FIELDS, CONTACT_FIELDS, LeadIn
@@ -13,7 +12,7 @@ from .stored_lead import StoredCompany, StoredContact, StoredLead, to_cents
 JSON_PARTS = {"utm", "custom_fields"}
 
 
-def company_key(candidate: LeadIn) -> tuple[str | None, dict[str, Any]]:
+def company_key(candidate: LeadIn) -> tuple[str | None, dict[str, str | None]]:
     """The de-duplication key of the candidate's company and the values it brings."""
     company = candidate.company.model_dump()
     insights = analyse_email(candidate.contact.email)

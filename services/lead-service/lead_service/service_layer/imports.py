@@ -138,7 +138,7 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
             created_by=user_id, now=now)
         await uow.commit()
     total = 0
-    batch: list[tuple[int, dict[str, Any]]] = []
+    batch: list[tuple[int, dict[str, str]]] = []
 
     async def flush() -> None:
         async with context.uow() as uow:
@@ -151,7 +151,7 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
             continue  # blank line
         total += 1
         # Not strict: a row of another width is kept, cut or padded to the header, and flagged just below.
-        data: dict[str, Any] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record), strict=False))
+        data: dict[str, str] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record), strict=False))
         if len(record) != len(headers):
             data[BAD_WIDTH] = f"{len(record)} cells where the header has {len(headers)}"
         batch.append((total + 1, data))

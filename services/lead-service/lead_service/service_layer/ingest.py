@@ -128,7 +128,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     seen = await open_leads_by_email(uow.session, org_id, emails, for_update=False)
 
     company_keys: list[str | None] = []
-    wanted_companies: dict[str, dict[str, Any]] = {}
+    wanted_companies: dict[str, dict[str, str | None]] = {}
     for candidate in candidates:
         key, values = company_key(candidate.lead)
         company_keys.append(key)
@@ -137,7 +137,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
             merged.update({k: v for k, v in values.items() if v is not None})
     company_rows = await lead_repo.upsert_companies(uow.session, org_id, dict(sorted(wanted_companies.items())), now)
 
-    wanted_contacts: dict[str, dict[str, Any]] = {}
+    wanted_contacts: dict[str, dict[str, str | None]] = {}
     for candidate, key in zip(candidates, company_keys, strict=True):
         email = candidate.lead.contact.email
         if email is None:

@@ -21,7 +21,7 @@ from .ingest import OrgSetup, rescored
 from .views import snapshot
 
 
-async def _company_for(uow: UnitOfWork, org_id: str, current: StoredCompany, patch: dict[str, Any],
+async def _company_for(uow: UnitOfWork, org_id: str, current: StoredCompany, patch: dict[str, str | None],
                        now: datetime) -> StoredCompany:
     merged = {f: getattr(current, f) for f in COMPANY_FIELDS}
     merged.update(patch)

@@ -46,7 +46,7 @@ def _job(row: Any) -> ImportJob:
 @dataclass(frozen=True)
 class ImportRow:
     row_number: int
-    data: dict[str, Any]  # the CSV cells by header
+    data: dict[str, str]  # the CSV cells by header
     errors: list[dict[str, str]] | None
 
 
@@ -61,7 +61,7 @@ async def create_import(session: AsyncSession, org_id: str, import_id: str, *, f
 _INSERT_ROWS = sa.insert(import_rows)
 
 
-async def stage_rows(session: AsyncSession, org_id: str, import_id: str, rows: list[tuple[int, dict[str, Any]]],
+async def stage_rows(session: AsyncSession, org_id: str, import_id: str, rows: list[tuple[int, dict[str, str]]],
                      total_rows: int) -> None:
     """Stage a batch of (row number, cells) pending, and the count so far."""
     await session.execute(_INSERT_ROWS, [{"import_id": import_id, "row_number": number, "org_id": org_id,

@@ -304,7 +304,7 @@ def _dialect(session: AsyncSession) -> str:
     return "sqlite" if session.bind is not None and session.bind.dialect.name == "sqlite" else "postgresql"
 
 
-async def upsert_companies(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, Any]],
+async def upsert_companies(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, str | None]],
                            now: datetime) -> dict[str, StoredCompany]:
     """Create or fill the companies of these de-duplication keys; each key's company as a lead holds it."""
     if not wanted:
@@ -316,7 +316,7 @@ async def upsert_companies(session: AsyncSession, org_id: str, wanted: dict[str,
     return {r.dedup_key: _company_part(r.id, r) for r in rows}
 
 
-async def upsert_contacts(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, Any]],
+async def upsert_contacts(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, str | None]],
                           now: datetime) -> dict[str, UpsertedContact]:
     """Create or fill the contacts of these emails; by email."""
     if not wanted:
@@ -368,7 +368,7 @@ async def update_company(session: AsyncSession, org_id: str, company_id: str, no
 
 
 async def insert_company(session: AsyncSession, org_id: str, company_id: str, dedup_key: str,
-                         fields: dict[str, Any], now: datetime) -> None:
+                         fields: dict[str, str | None], now: datetime) -> None:
     await session.execute(sa.insert(companies).values(
         id=company_id, org_id=org_id, dedup_key=dedup_key, **fields, created_at=now, updated_at=now))
 
