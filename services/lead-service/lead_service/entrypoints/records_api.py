@@ -75,10 +75,8 @@ async def list_activities(uow: UowDep, principal: CurrentPrincipal, lead_id: str
 
 
 def _record(record: SharedRecord) -> dict[str, Any]:
-    out = {"id": record.id, **record.values, "created_at": iso(record.created_at),
-           "updated_at": iso(record.updated_at)}
-    out["version"] = int(as_utc(record.updated_at).timestamp() * 1_000_000)
-    return out
+    return {"id": record.id, **record.values, "created_at": iso(record.created_at),
+            "updated_at": iso(record.updated_at), "version": int(as_utc(record.updated_at).timestamp() * 1_000_000)}
 
 
 def _list(kind: RecordKind, search: tuple[str, ...]) -> Callable[..., Awaitable[dict[str, Any]]]:
