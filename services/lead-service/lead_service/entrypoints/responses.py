@@ -12,34 +12,23 @@ from pydantic import BaseModel, Field, create_model
 from salesflow_shared.contract import MONEY_PATTERN, page_of
 from salesflow_shared.events import LeadSnapshot
 
+from ..domain import scoring
 from ..domain.activity import Activity
 from ..domain.forms import Form
 from ..domain.lead import LeadStatus
-from ..domain.stored_lead import StoredLead
+from ..domain.stored_lead import StoredCompany, StoredContact, StoredLead
 
 
-class LeadContact(BaseModel):
-    contact_id: str | None
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    phone: str | None
-    title: str | None
+def _fields_of(record: type) -> dict[str, Any]:
+    """A required model field for each field of the stored record, with its type."""
+    return {name: (hint, ...) for name, hint in get_type_hints(record).items()}
 
 
-class LeadCompany(BaseModel):
-    company_id: str | None
-    name: str | None
-    domain: str | None
-    size: str | None
-    industry: str | None
+LeadContact = create_model("LeadContact", __module__=__name__, **_fields_of(StoredContact))
+LeadCompany = create_model("LeadCompany", __module__=__name__, **_fields_of(StoredCompany))
 
 
-class ScoreLine(BaseModel):
-    rule_id: str
-    name: str
-    points: int
-    reason: str
+ScoreLine = create_model("ScoreLine", __module__=__name__, **_fields_of(scoring.ScoreLine))
 
 
 # A lead answers with the stored record's fields, in its API shape: these fields have their API types (money as
@@ -52,7 +41,7 @@ _API_TYPES: dict[str, Any] = {
 LeadOut = create_model(
     "LeadOut", __module__=__name__,
     __doc__="A lead with its contact, company, score breakdown and enrichment; `version` is its ETag.",
-    **{name: _API_TYPES.get(name, (hint, ...)) for name, hint in get_type_hints(StoredLead).items()})
+    **{**_fields_of(StoredLead), **_API_TYPES})
 
 
 class LeadPreview(BaseModel):
