@@ -57,7 +57,7 @@ from ..service_layer.intake import (
 )
 from ..service_layer.views import check_if_match
 from . import responses as R
-from .common import etag_header, page_body
+from .common import etag_header, json_with_etag, page_body
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/forms", tags=["forms"])
@@ -165,7 +165,7 @@ def _check_spec(mapping: dict[str, str], defaults: dict[str, Any], required: lis
 
 
 def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(form.as_dict(), status_code=status_code, headers={"ETag": f'"{form.version}"'})
+    return json_with_etag(form.as_dict(), status_code)
 
 
 @router.post("", status_code=201, summary="Define a web form: mapping, defaults, required fields",

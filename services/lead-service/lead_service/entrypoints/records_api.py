@@ -25,7 +25,7 @@ from ..service_layer.activities import activity_to_dict, log_activity
 from ..service_layer.shared_records import edit_shared_record
 from ..service_layer.views import check_if_match, load_lead
 from . import responses as R
-from .common import page_body
+from .common import json_with_etag, page_body
 
 router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])
 
@@ -106,20 +106,16 @@ async def _one(uow: Any, kind: RecordKind, principal: Principal, record_id: str,
     return _record(record)
 
 
-def _etagged(record: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(record, headers={"ETag": f'"{record["version"]}"'})
-
-
 @router.get("/contacts/{contact_id}", summary="A contact",
             operation_id="getContact", **returns(R.ContactOut, etag=True))
 async def get_contact(contact_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    return _etagged(await _one(uow, "contact", principal, contact_id))
+    return json_with_etag(await _one(uow, "contact", principal, contact_id))
 
 
 @router.get("/companies/{company_id}", summary="A company",
             operation_id="getCompany", **returns(R.CompanyOut, etag=True))
 async def get_company(company_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    return _etagged(await _one(uow, "company", principal, company_id))
+    return json_with_etag(await _one(uow, "company", principal, company_id))
 
 
 async def _patch(uow: Any, kind: RecordKind, principal: Principal, record_id: str, values: dict[str, Any],
@@ -133,7 +129,7 @@ async def _patch(uow: Any, kind: RecordKind, principal: Principal, record_id: st
             await uow.commit()
         except IntegrityError as exc:
             raise Conflict("another record of this org already has that email or domain") from exc
-    return _etagged(await _one(uow, kind, principal, record_id))
+    return json_with_etag(await _one(uow, kind, principal, record_id))
 
 
 @router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)",

@@ -23,7 +23,7 @@ from ..domain.times import as_utc, iso
 from ..service_layer import shared_records
 from ..service_layer.views import check_if_match
 from . import responses as R
-from .common import org_setup, page_body, setup_cache
+from .common import etag_header, json_with_etag, org_setup, page_body, setup_cache
 
 router = APIRouter(prefix="/v1", tags=["scoring", "custom fields"])
 
@@ -76,10 +76,6 @@ async def _rule(uow: Any, org_id: str, rule_id: str) -> dict[str, Any]:
     return rule_to_dict(row)
 
 
-def _etagged(rule: dict[str, Any], status_code: int = 200) -> JSONResponse:
-    return JSONResponse(rule, status_code=status_code, headers={"ETag": f'"{rule["version"]}"'})
-
-
 @router.post("/scoring-rules", status_code=201, summary="Add a scoring rule (applies to leads scored from now on)",
              operation_id="createScoringRule", **returns(R.ScoringRuleOut, status=201, etag=True,
                                                          checked_beyond_schema=("config",)))
@@ -94,7 +90,7 @@ async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal:
 
     response = await once(idem, uow, org_id=principal.org_id, scope="scoring-rules.create",
                           payload=body.model_dump(mode="json"), act=act, status_code=201,
-                          headers=lambda rule: {"ETag": f'"{rule["version"]}"'})
+                          headers=etag_header)
     setup_cache(context).invalidate(principal.org_id)
     return response
 
@@ -110,7 +106,7 @@ async def list_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam
 @router.get("/scoring-rules/{rule_id}", summary="A scoring rule",
             operation_id="getScoringRule", **returns(R.ScoringRuleOut, etag=True))
 async def get_rule(rule_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    return _etagged(await _rule(uow, principal.org_id, rule_id))
+    return json_with_etag(await _rule(uow, principal.org_id, rule_id))
 
 
 @router.patch("/scoring-rules/{rule_id}", summary="Change a scoring rule (If-Match)",
@@ -128,7 +124,7 @@ async def patch_rule(rule_id: str, body: RulePatch, uow: UowDep, context: Contex
     await scoring_repo.update_rule(uow.session, principal.org_id, rule_id, uow.clock.now(), **values)
     await uow.commit()
     setup_cache(context).invalidate(principal.org_id)
-    return _etagged(await _rule(uow, principal.org_id, rule_id))
+    return json_with_etag(await _rule(uow, principal.org_id, rule_id))
 
 
 @router.delete("/scoring-rules/{rule_id}", status_code=204, summary="Remove a scoring rule",
