@@ -27,7 +27,7 @@ from salesflow_shared.uow import UnitOfWork
 from ..adapters import repository
 from ..domain import formulas
 from ..domain.periods import as_utc, period_bounds, to_ts
-from . import reports
+from .reports.revenue import won_between
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,7 @@ async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[repository
         start, end = _bounds(quota)
         key = (quota.scope, to_ts(start), to_ts(end), quota.currency)
         if key not in won_cache:  # in the quota's currency, as the quota-attainment report compares it
-            won_cache[key] = await reports.won_between(uow.session, org_id, *key)
+            won_cache[key] = await won_between(uow.session, org_id, *key)
         found = won_cache[key].get(quota.scope_id)
         attained = found.amount if found is not None else Decimal(0)
         if attained < quota.amount:

@@ -3,7 +3,8 @@ activities, revenue, forecast, quotas, adoption, coaching, stalled deals, leader
 
 Each module holds its reports' definitions (the API documentation of each endpoint, word for word what the SQL
 does) and pure builders returning a `Sql`: the text for the dialect and the parameters it binds. Statements run
-here, in `fetch` (and the monthly rollups' in adapters/rollups.py); service_layer/reports.py makes the answers.
+here, in `fetch` (and the monthly rollups' in adapters/rollups.py); service_layer/reports/ (the same families)
+makes the answers.
 Every query is scoped to the caller's org; a rep sees only leads they own (and their own activity rows).
 """
 from __future__ import annotations
