@@ -26,6 +26,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
 from ..domain import formulas
+from ..domain.exchange import Converted
 from ..domain.periods import as_utc, period_bounds, to_ts
 from .reports.revenue import won_between
 
@@ -47,7 +48,7 @@ async def unannounced_quotas(uow: UnitOfWork, now: datetime, lookback_days: int)
 
 async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[repository.Quota], now: datetime) -> int:
     """Publish QuotaReached for each reached quota among the org's candidates (the caller commits)."""
-    won_cache: dict[tuple[str, float, float, str], dict[str, Any]] = {}
+    won_cache: dict[tuple[str, float, float, str], dict[str, Converted]] = {}
     announced = 0
     for quota in candidates:
         start, end = _bounds(quota)

@@ -9,6 +9,10 @@ Every query is scoped to the caller's org; a rep sees only leads they own (and t
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,9 +32,9 @@ from . import (
     revenue,
     stalled,
 )
-from .sql import COMMON, Filters, Sql, rep_names
+from .sql import COMMON, Filters, Query, R, Sql, rep_names
 
-__all__ = ["COMMON", "DEFINITIONS", "Filters", "Sql", "fetch", "fetch_quotas", "names_of_reps"]
+__all__ = ["COMMON", "DEFINITIONS", "Filters", "Query", "Sql", "fetch", "fetch_quotas", "names_of_reps"]
 
 DEFINITIONS: dict[str, str] = {
     "funnel": funnel.DEFINITION, "win_rate": outcomes.WIN_RATE, "deal_size": outcomes.DEAL_SIZE,
@@ -42,12 +46,30 @@ DEFINITIONS: dict[str, str] = {
 }
 
 
-async def fetch(session: AsyncSession, query: Sql) -> list[dict[str, Any]]:
-    """The rows of a report's statement, each as {column: value}."""
+async def fetch(session: AsyncSession, query: Query[R]) -> list[R]:
+    """The rows of a report's statement, each read into `query.row`: the columns its fields name, found by name
+    once per statement, passed as one tuple per row (no dict per row)."""
     statement = sa.text(query.text)
     if query.expanding:
         statement = statement.bindparams(*(sa.bindparam(name, expanding=True) for name in query.expanding))
-    return [dict(r._mapping) for r in (await session.execute(statement, query.params)).all()]
+    result = await session.execute(statement, query.params)
+    make: Callable[..., R] = query.row
+    columns, fields = tuple(result.keys()), _fields(make)
+    if columns == fields:
+        return [make(*r) for r in result.all()]
+    missing = [name for name in fields if name not in columns]
+    if missing:
+        raise LookupError(f"{make.__name__}: the statement has no column {', '.join(missing)} (it has {columns})")
+    if len(fields) == 1:  # itemgetter of one index gives the value, not a tuple
+        only = columns.index(fields[0])
+        return [make(r[only]) for r in result.all()]
+    pick = itemgetter(*(columns.index(name) for name in fields))
+    return [make(*pick(r)) for r in result.all()]
+
+
+@cache
+def _fields(row: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(row))
 
 
 async def fetch_quotas(session: AsyncSession, query: sa.Select[tuple[object, ...]]) -> list[Quota]:
@@ -59,4 +81,4 @@ async def names_of_reps(session: AsyncSession, org_id: str, rep_ids: set[str]) -
     ids = sorted(i for i in rep_ids if i)
     if not ids:
         return {}
-    return {r["rep_id"]: r["name"] for r in await fetch(session, rep_names(org_id, ids))}
+    return {r.rep_id: r.name for r in await fetch(session, rep_names(org_id, ids))}

@@ -3,6 +3,8 @@ monthly rollups: adapters/rollups.py)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,21 +13,29 @@ from ...adapters import reports as queries
 from ...adapters import rollups
 from ...adapters.orm import m_stay_months
 from ...adapters.reports import Filters, fetch, names_of_reps
+from ...adapters.reports.coaching import RepStays, TeamStays
 from ...adapters.reports.sql import Months, duration_months
 from ...domain import formulas
 from ...domain.periods import days
 from .common import Row, as_float, dialect_of
 
 
-async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[Row], list[Row]]:
+@dataclass(frozen=True, slots=True)
+class TeamStaysP75(TeamStays):
+    """A team's ended stays in a stage from the monthly rollups, with the 75th percentile (nearest rank)."""
+
+    p75: float | None
+
+
+async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[Sequence[RepStays], Sequence[TeamStays]]:
     """(per rep, team, stage and position; per team and stage): n, median, converted."""
     dialect = dialect_of(session)
     months = duration_months(dialect, f)
     if months is not None:
         return stay_stats(await stay_groups(session, f, months, per_rep=True))
     if dialect == "postgresql":  # both levels in one pass per team and stage
-        both = [r for r in await fetch(session, queries.coaching.both_levels(f)) if r["n"]]
-        return ([r for r in both if not r["team_level"]], [r for r in both if r["team_level"]])
+        both = [r for r in await fetch(session, queries.coaching.both_levels(f)) if r.n]
+        return ([r for r in both if not r.team_level], [r for r in both if r.team_level])
     return (await fetch(session, queries.coaching.per_rep(f, dialect)),
             await fetch(session, queries.coaching.per_team(f, dialect)))
 
@@ -38,7 +48,7 @@ async def stay_groups(session: AsyncSession, f: Filters, months: Months, *, per_
         pipeline_id=f.pipeline_id)
 
 
-def stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True) -> tuple[list[Row], list[Row]]:
+def stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True) -> tuple[list[RepStays], list[TeamStaysP75]]:
     """Per rep, team, stage and position (with per_rep): n, converted and median (of the merged sorted
     durations, PostgreSQL's percentile_cont); per team and stage the same and p75 (nearest rank); from
     m_stay_months summed per those (`stay_groups`). A team's figures merge its reps' groups."""
@@ -52,40 +62,40 @@ def stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True) -> tuple[l
         measures[3] += runs
         if per_rep:
             median, _ = rollups.median_and_p75(rollups.merged([packed], runs))
-            rep_rows.append({"rep": owner, "team": team, "pipeline_id": pipeline, "stage_id": stage,
-                             "position": position, "n": stays, "converted": converted, "median": median})
+            rep_rows.append(RepStays(team=team, pipeline_id=pipeline, stage_id=stage, n=stays, converted=converted,
+                                     median=median, rep=owner, position=position))
     team_rows = []
     for (team, pipeline, stage), (stays, converted, packed_runs, runs) in teams.items():
         median, p75 = rollups.median_and_p75(rollups.merged(packed_runs, runs))
-        team_rows.append({"team": team, "pipeline_id": pipeline, "stage_id": stage, "n": stays,
-                          "converted": converted, "median": median, "p75": p75})
+        team_rows.append(TeamStaysP75(team=team, pipeline_id=pipeline, stage_id=stage, n=stays, converted=converted,
+                                      median=median, p75=p75))
     return rep_rows, team_rows
 
 
 async def coaching(session: AsyncSession, f: Filters) -> tuple[list[Row], list[Row], list[Row]]:
     rep_stats, team_rows = await _coaching_stats(session, f)
     # each team and stage's figures once (some 450), not once per rep row (some 4,500)
-    team_view = {(t["team"], t["pipeline_id"], t["stage_id"]): (
-        int(t["n"]), formulas.pct(int(t["converted"]), t["n"]), as_float(t["median"]), days(as_float(t["median"])))
+    team_view = {(t.team, t.pipeline_id, t.stage_id): (
+        int(t.n), formulas.pct(int(t.converted), t.n), as_float(t.median), days(as_float(t.median)))
         for t in team_rows}
-    names = await names_of_reps(session, f.org_id, {r["rep"] for r in rep_stats})
-    rows = []
+    names = await names_of_reps(session, f.org_id, {r.rep for r in rep_stats})
+    rows: list[Row] = []
     unassigned: list[Row] = []  # nobody owned these at the stay's end: a signal, not a rep
-    for r in sorted(rep_stats, key=lambda r: (r["rep"], r["pipeline_id"], r["position"], r["stage_id"])):
-        if not r["rep"]:
+    for r in sorted(rep_stats, key=lambda r: (r.rep, r.pipeline_id, r.position, r.stage_id)):
+        if not r.rep:
             if f.rep_id is None:
-                unassigned.append({"team_id": r["team"] or None, "pipeline_id": r["pipeline_id"],
-                                   "stage_id": r["stage_id"], "exits": int(r["n"])})
+                unassigned.append({"team_id": r.team or None, "pipeline_id": r.pipeline_id,
+                                   "stage_id": r.stage_id, "exits": int(r.n)})
             continue
-        if f.rep_id is not None and r["rep"] != f.rep_id:
+        if f.rep_id is not None and r.rep != f.rep_id:
             continue
-        team_exits, t_conv, team_med, team_med_days = team_view[(r["team"], r["pipeline_id"], r["stage_id"])]
-        converted = int(r["converted"])
-        rep_conv = formulas.pct(converted, r["n"])
-        rep_med = as_float(r["median"])
-        rows.append({"rep_id": r["rep"] or None, "rep_name": names.get(r["rep"]), "team_id": r["team"] or None,
-                     "pipeline_id": r["pipeline_id"], "stage_id": r["stage_id"], "position": r["position"],
-                     "exits": int(r["n"]), "converted": converted, "conversion_pct": rep_conv,
+        team_exits, t_conv, team_med, team_med_days = team_view[(r.team, r.pipeline_id, r.stage_id)]
+        converted = int(r.converted)
+        rep_conv = formulas.pct(converted, r.n)
+        rep_med = as_float(r.median)
+        rows.append({"rep_id": r.rep or None, "rep_name": names.get(r.rep), "team_id": r.team or None,
+                     "pipeline_id": r.pipeline_id, "stage_id": r.stage_id, "position": r.position,
+                     "exits": int(r.n), "converted": converted, "conversion_pct": rep_conv,
                      "team_exits": team_exits, "team_conversion_pct": t_conv,
                      "conversion_vs_team_pts": (round(rep_conv - t_conv, 2)
                                                 if rep_conv is not None and t_conv is not None else None),

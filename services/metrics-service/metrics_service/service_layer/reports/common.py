@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...adapters.reports import Filters, names_of_reps
-from ...adapters.reports.sql import GroupBy
+from ...adapters.reports.sql import GroupBy, Number
 
 Row = dict[str, Any]  # a report row, as the API answers it (entrypoints/responses.py types them)
 
@@ -19,7 +19,7 @@ def group_name(value: str | None) -> str | None:
     return value or None
 
 
-def as_float(value: Any) -> float | None:
+def as_float(value: Number | None) -> float | None:
     return None if value is None else float(value)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...adapters import reports as queries
 from ...adapters.reports import Filters, fetch
+from ...adapters.reports.forecast import History
 from ...adapters.reports.sql import rollup_serves
 from ...domain import exchange, formulas
 from ...domain.exchange import Converted
@@ -18,6 +19,8 @@ from .. import currencies
 from .common import Row, dialect_of, group_name, name_groups
 from .revenue import won_money
 
+NO_HISTORY = History("", 0, 0)  # a group with no lead closed before the period
+
 
 async def forecast(session: AsyncSession, f: Filters, period: Period, moment: datetime) -> list[Row]:
     f = f.credited("credit")
@@ -25,19 +28,19 @@ async def forecast(session: AsyncSession, f: Filters, period: Period, moment: da
     start, end = period_bounds(period, moment)
     today = (f.now or moment).date()
     won = await won_money(session, replace(f, from_ts=to_ts(start), to_ts=to_ts(end)), money)
-    history = {r["g"]: r for r in await fetch(session, queries.forecast.history(
+    history = {r.g: r for r in await fetch(session, queries.forecast.history(
         f, to_ts(start), to_ts(end), by_month=rollup_serves(dialect_of(session), f)))}
     pipeline: dict[str, tuple[Converted, Converted]] = {}
     for r in await fetch(session, queries.forecast.open_pipeline(f, to_ts(start), to_ts(end))):
-        open_value, weighted = pipeline.setdefault(r["g"], (Converted(money.currency), Converted(money.currency)))
-        open_value.add(money.rates, r["currency"], r["open_pipeline"], today)
-        weighted.add(money.rates, r["currency"], r["weighted_open"], today)
+        open_value, weighted = pipeline.setdefault(r.g, (Converted(money.currency), Converted(money.currency)))
+        open_value.add(money.rates, r.currency, r.open_pipeline, today)
+        weighted.add(money.rates, r.currency, r.weighted_open, today)
     rows = []
     for g in sorted(set(won) | set(history) | set(pipeline)):
         won_so_far = won.get(g, (0, Converted(money.currency)))[1]
         open_value, weighted = pipeline.get(g, (Converted(money.currency), Converted(money.currency)))
-        hist = history.get(g, {})
-        hist_won, hist_lost = int(hist.get("hist_won") or 0), int(hist.get("hist_lost") or 0)
+        hist = history.get(g, NO_HISTORY)
+        hist_won, hist_lost = int(hist.hist_won or 0), int(hist.hist_lost or 0)
         rate = Decimal(hist_won) / Decimal(hist_won + hist_lost) if hist_won + hist_lost else Decimal(0)
         unconverted = Converted(money.currency)
         for part in (won_so_far, open_value):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +28,7 @@ def money_fields(value: Converted, name: str) -> Row:
 async def production(session: AsyncSession, f: Filters) -> tuple[list[Row], list[Row]]:
     months = duration_months(dialect_of(session), f)
     by_month = months is not None and f.group_by in (None, "rep", "team")  # whole months: m_created_months
-    created = {r["g"]: int(r["n"]) for r in await fetch(session, queries.revenue.leads_created(f, months if by_month
+    created = {r.g: int(r.n) for r in await fetch(session, queries.revenue.leads_created(f, months if by_month
                                                                                           else None))}
     money = await currencies.setup(session, f.org_id)
     won = await won_money(session, f, money)
@@ -55,14 +54,14 @@ async def quota_reps(session: AsyncSession, org_id: str, start: date, end: date,
     """Reps carrying a quota for a period that overlaps [start, end) (month, quarter or year quotas)."""
     reps = set()
     for q in await fetch(session, queries.revenue.rep_quotas_begun_before(org_id, end, rep_id)):
-        begun = as_day(q["period_start"])
-        _, ends = period_bounds(q["period"], datetime(begun.year, begun.month, begun.day))
+        begun = as_day(q.period_start)
+        _, ends = period_bounds(q.period, datetime(begun.year, begun.month, begun.day))
         if ends.date() > start:
-            reps.add(q["scope_id"])
+            reps.add(q.scope_id)
     return len(reps)
 
 
-def as_day(value: Any) -> date:
+def as_day(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
@@ -80,13 +79,13 @@ async def won_money(session: AsyncSession, f: Filters, money: currencies.Setup, 
     if months is not None and f.group_by in (None, "rep", "team") and not await fetch(
             session, queries.revenue.foreign_wins(f, months, target)):
         for r in await fetch(session, queries.revenue.won_by_month(f, months)):
-            value = Decimal(r["revenue"] or 0)
-            out[r["g"]] = (int(r["n"]), Converted(target, value, {target: value} if value else {}))
+            value = Decimal(r.revenue or 0)
+            out[r.g] = (int(r.n), Converted(target, value, {target: value} if value else {}))
         return out
-    for r in await fetch(session, queries.revenue.won_by_currency_and_day(f, dialect, target)):
-        deals, converted = out.get(r["g"], (0, Converted(target)))
-        converted.add(money.rates, r["currency"], r["amount"], exchange.day_of(r["day"]))
-        out[r["g"]] = (deals + int(r["n"]), converted)
+    for w in await fetch(session, queries.revenue.won_by_currency_and_day(f, dialect, target)):
+        deals, converted = out.get(w.g, (0, Converted(target)))
+        converted.add(money.rates, w.currency, w.amount, exchange.day_of(w.day))
+        out[w.g] = (deals + int(w.n), converted)
     return out
 
 

@@ -2,11 +2,14 @@
 adapters/reports/stalled.py)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...adapters import reports as queries
 from ...adapters.reports import Filters, fetch, names_of_reps
 from ...adapters.reports.sql import duration_months
+from ...adapters.reports.stalled import StageP75, StalledLead
 from ...domain import formulas
 from ...domain.periods import days, to_ts
 from .coaching import stay_groups, stay_stats
@@ -16,14 +19,24 @@ MIN_BASELINE_STAYS = 5  # fewer completed stays than this are no baseline: one q
 TeamStage = tuple[str, str, str]  # (team, pipeline, stage)
 
 
-async def _team_stage_p75(session: AsyncSession, f: Filters) -> list[Row]:
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """How long an open lead may stay in its stage before it is stalled (seconds), and the stays it is from."""
+
+    p75: float
+    baseline: str  # team_period, team_trailing_year or org_trailing_year
+    baseline_stays: int
+
+
+async def _team_stage_p75(session: AsyncSession, f: Filters) -> list[StageP75]:
     """Per team and stage, over the ended stays entered in [from, to): n and the 75th percentile (nearest rank)."""
     dialect = dialect_of(session)
     months = duration_months(dialect, f)
     if months is not None:  # from m_stay_months
-        return stay_stats(await stay_groups(session, f, months, per_rep=False), per_rep=False)[1]
+        return [StageP75(t.team, t.pipeline_id, t.stage_id, t.n, t.p75)
+                for t in stay_stats(await stay_groups(session, f, months, per_rep=False), per_rep=False)[1]]
     found = await fetch(session, queries.stalled.team_stage_p75(f, dialect))
-    return [r for r in found if r["n"]] if dialect == "postgresql" else found
+    return [r for r in found if r.n] if dialect == "postgresql" else found
 
 
 async def _trailing_p75(session: AsyncSession, f: Filters, key: TeamStage, end_ts: float,
@@ -31,7 +44,7 @@ async def _trailing_p75(session: AsyncSession, f: Filters, key: TeamStage, end_t
     """n and p75 of the ended stays of one stage (the team's, or every team's) entered in the trailing days
     before `end_ts`."""
     stays = queries.stalled.trailing_stays(f, key, end_ts, whole_org=whole_org)
-    values = sorted(r["x"] for r in await fetch(session, stays))
+    values = sorted(r.x for r in await fetch(session, stays))
     return len(values), formulas.nearest_rank(values, 75, presorted=True)
 
 
@@ -40,19 +53,19 @@ async def _waiting_without_baseline(session: AsyncSession, f: Filters, period: s
     PostgreSQL probed per candidate (every team of the org's reps or of the period's stays, and no team, times
     every stage) with one index lookup each, instead of reading every open lead."""
     if dialect_of(session) != "postgresql":
-        return {(r["team"], r["pipeline_id"], r["stage_id"])
+        return {(r.team, r.pipeline_id, r.stage_id)
                 for r in await fetch(session, queries.stalled.waiting_stages(f))} - period
-    teams = ({r["team_id"] or "" for r in await fetch(session, queries.stalled.rep_teams(f.org_id))}
+    teams = ({r.team_id or "" for r in await fetch(session, queries.stalled.rep_teams(f.org_id))}
              | {k[0] for k in period} | {""})
-    stages = [(r["pipeline_id"], r["stage_id"]) for r in await fetch(session, queries.stalled.stages(f.org_id))]
+    stages = [(r.pipeline_id, r.stage_id) for r in await fetch(session, queries.stalled.stages(f.org_id))]
     candidates = sorted((t, p, st) for t in teams for p, st in stages if (t, p, st) not in period)
     if not candidates:
         return set()
-    return {(r["team"], r["p"], r["s"]) for r in await fetch(session, queries.stalled.waiting_among(f, candidates))}
+    return {(r.team, r.p, r.s) for r in await fetch(session, queries.stalled.waiting_among(f, candidates))}
 
 
-async def stalled_thresholds(session: AsyncSession, f: Filters) -> dict[TeamStage, Row]:
-    """(team, pipeline, stage) → {p75, baseline, baseline_stays} for the team-stages where open leads wait
+async def stalled_thresholds(session: AsyncSession, f: Filters) -> dict[TeamStage, Threshold]:
+    """(team, pipeline, stage) → its threshold for the team-stages where open leads wait
     (those `queries.stalled.lead_filters` keeps).
 
     Baseline, the first that has at least MIN_BASELINE_STAYS completed stays: the team's stays entered in
@@ -61,9 +74,9 @@ async def stalled_thresholds(session: AsyncSession, f: Filters) -> dict[TeamStag
     baseline, the leads are not judged."""
     out = {}
     for r in await _team_stage_p75(session, f):
-        key = (r["team"], r["pipeline_id"], r["stage_id"])
-        if int(r["n"]) >= MIN_BASELINE_STAYS and r["p75"] is not None:
-            out[key] = {"p75": float(r["p75"]), "baseline": "team_period", "baseline_stays": int(r["n"])}
+        key = (r.team, r.pipeline_id, r.stage_id)
+        if int(r.n) >= MIN_BASELINE_STAYS and r.p75 is not None:
+            out[key] = Threshold(float(r.p75), "team_period", int(r.n))
     waiting = await _waiting_without_baseline(session, f, set(out))
     end_ts = f.to_ts if f.to_ts is not None else to_ts(f.now)
     for key in sorted(waiting - set(out)):
@@ -71,7 +84,7 @@ async def stalled_thresholds(session: AsyncSession, f: Filters) -> dict[TeamStag
             # arg-type: end_ts is never None, as a report's filters always carry `now` (entrypoints/routes.py)
             n, p75 = await _trailing_p75(session, f, key, end_ts, whole_org)  # type: ignore[arg-type]
             if n >= MIN_BASELINE_STAYS and p75 is not None:
-                out[key] = {"p75": float(p75), "baseline": name, "baseline_stays": n}
+                out[key] = Threshold(float(p75), name, n)
                 break
     return out
 
@@ -80,29 +93,29 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> tuple[list[Row], l
     now_ts = to_ts(f.now)
     thresholds = await stalled_thresholds(session, f)
     if dialect_of(session) == "postgresql":
-        p75 = {k: v["p75"] for k, v in thresholds.items()}
+        p75 = {k: v.p75 for k, v in thresholds.items()}
         found = await fetch(session, queries.stalled.most_stalled(f, now_ts, p75))
     else:  # the embedded mode's few leads, judged here
         found = []
         for r in await fetch(session, queries.stalled.open_with_owner(f, now_ts)):
-            limit = thresholds.get((r["team_id"] or "", r["pipeline_id"], r["stage_id"]))
-            if limit is not None and r["age"] > limit["p75"]:
-                found.append({**r, "p75": limit["p75"]})
-        found.sort(key=lambda r: (-(r["age"] - r["p75"]), r["lead_id"]))
+            limit = thresholds.get((r.team_id or "", r.pipeline_id, r.stage_id))
+            if limit is not None and r.age > limit.p75:
+                found.append(StalledLead(r.lead_id, r.owner_id, r.team_id, r.pipeline_id, r.stage_id, r.age,
+                                         limit.p75))
+        found.sort(key=lambda r: (-(r.age - r.p75), r.lead_id))
         found = found[:queries.stalled.LIMIT]
-    names = await names_of_reps(session, f.org_id, {r["owner_id"] for r in found if r["owner_id"]})
+    names = await names_of_reps(session, f.org_id, {r.owner_id for r in found if r.owner_id})
     rows = []
     for r in found:
-        basis = thresholds[(r["team_id"] or "", r["pipeline_id"], r["stage_id"])]
-        rows.append({"lead_id": r["lead_id"], "rep_id": r["owner_id"], "rep_name": names.get(r["owner_id"]),
-                     "team_id": r["team_id"], "pipeline_id": r["pipeline_id"], "stage_id": r["stage_id"],
-                     "days_in_stage": days(as_float(r["age"])), "team_p75_days": days(as_float(r["p75"])),
-                     # operator: a stalled row has an age above its p75, so neither is None
-                     "days_over": days(as_float(r["age"]) - as_float(r["p75"])),  # type: ignore[operator]
-                     "baseline": basis["baseline"], "baseline_stays": basis["baseline_stays"]})
+        basis = thresholds[(r.team_id or "", r.pipeline_id, r.stage_id)]
+        rows.append({"lead_id": r.lead_id, "rep_id": r.owner_id, "rep_name": names.get(r.owner_id),
+                     "team_id": r.team_id, "pipeline_id": r.pipeline_id, "stage_id": r.stage_id,
+                     "days_in_stage": days(as_float(r.age)), "team_p75_days": days(as_float(r.p75)),
+                     "days_over": days(float(r.age) - float(r.p75)),
+                     "baseline": basis.baseline, "baseline_stays": basis.baseline_stays})
     unassigned: list[Row] = []
     if f.rep_id is None:  # open leads nobody owns: their own signal, not compared with anyone
-        unassigned = [{"lead_id": r["lead_id"], "team_id": r["team_id"], "pipeline_id": r["pipeline_id"],
-                       "stage_id": r["stage_id"], "days_in_stage": days(as_float(r["age"]))}
+        unassigned = [{"lead_id": r.lead_id, "team_id": r.team_id, "pipeline_id": r.pipeline_id,
+                       "stage_id": r.stage_id, "days_in_stage": days(as_float(r.age))}
                       for r in await fetch(session, queries.stalled.unowned(f, now_ts))]
     return rows, unassigned
