@@ -3,9 +3,9 @@ and the parameters it binds; then a few builders run against an in-memory SQLite
 leads whose figures are computed by hand below. No server."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -209,7 +209,7 @@ async def session():
 
 def as_dicts(rows: list) -> list[dict]:
     """The typed rows `fetch` reads, as {column: value} for the checks below."""
-    return [asdict(r) for r in rows]
+    return [r._asdict() for r in rows]
 
 
 async def test_win_rate_on_sqlite(session):
@@ -265,16 +265,18 @@ async def test_rep_names_on_sqlite(session):
     assert await names_of_reps(session, "org-x", set()) == {}
 
 
-@dataclass(frozen=True, slots=True)
-class Figures:
+class Figures(NamedTuple):
     label: str
     count: int
+    note: str = "none"
 
 
 async def test_fetch_reads_each_column_into_the_field_of_its_name(session):
     # the columns in another order than the fields, and one no field names: matched by name, the extra not read
-    rows = await fetch(session, Sql("SELECT 7 AS count, 'x' AS other, 'a' AS label").read_as(Figures))
-    assert rows == [Figures(label="a", count=7)]
-    # a statement without a column a field names is refused, not read into the wrong field
+    rows = await fetch(session, Sql("SELECT 'n' AS note, 7 AS count, 'x' AS other, 'a' AS label").read_as(Figures))
+    assert rows == [Figures(label="a", count=7, note="n")]
+    # a trailing field with a default may have no column: it keeps its default
+    assert await fetch(session, Sql("SELECT 7 AS count, 'a' AS label").read_as(Figures)) == [Figures("a", 7)]
+    # a statement without a column another field names is refused, not read into the wrong field
     with pytest.raises(LookupError, match="no column count"):
         await fetch(session, Sql("SELECT 'a' AS label, 7 AS n").read_as(Figures))

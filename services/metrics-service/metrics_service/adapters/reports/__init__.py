@@ -9,9 +9,7 @@ Every query is scoped to the caller's org; a rep sees only leads they own (and t
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from functools import cache
 from operator import itemgetter
 from typing import Any
 
@@ -47,19 +45,17 @@ DEFINITIONS: dict[str, str] = {
 
 
 async def fetch(session: AsyncSession, query: Query[R]) -> list[R]:
-    """The rows of a report's statement, each read into `query.row`: the columns its fields name, found by name
-    once per statement, passed as one tuple per row (no dict per row)."""
+    """The rows of a report's statement, each read into `query.row` (a NamedTuple): the columns its fields name,
+    found by name once per statement, one tuple per row (no dict per row)."""
     statement = sa.text(query.text)
     if query.expanding:
         statement = statement.bindparams(*(sa.bindparam(name, expanding=True) for name in query.expanding))
     result = await session.execute(statement, query.params)
     make: Callable[..., R] = query.row
-    columns, fields = tuple(result.keys()), _fields(make)
+    columns = tuple(result.keys())
+    fields = _read_fields(query.row, columns)
     if columns == fields:
         return [make(*r) for r in result.all()]
-    missing = [name for name in fields if name not in columns]
-    if missing:
-        raise LookupError(f"{make.__name__}: the statement has no column {', '.join(missing)} (it has {columns})")
     if len(fields) == 1:  # itemgetter of one index gives the value, not a tuple
         only = columns.index(fields[0])
         return [make(r[only]) for r in result.all()]
@@ -67,9 +63,17 @@ async def fetch(session: AsyncSession, query: Query[R]) -> list[R]:
     return [make(*pick(r)) for r in result.all()]
 
 
-@cache
-def _fields(row: Any) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(row))
+def _read_fields(row: Any, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The fields of `row` read from the columns: all of them, but for trailing ones with a default that have no
+    column (they keep their default)."""
+    fields: tuple[str, ...] = row._fields
+    read = len(fields)
+    while read and fields[read - 1] not in columns and fields[read - 1] in row._field_defaults:
+        read -= 1
+    missing = [name for name in fields[:read] if name not in columns]
+    if missing:
+        raise LookupError(f"{row.__name__}: the statement has no column {', '.join(missing)} (it has {columns})")
+    return fields[:read]
 
 
 async def fetch_quotas(session: AsyncSession, query: sa.Select[tuple[object, ...]]) -> list[Quota]:

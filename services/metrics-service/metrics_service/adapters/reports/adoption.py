@@ -1,7 +1,7 @@
 """Adoption: how much of the open pipeline is kept up to date (coverage), and how stages are left (compliance)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .sql import Filters, Number, Query, Sql, bound, edges, stays_from
 
@@ -19,15 +19,13 @@ COMPLIANT = ("CASE WHEN (t.next_kind = 'stage' AND t.next_reason = 'goal_met') O
 EXITS = "t.next_kind IN ('stage', 'won', 'lost', 'disqualified')"
 
 
-@dataclass(frozen=True, slots=True)
-class Coverage:
+class Coverage(NamedTuple):
     g: str
     open_leads: int | None
     covered: Number | None
 
 
-@dataclass(frozen=True, slots=True)
-class Compliance:
+class Compliance(NamedTuple):
     g: str
     exits: Number | None
     compliant: Number | None

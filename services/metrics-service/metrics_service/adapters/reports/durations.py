@@ -1,7 +1,7 @@
 """How long things take: the sales cycle, ask-to-decision and the first response to a new lead."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .sql import Dialect, Filters, Number, Query, Sql, stats_sql
 
@@ -19,8 +19,7 @@ RESPONSE_TIME = (
     "group_by says otherwise.")
 
 
-@dataclass(frozen=True, slots=True)
-class Durations:
+class Durations(NamedTuple):
     """A group's durations (seconds): how many, their mean and median."""
 
     g: str
@@ -29,8 +28,7 @@ class Durations:
     median: Number | None
 
 
-@dataclass(frozen=True, slots=True)
-class DecidedDurations:
+class DecidedDurations(NamedTuple):
     """A group's sales cycles (c_) and ask-to-decision durations (a_) from one pass: how many, mean, median."""
 
     g: str
@@ -42,8 +40,7 @@ class DecidedDurations:
     a_median: Number | None
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseTimes:
+class ResponseTimes(NamedTuple):
     """A group's first-response times (seconds): how many, median and p90 (nearest rank)."""
 
     g: str
@@ -52,8 +49,7 @@ class ResponseTimes:
     p90: Number | None
 
 
-@dataclass(frozen=True, slots=True)
-class RespondingLeads:
+class RespondingLeads(NamedTuple):
     g: str
     leads: int
 

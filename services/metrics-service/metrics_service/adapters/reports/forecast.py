@@ -2,7 +2,7 @@
 of frozen forecasts."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...domain.periods import month_number
 from .sql import Filters, Number, Query, Sql, bound
@@ -27,8 +27,7 @@ ACCURACY = (
     "snapshot's weighted_by_stage; the history-weighted figures are given alongside.")
 
 
-@dataclass(frozen=True, slots=True)
-class History:
+class History(NamedTuple):
     """A group's leads won and lost before the period."""
 
     g: str
@@ -36,8 +35,7 @@ class History:
     hist_lost: Number | None
 
 
-@dataclass(frozen=True, slots=True)
-class OpenPipeline:
+class OpenPipeline(NamedTuple):
     """A group's open pipeline in one currency, and that weighted by the current stages' win probabilities."""
 
     g: str

@@ -1,7 +1,7 @@
 """The funnel: how far each creation cohort got through its pipeline's stages, and how long it stayed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .sql import (
     STAY_GROUPS,
@@ -29,8 +29,7 @@ DEFINITION = (
     "stage (a stay ends at the lead's next stage entry, win, loss or disqualification).")
 
 
-@dataclass(frozen=True, slots=True)
-class Reached:
+class Reached(NamedTuple):
     """A stage of a cohort's pipeline, in a group: how many of the cohort reached it (`reached`)."""
 
     g: str
@@ -41,8 +40,7 @@ class Reached:
     reached: Number
 
 
-@dataclass(frozen=True, slots=True)
-class StageTimes:
+class StageTimes(NamedTuple):
     """A stage's completed stays by the cohort, in a group: their median duration (seconds) and the cohort leads
     lost or disqualified in the stage."""
 

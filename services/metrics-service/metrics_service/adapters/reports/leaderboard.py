@@ -2,8 +2,8 @@
 attainment (the wins: revenue.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from .sql import Number, Query, Sql
 
@@ -17,8 +17,7 @@ DEFINITION = (
     "sees their own row.")
 
 
-@dataclass(frozen=True, slots=True)
-class RepQuota:
+class RepQuota(NamedTuple):
     scope_id: str
     amount: Number
     currency: str

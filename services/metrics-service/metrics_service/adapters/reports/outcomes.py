@@ -1,7 +1,7 @@
 """Outcomes of closed and created leads: win rate, deal size, the seed's conversion rates and hand-overs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .sql import WON_CURRENCY, WON_VALUE, Filters, Number, Query, Sql, stats_sql
 
@@ -28,15 +28,13 @@ HANDOVERS = (
     "report. A rep sees the customers they own now.")
 
 
-@dataclass(frozen=True, slots=True)
-class WinLoss:
+class WinLoss(NamedTuple):
     g: str
     won: Number
     lost: Number
 
 
-@dataclass(frozen=True, slots=True)
-class DealSize:
+class DealSize(NamedTuple):
     """The won values of a group in one currency ('' for none): count, total, mean and median."""
 
     g: str
@@ -47,8 +45,7 @@ class DealSize:
     median: Number | None
 
 
-@dataclass(frozen=True, slots=True)
-class Conversion:
+class Conversion(NamedTuple):
     g: str
     created: int
     qualified: Number
@@ -56,8 +53,7 @@ class Conversion:
     won: Number
 
 
-@dataclass(frozen=True, slots=True)
-class Handovers:
+class Handovers(NamedTuple):
     g: str
     currency: str
     customers: int

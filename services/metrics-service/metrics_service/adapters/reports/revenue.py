@@ -1,8 +1,8 @@
 """Leads generated and revenue won (production), and the wins every money report converts."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from ...domain.periods import DAY_S, Period
 from .sql import WON_CURRENCY, WON_VALUE, Dialect, Filters, Months, Number, Query, Sql, bound, month_range
@@ -18,26 +18,22 @@ PRODUCTION = (
     "that overlaps the quarter (null when none).")
 
 
-@dataclass(frozen=True, slots=True)
-class LeadsCreated:
+class LeadsCreated(NamedTuple):
     g: str
     n: Number
 
 
-@dataclass(frozen=True, slots=True)
-class WonByMonth:
+class WonByMonth(NamedTuple):
     g: str
     n: Number
     revenue: Number | None
 
 
-@dataclass(frozen=True, slots=True)
-class ForeignWin:
+class ForeignWin(NamedTuple):
     x: int
 
 
-@dataclass(frozen=True, slots=True)
-class WonOnDay:
+class WonOnDay(NamedTuple):
     """A group's wins in one currency on one UTC day number (0: already in the target currency)."""
 
     g: str
@@ -47,8 +43,7 @@ class WonOnDay:
     amount: Number
 
 
-@dataclass(frozen=True, slots=True)
-class RepQuotaPeriod:
+class RepQuotaPeriod(NamedTuple):
     scope_id: str
     period: Period
     period_start: date | str  # a date (PostgreSQL) or its ISO text (SQLite)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from ...domain.periods import DAY_S, month_start_ts, whole_months
 
@@ -37,8 +37,10 @@ class Sql:
 
 @dataclass(frozen=True)
 class Query(Sql, Generic[R]):
-    """A report's statement and the record each of its rows becomes: a frozen dataclass whose fields are columns
-    of the statement, by name (in any order; a column no field names is not read)."""
+    """A report's statement and the record each of its rows becomes: a NamedTuple whose fields are columns of
+    the statement, by name (in any order; a column no field names is not read; trailing fields with a default
+    may have no column). A NamedTuple rather than a frozen dataclass: as immutable, and made from a row's tuple
+    as cheaply as a dict (a frozen dataclass's __init__ costs an object.__setattr__ per field)."""
 
     row: type[R] = field(kw_only=True)
 
@@ -302,8 +304,7 @@ def edges(from_ts: float | None, to_ts: float | None, column: str) -> tuple[Sql,
 
 
 # ------------------------------------------------------------------ names
-@dataclass(frozen=True, slots=True)
-class RepName:
+class RepName(NamedTuple):
     rep_id: str
     name: str | None
 

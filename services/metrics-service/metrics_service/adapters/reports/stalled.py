@@ -1,7 +1,7 @@
 """Stalled deals: open leads in a stage for longer than their team's 75th percentile of stays there."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...domain.periods import DAY_S
 from .coaching import ended_stays, ended_stays_per_stage
@@ -27,8 +27,7 @@ TRAILING_DAYS = 365
 P75_AGGREGATE = "SELECT COUNT(*) AS n, percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75 FROM v"
 
 
-@dataclass(frozen=True, slots=True)
-class StageP75:
+class StageP75(NamedTuple):
     """A team's ended stays in a stage: how many, and the 75th percentile (nearest rank) of their durations."""
 
     team: str
@@ -38,39 +37,34 @@ class StageP75:
     p75: Number | None
 
 
-@dataclass(frozen=True, slots=True)
-class Stay:
+class Stay(NamedTuple):
     x: float  # seconds
 
 
-@dataclass(frozen=True, slots=True)
-class WaitingStage:
+class WaitingStage(NamedTuple):
     team: str
     pipeline_id: str
     stage_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class RepTeam:
+class RepTeam(NamedTuple):
     team_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Stage:
+class Stage(NamedTuple):
     pipeline_id: str
     stage_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting:
+class Waiting(NamedTuple):
     team: str
     p: str
     s: str
 
 
-@dataclass(frozen=True, slots=True)
-class OpenLead:
-    """An open lead with an owner, and its age in its current stage (seconds)."""
+class OpenLead(NamedTuple):
+    """An open lead with an owner, its age in its current stage (seconds), and (`most_stalled`) its team's
+    threshold there (seconds) that the age exceeds."""
 
     lead_id: str
     owner_id: str
@@ -78,17 +72,10 @@ class OpenLead:
     pipeline_id: str
     stage_id: str
     age: float
+    p75: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StalledLead(OpenLead):
-    """An open lead older in its stage than its team's threshold there (`p75`, seconds)."""
-
-    p75: float
-
-
-@dataclass(frozen=True, slots=True)
-class UnownedLead:
+class UnownedLead(NamedTuple):
     lead_id: str
     team_id: str | None
     pipeline_id: str
@@ -167,7 +154,7 @@ WHERE CASE WHEN k.team = '' THEN EXISTS ({open_leads} AND l.team_id IS NULL)
                      k_s=[c[2] for c in candidates])).read_as(Waiting)
 
 
-def most_stalled(f: Filters, now_ts: float | None, thresholds: dict[tuple[str, str, str], float]) -> Query[StalledLead]:
+def most_stalled(f: Filters, now_ts: float | None, thresholds: dict[tuple[str, str, str], float]) -> Query[OpenLead]:
     """PostgreSQL: the LIMIT open leads with an owner most over their team and stage's threshold (`thresholds`:
     (team, pipeline, stage) → seconds): per team and stage the open leads in it (ix_m_leads_open_stage), the
     leads with no team against the '' team like COALESCE(team_id, ''). Columns: lead_id, owner_id, team_id,
@@ -199,7 +186,7 @@ WHERE p.n > 0 AND (:now - l.current_stage_entered_ts) - p.p75 >= cut.over
 ORDER BY (:now - l.current_stage_entered_ts) - p.p75 DESC, l.lead_id LIMIT {LIMIT}""",
                bound(filters, org=f.org_id, now=now_ts, p_team=[k[0] for k in keys],
                      p_pipeline_id=[k[1] for k in keys], p_stage_id=[k[2] for k in keys],
-                     p_p75=[thresholds[k] for k in keys])).read_as(StalledLead)
+                     p_p75=[thresholds[k] for k in keys])).read_as(OpenLead)
 
 
 def open_with_owner(f: Filters, now_ts: float | None) -> Query[OpenLead]:

@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...adapters import reports as queries
 from ...adapters.reports import Filters, fetch
-from ...adapters.reports.activities import PipelineActivities
+from ...adapters.reports.activities import ActivityTotals
 from .common import Row, group_name, name_groups
 
 
@@ -18,7 +18,7 @@ async def activities(session: AsyncSession, f: Filters) -> list[Row]:
     return await name_groups(session, f, rows, default="rep")
 
 
-def _totals(r: PipelineActivities, records_entered: int | None, records_updated: int | None) -> Row:
+def _totals(r: ActivityTotals, records_entered: int | None, records_updated: int | None) -> Row:
     return {"group": group_name(r.g), "calls": int(r.calls or 0), "emails_logged": int(r.emails_logged or 0),
             "emails_sequence": int(r.emails_sequence or 0), "meetings": int(r.meetings or 0),
             "demos": int(r.demos or 0), "proposals": int(r.proposals or 0), "notes": int(r.notes or 0),

@@ -3,8 +3,6 @@ monthly rollups: adapters/rollups.py)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,26 +11,21 @@ from ...adapters import reports as queries
 from ...adapters import rollups
 from ...adapters.orm import m_stay_months
 from ...adapters.reports import Filters, fetch, names_of_reps
-from ...adapters.reports.coaching import RepStays, TeamStays
+from ...adapters.reports.coaching import Stays
 from ...adapters.reports.sql import Months, duration_months
+from ...adapters.reports.stalled import StageP75
 from ...domain import formulas
 from ...domain.periods import days
 from .common import Row, as_float, dialect_of
 
 
-@dataclass(frozen=True, slots=True)
-class TeamStaysP75(TeamStays):
-    """A team's ended stays in a stage from the monthly rollups, with the 75th percentile (nearest rank)."""
-
-    p75: float | None
-
-
-async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[Sequence[RepStays], Sequence[TeamStays]]:
+async def _coaching_stats(session: AsyncSession, f: Filters) -> tuple[list[Stays], list[Stays]]:
     """(per rep, team, stage and position; per team and stage): n, median, converted."""
     dialect = dialect_of(session)
     months = duration_months(dialect, f)
     if months is not None:
-        return stay_stats(await stay_groups(session, f, months, per_rep=True))
+        rep_rows, team_rows, _ = stay_stats(await stay_groups(session, f, months, per_rep=True))
+        return rep_rows, team_rows
     if dialect == "postgresql":  # both levels in one pass per team and stage
         both = [r for r in await fetch(session, queries.coaching.both_levels(f)) if r.n]
         return ([r for r in both if not r.team_level], [r for r in both if r.team_level])
@@ -48,10 +41,11 @@ async def stay_groups(session: AsyncSession, f: Filters, months: Months, *, per_
         pipeline_id=f.pipeline_id)
 
 
-def stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True) -> tuple[list[RepStays], list[TeamStaysP75]]:
+def stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True
+               ) -> tuple[list[Stays], list[Stays], list[StageP75]]:
     """Per rep, team, stage and position (with per_rep): n, converted and median (of the merged sorted
-    durations, PostgreSQL's percentile_cont); per team and stage the same and p75 (nearest rank); from
-    m_stay_months summed per those (`stay_groups`). A team's figures merge its reps' groups."""
+    durations, PostgreSQL's percentile_cont); per team and stage the same, and apart n and p75 (nearest rank);
+    from m_stay_months summed per those (`stay_groups`). A team's figures merge its reps' groups."""
     teams: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, [], 0])
     rep_rows = []
     for owner, team, pipeline, stage, position, stays, converted, packed, runs in found:
@@ -62,14 +56,13 @@ def stay_stats(found: list[tuple[Any, ...]], *, per_rep: bool = True) -> tuple[l
         measures[3] += runs
         if per_rep:
             median, _ = rollups.median_and_p75(rollups.merged([packed], runs))
-            rep_rows.append(RepStays(team=team, pipeline_id=pipeline, stage_id=stage, n=stays, converted=converted,
-                                     median=median, rep=owner, position=position))
-    team_rows = []
+            rep_rows.append(Stays(team, pipeline, stage, stays, converted, median, owner, position))
+    team_rows, team_p75 = [], []
     for (team, pipeline, stage), (stays, converted, packed_runs, runs) in teams.items():
         median, p75 = rollups.median_and_p75(rollups.merged(packed_runs, runs))
-        team_rows.append(TeamStaysP75(team=team, pipeline_id=pipeline, stage_id=stage, n=stays, converted=converted,
-                                      median=median, p75=p75))
-    return rep_rows, team_rows
+        team_rows.append(Stays(team, pipeline, stage, stays, converted, median, team_level=1))
+        team_p75.append(StageP75(team, pipeline, stage, stays, p75))
+    return rep_rows, team_rows, team_p75
 
 
 async def coaching(session: AsyncSession, f: Filters) -> tuple[list[Row], list[Row], list[Row]]:

@@ -2,14 +2,14 @@
 adapters/reports/stalled.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...adapters import reports as queries
 from ...adapters.reports import Filters, fetch, names_of_reps
 from ...adapters.reports.sql import duration_months
-from ...adapters.reports.stalled import StageP75, StalledLead
+from ...adapters.reports.stalled import OpenLead, StageP75
 from ...domain import formulas
 from ...domain.periods import days, to_ts
 from .coaching import stay_groups, stay_stats
@@ -19,8 +19,7 @@ MIN_BASELINE_STAYS = 5  # fewer completed stays than this are no baseline: one q
 TeamStage = tuple[str, str, str]  # (team, pipeline, stage)
 
 
-@dataclass(frozen=True, slots=True)
-class Threshold:
+class Threshold(NamedTuple):
     """How long an open lead may stay in its stage before it is stalled (seconds), and the stays it is from."""
 
     p75: float
@@ -33,8 +32,7 @@ async def _team_stage_p75(session: AsyncSession, f: Filters) -> list[StageP75]:
     dialect = dialect_of(session)
     months = duration_months(dialect, f)
     if months is not None:  # from m_stay_months
-        return [StageP75(t.team, t.pipeline_id, t.stage_id, t.n, t.p75)
-                for t in stay_stats(await stay_groups(session, f, months, per_rep=False), per_rep=False)[1]]
+        return stay_stats(await stay_groups(session, f, months, per_rep=False), per_rep=False)[2]
     found = await fetch(session, queries.stalled.team_stage_p75(f, dialect))
     return [r for r in found if r.n] if dialect == "postgresql" else found
 
@@ -96,14 +94,13 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> tuple[list[Row], l
         p75 = {k: v.p75 for k, v in thresholds.items()}
         found = await fetch(session, queries.stalled.most_stalled(f, now_ts, p75))
     else:  # the embedded mode's few leads, judged here
-        found = []
+        over: list[tuple[float, OpenLead]] = []  # (seconds over the threshold, the lead)
         for r in await fetch(session, queries.stalled.open_with_owner(f, now_ts)):
             limit = thresholds.get((r.team_id or "", r.pipeline_id, r.stage_id))
             if limit is not None and r.age > limit.p75:
-                found.append(StalledLead(r.lead_id, r.owner_id, r.team_id, r.pipeline_id, r.stage_id, r.age,
-                                         limit.p75))
-        found.sort(key=lambda r: (-(r.age - r.p75), r.lead_id))
-        found = found[:queries.stalled.LIMIT]
+                over.append((r.age - limit.p75, r._replace(p75=limit.p75)))
+        over.sort(key=lambda o: (-o[0], o[1].lead_id))
+        found = [r for _, r in over[:queries.stalled.LIMIT]]
     names = await names_of_reps(session, f.org_id, {r.owner_id for r in found if r.owner_id})
     rows = []
     for r in found:
@@ -111,7 +108,8 @@ async def stalled_deals(session: AsyncSession, f: Filters) -> tuple[list[Row], l
         rows.append({"lead_id": r.lead_id, "rep_id": r.owner_id, "rep_name": names.get(r.owner_id),
                      "team_id": r.team_id, "pipeline_id": r.pipeline_id, "stage_id": r.stage_id,
                      "days_in_stage": days(as_float(r.age)), "team_p75_days": days(as_float(r.p75)),
-                     "days_over": days(float(r.age) - float(r.p75)),
+                     # operator: a stalled row has an age above its p75, so neither is None
+                     "days_over": days(as_float(r.age) - as_float(r.p75)),  # type: ignore[operator]
                      "baseline": basis.baseline, "baseline_stays": basis.baseline_stays})
     unassigned: list[Row] = []
     if f.rep_id is None:  # open leads nobody owns: their own signal, not compared with anyone
