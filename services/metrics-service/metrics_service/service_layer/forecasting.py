@@ -11,7 +11,7 @@ import structlog
 from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.clock import Clock
 from salesflow_shared.errors import ValidationFailed
-from salesflow_shared.events import ForecastSnapshottedV1, utcnow
+from salesflow_shared.events import ForecastSnapshottedV1
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
@@ -48,7 +48,7 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
             values: dict[str, Any]  # of several types: the snapshot's columns
             values = {"snapshot_id": str(uuid.uuid4()), "org_id": org_id, "period": period,
                       "period_start": start, "period_end": end, "scope": scope, "scope_id": row["group"] or "",
-                      "currency": row.get("currency"), "created_at": utcnow(),
+                      "currency": row.get("currency"), "created_at": uow.clock.now(),
                       **{k: Decimal(row[k]) for k in ("won_so_far", "weighted_by_stage", "weighted_by_history",
                                                        "best_case")}}
             if not await repository.insert_snapshot(uow.session, values):
