@@ -354,16 +354,18 @@ _INSERT_DELIVERY = per_dialect(lambda insert: insert(deliveries).on_conflict_do_
 # An attempt's outcome is fenced on `attempts`: a worker whose lease ran out cannot overwrite a newer attempt.
 _ATTEMPT = ((deliveries.c.id == sa.bindparam("delivery_id")) & (deliveries.c.attempts == sa.bindparam("attempt"))
             & (deliveries.c.status == "sending"))
+# ... and returns whether the delivery's lead is erased (an attempt that ends after the erasure is scrubbed then).
+_LEAD_ERASED_OF_DELIVERY = sa.select(leads.c.erased).where(
+    leads.c.org_id == deliveries.c.org_id, leads.c.lead_id == deliveries.c.lead_id).scalar_subquery()
 _MARK_SENT = sa.update(deliveries).where(_ATTEMPT).values(
-    status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None, next_attempt_at=None)
+    status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None, next_attempt_at=None
+).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
 _MARK_RETRY = sa.update(deliveries).where(_ATTEMPT).values(
     status="pending", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"),
-    next_attempt_at=sa.bindparam("retry_at"))
+    next_attempt_at=sa.bindparam("retry_at")).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
 _MARK_FAILED = sa.update(deliveries).where(_ATTEMPT).values(
-    status="failed", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"), next_attempt_at=None)
-_MARK_SENDING = sa.update(deliveries).where(deliveries.c.id.in_(sa.bindparam("claimed", expanding=True))).values(
-    status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=sa.bindparam("lease_until"),
-    updated_at=sa.bindparam("now"))
+    status="failed", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"), next_attempt_at=None
+).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
 _ACCOUNT = sa.select(mailchimp_accounts).where(mailchimp_accounts.c.org_id == sa.bindparam("org"))
 _SUBSCRIPTION = sa.select(webhook_subscriptions).where(webhook_subscriptions.c.org_id == sa.bindparam("org"),
                                                        webhook_subscriptions.c.id == sa.bindparam("subscription"))
@@ -378,38 +380,52 @@ async def add_delivery(session: AsyncSession, delivery: Delivery) -> bool:
     return rows_affected(result) == 1
 
 
+def _claim_deliveries_statement() -> Any:
+    """Due pending deliveries and `sending` ones whose lease ran out, locked (SKIP LOCKED: replicas share the
+    work), marked `sending` until the lease's end with one more attempt, and returned: one statement per batch."""
+    due = (sa.select(deliveries.c.id).where(deliveries.c.status.in_(("pending", "sending")),
+                                            deliveries.c.next_attempt_at <= sa.bindparam("now"),
+                                            deliveries.c.id.not_in(sa.bindparam("excluding", expanding=True)))
+           .order_by(deliveries.c.next_attempt_at).limit(sa.bindparam("limit"))
+           .with_for_update(skip_locked=True).scalar_subquery())
+    return sa.update(deliveries).where(deliveries.c.id.in_(due)).values(
+        status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=sa.bindparam("lease_until"),
+        updated_at=sa.bindparam("now")).returning(*deliveries.c)
+
+
+_CLAIM_DELIVERIES = _claim_deliveries_statement()
+
+
 async def claim_due_deliveries(session: AsyncSession, now: datetime, lease_until: datetime, limit: int,
                                excluding: set[str]) -> list[Delivery]:
     """Due pending deliveries and `sending` ones whose lease ran out (SKIP LOCKED: replicas share the work),
-    marked `sending` until `lease_until` with one more attempt; as they now are."""
-    query = (sa.select(deliveries).where(deliveries.c.status.in_(("pending", "sending")),
-                                         deliveries.c.next_attempt_at <= now)
-             .where(deliveries.c.id.notin_(list(excluding)) if excluding else sa.true())
-             .order_by(deliveries.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
-    rows = records(Delivery, (await session.execute(query)).mappings())
-    if rows:
-        await session.execute(_MARK_SENDING, {"claimed": [r.id for r in rows], "lease_until": lease_until,
-                                              "now": now})
-    return [dataclasses.replace(r, attempts=r.attempts + 1) for r in rows]
+    marked `sending` until `lease_until` with one more attempt; as they now are, oldest first."""
+    rows = records(Delivery, (await session.execute(_CLAIM_DELIVERIES, {
+        "now": now, "lease_until": lease_until, "limit": limit, "excluding": list(excluding)})).mappings())
+    return sorted(rows, key=lambda r: (r.created_at, r.id))
 
 
-async def mark_sent(session: AsyncSession, delivery: Delivery, now: datetime) -> bool:
-    """False when this attempt was overtaken (its lease ran out and another attempt began)."""
-    result = await session.execute(_MARK_SENT, {"delivery_id": delivery.id, "attempt": delivery.attempts,
-                                                "now": now})
-    return rows_affected(result) == 1
+async def _mark(session: AsyncSession, statement: Any, values: dict[str, Any]) -> bool | None:
+    """Record an attempt's outcome: None when this attempt was overtaken (its lease ran out and another attempt
+    began), else whether the delivery's lead is erased (read by the same statement)."""
+    row = (await session.execute(statement, values)).first()
+    return None if row is None else bool(row.lead_erased)
+
+
+async def mark_sent(session: AsyncSession, delivery: Delivery, now: datetime) -> bool | None:
+    """None when this attempt was overtaken; else whether the delivery's lead is erased."""
+    return await _mark(session, _MARK_SENT, {"delivery_id": delivery.id, "attempt": delivery.attempts, "now": now})
 
 
 async def mark_for_retry(session: AsyncSession, delivery: Delivery, error: str | None, retry_at: datetime,
-                         now: datetime) -> None:
-    await session.execute(_MARK_RETRY, {"delivery_id": delivery.id, "attempt": delivery.attempts,
-                                        "failure": error, "retry_at": retry_at, "now": now})
+                         now: datetime) -> bool | None:
+    return await _mark(session, _MARK_RETRY, {"delivery_id": delivery.id, "attempt": delivery.attempts,
+                                              "failure": error, "retry_at": retry_at, "now": now})
 
 
-async def mark_failed(session: AsyncSession, delivery: Delivery, error: str | None, now: datetime) -> bool:
-    result = await session.execute(_MARK_FAILED, {"delivery_id": delivery.id, "attempt": delivery.attempts,
-                                                  "failure": error, "now": now})
-    return rows_affected(result) == 1
+async def mark_failed(session: AsyncSession, delivery: Delivery, error: str | None, now: datetime) -> bool | None:
+    return await _mark(session, _MARK_FAILED, {"delivery_id": delivery.id, "attempt": delivery.attempts,
+                                               "failure": error, "now": now})
 
 
 async def cancel_pending_deliveries(session: AsyncSession, org_id: str, *, now: datetime, reason: str,
@@ -605,17 +621,36 @@ async def lead_erased(session: AsyncSession, org_id: str, lead_id: str) -> bool:
     return bool((await session.execute(_LEAD_ERASED, {"org": org_id, "lead": lead_id})).scalar_one_or_none())
 
 
-async def add_empty_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> None:
-    """The lead's row with nothing known yet, unless it exists."""
-    insert = dialect_insert(session)
-    await session.execute(insert(leads).values(org_id=org_id, lead_id=lead_id, updated_at=now, lead_version=0,
-                                               pipeline_version=0, unsubscribed=False, erased=False)
-                          .on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
+def _lock_lead_statement(insert: Any) -> Any:
+    """The lead's row, inserted empty unless it exists, locked until commit and returned: one statement (an
+    upsert that changes nothing takes the row lock a SELECT … FOR UPDATE would)."""
+    return insert(leads).values(
+        org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), updated_at=sa.bindparam("now"), lead_version=0,
+        pipeline_version=0, unsubscribed=False, erased=False, reopened=False,
+    ).on_conflict_do_update(index_elements=["org_id", "lead_id"], set_={"updated_at": leads.c.updated_at}
+                            ).returning(*leads.c)
 
 
-async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> None:
-    await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
-                          .values(**values))
+_LOCK_LEAD = per_dialect(_lock_lead_statement)
+# The SET clause is the parameters' columns (compiled once per set of columns, then reused); the row after.
+_UPDATE_LEAD = sa.update(leads).where(leads.c.org_id == sa.bindparam("where_org"),
+                                      leads.c.lead_id == sa.bindparam("where_lead")).returning(*leads.c)
+
+
+async def lock_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> KnownLead:
+    """The lead's row, locked; created empty (nothing known yet) when events about it arrive before LeadCreated."""
+    row = first_record(KnownLead, await session.execute(_LOCK_LEAD[dialect_name(session)],
+                                                        {"org": org_id, "lead": lead_id, "now": now}))
+    assert row is not None  # an upsert returns its row
+    return row
+
+
+async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:
+    """Write `values` to the lead's row (it exists: `lock_lead`) and return the row as it now is."""
+    row = first_record(KnownLead, await session.execute(_UPDATE_LEAD, {**values, "where_org": org_id,
+                                                                       "where_lead": lead_id}))
+    assert row is not None, f"lead {lead_id} has no row (lock_lead first)"
+    return row
 
 
 async def save_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str, stage_ids: list[str],

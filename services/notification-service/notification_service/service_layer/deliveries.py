@@ -249,16 +249,23 @@ class DeliveryWorker:
     async def _record_once(self, row: Delivery, outcome: Outcome) -> None:
         now = self.clock.now()
         async with self.context.uow() as uow:
+            # Each mark says whether the lead is erased (None: this attempt was overtaken, nothing recorded).
+            lead_erased: bool | None
             if outcome.ok:
-                if await repository.mark_sent(uow.session, row, now):
+                lead_erased = await repository.mark_sent(uow.session, row, now)
+                if lead_erased is not None:
                     publish_outcome(uow, row, ok=True, now=now)
             elif outcome.transient and row.attempts < self.settings.delivery_max_attempts:
                 delay = backoff_s(row.attempts, base_s=self.settings.delivery_retry_base_s,
                                   max_s=self.settings.delivery_retry_max_s)
-                await repository.mark_for_retry(uow.session, row, outcome.error, now + timedelta(seconds=delay), now)
-            elif await repository.mark_failed(uow.session, row, outcome.error, now):
-                publish_outcome(uow, row, ok=False, now=now, error=outcome.error, permanent=not outcome.transient)
-            if row.lead_id:  # erased while this attempt was in flight: scrub it now
+                lead_erased = await repository.mark_for_retry(uow.session, row, outcome.error,
+                                                              now + timedelta(seconds=delay), now)
+            else:
+                lead_erased = await repository.mark_failed(uow.session, row, outcome.error, now)
+                if lead_erased is not None:
+                    publish_outcome(uow, row, ok=False, now=now, error=outcome.error,
+                                    permanent=not outcome.transient)
+            if row.lead_id and lead_erased is not False:  # erased while this attempt was in flight: scrub it now
                 await forget_erased_lead_data(uow.session, row.org_id, row.lead_id)
             await uow.commit()
         log.info("delivery_attempted", delivery_id=row.id, kind=row.kind, ok=outcome.ok,
