@@ -200,6 +200,17 @@ def _values(record: Any) -> dict[str, Any]:
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
+def _prefixed(table: sa.Table, prefix: str) -> list[Any]:
+    """The table's columns labelled `prefix` + name, for a statement that reads several tables' rows at once."""
+    return [column.label(prefix + column.name) for column in table.c]
+
+
+def _unprefixed(row: Any, table: sa.Table, prefix: str) -> dict[str, Any] | None:
+    """The table's row out of a row of `_prefixed` columns; None when the outer join found none (no key)."""
+    values = {column.name: row[prefix + column.name] for column in table.c}
+    return values if all(values[c.name] is not None for c in table.primary_key) else None
+
+
 async def _active_of_org(session: AsyncSession, cls: type[R], table: sa.Table, org_id: str) -> list[R]:
     rows = await session.execute(sa.select(table).where(table.c.org_id == org_id, table.c.active.is_(True)))
     return records(cls, rows.mappings())
@@ -503,6 +514,43 @@ async def save_mailchimp_account(session: AsyncSession, account: MailchimpAccoun
         await session.execute(sa.insert(mailchimp_accounts).values(**values))
 
 
+@dataclass(frozen=True)
+class ListSettings:
+    """What keeping a lead's Mailchimp lists needs of the org and the lead, read in one statement: the account, its
+    rules (oldest first), and when the lead's last Mailchimp call still pending or in flight is due (or its lease
+    ends; None: there is none)."""
+    account: MailchimpAccount
+    rules: list[MailchimpRule]
+    in_flight_until: datetime | None
+
+
+def _list_settings_statement() -> Any:
+    org: Any = sa.bindparam("org")
+    in_flight = sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
+        deliveries.c.org_id == org, deliveries.c.lead_id == sa.bindparam("lead"), deliveries.c.kind == "mailchimp",
+        deliveries.c.status.in_(("pending", "sending"))).scalar_subquery()
+    return (sa.select(*_prefixed(mailchimp_accounts, "account_"), *_prefixed(mailchimp_rules, "rule_"),
+                      in_flight.label("in_flight_until"))
+            .select_from(mailchimp_accounts.outerjoin(mailchimp_rules,
+                                                      mailchimp_rules.c.org_id == mailchimp_accounts.c.org_id))
+            .where(mailchimp_accounts.c.org_id == org)
+            .order_by(mailchimp_rules.c.created_at, mailchimp_rules.c.id))
+
+
+_LIST_SETTINGS = _list_settings_statement()
+
+
+async def list_settings(session: AsyncSession, org_id: str, lead_id: str) -> ListSettings | None:
+    """None when Mailchimp is not configured for the org."""
+    rows = (await session.execute(_LIST_SETTINGS, {"org": org_id, "lead": lead_id})).mappings().all()
+    if not rows:
+        return None
+    account = _unprefixed(rows[0], mailchimp_accounts, "account_")
+    assert account is not None
+    rules = [MailchimpRule(**rule) for rule in (_unprefixed(row, mailchimp_rules, "rule_") for row in rows) if rule]
+    return ListSettings(account=MailchimpAccount(**account), rules=rules, in_flight_until=rows[0]["in_flight_until"])
+
+
 async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
                           now: datetime, *, tags: list[str], merge_fields: dict[str, str], status_if_new: str) -> None:
     """The lead is on the list as `member`, subscribed this way; the latest subscription wins."""
@@ -715,6 +763,41 @@ async def get_rep(session: AsyncSession, org_id: str, rep_id: str | None) -> dic
     row = (await session.execute(sa.select(reps).where(reps.c.org_id == org_id, reps.c.rep_id == rep_id))
            ).mappings().first()
     return dict(row) if row else None
+
+
+@dataclass(frozen=True)
+class RepNotice:
+    """What a rep notification needs, read in one statement: the rep's directory entry, the lead's details (None
+    when not asked for or unknown), the org's template for the notification (None: the built-in one) and whether
+    the org has any active webhook subscription (False: nothing more to read)."""
+    rep: dict[str, Any] | None
+    lead: KnownLead | None
+    template: Template | None
+    any_webhooks: bool
+
+
+def _rep_notice_statement() -> Any:
+    org: Any = sa.bindparam("org")
+    anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
+    joined = (anchor.outerjoin(reps, (reps.c.org_id == org) & (reps.c.rep_id == sa.bindparam("rep")))
+              .outerjoin(leads, (leads.c.org_id == org) & (leads.c.lead_id == sa.bindparam("lead")))
+              .outerjoin(templates, (templates.c.org_id == org) & (templates.c.key == sa.bindparam("template_key"))))
+    any_webhooks = sa.exists().where(webhook_subscriptions.c.org_id == org, webhook_subscriptions.c.active.is_(True))
+    return sa.select(*_prefixed(reps, "rep_"), *_prefixed(leads, "lead_"), *_prefixed(templates, "template_"),
+                     any_webhooks.label("any_webhooks")).select_from(joined)
+
+
+_REP_NOTICE = _rep_notice_statement()
+
+
+async def rep_notice(session: AsyncSession, org_id: str, rep_id: str, *, lead_id: str | None,
+                     template_key: str | None) -> RepNotice:
+    row = (await session.execute(_REP_NOTICE, {"org": org_id, "rep": rep_id, "lead": lead_id,
+                                               "template_key": template_key})).mappings().one()
+    lead = _unprefixed(row, leads, "lead_")
+    template = _unprefixed(row, templates, "template_")
+    return RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=KnownLead(**lead) if lead else None,
+                     template=Template(**template) if template else None, any_webhooks=bool(row["any_webhooks"]))
 
 
 async def record_task_assignee(session: AsyncSession, org_id: str, task_id: str, assignee_id: str | None,
