@@ -322,12 +322,46 @@ async def stop_enrollment(session: AsyncSession, enrollment_id: str, reason: str
         status="stopped", stop_reason=reason, next_due_at=None, updated_at=now))
 
 
-async def claim_due_enrollments(session: AsyncSession, now: datetime, limit: int) -> list[Enrollment]:
-    """Active enrollments whose next step is due, locked (SKIP LOCKED: replicas share the work) until commit."""
-    rows = await session.execute(
-        sa.select(enrollments).where(enrollments.c.status == "active", enrollments.c.next_due_at <= now)
-        .order_by(enrollments.c.next_due_at).limit(limit).with_for_update(skip_locked=True))
-    return records(Enrollment, rows.mappings())
+@dataclass(frozen=True)
+class DueStep:
+    """A claimed enrollment whose next step is due, with what sending it needs: its sequence, the lead's details
+    and the lead owner's directory entry (each None when not known here)."""
+    enrollment: Enrollment
+    sequence: SequenceRecord | None
+    lead: KnownLead | None
+    owner: dict[str, Any] | None
+
+
+def _claim_due_steps_statement() -> Any:
+    joined = (enrollments
+              .outerjoin(sequences, (sequences.c.org_id == enrollments.c.org_id)
+                         & (sequences.c.id == enrollments.c.sequence_id))
+              .outerjoin(leads, (leads.c.org_id == enrollments.c.org_id) & (leads.c.lead_id == enrollments.c.lead_id))
+              .outerjoin(reps, (reps.c.org_id == leads.c.org_id) & (reps.c.rep_id == leads.c.owner_id)))
+    return (sa.select(*_prefixed(enrollments, "enrollment_"), *_prefixed(sequences, "sequence_"),
+                      *_prefixed(leads, "lead_"), *_prefixed(reps, "owner_"))
+            .select_from(joined)
+            .where(enrollments.c.status == "active", enrollments.c.next_due_at <= sa.bindparam("now"))
+            .order_by(enrollments.c.next_due_at).limit(sa.bindparam("limit"))
+            .with_for_update(skip_locked=True, of=enrollments))
+
+
+_CLAIM_DUE_STEPS = _claim_due_steps_statement()
+
+
+async def claim_due_steps(session: AsyncSession, now: datetime, limit: int) -> list[DueStep]:
+    """Active enrollments whose next step is due, locked (SKIP LOCKED: replicas share the work) until commit, with
+    their sequences, leads and owners: one statement per batch."""
+    steps = []
+    for row in (await session.execute(_CLAIM_DUE_STEPS, {"now": now, "limit": limit})).mappings():
+        enrollment = _unprefixed(row, enrollments, "enrollment_")
+        sequence = _unprefixed(row, sequences, "sequence_")
+        lead = _unprefixed(row, leads, "lead_")
+        assert enrollment is not None
+        steps.append(DueStep(enrollment=Enrollment(**enrollment),
+                             sequence=SequenceRecord(**sequence) if sequence else None,
+                             lead=KnownLead(**lead) if lead else None, owner=_unprefixed(row, reps, "owner_")))
+    return steps
 
 
 async def postpone_enrollment(session: AsyncSession, enrollment_id: str, until: datetime, now: datetime) -> None:

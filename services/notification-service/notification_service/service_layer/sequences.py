@@ -17,7 +17,7 @@ from salesflow_shared.app import run_periodically
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
-from ..adapters.repository import Enrollment, SequenceRecord
+from ..adapters.repository import DueStep, Enrollment, SequenceRecord
 from ..config import Settings
 from ..domain.leads import KnownLead
 from ..domain.sequences import SequenceSpec, Step, StopFact, next_due, still_eligible, stop_reason
@@ -76,24 +76,24 @@ class SequenceScheduler:
     async def run_once(self) -> int:
         now = self.clock.now()
         async with self.context.uow() as uow:
-            due = await repository.claim_due_enrollments(uow.session, now, self.settings.worker_batch_size)
-            for enrollment in due:
+            due = await repository.claim_due_steps(uow.session, now, self.settings.worker_batch_size)
+            for step in due:
                 try:
                     async with uow.session.begin_nested():
-                        await self._step(uow, enrollment, now)
+                        await self._step(uow, step, now)
                 except Exception:  # one broken enrollment must not hold up the others: look again later
-                    log.exception("sequence_step_crashed", enrollment_id=enrollment.id)
-                    await repository.postpone_enrollment(uow.session, enrollment.id, now + timedelta(minutes=5), now)
+                    log.exception("sequence_step_crashed", enrollment_id=step.enrollment.id)
+                    await repository.postpone_enrollment(uow.session, step.enrollment.id, now + timedelta(minutes=5),
+                                                         now)
             await uow.commit()
         return len(due)
 
-    async def _step(self, uow: UnitOfWork, enrollment: Enrollment, now: datetime) -> None:
+    async def _step(self, uow: UnitOfWork, claimed: DueStep, now: datetime) -> None:
         session = uow.session
-        sequence = await repository.get_sequence(session, enrollment.org_id, enrollment.sequence_id)
+        enrollment, sequence, lead = claimed.enrollment, claimed.sequence, claimed.lead
         if sequence is None or not sequence.active:
             await repository.stop_enrollment(session, enrollment.id, "sequence_inactive", now)
             return
-        lead = await repository.get_lead(session, enrollment.org_id, enrollment.lead_id)
         if lead is None or (lead.lead_version == 0 and not lead.erased):
             # Stage or outcome known but not the lead itself yet (events out of order): look again shortly.
             await repository.postpone_enrollment(session, enrollment.id, now + timedelta(seconds=10), now)
@@ -104,7 +104,7 @@ class SequenceScheduler:
             return
         spec = spec_of(sequence)
         index = enrollment.next_step
-        await self._record_step(uow, sequence, enrollment, lead, spec.steps[index], index, now)
+        await self._record_step(uow, sequence, enrollment, lead, claimed.owner, spec.steps[index], index, now)
         due = None  # after the last step: completed
         if index + 1 < len(spec.steps):
             due = next_due(now, spec.steps[index + 1], lead_timezone=lead.timezone,
@@ -113,7 +113,8 @@ class SequenceScheduler:
         await repository.advance_enrollment(session, enrollment.id, next_step=index + 1, next_due_at=due, now=now)
 
     async def _record_step(self, uow: UnitOfWork, sequence: SequenceRecord, enrollment: Enrollment,
-                           lead: KnownLead, step: Step, index: int, now: datetime) -> None:
+                           lead: KnownLead, owner: dict[str, Any] | None, step: Step, index: int,
+                           now: datetime) -> None:
         org_id, lead_id = enrollment.org_id, enrollment.lead_id
         common: dict[str, Any]  # of several types: what both outcomes' delivery rows share
         common = dict(org_id=org_id, kind="email", recipient_kind="prospect", reason="sequence", now=now,
@@ -135,8 +136,7 @@ class SequenceScheduler:
                 payload = email_payload(
                     self.settings, to_name=" ".join(p for p in (lead.first_name, lead.last_name) if p),
                     to_email=lead.email, parts=template.parts(),
-                    variables_=variables(org_id=org_id, lead=lead, owner=await repository.get_rep(uow.session, org_id,
-                                         lead.owner_id), stage=stage, unsubscribe=url),
+                    variables_=variables(org_id=org_id, lead=lead, owner=owner, stage=stage, unsubscribe=url),
                     headers=prospect_headers(url))
             except TemplateError as exc:
                 error = f"template {template.name!r} does not render: {exc}"
