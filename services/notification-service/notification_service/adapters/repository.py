@@ -427,7 +427,10 @@ async def add_delivery(session: AsyncSession, delivery: Delivery) -> bool:
 
 def _claim_deliveries_statement() -> Any:
     """Due pending deliveries and `sending` ones whose lease ran out, locked (SKIP LOCKED: replicas share the
-    work), marked `sending` until the lease's end with one more attempt, and returned: one statement per batch."""
+    work), marked `sending` until the lease's end with one more attempt, and returned with, for a Mailchimp call,
+    the org's API key: one statement per batch."""
+    api_key = sa.case((deliveries.c.kind == "mailchimp", sa.select(mailchimp_accounts.c.api_key).where(
+        mailchimp_accounts.c.org_id == deliveries.c.org_id).scalar_subquery()))
     due = (sa.select(deliveries.c.id).where(deliveries.c.status.in_(("pending", "sending")),
                                             deliveries.c.next_attempt_at <= sa.bindparam("now"),
                                             deliveries.c.id.not_in(sa.bindparam("excluding", expanding=True)))
@@ -435,19 +438,31 @@ def _claim_deliveries_statement() -> Any:
            .with_for_update(skip_locked=True).scalar_subquery())
     return sa.update(deliveries).where(deliveries.c.id.in_(due)).values(
         status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=sa.bindparam("lease_until"),
-        updated_at=sa.bindparam("now")).returning(*deliveries.c)
+        updated_at=sa.bindparam("now")).returning(*deliveries.c, api_key.label("mailchimp_api_key"))
 
 
 _CLAIM_DELIVERIES = _claim_deliveries_statement()
 
 
+@dataclass(frozen=True)
+class ClaimedDeliveries:
+    rows: list[Delivery]  # as they now are, oldest first
+    mailchimp_keys: dict[str, str]  # by org: the API key of each org with a Mailchimp call among them, if it has one
+
+
 async def claim_due_deliveries(session: AsyncSession, now: datetime, lease_until: datetime, limit: int,
-                               excluding: set[str]) -> list[Delivery]:
+                               excluding: set[str]) -> ClaimedDeliveries:
     """Due pending deliveries and `sending` ones whose lease ran out (SKIP LOCKED: replicas share the work),
-    marked `sending` until `lease_until` with one more attempt; as they now are, oldest first."""
-    rows = records(Delivery, (await session.execute(_CLAIM_DELIVERIES, {
-        "now": now, "lease_until": lease_until, "limit": limit, "excluding": list(excluding)})).mappings())
-    return sorted(rows, key=lambda r: (r.created_at, r.id))
+    marked `sending` until `lease_until` with one more attempt."""
+    rows, keys = [], {}
+    for row in (await session.execute(_CLAIM_DELIVERIES, {
+            "now": now, "lease_until": lease_until, "limit": limit, "excluding": list(excluding)})).mappings():
+        values = dict(row)
+        api_key = values.pop("mailchimp_api_key")
+        if api_key is not None:
+            keys[values["org_id"]] = api_key
+        rows.append(Delivery(**values))
+    return ClaimedDeliveries(rows=sorted(rows, key=lambda r: (r.created_at, r.id)), mailchimp_keys=keys)
 
 
 async def _mark(session: AsyncSession, statement: Any, values: dict[str, Any]) -> bool | None:

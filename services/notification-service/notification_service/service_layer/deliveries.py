@@ -188,10 +188,11 @@ class DeliveryWorker:
         async with self.context.uow() as uow:
             claimed = await repository.claim_due_deliveries(uow.session, now, lease_until,
                                                             self.settings.worker_batch_size, self._unrecorded)
-            if not claimed:
+            if not claimed.rows:
                 return 0
             await uow.commit()
-        attempts = asyncio.gather(*(self._attempt_in_order(group) for group in _ordered_groups(claimed)))
+        keys = claimed.mailchimp_keys
+        attempts = asyncio.gather(*(self._attempt_in_order(group, keys) for group in _ordered_groups(claimed.rows)))
         try:
             await asyncio.shield(attempts)
         except asyncio.CancelledError:
@@ -200,19 +201,19 @@ class DeliveryWorker:
             try:
                 await asyncio.wait_for(asyncio.shield(attempts), timeout=self.settings.delivery_shutdown_grace_s)
             except (TimeoutError, asyncio.CancelledError):
-                log.warning("deliveries_left_in_flight_at_shutdown", count=len(claimed))
+                log.warning("deliveries_left_in_flight_at_shutdown", count=len(claimed.rows))
             raise
-        return len(claimed)
+        return len(claimed.rows)
 
-    async def _attempt_in_order(self, group: list[Delivery]) -> None:
+    async def _attempt_in_order(self, group: list[Delivery], mailchimp_keys: dict[str, str]) -> None:
         for row in group:
-            await self._attempt(row)
+            await self._attempt(row, mailchimp_keys)
 
-    async def _attempt(self, row: Delivery) -> None:
+    async def _attempt(self, row: Delivery, mailchimp_keys: dict[str, str]) -> None:
         async with self._slots:
             started = time.perf_counter()
             try:
-                await self._send(row)
+                await self._send(row, mailchimp_keys)
                 outcome = Outcome(ok=True)
             except TransientDeliveryError as exc:
                 outcome = Outcome(ok=False, error=str(exc), transient=True)
@@ -272,7 +273,8 @@ class DeliveryWorker:
                  error=redact_personal(outcome.error))
 
     # ------------------------------------------------------------------ one attempt per kind
-    async def _send(self, row: Delivery) -> None:
+    async def _send(self, row: Delivery, mailchimp_keys: dict[str, str]) -> None:
+        """`mailchimp_keys`: the orgs' Mailchimp API keys, read with the claim."""
         payload = row.payload or {}
         if row.kind == "email":
             if not payload.get("to"):
@@ -282,18 +284,16 @@ class DeliveryWorker:
                 subject=payload["subject"], html=payload["html"], text=payload["text"],
                 message_id=row.message_id or "", date=self.clock.now(), headers=payload.get("headers") or {}))
         elif row.kind == "mailchimp":
-            await self._mailchimp(row, payload)
+            await self._mailchimp(row, payload, mailchimp_keys.get(row.org_id))
         elif row.kind == "webhook":
             await self._webhook(row, payload)
         else:
             raise PermanentDeliveryError(f"unknown delivery kind {row.kind}")
 
-    async def _mailchimp(self, row: Delivery, payload: dict[str, Any]) -> None:
-        async with self.context.database.session() as session:
-            account = await repository.get_mailchimp_account(session, row.org_id)
-        if account is None:
+    async def _mailchimp(self, row: Delivery, payload: dict[str, Any], api_key: str | None) -> None:
+        if api_key is None:
             raise PermanentDeliveryError("Mailchimp is not configured for this organization")
-        client = collaborators(self.context).mailchimp.for_key(account.api_key)
+        client = collaborators(self.context).mailchimp.for_key(api_key)
         for op in payload.get("ops", []):
             if op["op"] == "upsert":
                 await client.upsert_member(op["list_id"], op["email"], status_if_new=op.get("status_if_new",
