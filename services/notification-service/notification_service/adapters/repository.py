@@ -364,9 +364,16 @@ async def claim_due_steps(session: AsyncSession, now: datetime, limit: int) -> l
     return steps
 
 
-async def postpone_enrollment(session: AsyncSession, enrollment_id: str, until: datetime, now: datetime) -> None:
-    await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment_id)
-                          .values(next_due_at=until, updated_at=now))
+_POSTPONE_ENROLLMENT = sa.update(enrollments).where(
+    enrollments.c.id == sa.bindparam("enrollment_id"), enrollments.c.status == "active",
+    enrollments.c.next_step == sa.bindparam("step")).values(next_due_at=sa.bindparam("until"),
+                                                            updated_at=sa.bindparam("now"))
+
+
+async def postpone_enrollment(session: AsyncSession, enrollment: Enrollment, until: datetime, now: datetime) -> None:
+    """Its step (`enrollment.next_step`) is due at `until`, unless the enrollment moved on meanwhile."""
+    await session.execute(_POSTPONE_ENROLLMENT, {"enrollment_id": enrollment.id, "step": enrollment.next_step,
+                                                 "until": until, "now": now})
 
 
 async def advance_enrollment(session: AsyncSession, enrollment_id: str, *, next_step: int,
