@@ -317,6 +317,45 @@ async def running_enrollments(session: AsyncSession, org_id: str, lead_id: str) 
     return [RunningEnrollment(id=r.id, stage_id=r.stage_id, trigger=r.trigger) for r in rows]
 
 
+@dataclass(frozen=True)
+class LeadSequences:
+    running: list[RunningEnrollment]  # the lead's active enrollments, with their sequences' triggers
+    starting: list[SequenceRecord]  # the org's active sequences with the trigger asked for, oldest first
+
+
+def _lead_sequences_statement() -> Any:
+    org: Any = sa.bindparam("org")
+    running = ((enrollments.c.org_id == org) & (enrollments.c.sequence_id == sequences.c.id)
+               & (enrollments.c.lead_id == sa.bindparam("lead")) & (enrollments.c.status == "active"))
+    return (sa.select(sequences, enrollments.c.id.label("enrollment_id"),
+                      enrollments.c.stage_id.label("enrollment_stage_id"))
+            .select_from(sequences.outerjoin(enrollments, running))
+            .where(sequences.c.org_id == org,
+                   sa.or_(sequences.c.active.is_(True) & (sequences.c.trigger == sa.bindparam("trigger")),
+                          enrollments.c.id.is_not(None)))
+            .order_by(sequences.c.created_at, sequences.c.id))
+
+
+_LEAD_SEQUENCES = _lead_sequences_statement()
+
+
+async def lead_sequences(session: AsyncSession, org_id: str, lead_id: str, trigger: str) -> LeadSequences:
+    """What a lifecycle fact about the lead may stop and start, in one statement: its running enrollments and the
+    org's active sequences with `trigger`."""
+    running: list[RunningEnrollment] = []
+    starting: dict[str, SequenceRecord] = {}
+    for row in (await session.execute(_LEAD_SEQUENCES, {"org": org_id, "lead": lead_id, "trigger": trigger}
+                                      )).mappings():
+        values = dict(row)
+        enrollment_id, enrollment_stage_id = values.pop("enrollment_id"), values.pop("enrollment_stage_id")
+        if enrollment_id is not None:
+            running.append(RunningEnrollment(id=enrollment_id, stage_id=enrollment_stage_id,
+                                             trigger=values["trigger"]))
+        if values["active"] and values["trigger"] == trigger:
+            starting.setdefault(values["id"], SequenceRecord(**values))
+    return LeadSequences(running=running, starting=list(starting.values()))
+
+
 async def stop_enrollment(session: AsyncSession, enrollment_id: str, reason: str, now: datetime) -> None:
     await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment_id).values(
         status="stopped", stop_reason=reason, next_due_at=None, updated_at=now))
@@ -755,6 +794,33 @@ async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: 
                                                                        "where_lead": lead_id}))
     assert row is not None, f"lead {lead_id} has no row (lock_lead first)"
     return row
+
+
+_INSERT = per_dialect(lambda insert: insert)
+_NEWER_SNAPSHOT: dict[tuple[str, tuple[str, ...]], Any] = {}  # by dialect and columns: built once each
+
+
+def _newer_snapshot_statement(dialect: str, columns: tuple[str, ...]) -> Any:
+    statement = _NEWER_SNAPSHOT.get((dialect, columns))
+    if statement is None:
+        insert = _INSERT[dialect](leads).values(
+            {"org_id": sa.bindparam("org"), "lead_id": sa.bindparam("lead"), "pipeline_version": 0,
+             "unsubscribed": False, "erased": False, "reopened": False,
+             **{column: sa.bindparam(f"set_{column}", type_=leads.c[column].type) for column in columns}})
+        statement = _NEWER_SNAPSHOT[(dialect, columns)] = insert.on_conflict_do_update(
+            index_elements=["org_id", "lead_id"], set_={column: insert.excluded[column] for column in columns},
+            where=(leads.c.lead_version < insert.excluded.lead_version) & leads.c.erased.is_(False),
+        ).returning(*leads.c)
+    return statement
+
+
+async def store_newer_snapshot(session: AsyncSession, org_id: str, lead_id: str,
+                               values: dict[str, Any]) -> KnownLead | None:
+    """Insert the lead with `values` (its `lead_version` among them), or write them over the row held when that
+    is older and not erased, in one statement; the row after, or None when the row held was left as it was."""
+    statement = _newer_snapshot_statement(dialect_name(session), tuple(sorted(values)))
+    return first_record(KnownLead, await session.execute(statement, {
+        "org": org_id, "lead": lead_id, **{f"set_{column}": value for column, value in values.items()}}))
 
 
 async def save_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str, stage_ids: list[str],

@@ -52,8 +52,9 @@ from .projections import (
     ensure_lead,
     enter_stage,
     set_lead_fields,
+    store_snapshot,
 )
-from .sequences import enroll, spec_of, stop_enrollments
+from .sequences import enroll, spec_of, stop_enrollments, stop_running
 
 
 class NotificationHandlers:
@@ -64,8 +65,7 @@ class NotificationHandlers:
     # ------------------------------------------------------------------ lead-service
     async def on_lead_created(self, data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
-        before, after = await apply_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
-        lead = after or before
+        lead, _ = await store_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
         if lead.erased:
             return
         # Its stage may have arrived first, when its address was not known yet.
@@ -157,11 +157,11 @@ class NotificationHandlers:
         if not newer:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
             await self._follow_lists(uow, org, lead, f"stage:{data.to_stage_id}@{envelope.subject_version}", now)
             return
-        await stop_enrollments(uow.session, org_id=org, lead_id=data.lead_id, fact="stage_entered", now=now,
-                               stage_id=data.to_stage_id)
+        sequences = await repository.lead_sequences(uow.session, org, data.lead_id, "stage_entry")
+        await stop_running(uow.session, sequences.running, fact="stage_entered", now=now, stage_id=data.to_stage_id)
         transition = f"{data.to_stage_id}@{envelope.subject_version}"
         if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
-            for sequence in await repository.active_sequences(uow.session, org, "stage_entry"):
+            for sequence in sequences.starting:
                 if matches_stage_entry(spec_of(sequence), data.pipeline_id, data.to_stage_id):
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead_id,
                                  trigger_key=f"stage:{transition}", stage_id=data.to_stage_id, now=now,
@@ -221,9 +221,10 @@ class NotificationHandlers:
 
     async def _after_outcome(self, uow: UnitOfWork, org: str, lead: KnownLead, fact: Any, trigger: Any,
                              pipeline_id: str, trigger_key: str, now: Any) -> None:
-        await stop_enrollments(uow.session, org_id=org, lead_id=lead.lead_id, fact=fact, now=now)
+        sequences = await repository.lead_sequences(uow.session, org, lead.lead_id, trigger)
+        await stop_running(uow.session, sequences.running, fact=fact, now=now)
         if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
-            for sequence in await repository.active_sequences(uow.session, org, trigger):
+            for sequence in sequences.starting:
                 if matches_outcome(spec_of(sequence), trigger, pipeline_id):
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=lead.lead_id,
                                  trigger_key=trigger_key, stage_id=None, now=now, lead_timezone=lead.timezone)

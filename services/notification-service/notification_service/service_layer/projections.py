@@ -45,6 +45,17 @@ async def apply_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot,
                                              {**_snapshot_values(lead), "lead_version": version, "updated_at": now})
 
 
+async def store_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int,
+                         now: datetime) -> tuple[KnownLead, bool]:
+    """`apply_snapshot` when the row before is not needed (one statement, not two): the row as it now is, and
+    whether the snapshot was stored (False: stale, or the lead is erased)."""
+    after = await repository.store_newer_snapshot(session, org_id, lead.lead_id, {
+        **_snapshot_values(lead), "lead_version": version, "updated_at": now})
+    if after is not None:
+        return after, True
+    return await ensure_lead(session, org_id, lead.lead_id, now), False
+
+
 async def apply_pipeline_change(session: AsyncSession, org_id: str, lead_id: str, version: int, now: datetime,
                                 **values: Any) -> tuple[KnownLead, KnownLead] | None:
     """Record a pipeline-service fact (stage, outcome) when newer: the row before and after the change, or None if

@@ -17,7 +17,7 @@ from salesflow_shared.app import run_periodically
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
-from ..adapters.repository import DueStep, Enrollment, SequenceRecord
+from ..adapters.repository import DueStep, Enrollment, RunningEnrollment, SequenceRecord
 from ..config import Settings
 from ..domain.leads import KnownLead
 from ..domain.sequences import SequenceSpec, Step, StopFact, next_due, still_eligible, stop_reason
@@ -58,8 +58,15 @@ async def enroll(session: AsyncSession, settings: Settings, *, sequence: Sequenc
 
 async def stop_enrollments(session: AsyncSession, *, org_id: str, lead_id: str, fact: StopFact, now: datetime,
                            stage_id: str | None = None) -> int:
+    return await stop_running(session, await repository.running_enrollments(session, org_id, lead_id), fact=fact,
+                              now=now, stage_id=stage_id)
+
+
+async def stop_running(session: AsyncSession, running_enrollments: list[RunningEnrollment], *, fact: StopFact,
+                       now: datetime, stage_id: str | None = None) -> int:
+    """Stop those of the lead's running enrollments that `fact` ends; how many."""
     stopped = 0
-    for running in await repository.running_enrollments(session, org_id, lead_id):
+    for running in running_enrollments:
         reason = stop_reason(running.trigger, running.stage_id, fact, stage_id)
         if reason is not None:
             await repository.stop_enrollment(session, running.id, reason, now)
