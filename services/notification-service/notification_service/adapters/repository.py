@@ -612,24 +612,30 @@ async def save_mailchimp_account(session: AsyncSession, account: MailchimpAccoun
 @dataclass(frozen=True)
 class ListSettings:
     """What keeping a lead's Mailchimp lists needs of the org and the lead, read in one statement: the account, its
-    rules (oldest first), and when the lead's last Mailchimp call still pending or in flight is due (or its lease
-    ends; None: there is none)."""
+    rules (oldest first), the lists the lead was put on, and when its last Mailchimp call still pending or in
+    flight is due (or its lease ends; None: there is none)."""
     account: MailchimpAccount
     rules: list[MailchimpRule]
+    members: list[MailchimpMember]
     in_flight_until: datetime | None
 
 
 def _list_settings_statement() -> Any:
     org: Any = sa.bindparam("org")
+    lead: Any = sa.bindparam("lead")
     in_flight = sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
-        deliveries.c.org_id == org, deliveries.c.lead_id == sa.bindparam("lead"), deliveries.c.kind == "mailchimp",
+        deliveries.c.org_id == org, deliveries.c.lead_id == lead, deliveries.c.kind == "mailchimp",
         deliveries.c.status.in_(("pending", "sending"))).scalar_subquery()
+    # Part 1 of the rows are the rules, part 2 the lead's lists: two outer joins side by side, not a product.
+    part = sa.union_all(sa.select(sa.literal(1).label("part")), sa.select(sa.literal(2).label("part"))).subquery()
+    joined = (mailchimp_accounts.join(part, sa.true())
+              .outerjoin(mailchimp_rules, (part.c.part == 1) & (mailchimp_rules.c.org_id == org))
+              .outerjoin(mailchimp_members, (part.c.part == 2) & (mailchimp_members.c.org_id == org)
+                         & (mailchimp_members.c.lead_id == lead)))
     return (sa.select(*_prefixed(mailchimp_accounts, "account_"), *_prefixed(mailchimp_rules, "rule_"),
-                      in_flight.label("in_flight_until"))
-            .select_from(mailchimp_accounts.outerjoin(mailchimp_rules,
-                                                      mailchimp_rules.c.org_id == mailchimp_accounts.c.org_id))
-            .where(mailchimp_accounts.c.org_id == org)
-            .order_by(mailchimp_rules.c.created_at, mailchimp_rules.c.id))
+                      *_prefixed(mailchimp_members, "member_"), in_flight.label("in_flight_until"))
+            .select_from(joined).where(mailchimp_accounts.c.org_id == org)
+            .order_by(part.c.part, mailchimp_rules.c.created_at, mailchimp_rules.c.id))
 
 
 _LIST_SETTINGS = _list_settings_statement()
@@ -643,7 +649,10 @@ async def list_settings(session: AsyncSession, org_id: str, lead_id: str) -> Lis
     account = _unprefixed(rows[0], mailchimp_accounts, "account_")
     assert account is not None
     rules = [MailchimpRule(**rule) for rule in (_unprefixed(row, mailchimp_rules, "rule_") for row in rows) if rule]
-    return ListSettings(account=MailchimpAccount(**account), rules=rules, in_flight_until=rows[0]["in_flight_until"])
+    members = [MailchimpMember(**member) for member in (_unprefixed(row, mailchimp_members, "member_")
+                                                       for row in rows) if member]
+    return ListSettings(account=MailchimpAccount(**account), rules=rules, members=members,
+                        in_flight_until=rows[0]["in_flight_until"])
 
 
 async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
@@ -764,17 +773,21 @@ async def lead_erased(session: AsyncSession, org_id: str, lead_id: str) -> bool:
     return bool((await session.execute(_LEAD_ERASED, {"org": org_id, "lead": lead_id})).scalar_one_or_none())
 
 
-def _lock_lead_statement(insert: Any) -> Any:
-    """The lead's row, inserted empty unless it exists, locked until commit and returned: one statement (an
-    upsert that changes nothing takes the row lock a SELECT … FOR UPDATE would)."""
+def _lock_lead_statement(insert: Any, *returning: Any) -> Any:
+    """The lead's row, inserted empty unless it exists, locked until commit and returned (with `returning`): one
+    statement (an upsert that changes nothing takes the row lock a SELECT … FOR UPDATE would)."""
     return insert(leads).values(
         org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), updated_at=sa.bindparam("now"), lead_version=0,
         pipeline_version=0, unsubscribed=False, erased=False, reopened=False,
     ).on_conflict_do_update(index_elements=["org_id", "lead_id"], set_={"updated_at": leads.c.updated_at}
-                            ).returning(*leads.c)
+                            ).returning(*leads.c, *returning)
 
 
 _LOCK_LEAD = per_dialect(_lock_lead_statement)
+_PIPELINE_DEFINED = sa.select(known_pipelines.c.definition_version > 0).where(
+    known_pipelines.c.org_id == sa.bindparam("org"), known_pipelines.c.pipeline_id == sa.bindparam("pipeline")
+).scalar_subquery().label("pipeline_defined")
+_LOCK_LEAD_IN_PIPELINE = per_dialect(lambda insert: _lock_lead_statement(insert, _PIPELINE_DEFINED))
 # The SET clause is the parameters' columns (compiled once per set of columns, then reused); the row after.
 _UPDATE_LEAD = sa.update(leads).where(leads.c.org_id == sa.bindparam("where_org"),
                                       leads.c.lead_id == sa.bindparam("where_lead")).returning(*leads.c)
@@ -786,6 +799,17 @@ async def lock_lead(session: AsyncSession, org_id: str, lead_id: str, now: datet
                                                         {"org": org_id, "lead": lead_id, "now": now}))
     assert row is not None  # an upsert returns its row
     return row
+
+
+async def lock_lead_in_pipeline(session: AsyncSession, org_id: str, lead_id: str, pipeline_id: str,
+                                now: datetime) -> tuple[KnownLead, bool]:
+    """`lock_lead`, and whether the pipeline's own definition (PipelineDefined) is held, read by the same
+    statement."""
+    row = (await session.execute(_LOCK_LEAD_IN_PIPELINE[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, "now": now, "pipeline": pipeline_id})).mappings().one()
+    values = dict(row)
+    defined = bool(values.pop("pipeline_defined"))
+    return KnownLead(**values), defined
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:

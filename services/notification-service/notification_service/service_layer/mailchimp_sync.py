@@ -143,7 +143,7 @@ async def reconcile(uow: UnitOfWork, *, org_id: str, lead: KnownLead, transition
              for r in rows]
     if settings.nurture_list_id:
         rules.append(nurture_rule(settings.nurture_list_id, settings.nurture_tag or "nurture"))
-    members = {m.list_id: m for m in await repository.members_of_lead(uow.session, org_id, lead.lead_id)}
+    members = {m.list_id: m for m in state.members}
     current = {list_id: frozenset(m.tags or ()) for list_id, m in members.items() if m.subscribed}
     life = lead_life(lead)
     vetoed = {r.list_id for r in rules if r.action == "unsubscribe" and holds(r, life)}

@@ -81,7 +81,7 @@ async def enter_stage(session: AsyncSession, org_id: str, lead_id: str, version:
     pipeline's stages when the event lists them; when the move is newer than what we hold, also its `values`
     (stage, outcome) and the owner it names. The row before, the row after, and whether the move was newer (False:
     the lead is elsewhere now). One statement to lock, one to write, whatever changes."""
-    row = await ensure_lead(session, org_id, lead_id, now)
+    row, pipeline_defined = await repository.lock_lead_in_pipeline(session, org_id, lead_id, pipeline_id, now)
     changes: dict[str, Any] = {}
     entered = [list(e) for e in row.entered_stages or []]
     if [pipeline_id, stage_id] not in entered:
@@ -91,7 +91,7 @@ async def enter_stage(session: AsyncSession, org_id: str, lead_id: str, version:
         changes.update(values, pipeline_version=version, **({"owner_id": owner_id} if owner_id else {}))
     after = await repository.update_lead(session, org_id, lead_id, {**changes, "updated_at": now}) if changes \
         else row
-    if stage_ids:  # only until the pipeline's own definition (PipelineDefined) has arrived
+    if stage_ids and not pipeline_defined:  # only until the pipeline's own definition (PipelineDefined) arrives
         await repository.save_pipeline_stages(session, org_id, pipeline_id, stage_ids, now)
     return row, after, newer
 
