@@ -182,14 +182,17 @@ class DeliveryWorker:
         # by this worker, or their lease would run out and the message be sent a second time.
         self._unrecorded: set[str] = set()
 
-    async def run_once(self) -> int:
+    async def run_once(self) -> bool:
+        """Attempt the due deliveries; whether more may be due at once (the batch was full: run again at once; a
+        smaller batch took everything due, and what falls due next comes with time, the idle poll, or with a
+        commit, which rings)."""
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.settings.delivery_lease_s)
         async with self.context.uow() as uow:
             claimed = await repository.claim_due_deliveries(uow.session, now, lease_until,
                                                             self.settings.worker_batch_size, self._unrecorded)
             if not claimed.rows:
-                return 0
+                return False
             await uow.commit()
         keys = claimed.mailchimp_keys
         attempts = asyncio.gather(*(self._attempt_in_order(group, keys) for group in _ordered_groups(claimed.rows)))
@@ -203,7 +206,7 @@ class DeliveryWorker:
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("deliveries_left_in_flight_at_shutdown", count=len(claimed.rows))
             raise
-        return len(claimed.rows)
+        return bool(len(claimed.rows) >= self.settings.worker_batch_size)
 
     async def _attempt_in_order(self, group: list[Delivery], mailchimp_keys: dict[str, str]) -> None:
         for row in group:

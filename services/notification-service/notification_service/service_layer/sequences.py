@@ -27,6 +27,7 @@ from .deliveries import publish_outcome, record_delivery
 from .projections import lead_state
 
 log = structlog.get_logger(__name__)
+WORKER = "sequences"  # the worker's name: the commit bell's listener
 
 
 def spec_of(sequence: SequenceRecord) -> SequenceSpec:
@@ -80,7 +81,8 @@ class SequenceScheduler:
         self.settings: Settings = context.settings
         self.clock = context.clock
 
-    async def run_once(self) -> int:
+    async def run_once(self) -> bool:
+        """Record the due steps' deliveries; whether more may be due at once."""
         now = self.clock.now()
         async with self.context.uow() as uow:
             due = await repository.claim_due_steps(uow.session, now, self.settings.worker_batch_size)
@@ -96,9 +98,13 @@ class SequenceScheduler:
                     await repository.postpone_enrollment(uow.session, claimed.enrollment, now + timedelta(minutes=5),
                                                          now)
                     await uow.commit()
-                    return 1
+                    return True
             await uow.commit()
-        return len(due)
+        if due:  # the steps' deliveries are the delivery worker's work (a tick's own commits ring for no one)
+            self.context.commits.ring(source=WORKER)
+        # Run again at once only after a full batch: a smaller one took every step due; the next falls due with
+        # time (the idle poll) or with a commit that rings.
+        return len(due) >= self.settings.worker_batch_size
 
     async def _step(self, uow: UnitOfWork, claimed: DueStep, now: datetime) -> None:
         session = uow.session
@@ -165,4 +171,4 @@ class SequenceScheduler:
 async def sequence_worker(context: Any) -> None:
     await run_periodically(context, SequenceScheduler(context).run_once, context.settings.scheduler_poll_interval_s,
                            wake_on_commit=True,
-                           name="sequences")
+                           name=WORKER)
