@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from salesflow_shared.contract import MONEY_PATTERN, page_of, record_fields
 
-from ..adapters.repository import Delivery
+from ..adapters.repository import Delivery, Enrollment
 
 
 class TemplateOut(BaseModel):
@@ -49,21 +49,9 @@ class SequenceOut(BaseModel):
     updated_at: datetime
 
 
-class EnrollmentOut(BaseModel):
+# An enrollment answers its record's columns as they are.
+class EnrollmentOut(record_fields(Enrollment)):  # type: ignore[misc]
     """A lead in a sequence: at which step, when the next is due, or why it stopped."""
-
-    id: str
-    org_id: str
-    sequence_id: str
-    lead_id: str
-    trigger_key: str
-    stage_id: str | None
-    status: str
-    stop_reason: str | None
-    next_step: int
-    next_due_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class Unsubscribed(BaseModel):
