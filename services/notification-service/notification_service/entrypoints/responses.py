@@ -9,23 +9,13 @@ from pydantic import BaseModel, Field
 
 from salesflow_shared.contract import MONEY_PATTERN, page_of, record_fields
 
-from ..adapters.repository import Delivery, Enrollment
+from ..adapters.repository import Delivery, Enrollment, Template
 
 
-class TemplateOut(BaseModel):
+class TemplateOut(record_fields(Template)):  # type: ignore[misc]
     """An email template; `version` is its ETag."""
 
-    id: str
-    org_id: str
-    name: str
-    key: str | None
     audience: Literal["prospect", "rep"]
-    subject: str
-    html_body: str
-    text_body: str
-    version: int
-    created_at: datetime
-    updated_at: datetime
 
 
 class SequenceStep(BaseModel):
