@@ -61,12 +61,14 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
     @handlers.on(LeadUpdatedV1)
     async def on_lead_snapshot(data: LeadCreatedV1 | LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         lead = data.lead
-        deal = await copies.lock_deal(uow.session, envelope.org_id, lead.lead_id, clock.now(),
-                                      likely_new=isinstance(data, LeadCreatedV1))
-        if envelope.subject_version <= deal.lead_version:
-            return  # stale: a newer snapshot is already known
         snapshot = DealSnapshot(lead_version=envelope.subject_version, product_line=lead.product_line,
                                 company_key=company_key(data), value=lead.value, currency=lead.currency)
+        if isinstance(data, LeadCreatedV1) and await copies.add_deal(
+                uow.session, envelope.org_id, lead.lead_id, snapshot, (lead.owner_id, lead.team_id), clock.now()):
+            return  # the lead's first event: a new deal (no outcome, no LeadAssigned yet) with this snapshot
+        deal = await copies.lock_deal(uow.session, envelope.org_id, lead.lead_id, clock.now())
+        if envelope.subject_version <= deal.lead_version:
+            return  # stale: a newer snapshot is already known
         owner = None
         if deal.assigned_version == 0:  # until a LeadAssigned arrives, lead-service's owner is the best known
             owner = (lead.owner_id, lead.team_id)

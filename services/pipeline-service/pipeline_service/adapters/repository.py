@@ -154,8 +154,11 @@ _NEW_POSITION = {"org_id": sa.bindparam("org"), "lead_id": sa.bindparam("lead_id
                  "updated_at": sa.bindparam("now")}
 _ADD_POSITION = per_dialect(lambda insert: insert(positions).values(_NEW_POSITION).on_conflict_do_nothing(
     index_elements=["org_id", "lead_id"]))
-# A lead's first event (LeadCreated): the new row comes back from the insert (locked by it), no second statement.
-_ADD_POSITION_RETURNING = {name: statement.returning(*positions.columns) for name, statement in _ADD_POSITION.items()}
+# A lead's first snapshot (LeadCreated) as its new row, when it has none yet (RETURNING: whether it was new).
+_ADD_POSITION_WITH_SNAPSHOT = per_dialect(lambda insert: insert(positions).values({
+    **_NEW_POSITION, "lead": sa.bindparam("new_lead", type_=sa.JSON), "lead_version": sa.bindparam("new_lead_version"),
+    "owner_id": sa.bindparam("new_owner_id"), "team_id": sa.bindparam("new_team_id"),
+}).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(positions.c.lead_id))
 _CURRENT_STAGE_PREFIX = "current_stage__"  # its columns beside the position's (both have `id`, `org_id`, ...)
 _CURRENT_STAGE = [c.label(_CURRENT_STAGE_PREFIX + c.name) for c in stages.columns]
 _LEAD_ACTIVITIES = (activities.c.org_id == positions.c.org_id) & (activities.c.lead_id == positions.c.lead_id)
@@ -227,20 +230,24 @@ def _activities_of(value: Any) -> list[Activity]:
 
 
 # ====================================================================== positions
+async def add_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *, lead: dict[str, Any],
+                       lead_version: int, owner_id: str | None, team_id: str | None) -> bool:
+    """A lead no event has named yet, `unrouted`, with its first snapshot and owner; False (and nothing written)
+    when it has a row."""
+    added = await session.execute(_ADD_POSITION_WITH_SNAPSHOT[dialect_name(session)], {
+        "org": org_id, "lead_id_": lead_id, "now": now, "new_lead": lead, "new_lead_version": lead_version,
+        "new_owner_id": owner_id, "new_team_id": team_id})
+    return added.first() is not None
+
+
 async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *,
-                        create: bool = True, likely_new: bool = False) -> Position | None:
+                        create: bool = True) -> Position | None:
     """The lead's row, locked for this transaction, with its current stage and activities (see `Position`);
-    created (partial, `unrouted`) when missing and `create`. `likely_new` (the lead's first event): try the
-    insert first, which returns the new row in the same statement."""
+    created (partial, `unrouted`) when missing and `create`."""
     key = {"org": org_id, "lead_id_": lead_id}
     dialect = dialect_name(session)
-    if create and likely_new:
-        created = first_record(Position, await session.execute(_ADD_POSITION_RETURNING[dialect], {**key, "now": now}))
-        if created is not None:
-            created.activities = []  # a new lead: none known yet
-            return created
     row = (await session.execute(_LOCK_POSITION[dialect], key)).mappings().first()
-    if row is None and create and not likely_new:
+    if row is None and create:
         await session.execute(_ADD_POSITION[dialect], {**key, "now": now})
         row = (await session.execute(_LOCK_POSITION[dialect], key)).mappings().first()
     if row is None:

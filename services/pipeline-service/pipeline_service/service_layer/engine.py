@@ -52,9 +52,9 @@ def aware(value: datetime | None) -> datetime | None:
 
 # ------------------------------------------------------------------ loading
 async def lock_position(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime, *,
-                        create: bool = True, likely_new: bool = False) -> Position | None:
+                        create: bool = True) -> Position | None:
     """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing."""
-    return await repository.lock_position(uow.session, org_id, lead_id, now, create=create, likely_new=likely_new)
+    return await repository.lock_position(uow.session, org_id, lead_id, now, create=create)
 
 
 async def save_position(uow: UnitOfWork, pos: Position, now: datetime) -> None:

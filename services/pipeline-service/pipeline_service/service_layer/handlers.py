@@ -59,8 +59,13 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
     @handlers.on(LeadUpdatedV1)
     async def on_lead_snapshot(data: LeadCreatedV1 | LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
-        pos = await engine.lock_position(uow, envelope.org_id, data.lead.lead_id, now,
-                                         likely_new=isinstance(data, LeadCreatedV1))
+        owner_id = data.lead.owner_id or None  # (a new lead's owner, as `follow_owner` below would set it)
+        if isinstance(data, LeadCreatedV1) and await repository.add_position(
+                uow.session, envelope.org_id, data.lead.lead_id, now, lead=data.lead.model_dump(mode="json"),
+                lead_version=envelope.subject_version, owner_id=owner_id,
+                team_id=data.lead.team_id if owner_id else None):
+            return  # the lead's first event: unrouted, no task to follow the owner, no goal to judge
+        pos = await engine.lock_position(uow, envelope.org_id, data.lead.lead_id, now)
         assert pos is not None
         if pos.status == "erased" or envelope.subject_version <= pos.lead_version:
             return  # stale (or erased): a newer snapshot is already known

@@ -83,9 +83,12 @@ _LOCK_DEAL = sa.select(*_DEAL_COLUMNS, _wins_of_deal().label("has_wins"),
 _ADD_DEAL = per_dialect(lambda insert: insert(deals).values(
     org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), updated_at=sa.bindparam("now"),
 ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
-# A lead's first event: the new deal comes back from the insert itself (it has no outcomes yet).
-_ADD_DEAL_RETURNING = {name: statement.returning(*_DEAL_COLUMNS) for name, statement in _ADD_DEAL.items()}
 _SNAPSHOT_VALUES = ("lead_version", "product_line", "company_key", "value", "currency", "updated_at")
+# A new deal with its first snapshot and owner, when it has no row yet (RETURNING: whether it was new).
+_ADD_DEAL_WITH_SNAPSHOT = per_dialect(lambda insert: insert(deals).values(
+    org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"),
+    **{name: sa.bindparam(f"new_{name}") for name in (*_SNAPSHOT_VALUES, "owner_id", "team_id")},
+).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(deals.c.lead_id))
 _SAVE_SNAPSHOT = sa.update(deals).where(_DEAL_KEY).values({name: sa.bindparam(f"new_{name}")
                                                            for name in _SNAPSHOT_VALUES})
 _SAVE_SNAPSHOT_AND_OWNER = sa.update(deals).where(_DEAL_KEY).values(
@@ -94,30 +97,37 @@ _SAVE_ASSIGNMENT = sa.update(deals).where(_DEAL_KEY).values(
     {name: sa.bindparam(f"new_{name}") for name in ("owner_id", "team_id", "assigned_version", "updated_at")})
 
 
-async def lock_deal(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *,
-                    likely_new: bool = False) -> Deal:
-    """The deal, created empty if no event has named it yet, locked until the transaction ends. `likely_new`
-    (the lead's first event): try the insert first, which returns the new deal in the same statement."""
+async def lock_deal(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> Deal:
+    """The deal, created empty if no event has named it yet, locked until the transaction ends."""
     key = {"org": org_id, "lead": lead_id}
-    dialect = dialect_name(session)
-    if likely_new:
-        created = (await session.execute(_ADD_DEAL_RETURNING[dialect], {**key, "now": now})).mappings().first()
-        if created is not None:
-            return Deal(**created)
     row = (await session.execute(_LOCK_DEAL, key)).mappings().first()
     if row is None:
-        await session.execute(_ADD_DEAL[dialect], {**key, "now": now})
+        await session.execute(_ADD_DEAL[dialect_name(session)], {**key, "now": now})
         row = (await session.execute(_LOCK_DEAL, key)).mappings().one()
     return Deal(**{**row, "has_wins": bool(row["has_wins"]),
                    "has_wins_without_closer": bool(row["has_wins_without_closer"])})
 
 
+def _snapshot_values(snapshot: DealSnapshot, now: datetime) -> dict[str, object]:
+    return {"new_lead_version": snapshot.lead_version, "new_product_line": snapshot.product_line,
+            "new_company_key": snapshot.company_key, "new_value": snapshot.value, "new_currency": snapshot.currency,
+            "new_updated_at": now}
+
+
+async def add_deal(session: AsyncSession, org_id: str, lead_id: str, snapshot: DealSnapshot,
+                   owner: tuple[str | None, str | None], now: datetime) -> bool:
+    """A deal no event has named yet, with its first snapshot and owner (owner, team); False (and nothing
+    written) when the deal exists."""
+    added = await session.execute(_ADD_DEAL_WITH_SNAPSHOT[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, **_snapshot_values(snapshot, now), "new_owner_id": owner[0],
+        "new_team_id": owner[1]})
+    return added.first() is not None
+
+
 async def save_snapshot(session: AsyncSession, org_id: str, lead_id: str, snapshot: DealSnapshot, now: datetime,
                         *, owner: tuple[str | None, str | None] | None = None) -> None:
     """Store a newer lead snapshot; `owner` (owner, team) too when no LeadAssigned has been seen yet."""
-    values: dict[str, object] = {"new_lead_version": snapshot.lead_version, "new_product_line": snapshot.product_line,
-                                 "new_company_key": snapshot.company_key, "new_value": snapshot.value,
-                                 "new_currency": snapshot.currency, "new_updated_at": now}
+    values = _snapshot_values(snapshot, now)
     if owner is None:
         await session.execute(_SAVE_SNAPSHOT, {"org": org_id, "lead": lead_id, **values})
     else:
