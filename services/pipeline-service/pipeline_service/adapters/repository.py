@@ -26,7 +26,8 @@ from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.ownership import owned_before, owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
 
-from .orm import activities, lead_past_owners, pipelines, positions, stage_history, stages, tasks
+from . import calendars
+from .orm import activities, business_calendars, lead_past_owners, pipelines, positions, stage_history, stages, tasks
 
 
 # ====================================================================== records
@@ -187,11 +188,12 @@ _PIPELINE_STAGES = (sa.select(stages).where(stages.c.org_id == sa.bindparam("org
                                             stages.c.pipeline_id == sa.bindparam("pipeline"),
                                             stages.c.deleted.is_(False)).order_by(stages.c.position))
 # A live (not archived) pipeline and its stages in one statement: no row, no such pipeline; one row without a
-# stage, a pipeline without stages.
+# stage, a pipeline without stages. The org's business calendar comes along: entering a stage dates its tasks.
 _LIVE_PIPELINE_STAGES = (
-    sa.select(pipelines.c.id.label("live_pipeline_id"), *_CURRENT_STAGE)
+    sa.select(pipelines.c.id.label("live_pipeline_id"), *_CURRENT_STAGE, *calendars.READ_ALONG)
     .select_from(pipelines.outerjoin(stages, (stages.c.org_id == pipelines.c.org_id)
-                                     & (stages.c.pipeline_id == pipelines.c.id) & stages.c.deleted.is_(False)))
+                                     & (stages.c.pipeline_id == pipelines.c.id) & stages.c.deleted.is_(False))
+                 .outerjoin(business_calendars, business_calendars.c.org_id == pipelines.c.org_id))
     .where(pipelines.c.org_id == sa.bindparam("org"), pipelines.c.id == sa.bindparam("pipeline"),
            pipelines.c.archived.is_(False)).order_by(stages.c.position))
 _ACTIVITIES = sa.select(activities.c.kind, activities.c.occurred_at).where(
@@ -389,6 +391,7 @@ async def live_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: 
         return None
     seq = [stage for stage in map(_current_stage, rows) if stage is not None]
     _stages_read(session)[(org_id, pipeline_id)] = seq
+    calendars.remember_read(session, org_id, rows[0])
     return seq
 
 
