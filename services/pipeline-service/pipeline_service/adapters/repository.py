@@ -11,6 +11,7 @@ without another read), a stage's tasks are inserted together, a visit is numbere
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -142,6 +143,8 @@ class Position:
     # needs no further statement. The engine keeps them current as it changes the lead in the transaction.
     stage: StageRecord | None = field(default=None, compare=False, repr=False)  # the current stage
     activities: list[Activity] | None = field(default=None, compare=False, repr=False)  # all the lead's
+    # Its columns as `lock_position` read them: `save_position` writes nothing when none changed.
+    read_as: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def _after(key: Any, id_column: Any, after: tuple[datetime, str]) -> Any:
@@ -257,12 +260,23 @@ async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: d
     position = Position(**{c.name: row[c.name] for c in positions.columns})
     position.stage = _current_stage(row)
     position.activities = _activities_of(row["known_activities"])
+    position.read_as = _changeable_columns(position)
     return position
 
 
+def _changeable_columns(pos: Position) -> dict[str, Any]:
+    """What an event may change of a position (`updated_at` follows the others: alone it is no change)."""
+    return copy.deepcopy({name: getattr(pos, name) for name in _POSITION_COLUMNS if name != "updated_at"})
+
+
 async def save_position(session: AsyncSession, pos: Position) -> None:
+    """Write the position back, unless nothing changed since it was read (an event that moved nothing)."""
+    changeable = _changeable_columns(pos)
+    if changeable == pos.read_as:
+        return
     await session.execute(_SAVE_POSITION, {"org": pos.org_id, "lead_id_": pos.lead_id,
                                            **{f"new_{name}": getattr(pos, name) for name in _POSITION_COLUMNS}})
+    pos.read_as = changeable
 
 
 async def visible_position(session: AsyncSession, principal: Principal, lead_id: str) -> Position | None:
