@@ -63,6 +63,7 @@ PRODUCTION_INTERVALS = {
     "assignment-service": {},
     "notification-service": {"SALESFLOW_SCHEDULER_POLL_INTERVAL_S": "1.0"},
     "metrics-service": {"SALESFLOW_FORECAST_SNAPSHOT_INTERVAL_S": "300", "SALESFLOW_QUOTA_MILESTONE_INTERVAL_S": "60"},
+    "incentive-service": {},  # (its recalculation and program sweeps run at their defaults already)
 }
 for values in PRODUCTION_INTERVALS.values():  # the settings' defaults (the harness shortens them)
     for setting in ("outbox_poll_interval_s", "worker_idle_poll_s"):

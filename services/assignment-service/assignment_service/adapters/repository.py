@@ -10,13 +10,49 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.clock import rfc3339
 from salesflow_shared.db import rows_affected
-from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.pagination import keyset_page
 
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
 from ..domain.rules import RuleSet, load_rules
 from ..domain.strategies import RotationState
 from .orm import decisions, leads, removed_reps, reps, rotations, rule_sets, teams, territories
+
+# The statements of routing a lead (a consumed LeadCreated and the events after it), built once with bind
+# parameters: executing a prebuilt statement reuses its cache key and compiled form instead of building both again.
+_ORG: sa.BindParameter[str] = sa.bindparam("org")
+_TERRITORIES = sa.select(territories).where(territories.c.org_id == _ORG)
+_TEAMS = sa.select(teams).where(teams.c.org_id == _ORG)
+_REPS = sa.select(reps).where(reps.c.org_id == _ORG, reps.c.id.in_(sa.bindparam("ids", expanding=True))) \
+    .order_by(reps.c.id)
+_LOCK_REPS = _REPS.with_for_update()
+_OPEN_LEAD_COUNTS = sa.select(leads.c.owner_id, sa.func.count()).where(
+    leads.c.org_id == _ORG, leads.c.owner_id.in_(sa.bindparam("ids", expanding=True)), leads.c.open.is_(True),
+).group_by(leads.c.owner_id)
+_RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG, rule_sets.c.version == sa.bindparam("version"))
+_NEWEST_RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
+    .limit(1)
+_ROTATION_KEY = (rotations.c.org_id == _ORG) & (rotations.c.key == sa.bindparam("rotation_key"))
+_LOCK_ROTATION = sa.select(rotations).where(_ROTATION_KEY).with_for_update()
+# A concurrent first insert waits on the primary key, then inserts nothing; both then lock the row.
+_ADD_ROTATION = per_dialect(lambda insert: insert(rotations).values(
+    org_id=_ORG, key=sa.bindparam("rotation_key"), position=0, credits={}, updated_at=sa.bindparam("now"),
+).on_conflict_do_nothing(index_elements=["org_id", "key"]))
+_SAVE_ROTATION = sa.update(rotations).where(_ROTATION_KEY).values(
+    position=sa.bindparam("new_position"), credits=sa.bindparam("new_credits", type_=sa.JSON),
+    updated_at=sa.bindparam("now"))
+_LEAD_KEY = (leads.c.org_id == _ORG) & (leads.c.lead_id == sa.bindparam("lead"))
+_LOCK_LEAD = sa.select(leads).where(_LEAD_KEY).with_for_update()
+_ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
+    org_id=_ORG, lead_id=sa.bindparam("lead"), lead_version=sa.bindparam("new_lead_version"), pipeline_version=0,
+    out_version=0, snapshot=sa.bindparam("new_snapshot", type_=sa.JSON), open=sa.bindparam("new_open"),
+    erased=False, updated_at=sa.bindparam("now"),
+).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*leads.c))
+_SEE_PIPELINE_VERSION = sa.update(leads).where(_LEAD_KEY, leads.c.pipeline_version < sa.bindparam("version")) \
+    .values(pipeline_version=sa.bindparam("version")).returning(*leads.c)
+_MARK_ASSIGNED = sa.update(reps).where(reps.c.org_id == _ORG, reps.c.id == sa.bindparam("rep")).values(
+    last_assigned_at=sa.bindparam("at"))
+_ADD_DECISION = sa.insert(decisions)  # executed with the decision's values
 
 
 def _dt(value: Any) -> datetime:
@@ -74,12 +110,12 @@ async def existing_ids(session: AsyncSession, table: sa.Table, org_id: str, ids:
 
 
 async def all_territories(session: AsyncSession, org_id: str) -> list[Territory]:
-    rows = await session.execute(sa.select(territories).where(territories.c.org_id == org_id))
+    rows = await session.execute(_TERRITORIES, {"org": org_id})
     return [territory_from_row(r) for r in rows]
 
 
 async def all_teams(session: AsyncSession, org_id: str) -> dict[str, Team]:
-    rows = await session.execute(sa.select(teams).where(teams.c.org_id == org_id))
+    rows = await session.execute(_TEAMS, {"org": org_id})
     return {r.id: team_from_row(r) for r in rows}
 
 
@@ -93,19 +129,14 @@ async def reps_by_id(session: AsyncSession, org_id: str, ids: list[str], *,
     """
     if not ids:
         return {}
-    query = sa.select(reps).where(reps.c.org_id == org_id, reps.c.id.in_(sorted(set(ids)))).order_by(reps.c.id)
-    if lock:
-        query = query.with_for_update()
-    return {r.id: r for r in await session.execute(query)}
+    return {r.id: r for r in await session.execute(_LOCK_REPS if lock else _REPS,
+                                                   {"org": org_id, "ids": sorted(set(ids))})}
 
 
 async def open_lead_counts(session: AsyncSession, org_id: str, rep_ids: list[str]) -> dict[str, int]:
     if not rep_ids:
         return {}
-    rows = await session.execute(
-        sa.select(leads.c.owner_id, sa.func.count()).where(
-            leads.c.org_id == org_id, leads.c.owner_id.in_(rep_ids), leads.c.open.is_(True),
-        ).group_by(leads.c.owner_id))
+    rows = await session.execute(_OPEN_LEAD_COUNTS, {"org": org_id, "ids": list(rep_ids)})
     return {owner: int(count) for owner, count in rows}
 
 
@@ -118,15 +149,11 @@ async def current_rule_set(session: AsyncSession, org_id: str, version: int | No
 # ------------------------------------------------------------------ rotations
 async def lock_rotation(session: AsyncSession, org_id: str, key: str, now: datetime) -> RotationState:
     """Lock the rotation row until the transaction ends (one slot per decision), creating it the first time."""
-    query = sa.select(rotations).where(rotations.c.org_id == org_id, rotations.c.key == key).with_for_update()
-    row = (await session.execute(query)).one_or_none()
+    key_ = {"org": org_id, "rotation_key": key}
+    row = (await session.execute(_LOCK_ROTATION, key_)).one_or_none()
     if row is None:
-        insert = dialect_insert(session)
-        # A concurrent first insert waits on the primary key, then inserts nothing; both then lock the row.
-        await session.execute(insert(rotations).values(org_id=org_id, key=key, position=0, credits={},
-                                                       updated_at=now).on_conflict_do_nothing(
-            index_elements=["org_id", "key"]))
-        row = (await session.execute(query)).one()
+        await session.execute(_ADD_ROTATION[dialect_name(session)], {**key_, "now": now})
+        row = (await session.execute(_LOCK_ROTATION, key_)).one()
     return RotationState(int(row.position), dict(row.credits or {}))
 
 
@@ -137,14 +164,13 @@ async def peek_rotation(session: AsyncSession, org_id: str, key: str) -> Rotatio
 
 
 async def save_rotation(session: AsyncSession, org_id: str, key: str, state: RotationState, now: datetime) -> None:
-    await session.execute(sa.update(rotations).where(rotations.c.org_id == org_id, rotations.c.key == key).values(
-        position=state.position, credits=state.credits, updated_at=now))
+    await session.execute(_SAVE_ROTATION, {"org": org_id, "rotation_key": key, "new_position": state.position,
+                                           "new_credits": state.credits, "now": now})
 
 
 # ------------------------------------------------------------------ lead projection
 async def lock_lead(session: AsyncSession, org_id: str, lead_id: str) -> Any:
-    return (await session.execute(sa.select(leads).where(
-        leads.c.org_id == org_id, leads.c.lead_id == lead_id).with_for_update())).one_or_none()
+    return (await session.execute(_LOCK_LEAD, {"org": org_id, "lead": lead_id})).one_or_none()
 
 
 async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any],
@@ -153,11 +179,9 @@ async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, snapshot
 
     A row this transaction inserted is locked by the insert itself until commit.
     """
-    insert = dialect_insert(session)
-    inserted = (await session.execute(insert(leads).values(
-        org_id=org_id, lead_id=lead_id, lead_version=lead_version, pipeline_version=0, out_version=0,
-        snapshot=snapshot, open=open_, erased=False, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*leads.c))).one_or_none()
+    inserted = (await session.execute(_ADD_LEAD[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, "new_lead_version": lead_version, "new_snapshot": snapshot,
+        "new_open": open_, "now": now})).one_or_none()
     if inserted is not None:
         return inserted, True
     return await lock_lead(session, org_id, lead_id), False
@@ -177,9 +201,8 @@ async def update_lead_returning(session: AsyncSession, org_id: str, lead_id: str
 async def see_pipeline_version(session: AsyncSession, org_id: str, lead_id: str, version: int) -> Any:
     """Record a pipeline-service event's `subject_version` if it is newer than the last one seen, in one statement;
     the row as it is now (locked), or None when the event is stale or the lead is not known (nothing written)."""
-    return (await session.execute(sa.update(leads).where(
-        leads.c.org_id == org_id, leads.c.lead_id == lead_id, leads.c.pipeline_version < version)
-        .values(pipeline_version=version).returning(*leads.c))).one_or_none()
+    return (await session.execute(_SEE_PIPELINE_VERSION, {"org": org_id, "lead": lead_id, "version": version})
+            ).one_or_none()
 
 
 # ------------------------------------------------------------------ directory rows (reps, teams, territories)
@@ -227,8 +250,7 @@ async def territory_ids(session: AsyncSession, org_id: str) -> set[str]:
 
 
 async def mark_assigned(session: AsyncSession, org_id: str, rep_id: str, at: datetime | None) -> None:
-    await session.execute(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == rep_id)
-                          .values(last_assigned_at=at))
+    await session.execute(_MARK_ASSIGNED, {"org": org_id, "rep": rep_id, "at": at})
 
 
 # ------------------------------------------------------------------ rule set rows
@@ -242,10 +264,9 @@ async def rule_set_versions_page(session: AsyncSession, org_id: str, limit: int,
 
 async def rule_set_row(session: AsyncSession, org_id: str, version: int | None = None) -> Any:
     """The stored rule set of that version (default: the newest), with who published it and when."""
-    query = sa.select(rule_sets).where(rule_sets.c.org_id == org_id)
-    query = query.where(rule_sets.c.version == version) if version is not None else \
-        query.order_by(rule_sets.c.version.desc()).limit(1)
-    return (await session.execute(query)).one_or_none()
+    if version is None:
+        return (await session.execute(_NEWEST_RULE_SET, {"org": org_id})).one_or_none()
+    return (await session.execute(_RULE_SET, {"org": org_id, "version": version})).one_or_none()
 
 
 async def latest_rule_set_version(session: AsyncSession, org_id: str) -> int:
@@ -263,7 +284,7 @@ async def insert_rule_set(session: AsyncSession, org_id: str, version: int, rule
 
 # ------------------------------------------------------------------ decisions
 async def insert_decision(session: AsyncSession, values: Mapping[str, object]) -> None:
-    await session.execute(sa.insert(decisions).values(**values))
+    await session.execute(_ADD_DECISION, dict(values))
 
 
 async def decisions_page(session: AsyncSession, org_id: str, *, lead_id: str | None, owner_id: str | None,

@@ -97,11 +97,13 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
     row = await repo.update_lead_returning(uow.session, org, before.lead_id, **values) if values else before
     if data.cause == "assignment" or row.routed_at is None or not row.open:
         return
-    rule_set = await repo.current_rule_set(uow.session, org)
     routed_by = await repo.current_rule_set(uow.session, org, row.rule_set_version) \
         if row.rule_set_version is not None else None
     previous_rule = routed_by.rule(row.rule_id) if routed_by else None
-    if rule_set is None or previous_rule is None or not previous_rule.reroute_on_update:
+    if previous_rule is None or not previous_rule.reroute_on_update:
+        return  # (the newest rule set is read only for a rule that re-routes on updates)
+    rule_set = await repo.current_rule_set(uow.session, org)
+    if rule_set is None:
         return
     fields: set[str] = set()
     for rule in (*rule_set.rules, previous_rule):

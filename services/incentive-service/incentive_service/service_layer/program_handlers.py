@@ -65,7 +65,8 @@ def make_program_handlers(clock: Clock) -> EventHandlers:
     async def on_lead_snapshot(data: LeadCreatedV1 | LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         await record_close_date(uow, envelope.org_id, lead_id=data.lead.lead_id,
                                 lead_version=envelope.subject_version, owner_id=data.lead.owner_id,
-                                close_date=data.lead.expected_close_date, changed_at=envelope.occurred_at)
+                                close_date=data.lead.expected_close_date, changed_at=envelope.occurred_at,
+                                likely_new=isinstance(data, LeadCreatedV1))
 
     handlers = EventHandlers()
     handlers.add_each((ActivityLoggedV1, StageAdvancedV1, LeadWonV1, LeadReopenedV1), on_fact)

@@ -226,13 +226,23 @@ async def record_fact(uow: UnitOfWork, org_id: str, fact: Fact, now: datetime) -
 
 
 async def record_close_date(uow: UnitOfWork, org_id: str, *, lead_id: str, lead_version: int,
-                            owner_id: str | None, close_date: Any, changed_at: datetime) -> None:
-    """The lead's latest expected close date; a push past a running program's end in its last days is flagged."""
-    lead = (await repo.lock_lead_snapshots(uow.session, org_id, [lead_id]))[lead_id]
+                            owner_id: str | None, close_date: Any, changed_at: datetime,
+                            likely_new: bool = False) -> None:
+    """The lead's latest expected close date; a push past a running program's end in its last days is flagged.
+    `likely_new` (the lead's first snapshot): try storing it as the lead's first at once."""
+    session = uow.session
+    values = {"lead_version": lead_version, "owner_id": owner_id, "close_date": close_date}
+    if likely_new and await repo.add_lead_snapshot(session, org_id, lead_id, **values):
+        return  # the lead's first snapshot: no close date before it
+    lead = await repo.lock_lead_snapshot(session, org_id, lead_id)
+    if lead is None:
+        if await repo.add_lead_snapshot(session, org_id, lead_id, **values):
+            return
+        lead = await repo.lock_lead_snapshot(session, org_id, lead_id)  # another transaction stored it meanwhile
+        assert lead is not None
     if lead_version <= lead["lead_version"]:
         return  # an older snapshot than the one we hold
-    await repo.update_lead_snapshot(uow.session, org_id, lead_id, lead_version=lead_version, owner_id=owner_id,
-                                    close_date=close_date)
+    await repo.update_lead_snapshot(session, org_id, lead_id, **values)
     previous = lead["expected_close_date"]
     if previous is None or close_date is None or previous == close_date:
         return

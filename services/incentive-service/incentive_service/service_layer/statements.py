@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -566,9 +567,27 @@ async def recalculate_queued(context: ServiceContext, now: datetime, batch: int 
 
 
 def recalculation_worker(clock: Any, interval_s: float, batch: int) -> Worker:
+    """Recompute what is queued, within `interval_s` of the commit that queued it. The queue is read only when
+    this process committed a recalculation since the last read, while a backlog drains, and at the safety-net
+    interval (`worker_idle_poll_s`: notes another process queued), not at every tick: idle, it costs nothing."""
     async def recalculation_worker(context: ServiceContext) -> None:
-        await run_periodically(context, lambda: recalculate_queued(context, clock.now(), batch), interval_s,
-                               "recalculation")
+        queued_here = asyncio.Event()
+        queued_here.set()  # whatever was queued before this process started
+        queued.when_queued(context.database.engine, queued_here.set)
+        next_read = 0.0
+        backlog = False
+
+        async def tick() -> int:
+            nonlocal next_read, backlog
+            if not (queued_here.is_set() or backlog or time.monotonic() >= next_read):
+                return 0
+            queued_here.clear()  # before the read: a commit during it sets it again
+            next_read = time.monotonic() + context.settings.worker_idle_poll_s
+            taken = await recalculate_queued(context, clock.now(), batch)
+            backlog = taken > 0
+            return taken
+
+        await run_periodically(context, tick, interval_s, "recalculation", wake_on_commit=True)
     return recalculation_worker
 
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from incentive_testkit import Incentives, new_lead
+from incentive_testkit import NOW, Incentives, build_app, new_lead
 
-from incentive_service.adapters.orm import deal_outcomes, deals, exchange_rates, payees, quotas
+from incentive_service.adapters.orm import deal_outcomes, deals, exchange_rates, payees, quotas, recalculation_queue
+from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import (
     CompanyData,
     ExchangeRateSetV1,
     LeadAssignedV1,
     LeadCreatedV1,
     LeadSnapshot,
+    LeadUpdatedV1,
     LeadWonV1,
     QuotaRemovedV1,
     QuotaSetV1,
     RepCreatedV1,
     RepSnapshot,
 )
-from salesflow_shared.testing import eventually
+from salesflow_shared.testing import eventually, running_app
 
 
 async def test_a_win_arriving_through_rabbitmq_twice_is_recorded_once_with_its_closer(incentives: Incentives):
@@ -122,3 +124,35 @@ async def test_ids_longer_than_stored_are_refused_naming_them(incentives: Incent
     assert far.status_code == 422 and far.json()["errors"][0]["field"] == "won_at"
     huge = await incentives.client.get(f"/v1/plans/p1/versions/{2 ** 40}", headers=incentives.headers())
     assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "version"
+
+
+async def test_a_deal_without_a_win_queues_no_recalculation_and_one_with_a_win_does(incentives: Incentives):
+    lead = new_lead()
+    snapshot = {"lead_id": lead, "product_line": "crm", "value": Decimal("100"), "currency": "EUR"}
+    await incentives.dispatch(incentives.envelope(LeadCreatedV1(lead=LeadSnapshot(**snapshot)), lead, version=1))
+    await incentives.dispatch(incentives.envelope(LeadUpdatedV1(lead=LeadSnapshot(
+        **{**snapshot, "product_line": "erp"}), changed=["product_line"]), lead, version=2))
+    queued = await incentives.rows(recalculation_queue, recalculation_queue.c.subject_id == lead)
+    assert queued == []  # credited on no statement: nothing to recompute
+    await incentives.dispatch(incentives.envelope(LeadWonV1(lead_id=lead, pipeline_id="p1", value=Decimal("100"),
+                                                            currency="EUR", owner_id="ann",
+                                                            won_at=datetime(2027, 2, 1, tzinfo=UTC)), lead))
+    await incentives.dispatch(incentives.envelope(LeadUpdatedV1(lead=LeadSnapshot(
+        **{**snapshot, "product_line": "crm"}), changed=["product_line"]), lead, version=3))
+    queued = await incentives.rows(recalculation_queue, recalculation_queue.c.subject_id == lead)
+    assert [(q["subject_kind"], q["reason"]) for q in queued] == [("lead", "credit_changed")]
+
+
+async def test_the_recalculation_worker_takes_a_queued_change_at_once_after_its_commit(database_url: str):
+    # The safety-net poll is far off: only the commit that queued the change can have woken the worker.
+    app = build_app(database_url, "", "", ManualClock(NOW), recalculation_interval_s=0.2, worker_idle_poll_s=60)
+    async with running_app(app) as client:
+        incentives = Incentives(client=client, context=app.state.context, clock=ManualClock(NOW), feeder=None)
+        lead = new_lead()
+        await incentives.dispatch(incentives.envelope(LeadWonV1(
+            lead_id=lead, pipeline_id="p1", value=Decimal("10"), currency="EUR", owner_id="ann",
+            won_at=datetime(2027, 2, 1, tzinfo=UTC)), lead))
+
+        async def drained() -> None:
+            assert await incentives.rows(recalculation_queue) == []
+        await eventually(drained, timeout=5)

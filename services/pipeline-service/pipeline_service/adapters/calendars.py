@@ -1,8 +1,10 @@
 """The org's business calendar: reading and writing `business_calendars` (every query about it is here)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,15 +24,32 @@ class StoredCalendar:
     updated_at: datetime | None
 
 
+_LOAD = sa.select(business_calendars).where(business_calendars.c.org_id == sa.bindparam("org"))
+# For another module's statement that reads the org's calendar along (an outer join on the org): its columns,
+# named apart, then `remember_read` with the row.
+READ_ALONG_PREFIX = "calendar__"
+READ_ALONG = [c.label(READ_ALONG_PREFIX + c.name) for c in business_calendars.columns]
+
+
+def _stored(row: Mapping[Any, Any] | None) -> StoredCalendar:
+    if row is None:
+        return StoredCalendar(MONDAY_TO_FRIDAY_CALENDAR, 0, None)
+    return StoredCalendar(BusinessCalendar.of(row["working_days"], row["country"], row["subdivision"],
+                                              (date.fromisoformat(d) for d in row["days_off"])),
+                          row["version"], row["updated_at"])
+
+
+def remember_read(session: AsyncSession, org_id: str, row: Mapping[Any, Any]) -> None:
+    """The org's calendar as read along by another statement (`READ_ALONG`): `load` then reads it no more."""
+    found = None if row[READ_ALONG_PREFIX + "org_id"] is None else {
+        c.name: row[READ_ALONG_PREFIX + c.name] for c in business_calendars.columns}
+    session.info.setdefault(_CACHE_KEY, {}).setdefault(org_id, _stored(found))
+
+
 async def load(session: AsyncSession, org_id: str) -> StoredCalendar:
     cached: dict[str, StoredCalendar] = session.info.setdefault(_CACHE_KEY, {})
     if org_id not in cached:
-        row = (await session.execute(sa.select(business_calendars).where(
-            business_calendars.c.org_id == org_id))).first()
-        cached[org_id] = StoredCalendar(MONDAY_TO_FRIDAY_CALENDAR, 0, None) if row is None else StoredCalendar(
-            BusinessCalendar.of(row.working_days, row.country, row.subdivision,
-                                (date.fromisoformat(d) for d in row.days_off)),
-            row.version, row.updated_at)
+        cached[org_id] = _stored((await session.execute(_LOAD, {"org": org_id})).mappings().first())
     return cached[org_id]
 
 

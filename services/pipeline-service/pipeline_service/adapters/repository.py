@@ -5,12 +5,15 @@ written back whole with `save_position`.
 
 The statements every event about a lead runs (lock its position, read its pipeline's stages, its activities
 and its required tasks, write it back) are built once, with bind parameters: executing a prebuilt statement
-reuses its cache key and compiled form instead of building both again.
+reuses its cache key and compiled form instead of building both again. They also read and write as much as one
+statement can: the lock brings the current stage and the lead's activities along (a goal is judged on them
+without another read), a stage's tasks are inserted together, a visit is numbered in its own insert.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -24,7 +27,8 @@ from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.ownership import owned_before, owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
 
-from .orm import activities, lead_past_owners, pipelines, positions, stage_history, stages, tasks
+from . import calendars
+from .orm import activities, business_calendars, lead_past_owners, pipelines, positions, stage_history, stages, tasks
 
 
 # ====================================================================== records
@@ -102,6 +106,12 @@ class StageVisit:
     seq: int
 
 
+@dataclass(frozen=True)
+class Activity:
+    kind: str
+    occurred_at: datetime
+
+
 @dataclass
 class Position:
     """A lead's position (its `positions` row): what pipeline-service knows of the lead, the stage it is in and
@@ -129,12 +139,12 @@ class Position:
     cycle_started_at: datetime | None
     goal_held: bool
     updated_at: datetime
-
-
-@dataclass(frozen=True)
-class Activity:
-    kind: str
-    occurred_at: datetime
+    # Not columns: read with the row by `lock_position` (None when not read), so that judging the stage's goal
+    # needs no further statement. The engine keeps them current as it changes the lead in the transaction.
+    stage: StageRecord | None = field(default=None, compare=False, repr=False)  # the current stage
+    activities: list[Activity] | None = field(default=None, compare=False, repr=False)  # all the lead's
+    # Its columns as `lock_position` read them: `save_position` writes nothing when none changed.
+    read_as: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def _after(key: Any, id_column: Any, after: tuple[datetime, str]) -> Any:
@@ -144,37 +154,129 @@ def _after(key: Any, id_column: Any, after: tuple[datetime, str]) -> Any:
 
 # ====================================================================== statements built once
 _POSITION_KEY = (positions.c.org_id == sa.bindparam("org")) & (positions.c.lead_id == sa.bindparam("lead_id_"))
-_ADD_POSITION = per_dialect(lambda insert: insert(positions).values(
-    org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead_id_"), lead={}, status="unrouted",
-    updated_at=sa.bindparam("now")).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
-_LOCK_POSITION = sa.select(positions).where(_POSITION_KEY).with_for_update()
+_NEW_POSITION = {"org_id": sa.bindparam("org"), "lead_id": sa.bindparam("lead_id_"), "lead": {}, "status": "unrouted",
+                 "updated_at": sa.bindparam("now")}
+_ADD_POSITION = per_dialect(lambda insert: insert(positions).values(_NEW_POSITION).on_conflict_do_nothing(
+    index_elements=["org_id", "lead_id"]))
+# A lead's first snapshot (LeadCreated) as its new row, when it has none yet (RETURNING: whether it was new).
+_ADD_POSITION_WITH_SNAPSHOT = per_dialect(lambda insert: insert(positions).values({
+    **_NEW_POSITION, "lead": sa.bindparam("new_lead", type_=sa.JSON), "lead_version": sa.bindparam("new_lead_version"),
+    "owner_id": sa.bindparam("new_owner_id"), "team_id": sa.bindparam("new_team_id"),
+}).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(positions.c.lead_id))
+_CURRENT_STAGE_PREFIX = "current_stage__"  # its columns beside the position's (both have `id`, `org_id`, ...)
+_CURRENT_STAGE = [c.label(_CURRENT_STAGE_PREFIX + c.name) for c in stages.columns]
+_LEAD_ACTIVITIES = (activities.c.org_id == positions.c.org_id) & (activities.c.lead_id == positions.c.lead_id)
+
+
+def _lock_position_in_context(agg: Any, pair: Any) -> sa.Select[Any]:
+    """The lead's row, locked, with its current stage (not deleted, of its pipeline) and its activities as one
+    JSON array of [kind, occurred_at] (`agg`/`pair`: the dialect's JSON aggregate and array functions)."""
+    known_activities = sa.type_coerce(
+        sa.select(agg(pair(activities.c.kind, activities.c.occurred_at))).where(_LEAD_ACTIVITIES)
+        .correlate(positions).scalar_subquery(), sa.JSON)
+    current_stage = positions.outerjoin(stages, (stages.c.org_id == positions.c.org_id)
+                                        & (stages.c.id == positions.c.stage_id)
+                                        & (stages.c.pipeline_id == positions.c.pipeline_id)
+                                        & stages.c.deleted.is_(False))
+    return (sa.select(*positions.columns, *_CURRENT_STAGE, known_activities.label("known_activities"))
+            .select_from(current_stage).where(_POSITION_KEY).with_for_update(of=positions))
+
+
+_LOCK_POSITION = {"postgresql": _lock_position_in_context(sa.func.json_agg, sa.func.json_build_array),
+                  "sqlite": _lock_position_in_context(sa.func.json_group_array, sa.func.json_array)}
 _POSITION_COLUMNS = [c.name for c in positions.columns if c.name not in ("org_id", "lead_id")]
 _SAVE_POSITION = sa.update(positions).where(_POSITION_KEY).values(
     {name: sa.bindparam(f"new_{name}") for name in _POSITION_COLUMNS})
 _PIPELINE_STAGES = (sa.select(stages).where(stages.c.org_id == sa.bindparam("org"),
                                             stages.c.pipeline_id == sa.bindparam("pipeline"),
                                             stages.c.deleted.is_(False)).order_by(stages.c.position))
+# A live (not archived) pipeline and its stages in one statement: no row, no such pipeline; one row without a
+# stage, a pipeline without stages. The org's business calendar comes along: entering a stage dates its tasks.
+_LIVE_PIPELINE_STAGES = (
+    sa.select(pipelines.c.id.label("live_pipeline_id"), *_CURRENT_STAGE, *calendars.READ_ALONG)
+    .select_from(pipelines.outerjoin(stages, (stages.c.org_id == pipelines.c.org_id)
+                                     & (stages.c.pipeline_id == pipelines.c.id) & stages.c.deleted.is_(False))
+                 .outerjoin(business_calendars, business_calendars.c.org_id == pipelines.c.org_id))
+    .where(pipelines.c.org_id == sa.bindparam("org"), pipelines.c.id == sa.bindparam("pipeline"),
+           pipelines.c.archived.is_(False)).order_by(stages.c.position))
 _ACTIVITIES = sa.select(activities.c.kind, activities.c.occurred_at).where(
     activities.c.org_id == sa.bindparam("org"), activities.c.lead_id == sa.bindparam("lead_id_"))
 _REQUIRED_TASK_STATUSES = sa.select(tasks.c.status).where(
     tasks.c.org_id == sa.bindparam("org"), tasks.c.visit_id == sa.bindparam("visit"), tasks.c.required.is_(True))
-_VISITS_SO_FAR = sa.select(sa.func.count()).select_from(stage_history).where(
-    stage_history.c.org_id == sa.bindparam("org"), stage_history.c.lead_id == sa.bindparam("lead_id_"))
+# The visit's number is counted in the insert itself (the lead's position is locked: no other visit meanwhile).
+_ADD_VISIT = sa.insert(stage_history).values({
+    **{name: sa.bindparam(f"new_{name}") for name in [c.name for c in stage_history.columns]
+       if name not in ("exited_at", "exit_reason", "seq")},
+    "seq": sa.select(sa.func.count() + 1).select_from(stage_history).where(
+        stage_history.c.org_id == sa.bindparam("new_org_id"), stage_history.c.lead_id == sa.bindparam("new_lead_id"),
+    ).scalar_subquery()})
+_ADD_TASKS = sa.insert(tasks)  # executed with a list of rows: one statement for all of a stage's tasks
+_LOCK_OPEN_OWNER_TASKS = sa.select(tasks).where(
+    tasks.c.org_id == sa.bindparam("org"), tasks.c.lead_id == sa.bindparam("lead_id_"), tasks.c.status == "open",
+    tasks.c.assignee_kind == "owner").order_by(tasks.c.created_at, tasks.c.id).with_for_update()
+_REASSIGN_TASK = sa.update(tasks).where(tasks.c.id == sa.bindparam("task_id")).values(
+    assignee_kind=sa.bindparam("new_assignee_kind"), assignee_id=sa.bindparam("new_assignee_id"),
+    team_id=sa.bindparam("new_team_id"), version=sa.bindparam("new_version"))
+
+_STAGES_READ = "pipeline_stages"  # per session (one handler transaction or one request): read once per pipeline
+
+
+def _current_stage(row: Any) -> StageRecord | None:
+    """The stage of a row carrying `_CURRENT_STAGE`'s columns, or None when the join found none."""
+    if row[_CURRENT_STAGE_PREFIX + "id"] is None:
+        return None
+    return StageRecord(**{c.name: row[_CURRENT_STAGE_PREFIX + c.name] for c in stages.columns})
+
+
+def _activities_of(value: Any) -> list[Activity]:
+    """`known_activities` (a JSON array of [kind, occurred_at], or NULL for none) as activities. The times come
+    as ISO 8601 text (PostgreSQL: with their offset; SQLite: naive UTC, as SQLite keeps them)."""
+    return [Activity(kind=kind, occurred_at=datetime.fromisoformat(occurred_at)) for kind, occurred_at in value or []]
 
 
 # ====================================================================== positions
+async def add_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *, lead: dict[str, Any],
+                       lead_version: int, owner_id: str | None, team_id: str | None) -> bool:
+    """A lead no event has named yet, `unrouted`, with its first snapshot and owner; False (and nothing written)
+    when it has a row."""
+    added = await session.execute(_ADD_POSITION_WITH_SNAPSHOT[dialect_name(session)], {
+        "org": org_id, "lead_id_": lead_id, "now": now, "new_lead": lead, "new_lead_version": lead_version,
+        "new_owner_id": owner_id, "new_team_id": team_id})
+    return added.first() is not None
+
+
 async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *,
                         create: bool = True) -> Position | None:
-    """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing and `create`."""
+    """The lead's row, locked for this transaction, with its current stage and activities (see `Position`);
+    created (partial, `unrouted`) when missing and `create`."""
     key = {"org": org_id, "lead_id_": lead_id}
-    if create:
-        await session.execute(_ADD_POSITION[dialect_name(session)], {**key, "now": now})
-    return first_record(Position, await session.execute(_LOCK_POSITION, key))
+    dialect = dialect_name(session)
+    row = (await session.execute(_LOCK_POSITION[dialect], key)).mappings().first()
+    if row is None and create:
+        await session.execute(_ADD_POSITION[dialect], {**key, "now": now})
+        row = (await session.execute(_LOCK_POSITION[dialect], key)).mappings().first()
+    if row is None:
+        return None
+    position = Position(**{c.name: row[c.name] for c in positions.columns})
+    position.stage = _current_stage(row)
+    position.activities = _activities_of(row["known_activities"])
+    position.read_as = _changeable_columns(position)
+    return position
+
+
+def _changeable_columns(pos: Position) -> dict[str, Any]:
+    """What an event may change of a position (`updated_at` follows the others: alone it is no change)."""
+    return copy.deepcopy({name: getattr(pos, name) for name in _POSITION_COLUMNS if name != "updated_at"})
 
 
 async def save_position(session: AsyncSession, pos: Position) -> None:
+    """Write the position back, unless nothing changed since it was read (an event that moved nothing)."""
+    changeable = _changeable_columns(pos)
+    if changeable == pos.read_as:
+        return
     await session.execute(_SAVE_POSITION, {"org": pos.org_id, "lead_id_": pos.lead_id,
                                            **{f"new_{name}": getattr(pos, name) for name in _POSITION_COLUMNS}})
+    pos.read_as = changeable
 
 
 async def visible_position(session: AsyncSession, principal: Principal, lead_id: str) -> Position | None:
@@ -254,6 +356,7 @@ async def get_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, *, 
 
 async def add_pipeline(session: AsyncSession, pipeline: PipelineRecord) -> None:
     await session.execute(sa.insert(pipelines).values(**dataclasses.asdict(pipeline)))
+    _forget_stages_read(session)
 
 
 async def bump_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, now: datetime,
@@ -261,6 +364,7 @@ async def bump_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, no
     """Write `values` (possibly none) and the pipeline's next version."""
     await session.execute(sa.update(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id)
                           .values(version=pipelines.c.version + 1, updated_at=now, **values))
+    _forget_stages_read(session)
 
 
 async def pipelines_page(session: AsyncSession, org_id: str, after: tuple[datetime, str] | None,
@@ -273,10 +377,36 @@ async def pipelines_page(session: AsyncSession, org_id: str, after: tuple[dateti
     return records(PipelineRecord, rows.mappings())
 
 
+def _stages_read(session: AsyncSession) -> dict[tuple[str, str], list[StageRecord]]:
+    """The pipelines' stages this session read, by (org, pipeline); forgotten whenever it writes a pipeline or a
+    stage, so a read after a write sees the write."""
+    stages_read: dict[tuple[str, str], list[StageRecord]] = session.info.setdefault(_STAGES_READ, {})
+    return stages_read
+
+
+def _forget_stages_read(session: AsyncSession) -> None:
+    session.info.pop(_STAGES_READ, None)
+
+
 async def pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str) -> list[StageRecord]:
-    """The pipeline's stages (not deleted) in order."""
-    rows = await session.execute(_PIPELINE_STAGES, {"org": org_id, "pipeline": pipeline_id})
-    return records(StageRecord, rows.mappings())
+    """The pipeline's stages (not deleted) in order (read once per session: a handler asks several times)."""
+    stages_read = _stages_read(session)
+    if (org_id, pipeline_id) not in stages_read:
+        rows = await session.execute(_PIPELINE_STAGES, {"org": org_id, "pipeline": pipeline_id})
+        stages_read[(org_id, pipeline_id)] = records(StageRecord, rows.mappings())
+    return stages_read[(org_id, pipeline_id)]
+
+
+async def live_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str) -> list[StageRecord] | None:
+    """The stages (not deleted, in order) of the pipeline if it exists and is not archived, else None; in one
+    statement (and then known to `pipeline_stages` for the rest of the session)."""
+    rows = (await session.execute(_LIVE_PIPELINE_STAGES, {"org": org_id, "pipeline": pipeline_id})).mappings().all()
+    if not rows:
+        return None
+    seq = [stage for stage in map(_current_stage, rows) if stage is not None]
+    _stages_read(session)[(org_id, pipeline_id)] = seq
+    calendars.remember_read(session, org_id, rows[0])
+    return seq
 
 
 async def get_stage(session: AsyncSession, org_id: str, stage_id: str) -> StageRecord | None:
@@ -291,11 +421,13 @@ async def stage_position(session: AsyncSession, org_id: str, stage_id: str) -> i
 
 async def add_stage(session: AsyncSession, stage: StageRecord) -> None:
     await session.execute(sa.insert(stages).values(**dataclasses.asdict(stage)))
+    _forget_stages_read(session)
 
 
 async def update_stage(session: AsyncSession, org_id: str, stage_id: str, values: dict[str, Any]) -> None:
     await session.execute(sa.update(stages).where(stages.c.org_id == org_id, stages.c.id == stage_id)
                           .values(**values))
+    _forget_stages_read(session)
 
 
 # ====================================================================== activities
@@ -323,11 +455,10 @@ async def add_visit(session: AsyncSession, *, visit_id: str, org_id: str, lead_i
                     stage: StageRecord, now: datetime, reason: str, triggering_event_id: str | None,
                     moved_by: str | None, note: str | None) -> None:
     """The lead enters the stage: its next visit, numbered after those before."""
-    seq = (await session.execute(_VISITS_SO_FAR, {"org": org_id, "lead_id_": lead_id})).scalar_one()
-    await session.execute(sa.insert(stage_history).values(
-        id=visit_id, org_id=org_id, lead_id=lead_id, pipeline_id=pipeline_id, stage_id=stage.id,
-        stage_name=stage.name, entered_at=now, entry_reason=reason, triggering_event_id=triggering_event_id,
-        moved_by=moved_by, note=note, seq=int(seq) + 1))
+    await session.execute(_ADD_VISIT, {f"new_{name}": value for name, value in {
+        "id": visit_id, "org_id": org_id, "lead_id": lead_id, "pipeline_id": pipeline_id, "stage_id": stage.id,
+        "stage_name": stage.name, "entered_at": now, "entry_reason": reason,
+        "triggering_event_id": triggering_event_id, "moved_by": moved_by, "note": note}.items()})
 
 
 async def close_visit(session: AsyncSession, visit_id: str, exit_reason: str, now: datetime) -> None:
@@ -347,8 +478,10 @@ async def forget_visit_notes(session: AsyncSession, org_id: str, lead_id: str) -
 
 
 # ====================================================================== tasks
-async def add_task(session: AsyncSession, task: TaskRecord) -> None:
-    await session.execute(sa.insert(tasks).values(**dataclasses.asdict(task)))
+async def add_tasks(session: AsyncSession, new_tasks: list[TaskRecord]) -> None:
+    """Insert the tasks, all in one statement."""
+    if new_tasks:
+        await session.execute(_ADD_TASKS, [dataclasses.asdict(task) for task in new_tasks])
 
 
 async def get_task(session: AsyncSession, org_id: str, task_id: str, *, lock: bool = False) -> TaskRecord | None:
@@ -366,6 +499,9 @@ async def lock_open_tasks(session: AsyncSession, org_id: str, lead_id: str, *, v
                           visit_only: bool = False, owner_tasks_only: bool = False) -> list[TaskRecord]:
     """The lead's open tasks, locked: of one stage visit (`visit_only`), or those following the owner
     (`owner_tasks_only`, oldest first)."""
+    if owner_tasks_only and not visit_only:
+        rows = await session.execute(_LOCK_OPEN_OWNER_TASKS, {"org": org_id, "lead_id_": lead_id})
+        return records(TaskRecord, rows.mappings())
     query = sa.select(tasks).where(tasks.c.org_id == org_id, tasks.c.lead_id == lead_id, tasks.c.status == "open")
     if visit_only:
         query = query.where(tasks.c.visit_id == visit_id)
@@ -382,11 +518,13 @@ async def open_tasks_of(session: AsyncSession, org_id: str, lead_id: str) -> lis
     return records(TaskRecord, rows.mappings())
 
 
-async def reassign_task(session: AsyncSession, task: TaskRecord, *, assignee_kind: str, assignee_id: str | None,
-                        team_id: str | None) -> None:
-    """The task (its locked row) goes to another assignee, at its next version."""
-    await session.execute(sa.update(tasks).where(tasks.c.id == task.id).values(
-        assignee_kind=assignee_kind, assignee_id=assignee_id, team_id=team_id, version=task.version + 1))
+async def reassign_tasks(session: AsyncSession, reassigned: list[TaskRecord], *, assignee_kind: str,
+                         assignee_id: str | None, team_id: str | None) -> None:
+    """The tasks (their locked rows) go to another assignee, each at its next version, in one statement."""
+    if reassigned:
+        await session.execute(_REASSIGN_TASK, [
+            {"task_id": task.id, "new_assignee_kind": assignee_kind, "new_assignee_id": assignee_id,
+             "new_team_id": team_id, "new_version": task.version + 1} for task in reassigned])
 
 
 async def skip_task(session: AsyncSession, task: TaskRecord, reason: str) -> None:

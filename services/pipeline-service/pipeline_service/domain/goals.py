@@ -148,6 +148,16 @@ def evaluate_goal(goal: Any, facts: LeadFacts) -> bool:
     return _holds(goal, facts)
 
 
+def facts_needed(goal: Any) -> set[str]:
+    """Which of the facts read from the database a (valid) goal looks at: "activities", "tasks" (the lead's fields
+    come with its position). No goal needs none, and what a goal never looks at need not be read."""
+    if not isinstance(goal, dict):
+        return set()
+    if "all" in goal or "any" in goal:
+        return set().union(*(facts_needed(child) for child in goal.get("all") or goal.get("any") or []))
+    return {facts for node_kind, facts in (("activity", "activities"), ("tasks", "tasks")) if node_kind in goal}
+
+
 def _holds(node: dict[str, Any], facts: LeadFacts) -> bool:
     if "all" in node:
         return all(_holds(child, facts) for child in node["all"])

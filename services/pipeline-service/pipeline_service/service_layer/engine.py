@@ -26,11 +26,11 @@ from salesflow_shared.events import (
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import calendars, repository
-from ..adapters.repository import PipelineRecord, Position, StageRecord, TaskRecord
+from ..adapters.repository import Activity, Position, StageRecord, TaskRecord
 from ..domain import transitions
 from ..domain.definitions import TaskTemplate, parse_task_template
 from ..domain.due_dates import compute_due
-from ..domain.goals import LeadFacts, evaluate_goal
+from ..domain.goals import LeadFacts, evaluate_goal, facts_needed
 
 log = structlog.get_logger(__name__)
 
@@ -66,18 +66,44 @@ async def pipeline_stages(uow: UnitOfWork, org_id: str, pipeline_id: str) -> lis
     return await repository.pipeline_stages(uow.session, org_id, pipeline_id)
 
 
-async def get_pipeline(uow: UnitOfWork, org_id: str, pipeline_id: str) -> PipelineRecord | None:
-    return await repository.get_pipeline(uow.session, org_id, pipeline_id)
+async def live_pipeline_stages(uow: UnitOfWork, org_id: str, pipeline_id: str) -> list[StageRecord] | None:
+    """The stages of the pipeline if it exists and is not archived, else None."""
+    return await repository.live_pipeline_stages(uow.session, org_id, pipeline_id)
 
 
-async def lead_facts(uow: UnitOfWork, pos: Position) -> LeadFacts:
+async def current_stage(uow: UnitOfWork, pos: Position) -> StageRecord | None:
+    """The stage the lead is in (as read with its position, else from its pipeline's stages)."""
+    if pos.stage is not None and pos.stage.id == pos.stage_id:
+        return pos.stage
+    if not pos.pipeline_id:
+        return None
+    return next((s for s in await pipeline_stages(uow, pos.org_id, pos.pipeline_id) if s.id == pos.stage_id), None)
+
+
+async def record_activity(uow: UnitOfWork, pos: Position, activity_id: str, kind: str, occurred_at: datetime,
+                          now: datetime) -> bool:
+    """The lead's activity, stored; False when the activity is known already (under another event id)."""
+    if not await repository.add_activity(uow.session, pos.org_id, activity_id, pos.lead_id, kind, occurred_at, now):
+        return False
+    if pos.activities is not None:  # keep the activities read with the position current
+        pos.activities.append(Activity(kind=kind, occurred_at=occurred_at))
+    return True
+
+
+async def lead_facts(uow: UnitOfWork, pos: Position, goal: Any) -> LeadFacts:
+    """What `goal` is judged on; only what it looks at is read (the activities usually came with the position)."""
     session = uow.session
-    rows = await repository.activities_of(session, pos.org_id, pos.lead_id)
+    needed = facts_needed(goal)
+    rows: list[Activity] = []
+    if "activities" in needed:
+        rows = pos.activities if pos.activities is not None else await repository.activities_of(
+            session, pos.org_id, pos.lead_id)
     entered = aware(pos.stage_entered_at)
     cycle = aware(pos.cycle_started_at)
     ever: Counter[str] = Counter(r.kind for r in rows if cycle is None or aware(r.occurred_at) >= cycle)
     in_stage: Counter[str] = Counter(r.kind for r in rows if entered is not None and aware(r.occurred_at) >= entered)
-    required = await repository.required_task_statuses(session, pos.org_id, pos.visit_id)
+    required = (await repository.required_task_statuses(session, pos.org_id, pos.visit_id)
+                if "tasks" in needed else [])
     fields = dict(pos.lead or {})
     # The owner known from LeadAssigned is fresher than the snapshot's.
     fields.update({k: v for k, v in (("owner_id", pos.owner_id), ("team_id", pos.team_id)) if v})
@@ -99,17 +125,26 @@ def _timezone_for(pos: Position) -> str | None:
 
 # ------------------------------------------------------------------ tasks
 async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: StageRecord, now: datetime) -> None:
+    """The stage's tasks for the lead's current visit, inserted together; TaskCreated for each."""
+    new_tasks: list[TaskRecord] = []
     for raw in stage.task_templates or []:
         problems: list[tuple[str, str]] = []
         template = parse_task_template(raw, "", problems)
         if template is None:  # stored templates were validated; never let one bad row block a lead
             log.warning("bad_task_template", stage_id=stage.id, problems=problems)
             continue
-        await create_task(uow, pos, stage, template, now)
+        new_tasks.append(await new_task(uow, pos, stage, template, now))
+    await repository.add_tasks(uow.session, new_tasks)
+    for task in new_tasks:
+        uow.publish(TaskCreatedV1(task_id=task.id, lead_id=task.lead_id, pipeline_id=task.pipeline_id,
+                                  stage_id=stage.id, title=task.title, task_type=task.task_type,
+                                  required=task.required, due_at=task.due_at, assignee_id=task.assignee_id),
+                    org_id=task.org_id, subject_id=task.id, subject_version=1, occurred_at=now)
 
 
-async def create_task(uow: UnitOfWork, pos: Position, stage: StageRecord, template: TaskTemplate,
-                      now: datetime) -> str:
+async def new_task(uow: UnitOfWork, pos: Position, stage: StageRecord, template: TaskTemplate,
+                   now: datetime) -> TaskRecord:
+    """The lead's open task from a template of its current stage (not yet stored)."""
     assignee_id, team_id = pos.owner_id, pos.team_id  # the owner, within the owning team
     if template.assignee_kind == "rep":
         assignee_id = template.assignee_id
@@ -117,27 +152,34 @@ async def create_task(uow: UnitOfWork, pos: Position, stage: StageRecord, templa
         assignee_id, team_id = None, template.assignee_id
     calendar = (await calendars.load(uow.session, pos.org_id)).calendar
     due_at = compute_due(now, template.due, _timezone_for(pos), calendar)
-    task_id = new_id()
-    await repository.add_task(uow.session, TaskRecord(
-        id=task_id, org_id=pos.org_id, lead_id=pos.lead_id, pipeline_id=pos.pipeline_id,
+    return TaskRecord(
+        id=new_id(), org_id=pos.org_id, lead_id=pos.lead_id, pipeline_id=pos.pipeline_id,
         stage_id=stage.id, visit_id=pos.visit_id, title=template.title, task_type=template.type,
         required=template.required, assignee_kind=template.assignee_kind, assignee_id=assignee_id,
         team_id=team_id, due_at=due_at, status="open", created_at=now, completed_at=None, completed_by=None,
-        skip_reason=None, overdue_at=None, version=1))
-    uow.publish(TaskCreatedV1(task_id=task_id, lead_id=pos.lead_id, pipeline_id=pos.pipeline_id,
-                              stage_id=stage.id, title=template.title, task_type=template.type,
-                              required=template.required, due_at=due_at, assignee_id=assignee_id),
-                org_id=pos.org_id, subject_id=task_id, subject_version=1, occurred_at=now)
-    return task_id
+        skip_reason=None, overdue_at=None, version=1)
 
 
 async def reassign_task(uow: UnitOfWork, row: TaskRecord, *, assignee_kind: str, assignee_id: str | None,
                         team_id: str | None, reason: str, now: datetime, by: str | None = None) -> None:
     """Give an open task (its locked row) to another assignee; TaskReassigned when the assignee changes."""
-    await repository.reassign_task(uow.session, row, assignee_kind=assignee_kind, assignee_id=assignee_id,
-                                   team_id=team_id)
-    if (assignee_id, team_id) == (row.assignee_id, row.team_id):
-        return
+    await reassign_tasks(uow, [row], assignee_kind=assignee_kind, assignee_id=assignee_id, team_id=team_id,
+                         reason=reason, now=now, by=by)
+
+
+async def reassign_tasks(uow: UnitOfWork, rows: list[TaskRecord], *, assignee_kind: str, assignee_id: str | None,
+                         team_id: str | None, reason: str, now: datetime, by: str | None = None) -> None:
+    """Give open tasks (their locked rows) to another assignee, in one statement; TaskReassigned for each task
+    whose assignee changes, in the order given."""
+    await repository.reassign_tasks(uow.session, rows, assignee_kind=assignee_kind, assignee_id=assignee_id,
+                                    team_id=team_id)
+    for row in rows:
+        if (assignee_id, team_id) != (row.assignee_id, row.team_id):
+            _announce_reassignment(uow, row, assignee_id=assignee_id, team_id=team_id, reason=reason, now=now, by=by)
+
+
+def _announce_reassignment(uow: UnitOfWork, row: TaskRecord, *, assignee_id: str | None, team_id: str | None,
+                           reason: str, now: datetime, by: str | None) -> None:
     uow.publish(TaskReassignedV1(task_id=row.id, lead_id=row.lead_id, stage_id=row.stage_id, title=row.title,
                                  required=row.required, due_at=aware(row.due_at),
                                  previous_assignee_id=row.assignee_id, assignee_id=assignee_id, team_id=team_id,
@@ -170,9 +212,12 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: S
     """Leave the current stage (its open tasks skipped), enter `stage`, publish StageAdvanced, create tasks."""
     from_stage = pos.stage_id if pos.status == "active" else None
     from_position = None
+    seq = await pipeline_stages(uow, pos.org_id, pipeline_id)
     if from_stage is not None and pos.pipeline_id == pipeline_id:
         # Carried so consumers tell an advance from a move back without the pipeline's definition.
-        from_position = await repository.stage_position(uow.session, pos.org_id, from_stage)
+        from_position = next((s.position for s in seq if s.id == from_stage), None)
+        if from_position is None:  # a stage deleted meanwhile
+            from_position = await repository.stage_position(uow.session, pos.org_id, from_stage)
     if pos.visit_id and pos.status == "active":
         await skip_open_tasks(uow, pos, exit_reason or reason, now)
         await close_visit(uow, pos, exit_reason or reason, now)
@@ -182,8 +227,9 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: S
                                triggering_event_id=triggering_event_id, moved_by=moved_by, note=note)
     pos.status, pos.pipeline_id, pos.stage_id, pos.stage_entered_at = "active", pipeline_id, stage.id, now
     pos.visit_id, pos.reengage_at, pos.lost_reason, pos.closed_at, pos.goal_held = visit_id, None, None, None, False
+    pos.stage = stage
     version = _next_event_version(pos)
-    stage_ids = [s.id for s in await pipeline_stages(uow, pos.org_id, pipeline_id)]
+    stage_ids = [s.id for s in seq]
     uow.publish(StageAdvancedV1(
         lead_id=pos.lead_id, pipeline_id=pipeline_id, from_stage_id=from_stage, from_stage_position=from_position,
         to_stage_id=stage.id,
@@ -195,7 +241,7 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: S
     await create_stage_tasks(uow, pos, stage, now)
     if reason == "manual":
         # Moved here on purpose: a goal that already holds does not send the lead straight on.
-        pos.goal_held = evaluate_goal(stage.goal, await lead_facts(uow, pos))
+        pos.goal_held = evaluate_goal(stage.goal, await lead_facts(uow, pos, stage.goal))
 
 
 async def advance_while_goal_met(uow: UnitOfWork, pos: Position, now: datetime,
@@ -204,16 +250,18 @@ async def advance_while_goal_met(uow: UnitOfWork, pos: Position, now: datetime,
     passed. A goal that already held at the last evaluation (after a manual move) does not count."""
     if pos.status != "active" or not pos.pipeline_id:
         return 0
-    seq = await pipeline_stages(uow, pos.org_id, pos.pipeline_id)
     moved = 0
-    for _ in range(len(seq)):
-        current = next((s for s in seq if s.id == pos.stage_id), None)
+    # The pipeline's stages are read only once the lead moves on (the current stage came with the position).
+    seq: list[StageRecord] | None = None
+    while seq is None or moved < len(seq):  # at most one pass through the pipeline
+        current = await current_stage(uow, pos)
         if current is None:
             break
-        met = evaluate_goal(current.goal, await lead_facts(uow, pos))
+        met = evaluate_goal(current.goal, await lead_facts(uow, pos, current.goal))
         held, pos.goal_held = pos.goal_held, met
         if not met or held:
             break
+        seq = await pipeline_stages(uow, pos.org_id, pos.pipeline_id)
         target = transitions.next_stage(seq, current.id)
         if target is None:
             break  # the last stage is left by closing the lead as won or lost
@@ -277,7 +325,7 @@ async def reopen(uow: UnitOfWork, pos: Position, now: datetime, *, pipeline_id: 
     StageAdvanced into the first stage of its pipeline (or of `pipeline_id`)."""
     transitions.transition("reopen", pos.status)
     pipeline_id = pipeline_id or pos.pipeline_id
-    if not pipeline_id or await get_pipeline(uow, pos.org_id, pipeline_id) is None:
+    if not pipeline_id or await live_pipeline_stages(uow, pos.org_id, pipeline_id) is None:
         log.warning("reopen_without_pipeline", lead_id=pos.lead_id, pipeline_id=pipeline_id)
         pos.reengage_at = None  # stays nurturing; a new routing can bring it back
         return False

@@ -41,13 +41,13 @@ async def follow_owner(uow: UnitOfWork, pos: Position, owner_id: str | None, tea
     await repository.remember_past_owner(uow.session, pos.org_id, pos.lead_id, pos.owner_id, owner_id,
                                          now)
     pos.owner_id, pos.team_id = owner_id, team_id
-    for row in await repository.lock_open_tasks(uow.session, pos.org_id, pos.lead_id, owner_tasks_only=True):
-        await engine.reassign_task(uow, row, assignee_kind="owner", assignee_id=owner_id, team_id=team_id,
-                                   reason="owner_changed", now=now)
+    owner_tasks = await repository.lock_open_tasks(uow.session, pos.org_id, pos.lead_id, owner_tasks_only=True)
+    await engine.reassign_tasks(uow, owner_tasks, assignee_kind="owner", assignee_id=owner_id, team_id=team_id,
+                                reason="owner_changed", now=now)
 
 
 async def _require_pipeline(uow: UnitOfWork, envelope: Envelope, pipeline_id: str) -> None:
-    if await engine.get_pipeline(uow, envelope.org_id, pipeline_id) is None:
+    if await engine.live_pipeline_stages(uow, envelope.org_id, pipeline_id) is None:
         # Parked in the dead-letter queue: replay it once the pipeline exists.
         raise PermanentFailure(f"pipeline {pipeline_id} does not exist in org {envelope.org_id}")
 
@@ -59,6 +59,12 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
     @handlers.on(LeadUpdatedV1)
     async def on_lead_snapshot(data: LeadCreatedV1 | LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
+        owner_id = data.lead.owner_id or None  # (a new lead's owner, as `follow_owner` below would set it)
+        if isinstance(data, LeadCreatedV1) and await repository.add_position(
+                uow.session, envelope.org_id, data.lead.lead_id, now, lead=data.lead.model_dump(mode="json"),
+                lead_version=envelope.subject_version, owner_id=owner_id,
+                team_id=data.lead.team_id if owner_id else None):
+            return  # the lead's first event: unrouted, no task to follow the owner, no goal to judge
         pos = await engine.lock_position(uow, envelope.org_id, data.lead.lead_id, now)
         assert pos is not None
         if pos.status == "erased" or envelope.subject_version <= pos.lead_version:
@@ -78,8 +84,7 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         assert pos is not None
         if pos.status == "erased":
             return
-        if not await repository.add_activity(uow.session, envelope.org_id, data.activity_id, data.lead_id, data.kind,
-                                             data.occurred_at, now):
+        if not await engine.record_activity(uow, pos, data.activity_id, data.kind, data.occurred_at, now):
             return  # the same activity under another event id: already counted
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
@@ -148,6 +153,7 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         pos.lead, pos.lead_version = {"lead_id": data.lead_id}, max(pos.lead_version, envelope.subject_version)
         pos.owner_timezone, pos.reengage_at, pos.lost_reason = None, None, None
         await repository.forget_activities(uow.session, envelope.org_id, data.lead_id)
+        pos.activities = []
         await repository.forget_visit_notes(uow.session, envelope.org_id, data.lead_id)
         await engine.save_position(uow, pos, now)
 

@@ -1,7 +1,7 @@
 """Goal definitions: validation points at the wrong part; evaluation over what pipeline-service knows."""
 import pytest
 
-from pipeline_service.domain.goals import LeadFacts, evaluate_goal, validate_goal
+from pipeline_service.domain.goals import LeadFacts, evaluate_goal, facts_needed, validate_goal
 
 
 def paths(goal):
@@ -97,3 +97,18 @@ def test_json_oddities_are_handled():
     assert paths({"field": "value", "op": "gt", "value": float("nan")}) == ["stages[1].goal.value"]
     assert paths({"field": "value", "op": "in", "value": [1, float("inf")]}) == ["stages[1].goal.value"]
     assert evaluate_goal({"activity": "call", "min_count": 2.0}, LeadFacts(activities_ever={"call": 2}))
+
+
+@pytest.mark.parametrize("goal, needed", [
+    (None, set()),
+    ({"field": "value", "op": "gt", "value": 0}, set()),
+    ({"contact_complete": True}, set()),
+    ({"activity": "meeting", "min_count": 1}, {"activities"}),
+    ({"tasks": "required_done"}, {"tasks"}),
+    ({"all": [{"activity": "proposal", "min_count": 1, "since": "stage_entry"}, {"field": "value", "op": "gt",
+                                                                                   "value": 0}]}, {"activities"}),
+    ({"any": [{"all": [{"tasks": "required_done"}]}, {"activity": "call"}]}, {"activities", "tasks"}),
+])
+def test_a_goal_is_judged_on_the_facts_it_names_only(goal, needed):
+    # What pipeline-service reads before judging a goal: the activities and the required tasks only when named.
+    assert facts_needed(goal) == needed

@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.db import rows_affected
-from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 
 from ..orm import deal_outcomes, deals, exchange_rates, org_currency, payees, quotas
 
@@ -30,6 +31,9 @@ class Deal:
     owner_id: str | None
     team_id: str | None
     assigned_version: int
+    # Read with the deal (see `lock_deal`): whether it has a win, and a win whose closer is not known yet.
+    has_wins: bool = False
+    has_wins_without_closer: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,37 +67,79 @@ class RemovedQuota:
     period_end: date
 
 
-_select_deal_for_update = (sa.select(deals).where(deals.c.org_id == sa.bindparam("org_id"),
-                                                  deals.c.lead_id == sa.bindparam("lead_id")).with_for_update())
+_DEAL_KEY = (deals.c.org_id == sa.bindparam("org")) & (deals.c.lead_id == sa.bindparam("lead"))
+_DEAL_COLUMNS = [c for c in deals.columns if c.name not in ("org_id", "updated_at")]
+
+
+def _wins_of_deal(*conditions: Any) -> Any:
+    return sa.exists().where(deal_outcomes.c.org_id == deals.c.org_id, deal_outcomes.c.lead_id == deals.c.lead_id,
+                             deal_outcomes.c.kind == "won", *conditions)
+
+
+# The deal, locked, with what its handlers need to know of its outcomes (so they skip writes that change nothing).
+_LOCK_DEAL = sa.select(*_DEAL_COLUMNS, _wins_of_deal().label("has_wins"),
+                       _wins_of_deal(deal_outcomes.c.owner_id.is_(None)).label("has_wins_without_closer"),
+                       ).where(_DEAL_KEY).with_for_update(of=deals)
+_ADD_DEAL = per_dialect(lambda insert: insert(deals).values(
+    org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), updated_at=sa.bindparam("now"),
+).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
+_SNAPSHOT_VALUES = ("lead_version", "product_line", "company_key", "value", "currency", "updated_at")
+# A new deal with its first snapshot and owner, when it has no row yet (RETURNING: whether it was new).
+_ADD_DEAL_WITH_SNAPSHOT = per_dialect(lambda insert: insert(deals).values(
+    org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"),
+    **{name: sa.bindparam(f"new_{name}") for name in (*_SNAPSHOT_VALUES, "owner_id", "team_id")},
+).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(deals.c.lead_id))
+_SAVE_SNAPSHOT = sa.update(deals).where(_DEAL_KEY).values({name: sa.bindparam(f"new_{name}")
+                                                           for name in _SNAPSHOT_VALUES})
+_SAVE_SNAPSHOT_AND_OWNER = sa.update(deals).where(_DEAL_KEY).values(
+    {name: sa.bindparam(f"new_{name}") for name in (*_SNAPSHOT_VALUES, "owner_id", "team_id")})
+_SAVE_ASSIGNMENT = sa.update(deals).where(_DEAL_KEY).values(
+    {name: sa.bindparam(f"new_{name}") for name in ("owner_id", "team_id", "assigned_version", "updated_at")})
 
 
 async def lock_deal(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> Deal:
     """The deal, created empty if no event has named it yet, locked until the transaction ends."""
-    insert = dialect_insert(session)
-    await session.execute(insert(deals).values(org_id=org_id, lead_id=lead_id, updated_at=now)
-                          .on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
-    row = (await session.execute(_select_deal_for_update, {"org_id": org_id, "lead_id": lead_id})).one()
-    return Deal(lead_id=row.lead_id, lead_version=row.lead_version, product_line=row.product_line,
-                company_key=row.company_key, value=row.value, currency=row.currency, owner_id=row.owner_id,
-                team_id=row.team_id, assigned_version=row.assigned_version)
+    key = {"org": org_id, "lead": lead_id}
+    row = (await session.execute(_LOCK_DEAL, key)).mappings().first()
+    if row is None:
+        await session.execute(_ADD_DEAL[dialect_name(session)], {**key, "now": now})
+        row = (await session.execute(_LOCK_DEAL, key)).mappings().one()
+    return Deal(**{**row, "has_wins": bool(row["has_wins"]),
+                   "has_wins_without_closer": bool(row["has_wins_without_closer"])})
+
+
+def _snapshot_values(snapshot: DealSnapshot, now: datetime) -> dict[str, object]:
+    return {"new_lead_version": snapshot.lead_version, "new_product_line": snapshot.product_line,
+            "new_company_key": snapshot.company_key, "new_value": snapshot.value, "new_currency": snapshot.currency,
+            "new_updated_at": now}
+
+
+async def add_deal(session: AsyncSession, org_id: str, lead_id: str, snapshot: DealSnapshot,
+                   owner: tuple[str | None, str | None], now: datetime) -> bool:
+    """A deal no event has named yet, with its first snapshot and owner (owner, team); False (and nothing
+    written) when the deal exists."""
+    added = await session.execute(_ADD_DEAL_WITH_SNAPSHOT[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, **_snapshot_values(snapshot, now), "new_owner_id": owner[0],
+        "new_team_id": owner[1]})
+    return added.first() is not None
 
 
 async def save_snapshot(session: AsyncSession, org_id: str, lead_id: str, snapshot: DealSnapshot, now: datetime,
                         *, owner: tuple[str | None, str | None] | None = None) -> None:
     """Store a newer lead snapshot; `owner` (owner, team) too when no LeadAssigned has been seen yet."""
-    values: dict[str, object] = {"lead_version": snapshot.lead_version, "product_line": snapshot.product_line,
-                                 "company_key": snapshot.company_key, "value": snapshot.value,
-                                 "currency": snapshot.currency, "updated_at": now}
-    if owner is not None:
-        values.update(owner_id=owner[0], team_id=owner[1])
-    await session.execute(sa.update(deals).where(deals.c.org_id == org_id, deals.c.lead_id == lead_id)
-                          .values(values))
+    values = _snapshot_values(snapshot, now)
+    if owner is None:
+        await session.execute(_SAVE_SNAPSHOT, {"org": org_id, "lead": lead_id, **values})
+    else:
+        await session.execute(_SAVE_SNAPSHOT_AND_OWNER, {"org": org_id, "lead": lead_id, **values,
+                                                         "new_owner_id": owner[0], "new_team_id": owner[1]})
 
 
 async def save_assignment(session: AsyncSession, org_id: str, lead_id: str, owner_id: str | None,
                           team_id: str | None, assigned_version: int, now: datetime) -> None:
-    await session.execute(sa.update(deals).where(deals.c.org_id == org_id, deals.c.lead_id == lead_id).values(
-        owner_id=owner_id, team_id=team_id, assigned_version=assigned_version, updated_at=now))
+    await session.execute(_SAVE_ASSIGNMENT, {"org": org_id, "lead": lead_id, "new_owner_id": owner_id,
+                                             "new_team_id": team_id, "new_assigned_version": assigned_version,
+                                             "new_updated_at": now})
 
 
 async def credit_wins_without_closer(session: AsyncSession, org_id: str, lead_id: str, owner_id: str,

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.db import rows_affected
-from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 
 from ...domain.programs.rewards import CashReward
 from ...domain.programs.scoring import Contribution, Fact
@@ -58,16 +58,6 @@ def _among(session: AsyncSession, column: Any, values: Iterable[str]) -> Any:
     if _is_postgres(session):
         return column == sa.any_(sa.literal(list(values), ARRAY(sa.String)))
     return column.in_(list(values))
-
-
-def _unnest_insert(table: str, columns: dict[str, str], conflict: str) -> str:
-    """PostgreSQL: the INSERT … SELECT of many rows passed as one array per column (`columns`: name -> SQL type;
-    json values are passed as text). The server runs it once, where an executemany runs it once per row."""
-    names = ", ".join(columns)
-    arrays = ", ".join(f"CAST(:{c} AS {'text' if t == 'json' else t}[])" for c, t in columns.items())
-    values = ", ".join(f"u.{c}::json" if t == "json" else f"u.{c}" for c, t in columns.items())
-    return (f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names}) "
-            f"ON CONFLICT ({conflict}) DO NOTHING")
 
 
 def _as_arrays(columns: dict[str, str], rows: list[Row]) -> dict[str, list[Any]]:
@@ -170,33 +160,40 @@ async def lock_leads_for_scoring(session: AsyncSession, org_id: str, lead_ids: I
         await session.execute(_LOCK_LEADS, {"keys": keys})
 
 
-_LEAD_COLUMNS = {"org_id": "text", "lead_id": "text", "lead_version": "integer", "owner_id": "text",
-                 "expected_close_date": "date"}
-_INSERT_LEADS = sa.text(_unnest_insert("program_leads", _LEAD_COLUMNS, "org_id, lead_id"))
+_LEAD_KEY = (program_leads.c.org_id == sa.bindparam("org")) & (program_leads.c.lead_id == sa.bindparam("lead"))
+_LOCK_LEAD = sa.select(program_leads).where(_LEAD_KEY).with_for_update()
+_ADD_LEAD = per_dialect(lambda insert: insert(program_leads).values(
+    org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), lead_version=sa.bindparam("new_lead_version"),
+    owner_id=sa.bindparam("new_owner_id"), expected_close_date=sa.bindparam("new_expected_close_date"),
+).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(program_leads.c.lead_id))
+_UPDATE_LEAD = sa.update(program_leads).where(_LEAD_KEY).values(
+    lead_version=sa.bindparam("new_lead_version"), owner_id=sa.bindparam("new_owner_id"),
+    expected_close_date=sa.bindparam("new_expected_close_date"))
 
 
-async def lock_lead_snapshots(session: AsyncSession, org_id: str, lead_ids: list[str]) -> dict[str, Row]:
-    """The leads' close-date rows (created if new), locked in one order everywhere so two transactions never
-    deadlock."""
-    ids = sorted(set(lead_ids))
-    rows = [{"org_id": org_id, "lead_id": lead_id, "lead_version": 0, "owner_id": None, "expected_close_date": None}
-            for lead_id in ids]
-    if _is_postgres(session):
-        await session.execute(_INSERT_LEADS, _as_arrays(_LEAD_COLUMNS, rows))
-    else:
-        await session.execute(sqlite.insert(program_leads).on_conflict_do_nothing(
-            index_elements=["org_id", "lead_id"]), rows)
-    found = (await session.execute(sa.select(program_leads).where(
-        program_leads.c.org_id == org_id, _among(session, program_leads.c.lead_id, ids))
-        .order_by(program_leads.c.lead_id).with_for_update())).mappings().all()
-    return {r["lead_id"]: dict(r) for r in found}
+def _lead_values(org_id: str, lead_id: str, lead_version: int, owner_id: str | None,
+                 close_date: date | None) -> dict[str, Any]:
+    return {"org": org_id, "lead": lead_id, "new_lead_version": lead_version, "new_owner_id": owner_id,
+            "new_expected_close_date": close_date}
+
+
+async def add_lead_snapshot(session: AsyncSession, org_id: str, lead_id: str, *, lead_version: int,
+                            owner_id: str | None, close_date: date | None) -> bool:
+    """The lead's close-date row with these values, if it has none yet (then True: the insert holds it)."""
+    inserted = await session.execute(_ADD_LEAD[dialect_name(session)],
+                                     _lead_values(org_id, lead_id, lead_version, owner_id, close_date))
+    return inserted.first() is not None
+
+
+async def lock_lead_snapshot(session: AsyncSession, org_id: str, lead_id: str) -> Row | None:
+    """The lead's close-date row, locked; None when it has none."""
+    row = (await session.execute(_LOCK_LEAD, {"org": org_id, "lead": lead_id})).mappings().first()
+    return None if row is None else dict(row)
 
 
 async def update_lead_snapshot(session: AsyncSession, org_id: str, lead_id: str, *, lead_version: int,
                                owner_id: str | None, close_date: date | None) -> None:
-    await session.execute(sa.update(program_leads).where(
-        program_leads.c.org_id == org_id, program_leads.c.lead_id == lead_id).values(
-        lead_version=lead_version, owner_id=owner_id, expected_close_date=close_date))
+    await session.execute(_UPDATE_LEAD, _lead_values(org_id, lead_id, lead_version, owner_id, close_date))
 
 
 async def insert_flag(session: AsyncSession, org_id: str, program_id: str, *, lead_id: str, changed_at: datetime,

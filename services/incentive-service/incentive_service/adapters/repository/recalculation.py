@@ -1,11 +1,13 @@
 """The recalculation queue: what changed and needs statements recomputed, one row per (what, which, from when)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from salesflow_shared.inbox import dialect_insert
 
@@ -29,6 +31,23 @@ async def queue_recalculation(session: AsyncSession, org_id: str, kind: str, sub
     await session.execute(insert(recalculation_queue).values(
         org_id=org_id, subject_kind=kind, subject_id=subject_id, on_date=on_date, reason=reason, queued_at=now,
     ).on_conflict_do_nothing(index_elements=["org_id", "subject_kind", "subject_id", "on_date"]))
+    (await session.connection()).info[_QUEUED] = True  # told to `when_queued` once the transaction commits
+
+
+_QUEUED = "recalculation_queued"  # on the database connection: its transaction queued a recalculation
+
+
+def when_queued(engine: AsyncEngine, queued: Callable[[], None]) -> None:
+    """Call `queued` after each commit (on this engine) of a transaction that queued a recalculation."""
+    def committed(connection: Any) -> None:
+        if connection.info.pop(_QUEUED, False):
+            queued()
+
+    def rolled_back(connection: Any) -> None:
+        connection.info.pop(_QUEUED, None)
+
+    sa.event.listen(engine.sync_engine, "commit", committed)
+    sa.event.listen(engine.sync_engine, "rollback", rolled_back)
 
 
 async def take_queued(session: AsyncSession, batch: int) -> list[QueuedRecalculation]:
