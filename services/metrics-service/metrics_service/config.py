@@ -1,14 +1,10 @@
 from typing import Literal
 
-from pydantic_settings import SettingsConfigDict
-
 from salesflow_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     """metrics-service settings: the shared `SALESFLOW_*` variables plus this service's own."""
-
-    model_config = SettingsConfigDict(env_prefix="SALESFLOW_", extra="ignore")
 
     service_name: str = "metrics-service"
     port: int = 8005
