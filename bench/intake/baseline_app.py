@@ -11,12 +11,14 @@ Run by run.py and request_cpu.py: `uvicorn baseline_app:app` with BASELINE_DATAB
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pickle
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -39,8 +41,8 @@ async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
     app.state.reads = {}
     reads_file = os.environ.get("BASELINE_READS_FILE")
     if reads_file:
-        with open(reads_file, "rb") as f:
-            captured: dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]] = pickle.load(f)
+        captured: dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]] = pickle.loads(
+            await asyncio.to_thread(Path(reads_file).read_bytes))
         for name, (dsn, statements) in captured.items():
             app.state.reads[name] = (await asyncpg.create_pool(dsn, min_size=2, max_size=10), statements)
     yield

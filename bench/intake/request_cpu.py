@@ -253,7 +253,8 @@ async def main() -> None:
         await wait_ready(f"http://127.0.0.1:{ports['base']}/healthz")
         bare = f"http://127.0.0.1:{ports['base']}"
 
-        endpoints: dict[str, tuple[str, Callable[[str], Callable[[int], Request]], Callable[[str], Callable[[int], Request]]]] = {
+        Maker = Callable[[str], Callable[[int], Request]]  # a run's name -> its i-th request
+        endpoints: dict[str, tuple[str, Maker, Maker]] = {
             "api-intake": ("lead", api_lead, bare_insert),
             "form-intake": ("lead", form_submission, bare_insert),
             "lead-list": ("lead", get(f"{lead_base}/v1/leads?limit=50", admin), get(f"{bare}/read/lead-list")),
@@ -282,7 +283,7 @@ async def main() -> None:
         print(f"bench/intake/request_cpu: {args.requests} requests x2 rounds per endpoint and side, concurrency "
               f"{args.concurrency}, one uvicorn process each, {os.cpu_count()} CPUs; load average {load_at_start} "
               f"at the start, {load_average()} at the end")
-        print(f"  statements replayed by the bare app: "
+        print("  statements replayed by the bare app: "
               + ", ".join(f"{name} {len(statements)}" for name, (_, statements) in captured.items()))
         print(f"  {'endpoint':12} {'service CPU ms/req (rounds)':>30} {'bare CPU ms/req (rounds)':>27} "
               f"{'ratio':>6}   service req/s, p50")
