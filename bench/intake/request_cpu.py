@@ -283,8 +283,9 @@ async def main() -> None:
         print(f"bench/intake/request_cpu: {args.requests} requests x2 rounds per endpoint and side, concurrency "
               f"{args.concurrency}, one uvicorn process each, {os.cpu_count()} CPUs; load average {load_at_start} "
               f"at the start, {load_average()} at the end")
-        print("  statements replayed by the bare app: "
-              + ", ".join(f"{name} {len(statements)}" for name, (_, statements) in captured.items()))
+        print("  statements replayed by the bare app (as captured from the service's read code):")
+        for name, (_, statements) in captured.items():
+            print(f"    {name}: " + "; ".join(" ".join(sql.split())[:60] + "…" for sql, _ in statements))
         print(f"  {'endpoint':12} {'service CPU ms/req (rounds)':>30} {'bare CPU ms/req (rounds)':>27} "
               f"{'ratio':>6}   service req/s, p50")
         for name, sides in results.items():
