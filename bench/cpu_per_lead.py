@@ -203,6 +203,8 @@ def profile_layers(raw: Path) -> Counter[str]:
     found: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a line py-spy was still writing when it was read
+            continue
         layer = "other" if stack.strip() else "no Python frame (native threads)"
         for frame in reversed(stack.split(";")):
             layer = next((name for marker, name in LAYERS if marker in frame), "")

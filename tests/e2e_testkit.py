@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import httpx
 import sqlalchemy as sa
-import uvicorn
 from lead_testkit import FakeProvider
 from notification_fakes import FakeMailchimp
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -28,7 +27,7 @@ from sqlalchemy.pool import NullPool
 from system_harness import EmbeddedSystem, RunningSystem
 
 from salesflow_shared.signatures import sign
-from salesflow_shared.testing import SmtpSink, auth_headers, free_port
+from salesflow_shared.testing import LocalHttpServer, SmtpSink, auth_headers, free_port
 
 T = TypeVar("T")
 
@@ -75,17 +74,11 @@ class ProviderServer:
         self.provider.url = f"http://127.0.0.1:{self.port}/enrich"
 
     async def start(self) -> None:
-        self._server = uvicorn.Server(uvicorn.Config(self.provider.app(), host="127.0.0.1", port=self.port,
-                                                     log_level="warning", lifespan="off", access_log=False))
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        self._http = LocalHttpServer(self.provider.app(), self.port)
+        await self._http.start()
 
     async def stop(self) -> None:
-        self._server.should_exit = True
-        await self._task
+        await self._http.stop()
 
 
 class World:
@@ -125,6 +118,12 @@ class World:
 
     def client(self, service: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url(service), headers=headers or {}, timeout=30)
+
+    @asynccontextmanager
+    async def admin_clients(self, org: str, *services: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+        """A client of each of `services` (in that order) as `org`'s admin, closed together."""
+        async with AsyncExitStack() as stack:
+            yield [await stack.enter_async_context(self.client(service, admin(org))) for service in services]
 
     async def rows(self, service: str, sql: str, **params: Any) -> list[dict[str, Any]]:
         """Read a service's own database directly (what it really stores)."""
@@ -278,6 +277,18 @@ async def put_rules(client: httpx.AsyncClient, rules: list[dict[str, Any]]) -> d
     return await ok(client.put("/v1/routing-rules", json={"rules": rules}, headers=headers), 200)
 
 
+async def inbound_pipeline(pipeline_api: httpx.AsyncClient) -> dict[str, Any]:
+    """The org's "Inbound" pipeline, from pipeline-service's inbound web-form template."""
+    return await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
+                                      json={"name": "Inbound"}), 201)
+
+
+def fallback_rule(pipeline_id: str, team_id: str, rule_id: str = "all", name: str = "All") -> dict[str, Any]:
+    """The routing rule for the leads no other rule takes: into `pipeline_id`, round robin over the team."""
+    return {"id": rule_id, "name": name, "fallback": True, "pipeline_id": pipeline_id,
+            "owner": {"strategy": "round_robin", "team_id": team_id}}
+
+
 async def welcome_template(client: httpx.AsyncClient, subject: str = "Welcome, {{ lead.first_name }}") -> str:
     return (await ok(client.post("/v1/templates", json={
         "name": "Welcome", "audience": "prospect", "subject": subject,
@@ -339,8 +350,7 @@ async def setup_inbound_org(world: World, org: str) -> InboundOrg:
     template; Mailchimp settings and a subscribe rule on the first stage; a milestone rule on leaving it; rep
     quotas for this quarter; scoring rules; a web form."""
     async with world.client(PIPELINE, admin(org)) as pipeline_api:
-        pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
-                                              json={"name": "Inbound"}), 201)
+        pipeline = await inbound_pipeline(pipeline_api)
     pipeline_id = pipeline["id"]
     qualification = pipeline["stages"][0]["id"]
     async with world.client(ASSIGNMENT, admin(org)) as assignment_api:
@@ -353,8 +363,7 @@ async def setup_inbound_org(world: World, org: str) -> InboundOrg:
             {"id": "dach", "name": "DACH web leads", "triggers": ["lead_created"],
              "conditions": [{"field": "territory", "op": "eq", "value": territory["id"]}],
              "pipeline_id": pipeline_id, "owner": {"strategy": "round_robin", "team_id": dach_team}},
-            {"id": "everyone-else", "name": "Everyone else", "fallback": True, "pipeline_id": pipeline_id,
-             "owner": {"strategy": "round_robin", "team_id": other_team}}])
+            fallback_rule(pipeline_id, other_team, "everyone-else", "Everyone else")])
     async with world.client(NOTIFICATION, admin(org)) as notification_api:
         template_id = await welcome_template(notification_api)
         await ok(notification_api.post("/v1/sequences", json={

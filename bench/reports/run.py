@@ -387,7 +387,7 @@ async def project_alone(events: list[Envelope], batch_size: int) -> float:
     try:
         async with database.session() as session:
             for i in range(0, len(events), 200):
-                await record_many(session, events[i:i + 200])
+                await record_many(session, events[i:i + 200], datetime.now(UTC))
             await session.commit()
         started = time.perf_counter()
         await project_all(database, batch_size)

@@ -23,8 +23,9 @@ what it answers, the same way in every service:
 the conventions by:
 1. building its app with `create_service_app` (errors, security, headers, operation ids, tags: automatic);
 2. `returns(Model, etag=...)` on each route (or `response_model=` plus `etag_header()`), its answer models in
-   `entrypoints/responses.py`, lists as `page_of(Item)` served by `pagination.keyset_page` (limit + cursor,
-   bad cursor 422);
+   `entrypoints/responses.py` (one that answers a repository record's columns takes them from the record with
+   `record_fields`), lists as `page_of(Item)` served by `pagination.keyset_page` (limit + cursor, bad cursor
+   422);
 3. `preconditions.strong_etag` / `preconditions.check_if_match` for ETags and If-Match (strong, 428, 412);
 4. `clock.Rfc3339` for times it reads, `clock.rfc3339` / `clock.UtcDateTime` for times it writes, and
    `StrictBool` for booleans;
@@ -33,13 +34,15 @@ the conventions by:
 """
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .errors import PROBLEM_CONTENT_TYPE, PROBLEM_SCHEMA
 from .pagination import Page
@@ -66,6 +69,22 @@ class LeadReference(BaseModel):
 
     model_config = ConfigDict(title="LeadReference")
     lead_id: str
+
+
+def record_fields(record: type[Any], *, omit: tuple[str, ...] = ()) -> type[BaseModel]:
+    """The fields of a repository record (a dataclass) as the base of the response model that answers it, so a
+    column is declared once: `class DeliveryOut(record_fields(Delivery, omit=("payload",)))`.
+
+    Every field is required in the answer (the routes send each one, null included), in the record's order, with
+    the record's type; the response class names the fields it leaves out, redeclares the ones it answers in
+    another form (money as a decimal string, a description) and adds the ones the record has not.
+    """
+    hints = typing.get_type_hints(record)
+    names = [field.name for field in dataclasses.fields(record)]
+    if unknown := set(omit) - set(names):
+        raise TypeError(f"{record.__name__} has no fields {sorted(unknown)}")
+    answered: dict[str, Any] = {name: (hints[name], ...) for name in names if name not in omit}
+    return create_model(f"{record.__name__}Fields", __module__=record.__module__, **answered)
 
 
 _PAGES: dict[type, type] = {}

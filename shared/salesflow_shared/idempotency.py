@@ -11,9 +11,13 @@ until the first commits, then finds the stored response: the unique constraint, 
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -23,6 +27,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .clock import as_aware
 from .db import rows_affected
 from .errors import Conflict, Gone, ValidationFailed
 from .events import utcnow
@@ -30,6 +35,11 @@ from .inbox import dialect_insert
 from .infra_tables import idempotency_table as table
 
 MAX_KEY_LENGTH = 255
+# Work that outlives its request (`once_across`) keeps its claim alive: while it runs, the claim's `created_at`
+# is moved forward every CLAIM_HEARTBEAT. A claim not moved for CLAIM_STALE_AFTER belongs to a process that
+# died mid-work; a retry with the same key takes it over and acts, instead of answering 409 forever.
+CLAIM_HEARTBEAT = timedelta(seconds=10)
+CLAIM_STALE_AFTER = timedelta(seconds=60)
 # What an erasure leaves of a stored response that returned the erased person (see forget_responses_about).
 ERASED_RESPONSE = {"erased": True}
 
@@ -73,6 +83,8 @@ class IdempotentRequest:
         if row.fingerprint != fingerprint:
             raise Conflict("Idempotency-Key was already used with a different request body")
         if row.status_code is None:
+            if await self._take_over_stale_claim(session, org_id, scope, row.created_at):
+                return None
             raise Conflict("a request with this Idempotency-Key is still in progress")
         if row.response_body == ERASED_RESPONSE:
             # The first request had its effect; what it answered held personal data since erased (GDPR).
@@ -81,6 +93,27 @@ class IdempotentRequest:
         headers = dict(row.response_headers or {})
         headers["Idempotent-Replayed"] = "true"
         return JSONResponse(row.response_body, status_code=row.status_code, headers=headers)
+
+    async def _take_over_stale_claim(self, session: AsyncSession, org_id: str, scope: str,
+                                     claimed_at: datetime) -> bool:
+        """An unanswered claim whose heartbeat stopped: its process died mid-work. Move it to this request,
+        compare-and-set on the heartbeat read, so of two retries racing for it exactly one wins."""
+        if utcnow() - as_aware(claimed_at) < CLAIM_STALE_AFTER:
+            return False
+        result = await session.execute(update(table).where(
+            table.c.org_id == org_id, table.c.scope == scope, table.c.key == self.key,
+            table.c.status_code.is_(None), table.c.created_at == claimed_at).values(created_at=utcnow()))
+        if rows_affected(result) != 1:
+            return False
+        self._scope, self._org_id = scope, org_id
+        return True
+
+    async def heartbeat(self, session: AsyncSession) -> None:
+        """Show that the claimed key's work is still running (see CLAIM_STALE_AFTER)."""
+        if self.key and self._scope is not None:
+            await session.execute(update(table).where(
+                table.c.org_id == self._org_id, table.c.scope == self._scope, table.c.key == self.key,
+                table.c.status_code.is_(None)).values(created_at=utcnow()))
 
     async def complete(self, session: AsyncSession, *, status_code: int, body: Any,
                        headers: dict[str, str] | None = None) -> JSONResponse:
@@ -133,19 +166,33 @@ async def idempotency_key(request: Request, sent_key: Annotated[str, Header(
 IdempotencyDep = Annotated[IdempotentRequest, Depends(idempotency_key)]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What `act` answers when its status depends on what it did (201 created or 200 updated, a 409 that is
+    stored like any answer), with that answer's headers."""
+    body: Any
+    status_code: int
+    headers: dict[str, str] | None = None
+
+
 async def once(idem: IdempotentRequest, uow: Any, *, org_id: str, scope: str, payload: Any,
                act: Callable[[], Awaitable[Any]], status_code: int = 200,
                headers: Callable[[Any], dict[str, str]] | None = None) -> JSONResponse:
     """Run `act` at most once per Idempotency-Key: a retry gets the stored answer, another body with the key 409.
 
-    `act` makes its change in `uow` without committing and returns the answer's JSON body; `headers` builds the
-    answer's headers (an ETag) from it. The key, the change and the stored answer commit together, so a crash
-    between them leaves neither (the retry then acts, once)."""
+    `act` makes its change in `uow` without committing and returns the answer's JSON body (or an `Answer`
+    naming its own status and headers); `headers` builds the answer's headers (an ETag) from the body. The key,
+    the change and the stored answer commit together, so a crash between them leaves neither (the retry then
+    acts, once)."""
     if (replay := await idem.begin(uow.session, org_id=org_id, scope=scope, payload=payload)):
         return replay
-    body = jsonable_encoder(await act())
-    response = await idem.complete(uow.session, status_code=status_code, body=body,
-                                   headers=headers(body) if headers is not None else None)
+    result = await act()
+    if isinstance(result, Answer):
+        body, status_code, answer_headers = jsonable_encoder(result.body), result.status_code, result.headers
+    else:
+        body = jsonable_encoder(result)
+        answer_headers = headers(body) if headers is not None else None
+    response = await idem.complete(uow.session, status_code=status_code, body=body, headers=answer_headers)
     await uow.commit()
     return response
 
@@ -156,14 +203,16 @@ async def once_across(idem: IdempotentRequest, open_uow: Callable[[], Any], *, o
 
     The key is claimed and committed first, so a retry while the work runs gets 409 ("still in progress") rather
     than a second run; the answer is stored when the work is done. Work that fails releases the claim, so a
-    retry acts. (A process that dies mid-work leaves the claim in progress: that key then answers 409, and the
-    client retries with a new key; each batch the work committed stands, as without a key.)"""
+    retry acts. A process that dies mid-work stops the claim's heartbeat: once it is CLAIM_STALE_AFTER old, a
+    retry with the same key takes the claim over and runs the work again (each batch the dead run committed
+    stands, and the work is written to be safe to run again: rescoring, reprocessing)."""
     async with open_uow() as uow:
         if (replay := await idem.begin(uow.session, org_id=org_id, scope=scope, payload=payload)):
             return replay
         await uow.commit()
     try:
-        body = jsonable_encoder(await act())
+        async with _heartbeats(idem, open_uow):
+            body = jsonable_encoder(await act())
     except BaseException:
         async with open_uow() as uow:
             await idem.release(uow.session)
@@ -173,3 +222,25 @@ async def once_across(idem: IdempotentRequest, open_uow: Callable[[], Any], *, o
         response = await idem.complete(uow.session, status_code=status_code, body=body)
         await uow.commit()
     return response
+
+
+@contextlib.asynccontextmanager
+async def _heartbeats(idem: IdempotentRequest, open_uow: Callable[[], Any]) -> AsyncIterator[None]:
+    """Keep the claim alive while the body runs (each beat its own short transaction)."""
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(CLAIM_HEARTBEAT.total_seconds())
+            async with open_uow() as uow:
+                await idem.heartbeat(uow.session)
+                await uow.commit()
+
+    if not idem.key:
+        yield
+        return
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -238,6 +238,33 @@ async def serving_over_http(app: Any, host: str = "127.0.0.1") -> AsyncIterator[
         await task
 
 
+class LocalHttpServer:
+    """An ASGI app served over real HTTP on 127.0.0.1:`port` (no lifespan, warnings only, no access log), started
+    and stopped by separate calls: the fake outside parties of the tests (Mailchimp, an enrichment provider) that
+    live from a fixture's set-up to its tear-down."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.app, self.port = app, port
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        import uvicorn
+
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                     lifespan="off", access_log=False))
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises why it could not start
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        assert self._server is not None and self._task is not None, "not started"
+        self._server.should_exit = True
+        await self._task
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as probe:

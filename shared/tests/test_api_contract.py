@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from fastapi import APIRouter, FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from salesflow_shared import openapi_merge
-from salesflow_shared.contract import contract_violations, document_contract, page_of, returns
+from salesflow_shared.contract import contract_violations, document_contract, page_of, record_fields, returns
 
 COMBINED = json.loads((Path(__file__).resolve().parents[2] / "docs/openapi.json").read_text())
 PUBLIC = {("post", "/v1/forms/{form_id}/submissions"), ("get", "/v1/sequences/unsubscribe/{token}"),
@@ -106,3 +109,30 @@ def test_answers_are_checked_against_the_document() -> None:
     assert check(418, {"title": "teapot"})  # an undeclared status
     assert check(422, {"type": "about:blank", "title": "x", "status": 422, "detail": "d"},
                  "application/problem+json") == []
+
+
+@dataclass(frozen=True)
+class ThingRecord:
+    org_id: str
+    id: str
+    amount: Decimal
+    note: str | None
+    done_at: datetime | None = None
+
+
+def test_a_response_declared_from_its_record_answers_a_new_column_without_repeating_it() -> None:
+    class ThingOut(record_fields(ThingRecord, omit=("org_id",))):
+        """A thing."""
+
+        amount: str = Field(description="decimal string")
+        seconds: float | None
+
+    schema = ThingOut.model_json_schema()
+    # the record's order, the left-out column gone, the redeclared one in place, the added one last
+    assert list(schema["properties"]) == ["id", "amount", "note", "done_at", "seconds"]
+    assert schema["required"] == ["id", "amount", "note", "done_at", "seconds"]  # a default does not make it optional
+    assert schema["properties"]["amount"] == {"description": "decimal string", "title": "Amount", "type": "string"}
+    assert schema["properties"]["done_at"]["anyOf"] == [{"format": "date-time", "type": "string"}, {"type": "null"}]
+    assert schema["description"] == "A thing."
+    with pytest.raises(TypeError, match="no fields"):
+        record_fields(ThingRecord, omit=("orgid",))

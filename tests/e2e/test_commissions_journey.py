@@ -19,6 +19,7 @@ from e2e_testkit import (
     PIPELINE,
     World,
     admin,
+    fallback_rule,
     manager,
     new_org,
     ok,
@@ -60,8 +61,7 @@ async def test_a_plan_pays_wins_from_the_normal_flow_and_the_period_is_approved_
         team = await setup_team(assignment_api, org, ["ann"], "Inside")
         await ok(assignment_api.post("/v1/reps", json={"user_id": "sam", "name": "Sam", "email": f"sam@{org}.example"}),
                  201)
-        await put_rules(assignment_api, [{"id": "all", "name": "All", "fallback": True, "pipeline_id": pipeline["id"],
-                                          "owner": {"strategy": "round_robin", "team_id": team}}])
+        await put_rules(assignment_api, [fallback_rule(pipeline["id"], team)])
 
         refused = await incentives.post("/v1/plans", json={**plan(team, start.isoformat()), "credit": {
             "splits": [{"to": "closer", "percent": "80"}, {"to": "sam", "percent": "30"}]}})

@@ -15,6 +15,8 @@ from e2e_testkit import (
     PIPELINE,
     World,
     admin,
+    fallback_rule,
+    inbound_pipeline,
     manager,
     new_org,
     ok,
@@ -30,13 +32,10 @@ from e2e_testkit import (
 async def test_a_contest_runs_over_the_normal_flow_and_the_right_rep_wins(world: World):
     org = new_org("contest")
     async with world.client(PIPELINE, admin(org)) as pipeline_api:
-        pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
-                                              json={"name": "Inbound"}), 201)
+        pipeline = await inbound_pipeline(pipeline_api)
     async with world.client(ASSIGNMENT, admin(org)) as assignment_api:
         team = await setup_team(assignment_api, org, ["ann", "bob"], "Inside sales")
-        await put_rules(assignment_api, [{"id": "all", "name": "All", "fallback": True,
-                                          "pipeline_id": pipeline["id"],
-                                          "owner": {"strategy": "round_robin", "team_id": team}}])
+        await put_rules(assignment_api, [fallback_rule(pipeline["id"], team)])
     lead_api = world.client(LEAD, admin(org))
     leads = []
     for name in ("Acme", "Globex"):

@@ -10,7 +10,8 @@ from e2e_testkit import (
     LEAD,
     PIPELINE,
     World,
-    admin,
+    fallback_rule,
+    inbound_pipeline,
     new_org,
     ok,
     poll,
@@ -26,17 +27,14 @@ from e2e_testkit import (
 async def test_the_account_manager_gets_the_customer_hand_over(any_world: World):
     world = any_world
     org = new_org("handover")
-    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
-            world.client(ASSIGNMENT, admin(org)) as assignment_api:
-        pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
-                                              json={"name": "Inbound"}), 201)
+    async with world.admin_clients(org, LEAD, PIPELINE, ASSIGNMENT) as (lead_api, pipeline_api, assignment_api):
+        pipeline = await inbound_pipeline(pipeline_api)
         closers = await setup_team(assignment_api, org, ["cleo"], "Closers")
         await setup_team(assignment_api, org, [ACCOUNT_MANAGER], "Account management")
         await put_rules(assignment_api, [
             {"id": "account-management", "name": "Won customers go to account management",
              "triggers": ["lead_won"], "owner": {"strategy": "specific_rep", "rep_id": ACCOUNT_MANAGER}},
-            {"id": "all", "name": "All", "fallback": True, "pipeline_id": pipeline["id"],
-             "owner": {"strategy": "round_robin", "team_id": closers}}])
+            fallback_rule(pipeline["id"], closers)])
         lead = await ok(lead_api.post("/v1/leads", json={
             "contact": {"first_name": "Hal", "last_name": "Hand", "email": "hal@customer-co.com", "title": "COO"},
             "company": {"name": "Customer Co"}, "country": "DE", "value": "9000", "currency": "EUR",

@@ -16,7 +16,6 @@ from e2e_testkit import (
     NOTIFICATION,
     PIPELINE,
     World,
-    admin,
     new_org,
     ok,
     poll,
@@ -40,7 +39,7 @@ async def new_web_lead(world: World, lead_api, form, tag: str) -> tuple[str, dic
 async def test_disqualified_lead_leaves_pipeline_and_mailchimp_list(world: World):
     org = new_org("disq")
     setup = await setup_inbound_org(world, org)
-    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api:
+    async with world.admin_clients(org, LEAD, PIPELINE) as (lead_api, pipeline_api):
         lead_id, person = await new_web_lead(world, lead_api, setup.form, uuid.uuid4().hex[:10])
         member_key = ("inbound", hashlib.md5(person["email"].encode()).hexdigest())
 
@@ -74,8 +73,7 @@ async def test_erased_lead_leaves_no_personal_data_in_any_service(world: World):
     org = new_org("erase")
     setup = await setup_inbound_org(world, org)
     tag = uuid.uuid4().hex[:10]
-    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
-            world.client(NOTIFICATION, admin(org)) as notification_api:
+    async with world.admin_clients(org, LEAD, PIPELINE, NOTIFICATION) as (lead_api, pipeline_api, notification_api):
         lead_id, person = await new_web_lead(world, lead_api, setup.form, tag)
         keeper_id, keeper = await new_web_lead(world, lead_api, setup.form, uuid.uuid4().hex[:10])
         member = hashlib.md5(person["email"].encode()).hexdigest()

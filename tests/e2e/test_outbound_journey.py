@@ -17,7 +17,7 @@ from e2e_testkit import (
     NOTIFICATION,
     PIPELINE,
     World,
-    admin,
+    fallback_rule,
     manager,
     new_org,
     ok,
@@ -43,9 +43,8 @@ async def test_outbound_cold_calling_journey(any_world: World):
     world = any_world
     org = new_org("outbound")
     tag = org.split("-")[1]
-    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
-            world.client(ASSIGNMENT, admin(org)) as assignment_api, \
-            world.client(NOTIFICATION, admin(org)) as notification_api:
+    async with world.admin_clients(org, LEAD, PIPELINE, ASSIGNMENT, NOTIFICATION) as (
+            lead_api, pipeline_api, assignment_api, notification_api):
         # ------------------------------------------------------------------ setup
         pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/outbound-cold-calling/instantiate",
                                               json={"name": "Outbound"}), 201)
@@ -56,8 +55,7 @@ async def test_outbound_cold_calling_journey(any_world: World):
             {"id": "presentations-to-the-field", "name": "Field reps present", "triggers": ["stage_entry"],
              "conditions": [{"field": "stage_id", "op": "eq", "value": stage["Presentation"]}],
              "owner": {"strategy": "round_robin", "team_id": outside}},
-            {"id": "cold-calls", "name": "Inside reps call", "fallback": True, "pipeline_id": pipeline["id"],
-             "owner": {"strategy": "round_robin", "team_id": inside}}])
+            fallback_rule(pipeline["id"], inside, "cold-calls", "Inside reps call")])
         await ok(notification_api.put("/v1/mailchimp/settings", json={
             "api_key": MAILCHIMP_KEY, "nurture_list_id": "nurture-outbound", "nurture_tag": "lost-outbound"},
             headers={"If-Match": '"0"'}), 200)  # the org's first Mailchimp settings

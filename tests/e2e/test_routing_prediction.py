@@ -4,24 +4,33 @@ the raw lead says which intake fact it had to assume (the score); simulating the
 returns it predicts the very rule, pipeline and team the real lead then gets. In both run modes."""
 from __future__ import annotations
 
-from e2e_testkit import ASSIGNMENT, LEAD, PIPELINE, World, admin, new_org, ok, poll, put_rules, setup_team
+from e2e_testkit import (
+    ASSIGNMENT,
+    LEAD,
+    PIPELINE,
+    World,
+    fallback_rule,
+    inbound_pipeline,
+    new_org,
+    ok,
+    poll,
+    put_rules,
+    setup_team,
+)
 
 
 async def test_the_simulation_runs_on_the_facts_a_real_lead_is_routed_on(any_world: World):
     world = any_world
     org = new_org("simulate")
-    async with world.client(LEAD, admin(org)) as lead_api, world.client(PIPELINE, admin(org)) as pipeline_api, \
-            world.client(ASSIGNMENT, admin(org)) as assignment_api:
-        pipeline = await ok(pipeline_api.post("/v1/pipelines/templates/inbound-web-form/instantiate",
-                                              json={"name": "Inbound"}), 201)
+    async with world.admin_clients(org, LEAD, PIPELINE, ASSIGNMENT) as (lead_api, pipeline_api, assignment_api):
+        pipeline = await inbound_pipeline(pipeline_api)
         senior = await setup_team(assignment_api, org, ["sam"], "Senior")
         junior = await setup_team(assignment_api, org, ["jon"], "Junior")
         await put_rules(assignment_api, [
             {"id": "scored", "name": "Hot leads", "triggers": ["lead_created"],
              "conditions": [{"field": "score", "op": "gte", "value": 40}], "pipeline_id": pipeline["id"],
              "owner": {"strategy": "round_robin", "team_id": senior}},
-            {"id": "rest", "name": "Everyone else", "fallback": True, "pipeline_id": pipeline["id"],
-             "owner": {"strategy": "round_robin", "team_id": junior}}])
+            fallback_rule(pipeline["id"], junior, "rest", "Everyone else")])
         await ok(lead_api.post("/v1/scoring-rules", json={
             "name": "partner", "points": 50, "config": {"kind": "source_in", "sources": ["partner"]}}), 201)
         entry = {"contact": {"first_name": "Pia", "email": "pia@partner-co.com"}, "company": {"name": "Partner Co"},

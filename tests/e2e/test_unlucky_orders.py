@@ -24,6 +24,7 @@ from e2e_testkit import (
     PIPELINE,
     World,
     admin,
+    fallback_rule,
     manager,
     new_org,
     ok,
@@ -69,9 +70,7 @@ async def test_a_task_reminder_before_its_rep_is_known_waits_and_is_sent_once(an
         async with world.events_held_back(org, NOTIFICATION, held):
             # The rep joins and gets a lead while notification-service has not heard of the rep at all.
             team = await setup_team(assignment_api, org, [caller], "Call-back desk")
-            await put_rules(assignment_api, [{"id": "call-backs", "name": "Call-backs", "fallback": True,
-                                              "pipeline_id": pipeline["id"],
-                                              "owner": {"strategy": "round_robin", "team_id": team}}])
+            await put_rules(assignment_api, [fallback_rule(pipeline["id"], team, "call-backs", "Call-backs")])
             errors_before = await world.handled(NOTIFICATION, "TaskCreated", "error")
             async with world.client(LEAD, manager(org)) as importer:
                 job = await ok(importer.post(

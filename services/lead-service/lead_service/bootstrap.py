@@ -10,12 +10,13 @@ from .collaborators import Collaborators
 from .config import Settings
 from .domain.ratelimit import RateLimiter
 from .entrypoints.common import SetupCache
-from .entrypoints.forms_api import FormCache, submission_sweeper
+from .entrypoints.forms_api import FormCache
 from .entrypoints.routes import router
 from .service_layer.enrichment import enrichment_worker
 from .service_layer.handlers import EVENT_HANDLERS
 from .service_layer.imports import import_worker
 from .service_layer.intake_batch import IntakeBatcher
+from .service_layer.reprocessing import submission_sweeper
 from .service_layer.timeline import TIMELINE_HANDLERS
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -7,12 +7,15 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
 from lead_service.config import Settings
+from lead_service.domain.lead import COMPANY_FIELDS, CONTACT_FIELDS
+from lead_service.domain.stored_lead import StoredCompany, StoredContact, StoredLead, to_cents
 from lead_service.entrypoints.http import create_app
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.signatures import sign
@@ -178,3 +181,20 @@ async def fake_provider() -> AsyncIterator[FakeProvider]:
     finally:
         server.should_exit = True
         await task
+
+
+def a_stored_lead(shape: dict[str, Any]) -> StoredLead:
+    """The typed lead of a partial lead in its API shape (for the pure rules: de-duplication, scoring); what the
+    shape leaves out is empty, or what a new lead has."""
+    contact, company, value = shape.get("contact", {}), shape.get("company", {}), shape.get("value")
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    return StoredLead(
+        id=shape.get("id", "lead-1"),
+        contact=StoredContact(contact.get("contact_id"), *(contact.get(f) for f in CONTACT_FIELDS)),
+        company=StoredCompany(company.get("company_id"), *(company.get(f) for f in COMPANY_FIELDS)),
+        **{f: shape.get(f) for f in ("country", "region", "postcode", "timezone", "language", "product_line",
+                                     "currency", "disqualify_reason", "owner_id", "team_id", "form_id", "import_id")},
+        value=None if value is None else to_cents(value), expected_close_date=None,
+        source=shape.get("source", "api"), utm=shape.get("utm", {}), custom_fields=shape.get("custom_fields", {}),
+        status=shape.get("status", "open"), score=0, score_breakdown=[], enrichment={}, enrichment_status="none",
+        version=shape.get("version", 1), created_at=at, updated_at=at, erased_at=None)

@@ -1,13 +1,10 @@
 from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from salesflow_shared.settings import DEV_JWT_SECRET, ServiceSettings
 
 
 class Settings(ServiceSettings):
     """notification-service settings: the shared `SALESFLOW_*` variables plus this service's own."""
-
-    model_config = SettingsConfigDict(env_prefix="SALESFLOW_", extra="ignore")
 
     service_name: str = "notification-service"
     port: int = 8004

@@ -12,13 +12,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from salesflow_shared.testing import free_port
+from salesflow_shared.testing import LocalHttpServer, free_port
 
 
 # ---------------------------------------------------------------------------------------------- Mailchimp
@@ -124,18 +123,11 @@ class FakeMailchimp:
             Route("/3.0/lists/{list_id}/members/{member_hash}/tags", self._member, methods=["POST"]),
             Route("/hooks/{name}", self._hook, methods=["POST"]),
         ])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
-                                access_log=False)
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        self._http = LocalHttpServer(app, self.port)
+        await self._http.start()
 
     async def stop(self) -> None:
-        self._server.should_exit = True
-        await self._task
+        await self._http.stop()
 
 
 def _problem(status: int, title: str, detail: str | None = None) -> JSONResponse:

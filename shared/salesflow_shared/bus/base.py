@@ -110,3 +110,23 @@ def now_iso() -> str:
 def truncate_error(exc: BaseException, limit: int = 2000) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text[:limit]
+
+
+@dataclass(frozen=True)
+class FailedHandling:
+    """What a failed handling makes of a message: its headers with the attempt and the error (and the time it
+    was parked), and whether it is parked or waits for retry `attempt` (the delay `retry_delays_ms[attempt - 1]`)."""
+
+    attempt: int
+    parked: bool
+    headers: dict[str, Any]
+
+
+def failed_handling(headers: dict[str, Any], exc: BaseException, retries: int) -> FailedHandling:
+    """The one retry-or-park rule of both buses: a permanent failure, or one with no retry left, is parked."""
+    attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
+    parked = isinstance(exc, PermanentFailure) or attempt > retries
+    failed = {**headers, ATTEMPT_HEADER: attempt, LAST_ERROR_HEADER: truncate_error(exc)}
+    if parked:
+        failed[PARKED_AT_HEADER] = now_iso()
+    return FailedHandling(attempt, parked, failed)

@@ -13,19 +13,16 @@ from typing import Any
 import structlog
 
 from .base import (
-    ATTEMPT_HEADER,
     LAST_ERROR_HEADER,
     PARKED_AT_HEADER,
     ROUTING_KEY_HEADER,
     EventBus,
     OutgoingMessage,
     ParkedMessage,
-    PermanentFailure,
     Subscription,
     TransientFailure,
     Unroutable,
-    now_iso,
-    truncate_error,
+    failed_handling,
 )
 
 log = structlog.get_logger(__name__)
@@ -89,12 +86,11 @@ class InMemoryBus(EventBus):
                 handle = asyncio.get_running_loop().call_later(0.5, queue.items.put_nowait, item)
                 self._timers.add(handle)
             except Exception as exc:  # noqa: BLE001 - the handler failed: retry later or park, never drop
-                attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
-                headers = {**headers, ATTEMPT_HEADER: attempt, LAST_ERROR_HEADER: truncate_error(exc)}
                 delays = list(subscription.retry_delays_ms)
-                if isinstance(exc, PermanentFailure) or attempt > len(delays):
-                    headers[PARKED_AT_HEADER] = now_iso()
-                    queue.parked.append(ParkedMessage(event_id, event_type, attempt,
+                failed = failed_handling(headers, exc, len(delays))
+                headers = failed.headers
+                if failed.parked:
+                    queue.parked.append(ParkedMessage(event_id, event_type, failed.attempt,
                                                       headers[LAST_ERROR_HEADER], headers[PARKED_AT_HEADER],
                                                       body))
                     log.warning("event_parked", queue=subscription.queue, error=headers[LAST_ERROR_HEADER])
@@ -103,7 +99,7 @@ class InMemoryBus(EventBus):
                 else:
                     item = (body, headers, event_id, event_type)
                     handle = asyncio.get_running_loop().call_later(
-                        delays[attempt - 1] / 1000, queue.items.put_nowait, item)
+                        delays[failed.attempt - 1] / 1000, queue.items.put_nowait, item)
                     self._timers.add(handle)
             finally:
                 queue.in_flight -= 1

@@ -30,8 +30,7 @@ from .base import (
     Subscription,
     TransientFailure,
     Unroutable,
-    now_iso,
-    truncate_error,
+    failed_handling,
 )
 
 log = structlog.get_logger(__name__)
@@ -211,24 +210,19 @@ class RabbitBus(EventBus):
             await asyncio.sleep(self.transient_retry_delay_s)
             await message.nack(requeue=True)
         except Exception as exc:  # noqa: BLE001 - the handler failed: retry later or park, never drop
-            attempt = int(headers.get(ATTEMPT_HEADER, 0)) + 1
-            permanent = isinstance(exc, PermanentFailure)
-            park = permanent or attempt > len(retry_names)
-            target = dlq_name if park else retry_names[attempt - 1]
-            headers.update({ATTEMPT_HEADER: attempt, LAST_ERROR_HEADER: truncate_error(exc)})
-            if park:
-                headers[PARKED_AT_HEADER] = now_iso()
-            log.warning("event_handling_failed", queue=subscription.queue, attempt=attempt, parked=park,
-                        error=headers[LAST_ERROR_HEADER], message_id=message.message_id)
+            failed = failed_handling(headers, exc, len(retry_names))
+            target = dlq_name if failed.parked else retry_names[failed.attempt - 1]
+            log.warning("event_handling_failed", queue=subscription.queue, attempt=failed.attempt,
+                        parked=failed.parked, error=failed.headers[LAST_ERROR_HEADER], message_id=message.message_id)
             try:
-                await channel.default_exchange.publish(_copy(message, headers), routing_key=target,
+                await channel.default_exchange.publish(_copy(message, failed.headers), routing_key=target,
                                                        timeout=self.publish_timeout_s)
             except Exception:  # noqa: BLE001 - whatever stopped the hand-over, the message must not be lost
                 # Could not hand it on: give it back to the broker rather than lose it.
                 await message.nack(requeue=True)
                 return
             await message.ack()
-            if park and self._on_parked is not None:
+            if failed.parked and self._on_parked is not None:
                 self._on_parked(subscription.queue)
         else:
             await message.ack()

@@ -28,20 +28,10 @@ from salesflow_shared.idempotency import IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam, decode_cursor, page_from_rows
 from salesflow_shared.preconditions import check_if_match
 
+from ..adapters.program_codec import definition_from_json
 from ..adapters.repository import programs as repo
 from ..collaborators import collaborators
-from ..domain.programs.definitions import (
-    BEHAVIOURS,
-    BadgeRule,
-    Guards,
-    Milestone,
-    ProgramDefinition,
-    Reward,
-    Round,
-    RuleVersion,
-    ScoringRule,
-    Team,
-)
+from ..domain.programs.definitions import BEHAVIOURS, ProgramDefinition, ScoringRule, Team
 from ..domain.programs.standings import Standings, position, rank_changes
 from ..domain.programs.templates import DEFAULT_RULES, milestone_ladder, monthly_race, team_challenge
 from ..service_layer.programs import (
@@ -114,9 +104,6 @@ class RewardIn(BaseModel):
                                  description="a SPIFF: lands on the commission statement as a line")
     currency: ExactCurrencyCode | None = None
 
-    def domain(self) -> Reward:
-        return Reward(self.badge, self.cash, self.currency)
-
 
 class MilestoneIn(BaseModel):
     id: str = Id
@@ -171,19 +158,15 @@ class ProgramIn(BaseModel):
                                                     "no cash")
 
     def domain(self) -> ProgramDefinition:
-        teams = tuple(Team(t.id, t.name, tuple(t.members)) for t in self.teams)
-        participants = tuple(self.participants) or tuple(m for t in teams for m in t.members)
+        # The body is the stored definition's JSON (one decoder for both) but for its rules, which are the first
+        # version's from the start, and its participants, the teams' members when it names none; times in UTC.
+        body = self.model_dump()
         starts_at = _utc(self.starts_at)
-        return ProgramDefinition(
-            name=self.name, format=self.format, starts_at=starts_at, ends_at=_utc(self.ends_at),
-            versions=(RuleVersion(1, starts_at, tuple(r.domain() for r in self.rules)),),
-            participants=participants, teams=teams, guards=Guards(**self.guards.model_dump()),
-            currency=self.currency, target=self.target,
-            milestones=tuple(Milestone(m.id, m.name, m.points, m.reward.domain()) for m in self.milestones),
-            place_rewards=tuple(r.domain() for r in self.place_rewards),
-            badges=tuple(BadgeRule(b.id, b.name, b.kind, b.behaviour, b.count) for b in self.badges),
-            rounds=tuple(Round(_utc(r.starts_at), _utc(r.ends_at)) for r in self.rounds),
-            team_scoring=self.team_scoring, hidden=self.hidden)
+        return definition_from_json({
+            **body, "starts_at": starts_at, "ends_at": _utc(self.ends_at),
+            "rule_versions": [{"version": 1, "effective_from": starts_at, "rules": body["rules"]}],
+            "participants": body["participants"] or [member for t in body["teams"] for member in t["members"]],
+            "rounds": [{"starts_at": _utc(r.starts_at), "ends_at": _utc(r.ends_at)} for r in self.rounds]})
 
 
 class TemplateCommon(BaseModel):

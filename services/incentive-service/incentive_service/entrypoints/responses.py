@@ -12,7 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from salesflow_shared.contract import MONEY_PATTERN, page_of
+from salesflow_shared.contract import MONEY_PATTERN, page_of, record_fields
+
+from ..adapters.repository.disputes import DisputeRow
+from ..adapters.repository.sources import StatementRow
 
 CURRENCY = r"^[A-Z]{3}$"
 
@@ -50,31 +53,15 @@ class PlanOut(BaseModel):
 
 
 # ------------------------------------------------------------------ statements
-class StatementOut(BaseModel):
+# A statement answers its row's columns but the org, the inputs' fingerprint and the recalculation counter.
+class StatementOut(record_fields(StatementRow, omit=("org_id", "fingerprint", "revision"))):  # type: ignore[misc]
     """One version of a participant's commission statement for a period."""
 
-    statement_id: str
-    participant_id: str
-    period_start: date
-    period_end: date
-    version: int
-    status: str
-    plan_currency: str
     total: str = money("in plan_currency")
-    payout_currency: str
     payout: str = money("in payout_currency")
     summary: dict[str, Any] = Field(description="attainment, quota, tiers, cap, hurdle, draw balance, warnings")
     reason: str | None
     computed_at: datetime | None
-    reviewed_by: str | None
-    reviewed_at: datetime | None
-    approved_by: str | None
-    approved_at: datetime | None
-    locked_by: str | None
-    locked_at: datetime | None
-    paid_by: str | None
-    paid_at: datetime | None
-    payment_reference: str | None
 
 
 class StatementLine(BaseModel):
@@ -92,21 +79,10 @@ class StatementLine(BaseModel):
     author: str | None
 
 
-class DisputeOut(BaseModel):
+class DisputeOut(record_fields(DisputeRow, omit=("org_id",))):  # type: ignore[misc]
     """A rep's dispute of a statement line; seconds_to_resolve once resolved."""
 
-    dispute_id: str
-    statement_id: str
-    line_id: str
-    participant_id: str
-    comment: str
-    opened_by: str
-    opened_at: datetime
     status: str = Field(description="open, accepted or rejected")
-    resolution: str | None
-    resolved_by: str | None
-    resolved_at: datetime | None
-    adjustment_id: str | None
     seconds_to_resolve: float | None
 
 

@@ -2,14 +2,17 @@
 open lead with the same email."""
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
+from dataclasses import fields, replace
 
 from .enrichment import analyse_email
-from .lead import LeadIn
+from .lead import COMPANY_FIELDS, CONTACT_FIELDS, LeadIn
+from .stored_lead import StoredCompany, StoredContact, StoredLead, to_cents
+
+# A lead's parts stored as JSON (utm, custom fields), dumped as those columns hold them.
+JSON_PARTS = {"utm", "custom_fields"}
 
 
-def company_key(candidate: LeadIn) -> tuple[str | None, dict[str, Any]]:
+def company_key(candidate: LeadIn) -> tuple[str | None, dict[str, str | None]]:
     """The de-duplication key of the candidate's company and the values it brings."""
     company = candidate.company.model_dump()
     insights = analyse_email(candidate.contact.email)
@@ -25,40 +28,34 @@ def company_key(candidate: LeadIn) -> tuple[str | None, dict[str, Any]]:
     return None, company
 
 
-def _flatten(lead: dict[str, Any]) -> dict[str, Any]:
-    flat = {k: v for k, v in lead.items() if k not in ("contact", "company")}
-    flat.update({f"contact.{k}": v for k, v in lead["contact"].items() if k != "contact_id"})
-    flat.update({f"company.{k}": v for k, v in lead["company"].items() if k != "company_id"})
-    return flat
+# What a change of a lead names: every field but these bookkeeping ones (and the contact's and company's ids).
+_UNCOMPARED = {"contact", "company", "version", "updated_at", "score_breakdown", "enrichment", "enrichment_status"}
+_COMPARED = tuple(f.name for f in fields(StoredLead) if f.name not in _UNCOMPARED)
+# The lead fields a resubmission overwrites when it sends them.
+_RESUBMITTED = ("country", "region", "postcode", "timezone", "language", "product_line", "currency",
+                "expected_close_date")
 
 
-def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    a, b = _flatten(before), _flatten(after)
-    ignore = {"version", "updated_at", "score_breakdown", "enrichment", "enrichment_status"}
-    return sorted(k for k in b if k not in ignore and a.get(k) != b.get(k))
+def changed_fields(before: StoredLead, after: StoredLead) -> list[str]:
+    """The fields (by API path: `region`, `contact.title`) whose values differ, sorted."""
+    changed = [f for f in _COMPARED if getattr(before, f) != getattr(after, f)]
+    changed += [f"contact.{f}" for f in CONTACT_FIELDS if getattr(before.contact, f) != getattr(after.contact, f)]
+    changed += [f"company.{f}" for f in COMPANY_FIELDS if getattr(before.company, f) != getattr(after.company, f)]
+    return sorted(changed)
 
 
-def merge_into(existing: dict[str, Any], candidate: LeadIn, contact: dict[str, Any] | None,
-               company: dict[str, Any] | None) -> dict[str, Any]:
+def merge_into(existing: StoredLead, candidate: LeadIn, contact: StoredContact | None,
+               company: StoredCompany | None) -> StoredLead:
     """The open lead updated by a resubmission. Its owner and team stay: ownership changes only through
     assignment-service (its decisions come back as LeadAssigned), never by entering the lead again."""
-    merged = {**existing, "contact": dict(existing["contact"]), "company": dict(existing["company"])}
-    data = candidate.model_dump(mode="json", exclude_unset=False)
-    for key in ("country", "region", "postcode", "timezone", "language", "product_line", "value", "currency",
-                "expected_close_date"):
-        if data.get(key) is not None:
-            merged[key] = data[key]
+    sent = {key: value for key in _RESUBMITTED if (value := getattr(candidate, key)) is not None}
     if candidate.value is not None:
-        merged["value"] = str(candidate.value.quantize(Decimal("0.01")))
-    merged["utm"] = {**(existing.get("utm") or {}), **data["utm"]}
-    merged["custom_fields"] = {**(existing.get("custom_fields") or {}), **data["custom_fields"]}
-    if contact is not None:
-        merged["contact"] = {k: v for k, v in contact.items() if not k.startswith("_")}
-    if company is not None:
-        merged["company"] = company
-    return merged
-
-
+        sent["value"] = to_cents(candidate.value)
+    parts = candidate.model_dump(mode="json", include=JSON_PARTS)  # as the JSON columns hold them
+    return replace(existing, **sent, utm={**existing.utm, **parts["utm"]},
+                   custom_fields={**existing.custom_fields, **parts["custom_fields"]},
+                   contact=existing.contact if contact is None else contact,
+                   company=existing.company if company is None else company)
 
 
 def someone_elses_lead(lead_id: str, owner_id: str | None) -> str:

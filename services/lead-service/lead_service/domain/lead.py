@@ -227,15 +227,6 @@ def set_path(target: dict[str, Any], path: str, value: Any) -> None:
     target.setdefault(key, {})[tail] = value
 
 
-def get_path(lead: dict[str, Any], path: str) -> Any:
-    head, _, tail = path.partition(".")
-    if not tail:
-        return lead.get(head)
-    key = {"custom": "custom_fields"}.get(head, head)
-    inner = lead.get(key) or {}
-    return inner.get(tail) if isinstance(inner, dict) else None
-
-
 def error_field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("__root__",)]
     if parts and parts[0] == "custom_fields":

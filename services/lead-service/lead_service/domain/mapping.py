@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .custom_fields import CustomFieldDef, coerce_custom_fields
-from .lead import LeadIn, error_field, get_path, is_valid_target, set_path
+from .lead import LeadIn, error_field, is_valid_target, set_path
 
 MAX_VALUE_LENGTH = 5000
 
@@ -129,7 +129,3 @@ def map_payload(payload: dict[str, Any], spec: FormSpec,
     if errors:
         return MappingResult(None, errors, unmapped)
     return MappingResult(lead, [], unmapped)
-
-
-def lead_as_flat(lead: dict[str, Any], path: str) -> Any:
-    return get_path(lead, path)

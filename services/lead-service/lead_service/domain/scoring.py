@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from salesflow_shared.currency import CurrencyCode
 
 from .enrichment import EmailInsights
-from .lead import SOURCES, get_path, is_valid_target
+from .lead import SOURCES, is_valid_target
+from .stored_lead import StoredLead
 
 
 class _Config(BaseModel):
@@ -112,10 +113,10 @@ class ScoreResult:
     breakdown: list[ScoreLine]
 
 
-def _matches(config: Any, lead: dict[str, Any], insights: EmailInsights | None) -> str | None:
+def _matches(config: Any, lead: StoredLead, insights: EmailInsights | None) -> str | None:
     """Why the rule applies to the lead, or None."""
     if isinstance(config, FieldPresent):
-        value = get_path(lead, config.field)
+        value = lead.value_at(config.field)
         return f"{config.field} is present" if value not in (None, "", {}, []) else None
     if isinstance(config, EmailType):
         if insights is None:
@@ -125,27 +126,26 @@ def _matches(config: Any, lead: dict[str, Any], insights: EmailInsights | None) 
                "disposable": insights.is_disposable, "role": insights.is_role_address}[kind]
         return f"{kind} email address ({insights.domain})" if hit else None
     if isinstance(config, TitleKeywords):
-        title = (get_path(lead, "contact.title") or "").lower()
+        title = (lead.contact.title or "").lower()
         for keyword in config.keywords:
             if keyword.lower() in title:
                 return f"title contains {keyword!r}"
         return None
     if isinstance(config, CountryIn):
-        country = (lead.get("country") or "").upper()
+        country = (lead.country or "").upper()
         if country not in config.countries:
             return None
         if config.regions:
-            region = (lead.get("region") or "").lower()
+            region = (lead.region or "").lower()
             if region not in {r.lower() for r in config.regions}:
                 return None
-            return f"territory fit: {country}/{lead.get('region')}"
+            return f"territory fit: {country}/{lead.region}"
         return f"country fit: {country}"
     if isinstance(config, ValueBand):
-        raw = lead.get("value")
-        if raw in (None, ""):
+        value = lead.value
+        if value is None:
             return None
-        value = Decimal(str(raw))
-        if config.currency and lead.get("currency") != config.currency:
+        if config.currency and lead.currency != config.currency:
             return None
         if config.min is not None and value < config.min:
             return None
@@ -153,11 +153,11 @@ def _matches(config: Any, lead: dict[str, Any], insights: EmailInsights | None) 
             return None
         return f"value {value} in band {config.min or 0}..{config.max if config.max is not None else '∞'}"
     if isinstance(config, SourceIn):
-        return f"source {lead.get('source')}" if lead.get("source") in config.sources else None
+        return f"source {lead.source}" if lead.source in config.sources else None
     return None
 
 
-def score_lead(lead: dict[str, Any], insights: EmailInsights | None, rules: list[ScoringRule]) -> ScoreResult:
+def score_lead(lead: StoredLead, insights: EmailInsights | None, rules: list[ScoringRule]) -> ScoreResult:
     lines = []
     for rule in rules:
         reason = _matches(rule.config, lead, insights)

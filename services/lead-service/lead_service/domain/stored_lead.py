@@ -42,6 +42,9 @@ class StoredCompany:
         return {"company_id": self.company_id, **{f: getattr(self, f) for f in COMPANY_FIELDS}}
 
 
+NO_COMPANY = StoredCompany(None, None, None, None, None)  # a lead whose company nothing tells
+
+
 @dataclass(frozen=True)
 class StoredLead:
     id: str
@@ -93,6 +96,17 @@ class StoredLead:
             "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
             "erased_at": iso(self.erased_at),
         }
+
+    def value_at(self, path: str) -> Any:
+        """The value at a field path as scoring rules name it (`country`, `contact.title`, `utm.source`,
+        `custom.<key>`); None when the lead has none."""
+        head, _, tail = path.partition(".")
+        if not tail:
+            return getattr(self, head, None)
+        part = getattr(self, {"custom": "custom_fields"}.get(head, head), None)
+        if isinstance(part, dict):
+            return part.get(tail)
+        return getattr(part, tail, None) if isinstance(part, StoredContact | StoredCompany) else None
 
 
 def to_cents(value: Decimal | str | int | float) -> Decimal:

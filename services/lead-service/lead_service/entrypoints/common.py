@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi.responses import JSONResponse
 
 from salesflow_shared.app import ServiceContext
+from salesflow_shared.pagination import Page
 
 from ..collaborators import collaborators
 from ..config import Settings
 from ..service_layer.ingest import OrgSetup, load_org_setup
+
+T = TypeVar("T")
 
 
 class SetupCache:
@@ -42,6 +46,9 @@ async def org_setup(context: ServiceContext, session: Any, org_id: str) -> OrgSe
     return await setup_cache(context).get(session, org_id, bool(context.settings_as(Settings).enrichment_url))
 
 
+def page_body(page: Page[T], shape: Callable[[T], Any]) -> dict[str, Any]:
+    """A page in the one list envelope, each item in its API shape."""
+    return {"items": [shape(item) for item in page.items], "next_cursor": page.next_cursor}
 
 
 def etag_header(body: dict[str, Any]) -> dict[str, str]:

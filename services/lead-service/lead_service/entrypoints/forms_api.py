@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy.exc import DBAPIError
 
-from salesflow_shared.app import ContextDep, ServiceContext, UowDep, run_periodically
+from salesflow_shared.app import ContextDep, ServiceContext, UowDep
 from salesflow_shared.auth import AdminPrincipal
 from salesflow_shared.client_address import client_ip
 from salesflow_shared.contract import returns
@@ -42,6 +42,7 @@ from ..domain import cors
 from ..domain.cors import MAX_ALLOWED_ORIGINS, normalise_origin
 from ..domain.forms import PUBLIC_KEY_FIELD, SUBMISSION_ID_FIELD, Form
 from ..domain.mapping import validate_spec
+from ..service_layer import reprocessing
 from ..service_layer.intake import (
     PayloadError,
     Received,
@@ -50,14 +51,13 @@ from ..service_layer.intake import (
     new_public_key,
     new_signing_secret,
     parse_payload,
-    process_submission,
     scoped_dedup_key,
     store_submission,
     submission_to_dict,
 )
 from ..service_layer.views import check_if_match
 from . import responses as R
-from .common import org_setup
+from .common import etag_header, json_with_etag, page_body
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/forms", tags=["forms"])
@@ -165,7 +165,7 @@ def _check_spec(mapping: dict[str, str], defaults: dict[str, Any], required: lis
 
 
 def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(form.as_dict(), status_code=status_code, headers={"ETag": f'"{form.version}"'})
+    return json_with_etag(form.as_dict(), status_code)
 
 
 @router.post("", status_code=201, summary="Define a web form: mapping, defaults, required fields",
@@ -175,29 +175,26 @@ def _form_response(form: Form, status_code: int = 200) -> JSONResponse:
 async def create_form(body: FormIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     _check_spec(body.mapping, body.defaults, body.required)
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="forms.create",
-                              payload=body.model_dump(mode="json"))
-    if replay is not None:
-        return replay
-    default_rate_limit = context.settings_as(Settings).form_rate_limit_per_minute
-    new = Form(id=new_id(), org_id=principal.org_id, name=body.name, mapping=body.mapping, defaults=body.defaults,
-               required=body.required, public_key=new_public_key(), signing_secret=new_signing_secret(),
-               honeypot_field=body.honeypot_field, redirect_url=str(body.redirect_url) if body.redirect_url else None,
-               rate_limit_per_minute=body.rate_limit_per_minute or default_rate_limit,
-               allowed_origins=list(dict.fromkeys(body.allowed_origins)), version=1)
-    await form_repo.insert_form(uow.session, new, uow.clock.now())
-    form = await _own_form(uow, new.id, principal.org_id)
-    response = await idem.complete(uow.session, status_code=201, body=form.as_dict(),
-                                   headers={"ETag": f'"{form.version}"'})
-    await uow.commit()
-    return response
+    async def act() -> dict[str, Any]:
+        default_rate_limit = context.settings_as(Settings).form_rate_limit_per_minute
+        new = Form(id=new_id(), org_id=principal.org_id, name=body.name, mapping=body.mapping,
+                   defaults=body.defaults, required=body.required, public_key=new_public_key(),
+                   signing_secret=new_signing_secret(), honeypot_field=body.honeypot_field,
+                   redirect_url=str(body.redirect_url) if body.redirect_url else None,
+                   rate_limit_per_minute=body.rate_limit_per_minute or default_rate_limit,
+                   allowed_origins=list(dict.fromkeys(body.allowed_origins)), version=1)
+        await form_repo.insert_form(uow.session, new, uow.clock.now())
+        return (await _own_form(uow, new.id, principal.org_id)).as_dict()
+
+    return await once(idem, uow, org_id=principal.org_id, scope="forms.create", payload=body.model_dump(mode="json"),
+                      act=act, status_code=201, headers=etag_header)
 
 
 @router.get("", summary="The org's forms", operation_id="listForms", **returns(R.FormPage))
 async def list_forms(uow: UowDep, principal: AdminPrincipal, limit: LimitParam = 50,
                      cursor: CursorParam = None) -> dict[str, Any]:
     page = await form_repo.forms_page(uow.session, principal.org_id, limit=limit, cursor=cursor)
-    return {"items": [form.as_dict() for form in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, Form.as_dict)
 
 
 async def _own_form(uow: Any, form_id: str, org_id: str) -> Form:
@@ -239,15 +236,13 @@ async def rotate_secret(form_id: str, uow: UowDep, context: ContextDep, principa
                         idem: IdempotencyDep) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
     # A retry with the same key gets the secret the first request made, not a third one.
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope=f"forms.rotate:{form_id}", payload={})
-    if replay is not None:
-        return replay
-    await form_repo.update_form(uow.session, principal.org_id, form_id, version=form.version, now=uow.clock.now(),
-                                only_at_version=False, signing_secret=new_signing_secret())
-    rotated = await _own_form(uow, form_id, principal.org_id)
-    response = await idem.complete(uow.session, status_code=200, body=rotated.as_dict(),
-                                   headers={"ETag": f'"{rotated.version}"'})
-    await uow.commit()
+    async def act() -> dict[str, Any]:
+        await form_repo.update_form(uow.session, principal.org_id, form_id, version=form.version,
+                                    now=uow.clock.now(), only_at_version=False, signing_secret=new_signing_secret())
+        return (await _own_form(uow, form_id, principal.org_id)).as_dict()
+
+    response = await once(idem, uow, org_id=principal.org_id, scope=f"forms.rotate:{form_id}", payload={}, act=act,
+                          headers=etag_header)
     collaborators(context).form_cache.invalidate(form_id)
     return response
 
@@ -422,7 +417,7 @@ async def list_submissions(form_id: str, uow: UowDep, principal: AdminPrincipal,
     await _own_form(uow, form_id, principal.org_id)
     page = await form_repo.submissions_page(uow.session, principal.org_id, form_id, status=status, limit=limit,
                                             cursor=cursor)
-    return {"items": [submission_to_dict(s) for s in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, submission_to_dict)
 
 
 @router.get("/{form_id}/submissions/{submission_id}", summary="One stored submission with its errors",
@@ -434,37 +429,17 @@ async def get_submission(form_id: str, submission_id: str, uow: UowDep, principa
     return submission_to_dict(submission)
 
 
-async def _reprocess(context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
-    async with context.uow() as uow:
-        result = await _reprocess_in(uow, context, form, submission_id)
-        await uow.commit()
-    return result
-
-
-async def _reprocess_in(uow: Any, context: ServiceContext, form: Form, submission_id: str) -> dict[str, Any]:
-    """Process the submission in the caller's open transaction (not committed here)."""
-    setup = await org_setup(context, uow.session, form.org_id)
-    state = await process_submission(uow, form, submission_id, setup, uow.clock.now())
-    return state.answer(submission_id)
-
-
 @router.post("/{form_id}/submissions/{submission_id}/reprocess", summary="Process a failed submission again",
              operation_id="reprocessSubmission", **returns(R.SubmissionResult))
 async def reprocess_one(form_id: str, submission_id: str, uow: UowDep, context: ContextDep,
                         principal: AdminPrincipal, idem: IdempotencyDep) -> JSONResponse:
+    async def act() -> dict[str, Any]:
+        form = await _own_form(uow, form_id, principal.org_id)
+        state = await reprocessing.reprocess_submission(uow, context, form, submission_id)
+        return state.answer(submission_id)
+
     return await once(idem, uow, org_id=principal.org_id, scope=f"reprocess:{form_id}:{submission_id}",
-                      payload=None, act=lambda: _reprocess_one(form_id, submission_id, uow, context, principal))
-
-
-async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: ServiceContext,
-                         principal: Any) -> dict[str, Any]:
-    form = await _own_form(uow, form_id, principal.org_id)
-    row = await form_repo.find_submission(uow.session, principal.org_id, submission_id, form_id=form_id)
-    if row is None:
-        raise NotFound(f"no submission {submission_id}")
-    if row.status == "spam":
-        raise ValidationFailed.single("submission_id", "a honeypot (spam) submission is never processed")
-    return await _reprocess_in(uow, context, form, submission_id)
+                      payload=None, act=act)
 
 
 @router.post("/{form_id}/submissions/reprocess", summary="Process every failed submission of the form again",
@@ -472,37 +447,12 @@ async def _reprocess_one(form_id: str, submission_id: str, uow: Any, context: Se
 async def reprocess_failed(form_id: str, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                            idem: IdempotencyDep, limit: LimitParam = 500) -> JSONResponse:
     form = await _own_form(uow, form_id, principal.org_id)
-    ids = await form_repo.unfinished_submission_ids(uow.session, principal.org_id, form_id, limit)
-    await uow.rollback()
+    ids = await reprocessing.unfinished_submissions(uow, form, limit)
 
-    async def reprocess_each() -> dict[str, Any]:  # one transaction per submission, as the sweep does
-        results = [await _reprocess(context, form, sid) for sid in ids]
+    async def act() -> dict[str, Any]:
+        results = [r.state.answer(r.submission_id) for r in await reprocessing.reprocess_all(context, form, ids)]
         return {"reprocessed": len(results), "accepted": sum(r["status"] == "accepted" for r in results),
                 "failed": sum(r["status"] == "failed" for r in results), "items": results}
 
     return await once_across(idem, context.uow, org_id=principal.org_id, scope=f"reprocess-failed:{form_id}",
-                             payload={"limit": limit}, act=reprocess_each)
-
-
-async def sweep_once(context: ServiceContext) -> int:
-    """Process the submissions left "received" longer than the sweep delay; returns how many were tried."""
-    async with context.database.session() as session:
-        stuck = await form_repo.stuck_submissions(session, context.clock.now(),
-                                        context.settings_as(Settings).submission_sweep_after_s)
-    for item in stuck:
-        try:
-            form = await collaborators(context).form_cache.get(context, item.form_id)
-            if form is not None:
-                await _reprocess(context, form, item.id)
-        except Exception:
-            log.exception("sweep_submission_failed", submission_id=item.id)
-    return len(stuck)
-
-
-async def submission_sweeper(context: ServiceContext) -> None:
-    """Finish submissions left "received" by an unexpected processing error."""
-    async def tick() -> None:
-        await sweep_once(context)  # never "busy": a submission that keeps failing waits for the next round
-
-    await run_periodically(context, tick, max(1.0, context.settings_as(Settings).submission_sweep_after_s / 3),
-                           name="submission_sweeper")
+                             payload={"limit": limit}, act=act)

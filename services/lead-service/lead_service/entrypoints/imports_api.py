@@ -22,6 +22,7 @@ from ..adapters.repository.imports import ImportJob
 from ..config import Settings
 from ..service_layer.imports import import_to_dict, stage_upload
 from . import responses as R
+from .common import page_body
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
@@ -105,7 +106,7 @@ async def _job(uow: Any, principal: Principal, import_id: str) -> ImportJob:
 async def list_imports(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                        cursor: CursorParam = None) -> dict[str, Any]:
     page = await import_repo.imports_page(uow.session, principal, limit=limit, cursor=cursor)
-    return {"items": [import_to_dict(job) for job in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, import_to_dict)
 
 
 @router.get("/{import_id}", summary="Progress of an import: status and counts",
@@ -120,6 +121,5 @@ async def import_errors(import_id: str, uow: UowDep, principal: CurrentPrincipal
                         cursor: CursorParam = None) -> dict[str, Any]:
     page = await import_repo.failed_rows_page(uow.session, await _job(uow, principal, import_id), limit=limit,
                                               cursor=cursor)
-    items = [{"row": r.row_number, "errors": r.errors or [],
-              "data": {k: v for k, v in r.data.items() if not k.startswith("__")}} for r in page.items]
-    return {"items": items, "next_cursor": page.next_cursor}
+    return page_body(page, lambda r: {"row": r.row_number, "errors": r.errors or [],
+                                      "data": {k: v for k, v in r.data.items() if not k.startswith("__")}})

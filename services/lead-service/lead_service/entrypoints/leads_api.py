@@ -17,19 +17,20 @@ from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal, ManagerPrinc
 from salesflow_shared.clock import Rfc3339
 from salesflow_shared.contract import CSV_FILE, LOCATION, returns
 from salesflow_shared.errors import PROBLEM_CONTENT_TYPE, Conflict, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep, once
+from salesflow_shared.idempotency import Answer, IdempotencyDep, once
 from salesflow_shared.pagination import CursorParam, LimitParam
 
 from ..adapters.repository import leads as lead_repo
 from ..adapters.repository.leads import LeadFilter
 from ..domain.lead import LeadIn, LeadPatch, LeadStatus
+from ..domain.stored_lead import StoredLead
 from ..service_layer import leads as lead_ops
 from ..service_layer.enrichment import retry_failed
 from ..service_layer.entry import DuplicateEntry, enter_lead, with_valid_custom_fields
 from ..service_layer.ingest import preview
 from ..service_layer.views import check_if_match, etag, load_lead, lock_lead_rows, snapshot
 from . import responses as R
-from .common import etag_header, json_with_etag, org_setup
+from .common import etag_header, json_with_etag, org_setup, page_body
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 
@@ -63,27 +64,23 @@ LEAD_CHECKED = ("body", "contact", "company", "country", "utm", "value", "curren
                        checked_beyond_schema=LEAD_CHECKED))
 async def create_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal: CurrentPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="leads.create",
-                              payload=body.model_dump(mode="json"))
-    if replay is not None:
-        return replay
-    setup = await org_setup(context, uow.session, principal.org_id)
-    outcome = await enter_lead(uow, principal.org_id, body, setup,
-                               rep_id=principal.user_id if principal.role == "rep" else None, now=uow.clock.now())
-    if isinstance(outcome, DuplicateEntry):
-        # 409 naming the lead and its owner; stored like any response: a retry with the same Idempotency-Key
-        # gets the same 409 and logs nothing again.
-        refused = {"type": "urn:salesflow:problem:duplicate-lead", "title": "The prospect is another rep's open lead",
-                   "status": 409, "detail": outcome.detail, "lead_id": outcome.lead_id, "owner_id": outcome.owner_id}
-        response = await idem.complete(uow.session, status_code=409, body=refused,
-                                       headers={"Content-Type": PROBLEM_CONTENT_TYPE})
-        await uow.commit()
-        return response
-    status = 201 if outcome.created else 200
-    response = await idem.complete(uow.session, status_code=status, body=outcome.lead,
-                                   headers={"ETag": etag(outcome.lead), "Location": f"/v1/leads/{outcome.lead['id']}"})
-    await uow.commit()
-    return response
+    async def act() -> Answer:
+        setup = await org_setup(context, uow.session, principal.org_id)
+        outcome = await enter_lead(uow, principal.org_id, body, setup,
+                                   rep_id=principal.user_id if principal.role == "rep" else None,
+                                   now=uow.clock.now())
+        if isinstance(outcome, DuplicateEntry):
+            # 409 naming the lead and its owner; stored like any response: a retry with the same Idempotency-Key
+            # gets the same 409 and logs nothing again.
+            return Answer({"type": "urn:salesflow:problem:duplicate-lead",
+                           "title": "The prospect is another rep's open lead", "status": 409,
+                           "detail": outcome.detail, "lead_id": outcome.lead_id, "owner_id": outcome.owner_id},
+                          409, {"Content-Type": PROBLEM_CONTENT_TYPE})
+        return Answer(outcome.lead.as_api_dict(), 201 if outcome.created else 200,
+                      {"ETag": etag(outcome.lead), "Location": f"/v1/leads/{outcome.lead.id}"})
+
+    return await once(idem, uow, org_id=principal.org_id, scope="leads.create",
+                      payload=body.model_dump(mode="json"), act=act)
 
 
 @router.post("/preview", summary="The lead as intake would create and route it (insights, score); stores nothing",
@@ -95,7 +92,7 @@ async def preview_lead(body: LeadIn, uow: UowDep, context: ContextDep, principal
     async def build() -> dict[str, Any]:
         setup = await org_setup(context, uow.session, principal.org_id)
         lead = preview(with_valid_custom_fields(body, setup), setup, uow.clock.now())
-        return {"lead": lead, "snapshot": snapshot(lead).model_dump(mode="json")}
+        return {"lead": lead.as_api_dict(), "snapshot": snapshot(lead).model_dump(mode="json")}
 
     # Stores nothing but the key's answer: a retry gets the preview it was first shown.
     return await once(idem, uow, org_id=principal.org_id, scope="leads:preview",
@@ -108,7 +105,7 @@ async def list_leads(uow: UowDep, principal: CurrentPrincipal, filters: FiltersD
     page = await lead_repo.leads_page(uow.session, principal, _lead_filter(filters), limit=limit, cursor=cursor)
     # Answered as built: a lead's API shape is plain JSON already, and FastAPI's encoder walking a page of 50
     # leads again was most of this read's CPU.
-    return JSONResponse({"items": [lead.as_api_dict() for lead in page.items], "next_cursor": page.next_cursor})
+    return JSONResponse(page_body(page, StoredLead.as_api_dict))
 
 
 EXPORT_COLUMNS = ("id", "status", "contact.first_name", "contact.last_name", "contact.email", "contact.phone",
@@ -202,7 +199,7 @@ async def patch_lead(lead_id: str, body: LeadPatch, uow: UowDep, context: Contex
         await uow.commit()
     except IntegrityError as exc:
         raise Conflict("the change conflicts with another contact or company (email or domain taken)") from exc
-    return json_with_etag(after)
+    return json_with_etag(after.as_api_dict())
 
 
 class DisqualifyIn(BaseModel):
@@ -216,16 +213,13 @@ async def disqualify_lead(lead_id: str, body: DisqualifyIn, uow: UowDep, princip
                           idem: IdempotencyDep, if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     lead = await load_lead(uow.session, principal.org_id, lead_id, for_update=True, principal=principal)
     # A retry (same key, same If-Match) gets the stored answer: the lead's version has moved on since.
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope=f"disqualify:{lead_id}",
-                              payload={"body": body.model_dump(), "if_match": if_match})
-    if replay is not None:
-        return replay
-    if if_match is not None:
-        check_if_match(if_match, lead.version)
-    after = (await lead_ops.disqualify(uow, principal.org_id, lead, body.reason, uow.clock.now())).as_api_dict()
-    response = await idem.complete(uow.session, status_code=200, body=after, headers=etag_header(after))
-    await uow.commit()
-    return response
+    async def act() -> dict[str, Any]:
+        if if_match is not None:
+            check_if_match(if_match, lead.version)
+        return (await lead_ops.disqualify(uow, principal.org_id, lead, body.reason, uow.clock.now())).as_api_dict()
+
+    return await once(idem, uow, org_id=principal.org_id, scope=f"disqualify:{lead_id}",
+                      payload={"body": body.model_dump(), "if_match": if_match}, act=act, headers=etag_header)
 
 
 @router.delete("/{lead_id}", status_code=204, summary="Soft-delete a lead (hidden from reads and lists)",

@@ -14,7 +14,7 @@ from salesflow_shared.app import UowDep
 from salesflow_shared.auth import CurrentPrincipal, Principal
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest
+from salesflow_shared.idempotency import IdempotencyDep, IdempotentRequest, once
 from salesflow_shared.pagination import CursorParam, LimitParam
 
 from ..adapters.repository import records as record_repo
@@ -25,6 +25,7 @@ from ..service_layer.activities import activity_to_dict, log_activity
 from ..service_layer.shared_records import edit_shared_record
 from ..service_layer.views import check_if_match, load_lead
 from . import responses as R
+from .common import json_with_etag, page_body
 
 router = APIRouter(prefix="/v1", tags=["activities", "contacts", "companies"])
 
@@ -42,21 +43,19 @@ class ActivityIn(BaseModel):
 
 
 async def _create_activity(body: ActivityIn, uow: Any, principal: Any, idem: IdempotentRequest) -> JSONResponse:
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="activities.create",
-                              payload=body.model_dump(mode="json"))
-    if replay is not None:
-        return replay
-    await load_lead(uow.session, principal.org_id, body.lead_id, principal=principal)
-    if body.occurred_at.tzinfo is None:
-        raise ValidationFailed.single("occurred_at", "must carry a time zone (RFC 3339)")
-    rep_id = body.rep_id if (body.rep_id and principal.sees_whole_org) else principal.user_id
-    activity = await log_activity(uow, principal.org_id, body.lead_id, kind=body.kind, rep_id=rep_id,
-                                  occurred_at=as_utc(body.occurred_at), now=uow.clock.now(),
-                                  duration_seconds=body.duration_seconds, outcome=body.outcome,
-                                  subject=body.subject, notes=body.notes)
-    response = await idem.complete(uow.session, status_code=201, body=activity_to_dict(activity))
-    await uow.commit()
-    return response
+    async def act() -> dict[str, Any]:
+        await load_lead(uow.session, principal.org_id, body.lead_id, principal=principal)
+        if body.occurred_at.tzinfo is None:
+            raise ValidationFailed.single("occurred_at", "must carry a time zone (RFC 3339)")
+        rep_id = body.rep_id if (body.rep_id and principal.sees_whole_org) else principal.user_id
+        activity = await log_activity(uow, principal.org_id, body.lead_id, kind=body.kind, rep_id=rep_id,
+                                      occurred_at=as_utc(body.occurred_at), now=uow.clock.now(),
+                                      duration_seconds=body.duration_seconds, outcome=body.outcome,
+                                      subject=body.subject, notes=body.notes)
+        return activity_to_dict(activity)
+
+    return await once(idem, uow, org_id=principal.org_id, scope="activities.create",
+                      payload=body.model_dump(mode="json"), act=act, status_code=201)
 
 
 @router.post("/activities", status_code=201, summary="Log a call, email, meeting, demo, proposal or note",
@@ -72,14 +71,12 @@ async def list_activities(uow: UowDep, principal: CurrentPrincipal, lead_id: str
                           cursor: CursorParam = None) -> dict[str, Any]:
     await load_lead(uow.session, principal.org_id, lead_id, principal=principal, to_change=False)
     page = await record_repo.activities_page(uow.session, principal.org_id, lead_id, limit=limit, cursor=cursor)
-    return {"items": [activity_to_dict(a) for a in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, activity_to_dict)
 
 
 def _record(record: SharedRecord) -> dict[str, Any]:
-    out = {"id": record.id, **record.values, "created_at": iso(record.created_at),
-           "updated_at": iso(record.updated_at)}
-    out["version"] = int(as_utc(record.updated_at).timestamp() * 1_000_000)
-    return out
+    return {"id": record.id, **record.values, "created_at": iso(record.created_at),
+            "updated_at": iso(record.updated_at), "version": int(as_utc(record.updated_at).timestamp() * 1_000_000)}
 
 
 def _list(kind: RecordKind, search: tuple[str, ...]) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -87,7 +84,7 @@ def _list(kind: RecordKind, search: tuple[str, ...]) -> Callable[..., Awaitable[
                       cursor: CursorParam = None) -> dict[str, Any]:
         page = await record_repo.records_page(uow.session, kind, principal, q=q, search=search, limit=limit,
                                               cursor=cursor)
-        return {"items": [_record(r) for r in page.items], "next_cursor": page.next_cursor}
+        return page_body(page, _record)
     return handler
 
 
@@ -109,20 +106,16 @@ async def _one(uow: Any, kind: RecordKind, principal: Principal, record_id: str,
     return _record(record)
 
 
-def _etagged(record: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(record, headers={"ETag": f'"{record["version"]}"'})
-
-
 @router.get("/contacts/{contact_id}", summary="A contact",
             operation_id="getContact", **returns(R.ContactOut, etag=True))
 async def get_contact(contact_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    return _etagged(await _one(uow, "contact", principal, contact_id))
+    return json_with_etag(await _one(uow, "contact", principal, contact_id))
 
 
 @router.get("/companies/{company_id}", summary="A company",
             operation_id="getCompany", **returns(R.CompanyOut, etag=True))
 async def get_company(company_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    return _etagged(await _one(uow, "company", principal, company_id))
+    return json_with_etag(await _one(uow, "company", principal, company_id))
 
 
 async def _patch(uow: Any, kind: RecordKind, principal: Principal, record_id: str, values: dict[str, Any],
@@ -136,7 +129,7 @@ async def _patch(uow: Any, kind: RecordKind, principal: Principal, record_id: st
             await uow.commit()
         except IntegrityError as exc:
             raise Conflict("another record of this org already has that email or domain") from exc
-    return _etagged(await _one(uow, kind, principal, record_id))
+    return json_with_etag(await _one(uow, kind, principal, record_id))
 
 
 @router.patch("/contacts/{contact_id}", summary="Edit a contact (If-Match)",

@@ -4,75 +4,44 @@ Times are RFC 3339 with an offset; money is a decimal string; ids of other thing
 """
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from salesflow_shared.contract import MONEY_PATTERN, page_of
 from salesflow_shared.events import LeadSnapshot
 
+from ..domain import scoring
 from ..domain.activity import Activity
 from ..domain.forms import Form
 from ..domain.lead import LeadStatus
+from ..domain.stored_lead import StoredCompany, StoredContact, StoredLead
 
 
-class LeadContact(BaseModel):
-    contact_id: str | None
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    phone: str | None
-    title: str | None
+def _fields_of(record: type) -> dict[str, Any]:
+    """A required model field for each field of the stored record, with its type."""
+    return {name: (hint, ...) for name, hint in get_type_hints(record).items()}
 
 
-class LeadCompany(BaseModel):
-    company_id: str | None
-    name: str | None
-    domain: str | None
-    size: str | None
-    industry: str | None
+LeadContact = create_model("LeadContact", __module__=__name__, **_fields_of(StoredContact))
+LeadCompany = create_model("LeadCompany", __module__=__name__, **_fields_of(StoredCompany))
 
 
-class ScoreLine(BaseModel):
-    rule_id: str
-    name: str
-    points: int
-    reason: str
+ScoreLine = create_model("ScoreLine", __module__=__name__, **_fields_of(scoring.ScoreLine))
 
 
-class LeadOut(BaseModel):
-    """A lead with its contact, company, score breakdown and enrichment; `version` is its ETag."""
-
-    id: str
-    contact: LeadContact
-    company: LeadCompany
-    country: str | None
-    region: str | None
-    postcode: str | None
-    timezone: str | None
-    language: str | None
-    product_line: str | None
-    value: str | None = Field(json_schema_extra={"pattern": MONEY_PATTERN})
-    currency: str | None
-    expected_close_date: date | None
-    source: str
-    utm: dict[str, str]
-    custom_fields: dict[str, Any]
-    status: LeadStatus
-    disqualify_reason: str | None
-    owner_id: str | None
-    team_id: str | None
-    score: int | None
-    score_breakdown: list[ScoreLine]
-    enrichment: dict[str, Any]
-    enrichment_status: str | None
-    form_id: str | None
-    import_id: str | None
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    erased_at: datetime | None
+# A lead answers with the stored record's fields, in its API shape: these fields have their API types (money as
+# a string to the cent, the typed contact, company and score lines); every other field is the record's own.
+_API_TYPES: dict[str, Any] = {
+    "contact": LeadContact, "company": LeadCompany,
+    "value": (str | None, Field(json_schema_extra={"pattern": MONEY_PATTERN})),
+    "score": int | None, "score_breakdown": list[ScoreLine], "enrichment_status": str | None,
+}
+LeadOut = create_model(
+    "LeadOut", __module__=__name__,
+    __doc__="A lead with its contact, company, score breakdown and enrichment; `version` is its ETag.",
+    **{**_fields_of(StoredLead), **_API_TYPES})
 
 
 class LeadPreview(BaseModel):

@@ -12,7 +12,7 @@ from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import AdminPrincipal, CurrentPrincipal
 from salesflow_shared.contract import returns
 from salesflow_shared.errors import Conflict, FieldError, NotFound, ValidationFailed
-from salesflow_shared.idempotency import IdempotencyDep, once_across
+from salesflow_shared.idempotency import IdempotencyDep, once, once_across
 from salesflow_shared.pagination import CursorParam, LimitParam
 
 from ..adapters.repository import new_id
@@ -23,7 +23,7 @@ from ..domain.times import as_utc, iso
 from ..service_layer import shared_records
 from ..service_layer.views import check_if_match
 from . import responses as R
-from .common import org_setup, setup_cache
+from .common import etag_header, json_with_etag, org_setup, page_body, setup_cache
 
 router = APIRouter(prefix="/v1", tags=["scoring", "custom fields"])
 
@@ -76,26 +76,21 @@ async def _rule(uow: Any, org_id: str, rule_id: str) -> dict[str, Any]:
     return rule_to_dict(row)
 
 
-def _etagged(rule: dict[str, Any], status_code: int = 200) -> JSONResponse:
-    return JSONResponse(rule, status_code=status_code, headers={"ETag": f'"{rule["version"]}"'})
-
-
 @router.post("/scoring-rules", status_code=201, summary="Add a scoring rule (applies to leads scored from now on)",
              operation_id="createScoringRule", **returns(R.ScoringRuleOut, status=201, etag=True,
                                                          checked_beyond_schema=("config",)))
 async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal: AdminPrincipal,
                       idem: IdempotencyDep) -> JSONResponse:
     config = validate_config(body.config)
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="scoring-rules.create",
-                              payload=body.model_dump(mode="json"))
-    if replay is not None:
-        return replay
-    rule_id = new_id()
-    await scoring_repo.insert_rule(uow.session, principal.org_id, rule_id, name=body.name, points=body.points,
-                                   config=config, enabled=body.enabled, now=uow.clock.now())
-    rule = await _rule(uow, principal.org_id, rule_id)
-    response = await idem.complete(uow.session, status_code=201, body=rule, headers={"ETag": f'"{rule["version"]}"'})
-    await uow.commit()
+    async def act() -> dict[str, Any]:
+        rule_id = new_id()
+        await scoring_repo.insert_rule(uow.session, principal.org_id, rule_id, name=body.name, points=body.points,
+                                       config=config, enabled=body.enabled, now=uow.clock.now())
+        return await _rule(uow, principal.org_id, rule_id)
+
+    response = await once(idem, uow, org_id=principal.org_id, scope="scoring-rules.create",
+                          payload=body.model_dump(mode="json"), act=act, status_code=201,
+                          headers=etag_header)
     setup_cache(context).invalidate(principal.org_id)
     return response
 
@@ -105,13 +100,13 @@ async def create_rule(body: RuleIn, uow: UowDep, context: ContextDep, principal:
 async def list_rules(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                      cursor: CursorParam = None) -> dict[str, Any]:
     page = await scoring_repo.rules_page(uow.session, principal.org_id, limit=limit, cursor=cursor)
-    return {"items": [rule_to_dict(rule) for rule in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, rule_to_dict)
 
 
 @router.get("/scoring-rules/{rule_id}", summary="A scoring rule",
             operation_id="getScoringRule", **returns(R.ScoringRuleOut, etag=True))
 async def get_rule(rule_id: str, uow: UowDep, principal: CurrentPrincipal) -> JSONResponse:
-    return _etagged(await _rule(uow, principal.org_id, rule_id))
+    return json_with_etag(await _rule(uow, principal.org_id, rule_id))
 
 
 @router.patch("/scoring-rules/{rule_id}", summary="Change a scoring rule (If-Match)",
@@ -129,7 +124,7 @@ async def patch_rule(rule_id: str, body: RulePatch, uow: UowDep, context: Contex
     await scoring_repo.update_rule(uow.session, principal.org_id, rule_id, uow.clock.now(), **values)
     await uow.commit()
     setup_cache(context).invalidate(principal.org_id)
-    return _etagged(await _rule(uow, principal.org_id, rule_id))
+    return json_with_etag(await _rule(uow, principal.org_id, rule_id))
 
 
 @router.delete("/scoring-rules/{rule_id}", status_code=204, summary="Remove a scoring rule",
@@ -177,18 +172,17 @@ async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: Context
                               idem: IdempotencyDep) -> JSONResponse:
     if body.type == "choice" and not body.options:
         raise ValidationFailed.single("options", "a choice field needs its options")
-    replay = await idem.begin(uow.session, org_id=principal.org_id, scope="custom-fields.create",
-                              payload=body.model_dump(mode="json"))
-    if replay is not None:
-        return replay
-    try:
-        field = await scoring_repo.insert_custom_field(
-            uow.session, principal.org_id, key=body.key, label=body.label, type_=body.type, options=body.options,
-            required=body.required, now=uow.clock.now())
-    except IntegrityError:
-        raise Conflict(f"the custom field {body.key!r} already exists") from None
-    response = await idem.complete(uow.session, status_code=201, body=_custom_to_dict(field))
-    await uow.commit()
+    async def act() -> dict[str, Any]:
+        try:
+            field = await scoring_repo.insert_custom_field(
+                uow.session, principal.org_id, key=body.key, label=body.label, type_=body.type,
+                options=body.options, required=body.required, now=uow.clock.now())
+        except IntegrityError:
+            raise Conflict(f"the custom field {body.key!r} already exists") from None
+        return _custom_to_dict(field)
+
+    response = await once(idem, uow, org_id=principal.org_id, scope="custom-fields.create",
+                          payload=body.model_dump(mode="json"), act=act, status_code=201)
     setup_cache(context).invalidate(principal.org_id)
     return response
 
@@ -198,4 +192,4 @@ async def create_custom_field(body: CustomFieldIn, uow: UowDep, context: Context
 async def list_custom_fields(uow: UowDep, principal: CurrentPrincipal, limit: LimitParam = 50,
                              cursor: CursorParam = None) -> dict[str, Any]:
     page = await scoring_repo.custom_fields_page(uow.session, principal.org_id, limit=limit, cursor=cursor)
-    return {"items": [_custom_to_dict(field) for field in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, _custom_to_dict)

@@ -2,6 +2,7 @@
 LeadUpdated(cause="enrichment"). Failures retry with growing delays; an open circuit pauses the calls."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..collaborators import collaborators
 from ..config import Settings
 from ..domain.dedup import changed_fields
 from ..domain.enrichment import CircuitOpen, clean_provider_answer
+from ..domain.stored_lead import StoredLead
 from ..domain.times import iso
 from .views import load_lead, snapshot
 
@@ -42,19 +44,15 @@ async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> 
     return leased
 
 
-def merge_provider_data(lead: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+def merge_provider_data(lead: StoredLead, data: dict[str, Any]) -> StoredLead:
     """Fill only what the lead does not have: a provider never overwrites what a person entered. `data` is a
     cleaned answer (`clean_provider_answer`: known fields, bounded printable strings)."""
-    after = {**lead, "company": dict(lead["company"])}
     company = data.get("company") or {}
-    for key in COMPANY_KEYS:
-        if company.get(key) and not after["company"].get(key):
-            after["company"][key] = company[key]
     location = data.get("location") or {}
-    for key in LOCATION_KEYS:
-        if location.get(key) and not after.get(key):
-            after[key] = location[key]
-    return after
+    return replace(
+        lead, company=replace(lead.company, **{key: company[key] for key in COMPANY_KEYS
+                                               if company.get(key) and not getattr(lead.company, key)}),
+        **{key: location[key] for key in LOCATION_KEYS if location.get(key) and not getattr(lead, key)})
 
 
 async def apply_result(context: ServiceContext, org_id: str, lead_id: str, data: dict[str, Any] | None,
@@ -66,22 +64,19 @@ async def apply_result(context: ServiceContext, org_id: str, lead_id: str, data:
             return
         if stored.enrichment_status != "pending" or stored.erased_at is not None:
             return  # erased (or re-run elsewhere) while the provider was answering: the answer is dropped
-        # merged, compared and saved in its API shape, as intake does
-        lead = stored.as_api_dict()
         data = clean_provider_answer(data)
-        after = merge_provider_data(lead, data)
-        after["enrichment"] = {**lead["enrichment"], "provider": data or None, "enriched_at": iso(now)}
-        after["enrichment_status"] = "done"
-        changed = changed_fields(lead, after)
-        if after["company"].get("company_id") and any(c.startswith("company.") for c in changed):
-            await lead_repo.update_company(uow.session, org_id, after["company"]["company_id"], now,
-                                           **{k: after["company"][k] for k in COMPANY_KEYS})
+        after = replace(merge_provider_data(stored, data), enrichment_status="done", enrichment={
+            **stored.enrichment, "provider": data or None, "enriched_at": iso(now)})
+        changed = changed_fields(stored, after)
+        if after.company.company_id and any(c.startswith("company.") for c in changed):
+            await lead_repo.update_company(uow.session, org_id, after.company.company_id, now,
+                                           **{k: getattr(after.company, k) for k in COMPANY_KEYS})
         if changed:
-            after["version"] = lead["version"] + 1
+            after = replace(after, version=stored.version + 1)
         await lead_repo.save_lead(uow.session, org_id, after, now, enrichment_next_at=None, enrichment_error=None)
         if changed:
             uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause="enrichment"), org_id=org_id,
-                        subject_id=lead_id, subject_version=after["version"])
+                        subject_id=lead_id, subject_version=after.version)
         await uow.commit()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from salesflow_shared.errors import FieldError, ValidationFailed
 from salesflow_shared.uow import UnitOfWork
@@ -13,6 +12,7 @@ from ..adapters.repository.leads import open_leads_by_email
 from ..domain.custom_fields import coerce_custom_fields
 from ..domain.dedup import someone_elses_lead
 from ..domain.lead import LeadIn
+from ..domain.stored_lead import StoredLead
 from .activities import log_activity
 from .ingest import Candidate, OrgSetup, Outcome, ingest
 
@@ -49,20 +49,20 @@ async def enter_lead(uow: UnitOfWork, org_id: str, lead_in: LeadIn, setup: OrgSe
             lead_in = lead_in.model_copy(update={"owner_id": rep_id})
         taken = await _someone_elses_open_lead(uow, org_id, rep_id, lead_in)
         if taken is not None:
-            owner = taken.get("owner_id")
-            await log_activity(uow, org_id, taken["id"], kind="note", rep_id=rep_id, occurred_at=now, now=now,
+            owner = taken.owner_id
+            await log_activity(uow, org_id, taken.id, kind="note", rep_id=rep_id, occurred_at=now, now=now,
                                subject="duplicate entry refused", source="system", announce=False,
                                notes=f"rep '{rep_id}' entered this prospect again; the lead stays with "
                                      + (f"'{owner}'" if owner else "its routing"))
-            return DuplicateEntry(taken["id"], owner)
+            return DuplicateEntry(taken.id, owner)
     [outcome] = await ingest(uow, org_id, [Candidate(lead_in, origin="api")], setup, now)
     return outcome
 
 
 async def _someone_elses_open_lead(uow: UnitOfWork, org_id: str, rep_id: str,
-                                   lead_in: LeadIn) -> dict[str, Any] | None:
+                                   lead_in: LeadIn) -> StoredLead | None:
     """The open lead with the entered email when the rep does not own it."""
     if not lead_in.contact.email:
         return None
     found = (await open_leads_by_email(uow.session, org_id, [lead_in.contact.email])).get(lead_in.contact.email)
-    return found if found is not None and found.get("owner_id") != rep_id else None
+    return found if found is not None and found.owner_id != rep_id else None

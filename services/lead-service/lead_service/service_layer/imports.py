@@ -17,7 +17,7 @@ from salesflow_shared.errors import ValidationFailed
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.repository import imports as import_repo
-from ..adapters.repository.imports import ImportJob, ImportRow, RowResult
+from ..adapters.repository.imports import ImportJob, ImportRow, ImportSpec, RowResult
 from ..adapters.repository.leads import open_leads_by_email
 from ..config import Settings
 from ..domain.dedup import someone_elses_lead
@@ -133,12 +133,11 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
         await import_repo.create_import(
             uow.session, org_id, import_id, filename=(filename or "")[:300] or None,
             form_id=form.id if form is not None else None,
-            spec={"mapping": spec.mapping, "defaults": spec.defaults, "required": list(spec.required),
-                  "owner_id": owner_id},
+            spec=ImportSpec(spec, owner_id),
             created_by=user_id, now=now)
         await uow.commit()
     total = 0
-    batch: list[tuple[int, dict[str, Any]]] = []
+    batch: list[tuple[int, dict[str, str]]] = []
 
     async def flush() -> None:
         async with context.uow() as uow:
@@ -151,7 +150,7 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
             continue  # blank line
         total += 1
         # Not strict: a row of another width is kept, cut or padded to the header, and flagged just below.
-        data: dict[str, Any] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record), strict=False))
+        data: dict[str, str] = dict(zip(headers, (cell[:MAX_FIELD] for cell in record), strict=False))
         if len(record) != len(headers):
             data[BAD_WIDTH] = f"{len(record)} cells where the header has {len(headers)}"
         batch.append((total + 1, data))
@@ -171,7 +170,7 @@ def import_to_dict(job: ImportJob) -> dict[str, Any]:
     return {"id": job.id, "status": job.status, "filename": job.filename, "form_id": job.form_id,
             "total_rows": job.total_rows, "processed_rows": job.processed_rows,
             "created": job.created_count, "updated": job.updated_count, "failed": job.failed_count,
-            "mapping": (job.spec or {}).get("mapping", {}), "created_by": job.created_by,
+            "mapping": job.spec.form.mapping, "created_by": job.created_by,
             "created_at": iso(job.created_at), "started_at": iso(job.started_at),
             "finished_at": iso(job.finished_at)}
 
@@ -196,8 +195,8 @@ async def process_batch(context: ServiceContext, batch_size: int) -> bool:
         candidates = [(number, candidate) for number, candidate in results.items()
                       if isinstance(candidate, Candidate)]
         failed = {number: r for number, r in results.items() if isinstance(r, RowResult)}
-        if job.spec.get("owner_id"):
-            candidates = await _not_someone_elses(uow, job.org_id, job.spec["owner_id"], candidates, failed)
+        if job.spec.owner_id:
+            candidates = await _not_someone_elses(uow, job.org_id, job.spec.owner_id, candidates, failed)
         ingested = await _ingest_rows(uow, job.org_id, candidates, setup, now)
         await import_repo.record_batch(uow.session, job, {**failed, **ingested}, now)
         await uow.commit()
@@ -206,21 +205,19 @@ async def process_batch(context: ServiceContext, batch_size: int) -> bool:
 
 def _mapped(job: ImportJob, rows: list[ImportRow], setup: OrgSetup) -> dict[int, Candidate | RowResult]:
     """Each row's candidate lead, or why it failed, by row number (in file order)."""
-    spec = FormSpec(mapping=job.spec["mapping"], defaults=job.spec["defaults"],
-                    required=tuple(job.spec["required"]))
     results: dict[int, Candidate | RowResult] = {}
     for row in rows:
         if BAD_WIDTH in row.data:
             results[row.row_number] = RowResult("failed", errors=[{"field": "row", "message": row.data[BAD_WIDTH]}])
             continue
-        mapped = map_payload(row.data, spec, setup.custom_defs)
+        mapped = map_payload(row.data, job.spec.form, setup.custom_defs)
         if mapped.lead is None:
             results[row.row_number] = RowResult("failed", errors=[{"field": p.field, "message": p.message}
                                                                    for p in mapped.errors])
             continue
         lead = mapped.lead
-        if job.spec.get("owner_id"):
-            lead = lead.model_copy(update={"owner_id": job.spec["owner_id"]})
+        if job.spec.owner_id:
+            lead = lead.model_copy(update={"owner_id": job.spec.owner_id})
         results[row.row_number] = Candidate(lead, origin="import", import_id=job.id)
     return results
 
@@ -232,7 +229,7 @@ async def _not_someone_elses(uow: UnitOfWork, org_id: str, rep_id: str, candidat
     emails = sorted({c.lead.contact.email for _, c in candidates if c.lead.contact.email})
     taken = {email: lead for email, lead in (await open_leads_by_email(uow.session, org_id, emails,
                                                                        for_update=False)).items()
-             if lead.get("owner_id") != rep_id}
+             if lead.owner_id != rep_id}
     kept = []
     for number, candidate in candidates:
         lead = taken.get(candidate.lead.contact.email or "")
@@ -240,7 +237,7 @@ async def _not_someone_elses(uow: UnitOfWork, org_id: str, rep_id: str, candidat
             kept.append((number, candidate))
             continue
         failed[number] = RowResult("failed", errors=[{
-            "field": "contact.email", "message": someone_elses_lead(lead["id"], lead.get("owner_id"))}])
+            "field": "contact.email", "message": someone_elses_lead(lead.id, lead.owner_id)}])
     return kept
 
 
@@ -266,13 +263,13 @@ async def _ingest_rows(uow: UnitOfWork, org_id: str, candidates: list[tuple[int,
                 results[number] = RowResult("failed", errors=[{"field": "row",
                                                                "message": str(row_exc).splitlines()[0][:300]}])
                 continue
-            results[number] = RowResult("created" if outcome.created else "updated", outcome.lead["id"])
+            results[number] = RowResult("created" if outcome.created else "updated", outcome.lead.id)
         return results
     seen: set[str] = set()
     for (number, _), outcome in zip(candidates, outcomes, strict=True):
-        created = outcome.created and outcome.lead["id"] not in seen
-        seen.add(outcome.lead["id"])
-        results[number] = RowResult("created" if created else "updated", outcome.lead["id"])
+        created = outcome.created and outcome.lead.id not in seen
+        seen.add(outcome.lead.id)
+        results[number] = RowResult("created" if created else "updated", outcome.lead.id)
     return results
 
 

@@ -6,9 +6,8 @@ is scored and enriched from its email address; the events go to the outbox in th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,11 +22,11 @@ from ..adapters.repository.leads import open_leads_by_email
 from ..adapters.repository.records import insert_activities
 from ..domain.activity import Activity
 from ..domain.custom_fields import CustomFieldDef
-from ..domain.dedup import changed_fields, company_key, merge_into
-from ..domain.enrichment import analyse_email
-from ..domain.lead import COMPANY_FIELDS, LeadIn
+from ..domain.dedup import JSON_PARTS, changed_fields, company_key, merge_into
+from ..domain.enrichment import EmailInsights, analyse_email
+from ..domain.lead import COMPANY_FIELDS, CONTACT_FIELDS, ContactIn, LeadIn
 from ..domain.scoring import ScoringRule, score_lead
-from ..domain.times import iso
+from ..domain.stored_lead import NO_COMPANY, StoredCompany, StoredContact, StoredLead, to_cents
 from .views import snapshot
 
 
@@ -42,7 +41,7 @@ class Candidate:
 
 @dataclass
 class Outcome:
-    lead: dict[str, Any]
+    lead: StoredLead
     created: bool
     changed: list[str] = field(default_factory=list)
 
@@ -59,53 +58,64 @@ async def load_org_setup(session: AsyncSession, org_id: str, enrichment_provider
                     await scoring_repo.custom_field_defs_of(session, org_id), enrichment_provider)
 
 
-def rescore(lead: dict[str, Any], setup: OrgSetup) -> None:
-    lead["score"], lead["score_breakdown"] = scored(lead, setup)
-
-
-def scored(lead: dict[str, Any], setup: OrgSetup) -> tuple[int, list[dict[str, Any]]]:
-    """The score of the API-shaped lead (rules name its fields by their API path) and its breakdown."""
-    result = score_lead(lead, analyse_email(lead["contact"].get("email")), setup.rules)
+def scored(lead: StoredLead, setup: OrgSetup,
+           insights: EmailInsights | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """The lead's score by the org's rules (which name its fields by their API path) and its breakdown
+    (`insights`: of the lead's email, when the caller has them already)."""
+    if insights is None:
+        insights = analyse_email(lead.contact.email)
+    result = score_lead(lead, insights, setup.rules)
     return result.score, [line.as_dict() for line in result.breakdown]
 
 
-def _fresh(candidate: LeadIn, contact: dict[str, Any], company: dict[str, Any] | None, now: datetime,
-           origin: Candidate) -> dict[str, Any]:
-    data = candidate.model_dump(mode="json")
-    return {
-        "id": new_id(), "contact": {k: v for k, v in contact.items() if not k.startswith("_")},
-        "company": company or {"company_id": None, **{f: None for f in COMPANY_FIELDS}},
-        **{k: data.get(k) for k in ("country", "region", "postcode", "timezone", "language", "product_line",
-                                    "currency", "expected_close_date", "source", "utm", "custom_fields",
-                                    "owner_id", "team_id")},
-        "value": None if candidate.value is None else str(candidate.value.quantize(Decimal("0.01"))),
-        "status": "open", "disqualify_reason": None, "score": 0, "score_breakdown": [],
-        "form_id": origin.form_id, "import_id": origin.import_id, "version": 1,
-        "created_at": iso(now), "updated_at": iso(now), "erased_at": None,
-    }
+def rescored(lead: StoredLead, setup: OrgSetup) -> StoredLead:
+    score, breakdown = scored(lead, setup)
+    return replace(lead, score=score, score_breakdown=breakdown)
 
 
-def _enrich_inline(lead: dict[str, Any], setup: OrgSetup) -> None:
-    insights = analyse_email(lead["contact"].get("email"))
-    lead["enrichment"] = {**(lead.get("enrichment") or {}), "email": insights.as_dict() if insights else None}
+def _contact_of(contact: ContactIn) -> StoredContact:
+    """The contact of a lead without an email: its own, new (no contact to share)."""
+    return StoredContact(new_id(), contact.first_name, contact.last_name, contact.email, contact.phone,
+                         contact.title)
+
+
+def _fresh(candidate: LeadIn, contact: StoredContact, company: StoredCompany | None, now: datetime,
+           origin: Candidate) -> StoredLead:
+    parts = candidate.model_dump(mode="json", include=JSON_PARTS)  # as the JSON columns hold them
+    return StoredLead(
+        id=new_id(), contact=contact, company=NO_COMPANY if company is None else company,
+        country=candidate.country, region=candidate.region, postcode=candidate.postcode,
+        timezone=candidate.timezone, language=candidate.language, product_line=candidate.product_line,
+        value=None if candidate.value is None else to_cents(candidate.value), currency=candidate.currency,
+        expected_close_date=candidate.expected_close_date, source=candidate.source,
+        utm=parts["utm"], custom_fields=parts["custom_fields"], status="open", disqualify_reason=None,
+        owner_id=candidate.owner_id, team_id=candidate.team_id, score=0, score_breakdown=[],
+        enrichment={}, enrichment_status="none", form_id=origin.form_id, import_id=origin.import_id,
+        version=1, created_at=now, updated_at=now, erased_at=None)
+
+
+def _enriched_and_scored(lead: StoredLead, setup: OrgSetup) -> StoredLead:
+    """The lead with its email's insights (enrichment pending when the provider will look the business up)
+    and its score."""
+    insights = analyse_email(lead.contact.email)
     if insights is not None and setup.enrichment_provider and insights.is_business:
-        lead["enrichment_status"] = "pending"
+        status = "pending"
     else:
-        lead.setdefault("enrichment_status", "none")
-        if lead["enrichment_status"] not in ("pending", "done"):
-            lead["enrichment_status"] = "none"
+        status = lead.enrichment_status if lead.enrichment_status in ("pending", "done") else "none"
+    score, breakdown = scored(lead, setup, insights)
+    return replace(lead, enrichment={**lead.enrichment, "email": insights.as_dict() if insights else None},
+                   enrichment_status=status, score=score, score_breakdown=breakdown)
 
 
-def preview(candidate: LeadIn, setup: OrgSetup, now: datetime) -> dict[str, Any]:
+def preview(candidate: LeadIn, setup: OrgSetup, now: datetime) -> StoredLead:
     """The lead as intake would create it — the email's insights and the score from the org's scoring rules,
     the facts routing reads at `lead_created` — stored nowhere. (The enrichment provider answers later, after
     routing, for real leads too.)"""
-    contact = {"contact_id": None, **candidate.contact.model_dump()}
+    contact = StoredContact(None, *(getattr(candidate.contact, f) for f in CONTACT_FIELDS))
     _, company = company_key(candidate)
-    lead = _fresh(candidate, contact, {"company_id": None, **company}, now, Candidate(candidate))
-    _enrich_inline(lead, setup)
-    rescore(lead, setup)
-    return lead
+    lead = _fresh(candidate, contact, StoredCompany(None, *(company.get(f) for f in COMPANY_FIELDS)), now,
+                  Candidate(candidate))
+    return _enriched_and_scored(lead, setup)
 
 
 async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setup: OrgSetup,
@@ -118,7 +128,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     seen = await open_leads_by_email(uow.session, org_id, emails, for_update=False)
 
     company_keys: list[str | None] = []
-    wanted_companies: dict[str, dict[str, Any]] = {}
+    wanted_companies: dict[str, dict[str, str | None]] = {}
     for candidate in candidates:
         key, values = company_key(candidate.lead)
         company_keys.append(key)
@@ -127,7 +137,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
             merged.update({k: v for k, v in values.items() if v is not None})
     company_rows = await lead_repo.upsert_companies(uow.session, org_id, dict(sorted(wanted_companies.items())), now)
 
-    wanted_contacts: dict[str, dict[str, Any]] = {}
+    wanted_contacts: dict[str, dict[str, str | None]] = {}
     for candidate, key in zip(candidates, company_keys, strict=True):
         email = candidate.lead.contact.email
         if email is None:
@@ -135,7 +145,7 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         merged = wanted_contacts.setdefault(email, {"email": email})
         merged.update({k: v for k, v in candidate.lead.contact.model_dump().items() if v is not None})
         if key is not None:
-            merged["company_id"] = company_rows[key]["company_id"]
+            merged["company_id"] = company_rows[key].company_id
     # Sorted keys keep the lock order stable between concurrent batches.
     contact_rows = await lead_repo.upsert_contacts(uow.session, org_id, dict(sorted(wanted_contacts.items())), now)
     # Lock the open leads now. A contact we did not insert but with no open lead seen above may belong to a
@@ -147,13 +157,14 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     existing = await open_leads_by_email(uow.session, org_id, sorted(to_lock))
     for email, lead in existing.items():
         earlier = seen.get(email)
-        if earlier is not None and earlier["id"] == lead["id"]:
-            lead["contact"] = earlier["contact"]  # the state before this ingest's contact upsert, for `changed`
+        if earlier is not None and earlier.id == lead.id:
+            # the contact before this ingest's contact upsert, for `changed`
+            existing[email] = replace(lead, contact=earlier.contact)
 
     outcomes: list[Outcome] = []
-    inserts: dict[str, dict[str, Any]] = {}
-    updates: dict[str, dict[str, Any]] = {}
-    resubmitted: list[tuple[dict[str, Any], Candidate]] = []
+    inserts: dict[str, StoredLead] = {}
+    updates: dict[str, StoredLead] = {}
+    resubmitted: list[tuple[StoredLead, Candidate]] = []
     owner_changes: list[tuple[str, str | None, str | None]] = []
     for candidate, key in zip(candidates, company_keys, strict=True):
         email = candidate.lead.contact.email
@@ -161,39 +172,34 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         if email is not None:
             contact = contact_rows[email].contact
         else:
-            contact = {"contact_id": new_id(), **candidate.lead.contact.model_dump(), "_new": True}
+            contact = _contact_of(candidate.lead.contact)
         before = existing.get(email) if email else None
         if before is None:
-            lead = _fresh(candidate.lead, contact, company, now, candidate)
-            _enrich_inline(lead, setup)
-            rescore(lead, setup)
-            inserts[lead["id"]] = lead
+            lead = _enriched_and_scored(_fresh(candidate.lead, contact, company, now, candidate), setup)
+            inserts[lead.id] = lead
             if email:
                 existing[email] = lead
             outcomes.append(Outcome(lead, created=True))
             continue
-        lead = merge_into(before, candidate.lead, contact, company)
-        owner_changes.append((lead["id"], before.get("owner_id"), lead.get("owner_id")))
-        _enrich_inline(lead, setup)
-        rescore(lead, setup)
+        lead = _enriched_and_scored(merge_into(before, candidate.lead, contact, company), setup)
+        owner_changes.append((lead.id, before.owner_id, lead.owner_id))
         changed = changed_fields(before, lead)
         if changed:
-            lead["version"] = before["version"] + (0 if lead["id"] in inserts else 1)
-            lead["updated_at"] = iso(now)
+            lead = replace(lead, version=before.version + (0 if lead.id in inserts else 1), updated_at=now)
         assert email, "an existing lead is only ever found by its email"
         existing[email] = lead
-        if lead["id"] in inserts:
-            inserts[lead["id"]] = lead
+        if lead.id in inserts:
+            inserts[lead.id] = lead
             outcomes.append(Outcome(lead, created=False, changed=changed))
         else:
             if changed:
-                updates[lead["id"]] = lead
+                updates[lead.id] = lead
             outcomes.append(Outcome(lead, created=False, changed=changed))
         if candidate.origin == "form":
             resubmitted.append((lead, candidate))
 
     await lead_repo.insert_contacts(uow.session, org_id, [o.lead for o in outcomes
-                                                          if o.created and o.lead["contact"].get("email") is None], now)
+                                                          if o.created and o.lead.contact.email is None], now)
     await lead_repo.insert_leads(uow.session, org_id, list(inserts.values()), now)
     for lead in updates.values():
         await lead_repo.save_lead(uow.session, org_id, lead, now)
@@ -202,14 +208,14 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     if resubmitted:
         notes: list[Activity] = []
         for lead, candidate in resubmitted:
-            note = Activity(id=new_id(), lead_id=lead["id"], kind="note", rep_id=None, occurred_at=now,
+            note = Activity(id=new_id(), lead_id=lead.id, kind="note", rep_id=None, occurred_at=now,
                             duration_seconds=None, outcome=None, subject="form resubmitted",
                             notes=f"form {candidate.form_id}"
                             + (f", submission {candidate.submission_id}" if candidate.submission_id else ""),
                             source="form", created_at=now)
             notes.append(note)
-            uow.publish(ActivityLoggedV1(activity_id=note.id, lead_id=lead["id"], kind="note",
-                                         rep_id=lead.get("owner_id"), occurred_at=now, subject="form resubmitted",
+            uow.publish(ActivityLoggedV1(activity_id=note.id, lead_id=lead.id, kind="note",
+                                         rep_id=lead.owner_id, occurred_at=now, subject="form resubmitted",
                                          source="form"),
                         org_id=org_id, subject_id=note.id)
         await insert_activities(uow.session, org_id, notes)
@@ -217,22 +223,22 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
     published: set[str] = set()
     for outcome in reversed(outcomes):  # one event per lead, carrying its final state
         lead = outcome.lead
-        if lead["id"] in published:
+        if lead.id in published:
             continue
-        published.add(lead["id"])
-        if lead["id"] in inserts:
-            uow.publish(LeadCreatedV1(lead=snapshot(lead)), org_id=org_id, subject_id=lead["id"],
-                        subject_version=lead["version"])
-        elif lead["id"] in updates:
+        published.add(lead.id)
+        if lead.id in inserts:
+            uow.publish(LeadCreatedV1(lead=snapshot(lead)), org_id=org_id, subject_id=lead.id,
+                        subject_version=lead.version)
+        elif lead.id in updates:
             cause = {"form": "form_resubmitted", "import": "import"}.get(outcomes_origin(candidates, outcomes,
-                                                                                        lead["id"]), "edit")
+                                                                                        lead.id), "edit")
             uow.publish(LeadUpdatedV1(lead=snapshot(lead), changed=outcome.changed, cause=cause),
-                        org_id=org_id, subject_id=lead["id"], subject_version=lead["version"])
+                        org_id=org_id, subject_id=lead.id, subject_version=lead.version)
     return outcomes
 
 
 def outcomes_origin(candidates: list[Candidate], outcomes: list[Outcome], lead_id: str) -> str:
     for candidate, outcome in zip(reversed(candidates), reversed(outcomes), strict=True):
-        if outcome.lead["id"] == lead_id:
+        if outcome.lead.id == lead_id:
             return candidate.origin
     return "api"

@@ -122,7 +122,7 @@ class SubmissionState:
 
     @classmethod
     def accepted(cls, outcome: Outcome) -> SubmissionState:
-        return cls("accepted", [], outcome.lead["id"], "created" if outcome.created else "updated")
+        return cls("accepted", [], outcome.lead.id, "created" if outcome.created else "updated")
 
     def answer(self, submission_id: str) -> dict[str, Any]:
         """The API's answer about the submission (SubmissionResult)."""
@@ -130,15 +130,16 @@ class SubmissionState:
                 "lead_id": self.lead_id, "outcome": self.outcome}
 
 
-def submission_values(form: Form, received: Received, state: SubmissionState) -> dict[str, Any]:
-    """The submissions-table row of a received submission in `state`."""
+def submission_values(form: Form, received: Received, state: SubmissionState) -> Submission:
+    """The stored submission of one received, in `state`."""
     done = state.status not in ("received", "spam")
     now = received.now
-    return dict(id=received.submission_id, org_id=form.org_id, form_id=form.id, received_at=now,
-                channel=received.channel, content_type=received.content_type[:100],
-                raw_body=received.raw.decode("utf-8", errors="replace"), remote_ip=received.remote_ip,
-                dedup_key=received.dedup_key, status=state.status, errors=state.errors, lead_id=state.lead_id,
-                outcome=state.outcome, attempts=1 if done else 0, processed_at=now if done else None)
+    return Submission(id=received.submission_id, org_id=form.org_id, form_id=form.id, received_at=now,
+                      channel=received.channel, content_type=received.content_type[:100],
+                      raw_body=received.raw.decode("utf-8", errors="replace"), remote_ip=received.remote_ip,
+                      dedup_key=received.dedup_key, status=state.status, errors=state.errors,
+                      lead_id=state.lead_id, outcome=state.outcome, attempts=1 if done else 0,
+                      processed_at=now if done else None)
 
 
 async def store_submission(uow: UnitOfWork, form: Form, received: Received, state: SubmissionState) -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from salesflow_shared.errors import Conflict, FieldError, ValidationFailed
@@ -17,27 +16,26 @@ from ..adapters.repository import new_id
 from ..domain.custom_fields import coerce_custom_fields
 from ..domain.dedup import changed_fields
 from ..domain.lead import COMPANY_FIELDS, LeadPatch
-from ..domain.stored_lead import StoredLead
-from ..domain.times import iso
-from .ingest import OrgSetup, rescore
+from ..domain.stored_lead import NO_COMPANY, StoredCompany, StoredLead, to_cents
+from .ingest import OrgSetup, rescored
 from .views import snapshot
 
 
-async def _company_for(uow: UnitOfWork, org_id: str, current: dict[str, Any], patch: dict[str, Any],
-                       now: datetime) -> dict[str, Any]:
-    merged = {f: current.get(f) for f in COMPANY_FIELDS}
+async def _company_for(uow: UnitOfWork, org_id: str, current: StoredCompany, patch: dict[str, str | None],
+                       now: datetime) -> StoredCompany:
+    merged = {f: getattr(current, f) for f in COMPANY_FIELDS}
     merged.update(patch)
     name = merged.get("name")
     key = merged["domain"] or (("name:" + name.strip().lower()) if name else None)
     if key is None:
-        return {"company_id": None, **{f: None for f in COMPANY_FIELDS}}
+        return NO_COMPANY
     found = await lead_repo.company_id_of_key(uow.session, org_id, key)
-    if found is not None and found != current.get("company_id"):
+    if found is not None and found != current.company_id:
         await lead_repo.update_company(uow.session, org_id, found, now,
                                        **{f: v for f, v in patch.items() if f != "domain"})
         company_id = found
-    elif current.get("company_id"):
-        company_id = current["company_id"]
+    elif current.company_id:
+        company_id = current.company_id
         await lead_repo.update_company(uow.session, org_id, company_id, now, dedup_key=key,
                                        **{f: merged[f] for f in COMPANY_FIELDS})
     else:
@@ -47,60 +45,60 @@ async def _company_for(uow: UnitOfWork, org_id: str, current: dict[str, Any], pa
     return await lead_repo.company_part(uow.session, org_id, company_id)
 
 
-async def apply_patch(uow: UnitOfWork, stored: StoredLead, patch: LeadPatch, setup: OrgSetup,
-                      org_id: str, now: datetime) -> dict[str, Any]:
-    """Apply a validated PATCH to a locked lead, publish LeadUpdated; returns the new lead in its API shape."""
-    # An edit compares, rescores and saves the lead in its API shape, as intake does with a resubmission.
-    lead = stored.as_api_dict()
-    sent = patch.model_dump(mode="json", exclude_unset=True)
-    after: dict[str, Any] = {**lead, "contact": dict(lead["contact"]), "company": dict(lead["company"])}
+# The lead fields an edit sets to what it sends (source and status may not be cleared).
+_EDITED = ("country", "region", "postcode", "timezone", "language", "product_line", "currency",
+           "expected_close_date", "source", "status", "owner_id", "team_id")
+
+
+async def apply_patch(uow: UnitOfWork, lead: StoredLead, patch: LeadPatch, setup: OrgSetup,
+                      org_id: str, now: datetime) -> StoredLead:
+    """Apply a validated PATCH to a locked lead, publish LeadUpdated; returns the lead as it now is."""
+    sent = patch.model_dump(mode="json", exclude_unset=True)  # what was sent; its JSON parts as stored
+    edits: dict[str, Any] = {}
     errors: list[FieldError] = []
-    if "contact" in sent and sent["contact"] is not None:
-        contact_patch = sent["contact"]
-        email = contact_patch.get("email")
-        if email and email != lead["contact"].get("email"):
-            if await lead_repo.email_taken(uow.session, org_id, email,
-                                           except_contact_id=lead["contact"]["contact_id"]):
+    contact = lead.contact
+    if sent.get("contact") is not None:
+        email = sent["contact"].get("email")
+        if email and email != lead.contact.email:
+            if await lead_repo.email_taken(uow.session, org_id, email, except_contact_id=lead.contact.contact_id):
                 raise Conflict(f"another contact already has the email {email}; link that contact instead")
-        after["contact"].update(contact_patch)
-        if lead["contact"].get("contact_id"):
-            await lead_repo.update_contact(uow.session, org_id, after["contact"], now)
-    if "company" in sent and sent["company"] is not None:
-        after["company"] = await _company_for(uow, org_id, lead["company"], sent["company"], now)
-    for key in ("country", "region", "postcode", "timezone", "language", "product_line", "currency",
-                "expected_close_date", "source", "status", "owner_id", "team_id"):
+        contact = replace(contact, **sent["contact"])
+        if lead.contact.contact_id:
+            await lead_repo.update_contact(uow.session, org_id, contact, now)
+    company = lead.company
+    if sent.get("company") is not None:
+        company = await _company_for(uow, org_id, lead.company, sent["company"], now)
+    for key in _EDITED:
         if key in sent:
             if key in ("source", "status") and sent[key] is None:
                 errors.append(FieldError(key, "may not be null"))
                 continue
-            after[key] = sent[key]
+            edits[key] = getattr(patch, key)
     if "value" in sent:
-        after["value"] = None if patch.value is None else str(Decimal(patch.value).quantize(Decimal("0.01")))
+        edits["value"] = None if patch.value is None else to_cents(patch.value)
     if "utm" in sent:
-        after["utm"] = sent["utm"] or {}
+        edits["utm"] = sent["utm"] or {}
     if "custom_fields" in sent:
-        merged = {**(lead.get("custom_fields") or {}), **(sent["custom_fields"] or {})}
+        merged = {**lead.custom_fields, **(sent["custom_fields"] or {})}
         merged = {k: v for k, v in merged.items() if v is not None}
         clean, problems = coerce_custom_fields(merged, setup.custom_defs)
         errors += [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
-        after["custom_fields"] = clean
-    if after.get("value") is not None and not after.get("currency"):
+        edits["custom_fields"] = clean
+    if edits.get("value", lead.value) is not None and not edits.get("currency", lead.currency):
         errors.append(FieldError("currency", "required with value"))
     if errors:
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-    if lead["status"] not in ("open", "qualified", "nurturing") and "status" in sent:
-        raise Conflict(f"a {lead['status']} lead's status is changed by its pipeline, not by an edit")
-    rescore(after, setup)
+    if lead.status not in ("open", "qualified", "nurturing") and "status" in sent:
+        raise Conflict(f"a {lead.status} lead's status is changed by its pipeline, not by an edit")
+    after = rescored(replace(lead, contact=contact, company=company, **edits), setup)
     changed = changed_fields(lead, after)
     if not changed:
         return lead
-    after["version"] = lead["version"] + 1
-    after["updated_at"] = iso(now)
+    after = replace(after, version=lead.version + 1, updated_at=now)
     await lead_repo.save_lead(uow.session, org_id, after, now)
-    await lead_repo.remember_past_owner(uow.session, org_id, lead["id"], lead.get("owner_id"), after.get("owner_id"),
-                                        now)
+    await lead_repo.remember_past_owner(uow.session, org_id, lead.id, lead.owner_id, after.owner_id, now)
     uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause="edit"), org_id=org_id,
-                subject_id=lead["id"], subject_version=after["version"])
+                subject_id=lead.id, subject_version=after.version)
     return after
 
 

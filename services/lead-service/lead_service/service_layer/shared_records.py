@@ -30,7 +30,7 @@ async def edit_shared_record(uow: UnitOfWork, org_id: str, kind: RecordKind, rec
     stamp = uow.clock.now()
     for lead in linking:
         after = replace(lead, version=lead.version + 1)
-        await lead_repo.save_lead(uow.session, org_id, after.as_api_dict(), stamp)
+        await lead_repo.save_lead(uow.session, org_id, after, stamp)
         uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=sorted(f"{kind}.{f}" for f in values),
                                   cause="edit"), org_id=org_id, subject_id=after.id, subject_version=after.version)
 
@@ -51,12 +51,12 @@ async def rescore_open_leads(new_uow: Callable[[], AbstractAsyncContextManager[U
                 break
             stamp = now()
             for lead in batch:
-                score, breakdown = scored(lead.as_api_dict(), setup)
+                score, breakdown = scored(lead, setup)
                 rescored += 1
                 if score != lead.score:
                     changed += 1
                     after = replace(lead, score=score, score_breakdown=breakdown, version=lead.version + 1)
-                    await lead_repo.save_lead(uow.session, org_id, after.as_api_dict(), stamp)
+                    await lead_repo.save_lead(uow.session, org_id, after, stamp)
                     uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=["score"], cause="rescoring"),
                                 org_id=org_id, subject_id=after.id, subject_version=after.version)
             await uow.commit()

@@ -1,8 +1,6 @@
 """Reading leads: the event snapshot, ETags, rep scoping, and loading one lead as a caller may see it."""
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
@@ -21,15 +19,13 @@ def check_may_change(principal: Principal | None, lead: StoredLead) -> None:
         raise Forbidden(f"lead {lead.id} is read-only for you: you no longer own it")
 
 
-def snapshot(lead: StoredLead | dict[str, Any]) -> LeadSnapshot:
-    """The event snapshot of a lead, stored or (for the readers not yet on StoredLead) in its API shape."""
-    shape = lead.as_api_dict() if isinstance(lead, StoredLead) else lead
-    return LeadSnapshot.model_validate({**shape, "lead_id": shape["id"], "utm": shape.get("utm") or {},
-                                        "custom_fields": shape.get("custom_fields") or {}})
+def snapshot(lead: StoredLead) -> LeadSnapshot:
+    """The event snapshot of a lead (LeadCreated, LeadUpdated)."""
+    return LeadSnapshot.model_validate({**lead.as_api_dict(), "lead_id": lead.id})
 
 
-def etag(lead: dict[str, Any]) -> str:
-    return strong_etag(lead["version"])
+def etag(lead: StoredLead) -> str:
+    return strong_etag(lead.version)
 
 
 def check_if_match(if_match: str | None, current_version: int) -> None:

@@ -201,7 +201,7 @@ async def test_a_submission_left_received_is_finished_by_the_sweep(lead_app):
     import sqlalchemy as sa
 
     from lead_service.adapters.orm import submissions
-    from lead_service.entrypoints.forms_api import sweep_once
+    from lead_service.service_layer.reprocessing import sweep_once
     from salesflow_shared.events import utcnow
 
     c = lead_app.client

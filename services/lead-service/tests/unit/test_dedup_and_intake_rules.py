@@ -1,9 +1,12 @@
 """De-duplication rules and rate limits (pure parts of intake); signatures are tested with the shared kit."""
 
 
+from lead_testkit import a_stored_lead
+
 from lead_service.domain.dedup import changed_fields, company_key, merge_into
 from lead_service.domain.lead import LeadIn
 from lead_service.domain.ratelimit import RateLimiter
+from lead_service.domain.stored_lead import StoredContact
 
 
 def test_company_key_prefers_the_domain_then_the_business_email_then_the_name():
@@ -17,21 +20,22 @@ def test_company_key_prefers_the_domain_then_the_business_email_then_the_name():
 
 
 def existing():
-    return {"id": "l1", "contact": {"contact_id": "c1", "email": "a@x.io", "first_name": "A", "title": None},
-            "company": {"company_id": "co1", "name": "X"}, "country": "DE", "region": None, "value": "10.00",
-            "currency": "EUR", "utm": {"source": "google"}, "custom_fields": {"seats": 3}, "status": "open",
-            "version": 4}
+    return a_stored_lead({
+        "id": "l1", "contact": {"contact_id": "c1", "email": "a@x.io", "first_name": "A", "title": None},
+        "company": {"company_id": "co1", "name": "X"}, "country": "DE", "region": None, "value": "10.00",
+        "currency": "EUR", "utm": {"source": "google"}, "custom_fields": {"seats": 3}, "status": "open",
+        "version": 4})
 
 
 def test_resubmission_merges_only_what_was_sent():
     candidate = LeadIn.model_validate({"contact": {"email": "a@x.io", "title": "CEO"}, "region": "Bavaria",
                                        "utm": {"campaign": "spring"}, "custom_fields": {"tier": "gold"}})
-    contact = {"contact_id": "c1", "email": "a@x.io", "first_name": "A", "title": "CEO", "_company_id": None}
+    contact = StoredContact("c1", first_name="A", last_name=None, email="a@x.io", phone=None, title="CEO")
     merged = merge_into(existing(), candidate, contact, None)
-    assert merged["country"] == "DE" and merged["region"] == "Bavaria" and merged["value"] == "10.00"
-    assert merged["utm"] == {"source": "google", "campaign": "spring"}
-    assert merged["custom_fields"] == {"seats": 3, "tier": "gold"}
-    assert merged["company"]["company_id"] == "co1"
+    assert merged.country == "DE" and merged.region == "Bavaria" and str(merged.value) == "10.00"
+    assert merged.utm == {"source": "google", "campaign": "spring"}
+    assert merged.custom_fields == {"seats": 3, "tier": "gold"}
+    assert merged.company.company_id == "co1"
     assert changed_fields(existing(), merged) == ["contact.title", "custom_fields", "region", "utm"]
     assert changed_fields(existing(), existing()) == []
 

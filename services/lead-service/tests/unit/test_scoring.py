@@ -1,5 +1,6 @@
 """Scoring rules: evaluation with breakdown, and validation of rule configs."""
 import pytest
+from lead_testkit import a_stored_lead
 from pydantic import ValidationError
 
 from lead_service.domain.enrichment import analyse_email
@@ -26,12 +27,12 @@ def lead(**overrides):
     base = {"contact": {"email": "ada@acme.io", "title": "VP Sales", "phone": None}, "company": {},
             "country": "DE", "region": "Bavaria", "value": "25000.00", "currency": "EUR", "source": "referral"}
     base.update(overrides)
-    return base
+    return a_stored_lead(base)
 
 
 def test_score_sums_matching_rules_and_explains_each():
     data = lead()
-    result = score_lead(data, analyse_email(data["contact"]["email"]), RULES)
+    result = score_lead(data, analyse_email(data.contact.email), RULES)
     assert result.score == 10 + 15 + 8 + 4 + 20 + 7
     reasons = {line.name: line.reason for line in result.breakdown}
     assert reasons["decision maker"] == "title contains 'VP'"

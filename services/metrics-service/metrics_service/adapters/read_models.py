@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.db import rows_affected
-from salesflow_shared.events import Envelope, utcnow
+from salesflow_shared.events import Envelope
 from salesflow_shared.inbox import dialect_insert
 
 from ..domain.periods import day_number
@@ -42,7 +43,7 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-async def record(session: AsyncSession, envelope: Envelope) -> bool:
+async def record(session: AsyncSession, envelope: Envelope, recorded_at: datetime) -> bool:
     """Append to the log; False when this event id is already there."""
     insert = dialect_insert(session)
     result = await session.execute(insert(event_log).values(
@@ -50,21 +51,20 @@ async def record(session: AsyncSession, envelope: Envelope) -> bool:
         event_version=envelope.version, producer=envelope.producer, subject_id=envelope.subject_id,
         subject_version=envelope.subject_version, occurred_at=envelope.occurred_at,
         correlation_id=envelope.correlation_id, causation_id=envelope.causation_id,
-        data=envelope.data, recorded_at=utcnow(), projected=False,
+        data=envelope.data, recorded_at=recorded_at, projected=False,
     ).on_conflict_do_nothing(index_elements=["event_id"]))
     return rows_affected(result) == 1
 
 
-async def record_many(session: AsyncSession, envelopes: list[Envelope]) -> None:
+async def record_many(session: AsyncSession, envelopes: list[Envelope], recorded_at: datetime) -> None:
     """`record` for a batch of deliveries, in one statement."""
     if not envelopes:
         return
-    now = utcnow()
     # rows as parameters (compiled once, cached), not inlined with .values([...]) (compiled for every batch)
     await session.execute(dialect_insert(session)(event_log).on_conflict_do_nothing(index_elements=["event_id"]), [dict(
         event_id=str(e.id), org_id=e.org_id, event_type=e.type, event_version=e.version, producer=e.producer,
         subject_id=e.subject_id, subject_version=e.subject_version, occurred_at=e.occurred_at,
-        correlation_id=e.correlation_id, causation_id=e.causation_id, data=e.data, recorded_at=now,
+        correlation_id=e.correlation_id, causation_id=e.causation_id, data=e.data, recorded_at=recorded_at,
         projected=False) for e in envelopes])
 
 

@@ -148,10 +148,14 @@ class ForecastAccuracyRow(ForecastSnapshotOut):
     history_bias: str | None = Money
 
 
-class QuotaAttainmentRow(BaseModel):
+class _QuotaOf(BaseModel):
+    # which quota a row is about: its id and whose it is (a rep or a team); a base of the models that name one
     quota_id: str
     scope: str
     scope_id: str
+
+
+class QuotaAttainmentRow(_QuotaOf):
     rep_name: str | None = None
     period: str
     period_start: date
@@ -270,12 +274,9 @@ class RebuildResult(BaseModel):
     events_replayed: int
 
 
-class QuotaOut(BaseModel):
+class QuotaOut(_QuotaOf):
     """A rep's or team's quota for a period; `version` is in its ETag."""
 
-    quota_id: str
-    scope: str
-    scope_id: str
     period: str
     period_start: date
     amount: str = Field(pattern=MONEY_PATTERN)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.currency import MESSAGE as NOT_ISO
 from salesflow_shared.currency import is_iso_currency
 from salesflow_shared.errors import FieldError, PreconditionFailed, ValidationFailed
-from salesflow_shared.events import ExchangeRateSetV1, ReportingCurrencySetV1, utcnow
+from salesflow_shared.events import ExchangeRateSetV1, ReportingCurrencySetV1
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
@@ -70,10 +70,10 @@ async def set_reporting_currency(uow: UnitOfWork, org_id: str, currency: str,
         return {"currency": currency, "version": current.version}
     version = 1 if current is None else current.version + 1
     if current is None:  # another admin's first setting committed meanwhile: theirs stands, as a stale If-Match
-        if not await repository.insert_reporting_currency(uow.session, org_id, currency, utcnow()):
+        if not await repository.insert_reporting_currency(uow.session, org_id, currency, uow.clock.now()):
             raise PreconditionFailed("the reporting currency was set meanwhile; read it again")
     else:
-        await repository.update_reporting_currency(uow.session, org_id, currency, version, utcnow())
+        await repository.update_reporting_currency(uow.session, org_id, currency, version, uow.clock.now())
     uow.publish(ReportingCurrencySetV1(currency=currency), org_id=org_id, subject_id=org_id, subject_version=version)
     return {"currency": currency, "version": version}
 
@@ -90,7 +90,7 @@ async def set_rates(uow: UnitOfWork, org_id: str, rates: list[Rate]) -> list[dic
     for rate in rates:
         if await repository.rate_on(uow.session, org_id, rate.base, rate.quote, rate.valid_from) == rate.rate:
             continue
-        await repository.store_rate(uow.session, org_id, rate, utcnow())
+        await repository.store_rate(uow.session, org_id, rate, uow.clock.now())
         uow.publish(ExchangeRateSetV1(base_currency=rate.base, quote_currency=rate.quote, rate=rate.rate,
                                       valid_from=rate.valid_from), org_id=org_id,
                     subject_id=f"{rate.base}/{rate.quote}/{rate.valid_from.isoformat()}")

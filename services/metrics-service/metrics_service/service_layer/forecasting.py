@@ -11,14 +11,16 @@ import structlog
 from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.clock import Clock
 from salesflow_shared.errors import ValidationFailed
-from salesflow_shared.events import ForecastSnapshottedV1, utcnow
+from salesflow_shared.events import ForecastSnapshottedV1
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
+from ..adapters.reports import Filters
 from ..domain import formulas
 from ..domain.exchange import Converted
 from ..domain.periods import PERIODS, Period, as_utc, period_bounds, to_ts
-from . import reports
+from .reports.forecast import forecast
+from .reports.revenue import won_between
 
 log = structlog.get_logger(__name__)
 SCOPES = {"org": None, "team": "team", "rep": "rep"}
@@ -35,8 +37,8 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
     start, end = period_bounds(period, moment)
     created: list[dict[str, Any]] = []
     for scope, group_by in SCOPES.items():
-        rows = await reports.forecast(uow.session, reports.Filters(org_id=org_id, group_by=group_by, now=now or moment),
-                                      period, start)
+        rows = await forecast(uow.session, Filters(org_id=org_id, group_by=group_by, now=now or moment), period,
+                              start)
         if scope == "org" and not rows:
             rows = [{"group": None, "won_so_far": "0.00", "weighted_by_stage": "0.00",
                      "weighted_by_history": "0.00", "best_case": "0.00"}]
@@ -46,7 +48,7 @@ async def freeze(uow: UnitOfWork, org_id: str, period: Period, moment: datetime,
             values: dict[str, Any]  # of several types: the snapshot's columns
             values = {"snapshot_id": str(uuid.uuid4()), "org_id": org_id, "period": period,
                       "period_start": start, "period_end": end, "scope": scope, "scope_id": row["group"] or "",
-                      "currency": row.get("currency"), "created_at": utcnow(),
+                      "currency": row.get("currency"), "created_at": uow.clock.now(),
                       **{k: Decimal(row[k]) for k in ("won_so_far", "weighted_by_stage", "weighted_by_history",
                                                        "best_case")}}
             if not await repository.insert_snapshot(uow.session, values):
@@ -87,7 +89,7 @@ async def accuracy(uow: UnitOfWork, org_id: str, period: Period, scope: str, now
     for s in snaps:
         key = (to_ts(s.period_start), to_ts(s.period_end), s.currency)
         if key not in actual_cache:  # the actual in the snapshot's currency, each win at its date's rate
-            actual_cache[key] = await reports.won_between(uow.session, org_id, scope, *key)
+            actual_cache[key] = await won_between(uow.session, org_id, scope, *key)
         found = actual_cache[key].get(s.scope_id)
         actual = found.amount if found is not None else Decimal(0)
         forecast_value, history_value = Decimal(s.weighted_by_stage), Decimal(s.weighted_by_history)

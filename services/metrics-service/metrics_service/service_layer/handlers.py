@@ -13,11 +13,11 @@ from .projections import record, record_many
 
 
 async def on_event(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    await record(uow.session, envelope)
+    await record(uow.session, envelope, uow.clock.now())
 
 
 async def _on_events(items: list[tuple[EventData, Envelope]], uow: UnitOfWork) -> None:
-    await record_many(uow.session, [envelope for _, envelope in items])
+    await record_many(uow.session, [envelope for _, envelope in items], uow.clock.now())
 
 
 on_event.handle_many = _on_events  # type: ignore[attr-defined]  # a delivered batch: one INSERT

@@ -26,8 +26,9 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
 from ..domain import formulas
+from ..domain.exchange import Converted
 from ..domain.periods import as_utc, period_bounds, to_ts
-from . import reports
+from .reports.revenue import won_between
 
 log = structlog.get_logger(__name__)
 
@@ -47,13 +48,13 @@ async def unannounced_quotas(uow: UnitOfWork, now: datetime, lookback_days: int)
 
 async def announce_org(uow: UnitOfWork, org_id: str, candidates: list[repository.Quota], now: datetime) -> int:
     """Publish QuotaReached for each reached quota among the org's candidates (the caller commits)."""
-    won_cache: dict[tuple[str, float, float, str], dict[str, Any]] = {}
+    won_cache: dict[tuple[str, float, float, str], dict[str, Converted]] = {}
     announced = 0
     for quota in candidates:
         start, end = _bounds(quota)
         key = (quota.scope, to_ts(start), to_ts(end), quota.currency)
         if key not in won_cache:  # in the quota's currency, as the quota-attainment report compares it
-            won_cache[key] = await reports.won_between(uow.session, org_id, *key)
+            won_cache[key] = await won_between(uow.session, org_id, *key)
         found = won_cache[key].get(quota.scope_id)
         attained = found.amount if found is not None else Decimal(0)
         if attained < quota.amount:

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from salesflow_shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from salesflow_shared.events import QuotaRemovedV1, QuotaSetV1, utcnow
+from salesflow_shared.events import QuotaRemovedV1, QuotaSetV1
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
 
@@ -54,7 +54,7 @@ async def create_quota(uow: UnitOfWork, org_id: str, values: Mapping[str, Any]) 
     """A quota (scope, scope_id, period, period_start, amount, currency) at version 1; one per scope and
     period (409 for a second)."""
     check_period_start(values["period"], values["period_start"])
-    now = utcnow()
+    now = uow.clock.now()
     row_values = {"quota_id": str(uuid.uuid4()), "org_id": org_id, **values, "version": 1, "created_at": now,
                   "updated_at": now}
     if not await repository.insert_quota(uow.session, row_values):
@@ -69,7 +69,7 @@ async def change_quota(uow: UnitOfWork, org_id: str, quota_id: str, changes: Map
     """Change the amount or currency of the quota the caller read (`if_match`: its ETag); its version goes up."""
     row = await _quota(uow, org_id, quota_id)
     check_if_match(if_match, quota_etag(row), what="quota")
-    if not await repository.update_quota(uow.session, row, dict(changes), utcnow()):
+    if not await repository.update_quota(uow.session, row, dict(changes), uow.clock.now()):
         raise PreconditionFailed("the quota changed since you read it")
     row = await _quota(uow, org_id, quota_id)
     _publish_quota(uow, row)

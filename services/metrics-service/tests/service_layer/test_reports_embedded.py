@@ -20,10 +20,13 @@ import pytest
 import pytest_asyncio
 from metrics_testkit import STAGES, History, T, lead
 
+from metrics_service.adapters.reports import Filters
 from metrics_service.bootstrap import build_definition
 from metrics_service.config import Settings
-from metrics_service.service_layer import currencies, reports
+from metrics_service.service_layer import currencies
 from metrics_service.service_layer.projector import project_all
+from metrics_service.service_layer.reports import funnel, outcomes
+from metrics_service.service_layer.reports.revenue import production
 from salesflow_shared.clock import ManualClock
 from salesflow_shared.currency import Rate
 from salesflow_shared.testing import EmbeddedService, embedded_service, embedded_settings
@@ -73,14 +76,14 @@ async def metrics(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Emb
         yield service
 
 
-def january(**filters: object) -> reports.Filters:
-    return reports.Filters(org_id=ORG, from_ts=T(1, 1).timestamp(), to_ts=T(2, 1).timestamp(), now=NOW,
+def january(**filters: object) -> Filters:
+    return Filters(org_id=ORG, from_ts=T(1, 1).timestamp(), to_ts=T(2, 1).timestamp(), now=NOW,
                            **filters)  # type: ignore[arg-type]
 
 
 async def test_the_funnel_counts_each_stage_reached_and_its_conversion_from_the_one_before(metrics):
     async with metrics.session() as session:
-        rows = await reports.funnel(session, january())
+        rows = await funnel.funnel(session, january())
     # Reached: s1 by all five, s2 by L1 L2 L3 L5 (4 of 5 = 80 %), s3 by L1 L5 (2 of 4 = 50 %; 2 of 5 = 40 %).
     assert [(r["stage_id"], r["stage_name"], r["reached"], r["conversion_pct"], r["conversion_from_first_pct"])
             for r in rows] == [("s1", STAGES["s1"][1], 5, None, 100.0), ("s2", STAGES["s2"][1], 4, 80.0, 80.0),
@@ -89,8 +92,8 @@ async def test_the_funnel_counts_each_stage_reached_and_its_conversion_from_the_
 
 async def test_the_win_rate_is_won_over_decided_for_the_org_and_per_rep(metrics):
     async with metrics.session() as session:
-        org = await reports.win_rate(session, january())
-        per_rep = await reports.win_rate(session, january(group_by="rep"))
+        org = await outcomes.win_rate(session, january())
+        per_rep = await outcomes.win_rate(session, january(group_by="rep"))
     # Decided: L1 L2 L5 won, L3 lost (L4 is open): 3 / 4 = 75 %. Alice 2 won, 1 lost; Bob 1 won.
     assert [(r["won"], r["lost"], r["win_rate_pct"]) for r in org] == [(3, 1, 75.0)]
     assert sorted((r["group"], r["won"], r["lost"], r["win_rate_pct"]) for r in per_rep) == [
@@ -99,8 +102,8 @@ async def test_the_win_rate_is_won_over_decided_for_the_org_and_per_rep(metrics)
 
 async def test_deal_size_is_per_currency_and_revenue_converts_at_the_rate_of_the_day(metrics):
     async with metrics.session() as session:
-        sizes = await reports.deal_size(session, january())
-        revenue, _ = await reports.production(session, january())
+        sizes = await outcomes.deal_size(session, january())
+        revenue, _ = await production(session, january())
     # USD wins 1200 and 3000: total 4200, mean = median 2100. EUR: the one 2000 win.
     assert sorted((r["currency"], r["deals"], r["total"], r["mean"], r["median"]) for r in sizes) == [
         ("EUR", 1, "2000.00", "2000.00", "2000.00"), ("USD", 2, "4200.00", "2100.00", "2100.00")]

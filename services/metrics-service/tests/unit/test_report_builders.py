@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from metrics_service.adapters.reports import (
     revenue,
     stalled,
 )
-from metrics_service.adapters.reports.sql import Filters, duration_months, stats_sql, stays_from
+from metrics_service.adapters.reports.sql import Filters, Sql, duration_months, stats_sql, stays_from
 from metrics_service.domain.periods import DAY_S, month_number
 
 APR = datetime(2026, 4, 1, tzinfo=UTC).timestamp()
@@ -206,16 +207,23 @@ async def session():
     await engine.dispose()
 
 
+def as_dicts(rows: list) -> list[dict]:
+    """The typed rows `fetch` reads, as {column: value} for the checks below."""
+    return [r._asdict() for r in rows]
+
+
 async def test_win_rate_on_sqlite(session):
-    rows = await fetch(session, outcomes.win_rate(Filters(org_id="org-x", from_ts=APR, to_ts=JUL, group_by="rep")))
+    rows = as_dicts(await fetch(session, outcomes.win_rate(Filters(org_id="org-x", from_ts=APR, to_ts=JUL,
+                                                                   group_by="rep"))))
     # alice won A and lost B; bob (credited at the close) won C; carol won E
     assert [(r["g"], r["won"], r["lost"]) for r in rows] == [("alice", 1, 1), ("bob", 1, 0), ("carol", 1, 0)]
-    mine = await fetch(session, outcomes.win_rate(Filters(org_id="org-x", from_ts=APR, to_ts=JUL, rep_id="bob")))
+    mine = as_dicts(await fetch(session, outcomes.win_rate(Filters(org_id="org-x", from_ts=APR, to_ts=JUL,
+                                                                   rep_id="bob"))))
     assert [(r["won"], r["lost"]) for r in mine] == [(1, 0)]
 
 
 async def test_deal_size_per_currency_on_sqlite(session):
-    rows = await fetch(session, outcomes.deal_size(QUARTER))
+    rows = as_dicts(await fetch(session, outcomes.deal_size(QUARTER)))
     by_currency = {r["currency"]: r for r in rows}
     assert by_currency["USD"]["n"] == 2 and Decimal(str(by_currency["USD"]["total"])) == Decimal(4000)
     assert Decimal(str(by_currency["USD"]["median"])) == Decimal(2000)  # mean of the two middle values
@@ -223,29 +231,29 @@ async def test_deal_size_per_currency_on_sqlite(session):
 
 
 async def test_conversion_on_sqlite(session):
-    (row,) = await fetch(session, outcomes.conversion(QUARTER))  # A, B, C, D created in Q2 (E in March)
+    (row,) = as_dicts(await fetch(session, outcomes.conversion(QUARTER)))  # A, B, C, D created in Q2 (E in March)
     # qualified: left the first stage or won (A, B, C); proposals: reached the ask position 3 (A, C); won: A, C
     assert (row["created"], row["qualified"], row["proposals"], row["won"]) == (4, 3, 2, 2)
 
 
 async def test_sales_cycle_and_ask_to_decision_on_sqlite(session):
-    cycles = {r["g"]: r for r in await fetch(session, durations.sales_cycles(
-        Filters(org_id="org-x", from_ts=APR, to_ts=JUL, group_by="rep"), "sqlite"))}
+    cycles = {r["g"]: r for r in as_dicts(await fetch(session, durations.sales_cycles(
+        Filters(org_id="org-x", from_ts=APR, to_ts=JUL, group_by="rep"), "sqlite")))}
     assert {g: (r["n"], r["mean"] / DAY) for g, r in cycles.items()} == {
         "alice": (1, 10.0), "bob": (1, 6.0), "carol": (1, 32.0)}
-    (asks,) = await fetch(session, durations.ask_to_decision(QUARTER, "sqlite"))
+    (asks,) = as_dicts(await fetch(session, durations.ask_to_decision(QUARTER, "sqlite")))
     # A: Apr 5 → Apr 11 = 6 days, C: Apr 4 → Apr 9 = 5 days; B and E never entered the ask stage
     assert (asks["n"], asks["median"] / DAY) == (2, 5.5)
 
 
 async def test_handovers_on_sqlite(session):
-    (row,) = await fetch(session, outcomes.handovers(QUARTER))  # C, won by bob, is dave's customer now
+    (row,) = as_dicts(await fetch(session, outcomes.handovers(QUARTER)))  # C, won by bob, is dave's customer now
     assert (row["g"], row["currency"], row["customers"], row["closers"]) == ("dave", "USD", 1, 1)
     assert Decimal(str(row["won_value"])) == Decimal(3000)
 
 
 async def test_wins_per_currency_and_day_on_sqlite(session):
-    rows = await fetch(session, revenue.won_by_currency_and_day(QUARTER, "sqlite", "USD"))
+    rows = as_dicts(await fetch(session, revenue.won_by_currency_and_day(QUARTER, "sqlite", "USD")))
     # USD wins need no rate (day 0); the EUR win is converted at its day's rate: day number of Apr 2
     assert sorted((r["currency"], r["day"], r["n"], Decimal(str(r["amount"]))) for r in rows) == [
         ("EUR", int((APR + DAY) // DAY_S), 1, Decimal(500)), ("USD", 0, 2, Decimal(4000))]
@@ -255,3 +263,20 @@ async def test_rep_names_on_sqlite(session):
     assert await names_of_reps(session, "org-x", {"alice", "carol", "nobody", ""}) == {
         "alice": "Alice", "carol": "Carol"}
     assert await names_of_reps(session, "org-x", set()) == {}
+
+
+class Figures(NamedTuple):
+    label: str
+    count: int
+    note: str = "none"
+
+
+async def test_fetch_reads_each_column_into_the_field_of_its_name(session):
+    # the columns in another order than the fields, and one no field names: matched by name, the extra not read
+    rows = await fetch(session, Sql("SELECT 'n' AS note, 7 AS count, 'x' AS other, 'a' AS label").read_as(Figures))
+    assert rows == [Figures(label="a", count=7, note="n")]
+    # a trailing field with a default may have no column: it keeps its default
+    assert await fetch(session, Sql("SELECT 7 AS count, 'a' AS label").read_as(Figures)) == [Figures("a", 7)]
+    # a statement without a column another field names is refused, not read into the wrong field
+    with pytest.raises(LookupError, match="no column count"):
+        await fetch(session, Sql("SELECT 'a' AS label, 7 AS n").read_as(Figures))

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from salesflow_shared.contract import MONEY_PATTERN, page_of
+from salesflow_shared.contract import MONEY_PATTERN, page_of, record_fields
+
+from ..adapters.repository import Delivery
 
 
 class TemplateOut(BaseModel):
@@ -128,30 +130,9 @@ class WebhookSubscriptionOut(BaseModel):
     created_at: datetime
 
 
-class DeliveryOut(BaseModel):
+# The delivery log answers the record's columns but its payload (the message itself) and idempotency key.
+class DeliveryOut(record_fields(Delivery, omit=("idem_key", "payload"))):  # type: ignore[misc]
     """One email, Mailchimp change or webhook: to whom, why, and the outcome."""
-
-    id: str
-    org_id: str
-    kind: str
-    recipient_kind: str
-    recipient: str | None
-    lead_id: str | None
-    rep_id: str | None
-    reason: str
-    sequence_id: str | None
-    enrollment_id: str | None
-    step: int | None
-    template_id: str | None
-    rule_id: str | None
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    message_id: str | None
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-    sent_at: datetime | None
 
 
 TemplatePage = page_of(TemplateOut)

@@ -91,15 +91,20 @@ _INSERT_UNLESS_DUPLICATE = {dialect: insert(submissions).on_conflict_do_nothing(
     index_elements=["org_id", "form_id", "dedup_key"]) for dialect, insert in INSERT_BY_DIALECT.items()}
 
 
-async def insert_submissions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Store raw submissions (the columns of each) that carry no de-duplication key."""
-    await (await session.connection()).execute(_INSERT_SUBMISSION, rows)
+def _submission_columns(submission: Submission) -> dict[str, Any]:
+    return {k: getattr(submission, k) for k in _SUBMISSION_FIELDS}
 
 
-async def insert_submission(session: AsyncSession, row: dict[str, Any]) -> bool:
-    """Store a raw submission (its columns); False when its de-duplication key was already used."""
+async def insert_submissions(session: AsyncSession, new: list[Submission]) -> None:
+    """Store raw submissions that carry no de-duplication key."""
+    await (await session.connection()).execute(_INSERT_SUBMISSION, [_submission_columns(s) for s in new])
+
+
+async def insert_submission(session: AsyncSession, submission: Submission) -> bool:
+    """Store a raw submission; False when its de-duplication key was already used."""
     connection = await session.connection()
-    if row["dedup_key"] is None:
+    row = _submission_columns(submission)
+    if submission.dedup_key is None:
         await connection.execute(_INSERT_SUBMISSION, row)
         return True
     result = await connection.execute(_INSERT_UNLESS_DUPLICATE[connection.dialect.name], row)

@@ -12,8 +12,16 @@ from salesflow_shared.auth import Principal
 from salesflow_shared.errors import ValidationFailed
 from salesflow_shared.pagination import decode_cursor, encode_cursor
 
+from ...domain.mapping import FormSpec
 from ..orm import import_rows, imports
 from . import Page, keyset
+
+
+@dataclass(frozen=True)
+class ImportSpec:
+    """How an import's columns become lead fields, and the rep whose own import it is (its leads are theirs)."""
+    form: FormSpec
+    owner_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -23,7 +31,7 @@ class ImportJob:
     status: str  # uploading, queued, processing, done
     filename: str | None
     form_id: str | None
-    spec: dict[str, Any]  # mapping, defaults, required and owner_id (a rep's own import)
+    spec: ImportSpec
     total_rows: int
     processed_rows: int
     created_count: int
@@ -40,28 +48,33 @@ _JOB_FIELDS = tuple(ImportJob.__dataclass_fields__)
 
 def _job(row: Any) -> ImportJob:
     m = row._mapping
-    return ImportJob(**{k: m[k] for k in _JOB_FIELDS})
+    spec = m["spec"] or {}
+    return ImportJob(**{k: m[k] for k in _JOB_FIELDS if k != "spec"}, spec=ImportSpec(
+        FormSpec(mapping=spec.get("mapping", {}), defaults=spec.get("defaults", {}),
+                 required=tuple(spec.get("required", ()))), spec.get("owner_id")))
 
 
 @dataclass(frozen=True)
 class ImportRow:
     row_number: int
-    data: dict[str, Any]  # the CSV cells by header
+    data: dict[str, str]  # the CSV cells by header
     errors: list[dict[str, str]] | None
 
 
 async def create_import(session: AsyncSession, org_id: str, import_id: str, *, filename: str | None,
-                        form_id: str | None, spec: dict[str, Any], created_by: str, now: datetime) -> None:
+                        form_id: str | None, spec: ImportSpec, created_by: str, now: datetime) -> None:
     """A new import, "uploading" (nothing processes it) until it is queued."""
     await session.execute(sa.insert(imports).values(
-        id=import_id, org_id=org_id, status="uploading", filename=filename, form_id=form_id, spec=spec,
+        id=import_id, org_id=org_id, status="uploading", filename=filename, form_id=form_id,
+        spec={"mapping": spec.form.mapping, "defaults": spec.form.defaults, "required": list(spec.form.required),
+              "owner_id": spec.owner_id},
         created_by=created_by, created_at=now))
 
 
 _INSERT_ROWS = sa.insert(import_rows)
 
 
-async def stage_rows(session: AsyncSession, org_id: str, import_id: str, rows: list[tuple[int, dict[str, Any]]],
+async def stage_rows(session: AsyncSession, org_id: str, import_id: str, rows: list[tuple[int, dict[str, str]]],
                      total_rows: int) -> None:
     """Stage a batch of (row number, cells) pending, and the count so far."""
     await session.execute(_INSERT_ROWS, [{"import_id": import_id, "row_number": number, "org_id": org_id,

@@ -1,15 +1,14 @@
 """Reading and writing leads with their contact and company, always org-scoped.
 
-A lead travels in its API shape (a dict with its `contact` and `company`): that is what de-duplication and
-scoring read, what LeadCreated/LeadUpdated snapshot and what the API answers, so it is the type read and
-written here. Statements on the intake path are built once (constructing SQL is a hot-path CPU cost).
+A lead is read and written as the typed `StoredLead` (with its `StoredContact` and `StoredCompany`), on the
+intake path as everywhere else. Statements on the intake path are built once (constructing SQL is a hot-path
+CPU cost).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -62,33 +61,18 @@ def stored_lead(row: Any) -> StoredLead:
     )
 
 
-def row_to_lead(row: Any) -> dict[str, Any]:
-    """The lead of a LEAD_SELECT row in its API shape (for the readers not yet on StoredLead)."""
-    return stored_lead(row).as_api_dict()
+# The lead's own columns, written as the record holds them (its id and timestamps are set by the writers).
+_LEAD_OWN_COLUMNS = tuple(f.name for f in fields(StoredLead)
+                          if f.name not in ("id", "contact", "company", "created_at", "updated_at", "erased_at"))
 
 
-def lead_columns(lead: dict[str, Any]) -> dict[str, Any]:
-    """The leads-table values of an API-shaped lead."""
-    contact, company = lead["contact"], lead["company"]
-    value = lead.get("value")
-    close = lead.get("expected_close_date")
+def lead_columns(lead: StoredLead) -> dict[str, Any]:
+    """The leads-table values of a lead."""
+    contact, company = lead.contact, lead.company
     return {
-        "contact_id": contact.get("contact_id"), "company_id": company.get("company_id"),
-        "email": contact.get("email"),
-        "search_text": search_text(contact.get("first_name"), contact.get("last_name"), contact.get("email"),
-                                   company.get("name")),
-        "country": lead.get("country"), "region": lead.get("region"), "postcode": lead.get("postcode"),
-        "timezone": lead.get("timezone"), "language": lead.get("language"),
-        "product_line": lead.get("product_line"),
-        "value": None if value is None else Decimal(str(value)), "currency": lead.get("currency"),
-        "expected_close_date": date.fromisoformat(close) if isinstance(close, str) else close,
-        "source": lead["source"], "utm": lead.get("utm") or {}, "custom_fields": lead.get("custom_fields") or {},
-        "status": lead["status"], "disqualify_reason": lead.get("disqualify_reason"),
-        "owner_id": lead.get("owner_id"), "team_id": lead.get("team_id"),
-        "score": lead.get("score") or 0, "score_breakdown": lead.get("score_breakdown") or [],
-        "form_id": lead.get("form_id"), "import_id": lead.get("import_id"),
-        "enrichment": lead.get("enrichment") or {}, "enrichment_status": lead.get("enrichment_status") or "none",
-        "version": lead["version"],
+        "contact_id": contact.contact_id, "company_id": company.company_id, "email": contact.email,
+        "search_text": search_text(contact.first_name, contact.last_name, contact.email, company.name),
+        **{column: getattr(lead, column) for column in _LEAD_OWN_COLUMNS},
     }
 
 
@@ -146,16 +130,16 @@ _OPEN_LEAD_QUERIES = {(False, False): _OPEN_LEADS_OF_ONE, (True, False): _OPEN_L
 
 
 async def open_leads_by_email(session: AsyncSession, org_id: str, emails: list[str],
-                              for_update: bool = True) -> dict[str, dict[str, Any]]:
+                              for_update: bool = True) -> dict[str, StoredLead]:
     """The open lead of each email (the newest when there are several), locked unless `for_update` is False."""
     if not emails:
         return {}
     many = len(emails) > 1
     params = {"org_id": org_id, **({"emails": emails} if many else {"email": emails[0]})}
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, StoredLead] = {}
     rows = (await (await session.connection()).execute(_OPEN_LEAD_QUERIES[many, for_update], params)).all()
     for row in rows:
-        found[row.email] = row_to_lead(row)  # the newest open lead wins
+        found[row.email] = stored_lead(row)  # the newest open lead wins
     return found
 
 
@@ -250,17 +234,17 @@ _INSERT_LEADS = sa.insert(leads)
 _UPDATE_LEAD = sa.update(leads).where(leads.c.org_id == sa.bindparam("b_org_id"), leads.c.id == sa.bindparam("b_id"))
 
 
-async def insert_leads(session: AsyncSession, org_id: str, new_leads: list[dict[str, Any]], now: datetime) -> None:
+async def insert_leads(session: AsyncSession, org_id: str, new_leads: list[StoredLead], now: datetime) -> None:
     if new_leads:
         await (await session.connection()).execute(_INSERT_LEADS, [
-            {"id": lead["id"], "org_id": org_id, **lead_columns(lead), "created_at": now, "updated_at": now}
+            {"id": lead.id, "org_id": org_id, **lead_columns(lead), "created_at": now, "updated_at": now}
             for lead in new_leads])
 
 
-async def save_lead(session: AsyncSession, org_id: str, lead: dict[str, Any], now: datetime, **extra: Any) -> None:
-    """Write every column of the API-shaped lead (and `extra` columns), stamped `now`."""
+async def save_lead(session: AsyncSession, org_id: str, lead: StoredLead, now: datetime, **extra: Any) -> None:
+    """Write every column of the lead (and `extra` columns), stamped `now`."""
     await (await session.connection()).execute(_UPDATE_LEAD, {
-        "b_org_id": org_id, "b_id": lead["id"], **lead_columns(lead), **extra, "updated_at": now})
+        "b_org_id": org_id, "b_id": lead.id, **lead_columns(lead), **extra, "updated_at": now})
 
 
 async def set_lead_columns(session: AsyncSession, org_id: str, lead_id: str, **columns: Any) -> None:
@@ -276,13 +260,13 @@ async def remember_past_owner(session: AsyncSession, org_id: str, lead_id: str, 
 # ------------------------------------------------------------------ contacts and companies
 @dataclass(frozen=True)
 class UpsertedContact:
-    contact: dict[str, Any]  # the lead's `contact`: contact_id and CONTACT_FIELDS
+    contact: StoredContact
     # PostgreSQL tells a row this statement inserted (a new person: no lead to find); SQLite cannot (False)
     inserted: bool
 
 
-def _company_part(company_id: str | None, row: Any) -> dict[str, Any]:
-    return {"company_id": company_id, **{f: getattr(row, f) for f in COMPANY_FIELDS}}
+def _company_part(company_id: str | None, row: Any) -> StoredCompany:
+    return StoredCompany(company_id, *(getattr(row, f) for f in COMPANY_FIELDS))
 
 
 def _upsert(table: sa.Table, key: list[str], set_: Callable[[Any], dict[str, Any]],
@@ -320,9 +304,9 @@ def _dialect(session: AsyncSession) -> str:
     return "sqlite" if session.bind is not None and session.bind.dialect.name == "sqlite" else "postgresql"
 
 
-async def upsert_companies(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, Any]],
-                           now: datetime) -> dict[str, dict[str, Any]]:
-    """Create or fill the companies of these de-duplication keys; each key's lead `company` part."""
+async def upsert_companies(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, str | None]],
+                           now: datetime) -> dict[str, StoredCompany]:
+    """Create or fill the companies of these de-duplication keys; each key's company as a lead holds it."""
     if not wanted:
         return {}
     params = [{"id": new_id(), "org_id": org_id, "dedup_key": key, **{f: values.get(f) for f in COMPANY_FIELDS},
@@ -332,7 +316,7 @@ async def upsert_companies(session: AsyncSession, org_id: str, wanted: dict[str,
     return {r.dedup_key: _company_part(r.id, r) for r in rows}
 
 
-async def upsert_contacts(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, Any]],
+async def upsert_contacts(session: AsyncSession, org_id: str, wanted: dict[str, dict[str, str | None]],
                           now: datetime) -> dict[str, UpsertedContact]:
     """Create or fill the contacts of these emails; by email."""
     if not wanted:
@@ -341,20 +325,20 @@ async def upsert_contacts(session: AsyncSession, org_id: str, wanted: dict[str, 
                "company_id": values.get("company_id"), "created_at": now, "updated_at": now}
               for values in wanted.values()]
     rows = (await (await session.connection()).execute(_CONTACT_UPSERT[_dialect(session)], params)).all()
-    return {r.email: UpsertedContact({"contact_id": r.id, **{f: getattr(r, f) for f in CONTACT_FIELDS}},
+    return {r.email: UpsertedContact(StoredContact(r.id, *(getattr(r, f) for f in CONTACT_FIELDS)),
                                      bool(r.inserted)) for r in rows}
 
 
 _INSERT_CONTACTS = sa.insert(contacts)
 
 
-async def insert_contacts(session: AsyncSession, org_id: str, new_leads: list[dict[str, Any]], now: datetime) -> None:
+async def insert_contacts(session: AsyncSession, org_id: str, new_leads: list[StoredLead], now: datetime) -> None:
     """The contacts of new leads without an email (no contact to share: each lead has its own)."""
     if new_leads:
         await (await session.connection()).execute(_INSERT_CONTACTS, [
-            {"id": lead["contact"]["contact_id"], "org_id": org_id,
-             **{f: lead["contact"].get(f) for f in CONTACT_FIELDS},
-             "company_id": lead["company"].get("company_id"), "created_at": now, "updated_at": now}
+            {"id": lead.contact.contact_id, "org_id": org_id,
+             **{f: getattr(lead.contact, f) for f in CONTACT_FIELDS},
+             "company_id": lead.company.company_id, "created_at": now, "updated_at": now}
             for lead in new_leads])
 
 
@@ -365,11 +349,11 @@ async def email_taken(session: AsyncSession, org_id: str, email: str, *, except_
         contacts.c.id != except_contact_id))).first() is not None
 
 
-async def update_contact(session: AsyncSession, org_id: str, contact: dict[str, Any], now: datetime) -> None:
-    """Write the lead's `contact` part to its contact row."""
+async def update_contact(session: AsyncSession, org_id: str, contact: StoredContact, now: datetime) -> None:
+    """Write the lead's contact to its contact row."""
     await session.execute(sa.update(contacts).where(
-        contacts.c.id == contact["contact_id"], contacts.c.org_id == org_id).values(
-        **{f: contact.get(f) for f in CONTACT_FIELDS}, updated_at=now))
+        contacts.c.id == contact.contact_id, contacts.c.org_id == org_id).values(
+        **{f: getattr(contact, f) for f in CONTACT_FIELDS}, updated_at=now))
 
 
 async def company_id_of_key(session: AsyncSession, org_id: str, dedup_key: str) -> str | None:
@@ -384,13 +368,13 @@ async def update_company(session: AsyncSession, org_id: str, company_id: str, no
 
 
 async def insert_company(session: AsyncSession, org_id: str, company_id: str, dedup_key: str,
-                         fields: dict[str, Any], now: datetime) -> None:
+                         fields: dict[str, str | None], now: datetime) -> None:
     await session.execute(sa.insert(companies).values(
         id=company_id, org_id=org_id, dedup_key=dedup_key, **fields, created_at=now, updated_at=now))
 
 
-async def company_part(session: AsyncSession, org_id: str, company_id: str) -> dict[str, Any]:
-    """The lead's `company` part as the company row now is."""
+async def company_part(session: AsyncSession, org_id: str, company_id: str) -> StoredCompany:
+    """The lead's company as the company row now is."""
     row = (await session.execute(sa.select(companies).where(
         companies.c.org_id == org_id, companies.c.id == company_id))).one()
     return _company_part(company_id, row)

@@ -62,7 +62,7 @@ _COLUMNS = {"contact": CONTACT_COLUMNS, "company": COMPANY_COLUMNS}
 class SharedRecord:
     """A contact or a company: its id, its own columns (CONTACT_COLUMNS or COMPANY_COLUMNS) and stamps."""
     id: str
-    values: dict[str, Any]
+    values: dict[str, str | None]
     created_at: datetime
     updated_at: datetime
 

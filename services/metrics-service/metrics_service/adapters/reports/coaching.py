@@ -1,7 +1,9 @@
 """Coaching: each rep's stays per stage against their team's (conversion and median time in stage)."""
 from __future__ import annotations
 
-from .sql import Dialect, Filters, Sql, per_stage, stats_sql, stays_from
+from typing import NamedTuple
+
+from .sql import Dialect, Filters, Number, Query, Sql, per_stage, stats_sql, stays_from
 
 DEFINITION = (
     "Coaching, per rep and stage, over stays that entered the stage in [from, to) and have ended, each "
@@ -18,6 +20,21 @@ CONVERTED = ", SUM(conv) AS converted"
 BOTH_LEVELS = ("SELECT rep, position, GROUPING(rep, position) AS team_level, COUNT(*) AS n, "
                "percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median, SUM(conv) AS converted "
                "FROM v GROUP BY GROUPING SETS ((rep, position), ())")
+
+
+class Stays(NamedTuple):
+    """Ended stays in a stage: how many, how many converted, their median duration (seconds); a team's (rep ''),
+    or a rep's at a position of the stage. `both_levels` says which (team_level 1: the team's, rep null)."""
+
+    team: str
+    pipeline_id: str
+    stage_id: str
+    n: Number
+    converted: Number
+    median: Number | None
+    rep: str = ""
+    position: int = 0
+    team_level: int = 0
 
 
 def ended_stays(f: Filters) -> Sql:
@@ -42,21 +59,22 @@ SELECT COALESCE(t.owner_id, '') AS rep, t.position, t.next_ts - t.at_ts AS x,
 FROM m_timeline t WHERE {where.text} AND t.next_ts IS NOT NULL""", where.params)
 
 
-def both_levels(f: Filters) -> Sql:
+def both_levels(f: Filters) -> Query[Stays]:
     """PostgreSQL: per team and stage (team, pipeline_id, stage_id), the rows per rep and position and the
     team's row (team_level 1): n, median, converted."""
     inner = ended_stays_per_stage(f)
-    return Sql(per_stage(inner.text, BOTH_LEVELS, per_team=True), inner.params)
+    return Sql(per_stage(inner.text, BOTH_LEVELS, per_team=True), inner.params).read_as(Stays)
 
 
-def per_rep(f: Filters, dialect: Dialect) -> Sql:
+def per_rep(f: Filters, dialect: Dialect) -> Query[Stays]:
     """Per rep, team, stage and position: n, median, converted, … of the ended stays."""
     stays = ended_stays(f)
     return Sql(stats_sql(stays.text, ["rep", "team", "pipeline_id", "stage_id", "position"], dialect, CONVERTED),
-               stays.params)
+               stays.params).read_as(Stays)
 
 
-def per_team(f: Filters, dialect: Dialect) -> Sql:
+def per_team(f: Filters, dialect: Dialect) -> Query[Stays]:
     """Per team and stage: n, median, p75, converted, … of the ended stays."""
     stays = ended_stays(f)
-    return Sql(stats_sql(stays.text, ["team", "pipeline_id", "stage_id"], dialect, CONVERTED), stays.params)
+    return Sql(stats_sql(stays.text, ["team", "pipeline_id",
+               "stage_id"], dialect, CONVERTED), stays.params).read_as(Stays)

@@ -2,8 +2,10 @@
 of frozen forecasts."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ...domain.periods import month_number
-from .sql import Filters, Sql, bound
+from .sql import Filters, Number, Query, Sql, bound
 
 DEFINITION = (
     "Forecast for the calendar month, quarter or year containing `date`, in the reporting currency "
@@ -25,7 +27,24 @@ ACCURACY = (
     "snapshot's weighted_by_stage; the history-weighted figures are given alongside.")
 
 
-def history(f: Filters, start_ts: float, end_ts: float, *, by_month: bool) -> Sql:
+class History(NamedTuple):
+    """A group's leads won and lost before the period."""
+
+    g: str
+    hist_won: Number | None
+    hist_lost: Number | None
+
+
+class OpenPipeline(NamedTuple):
+    """A group's open pipeline in one currency, and that weighted by the current stages' win probabilities."""
+
+    g: str
+    currency: str | None
+    open_pipeline: Number
+    weighted_open: Number
+
+
+def history(f: Filters, start_ts: float, end_ts: float, *, by_month: bool) -> Query[History]:
     """Per group (g): hist_won and hist_lost, the leads closed before the period [start_ts, end_ts) starts (by
     the owner at the close); `by_month`: summed from m_closed_months (rollup_serves)."""
     f = f.credited("credit")
@@ -36,16 +55,16 @@ def history(f: Filters, start_ts: float, end_ts: float, *, by_month: bool) -> Sq
 SELECT {f.rollup_group()} AS g, SUM(CASE WHEN m.outcome = 'won' THEN m.leads ELSE 0 END) AS hist_won,
   SUM(CASE WHEN m.outcome = 'lost' THEN m.leads ELSE 0 END) AS hist_lost
 FROM m_closed_months m WHERE {where.text} AND m.outcome IN ('won', 'lost') AND m.month < :first_month
-GROUP BY 1""", bound(where, **period, first_month=month_number(start_ts)))
+GROUP BY 1""", bound(where, **period, first_month=month_number(start_ts))).read_as(History)
     where = f.lead_where(None)
     return Sql(f"""
 SELECT {f.group_sql()} AS g, SUM(CASE WHEN l.outcome = 'won' THEN 1 ELSE 0 END) AS hist_won,
   SUM(CASE WHEN l.outcome = 'lost' THEN 1 ELSE 0 END) AS hist_lost
 FROM m_leads l WHERE {where.text} AND l.outcome IN ('won', 'lost') AND l.closed_ts < :ps GROUP BY 1""",
-               bound(where, **period))
+               bound(where, **period)).read_as(History)
 
 
-def open_pipeline(f: Filters, start_ts: float, end_ts: float) -> Sql:
+def open_pipeline(f: Filters, start_ts: float, end_ts: float) -> Query[OpenPipeline]:
     """Per group and currency (g, currency): open_pipeline and weighted_open (× the current stage's win
     probability) of the open leads in a pipeline expected to close in [start_ts, end_ts)."""
     f = f.credited("credit")
@@ -55,4 +74,4 @@ SELECT {f.group_sql()} AS g, l.currency, SUM(COALESCE(l.value, 0)) AS open_pipel
   SUM(COALESCE(l.value, 0) * COALESCE(l.current_win_probability, 0)) AS weighted_open
 FROM m_leads l WHERE {where.text} AND l.outcome = 'open' AND l.pipeline_entered_ts IS NOT NULL
   AND l.expected_close_ts >= :ps AND l.expected_close_ts < :pe GROUP BY 1, 2""",
-               bound(where, ps=start_ts, pe=end_ts))
+               bound(where, ps=start_ts, pe=end_ts)).read_as(OpenPipeline)

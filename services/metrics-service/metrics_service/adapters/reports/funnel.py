@@ -1,7 +1,22 @@
 """The funnel: how far each creation cohort got through its pipeline's stages, and how long it stayed."""
 from __future__ import annotations
 
-from .sql import STAY_GROUPS, Dialect, Filters, Months, Sql, bound, month_range, per_stage, stats_sql, stays_from
+from typing import NamedTuple
+
+from .sql import (
+    STAY_GROUPS,
+    Dialect,
+    Filters,
+    Months,
+    Number,
+    Query,
+    Sql,
+    bound,
+    month_range,
+    per_stage,
+    stats_sql,
+    stays_from,
+)
 
 DEFINITION = (
     "Funnel. Cohort: leads whose first stage entry (pipeline entered) is in [from, to), credited to the "
@@ -14,12 +29,34 @@ DEFINITION = (
     "stage (a stay ends at the lead's next stage entry, win, loss or disqualification).")
 
 
+class Reached(NamedTuple):
+    """A stage of a cohort's pipeline, in a group: how many of the cohort reached it (`reached`)."""
+
+    g: str
+    pipeline_id: str
+    stage_id: str
+    name: str
+    position: int
+    reached: Number
+
+
+class StageTimes(NamedTuple):
+    """A stage's completed stays by the cohort, in a group: their median duration (seconds) and the cohort leads
+    lost or disqualified in the stage."""
+
+    g: str
+    pipeline_id: str
+    stage_id: str
+    median: Number | None
+    drop_off: Number | None
+
+
 def by_month_rollup(f: Filters, months: Months | None) -> bool:
     """Whether the cohorts' months come from the rollups (m_reach_months, m_cohort_months)."""
     return months is not None and (f.group_by is None or f.group_by in STAY_GROUPS)
 
 
-def reached(f: Filters, months: Months | None) -> Sql:
+def reached(f: Filters, months: Months | None) -> Query[Reached]:
     """Per group and stage of the cohort's pipelines: reached (g, pipeline_id, stage_id, name, position,
     reached), ordered by group, pipeline and position. `months`: from m_reach_months (duration_months)."""
     f = f.credited("first")
@@ -41,10 +78,10 @@ SELECT gp.g, s.pipeline_id, s.stage_id, s.name, s.position,
        (SELECT COALESCE(SUM(h.cnt), 0) FROM h WHERE h.g = gp.g AND h.pipeline_id = s.pipeline_id
           AND h.max_position >= s.position) AS reached
 FROM gp JOIN m_stages s ON s.org_id = :org AND s.pipeline_id = gp.pipeline_id
-ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id""", params)
+ORDER BY gp.g, s.pipeline_id, s.position, s.stage_id""", params).read_as(Reached)
 
 
-def stage_times(f: Filters, dialect: Dialect) -> Sql:
+def stage_times(f: Filters, dialect: Dialect) -> Query[StageTimes]:
     """Per group and stage: the median of the cohort's completed stays (median) and drop_off, over the stays
     themselves (g, pipeline_id, stage_id, median, drop_off, …)."""
     group, source = stays_from(f, "cohort_ts")
@@ -56,9 +93,9 @@ SELECT {group} AS g, t.next_ts - t.at_ts AS x, t.lead_id,
 {source.text} AND t.next_ts IS NOT NULL AND t.pipeline_id = t.lead_pipeline_id"""
         aggregate = ("SELECT g, percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median"
                      f"{drop_off} FROM v GROUP BY g")
-        return Sql(per_stage(inner, aggregate, per_team=False), source.params)
+        return Sql(per_stage(inner, aggregate, per_team=False), source.params).read_as(StageTimes)
     stays = f"""
 SELECT {group} AS g, t.pipeline_id, t.stage_id, t.next_ts - t.at_ts AS x, t.lead_id,
        CASE WHEN t.next_kind IN ('lost', 'disqualified') THEN 1 ELSE 0 END AS dropped
 {source.text} AND t.pipeline_id = t.lead_pipeline_id"""
-    return Sql(stats_sql(stays, ["g", "pipeline_id", "stage_id"], dialect, drop_off), source.params)
+    return Sql(stats_sql(stays, ["g", "pipeline_id", "stage_id"], dialect, drop_off), source.params).read_as(StageTimes)

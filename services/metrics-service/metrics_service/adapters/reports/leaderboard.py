@@ -3,8 +3,9 @@ attainment (the wins: revenue.py)."""
 from __future__ import annotations
 
 from datetime import date
+from typing import NamedTuple
 
-from .sql import Sql
+from .sql import Number, Query, Sql
 
 DEFINITION = (
     "Leaderboard for the calendar month, quarter or year containing `date`: reps ranked (ties share a "
@@ -16,8 +17,14 @@ DEFINITION = (
     "sees their own row.")
 
 
-def rep_quotas(org_id: str, period: str, start: date) -> Sql:
+class RepQuota(NamedTuple):
+    scope_id: str
+    amount: Number
+    currency: str
+
+
+def rep_quotas(org_id: str, period: str, start: date) -> Query[RepQuota]:
     """The reps' quotas (scope_id, amount, currency) above zero for the period starting on `start`."""
     return Sql("SELECT q.scope_id, q.amount, q.currency FROM quotas q WHERE q.org_id = :org "
                "AND q.scope = 'rep' AND q.period = :period AND q.period_start = :pstart "
-               "AND q.amount > 0", {"org": org_id, "period": period, "pstart": start})
+               "AND q.amount > 0", {"org": org_id, "period": period, "pstart": start}).read_as(RepQuota)

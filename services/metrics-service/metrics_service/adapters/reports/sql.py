@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
+from typing import Generic, NamedTuple, TypeVar
 
 from ...domain.periods import DAY_S, month_start_ts, whole_months
 
 Dialect = str  # a SQLAlchemy dialect name: "postgresql" or "sqlite"
 Params = dict[str, object]
 GroupBy = str | None
+Number = int | float | Decimal  # a count, sum or average as the dialect returns it (SUM of bigint: a Decimal)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,20 @@ class Sql:
     text: str
     params: Params = field(default_factory=dict)
     expanding: tuple[str, ...] = ()
+
+    def read_as(self, row: type[R]) -> Query[R]:
+        """This statement, its rows read into `row` (`fetch`)."""
+        return Query(self.text, self.params, self.expanding, row=row)
+
+
+@dataclass(frozen=True)
+class Query(Sql, Generic[R]):
+    """A report's statement and the record each of its rows becomes: a NamedTuple whose fields are columns of
+    the statement, by name (in any order; a column no field names is not read; trailing fields with a default
+    may have no column). A NamedTuple rather than a frozen dataclass: as immutable, and made from a row's tuple
+    as cheaply as a dict (a frozen dataclass's __init__ costs an object.__setattr__ per field)."""
+
+    row: type[R] = field(kw_only=True)
 
 
 def bound(*parts: Sql, **more: object) -> Params:
@@ -286,9 +304,14 @@ def edges(from_ts: float | None, to_ts: float | None, column: str) -> tuple[Sql,
 
 
 # ------------------------------------------------------------------ names
-def rep_names(org_id: str, rep_ids: list[str]) -> Sql:
+class RepName(NamedTuple):
+    rep_id: str
+    name: str | None
+
+
+def rep_names(org_id: str, rep_ids: list[str]) -> Query[RepName]:
     return Sql("SELECT rep_id, name FROM m_reps WHERE org_id = :org AND rep_id IN :ids",
-               {"org": org_id, "ids": rep_ids}, expanding=("ids",))
+               {"org": org_id, "ids": rep_ids}, expanding=("ids",)).read_as(RepName)
 
 
 COMMON = ("Filters: the org comes from the token; `from`/`to` bound the period [from, to) on the date named "

@@ -1,9 +1,11 @@
 """Stalled deals: open leads in a stage for longer than their team's 75th percentile of stays there."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ...domain.periods import DAY_S
 from .coaching import ended_stays, ended_stays_per_stage
-from .sql import Dialect, Filters, Params, Sql, bound, per_stage, stats_sql
+from .sql import Dialect, Filters, Number, Params, Query, Sql, bound, per_stage, stats_sql
 
 DEFINITION = (
     "Stalled deals: open leads with an owner whose time in their current stage (now − entry) exceeds the "
@@ -25,6 +27,62 @@ TRAILING_DAYS = 365
 P75_AGGREGATE = "SELECT COUNT(*) AS n, percentile_disc(0.75) WITHIN GROUP (ORDER BY x) AS p75 FROM v"
 
 
+class StageP75(NamedTuple):
+    """A team's ended stays in a stage: how many, and the 75th percentile (nearest rank) of their durations."""
+
+    team: str
+    pipeline_id: str
+    stage_id: str
+    n: Number
+    p75: Number | None
+
+
+class Stay(NamedTuple):
+    x: float  # seconds
+
+
+class WaitingStage(NamedTuple):
+    team: str
+    pipeline_id: str
+    stage_id: str
+
+
+class RepTeam(NamedTuple):
+    team_id: str | None
+
+
+class Stage(NamedTuple):
+    pipeline_id: str
+    stage_id: str
+
+
+class Waiting(NamedTuple):
+    team: str
+    p: str
+    s: str
+
+
+class OpenLead(NamedTuple):
+    """An open lead with an owner, its age in its current stage (seconds), and (`most_stalled`) its team's
+    threshold there (seconds) that the age exceeds."""
+
+    lead_id: str
+    owner_id: str
+    team_id: str | None
+    pipeline_id: str
+    stage_id: str
+    age: float
+    p75: float | None = None
+
+
+class UnownedLead(NamedTuple):
+    lead_id: str
+    team_id: str | None
+    pipeline_id: str
+    stage_id: str
+    age: float
+
+
 def lead_filters(f: Filters) -> Sql:
     """The conditions on the open leads `l` judged (appended to a WHERE): a rep's own, the pipeline's."""
     params: Params = {}
@@ -37,17 +95,17 @@ def lead_filters(f: Filters) -> Sql:
     return Sql(me + pipeline, params)
 
 
-def team_stage_p75(f: Filters, dialect: Dialect) -> Sql:
+def team_stage_p75(f: Filters, dialect: Dialect) -> Query[StageP75]:
     """Per team and stage (team, pipeline_id, stage_id), over the ended stays entered in [from, to): n and p75
     (nearest rank)."""
     if dialect == "postgresql":
         inner = ended_stays_per_stage(f)
-        return Sql(per_stage(inner.text, P75_AGGREGATE, per_team=True), inner.params)
+        return Sql(per_stage(inner.text, P75_AGGREGATE, per_team=True), inner.params).read_as(StageP75)
     stays = ended_stays(f)
-    return Sql(stats_sql(stays.text, ["team", "pipeline_id", "stage_id"], dialect), stays.params)
+    return Sql(stats_sql(stays.text, ["team", "pipeline_id", "stage_id"], dialect), stays.params).read_as(StageP75)
 
 
-def trailing_stays(f: Filters, key: tuple[str, str, str], end_ts: float, *, whole_org: bool) -> Sql:
+def trailing_stays(f: Filters, key: tuple[str, str, str], end_ts: float, *, whole_org: bool) -> Query[Stay]:
     """The durations x of the ended stays of one stage (the team's, or every team's) entered in the
     TRAILING_DAYS before `end_ts`."""
     team, pipeline_id, stage_id = key
@@ -60,28 +118,28 @@ def trailing_stays(f: Filters, key: tuple[str, str, str], end_ts: float, *, whol
     if f.pipeline_id is not None:
         where.append("t.lead_pipeline_id = :pipeline")
         params["pipeline"] = f.pipeline_id
-    return Sql(f"SELECT t.next_ts - t.at_ts AS x FROM m_timeline t WHERE {' AND '.join(where)}", params)
+    return Sql(f"SELECT t.next_ts - t.at_ts AS x FROM m_timeline t WHERE {' AND '.join(where)}", params).read_as(Stay)
 
 
-def waiting_stages(f: Filters) -> Sql:
+def waiting_stages(f: Filters) -> Query[WaitingStage]:
     """The (team, pipeline_id, stage_id) where open leads with an owner wait (every open lead read: the
     embedded mode's few)."""
     leads = lead_filters(f)
     return Sql(f"""
 SELECT DISTINCT COALESCE(l.team_id, '') AS team, l.pipeline_id, l.current_stage_id AS stage_id FROM m_leads l
 WHERE l.org_id = :org AND l.outcome = 'open' AND l.current_stage_id IS NOT NULL AND l.owner_id IS NOT NULL
-{leads.text}""", bound(leads, org=f.org_id))
+{leads.text}""", bound(leads, org=f.org_id)).read_as(WaitingStage)
 
 
-def rep_teams(org_id: str) -> Sql:
-    return Sql("SELECT DISTINCT team_id FROM m_reps WHERE org_id = :org", {"org": org_id})
+def rep_teams(org_id: str) -> Query[RepTeam]:
+    return Sql("SELECT DISTINCT team_id FROM m_reps WHERE org_id = :org", {"org": org_id}).read_as(RepTeam)
 
 
-def stages(org_id: str) -> Sql:
-    return Sql("SELECT pipeline_id, stage_id FROM m_stages WHERE org_id = :org", {"org": org_id})
+def stages(org_id: str) -> Query[Stage]:
+    return Sql("SELECT pipeline_id, stage_id FROM m_stages WHERE org_id = :org", {"org": org_id}).read_as(Stage)
 
 
-def waiting_among(f: Filters, candidates: list[tuple[str, str, str]]) -> Sql:
+def waiting_among(f: Filters, candidates: list[tuple[str, str, str]]) -> Query[Waiting]:
     """PostgreSQL: which of the candidate (team, p, s) have open leads with an owner waiting, probed with one
     index lookup each instead of reading every open lead."""
     leads = lead_filters(f)
@@ -93,10 +151,10 @@ FROM unnest(CAST(:k_team AS TEXT[]), CAST(:k_p AS TEXT[]), CAST(:k_s AS TEXT[]))
 WHERE CASE WHEN k.team = '' THEN EXISTS ({open_leads} AND l.team_id IS NULL)
            ELSE EXISTS ({open_leads} AND l.team_id = k.team) END""",
                bound(leads, org=f.org_id, k_team=[c[0] for c in candidates], k_p=[c[1] for c in candidates],
-                     k_s=[c[2] for c in candidates]))
+                     k_s=[c[2] for c in candidates])).read_as(Waiting)
 
 
-def most_stalled(f: Filters, now_ts: float | None, thresholds: dict[tuple[str, str, str], float]) -> Sql:
+def most_stalled(f: Filters, now_ts: float | None, thresholds: dict[tuple[str, str, str], float]) -> Query[OpenLead]:
     """PostgreSQL: the LIMIT open leads with an owner most over their team and stage's threshold (`thresholds`:
     (team, pipeline, stage) → seconds): per team and stage the open leads in it (ix_m_leads_open_stage), the
     leads with no team against the '' team like COALESCE(team_id, ''). Columns: lead_id, owner_id, team_id,
@@ -128,10 +186,10 @@ WHERE p.n > 0 AND (:now - l.current_stage_entered_ts) - p.p75 >= cut.over
 ORDER BY (:now - l.current_stage_entered_ts) - p.p75 DESC, l.lead_id LIMIT {LIMIT}""",
                bound(filters, org=f.org_id, now=now_ts, p_team=[k[0] for k in keys],
                      p_pipeline_id=[k[1] for k in keys], p_stage_id=[k[2] for k in keys],
-                     p_p75=[thresholds[k] for k in keys]))
+                     p_p75=[thresholds[k] for k in keys])).read_as(OpenLead)
 
 
-def open_with_owner(f: Filters, now_ts: float | None) -> Sql:
+def open_with_owner(f: Filters, now_ts: float | None) -> Query[OpenLead]:
     """The open leads with an owner and their age in the current stage (the embedded mode's few, judged in
     Python): lead_id, owner_id, team_id, pipeline_id, stage_id, age."""
     filters = lead_filters(f)
@@ -139,10 +197,10 @@ def open_with_owner(f: Filters, now_ts: float | None) -> Sql:
 SELECT l.lead_id, l.owner_id, l.team_id, l.pipeline_id, l.current_stage_id AS stage_id,
        :now - l.current_stage_entered_ts AS age FROM m_leads l
 WHERE l.org_id = :org AND l.outcome = 'open' AND l.current_stage_entered_ts IS NOT NULL AND l.owner_id IS NOT NULL
-  {filters.text}""", bound(filters, org=f.org_id, now=now_ts))
+  {filters.text}""", bound(filters, org=f.org_id, now=now_ts)).read_as(OpenLead)
 
 
-def unowned(f: Filters, now_ts: float | None) -> Sql:
+def unowned(f: Filters, now_ts: float | None) -> Query[UnownedLead]:
     """Open leads nobody owns, oldest in their stage first (at most LIMIT): lead_id, team_id, pipeline_id,
     stage_id, age."""
     pipeline = " AND l.pipeline_id = :pipeline" if f.pipeline_id is not None else ""
@@ -153,4 +211,4 @@ def unowned(f: Filters, now_ts: float | None) -> Sql:
 SELECT l.lead_id, l.team_id, l.pipeline_id, l.current_stage_id AS stage_id, :now - l.current_stage_entered_ts AS age
 FROM m_leads l WHERE l.org_id = :org AND l.owner_id IS NULL AND l.outcome = 'open'
   AND l.current_stage_entered_ts IS NOT NULL{pipeline}
-ORDER BY l.current_stage_entered_ts, l.lead_id LIMIT {LIMIT}""", params)
+ORDER BY l.current_stage_entered_ts, l.lead_id LIMIT {LIMIT}""", params).read_as(UnownedLead)
