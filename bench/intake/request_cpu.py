@@ -45,7 +45,7 @@ for extra in (HERE, ROOT / "services" / "lead-service", ROOT / "services" / "pip
     sys.path.insert(0, str(extra))
 
 from metrics_testkit import Q1, build_history, other_org_history  # noqa: E402
-from run import cpu_seconds, free_port, pct, start, wait_ready  # noqa: E402
+from run import Request, drive_requests, free_port, start, wait_ready  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 from salesflow_shared.auth import Principal, mint_token  # noqa: E402
@@ -63,44 +63,8 @@ FORM = {"name": "bench", "mapping": {"email": "contact.email", "name": "contact.
                                      "company": "company.name", "job": "contact.title"},
         "required": ["contact.email"], "defaults": {"product_line": "bench"}}
 
-Request = tuple[str, str, dict[str, str], bytes | None]  # method, url, headers, body
-
-
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-async def drive(make: Callable[[int], Request], requests: int, concurrency: int, pid: int | None) -> dict[str, Any]:
-    """`requests` requests, `concurrency` in flight; CPU of process `pid` over the run, per answered request."""
-    latencies: list[float] = []
-    failures: dict[str, int] = {}
-    answered = 0
-    counter = iter(range(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        async def worker() -> None:
-            nonlocal answered
-            for i in counter:
-                method, url, headers, body = make(i)
-                started = time.perf_counter()
-                try:
-                    response = await client.request(method, url, headers=headers, content=body)
-                except httpx.HTTPError as exc:  # counted, not fatal
-                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
-                    continue
-                latencies.append(time.perf_counter() - started)
-                if 200 <= response.status_code < 300:
-                    answered += 1
-                else:
-                    key = f"{response.status_code} {response.text[:120]}"
-                    failures[key] = failures.get(key, 0) + 1
-        cpu_before = cpu_seconds(pid) if pid else 0.0
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        cpu = (cpu_seconds(pid) - cpu_before) if pid else 0.0
-    return {"answered": answered, "rate": answered / elapsed, "p50_ms": pct(latencies, 0.5) * 1000 if latencies else 0,
-            "cpu_ms": cpu * 1000 / max(answered, 1), "failures": failures}
 
 
 async def capture(url: str, work: Callable[[UnitOfWork], Awaitable[Any]]) -> list[tuple[str, tuple[Any, ...]]]:
@@ -221,8 +185,9 @@ async def main() -> None:
         # ---- the bare app's reads: the statements each service's own read code sends, captured
         from lead_service.adapters.repository import leads as lead_repo
         from metrics_service.adapters import repository as metrics_repo
+        from metrics_service.adapters.reports import Filters as ReportFilters
         from metrics_service.domain.periods import to_ts
-        from metrics_service.service_layer import reports
+        from metrics_service.service_layer.reports.funnel import funnel as funnel_rows
         from pipeline_service.service_layer.views import position_json
 
         async with httpx.AsyncClient(timeout=60) as client:
@@ -235,7 +200,7 @@ async def main() -> None:
 
         async def funnel(uow: UnitOfWork) -> Any:
             await metrics_repo.tune_for_reports(uow.session)
-            return await reports.funnel(uow.session, reports.Filters(
+            return await funnel_rows(uow.session, ReportFilters(
                 org_id=METRICS_ORG, from_ts=to_ts(q_from), to_ts=to_ts(q_to), now=datetime.now(UTC)))
 
         captured = {
@@ -271,14 +236,14 @@ async def main() -> None:
         results: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for name in wanted:
             service, service_request, bare_request = endpoints[name]
-            await drive(bare_request(f"{name}-wb"), args.warmup, args.concurrency, None)
-            await drive(service_request(f"{name}-ws"), args.warmup, args.concurrency, None)
+            await drive_requests(bare_request(f"{name}-wb"), args.warmup, args.concurrency, None)
+            await drive_requests(service_request(f"{name}-ws"), args.warmup, args.concurrency, None)
             results[name] = {"service": [], "bare": []}
             for round_ in range(2):
-                results[name]["bare"].append(await drive(bare_request(f"{name}-b{round_}"), args.requests,
-                                                         args.concurrency, processes["base"].pid))
-                results[name]["service"].append(await drive(service_request(f"{name}-s{round_}"), args.requests,
-                                                            args.concurrency, processes[service].pid))
+                results[name]["bare"].append(await drive_requests(
+                    bare_request(f"{name}-b{round_}"), args.requests, args.concurrency, processes["base"].pid))
+                results[name]["service"].append(await drive_requests(
+                    service_request(f"{name}-s{round_}"), args.requests, args.concurrency, processes[service].pid))
 
         print(f"bench/intake/request_cpu: {args.requests} requests x2 rounds per endpoint and side, concurrency "
               f"{args.concurrency}, one uvicorn process each, {os.cpu_count()} CPUs; load average {load_at_start} "
@@ -289,17 +254,17 @@ async def main() -> None:
         print(f"  {'endpoint':12} {'service CPU ms/req (rounds)':>30} {'bare CPU ms/req (rounds)':>27} "
               f"{'ratio':>6}   service req/s, p50")
         for name, sides in results.items():
-            service_cpu = min(r["cpu_ms"] for r in sides["service"])
-            bare_cpu = min(r["cpu_ms"] for r in sides["bare"])
-            rounds = lambda runs: " / ".join(f"{r['cpu_ms']:.2f}" for r in runs)  # noqa: E731
-            best = min(sides["service"], key=lambda r: r["cpu_ms"])
+            service_cpu = min(r["cpu_ms_per_lead"] for r in sides["service"])
+            bare_cpu = min(r["cpu_ms_per_lead"] for r in sides["bare"])
+            rounds = lambda runs: " / ".join(f"{r['cpu_ms_per_lead']:.2f}" for r in runs)  # noqa: E731
+            best = min(sides["service"], key=lambda r: r["cpu_ms_per_lead"])
             print(f"  {name:12} {service_cpu:8.2f} ({rounds(sides['service']):>15}) {bare_cpu:8.2f} "
                   f"({rounds(sides['bare']):>13}) {service_cpu / max(bare_cpu, 1e-9):5.1f}x"
                   f"   {best['rate']:6.0f}/s {best['p50_ms']:6.1f} ms")
             for side, runs in sides.items():
                 for r in runs:
-                    if r["failures"] or r["answered"] < args.requests:
-                        print(f"    {side}: answered {r['answered']}/{args.requests}, failures {r['failures']}")
+                    if r["errors"] or r["accepted"] < args.requests:
+                        print(f"    {side}: answered {r['accepted']}/{args.requests}, failures {r['errors']}")
     finally:
         for process in processes.values():
             process.terminate()
