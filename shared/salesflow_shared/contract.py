@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -44,6 +45,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from .clock import UtcDateTime
 from .errors import PROBLEM_CONTENT_TYPE, PROBLEM_SCHEMA
 from .pagination import Page
 
@@ -71,6 +73,15 @@ class LeadReference(BaseModel):
     lead_id: str
 
 
+def _answered_type(hint: Any) -> Any:
+    """A record's instant is answered with its offset (SQLite, in embedded mode, reads it back naive)."""
+    if hint is datetime:
+        return UtcDateTime
+    if hint == datetime | None:
+        return UtcDateTime | None
+    return hint
+
+
 def record_fields(record: type[Any], *, omit: tuple[str, ...] = ()) -> type[BaseModel]:
     """The fields of a repository record (a dataclass) as the base of the response model that answers it, so a
     column is declared once: `class DeliveryOut(record_fields(Delivery, omit=("payload",)))`.
@@ -83,7 +94,7 @@ def record_fields(record: type[Any], *, omit: tuple[str, ...] = ()) -> type[Base
     names = [field.name for field in dataclasses.fields(record)]
     if unknown := set(omit) - set(names):
         raise TypeError(f"{record.__name__} has no fields {sorted(unknown)}")
-    answered: dict[str, Any] = {name: (hints[name], ...) for name in names if name not in omit}
+    answered: dict[str, Any] = {name: (_answered_type(hints[name]), ...) for name in names if name not in omit}
     return create_model(f"{record.__name__}Fields", __module__=record.__module__, **answered)
 
 

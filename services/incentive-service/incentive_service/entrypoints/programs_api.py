@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import returns
 from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import Conflict, NotFound
@@ -388,7 +389,7 @@ def board_json(row: dict[str, Any], board: Standings, names: dict[str, str], as_
         "as_of": as_of.isoformat(), "target": definition.target,
         "milestones": [{"id": m.id, "name": m.name, "points": m.points} for m in definition.milestones],
         "entries": [{"rank": e.rank, "id": e.id, "name": team_names.get(e.id) or names.get(e.id, e.id),
-                     "points": e.points, "finished_at": e.finished_at.isoformat() if e.finished_at else None,
+                     "points": e.points, "finished_at": rfc3339(e.finished_at),
                      "milestones": list(e.milestones), "eliminated_in_round": e.eliminated_in_round}
                     for e in board.entries],
         "matches": [{"round": m.round, "a": m.a, "b": m.b, "a_points": m.a_points, "b_points": m.b_points,
@@ -511,4 +512,4 @@ async def list_flags(program_id: str, uow: UowDep, principal: ManagerPrincipal) 
     await _visible_program(uow.session, principal, program_id)
     flags = await repo.list_flags(uow.session, principal.org_id, program_id)
     return {"items": [{"lead_id": f.lead_id, "rep_id": f.rep_id, "kind": f.kind, "reason": f.reason,
-                       "changed_at": f.changed_at.isoformat()} for f in flags], "next_cursor": None}
+                       "changed_at": rfc3339(f.changed_at)} for f in flags], "next_cursor": None}

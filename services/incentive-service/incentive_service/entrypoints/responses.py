@@ -7,11 +7,12 @@ Plan documents, statement summaries and audit snapshots are JSON objects whose s
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from salesflow_shared.clock import UtcDateTime
 from salesflow_shared.contract import MONEY_PATTERN, page_of, record_fields
 
 from ..adapters.repository.disputes import DisputeRow
@@ -48,7 +49,7 @@ class PlanOut(BaseModel):
     effective_to: date | None
     retired: bool
     created_by: str
-    created_at: datetime
+    created_at: UtcDateTime
     document: dict[str, Any] = Field(description="the validated plan (rates, tiers, credit splits, cap, ...)")
 
 
@@ -61,7 +62,7 @@ class StatementOut(record_fields(StatementRow, omit=("org_id", "fingerprint", "r
     payout: str = money("in payout_currency")
     summary: dict[str, Any] = Field(description="attainment, quota, tiers, cap, hurdle, draw balance, warnings")
     reason: str | None
-    computed_at: datetime | None
+    computed_at: UtcDateTime | None
 
 
 class StatementLine(BaseModel):
@@ -161,7 +162,7 @@ class PeriodMoved(BaseModel):
 
 
 class AuditEntry(BaseModel):
-    at: datetime
+    at: UtcDateTime
     actor: str | None
     action: str
     entity: str
@@ -174,13 +175,13 @@ class AuditEntry(BaseModel):
 class RefundOut(BaseModel):
     refund_id: str
     lead_id: str
-    refunded_at: datetime
+    refunded_at: UtcDateTime
     note: str | None
 
 
 class DealOutcome(BaseModel):
     kind: str = Field(description="won, lost, reopened, refunded, ...")
-    at: datetime
+    at: UtcDateTime
     value: str | None = Field(json_schema_extra={"pattern": MONEY_PATTERN})
     currency: str | None
     closer_id: str | None
@@ -206,7 +207,7 @@ class ScoringRuleJson(BaseModel):
 
 class RuleVersionOut(BaseModel):
     version: int
-    effective_from: datetime
+    effective_from: UtcDateTime
     rules: list[ScoringRuleJson]
 
 
@@ -244,8 +245,8 @@ class BadgeOut(BaseModel):
 
 
 class RoundOut(BaseModel):
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: UtcDateTime
+    ends_at: UtcDateTime
 
 
 class ProgramOut(BaseModel):
@@ -258,8 +259,8 @@ class ProgramOut(BaseModel):
     status: str = Field(description="draft, running or ended")
     hidden: bool
     version: int
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: UtcDateTime
+    ends_at: UtcDateTime
     rule_versions: list[RuleVersionOut]
     participants: list[str]
     teams: list[ProgramTeam]
@@ -272,9 +273,9 @@ class ProgramOut(BaseModel):
     rounds: list[RoundOut]
     team_scoring: str
     created_by: str | None
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None
+    ended_at: UtcDateTime | None
 
 
 class BoardMilestone(BaseModel):
@@ -288,7 +289,7 @@ class BoardEntry(BaseModel):
     id: str = Field(description="the rep's or team's id")
     name: str
     points: int
-    finished_at: datetime | None
+    finished_at: UtcDateTime | None
     milestones: list[str]
     eliminated_in_round: int | None
 
@@ -309,7 +310,7 @@ class Leaderboard(BaseModel):
     name: str
     format: str
     status: str
-    as_of: datetime
+    as_of: UtcDateTime
     target: int | None
     milestones: list[BoardMilestone]
     entries: list[BoardEntry]
@@ -341,7 +342,7 @@ class AwardOut(BaseModel):
     cash: str | None = Field(json_schema_extra={"pattern": MONEY_PATTERN})
     currency: str | None
     earned_by: str | None
-    earned_at: datetime | None
+    earned_at: UtcDateTime | None
 
 
 class SandbagFlag(BaseModel):
@@ -349,7 +350,7 @@ class SandbagFlag(BaseModel):
     rep_id: str | None
     kind: str
     reason: str | None
-    changed_at: datetime
+    changed_at: UtcDateTime
 
 
 PayeePage = page_of(PayeeOut)

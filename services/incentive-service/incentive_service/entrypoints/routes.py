@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from salesflow_shared.app import ContextDep, UowDep
 from salesflow_shared.auth import CurrentPrincipal, ManagerPrincipal, Principal
+from salesflow_shared.clock import rfc3339
 from salesflow_shared.contract import CSV_FILE, returns
 from salesflow_shared.currency import ExactCurrencyCode
 from salesflow_shared.errors import NotFound, ValidationFailed
@@ -181,7 +182,7 @@ async def plan_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000
 # ------------------------------------------------------------------ statements
 def statement_json(row: Any) -> dict[str, Any]:
     def at(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+        return rfc3339(value)
 
     return {"statement_id": row.statement_id, "participant_id": row.participant_id,
             "period_start": row.period_start.isoformat(), "period_end": row.period_end.isoformat(),
@@ -500,7 +501,7 @@ async def export_payroll(period_start: date, principal: ManagerPrincipal, uow: U
 async def audit_trail(principal: ManagerPrincipal, uow: UowDep, limit: LimitParam = 100,
                       entity: str | None = None, entity_id: str | None = None) -> dict[str, Any]:
     rows = await audit_entries(uow.session, principal.org_id, limit, entity, entity_id)
-    return {"items": [{"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "entity": r.entity,
+    return {"items": [{"at": rfc3339(r.at), "actor": r.actor, "action": r.action, "entity": r.entity,
                        "entity_id": r.entity_id, "before": r.before, "after": r.after} for r in rows],
             "next_cursor": None}
 
@@ -541,6 +542,6 @@ async def get_credit(lead_id: LeadId, principal: ManagerPrincipal, uow: UowDep) 
     if not rows:
         raise NotFound(f"no deal {lead_id}")
     return {"lead_id": lead_id, "outcomes": [
-        {"kind": r.kind, "at": r.at.isoformat(), "value": None if r.value is None else str(r.value),
+        {"kind": r.kind, "at": rfc3339(r.at), "value": None if r.value is None else str(r.value),
          "currency": r.currency, "closer_id": r.owner_id, "team_id": r.team_id, "recorded_by": r.recorded_by,
          "note": r.note} for r in rows]}

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from salesflow_shared.clock import rfc3339
 from salesflow_shared.errors import Conflict, NotFound, ValidationFailed
 from salesflow_shared.events import DisputeOpenedV1, DisputeResolvedV1
 from salesflow_shared.uow import UnitOfWork
@@ -64,8 +65,8 @@ def dispute_json(row: Any) -> dict[str, Any]:
     seconds = (row.resolved_at - row.opened_at).total_seconds() if row.resolved_at else None
     return {"dispute_id": row.dispute_id, "statement_id": row.statement_id, "line_id": row.line_id,
             "participant_id": row.participant_id, "comment": row.comment, "opened_by": row.opened_by,
-            "opened_at": row.opened_at.isoformat(), "status": row.status, "resolution": row.resolution,
-            "resolved_by": row.resolved_by, "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
+            "opened_at": rfc3339(row.opened_at), "status": row.status, "resolution": row.resolution,
+            "resolved_by": row.resolved_by, "resolved_at": rfc3339(row.resolved_at),
             "adjustment_id": row.adjustment_id, "seconds_to_resolve": seconds}
 
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from salesflow_shared.clock import rfc3339
 from salesflow_shared.errors import FieldError, NotFound, ValidationFailed
 from salesflow_shared.preconditions import check_if_match, strong_etag
 from salesflow_shared.uow import UnitOfWork
@@ -29,7 +30,7 @@ def plan_json(row: Any) -> dict[str, Any]:
     return {"plan_id": row.plan_id, "version": row.version, "name": row.name,
             "effective_from": row.effective_from.isoformat(),
             "effective_to": row.effective_to.isoformat() if row.effective_to else None, "retired": row.retired,
-            "created_by": row.created_by, "created_at": row.created_at.isoformat(), "document": row.document}
+            "created_by": row.created_by, "created_at": rfc3339(row.created_at), "document": row.document}
 
 
 async def _check_overlaps(uow: UnitOfWork, org_id: str, plan: Plan, plan_id: str | None) -> None:

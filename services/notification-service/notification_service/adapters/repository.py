@@ -200,6 +200,17 @@ def _values(record: Any) -> dict[str, Any]:
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
+def _prefixed(table: sa.Table, prefix: str) -> list[Any]:
+    """The table's columns labelled `prefix` + name, for a statement that reads several tables' rows at once."""
+    return [column.label(prefix + column.name) for column in table.c]
+
+
+def _unprefixed(row: Any, table: sa.Table, prefix: str) -> dict[str, Any] | None:
+    """The table's row out of a row of `_prefixed` columns; None when the outer join found none (no key)."""
+    values = {column.name: row[prefix + column.name] for column in table.c}
+    return values if all(values[c.name] is not None for c in table.primary_key) else None
+
+
 async def _active_of_org(session: AsyncSession, cls: type[R], table: sa.Table, org_id: str) -> list[R]:
     rows = await session.execute(sa.select(table).where(table.c.org_id == org_id, table.c.active.is_(True)))
     return records(cls, rows.mappings())
@@ -306,22 +317,102 @@ async def running_enrollments(session: AsyncSession, org_id: str, lead_id: str) 
     return [RunningEnrollment(id=r.id, stage_id=r.stage_id, trigger=r.trigger) for r in rows]
 
 
+@dataclass(frozen=True)
+class LeadSequences:
+    running: list[RunningEnrollment]  # the lead's active enrollments, with their sequences' triggers
+    starting: list[SequenceRecord]  # the org's active sequences with the trigger asked for, oldest first
+
+
+def _lead_sequences_statement() -> Any:
+    org: Any = sa.bindparam("org")
+    running = ((enrollments.c.org_id == org) & (enrollments.c.sequence_id == sequences.c.id)
+               & (enrollments.c.lead_id == sa.bindparam("lead")) & (enrollments.c.status == "active"))
+    return (sa.select(sequences, enrollments.c.id.label("enrollment_id"),
+                      enrollments.c.stage_id.label("enrollment_stage_id"))
+            .select_from(sequences.outerjoin(enrollments, running))
+            .where(sequences.c.org_id == org,
+                   sa.or_(sequences.c.active.is_(True) & (sequences.c.trigger == sa.bindparam("trigger")),
+                          enrollments.c.id.is_not(None)))
+            .order_by(sequences.c.created_at, sequences.c.id))
+
+
+_LEAD_SEQUENCES = _lead_sequences_statement()
+
+
+async def lead_sequences(session: AsyncSession, org_id: str, lead_id: str, trigger: str) -> LeadSequences:
+    """What a lifecycle fact about the lead may stop and start, in one statement: its running enrollments and the
+    org's active sequences with `trigger`."""
+    running: list[RunningEnrollment] = []
+    starting: dict[str, SequenceRecord] = {}
+    for row in (await session.execute(_LEAD_SEQUENCES, {"org": org_id, "lead": lead_id, "trigger": trigger}
+                                      )).mappings():
+        values = dict(row)
+        enrollment_id, enrollment_stage_id = values.pop("enrollment_id"), values.pop("enrollment_stage_id")
+        if enrollment_id is not None:
+            running.append(RunningEnrollment(id=enrollment_id, stage_id=enrollment_stage_id,
+                                             trigger=values["trigger"]))
+        if values["active"] and values["trigger"] == trigger:
+            starting.setdefault(values["id"], SequenceRecord(**values))
+    return LeadSequences(running=running, starting=list(starting.values()))
+
+
 async def stop_enrollment(session: AsyncSession, enrollment_id: str, reason: str, now: datetime) -> None:
     await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment_id).values(
         status="stopped", stop_reason=reason, next_due_at=None, updated_at=now))
 
 
-async def claim_due_enrollments(session: AsyncSession, now: datetime, limit: int) -> list[Enrollment]:
-    """Active enrollments whose next step is due, locked (SKIP LOCKED: replicas share the work) until commit."""
-    rows = await session.execute(
-        sa.select(enrollments).where(enrollments.c.status == "active", enrollments.c.next_due_at <= now)
-        .order_by(enrollments.c.next_due_at).limit(limit).with_for_update(skip_locked=True))
-    return records(Enrollment, rows.mappings())
+@dataclass(frozen=True)
+class DueStep:
+    """A claimed enrollment whose next step is due, with what sending it needs: its sequence, the lead's details
+    and the lead owner's directory entry (each None when not known here)."""
+    enrollment: Enrollment
+    sequence: SequenceRecord | None
+    lead: KnownLead | None
+    owner: dict[str, Any] | None
 
 
-async def postpone_enrollment(session: AsyncSession, enrollment_id: str, until: datetime, now: datetime) -> None:
-    await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment_id)
-                          .values(next_due_at=until, updated_at=now))
+def _claim_due_steps_statement() -> Any:
+    joined = (enrollments
+              .outerjoin(sequences, (sequences.c.org_id == enrollments.c.org_id)
+                         & (sequences.c.id == enrollments.c.sequence_id))
+              .outerjoin(leads, (leads.c.org_id == enrollments.c.org_id) & (leads.c.lead_id == enrollments.c.lead_id))
+              .outerjoin(reps, (reps.c.org_id == leads.c.org_id) & (reps.c.rep_id == leads.c.owner_id)))
+    return (sa.select(*_prefixed(enrollments, "enrollment_"), *_prefixed(sequences, "sequence_"),
+                      *_prefixed(leads, "lead_"), *_prefixed(reps, "owner_"))
+            .select_from(joined)
+            .where(enrollments.c.status == "active", enrollments.c.next_due_at <= sa.bindparam("now"))
+            .order_by(enrollments.c.next_due_at).limit(sa.bindparam("limit"))
+            .with_for_update(skip_locked=True, of=enrollments))
+
+
+_CLAIM_DUE_STEPS = _claim_due_steps_statement()
+
+
+async def claim_due_steps(session: AsyncSession, now: datetime, limit: int) -> list[DueStep]:
+    """Active enrollments whose next step is due, locked (SKIP LOCKED: replicas share the work) until commit, with
+    their sequences, leads and owners: one statement per batch."""
+    steps = []
+    for row in (await session.execute(_CLAIM_DUE_STEPS, {"now": now, "limit": limit})).mappings():
+        enrollment = _unprefixed(row, enrollments, "enrollment_")
+        sequence = _unprefixed(row, sequences, "sequence_")
+        lead = _unprefixed(row, leads, "lead_")
+        assert enrollment is not None
+        steps.append(DueStep(enrollment=Enrollment(**enrollment),
+                             sequence=SequenceRecord(**sequence) if sequence else None,
+                             lead=KnownLead(**lead) if lead else None, owner=_unprefixed(row, reps, "owner_")))
+    return steps
+
+
+_POSTPONE_ENROLLMENT = sa.update(enrollments).where(
+    enrollments.c.id == sa.bindparam("enrollment_id"), enrollments.c.status == "active",
+    enrollments.c.next_step == sa.bindparam("step")).values(next_due_at=sa.bindparam("until"),
+                                                            updated_at=sa.bindparam("now"))
+
+
+async def postpone_enrollment(session: AsyncSession, enrollment: Enrollment, until: datetime, now: datetime) -> None:
+    """Its step (`enrollment.next_step`) is due at `until`, unless the enrollment moved on meanwhile."""
+    await session.execute(_POSTPONE_ENROLLMENT, {"enrollment_id": enrollment.id, "step": enrollment.next_step,
+                                                 "until": until, "now": now})
 
 
 async def advance_enrollment(session: AsyncSession, enrollment_id: str, *, next_step: int,
@@ -354,16 +445,18 @@ _INSERT_DELIVERY = per_dialect(lambda insert: insert(deliveries).on_conflict_do_
 # An attempt's outcome is fenced on `attempts`: a worker whose lease ran out cannot overwrite a newer attempt.
 _ATTEMPT = ((deliveries.c.id == sa.bindparam("delivery_id")) & (deliveries.c.attempts == sa.bindparam("attempt"))
             & (deliveries.c.status == "sending"))
+# ... and returns whether the delivery's lead is erased (an attempt that ends after the erasure is scrubbed then).
+_LEAD_ERASED_OF_DELIVERY = sa.select(leads.c.erased).where(
+    leads.c.org_id == deliveries.c.org_id, leads.c.lead_id == deliveries.c.lead_id).scalar_subquery()
 _MARK_SENT = sa.update(deliveries).where(_ATTEMPT).values(
-    status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None, next_attempt_at=None)
+    status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None, next_attempt_at=None
+).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
 _MARK_RETRY = sa.update(deliveries).where(_ATTEMPT).values(
     status="pending", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"),
-    next_attempt_at=sa.bindparam("retry_at"))
+    next_attempt_at=sa.bindparam("retry_at")).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
 _MARK_FAILED = sa.update(deliveries).where(_ATTEMPT).values(
-    status="failed", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"), next_attempt_at=None)
-_MARK_SENDING = sa.update(deliveries).where(deliveries.c.id.in_(sa.bindparam("claimed", expanding=True))).values(
-    status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=sa.bindparam("lease_until"),
-    updated_at=sa.bindparam("now"))
+    status="failed", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"), next_attempt_at=None
+).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
 _ACCOUNT = sa.select(mailchimp_accounts).where(mailchimp_accounts.c.org_id == sa.bindparam("org"))
 _SUBSCRIPTION = sa.select(webhook_subscriptions).where(webhook_subscriptions.c.org_id == sa.bindparam("org"),
                                                        webhook_subscriptions.c.id == sa.bindparam("subscription"))
@@ -378,38 +471,67 @@ async def add_delivery(session: AsyncSession, delivery: Delivery) -> bool:
     return rows_affected(result) == 1
 
 
+def _claim_deliveries_statement() -> Any:
+    """Due pending deliveries and `sending` ones whose lease ran out, locked (SKIP LOCKED: replicas share the
+    work), marked `sending` until the lease's end with one more attempt, and returned with, for a Mailchimp call,
+    the org's API key: one statement per batch."""
+    api_key = sa.case((deliveries.c.kind == "mailchimp", sa.select(mailchimp_accounts.c.api_key).where(
+        mailchimp_accounts.c.org_id == deliveries.c.org_id).scalar_subquery()))
+    due = (sa.select(deliveries.c.id).where(deliveries.c.status.in_(("pending", "sending")),
+                                            deliveries.c.next_attempt_at <= sa.bindparam("now"),
+                                            deliveries.c.id.not_in(sa.bindparam("excluding", expanding=True)))
+           .order_by(deliveries.c.next_attempt_at).limit(sa.bindparam("limit"))
+           .with_for_update(skip_locked=True).scalar_subquery())
+    return sa.update(deliveries).where(deliveries.c.id.in_(due)).values(
+        status="sending", attempts=deliveries.c.attempts + 1, next_attempt_at=sa.bindparam("lease_until"),
+        updated_at=sa.bindparam("now")).returning(*deliveries.c, api_key.label("mailchimp_api_key"))
+
+
+_CLAIM_DELIVERIES = _claim_deliveries_statement()
+
+
+@dataclass(frozen=True)
+class ClaimedDeliveries:
+    rows: list[Delivery]  # as they now are, oldest first
+    mailchimp_keys: dict[str, str]  # by org: the API key of each org with a Mailchimp call among them, if it has one
+
+
 async def claim_due_deliveries(session: AsyncSession, now: datetime, lease_until: datetime, limit: int,
-                               excluding: set[str]) -> list[Delivery]:
+                               excluding: set[str]) -> ClaimedDeliveries:
     """Due pending deliveries and `sending` ones whose lease ran out (SKIP LOCKED: replicas share the work),
-    marked `sending` until `lease_until` with one more attempt; as they now are."""
-    query = (sa.select(deliveries).where(deliveries.c.status.in_(("pending", "sending")),
-                                         deliveries.c.next_attempt_at <= now)
-             .where(deliveries.c.id.notin_(list(excluding)) if excluding else sa.true())
-             .order_by(deliveries.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
-    rows = records(Delivery, (await session.execute(query)).mappings())
-    if rows:
-        await session.execute(_MARK_SENDING, {"claimed": [r.id for r in rows], "lease_until": lease_until,
-                                              "now": now})
-    return [dataclasses.replace(r, attempts=r.attempts + 1) for r in rows]
+    marked `sending` until `lease_until` with one more attempt."""
+    rows, keys = [], {}
+    for row in (await session.execute(_CLAIM_DELIVERIES, {
+            "now": now, "lease_until": lease_until, "limit": limit, "excluding": list(excluding)})).mappings():
+        values = dict(row)
+        api_key = values.pop("mailchimp_api_key")
+        if api_key is not None:
+            keys[values["org_id"]] = api_key
+        rows.append(Delivery(**values))
+    return ClaimedDeliveries(rows=sorted(rows, key=lambda r: (r.created_at, r.id)), mailchimp_keys=keys)
 
 
-async def mark_sent(session: AsyncSession, delivery: Delivery, now: datetime) -> bool:
-    """False when this attempt was overtaken (its lease ran out and another attempt began)."""
-    result = await session.execute(_MARK_SENT, {"delivery_id": delivery.id, "attempt": delivery.attempts,
-                                                "now": now})
-    return rows_affected(result) == 1
+async def _mark(session: AsyncSession, statement: Any, values: dict[str, Any]) -> bool | None:
+    """Record an attempt's outcome: None when this attempt was overtaken (its lease ran out and another attempt
+    began), else whether the delivery's lead is erased (read by the same statement)."""
+    row = (await session.execute(statement, values)).first()
+    return None if row is None else bool(row.lead_erased)
+
+
+async def mark_sent(session: AsyncSession, delivery: Delivery, now: datetime) -> bool | None:
+    """None when this attempt was overtaken; else whether the delivery's lead is erased."""
+    return await _mark(session, _MARK_SENT, {"delivery_id": delivery.id, "attempt": delivery.attempts, "now": now})
 
 
 async def mark_for_retry(session: AsyncSession, delivery: Delivery, error: str | None, retry_at: datetime,
-                         now: datetime) -> None:
-    await session.execute(_MARK_RETRY, {"delivery_id": delivery.id, "attempt": delivery.attempts,
-                                        "failure": error, "retry_at": retry_at, "now": now})
+                         now: datetime) -> bool | None:
+    return await _mark(session, _MARK_RETRY, {"delivery_id": delivery.id, "attempt": delivery.attempts,
+                                              "failure": error, "retry_at": retry_at, "now": now})
 
 
-async def mark_failed(session: AsyncSession, delivery: Delivery, error: str | None, now: datetime) -> bool:
-    result = await session.execute(_MARK_FAILED, {"delivery_id": delivery.id, "attempt": delivery.attempts,
-                                                  "failure": error, "now": now})
-    return rows_affected(result) == 1
+async def mark_failed(session: AsyncSession, delivery: Delivery, error: str | None, now: datetime) -> bool | None:
+    return await _mark(session, _MARK_FAILED, {"delivery_id": delivery.id, "attempt": delivery.attempts,
+                                               "failure": error, "now": now})
 
 
 async def cancel_pending_deliveries(session: AsyncSession, org_id: str, *, now: datetime, reason: str,
@@ -485,6 +607,52 @@ async def save_mailchimp_account(session: AsyncSession, account: MailchimpAccoun
             mailchimp_accounts.c.org_id == account.org_id).values(**values))
     else:
         await session.execute(sa.insert(mailchimp_accounts).values(**values))
+
+
+@dataclass(frozen=True)
+class ListSettings:
+    """What keeping a lead's Mailchimp lists needs of the org and the lead, read in one statement: the account, its
+    rules (oldest first), the lists the lead was put on, and when its last Mailchimp call still pending or in
+    flight is due (or its lease ends; None: there is none)."""
+    account: MailchimpAccount
+    rules: list[MailchimpRule]
+    members: list[MailchimpMember]
+    in_flight_until: datetime | None
+
+
+def _list_settings_statement() -> Any:
+    org: Any = sa.bindparam("org")
+    lead: Any = sa.bindparam("lead")
+    in_flight = sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
+        deliveries.c.org_id == org, deliveries.c.lead_id == lead, deliveries.c.kind == "mailchimp",
+        deliveries.c.status.in_(("pending", "sending"))).scalar_subquery()
+    # Part 1 of the rows are the rules, part 2 the lead's lists: two outer joins side by side, not a product.
+    part = sa.union_all(sa.select(sa.literal(1).label("part")), sa.select(sa.literal(2).label("part"))).subquery()
+    joined = (mailchimp_accounts.join(part, sa.true())
+              .outerjoin(mailchimp_rules, (part.c.part == 1) & (mailchimp_rules.c.org_id == org))
+              .outerjoin(mailchimp_members, (part.c.part == 2) & (mailchimp_members.c.org_id == org)
+                         & (mailchimp_members.c.lead_id == lead)))
+    return (sa.select(*_prefixed(mailchimp_accounts, "account_"), *_prefixed(mailchimp_rules, "rule_"),
+                      *_prefixed(mailchimp_members, "member_"), in_flight.label("in_flight_until"))
+            .select_from(joined).where(mailchimp_accounts.c.org_id == org)
+            .order_by(part.c.part, mailchimp_rules.c.created_at, mailchimp_rules.c.id))
+
+
+_LIST_SETTINGS = _list_settings_statement()
+
+
+async def list_settings(session: AsyncSession, org_id: str, lead_id: str) -> ListSettings | None:
+    """None when Mailchimp is not configured for the org."""
+    rows = (await session.execute(_LIST_SETTINGS, {"org": org_id, "lead": lead_id})).mappings().all()
+    if not rows:
+        return None
+    account = _unprefixed(rows[0], mailchimp_accounts, "account_")
+    assert account is not None
+    rules = [MailchimpRule(**rule) for rule in (_unprefixed(row, mailchimp_rules, "rule_") for row in rows) if rule]
+    members = [MailchimpMember(**member) for member in (_unprefixed(row, mailchimp_members, "member_")
+                                                       for row in rows) if member]
+    return ListSettings(account=MailchimpAccount(**account), rules=rules, members=members,
+                        in_flight_until=rows[0]["in_flight_until"])
 
 
 async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
@@ -605,17 +773,78 @@ async def lead_erased(session: AsyncSession, org_id: str, lead_id: str) -> bool:
     return bool((await session.execute(_LEAD_ERASED, {"org": org_id, "lead": lead_id})).scalar_one_or_none())
 
 
-async def add_empty_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> None:
-    """The lead's row with nothing known yet, unless it exists."""
-    insert = dialect_insert(session)
-    await session.execute(insert(leads).values(org_id=org_id, lead_id=lead_id, updated_at=now, lead_version=0,
-                                               pipeline_version=0, unsubscribed=False, erased=False)
-                          .on_conflict_do_nothing(index_elements=["org_id", "lead_id"]))
+def _lock_lead_statement(insert: Any, *returning: Any) -> Any:
+    """The lead's row, inserted empty unless it exists, locked until commit and returned (with `returning`): one
+    statement (an upsert that changes nothing takes the row lock a SELECT … FOR UPDATE would)."""
+    return insert(leads).values(
+        org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), updated_at=sa.bindparam("now"), lead_version=0,
+        pipeline_version=0, unsubscribed=False, erased=False, reopened=False,
+    ).on_conflict_do_update(index_elements=["org_id", "lead_id"], set_={"updated_at": leads.c.updated_at}
+                            ).returning(*leads.c, *returning)
 
 
-async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> None:
-    await session.execute(sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id)
-                          .values(**values))
+_LOCK_LEAD = per_dialect(_lock_lead_statement)
+_PIPELINE_DEFINED = sa.select(known_pipelines.c.definition_version > 0).where(
+    known_pipelines.c.org_id == sa.bindparam("org"), known_pipelines.c.pipeline_id == sa.bindparam("pipeline")
+).scalar_subquery().label("pipeline_defined")
+_LOCK_LEAD_IN_PIPELINE = per_dialect(lambda insert: _lock_lead_statement(insert, _PIPELINE_DEFINED))
+# The SET clause is the parameters' columns (compiled once per set of columns, then reused); the row after.
+_UPDATE_LEAD = sa.update(leads).where(leads.c.org_id == sa.bindparam("where_org"),
+                                      leads.c.lead_id == sa.bindparam("where_lead")).returning(*leads.c)
+
+
+async def lock_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> KnownLead:
+    """The lead's row, locked; created empty (nothing known yet) when events about it arrive before LeadCreated."""
+    row = first_record(KnownLead, await session.execute(_LOCK_LEAD[dialect_name(session)],
+                                                        {"org": org_id, "lead": lead_id, "now": now}))
+    assert row is not None  # an upsert returns its row
+    return row
+
+
+async def lock_lead_in_pipeline(session: AsyncSession, org_id: str, lead_id: str, pipeline_id: str,
+                                now: datetime) -> tuple[KnownLead, bool]:
+    """`lock_lead`, and whether the pipeline's own definition (PipelineDefined) is held, read by the same
+    statement."""
+    row = (await session.execute(_LOCK_LEAD_IN_PIPELINE[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, "now": now, "pipeline": pipeline_id})).mappings().one()
+    values = dict(row)
+    defined = bool(values.pop("pipeline_defined"))
+    return KnownLead(**values), defined
+
+
+async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:
+    """Write `values` to the lead's row (it exists: `lock_lead`) and return the row as it now is."""
+    row = first_record(KnownLead, await session.execute(_UPDATE_LEAD, {**values, "where_org": org_id,
+                                                                       "where_lead": lead_id}))
+    assert row is not None, f"lead {lead_id} has no row (lock_lead first)"
+    return row
+
+
+_INSERT = per_dialect(lambda insert: insert)
+_NEWER_SNAPSHOT: dict[tuple[str, tuple[str, ...]], Any] = {}  # by dialect and columns: built once each
+
+
+def _newer_snapshot_statement(dialect: str, columns: tuple[str, ...]) -> Any:
+    statement = _NEWER_SNAPSHOT.get((dialect, columns))
+    if statement is None:
+        insert = _INSERT[dialect](leads).values(
+            {"org_id": sa.bindparam("org"), "lead_id": sa.bindparam("lead"), "pipeline_version": 0,
+             "unsubscribed": False, "erased": False, "reopened": False,
+             **{column: sa.bindparam(f"set_{column}", type_=leads.c[column].type) for column in columns}})
+        statement = _NEWER_SNAPSHOT[(dialect, columns)] = insert.on_conflict_do_update(
+            index_elements=["org_id", "lead_id"], set_={column: insert.excluded[column] for column in columns},
+            where=(leads.c.lead_version < insert.excluded.lead_version) & leads.c.erased.is_(False),
+        ).returning(*leads.c)
+    return statement
+
+
+async def store_newer_snapshot(session: AsyncSession, org_id: str, lead_id: str,
+                               values: dict[str, Any]) -> KnownLead | None:
+    """Insert the lead with `values` (its `lead_version` among them), or write them over the row held when that
+    is older and not erased, in one statement; the row after, or None when the row held was left as it was."""
+    statement = _newer_snapshot_statement(dialect_name(session), tuple(sorted(values)))
+    return first_record(KnownLead, await session.execute(statement, {
+        "org": org_id, "lead": lead_id, **{f"set_{column}": value for column, value in values.items()}}))
 
 
 async def save_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str, stage_ids: list[str],
@@ -680,6 +909,41 @@ async def get_rep(session: AsyncSession, org_id: str, rep_id: str | None) -> dic
     row = (await session.execute(sa.select(reps).where(reps.c.org_id == org_id, reps.c.rep_id == rep_id))
            ).mappings().first()
     return dict(row) if row else None
+
+
+@dataclass(frozen=True)
+class RepNotice:
+    """What a rep notification needs, read in one statement: the rep's directory entry, the lead's details (None
+    when not asked for or unknown), the org's template for the notification (None: the built-in one) and whether
+    the org has any active webhook subscription (False: nothing more to read)."""
+    rep: dict[str, Any] | None
+    lead: KnownLead | None
+    template: Template | None
+    any_webhooks: bool
+
+
+def _rep_notice_statement() -> Any:
+    org: Any = sa.bindparam("org")
+    anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
+    joined = (anchor.outerjoin(reps, (reps.c.org_id == org) & (reps.c.rep_id == sa.bindparam("rep")))
+              .outerjoin(leads, (leads.c.org_id == org) & (leads.c.lead_id == sa.bindparam("lead")))
+              .outerjoin(templates, (templates.c.org_id == org) & (templates.c.key == sa.bindparam("template_key"))))
+    any_webhooks = sa.exists().where(webhook_subscriptions.c.org_id == org, webhook_subscriptions.c.active.is_(True))
+    return sa.select(*_prefixed(reps, "rep_"), *_prefixed(leads, "lead_"), *_prefixed(templates, "template_"),
+                     any_webhooks.label("any_webhooks")).select_from(joined)
+
+
+_REP_NOTICE = _rep_notice_statement()
+
+
+async def rep_notice(session: AsyncSession, org_id: str, rep_id: str, *, lead_id: str | None,
+                     template_key: str | None) -> RepNotice:
+    row = (await session.execute(_REP_NOTICE, {"org": org_id, "rep": rep_id, "lead": lead_id,
+                                               "template_key": template_key})).mappings().one()
+    lead = _unprefixed(row, leads, "lead_")
+    template = _unprefixed(row, templates, "template_")
+    return RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=KnownLead(**lead) if lead else None,
+                     template=Template(**template) if template else None, any_webhooks=bool(row["any_webhooks"]))
 
 
 async def record_task_assignee(session: AsyncSession, org_id: str, task_id: str, assignee_id: str | None,

@@ -182,16 +182,20 @@ class DeliveryWorker:
         # by this worker, or their lease would run out and the message be sent a second time.
         self._unrecorded: set[str] = set()
 
-    async def run_once(self) -> int:
+    async def run_once(self) -> bool:
+        """Attempt the due deliveries; whether more may be due at once (the batch was full: run again at once; a
+        smaller batch took everything due, and what falls due next comes with time, the idle poll, or with a
+        commit, which rings)."""
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.settings.delivery_lease_s)
         async with self.context.uow() as uow:
             claimed = await repository.claim_due_deliveries(uow.session, now, lease_until,
                                                             self.settings.worker_batch_size, self._unrecorded)
-            if not claimed:
-                return 0
+            if not claimed.rows:
+                return False
             await uow.commit()
-        attempts = asyncio.gather(*(self._attempt_in_order(group) for group in _ordered_groups(claimed)))
+        keys = claimed.mailchimp_keys
+        attempts = asyncio.gather(*(self._attempt_in_order(group, keys) for group in _ordered_groups(claimed.rows)))
         try:
             await asyncio.shield(attempts)
         except asyncio.CancelledError:
@@ -200,19 +204,19 @@ class DeliveryWorker:
             try:
                 await asyncio.wait_for(asyncio.shield(attempts), timeout=self.settings.delivery_shutdown_grace_s)
             except (TimeoutError, asyncio.CancelledError):
-                log.warning("deliveries_left_in_flight_at_shutdown", count=len(claimed))
+                log.warning("deliveries_left_in_flight_at_shutdown", count=len(claimed.rows))
             raise
-        return len(claimed)
+        return bool(len(claimed.rows) >= self.settings.worker_batch_size)
 
-    async def _attempt_in_order(self, group: list[Delivery]) -> None:
+    async def _attempt_in_order(self, group: list[Delivery], mailchimp_keys: dict[str, str]) -> None:
         for row in group:
-            await self._attempt(row)
+            await self._attempt(row, mailchimp_keys)
 
-    async def _attempt(self, row: Delivery) -> None:
+    async def _attempt(self, row: Delivery, mailchimp_keys: dict[str, str]) -> None:
         async with self._slots:
             started = time.perf_counter()
             try:
-                await self._send(row)
+                await self._send(row, mailchimp_keys)
                 outcome = Outcome(ok=True)
             except TransientDeliveryError as exc:
                 outcome = Outcome(ok=False, error=str(exc), transient=True)
@@ -249,23 +253,31 @@ class DeliveryWorker:
     async def _record_once(self, row: Delivery, outcome: Outcome) -> None:
         now = self.clock.now()
         async with self.context.uow() as uow:
+            # Each mark says whether the lead is erased (None: this attempt was overtaken, nothing recorded).
+            lead_erased: bool | None
             if outcome.ok:
-                if await repository.mark_sent(uow.session, row, now):
+                lead_erased = await repository.mark_sent(uow.session, row, now)
+                if lead_erased is not None:
                     publish_outcome(uow, row, ok=True, now=now)
             elif outcome.transient and row.attempts < self.settings.delivery_max_attempts:
                 delay = backoff_s(row.attempts, base_s=self.settings.delivery_retry_base_s,
                                   max_s=self.settings.delivery_retry_max_s)
-                await repository.mark_for_retry(uow.session, row, outcome.error, now + timedelta(seconds=delay), now)
-            elif await repository.mark_failed(uow.session, row, outcome.error, now):
-                publish_outcome(uow, row, ok=False, now=now, error=outcome.error, permanent=not outcome.transient)
-            if row.lead_id:  # erased while this attempt was in flight: scrub it now
+                lead_erased = await repository.mark_for_retry(uow.session, row, outcome.error,
+                                                              now + timedelta(seconds=delay), now)
+            else:
+                lead_erased = await repository.mark_failed(uow.session, row, outcome.error, now)
+                if lead_erased is not None:
+                    publish_outcome(uow, row, ok=False, now=now, error=outcome.error,
+                                    permanent=not outcome.transient)
+            if row.lead_id and lead_erased is not False:  # erased while this attempt was in flight: scrub it now
                 await forget_erased_lead_data(uow.session, row.org_id, row.lead_id)
             await uow.commit()
         log.info("delivery_attempted", delivery_id=row.id, kind=row.kind, ok=outcome.ok,
                  error=redact_personal(outcome.error))
 
     # ------------------------------------------------------------------ one attempt per kind
-    async def _send(self, row: Delivery) -> None:
+    async def _send(self, row: Delivery, mailchimp_keys: dict[str, str]) -> None:
+        """`mailchimp_keys`: the orgs' Mailchimp API keys, read with the claim."""
         payload = row.payload or {}
         if row.kind == "email":
             if not payload.get("to"):
@@ -275,18 +287,16 @@ class DeliveryWorker:
                 subject=payload["subject"], html=payload["html"], text=payload["text"],
                 message_id=row.message_id or "", date=self.clock.now(), headers=payload.get("headers") or {}))
         elif row.kind == "mailchimp":
-            await self._mailchimp(row, payload)
+            await self._mailchimp(row, payload, mailchimp_keys.get(row.org_id))
         elif row.kind == "webhook":
             await self._webhook(row, payload)
         else:
             raise PermanentDeliveryError(f"unknown delivery kind {row.kind}")
 
-    async def _mailchimp(self, row: Delivery, payload: dict[str, Any]) -> None:
-        async with self.context.database.session() as session:
-            account = await repository.get_mailchimp_account(session, row.org_id)
-        if account is None:
+    async def _mailchimp(self, row: Delivery, payload: dict[str, Any], api_key: str | None) -> None:
+        if api_key is None:
             raise PermanentDeliveryError("Mailchimp is not configured for this organization")
-        client = collaborators(self.context).mailchimp.for_key(account.api_key)
+        client = collaborators(self.context).mailchimp.for_key(api_key)
         for op in payload.get("ops", []):
             if op["op"] == "upsert":
                 await client.upsert_member(op["list_id"], op["email"], status_if_new=op.get("status_if_new",

@@ -50,10 +50,11 @@ from .projections import (
     apply_pipeline_change,
     apply_snapshot,
     ensure_lead,
-    remember_stage,
+    enter_stage,
     set_lead_fields,
+    store_snapshot,
 )
-from .sequences import enroll, spec_of, stop_enrollments
+from .sequences import enroll, spec_of, stop_enrollments, stop_running
 
 
 class NotificationHandlers:
@@ -64,12 +65,11 @@ class NotificationHandlers:
     # ------------------------------------------------------------------ lead-service
     async def on_lead_created(self, data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
-        await apply_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
-        lead = await repository.get_lead(uow.session, envelope.org_id, data.lead.lead_id)
-        if lead is None or lead.erased:
+        lead, _ = await store_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
+        if lead.erased:
             return
         # Its stage may have arrived first, when its address was not known yet.
-        await self._follow_lists(uow, envelope.org_id, data.lead.lead_id, f"lead@{envelope.subject_version}", now)
+        await self._follow_lists(uow, envelope.org_id, lead, f"lead@{envelope.subject_version}", now)
         for sequence in await repository.active_sequences(uow.session, envelope.org_id, "lead_created"):
             if matches_lead_created(spec_of(sequence), data.lead.source, data.lead.form_id):
                 await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead.lead_id,
@@ -77,29 +77,26 @@ class NotificationHandlers:
 
     async def on_lead_updated(self, data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        before = await ensure_lead(uow.session, org, data.lead.lead_id, now)
-        if not await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now):
+        before, lead = await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now)
+        if lead is None:
             return
-        lead = await repository.get_lead(uow.session, org, data.lead.lead_id)
-        assert lead is not None
         if before.email and lead.email and before.email != lead.email:
             await mailchimp_sync.on_email_changed(uow, org_id=org, lead=lead, version=envelope.subject_version,
                                                   now=now)
-        await self._follow_lists(uow, org, data.lead.lead_id, f"lead@{envelope.subject_version}", now)
+        await self._follow_lists(uow, org, lead, f"lead@{envelope.subject_version}", now)
 
     async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
         lead = await ensure_lead(uow.session, org, data.lead_id, now)
         if envelope.subject_version > lead.lead_version:
-            await set_lead_fields(uow.session, org, data.lead_id, now, status="disqualified",
-                                  lead_version=envelope.subject_version)
+            lead = await repository.update_lead(uow.session, org, data.lead_id, {
+                "status": "disqualified", "lead_version": envelope.subject_version, "updated_at": now})
         await self._leave_everything(uow, org, data.lead_id, "disqualified", now,
                                      key_suffix=f"v{envelope.subject_version}", archive=False)
-        await self._follow_lists(uow, org, data.lead_id, f"disqualified@v{envelope.subject_version}", now)
+        await self._follow_lists(uow, org, lead, f"disqualified@v{envelope.subject_version}", now)
 
     async def on_lead_erased(self, data: LeadErasedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        await ensure_lead(uow.session, org, data.lead_id, now)
         await set_lead_fields(uow.session, org, data.lead_id, now, erased=True, **ERASED_FIELDS)
         await self._leave_everything(uow, org, data.lead_id, "erased", now, key_suffix="erased", archive=True)
         # Rep notifications about the lead are moot now, and carry its name.
@@ -128,13 +125,14 @@ class NotificationHandlers:
         before = await ensure_lead(uow.session, org, data.lead_id, now)
         for previous in {before.owner_id, data.previous_owner_id}:
             await repository.remember_past_owner(uow.session, org, data.lead_id, previous, data.owner_id, now)
-        await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
+        lead = await repository.update_lead(uow.session, org, data.lead_id, {"owner_id": data.owner_id,
+                                                                            "updated_at": now})
         if data.previous_owner_id == data.owner_id:
             return
         decision = data.decision_id or f"v{envelope.subject_version}"
         if data.trigger == "lead_won":  # the account manager takes the customer over
             await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason="customer_handover",
-                             now=now, lead_id=data.lead_id, deal=await handover_deal(uow, org, data),
+                             now=now, lead_id=data.lead_id, deal=await handover_deal(uow, org, data, lead),
                              once_key=f"customer_handover:{data.lead_id}:{data.owner_id}:{decision}")
             return
         await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason="lead_assigned", now=now,
@@ -151,30 +149,24 @@ class NotificationHandlers:
 
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        await remember_stage(uow.session, org, data.lead_id, data.pipeline_id, data.to_stage_id,
-                             data.pipeline_stage_ids, now)
-        before = await apply_pipeline_change(
+        before, lead, newer = await enter_stage(
             uow.session, org, data.lead_id, envelope.subject_version, now, pipeline_id=data.pipeline_id,
-            stage_id=data.to_stage_id, stage_name=data.to_stage_name,
-            **({"outcome": None} if data.reason == "reopened" else {}))
-        if before is None:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
-            await self._follow_lists(uow, org, data.lead_id, f"stage:{data.to_stage_id}@{envelope.subject_version}",
-                                     now)
+            stage_id=data.to_stage_id, stage_ids=data.pipeline_stage_ids, owner_id=data.owner_id,
+            values={"pipeline_id": data.pipeline_id, "stage_id": data.to_stage_id, "stage_name": data.to_stage_name,
+                    **({"outcome": None} if data.reason == "reopened" else {})})
+        if not newer:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
+            await self._follow_lists(uow, org, lead, f"stage:{data.to_stage_id}@{envelope.subject_version}", now)
             return
-        if data.owner_id:
-            await set_lead_fields(uow.session, org, data.lead_id, now, owner_id=data.owner_id)
-        lead = await repository.get_lead(uow.session, org, data.lead_id)
-        assert lead is not None
-        await stop_enrollments(uow.session, org_id=org, lead_id=data.lead_id, fact="stage_entered", now=now,
-                               stage_id=data.to_stage_id)
+        sequences = await repository.lead_sequences(uow.session, org, data.lead_id, "stage_entry")
+        await stop_running(uow.session, sequences.running, fact="stage_entered", now=now, stage_id=data.to_stage_id)
         transition = f"{data.to_stage_id}@{envelope.subject_version}"
         if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
-            for sequence in await repository.active_sequences(uow.session, org, "stage_entry"):
+            for sequence in sequences.starting:
                 if matches_stage_entry(spec_of(sequence), data.pipeline_id, data.to_stage_id):
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead_id,
                                  trigger_key=f"stage:{transition}", stage_id=data.to_stage_id, now=now,
                                  lead_timezone=lead.timezone)
-        await self._follow_lists(uow, org, data.lead_id, f"stage:{transition}", now)
+        await self._follow_lists(uow, org, lead, f"stage:{transition}", now)
         left = data.from_stage_id or before.stage_id
         if left and left != data.to_stage_id:
             await self._milestones(uow, org, lead, DealFact(
@@ -183,14 +175,16 @@ class NotificationHandlers:
 
     async def on_lead_won(self, data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
-                                       outcome="won", won_value=data.value, won_currency=data.currency,
-                                       won_notes=data.notes, pipeline_id=data.pipeline_id,
-                                       **({"stage_id": data.stage_id} if data.stage_id else {})) is None:
+        change = await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
+                                             outcome="won", won_value=data.value, won_currency=data.currency,
+                                             won_notes=data.notes, pipeline_id=data.pipeline_id,
+                                             **({"stage_id": data.stage_id} if data.stage_id else {}))
+        if change is None:
             return
-        await self._follow_lists(uow, org, data.lead_id, f"won@{envelope.subject_version}", now)
-        lead = await self._after_outcome(uow, org, data.lead_id, "won", "lead_won", data.pipeline_id,
-                                         f"won@{envelope.subject_version}", now)
+        _, lead = change
+        await self._follow_lists(uow, org, lead, f"won@{envelope.subject_version}", now)
+        await self._after_outcome(uow, org, lead, "won", "lead_won", data.pipeline_id,
+                                  f"won@{envelope.subject_version}", now)
         value = data.value if data.value is not None else _dec(lead.value)
         await self._milestones(uow, org, lead, DealFact(
             kind="won", lead_id=data.lead_id, rep_id=data.owner_id or lead.owner_id, value=value,
@@ -198,41 +192,42 @@ class NotificationHandlers:
 
     async def on_lead_lost(self, data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
-                                       outcome="lost", pipeline_id=data.pipeline_id,
-                                       **({"stage_id": data.stage_id} if data.stage_id else {})) is None:
+        change = await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
+                                             outcome="lost", pipeline_id=data.pipeline_id,
+                                             **({"stage_id": data.stage_id} if data.stage_id else {}))
+        if change is None:
             return
+        _, lead = change
         transition = f"lost@{envelope.subject_version}"
-        await self._after_outcome(uow, org, data.lead_id, "lost", "lead_lost", data.pipeline_id, transition, now)
-        await self._follow_lists(uow, org, data.lead_id, transition, now)
+        await self._after_outcome(uow, org, lead, "lost", "lead_lost", data.pipeline_id, transition, now)
+        await self._follow_lists(uow, org, lead, transition, now)
 
     async def on_lead_reopened(self, data: LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        await set_lead_fields(uow.session, org, data.lead_id, now, reopened=True)  # whatever the event's age
-        if await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
-                                       outcome=None, pipeline_id=data.pipeline_id) is None:
-            await self._follow_lists(uow, org, data.lead_id, f"reopened@{envelope.subject_version}", now)
+        lead = await set_lead_fields(uow.session, org, data.lead_id, now, reopened=True)  # whatever the event's age
+        change = await apply_pipeline_change(uow.session, org, data.lead_id, envelope.subject_version, now,
+                                             outcome=None, pipeline_id=data.pipeline_id)
+        if change is None:
+            await self._follow_lists(uow, org, lead, f"reopened@{envelope.subject_version}", now)
             return
+        _, lead = change
         await stop_enrollments(uow.session, org_id=org, lead_id=data.lead_id, fact="reopened", now=now)
-        await self._follow_lists(uow, org, data.lead_id, f"reopened@{envelope.subject_version}", now)
+        await self._follow_lists(uow, org, lead, f"reopened@{envelope.subject_version}", now)
 
-    async def _follow_lists(self, uow: UnitOfWork, org: str, lead_id: str, transition: str, now: Any) -> None:
-        """The lead's Mailchimp lists and tags follow its current state (mailchimp_sync.reconcile)."""
-        lead = await repository.get_lead(uow.session, org, lead_id)
-        if lead is not None:
-            await mailchimp_sync.reconcile(uow, org_id=org, lead=lead, transition=transition, now=now)
+    async def _follow_lists(self, uow: UnitOfWork, org: str, lead: KnownLead, transition: str, now: Any) -> None:
+        """The lead's Mailchimp lists and tags follow its current state (`lead`, as this transaction wrote it:
+        mailchimp_sync.reconcile)."""
+        await mailchimp_sync.reconcile(uow, org_id=org, lead=lead, transition=transition, now=now)
 
-    async def _after_outcome(self, uow: UnitOfWork, org: str, lead_id: str, fact: Any, trigger: Any,
-                             pipeline_id: str, trigger_key: str, now: Any) -> KnownLead:
-        await stop_enrollments(uow.session, org_id=org, lead_id=lead_id, fact=fact, now=now)
-        lead = await repository.get_lead(uow.session, org, lead_id)
-        assert lead is not None
+    async def _after_outcome(self, uow: UnitOfWork, org: str, lead: KnownLead, fact: Any, trigger: Any,
+                             pipeline_id: str, trigger_key: str, now: Any) -> None:
+        sequences = await repository.lead_sequences(uow.session, org, lead.lead_id, trigger)
+        await stop_running(uow.session, sequences.running, fact=fact, now=now)
         if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
-            for sequence in await repository.active_sequences(uow.session, org, trigger):
+            for sequence in sequences.starting:
                 if matches_outcome(spec_of(sequence), trigger, pipeline_id):
-                    await enroll(uow.session, self.settings, sequence=sequence, lead_id=lead_id,
+                    await enroll(uow.session, self.settings, sequence=sequence, lead_id=lead.lead_id,
                                  trigger_key=trigger_key, stage_id=None, now=now, lead_timezone=lead.timezone)
-        return lead
 
     async def _milestones(self, uow: UnitOfWork, org: str, lead: KnownLead, fact: DealFact, now: Any) -> None:
         if not fact.rep_id:
@@ -339,7 +334,7 @@ async def unsubscribe_lead(uow: UnitOfWork, *, org_id: str, lead_id: str, now: A
     lead = await ensure_lead(uow.session, org_id, lead_id, now)
     if lead.unsubscribed:
         return False
-    await set_lead_fields(uow.session, org_id, lead_id, now, unsubscribed=True)
+    await repository.update_lead(uow.session, org_id, lead_id, {"unsubscribed": True, "updated_at": now})
     await stop_enrollments(uow.session, org_id=org_id, lead_id=lead_id, fact="unsubscribed", now=now)
     await cancel_pending(uow.session, org_id=org_id, lead_id=lead_id, now=now, reason="lead unsubscribed")
     await mailchimp_sync.remove_everywhere(uow, org_id=org_id, lead_id=lead_id, archive=False,
@@ -356,11 +351,10 @@ async def _active_milestone_rules(uow: UnitOfWork, org_id: str
                            min_value=_dec(r.min_value), currency=r.currency) for r in rows])
 
 
-async def handover_deal(uow: UnitOfWork, org_id: str, data: LeadAssignedV1) -> dict[str, Any]:
-    """What the account manager is told of the won deal: its value and notes (LeadWon) and who closed it. Waits
-    (NotKnownYet) until the win and the closer's directory entry have arrived."""
-    lead = await repository.get_lead(uow.session, org_id, data.lead_id)
-    if lead is None or lead.outcome != "won":
+async def handover_deal(uow: UnitOfWork, org_id: str, data: LeadAssignedV1, lead: KnownLead) -> dict[str, Any]:
+    """What the account manager is told of the won deal (`lead`, as this transaction holds it): its value and notes
+    (LeadWon) and who closed it. Waits (NotKnownYet) until the win and the closer's directory entry have arrived."""
+    if lead.outcome != "won":
         raise NotKnownYet(f"lead {data.lead_id}'s win has not arrived yet (no LeadWon received)")
     closer = await repository.get_rep(uow.session, org_id, data.previous_owner_id) if data.previous_owner_id else None
     if data.previous_owner_id and closer is None:

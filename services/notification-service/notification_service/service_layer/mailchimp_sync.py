@@ -37,7 +37,8 @@ def _subscribe_ops(lead: KnownLead, email: str, list_id: str, tags: list[str], m
 
 async def subscribe(uow: UnitOfWork, *, org_id: str, lead: KnownLead, list_id: str, tags: list[str],
                     merge_fields: dict[str, str], status_if_new: str, reason: str, idem_key: str, now: datetime,
-                    rule_id: str | None = None, again: bool = False) -> bool:
+                    not_before: datetime | None, rule_id: str | None = None, again: bool = False) -> bool:
+    """`not_before`: see `_after_in_flight`."""
     email = lead.email
     if not email or lead.erased or lead.unsubscribed:
         return False
@@ -46,7 +47,7 @@ async def subscribe(uow: UnitOfWork, *, org_id: str, lead: KnownLead, list_id: s
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
                                 recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead.lead_id,
                                 rep_id=lead.owner_id, reason=reason, rule_id=rule_id, now=now,
-                                not_before=await _after_in_flight(uow, org_id, lead.lead_id, now),
+                                not_before=not_before,
                                 payload={"list_id": list_id, "action": "subscribed", "tags": tags,
                                          "ops": _subscribe_ops(lead, email, list_id, tags, merge_fields, status_if_new,
                                                                again)})
@@ -55,14 +56,19 @@ async def subscribe(uow: UnitOfWork, *, org_id: str, lead: KnownLead, list_id: s
 
 async def _after_in_flight(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -> datetime | None:
     """When a new call about the lead may run: after any Mailchimp call for it still pending or in flight (its
-    lease), never before it (an older subscribe must not land after a newer unsubscribe)."""
-    in_flight = await repository.last_mailchimp_call_due_at(uow.session, org_id, lead_id)
-    return max(in_flight, now) if in_flight is not None else None
+    lease), never before it (an older subscribe must not land after a newer unsubscribe). Read once for the
+    calls one transaction adds: each of them is due at this time too, so none moves it."""
+    return _not_before(await repository.last_mailchimp_call_due_at(uow.session, org_id, lead_id), now)
+
+
+def _not_before(in_flight_until: datetime | None, now: datetime) -> datetime | None:
+    return max(in_flight_until, now) if in_flight_until is not None else None
 
 
 async def remove(uow: UnitOfWork, *, org_id: str, lead_id: str, list_id: str, member: str, archive: bool,
-                 reason: str, idem_key: str, now: datetime, rule_id: str | None = None) -> bool:
-    not_before = await _after_in_flight(uow, org_id, lead_id, now)
+                 reason: str, idem_key: str, now: datetime, not_before: datetime | None,
+                 rule_id: str | None = None) -> bool:
+    """`not_before`: see `_after_in_flight`."""
     await repository.mark_member_removed(uow.session, org_id, lead_id, list_id, member, now)
     action = "archived" if archive else "unsubscribed"
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
@@ -111,10 +117,13 @@ async def remove_everywhere(uow: UnitOfWork, *, org_id: str, lead_id: str, archi
                             key_suffix: str, now: datetime) -> int:
     # The lists the lead is on (one it was taken off already needs no second call).
     members = await repository.members_of_lead(uow.session, org_id, lead_id, subscribed_only=True)
+    if not members:
+        return 0
+    not_before = await _after_in_flight(uow, org_id, lead_id, now)
     done = 0
     for m in members:
         done += await remove(uow, org_id=org_id, lead_id=lead_id, list_id=m.list_id, member=m.subscriber_hash,
-                             archive=archive, reason=reason, now=now,
+                             archive=archive, reason=reason, now=now, not_before=not_before,
                              idem_key=f"mailchimp:{reason}:{m.list_id}:lead:{lead_id}:{key_suffix}")
     return done
 
@@ -124,17 +133,17 @@ async def reconcile(uow: UnitOfWork, *, org_id: str, lead: KnownLead, transition
     subscribe where a rule now holds, retag where the tags differ, take it off where none holds any more. Each
     change is one delivery keyed by list and `transition` (the event's version), so a redelivered or replayed
     event changes nothing; and since the lists follow the state, events arriving in another order end the same."""
-    settings = await repository.get_mailchimp_account(uow.session, org_id)
-    if settings is None:
+    state = await repository.list_settings(uow.session, org_id, lead.lead_id)
+    if state is None:
         return 0
-    rows = await repository.mailchimp_rules_of(uow.session, org_id)
+    settings, rows, not_before = state.account, state.rules, _not_before(state.in_flight_until, now)
     by_id = {r.id: r for r in rows}
     rules = [ListRule(id=r.id, trigger=r.trigger, list_id=r.list_id, action=r.action,
                       stage_id=r.stage_id, pipeline_id=r.pipeline_id, tags=tuple(r.tags or ()))
              for r in rows]
     if settings.nurture_list_id:
         rules.append(nurture_rule(settings.nurture_list_id, settings.nurture_tag or "nurture"))
-    members = {m.list_id: m for m in await repository.members_of_lead(uow.session, org_id, lead.lead_id)}
+    members = {m.list_id: m for m in state.members}
     current = {list_id: frozenset(m.tags or ()) for list_id, m in members.items() if m.subscribed}
     life = lead_life(lead)
     vetoed = {r.list_id for r in rules if r.action == "unsubscribe" and holds(r, life)}
@@ -147,24 +156,26 @@ async def reconcile(uow: UnitOfWork, *, org_id: str, lead: KnownLead, transition
             # the person did not opt out, and may be put back on the list later).
             done += await remove(uow, org_id=org_id, lead_id=lead.lead_id, list_id=change.list_id,
                                  member=members[change.list_id].subscriber_hash,
-                                 archive=change.list_id not in vetoed, reason="list_rule", idem_key=key, now=now)
+                                 archive=change.list_id not in vetoed, reason="list_rule", idem_key=key, now=now,
+                                 not_before=not_before)
         elif change.subscribe:
             merge_fields = dict(rule.merge_fields) if rule else {"FNAME": "first_name", "LNAME": "last_name"}
             status_if_new = rule.status_if_new if rule else "subscribed"
             done += await subscribe(uow, org_id=org_id, lead=lead, list_id=change.list_id, tags=sorted(change.add),
                                     merge_fields=merge_fields, status_if_new=status_if_new,
                                     reason=_reason(change.rule_id, rule), idem_key=key,
-                                    now=now, rule_id=rule.id if rule else None,
+                                    now=now, not_before=not_before, rule_id=rule.id if rule else None,
                                     again=change.list_id in members)
         else:
             done += await retag(uow, org_id=org_id, lead=lead, member=members[change.list_id],
-                                add=sorted(change.add), drop=sorted(change.drop), idem_key=key, now=now)
+                                add=sorted(change.add), drop=sorted(change.drop), idem_key=key, now=now,
+                                not_before=not_before)
     return done
 
 
 async def retag(uow: UnitOfWork, *, org_id: str, lead: KnownLead, member: MailchimpMember, add: list[str],
-                drop: list[str], idem_key: str, now: datetime) -> bool:
-    """The lead stays on the list with other tags."""
+                drop: list[str], idem_key: str, now: datetime, not_before: datetime | None) -> bool:
+    """The lead stays on the list with other tags (`not_before`: see `_after_in_flight`)."""
     tags = sorted((set(member.tags or ()) | set(add)) - set(drop))
     await repository.set_member_tags(uow.session, org_id, lead.lead_id, member.list_id, tags, now)
     ops: list[dict[str, Any]] = []
@@ -176,7 +187,7 @@ async def retag(uow: UnitOfWork, *, org_id: str, lead: KnownLead, member: Mailch
     row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp", recipient_kind="list",
                                 recipient=f"mailchimp:{member.list_id}", lead_id=lead.lead_id,
                                 rep_id=lead.owner_id, reason="list_rule", now=now,
-                                not_before=await _after_in_flight(uow, org_id, lead.lead_id, now),
+                                not_before=not_before,
                                 payload={"list_id": member.list_id, "action": "tagged", "tags": tags, "ops": ops})
     return row is not None
 

@@ -27,8 +27,10 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
     """Record the notification's deliveries (pending); the number of new ones (0 for a duplicate).
     Raises NotKnownYet while the rep or the lead's details are unknown here."""
     session = uow.session
-    rep = await repository.get_rep(session, org_id, rep_id)
-    lead = await repository.get_lead(session, org_id, lead_id) if lead_id else None
+    # The rep, the lead, the org's template and whether it has webhooks at all: one statement.
+    notice = await repository.rep_notice(session, org_id, rep_id, lead_id=lead_id,
+                                         template_key=f"rep.{reason}" if "email" in channels else None)
+    rep, lead = notice.rep, notice.lead
     if not rep or not rep.get("email"):
         raise NotKnownYet(f"rep '{rep_id}' is not in the directory here yet (no RepCreated received)")
     if lead_id and (lead is None or (not lead.lead_version and not lead.erased)):
@@ -41,7 +43,7 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
                   not_before=not_before, message_id_domain=settings.message_id_domain)
     created = 0
     if "email" in channels:
-        template = await repository.get_template(session, org_id, key=f"rep.{reason}")
+        template = notice.template
         parts = template.parts() if template else DEFAULT_REP_TEMPLATES[reason]
         error, payload = None, None
         try:
@@ -57,7 +59,7 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
             created += 1
             if error is not None:
                 publish_outcome(uow, row, ok=False, now=now, error=error)
-    if "webhook" in channels:
+    if "webhook" in channels and notice.any_webhooks:
         for sub in await repository.active_webhook_subscriptions(session, org_id):
             if reason not in (sub.reasons or []) or (sub.rep_id and sub.rep_id != rep_id):
                 continue

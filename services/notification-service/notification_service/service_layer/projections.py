@@ -30,50 +30,70 @@ def _snapshot_values(lead: LeadSnapshot) -> dict[str, Any]:
 
 
 async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> KnownLead:
-    """The lead's row, created empty (and locked) when events about it arrive before LeadCreated."""
-    await repository.add_empty_lead(session, org_id, lead_id, now)
-    row = await repository.get_lead(session, org_id, lead_id, for_update=True)
-    assert row is not None
-    return row
+    """The lead's row, locked; created empty when events about it arrive before LeadCreated."""
+    return await repository.lock_lead(session, org_id, lead_id, now)
 
 
 async def apply_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int,
-                         now: datetime) -> bool:
-    """Store the snapshot when newer than what we hold; False for a stale (or erased) lead."""
+                         now: datetime) -> tuple[KnownLead, KnownLead | None]:
+    """Store the snapshot when newer than what we hold: the row before, and after (None for a stale or erased
+    lead, which is left as it was)."""
     row = await ensure_lead(session, org_id, lead.lead_id, now)
     if row.erased or version <= row.lead_version:
-        return False
-    await repository.update_lead(session, org_id, lead.lead_id,
-                                 {**_snapshot_values(lead), "lead_version": version, "updated_at": now})
-    return True
+        return row, None
+    return row, await repository.update_lead(session, org_id, lead.lead_id,
+                                             {**_snapshot_values(lead), "lead_version": version, "updated_at": now})
+
+
+async def store_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int,
+                         now: datetime) -> tuple[KnownLead, bool]:
+    """`apply_snapshot` when the row before is not needed (one statement, not two): the row as it now is, and
+    whether the snapshot was stored (False: stale, or the lead is erased)."""
+    after = await repository.store_newer_snapshot(session, org_id, lead.lead_id, {
+        **_snapshot_values(lead), "lead_version": version, "updated_at": now})
+    if after is not None:
+        return after, True
+    return await ensure_lead(session, org_id, lead.lead_id, now), False
 
 
 async def apply_pipeline_change(session: AsyncSession, org_id: str, lead_id: str, version: int, now: datetime,
-                                **values: Any) -> KnownLead | None:
-    """Record a pipeline-service fact (stage, outcome) when newer; the row before the change, or None if stale."""
+                                **values: Any) -> tuple[KnownLead, KnownLead] | None:
+    """Record a pipeline-service fact (stage, outcome) when newer: the row before and after the change, or None if
+    stale."""
     row = await ensure_lead(session, org_id, lead_id, now)
     if version <= row.pipeline_version:
         return None
-    await repository.update_lead(session, org_id, lead_id, {**values, "pipeline_version": version, "updated_at": now})
-    return row
+    return row, await repository.update_lead(session, org_id, lead_id,
+                                             {**values, "pipeline_version": version, "updated_at": now})
 
 
-async def set_lead_fields(session: AsyncSession, org_id: str, lead_id: str, now: datetime, **values: Any) -> None:
+async def set_lead_fields(session: AsyncSession, org_id: str, lead_id: str, now: datetime,
+                          **values: Any) -> KnownLead:
+    """Write these fields whatever the lead's versions; the row after."""
     await ensure_lead(session, org_id, lead_id, now)
-    await repository.update_lead(session, org_id, lead_id, {**values, "updated_at": now})
+    return await repository.update_lead(session, org_id, lead_id, {**values, "updated_at": now})
 
 
-async def remember_stage(session: AsyncSession, org_id: str, lead_id: str, pipeline_id: str, stage_id: str,
-                         stage_ids: list[str] | None, now: datetime) -> None:
-    """The lead entered the stage (kept whatever the event's age: the stages entered are a set), and the pipeline's
-    stages when the event lists them."""
-    row = await ensure_lead(session, org_id, lead_id, now)
+async def enter_stage(session: AsyncSession, org_id: str, lead_id: str, version: int, now: datetime, *,
+                      pipeline_id: str, stage_id: str, stage_ids: list[str] | None, owner_id: str | None,
+                      values: dict[str, Any]) -> tuple[KnownLead, KnownLead, bool]:
+    """The lead entered the stage: remembered whatever the event's age (the stages entered are a set), with the
+    pipeline's stages when the event lists them; when the move is newer than what we hold, also its `values`
+    (stage, outcome) and the owner it names. The row before, the row after, and whether the move was newer (False:
+    the lead is elsewhere now). One statement to lock, one to write, whatever changes."""
+    row, pipeline_defined = await repository.lock_lead_in_pipeline(session, org_id, lead_id, pipeline_id, now)
+    changes: dict[str, Any] = {}
     entered = [list(e) for e in row.entered_stages or []]
     if [pipeline_id, stage_id] not in entered:
-        await repository.update_lead(session, org_id, lead_id,
-                                     {"entered_stages": [*entered, [pipeline_id, stage_id]], "updated_at": now})
-    if stage_ids:  # only until the pipeline's own definition (PipelineDefined) has arrived
+        changes["entered_stages"] = [*entered, [pipeline_id, stage_id]]
+    newer = version > row.pipeline_version
+    if newer:
+        changes.update(values, pipeline_version=version, **({"owner_id": owner_id} if owner_id else {}))
+    after = await repository.update_lead(session, org_id, lead_id, {**changes, "updated_at": now}) if changes \
+        else row
+    if stage_ids and not pipeline_defined:  # only until the pipeline's own definition (PipelineDefined) arrives
         await repository.save_pipeline_stages(session, org_id, pipeline_id, stage_ids, now)
+    return row, after, newer
 
 
 ERASED_FIELDS = {name: None for name in ("email", "first_name", "last_name", "company", "title", "phone",

@@ -17,7 +17,7 @@ from salesflow_shared.app import run_periodically
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
-from ..adapters.repository import Enrollment, SequenceRecord
+from ..adapters.repository import DueStep, Enrollment, RunningEnrollment, SequenceRecord
 from ..config import Settings
 from ..domain.leads import KnownLead
 from ..domain.sequences import SequenceSpec, Step, StopFact, next_due, still_eligible, stop_reason
@@ -27,6 +27,7 @@ from .deliveries import publish_outcome, record_delivery
 from .projections import lead_state
 
 log = structlog.get_logger(__name__)
+WORKER = "sequences"  # the worker's name: the commit bell's listener
 
 
 def spec_of(sequence: SequenceRecord) -> SequenceSpec:
@@ -58,8 +59,15 @@ async def enroll(session: AsyncSession, settings: Settings, *, sequence: Sequenc
 
 async def stop_enrollments(session: AsyncSession, *, org_id: str, lead_id: str, fact: StopFact, now: datetime,
                            stage_id: str | None = None) -> int:
+    return await stop_running(session, await repository.running_enrollments(session, org_id, lead_id), fact=fact,
+                              now=now, stage_id=stage_id)
+
+
+async def stop_running(session: AsyncSession, running_enrollments: list[RunningEnrollment], *, fact: StopFact,
+                       now: datetime, stage_id: str | None = None) -> int:
+    """Stop those of the lead's running enrollments that `fact` ends; how many."""
     stopped = 0
-    for running in await repository.running_enrollments(session, org_id, lead_id):
+    for running in running_enrollments:
         reason = stop_reason(running.trigger, running.stage_id, fact, stage_id)
         if reason is not None:
             await repository.stop_enrollment(session, running.id, reason, now)
@@ -73,30 +81,40 @@ class SequenceScheduler:
         self.settings: Settings = context.settings
         self.clock = context.clock
 
-    async def run_once(self) -> int:
+    async def run_once(self) -> bool:
+        """Record the due steps' deliveries; whether more may be due at once."""
         now = self.clock.now()
         async with self.context.uow() as uow:
-            due = await repository.claim_due_enrollments(uow.session, now, self.settings.worker_batch_size)
-            for enrollment in due:
+            due = await repository.claim_due_steps(uow.session, now, self.settings.worker_batch_size)
+            for claimed in due:
                 try:
-                    async with uow.session.begin_nested():
-                        await self._step(uow, enrollment, now)
-                except Exception:  # one broken enrollment must not hold up the others: look again later
-                    log.exception("sequence_step_crashed", enrollment_id=enrollment.id)
-                    await repository.postpone_enrollment(uow.session, enrollment.id, now + timedelta(minutes=5), now)
+                    await self._step(uow, claimed, now)
+                except Exception:
+                    # One broken enrollment must not hold up the others: the batch's work is undone (none of it was
+                    # sent: deliveries go out once committed), the broken one is looked at again later and the
+                    # others are claimed again by the next tick, at once (no savepoint per step: two statements).
+                    log.exception("sequence_step_crashed", enrollment_id=claimed.enrollment.id)
+                    await uow.rollback()
+                    await repository.postpone_enrollment(uow.session, claimed.enrollment, now + timedelta(minutes=5),
+                                                         now)
+                    await uow.commit()
+                    return True
             await uow.commit()
-        return len(due)
+        if due:  # the steps' deliveries are the delivery worker's work (a tick's own commits ring for no one)
+            self.context.commits.ring(source=WORKER)
+        # Run again at once only after a full batch: a smaller one took every step due; the next falls due with
+        # time (the idle poll) or with a commit that rings.
+        return len(due) >= self.settings.worker_batch_size
 
-    async def _step(self, uow: UnitOfWork, enrollment: Enrollment, now: datetime) -> None:
+    async def _step(self, uow: UnitOfWork, claimed: DueStep, now: datetime) -> None:
         session = uow.session
-        sequence = await repository.get_sequence(session, enrollment.org_id, enrollment.sequence_id)
+        enrollment, sequence, lead = claimed.enrollment, claimed.sequence, claimed.lead
         if sequence is None or not sequence.active:
             await repository.stop_enrollment(session, enrollment.id, "sequence_inactive", now)
             return
-        lead = await repository.get_lead(session, enrollment.org_id, enrollment.lead_id)
         if lead is None or (lead.lead_version == 0 and not lead.erased):
             # Stage or outcome known but not the lead itself yet (events out of order): look again shortly.
-            await repository.postpone_enrollment(session, enrollment.id, now + timedelta(seconds=10), now)
+            await repository.postpone_enrollment(session, enrollment, now + timedelta(seconds=10), now)
             return
         reason = still_eligible(sequence.trigger, enrollment.stage_id, lead_state(lead))
         if reason is not None:
@@ -104,7 +122,7 @@ class SequenceScheduler:
             return
         spec = spec_of(sequence)
         index = enrollment.next_step
-        await self._record_step(uow, sequence, enrollment, lead, spec.steps[index], index, now)
+        await self._record_step(uow, sequence, enrollment, lead, claimed.owner, spec.steps[index], index, now)
         due = None  # after the last step: completed
         if index + 1 < len(spec.steps):
             due = next_due(now, spec.steps[index + 1], lead_timezone=lead.timezone,
@@ -113,7 +131,8 @@ class SequenceScheduler:
         await repository.advance_enrollment(session, enrollment.id, next_step=index + 1, next_due_at=due, now=now)
 
     async def _record_step(self, uow: UnitOfWork, sequence: SequenceRecord, enrollment: Enrollment,
-                           lead: KnownLead, step: Step, index: int, now: datetime) -> None:
+                           lead: KnownLead, owner: dict[str, Any] | None, step: Step, index: int,
+                           now: datetime) -> None:
         org_id, lead_id = enrollment.org_id, enrollment.lead_id
         common: dict[str, Any]  # of several types: what both outcomes' delivery rows share
         common = dict(org_id=org_id, kind="email", recipient_kind="prospect", reason="sequence", now=now,
@@ -135,8 +154,7 @@ class SequenceScheduler:
                 payload = email_payload(
                     self.settings, to_name=" ".join(p for p in (lead.first_name, lead.last_name) if p),
                     to_email=lead.email, parts=template.parts(),
-                    variables_=variables(org_id=org_id, lead=lead, owner=await repository.get_rep(uow.session, org_id,
-                                         lead.owner_id), stage=stage, unsubscribe=url),
+                    variables_=variables(org_id=org_id, lead=lead, owner=owner, stage=stage, unsubscribe=url),
                     headers=prospect_headers(url))
             except TemplateError as exc:
                 error = f"template {template.name!r} does not render: {exc}"
@@ -153,4 +171,4 @@ class SequenceScheduler:
 async def sequence_worker(context: Any) -> None:
     await run_periodically(context, SequenceScheduler(context).run_once, context.settings.scheduler_poll_interval_s,
                            wake_on_commit=True,
-                           name="sequences")
+                           name=WORKER)

@@ -145,6 +145,29 @@ async def test_a_sequence_sends_each_step_when_it_falls_due(notifications: Notif
         (0, "2026-01-05T10:00:00Z"), (1, "2026-01-06T10:00:00Z"), (2, "2026-01-06T14:00:00Z")]
 
 
+async def test_a_step_that_crashes_is_put_off_and_does_not_hold_up_the_others(notifications: Notifications):
+    n = notifications
+    await n.sequence("qualified", [{"template_id": await n.template("Welcome")}])
+    for lead_id, email in (("lead-1", "ada@prospect.example"), ("lead-2", "bob@prospect.example")):
+        await n.tell(a_lead(lead_id, email), lead_id)
+        await n.tell(entered(lead_id, "qualified", n.clock.now()), lead_id)
+    async with n.service.uow() as uow:  # lead-1's enrollment points past the sequence's last step: a bug
+        await uow.session.execute(sa.update(enrollments).where(enrollments.c.lead_id == "lead-1")
+                                  .values(next_step=7))
+        await uow.commit()
+
+    await n.work()
+
+    assert n.subjects("bob@prospect.example") == ["Welcome"]
+    assert n.subjects("ada@prospect.example") == []
+    [broken] = await n.rows(enrollments, lead_id="lead-1")
+    assert (broken["status"], broken["next_step"]) == ("active", 7)
+    assert broken["next_due_at"].replace(tzinfo=UTC) == MONDAY_10AM + timedelta(minutes=5)  # looked at again then
+    [done] = await n.rows(enrollments, lead_id="lead-2")
+    assert (done["status"], done["next_step"]) == ("completed", 1)
+    assert len(await n.published("EmailSent")) == 1
+
+
 async def test_a_stage_entry_told_twice_sends_one_email(notifications: Notifications):
     n = notifications
     await n.sequence("qualified", [{"template_id": await n.template("Welcome")}])
