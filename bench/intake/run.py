@@ -19,7 +19,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -79,40 +81,56 @@ def body_for(run: str, i: int) -> bytes:
                        "company": f"Company {i % 500}", "job": "Head of Operations"}).encode()
 
 
-async def drive(url: str, requests: int, concurrency: int, run: str, secret: str | None,
-                pid: int | None = None) -> dict[str, float]:
+Request = tuple[str, str, dict[str, str], bytes | None]  # method, url, headers, body
+
+
+async def drive_requests(make: Callable[[int], Request], requests: int, concurrency: int, pid: int | None,
+                         ok: Callable[[int], bool] = lambda status: 200 <= status < 300) -> dict[str, Any]:
+    """`requests` requests (`make(i)` is the i-th), `concurrency` in flight: answers with an `ok` status per
+    second, p50/p99 latency, and the CPU of process `pid` over the run per such answer."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    accepted = 0
+    answered = 0
     counter = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
         async def worker() -> None:
-            nonlocal accepted
+            nonlocal answered
             for i in counter:
-                body = body_for(run, i)
-                headers = {"Content-Type": "application/json"}
-                if secret is not None:
-                    headers["Salesflow-Signature"] = sign(secret, body, int(time.time()))
+                method, url, headers, body = make(i)
                 started = time.perf_counter()
                 try:
-                    response = await client.post(url, content=body, headers=headers)
-                except httpx.HTTPError as exc:  # counted, not fatal: the run reports what was accepted
+                    response = await client.request(method, url, headers=headers, content=body)
+                except httpx.HTTPError as exc:  # counted, not fatal: the run reports what was answered
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     continue
                 latencies.append(time.perf_counter() - started)
-                if response.status_code == 201:
-                    accepted += 1
+                if ok(response.status_code):
+                    answered += 1
                 else:
-                    errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+                    key = f"{response.status_code} {response.text[:120]}"
+                    errors[key] = errors.get(key, 0) + 1
         cpu_before = cpu_seconds(pid) if pid else 0.0
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         cpu = (cpu_seconds(pid) - cpu_before) if pid else 0.0
-    return {"accepted": accepted, "rate": accepted / elapsed, "p50_ms": pct(latencies, 0.5) * 1000,
-            "p99_ms": pct(latencies, 0.99) * 1000, "elapsed_s": elapsed,
-            "cpu_ms_per_lead": cpu * 1000 / max(accepted, 1), "errors": errors}
+    return {"accepted": answered, "rate": answered / elapsed,
+            "p50_ms": pct(latencies, 0.5) * 1000 if latencies else 0.0,
+            "p99_ms": pct(latencies, 0.99) * 1000 if latencies else 0.0, "elapsed_s": elapsed,
+            "cpu_ms_per_lead": cpu * 1000 / max(answered, 1), "errors": errors}
+
+
+async def drive(url: str, requests: int, concurrency: int, run: str, secret: str | None,
+                pid: int | None = None) -> dict[str, Any]:
+    def submission(i: int) -> Request:
+        body = body_for(run, i)
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["Salesflow-Signature"] = sign(secret, body, int(time.time()))
+        return "POST", url, headers, body
+
+    return await drive_requests(submission, requests, concurrency, pid, ok=lambda status: status == 201)
 
 
 async def main() -> None:

@@ -304,7 +304,8 @@ def create_service_app(definition: ServiceDefinition, bus: EventBus | None = Non
     return app
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request.
     context: ServiceContext = request.app.state.context
     return context
 

@@ -43,6 +43,15 @@ ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
 
+# Tokens verified recently, by their exact text. A client sends the same token with every request, and checking
+# its signature again (for a JWKS, finding its key too) is most of what authenticating a request costs. An entry
+# answers only while the token is unexpired (`exp`, as the full check reads it) and for at most
+# VERIFIED_TOKEN_TTL_S after its check, so a key withdrawn from a JWKS stops being honoured within that; only
+# successes are kept (a refused token is checked again each time), and at most VERIFIED_TOKEN_CACHE_SIZE.
+VERIFIED_TOKEN_TTL_S = 60.0
+VERIFIED_TOKEN_CACHE_SIZE = 10_000
+
+
 class TokenVerifier:
     def __init__(self, settings: ServiceSettings) -> None:
         self.secret = settings.hmac_secret
@@ -50,10 +59,25 @@ class TokenVerifier:
         self.audience = settings.jwt_audience or None
         self.max_token_bytes = settings.max_token_bytes
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token -> (principal, usable until, epoch s)
 
     async def verify(self, token: str) -> Principal:
         if len(token) > self.max_token_bytes:
             raise Unauthorized(f"invalid token: longer than {self.max_token_bytes} bytes")
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None:
+            if now < cached[1]:
+                return cached[0]
+            del self._verified[token]
+        principal, expires_at = await self._verify_fully(token)
+        if len(self._verified) >= VERIFIED_TOKEN_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = (principal, min(expires_at, now + VERIFIED_TOKEN_TTL_S))
+        return principal
+
+    async def _verify_fully(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and its expiry (epoch seconds), after checking its signature and claims."""
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
             if algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
@@ -78,7 +102,8 @@ class TokenVerifier:
             raise Unauthorized("token has no 'org' claim")
         if role not in ROLES:
             raise Unauthorized("token has no valid 'role' claim")
-        return Principal(user_id=sub, org_id=org, role=role)
+        # `exp` is required and PyJWT has checked it is a number in the future: the token is refused from then on.
+        return Principal(user_id=sub, org_id=org, role=role), float(claims["exp"])
 
 
 def mint_token(secret: str, *, sub: str, org: str, role: Role, ttl_s: int = 3600 * 24,

@@ -69,7 +69,7 @@ GroupByParam = Literal["rep", "team", "product_line", "territory", "source"]
 Format = Literal["json", "csv"]
 
 
-def clock_of(context: ContextDep) -> Clock:
+async def clock_of(context: ContextDep) -> Clock:  # async: a plain `def` dependency runs in the thread pool
     return context.clock
 
 
@@ -81,12 +81,8 @@ MAX_REPORT_DATE = datetime(2199, 12, 31)
 
 
 class ReportQuery:
-    def __init__(self, principal: CurrentPrincipal, clock: ClockDep,
-                 from_: Annotated[Rfc3339 | None, Query(alias="from", description="period start (inclusive)")] = None,
-                 to: Annotated[Rfc3339 | None, Query(description="period end (exclusive)")] = None,
-                 pipeline: Annotated[str | None, Query(max_length=100)] = None,
-                 group_by: GroupByParam | None = None,
-                 format: Format = "json") -> None:
+    def __init__(self, principal: Principal, clock: Clock, from_: datetime | None, to: datetime | None,
+                 pipeline: str | None, group_by: GroupByParam | None, format: Format) -> None:
         for name, moment in (("from", from_), ("to", to)):
             # Reports walk the period by quarter and month: keep it to dates a sales history can have
             # (this also keeps far-off dates from overflowing when converted to UTC).
@@ -105,7 +101,18 @@ class ReportQuery:
                      "scope": "org" if principal.sees_whole_org else f"rep:{principal.user_id}"}
 
 
-Q = Annotated[ReportQuery, Depends()]
+async def report_query(
+        principal: CurrentPrincipal, clock: ClockDep,
+        from_: Annotated[Rfc3339 | None, Query(alias="from", description="period start (inclusive)")] = None,
+        to: Annotated[Rfc3339 | None, Query(description="period end (exclusive)")] = None,
+        pipeline: Annotated[str | None, Query(max_length=100)] = None,
+        group_by: GroupByParam | None = None,
+        format: Format = "json") -> ReportQuery:
+    # A function, not the class itself as the dependency: FastAPI runs a class's __init__ in its thread pool.
+    return ReportQuery(principal, clock, from_, to, pipeline, group_by, format)
+
+
+Q = Annotated[ReportQuery, Depends(report_query)]
 
 
 async def report_uow(uow: UowDep) -> UnitOfWork:

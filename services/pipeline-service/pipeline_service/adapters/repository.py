@@ -279,10 +279,20 @@ async def save_position(session: AsyncSession, pos: Position) -> None:
     pos.read_as = changeable
 
 
+# Built once, executed with a parameter dict (statement, cache key and compiled form reused): the reads of a
+# lead's position (GET /v1/positions/{lead_id}), the pipeline's most frequent request.
+_POSITION = sa.select(positions).where(positions.c.org_id == sa.bindparam("org_id"),
+                                       positions.c.lead_id == sa.bindparam("lead_id"))
+
+
 async def visible_position(session: AsyncSession, principal: Principal, lead_id: str) -> Position | None:
     """The lead's position if the principal may read it (see `readable_by`)."""
-    return first_record(Position, await session.execute(sa.select(positions).where(
-        positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, _readable_by(principal))))
+    if principal.sees_whole_org:
+        result = await session.execute(_POSITION, {"org_id": principal.org_id, "lead_id": lead_id})
+    else:
+        result = await session.execute(sa.select(positions).where(
+            positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, _readable_by(principal)))
+    return first_record(Position, result)
 
 
 def _readable_by(principal: Principal) -> Any:
@@ -346,12 +356,22 @@ async def owned_lead_before(session: AsyncSession, principal: Principal, lead_id
 
 
 # ====================================================================== pipelines and stages
-async def get_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, *, lock: bool = False,
-                       archived_too: bool = False) -> PipelineRecord | None:
-    query = sa.select(pipelines).where(pipelines.c.org_id == org_id, pipelines.c.id == pipeline_id)
+def _pipeline_query(lock: bool, archived_too: bool) -> sa.Select[Any]:
+    query = sa.select(pipelines).where(pipelines.c.org_id == sa.bindparam("org_id"),
+                                       pipelines.c.id == sa.bindparam("pipeline_id"))
     if not archived_too:
         query = query.where(pipelines.c.archived.is_(False))
-    return first_record(PipelineRecord, await session.execute(query.with_for_update() if lock else query))
+    return query.with_for_update() if lock else query
+
+
+_PIPELINE = {(lock, archived_too): _pipeline_query(lock, archived_too)
+             for lock in (False, True) for archived_too in (False, True)}
+
+
+async def get_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, *, lock: bool = False,
+                       archived_too: bool = False) -> PipelineRecord | None:
+    return first_record(PipelineRecord, await session.execute(
+        _PIPELINE[lock, archived_too], {"org_id": org_id, "pipeline_id": pipeline_id}))
 
 
 async def add_pipeline(session: AsyncSession, pipeline: PipelineRecord) -> None:
@@ -409,9 +429,11 @@ async def live_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: 
     return seq
 
 
+_STAGE = sa.select(stages).where(stages.c.org_id == sa.bindparam("org_id"), stages.c.id == sa.bindparam("stage_id"))
+
+
 async def get_stage(session: AsyncSession, org_id: str, stage_id: str) -> StageRecord | None:
-    return first_record(StageRecord, await session.execute(sa.select(stages).where(
-        stages.c.org_id == org_id, stages.c.id == stage_id)))
+    return first_record(StageRecord, await session.execute(_STAGE, {"org_id": org_id, "stage_id": stage_id}))
 
 
 async def stage_position(session: AsyncSession, org_id: str, stage_id: str) -> int | None:
@@ -466,9 +488,13 @@ async def close_visit(session: AsyncSession, visit_id: str, exit_reason: str, no
         exited_at=now, exit_reason=exit_reason))
 
 
+_VISITS = sa.select(stage_history).where(
+    stage_history.c.org_id == sa.bindparam("org_id"), stage_history.c.lead_id == sa.bindparam("lead_id"),
+).order_by(stage_history.c.seq)
+
+
 async def visits_of(session: AsyncSession, org_id: str, lead_id: str) -> list[StageVisit]:
-    rows = await session.execute(sa.select(stage_history).where(
-        stage_history.c.org_id == org_id, stage_history.c.lead_id == lead_id).order_by(stage_history.c.seq))
+    rows = await session.execute(_VISITS, {"org_id": org_id, "lead_id": lead_id})
     return records(StageVisit, rows.mappings())
 
 
@@ -510,11 +536,14 @@ async def lock_open_tasks(session: AsyncSession, org_id: str, lead_id: str, *, v
     return records(TaskRecord, (await session.execute(query.with_for_update())).mappings())
 
 
+_OPEN_TASKS = sa.select(tasks).where(
+    tasks.c.org_id == sa.bindparam("org_id"), tasks.c.lead_id == sa.bindparam("lead_id"), tasks.c.status == "open",
+).order_by(tasks.c.due_at, tasks.c.id)
+
+
 async def open_tasks_of(session: AsyncSession, org_id: str, lead_id: str) -> list[TaskRecord]:
     """The lead's open tasks by due time."""
-    rows = await session.execute(sa.select(tasks).where(
-        tasks.c.org_id == org_id, tasks.c.lead_id == lead_id, tasks.c.status == "open",
-    ).order_by(tasks.c.due_at, tasks.c.id))
+    rows = await session.execute(_OPEN_TASKS, {"org_id": org_id, "lead_id": lead_id})
     return records(TaskRecord, rows.mappings())
 
 

@@ -242,8 +242,9 @@ async def list_positions(principal: CurrentPrincipal, uow: UowDep, limit: LimitP
 
 @router.get("/positions/{lead_id}", summary="Where a lead stands: stage, guidance, open tasks and history",
             operation_id="getPosition", **returns(R.PositionOut))
-async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> dict[str, Any]:
-    return await position_json(uow, principal, lead_id, now_of(context))
+async def get_position(lead_id: str, principal: CurrentPrincipal, uow: UowDep, context: ContextDep) -> JSONResponse:
+    # position_json is plain JSON already: answered as built, not walked again by FastAPI's encoder.
+    return JSONResponse(await position_json(uow, principal, lead_id, now_of(context)))
 
 
 class MoveIn(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.inbox import dialect_name, per_dialect
 from salesflow_shared.pagination import decode_cursor, encode_cursor
 
 from ...domain.times import iso
@@ -30,14 +30,19 @@ class StoredEntry:
     details: dict[str, Any]
 
 
+# Built once: every event lead-service consumes adds an entry (executed with a parameter dict, the statement,
+# its cache key and its compiled form are reused).
+_ADD_ENTRY = per_dialect(
+    lambda insert: insert(lead_timeline).on_conflict_do_nothing(index_elements=["org_id", "event_id", "kind"]))
+
+
 async def add_entry(session: AsyncSession, org_id: str, entry: StoredEntry, now: datetime) -> None:
     """Add the entry unless its event already added its kind (a redelivery adds nothing)."""
-    insert = dialect_insert(session)
-    await session.execute(insert(lead_timeline).values(
-        id=entry.id, org_id=org_id, lead_id=entry.lead_id, event_id=entry.event_id, event_type=entry.event_type,
-        kind=entry.kind, occurred_at=entry.occurred_at, correlation_id=entry.correlation_id,
-        producer=entry.producer, summary=entry.summary, details=entry.details, recorded_at=now,
-    ).on_conflict_do_nothing(index_elements=["org_id", "event_id", "kind"]))
+    await session.execute(_ADD_ENTRY[dialect_name(session)], {
+        "id": entry.id, "org_id": org_id, "lead_id": entry.lead_id, "event_id": entry.event_id,
+        "event_type": entry.event_type, "kind": entry.kind, "occurred_at": entry.occurred_at,
+        "correlation_id": entry.correlation_id, "producer": entry.producer, "summary": entry.summary,
+        "details": entry.details, "recorded_at": now})
 
 
 async def forget_lead(session: AsyncSession, org_id: str, lead_id: str) -> None:
