@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.pagination import keyset_page
 
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
-from ..domain.rules import RuleSet, load_rules
+from ..domain.rules import RoutingConfig, RuleSet, load_rules
 from ..domain.strategies import RotationState
 from .orm import decisions, leads, removed_reps, reps, rotations, rule_sets, teams, territories
 
@@ -29,6 +30,28 @@ _LOCK_REPS = _REPS.with_for_update()
 _OPEN_LEAD_COUNTS = sa.select(leads.c.owner_id, sa.func.count()).where(
     leads.c.org_id == _ORG, leads.c.owner_id.in_(sa.bindparam("ids", expanding=True)), leads.c.open.is_(True),
 ).group_by(leads.c.owner_id)
+# The org's routing configuration in one statement: the newest rule set, every territory and every team as typed
+# rows of one UNION ALL (`kind` says which), read in one snapshot. Columns a kind does not use are NULL.
+_NEWEST_VERSION = sa.select(sa.func.max(rule_sets.c.version)).where(rule_sets.c.org_id == _ORG).scalar_subquery()
+
+
+def _unused(type_: Any) -> Any:
+    return sa.type_coerce(sa.null(), type_)
+
+
+_ROUTING_CONFIG = sa.union_all(
+    sa.select(sa.literal_column("'rule_set'", sa.String).label("kind"), _unused(sa.String).label("id"),
+              rule_sets.c.version.label("version"), _unused(sa.String).label("name"),
+              _unused(sa.String).label("lead_rep_id"), rule_sets.c.rules.label("list_1"),
+              _unused(sa.JSON).label("list_2"), _unused(sa.JSON).label("list_3"), _unused(sa.JSON).label("list_4"))
+    .where(rule_sets.c.org_id == _ORG, rule_sets.c.version == _NEWEST_VERSION),
+    sa.select(sa.literal_column("'territory'", sa.String), territories.c.id, _unused(sa.Integer), territories.c.name,
+              _unused(sa.String), territories.c.countries, territories.c.regions, territories.c.postcode_ranges,
+              territories.c.rep_ids).where(territories.c.org_id == _ORG),
+    sa.select(sa.literal_column("'team'", sa.String), teams.c.id, _unused(sa.Integer), teams.c.name,
+              teams.c.lead_rep_id, teams.c.member_ids, _unused(sa.JSON), _unused(sa.JSON), _unused(sa.JSON))
+    .where(teams.c.org_id == _ORG),
+)
 _RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG, rule_sets.c.version == sa.bindparam("version"))
 _NEWEST_RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
     .limit(1)
@@ -141,6 +164,24 @@ async def open_lead_counts(session: AsyncSession, org_id: str, rep_ids: list[str
 
 
 # ------------------------------------------------------------------ rule sets
+async def routing_config(session: AsyncSession, org_id: str) -> RoutingConfig:
+    """The newest rule set (None before the first), the territories and the teams, read in one statement."""
+    rule_set: RuleSet | None = None
+    found_territories: list[Territory] = []
+    found_teams: dict[str, Team] = {}
+    for row in await session.execute(_ROUTING_CONFIG, {"org": org_id}):
+        if row.kind == "rule_set":
+            rule_set = RuleSet(row.version, load_rules(row.list_1))
+        elif row.kind == "territory":
+            found_territories.append(territory_from_row(SimpleNamespace(
+                id=row.id, name=row.name, countries=row.list_1, regions=row.list_2, postcode_ranges=row.list_3,
+                rep_ids=row.list_4)))
+        else:
+            found_teams[row.id] = team_from_row(SimpleNamespace(
+                id=row.id, name=row.name, member_ids=row.list_1, lead_rep_id=row.lead_rep_id))
+    return RoutingConfig(rule_set, found_territories, found_teams)
+
+
 async def current_rule_set(session: AsyncSession, org_id: str, version: int | None = None) -> RuleSet | None:
     row = await rule_set_row(session, org_id, version)
     return RuleSet(row.version, load_rules(row.rules)) if row else None

@@ -21,7 +21,17 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
 from ..domain.directory import Territory, resolve_territory
-from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, Rule, RuleMatch, RuleSet, evaluate, lead_facts
+from ..domain.rules import (
+    LEAD_CREATED,
+    LEAD_WON,
+    STAGE_ENTRY,
+    RoutingConfig,
+    Rule,
+    RuleMatch,
+    RuleSet,
+    evaluate,
+    lead_facts,
+)
 from ..domain.strategies import (
     SPECIFIC_REP,
     TERRITORY_REPS,
@@ -30,6 +40,7 @@ from ..domain.strategies import (
     OwnerChoice,
     OwnerRequest,
     RotationState,
+    counts_matter,
     select_owner,
 )
 
@@ -97,9 +108,11 @@ def match_rules(rule_set: RuleSet, snapshot: dict[str, Any], trigger: str, terri
 
 
 async def decide(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any], trigger: str, *,
-                 rule_set: RuleSet, now: datetime, stage: dict[str, Any] | None = None, dry_run: bool = False,
-                 previous_owner_id: str | None = None) -> Decision:
-    territories = await repo.all_territories(session, org_id)
+                 rule_set: RuleSet, config: RoutingConfig, now: datetime, stage: dict[str, Any] | None = None,
+                 dry_run: bool = False, previous_owner_id: str | None = None) -> Decision:
+    """The decision `rule_set` makes for the lead, with the org's territories and teams from `config` (its
+    newest rule set is `rule_set` but for a draft's simulation)."""
+    territories = config.territories
     match, territory, facts = match_rules(rule_set, snapshot, trigger, territories, stage)
     decision = Decision(lead_id, trigger, rule_set.version, match.rule, territory, match.evaluations,
                         previous_owner_id=previous_owner_id, decided_at=now)
@@ -108,7 +121,7 @@ async def decide(session: AsyncSession, org_id: str, lead_id: str, snapshot: dic
         return decision
     rule = match.rule
     spec = rule.owner
-    team = (await repo.all_teams(session, org_id)).get(spec.team_id) if spec.team_id else None
+    team = config.teams.get(spec.team_id) if spec.team_id else None
     decision.team_id = team.id if team else None
     if spec.strategy == SPECIFIC_REP:
         members: tuple[str, ...] = (spec.rep_id,) if spec.rep_id else ()
@@ -140,7 +153,9 @@ async def choose(session: AsyncSession, org_id: str, decision: Decision, request
     else:
         state = await repo.lock_rotation(session, org_id, key, now)
     rows = await repo.reps_by_id(session, org_id, list(request.member_ids), lock=not dry_run)
-    counts = await repo.open_lead_counts(session, org_id, list(rows))  # after the locks: see note there
+    # after the locks (see the note there); not read when no count can change the choice or its explanation
+    counts = await repo.open_lead_counts(session, org_id, list(rows)) \
+        if counts_matter(request.strategy, [row.capacity for row in rows.values()]) else {}
     pool = {rep_id: Candidate(repo.rep_from_row(row), counts.get(rep_id, 0), row.last_assigned_at)
             for rep_id, row in rows.items()}
     choice = select_owner(request, pool, facts, now, state)

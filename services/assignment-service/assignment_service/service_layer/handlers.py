@@ -68,12 +68,13 @@ async def on_lead_created(data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWo
     if row.routed_at is not None:
         log.info("lead_already_routed", lead_id=row.lead_id)
         return
-    rule_set = await repo.current_rule_set(uow.session, envelope.org_id)
-    if rule_set is None:
+    config = await repo.routing_config(uow.session, envelope.org_id)
+    if config.rule_set is None:
         raise PermanentFailure(f"org {envelope.org_id} has no routing rules: publish a rule set "
                                "(PUT /v1/routing-rules), then replay the parked events")
     decision = await decide(uow.session, envelope.org_id, row.lead_id, row.snapshot, LEAD_CREATED,
-                            rule_set=rule_set, now=uow.clock.now(), previous_owner_id=row.owner_id)
+                            rule_set=config.rule_set, config=config, now=uow.clock.now(),
+                            previous_owner_id=row.owner_id)
     await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
 
 
@@ -102,7 +103,8 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
     previous_rule = routed_by.rule(row.rule_id) if routed_by else None
     if previous_rule is None or not previous_rule.reroute_on_update:
         return  # (the newest rule set is read only for a rule that re-routes on updates)
-    rule_set = await repo.current_rule_set(uow.session, org)
+    config = await repo.routing_config(uow.session, org)
+    rule_set = config.rule_set
     if rule_set is None:
         return
     fields: set[str] = set()
@@ -111,13 +113,12 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
             fields |= rule.fields
     if not routed_on(fields, data.changed):
         return
-    territories = await repo.all_territories(uow.session, org)
-    match, territory, _ = match_rules(rule_set, row.snapshot, LEAD_UPDATED, territories)
+    match, territory, _ = match_rules(rule_set, row.snapshot, LEAD_UPDATED, config.territories)
     if match.rule is not None and match.rule.id == row.rule_id and \
             (territory.id if territory else None) == row.territory_id:
         return  # the same rule still routes it: nothing moves
     decision = await decide(uow.session, org, row.lead_id, row.snapshot, LEAD_UPDATED, rule_set=rule_set,
-                            now=uow.clock.now(), previous_owner_id=row.owner_id)
+                            config=config, now=uow.clock.now(), previous_owner_id=row.owner_id)
     await apply_decision(uow, org, row, decision, source_event_id=str(envelope.id),
                          publish_route=decision.pipeline_id != row.pipeline_id)
 
@@ -131,11 +132,12 @@ async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> 
 
 
 async def _hand_off(uow: UnitOfWork, envelope: Envelope, row: Any, trigger: str, stage: dict[str, Any]) -> None:
-    rule_set = await repo.current_rule_set(uow.session, envelope.org_id)
+    config = await repo.routing_config(uow.session, envelope.org_id)
+    rule_set = config.rule_set
     if rule_set is None or not any(trigger in r.triggers for r in rule_set.rules):
         return
     decision = await decide(uow.session, envelope.org_id, row.lead_id, row.snapshot, trigger, rule_set=rule_set,
-                            now=uow.clock.now(), stage=stage, previous_owner_id=row.owner_id)
+                            config=config, now=uow.clock.now(), stage=stage, previous_owner_id=row.owner_id)
     if decision.rule is None:
         return  # no hand-off rule for this stage
     await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
