@@ -56,11 +56,19 @@ _RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG, rule_sets.c.v
 _NEWEST_RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
     .limit(1)
 _ROTATION_KEY = (rotations.c.org_id == _ORG) & (rotations.c.key == sa.bindparam("rotation_key"))
-_LOCK_ROTATION = sa.select(rotations).where(_ROTATION_KEY).with_for_update()
-# A concurrent first insert waits on the primary key, then inserts nothing; both then lock the row.
-_ADD_ROTATION = per_dialect(lambda insert: insert(rotations).values(
-    org_id=_ORG, key=sa.bindparam("rotation_key"), position=0, credits={}, updated_at=sa.bindparam("now"),
-).on_conflict_do_nothing(index_elements=["org_id", "key"]))
+
+
+def _lock_rotation(insert: Any) -> Any:
+    # Insert the rotation the first time, else "update" it to itself: either way the row is locked and returned
+    # as it is now (an ON CONFLICT DO UPDATE that waited for another transaction's lock sees that transaction's
+    # write), in one statement.
+    statement = insert(rotations).values(org_id=_ORG, key=sa.bindparam("rotation_key"), position=0, credits={},
+                                         updated_at=sa.bindparam("now"))
+    return statement.on_conflict_do_update(index_elements=["org_id", "key"], set_={
+        "position": rotations.c.position}).returning(rotations.c.position, rotations.c.credits)
+
+
+_LOCK_ROTATION = per_dialect(_lock_rotation)
 _SAVE_ROTATION = sa.update(rotations).where(_ROTATION_KEY).values(
     position=sa.bindparam("new_position"), credits=sa.bindparam("new_credits", type_=sa.JSON),
     updated_at=sa.bindparam("now"))
@@ -190,11 +198,8 @@ async def current_rule_set(session: AsyncSession, org_id: str, version: int | No
 # ------------------------------------------------------------------ rotations
 async def lock_rotation(session: AsyncSession, org_id: str, key: str, now: datetime) -> RotationState:
     """Lock the rotation row until the transaction ends (one slot per decision), creating it the first time."""
-    key_ = {"org": org_id, "rotation_key": key}
-    row = (await session.execute(_LOCK_ROTATION, key_)).one_or_none()
-    if row is None:
-        await session.execute(_ADD_ROTATION[dialect_name(session)], {**key_, "now": now})
-        row = (await session.execute(_LOCK_ROTATION, key_)).one()
+    row = (await session.execute(_LOCK_ROTATION[dialect_name(session)],
+                                 {"org": org_id, "rotation_key": key, "now": now})).one()
     return RotationState(int(row.position), dict(row.credits or {}))
 
 
