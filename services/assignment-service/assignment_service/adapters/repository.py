@@ -55,7 +55,6 @@ _ROUTING_CONFIG = sa.union_all(
 _RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG, rule_sets.c.version == sa.bindparam("version"))
 _NEWEST_RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
     .limit(1)
-_ROTATION_KEY = (rotations.c.org_id == _ORG) & (rotations.c.key == sa.bindparam("rotation_key"))
 
 
 def _lock_rotation(insert: Any) -> Any:
@@ -69,9 +68,6 @@ def _lock_rotation(insert: Any) -> Any:
 
 
 _LOCK_ROTATION = per_dialect(_lock_rotation)
-_SAVE_ROTATION = sa.update(rotations).where(_ROTATION_KEY).values(
-    position=sa.bindparam("new_position"), credits=sa.bindparam("new_credits", type_=sa.JSON),
-    updated_at=sa.bindparam("now"))
 _LEAD_KEY = (leads.c.org_id == _ORG) & (leads.c.lead_id == sa.bindparam("lead"))
 _LOCK_LEAD = sa.select(leads).where(_LEAD_KEY).with_for_update()
 _ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
@@ -81,9 +77,6 @@ _ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
 ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*leads.c))
 _SEE_PIPELINE_VERSION = sa.update(leads).where(_LEAD_KEY, leads.c.pipeline_version < sa.bindparam("version")) \
     .values(pipeline_version=sa.bindparam("version")).returning(*leads.c)
-_MARK_ASSIGNED = sa.update(reps).where(reps.c.org_id == _ORG, reps.c.id == sa.bindparam("rep")).values(
-    last_assigned_at=sa.bindparam("at"))
-_ADD_DECISION = sa.insert(decisions)  # executed with the decision's values
 
 
 def _dt(value: Any) -> datetime:
@@ -209,11 +202,6 @@ async def peek_rotation(session: AsyncSession, org_id: str, key: str) -> Rotatio
     return RotationState(int(row.position), dict(row.credits or {})) if row else RotationState()
 
 
-async def save_rotation(session: AsyncSession, org_id: str, key: str, state: RotationState, now: datetime) -> None:
-    await session.execute(_SAVE_ROTATION, {"org": org_id, "rotation_key": key, "new_position": state.position,
-                                           "new_credits": state.credits, "now": now})
-
-
 # ------------------------------------------------------------------ lead projection
 async def lock_lead(session: AsyncSession, org_id: str, lead_id: str) -> Any:
     return (await session.execute(_LOCK_LEAD, {"org": org_id, "lead": lead_id})).one_or_none()
@@ -295,10 +283,6 @@ async def territory_ids(session: AsyncSession, org_id: str) -> set[str]:
     return {r.id for r in await session.execute(sa.select(territories.c.id).where(territories.c.org_id == org_id))}
 
 
-async def mark_assigned(session: AsyncSession, org_id: str, rep_id: str, at: datetime | None) -> None:
-    await session.execute(_MARK_ASSIGNED, {"org": org_id, "rep": rep_id, "at": at})
-
-
 # ------------------------------------------------------------------ rule set rows
 async def rule_set_versions_page(session: AsyncSession, org_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
     """Every published version of the org's rule set, newest first, as `{"items", "next_cursor"}`."""
@@ -329,8 +313,28 @@ async def insert_rule_set(session: AsyncSession, org_id: str, version: int, rule
 
 
 # ------------------------------------------------------------------ decisions
-async def insert_decision(session: AsyncSession, values: Mapping[str, object]) -> None:
-    await session.execute(_ADD_DECISION, dict(values))
+async def record_decision(session: AsyncSession, org_id: str, lead_id: str, decision: Mapping[str, object],
+                          lead_changes: Mapping[str, object], *, rotation: tuple[str, RotationState] | None,
+                          assigned_rep_id: str | None, now: datetime | None) -> None:
+    """Write what a decision changes: the rotation's new state (if it took a slot), the decision, the rep's last
+    assignment (if it got the lead) and the lead's new values. Every row but the decision's is locked by this
+    transaction already. On PostgreSQL one statement (the other writes as data-modifying CTEs, which all run
+    to completion with it); SQLite has no such CTEs, so there it is one statement per table."""
+    writes: list[Any] = []
+    if rotation is not None:
+        key, state = rotation
+        writes.append(sa.update(rotations).where(rotations.c.org_id == org_id, rotations.c.key == key).values(
+            position=state.position, credits=state.credits, updated_at=now))
+    writes.append(sa.insert(decisions).values(**decision))
+    if assigned_rep_id is not None:
+        writes.append(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == assigned_rep_id).values(
+            last_assigned_at=now))
+    lead_update = sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id).values(**lead_changes)
+    if dialect_name(session) == "postgresql":
+        await session.execute(lead_update.add_cte(*(write.cte(f"write_{n}") for n, write in enumerate(writes))))
+        return
+    for statement in (*writes, lead_update):
+        await session.execute(statement)
 
 
 async def decisions_page(session: AsyncSession, org_id: str, *, lead_id: str | None, owner_id: str | None,

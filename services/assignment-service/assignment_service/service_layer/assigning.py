@@ -144,7 +144,8 @@ async def decide(session: AsyncSession, org_id: str, lead_id: str, snapshot: dic
 
 async def choose(session: AsyncSession, org_id: str, decision: Decision, request: OwnerRequest,
                  facts: dict[str, Any], now: datetime, *, dry_run: bool) -> None:
-    """Run the owner strategy; outside a simulation, under the rotation and rep row locks."""
+    """Run the owner strategy; outside a simulation, under the rotation and rep row locks (held until commit:
+    `apply_decision` writes the rotation's new state with the decision)."""
     key = decision.rotation_key
     if key is None:
         state = RotationState()
@@ -161,8 +162,6 @@ async def choose(session: AsyncSession, org_id: str, decision: Decision, request
     choice = select_owner(request, pool, facts, now, state)
     decision.choice = choice
     decision.owner = rows.get(choice.rep_id) if choice.rep_id else None
-    if not dry_run and key is not None and choice.new_state is not None:
-        await repo.save_rotation(session, org_id, key, choice.new_state, now)
 
 
 def _owner_reason(decision: Decision) -> str:
@@ -184,14 +183,14 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
     if keep_owner:
         # A hand-off or re-route that finds nobody available leaves the lead with the rep who has it.
         decision.reason += f"; the lead stays with {lead_row.owner_id}"
-    await repo.insert_decision(session, dict(
+    decision_row = dict(
         id=decision.id, org_id=org_id, lead_id=decision.lead_id, trigger=decision.trigger,
         rule_set_version=decision.rule_set_version, rule_id=decision.rule.id if decision.rule else None,
         strategy=decision.rule.owner.strategy if decision.rule else None, pipeline_id=decision.pipeline_id,
         territory_id=decision.territory.id if decision.territory else None, owner_id=decision.owner_id,
         previous_owner_id=decision.previous_owner_id, team_id=decision.team_id, reason=decision.reason,
         explanation=decision.explanation(), source_event_id=source_event_id, decided_by=decision.decided_by,
-        created_at=now))
+        created_at=now)
     changes: dict[str, Any] = {"updated_at": now}
     routes = decision.pipeline_id is not None and (publish_route if publish_route is not None else True)
     if decision.pipeline_id is not None:
@@ -230,10 +229,13 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
             candidates=decision.choice.candidates if decision.choice else [],
             trigger=decision.trigger, reason=decision.reason, decision_id=decision.id,
         ), org_id=org_id, subject_id=decision.lead_id, subject_version=version, occurred_at=now)
-        if owner is not None:
-            await repo.mark_assigned(session, org_id, owner.id, now)
     changes["out_version"] = version
-    await repo.update_lead(session, org_id, decision.lead_id, **changes)
+    choice = decision.choice
+    await repo.record_decision(
+        session, org_id, decision.lead_id, decision_row, changes,
+        rotation=(decision.rotation_key, choice.new_state)
+        if decision.rotation_key is not None and choice is not None and choice.new_state is not None else None,
+        assigned_rep_id=decision.owner.id if assigns and decision.owner is not None else None, now=now)
 
 
 async def decisions_for(session: AsyncSession, org_id: str, *, lead_id: str | None = None,
