@@ -70,6 +70,12 @@ def _lock_rotation(insert: Any) -> Any:
 _LOCK_ROTATION = per_dialect(_lock_rotation)
 _LEAD_KEY = (leads.c.org_id == _ORG) & (leads.c.lead_id == sa.bindparam("lead"))
 _LOCK_LEAD = sa.select(leads).where(_LEAD_KEY).with_for_update()
+# The lead locked with the rules of the rule set that routed it (NULL before it is routed): a rule set's version is
+# never changed once published, so reading it in the locking statement cannot see it stale.
+_LOCK_LEAD_WITH_ROUTING_RULES = sa.select(leads, rule_sets.c.rules.label("routed_by_rules")).select_from(
+    leads.outerjoin(rule_sets, (rule_sets.c.org_id == leads.c.org_id)
+                    & (rule_sets.c.version == leads.c.rule_set_version)),
+).where(_LEAD_KEY).with_for_update(of=leads)
 _ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
     org_id=_ORG, lead_id=sa.bindparam("lead"), lead_version=sa.bindparam("new_lead_version"), pipeline_version=0,
     out_version=0, snapshot=sa.bindparam("new_snapshot", type_=sa.JSON), open=sa.bindparam("new_open"),
@@ -205,6 +211,17 @@ async def peek_rotation(session: AsyncSession, org_id: str, key: str) -> Rotatio
 # ------------------------------------------------------------------ lead projection
 async def lock_lead(session: AsyncSession, org_id: str, lead_id: str) -> Any:
     return (await session.execute(_LOCK_LEAD, {"org": org_id, "lead": lead_id})).one_or_none()
+
+
+async def lock_lead_with_routing_rules(session: AsyncSession, org_id: str, lead_id: str) -> Any:
+    """`lock_lead`, with the rules of the rule set that routed the lead read in the same statement
+    (`routed_by(row)` makes them a rule set, when they are needed)."""
+    return (await session.execute(_LOCK_LEAD_WITH_ROUTING_RULES, {"org": org_id, "lead": lead_id})).one_or_none()
+
+
+def routed_by(row: Any) -> RuleSet | None:
+    """The rule set that routed the lead, from a row of `lock_lead_with_routing_rules`; None before it is routed."""
+    return RuleSet(row.rule_set_version, load_rules(row.routed_by_rules)) if row.routed_by_rules is not None else None
 
 
 async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any],

@@ -81,7 +81,7 @@ async def on_lead_created(data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWo
 @EVENT_HANDLERS.on(LeadUpdatedV1)
 async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     org = envelope.org_id
-    before = await repo.lock_lead(uow.session, org, data.lead.lead_id)
+    before = await repo.lock_lead_with_routing_rules(uow.session, org, data.lead.lead_id)
     if before is None:
         await _take_snapshot(uow, envelope, _snapshot(data.lead))  # first news of this lead: LeadCreated routes it
         return
@@ -98,8 +98,7 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
     row = await repo.update_lead_returning(uow.session, org, before.lead_id, **values) if values else before
     if data.cause == "assignment" or row.routed_at is None or not row.open:
         return
-    routed_by = await repo.current_rule_set(uow.session, org, row.rule_set_version) \
-        if row.rule_set_version is not None else None
+    routed_by = repo.routed_by(before)  # the update above changes no routing column
     previous_rule = routed_by.rule(row.rule_id) if routed_by else None
     if previous_rule is None or not previous_rule.reroute_on_update:
         return  # (the newest rule set is read only for a rule that re-routes on updates)
