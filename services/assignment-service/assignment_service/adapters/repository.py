@@ -83,6 +83,7 @@ _ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
 ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*leads.c))
 _SEE_PIPELINE_VERSION = sa.update(leads).where(_LEAD_KEY, leads.c.pipeline_version < sa.bindparam("version")) \
     .values(pipeline_version=sa.bindparam("version")).returning(*leads.c)
+_SEE_PIPELINE_VERSION_AND_OPEN = _SEE_PIPELINE_VERSION.values(open=sa.bindparam("new_open", type_=sa.Boolean))
 
 
 def _dt(value: Any) -> datetime:
@@ -249,11 +250,15 @@ async def update_lead_returning(session: AsyncSession, org_id: str, lead_id: str
                                   .values(**values).returning(*leads.c))).one_or_none()
 
 
-async def see_pipeline_version(session: AsyncSession, org_id: str, lead_id: str, version: int) -> Any:
-    """Record a pipeline-service event's `subject_version` if it is newer than the last one seen, in one statement;
-    the row as it is now (locked), or None when the event is stale or the lead is not known (nothing written)."""
-    return (await session.execute(_SEE_PIPELINE_VERSION, {"org": org_id, "lead": lead_id, "version": version})
-            ).one_or_none()
+async def see_pipeline_version(session: AsyncSession, org_id: str, lead_id: str, version: int, *,
+                               open_: bool | None = None) -> Any:
+    """Record a pipeline-service event's `subject_version` if it is newer than the last one seen (and with `open_`,
+    whether the lead is open), in one statement; the row as it is now (locked), or None when the event is stale or
+    the lead is not known (nothing written)."""
+    key = {"org": org_id, "lead": lead_id, "version": version}
+    if open_ is None:
+        return (await session.execute(_SEE_PIPELINE_VERSION, key)).one_or_none()
+    return (await session.execute(_SEE_PIPELINE_VERSION_AND_OPEN, {**key, "new_open": open_})).one_or_none()
 
 
 # ------------------------------------------------------------------ directory rows (reps, teams, territories)

@@ -122,9 +122,12 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
                          publish_route=decision.pipeline_id != row.pipeline_id)
 
 
-async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> Any | None:
-    """The lead's row once this pipeline event's version is recorded; None for a stale event."""
-    row = await repo.see_pipeline_version(uow.session, envelope.org_id, lead_id, envelope.subject_version)
+async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str, *,
+                          open_: bool | None = None) -> Any | None:
+    """The lead's row once this pipeline event's version (and with `open_`, whether the lead is open) is recorded;
+    None for a stale event."""
+    row = await repo.see_pipeline_version(uow.session, envelope.org_id, lead_id, envelope.subject_version,
+                                          open_=open_)
     if row is None and await repo.lock_lead(uow.session, envelope.org_id, lead_id) is None:
         raise LeadNotKnownYet(f"lead {lead_id} is not known yet (LeadCreated not handled)")
     return row
@@ -156,24 +159,21 @@ async def on_stage_advanced(data: StageAdvancedV1, envelope: Envelope, uow: Unit
 
 @EVENT_HANDLERS.on(LeadWonV1)
 async def on_lead_won(data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    row = await _pipeline_event(uow, envelope, data.lead_id)
+    row = await _pipeline_event(uow, envelope, data.lead_id, open_=False)
     if row is None:
         return
-    await repo.update_lead(uow.session, envelope.org_id, row.lead_id, open=False)
     await _hand_off(uow, envelope, row, LEAD_WON, {"stage_id": data.stage_id, "stage_name": None,
                                                    "pipeline_id": data.pipeline_id})
 
 
 @EVENT_HANDLERS.on(LeadLostV1)
 async def on_lead_lost(data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    if await _pipeline_event(uow, envelope, data.lead_id) is not None:
-        await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=False)
+    await _pipeline_event(uow, envelope, data.lead_id, open_=False)
 
 
 @EVENT_HANDLERS.on(LeadReopenedV1)
 async def on_lead_reopened(data: LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    if await _pipeline_event(uow, envelope, data.lead_id) is not None:
-        await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=True)
+    await _pipeline_event(uow, envelope, data.lead_id, open_=True)
 
 
 @EVENT_HANDLERS.on(LeadDisqualifiedV1)
