@@ -15,7 +15,7 @@ from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.pagination import keyset_page
 
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
-from ..domain.rules import RoutingConfig, RuleSet, load_rules
+from ..domain.rules import RoutingConfig, Rule, RuleSet, load_rules
 from ..domain.strategies import RotationState
 from .orm import decisions, leads, removed_reps, reps, rotations, rule_sets, teams, territories
 
@@ -83,7 +83,15 @@ _ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
 ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*leads.c))
 _SEE_PIPELINE_VERSION = sa.update(leads).where(_LEAD_KEY, leads.c.pipeline_version < sa.bindparam("version")) \
     .values(pipeline_version=sa.bindparam("version")).returning(*leads.c)
-_SEE_PIPELINE_VERSION_AND_OPEN = _SEE_PIPELINE_VERSION.values(open=sa.bindparam("new_open", type_=sa.Boolean))
+_NEWEST_RULES = sa.select(rule_sets.c.rules).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
+    .limit(1).scalar_subquery().label("newest_rules")
+# By (whether it sets `open`, whether it returns the newest rule set's rules).
+_SEE_PIPELINE_VERSIONS = {
+    (sets_open, with_rules): (_SEE_PIPELINE_VERSION.values(open=sa.bindparam("new_open", type_=sa.Boolean))
+                              if sets_open else _SEE_PIPELINE_VERSION)
+    .returning(*([_NEWEST_RULES] if with_rules else []))
+    for sets_open in (False, True) for with_rules in (False, True)
+}
 
 
 def _dt(value: Any) -> datetime:
@@ -251,14 +259,22 @@ async def update_lead_returning(session: AsyncSession, org_id: str, lead_id: str
 
 
 async def see_pipeline_version(session: AsyncSession, org_id: str, lead_id: str, version: int, *,
-                               open_: bool | None = None) -> Any:
+                               open_: bool | None = None, with_newest_rules: bool = False) -> Any:
     """Record a pipeline-service event's `subject_version` if it is newer than the last one seen (and with `open_`,
     whether the lead is open), in one statement; the row as it is now (locked), or None when the event is stale or
-    the lead is not known (nothing written)."""
-    key = {"org": org_id, "lead": lead_id, "version": version}
-    if open_ is None:
-        return (await session.execute(_SEE_PIPELINE_VERSION, key)).one_or_none()
-    return (await session.execute(_SEE_PIPELINE_VERSION_AND_OPEN, {**key, "new_open": open_})).one_or_none()
+    the lead is not known (nothing written). With `with_newest_rules` the row has the org's newest rules too
+    (`newest_rules`, None before the first rule set), for deciding whether a hand-off rule is worth the routing
+    configuration's read."""
+    values: dict[str, Any] = {"org": org_id, "lead": lead_id, "version": version}
+    if open_ is not None:
+        values["new_open"] = open_
+    statement = _SEE_PIPELINE_VERSIONS[(open_ is not None, with_newest_rules)]
+    return (await session.execute(statement, values)).one_or_none()
+
+
+def rules_of(raw_rules: Any) -> tuple[Rule, ...]:
+    """Stored rules (a rule set's `rules` column) as rules; none for None."""
+    return load_rules(raw_rules) if raw_rules is not None else ()
 
 
 # ------------------------------------------------------------------ directory rows (reps, teams, territories)

@@ -122,18 +122,23 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
                          publish_route=decision.pipeline_id != row.pipeline_id)
 
 
-async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str, *,
-                          open_: bool | None = None) -> Any | None:
+async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str, *, open_: bool | None = None,
+                          with_newest_rules: bool = False) -> Any | None:
     """The lead's row once this pipeline event's version (and with `open_`, whether the lead is open) is recorded;
-    None for a stale event."""
+    None for a stale event. `with_newest_rules`: for a hand-off (see `_hand_off`)."""
     row = await repo.see_pipeline_version(uow.session, envelope.org_id, lead_id, envelope.subject_version,
-                                          open_=open_)
+                                          open_=open_, with_newest_rules=with_newest_rules)
     if row is None and await repo.lock_lead(uow.session, envelope.org_id, lead_id) is None:
         raise LeadNotKnownYet(f"lead {lead_id} is not known yet (LeadCreated not handled)")
     return row
 
 
 async def _hand_off(uow: UnitOfWork, envelope: Envelope, row: Any, trigger: str, stage: dict[str, Any]) -> None:
+    """Re-route at a stage entry or a win when a rule of the newest rule set says so; `row` is from
+    `_pipeline_event(..., with_newest_rules=True)`: the routing configuration is read only when one of those
+    rules has the trigger (then the configuration's own rule set decides, as it may be newer still)."""
+    if not any(trigger in r.triggers for r in repo.rules_of(row.newest_rules)):
+        return
     config = await repo.routing_config(uow.session, envelope.org_id)
     rule_set = config.rule_set
     if rule_set is None or not any(trigger in r.triggers for r in rule_set.rules):
@@ -147,7 +152,7 @@ async def _hand_off(uow: UnitOfWork, envelope: Envelope, row: Any, trigger: str,
 
 @EVENT_HANDLERS.on(StageAdvancedV1)
 async def on_stage_advanced(data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    row = await _pipeline_event(uow, envelope, data.lead_id)
+    row = await _pipeline_event(uow, envelope, data.lead_id, with_newest_rules=True)
     if row is None:
         return
     if data.reason == "reopened" and not row.open:
@@ -159,7 +164,7 @@ async def on_stage_advanced(data: StageAdvancedV1, envelope: Envelope, uow: Unit
 
 @EVENT_HANDLERS.on(LeadWonV1)
 async def on_lead_won(data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    row = await _pipeline_event(uow, envelope, data.lead_id, open_=False)
+    row = await _pipeline_event(uow, envelope, data.lead_id, open_=False, with_newest_rules=True)
     if row is None:
         return
     await _hand_off(uow, envelope, row, LEAD_WON, {"stage_id": data.stage_id, "stage_name": None,
