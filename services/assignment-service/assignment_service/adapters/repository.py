@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.pagination import keyset_page
 
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
-from ..domain.rules import RuleSet, load_rules
+from ..domain.rules import RoutingConfig, Rule, RuleSet, load_rules
 from ..domain.strategies import RotationState
 from .orm import decisions, leads, removed_reps, reps, rotations, rule_sets, teams, territories
 
@@ -29,20 +30,52 @@ _LOCK_REPS = _REPS.with_for_update()
 _OPEN_LEAD_COUNTS = sa.select(leads.c.owner_id, sa.func.count()).where(
     leads.c.org_id == _ORG, leads.c.owner_id.in_(sa.bindparam("ids", expanding=True)), leads.c.open.is_(True),
 ).group_by(leads.c.owner_id)
+# The org's routing configuration in one statement: the newest rule set, every territory and every team as typed
+# rows of one UNION ALL (`kind` says which), read in one snapshot. Columns a kind does not use are NULL.
+_NEWEST_VERSION = sa.select(sa.func.max(rule_sets.c.version)).where(rule_sets.c.org_id == _ORG).scalar_subquery()
+
+
+def _unused(type_: Any) -> Any:
+    return sa.type_coerce(sa.null(), type_)
+
+
+_ROUTING_CONFIG = sa.union_all(
+    sa.select(sa.literal_column("'rule_set'", sa.String).label("kind"), _unused(sa.String).label("id"),
+              rule_sets.c.version.label("version"), _unused(sa.String).label("name"),
+              _unused(sa.String).label("lead_rep_id"), rule_sets.c.rules.label("list_1"),
+              _unused(sa.JSON).label("list_2"), _unused(sa.JSON).label("list_3"), _unused(sa.JSON).label("list_4"))
+    .where(rule_sets.c.org_id == _ORG, rule_sets.c.version == _NEWEST_VERSION),
+    sa.select(sa.literal_column("'territory'", sa.String), territories.c.id, _unused(sa.Integer), territories.c.name,
+              _unused(sa.String), territories.c.countries, territories.c.regions, territories.c.postcode_ranges,
+              territories.c.rep_ids).where(territories.c.org_id == _ORG),
+    sa.select(sa.literal_column("'team'", sa.String), teams.c.id, _unused(sa.Integer), teams.c.name,
+              teams.c.lead_rep_id, teams.c.member_ids, _unused(sa.JSON), _unused(sa.JSON), _unused(sa.JSON))
+    .where(teams.c.org_id == _ORG),
+)
 _RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG, rule_sets.c.version == sa.bindparam("version"))
 _NEWEST_RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
     .limit(1)
-_ROTATION_KEY = (rotations.c.org_id == _ORG) & (rotations.c.key == sa.bindparam("rotation_key"))
-_LOCK_ROTATION = sa.select(rotations).where(_ROTATION_KEY).with_for_update()
-# A concurrent first insert waits on the primary key, then inserts nothing; both then lock the row.
-_ADD_ROTATION = per_dialect(lambda insert: insert(rotations).values(
-    org_id=_ORG, key=sa.bindparam("rotation_key"), position=0, credits={}, updated_at=sa.bindparam("now"),
-).on_conflict_do_nothing(index_elements=["org_id", "key"]))
-_SAVE_ROTATION = sa.update(rotations).where(_ROTATION_KEY).values(
-    position=sa.bindparam("new_position"), credits=sa.bindparam("new_credits", type_=sa.JSON),
-    updated_at=sa.bindparam("now"))
+
+
+def _lock_rotation(insert: Any) -> Any:
+    # Insert the rotation the first time, else "update" it to itself: either way the row is locked and returned
+    # as it is now (an ON CONFLICT DO UPDATE that waited for another transaction's lock sees that transaction's
+    # write), in one statement.
+    statement = insert(rotations).values(org_id=_ORG, key=sa.bindparam("rotation_key"), position=0, credits={},
+                                         updated_at=sa.bindparam("now"))
+    return statement.on_conflict_do_update(index_elements=["org_id", "key"], set_={
+        "position": rotations.c.position}).returning(rotations.c.position, rotations.c.credits)
+
+
+_LOCK_ROTATION = per_dialect(_lock_rotation)
 _LEAD_KEY = (leads.c.org_id == _ORG) & (leads.c.lead_id == sa.bindparam("lead"))
 _LOCK_LEAD = sa.select(leads).where(_LEAD_KEY).with_for_update()
+# The lead locked with the rules of the rule set that routed it (NULL before it is routed): a rule set's version is
+# never changed once published, so reading it in the locking statement cannot see it stale.
+_LOCK_LEAD_WITH_ROUTING_RULES = sa.select(leads, rule_sets.c.rules.label("routed_by_rules")).select_from(
+    leads.outerjoin(rule_sets, (rule_sets.c.org_id == leads.c.org_id)
+                    & (rule_sets.c.version == leads.c.rule_set_version)),
+).where(_LEAD_KEY).with_for_update(of=leads)
 _ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
     org_id=_ORG, lead_id=sa.bindparam("lead"), lead_version=sa.bindparam("new_lead_version"), pipeline_version=0,
     out_version=0, snapshot=sa.bindparam("new_snapshot", type_=sa.JSON), open=sa.bindparam("new_open"),
@@ -50,9 +83,15 @@ _ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
 ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*leads.c))
 _SEE_PIPELINE_VERSION = sa.update(leads).where(_LEAD_KEY, leads.c.pipeline_version < sa.bindparam("version")) \
     .values(pipeline_version=sa.bindparam("version")).returning(*leads.c)
-_MARK_ASSIGNED = sa.update(reps).where(reps.c.org_id == _ORG, reps.c.id == sa.bindparam("rep")).values(
-    last_assigned_at=sa.bindparam("at"))
-_ADD_DECISION = sa.insert(decisions)  # executed with the decision's values
+_NEWEST_RULES = sa.select(rule_sets.c.rules).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
+    .limit(1).scalar_subquery().label("newest_rules")
+# By (whether it sets `open`, whether it returns the newest rule set's rules).
+_SEE_PIPELINE_VERSIONS = {
+    (sets_open, with_rules): (_SEE_PIPELINE_VERSION.values(open=sa.bindparam("new_open", type_=sa.Boolean))
+                              if sets_open else _SEE_PIPELINE_VERSION)
+    .returning(*([_NEWEST_RULES] if with_rules else []))
+    for sets_open in (False, True) for with_rules in (False, True)
+}
 
 
 def _dt(value: Any) -> datetime:
@@ -141,6 +180,24 @@ async def open_lead_counts(session: AsyncSession, org_id: str, rep_ids: list[str
 
 
 # ------------------------------------------------------------------ rule sets
+async def routing_config(session: AsyncSession, org_id: str) -> RoutingConfig:
+    """The newest rule set (None before the first), the territories and the teams, read in one statement."""
+    rule_set: RuleSet | None = None
+    found_territories: list[Territory] = []
+    found_teams: dict[str, Team] = {}
+    for row in await session.execute(_ROUTING_CONFIG, {"org": org_id}):
+        if row.kind == "rule_set":
+            rule_set = RuleSet(row.version, load_rules(row.list_1))
+        elif row.kind == "territory":
+            found_territories.append(territory_from_row(SimpleNamespace(
+                id=row.id, name=row.name, countries=row.list_1, regions=row.list_2, postcode_ranges=row.list_3,
+                rep_ids=row.list_4)))
+        else:
+            found_teams[row.id] = team_from_row(SimpleNamespace(
+                id=row.id, name=row.name, member_ids=row.list_1, lead_rep_id=row.lead_rep_id))
+    return RoutingConfig(rule_set, found_territories, found_teams)
+
+
 async def current_rule_set(session: AsyncSession, org_id: str, version: int | None = None) -> RuleSet | None:
     row = await rule_set_row(session, org_id, version)
     return RuleSet(row.version, load_rules(row.rules)) if row else None
@@ -149,11 +206,8 @@ async def current_rule_set(session: AsyncSession, org_id: str, version: int | No
 # ------------------------------------------------------------------ rotations
 async def lock_rotation(session: AsyncSession, org_id: str, key: str, now: datetime) -> RotationState:
     """Lock the rotation row until the transaction ends (one slot per decision), creating it the first time."""
-    key_ = {"org": org_id, "rotation_key": key}
-    row = (await session.execute(_LOCK_ROTATION, key_)).one_or_none()
-    if row is None:
-        await session.execute(_ADD_ROTATION[dialect_name(session)], {**key_, "now": now})
-        row = (await session.execute(_LOCK_ROTATION, key_)).one()
+    row = (await session.execute(_LOCK_ROTATION[dialect_name(session)],
+                                 {"org": org_id, "rotation_key": key, "now": now})).one()
     return RotationState(int(row.position), dict(row.credits or {}))
 
 
@@ -163,14 +217,20 @@ async def peek_rotation(session: AsyncSession, org_id: str, key: str) -> Rotatio
     return RotationState(int(row.position), dict(row.credits or {})) if row else RotationState()
 
 
-async def save_rotation(session: AsyncSession, org_id: str, key: str, state: RotationState, now: datetime) -> None:
-    await session.execute(_SAVE_ROTATION, {"org": org_id, "rotation_key": key, "new_position": state.position,
-                                           "new_credits": state.credits, "now": now})
-
-
 # ------------------------------------------------------------------ lead projection
 async def lock_lead(session: AsyncSession, org_id: str, lead_id: str) -> Any:
     return (await session.execute(_LOCK_LEAD, {"org": org_id, "lead": lead_id})).one_or_none()
+
+
+async def lock_lead_with_routing_rules(session: AsyncSession, org_id: str, lead_id: str) -> Any:
+    """`lock_lead`, with the rules of the rule set that routed the lead read in the same statement
+    (`routed_by(row)` makes them a rule set, when they are needed)."""
+    return (await session.execute(_LOCK_LEAD_WITH_ROUTING_RULES, {"org": org_id, "lead": lead_id})).one_or_none()
+
+
+def routed_by(row: Any) -> RuleSet | None:
+    """The rule set that routed the lead, from a row of `lock_lead_with_routing_rules`; None before it is routed."""
+    return RuleSet(row.rule_set_version, load_rules(row.routed_by_rules)) if row.routed_by_rules is not None else None
 
 
 async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any],
@@ -198,11 +258,23 @@ async def update_lead_returning(session: AsyncSession, org_id: str, lead_id: str
                                   .values(**values).returning(*leads.c))).one_or_none()
 
 
-async def see_pipeline_version(session: AsyncSession, org_id: str, lead_id: str, version: int) -> Any:
-    """Record a pipeline-service event's `subject_version` if it is newer than the last one seen, in one statement;
-    the row as it is now (locked), or None when the event is stale or the lead is not known (nothing written)."""
-    return (await session.execute(_SEE_PIPELINE_VERSION, {"org": org_id, "lead": lead_id, "version": version})
-            ).one_or_none()
+async def see_pipeline_version(session: AsyncSession, org_id: str, lead_id: str, version: int, *,
+                               open_: bool | None = None, with_newest_rules: bool = False) -> Any:
+    """Record a pipeline-service event's `subject_version` if it is newer than the last one seen (and with `open_`,
+    whether the lead is open), in one statement; the row as it is now (locked), or None when the event is stale or
+    the lead is not known (nothing written). With `with_newest_rules` the row has the org's newest rules too
+    (`newest_rules`, None before the first rule set), for deciding whether a hand-off rule is worth the routing
+    configuration's read."""
+    values: dict[str, Any] = {"org": org_id, "lead": lead_id, "version": version}
+    if open_ is not None:
+        values["new_open"] = open_
+    statement = _SEE_PIPELINE_VERSIONS[(open_ is not None, with_newest_rules)]
+    return (await session.execute(statement, values)).one_or_none()
+
+
+def rules_of(raw_rules: Any) -> tuple[Rule, ...]:
+    """Stored rules (a rule set's `rules` column) as rules; none for None."""
+    return load_rules(raw_rules) if raw_rules is not None else ()
 
 
 # ------------------------------------------------------------------ directory rows (reps, teams, territories)
@@ -249,10 +321,6 @@ async def territory_ids(session: AsyncSession, org_id: str) -> set[str]:
     return {r.id for r in await session.execute(sa.select(territories.c.id).where(territories.c.org_id == org_id))}
 
 
-async def mark_assigned(session: AsyncSession, org_id: str, rep_id: str, at: datetime | None) -> None:
-    await session.execute(_MARK_ASSIGNED, {"org": org_id, "rep": rep_id, "at": at})
-
-
 # ------------------------------------------------------------------ rule set rows
 async def rule_set_versions_page(session: AsyncSession, org_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
     """Every published version of the org's rule set, newest first, as `{"items", "next_cursor"}`."""
@@ -283,8 +351,28 @@ async def insert_rule_set(session: AsyncSession, org_id: str, version: int, rule
 
 
 # ------------------------------------------------------------------ decisions
-async def insert_decision(session: AsyncSession, values: Mapping[str, object]) -> None:
-    await session.execute(_ADD_DECISION, dict(values))
+async def record_decision(session: AsyncSession, org_id: str, lead_id: str, decision: Mapping[str, object],
+                          lead_changes: Mapping[str, object], *, rotation: tuple[str, RotationState] | None,
+                          assigned_rep_id: str | None, now: datetime | None) -> None:
+    """Write what a decision changes: the rotation's new state (if it took a slot), the decision, the rep's last
+    assignment (if it got the lead) and the lead's new values. Every row but the decision's is locked by this
+    transaction already. On PostgreSQL one statement (the other writes as data-modifying CTEs, which all run
+    to completion with it); SQLite has no such CTEs, so there it is one statement per table."""
+    writes: list[Any] = []
+    if rotation is not None:
+        key, state = rotation
+        writes.append(sa.update(rotations).where(rotations.c.org_id == org_id, rotations.c.key == key).values(
+            position=state.position, credits=state.credits, updated_at=now))
+    writes.append(sa.insert(decisions).values(**decision))
+    if assigned_rep_id is not None:
+        writes.append(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == assigned_rep_id).values(
+            last_assigned_at=now))
+    lead_update = sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id).values(**lead_changes)
+    if dialect_name(session) == "postgresql":
+        await session.execute(lead_update.add_cte(*(write.cte(f"write_{n}") for n, write in enumerate(writes))))
+        return
+    for statement in (*writes, lead_update):
+        await session.execute(statement)
 
 
 async def decisions_page(session: AsyncSession, org_id: str, *, lead_id: str | None, owner_id: str | None,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conditions import STAGE_FIELDS, Condition, matches, parse_condition
+from .directory import Team, Territory
 from .strategies import (
     BEST_TIER_FIRST,
     LEAST_LOADED,
@@ -97,6 +98,16 @@ class RuleSet:
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.rules]
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """What routing a lead reads of the org besides the candidate reps: its newest rule set (None before the
+    first), its territories and its teams by id."""
+
+    rule_set: RuleSet | None
+    territories: list[Territory]
+    teams: dict[str, Team]
 
 
 @dataclass(frozen=True)

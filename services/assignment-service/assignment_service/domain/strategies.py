@@ -105,6 +105,13 @@ def _filter(request: OwnerRequest, pool: dict[str, Candidate], lead: dict[str, A
     return available, skipped, note
 
 
+def counts_matter(strategy: str, capacities: list[int | None]) -> bool:
+    """Whether the candidates' open-lead counts can change the choice or what it says: the ranked strategies
+    order by them and name the chosen rep's, and a rep with a capacity is skipped at it; a rotation or a
+    named rep without capacities never looks at them."""
+    return strategy in (LEAST_LOADED, BEST_TIER_FIRST) or any(capacity is not None for capacity in capacities)
+
+
 def select_owner(request: OwnerRequest, pool: dict[str, Candidate], lead: dict[str, Any], now: datetime,
                  state: RotationState | None = None) -> OwnerChoice:
     state = state or RotationState()

@@ -21,7 +21,17 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
 from ..domain.directory import Territory, resolve_territory
-from ..domain.rules import LEAD_CREATED, LEAD_WON, STAGE_ENTRY, Rule, RuleMatch, RuleSet, evaluate, lead_facts
+from ..domain.rules import (
+    LEAD_CREATED,
+    LEAD_WON,
+    STAGE_ENTRY,
+    RoutingConfig,
+    Rule,
+    RuleMatch,
+    RuleSet,
+    evaluate,
+    lead_facts,
+)
 from ..domain.strategies import (
     SPECIFIC_REP,
     TERRITORY_REPS,
@@ -30,6 +40,7 @@ from ..domain.strategies import (
     OwnerChoice,
     OwnerRequest,
     RotationState,
+    counts_matter,
     select_owner,
 )
 
@@ -97,9 +108,11 @@ def match_rules(rule_set: RuleSet, snapshot: dict[str, Any], trigger: str, terri
 
 
 async def decide(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any], trigger: str, *,
-                 rule_set: RuleSet, now: datetime, stage: dict[str, Any] | None = None, dry_run: bool = False,
-                 previous_owner_id: str | None = None) -> Decision:
-    territories = await repo.all_territories(session, org_id)
+                 rule_set: RuleSet, config: RoutingConfig, now: datetime, stage: dict[str, Any] | None = None,
+                 dry_run: bool = False, previous_owner_id: str | None = None) -> Decision:
+    """The decision `rule_set` makes for the lead, with the org's territories and teams from `config` (its
+    newest rule set is `rule_set` but for a draft's simulation)."""
+    territories = config.territories
     match, territory, facts = match_rules(rule_set, snapshot, trigger, territories, stage)
     decision = Decision(lead_id, trigger, rule_set.version, match.rule, territory, match.evaluations,
                         previous_owner_id=previous_owner_id, decided_at=now)
@@ -108,7 +121,7 @@ async def decide(session: AsyncSession, org_id: str, lead_id: str, snapshot: dic
         return decision
     rule = match.rule
     spec = rule.owner
-    team = (await repo.all_teams(session, org_id)).get(spec.team_id) if spec.team_id else None
+    team = config.teams.get(spec.team_id) if spec.team_id else None
     decision.team_id = team.id if team else None
     if spec.strategy == SPECIFIC_REP:
         members: tuple[str, ...] = (spec.rep_id,) if spec.rep_id else ()
@@ -131,7 +144,8 @@ async def decide(session: AsyncSession, org_id: str, lead_id: str, snapshot: dic
 
 async def choose(session: AsyncSession, org_id: str, decision: Decision, request: OwnerRequest,
                  facts: dict[str, Any], now: datetime, *, dry_run: bool) -> None:
-    """Run the owner strategy; outside a simulation, under the rotation and rep row locks."""
+    """Run the owner strategy; outside a simulation, under the rotation and rep row locks (held until commit:
+    `apply_decision` writes the rotation's new state with the decision)."""
     key = decision.rotation_key
     if key is None:
         state = RotationState()
@@ -140,14 +154,14 @@ async def choose(session: AsyncSession, org_id: str, decision: Decision, request
     else:
         state = await repo.lock_rotation(session, org_id, key, now)
     rows = await repo.reps_by_id(session, org_id, list(request.member_ids), lock=not dry_run)
-    counts = await repo.open_lead_counts(session, org_id, list(rows))  # after the locks: see note there
+    # after the locks (see the note there); not read when no count can change the choice or its explanation
+    counts = await repo.open_lead_counts(session, org_id, list(rows)) \
+        if counts_matter(request.strategy, [row.capacity for row in rows.values()]) else {}
     pool = {rep_id: Candidate(repo.rep_from_row(row), counts.get(rep_id, 0), row.last_assigned_at)
             for rep_id, row in rows.items()}
     choice = select_owner(request, pool, facts, now, state)
     decision.choice = choice
     decision.owner = rows.get(choice.rep_id) if choice.rep_id else None
-    if not dry_run and key is not None and choice.new_state is not None:
-        await repo.save_rotation(session, org_id, key, choice.new_state, now)
 
 
 def _owner_reason(decision: Decision) -> str:
@@ -169,14 +183,14 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
     if keep_owner:
         # A hand-off or re-route that finds nobody available leaves the lead with the rep who has it.
         decision.reason += f"; the lead stays with {lead_row.owner_id}"
-    await repo.insert_decision(session, dict(
+    decision_row = dict(
         id=decision.id, org_id=org_id, lead_id=decision.lead_id, trigger=decision.trigger,
         rule_set_version=decision.rule_set_version, rule_id=decision.rule.id if decision.rule else None,
         strategy=decision.rule.owner.strategy if decision.rule else None, pipeline_id=decision.pipeline_id,
         territory_id=decision.territory.id if decision.territory else None, owner_id=decision.owner_id,
         previous_owner_id=decision.previous_owner_id, team_id=decision.team_id, reason=decision.reason,
         explanation=decision.explanation(), source_event_id=source_event_id, decided_by=decision.decided_by,
-        created_at=now))
+        created_at=now)
     changes: dict[str, Any] = {"updated_at": now}
     routes = decision.pipeline_id is not None and (publish_route if publish_route is not None else True)
     if decision.pipeline_id is not None:
@@ -215,10 +229,13 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
             candidates=decision.choice.candidates if decision.choice else [],
             trigger=decision.trigger, reason=decision.reason, decision_id=decision.id,
         ), org_id=org_id, subject_id=decision.lead_id, subject_version=version, occurred_at=now)
-        if owner is not None:
-            await repo.mark_assigned(session, org_id, owner.id, now)
     changes["out_version"] = version
-    await repo.update_lead(session, org_id, decision.lead_id, **changes)
+    choice = decision.choice
+    await repo.record_decision(
+        session, org_id, decision.lead_id, decision_row, changes,
+        rotation=(decision.rotation_key, choice.new_state)
+        if decision.rotation_key is not None and choice is not None and choice.new_state is not None else None,
+        assigned_rep_id=decision.owner.id if assigns and decision.owner is not None else None, now=now)
 
 
 async def decisions_for(session: AsyncSession, org_id: str, *, lead_id: str | None = None,

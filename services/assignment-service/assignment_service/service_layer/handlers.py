@@ -68,19 +68,20 @@ async def on_lead_created(data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWo
     if row.routed_at is not None:
         log.info("lead_already_routed", lead_id=row.lead_id)
         return
-    rule_set = await repo.current_rule_set(uow.session, envelope.org_id)
-    if rule_set is None:
+    config = await repo.routing_config(uow.session, envelope.org_id)
+    if config.rule_set is None:
         raise PermanentFailure(f"org {envelope.org_id} has no routing rules: publish a rule set "
                                "(PUT /v1/routing-rules), then replay the parked events")
     decision = await decide(uow.session, envelope.org_id, row.lead_id, row.snapshot, LEAD_CREATED,
-                            rule_set=rule_set, now=uow.clock.now(), previous_owner_id=row.owner_id)
+                            rule_set=config.rule_set, config=config, now=uow.clock.now(),
+                            previous_owner_id=row.owner_id)
     await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
 
 
 @EVENT_HANDLERS.on(LeadUpdatedV1)
 async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
     org = envelope.org_id
-    before = await repo.lock_lead(uow.session, org, data.lead.lead_id)
+    before = await repo.lock_lead_with_routing_rules(uow.session, org, data.lead.lead_id)
     if before is None:
         await _take_snapshot(uow, envelope, _snapshot(data.lead))  # first news of this lead: LeadCreated routes it
         return
@@ -97,12 +98,12 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
     row = await repo.update_lead_returning(uow.session, org, before.lead_id, **values) if values else before
     if data.cause == "assignment" or row.routed_at is None or not row.open:
         return
-    routed_by = await repo.current_rule_set(uow.session, org, row.rule_set_version) \
-        if row.rule_set_version is not None else None
+    routed_by = repo.routed_by(before)  # the update above changes no routing column
     previous_rule = routed_by.rule(row.rule_id) if routed_by else None
     if previous_rule is None or not previous_rule.reroute_on_update:
         return  # (the newest rule set is read only for a rule that re-routes on updates)
-    rule_set = await repo.current_rule_set(uow.session, org)
+    config = await repo.routing_config(uow.session, org)
+    rule_set = config.rule_set
     if rule_set is None:
         return
     fields: set[str] = set()
@@ -111,31 +112,39 @@ async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWo
             fields |= rule.fields
     if not routed_on(fields, data.changed):
         return
-    territories = await repo.all_territories(uow.session, org)
-    match, territory, _ = match_rules(rule_set, row.snapshot, LEAD_UPDATED, territories)
+    match, territory, _ = match_rules(rule_set, row.snapshot, LEAD_UPDATED, config.territories)
     if match.rule is not None and match.rule.id == row.rule_id and \
             (territory.id if territory else None) == row.territory_id:
         return  # the same rule still routes it: nothing moves
     decision = await decide(uow.session, org, row.lead_id, row.snapshot, LEAD_UPDATED, rule_set=rule_set,
-                            now=uow.clock.now(), previous_owner_id=row.owner_id)
+                            config=config, now=uow.clock.now(), previous_owner_id=row.owner_id)
     await apply_decision(uow, org, row, decision, source_event_id=str(envelope.id),
                          publish_route=decision.pipeline_id != row.pipeline_id)
 
 
-async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str) -> Any | None:
-    """The lead's row once this pipeline event's version is recorded; None for a stale event."""
-    row = await repo.see_pipeline_version(uow.session, envelope.org_id, lead_id, envelope.subject_version)
+async def _pipeline_event(uow: UnitOfWork, envelope: Envelope, lead_id: str, *, open_: bool | None = None,
+                          with_newest_rules: bool = False) -> Any | None:
+    """The lead's row once this pipeline event's version (and with `open_`, whether the lead is open) is recorded;
+    None for a stale event. `with_newest_rules`: for a hand-off (see `_hand_off`)."""
+    row = await repo.see_pipeline_version(uow.session, envelope.org_id, lead_id, envelope.subject_version,
+                                          open_=open_, with_newest_rules=with_newest_rules)
     if row is None and await repo.lock_lead(uow.session, envelope.org_id, lead_id) is None:
         raise LeadNotKnownYet(f"lead {lead_id} is not known yet (LeadCreated not handled)")
     return row
 
 
 async def _hand_off(uow: UnitOfWork, envelope: Envelope, row: Any, trigger: str, stage: dict[str, Any]) -> None:
-    rule_set = await repo.current_rule_set(uow.session, envelope.org_id)
+    """Re-route at a stage entry or a win when a rule of the newest rule set says so; `row` is from
+    `_pipeline_event(..., with_newest_rules=True)`: the routing configuration is read only when one of those
+    rules has the trigger (then the configuration's own rule set decides, as it may be newer still)."""
+    if not any(trigger in r.triggers for r in repo.rules_of(row.newest_rules)):
+        return
+    config = await repo.routing_config(uow.session, envelope.org_id)
+    rule_set = config.rule_set
     if rule_set is None or not any(trigger in r.triggers for r in rule_set.rules):
         return
     decision = await decide(uow.session, envelope.org_id, row.lead_id, row.snapshot, trigger, rule_set=rule_set,
-                            now=uow.clock.now(), stage=stage, previous_owner_id=row.owner_id)
+                            config=config, now=uow.clock.now(), stage=stage, previous_owner_id=row.owner_id)
     if decision.rule is None:
         return  # no hand-off rule for this stage
     await apply_decision(uow, envelope.org_id, row, decision, source_event_id=str(envelope.id))
@@ -143,7 +152,7 @@ async def _hand_off(uow: UnitOfWork, envelope: Envelope, row: Any, trigger: str,
 
 @EVENT_HANDLERS.on(StageAdvancedV1)
 async def on_stage_advanced(data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    row = await _pipeline_event(uow, envelope, data.lead_id)
+    row = await _pipeline_event(uow, envelope, data.lead_id, with_newest_rules=True)
     if row is None:
         return
     if data.reason == "reopened" and not row.open:
@@ -155,24 +164,21 @@ async def on_stage_advanced(data: StageAdvancedV1, envelope: Envelope, uow: Unit
 
 @EVENT_HANDLERS.on(LeadWonV1)
 async def on_lead_won(data: LeadWonV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    row = await _pipeline_event(uow, envelope, data.lead_id)
+    row = await _pipeline_event(uow, envelope, data.lead_id, open_=False, with_newest_rules=True)
     if row is None:
         return
-    await repo.update_lead(uow.session, envelope.org_id, row.lead_id, open=False)
     await _hand_off(uow, envelope, row, LEAD_WON, {"stage_id": data.stage_id, "stage_name": None,
                                                    "pipeline_id": data.pipeline_id})
 
 
 @EVENT_HANDLERS.on(LeadLostV1)
 async def on_lead_lost(data: LeadLostV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    if await _pipeline_event(uow, envelope, data.lead_id) is not None:
-        await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=False)
+    await _pipeline_event(uow, envelope, data.lead_id, open_=False)
 
 
 @EVENT_HANDLERS.on(LeadReopenedV1)
 async def on_lead_reopened(data: LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    if await _pipeline_event(uow, envelope, data.lead_id) is not None:
-        await repo.update_lead(uow.session, envelope.org_id, data.lead_id, open=True)
+    await _pipeline_event(uow, envelope, data.lead_id, open_=True)
 
 
 @EVENT_HANDLERS.on(LeadDisqualifiedV1)

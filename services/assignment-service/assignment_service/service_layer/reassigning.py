@@ -113,18 +113,18 @@ async def simulate(uow: UnitOfWork, org_id: str, *, lead: dict[str, Any], trigge
                    at: datetime | None) -> dict[str, Any]:
     """The decision the current rule set (or the draft) would make for the lead, with the facts it assumed.
     A dry run: no rotation advances, no rep row is locked, nothing is written."""
+    config = await repo.routing_config(uow.session, org_id)
     if draft_rules is not None:
         rule_set = RuleSet(0, await validate_rules(uow.session, org_id, draft_rules))
+    elif config.rule_set is not None:
+        rule_set = config.rule_set
     else:
-        current = await repo.current_rule_set(uow.session, org_id)
-        if current is None:
-            raise NotFound("no routing rules published yet; pass a draft in `rules`")
-        rule_set = current
+        raise NotFound("no routing rules published yet; pass a draft in `rules`")
     snapshot = dict(lead)
     if snapshot.get("value") is not None:
         snapshot["value"] = str(snapshot["value"])
     decision = await decide(uow.session, org_id, lead.get("lead_id") or "simulated", snapshot, trigger,
-                            rule_set=rule_set, now=at or uow.clock.now(), stage=stage, dry_run=True)
+                            rule_set=rule_set, config=config, now=at or uow.clock.now(), stage=stage, dry_run=True)
     result = decision.to_dict()
     result.update(simulated=True, draft=draft_rules is not None, id=None,
                   assumed=assumed_facts(rule_set, snapshot, trigger))
