@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.db import rows_affected
 from salesflow_shared.events import Envelope
-from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 
 from ..domain.periods import day_number
 from .orm import (
@@ -56,33 +56,26 @@ async def record(session: AsyncSession, envelope: Envelope, recorded_at: datetim
     return rows_affected(result) == 1
 
 
-async def record_many(session: AsyncSession, envelopes: list[Envelope], recorded_at: datetime) -> None:
-    """`record` for a batch of deliveries, in one statement."""
+# Built once (every delivered batch appends with it); RETURNING tells the events logged for the first time.
+_RECORD_MANY = per_dialect(lambda insert: insert(event_log).on_conflict_do_nothing(
+    index_elements=["event_id"]).returning(event_log.c.event_id))
+
+
+async def record_many(session: AsyncSession, envelopes: list[Envelope], recorded_at: datetime) -> set[str]:
+    """`record` for a batch of deliveries, in one statement; returns the ids of the events logged now (the
+    others were there already: redeliveries)."""
     if not envelopes:
-        return
+        return set()
     # rows as parameters (compiled once, cached), not inlined with .values([...]) (compiled for every batch)
-    await session.execute(dialect_insert(session)(event_log).on_conflict_do_nothing(index_elements=["event_id"]), [dict(
+    result = await session.execute(_RECORD_MANY[dialect_name(session)], [dict(
         event_id=str(e.id), org_id=e.org_id, event_type=e.type, event_version=e.version, producer=e.producer,
         subject_id=e.subject_id, subject_version=e.subject_version, occurred_at=e.occurred_at,
         correlation_id=e.correlation_id, causation_id=e.causation_id, data=e.data, recorded_at=recorded_at,
         projected=False) for e in envelopes])
+    return set(result.scalars().all())
 
 
 # ------------------------------------------------------------------ the projector's turn
-async def claim_projector(session: AsyncSession) -> bool:
-    """Become the one projector of this transaction: on PostgreSQL a transaction-level advisory lock (False:
-    another projector is busy); on SQLite (the embedded mode, where the worker and a rebuild or `project_all`
-    can overlap) the database's write lock, taken before reading what is pending, so a second projector waits
-    and then sees the first one's rows as projected."""
-    if _dialect(session) == "postgresql":
-        got = (await session.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
-                                     {"k": PROJECTOR_LOCK})).scalar_one()
-        return bool(got)
-    # a write that changes nothing still makes this a write transaction, which holds the lock
-    await session.execute(sa.update(event_log).where(sa.false()).values(projected=True))
-    return True
-
-
 @dataclass(frozen=True)
 class Logged:
     """A logged event waiting to be applied: its place in the log and the event."""
@@ -92,34 +85,58 @@ class Logged:
     envelope: Envelope
 
 
-async def pending_batch(session: AsyncSession, batch_size: int, *, org_id: str | None = None,
-                        after_event_id: str | None = None) -> list[Logged]:
-    """Up to `batch_size` unprojected events (of one org, or all), in log order, or in event-id order after
-    `after_event_id` when it is given."""
-    query = sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.c.event_type,
-                      event_log.c.event_version, event_log.c.producer, event_log.c.subject_id,
-                      event_log.c.subject_version, event_log.c.occurred_at, event_log.c.data
-                      ).where(sa.not_(event_log.c.projected))
+_LOGGED = (event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.c.event_type,
+           event_log.c.event_version, event_log.c.producer, event_log.c.subject_id, event_log.c.subject_version,
+           event_log.c.occurred_at, event_log.c.data)
+# On PostgreSQL the projector's turn is a transaction-level advisory lock, tried before anything is read (a
+# one-time filter of the claim: another projector busy, nothing is claimed).
+_PROJECTOR_TURN = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtextextended(
+    sa.literal(PROJECTOR_LOCK), 0))).scalar_subquery()
+
+
+def _claim(dialect: str, batch_size: Any, org_id: str | None = None,
+           after_event_id: str | None = None) -> sa.Update:
+    pending = sa.select(event_log.c.seq).where(sa.not_(event_log.c.projected))
     if org_id is not None:
-        query = query.where(event_log.c.org_id == org_id)
+        pending = pending.where(event_log.c.org_id == org_id)
     if after_event_id is not None:
-        query = query.where(event_log.c.event_id > after_event_id).order_by(event_log.c.event_id)
+        pending = pending.where(event_log.c.event_id > after_event_id).order_by(event_log.c.event_id)
     else:
-        query = query.order_by(event_log.c.seq)
-    return [Logged(r.seq, r.event_id, _envelope(r)) for r in (await session.execute(query.limit(batch_size))).all()]
+        pending = pending.order_by(event_log.c.seq)
+    claim = sa.update(event_log).where(event_log.c.seq.in_(pending.limit(batch_size)))
+    if dialect == "postgresql":
+        claim = claim.where(_PROJECTOR_TURN)
+    return claim.values(projected=True).returning(*_LOGGED)
+
+
+# Built once: the worker's claim of the next events in log order (every tick).
+_CLAIM_NEXT = {dialect: _claim(dialect, sa.bindparam("batch_size", type_=sa.Integer))
+               for dialect in ("postgresql", "sqlite")}
+
+
+async def claim_pending(session: AsyncSession, batch_size: int, *, org_id: str | None = None,
+                        after_event_id: str | None = None) -> list[Logged]:
+    """Become the one projector of this transaction and take up to `batch_size` unprojected events (of one org,
+    or all), in log order, or in event-id order after `after_event_id` when it is given: marked projected and
+    returned by one statement (the caller applies them in the same transaction).
+
+    On PostgreSQL the turn is a transaction-level advisory lock (another projector busy: nothing is taken). On
+    SQLite (the embedded mode, where the worker and a rebuild or `project_all` can overlap) the claim is a
+    write, so it holds the database's write lock from before it reads what is pending: a second projector
+    waits and then sees the first one's rows as projected."""
+    dialect = "postgresql" if _dialect(session) == "postgresql" else "sqlite"
+    if org_id is None and after_event_id is None:
+        result = await session.execute(_CLAIM_NEXT[dialect], {"batch_size": batch_size})
+    else:
+        result = await session.execute(_claim(dialect, batch_size, org_id, after_event_id))
+    rows = sorted(result.all(), key=(lambda r: r.seq) if after_event_id is None else (lambda r: r.event_id))
+    return [Logged(r.seq, r.event_id, _envelope(r)) for r in rows]
 
 
 def _envelope(row: Any) -> Envelope:
     return Envelope(id=row.event_id, type=row.event_type, version=row.event_version, org_id=row.org_id,
                     occurred_at=row.occurred_at, producer=row.producer, subject_id=row.subject_id,
                     subject_version=row.subject_version, data=row.data)
-
-
-async def mark_projected(session: AsyncSession, seqs: list[int]) -> None:
-    dialect = _dialect(session)
-    for i in range(0, len(seqs), CHUNK * 5):
-        await session.execute(sa.update(event_log).where(one_of(event_log.c.seq, seqs[i:i + CHUNK * 5], dialect))
-                              .values(projected=True))
 
 
 async def clear(session: AsyncSession, dialect: str, org_id: str | None) -> None:
