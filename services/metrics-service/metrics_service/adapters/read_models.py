@@ -367,10 +367,16 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
     for org, ids in by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
-            await session.execute(sa.update(t).where(t.c.org_id == org, one_of(t.c.lead_id, part, dialect))
-                                  .values(**values))
-            await session.execute(sa.update(lead).where(lead.c.org_id == org, one_of(lead.c.lead_id, part, dialect))
-                                  .values(**lead_values))
+            rows = sa.update(t).where(t.c.org_id == org, one_of(t.c.lead_id, part, dialect)).values(**values)
+            leads_of_rows = sa.update(lead).where(lead.c.org_id == org, one_of(lead.c.lead_id, part, dialect)) \
+                .values(**lead_values)
+            if dialect == "postgresql":
+                # One statement: the two updates read nothing the other writes (the rows read the leads'
+                # pipeline and entry, the leads their tasks), so one snapshot for both changes nothing.
+                await session.execute(leads_of_rows.add_cte(rows.returning(t.c.event_id).cte("timeline_rows")))
+                continue
+            await session.execute(rows)
+            await session.execute(leads_of_rows)
 
 
 _TIMELINE_COLUMNS = ("lead_id", "event_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
