@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.db import rows_affected
@@ -19,8 +18,8 @@ from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 
 from ..domain.periods import day_number
 from .orm import (
-    ID,
     READ_MODELS,
+    among,
     event_log,
     m_activities,
     m_assignments,
@@ -31,6 +30,7 @@ from .orm import (
     m_tasks,
     m_timeline,
     one_of,
+    tagged_union,
 )
 
 FIRST_RESPONSE_KINDS = ("call", "email", "meeting")
@@ -388,25 +388,17 @@ _HISTORY_ONLY = ("ver", "tb", "territory_id", "trigger")
 
 def _timelines_statement(dialect: str) -> sa.CompoundSelect:
     """The leads' timeline rows, assignment history and creation times as one UNION ALL (one round trip per
-    chunk of leads instead of three), told apart by `source`; the columns are the timeline's, then those only
-    the history has (each branch fills what it has, NULL elsewhere)."""
+    chunk of leads instead of three), told apart by `source`."""
     t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
-    types = {**{name: t[name].type for name in _TIMELINE_COLUMNS}, **{name: a[name].type for name in _HISTORY_ONLY}}
-
-    def branch(source: str, table_columns: Any, present: dict[str, Any]) -> sa.Select[Any]:
-        columns: list[Any] = [sa.literal(source).label("source")]
-        for name, kind in types.items():
-            column = present.get(name)
-            columns.append((column if column is not None else sa.cast(sa.null(), kind)).label(name))
-        if dialect == "postgresql":  # one array parameter (see orm.one_of)
-            among = table_columns.lead_id == sa.any_(sa.bindparam("lead_ids", type_=postgresql.ARRAY(ID)))
-        else:
-            among = table_columns.lead_id.in_(sa.bindparam("lead_ids", expanding=True))
-        return sa.select(*columns).where(table_columns.org_id == sa.bindparam("org_id"), among)
-    return sa.union_all(
-        branch("timeline", t, {name: t[name] for name in _TIMELINE_COLUMNS}),
-        branch("history", a, {name: a[name] for name in _HISTORY_COLUMNS}),
-        branch("created", lead, {"lead_id": lead.lead_id, "at_ts": lead.created_ts}))
+    org: Any = sa.bindparam("org_id")
+    return tagged_union(
+        {**{name: t[name].type for name in _TIMELINE_COLUMNS}, **{name: a[name].type for name in _HISTORY_ONLY}},
+        {"timeline": ({name: t[name] for name in _TIMELINE_COLUMNS}, t.org_id == org,
+                      among(t.lead_id, "lead_ids", dialect)),
+         "history": ({name: a[name] for name in _HISTORY_COLUMNS}, a.org_id == org,
+                     among(a.lead_id, "lead_ids", dialect)),
+         "created": ({"lead_id": lead.lead_id, "at_ts": lead.created_ts}, lead.org_id == org,
+                     among(lead.lead_id, "lead_ids", dialect))})
 
 
 # Built once: every projected batch that touches a lead reads it.
