@@ -173,13 +173,18 @@ async def add_difference(session: AsyncSession, before: Contributions, after: Co
                  **{c: n - o for c, n, o in zip(measure_columns, new.get(key, zero), old.get(key, zero), strict=True)}}
                 for key in changed]  # sorted keys: a stable lock order between batches
         insert = dialect_insert(session)(table)
+        # RETURNING each row's first measure (stays, leads…) after the addition: only rows that fell to zero
+        # are deleted, and most batches only add, so most need no DELETE at all.
         insert = insert.on_conflict_do_update(index_elements=key_columns, set_={
-            c: table.c[c] + insert.excluded[c] for c in measure_columns})
+            c: table.c[c] + insert.excluded[c] for c in measure_columns}).returning(
+            *(table.c[c] for c in key_columns), table.c[measure_columns[0]])
+        emptied: list[tuple[Any, ...]] = []
         for i in range(0, len(rows), CHUNK):
-            await session.execute(insert, rows[i:i + CHUNK])
-        keys, match, params = _key_set(table, key_columns, changed)
-        await session.execute(sa.text(f'DELETE FROM {table.name} t USING {keys} WHERE {match} '
-                                      f'AND t."{measure_columns[0]}" = 0'), params)
+            emptied.extend(tuple(r[:-1]) for r in await session.execute(insert, rows[i:i + CHUNK]) if r[-1] == 0)
+        if emptied:
+            keys, match, params = _key_set(table, key_columns, sorted(emptied))
+            await session.execute(sa.text(f'DELETE FROM {table.name} t USING {keys} WHERE {match} '
+                                          f'AND t."{measure_columns[0]}" = 0'), params)
 
 
 def _key_set(table: sa.Table, key_columns: list[str], keys: list[tuple[Any, ...]]
