@@ -325,15 +325,20 @@ def by_org(leads: set[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
-async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+def _first_owner_activity_ts() -> sa.ScalarSelect[Any]:
     """first_owner_activity_ts = the earliest call, email or meeting on the lead that its owner at creation
     logged (a sequence's automated email is not a response)."""
     a = m_activities
-    first = (sa.select(sa.func.min(a.c.occurred_ts))
-             .where(a.c.org_id == m_leads.c.org_id, a.c.lead_id == m_leads.c.lead_id,
-                    a.c.rep_id == m_leads.c.first_owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS),
-                    a.c.source.not_in(AUTOMATED_SOURCES))
-             .scalar_subquery())
+    return (sa.select(sa.func.min(a.c.occurred_ts))
+            .where(a.c.org_id == m_leads.c.org_id, a.c.lead_id == m_leads.c.lead_id,
+                   a.c.rep_id == m_leads.c.first_owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS),
+                   a.c.source.not_in(AUTOMATED_SOURCES))
+            .scalar_subquery())
+
+
+async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+    """Refresh first_owner_activity_ts (`_first_owner_activity_ts`) of these leads."""
+    first = _first_owner_activity_ts()
     for org, ids in by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org, one_of(
@@ -344,9 +349,15 @@ async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]
 COPIED = {"lead_pipeline_id": "pipeline_id", "cohort_ts": "pipeline_entered_ts"}
 
 
-async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]],
+                               first_activity: set[tuple[str, str]]) -> None:
     """Copy the leads' pipeline and pipeline-entry time onto their timeline rows, and refresh
-    the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead."""
+    the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead; and the first owner
+    activity of the leads `first_activity` (`first_owner_activity`).
+
+    On PostgreSQL all in one statement per chunk of the leads of both sets: every value written is a function of
+    other rows (the lead's pipeline, its tasks, its activities and first owner), none of which this statement
+    writes, so refreshing a lead of one set for the other too writes what it holds already."""
     t, lead, k = m_timeline, m_leads, m_tasks
     values: dict[str, Any] = {
         col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
@@ -364,6 +375,11 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
     lead_values = {"open_task_due_ts": sa.select(sa.func.min(k.c.due_ts)).where(open_required).scalar_subquery(),
                    "open_task_overdue": sa.exists().where(open_required, k.c.overdue)}
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        lead_values["first_owner_activity_ts"] = _first_owner_activity_ts()
+        leads = leads | first_activity
+    else:
+        await first_owner_activity(session, first_activity)
     for org, ids in by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
@@ -372,7 +388,8 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
                 .values(**lead_values)
             if dialect == "postgresql":
                 # One statement: the two updates read nothing the other writes (the rows read the leads'
-                # pipeline and entry, the leads their tasks), so one snapshot for both changes nothing.
+                # pipeline and entry, the leads their tasks, activities and first owner), so one snapshot for
+                # both changes nothing.
                 await session.execute(leads_of_rows.add_cte(rows.returning(t.c.event_id).cte("timeline_rows")))
                 continue
             await session.execute(rows)

@@ -232,9 +232,8 @@ async def _write_read_models(session: AsyncSession, b: Batch) -> None:
     for org, lead_id in b.erased:
         await read_models.scrub(session, org, lead_id)
     await recompute_leads(session, b.recompute)
-    await read_models.first_owner_activity(session, b.first_activity)
     await read_models.copy_lead_attributes(session, b.recompute | set(b.assignments) | {
-        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]})
+        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}, b.first_activity)
 
 
 _ACTIVITY_COUNTERS = {"call": "calls", "meeting": "meetings", "demo": "demos", "proposal": "proposals",
