@@ -166,25 +166,45 @@ async def add_difference(session: AsyncSession, before: Contributions, after: Co
         if not changed:
             continue
         if set(measure_columns) & LIST_COLUMNS:
-            await _replace_rows(session, table, key_columns, measure_columns, changed, old, new)
+            # Keys whose multisets neither lose nor gain a value (e.g. a lead with no first response moving
+            # from one owner's month to another's) only change counts: added without reading the rows.
+            lists = [i for i, c in enumerate(measure_columns) if c in LIST_COLUMNS]
+            counts_only = [k for k in changed
+                           if not any(m is not None and m[i] for m in (old.get(k), new.get(k)) for i in lists)]
+            others = [k for k in changed if k not in set(counts_only)]
+            if others:
+                await _replace_rows(session, table, key_columns, measure_columns, others, old, new)
+            await _add_counts(session, table, key_columns, measure_columns, counts_only, old, new)
             continue
-        zero = [0] * len(measure_columns)
-        rows = [{**dict(zip(key_columns, key, strict=True)),
-                 **{c: n - o for c, n, o in zip(measure_columns, new.get(key, zero), old.get(key, zero), strict=True)}}
-                for key in changed]  # sorted keys: a stable lock order between batches
-        insert = dialect_insert(session)(table)
-        # RETURNING each row's first measure (stays, leads…) after the addition: only rows that fell to zero
-        # are deleted, and most batches only add, so most need no DELETE at all.
-        insert = insert.on_conflict_do_update(index_elements=key_columns, set_={
-            c: table.c[c] + insert.excluded[c] for c in measure_columns}).returning(
-            *(table.c[c] for c in key_columns), table.c[measure_columns[0]])
-        emptied: list[tuple[Any, ...]] = []
-        for i in range(0, len(rows), CHUNK):
-            emptied.extend(tuple(r[:-1]) for r in await session.execute(insert, rows[i:i + CHUNK]) if r[-1] == 0)
-        if emptied:
-            keys, match, params = _key_set(table, key_columns, sorted(emptied))
-            await session.execute(sa.text(f'DELETE FROM {table.name} t USING {keys} WHERE {match} '
-                                          f'AND t."{measure_columns[0]}" = 0'), params)
+        await _add_counts(session, table, key_columns, measure_columns, changed, old, new)
+
+
+async def _add_counts(session: AsyncSession, table: sa.Table, key_columns: list[str], measure_columns: list[str],
+                      keys: list[tuple[Any, ...]], old: dict[tuple[Any, ...], list[Any]],
+                      new: dict[tuple[Any, ...], list[Any]]) -> None:
+    """Add `new − old` of the keys' sums to the rollup rows (a new row starts from zero, with empty multisets:
+    the keys given change no multiset) and delete the rows that fall to zero."""
+    if not keys:
+        return
+    summed = [(i, c) for i, c in enumerate(measure_columns) if c not in LIST_COLUMNS]
+    empty = {c: pack([]) if c in PACKED_COLUMNS else [] for c in measure_columns if c in LIST_COLUMNS}
+    zero = [0] * len(measure_columns)
+    rows = [{**dict(zip(key_columns, key, strict=True)), **empty,
+             **{c: new.get(key, zero)[i] - old.get(key, zero)[i] for i, c in summed}}
+            for key in keys]  # sorted keys: a stable lock order between batches
+    insert = dialect_insert(session)(table)
+    # RETURNING each row's first measure (stays, leads…) after the addition: only rows that fell to zero
+    # are deleted, and most batches only add, so most need no DELETE at all.
+    insert = insert.on_conflict_do_update(index_elements=key_columns, set_={
+        c: table.c[c] + insert.excluded[c] for _, c in summed}).returning(
+        *(table.c[c] for c in key_columns), table.c[measure_columns[0]])
+    emptied: list[tuple[Any, ...]] = []
+    for i in range(0, len(rows), CHUNK):
+        emptied.extend(tuple(r[:-1]) for r in await session.execute(insert, rows[i:i + CHUNK]) if r[-1] == 0)
+    if emptied:
+        source, match, params = _key_set(table, key_columns, sorted(emptied))
+        await session.execute(sa.text(f'DELETE FROM {table.name} t USING {source} WHERE {match} '
+                                      f'AND t."{measure_columns[0]}" = 0'), params)
 
 
 def _key_set(table: sa.Table, key_columns: list[str], keys: list[tuple[Any, ...]]
