@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,13 +22,17 @@ class LeasedLead:
     enrichment_attempts: int  # counting the attempt just leased
 
 
-def _lease_statement(dialect: str) -> sa.Update:
-    now = sa.bindparam("now", type_=leads.c.enrichment_failed_at.type)
-    lease_until = sa.bindparam("lease_until", type_=leads.c.enrichment_next_at.type)
-    due = sa.select(leads.c.id).where(
+def _due(now: Any) -> sa.Select[Any]:
+    return sa.select(leads.c.id).where(
         leads.c.enrichment_status == "pending",
         sa.or_(leads.c.enrichment_next_at.is_(None), leads.c.enrichment_next_at <= now),
     ).order_by(leads.c.enrichment_next_at).limit(sa.bindparam("limit", type_=sa.Integer))
+
+
+def _lease_statement(dialect: str) -> sa.Update:
+    now = sa.bindparam("now", type_=leads.c.enrichment_failed_at.type)
+    lease_until = sa.bindparam("lease_until", type_=leads.c.enrichment_next_at.type)
+    due = _due(now)
     if dialect == "postgresql":  # locked, skipping those another replica leases
         due = due.with_for_update(skip_locked=True)
     used_up = leads.c.enrichment_attempts >= sa.bindparam("max_attempts", type_=sa.Integer)
@@ -44,6 +49,8 @@ def _lease_statement(dialect: str) -> sa.Update:
 
 # Built once (the worker's every tick with due leads).
 _LEASE = {dialect: _lease_statement(dialect) for dialect in ("postgresql", "sqlite")}
+# SQLite: an UPDATE takes the database's write lock even when it matches nothing, so an idle tick only reads.
+_ANY_DUE_SQLITE = _due(sa.bindparam("now", type_=leads.c.enrichment_next_at.type))
 
 
 async def lease_due(session: AsyncSession, now: datetime, *, limit: int, max_attempts: int,
@@ -55,6 +62,8 @@ async def lease_due(session: AsyncSession, now: datetime, *, limit: int, max_att
     The attempt is counted here, before the call: an attempt that crashes the worker or fails in an
     unforeseen way still counts, so no lead is retried forever."""
     dialect = "postgresql" if session.bind is not None and session.bind.dialect.name == "postgresql" else "sqlite"
+    if dialect == "sqlite" and (await session.execute(_ANY_DUE_SQLITE, {"now": now, "limit": 1})).first() is None:
+        return [], False
     rows = (await session.execute(_LEASE[dialect], {
         "now": now, "limit": limit, "max_attempts": max_attempts,
         "lease_until": now + timedelta(seconds=lease_s)})).all()
