@@ -227,7 +227,8 @@ class ServiceContext:
 
 
 async def run_periodically(context: ServiceContext, tick: Callable[[], Awaitable[Any]], interval_s: float,
-                           name: str = "worker", *, wake_on_commit: bool = False) -> None:
+                           name: str = "worker", *, wake_on_commit: bool = False,
+                           wake_when_told: bool = False) -> None:
     """The loop of every background worker: run `tick`, then wait `interval_s` — until the service stops.
 
     A tick that returns a truthy value (work was found) runs again at once, so a backlog drains without
@@ -237,9 +238,12 @@ async def run_periodically(context: ServiceContext, tick: Callable[[], Awaitable
     With `wake_on_commit`, an idle worker does not poll every `interval_s`: it sleeps until a commit in this
     process (or a NOTIFY, see wakeup.py) may have given it work, then ticks no sooner than `interval_s` after its
     last tick (a stream of commits costs one tick per interval); `worker_idle_poll_s` is the safety net (work
-    that falls due with time, or written where no commit rings: picked up within it).
+    that falls due with time, or written where no commit rings: picked up within it). With `wake_when_told`
+    instead, only `context.commits.tell(name)` wakes it (the commits that give it work call it), so that a
+    stream of commits that never does costs it nothing; the same safety net.
     """
-    woken = context.commits.listener(name) if wake_on_commit else None
+    woken = context.commits.listener(name) if wake_on_commit else \
+        context.commits.told(name) if wake_when_told else None
     while not context.stopping.is_set():
         started = time.monotonic()
         if woken is not None:

@@ -12,7 +12,10 @@ event type to handlers that the dispatcher reads.
 A handler may also carry `handle_many(items, uow)`, used instead of one call per event when the service
 consumes in batches (see `ServiceDefinition.consume_in_batches`). It runs once for the batch, outside any one
 event's context (each event still gets its consumer span in its own trace), so it is for handlers that
-record and publish nothing per event.
+record and publish nothing per event. A batch's inbox rows, of all its handlers, are claimed in one statement.
+A `handle_many` handler whose own write is unique per event id (metrics-service's event log) may also set
+`claims_itself = True`: no inbox row is written for it in a batch, and its `handle_many` returns the ids of the
+events it took for the first time (the others were redeliveries).
 Each handler gets the typed event data, the envelope and a unit of work; it must not commit (the
 dispatcher commits after the handler returns, together with the inbox row and any events it published).
 """
@@ -31,7 +34,7 @@ from .db import is_database_outage
 from .event_hold_for_tests import EventHoldForTests
 from .events import Envelope, EventData, parse_data, utcnow
 from .events.catalogue import UnknownEventType
-from .inbox import claim_event, claim_events
+from .inbox import claim_event, claim_for_handlers
 from .logging import causation_id_var, correlation_id_var, traceparent_var
 from .observability import ServiceMetrics
 from .tracing import consumer_span, mark_consumed, traceparent_of
@@ -145,18 +148,24 @@ class EventDispatcher:
         started = time.perf_counter()
         try:
             async with self.uow_factory() as uow:
-                by_handler: dict[EventHandler, list[Envelope]] = {}
-                for envelope, _, _ in parsed:
-                    for handler in self.handlers.get(envelope.type, ()):
-                        by_handler.setdefault(handler, []).append(envelope)
-                claimed = {handler: await claim_events(uow.session, handler_name(handler), envelopes)
-                           for handler, envelopes in by_handler.items()}
+                names = {handler: handler_name(handler) for envelope, _, _ in parsed
+                         for handler in self.handlers.get(envelope.type, ())}
+                # Every handler's inbox rows in one statement (a self-claiming handler writes its own).
+                claimed = await claim_for_handlers(uow.session, [
+                    (names[handler], envelope) for envelope, _, _ in parsed
+                    for handler in self.handlers.get(envelope.type, ()) if not _claims_itself(handler)])
                 batches: dict[EventHandler, list[tuple[EventData, Envelope]]] = {}
                 handled: set[str] = set()  # event ids some handler claimed (the rest were duplicates)
+                given: set[tuple[str, str]] = set()  # (handler, event id) handed to a self-claiming handler
                 for envelope, data, event_id in parsed:  # in delivery order
                     for handler in self.handlers.get(envelope.type, ()):
-                        if event_id in claimed[handler]:
-                            claimed[handler].discard(event_id)  # a duplicate within the batch runs once
+                        if _claims_itself(handler):  # tells which events were new after the batch, below
+                            if (names[handler], event_id) not in given:  # a duplicate within the batch: once
+                                given.add((names[handler], event_id))
+                                batches.setdefault(handler, []).append((data, envelope))
+                            continue
+                        if (names[handler], event_id) in claimed:
+                            claimed.discard((names[handler], event_id))  # a duplicate within the batch runs once
                             handled.add(event_id)
                             if hasattr(handler, "handle_many"):  # handled below, with the rest of the batch
                                 batches.setdefault(handler, []).append((data, envelope))
@@ -171,7 +180,14 @@ class EventDispatcher:
                                     _handling(envelope, traceparent_of(span)):
                                 await handler(data, envelope, uow)
                 for handler, batch in batches.items():
-                    await handler.handle_many(batch, uow)  # type: ignore[attr-defined]  # hasattr-checked above
+                    taken = await handler.handle_many(batch, uow)  # type: ignore[attr-defined]  # hasattr-checked
+                    if _claims_itself(handler):
+                        for _, envelope in batch:
+                            event_id = str(envelope.id)
+                            if event_id in taken:
+                                handled.add(event_id)
+                                mark_consumed(self.service, event_type=envelope.type, event_id=event_id,
+                                              org_id=envelope.org_id, traceparent=traceparents[event_id])
                 await uow.commit()
         except Exception as exc:
             transient = _as_transient(exc)
@@ -220,6 +236,10 @@ class EventDispatcher:
             if self.metrics:
                 self.metrics.messages_handled.labels(envelope.type, outcome).inc()
                 self.metrics.message_latency.labels(envelope.type).observe(time.perf_counter() - started)
+
+
+def _claims_itself(handler: EventHandler) -> bool:
+    return getattr(handler, "claims_itself", False) is True and hasattr(handler, "handle_many")
 
 
 @contextmanager

@@ -37,7 +37,8 @@ def per_dialect(build: Callable[[Callable[..., Any]], S]) -> dict[str, S]:
 
 # Built once (the hot path of every delivery).
 _CLAIM = per_dialect(lambda insert: insert(inbox_table).on_conflict_do_nothing(index_elements=["handler", "event_id"]))
-_CLAIM_RETURNING = {name: statement.returning(inbox_table.c.event_id) for name, statement in _CLAIM.items()}
+_CLAIM_RETURNING = {name: statement.returning(inbox_table.c.handler, inbox_table.c.event_id)
+                    for name, statement in _CLAIM.items()}
 
 
 async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -> bool:
@@ -49,10 +50,19 @@ async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -
 
 async def claim_events(session: AsyncSession, handler: str, envelopes: list[Envelope]) -> set[str]:
     """`claim_event` for many events in one statement; returns the ids handled for the first time."""
-    if not envelopes:
+    claimed = await claim_for_handlers(session, [(handler, e) for e in envelopes])
+    return {event_id for _, event_id in claimed}
+
+
+async def claim_for_handlers(session: AsyncSession, claims: list[tuple[str, Envelope]]) -> set[tuple[str, str]]:
+    """`claim_event` for many (handler, event) pairs, of any handlers, in one statement; returns the
+    (handler, event id) pairs handled for the first time."""
+    if not claims:
         return set()
     now = utcnow()
     # Rows as parameters of one statement (sent as multi-row VALUES pages): the statement is compiled once and
     # cached, where rows inlined with .values([...]) are compiled again for every batch.
-    rows = [{"handler": handler, "event_id": str(e.id), "event_type": e.type, "processed_at": now} for e in envelopes]
-    return set((await session.execute(_CLAIM_RETURNING[dialect_name(session)], rows)).scalars().all())
+    rows = [{"handler": handler, "event_id": str(e.id), "event_type": e.type, "processed_at": now}
+            for handler, e in claims]
+    result = await session.execute(_CLAIM_RETURNING[dialect_name(session)], rows)
+    return {(handler, event_id) for handler, event_id in result.all()}

@@ -25,10 +25,20 @@ current_worker: ContextVar[str | None] = ContextVar("salesflow_current_worker", 
 class CommitBell:
     def __init__(self) -> None:
         self._listeners: dict[str, asyncio.Event] = {}
+        self._told: dict[str, asyncio.Event] = {}
 
     def listener(self, name: str) -> asyncio.Event:
         """The event that `ring` sets for the worker `name` (it clears it before each tick)."""
         return self._listeners.setdefault(name, asyncio.Event())
+
+    def told(self, name: str) -> asyncio.Event:
+        """The event that only `tell(name)` sets (a worker whose work only one kind of commit gives, e.g. a
+        queued import: the stream of other commits does not wake it)."""
+        return self._told.setdefault(name, asyncio.Event())
+
+    def tell(self, name: str) -> None:
+        """Wake the worker `name` that waits to be told (after the commit that gave it work)."""
+        self.told(name).set()
 
     def forget(self, name: str) -> None:
         """Stop ringing for `name` (a listener that comes and goes, such as one open stream)."""

@@ -171,6 +171,34 @@ async def test_idle_workers_do_not_wake_themselves_or_each_other_but_found_work_
         await context.stop()
 
 
+async def test_a_worker_woken_when_told_sleeps_through_other_commits(tmp_path):
+    ticks: list[float] = []
+
+    async def told_worker(context: ServiceContext) -> None:
+        async def tick() -> bool:
+            ticks.append(asyncio.get_running_loop().time())
+            return False
+        await run_periodically(context, tick, interval_s=0.1, name="told", wake_when_told=True)
+
+    context = _context(tmp_path, told_worker, idle_poll=60)
+    await context.start()
+    try:
+        await asyncio.sleep(0.3)
+        for _ in range(5):  # e.g. event handlers' commits: nothing for this worker
+            async with context.uow() as uow:
+                await uow.commit()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert len(ticks) == 1
+        context.commits.tell("told")  # e.g. after the commit that queued an import
+
+        async def woken() -> None:
+            assert len(ticks) == 2
+        await eventually(woken, timeout=2)
+    finally:
+        await context.stop()
+
+
 async def test_the_safety_net_poll_finds_work_nobody_rang_for(tmp_path):
     ticks: list[float] = []
     context = _context(tmp_path, _counting_worker("net", ticks), idle_poll=0.3)

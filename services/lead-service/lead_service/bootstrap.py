@@ -42,6 +42,14 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         migrations_path=MIGRATIONS,
         # Every event about a lead also goes on its timeline (after this service's own handling).
         event_handlers=EventHandlers.merged(EVENT_HANDLERS, TIMELINE_HANDLERS),
+        # Deliveries in batches, one transaction each: a message's two handlers (its own and the timeline's)
+        # share one inbox statement and one commit, and a batch's timeline entries are one insert. A failed
+        # batch is handled again one message at a time, each handler in its own transaction, so one handler's
+        # failure never holds back the other's effect.
+        consume_in_batches=True,
+        # One batch in hand at a time: under load the deliveries that arrive meanwhile form the next batch, and
+        # two batches never lock the same leads in opposite orders.
+        max_batches_in_flight=1,
         collaborators=build_collaborators,
         workers=[submission_sweeper, enrichment_worker, import_worker],
         description="Leads, contacts, companies, activities, web-form intake, scoring and enrichment.",

@@ -20,7 +20,7 @@ from ..adapters.repository import imports as import_repo
 from ..adapters.repository.forms import find_form
 from ..adapters.repository.imports import ImportJob
 from ..config import Settings
-from ..service_layer.imports import import_to_dict, stage_upload
+from ..service_layer.imports import import_queued, import_to_dict, stage_upload
 from . import responses as R
 from .common import page_body
 
@@ -91,6 +91,7 @@ async def upload(request: Request, context: ContextDep, uow: UowDep, principal: 
                                    body={**result, "progress_url": f"/v1/imports/{import_id}"},
                                    headers={"Location": f"/v1/imports/{import_id}"})
     await uow.commit()
+    import_queued(context)
     return response
 
 

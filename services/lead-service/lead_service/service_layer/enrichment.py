@@ -35,12 +35,10 @@ async def claim_due(context: ServiceContext, now: datetime, limit: int = 20) -> 
     """Lease due leads of every org, so replicas never call twice at once (`enrichment.lease`: the attempt
     counts from here)."""
     async with context.uow() as uow:
-        ids = await queue.due_lead_ids(uow.session, now, limit=limit)
-        if not ids:
-            return []
-        leased = await queue.lease(uow.session, ids, now, lease_s=LEASE_S,
-                                   max_attempts=context.settings_as(Settings).enrichment_max_attempts)
-        await uow.commit()
+        leased, written = await queue.lease_due(uow.session, now, limit=limit, lease_s=LEASE_S,
+                                                max_attempts=context.settings_as(Settings).enrichment_max_attempts)
+        if written:
+            await uow.commit()
     return leased
 
 

@@ -27,9 +27,8 @@ from salesflow_shared.events import (
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.repository import leads as lead_repo
-from ..adapters.repository.records import has_external_activity
 from ..domain.stored_lead import StoredLead, to_cents
-from .activities import log_activity
+from .activities import log_external_activity
 from .views import snapshot
 
 log = structlog.get_logger(__name__)
@@ -120,10 +119,8 @@ async def on_email_sent(data: EmailSentV1, envelope: Envelope, uow: UnitOfWork) 
     lead = found[0] if found is not None else None
     if lead is None or lead.erased_at is not None:
         return  # an email sent just before the erasure: nothing is recorded about the person any more
-    if await has_external_activity(uow.session, envelope.org_id, f"email:{data.delivery_id}"):
-        # the same delivery reported twice under two event ids
-        return
     subject = f"sequence {data.sequence_id} step {data.step}" if data.sequence_id else "email sent"
-    await log_activity(uow, envelope.org_id, data.lead_id, kind="email", rep_id=lead.owner_id,
-                       occurred_at=data.sent_at, now=uow.clock.now(), subject=subject, source="sequence",
-                       external_id=f"email:{data.delivery_id}", outcome="sent")
+    # once per delivery: the same delivery reported twice under two event ids is recorded the first time
+    await log_external_activity(uow, envelope.org_id, data.lead_id, external_id=f"email:{data.delivery_id}",
+                                kind="email", rep_id=lead.owner_id, occurred_at=data.sent_at, now=uow.clock.now(),
+                                subject=subject, source="sequence", outcome="sent")

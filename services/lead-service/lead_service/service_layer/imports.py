@@ -32,6 +32,7 @@ STAGE_BATCH = 1000
 MAX_COLUMNS = 200
 MAX_FIELD = 10_000
 BAD_WIDTH = "__bad_width__"
+IMPORT_WORKER = "import_worker"
 
 ALIASES = {
     "email": "contact.email", "e_mail": "contact.email", "email_address": "contact.email",
@@ -162,6 +163,7 @@ async def stage_upload(context: ServiceContext, *, org_id: str, user_id: str, ch
         async with context.uow() as uow:
             await import_repo.queue_import(uow.session, org_id, import_id, total)
             await uow.commit()
+        import_queued(context)
     return {"id": import_id, "status": "queued", "total_rows": total}
 
 
@@ -275,5 +277,11 @@ async def _ingest_rows(uow: UnitOfWork, org_id: str, candidates: list[tuple[int,
 
 async def import_worker(context: ServiceContext) -> None:
     batch_size = context.settings_as(Settings).import_batch_size
-    await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name="import_worker",
-                           wake_on_commit=True)
+    # Woken by the commit that queues an import (`import_queued`), not by every commit of the service.
+    await run_periodically(context, lambda: process_batch(context, batch_size), 0.5, name=IMPORT_WORKER,
+                           wake_when_told=True)
+
+
+def import_queued(context: ServiceContext) -> None:
+    """After the commit that queued an import: the import worker starts on it."""
+    context.commits.tell(IMPORT_WORKER)

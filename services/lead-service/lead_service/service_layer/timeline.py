@@ -14,23 +14,45 @@ from ..domain.timeline import TOLD_EVENTS, entries_for
 from ..domain.times import as_utc, iso
 
 
+def _stored_entries(data: EventData, envelope: Envelope) -> list[tuple[str, StoredEntry]]:
+    """The event's entries as stored, with their org."""
+    return [(envelope.org_id, StoredEntry(
+        id=f"{envelope.id}.{n}", lead_id=entry.lead_id, event_id=str(envelope.id), event_type=envelope.type,
+        kind=entry.kind, occurred_at=as_utc(entry.occurred_at), correlation_id=envelope.correlation_id,
+        producer=envelope.producer, summary=entry.summary[:600], details=entry.details))
+        for n, entry in enumerate(entries_for(data, envelope))]
+
+
 async def record_timeline(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    """Add the event's entries to its lead's timeline (a redelivery adds nothing: unique per event and kind)."""
-    for n, entry in enumerate(entries_for(data, envelope)):
-        await timeline_repo.add_entry(uow.session, envelope.org_id, StoredEntry(
-            id=f"{envelope.id}.{n}", lead_id=entry.lead_id, event_id=str(envelope.id), event_type=envelope.type,
-            kind=entry.kind, occurred_at=as_utc(entry.occurred_at), correlation_id=envelope.correlation_id,
-            producer=envelope.producer, summary=entry.summary[:600], details=entry.details), uow.clock.now())
+    """Add the event's entries to its lead's timeline (a redelivery adds nothing: unique per event and kind);
+    an erased lead's story goes with its data (reasons and notes may name the person)."""
+    if isinstance(data, LeadErasedV1):
+        await timeline_repo.forget_lead(uow.session, envelope.org_id, envelope.subject_id)
+        return
+    await timeline_repo.add_entries(uow.session, _stored_entries(data, envelope), uow.clock.now())
 
 
-async def forget_timeline(data: EventData, envelope: Envelope, uow: UnitOfWork) -> None:
-    """An erased lead's story goes with its data (reasons and notes may name the person)."""
-    await timeline_repo.forget_lead(uow.session, envelope.org_id, envelope.subject_id)
+async def record_timelines(items: list[tuple[EventData, Envelope]], uow: UnitOfWork) -> None:
+    """`record_timeline` for a delivered batch (events in delivery order): every entry in one statement. An
+    erasure in the batch drops its lead's entries of the events before it, as if added and then forgotten."""
+    entries: list[tuple[str, StoredEntry]] = []
+    for data, envelope in items:
+        if isinstance(data, LeadErasedV1):
+            erased = (envelope.org_id, envelope.subject_id)
+            entries = [(org_id, entry) for org_id, entry in entries if (org_id, entry.lead_id) != erased]
+            await timeline_repo.forget_lead(uow.session, envelope.org_id, envelope.subject_id)
+        else:
+            entries.extend(_stored_entries(data, envelope))
+    await timeline_repo.add_entries(uow.session, entries, uow.clock.now())
+
+
+record_timeline.handle_many = record_timelines  # type: ignore[attr-defined]  # the consumer's batch hook
 
 
 TIMELINE_HANDLERS = EventHandlers()
 TIMELINE_HANDLERS.add_each((m for m in ALL_EVENT_MODELS if m.event_type in TOLD_EVENTS), record_timeline)
-TIMELINE_HANDLERS.add(LeadErasedV1, forget_timeline)
+# One handler for the erasure too, so that a batch forgets and adds in delivery order.
+TIMELINE_HANDLERS.add(LeadErasedV1, record_timeline)
 
 
 def entry_to_dict(entry: StoredEntry) -> dict[str, Any]:

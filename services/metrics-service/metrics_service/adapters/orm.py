@@ -458,3 +458,24 @@ def one_of(column: sa.ColumnElement[Any], values: Sequence[Any], dialect: str) -
     if dialect == "postgresql":
         return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
+
+
+def among(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:
+    """`one_of` with the values bound later, as the parameter `name` (for a statement built once)."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+def tagged_union(columns: dict[str, Any], branches: dict[str, tuple[Any, ...]]) -> sa.CompoundSelect:
+    """One UNION ALL of selects of different tables, so that one round trip reads them all: `columns` maps each
+    output column to its type, `branches` each source's name to (its columns by output name, then its WHERE
+    conditions); a branch's missing columns are NULLs of the column's type, and each row's `source` column
+    names its branch."""
+    selects = []
+    for source, (present, *where) in branches.items():
+        selected: list[Any] = [sa.literal(source).label("source")]
+        selected.extend((present[name] if name in present else sa.cast(sa.null(), kind)).label(name)
+                        for name, kind in columns.items())
+        selects.append(sa.select(*selected).where(*where))
+    return sa.union_all(*selects)

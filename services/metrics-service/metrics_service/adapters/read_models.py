@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.db import rows_affected
 from salesflow_shared.events import Envelope
-from salesflow_shared.inbox import dialect_insert
+from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 
 from ..domain.periods import day_number
 from .orm import (
     READ_MODELS,
+    among,
     event_log,
     m_activities,
     m_assignments,
@@ -29,6 +30,7 @@ from .orm import (
     m_tasks,
     m_timeline,
     one_of,
+    tagged_union,
 )
 
 FIRST_RESPONSE_KINDS = ("call", "email", "meeting")
@@ -56,33 +58,26 @@ async def record(session: AsyncSession, envelope: Envelope, recorded_at: datetim
     return rows_affected(result) == 1
 
 
-async def record_many(session: AsyncSession, envelopes: list[Envelope], recorded_at: datetime) -> None:
-    """`record` for a batch of deliveries, in one statement."""
+# Built once (every delivered batch appends with it); RETURNING tells the events logged for the first time.
+_RECORD_MANY = per_dialect(lambda insert: insert(event_log).on_conflict_do_nothing(
+    index_elements=["event_id"]).returning(event_log.c.event_id))
+
+
+async def record_many(session: AsyncSession, envelopes: list[Envelope], recorded_at: datetime) -> set[str]:
+    """`record` for a batch of deliveries, in one statement; returns the ids of the events logged now (the
+    others were there already: redeliveries)."""
     if not envelopes:
-        return
+        return set()
     # rows as parameters (compiled once, cached), not inlined with .values([...]) (compiled for every batch)
-    await session.execute(dialect_insert(session)(event_log).on_conflict_do_nothing(index_elements=["event_id"]), [dict(
+    result = await session.execute(_RECORD_MANY[dialect_name(session)], [dict(
         event_id=str(e.id), org_id=e.org_id, event_type=e.type, event_version=e.version, producer=e.producer,
         subject_id=e.subject_id, subject_version=e.subject_version, occurred_at=e.occurred_at,
         correlation_id=e.correlation_id, causation_id=e.causation_id, data=e.data, recorded_at=recorded_at,
         projected=False) for e in envelopes])
+    return set(result.scalars().all())
 
 
 # ------------------------------------------------------------------ the projector's turn
-async def claim_projector(session: AsyncSession) -> bool:
-    """Become the one projector of this transaction: on PostgreSQL a transaction-level advisory lock (False:
-    another projector is busy); on SQLite (the embedded mode, where the worker and a rebuild or `project_all`
-    can overlap) the database's write lock, taken before reading what is pending, so a second projector waits
-    and then sees the first one's rows as projected."""
-    if _dialect(session) == "postgresql":
-        got = (await session.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
-                                     {"k": PROJECTOR_LOCK})).scalar_one()
-        return bool(got)
-    # a write that changes nothing still makes this a write transaction, which holds the lock
-    await session.execute(sa.update(event_log).where(sa.false()).values(projected=True))
-    return True
-
-
 @dataclass(frozen=True)
 class Logged:
     """A logged event waiting to be applied: its place in the log and the event."""
@@ -92,34 +87,58 @@ class Logged:
     envelope: Envelope
 
 
-async def pending_batch(session: AsyncSession, batch_size: int, *, org_id: str | None = None,
-                        after_event_id: str | None = None) -> list[Logged]:
-    """Up to `batch_size` unprojected events (of one org, or all), in log order, or in event-id order after
-    `after_event_id` when it is given."""
-    query = sa.select(event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.c.event_type,
-                      event_log.c.event_version, event_log.c.producer, event_log.c.subject_id,
-                      event_log.c.subject_version, event_log.c.occurred_at, event_log.c.data
-                      ).where(sa.not_(event_log.c.projected))
+_LOGGED = (event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.c.event_type,
+           event_log.c.event_version, event_log.c.producer, event_log.c.subject_id, event_log.c.subject_version,
+           event_log.c.occurred_at, event_log.c.data)
+# On PostgreSQL the projector's turn is a transaction-level advisory lock, tried before anything is read (a
+# one-time filter of the claim: another projector busy, nothing is claimed).
+_PROJECTOR_TURN = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtextextended(
+    sa.literal(PROJECTOR_LOCK), 0))).scalar_subquery()
+
+
+def _claim(dialect: str, batch_size: Any, org_id: str | None = None,
+           after_event_id: str | None = None) -> sa.Update:
+    pending = sa.select(event_log.c.seq).where(sa.not_(event_log.c.projected))
     if org_id is not None:
-        query = query.where(event_log.c.org_id == org_id)
+        pending = pending.where(event_log.c.org_id == org_id)
     if after_event_id is not None:
-        query = query.where(event_log.c.event_id > after_event_id).order_by(event_log.c.event_id)
+        pending = pending.where(event_log.c.event_id > after_event_id).order_by(event_log.c.event_id)
     else:
-        query = query.order_by(event_log.c.seq)
-    return [Logged(r.seq, r.event_id, _envelope(r)) for r in (await session.execute(query.limit(batch_size))).all()]
+        pending = pending.order_by(event_log.c.seq)
+    claim = sa.update(event_log).where(event_log.c.seq.in_(pending.limit(batch_size)))
+    if dialect == "postgresql":
+        claim = claim.where(_PROJECTOR_TURN)
+    return claim.values(projected=True).returning(*_LOGGED)
+
+
+# Built once: the worker's claim of the next events in log order (every tick).
+_CLAIM_NEXT = {dialect: _claim(dialect, sa.bindparam("batch_size", type_=sa.Integer))
+               for dialect in ("postgresql", "sqlite")}
+
+
+async def claim_pending(session: AsyncSession, batch_size: int, *, org_id: str | None = None,
+                        after_event_id: str | None = None) -> list[Logged]:
+    """Become the one projector of this transaction and take up to `batch_size` unprojected events (of one org,
+    or all), in log order, or in event-id order after `after_event_id` when it is given: marked projected and
+    returned by one statement (the caller applies them in the same transaction).
+
+    On PostgreSQL the turn is a transaction-level advisory lock (another projector busy: nothing is taken). On
+    SQLite (the embedded mode, where the worker and a rebuild or `project_all` can overlap) the claim is a
+    write, so it holds the database's write lock from before it reads what is pending: a second projector
+    waits and then sees the first one's rows as projected."""
+    dialect = "postgresql" if _dialect(session) == "postgresql" else "sqlite"
+    if org_id is None and after_event_id is None:
+        result = await session.execute(_CLAIM_NEXT[dialect], {"batch_size": batch_size})
+    else:
+        result = await session.execute(_claim(dialect, batch_size, org_id, after_event_id))
+    rows = sorted(result.all(), key=(lambda r: r.seq) if after_event_id is None else (lambda r: r.event_id))
+    return [Logged(r.seq, r.event_id, _envelope(r)) for r in rows]
 
 
 def _envelope(row: Any) -> Envelope:
     return Envelope(id=row.event_id, type=row.event_type, version=row.event_version, org_id=row.org_id,
                     occurred_at=row.occurred_at, producer=row.producer, subject_id=row.subject_id,
                     subject_version=row.subject_version, data=row.data)
-
-
-async def mark_projected(session: AsyncSession, seqs: list[int]) -> None:
-    dialect = _dialect(session)
-    for i in range(0, len(seqs), CHUNK * 5):
-        await session.execute(sa.update(event_log).where(one_of(event_log.c.seq, seqs[i:i + CHUNK * 5], dialect))
-                              .values(projected=True))
 
 
 async def clear(session: AsyncSession, dialect: str, org_id: str | None) -> None:
@@ -306,15 +325,20 @@ def by_org(leads: set[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
-async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+def _first_owner_activity_ts() -> sa.ScalarSelect[Any]:
     """first_owner_activity_ts = the earliest call, email or meeting on the lead that its owner at creation
     logged (a sequence's automated email is not a response)."""
     a = m_activities
-    first = (sa.select(sa.func.min(a.c.occurred_ts))
-             .where(a.c.org_id == m_leads.c.org_id, a.c.lead_id == m_leads.c.lead_id,
-                    a.c.rep_id == m_leads.c.first_owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS),
-                    a.c.source.not_in(AUTOMATED_SOURCES))
-             .scalar_subquery())
+    return (sa.select(sa.func.min(a.c.occurred_ts))
+            .where(a.c.org_id == m_leads.c.org_id, a.c.lead_id == m_leads.c.lead_id,
+                   a.c.rep_id == m_leads.c.first_owner_id, a.c.kind.in_(FIRST_RESPONSE_KINDS),
+                   a.c.source.not_in(AUTOMATED_SOURCES))
+            .scalar_subquery())
+
+
+async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+    """Refresh first_owner_activity_ts (`_first_owner_activity_ts`) of these leads."""
+    first = _first_owner_activity_ts()
     for org, ids in by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org, one_of(
@@ -325,9 +349,15 @@ async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]
 COPIED = {"lead_pipeline_id": "pipeline_id", "cohort_ts": "pipeline_entered_ts"}
 
 
-async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]],
+                               first_activity: set[tuple[str, str]]) -> None:
     """Copy the leads' pipeline and pipeline-entry time onto their timeline rows, and refresh
-    the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead."""
+    the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead; and the first owner
+    activity of the leads `first_activity` (`first_owner_activity`).
+
+    On PostgreSQL all in one statement per chunk of the leads of both sets: every value written is a function of
+    other rows (the lead's pipeline, its tasks, its activities and first owner), none of which this statement
+    writes, so refreshing a lead of one set for the other too writes what it holds already."""
     t, lead, k = m_timeline, m_leads, m_tasks
     values: dict[str, Any] = {
         col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
@@ -345,35 +375,69 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
     lead_values = {"open_task_due_ts": sa.select(sa.func.min(k.c.due_ts)).where(open_required).scalar_subquery(),
                    "open_task_overdue": sa.exists().where(open_required, k.c.overdue)}
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        lead_values["first_owner_activity_ts"] = _first_owner_activity_ts()
+        leads = leads | first_activity
+    else:
+        await first_owner_activity(session, first_activity)
     for org, ids in by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
-            await session.execute(sa.update(t).where(t.c.org_id == org, one_of(t.c.lead_id, part, dialect))
-                                  .values(**values))
-            await session.execute(sa.update(lead).where(lead.c.org_id == org, one_of(lead.c.lead_id, part, dialect))
-                                  .values(**lead_values))
+            rows = sa.update(t).where(t.c.org_id == org, one_of(t.c.lead_id, part, dialect)).values(**values)
+            leads_of_rows = sa.update(lead).where(lead.c.org_id == org, one_of(lead.c.lead_id, part, dialect)) \
+                .values(**lead_values)
+            if dialect == "postgresql":
+                # One statement: the two updates read nothing the other writes (the rows read the leads'
+                # pipeline and entry, the leads their tasks, activities and first owner), so one snapshot for
+                # both changes nothing.
+                await session.execute(leads_of_rows.add_cte(rows.returning(t.c.event_id).cte("timeline_rows")))
+                continue
+            await session.execute(rows)
+            await session.execute(leads_of_rows)
+
+
+_TIMELINE_COLUMNS = ("lead_id", "event_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
+                     "is_ask", "win_probability", "reason", "value", "currency", "next_ts", "next_kind",
+                     "next_position", "next_reason", "owner_id", "team_id")
+_HISTORY_COLUMNS = ("lead_id", "at_ts", "ver", "tb", "owner_id", "team_id", "territory_id", "trigger")
+_HISTORY_ONLY = ("ver", "tb", "territory_id", "trigger")
+
+
+def _timelines_statement(dialect: str) -> sa.CompoundSelect:
+    """The leads' timeline rows, assignment history and creation times as one UNION ALL (one round trip per
+    chunk of leads instead of three), told apart by `source`."""
+    t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
+    org: Any = sa.bindparam("org_id")
+    return tagged_union(
+        {**{name: t[name].type for name in _TIMELINE_COLUMNS}, **{name: a[name].type for name in _HISTORY_ONLY}},
+        {"timeline": ({name: t[name] for name in _TIMELINE_COLUMNS}, t.org_id == org,
+                      among(t.lead_id, "lead_ids", dialect)),
+         "history": ({name: a[name] for name in _HISTORY_COLUMNS}, a.org_id == org,
+                     among(a.lead_id, "lead_ids", dialect)),
+         "created": ({"lead_id": lead.lead_id, "at_ts": lead.created_ts}, lead.org_id == org,
+                     among(lead.lead_id, "lead_ids", dialect))})
+
+
+# Built once: every projected batch that touches a lead reads it.
+_TIMELINES = {dialect: _timelines_statement(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 async def timelines(session: AsyncSession, org_id: str, lead_ids: list[str]
                     ) -> tuple[dict[str, list[Row]], dict[str, list[Row]], dict[str, float | None]]:
     """For these leads of the org: their timeline rows (every lead present, maybe with none), their assignment
-    history and their creation times."""
-    t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
-    dialect = _dialect(session)
-    rows = (await session.execute(sa.select(
-        t.lead_id, t.event_id, t.kind, t.at_ts, t.rank, t.pipeline_id, t.stage_id, t.position, t.is_ask,
-        t.win_probability, t.reason, t.value, t.currency, t.next_ts, t.next_kind, t.next_position,
-        t.next_reason, t.owner_id, t.team_id).where(t.org_id == org_id, one_of(t.lead_id, lead_ids, dialect)))).all()
+    history and their creation times (one statement)."""
     per_lead: dict[str, list[Row]] = {lead_id: [] for lead_id in lead_ids}
-    for r in rows:
-        per_lead[r.lead_id].append(dict(r._mapping))
     history: dict[str, list[Row]] = defaultdict(list)
-    for h in await session.execute(sa.select(a.lead_id, a.at_ts, a.ver, a.tb, a.owner_id, a.team_id,
-                                             a.territory_id, a.trigger)
-                                   .where(a.org_id == org_id, one_of(a.lead_id, lead_ids, dialect))):
-        history[h.lead_id].append(dict(h._mapping))
-    created = dict((await session.execute(sa.select(lead.lead_id, lead.created_ts).where(
-        lead.org_id == org_id, one_of(lead.lead_id, lead_ids, dialect)))).all())
+    created: dict[str, float | None] = {}
+    dialect = "postgresql" if _dialect(session) == "postgresql" else "sqlite"
+    for r in await session.execute(_TIMELINES[dialect], {"org_id": org_id, "lead_ids": lead_ids}):
+        row = r._mapping
+        if r.source == "timeline":
+            per_lead[r.lead_id].append({name: row[name] for name in _TIMELINE_COLUMNS})
+        elif r.source == "history":
+            history[r.lead_id].append({name: row[name] for name in _HISTORY_COLUMNS})
+        else:
+            created[r.lead_id] = r.at_ts
     return per_lead, history, created
 
 

@@ -26,6 +26,7 @@ from salesflow_shared.inbox import dialect_insert
 from ..domain import formulas
 from ..domain.periods import month_number
 from .orm import (
+    among,
     m_closed_months,
     m_cohort_months,
     m_created_months,
@@ -36,7 +37,7 @@ from .orm import (
     m_stay_months,
     m_timeline,
     m_won_months,
-    one_of,
+    tagged_union,
 )
 
 CHUNK = 400
@@ -60,6 +61,27 @@ def _key(value: str | None) -> str:
     return value or ""
 
 
+def _contributing_rows() -> sa.CompoundSelect:
+    """PostgreSQL: what `contributions` reads of some leads of an org, in one round trip: their m_leads rows
+    (source "lead") and their ended stays (m_timeline stage rows with a successor, source "stay")."""
+    lead, t = m_leads.c, m_timeline.c
+    lead_columns = ("closed_ts", "outcome", "credit_owner_id", "credit_team_id", "first_owner_id", "first_team_id",
+                    "pipeline_id", "won_value", "value", "created_ts", "first_owner_activity_ts",
+                    "pipeline_entered_ts", "max_position", "won_currency", "currency", "ask_entered_ts")
+    stay_columns = ("lead_id", "at_ts", "next_ts", "owner_id", "team_id", "lead_pipeline_id", "cohort_ts",
+                    "pipeline_id", "stage_id", "position", "next_kind", "next_position", "next_reason", "tasks_done")
+    org: Any = sa.bindparam("org_id")
+    return tagged_union(
+        {**{name: lead[name].type for name in lead_columns}, **{name: t[name].type for name in stay_columns}},
+        {"lead": ({name: lead[name] for name in lead_columns}, lead.org_id == org,
+                  among(lead.lead_id, "lead_ids", "postgresql")),
+         "stay": ({name: t[name] for name in stay_columns}, t.org_id == org,
+                  among(t.lead_id, "lead_ids", "postgresql"), t.kind == "stage", t.next_ts.is_not(None))})
+
+
+_CONTRIBUTING_ROWS = _contributing_rows()  # built once: read twice for every projected batch
+
+
 async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]]) -> Contributions:
     """What these leads add to each rollup row now: {table: {key (org_id, month, owner, team, pipeline, …):
     [measures in column order]}}; a list measure is a multiset of durations, the others are sums."""
@@ -71,16 +93,12 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
     reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
     won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
     decided: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, [], []])
-    lead, t = m_leads.c, m_timeline.c
-    dialect = session.get_bind().dialect.name
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
-            part = ids[i:i + CHUNK]
-            for r in await session.execute(sa.select(
-                    lead.closed_ts, lead.outcome, lead.credit_owner_id, lead.credit_team_id, lead.first_owner_id,
-                    lead.first_team_id, lead.pipeline_id, lead.won_value, lead.value, lead.created_ts,
-                    lead.first_owner_activity_ts, lead.pipeline_entered_ts, lead.max_position, lead.won_currency,
-                    lead.currency, lead.ask_entered_ts).where(lead.org_id == org, one_of(lead.lead_id, part, dialect))):
+            rows = (await session.execute(_CONTRIBUTING_ROWS, {"org_id": org, "lead_ids": ids[i:i + CHUNK]})).all()
+            for r in rows:
+                if r.source != "lead":
+                    continue
                 # closes are credited to the owner at the close, creation cohorts to the owner at creation
                 lead_keys = (_key(r.credit_owner_id), _key(r.credit_team_id), _key(r.pipeline_id))
                 first_keys = (_key(r.first_owner_id), _key(r.first_team_id), _key(r.pipeline_id))
@@ -108,11 +126,9 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                         measures[1].append(r.first_owner_activity_ts - r.created_ts)
                 if r.pipeline_entered_ts is not None and r.max_position is not None and r.pipeline_id is not None:
                     reach[(org, month_number(r.pipeline_entered_ts), *first_keys, r.max_position)][0] += 1
-            for r in await session.execute(sa.select(
-                    t.lead_id, t.at_ts, t.next_ts, t.owner_id, t.team_id, t.lead_pipeline_id, t.cohort_ts,
-                    t.pipeline_id, t.stage_id, t.position, t.next_kind, t.next_position, t.next_reason, t.tasks_done
-                    ).where(t.org_id == org, one_of(t.lead_id, part, dialect), t.kind == "stage",
-                           t.next_ts.is_not(None))):
+            for r in rows:
+                if r.source != "stay":
+                    continue
                 lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.lead_pipeline_id))
                 if r.next_kind in EXIT_KINDS:
                     measures = exits[(org, month_number(r.next_ts), *lead_keys)]
@@ -150,19 +166,44 @@ async def add_difference(session: AsyncSession, before: Contributions, after: Co
         if not changed:
             continue
         if set(measure_columns) & LIST_COLUMNS:
-            await _replace_rows(session, table, key_columns, measure_columns, changed, old, new)
+            # Keys whose multisets neither lose nor gain a value (e.g. a lead with no first response moving
+            # from one owner's month to another's) only change counts: added without reading the rows.
+            lists = [i for i, c in enumerate(measure_columns) if c in LIST_COLUMNS]
+            counts_only = [k for k in changed
+                           if not any(m is not None and m[i] for m in (old.get(k), new.get(k)) for i in lists)]
+            others = [k for k in changed if k not in set(counts_only)]
+            if others:
+                await _replace_rows(session, table, key_columns, measure_columns, others, old, new)
+            await _add_counts(session, table, key_columns, measure_columns, counts_only, old, new)
             continue
-        zero = [0] * len(measure_columns)
-        rows = [{**dict(zip(key_columns, key, strict=True)),
-                 **{c: n - o for c, n, o in zip(measure_columns, new.get(key, zero), old.get(key, zero), strict=True)}}
-                for key in changed]  # sorted keys: a stable lock order between batches
-        insert = dialect_insert(session)(table)
-        insert = insert.on_conflict_do_update(index_elements=key_columns, set_={
-            c: table.c[c] + insert.excluded[c] for c in measure_columns})
-        for i in range(0, len(rows), CHUNK):
-            await session.execute(insert, rows[i:i + CHUNK])
-        keys, match, params = _key_set(table, key_columns, changed)
-        await session.execute(sa.text(f'DELETE FROM {table.name} t USING {keys} WHERE {match} '
+        await _add_counts(session, table, key_columns, measure_columns, changed, old, new)
+
+
+async def _add_counts(session: AsyncSession, table: sa.Table, key_columns: list[str], measure_columns: list[str],
+                      keys: list[tuple[Any, ...]], old: dict[tuple[Any, ...], list[Any]],
+                      new: dict[tuple[Any, ...], list[Any]]) -> None:
+    """Add `new − old` of the keys' sums to the rollup rows (a new row starts from zero, with empty multisets:
+    the keys given change no multiset) and delete the rows that fall to zero."""
+    if not keys:
+        return
+    summed = [(i, c) for i, c in enumerate(measure_columns) if c not in LIST_COLUMNS]
+    empty = {c: pack([]) if c in PACKED_COLUMNS else [] for c in measure_columns if c in LIST_COLUMNS}
+    zero = [0] * len(measure_columns)
+    rows = [{**dict(zip(key_columns, key, strict=True)), **empty,
+             **{c: new.get(key, zero)[i] - old.get(key, zero)[i] for i, c in summed}}
+            for key in keys]  # sorted keys: a stable lock order between batches
+    insert = dialect_insert(session)(table)
+    # RETURNING each row's first measure (stays, leads…) after the addition: only rows that fell to zero
+    # are deleted, and most batches only add, so most need no DELETE at all.
+    insert = insert.on_conflict_do_update(index_elements=key_columns, set_={
+        c: table.c[c] + insert.excluded[c] for _, c in summed}).returning(
+        *(table.c[c] for c in key_columns), table.c[measure_columns[0]])
+    emptied: list[tuple[Any, ...]] = []
+    for i in range(0, len(rows), CHUNK):
+        emptied.extend(tuple(r[:-1]) for r in await session.execute(insert, rows[i:i + CHUNK]) if r[-1] == 0)
+    if emptied:
+        source, match, params = _key_set(table, key_columns, sorted(emptied))
+        await session.execute(sa.text(f'DELETE FROM {table.name} t USING {source} WHERE {match} '
                                       f'AND t."{measure_columns[0]}" = 0'), params)
 
 

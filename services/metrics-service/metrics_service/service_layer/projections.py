@@ -44,21 +44,18 @@ async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_
                           order_by_event_id: bool = False, max_batches: int | None = None) -> int:
     """Apply unprojected log rows in batches (in the caller's transaction); returns how many were applied.
 
-    One projector runs at a time (read_models.claim_projector: another one busy, return 0): a lead's facts are
-    recomputed from its rows, so two batches about one lead must not run in concurrent transactions, and two
+    One projector runs at a time (read_models.claim_pending: another one busy, nothing is taken): a lead's facts
+    are recomputed from its rows, so two batches about one lead must not run in concurrent transactions, and two
     must never apply the same rows.
     """
-    if not await read_models.claim_projector(session):
-        return 0
     applied = batches = 0
     after = ""
     while max_batches is None or batches < max_batches:
-        rows = await read_models.pending_batch(session, batch_size, org_id=org_id,
+        rows = await read_models.claim_pending(session, batch_size, org_id=org_id,
                                                after_event_id=after if order_by_event_id else None)
         if not rows:
             break
         await apply_batch(session, [r.envelope for r in rows])
-        await read_models.mark_projected(session, [r.seq for r in rows])
         applied += len(rows)
         batches += 1
         after = rows[-1].event_id
@@ -222,7 +219,7 @@ async def _write(session: AsyncSession, b: Batch) -> None:
     # every lead whose facts, owner, team, pipeline, first response or stays this batch may change (rollups.py)
     touched = set(b.snapshots) | set(b.assignments) | b.recompute | b.first_activity | {
         (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]} | {
-        (org, r["lead_id"]) for (org, _), r in b.activities.items() if r["kind"] in FIRST_RESPONSE_KINDS}
+        (org, r["lead_id"]) for (org, _), r in b.activities.items() if _may_be_first_response(r)}
     before = await rollups.contributions(session, touched)
     await _write_read_models(session, b)
     await rollups.add_difference(session, before, await rollups.contributions(session, touched))
@@ -235,9 +232,8 @@ async def _write_read_models(session: AsyncSession, b: Batch) -> None:
     for org, lead_id in b.erased:
         await read_models.scrub(session, org, lead_id)
     await recompute_leads(session, b.recompute)
-    await read_models.first_owner_activity(session, b.first_activity)
     await read_models.copy_lead_attributes(session, b.recompute | set(b.assignments) | {
-        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]})
+        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}, b.first_activity)
 
 
 _ACTIVITY_COUNTERS = {"call": "calls", "meeting": "meetings", "demo": "demos", "proposal": "proposals",
@@ -261,8 +257,15 @@ async def _write_activities(session: AsyncSession, b: Batch) -> None:
             b.count(r["org_id"], r["rep_id"], r["occurred_ts"], calls=1, talk_seconds=r["duration_seconds"] or 0)
         else:
             b.count(r["org_id"], r["rep_id"], r["occurred_ts"], **{_ACTIVITY_COUNTERS[r["kind"]]: 1})
-        if r["kind"] in FIRST_RESPONSE_KINDS and r["rep_id"] and r["source"] not in AUTOMATED_SOURCES:
+        if _may_be_first_response(r):
             b.first_activity.add((r["org_id"], r["lead_id"]))
+
+
+def _may_be_first_response(activity: Row) -> bool:
+    """Whether the activity may be its lead's first response by its owner (the only way an activity changes
+    its lead's facts, hence the rollups): a call, email or meeting a rep logged (a sequence's email is not)."""
+    return (activity["kind"] in FIRST_RESPONSE_KINDS and bool(activity["rep_id"])
+            and activity["source"] not in AUTOMATED_SOURCES)
 
 
 async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) -> None:

@@ -20,12 +20,22 @@ async def pending(database: Database, org_id: str | None = None) -> int:
         return await repository.pending_events(session, org_id)
 
 
+BATCHES_PER_TURN = 5
+
+
 async def project_once(database: Database, batch_size: int = 1000) -> int:
     """One transaction: apply up to a few batches of pending events."""
     async with database.session() as session:
-        applied = await project_pending(session, batch_size=batch_size, max_batches=5)
+        applied = await project_pending(session, batch_size=batch_size, max_batches=BATCHES_PER_TURN)
         await session.commit()
         return applied
+
+
+async def project_backlog(database: Database, batch_size: int) -> bool:
+    """The worker's tick: `project_once`, True when it stopped at its limit (more may be pending, the worker
+    goes on at once); a turn that took every pending event waits for the next commit instead of asking again
+    at once (a query that would find nothing)."""
+    return await project_once(database, batch_size) >= batch_size * BATCHES_PER_TURN
 
 
 async def project_all(database: Database, batch_size: int = 1000) -> None:
@@ -41,7 +51,7 @@ def projector_worker(batch_size: int, idle_interval_s: float) -> Worker:
     commits (in this process, or announced by NOTIFY when the projector runs apart), at most every idle
     interval."""
     async def projector(context: Any) -> None:
-        await run_periodically(context, lambda: project_once(context.database, batch_size), idle_interval_s,
+        await run_periodically(context, lambda: project_backlog(context.database, batch_size), idle_interval_s,
                                name="projector", wake_on_commit=True)
     return projector
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,34 +22,53 @@ class LeasedLead:
     enrichment_attempts: int  # counting the attempt just leased
 
 
-async def due_lead_ids(session: AsyncSession, now: datetime, *, limit: int) -> list[str]:
-    """Leads of every org whose enrichment is due (PostgreSQL: locked, skipping those another replica leases)."""
-    due = sa.select(leads.c.id).where(
+def _due(now: Any) -> sa.Select[Any]:
+    return sa.select(leads.c.id).where(
         leads.c.enrichment_status == "pending",
         sa.or_(leads.c.enrichment_next_at.is_(None), leads.c.enrichment_next_at <= now),
-    ).order_by(leads.c.enrichment_next_at).limit(limit)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    ).order_by(leads.c.enrichment_next_at).limit(sa.bindparam("limit", type_=sa.Integer))
+
+
+def _lease_statement(dialect: str) -> sa.Update:
+    now = sa.bindparam("now", type_=leads.c.enrichment_failed_at.type)
+    lease_until = sa.bindparam("lease_until", type_=leads.c.enrichment_next_at.type)
+    due = _due(now)
+    if dialect == "postgresql":  # locked, skipping those another replica leases
         due = due.with_for_update(skip_locked=True)
-    return list((await session.execute(due)).scalars())
+    used_up = leads.c.enrichment_attempts >= sa.bindparam("max_attempts", type_=sa.Integer)
+    # (every right-hand side reads the row as it was before this update)
+    return sa.update(leads).where(leads.c.id.in_(due)).values(
+        enrichment_status=sa.case((used_up, "failed"), else_=leads.c.enrichment_status),
+        enrichment_attempts=sa.case((used_up, leads.c.enrichment_attempts), else_=leads.c.enrichment_attempts + 1),
+        enrichment_next_at=sa.case((used_up, sa.null()), else_=lease_until),
+        enrichment_failed_at=sa.case((used_up, now), else_=leads.c.enrichment_failed_at),
+        enrichment_error=sa.case((used_up, sa.func.coalesce(leads.c.enrichment_error, "no attempts left")),
+                                 else_=leads.c.enrichment_error),
+    ).returning(leads.c.id, leads.c.org_id, leads.c.email, leads.c.enrichment_attempts, leads.c.enrichment_status)
 
 
-async def lease(session: AsyncSession, ids: list[str], now: datetime, *, max_attempts: int,
-                lease_s: float) -> list[LeasedLead]:
-    """Lease the due leads (pushing their next attempt past the lease) so replicas never call twice at once.
+# Built once (the worker's every tick with due leads).
+_LEASE = {dialect: _lease_statement(dialect) for dialect in ("postgresql", "sqlite")}
+# SQLite: an UPDATE takes the database's write lock even when it matches nothing, so an idle tick only reads.
+_ANY_DUE_SQLITE = _due(sa.bindparam("now", type_=leads.c.enrichment_next_at.type))
+
+
+async def lease_due(session: AsyncSession, now: datetime, *, limit: int, max_attempts: int,
+                    lease_s: float) -> tuple[list[LeasedLead], bool]:
+    """Lease the leads of every org whose enrichment is due (pushing their next attempt past the lease), so
+    replicas never call twice at once, in one statement; returns the leased leads, and whether anything was
+    written (a lead that had used up its attempts failed, and is not leased).
 
     The attempt is counted here, before the call: an attempt that crashes the worker or fails in an
-    unforeseen way still counts, so no lead is retried forever. A lead that has used up its attempts fails."""
-    await session.execute(sa.update(leads).where(
-        leads.c.id.in_(ids), leads.c.enrichment_attempts >= max_attempts).values(
-        enrichment_status="failed", enrichment_next_at=None, enrichment_failed_at=now,
-        enrichment_error=sa.func.coalesce(leads.c.enrichment_error, "no attempts left")))
-    await session.execute(sa.update(leads).where(
-        leads.c.id.in_(ids), leads.c.enrichment_status == "pending").values(
-        enrichment_attempts=leads.c.enrichment_attempts + 1, enrichment_next_at=now + timedelta(seconds=lease_s)))
-    rows = (await session.execute(sa.select(leads.c.id, leads.c.org_id, leads.c.email,
-                                            leads.c.enrichment_attempts).where(
-        leads.c.id.in_(ids), leads.c.enrichment_status == "pending"))).all()
-    return [LeasedLead(r.id, r.org_id, r.email, r.enrichment_attempts) for r in rows]
+    unforeseen way still counts, so no lead is retried forever."""
+    dialect = "postgresql" if session.bind is not None and session.bind.dialect.name == "postgresql" else "sqlite"
+    if dialect == "sqlite" and (await session.execute(_ANY_DUE_SQLITE, {"now": now, "limit": 1})).first() is None:
+        return [], False
+    rows = (await session.execute(_LEASE[dialect], {
+        "now": now, "limit": limit, "max_attempts": max_attempts,
+        "lease_until": now + timedelta(seconds=lease_s)})).all()
+    return [LeasedLead(r.id, r.org_id, r.email, r.enrichment_attempts) for r in rows
+            if r.enrichment_status == "pending"], bool(rows)
 
 
 async def record_failure(session: AsyncSession, org_id: str, lead_id: str, *, attempts: int, give_up: bool,

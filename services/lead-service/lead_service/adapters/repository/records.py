@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
+from salesflow_shared.inbox import dialect_name, per_dialect
 from salesflow_shared.pagination import Page, decode_cursor, encode_cursor
 
 from ...domain.activity import Activity
@@ -29,9 +30,17 @@ async def insert_activities(session: AsyncSession, org_id: str, new: list[Activi
         _INSERT_ACTIVITIES, [{**a.model_dump(), "org_id": org_id, "external_id": external_id} for a in new])
 
 
-async def has_external_activity(session: AsyncSession, org_id: str, external_id: str) -> bool:
-    return (await session.execute(sa.select(activities.c.id).where(
-        activities.c.org_id == org_id, activities.c.external_id == external_id))).first() is not None
+# Built once: an activity known by its id elsewhere is stored once (unique per org and external id).
+_INSERT_EXTERNAL_ACTIVITY = per_dialect(lambda insert: insert(activities).on_conflict_do_nothing(
+    index_elements=["org_id", "external_id"]).returning(activities.c.id))
+
+
+async def insert_external_activity(session: AsyncSession, org_id: str, activity: Activity, external_id: str) -> bool:
+    """Store the activity unless one with this external id is stored already (e.g. an email delivery reported
+    twice under two event ids), in one statement; True when stored now."""
+    result = await session.execute(_INSERT_EXTERNAL_ACTIVITY[dialect_name(session)], {
+        **activity.model_dump(), "org_id": org_id, "external_id": external_id})
+    return result.first() is not None
 
 
 async def activities_page(session: AsyncSession, org_id: str, lead_id: str, *, limit: int,

@@ -1,6 +1,7 @@
 """A lead's timeline: one row per entry (domain/timeline.py), idempotent per event and kind."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,19 +31,22 @@ class StoredEntry:
     details: dict[str, Any]
 
 
-# Built once: every event lead-service consumes adds an entry (executed with a parameter dict, the statement,
+# Built once: every event lead-service consumes adds entries (executed with parameter rows, the statement,
 # its cache key and its compiled form are reused).
 _ADD_ENTRY = per_dialect(
     lambda insert: insert(lead_timeline).on_conflict_do_nothing(index_elements=["org_id", "event_id", "kind"]))
 
 
-async def add_entry(session: AsyncSession, org_id: str, entry: StoredEntry, now: datetime) -> None:
-    """Add the entry unless its event already added its kind (a redelivery adds nothing)."""
-    await session.execute(_ADD_ENTRY[dialect_name(session)], {
+async def add_entries(session: AsyncSession, entries: Sequence[tuple[str, StoredEntry]], now: datetime) -> None:
+    """Add the (org id, entry) pairs in one statement, each unless its event already added its kind (a
+    redelivery adds nothing)."""
+    if not entries:
+        return
+    await session.execute(_ADD_ENTRY[dialect_name(session)], [{
         "id": entry.id, "org_id": org_id, "lead_id": entry.lead_id, "event_id": entry.event_id,
         "event_type": entry.event_type, "kind": entry.kind, "occurred_at": entry.occurred_at,
         "correlation_id": entry.correlation_id, "producer": entry.producer, "summary": entry.summary,
-        "details": entry.details, "recorded_at": now})
+        "details": entry.details, "recorded_at": now} for org_id, entry in entries])
 
 
 async def forget_lead(session: AsyncSession, org_id: str, lead_id: str) -> None:
