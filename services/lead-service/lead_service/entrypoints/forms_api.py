@@ -323,6 +323,7 @@ async def _submit(form: Form, request: Request, context: ServiceContext) -> Resp
     if signature is not None:
         channel = "signed"
         try:
+            # wall time, not the service's clock: the sender stamped the signature with its own real clock
             verify(signature, raw, [form.signing_secret], time.time(), settings.signature_tolerance_s)
         except SignatureError as exc:
             raise SignatureRejected(str(exc)) from None
