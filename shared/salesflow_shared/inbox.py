@@ -48,12 +48,6 @@ async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -
     return rows_affected(result) == 1
 
 
-async def claim_events(session: AsyncSession, handler: str, envelopes: list[Envelope]) -> set[str]:
-    """`claim_event` for many events in one statement; returns the ids handled for the first time."""
-    claimed = await claim_for_handlers(session, [(handler, e) for e in envelopes])
-    return {event_id for _, event_id in claimed}
-
-
 async def claim_for_handlers(session: AsyncSession, claims: list[tuple[str, Envelope]]) -> set[tuple[str, str]]:
     """`claim_event` for many (handler, event) pairs, of any handlers, in one statement; returns the
     (handler, event id) pairs handled for the first time."""

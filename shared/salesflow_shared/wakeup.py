@@ -40,10 +40,6 @@ class CommitBell:
         """Wake the worker `name` that waits to be told (after the commit that gave it work)."""
         self.told(name).set()
 
-    def forget(self, name: str) -> None:
-        """Stop ringing for `name` (a listener that comes and goes, such as one open stream)."""
-        self._listeners.pop(name, None)
-
     def ring(self, source: str | None = None) -> None:
         """Wake every worker but `source` (the worker whose own commit this was)."""
         for name, event in self._listeners.items():
