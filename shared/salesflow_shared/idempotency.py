@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import sqlalchemy as sa
+import structlog
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
@@ -34,6 +35,7 @@ from .events import utcnow
 from .inbox import dialect_insert
 from .infra_tables import idempotency_table as table
 
+log = structlog.get_logger(__name__)
 MAX_KEY_LENGTH = 255
 # Work that outlives its request (`once_across`) keeps its claim alive: while it runs, the claim's `created_at`
 # is moved forward every CLAIM_HEARTBEAT. A claim not moved for CLAIM_STALE_AFTER belongs to a process that
@@ -230,9 +232,12 @@ async def _heartbeats(idem: IdempotentRequest, open_uow: Callable[[], Any]) -> A
     async def beat() -> None:
         while True:
             await asyncio.sleep(CLAIM_HEARTBEAT.total_seconds())
-            async with open_uow() as uow:
-                await idem.heartbeat(uow.session)
-                await uow.commit()
+            try:
+                async with open_uow() as uow:
+                    await idem.heartbeat(uow.session)
+                    await uow.commit()
+            except Exception:  # noqa: BLE001 - one missed beat (a database blip) must not end the others
+                log.warning("idempotency_claim_heartbeat_failed", exc_info=True)
 
     if not idem.key:
         yield

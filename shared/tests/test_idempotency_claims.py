@@ -89,3 +89,35 @@ async def test_a_running_claim_keeps_its_heartbeat_so_a_retry_still_gets_409(dat
         await run(database, request(), long_work)
     release.set()
     assert (await first).status_code == 200
+
+
+async def test_a_failed_heartbeat_does_not_stop_the_next_ones(database, monkeypatch):
+    monkeypatch.setattr(idempotency, "CLAIM_HEARTBEAT", timedelta(milliseconds=50))
+    beats = {"failed": 0}
+    real_heartbeat = IdempotentRequest.heartbeat
+
+    async def flaky_heartbeat(self: IdempotentRequest, session: Any) -> None:
+        if not beats["failed"]:
+            beats["failed"] += 1
+            raise ConnectionError("database blip")
+        await real_heartbeat(self, session)
+
+    monkeypatch.setattr(IdempotentRequest, "heartbeat", flaky_heartbeat)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def long_work() -> dict[str, int]:
+        started.set()
+        await release.wait()
+        return {"rescored": 1}
+
+    first = asyncio.create_task(run(database, request(), long_work))
+    await started.wait()
+    await asyncio.sleep(0.1)  # the first beat has failed
+    await age_claims(database, idempotency.CLAIM_STALE_AFTER + timedelta(seconds=1))
+    await asyncio.sleep(0.3)
+    assert beats["failed"] == 1
+    with pytest.raises(Conflict):  # the later beats kept the claim fresh: no takeover of running work
+        # bounded: a takeover would run the work a second time, which waits for the release
+        await asyncio.wait_for(run(database, request(), long_work), timeout=5)
+    release.set()
+    assert (await first).status_code == 200
