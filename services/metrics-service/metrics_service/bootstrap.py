@@ -8,8 +8,8 @@ from salesflow_shared.consumer import EventHandlers
 from .config import Settings
 from .entrypoints.routes import router
 from .service_layer.forecasting import snapshot_worker
-from .service_layer.handlers import EVENT_HANDLERS
-from .service_layer.projector import projector_worker
+from .service_layer.handlers import event_handlers
+from .service_layer.projector import Backlog, projector_worker
 from .service_layer.quota_milestones import quota_milestone_worker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -20,8 +20,12 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
     clock = clock or SystemClock()
 
     workers = []
+    # In one process, the consumer applies what it logs (the worker only what it could not); a consumer beside
+    # a projector process ("separate") only logs, and that process ("only") applies everything.
+    backlog = Backlog(settings.projector_batch_size) if settings.projector == "in-process" else None
     if settings.projector != "separate":
-        workers.append(projector_worker(settings.projector_batch_size, settings.projector_idle_interval_s))
+        workers.append(projector_worker(settings.projector_batch_size, settings.projector_idle_interval_s,
+                                        backlog))
     if settings.projector != "only":  # a projector-only process leaves the rest to the service's processes
         if settings.forecast_snapshot_interval_s > 0:
             workers.append(snapshot_worker(clock, settings.forecast_snapshot_interval_s))
@@ -33,9 +37,12 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         settings=settings,
         routers=[router],
         migrations_path=MIGRATIONS,
-        event_handlers=EventHandlers() if settings.projector == "only" else EVENT_HANDLERS,
-        # Every event only appends to the log (the projector does the rest): one transaction per batch.
+        event_handlers=EventHandlers() if settings.projector == "only" else event_handlers(backlog),
+        # A delivered batch is logged (and applied) in one transaction.
         consume_in_batches=True,
+        # Applying batches is one projector at a time: one batch in hand at once, so that a batch does not
+        # find the turn taken by the one before and leave its events to the worker (another transaction).
+        max_batches_in_flight=1 if backlog is not None else None,
         # The projector in its own process is woken by the consumer process's commits (NOTIFY).
         announce_commits=settings.projector == "separate",
         listen_for_commits=settings.projector == "only",

@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.db import rows_affected
 from salesflow_shared.events import Envelope
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 
@@ -45,22 +45,16 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-async def record(session: AsyncSession, envelope: Envelope, recorded_at: datetime) -> bool:
-    """Append to the log; False when this event id is already there."""
-    insert = dialect_insert(session)
-    result = await session.execute(insert(event_log).values(
-        event_id=str(envelope.id), org_id=envelope.org_id, event_type=envelope.type,
-        event_version=envelope.version, producer=envelope.producer, subject_id=envelope.subject_id,
-        subject_version=envelope.subject_version, occurred_at=envelope.occurred_at,
-        correlation_id=envelope.correlation_id, causation_id=envelope.causation_id,
-        data=envelope.data, recorded_at=recorded_at, projected=False,
-    ).on_conflict_do_nothing(index_elements=["event_id"]))
-    return rows_affected(result) == 1
-
-
 # Built once (every delivered batch appends with it); RETURNING tells the events logged for the first time.
 _RECORD_MANY = per_dialect(lambda insert: insert(event_log).on_conflict_do_nothing(
     index_elements=["event_id"]).returning(event_log.c.event_id))
+
+
+def _log_rows(envelopes: list[Envelope], recorded_at: datetime) -> list[dict[str, Any]]:
+    return [dict(event_id=str(e.id), org_id=e.org_id, event_type=e.type, event_version=e.version,
+                 producer=e.producer, subject_id=e.subject_id, subject_version=e.subject_version,
+                 occurred_at=e.occurred_at, correlation_id=e.correlation_id, causation_id=e.causation_id,
+                 data=e.data, recorded_at=recorded_at) for e in envelopes]
 
 
 async def record_many(session: AsyncSession, envelopes: list[Envelope], recorded_at: datetime) -> set[str]:
@@ -69,12 +63,27 @@ async def record_many(session: AsyncSession, envelopes: list[Envelope], recorded
     if not envelopes:
         return set()
     # rows as parameters (compiled once, cached), not inlined with .values([...]) (compiled for every batch)
-    result = await session.execute(_RECORD_MANY[dialect_name(session)], [dict(
-        event_id=str(e.id), org_id=e.org_id, event_type=e.type, event_version=e.version, producer=e.producer,
-        subject_id=e.subject_id, subject_version=e.subject_version, occurred_at=e.occurred_at,
-        correlation_id=e.correlation_id, causation_id=e.causation_id, data=e.data, recorded_at=recorded_at,
-        projected=False) for e in envelopes])
+    result = await session.execute(_RECORD_MANY[dialect_name(session)], [
+        {**row, "projected": False} for row in _log_rows(envelopes, recorded_at)])
     return set(result.scalars().all())
+
+
+def _record_taking_turn(insert: Any, turn: sa.ColumnElement[Any]) -> Any:
+    """`_RECORD_MANY` that also tries to become the projector of the transaction (`turn`) and marks each row
+    projected when it is (so the caller applies it now)."""
+    return insert(event_log).values(projected=turn).on_conflict_do_nothing(index_elements=["event_id"]).returning(
+        event_log.c.event_id, event_log.c.projected)
+
+
+async def record_taking_turn(session: AsyncSession, envelopes: list[Envelope], recorded_at: datetime
+                             ) -> dict[str, bool]:
+    """`record_many`, logging the events as projected when this transaction becomes the projector (nothing
+    else projecting now), in the same statement: {id of an event logged now: whether the caller must apply it
+    in this transaction (True), or left it to the projector worker (False)}."""
+    if not envelopes:
+        return {}
+    result = await session.execute(_RECORD_TAKING_TURN[dialect_name(session)], _log_rows(envelopes, recorded_at))
+    return {event_id: bool(projected) for event_id, projected in result.all()}
 
 
 # ------------------------------------------------------------------ the projector's turn
@@ -92,8 +101,8 @@ _LOGGED = (event_log.c.seq, event_log.c.event_id, event_log.c.org_id, event_log.
            event_log.c.occurred_at, event_log.c.data)
 # On PostgreSQL the projector's turn is a transaction-level advisory lock, tried before anything is read (a
 # one-time filter of the claim: another projector busy, nothing is claimed).
-_PROJECTOR_TURN = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtextextended(
-    sa.literal(PROJECTOR_LOCK), 0))).scalar_subquery()
+_TURN = sa.func.pg_try_advisory_xact_lock(sa.func.hashtextextended(sa.literal(PROJECTOR_LOCK), 0))
+_PROJECTOR_TURN = sa.select(_TURN).scalar_subquery()
 
 
 def _claim(dialect: str, batch_size: Any, org_id: str | None = None,
@@ -114,6 +123,19 @@ def _claim(dialect: str, batch_size: Any, org_id: str | None = None,
 # Built once: the worker's claim of the next events in log order (every tick).
 _CLAIM_NEXT = {dialect: _claim(dialect, sa.bindparam("batch_size", type_=sa.Integer))
                for dialect in ("postgresql", "sqlite")}
+# Built once: every delivered batch logs with it (when the projector runs in this process).
+# On SQLite the insert holds the database's write lock (see `claim_pending`): the turn is always this one's.
+_RECORD_TAKING_TURN = {"postgresql": _record_taking_turn(postgresql.insert, _PROJECTOR_TURN),
+                       "sqlite": _record_taking_turn(sqlite.insert, sa.true())}
+_TAKE_TURN = sa.select(_TURN)
+
+
+async def take_projector_turn(session: AsyncSession) -> bool:
+    """Try to become the one projector of this transaction (PostgreSQL: the advisory lock of `_claim`, held
+    until the transaction ends; SQLite: the write lock of the claim that follows, always this one's)."""
+    if _dialect(session) != "postgresql":
+        return True
+    return bool((await session.execute(_TAKE_TURN)).scalar_one())
 
 
 async def claim_pending(session: AsyncSession, batch_size: int, *, org_id: str | None = None,

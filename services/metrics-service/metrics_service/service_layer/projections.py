@@ -1,8 +1,10 @@
 """From the event log to the read models.
 
-The consumer only appends each event to the log (`record`: ON CONFLICT DO NOTHING on the event id, so a
-duplicate has no effect). The projector (`project_pending`) then claims unprojected log rows in batches and
-applies each batch with set-based upserts (`apply_batch`), in one transaction with marking them projected.
+The consumer appends each delivered batch to the log (ON CONFLICT DO NOTHING on the event id, so a duplicate
+has no effect) and, when the projector runs in its process and none is busy, applies the new events in the same
+transaction, logged as projected (`record_and_apply`). Otherwise the projector (`project_pending`) claims
+unprojected log rows in batches and applies each batch with set-based upserts (`apply_batch`), in one
+transaction with marking them projected.
 
 Every projection is order-independent, so batches may hold events in any order and a rebuild (the same code
 over the whole log, in another order) gives the same tables:
@@ -15,6 +17,8 @@ over the whole log, in another order) gives the same tables:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,16 +34,49 @@ from ..adapters.read_models import (
     PROJECTOR_LOCK,
     Batch,
     Row,
-    record,
     record_many,
 )
 from ..domain import timeline
 from ..domain.periods import date_ts, tiebreak, to_ts
 
-__all__ = ["PROJECTOR_LOCK", "apply_batch", "project_pending", "recompute_leads", "record", "record_many"]
+__all__ = ["PROJECTOR_LOCK", "Recorded", "apply_batch", "project_pending", "recompute_leads", "record_and_apply",
+           "record_many"]
 
 
 # ------------------------------------------------------------------ the projector
+@dataclass(frozen=True)
+class Recorded:
+    """What `record_and_apply` did with a delivered batch."""
+
+    logged: set[str]  # the ids of the events logged now (the others were redeliveries)
+    left: bool  # some were left to the projector worker (another projector had the turn)
+    drained: bool  # every event waiting before was applied too (`drain` asked, and none was left over)
+
+
+async def record_and_apply(session: AsyncSession, envelopes: list[Envelope], recorded_at: datetime, *,
+                           drain: bool = False, batch_size: int = 1000) -> Recorded:
+    """Log a delivered batch and, when this transaction can be the projector (none is busy), apply its new
+    events in the same transaction, logged as projected: one commit per batch instead of the consumer's and the
+    projector's. With `drain` (events may wait in the log), up to `batch_size` waiting events are claimed and
+    applied with them (by the consumer, rather than by the worker in another transaction beside it).
+
+    Events are applied in any order (the projections are order-independent), so a batch applied here while
+    older ones wait, or with them, gives the same read models."""
+    logged = await read_models.record_taking_turn(session, envelopes, recorded_at)
+    now: dict[str, Envelope] = {}
+    for envelope in envelopes:
+        if logged.get(str(envelope.id)):
+            now.setdefault(str(envelope.id), envelope)
+    drained = False
+    if drain and now:  # the turn is this transaction's
+        waiting = await read_models.claim_pending(session, batch_size)
+        now.update((row.event_id, row.envelope) for row in waiting)
+        drained = len(waiting) < batch_size
+    if now:
+        await apply_batch(session, list(now.values()))
+    return Recorded(set(logged), any(not taken for taken in logged.values()), drained)
+
+
 async def project_pending(session: AsyncSession, *, batch_size: int = 1000, org_id: str | None = None,
                           order_by_event_id: bool = False, max_batches: int | None = None) -> int:
     """Apply unprojected log rows in batches (in the caller's transaction); returns how many were applied.

@@ -5,6 +5,8 @@ import asyncio
 from typing import Any
 
 import structlog
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.app import Worker, run_periodically
 from salesflow_shared.db import Database
@@ -23,9 +25,12 @@ async def pending(database: Database, org_id: str | None = None) -> int:
 BATCHES_PER_TURN = 5
 
 
-async def project_once(database: Database, batch_size: int = 1000) -> int:
-    """One transaction: apply up to a few batches of pending events."""
+async def project_once(database: Database, batch_size: int = 1000, *, check_turn: bool = False) -> int | None:
+    """One transaction: apply up to a few batches of pending events. With `check_turn`, None when another
+    projector has the turn (told apart from nothing pending, for one more statement)."""
     async with database.session() as session:
+        if check_turn and not await read_models.take_projector_turn(session):
+            return None
         applied = await project_pending(session, batch_size=batch_size, max_batches=BATCHES_PER_TURN)
         await session.commit()
         return applied
@@ -35,7 +40,63 @@ async def project_backlog(database: Database, batch_size: int) -> bool:
     """The worker's tick: `project_once`, True when it stopped at its limit (more may be pending, the worker
     goes on at once); a turn that took every pending event waits for the next commit instead of asking again
     at once (a query that would find nothing)."""
-    return await project_once(database, batch_size) >= batch_size * BATCHES_PER_TURN
+    return (await project_once(database, batch_size) or 0) >= batch_size * BATCHES_PER_TURN
+
+
+class Backlog:
+    """Whether logged events may wait for a projector, when this process's consumer applies what it logs
+    itself (handlers.event_handlers) and the worker only what the consumer could not (another projector had the
+    turn): then most commits leave nothing waiting, and neither asks the database for waiting events unless
+    told they may be there.
+
+    Counted in generations, so that a turn and a commit that leaves events, at the same time, cannot lose them:
+    `grown` counts the commits that left events (told after each commit, when its events are visible), and
+    `drained` is the count a projector read before a turn that then took every waiting event (what those
+    commits left, visible to its claim). At start, events logged before may wait."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.grown = 1
+        self.drained = 0
+
+    @property
+    def may_wait(self) -> bool:
+        return self.grown > self.drained
+
+    def seen(self) -> int:
+        """The generation to pass to `drained_up_to` once a turn that starts now took every waiting event."""
+        return self.grown
+
+    def drained_up_to(self, seen: int) -> None:
+        self.drained = max(self.drained, seen)
+
+    def after_commit(self, session: AsyncSession, left: bool, drained: int | None) -> None:
+        """Once the session's transaction commits: it left events (`left`), or took every waiting event of the
+        generation `drained`."""
+        if left or drained is not None:
+            event.listen(session.sync_session, "after_commit",
+                         lambda _session: self._committed(left, drained), once=True)
+
+    def _committed(self, left: bool, drained: int | None) -> None:
+        if drained is not None:
+            self.drained_up_to(drained)
+        if left:
+            self.grown += 1
+
+    async def project(self, database: Database) -> bool:
+        """The worker's tick: nothing may wait, no query; else a turn of the projector (`project_once`), True
+        when it stopped at its limit (more may wait: the worker goes on at once). Another projector having the
+        turn, the events still wait (that one's commit wakes the worker again)."""
+        if not self.may_wait:
+            return False
+        seen = self.seen()
+        applied = await project_once(database, self.batch_size, check_turn=True)
+        if applied is None:
+            return False
+        if applied < self.batch_size * BATCHES_PER_TURN:
+            self.drained_up_to(seen)
+            return False
+        return True
 
 
 async def project_all(database: Database, batch_size: int = 1000) -> None:
@@ -46,13 +107,14 @@ async def project_all(database: Database, batch_size: int = 1000) -> None:
         await asyncio.sleep(0)
 
 
-def projector_worker(batch_size: int, idle_interval_s: float) -> Worker:
+def projector_worker(batch_size: int, idle_interval_s: float, backlog: Backlog | None = None) -> Worker:
     """Apply pending events as they arrive: at once while there is a backlog; when idle, woken by the consumer's
     commits (in this process, or announced by NOTIFY when the projector runs apart), at most every idle
-    interval."""
+    interval. With a `backlog` (the consumer applies what it logs), only when it tells that events wait."""
     async def projector(context: Any) -> None:
-        await run_periodically(context, lambda: project_backlog(context.database, batch_size), idle_interval_s,
-                               name="projector", wake_on_commit=True)
+        tick = (lambda: project_backlog(context.database, batch_size)) if backlog is None else \
+            (lambda: backlog.project(context.database))
+        await run_periodically(context, tick, idle_interval_s, name="projector", wake_on_commit=True)
     return projector
 
 
