@@ -11,7 +11,7 @@ Three layers:
 Times that reports compute with are stored as epoch seconds (`*_ts`, double precision): durations are then a
 plain subtraction on PostgreSQL and SQLite alike, and indexes on them serve the period filters.
 """
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -458,6 +458,20 @@ def one_of(column: sa.ColumnElement[Any], values: Sequence[Any], dialect: str) -
     if dialect == "postgresql":
         return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
+
+
+# Statements of the projector's writes, built once per dialect, target and columns: a batch executes them with
+# its rows as parameters, so each is compiled once and its cache key is not computed again by a traversal of a
+# new statement (with its CASE expressions) at every batch.
+_BUILT: dict[tuple[Any, ...], Any] = {}
+
+
+def built(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """The statement `build()` made the first time `key` was asked for."""
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = build()
+    return statement
 
 
 def among(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:

@@ -4,7 +4,7 @@ Pure collection of a batch and the timeline rules are service_layer/projections.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from ..domain.periods import day_number
 from .orm import (
     READ_MODELS,
     among,
+    built,
     event_log,
     m_activities,
     m_assignments,
@@ -29,7 +30,6 @@ from .orm import (
     m_stages,
     m_tasks,
     m_timeline,
-    one_of,
     tagged_union,
 )
 
@@ -180,10 +180,15 @@ async def erased_among(session: AsyncSession, org_id: str, lead_ids: list[str]) 
     """The leads among these whose LeadErased is logged."""
     found: set[str] = set()
     for i in range(0, len(lead_ids), CHUNK):
-        found.update((await session.execute(sa.select(event_log.c.subject_id).where(
-            event_log.c.org_id == org_id, event_log.c.event_type == "LeadErased",
-            one_of(event_log.c.subject_id, lead_ids[i:i + CHUNK], _dialect(session))))).scalars())
+        found.update((await session.execute(_ERASED_AMONG[dialect_name(session)], {
+            "org_id": org_id, "lead_ids": lead_ids[i:i + CHUNK]})).scalars())
     return found
+
+
+# Built once: a batch with snapshots or activities asks it.
+_ERASED_AMONG = {dialect: sa.select(event_log.c.subject_id).where(
+    event_log.c.org_id == sa.bindparam("org_id"), event_log.c.event_type == "LeadErased",
+    among(event_log.c.subject_id, "lead_ids", dialect)) for dialect in ("postgresql", "sqlite")}
 
 
 # ------------------------------------------------------------------ what a batch changes
@@ -226,20 +231,23 @@ def _newer(table: sa.Table, ver: str | None, tb: str, x: Any) -> sa.ColumnElemen
     return sa.or_(x[ver] > table.c[ver], sa.and_(x[ver] == table.c[ver], x[tb] > table.c[tb]))
 
 
-async def _upsert(session: AsyncSession, table: sa.Table, keys: list[str], rows: Sequence[dict[str, Any]],
-                  set_for: Any) -> None:
+async def _upsert(session: AsyncSession, name: str, table: sa.Table, keys: list[str],
+                  rows: Sequence[dict[str, Any]], set_for: Callable[[Any], dict[str, Any]]) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE SET set_for(excluded), executed for many rows (one statement,
-    compiled once; SQLAlchemy sends the rows as multi-row VALUES pages)."""
+    built once under `name` for these columns; SQLAlchemy sends the rows as multi-row VALUES pages)."""
     if not rows:
         return
-    stmt = dialect_insert(session)(table)
-    stmt = stmt.on_conflict_do_update(index_elements=keys, set_=set_for(stmt.excluded))
+
+    def build() -> Any:
+        stmt = dialect_insert(session)(table)
+        return stmt.on_conflict_do_update(index_elements=keys, set_=set_for(stmt.excluded))
+    stmt = built((_dialect(session), name, tuple(rows[0])), build)
     for chunk in _chunks(rows):
         await session.execute(stmt, chunk)
 
 
-async def _upsert_lww(session: AsyncSession, table: sa.Table, keys: list[str], rows: Sequence[dict[str, Any]],
-                      ver: str | None, tb: str, extra: Any = None) -> None:
+async def _upsert_lww(session: AsyncSession, name: str, table: sa.Table, keys: list[str],
+                      rows: Sequence[dict[str, Any]], ver: str | None, tb: str, extra: Any = None) -> None:
     if not rows:
         return
     columns = [c for c in rows[0] if c not in keys]
@@ -250,7 +258,7 @@ async def _upsert_lww(session: AsyncSession, table: sa.Table, keys: list[str], r
         if extra is not None:
             out.update(extra(x, newer))
         return out
-    await _upsert(session, table, keys, rows, set_for)
+    await _upsert(session, name, table, keys, rows, set_for)
 
 
 def _territory(x: Any, newer: Any, *, from_assignment: bool) -> dict[str, Any]:
@@ -266,33 +274,39 @@ async def write_sources(session: AsyncSession, b: Batch) -> None:
     """The lead snapshots, routes and assignments (last writer wins), reps and stages, timeline rows and the
     assignment history of the batch."""
     lead_keys = ["org_id", "lead_id"]
-    await _upsert_lww(session, m_leads, lead_keys, list(b.snapshots.values()), "snap_ver", "snap_tb",
+    await _upsert_lww(session, "snapshots", m_leads, lead_keys, list(b.snapshots.values()), "snap_ver", "snap_tb",
                       lambda x, newer: {
                           "is_created": sa.or_(m_leads.c.is_created, x.is_created),
                           # LeadCreated's creation time is authoritative; an update only fills a missing one
                           "created_ts": sa.case((x.is_created, x.created_ts),
                                                 else_=sa.func.coalesce(m_leads.c.created_ts, x.created_ts))})
-    await _upsert_lww(session, m_leads, lead_keys, list(b.routes.values()), "route_ver", "route_tb",
+    await _upsert_lww(session, "routes", m_leads, lead_keys, list(b.routes.values()), "route_ver", "route_tb",
                       lambda x, newer: _territory(x, newer, from_assignment=False))
-    await _upsert_lww(session, m_leads, lead_keys, list(b.assignments.values()), "assign_ver", "assign_tb",
+    await _upsert_lww(session, "assignments", m_leads, lead_keys, list(b.assignments.values()), "assign_ver",
+                      "assign_tb",
                       lambda x, newer: _territory(x, newer, from_assignment=True))
-    await _upsert_lww(session, m_reps, ["org_id", "rep_id"], list(b.reps.values()), None, "tb")
-    await _upsert_lww(session, m_stages, ["org_id", "pipeline_id", "stage_id"], list(b.stages.values()), None, "tb")
-    timeline_insert = dialect_insert(session)(m_timeline).on_conflict_do_nothing(index_elements=["event_id"])
+    await _upsert_lww(session, "reps", m_reps, ["org_id", "rep_id"], list(b.reps.values()), None, "tb")
+    await _upsert_lww(session, "stages", m_stages, ["org_id", "pipeline_id", "stage_id"], list(b.stages.values()),
+                      None, "tb")
     for chunk in _chunks(b.timeline):
-        await session.execute(timeline_insert, chunk)
-    history_insert = dialect_insert(session)(m_assignments).on_conflict_do_nothing(index_elements=["event_id"])
+        await session.execute(_INSERT_TIMELINE[dialect_name(session)], chunk)
     for chunk in _chunks(b.assignment_history):
-        await session.execute(history_insert, chunk)
+        await session.execute(_INSERT_HISTORY[dialect_name(session)], chunk)
+
+
+_INSERT_TIMELINE = per_dialect(lambda insert: insert(m_timeline).on_conflict_do_nothing(index_elements=["event_id"]))
+_INSERT_HISTORY = per_dialect(lambda insert: insert(m_assignments).on_conflict_do_nothing(
+    index_elements=["event_id"]))
+_INSERT_ACTIVITIES = per_dialect(lambda insert: insert(m_activities).on_conflict_do_nothing(
+    index_elements=["org_id", "activity_id"]).returning(m_activities.c.org_id, m_activities.c.activity_id))
 
 
 async def insert_activities(session: AsyncSession, rows: list[Row]) -> set[tuple[str, str]]:
     """Insert the activities not stored yet; returns the (org, activity id) of those inserted."""
-    stmt = dialect_insert(session)(m_activities).on_conflict_do_nothing(
-        index_elements=["org_id", "activity_id"]).returning(m_activities.c.org_id, m_activities.c.activity_id)
     inserted: set[tuple[str, str]] = set()
     for chunk in _chunks(rows):
-        inserted.update((r.org_id, r.activity_id) for r in await session.execute(stmt, chunk))
+        inserted.update((r.org_id, r.activity_id)
+                        for r in await session.execute(_INSERT_ACTIVITIES[dialect_name(session)], chunk))
     return inserted
 
 
@@ -308,10 +322,10 @@ async def write_tasks_and_counters(session: AsyncSession, b: Batch) -> None:
                 "overdue": sa.or_(t.overdue, x.overdue),
                 "created_ts": sa.case((t.created_ts.is_(None), x.created_ts), (x.created_ts.is_(None), t.created_ts),
                                       (x.created_ts < t.created_ts, x.created_ts), else_=t.created_ts)}
-    await _upsert(session, m_tasks, ["org_id", "task_id"], list(b.tasks.values()), task_set)
+    await _upsert(session, "tasks", m_tasks, ["org_id", "task_id"], list(b.tasks.values()), task_set)
     counters = [{"org_id": org, "rep_id": rep, "day": day, **{c: values.get(c, 0) for c in _COUNTERS}}
                 for (org, rep, day), values in b.counters.items()]
-    await _upsert(session, m_rep_daily, ["org_id", "rep_id", "day"], counters,
+    await _upsert(session, "counters", m_rep_daily, ["org_id", "rep_id", "day"], counters,
                   lambda x: {c: m_rep_daily.c[c] + x[c] for c in _COUNTERS})
 
 
@@ -360,26 +374,21 @@ def _first_owner_activity_ts() -> sa.ScalarSelect[Any]:
 
 async def first_owner_activity(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
     """Refresh first_owner_activity_ts (`_first_owner_activity_ts`) of these leads."""
-    first = _first_owner_activity_ts()
+    await _per_chunk_of_leads(session, _FIRST_OWNER_ACTIVITY[dialect_name(session)], leads)
+
+
+async def _per_chunk_of_leads(session: AsyncSession, statement: Any, leads: set[tuple[str, str]]) -> None:
     for org, ids in by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
-            await session.execute(sa.update(m_leads).where(m_leads.c.org_id == org, one_of(
-                m_leads.c.lead_id, ids[i:i + CHUNK], session.get_bind().dialect.name))
-                                  .values(first_owner_activity_ts=first))
+            await session.execute(statement, {"org": org, "lead_ids": ids[i:i + CHUNK]})
 
 
 COPIED = {"lead_pipeline_id": "pipeline_id", "cohort_ts": "pipeline_entered_ts"}
 
 
-async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]],
-                               first_activity: set[tuple[str, str]]) -> None:
-    """Copy the leads' pipeline and pipeline-entry time onto their timeline rows, and refresh
-    the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead; and the first owner
-    activity of the leads `first_activity` (`first_owner_activity`).
-
-    On PostgreSQL all in one statement per chunk of the leads of both sets: every value written is a function of
-    other rows (the lead's pipeline, its tasks, its activities and first owner), none of which this statement
-    writes, so refreshing a lead of one set for the other too writes what it holds already."""
+def _copy_statements(dialect: str) -> tuple[sa.Update, sa.Update]:
+    """copy_lead_attributes' updates of the leads' timeline rows and of the leads, for the leads `lead_ids`
+    of the org `org` (bound at execution)."""
     t, lead, k = m_timeline, m_leads, m_tasks
     values: dict[str, Any] = {
         col: sa.select(lead.c[src]).where(lead.c.org_id == t.c.org_id, lead.c.lead_id == t.c.lead_id)
@@ -396,26 +405,46 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
                             k.c.status == "open")
     lead_values = {"open_task_due_ts": sa.select(sa.func.min(k.c.due_ts)).where(open_required).scalar_subquery(),
                    "open_task_overdue": sa.exists().where(open_required, k.c.overdue)}
-    dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         lead_values["first_owner_activity_ts"] = _first_owner_activity_ts()
+    org: Any = sa.bindparam("org")  # (an UPDATE's parameters must not be named as its columns)
+    rows = sa.update(t).where(t.c.org_id == org, among(t.c.lead_id, "lead_ids", dialect)).values(**values)
+    leads_of_rows = sa.update(lead).where(lead.c.org_id == org, among(lead.c.lead_id, "lead_ids", dialect)) \
+        .values(**lead_values)
+    return rows, leads_of_rows
+
+
+def _copy_in_one(rows: sa.Update, leads_of_rows: sa.Update) -> sa.Update:
+    """PostgreSQL: both updates in one statement: they read nothing the other writes (the rows read the leads'
+    pipeline and entry, the leads their tasks, activities and first owner), so one snapshot for both changes
+    nothing."""
+    return leads_of_rows.add_cte(rows.returning(m_timeline.c.event_id).cte("timeline_rows"))
+
+
+# Built once: every batch that touches a lead runs them.
+_COPY_ATTRIBUTES = {"postgresql": (_copy_in_one(*_copy_statements("postgresql")),),
+                    "sqlite": _copy_statements("sqlite")}
+_FIRST_OWNER_ACTIVITY = {dialect: sa.update(m_leads).where(
+    m_leads.c.org_id == sa.bindparam("org"), among(m_leads.c.lead_id, "lead_ids", dialect)).values(
+    first_owner_activity_ts=_first_owner_activity_ts()) for dialect in ("postgresql", "sqlite")}
+
+
+async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]],
+                               first_activity: set[tuple[str, str]]) -> None:
+    """Copy the leads' pipeline and pipeline-entry time onto their timeline rows, and refresh
+    the task facts: tasks_done per stay, open_task_due_ts / open_task_overdue per lead; and the first owner
+    activity of the leads `first_activity` (`first_owner_activity`).
+
+    On PostgreSQL all in one statement per chunk of the leads of both sets: every value written is a function of
+    other rows (the lead's pipeline, its tasks, its activities and first owner), none of which this statement
+    writes, so refreshing a lead of one set for the other too writes what it holds already."""
+    dialect = dialect_name(session)
+    if dialect == "postgresql":
         leads = leads | first_activity
     else:
         await first_owner_activity(session, first_activity)
-    for org, ids in by_org(leads).items():
-        for i in range(0, len(ids), CHUNK):
-            part = ids[i:i + CHUNK]
-            rows = sa.update(t).where(t.c.org_id == org, one_of(t.c.lead_id, part, dialect)).values(**values)
-            leads_of_rows = sa.update(lead).where(lead.c.org_id == org, one_of(lead.c.lead_id, part, dialect)) \
-                .values(**lead_values)
-            if dialect == "postgresql":
-                # One statement: the two updates read nothing the other writes (the rows read the leads'
-                # pipeline and entry, the leads their tasks, activities and first owner), so one snapshot for
-                # both changes nothing.
-                await session.execute(leads_of_rows.add_cte(rows.returning(t.c.event_id).cte("timeline_rows")))
-                continue
-            await session.execute(rows)
-            await session.execute(leads_of_rows)
+    for statement in _COPY_ATTRIBUTES[dialect]:
+        await _per_chunk_of_leads(session, statement, leads)
 
 
 _TIMELINE_COLUMNS = ("lead_id", "event_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
@@ -463,15 +492,16 @@ async def timelines(session: AsyncSession, org_id: str, lead_ids: list[str]
     return per_lead, history, created
 
 
+_UPDATE_SUCCESSORS = sa.update(m_timeline).where(m_timeline.c.event_id == sa.bindparam("b_event_id")).values(
+    next_ts=sa.bindparam("b_next_ts"), next_kind=sa.bindparam("b_next_kind"),
+    next_position=sa.bindparam("b_next_position"), next_reason=sa.bindparam("b_next_reason"),
+    owner_id=sa.bindparam("b_owner_id"), team_id=sa.bindparam("b_team_id"))
+
+
 async def write_timeline_facts(session: AsyncSession, changed: list[Row], facts_rows: list[Row]) -> None:
     """The timeline rows' new successors and credited owner (`changed`, b_-prefixed), and the leads' facts."""
     if changed:
-        await session.execute(
-            sa.update(m_timeline).where(m_timeline.c.event_id == sa.bindparam("b_event_id")).values(
-                next_ts=sa.bindparam("b_next_ts"), next_kind=sa.bindparam("b_next_kind"),
-                next_position=sa.bindparam("b_next_position"), next_reason=sa.bindparam("b_next_reason"),
-                owner_id=sa.bindparam("b_owner_id"), team_id=sa.bindparam("b_team_id")),
-            changed)
+        await session.execute(_UPDATE_SUCCESSORS, changed)
     fact_columns = [c for c in facts_rows[0] if c not in ("org_id", "lead_id")]
-    await _upsert(session, m_leads, ["org_id", "lead_id"], facts_rows,
-                  lambda x, columns=fact_columns: {c: x[c] for c in columns})
+    await _upsert(session, "facts", m_leads, ["org_id", "lead_id"], facts_rows,
+                  lambda x: {c: x[c] for c in fact_columns})

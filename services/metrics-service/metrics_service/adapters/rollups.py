@@ -21,12 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.inbox import dialect_insert
-
 from ..domain import formulas
 from ..domain.periods import month_number
 from .orm import (
     among,
+    built,
     m_closed_months,
     m_cohort_months,
     m_created_months,
@@ -192,12 +191,14 @@ async def _add_counts(session: AsyncSession, table: sa.Table, key_columns: list[
     rows = [{**dict(zip(key_columns, key, strict=True)), **empty,
              **{c: new.get(key, zero)[i] - old.get(key, zero)[i] for i, c in summed}}
             for key in keys]  # sorted keys: a stable lock order between batches
-    insert = dialect_insert(session)(table)
-    # RETURNING each row's first measure (stays, leads…) after the addition: only rows that fell to zero
-    # are deleted, and most batches only add, so most need no DELETE at all.
-    insert = insert.on_conflict_do_update(index_elements=key_columns, set_={
-        c: table.c[c] + insert.excluded[c] for _, c in summed}).returning(
-        *(table.c[c] for c in key_columns), table.c[measure_columns[0]])
+    def build() -> Any:
+        insert = postgresql.insert(table)
+        # RETURNING each row's first measure (stays, leads…) after the addition: only rows that fell to zero
+        # are deleted, and most batches only add, so most need no DELETE at all.
+        return insert.on_conflict_do_update(index_elements=key_columns, set_={
+            c: table.c[c] + insert.excluded[c] for _, c in summed}).returning(
+            *(table.c[c] for c in key_columns), table.c[measure_columns[0]])
+    insert = built(("add_counts", table.name), build)
     emptied: list[tuple[Any, ...]] = []
     for i in range(0, len(rows), CHUNK):
         emptied.extend(tuple(r[:-1]) for r in await session.execute(insert, rows[i:i + CHUNK]) if r[-1] == 0)
@@ -251,9 +252,11 @@ async def _replace_rows(session: AsyncSession, table: sa.Table, key_columns: lis
             rows.append({**row, **{c: pack(row[c]) for c in PACKED_COLUMNS & row.keys()}})
         elif key in current:
             emptied.append(key)
-    upsert = postgresql.insert(table)
-    upsert = upsert.on_conflict_do_update(index_elements=key_columns,
-                                          set_={c: upsert.excluded[c] for c in measure_columns})
+    def build() -> Any:
+        upsert = postgresql.insert(table)
+        return upsert.on_conflict_do_update(index_elements=key_columns,
+                                            set_={c: upsert.excluded[c] for c in measure_columns})
+    upsert = built(("replace_rows", table.name), build)
     for i in range(0, len(rows), CHUNK):
         await session.execute(upsert, rows[i:i + CHUNK])
     if emptied:
