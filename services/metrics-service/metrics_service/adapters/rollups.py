@@ -26,6 +26,7 @@ from ..domain.periods import month_number
 from .orm import (
     among,
     built,
+    event_log,
     m_closed_months,
     m_cohort_months,
     m_created_months,
@@ -60,9 +61,10 @@ def _key(value: str | None) -> str:
     return value or ""
 
 
-def _contributing_rows() -> sa.CompoundSelect:
+def _contributing_rows(with_erasures: bool) -> sa.CompoundSelect:
     """PostgreSQL: what `contributions` reads of some leads of an org, in one round trip: their m_leads rows
-    (source "lead") and their ended stays (m_timeline stage rows with a successor, source "stay")."""
+    (source "lead") and their ended stays (m_timeline stage rows with a successor, source "stay"); and
+    `with_erasures`, the leads among `erased_ids` whose LeadErased is logged (source "erased")."""
     lead, t = m_leads.c, m_timeline.c
     lead_columns = ("closed_ts", "outcome", "credit_owner_id", "credit_team_id", "first_owner_id", "first_team_id",
                     "pipeline_id", "won_value", "value", "created_ts", "first_owner_activity_ts",
@@ -70,20 +72,31 @@ def _contributing_rows() -> sa.CompoundSelect:
     stay_columns = ("lead_id", "at_ts", "next_ts", "owner_id", "team_id", "lead_pipeline_id", "cohort_ts",
                     "pipeline_id", "stage_id", "position", "next_kind", "next_position", "next_reason", "tasks_done")
     org: Any = sa.bindparam("org_id")
+    branches: dict[str, tuple[Any, ...]] = {
+        "lead": ({name: lead[name] for name in lead_columns}, lead.org_id == org,
+                 among(lead.lead_id, "lead_ids", "postgresql")),
+        "stay": ({name: t[name] for name in stay_columns}, t.org_id == org,
+                 among(t.lead_id, "lead_ids", "postgresql"), t.kind == "stage", t.next_ts.is_not(None))}
+    if with_erasures:
+        log = event_log.c
+        branches["erased"] = ({"lead_id": log.subject_id}, log.org_id == org, log.event_type == "LeadErased",
+                              among(log.subject_id, "erased_ids", "postgresql"))
     return tagged_union(
         {**{name: lead[name].type for name in lead_columns}, **{name: t[name].type for name in stay_columns}},
-        {"lead": ({name: lead[name] for name in lead_columns}, lead.org_id == org,
-                  among(lead.lead_id, "lead_ids", "postgresql")),
-         "stay": ({name: t[name] for name in stay_columns}, t.org_id == org,
-                  among(t.lead_id, "lead_ids", "postgresql"), t.kind == "stage", t.next_ts.is_not(None))})
+        branches)
 
 
-_CONTRIBUTING_ROWS = _contributing_rows()  # built once: read twice for every projected batch
+# Built once: read before and after every projected batch (before, with the erasure check of the batch's leads).
+_CONTRIBUTING_ROWS = {with_erasures: _contributing_rows(with_erasures) for with_erasures in (False, True)}
 
 
-async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]]) -> Contributions:
+async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
+                        erased_among: set[tuple[str, str]] | None = None
+                        ) -> tuple[Contributions, set[tuple[str, str]]]:
     """What these leads add to each rollup row now: {table: {key (org_id, month, owner, team, pipeline, …):
-    [measures in column order]}}; a list measure is a multiset of durations, the others are sums."""
+    [measures in column order]}}; a list measure is a multiset of durations, the others are sums. And, in the
+    same round trip, which leads of `erased_among` (some of `leads`) have their LeadErased logged."""
+    erased: set[tuple[str, str]] = set()
     closed: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
     exits: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0])
     stays: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
@@ -94,7 +107,12 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
     decided: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, [], []])
     for org, ids in _by_org(leads).items():
         for i in range(0, len(ids), CHUNK):
-            rows = (await session.execute(_CONTRIBUTING_ROWS, {"org_id": org, "lead_ids": ids[i:i + CHUNK]})).all()
+            part = ids[i:i + CHUNK]
+            params: dict[str, Any] = {"org_id": org, "lead_ids": part}
+            if erased_among is not None:
+                params["erased_ids"] = [lead_id for lead_id in part if (org, lead_id) in erased_among]
+            rows = (await session.execute(_CONTRIBUTING_ROWS[erased_among is not None], params)).all()
+            erased.update((org, r.lead_id) for r in rows if r.source == "erased")
             for r in rows:
                 if r.source != "lead":
                     continue
@@ -148,7 +166,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]])
                     measures[2].append(duration)
     return {m_closed_months: closed, m_exit_months: exits, m_stay_months: stays,
             m_cohort_months: {k: [n, len(dropped), durations] for k, (n, dropped, durations) in cohorts.items()},
-            m_created_months: created, m_reach_months: reach, m_won_months: won, m_decided_months: decided}
+            m_created_months: created, m_reach_months: reach, m_won_months: won, m_decided_months: decided}, erased
 
 
 def _key_columns(table: sa.Table) -> list[str]:

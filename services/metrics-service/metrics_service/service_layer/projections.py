@@ -112,15 +112,18 @@ async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> N
     batch = Batch()
     for envelope in envelopes:
         _collect(batch, envelope, parse_data(envelope))
-    await _already_erased(session, batch)
     await _write(session, batch)
 
 
-async def _already_erased(session: AsyncSession, b: Batch) -> None:
+def _to_check_for_erasure(b: Batch) -> set[tuple[str, str]]:
     """A snapshot or an activity arriving after its lead's LeadErased (a late delivery, another producer's
-    retry) carries the personal data the erasure removed: its lead is scrubbed again once it is logged."""
-    mentioned = set(b.snapshots) | {(org, r["lead_id"]) for (org, _), r in b.activities.items()}
-    for org, ids in read_models.by_org(mentioned - set(b.erased)).items():
+    retry) carries the personal data the erasure removed: its lead is scrubbed again once it is logged. These
+    leads are the batch's that may be such (`_write` asks the log which are)."""
+    return (set(b.snapshots) | {(org, r["lead_id"]) for (org, _), r in b.activities.items()}) - set(b.erased)
+
+
+async def _already_erased(session: AsyncSession, b: Batch) -> None:
+    for org, ids in read_models.by_org(_to_check_for_erasure(b)).items():
         erased = await read_models.erased_among(session, org, ids)
         b.erased.extend((org, lead_id) for lead_id in sorted(erased))
 
@@ -251,15 +254,21 @@ async def _write(session: AsyncSession, b: Batch) -> None:
     if session.get_bind().dialect.name != "postgresql":
         # The rollups are PostgreSQL's (reports at scale); their differences need one projector at a time,
         # which the advisory lock guarantees there, and SQLite's driver reads outside the transaction.
+        await _already_erased(session, b)
         await _write_read_models(session, b)
         return
     # every lead whose facts, owner, team, pipeline, first response or stays this batch may change (rollups.py)
     touched = set(b.snapshots) | set(b.assignments) | b.recompute | b.first_activity | {
         (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]} | {
         (org, r["lead_id"]) for (org, _), r in b.activities.items() if _may_be_first_response(r)}
-    before = await rollups.contributions(session, touched)
+    # (the leads to check for erasure are read with the rollups' "before", in the same round trip: a lead
+    # among them that nothing else touches contributes the same before and after)
+    check = _to_check_for_erasure(b)
+    before, erased = await rollups.contributions(session, touched | check, erased_among=check)
+    b.erased.extend(sorted(erased))
     await _write_read_models(session, b)
-    await rollups.add_difference(session, before, await rollups.contributions(session, touched))
+    after, _ = await rollups.contributions(session, touched | check)
+    await rollups.add_difference(session, before, after)
 
 
 async def _write_read_models(session: AsyncSession, b: Batch) -> None:
