@@ -95,7 +95,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
                         ) -> tuple[Contributions, set[tuple[str, str]]]:
     """What these leads add to each rollup row now: {table: {key (org_id, month, owner, team, pipeline, …):
     [measures in column order]}}; a list measure is a multiset of durations, the others are sums. And, in the
-    same round trip, which leads of `erased_among` (some of `leads`) have their LeadErased logged."""
+    same round trips, which leads of `erased_among` have their LeadErased logged."""
     erased: set[tuple[str, str]] = set()
     closed: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
     exits: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0])
@@ -105,12 +105,13 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
     reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
     won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
     decided: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, [], []])
-    for org, ids in _by_org(leads).items():
-        for i in range(0, len(ids), CHUNK):
-            part = ids[i:i + CHUNK]
-            params: dict[str, Any] = {"org_id": org, "lead_ids": part}
-            if erased_among is not None:
-                params["erased_ids"] = [lead_id for lead_id in part if (org, lead_id) in erased_among]
+    per_org, to_check = _by_org(leads), _by_org(erased_among or ())
+    for org in sorted(per_org.keys() | to_check.keys()):
+        ids = per_org.get(org, [])
+        for i in range(0, max(len(ids), 1), CHUNK):
+            params: dict[str, Any] = {"org_id": org, "lead_ids": ids[i:i + CHUNK]}
+            if erased_among is not None:  # (all with the first chunk: an array, of any length)
+                params["erased_ids"] = to_check.get(org, []) if i == 0 else []
             rows = (await session.execute(_CONTRIBUTING_ROWS[erased_among is not None], params)).all()
             erased.update((org, r.lead_id) for r in rows if r.source == "erased")
             for r in rows:

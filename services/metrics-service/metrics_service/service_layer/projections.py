@@ -261,13 +261,11 @@ async def _write(session: AsyncSession, b: Batch) -> None:
     touched = set(b.snapshots) | set(b.assignments) | b.recompute | b.first_activity | {
         (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]} | {
         (org, r["lead_id"]) for (org, _), r in b.activities.items() if _may_be_first_response(r)}
-    # (the leads to check for erasure are read with the rollups' "before", in the same round trip: a lead
-    # among them that nothing else touches contributes the same before and after)
-    check = _to_check_for_erasure(b)
-    before, erased = await rollups.contributions(session, touched | check, erased_among=check)
+    # (the leads to check for erasure are asked with the rollups' "before", in the same round trip)
+    before, erased = await rollups.contributions(session, touched, erased_among=_to_check_for_erasure(b))
     b.erased.extend(sorted(erased))
     await _write_read_models(session, b)
-    after, _ = await rollups.contributions(session, touched | check)
+    after, _ = await rollups.contributions(session, touched)
     await rollups.add_difference(session, before, after)
 
 
