@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -293,6 +293,87 @@ async def visible_position(session: AsyncSession, principal: Principal, lead_id:
         result = await session.execute(sa.select(positions).where(
             positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, _readable_by(principal)))
     return first_record(Position, result)
+
+
+@dataclass(frozen=True)
+class PositionView:
+    """What GET /v1/positions/{lead_id} shows of a lead, read by one statement: its position, the stage it is in
+    (whatever became of it), its pipeline's name (None without one), its open tasks by due time and its visits."""
+    position: Position
+    stage: StageRecord | None
+    pipeline_name: str | None
+    open_tasks: list[TaskRecord]
+    history: list[StageVisit]
+
+
+def _rows_as_json(agg: Any, pair: Any, table: sa.Table, *where: Any) -> Any:
+    """The table's rows matching `where` (correlated to `positions`) as one JSON array of arrays, a value per
+    column in the table's order (NULL for none)."""
+    return sa.type_coerce(sa.select(agg(pair(*table.columns))).where(*where).correlate(positions).scalar_subquery(),
+                          sa.JSON)
+
+
+def _position_view(agg: Any, pair: Any, readable: Any) -> sa.Select[Any]:
+    """The lead's position with what `PositionView` shows (`agg`/`pair`: the dialect's JSON aggregate and array
+    functions; `readable`: who may read it)."""
+    view_stage = stages.alias("view_stage")
+    open_tasks = _rows_as_json(agg, pair, tasks, tasks.c.org_id == positions.c.org_id,
+                               tasks.c.lead_id == positions.c.lead_id, tasks.c.status == "open")
+    visits = _rows_as_json(agg, pair, stage_history, stage_history.c.org_id == positions.c.org_id,
+                           stage_history.c.lead_id == positions.c.lead_id)
+    joined = (positions.outerjoin(view_stage, (view_stage.c.org_id == positions.c.org_id)
+                                  & (view_stage.c.id == positions.c.stage_id))
+              .outerjoin(pipelines, (pipelines.c.org_id == positions.c.org_id)
+                         & (pipelines.c.id == positions.c.pipeline_id)))
+    return (sa.select(*positions.columns, *[c.label(_CURRENT_STAGE_PREFIX + c.name) for c in view_stage.columns],
+                      pipelines.c.name.label("pipeline_name"), open_tasks.label("open_tasks"),
+                      visits.label("visits"))
+            .select_from(joined).where(positions.c.org_id == sa.bindparam("org_id"),
+                                       positions.c.lead_id == sa.bindparam("lead_id"), readable))
+
+
+_JSON_FUNCTIONS = {"postgresql": (sa.func.json_agg, sa.func.json_build_array),
+                   "sqlite": (sa.func.json_group_array, sa.func.json_array)}
+# Built once for those who see the whole org (a rep's reads name the rep: built per request).
+_POSITION_VIEW = {dialect: _position_view(agg, pair, sa.true()) for dialect, (agg, pair) in _JSON_FUNCTIONS.items()}
+
+
+def _from_json_rows(cls: type[Any], table: sa.Table, value: Any) -> list[Any]:
+    """`_rows_as_json`'s array as records. In JSON the times are ISO 8601 text (PostgreSQL: with the session's
+    offset, given back in UTC; SQLite: naive UTC, as it keeps them) and SQLite's booleans are 0 and 1."""
+    converters = [_json_time if isinstance(c.type, sa.DateTime) else bool if isinstance(c.type, sa.Boolean) else None
+                  for c in table.columns]
+    names = [c.name for c in table.columns]
+    return [cls(**{name: (convert(v) if convert is not None and v is not None else v)
+                   for name, convert, v in zip(names, converters, row, strict=True)}) for row in value or []]
+
+
+def _json_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is None else value.astimezone(UTC)
+
+
+
+async def position_view(session: AsyncSession, principal: Principal, lead_id: str) -> PositionView | None:
+    """The lead's `PositionView` if the principal may read its position (see `readable_by`), in one statement."""
+    dialect = dialect_name(session)
+    if principal.sees_whole_org:
+        statement = _POSITION_VIEW[dialect]
+    else:
+        statement = _position_view(*_JSON_FUNCTIONS[dialect], _readable_by(principal))
+    row = (await session.execute(statement, {"org_id": principal.org_id, "lead_id": lead_id})).mappings().first()
+    if row is None:
+        return None
+    open_tasks = sorted(_from_json_rows(TaskRecord, tasks, row["open_tasks"]), key=lambda t: (_utc(t.due_at), t.id))
+    history = sorted(_from_json_rows(StageVisit, stage_history, row["visits"]), key=lambda v: v.seq)
+    return PositionView(position=Position(**{c.name: row[c.name] for c in positions.columns}),
+                        stage=_current_stage(row), pipeline_name=row["pipeline_name"], open_tasks=open_tasks,
+                        history=history)
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite's naive times as UTC (for ordering them with PostgreSQL's aware ones alike)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _readable_by(principal: Principal) -> Any:
