@@ -356,6 +356,10 @@ def _json_time(text: str) -> datetime:
 
 async def position_view(session: AsyncSession, principal: Principal, lead_id: str) -> PositionView | None:
     """The lead's `PositionView` if the principal may read its position (see `readable_by`), in one statement."""
+    if not session.in_transaction():
+        # A read alone in its request: its one statement sees one snapshot by itself, so no transaction is opened
+        # around it (no BEGIN and ROLLBACK round trips). After a change (move, won, lost) it reads in the change's.
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     dialect = dialect_name(session)
     if principal.sees_whole_org:
         statement = _POSITION_VIEW[dialect]
