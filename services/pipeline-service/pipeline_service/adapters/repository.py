@@ -218,6 +218,7 @@ _REASSIGN_TASK = sa.update(tasks).where(tasks.c.id == sa.bindparam("task_id")).v
     assignee_kind=sa.bindparam("new_assignee_kind"), assignee_id=sa.bindparam("new_assignee_id"),
     team_id=sa.bindparam("new_team_id"), version=sa.bindparam("new_version"))
 
+_LOCKED_POSITIONS = "locked_positions"  # per session: its current transaction and the positions it locked
 _STAGES_READ = "pipeline_stages"  # per session (one handler transaction or one request): read once per pipeline
 
 
@@ -248,7 +249,11 @@ async def add_position(session: AsyncSession, org_id: str, lead_id: str, now: da
 async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *,
                         create: bool = True) -> Position | None:
     """The lead's row, locked for this transaction, with its current stage and activities (see `Position`);
-    created (partial, `unrouted`) when missing and `create`."""
+    created (partial, `unrouted`) when missing and `create`. Read once per transaction: a batch of events about
+    the lead gets the position the one before left (written back, and still locked)."""
+    known = _locked_positions(session).get((org_id, lead_id))
+    if known is not None and _changeable_columns(known) == known.read_as:  # nothing left unwritten in it
+        return known
     key = {"org": org_id, "lead_id_": lead_id}
     dialect = dialect_name(session)
     row = (await session.execute(_LOCK_POSITION[dialect], key)).mappings().first()
@@ -261,7 +266,20 @@ async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: d
     position.stage = _current_stage(row)
     position.activities = _activities_of(row["known_activities"])
     position.read_as = _changeable_columns(position)
+    _locked_positions(session)[(org_id, lead_id)] = position
     return position
+
+
+def _locked_positions(session: AsyncSession) -> dict[tuple[str, str], Position]:
+    """The positions the session's current transaction locked, by (org, lead) (none once it ended: a session that
+    commits and goes on locks them again)."""
+    transaction = session.sync_session.get_transaction()
+    held: tuple[Any, dict[tuple[str, str], Position]] | None = session.info.get(_LOCKED_POSITIONS)
+    if held is None or held[0] is not transaction:
+        held = (transaction, {})
+        if transaction is not None:
+            session.info[_LOCKED_POSITIONS] = held
+    return held[1]
 
 
 def _changeable_columns(pos: Position) -> dict[str, Any]:

@@ -170,7 +170,10 @@ async def reassign_task(uow: UnitOfWork, row: TaskRecord, *, assignee_kind: str,
 async def reassign_tasks(uow: UnitOfWork, rows: list[TaskRecord], *, assignee_kind: str, assignee_id: str | None,
                          team_id: str | None, reason: str, now: datetime, by: str | None = None) -> None:
     """Give open tasks (their locked rows) to another assignee, in one statement; TaskReassigned for each task
-    whose assignee changes, in the order given."""
+    whose assignee changes, in the order given. A task that has that assignee already is left as it is (an owner
+    confirmed by the LeadAssigned that follows its routing changes nothing)."""
+    rows = [row for row in rows if (row.assignee_kind, row.assignee_id, row.team_id) != (
+        assignee_kind, assignee_id, team_id)]
     await repository.reassign_tasks(uow.session, rows, assignee_kind=assignee_kind, assignee_id=assignee_id,
                                     team_id=team_id)
     for row in rows:
