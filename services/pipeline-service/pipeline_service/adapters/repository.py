@@ -158,11 +158,11 @@ _NEW_POSITION = {"org_id": sa.bindparam("org"), "lead_id": sa.bindparam("lead_id
                  "updated_at": sa.bindparam("now")}
 _ADD_POSITION = per_dialect(lambda insert: insert(positions).values(_NEW_POSITION).on_conflict_do_nothing(
     index_elements=["org_id", "lead_id"]))
-# A lead's first snapshot (LeadCreated) as its new row, when it has none yet (RETURNING: whether it was new).
+# A lead's first snapshot (LeadCreated) as its new row, when it has none yet (RETURNING: the row, if it was new).
 _ADD_POSITION_WITH_SNAPSHOT = per_dialect(lambda insert: insert(positions).values({
     **_NEW_POSITION, "lead": sa.bindparam("new_lead", type_=sa.JSON), "lead_version": sa.bindparam("new_lead_version"),
     "owner_id": sa.bindparam("new_owner_id"), "team_id": sa.bindparam("new_team_id"),
-}).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(positions.c.lead_id))
+}).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*positions.columns))
 _CURRENT_STAGE_PREFIX = "current_stage__"  # its columns beside the position's (both have `id`, `org_id`, ...)
 _CURRENT_STAGE = [c.label(_CURRENT_STAGE_PREFIX + c.name) for c in stages.columns]
 _LEAD_ACTIVITIES = (activities.c.org_id == positions.c.org_id) & (activities.c.lead_id == positions.c.lead_id)
@@ -239,11 +239,15 @@ def _activities_of(value: Any) -> list[Activity]:
 async def add_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *, lead: dict[str, Any],
                        lead_version: int, owner_id: str | None, team_id: str | None) -> bool:
     """A lead no event has named yet, `unrouted`, with its first snapshot and owner; False (and nothing written)
-    when it has a row."""
-    added = await session.execute(_ADD_POSITION_WITH_SNAPSHOT[dialect_name(session)], {
+    when it has a row. The new row is held by this transaction: the next event about the lead in it (a batch)
+    takes it as locked without reading it."""
+    added = (await session.execute(_ADD_POSITION_WITH_SNAPSHOT[dialect_name(session)], {
         "org": org_id, "lead_id_": lead_id, "now": now, "new_lead": lead, "new_lead_version": lead_version,
-        "new_owner_id": owner_id, "new_team_id": team_id})
-    return added.first() is not None
+        "new_owner_id": owner_id, "new_team_id": team_id})).mappings().first()
+    if added is None:
+        return False
+    _remember_locked(session, Position(**added), stage=None, activities=[])  # a new lead: no stage, no activity
+    return True
 
 
 async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *,
@@ -262,11 +266,16 @@ async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: d
         row = (await session.execute(_LOCK_POSITION[dialect], key)).mappings().first()
     if row is None:
         return None
-    position = Position(**{c.name: row[c.name] for c in positions.columns})
-    position.stage = _current_stage(row)
-    position.activities = _activities_of(row["known_activities"])
+    return _remember_locked(session, Position(**{c.name: row[c.name] for c in positions.columns}),
+                            stage=_current_stage(row), activities=_activities_of(row["known_activities"]))
+
+
+def _remember_locked(session: AsyncSession, position: Position, *, stage: StageRecord | None,
+                     activities: list[Activity]) -> Position:
+    """The position as locked by the session's transaction, with what it was read with (see `Position`)."""
+    position.stage, position.activities = stage, activities
     position.read_as = _changeable_columns(position)
-    _locked_positions(session)[(org_id, lead_id)] = position
+    _locked_positions(session)[(position.org_id, position.lead_id)] = position
     return position
 
 
