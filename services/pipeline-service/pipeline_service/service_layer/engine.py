@@ -52,9 +52,11 @@ def aware(value: datetime | None) -> datetime | None:
 
 # ------------------------------------------------------------------ loading
 async def lock_position(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime, *,
-                        create: bool = True) -> Position | None:
-    """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing."""
-    return await repository.lock_position(uow.session, org_id, lead_id, now, create=create)
+                        create: bool = True, along_pipeline: str | None = None) -> Position | None:
+    """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing. With
+    `along_pipeline`, that pipeline's stages are read along (the lead is about to enter it)."""
+    return await repository.lock_position(uow.session, org_id, lead_id, now, create=create,
+                                          along_pipeline=along_pipeline)
 
 
 async def save_position(uow: UnitOfWork, pos: Position, now: datetime) -> None:
