@@ -31,7 +31,7 @@ from salesflow_shared.events import (
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters.repository import event_copies as copies
-from ..adapters.repository.event_copies import Deal, DealOutcome, DealSnapshot
+from ..adapters.repository.event_copies import DealOutcome, DealSnapshot
 from . import recalculation
 
 
@@ -44,11 +44,11 @@ def company_key(lead: LeadCreatedV1 | LeadUpdatedV1) -> str | None:
     return None
 
 
-async def _fill_unknown_closer(uow: UnitOfWork, deal: Deal, org_id: str, lead_id: str, owner_id: str | None,
-                               team_id: str | None, now: datetime) -> None:
+async def _fill_unknown_closer(uow: UnitOfWork, has_wins_without_closer: bool, org_id: str, lead_id: str,
+                               owner_id: str | None, team_id: str | None, now: datetime) -> None:
     """A win that arrived before any owner was known (events in another order, or a LeadWon without owner_id)
     credits the owner learnt afterwards; a win that named its closer keeps it."""
-    if owner_id is None or not deal.has_wins_without_closer:
+    if owner_id is None or not has_wins_without_closer:
         return
     if await copies.credit_wins_without_closer(uow.session, org_id, lead_id, owner_id, team_id):
         await recalculation.queue_for_lead(uow, org_id, lead_id, "credit_changed", now)
@@ -72,8 +72,8 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         owner = None
         if deal.assigned_version == 0:  # until a LeadAssigned arrives, lead-service's owner is the best known
             owner = (lead.owner_id, lead.team_id)
-            await _fill_unknown_closer(uow, deal, envelope.org_id, lead.lead_id, lead.owner_id, lead.team_id,
-                                       clock.now())
+            await _fill_unknown_closer(uow, deal.has_wins_without_closer, envelope.org_id, lead.lead_id,
+                                       lead.owner_id, lead.team_id, clock.now())
         await copies.save_snapshot(uow.session, envelope.org_id, lead.lead_id, snapshot, clock.now(), owner=owner)
         # A deal without a win is credited on no statement: nothing to recalculate.
         if deal.has_wins and (deal.product_line != lead.product_line or deal.company_key != snapshot.company_key):
@@ -81,12 +81,19 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
 
     @handlers.on(LeadAssignedV1)
     async def on_lead_assigned(data: LeadAssignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-        deal = await copies.lock_deal(uow.session, envelope.org_id, data.lead_id, clock.now())
-        if envelope.subject_version <= deal.assigned_version:
-            return
-        await copies.save_assignment(uow.session, envelope.org_id, data.lead_id, data.owner_id, data.team_id,
-                                     envelope.subject_version, clock.now())
-        await _fill_unknown_closer(uow, deal, envelope.org_id, data.lead_id, data.owner_id, data.team_id, clock.now())
+        # Usually the deal is known with an older assignment: written over in one statement.
+        has_wins_without_closer = await copies.save_newer_assignment(
+            uow.session, envelope.org_id, data.lead_id, data.owner_id, data.team_id, envelope.subject_version,
+            clock.now())
+        if has_wins_without_closer is None:  # a deal not known yet, or a stale assignment
+            deal = await copies.lock_deal(uow.session, envelope.org_id, data.lead_id, clock.now())
+            if envelope.subject_version <= deal.assigned_version:
+                return
+            await copies.save_assignment(uow.session, envelope.org_id, data.lead_id, data.owner_id, data.team_id,
+                                         envelope.subject_version, clock.now())
+            has_wins_without_closer = deal.has_wins_without_closer
+        await _fill_unknown_closer(uow, has_wins_without_closer, envelope.org_id, data.lead_id, data.owner_id,
+                                   data.team_id, clock.now())
 
     @handlers.on(LeadWonV1)
     @handlers.on(LeadLostV1)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -158,19 +159,21 @@ _NEW_POSITION = {"org_id": sa.bindparam("org"), "lead_id": sa.bindparam("lead_id
                  "updated_at": sa.bindparam("now")}
 _ADD_POSITION = per_dialect(lambda insert: insert(positions).values(_NEW_POSITION).on_conflict_do_nothing(
     index_elements=["org_id", "lead_id"]))
-# A lead's first snapshot (LeadCreated) as its new row, when it has none yet (RETURNING: whether it was new).
+# A lead's first snapshot (LeadCreated) as its new row, when it has none yet (RETURNING: the row, if it was new).
 _ADD_POSITION_WITH_SNAPSHOT = per_dialect(lambda insert: insert(positions).values({
     **_NEW_POSITION, "lead": sa.bindparam("new_lead", type_=sa.JSON), "lead_version": sa.bindparam("new_lead_version"),
     "owner_id": sa.bindparam("new_owner_id"), "team_id": sa.bindparam("new_team_id"),
-}).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(positions.c.lead_id))
+}).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*positions.columns))
 _CURRENT_STAGE_PREFIX = "current_stage__"  # its columns beside the position's (both have `id`, `org_id`, ...)
 _CURRENT_STAGE = [c.label(_CURRENT_STAGE_PREFIX + c.name) for c in stages.columns]
 _LEAD_ACTIVITIES = (activities.c.org_id == positions.c.org_id) & (activities.c.lead_id == positions.c.lead_id)
 
 
-def _lock_position_in_context(agg: Any, pair: Any) -> sa.Select[Any]:
+def _lock_position_in_context(agg: Any, pair: Any, along_pipeline: bool) -> sa.Select[Any]:
     """The lead's row, locked, with its current stage (not deleted, of its pipeline) and its activities as one
-    JSON array of [kind, occurred_at] (`agg`/`pair`: the dialect's JSON aggregate and array functions)."""
+    JSON array of [kind, occurred_at] (`agg`/`pair`: the dialect's JSON aggregate and array functions).
+    `along_pipeline`: also, a row per stage, what `live_pipeline_stages` reads of the pipeline `pipeline` (a
+    routing names the pipeline the lead enters)."""
     known_activities = sa.type_coerce(
         sa.select(agg(pair(activities.c.kind, activities.c.occurred_at))).where(_LEAD_ACTIVITIES)
         .correlate(positions).scalar_subquery(), sa.JSON)
@@ -178,12 +181,39 @@ def _lock_position_in_context(agg: Any, pair: Any) -> sa.Select[Any]:
                                         & (stages.c.id == positions.c.stage_id)
                                         & (stages.c.pipeline_id == positions.c.pipeline_id)
                                         & stages.c.deleted.is_(False))
-    return (sa.select(*positions.columns, *_CURRENT_STAGE, known_activities.label("known_activities"))
-            .select_from(current_stage).where(_POSITION_KEY).with_for_update(of=positions))
+    query = sa.select(*positions.columns, *_CURRENT_STAGE, known_activities.label("known_activities"))
+    if along_pipeline:
+        live = _live_pipeline(_PIPELINE_STAGE)
+        query = (query.add_columns(*_columns_of(_PIPELINE_STAGE)).order_by(_PIPELINE_STAGE.c.position)
+                 .select_from(current_stage.outerjoin(live, (pipelines.c.org_id == positions.c.org_id)
+                                                      & (pipelines.c.id == sa.bindparam("pipeline"))
+                                                      & pipelines.c.archived.is_(False))))
+    else:
+        query = query.select_from(current_stage)
+    return query.where(_POSITION_KEY).with_for_update(of=positions)
 
 
-_LOCK_POSITION = {"postgresql": _lock_position_in_context(sa.func.json_agg, sa.func.json_build_array),
-                  "sqlite": _lock_position_in_context(sa.func.json_group_array, sa.func.json_array)}
+def _live_pipeline(stage: Any) -> Any:
+    """A pipeline joined with its stages (`stage`: the stages table or an alias of it; not deleted) and its org's
+    business calendar (entering a stage dates its tasks): the join `_columns_of` reads."""
+    return (pipelines.outerjoin(stage, (stage.c.org_id == pipelines.c.org_id) & (stage.c.pipeline_id == pipelines.c.id)
+                                & stage.c.deleted.is_(False))
+            .outerjoin(business_calendars, business_calendars.c.org_id == pipelines.c.org_id))
+
+
+def _columns_of(stage: Any) -> list[Any]:
+    """What `_live_pipeline_of` reads from a `_live_pipeline(stage)` join: the pipeline's id, each stage's columns
+    (named as `_current_stage` reads them) and the calendar's."""
+    return [pipelines.c.id.label("live_pipeline_id"),
+            *[c.label(_PIPELINE_STAGE_PREFIX + c.name) for c in stage.columns], *calendars.READ_ALONG]
+
+
+_PIPELINE_STAGE_PREFIX = "pipeline_stage__"
+_PIPELINE_STAGE = stages.alias("pipeline_stage")
+_LOCK_POSITION = {(dialect, along_pipeline): _lock_position_in_context(agg, pair, along_pipeline)
+                  for dialect, (agg, pair) in {"postgresql": (sa.func.json_agg, sa.func.json_build_array),
+                                               "sqlite": (sa.func.json_group_array, sa.func.json_array)}.items()
+                  for along_pipeline in (False, True)}
 _POSITION_COLUMNS = [c.name for c in positions.columns if c.name not in ("org_id", "lead_id")]
 _SAVE_POSITION = sa.update(positions).where(_POSITION_KEY).values(
     {name: sa.bindparam(f"new_{name}") for name in _POSITION_COLUMNS})
@@ -193,12 +223,9 @@ _PIPELINE_STAGES = (sa.select(stages).where(stages.c.org_id == sa.bindparam("org
 # A live (not archived) pipeline and its stages in one statement: no row, no such pipeline; one row without a
 # stage, a pipeline without stages. The org's business calendar comes along: entering a stage dates its tasks.
 _LIVE_PIPELINE_STAGES = (
-    sa.select(pipelines.c.id.label("live_pipeline_id"), *_CURRENT_STAGE, *calendars.READ_ALONG)
-    .select_from(pipelines.outerjoin(stages, (stages.c.org_id == pipelines.c.org_id)
-                                     & (stages.c.pipeline_id == pipelines.c.id) & stages.c.deleted.is_(False))
-                 .outerjoin(business_calendars, business_calendars.c.org_id == pipelines.c.org_id))
+    sa.select(*_columns_of(_PIPELINE_STAGE)).select_from(_live_pipeline(_PIPELINE_STAGE))
     .where(pipelines.c.org_id == sa.bindparam("org"), pipelines.c.id == sa.bindparam("pipeline"),
-           pipelines.c.archived.is_(False)).order_by(stages.c.position))
+           pipelines.c.archived.is_(False)).order_by(_PIPELINE_STAGE.c.position))
 _ACTIVITIES = sa.select(activities.c.kind, activities.c.occurred_at).where(
     activities.c.org_id == sa.bindparam("org"), activities.c.lead_id == sa.bindparam("lead_id_"))
 _REQUIRED_TASK_STATUSES = sa.select(tasks.c.status).where(
@@ -218,14 +245,31 @@ _REASSIGN_TASK = sa.update(tasks).where(tasks.c.id == sa.bindparam("task_id")).v
     assignee_kind=sa.bindparam("new_assignee_kind"), assignee_id=sa.bindparam("new_assignee_id"),
     team_id=sa.bindparam("new_team_id"), version=sa.bindparam("new_version"))
 
+_LOCKED_POSITIONS = "locked_positions"  # per session: its current transaction and the positions it locked
+_LIVE_READ = "live_pipelines"  # per session: `live_pipeline_stages`' answers, by (org, pipeline)
 _STAGES_READ = "pipeline_stages"  # per session (one handler transaction or one request): read once per pipeline
 
 
-def _current_stage(row: Any) -> StageRecord | None:
-    """The stage of a row carrying `_CURRENT_STAGE`'s columns, or None when the join found none."""
-    if row[_CURRENT_STAGE_PREFIX + "id"] is None:
+def _current_stage(row: Any, prefix: str = _CURRENT_STAGE_PREFIX) -> StageRecord | None:
+    """The stage of a row carrying `_CURRENT_STAGE`'s columns (or a stage's columns named with `prefix`), or None
+    when the join found none."""
+    if row[prefix + "id"] is None:
         return None
-    return StageRecord(**{c.name: row[_CURRENT_STAGE_PREFIX + c.name] for c in stages.columns})
+    return StageRecord(**{c.name: row[prefix + c.name] for c in stages.columns})
+
+
+def _live_pipeline_of(session: AsyncSession, org_id: str, pipeline_id: str,
+                      rows: Sequence[Any]) -> list[StageRecord] | None:
+    """The pipeline's stages from rows read with `_columns_of` (None: no such pipeline, or archived), then known
+    to `live_pipeline_stages` and `pipeline_stages` for the rest of the session, and the org's calendar too."""
+    if not rows or rows[0]["live_pipeline_id"] is None:
+        seq = None
+    else:
+        seq = [stage for stage in (_current_stage(row, _PIPELINE_STAGE_PREFIX) for row in rows) if stage is not None]
+        _stages_read(session)[(org_id, pipeline_id)] = seq
+        calendars.remember_read(session, org_id, rows[0])
+    session.info.setdefault(_LIVE_READ, {})[(org_id, pipeline_id)] = seq
+    return seq
 
 
 def _activities_of(value: Any) -> list[Activity]:
@@ -238,30 +282,61 @@ def _activities_of(value: Any) -> list[Activity]:
 async def add_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *, lead: dict[str, Any],
                        lead_version: int, owner_id: str | None, team_id: str | None) -> bool:
     """A lead no event has named yet, `unrouted`, with its first snapshot and owner; False (and nothing written)
-    when it has a row."""
-    added = await session.execute(_ADD_POSITION_WITH_SNAPSHOT[dialect_name(session)], {
+    when it has a row. The new row is held by this transaction: the next event about the lead in it (a batch)
+    takes it as locked without reading it."""
+    added = (await session.execute(_ADD_POSITION_WITH_SNAPSHOT[dialect_name(session)], {
         "org": org_id, "lead_id_": lead_id, "now": now, "new_lead": lead, "new_lead_version": lead_version,
-        "new_owner_id": owner_id, "new_team_id": team_id})
-    return added.first() is not None
+        "new_owner_id": owner_id, "new_team_id": team_id})).mappings().first()
+    if added is None:
+        return False
+    _remember_locked(session, Position(**added), stage=None, activities=[])  # a new lead: no stage, no activity
+    return True
 
 
 async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: datetime, *,
-                        create: bool = True) -> Position | None:
+                        create: bool = True, along_pipeline: str | None = None) -> Position | None:
     """The lead's row, locked for this transaction, with its current stage and activities (see `Position`);
-    created (partial, `unrouted`) when missing and `create`."""
-    key = {"org": org_id, "lead_id_": lead_id}
+    created (partial, `unrouted`) when missing and `create`. Read once per transaction: a batch of events about
+    the lead gets the position the one before left (written back, and still locked). With `along_pipeline`, that
+    pipeline's stages are read by the same statement (see `live_pipeline_stages`)."""
+    known = _locked_positions(session).get((org_id, lead_id))
+    if known is not None and _changeable_columns(known) == known.read_as:  # nothing left unwritten in it
+        return known
+    key = {"org": org_id, "lead_id_": lead_id, "pipeline": along_pipeline}
     dialect = dialect_name(session)
-    row = (await session.execute(_LOCK_POSITION[dialect], key)).mappings().first()
-    if row is None and create:
+    lock = _LOCK_POSITION[dialect, along_pipeline is not None]
+    rows = (await session.execute(lock, key)).mappings().all()
+    if not rows and create:
         await session.execute(_ADD_POSITION[dialect], {**key, "now": now})
-        row = (await session.execute(_LOCK_POSITION[dialect], key)).mappings().first()
-    if row is None:
+        rows = (await session.execute(lock, key)).mappings().all()
+    if not rows:
         return None
-    position = Position(**{c.name: row[c.name] for c in positions.columns})
-    position.stage = _current_stage(row)
-    position.activities = _activities_of(row["known_activities"])
+    row = rows[0]
+    if along_pipeline is not None:
+        _live_pipeline_of(session, org_id, along_pipeline, rows)
+    return _remember_locked(session, Position(**{c.name: row[c.name] for c in positions.columns}),
+                            stage=_current_stage(row), activities=_activities_of(row["known_activities"]))
+
+
+def _remember_locked(session: AsyncSession, position: Position, *, stage: StageRecord | None,
+                     activities: list[Activity]) -> Position:
+    """The position as locked by the session's transaction, with what it was read with (see `Position`)."""
+    position.stage, position.activities = stage, activities
     position.read_as = _changeable_columns(position)
+    _locked_positions(session)[(position.org_id, position.lead_id)] = position
     return position
+
+
+def _locked_positions(session: AsyncSession) -> dict[tuple[str, str], Position]:
+    """The positions the session's current transaction locked, by (org, lead) (none once it ended: a session that
+    commits and goes on locks them again)."""
+    transaction = session.sync_session.get_transaction()
+    held: tuple[Any, dict[tuple[str, str], Position]] | None = session.info.get(_LOCKED_POSITIONS)
+    if held is None or held[0] is not transaction:
+        held = (transaction, {})
+        if transaction is not None:
+            session.info[_LOCKED_POSITIONS] = held
+    return held[1]
 
 
 def _changeable_columns(pos: Position) -> dict[str, Any]:
@@ -293,6 +368,91 @@ async def visible_position(session: AsyncSession, principal: Principal, lead_id:
         result = await session.execute(sa.select(positions).where(
             positions.c.org_id == principal.org_id, positions.c.lead_id == lead_id, _readable_by(principal)))
     return first_record(Position, result)
+
+
+@dataclass(frozen=True)
+class PositionView:
+    """What GET /v1/positions/{lead_id} shows of a lead, read by one statement: its position, the stage it is in
+    (whatever became of it), its pipeline's name (None without one), its open tasks by due time and its visits."""
+    position: Position
+    stage: StageRecord | None
+    pipeline_name: str | None
+    open_tasks: list[TaskRecord]
+    history: list[StageVisit]
+
+
+def _rows_as_json(agg: Any, pair: Any, table: sa.Table, *where: Any) -> Any:
+    """The table's rows matching `where` (correlated to `positions`) as one JSON array of arrays, a value per
+    column in the table's order (NULL for none)."""
+    return sa.type_coerce(sa.select(agg(pair(*table.columns))).where(*where).correlate(positions).scalar_subquery(),
+                          sa.JSON)
+
+
+def _position_view(agg: Any, pair: Any, readable: Any) -> sa.Select[Any]:
+    """The lead's position with what `PositionView` shows (`agg`/`pair`: the dialect's JSON aggregate and array
+    functions; `readable`: who may read it)."""
+    view_stage = stages.alias("view_stage")
+    open_tasks = _rows_as_json(agg, pair, tasks, tasks.c.org_id == positions.c.org_id,
+                               tasks.c.lead_id == positions.c.lead_id, tasks.c.status == "open")
+    visits = _rows_as_json(agg, pair, stage_history, stage_history.c.org_id == positions.c.org_id,
+                           stage_history.c.lead_id == positions.c.lead_id)
+    joined = (positions.outerjoin(view_stage, (view_stage.c.org_id == positions.c.org_id)
+                                  & (view_stage.c.id == positions.c.stage_id))
+              .outerjoin(pipelines, (pipelines.c.org_id == positions.c.org_id)
+                         & (pipelines.c.id == positions.c.pipeline_id)))
+    return (sa.select(*positions.columns, *[c.label(_CURRENT_STAGE_PREFIX + c.name) for c in view_stage.columns],
+                      pipelines.c.name.label("pipeline_name"), open_tasks.label("open_tasks"),
+                      visits.label("visits"))
+            .select_from(joined).where(positions.c.org_id == sa.bindparam("org_id"),
+                                       positions.c.lead_id == sa.bindparam("lead_id"), readable))
+
+
+_JSON_FUNCTIONS = {"postgresql": (sa.func.json_agg, sa.func.json_build_array),
+                   "sqlite": (sa.func.json_group_array, sa.func.json_array)}
+# Built once for those who see the whole org (a rep's reads name the rep: built per request).
+_POSITION_VIEW = {dialect: _position_view(agg, pair, sa.true()) for dialect, (agg, pair) in _JSON_FUNCTIONS.items()}
+
+
+def _from_json_rows(cls: type[Any], table: sa.Table, value: Any) -> list[Any]:
+    """`_rows_as_json`'s array as records. In JSON the times are ISO 8601 text (PostgreSQL: with the session's
+    offset, given back in UTC; SQLite: naive UTC, as it keeps them) and SQLite's booleans are 0 and 1."""
+    converters = [_json_time if isinstance(c.type, sa.DateTime) else bool if isinstance(c.type, sa.Boolean) else None
+                  for c in table.columns]
+    names = [c.name for c in table.columns]
+    return [cls(**{name: (convert(v) if convert is not None and v is not None else v)
+                   for name, convert, v in zip(names, converters, row, strict=True)}) for row in value or []]
+
+
+def _json_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is None else value.astimezone(UTC)
+
+
+
+async def position_view(session: AsyncSession, principal: Principal, lead_id: str) -> PositionView | None:
+    """The lead's `PositionView` if the principal may read its position (see `readable_by`), in one statement."""
+    if not session.in_transaction():
+        # A read alone in its request: its one statement sees one snapshot by itself, so no transaction is opened
+        # around it (no BEGIN and ROLLBACK round trips). After a change (move, won, lost) it reads in the change's.
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    dialect = dialect_name(session)
+    if principal.sees_whole_org:
+        statement = _POSITION_VIEW[dialect]
+    else:
+        statement = _position_view(*_JSON_FUNCTIONS[dialect], _readable_by(principal))
+    row = (await session.execute(statement, {"org_id": principal.org_id, "lead_id": lead_id})).mappings().first()
+    if row is None:
+        return None
+    open_tasks = sorted(_from_json_rows(TaskRecord, tasks, row["open_tasks"]), key=lambda t: (_utc(t.due_at), t.id))
+    history = sorted(_from_json_rows(StageVisit, stage_history, row["visits"]), key=lambda v: v.seq)
+    return PositionView(position=Position(**{c.name: row[c.name] for c in positions.columns}),
+                        stage=_current_stage(row), pipeline_name=row["pipeline_name"], open_tasks=open_tasks,
+                        history=history)
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite's naive times as UTC (for ordering them with PostgreSQL's aware ones alike)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _readable_by(principal: Principal) -> Any:
@@ -406,6 +566,7 @@ def _stages_read(session: AsyncSession) -> dict[tuple[str, str], list[StageRecor
 
 def _forget_stages_read(session: AsyncSession) -> None:
     session.info.pop(_STAGES_READ, None)
+    session.info.pop(_LIVE_READ, None)
 
 
 async def pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str) -> list[StageRecord]:
@@ -419,14 +580,12 @@ async def pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str) 
 
 async def live_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str) -> list[StageRecord] | None:
     """The stages (not deleted, in order) of the pipeline if it exists and is not archived, else None; in one
-    statement (and then known to `pipeline_stages` for the rest of the session)."""
+    statement, once per session (and then known to `pipeline_stages` too)."""
+    live_read: dict[tuple[str, str], list[StageRecord] | None] = session.info.get(_LIVE_READ, {})
+    if (org_id, pipeline_id) in live_read:
+        return live_read[(org_id, pipeline_id)]
     rows = (await session.execute(_LIVE_PIPELINE_STAGES, {"org": org_id, "pipeline": pipeline_id})).mappings().all()
-    if not rows:
-        return None
-    seq = [stage for stage in map(_current_stage, rows) if stage is not None]
-    _stages_read(session)[(org_id, pipeline_id)] = seq
-    calendars.remember_read(session, org_id, rows[0])
-    return seq
+    return _live_pipeline_of(session, org_id, pipeline_id, rows)
 
 
 _STAGE = sa.select(stages).where(stages.c.org_id == sa.bindparam("org_id"), stages.c.id == sa.bindparam("stage_id"))

@@ -52,9 +52,11 @@ def aware(value: datetime | None) -> datetime | None:
 
 # ------------------------------------------------------------------ loading
 async def lock_position(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime, *,
-                        create: bool = True) -> Position | None:
-    """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing."""
-    return await repository.lock_position(uow.session, org_id, lead_id, now, create=create)
+                        create: bool = True, along_pipeline: str | None = None) -> Position | None:
+    """The lead's row, locked for this transaction; created (partial, `unrouted`) when missing. With
+    `along_pipeline`, that pipeline's stages are read along (the lead is about to enter it)."""
+    return await repository.lock_position(uow.session, org_id, lead_id, now, create=create,
+                                          along_pipeline=along_pipeline)
 
 
 async def save_position(uow: UnitOfWork, pos: Position, now: datetime) -> None:
@@ -170,7 +172,10 @@ async def reassign_task(uow: UnitOfWork, row: TaskRecord, *, assignee_kind: str,
 async def reassign_tasks(uow: UnitOfWork, rows: list[TaskRecord], *, assignee_kind: str, assignee_id: str | None,
                          team_id: str | None, reason: str, now: datetime, by: str | None = None) -> None:
     """Give open tasks (their locked rows) to another assignee, in one statement; TaskReassigned for each task
-    whose assignee changes, in the order given."""
+    whose assignee changes, in the order given. A task that has that assignee already is left as it is (an owner
+    confirmed by the LeadAssigned that follows its routing changes nothing)."""
+    rows = [row for row in rows if (row.assignee_kind, row.assignee_id, row.team_id) != (
+        assignee_kind, assignee_id, team_id)]
     await repository.reassign_tasks(uow.session, rows, assignee_kind=assignee_kind, assignee_id=assignee_id,
                                     team_id=team_id)
     for row in rows:

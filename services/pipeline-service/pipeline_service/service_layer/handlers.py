@@ -104,7 +104,7 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
     @handlers.on(LeadRoutedV1)
     async def on_lead_routed(data: LeadRoutedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = clock.now()
-        pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now)
+        pos = await engine.lock_position(uow, envelope.org_id, data.lead_id, now, along_pipeline=data.pipeline_id)
         assert pos is not None
         if envelope.subject_version <= pos.routed_version:
             return

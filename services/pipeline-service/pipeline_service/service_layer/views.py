@@ -42,17 +42,14 @@ async def load_visible_position(uow: UnitOfWork, principal: Principal, lead_id: 
 
 
 async def position_json(uow: UnitOfWork, principal: Principal, lead_id: str, now: datetime) -> dict[str, Any]:
-    pos = await load_visible_position(uow, principal, lead_id)
-    session = uow.session
-    stage = await repository.get_stage(session, pos.org_id, pos.stage_id) if pos.stage_id else None
-    pipeline = None
-    if pos.pipeline_id:
-        pipeline = await repository.get_pipeline(session, pos.org_id, pos.pipeline_id, archived_too=True)
-    open_tasks = await repository.open_tasks_of(session, pos.org_id, pos.lead_id)
-    history = await repository.visits_of(session, pos.org_id, pos.lead_id)
+    view = await repository.position_view(uow.session, principal, lead_id)
+    if view is None or view.position.status == "erased":
+        raise NotFound(f"no position for lead {lead_id}")
+    pos, stage, open_tasks, history = view.position, view.stage, view.open_tasks, view.history
     return {
         "lead_id": pos.lead_id, "status": pos.status, "owner_id": pos.owner_id, "team_id": pos.team_id,
-        "pipeline": {"pipeline_id": pipeline.id, "name": pipeline.name} if pipeline else None,
+        "pipeline": {"pipeline_id": pos.pipeline_id, "name": view.pipeline_name}
+        if view.pipeline_name is not None else None,
         "stage": None if stage is None else {
             "stage_id": stage.id, "name": stage.name, "position": stage.position, "guidance": stage.guidance,
             "win_probability": str(Decimal(stage.win_probability).normalize()), "is_ask_stage": stage.is_ask_stage,

@@ -95,6 +95,10 @@ _SAVE_SNAPSHOT_AND_OWNER = sa.update(deals).where(_DEAL_KEY).values(
     {name: sa.bindparam(f"new_{name}") for name in (*_SNAPSHOT_VALUES, "owner_id", "team_id")})
 _SAVE_ASSIGNMENT = sa.update(deals).where(_DEAL_KEY).values(
     {name: sa.bindparam(f"new_{name}") for name in ("owner_id", "team_id", "assigned_version", "updated_at")})
+# The same over a known deal's older assignment only (the row is locked by the update itself); RETURNING what
+# the handler goes on with: whether the deal has wins without a closer (no row: nothing written).
+_SAVE_NEWER_ASSIGNMENT = _SAVE_ASSIGNMENT.where(deals.c.assigned_version < sa.bindparam("newer_than")).returning(
+    _wins_of_deal(deal_outcomes.c.owner_id.is_(None)).label("has_wins_without_closer"))
 
 
 async def lock_deal(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> Deal:
@@ -140,6 +144,17 @@ async def save_assignment(session: AsyncSession, org_id: str, lead_id: str, owne
     await session.execute(_SAVE_ASSIGNMENT, {"org": org_id, "lead": lead_id, "new_owner_id": owner_id,
                                              "new_team_id": team_id, "new_assigned_version": assigned_version,
                                              "new_updated_at": now})
+
+
+async def save_newer_assignment(session: AsyncSession, org_id: str, lead_id: str, owner_id: str | None,
+                                team_id: str | None, assigned_version: int, now: datetime) -> bool | None:
+    """`save_assignment` in one statement when the deal is known with an older assignment: whether it has wins
+    without a closer; None (and nothing written) for a deal not known yet or holding this assignment or a newer
+    one (`lock_deal` tells which)."""
+    row = (await session.execute(_SAVE_NEWER_ASSIGNMENT, {
+        "org": org_id, "lead": lead_id, "new_owner_id": owner_id, "new_team_id": team_id,
+        "new_assigned_version": assigned_version, "new_updated_at": now, "newer_than": assigned_version})).first()
+    return None if row is None else bool(row.has_wins_without_closer)
 
 
 async def credit_wins_without_closer(session: AsyncSession, org_id: str, lead_id: str, owner_id: str,
