@@ -448,9 +448,12 @@ _ATTEMPT = ((deliveries.c.id == sa.bindparam("delivery_id")) & (deliveries.c.att
 # ... and returns whether the delivery's lead is erased (an attempt that ends after the erasure is scrubbed then).
 _LEAD_ERASED_OF_DELIVERY = sa.select(leads.c.erased).where(
     leads.c.org_id == deliveries.c.org_id, leads.c.lead_id == deliveries.c.lead_id).scalar_subquery()
-_MARK_SENT = sa.update(deliveries).where(_ATTEMPT).values(
-    status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None, next_attempt_at=None
-).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
+# Several attempts' "sent" in one statement, each fenced on its `attempts` like `_ATTEMPT`.
+_MARK_SENT = sa.update(deliveries).where(
+    deliveries.c.status == "sending",
+    sa.tuple_(deliveries.c.id, deliveries.c.attempts).in_(sa.bindparam("sent_attempts", expanding=True))
+).values(status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None,
+         next_attempt_at=None).returning(deliveries.c.id, _LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
 _MARK_RETRY = sa.update(deliveries).where(_ATTEMPT).values(
     status="pending", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"),
     next_attempt_at=sa.bindparam("retry_at")).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
@@ -518,9 +521,13 @@ async def _mark(session: AsyncSession, statement: Any, values: dict[str, Any]) -
     return None if row is None else bool(row.lead_erased)
 
 
-async def mark_sent(session: AsyncSession, delivery: Delivery, now: datetime) -> bool | None:
-    """None when this attempt was overtaken; else whether the delivery's lead is erased."""
-    return await _mark(session, _MARK_SENT, {"delivery_id": delivery.id, "attempt": delivery.attempts, "now": now})
+async def mark_sent(session: AsyncSession, sent: Sequence[Delivery], now: datetime) -> dict[str, bool]:
+    """Record these attempts as sent, in one statement: by delivery id, whether its lead is erased, for each one
+    recorded (an attempt overtaken, its lease run out and another attempt begun, is not among them)."""
+    if not sent:
+        return {}
+    rows = await session.execute(_MARK_SENT, {"sent_attempts": [(d.id, d.attempts) for d in sent], "now": now})
+    return {row.id: bool(row.lead_erased) for row in rows}
 
 
 async def mark_for_retry(session: AsyncSession, delivery: Delivery, error: str | None, retry_at: datetime,
