@@ -673,15 +673,13 @@ async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list
                           .on_conflict_do_update(index_elements=["org_id", "lead_id", "list_id"], set_=values))
 
 
-async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *, subscribed_only: bool = False,
-                          other_than: str | None = None) -> list[MailchimpMember]:
-    """The lists the lead was put on (`subscribed_only`: and is still on), except as member `other_than`."""
+async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *,
+                          subscribed_only: bool = False) -> list[MailchimpMember]:
+    """The lists the lead was put on (`subscribed_only`: and is still on)."""
     query = sa.select(mailchimp_members).where(mailchimp_members.c.org_id == org_id,
                                                mailchimp_members.c.lead_id == lead_id)
     if subscribed_only:
         query = query.where(mailchimp_members.c.subscribed.is_(True))
-    if other_than is not None:
-        query = query.where(mailchimp_members.c.subscriber_hash != other_than)
     return records(MailchimpMember, (await session.execute(query)).mappings())
 
 
