@@ -363,43 +363,58 @@ async def stop_enrollment(session: AsyncSession, enrollment_id: str, reason: str
 
 @dataclass(frozen=True)
 class DueStep:
-    """A claimed enrollment whose next step is due, with what sending it needs: its sequence, the lead's details
-    and the lead owner's directory entry (each None when not known here)."""
+    """A claimed enrollment whose next step is due, with what sending it needs: its sequence, the lead's details,
+    the lead owner's directory entry and the step's template (each None when not known here)."""
     enrollment: Enrollment
     sequence: SequenceRecord | None
     lead: KnownLead | None
     owner: dict[str, Any] | None
+    template: Template | None
 
 
-def _claim_due_steps_statement() -> Any:
+def _next_template_id(dialect: str) -> Any:
+    """The template id of the enrollment's next step, out of its sequence's steps (a JSON list)."""
+    if dialect == "sqlite":
+        path = sa.literal_column("'$['").concat(enrollments.c.next_step).concat(sa.literal_column("'].template_id'"))
+        return sa.func.json_extract(sequences.c.steps, path, type_=sa.String)
+    return sequences.c.steps.op("->")(enrollments.c.next_step).op("->>", return_type=sa.String)(
+        sa.literal_column("'template_id'"))
+
+
+def _claim_due_steps_statement(dialect: str) -> Any:
     joined = (enrollments
               .outerjoin(sequences, (sequences.c.org_id == enrollments.c.org_id)
                          & (sequences.c.id == enrollments.c.sequence_id))
               .outerjoin(leads, (leads.c.org_id == enrollments.c.org_id) & (leads.c.lead_id == enrollments.c.lead_id))
-              .outerjoin(reps, (reps.c.org_id == leads.c.org_id) & (reps.c.rep_id == leads.c.owner_id)))
+              .outerjoin(reps, (reps.c.org_id == leads.c.org_id) & (reps.c.rep_id == leads.c.owner_id))
+              .outerjoin(templates, (templates.c.org_id == enrollments.c.org_id)
+                         & (templates.c.id == _next_template_id(dialect))))
     return (sa.select(*_prefixed(enrollments, "enrollment_"), *_prefixed(sequences, "sequence_"),
-                      *_prefixed(leads, "lead_"), *_prefixed(reps, "owner_"))
+                      *_prefixed(leads, "lead_"), *_prefixed(reps, "owner_"), *_prefixed(templates, "template_"))
             .select_from(joined)
             .where(enrollments.c.status == "active", enrollments.c.next_due_at <= sa.bindparam("now"))
             .order_by(enrollments.c.next_due_at).limit(sa.bindparam("limit"))
             .with_for_update(skip_locked=True, of=enrollments))
 
 
-_CLAIM_DUE_STEPS = _claim_due_steps_statement()
+_CLAIM_DUE_STEPS = {dialect: _claim_due_steps_statement(dialect) for dialect in ("sqlite", "postgresql")}
 
 
 async def claim_due_steps(session: AsyncSession, now: datetime, limit: int) -> list[DueStep]:
     """Active enrollments whose next step is due, locked (SKIP LOCKED: replicas share the work) until commit, with
-    their sequences, leads and owners: one statement per batch."""
+    their sequences, leads, owners and the steps' templates: one statement per batch."""
     steps = []
-    for row in (await session.execute(_CLAIM_DUE_STEPS, {"now": now, "limit": limit})).mappings():
+    for row in (await session.execute(_CLAIM_DUE_STEPS[dialect_name(session)], {"now": now, "limit": limit})
+                ).mappings():
         enrollment = _unprefixed(row, enrollments, "enrollment_")
         sequence = _unprefixed(row, sequences, "sequence_")
         lead = _unprefixed(row, leads, "lead_")
+        template = _unprefixed(row, templates, "template_")
         assert enrollment is not None
         steps.append(DueStep(enrollment=Enrollment(**enrollment),
                              sequence=SequenceRecord(**sequence) if sequence else None,
-                             lead=KnownLead(**lead) if lead else None, owner=_unprefixed(row, reps, "owner_")))
+                             lead=KnownLead(**lead) if lead else None, owner=_unprefixed(row, reps, "owner_"),
+                             template=Template(**template) if template else None))
     return steps
 
 
