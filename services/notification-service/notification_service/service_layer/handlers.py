@@ -123,8 +123,9 @@ class NotificationHandlers:
         before = await ensure_lead(uow.session, org, data.lead_id, now)
         for previous in {before.owner_id, data.previous_owner_id}:
             await repository.remember_past_owner(uow.session, org, data.lead_id, previous, data.owner_id, now)
-        lead = await repository.update_lead(uow.session, org, data.lead_id, {"owner_id": data.owner_id,
-                                                                            "updated_at": now})
+        # Often told already (StageAdvanced names the owner too): then the row stays as it is.
+        lead = before if before.owner_id == data.owner_id else await repository.update_lead(
+            uow.session, org, data.lead_id, {"owner_id": data.owner_id, "updated_at": now})
         if data.previous_owner_id == data.owner_id:
             return
         decision = data.decision_id or f"v{envelope.subject_version}"
