@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from typing import Any
 
 import httpx
@@ -37,7 +38,9 @@ def subscriber_hash(email: str) -> str:
 
 class MailchimpClient:
     def __init__(self, api_key: str, *, base_url: str = "", max_connections: int = 10, timeout_s: float = 10.0,
-                 max_retries: int = 4, backoff_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
+                 max_retries: int = 4, backoff_s: float = 0.5, backoff_max_s: float = 30.0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: the TLS settings (certificate authorities) to use; by default loaded for this client alone."""
         self.base_url = base_url_for(api_key, base_url)
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -46,7 +49,8 @@ class MailchimpClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url, auth=("salesflow", api_key),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            timeout=httpx.Timeout(timeout_s, pool=None), headers={"User-Agent": "salesflow-notification/0.1"})
+            timeout=httpx.Timeout(timeout_s, pool=None), headers={"User-Agent": "salesflow-notification/0.1"},
+            verify=tls if tls is not None else True)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -124,11 +128,14 @@ class MailchimpClients:
                                              max_retries=max_retries, backoff_s=backoff_s,
                                              backoff_max_s=backoff_max_s)
         self._clients: dict[str, MailchimpClient] = {}
+        # Loaded once, at start-up, for every org's client: loading the certificate authorities costs more CPU than
+        # hundreds of calls (it was paid by each org's first call).
+        self._tls = httpx.create_ssl_context()
 
     def for_key(self, api_key: str) -> MailchimpClient:
         client = self._clients.get(api_key)
         if client is None:
-            client = self._clients[api_key] = MailchimpClient(api_key, **self._options)
+            client = self._clients[api_key] = MailchimpClient(api_key, **self._options, tls=self._tls)
         return client
 
     async def aclose(self) -> None:

@@ -363,43 +363,58 @@ async def stop_enrollment(session: AsyncSession, enrollment_id: str, reason: str
 
 @dataclass(frozen=True)
 class DueStep:
-    """A claimed enrollment whose next step is due, with what sending it needs: its sequence, the lead's details
-    and the lead owner's directory entry (each None when not known here)."""
+    """A claimed enrollment whose next step is due, with what sending it needs: its sequence, the lead's details,
+    the lead owner's directory entry and the step's template (each None when not known here)."""
     enrollment: Enrollment
     sequence: SequenceRecord | None
     lead: KnownLead | None
     owner: dict[str, Any] | None
+    template: Template | None
 
 
-def _claim_due_steps_statement() -> Any:
+def _next_template_id(dialect: str) -> Any:
+    """The template id of the enrollment's next step, out of its sequence's steps (a JSON list)."""
+    if dialect == "sqlite":
+        path = sa.literal_column("'$['").concat(enrollments.c.next_step).concat(sa.literal_column("'].template_id'"))
+        return sa.func.json_extract(sequences.c.steps, path, type_=sa.String)
+    return sequences.c.steps.op("->")(enrollments.c.next_step).op("->>", return_type=sa.String)(
+        sa.literal_column("'template_id'"))
+
+
+def _claim_due_steps_statement(dialect: str) -> Any:
     joined = (enrollments
               .outerjoin(sequences, (sequences.c.org_id == enrollments.c.org_id)
                          & (sequences.c.id == enrollments.c.sequence_id))
               .outerjoin(leads, (leads.c.org_id == enrollments.c.org_id) & (leads.c.lead_id == enrollments.c.lead_id))
-              .outerjoin(reps, (reps.c.org_id == leads.c.org_id) & (reps.c.rep_id == leads.c.owner_id)))
+              .outerjoin(reps, (reps.c.org_id == leads.c.org_id) & (reps.c.rep_id == leads.c.owner_id))
+              .outerjoin(templates, (templates.c.org_id == enrollments.c.org_id)
+                         & (templates.c.id == _next_template_id(dialect))))
     return (sa.select(*_prefixed(enrollments, "enrollment_"), *_prefixed(sequences, "sequence_"),
-                      *_prefixed(leads, "lead_"), *_prefixed(reps, "owner_"))
+                      *_prefixed(leads, "lead_"), *_prefixed(reps, "owner_"), *_prefixed(templates, "template_"))
             .select_from(joined)
             .where(enrollments.c.status == "active", enrollments.c.next_due_at <= sa.bindparam("now"))
             .order_by(enrollments.c.next_due_at).limit(sa.bindparam("limit"))
             .with_for_update(skip_locked=True, of=enrollments))
 
 
-_CLAIM_DUE_STEPS = _claim_due_steps_statement()
+_CLAIM_DUE_STEPS = {dialect: _claim_due_steps_statement(dialect) for dialect in ("sqlite", "postgresql")}
 
 
 async def claim_due_steps(session: AsyncSession, now: datetime, limit: int) -> list[DueStep]:
     """Active enrollments whose next step is due, locked (SKIP LOCKED: replicas share the work) until commit, with
-    their sequences, leads and owners: one statement per batch."""
+    their sequences, leads, owners and the steps' templates: one statement per batch."""
     steps = []
-    for row in (await session.execute(_CLAIM_DUE_STEPS, {"now": now, "limit": limit})).mappings():
+    for row in (await session.execute(_CLAIM_DUE_STEPS[dialect_name(session)], {"now": now, "limit": limit})
+                ).mappings():
         enrollment = _unprefixed(row, enrollments, "enrollment_")
         sequence = _unprefixed(row, sequences, "sequence_")
         lead = _unprefixed(row, leads, "lead_")
+        template = _unprefixed(row, templates, "template_")
         assert enrollment is not None
         steps.append(DueStep(enrollment=Enrollment(**enrollment),
                              sequence=SequenceRecord(**sequence) if sequence else None,
-                             lead=KnownLead(**lead) if lead else None, owner=_unprefixed(row, reps, "owner_")))
+                             lead=KnownLead(**lead) if lead else None, owner=_unprefixed(row, reps, "owner_"),
+                             template=Template(**template) if template else None))
     return steps
 
 
@@ -448,9 +463,12 @@ _ATTEMPT = ((deliveries.c.id == sa.bindparam("delivery_id")) & (deliveries.c.att
 # ... and returns whether the delivery's lead is erased (an attempt that ends after the erasure is scrubbed then).
 _LEAD_ERASED_OF_DELIVERY = sa.select(leads.c.erased).where(
     leads.c.org_id == deliveries.c.org_id, leads.c.lead_id == deliveries.c.lead_id).scalar_subquery()
-_MARK_SENT = sa.update(deliveries).where(_ATTEMPT).values(
-    status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None, next_attempt_at=None
-).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
+# Several attempts' "sent" in one statement, each fenced on its `attempts` like `_ATTEMPT`.
+_MARK_SENT = sa.update(deliveries).where(
+    deliveries.c.status == "sending",
+    sa.tuple_(deliveries.c.id, deliveries.c.attempts).in_(sa.bindparam("sent_attempts", expanding=True))
+).values(status="sent", sent_at=sa.bindparam("now"), updated_at=sa.bindparam("now"), error=None,
+         next_attempt_at=None).returning(deliveries.c.id, _LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
 _MARK_RETRY = sa.update(deliveries).where(_ATTEMPT).values(
     status="pending", error=sa.bindparam("failure"), updated_at=sa.bindparam("now"),
     next_attempt_at=sa.bindparam("retry_at")).returning(_LEAD_ERASED_OF_DELIVERY.label("lead_erased"))
@@ -518,9 +536,13 @@ async def _mark(session: AsyncSession, statement: Any, values: dict[str, Any]) -
     return None if row is None else bool(row.lead_erased)
 
 
-async def mark_sent(session: AsyncSession, delivery: Delivery, now: datetime) -> bool | None:
-    """None when this attempt was overtaken; else whether the delivery's lead is erased."""
-    return await _mark(session, _MARK_SENT, {"delivery_id": delivery.id, "attempt": delivery.attempts, "now": now})
+async def mark_sent(session: AsyncSession, sent: Sequence[Delivery], now: datetime) -> dict[str, bool]:
+    """Record these attempts as sent, in one statement: by delivery id, whether its lead is erased, for each one
+    recorded (an attempt overtaken, its lease run out and another attempt begun, is not among them)."""
+    if not sent:
+        return {}
+    rows = await session.execute(_MARK_SENT, {"sent_attempts": [(d.id, d.attempts) for d in sent], "now": now})
+    return {row.id: bool(row.lead_erased) for row in rows}
 
 
 async def mark_for_retry(session: AsyncSession, delivery: Delivery, error: str | None, retry_at: datetime,
@@ -666,15 +688,13 @@ async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list
                           .on_conflict_do_update(index_elements=["org_id", "lead_id", "list_id"], set_=values))
 
 
-async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *, subscribed_only: bool = False,
-                          other_than: str | None = None) -> list[MailchimpMember]:
-    """The lists the lead was put on (`subscribed_only`: and is still on), except as member `other_than`."""
+async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *,
+                          subscribed_only: bool = False) -> list[MailchimpMember]:
+    """The lists the lead was put on (`subscribed_only`: and is still on)."""
     query = sa.select(mailchimp_members).where(mailchimp_members.c.org_id == org_id,
                                                mailchimp_members.c.lead_id == lead_id)
     if subscribed_only:
         query = query.where(mailchimp_members.c.subscribed.is_(True))
-    if other_than is not None:
-        query = query.where(mailchimp_members.c.subscriber_hash != other_than)
     return records(MailchimpMember, (await session.execute(query)).mappings())
 
 

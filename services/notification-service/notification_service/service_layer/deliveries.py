@@ -17,17 +17,19 @@ replayed event, a second replica, or a restarted worker therefore finds the row 
 Sending happens outside any transaction: a worker claims due `pending` rows (and `sending` rows whose lease
 ran out) with FOR UPDATE SKIP LOCKED, marks them `sending`, bumps `attempts`, sets `next_attempt_at` to the
 lease's end and commits; then it talks to the outside world; then it records the outcome in a second short
-transaction fenced on `attempts` (a worker whose lease ran out cannot overwrite a newer attempt).
+transaction fenced on `attempts` (a worker whose lease ran out cannot overwrite a newer attempt). Outcomes that
+end while another is being recorded are recorded together next, in one transaction (all those sent by one
+statement): a commit per attempt would otherwise be the worker's main cost.
 
 The one window that can duplicate: the SMTP relay (or Mailchimp, or a webhook receiver) accepted the message
 and the process dies before the "sent" transaction commits. The row stays `sending` and, once its lease
-(`delivery_lease_s`) expires, is attempted again. The window is kept as narrow as it can be: nothing but the
-outcome UPDATE runs between the relay's acceptance and the commit; if the database is unreachable at that
-moment (an outage, not a crash), the worker keeps the outcome and retries recording it until the database is
-back, and meanwhile never claims that row again itself; and the retry re-sends the very same
-stored message with the same `Message-ID: <delivery-id@domain>` (so mail clients and relays that dedupe by
-Message-ID show it once); Mailchimp upserts are idempotent by nature and webhooks carry
-`Salesflow-Delivery-Id` for receivers to dedupe.
+(`delivery_lease_s`) expires, is attempted again. The window is kept as narrow as it can be: nothing but
+recording outcomes (this one's, and those of attempts that ended just before) runs between the relay's
+acceptance and the commit; if the database is unreachable at that moment (an outage, not a crash), the worker
+keeps the outcome and retries recording it until the database is back, and meanwhile never claims that row
+again itself; and the retry re-sends the very same stored message with the same
+`Message-ID: <delivery-id@domain>` (so mail clients and relays that dedupe by Message-ID show it once); Mailchimp
+upserts are idempotent by nature and webhooks carry `Salesflow-Delivery-Id` for receivers to dedupe.
 """
 from __future__ import annotations
 
@@ -181,6 +183,10 @@ class DeliveryWorker:
         # Deliveries attempted whose outcome could not be recorded yet (database outage): never claimed again
         # by this worker, or their lease would run out and the message be sent a second time.
         self._unrecorded: set[str] = set()
+        # Attempts ended and not recorded yet, each with what its attempt awaits; recorded by one holder of the lock
+        # at a time, all those queued at once (see `_record`).
+        self._to_record: list[tuple[Delivery, Outcome, asyncio.Future[None]]] = []
+        self._recording = asyncio.Lock()
 
     async def run_once(self) -> bool:
         """Attempt the due deliveries; whether more may be due at once (the batch was full: run again at once; a
@@ -231,49 +237,82 @@ class DeliveryWorker:
             await self._record(row, outcome)
 
     async def _record(self, row: Delivery, outcome: Outcome) -> None:
-        """Record the outcome; while the database is unreachable, keep it and try again (a lost "sent" is a
-        message sent twice once the lease runs out). A crash or shutdown meanwhile leaves the row `sending`."""
+        """Record the outcome, together with those of the other attempts that ended meanwhile (one transaction, one
+        statement for all those sent): the first to end is recorded at once, those ending while it commits with
+        the next commit (they would be waiting for a connection otherwise). While the database is unreachable,
+        keep the outcomes and try again (a lost "sent" is a message sent twice once the lease runs out). A crash
+        or shutdown meanwhile leaves the rows `sending`."""
         self._unrecorded.add(row.id)
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_record.append((row, outcome, recorded))
         try:
-            delay = 0.1
-            while True:
-                try:
-                    await self._record_once(row, outcome)
-                    return
-                except Exception as exc:
-                    if not is_database_outage(exc):
-                        raise
-                    log.warning("delivery_outcome_not_recorded_yet", delivery_id=row.id, ok=outcome.ok,
-                                error=f"{type(exc).__name__}: {exc}"[:300])
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+            async with self._recording:
+                if self._to_record:  # else an earlier holder recorded this one with its own
+                    batch, self._to_record = self._to_record, []
+                    try:
+                        await self._record_until_done([(r, o) for r, o, _ in batch])
+                    except BaseException as exc:  # noqa: BLE001 - each attempt of the batch raises it (below)
+                        for _, _, done in batch:
+                            if isinstance(exc, asyncio.CancelledError):
+                                done.cancel()
+                            else:
+                                done.set_exception(exc)
+                    else:
+                        for _, _, done in batch:
+                            done.set_result(None)
+            await recorded
         finally:
             self._unrecorded.discard(row.id)
 
-    async def _record_once(self, row: Delivery, outcome: Outcome) -> None:
+    async def _record_until_done(self, batch: list[tuple[Delivery, Outcome]]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._record_once(batch)
+                return
+            except Exception as exc:
+                if not is_database_outage(exc):
+                    raise
+                log.warning("delivery_outcome_not_recorded_yet", delivery_ids=[r.id for r, _ in batch],
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _record_once(self, batch: list[tuple[Delivery, Outcome]]) -> None:
         now = self.clock.now()
         async with self.context.uow() as uow:
             # Each mark says whether the lead is erased (None: this attempt was overtaken, nothing recorded).
-            lead_erased: bool | None
-            if outcome.ok:
-                lead_erased = await repository.mark_sent(uow.session, row, now)
-                if lead_erased is not None:
+            lead_erased: dict[str, bool | None] = {}
+            sent = [row for row, outcome in batch if outcome.ok]
+            marked = await repository.mark_sent(uow.session, sent, now)
+            for row in sent:
+                lead_erased[row.id] = marked.get(row.id)
+                if row.id in marked:
                     publish_outcome(uow, row, ok=True, now=now)
-            elif outcome.transient and row.attempts < self.settings.delivery_max_attempts:
-                delay = backoff_s(row.attempts, base_s=self.settings.delivery_retry_base_s,
-                                  max_s=self.settings.delivery_retry_max_s)
-                lead_erased = await repository.mark_for_retry(uow.session, row, outcome.error,
-                                                              now + timedelta(seconds=delay), now)
-            else:
-                lead_erased = await repository.mark_failed(uow.session, row, outcome.error, now)
-                if lead_erased is not None:
-                    publish_outcome(uow, row, ok=False, now=now, error=outcome.error,
-                                    permanent=not outcome.transient)
-            if row.lead_id and lead_erased is not False:  # erased while this attempt was in flight: scrub it now
-                await forget_erased_lead_data(uow.session, row.org_id, row.lead_id)
+            for row, outcome in batch:
+                if outcome.ok:
+                    continue
+                if outcome.transient and row.attempts < self.settings.delivery_max_attempts:
+                    delay = backoff_s(row.attempts, base_s=self.settings.delivery_retry_base_s,
+                                      max_s=self.settings.delivery_retry_max_s)
+                    lead_erased[row.id] = await repository.mark_for_retry(uow.session, row, outcome.error,
+                                                                          now + timedelta(seconds=delay), now)
+                else:
+                    lead_erased[row.id] = await repository.mark_failed(uow.session, row, outcome.error, now)
+                    if lead_erased[row.id] is not None:
+                        publish_outcome(uow, row, ok=False, now=now, error=outcome.error,
+                                        permanent=not outcome.transient)
+            # Erased while an attempt was in flight: scrub it now (once per lead).
+            erased_leads: dict[tuple[str, str], None] = {}  # (org, lead), in the batch's order
+            for row, _ in batch:
+                if row.lead_id and lead_erased[row.id] is not False:
+                    erased_leads[(row.org_id, row.lead_id)] = None
+            for org_id, lead_id in erased_leads:
+                await forget_erased_lead_data(uow.session, org_id, lead_id)
             await uow.commit()
-        log.info("delivery_attempted", delivery_id=row.id, kind=row.kind, ok=outcome.ok,
-                 error=redact_personal(outcome.error))
+        for row, outcome in batch:
+            log.info("delivery_attempted", delivery_id=row.id, kind=row.kind, ok=outcome.ok,
+                     error=redact_personal(outcome.error))
 
     # ------------------------------------------------------------------ one attempt per kind
     async def _send(self, row: Delivery, mailchimp_keys: dict[str, str]) -> None:

@@ -77,13 +77,11 @@ class NotificationHandlers:
 
     async def on_lead_updated(self, data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        before, lead = await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now)
+        lead = await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now)
         if lead is None:
             return
-        if before.email and lead.email and before.email != lead.email:
-            await mailchimp_sync.on_email_changed(uow, org_id=org, lead=lead, version=envelope.subject_version,
-                                                  now=now)
-        await self._follow_lists(uow, org, lead, f"lead@{envelope.subject_version}", now)
+        # Its lists follow its state, and its address, when that changed (told by the lists themselves).
+        await mailchimp_sync.follow_update(uow, org_id=org, lead=lead, version=envelope.subject_version, now=now)
 
     async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -125,8 +123,9 @@ class NotificationHandlers:
         before = await ensure_lead(uow.session, org, data.lead_id, now)
         for previous in {before.owner_id, data.previous_owner_id}:
             await repository.remember_past_owner(uow.session, org, data.lead_id, previous, data.owner_id, now)
-        lead = await repository.update_lead(uow.session, org, data.lead_id, {"owner_id": data.owner_id,
-                                                                            "updated_at": now})
+        # Often told already (StageAdvanced names the owner too): then the row stays as it is.
+        lead = before if before.owner_id == data.owner_id else await repository.update_lead(
+            uow.session, org, data.lead_id, {"owner_id": data.owner_id, "updated_at": now})
         if data.previous_owner_id == data.owner_id:
             return
         decision = data.decision_id or f"v{envelope.subject_version}"

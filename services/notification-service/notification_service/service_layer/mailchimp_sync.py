@@ -3,6 +3,7 @@
 and carried out by the delivery worker."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
 from ..adapters.mailchimp import subscriber_hash
-from ..adapters.repository import MailchimpMember, MailchimpRule
+from ..adapters.repository import ListSettings, MailchimpMember, MailchimpRule
 from ..domain.leads import KnownLead
 from ..domain.mailchimp_lists import LeadLife, ListRule, changes, desired_lists, holds, nurture_rule
 from ..domain.rendering import lead_variables
@@ -80,22 +81,35 @@ async def remove(uow: UnitOfWork, *, org_id: str, lead_id: str, list_id: str, me
     return row is not None
 
 
-async def on_email_changed(uow: UnitOfWork, *, org_id: str, lead: KnownLead, version: int,
-                           now: datetime) -> int:
-    """The lead's address changed: on every list it is subscribed to, the old member is archived and the new
-    address subscribed with the same tags and merge fields, in that order (one delivery per list; its key
-    holds the lead version, so a redelivered or replayed update adds nothing). Archived rather than
-    unsubscribed: the person did not opt out, and an unsubscribed address is one Mailchimp will not re-add."""
-    email = lead.email
-    if not email or lead.erased or lead.unsubscribed \
-            or await repository.get_mailchimp_account(uow.session, org_id) is None:
+async def follow_update(uow: UnitOfWork, *, org_id: str, lead: KnownLead, version: int, now: datetime) -> int:
+    """LeadUpdated stored (`lead`, as this transaction wrote it): the lead's address may have changed
+    (`_move_to_address`) and its lists follow its state (`reconcile`), from one read of its Mailchimp settings."""
+    state = await repository.list_settings(uow.session, org_id, lead.lead_id)
+    if state is None:
         return 0
+    moved, state = await _move_to_address(uow, state, org_id=org_id, lead=lead, version=version, now=now)
+    return moved + await _reconcile(uow, state, org_id=org_id, lead=lead, transition=f"lead@{version}", now=now)
+
+
+async def _move_to_address(uow: UnitOfWork, state: ListSettings, *, org_id: str, lead: KnownLead, version: int,
+                           now: datetime) -> tuple[int, ListSettings]:
+    """The lead's address changed: on every list it is subscribed to as another address, the old member is
+    archived and the new address subscribed with the same tags and merge fields, in that order (one delivery per
+    list; its key holds the lead version, so a redelivered or replayed update adds nothing). Archived rather than
+    unsubscribed: the person did not opt out, and an unsubscribed address is one Mailchimp will not re-add.
+    The members as a list holds them is what tells a changed address (the lists are kept under the lead's lock,
+    which this transaction holds): no read of the address before the update. How many moved, and the settings
+    as they now are."""
+    email = lead.email
+    if not email or lead.erased or lead.unsubscribed:
+        return 0, state
     new_member = subscriber_hash(email)
-    members = await repository.members_of_lead(uow.session, org_id, lead.lead_id, subscribed_only=True,
-                                               other_than=new_member)
-    not_before = await _after_in_flight(uow, org_id, lead.lead_id, now)
+    elsewhere = [m for m in state.members if m.subscribed and m.subscriber_hash != new_member]
+    if not elsewhere:
+        return 0, state
+    not_before = _not_before(state.in_flight_until, now)
     moved = 0
-    for m in members:
+    for m in elsewhere:
         tags, merge_fields = list(m.tags or []), dict(m.merge_fields or {})
         status_if_new = m.status_if_new or "subscribed"
         await repository.remember_member(uow.session, org_id, lead.lead_id, m.list_id, new_member, now, tags=tags,
@@ -110,7 +124,15 @@ async def on_email_changed(uow: UnitOfWork, *, org_id: str, lead: KnownLead, ver
                                     payload={"list_id": m.list_id, "action": "subscribed", "tags": tags,
                                              "ops": ops})
         moved += 1 if row is not None else 0
-    return moved
+    moved_lists = {m.list_id for m in elsewhere}
+    # As the rows now are: the new address on those lists, and the calls just added due when `not_before` says.
+    members = [dataclasses.replace(m, subscriber_hash=new_member, updated_at=now, tags=list(m.tags or []),
+                                   merge_fields=dict(m.merge_fields or {}),
+                                   status_if_new=m.status_if_new or "subscribed") if m.list_id in moved_lists
+               else m for m in state.members]
+    due = not_before or now
+    in_flight_until = due if state.in_flight_until is None else max(state.in_flight_until, due)
+    return moved, dataclasses.replace(state, members=members, in_flight_until=in_flight_until)
 
 
 async def remove_everywhere(uow: UnitOfWork, *, org_id: str, lead_id: str, archive: bool, reason: str,
@@ -136,6 +158,12 @@ async def reconcile(uow: UnitOfWork, *, org_id: str, lead: KnownLead, transition
     state = await repository.list_settings(uow.session, org_id, lead.lead_id)
     if state is None:
         return 0
+    return await _reconcile(uow, state, org_id=org_id, lead=lead, transition=transition, now=now)
+
+
+async def _reconcile(uow: UnitOfWork, state: ListSettings, *, org_id: str, lead: KnownLead, transition: str,
+                     now: datetime) -> int:
+    """`reconcile` with the org's and the lead's Mailchimp settings read already."""
     settings, rows, not_before = state.account, state.rules, _not_before(state.in_flight_until, now)
     by_id = {r.id: r for r in rows}
     rules = [ListRule(id=r.id, trigger=r.trigger, list_id=r.list_id, action=r.action,

@@ -35,22 +35,18 @@ async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, now: dat
 
 
 async def apply_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int,
-                         now: datetime) -> tuple[KnownLead, KnownLead | None]:
-    """Store the snapshot when newer than what we hold: the row before, and after (None for a stale or erased
-    lead, which is left as it was)."""
-    row = await ensure_lead(session, org_id, lead.lead_id, now)
-    if row.erased or version <= row.lead_version:
-        return row, None
-    return row, await repository.update_lead(session, org_id, lead.lead_id,
-                                             {**_snapshot_values(lead), "lead_version": version, "updated_at": now})
+                         now: datetime) -> KnownLead | None:
+    """Store the snapshot when newer than what we hold, in one statement that locks the lead's row: the row as it
+    now is, or None for a stale event or an erased lead (left as it was)."""
+    return await repository.store_newer_snapshot(session, org_id, lead.lead_id, {
+        **_snapshot_values(lead), "lead_version": version, "updated_at": now})
 
 
 async def store_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int,
                          now: datetime) -> tuple[KnownLead, bool]:
-    """`apply_snapshot` when the row before is not needed (one statement, not two): the row as it now is, and
-    whether the snapshot was stored (False: stale, or the lead is erased)."""
-    after = await repository.store_newer_snapshot(session, org_id, lead.lead_id, {
-        **_snapshot_values(lead), "lead_version": version, "updated_at": now})
+    """`apply_snapshot`, and the row as it is when the snapshot was not stored: the row, and whether the snapshot
+    was stored (False: stale, or the lead is erased)."""
+    after = await apply_snapshot(session, org_id, lead, version, now)
     if after is not None:
         return after, True
     return await ensure_lead(session, org_id, lead.lead_id, now), False

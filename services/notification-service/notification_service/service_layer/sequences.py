@@ -86,6 +86,8 @@ class SequenceScheduler:
         now = self.clock.now()
         async with self.context.uow() as uow:
             due = await repository.claim_due_steps(uow.session, now, self.settings.worker_batch_size)
+            if not due:
+                return False  # nothing written: nothing to commit
             for claimed in due:
                 try:
                     await self._step(uow, claimed, now)
@@ -100,8 +102,8 @@ class SequenceScheduler:
                     await uow.commit()
                     return True
             await uow.commit()
-        if due:  # the steps' deliveries are the delivery worker's work (a tick's own commits ring for no one)
-            self.context.commits.ring(source=WORKER)
+        # The steps' deliveries are the delivery worker's work (a tick's own commits ring for no one).
+        self.context.commits.ring(source=WORKER)
         # Run again at once only after a full batch: a smaller one took every step due; the next falls due with
         # time (the idle poll) or with a commit that rings.
         return len(due) >= self.settings.worker_batch_size
@@ -122,7 +124,7 @@ class SequenceScheduler:
             return
         spec = spec_of(sequence)
         index = enrollment.next_step
-        await self._record_step(uow, sequence, enrollment, lead, claimed.owner, spec.steps[index], index, now)
+        await self._record_step(uow, sequence, enrollment, lead, claimed, spec.steps[index], index, now)
         due = None  # after the last step: completed
         if index + 1 < len(spec.steps):
             due = next_due(now, spec.steps[index + 1], lead_timezone=lead.timezone,
@@ -131,8 +133,9 @@ class SequenceScheduler:
         await repository.advance_enrollment(session, enrollment.id, next_step=index + 1, next_due_at=due, now=now)
 
     async def _record_step(self, uow: UnitOfWork, sequence: SequenceRecord, enrollment: Enrollment,
-                           lead: KnownLead, owner: dict[str, Any] | None, step: Step, index: int,
-                           now: datetime) -> None:
+                           lead: KnownLead, claimed: DueStep, step: Step, index: int, now: datetime) -> None:
+        """`claimed`: the step's owner and template, read with the claim."""
+        owner, template = claimed.owner, claimed.template
         org_id, lead_id = enrollment.org_id, enrollment.lead_id
         common: dict[str, Any]  # of several types: what both outcomes' delivery rows share
         common = dict(org_id=org_id, kind="email", recipient_kind="prospect", reason="sequence", now=now,
@@ -140,7 +143,6 @@ class SequenceScheduler:
                       enrollment_id=enrollment.id, step=index, template_id=step.template_id,
                       idem_key=f"sequence:{sequence.id}:lead:{lead_id}:{enrollment.trigger_key}:step:{index}",
                       message_id_domain=self.settings.message_id_domain)
-        template = await repository.get_template(uow.session, org_id, template_id=step.template_id)
         error = None
         payload = None
         if template is None:
