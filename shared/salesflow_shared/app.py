@@ -35,7 +35,7 @@ from .observability import ServiceMetrics, health_router, install_request_metric
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .tracing import TracingMiddleware, configure_tracing
-from .uow import UnitOfWork
+from .uow import RecordPublished, UnitOfWork
 from .wakeup import CommitBell, commit_channel, current_worker, listen_for_commits
 
 log = structlog.get_logger(__name__)
@@ -72,6 +72,9 @@ class ServiceDefinition:
     # the service's channel, and/or wake this process's workers on those notifications (see wakeup.py).
     announce_commits: bool = False
     listen_for_commits: bool = False
+    # What the service records of its own events in the transaction that publishes them, instead of consuming
+    # them back (lead-service: their timeline entries): called by every commit with the events it publishes.
+    record_published: RecordPublished | None = None
 
 
 class ServiceContext:
@@ -129,7 +132,8 @@ class ServiceContext:
     def uow(self) -> UnitOfWork:
         announce = self.definition.announce_commits and self.database.dialect == "postgresql"
         return UnitOfWork(self.database, self.name, after_commit=self._committed,
-                          notify_channel=commit_channel(self.name) if announce else None, clock=self.clock)
+                          notify_channel=commit_channel(self.name) if announce else None, clock=self.clock,
+                          record_published=self.definition.record_published)
 
     def _committed(self, published: bool) -> None:
         if published:

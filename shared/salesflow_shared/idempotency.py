@@ -171,7 +171,8 @@ IdempotencyDep = Annotated[IdempotentRequest, Depends(idempotency_key)]
 @dataclass(frozen=True)
 class Answer:
     """What `act` answers when its status depends on what it did (201 created or 200 updated, a 409 that is
-    stored like any answer), with that answer's headers."""
+    stored like any answer), with that answer's headers. `body` is JSON as built (dicts, lists, strings,
+    numbers, booleans, None): it is stored and answered as it is, not walked again by FastAPI's encoder."""
     body: Any
     status_code: int
     headers: dict[str, str] | None = None
@@ -190,7 +191,7 @@ async def once(idem: IdempotentRequest, uow: Any, *, org_id: str, scope: str, pa
         return replay
     result = await act()
     if isinstance(result, Answer):
-        body, status_code, answer_headers = jsonable_encoder(result.body), result.status_code, result.headers
+        body, status_code, answer_headers = result.body, result.status_code, result.headers
     else:
         body = jsonable_encoder(result)
         answer_headers = headers(body) if headers is not None else None

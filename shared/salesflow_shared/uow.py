@@ -1,7 +1,7 @@
 """The unit of work: one database transaction whose events go to the outbox in that same transaction."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +14,14 @@ from .events import Envelope, EventData, make_event, utcnow
 from .infra_tables import outbox_table
 from .logging import traceparent_var
 
+# What a service records of its own events in the transaction that publishes them (see ServiceDefinition).
+RecordPublished = Callable[["UnitOfWork", list[tuple[EventData, Envelope]]], Awaitable[None]]
+
 
 class UnitOfWork:
     def __init__(self, database: Database, producer: str, after_commit: Callable[[bool], None] | None = None,
-                 notify_channel: str | None = None, clock: Clock | None = None) -> None:
+                 notify_channel: str | None = None, clock: Clock | None = None,
+                 record_published: RecordPublished | None = None) -> None:
         self.database = database
         self.producer = producer
         # The service's clock (ServiceContext.clock): handlers and use cases read the time from it.
@@ -29,6 +33,9 @@ class UnitOfWork:
         self._outgoing: list[Envelope] = []
         # The trace each event was published in (read when published: a batch of events commits outside it).
         self._traceparents: dict[str, str | None] = {}
+        # Called by each commit with the events it publishes, in order, before their outbox rows are written.
+        self._record_published = record_published
+        self._published_data: dict[Any, EventData] = {}  # by event id, while a hook wants them
         self.published: list[Envelope] = []  # what the committed transactions put in the outbox
         self.session: AsyncSession
 
@@ -40,6 +47,7 @@ class UnitOfWork:
         # Anything not committed is rolled back, including events: they never reach the outbox.
         await self.session.rollback()
         self._outgoing.clear()
+        self._published_data.clear()
         await self.session.close()
 
     @property
@@ -52,11 +60,16 @@ class UnitOfWork:
                               occurred_at=occurred_at, producer=self.producer)
         self._outgoing.append(envelope)
         self._traceparents[str(envelope.id)] = traceparent_var.get()
+        if self._record_published is not None:
+            self._published_data[envelope.id] = data
         return envelope
 
     async def commit(self) -> None:
         outgoing = self._outgoing
         self._outgoing = []
+        if outgoing and self._record_published is not None:
+            await self._record_published(self, [(self._published_data[e.id], e) for e in outgoing])
+        self._published_data.clear()
         if outgoing:
             await self.session.execute(INSERT_OUTBOX, [
                 outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing])
@@ -70,6 +83,7 @@ class UnitOfWork:
 
     async def rollback(self) -> None:
         self._outgoing.clear()
+        self._published_data.clear()
         await self.session.rollback()
 
 

@@ -17,7 +17,7 @@ from .service_layer.handlers import EVENT_HANDLERS
 from .service_layer.imports import import_worker
 from .service_layer.intake_batch import IntakeBatcher
 from .service_layer.reprocessing import submission_sweeper
-from .service_layer.timeline import TIMELINE_HANDLERS
+from .service_layer.timeline import TIMELINE_HANDLERS, record_own_events
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -40,8 +40,10 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         settings=settings or Settings(),
         routers=[router],
         migrations_path=MIGRATIONS,
-        # Every event about a lead also goes on its timeline (after this service's own handling).
+        # Every event about a lead also goes on its timeline (after this service's own handling); the entries of
+        # this service's own events are written by the transaction that publishes them (not consumed back).
         event_handlers=EventHandlers.merged(EVENT_HANDLERS, TIMELINE_HANDLERS),
+        record_published=record_own_events,
         # Deliveries in batches, one transaction each: a message's two handlers (its own and the timeline's)
         # share one inbox statement and one commit, and a batch's timeline entries are one insert. A failed
         # batch is handled again one message at a time, each handler in its own transaction, so one handler's

@@ -23,6 +23,8 @@ def with_valid_custom_fields(lead_in: LeadIn, setup: OrgSetup) -> LeadIn:
     if problems:
         errors = [FieldError(f"custom_fields.{k}", m) for k, m in problems.items()]
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+    if not clean and not lead_in.custom_fields:
+        return lead_in  # nothing to coerce: no copy
     return lead_in.model_copy(update={"custom_fields": clean})
 
 

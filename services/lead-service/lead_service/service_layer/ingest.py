@@ -122,11 +122,6 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
                  now: datetime) -> list[Outcome]:
     """Create or update one lead per candidate, in order, inside the caller's transaction."""
 
-    emails = sorted({c.lead.contact.email for c in candidates if c.lead.contact.email})
-    # Lock order is company → contact → lead in every ingest (no lock taken by this first read), so
-    # concurrent submissions of one person queue up instead of deadlocking.
-    seen = await open_leads_by_email(uow.session, org_id, emails, for_update=False)
-
     company_keys: list[str | None] = []
     wanted_companies: dict[str, dict[str, str | None]] = {}
     for candidate in candidates:
@@ -135,19 +130,18 @@ async def ingest(uow: UnitOfWork, org_id: str, candidates: list[Candidate], setu
         if key is not None:
             merged = wanted_companies.setdefault(key, {})
             merged.update({k: v for k, v in values.items() if v is not None})
-    company_rows = await lead_repo.upsert_companies(uow.session, org_id, dict(sorted(wanted_companies.items())), now)
-
-    wanted_contacts: dict[str, dict[str, str | None]] = {}
+    wanted_contacts: dict[str, tuple[dict[str, str | None], str | None]] = {}  # email → values, company key
     for candidate, key in zip(candidates, company_keys, strict=True):
         email = candidate.lead.contact.email
         if email is None:
             continue
-        merged = wanted_contacts.setdefault(email, {"email": email})
-        merged.update({k: v for k, v in candidate.lead.contact.model_dump().items() if v is not None})
-        if key is not None:
-            merged["company_id"] = company_rows[key].company_id
-    # Sorted keys keep the lock order stable between concurrent batches.
-    contact_rows = await lead_repo.upsert_contacts(uow.session, org_id, dict(sorted(wanted_contacts.items())), now)
+        merged, earlier_key = wanted_contacts.get(email, ({"email": email}, None))
+        merged.update({f: v for f in CONTACT_FIELDS if (v := getattr(candidate.lead.contact, f)) is not None})
+        wanted_contacts[email] = (merged, key if key is not None else earlier_key)
+    # Lock order is company → contact → lead in every ingest (the open leads are read first, unlocked), so
+    # concurrent submissions of one person queue up instead of deadlocking.
+    people = await lead_repo.upsert_people(uow.session, org_id, wanted_companies, wanted_contacts, now)
+    seen, company_rows, contact_rows = people.open_leads, people.companies, people.contacts
     # Lock the open leads now. A contact we did not insert but with no open lead seen above may belong to a
     # concurrent submission of the same person that committed while we waited on the contact row: looking
     # again finds its lead, which is then updated rather than duplicated. SQLite cannot tell an inserted

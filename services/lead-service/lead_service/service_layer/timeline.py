@@ -1,4 +1,9 @@
-"""Recording and reading a lead's timeline (entries from domain/timeline.py, one table, idempotent)."""
+"""Recording and reading a lead's timeline (entries from domain/timeline.py, one table, idempotent).
+
+The entries of this service's own events (LeadCreated, LeadUpdated, LeadDisqualified) are written by the
+transaction that publishes them (`record_own_events`, the unit of work's commit hook), and so is the forgetting
+of an erased lead's story: they are not consumed back through the broker. Other services' events are consumed.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -49,9 +54,26 @@ async def record_timelines(items: list[tuple[EventData, Envelope]], uow: UnitOfW
 record_timeline.handle_many = record_timelines  # type: ignore[attr-defined]  # the consumer's batch hook
 
 
+# The told events this service publishes itself: their entries are written with them (`record_own_events`).
+OWN_TOLD_EVENTS = frozenset(m.event_type for m in ALL_EVENT_MODELS
+                            if m.event_type in TOLD_EVENTS and m.producer == "lead-service")
+
+
+async def record_own_events(uow: UnitOfWork, published: list[tuple[EventData, Envelope]]) -> None:
+    """At the commit that publishes them: the entries of this service's told events, and an erasure forgets
+    its lead's story (in publishing order, as `record_timelines` takes a delivered batch)."""
+    told = [(data, envelope) for data, envelope in published
+            if envelope.type in OWN_TOLD_EVENTS or isinstance(data, LeadErasedV1)]
+    if told:
+        await record_timelines(told, uow)
+
+
 TIMELINE_HANDLERS = EventHandlers()
-TIMELINE_HANDLERS.add_each((m for m in ALL_EVENT_MODELS if m.event_type in TOLD_EVENTS), record_timeline)
-# One handler for the erasure too, so that a batch forgets and adds in delivery order.
+TIMELINE_HANDLERS.add_each((m for m in ALL_EVENT_MODELS
+                            if m.event_type in TOLD_EVENTS and m.event_type not in OWN_TOLD_EVENTS), record_timeline)
+# The erasure is consumed too, though its transaction forgot the story already: delivered after the events of
+# other services that were on their way at the erasure, it forgets their entries as well (once per erasure,
+# not per lead). One handler for it, so that a batch forgets and adds in delivery order.
 TIMELINE_HANDLERS.add(LeadErasedV1, record_timeline)
 
 

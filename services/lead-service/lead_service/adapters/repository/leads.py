@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
@@ -281,23 +282,32 @@ def _upsert(table: sa.Table, key: list[str], set_: Callable[[Any], dict[str, Any
     return upserts
 
 
-_COMPANY_UPSERT = _upsert(
-    companies, ["org_id", "dedup_key"],
-    lambda excluded: {"name": sa.func.coalesce(companies.c.name, excluded.name),
-                      "domain": sa.func.coalesce(companies.c.domain, excluded.domain),
-                      "size": sa.func.coalesce(excluded.size, companies.c.size),
-                      "industry": sa.func.coalesce(excluded.industry, companies.c.industry),
-                      "updated_at": excluded.updated_at},
-    lambda _dialect: [companies.c.id, companies.c.dedup_key, *[companies.c[f] for f in COMPANY_FIELDS]])
-_CONTACT_UPSERT = _upsert(
-    contacts, ["org_id", "email"],
+def _company_merged(excluded: Any) -> dict[str, Any]:
+    """A company upserted again: the name and domain it had stay, the size and industry sent replace theirs."""
+    return {"name": sa.func.coalesce(companies.c.name, excluded.name),
+            "domain": sa.func.coalesce(companies.c.domain, excluded.domain),
+            "size": sa.func.coalesce(excluded.size, companies.c.size),
+            "industry": sa.func.coalesce(excluded.industry, companies.c.industry),
+            "updated_at": excluded.updated_at}
+
+
+def _contact_merged(excluded: Any) -> dict[str, Any]:
+    """A contact upserted again: what was sent replaces, what was not stays; an erased contact is a person again."""
     # sa.null(), not None: a literal None would stop SQLAlchemy batching the executemany
-    lambda excluded: {**{f: sa.func.coalesce(excluded[f], contacts.c[f])
-                         for f in ("first_name", "last_name", "phone", "title", "company_id")},
-                      "updated_at": excluded.updated_at, "erased_at": sa.null()},
-    lambda dialect: [contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS],
-                     # PostgreSQL: xmax = 0 marks a row this statement inserted (a new person: no lead to find)
-                     (sa.literal_column("xmax") == 0 if dialect == "postgresql" else sa.false()).label("inserted")])
+    return {**{f: sa.func.coalesce(excluded[f], contacts.c[f])
+               for f in ("first_name", "last_name", "phone", "title", "company_id")},
+            "updated_at": excluded.updated_at, "erased_at": sa.null()}
+
+
+_COMPANY_RETURNED = [companies.c.id, companies.c.dedup_key, *[companies.c[f] for f in COMPANY_FIELDS]]
+# PostgreSQL: xmax = 0 marks a row this statement inserted (a new person: no lead to find)
+_INSERTED_BY_POSTGRESQL = (sa.literal_column("xmax") == 0).label("inserted")
+_CONTACT_RETURNED = [contacts.c.id, contacts.c.company_id, *[contacts.c[f] for f in CONTACT_FIELDS]]
+_COMPANY_UPSERT = _upsert(companies, ["org_id", "dedup_key"], _company_merged, lambda _dialect: _COMPANY_RETURNED)
+_CONTACT_UPSERT = _upsert(
+    contacts, ["org_id", "email"], _contact_merged,
+    lambda dialect: [*_CONTACT_RETURNED,
+                     _INSERTED_BY_POSTGRESQL if dialect == "postgresql" else sa.false().label("inserted")])
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -327,6 +337,93 @@ async def upsert_contacts(session: AsyncSession, org_id: str, wanted: dict[str, 
     rows = (await (await session.connection()).execute(_CONTACT_UPSERT[_dialect(session)], params)).all()
     return {r.email: UpsertedContact(StoredContact(r.id, *(getattr(r, f) for f in CONTACT_FIELDS)),
                                      bool(r.inserted)) for r in rows}
+
+
+@dataclass(frozen=True)
+class People:
+    """The people of an intake: the open lead of each email as it was before (not locked), and each company
+    (by de-duplication key) and contact (by email) as the upserts left them."""
+    open_leads: dict[str, StoredLead]
+    companies: dict[str, StoredCompany]
+    contacts: dict[str, UpsertedContact]
+
+
+def _one_person_statement(with_company: bool) -> Any:
+    """PostgreSQL: one person's intake in one statement — the company upsert, the contact upsert linking it, and
+    the person's newest open lead. Every part of a statement reads the snapshot it began with, so the open lead
+    (and its contact and company) is read as it was before the upserts, as the separate statements read it;
+    the upserts lock company, then contact (the contact's insert reads the company's id)."""
+    def param(name: str, column: sa.Column[Any]) -> Any:
+        return sa.bindparam(name, type_=column.type)
+
+    company = None
+    contact_company: Any = sa.null()
+    if with_company:
+        company_insert = postgresql.insert(companies).values(
+            id=param("company_id", companies.c.id), org_id=param("org_id", companies.c.org_id),
+            dedup_key=param("company_key", companies.c.dedup_key),
+            **{f: param(f"company_{f}", companies.c[f]) for f in COMPANY_FIELDS},
+            created_at=param("now", companies.c.created_at), updated_at=param("now", companies.c.updated_at))
+        company = company_insert.on_conflict_do_update(
+            index_elements=["org_id", "dedup_key"], set_=_company_merged(company_insert.excluded),
+        ).returning(*_COMPANY_RETURNED).cte("upserted_company")
+        contact_company = sa.select(company.c.id).scalar_subquery()
+    contact_insert = postgresql.insert(contacts).values(
+        id=param("contact_id", contacts.c.id), org_id=param("org_id", contacts.c.org_id),
+        email=param("email", contacts.c.email),
+        **{f: param(f"contact_{f}", contacts.c[f]) for f in CONTACT_FIELDS if f != "email"},
+        company_id=contact_company,
+        created_at=param("now", contacts.c.created_at), updated_at=param("now", contacts.c.updated_at))
+    contact = contact_insert.on_conflict_do_update(
+        index_elements=["org_id", "email"], set_=_contact_merged(contact_insert.excluded),
+    ).returning(*_CONTACT_RETURNED, _INSERTED_BY_POSTGRESQL).cte("upserted_contact")
+    open_lead = _OPEN_LEADS.where(leads.c.email == sa.bindparam("email")) \
+        .order_by(leads.c.created_at.desc(), leads.c.id.desc()).limit(1).cte("open_lead")
+    columns = [*[contact.c[c.name].label(f"person_contact_{c.name}") for c in _CONTACT_RETURNED],
+               contact.c.inserted.label("person_inserted"), *open_lead.c]
+    joined = contact.outerjoin(open_lead, sa.true())
+    if company is not None:
+        columns += [company.c[c.name].label(f"person_company_{c.name}") for c in _COMPANY_RETURNED]
+        joined = joined.join(company, sa.true())
+    return sa.select(*columns).select_from(joined)
+
+
+_ONE_PERSON = {True: _one_person_statement(True), False: _one_person_statement(False)}  # with a company or not
+
+
+async def upsert_people(session: AsyncSession, org_id: str, wanted_companies: dict[str, dict[str, str | None]],
+                        wanted_contacts: dict[str, tuple[dict[str, str | None], str | None]],
+                        now: datetime) -> People:
+    """Read the open lead of each email (not locked), then create or fill the companies of these
+    de-duplication keys and the contacts of these emails (each with the company of its key, when it has one).
+
+    One person on PostgreSQL (an API entry, a lone submission) is one statement; otherwise (several people,
+    SQLite) a read and an upsert of each kind. Keys are taken in sorted order (a stable lock order)."""
+    only_key = next(iter(wanted_contacts.values()))[1] if len(wanted_contacts) == 1 else None
+    if len(wanted_contacts) == 1 and _dialect(session) == "postgresql" and set(wanted_companies) <= {only_key}:
+        [(email, (contact, key))] = wanted_contacts.items()
+        company = wanted_companies.get(key) if key is not None else None
+        params = {"org_id": org_id, "email": email, "now": now, "contact_id": new_id(),
+                  **{f"contact_{f}": contact.get(f) for f in CONTACT_FIELDS if f != "email"}}
+        if company is not None:
+            params.update({"company_id": new_id(), "company_key": key,
+                           **{f"company_{f}": company.get(f) for f in COMPANY_FIELDS}})
+        row = (await (await session.connection()).execute(_ONE_PERSON[company is not None], params)).one()
+        m = row._mapping
+        upserted = UpsertedContact(StoredContact(m["person_contact_id"], *(m[f"person_contact_{f}"]
+                                                                            for f in CONTACT_FIELDS)),
+                                   bool(m["person_inserted"]))
+        return People(
+            open_leads={email: stored_lead(row)} if m["id"] is not None else {},
+            companies={key: StoredCompany(m["person_company_id"], *(m[f"person_company_{f}"] for f in COMPANY_FIELDS))}
+            if company is not None and key is not None else {},
+            contacts={email: upserted})
+    open_leads = await open_leads_by_email(session, org_id, sorted(wanted_contacts), for_update=False)
+    company_rows = await upsert_companies(session, org_id, dict(sorted(wanted_companies.items())), now)
+    contact_rows = await upsert_contacts(session, org_id, {
+        email: {**contact, "company_id": company_rows[key].company_id if key is not None else None}
+        for email, (contact, key) in sorted(wanted_contacts.items())}, now)
+    return People(open_leads, company_rows, contact_rows)
 
 
 _INSERT_CONTACTS = sa.insert(contacts)

@@ -1,0 +1,56 @@
+"""`record_published`: what a service keeps of its own events is written by the commit that publishes them, with
+the events in publishing order; a rolled-back unit of work records nothing."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from salesflow_shared.db import Database
+from salesflow_shared.events import Envelope, EventData, LeadDisqualifiedV1, LeadErasedV1
+from salesflow_shared.infra_tables import add_infrastructure_tables, outbox_table
+from salesflow_shared.uow import UnitOfWork
+
+metadata = sa.MetaData()
+add_infrastructure_tables(metadata)
+kept = sa.Table("kept", metadata, sa.Column("event_id", sa.String, primary_key=True), sa.Column("lead_id", sa.String))
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> Any:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'uow.db'}")
+    async with database.engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    yield database
+    await database.engine.dispose()
+
+
+async def rows(database: Database, table: sa.Table) -> int:
+    async with database.session() as session:
+        return int((await session.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+
+
+async def test_the_commit_that_publishes_records_its_events_in_order_and_a_rollback_nothing(database):
+    seen: list[list[str]] = []
+
+    async def record(uow: UnitOfWork, published: list[tuple[EventData, Envelope]]) -> None:
+        seen.append([data.event_type for data, _ in published])
+        await uow.session.execute(sa.insert(kept), [
+            {"event_id": str(envelope.id), "lead_id": getattr(data, "lead_id", None)} for data, envelope in published])
+
+    async with UnitOfWork(database, "test", record_published=record) as uow:
+        uow.publish(LeadDisqualifiedV1(lead_id="l-1", reason="no budget"), org_id="o", subject_id="l-1")
+        await uow.rollback()
+        uow.publish(LeadErasedV1(lead_id="l-2"), org_id="o", subject_id="l-2")
+        uow.publish(LeadDisqualifiedV1(lead_id="l-3", reason="spam"), org_id="o", subject_id="l-3")
+        await uow.commit()
+        await uow.commit()  # nothing published since: nothing recorded
+
+    assert seen == [["LeadErased", "LeadDisqualified"]]
+    assert await rows(database, kept) == 2 and await rows(database, outbox_table) == 2
+
+    async with UnitOfWork(database, "test", record_published=record) as uow:
+        uow.publish(LeadErasedV1(lead_id="l-4"), org_id="o", subject_id="l-4")
+    assert await rows(database, kept) == 2 and await rows(database, outbox_table) == 2  # left uncommitted
