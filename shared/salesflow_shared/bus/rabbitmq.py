@@ -130,10 +130,15 @@ class RabbitBus(EventBus):
 
     def _batching(self, channel: AbstractChannel, subscription: Subscription, retry_names: list[str],
                   dlq_name: str) -> Any:
-        """Collect deliveries for up to `batch_wait_ms` (or `batch_size`), hand them over in one call."""
+        """Hand deliveries over in batches (one call each, up to `batch_size`). A delivery that finds no batch in
+        hand goes at once, with whatever came in the same read from the broker: a lone event never waits for a
+        timer. Those that arrive while a batch is in hand wait for it to end (or `batch_wait_ms` at most), and
+        go together: under load, batches grow."""
         pending: list[AbstractIncomingMessage] = []
         unsettled = UnsettledDeliveries()
         flush_task: list[asyncio.Task[None] | None] = [None]
+        timer_running = [False]  # flush_task is still waiting out `batch_wait_ms`
+        batches_in_hand = [0]
         assert subscription.batch_callback is not None
         batch_callback = subscription.batch_callback
         in_flight = asyncio.Semaphore(subscription.max_batches_in_flight) \
@@ -155,6 +160,7 @@ class RabbitBus(EventBus):
             task = asyncio.current_task()
             if task is not None:
                 self._in_flight.add(task)
+            batches_in_hand[0] += 1
             try:
                 items = []
                 for message in batch:
@@ -175,22 +181,34 @@ class RabbitBus(EventBus):
                 else:
                     await unsettled.ack_batch(batch)
             finally:
+                batches_in_hand[0] -= 1
                 if task is not None:
                     self._in_flight.discard(task)
+                if pending and flush_task[0] is not None and timer_running[0]:
+                    # What waited for this batch goes now, not when its timer ends.
+                    flush_task[0].cancel()
+                    flush_task[0] = asyncio.create_task(delayed_flush(0))
 
-        async def delayed_flush() -> None:
-            await asyncio.sleep(subscription.batch_wait_ms / 1000)
+        async def delayed_flush(wait_s: float) -> None:
+            if wait_s > 0:
+                timer_running[0] = True
+                try:
+                    await asyncio.sleep(wait_s)
+                finally:
+                    timer_running[0] = False
             await flush()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             unsettled.received(message)
             pending.append(message)
             if len(pending) >= subscription.batch_size:
-                if flush_task[0] is not None:  # still sleeping (a running flush has cleared it): cancel
+                if flush_task[0] is not None:  # not handling yet (a running flush has cleared it): cancel
                     flush_task[0].cancel()
                 await flush()
             elif flush_task[0] is None:
-                flush_task[0] = asyncio.create_task(delayed_flush())
+                # (A task: it runs once the deliveries of this read from the broker are all in `pending`.)
+                flush_task[0] = asyncio.create_task(
+                    delayed_flush(subscription.batch_wait_ms / 1000 if batches_in_hand[0] else 0))
 
         return on_message
 
