@@ -137,7 +137,9 @@ class RabbitBus(EventBus):
         pending: list[AbstractIncomingMessage] = []
         unsettled = UnsettledDeliveries()
         flush_task: list[asyncio.Task[None] | None] = [None]
-        timer_running = [False]  # flush_task is still waiting out `batch_wait_ms`
+        # While a batch is in hand: what starts the next flush `batch_wait_ms` after its first delivery, unless
+        # the batch in hand ends first.
+        flush_timer: list[asyncio.TimerHandle | None] = [None]
         batches_in_hand = [0]
         assert subscription.batch_callback is not None
         batch_callback = subscription.batch_callback
@@ -184,31 +186,31 @@ class RabbitBus(EventBus):
                 batches_in_hand[0] -= 1
                 if task is not None:
                     self._in_flight.discard(task)
-                if pending and flush_task[0] is not None and timer_running[0]:
-                    # What waited for this batch goes now, not when its timer ends.
-                    flush_task[0].cancel()
-                    flush_task[0] = asyncio.create_task(delayed_flush(0))
+                if flush_timer[0] is not None:  # what waited for this batch goes now, not when the timer ends
+                    flush_timer[0].cancel()
+                    start_flush()
 
-        async def delayed_flush(wait_s: float) -> None:
-            if wait_s > 0:
-                timer_running[0] = True
-                try:
-                    await asyncio.sleep(wait_s)
-                finally:
-                    timer_running[0] = False
-            await flush()
+        def start_flush() -> None:
+            # (A task: it runs once the deliveries of this read from the broker are all in `pending`.)
+            flush_timer[0] = None
+            flush_task[0] = asyncio.create_task(flush())
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             unsettled.received(message)
             pending.append(message)
             if len(pending) >= subscription.batch_size:
+                if flush_timer[0] is not None:
+                    flush_timer[0].cancel()
+                    flush_timer[0] = None
                 if flush_task[0] is not None:  # not handling yet (a running flush has cleared it): cancel
                     flush_task[0].cancel()
                 await flush()
-            elif flush_task[0] is None:
-                # (A task: it runs once the deliveries of this read from the broker are all in `pending`.)
-                flush_task[0] = asyncio.create_task(
-                    delayed_flush(subscription.batch_wait_ms / 1000 if batches_in_hand[0] else 0))
+            elif flush_task[0] is None and flush_timer[0] is None:
+                if batches_in_hand[0]:
+                    flush_timer[0] = asyncio.get_running_loop().call_later(subscription.batch_wait_ms / 1000,
+                                                                           start_flush)
+                else:
+                    start_flush()
 
         return on_message
 
