@@ -8,6 +8,9 @@ and fake enrichment provider. Submissions are sent open-loop (each at its schedu
 one is doing). Arrival of LeadAssigned / StageAdvanced is observed by a queue of our own bound to the namespaced
 exchange. Latency = event received − submission sent. Baseline in the same run: the HTTP round trip of
 `GET /healthz` on lead-service at the same rate (what the client, the loop and uvicorn cost alone).
+Per hop (which one holds the tail): each lead's path is timed from the services' own outbox and inbox rows (the
+outbox row's `created_at` just before its commit, `published_at` when the relay claimed it; the inbox row's
+`processed_at` when the consumer began handling the event) and our arrival times, all on this machine's clock.
 
 Run: `.venv/bin/python bench/e2e_latency.py --rates 50 200 --duration 60`
 """
@@ -29,7 +32,7 @@ for folder in ["tests", "services/lead-service/tests", "services/notification-se
 
 import aio_pika  # noqa: E402
 import httpx  # noqa: E402
-from e2e_testkit import LEAD, World, new_org, running_world, setup_inbound_org, signed  # noqa: E402
+from e2e_testkit import ASSIGNMENT, LEAD, PIPELINE, World, new_org, running_world, setup_inbound_org, signed  # noqa: E402
 
 from salesflow_shared.events import Envelope  # noqa: E402
 from salesflow_shared.testing import AMQP_URL  # noqa: E402
@@ -102,6 +105,7 @@ class Arrivals:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.first: dict[str, dict[str, float]] = {"LeadAssigned": {}, "StageAdvanced": {}}
+        self.first_wall: dict[str, dict[str, float]] = {"LeadAssigned": {}, "StageAdvanced": {}}  # time.time()
 
     async def __aenter__(self) -> Arrivals:
         self.connection = await aio_pika.connect(AMQP_URL)
@@ -114,13 +118,14 @@ class Arrivals:
             await queue.bind(exchange, routing_key=event_type)
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            now = time.perf_counter()
+            now, wall = time.perf_counter(), time.time()
             await message.ack()
             envelope = Envelope.from_json(message.body)
             seen = self.first[envelope.type]
             if envelope.type == "StageAdvanced" and envelope.data.get("reason") != "entry":
                 return
             seen.setdefault(envelope.subject_id, now)
+            self.first_wall[envelope.type].setdefault(envelope.subject_id, wall)
 
         await queue.consume(on_message)
         return self
@@ -146,6 +151,7 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
     form = setup.form
     tag = uuid.uuid4().hex[:6]
     sent_at: dict[str, float] = {}
+    sent_wall: dict[str, float] = {}
     answered_at: dict[str, float] = {}
     refused = 0
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
@@ -165,7 +171,7 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
             fields = {"email": f"lead{i}-{tag}@bench-company{i % 50}.de", "first": f"Lead{i}", "last": "Bench",
                       "job": "CTO", "company": f"Bench Company {i % 50}", "country": "DE", "budget": "2000"}
             body = json.dumps(fields).encode()
-            began = time.perf_counter()
+            began, began_wall = time.perf_counter(), time.time()
             try:
                 response = await client.post(f"/v1/forms/{form['id']}/submissions", content=body,
                                              headers=signed(form["signing_secret"], body))
@@ -175,6 +181,7 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
             if response.status_code in (200, 201):
                 lead_id = response.json()["lead_id"]
                 sent_at[lead_id], answered_at[lead_id] = began, time.perf_counter()
+                sent_wall[lead_id] = began_wall
             else:
                 refused += 1
 
@@ -205,10 +212,70 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
     print(summary("submission → StageAdvanced", in_stage, len(sent_at)))
     leads = max(len(sent_at), 1)
     total = sum(cpu_used.values())
+    await print_hops(world, sent_wall, arrivals.first_wall)
     print("CPU per accepted lead (all of its work, over the run):  " + "  ".join(
         f"{name.removesuffix('-service')} {1000 * seconds / leads:.1f} ms" for name, seconds in cpu_used.items()))
     print(f"  total {1000 * total / leads:.1f} ms per lead → at most {os.cpu_count() * leads / total:.1f} leads/s "
           f"on this machine's {os.cpu_count()} cores")
+
+
+# Each hop of a lead's path: (name, the stamp it starts at, the stamp it ends at). Stamps: "sent" (the
+# submission), "<service>:<out|in>:<EventType>:<created|published|processed>" and "arrived:<EventType>".
+HOPS = [
+    ("intake (request → commit)", "sent", "lead:out:LeadCreated:created"),
+    ("lead-service relay wait", "lead:out:LeadCreated:created", "lead:out:LeadCreated:published"),
+    ("→ assignment handler", "lead:out:LeadCreated:published", "assignment:in:LeadCreated:processed"),
+    ("assignment handling", "assignment:in:LeadCreated:processed", "assignment:out:LeadAssigned:created"),
+    ("assignment relay wait", "assignment:out:LeadAssigned:created", "assignment:out:LeadAssigned:published"),
+    ("LeadAssigned → bench", "assignment:out:LeadAssigned:published", "arrived:LeadAssigned"),
+    ("→ pipeline handler", "assignment:out:LeadRouted:published", "pipeline:in:LeadRouted:processed"),
+    ("pipeline handling", "pipeline:in:LeadRouted:processed", "pipeline:out:StageAdvanced:created"),
+    ("pipeline relay wait", "pipeline:out:StageAdvanced:created", "pipeline:out:StageAdvanced:published"),
+    ("StageAdvanced → bench", "pipeline:out:StageAdvanced:published", "arrived:StageAdvanced"),
+]
+OUTBOX_STAMPS = "SELECT payload::json->>'subject_id' AS lead, event_type, event_id, " \
+    "extract(epoch FROM created_at) AS created, extract(epoch FROM published_at) AS published FROM outbox " \
+    "WHERE event_type = ANY(:types) AND (event_type <> 'StageAdvanced' OR payload::json->'data'->>'reason' = 'entry')"
+INBOX_STAMPS = "SELECT event_id, event_type, extract(epoch FROM processed_at) AS processed FROM inbox " \
+    "WHERE event_type = ANY(:types)"
+
+
+async def print_hops(world: World, sent_wall: dict[str, float], arrived: dict[str, dict[str, float]]) -> None:
+    """Each hop's percentiles over the leads, and where the slowest 5% of leads spent their time."""
+    stamps: dict[str, dict[str, float]] = {lead: {"sent": t} for lead, t in sent_wall.items()}
+    lead_of: dict[str, str] = {}  # event id → lead id
+    for service, short, types in ((LEAD, "lead", ["LeadCreated"]),
+                                  (ASSIGNMENT, "assignment", ["LeadRouted", "LeadAssigned"]),
+                                  (PIPELINE, "pipeline", ["StageAdvanced"])):
+        for row in await world.rows(service, OUTBOX_STAMPS, types=types):
+            lead_of[row["event_id"]] = row["lead"]
+            if row["lead"] in stamps and row["published"] is not None:
+                seen = stamps[row["lead"]]
+                seen.setdefault(f"{short}:out:{row['event_type']}:created", float(row["created"]))
+                seen.setdefault(f"{short}:out:{row['event_type']}:published", float(row["published"]))
+    for service, short, types in ((ASSIGNMENT, "assignment", ["LeadCreated"]), (PIPELINE, "pipeline", ["LeadRouted"])):
+        for row in await world.rows(service, INBOX_STAMPS, types=types):
+            lead = lead_of.get(row["event_id"])
+            if lead in stamps:
+                stamps[lead].setdefault(f"{short}:in:{row['event_type']}:processed", float(row["processed"]))
+    for event_type, by_lead in arrived.items():
+        for lead, t in by_lead.items():
+            if lead in stamps:
+                stamps[lead][f"arrived:{event_type}"] = t
+    complete = {lead: seen for lead, seen in stamps.items()
+                if all(start in seen and end in seen for _, start, end in HOPS)}
+    print(f"per hop ({len(complete)} leads with every stamp):")
+    for name, start, end in HOPS:
+        print("  " + summary(name, [seen[end] - seen[start] for seen in complete.values()], len(complete)))
+    if not complete:
+        return
+    total = {lead: seen["arrived:StageAdvanced"] - seen["sent"] for lead, seen in complete.items()}
+    slowest = sorted(total, key=total.__getitem__)[-max(1, len(total) // 20):]
+    print(f"  slowest {len(slowest)} leads (submission → StageAdvanced), ms per hop:")
+    for lead in reversed(slowest):
+        seen = complete[lead]
+        print(f"    {1000 * total[lead]:7.1f}: " + " ".join(
+            f"{1000 * (seen[end] - seen[start]):.0f}" for _, start, end in HOPS))
 
 
 def main() -> None:

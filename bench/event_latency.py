@@ -6,12 +6,16 @@ Measured one event at a time (no queueing), N times. Baseline in the same run: a
 confirm to a queue and a consumer receiving it (no database at all).
 Relay rate: N events committed first, then the time for the relay to publish all of them with confirms,
 against a bare publish-with-confirms loop of the same size.
+With `--rate R`: also commits arriving at random (Poisson, R per second on average, a fixed seed), each its own
+transaction as concurrent requests make them, so that some land while the relay publishes an earlier one:
+commit → handler latency percentiles under that stream.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import functools
+import random
 import statistics
 import sys
 import time
@@ -73,7 +77,32 @@ async def _arrived(arrivals: dict[str, float], lead_id: str) -> None:
     assert lead_id in arrivals
 
 
-async def main(n: int) -> None:
+async def stream_latency(context, arrivals: dict[str, float], n: int, rate: float) -> list[float]:  # type: ignore[no-untyped-def]
+    """Commits arriving at random at `rate` per second on average (each not waiting for the others)."""
+    draw = random.Random(21)
+    started_at: dict[str, float] = {}
+
+    async def commit(lead_id: str) -> None:
+        started_at[lead_id] = time.perf_counter()
+        async with context.uow() as uow:
+            uow.publish(LeadErasedV1(lead_id=lead_id), org_id="bench", subject_id=lead_id)
+            await uow.commit()
+
+    commits = []
+    due = time.perf_counter()
+    for i in range(n):
+        due += draw.expovariate(rate)
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        commits.append(asyncio.create_task(commit(f"s{i}")))
+    await asyncio.gather(*commits)
+
+    async def all_arrived() -> None:
+        assert all(lead_id in arrivals for lead_id in started_at)
+    await eventually(all_arrived, timeout=120)
+    return [arrivals[lead_id] - began for lead_id, began in started_at.items()]
+
+
+async def main(n: int, rate: float) -> None:
     database_url = f"{POSTGRES_URL}/bench_latency_{uuid.uuid4().hex[:8]}"
     namespace = f"bench{uuid.uuid4().hex[:8]}."
     await ensure_postgres_database(database_url)
@@ -106,6 +135,7 @@ async def main(n: int) -> None:
             await eventually(functools.partial(_arrived, arrivals, lead_id), timeout=60, interval=0.0005)
             samples.append(arrivals[lead_id] - started)
         base = await baseline_latency(n)
+        stream = await stream_latency(context, arrivals, n, rate) if rate else []
 
         # Relay rate on its own: stop consuming so the handler's transactions do not share the loop,
         # and bind a plain queue so the events are routable.
@@ -139,6 +169,10 @@ async def main(n: int) -> None:
     print(f"baseline bare aio-pika publish→consume:     median {ms(statistics.median(base))}, "
           f"p99 {ms(pct(base, 0.99))}")
     print(f"latency ratio (median, backbone / baseline): {statistics.median(samples) / statistics.median(base):.2f}x")
+    if stream:
+        print(f"commits arriving at random, {rate:g}/s on average: commit → consumer+inbox median "
+              f"{ms(statistics.median(stream))}, p95 {ms(pct(stream, 0.95))}, p99 {ms(pct(stream, 0.99))}, "
+              f"max {ms(max(stream))}")
     print(f"relay publish rate with confirms: {relay_rate:,.0f} events/s over {n * 3} events "
           f"(baseline bare publish loop: {bare_rate:,.0f}/s, ratio {relay_rate / bare_rate:.2f})")
 
@@ -146,4 +180,7 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1000)
-    asyncio.run(main(parser.parse_args().events))
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="also measure commits arriving at random at this rate per second (0: not)")
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.rate))

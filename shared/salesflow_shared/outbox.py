@@ -4,8 +4,11 @@ Rows are claimed, marked and returned by one statement (`FOR UPDATE SKIP LOCKED`
 publish the same row at once); the lock is held while the batch is published and released by the commit of
 that mark, after the confirms (a failed publish un-marks its row first). A crash between the confirm and that
 commit rolls the mark back and publishes the batch again later: consumers absorb it (inbox).
-The relay is woken right after a commit that wrote events, and polls as a safety net. Between batches, at
-most once per `purge_every_s`, it deletes published rows older than the retention, so the table stays small.
+The relay is woken right after a commit that wrote events, and polls as a safety net. A commit that lands while
+a batch waits for its confirms is claimed at once, in a batch of its own beside it (on PostgreSQL, up to
+`MAX_BATCHES_IN_FLIGHT` batches, each in its own transaction; their rows never overlap, as with replicas), instead
+of waiting until that batch is done. Between batches, at most once per `purge_every_s`, it deletes published rows
+older than the retention, so the table stays small.
 """
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ from .tracing import traced_publish
 log = structlog.get_logger(__name__)
 
 PURGE_BATCH = 1000
+# Batches claimed and not yet done (publishing, awaiting confirms, committing their mark) at once, on PostgreSQL.
+# SQLite has one writer at a time: a second claim would only wait for the first batch's commit, so one there.
+MAX_BATCHES_IN_FLIGHT = 2
 
 
 def claim_batch_statement(batch_size: int) -> Any:
@@ -68,6 +74,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failures = 0  # batches failed in a row
         # Test seam: called after the batch is confirmed and before it is marked sent (a crash point).
         self.after_publish_hook: Callable[[list[str]], None] | None = None
 
@@ -90,38 +97,65 @@ class OutboxRelay:
             self._task = None
 
     async def run(self) -> None:
-        failures = 0  # in a row
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                published = await self.publish_pending()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the relay outlives any failure; it backs off and retries
-                if self.metrics:
-                    self.metrics.publish_failures.inc()
-                log.warning("outbox_publish_failed", error=str(exc)[:300])
-                failures += 1
-                await asyncio.sleep(backoff_s(failures, base_s=0.1, max_s=self.max_backoff_s))
-                continue
-            if published >= self.batch_size:
-                continue  # more may be waiting: no sleep
-            if self.retention_s > 0 and time.monotonic() >= self._next_purge:
-                self._next_purge = time.monotonic() + self.purge_every_s
+        batches: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT if self.database.dialect == "postgresql" else 1)
+        self._failures = 0
+        try:
+            while not self._stopping:
+                if self._failures:
+                    await asyncio.sleep(backoff_s(self._failures, base_s=0.1, max_s=self.max_backoff_s))
+                    if self._stopping:
+                        break
+                self._wake.clear()  # a commit from now on may not be seen by this claim: it wakes the next
+                await slots.acquire()
+                claimed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                batch = asyncio.create_task(self._publish_batch(claimed, slots), name="outbox-relay-batch")
+                batches.add(batch)
+                batch.add_done_callback(batches.discard)
+                if await claimed >= self.batch_size:
+                    continue  # more may be waiting: no sleep
+                if not self._failures and self.retention_s > 0 and time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + self.purge_every_s
+                    try:
+                        await self.purge_published(timedelta(seconds=self.retention_s))
+                    except Exception as exc:  # noqa: BLE001 - housekeeping: try again next time
+                        log.warning("outbox_purge_failed", error=str(exc)[:300])
                 try:
-                    await self.purge_published(timedelta(seconds=self.retention_s))
-                except Exception as exc:  # noqa: BLE001 - housekeeping: try again next time
-                    log.warning("outbox_purge_failed", error=str(exc)[:300])
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
-            except TimeoutError:
-                pass
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+                except TimeoutError:
+                    pass
+        finally:
+            if batches:  # the batches in hand finish: their confirmed rows are marked sent
+                await asyncio.gather(*batches, return_exceptions=True)
 
-    async def publish_pending(self) -> int:
-        """Publish one batch; return how many rows were marked sent."""
+    async def _publish_batch(self, claimed: asyncio.Future[int], slots: asyncio.Semaphore) -> None:
+        """One batch of `run`: `claimed` is given how many rows it claimed as soon as they are claimed (0 when
+        the claim failed); a failure is counted, and wakes the loop to back off and try again."""
+        def on_claimed(count: int) -> None:
+            if not claimed.done():
+                claimed.set_result(count)
+        try:
+            await self.publish_pending(on_claimed)
+            self._failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the relay outlives any failure; it backs off and retries
+            if self.metrics:
+                self.metrics.publish_failures.inc()
+            log.warning("outbox_publish_failed", error=str(exc)[:300])
+            self._failures += 1
+            self._wake.set()
+        finally:
+            slots.release()
+            on_claimed(0)
+
+    async def publish_pending(self, on_claimed: Callable[[int], None] | None = None) -> int:
+        """Publish one batch; return how many rows were marked sent. `on_claimed` is told how many rows the batch
+        claimed as soon as they are (before they are published)."""
         async with self.database.session() as session, session.begin():
             rows = sorted((await session.execute(self._claim_batch, {"sent_at": utcnow()})).all(), key=lambda r: r.id)
+            if on_claimed is not None:
+                on_claimed(len(rows))
             if not rows:
                 return 0
             messages = [OutgoingMessage(event_id=r.event_id, event_type=r.event_type, body=r.payload.encode(),

@@ -130,10 +130,17 @@ class RabbitBus(EventBus):
 
     def _batching(self, channel: AbstractChannel, subscription: Subscription, retry_names: list[str],
                   dlq_name: str) -> Any:
-        """Collect deliveries for up to `batch_wait_ms` (or `batch_size`), hand them over in one call."""
+        """Hand deliveries over in batches (one call each, up to `batch_size`). A delivery that finds no batch in
+        hand goes at once, with whatever came in the same read from the broker: a lone event never waits for a
+        timer. Those that arrive while a batch is in hand wait for it to end (or `batch_wait_ms` at most), and
+        go together: under load, batches grow."""
         pending: list[AbstractIncomingMessage] = []
         unsettled = UnsettledDeliveries()
         flush_task: list[asyncio.Task[None] | None] = [None]
+        # While a batch is in hand: what starts the next flush `batch_wait_ms` after its first delivery, unless
+        # the batch in hand ends first.
+        flush_timer: list[asyncio.TimerHandle | None] = [None]
+        batches_in_hand = [0]
         assert subscription.batch_callback is not None
         batch_callback = subscription.batch_callback
         in_flight = asyncio.Semaphore(subscription.max_batches_in_flight) \
@@ -155,6 +162,7 @@ class RabbitBus(EventBus):
             task = asyncio.current_task()
             if task is not None:
                 self._in_flight.add(task)
+            batches_in_hand[0] += 1
             try:
                 items = []
                 for message in batch:
@@ -175,22 +183,34 @@ class RabbitBus(EventBus):
                 else:
                     await unsettled.ack_batch(batch)
             finally:
+                batches_in_hand[0] -= 1
                 if task is not None:
                     self._in_flight.discard(task)
+                if flush_timer[0] is not None:  # what waited for this batch goes now, not when the timer ends
+                    flush_timer[0].cancel()
+                    start_flush()
 
-        async def delayed_flush() -> None:
-            await asyncio.sleep(subscription.batch_wait_ms / 1000)
-            await flush()
+        def start_flush() -> None:
+            # (A task: it runs once the deliveries of this read from the broker are all in `pending`.)
+            flush_timer[0] = None
+            flush_task[0] = asyncio.create_task(flush())
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             unsettled.received(message)
             pending.append(message)
             if len(pending) >= subscription.batch_size:
-                if flush_task[0] is not None:  # still sleeping (a running flush has cleared it): cancel
+                if flush_timer[0] is not None:
+                    flush_timer[0].cancel()
+                    flush_timer[0] = None
+                if flush_task[0] is not None:  # not handling yet (a running flush has cleared it): cancel
                     flush_task[0].cancel()
                 await flush()
-            elif flush_task[0] is None:
-                flush_task[0] = asyncio.create_task(delayed_flush())
+            elif flush_task[0] is None and flush_timer[0] is None:
+                if batches_in_hand[0]:
+                    flush_timer[0] = asyncio.get_running_loop().call_later(subscription.batch_wait_ms / 1000,
+                                                                           start_flush)
+                else:
+                    start_flush()
 
         return on_message
 

@@ -39,7 +39,7 @@ def _unused(type_: Any) -> Any:
     return sa.type_coerce(sa.null(), type_)
 
 
-_ROUTING_CONFIG = sa.union_all(
+_CONFIG_ROWS = (
     sa.select(sa.literal_column("'rule_set'", sa.String).label("kind"), _unused(sa.String).label("id"),
               rule_sets.c.version.label("version"), _unused(sa.String).label("name"),
               _unused(sa.String).label("lead_rep_id"), rule_sets.c.rules.label("list_1"),
@@ -52,6 +52,7 @@ _ROUTING_CONFIG = sa.union_all(
               teams.c.lead_rep_id, teams.c.member_ids, _unused(sa.JSON), _unused(sa.JSON), _unused(sa.JSON))
     .where(teams.c.org_id == _ORG),
 )
+_ROUTING_CONFIG = sa.union_all(*_CONFIG_ROWS)
 _RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG, rule_sets.c.version == sa.bindparam("version"))
 _NEWEST_RULE_SET = sa.select(rule_sets).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
     .limit(1)
@@ -76,11 +77,49 @@ _LOCK_LEAD_WITH_ROUTING_RULES = sa.select(leads, rule_sets.c.rules.label("routed
     leads.outerjoin(rule_sets, (rule_sets.c.org_id == leads.c.org_id)
                     & (rule_sets.c.version == leads.c.rule_set_version)),
 ).where(_LEAD_KEY).with_for_update(of=leads)
+# (The org as a parameter: SQLite writes the columns in RETURNING unqualified, and an unqualified `org_id` there is
+# the rule set's; `version` is the rule set's and `rule_set_version` the updated row's, the names being unique.)
+_ROUTED_BY_RULES = sa.select(rule_sets.c.rules).where(
+    rule_sets.c.org_id == _ORG, rule_sets.c.version == leads.c.rule_set_version,
+).scalar_subquery().label("routed_by_rules")
+# A newer snapshot of a known lead that is not erased, written in one statement (the row lock taken by the update);
+# the row as it is then, with the rules that routed it (as `_LOCK_LEAD_WITH_ROUTING_RULES`). By whether it also
+# follows an owner set by hand in lead-service.
+_TAKE_NEWER_SNAPSHOT = {
+    follows_owner: sa.update(leads).where(
+        _LEAD_KEY, leads.c.lead_version < sa.bindparam("new_lead_version"), leads.c.erased.is_(False),
+    ).values(snapshot=sa.bindparam("new_snapshot", type_=sa.JSON), lead_version=sa.bindparam("new_lead_version"),
+             open=sa.bindparam("new_open"), updated_at=sa.bindparam("now"),
+             **({"owner_id": sa.bindparam("new_owner_id")} if follows_owner else {}),
+             ).returning(*leads.c, _ROUTED_BY_RULES)
+    for follows_owner in (False, True)
+}
 _ADD_LEAD = per_dialect(lambda insert: insert(leads).values(
     org_id=_ORG, lead_id=sa.bindparam("lead"), lead_version=sa.bindparam("new_lead_version"), pipeline_version=0,
     out_version=0, snapshot=sa.bindparam("new_snapshot", type_=sa.JSON), open=sa.bindparam("new_open"),
     erased=False, updated_at=sa.bindparam("now"),
 ).on_conflict_do_nothing(index_elements=["org_id", "lead_id"]).returning(*leads.c))
+# PostgreSQL: a new lead's row added (a data-modifying CTE) and the org's routing configuration read, in one
+# statement: the configuration's rows as in `_ROUTING_CONFIG`, and the added row (none when the lead was known) as
+# a row of kind 'lead' carrying the lead's columns (NULL in the configuration's rows).
+_ADDED_LEAD = _ADD_LEAD["postgresql"].cte("added_lead")
+_ADD_LEAD_WITH_ROUTING_CONFIG = sa.union_all(
+    # (NULLs cast to the lead's column types: a column that is NULL in every other branch would be text.)
+    *(rows.add_columns(*(sa.cast(sa.null(), column.type).label(column.name) for column in leads.c))
+      for rows in _CONFIG_ROWS),
+    sa.select(sa.literal_column("'lead'", sa.String), _unused(sa.String), _unused(sa.Integer), _unused(sa.String),
+              _unused(sa.String), _unused(sa.JSON), _unused(sa.JSON), _unused(sa.JSON), _unused(sa.JSON),
+              *_ADDED_LEAD.c),
+)
+# PostgreSQL: the rotation row locked (as `_LOCK_ROTATION`) and then the candidate reps' rows locked in id order, in
+# one statement. The reps' locking read depends on the rotation's (EXISTS), so the rotation is always locked first,
+# as when they are two statements: decisions of one rotation queue on its row before they touch any rep's.
+_LOCKED_ROTATION = _LOCK_ROTATION["postgresql"].cte("locked_rotation")
+_LOCKED_REPS = _REPS.where(sa.exists(sa.select(_LOCKED_ROTATION.c.position))).with_for_update().cte("locked_reps")
+_LOCK_ROTATION_AND_REPS = sa.select(
+    _LOCKED_ROTATION.c.position.label("rotation_position"), _LOCKED_ROTATION.c.credits.label("rotation_credits"),
+    *_LOCKED_REPS.c,
+).select_from(_LOCKED_ROTATION.outerjoin(_LOCKED_REPS, sa.true())).order_by(_LOCKED_REPS.c.id)
 _SEE_PIPELINE_VERSION = sa.update(leads).where(_LEAD_KEY, leads.c.pipeline_version < sa.bindparam("version")) \
     .values(pipeline_version=sa.bindparam("version")).returning(*leads.c)
 _NEWEST_RULES = sa.select(rule_sets.c.rules).where(rule_sets.c.org_id == _ORG).order_by(rule_sets.c.version.desc()) \
@@ -182,20 +221,44 @@ async def open_lead_counts(session: AsyncSession, org_id: str, rep_ids: list[str
 # ------------------------------------------------------------------ rule sets
 async def routing_config(session: AsyncSession, org_id: str) -> RoutingConfig:
     """The newest rule set (None before the first), the territories and the teams, read in one statement."""
+    config, _ = _routing_config_of(await session.execute(_ROUTING_CONFIG, {"org": org_id}))
+    return config
+
+
+async def add_lead_with_routing_config(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any],
+                                       now: datetime, *, lead_version: int,
+                                       open_: bool) -> tuple[Any | None, RoutingConfig]:
+    """`ensure_lead`'s insert and `routing_config`, in one statement on PostgreSQL: the added row (locked by its
+    insert until commit; None when the lead was known already, and then nothing is locked) and the configuration."""
+    values = {"org": org_id, "lead": lead_id, "new_lead_version": lead_version, "new_snapshot": snapshot,
+              "new_open": open_, "now": now}
+    if dialect_name(session) == "postgresql":
+        config, added = _routing_config_of(await session.execute(_ADD_LEAD_WITH_ROUTING_CONFIG, values))
+        return added, config
+    added = (await session.execute(_ADD_LEAD["sqlite"], values)).one_or_none()
+    return added, await routing_config(session, org_id)
+
+
+def _routing_config_of(rows: Any) -> tuple[RoutingConfig, Any | None]:
+    """The configuration in rows of `_ROUTING_CONFIG` (or `_ADD_LEAD_WITH_ROUTING_CONFIG`, with the added lead's row:
+    returned too, else None)."""
     rule_set: RuleSet | None = None
     found_territories: list[Territory] = []
     found_teams: dict[str, Team] = {}
-    for row in await session.execute(_ROUTING_CONFIG, {"org": org_id}):
+    added = None
+    for row in rows:
         if row.kind == "rule_set":
             rule_set = RuleSet(row.version, load_rules(row.list_1))
         elif row.kind == "territory":
             found_territories.append(territory_from_row(SimpleNamespace(
                 id=row.id, name=row.name, countries=row.list_1, regions=row.list_2, postcode_ranges=row.list_3,
                 rep_ids=row.list_4)))
-        else:
+        elif row.kind == "team":
             found_teams[row.id] = team_from_row(SimpleNamespace(
                 id=row.id, name=row.name, member_ids=row.list_1, lead_rep_id=row.lead_rep_id))
-    return RoutingConfig(rule_set, found_territories, found_teams)
+        else:
+            added = row
+    return RoutingConfig(rule_set, found_territories, found_teams), added
 
 
 async def current_rule_set(session: AsyncSession, org_id: str, version: int | None = None) -> RuleSet | None:
@@ -209,6 +272,17 @@ async def lock_rotation(session: AsyncSession, org_id: str, key: str, now: datet
     row = (await session.execute(_LOCK_ROTATION[dialect_name(session)],
                                  {"org": org_id, "rotation_key": key, "now": now})).one()
     return RotationState(int(row.position), dict(row.credits or {}))
+
+
+async def lock_rotation_and_reps(session: AsyncSession, org_id: str, key: str, rep_ids: list[str],
+                                 now: datetime) -> tuple[RotationState, dict[str, Any]]:
+    """`lock_rotation`, then `reps_by_id(..., lock=True)`: in one statement on PostgreSQL (locking in that order)."""
+    if not rep_ids or dialect_name(session) != "postgresql":
+        return await lock_rotation(session, org_id, key, now), await reps_by_id(session, org_id, rep_ids, lock=True)
+    rows = (await session.execute(_LOCK_ROTATION_AND_REPS, {
+        "org": org_id, "rotation_key": key, "now": now, "ids": sorted(set(rep_ids))})).all()
+    state = RotationState(int(rows[0].rotation_position), dict(rows[0].rotation_credits or {}))
+    return state, {r.id: r for r in rows if r.id is not None}
 
 
 async def peek_rotation(session: AsyncSession, org_id: str, key: str) -> RotationState:
@@ -245,6 +319,19 @@ async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, snapshot
     if inserted is not None:
         return inserted, True
     return await lock_lead(session, org_id, lead_id), False
+
+
+async def take_newer_snapshot(session: AsyncSession, org_id: str, lead_id: str, snapshot: dict[str, Any],
+                              now: datetime, *, lead_version: int, open_: bool, follows_owner: bool = False,
+                              owner_id: str | None = None) -> Any:
+    """Write a newer snapshot of a known lead that is not erased (with `follows_owner`, `owner_id` as its owner
+    too), in one statement; the row as it is now (locked, with `routed_by_rules` as `lock_lead_with_routing_rules`),
+    or None when nothing was written: the lead is not known, is erased, or has this version or a newer one."""
+    values = {"org": org_id, "lead": lead_id, "new_snapshot": snapshot, "new_lead_version": lead_version,
+              "new_open": open_, "now": now}
+    if follows_owner:
+        values["new_owner_id"] = owner_id
+    return (await session.execute(_TAKE_NEWER_SNAPSHOT[follows_owner], values)).one_or_none()
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, **values: Any) -> None:

@@ -147,13 +147,11 @@ async def choose(session: AsyncSession, org_id: str, decision: Decision, request
     """Run the owner strategy; outside a simulation, under the rotation and rep row locks (held until commit:
     `apply_decision` writes the rotation's new state with the decision)."""
     key = decision.rotation_key
-    if key is None:
-        state = RotationState()
-    elif dry_run:
-        state = await repo.peek_rotation(session, org_id, key)
+    if key is not None and not dry_run:
+        state, rows = await repo.lock_rotation_and_reps(session, org_id, key, list(request.member_ids), now)
     else:
-        state = await repo.lock_rotation(session, org_id, key, now)
-    rows = await repo.reps_by_id(session, org_id, list(request.member_ids), lock=not dry_run)
+        state = await repo.peek_rotation(session, org_id, key) if key is not None else RotationState()
+        rows = await repo.reps_by_id(session, org_id, list(request.member_ids), lock=not dry_run)
     # after the locks (see the note there); not read when no count can change the choice or its explanation
     counts = await repo.open_lead_counts(session, org_id, list(rows)) \
         if counts_matter(request.strategy, [row.capacity for row in rows.values()]) else {}

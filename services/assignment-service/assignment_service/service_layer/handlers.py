@@ -49,26 +49,42 @@ def _snapshot(lead: Any) -> dict[str, Any]:
     return data
 
 
-async def _take_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str, Any]) -> tuple[Any, bool]:
-    """Upsert the projection from a lead-service snapshot if it is newer; return the locked row and if it is new."""
-    now = uow.clock.now()
-    is_open = snapshot.get("status", "open") in OPEN_STATUSES
-    row, created = await repo.ensure_lead(uow.session, envelope.org_id, snapshot["lead_id"], snapshot, now,
-                                          lead_version=envelope.subject_version, open_=is_open)
-    if not created and envelope.subject_version > row.lead_version and not row.erased:
+def _is_open(snapshot: dict[str, Any]) -> bool:
+    return snapshot.get("status", "open") in OPEN_STATUSES
+
+
+async def _take_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str, Any]) -> None:
+    """Add the lead to the projection from a lead-service snapshot, or write the snapshot if it is newer."""
+    row, created = await repo.ensure_lead(uow.session, envelope.org_id, snapshot["lead_id"], snapshot,
+                                          uow.clock.now(), lead_version=envelope.subject_version,
+                                          open_=_is_open(snapshot))
+    if not created:
+        await _newer_snapshot(uow, envelope, snapshot, row)
+
+
+async def _newer_snapshot(uow: UnitOfWork, envelope: Envelope, snapshot: dict[str, Any], row: Any) -> Any:
+    """The known lead's locked `row` with the snapshot written if it is newer (and the lead not erased)."""
+    if envelope.subject_version > row.lead_version and not row.erased:
         await repo.update_lead(uow.session, envelope.org_id, row.lead_id, snapshot=snapshot,
-                               lead_version=envelope.subject_version, open=is_open, updated_at=now)
+                               lead_version=envelope.subject_version, open=_is_open(snapshot),
+                               updated_at=uow.clock.now())
         row = await repo.lock_lead(uow.session, envelope.org_id, row.lead_id)
-    return row, created
+    return row
 
 
 @EVENT_HANDLERS.on(LeadCreatedV1)
 async def on_lead_created(data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    row, _ = await _take_snapshot(uow, envelope, _snapshot(data.lead))
+    org, snapshot = envelope.org_id, _snapshot(data.lead)
+    # The lead added and the routing configuration read together: a new lead (the usual case) is routed with them.
+    row, config = await repo.add_lead_with_routing_config(uow.session, org, snapshot["lead_id"], snapshot,
+                                                          uow.clock.now(), lead_version=envelope.subject_version,
+                                                          open_=_is_open(snapshot))
+    if row is None:  # known already (an update came first, or this is a redelivery): as any newer snapshot
+        known = await repo.lock_lead(uow.session, org, snapshot["lead_id"])
+        row = await _newer_snapshot(uow, envelope, snapshot, known)
     if row.routed_at is not None:
         log.info("lead_already_routed", lead_id=row.lead_id)
         return
-    config = await repo.routing_config(uow.session, envelope.org_id)
     if config.rule_set is None:
         raise PermanentFailure(f"org {envelope.org_id} has no routing rules: publish a rule set "
                                "(PUT /v1/routing-rules), then replay the parked events")
@@ -80,25 +96,32 @@ async def on_lead_created(data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWo
 
 @EVENT_HANDLERS.on(LeadUpdatedV1)
 async def on_lead_updated(data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
-    org = envelope.org_id
-    before = await repo.lock_lead_with_routing_rules(uow.session, org, data.lead.lead_id)
-    if before is None:
-        await _take_snapshot(uow, envelope, _snapshot(data.lead))  # first news of this lead: LeadCreated routes it
-        return
-    if envelope.subject_version <= before.lead_version:
-        return  # a stale update
-    values: dict[str, Any] = {}
-    if not before.erased:  # the snapshot, as _take_snapshot keeps it, written with the owner below in one update
-        snapshot = _snapshot(data.lead)
-        values.update(snapshot=snapshot, lead_version=envelope.subject_version,
-                      open=snapshot.get("status", "open") in OPEN_STATUSES, updated_at=uow.clock.now())
-    if data.cause != "assignment" and "owner_id" in data.changed and data.lead.owner_id != before.owner_id:
-        # An owner set by hand in lead-service: follow it so open-lead counts stay right.
-        values["owner_id"] = data.lead.owner_id
-    row = await repo.update_lead_returning(uow.session, org, before.lead_id, **values) if values else before
+    org, snapshot = envelope.org_id, _snapshot(data.lead)
+    # An owner set by hand in lead-service: followed, so that open-lead counts stay right.
+    follows_owner = data.cause != "assignment" and "owner_id" in data.changed
+    # The usual case, a newer snapshot of a known lead, in one statement; the others as below.
+    row = await repo.take_newer_snapshot(uow.session, org, data.lead.lead_id, snapshot, uow.clock.now(),
+                                         lead_version=envelope.subject_version, open_=_is_open(snapshot),
+                                         follows_owner=follows_owner, owner_id=data.lead.owner_id)
+    before = row
+    if row is None:  # not known, stale or erased; or it became known since the update began: as before
+        row = before = await repo.lock_lead_with_routing_rules(uow.session, org, data.lead.lead_id)
+        if before is None:
+            await _take_snapshot(uow, envelope, snapshot)  # first news of this lead: LeadCreated routes it
+            return
+        if envelope.subject_version <= before.lead_version:
+            return  # a stale update
+        values: dict[str, Any] = {}
+        if not before.erased:
+            values.update(snapshot=snapshot, lead_version=envelope.subject_version, open=_is_open(snapshot),
+                          updated_at=uow.clock.now())
+        if follows_owner and data.lead.owner_id != before.owner_id:
+            values["owner_id"] = data.lead.owner_id
+        if values:
+            row = await repo.update_lead_returning(uow.session, org, before.lead_id, **values)
     if data.cause == "assignment" or row.routed_at is None or not row.open:
         return
-    routed_by = repo.routed_by(before)  # the update above changes no routing column
+    routed_by = repo.routed_by(before)  # the updates above change no routing column
     previous_rule = routed_by.rule(row.rule_id) if routed_by else None
     if previous_rule is None or not previous_rule.reroute_on_update:
         return  # (the newest rule set is read only for a rule that re-routes on updates)
