@@ -45,7 +45,12 @@ class Database:
             # No pre-ping: it costs a round trip on every checkout. A connection found dead in use fails that
             # one operation (an outage: 503 / postponed message, retried) and SQLAlchemy then invalidates
             # the whole pool, so the next checkouts reconnect.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+            # Up to twice `pool_size` connections, as many as before with its overflow, but none of them an
+            # overflow connection: those are closed as soon as they are returned to a full pool, so under a
+            # steady stream of deliveries (prefetch above the pool size) each burst paid for new connections
+            # (connect, the driver's set-up queries, every statement prepared again). They are still opened
+            # only when needed, and then kept.
+            kwargs.update(pool_size=2 * pool_size, max_overflow=0, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
