@@ -193,8 +193,7 @@ async def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
                                 "--namespace", namespace], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(",".join(lead_ids) + "\n")
-        process.stdin.flush()
+        tell(process, ",".join(lead_ids))
         await expect(process, "ready")
         profiler = None if args.profile is None else subprocess.Popen(  # noqa: ASYNC220 (stopped below)
             [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(process.pid), "--format", "raw",
@@ -202,8 +201,7 @@ async def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pids = await backends(database)
         before = {pid: cpu_seconds(pid) for pid in pids}
-        process.stdin.write("go\n")
-        process.stdin.flush()
+        tell(process, "go")
         await expect(process, "going")
         await offer(mode, namespace, lead_ids, args.deliveries, args.rate)
         line = await expect(process, "done")
@@ -211,16 +209,10 @@ async def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
             profiler.send_signal(signal.SIGINT)
             await asyncio.to_thread(profiler.wait, 60)
         after = {pid: cpu_seconds(pid) for pid in await backends(database)}
-        process.stdin.write("exit\n")
-        process.stdin.flush()
+        tell(process, "exit")
         await asyncio.to_thread(process.wait, 60)
     finally:
-        if process.poll() is None:
-            process.kill()
-        await drop_postgres_database(url)
-        await delete_namespace(AMQP_URL, namespace)
-        if mode == "floor":
-            await delete_floor_queue(namespace)
+        await clean_up(process, mode, url, namespace)
     result = json.loads(line.removeprefix("done "))
     n = args.leads * args.deliveries
     if mode == "floor":  # per delivery: inbox, state, outbox (not on a lead's last), in one transaction
@@ -228,6 +220,21 @@ async def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
     postgresql = sum(max(after.get(pid, 0.0) - before.get(pid, 0.0), 0.0) for pid in after)
     return {"process_us": 1e6 * result["cpu_s"] / n, "postgresql_us": 1e6 * postgresql / n,
             "statements": result["statements"] / n, "commits": result["commits"] / n, "seconds": result["seconds"]}
+
+
+def tell(process: subprocess.Popen[str], line: str) -> None:
+    assert process.stdin is not None
+    process.stdin.write(line + "\n")
+    process.stdin.flush()
+
+
+async def clean_up(process: subprocess.Popen[str], mode: str, url: str, namespace: str) -> None:
+    if process.poll() is None:
+        process.kill()
+    await drop_postgres_database(url)
+    await delete_namespace(AMQP_URL, namespace)
+    if mode == "floor":
+        await delete_floor_queue(namespace)
 
 
 async def expect(process: subprocess.Popen[str], word: str) -> str:
