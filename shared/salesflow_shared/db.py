@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import event, text
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 R = TypeVar("R")
 
@@ -32,6 +32,75 @@ def rows_affected(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+class DriverStatements:
+    """Statements of the backbone's hot path (inbox claim, outbox insert, relay) sent straight to the session's
+    own asyncpg connection, in the session's transaction (PostgreSQL only; `on(session)` is None on SQLite).
+
+    Each is prepared once per connection by asyncpg's statement cache and then only bound and executed: none
+    of SQLAlchemy's per-statement work (execution context, compiled-cache lookup, parameter processing, result
+    wrapping), which cost more CPU than the statement's own round trip. A failure is raised as SQLAlchemy would
+    raise it (`DBAPIError` with the dialect's error as `orig`), so callers and `is_database_outage` see no
+    difference, and a connection found closed is invalidated as SQLAlchemy does."""
+
+    def __init__(self, connection: AsyncConnection, pooled: Any, count: Any) -> None:
+        self._connection = connection
+        self._pooled = pooled  # the pool's proxy of the connection
+        self._adapted = pooled.dbapi_connection  # SQLAlchemy's adapter of the asyncpg connection (lock, transaction)
+        self._count = count
+
+    @classmethod
+    async def on(cls, session: AsyncSession) -> DriverStatements | None:
+        if session.bind is None or session.bind.dialect.name != "postgresql":
+            return None
+        connection = await session.connection()  # the session's transaction, begun if it was not
+        return cls(connection, await connection.get_raw_connection(), session.info.get(_STATEMENT_COUNTER))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """The rows of `sql` (asyncpg records) with `args` bound to $1, $2, ..."""
+        rows: list[Any] = await self._run(sql, lambda connection: connection.fetch(sql, *args))
+        return rows
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run `sql`; how many rows it touched."""
+        status = await self._run(sql, lambda connection: connection.execute(sql, *args))
+        count = status.rpartition(" ")[2]
+        return int(count) if count.isdigit() else 0
+
+    async def _run(self, sql: str, call: Any) -> Any:
+        adapted = self._adapted
+        if self._count is not None:
+            self._count()
+        async with adapted._execute_mutex:  # as SQLAlchemy's cursor: one operation at a time on the connection
+            try:
+                if adapted._transaction is None:  # (`session.connection()` checks out; the BEGIN is lazy)
+                    await adapted._start_transaction()
+                return await call(adapted._connection)
+            except DBAPIError:
+                raise
+            except Exception as error:  # noqa: BLE001 - translated as SQLAlchemy translates it, and re-raised
+                failure = error
+        raise await self._translated(sql, failure) from failure
+
+    async def _translated(self, sql: str, error: Exception) -> DBAPIError:
+        try:
+            self._adapted._handle_exception(error)  # raises the dialect's DBAPI error for it
+        except Exception as dbapi_error:  # noqa: BLE001 - what it raised is what is wrapped
+            translated = dbapi_error
+        else:  # pragma: no cover - _handle_exception always raises
+            translated = error
+        dialect = self._connection.dialect
+        lost = dialect.is_disconnect(cast(Any, translated), self._adapted, None)
+        wrapped = cast(DBAPIError, DBAPIError.instance(sql, None, translated, self._adapted.dbapi.Error,
+                                                       connection_invalidated=lost, dialect=dialect))
+        if lost:  # as SQLAlchemy does on a disconnect: the pool's older connections and this one are dropped
+            self._connection.sync_engine.pool._invalidate(self._pooled, wrapped)
+            await self._connection.invalidate(wrapped)
+        return wrapped
+
+
+_STATEMENT_COUNTER = "salesflow_count_statement"
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False) -> None:
         self.url = url
@@ -45,7 +114,12 @@ class Database:
             # No pre-ping: it costs a round trip on every checkout. A connection found dead in use fails that
             # one operation (an outage: 503 / postponed message, retried) and SQLAlchemy then invalidates
             # the whole pool, so the next checkouts reconnect.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+            # Up to twice `pool_size` connections, as many as before with its overflow, but none of them an
+            # overflow connection: those are closed as soon as they are returned to a full pool, so under a
+            # steady stream of deliveries (prefetch above the pool size) each burst paid for new connections
+            # (connect, the driver's set-up queries, every statement prepared again). They are still opened
+            # only when needed, and then kept.
+            kwargs.update(pool_size=2 * pool_size, max_overflow=0, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -63,6 +137,7 @@ class Database:
         """Count (Prometheus counters) every statement this engine sends and every transaction it commits."""
         event.listen(self.engine.sync_engine, "before_cursor_execute", lambda *_args: statements.inc())
         event.listen(self.engine.sync_engine, "commit", lambda *_args: commits.inc())
+        self.sessionmaker.configure(info={_STATEMENT_COUNTER: statements.inc})  # DriverStatements' (no cursor)
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()

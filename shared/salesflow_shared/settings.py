@@ -26,8 +26,8 @@ class ServiceSettings(BaseSettings):
     # SQLAlchemy async URL (postgresql+asyncpg://... or sqlite+aiosqlite:///...). Empty → embedded SQLite.
     database_url: str = ""
     data_dir: Path = Path("data")
-    # Connections per process (and as many again under bursts): several services and replicas share one
-    # server's max_connections.
+    # Connections per process (and as many again under bursts, kept once opened): several services and
+    # replicas share one server's max_connections.
     db_pool_size: int = 5
     # AMQP URL. Empty → the in-process bus (embedded mode only).
     amqp_url: str = ""

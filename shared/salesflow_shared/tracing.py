@@ -25,7 +25,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .logging import traceparent_var
 
 _propagator = TraceContextTextMapPropagator()
+_ids = RandomIdGenerator()
 _providers: dict[str, TracerProvider] = {}
 _tracers: dict[str, trace.Tracer] = {}
 _processors: list[SpanProcessor] = []
@@ -145,9 +147,31 @@ class TracingMiddleware:
                     span.set_status(Status(StatusCode.ERROR))
 
 
+def unrecorded_span(service: str, name: str, parent: Context) -> Span:
+    """The span the SDK would make if its sampler dropped it, for when nothing in this process records spans
+    (no exporter: `_processors` empty): a new span id in the parent's trace (or a new trace), with the sampled
+    flag the service's sampler gives it, so the context travels on to services that do record. The SDK would
+    otherwise build a recording span (attributes, timestamps, a lock) that no processor ever reads: on every
+    delivery and every publish."""
+    parent_span = trace.get_current_span(parent).get_span_context()
+    trace_id = parent_span.trace_id if parent_span.is_valid else _ids.generate_trace_id()
+    tracer(service)  # its provider, with the sampler it was made with
+    decision = _providers[service].sampler.should_sample(parent, trace_id, name)
+    sampled = decision.decision is Decision.RECORD_AND_SAMPLE
+    return trace.NonRecordingSpan(trace.SpanContext(
+        trace_id, _ids.generate_span_id(), is_remote=False, trace_state=decision.trace_state,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)))
+
+
 async def traced_publish(service: str, message: Any, publish: Callable[[Any], Awaitable[None]]) -> None:
     """Publish one outbox message in a PRODUCER span, child of the span that wrote the event; the message's
     `traceparent` header then names this span, so the consumers' spans are its children."""
+    if not _processors:
+        traceparent = traceparent_of(unrecorded_span(service, "publish", parent_context(message.headers)))
+        if traceparent:
+            message.headers["traceparent"] = traceparent
+        await publish(message)
+        return
     with tracer(service).start_as_current_span(
             f"{message.event_type} publish", context=parent_context(message.headers), kind=SpanKind.PRODUCER,
             record_exception=False, set_status_on_exception=False,
@@ -172,6 +196,11 @@ async def traced_publish(service: str, message: Any, publish: Callable[[Any], Aw
 def consumer_span(service: str, *, event_type: str, event_id: str, org_id: str,
                   traceparent: str | None) -> Iterator[Span]:
     """A CONSUMER span for one delivered event, child of the producer span named by its `traceparent`."""
+    if not _processors:
+        parent = parent_context({"traceparent": traceparent or ""})
+        with trace.use_span(unrecorded_span(service, "process", parent), end_on_exit=False) as unrecorded:
+            yield unrecorded
+        return
     with tracer(service).start_as_current_span(
             f"{event_type} process", context=parent_context({"traceparent": traceparent or ""}),
             kind=SpanKind.CONSUMER,
@@ -184,7 +213,9 @@ def consumer_span(service: str, *, event_type: str, event_id: str, org_id: str,
 def mark_consumed(service: str, *, event_type: str, event_id: str, org_id: str, traceparent: str | None) -> None:
     """The CONSUMER span of an event whose handler takes the whole batch later (handle_many): started and ended
     at once, never made current (nothing runs inside it), so the event still shows in the trace it came with
-    at a fraction of `consumer_span`'s cost."""
+    at a fraction of `consumer_span`'s cost. Nothing at all when nothing records spans (it has no children)."""
+    if not _processors:
+        return
     tracer(service).start_span(
         f"{event_type} process", context=parent_context({"traceparent": traceparent or ""}), kind=SpanKind.CONSUMER,
         attributes={"messaging.system": "rabbitmq", "messaging.operation.type": "process",

@@ -163,3 +163,38 @@ async def test_events_of_a_batch_handler_each_show_in_their_own_trace(database_u
     assert [(s.name, s.kind, f"{s.context.trace_id:032x}", s.parent.span_id) for s in spans] == [
         ("LeadErased process", SpanKind.CONSUMER, trace, int(CALLER_SPAN_ID, 16)) for trace in traces]
     assert [s.attributes["messaging.message.id"] for s in spans] == [str(e.id) for e in events]
+
+
+async def test_with_nothing_recording_spans_the_trace_context_still_travels(monkeypatch):
+    """No exporter in the process: no span is recorded, but each delivery and publish still makes a span id of
+    its own in the caller's trace, sampled as the caller decided, so services that do record see one trace."""
+    from opentelemetry import trace
+
+    from salesflow_shared import tracing
+    from salesflow_shared.bus import OutgoingMessage
+
+    monkeypatch.setattr(tracing, "_processors", [])
+    published: list[str] = []
+
+    async def publish(sent: OutgoingMessage) -> None:
+        published.append(sent.headers["traceparent"])
+
+    for flags in ("01", "00"):
+        caller = f"00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-{flags}"
+        with tracing.consumer_span("quiet-service", event_type="LeadErased", event_id="e1", org_id="org-a",
+                                   traceparent=caller) as span:
+            assert not span.is_recording()
+            assert trace.get_current_span() is span  # what runs inside is its child
+            consumed = tracing.traceparent_of(span)
+        assert consumed is not None
+        assert consumed.startswith(f"00-{CALLER_TRACE_ID}-") and consumed.endswith(f"-{flags}")
+        assert consumed.split("-")[2] != CALLER_SPAN_ID
+        message = OutgoingMessage(event_id="e2", event_type="LeadDisqualified", body=b"{}",
+                                  headers={"traceparent": consumed})
+        await tracing.traced_publish("quiet-service", message, publish)
+        assert published[-1].startswith(f"00-{CALLER_TRACE_ID}-") and published[-1].endswith(f"-{flags}")
+        assert published[-1].split("-")[2] not in (CALLER_SPAN_ID, consumed.split("-")[2])
+    with tracing.consumer_span("quiet-service", event_type="LeadErased", event_id="e3", org_id="org-a",
+                               traceparent=None) as span:  # no caller: a new trace, sampled (ratio 1)
+        started = tracing.traceparent_of(span)
+    assert started is not None and CALLER_TRACE_ID not in started and started.endswith("-01")
