@@ -62,6 +62,10 @@ class ServiceDefinition:
     consume_in_batches: bool = False
     # With consume_in_batches: at most this many batches in hand at once (None: no limit; see Subscription).
     max_batches_in_flight: int | None = None
+    # Event types an earlier version of this service consumed and this one no longer subscribes to: its queue is
+    # unbound from them at start (see Subscription). A handler still registered for one takes what was queued
+    # before the upgrade, so nothing already on its way is left unhandled.
+    retired_event_types: Sequence[str] = ()
     # The time every part of the service reads (a ManualClock in tests and simulations).
     clock: Clock = field(default_factory=SystemClock)
     # The service's own collaborators (clients, caches), built at start-up into one typed object the service
@@ -109,6 +113,11 @@ class ServiceContext:
     def queue(self) -> str:
         return f"{self.name}.events"
 
+    @property
+    def subscribed_event_types(self) -> list[str]:
+        """What the service's queue is bound to: the types it handles, but for the retired ones."""
+        return [t for t in self.dispatcher.event_types if t not in self.definition.retired_event_types]
+
     def settings_as(self, kind: type[SettingsT]) -> SettingsT:
         """This service's own settings (its `Settings`, a `ServiceSettings` with the service's fields), typed."""
         if not isinstance(self.settings, kind):
@@ -154,12 +163,13 @@ class ServiceContext:
             # sent only once it is acked (a stall of a broker round trip and a batch's transfer each time).
             batches_in_hand = self.definition.max_batches_in_flight
             await self.bus.subscribe(Subscription(
-                queue=self.queue, event_types=self.dispatcher.event_types,
+                queue=self.queue, event_types=self.subscribed_event_types,
                 callback=self.dispatcher.handle_message, retry_delays_ms=self.settings.retry_delays_ms,
                 prefetch=self.settings.consumer_prefetch * (batches_in_hand + 1 if batches_in_hand else 1),
                 batch_callback=self.dispatcher.handle_batch if self.definition.consume_in_batches else None,
                 batch_size=self.settings.consumer_prefetch,
-                max_batches_in_flight=self.definition.max_batches_in_flight))
+                max_batches_in_flight=self.definition.max_batches_in_flight,
+                retired_event_types=self.definition.retired_event_types))
         self.relay.start()
         if self.definition.listen_for_commits and self.database.dialect == "postgresql":
             await self._listening.enter_async_context(

@@ -17,7 +17,7 @@ from .service_layer.handlers import EVENT_HANDLERS
 from .service_layer.imports import import_worker
 from .service_layer.intake_batch import IntakeBatcher
 from .service_layer.reprocessing import submission_sweeper
-from .service_layer.timeline import TIMELINE_HANDLERS, record_own_events
+from .service_layer.timeline import OWN_TOLD_EVENTS, TIMELINE_HANDLERS, record_own_events
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -44,6 +44,9 @@ def build_definition(settings: Settings | None = None) -> ServiceDefinition:
         # this service's own events are written by the transaction that publishes them (not consumed back).
         event_handlers=EventHandlers.merged(EVENT_HANDLERS, TIMELINE_HANDLERS),
         record_published=record_own_events,
+        # Consumed back for the timeline before their entries were written at publication: not subscribed to
+        # any more (a deployed queue still bound to them is unbound at start).
+        retired_event_types=tuple(sorted(OWN_TOLD_EVENTS)),
         # Deliveries in batches, one transaction each: a message's two handlers (its own and the timeline's)
         # share one inbox statement and one commit, and a batch's timeline entries are one insert. A failed
         # batch is handled again one message at a time, each handler in its own transaction, so one handler's

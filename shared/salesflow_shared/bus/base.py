@@ -62,6 +62,10 @@ class Subscription:
     # while a batch is handled wait and become the next batch: under load batches grow instead of multiplying,
     # for handlers whose transactions would otherwise contend (e.g. on one leaderboard's rows).
     max_batches_in_flight: int | None = None
+    # Event types an earlier version of this consumer was bound to and no longer takes: a broker that keeps
+    # bindings (RabbitMQ) has them removed when the queue is declared, so an upgraded deployment stops
+    # receiving deliveries it would only ack.
+    retired_event_types: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,8 @@ class RabbitBus(EventBus):
         queue = await channel.declare_queue(main_name, durable=True, arguments={"x-queue-type": "quorum"})
         for event_type in subscription.event_types:
             await queue.bind(exchange, routing_key=event_type)
+        for event_type in set(subscription.retired_event_types) - set(subscription.event_types):
+            await queue.unbind(exchange, routing_key=event_type)  # a binding that is not there: a no-op
         retry_names = []
         for delay in subscription.retry_delays_ms:
             name = f"{main_name}.retry.{delay}ms"

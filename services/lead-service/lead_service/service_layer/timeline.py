@@ -69,8 +69,9 @@ async def record_own_events(uow: UnitOfWork, published: list[tuple[EventData, En
 
 
 TIMELINE_HANDLERS = EventHandlers()
-TIMELINE_HANDLERS.add_each((m for m in ALL_EVENT_MODELS
-                            if m.event_type in TOLD_EVENTS and m.event_type not in OWN_TOLD_EVENTS), record_timeline)
+# Own events too: no longer subscribed to (bootstrap's `retired_event_types`), but one queued before the upgrade
+# that wrote entries at publication is still recorded when delivered (idempotent: one entry per event and kind).
+TIMELINE_HANDLERS.add_each((m for m in ALL_EVENT_MODELS if m.event_type in TOLD_EVENTS), record_timeline)
 # The erasure is consumed too, though its transaction forgot the story already: delivered after the events of
 # other services that were on their way at the erasure, it forgets their entries as well (once per erasure,
 # not per lead). One handler for it, so that a batch forgets and adds in delivery order.
