@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import event, text
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 R = TypeVar("R")
 
@@ -42,18 +42,18 @@ class DriverStatements:
     raise it (`DBAPIError` with the dialect's error as `orig`), so callers and `is_database_outage` see no
     difference, and a connection found closed is invalidated as SQLAlchemy does."""
 
-    def __init__(self, connection: AsyncConnection, pooled: Any, count: Any) -> None:
-        self._connection = connection
-        self._pooled = pooled  # the pool's proxy of the connection
-        self._adapted = pooled.dbapi_connection  # SQLAlchemy's adapter of the asyncpg connection (lock, transaction)
-        self._count = count
+    def __init__(self, session: AsyncSession, adapted: Any) -> None:
+        self._session = session
+        self._adapted = adapted  # SQLAlchemy's adapter of the asyncpg connection (its lock and transaction)
+        self._count = session.info.get(_STATEMENT_COUNTER)
 
     @classmethod
     async def on(cls, session: AsyncSession) -> DriverStatements | None:
         if session.bind is None or session.bind.dialect.name != "postgresql":
             return None
         connection = await session.connection()  # the session's transaction, begun if it was not
-        return cls(connection, await connection.get_raw_connection(), session.info.get(_STATEMENT_COUNTER))
+        raw = await connection.get_raw_connection()
+        return cls(session, raw.dbapi_connection)
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         """The rows of `sql` (asyncpg records) with `args` bound to $1, $2, ..."""
@@ -88,14 +88,13 @@ class DriverStatements:
             translated = dbapi_error
         else:  # pragma: no cover - _handle_exception always raises
             translated = error
-        dialect = self._connection.dialect
-        lost = dialect.is_disconnect(cast(Any, translated), self._adapted, None)
-        wrapped = cast(DBAPIError, DBAPIError.instance(sql, None, translated, self._adapted.dbapi.Error,
-                                                       connection_invalidated=lost, dialect=dialect))
-        if lost:  # as SQLAlchemy does on a disconnect: the pool's older connections and this one are dropped
-            self._connection.sync_engine.pool._invalidate(self._pooled, wrapped)
-            await self._connection.invalidate(wrapped)
-        return wrapped
+        dialect = self._session.bind.dialect if self._session.bind is not None else None
+        lost = dialect is not None and dialect.is_disconnect(cast(Any, translated), self._adapted, None)
+        wrapped = DBAPIError.instance(sql, None, translated, self._adapted.dbapi.Error,
+                                      connection_invalidated=lost, dialect=dialect)
+        if lost:  # as SQLAlchemy does: this connection is not given to anyone again
+            await (await self._session.connection()).invalidate(wrapped)
+        return cast(DBAPIError, wrapped)
 
 
 _STATEMENT_COUNTER = "salesflow_count_statement"

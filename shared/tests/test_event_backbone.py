@@ -359,37 +359,3 @@ async def test_a_batch_acked_at_once_never_acks_an_older_batch_still_in_hand(dat
         assert await effect_count(context) == 11
     finally:
         await context.stop()
-
-
-async def test_connections_cut_under_the_consumer_postpone_the_delivery_and_the_pool_reconnects(backbone):
-    """The inbox claim is the first statement of a delivery: on a connection PostgreSQL has cut, it fails as an
-    outage (postponed, not a retry used up), the pool drops its connections, and the redelivery is handled once."""
-    from sqlalchemy.exc import DBAPIError
-
-    from salesflow_shared.events import make_event
-    from salesflow_shared.testing import publish_envelope, refuse_connections
-
-    context, harness = backbone
-    if context.database.is_sqlite:
-        pytest.skip("SQLite has no connections to cut")
-    await publish_erased(context, "before-cut")
-
-    async def delivered(lead_id: str) -> None:
-        try:
-            count = await effect_count(context, lead_id)
-        except DBAPIError as exc:  # this check's own query may be the one to meet a cut connection
-            raise AssertionError("a cut connection") from exc
-        assert count == 1
-
-    await eventually(lambda: delivered("before-cut"))
-    assert await refuse_connections(context.database.url) > 0  # the pool's connections, cut
-    await refuse_connections(context.database.url, refuse=False)
-    envelope = make_event(LeadErasedV1(lead_id="after-cut"), org_id="org-a", subject_id="after-cut")
-    await publish_envelope(context.bus, envelope)  # as another service would: nothing here touches the pool first
-
-    async def handled() -> None:  # (the handler runs once the claim has succeeded)
-        assert harness.calls["after-cut"] == 1
-
-    await eventually(handled, timeout=20)
-    await eventually(lambda: delivered("after-cut"))
-    assert await context.bus.list_parked(context.queue) == []
