@@ -32,74 +32,6 @@ def rows_affected(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-class DriverStatements:
-    """Statements of the backbone's hot path (inbox claim, outbox insert, relay) sent straight to the session's
-    own asyncpg connection, in the session's transaction (PostgreSQL only; `on(session)` is None on SQLite).
-
-    Each is prepared once per connection by asyncpg's statement cache and then only bound and executed: none
-    of SQLAlchemy's per-statement work (execution context, compiled-cache lookup, parameter processing, result
-    wrapping), which cost more CPU than the statement's own round trip. A failure is raised as SQLAlchemy would
-    raise it (`DBAPIError` with the dialect's error as `orig`), so callers and `is_database_outage` see no
-    difference, and a connection found closed is invalidated as SQLAlchemy does."""
-
-    def __init__(self, session: AsyncSession, adapted: Any) -> None:
-        self._session = session
-        self._adapted = adapted  # SQLAlchemy's adapter of the asyncpg connection (its lock and transaction)
-        self._count = session.info.get(_STATEMENT_COUNTER)
-
-    @classmethod
-    async def on(cls, session: AsyncSession) -> DriverStatements | None:
-        if session.bind is None or session.bind.dialect.name != "postgresql":
-            return None
-        connection = await session.connection()  # the session's transaction, begun if it was not
-        raw = await connection.get_raw_connection()
-        return cls(session, raw.dbapi_connection)
-
-    async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        """The rows of `sql` (asyncpg records) with `args` bound to $1, $2, ..."""
-        rows: list[Any] = await self._run(sql, lambda connection: connection.fetch(sql, *args))
-        return rows
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        """Run `sql`; how many rows it touched."""
-        status = await self._run(sql, lambda connection: connection.execute(sql, *args))
-        count = status.rpartition(" ")[2]
-        return int(count) if count.isdigit() else 0
-
-    async def _run(self, sql: str, call: Any) -> Any:
-        adapted = self._adapted
-        if self._count is not None:
-            self._count()
-        async with adapted._execute_mutex:  # as SQLAlchemy's cursor: one operation at a time on the connection
-            try:
-                if adapted._transaction is None:  # (`session.connection()` checks out; the BEGIN is lazy)
-                    await adapted._start_transaction()
-                return await call(adapted._connection)
-            except DBAPIError:
-                raise
-            except Exception as error:  # noqa: BLE001 - translated as SQLAlchemy translates it, and re-raised
-                failure = error
-        raise await self._translated(sql, failure) from failure
-
-    async def _translated(self, sql: str, error: Exception) -> DBAPIError:
-        try:
-            self._adapted._handle_exception(error)  # raises the dialect's DBAPI error for it
-        except Exception as dbapi_error:  # noqa: BLE001 - what it raised is what is wrapped
-            translated = dbapi_error
-        else:  # pragma: no cover - _handle_exception always raises
-            translated = error
-        dialect = self._session.bind.dialect if self._session.bind is not None else None
-        lost = dialect is not None and dialect.is_disconnect(cast(Any, translated), self._adapted, None)
-        wrapped = DBAPIError.instance(sql, None, translated, self._adapted.dbapi.Error,
-                                      connection_invalidated=lost, dialect=dialect)
-        if lost:  # as SQLAlchemy does: this connection is not given to anyone again
-            await (await self._session.connection()).invalidate(wrapped)
-        return cast(DBAPIError, wrapped)
-
-
-_STATEMENT_COUNTER = "salesflow_count_statement"
-
-
 class Database:
     def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False) -> None:
         self.url = url
@@ -136,7 +68,6 @@ class Database:
         """Count (Prometheus counters) every statement this engine sends and every transaction it commits."""
         event.listen(self.engine.sync_engine, "before_cursor_execute", lambda *_args: statements.inc())
         event.listen(self.engine.sync_engine, "commit", lambda *_args: commits.inc())
-        self.sessionmaker.configure(info={_STATEMENT_COUNTER: statements.inc})  # DriverStatements' (no cursor)
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .db import DriverStatements, rows_affected
+from .db import rows_affected
 from .events import Envelope, utcnow
 from .infra_tables import inbox_table
 
@@ -41,20 +41,8 @@ _CLAIM_RETURNING = {name: statement.returning(inbox_table.c.handler, inbox_table
                     for name, statement in _CLAIM.items()}
 
 
-# PostgreSQL, sent as prepared statements by DriverStatements (the same statements as _CLAIM and
-# _CLAIM_RETURNING: one row, or any number of rows as arrays, so one prepared statement serves every batch size).
-CLAIM_ONE = ("INSERT INTO inbox (handler, event_id, event_type, processed_at) VALUES ($1, $2, $3, $4) "
-             "ON CONFLICT (handler, event_id) DO NOTHING")
-CLAIM_MANY = ("INSERT INTO inbox (handler, event_id, event_type, processed_at) "
-              "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) "
-              "ON CONFLICT (handler, event_id) DO NOTHING RETURNING handler, event_id")
-
-
 async def claim_event(session: AsyncSession, handler: str, envelope: Envelope) -> bool:
     """Record that `handler` handles this event now; False when it already has (a redelivery)."""
-    driver = await DriverStatements.on(session)
-    if driver is not None:
-        return await driver.execute(CLAIM_ONE, handler, str(envelope.id), envelope.type, utcnow()) == 1
     result = await session.execute(_CLAIM[dialect_name(session)], {
         "handler": handler, "event_id": str(envelope.id), "event_type": envelope.type, "processed_at": utcnow()})
     return rows_affected(result) == 1
@@ -66,11 +54,6 @@ async def claim_for_handlers(session: AsyncSession, claims: list[tuple[str, Enve
     if not claims:
         return set()
     now = utcnow()
-    driver = await DriverStatements.on(session)
-    if driver is not None:
-        rows = await driver.fetch(CLAIM_MANY, [handler for handler, _ in claims], [str(e.id) for _, e in claims],
-                                  [e.type for _, e in claims], [now] * len(claims))
-        return {(row[0], row[1]) for row in rows}
     # Rows as parameters of one statement (sent as multi-row VALUES pages): the statement is compiled once and
     # cached, where rows inlined with .values([...]) are compiled again for every batch.
     rows = [{"handler": handler, "event_id": str(e.id), "event_type": e.type, "processed_at": now}

@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus import EventBus, OutgoingMessage, Unroutable
-from .db import Database, DriverStatements, rows_affected
+from .db import Database, rows_affected
 from .events import utcnow
 from .infra_tables import outbox_table
 from .observability import ServiceMetrics
@@ -54,14 +54,6 @@ def claim_batch_statement(batch_size: int) -> Any:
 
 UNMARK_FAILED = update(outbox_table).where(outbox_table.c.id == bindparam("row_id")).values(
     published_at=None, attempts=outbox_table.c.attempts + 1, last_error=bindparam("error"))
-
-
-# PostgreSQL, sent as prepared statements by DriverStatements: the same two statements ($1 the time of the
-# mark, $2 the batch size; $1 the row, $2 its error).
-CLAIM_BATCH_SQL = (
-    "UPDATE outbox SET published_at = $1 WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
-    "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, event_id, event_type, payload, headers")
-UNMARK_FAILED_SQL = "UPDATE outbox SET published_at = NULL, attempts = attempts + 1, last_error = $2 WHERE id = $1"
 
 
 class OutboxRelay:
@@ -161,21 +153,15 @@ class OutboxRelay:
         """Publish one batch; return how many rows were marked sent. `on_claimed` is told how many rows the batch
         claimed as soon as they are (before they are published)."""
         async with self.database.session() as session, session.begin():
-            driver = await DriverStatements.on(session)
-            claimed: Sequence[Any]
-            if driver is not None:
-                claimed = await driver.fetch(CLAIM_BATCH_SQL, utcnow(), self.batch_size)
-            else:
-                claimed = (await session.execute(self._claim_batch, {"sent_at": utcnow()})).all()
-            rows = sorted(claimed, key=lambda r: r[0])  # (id, event_id, event_type, payload, headers)
+            rows = sorted((await session.execute(self._claim_batch, {"sent_at": utcnow()})).all(), key=lambda r: r.id)
             if on_claimed is not None:
                 on_claimed(len(rows))
             if not rows:
                 return 0
-            messages = [OutgoingMessage(event_id=event_id, event_type=event_type, body=payload.encode(),
-                                        headers=dict(headers or {}),
-                                        correlation_id=json.loads(payload).get("correlation_id"))
-                        for _, event_id, event_type, payload, headers in rows]
+            messages = [OutgoingMessage(event_id=r.event_id, event_type=r.event_type, body=r.payload.encode(),
+                                        headers=dict(r.headers or {}),
+                                        correlation_id=json.loads(r.payload).get("correlation_id"))
+                        for r in rows]
             results = await asyncio.gather(*(traced_publish(self.service, m, self.bus.publish) for m in messages),
                                            return_exceptions=True)
             sent_ids, failed = [], []
@@ -183,18 +169,15 @@ class OutboxRelay:
                 if result is None or isinstance(result, Unroutable):
                     if isinstance(result, Unroutable):
                         log.info("event_unroutable", event_type=message.event_type, event_id=message.event_id)
-                    sent_ids.append(row[0])
+                    sent_ids.append(row.id)
                     if self.metrics:
                         self.metrics.events_published.labels(message.event_type).inc()
                 else:
-                    failed.append((row[0], result))
+                    failed.append((row.id, result))
             if self.after_publish_hook is not None:
                 self.after_publish_hook([m.event_id for m in messages])
             for row_id, error in failed:  # left for the next batch
-                if driver is not None:
-                    await driver.execute(UNMARK_FAILED_SQL, row_id, str(error)[:1000])
-                else:
-                    await session.execute(UNMARK_FAILED, {"row_id": row_id, "error": str(error)[:1000]})
+                await session.execute(UNMARK_FAILED, {"row_id": row_id, "error": str(error)[:1000]})
             if failed:
                 if self.metrics:
                     self.metrics.publish_failures.inc(len(failed))

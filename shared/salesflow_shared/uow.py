@@ -1,7 +1,6 @@
 """The unit of work: one database transaction whose events go to the outbox in that same transaction."""
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -10,7 +9,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .clock import Clock, SystemClock
-from .db import Database, DriverStatements
+from .db import Database
 from .events import Envelope, EventData, make_event, utcnow
 from .infra_tables import outbox_table
 from .logging import traceparent_var
@@ -45,8 +44,8 @@ class UnitOfWork:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        # Anything not committed is rolled back, including events: they never reach the outbox. (Closing the
-        # session rolls back its transaction: no separate rollback, a greenlet hop less per unit of work.)
+        # Anything not committed is rolled back, including events: they never reach the outbox.
+        await self.session.rollback()
         self._outgoing.clear()
         self._published_data.clear()
         await self.session.close()
@@ -72,15 +71,8 @@ class UnitOfWork:
             await self._record_published(self, [(self._published_data[e.id], e) for e in outgoing])
         self._published_data.clear()
         if outgoing:
-            rows = [outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing]
-            driver = await DriverStatements.on(self.session)
-            if driver is not None:
-                for row in rows:  # as SQLAlchemy's JSON type writes it
-                    row["headers"] = json.dumps(row["headers"])
-                await driver.execute(INSERT_OUTBOX_ROWS, *(
-                    [row[column] for row in rows] for column in OUTBOX_ROW_COLUMNS))
-            else:
-                await self.session.execute(INSERT_OUTBOX, rows)
+            await self.session.execute(INSERT_OUTBOX, [
+                outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing])
         self._traceparents.clear()
         if self._notify_channel is not None:
             await self.session.execute(NOTIFY, {"channel": self._notify_channel})
@@ -97,11 +89,6 @@ class UnitOfWork:
 
 NOTIFY = text("SELECT pg_notify(:channel, '')")
 INSERT_OUTBOX = insert(outbox_table)  # built once: reused with each commit's rows
-# PostgreSQL (DriverStatements): the same insert, any number of rows as arrays (one prepared statement).
-OUTBOX_ROW_COLUMNS = ("event_id", "event_type", "org_id", "payload", "headers", "created_at")
-INSERT_OUTBOX_ROWS = (
-    f"INSERT INTO outbox ({', '.join(OUTBOX_ROW_COLUMNS)}) "
-    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[], $6::timestamptz[])")
 
 
 def outbox_row(envelope: Envelope, traceparent: str | None) -> dict[str, Any]:
