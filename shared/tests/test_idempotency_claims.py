@@ -3,6 +3,7 @@ whose process died (no heartbeat for CLAIM_STALE_AFTER) is taken over by a retry
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,20 @@ async def test_a_claim_left_by_a_dead_process_is_taken_over_once_its_heartbeat_i
     assert replay.headers["idempotent-replayed"] == "true" and runs == [1]
 
 
-async def test_a_running_claim_keeps_its_heartbeat_so_a_retry_still_gets_409(database, monkeypatch):
-    monkeypatch.setattr(idempotency, "CLAIM_HEARTBEAT", timedelta(milliseconds=50))
+def held_work() -> tuple[asyncio.Event, asyncio.Event, Callable[[], Awaitable[dict[str, int]]]]:
+    """Work that runs until released: (set when it starts, set to release it, the work)."""
     started, release = asyncio.Event(), asyncio.Event()
 
     async def long_work() -> dict[str, int]:
         started.set()
         await release.wait()
         return {"rescored": 1}
+    return started, release, long_work
 
+
+async def test_a_running_claim_keeps_its_heartbeat_so_a_retry_still_gets_409(database, monkeypatch):
+    monkeypatch.setattr(idempotency, "CLAIM_HEARTBEAT", timedelta(milliseconds=50))
+    started, release, long_work = held_work()
     first = asyncio.create_task(run(database, request(), long_work))
     await started.wait()
     await age_claims(database, idempotency.CLAIM_STALE_AFTER + timedelta(seconds=1))
@@ -103,13 +109,7 @@ async def test_a_failed_heartbeat_does_not_stop_the_next_ones(database, monkeypa
         await real_heartbeat(self, session)
 
     monkeypatch.setattr(IdempotentRequest, "heartbeat", flaky_heartbeat)
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def long_work() -> dict[str, int]:
-        started.set()
-        await release.wait()
-        return {"rescored": 1}
-
+    started, release, long_work = held_work()
     first = asyncio.create_task(run(database, request(), long_work))
     await started.wait()
     await asyncio.sleep(0.1)  # the first beat has failed
