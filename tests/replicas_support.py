@@ -87,7 +87,8 @@ class ReplicaSet:
                 [sys.executable, "-m", "uvicorn", "--factory", f"{entry.package}.entrypoints.http:create_app",
                  "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                  "--timeout-graceful-shutdown", "25"],
-                env=self.env(service), stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+                env=self.env(service), stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+                preexec_fn=testing.dies_with_test_run)
             replica = Replica(service, index, port, log_path, process)
             self.replicas.append(replica)
             started.append(replica)

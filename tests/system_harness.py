@@ -21,7 +21,7 @@ import httpx
 
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database
 from salesflow_shared.runner import SERVICES, ServiceEntry
-from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, free_port
+from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, dies_with_test_run, free_port
 
 
 def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float, name: str,
@@ -96,7 +96,7 @@ class RunningSystem:
         service.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", f"{service.entry.package}.entrypoints.http:create_app",
              "--host", "127.0.0.1", "--port", str(service.port), "--log-level", "warning"],
-            env=service.env, stdout=log, stderr=subprocess.STDOUT)
+            env=service.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_test_run)
         if wait:
             self.wait_ready(name, timeout)
 
@@ -165,7 +165,7 @@ class EmbeddedSystem:
                   "asyncio.run(run_embedded(ports=json.loads(sys.argv[1])))")
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, "-c", script, json.dumps(ports)], env=env, stdout=log,
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT, preexec_fn=dies_with_test_run)
         for name, service in self.services.items():
             wait_ready(self.process, service.url, timeout, name, self.log_path)
 

@@ -7,11 +7,14 @@ bus namespace (exchange and queue prefix), so tests never see each other's rows 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import email
 import email.message
 import email.policy
 import os
+import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -263,6 +266,16 @@ class LocalHttpServer:
         assert self._server is not None and self._task is not None, "not started"
         self._server.should_exit = True
         await self._task
+
+
+def dies_with_test_run() -> None:
+    """`preexec_fn` of a process a test starts (a service, a replica): the kernel sends it SIGTERM when the
+    thread that started it ends. A test run that is killed (a timeout, CI's limit) would otherwise leave its
+    services running, holding database connections and broker sockets for every later run on the machine.
+    Start such processes from the main thread: a worker thread that ends would take them with it."""
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

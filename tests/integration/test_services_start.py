@@ -2,6 +2,7 @@
 /openapi.json — on PostgreSQL + RabbitMQ (full mode) and on SQLite + the in-process bus (embedded mode)."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import pytest
@@ -55,8 +56,14 @@ async def test_readyz_reports_an_unreachable_database(tmp_path):
     app = _app(entry, f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     async with running_app(app) as client:
         await app.state.context.database.dispose()
-        (tmp_path / "x.db").unlink()
-        (tmp_path / "x.db").mkdir()  # a directory where the database file was: connections now fail
+        # A directory where the database file was: connections now fail. The service's relay and workers keep
+        # trying meanwhile, and SQLite creates an empty file on their first try, so swap until the directory
+        # is in place.
+        database_file = tmp_path / "x.db"
+        while not database_file.is_dir():
+            database_file.unlink(missing_ok=True)
+            with contextlib.suppress(FileExistsError):
+                database_file.mkdir()
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["database"] is False

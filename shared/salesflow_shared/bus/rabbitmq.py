@@ -43,12 +43,14 @@ _CHANNEL_GONE = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidSt
 class RabbitBus(EventBus):
     def __init__(self, url: str, *, exchange: str = "salesflow.events", namespace: str = "",
                  client_name: str = "salesflow", publish_timeout_s: float = 15.0,
-                 on_parked: Any = None, transient_retry_delay_s: float = 0.5) -> None:
+                 on_parked: Any = None, transient_retry_delay_s: float = 0.5,
+                 connect_timeout_s: float = 30.0) -> None:
         self.url = url
         self.namespace = namespace
         self.exchange_name = namespace + exchange
         self.client_name = client_name
         self.publish_timeout_s = publish_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._on_parked = on_parked
         self.transient_retry_delay_s = transient_retry_delay_s
         self._connection: AbstractRobustConnection | None = None
@@ -64,8 +66,12 @@ class RabbitBus(EventBus):
         return self.namespace + queue
 
     async def start(self) -> None:
+        # A broker that takes the TCP connection but never finishes the handshake (out of sockets, still
+        # booting) fails the start-up after `connect_timeout_s` instead of holding it forever, so the process
+        # exits with the reason and its supervisor starts it again.
         self._connection = await aio_pika.connect_robust(
-            self.url, client_properties={"connection_name": self.client_name}, reconnect_interval=1.0)
+            self.url, client_properties={"connection_name": self.client_name}, reconnect_interval=1.0,
+            timeout=self.connect_timeout_s)
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=False)
         self._exchange = await self._publish_channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)

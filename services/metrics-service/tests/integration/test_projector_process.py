@@ -18,7 +18,7 @@ from metrics_service.entrypoints.http import create_app
 from metrics_service.service_layer.projector import pending
 from salesflow_shared.bus import OutgoingMessage
 from salesflow_shared.clock import ManualClock
-from salesflow_shared.testing import eventually, running_app
+from salesflow_shared.testing import dies_with_test_run, eventually, running_app
 
 
 def start_projector(database_url: str, amqp_url: str, namespace: str, port: int) -> subprocess.Popen[bytes]:
@@ -27,7 +27,7 @@ def start_projector(database_url: str, amqp_url: str, namespace: str, port: int)
            "SALESFLOW_PROJECTOR": "only", "SALESFLOW_MIGRATE_ON_START": "false"}
     return subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory",
                              "metrics_service.entrypoints.http:create_app", "--port", str(port),
-                             "--log-level", "warning"], env=env)
+                             "--log-level", "warning"], env=env, preexec_fn=dies_with_test_run)
 
 
 async def consumers_of(amqp_url: str, queue: str) -> int:
