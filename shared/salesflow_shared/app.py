@@ -35,7 +35,7 @@ from .observability import ServiceMetrics, health_router, install_request_metric
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .tracing import TracingMiddleware, configure_tracing
-from .uow import RecordPublished, UnitOfWork
+from .uow import CommittedEvents, RecordPublished, UnitOfWork
 from .wakeup import CommitBell, commit_channel, current_worker, listen_for_commits
 
 log = structlog.get_logger(__name__)
@@ -96,7 +96,9 @@ class ServiceContext:
         self.relay = OutboxRelay(self.database, self.bus, self.metrics,
                                  batch_size=self.settings.outbox_batch_size,
                                  poll_interval_s=self.settings.outbox_poll_interval_s,
-                                 retention_s=self.settings.outbox_retention_hours * 3600)
+                                 retention_s=self.settings.outbox_retention_hours * 3600,
+                                 mark_delay_s=self.settings.outbox_mark_delay_s,
+                                 sweep_after_s=self.settings.outbox_sweep_after_s)
         hold = EventHoldForTests(self.settings.test_event_hold_dir, self.name) \
             if self.settings.test_event_hold_dir is not None else None
         self.dispatcher = EventDispatcher(definition.event_handlers, self.uow, self.metrics, hold=hold)
@@ -144,9 +146,9 @@ class ServiceContext:
                           notify_channel=commit_channel(self.name) if announce else None, clock=self.clock,
                           record_published=self.definition.record_published)
 
-    def _committed(self, published: bool) -> None:
-        if published:
-            self.relay.wake()
+    def _committed(self, events: CommittedEvents) -> None:
+        if events:
+            self.relay.hand_over(events)
         if current_worker.get() is None:  # a worker's own commits ring only when its tick found work
             self.commits.ring()
 

@@ -38,9 +38,14 @@ class ServiceSettings(BaseSettings):
     # Growing delays between redeliveries of a failed message; after the last one it is parked.
     retry_delays_ms: list[int] = Field(default_factory=lambda: [1000, 5000, 30000])
     outbox_batch_size: int = 200
-    # The relay is woken by this process's commits that wrote events; it also looks this often (a safety net:
-    # rows left by a crashed replica, a failed publish).
+    # The relay publishes what this process's commits hand it; it sweeps the outbox this often for rows no
+    # process holds (a crashed replica's, a migration's backfill): only those older than
+    # `outbox_sweep_after_s`, or written before the process started.
     outbox_poll_interval_s: float = 5.0
+    outbox_sweep_after_s: float = 10.0
+    # The "sent" marks of rows published from hand are written together, this long after the first confirm:
+    # one UPDATE and commit for all of them. A crash before leaves them to a sweep (a copy consumers absorb).
+    outbox_mark_delay_s: float = 0.5
     # Workers woken by commits (run_periodically with wake_on_commit) look for work at least this often when
     # nothing woke them (work that falls due with time is picked up within it).
     worker_idle_poll_s: float = 10.0

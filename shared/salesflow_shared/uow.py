@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .bus import OutgoingMessage
 from .clock import Clock, SystemClock
 from .db import Database
 from .events import Envelope, EventData, make_event, utcnow
@@ -16,17 +17,20 @@ from .logging import traceparent_var
 
 # What a service records of its own events in the transaction that publishes them (see ServiceDefinition).
 RecordPublished = Callable[["UnitOfWork", list[tuple[EventData, Envelope]]], Awaitable[None]]
+# The events a commit wrote to the outbox, as the relay publishes them, each with its row's created_at.
+CommittedEvents = list[tuple[OutgoingMessage, datetime]]
 
 
 class UnitOfWork:
-    def __init__(self, database: Database, producer: str, after_commit: Callable[[bool], None] | None = None,
+    def __init__(self, database: Database, producer: str,
+                 after_commit: Callable[[CommittedEvents], None] | None = None,
                  notify_channel: str | None = None, clock: Clock | None = None,
                  record_published: RecordPublished | None = None) -> None:
         self.database = database
         self.producer = producer
         # The service's clock (ServiceContext.clock): handlers and use cases read the time from it.
         self.clock: Clock = clock or SystemClock()
-        # Called after each commit, with whether it put events in the outbox.
+        # Called after each commit with the events it put in the outbox (none: an empty list).
         self._after_commit = after_commit
         # PostgreSQL: NOTIFY on this channel in every committed transaction (delivered at commit, not before).
         self._notify_channel = notify_channel
@@ -70,16 +74,19 @@ class UnitOfWork:
         if outgoing and self._record_published is not None:
             await self._record_published(self, [(self._published_data[e.id], e) for e in outgoing])
         self._published_data.clear()
-        if outgoing:
-            await self.session.execute(INSERT_OUTBOX, [
-                outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing])
+        rows = [outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing]
+        if rows:
+            await self.session.execute(INSERT_OUTBOX, rows)
         self._traceparents.clear()
         if self._notify_channel is not None:
             await self.session.execute(NOTIFY, {"channel": self._notify_channel})
         await self.session.commit()
         self.published.extend(outgoing)
         if self._after_commit is not None:
-            self._after_commit(bool(outgoing))
+            self._after_commit([(OutgoingMessage(event_id=row["event_id"], event_type=row["event_type"],
+                                                 body=row["payload"].encode(), headers=dict(row["headers"]),
+                                                 correlation_id=envelope.correlation_id), row["created_at"])
+                                for row, envelope in zip(rows, outgoing, strict=True)])
 
     async def rollback(self) -> None:
         self._outgoing.clear()
