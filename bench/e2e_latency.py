@@ -9,8 +9,10 @@ one is doing). Arrival of LeadAssigned / StageAdvanced is observed by a queue of
 exchange. Latency = event received − submission sent. Baseline in the same run: the HTTP round trip of
 `GET /healthz` on lead-service at the same rate (what the client, the loop and uvicorn cost alone).
 Per hop (which one holds the tail): each lead's path is timed from the services' own outbox and inbox rows (the
-outbox row's `created_at` just before its commit, `published_at` when the relay claimed it; the inbox row's
-`processed_at` when the consumer began handling the event) and our arrival times, all on this machine's clock.
+outbox row's `created_at` just before its commit; the inbox row's `processed_at` when the consumer began
+handling the event) and our arrival times, all on this machine's clock. A hop from an outbox row to the next
+handler is the relay's and the broker's together: the relay publishes a commit's events as the commit hands
+them over and marks them sent a moment later, so `published_at` is not the publish's time.
 
 Run: `.venv/bin/python bench/e2e_latency.py --rates 50 200 --duration 60`
 """
@@ -220,21 +222,18 @@ async def run_rate(world: World, rate: float, duration: float, settle: float) ->
 
 
 # Each hop of a lead's path: (name, the stamp it starts at, the stamp it ends at). Stamps: "sent" (the
-# submission), "<service>:<out|in>:<EventType>:<created|published|processed>" and "arrived:<EventType>".
+# submission), "<service>:<out|in>:<EventType>:<created|processed>" and "arrived:<EventType>".
 HOPS = [
     ("intake (request → commit)", "sent", "lead:out:LeadCreated:created"),
-    ("lead-service relay wait", "lead:out:LeadCreated:created", "lead:out:LeadCreated:published"),
-    ("→ assignment handler", "lead:out:LeadCreated:published", "assignment:in:LeadCreated:processed"),
+    ("LeadCreated → assignment handler", "lead:out:LeadCreated:created", "assignment:in:LeadCreated:processed"),
     ("assignment handling", "assignment:in:LeadCreated:processed", "assignment:out:LeadAssigned:created"),
-    ("assignment relay wait", "assignment:out:LeadAssigned:created", "assignment:out:LeadAssigned:published"),
-    ("LeadAssigned → bench", "assignment:out:LeadAssigned:published", "arrived:LeadAssigned"),
-    ("→ pipeline handler", "assignment:out:LeadRouted:published", "pipeline:in:LeadRouted:processed"),
+    ("LeadAssigned → bench", "assignment:out:LeadAssigned:created", "arrived:LeadAssigned"),
+    ("LeadRouted → pipeline handler", "assignment:out:LeadRouted:created", "pipeline:in:LeadRouted:processed"),
     ("pipeline handling", "pipeline:in:LeadRouted:processed", "pipeline:out:StageAdvanced:created"),
-    ("pipeline relay wait", "pipeline:out:StageAdvanced:created", "pipeline:out:StageAdvanced:published"),
-    ("StageAdvanced → bench", "pipeline:out:StageAdvanced:published", "arrived:StageAdvanced"),
+    ("StageAdvanced → bench", "pipeline:out:StageAdvanced:created", "arrived:StageAdvanced"),
 ]
 OUTBOX_STAMPS = "SELECT payload::json->>'subject_id' AS lead, event_type, event_id, " \
-    "extract(epoch FROM created_at) AS created, extract(epoch FROM published_at) AS published FROM outbox " \
+    "extract(epoch FROM created_at) AS created FROM outbox " \
     "WHERE event_type = ANY(:types) AND (event_type <> 'StageAdvanced' OR payload::json->'data'->>'reason' = 'entry')"
 INBOX_STAMPS = "SELECT event_id, event_type, extract(epoch FROM processed_at) AS processed FROM inbox " \
     "WHERE event_type = ANY(:types)"
@@ -249,10 +248,8 @@ async def print_hops(world: World, sent_wall: dict[str, float], arrived: dict[st
                                   (PIPELINE, "pipeline", ["StageAdvanced"])):
         for row in await world.rows(service, OUTBOX_STAMPS, types=types):
             lead_of[row["event_id"]] = row["lead"]
-            if row["lead"] in stamps and row["published"] is not None:
-                seen = stamps[row["lead"]]
-                seen.setdefault(f"{short}:out:{row['event_type']}:created", float(row["created"]))
-                seen.setdefault(f"{short}:out:{row['event_type']}:published", float(row["published"]))
+            if row["lead"] in stamps:
+                stamps[row["lead"]].setdefault(f"{short}:out:{row['event_type']}:created", float(row["created"]))
     for service, short, types in ((ASSIGNMENT, "assignment", ["LeadCreated"]), (PIPELINE, "pipeline", ["LeadRouted"])):
         for row in await world.rows(service, INBOX_STAMPS, types=types):
             lead = lead_of.get(row["event_id"])
