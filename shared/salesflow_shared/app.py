@@ -78,6 +78,7 @@ class ServiceDefinition:
     listen_for_commits: bool = False
     # What the service records of its own events in the transaction that publishes them, instead of consuming
     # them back (lead-service: their timeline entries): called by every commit with the events it publishes.
+    # It may take the commit's outbox rows (`UnitOfWork.take_outbox_rows`) to write them in its own statement.
     record_published: RecordPublished | None = None
 
 

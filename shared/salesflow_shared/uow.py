@@ -40,6 +40,7 @@ class UnitOfWork:
         # Called by each commit with the events it publishes, in order, before their outbox rows are written.
         self._record_published = record_published
         self._published_data: dict[Any, EventData] = {}  # by event id, while a hook wants them
+        self._outbox_rows: list[dict[str, Any]] = []  # the commit in progress's, until written or taken
         self.published: list[Envelope] = []  # what the committed transactions put in the outbox
         self.session: AsyncSession
 
@@ -51,6 +52,7 @@ class UnitOfWork:
         # Anything not committed is rolled back, including events: they never reach the outbox.
         await self.session.rollback()
         self._outgoing.clear()
+        self._outbox_rows.clear()
         self._published_data.clear()
         await self.session.close()
 
@@ -71,13 +73,15 @@ class UnitOfWork:
     async def commit(self) -> None:
         outgoing = self._outgoing
         self._outgoing = []
+        self._outbox_rows = [outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing]
+        committed_rows = self._outbox_rows  # handed to the relay after the commit, whoever writes them
+        self._traceparents.clear()
         if outgoing and self._record_published is not None:
             await self._record_published(self, [(self._published_data[e.id], e) for e in outgoing])
         self._published_data.clear()
-        rows = [outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing]
+        rows = self.take_outbox_rows()
         if rows:
             await self.session.execute(INSERT_OUTBOX, rows)
-        self._traceparents.clear()
         if self._notify_channel is not None:
             await self.session.execute(NOTIFY, {"channel": self._notify_channel})
         await self.session.commit()
@@ -86,10 +90,18 @@ class UnitOfWork:
             self._after_commit([(OutgoingMessage(event_id=row["event_id"], event_type=row["event_type"],
                                                  body=row["payload"].encode(), headers=dict(row["headers"]),
                                                  correlation_id=envelope.correlation_id), row["created_at"])
-                                for row, envelope in zip(rows, outgoing, strict=True)])
+                                for row, envelope in zip(committed_rows, outgoing, strict=True)])
+
+    def take_outbox_rows(self) -> list[dict[str, Any]]:
+        """The outbox rows of the commit in progress (for `outbox_table`, in publishing order), taken by a
+        `record_published` hook that writes them in its own statement together with what it records (one round
+        trip instead of two): the commit then writes none. Empty outside a commit and once taken."""
+        rows, self._outbox_rows = self._outbox_rows, []
+        return rows
 
     async def rollback(self) -> None:
         self._outgoing.clear()
+        self._outbox_rows.clear()
         self._published_data.clear()
         await self.session.rollback()
 

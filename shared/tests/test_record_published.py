@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from salesflow_shared.db import Database
 from salesflow_shared.events import Envelope, EventData, LeadDisqualifiedV1, LeadErasedV1
 from salesflow_shared.infra_tables import add_infrastructure_tables, outbox_table
-from salesflow_shared.uow import UnitOfWork
+from salesflow_shared.uow import INSERT_OUTBOX, UnitOfWork
 
 metadata = sa.MetaData()
 add_infrastructure_tables(metadata)
@@ -54,3 +54,26 @@ async def test_the_commit_that_publishes_records_its_events_in_order_and_a_rollb
     async with UnitOfWork(database, "test", record_published=record) as uow:
         uow.publish(LeadErasedV1(lead_id="l-4"), org_id="o", subject_id="l-4")
     assert await rows(database, kept) == 2 and await rows(database, outbox_table) == 2  # left uncommitted
+
+
+# `UnitOfWork.take_outbox_rows`: a hook may write the commit's outbox rows in its own statement; the commit then
+# writes none, and outside a commit there are none to take.
+async def test_a_hook_that_takes_the_outbox_rows_writes_them_once_in_publishing_order(database):
+    taken: list[list[str]] = []
+
+    async def write_them(uow: UnitOfWork, published: list[tuple[EventData, Envelope]]) -> None:
+        rows = uow.take_outbox_rows()
+        taken.append([row["event_type"] for row in rows])
+        assert uow.take_outbox_rows() == []  # taken once
+        await uow.session.execute(INSERT_OUTBOX, rows)
+
+    async with UnitOfWork(database, "test", record_published=write_them) as uow:
+        assert uow.take_outbox_rows() == []
+        first = uow.publish(LeadErasedV1(lead_id="l-1"), org_id="o", subject_id="l-1")
+        second = uow.publish(LeadDisqualifiedV1(lead_id="l-2", reason="spam"), org_id="o", subject_id="l-2")
+        await uow.commit()
+
+    assert taken == [["LeadErased", "LeadDisqualified"]]
+    async with database.session() as session:
+        rows = (await session.execute(sa.select(outbox_table.c.event_id).order_by(outbox_table.c.id))).scalars()
+        assert list(rows) == [str(first.id), str(second.id)]

@@ -37,9 +37,11 @@ async def record_timeline(data: EventData, envelope: Envelope, uow: UnitOfWork) 
     await timeline_repo.add_entries(uow.session, _stored_entries(data, envelope), uow.clock.now())
 
 
-async def record_timelines(items: list[tuple[EventData, Envelope]], uow: UnitOfWork) -> None:
-    """`record_timeline` for a delivered batch (events in delivery order): every entry in one statement. An
-    erasure in the batch drops its lead's entries of the events before it, as if added and then forgotten."""
+async def record_timelines(items: list[tuple[EventData, Envelope]], uow: UnitOfWork,
+                           outbox_rows: list[dict[str, Any]] | None = None) -> None:
+    """`record_timeline` for a delivered batch (events in delivery order): every entry in one statement (with
+    `outbox_rows`, a commit's, when given). An erasure in the batch drops its lead's entries of the events before
+    it, as if added and then forgotten."""
     entries: list[tuple[str, StoredEntry]] = []
     for data, envelope in items:
         if isinstance(data, LeadErasedV1):
@@ -48,7 +50,7 @@ async def record_timelines(items: list[tuple[EventData, Envelope]], uow: UnitOfW
             await timeline_repo.forget_lead(uow.session, envelope.org_id, envelope.subject_id)
         else:
             entries.extend(_stored_entries(data, envelope))
-    await timeline_repo.add_entries(uow.session, entries, uow.clock.now())
+    await timeline_repo.add_entries(uow.session, entries, uow.clock.now(), outbox_rows or ())
 
 
 record_timeline.handle_many = record_timelines  # type: ignore[attr-defined]  # the consumer's batch hook
@@ -61,11 +63,13 @@ OWN_TOLD_EVENTS = frozenset(m.event_type for m in ALL_EVENT_MODELS
 
 async def record_own_events(uow: UnitOfWork, published: list[tuple[EventData, Envelope]]) -> None:
     """At the commit that publishes them: the entries of this service's told events, and an erasure forgets
-    its lead's story (in publishing order, as `record_timelines` takes a delivered batch)."""
+    its lead's story (in publishing order, as `record_timelines` takes a delivered batch). The entries and the
+    commit's outbox rows are written together (one statement on PostgreSQL: a lead's intake pays one round trip
+    for both)."""
     told = [(data, envelope) for data, envelope in published
             if envelope.type in OWN_TOLD_EVENTS or isinstance(data, LeadErasedV1)]
     if told:
-        await record_timelines(told, uow)
+        await record_timelines(told, uow, uow.take_outbox_rows())
 
 
 TIMELINE_HANDLERS = EventHandlers()

@@ -1,6 +1,7 @@
 """A lead's timeline: one row per entry (domain/timeline.py), idempotent per event and kind."""
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_name, per_dialect
+from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.pagination import decode_cursor, encode_cursor
+from salesflow_shared.uow import INSERT_OUTBOX
 
 from ...domain.times import iso
 from ..orm import lead_timeline
@@ -37,16 +40,64 @@ _ADD_ENTRY = per_dialect(
     lambda insert: insert(lead_timeline).on_conflict_do_nothing(index_elements=["org_id", "event_id", "kind"]))
 
 
-async def add_entries(session: AsyncSession, entries: Sequence[tuple[str, StoredEntry]], now: datetime) -> None:
-    """Add the (org id, entry) pairs in one statement, each unless its event already added its kind (a
-    redelivery adds nothing)."""
-    if not entries:
+_ENTRY_ARRAYS = (("id", "varchar"), ("org_id", "varchar"), ("lead_id", "varchar"), ("event_id", "varchar"),
+                 ("event_type", "varchar"), ("kind", "varchar"), ("occurred_at", "timestamptz"),
+                 ("correlation_id", "varchar"), ("producer", "varchar"), ("summary", "varchar"), ("details", "text"))
+_OUTBOX_ARRAYS = (("event_id", "varchar"), ("event_type", "varchar"), ("org_id", "varchar"), ("payload", "text"),
+                  ("headers", "text"), ("created_at", "timestamptz"))
+
+
+def _unnest(alias: str, arrays: tuple[tuple[str, str], ...]) -> str:
+    """Rows from one array parameter per column (`:<alias>_<column>`), numbered `n` in their order."""
+    return ("unnest(" + ", ".join(f"CAST(:{alias}_{name} AS {kind}[])" for name, kind in arrays)
+            + f") WITH ORDINALITY AS {alias}(" + ", ".join(name for name, _ in arrays) + ", n)")
+
+
+# PostgreSQL: the entries and the commit's outbox rows in one statement (a data-modifying CTE), each kind of row
+# passed as one array per column so that the statement is the same whatever the number of rows. The outbox rows
+# are inserted in the order given (their ids are the relay's publishing order).
+_ADD_ENTRIES_AND_OUTBOX = sa.text(f"""
+WITH entries AS (
+    INSERT INTO {lead_timeline.name} (id, org_id, lead_id, event_id, event_type, kind, occurred_at, correlation_id,
+                                      producer, summary, details, recorded_at)
+    SELECT e.id, e.org_id, e.lead_id, e.event_id, e.event_type, e.kind, e.occurred_at, e.correlation_id,
+           e.producer, e.summary, CAST(e.details AS json), CAST(:now AS timestamptz)
+    FROM {_unnest("e", _ENTRY_ARRAYS)}
+    ORDER BY e.n
+    ON CONFLICT (org_id, event_id, kind) DO NOTHING
+)
+INSERT INTO {outbox_table.name} (event_id, event_type, org_id, payload, headers, created_at)
+SELECT o.event_id, o.event_type, o.org_id, o.payload, CAST(o.headers AS json), o.created_at
+FROM {_unnest("o", _OUTBOX_ARRAYS)}
+ORDER BY o.n
+""")
+
+
+def _entry_row(org_id: str, entry: StoredEntry, now: datetime) -> dict[str, Any]:
+    return {"id": entry.id, "org_id": org_id, "lead_id": entry.lead_id, "event_id": entry.event_id,
+            "event_type": entry.event_type, "kind": entry.kind, "occurred_at": entry.occurred_at,
+            "correlation_id": entry.correlation_id, "producer": entry.producer, "summary": entry.summary,
+            "details": entry.details, "recorded_at": now}
+
+
+async def add_entries(session: AsyncSession, entries: Sequence[tuple[str, StoredEntry]], now: datetime,
+                      outbox_rows: Sequence[dict[str, Any]] = ()) -> None:
+    """Add the (org id, entry) pairs, each unless its event already added its kind (a redelivery adds nothing),
+    and the commit's `outbox_rows` (`UnitOfWork.take_outbox_rows`) when given: one statement on PostgreSQL, one
+    per table on SQLite."""
+    if outbox_rows and dialect_name(session) == "postgresql":
+        rows = [_entry_row(org_id, entry, now) for org_id, entry in entries]
+        params: dict[str, Any] = {"now": now}
+        for name, _ in _ENTRY_ARRAYS:  # the JSON columns' values as the JSON type would send them
+            params["e_" + name] = [json.dumps(row[name]) if name == "details" else row[name] for row in rows]
+        for name, _ in _OUTBOX_ARRAYS:
+            params["o_" + name] = [json.dumps(row[name]) if name == "headers" else row[name] for row in outbox_rows]
+        await session.execute(_ADD_ENTRIES_AND_OUTBOX, params)
         return
-    await session.execute(_ADD_ENTRY[dialect_name(session)], [{
-        "id": entry.id, "org_id": org_id, "lead_id": entry.lead_id, "event_id": entry.event_id,
-        "event_type": entry.event_type, "kind": entry.kind, "occurred_at": entry.occurred_at,
-        "correlation_id": entry.correlation_id, "producer": entry.producer, "summary": entry.summary,
-        "details": entry.details, "recorded_at": now} for org_id, entry in entries])
+    if entries:
+        await session.execute(_ADD_ENTRY[dialect_name(session)], [_entry_row(o, e, now) for o, e in entries])
+    if outbox_rows:
+        await session.execute(INSERT_OUTBOX, list(outbox_rows))
 
 
 async def forget_lead(session: AsyncSession, org_id: str, lead_id: str) -> None:
