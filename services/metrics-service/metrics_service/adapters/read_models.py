@@ -386,7 +386,7 @@ async def _per_chunk_of_leads(session: AsyncSession, statement: Any, leads: set[
 COPIED = {"lead_pipeline_id": "pipeline_id", "cohort_ts": "pipeline_entered_ts"}
 
 
-def _copy_statements(dialect: str) -> tuple[sa.Update, sa.Update]:
+def copy_statements(dialect: str) -> tuple[sa.Update, sa.Update]:
     """copy_lead_attributes' updates of the leads' timeline rows and of the leads, for the leads `lead_ids`
     of the org `org` (bound at execution)."""
     t, lead, k = m_timeline, m_leads, m_tasks
@@ -422,8 +422,8 @@ def _copy_in_one(rows: sa.Update, leads_of_rows: sa.Update) -> sa.Update:
 
 
 # Built once: every batch that touches a lead runs them.
-_COPY_ATTRIBUTES = {"postgresql": (_copy_in_one(*_copy_statements("postgresql")),),
-                    "sqlite": _copy_statements("sqlite")}
+_COPY_ATTRIBUTES = {"postgresql": (_copy_in_one(*copy_statements("postgresql")),),
+                    "sqlite": copy_statements("sqlite")}
 _FIRST_OWNER_ACTIVITY = {dialect: sa.update(m_leads).where(
     m_leads.c.org_id == sa.bindparam("org"), among(m_leads.c.lead_id, "lead_ids", dialect)).values(
     first_owner_activity_ts=_first_owner_activity_ts()) for dialect in ("postgresql", "sqlite")}

@@ -264,20 +264,32 @@ async def _write(session: AsyncSession, b: Batch) -> None:
     # (the leads to check for erasure are asked with the rollups' "before", in the same round trip)
     before, erased = await rollups.contributions(session, touched, erased_among=_to_check_for_erasure(b))
     b.erased.extend(sorted(erased))
-    await _write_read_models(session, b)
-    after, _ = await rollups.contributions(session, touched)
+    await _write_sources_and_facts(session, b)
+    # The copy of the lead attributes is the batch's last write to m_leads and m_timeline; it returns what the
+    # leads contribute after the batch. It refreshes every touched lead: the leads it must refresh
+    # (`_to_copy`) are among them, and refreshing another writes what it holds already.
+    after = await rollups.copy_lead_attributes_and_contributions(session, touched)
     await rollups.add_difference(session, before, after)
 
 
 async def _write_read_models(session: AsyncSession, b: Batch) -> None:
+    await _write_sources_and_facts(session, b)
+    await read_models.copy_lead_attributes(session, _to_copy(b), b.first_activity)
+
+
+async def _write_sources_and_facts(session: AsyncSession, b: Batch) -> None:
+    """Everything a batch writes but the copy of the lead attributes (`read_models.copy_lead_attributes`)."""
     await read_models.write_sources(session, b)
     await _write_activities(session, b)
     await read_models.write_tasks_and_counters(session, b)
     for org, lead_id in b.erased:
         await read_models.scrub(session, org, lead_id)
     await recompute_leads(session, b.recompute)
-    await read_models.copy_lead_attributes(session, b.recompute | set(b.assignments) | {
-        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}, b.first_activity)
+
+
+def _to_copy(b: Batch) -> set[tuple[str, str]]:
+    """The leads whose copied attributes and task facts the batch may change (besides `b.first_activity`)."""
+    return b.recompute | set(b.assignments) | {(org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}
 
 
 _ACTIVITY_COUNTERS = {"call": "calls", "meeting": "meetings", "demo": "demos", "proposal": "proposals",
