@@ -452,20 +452,28 @@ _TIMELINE_COLUMNS = ("lead_id", "event_id", "kind", "at_ts", "rank", "pipeline_i
                      "next_position", "next_reason", "owner_id", "team_id")
 _HISTORY_COLUMNS = ("lead_id", "at_ts", "ver", "tb", "owner_id", "team_id", "territory_id", "trigger")
 _HISTORY_ONLY = ("ver", "tb", "territory_id", "trigger")
+# The m_leads columns `write_timeline_facts` writes (domain.timeline.lead_facts and lead_credit), read back with
+# the timelines (as "f_" + name) so that facts a batch leaves as they are are not written again.
+FACT_COLUMNS = ("pipeline_id", "pipeline_entered_ts", "first_position", "max_position", "ask_entered_ts",
+                "current_stage_id", "current_position", "current_stage_entered_ts", "current_win_probability",
+                "outcome", "closed_ts", "won_value", "won_currency", "reopen_count", "credit_owner_id",
+                "credit_team_id", "credit_territory_id", "first_owner_id", "first_team_id", "first_territory_id")
 
 
 def _timelines_statement(dialect: str) -> sa.CompoundSelect:
-    """The leads' timeline rows, assignment history and creation times as one UNION ALL (one round trip per
-    chunk of leads instead of three), told apart by `source`."""
+    """The leads' timeline rows, assignment history, and creation times and stored facts as one UNION ALL (one
+    round trip per chunk of leads instead of three), told apart by `source`."""
     t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
     org: Any = sa.bindparam("org_id")
     return tagged_union(
-        {**{name: t[name].type for name in _TIMELINE_COLUMNS}, **{name: a[name].type for name in _HISTORY_ONLY}},
+        {**{name: t[name].type for name in _TIMELINE_COLUMNS}, **{name: a[name].type for name in _HISTORY_ONLY},
+         **{f"f_{name}": lead[name].type for name in FACT_COLUMNS}},
         {"timeline": ({name: t[name] for name in _TIMELINE_COLUMNS}, t.org_id == org,
                       among(t.lead_id, "lead_ids", dialect)),
          "history": ({name: a[name] for name in _HISTORY_COLUMNS}, a.org_id == org,
                      among(a.lead_id, "lead_ids", dialect)),
-         "created": ({"lead_id": lead.lead_id, "at_ts": lead.created_ts}, lead.org_id == org,
+         "created": ({"lead_id": lead.lead_id, "at_ts": lead.created_ts,
+                      **{f"f_{name}": lead[name] for name in FACT_COLUMNS}}, lead.org_id == org,
                      among(lead.lead_id, "lead_ids", dialect))})
 
 
@@ -473,13 +481,23 @@ def _timelines_statement(dialect: str) -> sa.CompoundSelect:
 _TIMELINES = {dialect: _timelines_statement(dialect) for dialect in ("postgresql", "sqlite")}
 
 
-async def timelines(session: AsyncSession, org_id: str, lead_ids: list[str]
-                    ) -> tuple[dict[str, list[Row]], dict[str, list[Row]], dict[str, float | None]]:
-    """For these leads of the org: their timeline rows (every lead present, maybe with none), their assignment
-    history and their creation times (one statement)."""
+@dataclass(frozen=True)
+class Timelines:
+    """What `timelines` reads of some leads."""
+
+    rows: dict[str, list[Row]]  # the timeline rows of each lead (every lead present, maybe with none)
+    history: dict[str, list[Row]]  # their assignment history
+    created: dict[str, float | None]  # the creation time of each lead with an m_leads row
+    facts: dict[str, Row]  # the stored FACT_COLUMNS of each lead with an m_leads row
+
+
+async def timelines(session: AsyncSession, org_id: str, lead_ids: list[str]) -> Timelines:
+    """For these leads of the org: their timeline rows, their assignment history, their creation times and
+    stored facts (one statement)."""
     per_lead: dict[str, list[Row]] = {lead_id: [] for lead_id in lead_ids}
     history: dict[str, list[Row]] = defaultdict(list)
     created: dict[str, float | None] = {}
+    facts: dict[str, Row] = {}
     dialect = "postgresql" if _dialect(session) == "postgresql" else "sqlite"
     for r in await session.execute(_TIMELINES[dialect], {"org_id": org_id, "lead_ids": lead_ids}):
         row = r._mapping
@@ -489,7 +507,8 @@ async def timelines(session: AsyncSession, org_id: str, lead_ids: list[str]
             history[r.lead_id].append({name: row[name] for name in _HISTORY_COLUMNS})
         else:
             created[r.lead_id] = r.at_ts
-    return per_lead, history, created
+            facts[r.lead_id] = {name: row[f"f_{name}"] for name in FACT_COLUMNS}
+    return Timelines(per_lead, history, created, facts)
 
 
 _UPDATE_SUCCESSORS = sa.update(m_timeline).where(m_timeline.c.event_id == sa.bindparam("b_event_id")).values(
@@ -502,6 +521,8 @@ async def write_timeline_facts(session: AsyncSession, changed: list[Row], facts_
     """The timeline rows' new successors and credited owner (`changed`, b_-prefixed), and the leads' facts."""
     if changed:
         await session.execute(_UPDATE_SUCCESSORS, changed)
+    if not facts_rows:
+        return
     fact_columns = [c for c in facts_rows[0] if c not in ("org_id", "lead_id")]
     await _upsert(session, "facts", m_leads, ["org_id", "lead_id"], facts_rows,
                   lambda x: {c: x[c] for c in fact_columns})

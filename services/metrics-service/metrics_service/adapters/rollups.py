@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -78,7 +79,7 @@ def _contributing_rows(with_erasures: bool) -> sa.CompoundSelect:
     lead, t = m_leads.c, m_timeline.c
     org: Any = sa.bindparam("org_id")
     branches: dict[str, tuple[Any, ...]] = {
-        "lead": ({name: lead[name] for name in LEAD_COLUMNS}, lead.org_id == org,
+        "lead": ({"lead_id": lead.lead_id, **{name: lead[name] for name in LEAD_COLUMNS}}, lead.org_id == org,
                  among(lead.lead_id, "lead_ids", "postgresql")),
         "stay": ({name: t[name] for name in STAY_COLUMNS}, t.org_id == org,
                  among(t.lead_id, "lead_ids", "postgresql"), t.kind == "stage", t.next_ts.is_not(None))}
@@ -186,13 +187,34 @@ class _Adder:
                 m_decided_months: self.decided}
 
 
+@dataclass(frozen=True)
+class Before:
+    """What `contributions` read of some leads before a batch is written."""
+
+    contributions: Contributions
+    erased: set[tuple[str, str]]  # the leads of `erased_among` whose LeadErased is logged
+    settled: set[tuple[str, str]]  # the leads of `settle` whose contribution a new snapshot cannot change
+
+
+def snapshot_cannot_change(lead: Any) -> bool:
+    """Whether a lead snapshot that is not its creation (a LeadUpdated) can change nothing this lead (its
+    m_leads row, as `_contributing_rows` reads it) adds to the rollups. It writes the snapshot's columns and the
+    creation time if none is stored (read_models.write_sources); of those the rollups read only the creation time
+    and, of a closed lead, the value and currency."""
+    return lead.created_ts is not None and (lead.outcome == "open" or lead.closed_ts is None)
+
+
 async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
-                        erased_among: set[tuple[str, str]] | None = None
-                        ) -> tuple[Contributions, set[tuple[str, str]]]:
+                        erased_among: set[tuple[str, str]] | None = None,
+                        settle: set[tuple[str, str]] | None = None) -> Before:
     """What these leads add to each rollup row now: {table: {key (org_id, month, owner, team, pipeline, …):
     [measures in column order]}}; a list measure is a multiset of durations, the others are sums. And, in the
-    same round trips, which leads of `erased_among` have their LeadErased logged."""
+    same round trips, which leads of `erased_among` have their LeadErased logged; and which leads of `settle`
+    (touched by a new snapshot that is not a creation, and by nothing else) are settled: such a snapshot
+    cannot change what they add (`snapshot_cannot_change`), so they are left out of the contributions (the
+    caller leaves them out of the "after" too)."""
     erased: set[tuple[str, str]] = set()
+    settled: set[tuple[str, str]] = set()
     adder = _Adder()
     per_org, to_check = _by_org(leads), _by_org(erased_among or ())
     for org in sorted(per_org.keys() | to_check.keys()):
@@ -203,8 +225,13 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
                 params["erased_ids"] = to_check.get(org, []) if i == 0 else []
             rows = (await session.execute(_CONTRIBUTING_ROWS[erased_among is not None], params)).all()
             erased.update((org, r.lead_id) for r in rows if r.source == "erased")
+            if settle:
+                now = {(org, r.lead_id) for r in rows if r.source == "lead" and (org, r.lead_id) in settle
+                       and snapshot_cannot_change(r)}
+                settled |= now
+                rows = [r for r in rows if (org, r.lead_id) not in now]
             adder.add(org, rows)
-    return adder.result(), erased
+    return Before(adder.result(), erased, settled)
 
 
 async def copy_lead_attributes_and_contributions(session: AsyncSession, leads: set[tuple[str, str]]

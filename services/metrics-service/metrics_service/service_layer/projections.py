@@ -148,8 +148,9 @@ def _collect(b: Batch, e: Envelope, data: EventData) -> None:
             winner["is_created"] = creator is not None
             winner["created_ts"] = (creator["created_ts"] if creator is not None
                                     else winner["created_ts"] or previous["created_ts"] or row["created_ts"])
-        b.recompute.add(key)  # the owner at creation depends on the creation time, and so does
-        b.first_activity.add(key)  # the first human touch by that owner
+        if created:  # (an update's snapshot: see `_recompute_after_snapshots`)
+            b.recompute.add(key)  # the owner at creation depends on the creation time, and so does
+            b.first_activity.add(key)  # the first human touch by that owner
         if created:
             b.count(org, lead.owner_id, occurred, records_entered=1)
         elif isinstance(data, ev.LeadUpdatedV1) and data.cause in (None, "edit"):
@@ -250,26 +251,43 @@ def _timeline_row(e: Envelope, lead_id: str, kind: str, at: Any, **fields: Any) 
 
 
 # ------------------------------------------------------------------ writing a batch
+def _recompute_after_snapshots(b: Batch, settled: set[tuple[str, str]]) -> None:
+    """A snapshot's lead is recomputed, and its first owner activity refreshed (the owner at creation depends
+    on the creation time, and so does the first human touch by that owner), unless it is an update's snapshot
+    (not a creation) and its lead is `settled`: it has a creation time already (an update only fills a missing
+    one), so that neither can change."""
+    for key, row in b.snapshots.items():
+        if row["is_created"] or key not in settled:
+            b.recompute.add(key)
+            b.first_activity.add(key)
+
+
 async def _write(session: AsyncSession, b: Batch) -> None:
     if session.get_bind().dialect.name != "postgresql":
         # The rollups are PostgreSQL's (reports at scale); their differences need one projector at a time,
         # which the advisory lock guarantees there, and SQLite's driver reads outside the transaction.
+        _recompute_after_snapshots(b, set())
         await _already_erased(session, b)
         await _write_read_models(session, b)
         return
     # every lead whose facts, owner, team, pipeline, first response or stays this batch may change (rollups.py)
-    touched = set(b.snapshots) | set(b.assignments) | b.recompute | b.first_activity | {
+    others = set(b.assignments) | b.recompute | b.first_activity | {
         (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]} | {
         (org, r["lead_id"]) for (org, _), r in b.activities.items() if _may_be_first_response(r)}
-    # (the leads to check for erasure are asked with the rollups' "before", in the same round trip)
-    before, erased = await rollups.contributions(session, touched, erased_among=_to_check_for_erasure(b))
-    b.erased.extend(sorted(erased))
+    touched = set(b.snapshots) | others
+    # (the leads to check for erasure are asked with the rollups' "before", in the same round trip; and which
+    # leads only an update's snapshot touches, that it cannot change: they are neither recomputed nor read after)
+    before = await rollups.contributions(session, touched, erased_among=_to_check_for_erasure(b), settle={
+        key for key, row in b.snapshots.items() if not row["is_created"] and key not in others})
+    b.erased.extend(sorted(before.erased))
+    _recompute_after_snapshots(b, before.settled)
+    touched -= before.settled
     await _write_sources_and_facts(session, b)
     # The copy of the lead attributes is the batch's last write to m_leads and m_timeline; it returns what the
     # leads contribute after the batch. It refreshes every touched lead: the leads it must refresh
     # (`_to_copy`) are among them, and refreshing another writes what it holds already.
     after = await rollups.copy_lead_attributes_and_contributions(session, touched)
-    await rollups.add_difference(session, before, after)
+    await rollups.add_difference(session, before.contributions, after)
 
 
 async def _write_read_models(session: AsyncSession, b: Batch) -> None:
@@ -329,18 +347,24 @@ async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) ->
     assignment history), and their timeline facts and credit on m_leads."""
     for org, ids in read_models.by_org(leads).items():
         for i in range(0, len(ids), read_models.CHUNK):
-            per_lead, history, created = await read_models.timelines(session, org, ids[i:i + read_models.CHUNK])
+            read = await read_models.timelines(session, org, ids[i:i + read_models.CHUNK])
             changed: list[Row] = []
             facts_rows: list[Row] = []
-            for lead_id, lead_rows in per_lead.items():
+            for lead_id, lead_rows in read.rows.items():
                 succ = timeline.successors(lead_rows)
-                owners = history[lead_id]
+                owners = read.history[lead_id]
                 changed.extend(c for c in (_row_change(r, succ[r["event_id"]], timeline.row_credit(
                     r, succ[r["event_id"]], owners)) for r in lead_rows) if c)
                 facts = timeline.lead_facts(lead_rows)
-                facts_rows.append({"org_id": org, "lead_id": lead_id, **facts,
-                                   **timeline.lead_credit(facts, created.get(lead_id), owners)})
+                facts.update(timeline.lead_credit(facts, read.created.get(lead_id), owners))
+                if not _holds(read.facts.get(lead_id), facts):  # (facts a batch leaves as they are: not written)
+                    facts_rows.append({"org_id": org, "lead_id": lead_id, **facts})
             await read_models.write_timeline_facts(session, changed, facts_rows)
+
+
+def _holds(stored: Row | None, facts: Row) -> bool:
+    """Whether a lead's stored facts (None: it has no m_leads row yet) are these."""
+    return stored is not None and all(name in stored and stored[name] == value for name, value in facts.items())
 
 
 def _row_change(row: dict[str, Any], nxt: tuple[Any, Any, Any, Any], credit: timeline.Owner
