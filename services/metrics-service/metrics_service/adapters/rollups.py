@@ -40,7 +40,7 @@ from .orm import (
     m_won_months,
     tagged_union,
 )
-from .read_models import copy_statements
+from .read_models import Timelines, copy_statements, timeline_branches
 
 CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
@@ -72,10 +72,11 @@ _COLUMN_TYPES = {**{name: m_leads.c[name].type for name in LEAD_COLUMNS},
                  **{name: m_timeline.c[name].type for name in STAY_COLUMNS}}
 
 
-def _contributing_rows(with_erasures: bool) -> sa.CompoundSelect:
+def _contributing_rows(with_erasures: bool, with_timelines: bool) -> sa.CompoundSelect:
     """PostgreSQL: what `contributions` reads of some leads of an org, in one round trip: their m_leads rows
     (source "lead") and their ended stays (m_timeline stage rows with a successor, source "stay"); and
-    `with_erasures`, the leads among `erased_ids` whose LeadErased is logged (source "erased")."""
+    `with_erasures`, the leads among `erased_ids` whose LeadErased is logged (source "erased"); and
+    `with_timelines`, the timelines of the leads among `timeline_ids` (read_models.timeline_branches)."""
     lead, t = m_leads.c, m_timeline.c
     org: Any = sa.bindparam("org_id")
     branches: dict[str, tuple[Any, ...]] = {
@@ -87,7 +88,12 @@ def _contributing_rows(with_erasures: bool) -> sa.CompoundSelect:
         log = event_log.c
         branches["erased"] = ({"lead_id": log.subject_id}, log.org_id == org, log.event_type == "LeadErased",
                               among(log.subject_id, "erased_ids", "postgresql"))
-    return tagged_union(_COLUMN_TYPES, branches)
+    columns = dict(_COLUMN_TYPES)
+    if with_timelines:
+        timeline_columns, timeline_sources = timeline_branches("postgresql", "timeline_ids")
+        columns = {**timeline_columns, **columns}
+        branches.update(timeline_sources)
+    return tagged_union(columns, branches)
 
 
 def _copy_returning_contributing_rows() -> sa.CompoundSelect:
@@ -107,7 +113,8 @@ def _copy_returning_contributing_rows() -> sa.CompoundSelect:
 
 # Built once: read before every projected batch (with the erasure check of the batch's leads, or without), and
 # the copy that returns the "after".
-_CONTRIBUTING_ROWS = {with_erasures: _contributing_rows(with_erasures) for with_erasures in (False, True)}
+_CONTRIBUTING_ROWS = {(with_erasures, with_timelines): _contributing_rows(with_erasures, with_timelines)
+                      for with_erasures in (False, True) for with_timelines in (False, True)}
 _COPY_RETURNING_CONTRIBUTING_ROWS = _copy_returning_contributing_rows()
 
 
@@ -194,6 +201,7 @@ class Before:
     contributions: Contributions
     erased: set[tuple[str, str]]  # the leads of `erased_among` whose LeadErased is logged
     settled: set[tuple[str, str]]  # the leads of `settle` whose contribution a new snapshot cannot change
+    timelines: dict[str, Timelines]  # per org, the timelines of the leads of `timelines_of`
 
 
 def snapshot_cannot_change(lead: Any) -> bool:
@@ -206,15 +214,18 @@ def snapshot_cannot_change(lead: Any) -> bool:
 
 async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
                         erased_among: set[tuple[str, str]] | None = None,
-                        settle: set[tuple[str, str]] | None = None) -> Before:
+                        settle: set[tuple[str, str]] | None = None,
+                        timelines_of: set[tuple[str, str]] | None = None) -> Before:
     """What these leads add to each rollup row now: {table: {key (org_id, month, owner, team, pipeline, …):
     [measures in column order]}}; a list measure is a multiset of durations, the others are sums. And, in the
     same round trips, which leads of `erased_among` have their LeadErased logged; and which leads of `settle`
     (touched by a new snapshot that is not a creation, and by nothing else) are settled: such a snapshot
     cannot change what they add (`snapshot_cannot_change`), so they are left out of the contributions (the
-    caller leaves them out of the "after" too)."""
+    caller leaves them out of the "after" too). And the timelines of the leads `timelines_of` (among `leads`), as
+    read_models.timelines reads them."""
     erased: set[tuple[str, str]] = set()
     settled: set[tuple[str, str]] = set()
+    timelines: dict[str, Timelines] = defaultdict(Timelines)
     adder = _Adder()
     per_org, to_check = _by_org(leads), _by_org(erased_among or ())
     for org in sorted(per_org.keys() | to_check.keys()):
@@ -223,7 +234,12 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
             params: dict[str, Any] = {"org_id": org, "lead_ids": ids[i:i + CHUNK]}
             if erased_among is not None:  # (all with the first chunk: an array, of any length)
                 params["erased_ids"] = to_check.get(org, []) if i == 0 else []
-            rows = (await session.execute(_CONTRIBUTING_ROWS[erased_among is not None], params)).all()
+            if timelines_of is not None:
+                params["timeline_ids"] = [lead_id for lead_id in params["lead_ids"] if (org, lead_id) in timelines_of]
+            statement = _CONTRIBUTING_ROWS[erased_among is not None, timelines_of is not None]
+            rows = (await session.execute(statement, params)).all()
+            if timelines_of is not None:
+                timelines[org].add(rows, params["timeline_ids"])
             erased.update((org, r.lead_id) for r in rows if r.source == "erased")
             if settle:
                 now = {(org, r.lead_id) for r in rows if r.source == "lead" and (org, r.lead_id) in settle
@@ -231,7 +247,7 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
                 settled |= now
                 rows = [r for r in rows if (org, r.lead_id) not in now]
             adder.add(org, rows)
-    return Before(adder.result(), erased, settled)
+    return Before(adder.result(), erased, settled, timelines)
 
 
 async def copy_lead_attributes_and_contributions(session: AsyncSession, leads: set[tuple[str, str]]

@@ -16,6 +16,7 @@ over the whole log, in another order) gives the same tables:
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -277,12 +278,15 @@ async def _write(session: AsyncSession, b: Batch) -> None:
     touched = set(b.snapshots) | others
     # (the leads to check for erasure are asked with the rollups' "before", in the same round trip; and which
     # leads only an update's snapshot touches, that it cannot change: they are neither recomputed nor read after)
+    # The timelines of the leads to recompute come in the same round trip too, as they are before the batch
+    # (`_with_batch` adds what the batch writes to them).
     before = await rollups.contributions(session, touched, erased_among=_to_check_for_erasure(b), settle={
-        key for key, row in b.snapshots.items() if not row["is_created"] and key not in others})
+        key for key, row in b.snapshots.items() if not row["is_created"] and key not in others},
+        timelines_of=b.recompute | set(b.snapshots))
     b.erased.extend(sorted(before.erased))
     _recompute_after_snapshots(b, before.settled)
     touched -= before.settled
-    await _write_sources_and_facts(session, b)
+    await _write_sources_and_facts(session, b, before.timelines)
     # The copy of the lead attributes is the batch's last write to m_leads and m_timeline; it returns what the
     # leads contribute after the batch. It refreshes every touched lead: the leads it must refresh
     # (`_to_copy`) are among them, and refreshing another writes what it holds already.
@@ -295,14 +299,16 @@ async def _write_read_models(session: AsyncSession, b: Batch) -> None:
     await read_models.copy_lead_attributes(session, _to_copy(b), b.first_activity)
 
 
-async def _write_sources_and_facts(session: AsyncSession, b: Batch) -> None:
-    """Everything a batch writes but the copy of the lead attributes (`read_models.copy_lead_attributes`)."""
+async def _write_sources_and_facts(session: AsyncSession, b: Batch,
+                                   read_before: dict[str, read_models.Timelines] | None = None) -> None:
+    """Everything a batch writes but the copy of the lead attributes (`read_models.copy_lead_attributes`); with
+    `read_before`, the timelines of the leads to recompute as they were before the batch."""
     await read_models.write_sources(session, b)
     await _write_activities(session, b)
     await read_models.write_tasks_and_counters(session, b)
     for org, lead_id in b.erased:
         await read_models.scrub(session, org, lead_id)
-    await recompute_leads(session, b.recompute)
+    await recompute_leads(session, b.recompute, None if read_before is None else (b, read_before))
 
 
 def _to_copy(b: Batch) -> set[tuple[str, str]]:
@@ -342,12 +348,16 @@ def _may_be_first_response(activity: Row) -> bool:
             and activity["source"] not in AUTOMATED_SOURCES)
 
 
-async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
+async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]],
+                          read_before: tuple[Batch, dict[str, read_models.Timelines]] | None = None) -> None:
     """Recompute the successors of the leads' timeline rows, the owner credited with each row (from the
-    assignment history), and their timeline facts and credit on m_leads."""
+    assignment history), and their timeline facts and credit on m_leads. Their timelines are read, or given
+    (`read_before`: a batch just written, and the leads' timelines as they were before it)."""
     for org, ids in read_models.by_org(leads).items():
         for i in range(0, len(ids), read_models.CHUNK):
-            read = await read_models.timelines(session, org, ids[i:i + read_models.CHUNK])
+            chunk = ids[i:i + read_models.CHUNK]
+            read = (await read_models.timelines(session, org, chunk) if read_before is None
+                    else _with_batch(read_before[1][org], read_before[0], org, chunk))
             changed: list[Row] = []
             facts_rows: list[Row] = []
             for lead_id, lead_rows in read.rows.items():
@@ -360,6 +370,47 @@ async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) ->
                 if not _holds(read.facts.get(lead_id), facts):  # (facts a batch leaves as they are: not written)
                     facts_rows.append({"org_id": org, "lead_id": lead_id, **facts})
             await read_models.write_timeline_facts(session, changed, facts_rows)
+
+
+def _with_batch(before: read_models.Timelines, b: Batch, org: str, lead_ids: list[str]) -> read_models.Timelines:
+    """The timelines of these leads (of `before`, read before the batch `b` was written) as they are after it,
+    as read_models.timelines would read them: the batch's timeline rows and assignment history added, the
+    creation time its snapshot wrote (read_models.write_sources: a creation's, else the stored one, else the
+    update's), and the facts of a lead row its source upserts inserted."""
+    read = read_models.Timelines()
+    wanted = set(lead_ids)
+    new_rows: dict[str, list[Row]] = defaultdict(list)
+    for r in b.timeline:
+        if r["org_id"] == org and r["lead_id"] in wanted:
+            new_rows[r["lead_id"]].append({**_NO_SUCCESSOR, **{name: r[name] for name in _NEW_TIMELINE_COLUMNS}})
+    new_history: dict[str, list[Row]] = defaultdict(list)
+    for a in b.assignment_history:
+        if a["org_id"] == org and a["lead_id"] in wanted:
+            new_history[a["lead_id"]].append({name: a[name] for name in read_models.HISTORY_COLUMNS})
+    for lead_id in lead_ids:
+        key = (org, lead_id)
+        rows = list(before.rows[lead_id])  # (every lead to recompute was read)
+        stored = {r["event_id"] for r in rows}
+        read.rows[lead_id] = rows + [r for r in new_rows[lead_id] if r["event_id"] not in stored]
+        history = list(before.history[lead_id])
+        stored = {a["event_id"] for a in history}
+        read.history[lead_id] = history + [a for a in new_history[lead_id] if a["event_id"] not in stored]
+        snapshot = b.snapshots.get(key)
+        if lead_id in before.created:
+            read.created[lead_id] = before.created[lead_id] if snapshot is None else (
+                snapshot["created_ts"] if snapshot["is_created"] or before.created[lead_id] is None
+                else before.created[lead_id])
+            read.facts[lead_id] = before.facts[lead_id]
+        elif snapshot is not None or key in b.routes or key in b.assignments:  # the batch inserted its row
+            read.created[lead_id] = None if snapshot is None else snapshot["created_ts"]
+            read.facts[lead_id] = read_models.NEW_LEAD_FACTS
+    return read
+
+
+_NO_SUCCESSOR = {"next_ts": None, "next_kind": None, "next_position": None, "next_reason": None, "owner_id": None,
+                 "team_id": None}
+_NEW_TIMELINE_COLUMNS = ("lead_id", "event_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
+                         "is_ask", "win_probability", "reason", "value", "currency")
 
 
 def _holds(stored: Row | None, facts: Row) -> bool:
