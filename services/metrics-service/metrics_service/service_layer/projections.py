@@ -246,7 +246,8 @@ def _probability(value: Decimal | None) -> Decimal | None:
 def _timeline_row(e: Envelope, lead_id: str, kind: str, at: Any, **fields: Any) -> dict[str, Any]:
     row = {"event_id": str(e.id), "org_id": e.org_id, "lead_id": lead_id, "kind": kind, "at_ts": to_ts(at),
            "rank": timeline.TIE_RANK[kind], "pipeline_id": None, "stage_id": None, "position": None,
-           "is_ask": False, "win_probability": None, "reason": None, "value": None, "currency": None}
+           "is_ask": False, "win_probability": None, "reason": None, "value": None, "currency": None,
+           **_NO_SUCCESSOR}  # (successor and credit: filled in before the insert on PostgreSQL, else updated)
     row.update(fields)
     return row
 
@@ -286,7 +287,13 @@ async def _write(session: AsyncSession, b: Batch) -> None:
     b.erased.extend(sorted(before.erased))
     _recompute_after_snapshots(b, before.settled)
     touched -= before.settled
-    await _write_sources_and_facts(session, b, before.timelines)
+    # Recomputed before the writes (from the timelines read before, with the batch's own rows added), so that
+    # the batch's timeline rows are inserted with their successor and credit, and only the stored rows that
+    # change are updated after.
+    recomputed = [_recompute(_with_batch(before.timelines[org], b, org, chunk), org)
+                  for org, chunk in _chunks_of_leads(b.recompute)]
+    _fold_into_new_rows(b, recomputed)
+    await _write_sources_and_facts(session, b, recomputed)
     # The copy of the lead attributes is the batch's last write to m_leads and m_timeline; it returns what the
     # leads contribute after the batch. It refreshes every touched lead: the leads it must refresh
     # (`_to_copy`) are among them, and refreshing another writes what it holds already.
@@ -300,15 +307,19 @@ async def _write_read_models(session: AsyncSession, b: Batch) -> None:
 
 
 async def _write_sources_and_facts(session: AsyncSession, b: Batch,
-                                   read_before: dict[str, read_models.Timelines] | None = None) -> None:
-    """Everything a batch writes but the copy of the lead attributes (`read_models.copy_lead_attributes`); with
-    `read_before`, the timelines of the leads to recompute as they were before the batch."""
+                                   recomputed: list[Recomputed] | None = None) -> None:
+    """Everything a batch writes but the copy of the lead attributes (`read_models.copy_lead_attributes`); the
+    leads' recomputed timelines and facts as given (`recomputed`), else recomputed after the writes."""
     await read_models.write_sources(session, b)
     await _write_activities(session, b)
     await read_models.write_tasks_and_counters(session, b)
     for org, lead_id in b.erased:
         await read_models.scrub(session, org, lead_id)
-    await recompute_leads(session, b.recompute, None if read_before is None else (b, read_before))
+    if recomputed is None:
+        await recompute_leads(session, b.recompute)
+        return
+    for changed, facts_rows in recomputed:
+        await read_models.write_timeline_facts(session, changed, facts_rows)
 
 
 def _to_copy(b: Batch) -> set[tuple[str, str]]:
@@ -348,28 +359,52 @@ def _may_be_first_response(activity: Row) -> bool:
             and activity["source"] not in AUTOMATED_SOURCES)
 
 
-async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]],
-                          read_before: tuple[Batch, dict[str, read_models.Timelines]] | None = None) -> None:
+Recomputed = tuple[list[Row], list[Row]]  # timeline rows' changes (b_-prefixed), leads' facts to write
+
+
+def _chunks_of_leads(leads: set[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    return [(org, ids[i:i + read_models.CHUNK]) for org, ids in read_models.by_org(leads).items()
+            for i in range(0, len(ids), read_models.CHUNK)]
+
+
+async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
     """Recompute the successors of the leads' timeline rows, the owner credited with each row (from the
-    assignment history), and their timeline facts and credit on m_leads. Their timelines are read, or given
-    (`read_before`: a batch just written, and the leads' timelines as they were before it)."""
-    for org, ids in read_models.by_org(leads).items():
-        for i in range(0, len(ids), read_models.CHUNK):
-            chunk = ids[i:i + read_models.CHUNK]
-            read = (await read_models.timelines(session, org, chunk) if read_before is None
-                    else _with_batch(read_before[1][org], read_before[0], org, chunk))
-            changed: list[Row] = []
-            facts_rows: list[Row] = []
-            for lead_id, lead_rows in read.rows.items():
-                succ = timeline.successors(lead_rows)
-                owners = read.history[lead_id]
-                changed.extend(c for c in (_row_change(r, succ[r["event_id"]], timeline.row_credit(
-                    r, succ[r["event_id"]], owners)) for r in lead_rows) if c)
-                facts = timeline.lead_facts(lead_rows)
-                facts.update(timeline.lead_credit(facts, read.created.get(lead_id), owners))
-                if not _holds(read.facts.get(lead_id), facts):  # (facts a batch leaves as they are: not written)
-                    facts_rows.append({"org_id": org, "lead_id": lead_id, **facts})
-            await read_models.write_timeline_facts(session, changed, facts_rows)
+    assignment history), and their timeline facts and credit on m_leads."""
+    for org, chunk in _chunks_of_leads(leads):
+        changed, facts_rows = _recompute(await read_models.timelines(session, org, chunk), org)
+        await read_models.write_timeline_facts(session, changed, facts_rows)
+
+
+def _recompute(read: read_models.Timelines, org: str) -> Recomputed:
+    """`recompute_leads` of the leads read: the timeline rows whose successor or credit changes, and the facts
+    of the leads whose facts change."""
+    changed: list[Row] = []
+    facts_rows: list[Row] = []
+    for lead_id, lead_rows in read.rows.items():
+        succ = timeline.successors(lead_rows)
+        owners = read.history[lead_id]
+        changed.extend(c for c in (_row_change(r, succ[r["event_id"]], timeline.row_credit(
+            r, succ[r["event_id"]], owners)) for r in lead_rows) if c)
+        facts = timeline.lead_facts(lead_rows)
+        facts.update(timeline.lead_credit(facts, read.created.get(lead_id), owners))
+        if not _holds(read.facts.get(lead_id), facts):  # (facts a batch leaves as they are: not written)
+            facts_rows.append({"org_id": org, "lead_id": lead_id, **facts})
+    return changed, facts_rows
+
+
+def _fold_into_new_rows(b: Batch, recomputed: list[Recomputed]) -> None:
+    """Move the changes of the batch's own timeline rows (not stored yet) into the rows it inserts, leaving
+    the changes of stored rows to update."""
+    new_rows = {r["event_id"]: r for r in b.timeline}
+    for changed, _ in recomputed:
+        stored = []
+        for change in changed:
+            row = new_rows.get(change["b_event_id"])
+            if row is None:
+                stored.append(change)
+            else:
+                row.update({name: change[f"b_{name}"] for name in _SUCCESSOR_AND_CREDIT})
+        changed[:] = stored
 
 
 def _with_batch(before: read_models.Timelines, b: Batch, org: str, lead_ids: list[str]) -> read_models.Timelines:
@@ -407,8 +442,8 @@ def _with_batch(before: read_models.Timelines, b: Batch, org: str, lead_ids: lis
     return read
 
 
-_NO_SUCCESSOR = {"next_ts": None, "next_kind": None, "next_position": None, "next_reason": None, "owner_id": None,
-                 "team_id": None}
+_SUCCESSOR_AND_CREDIT = ("next_ts", "next_kind", "next_position", "next_reason", "owner_id", "team_id")
+_NO_SUCCESSOR = dict.fromkeys(_SUCCESSOR_AND_CREDIT)
 _NEW_TIMELINE_COLUMNS = ("lead_id", "event_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
                          "is_ask", "win_probability", "reason", "value", "currency")
 
