@@ -386,7 +386,7 @@ async def _per_chunk_of_leads(session: AsyncSession, statement: Any, leads: set[
 COPIED = {"lead_pipeline_id": "pipeline_id", "cohort_ts": "pipeline_entered_ts"}
 
 
-def _copy_statements(dialect: str) -> tuple[sa.Update, sa.Update]:
+def copy_statements(dialect: str) -> tuple[sa.Update, sa.Update]:
     """copy_lead_attributes' updates of the leads' timeline rows and of the leads, for the leads `lead_ids`
     of the org `org` (bound at execution)."""
     t, lead, k = m_timeline, m_leads, m_tasks
@@ -422,8 +422,8 @@ def _copy_in_one(rows: sa.Update, leads_of_rows: sa.Update) -> sa.Update:
 
 
 # Built once: every batch that touches a lead runs them.
-_COPY_ATTRIBUTES = {"postgresql": (_copy_in_one(*_copy_statements("postgresql")),),
-                    "sqlite": _copy_statements("sqlite")}
+_COPY_ATTRIBUTES = {"postgresql": (_copy_in_one(*copy_statements("postgresql")),),
+                    "sqlite": copy_statements("sqlite")}
 _FIRST_OWNER_ACTIVITY = {dialect: sa.update(m_leads).where(
     m_leads.c.org_id == sa.bindparam("org"), among(m_leads.c.lead_id, "lead_ids", dialect)).values(
     first_owner_activity_ts=_first_owner_activity_ts()) for dialect in ("postgresql", "sqlite")}
@@ -450,46 +450,77 @@ async def copy_lead_attributes(session: AsyncSession, leads: set[tuple[str, str]
 _TIMELINE_COLUMNS = ("lead_id", "event_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
                      "is_ask", "win_probability", "reason", "value", "currency", "next_ts", "next_kind",
                      "next_position", "next_reason", "owner_id", "team_id")
-_HISTORY_COLUMNS = ("lead_id", "at_ts", "ver", "tb", "owner_id", "team_id", "territory_id", "trigger")
+HISTORY_COLUMNS = ("event_id", "lead_id", "at_ts", "ver", "tb", "owner_id", "team_id", "territory_id", "trigger")
 _HISTORY_ONLY = ("ver", "tb", "territory_id", "trigger")
+# The m_leads columns `write_timeline_facts` writes (domain.timeline.lead_facts and lead_credit), read back with
+# the timelines (as "f_" + name) so that facts a batch leaves as they are are not written again.
+FACT_COLUMNS = ("pipeline_id", "pipeline_entered_ts", "first_position", "max_position", "ask_entered_ts",
+                "current_stage_id", "current_position", "current_stage_entered_ts", "current_win_probability",
+                "outcome", "closed_ts", "won_value", "won_currency", "reopen_count", "credit_owner_id",
+                "credit_team_id", "credit_territory_id", "first_owner_id", "first_team_id", "first_territory_id")
+
+
+# The facts of an m_leads row as a batch's source upserts insert it (the columns' defaults).
+NEW_LEAD_FACTS: Row = {**dict.fromkeys(FACT_COLUMNS), "outcome": "open", "reopen_count": 0}
+
+
+def timeline_branches(dialect: str, ids: str) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]]]:
+    """The leads' (of the org `org_id`, among the parameter `ids`) timeline rows, assignment history, and
+    creation times and stored facts, as `tagged_union`'s columns and branches (sources "timeline", "history",
+    "created"): read by `timelines`, or with the rollups' "before" (rollups.contributions)."""
+    t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
+    org: Any = sa.bindparam("org_id")
+    columns = {**{name: t[name].type for name in _TIMELINE_COLUMNS}, **{name: a[name].type for name in _HISTORY_ONLY},
+               **{f"f_{name}": lead[name].type for name in FACT_COLUMNS}}
+    return columns, {
+        "timeline": ({name: t[name] for name in _TIMELINE_COLUMNS}, t.org_id == org, among(t.lead_id, ids, dialect)),
+        "history": ({name: a[name] for name in HISTORY_COLUMNS}, a.org_id == org, among(a.lead_id, ids, dialect)),
+        "created": ({"lead_id": lead.lead_id, "at_ts": lead.created_ts,
+                     **{f"f_{name}": lead[name] for name in FACT_COLUMNS}}, lead.org_id == org,
+                    among(lead.lead_id, ids, dialect))}
 
 
 def _timelines_statement(dialect: str) -> sa.CompoundSelect:
-    """The leads' timeline rows, assignment history and creation times as one UNION ALL (one round trip per
-    chunk of leads instead of three), told apart by `source`."""
-    t, a, lead = m_timeline.c, m_assignments.c, m_leads.c
-    org: Any = sa.bindparam("org_id")
-    return tagged_union(
-        {**{name: t[name].type for name in _TIMELINE_COLUMNS}, **{name: a[name].type for name in _HISTORY_ONLY}},
-        {"timeline": ({name: t[name] for name in _TIMELINE_COLUMNS}, t.org_id == org,
-                      among(t.lead_id, "lead_ids", dialect)),
-         "history": ({name: a[name] for name in _HISTORY_COLUMNS}, a.org_id == org,
-                     among(a.lead_id, "lead_ids", dialect)),
-         "created": ({"lead_id": lead.lead_id, "at_ts": lead.created_ts}, lead.org_id == org,
-                     among(lead.lead_id, "lead_ids", dialect))})
+    """`timeline_branches` as one UNION ALL (one round trip per chunk of leads instead of three)."""
+    return tagged_union(*timeline_branches(dialect, "lead_ids"))
 
 
-# Built once: every projected batch that touches a lead reads it.
+# Built once: every projected batch that touches a lead reads it (on SQLite; PostgreSQL reads it with the
+# rollups' "before").
 _TIMELINES = {dialect: _timelines_statement(dialect) for dialect in ("postgresql", "sqlite")}
 
 
-async def timelines(session: AsyncSession, org_id: str, lead_ids: list[str]
-                    ) -> tuple[dict[str, list[Row]], dict[str, list[Row]], dict[str, float | None]]:
-    """For these leads of the org: their timeline rows (every lead present, maybe with none), their assignment
-    history and their creation times (one statement)."""
-    per_lead: dict[str, list[Row]] = {lead_id: [] for lead_id in lead_ids}
-    history: dict[str, list[Row]] = defaultdict(list)
-    created: dict[str, float | None] = {}
+@dataclass
+class Timelines:
+    """What `timeline_branches` reads of some leads."""
+
+    rows: dict[str, list[Row]] = field(default_factory=dict)  # each lead's timeline rows (every lead, maybe none)
+    history: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))  # their assignment history
+    created: dict[str, float | None] = field(default_factory=dict)  # the creation time of each lead in m_leads
+    facts: dict[str, Row] = field(default_factory=dict)  # the stored FACT_COLUMNS of each lead in m_leads
+
+    def add(self, rows: Iterable[Any], lead_ids: Iterable[str]) -> None:
+        """Add the rows `timeline_branches` read of these leads."""
+        for lead_id in lead_ids:
+            self.rows.setdefault(lead_id, [])
+        for r in rows:
+            row = r._mapping
+            if r.source == "timeline":
+                self.rows[r.lead_id].append({name: row[name] for name in _TIMELINE_COLUMNS})
+            elif r.source == "history":
+                self.history[r.lead_id].append({name: row[name] for name in HISTORY_COLUMNS})
+            elif r.source == "created":
+                self.created[r.lead_id] = r.at_ts
+                self.facts[r.lead_id] = {name: row[f"f_{name}"] for name in FACT_COLUMNS}
+
+
+async def timelines(session: AsyncSession, org_id: str, lead_ids: list[str]) -> Timelines:
+    """For these leads of the org: their timeline rows, their assignment history, their creation times and
+    stored facts (one statement)."""
     dialect = "postgresql" if _dialect(session) == "postgresql" else "sqlite"
-    for r in await session.execute(_TIMELINES[dialect], {"org_id": org_id, "lead_ids": lead_ids}):
-        row = r._mapping
-        if r.source == "timeline":
-            per_lead[r.lead_id].append({name: row[name] for name in _TIMELINE_COLUMNS})
-        elif r.source == "history":
-            history[r.lead_id].append({name: row[name] for name in _HISTORY_COLUMNS})
-        else:
-            created[r.lead_id] = r.at_ts
-    return per_lead, history, created
+    read = Timelines()
+    read.add(await session.execute(_TIMELINES[dialect], {"org_id": org_id, "lead_ids": lead_ids}), lead_ids)
+    return read
 
 
 _UPDATE_SUCCESSORS = sa.update(m_timeline).where(m_timeline.c.event_id == sa.bindparam("b_event_id")).values(
@@ -502,6 +533,8 @@ async def write_timeline_facts(session: AsyncSession, changed: list[Row], facts_
     """The timeline rows' new successors and credited owner (`changed`, b_-prefixed), and the leads' facts."""
     if changed:
         await session.execute(_UPDATE_SUCCESSORS, changed)
+    if not facts_rows:
+        return
     fact_columns = [c for c in facts_rows[0] if c not in ("org_id", "lead_id")]
     await _upsert(session, "facts", m_leads, ["org_id", "lead_id"], facts_rows,
                   lambda x: {c: x[c] for c in fact_columns})

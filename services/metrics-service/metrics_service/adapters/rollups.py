@@ -12,7 +12,8 @@ months at its edges from the read model (`edges`).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +40,7 @@ from .orm import (
     m_won_months,
     tagged_union,
 )
+from .read_models import Timelines, copy_statements, timeline_branches
 
 CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
@@ -61,50 +63,170 @@ def _key(value: str | None) -> str:
     return value or ""
 
 
-def _contributing_rows(with_erasures: bool) -> sa.CompoundSelect:
+LEAD_COLUMNS = ("closed_ts", "outcome", "credit_owner_id", "credit_team_id", "first_owner_id", "first_team_id",
+                "pipeline_id", "won_value", "value", "created_ts", "first_owner_activity_ts", "pipeline_entered_ts",
+                "max_position", "won_currency", "currency", "ask_entered_ts")
+STAY_COLUMNS = ("lead_id", "at_ts", "next_ts", "owner_id", "team_id", "lead_pipeline_id", "cohort_ts", "pipeline_id",
+                "stage_id", "position", "next_kind", "next_position", "next_reason", "tasks_done")
+_COLUMN_TYPES = {**{name: m_leads.c[name].type for name in LEAD_COLUMNS},
+                 **{name: m_timeline.c[name].type for name in STAY_COLUMNS}}
+
+
+def _contributing_rows(with_erasures: bool, with_timelines: bool) -> sa.CompoundSelect:
     """PostgreSQL: what `contributions` reads of some leads of an org, in one round trip: their m_leads rows
     (source "lead") and their ended stays (m_timeline stage rows with a successor, source "stay"); and
-    `with_erasures`, the leads among `erased_ids` whose LeadErased is logged (source "erased")."""
+    `with_erasures`, the leads among `erased_ids` whose LeadErased is logged (source "erased"); and
+    `with_timelines`, the timelines of the leads among `timeline_ids` (read_models.timeline_branches)."""
     lead, t = m_leads.c, m_timeline.c
-    lead_columns = ("closed_ts", "outcome", "credit_owner_id", "credit_team_id", "first_owner_id", "first_team_id",
-                    "pipeline_id", "won_value", "value", "created_ts", "first_owner_activity_ts",
-                    "pipeline_entered_ts", "max_position", "won_currency", "currency", "ask_entered_ts")
-    stay_columns = ("lead_id", "at_ts", "next_ts", "owner_id", "team_id", "lead_pipeline_id", "cohort_ts",
-                    "pipeline_id", "stage_id", "position", "next_kind", "next_position", "next_reason", "tasks_done")
     org: Any = sa.bindparam("org_id")
     branches: dict[str, tuple[Any, ...]] = {
-        "lead": ({name: lead[name] for name in lead_columns}, lead.org_id == org,
+        "lead": ({"lead_id": lead.lead_id, **{name: lead[name] for name in LEAD_COLUMNS}}, lead.org_id == org,
                  among(lead.lead_id, "lead_ids", "postgresql")),
-        "stay": ({name: t[name] for name in stay_columns}, t.org_id == org,
+        "stay": ({name: t[name] for name in STAY_COLUMNS}, t.org_id == org,
                  among(t.lead_id, "lead_ids", "postgresql"), t.kind == "stage", t.next_ts.is_not(None))}
     if with_erasures:
         log = event_log.c
         branches["erased"] = ({"lead_id": log.subject_id}, log.org_id == org, log.event_type == "LeadErased",
                               among(log.subject_id, "erased_ids", "postgresql"))
-    return tagged_union(
-        {**{name: lead[name].type for name in lead_columns}, **{name: t[name].type for name in stay_columns}},
-        branches)
+    columns = dict(_COLUMN_TYPES)
+    if with_timelines:
+        timeline_columns, timeline_sources = timeline_branches("postgresql", "timeline_ids")
+        columns = {**timeline_columns, **columns}
+        branches.update(timeline_sources)
+    return tagged_union(columns, branches)
 
 
-# Built once: read before and after every projected batch (before, with the erasure check of the batch's leads).
-_CONTRIBUTING_ROWS = {with_erasures: _contributing_rows(with_erasures) for with_erasures in (False, True)}
+def _copy_returning_contributing_rows() -> sa.CompoundSelect:
+    """PostgreSQL: `read_models.copy_lead_attributes`' two updates (of the leads `lead_ids` of the org `org`),
+    returning what `_contributing_rows` reads of those leads, as they are after the updates: the updated m_leads
+    rows and the ended stays among the updated timeline rows (the update writes every row of the leads, so these
+    are all of them). The copy is the last write of a batch to both tables, so this is the batch's "after" with
+    no read of its own."""
+    rows, leads_of_rows = copy_statements("postgresql")
+    stays = rows.returning(*(m_timeline.c[name] for name in (*STAY_COLUMNS, "kind"))).cte("timeline_rows")
+    leads = leads_of_rows.returning(*(m_leads.c[name] for name in LEAD_COLUMNS)).cte("lead_rows")
+    return tagged_union(_COLUMN_TYPES, {
+        "lead": ({name: leads.c[name] for name in LEAD_COLUMNS},),
+        "stay": ({name: stays.c[name] for name in STAY_COLUMNS}, stays.c.kind == "stage",
+                 stays.c.next_ts.is_not(None))})
+
+
+# Built once: read before every projected batch (with the erasure check of the batch's leads, or without), and
+# the copy that returns the "after".
+_CONTRIBUTING_ROWS = {(with_erasures, with_timelines): _contributing_rows(with_erasures, with_timelines)
+                      for with_erasures in (False, True) for with_timelines in (False, True)}
+_COPY_RETURNING_CONTRIBUTING_ROWS = _copy_returning_contributing_rows()
+
+
+class _Adder:
+    """Contributions of leads, added up from their `_contributing_rows` (of one org at a time)."""
+
+    def __init__(self) -> None:
+        self.closed: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
+        self.exits: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0])
+        self.stays: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
+        self.cohorts: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, set(), []])
+        self.created: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
+        self.reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
+        self.won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
+        self.decided: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, [], []])
+
+    def add(self, org: str, rows: Sequence[Any]) -> None:
+        closed, exits, stays, cohorts = self.closed, self.exits, self.stays, self.cohorts
+        created, reach, won, decided = self.created, self.reach, self.won, self.decided
+        for r in rows:
+            if r.source != "lead":
+                continue
+            # closes are credited to the owner at the close, creation cohorts to the owner at creation
+            lead_keys = (_key(r.credit_owner_id), _key(r.credit_team_id), _key(r.pipeline_id))
+            first_keys = (_key(r.first_owner_id), _key(r.first_team_id), _key(r.pipeline_id))
+            if r.outcome != "open" and r.closed_ts is not None:
+                measures = closed[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
+                measures[0] += 1
+                value = r.won_value if r.won_value is not None else r.value
+                measures[1] += Decimal(value) if value is not None else Decimal(0)
+                if r.outcome == "won" and value is not None:
+                    currency = r.won_currency if r.won_currency is not None else r.currency
+                    measures = won[(org, month_number(r.closed_ts), *lead_keys, currency or "")]
+                    measures[0] += 1
+                    measures[1].append(Decimal(value))
+            if r.outcome in ("won", "lost") and r.closed_ts is not None:
+                measures = decided[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
+                measures[0] += 1
+                if r.outcome == "won" and r.created_ts is not None:
+                    measures[1].append(r.closed_ts - r.created_ts)
+                if r.ask_entered_ts is not None:
+                    measures[2].append(r.closed_ts - r.ask_entered_ts)
+            if r.created_ts is not None:  # leads nobody owned at creation too, as owner '' (production)
+                measures = created[(org, month_number(r.created_ts), *first_keys)]
+                measures[0] += 1
+                if r.first_owner_activity_ts is not None:
+                    measures[1].append(r.first_owner_activity_ts - r.created_ts)
+            if r.pipeline_entered_ts is not None and r.max_position is not None and r.pipeline_id is not None:
+                reach[(org, month_number(r.pipeline_entered_ts), *first_keys, r.max_position)][0] += 1
+        for r in rows:
+            if r.source != "stay":
+                continue
+            lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.lead_pipeline_id))
+            if r.next_kind in EXIT_KINDS:
+                measures = exits[(org, month_number(r.next_ts), *lead_keys)]
+                measures[0] += 1
+                measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done)
+                                   or r.next_kind == "won")
+            duration = r.next_ts - r.at_ts
+            measures = stays[(org, month_number(r.at_ts), *lead_keys, r.pipeline_id, r.stage_id, r.position)]
+            measures[0] += 1
+            measures[1] += int((r.next_kind == "stage" and r.next_position is not None
+                                and r.next_position > r.position) or r.next_kind == "won")
+            measures[2].append(duration)
+            if r.cohort_ts is not None and r.pipeline_id == r.lead_pipeline_id:
+                measures = cohorts[(org, month_number(r.cohort_ts), *lead_keys, r.stage_id)]
+                measures[0] += 1
+                if r.next_kind in ("lost", "disqualified"):
+                    measures[1].add(r.lead_id)
+                measures[2].append(duration)
+
+    def result(self) -> Contributions:
+        cohorts = {k: [n, len(dropped), durations] for k, (n, dropped, durations) in self.cohorts.items()}
+        return {m_closed_months: self.closed, m_exit_months: self.exits, m_stay_months: self.stays,
+                m_cohort_months: cohorts,
+                m_created_months: self.created, m_reach_months: self.reach, m_won_months: self.won,
+                m_decided_months: self.decided}
+
+
+@dataclass(frozen=True)
+class Before:
+    """What `contributions` read of some leads before a batch is written."""
+
+    contributions: Contributions
+    erased: set[tuple[str, str]]  # the leads of `erased_among` whose LeadErased is logged
+    settled: set[tuple[str, str]]  # the leads of `settle` whose contribution a new snapshot cannot change
+    timelines: dict[str, Timelines]  # per org, the timelines of the leads of `timelines_of`
+
+
+def snapshot_cannot_change(lead: Any) -> bool:
+    """Whether a lead snapshot that is not its creation (a LeadUpdated) can change nothing this lead (its
+    m_leads row, as `_contributing_rows` reads it) adds to the rollups. It writes the snapshot's columns and the
+    creation time if none is stored (read_models.write_sources); of those the rollups read only the creation time
+    and, of a closed lead, the value and currency."""
+    return lead.created_ts is not None and (lead.outcome == "open" or lead.closed_ts is None)
 
 
 async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
-                        erased_among: set[tuple[str, str]] | None = None
-                        ) -> tuple[Contributions, set[tuple[str, str]]]:
+                        erased_among: set[tuple[str, str]] | None = None,
+                        settle: set[tuple[str, str]] | None = None,
+                        timelines_of: set[tuple[str, str]] | None = None) -> Before:
     """What these leads add to each rollup row now: {table: {key (org_id, month, owner, team, pipeline, …):
     [measures in column order]}}; a list measure is a multiset of durations, the others are sums. And, in the
-    same round trips, which leads of `erased_among` have their LeadErased logged."""
+    same round trips, which leads of `erased_among` have their LeadErased logged; and which leads of `settle`
+    (touched by a new snapshot that is not a creation, and by nothing else) are settled: such a snapshot
+    cannot change what they add (`snapshot_cannot_change`), so they are left out of the contributions (the
+    caller leaves them out of the "after" too). And the timelines of the leads `timelines_of` (among `leads`), as
+    read_models.timelines reads them."""
     erased: set[tuple[str, str]] = set()
-    closed: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
-    exits: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0])
-    stays: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, []])
-    cohorts: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, set(), []])
-    created: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
-    reach: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0])
-    won: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, []])
-    decided: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, [], []])
+    settled: set[tuple[str, str]] = set()
+    timelines: dict[str, Timelines] = defaultdict(Timelines)
+    adder = _Adder()
     per_org, to_check = _by_org(leads), _by_org(erased_among or ())
     for org in sorted(per_org.keys() | to_check.keys()):
         ids = per_org.get(org, [])
@@ -112,62 +234,32 @@ async def contributions(session: AsyncSession, leads: Iterable[tuple[str, str]],
             params: dict[str, Any] = {"org_id": org, "lead_ids": ids[i:i + CHUNK]}
             if erased_among is not None:  # (all with the first chunk: an array, of any length)
                 params["erased_ids"] = to_check.get(org, []) if i == 0 else []
-            rows = (await session.execute(_CONTRIBUTING_ROWS[erased_among is not None], params)).all()
+            if timelines_of is not None:
+                params["timeline_ids"] = [lead_id for lead_id in params["lead_ids"] if (org, lead_id) in timelines_of]
+            statement = _CONTRIBUTING_ROWS[erased_among is not None, timelines_of is not None]
+            rows = (await session.execute(statement, params)).all()
+            if timelines_of is not None:
+                timelines[org].add(rows, params["timeline_ids"])
             erased.update((org, r.lead_id) for r in rows if r.source == "erased")
-            for r in rows:
-                if r.source != "lead":
-                    continue
-                # closes are credited to the owner at the close, creation cohorts to the owner at creation
-                lead_keys = (_key(r.credit_owner_id), _key(r.credit_team_id), _key(r.pipeline_id))
-                first_keys = (_key(r.first_owner_id), _key(r.first_team_id), _key(r.pipeline_id))
-                if r.outcome != "open" and r.closed_ts is not None:
-                    measures = closed[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
-                    measures[0] += 1
-                    value = r.won_value if r.won_value is not None else r.value
-                    measures[1] += Decimal(value) if value is not None else Decimal(0)
-                    if r.outcome == "won" and value is not None:
-                        currency = r.won_currency if r.won_currency is not None else r.currency
-                        measures = won[(org, month_number(r.closed_ts), *lead_keys, currency or "")]
-                        measures[0] += 1
-                        measures[1].append(Decimal(value))
-                if r.outcome in ("won", "lost") and r.closed_ts is not None:
-                    measures = decided[(org, month_number(r.closed_ts), *lead_keys, r.outcome)]
-                    measures[0] += 1
-                    if r.outcome == "won" and r.created_ts is not None:
-                        measures[1].append(r.closed_ts - r.created_ts)
-                    if r.ask_entered_ts is not None:
-                        measures[2].append(r.closed_ts - r.ask_entered_ts)
-                if r.created_ts is not None:  # leads nobody owned at creation too, as owner '' (production)
-                    measures = created[(org, month_number(r.created_ts), *first_keys)]
-                    measures[0] += 1
-                    if r.first_owner_activity_ts is not None:
-                        measures[1].append(r.first_owner_activity_ts - r.created_ts)
-                if r.pipeline_entered_ts is not None and r.max_position is not None and r.pipeline_id is not None:
-                    reach[(org, month_number(r.pipeline_entered_ts), *first_keys, r.max_position)][0] += 1
-            for r in rows:
-                if r.source != "stay":
-                    continue
-                lead_keys = (_key(r.owner_id), _key(r.team_id), _key(r.lead_pipeline_id))
-                if r.next_kind in EXIT_KINDS:
-                    measures = exits[(org, month_number(r.next_ts), *lead_keys)]
-                    measures[0] += 1
-                    measures[1] += int((r.next_kind == "stage" and r.next_reason == "goal_met") or bool(r.tasks_done)
-                                       or r.next_kind == "won")
-                duration = r.next_ts - r.at_ts
-                measures = stays[(org, month_number(r.at_ts), *lead_keys, r.pipeline_id, r.stage_id, r.position)]
-                measures[0] += 1
-                measures[1] += int((r.next_kind == "stage" and r.next_position is not None
-                                    and r.next_position > r.position) or r.next_kind == "won")
-                measures[2].append(duration)
-                if r.cohort_ts is not None and r.pipeline_id == r.lead_pipeline_id:
-                    measures = cohorts[(org, month_number(r.cohort_ts), *lead_keys, r.stage_id)]
-                    measures[0] += 1
-                    if r.next_kind in ("lost", "disqualified"):
-                        measures[1].add(r.lead_id)
-                    measures[2].append(duration)
-    return {m_closed_months: closed, m_exit_months: exits, m_stay_months: stays,
-            m_cohort_months: {k: [n, len(dropped), durations] for k, (n, dropped, durations) in cohorts.items()},
-            m_created_months: created, m_reach_months: reach, m_won_months: won, m_decided_months: decided}, erased
+            if settle:
+                now = {(org, r.lead_id) for r in rows if r.source == "lead" and (org, r.lead_id) in settle
+                       and snapshot_cannot_change(r)}
+                settled |= now
+                rows = [r for r in rows if (org, r.lead_id) not in now]
+            adder.add(org, rows)
+    return Before(adder.result(), erased, settled, timelines)
+
+
+async def copy_lead_attributes_and_contributions(session: AsyncSession, leads: set[tuple[str, str]]
+                                                 ) -> Contributions:
+    """PostgreSQL: `read_models.copy_lead_attributes` of these leads (for both of its sets: see there), and what
+    the leads add to each rollup row once it is done (`contributions`), in one statement per chunk of leads."""
+    adder = _Adder()
+    for org, ids in _by_org(leads).items():
+        for i in range(0, len(ids), CHUNK):
+            adder.add(org, (await session.execute(_COPY_RETURNING_CONTRIBUTING_ROWS,
+                                                  {"org": org, "lead_ids": ids[i:i + CHUNK]})).all())
+    return adder.result()
 
 
 def _key_columns(table: sa.Table) -> list[str]:

@@ -16,6 +16,7 @@ over the whole log, in another order) gives the same tables:
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,8 +149,9 @@ def _collect(b: Batch, e: Envelope, data: EventData) -> None:
             winner["is_created"] = creator is not None
             winner["created_ts"] = (creator["created_ts"] if creator is not None
                                     else winner["created_ts"] or previous["created_ts"] or row["created_ts"])
-        b.recompute.add(key)  # the owner at creation depends on the creation time, and so does
-        b.first_activity.add(key)  # the first human touch by that owner
+        if created:  # (an update's snapshot: see `_recompute_after_snapshots`)
+            b.recompute.add(key)  # the owner at creation depends on the creation time, and so does
+            b.first_activity.add(key)  # the first human touch by that owner
         if created:
             b.count(org, lead.owner_id, occurred, records_entered=1)
         elif isinstance(data, ev.LeadUpdatedV1) and data.cause in (None, "edit"):
@@ -244,40 +246,85 @@ def _probability(value: Decimal | None) -> Decimal | None:
 def _timeline_row(e: Envelope, lead_id: str, kind: str, at: Any, **fields: Any) -> dict[str, Any]:
     row = {"event_id": str(e.id), "org_id": e.org_id, "lead_id": lead_id, "kind": kind, "at_ts": to_ts(at),
            "rank": timeline.TIE_RANK[kind], "pipeline_id": None, "stage_id": None, "position": None,
-           "is_ask": False, "win_probability": None, "reason": None, "value": None, "currency": None}
+           "is_ask": False, "win_probability": None, "reason": None, "value": None, "currency": None,
+           **_NO_SUCCESSOR}  # (successor and credit: filled in before the insert on PostgreSQL, else updated)
     row.update(fields)
     return row
 
 
 # ------------------------------------------------------------------ writing a batch
+def _recompute_after_snapshots(b: Batch, settled: set[tuple[str, str]]) -> None:
+    """A snapshot's lead is recomputed, and its first owner activity refreshed (the owner at creation depends
+    on the creation time, and so does the first human touch by that owner), unless it is an update's snapshot
+    (not a creation) and its lead is `settled`: it has a creation time already (an update only fills a missing
+    one), so that neither can change."""
+    for key, row in b.snapshots.items():
+        if row["is_created"] or key not in settled:
+            b.recompute.add(key)
+            b.first_activity.add(key)
+
+
 async def _write(session: AsyncSession, b: Batch) -> None:
     if session.get_bind().dialect.name != "postgresql":
         # The rollups are PostgreSQL's (reports at scale); their differences need one projector at a time,
         # which the advisory lock guarantees there, and SQLite's driver reads outside the transaction.
+        _recompute_after_snapshots(b, set())
         await _already_erased(session, b)
         await _write_read_models(session, b)
         return
     # every lead whose facts, owner, team, pipeline, first response or stays this batch may change (rollups.py)
-    touched = set(b.snapshots) | set(b.assignments) | b.recompute | b.first_activity | {
+    others = set(b.assignments) | b.recompute | b.first_activity | {
         (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]} | {
         (org, r["lead_id"]) for (org, _), r in b.activities.items() if _may_be_first_response(r)}
-    # (the leads to check for erasure are asked with the rollups' "before", in the same round trip)
-    before, erased = await rollups.contributions(session, touched, erased_among=_to_check_for_erasure(b))
-    b.erased.extend(sorted(erased))
-    await _write_read_models(session, b)
-    after, _ = await rollups.contributions(session, touched)
-    await rollups.add_difference(session, before, after)
+    touched = set(b.snapshots) | others
+    # (the leads to check for erasure are asked with the rollups' "before", in the same round trip; and which
+    # leads only an update's snapshot touches, that it cannot change: they are neither recomputed nor read after)
+    # The timelines of the leads to recompute come in the same round trip too, as they are before the batch
+    # (`_with_batch` adds what the batch writes to them).
+    before = await rollups.contributions(session, touched, erased_among=_to_check_for_erasure(b), settle={
+        key for key, row in b.snapshots.items() if not row["is_created"] and key not in others},
+        timelines_of=b.recompute | set(b.snapshots))
+    b.erased.extend(sorted(before.erased))
+    _recompute_after_snapshots(b, before.settled)
+    touched -= before.settled
+    # Recomputed before the writes (from the timelines read before, with the batch's own rows added), so that
+    # the batch's timeline rows are inserted with their successor and credit, and only the stored rows that
+    # change are updated after.
+    recomputed = [_recompute(_with_batch(before.timelines[org], b, org, chunk), org)
+                  for org, chunk in _chunks_of_leads(b.recompute)]
+    _fold_into_new_rows(b, recomputed)
+    await _write_sources_and_facts(session, b, recomputed)
+    # The copy of the lead attributes is the batch's last write to m_leads and m_timeline; it returns what the
+    # leads contribute after the batch. It refreshes every touched lead: the leads it must refresh
+    # (`_to_copy`) are among them, and refreshing another writes what it holds already.
+    after = await rollups.copy_lead_attributes_and_contributions(session, touched)
+    await rollups.add_difference(session, before.contributions, after)
 
 
 async def _write_read_models(session: AsyncSession, b: Batch) -> None:
+    await _write_sources_and_facts(session, b)
+    await read_models.copy_lead_attributes(session, _to_copy(b), b.first_activity)
+
+
+async def _write_sources_and_facts(session: AsyncSession, b: Batch,
+                                   recomputed: list[Recomputed] | None = None) -> None:
+    """Everything a batch writes but the copy of the lead attributes (`read_models.copy_lead_attributes`); the
+    leads' recomputed timelines and facts as given (`recomputed`), else recomputed after the writes."""
     await read_models.write_sources(session, b)
     await _write_activities(session, b)
     await read_models.write_tasks_and_counters(session, b)
     for org, lead_id in b.erased:
         await read_models.scrub(session, org, lead_id)
-    await recompute_leads(session, b.recompute)
-    await read_models.copy_lead_attributes(session, b.recompute | set(b.assignments) | {
-        (org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}, b.first_activity)
+    if recomputed is None:
+        await recompute_leads(session, b.recompute)
+        return
+    for changed, facts_rows in recomputed:
+        await read_models.write_timeline_facts(session, changed, facts_rows)
+
+
+def _to_copy(b: Batch) -> set[tuple[str, str]]:
+    """The leads whose copied attributes and task facts the batch may change (besides `b.first_activity`)."""
+    return b.recompute | set(b.assignments) | {(org, r["lead_id"]) for (org, _), r in b.tasks.items() if r["lead_id"]}
 
 
 _ACTIVITY_COUNTERS = {"call": "calls", "meeting": "meetings", "demo": "demos", "proposal": "proposals",
@@ -312,23 +359,98 @@ def _may_be_first_response(activity: Row) -> bool:
             and activity["source"] not in AUTOMATED_SOURCES)
 
 
+Recomputed = tuple[list[Row], list[Row]]  # timeline rows' changes (b_-prefixed), leads' facts to write
+
+
+def _chunks_of_leads(leads: set[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    return [(org, ids[i:i + read_models.CHUNK]) for org, ids in read_models.by_org(leads).items()
+            for i in range(0, len(ids), read_models.CHUNK)]
+
+
 async def recompute_leads(session: AsyncSession, leads: set[tuple[str, str]]) -> None:
     """Recompute the successors of the leads' timeline rows, the owner credited with each row (from the
     assignment history), and their timeline facts and credit on m_leads."""
-    for org, ids in read_models.by_org(leads).items():
-        for i in range(0, len(ids), read_models.CHUNK):
-            per_lead, history, created = await read_models.timelines(session, org, ids[i:i + read_models.CHUNK])
-            changed: list[Row] = []
-            facts_rows: list[Row] = []
-            for lead_id, lead_rows in per_lead.items():
-                succ = timeline.successors(lead_rows)
-                owners = history[lead_id]
-                changed.extend(c for c in (_row_change(r, succ[r["event_id"]], timeline.row_credit(
-                    r, succ[r["event_id"]], owners)) for r in lead_rows) if c)
-                facts = timeline.lead_facts(lead_rows)
-                facts_rows.append({"org_id": org, "lead_id": lead_id, **facts,
-                                   **timeline.lead_credit(facts, created.get(lead_id), owners)})
-            await read_models.write_timeline_facts(session, changed, facts_rows)
+    for org, chunk in _chunks_of_leads(leads):
+        changed, facts_rows = _recompute(await read_models.timelines(session, org, chunk), org)
+        await read_models.write_timeline_facts(session, changed, facts_rows)
+
+
+def _recompute(read: read_models.Timelines, org: str) -> Recomputed:
+    """`recompute_leads` of the leads read: the timeline rows whose successor or credit changes, and the facts
+    of the leads whose facts change."""
+    changed: list[Row] = []
+    facts_rows: list[Row] = []
+    for lead_id, lead_rows in read.rows.items():
+        succ = timeline.successors(lead_rows)
+        owners = read.history[lead_id]
+        changed.extend(c for c in (_row_change(r, succ[r["event_id"]], timeline.row_credit(
+            r, succ[r["event_id"]], owners)) for r in lead_rows) if c)
+        facts = timeline.lead_facts(lead_rows)
+        facts.update(timeline.lead_credit(facts, read.created.get(lead_id), owners))
+        if not _holds(read.facts.get(lead_id), facts):  # (facts a batch leaves as they are: not written)
+            facts_rows.append({"org_id": org, "lead_id": lead_id, **facts})
+    return changed, facts_rows
+
+
+def _fold_into_new_rows(b: Batch, recomputed: list[Recomputed]) -> None:
+    """Move the changes of the batch's own timeline rows (not stored yet) into the rows it inserts, leaving
+    the changes of stored rows to update."""
+    new_rows = {r["event_id"]: r for r in b.timeline}
+    for changed, _ in recomputed:
+        stored = []
+        for change in changed:
+            row = new_rows.get(change["b_event_id"])
+            if row is None:
+                stored.append(change)
+            else:
+                row.update({name: change[f"b_{name}"] for name in _SUCCESSOR_AND_CREDIT})
+        changed[:] = stored
+
+
+def _with_batch(before: read_models.Timelines, b: Batch, org: str, lead_ids: list[str]) -> read_models.Timelines:
+    """The timelines of these leads (of `before`, read before the batch `b` was written) as they are after it,
+    as read_models.timelines would read them: the batch's timeline rows and assignment history added, the
+    creation time its snapshot wrote (read_models.write_sources: a creation's, else the stored one, else the
+    update's), and the facts of a lead row its source upserts inserted."""
+    read = read_models.Timelines()
+    wanted = set(lead_ids)
+    new_rows: dict[str, list[Row]] = defaultdict(list)
+    for r in b.timeline:
+        if r["org_id"] == org and r["lead_id"] in wanted:
+            new_rows[r["lead_id"]].append({**_NO_SUCCESSOR, **{name: r[name] for name in _NEW_TIMELINE_COLUMNS}})
+    new_history: dict[str, list[Row]] = defaultdict(list)
+    for a in b.assignment_history:
+        if a["org_id"] == org and a["lead_id"] in wanted:
+            new_history[a["lead_id"]].append({name: a[name] for name in read_models.HISTORY_COLUMNS})
+    for lead_id in lead_ids:
+        key = (org, lead_id)
+        rows = list(before.rows[lead_id])  # (every lead to recompute was read)
+        stored = {r["event_id"] for r in rows}
+        read.rows[lead_id] = rows + [r for r in new_rows[lead_id] if r["event_id"] not in stored]
+        history = list(before.history[lead_id])
+        stored = {a["event_id"] for a in history}
+        read.history[lead_id] = history + [a for a in new_history[lead_id] if a["event_id"] not in stored]
+        snapshot = b.snapshots.get(key)
+        if lead_id in before.created:
+            read.created[lead_id] = before.created[lead_id] if snapshot is None else (
+                snapshot["created_ts"] if snapshot["is_created"] or before.created[lead_id] is None
+                else before.created[lead_id])
+            read.facts[lead_id] = before.facts[lead_id]
+        elif snapshot is not None or key in b.routes or key in b.assignments:  # the batch inserted its row
+            read.created[lead_id] = None if snapshot is None else snapshot["created_ts"]
+            read.facts[lead_id] = read_models.NEW_LEAD_FACTS
+    return read
+
+
+_SUCCESSOR_AND_CREDIT = ("next_ts", "next_kind", "next_position", "next_reason", "owner_id", "team_id")
+_NO_SUCCESSOR = dict.fromkeys(_SUCCESSOR_AND_CREDIT)
+_NEW_TIMELINE_COLUMNS = ("lead_id", "event_id", "kind", "at_ts", "rank", "pipeline_id", "stage_id", "position",
+                         "is_ask", "win_probability", "reason", "value", "currency")
+
+
+def _holds(stored: Row | None, facts: Row) -> bool:
+    """Whether a lead's stored facts (None: it has no m_leads row yet) are these."""
+    return stored is not None and all(name in stored and stored[name] == value for name, value in facts.items())
 
 
 def _row_change(row: dict[str, Any], nxt: tuple[Any, Any, Any, Any], credit: timeline.Owner

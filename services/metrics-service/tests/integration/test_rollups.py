@@ -3,12 +3,13 @@ reports that read them give the numbers of the row-level SQL, also over periods 
 (the exactness tests and the SQLite comparison check the whole-month reads against hand-computed numbers)."""
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
-from metrics_testkit import ORG, build_history, delivery_order, other_org_history
+from metrics_testkit import ORG, History, T, build_history, delivery_order, lead, other_org_history
 
 import metrics_service
 from metrics_service.adapters import rollups
@@ -62,6 +63,31 @@ async def test_rollups_equal_a_group_by_of_the_read_models_whatever_the_order_an
     assert rebuilt.status_code == 200, rebuilt.text
     async with app.state.context.database.session() as session:
         assert await rollup_rows(session) == kept
+
+
+async def test_an_update_of_a_lead_changes_the_rollups_only_through_a_closed_value_or_a_missing_creation(metrics_app):
+    """A LeadUpdated alone is applied without recomputing its lead when the lead has a creation time and is
+    open (nothing the rollups read can change): the rollups still equal the GROUP BY after updates of an open
+    lead, of a won lead's value (its closed and won rows move), and of a lead known only from an update."""
+    app, _ = metrics_app
+    h = History()
+    lead(h, "W1", "alice", "p1", "north", T(1, 1), product_line="saas", source="web", value="1000")
+    h.stage("W1", T(1, 1), "s1", "entry")
+    h.won("W1", T(1, 5), "p1", None)  # no value of its own: the snapshot's counts
+    lead(h, "O1", "bob", "p1", "north", T(1, 2), product_line="saas", source="web", value="700")
+    h.stage("O1", T(1, 2), "s1", "entry")
+    await feed(app, h.events)
+    updates = History()
+    updates.updated("W1", T(1, 6), 2, "edit", T(1, 1), product_line="saas", source="web", value=Decimal("2500"))
+    updates.updated("O1", T(1, 6), 2, "edit", T(1, 2), product_line="saas", source="web", value=Decimal("900"))
+    updates.updated("U1", T(1, 7), 2, "edit", T(1, 7), product_line="saas", source="web", value=Decimal("50"))
+    for envelope in updates.events:  # each alone, as its own batch
+        await feed(app, [envelope])
+    async with app.state.context.database.session() as session:
+        kept = await rollup_rows(session)
+    assert kept == await recomputed(app, ORG)
+    assert any(r[-1] == "2500.00" for r in kept["m_closed_months"]), kept["m_closed_months"]
+    assert sum(int(r[-2]) for r in kept["m_created_months"]) == 3  # U1 counts from its update's creation time
 
 
 async def test_periods_that_are_not_whole_months_give_the_row_level_numbers(metrics_app):
