@@ -392,16 +392,27 @@ async def postpone_enrollment(session: AsyncSession, enrollment: Enrollment, unt
                                                  "until": until, "now": now})
 
 
+@dataclass(frozen=True)
+class EnrollmentAdvance:
+    """A claimed (active) enrollment moves to `next_step`, due at `next_due_at`; None: that was the last step
+    (completed)."""
+    enrollment_id: str
+    next_step: int
+    next_due_at: datetime | None
+    now: datetime
+
+
 _ADVANCE_ENROLLMENT = sa.update(enrollments).where(enrollments.c.id == sa.bindparam("enrollment_id")).values(
-    next_step=sa.bindparam("next_step"), next_due_at=sa.bindparam("next_due_at"), updated_at=sa.bindparam("now"))
-_COMPLETE_ENROLLMENT = _ADVANCE_ENROLLMENT.values(status="completed")
+    next_step=sa.bindparam("next_step"), next_due_at=sa.bindparam("next_due_at"), updated_at=sa.bindparam("now"),
+    status=sa.case((sa.bindparam("completed", type_=sa.Boolean), "completed"), else_=enrollments.c.status))
 
 
-async def advance_enrollment(session: AsyncSession, enrollment_id: str, *, next_step: int,
-                             next_due_at: datetime | None, now: datetime) -> None:
-    """Move to `next_step`, due at `next_due_at`; None: that was the last step (completed)."""
-    await session.execute(_ADVANCE_ENROLLMENT if next_due_at is not None else _COMPLETE_ENROLLMENT, {
-        "enrollment_id": enrollment_id, "next_step": next_step, "next_due_at": next_due_at, "now": now})
+async def advance_enrollments(session: AsyncSession, advances: Sequence[EnrollmentAdvance]) -> None:
+    """Move these claimed enrollments on, in one statement."""
+    if advances:
+        await session.execute(_ADVANCE_ENROLLMENT, [
+            {"enrollment_id": a.enrollment_id, "next_step": a.next_step, "next_due_at": a.next_due_at, "now": a.now,
+             "completed": a.next_due_at is None} for a in advances])
 
 
 async def enrollments_page(session: AsyncSession, principal: Principal, sequence_id: str, lead_id: str | None,
@@ -451,6 +462,12 @@ async def add_delivery(session: AsyncSession, delivery: Delivery) -> bool:
     """Insert the delivery unless its idempotency key exists (False: a duplicate, nothing inserted)."""
     result = await session.execute(_INSERT_DELIVERY[dialect_name(session)], _values(delivery))
     return rows_affected(result) == 1
+
+
+async def add_deliveries(session: AsyncSession, rows: Sequence[Delivery]) -> None:
+    """`add_delivery` for each, in one statement (a duplicate is left out, unsaid)."""
+    if rows:
+        await session.execute(_INSERT_DELIVERY[dialect_name(session)], [_values(row) for row in rows])
 
 
 def _claim_deliveries_statement() -> Any:
