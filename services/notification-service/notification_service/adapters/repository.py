@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -881,23 +881,56 @@ _UPDATE_LEAD = sa.update(leads).where(leads.c.org_id == sa.bindparam("where_org"
                                       leads.c.lead_id == sa.bindparam("where_lead")).returning(*leads.c)
 
 
+_HELD_BY_TRANSACTION = "notification_service.held_by_transaction"
+
+
+def _held(session: AsyncSession) -> dict[tuple[str, str, str], Any]:
+    """What the session's current transaction holds: the lead rows it locked, as it last wrote or read them
+    (("lead", org, lead id) → KnownLead: every statement that writes a lead's row returns it, and is one of those
+    below), and the pipelines it found defined (("pipeline defined", org, pipeline id) → True: a definition is
+    never taken back). Empty once that transaction ended: a session that goes on locks and reads them again."""
+    transaction = session.sync_session.get_transaction()
+    held: tuple[Any, dict[tuple[str, str, str], Any]] | None = session.info.get(_HELD_BY_TRANSACTION)
+    if held is None or held[0] is not transaction:
+        held = (transaction, {})
+        if transaction is not None:
+            session.info[_HELD_BY_TRANSACTION] = held
+    return held[1]
+
+
+def _hold_lead(session: AsyncSession, row: KnownLead) -> KnownLead:
+    _held(session)[("lead", row.org_id, row.lead_id)] = row
+    return row
+
+
 async def lock_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> KnownLead:
-    """The lead's row, locked; created empty (nothing known yet) when events about it arrive before LeadCreated."""
+    """The lead's row, locked; created empty (nothing known yet) when events about it arrive before LeadCreated.
+    Locked once per transaction: a handler that comes after another about the same lead in a delivered batch gets
+    the row as the one before left it."""
+    held = _held(session).get(("lead", org_id, lead_id))
+    if held is not None:
+        return cast(KnownLead, held)
     row = first_record(KnownLead, await session.execute(_LOCK_LEAD[dialect_name(session)],
                                                         {"org": org_id, "lead": lead_id, "now": now}))
     assert row is not None  # an upsert returns its row
-    return row
+    return _hold_lead(session, row)
 
 
 async def lock_lead_in_pipeline(session: AsyncSession, org_id: str, lead_id: str, pipeline_id: str,
                                 now: datetime) -> tuple[KnownLead, bool]:
     """`lock_lead`, and whether the pipeline's own definition (PipelineDefined) is held, read by the same
-    statement."""
+    statement (none when this transaction holds both already)."""
+    held = _held(session)
+    lead, defined = held.get(("lead", org_id, lead_id)), ("pipeline defined", org_id, pipeline_id) in held
+    if lead is not None and defined:
+        return cast(KnownLead, lead), True
     row = (await session.execute(_LOCK_LEAD_IN_PIPELINE[dialect_name(session)], {
         "org": org_id, "lead": lead_id, "now": now, "pipeline": pipeline_id})).mappings().one()
     values = dict(row)
-    defined = bool(values.pop("pipeline_defined"))
-    return KnownLead(**values), defined
+    if values.pop("pipeline_defined"):
+        _held(session)[("pipeline defined", org_id, pipeline_id)] = True
+        defined = True
+    return _hold_lead(session, KnownLead(**values)), defined
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:
@@ -905,7 +938,7 @@ async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: 
     row = first_record(KnownLead, await session.execute(_UPDATE_LEAD, {**values, "where_org": org_id,
                                                                        "where_lead": lead_id}))
     assert row is not None, f"lead {lead_id} has no row (lock_lead first)"
-    return row
+    return _hold_lead(session, row)
 
 
 _INSERT = per_dialect(lambda insert: insert)
@@ -931,8 +964,10 @@ async def store_newer_snapshot(session: AsyncSession, org_id: str, lead_id: str,
     """Insert the lead with `values` (its `lead_version` among them), or write them over the row held when that
     is older and not erased, in one statement; the row after, or None when the row held was left as it was."""
     statement = _newer_snapshot_statement(dialect_name(session), tuple(sorted(values)))
-    return first_record(KnownLead, await session.execute(statement, {
+    row = first_record(KnownLead, await session.execute(statement, {
         "org": org_id, "lead": lead_id, **{f"set_{column}": value for column, value in values.items()}}))
+    # (None: the row, if this transaction holds it, is as it was.)
+    return None if row is None else _hold_lead(session, row)
 
 
 async def save_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str, stage_ids: list[str],

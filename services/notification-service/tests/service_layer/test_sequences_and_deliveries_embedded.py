@@ -196,6 +196,19 @@ async def test_a_batch_whose_steps_cannot_be_written_together_is_written_step_by
     assert len(await n.published("EmailSent")) == 2
 
 
+async def test_a_lead_locked_again_by_its_transaction_is_its_row_as_that_transaction_left_it(
+        notifications: Notifications):
+    n = notifications
+    await n.tell(a_lead("lead-1", "ada@prospect.example"), "lead-1")
+    now = n.clock.now()
+    async with n.service.uow() as uow:
+        first = await repository.lock_lead(uow.session, ORG, "lead-1", now)
+        written = await repository.update_lead(uow.session, ORG, "lead-1", {"stage_name": "Demo", "updated_at": now})
+        assert await repository.lock_lead(uow.session, ORG, "lead-1", now) == written != first
+        await uow.rollback()  # a new transaction reads the row again: as it is, not as the undone one left it
+        assert await repository.lock_lead(uow.session, ORG, "lead-1", now) == first
+
+
 async def test_a_stage_entry_told_twice_sends_one_email(notifications: Notifications):
     n = notifications
     await n.sequence("qualified", [{"template_id": await n.template("Welcome")}])
