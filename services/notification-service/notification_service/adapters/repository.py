@@ -884,13 +884,14 @@ _UPDATE_LEAD = sa.update(leads).where(leads.c.org_id == sa.bindparam("where_org"
 _HELD_BY_TRANSACTION = "notification_service.held_by_transaction"
 
 
-def _held(session: AsyncSession) -> dict[tuple[str, str, str], Any]:
+def _held(session: AsyncSession) -> dict[tuple[str, str, Any], Any]:
     """What the session's current transaction holds: the lead rows it locked, as it last wrote or read them
     (("lead", org, lead id) → KnownLead: every statement that writes a lead's row returns it, and is one of those
-    below), and the pipelines it found defined (("pipeline defined", org, pipeline id) → True: a definition is
-    never taken back). Empty once that transaction ended: a session that goes on locks and reads them again."""
+    below), the pipelines it found defined (("pipeline defined", org, pipeline id) → True: a definition is never
+    taken back) and the rep notices it read (`rep_notice`). Empty once that transaction ended: a session that goes
+    on locks and reads them again."""
     transaction = session.sync_session.get_transaction()
-    held: tuple[Any, dict[tuple[str, str, str], Any]] | None = session.info.get(_HELD_BY_TRANSACTION)
+    held: tuple[Any, dict[tuple[str, str, Any], Any]] | None = session.info.get(_HELD_BY_TRANSACTION)
     if held is None or held[0] is not transaction:
         held = (transaction, {})
         if transaction is not None:
@@ -900,6 +901,7 @@ def _held(session: AsyncSession) -> dict[tuple[str, str, str], Any]:
 
 def _hold_lead(session: AsyncSession, row: KnownLead) -> KnownLead:
     _held(session)[("lead", row.org_id, row.lead_id)] = row
+    _forget_notices(session, row.org_id, lead_id=row.lead_id)
     return row
 
 
@@ -1024,6 +1026,7 @@ async def upsert_rep(session: AsyncSession, org_id: str, rep_id: str, now: datet
     """What a lead assignment says of its owner: kept only until the directory's own entry arrives (a decision
     may be older than the entry)."""
     values = {k: v for k, v in {"name": name, "email": email, "timezone": timezone}.items() if v is not None}
+    _forget_notices(session, org_id, rep_id=rep_id)
     await session.execute(_upsert_rep_statement(dialect_name(session), tuple(values)), {
         "org": org_id, "rep": rep_id, "now": now, **{f"set_{column}": value for column, value in values.items()}})
 
@@ -1036,6 +1039,7 @@ async def save_rep(session: AsyncSession, org_id: str, rep: RepSnapshot, version
               "version": version, "updated_at": now}
     statement = insert(reps).values(org_id=org_id, rep_id=rep.rep_id, **values).on_conflict_do_update(
         index_elements=["org_id", "rep_id"], set_=values, where=reps.c.version < version)
+    _forget_notices(session, org_id, rep_id=rep.rep_id)
     return rows_affected(await session.execute(statement)) == 1
 
 
@@ -1074,12 +1078,31 @@ _REP_NOTICE = _rep_notice_statement()
 
 async def rep_notice(session: AsyncSession, org_id: str, rep_id: str, *, lead_id: str | None,
                      template_key: str | None) -> RepNotice:
-    row = (await session.execute(_REP_NOTICE, {"org": org_id, "rep": rep_id, "lead": lead_id,
-                                               "template_key": template_key})).mappings().one()
-    lead = _unprefixed(row, leads, "lead_")
-    template = _unprefixed(row, templates, "template_")
-    return RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=KnownLead(**lead) if lead else None,
-                     template=Template(**template) if template else None, any_webhooks=bool(row["any_webhooks"]))
+    """Read once per transaction (the two reminders of a stage's tasks, delivered together, tell the same rep about
+    the same lead), until the transaction writes the rep's or the lead's row (templates and webhook subscriptions
+    are not written by the transactions that notify)."""
+    key = ("notice", org_id, (rep_id, lead_id, template_key))
+    held = _held(session)
+    notice = held.get(key)
+    if notice is None:
+        row = (await session.execute(_REP_NOTICE, {"org": org_id, "rep": rep_id, "lead": lead_id,
+                                                   "template_key": template_key})).mappings().one()
+        lead = _unprefixed(row, leads, "lead_")
+        template = _unprefixed(row, templates, "template_")
+        notice = RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=KnownLead(**lead) if lead else None,
+                           template=Template(**template) if template else None,
+                           any_webhooks=bool(row["any_webhooks"]))
+        _held(session)[key] = notice
+    return dataclasses.replace(notice, rep=dict(notice.rep)) if notice.rep is not None else notice
+
+
+def _forget_notices(session: AsyncSession, org_id: str, *, rep_id: str | None = None,
+                    lead_id: str | None = None) -> None:
+    """The transaction wrote the rep's or the lead's row: the notices it read about them are read again."""
+    held = _held(session)
+    for key in [k for k in held if k[0] == "notice" and k[1] == org_id
+                and ((rep_id is not None and k[2][0] == rep_id) or (lead_id is not None and k[2][1] == lead_id))]:
+        del held[key]
 
 
 def _record_task_assignee_statement(insert: Any) -> Any:
