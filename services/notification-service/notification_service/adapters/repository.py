@@ -935,6 +935,32 @@ async def lock_lead_in_pipeline(session: AsyncSession, org_id: str, lead_id: str
     return _hold_lead(session, KnownLead(**values)), defined
 
 
+def _own_ownerless_lead_statement(insert: Any) -> Any:
+    statement = insert(leads).values(
+        org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), owner_id=sa.bindparam("owner"),
+        updated_at=sa.bindparam("now"), lead_version=0, pipeline_version=0, unsubscribed=False, erased=False,
+        reopened=False)
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "lead_id"], where=leads.c.owner_id.is_(None),
+        set_={"owner_id": statement.excluded.owner_id, "updated_at": statement.excluded.updated_at},
+    ).returning(*leads.c)
+
+
+_OWN_OWNERLESS_LEAD = per_dialect(_own_ownerless_lead_statement)
+
+
+async def own_ownerless_lead(session: AsyncSession, org_id: str, lead_id: str, owner_id: str,
+                             now: datetime) -> KnownLead | None:
+    """Give the lead `owner_id` when its row names no owner (creating the row when events about the lead arrive
+    before LeadCreated), in one statement that locks it: the row after, or None when it names an owner already or
+    this transaction holds it already (then `lock_lead` gives it as it is, and nothing was written)."""
+    if ("lead", org_id, lead_id) in _held(session):
+        return None
+    row = first_record(KnownLead, await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, "owner": owner_id, "now": now}))
+    return None if row is None else _hold_lead(session, row)
+
+
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:
     """Write `values` to the lead's row (it exists: `lock_lead`) and return the row as it now is."""
     row = first_record(KnownLead, await session.execute(_UPDATE_LEAD, {**values, "where_org": org_id,

@@ -123,12 +123,18 @@ class NotificationHandlers:
             return
         await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name,
                                     email=data.owner_email, timezone=data.owner_timezone)
-        before = await ensure_lead(uow.session, org, data.lead_id, now)
-        for previous in {before.owner_id, data.previous_owner_id}:
+        # The usual first assignment (the row names no owner yet): written by the statement that locks it.
+        owned = await repository.own_ownerless_lead(uow.session, org, data.lead_id, data.owner_id, now)
+        if owned is not None:
+            former_owner, lead = None, owned
+        else:
+            before = await ensure_lead(uow.session, org, data.lead_id, now)
+            former_owner = before.owner_id
+            # Often told already (StageAdvanced names the owner too): then the row stays as it is.
+            lead = before if before.owner_id == data.owner_id else await repository.update_lead(
+                uow.session, org, data.lead_id, {"owner_id": data.owner_id, "updated_at": now})
+        for previous in {former_owner, data.previous_owner_id}:
             await repository.remember_past_owner(uow.session, org, data.lead_id, previous, data.owner_id, now)
-        # Often told already (StageAdvanced names the owner too): then the row stays as it is.
-        lead = before if before.owner_id == data.owner_id else await repository.update_lead(
-            uow.session, org, data.lead_id, {"owner_id": data.owner_id, "updated_at": now})
         if data.previous_owner_id == data.owner_id:
             return
         decision = data.decision_id or f"v{envelope.subject_version}"
