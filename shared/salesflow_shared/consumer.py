@@ -135,7 +135,8 @@ class EventDispatcher:
     async def handle_batch(self, items: list[tuple[bytes, dict[str, Any]]]) -> None:
         """Handle many deliveries in one transaction (inbox rows, handlers' writes and events, one commit).
 
-        Any failure raises, and the bus then hands each message to `handle_message` alone."""
+        Any failure raises, and the bus then hands each message to `handle_message` alone (a batch of one is
+        settled with that failure: counted here as its attempt's outcome, `error`)."""
         parsed = []  # (envelope, its data, its id as text: computed once, it is looked up several times)
         traceparents: dict[str, str | None] = {}
         for body, headers in items:
@@ -190,6 +191,12 @@ class EventDispatcher:
                                               org_id=envelope.org_id, traceparent=traceparents[event_id])
                 await uow.commit()
         except Exception as exc:
+            if self.metrics and len(parsed) == 1:
+                # A batch of one that fails is that delivery's attempt (the bus settles it with this failure and
+                # does not hand it over again alone, as it does each delivery of a larger batch that failed).
+                envelope = parsed[0][0]
+                self.metrics.messages_handled.labels(envelope.type, "error").inc()
+                self.metrics.message_latency.labels(envelope.type).observe(time.perf_counter() - started)
             transient = _as_transient(exc)
             if transient is None:
                 raise

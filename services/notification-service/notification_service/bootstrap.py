@@ -47,6 +47,14 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         migrations_path=MIGRATIONS,
         event_handlers=build_event_handlers(settings, clock),
         workers=[sequence_worker, delivery_worker],
+        # Deliveries in batches, one transaction each: a lead's events that arrive together (a stage entry and the
+        # stage's tasks; the lead and its assignment) share one inbox statement and one commit. A failed batch (a
+        # notification whose rep or lead is not known yet) is handled again one message at a time, each handler
+        # in its own transaction, as before.
+        consume_in_batches=True,
+        # One batch in hand at a time: under load the deliveries that arrive meanwhile form the next batch, and
+        # two batches never lock the same leads in opposite orders.
+        max_batches_in_flight=1,
         clock=clock,
         collaborators=build_collaborators,
         description="Email templates and sequences, Mailchimp sync, reminders and rep milestones.",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -280,13 +280,6 @@ async def get_sequence(session: AsyncSession, org_id: str, sequence_id: str) -> 
         sequences.c.org_id == org_id, sequences.c.id == sequence_id)))
 
 
-async def active_sequences(session: AsyncSession, org_id: str, trigger: str) -> list[SequenceRecord]:
-    rows = await session.execute(sa.select(sequences).where(
-        sequences.c.org_id == org_id, sequences.c.trigger == trigger, sequences.c.active.is_(True))
-        .order_by(sequences.c.created_at))
-    return records(SequenceRecord, rows.mappings())
-
-
 async def add_sequence(session: AsyncSession, sequence: SequenceRecord) -> None:
     await session.execute(sa.insert(sequences).values(**_values(sequence)))
 
@@ -301,11 +294,13 @@ async def sequences_page(session: AsyncSession, org_id: str, limit: int,
     return await _org_page(session, SequenceRecord, sequences, org_id, limit, after)
 
 
+_INSERT_ENROLLMENT = per_dialect(lambda insert: insert(enrollments).on_conflict_do_nothing(
+    index_elements=["org_id", "sequence_id", "lead_id", "trigger_key"]))
+
+
 async def add_enrollment(session: AsyncSession, enrollment: Enrollment) -> bool:
     """Insert the enrollment unless the same trigger enrolled the lead already; False for that duplicate."""
-    insert = dialect_insert(session)
-    result = await session.execute(insert(enrollments).values(**_values(enrollment)).on_conflict_do_nothing(
-        index_elements=["org_id", "sequence_id", "lead_id", "trigger_key"]))
+    result = await session.execute(_INSERT_ENROLLMENT[dialect_name(session)], _values(enrollment))
     return rows_affected(result) == 1
 
 
@@ -321,39 +316,6 @@ async def running_enrollments(session: AsyncSession, org_id: str, lead_id: str) 
 class LeadSequences:
     running: list[RunningEnrollment]  # the lead's active enrollments, with their sequences' triggers
     starting: list[SequenceRecord]  # the org's active sequences with the trigger asked for, oldest first
-
-
-def _lead_sequences_statement() -> Any:
-    org: Any = sa.bindparam("org")
-    running = ((enrollments.c.org_id == org) & (enrollments.c.sequence_id == sequences.c.id)
-               & (enrollments.c.lead_id == sa.bindparam("lead")) & (enrollments.c.status == "active"))
-    return (sa.select(sequences, enrollments.c.id.label("enrollment_id"),
-                      enrollments.c.stage_id.label("enrollment_stage_id"))
-            .select_from(sequences.outerjoin(enrollments, running))
-            .where(sequences.c.org_id == org,
-                   sa.or_(sequences.c.active.is_(True) & (sequences.c.trigger == sa.bindparam("trigger")),
-                          enrollments.c.id.is_not(None)))
-            .order_by(sequences.c.created_at, sequences.c.id))
-
-
-_LEAD_SEQUENCES = _lead_sequences_statement()
-
-
-async def lead_sequences(session: AsyncSession, org_id: str, lead_id: str, trigger: str) -> LeadSequences:
-    """What a lifecycle fact about the lead may stop and start, in one statement: its running enrollments and the
-    org's active sequences with `trigger`."""
-    running: list[RunningEnrollment] = []
-    starting: dict[str, SequenceRecord] = {}
-    for row in (await session.execute(_LEAD_SEQUENCES, {"org": org_id, "lead": lead_id, "trigger": trigger}
-                                      )).mappings():
-        values = dict(row)
-        enrollment_id, enrollment_stage_id = values.pop("enrollment_id"), values.pop("enrollment_stage_id")
-        if enrollment_id is not None:
-            running.append(RunningEnrollment(id=enrollment_id, stage_id=enrollment_stage_id,
-                                             trigger=values["trigger"]))
-        if values["active"] and values["trigger"] == trigger:
-            starting.setdefault(values["id"], SequenceRecord(**values))
-    return LeadSequences(running=running, starting=list(starting.values()))
 
 
 async def stop_enrollment(session: AsyncSession, enrollment_id: str, reason: str, now: datetime) -> None:
@@ -430,14 +392,27 @@ async def postpone_enrollment(session: AsyncSession, enrollment: Enrollment, unt
                                                  "until": until, "now": now})
 
 
-async def advance_enrollment(session: AsyncSession, enrollment_id: str, *, next_step: int,
-                             next_due_at: datetime | None, now: datetime) -> None:
-    """Move to `next_step`, due at `next_due_at`; None: that was the last step (completed)."""
-    values: dict[str, Any] = {"next_step": next_step, "next_due_at": next_due_at}
-    if next_due_at is None:
-        values["status"] = "completed"
-    await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment_id)
-                          .values(**values, updated_at=now))
+@dataclass(frozen=True)
+class EnrollmentAdvance:
+    """A claimed (active) enrollment moves to `next_step`, due at `next_due_at`; None: that was the last step
+    (completed)."""
+    enrollment_id: str
+    next_step: int
+    next_due_at: datetime | None
+    now: datetime
+
+
+_ADVANCE_ENROLLMENT = sa.update(enrollments).where(enrollments.c.id == sa.bindparam("enrollment_id")).values(
+    next_step=sa.bindparam("next_step"), next_due_at=sa.bindparam("next_due_at"), updated_at=sa.bindparam("now"),
+    status=sa.case((sa.bindparam("completed", type_=sa.Boolean), "completed"), else_=enrollments.c.status))
+
+
+async def advance_enrollments(session: AsyncSession, advances: Sequence[EnrollmentAdvance]) -> None:
+    """Move these claimed enrollments on, in one statement."""
+    if advances:
+        await session.execute(_ADVANCE_ENROLLMENT, [
+            {"enrollment_id": a.enrollment_id, "next_step": a.next_step, "next_due_at": a.next_due_at, "now": a.now,
+             "completed": a.next_due_at is None} for a in advances])
 
 
 async def enrollments_page(session: AsyncSession, principal: Principal, sequence_id: str, lead_id: str | None,
@@ -487,6 +462,12 @@ async def add_delivery(session: AsyncSession, delivery: Delivery) -> bool:
     """Insert the delivery unless its idempotency key exists (False: a duplicate, nothing inserted)."""
     result = await session.execute(_INSERT_DELIVERY[dialect_name(session)], _values(delivery))
     return rows_affected(result) == 1
+
+
+async def add_deliveries(session: AsyncSession, rows: Sequence[Delivery]) -> None:
+    """`add_delivery` for each, in one statement (a duplicate is left out, unsaid)."""
+    if rows:
+        await session.execute(_INSERT_DELIVERY[dialect_name(session)], [_values(row) for row in rows])
 
 
 def _claim_deliveries_statement() -> Any:
@@ -642,12 +623,17 @@ class ListSettings:
     in_flight_until: datetime | None
 
 
+def _mailchimp_in_flight_until(org: Any, lead: Any) -> Any:
+    """When the lead's last Mailchimp call still pending or in flight is due (or its lease ends)."""
+    return sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
+        deliveries.c.org_id == org, deliveries.c.lead_id == lead, deliveries.c.kind == "mailchimp",
+        deliveries.c.status.in_(("pending", "sending"))).scalar_subquery()
+
+
 def _list_settings_statement() -> Any:
     org: Any = sa.bindparam("org")
     lead: Any = sa.bindparam("lead")
-    in_flight = sa.select(sa.func.max(deliveries.c.next_attempt_at)).where(
-        deliveries.c.org_id == org, deliveries.c.lead_id == lead, deliveries.c.kind == "mailchimp",
-        deliveries.c.status.in_(("pending", "sending"))).scalar_subquery()
+    in_flight = _mailchimp_in_flight_until(org, lead)
     # Part 1 of the rows are the rules, part 2 the lead's lists: two outer joins side by side, not a product.
     part = sa.union_all(sa.select(sa.literal(1).label("part")), sa.select(sa.literal(2).label("part"))).subquery()
     joined = (mailchimp_accounts.join(part, sa.true())
@@ -677,15 +663,97 @@ async def list_settings(session: AsyncSession, org_id: str, lead_id: str) -> Lis
                         in_flight_until=rows[0]["in_flight_until"])
 
 
+@dataclass(frozen=True)
+class LeadFollowUps:
+    """What a lifecycle fact about a lead may change, read in one statement: the sequences it may stop and start
+    and its Mailchimp lists (`list_settings`; None when Mailchimp is not configured)."""
+    sequences: LeadSequences
+    lists: ListSettings | None
+
+
+def _lead_follow_ups_statement() -> Any:
+    org: Any = sa.bindparam("org")
+    lead: Any = sa.bindparam("lead")
+    in_flight = _mailchimp_in_flight_until(org, lead)
+    # One row for the account (or none), then three parts side by side, not a product: 1 the rules, 2 the lead's
+    # lists, 3 the sequences (each with the lead's running enrollment of it, if any).
+    anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
+    part = sa.union_all(*(sa.select(sa.literal(n).label("part")) for n in (1, 2, 3))).subquery()
+    running = ((part.c.part == 3) & (enrollments.c.org_id == org) & (enrollments.c.sequence_id == sequences.c.id)
+               & (enrollments.c.lead_id == lead) & (enrollments.c.status == "active"))
+    joined = (anchor.outerjoin(mailchimp_accounts, mailchimp_accounts.c.org_id == org)
+              .join(part, sa.true())
+              .outerjoin(mailchimp_rules, (part.c.part == 1) & mailchimp_accounts.c.org_id.is_not(None)
+                         & (mailchimp_rules.c.org_id == org))
+              .outerjoin(mailchimp_members, (part.c.part == 2) & mailchimp_accounts.c.org_id.is_not(None)
+                         & (mailchimp_members.c.org_id == org) & (mailchimp_members.c.lead_id == lead))
+              .outerjoin(sequences, (part.c.part == 3) & (sequences.c.org_id == org))
+              .outerjoin(enrollments, running))
+    # The sequences wanted: those that may start (active, with the trigger) and those the lead is running.
+    wanted = sa.or_(part.c.part != 3, sequences.c.id.is_(None),
+                    sequences.c.active.is_(True) & (sequences.c.trigger == sa.bindparam("trigger")),
+                    enrollments.c.id.is_not(None))
+    return (sa.select(part.c.part, *_prefixed(mailchimp_accounts, "account_"), *_prefixed(mailchimp_rules, "rule_"),
+                      *_prefixed(mailchimp_members, "member_"), *_prefixed(sequences, "sequence_"),
+                      enrollments.c.id.label("enrollment_id"), enrollments.c.stage_id.label("enrollment_stage_id"),
+                      in_flight.label("in_flight_until"))
+            .select_from(joined).where(wanted)
+            .order_by(part.c.part, mailchimp_rules.c.created_at, mailchimp_rules.c.id, sequences.c.created_at,
+                      sequences.c.id))
+
+
+_LEAD_FOLLOW_UPS = _lead_follow_ups_statement()
+
+
+async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trigger: str) -> LeadFollowUps:
+    """The lead's running enrollments and the org's active sequences with `trigger` (what a lifecycle fact about
+    the lead may stop and start), and its list settings (`list_settings`), in one statement."""
+    rows = (await session.execute(_LEAD_FOLLOW_UPS, {"org": org_id, "lead": lead_id, "trigger": trigger})
+            ).mappings().all()
+    running: list[RunningEnrollment] = []
+    starting: dict[str, SequenceRecord] = {}
+    rules, members = [], []
+    for row in rows:
+        if row["part"] == 1:
+            rule = _unprefixed(row, mailchimp_rules, "rule_")
+            if rule:
+                rules.append(MailchimpRule(**rule))
+        elif row["part"] == 2:
+            member = _unprefixed(row, mailchimp_members, "member_")
+            if member:
+                members.append(MailchimpMember(**member))
+        else:
+            sequence = _unprefixed(row, sequences, "sequence_")
+            if sequence is None:
+                continue
+            if row["enrollment_id"] is not None:
+                running.append(RunningEnrollment(id=row["enrollment_id"], stage_id=row["enrollment_stage_id"],
+                                                 trigger=sequence["trigger"]))
+            if sequence["active"] and sequence["trigger"] == trigger:
+                starting.setdefault(sequence["id"], SequenceRecord(**sequence))
+    account = _unprefixed(rows[0], mailchimp_accounts, "account_") if rows else None
+    lists = None if account is None else ListSettings(
+        account=MailchimpAccount(**account), rules=rules, members=members, in_flight_until=rows[0]["in_flight_until"])
+    return LeadFollowUps(sequences=LeadSequences(running=running, starting=list(starting.values())), lists=lists)
+
+
+def _remember_member_statement(insert: Any) -> Any:
+    statement = insert(mailchimp_members)
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "lead_id", "list_id"],
+        set_={column: statement.excluded[column] for column in ("subscriber_hash", "subscribed", "updated_at",
+                                                                 "tags", "merge_fields", "status_if_new")})
+
+
+_REMEMBER_MEMBER = per_dialect(_remember_member_statement)
+
+
 async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
                           now: datetime, *, tags: list[str], merge_fields: dict[str, str], status_if_new: str) -> None:
     """The lead is on the list as `member`, subscribed this way; the latest subscription wins."""
-    insert = dialect_insert(session)
-    values = dict(subscriber_hash=member, subscribed=True, updated_at=now, tags=tags, merge_fields=merge_fields,
-                  status_if_new=status_if_new)
-    await session.execute(insert(mailchimp_members).values(org_id=org_id, lead_id=lead_id, list_id=list_id,
-                                                           **values)
-                          .on_conflict_do_update(index_elements=["org_id", "lead_id", "list_id"], set_=values))
+    await session.execute(_REMEMBER_MEMBER[dialect_name(session)], {
+        "org_id": org_id, "lead_id": lead_id, "list_id": list_id, "subscriber_hash": member, "subscribed": True,
+        "updated_at": now, "tags": tags, "merge_fields": merge_fields, "status_if_new": status_if_new})
 
 
 async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *,
@@ -813,23 +881,84 @@ _UPDATE_LEAD = sa.update(leads).where(leads.c.org_id == sa.bindparam("where_org"
                                       leads.c.lead_id == sa.bindparam("where_lead")).returning(*leads.c)
 
 
+_HELD_BY_TRANSACTION = "notification_service.held_by_transaction"
+
+
+def _held(session: AsyncSession) -> dict[tuple[str, str, Any], Any]:
+    """What the session's current transaction holds: the lead rows it locked, as it last wrote or read them
+    (("lead", org, lead id) → KnownLead: every statement that writes a lead's row returns it, and is one of those
+    below), the pipelines it found defined (("pipeline defined", org, pipeline id) → True: a definition is never
+    taken back) and the rep notices it read (`rep_notice`). Empty once that transaction ended: a session that goes
+    on locks and reads them again."""
+    transaction = session.sync_session.get_transaction()
+    held: tuple[Any, dict[tuple[str, str, Any], Any]] | None = session.info.get(_HELD_BY_TRANSACTION)
+    if held is None or held[0] is not transaction:
+        held = (transaction, {})
+        if transaction is not None:
+            session.info[_HELD_BY_TRANSACTION] = held
+    return held[1]
+
+
+def _hold_lead(session: AsyncSession, row: KnownLead) -> KnownLead:
+    _held(session)[("lead", row.org_id, row.lead_id)] = row
+    _forget_notices(session, row.org_id, lead_id=row.lead_id)
+    return row
+
+
 async def lock_lead(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> KnownLead:
-    """The lead's row, locked; created empty (nothing known yet) when events about it arrive before LeadCreated."""
+    """The lead's row, locked; created empty (nothing known yet) when events about it arrive before LeadCreated.
+    Locked once per transaction: a handler that comes after another about the same lead in a delivered batch gets
+    the row as the one before left it."""
+    held = _held(session).get(("lead", org_id, lead_id))
+    if held is not None:
+        return cast(KnownLead, held)
     row = first_record(KnownLead, await session.execute(_LOCK_LEAD[dialect_name(session)],
                                                         {"org": org_id, "lead": lead_id, "now": now}))
     assert row is not None  # an upsert returns its row
-    return row
+    return _hold_lead(session, row)
 
 
 async def lock_lead_in_pipeline(session: AsyncSession, org_id: str, lead_id: str, pipeline_id: str,
                                 now: datetime) -> tuple[KnownLead, bool]:
     """`lock_lead`, and whether the pipeline's own definition (PipelineDefined) is held, read by the same
-    statement."""
+    statement (none when this transaction holds both already)."""
+    held = _held(session)
+    lead, defined = held.get(("lead", org_id, lead_id)), ("pipeline defined", org_id, pipeline_id) in held
+    if lead is not None and defined:
+        return cast(KnownLead, lead), True
     row = (await session.execute(_LOCK_LEAD_IN_PIPELINE[dialect_name(session)], {
         "org": org_id, "lead": lead_id, "now": now, "pipeline": pipeline_id})).mappings().one()
     values = dict(row)
-    defined = bool(values.pop("pipeline_defined"))
-    return KnownLead(**values), defined
+    if values.pop("pipeline_defined"):
+        _held(session)[("pipeline defined", org_id, pipeline_id)] = True
+        defined = True
+    return _hold_lead(session, KnownLead(**values)), defined
+
+
+def _own_ownerless_lead_statement(insert: Any) -> Any:
+    statement = insert(leads).values(
+        org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), owner_id=sa.bindparam("owner"),
+        updated_at=sa.bindparam("now"), lead_version=0, pipeline_version=0, unsubscribed=False, erased=False,
+        reopened=False)
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "lead_id"], where=leads.c.owner_id.is_(None),
+        set_={"owner_id": statement.excluded.owner_id, "updated_at": statement.excluded.updated_at},
+    ).returning(*leads.c)
+
+
+_OWN_OWNERLESS_LEAD = per_dialect(_own_ownerless_lead_statement)
+
+
+async def own_ownerless_lead(session: AsyncSession, org_id: str, lead_id: str, owner_id: str,
+                             now: datetime) -> KnownLead | None:
+    """Give the lead `owner_id` when its row names no owner (creating the row when events about the lead arrive
+    before LeadCreated), in one statement that locks it: the row after, or None when it names an owner already or
+    this transaction holds it already (then `lock_lead` gives it as it is, and nothing was written)."""
+    if ("lead", org_id, lead_id) in _held(session):
+        return None
+    row = first_record(KnownLead, await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, "owner": owner_id, "now": now}))
+    return None if row is None else _hold_lead(session, row)
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:
@@ -837,7 +966,7 @@ async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: 
     row = first_record(KnownLead, await session.execute(_UPDATE_LEAD, {**values, "where_org": org_id,
                                                                        "where_lead": lead_id}))
     assert row is not None, f"lead {lead_id} has no row (lock_lead first)"
-    return row
+    return _hold_lead(session, row)
 
 
 _INSERT = per_dialect(lambda insert: insert)
@@ -863,8 +992,10 @@ async def store_newer_snapshot(session: AsyncSession, org_id: str, lead_id: str,
     """Insert the lead with `values` (its `lead_version` among them), or write them over the row held when that
     is older and not erased, in one statement; the row after, or None when the row held was left as it was."""
     statement = _newer_snapshot_statement(dialect_name(session), tuple(sorted(values)))
-    return first_record(KnownLead, await session.execute(statement, {
+    row = first_record(KnownLead, await session.execute(statement, {
         "org": org_id, "lead": lead_id, **{f"set_{column}": value for column, value in values.items()}}))
+    # (None: the row, if this transaction holds it, is as it was.)
+    return None if row is None else _hold_lead(session, row)
 
 
 async def save_pipeline_stages(session: AsyncSession, org_id: str, pipeline_id: str, stage_ids: list[str],
@@ -897,19 +1028,33 @@ async def pipeline_stage_ids(session: AsyncSession, org_id: str) -> dict[str, li
     return {r.pipeline_id: list(r.stage_ids or ()) for r in rows}
 
 
+_UPSERT_REP: dict[tuple[str, tuple[str, ...]], Any] = {}  # by dialect and the columns told: built once each
+
+
+def _upsert_rep_statement(dialect: str, columns: tuple[str, ...]) -> Any:
+    statement = _UPSERT_REP.get((dialect, columns))
+    if statement is None:
+        insert = _INSERT[dialect](reps).values({
+            "org_id": sa.bindparam("org"), "rep_id": sa.bindparam("rep"), "updated_at": sa.bindparam("now"),
+            "version": 0, **{column: sa.bindparam(f"set_{column}") for column in columns}})
+        if columns:
+            insert = insert.on_conflict_do_update(
+                index_elements=["org_id", "rep_id"], where=reps.c.version == 0,
+                set_={column: insert.excluded[column] for column in (*columns, "updated_at")})
+        else:
+            insert = insert.on_conflict_do_nothing(index_elements=["org_id", "rep_id"])
+        statement = _UPSERT_REP[(dialect, columns)] = insert
+    return statement
+
+
 async def upsert_rep(session: AsyncSession, org_id: str, rep_id: str, now: datetime, *, name: str | None,
                      email: str | None, timezone: str | None) -> None:
     """What a lead assignment says of its owner: kept only until the directory's own entry arrives (a decision
     may be older than the entry)."""
-    insert = dialect_insert(session)
     values = {k: v for k, v in {"name": name, "email": email, "timezone": timezone}.items() if v is not None}
-    statement = insert(reps).values(org_id=org_id, rep_id=rep_id, updated_at=now, version=0, **values)
-    if values:
-        statement = statement.on_conflict_do_update(index_elements=["org_id", "rep_id"],
-                                                    set_={**values, "updated_at": now}, where=reps.c.version == 0)
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=["org_id", "rep_id"])
-    await session.execute(statement)
+    _forget_notices(session, org_id, rep_id=rep_id)
+    await session.execute(_upsert_rep_statement(dialect_name(session), tuple(values)), {
+        "org": org_id, "rep": rep_id, "now": now, **{f"set_{column}": value for column, value in values.items()}})
 
 
 async def save_rep(session: AsyncSession, org_id: str, rep: RepSnapshot, version: int, now: datetime) -> bool:
@@ -920,6 +1065,7 @@ async def save_rep(session: AsyncSession, org_id: str, rep: RepSnapshot, version
               "version": version, "updated_at": now}
     statement = insert(reps).values(org_id=org_id, rep_id=rep.rep_id, **values).on_conflict_do_update(
         index_elements=["org_id", "rep_id"], set_=values, where=reps.c.version < version)
+    _forget_notices(session, org_id, rep_id=rep.rep_id)
     return rows_affected(await session.execute(statement)) == 1
 
 
@@ -958,25 +1104,50 @@ _REP_NOTICE = _rep_notice_statement()
 
 async def rep_notice(session: AsyncSession, org_id: str, rep_id: str, *, lead_id: str | None,
                      template_key: str | None) -> RepNotice:
-    row = (await session.execute(_REP_NOTICE, {"org": org_id, "rep": rep_id, "lead": lead_id,
-                                               "template_key": template_key})).mappings().one()
-    lead = _unprefixed(row, leads, "lead_")
-    template = _unprefixed(row, templates, "template_")
-    return RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=KnownLead(**lead) if lead else None,
-                     template=Template(**template) if template else None, any_webhooks=bool(row["any_webhooks"]))
+    """Read once per transaction (the two reminders of a stage's tasks, delivered together, tell the same rep about
+    the same lead), until the transaction writes the rep's or the lead's row (templates and webhook subscriptions
+    are not written by the transactions that notify)."""
+    key = ("notice", org_id, (rep_id, lead_id, template_key))
+    held = _held(session)
+    notice = held.get(key)
+    if notice is None:
+        row = (await session.execute(_REP_NOTICE, {"org": org_id, "rep": rep_id, "lead": lead_id,
+                                                   "template_key": template_key})).mappings().one()
+        lead = _unprefixed(row, leads, "lead_")
+        template = _unprefixed(row, templates, "template_")
+        notice = RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=KnownLead(**lead) if lead else None,
+                           template=Template(**template) if template else None,
+                           any_webhooks=bool(row["any_webhooks"]))
+        _held(session)[key] = notice
+    return dataclasses.replace(notice, rep=dict(notice.rep)) if notice.rep is not None else notice
+
+
+def _forget_notices(session: AsyncSession, org_id: str, *, rep_id: str | None = None,
+                    lead_id: str | None = None) -> None:
+    """The transaction wrote the rep's or the lead's row: the notices it read about them are read again."""
+    held = _held(session)
+    for key in [k for k in held if k[0] == "notice" and k[1] == org_id
+                and ((rep_id is not None and k[2][0] == rep_id) or (lead_id is not None and k[2][1] == lead_id))]:
+        del held[key]
+
+
+def _record_task_assignee_statement(insert: Any) -> Any:
+    statement = insert(task_assignees)
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "task_id"], where=task_assignees.c.version < statement.excluded.version,
+        set_={column: statement.excluded[column] for column in ("version", "assignee_id", "updated_at")})
+
+
+_RECORD_TASK_ASSIGNEE = per_dialect(_record_task_assignee_statement)
 
 
 async def record_task_assignee(session: AsyncSession, org_id: str, task_id: str, assignee_id: str | None,
                                version: int, now: datetime) -> bool:
     """Remember the task's assignee at `version`; False when as new or newer a version is known (a replayed or
     late event), decided by the upsert itself."""
-    insert = dialect_insert(session)
-    statement = insert(task_assignees).values(org_id=org_id, task_id=task_id, version=version,
-                                              assignee_id=assignee_id, updated_at=now)
-    statement = statement.on_conflict_do_update(
-        index_elements=["org_id", "task_id"], set_={"version": version, "assignee_id": assignee_id, "updated_at": now},
-        where=task_assignees.c.version < version)
-    return rows_affected(await session.execute(statement)) == 1
+    return rows_affected(await session.execute(_RECORD_TASK_ASSIGNEE[dialect_name(session)], {
+        "org_id": org_id, "task_id": task_id, "version": version, "assignee_id": assignee_id,
+        "updated_at": now})) == 1
 
 
 async def remember_past_owner(session: AsyncSession, org_id: str, lead_id: str, previous_owner_id: str | None,

@@ -73,16 +73,22 @@ def redact_personal(text: str | None) -> str | None:
     return None if text is None else _PERSONAL.sub("[redacted]", text)
 
 
-async def record_delivery(session: AsyncSession, *, org_id: str, idem_key: str, kind: str, recipient_kind: str,
-                          reason: str, now: datetime, payload: dict[str, Any] | None, recipient: str | None = None,
-                          lead_id: str | None = None, rep_id: str | None = None, sequence_id: str | None = None,
-                          enrollment_id: str | None = None, step: int | None = None,
-                          template_id: str | None = None, rule_id: str | None = None, status: str = "pending",
-                          error: str | None = None, not_before: datetime | None = None,
-                          message_id_domain: str = "salesflow.local") -> Delivery | None:
-    """Insert the delivery unless its idempotency key exists; the new row, or None for a duplicate."""
+async def record_delivery(session: AsyncSession, **values: Any) -> Delivery | None:
+    """Insert the delivery (`new_delivery(**values)`) unless its idempotency key exists; the new row, or None for a
+    duplicate."""
+    delivery = new_delivery(**values)
+    return delivery if await repository.add_delivery(session, delivery) else None
+
+
+def new_delivery(*, org_id: str, idem_key: str, kind: str, recipient_kind: str, reason: str, now: datetime,
+                 payload: dict[str, Any] | None, recipient: str | None = None, lead_id: str | None = None,
+                 rep_id: str | None = None, sequence_id: str | None = None, enrollment_id: str | None = None,
+                 step: int | None = None, template_id: str | None = None, rule_id: str | None = None,
+                 status: str = "pending", error: str | None = None, not_before: datetime | None = None,
+                 message_id_domain: str = "salesflow.local") -> Delivery:
+    """A delivery's row, as it is first recorded."""
     delivery_id = str(uuid.uuid4())
-    delivery = Delivery(
+    return Delivery(
         id=delivery_id, org_id=org_id, idem_key=idem_key, kind=kind, recipient_kind=recipient_kind,
         recipient=recipient, lead_id=lead_id, rep_id=rep_id, reason=reason, sequence_id=sequence_id,
         enrollment_id=enrollment_id, step=step, template_id=template_id, rule_id=rule_id,
@@ -91,7 +97,6 @@ async def record_delivery(session: AsyncSession, *, org_id: str, idem_key: str, 
         # Stable across retries: derived from the row, fixed before the first attempt.
         message_id=f"<{delivery_id}@{message_id_domain}>" if kind == "email" else None,
     )
-    return delivery if await repository.add_delivery(session, delivery) else None
 
 
 def outcome_event(row: Delivery, *, ok: bool, error: str | None = None, now: datetime,

@@ -36,7 +36,7 @@ from salesflow_shared.events import (
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
-from ..adapters.repository import MilestoneRuleRecord
+from ..adapters.repository import LeadSequences, ListSettings, MilestoneRuleRecord
 from ..config import Settings
 from ..domain.leads import KnownLead
 from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
@@ -68,9 +68,12 @@ class NotificationHandlers:
         lead, _ = await store_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
         if lead.erased:
             return
+        # Its sequences and its lists, read together.
+        follow_ups = await repository.lead_follow_ups(uow.session, envelope.org_id, data.lead.lead_id, "lead_created")
         # Its stage may have arrived first, when its address was not known yet.
-        await self._follow_lists(uow, envelope.org_id, lead, f"lead@{envelope.subject_version}", now)
-        for sequence in await repository.active_sequences(uow.session, envelope.org_id, "lead_created"):
+        await self._follow_read_lists(uow, envelope.org_id, lead, f"lead@{envelope.subject_version}", now,
+                                      follow_ups.lists)
+        for sequence in follow_ups.sequences.starting:
             if matches_lead_created(spec_of(sequence), data.lead.source, data.lead.form_id):
                 await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead.lead_id,
                              trigger_key="created", stage_id=None, now=now, lead_timezone=lead.timezone)
@@ -120,12 +123,18 @@ class NotificationHandlers:
             return
         await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name,
                                     email=data.owner_email, timezone=data.owner_timezone)
-        before = await ensure_lead(uow.session, org, data.lead_id, now)
-        for previous in {before.owner_id, data.previous_owner_id}:
+        # The usual first assignment (the row names no owner yet): written by the statement that locks it.
+        owned = await repository.own_ownerless_lead(uow.session, org, data.lead_id, data.owner_id, now)
+        if owned is not None:
+            former_owner, lead = None, owned
+        else:
+            before = await ensure_lead(uow.session, org, data.lead_id, now)
+            former_owner = before.owner_id
+            # Often told already (StageAdvanced names the owner too): then the row stays as it is.
+            lead = before if before.owner_id == data.owner_id else await repository.update_lead(
+                uow.session, org, data.lead_id, {"owner_id": data.owner_id, "updated_at": now})
+        for previous in {former_owner, data.previous_owner_id}:
             await repository.remember_past_owner(uow.session, org, data.lead_id, previous, data.owner_id, now)
-        # Often told already (StageAdvanced names the owner too): then the row stays as it is.
-        lead = before if before.owner_id == data.owner_id else await repository.update_lead(
-            uow.session, org, data.lead_id, {"owner_id": data.owner_id, "updated_at": now})
         if data.previous_owner_id == data.owner_id:
             return
         decision = data.decision_id or f"v{envelope.subject_version}"
@@ -156,7 +165,8 @@ class NotificationHandlers:
         if not newer:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
             await self._follow_lists(uow, org, lead, f"stage:{data.to_stage_id}@{envelope.subject_version}", now)
             return
-        sequences = await repository.lead_sequences(uow.session, org, data.lead_id, "stage_entry")
+        follow_ups = await repository.lead_follow_ups(uow.session, org, data.lead_id, "stage_entry")
+        sequences = follow_ups.sequences
         await stop_running(uow.session, sequences.running, fact="stage_entered", now=now, stage_id=data.to_stage_id)
         transition = f"{data.to_stage_id}@{envelope.subject_version}"
         if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
@@ -165,7 +175,7 @@ class NotificationHandlers:
                     await enroll(uow.session, self.settings, sequence=sequence, lead_id=data.lead_id,
                                  trigger_key=f"stage:{transition}", stage_id=data.to_stage_id, now=now,
                                  lead_timezone=lead.timezone)
-        await self._follow_lists(uow, org, lead, f"stage:{transition}", now)
+        await self._follow_read_lists(uow, org, lead, f"stage:{transition}", now, follow_ups.lists)
         left = data.from_stage_id or before.stage_id
         if left and left != data.to_stage_id:
             await self._milestones(uow, org, lead, DealFact(
@@ -181,8 +191,9 @@ class NotificationHandlers:
         if change is None:
             return
         _, lead = change
-        await self._follow_lists(uow, org, lead, f"won@{envelope.subject_version}", now)
-        await self._after_outcome(uow, org, lead, "won", "lead_won", data.pipeline_id,
+        follow_ups = await repository.lead_follow_ups(uow.session, org, data.lead_id, "lead_won")
+        await self._follow_read_lists(uow, org, lead, f"won@{envelope.subject_version}", now, follow_ups.lists)
+        await self._after_outcome(uow, org, lead, "won", "lead_won", follow_ups.sequences, data.pipeline_id,
                                   f"won@{envelope.subject_version}", now)
         value = data.value if data.value is not None else _dec(lead.value)
         await self._milestones(uow, org, lead, DealFact(
@@ -198,8 +209,10 @@ class NotificationHandlers:
             return
         _, lead = change
         transition = f"lost@{envelope.subject_version}"
-        await self._after_outcome(uow, org, lead, "lost", "lead_lost", data.pipeline_id, transition, now)
-        await self._follow_lists(uow, org, lead, transition, now)
+        follow_ups = await repository.lead_follow_ups(uow.session, org, data.lead_id, "lead_lost")
+        await self._after_outcome(uow, org, lead, "lost", "lead_lost", follow_ups.sequences, data.pipeline_id,
+                                  transition, now)
+        await self._follow_read_lists(uow, org, lead, transition, now, follow_ups.lists)
 
     async def on_lead_reopened(self, data: LeadReopenedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
@@ -218,9 +231,14 @@ class NotificationHandlers:
         mailchimp_sync.reconcile)."""
         await mailchimp_sync.reconcile(uow, org_id=org, lead=lead, transition=transition, now=now)
 
+    async def _follow_read_lists(self, uow: UnitOfWork, org: str, lead: KnownLead, transition: str, now: Any,
+                                 lists: ListSettings | None) -> None:
+        """`_follow_lists` with the lead's list settings read already in this transaction (`lead_follow_ups`)."""
+        await mailchimp_sync.reconcile_as_read(uow, lists, org_id=org, lead=lead, transition=transition, now=now)
+
     async def _after_outcome(self, uow: UnitOfWork, org: str, lead: KnownLead, fact: Any, trigger: Any,
-                             pipeline_id: str, trigger_key: str, now: Any) -> None:
-        sequences = await repository.lead_sequences(uow.session, org, lead.lead_id, trigger)
+                             sequences: LeadSequences, pipeline_id: str, trigger_key: str, now: Any) -> None:
+        """`sequences`: the lead's, read for `trigger` (`lead_follow_ups`)."""
         await stop_running(uow.session, sequences.running, fact=fact, now=now)
         if not lead.erased and not lead.unsubscribed and lead.status != "disqualified":
             for sequence in sequences.starting:

@@ -155,7 +155,14 @@ async def reconcile(uow: UnitOfWork, *, org_id: str, lead: KnownLead, transition
     subscribe where a rule now holds, retag where the tags differ, take it off where none holds any more. Each
     change is one delivery keyed by list and `transition` (the event's version), so a redelivered or replayed
     event changes nothing; and since the lists follow the state, events arriving in another order end the same."""
-    state = await repository.list_settings(uow.session, org_id, lead.lead_id)
+    return await reconcile_as_read(uow, await repository.list_settings(uow.session, org_id, lead.lead_id),
+                                   org_id=org_id, lead=lead, transition=transition, now=now)
+
+
+async def reconcile_as_read(uow: UnitOfWork, state: ListSettings | None, *, org_id: str, lead: KnownLead,
+                            transition: str, now: datetime) -> int:
+    """`reconcile` with the org's and the lead's Mailchimp settings read already in this transaction (with the
+    lead's lock held: `state` is what the lists are; None: Mailchimp is not configured)."""
     if state is None:
         return 0
     return await _reconcile(uow, state, org_id=org_id, lead=lead, transition=transition, now=now)

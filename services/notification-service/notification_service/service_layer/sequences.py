@@ -7,6 +7,7 @@ idempotency key) and moves the enrollment to its next step. The delivery worker 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,16 +15,24 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.app import run_periodically
+from salesflow_shared.db import is_database_outage
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
-from ..adapters.repository import DueStep, Enrollment, RunningEnrollment, SequenceRecord
+from ..adapters.repository import (
+    Delivery,
+    DueStep,
+    Enrollment,
+    EnrollmentAdvance,
+    RunningEnrollment,
+    SequenceRecord,
+)
 from ..config import Settings
 from ..domain.leads import KnownLead
 from ..domain.sequences import SequenceSpec, Step, StopFact, next_due, still_eligible, stop_reason
 from ..domain.timing import BusinessHours
 from .compose import TemplateError, email_payload, prospect_headers, unsubscribe_url, variables
-from .deliveries import publish_outcome, record_delivery
+from .deliveries import new_delivery, publish_outcome, record_delivery
 from .projections import lead_state
 
 log = structlog.get_logger(__name__)
@@ -75,22 +84,42 @@ async def stop_running(session: AsyncSession, running_enrollments: list[RunningE
     return stopped
 
 
+@dataclass
+class StepWrites:
+    """The usual outcome of a batch's steps, written together: each step's delivery (pending) and its
+    enrollment's move to the next step, one statement each for the whole batch."""
+    deliveries: list[Delivery] = field(default_factory=list)
+    advances: list[EnrollmentAdvance] = field(default_factory=list)
+
+    async def flush(self, session: AsyncSession) -> None:
+        await repository.add_deliveries(session, self.deliveries)
+        await repository.advance_enrollments(session, self.advances)
+        self.deliveries, self.advances = [], []
+
+
 class SequenceScheduler:
     def __init__(self, context: Any) -> None:
         self.context = context
         self.settings: Settings = context.settings
         self.clock = context.clock
+        # After a batch whose writes together failed: the next batch writes each step on its own, so that the
+        # step at fault is found and put off (below) instead of failing every batch it is in.
+        self._step_by_step = False
 
     async def run_once(self) -> bool:
         """Record the due steps' deliveries; whether more may be due at once."""
         now = self.clock.now()
+        step_by_step, self._step_by_step = self._step_by_step, False
         async with self.context.uow() as uow:
             due = await repository.claim_due_steps(uow.session, now, self.settings.worker_batch_size)
             if not due:
                 return False  # nothing written: nothing to commit
+            writes = StepWrites()
             for claimed in due:
                 try:
-                    await self._step(uow, claimed, now)
+                    await self._step(uow, claimed, now, writes)
+                    if step_by_step:
+                        await writes.flush(uow.session)
                 except Exception:
                     # One broken enrollment must not hold up the others: the batch's work is undone (none of it was
                     # sent: deliveries go out once committed), the broken one is looked at again later and the
@@ -101,6 +130,14 @@ class SequenceScheduler:
                                                          now)
                     await uow.commit()
                     return True
+            try:
+                await writes.flush(uow.session)
+            except Exception as exc:
+                if is_database_outage(exc):
+                    raise
+                log.exception("sequence_batch_writes_failed", steps=len(due))
+                self._step_by_step = True  # nothing of the batch was written: taken again at once, step by step
+                return True
             await uow.commit()
         # The steps' deliveries are the delivery worker's work (a tick's own commits ring for no one).
         self.context.commits.ring(source=WORKER)
@@ -108,7 +145,7 @@ class SequenceScheduler:
         # time (the idle poll) or with a commit that rings.
         return len(due) >= self.settings.worker_batch_size
 
-    async def _step(self, uow: UnitOfWork, claimed: DueStep, now: datetime) -> None:
+    async def _step(self, uow: UnitOfWork, claimed: DueStep, now: datetime, writes: StepWrites) -> None:
         session = uow.session
         enrollment, sequence, lead = claimed.enrollment, claimed.sequence, claimed.lead
         if sequence is None or not sequence.active:
@@ -124,17 +161,20 @@ class SequenceScheduler:
             return
         spec = spec_of(sequence)
         index = enrollment.next_step
-        await self._record_step(uow, sequence, enrollment, lead, claimed, spec.steps[index], index, now)
+        await self._record_step(uow, sequence, enrollment, lead, claimed, spec.steps[index], index, now, writes)
         due = None  # after the last step: completed
         if index + 1 < len(spec.steps):
             due = next_due(now, spec.steps[index + 1], lead_timezone=lead.timezone,
                            hours=business_hours(self.settings),
                            fallback_timezone=sequence.business_timezone or self.settings.default_business_timezone)
-        await repository.advance_enrollment(session, enrollment.id, next_step=index + 1, next_due_at=due, now=now)
+        writes.advances.append(EnrollmentAdvance(enrollment_id=enrollment.id, next_step=index + 1, next_due_at=due,
+                                                 now=now))
 
     async def _record_step(self, uow: UnitOfWork, sequence: SequenceRecord, enrollment: Enrollment,
-                           lead: KnownLead, claimed: DueStep, step: Step, index: int, now: datetime) -> None:
-        """`claimed`: the step's owner and template, read with the claim."""
+                           lead: KnownLead, claimed: DueStep, step: Step, index: int, now: datetime,
+                           writes: StepWrites) -> None:
+        """`claimed`: the step's owner and template, read with the claim. A delivery to send is written with the
+        batch's (`writes`); a failure at once, since its event is published only when its row is new."""
         owner, template = claimed.owner, claimed.template
         org_id, lead_id = enrollment.org_id, enrollment.lead_id
         common: dict[str, Any]  # of several types: what both outcomes' delivery rows share
@@ -161,7 +201,7 @@ class SequenceScheduler:
             except TemplateError as exc:
                 error = f"template {template.name!r} does not render: {exc}"
         if error is None:
-            await record_delivery(uow.session, **common, payload=payload, recipient=lead.email)
+            writes.deliveries.append(new_delivery(**common, payload=payload, recipient=lead.email))
             return
         row = await record_delivery(uow.session, **common, payload=None, recipient=lead.email,
                                     status="failed", error=error)

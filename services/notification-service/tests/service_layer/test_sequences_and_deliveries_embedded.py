@@ -168,6 +168,47 @@ async def test_a_step_that_crashes_is_put_off_and_does_not_hold_up_the_others(no
     assert len(await n.published("EmailSent")) == 1
 
 
+async def test_a_batch_whose_steps_cannot_be_written_together_is_written_step_by_step(
+        notifications: Notifications, monkeypatch: pytest.MonkeyPatch):
+    n = notifications
+    await n.sequence("qualified", [{"template_id": await n.template("Welcome")}])
+    for lead_id, email in (("lead-1", "ada@prospect.example"), ("lead-2", "bob@prospect.example")):
+        await n.tell(a_lead(lead_id, email), lead_id)
+        await n.tell(entered(lead_id, "qualified", n.clock.now()), lead_id)
+    batches: list[int] = []
+    add_deliveries = repository.add_deliveries
+
+    async def fails_for_two(session: Any, rows: Any) -> None:  # a batch's writes together fail (once)
+        batches.append(len(rows))
+        if len(rows) == 2:
+            raise RuntimeError("the batch's writes fail")
+        await add_deliveries(session, rows)
+
+    monkeypatch.setattr(repository, "add_deliveries", fails_for_two)
+
+    await n.work()
+
+    assert batches == [2, 1, 1, 0]  # the batch, then each step on its own (and the batch's end, with nothing left)
+    assert n.subjects("ada@prospect.example") == ["Welcome"] and n.subjects("bob@prospect.example") == ["Welcome"]
+    for lead_id in ("lead-1", "lead-2"):
+        [enrollment] = await n.rows(enrollments, lead_id=lead_id)
+        assert (enrollment["status"], enrollment["next_step"]) == ("completed", 1)
+    assert len(await n.published("EmailSent")) == 2
+
+
+async def test_a_lead_locked_again_by_its_transaction_is_its_row_as_that_transaction_left_it(
+        notifications: Notifications):
+    n = notifications
+    await n.tell(a_lead("lead-1", "ada@prospect.example"), "lead-1")
+    now = n.clock.now()
+    async with n.service.uow() as uow:
+        first = await repository.lock_lead(uow.session, ORG, "lead-1", now)
+        written = await repository.update_lead(uow.session, ORG, "lead-1", {"stage_name": "Demo", "updated_at": now})
+        assert await repository.lock_lead(uow.session, ORG, "lead-1", now) == written != first
+        await uow.rollback()  # a new transaction reads the row again: as it is, not as the undone one left it
+        assert await repository.lock_lead(uow.session, ORG, "lead-1", now) == first
+
+
 async def test_a_stage_entry_told_twice_sends_one_email(notifications: Notifications):
     n = notifications
     await n.sequence("qualified", [{"template_id": await n.template("Welcome")}])
