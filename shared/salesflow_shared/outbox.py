@@ -99,7 +99,8 @@ class OutboxRelay:
         # Every row in hand (handed over, not yet marked sent), by event id, with its created_at: what sweeps
         # leave alone.
         self._in_hand: dict[str, datetime] = {}
-        self._to_mark: list[str] = []  # confirmed, mark not yet committed
+        self._to_mark: list[str] = []  # confirmed, mark not yet written
+        self._confirmed: set[str] = set()  # confirmed, mark not yet committed: published, whatever the row says
         self._marker: asyncio.Task[None] | None = None
         # Test seam: called after the batch is confirmed and before it is marked sent (a crash point).
         self.after_publish_hook: Callable[[list[str]], None] | None = None
@@ -121,6 +122,7 @@ class OutboxRelay:
         self._started_at = utcnow()
         self._handed, self._to_mark = [], []
         self._in_hand.clear()
+        self._confirmed.clear()
         self._next_purge = time.monotonic() + self.purge_every_s
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
@@ -201,6 +203,7 @@ class OutboxRelay:
                 self.after_publish_hook([m.event_id for m in messages])
             if sent:
                 self._to_mark.extend(message.event_id for message in sent)
+                self._confirmed.update(message.event_id for message in sent)
                 if self._marker is None or self._marker.done():
                     self._marker = asyncio.create_task(self._mark_later(), name="outbox-relay-marks")
             if failed:
@@ -248,6 +251,7 @@ class OutboxRelay:
             raise
         for event_id in event_ids:
             self._in_hand.pop(event_id, None)
+            self._confirmed.discard(event_id)
 
     def _failed(self, error: BaseException) -> None:
         if self.metrics:
@@ -347,11 +351,13 @@ class OutboxRelay:
         return purged
 
     async def lag(self) -> tuple[int, float]:
-        """How many rows wait to be published, and the age in seconds of the oldest."""
+        """How many rows wait to be published, and the age in seconds of the oldest. Rows this process has
+        published and not yet marked sent do not wait."""
+        waiting = select(func.count(), func.min(outbox_table.c.created_at)).where(outbox_table.c.published_at.is_(None))
+        if self._confirmed:
+            waiting = waiting.where(outbox_table.c.event_id.not_in(list(self._confirmed)))
         async with self.database.session() as session:
-            count, oldest = (await session.execute(
-                select(func.count(), func.min(outbox_table.c.created_at))
-                .where(outbox_table.c.published_at.is_(None)))).one()
+            count, oldest = (await session.execute(waiting)).one()
         age = 0.0
         if oldest is not None:
             if oldest.tzinfo is None:  # SQLite returns naive datetimes

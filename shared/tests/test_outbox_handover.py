@@ -79,6 +79,7 @@ async def test_a_crash_between_the_confirm_and_the_mark_costs_a_copy_never_the_e
         assert await effect_count(context) == 3
     await eventually(delivered)
     assert all(row.published_at is None for row in await outbox_rows(context))
+    assert (await context.relay.lag())[0] == 0  # published: none of them waits, marked or not
 
     # The process comes back: its new relay sweeps what the dead one published but never marked.
     restarted = OutboxRelay(context.database, context.bus, poll_interval_s=0.05)
