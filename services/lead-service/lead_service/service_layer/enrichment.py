@@ -28,6 +28,7 @@ from .views import load_lead, snapshot
 log = structlog.get_logger(__name__)
 LEASE_S = 60
 COMPANY_KEYS = ("name", "size", "industry")
+ATTEMPTS_AGAINST_CONCURRENT_CHANGES = 5
 LOCATION_KEYS = ("country", "region")
 
 
@@ -55,27 +56,41 @@ def merge_provider_data(lead: StoredLead, data: dict[str, Any]) -> StoredLead:
 
 async def apply_result(context: ServiceContext, org_id: str, lead_id: str, data: dict[str, Any] | None,
                        now: datetime) -> None:
+    # A few tries: a lead changed by another transaction between the read and the write (an assignment, an
+    # edit) is read again, so the provider's answer never writes back columns as they were before that change.
+    for _attempt in range(ATTEMPTS_AGAINST_CONCURRENT_CHANGES):
+        if await _apply_result_once(context, org_id, lead_id, data, now):
+            return
+    log.warning("enrichment_result_dropped_after_concurrent_changes", lead_id=lead_id)
+
+
+async def _apply_result_once(context: ServiceContext, org_id: str, lead_id: str, data: dict[str, Any] | None,
+                             now: datetime) -> bool:
+    """Apply the answer in one transaction; False when the lead changed after it was read (nothing written)."""
     async with context.uow() as uow:
         try:
             stored = await load_lead(uow.session, org_id, lead_id, for_update=True)
         except NotFound:
-            return
+            return True
         if stored.enrichment_status != "pending" or stored.erased_at is not None:
-            return  # erased (or re-run elsewhere) while the provider was answering: the answer is dropped
-        data = clean_provider_answer(data)
-        after = replace(merge_provider_data(stored, data), enrichment_status="done", enrichment={
-            **stored.enrichment, "provider": data or None, "enriched_at": iso(now)})
+            return True  # erased (or re-run elsewhere) while the provider was answering: the answer is dropped
+        answer = clean_provider_answer(data)
+        after = replace(merge_provider_data(stored, answer), enrichment_status="done", enrichment={
+            **stored.enrichment, "provider": answer or None, "enriched_at": iso(now)})
         changed = changed_fields(stored, after)
         if after.company.company_id and any(c.startswith("company.") for c in changed):
             await lead_repo.update_company(uow.session, org_id, after.company.company_id, now,
                                            **{k: getattr(after.company, k) for k in COMPANY_KEYS})
         if changed:
             after = replace(after, version=stored.version + 1)
-        await lead_repo.save_lead(uow.session, org_id, after, now, enrichment_next_at=None, enrichment_error=None)
+        if not await lead_repo.save_lead_read_at(uow.session, org_id, after, stored.version, now,
+                                                 enrichment_next_at=None, enrichment_error=None):
+            return False  # rolled back on leaving the unit of work, company included
         if changed:
             uow.publish(LeadUpdatedV1(lead=snapshot(after), changed=changed, cause="enrichment"), org_id=org_id,
                         subject_id=lead_id, subject_version=after.version)
         await uow.commit()
+        return True
 
 
 async def record_failure(context: ServiceContext, lead: LeasedLead, error: str, now: datetime, retry_in_s: float,

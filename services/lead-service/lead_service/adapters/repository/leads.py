@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
+from salesflow_shared.db import rows_affected
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_in
 from salesflow_shared.pagination import decode_cursor, encode_cursor
@@ -246,6 +247,20 @@ async def save_lead(session: AsyncSession, org_id: str, lead: StoredLead, now: d
     """Write every column of the lead (and `extra` columns), stamped `now`."""
     await (await session.connection()).execute(_UPDATE_LEAD, {
         "b_org_id": org_id, "b_id": lead.id, **lead_columns(lead), **extra, "updated_at": now})
+
+
+_UPDATE_LEAD_AT_VERSION = _UPDATE_LEAD.where(leads.c.version == sa.bindparam("b_version"))
+
+
+async def save_lead_read_at(session: AsyncSession, org_id: str, lead: StoredLead, read_version: int,
+                            now: datetime, **extra: Any) -> bool:
+    """`save_lead`, only if the lead is still at the version it was read at; False (nothing written) when a
+    concurrent transaction changed it first. On PostgreSQL the read's row lock already ensures that; SQLite
+    (the embedded mode) takes no lock on a read, so this is what keeps another writer's columns."""
+    result = await (await session.connection()).execute(_UPDATE_LEAD_AT_VERSION, {
+        "b_org_id": org_id, "b_id": lead.id, "b_version": read_version, **lead_columns(lead), **extra,
+        "updated_at": now})
+    return rows_affected(result) == 1
 
 
 async def set_lead_columns(session: AsyncSession, org_id: str, lead_id: str, **columns: Any) -> None:
