@@ -16,7 +16,7 @@ from salesflow_shared.pagination import decode_cursor, encode_cursor
 from salesflow_shared.uow import INSERT_OUTBOX
 
 from ...domain.times import iso
-from ..orm import lead_timeline
+from ..orm import lead_timeline, leads
 from . import Page, cursor_instant
 
 
@@ -35,9 +35,15 @@ class StoredEntry:
 
 
 # Built once: every event lead-service consumes adds entries (executed with parameter rows, the statement,
-# its cache key and its compiled form are reused).
+# its cache key and its compiled form are reused). An entry about an erased lead is not added: an event of
+# another service delivered after the erasure's commit (which forgot the lead's story) would otherwise bring
+# back reasons and notes about the person.
+_ENTRY_VALUES = sa.select(*(sa.bindparam(column.name, type_=column.type) for column in lead_timeline.c)).where(
+    ~sa.exists().where(leads.c.org_id == sa.bindparam("org_id"), leads.c.id == sa.bindparam("lead_id"),
+                       leads.c.erased_at.is_not(None)))
 _ADD_ENTRY = per_dialect(
-    lambda insert: insert(lead_timeline).on_conflict_do_nothing(index_elements=["org_id", "event_id", "kind"]))
+    lambda insert: insert(lead_timeline).from_select([column.name for column in lead_timeline.c], _ENTRY_VALUES)
+    .on_conflict_do_nothing(index_elements=["org_id", "event_id", "kind"]))
 
 
 _ENTRY_ARRAYS = (("id", "varchar"), ("org_id", "varchar"), ("lead_id", "varchar"), ("event_id", "varchar"),
