@@ -189,7 +189,12 @@ class RabbitBus(EventBus):
                         await self._handle(channel, message, subscription, retry_names, dlq_name)
                         unsettled.settled(message)
                 else:
-                    await unsettled.ack_batch(batch)
+                    try:
+                        await unsettled.ack_batch(batch)
+                    except _CHANNEL_GONE:
+                        # The channel closed under the batch (a shutdown, a lost connection): the broker delivers
+                        # these messages again and the inbox absorbs them; nothing is left to settle here.
+                        log.info("batch_ack_lost_with_its_channel", size=len(batch))
             finally:
                 batches_in_hand[0] -= 1
                 if task is not None:
