@@ -105,9 +105,6 @@ class OutboxRelay:
         # Test seam: called after the batch is confirmed and before it is marked sent (a crash point).
         self.after_publish_hook: Callable[[list[str]], None] | None = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def hand_over(self, events: list[tuple[OutgoingMessage, datetime]]) -> None:
         """Events a commit has just written to the outbox (with their rows' created_at): published from here,
         without being read back."""
