@@ -284,7 +284,12 @@ class SmtpMailer:
                                  start_tls=self.starttls, timeout=self.timeout_s,
                                  validate_certs=self.validate_certs, cert_bundle=self.ca_bundle)
         try:
-            await client.connect()  # (greeting, EHLO, STARTTLS and AUTH as set)
+            await client.connect()  # (greeting; EHLO, STARTTLS and AUTH when set)
+            if client.is_ehlo_or_helo_needed:  # the extensions MAIL FROM's options depend on (as aiosmtplib would)
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
         except BaseException:
             client.close()
             raise

@@ -336,3 +336,25 @@ async def test_a_header_the_mailer_writes_cannot_be_given_twice(relay):
     with pytest.raises(PermanentDeliveryError):
         await mailer.send(dataclasses.replace(numbered(1), headers={"subject": "another"}))
     assert relay.mail_commands == []
+
+
+@pytest.mark.parametrize("relay_takes_smtputf8", [True, False])
+async def test_an_address_in_other_characters_needs_a_relay_that_takes_smtputf8(relay_takes_smtputf8):
+    relay, port = Relay(), free_port()
+    controller = Controller(relay, hostname="127.0.0.1", port=port, enable_SMTPUTF8=relay_takes_smtputf8)
+    controller.start()
+    try:
+        mailer = SmtpMailer(host="127.0.0.1", port=port)
+        outgoing = dataclasses.replace(numbered(1), to="Zoë <zoë@exämple.com>", subject="Grüße")
+        if not relay_takes_smtputf8:
+            with pytest.raises(TransientDeliveryError, match="SMTPUTF8"):  # (another relay may take it)
+                await mailer.send(outgoing)
+            assert relay.mail_commands == []
+            return
+        await mailer.send(outgoing)
+        await mailer.aclose()
+        [(_, raw)] = relay.messages  # headers in UTF-8 as they are (RFC 6532)
+        received = email.message_from_string(raw.decode(), policy=email.policy.default)
+        assert received["To"].addresses[0].addr_spec == "zoë@exämple.com" and received["Subject"] == "Grüße"
+    finally:
+        controller.stop()
