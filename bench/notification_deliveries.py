@@ -39,7 +39,13 @@ from notification_service.adapters.orm import deliveries  # noqa: E402
 from notification_service.config import Settings  # noqa: E402
 from notification_service.entrypoints.http import create_app  # noqa: E402
 from salesflow_shared.db import drop_postgres_database, ensure_postgres_database  # noqa: E402
-from salesflow_shared.events import LeadAssignedV1, make_event  # noqa: E402
+from salesflow_shared.events import (  # noqa: E402
+    ContactData,
+    LeadAssignedV1,
+    LeadCreatedV1,
+    LeadSnapshot,
+    make_event,
+)
 from salesflow_shared.testing import POSTGRES_URL, SmtpSink, running_app, service_test_settings  # noqa: E402
 
 
@@ -56,7 +62,9 @@ async def bench_emails(n: int, concurrency: int) -> tuple[float, float, float]:
         async with running_app(app):
             context = app.state.context
             started = time.perf_counter()
-            for i in range(n):
+            for i in range(n):  # (a lead's details come first: a rep's notice names the lead)
+                await context.dispatcher.dispatch(make_event(LeadCreatedV1(lead=LeadSnapshot(
+                    lead_id=f"l{i}", contact=ContactData(first_name=f"Lead{i}"))), org_id="bench", subject_id=f"l{i}"))
                 await context.dispatcher.dispatch(make_event(LeadAssignedV1(
                     lead_id=f"l{i}", owner_id=f"rep{i % 7}", owner_email=f"rep{i % 7}@bench.example",
                     reason="bench"), org_id="bench", subject_id=f"l{i}"))
