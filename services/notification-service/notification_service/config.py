@@ -20,6 +20,11 @@ class Settings(ServiceSettings):
     smtp_validate_certs: bool = True
     # PEM file of CAs to trust for the relay's certificate (empty: the system store).
     smtp_ca_bundle: str = ""
+    # Connections are kept between messages (adapters/mailer.py): at most this many open, each closed after this
+    # long unused (relays drop idle clients) and after this many messages (relays cap it).
+    smtp_max_connections: int = Field(default=10, ge=1)
+    smtp_connection_idle_s: float = Field(default=30.0, gt=0)
+    smtp_messages_per_connection: int = Field(default=100, ge=1)
     smtp_from: str = "Salesflow <no-reply@salesflow.local>"
     # Right-hand side of the stable Message-ID `<delivery-id@domain>`.
     message_id_domain: str = "salesflow.local"
