@@ -1,4 +1,5 @@
-"""Event handlers, registered in one explicit map (each runs in its own transaction with the inbox).
+"""Event handlers, registered in one explicit map (the service consumes in batches: a batch's deliveries run in
+one transaction with the inbox, each handler after the one before it, and see its writes).
 
 The lead projection keeps two version counters: `lead_version` for lead-service's events (LeadCreated,
 LeadUpdated, LeadDisqualified, LeadErased) and `pipeline_version` for pipeline-service's (StageAdvanced,
