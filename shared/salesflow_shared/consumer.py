@@ -30,7 +30,7 @@ import structlog
 from pydantic import ValidationError
 
 from .bus import PermanentFailure, TransientFailure
-from .db import is_database_outage
+from .db import is_database_outage, is_transaction_conflict
 from .event_hold_for_tests import EventHoldForTests
 from .events import Envelope, EventData, parse_data, utcnow
 from .events.catalogue import UnknownEventType
@@ -266,9 +266,10 @@ def _handling(envelope: Envelope, traceparent: str | None) -> Iterator[None]:
 
 
 def _as_transient(exc: Exception) -> TransientFailure | None:
-    """The database unreachable, overloaded or restarting is not the message's fault: such failures become
-    TransientFailure (postponed, not counted towards parking); None for anything else."""
-    if is_database_outage(exc):
+    """The database unreachable, overloaded or restarting, or a transaction it rolled back to settle a conflict
+    with concurrent work (a deadlock), is not the message's fault: such failures become TransientFailure
+    (postponed, not counted towards parking); None for anything else."""
+    if is_database_outage(exc) or is_transaction_conflict(exc):
         return TransientFailure(f"{type(exc).__name__}: {exc}")
     return None
 

@@ -138,6 +138,20 @@ async def drop_postgres_database(url: str) -> None:
 _OUTAGE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
+# SQLSTATEs of a transaction the server rolled back to settle a conflict with concurrent work: a serialization
+# failure (40001) or a deadlock (40P01). Nothing of it was kept, and the same work tried again goes through.
+_CONFLICT_SQLSTATES = ("40001", "40P01")
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """True when the database rolled the transaction back because it conflicted with another one (a deadlock, a
+    serialization failure): nobody's input was wrong and trying again succeeds."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return str(sqlstate) in _CONFLICT_SQLSTATES
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """True when `exc` says the database is unreachable, restarting or refusing connections: the work should
     be tried again later, and it is nobody's input that was wrong."""

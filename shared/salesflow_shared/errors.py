@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .db import is_database_outage
+from .db import is_database_outage, is_transaction_conflict
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -160,6 +160,13 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning("database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
             return problem_response(503, "Service unavailable", "The database is unreachable; retry later.",
                                     instance=request.url.path, headers={"Retry-After": "2"})
+        if is_transaction_conflict(exc):
+            # The database rolled the request's transaction back to settle a conflict with concurrent work (a
+            # deadlock): nothing was kept, and the same request (same Idempotency-Key) goes through when retried.
+            log.info("transaction_conflict", path=request.url.path, error=f"{type(exc).__name__}: {exc}"[:300])
+            return problem_response(503, "Service unavailable",
+                                    "The request conflicted with concurrent changes and nothing of it was saved; "
+                                    "retry.", instance=request.url.path, headers={"Retry-After": "1"})
         return _internal_error(request)
 
     # Registered by class (not only under Exception, whose handler Starlette re-raises after answering) so an

@@ -3,6 +3,7 @@ auth (401/403 problem+json), tenant isolation (404 for another org's ids), valid
 field, Idempotency-Key, cursor pagination, body size cap, correlation id."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -66,6 +67,18 @@ async def get_note(note_id: str, principal: CurrentPrincipal, uow: UowDep) -> No
     if row is None:
         raise NotFound(f"note {note_id} not found")
     return NoteOut(id=row.id, text=row.text)
+
+
+@router.post("/{first_id}/then/{second_id}")
+async def touch_two_notes(first_id: str, second_id: str, principal: AdminPrincipal, uow: UowDep) -> NoteOut:
+    """Locks one note, then the other: two such requests in opposite orders deadlock (the conflict test)."""
+    await uow.session.execute(sa.select(notes.c.id).where(notes.c.id == first_id).with_for_update())
+    await asyncio.sleep(0.3)  # the other request takes its first lock meanwhile
+    await uow.session.execute(sa.select(notes.c.id).where(notes.c.id == second_id).with_for_update())
+    await uow.session.execute(sa.update(notes).where(notes.c.id.in_([first_id, second_id])).values(
+        text=notes.c.text + "!"))
+    await uow.commit()
+    return NoteOut(id=second_id, text="touched")
 
 
 @router.get("")
@@ -246,6 +259,60 @@ async def test_a_database_outage_answers_503_problem_and_the_retry_succeeds_once
     assert again.json() == created.json()
     listed = (await client.get("/v1/notes", headers=auth_headers("org-a"))).json()["items"]
     assert [n["text"] for n in listed] == ["during"]
+
+
+async def test_a_deadlock_answers_503_problem_to_the_request_it_rolled_back_and_keeps_nothing_of_it(client):
+    made = [(await client.post("/v1/notes", json={"text": text}, headers=auth_headers("org-a"))).json()["id"]
+            for text in ("one", "two")]
+    # Opposite lock orders: PostgreSQL breaks the deadlock by rolling one transaction back.
+    answers = await asyncio.gather(
+        client.post(f"/v1/notes/{made[0]}/then/{made[1]}", headers=auth_headers("org-a")),
+        client.post(f"/v1/notes/{made[1]}/then/{made[0]}", headers=auth_headers("org-a")))
+    assert sorted(a.status_code for a in answers) == [200, 503], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 503)
+    body = _is_problem(refused, 503)
+    assert "nothing" in body["detail"] and "retry" in body["detail"].lower()
+    assert refused.headers["retry-after"] == "1"
+    # Only the request that went through changed the notes: each carries one mark, not two.
+    listed = (await client.get("/v1/notes", headers=auth_headers("org-a"))).json()["items"]
+    assert sorted(n["text"] for n in listed) == ["one!", "two!"]
+
+
+async def test_a_deadlock_is_a_conflict_to_retry_not_an_outage_nor_a_bad_message(database_url):
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from salesflow_shared.bus import TransientFailure
+    from salesflow_shared.consumer import _as_transient
+    from salesflow_shared.db import is_database_outage, is_transaction_conflict
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE IF NOT EXISTS deadlock_pair (id int PRIMARY KEY)"))
+            await conn.execute(sa.text("INSERT INTO deadlock_pair VALUES (1), (2) ON CONFLICT DO NOTHING"))
+
+        async def lock(first: int, second: int) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("SELECT id FROM deadlock_pair WHERE id = :i FOR UPDATE"), {"i": first})
+                await asyncio.sleep(0.3)
+                await conn.execute(sa.text("SELECT id FROM deadlock_pair WHERE id = :i FOR UPDATE"), {"i": second})
+
+        outcomes = await asyncio.gather(lock(1, 2), lock(2, 1), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(failures) == 1 and isinstance(failures[0], DBAPIError), outcomes
+        assert is_transaction_conflict(failures[0]) and not is_database_outage(failures[0])
+        # A handler that lost a deadlock is postponed like an outage, not counted towards parking its message.
+        assert isinstance(_as_transient(failures[0]), TransientFailure)
+
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as wrong_sql:
+                await conn.execute(sa.text("SELECT no_such_column FROM pg_class"))
+        assert not is_transaction_conflict(wrong_sql.value)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP TABLE IF EXISTS deadlock_pair"))
+        await engine.dispose()
 
 
 async def test_outage_errors_are_told_apart_from_statement_errors(database_url):
