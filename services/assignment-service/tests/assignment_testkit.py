@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from assignment_service.adapters.orm import decisions, leads, rotations
 from assignment_service.config import Settings
 from assignment_service.entrypoints.http import create_app
-from salesflow_shared.events import Envelope, LeadCreatedV1, LeadSnapshot, make_event
+from salesflow_shared.events import Envelope, LeadCreatedV1, LeadSnapshot, LeadUpdatedV1, make_event
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers, running_app, service_test_settings
 
@@ -78,6 +78,11 @@ def lead_created(lead_id: str | None = None, org_id: str = ORG, version: int = 1
     lead_id = lead_id or str(uuid.uuid4())
     return make_event(LeadCreatedV1(lead=LeadSnapshot(lead_id=lead_id, **fields)), org_id=org_id,
                       subject_id=lead_id, subject_version=version, producer="lead-service")
+
+
+def lead_updated(lead_id: str, version: int, changed: list[str], cause: str = "edit", **fields: Any) -> Envelope:
+    return make_event(LeadUpdatedV1(lead=LeadSnapshot(lead_id=lead_id, **fields), changed=changed, cause=cause),
+                      org_id=ORG, subject_id=lead_id, subject_version=version, producer="lead-service")
 
 
 async def outbox_events(app: Any, event_type: str | None = None) -> list[dict[str, Any]]:

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from assignment_testkit import (
-    ORG,
     add_reps,
     add_team,
     assignment_app,
     decisions,
     fallback,
     lead_created,
+    lead_updated,
     leads,
     outbox_events,
     owners,
@@ -25,19 +25,13 @@ from assignment_testkit import (
 
 from assignment_service.bootstrap import build_definition
 from salesflow_shared.bus import PermanentFailure
-from salesflow_shared.events import Envelope, LeadSnapshot, LeadUpdatedV1, make_event
+from salesflow_shared.events import Envelope
 from salesflow_shared.infra_tables import inbox_table
 
 
 def as_deliveries(envelopes: list[Envelope]) -> list[tuple[bytes, dict[str, Any]]]:
     """The envelopes as the bus hands a batch to the dispatcher."""
     return [(envelope.to_json(), {}) for envelope in envelopes]
-
-
-def lead_updated(lead_id: str, version: int, changed: list[str], **fields: Any) -> Envelope:
-    return make_event(LeadUpdatedV1(lead=LeadSnapshot(lead_id=lead_id, **fields), changed=changed,
-                                    cause="enrichment"),
-                      org_id=ORG, subject_id=lead_id, subject_version=version, producer="lead-service")
 
 
 async def rotation_positions(app: Any) -> list[int]:
@@ -98,8 +92,9 @@ async def test_a_leads_creation_and_update_in_one_batch_route_it_once_with_the_n
         await publish_rules(client, [fallback(team)])
         batch = [
             lead_created("lead-1", country="DE"),
-            lead_updated("lead-1", 2, ["country"], country="FR"),  # after its creation
-            lead_updated("lead-2", 2, ["country"], country="ES"),  # before its creation (the bus may reorder)
+            lead_updated("lead-1", 2, ["country"], cause="enrichment", country="FR"),  # after its creation
+            # before its creation (the bus may reorder)
+            lead_updated("lead-2", 2, ["country"], cause="enrichment", country="ES"),
             lead_created("lead-2", country="DE"),
             lead_created("lead-3"),
         ]

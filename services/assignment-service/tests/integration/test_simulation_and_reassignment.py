@@ -12,6 +12,7 @@ from assignment_testkit import (
     decisions,
     fallback,
     lead_created,
+    lead_updated,
     leads,
     outbox_events,
     owners,
@@ -20,7 +21,7 @@ from assignment_testkit import (
     table_count,
 )
 
-from salesflow_shared.events import LeadErasedV1, LeadSnapshot, LeadUpdatedV1, make_event
+from salesflow_shared.events import LeadErasedV1, make_event
 from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.testing import auth_headers
 
@@ -121,11 +122,6 @@ async def test_manual_and_bulk_reassignment(database_url):
         assert history[1]["decided_by"] == "manager-1"
 
 
-def updated(lead_id: str, version: int, changed: list[str], cause: str = "edit", **fields):
-    return make_event(LeadUpdatedV1(lead=LeadSnapshot(lead_id=lead_id, **fields), changed=changed, cause=cause),
-                      org_id=ORG, subject_id=lead_id, subject_version=version, producer="lead-service")
-
-
 async def test_lead_updated_reroutes_only_when_the_rule_says_so_and_a_routed_on_field_changed(database_url):
     async with assignment_app(database_url) as (app, client):
         dispatcher = app.state.context.dispatcher
@@ -140,20 +136,20 @@ async def test_lead_updated_reroutes_only_when_the_rule_says_so_and_a_routed_on_
              "owner": {"strategy": "specific_rep", "rep_id": "fr-rep"}},
             fallback(rest)])
         await dispatcher.dispatch(lead_created("l-de", country="DE"))
-        await dispatcher.dispatch(updated("l-de", 2, ["score"], country="DE", score=90))
+        await dispatcher.dispatch(lead_updated("l-de", 2, ["score"], country="DE", score=90))
         assert (await owners(app))["l-de"] == "de-rep"  # score is not routed on
-        await dispatcher.dispatch(updated("l-de", 3, ["country"], country="FR"))
+        await dispatcher.dispatch(lead_updated("l-de", 3, ["country"], country="FR"))
         assert (await owners(app))["l-de"] == "fr-rep"
         routed = await outbox_events(app, "LeadRouted")
         assert [(e["data"]["pipeline_id"], e["data"]["trigger"]) for e in routed] == [
             ("p-de", "lead_created"), ("p-fr", "lead_updated")]
-        await dispatcher.dispatch(updated("l-de", 2, ["country"], country="DE"))  # stale: ignored
+        await dispatcher.dispatch(lead_updated("l-de", 2, ["country"], country="DE"))  # stale: ignored
         # the France rule does not re-route, so moving the lead again changes nothing
-        await dispatcher.dispatch(updated("l-de", 4, ["country"], country="DE"))
+        await dispatcher.dispatch(lead_updated("l-de", 4, ["country"], country="DE"))
         assert (await owners(app))["l-de"] == "fr-rep"
         # an assignment echo from lead-service never re-routes
         await dispatcher.dispatch(lead_created("l-2", country="DE"))
-        await dispatcher.dispatch(updated("l-2", 2, ["owner_id", "country"], cause="assignment", country="FR",
+        await dispatcher.dispatch(lead_updated("l-2", 2, ["owner_id", "country"], cause="assignment", country="FR",
                                           owner_id="de-rep"))
         assert (await owners(app))["l-2"] == "de-rep"
 
