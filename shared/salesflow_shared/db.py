@@ -143,13 +143,17 @@ _OUTAGE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
 _CONFLICT_SQLSTATES = ("40001", "40P01")
 
 
+def _sqlstate(exc: DBAPIError) -> str:
+    """The PostgreSQL SQLSTATE of a driver error ('' when it has none): asyncpg's errors name it `sqlstate`,
+    psycopg's `pgcode`."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return str(sqlstate) if sqlstate else ""
+
+
 def is_transaction_conflict(exc: BaseException) -> bool:
     """True when the database rolled the transaction back because it conflicted with another one (a deadlock, a
     serialization failure): nobody's input was wrong and trying again succeeds."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return str(sqlstate) in _CONFLICT_SQLSTATES
+    return isinstance(exc, DBAPIError) and _sqlstate(exc) in _CONFLICT_SQLSTATES
 
 
 def is_database_outage(exc: BaseException) -> bool:
@@ -162,6 +166,5 @@ def is_database_outage(exc: BaseException) -> bool:
             return True
         if exc.statement is None:  # raised while connecting (e.g. "database is not accepting connections")
             return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        return bool(sqlstate) and str(sqlstate).startswith(_OUTAGE_SQLSTATE_PREFIXES)
+        return _sqlstate(exc).startswith(_OUTAGE_SQLSTATE_PREFIXES)
     return False
