@@ -40,6 +40,7 @@ from .infra_tables import outbox_table
 from .observability import ServiceMetrics
 from .retries import backoff_s
 from .tracing import traced_publish
+from .uow import outbox_message
 
 log = structlog.get_logger(__name__)
 
@@ -313,10 +314,7 @@ class OutboxRelay:
                 on_claimed(len(rows))
             if not rows:
                 return 0
-            messages = [OutgoingMessage(event_id=r.event_id, event_type=r.event_type, body=r.payload.encode(),
-                                        headers=dict(r.headers or {}),
-                                        correlation_id=json.loads(r.payload).get("correlation_id"))
-                        for r in rows]
+            messages = [outbox_message(r._mapping, json.loads(r.payload).get("correlation_id")) for r in rows]
             sent, failed = await self._publish(messages)
             if self.after_publish_hook is not None:
                 self.after_publish_hook([m.event_id for m in messages])

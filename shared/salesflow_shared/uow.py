@@ -1,11 +1,11 @@
 """The unit of work: one database transaction whose events go to the outbox in that same transaction."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import RowMapping, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus import OutgoingMessage
@@ -87,9 +87,7 @@ class UnitOfWork:
         await self.session.commit()
         self.published.extend(outgoing)
         if self._after_commit is not None:
-            self._after_commit([(OutgoingMessage(event_id=row["event_id"], event_type=row["event_type"],
-                                                 body=row["payload"].encode(), headers=dict(row["headers"]),
-                                                 correlation_id=envelope.correlation_id), row["created_at"])
+            self._after_commit([(outbox_message(row, envelope.correlation_id), row["created_at"])
                                 for row, envelope in zip(committed_rows, outgoing, strict=True)])
 
     def take_outbox_rows(self) -> list[dict[str, Any]]:
@@ -108,6 +106,12 @@ class UnitOfWork:
 
 NOTIFY = text("SELECT pg_notify(:channel, '')")
 INSERT_OUTBOX = insert(outbox_table)  # built once: reused with each commit's rows
+
+
+def outbox_message(row: Mapping[str, Any] | RowMapping, correlation_id: str | None) -> OutgoingMessage:
+    """What the relay publishes for an outbox row (as `outbox_row` builds it or as read back from the table)."""
+    return OutgoingMessage(event_id=row["event_id"], event_type=row["event_type"], body=row["payload"].encode(),
+                           headers=dict(row["headers"] or {}), correlation_id=correlation_id)
 
 
 def outbox_row(envelope: Envelope, traceparent: str | None) -> dict[str, Any]:
