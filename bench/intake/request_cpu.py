@@ -7,6 +7,7 @@ process). Seeds each service through its own API and events, then measures, one 
 time (user + system, /proc) of the process that answers, divided by the requests answered:
 
   api-intake   POST /v1/leads (lead-service)                          vs  bare: insert the lead row
+  api-intake-same-work  POST /v1/leads again                         vs  bare: the same writes and publish
   form-intake  POST /v1/forms/{id}/submissions, signed (lead-service) vs  bare: insert the lead row
   lead-list    GET /v1/leads?limit=50 (lead-service)                  vs  bare: the same statements
   position     GET /v1/positions/{lead_id} (pipeline-service)         vs  bare: the same statements
@@ -14,8 +15,12 @@ time (user + system, /proc) of the process that answers, divided by the requests
 
 "The same statements" are captured from the service's own read code (SQLAlchemy's before_cursor_execute, with
 their parameters) and replayed by the bare app with asyncpg in one transaction, answering the rows as JSON:
-the database work is identical, what differs is everything the service does around it. Two interleaved rounds
-per endpoint; the lower CPU per request of each side is compared.
+the database work is identical, what differs is everything the service does around it. `api-intake-same-work`
+does the same for the API intake's writes (captured from lead-service's own `enter_lead` and commit, on a
+database of their own; each identifier and the email made new per request), followed by the publish of its
+event with a confirm: how far the intake is from the same database and broker work done bare. Every event
+either side publishes is routed (a sink queue holding nothing is bound to each namespace), as in a deployment.
+Two interleaved rounds per endpoint; the lower CPU per request of each side is compared.
 
 Run: `.venv/bin/python bench/intake/request_cpu.py [--requests 1000] [--concurrency 16]`
 """
@@ -35,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import asyncpg
 import httpx
 
@@ -48,14 +54,20 @@ from metrics_testkit import Q1, build_history, other_org_history  # noqa: E402
 from run import Request, drive_requests, free_port, start, wait_ready  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
+from lead_service.bootstrap import MIGRATIONS as LEAD_MIGRATIONS  # noqa: E402
+from lead_service.domain.lead import LeadIn  # noqa: E402
+from lead_service.service_layer.entry import enter_lead  # noqa: E402
+from lead_service.service_layer.ingest import load_org_setup  # noqa: E402
+from lead_service.service_layer.timeline import record_own_events  # noqa: E402
 from salesflow_shared.auth import Principal, mint_token  # noqa: E402
 from salesflow_shared.bus import RabbitBus  # noqa: E402
 from salesflow_shared.db import Database, drop_postgres_database, ensure_postgres_database  # noqa: E402
 from salesflow_shared.events import LeadAssignedV1, LeadCreatedV1, LeadRoutedV1, LeadSnapshot, make_event  # noqa: E402
+from salesflow_shared.migrations import run_migrations  # noqa: E402
 from salesflow_shared.settings import DEV_JWT_SECRET  # noqa: E402
 from salesflow_shared.signatures import sign  # noqa: E402
 from salesflow_shared.testing import AMQP_URL, POSTGRES_URL, delete_namespace, publish_envelope  # noqa: E402
-from salesflow_shared.uow import UnitOfWork  # noqa: E402
+from salesflow_shared.uow import UnitOfWork, outbox_row  # noqa: E402
 
 ORG = "bench-org"
 METRICS_ORG = "org-x"  # metrics_testkit's history
@@ -63,22 +75,41 @@ FORM = {"name": "bench", "mapping": {"email": "contact.email", "name": "contact.
                                      "company": "company.name", "job": "contact.title"},
         "required": ["contact.email"], "defaults": {"product_line": "bench"}}
 
+async def sink_events(namespace: str) -> None:
+    """Route every event published in `namespace` to a queue that keeps none (as a deployment routes each to
+    its consumers), so neither side's publishes come back unroutable. `delete_namespace` removes it."""
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(namespace + "salesflow.events", aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        queue = await channel.declare_queue(namespace + "test.events", durable=False, arguments={"x-max-length": 0})
+        await queue.bind(exchange, routing_key="#")
+    finally:
+        await connection.close()
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-async def capture(url: str, work: Callable[[UnitOfWork], Awaitable[Any]]) -> list[tuple[str, tuple[Any, ...]]]:
-    """The statements (SQL as sent to asyncpg, with parameters) the service's own code sends for one read."""
+Captured = list[tuple[str, Any, bool]]  # (SQL as sent to asyncpg, its parameters, executemany?)
+
+
+async def capture(url: str, work: Callable[[UnitOfWork], Awaitable[Any]],
+                  record_published: Any = None) -> Captured:
+    """The statements the service's own code sends for one read or write (`record_published`: the service's
+    commit hook, for a write)."""
     database = Database(url, pool_size=1)
-    captured: list[tuple[str, tuple[Any, ...]]] = []
+    captured: Captured = []
     try:
         async with database.session() as session:  # connect first: the dialect's own first queries are not the read's
             await session.execute(__import__("sqlalchemy").text("SELECT 1"))
 
         def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-            captured.append((statement, tuple(parameters or ())))
+            captured.append((statement, list(parameters) if many else tuple(parameters or ()), many))
         event.listen(database.engine.sync_engine, "before_cursor_execute", record)
-        async with UnitOfWork(database, "bench") as uow:
+        async with UnitOfWork(database, "bench", record_published=record_published) as uow:
             await work(uow)
     finally:
         await database.dispose()
@@ -96,11 +127,13 @@ async def main() -> None:
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]
-    namespaces = {name: f"bench{tag}{name}." for name in ("lead", "pipe", "metrics")}
-    urls = {name: f"{POSTGRES_URL.rstrip('/')}/sfbench_{name}_{tag}" for name in ("lead", "pipe", "metrics", "base")}
+    namespaces = {name: f"bench{tag}{name}." for name in ("lead", "pipe", "metrics", "base")}
+    urls = {name: f"{POSTGRES_URL.rstrip('/')}/sfbench_{name}_{tag}"
+            for name in ("lead", "pipe", "metrics", "base", "writes")}
     for url in urls.values():
         await ensure_postgres_database(url)
     reads_file = Path(tempfile.mkdtemp()) / "reads.pickle"
+    writes_file = reads_file.with_name("writes.pickle")
     ports = {name: free_port() for name in ("lead", "pipe", "metrics", "base")}
     common = {"SALESFLOW_AMQP_URL": AMQP_URL, "SALESFLOW_LOG_LEVEL": "WARNING", "SALESFLOW_ENVIRONMENT": "test"}
     processes = {
@@ -154,14 +187,23 @@ async def main() -> None:
             else:
                 raise RuntimeError("the seed did not arrive in 120 s")
 
+        await sink_events(namespaces["lead"])
+
+        def api_body(i: int, email: str) -> dict[str, Any]:
+            return {"contact": {"first_name": "Ada", "last_name": f"Person{i}", "email": email, "title": "CTO"},
+                    "company": {"name": f"Firm {i % 500}"}, "country": "DE", "value": "1200.00", "currency": "EUR",
+                    "source": "api"}
+
         def api_lead(run: str) -> Callable[[int], Request]:
             def make(i: int) -> Request:
-                body = {"contact": {"first_name": "Ada", "last_name": f"Person{i}", "email": f"p{i}.{run}@firm{i}.com",
-                                    "title": "CTO"}, "company": {"name": f"Firm {i % 500}"}, "country": "DE",
-                        "value": "1200.00", "currency": "EUR", "source": "api"}
                 return "POST", f"{lead_base}/v1/leads", {**admin, "Content-Type": "application/json"}, \
-                    json.dumps(body).encode()
+                    json.dumps(api_body(i, f"p{i}.{run}@firm{i}.com")).encode()
             return make
+
+        def bare_write(name: str) -> Callable[[str], Callable[[int], Request]]:
+            return lambda run: lambda i: ("POST", f"http://127.0.0.1:{ports['base']}/write/{name}",
+                                          {"Content-Type": "application/json"},
+                                          json.dumps({"email": f"p{i}.{run}@firm{i}.com"}).encode())
 
         def form_submission(run: str) -> Callable[[int], Request]:
             def make(i: int) -> Request:
@@ -212,15 +254,42 @@ async def main() -> None:
         }
         reads_file.write_bytes(pickle.dumps({name: (url.replace("+asyncpg", ""), statements)
                                              for name, (url, statements) in captured.items()}))
+
+        # ---- the bare app's writes: what lead-service's own intake sends for one lead, on a database of its own
+        captured_email = "p.captured@firmcaptured.com"
+        await run_migrations(Database(urls["writes"]), LEAD_MIGRATIONS, "lead-service")
+        setup_database = Database(urls["writes"], pool_size=1)
+        async with setup_database.session() as session:
+            intake_setup = await load_org_setup(session, ORG, enrichment_provider=False)
+        await setup_database.dispose()
+        published: list[Any] = []
+
+        async def intake(uow: UnitOfWork) -> None:
+            await enter_lead(uow, ORG, LeadIn.model_validate(api_body(0, captured_email)), intake_setup,
+                             rep_id=None, now=uow.clock.now())
+            await uow.commit()
+            published.extend(uow.published)
+
+        intake_writes = await capture(urls["writes"], intake, record_own_events)
+        assert len(published) == 1, published
+        row = outbox_row(published[0], None)
+        writes_file.write_bytes(pickle.dumps({"api-intake": {
+            "dsn": urls["writes"].replace("+asyncpg", ""), "statements": intake_writes, "email": captured_email,
+            "exchange": namespaces["base"] + "salesflow.events",
+            "message": {"body": row["payload"], "event_id": row["event_id"], "event_type": row["event_type"],
+                        "headers": row["headers"]}}}))
+        await sink_events(namespaces["base"])
         processes["base"] = start(["baseline_app:app", "--port", str(ports["base"])],
                                   {"BASELINE_DATABASE_URL": urls["base"].replace("+asyncpg", ""),
-                                   "BASELINE_READS_FILE": str(reads_file)}, HERE)
+                                   "BASELINE_READS_FILE": str(reads_file), "BASELINE_WRITES_FILE": str(writes_file),
+                                   "BASELINE_AMQP_URL": AMQP_URL}, HERE)
         await wait_ready(f"http://127.0.0.1:{ports['base']}/healthz")
         bare = f"http://127.0.0.1:{ports['base']}"
 
         Maker = Callable[[str], Callable[[int], Request]]  # a run's name -> its i-th request
         endpoints: dict[str, tuple[str, Maker, Maker]] = {
             "api-intake": ("lead", api_lead, bare_insert),
+            "api-intake-same-work": ("lead", api_lead, bare_write("api-intake")),
             "form-intake": ("lead", form_submission, bare_insert),
             "lead-list": ("lead", get(f"{lead_base}/v1/leads?limit=50", admin), get(f"{bare}/read/lead-list")),
             "position": ("pipe", get(f"{pipe_base}/v1/positions/{position_lead}", admin), get(f"{bare}/read/position")),
@@ -248,17 +317,17 @@ async def main() -> None:
         print(f"bench/intake/request_cpu: {args.requests} requests x2 rounds per endpoint and side, concurrency "
               f"{args.concurrency}, one uvicorn process each, {os.cpu_count()} CPUs; load average {load_at_start} "
               f"at the start, {load_average()} at the end")
-        print("  statements replayed by the bare app (as captured from the service's read code):")
-        for name, (_, statements) in captured.items():
-            print(f"    {name}: " + "; ".join(" ".join(sql.split())[:60] + "…" for sql, _ in statements))
-        print(f"  {'endpoint':12} {'service CPU ms/req (rounds)':>30} {'bare CPU ms/req (rounds)':>27} "
+        print("  statements replayed by the bare app (as captured from the service's own code):")
+        for name, statements in [*((n, st) for n, (_, st) in captured.items()), ("api-intake", intake_writes)]:
+            print(f"    {name}: " + "; ".join(" ".join(sql.split())[:60] + "…" for sql, _, _ in statements))
+        print(f"  {'endpoint':20} {'service CPU ms/req (rounds)':>30} {'bare CPU ms/req (rounds)':>27} "
               f"{'ratio':>6}   service req/s, p50")
         for name, sides in results.items():
             service_cpu = min(r["cpu_ms_per_lead"] for r in sides["service"])
             bare_cpu = min(r["cpu_ms_per_lead"] for r in sides["bare"])
             rounds = lambda runs: " / ".join(f"{r['cpu_ms_per_lead']:.2f}" for r in runs)  # noqa: E731
             best = min(sides["service"], key=lambda r: r["cpu_ms_per_lead"])
-            print(f"  {name:12} {service_cpu:8.2f} ({rounds(sides['service']):>15}) {bare_cpu:8.2f} "
+            print(f"  {name:20} {service_cpu:8.2f} ({rounds(sides['service']):>15}) {bare_cpu:8.2f} "
                   f"({rounds(sides['bare']):>13}) {service_cpu / max(bare_cpu, 1e-9):5.1f}x"
                   f"   {best['rate']:6.0f}/s {best['p50_ms']:6.1f} ms")
             for side, runs in sides.items():
