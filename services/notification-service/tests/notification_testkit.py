@@ -1,6 +1,7 @@
 """Driving a running notification-service in tests: publish events through the real broker, read its tables."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -94,6 +95,25 @@ class Harness:
                     inbox_table.c.event_id.in_(wanted)))).scalars())
             assert seen == wanted, f"not handled yet: {wanted - seen}"
         await eventually(check, timeout)
+
+    async def statements_handling(self, *envelopes: Envelope) -> list[str]:
+        """Hand these deliveries to the service's dispatcher as one batch, in this task (as the bus hands a batch
+        over), and return the SQL statements the batch sent, in order (the workers' and the relay's, sent by other
+        tasks meanwhile, are left out; BEGIN and COMMIT are not statements the driver is given)."""
+        engine = self.context.database.engine.sync_engine
+        this_task = asyncio.current_task()
+        sent: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if asyncio.current_task() is this_task:
+                sent.append(" ".join(statement.split()))
+
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            await self.context.dispatcher.handle_batch([(e.to_json(), {}) for e in envelopes])
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+        return sent
 
     async def settled(self, timeout: float = 10) -> None:
         """Wait until nothing is due: no due enrollment and no due pending delivery."""

@@ -935,6 +935,12 @@ async def lock_lead_in_pipeline(session: AsyncSession, org_id: str, lead_id: str
     return _hold_lead(session, KnownLead(**values)), defined
 
 
+# Whether the rep's directory entry (assignment-service's RepCreated or later: `version` > 0) is held. A fact that
+# never turns false again: the entry is never deleted and its version only grows (`save_rep`).
+_OWNER_IN_DIRECTORY = sa.exists().where(reps.c.org_id == sa.bindparam("org"), reps.c.rep_id == sa.bindparam("owner"),
+                                        reps.c.version > 0).label("owner_in_directory")
+
+
 def _own_ownerless_lead_statement(insert: Any) -> Any:
     statement = insert(leads).values(
         org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), owner_id=sa.bindparam("owner"),
@@ -943,22 +949,35 @@ def _own_ownerless_lead_statement(insert: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=["org_id", "lead_id"], where=leads.c.owner_id.is_(None),
         set_={"owner_id": statement.excluded.owner_id, "updated_at": statement.excluded.updated_at},
-    ).returning(*leads.c)
+    ).returning(*leads.c, _OWNER_IN_DIRECTORY)
 
 
 _OWN_OWNERLESS_LEAD = per_dialect(_own_ownerless_lead_statement)
 
 
+@dataclass(frozen=True)
+class OwnedLead:
+    """The lead's row after `own_ownerless_lead` gave it its owner, and whether the owner's directory entry is held
+    (then what the assignment says of the owner is not kept: `upsert_rep` would write nothing)."""
+    lead: KnownLead
+    owner_in_directory: bool
+
+
 async def own_ownerless_lead(session: AsyncSession, org_id: str, lead_id: str, owner_id: str,
-                             now: datetime) -> KnownLead | None:
+                             now: datetime) -> OwnedLead | None:
     """Give the lead `owner_id` when its row names no owner (creating the row when events about the lead arrive
-    before LeadCreated), in one statement that locks it: the row after, or None when it names an owner already or
-    this transaction holds it already (then `lock_lead` gives it as it is, and nothing was written)."""
+    before LeadCreated), in one statement that locks it and also says whether the owner's directory entry is held:
+    the row after, or None when it names an owner already or this transaction holds it already (then `lock_lead`
+    gives it as it is, and nothing was written)."""
     if ("lead", org_id, lead_id) in _held(session):
         return None
-    row = first_record(KnownLead, await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], {
-        "org": org_id, "lead": lead_id, "owner": owner_id, "now": now}))
-    return None if row is None else _hold_lead(session, row)
+    row = (await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, "owner": owner_id, "now": now})).mappings().first()
+    if row is None:
+        return None
+    values = dict(row)
+    owner_in_directory = bool(values.pop("owner_in_directory"))
+    return OwnedLead(lead=_hold_lead(session, KnownLead(**values)), owner_in_directory=owner_in_directory)
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:

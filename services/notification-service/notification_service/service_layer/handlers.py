@@ -121,12 +121,16 @@ class NotificationHandlers:
         now, org = self.clock.now(), envelope.org_id
         if not data.owner_id:
             return
-        await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name,
-                                    email=data.owner_email, timezone=data.owner_timezone)
-        # The usual first assignment (the row names no owner yet): written by the statement that locks it.
+        # The usual first assignment (the row names no owner yet): written by the statement that locks it, which
+        # also says whether the owner's directory entry is held.
         owned = await repository.own_ownerless_lead(uow.session, org, data.lead_id, data.owner_id, now)
+        if owned is None or not owned.owner_in_directory:
+            # What the assignment says of its owner, kept until the directory's own entry arrives (with the entry
+            # held this writes nothing, so it is left out when the statement above said so).
+            await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name,
+                                        email=data.owner_email, timezone=data.owner_timezone)
         if owned is not None:
-            former_owner, lead = None, owned
+            former_owner, lead = None, owned.lead
         else:
             before = await ensure_lead(uow.session, org, data.lead_id, now)
             former_owner = before.owner_id

@@ -1,0 +1,63 @@
+"""The statements a delivery costs on the paths every inbound lead takes (issue 21: at most three per delivery on
+the hot paths). Each test hands the deliveries to the dispatcher as the bus hands a batch over and lists what that
+batch sent, statement by statement (the inbox claim included; BEGIN and COMMIT are not statements); the counts are
+read off the handlers."""
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from notification_testkit import Harness
+
+from notification_service.adapters.orm import reps
+from salesflow_shared.events import LeadAssignedV1, RepCreatedV1, RepSnapshot
+
+
+def what(statement: str) -> str:
+    """A statement as 'INSERT INTO table', 'UPDATE table', 'SELECT' or 'WITH name' (a CTE's first name)."""
+    for pattern in (r"^(INSERT INTO \w+)", r"^(UPDATE \w+)", r"^(WITH \w+)", r"^(SELECT)"):
+        found = re.match(pattern, statement)
+        if found:
+            return found.group(1)
+    return statement[:40]
+
+
+async def in_directory(harness: Harness, rep_id: str) -> None:
+    """assignment-service's directory entry for the rep, handled."""
+    entry = RepSnapshot(rep_id=rep_id, name="Nia Newcomer", email=f"{rep_id}@sales.example")
+    await harness.handled(await harness.send(RepCreatedV1(rep=entry), rep_id))
+
+
+def assigned(lead_id: str, rep_id: str) -> LeadAssignedV1:
+    return LeadAssignedV1(lead_id=lead_id, owner_id=rep_id, owner_name="Told By Assignment",
+                          owner_email=f"{rep_id}@assignment.example", reason="round robin",
+                          decision_id=f"d-{lead_id}")
+
+
+async def test_a_first_assignment_to_a_rep_in_the_directory_is_four_statements_and_keeps_no_copy_of_the_rep(
+        harness: Harness):
+    await in_directory(harness, "nia")
+    lead = await harness.lead()
+    sent = await harness.statements_handling(harness.envelope(assigned(lead, "nia"), lead))
+    # The inbox claim; the lead's owner written by the statement that locks it (which says the owner's directory
+    # entry is held, so what the assignment says of the owner is not written); the rep notice (rep, lead, template,
+    # webhooks); the email's delivery.
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "SELECT",
+                                       "INSERT INTO deliveries"], sent
+    [email] = await harness.deliveries(lead_id=lead, reason="lead_assigned")
+    assert email["recipient"] == "nia@sales.example"  # the directory's address, not the assignment's
+    assert email["rep_id"] == "nia" and email["status"] == "pending"
+
+
+async def test_a_first_assignment_to_a_rep_not_in_the_directory_keeps_what_it_says_of_the_rep(harness: Harness):
+    lead = await harness.lead()
+    sent = await harness.statements_handling(harness.envelope(assigned(lead, "newbie"), lead))
+    # As above, with the rep's copy from the assignment written (kept until the directory's entry arrives).
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "INSERT INTO reps", "SELECT",
+                                       "INSERT INTO deliveries"], sent
+    async with harness.context.database.session() as session:
+        [rep] = (await session.execute(sa.select(reps.c.name, reps.c.email, reps.c.version).where(
+            reps.c.org_id == harness.org, reps.c.rep_id == "newbie"))).all()
+    assert tuple(rep) == ("Told By Assignment", "newbie@assignment.example", 0)
+    [email] = await harness.deliveries(lead_id=lead, reason="lead_assigned")
+    assert email["recipient"] == "newbie@assignment.example"
