@@ -738,7 +738,9 @@ async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trig
 
 
 def _remember_member_statement(insert: Any) -> Any:
-    statement = insert(mailchimp_members)
+    # Parameters named `member_<column>`: the statement also runs as a CTE beside a delivery's (its columns' names).
+    statement = insert(mailchimp_members).values(
+        {column.name: sa.bindparam(f"member_{column.name}", type_=column.type) for column in mailchimp_members.c})
     return statement.on_conflict_do_update(
         index_elements=["org_id", "lead_id", "list_id"],
         set_={column: statement.excluded[column] for column in ("subscriber_hash", "subscribed", "updated_at",
@@ -746,14 +748,32 @@ def _remember_member_statement(insert: Any) -> Any:
 
 
 _REMEMBER_MEMBER = per_dialect(_remember_member_statement)
+# PostgreSQL: the member remembered by a data-modifying CTE of the statement that adds the delivery of the list call
+# (it runs to completion with it, whether or not the delivery is new, as when they are two statements).
+_ADD_DELIVERY_REMEMBERING_MEMBER = _INSERT_DELIVERY["postgresql"].add_cte(
+    _REMEMBER_MEMBER["postgresql"].cte("remembered_member"))
 
 
-async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
-                          now: datetime, *, tags: list[str], merge_fields: dict[str, str], status_if_new: str) -> None:
-    """The lead is on the list as `member`, subscribed this way; the latest subscription wins."""
-    await session.execute(_REMEMBER_MEMBER[dialect_name(session)], {
-        "org_id": org_id, "lead_id": lead_id, "list_id": list_id, "subscriber_hash": member, "subscribed": True,
-        "updated_at": now, "tags": tags, "merge_fields": merge_fields, "status_if_new": status_if_new})
+def _member_params(org_id: str, lead_id: str, list_id: str, member: str, now: datetime, *, tags: list[str],
+                   merge_fields: dict[str, str], status_if_new: str) -> dict[str, Any]:
+    return {"member_org_id": org_id, "member_lead_id": lead_id, "member_list_id": list_id,
+            "member_subscriber_hash": member, "member_subscribed": True, "member_updated_at": now,
+            "member_tags": tags, "member_merge_fields": merge_fields, "member_status_if_new": status_if_new}
+
+
+async def add_delivery_remembering_member(session: AsyncSession, delivery: Delivery, list_id: str, member: str, *,
+                                          tags: list[str], merge_fields: dict[str, str], status_if_new: str) -> bool:
+    """`remember_member` (of the delivery's lead, at its `created_at`) and `add_delivery` (the list call that puts
+    the lead on the list): on PostgreSQL one statement, on SQLite (no data-modifying CTEs) two. False when the
+    delivery is a duplicate (the member is remembered all the same)."""
+    assert delivery.lead_id is not None
+    params = _member_params(delivery.org_id, delivery.lead_id, list_id, member, delivery.created_at, tags=tags,
+                            merge_fields=merge_fields, status_if_new=status_if_new)
+    if dialect_name(session) == "postgresql":
+        return rows_affected(await session.execute(_ADD_DELIVERY_REMEMBERING_MEMBER,
+                                                   {**_values(delivery), **params})) == 1
+    await session.execute(_REMEMBER_MEMBER["sqlite"], params)
+    return await add_delivery(session, delivery)
 
 
 async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *,

@@ -5,12 +5,13 @@ read off the handlers."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from notification_testkit import Harness
 
-from notification_service.adapters.orm import reps
-from salesflow_shared.events import LeadAssignedV1, RepCreatedV1, RepSnapshot
+from notification_service.adapters.orm import mailchimp_members, reps
+from salesflow_shared.events import LeadAssignedV1, RepCreatedV1, RepSnapshot, StageAdvancedV1
 
 
 def what(statement: str) -> str:
@@ -61,3 +62,29 @@ async def test_a_first_assignment_to_a_rep_not_in_the_directory_keeps_what_it_sa
     assert tuple(rep) == ("Told By Assignment", "newbie@assignment.example", 0)
     [email] = await harness.deliveries(lead_id=lead, reason="lead_assigned")
     assert email["recipient"] == "newbie@assignment.example"
+
+
+async def test_a_stage_entry_that_puts_the_lead_on_a_list_is_five_statements(harness: Harness):
+    response = await harness.client.put("/v1/mailchimp/settings", json={"api_key": "0123456789abcdef-us6"},
+                                        headers={**harness.admin, "If-Match": '"0"'})
+    assert response.status_code == 200, response.text
+    await harness.define_pipeline("pipe-1", ["qualified", "proposal"])
+    await harness.post("/v1/mailchimp/rules", {"stage_id": "qualified", "action": "subscribe", "list_id": "L1",
+                                               "tags": ["qualified"]})
+    lead = await harness.lead()
+    entered = StageAdvancedV1(lead_id=lead, pipeline_id="pipe-1", to_stage_id="qualified", to_stage_name="Qualified",
+                              to_stage_position=1, reason="entry", entered_at=datetime.now(UTC), owner_id="nia")
+    sent = await harness.statements_handling(harness.envelope(entered, lead))
+    # The inbox claim; the lead locked (with whether the pipeline's definition is held) and its stage and owner
+    # written; its sequences and Mailchimp settings read together; the list call's delivery added by the statement
+    # that also remembers the lead as the list's member (PostgreSQL: a data-modifying CTE).
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "UPDATE leads", "SELECT",
+                                       "WITH remembered_member"], sent
+    assert "INSERT INTO mailchimp_members" in sent[-1] and "INSERT INTO deliveries" in sent[-1]
+    [call] = await harness.deliveries(lead_id=lead, kind="mailchimp")
+    assert call["recipient"] == "mailchimp:L1" and call["status"] == "pending" and call["rep_id"] == "nia"
+    async with harness.context.database.session() as session:
+        [member] = (await session.execute(sa.select(mailchimp_members).where(
+            mailchimp_members.c.org_id == harness.org, mailchimp_members.c.lead_id == lead))).mappings().all()
+    assert (member["list_id"], member["subscribed"], member["tags"]) == ("L1", True, ["qualified"])
+    assert member["subscriber_hash"] == call["payload"]["ops"][0]["hash"]
