@@ -1170,8 +1170,20 @@ def _forget_notices(session: AsyncSession, org_id: str, *, rep_id: str | None = 
         del held[key]
 
 
+@dataclass(frozen=True)
+class TaskAssignment:
+    """A task's assignee as of one of pipeline-service's events about the task (its `version`), told `at`."""
+    org_id: str
+    task_id: str
+    assignee_id: str | None
+    version: int
+    at: datetime
+
+
 def _record_task_assignee_statement(insert: Any) -> Any:
-    statement = insert(task_assignees)
+    # Parameters named `assignee_<column>`: the statement also runs as a CTE beside a delivery's (its columns' names).
+    statement = insert(task_assignees).values(
+        {column.name: sa.bindparam(f"assignee_{column.name}", type_=column.type) for column in task_assignees.c})
     return statement.on_conflict_do_update(
         index_elements=["org_id", "task_id"], where=task_assignees.c.version < statement.excluded.version,
         set_={column: statement.excluded[column] for column in ("version", "assignee_id", "updated_at")})
@@ -1180,13 +1192,48 @@ def _record_task_assignee_statement(insert: Any) -> Any:
 _RECORD_TASK_ASSIGNEE = per_dialect(_record_task_assignee_statement)
 
 
-async def record_task_assignee(session: AsyncSession, org_id: str, task_id: str, assignee_id: str | None,
-                               version: int, now: datetime) -> bool:
-    """Remember the task's assignee at `version`; False when as new or newer a version is known (a replayed or
+def _record_task_assignee_adding_delivery_statement() -> Any:
+    """PostgreSQL: the assignment recorded (`_RECORD_TASK_ASSIGNEE`, a data-modifying CTE that takes the task's row
+    lock as the statement alone does) and, only when it was, the delivery added (another CTE, reading the first's
+    RETURNING); the statement's row says whether each was."""
+    recorded = _RECORD_TASK_ASSIGNEE["postgresql"].returning(task_assignees.c.task_id).cte("recorded_assignee")
+    row = sa.select(*(sa.bindparam(column.name, type_=column.type) for column in deliveries.c)).where(
+        sa.exists(sa.select(recorded.c.task_id)))
+    added = (_INSERT["postgresql"](deliveries).from_select([column.name for column in deliveries.c], row)
+             .on_conflict_do_nothing(index_elements=["org_id", "idem_key"]).returning(deliveries.c.id)
+             .cte("added_delivery"))
+    return sa.select(sa.exists(sa.select(recorded.c.task_id)).label("assignee_recorded"),
+                     sa.exists(sa.select(added.c.id)).label("delivery_added"))
+
+
+_RECORD_TASK_ASSIGNEE_ADDING_DELIVERY = _record_task_assignee_adding_delivery_statement()
+
+
+def _assignment_params(assignment: TaskAssignment) -> dict[str, Any]:
+    return {"assignee_org_id": assignment.org_id, "assignee_task_id": assignment.task_id,
+            "assignee_version": assignment.version, "assignee_assignee_id": assignment.assignee_id,
+            "assignee_updated_at": assignment.at}
+
+
+async def record_task_assignee(session: AsyncSession, assignment: TaskAssignment) -> bool:
+    """Remember the task's assignee at its version; False when as new or newer a version is known (a replayed or
     late event), decided by the upsert itself."""
-    return rows_affected(await session.execute(_RECORD_TASK_ASSIGNEE[dialect_name(session)], {
-        "org_id": org_id, "task_id": task_id, "version": version, "assignee_id": assignee_id,
-        "updated_at": now})) == 1
+    return rows_affected(await session.execute(_RECORD_TASK_ASSIGNEE[dialect_name(session)],
+                                               _assignment_params(assignment))) == 1
+
+
+async def record_task_assignee_adding_delivery(session: AsyncSession, assignment: TaskAssignment,
+                                               delivery: Delivery) -> tuple[bool, bool]:
+    """`record_task_assignee`, then, only when it recorded the assignment, `add_delivery` (a notification for that
+    assignee, which as new or newer an assignment known would make moot): on PostgreSQL one statement, on SQLite
+    two. Whether the assignment was recorded, and whether the delivery was added (False too for a duplicate)."""
+    if dialect_name(session) == "postgresql":
+        row = (await session.execute(_RECORD_TASK_ASSIGNEE_ADDING_DELIVERY,
+                                     {**_values(delivery), **_assignment_params(assignment)})).one()
+        return bool(row.assignee_recorded), bool(row.delivery_added)
+    if not await record_task_assignee(session, assignment):
+        return False, False
+    return True, await add_delivery(session, delivery)
 
 
 async def remember_past_owner(session: AsyncSession, org_id: str, lead_id: str, previous_owner_id: str | None,

@@ -5,13 +5,20 @@ read off the handlers."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from notification_testkit import Harness
 
 from notification_service.adapters.orm import mailchimp_members, reps
-from salesflow_shared.events import LeadAssignedV1, RepCreatedV1, RepSnapshot, StageAdvancedV1
+from salesflow_shared.events import (
+    LeadAssignedV1,
+    RepCreatedV1,
+    RepSnapshot,
+    StageAdvancedV1,
+    TaskCreatedV1,
+    TaskReassignedV1,
+)
 
 
 def what(statement: str) -> str:
@@ -88,3 +95,42 @@ async def test_a_stage_entry_that_puts_the_lead_on_a_list_is_five_statements(har
             mailchimp_members.c.org_id == harness.org, mailchimp_members.c.lead_id == lead))).mappings().all()
     assert (member["list_id"], member["subscribed"], member["tags"]) == ("L1", True, ["qualified"])
     assert member["subscriber_hash"] == call["payload"]["ops"][0]["hash"]
+
+
+def task_created(harness: Harness, task_id: str, lead_id: str, rep_id: str) -> TaskCreatedV1:
+    return TaskCreatedV1(task_id=task_id, lead_id=lead_id, title=f"Call back ({task_id})", task_type="call",
+                         due_at=harness.clock.now() + timedelta(days=2), assignee_id=rep_id)
+
+
+async def test_a_stages_two_task_reminders_delivered_together_are_four_statements(harness: Harness):
+    await in_directory(harness, "nia")
+    lead = await harness.lead()
+    first, second = (harness.envelope(task_created(harness, f"task-{n}-{lead}", lead, "nia"), f"task-{n}-{lead}")
+                     for n in (1, 2))
+    sent = await harness.statements_handling(first, second)
+    # One inbox claim for the batch; the rep notice read once (same rep, same lead); each task's assignee recorded
+    # by the statement that adds its reminder (PostgreSQL: the assignee's upsert a data-modifying CTE, the reminder
+    # added only when it recorded the assignment).
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "SELECT", "WITH recorded_assignee",
+                                       "WITH recorded_assignee"], sent
+    reminders = await harness.deliveries(lead_id=lead, reason="task_due")
+    assert sorted(r["idem_key"] for r in reminders) == [f"task_due:task-1-{lead}:email",
+                                                        f"task_due:task-2-{lead}:email"]
+    assert {(r["recipient"], r["status"]) for r in reminders} == {("nia@sales.example", "pending")}
+
+
+async def test_a_task_created_after_its_reassignment_adds_no_reminder_in_its_three_statements(harness: Harness):
+    await in_directory(harness, "nia")
+    await in_directory(harness, "otto")
+    lead = await harness.lead()
+    task_id = f"task-{lead}"
+    due_at = harness.clock.now() + timedelta(days=2)
+    await harness.handled(await harness.send(TaskReassignedV1(
+        task_id=task_id, lead_id=lead, title="Call back", due_at=due_at, assignee_id="otto",
+        previous_assignee_id="nia", reason="manual"), task_id, version=2))
+    sent = await harness.statements_handling(harness.envelope(task_created(harness, task_id, lead, "nia"), task_id,
+                                                              version=1))
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "SELECT", "WITH recorded_assignee"], sent
+    # Only the reassignment's reminder (for otto); the late creation's (for nia) was not added.
+    assert [r["recipient"] for r in await harness.deliveries(lead_id=lead, reason="task_due")] == [
+        "otto@sales.example"]
