@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -96,10 +98,10 @@ class Harness:
             assert seen == wanted, f"not handled yet: {wanted - seen}"
         await eventually(check, timeout)
 
-    async def statements_handling(self, *envelopes: Envelope) -> list[str]:
-        """Hand these deliveries to the service's dispatcher as one batch, in this task (as the bus hands a batch
-        over), and return the SQL statements the batch sent, in order (the workers' and the relay's, sent by other
-        tasks meanwhile, are left out; BEGIN and COMMIT are not statements the driver is given)."""
+    @contextmanager
+    def statements_sent(self) -> Iterator[list[str]]:
+        """The SQL statements this task sends to the service's database meanwhile, in order (the workers' and the
+        relay's, sent by other tasks, are left out; BEGIN and COMMIT are not statements the driver is given)."""
         engine = self.context.database.engine.sync_engine
         this_task = asyncio.current_task()
         sent: list[str] = []
@@ -110,9 +112,15 @@ class Harness:
 
         sa.event.listen(engine, "before_cursor_execute", record)
         try:
-            await self.context.dispatcher.handle_batch([(e.to_json(), {}) for e in envelopes])
+            yield sent
         finally:
             sa.event.remove(engine, "before_cursor_execute", record)
+
+    async def statements_handling(self, *envelopes: Envelope) -> list[str]:
+        """Hand these deliveries to the service's dispatcher as one batch, in this task (as the bus hands a batch
+        over), and return the statements the batch sent (`statements_sent`)."""
+        with self.statements_sent() as sent:
+            await self.context.dispatcher.handle_batch([(e.to_json(), {}) for e in envelopes])
         return sent
 
     async def settled(self, timeout: float = 10) -> None:

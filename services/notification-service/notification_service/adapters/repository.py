@@ -402,17 +402,23 @@ class EnrollmentAdvance:
     now: datetime
 
 
-_ADVANCE_ENROLLMENT = sa.update(enrollments).where(enrollments.c.id == sa.bindparam("enrollment_id")).values(
-    next_step=sa.bindparam("next_step"), next_due_at=sa.bindparam("next_due_at"), updated_at=sa.bindparam("now"),
-    status=sa.case((sa.bindparam("completed", type_=sa.Boolean), "completed"), else_=enrollments.c.status))
+# Parameters named `advance_…`: the statement also runs as a CTE beside a delivery's (its columns' names).
+_ADVANCE_ENROLLMENT = sa.update(enrollments).where(enrollments.c.id == sa.bindparam("advance_enrollment_id")).values(
+    next_step=sa.bindparam("advance_next_step"), next_due_at=sa.bindparam("advance_next_due_at"),
+    updated_at=sa.bindparam("advance_now"),
+    status=sa.case((sa.bindparam("advance_completed", type_=sa.Boolean), "completed"), else_=enrollments.c.status))
+
+
+def _advance_params(advance: EnrollmentAdvance) -> dict[str, Any]:
+    return {"advance_enrollment_id": advance.enrollment_id, "advance_next_step": advance.next_step,
+            "advance_next_due_at": advance.next_due_at, "advance_now": advance.now,
+            "advance_completed": advance.next_due_at is None}
 
 
 async def advance_enrollments(session: AsyncSession, advances: Sequence[EnrollmentAdvance]) -> None:
     """Move these claimed enrollments on, in one statement."""
     if advances:
-        await session.execute(_ADVANCE_ENROLLMENT, [
-            {"enrollment_id": a.enrollment_id, "next_step": a.next_step, "next_due_at": a.next_due_at, "now": a.now,
-             "completed": a.next_due_at is None} for a in advances])
+        await session.execute(_ADVANCE_ENROLLMENT, [_advance_params(a) for a in advances])
 
 
 async def enrollments_page(session: AsyncSession, principal: Principal, sequence_id: str, lead_id: str | None,
@@ -468,6 +474,36 @@ async def add_deliveries(session: AsyncSession, rows: Sequence[Delivery]) -> Non
     """`add_delivery` for each, in one statement (a duplicate is left out, unsaid)."""
     if rows:
         await session.execute(_INSERT_DELIVERY[dialect_name(session)], [_values(row) for row in rows])
+
+
+# PostgreSQL: a sequence step's enrollment moved on by a data-modifying CTE of the statement that adds the step's
+# delivery (it runs whether or not the delivery is new, as when they are two statements). The delivery's parameters
+# are named `delivery_<column>`: parameters named like the enrollment's columns (id, status, …) would be taken into
+# the UPDATE's SET clause.
+_ADD_DELIVERY_ADVANCING_ENROLLMENT = per_dialect(lambda insert: insert(deliveries).values(
+    {column.name: sa.bindparam(f"delivery_{column.name}", type_=column.type) for column in deliveries.c}
+).on_conflict_do_nothing(index_elements=["org_id", "idem_key"]))["postgresql"].add_cte(
+    _ADVANCE_ENROLLMENT.cte("advanced_enrollment"))
+
+
+async def add_deliveries_advancing_enrollments(session: AsyncSession, rows: Sequence[Delivery],
+                                               advances: Sequence[EnrollmentAdvance]) -> None:
+    """`add_deliveries` and `advance_enrollments`. On PostgreSQL each delivery goes with the move of its enrollment,
+    in one statement executed with the batch's rows (a move without a delivery among `rows`, or a delivery without
+    a move, in a statement of its own as before); on SQLite two statements."""
+    if dialect_name(session) != "postgresql":
+        await add_deliveries(session, rows)
+        await advance_enrollments(session, advances)
+        return
+    moves = {advance.enrollment_id: advance for advance in advances}
+    paired = [(row, moves.pop(row.enrollment_id)) for row in rows if row.enrollment_id in moves]
+    if paired:
+        await session.execute(_ADD_DELIVERY_ADVANCING_ENROLLMENT,
+                              [{**{f"delivery_{name}": value for name, value in _values(row).items()},
+                                **_advance_params(advance)} for row, advance in paired])
+    moved = {row.id for row, _ in paired}
+    await add_deliveries(session, [row for row in rows if row.id not in moved])
+    await advance_enrollments(session, list(moves.values()))
 
 
 def _claim_deliveries_statement() -> Any:

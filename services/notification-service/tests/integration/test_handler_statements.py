@@ -5,12 +5,15 @@ read off the handlers."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from notification_testkit import Harness
 
-from notification_service.adapters.orm import mailchimp_members, reps
+from notification_service.adapters import repository
+from notification_service.adapters.orm import deliveries, enrollments, mailchimp_members, reps
+from notification_service.service_layer.deliveries import new_delivery
 from salesflow_shared.events import (
     LeadAssignedV1,
     RepCreatedV1,
@@ -134,3 +137,41 @@ async def test_a_task_created_after_its_reassignment_adds_no_reminder_in_its_thr
     # Only the reassignment's reminder (for otto); the late creation's (for nia) was not added.
     assert [r["recipient"] for r in await harness.deliveries(lead_id=lead, reason="task_due")] == [
         "otto@sales.example"]
+
+
+async def test_a_sequence_batchs_step_deliveries_and_enrollment_moves_are_one_statement(harness: Harness):
+    now = harness.clock.now()
+    later = now + timedelta(days=1)
+    runs = [repository.Enrollment(
+        id=str(uuid.uuid4()), org_id=harness.org, sequence_id="seq-1", lead_id=f"lead-{n}", trigger_key="created",
+        stage_id=None, status="active", stop_reason=None, next_step=0, next_due_at=now, created_at=now,
+        updated_at=now) for n in range(3)]
+    async with harness.context.database.session() as session:
+        for run in runs:
+            assert await repository.add_enrollment(session, run)
+        await session.commit()
+    steps = [new_delivery(org_id=harness.org, idem_key=f"sequence:seq-1:lead:{run.lead_id}:created:step:0",
+                          kind="email", recipient_kind="prospect", reason="sequence", now=now, lead_id=run.lead_id,
+                          sequence_id="seq-1", enrollment_id=run.id, step=0, payload={"subject": "Welcome"},
+                          recipient=f"{run.lead_id}@example.com") for run in runs[:2]]
+    moves = [repository.EnrollmentAdvance(enrollment_id=runs[0].id, next_step=1, next_due_at=later, now=now),
+             repository.EnrollmentAdvance(enrollment_id=runs[1].id, next_step=1, next_due_at=None, now=now),
+             repository.EnrollmentAdvance(enrollment_id=runs[2].id, next_step=1, next_due_at=later, now=now)]
+    async with harness.context.database.session() as session:
+        with harness.statements_sent() as sent:
+            await repository.add_deliveries_advancing_enrollments(session, steps, moves)
+        await session.commit()
+    # The two steps' deliveries, each with its enrollment's move, in one statement (executed with both rows); the
+    # third enrollment's move, which has no delivery in the batch (a step recorded as failed at once), alone.
+    assert [what(s) for s in sent] == ["WITH advanced_enrollment", "UPDATE enrollments"], sent
+    async with harness.context.database.session() as session:
+        moved = (await session.execute(sa.select(enrollments.c.id, enrollments.c.next_step, enrollments.c.status,
+                                                 enrollments.c.next_due_at, enrollments.c.lead_id)
+                                       .where(enrollments.c.org_id == harness.org))).all()
+        added = (await session.execute(sa.select(deliveries.c.enrollment_id, deliveries.c.status).where(
+            deliveries.c.org_id == harness.org))).all()
+    # Each enrollment kept its own row (id, lead), moved on as told; the second completed (no next step).
+    assert sorted(tuple(row) for row in moved) == sorted([
+        (runs[0].id, 1, "active", later, "lead-0"), (runs[1].id, 1, "completed", None, "lead-1"),
+        (runs[2].id, 1, "active", later, "lead-2")])
+    assert sorted(tuple(row) for row in added) == sorted([(runs[0].id, "pending"), (runs[1].id, "pending")])
