@@ -799,9 +799,10 @@ def _member_params(org_id: str, lead_id: str, list_id: str, member: str, now: da
 
 async def add_delivery_remembering_member(session: AsyncSession, delivery: Delivery, list_id: str, member: str, *,
                                           tags: list[str], merge_fields: dict[str, str], status_if_new: str) -> bool:
-    """`remember_member` (of the delivery's lead, at its `created_at`) and `add_delivery` (the list call that puts
-    the lead on the list): on PostgreSQL one statement, on SQLite (no data-modifying CTEs) two. False when the
-    delivery is a duplicate (the member is remembered all the same)."""
+    """The delivery's lead remembered on the list as `member`, subscribed this way (the latest subscription wins; at
+    the delivery's `created_at`), and `add_delivery` (the list call that puts it there): on PostgreSQL one
+    statement, on SQLite (no data-modifying CTEs) two. False when the delivery is a duplicate (the member is
+    remembered all the same)."""
     assert delivery.lead_id is not None
     params = _member_params(delivery.org_id, delivery.lead_id, list_id, member, delivery.created_at, tags=tags,
                             merge_fields=merge_fields, status_if_new=status_if_new)
