@@ -402,17 +402,23 @@ class EnrollmentAdvance:
     now: datetime
 
 
-_ADVANCE_ENROLLMENT = sa.update(enrollments).where(enrollments.c.id == sa.bindparam("enrollment_id")).values(
-    next_step=sa.bindparam("next_step"), next_due_at=sa.bindparam("next_due_at"), updated_at=sa.bindparam("now"),
-    status=sa.case((sa.bindparam("completed", type_=sa.Boolean), "completed"), else_=enrollments.c.status))
+# Parameters named `advance_…`: the statement also runs as a CTE beside a delivery's (its columns' names).
+_ADVANCE_ENROLLMENT = sa.update(enrollments).where(enrollments.c.id == sa.bindparam("advance_enrollment_id")).values(
+    next_step=sa.bindparam("advance_next_step"), next_due_at=sa.bindparam("advance_next_due_at"),
+    updated_at=sa.bindparam("advance_now"),
+    status=sa.case((sa.bindparam("advance_completed", type_=sa.Boolean), "completed"), else_=enrollments.c.status))
+
+
+def _advance_params(advance: EnrollmentAdvance) -> dict[str, Any]:
+    return {"advance_enrollment_id": advance.enrollment_id, "advance_next_step": advance.next_step,
+            "advance_next_due_at": advance.next_due_at, "advance_now": advance.now,
+            "advance_completed": advance.next_due_at is None}
 
 
 async def advance_enrollments(session: AsyncSession, advances: Sequence[EnrollmentAdvance]) -> None:
     """Move these claimed enrollments on, in one statement."""
     if advances:
-        await session.execute(_ADVANCE_ENROLLMENT, [
-            {"enrollment_id": a.enrollment_id, "next_step": a.next_step, "next_due_at": a.next_due_at, "now": a.now,
-             "completed": a.next_due_at is None} for a in advances])
+        await session.execute(_ADVANCE_ENROLLMENT, [_advance_params(a) for a in advances])
 
 
 async def enrollments_page(session: AsyncSession, principal: Principal, sequence_id: str, lead_id: str | None,
@@ -468,6 +474,36 @@ async def add_deliveries(session: AsyncSession, rows: Sequence[Delivery]) -> Non
     """`add_delivery` for each, in one statement (a duplicate is left out, unsaid)."""
     if rows:
         await session.execute(_INSERT_DELIVERY[dialect_name(session)], [_values(row) for row in rows])
+
+
+# PostgreSQL: a sequence step's enrollment moved on by a data-modifying CTE of the statement that adds the step's
+# delivery (it runs whether or not the delivery is new, as when they are two statements). The delivery's parameters
+# are named `delivery_<column>`: parameters named like the enrollment's columns (id, status, …) would be taken into
+# the UPDATE's SET clause.
+_ADD_DELIVERY_ADVANCING_ENROLLMENT = per_dialect(lambda insert: insert(deliveries).values(
+    {column.name: sa.bindparam(f"delivery_{column.name}", type_=column.type) for column in deliveries.c}
+).on_conflict_do_nothing(index_elements=["org_id", "idem_key"]))["postgresql"].add_cte(
+    _ADVANCE_ENROLLMENT.cte("advanced_enrollment"))
+
+
+async def add_deliveries_advancing_enrollments(session: AsyncSession, rows: Sequence[Delivery],
+                                               advances: Sequence[EnrollmentAdvance]) -> None:
+    """`add_deliveries` and `advance_enrollments`. On PostgreSQL each delivery goes with the move of its enrollment,
+    in one statement executed with the batch's rows (a move without a delivery among `rows`, or a delivery without
+    a move, in a statement of its own as before); on SQLite two statements."""
+    if dialect_name(session) != "postgresql":
+        await add_deliveries(session, rows)
+        await advance_enrollments(session, advances)
+        return
+    moves = {advance.enrollment_id: advance for advance in advances}
+    paired = [(row, moves.pop(row.enrollment_id)) for row in rows if row.enrollment_id in moves]
+    if paired:
+        await session.execute(_ADD_DELIVERY_ADVANCING_ENROLLMENT,
+                              [{**{f"delivery_{name}": value for name, value in _values(row).items()},
+                                **_advance_params(advance)} for row, advance in paired])
+    moved = {row.id for row, _ in paired}
+    await add_deliveries(session, [row for row in rows if row.id not in moved])
+    await advance_enrollments(session, list(moves.values()))
 
 
 def _claim_deliveries_statement() -> Any:
@@ -738,7 +774,9 @@ async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trig
 
 
 def _remember_member_statement(insert: Any) -> Any:
-    statement = insert(mailchimp_members)
+    # Parameters named `member_<column>`: the statement also runs as a CTE beside a delivery's (its columns' names).
+    statement = insert(mailchimp_members).values(
+        {column.name: sa.bindparam(f"member_{column.name}", type_=column.type) for column in mailchimp_members.c})
     return statement.on_conflict_do_update(
         index_elements=["org_id", "lead_id", "list_id"],
         set_={column: statement.excluded[column] for column in ("subscriber_hash", "subscribed", "updated_at",
@@ -746,14 +784,33 @@ def _remember_member_statement(insert: Any) -> Any:
 
 
 _REMEMBER_MEMBER = per_dialect(_remember_member_statement)
+# PostgreSQL: the member remembered by a data-modifying CTE of the statement that adds the delivery of the list call
+# (it runs to completion with it, whether or not the delivery is new, as when they are two statements).
+_ADD_DELIVERY_REMEMBERING_MEMBER = _INSERT_DELIVERY["postgresql"].add_cte(
+    _REMEMBER_MEMBER["postgresql"].cte("remembered_member"))
 
 
-async def remember_member(session: AsyncSession, org_id: str, lead_id: str, list_id: str, member: str,
-                          now: datetime, *, tags: list[str], merge_fields: dict[str, str], status_if_new: str) -> None:
-    """The lead is on the list as `member`, subscribed this way; the latest subscription wins."""
-    await session.execute(_REMEMBER_MEMBER[dialect_name(session)], {
-        "org_id": org_id, "lead_id": lead_id, "list_id": list_id, "subscriber_hash": member, "subscribed": True,
-        "updated_at": now, "tags": tags, "merge_fields": merge_fields, "status_if_new": status_if_new})
+def _member_params(org_id: str, lead_id: str, list_id: str, member: str, now: datetime, *, tags: list[str],
+                   merge_fields: dict[str, str], status_if_new: str) -> dict[str, Any]:
+    return {"member_org_id": org_id, "member_lead_id": lead_id, "member_list_id": list_id,
+            "member_subscriber_hash": member, "member_subscribed": True, "member_updated_at": now,
+            "member_tags": tags, "member_merge_fields": merge_fields, "member_status_if_new": status_if_new}
+
+
+async def add_delivery_remembering_member(session: AsyncSession, delivery: Delivery, list_id: str, member: str, *,
+                                          tags: list[str], merge_fields: dict[str, str], status_if_new: str) -> bool:
+    """The delivery's lead remembered on the list as `member`, subscribed this way (the latest subscription wins; at
+    the delivery's `created_at`), and `add_delivery` (the list call that puts it there): on PostgreSQL one
+    statement, on SQLite (no data-modifying CTEs) two. False when the delivery is a duplicate (the member is
+    remembered all the same)."""
+    assert delivery.lead_id is not None
+    params = _member_params(delivery.org_id, delivery.lead_id, list_id, member, delivery.created_at, tags=tags,
+                            merge_fields=merge_fields, status_if_new=status_if_new)
+    if dialect_name(session) == "postgresql":
+        return rows_affected(await session.execute(_ADD_DELIVERY_REMEMBERING_MEMBER,
+                                                   {**_values(delivery), **params})) == 1
+    await session.execute(_REMEMBER_MEMBER["sqlite"], params)
+    return await add_delivery(session, delivery)
 
 
 async def members_of_lead(session: AsyncSession, org_id: str, lead_id: str, *,
@@ -935,6 +992,12 @@ async def lock_lead_in_pipeline(session: AsyncSession, org_id: str, lead_id: str
     return _hold_lead(session, KnownLead(**values)), defined
 
 
+# Whether the rep's directory entry (assignment-service's RepCreated or later: `version` > 0) is held. A fact that
+# never turns false again: the entry is never deleted and its version only grows (`save_rep`).
+_OWNER_IN_DIRECTORY = sa.exists().where(reps.c.org_id == sa.bindparam("org"), reps.c.rep_id == sa.bindparam("owner"),
+                                        reps.c.version > 0).label("owner_in_directory")
+
+
 def _own_ownerless_lead_statement(insert: Any) -> Any:
     statement = insert(leads).values(
         org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), owner_id=sa.bindparam("owner"),
@@ -943,22 +1006,35 @@ def _own_ownerless_lead_statement(insert: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=["org_id", "lead_id"], where=leads.c.owner_id.is_(None),
         set_={"owner_id": statement.excluded.owner_id, "updated_at": statement.excluded.updated_at},
-    ).returning(*leads.c)
+    ).returning(*leads.c, _OWNER_IN_DIRECTORY)
 
 
 _OWN_OWNERLESS_LEAD = per_dialect(_own_ownerless_lead_statement)
 
 
+@dataclass(frozen=True)
+class OwnedLead:
+    """The lead's row after `own_ownerless_lead` gave it its owner, and whether the owner's directory entry is held
+    (then what the assignment says of the owner is not kept: `upsert_rep` would write nothing)."""
+    lead: KnownLead
+    owner_in_directory: bool
+
+
 async def own_ownerless_lead(session: AsyncSession, org_id: str, lead_id: str, owner_id: str,
-                             now: datetime) -> KnownLead | None:
+                             now: datetime) -> OwnedLead | None:
     """Give the lead `owner_id` when its row names no owner (creating the row when events about the lead arrive
-    before LeadCreated), in one statement that locks it: the row after, or None when it names an owner already or
-    this transaction holds it already (then `lock_lead` gives it as it is, and nothing was written)."""
+    before LeadCreated), in one statement that locks it and also says whether the owner's directory entry is held:
+    the row after, or None when it names an owner already or this transaction holds it already (then `lock_lead`
+    gives it as it is, and nothing was written)."""
     if ("lead", org_id, lead_id) in _held(session):
         return None
-    row = first_record(KnownLead, await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], {
-        "org": org_id, "lead": lead_id, "owner": owner_id, "now": now}))
-    return None if row is None else _hold_lead(session, row)
+    row = (await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], {
+        "org": org_id, "lead": lead_id, "owner": owner_id, "now": now})).mappings().first()
+    if row is None:
+        return None
+    values = dict(row)
+    owner_in_directory = bool(values.pop("owner_in_directory"))
+    return OwnedLead(lead=_hold_lead(session, KnownLead(**values)), owner_in_directory=owner_in_directory)
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:
@@ -1131,8 +1207,20 @@ def _forget_notices(session: AsyncSession, org_id: str, *, rep_id: str | None = 
         del held[key]
 
 
+@dataclass(frozen=True)
+class TaskAssignment:
+    """A task's assignee as of one of pipeline-service's events about the task (its `version`), told `at`."""
+    org_id: str
+    task_id: str
+    assignee_id: str | None
+    version: int
+    at: datetime
+
+
 def _record_task_assignee_statement(insert: Any) -> Any:
-    statement = insert(task_assignees)
+    # Parameters named `assignee_<column>`: the statement also runs as a CTE beside a delivery's (its columns' names).
+    statement = insert(task_assignees).values(
+        {column.name: sa.bindparam(f"assignee_{column.name}", type_=column.type) for column in task_assignees.c})
     return statement.on_conflict_do_update(
         index_elements=["org_id", "task_id"], where=task_assignees.c.version < statement.excluded.version,
         set_={column: statement.excluded[column] for column in ("version", "assignee_id", "updated_at")})
@@ -1141,13 +1229,48 @@ def _record_task_assignee_statement(insert: Any) -> Any:
 _RECORD_TASK_ASSIGNEE = per_dialect(_record_task_assignee_statement)
 
 
-async def record_task_assignee(session: AsyncSession, org_id: str, task_id: str, assignee_id: str | None,
-                               version: int, now: datetime) -> bool:
-    """Remember the task's assignee at `version`; False when as new or newer a version is known (a replayed or
+def _record_task_assignee_adding_delivery_statement() -> Any:
+    """PostgreSQL: the assignment recorded (`_RECORD_TASK_ASSIGNEE`, a data-modifying CTE that takes the task's row
+    lock as the statement alone does) and, only when it was, the delivery added (another CTE, reading the first's
+    RETURNING); the statement's row says whether each was."""
+    recorded = _RECORD_TASK_ASSIGNEE["postgresql"].returning(task_assignees.c.task_id).cte("recorded_assignee")
+    row = sa.select(*(sa.bindparam(column.name, type_=column.type) for column in deliveries.c)).where(
+        sa.exists(sa.select(recorded.c.task_id)))
+    added = (_INSERT["postgresql"](deliveries).from_select([column.name for column in deliveries.c], row)
+             .on_conflict_do_nothing(index_elements=["org_id", "idem_key"]).returning(deliveries.c.id)
+             .cte("added_delivery"))
+    return sa.select(sa.exists(sa.select(recorded.c.task_id)).label("assignee_recorded"),
+                     sa.exists(sa.select(added.c.id)).label("delivery_added"))
+
+
+_RECORD_TASK_ASSIGNEE_ADDING_DELIVERY = _record_task_assignee_adding_delivery_statement()
+
+
+def _assignment_params(assignment: TaskAssignment) -> dict[str, Any]:
+    return {"assignee_org_id": assignment.org_id, "assignee_task_id": assignment.task_id,
+            "assignee_version": assignment.version, "assignee_assignee_id": assignment.assignee_id,
+            "assignee_updated_at": assignment.at}
+
+
+async def record_task_assignee(session: AsyncSession, assignment: TaskAssignment) -> bool:
+    """Remember the task's assignee at its version; False when as new or newer a version is known (a replayed or
     late event), decided by the upsert itself."""
-    return rows_affected(await session.execute(_RECORD_TASK_ASSIGNEE[dialect_name(session)], {
-        "org_id": org_id, "task_id": task_id, "version": version, "assignee_id": assignee_id,
-        "updated_at": now})) == 1
+    return rows_affected(await session.execute(_RECORD_TASK_ASSIGNEE[dialect_name(session)],
+                                               _assignment_params(assignment))) == 1
+
+
+async def record_task_assignee_adding_delivery(session: AsyncSession, assignment: TaskAssignment,
+                                               delivery: Delivery) -> tuple[bool, bool]:
+    """`record_task_assignee`, then, only when it recorded the assignment, `add_delivery` (a notification for that
+    assignee, which as new or newer an assignment known would make moot): on PostgreSQL one statement, on SQLite
+    two. Whether the assignment was recorded, and whether the delivery was added (False too for a duplicate)."""
+    if dialect_name(session) == "postgresql":
+        row = (await session.execute(_RECORD_TASK_ASSIGNEE_ADDING_DELIVERY,
+                                     {**_values(delivery), **_assignment_params(assignment)})).one()
+        return bool(row.assignee_recorded), bool(row.delivery_added)
+    if not await record_task_assignee(session, assignment):
+        return False, False
+    return True, await add_delivery(session, delivery)
 
 
 async def remember_past_owner(session: AsyncSession, org_id: str, lead_id: str, previous_owner_id: str | None,

@@ -36,7 +36,7 @@ from salesflow_shared.events import (
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
-from ..adapters.repository import LeadSequences, ListSettings, MilestoneRuleRecord
+from ..adapters.repository import LeadSequences, ListSettings, MilestoneRuleRecord, TaskAssignment
 from ..config import Settings
 from ..domain.leads import KnownLead
 from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired_for_quota
@@ -121,12 +121,16 @@ class NotificationHandlers:
         now, org = self.clock.now(), envelope.org_id
         if not data.owner_id:
             return
-        await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name,
-                                    email=data.owner_email, timezone=data.owner_timezone)
-        # The usual first assignment (the row names no owner yet): written by the statement that locks it.
+        # The usual first assignment (the row names no owner yet): written by the statement that locks it, which
+        # also says whether the owner's directory entry is held.
         owned = await repository.own_ownerless_lead(uow.session, org, data.lead_id, data.owner_id, now)
+        if owned is None or not owned.owner_in_directory:
+            # What the assignment says of its owner, kept until the directory's own entry arrives (with the entry
+            # held this writes nothing, so it is left out when the statement above said so).
+            await repository.upsert_rep(uow.session, org, data.owner_id, now, name=data.owner_name,
+                                        email=data.owner_email, timezone=data.owner_timezone)
         if owned is not None:
-            former_owner, lead = None, owned
+            former_owner, lead = None, owned.lead
         else:
             before = await ensure_lead(uow.session, org, data.lead_id, now)
             former_owner = before.owner_id
@@ -274,15 +278,20 @@ class NotificationHandlers:
     # ------------------------------------------------------------------ tasks
     async def on_task_created(self, data: TaskCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
-        if not await repository.record_task_assignee(uow.session, envelope.org_id, data.task_id, data.assignee_id,
-                                                     envelope.subject_version, now):
-            return  # reassigned already (the reassignment arrived first): its reminder stands
+        assignment = TaskAssignment(org_id=envelope.org_id, task_id=data.task_id, assignee_id=data.assignee_id,
+                                    version=envelope.subject_version, at=now)
+        if not _reminded(data.assignee_id, data.due_at, now):
+            await repository.record_task_assignee(uow.session, assignment)  # a reassignment may come later
+            return
+        # The assignment is recorded by the statement that adds the reminder; when the task was reassigned already
+        # (the reassignment arrived first) nothing is: the reassignment's reminder stands.
         await self._remind_when_due(uow, envelope.org_id, data.assignee_id, data.task_id, data.lead_id, data.title,
-                                    data.due_at, once_key=f"task_due:{data.task_id}", now=now)
+                                    data.due_at, once_key=f"task_due:{data.task_id}", now=now, assignment=assignment)
 
     async def on_task_reassigned(self, data: TaskReassignedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org, version = self.clock.now(), envelope.org_id, envelope.subject_version
-        if not await repository.record_task_assignee(uow.session, org, data.task_id, data.assignee_id, version, now):
+        if not await repository.record_task_assignee(uow.session, TaskAssignment(
+                org_id=org, task_id=data.task_id, assignee_id=data.assignee_id, version=version, at=now)):
             return  # replayed, or older than an assignment we already acted on
         # The reminder pending for the former assignee is not theirs to act on any more.
         await cancel_pending(uow.session, org_id=org, now=now, reason="task reassigned", kinds=("email", "webhook"),
@@ -298,12 +307,15 @@ class NotificationHandlers:
                                     once_key=f"task_due:{data.task_id}:v{version}", now=now)
 
     async def _remind_when_due(self, uow: UnitOfWork, org: str, rep_id: str | None, task_id: str, lead_id: str,
-                               title: str | None, due_at: Any, *, once_key: str, now: Any) -> None:
-        if not rep_id or due_at is None or due_at <= now:
-            return  # nobody to remind, or already due: TaskOverdue will tell the rep
+                               title: str | None, due_at: Any, *, once_key: str, now: Any,
+                               assignment: TaskAssignment | None = None) -> None:
+        """`assignment`: recorded with the reminder (`notify_rep`); given only when there is one to send."""
+        if not rep_id or not _reminded(rep_id, due_at, now):
+            return
         remind_at = due_at - timedelta(minutes=self.settings.task_reminder_lead_minutes)
         await notify_rep(uow, self.settings, org_id=org, rep_id=rep_id, reason="task_due", now=now, lead_id=lead_id,
-                         once_key=once_key, task=_task(task_id, title, due_at), not_before=max(remind_at, now))
+                         once_key=once_key, task=_task(task_id, title, due_at), not_before=max(remind_at, now),
+                         assignment=assignment)
 
     async def on_task_closed(self, data: TaskCompletedV1 | TaskSkippedV1, envelope: Envelope,
                              uow: UnitOfWork) -> None:
@@ -382,6 +394,12 @@ async def handover_deal(uow: UnitOfWork, org_id: str, data: LeadAssignedV1, lead
             "notes": lead.won_notes, "closer": {"id": data.previous_owner_id,
                                                        "name": (closer or {}).get("name"),
                                                        "email": (closer or {}).get("email")}}
+
+
+def _reminded(rep_id: str | None, due_at: Any, now: Any) -> bool:
+    """Whether a task's assignee is reminded before it falls due: not when nobody is assigned, nor when it is due
+    already (TaskOverdue will tell the rep)."""
+    return bool(rep_id) and due_at is not None and due_at > now
 
 
 def _task(task_id: str, title: str | None, due_at: Any) -> dict[str, Any]:

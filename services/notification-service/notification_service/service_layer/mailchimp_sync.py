@@ -15,7 +15,7 @@ from ..adapters.repository import ListSettings, MailchimpMember, MailchimpRule
 from ..domain.leads import KnownLead
 from ..domain.mailchimp_lists import LeadLife, ListRule, changes, desired_lists, holds, nurture_rule
 from ..domain.rendering import lead_variables
-from .deliveries import record_delivery
+from .deliveries import new_delivery, record_delivery
 
 
 def _subscribe_ops(lead: KnownLead, email: str, list_id: str, tags: list[str], merge_fields: dict[str, str],
@@ -43,16 +43,15 @@ async def subscribe(uow: UnitOfWork, *, org_id: str, lead: KnownLead, list_id: s
     email = lead.email
     if not email or lead.erased or lead.unsubscribed:
         return False
-    await repository.remember_member(uow.session, org_id, lead.lead_id, list_id, subscriber_hash(email), now,
-                                     tags=tags, merge_fields=merge_fields, status_if_new=status_if_new)
-    row = await record_delivery(uow.session, org_id=org_id, idem_key=idem_key, kind="mailchimp",
-                                recipient_kind="list", recipient=f"mailchimp:{list_id}", lead_id=lead.lead_id,
-                                rep_id=lead.owner_id, reason=reason, rule_id=rule_id, now=now,
-                                not_before=not_before,
-                                payload={"list_id": list_id, "action": "subscribed", "tags": tags,
-                                         "ops": _subscribe_ops(lead, email, list_id, tags, merge_fields, status_if_new,
-                                                               again)})
-    return row is not None
+    delivery = new_delivery(org_id=org_id, idem_key=idem_key, kind="mailchimp", recipient_kind="list",
+                            recipient=f"mailchimp:{list_id}", lead_id=lead.lead_id, rep_id=lead.owner_id,
+                            reason=reason, rule_id=rule_id, now=now, not_before=not_before,
+                            payload={"list_id": list_id, "action": "subscribed", "tags": tags,
+                                     "ops": _subscribe_ops(lead, email, list_id, tags, merge_fields, status_if_new,
+                                                           again)})
+    return await repository.add_delivery_remembering_member(uow.session, delivery, list_id, subscriber_hash(email),
+                                                            tags=tags, merge_fields=merge_fields,
+                                                            status_if_new=status_if_new)
 
 
 async def _after_in_flight(uow: UnitOfWork, org_id: str, lead_id: str, now: datetime) -> datetime | None:
@@ -112,18 +111,17 @@ async def _move_to_address(uow: UnitOfWork, state: ListSettings, *, org_id: str,
     for m in elsewhere:
         tags, merge_fields = list(m.tags or []), dict(m.merge_fields or {})
         status_if_new = m.status_if_new or "subscribed"
-        await repository.remember_member(uow.session, org_id, lead.lead_id, m.list_id, new_member, now, tags=tags,
-                                         merge_fields=merge_fields, status_if_new=status_if_new)
         ops = [{"op": "archive", "list_id": m.list_id, "hash": m.subscriber_hash},
                *_subscribe_ops(lead, email, m.list_id, tags, merge_fields, status_if_new)]
         key = f"mailchimp:email_changed:{m.list_id}:lead:{lead.lead_id}:v{version}"
-        row = await record_delivery(uow.session, org_id=org_id, kind="mailchimp", recipient_kind="list", idem_key=key,
-                                    recipient=f"mailchimp:{m.list_id}", lead_id=lead.lead_id,
-                                    rep_id=lead.owner_id, reason="email_changed", now=now,
-                                    not_before=not_before,
-                                    payload={"list_id": m.list_id, "action": "subscribed", "tags": tags,
-                                             "ops": ops})
-        moved += 1 if row is not None else 0
+        delivery = new_delivery(org_id=org_id, kind="mailchimp", recipient_kind="list", idem_key=key,
+                                recipient=f"mailchimp:{m.list_id}", lead_id=lead.lead_id, rep_id=lead.owner_id,
+                                reason="email_changed", now=now, not_before=not_before,
+                                payload={"list_id": m.list_id, "action": "subscribed", "tags": tags, "ops": ops})
+        added = await repository.add_delivery_remembering_member(uow.session, delivery, m.list_id, new_member,
+                                                                 tags=tags, merge_fields=merge_fields,
+                                                                 status_if_new=status_if_new)
+        moved += 1 if added else 0
     moved_lists = {m.list_id for m in elsewhere}
     # As the rows now are: the new address on those lists, and the calls just added due when `not_before` says.
     members = [dataclasses.replace(m, subscriber_hash=new_member, updated_at=now, tags=list(m.tags or []),

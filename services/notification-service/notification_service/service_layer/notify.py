@@ -8,9 +8,10 @@ from typing import Any
 from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
+from ..adapters.repository import TaskAssignment
 from ..config import Settings
 from .compose import DEFAULT_REP_TEMPLATES, TemplateError, email_payload, variables
-from .deliveries import publish_outcome, record_delivery
+from .deliveries import new_delivery, publish_outcome, record_delivery
 
 
 class NotKnownYet(Exception):
@@ -23,18 +24,28 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
                      now: datetime, lead_id: str | None = None, task: dict[str, Any] | None = None,
                      milestone: dict[str, Any] | None = None, channels: tuple[str, ...] = ("email", "webhook"),
                      not_before: datetime | None = None, deal: dict[str, Any] | None = None,
-                     program: dict[str, Any] | None = None) -> int:
+                     program: dict[str, Any] | None = None, assignment: TaskAssignment | None = None) -> int:
     """Record the notification's deliveries (pending); the number of new ones (0 for a duplicate).
-    Raises NotKnownYet while the rep or the lead's details are unknown here."""
+    Raises NotKnownYet while the rep or the lead's details are unknown here.
+    `assignment`: the task assignment the notification is about, recorded here (`record_task_assignee`, by the
+    statement that adds the email's delivery); when as new an assignment is known already, nothing is notified."""
     session = uow.session
     # The rep, the lead, the org's template and whether it has webhooks at all: one statement.
     notice = await repository.rep_notice(session, org_id, rep_id, lead_id=lead_id,
                                          template_key=f"rep.{reason}" if "email" in channels else None)
     rep, lead = notice.rep, notice.lead
+    missing = None
     if not rep or not rep.get("email"):
-        raise NotKnownYet(f"rep '{rep_id}' is not in the directory here yet (no RepCreated received)")
-    if lead_id and (lead is None or (not lead.lead_version and not lead.erased)):
-        raise NotKnownYet(f"lead {lead_id}'s details have not arrived yet (no LeadCreated received)")
+        missing = f"rep '{rep_id}' is not in the directory here yet (no RepCreated received)"
+    elif lead_id and (lead is None or (not lead.lead_version and not lead.erased)):
+        missing = f"lead {lead_id}'s details have not arrived yet (no LeadCreated received)"
+    if missing is not None or (assignment is not None and "email" not in channels):
+        if assignment is not None and not await repository.record_task_assignee(session, assignment):
+            return 0  # an older assignment: nothing to tell (nor to wait for)
+        assignment = None  # recorded
+        if missing is not None:
+            raise NotKnownYet(missing)
+    assert rep is not None
     values = variables(org_id=org_id, lead=lead, owner=rep, task=task, milestone=milestone, deal=deal,
                        program=program)
     rule_id = (milestone or {}).get("id")
@@ -51,10 +62,17 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
                                     variables_=values)
         except TemplateError as exc:
             error = f"rep template does not render: {exc}"
-        row = await record_delivery(session, **common, idem_key=f"{once_key}:email", kind="email",
-                                    recipient_kind="rep", recipient=rep["email"], payload=payload,
-                                    template_id=template.id if template else None,
-                                    status="pending" if error is None else "failed", error=error)
+        email = dict(common, idem_key=f"{once_key}:email", kind="email", recipient_kind="rep",
+                     recipient=rep["email"], payload=payload, template_id=template.id if template else None,
+                     status="pending" if error is None else "failed", error=error)
+        if assignment is None:
+            row = await record_delivery(session, **email)
+        else:
+            row = new_delivery(**email)
+            recorded, added = await repository.record_task_assignee_adding_delivery(session, assignment, row)
+            if not recorded:
+                return 0  # an older assignment: nothing to tell
+            row = row if added else None
         if row is not None:
             created += 1
             if error is not None:

@@ -87,13 +87,13 @@ async def stop_running(session: AsyncSession, running_enrollments: list[RunningE
 @dataclass
 class StepWrites:
     """The usual outcome of a batch's steps, written together: each step's delivery (pending) and its
-    enrollment's move to the next step, one statement each for the whole batch."""
+    enrollment's move to the next step, for the whole batch one statement on PostgreSQL (each step's delivery
+    with its move), two on SQLite."""
     deliveries: list[Delivery] = field(default_factory=list)
     advances: list[EnrollmentAdvance] = field(default_factory=list)
 
     async def flush(self, session: AsyncSession) -> None:
-        await repository.add_deliveries(session, self.deliveries)
-        await repository.advance_enrollments(session, self.advances)
+        await repository.add_deliveries_advancing_enrollments(session, self.deliveries, self.advances)
         self.deliveries, self.advances = [], []
 
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from notification_service.adapters import repository
-from notification_service.adapters.orm import deliveries, enrollments
+from notification_service.adapters.orm import deliveries, enrollments, mailchimp_members, reps, task_assignees
 from notification_service.service_layer.deliveries import DeliveryWorker
 from notification_service.service_layer.handlers import unsubscribe_lead
 from notification_service.service_layer.sequences import SequenceScheduler
@@ -25,12 +25,15 @@ from salesflow_shared.clock import ManualClock
 from salesflow_shared.events import (
     ContactData,
     EventData,
+    LeadAssignedV1,
     LeadCreatedV1,
     LeadSnapshot,
     LeadWonV1,
     RepCreatedV1,
     RepSnapshot,
     StageAdvancedV1,
+    TaskCreatedV1,
+    TaskReassignedV1,
     make_event,
 )
 from salesflow_shared.testing import EmbeddedService, SmtpSink
@@ -308,3 +311,52 @@ async def test_a_won_deal_above_the_milestone_congratulates_its_rep_once(notific
     notified = await n.published("RepNotified")
     assert [(e["rep_id"], e["lead_id"], e["reason"], e["milestone_rule_id"]) for e in notified] == [
         ("rep-1", "lead-big", "milestone", "big-win")]
+
+
+async def test_on_sqlite_an_assignment_a_reminder_and_a_list_subscription_each_write_what_they_did_before(
+        notifications: Notifications):
+    """The paths PostgreSQL runs in fewer statements (a first assignment to a rep in the directory, a task's
+    reminder with its assignee, a list subscription with its member) run as separate statements here: the same
+    rows."""
+    n = notifications
+    now = n.clock.now()
+    async with n.service.uow() as uow:
+        await repository.save_mailchimp_account(uow.session, repository.MailchimpAccount(
+            org_id=ORG, api_key="0123456789abcdef-us6", nurture_list_id=None, nurture_tag=None, updated_at=now),
+            exists=False)
+        await repository.add_mailchimp_rule(uow.session, repository.MailchimpRule(
+            id="rule-1", org_id=ORG, pipeline_id=None, trigger="stage_entry", stage_id="qualified",
+            action="subscribe", list_id="L1", tags=["qualified"], merge_fields={}, status_if_new="subscribed",
+            created_at=now))
+        await uow.commit()
+    await n.tell(RepCreatedV1(rep=RepSnapshot(rep_id="rep-1", name="Grace Hopper", email="grace@sales.example")),
+                 "rep-1")
+    await n.tell(a_lead("lead-1", "ada@prospect.example"), "lead-1")
+    await n.tell(LeadAssignedV1(lead_id="lead-1", owner_id="rep-1", owner_name="Told By Assignment",
+                                owner_email="rep-1@assignment.example", reason="round robin", decision_id="d-1"),
+                 "lead-1")
+    await n.tell(entered("lead-1", "qualified", now), "lead-1")
+    due = now + timedelta(days=2)
+    await n.tell(TaskCreatedV1(task_id="task-1", lead_id="lead-1", title="Call back", task_type="call", due_at=due,
+                               assignee_id="rep-1"), "task-1")
+    await n.tell(TaskReassignedV1(task_id="task-2", lead_id="lead-1", title="Send deck", due_at=due,
+                                  assignee_id="rep-1", previous_assignee_id="rep-2", reason="owner_changed"),
+                 "task-2", version=2)
+    await n.tell(TaskCreatedV1(task_id="task-2", lead_id="lead-1", title="Send deck", task_type="email", due_at=due,
+                               assignee_id="rep-2"), "task-2")  # late: the reassignment was told first
+
+    assigned = await n.rows(deliveries, reason="lead_assigned")
+    assert [d["recipient"] for d in assigned] == ["grace@sales.example"]
+    reminders = await n.rows(deliveries, reason="task_due")
+    assert sorted((d["idem_key"], d["recipient"]) for d in reminders) == [
+        ("task_due:task-1:email", "grace@sales.example"), ("task_due:task-2:v2:email", "grace@sales.example")]
+    async with n.service.session() as session:
+        assignees = dict((await session.execute(sa.select(task_assignees.c.task_id, task_assignees.c.version))).all())
+        members = (await session.execute(sa.select(mailchimp_members))).mappings().all()
+        grace = (await session.execute(sa.select(reps.c.email, reps.c.version))).one()
+    assert tuple(grace) == ("grace@sales.example", 1)  # the directory's entry, not what the assignment said
+    assert assignees == {"task-1": 1, "task-2": 2}
+    assert [(m["lead_id"], m["list_id"], m["subscribed"], m["tags"]) for m in members] == [
+        ("lead-1", "L1", True, ["qualified"])]
+    [call] = await n.rows(deliveries, kind="mailchimp")
+    assert call["recipient"] == "mailchimp:L1" and call["payload"]["ops"][0]["hash"] == members[0]["subscriber_hash"]
