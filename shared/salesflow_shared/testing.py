@@ -390,6 +390,25 @@ async def outbox_payloads(database: Any, event_type: str | None = None) -> list[
         return [json.loads(p) for p in (await session.execute(query)).scalars()]
 
 
+async def statements_sent(database: Any, act: Callable[[], Awaitable[T]]) -> tuple[T, list[str]]:
+    """What `act` returned, and the SQL statements the service's engine sent meanwhile, whitespace folded (its
+    workers' and relay's included: a test keeps those it is about)."""
+    import sqlalchemy as sa
+
+    engine = database.engine.sync_engine
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = await act()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    return result, sent
+
+
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05) -> T:
     """Poll `check` until it returns without raising an AssertionError, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

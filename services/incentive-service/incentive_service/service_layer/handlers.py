@@ -66,15 +66,20 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         if isinstance(data, LeadCreatedV1) and await copies.add_deal(
                 uow.session, envelope.org_id, lead.lead_id, snapshot, (lead.owner_id, lead.team_id), clock.now()):
             return  # the lead's first event: a new deal (no outcome, no LeadAssigned yet) with this snapshot
-        deal = await copies.lock_deal(uow.session, envelope.org_id, lead.lead_id, clock.now())
-        if envelope.subject_version <= deal.lead_version:
-            return  # stale: a newer snapshot is already known
-        owner = None
-        if deal.assigned_version == 0:  # until a LeadAssigned arrives, lead-service's owner is the best known
-            owner = (lead.owner_id, lead.team_id)
+        # Until a LeadAssigned arrives, lead-service's owner is the best known.
+        owner = (lead.owner_id, lead.team_id)
+        # Usually the deal is known with an older snapshot: written over in one statement (the deal as it was).
+        deal = await copies.save_newer_snapshot(uow.session, envelope.org_id, lead.lead_id, snapshot, owner,
+                                                clock.now())
+        if deal is None:  # a deal not known yet, or a stale snapshot (or SQLite)
+            deal = await copies.lock_deal(uow.session, envelope.org_id, lead.lead_id, clock.now())
+            if envelope.subject_version <= deal.lead_version:
+                return  # stale: a newer snapshot is already known
+            await copies.save_snapshot(uow.session, envelope.org_id, lead.lead_id, snapshot, clock.now(),
+                                       owner=owner if deal.assigned_version == 0 else None)
+        if deal.assigned_version == 0:
             await _fill_unknown_closer(uow, deal.has_wins_without_closer, envelope.org_id, lead.lead_id,
                                        lead.owner_id, lead.team_id, clock.now())
-        await copies.save_snapshot(uow.session, envelope.org_id, lead.lead_id, snapshot, clock.now(), owner=owner)
         # A deal without a win is credited on no statement: nothing to recalculate.
         if deal.has_wins and (deal.product_line != lead.product_line or deal.company_key != snapshot.company_key):
             await recalculation.queue_for_lead(uow, envelope.org_id, lead.lead_id, "credit_changed", clock.now())

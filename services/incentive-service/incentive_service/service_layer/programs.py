@@ -208,15 +208,14 @@ def program_finisher(clock: Clock, interval_s: float) -> Worker:
 async def record_facts(uow: UnitOfWork, org_id: str, facts: list[Fact], now: datetime) -> int:
     """Keep the facts (once each: a key already known changes nothing) and re-score their leads in every
     running program; the number of new facts. A batch of events costs a handful of statements whatever its
-    size: the leads locked, the facts kept (with their leads' earlier facts read back), the running programs,
+    size: the leads locked, the facts kept (with their leads' earlier facts and the running programs read back),
     and per program the leads' contributions read, the changed ones written and the tallies extended."""
     if not facts:
         return 0
     await repo.lock_leads_for_scoring(uow.session, org_id, (f.lead_id for f in facts))
     added = await repo.add_facts(uow.session, org_id, facts)
-    if added.keys:
-        for row in await repo.running_programs(uow.session, org_id):
-            await _rescore_leads(uow, row, definition_of(row), added.by_lead, now, new_keys=added.keys)
+    for row in added.programs:  # (read with the facts, when one was new)
+        await _rescore_leads(uow, row, definition_of(row), added.by_lead, now, new_keys=added.keys)
     return len(added.keys)
 
 
@@ -234,15 +233,18 @@ async def record_close_date(uow: UnitOfWork, org_id: str, *, lead_id: str, lead_
     values = {"lead_version": lead_version, "owner_id": owner_id, "close_date": close_date}
     if likely_new and await repo.add_lead_snapshot(session, org_id, lead_id, **values):
         return  # the lead's first snapshot: no close date before it
-    lead = await repo.lock_lead_snapshot(session, org_id, lead_id)
-    if lead is None:
-        if await repo.add_lead_snapshot(session, org_id, lead_id, **values):
-            return
-        lead = await repo.lock_lead_snapshot(session, org_id, lead_id)  # another transaction stored it meanwhile
-        assert lead is not None
-    if lead_version <= lead["lead_version"]:
-        return  # an older snapshot than the one we hold
-    await repo.update_lead_snapshot(session, org_id, lead_id, **values)
+    # Usually the lead's row holds an older snapshot: written over in one statement (the row as it was).
+    lead = await repo.update_newer_lead_snapshot(session, org_id, lead_id, **values)
+    if lead is None:  # no row yet, or a stale snapshot (or SQLite)
+        lead = await repo.lock_lead_snapshot(session, org_id, lead_id)
+        if lead is None:
+            if await repo.add_lead_snapshot(session, org_id, lead_id, **values):
+                return
+            lead = await repo.lock_lead_snapshot(session, org_id, lead_id)  # another transaction stored it meanwhile
+            assert lead is not None
+        if lead_version <= lead["lead_version"]:
+            return  # an older snapshot than the one we hold
+        await repo.update_lead_snapshot(session, org_id, lead_id, **values)
     previous = lead["expected_close_date"]
     if previous is None or close_date is None or previous == close_date:
         return

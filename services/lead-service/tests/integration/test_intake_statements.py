@@ -14,6 +14,7 @@ from lead_testkit import a_lead, admin, create_form, signed_headers, submit_url
 
 from lead_service.adapters.orm import lead_timeline
 from salesflow_shared.infra_tables import outbox_table
+from salesflow_shared.testing import statements_sent
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -22,17 +23,7 @@ async def intake_statements(lead_app: Any, request: Callable[[], Awaitable[httpx
                                                                                                      list[str]]:
     """The answer, and the writes its request sent (the service's workers, the relay and the import sweep, and
     the org's setup, read once, send reads and updates of their own)."""
-    engine = lead_app.context.database.engine.sync_engine
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(" ".join(statement.split()))
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        answer = await request()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+    answer, sent = await statements_sent(lead_app.context.database, request)
     return answer, [s for s in sent if s.startswith(("WITH", "INSERT"))]
 
 

@@ -99,6 +99,30 @@ _SAVE_ASSIGNMENT = sa.update(deals).where(_DEAL_KEY).values(
 # the handler goes on with: whether the deal has wins without a closer (no row: nothing written).
 _SAVE_NEWER_ASSIGNMENT = _SAVE_ASSIGNMENT.where(deals.c.assigned_version < sa.bindparam("newer_than")).returning(
     _wins_of_deal(deal_outcomes.c.owner_id.is_(None)).label("has_wins_without_closer"))
+# A known deal's older snapshot written over in one statement (PostgreSQL): the row as it was is read locked in
+# the same statement (`prior`, FOR UPDATE: after waiting for another writer it is the row that writer left, the
+# one this update writes over) and RETURNED, with what `lock_deal` tells of its wins. The owner is written too
+# while no LeadAssigned has been seen (assigned_version 0), as `save_snapshot(owner=...)` does. No row: nothing
+# written (a deal not known yet, or one holding this snapshot or a newer one).
+_prior_deal = deals.alias("prior")
+_PRIOR_DEAL = sa.select(_prior_deal).where(_prior_deal.c.org_id == sa.bindparam("org"),
+                                          _prior_deal.c.lead_id == sa.bindparam("lead")).with_for_update().subquery(
+    "prior_deal")
+
+
+def _owner_until_assigned(column: sa.Column[Any]) -> Any:
+    return sa.case((_PRIOR_DEAL.c.assigned_version == 0, sa.bindparam(f"new_{column.name}", type_=column.type)),
+                   else_=column)
+
+
+_SAVE_NEWER_SNAPSHOT = sa.update(deals).where(
+    _DEAL_KEY, deals.c.org_id == _PRIOR_DEAL.c.org_id, deals.c.lead_id == _PRIOR_DEAL.c.lead_id,
+    deals.c.lead_version < sa.bindparam("newer_than"),
+).values({**{name: sa.bindparam(f"new_{name}") for name in _SNAPSHOT_VALUES},
+           "owner_id": _owner_until_assigned(deals.c.owner_id), "team_id": _owner_until_assigned(deals.c.team_id)}
+          ).returning(
+    *(_PRIOR_DEAL.c[c.name] for c in _DEAL_COLUMNS), _wins_of_deal().label("has_wins"),
+    _wins_of_deal(deal_outcomes.c.owner_id.is_(None)).label("has_wins_without_closer"))
 
 
 async def lock_deal(session: AsyncSession, org_id: str, lead_id: str, now: datetime) -> Deal:
@@ -108,6 +132,10 @@ async def lock_deal(session: AsyncSession, org_id: str, lead_id: str, now: datet
     if row is None:
         await session.execute(_ADD_DEAL[dialect_name(session)], {**key, "now": now})
         row = (await session.execute(_LOCK_DEAL, key)).mappings().one()
+    return _deal(row)
+
+
+def _deal(row: Any) -> Deal:
     return Deal(**{**row, "has_wins": bool(row["has_wins"]),
                    "has_wins_without_closer": bool(row["has_wins_without_closer"])})
 
@@ -137,6 +165,20 @@ async def save_snapshot(session: AsyncSession, org_id: str, lead_id: str, snapsh
     else:
         await session.execute(_SAVE_SNAPSHOT_AND_OWNER, {"org": org_id, "lead": lead_id, **values,
                                                          "new_owner_id": owner[0], "new_team_id": owner[1]})
+
+
+async def save_newer_snapshot(session: AsyncSession, org_id: str, lead_id: str, snapshot: DealSnapshot,
+                              owner: tuple[str | None, str | None], now: datetime) -> Deal | None:
+    """`lock_deal` and `save_snapshot` in one statement when the deal is known with an older snapshot: the deal
+    as it was before; `owner` (owner, team) is stored too while no LeadAssigned has been seen. None (and nothing
+    written) for a deal not known yet or holding this snapshot or a newer one (`lock_deal` tells which), and
+    always on SQLite, whose UPDATE ... FROM cannot return the row it joined."""
+    if dialect_name(session) == "sqlite":
+        return None
+    row = (await session.execute(_SAVE_NEWER_SNAPSHOT, {
+        "org": org_id, "lead": lead_id, **_snapshot_values(snapshot, now), "new_owner_id": owner[0],
+        "new_team_id": owner[1], "newer_than": snapshot.lead_version})).mappings().first()
+    return None if row is None else _deal(row)
 
 
 async def save_assignment(session: AsyncSession, org_id: str, lead_id: str, owner_id: str | None,

@@ -171,6 +171,18 @@ _UPDATE_LEAD = sa.update(program_leads).where(_LEAD_KEY).values(
     expected_close_date=sa.bindparam("new_expected_close_date"))
 
 
+# The same over a known lead's older snapshot only, in one statement (PostgreSQL): the row as it was is read
+# locked in the same statement (`prior_lead`, FOR UPDATE: after waiting for another writer it is the row that
+# writer left, the one this update writes over) and RETURNED. No row: nothing written.
+_prior_lead = program_leads.alias("prior")
+_PRIOR_LEAD = sa.select(_prior_lead).where(_prior_lead.c.org_id == sa.bindparam("org"),
+                                          _prior_lead.c.lead_id == sa.bindparam("lead")).with_for_update().subquery(
+    "prior_lead")
+_UPDATE_NEWER_LEAD = _UPDATE_LEAD.where(
+    program_leads.c.org_id == _PRIOR_LEAD.c.org_id, program_leads.c.lead_id == _PRIOR_LEAD.c.lead_id,
+    program_leads.c.lead_version < sa.bindparam("newer_than")).returning(*_PRIOR_LEAD.c)
+
+
 def _lead_values(org_id: str, lead_id: str, lead_version: int, owner_id: str | None,
                  close_date: date | None) -> dict[str, Any]:
     return {"org": org_id, "lead": lead_id, "new_lead_version": lead_version, "new_owner_id": owner_id,
@@ -196,6 +208,19 @@ async def update_lead_snapshot(session: AsyncSession, org_id: str, lead_id: str,
     await session.execute(_UPDATE_LEAD, _lead_values(org_id, lead_id, lead_version, owner_id, close_date))
 
 
+async def update_newer_lead_snapshot(session: AsyncSession, org_id: str, lead_id: str, *, lead_version: int,
+                                     owner_id: str | None, close_date: date | None) -> Row | None:
+    """`lock_lead_snapshot` and `update_lead_snapshot` in one statement when the lead's row holds an older
+    snapshot: the row as it was before. None (and nothing written) for a lead without a row or whose row holds
+    this snapshot or a newer one, and always on SQLite, whose UPDATE ... FROM cannot return the row it joined."""
+    if not _is_postgres(session):
+        return None
+    row = (await session.execute(_UPDATE_NEWER_LEAD, {
+        **_lead_values(org_id, lead_id, lead_version, owner_id, close_date), "newer_than": lead_version}
+    )).mappings().first()
+    return None if row is None else dict(row)
+
+
 async def insert_flag(session: AsyncSession, org_id: str, program_id: str, *, lead_id: str, changed_at: datetime,
                       rep_id: str | None, kind: str, reason: str) -> None:
     await session.execute(dialect_insert(session)(program_flags).values(
@@ -205,44 +230,57 @@ async def insert_flag(session: AsyncSession, org_id: str, program_id: str, *, le
 
 @dataclass(frozen=True)
 class NewFacts:
-    """What `add_facts` kept: the keys that were new, and every fact of the leads they belong to."""
+    """What `add_facts` kept: the keys that were new, every fact of the leads they belong to, and (when a key was
+    new) the org's running programs that score them, in program order (their tallies are locked in it)."""
 
     keys: set[str]
     by_lead: dict[str, list[Fact]]
+    programs: list[Row]
 
 
 _FACT_COLUMNS = {"fact_key": "text", "lead_id": "text", "kind": "text", "at": "timestamptz", "fact": "json"}
-# One round trip: the new facts inserted, and the earlier facts of their leads read (the SELECT runs on the
-# snapshot from before the INSERT, so each fact comes back once; the new ones without their JSON, which the
-# caller has). Each lead's facts are looked up by the lead index (`_EACH_LEAD`).
+# One round trip: the new facts inserted, the earlier facts of their leads read (the SELECT runs on the snapshot
+# from before the INSERT, so each fact comes back once; the new ones without their JSON, which the caller has),
+# and, when a fact was new, the org's running programs, as `running_programs` would read them right after (only
+# what scoring reads of a program: its org, id, version, whether hidden and its definition). Each lead's facts
+# are looked up by the lead index (`_EACH_LEAD`).
 _ADD_FACTS = sa.text(
     "WITH added AS (INSERT INTO program_facts (org_id, fact_key, lead_id, kind, at, fact) "
     "SELECT :org_id, u.fact_key, u.lead_id, u.kind, u.at, u.fact::json FROM unnest(CAST(:fact_key AS text[]), "
     "CAST(:lead_id AS text[]), CAST(:kind AS text[]), CAST(:at AS timestamptz[]), CAST(:fact AS text[])) "
     "AS u(fact_key, lead_id, kind, at, fact) ON CONFLICT (org_id, fact_key) DO NOTHING RETURNING fact_key, lead_id) "
-    "SELECT fact_key, lead_id, NULL AS kind, NULL::timestamptz AS at, NULL::json AS fact FROM added "
-    "UNION ALL SELECT f.fact_key, f.lead_id, f.kind, f.at, f.fact FROM (SELECT DISTINCT lead_id FROM added) AS l "
+    "SELECT fact_key, lead_id, NULL AS kind, NULL::timestamptz AS at, NULL::json AS fact, NULL AS program_id, "
+    "NULL::integer AS version, NULL::boolean AS hidden, NULL::json AS definition FROM added "
+    "UNION ALL SELECT f.fact_key, f.lead_id, f.kind, f.at, f.fact, NULL, NULL, NULL, NULL "
+    "FROM (SELECT DISTINCT lead_id FROM added) AS l "
     "CROSS JOIN LATERAL (SELECT * FROM program_facts AS f WHERE f.org_id = :org_id AND f.lead_id = l.lead_id "
-    "OFFSET 0) AS f")
+    "OFFSET 0) AS f "
+    "UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, p.program_id, p.version, p.hidden, p.definition "
+    "FROM programs AS p WHERE p.org_id = :org_id AND p.status = 'running' AND EXISTS (SELECT FROM added)")
 
 
 async def add_facts(session: AsyncSession, org_id: str, facts: Sequence[Fact]) -> NewFacts:
-    """Keep the facts not known yet (by key); the new keys and all facts of their leads. The caller holds the
-    leads (`lock_leads_for_scoring`), so no other transaction adds facts to them meanwhile."""
+    """Keep the facts not known yet (by key); the new keys, all facts of their leads and, when a key was new,
+    the org's running programs. The caller holds the leads (`lock_leads_for_scoring`), so no other transaction
+    adds facts to them meanwhile."""
     given = {f.key: f for f in facts}
     rows = [{"fact_key": f.key, "lead_id": f.lead_id, "kind": f.kind, "at": f.at, "fact": fact_to_json(f)}
             for f in given.values()]
     by_lead: dict[str, list[Fact]] = defaultdict(list)
     if _is_postgres(session):
         keys: set[str] = set()
+        running: list[Row] = []
         for r in (await session.execute(_ADD_FACTS, {"org_id": org_id, **_as_arrays(_FACT_COLUMNS, rows)}))\
                 .mappings():
-            if r["kind"] is None:
+            if r["program_id"] is not None:
+                running.append({"org_id": org_id, "program_id": r["program_id"], "version": r["version"],
+                                "hidden": r["hidden"], "definition": r["definition"]})
+            elif r["kind"] is None:
                 keys.add(r["fact_key"])
                 by_lead[r["lead_id"]].append(given[r["fact_key"]])
             else:
                 by_lead[r["lead_id"]].append(fact_from_row(r))
-        return NewFacts(keys, dict(by_lead))
+        return NewFacts(keys, dict(by_lead), sorted(running, key=lambda p: p["program_id"]))
     inserted = await session.execute(sqlite.insert(program_facts).on_conflict_do_nothing(
         index_elements=["org_id", "fact_key"]).returning(program_facts.c.fact_key),
         [{"org_id": org_id, **r} for r in rows])
@@ -250,7 +288,7 @@ async def add_facts(session: AsyncSession, org_id: str, facts: Sequence[Fact]) -
     leads = sorted({given[k].lead_id for k in keys})
     if leads:
         by_lead.update(await facts_of_leads(session, org_id, leads))
-    return NewFacts(keys, dict(by_lead))
+    return NewFacts(keys, dict(by_lead), await running_programs(session, org_id) if keys else [])
 
 
 async def facts_of_leads(session: AsyncSession, org_id: str, lead_ids: list[str]) -> dict[str, list[Fact]]:
