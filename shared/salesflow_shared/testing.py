@@ -390,16 +390,24 @@ async def outbox_payloads(database: Any, event_type: str | None = None) -> list[
         return [json.loads(p) for p in (await session.execute(query)).scalars()]
 
 
-async def statements_sent(database: Any, act: Callable[[], Awaitable[T]]) -> tuple[T, list[str]]:
-    """What `act` returned, and the SQL statements the service's engine sent meanwhile, whitespace folded (its
-    workers' and relay's included: a test keeps those it is about)."""
+async def statements_sent(database: Any, act: Callable[[], Awaitable[T]], *,
+                          this_task_only: bool = True) -> tuple[T, list[str]]:
+    """What `act` returned, and the SQL statements the service's engine sent meanwhile, in order, whitespace
+    folded. By default only those sent by this task (the one `act` runs in, as a request or the bus's batch does),
+    not the workers' and the relay's, which run in tasks of their own; `this_task_only=False` for work `act` hands
+    to another task (a batcher), every task's (a test then keeps those it is about). BEGIN and COMMIT are not
+    statements the driver is given."""
+    import asyncio
+
     import sqlalchemy as sa
 
     engine = database.engine.sync_engine
+    this_task = asyncio.current_task()
     sent: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(" ".join(statement.split()))
+        if not this_task_only or asyncio.current_task() is this_task:
+            sent.append(" ".join(statement.split()))
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:

@@ -1,10 +1,7 @@
 """Driving a running notification-service in tests: publish events through the real broker, read its tables."""
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +23,7 @@ from salesflow_shared.events import (
     make_event,
 )
 from salesflow_shared.infra_tables import inbox_table, outbox_table
-from salesflow_shared.testing import SmtpSink, auth_headers, eventually
+from salesflow_shared.testing import SmtpSink, auth_headers, eventually, statements_sent
 
 
 class Harness:
@@ -98,29 +95,11 @@ class Harness:
             assert seen == wanted, f"not handled yet: {wanted - seen}"
         await eventually(check, timeout)
 
-    @contextmanager
-    def statements_sent(self) -> Iterator[list[str]]:
-        """The SQL statements this task sends to the service's database meanwhile, in order (the workers' and the
-        relay's, sent by other tasks, are left out; BEGIN and COMMIT are not statements the driver is given)."""
-        engine = self.context.database.engine.sync_engine
-        this_task = asyncio.current_task()
-        sent: list[str] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if asyncio.current_task() is this_task:
-                sent.append(" ".join(statement.split()))
-
-        sa.event.listen(engine, "before_cursor_execute", record)
-        try:
-            yield sent
-        finally:
-            sa.event.remove(engine, "before_cursor_execute", record)
-
     async def statements_handling(self, *envelopes: Envelope) -> list[str]:
         """Hand these deliveries to the service's dispatcher as one batch, in this task (as the bus hands a batch
         over), and return the statements the batch sent (`statements_sent`)."""
-        with self.statements_sent() as sent:
-            await self.context.dispatcher.handle_batch([(e.to_json(), {}) for e in envelopes])
+        _, sent = await statements_sent(self.context.database, lambda: self.context.dispatcher.handle_batch(
+            [(e.to_json(), {}) for e in envelopes]))
         return sent
 
     async def settled(self, timeout: float = 10) -> None:

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 async def intake_statements(lead_app: Any, request: Callable[[], Awaitable[httpx.Response]]) -> tuple[httpx.Response,
                                                                                                      list[str]]:
-    """The answer, and the writes its request sent (the service's workers, the relay and the import sweep, and
-    the org's setup, read once, send reads and updates of their own)."""
-    answer, sent = await statements_sent(lead_app.context.database, request)
+    """The answer, and the writes its request sent (a web form's submission is written by the intake batcher's
+    task; the service's workers, the relay and the import sweep, and the org's setup, read once, send reads and
+    updates of their own)."""
+    answer, sent = await statements_sent(lead_app.context.database, request, this_task_only=False)
     return answer, [s for s in sent if s.startswith(("WITH", "INSERT"))]
 
 

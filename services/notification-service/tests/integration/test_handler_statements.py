@@ -22,6 +22,7 @@ from salesflow_shared.events import (
     TaskCreatedV1,
     TaskReassignedV1,
 )
+from salesflow_shared.testing import statements_sent
 
 
 def what(statement: str) -> str:
@@ -158,8 +159,8 @@ async def test_a_sequence_batchs_step_deliveries_and_enrollment_moves_are_one_st
              repository.EnrollmentAdvance(enrollment_id=runs[1].id, next_step=1, next_due_at=None, now=now),
              repository.EnrollmentAdvance(enrollment_id=runs[2].id, next_step=1, next_due_at=later, now=now)]
     async with harness.context.database.session() as session:
-        with harness.statements_sent() as sent:
-            await repository.add_deliveries_advancing_enrollments(session, steps, moves)
+        _, sent = await statements_sent(harness.context.database,
+                                        lambda: repository.add_deliveries_advancing_enrollments(session, steps, moves))
         await session.commit()
     # The two steps' deliveries, each with its enrollment's move, in one statement (executed with both rows); the
     # third enrollment's move, which has no delivery in the batch (a step recorded as failed at once), alone.
