@@ -11,7 +11,6 @@ without another read), a stage's tasks are inserted together, a visit is numbere
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,7 +118,7 @@ class Position:
     the versions of the event streams about it. The engine changes it in place; `save_position` writes it."""
     org_id: str
     lead_id: str
-    lead: dict[str, Any]  # the latest LeadSnapshot (JSON), {} until LeadCreated
+    lead: dict[str, Any]  # the latest LeadSnapshot (JSON), {} until LeadCreated; replaced whole, never changed in place
     lead_version: int
     owner_id: str | None
     owner_timezone: str | None
@@ -146,6 +145,12 @@ class Position:
     activities: list[Activity] | None = field(default=None, compare=False, repr=False)  # all the lead's
     # Its columns as `lock_position` read them: `save_position` writes nothing when none changed.
     read_as: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+def _row_of(record: Any) -> dict[str, Any]:
+    """A record's fields as its row's values, as they are (`dataclasses.asdict` deep-copies every value: a stage's
+    tasks are inserted on the hot path of a lead's routing)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
 def _after(key: Any, id_column: Any, after: tuple[datetime, str]) -> Any:
@@ -215,6 +220,7 @@ _LOCK_POSITION = {(dialect, along_pipeline): _lock_position_in_context(agg, pair
                                                "sqlite": (sa.func.json_group_array, sa.func.json_array)}.items()
                   for along_pipeline in (False, True)}
 _POSITION_COLUMNS = [c.name for c in positions.columns if c.name not in ("org_id", "lead_id")]
+_CHANGEABLE_COLUMNS = [name for name in _POSITION_COLUMNS if name != "updated_at"]
 _SAVE_POSITION = sa.update(positions).where(_POSITION_KEY).values(
     {name: sa.bindparam(f"new_{name}") for name in _POSITION_COLUMNS})
 _PIPELINE_STAGES = (sa.select(stages).where(stages.c.org_id == sa.bindparam("org"),
@@ -340,8 +346,10 @@ def _locked_positions(session: AsyncSession) -> dict[tuple[str, str], Position]:
 
 
 def _changeable_columns(pos: Position) -> dict[str, Any]:
-    """What an event may change of a position (`updated_at` follows the others: alone it is no change)."""
-    return copy.deepcopy({name: getattr(pos, name) for name in _POSITION_COLUMNS if name != "updated_at"})
+    """What an event may change of a position (`updated_at` follows the others: alone it is no change). A shallow
+    copy is enough: every column's value is immutable (text, numbers, times) but `lead`, a JSON object that the
+    engine replaces whole with each newer snapshot and never changes in place."""
+    return {name: getattr(pos, name) for name in _CHANGEABLE_COLUMNS}
 
 
 async def save_position(session: AsyncSession, pos: Position) -> None:
@@ -535,7 +543,7 @@ async def get_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, *, 
 
 
 async def add_pipeline(session: AsyncSession, pipeline: PipelineRecord) -> None:
-    await session.execute(sa.insert(pipelines).values(**dataclasses.asdict(pipeline)))
+    await session.execute(sa.insert(pipelines).values(**_row_of(pipeline)))
     _forget_stages_read(session)
 
 
@@ -601,7 +609,7 @@ async def stage_position(session: AsyncSession, org_id: str, stage_id: str) -> i
 
 
 async def add_stage(session: AsyncSession, stage: StageRecord) -> None:
-    await session.execute(sa.insert(stages).values(**dataclasses.asdict(stage)))
+    await session.execute(sa.insert(stages).values(**_row_of(stage)))
     _forget_stages_read(session)
 
 
@@ -666,7 +674,7 @@ async def forget_visit_notes(session: AsyncSession, org_id: str, lead_id: str) -
 async def add_tasks(session: AsyncSession, new_tasks: list[TaskRecord]) -> None:
     """Insert the tasks, all in one statement."""
     if new_tasks:
-        await session.execute(_ADD_TASKS, [dataclasses.asdict(task) for task in new_tasks])
+        await session.execute(_ADD_TASKS, [_row_of(task) for task in new_tasks])
 
 
 async def get_task(session: AsyncSession, org_id: str, task_id: str, *, lock: bool = False) -> TaskRecord | None:
