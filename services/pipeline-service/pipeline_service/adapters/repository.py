@@ -7,7 +7,7 @@ The statements every event about a lead runs (lock its position, read its pipeli
 and its required tasks, write it back) are built once, with bind parameters: executing a prebuilt statement
 reuses its cache key and compiled form instead of building both again. They also read and write as much as one
 statement can: the lock brings the current stage and the lead's activities along (a goal is judged on them
-without another read), a stage's tasks are inserted together, a visit is numbered in its own insert.
+without another read), a visit is numbered in its own insert and a stage's tasks are inserted with it.
 """
 from __future__ import annotations
 
@@ -642,12 +642,32 @@ async def forget_activities(session: AsyncSession, org_id: str, lead_id: str) ->
 # ====================================================================== stage history
 async def add_visit(session: AsyncSession, *, visit_id: str, org_id: str, lead_id: str, pipeline_id: str,
                     stage: StageRecord, now: datetime, reason: str, triggering_event_id: str | None,
-                    moved_by: str | None, note: str | None) -> None:
-    """The lead enters the stage: its next visit, numbered after those before."""
-    await session.execute(_ADD_VISIT, {f"new_{name}": value for name, value in {
+                    moved_by: str | None, note: str | None, new_tasks: Sequence[TaskRecord] = ()) -> None:
+    """The lead enters the stage: its next visit, numbered after those before, and the visit's new tasks; in one
+    statement on PostgreSQL (SQLite has no INSERT inside a WITH: there, the tasks in a second one)."""
+    visit = {f"new_{name}": value for name, value in {
         "id": visit_id, "org_id": org_id, "lead_id": lead_id, "pipeline_id": pipeline_id, "stage_id": stage.id,
         "stage_name": stage.name, "entered_at": now, "entry_reason": reason,
-        "triggering_event_id": triggering_event_id, "moved_by": moved_by, "note": note}.items()})
+        "triggering_event_id": triggering_event_id, "moved_by": moved_by, "note": note}.items()}
+    if not new_tasks or dialect_name(session) == "sqlite":
+        await session.execute(_ADD_VISIT, visit)
+        await add_tasks(session, new_tasks)
+        return
+    await session.execute(_add_visit_and_tasks(len(new_tasks)), {**visit, **{
+        f"task{n}_{name}": value for n, task in enumerate(new_tasks) for name, value in _row_of(task).items()}})
+
+
+_VISITS_WITH_TASKS: dict[int, sa.Insert] = {}  # `_add_visit_and_tasks`' statements, by number of tasks
+
+
+def _add_visit_and_tasks(count: int) -> sa.Insert:
+    """PostgreSQL: `_ADD_VISIT` and `count` tasks in one statement (the visit's insert in a WITH), built once for
+    each number of tasks (a stage has a handful at most)."""
+    statement = _VISITS_WITH_TASKS.get(count)
+    if statement is None:
+        rows = [{c.name: sa.bindparam(f"task{n}_{c.name}", type_=c.type) for c in tasks.columns} for n in range(count)]
+        statement = _VISITS_WITH_TASKS[count] = sa.insert(tasks).values(rows).add_cte(_ADD_VISIT.cte("entered_visit"))
+    return statement
 
 
 async def close_visit(session: AsyncSession, visit_id: str, exit_reason: str, now: datetime) -> None:
@@ -671,7 +691,7 @@ async def forget_visit_notes(session: AsyncSession, org_id: str, lead_id: str) -
 
 
 # ====================================================================== tasks
-async def add_tasks(session: AsyncSession, new_tasks: list[TaskRecord]) -> None:
+async def add_tasks(session: AsyncSession, new_tasks: Sequence[TaskRecord]) -> None:
     """Insert the tasks, all in one statement."""
     if new_tasks:
         await session.execute(_ADD_TASKS, [_row_of(task) for task in new_tasks])
