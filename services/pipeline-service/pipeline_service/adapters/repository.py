@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
 from salesflow_shared.db import first_record, records, rows_affected
-from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
+from salesflow_shared.inbox import dialect_name, per_dialect
 from salesflow_shared.ownership import owned_before, owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
 
@@ -620,13 +620,16 @@ async def update_stage(session: AsyncSession, org_id: str, stage_id: str, values
 
 
 # ====================================================================== activities
+_ADD_ACTIVITY = per_dialect(lambda insert: insert(activities).on_conflict_do_nothing(
+    index_elements=["org_id", "activity_id"]))
+
+
 async def add_activity(session: AsyncSession, org_id: str, activity_id: str, lead_id: str, kind: str,
                        occurred_at: datetime, now: datetime) -> bool:
     """False when the activity is known already (the same activity under another event id)."""
-    insert = dialect_insert(session)
-    result = await session.execute(insert(activities).values(
-        org_id=org_id, activity_id=activity_id, lead_id=lead_id, kind=kind, occurred_at=occurred_at,
-        received_at=now).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
+    result = await session.execute(_ADD_ACTIVITY[dialect_name(session)], {
+        "org_id": org_id, "activity_id": activity_id, "lead_id": lead_id, "kind": kind, "occurred_at": occurred_at,
+        "received_at": now})
     return rows_affected(result) == 1
 
 
