@@ -28,7 +28,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
 from ..adapters.repository import Position
-from ..domain import transitions
+from ..domain import assignments, transitions
 from . import engine
 
 log = structlog.get_logger(__name__)
@@ -38,22 +38,13 @@ async def follow_owner(uow: UnitOfWork, pos: Position, owner_id: str | None, tea
                        now: datetime) -> None:
     """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put); the one before
     keeps read access to the position. Every change of a position's owner or team that finds open tasks goes
-    through here, so the lead's open owner-tasks are always its owner's (see `changes_nothing`)."""
+    through here, so the lead's open owner-tasks are always its owner's (see `assignments.changes_nothing`)."""
     await repository.remember_past_owner(uow.session, pos.org_id, pos.lead_id, pos.owner_id, owner_id,
                                          now)
     pos.owner_id, pos.team_id = owner_id, team_id
     owner_tasks = await repository.lock_open_tasks(uow.session, pos.org_id, pos.lead_id, owner_tasks_only=True)
     await engine.reassign_tasks(uow, owner_tasks, assignee_kind="owner", assignee_id=owner_id, team_id=team_id,
                                 reason="owner_changed", now=now)
-
-
-def changes_nothing(pos: Position, data: LeadAssignedV1, version: int) -> bool:
-    """A LeadAssigned at `version` that tells nothing the position does not hold: the owner, team and time zone
-    are those of the assignment known at the version just before (as the routing of the same decision names
-    them), and no other decision lies between the two. Recording its version would then change nothing (no
-    other event has it), and the owner's open tasks are the owner's already (see `follow_owner`)."""
-    return (pos.assigned_version > 0 and version == pos.assigned_version + 1
-            and (pos.owner_id, pos.team_id, pos.owner_timezone) == (data.owner_id, data.team_id, data.owner_timezone))
 
 
 async def _require_pipeline(uow: UnitOfWork, envelope: Envelope, pipeline_id: str) -> None:
@@ -106,7 +97,10 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         assert pos is not None
         if pos.status == "erased" or envelope.subject_version <= pos.assigned_version:
             return
-        if not changes_nothing(pos, data, envelope.subject_version):  # (then nothing to write, no task to read)
+        known = (pos.owner_id, pos.team_id, pos.owner_timezone)
+        told = (data.owner_id, data.team_id, data.owner_timezone)
+        if not assignments.changes_nothing(pos.assigned_version, known, envelope.subject_version, told):
+            # (else nothing to write, no task to read: the routing of the same decision gave the lead to its owner)
             pos.assigned_version, pos.owner_timezone = envelope.subject_version, data.owner_timezone
             await follow_owner(uow, pos, data.owner_id, data.team_id, now)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
@@ -123,7 +117,7 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         if (data.owner_id or data.team_id) and pos.assigned_version < envelope.subject_version:
             # The owner chosen with this routing (no later assignment known yet), known from now on as assigned
             # at this version: the stage's tasks are created for them, and the LeadAssigned of the same decision
-            # (the next version) then changes nothing (see `changes_nothing`); an older one is stale.
+            # (the next version) then changes nothing (see `assignments.changes_nothing`); an older one is stale.
             pos.assigned_version = envelope.subject_version
             if pos.status == "active" and pos.pipeline_id == data.pipeline_id and (
                     data.owner_id, data.team_id) != (pos.owner_id, pos.team_id):
