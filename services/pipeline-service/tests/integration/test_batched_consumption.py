@@ -8,9 +8,8 @@ import asyncio
 import copy
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from pipeline_service.bootstrap import build_definition
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.events import Envelope, LeadRoutedV1
 from salesflow_shared.infra_tables import inbox_table, outbox_table
+from salesflow_shared.testing import statements_sent
 
 # Work is left as soon as a meeting took place; its two tasks follow the owner.
 SALES = {
@@ -47,8 +47,8 @@ def routed_to(lead: str, pipeline_id: str, owner: str, tz: str = "Europe/Paris")
 @dataclass
 class Sent:
     """The statements and commits the test's own task sent (the relay and the consumer send theirs beside)."""
-    statements: list[str] = field(default_factory=list)
-    commits: int = 0
+    statements: list[str]
+    commits: int
 
     def kinds(self) -> list[str]:
         """Each statement as its verb and table, e.g. 'INSERT inbox', 'SELECT positions'."""
@@ -65,27 +65,22 @@ def _kind(statement: str) -> str:
     return f"{verb} {table}"
 
 
-@contextmanager
-def counting(pipe: Pipe) -> Iterator[Sent]:
+async def sent_by(pipe: Pipe, act: Callable[[], Awaitable[None]]) -> Sent:
+    """The statements (`statements_sent`) and the commits this task sent while `act` ran."""
     engine = pipe.context.database.engine.sync_engine
     task = asyncio.current_task()
-    sent = Sent()
-
-    def statement(conn: Any, cursor: Any, text: str, *args: Any) -> None:
-        if asyncio.current_task() is task:
-            sent.statements.append(" ".join(text.split()))
+    commits = [0]
 
     def commit(conn: Any) -> None:
         if asyncio.current_task() is task:
-            sent.commits += 1
+            commits[0] += 1
 
-    sa.event.listen(engine, "before_cursor_execute", statement)
     sa.event.listen(engine, "commit", commit)
     try:
-        yield sent
+        _, statements = await statements_sent(pipe.context.database, act)
     finally:
-        sa.event.remove(engine, "before_cursor_execute", statement)
         sa.event.remove(engine, "commit", commit)
+    return Sent(statements, commits[0])
 
 
 async def batch(pipe: Pipe, envelopes: list[Envelope]) -> None:
@@ -119,8 +114,7 @@ async def test_an_assignment_that_confirms_the_owner_its_routing_named_is_two_st
     await batch(pipe, [pipe.envelope(routed_to(lead, pipeline["id"], "rep-1"), lead, version=1)])
     assert await open_tasks(pipe, lead) == {"Call": "rep-1", "Note": "rep-1"}
 
-    with counting(pipe) as sent:
-        await batch(pipe, [pipe.envelope(assigned(lead, "rep-1"), lead, version=2)])
+    sent = await sent_by(pipe, lambda: batch(pipe, [pipe.envelope(assigned(lead, "rep-1"), lead, version=2)]))
 
     # its inbox row and the position's lock: its owner, team and time zone are the position's already, and so are
     # the owner's tasks (no task read, no position write)
@@ -141,9 +135,9 @@ async def test_a_routing_and_its_assignment_in_one_batch_write_the_position_once
     lead = new_lead()
     await batch(pipe, [pipe.envelope(lead_created(lead), lead)])
 
-    with counting(pipe) as sent:
-        await batch(pipe, [pipe.envelope(routed_to(lead, pipeline["id"], "rep-1"), lead, version=1),
-                           pipe.envelope(assigned(lead, "rep-1"), lead, version=2)])
+    sent = await sent_by(pipe, lambda: batch(pipe, [
+        pipe.envelope(routed_to(lead, pipeline["id"], "rep-1"), lead, version=1),
+        pipe.envelope(assigned(lead, "rep-1"), lead, version=2)]))
 
     # both inbox rows; the position locked with the pipeline it enters; the first stage's visit with its two tasks;
     # the position written; StageAdvanced and the two TaskCreated
@@ -177,8 +171,8 @@ async def test_a_lead_rerouted_within_its_pipeline_takes_its_tasks_to_the_new_ow
     assert [r["rep_id"] for r in await pipe.rows(lead_past_owners, lead_past_owners.c.lead_id == lead)] == ["rep-1"]
     assert [e["data"]["reason"] for e in await pipe.outbox("StageAdvanced")] == ["entry"]  # no second entry
 
-    with counting(pipe) as sent:  # the same decision's assignment: nothing more to do
-        await batch(pipe, [pipe.envelope(assigned(lead, "rep-2"), lead, version=4)])
+    # the same decision's assignment: nothing more to do
+    sent = await sent_by(pipe, lambda: batch(pipe, [pipe.envelope(assigned(lead, "rep-2"), lead, version=4)]))
     assert sent.kinds() == ["INSERT inbox", "SELECT positions"], sent.statements
     assert len(await pipe.outbox("TaskReassigned")) == 2
 
@@ -191,9 +185,9 @@ async def test_a_leads_events_in_one_batch_meet_a_goal_and_advance_as_one_by_one
     pipe.clock.advance(timedelta(hours=1))
 
     meeting = pipe.envelope(activity(lead, "meeting", pipe.clock.now()), lead)
-    with counting(pipe) as sent:
-        await batch(pipe, [meeting, pipe.envelope(lead_updated(lead, ["country"], country="DE"), lead),
-                           pipe.envelope(assigned(lead, "rep-1"), lead, version=2)])
+    sent = await sent_by(pipe, lambda: batch(pipe, [
+        meeting, pipe.envelope(lead_updated(lead, ["country"], country="DE"), lead),
+        pipe.envelope(assigned(lead, "rep-1"), lead, version=2)]))
 
     # the meeting meets Work's goal: the lead moves to Next (Work's tasks skipped, Next's created for the owner);
     # the update, after it, finds the position the meeting left and keeps it in Next
