@@ -7,11 +7,10 @@ The statements every event about a lead runs (lock its position, read its pipeli
 and its required tasks, write it back) are built once, with bind parameters: executing a prebuilt statement
 reuses its cache key and compiled form instead of building both again. They also read and write as much as one
 statement can: the lock brings the current stage and the lead's activities along (a goal is judged on them
-without another read), a stage's tasks are inserted together, a visit is numbered in its own insert.
+without another read), a visit is numbered in its own insert and a stage's tasks are inserted with it.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
 from salesflow_shared.db import first_record, records, rows_affected
-from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
+from salesflow_shared.inbox import dialect_name, per_dialect
 from salesflow_shared.ownership import owned_before, owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
 
@@ -119,7 +118,7 @@ class Position:
     the versions of the event streams about it. The engine changes it in place; `save_position` writes it."""
     org_id: str
     lead_id: str
-    lead: dict[str, Any]  # the latest LeadSnapshot (JSON), {} until LeadCreated
+    lead: dict[str, Any]  # the latest LeadSnapshot (JSON), {} until LeadCreated; replaced whole, never changed in place
     lead_version: int
     owner_id: str | None
     owner_timezone: str | None
@@ -146,6 +145,12 @@ class Position:
     activities: list[Activity] | None = field(default=None, compare=False, repr=False)  # all the lead's
     # Its columns as `lock_position` read them: `save_position` writes nothing when none changed.
     read_as: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+def _row_of(record: Any) -> dict[str, Any]:
+    """A record's fields as its row's values, as they are (`dataclasses.asdict` deep-copies every value: a stage's
+    tasks are inserted on the hot path of a lead's routing)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
 def _after(key: Any, id_column: Any, after: tuple[datetime, str]) -> Any:
@@ -215,6 +220,7 @@ _LOCK_POSITION = {(dialect, along_pipeline): _lock_position_in_context(agg, pair
                                                "sqlite": (sa.func.json_group_array, sa.func.json_array)}.items()
                   for along_pipeline in (False, True)}
 _POSITION_COLUMNS = [c.name for c in positions.columns if c.name not in ("org_id", "lead_id")]
+_CHANGEABLE_COLUMNS = [name for name in _POSITION_COLUMNS if name != "updated_at"]
 _SAVE_POSITION = sa.update(positions).where(_POSITION_KEY).values(
     {name: sa.bindparam(f"new_{name}") for name in _POSITION_COLUMNS})
 _PIPELINE_STAGES = (sa.select(stages).where(stages.c.org_id == sa.bindparam("org"),
@@ -340,8 +346,10 @@ def _locked_positions(session: AsyncSession) -> dict[tuple[str, str], Position]:
 
 
 def _changeable_columns(pos: Position) -> dict[str, Any]:
-    """What an event may change of a position (`updated_at` follows the others: alone it is no change)."""
-    return copy.deepcopy({name: getattr(pos, name) for name in _POSITION_COLUMNS if name != "updated_at"})
+    """What an event may change of a position (`updated_at` follows the others: alone it is no change). A shallow
+    copy is enough: every column's value is immutable (text, numbers, times) but `lead`, a JSON object that the
+    engine replaces whole with each newer snapshot and never changes in place."""
+    return {name: getattr(pos, name) for name in _CHANGEABLE_COLUMNS}
 
 
 async def save_position(session: AsyncSession, pos: Position) -> None:
@@ -535,7 +543,7 @@ async def get_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, *, 
 
 
 async def add_pipeline(session: AsyncSession, pipeline: PipelineRecord) -> None:
-    await session.execute(sa.insert(pipelines).values(**dataclasses.asdict(pipeline)))
+    await session.execute(sa.insert(pipelines).values(**_row_of(pipeline)))
     _forget_stages_read(session)
 
 
@@ -601,7 +609,7 @@ async def stage_position(session: AsyncSession, org_id: str, stage_id: str) -> i
 
 
 async def add_stage(session: AsyncSession, stage: StageRecord) -> None:
-    await session.execute(sa.insert(stages).values(**dataclasses.asdict(stage)))
+    await session.execute(sa.insert(stages).values(**_row_of(stage)))
     _forget_stages_read(session)
 
 
@@ -612,13 +620,16 @@ async def update_stage(session: AsyncSession, org_id: str, stage_id: str, values
 
 
 # ====================================================================== activities
+_ADD_ACTIVITY = per_dialect(lambda insert: insert(activities).on_conflict_do_nothing(
+    index_elements=["org_id", "activity_id"]))
+
+
 async def add_activity(session: AsyncSession, org_id: str, activity_id: str, lead_id: str, kind: str,
                        occurred_at: datetime, now: datetime) -> bool:
     """False when the activity is known already (the same activity under another event id)."""
-    insert = dialect_insert(session)
-    result = await session.execute(insert(activities).values(
-        org_id=org_id, activity_id=activity_id, lead_id=lead_id, kind=kind, occurred_at=occurred_at,
-        received_at=now).on_conflict_do_nothing(index_elements=["org_id", "activity_id"]))
+    result = await session.execute(_ADD_ACTIVITY[dialect_name(session)], {
+        "org_id": org_id, "activity_id": activity_id, "lead_id": lead_id, "kind": kind, "occurred_at": occurred_at,
+        "received_at": now})
     return rows_affected(result) == 1
 
 
@@ -634,12 +645,32 @@ async def forget_activities(session: AsyncSession, org_id: str, lead_id: str) ->
 # ====================================================================== stage history
 async def add_visit(session: AsyncSession, *, visit_id: str, org_id: str, lead_id: str, pipeline_id: str,
                     stage: StageRecord, now: datetime, reason: str, triggering_event_id: str | None,
-                    moved_by: str | None, note: str | None) -> None:
-    """The lead enters the stage: its next visit, numbered after those before."""
-    await session.execute(_ADD_VISIT, {f"new_{name}": value for name, value in {
+                    moved_by: str | None, note: str | None, new_tasks: Sequence[TaskRecord] = ()) -> None:
+    """The lead enters the stage: its next visit, numbered after those before, and the visit's new tasks; in one
+    statement on PostgreSQL (SQLite has no INSERT inside a WITH: there, the tasks in a second one)."""
+    visit = {f"new_{name}": value for name, value in {
         "id": visit_id, "org_id": org_id, "lead_id": lead_id, "pipeline_id": pipeline_id, "stage_id": stage.id,
         "stage_name": stage.name, "entered_at": now, "entry_reason": reason,
-        "triggering_event_id": triggering_event_id, "moved_by": moved_by, "note": note}.items()})
+        "triggering_event_id": triggering_event_id, "moved_by": moved_by, "note": note}.items()}
+    if not new_tasks or dialect_name(session) == "sqlite":
+        await session.execute(_ADD_VISIT, visit)
+        await add_tasks(session, new_tasks)
+        return
+    await session.execute(_add_visit_and_tasks(len(new_tasks)), {**visit, **{
+        f"task{n}_{name}": value for n, task in enumerate(new_tasks) for name, value in _row_of(task).items()}})
+
+
+_VISITS_WITH_TASKS: dict[int, sa.Insert] = {}  # `_add_visit_and_tasks`' statements, by number of tasks
+
+
+def _add_visit_and_tasks(count: int) -> sa.Insert:
+    """PostgreSQL: `_ADD_VISIT` and `count` tasks in one statement (the visit's insert in a WITH), built once for
+    each number of tasks (a stage has a handful at most)."""
+    statement = _VISITS_WITH_TASKS.get(count)
+    if statement is None:
+        rows = [{c.name: sa.bindparam(f"task{n}_{c.name}", type_=c.type) for c in tasks.columns} for n in range(count)]
+        statement = _VISITS_WITH_TASKS[count] = sa.insert(tasks).values(rows).add_cte(_ADD_VISIT.cte("entered_visit"))
+    return statement
 
 
 async def close_visit(session: AsyncSession, visit_id: str, exit_reason: str, now: datetime) -> None:
@@ -663,10 +694,10 @@ async def forget_visit_notes(session: AsyncSession, org_id: str, lead_id: str) -
 
 
 # ====================================================================== tasks
-async def add_tasks(session: AsyncSession, new_tasks: list[TaskRecord]) -> None:
+async def add_tasks(session: AsyncSession, new_tasks: Sequence[TaskRecord]) -> None:
     """Insert the tasks, all in one statement."""
     if new_tasks:
-        await session.execute(_ADD_TASKS, [dataclasses.asdict(task) for task in new_tasks])
+        await session.execute(_ADD_TASKS, [_row_of(task) for task in new_tasks])
 
 
 async def get_task(session: AsyncSession, org_id: str, task_id: str, *, lock: bool = False) -> TaskRecord | None:

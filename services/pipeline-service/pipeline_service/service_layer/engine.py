@@ -126,8 +126,8 @@ def _timezone_for(pos: Position) -> str | None:
 
 
 # ------------------------------------------------------------------ tasks
-async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: StageRecord, now: datetime) -> None:
-    """The stage's tasks for the lead's current visit, inserted together; TaskCreated for each."""
+async def stage_tasks(uow: UnitOfWork, pos: Position, stage: StageRecord, now: datetime) -> list[TaskRecord]:
+    """The stage's tasks for the lead's current visit (not yet stored)."""
     new_tasks: list[TaskRecord] = []
     for raw in stage.task_templates or []:
         problems: list[tuple[str, str]] = []
@@ -136,7 +136,11 @@ async def create_stage_tasks(uow: UnitOfWork, pos: Position, stage: StageRecord,
             log.warning("bad_task_template", stage_id=stage.id, problems=problems)
             continue
         new_tasks.append(await new_task(uow, pos, stage, template, now))
-    await repository.add_tasks(uow.session, new_tasks)
+    return new_tasks
+
+
+def announce_tasks(uow: UnitOfWork, stage: StageRecord, new_tasks: list[TaskRecord], now: datetime) -> None:
+    """TaskCreated for each of the stage's new tasks."""
     for task in new_tasks:
         uow.publish(TaskCreatedV1(task_id=task.id, lead_id=task.lead_id, pipeline_id=task.pipeline_id,
                                   stage_id=stage.id, title=task.title, task_type=task.task_type,
@@ -227,12 +231,14 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: S
         await skip_open_tasks(uow, pos, exit_reason or reason, now)
         await close_visit(uow, pos, exit_reason or reason, now)
     visit_id = new_id()
-    await repository.add_visit(uow.session, visit_id=visit_id, org_id=pos.org_id, lead_id=pos.lead_id,
-                               pipeline_id=pipeline_id, stage=stage, now=now, reason=reason,
-                               triggering_event_id=triggering_event_id, moved_by=moved_by, note=note)
     pos.status, pos.pipeline_id, pos.stage_id, pos.stage_entered_at = "active", pipeline_id, stage.id, now
     pos.visit_id, pos.reengage_at, pos.lost_reason, pos.closed_at, pos.goal_held = visit_id, None, None, None, False
     pos.stage = stage
+    new_tasks = await stage_tasks(uow, pos, stage, now)
+    await repository.add_visit(uow.session, visit_id=visit_id, org_id=pos.org_id, lead_id=pos.lead_id,
+                               pipeline_id=pipeline_id, stage=stage, now=now, reason=reason,
+                               triggering_event_id=triggering_event_id, moved_by=moved_by, note=note,
+                               new_tasks=new_tasks)
     version = _next_event_version(pos)
     stage_ids = [s.id for s in seq]
     uow.publish(StageAdvancedV1(
@@ -243,7 +249,7 @@ async def enter_stage(uow: UnitOfWork, pos: Position, pipeline_id: str, stage: S
         triggering_event_id=triggering_event_id,
         moved_by=moved_by, note=note, owner_id=pos.owner_id, entered_at=now, pipeline_stage_ids=stage_ids,
     ), org_id=pos.org_id, subject_id=pos.lead_id, subject_version=version, occurred_at=now)
-    await create_stage_tasks(uow, pos, stage, now)
+    announce_tasks(uow, stage, new_tasks, now)
     if reason == "manual":
         # Moved here on purpose: a goal that already holds does not send the lead straight on.
         pos.goal_held = evaluate_goal(stage.goal, await lead_facts(uow, pos, stage.goal))

@@ -28,7 +28,7 @@ from salesflow_shared.uow import UnitOfWork
 
 from ..adapters import repository
 from ..adapters.repository import Position
-from ..domain import transitions
+from ..domain import assignments, transitions
 from . import engine
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,8 @@ log = structlog.get_logger(__name__)
 async def follow_owner(uow: UnitOfWork, pos: Position, owner_id: str | None, team_id: str | None,
                        now: datetime) -> None:
     """A new owner: open owner-tasks follow (tasks given to a named rep or a team stay put); the one before
-    keeps read access to the position."""
+    keeps read access to the position. Every change of a position's owner or team that finds open tasks goes
+    through here, so the lead's open owner-tasks are always its owner's (see `assignments.changes_nothing`)."""
     await repository.remember_past_owner(uow.session, pos.org_id, pos.lead_id, pos.owner_id, owner_id,
                                          now)
     pos.owner_id, pos.team_id = owner_id, team_id
@@ -96,8 +97,12 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
         assert pos is not None
         if pos.status == "erased" or envelope.subject_version <= pos.assigned_version:
             return
-        pos.assigned_version, pos.owner_timezone = envelope.subject_version, data.owner_timezone
-        await follow_owner(uow, pos, data.owner_id, data.team_id, now)
+        known = (pos.owner_id, pos.team_id, pos.owner_timezone)
+        told = (data.owner_id, data.team_id, data.owner_timezone)
+        if not assignments.changes_nothing(pos.assigned_version, known, envelope.subject_version, told):
+            # (else nothing to write, no task to read: the routing of the same decision gave the lead to its owner)
+            pos.assigned_version, pos.owner_timezone = envelope.subject_version, data.owner_timezone
+            await follow_owner(uow, pos, data.owner_id, data.team_id, now)
         await engine.advance_while_goal_met(uow, pos, now, str(envelope.id))
         await engine.save_position(uow, pos, now)
 
@@ -110,9 +115,16 @@ def make_event_handlers(clock: Clock) -> EventHandlers:
             return
         pos.routed_version = envelope.subject_version
         if (data.owner_id or data.team_id) and pos.assigned_version < envelope.subject_version:
-            # The owner chosen with this routing (no later assignment known yet): the stage's tasks are
-            # created for them; the LeadAssigned that follows then changes nothing (no TaskReassigned).
-            pos.owner_id, pos.team_id = data.owner_id, data.team_id
+            # The owner chosen with this routing (no later assignment known yet), known from now on as assigned
+            # at this version: the stage's tasks are created for them, and the LeadAssigned of the same decision
+            # (the next version) then changes nothing (see `assignments.changes_nothing`); an older one is stale.
+            pos.assigned_version = envelope.subject_version
+            if pos.status == "active" and pos.pipeline_id == data.pipeline_id and (
+                    data.owner_id, data.team_id) != (pos.owner_id, pos.team_id):
+                # Re-routed within its pipeline, the lead keeps its stage: its open tasks follow the new owner now.
+                await follow_owner(uow, pos, data.owner_id, data.team_id, now)
+            else:  # no open task (or those of the stage it leaves, skipped below)
+                pos.owner_id, pos.team_id = data.owner_id, data.team_id
             pos.owner_timezone = data.owner_timezone or pos.owner_timezone
         if pos.status == "nurturing":
             # A nurtured lead routed again (it came back by itself, e.g. a new web form) re-opens now.
