@@ -8,6 +8,12 @@ and its required tasks, write it back) are built once, with bind parameters: exe
 reuses its cache key and compiled form instead of building both again. They also read and write as much as one
 statement can: the lock brings the current stage and the lead's activities along (a goal is judged on them
 without another read), a visit is numbered in its own insert and a stage's tasks are inserted with it.
+
+A lock that had to wait sees the lead's activities as they were when its statement began: an activity another
+transaction added while it held the lock would be missing (two replicas logging a lead's two activities at once
+would each judge the goal on one). On PostgreSQL an activity's insert therefore writes the position row again
+(a new row version) in the same statement, and the lock reads the row's version twice: as locked (the newest) and
+as its statement's snapshot saw it. When they differ, the activities are read again after the lock.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
@@ -174,19 +181,27 @@ _CURRENT_STAGE = [c.label(_CURRENT_STAGE_PREFIX + c.name) for c in stages.column
 _LEAD_ACTIVITIES = (activities.c.org_id == positions.c.org_id) & (activities.c.lead_id == positions.c.lead_id)
 
 
-def _lock_position_in_context(agg: Any, pair: Any, along_pipeline: bool) -> sa.Select[Any]:
+def _lock_position_in_context(dialect: str, agg: Any, pair: Any, along_pipeline: bool) -> sa.Select[Any]:
     """The lead's row, locked, with its current stage (not deleted, of its pipeline) and its activities as one
-    JSON array of [kind, occurred_at] (`agg`/`pair`: the dialect's JSON aggregate and array functions).
-    `along_pipeline`: also, a row per stage, what `live_pipeline_stages` reads of the pipeline `pipeline` (a
-    routing names the pipeline the lead enters)."""
+    JSON array of [kind, occurred_at] (`agg`/`pair`: the dialect's JSON aggregate and array functions); on
+    PostgreSQL also the row's version as locked and as the statement's snapshot saw it (see the module's
+    docstring). `along_pipeline`: also, a row per stage, what `live_pipeline_stages` reads of the pipeline
+    `pipeline` (a routing names the pipeline the lead enters)."""
     known_activities = sa.type_coerce(
         sa.select(agg(pair(activities.c.kind, activities.c.occurred_at))).where(_LEAD_ACTIVITIES)
         .correlate(positions).scalar_subquery(), sa.JSON)
+    versions: list[Any] = []
+    if dialect == "postgresql":
+        seen = positions.alias("seen_position")
+        versions = [sa.literal_column("positions.xmin::text").label("locked_version"),
+                    sa.select(sa.literal_column("seen_position.xmin::text"))
+                    .where(seen.c.org_id == positions.c.org_id, seen.c.lead_id == positions.c.lead_id)
+                    .correlate(positions).scalar_subquery().label("seen_version")]
     current_stage = positions.outerjoin(stages, (stages.c.org_id == positions.c.org_id)
                                         & (stages.c.id == positions.c.stage_id)
                                         & (stages.c.pipeline_id == positions.c.pipeline_id)
                                         & stages.c.deleted.is_(False))
-    query = sa.select(*positions.columns, *_CURRENT_STAGE, known_activities.label("known_activities"))
+    query = sa.select(*positions.columns, *_CURRENT_STAGE, known_activities.label("known_activities"), *versions)
     if along_pipeline:
         live = _live_pipeline(_PIPELINE_STAGE)
         query = (query.add_columns(*_columns_of(_PIPELINE_STAGE)).order_by(_PIPELINE_STAGE.c.position)
@@ -215,7 +230,7 @@ def _columns_of(stage: Any) -> list[Any]:
 
 _PIPELINE_STAGE_PREFIX = "pipeline_stage__"
 _PIPELINE_STAGE = stages.alias("pipeline_stage")
-_LOCK_POSITION = {(dialect, along_pipeline): _lock_position_in_context(agg, pair, along_pipeline)
+_LOCK_POSITION = {(dialect, along_pipeline): _lock_position_in_context(dialect, agg, pair, along_pipeline)
                   for dialect, (agg, pair) in {"postgresql": (sa.func.json_agg, sa.func.json_build_array),
                                                "sqlite": (sa.func.json_group_array, sa.func.json_array)}.items()
                   for along_pipeline in (False, True)}
@@ -320,12 +335,15 @@ async def lock_position(session: AsyncSession, org_id: str, lead_id: str, now: d
     row = rows[0]
     if along_pipeline is not None:
         _live_pipeline_of(session, org_id, along_pipeline, rows)
+    # A row newer than the statement's snapshot: its activities are read again after the lock (`lead_facts`).
+    current = row.get("locked_version") == row.get("seen_version")
     return _remember_locked(session, Position(**{c.name: row[c.name] for c in positions.columns}),
-                            stage=_current_stage(row), activities=_activities_of(row["known_activities"]))
+                            stage=_current_stage(row),
+                            activities=_activities_of(row["known_activities"]) if current else None)
 
 
 def _remember_locked(session: AsyncSession, position: Position, *, stage: StageRecord | None,
-                     activities: list[Activity]) -> Position:
+                     activities: list[Activity] | None) -> Position:
     """The position as locked by the session's transaction, with what it was read with (see `Position`)."""
     position.stage, position.activities = stage, activities
     position.read_as = _changeable_columns(position)
@@ -620,16 +638,32 @@ async def update_stage(session: AsyncSession, org_id: str, stage_id: str, values
 
 
 # ====================================================================== activities
-_ADD_ACTIVITY = per_dialect(lambda insert: insert(activities).on_conflict_do_nothing(
-    index_elements=["org_id", "activity_id"]))
+_ADD_ACTIVITY_SQLITE = sqlite.insert(activities).on_conflict_do_nothing(index_elements=["org_id", "activity_id"])
+
+
+# PostgreSQL: the insert in a WITH, and the lead's position row written again (a new row version, its columns
+# unchanged) when the activity is new, in one statement (see the module's docstring). The insert's parameters are
+# named `activity_<column>`: SQLAlchemy would take a parameter named like a column of `positions` into the SET.
+_ADDED_ACTIVITY = (postgresql.insert(activities).values(
+    {c.name: sa.bindparam(f"activity_{c.name}", type_=c.type) for c in activities.c})
+    .on_conflict_do_nothing(index_elements=["org_id", "activity_id"]).returning(activities.c.activity_id)
+    .cte("added_activity"))
+_ADD_ACTIVITY_MOVING_POSITION = sa.update(positions).where(
+    positions.c.org_id == sa.bindparam("activity_org_id"), positions.c.lead_id == sa.bindparam("activity_lead_id"),
+    sa.exists(sa.select(_ADDED_ACTIVITY.c.activity_id))).values(updated_at=positions.c.updated_at)
 
 
 async def add_activity(session: AsyncSession, org_id: str, activity_id: str, lead_id: str, kind: str,
                        occurred_at: datetime, now: datetime) -> bool:
-    """False when the activity is known already (the same activity under another event id)."""
-    result = await session.execute(_ADD_ACTIVITY[dialect_name(session)], {
-        "org_id": org_id, "activity_id": activity_id, "lead_id": lead_id, "kind": kind, "occurred_at": occurred_at,
-        "received_at": now})
+    """False when the activity is known already (the same activity under another event id). The lead's position
+    is locked by this transaction (its row is written again on PostgreSQL when the activity is new)."""
+    values = {"org_id": org_id, "activity_id": activity_id, "lead_id": lead_id, "kind": kind,
+              "occurred_at": occurred_at, "received_at": now}
+    if dialect_name(session) == "postgresql":
+        result = await session.execute(_ADD_ACTIVITY_MOVING_POSITION,
+                                       {f"activity_{name}": value for name, value in values.items()})
+    else:
+        result = await session.execute(_ADD_ACTIVITY_SQLITE, values)
     return rows_affected(result) == 1
 
 

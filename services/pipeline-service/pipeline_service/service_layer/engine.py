@@ -93,13 +93,15 @@ async def record_activity(uow: UnitOfWork, pos: Position, activity_id: str, kind
 
 
 async def lead_facts(uow: UnitOfWork, pos: Position, goal: Any) -> LeadFacts:
-    """What `goal` is judged on; only what it looks at is read (the activities usually came with the position)."""
+    """What `goal` is judged on; only what it looks at is read. The activities are read after the position's lock
+    (once per locked position: no other transaction adds one to the lead while it is held)."""
     session = uow.session
     needed = facts_needed(goal)
     rows: list[Activity] = []
     if "activities" in needed:
-        rows = pos.activities if pos.activities is not None else await repository.activities_of(
-            session, pos.org_id, pos.lead_id)
+        if pos.activities is None:
+            pos.activities = await repository.activities_of(session, pos.org_id, pos.lead_id)
+        rows = pos.activities
     entered = aware(pos.stage_entered_at)
     cycle = aware(pos.cycle_started_at)
     ever: Counter[str] = Counter(r.kind for r in rows if cycle is None or aware(r.occurred_at) >= cycle)

@@ -159,3 +159,42 @@ async def test_two_events_meeting_the_goal_at_the_same_time_advance_the_lead_onc
     for lead in leads:
         pos = await pipe.position(lead)
         assert [h["stage_name"] for h in pos["history"]] == ["Qualification meeting", "Negotiation"]
+
+
+async def test_a_meeting_added_while_the_lead_was_held_elsewhere_counts_towards_the_goal(pipe):
+    """Two replicas log a lead's two meetings at once. The second waits for the lead's position, which the first
+    holds while it adds its meeting; once the first commits, the second must judge the goal (two meetings) on
+    both, not on the activities it could see when its statement began (one: its own)."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from pipeline_service.adapters import repository
+
+    pipeline = await pipe.create_pipeline({"name": "Sales", "stages": [
+        {"name": "Work", "goal": {"activity": "meeting", "min_count": 2}}, {"name": "Next"}]})
+    lead = new_lead()
+    await pipe.dispatch(pipe.envelope(lead_created(lead), lead))
+    await pipe.dispatch(pipe.envelope(routed(lead, pipeline["id"]), lead))
+    pipe.clock.advance(timedelta(minutes=5))
+    now = pipe.clock.now()
+    database = pipe.context.database
+
+    async def waiting_for_a_lock() -> None:
+        async with database.session() as session:
+            waiting = (await session.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"))).scalar_one()
+        assert waiting == 1
+
+    async with database.session() as first:  # the first replica's transaction, holding the position
+        assert await repository.lock_position(first, ORG, lead, now, create=False) is not None
+        assert await repository.add_activity(first, ORG, "meeting-1", lead, "meeting", now, now)
+        second = asyncio.create_task(pipe.dispatch(pipe.envelope(
+            activity(lead, "meeting", now, activity_id="meeting-2"), lead)))
+        await eventually(waiting_for_a_lock)
+        await first.commit()
+    await second
+
+    position = await pipe.position(lead)
+    assert [(h["stage_name"], h["exit_reason"]) for h in position["history"]] == [("Work", "goal_met"), ("Next", None)]
