@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import event, text
+from sqlalchemy import BindParameter, Table, bindparam, event, text
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -30,6 +30,19 @@ def rows_affected(result: Result[Any]) -> int:
     """How many rows an INSERT, UPDATE or DELETE touched. `session.execute` is typed as returning a `Result`,
     but for a data-changing statement it is a `CursorResult`, which is what carries the count."""
     return cast(CursorResult[Any], result).rowcount
+
+
+def cte_parameters(table: Table, prefix: str) -> dict[str, BindParameter[Any]]:
+    """Each column of `table` bound to a parameter named `<prefix>_<column>`: the values of an INSERT that also runs
+    as a data-modifying CTE of another statement. SQLAlchemy takes a parameter named like a column of an outer
+    UPDATE (or of the table an outer INSERT writes) into that statement's own values, so the inner statement's
+    parameters must not be named like one. Execute it with `prefixed(prefix, values)`."""
+    return {column.name: bindparam(f"{prefix}_{column.name}", type_=column.type) for column in table.c}
+
+
+def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values`, by column name, as the parameters `cte_parameters(table, prefix)` binds."""
+    return {f"{prefix}_{name}": value for name, value in values.items()}
 
 
 class Database:

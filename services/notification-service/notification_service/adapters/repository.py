@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.db import first_record, records, rows_affected
+from salesflow_shared.db import cte_parameters, first_record, prefixed, records, rows_affected
 from salesflow_shared.events import PipelineDefinedV1, RepSnapshot
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.ownership import owned_or_owned_before
@@ -478,10 +478,9 @@ async def add_deliveries(session: AsyncSession, rows: Sequence[Delivery]) -> Non
 
 # PostgreSQL: a sequence step's enrollment moved on by a data-modifying CTE of the statement that adds the step's
 # delivery (it runs whether or not the delivery is new, as when they are two statements). The delivery's parameters
-# are named `delivery_<column>`: parameters named like the enrollment's columns (id, status, …) would be taken into
-# the UPDATE's SET clause.
+# are `cte_parameters`: named like the enrollment's columns (id, status, …) they would be taken into its SET.
 _ADD_DELIVERY_ADVANCING_ENROLLMENT = per_dialect(lambda insert: insert(deliveries).values(
-    {column.name: sa.bindparam(f"delivery_{column.name}", type_=column.type) for column in deliveries.c}
+    cte_parameters(deliveries, "delivery")
 ).on_conflict_do_nothing(index_elements=["org_id", "idem_key"]))["postgresql"].add_cte(
     _ADVANCE_ENROLLMENT.cte("advanced_enrollment"))
 
@@ -499,8 +498,8 @@ async def add_deliveries_advancing_enrollments(session: AsyncSession, rows: Sequ
     paired = [(row, moves.pop(row.enrollment_id)) for row in rows if row.enrollment_id in moves]
     if paired:
         await session.execute(_ADD_DELIVERY_ADVANCING_ENROLLMENT,
-                              [{**{f"delivery_{name}": value for name, value in _values(row).items()},
-                                **_advance_params(advance)} for row, advance in paired])
+                              [{**prefixed("delivery", _values(row)), **_advance_params(advance)}
+                               for row, advance in paired])
     moved = {row.id for row, _ in paired}
     await add_deliveries(session, [row for row in rows if row.id not in moved])
     await advance_enrollments(session, list(moves.values()))
@@ -774,9 +773,8 @@ async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trig
 
 
 def _remember_member_statement(insert: Any) -> Any:
-    # Parameters named `member_<column>`: the statement also runs as a CTE beside a delivery's (its columns' names).
-    statement = insert(mailchimp_members).values(
-        {column.name: sa.bindparam(f"member_{column.name}", type_=column.type) for column in mailchimp_members.c})
+    # `cte_parameters`: the statement also runs as a CTE beside a delivery's insert (its columns' names).
+    statement = insert(mailchimp_members).values(cte_parameters(mailchimp_members, "member"))
     return statement.on_conflict_do_update(
         index_elements=["org_id", "lead_id", "list_id"],
         set_={column: statement.excluded[column] for column in ("subscriber_hash", "subscribed", "updated_at",
@@ -792,9 +790,9 @@ _ADD_DELIVERY_REMEMBERING_MEMBER = _INSERT_DELIVERY["postgresql"].add_cte(
 
 def _member_params(org_id: str, lead_id: str, list_id: str, member: str, now: datetime, *, tags: list[str],
                    merge_fields: dict[str, str], status_if_new: str) -> dict[str, Any]:
-    return {"member_org_id": org_id, "member_lead_id": lead_id, "member_list_id": list_id,
-            "member_subscriber_hash": member, "member_subscribed": True, "member_updated_at": now,
-            "member_tags": tags, "member_merge_fields": merge_fields, "member_status_if_new": status_if_new}
+    return prefixed("member", {"org_id": org_id, "lead_id": lead_id, "list_id": list_id, "subscriber_hash": member,
+                               "subscribed": True, "updated_at": now, "tags": tags, "merge_fields": merge_fields,
+                               "status_if_new": status_if_new})
 
 
 async def add_delivery_remembering_member(session: AsyncSession, delivery: Delivery, list_id: str, member: str, *,
@@ -1218,9 +1216,8 @@ class TaskAssignment:
 
 
 def _record_task_assignee_statement(insert: Any) -> Any:
-    # Parameters named `assignee_<column>`: the statement also runs as a CTE beside a delivery's (its columns' names).
-    statement = insert(task_assignees).values(
-        {column.name: sa.bindparam(f"assignee_{column.name}", type_=column.type) for column in task_assignees.c})
+    # `cte_parameters`: the statement also runs as a CTE beside a delivery's insert (its columns' names).
+    statement = insert(task_assignees).values(cte_parameters(task_assignees, "assignee"))
     return statement.on_conflict_do_update(
         index_elements=["org_id", "task_id"], where=task_assignees.c.version < statement.excluded.version,
         set_={column: statement.excluded[column] for column in ("version", "assignee_id", "updated_at")})
@@ -1247,9 +1244,9 @@ _RECORD_TASK_ASSIGNEE_ADDING_DELIVERY = _record_task_assignee_adding_delivery_st
 
 
 def _assignment_params(assignment: TaskAssignment) -> dict[str, Any]:
-    return {"assignee_org_id": assignment.org_id, "assignee_task_id": assignment.task_id,
-            "assignee_version": assignment.version, "assignee_assignee_id": assignment.assignee_id,
-            "assignee_updated_at": assignment.at}
+    return prefixed("assignee", {"org_id": assignment.org_id, "task_id": assignment.task_id,
+                                 "version": assignment.version, "assignee_id": assignment.assignee_id,
+                                 "updated_at": assignment.at})
 
 
 async def record_task_assignee(session: AsyncSession, assignment: TaskAssignment) -> bool:

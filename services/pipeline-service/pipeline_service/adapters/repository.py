@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.db import first_record, records, rows_affected
+from salesflow_shared.db import cte_parameters, first_record, prefixed, records, rows_affected
 from salesflow_shared.inbox import dialect_name, per_dialect
 from salesflow_shared.ownership import owned_before, owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
@@ -643,9 +643,8 @@ _ADD_ACTIVITY_SQLITE = sqlite.insert(activities).on_conflict_do_nothing(index_el
 
 # PostgreSQL: the insert in a WITH, and the lead's position row written again (a new row version, its columns
 # unchanged) when the activity is new, in one statement (see the module's docstring). The insert's parameters are
-# named `activity_<column>`: SQLAlchemy would take a parameter named like a column of `positions` into the SET.
-_ADDED_ACTIVITY = (postgresql.insert(activities).values(
-    {c.name: sa.bindparam(f"activity_{c.name}", type_=c.type) for c in activities.c})
+# `cte_parameters`: named like a column of `positions` they would be taken into the UPDATE's SET.
+_ADDED_ACTIVITY = (postgresql.insert(activities).values(cte_parameters(activities, "activity"))
     .on_conflict_do_nothing(index_elements=["org_id", "activity_id"]).returning(activities.c.activity_id)
     .cte("added_activity"))
 _ADD_ACTIVITY_MOVING_POSITION = sa.update(positions).where(
@@ -660,8 +659,7 @@ async def add_activity(session: AsyncSession, org_id: str, activity_id: str, lea
     values = {"org_id": org_id, "activity_id": activity_id, "lead_id": lead_id, "kind": kind,
               "occurred_at": occurred_at, "received_at": now}
     if dialect_name(session) == "postgresql":
-        result = await session.execute(_ADD_ACTIVITY_MOVING_POSITION,
-                                       {f"activity_{name}": value for name, value in values.items()})
+        result = await session.execute(_ADD_ACTIVITY_MOVING_POSITION, prefixed("activity", values))
     else:
         result = await session.execute(_ADD_ACTIVITY_SQLITE, values)
     return rows_affected(result) == 1
