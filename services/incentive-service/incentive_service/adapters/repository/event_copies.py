@@ -17,6 +17,7 @@ from salesflow_shared.db import rows_affected
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 
 from ..orm import deal_outcomes, deals, exchange_rates, org_currency, payees, quotas
+from . import locked_prior
 
 
 @dataclass(frozen=True)
@@ -99,15 +100,11 @@ _SAVE_ASSIGNMENT = sa.update(deals).where(_DEAL_KEY).values(
 # the handler goes on with: whether the deal has wins without a closer (no row: nothing written).
 _SAVE_NEWER_ASSIGNMENT = _SAVE_ASSIGNMENT.where(deals.c.assigned_version < sa.bindparam("newer_than")).returning(
     _wins_of_deal(deal_outcomes.c.owner_id.is_(None)).label("has_wins_without_closer"))
-# A known deal's older snapshot written over in one statement (PostgreSQL): the row as it was is read locked in
-# the same statement (`prior`, FOR UPDATE: after waiting for another writer it is the row that writer left, the
-# one this update writes over) and RETURNED, with what `lock_deal` tells of its wins. The owner is written too
-# while no LeadAssigned has been seen (assigned_version 0), as `save_snapshot(owner=...)` does. No row: nothing
-# written (a deal not known yet, or one holding this snapshot or a newer one).
-_prior_deal = deals.alias("prior")
-_PRIOR_DEAL = sa.select(_prior_deal).where(_prior_deal.c.org_id == sa.bindparam("org"),
-                                          _prior_deal.c.lead_id == sa.bindparam("lead")).with_for_update().subquery(
-    "prior_deal")
+# A known deal's older snapshot written over in one statement (PostgreSQL): the row as it was (`locked_prior`) is
+# RETURNED, with what `lock_deal` tells of its wins. The owner is written too while no LeadAssigned has been seen
+# (assigned_version 0), as `save_snapshot(owner=...)` does. No row: nothing written (a deal not known yet, or one
+# holding this snapshot or a newer one).
+_PRIOR_DEAL = locked_prior(deals, "prior_deal")
 
 
 def _owner_until_assigned(column: sa.Column[Any]) -> Any:

@@ -39,6 +39,7 @@ from ..programs_orm import (
     program_scores,
     programs,
 )
+from . import locked_prior
 from .sources import chunks
 
 Row = dict[str, Any]
@@ -171,13 +172,9 @@ _UPDATE_LEAD = sa.update(program_leads).where(_LEAD_KEY).values(
     expected_close_date=sa.bindparam("new_expected_close_date"))
 
 
-# The same over a known lead's older snapshot only, in one statement (PostgreSQL): the row as it was is read
-# locked in the same statement (`prior_lead`, FOR UPDATE: after waiting for another writer it is the row that
-# writer left, the one this update writes over) and RETURNED. No row: nothing written.
-_prior_lead = program_leads.alias("prior")
-_PRIOR_LEAD = sa.select(_prior_lead).where(_prior_lead.c.org_id == sa.bindparam("org"),
-                                          _prior_lead.c.lead_id == sa.bindparam("lead")).with_for_update().subquery(
-    "prior_lead")
+# The same over a known lead's older snapshot only, in one statement (PostgreSQL): the row as it was
+# (`locked_prior`) is RETURNED. No row: nothing written.
+_PRIOR_LEAD = locked_prior(program_leads, "prior_lead")
 _UPDATE_NEWER_LEAD = _UPDATE_LEAD.where(
     program_leads.c.org_id == _PRIOR_LEAD.c.org_id, program_leads.c.lead_id == _PRIOR_LEAD.c.lead_id,
     program_leads.c.lead_version < sa.bindparam("newer_than")).returning(*_PRIOR_LEAD.c)
