@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -388,6 +388,11 @@ async def outbox_payloads(database: Any, event_type: str | None = None) -> list[
         if event_type:
             query = query.where(outbox_table.c.event_type == event_type)
         return [json.loads(p) for p in (await session.execute(query)).scalars()]
+
+
+def as_deliveries(envelopes: Iterable[Any]) -> list[tuple[bytes, dict[str, Any]]]:
+    """The envelopes as the bus hands a batch to a dispatcher (`dispatcher.handle_batch`)."""
+    return [(envelope.to_json(), {}) for envelope in envelopes]
 
 
 async def statements_sent(database: Any, act: Callable[[], Awaitable[T]], *,

@@ -23,7 +23,7 @@ from salesflow_shared.events import (
     make_event,
 )
 from salesflow_shared.infra_tables import inbox_table, outbox_table
-from salesflow_shared.testing import SmtpSink, auth_headers, eventually, statements_sent
+from salesflow_shared.testing import SmtpSink, as_deliveries, auth_headers, eventually, statements_sent
 
 
 class Harness:
@@ -99,7 +99,7 @@ class Harness:
         """Hand these deliveries to the service's dispatcher as one batch, in this task (as the bus hands a batch
         over), and return the statements the batch sent (`statements_sent`)."""
         _, sent = await statements_sent(self.context.database, lambda: self.context.dispatcher.handle_batch(
-            [(e.to_json(), {}) for e in envelopes]))
+            as_deliveries(envelopes)))
         return sent
 
     async def settled(self, timeout: float = 10) -> None:

@@ -25,13 +25,8 @@ from assignment_testkit import (
 
 from assignment_service.bootstrap import build_definition
 from salesflow_shared.bus import PermanentFailure
-from salesflow_shared.events import Envelope
 from salesflow_shared.infra_tables import inbox_table
-
-
-def as_deliveries(envelopes: list[Envelope]) -> list[tuple[bytes, dict[str, Any]]]:
-    """The envelopes as the bus hands a batch to the dispatcher."""
-    return [(envelope.to_json(), {}) for envelope in envelopes]
+from salesflow_shared.testing import as_deliveries
 
 
 async def rotation_positions(app: Any) -> list[int]:

@@ -29,7 +29,7 @@ from salesflow_shared.events import (
     LeadWonV1,
     StageAdvancedV1,
 )
-from salesflow_shared.testing import statements_sent
+from salesflow_shared.testing import as_deliveries, statements_sent
 
 WHEN = datetime(2027, 2, 10, 10, tzinfo=UTC)
 
@@ -59,7 +59,7 @@ async def sent_by(incentives: Incentives, act: Callable[[], Awaitable[Any]]) -> 
 async def deliver(incentives: Incentives, *envelopes: Envelope) -> list[str]:
     """The envelopes delivered as one batch (the service consumes in batches); the statements it sent."""
     return await sent_by(incentives, lambda: incentives.context.dispatcher.handle_batch(
-        [(e.to_json(), {}) for e in envelopes]))
+        as_deliveries(envelopes)))
 
 
 def kinds(statements: list[str]) -> list[str]:

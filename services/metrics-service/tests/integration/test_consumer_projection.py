@@ -8,13 +8,13 @@ from metrics_testkit import build_history, delivery_order, dump_read_models, oth
 
 from metrics_service.adapters.read_models import PROJECTOR_LOCK
 from metrics_service.service_layer.projector import pending, rebuild_read_models
-from salesflow_shared.testing import eventually
+from salesflow_shared.testing import as_deliveries, eventually
 
 
 async def deliver_in_batches(app, envelopes, size: int) -> None:
     dispatcher = app.state.context.dispatcher
     for i in range(0, len(envelopes), size):
-        await dispatcher.handle_batch([(e.to_json(), {}) for e in envelopes[i:i + size]])
+        await dispatcher.handle_batch(as_deliveries(envelopes[i:i + size]))
 
 
 async def test_delivered_batches_are_applied_as_they_are_logged_and_equal_a_rebuild(metrics_app):

@@ -22,7 +22,7 @@ from pipeline_service.bootstrap import build_definition
 from salesflow_shared.bus import PermanentFailure
 from salesflow_shared.events import Envelope, LeadRoutedV1
 from salesflow_shared.infra_tables import inbox_table, outbox_table
-from salesflow_shared.testing import statements_sent
+from salesflow_shared.testing import as_deliveries, statements_sent
 
 # Work is left as soon as a meeting took place; its two tasks follow the owner.
 SALES = {
@@ -32,11 +32,6 @@ SALES = {
             {"title": "Note", "type": "todo", "due": {"amount": 2, "unit": "days"}}]},
         {"name": "Next", "task_templates": [{"title": "Follow up", "type": "email"}]},
     ]}
-
-
-def as_deliveries(envelopes: list[Envelope]) -> list[tuple[bytes, dict[str, Any]]]:
-    """The envelopes as the bus hands a batch to the dispatcher."""
-    return [(envelope.to_json(), {}) for envelope in envelopes]
 
 
 def routed_to(lead: str, pipeline_id: str, owner: str, tz: str = "Europe/Paris") -> LeadRoutedV1:
