@@ -40,7 +40,9 @@ class UnitOfWork:
         # Called by each commit with the events it publishes, in order, before their outbox rows are written.
         self._record_published = record_published
         self._published_data: dict[Any, EventData] = {}  # by event id, while a hook wants them
-        self._outbox_rows: list[dict[str, Any]] = []  # the commit in progress's, until written or taken
+        # The outbox rows of this transaction's events a caller took and wrote in its own statement, with their
+        # events: the commit writes none of them again and hands them to the relay with the rest.
+        self._taken: list[tuple[dict[str, Any], Envelope]] = []
         self.published: list[Envelope] = []  # what the committed transactions put in the outbox
         self.session: AsyncSession
 
@@ -52,7 +54,7 @@ class UnitOfWork:
         # Anything not committed is rolled back, including events: they never reach the outbox.
         await self.session.rollback()
         self._outgoing.clear()
-        self._outbox_rows.clear()
+        self._taken.clear()
         self._published_data.clear()
         await self.session.close()
 
@@ -71,35 +73,37 @@ class UnitOfWork:
         return envelope
 
     async def commit(self) -> None:
-        outgoing = self._outgoing
-        self._outgoing = []
-        self._outbox_rows = [outbox_row(e, self._traceparents.get(str(e.id))) for e in outgoing]
-        committed_rows = self._outbox_rows  # handed to the relay after the commit, whoever writes them
-        self._traceparents.clear()
-        if outgoing and self._record_published is not None:
-            await self._record_published(self, [(self._published_data[e.id], e) for e in outgoing])
+        if (self._taken or self._outgoing) and self._record_published is not None:
+            published = [envelope for _, envelope in self._taken] + self._outgoing
+            await self._record_published(self, [(self._published_data[e.id], e) for e in published])
         self._published_data.clear()
         rows = self.take_outbox_rows()
         if rows:
             await self.session.execute(INSERT_OUTBOX, rows)
         if self._notify_channel is not None:
             await self.session.execute(NOTIFY, {"channel": self._notify_channel})
+        committed, self._taken = self._taken, []
         await self.session.commit()
-        self.published.extend(outgoing)
+        self.published.extend(envelope for _, envelope in committed)
         if self._after_commit is not None:
             self._after_commit([(outbox_message(row, envelope.correlation_id), row["created_at"])
-                                for row, envelope in zip(committed_rows, outgoing, strict=True)])
+                                for row, envelope in committed])
 
     def take_outbox_rows(self) -> list[dict[str, Any]]:
-        """The outbox rows of the commit in progress (for `outbox_table`, in publishing order), taken by a
-        `record_published` hook that writes them in its own statement together with what it records (one round
-        trip instead of two): the commit then writes none. Empty outside a commit and once taken."""
-        rows, self._outbox_rows = self._outbox_rows, []
+        """The outbox rows (for `outbox_table`, in publishing order) of the events published in this transaction
+        and not yet taken, taken by a caller that writes them in its own statement together with its own write
+        (one round trip instead of two): a handler's last write, or a `record_published` hook at the commit. The
+        commit writes the rows nobody took and hands every row to the relay once committed. Empty once taken,
+        until something else is published."""
+        outgoing, self._outgoing = self._outgoing, []
+        rows = [outbox_row(envelope, self._traceparents.pop(str(envelope.id), None)) for envelope in outgoing]
+        self._taken.extend(zip(rows, outgoing, strict=True))
         return rows
 
     async def rollback(self) -> None:
         self._outgoing.clear()
-        self._outbox_rows.clear()
+        self._taken.clear()
+        self._traceparents.clear()
         self._published_data.clear()
         await self.session.rollback()
 

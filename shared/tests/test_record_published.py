@@ -77,3 +77,33 @@ async def test_a_hook_that_takes_the_outbox_rows_writes_them_once_in_publishing_
     async with database.session() as session:
         rows = (await session.execute(sa.select(outbox_table.c.event_id).order_by(outbox_table.c.id))).scalars()
         assert list(rows) == [str(first.id), str(second.id)]
+
+
+async def test_rows_taken_before_the_commit_are_written_by_the_taker_and_handed_over_with_the_rest(database):
+    """A handler may write the events published so far with its own last write (`take_outbox_rows` outside a
+    commit); the commit writes only what was published after, and hands every row to the relay in publishing
+    order. A rollback forgets what was taken (the statement that wrote it is rolled back too)."""
+    handed: list[list[str]] = []
+    uow = UnitOfWork(database, "test", after_commit=lambda events: handed.append(
+        [message.event_type for message, _ in events]))
+    async with uow:
+        forgotten = uow.publish(LeadErasedV1(lead_id="l-0"), org_id="o", subject_id="l-0")
+        [row] = uow.take_outbox_rows()
+        assert row["event_id"] == str(forgotten.id)
+        await uow.session.execute(INSERT_OUTBOX, [row])
+        await uow.rollback()
+
+        first = uow.publish(LeadErasedV1(lead_id="l-1"), org_id="o", subject_id="l-1")
+        second = uow.publish(LeadDisqualifiedV1(lead_id="l-2", reason="spam"), org_id="o", subject_id="l-2")
+        taken = uow.take_outbox_rows()
+        assert [r["event_id"] for r in taken] == [str(first.id), str(second.id)]
+        assert uow.take_outbox_rows() == []  # taken once
+        await uow.session.execute(INSERT_OUTBOX, taken)
+        third = uow.publish(LeadErasedV1(lead_id="l-3"), org_id="o", subject_id="l-3")
+        await uow.commit()
+
+    assert handed == [["LeadErased", "LeadDisqualified", "LeadErased"]]
+    assert [e.id for e in uow.published] == [first.id, second.id, third.id]
+    async with database.session() as session:
+        rows = (await session.execute(sa.select(outbox_table.c.event_id).order_by(outbox_table.c.id))).scalars()
+        assert list(rows) == [str(first.id), str(second.id), str(third.id)]  # each once, none of the rolled back

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.clock import rfc3339
 from salesflow_shared.db import rows_affected
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
+from salesflow_shared.infra_tables import outbox_table
 from salesflow_shared.pagination import keyset_page
 
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
@@ -440,10 +441,12 @@ async def insert_rule_set(session: AsyncSession, org_id: str, version: int, rule
 # ------------------------------------------------------------------ decisions
 async def record_decision(session: AsyncSession, org_id: str, lead_id: str, decision: Mapping[str, object],
                           lead_changes: Mapping[str, object], *, rotation: tuple[str, RotationState] | None,
-                          assigned_rep_id: str | None, now: datetime | None) -> None:
+                          assigned_rep_id: str | None, now: datetime | None,
+                          outbox_rows: Sequence[Mapping[str, object]] = ()) -> None:
     """Write what a decision changes: the rotation's new state (if it took a slot), the decision, the rep's last
-    assignment (if it got the lead) and the lead's new values. Every row but the decision's is locked by this
-    transaction already. On PostgreSQL one statement (the other writes as data-modifying CTEs, which all run
+    assignment (if it got the lead), the lead's new values and the events it publishes (`outbox_rows`, taken from
+    the unit of work: `UnitOfWork.take_outbox_rows`). Every row but the decision's and the events' is locked by
+    this transaction already. On PostgreSQL one statement (the other writes as data-modifying CTEs, which all run
     to completion with it); SQLite has no such CTEs, so there it is one statement per table."""
     writes: list[Any] = []
     if rotation is not None:
@@ -454,6 +457,9 @@ async def record_decision(session: AsyncSession, org_id: str, lead_id: str, deci
     if assigned_rep_id is not None:
         writes.append(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == assigned_rep_id).values(
             last_assigned_at=now))
+    if outbox_rows:
+        # Rows in publishing order: multi-row VALUES inserts them in the order given (their ids, the relay's order).
+        writes.append(sa.insert(outbox_table).values(list(outbox_rows)))
     lead_update = sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id).values(**lead_changes)
     if dialect_name(session) == "postgresql":
         await session.execute(lead_update.add_cte(*(write.cte(f"write_{n}") for n, write in enumerate(writes))))

@@ -173,7 +173,8 @@ def _owner_reason(decision: Decision) -> str:
 
 async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: Decision, *,
                          source_event_id: str | None = None, publish_route: bool | None = None) -> None:
-    """Store the decision, move the lead in the projection and publish LeadRouted / LeadAssigned."""
+    """Store the decision, move the lead in the projection and publish LeadRouted / LeadAssigned (their outbox rows
+    written by the decision's statement, with whatever else the transaction published before)."""
     session = uow.session
     now = decision.decided_at
     keep_owner = decision.owner is None and lead_row.owner_id is not None and \
@@ -233,7 +234,8 @@ async def apply_decision(uow: UnitOfWork, org_id: str, lead_row: Any, decision: 
         session, org_id, decision.lead_id, decision_row, changes,
         rotation=(decision.rotation_key, choice.new_state)
         if decision.rotation_key is not None and choice is not None and choice.new_state is not None else None,
-        assigned_rep_id=decision.owner.id if assigns and decision.owner is not None else None, now=now)
+        assigned_rep_id=decision.owner.id if assigns and decision.owner is not None else None, now=now,
+        outbox_rows=uow.take_outbox_rows())
 
 
 async def decisions_for(session: AsyncSession, org_id: str, *, lead_id: str | None = None,
