@@ -44,8 +44,11 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = 5.0
     outbox_sweep_after_s: float = 10.0
     # The "sent" marks of rows published from hand are written together, this long after the first confirm:
-    # one UPDATE and commit for all of them. A crash before leaves them to a sweep (a copy consumers absorb).
-    outbox_mark_delay_s: float = 0.5
+    # one UPDATE and commit for all of them. A crash before leaves them to a sweep (a copy consumers absorb), so
+    # this is the window of events a crash publishes twice; at 2 leads/s a service's marks of 0.5 s covered one
+    # lead's events, of 2 s four leads' (bench/cpu_per_lead.py: 12 % fewer commits in all). Shorter than
+    # `outbox_sweep_after_s`, or other replicas would sweep the rows a live one has published.
+    outbox_mark_delay_s: float = 2.0
     # Workers woken by commits (run_periodically with wake_on_commit) look for work at least this often when
     # nothing woke them (work that falls due with time is picked up within it).
     worker_idle_poll_s: float = 10.0
@@ -94,6 +97,13 @@ class ServiceSettings(BaseSettings):
         if self.test_event_hold_dir is not None and self.environment != "test":
             raise ValueError("SALESFLOW_TEST_EVENT_HOLD_DIR holds events back for cross-service tests; it is "
                              "refused unless SALESFLOW_ENVIRONMENT=test")
+        return self
+
+    @model_validator(mode="after")
+    def _marks_before_other_replicas_sweep(self) -> ServiceSettings:
+        if self.outbox_mark_delay_s >= self.outbox_sweep_after_s:
+            raise ValueError("SALESFLOW_OUTBOX_MARK_DELAY_S must be shorter than SALESFLOW_OUTBOX_SWEEP_AFTER_S: "
+                             "other replicas sweep (and publish again) the rows still unmarked after that")
         return self
 
     @model_validator(mode="after")

@@ -128,3 +128,12 @@ async def test_a_failed_publish_from_hand_is_tried_again_and_not_swept_meanwhile
         assert harness.calls["retried"] == 1  # ...and no sweep published a copy meanwhile
     finally:
         await context.stop()
+
+
+def test_marks_are_written_before_other_replicas_would_sweep_the_rows():
+    """The marks' delay is the window a live replica's published rows stay unmarked: a setting that reaches the
+    other replicas' sweep age (they would publish those rows again, every time) is refused at start."""
+    assert ServiceSettings(service_name="test").outbox_mark_delay_s < ServiceSettings(
+        service_name="test").outbox_sweep_after_s
+    with pytest.raises(ValueError, match="SALESFLOW_OUTBOX_MARK_DELAY_S"):
+        ServiceSettings(service_name="test", outbox_mark_delay_s=10, outbox_sweep_after_s=10)
