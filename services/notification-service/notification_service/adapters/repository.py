@@ -20,8 +20,11 @@ from salesflow_shared.auth import Principal
 from salesflow_shared.db import cte_parameters, first_record, prefixed, records, rows_affected
 from salesflow_shared.events import PipelineDefinedV1, RepSnapshot
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
+from salesflow_shared.infra_tables import outbox_table
+from salesflow_shared.outbox_rows import KEYED_OUTBOX_ARRAYS, KeyedOutboxRows, unnest
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
+from salesflow_shared.uow import INSERT_OUTBOX
 
 from ..domain.leads import KnownLead
 from ..domain.milestones import MilestoneKind
@@ -200,8 +203,9 @@ def _values(record: Any) -> dict[str, Any]:
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
-def _prefixed(table: sa.Table, prefix: str) -> list[Any]:
-    """The table's columns labelled `prefix` + name, for a statement that reads several tables' rows at once."""
+def _prefixed(table: sa.Table | sa.CTE, prefix: str) -> list[Any]:
+    """The table's (or a CTE's) columns labelled `prefix` + name, for a statement that reads several tables' rows at
+    once."""
     return [column.label(prefix + column.name) for column in table.c]
 
 
@@ -552,13 +556,48 @@ async def _mark(session: AsyncSession, statement: Any, values: dict[str, Any]) -
     return None if row is None else bool(row.lead_erased)
 
 
-async def mark_sent(session: AsyncSession, sent: Sequence[Delivery], now: datetime) -> dict[str, bool]:
-    """Record these attempts as sent, in one statement: by delivery id, whether its lead is erased, for each one
-    recorded (an attempt overtaken, its lease run out and another attempt begun, is not among them)."""
+# PostgreSQL: `_MARK_SENT` with the events of the attempts it marks written by the same statement (a data-modifying
+# CTE inserting the outbox rows whose key, the delivery's id, the mark returned: an overtaken attempt's mark writes
+# nothing, so its events are not written either). The attempts and the rows are arrays: one statement, whatever
+# the number of either.
+_MARK_SENT_WRITING_EVENTS = sa.text(f"""
+WITH marked_sent AS (
+    UPDATE {deliveries.name} AS d SET status = 'sent', sent_at = CAST(:now AS timestamptz),
+        updated_at = CAST(:now AS timestamptz), error = NULL, next_attempt_at = NULL
+    FROM unnest(CAST(:sent_ids AS varchar[]), CAST(:sent_attempts AS integer[])) AS a(id, attempts)
+    WHERE d.id = a.id AND d.attempts = a.attempts AND d.status = 'sending'
+    RETURNING d.id, (SELECT l.erased FROM {leads.name} AS l
+                     WHERE l.org_id = d.org_id AND l.lead_id = d.lead_id) AS lead_erased
+), written_events AS (
+    INSERT INTO {outbox_table.name} (event_id, event_type, org_id, payload, headers, created_at)
+    SELECT o.event_id, o.event_type, o.org_id, o.payload, CAST(o.headers AS json), o.created_at
+    FROM {unnest("o", KEYED_OUTBOX_ARRAYS)}
+    WHERE o.key IN (SELECT id FROM marked_sent)
+    ORDER BY o.n
+)
+SELECT id, lead_erased FROM marked_sent
+""")
+
+
+async def mark_sent(session: AsyncSession, sent: Sequence[Delivery], now: datetime,
+                    events: KeyedOutboxRows) -> dict[str, bool]:
+    """Record these attempts as sent and write the events keyed by the ids of those recorded (`events`: what each
+    sent delivery publishes): by delivery id, whether its lead is erased, for each one recorded (an attempt
+    overtaken, its lease run out and another attempt begun, is not among them, and its events are not written).
+    On PostgreSQL one statement, on SQLite (no data-modifying CTEs) two."""
     if not sent:
         return {}
+    if dialect_name(session) == "postgresql":
+        rows = await session.execute(_MARK_SENT_WRITING_EVENTS, {
+            "sent_ids": [d.id for d in sent], "sent_attempts": [d.attempts for d in sent], "now": now,
+            **events.params("o")})
+        return {row.id: bool(row.lead_erased) for row in rows}
     rows = await session.execute(_MARK_SENT, {"sent_attempts": [(d.id, d.attempts) for d in sent], "now": now})
-    return {row.id: bool(row.lead_erased) for row in rows}
+    marked = {row.id: bool(row.lead_erased) for row in rows}
+    written = events.rows_of(marked)
+    if written:
+        await session.execute(INSERT_OUTBOX, written)
+    return marked
 
 
 async def mark_for_retry(session: AsyncSession, delivery: Delivery, error: str | None, retry_at: datetime,
@@ -706,7 +745,10 @@ class LeadFollowUps:
     lists: ListSettings | None
 
 
-def _lead_follow_ups_statement() -> Any:
+def _lead_follow_ups_statement(*, writing_lead: tuple[str, ...] = ()) -> Any:
+    """`writing_lead` (PostgreSQL): the lead's row written first, these columns (a data-modifying CTE, its values
+    `cte_parameters`: named like the leads' columns they would be taken into the outer statement's values), and
+    returned on every row (`lead_` + its columns)."""
     org: Any = sa.bindparam("org")
     lead: Any = sa.bindparam("lead")
     in_flight = _mailchimp_in_flight_until(org, lead)
@@ -728,16 +770,25 @@ def _lead_follow_ups_statement() -> Any:
     wanted = sa.or_(part.c.part != 3, sequences.c.id.is_(None),
                     sequences.c.active.is_(True) & (sequences.c.trigger == sa.bindparam("trigger")),
                     enrollments.c.id.is_not(None))
+    written: list[Any] = []
+    if writing_lead:
+        values = cte_parameters(leads, "lead")
+        lead_written = sa.update(leads).where(leads.c.org_id == org, leads.c.lead_id == lead).values(
+            {column: values[column] for column in writing_lead}).returning(*leads.c).cte("written_lead")
+        joined = joined.join(lead_written, sa.true())
+        written = _prefixed(lead_written, "lead_")
     return (sa.select(part.c.part, *_prefixed(mailchimp_accounts, "account_"), *_prefixed(mailchimp_rules, "rule_"),
                       *_prefixed(mailchimp_members, "member_"), *_prefixed(sequences, "sequence_"),
                       enrollments.c.id.label("enrollment_id"), enrollments.c.stage_id.label("enrollment_stage_id"),
-                      in_flight.label("in_flight_until"))
+                      in_flight.label("in_flight_until"), *written)
             .select_from(joined).where(wanted)
             .order_by(part.c.part, mailchimp_rules.c.created_at, mailchimp_rules.c.id, sequences.c.created_at,
                       sequences.c.id))
 
 
 _LEAD_FOLLOW_UPS = _lead_follow_ups_statement()
+# By the columns written: built once each.
+_WRITE_LEAD_READING_FOLLOW_UPS: dict[tuple[str, ...], Any] = {}
 
 
 async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trigger: str) -> LeadFollowUps:
@@ -745,6 +796,31 @@ async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trig
     the lead may stop and start), and its list settings (`list_settings`), in one statement."""
     rows = (await session.execute(_LEAD_FOLLOW_UPS, {"org": org_id, "lead": lead_id, "trigger": trigger})
             ).mappings().all()
+    return _follow_ups(rows, trigger)
+
+
+async def update_lead_reading_follow_ups(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any],
+                                         trigger: str) -> tuple[KnownLead, LeadFollowUps]:
+    """`update_lead`, then `lead_follow_ups`: on PostgreSQL one statement (the write a data-modifying CTE; the read
+    does not read the lead's row). The lead is locked already (`lock_lead`), so the statement's snapshot, taken
+    after the lock, sees what a read after the write would: the lists, enrollments and Mailchimp calls another
+    transaction holding the lock before wrote. On SQLite two statements."""
+    if dialect_name(session) != "postgresql":
+        lead = await update_lead(session, org_id, lead_id, values)
+        return lead, await lead_follow_ups(session, org_id, lead_id, trigger)
+    columns = tuple(sorted(values))
+    statement = _WRITE_LEAD_READING_FOLLOW_UPS.get(columns)
+    if statement is None:
+        statement = _WRITE_LEAD_READING_FOLLOW_UPS[columns] = _lead_follow_ups_statement(writing_lead=columns)
+    rows = (await session.execute(statement, {**prefixed("lead", values), "org": org_id, "lead": lead_id,
+                                              "trigger": trigger})).mappings().all()
+    written = _unprefixed(rows[0], leads, "lead_") if rows else None
+    assert written is not None, f"lead {lead_id} has no row (lock_lead first)"
+    return _hold_lead(session, KnownLead(**written)), _follow_ups(rows, trigger)
+
+
+def _follow_ups(rows: Sequence[Any], trigger: str) -> LeadFollowUps:
+    """`lead_follow_ups` out of its statement's rows."""
     running: list[RunningEnrollment] = []
     starting: dict[str, SequenceRecord] = {}
     rules, members = [], []

@@ -161,15 +161,15 @@ class NotificationHandlers:
 
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        before, lead, newer = await enter_stage(
+        entry = await enter_stage(
             uow.session, org, data.lead_id, envelope.subject_version, now, pipeline_id=data.pipeline_id,
             stage_id=data.to_stage_id, stage_ids=data.pipeline_stage_ids, owner_id=data.owner_id,
             values={"pipeline_id": data.pipeline_id, "stage_id": data.to_stage_id, "stage_name": data.to_stage_name,
                     **({"outcome": None} if data.reason == "reopened" else {})})
-        if not newer:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
+        before, lead, follow_ups = entry.before, entry.after, entry.follow_ups
+        if follow_ups is None:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
             await self._follow_lists(uow, org, lead, f"stage:{data.to_stage_id}@{envelope.subject_version}", now)
             return
-        follow_ups = await repository.lead_follow_ups(uow.session, org, data.lead_id, "stage_entry")
         sequences = follow_ups.sequences
         await stop_running(uow.session, sequences.running, fact="stage_entered", now=now, stage_id=data.to_stage_id)
         transition = f"{data.to_stage_id}@{envelope.subject_version}"
