@@ -1094,21 +1094,40 @@ class OwnedLead:
     owner_in_directory: bool
 
 
-async def own_ownerless_lead(session: AsyncSession, org_id: str, lead_id: str, owner_id: str,
-                             now: datetime) -> OwnedLead | None:
+async def own_ownerless_lead(session: AsyncSession, org_id: str, lead_id: str, owner_id: str, now: datetime, *,
+                             notice_template_key: str | None = None) -> OwnedLead | None:
     """Give the lead `owner_id` when its row names no owner (creating the row when events about the lead arrive
     before LeadCreated), in one statement that locks it and also says whether the owner's directory entry is held:
     the row after, or None when it names an owner already or this transaction holds it already (then `lock_lead`
-    gives it as it is, and nothing was written)."""
+    gives it as it is, and nothing was written).
+
+    `notice_template_key`: the owner is to be told of the lead (`rep_notice` with this template key); on PostgreSQL
+    the same statement reads the notice and the transaction holds it (until it writes the rep's row: what the
+    assignment says of an owner not in the directory). The rep, the template and the webhooks are read in the
+    statement's snapshot, which may predate the lead's lock: none of them is ordered by that lock (a read after it
+    could as well miss a write committed a moment later), and the lead in the notice is the row as written."""
     if ("lead", org_id, lead_id) in _held(session):
         return None
-    row = (await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], {
-        "org": org_id, "lead": lead_id, "owner": owner_id, "now": now})).mappings().first()
-    if row is None:
-        return None
-    values = dict(row)
-    owner_in_directory = bool(values.pop("owner_in_directory"))
-    return OwnedLead(lead=_hold_lead(session, KnownLead(**values)), owner_in_directory=owner_in_directory)
+    params = {"org": org_id, "lead": lead_id, "owner": owner_id, "now": now}
+    reading_notice = notice_template_key is not None and dialect_name(session) == "postgresql"
+    if reading_notice:
+        row = (await session.execute(_OWN_OWNERLESS_LEAD_READING_NOTICE, {
+            **params, "template_key": notice_template_key})).mappings().first()
+        if row is None:
+            return None
+        values = _unprefixed(row, leads, "lead_")
+        owner_in_directory = bool(row["lead_owner_in_directory"])
+    else:
+        row = (await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], params)).mappings().first()
+        if row is None:
+            return None
+        values = dict(row)
+        owner_in_directory = bool(values.pop("owner_in_directory"))
+    assert values is not None
+    lead = _hold_lead(session, KnownLead(**values))
+    if reading_notice:
+        _held(session)[("notice", org_id, (owner_id, lead_id, notice_template_key))] = _notice_of(row, lead)
+    return OwnedLead(lead=lead, owner_in_directory=owner_in_directory)
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:
@@ -1238,18 +1257,36 @@ class RepNotice:
     any_webhooks: bool
 
 
-def _rep_notice_statement() -> Any:
+def _rep_notice_statement(*, owning_lead: bool = False) -> Any:
+    """`owning_lead` (PostgreSQL): the notice to the lead's new owner (`owner`), the lead given that owner first
+    (`_OWN_OWNERLESS_LEAD`, a data-modifying CTE: no row when it wrote nothing) and read as written (`lead_` + its
+    columns, and `lead_owner_in_directory`)."""
     org: Any = sa.bindparam("org")
-    anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
-    joined = (anchor.outerjoin(reps, (reps.c.org_id == org) & (reps.c.rep_id == sa.bindparam("rep")))
-              .outerjoin(leads, (leads.c.org_id == org) & (leads.c.lead_id == sa.bindparam("lead")))
-              .outerjoin(templates, (templates.c.org_id == org) & (templates.c.key == sa.bindparam("template_key"))))
+    if owning_lead:
+        owned = _OWN_OWNERLESS_LEAD["postgresql"].cte("owned_lead")
+        joined = owned.outerjoin(reps, (reps.c.org_id == org) & (reps.c.rep_id == sa.bindparam("owner")))
+        lead_columns = _prefixed(owned, "lead_")
+    else:
+        anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
+        joined = (anchor.outerjoin(reps, (reps.c.org_id == org) & (reps.c.rep_id == sa.bindparam("rep")))
+                  .outerjoin(leads, (leads.c.org_id == org) & (leads.c.lead_id == sa.bindparam("lead"))))
+        lead_columns = _prefixed(leads, "lead_")
+    joined = joined.outerjoin(templates, (templates.c.org_id == org)
+                              & (templates.c.key == sa.bindparam("template_key")))
     any_webhooks = sa.exists().where(webhook_subscriptions.c.org_id == org, webhook_subscriptions.c.active.is_(True))
-    return sa.select(*_prefixed(reps, "rep_"), *_prefixed(leads, "lead_"), *_prefixed(templates, "template_"),
+    return sa.select(*_prefixed(reps, "rep_"), *lead_columns, *_prefixed(templates, "template_"),
                      any_webhooks.label("any_webhooks")).select_from(joined)
 
 
 _REP_NOTICE = _rep_notice_statement()
+_OWN_OWNERLESS_LEAD_READING_NOTICE = _rep_notice_statement(owning_lead=True)
+
+
+def _notice_of(row: Any, lead: KnownLead | None) -> RepNotice:
+    """A `_REP_NOTICE` row's notice, about `lead` (as read by it, or as written by the statement)."""
+    template = _unprefixed(row, templates, "template_")
+    return RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=lead, template=Template(**template) if template else None,
+                     any_webhooks=bool(row["any_webhooks"]))
 
 
 async def rep_notice(session: AsyncSession, org_id: str, rep_id: str, *, lead_id: str | None,
@@ -1264,10 +1301,7 @@ async def rep_notice(session: AsyncSession, org_id: str, rep_id: str, *, lead_id
         row = (await session.execute(_REP_NOTICE, {"org": org_id, "rep": rep_id, "lead": lead_id,
                                                    "template_key": template_key})).mappings().one()
         lead = _unprefixed(row, leads, "lead_")
-        template = _unprefixed(row, templates, "template_")
-        notice = RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=KnownLead(**lead) if lead else None,
-                           template=Template(**template) if template else None,
-                           any_webhooks=bool(row["any_webhooks"]))
+        notice = _notice_of(row, KnownLead(**lead) if lead else None)
         _held(session)[key] = notice
     return dataclasses.replace(notice, rep=dict(notice.rep)) if notice.rep is not None else notice
 

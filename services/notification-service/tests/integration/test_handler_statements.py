@@ -4,6 +4,7 @@ batch sent, statement by statement (the inbox claim included; BEGIN and COMMIT a
 read off the handlers."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import uuid
@@ -50,16 +51,16 @@ def assigned(lead_id: str, rep_id: str) -> LeadAssignedV1:
                           decision_id=f"d-{lead_id}")
 
 
-async def test_a_first_assignment_to_a_rep_in_the_directory_is_four_statements_and_keeps_no_copy_of_the_rep(
+async def test_a_first_assignment_to_a_rep_in_the_directory_is_three_statements_and_keeps_no_copy_of_the_rep(
         harness: Harness):
     await in_directory(harness, "nia")
     lead = await harness.lead()
     sent = await harness.statements_handling(harness.envelope(assigned(lead, "nia"), lead))
     # The inbox claim; the lead's owner written by the statement that locks it (which says the owner's directory
-    # entry is held, so what the assignment says of the owner is not written); the rep notice (rep, lead, template,
-    # webhooks); the email's delivery.
-    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "SELECT",
-                                       "INSERT INTO deliveries"], sent
+    # entry is held, so what the assignment says of the owner is not written) and reads the rep notice (rep,
+    # template, webhooks; PostgreSQL: the write a data-modifying CTE); the email's delivery.
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "WITH owned_lead", "INSERT INTO deliveries"], sent
+    assert "INSERT INTO leads" in sent[1] and "JOIN reps" in sent[1] and "JOIN templates" in sent[1]
     [email] = await harness.deliveries(lead_id=lead, reason="lead_assigned")
     assert email["recipient"] == "nia@sales.example"  # the directory's address, not the assignment's
     assert email["rep_id"] == "nia" and email["status"] == "pending"
@@ -68,8 +69,9 @@ async def test_a_first_assignment_to_a_rep_in_the_directory_is_four_statements_a
 async def test_a_first_assignment_to_a_rep_not_in_the_directory_keeps_what_it_says_of_the_rep(harness: Harness):
     lead = await harness.lead()
     sent = await harness.statements_handling(harness.envelope(assigned(lead, "newbie"), lead))
-    # As above, with the rep's copy from the assignment written (kept until the directory's entry arrives).
-    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "INSERT INTO reps", "SELECT",
+    # As above, with the rep's copy from the assignment written (kept until the directory's entry arrives), and
+    # the rep notice read again after it (the one read with the owner's write had no rep).
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "WITH owned_lead", "INSERT INTO reps", "SELECT",
                                        "INSERT INTO deliveries"], sent
     async with harness.context.database.session() as session:
         [rep] = (await session.execute(sa.select(reps.c.name, reps.c.email, reps.c.version).where(
@@ -254,3 +256,30 @@ async def test_an_overtaken_attempts_sent_mark_writes_and_publishes_nothing_besi
     assert [e["data"]["delivery_id"] for e in await harness.published("EmailSent")] == [current.id]
     assert [e["data"]["delivery_id"] for e in await harness.published("RepNotified")] == [current.id]
     assert handed == ["EmailSent", "RepNotified"]
+
+
+async def test_a_stage_entry_sees_what_a_transaction_holding_the_lead_wrote_before_letting_it_go(harness: Harness):
+    """The stage entry's follow-ups are read by the statement that writes the lead, after the statement that locks
+    it: a read in the lock's statement would see the tables as they were before it waited for the lock."""
+    welcome = await harness.template("Welcome", "Hello")
+    sequence = await harness.post("/v1/sequences", {"name": "s0 follow-up", "trigger": "stage_entry",
+                                                    "stage_id": "s0", "steps": [{"template_id": welcome}]})
+    lead = await harness.lead()
+    now = harness.clock.now()
+    enrollment = repository.Enrollment(
+        id=str(uuid.uuid4()), org_id=harness.org, sequence_id=sequence["id"], lead_id=lead, trigger_key="stage:s0",
+        stage_id="s0", status="active", stop_reason=None, next_step=0, next_due_at=now + timedelta(days=1),
+        created_at=now, updated_at=now)
+    entered = StageAdvancedV1(lead_id=lead, pipeline_id="pipe-1", to_stage_id="qualified", to_stage_name="Qualified",
+                              to_stage_position=1, reason="entry", entered_at=datetime.now(UTC))
+    async with harness.context.database.session() as holder:
+        await repository.lock_lead(holder, harness.org, lead, now)  # another replica's transaction holds the lead
+        handling = asyncio.create_task(harness.statements_handling(harness.envelope(entered, lead)))
+        await asyncio.sleep(0.5)  # the stage entry waits for the lock
+        assert not handling.done()
+        assert await repository.add_enrollment(holder, enrollment)  # ... and enrolls it meanwhile
+        await holder.commit()
+    await handling
+    # The stage entry saw the enrollment and stopped it (it is for a stage the lead has left).
+    [stopped] = await harness.enrollments(lead)
+    assert (stopped["id"], stopped["status"], stopped["stop_reason"]) == (enrollment.id, "stopped", "left_stage")
