@@ -31,6 +31,7 @@ from e2e_testkit import (
 )
 
 INSIDE = ["ian", "iris"]
+REMINDER_SUBJECT = "Task due soon: "
 OUTSIDE = ["oscar"]
 CSV = """Email,First Name,Last Name,Company,Job Title,Country,Amount,Currency
 {tag}-1@buyer-one.com,Bea,One,Buyer One,COO,US,12000,USD
@@ -191,7 +192,10 @@ async def test_outbound_cold_calling_journey(any_world: World):
         expected[rep_email(org, presenter)] = [f"New lead assigned to you: {names[lead_id]}"]
 
         def mailboxes() -> dict[str, list[str]]:
-            return {address: sorted(m["Subject"] for m in smtp_to(world.smtp, address)) for address in expected}
+            # Reminders fall due by the time of day (the first cold-call task is due at 17:00 the rep's time, its
+            # reminder an hour before, so a run in that hour gets them): the reminders' own tests pin those.
+            return {address: sorted(m["Subject"] for m in smtp_to(world.smtp, address)
+                                    if not m["Subject"].startswith(REMINDER_SUBJECT)) for address in expected}
 
         async def everyone_told():
             assert mailboxes() == expected, mailboxes()

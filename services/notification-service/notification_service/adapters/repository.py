@@ -20,8 +20,11 @@ from salesflow_shared.auth import Principal
 from salesflow_shared.db import cte_parameters, first_record, prefixed, records, rows_affected
 from salesflow_shared.events import PipelineDefinedV1, RepSnapshot
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
+from salesflow_shared.infra_tables import outbox_table
+from salesflow_shared.outbox_rows import KEYED_OUTBOX_ARRAYS, KeyedOutboxRows, unnest
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
+from salesflow_shared.uow import INSERT_OUTBOX
 
 from ..domain.leads import KnownLead
 from ..domain.milestones import MilestoneKind
@@ -200,8 +203,9 @@ def _values(record: Any) -> dict[str, Any]:
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
-def _prefixed(table: sa.Table, prefix: str) -> list[Any]:
-    """The table's columns labelled `prefix` + name, for a statement that reads several tables' rows at once."""
+def _prefixed(table: sa.Table | sa.CTE, prefix: str) -> list[Any]:
+    """The table's (or a CTE's) columns labelled `prefix` + name, for a statement that reads several tables' rows at
+    once."""
     return [column.label(prefix + column.name) for column in table.c]
 
 
@@ -552,13 +556,48 @@ async def _mark(session: AsyncSession, statement: Any, values: dict[str, Any]) -
     return None if row is None else bool(row.lead_erased)
 
 
-async def mark_sent(session: AsyncSession, sent: Sequence[Delivery], now: datetime) -> dict[str, bool]:
-    """Record these attempts as sent, in one statement: by delivery id, whether its lead is erased, for each one
-    recorded (an attempt overtaken, its lease run out and another attempt begun, is not among them)."""
+# PostgreSQL: `_MARK_SENT` with the events of the attempts it marks written by the same statement (a data-modifying
+# CTE inserting the outbox rows whose key, the delivery's id, the mark returned: an overtaken attempt's mark writes
+# nothing, so its events are not written either). The attempts and the rows are arrays: one statement, whatever
+# the number of either.
+_MARK_SENT_WRITING_EVENTS = sa.text(f"""
+WITH marked_sent AS (
+    UPDATE {deliveries.name} AS d SET status = 'sent', sent_at = CAST(:now AS timestamptz),
+        updated_at = CAST(:now AS timestamptz), error = NULL, next_attempt_at = NULL
+    FROM unnest(CAST(:sent_ids AS varchar[]), CAST(:sent_attempts AS integer[])) AS a(id, attempts)
+    WHERE d.id = a.id AND d.attempts = a.attempts AND d.status = 'sending'
+    RETURNING d.id, (SELECT l.erased FROM {leads.name} AS l
+                     WHERE l.org_id = d.org_id AND l.lead_id = d.lead_id) AS lead_erased
+), written_events AS (
+    INSERT INTO {outbox_table.name} (event_id, event_type, org_id, payload, headers, created_at)
+    SELECT o.event_id, o.event_type, o.org_id, o.payload, CAST(o.headers AS json), o.created_at
+    FROM {unnest("o", KEYED_OUTBOX_ARRAYS)}
+    WHERE o.key IN (SELECT id FROM marked_sent)
+    ORDER BY o.n
+)
+SELECT id, lead_erased FROM marked_sent
+""")
+
+
+async def mark_sent(session: AsyncSession, sent: Sequence[Delivery], now: datetime,
+                    events: KeyedOutboxRows) -> dict[str, bool]:
+    """Record these attempts as sent and write the events keyed by the ids of those recorded (`events`: what each
+    sent delivery publishes): by delivery id, whether its lead is erased, for each one recorded (an attempt
+    overtaken, its lease run out and another attempt begun, is not among them, and its events are not written).
+    On PostgreSQL one statement, on SQLite (no data-modifying CTEs) two."""
     if not sent:
         return {}
+    if dialect_name(session) == "postgresql":
+        rows = await session.execute(_MARK_SENT_WRITING_EVENTS, {
+            "sent_ids": [d.id for d in sent], "sent_attempts": [d.attempts for d in sent], "now": now,
+            **events.params("o")})
+        return {row.id: bool(row.lead_erased) for row in rows}
     rows = await session.execute(_MARK_SENT, {"sent_attempts": [(d.id, d.attempts) for d in sent], "now": now})
-    return {row.id: bool(row.lead_erased) for row in rows}
+    marked = {row.id: bool(row.lead_erased) for row in rows}
+    written = events.rows_of(marked)
+    if written:
+        await session.execute(INSERT_OUTBOX, written)
+    return marked
 
 
 async def mark_for_retry(session: AsyncSession, delivery: Delivery, error: str | None, retry_at: datetime,
@@ -706,7 +745,10 @@ class LeadFollowUps:
     lists: ListSettings | None
 
 
-def _lead_follow_ups_statement() -> Any:
+def _lead_follow_ups_statement(*, writing_lead: tuple[str, ...] = ()) -> Any:
+    """`writing_lead` (PostgreSQL): the lead's row written first, these columns (a data-modifying CTE, its values
+    `cte_parameters`: named like the leads' columns they would be taken into the outer statement's values), and
+    returned on every row (`lead_` + its columns)."""
     org: Any = sa.bindparam("org")
     lead: Any = sa.bindparam("lead")
     in_flight = _mailchimp_in_flight_until(org, lead)
@@ -728,16 +770,25 @@ def _lead_follow_ups_statement() -> Any:
     wanted = sa.or_(part.c.part != 3, sequences.c.id.is_(None),
                     sequences.c.active.is_(True) & (sequences.c.trigger == sa.bindparam("trigger")),
                     enrollments.c.id.is_not(None))
+    written: list[Any] = []
+    if writing_lead:
+        values = cte_parameters(leads, "lead")
+        lead_written = sa.update(leads).where(leads.c.org_id == org, leads.c.lead_id == lead).values(
+            {column: values[column] for column in writing_lead}).returning(*leads.c).cte("written_lead")
+        joined = joined.join(lead_written, sa.true())
+        written = _prefixed(lead_written, "lead_")
     return (sa.select(part.c.part, *_prefixed(mailchimp_accounts, "account_"), *_prefixed(mailchimp_rules, "rule_"),
                       *_prefixed(mailchimp_members, "member_"), *_prefixed(sequences, "sequence_"),
                       enrollments.c.id.label("enrollment_id"), enrollments.c.stage_id.label("enrollment_stage_id"),
-                      in_flight.label("in_flight_until"))
+                      in_flight.label("in_flight_until"), *written)
             .select_from(joined).where(wanted)
             .order_by(part.c.part, mailchimp_rules.c.created_at, mailchimp_rules.c.id, sequences.c.created_at,
                       sequences.c.id))
 
 
 _LEAD_FOLLOW_UPS = _lead_follow_ups_statement()
+# By the columns written: built once each.
+_WRITE_LEAD_READING_FOLLOW_UPS: dict[tuple[str, ...], Any] = {}
 
 
 async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trigger: str) -> LeadFollowUps:
@@ -745,6 +796,31 @@ async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trig
     the lead may stop and start), and its list settings (`list_settings`), in one statement."""
     rows = (await session.execute(_LEAD_FOLLOW_UPS, {"org": org_id, "lead": lead_id, "trigger": trigger})
             ).mappings().all()
+    return _follow_ups(rows, trigger)
+
+
+async def update_lead_reading_follow_ups(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any],
+                                         trigger: str) -> tuple[KnownLead, LeadFollowUps]:
+    """`update_lead`, then `lead_follow_ups`: on PostgreSQL one statement (the write a data-modifying CTE; the read
+    does not read the lead's row). The lead is locked already (`lock_lead`), so the statement's snapshot, taken
+    after the lock, sees what a read after the write would: the lists, enrollments and Mailchimp calls another
+    transaction holding the lock before wrote. On SQLite two statements."""
+    if dialect_name(session) != "postgresql":
+        lead = await update_lead(session, org_id, lead_id, values)
+        return lead, await lead_follow_ups(session, org_id, lead_id, trigger)
+    columns = tuple(sorted(values))
+    statement = _WRITE_LEAD_READING_FOLLOW_UPS.get(columns)
+    if statement is None:
+        statement = _WRITE_LEAD_READING_FOLLOW_UPS[columns] = _lead_follow_ups_statement(writing_lead=columns)
+    rows = (await session.execute(statement, {**prefixed("lead", values), "org": org_id, "lead": lead_id,
+                                              "trigger": trigger})).mappings().all()
+    written = _unprefixed(rows[0], leads, "lead_") if rows else None
+    assert written is not None, f"lead {lead_id} has no row (lock_lead first)"
+    return _hold_lead(session, KnownLead(**written)), _follow_ups(rows, trigger)
+
+
+def _follow_ups(rows: Sequence[Any], trigger: str) -> LeadFollowUps:
+    """`lead_follow_ups` out of its statement's rows."""
     running: list[RunningEnrollment] = []
     starting: dict[str, SequenceRecord] = {}
     rules, members = [], []
@@ -1018,21 +1094,40 @@ class OwnedLead:
     owner_in_directory: bool
 
 
-async def own_ownerless_lead(session: AsyncSession, org_id: str, lead_id: str, owner_id: str,
-                             now: datetime) -> OwnedLead | None:
+async def own_ownerless_lead(session: AsyncSession, org_id: str, lead_id: str, owner_id: str, now: datetime, *,
+                             notice_template_key: str | None = None) -> OwnedLead | None:
     """Give the lead `owner_id` when its row names no owner (creating the row when events about the lead arrive
     before LeadCreated), in one statement that locks it and also says whether the owner's directory entry is held:
     the row after, or None when it names an owner already or this transaction holds it already (then `lock_lead`
-    gives it as it is, and nothing was written)."""
+    gives it as it is, and nothing was written).
+
+    `notice_template_key`: the owner is to be told of the lead (`rep_notice` with this template key); on PostgreSQL
+    the same statement reads the notice and the transaction holds it (until it writes the rep's row: what the
+    assignment says of an owner not in the directory). The rep, the template and the webhooks are read in the
+    statement's snapshot, which may predate the lead's lock: none of them is ordered by that lock (a read after it
+    could as well miss a write committed a moment later), and the lead in the notice is the row as written."""
     if ("lead", org_id, lead_id) in _held(session):
         return None
-    row = (await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], {
-        "org": org_id, "lead": lead_id, "owner": owner_id, "now": now})).mappings().first()
-    if row is None:
-        return None
-    values = dict(row)
-    owner_in_directory = bool(values.pop("owner_in_directory"))
-    return OwnedLead(lead=_hold_lead(session, KnownLead(**values)), owner_in_directory=owner_in_directory)
+    params = {"org": org_id, "lead": lead_id, "owner": owner_id, "now": now}
+    reading_notice = notice_template_key is not None and dialect_name(session) == "postgresql"
+    if reading_notice:
+        row = (await session.execute(_OWN_OWNERLESS_LEAD_READING_NOTICE, {
+            **params, "template_key": notice_template_key})).mappings().first()
+        if row is None:
+            return None
+        values = _unprefixed(row, leads, "lead_")
+        owner_in_directory = bool(row["lead_owner_in_directory"])
+    else:
+        row = (await session.execute(_OWN_OWNERLESS_LEAD[dialect_name(session)], params)).mappings().first()
+        if row is None:
+            return None
+        values = dict(row)
+        owner_in_directory = bool(values.pop("owner_in_directory"))
+    assert values is not None
+    lead = _hold_lead(session, KnownLead(**values))
+    if reading_notice:
+        _held(session)[("notice", org_id, (owner_id, lead_id, notice_template_key))] = _notice_of(row, lead)
+    return OwnedLead(lead=lead, owner_in_directory=owner_in_directory)
 
 
 async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: dict[str, Any]) -> KnownLead:
@@ -1162,18 +1257,36 @@ class RepNotice:
     any_webhooks: bool
 
 
-def _rep_notice_statement() -> Any:
+def _rep_notice_statement(*, owning_lead: bool = False) -> Any:
+    """`owning_lead` (PostgreSQL): the notice to the lead's new owner (`owner`), the lead given that owner first
+    (`_OWN_OWNERLESS_LEAD`, a data-modifying CTE: no row when it wrote nothing) and read as written (`lead_` + its
+    columns, and `lead_owner_in_directory`)."""
     org: Any = sa.bindparam("org")
-    anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
-    joined = (anchor.outerjoin(reps, (reps.c.org_id == org) & (reps.c.rep_id == sa.bindparam("rep")))
-              .outerjoin(leads, (leads.c.org_id == org) & (leads.c.lead_id == sa.bindparam("lead")))
-              .outerjoin(templates, (templates.c.org_id == org) & (templates.c.key == sa.bindparam("template_key"))))
+    if owning_lead:
+        owned = _OWN_OWNERLESS_LEAD["postgresql"].cte("owned_lead")
+        joined = owned.outerjoin(reps, (reps.c.org_id == org) & (reps.c.rep_id == sa.bindparam("owner")))
+        lead_columns = _prefixed(owned, "lead_")
+    else:
+        anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
+        joined = (anchor.outerjoin(reps, (reps.c.org_id == org) & (reps.c.rep_id == sa.bindparam("rep")))
+                  .outerjoin(leads, (leads.c.org_id == org) & (leads.c.lead_id == sa.bindparam("lead"))))
+        lead_columns = _prefixed(leads, "lead_")
+    joined = joined.outerjoin(templates, (templates.c.org_id == org)
+                              & (templates.c.key == sa.bindparam("template_key")))
     any_webhooks = sa.exists().where(webhook_subscriptions.c.org_id == org, webhook_subscriptions.c.active.is_(True))
-    return sa.select(*_prefixed(reps, "rep_"), *_prefixed(leads, "lead_"), *_prefixed(templates, "template_"),
+    return sa.select(*_prefixed(reps, "rep_"), *lead_columns, *_prefixed(templates, "template_"),
                      any_webhooks.label("any_webhooks")).select_from(joined)
 
 
 _REP_NOTICE = _rep_notice_statement()
+_OWN_OWNERLESS_LEAD_READING_NOTICE = _rep_notice_statement(owning_lead=True)
+
+
+def _notice_of(row: Any, lead: KnownLead | None) -> RepNotice:
+    """A `_REP_NOTICE` row's notice, about `lead` (as read by it, or as written by the statement)."""
+    template = _unprefixed(row, templates, "template_")
+    return RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=lead, template=Template(**template) if template else None,
+                     any_webhooks=bool(row["any_webhooks"]))
 
 
 async def rep_notice(session: AsyncSession, org_id: str, rep_id: str, *, lead_id: str | None,
@@ -1188,10 +1301,7 @@ async def rep_notice(session: AsyncSession, org_id: str, rep_id: str, *, lead_id
         row = (await session.execute(_REP_NOTICE, {"org": org_id, "rep": rep_id, "lead": lead_id,
                                                    "template_key": template_key})).mappings().one()
         lead = _unprefixed(row, leads, "lead_")
-        template = _unprefixed(row, templates, "template_")
-        notice = RepNotice(rep=_unprefixed(row, reps, "rep_"), lead=KnownLead(**lead) if lead else None,
-                           template=Template(**template) if template else None,
-                           any_webhooks=bool(row["any_webhooks"]))
+        notice = _notice_of(row, KnownLead(**lead) if lead else None)
         _held(session)[key] = notice
     return dataclasses.replace(notice, rep=dict(notice.rep)) if notice.rep is not None else notice
 

@@ -54,6 +54,7 @@ from salesflow_shared.events import (
     EventData,
     RepNotifiedV1,
 )
+from salesflow_shared.outbox_rows import KeyedOutboxRows
 from salesflow_shared.retries import backoff_s
 from salesflow_shared.uow import UnitOfWork
 
@@ -289,11 +290,15 @@ class DeliveryWorker:
             # Each mark says whether the lead is erased (None: this attempt was overtaken, nothing recorded).
             lead_erased: dict[str, bool | None] = {}
             sent = [row for row, outcome in batch if outcome.ok]
-            marked = await repository.mark_sent(uow.session, sent, now)
+            # The sent deliveries' events, written by the statement that marks them sent: only those of the
+            # attempts it records (an overtaken attempt's mark writes nothing and publishes nothing).
+            sent_events = KeyedOutboxRows(self.context.name)
+            for row in sent:
+                for event in outcome_event(row, ok=True, now=now):
+                    sent_events.add(row.id, event, org_id=row.org_id, subject_id=row.id)
+            marked = await repository.mark_sent(uow.session, sent, now, sent_events)
             for row in sent:
                 lead_erased[row.id] = marked.get(row.id)
-                if row.id in marked:
-                    publish_outcome(uow, row, ok=True, now=now)
             for row, outcome in batch:
                 if outcome.ok:
                     continue
@@ -315,6 +320,8 @@ class DeliveryWorker:
             for org_id, lead_id in erased_leads:
                 await forget_erased_lead_data(uow.session, org_id, lead_id)
             await uow.commit()
+        if marked:  # committed: the relay publishes them, as it does a commit's own events
+            self.context.relay.hand_over(sent_events.committed(marked))
         for row, outcome in batch:
             log.info("delivery_attempted", delivery_id=row.id, kind=row.kind, ok=outcome.ok,
                      error=redact_personal(outcome.error))

@@ -43,7 +43,7 @@ from ..domain.milestones import DealFact, MilestoneRule, QuotaFact, fired, fired
 from ..domain.sequences import matches_lead_created, matches_outcome, matches_stage_entry
 from . import mailchimp_sync
 from .deliveries import cancel_pending, forget_erased_lead_data
-from .notify import NotKnownYet, notify_rep
+from .notify import NotKnownYet, notice_template_key, notify_rep
 from .program_notifications import ProgramNotifications
 from .projections import (
     ERASED_FIELDS,
@@ -121,9 +121,11 @@ class NotificationHandlers:
         now, org = self.clock.now(), envelope.org_id
         if not data.owner_id:
             return
+        reason = "customer_handover" if data.trigger == "lead_won" else "lead_assigned"
         # The usual first assignment (the row names no owner yet): written by the statement that locks it, which
-        # also says whether the owner's directory entry is held.
-        owned = await repository.own_ownerless_lead(uow.session, org, data.lead_id, data.owner_id, now)
+        # also says whether the owner's directory entry is held and reads what telling the owner needs.
+        owned = await repository.own_ownerless_lead(uow.session, org, data.lead_id, data.owner_id, now,
+                                                    notice_template_key=notice_template_key(reason))
         if owned is None or not owned.owner_in_directory:
             # What the assignment says of its owner, kept until the directory's own entry arrives (with the entry
             # held this writes nothing, so it is left out when the statement above said so).
@@ -142,12 +144,12 @@ class NotificationHandlers:
         if data.previous_owner_id == data.owner_id:
             return
         decision = data.decision_id or f"v{envelope.subject_version}"
-        if data.trigger == "lead_won":  # the account manager takes the customer over
-            await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason="customer_handover",
+        if reason == "customer_handover":  # the account manager takes the customer over
+            await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason=reason,
                              now=now, lead_id=data.lead_id, deal=await handover_deal(uow, org, data, lead),
                              once_key=f"customer_handover:{data.lead_id}:{data.owner_id}:{decision}")
             return
-        await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason="lead_assigned", now=now,
+        await notify_rep(uow, self.settings, org_id=org, rep_id=data.owner_id, reason=reason, now=now,
                          lead_id=data.lead_id, once_key=f"lead_assigned:{data.lead_id}:{data.owner_id}:{decision}")
 
     async def on_rep_changed(self, data: RepCreatedV1 | RepUpdatedV1 | RepDeactivatedV1, envelope: Envelope,
@@ -161,15 +163,15 @@ class NotificationHandlers:
 
     async def on_stage_advanced(self, data: StageAdvancedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        before, lead, newer = await enter_stage(
+        entry = await enter_stage(
             uow.session, org, data.lead_id, envelope.subject_version, now, pipeline_id=data.pipeline_id,
             stage_id=data.to_stage_id, stage_ids=data.pipeline_stage_ids, owner_id=data.owner_id,
             values={"pipeline_id": data.pipeline_id, "stage_id": data.to_stage_id, "stage_name": data.to_stage_name,
                     **({"outcome": None} if data.reason == "reopened" else {})})
-        if not newer:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
+        before, lead, follow_ups = entry.before, entry.after, entry.follow_ups
+        if follow_ups is None:  # an older move arriving late: the lead is elsewhere now (but entered that stage)
             await self._follow_lists(uow, org, lead, f"stage:{data.to_stage_id}@{envelope.subject_version}", now)
             return
-        follow_ups = await repository.lead_follow_ups(uow.session, org, data.lead_id, "stage_entry")
         sequences = follow_ups.sequences
         await stop_running(uow.session, sequences.running, fact="stage_entered", now=now, stage_id=data.to_stage_id)
         transition = f"{data.to_stage_id}@{envelope.subject_version}"

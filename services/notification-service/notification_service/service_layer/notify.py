@@ -32,7 +32,7 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
     session = uow.session
     # The rep, the lead, the org's template and whether it has webhooks at all: one statement.
     notice = await repository.rep_notice(session, org_id, rep_id, lead_id=lead_id,
-                                         template_key=f"rep.{reason}" if "email" in channels else None)
+                                         template_key=notice_template_key(reason) if "email" in channels else None)
     rep, lead = notice.rep, notice.lead
     missing = None
     if not rep or not rep.get("email"):
@@ -90,6 +90,11 @@ async def notify_rep(uow: UnitOfWork, settings: Settings, *, org_id: str, rep_id
                                         payload={"subscription_id": sub.id, "body": body})
             created += 1 if row is not None else 0
     return created
+
+
+def notice_template_key(reason: str) -> str:
+    """The key of the org's template for a rep email about `reason` (none: the built-in one)."""
+    return f"rep.{reason}"
 
 
 def _webhook_text(reason: str, values: dict[str, Any]) -> str:

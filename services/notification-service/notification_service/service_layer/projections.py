@@ -3,6 +3,7 @@ comparing `subject_version` within one producer's stream (lead-service for the l
 pipeline-service for its stage and outcome)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesflow_shared.events import LeadSnapshot
 
 from ..adapters import repository
+from ..adapters.repository import LeadFollowUps
 from ..domain.leads import KnownLead
 from ..domain.sequences import LeadState
 
@@ -70,26 +72,39 @@ async def set_lead_fields(session: AsyncSession, org_id: str, lead_id: str, now:
     return await repository.update_lead(session, org_id, lead_id, {**values, "updated_at": now})
 
 
+@dataclass(frozen=True)
+class StageEntry:
+    """What `enter_stage` did: the lead's row before and after, and, when the move was newer than what was held,
+    what the stage entry may change (`follow_ups`; None: the lead is elsewhere now)."""
+    before: KnownLead
+    after: KnownLead
+    follow_ups: LeadFollowUps | None
+
+
 async def enter_stage(session: AsyncSession, org_id: str, lead_id: str, version: int, now: datetime, *,
                       pipeline_id: str, stage_id: str, stage_ids: list[str] | None, owner_id: str | None,
-                      values: dict[str, Any]) -> tuple[KnownLead, KnownLead, bool]:
+                      values: dict[str, Any]) -> StageEntry:
     """The lead entered the stage: remembered whatever the event's age (the stages entered are a set), with the
     pipeline's stages when the event lists them; when the move is newer than what we hold, also its `values`
-    (stage, outcome) and the owner it names. The row before, the row after, and whether the move was newer (False:
-    the lead is elsewhere now). One statement to lock, one to write, whatever changes."""
+    (stage, outcome) and the owner it names, and the lead's follow-ups for a stage entry read (by the statement that
+    writes, on PostgreSQL). One statement to lock, one to write, whatever changes."""
     row, pipeline_defined = await repository.lock_lead_in_pipeline(session, org_id, lead_id, pipeline_id, now)
     changes: dict[str, Any] = {}
     entered = [list(e) for e in row.entered_stages or []]
     if [pipeline_id, stage_id] not in entered:
         changes["entered_stages"] = [*entered, [pipeline_id, stage_id]]
-    newer = version > row.pipeline_version
-    if newer:
+    follow_ups = None
+    if version > row.pipeline_version:
         changes.update(values, pipeline_version=version, **({"owner_id": owner_id} if owner_id else {}))
-    after = await repository.update_lead(session, org_id, lead_id, {**changes, "updated_at": now}) if changes \
-        else row
+        after, follow_ups = await repository.update_lead_reading_follow_ups(
+            session, org_id, lead_id, {**changes, "updated_at": now}, "stage_entry")
+    elif changes:
+        after = await repository.update_lead(session, org_id, lead_id, {**changes, "updated_at": now})
+    else:
+        after = row
     if stage_ids and not pipeline_defined:  # only until the pipeline's own definition (PipelineDefined) arrives
         await repository.save_pipeline_stages(session, org_id, pipeline_id, stage_ids, now)
-    return row, after, newer
+    return StageEntry(before=row, after=after, follow_ups=follow_ups)
 
 
 ERASED_FIELDS = {name: None for name in ("email", "first_name", "last_name", "company", "title", "phone",

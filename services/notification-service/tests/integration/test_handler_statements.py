@@ -4,16 +4,21 @@ batch sent, statement by statement (the inbox claim included; BEGIN and COMMIT a
 read off the handlers."""
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from notification_testkit import Harness
 
 from notification_service.adapters import repository
-from notification_service.adapters.orm import deliveries, enrollments, mailchimp_members, reps
-from notification_service.service_layer.deliveries import new_delivery
+from notification_service.adapters.orm import deliveries, enrollments, leads, mailchimp_members, reps
+from notification_service.adapters.repository import Delivery
+from notification_service.service_layer.deliveries import DeliveryWorker, Outcome, new_delivery
 from salesflow_shared.events import (
     LeadAssignedV1,
     RepCreatedV1,
@@ -46,16 +51,16 @@ def assigned(lead_id: str, rep_id: str) -> LeadAssignedV1:
                           decision_id=f"d-{lead_id}")
 
 
-async def test_a_first_assignment_to_a_rep_in_the_directory_is_four_statements_and_keeps_no_copy_of_the_rep(
+async def test_a_first_assignment_to_a_rep_in_the_directory_is_three_statements_and_keeps_no_copy_of_the_rep(
         harness: Harness):
     await in_directory(harness, "nia")
     lead = await harness.lead()
     sent = await harness.statements_handling(harness.envelope(assigned(lead, "nia"), lead))
     # The inbox claim; the lead's owner written by the statement that locks it (which says the owner's directory
-    # entry is held, so what the assignment says of the owner is not written); the rep notice (rep, lead, template,
-    # webhooks); the email's delivery.
-    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "SELECT",
-                                       "INSERT INTO deliveries"], sent
+    # entry is held, so what the assignment says of the owner is not written) and reads the rep notice (rep,
+    # template, webhooks; PostgreSQL: the write a data-modifying CTE); the email's delivery.
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "WITH owned_lead", "INSERT INTO deliveries"], sent
+    assert "INSERT INTO leads" in sent[1] and "JOIN reps" in sent[1] and "JOIN templates" in sent[1]
     [email] = await harness.deliveries(lead_id=lead, reason="lead_assigned")
     assert email["recipient"] == "nia@sales.example"  # the directory's address, not the assignment's
     assert email["rep_id"] == "nia" and email["status"] == "pending"
@@ -64,8 +69,9 @@ async def test_a_first_assignment_to_a_rep_in_the_directory_is_four_statements_a
 async def test_a_first_assignment_to_a_rep_not_in_the_directory_keeps_what_it_says_of_the_rep(harness: Harness):
     lead = await harness.lead()
     sent = await harness.statements_handling(harness.envelope(assigned(lead, "newbie"), lead))
-    # As above, with the rep's copy from the assignment written (kept until the directory's entry arrives).
-    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "INSERT INTO reps", "SELECT",
+    # As above, with the rep's copy from the assignment written (kept until the directory's entry arrives), and
+    # the rep notice read again after it (the one read with the owner's write had no rep).
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "WITH owned_lead", "INSERT INTO reps", "SELECT",
                                        "INSERT INTO deliveries"], sent
     async with harness.context.database.session() as session:
         [rep] = (await session.execute(sa.select(reps.c.name, reps.c.email, reps.c.version).where(
@@ -75,7 +81,7 @@ async def test_a_first_assignment_to_a_rep_not_in_the_directory_keeps_what_it_sa
     assert email["recipient"] == "newbie@assignment.example"
 
 
-async def test_a_stage_entry_that_puts_the_lead_on_a_list_is_five_statements(harness: Harness):
+async def test_a_stage_entry_that_puts_the_lead_on_a_list_is_four_statements(harness: Harness):
     response = await harness.client.put("/v1/mailchimp/settings", json={"api_key": "0123456789abcdef-us6"},
                                         headers={**harness.admin, "If-Match": '"0"'})
     assert response.status_code == 200, response.text
@@ -86,11 +92,13 @@ async def test_a_stage_entry_that_puts_the_lead_on_a_list_is_five_statements(har
     entered = StageAdvancedV1(lead_id=lead, pipeline_id="pipe-1", to_stage_id="qualified", to_stage_name="Qualified",
                               to_stage_position=1, reason="entry", entered_at=datetime.now(UTC), owner_id="nia")
     sent = await harness.statements_handling(harness.envelope(entered, lead))
-    # The inbox claim; the lead locked (with whether the pipeline's definition is held) and its stage and owner
-    # written; its sequences and Mailchimp settings read together; the list call's delivery added by the statement
-    # that also remembers the lead as the list's member (PostgreSQL: a data-modifying CTE).
-    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "UPDATE leads", "SELECT",
+    # The inbox claim; the lead locked (with whether the pipeline's definition is held); its stage and owner
+    # written by the statement that also reads its sequences and Mailchimp settings (PostgreSQL: the write a
+    # data-modifying CTE, the read's snapshot taken with the lock held); the list call's delivery added by the
+    # statement that also remembers the lead as the list's member (a data-modifying CTE too).
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "INSERT INTO leads", "WITH written_lead",
                                        "WITH remembered_member"], sent
+    assert "UPDATE leads SET" in sent[2] and "JOIN mailchimp_accounts" in sent[2]
     assert "INSERT INTO mailchimp_members" in sent[-1] and "INSERT INTO deliveries" in sent[-1]
     [call] = await harness.deliveries(lead_id=lead, kind="mailchimp")
     assert call["recipient"] == "mailchimp:L1" and call["status"] == "pending" and call["rep_id"] == "nia"
@@ -99,6 +107,10 @@ async def test_a_stage_entry_that_puts_the_lead_on_a_list_is_five_statements(har
             mailchimp_members.c.org_id == harness.org, mailchimp_members.c.lead_id == lead))).mappings().all()
     assert (member["list_id"], member["subscribed"], member["tags"]) == ("L1", True, ["qualified"])
     assert member["subscriber_hash"] == call["payload"]["ops"][0]["hash"]
+    async with harness.context.database.session() as session:
+        [known] = (await session.execute(sa.select(leads).where(
+            leads.c.org_id == harness.org, leads.c.lead_id == lead))).mappings().all()
+    assert (known["stage_id"], known["owner_id"], known["pipeline_version"]) == ("qualified", "nia", 1)
 
 
 def task_created(harness: Harness, task_id: str, lead_id: str, rep_id: str) -> TaskCreatedV1:
@@ -176,3 +188,98 @@ async def test_a_sequence_batchs_step_deliveries_and_enrollment_moves_are_one_st
         (runs[0].id, 1, "active", later, "lead-0"), (runs[1].id, 1, "completed", None, "lead-1"),
         (runs[2].id, 1, "active", later, "lead-2")])
     assert sorted(tuple(row) for row in added) == sorted([(runs[0].id, "pending"), (runs[1].id, "pending")])
+
+
+async def claimed_rep_email(harness: Harness, lead_id: str, *, attempts: int) -> Delivery:
+    """A rep's email as a worker's claim left it: `sending`, at its `attempts`-th attempt (its lease far ahead, so
+    the service's own worker leaves it alone)."""
+    now = harness.clock.now()
+    email = dataclasses.replace(new_delivery(
+        org_id=harness.org, idem_key=f"lead_assigned:{lead_id}:nia:email", kind="email", recipient_kind="rep",
+        reason="lead_assigned", now=now, lead_id=lead_id, rep_id="nia", recipient="nia@sales.example",
+        payload={"to": "nia@sales.example", "subject": "A new lead"}), status="sending", attempts=attempts,
+        next_attempt_at=now + timedelta(days=1))
+    async with harness.context.database.session() as session:
+        assert await repository.add_delivery(session, email)
+        await session.commit()
+    return email
+
+
+def handed_to_relay(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The types of the events the service's relay is handed from now on (it still publishes them)."""
+    handed: list[str] = []
+    hand_over = harness.context.relay.hand_over
+
+    def recording(events: Any) -> None:
+        handed.extend(message.event_type for message, _ in events)
+        hand_over(events)
+    monkeypatch.setattr(harness.context.relay, "hand_over", recording)
+    return handed
+
+
+async def test_an_emails_sent_mark_writes_its_events_in_the_same_statement(harness: Harness,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    lead = await harness.lead()
+    email = await claimed_rep_email(harness, lead, attempts=1)
+    handed = handed_to_relay(harness, monkeypatch)
+    worker = DeliveryWorker(harness.context)
+    _, sent = await statements_sent(harness.context.database,
+                                    lambda: worker._record_once([(email, Outcome(ok=True))]))
+    # The mark (fenced on the attempt) and, by a data-modifying CTE of the same statement, the outbox rows of the
+    # deliveries it marked: a rep's email tells EmailSent and RepNotified.
+    assert [what(s) for s in sent] == ["WITH marked_sent"], sent
+    assert "INSERT INTO outbox" in sent[0]
+    [row] = await harness.deliveries(id=email.id)
+    assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("sent", 1, None)
+    assert [e["data"]["delivery_id"] for e in await harness.published("EmailSent")] == [email.id]
+    assert [e["data"]["delivery_id"] for e in await harness.published("RepNotified")] == [email.id]
+    assert handed == ["EmailSent", "RepNotified"]  # published by the relay from hand, as a commit's own events
+
+
+async def test_an_overtaken_attempts_sent_mark_writes_and_publishes_nothing_beside_a_current_one(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch):
+    current_lead, overtaken_lead = await harness.lead(), await harness.lead()
+    current = await claimed_rep_email(harness, current_lead, attempts=1)
+    # Its lease ran out while the first attempt was in flight, and a second attempt claimed it.
+    second_attempt = await claimed_rep_email(harness, overtaken_lead, attempts=2)
+    first_attempt = dataclasses.replace(second_attempt, attempts=1)
+    handed = handed_to_relay(harness, monkeypatch)
+    worker = DeliveryWorker(harness.context)
+    _, sent = await statements_sent(harness.context.database, lambda: worker._record_once(
+        [(current, Outcome(ok=True)), (first_attempt, Outcome(ok=True))]))
+    # One mark for both; whether the overtaken attempt's lead is erased, which its mark did not say (scrubbed
+    # then, as after any attempt about an erased lead).
+    assert [what(s) for s in sent] == ["WITH marked_sent", "SELECT"], sent
+    assert sent[1].startswith("SELECT leads.erased FROM leads")
+    [overtaken] = await harness.deliveries(id=second_attempt.id)
+    assert (overtaken["status"], overtaken["attempts"]) == ("sending", 2)  # the second attempt's to record
+    assert [e["data"]["delivery_id"] for e in await harness.published("EmailSent")] == [current.id]
+    assert [e["data"]["delivery_id"] for e in await harness.published("RepNotified")] == [current.id]
+    assert handed == ["EmailSent", "RepNotified"]
+
+
+async def test_a_stage_entry_sees_what_a_transaction_holding_the_lead_wrote_before_letting_it_go(harness: Harness):
+    """The stage entry's follow-ups are read by the statement that writes the lead, after the statement that locks
+    it: a read in the lock's statement would see the tables as they were before it waited for the lock."""
+    welcome = await harness.template("Welcome", "Hello")
+    sequence = await harness.post("/v1/sequences", {"name": "s0 follow-up", "trigger": "stage_entry",
+                                                    "stage_id": "s0", "steps": [{"template_id": welcome}]})
+    lead = await harness.lead()
+    now = harness.clock.now()
+    enrollment = repository.Enrollment(
+        id=str(uuid.uuid4()), org_id=harness.org, sequence_id=sequence["id"], lead_id=lead, trigger_key="stage:s0",
+        stage_id="s0", status="active", stop_reason=None, next_step=0, next_due_at=now + timedelta(days=1),
+        created_at=now, updated_at=now)
+    entered = StageAdvancedV1(lead_id=lead, pipeline_id="pipe-1", to_stage_id="qualified", to_stage_name="Qualified",
+                              to_stage_position=1, reason="entry", entered_at=datetime.now(UTC))
+    async with harness.context.database.session() as holder:
+        await repository.lock_lead(holder, harness.org, lead, now)  # another replica's transaction holds the lead
+        handling = asyncio.create_task(harness.statements_handling(harness.envelope(entered, lead)))
+        await asyncio.sleep(0.5)  # the stage entry waits for the lock
+        assert not handling.done()
+        assert await repository.add_enrollment(holder, enrollment)  # ... and enrolls it meanwhile
+        await holder.commit()
+    await handling
+    # The stage entry saw the enrollment and stopped it (it is for a stage the lead has left).
+    [stopped] = await harness.enrollments(lead)
+    assert (stopped["id"], stopped["status"], stopped["stop_reason"]) == (enrollment.id, "stopped", "left_stage")

@@ -7,6 +7,7 @@ hears (EmailSent / EmailFailed / RepNotified).
 """
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from notification_service.adapters import repository
 from notification_service.adapters.orm import deliveries, enrollments, mailchimp_members, reps, task_assignees
-from notification_service.service_layer.deliveries import DeliveryWorker
+from notification_service.service_layer.deliveries import DeliveryWorker, Outcome, new_delivery
 from notification_service.service_layer.handlers import unsubscribe_lead
 from notification_service.service_layer.sequences import SequenceScheduler
 from salesflow_shared.clock import ManualClock
@@ -360,3 +361,31 @@ async def test_on_sqlite_an_assignment_a_reminder_and_a_list_subscription_each_w
         ("lead-1", "L1", True, ["qualified"])]
     [call] = await n.rows(deliveries, kind="mailchimp")
     assert call["recipient"] == "mailchimp:L1" and call["payload"]["ops"][0]["hash"] == members[0]["subscriber_hash"]
+
+
+async def test_on_sqlite_a_sent_mark_publishes_the_events_of_the_attempts_it_records_and_no_others(
+        notifications: Notifications):
+    """PostgreSQL writes a sent mark's events by the mark's statement; here they are inserted after it, for the
+    deliveries it marked: an attempt overtaken (its lease ran out and a second attempt claimed the row) publishes
+    nothing."""
+    n = notifications
+    now = n.clock.now()
+
+    async def claimed(lead_id: str, attempts: int) -> repository.Delivery:
+        email = dataclasses.replace(new_delivery(
+            org_id=ORG, idem_key=f"lead_assigned:{lead_id}:rep-1:email", kind="email", recipient_kind="rep",
+            reason="lead_assigned", now=now, lead_id=lead_id, rep_id="rep-1", recipient="grace@sales.example",
+            payload={"to": "grace@sales.example"}), status="sending", attempts=attempts,
+            next_attempt_at=now + timedelta(days=1))
+        async with n.service.uow() as uow:
+            assert await repository.add_delivery(uow.session, email)
+            await uow.commit()
+        return email
+
+    current, second_attempt = await claimed("lead-1", attempts=1), await claimed("lead-2", attempts=2)
+    await n.sender._record_once([(current, Outcome(ok=True)),
+                                 (dataclasses.replace(second_attempt, attempts=1), Outcome(ok=True))])
+    assert [d["status"] for d in await n.rows(deliveries, lead_id="lead-1")] == ["sent"]
+    assert [(d["status"], d["attempts"]) for d in await n.rows(deliveries, lead_id="lead-2")] == [("sending", 2)]
+    assert [e["delivery_id"] for e in await n.published("EmailSent")] == [current.id]
+    assert [e["delivery_id"] for e in await n.published("RepNotified")] == [current.id]

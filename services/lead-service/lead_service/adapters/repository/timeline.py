@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_name, per_dialect
 from salesflow_shared.infra_tables import outbox_table
+from salesflow_shared.outbox_rows import OUTBOX_ARRAYS, unnest
 from salesflow_shared.pagination import decode_cursor, encode_cursor
 from salesflow_shared.uow import INSERT_OUTBOX
 
@@ -49,14 +50,6 @@ _ADD_ENTRY = per_dialect(
 _ENTRY_ARRAYS = (("id", "varchar"), ("org_id", "varchar"), ("lead_id", "varchar"), ("event_id", "varchar"),
                  ("event_type", "varchar"), ("kind", "varchar"), ("occurred_at", "timestamptz"),
                  ("correlation_id", "varchar"), ("producer", "varchar"), ("summary", "varchar"), ("details", "text"))
-_OUTBOX_ARRAYS = (("event_id", "varchar"), ("event_type", "varchar"), ("org_id", "varchar"), ("payload", "text"),
-                  ("headers", "text"), ("created_at", "timestamptz"))
-
-
-def _unnest(alias: str, arrays: tuple[tuple[str, str], ...]) -> str:
-    """Rows from one array parameter per column (`:<alias>_<column>`), numbered `n` in their order."""
-    return ("unnest(" + ", ".join(f"CAST(:{alias}_{name} AS {kind}[])" for name, kind in arrays)
-            + f") WITH ORDINALITY AS {alias}(" + ", ".join(name for name, _ in arrays) + ", n)")
 
 
 # PostgreSQL: the entries and the commit's outbox rows in one statement (a data-modifying CTE), each kind of row
@@ -68,13 +61,13 @@ WITH entries AS (
                                       producer, summary, details, recorded_at)
     SELECT e.id, e.org_id, e.lead_id, e.event_id, e.event_type, e.kind, e.occurred_at, e.correlation_id,
            e.producer, e.summary, CAST(e.details AS json), CAST(:now AS timestamptz)
-    FROM {_unnest("e", _ENTRY_ARRAYS)}
+    FROM {unnest("e", _ENTRY_ARRAYS)}
     ORDER BY e.n
     ON CONFLICT (org_id, event_id, kind) DO NOTHING
 )
 INSERT INTO {outbox_table.name} (event_id, event_type, org_id, payload, headers, created_at)
 SELECT o.event_id, o.event_type, o.org_id, o.payload, CAST(o.headers AS json), o.created_at
-FROM {_unnest("o", _OUTBOX_ARRAYS)}
+FROM {unnest("o", OUTBOX_ARRAYS)}
 ORDER BY o.n
 """)
 
@@ -96,7 +89,7 @@ async def add_entries(session: AsyncSession, entries: Sequence[tuple[str, Stored
         params: dict[str, Any] = {"now": now}
         for name, _ in _ENTRY_ARRAYS:  # the JSON columns' values as the JSON type would send them
             params["e_" + name] = [json.dumps(row[name]) if name == "details" else row[name] for row in rows]
-        for name, _ in _OUTBOX_ARRAYS:
+        for name, _ in OUTBOX_ARRAYS:
             params["o_" + name] = [json.dumps(row[name]) if name == "headers" else row[name] for row in outbox_rows]
         await session.execute(_ADD_ENTRIES_AND_OUTBOX, params)
         return
