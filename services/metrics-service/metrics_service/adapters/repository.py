@@ -4,12 +4,14 @@ read models' projection (adapters/read_models.py). Always org-scoped where an or
 typed records."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -223,14 +225,43 @@ async def store_rate(session: AsyncSession, org_id: str, rate: Rate, now: dateti
 
 
 # ------------------------------------------------------------------ the request's settings
-_TUNE_FOR_REPORTS = sa.text("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
+# Reports are a few large sorts and aggregates: JIT compilation costs more than it saves here, and a sort of a few
+# hundred thousand stays should stay in memory. set_config(..., true) is SET LOCAL: for the transaction only.
+TUNE_FOR_REPORTS = "SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)"
+# What the driver raises when the server went away or is shutting down: an outage (503, retried), not a bug, as
+# SQLAlchemy reports it for its own statements.
+CONNECTION_LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                   asyncpg.exceptions.OperatorInterventionError)
 
 
-async def tune_for_reports(session: AsyncSession) -> None:
-    """PostgreSQL, for this transaction: reports are a few large sorts and aggregates; JIT compilation costs
-    more than it saves here, and a sort of a few hundred thousand stays should stay in memory."""
-    # Both in one round trip: set_config(..., true) is SET LOCAL.
-    await session.execute(_TUNE_FOR_REPORTS)
+@asynccontextmanager
+async def report_transaction(session: AsyncSession) -> AsyncIterator[None]:
+    """PostgreSQL: the session's statements, until the end of the block, in one transaction tuned for reports
+    (TUNE_FOR_REPORTS), rolled back at the end (reports only read).
+
+    The transaction is begun together with its tuning, in one round trip: SQLAlchemy begins a transaction with
+    the first statement, in a round trip of its own, so the session's connection is taken in autocommit
+    (SQLAlchemy sends no BEGIN and no ROLLBACK, and puts the connection back to its default when it returns it to
+    the pool) and the transaction is begun and rolled back here, on the driver. A connection whose ROLLBACK
+    fails, or is interrupted, is closed rather than returned to the pool in a transaction."""
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None, "a connection checked out of the pool is open"
+    try:
+        await driver.execute("BEGIN; " + TUNE_FOR_REPORTS)
+    except BaseException as error:
+        await connection.invalidate()
+        if isinstance(error, CONNECTION_LOST):
+            raise ConnectionError(f"the database connection was lost: {error}") from error
+        raise
+    try:
+        yield
+    finally:
+        try:
+            await driver.execute("ROLLBACK")
+        except BaseException:
+            await connection.invalidate()
+            raise
 
 
 # ------------------------------------------------------------------ the event log's bookkeeping
