@@ -234,6 +234,11 @@ CONNECTION_LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionEr
                    asyncpg.exceptions.OperatorInterventionError)
 
 
+# session.info's key for the driver's connection a report transaction is on (reports.fetch and the rollups' reads
+# use it as it is, instead of asking the session for it again on every statement).
+REPORT_CONNECTION = "metrics.report_connection"
+
+
 @asynccontextmanager
 async def report_transaction(session: AsyncSession) -> AsyncIterator[None]:
     """PostgreSQL: the session's statements, until the end of the block, in one transaction tuned for reports
@@ -254,9 +259,11 @@ async def report_transaction(session: AsyncSession) -> AsyncIterator[None]:
         if isinstance(error, CONNECTION_LOST):
             raise ConnectionError(f"the database connection was lost: {error}") from error
         raise
+    session.info[REPORT_CONNECTION] = driver
     try:
         yield
     finally:
+        del session.info[REPORT_CONNECTION]
         try:
             await driver.execute("ROLLBACK")
         except BaseException:

@@ -41,7 +41,7 @@ from .orm import (
     tagged_union,
 )
 from .read_models import Timelines, copy_statements, timeline_branches
-from .repository import CONNECTION_LOST
+from .repository import CONNECTION_LOST, REPORT_CONNECTION
 
 CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
@@ -511,9 +511,10 @@ async def grouped_duration_rows(session: AsyncSession, table: sa.Table, groups: 
 async def fetch_records(session: AsyncSession, sql: str, args: Sequence[object]) -> list[Any]:
     """PostgreSQL: the records of `sql` (the driver's $1, $2, … for `args`) from the session's connection, fetched
     by the driver directly (see duration_rows; the reports' `fetch`)."""
-    connection = await (await session.connection()).get_raw_connection()
-    driver = connection.driver_connection
-    assert driver is not None, "a connection checked out of the pool is open"
+    driver = session.info.get(REPORT_CONNECTION)  # in a report's transaction (repository.report_transaction)
+    if driver is None:
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        assert driver is not None, "a connection checked out of the pool is open"
     try:
         rows: list[Any] = await driver.fetch(sql, *args)
     except CONNECTION_LOST as lost:

@@ -116,13 +116,15 @@ async def report_query(
 Q = Annotated[ReportQuery, Depends(report_query)]
 
 
-async def report_uow(uow: UowDep) -> AsyncIterator[UnitOfWork]:
+async def report_uow(context: ContextDep) -> AsyncIterator[UnitOfWork]:
     """A report's unit of work: on PostgreSQL, in a transaction tuned for reports (repository.report_transaction)."""
-    if uow.dialect != "postgresql":
-        yield uow
-        return
-    async with repository.report_transaction(uow.session):
-        yield uow
+    # From the context (as get_uow makes it) rather than on UowDep: one generator dependency per report, not two.
+    async with context.uow() as uow:
+        if uow.dialect != "postgresql":
+            yield uow
+            return
+        async with repository.report_transaction(uow.session):
+            yield uow
 
 
 ReportUow = Annotated[UnitOfWork, Depends(report_uow)]

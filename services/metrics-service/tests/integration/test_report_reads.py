@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from metrics_service.adapters.reports import Sql, fetch
-from metrics_service.adapters.repository import report_transaction
+from metrics_service.adapters.repository import REPORT_CONNECTION, report_transaction
 from salesflow_shared.db import Database
 from salesflow_shared.testing import statements_sent
 from salesflow_shared.uow import UnitOfWork
@@ -40,6 +40,7 @@ async def test_a_report_reads_in_one_tuned_transaction_that_does_not_outlive_it(
                     assert driver_now == (await uow.session.execute(sa.text("SELECT now()"))).scalar_one()
                 return inside
             inside, sent = await statements_sent(database, report)
+            assert REPORT_CONNECTION not in uow.session.info  # the connection is not the report's any more
             assert inside == (pid, "off", "64MB", True)
             # through SQLAlchemy: the report's statements alone (its transaction is begun with the tuning)
             assert sent == ["SELECT pg_backend_pid(), current_setting('jit'), current_setting('work_mem'), now(), "
