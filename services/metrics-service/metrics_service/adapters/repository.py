@@ -224,51 +224,33 @@ async def store_rate(session: AsyncSession, org_id: str, rate: Rate, now: dateti
         set_={"rate": rate.rate, "updated_at": now}))
 
 
-# ------------------------------------------------------------------ the request's settings
+# ------------------------------------------------------------------ the reports' reads
 # Reports are a few large sorts and aggregates: JIT compilation costs more than it saves here, and a sort of a few
-# hundred thousand stays should stay in memory. set_config(..., true) is SET LOCAL: for the transaction only.
-TUNE_FOR_REPORTS = "SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)"
+# hundred thousand stays should stay in memory. Every connection of the service runs with these (the bootstrap's
+# ServiceDefinition.database_settings: set once per connection), not only a report's transaction: the rest of
+# the service's statements (the projector's, by index) do not come near either limit.
+REPORT_SETTINGS = {"jit": "off", "work_mem": "64MB"}
 # What the driver raises when the server went away or is shutting down: an outage (503, retried), not a bug, as
 # SQLAlchemy reports it for its own statements.
 CONNECTION_LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                    asyncpg.exceptions.OperatorInterventionError)
-
-
-# session.info's key for the driver's connection a report transaction is on (reports.fetch and the rollups' reads
-# use it as it is, instead of asking the session for it again on every statement).
+# session.info's key for the driver's connection a report reads on (reports.fetch and the rollups' reads use it as
+# it is, instead of asking the session for it again on every statement).
 REPORT_CONNECTION = "metrics.report_connection"
 
 
 @asynccontextmanager
-async def report_transaction(session: AsyncSession) -> AsyncIterator[None]:
-    """PostgreSQL: the session's statements, until the end of the block, in one transaction tuned for reports
-    (TUNE_FOR_REPORTS), rolled back at the end (reports only read).
-
-    The transaction is begun together with its tuning, in one round trip: SQLAlchemy begins a transaction with
-    the first statement, in a round trip of its own, so the session's connection is taken in autocommit
-    (SQLAlchemy sends no BEGIN and no ROLLBACK, and puts the connection back to its default when it returns it to
-    the pool) and the transaction is begun and rolled back here, on the driver. A connection whose ROLLBACK
-    fails, or is interrupted, is closed rather than returned to the pool in a transaction."""
+async def report_reads(session: AsyncSession) -> AsyncIterator[None]:
+    """PostgreSQL: the session's statements, until the end of the block, each on its own (autocommit), as
+    pipeline-service's position read: a report only reads, and under READ COMMITTED a transaction would not give
+    its statements one snapshot anyway, so it opens none (no BEGIN and ROLLBACK round trips). SQLAlchemy puts the
+    connection back to its default when it returns it to the pool."""
     connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None, "a connection checked out of the pool is open"
-    try:
-        await driver.execute("BEGIN; " + TUNE_FOR_REPORTS)
-    except BaseException as error:
-        await connection.invalidate()
-        if isinstance(error, CONNECTION_LOST):
-            raise ConnectionError(f"the database connection was lost: {error}") from error
-        raise
-    session.info[REPORT_CONNECTION] = driver
+    session.info[REPORT_CONNECTION] = (await connection.get_raw_connection()).driver_connection
     try:
         yield
     finally:
         del session.info[REPORT_CONNECTION]
-        try:
-            await driver.execute("ROLLBACK")
-        except BaseException:
-            await connection.invalidate()
-            raise
 
 
 # ------------------------------------------------------------------ the event log's bookkeeping

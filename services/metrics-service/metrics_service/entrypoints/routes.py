@@ -117,13 +117,13 @@ Q = Annotated[ReportQuery, Depends(report_query)]
 
 
 async def report_uow(context: ContextDep) -> AsyncIterator[UnitOfWork]:
-    """A report's unit of work: on PostgreSQL, in a transaction tuned for reports (repository.report_transaction)."""
+    """A report's unit of work: on PostgreSQL, its statements each on its own (repository.report_reads)."""
     # From the context (as get_uow makes it) rather than on UowDep: one generator dependency per report, not two.
     async with context.uow() as uow:
         if uow.dialect != "postgresql":
             yield uow
             return
-        async with repository.report_transaction(uow.session):
+        async with repository.report_reads(uow.session):
             yield uow
 
 
