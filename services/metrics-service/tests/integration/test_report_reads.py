@@ -87,3 +87,9 @@ async def test_fetch_reads_each_column_into_the_field_of_its_name_with_the_value
                 await fetch(uow.session, Sql("SELECT 'a' AS label, 7 AS n").read_as(Figures))
     finally:
         await database.dispose()
+
+
+async def test_the_services_connections_run_with_the_reports_settings(metrics_app):
+    app, _ = metrics_app
+    async with app.state.context.uow() as uow:
+        assert (await settings_of(uow.session))[1:] == ("off", "64MB", True)
