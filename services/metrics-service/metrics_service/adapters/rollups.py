@@ -505,13 +505,13 @@ async def grouped_duration_rows(session: AsyncSession, table: sa.Table, groups: 
     measures = "".join(f", SUM({column}) AS {column.removeprefix('m.')}" for column in sums)
     joined = "".join(f", string_agg(m.{column}, ''::bytea) AS {column}" for column in packed)
     return await fetch_records(session, f"SELECT {', '.join(groups)}{measures}{joined}, COUNT(*) AS runs "
-                                 f"FROM {table.name} m WHERE {where} GROUP BY {keys}", args)
+                                        f"FROM {table.name} m WHERE {where} GROUP BY {keys}", args)
 
 
 async def fetch_records(session: AsyncSession, sql: str, args: Sequence[object]) -> list[Any]:
     """PostgreSQL: the records of `sql` (the driver's $1, $2, … for `args`) from the session's connection, fetched
     by the driver directly (see duration_rows; the reports' `fetch`)."""
-    driver = session.info.get(REPORT_CONNECTION)  # in a report's transaction (repository.report_transaction)
+    driver = session.info.get(REPORT_CONNECTION)  # while a report reads (repository.report_reads)
     if driver is None:
         driver = (await (await session.connection()).get_raw_connection()).driver_connection
         assert driver is not None, "a connection checked out of the pool is open"
