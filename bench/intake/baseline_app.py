@@ -50,10 +50,12 @@ async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
     app.state.reads = {}
     reads_file = os.environ.get("BASELINE_READS_FILE")
     if reads_file:
-        captured: dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]] = pickle.loads(
+        # name -> (the service's database, [(sql, parameters)], the settings the service's connections run with)
+        captured: dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]], dict[str, str]]] = pickle.loads(
             await asyncio.to_thread(Path(reads_file).read_bytes))
-        for name, (dsn, statements) in captured.items():
-            app.state.reads[name] = (await asyncpg.create_pool(dsn, min_size=2, max_size=10), statements)
+        for name, (dsn, statements, settings) in captured.items():
+            app.state.reads[name] = (await asyncpg.create_pool(dsn, min_size=2, max_size=10,
+                                                               server_settings=settings or None), statements)
     # name -> (pool, [(sql, parameters, many)], the captured email, the exchange, the captured event message)
     app.state.writes = {}
     broker = None

@@ -102,6 +102,7 @@ async def capture(url: str, work: Callable[[UnitOfWork], Awaitable[Any]],
     commit hook, for a write)."""
     database = Database(url, pool_size=1)
     captured: Captured = []
+    driver_fetch = asyncpg.Connection.fetch
     try:
         async with database.session() as session:  # connect first: the dialect's own first queries are not the read's
             await session.execute(__import__("sqlalchemy").text("SELECT 1"))
@@ -109,11 +110,22 @@ async def capture(url: str, work: Callable[[UnitOfWork], Awaitable[Any]],
         def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
             captured.append((statement, list(parameters) if many else tuple(parameters or ()), many))
         event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+
+        # Some reads run statements on the driver's connection directly (metrics-service's reports: their rows
+        # without SQLAlchemy's result processing), which SQLAlchemy's event does not see: recorded here, in order.
+        # SQLAlchemy's own statements go through prepared statements (and its BEGIN through `execute`), so nothing
+        # is recorded twice.
+        async def fetch_recorded(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+            captured.append((query, tuple(args), False))
+            return await driver_fetch(self, query, *args, **kwargs)
+        asyncpg.Connection.fetch = fetch_recorded  # type: ignore[method-assign]
         async with UnitOfWork(database, "bench", record_published=record_published) as uow:
             await work(uow)
     finally:
+        asyncpg.Connection.fetch = driver_fetch  # type: ignore[method-assign]
         await database.dispose()
     return captured
+
 
 
 async def main() -> None:
@@ -241,9 +253,9 @@ async def main() -> None:
         q_from, q_to = (datetime.fromisoformat(Q1[k].replace("Z", "+00:00")) for k in ("from", "to"))
 
         async def funnel(uow: UnitOfWork) -> Any:
-            await metrics_repo.tune_for_reports(uow.session)
-            return await funnel_rows(uow.session, ReportFilters(
-                org_id=METRICS_ORG, from_ts=to_ts(q_from), to_ts=to_ts(q_to), now=datetime.now(UTC)))
+            async with metrics_repo.report_reads(uow.session):
+                return await funnel_rows(uow.session, ReportFilters(
+                    org_id=METRICS_ORG, from_ts=to_ts(q_from), to_ts=to_ts(q_to), now=datetime.now(UTC)))
 
         captured = {
             "lead-list": (urls["lead"], await capture(urls["lead"], lambda uow: lead_repo.leads_page(
@@ -252,7 +264,11 @@ async def main() -> None:
                 uow, admin_principal, position_lead, datetime.now(UTC)))),
             "funnel": (urls["metrics"], await capture(urls["metrics"], funnel)),
         }
-        reads_file.write_bytes(pickle.dumps({name: (url.replace("+asyncpg", ""), statements)
+        # The settings the service's connections run with (metrics-service: its reports' planner settings, set
+        # once per connection), given to the bare app's connections for the same read: the same database work.
+        connection_settings = {"funnel": dict(getattr(metrics_repo, "REPORT_SETTINGS", {}))}
+        reads_file.write_bytes(pickle.dumps({name: (url.replace("+asyncpg", ""), statements,
+                                                    connection_settings.get(name, {}))
                                              for name, (url, statements) in captured.items()}))
 
         # ---- the bare app's writes: what lead-service's own intake sends for one lead, on a database of its own

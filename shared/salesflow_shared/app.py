@@ -11,7 +11,7 @@ import contextlib
 import gc
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +67,8 @@ class ServiceDefinition:
     # unbound from them at start (see Subscription). A handler still registered for one takes what was queued
     # before the upgrade, so nothing already on its way is left unhandled.
     retired_event_types: Sequence[str] = ()
+    # PostgreSQL settings every connection of the service runs with (Database's `session_settings`).
+    database_settings: Mapping[str, str] = field(default_factory=dict)
     # The time every part of the service reads (a ManualClock in tests and simulations).
     clock: Clock = field(default_factory=SystemClock)
     # The service's own collaborators (clients, caches), built at start-up into one typed object the service
@@ -109,7 +111,8 @@ class ServiceContext:
         self.settings = definition.settings
         self.name = definition.name
         self.metrics = ServiceMetrics(definition.name)
-        self.database = Database(self.settings.resolved_database_url, pool_size=self.settings.db_pool_size)
+        self.database = Database(self.settings.resolved_database_url, pool_size=self.settings.db_pool_size,
+                                 session_settings=definition.database_settings)
         self.database.count_statements(self.metrics.db_statements, self.metrics.db_commits)
         self.owns_bus = bus is None
         self.bus: EventBus = bus if bus is not None else self._make_bus()

@@ -122,6 +122,15 @@ class TracingMiddleware:
             return
         headers = {k.decode("latin-1"): v for k, v in scope.get("headers") or []}
         method = scope.get("method", "GET")
+        if not _processors:  # nothing records spans: the context alone, as for deliveries (`unrecorded_span`)
+            unrecorded = unrecorded_span(self.service, method, parent_context(headers))
+            token = traceparent_var.set(traceparent_of(unrecorded))
+            try:
+                with trace.use_span(unrecorded, end_on_exit=False):
+                    await self.app(scope, receive, send)
+            finally:
+                traceparent_var.reset(token)
+            return
         status = 500
 
         async def send_with_status(message: Message) -> None:

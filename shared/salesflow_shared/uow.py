@@ -51,10 +51,12 @@ class UnitOfWork:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        # Anything not committed is rolled back, including events: they never reach the outbox.
-        await self.session.rollback()
+        # Anything not committed is rolled back, including events: they never reach the outbox. Closing the session
+        # rolls its transaction back and returns its connection in one step (a rollback() before it was a second
+        # pass through the session's machinery, on every request and delivery, for the same ROLLBACK).
         self._outgoing.clear()
         self._taken.clear()
+        self._traceparents.clear()
         self._published_data.clear()
         await self.session.close()
 

@@ -198,3 +198,40 @@ async def test_with_nothing_recording_spans_the_trace_context_still_travels(monk
                                traceparent=None) as span:  # no caller: a new trace, sampled (ratio 1)
         started = tracing.traceparent_of(span)
     assert started is not None and CALLER_TRACE_ID not in started and started.endswith("-01")
+
+
+async def test_with_nothing_recording_spans_a_request_still_carries_the_callers_trace(
+        monkeypatch, make_database_url, bus_namespace):
+    """No exporter in the process: a request records no span, but what it runs (and the events it publishes)
+    is in a span of its own in the caller's trace, sampled as the caller decided."""
+    from typing import Any
+
+    from opentelemetry import trace
+
+    from salesflow_shared import tracing
+    from salesflow_shared.logging import traceparent_var
+
+    monkeypatch.setattr(tracing, "_processors", [])
+    router = APIRouter()
+
+    @router.get("/v1/trace-context")
+    async def trace_context() -> dict[str, Any]:
+        span = trace.get_current_span()
+        return {"traceparent": traceparent_var.get(), "current": tracing.traceparent_of(span),
+                "recording": span.is_recording()}
+
+    app = create_service_app(ServiceDefinition(
+        name="quiet-service", routers=[router], migrations_path=Path("unused"),
+        settings=service_test_settings(ServiceSettings, database_url=await make_database_url("quiet"),
+                                       namespace=bus_namespace, amqp_url="", service_name="quiet-service",
+                                       migrate_on_start=False)))
+    async with running_app(app) as client:
+        for flags in ("01", "00"):
+            answer = (await client.get("/v1/trace-context", headers={
+                "traceparent": f"00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-{flags}"})).json()
+            assert answer["recording"] is False
+            assert answer["traceparent"] == answer["current"]  # the outbox rows name the span what runs is in
+            version, trace_id, span_id, sampled = answer["traceparent"].split("-")
+            assert (version, trace_id, sampled) == ("00", CALLER_TRACE_ID, flags) and span_id != CALLER_SPAN_ID
+        started = (await client.get("/v1/trace-context")).json()["traceparent"]  # no caller: a new trace, sampled
+        assert CALLER_TRACE_ID not in started and started.endswith("-01")

@@ -5,6 +5,7 @@ from salesflow_shared.app import ServiceDefinition
 from salesflow_shared.clock import Clock, SystemClock
 from salesflow_shared.consumer import EventHandlers
 
+from .adapters.repository import REPORT_SETTINGS
 from .config import Settings
 from .entrypoints.routes import router
 from .service_layer.forecasting import snapshot_worker
@@ -47,6 +48,8 @@ def build_definition(settings: Settings | None = None, clock: Clock | None = Non
         announce_commits=settings.projector == "separate",
         listen_for_commits=settings.projector == "only",
         workers=workers,
+        # The reports' planner settings, on every connection (see repository.REPORT_SETTINGS).
+        database_settings=REPORT_SETTINGS,
         clock=clock,
         description="Read models and reports built only from events: funnel, win rate, forecast, coaching.",
     )

@@ -4,12 +4,14 @@ read models' projection (adapters/read_models.py). Always org-scoped where an or
 typed records."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -222,15 +224,33 @@ async def store_rate(session: AsyncSession, org_id: str, rate: Rate, now: dateti
         set_={"rate": rate.rate, "updated_at": now}))
 
 
-# ------------------------------------------------------------------ the request's settings
-_TUNE_FOR_REPORTS = sa.text("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
+# ------------------------------------------------------------------ the reports' reads
+# Reports are a few large sorts and aggregates: JIT compilation costs more than it saves here, and a sort of a few
+# hundred thousand stays should stay in memory. Every connection of the service runs with these (the bootstrap's
+# ServiceDefinition.database_settings: set once per connection), not only a report's transaction: the rest of
+# the service's statements (the projector's, by index) do not come near either limit.
+REPORT_SETTINGS = {"jit": "off", "work_mem": "64MB"}
+# What the driver raises when the server went away or is shutting down: an outage (503, retried), not a bug, as
+# SQLAlchemy reports it for its own statements.
+CONNECTION_LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                   asyncpg.exceptions.OperatorInterventionError)
+# session.info's key for the driver's connection a report reads on (reports.fetch and the rollups' reads use it as
+# it is, instead of asking the session for it again on every statement).
+REPORT_CONNECTION = "metrics.report_connection"
 
 
-async def tune_for_reports(session: AsyncSession) -> None:
-    """PostgreSQL, for this transaction: reports are a few large sorts and aggregates; JIT compilation costs
-    more than it saves here, and a sort of a few hundred thousand stays should stay in memory."""
-    # Both in one round trip: set_config(..., true) is SET LOCAL.
-    await session.execute(_TUNE_FOR_REPORTS)
+@asynccontextmanager
+async def report_reads(session: AsyncSession) -> AsyncIterator[None]:
+    """PostgreSQL: the session's statements, until the end of the block, each on its own (autocommit), as
+    pipeline-service's position read: a report only reads, and under READ COMMITTED a transaction would not give
+    its statements one snapshot anyway, so it opens none (no BEGIN and ROLLBACK round trips). SQLAlchemy puts the
+    connection back to its default when it returns it to the pool."""
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    session.info[REPORT_CONNECTION] = (await connection.get_raw_connection()).driver_connection
+    try:
+        yield
+    finally:
+        del session.info[REPORT_CONNECTION]
 
 
 # ------------------------------------------------------------------ the event log's bookkeeping

@@ -41,6 +41,7 @@ from .orm import (
     tagged_union,
 )
 from .read_models import Timelines, copy_statements, timeline_branches
+from .repository import CONNECTION_LOST, REPORT_CONNECTION
 
 CHUNK = 400
 EXIT_KINDS = ("stage", "won", "lost", "disqualified")
@@ -489,7 +490,7 @@ async def duration_rows(session: AsyncSession, table: sa.Table, columns: list[st
     Fetched by the driver directly: a quarter is some 10,000 rows, and SQLAlchemy's per-row result
     processing would cost more than the query."""
     where, args = _rollup_where(org_id, months, pipeline_id, owner_id)
-    return await _fetch(session, f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {where}", args)
+    return await fetch_records(session, f"SELECT {', '.join(columns)} FROM {table.name} m WHERE {where}", args)
 
 
 async def grouped_duration_rows(session: AsyncSession, table: sa.Table, groups: list[str], sums: list[str],
@@ -503,16 +504,21 @@ async def grouped_duration_rows(session: AsyncSession, table: sa.Table, groups: 
     keys = ", ".join(str(i + 1) for i in range(len(groups)))
     measures = "".join(f", SUM({column}) AS {column.removeprefix('m.')}" for column in sums)
     joined = "".join(f", string_agg(m.{column}, ''::bytea) AS {column}" for column in packed)
-    return await _fetch(session, f"SELECT {', '.join(groups)}{measures}{joined}, COUNT(*) AS runs "
-                                 f"FROM {table.name} m WHERE {where} GROUP BY {keys}", args)
+    return await fetch_records(session, f"SELECT {', '.join(groups)}{measures}{joined}, COUNT(*) AS runs "
+                                        f"FROM {table.name} m WHERE {where} GROUP BY {keys}", args)
 
 
-async def _fetch(session: AsyncSession, sql: str, args: list[str | int]) -> list[Any]:
-    """The records of `sql` from the session's connection, fetched by the driver directly (see duration_rows)."""
-    connection = await (await session.connection()).get_raw_connection()
-    driver = connection.driver_connection
-    assert driver is not None, "a connection checked out of the pool is open"
-    rows: list[Any] = await driver.fetch(sql, *args)
+async def fetch_records(session: AsyncSession, sql: str, args: Sequence[object]) -> list[Any]:
+    """PostgreSQL: the records of `sql` (the driver's $1, $2, … for `args`) from the session's connection, fetched
+    by the driver directly (see duration_rows; the reports' `fetch`)."""
+    driver = session.info.get(REPORT_CONNECTION)  # while a report reads (repository.report_reads)
+    if driver is None:
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        assert driver is not None, "a connection checked out of the pool is open"
+    try:
+        rows: list[Any] = await driver.fetch(sql, *args)
+    except CONNECTION_LOST as lost:
+        raise ConnectionError(f"the database connection was lost: {lost}") from lost
     return rows
 
 
