@@ -45,8 +45,8 @@ class ServiceSettings(BaseSettings):
     outbox_sweep_after_s: float = 10.0
     # The "sent" marks of rows published from hand are written together, this long after the first confirm:
     # one UPDATE and commit for all of them. A crash before leaves them to a sweep (a copy consumers absorb), so
-    # this is the window of events a crash publishes twice; at 2 leads/s a service's marks of 0.5 s covered one
-    # lead's events, of 2 s four leads' (bench/cpu_per_lead.py: 12 % fewer commits in all). Shorter than
+    # this is the window of events a crash publishes twice; at 2 leads/s 2 s instead of 0.5 s saved 2.3 of 37
+    # commits per lead (bench/cpu_per_lead.py, docs/performance.md). Shorter than
     # `outbox_sweep_after_s`, or other replicas would sweep the rows a live one has published.
     outbox_mark_delay_s: float = 2.0
     # Workers woken by commits (run_periodically with wake_on_commit) look for work at least this often when
