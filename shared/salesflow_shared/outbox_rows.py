@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import EventData, make_event
+from .infra_tables import outbox_table
 from .logging import traceparent_var
 from .uow import CommittedEvents, outbox_message, outbox_row
 
@@ -28,6 +29,16 @@ def unnest(alias: str, arrays: tuple[tuple[str, str], ...]) -> str:
     """PostgreSQL: rows from one array parameter per column (`:<alias>_<column>`), numbered `n` in their order."""
     return ("unnest(" + ", ".join(f"CAST(:{alias}_{name} AS {kind}[])" for name, kind in arrays)
             + f") WITH ORDINALITY AS {alias}(" + ", ".join(name for name, _ in arrays) + ", n)")
+
+
+def insert_outbox_from(alias: str, arrays: tuple[tuple[str, str], ...] = OUTBOX_ARRAYS, *, where: str = "") -> str:
+    """PostgreSQL: the INSERT of the outbox rows passed as arrays (`unnest(alias, arrays)`, `array_params`), in the
+    order given (their ids are the relay's publishing order); `where`, a condition on them (their key, say). For a
+    statement that writes them as a data-modifying CTE of its own."""
+    return (f"INSERT INTO {outbox_table.name} (event_id, event_type, org_id, payload, headers, created_at)\n"
+            f"SELECT {alias}.event_id, {alias}.event_type, {alias}.org_id, {alias}.payload, "
+            f"CAST({alias}.headers AS json), {alias}.created_at\n"
+            f"FROM {unnest(alias, arrays)}\n" + (f"WHERE {where}\n" if where else "") + f"ORDER BY {alias}.n")
 
 
 def array_params(alias: str, arrays: tuple[tuple[str, str], ...], rows: Collection[dict[str, Any]]

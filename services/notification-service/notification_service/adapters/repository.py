@@ -20,8 +20,7 @@ from salesflow_shared.auth import Principal
 from salesflow_shared.db import cte_parameters, first_record, prefixed, records, rows_affected
 from salesflow_shared.events import PipelineDefinedV1, RepSnapshot
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
-from salesflow_shared.infra_tables import outbox_table
-from salesflow_shared.outbox_rows import KEYED_OUTBOX_ARRAYS, KeyedOutboxRows, unnest
+from salesflow_shared.outbox_rows import KEYED_OUTBOX_ARRAYS, KeyedOutboxRows, insert_outbox_from
 from salesflow_shared.ownership import owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
 from salesflow_shared.uow import INSERT_OUTBOX
@@ -569,11 +568,7 @@ WITH marked_sent AS (
     RETURNING d.id, (SELECT l.erased FROM {leads.name} AS l
                      WHERE l.org_id = d.org_id AND l.lead_id = d.lead_id) AS lead_erased
 ), written_events AS (
-    INSERT INTO {outbox_table.name} (event_id, event_type, org_id, payload, headers, created_at)
-    SELECT o.event_id, o.event_type, o.org_id, o.payload, CAST(o.headers AS json), o.created_at
-    FROM {unnest("o", KEYED_OUTBOX_ARRAYS)}
-    WHERE o.key IN (SELECT id FROM marked_sent)
-    ORDER BY o.n
+    {insert_outbox_from("o", KEYED_OUTBOX_ARRAYS, where="o.key IN (SELECT id FROM marked_sent)")}
 )
 SELECT id, lead_erased FROM marked_sent
 """)

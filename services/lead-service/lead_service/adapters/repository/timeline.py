@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.inbox import dialect_name, per_dialect
-from salesflow_shared.infra_tables import outbox_table
-from salesflow_shared.outbox_rows import OUTBOX_ARRAYS, unnest
+from salesflow_shared.outbox_rows import OUTBOX_ARRAYS, array_params, insert_outbox_from, unnest
 from salesflow_shared.pagination import decode_cursor, encode_cursor
 from salesflow_shared.uow import INSERT_OUTBOX
 
@@ -65,10 +64,7 @@ WITH entries AS (
     ORDER BY e.n
     ON CONFLICT (org_id, event_id, kind) DO NOTHING
 )
-INSERT INTO {outbox_table.name} (event_id, event_type, org_id, payload, headers, created_at)
-SELECT o.event_id, o.event_type, o.org_id, o.payload, CAST(o.headers AS json), o.created_at
-FROM {unnest("o", OUTBOX_ARRAYS)}
-ORDER BY o.n
+{insert_outbox_from("o")}
 """)
 
 
@@ -89,9 +85,7 @@ async def add_entries(session: AsyncSession, entries: Sequence[tuple[str, Stored
         params: dict[str, Any] = {"now": now}
         for name, _ in _ENTRY_ARRAYS:  # the JSON columns' values as the JSON type would send them
             params["e_" + name] = [json.dumps(row[name]) if name == "details" else row[name] for row in rows]
-        for name, _ in OUTBOX_ARRAYS:
-            params["o_" + name] = [json.dumps(row[name]) if name == "headers" else row[name] for row in outbox_rows]
-        await session.execute(_ADD_ENTRIES_AND_OUTBOX, params)
+        await session.execute(_ADD_ENTRIES_AND_OUTBOX, {**params, **array_params("o", OUTBOX_ARRAYS, outbox_rows)})
         return
     if entries:
         await session.execute(_ADD_ENTRY[dialect_name(session)], [_entry_row(o, e, now) for o, e in entries])
