@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import BindParameter, Table, bindparam, event, text
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 R = TypeVar("R")
 
@@ -43,6 +43,17 @@ def cte_parameters(table: Table, prefix: str) -> dict[str, BindParameter[Any]]:
 def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """`values`, by column name, as the parameters `cte_parameters(table, prefix)` binds."""
     return {f"{prefix}_{name}": value for name, value in values.items()}
+
+
+async def reads_outside_a_transaction(session: AsyncSession) -> AsyncConnection:
+    """The session's connection, its statements from now on each on its own (autocommit) when the session holds no
+    transaction yet: for a request that only reads. A single statement sees one snapshot by itself, and under READ
+    COMMITTED a transaction would not give several statements one snapshot anyway, so none is opened (no BEGIN and
+    ROLLBACK round trips). A session that changed something keeps reading in that change's transaction.
+    SQLAlchemy puts the connection back to its default when it returns it to the pool."""
+    if session.in_transaction():
+        return await session.connection()
+    return await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 class Database:

@@ -15,7 +15,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesflow_shared.db import rows_affected
+from salesflow_shared.db import reads_outside_a_transaction, rows_affected
 from salesflow_shared.inbox import dialect_insert
 
 from ..domain.exchange import Rate
@@ -241,11 +241,9 @@ REPORT_CONNECTION = "metrics.report_connection"
 
 @asynccontextmanager
 async def report_reads(session: AsyncSession) -> AsyncIterator[None]:
-    """PostgreSQL: the session's statements, until the end of the block, each on its own (autocommit), as
-    pipeline-service's position read: a report only reads, and under READ COMMITTED a transaction would not give
-    its statements one snapshot anyway, so it opens none (no BEGIN and ROLLBACK round trips). SQLAlchemy puts the
-    connection back to its default when it returns it to the pool."""
-    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    """PostgreSQL: the session's statements, until the end of the block, each on its own (a report only reads:
+    `reads_outside_a_transaction`), its driver connection kept for them (REPORT_CONNECTION)."""
+    connection = await reads_outside_a_transaction(session)
     session.info[REPORT_CONNECTION] = (await connection.get_raw_connection()).driver_connection
     try:
         yield

@@ -29,7 +29,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.db import cte_parameters, first_record, prefixed, records, rows_affected
+from salesflow_shared.db import (
+    cte_parameters,
+    first_record,
+    prefixed,
+    reads_outside_a_transaction,
+    records,
+    rows_affected,
+)
 from salesflow_shared.inbox import dialect_name, per_dialect
 from salesflow_shared.ownership import owned_before, owned_or_owned_before
 from salesflow_shared.ownership import remember_past_owner as remember_owner
@@ -457,10 +464,8 @@ def _json_time(text: str) -> datetime:
 
 async def position_view(session: AsyncSession, principal: Principal, lead_id: str) -> PositionView | None:
     """The lead's `PositionView` if the principal may read its position (see `readable_by`), in one statement."""
-    if not session.in_transaction():
-        # A read alone in its request: its one statement sees one snapshot by itself, so no transaction is opened
-        # around it (no BEGIN and ROLLBACK round trips). After a change (move, won, lost) it reads in the change's.
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    # A read alone in its request opens no transaction; after a change (move, won, lost) it reads in the change's.
+    await reads_outside_a_transaction(session)
     dialect = dialect_name(session)
     if principal.sees_whole_org:
         statement = _POSITION_VIEW[dialect]
