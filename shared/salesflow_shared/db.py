@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -24,6 +25,12 @@ def first_record(cls: type[R], result: Result[Any]) -> R | None:
     """The result's first row as a record (see `records`), or None without one."""
     row = result.mappings().first()
     return cls(**row) if row is not None else None
+
+
+def row_values(record: Any) -> dict[str, Any]:
+    """A record's (a dataclass's) fields as its row's values, for an INSERT: the inverse of `records`. Shallow: the
+    values as they are (`dataclasses.asdict` would deep-copy every JSON value, on hot paths)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
 def rows_affected(result: Result[Any]) -> int:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
-from salesflow_shared.db import cte_parameters, first_record, prefixed, records, rows_affected
+from salesflow_shared.db import cte_parameters, first_record, prefixed, records, row_values, rows_affected
 from salesflow_shared.events import PipelineDefinedV1, RepSnapshot
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
 from salesflow_shared.outbox_rows import KEYED_OUTBOX_ARRAYS, KeyedOutboxRows, insert_outbox_from
@@ -197,11 +197,6 @@ class WebhookSubscription:
     created_at: datetime
 
 
-def _values(record: Any) -> dict[str, Any]:
-    """A record's columns, for an INSERT (shallow: the JSON values are stored as they are)."""
-    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
-
-
 def _prefixed(table: sa.Table | sa.CTE, prefix: str) -> list[Any]:
     """The table's (or a CTE's) columns labelled `prefix` + name, for a statement that reads several tables' rows at
     once."""
@@ -253,7 +248,7 @@ async def template_key_taken(session: AsyncSession, org_id: str, key: str, *, ex
 
 
 async def add_template(session: AsyncSession, template: Template) -> None:
-    await session.execute(sa.insert(templates).values(**_values(template)))
+    await session.execute(sa.insert(templates).values(**row_values(template)))
 
 
 async def replace_template(session: AsyncSession, org_id: str, template_id: str, *, version: int,
@@ -284,7 +279,7 @@ async def get_sequence(session: AsyncSession, org_id: str, sequence_id: str) -> 
 
 
 async def add_sequence(session: AsyncSession, sequence: SequenceRecord) -> None:
-    await session.execute(sa.insert(sequences).values(**_values(sequence)))
+    await session.execute(sa.insert(sequences).values(**row_values(sequence)))
 
 
 async def deactivate_sequence(session: AsyncSession, org_id: str, sequence_id: str, now: datetime) -> None:
@@ -303,7 +298,7 @@ _INSERT_ENROLLMENT = per_dialect(lambda insert: insert(enrollments).on_conflict_
 
 async def add_enrollment(session: AsyncSession, enrollment: Enrollment) -> bool:
     """Insert the enrollment unless the same trigger enrolled the lead already; False for that duplicate."""
-    result = await session.execute(_INSERT_ENROLLMENT[dialect_name(session)], _values(enrollment))
+    result = await session.execute(_INSERT_ENROLLMENT[dialect_name(session)], row_values(enrollment))
     return rows_affected(result) == 1
 
 
@@ -469,14 +464,14 @@ _LEAD_ERASED = sa.select(leads.c.erased).where(leads.c.org_id == sa.bindparam("o
 
 async def add_delivery(session: AsyncSession, delivery: Delivery) -> bool:
     """Insert the delivery unless its idempotency key exists (False: a duplicate, nothing inserted)."""
-    result = await session.execute(_INSERT_DELIVERY[dialect_name(session)], _values(delivery))
+    result = await session.execute(_INSERT_DELIVERY[dialect_name(session)], row_values(delivery))
     return rows_affected(result) == 1
 
 
 async def add_deliveries(session: AsyncSession, rows: Sequence[Delivery]) -> None:
     """`add_delivery` for each, in one statement (a duplicate is left out, unsaid)."""
     if rows:
-        await session.execute(_INSERT_DELIVERY[dialect_name(session)], [_values(row) for row in rows])
+        await session.execute(_INSERT_DELIVERY[dialect_name(session)], [row_values(row) for row in rows])
 
 
 # PostgreSQL: a sequence step's enrollment moved on by a data-modifying CTE of the statement that adds the step's
@@ -501,7 +496,7 @@ async def add_deliveries_advancing_enrollments(session: AsyncSession, rows: Sequ
     paired = [(row, moves.pop(row.enrollment_id)) for row in rows if row.enrollment_id in moves]
     if paired:
         await session.execute(_ADD_DELIVERY_ADVANCING_ENROLLMENT,
-                              [{**prefixed("delivery", _values(row)), **_advance_params(advance)}
+                              [{**prefixed("delivery", row_values(row)), **_advance_params(advance)}
                                for row, advance in paired])
     moved = {row.id for row, _ in paired}
     await add_deliveries(session, [row for row in rows if row.id not in moved])
@@ -673,7 +668,7 @@ async def get_mailchimp_account(session: AsyncSession, org_id: str, *,
 
 
 async def save_mailchimp_account(session: AsyncSession, account: MailchimpAccount, *, exists: bool) -> None:
-    values = _values(account)
+    values = row_values(account)
     if exists:
         await session.execute(sa.update(mailchimp_accounts).where(
             mailchimp_accounts.c.org_id == account.org_id).values(**values))
@@ -877,7 +872,7 @@ async def add_delivery_remembering_member(session: AsyncSession, delivery: Deliv
                             merge_fields=merge_fields, status_if_new=status_if_new)
     if dialect_name(session) == "postgresql":
         return rows_affected(await session.execute(_ADD_DELIVERY_REMEMBERING_MEMBER,
-                                                   {**_values(delivery), **params})) == 1
+                                                   {**row_values(delivery), **params})) == 1
     await session.execute(_REMEMBER_MEMBER["sqlite"], params)
     return await add_delivery(session, delivery)
 
@@ -920,7 +915,7 @@ async def mailchimp_rules_of(session: AsyncSession, org_id: str) -> list[Mailchi
 
 
 async def add_mailchimp_rule(session: AsyncSession, rule: MailchimpRule) -> None:
-    await session.execute(sa.insert(mailchimp_rules).values(**_values(rule)))
+    await session.execute(sa.insert(mailchimp_rules).values(**row_values(rule)))
 
 
 async def delete_mailchimp_rule(session: AsyncSession, org_id: str, rule_id: str) -> bool:
@@ -940,7 +935,7 @@ async def active_milestone_rules(session: AsyncSession, org_id: str) -> list[Mil
 
 
 async def add_milestone_rule(session: AsyncSession, rule: MilestoneRuleRecord) -> None:
-    await session.execute(sa.insert(milestone_rules).values(**_values(rule)))
+    await session.execute(sa.insert(milestone_rules).values(**row_values(rule)))
 
 
 async def milestone_rules_page(session: AsyncSession, org_id: str, limit: int,
@@ -960,7 +955,7 @@ async def get_webhook_subscription(session: AsyncSession, org_id: str,
 
 
 async def add_webhook_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
-    await session.execute(sa.insert(webhook_subscriptions).values(**_values(subscription)))
+    await session.execute(sa.insert(webhook_subscriptions).values(**row_values(subscription)))
 
 
 async def deactivate_webhook_subscription(session: AsyncSession, org_id: str, subscription_id: str) -> bool:
@@ -1368,7 +1363,7 @@ async def record_task_assignee_adding_delivery(session: AsyncSession, assignment
     two. Whether the assignment was recorded, and whether the delivery was added (False too for a duplicate)."""
     if dialect_name(session) == "postgresql":
         row = (await session.execute(_RECORD_TASK_ASSIGNEE_ADDING_DELIVERY,
-                                     {**_values(delivery), **_assignment_params(assignment)})).one()
+                                     {**row_values(delivery), **_assignment_params(assignment)})).one()
         return bool(row.assignee_recorded), bool(row.delivery_added)
     if not await record_task_assignee(session, assignment):
         return False, False

@@ -17,7 +17,6 @@ as its statement's snapshot saw it. When they differ, the activities are read ag
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from salesflow_shared.db import (
     prefixed,
     reads_outside_a_transaction,
     records,
+    row_values,
     rows_affected,
 )
 from salesflow_shared.inbox import dialect_name, per_dialect
@@ -159,12 +159,6 @@ class Position:
     activities: list[Activity] | None = field(default=None, compare=False, repr=False)  # all the lead's
     # Its columns as `lock_position` read them: `save_position` writes nothing when none changed.
     read_as: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-
-
-def _row_of(record: Any) -> dict[str, Any]:
-    """A record's fields as its row's values, as they are (`dataclasses.asdict` deep-copies every value: a stage's
-    tasks are inserted on the hot path of a lead's routing)."""
-    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
 def _after(key: Any, id_column: Any, after: tuple[datetime, str]) -> Any:
@@ -566,7 +560,7 @@ async def get_pipeline(session: AsyncSession, org_id: str, pipeline_id: str, *, 
 
 
 async def add_pipeline(session: AsyncSession, pipeline: PipelineRecord) -> None:
-    await session.execute(sa.insert(pipelines).values(**_row_of(pipeline)))
+    await session.execute(sa.insert(pipelines).values(**row_values(pipeline)))
     _forget_stages_read(session)
 
 
@@ -632,7 +626,7 @@ async def stage_position(session: AsyncSession, org_id: str, stage_id: str) -> i
 
 
 async def add_stage(session: AsyncSession, stage: StageRecord) -> None:
-    await session.execute(sa.insert(stages).values(**_row_of(stage)))
+    await session.execute(sa.insert(stages).values(**row_values(stage)))
     _forget_stages_read(session)
 
 
@@ -694,7 +688,7 @@ async def add_visit(session: AsyncSession, *, visit_id: str, org_id: str, lead_i
         await add_tasks(session, new_tasks)
         return
     await session.execute(_add_visit_and_tasks(len(new_tasks)), {**visit, **{
-        f"task{n}_{name}": value for n, task in enumerate(new_tasks) for name, value in _row_of(task).items()}})
+        f"task{n}_{name}": value for n, task in enumerate(new_tasks) for name, value in row_values(task).items()}})
 
 
 _VISITS_WITH_TASKS: dict[int, sa.Insert] = {}  # `_add_visit_and_tasks`' statements, by number of tasks
@@ -734,7 +728,7 @@ async def forget_visit_notes(session: AsyncSession, org_id: str, lead_id: str) -
 async def add_tasks(session: AsyncSession, new_tasks: Sequence[TaskRecord]) -> None:
     """Insert the tasks, all in one statement."""
     if new_tasks:
-        await session.execute(_ADD_TASKS, [_row_of(task) for task in new_tasks])
+        await session.execute(_ADD_TASKS, [row_values(task) for task in new_tasks])
 
 
 async def get_task(session: AsyncSession, org_id: str, task_id: str, *, lock: bool = False) -> TaskRecord | None:
