@@ -67,6 +67,8 @@ leads = sa.Table(
     sa.Column("unsubscribed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("erased", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", Ts, nullable=False),
+    # Counted up by every statement that takes the row's lock first in its transaction (repository.py).
+    sa.Column("lock_version", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 reps = sa.Table(

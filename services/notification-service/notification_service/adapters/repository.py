@@ -735,10 +735,13 @@ class LeadFollowUps:
     lists: ListSettings | None
 
 
-def _lead_follow_ups_statement(*, writing_lead: tuple[str, ...] = ()) -> Any:
+def _lead_follow_ups_statement(*, writing_lead: tuple[str, ...] = (), storing_snapshot: tuple[str, ...] = ()) -> Any:
     """`writing_lead` (PostgreSQL): the lead's row written first, these columns (a data-modifying CTE, its values
     `cte_parameters`: named like the leads' columns they would be taken into the outer statement's values), and
-    returned on every row (`lead_` + its columns)."""
+    returned on every row (`lead_` + its columns). `storing_snapshot` (PostgreSQL): instead, the lead's snapshot
+    stored first (`_newer_snapshot_upsert` with these columns, a data-modifying CTE; no row at all when it wrote
+    nothing), returned the same way with `lead_seen_lock_version`: the row's `lock_version` in the statement's
+    snapshot (NULL: no row in it)."""
     org: Any = sa.bindparam("org")
     lead: Any = sa.bindparam("lead")
     in_flight = _mailchimp_in_flight_until(org, lead)
@@ -761,10 +764,18 @@ def _lead_follow_ups_statement(*, writing_lead: tuple[str, ...] = ()) -> Any:
                     sequences.c.active.is_(True) & (sequences.c.trigger == sa.bindparam("trigger")),
                     enrollments.c.id.is_not(None))
     written: list[Any] = []
+    lead_written: sa.CTE | None = None
     if writing_lead:
         values = cte_parameters(leads, "lead")
         lead_written = sa.update(leads).where(leads.c.org_id == org, leads.c.lead_id == lead).values(
             {column: values[column] for column in writing_lead}).returning(*leads.c).cte("written_lead")
+    elif storing_snapshot:
+        seen = leads.alias("seen_lead")
+        seen_lock_version = sa.select(seen.c.lock_version).where(
+            seen.c.org_id == org, seen.c.lead_id == lead).scalar_subquery().label("seen_lock_version")
+        lead_written = _newer_snapshot_upsert("postgresql", storing_snapshot).returning(
+            *leads.c, seen_lock_version).cte("stored_lead")
+    if lead_written is not None:
         joined = joined.join(lead_written, sa.true())
         written = _prefixed(lead_written, "lead_")
     return (sa.select(part.c.part, *_prefixed(mailchimp_accounts, "account_"), *_prefixed(mailchimp_rules, "rule_"),
@@ -781,9 +792,10 @@ _LEAD_FOLLOW_UPS = _lead_follow_ups_statement()
 _WRITE_LEAD_READING_FOLLOW_UPS: dict[tuple[str, ...], Any] = {}
 
 
-async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trigger: str) -> LeadFollowUps:
+async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trigger: str | None) -> LeadFollowUps:
     """The lead's running enrollments and the org's active sequences with `trigger` (what a lifecycle fact about
-    the lead may stop and start), and its list settings (`list_settings`), in one statement."""
+    the lead may stop and start; None: a fact that starts none), and its list settings (`list_settings`), in one
+    statement."""
     rows = (await session.execute(_LEAD_FOLLOW_UPS, {"org": org_id, "lead": lead_id, "trigger": trigger})
             ).mappings().all()
     return _follow_ups(rows, trigger)
@@ -809,7 +821,44 @@ async def update_lead_reading_follow_ups(session: AsyncSession, org_id: str, lea
     return _hold_lead(session, KnownLead(**written)), _follow_ups(rows, trigger)
 
 
-def _follow_ups(rows: Sequence[Any], trigger: str) -> LeadFollowUps:
+# By the snapshot's columns: built once each.
+_STORE_SNAPSHOT_READING_FOLLOW_UPS: dict[tuple[str, ...], Any] = {}
+
+
+async def store_newer_snapshot_reading_follow_ups(session: AsyncSession, org_id: str, lead_id: str,
+                                                  values: dict[str, Any], trigger: str | None
+                                                  ) -> tuple[KnownLead, LeadFollowUps] | None:
+    """`store_newer_snapshot`, then `lead_follow_ups` (None when the row held was left as it was, and nothing read).
+
+    On PostgreSQL one statement, the snapshot's upsert a data-modifying CTE. The upsert waits for the lead's lock
+    when another transaction holds it, but the read runs in the snapshot the statement began with: it would miss
+    what that transaction wrote under the lock (an enrollment, a list's member). Every statement that takes the
+    lock first counts the row's `lock_version` up, and this one also reads the count in its snapshot: when the
+    count it wrote is not one more, another transaction held the lock in between, and the follow-ups are read
+    again (`lead_follow_ups`, after the lock). On SQLite two statements."""
+    if dialect_name(session) != "postgresql":
+        lead = await store_newer_snapshot(session, org_id, lead_id, values)
+        return None if lead is None else (lead, await lead_follow_ups(session, org_id, lead_id, trigger))
+    columns = tuple(sorted(values))
+    statement = _STORE_SNAPSHOT_READING_FOLLOW_UPS.get(columns)
+    if statement is None:
+        statement = _STORE_SNAPSHOT_READING_FOLLOW_UPS[columns] = _lead_follow_ups_statement(
+            storing_snapshot=columns)
+    rows = (await session.execute(statement, {
+        "org": org_id, "lead": lead_id, "trigger": trigger,
+        **{f"set_{column}": value for column, value in values.items()}})).mappings().all()
+    if not rows:
+        return None
+    stored = _unprefixed(rows[0], leads, "lead_")
+    assert stored is not None
+    lead = _hold_lead(session, KnownLead(**stored))
+    seen = rows[0]["lead_seen_lock_version"]
+    if lead.lock_version != (-1 if seen is None else seen) + 1:  # 0: inserted by this statement
+        return lead, await lead_follow_ups(session, org_id, lead_id, trigger)
+    return lead, _follow_ups(rows, trigger)
+
+
+def _follow_ups(rows: Sequence[Any], trigger: str | None) -> LeadFollowUps:
     """`lead_follow_ups` out of its statement's rows."""
     running: list[RunningEnrollment] = []
     starting: dict[str, SequenceRecord] = {}
@@ -982,14 +1031,18 @@ async def lead_erased(session: AsyncSession, org_id: str, lead_id: str) -> bool:
     return bool((await session.execute(_LEAD_ERASED, {"org": org_id, "lead": lead_id})).scalar_one_or_none())
 
 
+# Counts the row's locks (`store_newer_snapshot_reading_follow_ups`): set by every statement below that takes a
+# lead's lock first in its transaction.
+_ONE_MORE_LOCK = {"lock_version": leads.c.lock_version + 1}
+
+
 def _lock_lead_statement(insert: Any, *returning: Any) -> Any:
     """The lead's row, inserted empty unless it exists, locked until commit and returned (with `returning`): one
-    statement (an upsert that changes nothing takes the row lock a SELECT … FOR UPDATE would)."""
+    statement (an upsert that changes nothing but the lock count takes the row lock a SELECT … FOR UPDATE would)."""
     return insert(leads).values(
         org_id=sa.bindparam("org"), lead_id=sa.bindparam("lead"), updated_at=sa.bindparam("now"), lead_version=0,
         pipeline_version=0, unsubscribed=False, erased=False, reopened=False,
-    ).on_conflict_do_update(index_elements=["org_id", "lead_id"], set_={"updated_at": leads.c.updated_at}
-                            ).returning(*leads.c, *returning)
+    ).on_conflict_do_update(index_elements=["org_id", "lead_id"], set_=_ONE_MORE_LOCK).returning(*leads.c, *returning)
 
 
 _LOCK_LEAD = per_dialect(_lock_lead_statement)
@@ -1069,7 +1122,7 @@ def _own_ownerless_lead_statement(insert: Any) -> Any:
         reopened=False)
     return statement.on_conflict_do_update(
         index_elements=["org_id", "lead_id"], where=leads.c.owner_id.is_(None),
-        set_={"owner_id": statement.excluded.owner_id, "updated_at": statement.excluded.updated_at},
+        set_={"owner_id": statement.excluded.owner_id, "updated_at": statement.excluded.updated_at, **_ONE_MORE_LOCK},
     ).returning(*leads.c, _OWNER_IN_DIRECTORY)
 
 
@@ -1132,17 +1185,23 @@ _INSERT = per_dialect(lambda insert: insert)
 _NEWER_SNAPSHOT: dict[tuple[str, tuple[str, ...]], Any] = {}  # by dialect and columns: built once each
 
 
+def _newer_snapshot_upsert(dialect: str, columns: tuple[str, ...]) -> Any:
+    """The lead inserted with these columns (`set_` + name), or they written over the row held when that is older
+    and not erased; without RETURNING."""
+    insert = _INSERT[dialect](leads).values(
+        {"org_id": sa.bindparam("org"), "lead_id": sa.bindparam("lead"), "pipeline_version": 0,
+         "unsubscribed": False, "erased": False, "reopened": False,
+         **{column: sa.bindparam(f"set_{column}", type_=leads.c[column].type) for column in columns}})
+    return insert.on_conflict_do_update(
+        index_elements=["org_id", "lead_id"],
+        set_={**{column: insert.excluded[column] for column in columns}, **_ONE_MORE_LOCK},
+        where=(leads.c.lead_version < insert.excluded.lead_version) & leads.c.erased.is_(False))
+
+
 def _newer_snapshot_statement(dialect: str, columns: tuple[str, ...]) -> Any:
     statement = _NEWER_SNAPSHOT.get((dialect, columns))
     if statement is None:
-        insert = _INSERT[dialect](leads).values(
-            {"org_id": sa.bindparam("org"), "lead_id": sa.bindparam("lead"), "pipeline_version": 0,
-             "unsubscribed": False, "erased": False, "reopened": False,
-             **{column: sa.bindparam(f"set_{column}", type_=leads.c[column].type) for column in columns}})
-        statement = _NEWER_SNAPSHOT[(dialect, columns)] = insert.on_conflict_do_update(
-            index_elements=["org_id", "lead_id"], set_={column: insert.excluded[column] for column in columns},
-            where=(leads.c.lead_version < insert.excluded.lead_version) & leads.c.erased.is_(False),
-        ).returning(*leads.c)
+        statement = _NEWER_SNAPSHOT[(dialect, columns)] = _newer_snapshot_upsert(dialect, columns).returning(*leads.c)
     return statement
 
 

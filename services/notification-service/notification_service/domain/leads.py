@@ -44,3 +44,4 @@ class KnownLead:
     unsubscribed: bool = False
     erased: bool = False
     updated_at: datetime | None = None
+    lock_version: int = 0  # how many transactions locked the row (adapters/repository.py)

@@ -65,11 +65,11 @@ class NotificationHandlers:
     # ------------------------------------------------------------------ lead-service
     async def on_lead_created(self, data: LeadCreatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now = self.clock.now()
-        lead, _ = await store_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version, now)
+        # Its sequences and its lists, read with the snapshot's write.
+        lead, follow_ups = await store_snapshot(uow.session, envelope.org_id, data.lead, envelope.subject_version,
+                                                now, trigger="lead_created")
         if lead.erased:
             return
-        # Its sequences and its lists, read together.
-        follow_ups = await repository.lead_follow_ups(uow.session, envelope.org_id, data.lead.lead_id, "lead_created")
         # Its stage may have arrived first, when its address was not known yet.
         await self._follow_read_lists(uow, envelope.org_id, lead, f"lead@{envelope.subject_version}", now,
                                       follow_ups.lists)
@@ -80,11 +80,13 @@ class NotificationHandlers:
 
     async def on_lead_updated(self, data: LeadUpdatedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id
-        lead = await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now)
-        if lead is None:
+        stored = await apply_snapshot(uow.session, org, data.lead, envelope.subject_version, now, trigger=None)
+        if stored is None:
             return
+        lead, follow_ups = stored
         # Its lists follow its state, and its address, when that changed (told by the lists themselves).
-        await mailchimp_sync.follow_update(uow, org_id=org, lead=lead, version=envelope.subject_version, now=now)
+        await mailchimp_sync.follow_update(uow, follow_ups.lists, org_id=org, lead=lead,
+                                           version=envelope.subject_version, now=now)
 
     async def on_lead_disqualified(self, data: LeadDisqualifiedV1, envelope: Envelope, uow: UnitOfWork) -> None:
         now, org = self.clock.now(), envelope.org_id

@@ -80,10 +80,11 @@ async def remove(uow: UnitOfWork, *, org_id: str, lead_id: str, list_id: str, me
     return row is not None
 
 
-async def follow_update(uow: UnitOfWork, *, org_id: str, lead: KnownLead, version: int, now: datetime) -> int:
+async def follow_update(uow: UnitOfWork, state: ListSettings | None, *, org_id: str, lead: KnownLead, version: int,
+                        now: datetime) -> int:
     """LeadUpdated stored (`lead`, as this transaction wrote it): the lead's address may have changed
-    (`_move_to_address`) and its lists follow its state (`reconcile`), from one read of its Mailchimp settings."""
-    state = await repository.list_settings(uow.session, org_id, lead.lead_id)
+    (`_move_to_address`) and its lists follow its state (`reconcile`), from one read of its Mailchimp settings
+    (`state`, read in this transaction after the lead's lock: `lead_follow_ups`)."""
     if state is None:
         return 0
     moved, state = await _move_to_address(uow, state, org_id=org_id, lead=lead, version=version, now=now)

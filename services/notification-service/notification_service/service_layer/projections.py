@@ -36,22 +36,24 @@ async def ensure_lead(session: AsyncSession, org_id: str, lead_id: str, now: dat
     return await repository.lock_lead(session, org_id, lead_id, now)
 
 
-async def apply_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int,
-                         now: datetime) -> KnownLead | None:
-    """Store the snapshot when newer than what we hold, in one statement that locks the lead's row: the row as it
-    now is, or None for a stale event or an erased lead (left as it was)."""
-    return await repository.store_newer_snapshot(session, org_id, lead.lead_id, {
-        **_snapshot_values(lead), "lead_version": version, "updated_at": now})
+async def apply_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int, now: datetime, *,
+                         trigger: str | None) -> tuple[KnownLead, LeadFollowUps] | None:
+    """Store the snapshot when newer than what we hold, in one statement that locks the lead's row and reads the
+    lead's follow-ups for `trigger` (None: a fact that starts no sequence): the row as it now is and its follow-ups,
+    or None for a stale event or an erased lead (left as it was, nothing read)."""
+    return await repository.store_newer_snapshot_reading_follow_ups(session, org_id, lead.lead_id, {
+        **_snapshot_values(lead), "lead_version": version, "updated_at": now}, trigger)
 
 
-async def store_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int,
-                         now: datetime) -> tuple[KnownLead, bool]:
-    """`apply_snapshot`, and the row as it is when the snapshot was not stored: the row, and whether the snapshot
-    was stored (False: stale, or the lead is erased)."""
-    after = await apply_snapshot(session, org_id, lead, version, now)
-    if after is not None:
-        return after, True
-    return await ensure_lead(session, org_id, lead.lead_id, now), False
+async def store_snapshot(session: AsyncSession, org_id: str, lead: LeadSnapshot, version: int, now: datetime, *,
+                         trigger: str | None) -> tuple[KnownLead, LeadFollowUps]:
+    """`apply_snapshot`, or, when the snapshot was not stored (stale, or the lead is erased), the row as it is and
+    the follow-ups read after it."""
+    stored = await apply_snapshot(session, org_id, lead, version, now, trigger=trigger)
+    if stored is not None:
+        return stored
+    row = await ensure_lead(session, org_id, lead.lead_id, now)
+    return row, await repository.lead_follow_ups(session, org_id, lead.lead_id, trigger)
 
 
 async def apply_pipeline_change(session: AsyncSession, org_id: str, lead_id: str, version: int, now: datetime,

@@ -20,7 +20,11 @@ from notification_service.adapters.orm import deliveries, enrollments, leads, ma
 from notification_service.adapters.repository import Delivery
 from notification_service.service_layer.deliveries import DeliveryWorker, Outcome, new_delivery
 from salesflow_shared.events import (
+    ContactData,
     LeadAssignedV1,
+    LeadCreatedV1,
+    LeadSnapshot,
+    LeadUpdatedV1,
     RepCreatedV1,
     RepSnapshot,
     StageAdvancedV1,
@@ -283,3 +287,83 @@ async def test_a_stage_entry_sees_what_a_transaction_holding_the_lead_wrote_befo
     # The stage entry saw the enrollment and stopped it (it is for a stage the lead has left).
     [stopped] = await harness.enrollments(lead)
     assert (stopped["id"], stopped["status"], stopped["stop_reason"]) == (enrollment.id, "stopped", "left_stage")
+
+
+def snapshot(lead_id: str, email: str, *, first_name: str = "Ada") -> LeadSnapshot:
+    return LeadSnapshot(lead_id=lead_id, contact=ContactData(first_name=first_name, last_name="Lovelace", email=email))
+
+
+async def test_a_new_lead_started_on_a_sequence_is_three_statements(harness: Harness):
+    welcome = await harness.template("Welcome", "Hello")
+    sequence = await harness.post("/v1/sequences", {"name": "welcome", "trigger": "lead_created",
+                                                    "steps": [{"template_id": welcome}]})
+    lead = f"lead-{uuid.uuid4().hex[:8]}"
+    sent = await harness.statements_handling(harness.envelope(LeadCreatedV1(lead=snapshot(lead, "ada@example.com")),
+                                                              lead))
+    # The inbox claim; the snapshot stored by the statement that also reads the lead's sequences and Mailchimp
+    # settings (PostgreSQL: the upsert a data-modifying CTE; nobody held the lead meanwhile, so what it read
+    # stands); the enrollment.
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "WITH stored_lead", "INSERT INTO enrollments"], sent
+    assert "INSERT INTO leads" in sent[1] and "JOIN sequences" in sent[1] and "JOIN mailchimp_accounts" in sent[1]
+    [enrollment] = await harness.enrollments(lead)
+    assert (enrollment["sequence_id"], enrollment["status"], enrollment["trigger_key"]) == (
+        sequence["id"], "active", "created")
+    async with harness.context.database.session() as session:
+        [known] = (await session.execute(sa.select(leads).where(
+            leads.c.org_id == harness.org, leads.c.lead_id == lead))).mappings().all()
+    assert (known["email"], known["lead_version"], known["lock_version"]) == ("ada@example.com", 1, 0)
+
+
+async def test_a_lead_update_is_two_statements(harness: Harness):
+    lead = await harness.lead()
+    update = LeadUpdatedV1(lead=snapshot(lead, "ada@new.example", first_name="Augusta"), changed_fields=["contact"])
+    sent = await harness.statements_handling(harness.envelope(update, lead))
+    # The inbox claim; the snapshot stored by the statement that also reads the lead's Mailchimp settings (none).
+    assert [what(s) for s in sent] == ["INSERT INTO inbox", "WITH stored_lead"], sent
+    async with harness.context.database.session() as session:
+        [known] = (await session.execute(sa.select(leads).where(
+            leads.c.org_id == harness.org, leads.c.lead_id == lead))).mappings().all()
+    assert (known["email"], known["first_name"], known["lead_version"], known["lock_version"]) == (
+        "ada@new.example", "Augusta", 2, 1)
+
+
+async def test_a_snapshot_stored_after_waiting_for_the_leads_lock_reads_what_the_holder_wrote(harness: Harness):
+    """The snapshot's statement reads in the snapshot it began with, before it waited for the lock: what the
+    transaction holding the lead wrote meanwhile is read again after the lock."""
+    welcome = await harness.template("Welcome", "Hello")
+    sequence = await harness.post("/v1/sequences", {"name": "nurture", "trigger": "lead_lost",
+                                                    "steps": [{"template_id": welcome}]})
+    lead = await harness.lead()
+    now = harness.clock.now()
+    enrollment = repository.Enrollment(
+        id=str(uuid.uuid4()), org_id=harness.org, sequence_id=sequence["id"], lead_id=lead, trigger_key="lost@1",
+        stage_id=None, status="active", stop_reason=None, next_step=0, next_due_at=now + timedelta(days=1),
+        created_at=now, updated_at=now)
+    values = {"email": "ada@new.example", "lead_version": 2, "updated_at": now}
+
+    async def store() -> Any:
+        async with harness.context.database.session() as session:
+            return await repository.store_newer_snapshot_reading_follow_ups(session, harness.org, lead, values,
+                                                                            None)
+
+    async with harness.context.database.session() as holder:
+        await repository.lock_lead(holder, harness.org, lead, now)  # another replica's transaction holds the lead
+        storing = asyncio.create_task(statements_sent(harness.context.database, store))
+        await asyncio.sleep(0.5)  # the snapshot's statement waits for the lock
+        assert not storing.done()
+        assert await repository.add_enrollment(holder, enrollment)  # ... and enrolls the lead meanwhile
+        await holder.commit()
+    (stored_lead, follow_ups), sent = await storing
+    assert [running.id for running in follow_ups.sequences.running] == [enrollment.id]
+    assert [what(s) for s in sent] == ["WITH stored_lead", "SELECT"], sent  # the follow-ups read again
+    assert (stored_lead.email, stored_lead.lock_version) == ("ada@new.example", 2)  # LeadCreated's, the holder's
+    # Nobody holding it, the statement's own read stands.
+    (_, follow_ups), sent = await statements_sent(harness.context.database, lambda: store_again(harness, lead, now))
+    assert [what(s) for s in sent] == ["WITH stored_lead"], sent
+    assert [running.id for running in follow_ups.sequences.running] == [enrollment.id]
+
+
+async def store_again(harness: Harness, lead: str, now: datetime) -> Any:
+    async with harness.context.database.session() as session:
+        return await repository.store_newer_snapshot_reading_follow_ups(
+            session, harness.org, lead, {"email": "ada@third.example", "lead_version": 3, "updated_at": now}, None)
