@@ -244,6 +244,12 @@ def delta(after: dict, before: dict, kind: str) -> Counter[str]:  # type: ignore
     return total
 
 
+# The hot paths: a delivery's inbox and handlers ("consumer"), the outbox relay, and metrics-service's
+# projector when it runs as its own worker (in-process, the consumer applies what it logs). Not: HTTP requests
+# (the intake), and the workers that send (emails, Mailchimp calls, sequence steps) or sweep.
+HOT_PATHS = ("consumer", "relay", "projector")
+
+
 def per_service(after: dict, before: dict, kind: str) -> dict[str, float]:  # type: ignore[type-arg]
     return {name: sum(after[name][kind].values()) - sum(before[name][kind].values()) for name in after}
 
@@ -355,6 +361,17 @@ async def measure_load(world: World, databases: dict[str, str], rate: float, lea
           + "  ".join(f"{name.removesuffix('-service')} {value / n:.1f} "
                       f"({statements_by_service[name] / max(value, 1):.1f})"
                       for name, value in handled_by_service.items()))
+    by_path = {name: Counter({path: after[name]["statements"][path] - before[name]["statements"].get(path, 0)
+                              for path in after[name]["statements"]}) for name in after}
+    if any(set(paths) - {""} for paths in by_path.values()):  # (older code counts statements without their path)
+        print("  statements per lead by service and path: " + "; ".join(
+            f"{name.removesuffix('-service')} " + " ".join(f"{path} {value / n:.1f}"
+                                                          for path, value in paths.most_common() if value)
+            for name, paths in by_path.items()))
+        print("  statements per delivery on the hot paths (" + ", ".join(HOT_PATHS) + "): " + "  ".join(
+            f"{name.removesuffix('-service')} "
+            f"{sum(paths[p] for p in HOT_PATHS) / max(handled_by_service[name], 1):.1f}"
+            for name, paths in by_path.items()))
     print("  events per lead by type: " + ", ".join(f"{t} {v / n:.2f}" for t, v in published.most_common()))
     print("  deliveries per lead by outcome: " + ", ".join(
         f"{t} {v / n:.2f}" for t, v in delta(after, before, "outcomes").most_common()))

@@ -25,7 +25,7 @@ from .bus import EventBus, InMemoryBus, RabbitBus, Subscription
 from .clock import Clock, SystemClock
 from .consumer import EventDispatcher, HandlerMap
 from .contract import document_contract, operation_id
-from .db import Database
+from .db import STATEMENT_PATH, Database
 from .errors import NotFound, install_error_handlers
 from .event_hold_for_tests import EventHoldForTests
 from .guards import reject_unstorable_text
@@ -205,6 +205,7 @@ class ServiceContext:
         freeze_startup_heap()
 
     async def _run_worker(self, worker: Worker) -> None:
+        STATEMENT_PATH.set(worker.__name__)  # (this task's own context: the worker's statements count as its)
         while not self.stopping.is_set():
             try:
                 await worker(self)

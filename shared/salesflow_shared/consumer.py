@@ -30,7 +30,7 @@ import structlog
 from pydantic import ValidationError
 
 from .bus import PermanentFailure, TransientFailure
-from .db import is_database_outage, is_transaction_conflict
+from .db import counted_as, is_database_outage, is_transaction_conflict
 from .event_hold_for_tests import EventHoldForTests
 from .events import Envelope, EventData, parse_data, utcnow
 from .events.catalogue import UnknownEventType
@@ -116,6 +116,7 @@ class EventDispatcher:
     def event_types(self) -> list[str]:
         return [t for t, hs in self.handlers.items() if hs]
 
+    @counted_as("consumer")
     async def handle_message(self, body: bytes, headers: Mapping[str, Any]) -> None:
         try:
             envelope = Envelope.from_json(body)
@@ -132,6 +133,7 @@ class EventDispatcher:
                 raise
             raise transient from exc
 
+    @counted_as("consumer")
     async def handle_batch(self, items: list[tuple[bytes, dict[str, Any]]]) -> None:
         """Handle many deliveries in one transaction (inbox rows, handlers' writes and events, one commit).
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import BindParameter, Table, bindparam, event, text
 from sqlalchemy.engine import CursorResult, Result, make_url
@@ -13,6 +15,26 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 R = TypeVar("R")
+
+# What the statements sent from here on in this task (and the tasks it starts) are for, as counted by
+# `Database.count_statements`: "request" (an HTTP request, and anything not marked), "consumer" (a delivered event's
+# inbox and handlers), "relay" (the outbox relay) or a background worker's name. Set where each of those begins.
+STATEMENT_PATH: ContextVar[str] = ContextVar("salesflow_statement_path", default="request")
+P = ParamSpec("P")
+
+
+def counted_as(path: str) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """The statements sent while the decorated coroutine function runs count for `path` (`STATEMENT_PATH`)."""
+    def decorate(function: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(function)
+        async def counted(*args: P.args, **kwargs: P.kwargs) -> R:
+            token = STATEMENT_PATH.set(path)
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                STATEMENT_PATH.reset(token)
+        return counted
+    return decorate
 
 
 def records(cls: type[R], rows: Iterable[Any]) -> list[R]:
@@ -107,8 +129,17 @@ class Database:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     def count_statements(self, statements: Any, commits: Any) -> None:
-        """Count (Prometheus counters) every statement this engine sends and every transaction it commits."""
-        event.listen(self.engine.sync_engine, "before_cursor_execute", lambda *_args: statements.inc())
+        """Count (Prometheus counters) every statement this engine sends, by its `STATEMENT_PATH` (the counter's
+        one label), and every transaction it commits."""
+        by_path: dict[str, Any] = {}
+
+        def count(*_args: Any) -> None:
+            path = STATEMENT_PATH.get()
+            counter = by_path.get(path)
+            if counter is None:
+                counter = by_path[path] = statements.labels(path=path)
+            counter.inc()
+        event.listen(self.engine.sync_engine, "before_cursor_execute", count)
         event.listen(self.engine.sync_engine, "commit", lambda *_args: commits.inc())
 
     def session(self) -> AsyncSession:

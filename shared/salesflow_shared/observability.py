@@ -41,10 +41,11 @@ class ServiceMetrics:
                                         "Outbox publish attempts that failed", registry=r)
         self.dead_lettered = Counter("salesflow_messages_dead_lettered_total", "Messages parked",
                                      ["queue"], registry=r)
-        # Every statement sent to the database (an executemany counts once: one round trip of pages), so that
-        # statements per delivery can be measured from the outside (bench/cpu_per_lead.py).
+        # Every statement sent to the database (an executemany counts once: one round trip of pages), by what it
+        # was sent for (db.STATEMENT_PATH), so that statements per delivery can be measured from the outside, on
+        # the hot paths and in all (bench/cpu_per_lead.py).
         self.db_statements = Counter("salesflow_db_statements_total", "SQL statements sent to the database",
-                                     registry=r)
+                                     ["path"], registry=r)
         # Its own commits (the database's xact_commit also counts autovacuum's and other clients' transactions).
         self.db_commits = Counter("salesflow_db_commits_total", "Transactions this process committed", registry=r)
         self.outbox_unsent = Gauge("salesflow_outbox_unsent", "Outbox rows not yet published", registry=r)

@@ -34,7 +34,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus import EventBus, OutgoingMessage, Unroutable
-from .db import Database, rows_affected
+from .db import Database, counted_as, rows_affected
 from .events import utcnow
 from .infra_tables import outbox_table
 from .observability import ServiceMetrics
@@ -134,6 +134,7 @@ class OutboxRelay:
                 self._task.cancel()
             self._task = None
 
+    @counted_as("relay")
     async def run(self) -> None:
         batches: set[asyncio.Task[None]] = set()
         in_flight = MAX_BATCHES_IN_FLIGHT if self.database.dialect == "postgresql" else 1

@@ -359,3 +359,22 @@ async def test_a_batch_acked_at_once_never_acks_an_older_batch_still_in_hand(dat
         assert await effect_count(context) == 11
     finally:
         await context.stop()
+
+
+async def test_statements_are_counted_by_what_they_were_sent_for(backbone):
+    """The statements counter's path: a request's (here the test's own unit of work), a delivery's inbox and
+    handler, the relay's (bench/cpu_per_lead.py reports statements per delivery on the hot paths from it)."""
+    context, _ = backbone
+
+    def sent(path: str) -> float:
+        return context.metrics.registry.get_sample_value("salesflow_db_statements_total", {"path": path}) or 0
+
+    before = {path: sent(path) for path in ("request", "consumer", "relay")}
+    await publish_erased(context, "lead-counted")  # outside any marked path: a request's
+
+    async def counted():
+        assert await effect_count(context, "lead-counted") == 1
+        assert sent("request") - before["request"] >= 1  # the event's outbox row
+        assert sent("consumer") - before["consumer"] >= 2  # its inbox row and the handler's insert
+        assert sent("relay") - before["relay"] >= 1  # the mark of the row it published (or a sweep)
+    await eventually(counted, timeout=15)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from salesflow_shared.app import ServiceContext, ServiceDefinition, run_periodically
 from salesflow_shared.settings import ServiceSettings
 from salesflow_shared.testing import eventually, service_test_settings
@@ -241,3 +243,22 @@ async def test_a_worker_in_another_process_of_the_service_is_woken_by_notify(dat
     finally:
         await projector.stop()
         await writer.stop()
+
+
+async def test_a_workers_statements_are_counted_under_its_name(tmp_path):
+    async def tidy_worker(context: ServiceContext) -> None:
+        async def tick() -> bool:
+            async with context.database.session() as session:
+                await session.execute(sa.text("SELECT 1"))
+            return False
+        await run_periodically(context, tick, interval_s=60, name="tidy")
+
+    context = _context(tmp_path, tidy_worker)
+    await context.start()
+    try:
+        async def counted() -> None:
+            assert context.metrics.registry.get_sample_value(
+                "salesflow_db_statements_total", {"path": "tidy_worker"}) == 1
+        await eventually(counted, timeout=5)
+    finally:
+        await context.stop()
