@@ -117,8 +117,9 @@ def _is_problem(response, status: int) -> dict:
 async def test_requests_without_a_valid_token_get_401_problem(client):
     _is_problem(await client.get("/v1/notes"), 401)
     _is_problem(await client.get("/v1/notes", headers={"Authorization": "Bearer not-a-jwt"}), 401)
-    forged = jwt.encode({"sub": "u", "org": "a", "role": "admin", "exp": 9999999999}, "wrong-secret",
-                        algorithm="HS256")
+    # Signed with a key of a proper length (32 bytes or more for HS256), only not the service's.
+    forged = jwt.encode({"sub": "u", "org": "a", "role": "admin", "exp": 9999999999},
+                        "a-key-of-the-right-length-that-is-not-ours", algorithm="HS256")
     _is_problem(await client.get("/v1/notes", headers={"Authorization": f"Bearer {forged}"}), 401)
     expired = jwt.encode({"sub": "u", "org": "a", "role": "admin", "exp": 1},
                          service_test_settings(ServiceSettings, database_url="x").jwt_secret, algorithm="HS256")
