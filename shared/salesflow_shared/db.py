@@ -4,12 +4,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+import json
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
-from sqlalchemy import BindParameter, Table, bindparam, event, text
+from sqlalchemy import JSON, BindParameter, Insert, Table, Text, bindparam, event, func, insert, select, text
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -67,6 +70,29 @@ def cte_parameters(table: Table, prefix: str) -> dict[str, BindParameter[Any]]:
     UPDATE (or of the table an outer INSERT writes) into that statement's own values, so the inner statement's
     parameters must not be named like one. Execute it with `prefixed(prefix, values)`."""
     return {column.name: bindparam(f"{prefix}_{column.name}", type_=column.type) for column in table.c}
+
+
+def insert_from_arrays(table: Table, alias: str, names: Sequence[str]) -> Insert:
+    """PostgreSQL: the INSERT of rows passed as one array parameter per column (`array_params(alias, names, rows)`),
+    in the order given (`unnest(…) WITH ORDINALITY`; a JSON column's array holds its values' text, cast back). One
+    statement whatever the number of rows, and one SQLAlchemy caches: a multi-row VALUES has no cache key, so
+    SQLAlchemy compiles it again at every execution. Usable as a data-modifying CTE of another Core statement (the
+    parameters are named `<alias>_<column>`: not like a column the outer statement writes, see `cte_parameters`)."""
+    def is_json(name: str) -> bool:
+        return isinstance(table.c[name].type, JSON)
+    arrays = [bindparam(f"{alias}_{name}", type_=ARRAY(Text() if is_json(name) else table.c[name].type))
+              for name in names]
+    rows = func.unnest(*arrays).table_valued(*names, with_ordinality="n").render_derived(name=alias)
+    return insert(table).from_select(list(names), select(
+        *(sql_cast(rows.c[name], table.c[name].type) if is_json(name) else rows.c[name] for name in names)
+    ).order_by(rows.c.n))
+
+
+def array_params(alias: str, names: Iterable[str], rows: Collection[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The parameters of `insert_from_arrays(table, alias, names)` (and of `outbox_rows.unnest`) for these rows: one
+    list per column, in the rows' order (a dict or list value is sent as its JSON text)."""
+    return {f"{alias}_{name}": [json.dumps(row[name]) if isinstance(row[name], dict | list) else row[name]
+                                for row in rows] for name in names}
 
 
 def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,13 @@ hands over its own. (`UnitOfWork.take_outbox_rows` is for a statement that write
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Insert
+
+from .db import array_params, insert_from_arrays
 from .events import EventData, make_event
 from .infra_tables import outbox_table
 from .logging import traceparent_var
@@ -23,6 +25,7 @@ from .uow import CommittedEvents, outbox_message, outbox_row
 # The outbox's columns as a statement takes them in arrays (the headers as JSON text, cast back by the statement).
 OUTBOX_ARRAYS = (("event_id", "varchar"), ("event_type", "varchar"), ("org_id", "varchar"), ("payload", "text"),
                  ("headers", "text"), ("created_at", "timestamptz"))
+OUTBOX_COLUMNS = tuple(name for name, _ in OUTBOX_ARRAYS)
 
 
 def unnest(alias: str, arrays: tuple[tuple[str, str], ...]) -> str:
@@ -41,11 +44,11 @@ def insert_outbox_from(alias: str, arrays: tuple[tuple[str, str], ...] = OUTBOX_
             f"FROM {unnest(alias, arrays)}\n" + (f"WHERE {where}\n" if where else "") + f"ORDER BY {alias}.n")
 
 
-def array_params(alias: str, arrays: tuple[tuple[str, str], ...], rows: Collection[dict[str, Any]]
-                 ) -> dict[str, list[Any]]:
-    """`unnest`'s parameters for these rows (a `text` column given a dict or list is sent as its JSON)."""
-    return {f"{alias}_{name}": [json.dumps(row[name]) if isinstance(row[name], dict | list) else row[name]
-                                for row in rows] for name, _ in arrays}
+def insert_outbox_statement(alias: str) -> Insert:
+    """`insert_outbox_from(alias)` as a SQLAlchemy Core statement (`db.insert_from_arrays`), for a Core statement
+    that writes its events as a data-modifying CTE of its own; the same parameters
+    (`array_params(alias, OUTBOX_COLUMNS, rows)`)."""
+    return insert_from_arrays(outbox_table, alias, OUTBOX_COLUMNS)
 
 
 # With the key of each row: `unnest("<alias>", KEYED_OUTBOX_ARRAYS)`.
@@ -66,7 +69,7 @@ class KeyedOutboxRows:
 
     def params(self, alias: str) -> dict[str, list[Any]]:
         """The parameters of `unnest(alias, KEYED_OUTBOX_ARRAYS)`: every row, with its key."""
-        return array_params(alias, KEYED_OUTBOX_ARRAYS, [{"key": key, **row} for key, row, _ in self._rows])
+        return array_params(alias, ("key", *OUTBOX_COLUMNS), [{"key": key, **row} for key, row, _ in self._rows])
 
     def rows_of(self, keys: Collection[str]) -> list[dict[str, Any]]:
         """The outbox rows of these keys, in the order added (for `INSERT_OUTBOX`, where no CTE is had)."""

@@ -401,24 +401,33 @@ async def statements_sent(database: Any, act: Callable[[], Awaitable[T]], *,
     folded. By default only those sent by this task (the one `act` runs in, as a request or the bus's batch does),
     not the workers' and the relay's, which run in tasks of their own; `this_task_only=False` for work `act` hands
     to another task (a batcher), every task's (a test then keeps those it is about). BEGIN and COMMIT are not
-    statements the driver is given."""
+    statements the driver is given.
+
+    Fails when one of them is a statement SQLAlchemy cannot cache (a multi-row VALUES, say: it has no cache key,
+    so it is compiled again at every execution): the paths these tests list are the hot ones, where every statement
+    is to be built and compiled once (issue 21)."""
     import asyncio
 
     import sqlalchemy as sa
+    from sqlalchemy.engine.interfaces import CacheStats
 
     engine = database.engine.sync_engine
     this_task = asyncio.current_task()
     sent: list[str] = []
+    compiled_every_time: list[str] = []
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, *args: Any) -> None:
         if not this_task_only or asyncio.current_task() is this_task:
             sent.append(" ".join(statement.split()))
+            if getattr(context, "cache_hit", None) in (CacheStats.NO_CACHE_KEY, CacheStats.CACHING_DISABLED):
+                compiled_every_time.append(sent[-1])
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
         result = await act()
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
+    assert not compiled_every_time, f"statements SQLAlchemy compiles at every execution: {compiled_every_time}"
     return result, sent
 
 

@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.clock import rfc3339
-from salesflow_shared.db import rows_affected
+from salesflow_shared.db import array_params, rows_affected
 from salesflow_shared.inbox import dialect_insert, dialect_name, per_dialect
-from salesflow_shared.infra_tables import outbox_table
+from salesflow_shared.outbox_rows import OUTBOX_COLUMNS, insert_outbox_statement
 from salesflow_shared.pagination import keyset_page
+from salesflow_shared.uow import INSERT_OUTBOX
 
 from ..domain.directory import Absence, PostcodeRange, Rep, Team, Territory, WorkingWindow, parse_hhmm
 from ..domain.rules import RoutingConfig, Rule, RuleSet, load_rules
@@ -449,6 +450,7 @@ async def record_decision(session: AsyncSession, org_id: str, lead_id: str, deci
     this transaction already. On PostgreSQL one statement (the other writes as data-modifying CTEs, which all run
     to completion with it); SQLite has no such CTEs, so there it is one statement per table."""
     writes: list[Any] = []
+    postgresql = dialect_name(session) == "postgresql"
     if rotation is not None:
         key, state = rotation
         writes.append(sa.update(rotations).where(rotations.c.org_id == org_id, rotations.c.key == key).values(
@@ -457,15 +459,19 @@ async def record_decision(session: AsyncSession, org_id: str, lead_id: str, deci
     if assigned_rep_id is not None:
         writes.append(sa.update(reps).where(reps.c.org_id == org_id, reps.c.id == assigned_rep_id).values(
             last_assigned_at=now))
-    if outbox_rows:
-        # Rows in publishing order: multi-row VALUES inserts them in the order given (their ids, the relay's order).
-        writes.append(sa.insert(outbox_table).values(list(outbox_rows)))
+    if outbox_rows and postgresql:
+        # Inserted in the order given (their ids are the relay's publishing order), from one array per column: a
+        # multi-row VALUES would make the statement one SQLAlchemy compiles again at every decision.
+        writes.append(insert_outbox_statement("events"))
     lead_update = sa.update(leads).where(leads.c.org_id == org_id, leads.c.lead_id == lead_id).values(**lead_changes)
-    if dialect_name(session) == "postgresql":
-        await session.execute(lead_update.add_cte(*(write.cte(f"write_{n}") for n, write in enumerate(writes))))
+    if postgresql:
+        await session.execute(lead_update.add_cte(*(write.cte(f"write_{n}") for n, write in enumerate(writes))),
+                              array_params("events", OUTBOX_COLUMNS, outbox_rows) if outbox_rows else {})
         return
     for statement in (*writes, lead_update):
         await session.execute(statement)
+    if outbox_rows:
+        await session.execute(INSERT_OUTBOX, list(outbox_rows))
 
 
 async def decisions_page(session: AsyncSession, org_id: str, *, lead_id: str | None, owner_id: str | None,

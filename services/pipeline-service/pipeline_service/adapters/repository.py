@@ -29,8 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesflow_shared.auth import Principal
 from salesflow_shared.db import (
+    array_params,
     cte_parameters,
     first_record,
+    insert_from_arrays,
     prefixed,
     reads_outside_a_transaction,
     records,
@@ -687,21 +689,14 @@ async def add_visit(session: AsyncSession, *, visit_id: str, org_id: str, lead_i
         await session.execute(_ADD_VISIT, visit)
         await add_tasks(session, new_tasks)
         return
-    await session.execute(_add_visit_and_tasks(len(new_tasks)), {**visit, **{
-        f"task{n}_{name}": value for n, task in enumerate(new_tasks) for name, value in row_values(task).items()}})
+    await session.execute(_ADD_VISIT_AND_TASKS, {
+        **visit, **array_params("new_tasks", _TASK_COLUMNS, [row_values(task) for task in new_tasks])})
 
 
-_VISITS_WITH_TASKS: dict[int, sa.Insert] = {}  # `_add_visit_and_tasks`' statements, by number of tasks
-
-
-def _add_visit_and_tasks(count: int) -> sa.Insert:
-    """PostgreSQL: `_ADD_VISIT` and `count` tasks in one statement (the visit's insert in a WITH), built once for
-    each number of tasks (a stage has a handful at most)."""
-    statement = _VISITS_WITH_TASKS.get(count)
-    if statement is None:
-        rows = [{c.name: sa.bindparam(f"task{n}_{c.name}", type_=c.type) for c in tasks.columns} for n in range(count)]
-        statement = _VISITS_WITH_TASKS[count] = sa.insert(tasks).values(rows).add_cte(_ADD_VISIT.cte("entered_visit"))
-    return statement
+_TASK_COLUMNS = tuple(c.name for c in tasks.columns)
+# PostgreSQL: `_ADD_VISIT` and the visit's tasks in one statement (the visit's insert in a WITH), the tasks passed
+# as one array per column: the same statement, compiled once, whatever their number.
+_ADD_VISIT_AND_TASKS = insert_from_arrays(tasks, "new_tasks", _TASK_COLUMNS).add_cte(_ADD_VISIT.cte("entered_visit"))
 
 
 async def close_visit(session: AsyncSession, visit_id: str, exit_reason: str, now: datetime) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesflow_shared.db import array_params
 from salesflow_shared.inbox import dialect_name, per_dialect
-from salesflow_shared.outbox_rows import OUTBOX_ARRAYS, array_params, insert_outbox_from, unnest
+from salesflow_shared.outbox_rows import OUTBOX_COLUMNS, insert_outbox_from, unnest
 from salesflow_shared.pagination import decode_cursor, encode_cursor
 from salesflow_shared.uow import INSERT_OUTBOX
 
@@ -85,7 +86,7 @@ async def add_entries(session: AsyncSession, entries: Sequence[tuple[str, Stored
         params: dict[str, Any] = {"now": now}
         for name, _ in _ENTRY_ARRAYS:  # the JSON columns' values as the JSON type would send them
             params["e_" + name] = [json.dumps(row[name]) if name == "details" else row[name] for row in rows]
-        await session.execute(_ADD_ENTRIES_AND_OUTBOX, {**params, **array_params("o", OUTBOX_ARRAYS, outbox_rows)})
+        await session.execute(_ADD_ENTRIES_AND_OUTBOX, {**params, **array_params("o", OUTBOX_COLUMNS, outbox_rows)})
         return
     if entries:
         await session.execute(_ADD_ENTRY[dialect_name(session)], [_entry_row(o, e, now) for o, e in entries])
