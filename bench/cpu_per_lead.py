@@ -442,7 +442,7 @@ def main() -> None:
     print(f"bench/cpu_per_lead: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     # small pools: PostgreSQL's connections are shared with everyone else on the machine
     with running_world(Path(tempfile.mkdtemp(prefix="cpu-per-lead-")), pool_size=3,
-                       extra=PRODUCTION_INTERVALS) as world:
+                       extra=PRODUCTION_INTERVALS, event_holds=False) as world:
         databases = {name: database_name(s.database_url) for name, s in world.system.services.items()}
         if args.idle > 0:
             asyncio.run(measure_idle(world, databases, args.idle))

@@ -281,7 +281,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60, help="seconds of offered load per rate")
     parser.add_argument("--settle", type=float, default=120, help="seconds to wait for the last events")
     args = parser.parse_args()
-    with running_world(Path(tempfile.mkdtemp(prefix="e2e-latency-")), pool_size=10) as world:
+    with running_world(Path(tempfile.mkdtemp(prefix="e2e-latency-")), pool_size=10, event_holds=False) as world:
         for rate in args.rates:  # the harness starts and stops the processes outside any event loop
             asyncio.run(run_rate(world, rate, args.duration, args.settle))
 

@@ -85,7 +85,7 @@ class World:
     """The running system plus the outside parties it talks to."""
 
     def __init__(self, system: RunningSystem | EmbeddedSystem, smtp: SmtpSink, mailchimp: FakeMailchimp,
-                 provider: ProviderServer, event_holds: Path) -> None:
+                 provider: ProviderServer, event_holds: Path | None) -> None:
         self.system, self.smtp, self.mailchimp, self.provider = system, smtp, mailchimp, provider
         self.event_holds = event_holds
 
@@ -94,6 +94,7 @@ class World:
         """While inside, `service` does not handle the org's events of `event_types` (the services' test-only
         event hold, salesflow_shared/event_hold_for_tests.py): they wait and arrive after the others, once the
         block is left."""
+        assert self.event_holds is not None, "started without event holds (running_world(event_holds=False))"
         path = self.event_holds / f"{org}.json"
         staged = path.with_suffix(".tmp")
         staged.write_text(json.dumps({service: event_types}))
@@ -180,9 +181,11 @@ def service_env(smtp: SmtpSink, mailchimp: FakeMailchimp, provider: ProviderServ
 
 @contextmanager
 def running_world(workdir: Path, pool_size: int = 4, extra: dict[str, dict[str, str]] | None = None,
-                  mode: str = "full") -> Iterator[World]:
+                  mode: str = "full", event_holds: bool = True) -> Iterator[World]:
     """The system in `mode` ("full": a process per service on PostgreSQL and RabbitMQ; "embedded": the one-process
-    SQLite mode of `salesflow run`), with the fake outside parties."""
+    SQLite mode of `salesflow run`), with the fake outside parties. `event_holds=False`: without the test-only
+    event hold (`World.events_held_back`), as deployed: with it, every delivery looks for a hold file (the benches
+    measure the services' CPU)."""
     background = BackgroundLoop()
     smtp = SmtpSink()
     smtp.start()
@@ -190,15 +193,16 @@ def running_world(workdir: Path, pool_size: int = 4, extra: dict[str, dict[str, 
     provider = ProviderServer()
     background.run(mailchimp.start())
     background.run(provider.start())
-    event_holds = workdir / "event-holds"
-    event_holds.mkdir(exist_ok=True)
-    env = service_env(smtp, mailchimp, provider, pool_size, event_holds)
+    holds = workdir / "event-holds" if event_holds else None
+    if holds is not None:
+        holds.mkdir(exist_ok=True)
+    env = service_env(smtp, mailchimp, provider, pool_size, holds)
     for name, values in (extra or {}).items():
         env[name] = {**env[name], **values}
     system: Any = RunningSystem(workdir, extra_env=env) if mode == "full" else EmbeddedSystem(workdir, extra_env=env)
     try:
         system.start_all(timeout=90)
-        yield World(system, smtp, mailchimp, provider, event_holds)
+        yield World(system, smtp, mailchimp, provider, holds)
     finally:
         system.stop_all()
         background.run(mailchimp.stop())
