@@ -1,7 +1,6 @@
 """A lead's timeline: one row per entry (domain/timeline.py), idempotent per event and kind."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,10 +82,9 @@ async def add_entries(session: AsyncSession, entries: Sequence[tuple[str, Stored
     per table on SQLite."""
     if outbox_rows and dialect_name(session) == "postgresql":
         rows = [_entry_row(org_id, entry, now) for org_id, entry in entries]
-        params: dict[str, Any] = {"now": now}
-        for name, _ in _ENTRY_ARRAYS:  # the JSON columns' values as the JSON type would send them
-            params["e_" + name] = [json.dumps(row[name]) if name == "details" else row[name] for row in rows]
-        await session.execute(_ADD_ENTRIES_AND_OUTBOX, {**params, **array_params("o", OUTBOX_COLUMNS, outbox_rows)})
+        await session.execute(_ADD_ENTRIES_AND_OUTBOX, {
+            "now": now, **array_params("e", (name for name, _ in _ENTRY_ARRAYS), rows),  # (details: a dict, as JSON)
+            **array_params("o", OUTBOX_COLUMNS, outbox_rows)})
         return
     if entries:
         await session.execute(_ADD_ENTRY[dialect_name(session)], [_entry_row(o, e, now) for o, e in entries])
