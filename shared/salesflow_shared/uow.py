@@ -54,10 +54,7 @@ class UnitOfWork:
         # Anything not committed is rolled back, including events: they never reach the outbox. Closing the session
         # rolls its transaction back and returns its connection in one step (a rollback() before it was a second
         # pass through the session's machinery, on every request and delivery, for the same ROLLBACK).
-        self._outgoing.clear()
-        self._taken.clear()
-        self._traceparents.clear()
-        self._published_data.clear()
+        self._forget_uncommitted()
         await self.session.close()
 
     @property
@@ -103,11 +100,15 @@ class UnitOfWork:
         return rows
 
     async def rollback(self) -> None:
+        self._forget_uncommitted()
+        await self.session.rollback()
+
+    def _forget_uncommitted(self) -> None:
+        """The events of the transaction being rolled back, and what was kept of them: none reaches the outbox."""
         self._outgoing.clear()
         self._taken.clear()
         self._traceparents.clear()
         self._published_data.clear()
-        await self.session.rollback()
 
 
 NOTIFY = text("SELECT pg_notify(:channel, '')")
