@@ -7,6 +7,7 @@ parameters): executing a prebuilt statement reuses its cache key and compiled fo
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -735,6 +736,7 @@ class LeadFollowUps:
     lists: ListSettings | None
 
 
+@functools.cache  # built once for each set of columns written
 def _lead_follow_ups_statement(*, writing_lead: tuple[str, ...] = (), storing_snapshot: tuple[str, ...] = ()) -> Any:
     """`writing_lead` (PostgreSQL): the lead's row written first, these columns (a data-modifying CTE, its values
     `cte_parameters`: named like the leads' columns they would be taken into the outer statement's values), and
@@ -788,8 +790,6 @@ def _lead_follow_ups_statement(*, writing_lead: tuple[str, ...] = (), storing_sn
 
 
 _LEAD_FOLLOW_UPS = _lead_follow_ups_statement()
-# By the columns written: built once each.
-_WRITE_LEAD_READING_FOLLOW_UPS: dict[tuple[str, ...], Any] = {}
 
 
 async def lead_follow_ups(session: AsyncSession, org_id: str, lead_id: str, trigger: str | None) -> LeadFollowUps:
@@ -810,19 +810,12 @@ async def update_lead_reading_follow_ups(session: AsyncSession, org_id: str, lea
     if dialect_name(session) != "postgresql":
         lead = await update_lead(session, org_id, lead_id, values)
         return lead, await lead_follow_ups(session, org_id, lead_id, trigger)
-    columns = tuple(sorted(values))
-    statement = _WRITE_LEAD_READING_FOLLOW_UPS.get(columns)
-    if statement is None:
-        statement = _WRITE_LEAD_READING_FOLLOW_UPS[columns] = _lead_follow_ups_statement(writing_lead=columns)
+    statement = _lead_follow_ups_statement(writing_lead=tuple(sorted(values)))
     rows = (await session.execute(statement, {**prefixed("lead", values), "org": org_id, "lead": lead_id,
                                               "trigger": trigger})).mappings().all()
     written = _unprefixed(rows[0], leads, "lead_") if rows else None
     assert written is not None, f"lead {lead_id} has no row (lock_lead first)"
     return _hold_lead(session, KnownLead(**written)), _follow_ups(rows, trigger)
-
-
-# By the snapshot's columns: built once each.
-_STORE_SNAPSHOT_READING_FOLLOW_UPS: dict[tuple[str, ...], Any] = {}
 
 
 async def store_newer_snapshot_reading_follow_ups(session: AsyncSession, org_id: str, lead_id: str,
@@ -839,11 +832,7 @@ async def store_newer_snapshot_reading_follow_ups(session: AsyncSession, org_id:
     if dialect_name(session) != "postgresql":
         lead = await store_newer_snapshot(session, org_id, lead_id, values)
         return None if lead is None else (lead, await lead_follow_ups(session, org_id, lead_id, trigger))
-    columns = tuple(sorted(values))
-    statement = _STORE_SNAPSHOT_READING_FOLLOW_UPS.get(columns)
-    if statement is None:
-        statement = _STORE_SNAPSHOT_READING_FOLLOW_UPS[columns] = _lead_follow_ups_statement(
-            storing_snapshot=columns)
+    statement = _lead_follow_ups_statement(storing_snapshot=tuple(sorted(values)))
     rows = (await session.execute(statement, {
         "org": org_id, "lead": lead_id, "trigger": trigger,
         **{f"set_{column}": value for column, value in values.items()}})).mappings().all()
