@@ -1171,7 +1171,6 @@ async def update_lead(session: AsyncSession, org_id: str, lead_id: str, values: 
 
 
 _INSERT = per_dialect(lambda insert: insert)
-_NEWER_SNAPSHOT: dict[tuple[str, tuple[str, ...]], Any] = {}  # by dialect and columns: built once each
 
 
 def _newer_snapshot_upsert(dialect: str, columns: tuple[str, ...]) -> Any:
@@ -1187,11 +1186,9 @@ def _newer_snapshot_upsert(dialect: str, columns: tuple[str, ...]) -> Any:
         where=(leads.c.lead_version < insert.excluded.lead_version) & leads.c.erased.is_(False))
 
 
+@functools.cache  # by dialect and columns: built once each
 def _newer_snapshot_statement(dialect: str, columns: tuple[str, ...]) -> Any:
-    statement = _NEWER_SNAPSHOT.get((dialect, columns))
-    if statement is None:
-        statement = _NEWER_SNAPSHOT[(dialect, columns)] = _newer_snapshot_upsert(dialect, columns).returning(*leads.c)
-    return statement
+    return _newer_snapshot_upsert(dialect, columns).returning(*leads.c)
 
 
 async def store_newer_snapshot(session: AsyncSession, org_id: str, lead_id: str,
@@ -1235,23 +1232,16 @@ async def pipeline_stage_ids(session: AsyncSession, org_id: str) -> dict[str, li
     return {r.pipeline_id: list(r.stage_ids or ()) for r in rows}
 
 
-_UPSERT_REP: dict[tuple[str, tuple[str, ...]], Any] = {}  # by dialect and the columns told: built once each
-
-
+@functools.cache  # by dialect and the columns told: built once each
 def _upsert_rep_statement(dialect: str, columns: tuple[str, ...]) -> Any:
-    statement = _UPSERT_REP.get((dialect, columns))
-    if statement is None:
-        insert = _INSERT[dialect](reps).values({
-            "org_id": sa.bindparam("org"), "rep_id": sa.bindparam("rep"), "updated_at": sa.bindparam("now"),
-            "version": 0, **{column: sa.bindparam(f"set_{column}") for column in columns}})
-        if columns:
-            insert = insert.on_conflict_do_update(
-                index_elements=["org_id", "rep_id"], where=reps.c.version == 0,
-                set_={column: insert.excluded[column] for column in (*columns, "updated_at")})
-        else:
-            insert = insert.on_conflict_do_nothing(index_elements=["org_id", "rep_id"])
-        statement = _UPSERT_REP[(dialect, columns)] = insert
-    return statement
+    insert = _INSERT[dialect](reps).values({
+        "org_id": sa.bindparam("org"), "rep_id": sa.bindparam("rep"), "updated_at": sa.bindparam("now"),
+        "version": 0, **{column: sa.bindparam(f"set_{column}") for column in columns}})
+    if columns:
+        return insert.on_conflict_do_update(
+            index_elements=["org_id", "rep_id"], where=reps.c.version == 0,
+            set_={column: insert.excluded[column] for column in (*columns, "updated_at")})
+    return insert.on_conflict_do_nothing(index_elements=["org_id", "rep_id"])
 
 
 async def upsert_rep(session: AsyncSession, org_id: str, rep_id: str, now: datetime, *, name: str | None,
